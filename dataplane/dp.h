@@ -1,0 +1,88 @@
+/*
+ * dp.h: the per-lcore context every layer of the fast path receives, and the few shared
+ * services (time, counters, tx queue) they use. One struct dp_lcore per worker lcore; nothing
+ * in it is touched by another lcore except the counters, which the main lcore only reads.
+ *
+ * Data flow (one file per step): dp_worker.c rx burst -> net/eth.c -> net/arp.c | net/ipv4.c
+ * -> net/icmp.c | net/tcp_input.c -> app (app/echo.c, later mqtt/) -> net/tcp_output.c
+ * -> net/ipv4.c ipv4_output -> net/eth.c -> dp_tx_enqueue -> tx burst at the end of the burst.
+ */
+#ifndef EDGEGW_DP_H
+#define EDGEGW_DP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_common.h>
+#include <rte_cycles.h>
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "dp_counters.h"
+
+#define DP_MAX_LCORES 64
+#define DP_RX_BURST 32
+#define DP_TX_BUF 512
+
+struct dp_config;
+struct tcp_lcore;
+struct arp_table;
+
+/* What the port can do, discovered at bring-up (drivers/nic). */
+struct dp_port_caps {
+	bool tx_ipv4_cksum;
+	bool tx_tcp_cksum;
+	bool rx_ipv4_cksum;
+	bool rx_tcp_cksum;
+	bool tx_multi_seg;
+	bool rss;
+	uint16_t mtu;
+};
+
+struct dp_lcore {
+	/* identity */
+	unsigned lcore_id;
+	unsigned worker_idx;       /* 0..n_workers-1 */
+	uint16_t port_id;
+	uint16_t queue_id;         /* rx and tx queue owned by this lcore */
+	struct rte_mempool *pool;  /* pool on this lcore's socket */
+	const struct dp_config *cfg;
+	struct dp_port_caps caps;
+	struct rte_ether_addr mac; /* our MAC on the port */
+	uint32_t ip_be;            /* our IPv4 address, network order */
+	uint32_t netmask_be;
+	uint32_t gateway_be;       /* 0: none */
+
+	/* time, refreshed once per loop iteration */
+	uint64_t now_tsc;
+	uint64_t tsc_hz;
+
+	/* packets built during this burst, sent by dp_tx_flush() */
+	uint16_t tx_n;
+	struct rte_mbuf *tx_buf[DP_TX_BUF];
+
+	/* per-layer state */
+	struct arp_table *arp;
+	struct tcp_lcore *tcp;
+
+	/* counters: written by this lcore only, summed by readers */
+	struct dp_counters cnt __rte_cache_aligned;
+} __rte_cache_aligned;
+
+/* Microseconds since an arbitrary epoch, from the loop's cached TSC. */
+static inline uint64_t
+dp_now_us(const struct dp_lcore *lc)
+{
+	return lc->now_tsc / (lc->tsc_hz / 1000000);
+}
+
+/* Queue a complete frame (Ethernet header included) for transmission at the end of the burst.
+ * Takes ownership; a full buffer flushes first, and a frame the NIC refuses is freed and counted. */
+void dp_tx_enqueue(struct dp_lcore *lc, struct rte_mbuf *m);
+void dp_tx_flush(struct dp_lcore *lc);
+
+/* Allocate an mbuf for a locally generated packet with at least `headroom` bytes in front
+ * (for the L2/L3 headers the lower layers prepend). NULL and a counter when the pool is empty. */
+struct rte_mbuf *dp_alloc(struct dp_lcore *lc);
+
+#endif

@@ -1,0 +1,96 @@
+/*
+ * tcp.h: the userspace TCP of the dataplane, as seen by the rest of the fast path.
+ * A server-side TCP (passive open only) for many small-message peers: per-lcore flow table
+ * (rte_hash on the 4-tuple), send/receive buffers as mbuf chains, RFC 6298 RTO, NewReno,
+ * delayed ACK, window scaling, timestamps, keepalive, zero-window probes, TIME_WAIT,
+ * SYN cookies past the half-open limit, RFC 5961 challenge ACKs.
+ *
+ * Threading: everything here runs on the lcore that owns the flow; no locks.
+ */
+#ifndef EDGEGW_NET_TCP_H
+#define EDGEGW_NET_TCP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct dp_lcore;
+struct rte_mbuf;
+struct tcp_conn;
+
+/* Tunables, from the config's dataplane.tcp section (defaults in tcp_config_defaults()). */
+struct tcp_config {
+	uint32_t max_flows;          /* per lcore: flow table size (established + TIME_WAIT) */
+	uint32_t max_half_open;      /* per lcore: SYN_RECEIVED entries before SYN cookies */
+	uint32_t rcvbuf_bytes;       /* receive buffer per connection (window advertised) */
+	uint32_t sndbuf_bytes;       /* send buffer per connection */
+	uint16_t mss;                /* our MSS (from the port MTU) */
+	uint8_t  wscale;             /* our window scale shift */
+	bool     timestamps;         /* offer/accept RFC 7323 timestamps */
+	uint32_t rto_min_ms, rto_max_ms, rto_initial_ms;
+	uint32_t delack_ms;          /* delayed ACK timer */
+	uint32_t time_wait_ms;       /* 2*MSL */
+	uint32_t syn_retries, data_retries;
+	bool     keepalive;
+	uint32_t keepalive_idle_ms, keepalive_intvl_ms, keepalive_probes;
+	uint32_t challenge_ack_per_s; /* RFC 5961 challenge ACK rate limit per lcore */
+};
+void tcp_config_defaults(struct tcp_config *cfg);
+
+/* Why a connection ended, given to the app's closed() callback. */
+enum tcp_close_reason {
+	TCP_CLOSE_NORMAL = 0,    /* both FINs exchanged */
+	TCP_CLOSE_RESET,         /* peer sent RST */
+	TCP_CLOSE_TIMEOUT,       /* retransmissions exhausted */
+	TCP_CLOSE_KEEPALIVE,     /* keepalive probes unanswered */
+	TCP_CLOSE_ABORT,         /* we aborted (tcp_abort) */
+	TCP_CLOSE_SHUTDOWN,      /* stack shutting down */
+};
+
+/*
+ * The application side of a listening port (app/echo.c, later the MQTT broker).
+ * Callbacks run on the lcore owning the connection, from tcp_input or the timers.
+ */
+struct tcp_app_ops {
+	/* A connection reached ESTABLISHED. Return 0 and set *conn_ctx to accept, <0 to refuse (RST). */
+	int (*accept)(struct tcp_conn *c, void *listen_ctx, void **conn_ctx);
+	/* In-order data (or the peer's FIN: tcp_conn_eof()) is waiting: take it with tcp_recv(). */
+	void (*readable)(struct tcp_conn *c, void *conn_ctx);
+	/* Acknowledged data freed send-buffer space (tcp_send_space() grew). Optional. */
+	void (*writable)(struct tcp_conn *c, void *conn_ctx);
+	/* The connection is gone; c must not be used after this returns. */
+	void (*closed)(struct tcp_conn *c, void *conn_ctx, enum tcp_close_reason why);
+};
+
+int tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg);
+void tcp_lcore_fini(struct dp_lcore *lc);   /* aborts every flow (RST), frees everything */
+
+/* Listen on our address, port in host order. */
+int tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops, void *listen_ctx);
+
+/* Input: m->data_off at the TCP header, l2_len/l3_len set, IPv4 header validated. Consumes m. */
+void tcp_input(struct dp_lcore *lc, struct rte_mbuf *m);
+/* Called once per loop iteration after the rx burst: sends coalesced ACKs and queued data. */
+void tcp_flush(struct dp_lcore *lc);
+/* Called every loop iteration (cheap when nothing is due): runs expired timers. */
+void tcp_timers_poll(struct dp_lcore *lc);
+
+/* Receive: up to max_bytes of in-order data as an mbuf chain owned by the caller (NULL: none). */
+struct rte_mbuf *tcp_recv(struct tcp_conn *c, uint32_t max_bytes);
+uint32_t tcp_recv_avail(const struct tcp_conn *c);
+bool tcp_conn_eof(const struct tcp_conn *c);  /* peer's FIN received and all data taken */
+
+/* Send: appends the chain to the send buffer (ownership passes). -ENOBUFS if it does not fit
+ * in tcp_send_space() (chain not consumed). tcp_write copies from a flat buffer; returns bytes. */
+int tcp_send(struct tcp_conn *c, struct rte_mbuf *chain);
+int tcp_write(struct tcp_conn *c, const void *buf, uint32_t len);
+uint32_t tcp_send_space(const struct tcp_conn *c);
+
+void tcp_shutdown(struct tcp_conn *c); /* FIN after the queued data */
+void tcp_close(struct tcp_conn *c);    /* shutdown, and no more callbacks but closed() */
+void tcp_abort(struct tcp_conn *c);    /* RST now; closed(TCP_CLOSE_ABORT) is called */
+
+/* For logs and stats: peer address and port (network order), and the flow count. */
+void tcp_conn_peer(const struct tcp_conn *c, uint32_t *ip_be, uint16_t *port_be);
+uint32_t tcp_flow_count(const struct dp_lcore *lc);
+
+#endif

@@ -1,0 +1,80 @@
+/* log.c: see log.h. Thread-safe: one fprintf per line, stderr is unbuffered-by-line. */
+#include "log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static const char *log_prog = "edgegw";
+static volatile enum log_level log_level_cur = LOG_LVL_INFO;
+static const char *const log_names[] = { "error", "warn", "info", "debug" };
+
+void
+log_init(const char *progname, enum log_level level)
+{
+	log_prog = progname;
+	log_level_cur = level;
+	setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
+void log_set_level(enum log_level level) { log_level_cur = level; }
+enum log_level log_get_level(void) { return log_level_cur; }
+
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+	for (unsigned i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++)
+		if (strcasecmp(s, log_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	return -1;
+}
+
+void
+log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
+{
+	char line[1024];
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	if (lvl > log_level_cur)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%s] ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, log_names[lvl]);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = 0;
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	fprintf(stderr, "%s\n", line);
+}
+
+void
+log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(lvl, fmt, ap);
+	va_end(ap);
+}
+
+int
+log_ratelimit_ok(struct log_ratelimit *rl, unsigned interval_s, uint64_t *suppressed)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (rl->last_s != 0 && (uint64_t)ts.tv_sec < rl->last_s + interval_s) {
+		rl->suppressed++;
+		return 0;
+	}
+	rl->last_s = (uint64_t)ts.tv_sec ? (uint64_t)ts.tv_sec : 1;
+	*suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return 1;
+}
