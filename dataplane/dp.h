@@ -19,6 +19,7 @@
 #include <rte_mbuf.h>
 
 #include "dp_counters.h"
+#include "drivers/nic/nic.h"
 
 #define DP_MAX_LCORES 64
 #define DP_RX_BURST 32
@@ -28,17 +29,6 @@ struct dp_config;
 struct tcp_lcore;
 struct arp_table;
 
-/* What the port can do, discovered at bring-up (drivers/nic). */
-struct dp_port_caps {
-	bool tx_ipv4_cksum;
-	bool tx_tcp_cksum;
-	bool rx_ipv4_cksum;
-	bool rx_tcp_cksum;
-	bool tx_multi_seg;
-	bool rss;
-	uint16_t mtu;
-};
-
 struct dp_lcore {
 	/* identity */
 	unsigned lcore_id;
@@ -47,7 +37,7 @@ struct dp_lcore {
 	uint16_t queue_id;         /* rx and tx queue owned by this lcore */
 	struct rte_mempool *pool;  /* pool on this lcore's socket */
 	const struct dp_config *cfg;
-	struct dp_port_caps caps;
+	struct nic_caps caps;     /* offloads the port has (drivers/nic) */
 	struct rte_ether_addr mac; /* our MAC on the port */
 	uint32_t ip_be;            /* our IPv4 address, network order */
 	uint32_t netmask_be;

@@ -1,0 +1,204 @@
+/* dp_config.c: parse and validate the `dataplane:` section of the gateway config (lib/conf). */
+#include "dp_config.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+
+static const char *const top_keys[] = { "dataplane", "agent", "uplink", "stats", "logging", NULL };
+static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs", "idle_sleep_us",
+				       "arp", "icmp", "tcp", "services", NULL };
+static const char *const port_keys[] = { "device", "ipv4", "gateway", "rx_desc", "tx_desc", "mtu", NULL };
+static const char *const tcp_keys[] = { "max_flows", "max_half_open", "rcvbuf", "sndbuf", "mss",
+					"wscale", "timestamps", "rto_min", "rto_max", "rto_initial",
+					"delack", "time_wait", "syn_retries", "data_retries",
+					"keepalive", "keepalive_idle", "keepalive_interval",
+					"keepalive_probes", "challenge_ack_per_s", NULL };
+static const char *const svc_keys[] = { "echo", "discard", NULL };
+static const char *const one_svc_keys[] = { "enabled", "port", NULL };
+static const char *const arp_keys[] = { "entries", "timeout", NULL };
+static const char *const icmp_keys[] = { "rate_per_s", NULL };
+
+static void
+parse_eal(conf_node n, struct dp_config *cfg)
+{
+	if (!conf_present(n)) {
+		conf_error(n, "dataplane.eal is required (EAL arguments)");
+		return;
+	}
+	if (!conf_is_seq(n)) {
+		conf_error(n, "dataplane.eal must be a list of EAL arguments");
+		return;
+	}
+	cfg->eal_argv[cfg->eal_argc++] = strdup("edgegw-dataplane");
+	for (size_t i = 0; i < conf_seq_len(n); i++) {
+		const char *s;
+
+		if (cfg->eal_argc >= DP_EAL_ARGS_MAX - 1) {
+			conf_error(conf_seq_at(n, i), "more than %d EAL arguments", DP_EAL_ARGS_MAX - 2);
+			return;
+		}
+		if (conf_str(conf_seq_at(n, i), &s) == 0)
+			cfg->eal_argv[cfg->eal_argc++] = strdup(s);
+	}
+}
+
+static void
+parse_port(conf_node n, struct dp_config *cfg)
+{
+	const char *dev = NULL;
+	uint32_t v;
+
+	if (!conf_present(n)) {
+		conf_error(n, "dataplane.port is required");
+		return;
+	}
+	conf_check_keys(n, port_keys);
+	if (conf_str(conf_get(n, "device"), &dev) == 0) {
+		if (strlen(dev) >= sizeof(cfg->device))
+			conf_error(conf_get(n, "device"), "device name too long");
+		else
+			strcpy(cfg->device, dev);
+	}
+	if (conf_ipv4_prefix(conf_get(n, "ipv4"), &cfg->ip_be, &cfg->prefix_len) == 0) {
+		if (cfg->prefix_len < 8 || cfg->prefix_len > 30)
+			conf_error(conf_get(n, "ipv4"), "prefix length must be 8..30");
+		cfg->netmask_be = htonl(cfg->prefix_len ? ~0u << (32 - cfg->prefix_len) : 0);
+	}
+	if (conf_present(conf_get(n, "gateway")) &&
+	    conf_ipv4(conf_get(n, "gateway"), &cfg->gateway_be) == 0 &&
+	    (cfg->gateway_be & cfg->netmask_be) != (cfg->ip_be & cfg->netmask_be))
+		conf_error(conf_get(n, "gateway"), "gateway is not on the port's subnet");
+	if (conf_get_u32(n, "rx_desc", 1024, 64, 16384, &v) == 0)
+		cfg->rx_desc = (uint16_t)v;
+	if (conf_get_u32(n, "tx_desc", 1024, 64, 16384, &v) == 0)
+		cfg->tx_desc = (uint16_t)v;
+	if (conf_get_u32(n, "mtu", 0, 0, 9000, &v) == 0)
+		cfg->mtu = (uint16_t)v;
+	if (cfg->mtu != 0 && cfg->mtu < 576)
+		conf_error(conf_get(n, "mtu"), "mtu below 576");
+}
+
+static void
+parse_tcp(conf_node n, struct tcp_config *t)
+{
+	uint64_t v;
+	uint32_t u;
+
+	conf_check_keys(n, tcp_keys);
+	conf_get_u32(n, "max_flows", t->max_flows, 16, 4u << 20, &t->max_flows);
+	conf_get_u32(n, "max_half_open", t->max_half_open, 1, 1u << 20, &t->max_half_open);
+	if (conf_get_size_bytes(n, "rcvbuf", t->rcvbuf_bytes, 4096, 64u << 20, &v) == 0)
+		t->rcvbuf_bytes = (uint32_t)v;
+	if (conf_get_size_bytes(n, "sndbuf", t->sndbuf_bytes, 4096, 64u << 20, &v) == 0)
+		t->sndbuf_bytes = (uint32_t)v;
+	if (conf_get_u32(n, "mss", t->mss, 536, 9000, &u) == 0)
+		t->mss = (uint16_t)u;
+	if (conf_get_u32(n, "wscale", t->wscale, 0, 14, &u) == 0)
+		t->wscale = (uint8_t)u;
+	conf_get_bool(n, "timestamps", t->timestamps, &t->timestamps);
+#define MS(key, field, lo, hi) do {                                                     \
+		if (conf_get_duration_ms(n, key, t->field, lo, hi, &v) == 0)             \
+			t->field = (uint32_t)v;                                          \
+	} while (0)
+	MS("rto_min", rto_min_ms, 1, 60000);
+	MS("rto_max", rto_max_ms, 100, 600000);
+	MS("rto_initial", rto_initial_ms, 10, 60000);
+	MS("delack", delack_ms, 1, 500);
+	MS("time_wait", time_wait_ms, 0, 240000);
+	MS("keepalive_idle", keepalive_idle_ms, 1000, 86400000);
+	MS("keepalive_interval", keepalive_intvl_ms, 100, 3600000);
+#undef MS
+	conf_get_u32(n, "syn_retries", t->syn_retries, 0, 16, &t->syn_retries);
+	conf_get_u32(n, "data_retries", t->data_retries, 1, 32, &t->data_retries);
+	conf_get_bool(n, "keepalive", t->keepalive, &t->keepalive);
+	conf_get_u32(n, "keepalive_probes", t->keepalive_probes, 1, 100, &t->keepalive_probes);
+	conf_get_u32(n, "challenge_ack_per_s", t->challenge_ack_per_s, 1, 1000000, &t->challenge_ack_per_s);
+	if (t->rto_min_ms > t->rto_max_ms)
+		conf_error(conf_get(n, "rto_min"), "rto_min is above rto_max");
+}
+
+static void
+parse_service(conf_node svcs, const char *name, uint16_t def_port, struct dp_service_config *s)
+{
+	conf_node n = conf_get(svcs, name);
+	uint32_t port;
+
+	s->enabled = false;
+	s->port = def_port;
+	if (!conf_present(n))
+		return;
+	conf_check_keys(n, one_svc_keys);
+	conf_get_bool(n, "enabled", false, &s->enabled);
+	if (conf_get_u32(n, "port", def_port, 1, 65535, &port) == 0)
+		s->port = (uint16_t)port;
+}
+
+int
+dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen)
+{
+	struct conf_doc *doc;
+	conf_node root, dp;
+	uint64_t v;
+	uint32_t u;
+	const char *lvl;
+
+	memset(cfg, 0, sizeof(*cfg));
+	tcp_config_defaults(&cfg->tcp);
+	if (conf_load_file(path, &doc, err, errlen) != 0)
+		return -1;
+	root = conf_root(doc);
+	conf_check_keys(root, top_keys);
+	dp = conf_get(root, "dataplane");
+	if (!conf_present(dp)) {
+		conf_error(root, "no 'dataplane' section");
+		goto out;
+	}
+	conf_check_keys(dp, dp_keys);
+	parse_eal(conf_get(dp, "eal"), cfg);
+	if (conf_get_str(dp, "log_level", "info", &lvl) == 0)
+		cfg->log_level = strdup(lvl);
+	parse_port(conf_get(dp, "port"), cfg);
+	if (conf_get_u32(dp, "workers", 1, 1, 64, &u) == 0)
+		cfg->workers = (uint16_t)u;
+	conf_get_u32(dp, "mbufs", 32768, 1024, 16u << 20, &cfg->mbufs);
+	conf_get_u32(dp, "idle_sleep_us", 0, 0, 100000, &cfg->idle_sleep_us);
+	conf_check_keys(conf_get(dp, "arp"), arp_keys);
+	conf_get_u32(conf_get(dp, "arp"), "entries", 4096, 16, 1u << 20, &cfg->arp_entries);
+	if (conf_get_duration_ms(conf_get(dp, "arp"), "timeout", 300000, 1000, 86400000, &v) == 0)
+		cfg->arp_timeout_ms = (uint32_t)v;
+	conf_check_keys(conf_get(dp, "icmp"), icmp_keys);
+	conf_get_u32(conf_get(dp, "icmp"), "rate_per_s", 1000, 1, 10000000, &cfg->icmp_rate_per_s);
+	if (conf_present(conf_get(dp, "tcp")))
+		parse_tcp(conf_get(dp, "tcp"), &cfg->tcp);
+	conf_check_keys(conf_get(dp, "services"), svc_keys);
+	parse_service(conf_get(dp, "services"), "echo", 7, &cfg->echo);
+	parse_service(conf_get(dp, "services"), "discard", 9, &cfg->discard);
+	if (cfg->echo.enabled && cfg->discard.enabled && cfg->echo.port == cfg->discard.port)
+		conf_error(conf_get(conf_get(dp, "services"), "discard"), "echo and discard share port %u",
+			   cfg->echo.port);
+out:
+	if (conf_first_error(doc) != NULL) {
+		snprintf(err, errlen, "%s%s", conf_first_error(doc),
+			 conf_error_count(doc) > 1 ? " (and more errors)" : "");
+		conf_free(doc);
+		dp_config_free(cfg);
+		return -1;
+	}
+	cfg->path = strdup(path);
+	conf_free(doc);
+	return 0;
+}
+
+void
+dp_config_free(struct dp_config *cfg)
+{
+	for (int i = 0; i < cfg->eal_argc; i++)
+		free(cfg->eal_argv[i]);
+	free(cfg->log_level);
+	free(cfg->path);
+	memset(cfg, 0, sizeof(*cfg));
+}

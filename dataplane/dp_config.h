@@ -1,0 +1,47 @@
+/*
+ * dp_config.h: the dataplane's part of the gateway config (the `dataplane:` section), parsed
+ * whole and validated before anything starts. The `agent:` section belongs to edgegw-agent.
+ */
+#ifndef EDGEGW_DP_CONFIG_H
+#define EDGEGW_DP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/tcp/tcp.h"
+
+#define DP_EAL_ARGS_MAX 64
+
+struct dp_service_config {
+	bool enabled;
+	uint16_t port;
+};
+
+struct dp_config {
+	char *path;
+	int eal_argc;
+	char *eal_argv[DP_EAL_ARGS_MAX];
+	char *log_level;
+
+	char device[128];
+	uint32_t ip_be, netmask_be, gateway_be;
+	uint8_t prefix_len;
+	uint16_t rx_desc, tx_desc, mtu;
+
+	uint16_t workers;
+	uint32_t mbufs;
+	uint32_t idle_sleep_us;
+	uint32_t arp_entries;
+	uint32_t arp_timeout_ms;
+	uint32_t icmp_rate_per_s;
+
+	struct tcp_config tcp;
+	struct dp_service_config echo, discard;
+};
+
+/* Loads and validates path; on error returns -1 with "file:line:col: reason" in err. */
+int dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen);
+void dp_config_free(struct dp_config *cfg);
+
+#endif

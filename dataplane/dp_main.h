@@ -1,0 +1,28 @@
+/* dp_main.h: the process-wide state of edgegw-dataplane, shared by main, the workers and stats. */
+#ifndef EDGEGW_DP_MAIN_H
+#define EDGEGW_DP_MAIN_H
+
+#include <stdint.h>
+
+#include "dp.h"
+#include "dp_config.h"
+
+struct dp_state {
+	struct dp_config cfg;
+	uint16_t port_id;
+	unsigned n_workers;
+	struct dp_lcore *workers[DP_MAX_LCORES];
+	volatile int quit;        /* set by the signal handler; workers leave their loop */
+	uint64_t start_tsc;
+};
+
+extern struct dp_state dp_state;
+
+/* The worker lcore's run-to-completion loop (rte_eal_remote_launch entry). */
+int dp_worker_loop(void *arg);
+/* Sum of one counter over every worker. */
+uint64_t dp_counter_sum(enum dp_counter_id id);
+/* Registers /edgegw/... commands on the DPDK telemetry socket. */
+int dp_telemetry_init(void);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * dp_worker.c: the run-to-completion loop of a worker lcore: rx burst -> process every packet
+ * through the layers -> TCP flush (coalesced ACKs and data) -> tx burst. No locks, no syscalls
+ * on the busy path; when idle for a while it may sleep briefly (idle_sleep_us) so a small box
+ * is not spent spinning.
+ */
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_timer.h>
+
+#include "arp.h"
+#include "dp_main.h"
+#include "eth.h"
+#include "icmp.h"
+#include "log.h"
+#include "tcp/tcp.h"
+
+#define DP_IDLE_POLLS_BEFORE_SLEEP 256
+#define DP_TIMER_MANAGE_US 100
+
+struct rte_mbuf *
+dp_alloc(struct dp_lcore *lc)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(lc->pool);
+
+	if (unlikely(m == NULL))
+		DP_INC(lc, port, MBUF_ALLOC_FAIL);
+	return m;
+}
+
+void
+dp_tx_flush(struct dp_lcore *lc)
+{
+	uint16_t sent = 0;
+	unsigned tries = 0;
+
+	while (sent < lc->tx_n && tries++ < 8)
+		sent += rte_eth_tx_burst(lc->port_id, lc->queue_id, lc->tx_buf + sent,
+					 (uint16_t)(lc->tx_n - sent));
+	DP_ADD(lc, port, TX_PKTS, sent);
+	if (unlikely(sent < lc->tx_n)) {
+		DP_ADD(lc, port, TX_DROP, lc->tx_n - sent);
+		rte_pktmbuf_free_bulk(lc->tx_buf + sent, (unsigned)(lc->tx_n - sent));
+	}
+	lc->tx_n = 0;
+}
+
+void
+dp_tx_enqueue(struct dp_lcore *lc, struct rte_mbuf *m)
+{
+	if (unlikely(lc->tx_n == DP_TX_BUF))
+		dp_tx_flush(lc);
+	lc->tx_buf[lc->tx_n++] = m;
+}
+
+int
+dp_worker_loop(void *arg)
+{
+	struct dp_lcore *lc = arg;
+	struct rte_mbuf *pkts[DP_RX_BURST];
+	uint64_t timer_period = lc->tsc_hz / 1000000 * DP_TIMER_MANAGE_US, next_timer = 0;
+	unsigned idle = 0;
+
+	icmp_lcore_init(lc, lc->cfg->icmp_rate_per_s); /* per-lcore state: set on this lcore */
+	log_info("worker %u: lcore %u polling port %u queue %u", lc->worker_idx, lc->lcore_id,
+		 lc->port_id, lc->queue_id);
+	while (!dp_state.quit) {
+		uint16_t n = rte_eth_rx_burst(lc->port_id, lc->queue_id, pkts, DP_RX_BURST);
+
+		lc->now_tsc = rte_rdtsc();
+		if (n > 0) {
+			DP_INC(lc, port, RX_BURSTS);
+			DP_ADD(lc, port, RX_PKTS, n);
+			for (uint16_t i = 0; i < n; i++) {
+				if (i + 1 < n)
+					rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+				eth_input(lc, pkts[i]);
+			}
+			tcp_flush(lc);
+			idle = 0;
+		} else {
+			DP_INC(lc, port, IDLE_POLLS);
+			idle++;
+		}
+		tcp_timers_poll(lc);
+		arp_poll(lc);
+		if (lc->now_tsc >= next_timer) {
+			rte_timer_manage();
+			next_timer = lc->now_tsc + timer_period;
+		}
+		tcp_flush(lc);
+		if (lc->tx_n > 0)
+			dp_tx_flush(lc);
+		if (idle > DP_IDLE_POLLS_BEFORE_SLEEP && lc->cfg->idle_sleep_us > 0)
+			rte_delay_us_sleep(lc->cfg->idle_sleep_us);
+	}
+	/* Leave cleanly: every flow gets a RST so peers do not wait on a dead gateway. */
+	tcp_lcore_fini(lc);
+	dp_tx_flush(lc);
+	log_info("worker %u: stopped", lc->worker_idx);
+	return 0;
+}

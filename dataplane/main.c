@@ -1,0 +1,235 @@
+/*
+ * main.c: edgegw-dataplane start-up and shutdown. Loads the config (EAL arguments included),
+ * brings the port up, builds one context per worker lcore, launches the workers and keeps the
+ * main lcore for control: signals, link watch, telemetry. Failures at start-up are loud
+ * (rte_exit with the reason); nothing below main exits.
+ *
+ *   edgegw-dataplane -c /etc/edgegw/gateway.yaml [--check]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_timer.h>
+
+#include "app/echo.h"
+#include "arp.h"
+#include "dp_main.h"
+#include "log.h"
+#include "tcp/tcp.h"
+
+struct dp_state dp_state;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	dp_state.quit = 1;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: edgegw-dataplane [-c CONFIG] [--check]\n"
+		   "  -c, --config FILE  gateway config (default /etc/edgegw/gateway.yaml)\n"
+		   "      --check        validate the config and exit\n");
+}
+
+static struct rte_mempool *
+pool_for_socket(int socket, uint32_t nb)
+{
+	static struct rte_mempool *pools[RTE_MAX_NUMA_NODES];
+	char name[RTE_MEMPOOL_NAMESIZE];
+	unsigned idx = socket < 0 ? 0 : (unsigned)socket;
+
+	if (pools[idx] == NULL) {
+		snprintf(name, sizeof(name), "mbuf_s%u", idx);
+		pools[idx] = rte_pktmbuf_pool_create(name, nb, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+		if (pools[idx] == NULL)
+			rte_exit(EXIT_FAILURE, "mbuf pool of %u on socket %d: %s\n", nb, socket,
+				 rte_strerror(rte_errno));
+	}
+	return pools[idx];
+}
+
+static void
+workers_create(void)
+{
+	const struct dp_config *cfg = &dp_state.cfg;
+	struct rte_mempool *qpools[DP_MAX_LCORES];
+	struct nic_port_conf pc = { .device = cfg->device, .n_queues = cfg->workers,
+				    .rx_desc = cfg->rx_desc, .tx_desc = cfg->tx_desc, .mtu = cfg->mtu };
+	struct nic_caps caps;
+	struct rte_ether_addr mac;
+	unsigned lcore, w = 0;
+	int rc;
+
+	if (rte_lcore_count() - 1 < cfg->workers)
+		rte_exit(EXIT_FAILURE, "%u worker(s) configured but the EAL has %u worker lcore(s) "
+			 "(-l in dataplane.eal)\n", cfg->workers, rte_lcore_count() - 1);
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (w == cfg->workers)
+			break;
+		qpools[w++] = pool_for_socket((int)rte_lcore_to_socket_id(lcore), cfg->mbufs);
+	}
+	if (nic_port_find(cfg->device, &dp_state.port_id) != 0)
+		rte_exit(EXIT_FAILURE, "port '%s' not found (dataplane.port.device)\n", cfg->device);
+	rc = nic_port_setup(dp_state.port_id, &pc, qpools, &caps, &mac);
+	if (rc != 0)
+		rte_exit(EXIT_FAILURE, "port '%s' setup failed: %s\n", cfg->device, strerror(-rc));
+
+	w = 0;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		struct dp_lcore *lc;
+		struct tcp_config tc = cfg->tcp;
+
+		if (w == cfg->workers)
+			break;
+		lc = rte_zmalloc_socket("dp_lcore", sizeof(*lc), RTE_CACHE_LINE_SIZE,
+					(int)rte_lcore_to_socket_id(lcore));
+		if (lc == NULL)
+			rte_exit(EXIT_FAILURE, "out of memory for lcore %u\n", lcore);
+		lc->lcore_id = lcore;
+		lc->worker_idx = w;
+		lc->port_id = dp_state.port_id;
+		lc->queue_id = (uint16_t)w;
+		lc->pool = qpools[w];
+		lc->cfg = cfg;
+		lc->caps = caps;
+		lc->mac = mac;
+		lc->ip_be = cfg->ip_be;
+		lc->netmask_be = cfg->netmask_be;
+		lc->gateway_be = cfg->gateway_be;
+		lc->tsc_hz = rte_get_tsc_hz();
+		lc->now_tsc = rte_rdtsc();
+		/* MSS from the port MTU unless the config asks for less. */
+		tc.mss = (uint16_t)RTE_MIN(tc.mss, caps.mtu - 40);
+		if ((rc = arp_lcore_init(lc, cfg->arp_entries, cfg->arp_timeout_ms)) != 0 ||
+		    (rc = tcp_lcore_init(lc, &tc)) != 0)
+			rte_exit(EXIT_FAILURE, "lcore %u init: %s\n", lcore, strerror(-rc));
+		if (cfg->echo.enabled && (rc = echo_service_listen(lc, cfg->echo.port)) != 0)
+			rte_exit(EXIT_FAILURE, "echo service on port %u: %s\n", cfg->echo.port, strerror(-rc));
+		if (cfg->discard.enabled && (rc = discard_service_listen(lc, cfg->discard.port)) != 0)
+			rte_exit(EXIT_FAILURE, "discard service on port %u: %s\n", cfg->discard.port,
+				 strerror(-rc));
+		dp_state.workers[w++] = lc;
+	}
+	dp_state.n_workers = w;
+	arp_lcores_link(dp_state.workers, w);
+}
+
+static void
+counters_log_final(void)
+{
+	for (unsigned id = 0; id < DPC__COUNT; id++) {
+		uint64_t v = dp_counter_sum(id);
+
+		if (v != 0)
+			log_info("counter %s = %llu", dp_counter_name(id), (unsigned long long)v);
+	}
+}
+
+static void
+control_loop(void)
+{
+	bool was_up = false, up;
+	uint32_t speed;
+	unsigned ticks = 0;
+
+	while (!dp_state.quit) {
+		usleep(100 * 1000);
+		if (++ticks % 10 == 0 && nic_link_get(dp_state.port_id, &up, &speed) == 0 &&
+		    up != was_up) {
+			log_info("port %u link %s (%u Mbps)", dp_state.port_id, up ? "up" : "down", speed);
+			was_up = up;
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = "/etc/edgegw/gateway.yaml";
+	char err[512];
+	bool check = false;
+	enum log_level lvl = LOG_LVL_INFO;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'k': check = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	log_init("edgegw-dataplane", LOG_LVL_INFO);
+	if (dp_config_load(path, &dp_state.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "edgegw-dataplane: config rejected: %s\n", err);
+		return 1;
+	}
+	if (log_level_parse(dp_state.cfg.log_level, &lvl) != 0) {
+		fprintf(stderr, "edgegw-dataplane: config rejected: %s: unknown log_level '%s'\n",
+			path, dp_state.cfg.log_level);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok\n", path);
+		return 0;
+	}
+	log_set_level(lvl);
+
+	{
+		/* The EAL may reorder its argv: give it a copy. */
+		char *eal_argv[DP_EAL_ARGS_MAX];
+
+		memcpy(eal_argv, dp_state.cfg.eal_argv, sizeof(eal_argv));
+		rc = rte_eal_init(dp_state.cfg.eal_argc, eal_argv);
+		if (rc < 0)
+			rte_exit(EXIT_FAILURE, "EAL init failed (dataplane.eal in %s): %s\n", path,
+				 rte_strerror(rte_errno));
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	rte_timer_subsystem_init();
+	dp_state.start_tsc = rte_rdtsc();
+
+	workers_create();
+	if (dp_telemetry_init() != 0)
+		log_warnx("telemetry commands not registered (telemetry disabled?)");
+	for (unsigned i = 0; i < dp_state.n_workers; i++)
+		rte_eal_remote_launch(dp_worker_loop, dp_state.workers[i], dp_state.workers[i]->lcore_id);
+	log_info("ready: %u worker(s), serving on port %u (%s)", dp_state.n_workers,
+		 dp_state.port_id, dp_state.cfg.device);
+
+	control_loop();
+	log_info("stopping");
+	rte_eal_mp_wait_lcore();
+	counters_log_final();
+	for (unsigned i = 0; i < dp_state.n_workers; i++) {
+		arp_lcore_fini(dp_state.workers[i]);
+		rte_free(dp_state.workers[i]);
+	}
+	nic_port_close(dp_state.port_id);
+	dp_config_free(&dp_state.cfg);
+	rte_eal_cleanup();
+	log_info("stopped");
+	return 0;
+}
