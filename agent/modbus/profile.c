@@ -1,0 +1,445 @@
+/*
+ * profile.c: reads device profiles (register maps) with lib/conf and validates them whole:
+ * types fit their table, points stay inside the 16-bit address space, no two points overlap
+ * (bits of one register excepted), write limits make sense. Errors carry file:line:col.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "profile.h"
+
+const char *const mb_func_names[] = { "coil", "discrete", "holding", "input", NULL };
+const char *const mb_type_names[] = { "bool", "u16", "i16", "u32", "i32", "u64", "i64",
+				      "f32", "f64", "string", "bit", NULL };
+static const char *const order_names[] = { "big", "little", NULL };
+
+uint16_t
+mb_type_regs(enum mb_type t)
+{
+	switch (t) {
+	case MB_T_U32: case MB_T_I32: case MB_T_F32:
+		return 2;
+	case MB_T_U64: case MB_T_I64: case MB_T_F64:
+		return 4;
+	default:
+		return 1;
+	}
+}
+
+bool
+mb_func_is_bits(enum mb_func f)
+{
+	return f == MB_FN_COIL || f == MB_FN_DISCRETE;
+}
+
+/* Profile-level defaults a point inherits. */
+struct point_defaults {
+	int byte_order, word_order;
+	uint32_t qos;
+	double deadband;
+	uint64_t heartbeat_ms;
+	const char *topic;
+};
+
+static void
+copy_str(char *dst, size_t dstlen, const char *src)
+{
+	snprintf(dst, dstlen, "%s", src ? src : "");
+}
+
+static int
+parse_point_type(conf_node pn, struct mb_point *pt)
+{
+	int fn = 0, ty = 0;
+	uint32_t len = 0, bit = 0;
+	int rc = 0;
+
+	rc |= conf_enum(conf_get(pn, "function"), mb_func_names, &fn);
+	if (!conf_present(conf_get(pn, "type")))
+		ty = mb_func_is_bits((enum mb_func)fn) ? MB_T_BOOL : MB_T_U16;
+	else
+		rc |= conf_enum(conf_get(pn, "type"), mb_type_names, &ty);
+	if (rc)
+		return -1;
+	pt->func = (enum mb_func)fn;
+	pt->type = (enum mb_type)ty;
+	if (mb_func_is_bits(pt->func) && pt->type != MB_T_BOOL)
+		return conf_error(conf_get(pn, "type"), "a %s point must be of type bool, not %s",
+				  mb_func_names[fn], mb_type_names[ty]);
+	pt->count = mb_type_regs(pt->type);
+	if (pt->type == MB_T_STRING) {
+		if (conf_get_u32(pn, "length", 0, 1, MB_STR_REGS_MAX, &len) || len == 0)
+			return conf_error(pn, "a string point needs 'length' (registers, 1..%d)",
+					  MB_STR_REGS_MAX);
+		pt->count = (uint16_t)len;
+	} else if (conf_present(conf_get(pn, "length"))) {
+		return conf_error(conf_get(pn, "length"), "'length' is only for string points");
+	}
+	if (pt->type == MB_T_BIT) {
+		if (!conf_present(conf_get(pn, "bit")))
+			return conf_error(pn, "a bit point needs 'bit' (0..15)");
+		if (conf_get_u32(pn, "bit", 0, 0, 15, &bit))
+			return -1;
+		pt->bit = (uint8_t)bit;
+	} else if (conf_present(conf_get(pn, "bit"))) {
+		return conf_error(conf_get(pn, "bit"), "'bit' is only for bit points");
+	}
+	return 0;
+}
+
+static int
+parse_point_limits(conf_node pn, struct mb_point *pt)
+{
+	bool writable = false;
+
+	if (conf_get_bool(pn, "writable", false, &writable))
+		return -1;
+	if (writable && (pt->func == MB_FN_DISCRETE || pt->func == MB_FN_INPUT))
+		return conf_error(conf_get(pn, "writable"), "%s points are read-only",
+				  mb_func_names[pt->func]);
+	if (writable && pt->type == MB_T_STRING)
+		return conf_error(conf_get(pn, "writable"), "string points cannot be written");
+	pt->writable = writable;
+	pt->has_min = conf_present(conf_get(pn, "min"));
+	pt->has_max = conf_present(conf_get(pn, "max"));
+	if ((pt->has_min && conf_double(conf_get(pn, "min"), &pt->min)) ||
+	    (pt->has_max && conf_double(conf_get(pn, "max"), &pt->max)))
+		return -1;
+	if (pt->has_min && pt->has_max && pt->min > pt->max)
+		return conf_error(conf_get(pn, "min"), "min %g is above max %g", pt->min, pt->max);
+	return 0;
+}
+
+static int
+parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
+{
+	static const char *const keys[] = { "name", "function", "address", "type", "length", "bit",
+		"byte_order", "word_order", "scale", "offset", "unit", "topic", "qos", "deadband",
+		"heartbeat", "writable", "min", "max", NULL };
+	const char *name = NULL, *unit = NULL, *topic = NULL;
+	uint32_t addr = 0, qos = 0;
+	int bo = 0, wo = 0;
+
+	if (!conf_is_map(pn))
+		return conf_error(pn, "a point must be a mapping");
+	if (conf_check_keys(pn, keys))
+		return -1;
+	pt->line = conf_line(pn);
+	if (!conf_present(conf_get(pn, "name")) || conf_get_str(pn, "name", NULL, &name))
+		return conf_error(pn, "a point needs a 'name'");
+	if (strlen(name) >= MB_NAME_MAX || strpbrk(name, "/+#\"\\ ") != NULL)
+		return conf_error(conf_get(pn, "name"), "point name '%s' is too long or has one of / + # \" \\ or space", name);
+	copy_str(pt->name, sizeof(pt->name), name);
+	if (!conf_present(conf_get(pn, "address")))
+		return conf_error(pn, "point '%s' needs an 'address'", name);
+	if (!conf_present(conf_get(pn, "function")))
+		return conf_error(pn, "point '%s' needs a 'function' (coil, discrete, holding, input)", name);
+	if (conf_get_u32(pn, "address", 0, 0, 65535, &addr) || parse_point_type(pn, pt))
+		return -1;
+	pt->address = (uint16_t)addr;
+	if (addr + pt->count > 65536)
+		return conf_error(conf_get(pn, "address"), "point '%s' (%u registers at %u) runs past address 65535",
+				  name, pt->count, addr);
+	if (conf_get_enum(pn, "byte_order", d->byte_order, order_names, &bo) ||
+	    conf_get_enum(pn, "word_order", d->word_order, order_names, &wo) ||
+	    conf_get_double(pn, "scale", 1.0, &pt->scale) ||
+	    conf_get_double(pn, "offset", 0.0, &pt->offset) ||
+	    conf_get_str(pn, "unit", "", &unit) ||
+	    conf_get_str(pn, "topic", d->topic, &topic) ||
+	    conf_get_u32(pn, "qos", d->qos, 0, 1, &qos) ||
+	    conf_get_double(pn, "deadband", d->deadband, &pt->deadband) ||
+	    conf_get_duration_ms(pn, "heartbeat", d->heartbeat_ms, 0, 86400000ull, &pt->heartbeat_ms) ||
+	    parse_point_limits(pn, pt))
+		return -1;
+	if (pt->scale == 0.0)
+		return conf_error(conf_get(pn, "scale"), "scale must not be 0");
+	if (pt->deadband < 0)
+		return conf_error(conf_get(pn, "deadband"), "deadband must not be negative");
+	if (strpbrk(unit, "\"\\") != NULL)
+		return conf_error(conf_get(pn, "unit"), "unit must not hold a quote or backslash");
+	if (strlen(unit) >= MB_UNIT_MAX || strlen(topic) >= MB_TOPIC_MAX)
+		return conf_error(pn, "unit or topic of point '%s' is too long", name);
+	pt->byte_swap = bo == 1;
+	pt->word_swap = wo == 1;
+	pt->qos = (uint8_t)qos;
+	copy_str(pt->unit, sizeof(pt->unit), unit);
+	copy_str(pt->topic, sizeof(pt->topic), topic);
+	return 0;
+}
+
+static int
+cmp_point_addr(const void *a, const void *b)
+{
+	const struct mb_point *const *x = a, *const *y = b;
+
+	if ((*x)->func != (*y)->func)
+		return (int)(*x)->func - (int)(*y)->func;
+	return (int)(*x)->address - (int)(*y)->address;
+}
+
+/* Overlap is an error except two bit points in one register (a status word's flags). */
+static int
+check_overlaps(conf_node points, struct mb_profile *p)
+{
+	struct mb_point **s = calloc(p->npoints, sizeof(*s));
+	int rc = 0;
+
+	if (s == NULL)
+		return conf_error(points, "out of memory");
+	for (size_t i = 0; i < p->npoints; i++)
+		s[i] = &p->points[i];
+	qsort(s, p->npoints, sizeof(*s), cmp_point_addr);
+	for (size_t i = 1; i < p->npoints && rc == 0; i++) {
+		const struct mb_point *a = s[i - 1], *b = s[i];
+
+		if (a->func != b->func || (uint32_t)a->address + a->count <= b->address)
+			continue;
+		if (a->type == MB_T_BIT && b->type == MB_T_BIT && a->address == b->address &&
+		    a->bit != b->bit)
+			continue;
+		rc = conf_error(conf_seq_at(points, (size_t)(b - p->points)),
+				"point '%s' (%s %u) overlaps point '%s' (line %u)", b->name,
+				mb_func_names[b->func], b->address, a->name, a->line);
+	}
+	for (size_t i = 0; i < p->npoints && rc == 0; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(p->points[i].name, p->points[j].name) == 0) {
+				rc = conf_error(conf_seq_at(points, i), "duplicate point name '%s'",
+						p->points[i].name);
+				break;
+			}
+	free(s);
+	return rc;
+}
+
+static int
+parse_limits(conf_node root, struct mb_profile *p)
+{
+	uint32_t regs = 125, bits = 2000;
+	int64_t gap = -1;
+
+	if (conf_get_u32(root, "max_read_registers", 125, 1, 125, &regs) ||
+	    conf_get_u32(root, "max_read_bits", 2000, 1, 2000, &bits))
+		return -1;
+	if (conf_present(conf_get(root, "max_gap")) &&
+	    conf_i64(conf_get(root, "max_gap"), 0, 2000, &gap))
+		return -1;
+	p->max_read_regs = (uint16_t)regs;
+	p->max_read_bits = (uint16_t)bits;
+	p->max_gap = (int32_t)gap;
+	return 0;
+}
+
+static int
+parse_defaults(conf_node root, struct point_defaults *d)
+{
+	d->topic = "{prefix}/{device}/{point}";
+	return conf_get_enum(root, "byte_order", 0, order_names, &d->byte_order) ||
+	       conf_get_enum(root, "word_order", 0, order_names, &d->word_order) ||
+	       conf_get_u32(root, "qos", 0, 0, 1, &d->qos) ||
+	       conf_get_double(root, "deadband", 0.0, &d->deadband) ||
+	       conf_get_duration_ms(root, "heartbeat", 60000, 0, 86400000ull, &d->heartbeat_ms) ||
+	       conf_get_str(root, "topic", d->topic, &d->topic) ? -1 : 0;
+}
+
+static int
+parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
+{
+	static const char *const keys[] = { "name", "description", "vendor", "model",
+		"max_read_registers", "max_read_bits", "max_gap", "byte_order", "word_order", "qos",
+		"deadband", "heartbeat", "topic", "points", NULL };
+	struct point_defaults d;
+	conf_node points;
+	const char *name = NULL;
+
+	if (!conf_is_map(root))
+		return conf_error(root, "a profile must be a mapping");
+	if (conf_check_keys(root, keys) || conf_get_str(root, "name", fallback_name, &name) ||
+	    parse_limits(root, p) || parse_defaults(root, &d))
+		return -1;
+	if (strlen(name) >= MB_NAME_MAX)
+		return conf_error(conf_get(root, "name"), "profile name is too long");
+	copy_str(p->name, sizeof(p->name), name);
+	points = conf_get(root, "points");
+	if (!conf_is_seq(points) || conf_seq_len(points) == 0)
+		return conf_error(conf_present(points) ? points : root,
+				  "a profile needs a non-empty 'points' list");
+	p->npoints = conf_seq_len(points);
+	p->points = calloc(p->npoints, sizeof(*p->points));
+	if (p->points == NULL)
+		return conf_error(root, "out of memory");
+	for (size_t i = 0; i < p->npoints; i++)
+		if (parse_point(conf_seq_at(points, i), &d, &p->points[i]))
+			return -1;
+	return check_overlaps(points, p);
+}
+
+static void
+base_name(const char *path, char *out, size_t outlen)
+{
+	const char *b = strrchr(path, '/');
+	char *dot;
+
+	copy_str(out, outlen, b ? b + 1 : path);
+	dot = strrchr(out, '.');
+	if (dot != NULL)
+		*dot = '\0';
+}
+
+static int
+parse_doc(struct conf_doc *doc, const char *path, struct mb_profile *out, char *err, size_t errlen)
+{
+	char fallback[MB_NAME_MAX];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	base_name(path, fallback, sizeof(fallback));
+	copy_str(out->path, sizeof(out->path), path);
+	rc = parse_root(conf_root(doc), fallback, out);
+	if (rc != 0 || conf_error_count(doc) != 0) {
+		snprintf(err, errlen, "%s", conf_first_error(doc) ? conf_first_error(doc) : "invalid profile");
+		mb_profile_free(out);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+mb_profile_parse(const char *name, const char *text, size_t len, struct mb_profile *out,
+		 char *err, size_t errlen)
+{
+	struct conf_doc *doc;
+	int rc;
+
+	if (conf_load_string(name, text, len, &doc, err, errlen) != 0)
+		return -EINVAL;
+	rc = parse_doc(doc, name, out, err, errlen);
+	conf_free(doc);
+	return rc;
+}
+
+int
+mb_profile_load(const char *path, struct mb_profile *out, char *err, size_t errlen)
+{
+	struct conf_doc *doc;
+	int rc;
+
+	if (conf_load_file(path, &doc, err, errlen) != 0)
+		return -EINVAL;
+	rc = parse_doc(doc, path, out, err, errlen);
+	conf_free(doc);
+	return rc;
+}
+
+void
+mb_profile_free(struct mb_profile *p)
+{
+	free(p->points);
+	p->points = NULL;
+	p->npoints = 0;
+}
+
+static bool
+is_yaml_name(const char *n)
+{
+	size_t l = strlen(n);
+
+	return n[0] != '.' && ((l > 5 && strcmp(n + l - 5, ".yaml") == 0) ||
+			       (l > 4 && strcmp(n + l - 4, ".yml") == 0));
+}
+
+static int
+cmp_dirent(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int
+filter_yaml(const struct dirent *d)
+{
+	return is_yaml_name(d->d_name);
+}
+
+static int
+add_profile(struct mb_profile_set *set, const char *path, char *err, size_t errlen)
+{
+	struct mb_profile p, *v;
+
+	if (mb_profile_load(path, &p, err, errlen) != 0)
+		return -EINVAL;
+	if (mb_profile_find(set, p.name) != NULL) {
+		snprintf(err, errlen, "%s: profile name '%s' is used twice (also %s)", path, p.name,
+			 mb_profile_find(set, p.name)->path);
+		mb_profile_free(&p);
+		return -EEXIST;
+	}
+	v = realloc(set->v, (set->n + 1) * sizeof(*v));
+	if (v == NULL) {
+		mb_profile_free(&p);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	set->v = v;
+	set->v[set->n++] = p;
+	return 0;
+}
+
+int
+mb_profile_dir_load(const char *dir, struct mb_profile_set *set, char *err, size_t errlen)
+{
+	struct dirent **names;
+	int n, rc = 0;
+	char path[512];
+
+	memset(set, 0, sizeof(*set));
+	n = scandir(dir, &names, filter_yaml, cmp_dirent);
+	if (n < 0) {
+		snprintf(err, errlen, "profiles_dir %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+		if (rc == 0)
+			rc = add_profile(set, path, err, errlen);
+		free(names[i]);
+	}
+	free(names);
+	if (rc != 0)
+		mb_profile_set_free(set);
+	return rc;
+}
+
+const struct mb_profile *
+mb_profile_find(const struct mb_profile_set *set, const char *name)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (strcmp(set->v[i].name, name) == 0)
+			return &set->v[i];
+	return NULL;
+}
+
+const struct mb_point *
+mb_profile_point(const struct mb_profile *p, const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < p->npoints; i++)
+		if (strcmp(p->points[i].name, name) == 0) {
+			if (idx != NULL)
+				*idx = i;
+			return &p->points[i];
+		}
+	return NULL;
+}
+
+void
+mb_profile_set_free(struct mb_profile_set *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		mb_profile_free(&set->v[i]);
+	free(set->v);
+	set->v = NULL;
+	set->n = 0;
+}

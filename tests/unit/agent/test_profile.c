@@ -1,0 +1,102 @@
+/* test_profile.c: profile parsing and its errors (agent/modbus/profile.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "profile.h"
+
+static int
+parse(const char *text, struct mb_profile *p, char *err, size_t errlen)
+{
+	return mb_profile_parse("t.yaml", text, strlen(text), p, err, errlen);
+}
+
+static void
+test_good_profile(void **state)
+{
+	const char *y =
+		"name: meter\n"
+		"max_read_registers: 60\n"
+		"word_order: little\n"
+		"heartbeat: 30s\n"
+		"points:\n"
+		"  - {name: v, function: input, address: 0, type: f32, unit: V, deadband: 0.5}\n"
+		"  - {name: e, function: holding, address: 10, type: u64, word_order: big, qos: 1}\n"
+		"  - {name: s, function: holding, address: 20, type: string, length: 4}\n"
+		"  - {name: a, function: holding, address: 30, type: bit, bit: 0}\n"
+		"  - {name: b, function: holding, address: 30, type: bit, bit: 1}\n"
+		"  - {name: c, function: coil, address: 0, writable: true}\n";
+	struct mb_profile p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(y, &p, err, sizeof(err)), 0);
+	assert_string_equal(p.name, "meter");
+	assert_int_equal(p.max_read_regs, 60);
+	assert_int_equal(p.npoints, 6);
+	assert_true(p.points[0].word_swap);
+	assert_false(p.points[1].word_swap);
+	assert_int_equal(p.points[1].count, 4);
+	assert_int_equal(p.points[1].qos, 1);
+	assert_int_equal(p.points[2].count, 4);
+	assert_int_equal(p.points[0].heartbeat_ms, 30000);
+	assert_int_equal(p.points[5].type, MB_T_BOOL);
+	assert_true(p.points[5].writable);
+	mb_profile_free(&p);
+}
+
+struct bad_case {
+	const char *yaml;
+	const char *want;	/* substring of the error, which starts with t.yaml:LINE */
+};
+
+static void
+test_bad_profiles(void **state)
+{
+	static const struct bad_case cases[] = {
+		{ "points:\n  - {name: x, function: holding, address: 0, type: u24}\n", "t.yaml:2:" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: u24}\n", "not one of" },
+		{ "points:\n  - {name: x, function: holding, address: 0, byte_order: middle}\n", "not one of" },
+		{ "points:\n  - {name: x, function: holding, address: 65535, type: f32}\n", "runs past" },
+		{ "points:\n  - {name: x, function: holding, address: 70000}\n", "out of range" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: u32}\n"
+		  "  - {name: y, function: holding, address: 1}\n", "t.yaml:3:" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: u32}\n"
+		  "  - {name: y, function: holding, address: 1}\n", "overlaps" },
+		{ "points:\n  - {name: x, function: coil, address: 0, type: u16}\n", "must be of type bool" },
+		{ "points:\n  - {name: x, function: input, address: 0, writable: true}\n", "read-only" },
+		{ "points:\n  - {name: x, function: holding, address: 0, colour: red}\n", "unknown key 'colour'" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: string}\n", "needs 'length'" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 16}\n", "out of range" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\n  - {name: x, function: holding, address: 1}\n", "duplicate" },
+		{ "points: []\n", "non-empty" },
+		{ "points:\n  - {name: x, function: holding, address: 0, scale: 0}\n", "scale" },
+		{ "points:\n  - {name: x, function: holding, address: 0, min: 5, max: 1, writable: true}\n", "above max" },
+		{ "points:\n  - [1, 2]\n", "mapping" },
+		{ "points: {\n", "t.yaml:" },
+	};
+	struct mb_profile p;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		assert_int_not_equal(parse(cases[i].yaml, &p, err, sizeof(err)), 0);
+		if (strstr(err, cases[i].want) == NULL)
+			fail_msg("case %zu: error '%s' lacks '%s'", i, err, cases[i].want);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good_profile),
+		cmocka_unit_test(test_bad_profiles),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
