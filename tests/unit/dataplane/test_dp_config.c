@@ -1,0 +1,100 @@
+/* Unit tests for dataplane/dp_config.c: the lab config loads; bad configs are rejected with
+ * file:line and the reason, and nothing half-parsed is left behind. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include "dp_config.h"
+
+static char *
+write_tmp(const char *text)
+{
+	static char path[64];
+	int fd;
+
+	strcpy(path, "/tmp/dpcfg-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+static void
+test_lab_config_loads(void **state)
+{
+	struct dp_config cfg;
+	char err[512] = "";
+
+	(void)state;
+	assert_int_equal(dp_config_load(SRCDIR "/configs/lab/gateway.yaml", &cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.device, "net_tap0");
+	assert_int_equal(ntohl(cfg.ip_be), 0xC6120001);
+	assert_int_equal(cfg.prefix_len, 24);
+	assert_int_equal(ntohl(cfg.netmask_be), 0xFFFFFF00);
+	assert_true(cfg.echo.enabled);
+	assert_int_equal(cfg.echo.port, 7);
+	assert_true(cfg.discard.enabled);
+	assert_int_equal(cfg.discard.port, 9);
+	assert_int_equal(cfg.tcp.rcvbuf_bytes, 256 * 1024);
+	assert_string_equal(cfg.eal_argv[0], "edgegw-dataplane");
+	assert_true(cfg.eal_argc > 4);
+	dp_config_free(&cfg);
+}
+
+struct bad_case {
+	const char *yaml;
+	unsigned line;
+	const char *reason;
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workerz: 1\n", 4, "unknown key 'workerz'" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1}\n", 3, "no /length" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  tcp:\n    rcvbuf: 12q\n", 5, "not a size" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24, gateway: 10.9.9.9}\n", 3, "not on the port's subnet" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  services:\n    echo: {enabled: true, port: 70000}\n", 5, "out of range" },
+	{ "dataplane:\n  port: {device: x, ipv4: 198.18.0.1/24}\n", 0, "dataplane.eal is required" },
+	{ "agent: {}\n", 1, "no 'dataplane' section" },
+	{ "dataplane: [1,\n", 0, "" },
+};
+
+static void
+test_bad_configs_rejected(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		struct dp_config cfg;
+		char err[512] = "", want[64];
+		char *path = write_tmp(bad_cases[i].yaml);
+
+		assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, path));
+		if (bad_cases[i].line != 0) {
+			snprintf(want, sizeof(want), "%s:%u:", path, bad_cases[i].line);
+			if (strstr(err, want) == NULL)
+				fail_msg("case %zu: '%s' lacks '%s'", i, err, want);
+		}
+		if (strstr(err, bad_cases[i].reason) == NULL)
+			fail_msg("case %zu: '%s' lacks '%s'", i, err, bad_cases[i].reason);
+		assert_int_equal(cfg.eal_argc, 0); /* nothing half-parsed is kept */
+		unlink(path);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lab_config_loads),
+		cmocka_unit_test(test_bad_configs_rejected),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
