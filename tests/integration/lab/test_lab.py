@@ -1,0 +1,63 @@
+#!/usr/bin/python3
+"""The lab itself: up is idempotent, the impairment relay does what its spec says (ping RTT
+carries the configured delay, loss and duplication rates near the configured ones), and down
+removes everything it made, even after the dataplane was killed with SIGKILL."""
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
+import labtest  # noqa: E402
+from labtest import check, log  # noqa: E402
+
+
+def ping_stats(lab, count, interval="0.01"):
+    r = lab.sensors("ping", "-q", "-c", str(count), "-i", interval, "-W", "1", labtest.GW,
+                    capture_output=True, text=True)
+    out = r.stdout
+    log(" | ".join(out.strip().splitlines()[-2:]))
+    tx, rx = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
+    dup = int(re.search(r"\+(\d+) duplicates", out).group(1)) if "duplicates" in out else 0
+    rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/", out)
+    return tx, rx, dup, [float(x) for x in rtt.groups()] if rtt else None
+
+
+def leftovers(prefix):
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found = [x.split()[0] for x in ns.splitlines() if x.startswith(prefix)]
+    if os.path.exists("/run/edgegw-lab/" + prefix):
+        found.append("/run/edgegw-lab/" + prefix)
+    if os.path.exists("/var/run/dpdk/%slab" % prefix):
+        found.append("/var/run/dpdk/%slab" % prefix)
+    return found
+
+
+def test():
+    lab = labtest.Lab("lb")
+    with lab:
+        r = lab.run("up")
+        check("already up" in r.stderr, "a second 'lab up' says the lab is already up")
+        tx, rx, dup, rtt = ping_stats(lab, 50)
+        check(rx == tx and rtt[2] < 20, "bridged: no loss, RTT max %.2f ms" % rtt[2])
+        pid = lab.dataplane_pid()
+        os.kill(pid, 9)
+    check(not leftovers(lab.prefix), "down after SIGKILL of the dataplane leaves nothing (%s)" % leftovers(lab.prefix))
+
+    lab = labtest.Lab("li", impair="delay=20ms,loss=10%,dup=10%", impair_back="delay=5ms,jitter=2ms")
+    with lab:
+        tx, rx, dup, rtt = ping_stats(lab, 400)
+        loss = 1 - (rx / tx)
+        check(22.5 <= rtt[0] and rtt[2] < 40, "RTT min %.2f max %.2f ms: 20 + 5 +- 2 ms configured" % (rtt[0], rtt[2]))
+        check(0.04 <= loss <= 0.17, "loss %.1f%% (10%% configured on requests)" % (100 * loss))
+        check(0.04 * rx <= dup <= 0.17 * rx, "%d duplicates of %d replies (10%% configured)" % (dup, rx))
+        st = lab.relay_stats()
+        log("relay: %s" % st)
+        check(st["a2b"]["lost"] > 0 and st["b2a"]["lost"] == 0 and st["a2b"]["overflow"] == 0,
+              "relay counters: a2b lost frames, b2a lost none")
+        relay = int(open(lab.runtime("impair.pid")).read())
+    check(not leftovers(lab.prefix), "down leaves no namespace, runtime dir or DPDK dir")
+    check(not os.path.exists("/proc/%d" % relay), "down stopped the relay")
+
+
+labtest.main(test)
