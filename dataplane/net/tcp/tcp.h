@@ -93,4 +93,34 @@ void tcp_abort(struct tcp_conn *c);    /* RST now; closed(TCP_CLOSE_ABORT) is ca
 void tcp_conn_peer(const struct tcp_conn *c, uint32_t *ip_be, uint16_t *port_be);
 uint32_t tcp_flow_count(const struct dp_lcore *lc);
 
+/* Connection states (RFC 793 names); LISTEN is a port in the listener table, not a flow. */
+enum tcp_state {
+	TCP_ST_CLOSED = 0,
+	TCP_ST_SYN_RECEIVED,
+	TCP_ST_ESTABLISHED,
+	TCP_ST_FIN_WAIT_1,
+	TCP_ST_FIN_WAIT_2,
+	TCP_ST_CLOSE_WAIT,
+	TCP_ST_CLOSING,
+	TCP_ST_LAST_ACK,
+	TCP_ST_TIME_WAIT,
+	TCP_ST_COUNT
+};
+const char *tcp_state_name(enum tcp_state st);  /* "ESTABLISHED", ... */
+enum tcp_state tcp_conn_state(const struct tcp_conn *c);
+
+/* Memory held by the stack on one lcore, for the stats exporters (read on the owning lcore,
+ * or accept a torn read). Idle memory per flow is tcb_bytes + hash_bytes_per_entry. */
+struct tcp_mem_stats {
+	uint32_t flows_by_state[TCP_ST_COUNT];
+	uint32_t flows;                /* flows in the table, all states */
+	uint32_t max_flows;
+	uint32_t half_open;
+	uint32_t tcb_bytes;            /* sizeof the TCB (the per-lcore pool holds max_flows) */
+	uint32_t hash_bytes_per_entry; /* estimate: key slot + bucket share + free-slot ring */
+	uint64_t sndq_mbufs, rcvq_mbufs, ooo_mbufs;  /* mbufs held in queues */
+	uint64_t sndq_bytes, rcvq_bytes, ooo_bytes;
+};
+void tcp_mem_stats(const struct dp_lcore *lc, struct tcp_mem_stats *out);
+
 #endif

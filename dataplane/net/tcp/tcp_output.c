@@ -1,0 +1,398 @@
+/*
+ * tcp_output.c: every segment the stack sends. Each is built in one fresh mbuf from dp_alloc()
+ * (header, options, payload copied from the send queue), so retransmissions are copies and the
+ * send queue is never handed to the NIC; the checksum field is left zero for ipv4_output().
+ * tcp_output() sends what cwnd and the peer's window allow, with the ACK piggybacked; pure
+ * ACKs are coalesced: input marks the flow (TF_ACKNOW) and tcp_flush() sends at most one per
+ * flow per rx burst. Also: SYN-ACKs (with or without a TCB), RSTs, window probes.
+ */
+#include <string.h>
+
+#include <netinet/in.h>
+#include <rte_byteorder.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "dp.h"
+#include "ipv4.h"
+#include "tcp_seq.h"
+#include "tcp_types.h"
+
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_MSS 2
+#define TCPOPT_WSCALE 3
+#define TCPOPT_TS 8
+
+struct seg_out {
+	uint32_t seq, ack;
+	uint8_t flags;
+	uint16_t win;            /* as it goes on the wire */
+	uint8_t optlen;
+	uint8_t opts[40];
+	const struct tcp_mq *q;  /* payload source (send queue) */
+	uint32_t off, len;       /* payload: offset into q and length */
+};
+
+static uint32_t
+ts_now(const struct tcp_lcore *tl)
+{
+	return tl->now_ms + tl->ts_offset;
+}
+
+static uint8_t *
+opt_ts(uint8_t *p, uint32_t tsval, uint32_t tsecr)
+{
+	*p++ = TCPOPT_NOP;
+	*p++ = TCPOPT_NOP;
+	*p++ = TCPOPT_TS;
+	*p++ = 10;
+	tsval = rte_cpu_to_be_32(tsval);
+	tsecr = rte_cpu_to_be_32(tsecr);
+	memcpy(p, &tsval, 4);
+	memcpy(p + 4, &tsecr, 4);
+	return p + 8;
+}
+
+static uint8_t *
+opt_mss(uint8_t *p, uint16_t mss)
+{
+	*p++ = TCPOPT_MSS;
+	*p++ = 4;
+	*p++ = (uint8_t)(mss >> 8);
+	*p++ = (uint8_t)mss;
+	return p;
+}
+
+/* Build and hand one segment to ipv4_output. 0 or a negative errno (counted). */
+static int
+seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_out *o)
+{
+	struct dp_lcore *lc = tl->lc;
+	uint16_t hlen = (uint16_t)(sizeof(struct rte_tcp_hdr) + o->optlen);
+	struct rte_tcp_hdr *th;
+	struct rte_mbuf *m;
+
+	m = dp_alloc(lc);
+	if (m == NULL) {
+		DP_INC(lc, tcp, MBUF_FAIL);
+		return -ENOBUFS;
+	}
+	th = (struct rte_tcp_hdr *)rte_pktmbuf_append(m, (uint16_t)(hlen + o->len));
+	if (th == NULL) {
+		rte_pktmbuf_free(m);
+		DP_INC(lc, tcp, MBUF_FAIL);
+		return -ENOBUFS;
+	}
+	th->src_port = k->lport;
+	th->dst_port = k->rport;
+	th->sent_seq = rte_cpu_to_be_32(o->seq);
+	th->recv_ack = rte_cpu_to_be_32(o->ack);
+	th->data_off = (uint8_t)((hlen / 4) << 4);
+	th->tcp_flags = o->flags;
+	th->rx_win = rte_cpu_to_be_16(o->win);
+	th->cksum = 0;
+	th->tcp_urp = 0;
+	memcpy(th + 1, o->opts, o->optlen);
+	if (o->len > 0 && tcp_mq_copy_out(o->q, o->off, o->len, (uint8_t *)th + hlen) < 0) {
+		rte_pktmbuf_free(m);
+		DP_INC(lc, tcp, ERR_INTERNAL);
+		return -EINVAL;
+	}
+	m->l4_len = hlen;
+	DP_INC(lc, tcp, TX_SEGS);
+	if (o->flags & RTE_TCP_RST_FLAG)
+		DP_INC(lc, tcp, RST_SENT);
+	return ipv4_output(lc, m, k->rip, IPPROTO_TCP);
+}
+
+/*
+ * The window we offer, in bytes: buffer space the app has not filled, with receiver-side
+ * silly window avoidance (no offer below min(rcvbuf/4, MSS)) and never shrinking what we
+ * already offered (RFC 7323 2.4).
+ */
+uint32_t
+tcp_rcv_window(const struct tcp_conn *c)
+{
+	uint32_t rcvbuf = c->tl->cfg.rcvbuf_bytes;
+	uint32_t avail = rcvbuf > c->rcvq.bytes ? rcvbuf - c->rcvq.bytes : 0;
+	uint32_t maxwin = 65535u << c->rcv_wscale;
+
+	if (avail < rcvbuf / 4 && avail < c->mss)
+		avail = 0;
+	if (SEQ_GT(c->rcv_adv, c->rcv_nxt))
+		avail = RTE_MAX(avail, c->rcv_adv - c->rcv_nxt);
+	return RTE_MIN(avail, maxwin);
+}
+
+/* Fill seq/ack/window/timestamp for a segment of a synchronized connection. */
+static void
+seg_init(struct tcp_conn *c, struct seg_out *o, uint32_t seq, uint8_t flags)
+{
+	uint32_t win = tcp_rcv_window(c);
+
+	memset(o, 0, offsetof(struct seg_out, opts));
+	o->seq = seq;
+	o->ack = c->rcv_nxt;
+	o->flags = flags;
+	o->win = (uint16_t)(win >> c->rcv_wscale);
+	o->q = &c->sndq;
+	if (c->flags & TF_TS_OK)
+		o->optlen = (uint8_t)(opt_ts(o->opts, ts_now(c->tl), c->ts_recent) - o->opts);
+}
+
+/* An ACK went out: the delayed ACK is no longer owed, and the offered edge moved. */
+static void
+ack_sent(struct tcp_conn *c, const struct seg_out *o)
+{
+	uint32_t edge = c->rcv_nxt + ((uint32_t)o->win << c->rcv_wscale);
+
+	c->flags &= ~TF_ACKNOW;
+	c->segs_unacked = 0;
+	tcp_timer_stop(c, TT_DELACK);
+	if (SEQ_GT(edge, c->rcv_adv))
+		c->rcv_adv = edge;
+}
+
+static int
+conn_send(struct tcp_conn *c, struct seg_out *o)
+{
+	int rc = seg_send(c->tl, &c->key, o);
+
+	if (o->flags & RTE_TCP_ACK_FLAG)
+		ack_sent(c, o);
+	return rc;
+}
+
+void
+tcp_send_ack(struct tcp_conn *c)
+{
+	struct seg_out o;
+
+	seg_init(c, &o, c->snd_nxt, RTE_TCP_ACK_FLAG);
+	DP_INC(c->tl->lc, tcp, ACKS_SENT);
+	conn_send(c, &o);
+}
+
+void
+tcp_send_probe(struct tcp_conn *c)
+{
+	struct seg_out o;
+
+	/* an already acknowledged sequence number: the peer must answer with an ACK */
+	seg_init(c, &o, c->snd_una - 1, RTE_TCP_ACK_FLAG);
+	conn_send(c, &o);
+}
+
+void
+tcp_send_rst(struct tcp_conn *c)
+{
+	struct seg_out o;
+
+	seg_init(c, &o, c->snd_nxt, RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG);
+	o.optlen = 0;
+	o.win = 0;
+	seg_send(c->tl, &c->key, &o);
+}
+
+void
+tcp_send_synack(struct tcp_conn *c)
+{
+	struct tcp_lcore *tl = c->tl;
+	struct seg_out o;
+	uint8_t *p;
+
+	memset(&o, 0, offsetof(struct seg_out, opts));
+	o.seq = c->iss;
+	o.ack = c->rcv_nxt;
+	o.flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
+	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);  /* never scaled in a SYN */
+	p = opt_mss(o.opts, tl->cfg.mss);
+	if (c->flags & TF_WS_OK) {
+		*p++ = TCPOPT_NOP;
+		*p++ = TCPOPT_WSCALE;
+		*p++ = 3;
+		*p++ = c->rcv_wscale;
+	}
+	if (c->flags & TF_TS_OK)
+		p = opt_ts(p, ts_now(tl), c->ts_recent);
+	o.optlen = (uint8_t)(p - o.opts);
+	seg_send(tl, &c->key, &o);
+	c->rcv_adv = c->rcv_nxt + o.win;
+}
+
+/* A SYN-ACK whose ISS is a SYN cookie: no TCB, MSS option only (see tcp_syncookie.c). */
+void
+tcp_send_cookie_synack(struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t iss, uint16_t mss)
+{
+	struct seg_out o;
+
+	memset(&o, 0, offsetof(struct seg_out, opts));
+	o.seq = iss;
+	o.ack = s->seq + 1;
+	o.flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
+	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);
+	o.optlen = (uint8_t)(opt_mss(o.opts, RTE_MIN(mss, tl->cfg.mss)) - o.opts);
+	seg_send(tl, &s->key, &o);
+}
+
+/* RFC 793 "Reset Generation" for a segment that belongs to no connection. */
+void
+tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s)
+{
+	struct seg_out o;
+
+	if (s->flags & RTE_TCP_RST_FLAG)
+		return;
+	memset(&o, 0, offsetof(struct seg_out, opts));
+	if (s->flags & RTE_TCP_ACK_FLAG) {
+		o.seq = s->ack;
+		o.flags = RTE_TCP_RST_FLAG;
+	} else {
+		o.seq = 0;
+		o.ack = s->seq + s->len + !!(s->flags & RTE_TCP_SYN_FLAG) +
+			!!(s->flags & RTE_TCP_FIN_FLAG);
+		o.flags = RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG;
+	}
+	seg_send(tl, &s->key, &o);
+}
+
+/* One segment at SND.UNA (fast retransmit, partial ACK), whatever snd_nxt is. */
+void
+tcp_retransmit_una(struct tcp_conn *c)
+{
+	struct seg_out o;
+	uint32_t len = RTE_MIN(c->sndq.bytes, (uint32_t)c->mss);
+	uint8_t flags = RTE_TCP_ACK_FLAG;
+
+	if ((c->flags & TF_FIN_SENT) && len == c->sndq.bytes && !(c->flags & TF_FIN_ACKED))
+		flags |= RTE_TCP_FIN_FLAG;
+	if (len == 0 && !(flags & RTE_TCP_FIN_FLAG))
+		return;
+	seg_init(c, &o, c->snd_una, flags);
+	o.off = 0;
+	o.len = len;
+	c->flags &= ~TF_RTT_TIMING;  /* Karn: no RTT sample across a retransmission */
+	DP_INC(c->tl->lc, tcp, REXMT_SEGS);
+	conn_send(c, &o);
+	tcp_timer_set(c, TT_REXMT, c->rto_ms);
+}
+
+static bool
+can_send_data(const struct tcp_conn *c)
+{
+	switch (c->state) {
+	case TCP_ST_ESTABLISHED:
+	case TCP_ST_CLOSE_WAIT:
+	case TCP_ST_FIN_WAIT_1:
+	case TCP_ST_CLOSING:
+	case TCP_ST_LAST_ACK:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Length of the next segment at snd_nxt, 0 if none should go now; *fin: FIN rides along. */
+static uint32_t
+next_seg_len(const struct tcp_conn *c, bool *fin)
+{
+	uint32_t off = c->snd_nxt - c->snd_una;
+	uint32_t avail = off < c->sndq.bytes ? c->sndq.bytes - off : 0;
+	uint32_t wnd = RTE_MIN(c->snd_wnd, c->cwnd);
+	uint32_t usable = off < wnd ? wnd - off : 0;
+	uint32_t len = RTE_MIN(avail, usable);
+
+	len = RTE_MIN(len, (uint32_t)c->mss);
+
+	*fin = (c->flags & TF_FIN_QUEUED) && off <= c->sndq.bytes && off + len == c->sndq.bytes;
+	/* sender silly window avoidance: a runt only when it empties the queue or nothing is
+	 * outstanding (otherwise the ACK clock brings a bigger window) */
+	if (len > 0 && len < c->mss && len < avail && c->snd_nxt != c->snd_una)
+		return *fin = false, 0;
+	return len;
+}
+
+static void
+persist_check(struct tcp_conn *c)
+{
+	uint32_t off = c->snd_nxt - c->snd_una;
+
+	if (c->snd_wnd == 0 && off < c->sndq.bytes && c->snd_una == c->snd_max &&
+	    !(c->timer_on & TT_REXMT)) {
+		c->flags |= TF_PERSIST;
+		tcp_timer_set(c, TT_REXMT, c->rto_ms);
+	}
+}
+
+/* Send what the windows allow, FIN after the data, and an ACK if one is owed and none rode. */
+void
+tcp_output(struct tcp_conn *c)
+{
+	struct seg_out o;
+	bool fin;
+	uint32_t len;
+
+	if (!can_send_data(c)) {
+		if ((c->flags & TF_ACKNOW) && c->state != TCP_ST_CLOSED &&
+		    c->state != TCP_ST_SYN_RECEIVED)
+			tcp_send_ack(c);
+		return;
+	}
+	if (SEQ_LT(c->snd_nxt, c->snd_una))
+		c->snd_nxt = c->snd_una;
+	while ((len = next_seg_len(c, &fin)) > 0 || fin) {
+		uint8_t flags = RTE_TCP_ACK_FLAG;
+
+		if (fin)
+			flags |= RTE_TCP_FIN_FLAG;
+		if (len > 0 && c->snd_nxt - c->snd_una + len == c->sndq.bytes)
+			flags |= RTE_TCP_PSH_FLAG;
+		seg_init(c, &o, c->snd_nxt, flags);
+		o.off = c->snd_nxt - c->snd_una;
+		o.len = len;
+		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
+			DP_INC(c->tl->lc, tcp, REXMT_SEGS);
+		} else if (!(c->flags & TF_RTT_TIMING) && !(c->flags & TF_TS_OK)) {
+			c->flags |= TF_RTT_TIMING;
+			c->rtt_seq = c->snd_nxt;
+			c->rtt_start_ms = c->tl->now_ms;
+		}
+		if (conn_send(c, &o) < 0)
+			break;
+		DP_ADD(c->tl->lc, tcp, TX_BYTES, len);
+		c->snd_nxt += len + fin;
+		if (fin)
+			c->flags |= TF_FIN_SENT;
+		if (SEQ_GT(c->snd_nxt, c->snd_max))
+			c->snd_max = c->snd_nxt;
+		if (!(c->timer_on & TT_REXMT) || (c->flags & TF_PERSIST)) {
+			c->flags &= ~TF_PERSIST;
+			tcp_timer_set(c, TT_REXMT, c->rto_ms);
+		}
+		if (fin)
+			break;
+	}
+	persist_check(c);
+	if (c->flags & TF_ACKNOW)
+		tcp_send_ack(c);
+}
+
+void
+tcp_flush(struct dp_lcore *lc)
+{
+	struct tcp_lcore *tl = lc->tcp;
+	struct tcp_conn *c;
+
+	if (tl == NULL)
+		return;
+	tcp_update_clock(tl);
+	while ((c = tl->flush_head) != NULL) {
+		tl->flush_head = c->flush_next;
+		c->flush_next = NULL;
+		c->flags &= ~TF_ON_FLUSH;
+		if (c->state != TCP_ST_CLOSED)
+			tcp_output(c);
+	}
+	tcp_reap(tl);
+}

@@ -1,0 +1,282 @@
+/*
+ * tcp_timer.c: per-connection timers on one hashed wheel per lcore (1 ms slots, 1024 slots).
+ * A TCB holds three deadlines (retransmit/persist or SYN-ACK retry; delayed ACK; keepalive,
+ * FIN_WAIT_2 or TIME_WAIT) and sits in the wheel once, at its earliest deadline. Moves are
+ * lazy: a later deadline leaves it where it is, and when its slot comes round it fires what
+ * is due and re-queues for the rest. Deadlines past the wheel's horizon re-queue once per
+ * lap. Also: RTT estimation and RTO (RFC 6298), retransmission timeout handling.
+ */
+#include <rte_common.h>
+
+#include "dp.h"
+#include "tcp_cc.h"
+#include "tcp_seq.h"
+#include "tcp_types.h"
+
+static uint32_t *
+deadline(struct tcp_conn *c, int which)
+{
+	switch (which) {
+	case TT_REXMT:
+		return &c->t_rexmt;
+	case TT_DELACK:
+		return &c->t_delack;
+	default:
+		return &c->t_keep;
+	}
+}
+
+static void
+wheel_schedule(struct tcp_conn *c)
+{
+	struct tcp_lcore *tl = c->tl;
+	uint32_t target = 0;
+	bool any = false;
+	int t;
+
+	for (t = TT_REXMT; t <= TT_KEEP; t <<= 1) {
+		if (!(c->timer_on & t))
+			continue;
+		if (!any || SEQ_LT(*deadline(c, t), target))
+			target = *deadline(c, t);
+		any = true;
+	}
+	if (!any)
+		return;  /* left in the wheel if it is: lazy removal */
+	if (SEQ_LEQ(target, tl->wheel_ms))
+		target = tl->wheel_ms + 1;
+	if (target - tl->wheel_ms >= TCP_WHEEL_SLOTS)
+		target = tl->wheel_ms + TCP_WHEEL_SLOTS - 1;
+	if (c->in_wheel) {
+		if (SEQ_LEQ(c->tw_ms, target))
+			return;
+		LIST_REMOVE(c, tw_link);
+	}
+	LIST_INSERT_HEAD(&tl->wheel[target % TCP_WHEEL_SLOTS], c, tw_link);
+	c->tw_ms = target;
+	c->in_wheel = 1;
+}
+
+void
+tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms)
+{
+	*deadline(c, which) = c->tl->now_ms + delay_ms;
+	c->timer_on |= (uint8_t)which;
+	wheel_schedule(c);
+}
+
+void
+tcp_timer_stop(struct tcp_conn *c, int which)
+{
+	c->timer_on &= (uint8_t)~which;
+	if (which == TT_REXMT)
+		c->flags &= ~TF_PERSIST;
+}
+
+void
+tcp_timers_stop_all(struct tcp_conn *c)
+{
+	c->timer_on = 0;
+	c->flags &= ~TF_PERSIST;
+	if (c->in_wheel) {
+		LIST_REMOVE(c, tw_link);
+		c->in_wheel = 0;
+	}
+}
+
+void
+tcp_rexmt_restart(struct tcp_conn *c)
+{
+	if (c->snd_una == c->snd_max) {
+		if (!(c->flags & TF_PERSIST))
+			tcp_timer_stop(c, TT_REXMT);
+	} else {
+		c->flags &= ~TF_PERSIST;
+		tcp_timer_set(c, TT_REXMT, c->rto_ms);
+	}
+}
+
+/* RFC 6298 section 2, in integer milliseconds: srtt8 = 8 * SRTT, rttvar4 = 4 * RTTVAR. */
+void
+tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms)
+{
+	const struct tcp_config *cfg = &c->tl->cfg;
+	uint32_t rto;
+
+	if (rtt_ms == 0)
+		rtt_ms = 1;
+	if (c->srtt8 == 0) {
+		c->srtt8 = rtt_ms * 8;
+		c->rttvar4 = rtt_ms * 2;
+	} else {
+		int32_t delta = (int32_t)rtt_ms - (int32_t)(c->srtt8 / 8);
+		uint32_t adelta = (uint32_t)(delta < 0 ? -delta : delta);
+
+		c->srtt8 = (uint32_t)((int32_t)c->srtt8 + delta);
+		c->rttvar4 = c->rttvar4 + adelta - c->rttvar4 / 4;
+	}
+	rto = c->srtt8 / 8 + RTE_MAX(1u, c->rttvar4);
+	rto = RTE_MAX(rto, cfg->rto_min_ms);
+	c->rto_ms = RTE_MIN(rto, cfg->rto_max_ms);
+}
+
+void
+tcp_keep_reset(struct tcp_conn *c)
+{
+	c->last_rx_ms = c->tl->now_ms;
+	c->keep_probes = 0;
+	if (c->tl->cfg.keepalive && !(c->timer_on & TT_KEEP) &&
+	    (c->state == TCP_ST_ESTABLISHED || c->state == TCP_ST_CLOSE_WAIT))
+		tcp_timer_set(c, TT_KEEP, c->tl->cfg.keepalive_idle_ms);
+}
+
+static void
+rto_backoff(struct tcp_conn *c)
+{
+	c->rto_ms = RTE_MIN(c->rto_ms * 2, c->tl->cfg.rto_max_ms);
+	if (c->rxtshift < UINT8_MAX)
+		c->rxtshift++;
+}
+
+static void
+persist_fire(struct tcp_conn *c)
+{
+	c->flags &= ~TF_PERSIST;
+	if (c->snd_wnd != 0 || c->sndq.bytes == 0) {
+		tcp_output(c);
+		return;
+	}
+	DP_INC(c->tl->lc, tcp, PERSIST_PROBE);
+	tcp_send_probe(c);
+	/* probes back off like retransmissions but never give up while the peer answers */
+	c->rto_ms = RTE_MIN(c->rto_ms * 2, c->tl->cfg.rto_max_ms);
+	c->flags |= TF_PERSIST;
+	tcp_timer_set(c, TT_REXMT, c->rto_ms);
+}
+
+static void
+rexmt_fire(struct tcp_conn *c)
+{
+	const struct tcp_config *cfg = &c->tl->cfg;
+	struct dp_lcore *lc = c->tl->lc;
+
+	if (c->flags & TF_PERSIST) {
+		persist_fire(c);
+		return;
+	}
+	if (c->state == TCP_ST_SYN_RECEIVED) {
+		if (c->rxtshift >= cfg->syn_retries) {
+			DP_INC(lc, tcp, HALF_OPEN_EXPIRED);
+			tcp_conn_close(c, TCP_CLOSE_TIMEOUT);
+			return;
+		}
+		rto_backoff(c);
+		DP_INC(lc, tcp, SYNACK_REXMT);
+		tcp_send_synack(c);
+		tcp_timer_set(c, TT_REXMT, c->rto_ms);
+		return;
+	}
+	if (c->snd_una == c->snd_max)
+		return;  /* nothing outstanding (stale) */
+	if (c->rxtshift >= cfg->data_retries) {
+		DP_INC(lc, tcp, CONN_TIMEOUT);
+		tcp_send_rst(c);
+		tcp_conn_close(c, TCP_CLOSE_TIMEOUT);
+		return;
+	}
+	DP_INC(lc, tcp, REXMT_TIMEOUT);
+	if (c->rxtshift == 0)
+		c->tl->cc->rto(c);
+	else
+		c->cwnd = c->mss;  /* RFC 5681: ssthresh stays when a retransmission is lost */
+	rto_backoff(c);
+	c->flags &= ~TF_RTT_TIMING;
+	c->snd_nxt = c->snd_una;  /* go back: resend from the first unacknowledged byte */
+	tcp_timer_set(c, TT_REXMT, c->rto_ms);
+	tcp_output(c);
+}
+
+static void
+keep_fire(struct tcp_conn *c)
+{
+	const struct tcp_config *cfg = &c->tl->cfg;
+	struct dp_lcore *lc = c->tl->lc;
+	uint32_t idle = c->tl->now_ms - c->last_rx_ms;
+
+	switch (c->state) {
+	case TCP_ST_TIME_WAIT:
+		DP_INC(lc, tcp, TIME_WAIT_EXPIRED);
+		tcp_conn_close(c, TCP_CLOSE_NORMAL);
+		return;
+	case TCP_ST_FIN_WAIT_2:
+		DP_INC(lc, tcp, FIN_WAIT_2_TIMEOUT);
+		tcp_send_rst(c);
+		tcp_conn_close(c, TCP_CLOSE_TIMEOUT);
+		return;
+	case TCP_ST_ESTABLISHED:
+	case TCP_ST_CLOSE_WAIT:
+		break;
+	default:
+		return;
+	}
+	if (!cfg->keepalive)
+		return;
+	if (idle < cfg->keepalive_idle_ms && c->keep_probes == 0) {
+		tcp_timer_set(c, TT_KEEP, cfg->keepalive_idle_ms - idle);
+		return;
+	}
+	if (c->keep_probes >= cfg->keepalive_probes) {
+		DP_INC(lc, tcp, KEEPALIVE_DROP);
+		tcp_send_rst(c);
+		tcp_conn_close(c, TCP_CLOSE_KEEPALIVE);
+		return;
+	}
+	c->keep_probes++;
+	DP_INC(lc, tcp, KEEPALIVE_PROBE);
+	tcp_send_probe(c);
+	tcp_timer_set(c, TT_KEEP, cfg->keepalive_intvl_ms);
+}
+
+static void
+conn_fire(struct tcp_conn *c)
+{
+	uint32_t now = c->tl->now_ms;
+
+	if ((c->timer_on & TT_DELACK) && SEQ_LEQ(c->t_delack, now)) {
+		c->timer_on &= (uint8_t)~TT_DELACK;
+		DP_INC(c->tl->lc, tcp, DELACK);
+		tcp_send_ack(c);
+	}
+	if ((c->timer_on & TT_REXMT) && SEQ_LEQ(c->t_rexmt, now)) {
+		c->timer_on &= (uint8_t)~TT_REXMT;
+		rexmt_fire(c);
+	}
+	if (c->state != TCP_ST_CLOSED && (c->timer_on & TT_KEEP) && SEQ_LEQ(c->t_keep, now)) {
+		c->timer_on &= (uint8_t)~TT_KEEP;
+		keep_fire(c);
+	}
+	if (c->state != TCP_ST_CLOSED)
+		wheel_schedule(c);
+}
+
+void
+tcp_timers_poll(struct dp_lcore *lc)
+{
+	struct tcp_lcore *tl = lc->tcp;
+	struct tcp_conn *c;
+
+	if (tl == NULL)
+		return;
+	tcp_update_clock(tl);
+	if (tl->now_ms - tl->wheel_ms > TCP_WHEEL_SLOTS)
+		tl->wheel_ms = tl->now_ms - TCP_WHEEL_SLOTS;  /* a long stall: visit each slot once */
+	while (SEQ_LT(tl->wheel_ms, tl->now_ms)) {
+		tl->wheel_ms++;
+		while ((c = LIST_FIRST(&tl->wheel[tl->wheel_ms % TCP_WHEEL_SLOTS])) != NULL) {
+			LIST_REMOVE(c, tw_link);
+			c->in_wheel = 0;
+			conn_fire(c);
+		}
+	}
+	tcp_reap(tl);
+}

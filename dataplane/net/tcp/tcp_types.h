@@ -1,0 +1,235 @@
+/*
+ * tcp_types.h: the stack's internal types (TCB, per-lcore state, parsed segment) and the
+ * functions the tcp_*.c files call in one another. Nothing here is seen outside net/tcp/;
+ * the rest of the dataplane uses tcp.h.
+ *
+ * Files in data-flow order: tcp_input.c (validate, demux, state machine) -> tcp_syncookie.c
+ * (past the half-open limit) -> tcp_buf.c (receive/out-of-order/send queues as mbuf chains)
+ * -> tcp_api.c (what the app calls) -> tcp_output.c (segments, ACK coalescing, RST) ->
+ * tcp_timer.c (timer wheel: RTO, delayed ACK, persist, keepalive, TIME_WAIT) with
+ * tcp_newreno.c behind tcp_cc.h; tcp_lcore.c owns tables, pools and stats.
+ */
+#ifndef EDGEGW_TCP_TYPES_H
+#define EDGEGW_TCP_TYPES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "tcp.h"
+
+struct rte_hash;
+struct rte_mbuf;
+struct tcp_cc_ops;
+
+#define TCP_MAX_LISTENERS 16
+#define TCP_WHEEL_SLOTS 1024    /* 1 ms per slot: about one second ahead, later ones re-queue */
+#define TCP_OOO_MAX_SEGS 8      /* out-of-order segments kept per flow */
+#define TCP_MAX_WSCALE 14
+#define TCP_TS_OPT_LEN 12       /* NOP NOP TS(10) as we send it */
+
+/* The 4-tuple, as it appears on the wire (network order); 12 bytes, no padding. */
+struct tcp_flow_key {
+	uint32_t rip;
+	uint32_t lip;
+	uint16_t rport;
+	uint16_t lport;
+};
+
+/* An mbuf chain used as a byte queue: segments linked by ->next, totals kept here. */
+struct tcp_mq {
+	struct rte_mbuf *head;
+	struct rte_mbuf *tail;
+	uint32_t bytes;
+	uint32_t nsegs;
+};
+
+/* TCB flags */
+enum {
+	TF_INUSE      = 1u << 0,
+	TF_ACKNOW     = 1u << 1,  /* send an ACK at the next flush */
+	TF_ON_FLUSH   = 1u << 2,  /* on the lcore's flush list */
+	TF_FIN_QUEUED = 1u << 3,  /* app shut down: FIN after the queued data */
+	TF_FIN_SENT   = 1u << 4,
+	TF_RCVD_FIN   = 1u << 5,
+	TF_TS_OK      = 1u << 6,  /* timestamps negotiated */
+	TF_WS_OK      = 1u << 7,  /* window scaling negotiated */
+	TF_APP        = 1u << 8,  /* accepted: the app holds the connection */
+	TF_APP_CLOSED = 1u << 9,  /* tcp_close(): no callbacks but closed() */
+	TF_RECOVERY   = 1u << 10, /* NewReno fast recovery */
+	TF_PERSIST    = 1u << 11, /* the rexmt timer is the persist timer */
+	TF_RTT_TIMING = 1u << 12, /* rtt_seq is being timed (Karn) */
+	TF_REAP       = 1u << 13, /* closed, on the reap list */
+	TF_FIN_ACKED  = 1u << 14,
+};
+
+/* armed timers (timer_on bits) */
+enum { TT_REXMT = 1, TT_DELACK = 2, TT_KEEP = 4 };
+
+/*
+ * The TCB. Sized for many idle connections: no buffer memory when idle (queues are mbuf
+ * chains), 32-bit millisecond deadlines instead of timer objects, one wheel link.
+ */
+struct tcp_conn {
+	struct tcp_flow_key key;
+	uint8_t state;             /* enum tcp_state */
+	uint8_t snd_wscale;        /* peer's shift, applied to windows it sends */
+	uint8_t rcv_wscale;        /* our shift, applied to windows we send */
+	uint8_t rxtshift;          /* consecutive retransmissions (backoff) */
+	uint32_t flags;            /* TF_* */
+	uint16_t mss;              /* payload bytes per segment we send (options deducted) */
+	uint8_t dupacks;
+	uint8_t timer_on;          /* TT_* */
+	uint8_t keep_probes;
+	uint8_t segs_unacked;      /* full segments received since our last ACK */
+	uint8_t ooo_n;
+	uint8_t pad_;
+
+	struct tcp_lcore *tl;
+	struct tcp_conn *flush_next;
+	struct tcp_conn *next_free;  /* free list, then reap list */
+	LIST_ENTRY(tcp_conn) tw_link;
+	uint32_t tw_ms;              /* wheel slot time we sit in (valid if TF in wheel) */
+	uint8_t in_wheel;
+
+	/* send sequence space */
+	uint32_t iss, snd_una, snd_nxt, snd_max;
+	uint32_t snd_wnd, snd_wl1, snd_wl2, max_sndwnd;
+	uint32_t snd_recover, cwnd, ssthresh;
+	/* receive sequence space */
+	uint32_t irs, rcv_nxt, rcv_adv;
+	uint32_t ts_recent;
+	/* RTT (RFC 6298), milliseconds scaled: srtt x8, rttvar x4 */
+	uint32_t srtt8, rttvar4, rto_ms;
+	uint32_t rtt_seq, rtt_start_ms;
+	/* timer deadlines, ms on the lcore clock */
+	uint32_t t_rexmt, t_delack, t_keep;
+	uint32_t last_rx_ms;
+
+	struct tcp_mq sndq;        /* from snd_una: unacked then unsent data */
+	struct tcp_mq rcvq;        /* in order, not yet taken by the app */
+	struct rte_mbuf *ooo;      /* out-of-order packets, sorted, linked via the dynfield */
+
+	const struct tcp_app_ops *ops;
+	void *app_ctx;
+};
+
+struct tcp_listener {
+	uint16_t port_be;
+	const struct tcp_app_ops *ops;
+	void *ctx;
+};
+
+/* TCP options as parsed from a segment. */
+struct tcp_opts {
+	uint16_t mss;
+	uint8_t wscale;
+	bool has_mss, has_ws, has_ts;
+	uint32_t tsval, tsecr;
+};
+
+/* One received segment, parsed and validated. */
+struct tcp_seg {
+	struct tcp_flow_key key;
+	uint32_t seq, ack;
+	uint32_t len;        /* payload bytes */
+	uint16_t win;        /* unscaled */
+	uint8_t flags;       /* RTE_TCP_*_FLAG */
+	struct tcp_opts opt;
+};
+
+/* Per-lcore state. */
+struct tcp_lcore {
+	struct dp_lcore *lc;
+	struct tcp_config cfg;
+	const struct tcp_cc_ops *cc;
+	struct rte_hash *flows;
+	struct tcp_conn *tcbs;
+	struct tcp_conn *free_list;
+	uint32_t n_used;
+	uint32_t half_open;
+	uint32_t by_state[TCP_ST_COUNT];
+	uint64_t q_mbufs[3];   /* sndq, rcvq, ooo */
+	uint64_t q_bytes[3];
+	struct tcp_listener listeners[TCP_MAX_LISTENERS];
+	unsigned n_listeners;
+	struct tcp_conn *flush_head;
+	struct tcp_conn *reap_head;
+	int ooo_dynoff;        /* mbuf dynfield offset for the out-of-order link */
+	uint16_t seg_room;     /* largest TCP segment (header included) one mbuf holds */
+
+	/* clock */
+	uint64_t base_tsc;
+	uint64_t tsc_per_ms;
+	uint32_t now_ms;
+	uint32_t wheel_ms;     /* last slot processed */
+	uint32_t ts_offset;    /* random offset of our TSval */
+	LIST_HEAD(, tcp_conn) wheel[TCP_WHEEL_SLOTS];
+
+	/* SYN cookies */
+	uint32_t cookie_secret[4];
+	uint32_t cookie_last_ms;
+	bool cookie_used;
+
+	/* RFC 5961 challenge ACK budget */
+	uint32_t chack_sec;
+	uint32_t chack_count;
+};
+
+enum { TCP_Q_SND = 0, TCP_Q_RCV = 1, TCP_Q_OOO = 2 };
+
+/* tcp_lcore.c */
+void tcp_update_clock(struct tcp_lcore *tl);
+struct tcp_conn *tcp_conn_alloc(struct tcp_lcore *tl, const struct tcp_flow_key *key);
+struct tcp_conn *tcp_conn_lookup(struct tcp_lcore *tl, const struct tcp_flow_key *key);
+void tcp_set_state(struct tcp_conn *c, enum tcp_state st);
+void tcp_conn_close(struct tcp_conn *c, enum tcp_close_reason why);  /* to CLOSED, reaped later */
+void tcp_app_closed(struct tcp_conn *c, enum tcp_close_reason why);  /* closed() once */
+void tcp_reap(struct tcp_lcore *tl);
+const struct tcp_listener *tcp_listener_find(const struct tcp_lcore *tl, uint16_t port_be);
+void tcp_flush_add(struct tcp_conn *c);
+
+/* tcp_buf.c */
+struct rte_mbuf *tcp_pkt_adj(struct rte_mbuf *m, uint32_t n);  /* drop n < pkt_len front bytes */
+void tcp_pkt_keep(struct rte_mbuf *m, uint32_t keep);          /* keep the first keep > 0 */
+void tcp_mq_append(struct tcp_lcore *tl, struct tcp_mq *q, int qi, struct rte_mbuf *m);
+void tcp_mq_drop_front(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t n);
+void tcp_mq_free(struct tcp_lcore *tl, struct tcp_mq *q, int qi);
+struct rte_mbuf *tcp_mq_take(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t max);
+int tcp_mq_copy_out(const struct tcp_mq *q, uint32_t off, uint32_t len, uint8_t *dst);
+uint32_t tcp_mq_write(struct tcp_lcore *tl, struct tcp_mq *q, int qi, const uint8_t *buf,
+		      uint32_t len);
+void tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq);
+void tcp_ooo_drain(struct tcp_conn *c);  /* move what rcv_nxt reached into rcvq */
+void tcp_ooo_free(struct tcp_conn *c);
+uint32_t tcp_ooo_bytes(const struct tcp_conn *c);
+
+/* tcp_input.c */
+void tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);
+bool tcp_challenge_ack_ok(struct tcp_lcore *tl);
+uint32_t tcp_rcv_window(const struct tcp_conn *c);
+
+/* tcp_syncookie.c */
+uint32_t tcp_cookie_make(struct tcp_lcore *tl, const struct tcp_seg *s, uint16_t *mss);
+int tcp_cookie_check(struct tcp_lcore *tl, const struct tcp_seg *s, uint16_t *mss);
+
+/* tcp_output.c */
+void tcp_output(struct tcp_conn *c);
+void tcp_send_ack(struct tcp_conn *c);
+void tcp_send_synack(struct tcp_conn *c);
+void tcp_send_cookie_synack(struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t iss,
+			    uint16_t mss);
+void tcp_send_rst(struct tcp_conn *c);  /* RST at snd_nxt (abort) */
+void tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s);  /* RFC 793 reply */
+void tcp_send_probe(struct tcp_conn *c);  /* SEQ = SND.UNA - 1, no data: forces an ACK */
+void tcp_retransmit_una(struct tcp_conn *c);  /* one segment at snd_una */
+
+/* tcp_timer.c */
+void tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms);
+void tcp_timer_stop(struct tcp_conn *c, int which);
+void tcp_timers_stop_all(struct tcp_conn *c);
+void tcp_rexmt_restart(struct tcp_conn *c);  /* arm RTO for outstanding data, or stop it */
+void tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms);
+void tcp_keep_reset(struct tcp_conn *c);
+
+#endif
