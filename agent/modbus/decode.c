@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "decode.h"
@@ -222,6 +223,21 @@ json_str(const char *s, char *buf, size_t len)
 	return (int)o;
 }
 
+/* The shortest text that reads back as the same number (as float for f32 points, so 21.3
+ * prints as 21.3, not 21.2999992370605). */
+static int
+shortest(char *buf, size_t len, double v, bool as_float)
+{
+	int n = 0;
+
+	for (int prec = as_float ? 6 : 15; prec <= 17; prec++) {
+		n = snprintf(buf, len, "%.*g", prec, v);
+		if (as_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+			break;
+	}
+	return n;
+}
+
 int
 mb_value_json(const struct mb_point *p, const struct mb_value *v, char *buf, size_t len)
 {
@@ -234,5 +250,5 @@ mb_value_json(const struct mb_point *p, const struct mb_value *v, char *buf, siz
 				      : snprintf(buf, len, "%lld", (long long)v->ival);
 	if (!isfinite(v->num))
 		return snprintf(buf, len, "null");	/* JSON has no NaN; quality says why */
-	return snprintf(buf, len, "%.10g", v->num);
+	return shortest(buf, len, v->num, p->type == MB_T_F32 && p->scale == 1.0 && p->offset == 0.0);
 }

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "report.h"
@@ -80,4 +81,47 @@ mb_report_format(const struct mb_point *p, const struct mb_point_state *st, cons
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return n;
+}
+
+static const char *
+topic_var(const char *name, size_t n, const struct mb_topic_vars *v, char *num, size_t numlen)
+{
+	static const char *const names[] = { "prefix", "bus", "device", "point", "profile", "unit_id" };
+	const char *vals[] = { v->prefix, v->bus, v->device, v->point, v->profile, num };
+
+	snprintf(num, numlen, "%u", v->unit_id);
+	for (size_t i = 0; i < 6; i++)
+		if (strlen(names[i]) == n && strncmp(names[i], name, n) == 0)
+			return vals[i] ? vals[i] : "";
+	return NULL;
+}
+
+int
+mb_topic_expand(const char *tmpl, const struct mb_topic_vars *v, char *out, size_t outlen)
+{
+	size_t o = 0;
+	char num[16];
+
+	while (*tmpl) {
+		const char *val, *close;
+		size_t vl;
+
+		if (*tmpl != '{') {
+			if (o + 1 >= outlen)
+				return -ENOSPC;
+			out[o++] = *tmpl++;
+			continue;
+		}
+		close = strchr(tmpl, '}');
+		if (close == NULL || (val = topic_var(tmpl + 1, (size_t)(close - tmpl - 1), v, num, sizeof(num))) == NULL)
+			return -EINVAL;
+		vl = strlen(val);
+		if (o + vl >= outlen)
+			return -ENOSPC;
+		memcpy(out + o, val, vl);
+		o += vl;
+		tmpl = close + 1;
+	}
+	out[o] = '\0';
+	return (int)o;
 }

@@ -40,4 +40,12 @@ void mb_report_mark(struct mb_point_state *st, uint64_t mono_ms);
 int mb_report_format(const struct mb_point *p, const struct mb_point_state *st, const char *device,
 		     char *buf, size_t len);
 
+
+
+/* Topic template variables; unknown {names} are an error (-EINVAL), as is overflow (-ENOSPC). */
+struct mb_topic_vars {
+	const char *prefix, *bus, *device, *point, *profile;
+	unsigned unit_id;
+};
+int mb_topic_expand(const char *tmpl, const struct mb_topic_vars *v, char *out, size_t outlen);
 #endif

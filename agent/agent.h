@@ -1,0 +1,28 @@
+/*
+ * agent.h: the agent as a whole: config, event loop, buses, uplink. main.c builds it;
+ * stats.c reads it.
+ */
+#ifndef EDGEGW_AGENT_H
+#define EDGEGW_AGENT_H
+
+#include <stdint.h>
+
+#include "agent_config.h"
+#include "loop.h"
+#include "modbus/bus.h"
+#include "msgq.h"
+#include "uplink/uplink.h"
+
+struct agent {
+	struct agent_config cfg;
+	struct agent_loop *loop;
+	struct agent_msgq q;
+	struct mb_bus **buses;
+	size_t nbuses;
+	struct uplink *up;
+	uint64_t next_stats_ms;
+	uint64_t started_ms;
+	uint64_t cmd_rejected;		/* commands that named no known device */
+};
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * agent_config.c: parse and validate the "agent:" section (see agent_config.h and docs/agent.md).
+ * Profiles are loaded from profiles_dir (relative paths are taken from the config file's folder)
+ * before the buses, so a device naming an unknown profile is an error at its own line.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_config.h"
+#include "conf/conf.h"
+
+static const char *const bus_kinds[] = { "rtu", "tcp", NULL };
+static const char *const parities[] = { "none", "even", "odd", NULL };
+static const char *const rs485_modes[] = { "off", "auto", "on", NULL };
+static const char *const uplinks[] = { "mqtt", "jsonl", NULL };
+static const char *const levels[] = { "err", "warn", "info", "debug", NULL };
+
+static int
+copy_opt(conf_node map, const char *key, const char *def, char *dst, size_t dstlen)
+{
+	const char *s = NULL;
+
+	if (conf_get_str(map, key, def, &s))
+		return -1;
+	if (strlen(s) >= dstlen)
+		return conf_error(conf_get(map, key), "'%s' is too long (at most %zu bytes)", key, dstlen - 1);
+	memcpy(dst, s, strlen(s) + 1);
+	return 0;
+}
+
+static int
+copy_req(conf_node map, const char *key, char *dst, size_t dstlen)
+{
+	if (!conf_present(conf_get(map, key)))
+		return conf_error(map, "missing '%s'", key);
+	return copy_opt(map, key, "", dst, dstlen);
+}
+
+static int
+parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d)
+{
+	static const char *const keys[] = { "name", "unit_id", "profile", "interval", "timeout",
+					    "retries", NULL };
+	char profile[MB_NAME_MAX];
+	uint32_t unit = 0;
+
+	if (!conf_is_map(dn))
+		return conf_error(dn, "a device must be a mapping");
+	if (conf_check_keys(dn, keys) || copy_req(dn, "name", d->name, sizeof(d->name)) ||
+	    copy_req(dn, "profile", profile, sizeof(profile)))
+		return -1;
+	if (!conf_present(conf_get(dn, "unit_id")))
+		return conf_error(dn, "device '%s' needs a 'unit_id'", d->name);
+	if (conf_get_u32(dn, "unit_id", 1, 0, 255, &unit) ||
+	    conf_get_duration_ms(dn, "interval", 1000, 10, 86400000ull, &d->interval_ms) ||
+	    conf_get_duration_ms(dn, "timeout", 500, 10, 60000, &d->timeout_ms) ||
+	    conf_get_u32(dn, "retries", 2, 0, 10, &d->retries))
+		return -1;
+	d->unit_id = (uint8_t)unit;
+	d->profile = mb_profile_find(&cfg->profiles, profile);
+	if (d->profile == NULL)
+		return conf_error(conf_get(dn, "profile"), "no profile named '%s' in %s", profile,
+				  cfg->profiles_dir);
+	return 0;
+}
+
+static int
+parse_rtu(conf_node bn, struct agent_bus_conf *b)
+{
+	conf_node rs = conf_get(bn, "rs485");
+	static const char *const rs_keys[] = { "mode", "rts_delay_before_us", "rts_delay_after_us",
+					       "rts_on_send_low", NULL };
+	uint32_t baud = 0, data = 8, stop = 1;
+	int parity = 0, mode = 1;
+	char err[128];
+
+	if (copy_req(bn, "device", b->device, sizeof(b->device)) ||
+	    conf_get_u32(bn, "baud", 9600, 1, 4000000, &baud) ||
+	    conf_get_enum(bn, "parity", 1, parities, &parity) ||
+	    conf_get_u32(bn, "data_bits", 8, 7, 8, &data) ||
+	    conf_get_u32(bn, "stop_bits", 1, 1, 2, &stop))
+		return -1;
+	b->line = (struct rs485_line){ baud, "NEO"[parity], (uint8_t)data, (uint8_t)stop };
+	if (rs485_line_check(&b->line, err, sizeof(err)))
+		return conf_error(bn, "bus '%s': %s", b->name, err);
+	if (conf_present(rs) &&
+	    (conf_check_keys(rs, rs_keys) || conf_get_enum(rs, "mode", 1, rs485_modes, &mode) ||
+	     conf_get_u32(rs, "rts_delay_before_us", 0, 0, 1000000, &b->rs485.rts_delay_before_us) ||
+	     conf_get_u32(rs, "rts_delay_after_us", 0, 0, 1000000, &b->rs485.rts_delay_after_us) ||
+	     conf_get_bool(rs, "rts_on_send_low", false, &b->rs485.rts_on_send_low)))
+		return -1;
+	b->rs485.want = (enum rs485_mode_want)mode;
+	return 0;
+}
+
+static int
+parse_tcp(conf_node bn, struct agent_bus_conf *b)
+{
+	uint32_t port = 502;
+
+	if (copy_req(bn, "host", b->host, sizeof(b->host)) ||
+	    conf_get_u32(bn, "port", 502, 1, 65535, &port))
+		return -1;
+	b->port = (uint16_t)port;
+	return 0;
+}
+
+static int
+parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
+{
+	static const char *const keys[] = { "name", "type", "device", "baud", "parity", "data_bits",
+		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff", "devices", NULL };
+	conf_node devs;
+	int kind = 0;
+
+	if (!conf_is_map(bn))
+		return conf_error(bn, "a bus must be a mapping");
+	if (conf_check_keys(bn, keys) || copy_req(bn, "name", b->name, sizeof(b->name)) ||
+	    conf_get_enum(bn, "type", 0, bus_kinds, &kind) ||
+	    conf_get_duration_ms(bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms) ||
+	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms))
+		return -1;
+	b->kind = (enum agent_bus_kind)kind;
+	if ((b->kind == AGENT_BUS_RTU ? parse_rtu(bn, b) : parse_tcp(bn, b)) != 0)
+		return -1;
+	devs = conf_get(bn, "devices");
+	if (!conf_is_seq(devs) || conf_seq_len(devs) == 0)
+		return conf_error(conf_present(devs) ? devs : bn, "bus '%s' needs a non-empty 'devices' list", b->name);
+	b->ndevs = conf_seq_len(devs);
+	b->devs = calloc(b->ndevs, sizeof(*b->devs));
+	if (b->devs == NULL)
+		return conf_error(bn, "out of memory");
+	for (size_t i = 0; i < b->ndevs; i++)
+		if (parse_device(conf_seq_at(devs, i), cfg, &b->devs[i]))
+			return -1;
+	return 0;
+}
+
+/* Device names are global (commands name a device, not a bus); unit ids are per bus. */
+static int
+check_names(conf_node buses, struct agent_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nbuses; i++)
+		for (size_t j = 0; j < cfg->buses[i].ndevs; j++) {
+			const struct agent_device_conf *d = &cfg->buses[i].devs[j];
+			conf_node dn = conf_seq_at(conf_get(conf_seq_at(buses, i), "devices"), j);
+
+			for (size_t k = 0; k < i; k++)
+				if (strcmp(cfg->buses[k].name, cfg->buses[i].name) == 0 && j == 0)
+					return conf_error(conf_seq_at(buses, i), "duplicate bus name '%s'", cfg->buses[i].name);
+			for (size_t bi = 0; bi <= i; bi++)
+				for (size_t dj = 0; dj < (bi == i ? j : cfg->buses[bi].ndevs); dj++) {
+					const struct agent_device_conf *o = &cfg->buses[bi].devs[dj];
+
+					if (strcmp(o->name, d->name) == 0)
+						return conf_error(dn, "duplicate device name '%s'", d->name);
+					if (bi == i && o->unit_id == d->unit_id &&
+					    cfg->buses[i].kind == AGENT_BUS_RTU)
+						return conf_error(dn, "unit_id %u is used twice on bus '%s'",
+								  d->unit_id, cfg->buses[i].name);
+				}
+		}
+	return 0;
+}
+
+static int
+parse_mqtt(conf_node a, struct agent_config *cfg)
+{
+	static const char *const keys[] = { "host", "port", "client_id", "keepalive", NULL };
+	conf_node m = conf_get(a, "mqtt");
+	uint32_t port = 1883;
+
+	if (cfg->uplink == AGENT_UPLINK_MQTT && !conf_present(m))
+		return conf_error(a, "uplink mqtt needs an 'mqtt' section (host, port, client_id, keepalive)");
+	if (!conf_present(m))
+		return 0;
+	if (conf_check_keys(m, keys) || copy_opt(m, "host", "127.0.0.1", cfg->mqtt_host, sizeof(cfg->mqtt_host)) ||
+	    conf_get_u32(m, "port", 1883, 1, 65535, &port) ||
+	    copy_opt(m, "client_id", "edgegw-agent", cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id)) ||
+	    conf_get_duration_ms(m, "keepalive", 30000, 1000, 65535000, &cfg->mqtt_keepalive_ms))
+		return -1;
+	cfg->mqtt_port = (uint16_t)port;
+	return 0;
+}
+
+static int
+parse_sections(conf_node a, struct agent_config *cfg)
+{
+	static const char *const jk[] = { "path", "commands", NULL };
+	static const char *const ck[] = { "topic", "response_topic", NULL };
+	static const char *const sk[] = { "file", "interval", NULL };
+	conf_node j = conf_get(a, "jsonl"), c = conf_get(a, "commands"), s = conf_get(a, "stats");
+
+	if (conf_check_keys(j, jk) || conf_check_keys(c, ck) || conf_check_keys(s, sk))
+		return -1;
+	if (copy_opt(j, "path", "-", cfg->jsonl_path, sizeof(cfg->jsonl_path)) ||
+	    copy_opt(j, "commands", "", cfg->jsonl_commands, sizeof(cfg->jsonl_commands)) ||
+	    copy_opt(c, "topic", "", cfg->cmd_topic, sizeof(cfg->cmd_topic)) ||
+	    copy_opt(c, "response_topic", "", cfg->cmd_response_topic, sizeof(cfg->cmd_response_topic)) ||
+	    copy_opt(s, "file", "", cfg->stats_file, sizeof(cfg->stats_file)) ||
+	    conf_get_duration_ms(s, "interval", 10000, 100, 3600000, &cfg->stats_interval_ms))
+		return -1;
+	if (cfg->cmd_topic[0] && strpbrk(cfg->cmd_topic, "+#") != NULL)
+		return conf_error(conf_get(c, "topic"), "the command topic must not hold wildcards");
+	if (cfg->cmd_topic[0] && !cfg->cmd_response_topic[0])
+		snprintf(cfg->cmd_response_topic, sizeof(cfg->cmd_response_topic), "%.170s/response", cfg->cmd_topic);
+	return 0;
+}
+
+static int
+load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
+{
+	char dir[512], tmp[512], err[512];
+	const char *pd = NULL;
+
+	if (!conf_present(conf_get(a, "profiles_dir")))
+		return conf_error(a, "missing 'profiles_dir'");
+	if (conf_get_str(a, "profiles_dir", "", &pd))
+		return -1;
+	snprintf(tmp, sizeof(tmp), "%s", cfg_path);
+	if (pd[0] == '/')
+		snprintf(dir, sizeof(dir), "%s", pd);
+	else
+		snprintf(dir, sizeof(dir), "%.200s/%.300s", dirname(tmp), pd);
+	snprintf(cfg->profiles_dir, sizeof(cfg->profiles_dir), "%s", dir);
+	if (mb_profile_dir_load(dir, &cfg->profiles, err, sizeof(err)) != 0)
+		return conf_error(conf_get(a, "profiles_dir"), "%s", err);
+	if (cfg->profiles.n == 0)
+		return conf_error(conf_get(a, "profiles_dir"), "no *.yaml profiles in %s", dir);
+	return 0;
+}
+
+static int
+parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
+{
+	static const char *const keys[] = { "log_level", "profiles_dir", "topic_prefix", "uplink",
+		"jsonl", "mqtt", "commands", "stats", "buses", NULL };
+	conf_node buses;
+	int lvl = LOG_LVL_INFO, up = 0;
+
+	if (!conf_is_map(a))
+		return conf_error(a, "'agent' must be a mapping");
+	if (conf_check_keys(a, keys) || conf_get_enum(a, "log_level", LOG_LVL_INFO, levels, &lvl) ||
+	    copy_opt(a, "topic_prefix", "edgegw", cfg->topic_prefix, sizeof(cfg->topic_prefix)) ||
+	    conf_get_enum(a, "uplink", 0, uplinks, &up))
+		return -1;
+	cfg->log_level = (enum log_level)lvl;
+	cfg->uplink = (enum agent_uplink_kind)up;
+	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || load_profiles(a, cfg_path, cfg))
+		return -1;
+	buses = conf_get(a, "buses");
+	if (!conf_is_seq(buses) || conf_seq_len(buses) == 0)
+		return conf_error(conf_present(buses) ? buses : a, "'agent' needs a non-empty 'buses' list");
+	cfg->nbuses = conf_seq_len(buses);
+	cfg->buses = calloc(cfg->nbuses, sizeof(*cfg->buses));
+	if (cfg->buses == NULL)
+		return conf_error(a, "out of memory");
+	for (size_t i = 0; i < cfg->nbuses; i++)
+		if (parse_bus(conf_seq_at(buses, i), cfg, &cfg->buses[i]))
+			return -1;
+	return check_names(buses, cfg);
+}
+
+static int
+parse_doc(struct conf_doc *doc, const char *path, struct agent_config *cfg, char *err, size_t errlen)
+{
+	conf_node root = conf_root(doc), a;
+	int rc = -1;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (!conf_is_map(root))
+		conf_error(root, "the gateway config must be a mapping");
+	else if (!conf_present(a = conf_get(root, "agent")))
+		conf_error(root, "no 'agent' section");
+	else
+		rc = parse_agent(a, path, cfg);
+	if (rc != 0 || conf_error_count(doc) != 0) {
+		snprintf(err, errlen, "%s", conf_first_error(doc) ? conf_first_error(doc) : "invalid config");
+		agent_config_free(cfg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen)
+{
+	struct conf_doc *doc;
+	int rc;
+
+	if (conf_load_file(path, &doc, err, errlen) != 0)
+		return -EINVAL;
+	rc = parse_doc(doc, path, cfg, err, errlen);
+	conf_free(doc);
+	return rc;
+}
+
+int
+agent_config_parse_string(const char *name, const char *text, size_t len, struct agent_config *cfg,
+			  char *err, size_t errlen)
+{
+	struct conf_doc *doc;
+	int rc;
+
+	if (conf_load_string(name, text, len, &doc, err, errlen) != 0)
+		return -EINVAL;
+	rc = parse_doc(doc, name, cfg, err, errlen);
+	conf_free(doc);
+	return rc;
+}
+
+void
+agent_config_free(struct agent_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nbuses; i++)
+		free(cfg->buses[i].devs);
+	free(cfg->buses);
+	cfg->buses = NULL;
+	cfg->nbuses = 0;
+	mb_profile_set_free(&cfg->profiles);
+}

@@ -1,0 +1,69 @@
+/*
+ * agent_config.h: the agent's part of the gateway config (the top-level "agent:" section; the
+ * "dataplane:" section belongs to edgegw-dataplane and is skipped). Parsed with lib/conf into
+ * this struct and validated whole, with file:line errors, before anything starts.
+ */
+#ifndef EDGEGW_AGENT_CONFIG_H
+#define EDGEGW_AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drivers/rs485/rs485.h"
+#include "modbus/profile.h"
+#include "util/log.h"
+
+enum agent_bus_kind { AGENT_BUS_RTU = 0, AGENT_BUS_TCP };
+enum agent_uplink_kind { AGENT_UPLINK_MQTT = 0, AGENT_UPLINK_JSONL };
+
+struct agent_device_conf {
+	char name[MB_NAME_MAX];
+	uint8_t unit_id;
+	uint64_t interval_ms;
+	uint64_t timeout_ms;
+	uint32_t retries;
+	const struct mb_profile *profile;	/* points into agent_config.profiles */
+};
+
+struct agent_bus_conf {
+	char name[MB_NAME_MAX];
+	enum agent_bus_kind kind;
+	char device[256];		/* RTU: serial device path */
+	struct rs485_line line;
+	struct rs485_mode rs485;
+	char host[128];			/* TCP: server (or RTU gateway) address */
+	uint16_t port;
+	uint64_t turnaround_ms;		/* expected device think time / round trip, for planning */
+	uint64_t max_backoff_ms;
+	struct agent_device_conf *devs;
+	size_t ndevs;
+};
+
+struct agent_config {
+	enum log_level log_level;
+	char profiles_dir[512];
+	struct mb_profile_set profiles;
+	char topic_prefix[128];
+	enum agent_uplink_kind uplink;
+	char jsonl_path[512];		/* "-" or empty: stdout */
+	char jsonl_commands[512];	/* optional FIFO or file of command lines */
+	char mqtt_host[128];
+	uint16_t mqtt_port;
+	char mqtt_client_id[64];
+	uint64_t mqtt_keepalive_ms;
+	char cmd_topic[MB_TOPIC_MAX];
+	char cmd_response_topic[MB_TOPIC_MAX];
+	char stats_file[512];
+	uint64_t stats_interval_ms;
+	struct agent_bus_conf *buses;
+	size_t nbuses;
+};
+
+/* 0, or -EINVAL with "file:line:col: reason" in err. */
+int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen);
+int agent_config_parse_string(const char *name, const char *text, size_t len,
+			      struct agent_config *cfg, char *err, size_t errlen);
+void agent_config_free(struct agent_config *cfg);
+
+#endif

@@ -1,0 +1,257 @@
+/*
+ * main.c: edgegw-agent. Loads and checks the agent's config, builds the buses and the uplink,
+ * runs the event loop until SIGINT/SIGTERM, and stops in order: buses first (no new messages),
+ * then what is queued goes to the uplink, then the uplink closes.
+ *   edgegw-agent -c FILE [--check] [-v]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "agent.h"
+#include "clock.h"
+#include "stats.h"
+#include "util/log.h"
+
+static void
+respond_reject(struct agent *a, const struct mb_write_req *req, const char *why)
+{
+	char msg[1024];
+	int n;
+
+	a->cmd_rejected++;
+	LOG_RATELIMITED(LOG_LVL_WARN, 10, "command rejected: %s", why);
+	n = mb_write_response(msg, sizeof(msg), req, false, why, NULL);
+	if (n > 0 && a->cfg.cmd_response_topic[0])
+		uplink_submit(a->up, a->cfg.cmd_response_topic, msg, (size_t)n, 1, false);
+}
+
+static struct mb_bus *
+find_device(struct agent *a, const char *name, size_t *dev)
+{
+	for (size_t i = 0; i < a->nbuses; i++) {
+		int d = mb_bus_find_device(a->buses[i], name);
+
+		if (d >= 0) {
+			*dev = (size_t)d;
+			return a->buses[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+on_command(void *arg, const char *topic, const uint8_t *payload, size_t len)
+{
+	struct agent *a = arg;
+	struct mb_write_req req;
+	struct mb_write_op op;
+	const struct mb_point *p;
+	struct mb_bus *b;
+	char err[256];
+	size_t dev, pi;
+	int rc;
+
+	if (strcmp(topic, a->cfg.cmd_topic) != 0)
+		return;
+	if (mb_write_parse((const char *)payload, len, &req, err, sizeof(err)) != 0)
+		return respond_reject(a, &req, err);
+	b = find_device(a, req.device, &dev);
+	if (b == NULL) {
+		snprintf(err, sizeof(err), "no device named '%s'", req.device);
+		return respond_reject(a, &req, err);
+	}
+	p = mb_profile_point(mb_bus_device_profile(b, dev), req.point, &pi);
+	if (p == NULL) {
+		snprintf(err, sizeof(err), "device '%s' has no point '%s'", req.device, req.point);
+		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
+		return respond_reject(a, &req, err);
+	}
+	if (mb_write_prepare(p, req.value, &op, err, sizeof(err)) != 0) {
+		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
+		return respond_reject(a, &req, err);
+	}
+	rc = mb_bus_submit_write(b, dev, pi, &req, &op);
+	if (rc != 0) {
+		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
+		respond_reject(a, &req, "too many writes waiting for this bus");
+	}
+}
+
+static void
+on_messages(void *arg, uint32_t events)
+{
+	struct agent *a = arg;
+	struct agent_msg *m = agent_msgq_take_all(&a->q), *next;
+
+	(void)events;
+	for (; m != NULL; m = next) {
+		next = m->next;
+		uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
+		free(m);
+	}
+}
+
+static void
+on_signal(void *arg, int signo)
+{
+	struct agent *a = arg;
+
+	switch (signo) {
+	case SIGUSR1:
+		agent_stats_log(a);
+		break;
+	case SIGHUP:
+		log_info("SIGHUP: live reload is not supported yet; restart the agent to apply a new config");
+		break;
+	case SIGPIPE:
+		break;
+	default:
+		log_info("signal %d: stopping", signo);
+		agent_loop_stop(a->loop);
+	}
+}
+
+static void
+on_tick(void *arg, uint64_t now_ms)
+{
+	struct agent *a = arg;
+	int rc;
+
+	if (!a->cfg.stats_file[0] || now_ms < a->next_stats_ms)
+		return;
+	a->next_stats_ms = now_ms + a->cfg.stats_interval_ms;
+	rc = agent_stats_write_file(a, a->cfg.stats_file);
+	if (rc != 0)
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "stats: %s: %s", a->cfg.stats_file, strerror(-rc));
+}
+
+static int
+make_uplink(struct agent *a)
+{
+	const struct agent_config *c = &a->cfg;
+
+	if (c->uplink == AGENT_UPLINK_JSONL)
+		return uplink_jsonl_create(&a->up, a->loop, c->jsonl_path, c->jsonl_commands,
+					   c->cmd_topic, on_command, a);
+#ifdef EGW_AGENT_MQTT
+	{
+		struct uplink_mqtt_conf mc = { c->mqtt_host, c->mqtt_port, c->mqtt_client_id,
+					       (uint16_t)(c->mqtt_keepalive_ms / 1000), c->cmd_topic, 100000 };
+
+		return uplink_mqtt_create(&a->up, a->loop, &mc, on_command, a);
+	}
+#else
+	log_err("uplink mqtt: this build has no MQTT codec (lib/mqtt); use 'uplink: jsonl'");
+	return -ENOTSUP;
+#endif
+}
+
+static int
+agent_start(struct agent *a)
+{
+	int rc;
+
+	a->started_ms = clock_mono_ms();
+	if ((rc = agent_loop_create(&a->loop, 100)) != 0 ||
+	    (rc = agent_loop_set_signal_handler(a->loop, on_signal, a)) != 0 ||
+	    (rc = agent_msgq_init(&a->q, 100000)) != 0 ||
+	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
+	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0)
+		return rc;
+	a->buses = calloc(a->cfg.nbuses, sizeof(*a->buses));
+	if (a->buses == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->cfg.nbuses; i++) {
+		rc = mb_bus_create(&a->buses[i], &a->cfg.buses[i], a->cfg.topic_prefix,
+				   a->cfg.cmd_response_topic, &a->q);
+		if (rc != 0)
+			return rc;
+		a->nbuses++;
+	}
+	for (size_t i = 0; i < a->nbuses; i++)
+		if ((rc = mb_bus_start(a->buses[i])) != 0)
+			return rc;
+	return 0;
+}
+
+static void
+agent_stop(struct agent *a)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		mb_bus_stop(a->buses[i]);
+	if (a->up != NULL && a->q.efd >= 0)
+		on_messages(a, 0);
+	if (a->cfg.stats_file[0] && a->loop != NULL)
+		agent_stats_write_file(a, a->cfg.stats_file);
+	for (size_t i = 0; i < a->nbuses; i++)
+		mb_bus_destroy(a->buses[i]);
+	free(a->buses);
+	uplink_destroy(a->up);
+	if (a->q.efd > 0)
+		agent_msgq_destroy(&a->q);
+	agent_loop_destroy(a->loop);
+	agent_config_free(&a->cfg);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: edgegw-agent -c FILE [--check] [-v]\n"
+			"  -c, --config FILE  gateway config (its 'agent:' section)\n"
+			"      --check        validate the config and its profiles, then exit 0/1\n"
+			"  -v, --verbose      debug logging\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' }, { "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
+	const char *path = NULL;
+	bool check = false, verbose = false;
+	struct agent a;
+	char err[1024];
+	int o, rc;
+
+	memset(&a, 0, sizeof(a));
+	a.q.efd = -1;
+	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': path = optarg; break;
+		case 'k': check = true; break;
+		case 'v': verbose = true; break;
+		default: usage(); return o == 'h' ? 0 : 2;
+		}
+	}
+	if (path == NULL) {
+		usage();
+		return 2;
+	}
+	log_init("edgegw-agent", LOG_LVL_INFO);
+	if (agent_config_load(path, &a.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "edgegw-agent: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok (%zu buses, %zu profiles)\n", path, a.cfg.nbuses, a.cfg.profiles.n);
+		agent_config_free(&a.cfg);
+		return 0;
+	}
+	log_set_level(verbose ? LOG_LVL_DEBUG : a.cfg.log_level);
+	rc = agent_start(&a);
+	if (rc == 0) {
+		log_info("started: %zu buses", a.nbuses);
+		rc = agent_loop_run(a.loop);
+	} else {
+		log_err("cannot start: %s", strerror(-rc));
+	}
+	agent_stop(&a);
+	log_info("stopped");
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,712 @@
+/*
+ * bus.c: the per-bus poller thread. One transaction at a time: it picks the device with the
+ * earliest deadline (scheduler.c), runs that device's planned reads (planner.c) with timeouts
+ * and retries, decodes the points (decode.c), decides what to publish (report.c) and queues the
+ * messages for the main loop. Write jobs from the main loop go first. Between transactions it
+ * keeps the RTU 3.5-character silence itself, since libmodbus does not.
+ */
+#include <errno.h>
+#include <modbus/modbus.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "decode.h"
+#include "planner.h"
+#include "report.h"
+#include "scheduler.h"
+#include "util/log.h"
+
+#define BUS_MAX_JOBS 64
+
+struct bus_dev {
+	const struct agent_device_conf *conf;
+	const struct mb_profile *prof;
+	struct mb_plan plan;
+	struct mb_point_state *st;
+	char (*topics)[MB_TOPIC_MAX + 128];
+	bool *fresh;			/* point read (or failed with an exception) this poll */
+	struct agent_dev_stats stats;
+	uint64_t backoff_ms;		/* mirrors the scheduler for the stats reader (atomic) */
+	uint32_t failing;
+};
+
+struct write_job {
+	struct write_job *next;
+	size_t dev, point;
+	struct mb_write_req req;
+	struct mb_write_op op;
+};
+
+struct mb_bus {
+	const struct agent_bus_conf *c;
+	struct agent_msgq *q;
+	char resp_topic[MB_TOPIC_MAX];
+	modbus_t *ctx;
+	bool connected;
+	struct bus_dev *devs;
+	size_t ndevs;
+	struct mb_sched sched;
+	uint32_t gap_us;
+	uint64_t last_io_us;
+	pthread_t thr;
+	bool running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	struct write_job *jobs, *jobs_tail;
+	size_t njobs;
+	uint64_t started_us, busy_us, connect_errors;
+	uint16_t regs[MODBUS_MAX_READ_REGISTERS];
+	uint8_t bits[MODBUS_MAX_READ_BITS];
+};
+
+enum xfer { XFER_OK = 0, XFER_EXCEPTION, XFER_COMM };
+
+/* One Modbus request: the function and its buffers. */
+struct io {
+	enum { IO_READ_BITS, IO_READ_INPUT_BITS, IO_READ_REGS, IO_READ_INPUT_REGS, IO_WRITE_BIT,
+	       IO_WRITE_REG, IO_WRITE_REGS } kind;
+	uint16_t addr, count;
+	uint16_t *regs;
+	uint8_t *bits;
+	int value;
+};
+
+/* ---- connection ---- */
+
+static void
+bus_disconnect(struct mb_bus *b)
+{
+	if (b->ctx != NULL && b->connected)
+		modbus_close(b->ctx);
+	__atomic_store_n(&b->connected, false, __ATOMIC_RELAXED);
+}
+
+static int
+bus_connect(struct mb_bus *b)
+{
+	const struct agent_bus_conf *c = b->c;
+
+	if (b->connected)
+		return 0;
+	if (modbus_connect(b->ctx) != 0) {
+		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
+		LOG_RATELIMITED(LOG_LVL_WARN, 30, "bus %s: cannot open %s: %s", c->name,
+				c->kind == AGENT_BUS_RTU ? c->device : c->host, modbus_strerror(errno));
+		return -EIO;
+	}
+	if (c->kind == AGENT_BUS_RTU && rs485_mode_apply(modbus_get_socket(b->ctx), c->device, &c->rs485) < 0) {
+		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
+		modbus_close(b->ctx);
+		return -EIO;
+	}
+	__atomic_store_n(&b->connected, true, __ATOMIC_RELAXED);
+	log_info("bus %s: connected to %s", c->name, c->kind == AGENT_BUS_RTU ? c->device : c->host);
+	return 0;
+}
+
+/* ---- one transaction ---- */
+
+static void
+frame_gap_wait(struct mb_bus *b)
+{
+	uint64_t now = clock_mono_us(), until = b->last_io_us + b->gap_us;
+	struct timespec ts;
+
+	if (b->gap_us == 0 || now >= until)
+		return;
+	ts.tv_sec = (time_t)((until - now) / 1000000u);
+	ts.tv_nsec = (long)((until - now) % 1000000u) * 1000;
+	nanosleep(&ts, NULL);
+}
+
+static int
+io_do(modbus_t *ctx, const struct io *op)
+{
+	switch (op->kind) {
+	case IO_READ_BITS: return modbus_read_bits(ctx, op->addr, op->count, op->bits);
+	case IO_READ_INPUT_BITS: return modbus_read_input_bits(ctx, op->addr, op->count, op->bits);
+	case IO_READ_REGS: return modbus_read_registers(ctx, op->addr, op->count, op->regs);
+	case IO_READ_INPUT_REGS: return modbus_read_input_registers(ctx, op->addr, op->count, op->regs);
+	case IO_WRITE_BIT: return modbus_write_bit(ctx, op->addr, op->value);
+	case IO_WRITE_REG: return modbus_write_register(ctx, op->addr, op->regs[0]);
+	case IO_WRITE_REGS: return modbus_write_registers(ctx, op->addr, op->count, op->regs);
+	}
+	return -1;
+}
+
+static void
+count_exception(struct bus_dev *d, int code)
+{
+	enum agent_dev_counter c;
+
+	switch (code) {
+	case MODBUS_EXCEPTION_ILLEGAL_FUNCTION: c = AGENT_DC_exc_illegal_function; break;
+	case MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS: c = AGENT_DC_exc_illegal_address; break;
+	case MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE: c = AGENT_DC_exc_illegal_value; break;
+	case MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE: c = AGENT_DC_exc_device_failure; break;
+	case MODBUS_EXCEPTION_ACKNOWLEDGE: case MODBUS_EXCEPTION_SLAVE_OR_SERVER_BUSY: c = AGENT_DC_exc_busy; break;
+	default: c = AGENT_DC_exc_other; break;
+	}
+	agent_stat_add(&d->stats, AGENT_DC_exceptions, 1);
+	agent_stat_add(&d->stats, c, 1);
+}
+
+/* A failed attempt that is not an exception: count it and get the line clean for the next. */
+static void
+count_comm_error(struct mb_bus *b, struct bus_dev *d, int err)
+{
+	if (err == ETIMEDOUT)
+		agent_stat_add(&d->stats, AGENT_DC_timeouts, 1);
+	else if (err == EMBBADCRC)
+		agent_stat_add(&d->stats, AGENT_DC_crc_errors, 1);
+	else
+		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
+	if (err == ECONNRESET || err == EPIPE || err == EBADF || err == ENOTCONN || err == ECONNREFUSED ||
+	    (err == EIO && b->c->kind == AGENT_BUS_TCP)) {
+		bus_disconnect(b);
+		return;
+	}
+	/* Drop what is left of a garbled or late answer so it cannot pass for the next one. */
+	modbus_flush(b->ctx);
+	LOG_RATELIMITED(LOG_LVL_DEBUG, 10, "bus %s: device %s: %s", b->c->name, d->conf->name,
+			modbus_strerror(err));
+}
+
+static enum xfer
+transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned tries, int *exc)
+{
+	uint32_t to = (uint32_t)d->conf->timeout_ms;
+
+	for (unsigned t = 0; t < tries; t++) {
+		uint64_t t0, t1;
+		int rc, err;
+
+		if (bus_connect(b) != 0)
+			return XFER_COMM;
+		frame_gap_wait(b);
+		modbus_set_slave(b->ctx, d->conf->unit_id);
+		modbus_set_response_timeout(b->ctx, to / 1000, (to % 1000) * 1000);
+		t0 = clock_mono_us();
+		rc = io_do(b->ctx, op);
+		err = errno;
+		t1 = clock_mono_us();
+		b->last_io_us = t1;
+		__atomic_fetch_add(&b->busy_us, t1 - t0, __ATOMIC_RELAXED);
+		agent_stat_add(&d->stats, AGENT_DC_busy_us, t1 - t0);
+		agent_stat_add(&d->stats, AGENT_DC_requests, 1);
+		if (t > 0)
+			agent_stat_add(&d->stats, AGENT_DC_retries, 1);
+		if (rc >= 0) {
+			agent_stat_add(&d->stats, AGENT_DC_responses, 1);
+			return XFER_OK;
+		}
+		if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
+			*exc = err - MODBUS_ENOBASE;
+			count_exception(d, *exc);
+			return XFER_EXCEPTION;
+		}
+		count_comm_error(b, d, err);
+	}
+	return XFER_COMM;
+}
+
+/* ---- polling ---- */
+
+static void
+block_io(struct mb_bus *b, const struct mb_block *blk, struct io *op)
+{
+	static const int kinds[] = { IO_READ_BITS, IO_READ_INPUT_BITS, IO_READ_REGS, IO_READ_INPUT_REGS };
+
+	*op = (struct io){ .kind = kinds[blk->func], .addr = blk->start, .count = blk->count,
+			   .regs = b->regs, .bits = b->bits };
+}
+
+static void
+block_decode(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk, uint64_t wall)
+{
+	for (uint32_t k = blk->first; k < blk->first + blk->npts; k++) {
+		size_t pi = d->plan.idx[k];
+		const struct mb_point *p = &d->prof->points[pi];
+		struct mb_value v;
+
+		if (mb_func_is_bits(p->func))
+			mb_decode_bit(p, b->bits[p->address - blk->start], &v);
+		else
+			mb_decode_regs(p, &b->regs[p->address - blk->start], &v);
+		mb_report_value(&d->st[pi], &v, wall);
+		d->fresh[pi] = true;
+	}
+}
+
+static void
+block_fail(struct bus_dev *d, const struct mb_block *blk, enum mb_quality q)
+{
+	for (uint32_t k = blk->first; k < blk->first + blk->npts; k++) {
+		mb_report_fail(&d->st[d->plan.idx[k]], q);
+		d->fresh[d->plan.idx[k]] = true;
+	}
+}
+
+/* An illegal-address answer to a coalesced read: read its points one by one from now on. */
+static bool
+try_split(struct mb_bus *b, struct bus_dev *d, size_t bi)
+{
+	struct mb_block old = d->plan.blocks[bi];
+	int n;
+
+	if (old.npts <= 1)
+		return false;
+	n = mb_plan_split(&d->plan, d->prof->points, bi);
+	if (n <= 1)
+		return false;
+	agent_stat_add(&d->stats, AGENT_DC_block_splits, 1);
+	log_warnx("bus %s: device %s: illegal-address answer to a %s read of %u at %u; reading its "
+		  "points in %d separate requests", b->c->name, d->conf->name,
+		  mb_func_names[old.func], old.count, old.start, n);
+	return true;
+}
+
+/* Poll every block of a device. Returns false when the device did not answer at all. */
+static bool
+poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
+{
+	unsigned tries = probe ? 1 : 1 + d->conf->retries;
+
+	memset(d->fresh, 0, d->prof->npoints * sizeof(*d->fresh));
+	for (size_t bi = 0; bi < d->plan.nblocks; bi++) {
+		const struct mb_block *blk = &d->plan.blocks[bi];
+		struct io op;
+		int exc = 0;
+
+		block_io(b, blk, &op);
+		switch (transact(b, d, &op, tries, &exc)) {
+		case XFER_OK:
+			block_decode(b, d, blk, clock_wall_ms());
+			break;
+		case XFER_EXCEPTION:
+			if (exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS && try_split(b, d, bi)) {
+				bi--;	/* read the first of the new blocks now */
+				break;
+			}
+			block_fail(d, blk, MB_Q_STALE);
+			break;
+		case XFER_COMM:
+			for (size_t i = 0; i < d->prof->npoints; i++)
+				if (!d->fresh[i])
+					mb_report_fail(&d->st[i], MB_Q_COMM_FAILURE);
+			return false;
+		}
+		tries = 1 + d->conf->retries;	/* it answered: the rest of the poll is normal */
+	}
+	return true;
+}
+
+static void
+publish_point(struct mb_bus *b, struct bus_dev *d, size_t pi, uint64_t mono)
+{
+	const struct mb_point *p = &d->prof->points[pi];
+	char msg[1024];
+	int n;
+
+	if (!mb_report_due(p, &d->st[pi], mono))
+		return;
+	n = mb_report_format(p, &d->st[pi], d->conf->name, msg, sizeof(msg));
+	if (n < 0)
+		return;
+	if (agent_msgq_push(b->q, d->topics[pi], msg, (size_t)n, p->qos, false) == 0)
+		agent_stat_add(&d->stats, AGENT_DC_published, 1);
+	mb_report_mark(&d->st[pi], mono);
+}
+
+static void
+publish_device(struct mb_bus *b, struct bus_dev *d)
+{
+	uint64_t mono = clock_mono_ms();
+
+	for (size_t i = 0; i < d->prof->npoints; i++)
+		publish_point(b, d, i, mono);
+}
+
+static void
+poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
+{
+	struct bus_dev *d = &b->devs[di];
+	bool was_failing = mb_sched_dead(&b->sched, di), ok;
+	uint64_t late;
+
+	agent_stat_add(&d->stats, AGENT_DC_polls, 1);
+	ok = poll_device(b, d, was_failing);
+	late = mb_sched_done(&b->sched, di, ok, now_ms, clock_mono_ms());
+	agent_stat_add(&d->stats, AGENT_DC_lateness_ms_sum, late);
+	agent_stat_max(&d->stats, AGENT_DC_lateness_ms_max, late);
+	if (late >= d->conf->interval_ms && !was_failing)
+		agent_stat_add(&d->stats, AGENT_DC_late_polls, 1);
+	if (!ok)
+		agent_stat_add(&d->stats, AGENT_DC_poll_failures, 1);
+	if (ok != !was_failing)
+		log_warnx("bus %s: device %s (unit %u) %s", b->c->name, d->conf->name, d->conf->unit_id,
+			  ok ? "answers again" : "does not answer; backing off");
+	__atomic_store_n(&d->failing, !ok, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->backoff_ms, b->sched.devs[di].backoff_ms, __ATOMIC_RELAXED);
+	publish_device(b, d);
+}
+
+/* ---- writes ---- */
+
+static void
+respond(struct mb_bus *b, const struct write_job *j, bool ok, const char *reason, const char *val)
+{
+	char msg[1024];
+	int n = mb_write_response(msg, sizeof(msg), &j->req, ok, reason, val);
+
+	if (n > 0 && b->resp_topic[0])
+		agent_msgq_push(b->q, b->resp_topic, msg, (size_t)n, 1, false);
+}
+
+static void
+write_io(const struct write_job *j, struct io *op, uint16_t *regs)
+{
+	memcpy(regs, j->op.regs, sizeof(j->op.regs));
+	if (j->op.func == MB_FN_COIL)
+		*op = (struct io){ .kind = IO_WRITE_BIT, .addr = j->op.address, .count = 1, .value = j->op.coil };
+	else
+		*op = (struct io){ .kind = j->op.count == 1 ? IO_WRITE_REG : IO_WRITE_REGS,
+				   .addr = j->op.address, .count = j->op.count, .regs = regs };
+}
+
+static void
+run_write(struct mb_bus *b, struct write_job *j)
+{
+	struct bus_dev *d = &b->devs[j->dev];
+	const struct mb_point *p = &d->prof->points[j->point];
+	uint16_t regs[4];
+	struct io op;
+	struct mb_value v;
+	char val[160], why[200];
+	int exc = 0;
+	bool same;
+
+	agent_stat_add(&d->stats, AGENT_DC_writes, 1);
+	write_io(j, &op, regs);
+	if (transact(b, d, &op, 1 + d->conf->retries, &exc) != XFER_OK) {
+		snprintf(why, sizeof(why), "write failed: %s", exc ? modbus_strerror(MODBUS_ENOBASE + exc) : "no answer");
+		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
+		respond(b, j, false, why, NULL);
+		return;
+	}
+	op = (struct io){ .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS, .addr = p->address,
+			  .count = p->count, .regs = b->regs, .bits = b->bits };
+	if (transact(b, d, &op, 1 + d->conf->retries, &exc) != XFER_OK) {
+		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
+		respond(b, j, false, "written, but the read-back failed", NULL);
+		return;
+	}
+	if (p->func == MB_FN_COIL) {
+		mb_decode_bit(p, b->bits[0], &v);
+		same = (b->bits[0] != 0) == j->op.coil;
+	} else {
+		mb_decode_regs(p, b->regs, &v);
+		same = memcmp(b->regs, j->op.regs, p->count * sizeof(uint16_t)) == 0;
+	}
+	mb_report_value(&d->st[j->point], &v, clock_wall_ms());
+	mb_value_json(p, &v, val, sizeof(val));
+	if (!same)
+		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
+	respond(b, j, same, same ? NULL : "read-back differs from the value written", val);
+	publish_point(b, d, j->point, clock_mono_ms());
+}
+
+/* ---- thread ---- */
+
+static struct write_job *
+take_job(struct mb_bus *b)
+{
+	struct write_job *j = b->jobs;
+
+	if (j != NULL) {
+		b->jobs = j->next;
+		if (b->jobs == NULL)
+			b->jobs_tail = NULL;
+		b->njobs--;
+	}
+	return j;
+}
+
+static void
+wait_until(struct mb_bus *b, uint64_t wait_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(wait_ms / 1000);
+	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	if (!b->stop && b->jobs == NULL)
+		pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+}
+
+static void *
+bus_main(void *arg)
+{
+	struct mb_bus *b = arg;
+
+	pthread_mutex_lock(&b->lock);
+	while (!b->stop) {
+		struct write_job *j = take_job(b);
+		uint64_t now, wait = 0;
+		int di;
+
+		if (j != NULL) {
+			pthread_mutex_unlock(&b->lock);
+			run_write(b, j);
+			free(j);
+			pthread_mutex_lock(&b->lock);
+			continue;
+		}
+		now = clock_mono_ms();
+		di = mb_sched_next(&b->sched, now, &wait);
+		if (di < 0) {
+			wait_until(b, wait);
+			continue;
+		}
+		pthread_mutex_unlock(&b->lock);
+		poll_one(b, (size_t)di, now);
+		pthread_mutex_lock(&b->lock);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return NULL;
+}
+
+/* ---- setup ---- */
+
+static int
+dev_init(struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc, const char *prefix)
+{
+	const struct mb_profile *p = dc->profile;
+	struct mb_plan_limits lim = { p->max_read_regs, p->max_read_bits, p->max_gap, { 0 } };
+
+	d->conf = dc;
+	d->prof = p;
+	if (b->c->kind == AGENT_BUS_RTU)
+		mb_cost_rtu(&lim.cost, b->c->line.baud, rs485_bits_per_char(&b->c->line),
+			    (double)b->c->turnaround_ms * 1000.0);
+	else
+		lim.cost.turnaround_us = (double)b->c->turnaround_ms * 1000.0 + 1.0;
+	d->st = calloc(p->npoints, sizeof(*d->st));
+	d->topics = calloc(p->npoints, sizeof(*d->topics));
+	d->fresh = calloc(p->npoints, sizeof(*d->fresh));
+	if (d->st == NULL || d->topics == NULL || d->fresh == NULL ||
+	    mb_plan_build(&d->plan, p->points, p->npoints, &lim) != 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->npoints; i++) {
+		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name, dc->unit_id };
+
+		if (mb_topic_expand(p->points[i].topic, &v, d->topics[i], sizeof(d->topics[i])) < 0) {
+			log_err("bus %s: device %s: point %s: bad topic template '%s'", b->c->name,
+				dc->name, p->points[i].name, p->points[i].topic);
+			return -EINVAL;
+		}
+	}
+	log_info("bus %s: device %s (unit %u, profile %s): %zu points in %zu reads every %llu ms",
+		 b->c->name, dc->name, dc->unit_id, p->name, p->npoints, d->plan.nblocks,
+		 (unsigned long long)dc->interval_ms);
+	return 0;
+}
+
+static int
+bus_ctx_new(struct mb_bus *b)
+{
+	const struct agent_bus_conf *c = b->c;
+	char port[8];
+
+	if (c->kind == AGENT_BUS_RTU) {
+		b->ctx = modbus_new_rtu(c->device, (int)c->line.baud, c->line.parity, c->line.data_bits,
+					c->line.stop_bits);
+		b->gap_us = rs485_frame_gap_us(&c->line);
+	} else {
+		snprintf(port, sizeof(port), "%u", c->port);
+		b->ctx = modbus_new_tcp_pi(c->host, port);
+	}
+	return b->ctx == NULL ? -EINVAL : 0;
+}
+
+int
+mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *prefix,
+	      const char *resp_topic, struct agent_msgq *q)
+{
+	struct mb_bus *b = calloc(1, sizeof(*b));
+	uint64_t *iv = calloc(c->ndevs, sizeof(*iv));
+	int rc = b && iv ? 0 : -ENOMEM;
+
+	if (rc == 0) {
+		b->c = c;
+		b->q = q;
+		snprintf(b->resp_topic, sizeof(b->resp_topic), "%s", resp_topic ? resp_topic : "");
+		pthread_mutex_init(&b->lock, NULL);
+		{
+			pthread_condattr_t ca;
+
+			pthread_condattr_init(&ca);
+			pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+			pthread_cond_init(&b->cond, &ca);
+			pthread_condattr_destroy(&ca);
+		}
+		b->ndevs = c->ndevs;
+		b->devs = calloc(c->ndevs, sizeof(*b->devs));
+		rc = b->devs ? bus_ctx_new(b) : -ENOMEM;
+	}
+	for (size_t i = 0; rc == 0 && i < c->ndevs; i++) {
+		rc = dev_init(b, &b->devs[i], &c->devs[i], prefix);
+		iv[i] = c->devs[i].interval_ms;
+	}
+	if (rc == 0)
+		rc = mb_sched_init(&b->sched, c->ndevs, iv, c->max_backoff_ms, clock_mono_ms());
+	free(iv);
+	if (rc != 0) {
+		mb_bus_destroy(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
+}
+
+int
+mb_bus_start(struct mb_bus *b)
+{
+	int rc;
+
+	b->started_us = clock_mono_us();
+	rc = pthread_create(&b->thr, NULL, bus_main, b);
+	if (rc != 0)
+		return -rc;
+	b->running = true;
+	return 0;
+}
+
+void
+mb_bus_stop(struct mb_bus *b)
+{
+	if (!b->running)
+		return;
+	pthread_mutex_lock(&b->lock);
+	b->stop = true;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	pthread_join(b->thr, NULL);
+	b->running = false;
+}
+
+void
+mb_bus_destroy(struct mb_bus *b)
+{
+	struct write_job *j;
+
+	if (b == NULL)
+		return;
+	mb_bus_stop(b);
+	while ((j = take_job(b)) != NULL)
+		free(j);
+	for (size_t i = 0; b->devs != NULL && i < b->ndevs; i++) {
+		mb_plan_free(&b->devs[i].plan);
+		free(b->devs[i].st);
+		free(b->devs[i].topics);
+		free(b->devs[i].fresh);
+	}
+	free(b->devs);
+	mb_sched_free(&b->sched);
+	if (b->ctx != NULL) {
+		bus_disconnect(b);
+		modbus_free(b->ctx);
+	}
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+	free(b);
+}
+
+int
+mb_bus_find_device(const struct mb_bus *b, const char *name)
+{
+	for (size_t i = 0; i < b->ndevs; i++)
+		if (strcmp(b->devs[i].conf->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+const struct mb_profile *
+mb_bus_device_profile(const struct mb_bus *b, size_t dev)
+{
+	return b->devs[dev].prof;
+}
+
+int
+mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_write_req *req,
+		    const struct mb_write_op *op)
+{
+	struct write_job *j;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->njobs >= BUS_MAX_JOBS) {
+		pthread_mutex_unlock(&b->lock);
+		return -ENOBUFS;
+	}
+	pthread_mutex_unlock(&b->lock);
+	j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return -ENOMEM;
+	*j = (struct write_job){ NULL, dev, point, *req, *op };
+	pthread_mutex_lock(&b->lock);
+	if (b->jobs_tail != NULL)
+		b->jobs_tail->next = j;
+	else
+		b->jobs = j;
+	b->jobs_tail = j;
+	b->njobs++;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+struct agent_dev_stats *
+mb_bus_dev_stats(struct mb_bus *b, size_t dev)
+{
+	return &b->devs[dev].stats;
+}
+
+const struct agent_dev_stats *
+mb_bus_dev_stats_ro(const struct mb_bus *b, size_t dev)
+{
+	return &b->devs[dev].stats;
+}
+
+void
+mb_bus_info(const struct mb_bus *b, struct mb_bus_info *out)
+{
+	out->name = b->c->name;
+	out->uptime_us = b->started_us ? clock_mono_us() - b->started_us : 0;
+	out->busy_us = __atomic_load_n(&b->busy_us, __ATOMIC_RELAXED);
+	out->connect_errors = __atomic_load_n(&b->connect_errors, __ATOMIC_RELAXED);
+	out->connected = __atomic_load_n(&b->connected, __ATOMIC_RELAXED);
+	out->ndevs = b->ndevs;
+}
+
+void
+mb_bus_dev_info(const struct mb_bus *b, size_t dev, struct mb_bus_dev_info *out)
+{
+	const struct bus_dev *d = &b->devs[dev];
+
+	out->name = d->conf->name;
+	out->unit_id = d->conf->unit_id;
+	out->interval_ms = d->conf->interval_ms;
+	out->backoff_ms = __atomic_load_n(&d->backoff_ms, __ATOMIC_RELAXED);
+	out->failing = __atomic_load_n(&d->failing, __ATOMIC_RELAXED);
+	out->nblocks = d->plan.nblocks;	/* changes only by splits; a torn read is harmless */
+}

@@ -1,0 +1,96 @@
+/*
+ * msgq.c: the bus-to-loop message queue (see msgq.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "msgq.h"
+
+int
+agent_msgq_init(struct agent_msgq *q, size_t max)
+{
+	memset(q, 0, sizeof(*q));
+	q->max = max;
+	q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (q->efd < 0)
+		return -errno;
+	pthread_mutex_init(&q->lock, NULL);
+	return 0;
+}
+
+void
+agent_msgq_destroy(struct agent_msgq *q)
+{
+	struct agent_msg *m = agent_msgq_take_all(q), *n;
+
+	for (; m != NULL; m = n) {
+		n = m->next;
+		free(m);
+	}
+	if (q->efd >= 0)
+		close(q->efd);
+	q->efd = -1;
+	pthread_mutex_destroy(&q->lock);
+}
+
+int
+agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, size_t len,
+		uint8_t qos, bool retain)
+{
+	size_t tlen = strlen(topic);
+	struct agent_msg *m;
+	uint64_t one = 1;
+	bool was_empty;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->len >= q->max) {
+		q->dropped++;
+		pthread_mutex_unlock(&q->lock);
+		return -ENOBUFS;
+	}
+	pthread_mutex_unlock(&q->lock);
+	m = malloc(sizeof(*m) + len + 1 + tlen + 1);
+	if (m == NULL)
+		return -ENOMEM;
+	m->next = NULL;
+	m->qos = qos;
+	m->retain = retain;
+	m->len = len;
+	memcpy(m->payload, payload, len);
+	m->payload[len] = '\0';
+	m->topic = m->payload + len + 1;
+	memcpy(m->topic, topic, tlen + 1);
+	pthread_mutex_lock(&q->lock);
+	was_empty = q->head == NULL;
+	if (q->tail != NULL)
+		q->tail->next = m;
+	else
+		q->head = m;
+	q->tail = m;
+	q->len++;
+	pthread_mutex_unlock(&q->lock);
+	if (was_empty && write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+struct agent_msg *
+agent_msgq_take_all(struct agent_msgq *q)
+{
+	struct agent_msg *m;
+	uint64_t v;
+
+	pthread_mutex_lock(&q->lock);
+	m = q->head;
+	q->head = q->tail = NULL;
+	q->len = 0;
+	/* Drain the eventfd under the lock so a push after this sees an empty queue and signals. */
+	if (read(q->efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: nothing was signalled; nothing else can fail on an eventfd we own */
+	}
+	pthread_mutex_unlock(&q->lock);
+	return m;
+}

@@ -1,0 +1,172 @@
+/*
+ * jsonl_sink.c: the JSON-lines uplink. Each message becomes one line
+ *   {"topic":"...","qos":1,"retain":false,"payload":<payload>}
+ * where payload is inlined when it is JSON (the agent's own messages are) and quoted otherwise.
+ * Commands are read line by line from an optional FIFO or file (cmd_path): each line is a
+ * command payload, delivered as if it arrived on cmd_topic. For tests and debugging; the file
+ * write is small and buffered, flushed per line so a reader sees whole lines.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "loop.h"
+#include "uplink.h"
+#include "util/log.h"
+
+struct jsonl_sink {
+	struct uplink up;
+	struct agent_loop *loop;
+	FILE *out;
+	bool own_out;
+	int cmd_fd;
+	char cmd_topic[256];
+	char line[4096];
+	size_t line_len;
+	struct uplink_stats st;
+};
+
+static int
+jsonl_submit(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
+	     bool retain)
+{
+	struct jsonl_sink *s = (struct jsonl_sink *)u;
+	char t[512];
+	const char *p = payload;
+
+	s->st.submitted++;
+	if (json_escape(topic, t, sizeof(t)) < 0) {
+		s->st.dropped++;
+		return -ENOSPC;
+	}
+	fprintf(s->out, "{\"topic\":%s,\"qos\":%u,\"retain\":%s,\"payload\":", t, qos,
+		retain ? "true" : "false");
+	if (len > 0 && p[0] == '{' && p[len - 1] == '}' && memchr(p, '\n', len) == NULL) {
+		fwrite(p, 1, len, s->out);
+	} else {
+		fputc('"', s->out);
+		for (size_t i = 0; i < len; i++) {
+			unsigned char c = (unsigned char)p[i];
+
+			if (c == '"' || c == '\\')
+				fprintf(s->out, "\\%c", c);
+			else if (c < 0x20)
+				fprintf(s->out, "\\u%04x", c);
+			else
+				fputc(c, s->out);
+		}
+		fputc('"', s->out);
+	}
+	fputs("}\n", s->out);
+	if (fflush(s->out) != 0) {
+		s->st.dropped++;
+		return -EIO;
+	}
+	s->st.sent++;
+	s->st.acked += qos > 0;
+	return 0;
+}
+
+static void
+jsonl_line(struct jsonl_sink *s)
+{
+	size_t n = s->line_len;
+
+	while (n > 0 && (s->line[n - 1] == '\r' || s->line[n - 1] == ' '))
+		n--;
+	if (n > 0) {
+		s->st.commands++;
+		s->up.cmd_fn(s->up.cmd_arg, s->cmd_topic, (const uint8_t *)s->line, n);
+	}
+	s->line_len = 0;
+}
+
+static void
+jsonl_on_cmd(void *arg, uint32_t events)
+{
+	struct jsonl_sink *s = arg;
+	char buf[1024];
+	ssize_t n;
+
+	(void)events;
+	while ((n = read(s->cmd_fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n') {
+				jsonl_line(s);
+			} else if (s->line_len < sizeof(s->line) - 1) {
+				s->line[s->line_len++] = buf[i];
+			} else {
+				LOG_RATELIMITED(LOG_LVL_WARN, 10, "jsonl: command line too long, dropped");
+				s->line_len = 0;
+			}
+		}
+	}
+}
+
+static void
+jsonl_stats(const struct uplink *u, struct uplink_stats *out)
+{
+	*out = ((const struct jsonl_sink *)u)->st;
+	out->connected = true;
+}
+
+static void
+jsonl_destroy(struct uplink *u)
+{
+	struct jsonl_sink *s = (struct jsonl_sink *)u;
+
+	if (s->cmd_fd >= 0) {
+		agent_loop_del_fd(s->loop, s->cmd_fd);
+		close(s->cmd_fd);
+	}
+	if (s->own_out)
+		fclose(s->out);
+	free(s);
+}
+
+static const struct uplink_ops jsonl_ops = { "jsonl", jsonl_submit, jsonl_stats, jsonl_destroy };
+
+int
+uplink_jsonl_create(struct uplink **out, struct agent_loop *loop, const char *path,
+		    const char *cmd_path, const char *cmd_topic, uplink_cmd_fn fn, void *arg)
+{
+	struct jsonl_sink *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return -ENOMEM;
+	s->up = (struct uplink){ &jsonl_ops, fn, arg };
+	s->loop = loop;
+	s->cmd_fd = -1;
+	snprintf(s->cmd_topic, sizeof(s->cmd_topic), "%s", cmd_topic ? cmd_topic : "");
+	if (path == NULL || path[0] == '\0' || strcmp(path, "-") == 0) {
+		s->out = stdout;
+	} else if ((s->out = fopen(path, "a")) == NULL) {
+		int rc = -errno;
+
+		log_err("jsonl: %s: %s", path, strerror(errno));
+		free(s);
+		return rc;
+	} else {
+		s->own_out = true;
+	}
+	/* O_RDWR on a FIFO: we hold a writer ourselves, so no EOF spin when test writers go. */
+	if (cmd_path != NULL && cmd_path[0] != '\0') {
+		s->cmd_fd = open(cmd_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (s->cmd_fd < 0 || agent_loop_add_fd(loop, s->cmd_fd, EPOLLIN, jsonl_on_cmd, s) < 0) {
+			int rc = s->cmd_fd < 0 ? -errno : -EINVAL;
+
+			log_err("jsonl: commands %s: %s", cmd_path, strerror(-rc));
+			jsonl_destroy(&s->up);
+			return rc;
+		}
+	}
+	log_info("uplink: JSON lines to %s%s%s", s->own_out ? path : "stdout",
+		 s->cmd_fd >= 0 ? ", commands from " : "", s->cmd_fd >= 0 ? cmd_path : "");
+	*out = &s->up;
+	return 0;
+}

@@ -1,0 +1,149 @@
+"""harness.py: shared plumbing for the agent's Modbus integration tests. Starts socat pty pairs,
+the pymodbus simulator, optional Mosquitto, and edgegw-agent; everything started is killed on
+exit (normal, exception or signal). Checks raise AssertionError with a readable message."""
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = "/usr/bin/python3"
+_procs = []
+
+
+def _cleanup():
+    for p in reversed(_procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+
+
+def start(args, **kw):
+    p = subprocess.Popen(args, **kw)
+    _procs.append(p)
+    return p
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="egw-modbus-")
+    atexit.register(lambda: subprocess.run(["rm", "-rf", d]))
+    return d
+
+
+def wait_for(pred, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def pty_pair(d, name):
+    a, b = os.path.join(d, name + "_a"), os.path.join(d, name + "_b")
+    start(["socat", "pty,raw,echo=0,link=" + a, "pty,raw,echo=0,link=" + b])
+    wait_for(lambda: os.path.exists(a) and os.path.exists(b), 5, "socat ptys")
+    return a, b
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_sim(args, log):
+    p = start([PY, os.path.join(HERE, "modbus_sim.py")] + args, stdout=subprocess.PIPE,
+              stderr=open(log, "w"), text=True)
+    line = p.stdout.readline()
+    if "ready" not in line:
+        raise AssertionError("simulator did not start: see " + log)
+    time.sleep(0.5)   # the server opens its port after printing ready
+    return p
+
+
+def start_agent(agent, cfg_path, log):
+    return start([agent, "-c", cfg_path], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def stop_agent(p, log):
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(timeout=10)
+    if rc != 0:
+        raise AssertionError("agent exited %d; log:\n%s" % (rc, open(log).read()[-3000:]))
+
+
+def read_jsonl(path):
+    out = []
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            if line.endswith("\n"):
+                out.append(json.loads(line))
+    return out
+
+
+def points(msgs, device, point):
+    return [m["payload"] for m in msgs
+            if m["payload"].get("device") == device and m["payload"].get("point") == point]
+
+
+def stats_dev(stats, bus, dev):
+    for b in stats["buses"]:
+        if b["name"] == bus:
+            for d in b["devices"]:
+                if d["name"] == dev:
+                    return d
+    raise AssertionError("no stats for %s/%s" % (bus, dev))
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+# Expected first readings of the simulator's "alltypes" device (modbus_sim.py).
+ALLTYPES = {
+    "u16": 12345, "i16": -1234, "u32_abcd": 287454020, "u32_cdab": 287454020,
+    "i32_badc": -123456789, "i32_dcba": -123456789, "u64": 72623859790382856,
+    "f32_abcd": 25.5, "f32_cdab": -3.25, "f64_abcd": 3.141592653589793,
+    "f64_dcba": 2.718281828459045, "serial": "EDGEGW01", "alarm_a": True, "alarm_b": False,
+    "alarm_c": True, "scaled": 134.5, "i64_cdab": -5000000000, "setpoint": 21.5, "limit": 1.5,
+    "constant": 777, "temperature": 21.5, "pressure": 4, "pump": False, "valve": True,
+    "door": True, "smoke": True,
+}
+
+
+def check_alltypes(msgs, device):
+    for name, want in ALLTYPES.items():
+        got = points(msgs, device, name)
+        check(got, "%s/%s: never published" % (device, name))
+        first = got[0]
+        check(first["quality"] == "good", "%s/%s: quality %s" % (device, name, first["quality"]))
+        v = first["value"]
+        if isinstance(want, float):
+            check(abs(v - want) < 1e-9 * max(1, abs(want)), "%s/%s: %r != %r" % (device, name, v, want))
+        else:
+            check(v == want and type(v) == type(want), "%s/%s: %r != %r" % (device, name, v, want))
+        check(first["ts"] and first["ts_ms"] > 1.6e12, "%s/%s: no timestamp" % (device, name))
+
+
+def write_config(path, text):
+    with open(path, "w") as f:
+        f.write(text)
