@@ -147,3 +147,41 @@ def check_alltypes(msgs, device):
 def write_config(path, text):
     with open(path, "w") as f:
         f.write(text)
+
+
+def start_mosquitto(d, port):
+    conf = os.path.join(d, "mosquitto-%d.conf" % port)
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
+    p = start(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, 5, "mosquitto on port %d" % port)
+    return p
+
+
+class Subscriber:
+    """A paho client that records every message under a filter and can publish commands."""
+
+    def __init__(self, port, filt):
+        import paho.mqtt.client as mqtt
+        self.msgs = []
+        self.c = mqtt.Client(client_id="egw-test-sub-%d" % os.getpid(), clean_session=True)
+        self.c.on_message = lambda c, u, m: self.msgs.append(
+            {"topic": m.topic, "qos": m.qos, "payload": json.loads(m.payload)})
+        self.c.on_connect = lambda c, u, f, rc: c.subscribe(filt, qos=1)
+        self.c.connect("127.0.0.1", port, keepalive=30)
+        self.c.loop_start()
+
+    def publish(self, topic, obj, qos=1):
+        payload = obj if isinstance(obj, str) else json.dumps(obj)
+        self.c.publish(topic, payload, qos=qos).wait_for_publish()
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
