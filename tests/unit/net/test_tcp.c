@@ -1,0 +1,1061 @@
+/*
+ * Unit tests for dataplane/net/tcp: the state machine fed crafted segments through tcp_input,
+ * with every segment the stack sends captured (tcp_harness.c) and checked byte for byte:
+ * flags, sequence and acknowledgment numbers, windows, options, payload.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "tcp_harness.h"
+
+#define ACK RTE_TCP_ACK_FLAG
+#define SYN RTE_TCP_SYN_FLAG
+#define FIN RTE_TCP_FIN_FLAG
+#define RST RTE_TCP_RST_FLAG
+#define PSH RTE_TCP_PSH_FLAG
+
+static struct tcp_config cfg;
+
+static void
+cfg_default(void)
+{
+	tcp_config_defaults(&cfg);
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	h_teardown();
+	return 0;
+}
+
+static void
+fill(uint8_t *b, uint32_t len, uint32_t base)
+{
+	for (uint32_t i = 0; i < len; i++)
+		b[i] = (uint8_t)((base + i) * 7 + 3);
+}
+
+/* A segment at an explicit sequence number from peer p. */
+static void
+seg_at(struct h_peer *p, uint8_t flags, uint32_t seq, const void *data, uint32_t len)
+{
+	struct h_seg s = { .flags = flags, .seq = seq, .ack = p->rcv_nxt, .win = 65535,
+			   .data = data, .len = len, .sport = p->port };
+
+	h_input(&s);
+}
+
+static void
+test_handshake_options(void **state)
+{
+	/* MSS 1400, NOP WS 7, NOP NOP TS(100, 0) */
+	uint8_t opts[20] = { 2, 4, 0x05, 0x78, 1, 3, 3, 7, 1, 1, 8, 10, 0, 0, 0, 100, 0, 0, 0, 0 };
+	struct h_seg syn = { .flags = SYN, .seq = 0xfffffff0u, .win = 29200, .opts = opts,
+			     .optlen = 20, .sport = 40000 };
+	struct tcp_mem_stats ms;
+	struct h_peer p = { .port = 40000, .ts = true, .tsval = 100 };
+	static uint8_t buf[3000];
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_input(&syn);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, SYN | ACK);
+	assert_int_equal(h_cap[0].ack, 0xfffffff1u);
+	assert_int_equal(h_cap[0].sport, H_PORT);
+	assert_int_equal(h_cap[0].dport, 40000);
+	assert_int_equal(h_cap[0].dst_be, H_PEER_IP);
+	assert_int_equal(h_cap[0].mss, 1460);
+	assert_int_equal(h_cap[0].wscale, 2);
+	assert_true(h_cap[0].has_ts);
+	assert_int_equal(h_cap[0].tsecr, 100);
+	assert_int_equal(h_cap[0].win, 65535);  /* a SYN's window is not scaled */
+	assert_int_equal(h_cap[0].len, 0);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.half_open, 1);
+	assert_int_equal(ms.flows_by_state[TCP_ST_SYN_RECEIVED], 1);
+	assert_int_equal(h_app.accepts, 0);
+
+	p.isn = 0xfffffff0u;
+	p.snd_nxt = p.isn + 1;
+	p.iss = h_cap[0].seq;
+	p.rcv_nxt = p.iss + 1;
+	h_clear();
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(h_app.accepts, 1);
+	c = h_app.c;
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+	assert_int_equal(tcp_flow_count(&h_lc), 1);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.half_open, 0);
+
+	/* data goes in segments of the peer's MSS less the timestamp option, scaled window */
+	fill(buf, sizeof(buf), 0);
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_flush();
+	assert_int_equal(h_ncap, 3);
+	assert_int_equal(h_cap[0].len, 1388);
+	assert_int_equal(h_cap[1].len, 1388);
+	assert_int_equal(h_cap[2].len, 3000 - 2 * 1388);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_cap[1].seq, p.iss + 1 + 1388);
+	assert_int_equal(h_cap[2].seq, p.iss + 1 + 2 * 1388);
+	assert_int_equal(h_cap[2].flags, ACK | PSH);
+	assert_int_equal(h_cap[0].ack, p.snd_nxt);
+	assert_int_equal(h_cap[0].win, 65536 >> 2);
+	assert_true(h_cap[0].has_ts);
+	assert_int_equal(h_cap[0].tsecr, 101);  /* the peer's last TSval */
+	assert_int_equal(h_cap[0].optlen, 12);
+	assert_memory_equal(h_cap[1].data, buf + 1388, 1388);
+}
+
+static void
+test_data_echo_piggyback(void **state)
+{
+	struct h_peer p;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_establish(&p, 40001, false);
+	h_app.echo = true;
+	h_send(&p, ACK | PSH, "hello", 5);
+	assert_int_equal(h_app.readables, 1);
+	assert_int_equal(h_ncap, 0);  /* nothing before the flush: replies are coalesced */
+	h_flush();
+	assert_int_equal(h_ncap, 1);  /* the echo carries the ACK: no separate pure ACK */
+	assert_int_equal(h_cap[0].flags, ACK | PSH);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_cap[0].ack, p.isn + 1 + 5);
+	assert_int_equal(h_cap[0].len, 5);
+	assert_memory_equal(h_cap[0].data, "hello", 5);
+	assert_int_equal(h_cap[0].win, 65535);  /* no scaling negotiated: capped */
+	assert_int_equal(H_CNT(ACKS_SENT), 0);
+	p.rcv_nxt += 5;
+	h_clear();
+	h_send(&p, ACK, NULL, 0);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(h_app.writables, 1);
+	h_advance_ms(5000);  /* acked: nothing to retransmit */
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(H_CNT(RX_BYTES), 5);
+}
+
+static void
+test_delayed_ack(void **state)
+{
+	static uint8_t big[1460];
+	struct h_peer p;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_establish(&p, 40002, false);
+	h_app.consume = true;
+	h_send(&p, ACK | PSH, "0123456789", 10);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(39);
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].ack, p.isn + 11);
+	assert_int_equal(H_CNT(DELACK), 1);
+
+	/* two full-sized segments in one burst: one ACK, at once, for both */
+	h_clear();
+	h_send(&p, ACK, big, sizeof(big));
+	h_send(&p, ACK, big, sizeof(big));
+	assert_int_equal(h_ncap, 0);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, p.isn + 11 + 2 * 1460);
+	assert_int_equal(h_app.rxlen, 10 + 2 * 1460);
+	h_advance_ms(100);
+	assert_int_equal(h_ncap, 1);  /* no delayed ACK left behind */
+}
+
+static void
+test_window_backpressure(void **state)
+{
+	static uint8_t buf[4097];
+	struct rte_mbuf *m;
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	cfg.rcvbuf_bytes = 4096;
+	cfg.wscale = 0;
+	h_setup(&cfg);
+	c = h_establish(&p, 40003, false);
+	fill(buf, sizeof(buf), 0);
+	/* the app does not read: the window closes */
+	h_send(&p, ACK, buf, 1460);
+	h_send(&p, ACK, buf + 1460, 1460);
+	h_send(&p, ACK, buf + 2920, 1176);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, p.isn + 1 + 4096);
+	assert_int_equal(h_cap[0].win, 0);
+	assert_int_equal(tcp_recv_avail(c), 4096);
+	/* one more byte into the zero window: dropped, and the ACK repeats the zero window */
+	h_clear();
+	h_send(&p, ACK, buf + 4096, 1);
+	p.snd_nxt -= 1;
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, p.isn + 1 + 4096);
+	assert_int_equal(h_cap[0].win, 0);
+	assert_int_equal(H_CNT(ZERO_WINDOW_DROP), 1);
+	/* the app reads: a window update goes out */
+	h_clear();
+	m = tcp_recv(c, 100000);
+	assert_non_null(m);
+	assert_int_equal(m->pkt_len, 4096);
+	for (struct rte_mbuf *s = m; s != NULL; s = s->next)
+		assert_true(s->data_len > 0);
+	{
+		static uint8_t got[4096];
+		const void *q = rte_pktmbuf_read(m, 0, 4096, got);
+
+		assert_memory_equal(q, buf, 4096);
+	}
+	rte_pktmbuf_free(m);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].win, 4096);
+}
+
+static void
+test_out_of_order_and_dup(void **state)
+{
+	static uint8_t buf[600];
+	struct tcp_mem_stats ms;
+	struct h_peer p;
+	uint32_t base;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_establish(&p, 40004, false);
+	h_app.consume = true;
+	fill(buf, sizeof(buf), 0);
+	base = p.snd_nxt;
+	/* [100, 200) first: held, and a duplicate ACK for the hole at once */
+	seg_at(&p, ACK, base + 100, buf + 100, 100);
+	assert_int_equal(h_app.readables, 0);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, base);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.ooo_bytes, 100);
+	/* overlapping pieces: [300, 400), then [250, 500) covering it, then [150, 260) */
+	seg_at(&p, ACK, base + 300, buf + 300, 100);
+	seg_at(&p, ACK, base + 250, buf + 250, 250);
+	seg_at(&p, ACK, base + 150, buf + 150, 110);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.ooo_bytes, 400);  /* [100, 500) held once */
+	assert_int_equal(h_app.readables, 0);
+	/* the hole fills: everything comes out in order */
+	h_clear();
+	seg_at(&p, ACK, base, buf, 100);
+	assert_int_equal(h_app.readables, 1);
+	assert_int_equal(h_app.rxlen, 500);
+	assert_memory_equal(h_app.rx, buf, 500);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, base + 500);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.ooo_mbufs, 0);
+	assert_int_equal(ms.ooo_bytes, 0);
+	/* a duplicate: counted, ACKed, not delivered again */
+	h_clear();
+	seg_at(&p, ACK, base, buf, 100);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, base + 500);
+	assert_int_equal(h_app.rxlen, 500);
+	assert_int_equal(h_app.readables, 1);
+	assert_true(H_CNT(DUP_SEGS) >= 1);
+	/* a partial duplicate: only the new tail is delivered */
+	seg_at(&p, ACK, base + 450, buf + 450, 150);
+	assert_int_equal(h_app.rxlen, 600);
+	assert_memory_equal(h_app.rx, buf, 600);
+}
+
+static void
+test_rto_retransmit(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40005, false);
+	assert_int_equal(tcp_write(c, "retransmit me", 13), 13);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	h_clear();
+	h_advance_ms(999);
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1);  /* rto_initial_ms = 1000 */
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_cap[0].len, 13);
+	assert_memory_equal(h_cap[0].data, "retransmit me", 13);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1);
+	/* backoff: twice as long */
+	h_clear();
+	h_advance_ms(1999);
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	/* acknowledged: the timer stops */
+	p.rcv_nxt += 13;
+	h_clear();
+	h_send(&p, ACK, NULL, 0);
+	h_advance_ms(10000);
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+}
+
+static void
+test_rto_gives_up(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	cfg.data_retries = 2;
+	h_setup(&cfg);
+	c = h_establish(&p, 40006, false);
+	assert_int_equal(tcp_write(c, "x", 1), 1);
+	h_flush();
+	h_clear();
+	h_advance_ms(1000 + 2000);
+	assert_int_equal(h_ncap, 2);
+	h_advance_ms(3999);
+	assert_int_equal(h_ncap, 2);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 3);
+	assert_int_equal(h_cap[2].flags, RST | ACK);
+	assert_int_equal(h_cap[2].seq, p.iss + 2);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_TIMEOUT);
+	assert_int_equal(H_CNT(CONN_TIMEOUT), 1);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+}
+
+static void
+test_fast_retransmit(void **state)
+{
+	static uint8_t buf[5 * 1460];
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40007, false);
+	fill(buf, sizeof(buf), 0);
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_flush();
+	assert_int_equal(h_ncap, 5);
+	/* segment 2 is lost: the peer ACKs segment 1, then duplicates for 3, 4, 5 */
+	p.rcv_nxt = p.iss + 1 + 1460;
+	h_clear();
+	h_send(&p, ACK, NULL, 0);
+	h_send(&p, ACK, NULL, 0);
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(h_ncap, 0);
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(h_ncap, 1);  /* third duplicate: retransmit at once */
+	assert_int_equal(h_cap[0].seq, p.iss + 1 + 1460);
+	assert_int_equal(h_cap[0].len, 1460);
+	assert_memory_equal(h_cap[0].data, buf + 1460, 1460);
+	assert_int_equal(H_CNT(FAST_REXMT), 1);
+	assert_int_equal(H_CNT(DUP_ACKS), 3);
+	/* partial ACK (up to segment 3): the next hole goes at once (RFC 6582) */
+	h_clear();
+	p.rcv_nxt = p.iss + 1 + 3 * 1460;
+	h_send(&p, ACK, NULL, 0);
+	assert_true(h_ncap >= 1);
+	assert_int_equal(h_cap[0].seq, p.iss + 1 + 3 * 1460);
+	/* full ACK: recovery ends, nothing more to send */
+	h_clear();
+	p.rcv_nxt = p.iss + 1 + 5 * 1460;
+	h_send(&p, ACK, NULL, 0);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(3000);
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+}
+
+static void
+test_peer_fin_close_wait_last_ack(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40008, false);
+	h_app.consume = true;
+	h_send(&p, ACK | FIN, "bye", 3);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_CLOSE_WAIT);
+	assert_int_equal(h_app.rxlen, 3);
+	assert_true(tcp_conn_eof(c));
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].ack, p.isn + 1 + 3 + 1);
+	/* we can still send in CLOSE_WAIT, then close: data and FIN together */
+	h_clear();
+	assert_int_equal(tcp_write(c, "ok", 2), 2);
+	tcp_close(c);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_LAST_ACK);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK | PSH | FIN);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_cap[0].len, 2);
+	p.rcv_nxt = p.iss + 1 + 2 + 1;
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_NORMAL);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	assert_int_equal(H_CNT(CONN_CLOSED), 1);
+}
+
+static void
+test_our_fin_time_wait(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	cfg.time_wait_ms = 500;
+	h_setup(&cfg);
+	c = h_establish(&p, 40009, false);
+	tcp_close(c);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_1);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK | FIN);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	p.rcv_nxt = p.iss + 2;
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
+	assert_int_equal(h_app.closes, 0);
+	h_clear();
+	h_send(&p, ACK | FIN, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_TIME_WAIT);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_NORMAL);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].ack, p.isn + 2);
+	/* our ACK was lost: the peer's FIN again is ACKed again and TIME_WAIT restarts */
+	h_advance_ms(300);
+	h_clear();
+	seg_at(&p, ACK | FIN, p.isn + 1, NULL, 0);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, p.isn + 2);
+	h_advance_ms(499);
+	assert_int_equal(tcp_flow_count(&h_lc), 1);
+	h_advance_ms(1);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	assert_int_equal(H_CNT(TIME_WAIT_EXPIRED), 1);
+	assert_int_equal(h_app.closes, 1);
+}
+
+static void
+test_simultaneous_close(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40010, false);
+	tcp_shutdown(c);
+	h_flush();
+	assert_int_equal(h_cap[h_ncap - 1].flags, ACK | FIN);
+	/* the peer's FIN crosses ours: it does not acknowledge our FIN */
+	h_clear();
+	h_send(&p, ACK | FIN, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_CLOSING);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].seq, p.iss + 2);
+	assert_int_equal(h_cap[0].ack, p.isn + 2);
+	p.rcv_nxt = p.iss + 2;
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_TIME_WAIT);
+	assert_int_equal(h_app.closes, 1);
+}
+
+static void
+test_fin_wait_1_to_time_wait(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40011, false);
+	tcp_close(c);
+	h_flush();
+	p.rcv_nxt = p.iss + 2;  /* FIN+ACK covering our FIN in one segment */
+	h_send(&p, ACK | FIN, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_TIME_WAIT);
+	assert_int_equal(h_app.closes, 1);
+	/* a segment with data after close: the stack resets (nobody would read it) */
+}
+
+static void
+test_rst_exact_vs_challenge(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40012, false);
+	/* in the window, not exact: challenge ACK, the connection lives */
+	seg_at(&p, RST, p.snd_nxt + 100, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_cap[0].ack, p.snd_nxt);
+	assert_int_equal(H_CNT(CHALLENGE_ACK), 1);
+	/* outside the window: silently dropped */
+	h_clear();
+	seg_at(&p, RST, p.snd_nxt + 200000, NULL, 0);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(H_CNT(RST_BAD_SEQ), 1);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+	/* exact: reset */
+	seg_at(&p, RST, p.snd_nxt, NULL, 0);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_RESET);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(H_CNT(RST_RCVD), 1);
+}
+
+static void
+test_syn_on_established(void **state)
+{
+	struct h_seg syn = { .flags = SYN, .seq = 12345, .win = 1000, .sport = 40013 };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40013, false);
+	h_input(&syn);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_cap[0].ack, p.snd_nxt);
+	assert_int_equal(H_CNT(SYN_ON_SYNC), 1);
+	assert_int_equal(H_CNT(CHALLENGE_ACK), 1);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+	assert_int_equal(h_app.closes, 0);
+}
+
+static void
+test_bad_ack_and_rate_limit(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	cfg.challenge_ack_per_s = 2;
+	h_setup(&cfg);
+	c = h_establish(&p, 40014, false);
+	p.rcv_nxt = p.iss + 1 + 5000;  /* acknowledges data never sent */
+	for (int i = 0; i < 3; i++) {
+		h_send(&p, ACK, "data", 4);
+		h_flush();
+	}
+	assert_int_equal(h_ncap, 2);  /* the third is over the limit */
+	assert_int_equal(h_cap[0].ack, p.isn + 1);  /* the data was not taken */
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(H_CNT(BAD_ACK), 3);
+	assert_int_equal(H_CNT(CHALLENGE_ACK_LIMITED), 1);
+	assert_int_equal(tcp_recv_avail(c), 0);
+	/* the next second has a fresh budget */
+	h_advance_ms(1000);
+	h_clear();
+	seg_at(&p, ACK, p.isn + 1, NULL, 0);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+}
+
+static void
+test_syn_cookies(void **state)
+{
+	uint8_t mss[4] = { 2, 4, 0x05, 0xb4 };
+	struct h_seg s = { .flags = SYN, .win = 65535, .opts = mss, .optlen = 4 };
+	struct tcp_mem_stats ms;
+	uint32_t cookie;
+	(void)state;
+
+	cfg_default();
+	cfg.max_half_open = 2;
+	h_setup(&cfg);
+	for (uint16_t port = 1000; port < 1003; port++) {
+		s.sport = port;
+		s.seq = 1000u * port;
+		h_input(&s);
+	}
+	assert_int_equal(h_ncap, 3);
+	assert_int_equal(tcp_flow_count(&h_lc), 2);  /* the third got a cookie, not a TCB */
+	assert_int_equal(H_CNT(COOKIE_SENT), 1);
+	assert_int_equal(h_cap[2].flags, SYN | ACK);
+	assert_int_equal(h_cap[2].ack, 1000u * 1002 + 1);
+	assert_int_equal(h_cap[2].optlen, 4);  /* MSS only: no room in a cookie for the rest */
+	assert_int_equal(h_cap[2].mss, 1460);
+	cookie = h_cap[2].seq;
+	/* a forged cookie: reset, counted */
+	h_clear();
+	s = (struct h_seg){ .flags = ACK, .seq = 1000u * 1002 + 1, .ack = cookie + 2,
+			    .win = 65535, .sport = 1002 };
+	h_input(&s);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST);
+	assert_int_equal(h_cap[0].seq, cookie + 2);
+	assert_int_equal(H_CNT(COOKIE_FAILED), 1);
+	/* the right cookie from another port is not valid either */
+	h_clear();
+	s.ack = cookie + 1;
+	s.sport = 1003;
+	h_input(&s);
+	assert_int_equal(h_cap[0].flags, RST);
+	assert_int_equal(H_CNT(COOKIE_FAILED), 2);
+	/* the real ACK: the flow is created and accepted, with data on the ACK */
+	h_clear();
+	h_app.echo = true;
+	s.sport = 1002;
+	s.flags = ACK | PSH;
+	s.data = "hi";
+	s.len = 2;
+	h_input(&s);
+	assert_int_equal(H_CNT(COOKIE_VALID), 1);
+	assert_int_equal(h_app.accepts, 1);
+	assert_int_equal(tcp_conn_state(h_app.c), TCP_ST_ESTABLISHED);
+	assert_int_equal(tcp_flow_count(&h_lc), 3);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].seq, cookie + 1);
+	assert_int_equal(h_cap[0].ack, 1000u * 1002 + 3);
+	assert_memory_equal(h_cap[0].data, "hi", 2);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.half_open, 2);
+	/* a cookie expires: 3 slots (of 65.5 s) later it is refused */
+	tcp_abort(h_app.c);
+	h_lc.now_tsc += 3ull * 65536 * (h_lc.tsc_hz / 1000);
+	h_clear();
+	s.data = NULL;
+	s.len = 0;
+	s.flags = ACK;
+	h_input(&s);
+	assert_int_equal(h_cap[0].flags, RST);
+}
+
+static void
+test_half_open_expires(void **state)
+{
+	struct h_seg s = { .flags = SYN, .seq = 42, .win = 65535, .sport = 41000 };
+	(void)state;
+
+	cfg_default();
+	cfg.syn_retries = 2;
+	h_setup(&cfg);
+	h_input(&s);
+	assert_int_equal(h_ncap, 1);
+	h_advance_ms(1000);
+	assert_int_equal(h_ncap, 2);
+	assert_int_equal(h_cap[1].flags, SYN | ACK);
+	assert_int_equal(h_cap[1].seq, h_cap[0].seq);
+	h_advance_ms(2000);
+	assert_int_equal(h_ncap, 3);
+	assert_int_equal(tcp_flow_count(&h_lc), 1);
+	h_advance_ms(4000);
+	assert_int_equal(h_ncap, 3);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	assert_int_equal(H_CNT(HALF_OPEN_EXPIRED), 1);
+	assert_int_equal(H_CNT(SYNACK_REXMT), 2);
+	assert_int_equal(h_app.accepts, 0);
+	/* the peer's retransmitted SYN before expiry gets the same SYN-ACK */
+	h_clear();
+	h_input(&s);
+	s.seq = 42;
+	h_input(&s);
+	assert_int_equal(h_ncap, 2);
+	assert_int_equal(h_cap[1].seq, h_cap[0].seq);
+	assert_int_equal(H_CNT(SYN_RETRANSMITTED), 1);
+}
+
+static void
+test_zero_window_probe(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	struct h_seg s;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40015, false);
+	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 0,
+			    .sport = p.port };
+	h_input(&s);  /* the peer's window closes */
+	assert_int_equal(tcp_write(c, "waiting", 7), 7);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1000);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].seq, p.iss);  /* SND.UNA - 1: forces an ACK */
+	assert_int_equal(h_cap[0].len, 0);
+	assert_int_equal(H_CNT(PERSIST_PROBE), 1);
+	h_input(&s);  /* still closed */
+	h_flush();
+	h_advance_ms(1999);
+	assert_int_equal(h_ncap, 1);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 2);  /* probes back off */
+	assert_int_equal(H_CNT(PERSIST_PROBE), 2);
+	/* the window opens: the data goes */
+	h_clear();
+	s.win = 1000;
+	h_input(&s);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_cap[0].len, 7);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+}
+
+static void
+test_keepalive(void **state)
+{
+	struct h_peer p;
+	(void)state;
+
+	cfg_default();
+	cfg.keepalive = true;
+	cfg.keepalive_idle_ms = 1000;
+	cfg.keepalive_intvl_ms = 100;
+	cfg.keepalive_probes = 3;
+	h_setup(&cfg);
+	h_establish(&p, 40016, false);
+	h_advance_ms(999);
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].seq, p.iss);
+	assert_int_equal(h_cap[0].len, 0);
+	/* answered: the idle period starts again */
+	h_send(&p, ACK, NULL, 0);
+	h_advance_ms(999);
+	assert_int_equal(h_ncap, 1);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 2);
+	/* unanswered: two more probes, then reset */
+	h_advance_ms(200);
+	assert_int_equal(h_ncap, 4);
+	assert_int_equal(h_app.closes, 0);
+	h_advance_ms(100);
+	assert_int_equal(h_ncap, 5);
+	assert_int_equal(h_cap[4].flags, RST | ACK);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_KEEPALIVE);
+	assert_int_equal(H_CNT(KEEPALIVE_PROBE), 4);
+	assert_int_equal(H_CNT(KEEPALIVE_DROP), 1);
+}
+
+static void
+test_bad_segments(void **state)
+{
+	uint8_t bad_mss[4] = { 2, 3, 0x05, 0 };
+	uint8_t past_end[4] = { 1, 1, 8, 10 };
+	uint8_t zero_len[4] = { 30, 0, 1, 1 };
+	struct h_peer p;
+	struct h_seg s;
+	struct rte_mbuf *m;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_establish(&p, 40017, false);
+	h_clear();
+	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 65535,
+			    .data = "xx", .len = 2, .sport = p.port };
+	s.bad_cksum = true;
+	h_input(&s);
+	assert_int_equal(H_CNT(BAD_CKSUM), 1);
+	s.bad_cksum = false;
+	s.ol_flags = RTE_MBUF_F_RX_L4_CKSUM_BAD;  /* the NIC says bad */
+	h_input(&s);
+	assert_int_equal(H_CNT(BAD_CKSUM), 2);
+	s.ol_flags = 0;
+	s.doff_override = 4;
+	h_input(&s);
+	s.doff_override = 15;  /* 60-byte header in a 22-byte segment */
+	h_input(&s);
+	assert_int_equal(H_CNT(BAD_HDR), 2);
+	s.doff_override = 0;
+	s.flags = SYN | FIN;
+	h_input(&s);
+	s.flags = SYN | RST;
+	h_input(&s);
+	s.flags = 0;
+	h_input(&s);
+	s.flags = FIN | PSH | RTE_TCP_URG_FLAG;
+	h_input(&s);
+	assert_int_equal(H_CNT(BAD_FLAGS), 4);
+	s.flags = ACK;
+	s.opts = bad_mss;
+	s.optlen = 4;
+	h_input(&s);
+	s.opts = past_end;
+	h_input(&s);
+	s.opts = zero_len;
+	h_input(&s);
+	assert_int_equal(H_CNT(BAD_OPTIONS), 3);
+	/* shorter than a TCP header */
+	m = rte_pktmbuf_alloc(h_lc.pool);
+	assert_non_null(rte_pktmbuf_append(m, 30));
+	memset(rte_pktmbuf_mtod(m, void *), 0x45, 30);
+	rte_pktmbuf_adj(m, 20);
+	m->l3_len = 20;
+	tcp_input(&h_lc, m);
+	assert_int_equal(H_CNT(BAD_HDR), 3);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(h_app.readables, 0);
+	assert_int_equal(tcp_recv_avail(h_app.c), 0);
+	/* the NIC vouches for a checksum: not checked again */
+	s.opts = NULL;
+	s.optlen = 0;
+	s.bad_cksum = true;
+	s.ol_flags = RTE_MBUF_F_RX_L4_CKSUM_GOOD;
+	h_input(&s);
+	assert_int_equal(tcp_recv_avail(h_app.c), 2);
+	assert_int_equal(H_CNT(BAD_CKSUM), 2);
+}
+
+static void
+test_unknown_flow_rst(void **state)
+{
+	struct h_seg s = { .flags = ACK, .seq = 1234, .ack = 5678, .win = 100, .sport = 2000 };
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_input(&s);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST);  /* <SEQ=SEG.ACK><CTL=RST> */
+	assert_int_equal(h_cap[0].seq, 5678);
+	assert_int_equal(h_cap[0].dport, 2000);
+	assert_int_equal(H_CNT(UNKNOWN_FLOW), 1);
+	/* a closed port: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, SYN and FIN count */
+	h_clear();
+	s = (struct h_seg){ .flags = SYN, .seq = 777, .win = 100, .sport = 2001, .dport = 9999,
+			    .data = "0123456789", .len = 10 };
+	h_input(&s);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST | ACK);
+	assert_int_equal(h_cap[0].seq, 0);
+	assert_int_equal(h_cap[0].ack, 777 + 10 + 1);
+	assert_int_equal(h_cap[0].sport, 9999);
+	assert_int_equal(H_CNT(NO_LISTENER), 1);
+	/* a RST is never answered */
+	h_clear();
+	s = (struct h_seg){ .flags = RST, .seq = 1, .sport = 2002 };
+	h_input(&s);
+	s.dport = 9999;
+	h_input(&s);
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+}
+
+static void
+test_accept_refused(void **state)
+{
+	struct h_seg s = { .flags = SYN, .seq = 99, .win = 65535, .sport = 2100 };
+	uint32_t iss;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_app.refuse = true;
+	h_input(&s);
+	iss = h_cap[0].seq;
+	h_clear();
+	s = (struct h_seg){ .flags = ACK, .seq = 100, .ack = iss + 1, .win = 65535, .sport = 2100 };
+	h_input(&s);
+	assert_int_equal(h_app.accepts, 1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST | ACK);
+	assert_int_equal(h_cap[0].seq, iss + 1);
+	assert_int_equal(h_app.closes, 0);  /* never accepted: no closed() */
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	assert_int_equal(H_CNT(ACCEPT_REFUSED), 1);
+}
+
+static void
+test_paws(void **state)
+{
+	uint8_t opts[12] = { 1, 1, 8, 10, 0, 0, 0, 50, 0, 0, 0, 0 };  /* TSval 50 < 101 */
+	struct h_peer p;
+	struct h_seg s;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_establish(&p, 40018, true);
+	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 65535,
+			    .opts = opts, .optlen = 12, .data = "old", .len = 3,
+			    .sport = p.port };
+	h_clear();
+	h_input(&s);
+	h_flush();
+	assert_int_equal(H_CNT(PAWS), 1);
+	assert_int_equal(tcp_recv_avail(h_app.c), 0);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].tsecr, 101);
+}
+
+static void
+test_fini_aborts_all(void **state)
+{
+	struct h_peer p;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	for (uint16_t port = 3000; port < 3003; port++) {
+		struct tcp_conn *c = h_establish(&p, port, false);
+
+		assert_int_equal(tcp_write(c, "pending", 7), 7);
+		h_send(&p, ACK, "unread", 6);
+	}
+	h_flush();
+	h_clear();
+	tcp_lcore_fini(&h_lc);
+	assert_int_equal(h_ncap, 3);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(h_cap[i].flags, RST | ACK);
+	assert_int_equal(h_app.closes, 3);
+	assert_int_equal(h_app.why, TCP_CLOSE_SHUTDOWN);
+	assert_int_equal(h_pool_in_use(), 0);
+}
+
+static void
+test_mem_stats(void **state)
+{
+	static uint8_t buf[3000];
+	struct tcp_mem_stats ms;
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40019, false);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_true(ms.tcb_bytes + ms.hash_bytes_per_entry <= 2048);
+	assert_int_equal(ms.flows, 1);
+	assert_int_equal(ms.flows_by_state[TCP_ST_ESTABLISHED], 1);
+	assert_int_equal(ms.sndq_mbufs + ms.rcvq_mbufs + ms.ooo_mbufs, 0);
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_send(&p, ACK, "abc", 3);
+	h_send(&p, ACK, "def", 3);  /* copied into the first one's room */
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.sndq_bytes, 3000);
+	assert_int_equal(ms.sndq_mbufs, 2);
+	assert_int_equal(ms.rcvq_bytes, 6);
+	assert_int_equal(ms.rcvq_mbufs, 1);
+	printf("TCB %u bytes, hash ~%u bytes per entry\n", ms.tcb_bytes, ms.hash_bytes_per_entry);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_handshake_options, teardown),
+		cmocka_unit_test_teardown(test_data_echo_piggyback, teardown),
+		cmocka_unit_test_teardown(test_delayed_ack, teardown),
+		cmocka_unit_test_teardown(test_window_backpressure, teardown),
+		cmocka_unit_test_teardown(test_out_of_order_and_dup, teardown),
+		cmocka_unit_test_teardown(test_rto_retransmit, teardown),
+		cmocka_unit_test_teardown(test_rto_gives_up, teardown),
+		cmocka_unit_test_teardown(test_fast_retransmit, teardown),
+		cmocka_unit_test_teardown(test_peer_fin_close_wait_last_ack, teardown),
+		cmocka_unit_test_teardown(test_our_fin_time_wait, teardown),
+		cmocka_unit_test_teardown(test_simultaneous_close, teardown),
+		cmocka_unit_test_teardown(test_fin_wait_1_to_time_wait, teardown),
+		cmocka_unit_test_teardown(test_rst_exact_vs_challenge, teardown),
+		cmocka_unit_test_teardown(test_syn_on_established, teardown),
+		cmocka_unit_test_teardown(test_bad_ack_and_rate_limit, teardown),
+		cmocka_unit_test_teardown(test_syn_cookies, teardown),
+		cmocka_unit_test_teardown(test_half_open_expires, teardown),
+		cmocka_unit_test_teardown(test_zero_window_probe, teardown),
+		cmocka_unit_test_teardown(test_keepalive, teardown),
+		cmocka_unit_test_teardown(test_bad_segments, teardown),
+		cmocka_unit_test_teardown(test_unknown_flow_rst, teardown),
+		cmocka_unit_test_teardown(test_accept_refused, teardown),
+		cmocka_unit_test_teardown(test_paws, teardown),
+		cmocka_unit_test_teardown(test_fini_aborts_all, teardown),
+		cmocka_unit_test_teardown(test_mem_stats, teardown),
+	};
+
+	if (h_eal_init() < 0) {
+		fprintf(stderr, "rte_eal_init failed\n");
+		return 1;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
