@@ -1,0 +1,194 @@
+/*
+ * fuzz_mqtt_decode.c: libFuzzer harness for the MQTT codec's decoder (lib/mqtt).
+ *
+ * Input: one control byte, then a byte stream. The control byte picks the decoder (bits 0-2:
+ * role, version, a small maximum packet size) and how the stream is cut into segments (bits 4-7:
+ * 0 = one flat buffer, n = segments of n bytes), so segment boundaries fall everywhere.
+ * Packets are decoded one after another until the stream needs more bytes or is rejected.
+ *
+ * Each accepted packet must also satisfy the codec's own invariants: it encodes again (the
+ * encoder accepts all the decoder accepts), that encoding decodes, and encoding it once more
+ * gives the same bytes; a decoded topic name matches itself used as a filter.
+ *
+ * Without -fsanitize=fuzzer (FUZZ_REPLAY_MAIN) it builds as a replay program: every file named
+ * on the command line, or in a directory named there, is run once (the unit test over corpus/).
+ */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqtt/mqtt_codec.h"
+#include "mqtt/mqtt_topic.h"
+
+#define MAX_SEGS 4096
+
+struct mode {
+	enum mqtt_role role;
+	uint8_t version;
+	uint32_t max_packet_size;
+};
+
+static const struct mode modes[8] = {
+	{ MQTT_ROLE_SERVER, 0, 0 },         { MQTT_ROLE_SERVER, MQTT_V311, 0 },
+	{ MQTT_ROLE_SERVER, MQTT_V5, 0 },   { MQTT_ROLE_CLIENT, MQTT_V311, 0 },
+	{ MQTT_ROLE_CLIENT, MQTT_V5, 0 },   { MQTT_ROLE_SERVER, 0, 64 },
+	{ MQTT_ROLE_SERVER, MQTT_V5, 64 },  { MQTT_ROLE_CLIENT, MQTT_V5, 64 },
+};
+
+static uint8_t scratch[16384];
+static unsigned long packets_ok; /* reported by the replay program */
+static uint8_t scratch2[16384];
+static uint8_t enc1[70000], enc2[70000], flat[70000];
+
+/* Encode what was decoded, decode that, encode again: both encodings must be identical. */
+static void check_reencode(const struct mode *m, uint8_t version, struct mqtt_packet *pkt,
+			   const struct mqtt_iov *iov, size_t niov)
+{
+	struct mqtt_decoder d2;
+	struct mqtt_packet again;
+	int n1, n2, rc;
+
+	if (pkt->type == MQTT_PUBLISH && pkt->publish.payload == NULL) {
+		struct mqtt_iov sl[MAX_SEGS];
+		size_t ns = mqtt_span_slices(iov, niov, &pkt->publish.payload_at, sl, MAX_SEGS);
+		size_t off = 0;
+
+		if (ns > MAX_SEGS || pkt->publish.payload_len > sizeof(flat))
+			return;
+		for (size_t i = 0; i < ns; i++) {
+			memcpy(flat + off, sl[i].base, sl[i].len);
+			off += sl[i].len;
+		}
+		if (off != pkt->publish.payload_len)
+			abort();
+		pkt->publish.payload = flat;
+	}
+	n1 = mqtt_encode(enc1, sizeof(enc1), version, pkt);
+	if (n1 <= 0 || (size_t)n1 > sizeof(enc1)) {
+		fprintf(stderr, "re-encode of %s failed: %d (%s)\n", mqtt_type_name(pkt->type), n1,
+			mqtt_err_str(n1));
+		abort();
+	}
+	mqtt_decoder_init(&d2, m->role, pkt->type == MQTT_CONNECT ? 0 : version, 0, scratch2,
+			  sizeof(scratch2));
+	rc = mqtt_decode_buf(&d2, enc1, (size_t)n1, &again);
+	if (rc != n1) {
+		fprintf(stderr, "decode of re-encoded %s: %d (%s)\n", mqtt_type_name(pkt->type), rc,
+			mqtt_err_str(rc));
+		abort();
+	}
+	n2 = mqtt_encode(enc2, sizeof(enc2), version, &again);
+	if (n2 != n1 || memcmp(enc1, enc2, (size_t)n1) != 0)
+		abort();
+}
+
+static void check_topic(const struct mqtt_packet *pkt)
+{
+	const struct mqtt_str *t = &pkt->publish.topic;
+
+	if (pkt->type != MQTT_PUBLISH || t->len == 0)
+		return;
+	if (mqtt_topic_name_valid(t->s, t->len) != 0 || !mqtt_topic_match(t->s, t->len, t->s, t->len))
+		abort();
+}
+
+/* Cut data into segments of seg bytes (0: one segment). */
+static size_t make_iov(const uint8_t *data, size_t size, size_t seg, struct mqtt_iov *iov)
+{
+	size_t n = 0;
+
+	if (seg == 0) {
+		iov[0] = (struct mqtt_iov){ data, size };
+		return 1;
+	}
+	for (size_t off = 0; off < size && n < MAX_SEGS; off += seg)
+		iov[n++] = (struct mqtt_iov){ data + off, size - off < seg ? size - off : seg };
+	return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct mqtt_iov iov[MAX_SEGS];
+	const struct mode *m;
+	struct mqtt_decoder d;
+	size_t seg;
+
+	if (size < 1)
+		return 0;
+	m = &modes[data[0] & 7];
+	seg = data[0] >> 4;
+	data++;
+	size--;
+	mqtt_decoder_init(&d, m->role, m->version, m->max_packet_size, scratch, sizeof(scratch));
+	while (size > 0) {
+		struct mqtt_packet pkt;
+		size_t niov = make_iov(data, size, seg, iov);
+		int rc = mqtt_decode(&d, iov, niov, &pkt);
+
+		if (rc <= 0)
+			break;
+		if ((size_t)rc > size || pkt.len != (uint32_t)rc)
+			abort();
+		check_topic(&pkt);
+		check_reencode(m, d.version, &pkt, iov, niov);
+		packets_ok++;
+		data += rc;
+		size -= (size_t)rc;
+	}
+	return 0;
+}
+
+#ifdef FUZZ_REPLAY_MAIN
+static int replay_file(const char *path)
+{
+	static uint8_t buf[1 << 20];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (f == NULL) {
+		perror(path);
+		return -1;
+	}
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	LLVMFuzzerTestOneInput(buf, n);
+	return 0;
+}
+
+static int replay_dir(const char *dir, int *count)
+{
+	char path[4096];
+	struct dirent *e;
+	DIR *dh = opendir(dir);
+
+	if (dh == NULL)
+		return replay_file(dir) == 0 ? (++*count, 0) : -1;
+	while ((e = readdir(dh)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (replay_file(path) != 0) {
+			closedir(dh);
+			return -1;
+		}
+		++*count;
+	}
+	closedir(dh);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int count = 0;
+
+	for (int i = 1; i < argc; i++)
+		if (replay_dir(argv[i], &count) != 0)
+			return 1;
+	printf("replayed %d inputs, %lu packets decoded\n", count, packets_ok);
+	return count > 0 ? 0 : 1;
+}
+#endif
