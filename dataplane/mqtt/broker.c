@@ -1,0 +1,544 @@
+/*
+ * broker.c: one broker instance (one per worker lcore): its configuration and counters, the
+ * connections, the input loop that decodes whole packets across segment boundaries and hands
+ * each to its handler (handle_*.c), the send helpers over the transport ops, closing, and the
+ * timers (keepalive at 1.5x, connect timeout, sessions, $SYS statistics).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_int.h"
+
+static const char *const counter_names[] = {
+#define BROKER_C(name, desc) #name,
+#include "broker_counters.def"
+#undef BROKER_C
+};
+
+static const char *const counter_descs[] = {
+#define BROKER_C(name, desc) desc,
+#include "broker_counters.def"
+#undef BROKER_C
+};
+
+void broker_config_defaults(struct broker_config *cfg)
+{
+	*cfg = (struct broker_config){
+		.max_conns = 10000,
+		.max_sessions = 20000,
+		.max_subs_per_session = 64,
+		.max_queue = 1000,
+		.max_inflight = 32,
+		.receive_max = 32,
+		.max_packet_size = 256 * 1024,
+		.max_retained = 10000,
+		.max_retained_bytes = 64ull << 20,
+		.keepalive_max_s = 3600,
+		.topic_alias_max = 16,
+		.session_expiry_max_s = 86400,
+		.connect_timeout_ms = 10000,
+		.sys_interval_ms = 10000,
+		.client_id_max = 128,
+	};
+}
+
+struct broker *broker_create(const struct broker_config *cfg, const struct broker_transport_ops *ops,
+			     uint64_t now_ms)
+{
+	struct broker *b = calloc(1, sizeof(*b));
+
+	if (b == NULL)
+		return NULL;
+	if (cfg != NULL)
+		b->cfg = *cfg;
+	else
+		broker_config_defaults(&b->cfg);
+	if (b->cfg.max_inflight == 0)
+		b->cfg.max_inflight = 1;
+	if (b->cfg.receive_max == 0)
+		b->cfg.receive_max = 1;
+	b->ops = ops;
+	b->now_ms = b->started_ms = now_ms;
+	b->next_sys_ms = now_ms + b->cfg.sys_interval_ms;
+	/* Straddling header fields and a SUBSCRIBE's filter block are gathered here. */
+	b->scratch_len = b->cfg.max_packet_size < 65536 ? b->cfg.max_packet_size + 4096 : 69632;
+	b->scratch = malloc(b->scratch_len);
+	b->tree = tt_create();
+	b->retained = retain_create();
+	if (b->scratch == NULL || b->tree == NULL || b->retained == NULL) {
+		broker_destroy(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void conn_free(struct broker_conn *c)
+{
+	if (c->aliases != NULL)
+		for (uint16_t i = 0; i < c->b->cfg.topic_alias_max; i++)
+			free((void *)c->aliases[i].s);
+	free(c->aliases);
+	free(c);
+}
+
+void broker_destroy(struct broker *b)
+{
+	if (b == NULL)
+		return;
+	while (b->conns != NULL) {
+		struct broker_conn *c = b->conns;
+
+		b->conns = c->next;
+		if (c->s != NULL)
+			c->s->conn = NULL;
+		conn_free(c);
+	}
+	while (b->sessions != NULL) {
+		will_clear(b->sessions); /* shutting down: no wills */
+		session_destroy(b->sessions);
+	}
+	retain_destroy(b->retained);
+	tt_destroy(b->tree);
+	free(b->scratch);
+	free(b->iov);
+	free(b);
+}
+
+static void list_del(struct broker_conn **head, struct broker_conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+}
+
+static void list_add(struct broker_conn **head, struct broker_conn *c)
+{
+	c->prev = NULL;
+	c->next = *head;
+	if (*head != NULL)
+		(*head)->prev = c;
+	*head = c;
+}
+
+struct broker_conn *broker_conn_open(struct broker *b, void *transport_ctx, uint64_t now_ms)
+{
+	struct broker_conn *c;
+
+	b->now_ms = now_ms;
+	if (b->n_conns >= b->cfg.max_conns) {
+		broker_count(b, BROKER_C_LIMIT_CONNS);
+		return NULL;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return NULL;
+	}
+	c->b = b;
+	c->ctx = transport_ctx;
+	c->opened_ms = c->last_rx_ms = now_ms;
+	c->client_recv_max = UINT16_MAX;
+	mqtt_decoder_init(&c->dec, MQTT_ROLE_SERVER, 0, b->cfg.max_packet_size, b->scratch,
+			  b->scratch_len);
+	list_add(&b->conns, c);
+	b->n_conns++;
+	broker_count(b, BROKER_C_CONN_OPENED);
+	return c;
+}
+
+bool conn_alive(const struct broker_conn *c)
+{
+	return c->state != CONN_DYING;
+}
+
+size_t conn_send_space(struct broker_conn *c)
+{
+	return conn_alive(c) ? c->b->ops->send_space(c->ctx) : 0;
+}
+
+bool conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
+{
+	if (!conn_alive(c))
+		return false;
+	if (c->b->ops->send(c->ctx, iov, n) < 0) {
+		broker_count(c->b, BROKER_C_SEND_FAIL);
+		c->transport_gone = true;
+		conn_kill(c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
+		return false;
+	}
+	broker_count(c->b, BROKER_C_PKT_TX);
+	return true;
+}
+
+bool conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len)
+{
+	struct mqtt_iov one = { buf, len > 0 ? (size_t)len : 0 };
+
+	return len > 0 && conn_send(c, &one, 1);
+}
+
+bool conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason)
+{
+	struct mqtt_ack a = { .packet_id = pid, .reason = c->version == MQTT_V5 ? reason : 0 };
+	uint8_t buf[16];
+
+	return conn_send_buf(c, buf, mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a));
+}
+
+static void publish_props(const struct broker_conn *c, const struct broker_msg *m,
+			  const uint32_t *sub_id, struct mqtt_props *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (c->version != MQTT_V5)
+		return;
+	if (m->has_pfi)
+		mqtt_props_set_u32(p, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, m->pfi);
+	if (m->expiry_ms != 0) /* what is left of it, rounded up */
+		mqtt_props_set_u32(p, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL,
+				   (uint32_t)((m->expiry_ms - c->b->now_ms + 999) / 1000));
+	if (m->content_type.len > 0)
+		mqtt_props_set_str(p, MQTT_PROP_CONTENT_TYPE, m->content_type);
+	if (m->response_topic.len > 0)
+		mqtt_props_set_str(p, MQTT_PROP_RESPONSE_TOPIC, m->response_topic);
+	if (m->correlation.len > 0)
+		mqtt_props_set_str(p, MQTT_PROP_CORRELATION_DATA, m->correlation);
+	p->user = m->user;
+	p->n_user = m->n_user;
+	if (*sub_id != 0) {
+		p->sub_ids = sub_id;
+		p->n_sub_ids = 1;
+	}
+}
+
+int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos,
+		      uint16_t pid, bool dup, bool retain, uint32_t sub_id)
+{
+	struct mqtt_publish p = { .qos = qos, .dup = dup, .retain = retain, .topic = m->topic,
+				  .packet_id = pid, .payload_len = m->payload_len };
+	uint8_t stack[512], *hdr = stack;
+	struct mqtt_iov iov[2];
+	int len;
+
+	if (!conn_alive(c))
+		return -1;
+	publish_props(c, m, &sub_id, &p.props);
+	len = mqtt_encode_publish_header(stack, sizeof(stack), c->version, &p);
+	if (len < 0)
+		return -1;
+	if ((uint64_t)len + m->payload_len > c->client_max_packet && c->client_max_packet != 0) {
+		broker_count(c->b, BROKER_C_LIMIT_CLIENT_PACKET_SIZE);
+		return -1;
+	}
+	if (conn_send_space(c) < (size_t)len + m->payload_len)
+		return 0;
+	if ((size_t)len > sizeof(stack)) {
+		if ((hdr = malloc((size_t)len)) == NULL) {
+			broker_count(c->b, BROKER_C_NOMEM);
+			return 0;
+		}
+		mqtt_encode_publish_header(hdr, (size_t)len, c->version, &p);
+	}
+	iov[0] = (struct mqtt_iov){ hdr, (size_t)len };
+	iov[1] = (struct mqtt_iov){ m->payload, m->payload_len };
+	len = conn_send(c, iov, m->payload_len > 0 ? 2 : 1) ? 1 : -1;
+	if (hdr != stack)
+		free(hdr);
+	if (len > 0)
+		broker_count(c->b, BROKER_C_PUB_TX);
+	return len;
+}
+
+void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
+{
+	struct broker *b = c->b;
+
+	if (!conn_alive(c))
+		return;
+	if (cnt != BROKER_C_COUNT)
+		broker_count(b, cnt);
+	if (c->version == MQTT_V5 && c->state == CONN_ACTIVE && reason >= 0x80 && !c->transport_gone) {
+		struct mqtt_disconnect d = { .reason = reason };
+		uint8_t buf[8];
+
+		conn_send_buf(c, buf, mqtt_encode_disconnect(buf, sizeof(buf), MQTT_V5, &d));
+	}
+	c->state = CONN_DYING;
+	c->close_reason = reason;
+	list_del(&b->conns, c);
+	list_add(&b->dying, c);
+}
+
+/* Closing happens here, at the end of each call into the broker, never in the middle of a
+ * fan-out: a will published now may kill more connections, so loop until none is left. */
+static void broker_reap(struct broker *b)
+{
+	while (b->dying != NULL) {
+		struct broker_conn *c = b->dying;
+		struct broker_session *s = c->s;
+
+		list_del(&b->dying, c);
+		b->n_conns--;
+		broker_count(b, BROKER_C_CONN_CLOSED);
+		if (!c->transport_gone)
+			b->ops->close(c->ctx, c->close_reason);
+		if (s != NULL && s->conn == c) {
+			if (!c->clean_disconnect)
+				broker_count(b, BROKER_C_ABRUPT_CLOSE);
+			session_offline(s, !c->clean_disconnect, b->now_ms);
+		}
+		conn_free(c);
+	}
+}
+
+/* The input segments from byte off on, in b->iov (grown when a chain is longer than before). */
+static size_t segs_from(struct broker *b, const struct mqtt_iov *segs, size_t n, size_t off)
+{
+	size_t k = 0;
+
+	if (n > b->iov_cap) {
+		struct mqtt_iov *v = realloc(b->iov, n * sizeof(*v));
+
+		if (v == NULL)
+			return 0;
+		b->iov = v;
+		b->iov_cap = n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (off >= segs[i].len) {
+			off -= segs[i].len;
+			continue;
+		}
+		b->iov[k++] = (struct mqtt_iov){ segs[i].base + off, segs[i].len - off };
+		off = 0;
+	}
+	return k;
+}
+
+static enum broker_counter err_counter(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case MQTT_E_RLEN_TOO_LONG:
+		return BROKER_C_BAD_RLEN;
+	case MQTT_E_PACKET_TOO_LARGE:
+	case MQTT_E_SCRATCH_FULL:
+		return BROKER_C_BAD_OVERSIZED;
+	case MQTT_E_UTF8_MALFORMED:
+	case MQTT_E_UTF8_SURROGATE:
+	case MQTT_E_UTF8_NUL:
+		return BROKER_C_BAD_UTF8;
+	case MQTT_E_TOPIC_NAME_INVALID:
+		return BROKER_C_BAD_TOPIC_WILDCARD;
+	case MQTT_E_FILTER_INVALID:
+	case MQTT_E_SHARE_INVALID:
+		return BROKER_C_BAD_FILTER;
+	case MQTT_E_SUBSCRIBE_EMPTY:
+	case MQTT_E_UNSUBSCRIBE_EMPTY:
+		return BROKER_C_BAD_SUBSCRIBE_EMPTY;
+	case MQTT_E_TRUNCATED:
+	case MQTT_E_TRAILING:
+	case MQTT_E_PROP_LENGTH:
+		return BROKER_C_BAD_TRUNCATED;
+	case MQTT_E_NOT_CONNECTED:
+		return BROKER_C_BAD_NOT_CONNECT;
+	case MQTT_E_PROTOCOL_NAME:
+	case MQTT_E_PROTOCOL_LEVEL:
+		return BROKER_C_BAD_PROTOCOL_VERSION;
+	case MQTT_E_CLIENT_ID_EMPTY:
+		return BROKER_C_BAD_CLIENT_ID;
+	case MQTT_E_TOPIC_ALIAS_ZERO:
+		return BROKER_C_BAD_TOPIC_ALIAS;
+	case MQTT_E_PACKET_ID_ZERO:
+	case MQTT_E_WRONG_DIRECTION:
+	case MQTT_E_PROP_DUPLICATE:
+	case MQTT_E_PROP_VALUE:
+		return BROKER_C_BAD_PROTOCOL;
+	default:
+		return BROKER_C_BAD_MALFORMED;
+	}
+}
+
+static void decode_failed(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
+{
+	if (c->state == CONN_NEW) {
+		handle_connect_error(c, segs, n, err);
+		conn_kill(c, mqtt_err_reason(err), err_counter(err));
+	} else {
+		conn_kill(c, mqtt_err_reason(err), err_counter(err));
+	}
+}
+
+static void dispatch(struct broker_conn *c, const struct mqtt_packet *pkt,
+		     const struct mqtt_iov *segs, size_t n)
+{
+	uint8_t buf[4];
+
+	if (c->state == CONN_NEW && pkt->type != MQTT_CONNECT) {
+		conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_NOT_CONNECT);
+		return;
+	}
+	switch (pkt->type) {
+	case MQTT_CONNECT:
+		if (c->state != CONN_NEW)
+			conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_SECOND_CONNECT);
+		else
+			handle_connect(c, &pkt->connect);
+		break;
+	case MQTT_PUBLISH:
+		handle_publish(c, pkt, segs, n);
+		break;
+	case MQTT_PUBACK:
+	case MQTT_PUBREC:
+	case MQTT_PUBREL:
+	case MQTT_PUBCOMP:
+		handle_ack(c, pkt->type, &pkt->ack);
+		break;
+	case MQTT_SUBSCRIBE:
+		handle_subscribe(c, &pkt->subscribe);
+		break;
+	case MQTT_UNSUBSCRIBE:
+		handle_unsubscribe(c, &pkt->unsubscribe);
+		break;
+	case MQTT_PINGREQ:
+		conn_send_buf(c, buf, mqtt_encode_pingresp(buf, sizeof(buf)));
+		break;
+	case MQTT_DISCONNECT:
+		handle_disconnect(c, &pkt->disconnect);
+		break;
+	default: /* AUTH: no enhanced authentication was negotiated at CONNECT */
+		conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_PROTOCOL);
+		break;
+	}
+}
+
+int broker_conn_input(struct broker_conn *c, const struct mqtt_iov *segs, size_t n,
+		      size_t *consumed, uint64_t now_ms)
+{
+	struct broker *b = c->b;
+	struct mqtt_packet pkt;
+	int rc = 0;
+
+	b->now_ms = now_ms;
+	*consumed = 0;
+	while (conn_alive(c)) {
+		size_t k = segs_from(b, segs, n, *consumed);
+
+		if (k == 0)
+			break;
+		rc = mqtt_decode(&c->dec, b->iov, k, &pkt);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			decode_failed(c, b->iov, k, rc);
+			break;
+		}
+		*consumed += (size_t)rc;
+		c->last_rx_ms = now_ms;
+		broker_count(b, BROKER_C_PKT_RX);
+		b->cnt[BROKER_C_BYTES_RX] += (uint64_t)rc;
+		dispatch(c, &pkt, b->iov, k);
+	}
+	rc = conn_alive(c) ? 0 : -EPIPE;
+	if (rc == 0 && c->s != NULL)
+		session_drain(c->s);
+	broker_reap(b);
+	return rc;
+}
+
+void broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
+{
+	c->b->now_ms = now_ms;
+	if (c->s != NULL)
+		session_drain(c->s);
+	broker_reap(c->b);
+}
+
+void broker_conn_closed(struct broker_conn *c, uint64_t now_ms)
+{
+	struct broker *b = c->b;
+
+	b->now_ms = now_ms;
+	c->transport_gone = true;
+	conn_kill(c, 0, BROKER_C_COUNT);
+	broker_reap(b);
+}
+
+static void sys_publish(struct broker *b, const char *topic, uint64_t val)
+{
+	char num[24];
+	struct mqtt_iov pl = { (const uint8_t *)num, 0 };
+	struct mqtt_str t = { topic, (uint16_t)strlen(topic) };
+	struct broker_msg *m;
+	bool matched;
+
+	pl.len = (size_t)snprintf(num, sizeof(num), "%" PRIu64, val);
+	if ((m = broker_msg_new(b, t, &pl, 1, NULL, b->now_ms)) == NULL)
+		return;
+	m->retain = true;
+	retain_set(b, m);
+	broker_route(b, m, &matched);
+	broker_msg_unref(m);
+	broker_count(b, BROKER_C_SYS_PUBLISHED);
+}
+
+static void sys_tick(struct broker *b)
+{
+	if (b->cfg.sys_interval_ms == 0 || b->now_ms < b->next_sys_ms)
+		return;
+	b->next_sys_ms = b->now_ms + b->cfg.sys_interval_ms;
+	sys_publish(b, "$SYS/broker/uptime", (b->now_ms - b->started_ms) / 1000);
+	sys_publish(b, "$SYS/broker/clients/connected", b->n_conns);
+	sys_publish(b, "$SYS/broker/sessions/count", b->n_sessions);
+	sys_publish(b, "$SYS/broker/subscriptions/count", b->n_subs);
+	sys_publish(b, "$SYS/broker/retained messages/count", retain_count(b));
+	sys_publish(b, "$SYS/broker/messages/received", b->cnt[BROKER_C_PUB_RX]);
+	sys_publish(b, "$SYS/broker/messages/sent", b->cnt[BROKER_C_PUB_TX]);
+	sys_publish(b, "$SYS/broker/bytes/received", b->cnt[BROKER_C_BYTES_RX]);
+}
+
+static void conn_timers(struct broker *b)
+{
+	for (struct broker_conn *c = b->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == CONN_NEW && b->now_ms - c->opened_ms >= b->cfg.connect_timeout_ms)
+			conn_kill(c, MQTT_RC_MAXIMUM_CONNECT_TIME, BROKER_C_CONNECT_TIMEOUT);
+		else if (c->state == CONN_ACTIVE && c->keepalive_s != 0 &&
+			 b->now_ms - c->last_rx_ms >= (uint64_t)c->keepalive_s * 1500u)
+			conn_kill(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, BROKER_C_KEEPALIVE_TIMEOUT);
+		else if (c->state == CONN_ACTIVE && c->s != NULL)
+			session_drain(c->s); /* message expiry, room that came back */
+	}
+}
+
+void broker_tick(struct broker *b, uint64_t now_ms)
+{
+	b->now_ms = now_ms;
+	conn_timers(b);
+	broker_reap(b);
+	for (struct broker_session *s = b->sessions, *next; s != NULL; s = next) {
+		next = s->next;
+		session_tick(s, now_ms);
+	}
+	sys_tick(b);
+	broker_reap(b);
+}
+
+uint64_t broker_counter_get(const struct broker *b, enum broker_counter c)
+{
+	return c < BROKER_C_COUNT ? b->cnt[c] : 0;
+}
+
+const char *broker_counter_name(enum broker_counter c)
+{
+	return c < BROKER_C_COUNT ? counter_names[c] : "?";
+}
+
+const char *broker_counter_desc(enum broker_counter c)
+{
+	return c < BROKER_C_COUNT ? counter_descs[c] : "?";
+}

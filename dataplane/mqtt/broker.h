@@ -1,0 +1,87 @@
+/*
+ * broker.h: the MQTT broker core (3.1.1 and 5.0) that runs on each dataplane worker lcore.
+ *
+ * Transport-agnostic: the dataplane TCP (dataplane/app/mqtt_listener.c, to come) or the kernel
+ * socket test harness (tests/integration/mqtt/broker_kernel_harness.c) open a connection, feed
+ * it the bytes they received and call back nothing else; the broker answers through the ops
+ * table. No DPDK and no locks here: one struct broker belongs to one thread. Packets are
+ * decoded with lib/mqtt. Design, limits and counters: docs/broker.md.
+ */
+#ifndef EDGEGW_BROKER_H
+#define EDGEGW_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqtt_codec.h"
+
+struct broker;
+struct broker_conn;
+
+/* Everything a remote peer can make us keep is bounded here; every bound hit is counted. */
+struct broker_config {
+	uint32_t max_conns;             /* open connections (CONNECTing included) */
+	uint32_t max_sessions;          /* sessions, live or persisted */
+	uint32_t max_subs_per_session;
+	uint32_t max_queue;             /* messages queued per session (offline or blocked) */
+	uint16_t max_inflight;          /* outgoing QoS 1/2 unacknowledged per session */
+	uint16_t receive_max;           /* incoming QoS 2 awaiting PUBREL (our Receive Maximum) */
+	uint32_t max_packet_size;       /* bytes, whole packet */
+	uint32_t max_retained;          /* retained messages */
+	uint64_t max_retained_bytes;    /* their payload bytes */
+	uint16_t keepalive_max_s;       /* larger (or 0) asks are lowered in 5.0, as Server Keep Alive */
+	uint16_t topic_alias_max;       /* inbound aliases a 5.0 client may use */
+	uint32_t session_expiry_max_s;  /* cap on what a client asks; 3.1.1 persistent sessions get it */
+	uint32_t connect_timeout_ms;    /* from open to CONNECT */
+	uint32_t sys_interval_ms;       /* $SYS/broker/... publication period, 0: never */
+	uint16_t client_id_max;         /* bytes */
+};
+
+void broker_config_defaults(struct broker_config *cfg);
+
+/* What the broker asks of the transport. ctx is the transport's per-connection context. */
+struct broker_transport_ops {
+	/* Queue n slices as one piece of the stream; 0, or < 0 when the connection is dead. */
+	int (*send)(void *ctx, const struct mqtt_iov *iov, size_t n);
+	/* Bytes send() accepts now without blocking. */
+	size_t (*send_space)(void *ctx);
+	/* Close after what was sent. The broker has forgotten ctx: no call for it follows, and
+	 * the transport must not pass this connection to the broker again. reason is the MQTT 5.0
+	 * reason code (0 for a normal close). */
+	void (*close)(void *ctx, uint8_t reason);
+};
+
+/* Counters, one line each in broker_counters.def. */
+enum broker_counter {
+#define BROKER_C(name, desc) BROKER_C_##name,
+#include "broker_counters.def"
+#undef BROKER_C
+	BROKER_C_COUNT
+};
+
+struct broker *broker_create(const struct broker_config *cfg, const struct broker_transport_ops *ops,
+			     uint64_t now_ms);
+void broker_destroy(struct broker *b);
+
+/* A new transport connection; NULL (counted) when max_conns is reached: close it then. */
+struct broker_conn *broker_conn_open(struct broker *b, void *transport_ctx, uint64_t now_ms);
+/*
+ * Bytes received, as segments. Whole packets are handled; *consumed tells how many bytes were
+ * used: the transport keeps the rest and passes it again, with more, next time. Returns 0, or
+ * < 0 when the broker closed the connection (ops->close was called; forget conn).
+ */
+int broker_conn_input(struct broker_conn *conn, const struct mqtt_iov *segs, size_t n,
+		      size_t *consumed, uint64_t now_ms);
+/* The transport has room again (after send_space was short): queued messages go out. */
+void broker_conn_writable(struct broker_conn *conn, uint64_t now_ms);
+/* The peer closed or the connection broke: an abrupt close (the will is published). */
+void broker_conn_closed(struct broker_conn *conn, uint64_t now_ms);
+
+/* Timers: keepalive, connect timeout, will delay, session and message expiry, $SYS. */
+void broker_tick(struct broker *b, uint64_t now_ms);
+
+uint64_t broker_counter_get(const struct broker *b, enum broker_counter c);
+const char *broker_counter_name(enum broker_counter c);
+const char *broker_counter_desc(enum broker_counter c);
+
+#endif

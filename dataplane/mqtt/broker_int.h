@@ -1,0 +1,236 @@
+/*
+ * broker_int.h: types and functions shared by the broker core's files (not for other modules:
+ * they use broker.h). Data flow of one PUBLISH: broker.c (bytes, decode) -> handle_publish.c
+ * (acks, routing) -> topic_tree.c (matching) -> session.c (deliver, queue, inflight) ->
+ * broker.c (send through the transport ops).
+ */
+#ifndef EDGEGW_BROKER_INT_H
+#define EDGEGW_BROKER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "mqtt_codec.h"
+
+/* A message: topic, payload and pass-through properties copied once into one block, shared
+ * by reference by every queue and inflight slot that holds it (fan-out copies nothing). */
+struct broker_msg {
+	uint32_t refcnt;
+	uint8_t qos;
+	bool retain;
+	uint64_t expiry_ms;         /* absolute, 0: none */
+	uint64_t origin;            /* publishing session's id (no local), 0: the broker */
+	struct mqtt_str topic;
+	const uint8_t *payload;
+	uint32_t payload_len;
+	uint32_t size;              /* bytes allocated */
+	/* 5.0 properties passed through to subscribers */
+	uint8_t pfi;
+	bool has_pfi;
+	struct mqtt_str content_type, response_topic, correlation;
+	struct mqtt_user_prop *user;
+	uint16_t n_user;
+};
+
+struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
+				  const struct mqtt_iov *payload, size_t n_payload,
+				  const struct mqtt_props *props, uint64_t now_ms);
+void broker_msg_ref(struct broker_msg *m);
+void broker_msg_unref(struct broker_msg *m);
+bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms);
+
+/* ---- topic tree ---- */
+struct tt_node;
+struct broker_session;
+
+struct share_group {
+	struct share_group *next;
+	char *name;
+	uint16_t name_len;
+	struct broker_sub *members; /* linked by next_in_node */
+	uint32_t n_members;
+	uint32_t rr;                /* round robin position */
+};
+
+struct broker_sub {
+	struct broker_sub *next_in_node, *next_in_sess;
+	struct broker_session *s;
+	struct tt_node *node;
+	struct share_group *group;  /* NULL: ordinary subscription */
+	char *filter;               /* as subscribed, "$share/..." included */
+	uint16_t filter_len;
+	uint32_t sub_id;            /* 5.0 subscription identifier, 0: none */
+	uint8_t qos;
+	bool no_local, rap;         /* rap: retain as published */
+};
+
+struct tt_node {
+	struct tt_node *parent, *child, *sibling;
+	struct broker_sub *subs;
+	struct share_group *groups;
+	uint16_t len;
+	char level[];
+};
+
+typedef void (*tt_visit_fn)(struct broker_sub *sub, void *arg);
+
+struct tt_node *tt_create(void);
+void tt_destroy(struct tt_node *root);
+/* Link sub under its filter (inner filter for shared ones); 0 or -ENOMEM. */
+int tt_insert(struct tt_node *root, struct broker_sub *sub, struct mqtt_str filter,
+	      struct mqtt_str group);
+void tt_remove(struct broker_sub *sub);
+/* Every ordinary subscription matching topic, and one member per matching shared group. */
+void tt_match(struct tt_node *root, const char *topic, size_t len, tt_visit_fn fn, void *arg);
+
+/* ---- sessions ---- */
+enum slot_state { SLOT_FREE, SLOT_WAIT_PUBACK, SLOT_WAIT_PUBREC, SLOT_WAIT_PUBCOMP };
+
+struct out_slot {
+	struct broker_msg *msg;     /* NULL once PUBREC came (only the PUBREL remains) */
+	uint16_t pid;
+	uint8_t qos, state;
+	bool retain, need_send;     /* need_send: (re)send when the connection can take it */
+	uint32_t sub_id;
+};
+
+struct qent {
+	struct qent *next;
+	struct broker_msg *msg;
+	uint8_t qos;
+	bool retain;
+	uint32_t sub_id;
+};
+
+struct broker_session {
+	struct broker_session *hnext;       /* client id hash chain */
+	struct broker_session *next, *prev; /* all sessions */
+	struct broker *b;
+	uint64_t id;
+	char *client_id;
+	uint16_t id_len;
+	struct broker_conn *conn;           /* NULL while offline */
+	struct broker_sub *subs;
+	uint32_t n_subs;
+	struct out_slot *inflight;          /* cfg.max_inflight slots */
+	uint16_t n_inflight, next_pid;
+	struct qent *qhead, *qtail;
+	uint32_t qlen;
+	uint16_t *rx_qos2;                  /* incoming QoS 2 ids awaiting PUBREL */
+	uint16_t n_rx_qos2;
+	uint32_t expiry_s;
+	uint64_t expire_at_ms;              /* while offline, 0: not set */
+	struct broker_msg *will;
+	uint8_t will_qos;
+	bool will_retain;
+	uint32_t will_delay_s;
+	uint64_t will_at_ms;                /* pending delayed will, 0: none */
+};
+
+struct broker_session *session_find(struct broker *b, const char *id, size_t len);
+struct broker_session *session_create(struct broker *b, const char *id, size_t len);
+void session_destroy(struct broker_session *s);
+/* Deliver one message to a session at qos (already min'ed): send, queue or drop (counted). */
+void session_deliver(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
+		     uint32_t sub_id);
+/* Send what waits: inflight marked need_send first, then the queue. */
+void session_drain(struct broker_session *s);
+/* A reconnect: every inflight slot is sent again (PUBLISH with DUP, or PUBREL). */
+void session_resume(struct broker_session *s);
+struct out_slot *session_slot(struct broker_session *s, uint16_t pid);
+void session_slot_free(struct broker_session *s, struct out_slot *slot);
+/* The connection went away: will, expiry. */
+void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms);
+void session_tick(struct broker_session *s, uint64_t now_ms);
+void session_unsubscribe_all(struct broker_session *s);
+
+/* ---- connections ---- */
+enum conn_state { CONN_NEW, CONN_ACTIVE, CONN_DYING };
+
+struct broker_conn {
+	struct broker_conn *next, *prev;    /* live list, then the dying list */
+	struct broker *b;
+	void *ctx;
+	enum conn_state state;
+	bool transport_gone;                /* the transport closed it: no ops->close */
+	bool clean_disconnect;              /* DISCONNECT without will */
+	uint8_t close_reason;
+	uint8_t version;
+	struct mqtt_decoder dec;
+	uint64_t opened_ms, last_rx_ms;
+	uint16_t keepalive_s;
+	struct broker_session *s;
+	uint16_t client_recv_max;
+	uint32_t client_max_packet;
+	struct mqtt_str *aliases;           /* inbound topic aliases, cfg.topic_alias_max */
+};
+
+/* Send one packet made of slices; false (and the connection is killed) on a transport error. */
+bool conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n);
+bool conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len);
+size_t conn_send_space(struct broker_conn *c);
+/* End a connection: 5.0 DISCONNECT with reason when >= 0x80 and connected, counted under cnt
+ * (BROKER_C_COUNT: none); closed and freed when the current broker call returns. */
+void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt);
+bool conn_alive(const struct broker_conn *c);
+/* PUBLISH to a connection; 1 sent, 0 no room now, -1 dropped (too large or dead). */
+int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos,
+		      uint16_t pid, bool dup, bool retain, uint32_t sub_id);
+bool conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason);
+
+/* ---- handlers ---- */
+void handle_connect(struct broker_conn *c, const struct mqtt_connect *k);
+void handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err);
+void handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d);
+void handle_publish(struct broker_conn *c, const struct mqtt_packet *pkt,
+		    const struct mqtt_iov *segs, size_t n);
+void handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a);
+void handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *sub);
+void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u);
+
+/* Route a message to every matching subscription (origin for no local). */
+void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
+
+/* ---- retained ---- */
+struct retain_store;
+struct retain_store *retain_create(void);
+void retain_destroy(struct retain_store *r);
+/* Store, replace, or clear (empty payload). */
+void retain_set(struct broker *b, struct broker_msg *m);
+/* Send retained messages matching filter to s (subscribe time). */
+void retain_deliver(struct broker *b, struct broker_sub *sub);
+uint32_t retain_count(const struct broker *b);
+
+/* ---- will ---- */
+void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms);
+void will_publish(struct broker_session *s);
+void will_clear(struct broker_session *s);
+
+/* ---- the broker ---- */
+#define BROKER_SESS_HASH 4096u
+
+struct broker {
+	struct broker_config cfg;
+	const struct broker_transport_ops *ops;
+	uint64_t now_ms, started_ms, next_sys_ms;
+	uint64_t cnt[BROKER_C_COUNT];
+	struct broker_conn *conns, *dying;
+	uint32_t n_conns, n_sessions, n_subs;
+	struct broker_session *sess_hash[BROKER_SESS_HASH];
+	struct broker_session *sessions;
+	uint64_t next_session_id, next_assigned_id;
+	struct tt_node *tree;
+	struct retain_store *retained;
+	uint8_t *scratch;
+	uint32_t scratch_len;
+	struct mqtt_iov *iov;               /* input segments from the current offset */
+	size_t iov_cap;
+};
+
+static inline void broker_count(struct broker *b, enum broker_counter c)
+{
+	b->cnt[c]++;
+}
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * handle_publish.c: PUBLISH from a client (topic alias, QoS 0/1/2 with PUBACK/PUBREC, QoS 2
+ * duplicate suppression by packet id until PUBREL, our Receive Maximum, retain), the acks of
+ * both directions (PUBACK/PUBREC/PUBREL/PUBCOMP), and routing a message to the matching
+ * subscriptions at min(published QoS, granted QoS) with the 5.0 subscription options.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_int.h"
+
+struct route_ctx {
+	struct broker_msg *m;
+	bool matched;
+};
+
+static void route_one(struct broker_sub *sub, void *arg)
+{
+	struct route_ctx *r = arg;
+	struct broker_msg *m = r->m;
+
+	if (sub->no_local && sub->s->id == m->origin)
+		return;
+	r->matched = true;
+	session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain,
+			sub->sub_id);
+}
+
+void broker_route(struct broker *b, struct broker_msg *m, bool *matched)
+{
+	struct route_ctx r = { .m = m };
+
+	tt_match(b->tree, m->topic.s, m->topic.len, route_one, &r);
+	*matched = r.matched;
+}
+
+/* Inbound topic alias (5.0): set it with a topic, or use it with an empty one. */
+static bool resolve_alias(struct broker_conn *c, const struct mqtt_publish *p,
+			  struct mqtt_str *topic)
+{
+	uint16_t max = c->b->cfg.topic_alias_max;
+	uint32_t a;
+
+	*topic = p->topic;
+	if (c->version != MQTT_V5 || !mqtt_props_has(&p->props, MQTT_PROP_TOPIC_ALIAS))
+		return true;
+	a = p->props.v[MQTT_PROP_TOPIC_ALIAS].u;
+	if (a == 0 || a > max) {
+		conn_kill(c, MQTT_RC_TOPIC_ALIAS_INVALID, BROKER_C_BAD_TOPIC_ALIAS);
+		return false;
+	}
+	if (c->aliases == NULL && (c->aliases = calloc(max, sizeof(*c->aliases))) == NULL) {
+		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+		return false;
+	}
+	if (p->topic.len == 0) {
+		*topic = c->aliases[a - 1];
+		if (topic->len == 0) {
+			conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_TOPIC_ALIAS);
+			return false;
+		}
+		return true;
+	}
+	char *copy = malloc(p->topic.len);
+
+	if (copy == NULL) {
+		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+		return false;
+	}
+	memcpy(copy, p->topic.s, p->topic.len);
+	free((void *)c->aliases[a - 1].s);
+	c->aliases[a - 1] = (struct mqtt_str){ copy, p->topic.len };
+	return true;
+}
+
+static bool rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *at)
+{
+	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
+		if (s->rx_qos2[i] == pid) {
+			*at = i;
+			return true;
+		}
+	return false;
+}
+
+/* The PUBLISH becomes a message, retained and routed. */
+static bool publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
+			  const struct mqtt_iov *segs, size_t n)
+{
+	struct mqtt_iov slices[16], *pl = slices;
+	struct broker *b = c->b;
+	struct broker_msg *m;
+	size_t ns = mqtt_span_slices(segs, n, &p->payload_at, slices, 16);
+	bool matched = false;
+
+	if (ns > 16) { /* a payload over many small segments */
+		if ((pl = malloc(ns * sizeof(*pl))) == NULL)
+			return false;
+		mqtt_span_slices(segs, n, &p->payload_at, pl, ns);
+	}
+	m = broker_msg_new(b, topic, pl, ns, &p->props, b->now_ms);
+	if (pl != slices)
+		free(pl);
+	if (m == NULL)
+		return false;
+	m->qos = p->qos;
+	m->retain = p->retain;
+	m->origin = c->s->id;
+	if (p->retain)
+		retain_set(b, m);
+	broker_route(b, m, &matched);
+	broker_msg_unref(m);
+	if (!matched)
+		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);
+	return matched;
+}
+
+void handle_publish(struct broker_conn *c, const struct mqtt_packet *pkt,
+		    const struct mqtt_iov *segs, size_t n)
+{
+	const struct mqtt_publish *p = &pkt->publish;
+	struct broker_session *s = c->s;
+	struct mqtt_str topic;
+	uint16_t at;
+	bool matched;
+
+	broker_count(c->b, BROKER_C_PUB_RX);
+	if (!resolve_alias(c, p, &topic))
+		return;
+	if (p->qos == 2 && rx_qos2_has(s, p->packet_id, &at)) {
+		broker_count(c->b, BROKER_C_QOS2_DUP); /* already routed: only the PUBREC again */
+		conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+		return;
+	}
+	if (p->qos == 2 && s->n_rx_qos2 >= c->b->cfg.receive_max) {
+		conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
+		return;
+	}
+	matched = publish_route(c, p, topic, segs, n);
+	if (p->qos == 0)
+		return;
+	if (p->qos == 2)
+		s->rx_qos2[s->n_rx_qos2++] = p->packet_id;
+	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id,
+		      c->version == MQTT_V5 && !matched ? MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
+}
+
+static void handle_pubrel(struct broker_conn *c, uint16_t pid)
+{
+	struct broker_session *s = c->s;
+	uint16_t at;
+
+	if (!rx_qos2_has(s, pid, &at)) {
+		broker_count(c->b, BROKER_C_PUBREL_UNKNOWN);
+		conn_send_ack(c, MQTT_PUBCOMP, pid, MQTT_RC_PACKET_ID_NOT_FOUND);
+		return;
+	}
+	s->rx_qos2[at] = s->rx_qos2[--s->n_rx_qos2];
+	conn_send_ack(c, MQTT_PUBCOMP, pid, 0);
+}
+
+/* PUBACK, PUBREC, PUBCOMP for our deliveries; PUBREL for the client's QoS 2. */
+void handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
+{
+	struct broker_session *s = c->s;
+	struct out_slot *slot;
+	uint8_t want = type == MQTT_PUBACK ? SLOT_WAIT_PUBACK :
+		       type == MQTT_PUBREC ? SLOT_WAIT_PUBREC : SLOT_WAIT_PUBCOMP;
+
+	if (type == MQTT_PUBREL) {
+		handle_pubrel(c, a->packet_id);
+		return;
+	}
+	slot = session_slot(s, a->packet_id);
+	if (slot == NULL || slot->state != want) {
+		broker_count(c->b, BROKER_C_ACK_UNKNOWN);
+		if (type == MQTT_PUBREC) /* spec 4.3.3: answer so the client can finish */
+			conn_send_ack(c, MQTT_PUBREL, a->packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
+		return;
+	}
+	if (type != MQTT_PUBREC || a->reason >= 0x80) {
+		session_slot_free(s, slot);
+	} else {
+		broker_msg_unref(slot->msg);
+		slot->msg = NULL;
+		slot->state = SLOT_WAIT_PUBCOMP;
+		conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0);
+	}
+	session_drain(s);
+}

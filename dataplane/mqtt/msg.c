@@ -1,0 +1,113 @@
+/*
+ * msg.c: refcounted messages. A PUBLISH's topic, payload (gathered from the input segments)
+ * and the 5.0 properties a subscriber must see are copied once into one block; deliveries,
+ * queues, inflight slots and the retained store hold references, so fan-out copies nothing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_int.h"
+
+
+static size_t props_bytes(const struct mqtt_props *p, uint16_t *n_user)
+{
+	size_t n = 0;
+
+	*n_user = 0;
+	if (p == NULL)
+		return 0;
+	if (mqtt_props_has(p, MQTT_PROP_CONTENT_TYPE))
+		n += p->v[MQTT_PROP_CONTENT_TYPE].s.len;
+	if (mqtt_props_has(p, MQTT_PROP_RESPONSE_TOPIC))
+		n += p->v[MQTT_PROP_RESPONSE_TOPIC].s.len;
+	if (mqtt_props_has(p, MQTT_PROP_CORRELATION_DATA))
+		n += p->v[MQTT_PROP_CORRELATION_DATA].s.len;
+	for (uint16_t i = 0; i < p->n_user; i++)
+		n += p->user[i].key.len + p->user[i].val.len;
+	*n_user = p->n_user;
+	return n + (size_t)p->n_user * sizeof(struct mqtt_user_prop);
+}
+
+static struct mqtt_str copy_str(char **at, struct mqtt_str s)
+{
+	struct mqtt_str out = { *at, s.len };
+
+	if (s.len > 0)
+		memcpy(*at, s.s, s.len);
+	*at += s.len;
+	return out;
+}
+
+static void copy_props(struct broker_msg *m, char **at, const struct mqtt_props *p, uint64_t now_ms)
+{
+	static const struct mqtt_str none = { "", 0 };
+
+	m->content_type = m->response_topic = m->correlation = none;
+	if (p == NULL)
+		return;
+	if (mqtt_props_has(p, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR)) {
+		m->has_pfi = true;
+		m->pfi = (uint8_t)p->v[MQTT_PROP_PAYLOAD_FORMAT_INDICATOR].u;
+	}
+	if (mqtt_props_has(p, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL))
+		m->expiry_ms = now_ms + (uint64_t)p->v[MQTT_PROP_MESSAGE_EXPIRY_INTERVAL].u * 1000u;
+	if (mqtt_props_has(p, MQTT_PROP_CONTENT_TYPE))
+		m->content_type = copy_str(at, p->v[MQTT_PROP_CONTENT_TYPE].s);
+	if (mqtt_props_has(p, MQTT_PROP_RESPONSE_TOPIC))
+		m->response_topic = copy_str(at, p->v[MQTT_PROP_RESPONSE_TOPIC].s);
+	if (mqtt_props_has(p, MQTT_PROP_CORRELATION_DATA))
+		m->correlation = copy_str(at, p->v[MQTT_PROP_CORRELATION_DATA].s);
+	for (uint16_t i = 0; i < p->n_user; i++) {
+		m->user[i].key = copy_str(at, p->user[i].key);
+		m->user[i].val = copy_str(at, p->user[i].val);
+	}
+}
+
+struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
+				  const struct mqtt_iov *payload, size_t n_payload,
+				  const struct mqtt_props *props, uint64_t now_ms)
+{
+	size_t plen = 0, size;
+	uint16_t n_user;
+	struct broker_msg *m;
+	char *at;
+
+	for (size_t i = 0; i < n_payload; i++)
+		plen += payload[i].len;
+	size = sizeof(*m) + props_bytes(props, &n_user) + topic.len + plen;
+	if ((m = calloc(1, size)) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return NULL;
+	}
+	m->refcnt = 1;
+	m->size = (uint32_t)size;
+	at = (char *)(m + 1);
+	m->user = (struct mqtt_user_prop *)at; /* first: keeps the array aligned */
+	m->n_user = n_user;
+	at += (size_t)n_user * sizeof(struct mqtt_user_prop);
+	m->payload = (const uint8_t *)at;
+	m->payload_len = (uint32_t)plen;
+	for (size_t i = 0; i < n_payload; i++) {
+		memcpy(at, payload[i].base, payload[i].len);
+		at += payload[i].len;
+	}
+	m->topic = copy_str(&at, topic);
+	copy_props(m, &at, props, now_ms);
+	return m;
+}
+
+void broker_msg_ref(struct broker_msg *m)
+{
+	m->refcnt++;
+}
+
+void broker_msg_unref(struct broker_msg *m)
+{
+	if (m != NULL && --m->refcnt == 0)
+		free(m);
+}
+
+bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms)
+{
+	return m->expiry_ms != 0 && now_ms >= m->expiry_ms;
+}

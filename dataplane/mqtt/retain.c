@@ -1,0 +1,119 @@
+/*
+ * retain.c: retained messages, one per topic name: set or replaced by a retained PUBLISH,
+ * cleared by one with an empty payload, sent to new subscriptions whose filter matches.
+ * Bounded by max_retained (count) and max_retained_bytes (payload); refusals are counted.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_int.h"
+#include "mqtt_topic.h"
+
+#define RETAIN_HASH 1024u
+
+struct retained {
+	struct retained *next;
+	struct broker_msg *msg;
+};
+
+struct retain_store {
+	struct retained *bucket[RETAIN_HASH];
+	uint32_t count;
+	uint64_t bytes;
+};
+
+struct retain_store *retain_create(void)
+{
+	return calloc(1, sizeof(struct retain_store));
+}
+
+void retain_destroy(struct retain_store *r)
+{
+	if (r == NULL)
+		return;
+	for (uint32_t i = 0; i < RETAIN_HASH; i++)
+		while (r->bucket[i] != NULL) {
+			struct retained *e = r->bucket[i];
+
+			r->bucket[i] = e->next;
+			broker_msg_unref(e->msg);
+			free(e);
+		}
+	free(r);
+}
+
+static struct retained **slot_of(struct retain_store *r, struct mqtt_str topic)
+{
+	uint32_t h = 2166136261u;
+	struct retained **pp;
+
+	for (uint16_t i = 0; i < topic.len; i++)
+		h = (h ^ (uint8_t)topic.s[i]) * 16777619u;
+	for (pp = &r->bucket[h % RETAIN_HASH]; *pp != NULL; pp = &(*pp)->next)
+		if ((*pp)->msg->topic.len == topic.len &&
+		    memcmp((*pp)->msg->topic.s, topic.s, topic.len) == 0)
+			break;
+	return pp;
+}
+
+static void drop(struct retain_store *r, struct retained **pp)
+{
+	struct retained *e = *pp;
+
+	*pp = e->next;
+	r->count--;
+	r->bytes -= e->msg->payload_len;
+	broker_msg_unref(e->msg);
+	free(e);
+}
+
+void retain_set(struct broker *b, struct broker_msg *m)
+{
+	struct retain_store *r = b->retained;
+	struct retained **pp = slot_of(r, m->topic), *e;
+
+	if (*pp != NULL)
+		drop(r, pp);
+	if (m->payload_len == 0) {
+		broker_count(b, BROKER_C_RETAIN_CLEARED);
+		return;
+	}
+	if (r->count >= b->cfg.max_retained ||
+	    r->bytes + m->payload_len > b->cfg.max_retained_bytes) {
+		broker_count(b, BROKER_C_LIMIT_RETAINED);
+		return;
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return;
+	}
+	broker_msg_ref(m);
+	e->msg = m;
+	e->next = *pp;
+	*pp = e;
+	r->count++;
+	r->bytes += m->payload_len;
+	broker_count(b, BROKER_C_RETAIN_SET);
+}
+
+/* Linear in the retained count (bounded by max_retained); only at subscribe time. */
+void retain_deliver(struct broker *b, struct broker_sub *sub)
+{
+	struct retain_store *r = b->retained;
+
+	for (uint32_t i = 0; i < RETAIN_HASH; i++)
+		for (struct retained *e = r->bucket[i]; e != NULL; e = e->next) {
+			struct broker_msg *m = e->msg;
+
+			if (broker_msg_expired(m, b->now_ms) ||
+			    !mqtt_topic_match(sub->filter, sub->filter_len, m->topic.s, m->topic.len))
+				continue;
+			session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, true,
+					sub->sub_id);
+		}
+}
+
+uint32_t retain_count(const struct broker *b)
+{
+	return b->retained->count;
+}

@@ -1,0 +1,318 @@
+/*
+ * session.c: sessions by client id, and everything a session keeps across connections: the
+ * outgoing QoS 1/2 messages in flight (bounded by max_inflight and the client's Receive
+ * Maximum), the queue of messages waiting for room or for the client to come back (bounded by
+ * max_queue), the incoming QoS 2 packet ids awaiting PUBREL, expiry. Takeover and clean start
+ * are decided in handle_connect.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_int.h"
+
+static uint32_t id_hash(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h % BROKER_SESS_HASH;
+}
+
+struct broker_session *session_find(struct broker *b, const char *id, size_t len)
+{
+	for (struct broker_session *s = b->sess_hash[id_hash(id, len)]; s != NULL; s = s->hnext)
+		if (s->id_len == len && memcmp(s->client_id, id, len) == 0)
+			return s;
+	return NULL;
+}
+
+struct broker_session *session_create(struct broker *b, const char *id, size_t len)
+{
+	struct broker_session *s = calloc(1, sizeof(*s));
+	uint32_t h = id_hash(id, len);
+
+	if (s == NULL || (s->client_id = malloc(len + 1)) == NULL ||
+	    (s->inflight = calloc(b->cfg.max_inflight, sizeof(*s->inflight))) == NULL ||
+	    (s->rx_qos2 = calloc(b->cfg.receive_max, sizeof(*s->rx_qos2))) == NULL) {
+		if (s != NULL) {
+			free(s->inflight);
+			free(s->client_id);
+		}
+		free(s);
+		broker_count(b, BROKER_C_NOMEM);
+		return NULL;
+	}
+	memcpy(s->client_id, id, len);
+	s->client_id[len] = '\0';
+	s->id_len = (uint16_t)len;
+	s->b = b;
+	s->id = ++b->next_session_id;
+	s->next_pid = 1;
+	s->hnext = b->sess_hash[h];
+	b->sess_hash[h] = s;
+	s->next = b->sessions;
+	if (b->sessions != NULL)
+		b->sessions->prev = s;
+	b->sessions = s;
+	b->n_sessions++;
+	broker_count(b, BROKER_C_SESSION_CREATED);
+	return s;
+}
+
+void session_unsubscribe_all(struct broker_session *s)
+{
+	while (s->subs != NULL) {
+		struct broker_sub *sub = s->subs;
+
+		s->subs = sub->next_in_sess;
+		tt_remove(sub);
+		free(sub->filter);
+		free(sub);
+		s->b->n_subs--;
+	}
+	s->n_subs = 0;
+}
+
+static void queue_clear(struct broker_session *s)
+{
+	while (s->qhead != NULL) {
+		struct qent *q = s->qhead;
+
+		s->qhead = q->next;
+		broker_msg_unref(q->msg);
+		free(q);
+	}
+	s->qtail = NULL;
+	s->qlen = 0;
+}
+
+/* The session's state is gone for good; a pending delayed will goes out now (spec 3.1.3.2.2). */
+void session_destroy(struct broker_session *s)
+{
+	struct broker *b = s->b;
+	struct broker_session **pp = &b->sess_hash[id_hash(s->client_id, s->id_len)];
+
+	if (s->will_at_ms != 0)
+		will_publish(s);
+	will_clear(s);
+	while (*pp != s)
+		pp = &(*pp)->hnext;
+	*pp = s->hnext;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		b->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	session_unsubscribe_all(s);
+	queue_clear(s);
+	for (uint16_t i = 0; i < b->cfg.max_inflight; i++)
+		broker_msg_unref(s->inflight[i].msg);
+	if (s->conn != NULL)
+		s->conn->s = NULL;
+	free(s->inflight);
+	free(s->rx_qos2);
+	free(s->client_id);
+	free(s);
+	b->n_sessions--;
+}
+
+static uint16_t inflight_limit(const struct broker_session *s)
+{
+	uint16_t lim = s->b->cfg.max_inflight;
+
+	if (s->conn != NULL && s->conn->client_recv_max < lim)
+		lim = s->conn->client_recv_max;
+	return lim;
+}
+
+struct out_slot *session_slot(struct broker_session *s, uint16_t pid)
+{
+	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++)
+		if (s->inflight[i].state != SLOT_FREE && s->inflight[i].pid == pid)
+			return &s->inflight[i];
+	return NULL;
+}
+
+void session_slot_free(struct broker_session *s, struct out_slot *slot)
+{
+	broker_msg_unref(slot->msg);
+	memset(slot, 0, sizeof(*slot));
+	s->n_inflight--;
+}
+
+static uint16_t pid_next(struct broker_session *s)
+{
+	for (;;) {
+		uint16_t pid = s->next_pid++;
+
+		if (s->next_pid == 0)
+			s->next_pid = 1;
+		if (session_slot(s, pid) == NULL)
+			return pid;
+	}
+}
+
+static struct out_slot *slot_alloc(struct broker_session *s)
+{
+	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++)
+		if (s->inflight[i].state == SLOT_FREE)
+			return &s->inflight[i];
+	return NULL;
+}
+
+/* 1 sent (or dropped for good), 0 no room: the caller keeps it. */
+static int try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
+		    uint32_t sub_id)
+{
+	struct broker_conn *c = s->conn;
+	struct out_slot *slot;
+	uint16_t pid = 0;
+	int rc;
+
+	if (c == NULL || !conn_alive(c) || c->state != CONN_ACTIVE)
+		return 0;
+	if (qos > 0 && (s->n_inflight >= inflight_limit(s) || (slot = slot_alloc(s)) == NULL))
+		return 0;
+	if (qos > 0)
+		pid = pid_next(s);
+	rc = conn_send_publish(c, m, qos, pid, false, retain, sub_id);
+	if (rc <= 0 || qos == 0)
+		return rc == 0 ? 0 : 1;
+	broker_msg_ref(m);
+	*slot = (struct out_slot){ .msg = m, .pid = pid, .qos = qos, .retain = retain,
+				   .sub_id = sub_id,
+				   .state = qos == 1 ? SLOT_WAIT_PUBACK : SLOT_WAIT_PUBREC };
+	s->n_inflight++;
+	return 1;
+}
+
+static void enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
+		    uint32_t sub_id)
+{
+	struct broker *b = s->b;
+	struct qent *q;
+
+	if (s->qlen >= b->cfg.max_queue) {
+		broker_count(b, BROKER_C_LIMIT_QUEUE);
+		return;
+	}
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return;
+	}
+	broker_msg_ref(m);
+	*q = (struct qent){ .msg = m, .qos = qos, .retain = retain, .sub_id = sub_id };
+	if (s->qtail != NULL)
+		s->qtail->next = q;
+	else
+		s->qhead = q;
+	s->qtail = q;
+	s->qlen++;
+}
+
+void session_deliver(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
+		     uint32_t sub_id)
+{
+	if (s->conn == NULL && qos == 0) {
+		broker_count(s->b, BROKER_C_OFFLINE_QOS0_DROP);
+		return;
+	}
+	if (s->qhead == NULL && try_send(s, m, qos, retain, sub_id) == 1)
+		return;
+	enqueue(s, m, qos, retain, sub_id); /* keeps order behind what already waits */
+}
+
+static bool resend_slot(struct broker_session *s, struct out_slot *slot)
+{
+	struct broker_conn *c = s->conn;
+
+	if (slot->state == SLOT_WAIT_PUBCOMP) {
+		if (conn_send_space(c) < 4)
+			return false;
+		conn_send_ack(c, MQTT_PUBREL, slot->pid, 0);
+	} else {
+		int rc = conn_send_publish(c, slot->msg, slot->qos, slot->pid, true, slot->retain,
+					   slot->sub_id);
+		if (rc == 0)
+			return false;
+		if (rc < 0) {
+			session_slot_free(s, slot); /* can never be sent to this client */
+			return true;
+		}
+		broker_count(s->b, BROKER_C_PUB_REDELIVERED);
+	}
+	slot->need_send = false;
+	return true;
+}
+
+void session_drain(struct broker_session *s)
+{
+	struct broker *b = s->b;
+
+	if (s->conn == NULL || s->conn->state != CONN_ACTIVE)
+		return;
+	for (uint16_t i = 0; i < b->cfg.max_inflight; i++)
+		if (s->inflight[i].need_send && (!conn_alive(s->conn) || !resend_slot(s, &s->inflight[i])))
+			return;
+	while (s->qhead != NULL && s->conn != NULL && conn_alive(s->conn)) {
+		struct qent *q = s->qhead;
+
+		if (!broker_msg_expired(q->msg, b->now_ms) &&
+		    try_send(s, q->msg, q->qos, q->retain, q->sub_id) == 0)
+			return;
+		if (broker_msg_expired(q->msg, b->now_ms))
+			broker_count(b, BROKER_C_MSG_EXPIRED);
+		s->qhead = q->next;
+		if (s->qhead == NULL)
+			s->qtail = NULL;
+		s->qlen--;
+		broker_msg_unref(q->msg);
+		free(q);
+	}
+}
+
+void session_resume(struct broker_session *s)
+{
+	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++)
+		if (s->inflight[i].state != SLOT_FREE)
+			s->inflight[i].need_send = true;
+	session_drain(s);
+}
+
+void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
+{
+	s->conn = NULL;
+	if (send_will && s->will != NULL) {
+		uint32_t delay = s->will_delay_s < s->expiry_s ? s->will_delay_s : s->expiry_s;
+
+		if (delay == 0) {
+			will_publish(s);
+		} else {
+			s->will_at_ms = now_ms + (uint64_t)delay * 1000u;
+			broker_count(s->b, BROKER_C_WILL_DELAYED);
+		}
+	}
+	if (s->will_at_ms == 0)
+		will_clear(s);
+	if (s->expiry_s == 0) {
+		session_destroy(s);
+		return;
+	}
+	s->expire_at_ms = now_ms + (uint64_t)s->expiry_s * 1000u;
+}
+
+void session_tick(struct broker_session *s, uint64_t now_ms)
+{
+	if (s->conn != NULL)
+		return;
+	if (s->will_at_ms != 0 && now_ms >= s->will_at_ms) {
+		will_publish(s);
+		will_clear(s);
+	}
+	if (s->expire_at_ms != 0 && now_ms >= s->expire_at_ms) {
+		broker_count(s->b, BROKER_C_SESSION_EXPIRED);
+		session_destroy(s);
+	}
+}

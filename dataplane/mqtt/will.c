@@ -1,0 +1,50 @@
+/*
+ * will.c: the will message. Stored with the session at CONNECT, dropped on a clean DISCONNECT,
+ * published when the connection ends otherwise (keepalive, protocol error, transport loss,
+ * takeover, DISCONNECT 0x04), after the 5.0 Will Delay Interval when the session outlives it
+ * (a reconnect to the session before then cancels it: handle_connect.c).
+ */
+#include "broker_int.h"
+
+void will_clear(struct broker_session *s)
+{
+	broker_msg_unref(s->will);
+	s->will = NULL;
+	s->will_at_ms = 0;
+}
+
+void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms)
+{
+	const struct mqtt_will *w = &k->will;
+	struct mqtt_iov pl = { (const uint8_t *)w->payload.s, w->payload.len };
+
+	will_clear(s);
+	if (!k->has_will)
+		return;
+	s->will = broker_msg_new(s->b, w->topic, &pl, 1, &w->props, now_ms);
+	if (s->will == NULL)
+		return;
+	s->will->qos = w->qos;
+	s->will->retain = w->retain;
+	s->will_qos = w->qos;
+	s->will_retain = w->retain;
+	s->will_delay_s = mqtt_props_has(&w->props, MQTT_PROP_WILL_DELAY_INTERVAL) ?
+			  w->props.v[MQTT_PROP_WILL_DELAY_INTERVAL].u : 0;
+}
+
+void will_publish(struct broker_session *s)
+{
+	struct broker_msg *m = s->will;
+	bool matched;
+
+	if (m == NULL)
+		return;
+	s->will = NULL;
+	s->will_at_ms = 0;
+	m->origin = s->id;
+	broker_count(s->b, BROKER_C_WILL_PUBLISHED);
+	if (m->retain)
+		retain_set(s->b, m);
+	broker_route(s->b, m, &matched);
+	broker_msg_unref(m);
+}
