@@ -37,6 +37,14 @@ alive(const struct tcp_conn *c)
 	return c->state != TCP_ST_CLOSED;
 }
 
+/* RST and close a flow the app never held (no closed() callback). */
+static void
+abort_unaccepted(struct tcp_conn *c)
+{
+	tcp_send_rst(c);
+	tcp_conn_close(c, TCP_CLOSE_ABORT);
+}
+
 /* Options of a header; -1 on a malformed list (bad length, running past the header). */
 static int
 opts_parse(const uint8_t *p, unsigned len, struct tcp_opts *o)
@@ -299,10 +307,11 @@ synrcvd_ack(struct tcp_conn *c, const struct tcp_seg *s)
 	tl->cc->init(c);
 	if (c->ops->accept(c, c->app_ctx, &ctx) < 0) {
 		DP_INC(tl->lc, tcp, ACCEPT_REFUSED);
-		tcp_send_rst(c);
-		tcp_conn_close(c, TCP_CLOSE_ABORT);
+		abort_unaccepted(c);
 		return -1;
 	}
+	if (!alive(c))
+		return -1;  /* accept() aborted it itself */
 	c->app_ctx = ctx;
 	c->flags |= TF_APP;
 	DP_INC(tl->lc, tcp, CONN_ACCEPTED);

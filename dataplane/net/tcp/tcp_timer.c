@@ -178,6 +178,13 @@ rexmt_fire(struct tcp_conn *c)
 	}
 	if (c->snd_una == c->snd_max)
 		return;  /* nothing outstanding (stale) */
+	if (c->snd_wnd == 0) {
+		/* the peer shrank its window to zero under data in flight: probe, do not
+		 * count retries against a peer that answers */
+		c->snd_nxt = c->snd_una;
+		persist_fire(c);
+		return;
+	}
 	if (c->rxtshift >= cfg->data_retries) {
 		DP_INC(lc, tcp, CONN_TIMEOUT);
 		tcp_send_rst(c);
@@ -209,6 +216,8 @@ keep_fire(struct tcp_conn *c)
 		tcp_conn_close(c, TCP_CLOSE_NORMAL);
 		return;
 	case TCP_ST_FIN_WAIT_2:
+		if (!(c->flags & TF_APP_CLOSED))
+			return;  /* half-closed by the app, which still reads: no limit */
 		DP_INC(lc, tcp, FIN_WAIT_2_TIMEOUT);
 		tcp_send_rst(c);
 		tcp_conn_close(c, TCP_CLOSE_TIMEOUT);

@@ -274,6 +274,16 @@ h_input(const struct h_seg *s)
 	dst = rte_pktmbuf_append(m, (uint16_t)total);
 	assert_non_null(dst);
 	memcpy(dst, pkt, total);
+	if (s->split > 0 && s->split < total - 20) {
+		/* scattered rx: the rest of the segment in a second mbuf */
+		struct rte_mbuf *m2 = rte_pktmbuf_alloc(pool);
+		uint16_t rest = (uint16_t)(total - 20 - s->split);
+
+		assert_non_null(m2);
+		memcpy(rte_pktmbuf_append(m2, rest), pkt + 20 + s->split, rest);
+		assert_int_equal(rte_pktmbuf_trim(m, rest), 0);
+		assert_int_equal(rte_pktmbuf_chain(m, m2), 0);
+	}
 	rte_pktmbuf_adj(m, 20);
 	m->l2_len = 14;
 	m->l3_len = 20;

@@ -75,6 +75,7 @@ struct h_seg {
 	uint16_t sport;      /* 0: the peer's */
 	uint16_t dport;      /* 0: H_PORT */
 	uint64_t ol_flags;   /* as a NIC would set them (checksum offload) */
+	unsigned split;      /* >0: a two-mbuf chain, the first holding this many TCP bytes */
 };
 
 int h_eal_init(void);

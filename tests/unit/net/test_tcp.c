@@ -4,6 +4,7 @@
  * flags, sequence and acknowledgment numbers, windows, options, payload.
  */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1022,6 +1023,122 @@ test_mem_stats(void **state)
 	printf("TCB %u bytes, hash ~%u bytes per entry\n", ms.tcb_bytes, ms.hash_bytes_per_entry);
 }
 
+static void
+test_close_with_unread_data_resets(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40020, false);
+	h_send(&p, ACK, "unread", 6);
+	h_clear();
+	tcp_close(c);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST | ACK);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_ABORT);
+	assert_int_equal(H_CNT(CLOSE_UNREAD), 1);
+	h_flush();
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+}
+
+static void
+test_data_after_close_resets(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40021, false);
+	tcp_close(c);
+	h_flush();
+	h_clear();
+	h_send(&p, ACK, "late", 4);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST | ACK);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_ABORT);
+	assert_int_equal(H_CNT(DATA_AFTER_CLOSE), 1);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+}
+
+static void
+test_half_close_keeps_reading(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	cfg.keepalive = true;
+	cfg.keepalive_idle_ms = 100;
+	cfg.keepalive_intvl_ms = 10;
+	cfg.keepalive_probes = 1;
+	h_setup(&cfg);
+	c = h_establish(&p, 40022, false);
+	h_app.consume = true;
+	tcp_shutdown(c);
+	h_flush();
+	p.rcv_nxt = p.iss + 2;
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
+	assert_int_equal(tcp_write(c, "no", 2), -ENOTCONN);
+	h_advance_ms(1000);  /* neither keepalive nor an orphan timeout: the app still reads */
+	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
+	h_send(&p, ACK | PSH, "more", 4);
+	assert_int_equal(h_app.rxlen, 4);
+	assert_memory_equal(h_app.rx, "more", 4);
+	h_send(&p, ACK | FIN, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_TIME_WAIT);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_NORMAL);
+}
+
+static void
+test_recv_split_and_chained_input(void **state)
+{
+	static uint8_t buf[1000], got[1000];
+	struct rte_mbuf *m;
+	struct h_peer p;
+	struct tcp_conn *c;
+	struct h_seg s;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40023, false);
+	fill(buf, sizeof(buf), 0);
+	/* a two-mbuf segment, the split inside the TCP header itself */
+	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 65535,
+			    .data = buf, .len = 600, .sport = p.port, .split = 12 };
+	h_input(&s);
+	/* and one split inside the payload */
+	s.seq += 600;
+	s.data = buf + 600;
+	s.len = 400;
+	s.split = 20 + 150;
+	h_input(&s);
+	assert_int_equal(tcp_recv_avail(c), 1000);
+	/* the app takes less than a segment: it gets a copy of the first 300 bytes */
+	m = tcp_recv(c, 300);
+	assert_non_null(m);
+	assert_int_equal(m->pkt_len, 300);
+	assert_memory_equal(rte_pktmbuf_read(m, 0, 300, got), buf, 300);
+	rte_pktmbuf_free(m);
+	m = tcp_recv(c, 10000);
+	assert_non_null(m);
+	assert_int_equal(m->pkt_len, 700);
+	assert_memory_equal(rte_pktmbuf_read(m, 0, 700, got), buf + 300, 700);
+	rte_pktmbuf_free(m);
+	assert_null(tcp_recv(c, 10000));
+}
+
 int
 main(void)
 {
@@ -1051,6 +1168,10 @@ main(void)
 		cmocka_unit_test_teardown(test_paws, teardown),
 		cmocka_unit_test_teardown(test_fini_aborts_all, teardown),
 		cmocka_unit_test_teardown(test_mem_stats, teardown),
+		cmocka_unit_test_teardown(test_close_with_unread_data_resets, teardown),
+		cmocka_unit_test_teardown(test_data_after_close_resets, teardown),
+		cmocka_unit_test_teardown(test_half_close_keeps_reading, teardown),
+		cmocka_unit_test_teardown(test_recv_split_and_chained_input, teardown),
 	};
 
 	if (h_eal_init() < 0) {
