@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <modbus/modbus.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "util/log.h"
 
 #define BUS_MAX_JOBS 64
+#define BUS_DRAIN_QUIET_MS 30	/* silence that ends a drain after an error */
 
 struct bus_dev {
 	const struct agent_device_conf *conf;
@@ -157,6 +159,28 @@ count_exception(struct bus_dev *d, int code)
 	agent_stat_add(&d->stats, c, 1);
 }
 
+/*
+ * After a failed attempt, wait for the line to fall quiet and drop what arrives: the rest of a
+ * garbled frame, or an answer that comes after its timeout. RTU frames carry no transaction
+ * id, so a late answer left in the buffer would pass for the answer to the next request and
+ * every answer after it would be one off. Bounded by the device's timeout.
+ */
+static void
+bus_drain(struct mb_bus *b, const struct bus_dev *d)
+{
+	uint64_t end = clock_mono_us() + d->conf->timeout_ms * 1000u;
+	int quiet_ms = (int)(b->gap_us / 1000u) * 4 + BUS_DRAIN_QUIET_MS;
+	struct pollfd pfd = { .fd = modbus_get_socket(b->ctx), .events = POLLIN };
+
+	modbus_flush(b->ctx);
+	while (pfd.fd >= 0 && clock_mono_us() < end && poll(&pfd, 1, quiet_ms) > 0) {
+		if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
+			break;
+		modbus_flush(b->ctx);
+	}
+	b->last_io_us = clock_mono_us();
+}
+
 /* A failed attempt that is not an exception: count it and get the line clean for the next. */
 static void
 count_comm_error(struct mb_bus *b, struct bus_dev *d, int err)
@@ -172,18 +196,22 @@ count_comm_error(struct mb_bus *b, struct bus_dev *d, int err)
 		bus_disconnect(b);
 		return;
 	}
-	/* Drop what is left of a garbled or late answer so it cannot pass for the next one. */
-	modbus_flush(b->ctx);
+	bus_drain(b, d);
 	LOG_RATELIMITED(LOG_LVL_DEBUG, 10, "bus %s: device %s: %s", b->c->name, d->conf->name,
 			modbus_strerror(err));
 }
 
+/*
+ * One request with retries. *retries is the retry budget of the whole device poll, not of this
+ * request: a device that keeps failing gives up its turn after that many retries, so one
+ * flaky device holds the bus for at most (1 + retries) timeouts per poll.
+ */
 static enum xfer
-transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned tries, int *exc)
+transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *retries, int *exc)
 {
 	uint32_t to = (uint32_t)d->conf->timeout_ms;
 
-	for (unsigned t = 0; t < tries; t++) {
+	for (unsigned t = 0;; t++) {
 		uint64_t t0, t1;
 		int rc, err;
 
@@ -212,8 +240,10 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned trie
 			return XFER_EXCEPTION;
 		}
 		count_comm_error(b, d, err);
+		if (*retries == 0)
+			return XFER_COMM;
+		(*retries)--;
 	}
-	return XFER_COMM;
 }
 
 /* ---- polling ---- */
@@ -276,7 +306,7 @@ try_split(struct mb_bus *b, struct bus_dev *d, size_t bi)
 static bool
 poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 {
-	unsigned tries = probe ? 1 : 1 + d->conf->retries;
+	unsigned retries = probe ? 0 : d->conf->retries;
 
 	memset(d->fresh, 0, d->prof->npoints * sizeof(*d->fresh));
 	for (size_t bi = 0; bi < d->plan.nblocks; bi++) {
@@ -285,7 +315,7 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 		int exc = 0;
 
 		block_io(b, blk, &op);
-		switch (transact(b, d, &op, tries, &exc)) {
+		switch (transact(b, d, &op, &retries, &exc)) {
 		case XFER_OK:
 			block_decode(b, d, blk, clock_wall_ms());
 			break;
@@ -302,7 +332,10 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 					mb_report_fail(&d->st[i], MB_Q_COMM_FAILURE);
 			return false;
 		}
-		tries = 1 + d->conf->retries;	/* it answered: the rest of the poll is normal */
+		if (probe) {	/* it answered the probe: the rest of the poll is a normal one */
+			probe = false;
+			retries = d->conf->retries;
+		}
 	}
 	return true;
 }
@@ -389,12 +422,14 @@ run_write(struct mb_bus *b, struct write_job *j)
 	struct io op;
 	struct mb_value v;
 	char val[160], why[200];
+	unsigned retries;
 	int exc = 0;
 	bool same;
 
 	agent_stat_add(&d->stats, AGENT_DC_writes, 1);
 	write_io(j, &op, regs);
-	if (transact(b, d, &op, 1 + d->conf->retries, &exc) != XFER_OK) {
+	retries = d->conf->retries;
+	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
 		snprintf(why, sizeof(why), "write failed: %s", exc ? modbus_strerror(MODBUS_ENOBASE + exc) : "no answer");
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
 		respond(b, j, false, why, NULL);
@@ -402,7 +437,8 @@ run_write(struct mb_bus *b, struct write_job *j)
 	}
 	op = (struct io){ .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS, .addr = p->address,
 			  .count = p->count, .regs = b->regs, .bits = b->bits };
-	if (transact(b, d, &op, 1 + d->conf->retries, &exc) != XFER_OK) {
+	retries = d->conf->retries;
+	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
 		respond(b, j, false, "written, but the read-back failed", NULL);
 		return;
