@@ -82,6 +82,17 @@ parse_port(conf_node n, struct dp_config *cfg)
 		conf_error(conf_get(n, "mtu"), "mtu below 576");
 }
 
+static int
+conf_u32_in(conf_node n, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	uint64_t v;
+
+	if (conf_u64(n, lo, hi, &v) != 0)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
 static void
 parse_tcp(conf_node n, struct tcp_config *t)
 {
@@ -97,8 +108,18 @@ parse_tcp(conf_node n, struct tcp_config *t)
 		t->sndbuf_bytes = (uint32_t)v;
 	if (conf_get_u32(n, "mss", t->mss, 536, 9000, &u) == 0)
 		t->mss = (uint16_t)u;
-	if (conf_get_u32(n, "wscale", t->wscale, 0, 14, &u) == 0)
+	/* Window scale: the smallest that lets the window advertise the whole receive buffer,
+	 * unless set; a set one that cannot is an error, not a silently smaller window. */
+	t->wscale = 0;
+	while (t->wscale < 14 && (65535ull << t->wscale) < t->rcvbuf_bytes)
+		t->wscale++;
+	if (conf_present(conf_get(n, "wscale")) &&
+	    conf_u32_in(conf_get(n, "wscale"), 0, 14, &u) == 0) {
+		if ((65535ull << u) < t->rcvbuf_bytes)
+			conf_error(conf_get(n, "wscale"), "wscale %u cannot advertise rcvbuf (%u bytes)",
+				   u, t->rcvbuf_bytes);
 		t->wscale = (uint8_t)u;
+	}
 	conf_get_bool(n, "timestamps", t->timestamps, &t->timestamps);
 #define MS(key, field, lo, hi) do {                                                     \
 		if (conf_get_duration_ms(n, key, t->field, lo, hi, &v) == 0)             \
@@ -108,7 +129,7 @@ parse_tcp(conf_node n, struct tcp_config *t)
 	MS("rto_max", rto_max_ms, 100, 600000);
 	MS("rto_initial", rto_initial_ms, 10, 60000);
 	MS("delack", delack_ms, 1, 500);
-	MS("time_wait", time_wait_ms, 0, 240000);
+	MS("time_wait", time_wait_ms, 100, 240000);
 	MS("keepalive_idle", keepalive_idle_ms, 1000, 86400000);
 	MS("keepalive_interval", keepalive_intvl_ms, 100, 3600000);
 #undef MS
