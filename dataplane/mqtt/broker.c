@@ -58,6 +58,8 @@ struct broker *broker_create(const struct broker_config *cfg, const struct broke
 		broker_config_defaults(&b->cfg);
 	if (b->cfg.max_inflight == 0)
 		b->cfg.max_inflight = 1;
+	if (b->cfg.max_packet_size == 0 || b->cfg.max_packet_size > MQTT_MAX_PACKET_SIZE)
+		b->cfg.max_packet_size = MQTT_MAX_PACKET_SIZE;
 	if (b->cfg.receive_max == 0)
 		b->cfg.receive_max = 1;
 	b->ops = ops;

@@ -139,7 +139,8 @@ static void connack_props(struct broker_conn *c, const struct mqtt_connect *k, s
 
 	memset(p, 0, sizeof(*p));
 	mqtt_props_set_u32(p, MQTT_PROP_RECEIVE_MAXIMUM, cfg->receive_max);
-	mqtt_props_set_u32(p, MQTT_PROP_MAXIMUM_PACKET_SIZE, cfg->max_packet_size);
+	if (cfg->max_packet_size < MQTT_MAX_PACKET_SIZE)
+		mqtt_props_set_u32(p, MQTT_PROP_MAXIMUM_PACKET_SIZE, cfg->max_packet_size);
 	if (cfg->topic_alias_max > 0)
 		mqtt_props_set_u32(p, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, cfg->topic_alias_max);
 	if (assigned)

@@ -1,0 +1,231 @@
+/* broker_fixture.c: the fake transport and packet helpers of the broker unit tests. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "broker_fixture.h"
+
+static int fake_send(void *ctx, const struct mqtt_iov *iov, size_t n)
+{
+	struct fake *f = ctx;
+
+	for (size_t i = 0; i < n; i++) {
+		assert_true(f->len + iov[i].len <= FX_OUT);
+		memcpy(f->out + f->len, iov[i].base, iov[i].len);
+		f->len += iov[i].len;
+	}
+	return 0;
+}
+
+static size_t fake_space(void *ctx)
+{
+	return ((struct fake *)ctx)->space;
+}
+
+static void fake_close(void *ctx, uint8_t reason)
+{
+	struct fake *f = ctx;
+
+	f->closed = true;
+	f->close_reason = reason;
+	f->c = NULL;
+}
+
+static const struct broker_transport_ops fake_ops = {
+	.send = fake_send, .send_space = fake_space, .close = fake_close,
+};
+
+struct fx *fx_new(const struct broker_config *cfg)
+{
+	struct fx *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	if (cfg != NULL) {
+		x->cfg = *cfg;
+	} else {
+		broker_config_defaults(&x->cfg);
+		x->cfg.sys_interval_ms = 0;
+	}
+	x->now = 1000000;
+	x->b = broker_create(&x->cfg, &fake_ops, x->now);
+	assert_non_null(x->b);
+	return x;
+}
+
+void fx_free(struct fx *x)
+{
+	broker_destroy(x->b);
+	free(x);
+}
+
+void fx_open(struct fx *x, int i, uint8_t version)
+{
+	struct fake *f = &x->f[i];
+
+	memset(f, 0, sizeof(*f));
+	f->space = FX_OUT;
+	f->version = version;
+	mqtt_decoder_init(&f->dec, MQTT_ROLE_CLIENT, version, 0, f->scratch, sizeof(f->scratch));
+	f->c = broker_conn_open(x->b, f, x->now);
+	assert_non_null(f->c);
+}
+
+int fx_feed(struct fx *x, int i, const void *buf, size_t len)
+{
+	struct mqtt_iov seg = { buf, len };
+	size_t used = 0;
+	int rc;
+
+	assert_non_null(x->f[i].c);
+	rc = broker_conn_input(x->f[i].c, &seg, 1, &used, x->now);
+	if (rc == 0)
+		assert_int_equal(used, len);
+	return rc;
+}
+
+int fx_send(struct fx *x, int i, const struct mqtt_packet *p)
+{
+	uint8_t buf[4096];
+	int len = mqtt_encode(buf, sizeof(buf), x->f[i].version, p);
+
+	assert_true(len > 0 && (size_t)len <= sizeof(buf));
+	return fx_feed(x, i, buf, (size_t)len);
+}
+
+bool fx_next(struct fx *x, int i, struct mqtt_packet *p)
+{
+	struct fake *f = &x->f[i];
+	int rc;
+
+	if (f->rd >= f->len)
+		return false;
+	rc = mqtt_decode_buf(&f->dec, f->out + f->rd, f->len - f->rd, p);
+	assert_true(rc > 0);
+	f->rd += (size_t)rc;
+	return true;
+}
+
+bool fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean,
+		uint16_t keepalive_s, const struct mqtt_props *props)
+{
+	struct mqtt_packet p = { .type = MQTT_CONNECT };
+	struct mqtt_packet r;
+
+	fx_open(x, i, version);
+	p.connect.version = version;
+	p.connect.clean_start = clean;
+	p.connect.keepalive_s = keepalive_s;
+	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
+	if (props != NULL)
+		p.connect.props = *props;
+	assert_int_equal(fx_send(x, i, &p), 0);
+	assert_true(fx_next(x, i, &r));
+	assert_int_equal(r.type, MQTT_CONNACK);
+	assert_int_equal(r.connack.reason, 0);
+	return r.connack.session_present;
+}
+
+void fx_subscribe(struct fx *x, int i, const char *filter, uint8_t opts)
+{
+	struct mqtt_subscription s = { .filter = { filter, (uint16_t)strlen(filter) },
+				       .qos = opts & 3, .no_local = opts & 4,
+				       .retain_as_published = opts & 8,
+				       .retain_handling = (opts >> 4) & 3 };
+	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE };
+	struct mqtt_packet r;
+
+	p.subscribe.packet_id = 77;
+	p.subscribe.subs = &s;
+	p.subscribe.n_subs = 1;
+	assert_int_equal(fx_send(x, i, &p), 0);
+	assert_true(fx_next(x, i, &r));
+	assert_int_equal(r.type, MQTT_SUBACK);
+	assert_int_equal(r.suback.packet_id, 77);
+	assert_int_equal(r.suback.reasons[0], opts & 3);
+}
+
+void fx_publish(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos,
+		uint16_t pid, bool retain)
+{
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+	p.publish.topic = (struct mqtt_str){ topic, (uint16_t)strlen(topic) };
+	p.publish.payload = (const uint8_t *)payload;
+	p.publish.payload_len = (uint32_t)strlen(payload);
+	p.publish.qos = qos;
+	p.publish.packet_id = pid;
+	p.publish.retain = retain;
+	assert_int_equal(fx_send(x, i, &p), 0);
+}
+
+void fx_ack(struct fx *x, int i, enum mqtt_type type, uint16_t pid)
+{
+	struct mqtt_packet p = { .type = type };
+
+	p.ack.packet_id = pid;
+	assert_int_equal(fx_send(x, i, &p), 0);
+}
+
+struct mqtt_publish fx_expect_publish(struct fx *x, int i, const char *topic, const char *payload,
+				      uint8_t qos)
+{
+	struct mqtt_packet p;
+
+	assert_true(fx_next(x, i, &p));
+	assert_int_equal(p.type, MQTT_PUBLISH);
+	assert_int_equal(p.publish.topic.len, strlen(topic));
+	assert_memory_equal(p.publish.topic.s, topic, strlen(topic));
+	assert_int_equal(p.publish.payload_len, strlen(payload));
+	assert_memory_equal(p.publish.payload, payload, strlen(payload));
+	assert_int_equal(p.publish.qos, qos);
+	return p.publish;
+}
+
+void fx_expect_type(struct fx *x, int i, enum mqtt_type type, uint8_t reason)
+{
+	struct mqtt_packet p;
+
+	assert_true(fx_next(x, i, &p));
+	assert_int_equal(p.type, type);
+	if (type == MQTT_DISCONNECT)
+		assert_int_equal(p.disconnect.reason, reason);
+	else if (type == MQTT_CONNACK)
+		assert_int_equal(p.connack.reason, reason);
+	else if (type >= MQTT_PUBACK && type <= MQTT_PUBCOMP)
+		assert_int_equal(p.ack.reason, reason);
+}
+
+void fx_expect_none(struct fx *x, int i)
+{
+	assert_int_equal(x->f[i].rd, x->f[i].len);
+}
+
+void fx_expect_bytes(struct fx *x, int i, const uint8_t *want, size_t len)
+{
+	struct fake *f = &x->f[i];
+
+	assert_true(f->len - f->rd >= len);
+	assert_memory_equal(f->out + f->rd, want, len);
+	f->rd += len;
+}
+
+void fx_close(struct fx *x, int i)
+{
+	broker_conn_closed(x->f[i].c, x->now);
+	x->f[i].c = NULL;
+	x->f[i].closed = true;
+}
+
+void fx_tick(struct fx *x, uint64_t advance_ms)
+{
+	x->now += advance_ms;
+	broker_tick(x->b, x->now);
+}
+
+uint64_t fx_count(struct fx *x, enum broker_counter c)
+{
+	return broker_counter_get(x->b, c);
+}
