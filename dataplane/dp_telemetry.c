@@ -4,8 +4,10 @@
  *   /edgegw/counters   every counter of dp_counters.def, summed over the workers
  *   /edgegw/status     uptime, workers, flows, ARP entries, mbufs in use, link
  *   /edgegw/describe   counter name -> what it counts
+ *   /edgegw/mem        TCP memory: flows by state, TCB and hash bytes, mbufs held in queues
  * Runs on DPDK's telemetry thread: it only reads the workers' counters.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <rte_cycles.h>
@@ -72,6 +74,55 @@ tel_status(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* Memory per idle flow is what a flow costs with no data in flight: its TCB and its hash entry;
+ * data in flight is counted separately as the mbufs the queues hold. */
+static int
+tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct tcp_mem_stats sum, one;
+	uint32_t states[TCP_ST_COUNT] = { 0 };
+	char name[64];
+
+	(void)cmd, (void)params;
+	memset(&sum, 0, sizeof(sum));
+	for (unsigned i = 0; i < dp_state.n_workers; i++) {
+		tcp_mem_stats(dp_state.workers[i], &one);
+		sum.flows += one.flows;
+		sum.max_flows += one.max_flows;
+		sum.half_open += one.half_open;
+		sum.tcb_bytes = one.tcb_bytes;
+		sum.hash_bytes_per_entry = one.hash_bytes_per_entry;
+		sum.sndq_mbufs += one.sndq_mbufs;
+		sum.rcvq_mbufs += one.rcvq_mbufs;
+		sum.ooo_mbufs += one.ooo_mbufs;
+		sum.sndq_bytes += one.sndq_bytes;
+		sum.rcvq_bytes += one.rcvq_bytes;
+		sum.ooo_bytes += one.ooo_bytes;
+		for (int s = 0; s < TCP_ST_COUNT; s++)
+			states[s] += one.flows_by_state[s];
+	}
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_u64(d, "flows", sum.flows);
+	rte_tel_data_add_dict_u64(d, "max_flows", sum.max_flows);
+	rte_tel_data_add_dict_u64(d, "half_open", sum.half_open);
+	rte_tel_data_add_dict_u64(d, "tcb_bytes", sum.tcb_bytes);
+	rte_tel_data_add_dict_u64(d, "hash_entry_bytes", sum.hash_bytes_per_entry);
+	rte_tel_data_add_dict_u64(d, "bytes_per_idle_flow", sum.tcb_bytes + sum.hash_bytes_per_entry);
+	rte_tel_data_add_dict_u64(d, "sndq_mbufs", sum.sndq_mbufs);
+	rte_tel_data_add_dict_u64(d, "rcvq_mbufs", sum.rcvq_mbufs);
+	rte_tel_data_add_dict_u64(d, "ooo_mbufs", sum.ooo_mbufs);
+	rte_tel_data_add_dict_u64(d, "sndq_bytes", sum.sndq_bytes);
+	rte_tel_data_add_dict_u64(d, "rcvq_bytes", sum.rcvq_bytes);
+	rte_tel_data_add_dict_u64(d, "ooo_bytes", sum.ooo_bytes);
+	rte_tel_data_add_dict_u64(d, "mbufs_in_use",
+				  dp_state.n_workers ? rte_mempool_in_use_count(dp_state.workers[0]->pool) : 0);
+	for (int s = 0; s < TCP_ST_COUNT; s++) {
+		snprintf(name, sizeof(name), "state_%s", tcp_state_name((enum tcp_state)s));
+		rte_tel_data_add_dict_u64(d, name, states[s]);
+	}
+	return 0;
+}
+
 int
 dp_telemetry_init(void)
 {
@@ -83,5 +134,7 @@ dp_telemetry_init(void)
 					 "What each counter of /edgegw/counters counts");
 	rc |= rte_telemetry_register_cmd("/edgegw/status", tel_status,
 					 "Uptime, workers, TCP flows, ARP entries, mbufs in use, link");
+	rc |= rte_telemetry_register_cmd("/edgegw/mem", tel_mem,
+					 "TCP memory: flows by state, bytes per idle flow, mbufs held in queues");
 	return rc ? -1 : 0;
 }
