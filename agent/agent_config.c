@@ -85,7 +85,7 @@ parse_rtu(conf_node bn, struct agent_bus_conf *b)
 		return -1;
 	b->line = (struct rs485_line){ baud, "NEO"[parity], (uint8_t)data, (uint8_t)stop };
 	if (rs485_line_check(&b->line, err, sizeof(err)))
-		return conf_error(bn, "bus '%s': %s", b->name, err);
+		return conf_error(conf_present(conf_get(bn, "baud")) ? conf_get(bn, "baud") : bn, "bus '%s': %s", b->name, err);
 	if (conf_present(rs) &&
 	    (conf_check_keys(rs, rs_keys) || conf_get_enum(rs, "mode", 1, rs485_modes, &mode) ||
 	     conf_get_u32(rs, "rts_delay_before_us", 0, 0, 1000000, &b->rs485.rts_delay_before_us) ||
@@ -226,8 +226,11 @@ load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	else
 		snprintf(dir, sizeof(dir), "%.200s/%.300s", dirname(tmp), pd);
 	snprintf(cfg->profiles_dir, sizeof(cfg->profiles_dir), "%s", dir);
-	if (mb_profile_dir_load(dir, &cfg->profiles, err, sizeof(err)) != 0)
+	if (mb_profile_dir_load(dir, &cfg->profiles, err, sizeof(err)) != 0) {
+		/* The profile's own file:line is the useful one; keep it as the error. */
+		snprintf(cfg->load_error, sizeof(cfg->load_error), "%s", err);
 		return conf_error(conf_get(a, "profiles_dir"), "%s", err);
+	}
 	if (cfg->profiles.n == 0)
 		return conf_error(conf_get(a, "profiles_dir"), "no *.yaml profiles in %s", dir);
 	return 0;
@@ -278,7 +281,10 @@ parse_doc(struct conf_doc *doc, const char *path, struct agent_config *cfg, char
 	else
 		rc = parse_agent(a, path, cfg);
 	if (rc != 0 || conf_error_count(doc) != 0) {
-		snprintf(err, errlen, "%s", conf_first_error(doc) ? conf_first_error(doc) : "invalid config");
+		if (cfg->load_error[0])
+			snprintf(err, errlen, "%s", cfg->load_error);
+		else
+			snprintf(err, errlen, "%s", conf_first_error(doc) ? conf_first_error(doc) : "invalid config");
 		agent_config_free(cfg);
 		return -EINVAL;
 	}

@@ -11,6 +11,7 @@
 
 #include "conf/conf.h"
 #include "profile.h"
+#include "report.h"
 
 const char *const mb_func_names[] = { "coil", "discrete", "holding", "input", NULL };
 const char *const mb_type_names[] = { "bool", "u16", "i16", "u32", "i32", "u64", "i64",
@@ -114,6 +115,19 @@ parse_point_limits(conf_node pn, struct mb_point *pt)
 	return 0;
 }
 
+/* A template must expand: only known {variables}, and not too long with long names. */
+static int
+check_topic(conf_node at, const char *tmpl)
+{
+	struct mb_topic_vars v = { "prefix", "bus", "device", "point", "profile", 255 };
+	char out[MB_TOPIC_MAX + 128];
+
+	if (mb_topic_expand(tmpl, &v, out, sizeof(out)) < 0 || strpbrk(tmpl, "+#") != NULL)
+		return conf_error(at, "topic '%s' is not a valid template (variables: {prefix} {bus} "
+				  "{device} {point} {profile} {unit_id}; no + or #)", tmpl);
+	return 0;
+}
+
 static int
 parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 {
@@ -159,6 +173,8 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 		return conf_error(conf_get(pn, "scale"), "scale must not be 0");
 	if (pt->deadband < 0)
 		return conf_error(conf_get(pn, "deadband"), "deadband must not be negative");
+	if (check_topic(conf_present(conf_get(pn, "topic")) ? conf_get(pn, "topic") : pn, topic) != 0)
+		return -1;
 	if (strpbrk(unit, "\"\\") != NULL)
 		return conf_error(conf_get(pn, "unit"), "unit must not hold a quote or backslash");
 	if (strlen(unit) >= MB_UNIT_MAX || strlen(topic) >= MB_TOPIC_MAX)

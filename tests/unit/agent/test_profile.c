@@ -76,6 +76,7 @@ test_bad_profiles(void **state)
 		{ "points:\n  - {name: x, function: holding, address: 0, scale: 0}\n", "scale" },
 		{ "points:\n  - {name: x, function: holding, address: 0, min: 5, max: 1, writable: true}\n", "above max" },
 		{ "points:\n  - [1, 2]\n", "mapping" },
+		{ "topic: '{x}/{point}'\npoints:\n  - {name: x, function: holding, address: 0}\n", "not a valid template" },
 		{ "points: {\n", "t.yaml:" },
 	};
 	struct mb_profile p;
