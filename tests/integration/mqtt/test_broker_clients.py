@@ -1,0 +1,337 @@
+#!/usr/bin/python3
+"""Real MQTT clients (mosquitto_pub/mosquitto_sub, paho-mqtt) against the broker core.
+
+By default it starts the kernel-socket TEST harness (broker_kernel_harness, path in
+$EDGEGW_BROKER_HARNESS) on 127.0.0.1 with a free port. With --target HOST:PORT (or
+$EDGEGW_MQTT_TARGET) it runs the same checks against a broker already listening there, e.g.
+the dataplane in the lab: ip netns exec egw-sensors /usr/bin/python3 test_broker_clients.py
+--target 198.18.0.1:1883. Each check uses its own topic prefix so reruns do not collide.
+"""
+import argparse
+import os
+import queue
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+WAIT = 5.0
+RUN = uuid.uuid4().hex[:8]
+
+
+def rc_value(rc):
+    """paho 1.6 gives 5.0 reason codes as ReasonCodes objects, 3.1.1 ones as ints."""
+    return rc.value if hasattr(rc, "value") else int(rc)
+
+
+class Client:
+    """A paho client on a background loop that queues what it receives."""
+
+    def __init__(self, host, port, cid="", v5=False, clean=True, will=None, expiry=None):
+        self.msgs = queue.Queue()
+        self.events = queue.Queue()
+        self.v5 = v5
+        proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+        kw = {} if v5 else {"clean_session": clean}
+        self.c = mqtt.Client(client_id=cid, protocol=proto, **kw)
+        if will:
+            self.c.will_set(will[0], will[1], qos=1)
+        self.c.on_message = lambda c, u, m: self.msgs.put(m)
+        self.c.on_subscribe = lambda c, u, mid, *a: self.events.put(("suback", mid, a))
+        self.c.on_disconnect = lambda c, u, rc, *a: self.events.put(("disconnect", rc))
+        self.c.on_connect = lambda c, u, flags, rc, *a: self.events.put(("connack", flags, rc))
+        self.c.on_publish = lambda c, u, mid: self.events.put(("published", mid))
+        ckw = {}
+        if v5:
+            ckw["clean_start"] = clean
+            if expiry is not None:
+                p = Properties(PacketTypes.CONNECT)
+                p.SessionExpiryInterval = expiry
+                ckw["properties"] = p
+        self.c.connect(host, port, 30, **ckw)
+        self.c.loop_start()
+        ev = self.event("connack")
+        self.session_present = bool(ev[1].get("session present"))
+        if rc_value(ev[2]) != 0:
+            raise AssertionError("CONNACK refused: %s" % ev[2])
+
+    def event(self, kind, timeout=WAIT):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                ev = self.events.get(timeout=max(0.01, end - time.time()))
+            except queue.Empty:
+                break
+            if ev[0] == kind:
+                return ev
+        raise AssertionError("no %s within %.1fs" % (kind, timeout))
+
+    def subscribe(self, topic, qos):
+        self.c.subscribe(topic, qos)
+        self.event("suback")
+
+    def publish(self, topic, payload, qos=0, retain=False, properties=None):
+        info = self.c.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        info.wait_for_publish(WAIT)
+        if not info.is_published():
+            raise AssertionError("publish to %s not acknowledged" % topic)
+
+    def get(self, timeout=WAIT):
+        try:
+            return self.msgs.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no message within %.1fs" % timeout)
+
+    def nothing(self, timeout=0.5):
+        try:
+            m = self.msgs.get(timeout=timeout)
+        except queue.Empty:
+            return
+        raise AssertionError("unexpected message %s %r" % (m.topic, m.payload))
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+    def kill(self):
+        """Abrupt end: the socket goes away without DISCONNECT."""
+        self.c.loop_stop()
+        self.c.socket().close()
+
+
+def mosq(tool, host, port, args, timeout=10):
+    cmd = [tool, "-h", host, "-p", str(port)] + args
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0 and tool == "mosquitto_pub":
+        raise AssertionError("%s failed: %s" % (" ".join(cmd), r.stderr.strip()))
+    return r.stdout
+
+
+def sub_background(host, port, args):
+    return subprocess.Popen(["mosquitto_sub", "-h", host, "-p", str(port)] + args,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def t_mosquitto_qos(host, port):
+    """mosquitto_pub -> mosquitto_sub at each QoS, 3.1.1 and 5.0."""
+    for ver in ([], ["-V", "5"]):
+        for qos in (0, 1, 2):
+            topic = "it/%s/q%d/%s" % (RUN, qos, "v5" if ver else "v311")
+            sub = sub_background(host, port, ver + ["-t", topic, "-q", str(qos), "-C", "1",
+                                                    "-W", "5", "-F", "%q %t %p"])
+            time.sleep(0.4)  # mosquitto_sub has no ready signal
+            mosq("mosquitto_pub", host, port, ver + ["-t", topic, "-q", str(qos), "-m", "hi"])
+            out, _ = sub.communicate(timeout=8)
+            want = "%d %s hi" % (qos, topic)
+            if out.strip() != want:
+                raise AssertionError("got %r, want %r" % (out.strip(), want))
+
+
+def t_paho_qos_both_ways(host, port):
+    """paho publisher and subscriber, delivery QoS = min(pub, sub)."""
+    for v5 in (False, True):
+        topic = "it/%s/paho/%s" % (RUN, v5)
+        s = Client(host, port, v5=v5)
+        s.subscribe(topic, 2)
+        p = Client(host, port, v5=v5)
+        for qos in (0, 1, 2):
+            p.publish(topic, b"m%d" % qos, qos=qos)
+            m = s.get()
+            assert m.payload == b"m%d" % qos and m.qos == qos, (m.payload, m.qos)
+        s.c.unsubscribe(topic)
+        s.subscribe(topic + "/low", 1)
+        p.publish(topic + "/low", b"two", qos=2)
+        assert s.get().qos == 1
+        p.close()
+        s.close()
+
+
+def t_retained(host, port):
+    """Retained: set, replace, delivered on subscribe with retain flag, cleared by empty."""
+    topic = "it/%s/ret" % RUN
+    mosq("mosquitto_pub", host, port, ["-t", topic, "-m", "one", "-r", "-q", "1"])
+    mosq("mosquitto_pub", host, port, ["-t", topic, "-m", "two", "-r", "-q", "1"])
+    out = mosq("mosquitto_sub", host, port, ["-t", topic, "-C", "1", "-W", "3", "-F", "%r %p"])
+    assert out.strip() == "1 two", out
+    mosq("mosquitto_pub", host, port, ["-t", topic, "-n", "-r"])
+    out = mosq("mosquitto_sub", host, port, ["-t", topic, "-C", "1", "-W", "1"])
+    assert out.strip() == "", out
+
+
+def t_will(host, port):
+    """The will goes out on an abrupt end, not after a clean DISCONNECT."""
+    topic = "it/%s/will" % RUN
+    w = Client(host, port)
+    w.subscribe(topic, 1)
+    a = Client(host, port, will=(topic, b"bye"))
+    a.kill()
+    m = w.get()
+    assert m.payload == b"bye", m.payload
+    b = Client(host, port, will=(topic, b"clean"))
+    b.close()
+    w.nothing(1.0)
+    w.close()
+
+
+def t_offline_queue(host, port):
+    """A persistent session gets what was published while it was away (3.1.1 and 5.0)."""
+    for v5 in (False, True):
+        cid = "it-%s-keep-%d" % (RUN, v5)
+        topic = "it/%s/off/%d" % (RUN, v5)
+        kw = {"expiry": 60} if v5 else {}
+        s = Client(host, port, cid=cid, v5=v5, clean=False, **kw)
+        s.subscribe(topic, 1)
+        s.close()
+        for i in range(3):
+            mosq("mosquitto_pub", host, port, ["-t", topic, "-q", "1", "-m", "m%d" % i])
+        s = Client(host, port, cid=cid, v5=v5, clean=False, **kw)
+        assert s.session_present
+        got = [s.get().payload for _ in range(3)]
+        assert got == [b"m0", b"m1", b"m2"], got
+        s.close()
+        s = Client(host, port, cid=cid, v5=v5, clean=True)  # clean up the stored session
+        s.close()
+
+
+def raw_connect_v5(host, port, cid):
+    """A 5.0 CONNECT by hand on a plain socket (paho 1.6 drops a DISCONNECT's reason code
+    when the packet has no properties, so the takeover reason is read from the wire)."""
+    cid = cid.encode()
+    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + len(cid).to_bytes(2, "big") + cid
+    sock = socket.create_connection((host, port), timeout=WAIT)
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    connack = sock.recv(3)
+    assert connack[:1] == b"\x20", connack
+    sock.recv(connack[1] - 1)
+    return sock
+
+
+def t_takeover(host, port):
+    """A second CONNECT with the same client id takes the session over (5.0: reason 0x8E)."""
+    cid = "it-%s-same" % RUN
+    a = raw_connect_v5(host, port, cid)
+    b = Client(host, port, cid=cid, v5=True)
+    assert a.recv(3) == b"\xe0\x01\x8e"  # DISCONNECT, Session taken over
+    assert a.recv(1) == b""                  # then closed
+    a.close()
+    topic = "it/%s/take" % RUN
+    b.subscribe(topic, 1)
+    b.publish(topic, b"ok", qos=1)
+    assert b.get().payload == b"ok"
+    b.close()
+
+
+def t_wildcards(host, port):
+    """+ and # subscriptions through mosquitto_sub."""
+    base = "it/%s/wild" % RUN
+    sub = sub_background(host, port, ["-t", base + "/+/x", "-t", base + "/deep/#", "-C", "3",
+                                      "-W", "5", "-F", "%t"])
+    time.sleep(0.4)
+    for t in ("a/x", "a/y", "deep", "deep/1/2", "b/x"):
+        mosq("mosquitto_pub", host, port, ["-t", base + "/" + t, "-m", "."])
+    out, _ = sub.communicate(timeout=8)
+    got = sorted(out.split())
+    want = sorted(base + "/" + t for t in ("a/x", "deep", "deep/1/2"))
+    assert got == want, (got, want)
+
+
+def t_v5_properties(host, port):
+    """Request/response properties and user properties pass through."""
+    topic = "it/%s/props" % RUN
+    s = Client(host, port, v5=True)
+    s.subscribe(topic, 1)
+    p = Client(host, port, v5=True)
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = topic + "/reply"
+    props.CorrelationData = b"\x01\x02"
+    props.UserProperty = [("k", "v")]
+    props.MessageExpiryInterval = 30
+    p.publish(topic, b"ask", qos=1, properties=props)
+    m = s.get()
+    assert m.properties.ResponseTopic == topic + "/reply"
+    assert m.properties.CorrelationData == b"\x01\x02"
+    assert ("k", "v") in m.properties.UserProperty
+    assert 0 < m.properties.MessageExpiryInterval <= 30
+    p.close()
+    s.close()
+
+
+def t_sys(host, port):
+    """$SYS/broker/... statistics are published (retained)."""
+    out = mosq("mosquitto_sub", host, port, ["-t", "$SYS/broker/uptime", "-C", "1", "-W", "12"],
+               timeout=15)
+    assert out.strip().isdigit(), out
+
+
+def t_bad_input_isolated(host, port):
+    """A client sending garbage is dropped; a subscriber next to it keeps working."""
+    topic = "it/%s/iso" % RUN
+    s = Client(host, port)
+    s.subscribe(topic, 0)
+    with socket.create_connection((host, port), timeout=WAIT) as raw:
+        raw.sendall(b"\x30\xff\xff\xff\xff\x01")  # remaining length over 4 bytes, no CONNECT
+        raw.settimeout(WAIT)
+        assert raw.recv(16) == b""  # closed by the broker
+    mosq("mosquitto_pub", host, port, ["-t", topic, "-m", "alive"])
+    assert s.get().payload == b"alive"
+    s.close()
+
+
+TESTS = [t_mosquitto_qos, t_paho_qos_both_ways, t_retained, t_will, t_offline_queue,
+         t_takeover, t_wildcards, t_v5_properties, t_bad_input_isolated, t_sys]
+
+
+def start_harness():
+    path = os.environ.get("EDGEGW_BROKER_HARNESS")
+    if not path or not os.path.exists(path):
+        print("SKIP: no broker harness ($EDGEGW_BROKER_HARNESS) and no --target")
+        sys.exit(77)
+    proc = subprocess.Popen([path, "-a", "127.0.0.1", "-p", "0", "-s", "1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().split()
+    if len(line) != 3 or line[0] != "listening":
+        proc.kill()
+        raise SystemExit("harness did not start: %r %s" % (line, proc.stderr.read()))
+    return proc, line[1], int(line[2])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default=os.environ.get("EDGEGW_MQTT_TARGET"),
+                    help="HOST:PORT of a running broker (default: start the test harness)")
+    ap.add_argument("-k", default="", help="run only tests whose name contains this")
+    args = ap.parse_args()
+    proc = None
+    if args.target:
+        host, port = args.target.rsplit(":", 1)
+        port = int(port)
+    else:
+        proc, host, port = start_harness()
+    failed = 0
+    try:
+        for t in TESTS:
+            if args.k not in t.__name__:
+                continue
+            t0 = time.time()
+            try:
+                t(host, port)
+                print("PASS %-24s %.1fs" % (t.__name__, time.time() - t0), flush=True)
+            except Exception as e:  # report every check, then fail once
+                failed += 1
+                print("FAIL %-24s %s: %s" % (t.__name__, type(e).__name__, e), flush=True)
+    finally:
+        if proc:
+            proc.terminate()
+            _, err = proc.communicate(timeout=5)
+            print("harness counters:\n" + err)
+    print("%d failed" % failed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
