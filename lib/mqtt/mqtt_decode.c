@@ -149,7 +149,7 @@ static int decode_will(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_w
 	int rc;
 
 	if ((rc = decode_props(d, c, MQTT_WILL_BIT, &w->props)) != 0 ||
-	    (rc = mqtt_cur_str(c, &w->topic)) != 0)
+	    (rc = mqtt_cur_bin(c, &w->topic)) != 0)
 		return rc;
 	if ((rc = mqtt_topic_name_valid(w->topic.s, w->topic.len)) != 0)
 		return rc;
@@ -227,14 +227,15 @@ static int decode_publish(struct mqtt_decoder *d, struct mqtt_cur *c, uint8_t fl
 		return -MQTT_E_QOS_INVALID;
 	if (p->dup && p->qos == 0)
 		return -MQTT_E_DUP_QOS0;
-	if ((rc = mqtt_cur_str(c, &p->topic)) != 0)
+	/* UTF-8 is checked with the topic rules below (once, not twice). */
+	if ((rc = mqtt_cur_bin(c, &p->topic)) != 0)
 		return rc;
 	if (p->qos > 0 && (rc = decode_pid(c, &p->packet_id)) != 0)
 		return rc;
 	if ((rc = decode_props(d, c, MQTT_TBIT(MQTT_PUBLISH), &p->props)) != 0)
 		return rc;
 	if (p->topic.len == 0) {
-		if (!mqtt_props_has(&p->props, MQTT_PROP_TOPIC_ALIAS))
+		if (d->version != MQTT_V5 || !mqtt_props_has(&p->props, MQTT_PROP_TOPIC_ALIAS))
 			return -MQTT_E_TOPIC_EMPTY;
 	} else if ((rc = mqtt_topic_name_valid(p->topic.s, p->topic.len)) != 0) {
 		return rc;

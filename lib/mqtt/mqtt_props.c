@@ -64,11 +64,6 @@ bool mqtt_props_empty(const struct mqtt_props *p)
 	return (p->present & ~arrays) == 0 && p->n_user == 0 && p->n_sub_ids == 0;
 }
 
-static bool is_array_prop(uint8_t id)
-{
-	return id == MQTT_PROP_USER_PROPERTY || id == MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
-}
-
 /* Range and cross-field value rules shared by decode and encode. */
 static int prop_value_ok(uint8_t id, uint32_t v)
 {
@@ -204,11 +199,14 @@ int mqtt_props_decode(struct mqtt_cur *c, uint32_t where, struct mqtt_props *p)
 
 int mqtt_props_check(const struct mqtt_props *p, uint32_t where)
 {
+	uint64_t arrays = 1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
 	int rc;
 
-	for (uint8_t id = 1; id < MQTT_PROP_ID_LIMIT; id++) {
-		if (!mqtt_props_has(p, id) || is_array_prop(id))
-			continue;
+	/* Only the properties present: the usual packet has none or two. */
+	for (uint64_t bits = p->present & ~arrays & ((1ull << MQTT_PROP_ID_LIMIT) - 1); bits;
+	     bits &= bits - 1) {
+		uint8_t id = (uint8_t)__builtin_ctzll(bits);
+
 		if (prop_tab[id].name == NULL)
 			return -MQTT_E_PROP_UNKNOWN;
 		if (!(prop_tab[id].allow & where))
@@ -265,9 +263,11 @@ static void prop_write_one(struct mqtt_wr *w, uint8_t id, const struct mqtt_prop
 /* Writes the properties (not the block length) in id order, then the arrays. */
 void mqtt_props_write(struct mqtt_wr *w, const struct mqtt_props *p)
 {
-	for (uint8_t id = 1; id < MQTT_PROP_ID_LIMIT; id++)
-		if (mqtt_props_has(p, id) && !is_array_prop(id))
-			prop_write_one(w, id, p);
+	uint64_t arrays = 1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
+
+	for (uint64_t bits = p->present & ~arrays & ((1ull << MQTT_PROP_ID_LIMIT) - 1); bits;
+	     bits &= bits - 1)
+		prop_write_one(w, (uint8_t)__builtin_ctzll(bits), p);
 	for (uint16_t i = 0; i < p->n_sub_ids; i++) {
 		mqtt_wr_u8(w, MQTT_PROP_SUBSCRIPTION_IDENTIFIER);
 		mqtt_wr_vbi(w, p->sub_ids[i]);
