@@ -278,7 +278,7 @@ void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 
 /* Closing happens here, at the end of each call into the broker, never in the middle of a
  * fan-out: a will published now may kill more connections, so loop until none is left. */
-static void broker_reap(struct broker *b)
+void broker_reap(struct broker *b)
 {
 	while (b->dying != NULL) {
 		struct broker_conn *c = b->dying;
@@ -470,14 +470,20 @@ void broker_conn_closed(struct broker_conn *c, uint64_t now_ms)
 	broker_reap(b);
 }
 
-static void sys_publish(struct broker *b, const char *topic, uint64_t val)
+/* $SYS values are this instance's own: local subscribers only, never posted to other lcores
+ * (each instance of a group publishes under $SYS/broker/lcore/<n>/). */
+static void sys_publish(struct broker *b, const char *name, uint64_t val)
 {
-	char num[24];
+	char num[24], topic[96];
 	struct mqtt_iov pl = { (const uint8_t *)num, 0 };
-	struct mqtt_str t = { topic, (uint16_t)strlen(topic) };
+	struct mqtt_str t = { topic, 0 };
 	struct broker_msg *m;
 	bool matched;
 
+	if (b->xn > 1)
+		t.len = (uint16_t)snprintf(topic, sizeof(topic), "$SYS/broker/lcore/%u/%s", b->xself, name);
+	else
+		t.len = (uint16_t)snprintf(topic, sizeof(topic), "$SYS/broker/%s", name);
 	pl.len = (size_t)snprintf(num, sizeof(num), "%" PRIu64, val);
 	if ((m = broker_msg_new(b, t, &pl, 1, NULL, b->now_ms)) == NULL)
 		return;
@@ -493,14 +499,21 @@ static void sys_tick(struct broker *b)
 	if (b->cfg.sys_interval_ms == 0 || b->now_ms < b->next_sys_ms)
 		return;
 	b->next_sys_ms = b->now_ms + b->cfg.sys_interval_ms;
-	sys_publish(b, "$SYS/broker/uptime", (b->now_ms - b->started_ms) / 1000);
-	sys_publish(b, "$SYS/broker/clients/connected", b->n_conns);
-	sys_publish(b, "$SYS/broker/sessions/count", b->n_sessions);
-	sys_publish(b, "$SYS/broker/subscriptions/count", b->n_subs);
-	sys_publish(b, "$SYS/broker/retained messages/count", retain_count(b));
-	sys_publish(b, "$SYS/broker/messages/received", b->cnt[BROKER_C_PUB_RX]);
-	sys_publish(b, "$SYS/broker/messages/sent", b->cnt[BROKER_C_PUB_TX]);
-	sys_publish(b, "$SYS/broker/bytes/received", b->cnt[BROKER_C_BYTES_RX]);
+	sys_publish(b, "uptime", (b->now_ms - b->started_ms) / 1000);
+	sys_publish(b, "clients/connected", b->n_conns);
+	sys_publish(b, "sessions/count", b->n_sessions);
+	sys_publish(b, "subscriptions/count", b->n_subs);
+	sys_publish(b, "retained messages/count", retain_count(b));
+	sys_publish(b, "messages/received", b->cnt[BROKER_C_PUB_RX]);
+	sys_publish(b, "messages/sent", b->cnt[BROKER_C_PUB_TX]);
+	sys_publish(b, "bytes/received", b->cnt[BROKER_C_BYTES_RX]);
+	for (int i = 0; i < BROKER_C_COUNT; i++) /* the drop and bad-input reasons */
+		if (b->cnt[i] != 0 && strchr(counter_descs[i], ':') != NULL) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "counters/%s", counter_names[i]);
+			sys_publish(b, name, b->cnt[i]);
+		}
 }
 
 static void conn_timers(struct broker *b)

@@ -10,6 +10,7 @@
 #ifndef EDGEGW_BROKER_H
 #define EDGEGW_BROKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,6 +80,29 @@ void broker_conn_closed(struct broker_conn *conn, uint64_t now_ms);
 
 /* Timers: keepalive, connect timeout, will delay, session and message expiry, $SYS. */
 void broker_tick(struct broker *b, uint64_t now_ms);
+
+/*
+ * Cross-lcore fan-out (docs/broker.md). Each worker lcore runs its own struct broker; a message
+ * published on one is posted to every other instance, which routes it to its own subscribers
+ * (and stores it when retained). The dataplane backs post() with one rte_ring per instance
+ * (multi-producer, single consumer) and calls broker_xlcore_input() for what it dequeues; the
+ * library only needs the ops, so tests back them with plain arrays. No locks: the message's
+ * reference count is the only thing touched from two lcores, atomically.
+ */
+struct broker_xmsg;
+
+struct broker_xlcore_ops {
+	/* Queue m for instance dst; false when its queue is full (the broker counts and drops). */
+	bool (*post)(void *xctx, uint32_t dst, struct broker_xmsg *m);
+};
+
+/* Join a group of n instances as number self (0..n-1). Before any connection is opened. */
+void broker_xlcore_attach(struct broker *b, uint32_t self, uint32_t n,
+			  const struct broker_xlcore_ops *ops, void *xctx);
+/* A message another instance posted here: stored if retained, delivered, released. */
+void broker_xlcore_input(struct broker *b, struct broker_xmsg *m, uint64_t now_ms);
+/* Release a message without handling it (a queue drained at shutdown). */
+void broker_xmsg_free(struct broker_xmsg *m);
 
 uint64_t broker_counter_get(const struct broker *b, enum broker_counter c);
 const char *broker_counter_name(enum broker_counter c);

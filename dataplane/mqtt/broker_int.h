@@ -189,8 +189,11 @@ void handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ac
 void handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *sub);
 void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u);
 
-/* Route a message to every matching subscription (origin for no local). */
+/* Route a message to every matching subscription here (origin for no local). */
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
+/* Publish: store if retained, route here, post to the other lcores' instances. *matched is
+ * true when a local subscription matched or the message went to other instances. */
+void broker_publish(struct broker *b, struct broker_msg *m, bool *matched);
 
 /* ---- retained ---- */
 struct retain_store;
@@ -225,8 +228,14 @@ struct broker {
 	uint8_t *scratch;
 	uint32_t scratch_len;
 	struct mqtt_iov *iov;               /* input segments from the current offset */
+	const struct broker_xlcore_ops *xops; /* NULL: a single instance */
+	void *xctx;
+	uint32_t xself, xn;
 	size_t iov_cap;
 };
+
+/* Close and free the connections killed during this call (end of every entry point). */
+void broker_reap(struct broker *b);
 
 static inline void broker_count(struct broker *b, enum broker_counter c)
 {

@@ -106,9 +106,7 @@ static bool publish_route(struct broker_conn *c, const struct mqtt_publish *p, s
 	m->qos = p->qos;
 	m->retain = p->retain;
 	m->origin = c->s->id;
-	if (p->retain)
-		retain_set(b, m);
-	broker_route(b, m, &matched);
+	broker_publish(b, m, &matched);
 	broker_msg_unref(m);
 	if (!matched)
 		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);

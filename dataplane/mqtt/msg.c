@@ -96,14 +96,15 @@ struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
 	return m;
 }
 
+/* Atomic: a message posted to other lcores is held by several instances at once. */
 void broker_msg_ref(struct broker_msg *m)
 {
-	m->refcnt++;
+	__atomic_add_fetch(&m->refcnt, 1, __ATOMIC_RELAXED);
 }
 
 void broker_msg_unref(struct broker_msg *m)
 {
-	if (m != NULL && --m->refcnt == 0)
+	if (m != NULL && __atomic_sub_fetch(&m->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
 		free(m);
 }
 

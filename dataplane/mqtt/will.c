@@ -43,8 +43,6 @@ void will_publish(struct broker_session *s)
 	s->will_at_ms = 0;
 	m->origin = s->id;
 	broker_count(s->b, BROKER_C_WILL_PUBLISHED);
-	if (m->retain)
-		retain_set(s->b, m);
-	broker_route(s->b, m, &matched);
+	broker_publish(s->b, m, &matched);
 	broker_msg_unref(m);
 }
