@@ -61,7 +61,7 @@ class Sender:
         self.s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         self.s.bind((ifname, 0))
         self.dst = bytes.fromhex(gw_mac.replace(":", ""))
-        self.src = bytes.fromhex(open("/sys/class/net/%s/address" % ifname).read().strip().replace(":", ""))
+        self.src = self.s.getsockname()[4][:6]   # sll_addr: the interface's MAC
 
     def eth(self, payload, ethertype=0x0800):
         return self.dst + self.src + struct.pack("!H", ethertype) + payload

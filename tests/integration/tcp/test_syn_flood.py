@@ -45,6 +45,9 @@ def test():
         log("cookie counters: %s" % {k: v - c0.get(k, 0) for k, v in c1.items() if "cookie" in k})
         check(counter_delta(c0, c1, "tcp_rx_segs") >= FLOOD // 2, "the dataplane received the flood (tcp_rx_segs +%d)" % counter_delta(c0, c1, "tcp_rx_segs"))
         check(cookies > 0, "SYN cookies were used (cookie counters +%d)" % cookies)
+        if "tcp_cookie_valid" in c1:
+            check(counter_delta(c0, c1, "tcp_cookie_valid") >= 1,
+                  "legitimate handshakes completed from cookies (tcp_cookie_valid +%d)" % counter_delta(c0, c1, "tcp_cookie_valid"))
         check(ok >= 3 and fail <= ok // 10, "the legitimate client kept connecting during the flood (%d ok, %d failed)" % (ok, fail))
         labtest.check_echo_works("after the flood")
         check(lab.dataplane_alive(), "dataplane still running")
