@@ -299,9 +299,28 @@ ooo_unlink_account(struct tcp_conn *c, struct rte_mbuf *m)
 	q_account(c->tl, TCP_Q_OOO, -(int64_t)m->nb_segs, -(int64_t)m->pkt_len);
 }
 
+/* Append m's bytes to the held segment just before it, if its last mbuf has the room. */
+static bool
+ooo_merge(struct tcp_conn *c, struct rte_mbuf *prev, struct rte_mbuf *m)
+{
+	struct rte_mbuf *last = rte_pktmbuf_lastseg(prev);
+	uint32_t len = m->pkt_len;
+
+	if (!tail_writable(last) || rte_pktmbuf_tailroom(last) < len)
+		return false;
+	pkt_copy(m, rte_pktmbuf_mtod_offset(last, uint8_t *, last->data_len));
+	last->data_len += (uint16_t)len;
+	prev->pkt_len += len;
+	q_account(c->tl, TCP_Q_OOO, 0, len);
+	DP_INC(c->tl->lc, tcp, OOO_SEGS);
+	rte_pktmbuf_free(m);
+	return true;
+}
+
 /*
  * Keep an out-of-order segment (payload only, pkt_len > 0, seq > RCV.NXT). Overlaps with
- * segments already held are trimmed off the new one; segments it covers whole are replaced.
+ * segments already held are trimmed off the new one; segments it covers whole are replaced;
+ * one that continues the segment before it is copied onto its end when there is room.
  */
 void
 tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
@@ -337,7 +356,10 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 		end = nseq;
 		break;
 	}
-	if (c->ooo_n >= TCP_OOO_MAX_SEGS) {
+	if (prev != NULL && ooo_meta(c, prev)->seq + prev->pkt_len == seq && ooo_merge(c, prev, m))
+		return;
+	if (c->ooo_n >= c->tl->ooo_max_segs ||
+	    c->tl->q_mbufs[TCP_Q_OOO] + m->nb_segs > c->tl->ooo_mbuf_cap) {
 		DP_INC(c->tl->lc, tcp, OOO_DROP);
 		rte_pktmbuf_free(m);
 		return;

@@ -428,17 +428,19 @@ static bool
 data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 {
 	struct dp_lcore *lc = c->tl->lc;
+	uint32_t before = c->rcv_nxt;
 
 	if (s->seq != c->rcv_nxt) {
 		tcp_ooo_insert(c, m, s->seq);
-		ack_now(c);  /* duplicate ACK at once: the peer's fast retransmit counts them */
+		ack_now(c);  /* a duplicate ACK for the hole (one per burst, like every pure ACK) */
 		return false;
 	}
 	c->rcv_nxt += s->len;
-	DP_ADD(lc, tcp, RX_BYTES, s->len);
 	tcp_mq_append(c->tl, &c->rcvq, TCP_Q_RCV, m);
-	if (c->ooo != NULL) {
+	if (c->ooo != NULL)
 		tcp_ooo_drain(c);
+	DP_ADD(lc, tcp, RX_BYTES, c->rcv_nxt - before);
+	if (c->rcv_nxt - before != s->len || c->ooo != NULL) {
 		ack_now(c);  /* a hole filled: tell the sender at once (RFC 5681 4.2) */
 	} else if (s->len >= c->mss && ++c->segs_unacked >= 2) {
 		ack_now(c);  /* every second full-sized segment */

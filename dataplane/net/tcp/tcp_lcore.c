@@ -151,6 +151,7 @@ tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg)
 {
 	unsigned socket = rte_socket_id() == (unsigned)SOCKET_ID_ANY ? 0 : rte_socket_id();
 	struct tcp_lcore *tl;
+	uint32_t ooo;
 	uint16_t room;
 	int rc, i;
 
@@ -176,6 +177,11 @@ tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg)
 	tl->seg_room = room;
 	if (tl->cfg.mss + 60 > room)
 		tl->cfg.mss = room - 60;
+	/* out-of-order data: up to two windows' worth of segments per flow, and a quarter of
+	 * the pool for all flows, so peers that never fill their holes cannot drain the pool */
+	ooo = RTE_MIN(2 * cfg->rcvbuf_bytes / tl->cfg.mss, (uint32_t)TCP_OOO_MAX_SEGS);
+	tl->ooo_max_segs = (uint8_t)RTE_MAX(ooo, (uint32_t)TCP_OOO_MIN_SEGS);
+	tl->ooo_mbuf_cap = RTE_MAX(64u, lc->pool->size / 4);
 	if ((rc = ooo_dynfield_register()) < 0 || (tl->ooo_dynoff = rc, 0) ||
 	    (rc = tables_create(tl, socket)) < 0) {
 		tl_free(tl);

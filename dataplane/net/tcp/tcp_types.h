@@ -24,7 +24,8 @@ struct tcp_cc_ops;
 
 #define TCP_MAX_LISTENERS 16
 #define TCP_WHEEL_SLOTS 1024    /* 1 ms per slot: about one second ahead, later ones re-queue */
-#define TCP_OOO_MAX_SEGS 8      /* out-of-order segments kept per flow */
+#define TCP_OOO_MIN_SEGS 8      /* out-of-order segments kept per flow: 2 windows of MSS, */
+#define TCP_OOO_MAX_SEGS 255    /* within these bounds (adjacent ones are merged) */
 #define TCP_MAX_WSCALE 14
 #define TCP_TS_OPT_LEN 12       /* NOP NOP TS(10) as we send it */
 
@@ -156,6 +157,8 @@ struct tcp_lcore {
 	struct tcp_conn *flush_head;
 	struct tcp_conn *reap_head;
 	int ooo_dynoff;        /* mbuf dynfield offset for the out-of-order link */
+	uint8_t ooo_max_segs;  /* per flow */
+	uint32_t ooo_mbuf_cap; /* per lcore: out-of-order mbufs, all flows together */
 	uint16_t seg_room;     /* largest TCP segment (header included) one mbuf holds */
 
 	/* clock */
