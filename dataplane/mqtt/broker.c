@@ -30,6 +30,7 @@ void broker_config_defaults(struct broker_config *cfg)
 		.max_conns = 10000,
 		.max_sessions = 20000,
 		.max_subs_per_session = 64,
+		.max_filter_levels = 32,
 		.max_queue = 1000,
 		.max_inflight = 32,
 		.receive_max = 32,
@@ -68,7 +69,8 @@ struct broker *broker_create(const struct broker_config *cfg, const struct broke
 	/* Straddling header fields and a SUBSCRIBE's filter block are gathered here. */
 	b->scratch_len = b->cfg.max_packet_size < 65536 ? b->cfg.max_packet_size + 4096 : 69632;
 	b->scratch = malloc(b->scratch_len);
-	b->tree = tt_create();
+	b->tree = mqtt_topic_tree_create(b->cfg.max_filter_levels ? b->cfg.max_filter_levels : 32,
+					 NULL);
 	b->retained = retain_create();
 	if (b->scratch == NULL || b->tree == NULL || b->retained == NULL) {
 		broker_destroy(b);
@@ -103,7 +105,7 @@ void broker_destroy(struct broker *b)
 		session_destroy(b->sessions);
 	}
 	retain_destroy(b->retained);
-	tt_destroy(b->tree);
+	mqtt_topic_tree_destroy(b->tree);
 	free(b->scratch);
 	free(b->iov);
 	free(b);

@@ -24,6 +24,7 @@ struct broker_config {
 	uint32_t max_conns;             /* open connections (CONNECTing included) */
 	uint32_t max_sessions;          /* sessions, live or persisted */
 	uint32_t max_subs_per_session;
+	uint16_t max_filter_levels;     /* levels of a topic filter (and depth of a match) */
 	uint32_t max_queue;             /* messages queued per session (offline or blocked) */
 	uint16_t max_inflight;          /* outgoing QoS 1/2 unacknowledged per session */
 	uint16_t receive_max;           /* incoming QoS 2 awaiting PUBREL (our Receive Maximum) */

@@ -12,6 +12,7 @@
 
 #include "broker.h"
 #include "mqtt_codec.h"
+#include "mqtt_topic_tree.h"
 
 /* A message: topic, payload and pass-through properties copied once into one block, shared
  * by reference by every queue and inflight slot that holds it (fan-out copies nothing). */
@@ -40,23 +41,22 @@ void broker_msg_ref(struct broker_msg *m);
 void broker_msg_unref(struct broker_msg *m);
 bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms);
 
-/* ---- topic tree ---- */
-struct tt_node;
+/* ---- topic tree (lib/mqtt's trie, topic_tree.c) ---- */
 struct broker_session;
 
+/* One shared subscription group, entered in the trie once: a match picks one member. */
 struct share_group {
 	struct share_group *next;
-	char *name;
-	uint16_t name_len;
-	struct broker_sub *members; /* linked by next_in_node */
+	const char *filter;         /* "$share/{group}/{filter}", a member's copy */
+	uint16_t filter_len;
+	struct broker_sub *members; /* linked by next_in_group */
 	uint32_t n_members;
 	uint32_t rr;                /* round robin position */
 };
 
 struct broker_sub {
-	struct broker_sub *next_in_node, *next_in_sess;
+	struct broker_sub *next_in_sess, *next_in_group;
 	struct broker_session *s;
-	struct tt_node *node;
 	struct share_group *group;  /* NULL: ordinary subscription */
 	char *filter;               /* as subscribed, "$share/..." included */
 	uint16_t filter_len;
@@ -65,24 +65,13 @@ struct broker_sub {
 	bool no_local, rap;         /* rap: retain as published */
 };
 
-struct tt_node {
-	struct tt_node *parent, *child, *sibling;
-	struct broker_sub *subs;
-	struct share_group *groups;
-	uint16_t len;
-	char level[];
-};
-
 typedef void (*tt_visit_fn)(struct broker_sub *sub, void *arg);
 
-struct tt_node *tt_create(void);
-void tt_destroy(struct tt_node *root);
-/* Link sub under its filter (inner filter for shared ones); 0 or -ENOMEM. */
-int tt_insert(struct tt_node *root, struct broker_sub *sub, struct mqtt_str filter,
-	      struct mqtt_str group);
-void tt_remove(struct broker_sub *sub);
+/* Enter sub (its filter) in the trie; 0, -ENOMEM or -E2BIG (too many levels). */
+int tt_insert(struct broker *b, struct broker_sub *sub);
+void tt_remove(struct broker *b, struct broker_sub *sub);
 /* Every ordinary subscription matching topic, and one member per matching shared group. */
-void tt_match(struct tt_node *root, const char *topic, size_t len, tt_visit_fn fn, void *arg);
+void tt_match(struct broker *b, const char *topic, size_t len, tt_visit_fn fn, void *arg);
 
 /* ---- sessions ---- */
 enum slot_state { SLOT_FREE, SLOT_WAIT_PUBACK, SLOT_WAIT_PUBREC, SLOT_WAIT_PUBCOMP };
@@ -223,7 +212,8 @@ struct broker {
 	struct broker_session *sess_hash[BROKER_SESS_HASH];
 	struct broker_session *sessions;
 	uint64_t next_session_id, next_assigned_id;
-	struct tt_node *tree;
+	struct mqtt_topic_tree *tree;
+	struct share_group *groups;
 	struct retain_store *retained;
 	uint8_t *scratch;
 	uint32_t scratch_len;

@@ -30,7 +30,7 @@ void broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 {
 	struct route_ctx r = { .m = m };
 
-	tt_match(b->tree, m->topic.s, m->topic.len, route_one, &r);
+	tt_match(b, m->topic.s, m->topic.len, route_one, &r);
 	*matched = r.matched;
 }
 

@@ -4,11 +4,11 @@
  * retained messages follow the SUBACK per the 5.0 Retain Handling option (never for shared).
  * The codec has checked every filter, option and the non-empty list already.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_int.h"
-#include "mqtt_topic.h"
 
 static struct broker_sub *sub_find(struct broker_session *s, struct mqtt_str f,
 				   struct broker_sub ***link)
@@ -35,8 +35,8 @@ static struct broker_sub *sub_new(struct broker_session *s, const struct mqtt_su
 				  uint32_t sub_id)
 {
 	struct broker *b = s->b;
-	struct mqtt_str group = { NULL, 0 }, inner = o->filter;
 	struct broker_sub *sub = calloc(1, sizeof(*sub));
+	int rc;
 
 	if (sub == NULL || (sub->filter = malloc(o->filter.len)) == NULL) {
 		free(sub);
@@ -47,12 +47,10 @@ static struct broker_sub *sub_new(struct broker_session *s, const struct mqtt_su
 	sub->filter_len = o->filter.len;
 	sub->s = s;
 	sub_set_opts(sub, o, sub_id);
-	if (mqtt_topic_share_parse(o->filter.s, o->filter.len, &group, &inner) != 1)
-		group = (struct mqtt_str){ NULL, 0 };
-	if (tt_insert(b->tree, sub, inner, group) != 0) {
+	if ((rc = tt_insert(b, sub)) != 0) {
 		free(sub->filter);
 		free(sub);
-		broker_count(b, BROKER_C_NOMEM);
+		broker_count(b, rc == -E2BIG ? BROKER_C_LIMIT_FILTER_LEVELS : BROKER_C_NOMEM);
 		return NULL;
 	}
 	sub->next_in_sess = s->subs;
@@ -137,7 +135,7 @@ void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *re
 		if (sub == NULL)
 			continue;
 		*link = sub->next_in_sess;
-		tt_remove(sub);
+		tt_remove(c->b, sub);
 		free(sub->filter);
 		free(sub);
 		s->n_subs--;

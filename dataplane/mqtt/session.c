@@ -66,7 +66,7 @@ void session_unsubscribe_all(struct broker_session *s)
 		struct broker_sub *sub = s->subs;
 
 		s->subs = sub->next_in_sess;
-		tt_remove(sub);
+		tt_remove(s->b, sub);
 		free(sub->filter);
 		free(sub);
 		s->b->n_subs--;

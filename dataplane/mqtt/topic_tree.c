@@ -1,204 +1,114 @@
 /*
- * topic_tree.c: the subscription trie, one node per filter level. Matching a topic name walks
- * only the branches its levels (and '+', '#') select, so its cost follows the topic's depth and
- * the matching subscriptions, not the number of subscriptions. Shared subscription groups hang
- * off the node of their inner filter and give one member per match, round robin.
+ * topic_tree.c: the broker's side of lib/mqtt's subscription trie (mqtt_topic_tree.h). An
+ * ordinary subscription is entered as its struct broker_sub. A shared subscription group
+ * ($share/{group}/{filter}) is entered once, as its struct share_group, so a match reports the
+ * group once and the broker hands the message to one member, round robin.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_int.h"
+#include "mqtt_topic.h"
 
-static struct tt_node *node_new(struct tt_node *parent, const char *level, size_t len)
-{
-	struct tt_node *n = calloc(1, sizeof(*n) + len);
-
-	if (n == NULL)
-		return NULL;
-	n->parent = parent;
-	n->len = (uint16_t)len;
-	memcpy(n->level, level, len);
-	if (parent != NULL) {
-		n->sibling = parent->child;
-		parent->child = n;
-	}
-	return n;
-}
-
-struct tt_node *tt_create(void)
-{
-	return node_new(NULL, "", 0);
-}
-
-void tt_destroy(struct tt_node *n)
-{
-	while (n != NULL && n->child != NULL) {
-		struct tt_node *c = n->child;
-
-		n->child = c->sibling;
-		c->sibling = NULL;
-		tt_destroy(c);
-	}
-	free(n);
-}
-
-static bool level_is(const struct tt_node *n, const char *s, size_t len)
-{
-	return n->len == len && memcmp(n->level, s, len) == 0;
-}
-
-static struct tt_node *child_get(struct tt_node *n, const char *s, size_t len, bool create)
-{
-	for (struct tt_node *c = n->child; c != NULL; c = c->sibling)
-		if (level_is(c, s, len))
-			return c;
-	return create ? node_new(n, s, len) : NULL;
-}
-
-static void prune(struct tt_node *n)
-{
-	while (n->parent != NULL && n->child == NULL && n->subs == NULL && n->groups == NULL) {
-		struct tt_node *p = n->parent, **pp = &p->child;
-
-		while (*pp != n)
-			pp = &(*pp)->sibling;
-		*pp = n->sibling;
-		free(n);
-		n = p;
-	}
-}
-
-static struct share_group *group_get(struct tt_node *n, struct mqtt_str name)
+static struct share_group *group_get(struct broker *b, const struct broker_sub *sub, bool create)
 {
 	struct share_group *g;
 
-	for (g = n->groups; g != NULL; g = g->next)
-		if (g->name_len == name.len && memcmp(g->name, name.s, name.len) == 0)
+	for (g = b->groups; g != NULL; g = g->next)
+		if (g->filter_len == sub->filter_len && memcmp(g->filter, sub->filter, sub->filter_len) == 0)
 			return g;
-	if ((g = calloc(1, sizeof(*g))) == NULL || (g->name = malloc(name.len + 1u)) == NULL) {
+	if (!create || (g = calloc(1, sizeof(*g))) == NULL)
+		return NULL;
+	g->filter = sub->filter; /* the first member's copy; moved when that member leaves */
+	g->filter_len = sub->filter_len;
+	if (mqtt_topic_tree_insert(b->tree, g->filter, g->filter_len, g,
+				   &(struct mqtt_sub_opts){ 0 }) < 0) {
 		free(g);
 		return NULL;
 	}
-	memcpy(g->name, name.s, name.len);
-	g->name_len = name.len;
-	g->next = n->groups;
-	n->groups = g;
+	g->next = b->groups;
+	b->groups = g;
 	return g;
 }
 
-int tt_insert(struct tt_node *root, struct broker_sub *sub, struct mqtt_str filter,
-	      struct mqtt_str group)
+static void group_drop(struct broker *b, struct share_group *g)
 {
-	const char *p = filter.s, *end = filter.s + filter.len;
-	struct tt_node *n = root;
+	struct share_group **pg = &b->groups;
 
-	for (;;) {
-		const char *q = memchr(p, '/', (size_t)(end - p));
+	mqtt_topic_tree_remove(b->tree, g->filter, g->filter_len, g);
+	while (*pg != g)
+		pg = &(*pg)->next;
+	*pg = g->next;
+	free(g);
+}
 
-		if (q == NULL)
-			q = end;
-		if ((n = child_get(n, p, (size_t)(q - p), true)) == NULL)
-			return -ENOMEM;
-		if (q == end)
-			break;
-		p = q + 1;
+int tt_insert(struct broker *b, struct broker_sub *sub)
+{
+	struct mqtt_str group, inner;
+	int rc;
+
+	if (mqtt_topic_share_parse(sub->filter, sub->filter_len, &group, &inner) != 1) {
+		rc = mqtt_topic_tree_insert(b->tree, sub->filter, sub->filter_len, sub,
+					    &(struct mqtt_sub_opts){ .qos = sub->qos });
+		return rc < 0 ? rc : 0;
 	}
-	sub->node = n;
-	if (group.s == NULL) {
-		sub->next_in_node = n->subs;
-		n->subs = sub;
-		return 0;
-	}
-	if ((sub->group = group_get(n, group)) == NULL) {
-		prune(n);
+	if ((sub->group = group_get(b, sub, true)) == NULL)
 		return -ENOMEM;
-	}
-	sub->next_in_node = sub->group->members;
+	sub->next_in_group = sub->group->members;
 	sub->group->members = sub;
 	sub->group->n_members++;
 	return 0;
 }
 
-static void unlink_sub(struct broker_sub **head, struct broker_sub *sub)
+void tt_remove(struct broker *b, struct broker_sub *sub)
 {
-	while (*head != NULL && *head != sub)
-		head = &(*head)->next_in_node;
-	if (*head != NULL)
-		*head = sub->next_in_node;
-}
-
-void tt_remove(struct broker_sub *sub)
-{
-	struct tt_node *n = sub->node;
 	struct share_group *g = sub->group;
+	struct broker_sub **pp;
 
-	if (n == NULL)
-		return;
 	if (g == NULL) {
-		unlink_sub(&n->subs, sub);
-	} else {
-		unlink_sub(&g->members, sub);
-		if (--g->n_members == 0) {
-			struct share_group **pg = &n->groups;
-
-			while (*pg != g)
-				pg = &(*pg)->next;
-			*pg = g->next;
-			free(g->name);
-			free(g);
-		}
+		mqtt_topic_tree_remove(b->tree, sub->filter, sub->filter_len, sub);
+		return;
 	}
-	sub->node = NULL;
-	prune(n);
+	for (pp = &g->members; *pp != sub; pp = &(*pp)->next_in_group)
+		;
+	*pp = sub->next_in_group;
+	sub->group = NULL;
+	if (--g->n_members == 0) {
+		group_drop(b, g);
+		return;
+	}
+	if (g->filter == sub->filter) /* the filter text lives on in another member */
+		g->filter = g->members->filter;
 }
 
-static void visit_node(struct tt_node *n, tt_visit_fn fn, void *arg)
+struct match_ctx {
+	tt_visit_fn fn;
+	void *arg;
+};
+
+static int on_match(void *subscriber, const struct mqtt_sub_opts *opts,
+		    const struct mqtt_str *group, void *arg)
 {
-	for (struct broker_sub *s = n->subs, *next; s != NULL; s = next) {
-		next = s->next_in_node;
-		fn(s, arg);
-	}
-	for (struct share_group *g = n->groups; g != NULL; g = g->next) {
+	struct match_ctx *mc = arg;
+
+	(void)opts; /* the broker's own copy in struct broker_sub is the one kept up to date */
+	if (group == NULL) {
+		mc->fn(subscriber, mc->arg);
+	} else {
+		struct share_group *g = subscriber;
 		struct broker_sub *m = g->members;
 
 		for (uint32_t k = g->rr++ % g->n_members; k > 0; k--)
-			m = m->next_in_node;
-		fn(m, arg);
+			m = m->next_in_group;
+		mc->fn(m, mc->arg);
 	}
+	return 0;
 }
 
-/* p == NULL: every level of the topic was consumed by the path down to n. */
-static void walk(struct tt_node *n, const char *p, const char *end, bool dollar,
-		 tt_visit_fn fn, void *arg)
+void tt_match(struct broker *b, const char *topic, size_t len, tt_visit_fn fn, void *arg)
 {
-	bool root = n->parent == NULL;
-	const char *q, *next;
+	struct match_ctx mc = { fn, arg };
 
-	if (p == NULL) {
-		visit_node(n, fn, arg);
-		struct tt_node *h = child_get(n, "#", 1, false); /* "a/#" matches "a" */
-		if (h != NULL)
-			visit_node(h, fn, arg);
-		return;
-	}
-	q = memchr(p, '/', (size_t)(end - p));
-	if (q == NULL)
-		q = end;
-	next = q == end ? NULL : q + 1;
-	for (struct tt_node *c = n->child; c != NULL; c = c->sibling) {
-		bool wild = level_is(c, "+", 1) || level_is(c, "#", 1);
-
-		if (wild && root && dollar)
-			continue; /* a leading wildcard does not match a '$' topic */
-		if (level_is(c, "#", 1))
-			visit_node(c, fn, arg);
-		else if (wild || level_is(c, p, (size_t)(q - p)))
-			walk(c, next, end, dollar, fn, arg);
-	}
-}
-
-void tt_match(struct tt_node *root, const char *topic, size_t len, tt_visit_fn fn, void *arg)
-{
-	walk(root, topic, topic + len, len > 0 && topic[0] == '$', fn, arg);
+	mqtt_topic_tree_match(b->tree, topic, len, on_match, &mc);
 }
