@@ -139,30 +139,40 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 	return 0;
 }
 
-/* Device names are global (commands name a device, not a bus); unit ids are per bus. */
+/* Device j of bus i against every device before it. */
+static int
+check_device_names(conf_node buses, const struct agent_config *cfg, size_t i, size_t j)
+{
+	const struct agent_device_conf *d = &cfg->buses[i].devs[j];
+	conf_node dn = conf_seq_at(conf_get(conf_seq_at(buses, i), "devices"), j);
+
+	for (size_t bi = 0; bi <= i; bi++)
+		for (size_t dj = 0; dj < (bi == i ? j : cfg->buses[bi].ndevs); dj++) {
+			const struct agent_device_conf *o = &cfg->buses[bi].devs[dj];
+
+			if (strcmp(o->name, d->name) == 0)
+				return conf_error(dn, "duplicate device name '%s'", d->name);
+			if (bi == i && o->unit_id == d->unit_id && cfg->buses[i].kind == AGENT_BUS_RTU)
+				return conf_error(dn, "unit_id %u is used twice on bus '%s'", d->unit_id,
+						  cfg->buses[i].name);
+		}
+	return 0;
+}
+
+/* Bus and device names are global (commands name a device, not a bus); unit ids are per RTU bus. */
 static int
 check_names(conf_node buses, struct agent_config *cfg)
 {
-	for (size_t i = 0; i < cfg->nbuses; i++)
-		for (size_t j = 0; j < cfg->buses[i].ndevs; j++) {
-			const struct agent_device_conf *d = &cfg->buses[i].devs[j];
-			conf_node dn = conf_seq_at(conf_get(conf_seq_at(buses, i), "devices"), j);
+	for (size_t i = 0; i < cfg->nbuses; i++) {
+		const struct agent_bus_conf *b = &cfg->buses[i];
 
-			for (size_t k = 0; k < i; k++)
-				if (strcmp(cfg->buses[k].name, cfg->buses[i].name) == 0 && j == 0)
-					return conf_error(conf_seq_at(buses, i), "duplicate bus name '%s'", cfg->buses[i].name);
-			for (size_t bi = 0; bi <= i; bi++)
-				for (size_t dj = 0; dj < (bi == i ? j : cfg->buses[bi].ndevs); dj++) {
-					const struct agent_device_conf *o = &cfg->buses[bi].devs[dj];
-
-					if (strcmp(o->name, d->name) == 0)
-						return conf_error(dn, "duplicate device name '%s'", d->name);
-					if (bi == i && o->unit_id == d->unit_id &&
-					    cfg->buses[i].kind == AGENT_BUS_RTU)
-						return conf_error(dn, "unit_id %u is used twice on bus '%s'",
-								  d->unit_id, cfg->buses[i].name);
-				}
-		}
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(cfg->buses[k].name, b->name) == 0)
+				return conf_error(conf_seq_at(buses, i), "duplicate bus name '%s'", b->name);
+		for (size_t j = 0; j < b->ndevs; j++)
+			if (check_device_names(buses, cfg, i, j) != 0)
+				return -1;
+	}
 	return 0;
 }
 

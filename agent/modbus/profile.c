@@ -102,8 +102,9 @@ parse_point_limits(conf_node pn, struct mb_point *pt)
 	if (writable && (pt->func == MB_FN_DISCRETE || pt->func == MB_FN_INPUT))
 		return conf_error(conf_get(pn, "writable"), "%s points are read-only",
 				  mb_func_names[pt->func]);
-	if (writable && pt->type == MB_T_STRING)
-		return conf_error(conf_get(pn, "writable"), "string points cannot be written");
+	if (writable && (pt->type == MB_T_STRING || pt->type == MB_T_BIT))
+		return conf_error(conf_get(pn, "writable"), "%s points cannot be written",
+				  mb_type_names[pt->type]);
 	pt->writable = writable;
 	pt->has_min = conf_present(conf_get(pn, "min"));
 	pt->has_max = conf_present(conf_get(pn, "max"));

@@ -68,6 +68,7 @@ test_bad_profiles(void **state)
 		  "  - {name: y, function: holding, address: 1}\n", "overlaps" },
 		{ "points:\n  - {name: x, function: coil, address: 0, type: u16}\n", "must be of type bool" },
 		{ "points:\n  - {name: x, function: input, address: 0, writable: true}\n", "read-only" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 2, writable: true}\n", "cannot be written" },
 		{ "points:\n  - {name: x, function: holding, address: 0, colour: red}\n", "unknown key 'colour'" },
 		{ "points:\n  - {name: x, function: holding, address: 0, type: string}\n", "needs 'length'" },
 		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 16}\n", "out of range" },
