@@ -575,6 +575,36 @@ static void test_publish_header_zero_copy(void **state)
 	assert_int_equal(mqtt_decode(&d, iov, nseg, &out), -MQTT_E_PACKET_TOO_LARGE);
 }
 
+/* Empty segments anywhere (a drained mbuf, an empty ring half) are skipped. */
+static void test_empty_segments(void **state)
+{
+	struct mqtt_publish p = { .topic = MQTT_STR("t"), .payload = (const uint8_t *)"xyz",
+				  .payload_len = 3 };
+	uint8_t buf[32];
+	struct mqtt_decoder d;
+	struct mqtt_packet out;
+	uint32_t len;
+	int n;
+
+	(void)state;
+	n = mqtt_encode_publish(buf, sizeof(buf), 4, &p);
+	assert_int_equal(n, 8);
+	{
+		struct mqtt_iov iov[6] = { { NULL, 0 }, { buf, 1 }, { NULL, 0 }, { buf + 1, 4 },
+					   { buf + 5, 0 }, { buf + 5, 3 } };
+
+		assert_int_equal(mqtt_peek(iov, 6, 0, &len), 1);
+		assert_int_equal(len, 8);
+		mqtt_decoder_init(&d, MQTT_ROLE_CLIENT, 4, 0, scratch, sizeof(scratch));
+		assert_int_equal(mqtt_decode(&d, iov, 6, &out), 8);
+		assert_ptr_equal(out.publish.payload, buf + 5);
+		assert_int_equal(out.publish.payload_at.seg, 5);
+		/* Only empty segments, or none: need more. */
+		assert_int_equal(mqtt_decode(&d, iov, 1, &out), 0);
+		assert_int_equal(mqtt_decode(&d, NULL, 0, &out), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,6 +617,7 @@ int main(void)
 		cmocka_unit_test(test_need_more),
 		cmocka_unit_test(test_back_to_back),
 		cmocka_unit_test(test_publish_header_zero_copy),
+		cmocka_unit_test(test_empty_segments),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
