@@ -1139,6 +1139,41 @@ test_recv_split_and_chained_input(void **state)
 	assert_null(tcp_recv(c, 10000));
 }
 
+static void
+test_ooo_merge_and_limit(void **state)
+{
+	static uint8_t buf[4000];
+	struct tcp_mem_stats ms;
+	struct h_peer p;
+	uint32_t base;
+	(void)state;
+
+	cfg_default();  /* 65536-byte buffer, MSS 1460: 89 out-of-order segments per flow */
+	h_setup(&cfg);
+	h_establish(&p, 40024, false);
+	h_app.consume = true;
+	fill(buf, sizeof(buf), 0);
+	base = p.snd_nxt;
+	/* adjacent pieces after a hole are merged into one mbuf */
+	for (uint32_t off = 100; off < 1000; off += 100)
+		seg_at(&p, ACK, base + off, buf + off, 100);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.ooo_bytes, 900);
+	assert_int_equal(ms.ooo_mbufs, 1);
+	/* pieces with holes between them each need a slot: the 90th is refused */
+	for (uint32_t i = 0; i < 89; i++)
+		seg_at(&p, ACK, base + 1010 + 20 * i, buf + 1010 + 20 * i, 10);
+	assert_int_equal(H_CNT(OOO_DROP), 1);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.ooo_mbufs, 89);
+	/* the first hole fills: [0, 1000) comes out, the rest stays held */
+	seg_at(&p, ACK, base, buf, 100);
+	assert_int_equal(h_app.rxlen, 1000);
+	assert_memory_equal(h_app.rx, buf, 1000);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.ooo_mbufs, 88);
+}
+
 int
 main(void)
 {
@@ -1172,6 +1207,7 @@ main(void)
 		cmocka_unit_test_teardown(test_data_after_close_resets, teardown),
 		cmocka_unit_test_teardown(test_half_close_keeps_reading, teardown),
 		cmocka_unit_test_teardown(test_recv_split_and_chained_input, teardown),
+		cmocka_unit_test_teardown(test_ooo_merge_and_limit, teardown),
 	};
 
 	if (h_eal_init() < 0) {
