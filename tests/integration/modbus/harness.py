@@ -174,9 +174,12 @@ class Subscriber:
         self.c = mqtt.Client(client_id="egw-test-sub-%d" % os.getpid(), clean_session=True)
         self.c.on_message = lambda c, u, m: self.msgs.append(
             {"topic": m.topic, "qos": m.qos, "payload": json.loads(m.payload)})
+        self.subscribed = False
         self.c.on_connect = lambda c, u, f, rc: c.subscribe(filt, qos=1)
+        self.c.on_subscribe = lambda c, u, mid, q: setattr(self, "subscribed", True)
         self.c.connect("127.0.0.1", port, keepalive=30)
         self.c.loop_start()
+        wait_for(lambda: self.subscribed, 5, "test subscriber's SUBACK")
 
     def publish(self, topic, obj, qos=1):
         payload = obj if isinstance(obj, str) else json.dumps(obj)

@@ -5,6 +5,7 @@ does not know is a test. Commands arrive over MQTT too. Halfway the broker is re
 agent reconnects, resubscribes, and QoS 1 traffic continues.  usage: test_tcp.py AGENT"""
 import json
 import os
+import signal
 import sys
 import time
 
@@ -46,13 +47,17 @@ agent:
                            for m in sub.msgs), 5, "write responses")
     h.check_alltypes(sub.msgs, "gw1")
 
-    # restart the broker: the agent must reconnect and resubscribe by itself
-    broker.terminate()
-    broker.wait()
-    time.sleep(1.0)
+    # freeze the broker (no PUBACKs: QoS 1 heartbeats stay in flight), then kill and restart it:
+    # the agent must reconnect, resubscribe and resend what was not acknowledged (DUP)
     sub.close()
+    broker.send_signal(signal.SIGSTOP)
+    frozen_ms = time.time() * 1000
+    time.sleep(2.5)
+    broker.kill()
+    broker.wait()
     h.start_mosquitto(d, bport)
     sub2 = h.Subscriber(bport, "site/#")
+    restarted_ms = time.time() * 1000
     h.wait_for(lambda: h.points(sub2.msgs, "gw1", "constant"), 8, "messages after broker restart")
     h.wait_for(lambda: json.load(open(stats))["uplink"]["connects"] >= 2, 5, "reconnect in stats")
     sub2.publish("site/cmd", {"id": "t3", "device": "gw1", "point": "limit", "value": 99.5})
@@ -81,6 +86,9 @@ agent:
     h.check(s1["late_polls"] == 0 and s1["lateness_ms_max"] < 300, f"gw1 late with gw9 dead: {s1}")
     h.check(h.stats_dev(st, "plc", "gw9")["state"] == "backoff", "gw9 not backed off")
     h.check(st["uplink"]["connects"] >= 2 and st["uplink"]["disconnects"] >= 1, f"uplink {st['uplink']}")
+    h.check(st["uplink"]["resent"] >= 1, f"nothing resent after the broker froze: {st['uplink']}")
+    held = [m for m in h.points(sub2.msgs, "gw1", "constant") if frozen_ms < m["ts_ms"] < restarted_ms]
+    h.check(held, "QoS 1 readings taken while the broker was frozen never arrived")
     print(f"ok: {len(msgs)} messages over MQTT; uplink {st['uplink']}; gw1 lateness max "
           f"{s1['lateness_ms_max']} ms")
 
