@@ -1,0 +1,275 @@
+/*
+ * mqtt_tcp.c: the broker core on the dataplane TCP. A connection's received bytes stay in
+ * their mbuf chain: the broker reads the segments in place and says how many bytes it used;
+ * the unused tail (a partial packet) stays chained until more arrives. Replies are written into
+ * the TCP send buffer (tcp_write). Cross-lcore messages go through one rte_ring per worker.
+ */
+#include "mqtt_tcp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "dp.h"
+#include "tcp/tcp.h"
+
+#define MQTT_TCP_MAX_SEGS 64   /* segments handed to the broker per call */
+#define MQTT_TCP_TICK_MS 50
+#define MQTT_X_BURST 32
+
+struct mqtt_service {
+	struct dp_lcore *lc;
+	struct broker *b;
+	uint64_t next_tick_ms;
+};
+
+struct mqtt_tcp_conn {
+	struct mqtt_service *svc;
+	struct tcp_conn *tc;
+	struct broker_conn *bc;    /* NULL once either side closed it */
+	struct rte_mbuf *pending;  /* received bytes the broker has not used yet */
+};
+
+static struct mqtt_service *services[RTE_MAX_LCORE];
+static struct rte_ring *xrings[RTE_MAX_LCORE];
+static unsigned n_xrings;
+
+static uint64_t now_ms(const struct dp_lcore *lc)
+{
+	return lc->now_tsc / (lc->tsc_hz / 1000);
+}
+
+static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
+{
+	struct mqtt_tcp_conn *mc = ctx;
+	size_t total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += iov[i].len;
+	if (total > tcp_send_space(mc->tc))
+		return -ENOBUFS; /* a partial write would break the stream: the broker closes */
+	for (size_t i = 0; i < n; i++)
+		if (tcp_write(mc->tc, iov[i].base, (uint32_t)iov[i].len) != (int)iov[i].len)
+			return -ENOBUFS;
+	return 0;
+}
+
+static size_t op_send_space(void *ctx)
+{
+	return tcp_send_space(((struct mqtt_tcp_conn *)ctx)->tc);
+}
+
+static void op_close(void *ctx, uint8_t reason)
+{
+	struct mqtt_tcp_conn *mc = ctx;
+
+	(void)reason;
+	mc->bc = NULL;
+	tcp_close(mc->tc); /* FIN after the DISCONNECT; closed() frees mc */
+}
+
+static const struct broker_transport_ops tcp_ops = {
+	.send = op_send, .send_space = op_send_space, .close = op_close,
+};
+
+/* Drop the first n bytes of a chain; returns what is left (NULL when nothing). */
+static struct rte_mbuf *chain_trim(struct rte_mbuf *m, size_t n)
+{
+	while (m != NULL && n >= m->data_len) {
+		struct rte_mbuf *next = m->next;
+
+		n -= m->data_len;
+		if (next != NULL) {
+			next->pkt_len = m->pkt_len - m->data_len;
+			next->nb_segs = (uint16_t)(m->nb_segs - 1);
+		}
+		m->next = NULL;
+		m->nb_segs = 1;
+		rte_pktmbuf_free_seg(m);
+		m = next;
+	}
+	if (m != NULL && n > 0)
+		rte_pktmbuf_adj(m, (uint16_t)n);
+	return m;
+}
+
+/* Hand what is pending to the broker, MQTT_TCP_MAX_SEGS segments at a time. */
+static void feed(struct mqtt_tcp_conn *mc)
+{
+	struct mqtt_iov iov[MQTT_TCP_MAX_SEGS];
+	uint64_t now = now_ms(mc->svc->lc);
+
+	while (mc->bc != NULL && mc->pending != NULL) {
+		size_t n = 0, used = 0;
+
+		for (struct rte_mbuf *s = mc->pending; s != NULL && n < MQTT_TCP_MAX_SEGS; s = s->next)
+			iov[n++] = (struct mqtt_iov){ rte_pktmbuf_mtod(s, const uint8_t *), s->data_len };
+		if (broker_conn_input(mc->bc, iov, n, &used, now) < 0)
+			return; /* closed by the broker (mc->bc is NULL) */
+		mc->pending = chain_trim(mc->pending, used);
+		if (used == 0)
+			return; /* a partial packet: wait for more */
+	}
+}
+
+static int on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
+{
+	struct mqtt_service *svc = listen_ctx;
+	struct mqtt_tcp_conn *mc = calloc(1, sizeof(*mc));
+
+	if (mc == NULL)
+		return -ENOMEM;
+	mc->svc = svc;
+	mc->tc = c;
+	if ((mc->bc = broker_conn_open(svc->b, mc, now_ms(svc->lc))) == NULL) {
+		free(mc);
+		return -EBUSY; /* max_conns: refused with RST, counted by the broker */
+	}
+	*conn_ctx = mc;
+	return 0;
+}
+
+static void on_readable(struct tcp_conn *c, void *ctx)
+{
+	struct mqtt_tcp_conn *mc = ctx;
+	struct rte_mbuf *m = tcp_recv(c, UINT32_MAX);
+
+	if (mc->svc->b == NULL) { /* shutting down */
+		rte_pktmbuf_free(m);
+		return;
+	}
+	if (m != NULL && mc->pending == NULL) {
+		mc->pending = m;
+	} else if (m != NULL && rte_pktmbuf_chain(mc->pending, m) != 0) {
+		rte_pktmbuf_free(m); /* over the segment limit of a chain: give up on this peer */
+		if (mc->bc != NULL)
+			broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
+		mc->bc = NULL;
+		tcp_abort(c);
+		return;
+	}
+	feed(mc);
+	if (mc->bc != NULL && tcp_conn_eof(c)) {
+		broker_conn_closed(mc->bc, now_ms(mc->svc->lc)); /* FIN without DISCONNECT */
+		mc->bc = NULL;
+		tcp_close(c);
+	}
+}
+
+static void on_writable(struct tcp_conn *c, void *ctx)
+{
+	struct mqtt_tcp_conn *mc = ctx;
+
+	(void)c;
+	if (mc->bc != NULL && mc->svc->b != NULL)
+		broker_conn_writable(mc->bc, now_ms(mc->svc->lc));
+}
+
+static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
+{
+	struct mqtt_tcp_conn *mc = ctx;
+
+	(void)c, (void)why;
+	if (mc->bc != NULL && mc->svc->b != NULL)
+		broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
+	rte_pktmbuf_free(mc->pending);
+	free(mc);
+}
+
+static const struct tcp_app_ops mqtt_app_ops = {
+	.accept = on_accept, .readable = on_readable, .writable = on_writable, .closed = on_closed,
+};
+
+static bool x_post(void *xctx, uint32_t dst, struct broker_xmsg *m)
+{
+	(void)xctx;
+	return dst < n_xrings && rte_ring_mp_enqueue(xrings[dst], m) == 0;
+}
+
+static const struct broker_xlcore_ops x_ops = { .post = x_post };
+
+int mqtt_service_init(unsigned n_workers, unsigned ring_size)
+{
+	char name[RTE_RING_NAMESIZE];
+
+	if (n_workers > RTE_MAX_LCORE)
+		return -EINVAL;
+	for (unsigned i = 0; i < n_workers && n_workers > 1; i++) {
+		snprintf(name, sizeof(name), "egw_mqtt_x%u", i);
+		xrings[i] = rte_ring_create(name, ring_size, (int)rte_socket_id(), RING_F_SC_DEQ);
+		if (xrings[i] == NULL)
+			return -rte_errno;
+	}
+	n_xrings = n_workers > 1 ? n_workers : 0;
+	return 0;
+}
+
+int mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_config *cfg)
+{
+	struct mqtt_service *svc = calloc(1, sizeof(*svc));
+	int rc;
+
+	if (svc == NULL)
+		return -ENOMEM;
+	svc->lc = lc;
+	if ((svc->b = broker_create(cfg, &tcp_ops, now_ms(lc))) == NULL) {
+		free(svc);
+		return -ENOMEM;
+	}
+	if (n_xrings > 1)
+		broker_xlcore_attach(svc->b, lc->worker_idx, n_xrings, &x_ops, NULL);
+	if ((rc = tcp_listen(lc, port, &mqtt_app_ops, svc)) != 0) {
+		broker_destroy(svc->b);
+		free(svc);
+		return rc;
+	}
+	services[lc->lcore_id] = svc;
+	return 0;
+}
+
+void mqtt_service_poll(struct dp_lcore *lc)
+{
+	struct mqtt_service *svc = services[lc->lcore_id];
+	void *msgs[MQTT_X_BURST];
+	uint64_t now;
+	unsigned n;
+
+	if (svc == NULL || svc->b == NULL)
+		return;
+	now = now_ms(lc);
+	if (n_xrings > 1) {
+		n = rte_ring_sc_dequeue_burst(xrings[lc->worker_idx], msgs, MQTT_X_BURST, NULL);
+		for (unsigned i = 0; i < n; i++)
+			broker_xlcore_input(svc->b, msgs[i], now);
+	}
+	if (now >= svc->next_tick_ms) {
+		broker_tick(svc->b, now);
+		svc->next_tick_ms = now + MQTT_TCP_TICK_MS;
+	}
+}
+
+/* The broker goes first: the flows tcp_lcore_fini() aborts afterwards find svc->b NULL and
+ * free only their own state (svc itself stays, one small struct per lcore until exit). */
+void mqtt_service_fini(struct dp_lcore *lc)
+{
+	struct mqtt_service *svc = services[lc->lcore_id];
+	void *m;
+
+	if (svc == NULL)
+		return;
+	if (n_xrings > 1)
+		while (rte_ring_sc_dequeue(xrings[lc->worker_idx], &m) == 0)
+			broker_xmsg_free(m);
+	broker_destroy(svc->b);
+	svc->b = NULL;
+}
+
+struct broker *mqtt_service_broker(const struct dp_lcore *lc)
+{
+	return services[lc->lcore_id] != NULL ? services[lc->lcore_id]->b : NULL;
+}
