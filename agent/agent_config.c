@@ -52,6 +52,8 @@ parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d
 	if (conf_check_keys(dn, keys) || copy_req(dn, "name", d->name, sizeof(d->name)) ||
 	    copy_req(dn, "profile", profile, sizeof(profile)))
 		return -1;
+	if (!mb_name_valid(d->name))
+		return conf_error(conf_get(dn, "name"), "device name '%s': use letters, digits, _ . : -", d->name);
 	if (!conf_present(conf_get(dn, "unit_id")))
 		return conf_error(dn, "device '%s' needs a 'unit_id'", d->name);
 	if (conf_get_u32(dn, "unit_id", 1, 0, 255, &unit) ||
@@ -123,6 +125,8 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 	    conf_get_duration_ms(bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms) ||
 	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms))
 		return -1;
+	if (!mb_name_valid(b->name))
+		return conf_error(conf_get(bn, "name"), "bus name '%s': use letters, digits, _ . : -", b->name);
 	b->kind = (enum agent_bus_kind)kind;
 	if ((b->kind == AGENT_BUS_RTU ? parse_rtu(bn, b) : parse_tcp(bn, b)) != 0)
 		return -1;
@@ -260,6 +264,8 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	    copy_opt(a, "topic_prefix", "edgegw", cfg->topic_prefix, sizeof(cfg->topic_prefix)) ||
 	    conf_get_enum(a, "uplink", 0, uplinks, &up))
 		return -1;
+	if (strpbrk(cfg->topic_prefix, "+#\"\\") != NULL)
+		return conf_error(conf_get(a, "topic_prefix"), "topic_prefix must not hold + # \" or \\");
 	cfg->log_level = (enum log_level)lvl;
 	cfg->uplink = (enum agent_uplink_kind)up;
 	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || load_profiles(a, cfg_path, cfg))

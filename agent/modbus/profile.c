@@ -18,6 +18,18 @@ const char *const mb_type_names[] = { "bool", "u16", "i16", "u32", "i32", "u64",
 				      "f32", "f64", "string", "bit", NULL };
 static const char *const order_names[] = { "big", "little", NULL };
 
+bool
+mb_name_valid(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '_' || *s == '.' || *s == ':' || *s == '-'))
+			return false;
+	return true;
+}
+
 uint16_t
 mb_type_regs(enum mb_type t)
 {
@@ -146,8 +158,9 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 	pt->line = conf_line(pn);
 	if (!conf_present(conf_get(pn, "name")) || conf_get_str(pn, "name", NULL, &name))
 		return conf_error(pn, "a point needs a 'name'");
-	if (strlen(name) >= MB_NAME_MAX || strpbrk(name, "/+#\"\\ ") != NULL)
-		return conf_error(conf_get(pn, "name"), "point name '%s' is too long or has one of / + # \" \\ or space", name);
+	if (strlen(name) >= MB_NAME_MAX || !mb_name_valid(name))
+		return conf_error(conf_get(pn, "name"), "point name '%s': use at most %d letters, digits, _ . : -",
+				  name, MB_NAME_MAX - 1);
 	copy_str(pt->name, sizeof(pt->name), name);
 	if (!conf_present(conf_get(pn, "address")))
 		return conf_error(pn, "point '%s' needs an 'address'", name);
@@ -176,8 +189,9 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 		return conf_error(conf_get(pn, "deadband"), "deadband must not be negative");
 	if (check_topic(conf_present(conf_get(pn, "topic")) ? conf_get(pn, "topic") : pn, topic) != 0)
 		return -1;
-	if (strpbrk(unit, "\"\\") != NULL)
-		return conf_error(conf_get(pn, "unit"), "unit must not hold a quote or backslash");
+	for (const char *u = unit; *u; u++)
+		if (*u == '"' || *u == '\\' || (unsigned char)*u < 0x20)
+			return conf_error(conf_get(pn, "unit"), "unit must not hold a quote, backslash or control character");
 	if (strlen(unit) >= MB_UNIT_MAX || strlen(topic) >= MB_TOPIC_MAX)
 		return conf_error(pn, "unit or topic of point '%s' is too long", name);
 	pt->byte_swap = bo == 1;
@@ -278,8 +292,9 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 	if (conf_check_keys(root, keys) || conf_get_str(root, "name", fallback_name, &name) ||
 	    parse_limits(root, p) || parse_defaults(root, &d))
 		return -1;
-	if (strlen(name) >= MB_NAME_MAX)
-		return conf_error(conf_get(root, "name"), "profile name is too long");
+	if (strlen(name) >= MB_NAME_MAX || !mb_name_valid(name))
+		return conf_error(conf_present(conf_get(root, "name")) ? conf_get(root, "name") : root,
+				  "profile name '%s': use at most %d letters, digits, _ . : -", name, MB_NAME_MAX - 1);
 	copy_str(p->name, sizeof(p->name), name);
 	points = conf_get(root, "points");
 	if (!conf_is_seq(points) || conf_seq_len(points) == 0)

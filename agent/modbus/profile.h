@@ -58,6 +58,10 @@ struct mb_profile {
 extern const char *const mb_func_names[];	/* "coil", "discrete", "holding", "input" */
 extern const char *const mb_type_names[];
 
+/* Names of points, devices, buses, profiles: letters, digits and _ . : - (they end up in
+ * topics and JSON unescaped). */
+bool mb_name_valid(const char *s);
+
 /* The number of registers a type spans (strings: their length; bits: 1). */
 uint16_t mb_type_regs(enum mb_type t);
 bool mb_func_is_bits(enum mb_func f);

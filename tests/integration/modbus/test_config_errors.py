@@ -34,6 +34,8 @@ CASES = [
      "gateway.yaml:12:", "duplicate device name"),
     ("duplicate unit id", dict(extra="        - {name: d2, unit_id: 1, profile: p}\n"), GOOD_PROFILE,
      "gateway.yaml:12:", "unit_id 1 is used twice"),
+    ("bad device name", dict(extra="        - {name: 'd\"2', unit_id: 2, profile: p}\n"), GOOD_PROFILE,
+     "gateway.yaml:12:", "device name"),
     ("yaml syntax", dict(extra="  buses: [\n"), GOOD_PROFILE, "gateway.yaml:", ""),
     ("overlap", {}, "name: p\npoints:\n  - {name: x, function: holding, address: 0, type: f32}\n"
      "  - {name: y, function: holding, address: 1}\n", "p.yaml:4:", "overlaps point 'x'"),

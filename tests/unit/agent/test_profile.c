@@ -74,6 +74,8 @@ test_bad_profiles(void **state)
 		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 16}\n", "out of range" },
 		{ "points:\n  - {name: x, function: holding, address: 0}\n  - {name: x, function: holding, address: 1}\n", "duplicate" },
 		{ "points: []\n", "non-empty" },
+		{ "points:\n  - {name: 'a b', function: holding, address: 0}\n", "letters, digits" },
+		{ "points:\n  - {name: a, function: holding, address: 0, unit: \"\\\"x\"}\n", "unit must not" },
 		{ "points:\n  - {name: x, function: holding, address: 0, scale: 0}\n", "scale" },
 		{ "points:\n  - {name: x, function: holding, address: 0, min: 5, max: 1, writable: true}\n", "above max" },
 		{ "points:\n  - [1, 2]\n", "mapping" },
