@@ -23,6 +23,7 @@
 #include "util/log.h"
 
 #define BUS_MAX_JOBS 64
+#define BUS_RTU_BYTE_TIMEOUT_MS 50	/* silence inside an RTU answer that ends it */
 #define BUS_DRAIN_QUIET_MS 30	/* silence that ends a drain after an error */
 
 struct bus_dev {
@@ -220,6 +221,10 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 		frame_gap_wait(b);
 		modbus_set_slave(b->ctx, d->conf->unit_id);
 		modbus_set_response_timeout(b->ctx, to / 1000, (to % 1000) * 1000);
+		/* A frame cut short must not hold the line for libmodbus's 500 ms default: on RTU the
+		 * bytes of a frame come back to back, so a short silence ends it. */
+		modbus_set_byte_timeout(b->ctx, 0, (uint32_t)(b->c->kind == AGENT_BUS_RTU ?
+					BUS_RTU_BYTE_TIMEOUT_MS : (to < 1000 ? to : 999)) * 1000);
 		t0 = clock_mono_us();
 		rc = io_do(b->ctx, op);
 		err = errno;
