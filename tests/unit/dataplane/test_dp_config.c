@@ -80,7 +80,7 @@ test_bad_configs_rejected(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
 		struct dp_config cfg;
-		char err[512] = "", want[64];
+		char err[512] = "", want[128];
 		char *path = write_tmp(bad_cases[i].yaml);
 
 		assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), -1);
