@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The lab itself: up is idempotent, the impairment relay does what its spec says (ping RTT
-carries the configured delay, loss and duplication rates near the configured ones), and down
+carries the configured delay, loss and duplication rates near the configured ones, a rate
+limit caps throughput), and down
 removes everything it made, even after the dataplane was killed with SIGKILL."""
 import os
 import re
@@ -58,6 +59,14 @@ def test():
         relay = int(open(lab.runtime("impair.pid")).read())
     check(not leftovers(lab.prefix), "down leaves no namespace, runtime dir or DPDK dir")
     check(not os.path.exists("/proc/%d" % relay), "down stopped the relay")
+
+    # rate: 8 Mbit/s on the sensors' egress caps a bulk transfer near 1 MB/s (Ethernet, IP and
+    # TCP headers take ~4% of it); the frames queue in the relay rather than drop.
+    with labtest.Lab("lr", impair="rate=8mbit,limit=2000") as lab:
+        lab.enter_sensors()
+        r = labtest.transfer(9, 2 * 1000 * 1000, echo=False, timeout_s=30)
+        log("2 MB into discard at rate=8mbit: %.2f MB/s" % r["mb_per_s"])
+        check(0.6 <= r["mb_per_s"] <= 1.02, "throughput %.2f MB/s under the 1 MB/s configured" % r["mb_per_s"])
 
 
 labtest.main(test)
