@@ -314,7 +314,7 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 	unsigned retries = probe ? 0 : d->conf->retries;
 
 	memset(d->fresh, 0, d->prof->npoints * sizeof(*d->fresh));
-	for (size_t bi = 0; bi < d->plan.nblocks; bi++) {
+	for (size_t bi = 0; bi < d->plan.nblocks && !__atomic_load_n(&b->stop, __ATOMIC_RELAXED); bi++) {
 		const struct mb_block *blk = &d->plan.blocks[bi];
 		struct io op;
 		int exc = 0;
@@ -639,7 +639,7 @@ mb_bus_stop(struct mb_bus *b)
 	if (!b->running)
 		return;
 	pthread_mutex_lock(&b->lock);
-	b->stop = true;
+	__atomic_store_n(&b->stop, true, __ATOMIC_RELAXED);
 	pthread_cond_signal(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 	pthread_join(b->thr, NULL);

@@ -528,7 +528,9 @@ mc_tick(void *arg, uint64_t now)
 	case MC_UP:
 		if (ka && now - c->last_rx_ms > ka + ka / 2) {
 			mc_drop_connection(c, "keepalive: the broker went silent");
-		} else if (ka && !c->ping_out && now - c->last_tx_ms >= ka) {
+		} else if (ka && !c->ping_out && (now - c->last_tx_ms >= ka || now - c->last_rx_ms >= ka)) {
+			/* Also when we send a lot but hear nothing (QoS 0 only): the PINGRESP is
+			 * what tells a live broker from a dead one. */
 			MC_ENCODE(c, mqtt_encode_pingreq(buf, cap));
 			c->ping_out = true;
 			mc_flush(c);
