@@ -82,6 +82,7 @@ struct out_slot {
 	uint8_t qos, state;
 	bool retain, need_send;     /* need_send: (re)send when the connection can take it */
 	uint32_t sub_id;
+	uint32_t seq;               /* send order: redelivery keeps it (spec 4.6) */
 };
 
 struct qent {
@@ -104,6 +105,7 @@ struct broker_session {
 	uint32_t n_subs;
 	struct out_slot *inflight;          /* cfg.max_inflight slots */
 	uint16_t n_inflight, next_pid;
+	uint32_t next_seq;
 	struct qent *qhead, *qtail;
 	uint32_t qlen;
 	uint16_t *rx_qos2;                  /* incoming QoS 2 ids awaiting PUBREL */

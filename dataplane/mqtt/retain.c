@@ -96,20 +96,25 @@ void retain_set(struct broker *b, struct broker_msg *m)
 	broker_count(b, BROKER_C_RETAIN_SET);
 }
 
-/* Linear in the retained count (bounded by max_retained); only at subscribe time. */
+/* Linear in the retained count (bounded by max_retained); only at subscribe time. Expired
+ * messages met on the way are dropped. */
 void retain_deliver(struct broker *b, struct broker_sub *sub)
 {
 	struct retain_store *r = b->retained;
 
 	for (uint32_t i = 0; i < RETAIN_HASH; i++)
-		for (struct retained *e = r->bucket[i]; e != NULL; e = e->next) {
-			struct broker_msg *m = e->msg;
+		for (struct retained **pp = &r->bucket[i]; *pp != NULL;) {
+			struct broker_msg *m = (*pp)->msg;
 
-			if (broker_msg_expired(m, b->now_ms) ||
-			    !mqtt_topic_match(sub->filter, sub->filter_len, m->topic.s, m->topic.len))
+			if (broker_msg_expired(m, b->now_ms)) {
+				drop(r, pp);
+				broker_count(b, BROKER_C_MSG_EXPIRED);
 				continue;
-			session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, true,
-					sub->sub_id);
+			}
+			if (mqtt_topic_match(sub->filter, sub->filter_len, m->topic.s, m->topic.len))
+				session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, true,
+						sub->sub_id);
+			pp = &(*pp)->next;
 		}
 }
 

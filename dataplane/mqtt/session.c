@@ -182,7 +182,7 @@ static int try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos,
 		return rc == 0 ? 0 : 1;
 	broker_msg_ref(m);
 	*slot = (struct out_slot){ .msg = m, .pid = pid, .qos = qos, .retain = retain,
-				   .sub_id = sub_id,
+				   .sub_id = sub_id, .seq = s->next_seq++,
 				   .state = qos == 1 ? SLOT_WAIT_PUBACK : SLOT_WAIT_PUBREC };
 	s->n_inflight++;
 	return 1;
@@ -247,14 +247,29 @@ static bool resend_slot(struct broker_session *s, struct out_slot *slot)
 	return true;
 }
 
+/* The oldest slot waiting to be (re)sent, NULL when none. */
+static struct out_slot *oldest_unsent(struct broker_session *s)
+{
+	struct out_slot *best = NULL;
+
+	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++) {
+		struct out_slot *o = &s->inflight[i];
+
+		if (o->need_send && (best == NULL || (int32_t)(o->seq - best->seq) < 0))
+			best = o;
+	}
+	return best;
+}
+
 void session_drain(struct broker_session *s)
 {
 	struct broker *b = s->b;
+	struct out_slot *o;
 
 	if (s->conn == NULL || s->conn->state != CONN_ACTIVE)
 		return;
-	for (uint16_t i = 0; i < b->cfg.max_inflight; i++)
-		if (s->inflight[i].need_send && (!conn_alive(s->conn) || !resend_slot(s, &s->inflight[i])))
+	while ((o = oldest_unsent(s)) != NULL)
+		if (!conn_alive(s->conn) || !resend_slot(s, o))
 			return;
 	while (s->qhead != NULL && s->conn != NULL && conn_alive(s->conn)) {
 		struct qent *q = s->qhead;

@@ -82,6 +82,22 @@ void tt_remove(struct broker *b, struct broker_sub *sub)
 		g->filter = g->members->filter;
 }
 
+/* The next member round robin, skipping members whose session is offline when one is online
+ * (an offline member would only queue it, or drop it at QoS 0). */
+static struct broker_sub *group_pick(struct share_group *g)
+{
+	struct broker_sub *m = NULL;
+
+	for (uint32_t tries = 0; tries < g->n_members; tries++) {
+		m = g->members;
+		for (uint32_t k = g->rr++ % g->n_members; k > 0; k--)
+			m = m->next_in_group;
+		if (m->s->conn != NULL)
+			break;
+	}
+	return m;
+}
+
 struct match_ctx {
 	tt_visit_fn fn;
 	void *arg;
@@ -96,12 +112,7 @@ static int on_match(void *subscriber, const struct mqtt_sub_opts *opts,
 	if (group == NULL) {
 		mc->fn(subscriber, mc->arg);
 	} else {
-		struct share_group *g = subscriber;
-		struct broker_sub *m = g->members;
-
-		for (uint32_t k = g->rr++ % g->n_members; k > 0; k--)
-			m = m->next_in_group;
-		mc->fn(m, mc->arg);
+		mc->fn(group_pick(subscriber), mc->arg);
 	}
 	return 0;
 }

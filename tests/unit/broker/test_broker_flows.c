@@ -304,6 +304,174 @@ static void test_will_delay(void **state)
 	fx_free(x);
 }
 
+/* Redelivery keeps the original send order even when slots were reused out of order. */
+static void test_redelivery_order(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	uint16_t pid[3];
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "keep", false, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_subscribe(x, 0, "t", 1);
+	fx_publish(x, 1, "t", "a", 1, 1, false);
+	fx_publish(x, 1, "t", "b", 1, 2, false);
+	pid[0] = fx_expect_publish(x, 0, "t", "a", 1).packet_id;
+	pid[1] = fx_expect_publish(x, 0, "t", "b", 1).packet_id;
+	fx_ack(x, 0, MQTT_PUBACK, pid[0]);  /* frees the first slot */
+	fx_publish(x, 1, "t", "c", 1, 3, false); /* takes it: newer than "b" */
+	pid[2] = fx_expect_publish(x, 0, "t", "c", 1).packet_id;
+	fx_close(x, 0);
+	fx_connect(x, 0, MQTT_V311, "keep", false, 60, NULL);
+	assert_int_equal(fx_expect_publish(x, 0, "t", "b", 1).packet_id, pid[1]);
+	assert_int_equal(fx_expect_publish(x, 0, "t", "c", 1).packet_id, pid[2]);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+/* A PUBLISH past PUBREC is finished with PUBREL after a reconnect, not sent again. */
+static void test_pubrel_resent_after_reconnect(void **state)
+{
+	static const uint8_t pubrel[] = { 0x62, 0x02, 0x00, 0x01 };
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "keep", false, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_subscribe(x, 0, "t", 2);
+	fx_publish(x, 1, "t", "x", 2, 1, false);
+	fx_expect_publish(x, 0, "t", "x", 2);
+	fx_ack(x, 0, MQTT_PUBREC, 1);
+	fx_expect_bytes(x, 0, pubrel, sizeof(pubrel));
+	fx_close(x, 0);
+	fx_connect(x, 0, MQTT_V311, "keep", false, 60, NULL);
+	fx_expect_bytes(x, 0, pubrel, sizeof(pubrel));
+	fx_ack(x, 0, MQTT_PUBCOMP, 1);
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_count(x, BROKER_C_ACK_UNKNOWN), 0);
+	fx_free(x);
+}
+
+static void test_client_max_packet_size(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	mqtt_props_set_u32(&props, MQTT_PROP_MAXIMUM_PACKET_SIZE, 20);
+	fx_connect(x, 0, MQTT_V5, "small", true, 60, &props);
+	fx_connect(x, 1, MQTT_V5, "pub", true, 60, NULL);
+	fx_subscribe(x, 0, "t", 1);
+	fx_publish(x, 1, "t", "this payload does not fit in twenty bytes", 1, 1, false);
+	fx_publish(x, 1, "t", "fits", 1, 2, false);
+	fx_expect_publish(x, 0, "t", "fits", 1);
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_count(x, BROKER_C_LIMIT_CLIENT_PACKET_SIZE), 1);
+	fx_free(x);
+}
+
+static void test_disconnect_with_will(void **state)
+{
+	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "watch", true, 60, NULL);
+	fx_subscribe(x, 0, "will/#", 1);
+	connect_with_will(x, 1, "asks", 0, 0);
+	d.disconnect.reason = MQTT_RC_DISCONNECT_WITH_WILL;
+	assert_true(fx_send(x, 1, &d) < 0);
+	fx_expect_publish(x, 0, "will/t", "gone", 1);
+	fx_free(x);
+}
+
+static void test_disconnect_expiry_from_zero(void **state)
+{
+	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "zero", true, 60, NULL);
+	mqtt_props_set_u32(&d.disconnect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 100);
+	assert_true(fx_send(x, 0, &d) < 0);
+	fx_expect_type(x, 0, MQTT_DISCONNECT, MQTT_RC_PROTOCOL_ERROR);
+	assert_int_equal(fx_count(x, BROKER_C_BAD_PROTOCOL), 1);
+	fx_free(x);
+}
+
+static void test_unsubscribe(void **state)
+{
+	static const uint8_t unsuback311[] = { 0xB0, 0x02, 0x00, 0x09 };
+	struct mqtt_str f[2] = { MQTT_STR("t"), MQTT_STR("never") };
+	struct mqtt_packet u = { .type = MQTT_UNSUBSCRIBE }, r;
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	u.unsubscribe.packet_id = 9;
+	u.unsubscribe.filters = f;
+	u.unsubscribe.n_filters = 2;
+	fx_connect(x, 0, MQTT_V311, "old", true, 60, NULL);
+	fx_connect(x, 1, MQTT_V5, "new", true, 60, NULL);
+	fx_connect(x, 2, MQTT_V311, "pub", true, 60, NULL);
+	fx_subscribe(x, 0, "t", 0);
+	fx_subscribe(x, 1, "t", 0);
+	fx_send(x, 0, &u);
+	fx_expect_bytes(x, 0, unsuback311, sizeof(unsuback311));
+	fx_send(x, 1, &u);
+	assert_true(fx_next(x, 1, &r));
+	assert_int_equal(r.type, MQTT_UNSUBACK);
+	assert_int_equal(r.suback.n_reasons, 2);
+	assert_int_equal(r.suback.reasons[0], MQTT_RC_SUCCESS);
+	assert_int_equal(r.suback.reasons[1], MQTT_RC_NO_SUBSCRIPTION_EXISTED);
+	fx_publish(x, 2, "t", "gone", 0, 0, false);
+	fx_expect_none(x, 0);
+	fx_expect_none(x, 1);
+	fx_free(x);
+}
+
+static void test_connect_timeout(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	size_t used;
+
+	(void)state;
+
+	fx_open(x, 0, MQTT_V311);
+	/* a CONNECT that never ends: kept by the transport, nothing consumed */
+	static const uint8_t part[] = { 0x10, 0x0D, 0x00 };
+	struct mqtt_iov seg = { part, sizeof(part) };
+
+	assert_int_equal(broker_conn_input(x->f[0].c, &seg, 1, &used, x->now), 0);
+	assert_int_equal(used, 0);
+	fx_tick(x, x->cfg.connect_timeout_ms - 1);
+	assert_false(x->f[0].closed);
+	fx_tick(x, 1);
+	assert_true(x->f[0].closed);
+	assert_int_equal(fx_count(x, BROKER_C_CONNECT_TIMEOUT), 1);
+	fx_free(x);
+}
+
+/* An offline member of a share group is passed over while another is online. */
+static void test_shared_prefers_online(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 60);
+	fx_connect(x, 0, MQTT_V5, "away", false, 60, &props);
+	fx_connect(x, 1, MQTT_V5, "here", true, 60, NULL);
+	fx_connect(x, 2, MQTT_V5, "pub", true, 60, NULL);
+	fx_subscribe(x, 0, "$share/g/t", 1);
+	fx_subscribe(x, 1, "$share/g/t", 1);
+	fx_close(x, 0);
+	for (int k = 0; k < 3; k++)
+		fx_publish(x, 2, "t", "m", 1, (uint16_t)(k + 1), false);
+	for (int k = 0; k < 3; k++)
+		fx_expect_publish(x, 1, "t", "m", 1);
+	fx_free(x);
+}
+
 static void test_retained(void **state)
 {
 	struct fx *x = fx_new(NULL);
@@ -590,6 +758,14 @@ int main(void)
 		cmocka_unit_test(test_takeover),
 		cmocka_unit_test(test_will),
 		cmocka_unit_test(test_will_delay),
+		cmocka_unit_test(test_redelivery_order),
+		cmocka_unit_test(test_pubrel_resent_after_reconnect),
+		cmocka_unit_test(test_client_max_packet_size),
+		cmocka_unit_test(test_disconnect_with_will),
+		cmocka_unit_test(test_disconnect_expiry_from_zero),
+		cmocka_unit_test(test_unsubscribe),
+		cmocka_unit_test(test_connect_timeout),
+		cmocka_unit_test(test_shared_prefers_online),
 		cmocka_unit_test(test_retained),
 		cmocka_unit_test(test_retain_handling_v5),
 		cmocka_unit_test(test_keepalive),
