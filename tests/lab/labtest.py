@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -73,6 +74,21 @@ _home_fd = os.open(HOME_NETNS, os.O_RDONLY)
 HOME_NETNS = "/proc/self/fd/%d" % _home_fd
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_reports(logdir):
+    """Lines of the logs in logdir that carry a sanitizer report, with their file."""
+    found = []
+    for name in sorted(os.listdir(logdir)):
+        with open(os.path.join(logdir, name), errors="replace") as f:
+            lines = f.readlines()
+        for i, line in enumerate(lines):
+            if any(m in line for m in SANITIZER_MARKS):
+                found.append("%s:%d: %s" % (name, i + 1, "".join(lines[i:i + 12]).rstrip()))
+    return found
+
+
 class Lab:
     """One lab, with a prefix unique to this test run: egw-<tag><pid in base 36>-."""
 
@@ -109,10 +125,15 @@ class Lab:
         return self
 
     def down(self):
-        if self.is_up:
-            self.is_up = False
-            setns_path(HOME_NETNS)
+        """lab down; returns the sanitizer reports (ASan, LSan, UBSan) found in the logs."""
+        if not self.is_up:
+            return []
+        self.is_up = False
+        setns_path(HOME_NETNS)
+        with tempfile.TemporaryDirectory() as logdir:
+            self.env["LAB_LOG_DIR"] = logdir
             self.run("down", check_rc=False)
+            return sanitizer_reports(logdir)
 
     def _on_signal(self, sig, frame):
         log("signal %d: tearing the lab down" % sig)
@@ -125,7 +146,11 @@ class Lab:
     def __exit__(self, et, ev, tb):
         if et is not None:
             self.dump_log()
-        self.down()
+        reports = self.down()
+        for r in reports:
+            log("sanitizer report in %s" % r)
+        if reports and et is None:
+            raise CheckFailed("sanitizer reports in the lab's logs (dataplane or relay)")
         return False
 
     def runtime(self, name):
