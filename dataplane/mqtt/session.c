@@ -32,13 +32,7 @@ struct broker_session *session_create(struct broker *b, const char *id, size_t l
 	struct broker_session *s = calloc(1, sizeof(*s));
 	uint32_t h = id_hash(id, len);
 
-	if (s == NULL || (s->client_id = malloc(len + 1)) == NULL ||
-	    (s->inflight = calloc(b->cfg.max_inflight, sizeof(*s->inflight))) == NULL ||
-	    (s->rx_qos2 = calloc(b->cfg.receive_max, sizeof(*s->rx_qos2))) == NULL) {
-		if (s != NULL) {
-			free(s->inflight);
-			free(s->client_id);
-		}
+	if (s == NULL || (s->client_id = malloc(len + 1)) == NULL) {
 		free(s);
 		broker_count(b, BROKER_C_NOMEM);
 		return NULL;
@@ -107,7 +101,7 @@ void session_destroy(struct broker_session *s)
 		s->next->prev = s->prev;
 	session_unsubscribe_all(s);
 	queue_clear(s);
-	for (uint16_t i = 0; i < b->cfg.max_inflight; i++)
+	for (uint16_t i = 0; s->inflight != NULL && i < b->cfg.max_inflight; i++)
 		broker_msg_unref(s->inflight[i].msg);
 	if (s->conn != NULL)
 		s->conn->s = NULL;
@@ -129,7 +123,7 @@ static uint16_t inflight_limit(const struct broker_session *s)
 
 struct out_slot *session_slot(struct broker_session *s, uint16_t pid)
 {
-	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++)
+	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state != SLOT_FREE && s->inflight[i].pid == pid)
 			return &s->inflight[i];
 	return NULL;
@@ -154,8 +148,15 @@ static uint16_t pid_next(struct broker_session *s)
 	}
 }
 
+/* The inflight window is allocated with the first QoS 1/2 delivery: an idle session, or one
+ * that only ever gets QoS 0, does not pay for it. */
 static struct out_slot *slot_alloc(struct broker_session *s)
 {
+	if (s->inflight == NULL &&
+	    (s->inflight = calloc(s->b->cfg.max_inflight, sizeof(*s->inflight))) == NULL) {
+		broker_count(s->b, BROKER_C_NOMEM);
+		return NULL;
+	}
 	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state == SLOT_FREE)
 			return &s->inflight[i];
@@ -252,7 +253,7 @@ static struct out_slot *oldest_unsent(struct broker_session *s)
 {
 	struct out_slot *best = NULL;
 
-	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++) {
+	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++) {
 		struct out_slot *o = &s->inflight[i];
 
 		if (o->need_send && (best == NULL || (int32_t)(o->seq - best->seq) < 0))
@@ -290,7 +291,7 @@ void session_drain(struct broker_session *s)
 
 void session_resume(struct broker_session *s)
 {
-	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++)
+	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state != SLOT_FREE)
 			s->inflight[i].need_send = true;
 	session_drain(s);
