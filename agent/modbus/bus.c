@@ -98,9 +98,13 @@ bus_connect(struct mb_bus *b)
 	if (b->connected)
 		return 0;
 	if (modbus_connect(b->ctx) != 0) {
+		int err = errno;
+
 		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
+		/* libmodbus gives up a TCP connect at the response timeout, leaving EINPROGRESS. */
 		LOG_RATELIMITED(LOG_LVL_WARN, 30, "bus %s: cannot open %s: %s", c->name,
-				c->kind == AGENT_BUS_RTU ? c->device : c->host, modbus_strerror(errno));
+				c->kind == AGENT_BUS_RTU ? c->device : c->host,
+				err == EINPROGRESS ? "connect timed out" : modbus_strerror(err));
 		return -EIO;
 	}
 	if (c->kind == AGENT_BUS_RTU && rs485_mode_apply(modbus_get_socket(b->ctx), c->device, &c->rs485) < 0) {
