@@ -264,6 +264,7 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 			tcp_pkt_keep(*mp, s->len - (uint32_t)over);
 			s->len -= (uint32_t)over;
 			s->flags &= (uint8_t)~RTE_TCP_FIN_FLAG;
+			ack_now(c);  /* the sender overran the window: show it the edge now */
 		} else if (wnd == 0 && s->seq == c->rcv_nxt) {
 			/* a probe into our zero window: the data goes, the ACK is still news */
 			DP_INC(c->tl->lc, tcp, ZERO_WINDOW_DROP);

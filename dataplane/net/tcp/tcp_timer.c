@@ -103,6 +103,8 @@ tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms)
 	const struct tcp_config *cfg = &c->tl->cfg;
 	uint32_t rto;
 
+	if (rtt_ms > cfg->rto_max_ms)
+		return;  /* a bogus echo (TSecr from the future or long ago): no sample */
 	if (rtt_ms == 0)
 		rtt_ms = 1;
 	if (c->srtt8 == 0) {

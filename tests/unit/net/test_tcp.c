@@ -1174,6 +1174,41 @@ test_ooo_merge_and_limit(void **state)
 	assert_int_equal(ms.ooo_mbufs, 88);
 }
 
+static void
+test_beyond_window(void **state)
+{
+	static uint8_t buf[3000];
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	cfg.rcvbuf_bytes = 2000;
+	cfg.wscale = 0;
+	h_setup(&cfg);
+	c = h_establish(&p, 40025, false);
+	fill(buf, sizeof(buf), 0);
+	/* 2500 bytes and a FIN into a 2000-byte window: the tail is cut, the FIN with it */
+	h_send(&p, ACK, buf, 1460);
+	assert_int_equal(tcp_recv_avail(c), 1460);
+	h_clear();
+	seg_at(&p, ACK | FIN, p.snd_nxt, buf + 1460, 1040);
+	assert_int_equal(tcp_recv_avail(c), 2000);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);  /* the FIN was cut off */
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, p.isn + 1 + 2000);
+	assert_int_equal(h_cap[0].win, 0);
+	/* wholly beyond the window: dropped with an ACK */
+	h_clear();
+	seg_at(&p, ACK, p.isn + 1 + 5000, buf, 100);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, p.isn + 1 + 2000);
+	assert_int_equal(H_CNT(OUT_OF_WINDOW), 1);
+	assert_int_equal(tcp_recv_avail(c), 2000);
+}
+
 int
 main(void)
 {
@@ -1208,6 +1243,7 @@ main(void)
 		cmocka_unit_test_teardown(test_half_close_keeps_reading, teardown),
 		cmocka_unit_test_teardown(test_recv_split_and_chained_input, teardown),
 		cmocka_unit_test_teardown(test_ooo_merge_and_limit, teardown),
+		cmocka_unit_test_teardown(test_beyond_window, teardown),
 	};
 
 	if (h_eal_init() < 0) {
