@@ -179,6 +179,8 @@ static int try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos,
 	if (qos > 0)
 		pid = pid_next(s);
 	rc = conn_send_publish(c, m, qos, pid, false, retain, sub_id);
+	if (rc < 0 && !conn_alive(c))
+		return 0; /* the connection just died: the session keeps the message */
 	if (rc <= 0 || qos == 0)
 		return rc == 0 ? 0 : 1;
 	broker_msg_ref(m);
@@ -236,7 +238,7 @@ static bool resend_slot(struct broker_session *s, struct out_slot *slot)
 	} else {
 		int rc = conn_send_publish(c, slot->msg, slot->qos, slot->pid, true, slot->retain,
 					   slot->sub_id);
-		if (rc == 0)
+		if (rc == 0 || !conn_alive(c))
 			return false;
 		if (rc < 0) {
 			session_slot_free(s, slot); /* can never be sent to this client */
