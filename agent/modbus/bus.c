@@ -584,6 +584,19 @@ bus_ctx_new(struct mb_bus *b)
 	return b->ctx == NULL ? -EINVAL : 0;
 }
 
+/* The thread waits for deadlines on the monotonic clock, like the scheduler. */
+static void
+bus_sync_init(struct mb_bus *b)
+{
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->cond, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 int
 mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *prefix,
 	      const char *resp_topic, struct agent_msgq *q)
@@ -596,15 +609,7 @@ mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *p
 		b->c = c;
 		b->q = q;
 		snprintf(b->resp_topic, sizeof(b->resp_topic), "%s", resp_topic ? resp_topic : "");
-		pthread_mutex_init(&b->lock, NULL);
-		{
-			pthread_condattr_t ca;
-
-			pthread_condattr_init(&ca);
-			pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-			pthread_cond_init(&b->cond, &ca);
-			pthread_condattr_destroy(&ca);
-		}
+		bus_sync_init(b);
 		b->ndevs = c->ndevs;
 		b->devs = calloc(c->ndevs, sizeof(*b->devs));
 		rc = b->devs ? bus_ctx_new(b) : -ENOMEM;
