@@ -291,4 +291,11 @@ const char *mqtt_prop_name(uint8_t id);
 /* 0 when s is a valid MQTT UTF-8 string (well-formed, no surrogate, no U+0000), else -MQTT_E_x. */
 int mqtt_utf8_check(const uint8_t *s, size_t len);
 
+/*
+ * For a PUBLISH (or will) with payload format indicator 1, which a receiver MAY check: 0 when the
+ * payload at span is well-formed UTF-8 (U+0000 allowed), even with characters cut between
+ * segments; else -MQTT_E_PAYLOAD_FORMAT (reason 0x99). Not called by mqtt_decode().
+ */
+int mqtt_payload_utf8_check(const struct mqtt_iov *iov, size_t niov, const struct mqtt_span *span);
+
 #endif

@@ -56,3 +56,56 @@ int mqtt_utf8_check(const uint8_t *s, size_t len)
 	}
 	return 0;
 }
+
+/*
+ * Payload with payload format indicator 1 (spec 3.3.2.3.2): "UTF-8 Encoded Character Data",
+ * i.e. well-formed UTF-8 per RFC 3629, U+0000 allowed (the no-NUL rule is for UTF-8 strings).
+ * Validated byte by byte so that characters may straddle segments.
+ */
+struct utf8_stream {
+	uint32_t cp, min;
+	int need;
+};
+
+static int utf8_feed(struct utf8_stream *st, const uint8_t *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (st->need == 0) {
+			int n = utf8_lead(s[i], &st->cp, &st->min);
+
+			if (n < 0)
+				return -MQTT_E_PAYLOAD_FORMAT;
+			st->need = n - 1;
+		} else {
+			if ((s[i] & 0xC0) != 0x80)
+				return -MQTT_E_PAYLOAD_FORMAT;
+			st->cp = (st->cp << 6) | (s[i] & 0x3F);
+			st->need--;
+		}
+		if (st->need == 0 && (st->cp < st->min || st->cp > 0x10FFFF ||
+				      (st->cp >= 0xD800 && st->cp <= 0xDFFF)))
+			return -MQTT_E_PAYLOAD_FORMAT;
+	}
+	return 0;
+}
+
+int mqtt_payload_utf8_check(const struct mqtt_iov *iov, size_t niov, const struct mqtt_span *span)
+{
+	struct utf8_stream st = { 0, 0, 0 };
+	size_t seg = span->seg, off = span->off;
+	uint32_t left = span->len;
+	int rc;
+
+	while (left > 0 && seg < niov) {
+		size_t n = iov[seg].len - off;
+
+		if (n > left)
+			n = left;
+		if ((rc = utf8_feed(&st, iov[seg].base + off, n)) != 0)
+			return rc;
+		left -= (uint32_t)n;
+		seg++;
+		off = 0;
+	}
+	return left == 0 && st.need == 0 ? 0 : -MQTT_E_PAYLOAD_FORMAT;
+}

@@ -218,6 +218,7 @@ static void test_every_rule_covered(void **state)
 	seen[MQTT_E_SCRATCH_FULL] = true;   /* test_scratch_full */
 	seen[MQTT_E_FIELD_TOO_LONG] = true; /* test_encoder_rejects */
 	seen[MQTT_E_BAD_ARG] = true;        /* test_encoder_rejects, test_client_needs_version */
+	seen[MQTT_E_PAYLOAD_FORMAT] = true; /* test_payload_utf8 */
 	for (int e = 1; e < MQTT_E_COUNT; e++)
 		if (!seen[e])
 			fail_msg("no test for rule %d (%s)", e, mqtt_err_str(e));
@@ -315,6 +316,41 @@ static void test_encoder_rejects(void **state)
 	assert_int_equal(mqtt_topic_name_valid(longname, sizeof(longname)), -MQTT_E_FIELD_TOO_LONG);
 }
 
+static int payload_check(const char *bytes, size_t len, size_t cut)
+{
+	struct mqtt_iov iov[2] = { { (const uint8_t *)bytes, cut },
+				   { (const uint8_t *)bytes + cut, len - cut } };
+	struct mqtt_span span = { 0, 0, (uint32_t)len };
+
+	return mqtt_payload_utf8_check(iov, 2, &span);
+}
+
+/* Payload format indicator 1: well-formed UTF-8 across segments; NUL allowed in a payload. */
+static void test_payload_utf8(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t len;
+		int rc;
+	} rows[] = {
+		{ "h\xc3\xa9llo \xf0\x9f\x98\x80", 11, 0 },
+		{ "a\0b", 3, 0 },
+		{ "\xef\xbf\xbf", 3, 0 },
+		{ "\xed\xa0\x80", 3, -MQTT_E_PAYLOAD_FORMAT },
+		{ "ab\xc3", 3, -MQTT_E_PAYLOAD_FORMAT },
+		{ "\xc0\x80", 2, -MQTT_E_PAYLOAD_FORMAT },
+		{ "\x80", 1, -MQTT_E_PAYLOAD_FORMAT },
+		{ "\xf4\x90\x80\x80", 4, -MQTT_E_PAYLOAD_FORMAT },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		for (size_t cut = 0; cut <= rows[i].len; cut++)
+			if (payload_check(rows[i].s, rows[i].len, cut) != rows[i].rc)
+				fail_msg("row %zu cut %zu", i, cut);
+	assert_int_equal(mqtt_err_reason(-MQTT_E_PAYLOAD_FORMAT), MQTT_RC_PAYLOAD_FORMAT_INVALID);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_scratch_full),
 		cmocka_unit_test(test_client_needs_version),
 		cmocka_unit_test(test_encoder_rejects),
+		cmocka_unit_test(test_payload_utf8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
