@@ -401,6 +401,17 @@ impair_print(const struct impair_dir *d)
 		 s->too_big, s->tx_err, d->count);
 }
 
+/* --dry-run: what the spec parsed to, in the units the relay uses. */
+static void
+impair_print_spec(const struct impair_dir *d)
+{
+	const struct impair_spec *s = &d->spec;
+
+	printf("%s delay_ns=%" PRIu64 " jitter_ns=%" PRIu64 " hold_ns=%" PRIu64 " rate_bps=%" PRIu64
+	       " loss=%.4f dup=%.4f reorder=%.4f limit=%u\n", d->name, s->delay_ns, s->jitter_ns,
+	       s->hold_ns, s->rate_bps, s->loss, s->dup, s->reorder, s->limit);
+}
+
 static void
 impair_loop(struct impair_dir dirs[2])
 {
@@ -449,6 +460,7 @@ impair_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: edgegw-impair [--a2b SPEC] [--b2a SPEC] [--seed N] [-v] IFACE_A IFACE_B\n"
+		"       edgegw-impair --dry-run [--a2b SPEC] [--b2a SPEC]   (print the parsed specs)\n"
 		"  Relays Ethernet frames between IFACE_A and IFACE_B, impairing each direction.\n"
 		"  SPEC: comma-separated key=value\n"
 		"    delay=20ms   fixed delay (ns, us, ms, s; bare number = ms)\n"
@@ -496,6 +508,7 @@ main(int argc, char **argv)
 		{ "a2b", required_argument, NULL, 'a' },
 		{ "b2a", required_argument, NULL, 'b' },
 		{ "seed", required_argument, NULL, 's' },
+		{ "dry-run", no_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -507,10 +520,11 @@ main(int argc, char **argv)
 	};
 	struct sigaction sa = { .sa_handler = impair_on_signal };
 	int c, rc;
+	bool dry_run = false;
 
 	log_init("edgegw-impair", LOG_LVL_INFO);
 	impair_rng_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "nvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 		case 'b':
@@ -519,6 +533,9 @@ main(int argc, char **argv)
 			break;
 		case 's':
 			impair_rng_state = strtoull(optarg, NULL, 0);
+			break;
+		case 'n':
+			dry_run = true;
 			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);
@@ -530,6 +547,11 @@ main(int argc, char **argv)
 			impair_usage(stderr);
 			return 2;
 		}
+	}
+	if (dry_run) {
+		impair_print_spec(&dirs[0]);
+		impair_print_spec(&dirs[1]);
+		return 0;
 	}
 	if (argc - optind != 2) {
 		impair_usage(stderr);
