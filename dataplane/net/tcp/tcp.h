@@ -48,7 +48,10 @@ enum tcp_close_reason {
 
 /*
  * The application side of a listening port (app/echo.c, later the MQTT broker).
- * Callbacks run on the lcore owning the connection, from tcp_input or the timers.
+ * Callbacks run on the lcore owning the connection, from tcp_input or the timers. They may
+ * call any tcp_* function on the connection (tcp_abort and tcp_close included); what they
+ * send leaves at the next tcp_flush, in the same segments as the ACK. closed() is called
+ * exactly once per accepted connection (never for one refused or never established).
  */
 struct tcp_app_ops {
 	/* A connection reached ESTABLISHED. Return 0 and set *conn_ctx to accept, <0 to refuse (RST). */
@@ -74,7 +77,9 @@ void tcp_flush(struct dp_lcore *lc);
 /* Called every loop iteration (cheap when nothing is due): runs expired timers. */
 void tcp_timers_poll(struct dp_lcore *lc);
 
-/* Receive: up to max_bytes of in-order data as an mbuf chain owned by the caller (NULL: none). */
+/* Receive: up to max_bytes of in-order data as an mbuf chain owned by the caller (NULL: none).
+ * Whole queued segments when they fit (zero copy); a first segment longer than max_bytes is
+ * split by copying max_bytes into a fresh mbuf. Taking data may send a window update. */
 struct rte_mbuf *tcp_recv(struct tcp_conn *c, uint32_t max_bytes);
 uint32_t tcp_recv_avail(const struct tcp_conn *c);
 bool tcp_conn_eof(const struct tcp_conn *c);  /* peer's FIN received and all data taken */
@@ -86,7 +91,9 @@ int tcp_write(struct tcp_conn *c, const void *buf, uint32_t len);
 uint32_t tcp_send_space(const struct tcp_conn *c);
 
 void tcp_shutdown(struct tcp_conn *c); /* FIN after the queued data */
-void tcp_close(struct tcp_conn *c);    /* shutdown, and no more callbacks but closed() */
+/* Shutdown, and no more callbacks but closed(). With data received and not taken it resets
+ * instead (RST, closed(TCP_CLOSE_ABORT)), as does data arriving after the close. */
+void tcp_close(struct tcp_conn *c);
 void tcp_abort(struct tcp_conn *c);    /* RST now; closed(TCP_CLOSE_ABORT) is called */
 
 /* For logs and stats: peer address and port (network order), and the flow count. */

@@ -1209,6 +1209,68 @@ test_beyond_window(void **state)
 	assert_int_equal(tcp_recv_avail(c), 2000);
 }
 
+static void
+test_fin_and_rst_in_other_states(void **state)
+{
+	struct h_seg syn = { .flags = SYN, .seq = 500, .win = 65535, .sport = 40026 };
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t iss;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	/* SYN_RECEIVED: an exact RST ends the half-open flow quietly */
+	h_input(&syn);
+	assert_int_equal(tcp_flow_count(&h_lc), 1);
+	syn = (struct h_seg){ .flags = RST, .seq = 501, .sport = 40026 };
+	h_input(&syn);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	assert_int_equal(h_app.accepts + h_app.closes, 0);
+
+	/* SYN_RECEIVED: the handshake ACK carries data and the FIN */
+	h_clear();
+	syn = (struct h_seg){ .flags = SYN, .seq = 700, .win = 65535, .sport = 40027 };
+	h_input(&syn);
+	iss = h_cap[0].seq;
+	h_app.consume = true;
+	syn = (struct h_seg){ .flags = ACK | FIN, .seq = 701, .ack = iss + 1, .win = 65535,
+			      .data = "all", .len = 3, .sport = 40027 };
+	h_input(&syn);
+	c = h_app.c;
+	assert_non_null(c);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_CLOSE_WAIT);
+	assert_int_equal(h_app.rxlen, 3);
+	assert_true(tcp_conn_eof(c));
+	/* CLOSE_WAIT: the FIN again (our ACK was lost) is ACKed again */
+	h_flush();
+	h_clear();
+	h_input(&syn);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, 701 + 3 + 1);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_CLOSE_WAIT);
+	/* LAST_ACK: an exact RST instead of the last ACK */
+	tcp_close(c);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_LAST_ACK);
+	syn = (struct h_seg){ .flags = RST, .seq = 705, .sport = 40027 };
+	h_input(&syn);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_RESET);
+
+	/* TIME_WAIT: an exact RST ends it early (RFC 1337 hazard accepted, as Linux) */
+	c = h_establish(&p, 40028, false);
+	tcp_close(c);
+	h_flush();
+	p.rcv_nxt = p.iss + 2;
+	h_send(&p, ACK | FIN, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_TIME_WAIT);
+	assert_int_equal(tcp_flow_count(&h_lc), 1);
+	h_send(&p, RST, NULL, 0);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	assert_int_equal(h_app.closes, 2);  /* once, at TIME_WAIT: not again for the RST */
+}
+
 int
 main(void)
 {
@@ -1244,6 +1306,7 @@ main(void)
 		cmocka_unit_test_teardown(test_recv_split_and_chained_input, teardown),
 		cmocka_unit_test_teardown(test_ooo_merge_and_limit, teardown),
 		cmocka_unit_test_teardown(test_beyond_window, teardown),
+		cmocka_unit_test_teardown(test_fin_and_rst_in_other_states, teardown),
 	};
 
 	if (h_eal_init() < 0) {
