@@ -2,9 +2,13 @@
 """fault_proxy.py: sits on an RTU line between the agent and pymodbus and mangles the answers of
 one unit id in turn: bad CRC, garbage, short frame, wrong unit id, noise before the frame, a slow
 answer past the agent's timeout, and good answers between. Other units pass untouched.
-  fault_proxy.py AGENT_SIDE_PTY DEVICE_SIDE_PTY FAULTY_UNIT"""
+It also measures the silence the agent keeps between an answer and its next request (the RTU
+3.5-character gap) and writes the smallest one to STATS_FILE when it is terminated.
+  fault_proxy.py AGENT_SIDE_PTY DEVICE_SIDE_PTY FAULTY_UNIT STATS_FILE"""
+import json
 import os
 import select
+import signal
 import sys
 import time
 
@@ -47,14 +51,32 @@ def mangle(mode, resp):
     return resp
 
 
+def mode_ok(req, faulty):
+    """Only answers from the healthy unit count: after a mangled one the agent drains the line."""
+    return req[0] != faulty
+
+
 def main():
     agent_fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
     dev_fd = os.open(sys.argv[2], os.O_RDWR | os.O_NOCTTY)
     faulty = int(sys.argv[3])
+    gaps = []
+
+    def dump(*_):
+        with open(sys.argv[4], "w") as f:
+            json.dump({"min_gap_ms": min(gaps) if gaps else None, "n": len(gaps)}, f)
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, dump)
     n = 0
+    last_answer = None
     print("ready", flush=True)
     while True:
-        req = read_frame(agent_fd, 1.0)
+        r, _, _ = select.select([agent_fd], [], [], 1.0)
+        if not r:
+            continue
+        if last_answer is not None:
+            gaps.append((time.monotonic() - last_answer) * 1000)
+        req = read_frame(agent_fd, 0)
         if not req:
             continue
         os.write(dev_fd, req)
@@ -68,6 +90,7 @@ def main():
                 time.sleep(0.35)
             resp = mangle(mode, resp)
         os.write(agent_fd, resp)
+        last_answer = time.monotonic() if mode_ok(req, faulty) else None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ def main(agent):
     a, b = h.pty_pair(d, "agentside")
     c, e = h.pty_pair(d, "devside")
     h.start_sim(["--rtu", e, "--units", "1,4"], os.path.join(d, "sim.log"))
-    proxy = h.start([h.PY, os.path.join(h.HERE, "fault_proxy.py"), b, c, "4"], stdout=subprocess.PIPE, text=True)
+    pstats = os.path.join(d, "proxy.json")
+    proxy = h.start([h.PY, os.path.join(h.HERE, "fault_proxy.py"), b, c, "4", pstats],
+                    stdout=subprocess.PIPE, text=True)
     h.check("ready" in proxy.stdout.readline(), "proxy did not start")
     out, stats = os.path.join(d, "out.jsonl"), os.path.join(d, "stats.json")
     cfg = os.path.join(d, "gateway.yaml")
@@ -44,6 +46,9 @@ agent:
     time.sleep(RUN_S)
     h.check(p.poll() is None, "agent died under bad frames")
     h.stop_agent(p, log)
+    proxy.terminate()
+    proxy.wait(timeout=5)
+    gap = json.load(open(pstats))
     msgs = h.read_jsonl(out)
     st = json.load(open(stats))
     good, flaky = h.stats_dev(st, "rtu1", "good"), h.stats_dev(st, "rtu1", "flaky")
@@ -57,7 +62,9 @@ agent:
         h.check(flaky[k] > 0, f"flaky: {k} not counted: {flaky}")
     # with retries the flaky device still delivers good readings
     h.check(any(m["quality"] == "good" for m in h.points(msgs, "flaky", "u16")), "flaky never read")
-    print(f"ok: flaky crc {flaky['crc_errors']} bad frames {flaky['bad_frames']} timeouts "
+    # 38,400 baud: the RTU gap is 1.75 ms; libmodbus alone sends the next request sooner
+    h.check(gap["n"] > 20 and gap["min_gap_ms"] >= 1.7, f"inter-frame gap not kept: {gap}")
+    print(f"ok: smallest answer-to-request gap {gap['min_gap_ms']:.2f} ms over {gap['n']}; flaky crc {flaky['crc_errors']} bad frames {flaky['bad_frames']} timeouts "
           f"{flaky['timeouts']} retries {flaky['retries']} responses {flaky['responses']}; good "
           f"{good['polls']} polls, lateness max {good['lateness_ms_max']} ms, bad frames {good['bad_frames']}")
 
