@@ -18,6 +18,7 @@
  * by reference by every queue and inflight slot that holds it (fan-out copies nothing). */
 struct broker_msg {
 	uint32_t refcnt;
+	uint8_t xkind;              /* XK_PUBLISH (0): see xlcore.c */
 	uint8_t qos;
 	bool retain;
 	uint64_t expiry_ms;         /* absolute, 0: none */
@@ -182,6 +183,9 @@ void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u)
 
 /* Route a message to every matching subscription here (origin for no local). */
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
+/* A CONNECT accepted here: other instances end their connection with that client id. */
+void broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
+			 uint64_t at_ms);
 /* Publish: store if retained, route here, post to the other lcores' instances. *matched is
  * true when a local subscription matched or the message went to other instances. */
 void broker_publish(struct broker *b, struct broker_msg *m, bool *matched);

@@ -210,6 +210,7 @@ void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 	broker_count(b, BROKER_C_CONNECTED);
 	connack_props(c, k, id, assigned, expiry, &props);
 	send_connack(c, k->version, present, 0, &props);
+	broker_xlcore_claim(b, id.s, id.len, k->clean_start, b->now_ms);
 	session_resume(s);
 }
 

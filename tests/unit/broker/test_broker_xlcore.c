@@ -40,6 +40,16 @@ static void pump(struct xq *q, struct fx *x[2])
 	}
 }
 
+/* Shutdown: what is still queued is released, then the instances. */
+static void teardown(struct xq *q, struct fx *x[2])
+{
+	for (int d = 0; d < 2; d++)
+		for (int i = 0; i < q->n[d]; i++)
+			broker_xmsg_free(q->m[d][i]);
+	fx_free(x[0]);
+	fx_free(x[1]);
+}
+
 static void setup_pair(struct xq *q, struct fx *x[2])
 {
 	memset(q, 0, sizeof(*q));
@@ -69,8 +79,7 @@ static void test_fanout_across(void **state)
 	fx_expect_publish(x[1], 0, "t/1", "both", 1);
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_TX), 1);
 	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_RX), 1);
-	fx_free(x[0]);
-	fx_free(x[1]);
+	teardown(&q, x);
 }
 
 static void test_retained_replicated(void **state)
@@ -86,8 +95,7 @@ static void test_retained_replicated(void **state)
 	fx_connect(x[1], 0, MQTT_V311, "late", true, 60, NULL);
 	fx_subscribe(x[1], 0, "r", 1);
 	assert_true(fx_expect_publish(x[1], 0, "r", "kept", 1).retain);
-	fx_free(x[0]);
-	fx_free(x[1]);
+	teardown(&q, x);
 }
 
 static void test_queue_full_counted(void **state)
@@ -98,14 +106,89 @@ static void test_queue_full_counted(void **state)
 	(void)state;
 	setup_pair(&q, x);
 	fx_connect(x[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	pump(&q, x); /* the client id claim */
 	for (int i = 0; i < QCAP + 2; i++)
 		fx_publish(x[0], 1, "t", "m", 0, 0, false);
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_TX), QCAP);
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_DROP), 2);
-	for (int i = 0; i < q.n[1]; i++) /* a queue drained at shutdown */
-		broker_xmsg_free(q.m[1][i]);
-	fx_free(x[0]);
-	fx_free(x[1]);
+	teardown(&q, x);
+}
+
+/* The same client id connecting on another lcore ends the first connection there. */
+static void test_takeover_across(void **state)
+{
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	fx_connect(x[1], 0, MQTT_V5, "watch", true, 60, NULL);
+	fx_subscribe(x[1], 0, "will/#", 0);
+	pump(&q, x);
+	struct mqtt_packet p = { .type = MQTT_CONNECT };
+
+	fx_open(x[0], 0, MQTT_V5);
+	p.connect = (struct mqtt_connect){ .version = MQTT_V5, .clean_start = true,
+					   .keepalive_s = 60, .client_id = MQTT_STR("roam"),
+					   .has_will = true };
+	p.connect.will.topic = MQTT_STR("will/roam");
+	p.connect.will.payload = MQTT_STR("moved");
+	fx_send(x[0], 0, &p);
+	fx_expect_type(x[0], 0, MQTT_CONNACK, 0);
+	pump(&q, x);
+	x[1]->now += 10;
+	fx_connect(x[1], 1, MQTT_V5, "roam", true, 60, NULL);
+	pump(&q, x);
+	fx_expect_type(x[0], 0, MQTT_DISCONNECT, MQTT_RC_SESSION_TAKEN_OVER);
+	assert_true(x[0]->f[0].closed);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_TAKEOVER), 1);
+	pump(&q, x); /* the will, published on lcore 0, reaches the watcher on lcore 1 */
+	fx_expect_publish(x[1], 0, "will/roam", "moved", 0);
+	assert_false(x[1]->f[1].closed);
+	teardown(&q, x);
+}
+
+/* A clean start on another lcore discards the stored session here; a kept one stays. */
+static void test_clean_start_across(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x[0], 0, MQTT_V5, "kept", false, 60, &props);
+	fx_connect(x[0], 1, MQTT_V5, "gone", false, 60, &props);
+	pump(&q, x);
+	fx_close(x[0], 0);
+	fx_close(x[0], 1);
+	x[1]->now += 10;
+	fx_connect(x[1], 0, MQTT_V5, "kept", false, 60, &props);
+	fx_connect(x[1], 1, MQTT_V5, "gone", true, 60, NULL);
+	pump(&q, x);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_DISCARDED), 1);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_TAKEOVER), 0);
+	assert_true(fx_connect(x[0], 0, MQTT_V5, "kept", false, 60, &props)); /* still here */
+	assert_false(fx_connect(x[0], 1, MQTT_V5, "gone", false, 60, &props));
+	teardown(&q, x);
+}
+
+/* A claim older than the connection it would end (the client came back) changes nothing. */
+static void test_stale_claim_ignored(void **state)
+{
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	fx_connect(x[1], 0, MQTT_V5, "flap", true, 60, NULL); /* claim at t */
+	x[0]->now += 10;
+	fx_connect(x[0], 0, MQTT_V5, "flap", true, 60, NULL); /* back on lcore 0 at t+10 */
+	pump(&q, x);
+	assert_false(x[0]->f[0].closed);
+	assert_true(x[1]->f[0].closed); /* the newer claim from lcore 0 ended the one on 1 */
+	teardown(&q, x);
 }
 
 int main(void)
@@ -114,6 +197,9 @@ int main(void)
 		cmocka_unit_test(test_fanout_across),
 		cmocka_unit_test(test_retained_replicated),
 		cmocka_unit_test(test_queue_full_counted),
+		cmocka_unit_test(test_takeover_across),
+		cmocka_unit_test(test_clean_start_across),
+		cmocka_unit_test(test_stale_claim_ignored),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
