@@ -62,6 +62,7 @@ struct mqtt_client {
 	size_t olen, ocap, ooff;
 	uint8_t *ibuf;
 	size_t ilen, icap;
+	uint64_t discard;		/* bytes of an oversized PUBLISH still to drop */
 	uint8_t scratch[4096];
 	struct uplink_stats st;
 };
@@ -295,6 +296,7 @@ mc_drop_connection(struct mqtt_client *c, const char *why)
 		c->pending.n += back.n;
 	}
 	c->olen = c->ooff = c->ilen = 0;
+	c->discard = 0;
 	c->ping_out = false;
 	mc_set_state(c, MC_IDLE);
 	mc_schedule_reconnect(c);
@@ -443,6 +445,47 @@ mc_on_packet(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	}
 }
 
+/*
+ * A PUBLISH larger than we take (a runaway or hostile command) is acknowledged and dropped as
+ * its bytes arrive: closing the connection instead would have a persistent session deliver it
+ * again at every reconnect. Returns 1 when skipped, 0 when its header is not all here yet.
+ */
+static int
+mc_skip_oversized(struct mqtt_client *c, size_t off)
+{
+	const uint8_t *p = c->ibuf + off;
+	size_t have = c->ilen - off, i = 1, need;
+	uint32_t rlen = 0, total;
+	uint8_t qos = (p[0] >> 1) & 3;
+	struct mqtt_ack ack = { 0 };
+
+	for (; i < 5 && i < have; i++) {
+		rlen |= (uint32_t)(p[i] & 0x7F) << (7 * (i - 1));
+		if (!(p[i] & 0x80))
+			break;
+	}
+	if (i >= have)
+		return 0;
+	total = (uint32_t)(i + 1) + rlen;
+	need = i + 1 + 2;
+	if (have < need)
+		return 0;
+	need += ((size_t)p[i + 1] << 8 | p[i + 2]) + (qos ? 2 : 0);
+	if (have < need)
+		return 0;
+	ack.packet_id = qos ? (uint16_t)(p[need - 2] << 8 | p[need - 1]) : 0;
+	if (qos == 1)
+		MC_ENCODE(c, mqtt_encode_ack(buf, cap, MQTT_V311, MQTT_PUBACK, &ack));
+	else if (qos == 2)
+		MC_ENCODE(c, mqtt_encode_ack(buf, cap, MQTT_V311, MQTT_PUBREC, &ack));
+	c->st.dropped++;
+	LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: dropped a %u-byte PUBLISH from the broker (limit %u)",
+			total, MC_IBUF_MAX);
+	c->discard = total - have;
+	c->ilen = off;
+	return 1;
+}
+
 static void
 mc_read(struct mqtt_client *c)
 {
@@ -453,7 +496,7 @@ mc_read(struct mqtt_client *c)
 
 	if (c->icap - c->ilen < 4096) {
 		size_t cap = c->icap ? c->icap * 2 : 16384;
-		uint8_t *nb = cap <= MC_IBUF_MAX ? realloc(c->ibuf, cap) : NULL;
+		uint8_t *nb = cap <= 2 * MC_IBUF_MAX ? realloc(c->ibuf, cap) : NULL;
 
 		if (nb == NULL)
 			return mc_drop_connection(c, "packet from the broker too large");
@@ -465,14 +508,26 @@ mc_read(struct mqtt_client *c)
 		return mc_drop_connection(c, "closed by the broker");
 	if (n < 0)
 		return (errno == EAGAIN || errno == EINTR) ? (void)0 : mc_drop_connection(c, strerror(errno));
-	c->ilen += (size_t)n;
 	c->last_rx_ms = clock_mono_ms();
+	if (c->discard > 0) {
+		size_t drop = (size_t)n < c->discard ? (size_t)n : (size_t)c->discard;
+
+		memmove(c->ibuf + c->ilen, c->ibuf + c->ilen + drop, (size_t)n - drop);
+		c->discard -= drop;
+		n -= (ssize_t)drop;
+	}
+	c->ilen += (size_t)n;
 	mqtt_decoder_init(&dec, MQTT_ROLE_CLIENT, MQTT_V311, MC_IBUF_MAX, c->scratch, sizeof(c->scratch));
 	while (c->fd >= 0 && off < c->ilen) {
 		int rc = mqtt_decode_buf(&dec, c->ibuf + off, c->ilen - off, &pkt);
 
 		if (rc == 0)
 			break;
+		if (rc == -MQTT_E_PACKET_TOO_LARGE && (c->ibuf[off] >> 4) == MQTT_PUBLISH) {
+			if (mc_skip_oversized(c, off) == 0 && c->ilen == c->icap)
+				return mc_drop_connection(c, "PUBLISH header too large");
+			break;
+		}
 		if (rc < 0)
 			return mc_drop_connection(c, mqtt_err_str(rc));
 		mc_on_packet(c, &pkt);

@@ -165,6 +165,13 @@ def start_mosquitto(d, port):
     return p
 
 
+def _json_or_raw(b):
+    try:
+        return json.loads(b)
+    except ValueError:
+        return {"raw_len": len(b)}
+
+
 class Subscriber:
     """A paho client that records every message under a filter and can publish commands."""
 
@@ -173,7 +180,7 @@ class Subscriber:
         self.msgs = []
         self.c = mqtt.Client(client_id="egw-test-sub-%d" % os.getpid(), clean_session=True)
         self.c.on_message = lambda c, u, m: self.msgs.append(
-            {"topic": m.topic, "qos": m.qos, "payload": json.loads(m.payload)})
+            {"topic": m.topic, "qos": m.qos, "payload": _json_or_raw(m.payload)})
         self.subscribed = False
         self.c.on_connect = lambda c, u, f, rc: c.subscribe(filt, qos=1)
         self.c.on_subscribe = lambda c, u, mid, q: setattr(self, "subscribed", True)

@@ -41,11 +41,19 @@ agent:
     log = os.path.join(d, "agent.log")
     p = h.start_agent(agent, cfg, log)
     h.wait_for(lambda: h.points(sub.msgs, "gw1", "smoke"), 5, "first poll over MQTT")
+    h.check_alltypes(sub.msgs, "gw1")
+    # a command far larger than the agent takes is acknowledged and dropped, not a reconnect loop
+    sub.publish("site/cmd", "x" * 400000)
+    sub.publish("site/cmd", {"id": "t5", "device": "gw1", "point": "setpoint", "value": 20})
+    h.wait_for(lambda: any(m["topic"] == "site/cmd/response" and m["payload"]["id"] == "t5"
+                           for m in sub.msgs), 5, "response after an oversized command")
+    h.wait_for(lambda: json.load(open(stats))["uplink"]["dropped"] >= 1, 3, "oversized command counted")
+    st = json.load(open(stats))
+    h.check(st["uplink"]["connects"] == 1, f"reconnected over an oversized command: {st['uplink']}")
     sub.publish("site/cmd", {"id": "t1", "device": "gw1", "point": "setpoint", "value": -12.3})
     sub.publish("site/cmd", {"id": "t2", "device": "gw1", "point": "valve", "value": 1})
     h.wait_for(lambda: any(m["topic"] == "site/cmd/response" and m["payload"]["id"] == "t2"
                            for m in sub.msgs), 5, "write responses")
-    h.check_alltypes(sub.msgs, "gw1")
 
     # freeze the broker (no PUBACKs: QoS 1 heartbeats stay in flight), then kill and restart it:
     # the agent must reconnect, resubscribe and resend what was not acknowledged (DUP)
@@ -72,6 +80,7 @@ agent:
 
     resp = {m["payload"]["id"]: m["payload"] for m in msgs if m["topic"] == "site/cmd/response"}
     h.check(resp["t1"]["status"] == "ok" and resp["t1"]["value"] == -12.3, f"t1 {resp['t1']}")
+    h.check(resp["t5"]["status"] == "ok" and resp["t5"]["value"] == 20, f"t5 {resp['t5']}")
     h.check(resp["t3"]["status"] == "ok" and resp["t3"]["value"] == 99.5, f"t3 {resp['t3']}")
     h.check(resp["t2"]["status"] == "error" and "read-only" in resp["t2"]["reason"], f"t2 {resp['t2']}")
     h.check(resp["t4"]["status"] == "error" and "read-only" in resp["t4"]["reason"], f"t4 {resp['t4']}")
