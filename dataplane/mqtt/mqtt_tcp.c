@@ -18,7 +18,6 @@
 #include "dp.h"
 #include "tcp/tcp.h"
 
-#define MQTT_TCP_MAX_SEGS 64   /* segments handed to the broker per call */
 #define MQTT_TCP_TICK_MS 50
 #define MQTT_X_BURST 32
 
@@ -26,6 +25,8 @@ struct mqtt_service {
 	struct dp_lcore *lc;
 	struct broker *b;
 	uint64_t next_tick_ms;
+	struct mqtt_iov *iov;      /* one entry per segment of the longest chain seen */
+	size_t iov_cap;
 };
 
 struct mqtt_tcp_conn {
@@ -33,6 +34,7 @@ struct mqtt_tcp_conn {
 	struct tcp_conn *tc;
 	struct broker_conn *bc;    /* NULL once either side closed it */
 	struct rte_mbuf *pending;  /* received bytes the broker has not used yet */
+	bool busy, dead;           /* in one of our callbacks; closed() came meanwhile */
 };
 
 static struct mqtt_service *services[RTE_MAX_LCORE];
@@ -98,18 +100,31 @@ static struct rte_mbuf *chain_trim(struct rte_mbuf *m, size_t n)
 	return m;
 }
 
-/* Hand what is pending to the broker, MQTT_TCP_MAX_SEGS segments at a time. */
+/* Hand the whole pending chain to the broker (a packet may span any number of segments). */
 static void feed(struct mqtt_tcp_conn *mc)
 {
-	struct mqtt_iov iov[MQTT_TCP_MAX_SEGS];
-	uint64_t now = now_ms(mc->svc->lc);
+	struct mqtt_service *svc = mc->svc;
+	uint64_t now = now_ms(svc->lc);
 
 	while (mc->bc != NULL && mc->pending != NULL) {
-		size_t n = 0, used = 0;
+		size_t n = 0, used = 0, segs = mc->pending->nb_segs;
 
-		for (struct rte_mbuf *s = mc->pending; s != NULL && n < MQTT_TCP_MAX_SEGS; s = s->next)
-			iov[n++] = (struct mqtt_iov){ rte_pktmbuf_mtod(s, const uint8_t *), s->data_len };
-		if (broker_conn_input(mc->bc, iov, n, &used, now) < 0)
+		if (segs > svc->iov_cap) {
+			struct mqtt_iov *v = realloc(svc->iov, segs * sizeof(*v));
+
+			if (v == NULL) { /* cannot look at it: give up on this peer */
+				broker_conn_closed(mc->bc, now);
+				mc->bc = NULL;
+				tcp_abort(mc->tc); /* closed() runs now: mc is dead */
+				return;
+			}
+			svc->iov = v;
+			svc->iov_cap = segs;
+		}
+		for (struct rte_mbuf *s = mc->pending; s != NULL && n < segs; s = s->next)
+			svc->iov[n++] = (struct mqtt_iov){ rte_pktmbuf_mtod(s, const uint8_t *),
+							   s->data_len };
+		if (broker_conn_input(mc->bc, svc->iov, n, &used, now) < 0)
 			return; /* closed by the broker (mc->bc is NULL) */
 		mc->pending = chain_trim(mc->pending, used);
 		if (used == 0)
@@ -134,13 +149,40 @@ static int on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
 	return 0;
 }
 
+static void conn_free(struct mqtt_tcp_conn *mc)
+{
+	rte_pktmbuf_free(mc->pending);
+	free(mc);
+}
+
+/*
+ * tcp_close() and tcp_abort() may call closed() at once (unread or out-of-order data, RST),
+ * and the broker closes connections from inside our calls into it: while one of our callbacks
+ * runs, closed() only marks mc dead, and the callback frees it on its way out.
+ */
+static bool enter(struct mqtt_tcp_conn *mc)
+{
+	mc->busy = true;
+	return mc->svc->b != NULL; /* NULL: shutting down */
+}
+
+static bool leave(struct mqtt_tcp_conn *mc)
+{
+	mc->busy = false;
+	if (!mc->dead)
+		return true;
+	conn_free(mc);
+	return false;
+}
+
 static void on_readable(struct tcp_conn *c, void *ctx)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 	struct rte_mbuf *m = tcp_recv(c, UINT32_MAX);
 
-	if (mc->svc->b == NULL) { /* shutting down */
+	if (!enter(mc)) {
 		rte_pktmbuf_free(m);
+		leave(mc);
 		return;
 	}
 	if (m != NULL && mc->pending == NULL) {
@@ -151,14 +193,16 @@ static void on_readable(struct tcp_conn *c, void *ctx)
 			broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
 		mc->bc = NULL;
 		tcp_abort(c);
+		leave(mc);
 		return;
 	}
 	feed(mc);
-	if (mc->bc != NULL && tcp_conn_eof(c)) {
+	if (!mc->dead && mc->bc != NULL && tcp_conn_eof(c)) {
 		broker_conn_closed(mc->bc, now_ms(mc->svc->lc)); /* FIN without DISCONNECT */
 		mc->bc = NULL;
 		tcp_close(c);
 	}
+	leave(mc);
 }
 
 static void on_writable(struct tcp_conn *c, void *ctx)
@@ -166,8 +210,9 @@ static void on_writable(struct tcp_conn *c, void *ctx)
 	struct mqtt_tcp_conn *mc = ctx;
 
 	(void)c;
-	if (mc->bc != NULL && mc->svc->b != NULL)
+	if (enter(mc) && mc->bc != NULL)
 		broker_conn_writable(mc->bc, now_ms(mc->svc->lc));
+	leave(mc);
 }
 
 static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
@@ -177,8 +222,12 @@ static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 	(void)c, (void)why;
 	if (mc->bc != NULL && mc->svc->b != NULL)
 		broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
-	rte_pktmbuf_free(mc->pending);
-	free(mc);
+	mc->bc = NULL;
+	mc->tc = NULL;
+	if (mc->busy)
+		mc->dead = true; /* freed when the callback on the stack returns */
+	else
+		conn_free(mc);
 }
 
 static const struct tcp_app_ops mqtt_app_ops = {

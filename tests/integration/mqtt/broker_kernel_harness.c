@@ -31,12 +31,13 @@ struct hconn {
 	int fd;
 	struct broker_conn *bc;     /* NULL once the broker closed it */
 	uint8_t *in, *out;
-	size_t in_len, in_cap, out_len;
+	size_t in_len, in_cap, out_len, out_cap;
 	bool closing;
 	struct hconn *next_closing;
+	struct hconn *next, *prev;  /* all connections, for the shutdown */
 };
 
-static struct hconn *closing_list;
+static struct hconn *closing_list, *all_conns;
 static int epfd;
 static volatile sig_atomic_t stop;
 
@@ -78,6 +79,15 @@ static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 		total += iov[i].len;
 	if (h->out_len + total > OUT_CAP)
 		return -1;
+	if (h->out_len + total > h->out_cap) {
+		size_t cap = h->out_cap * 2 > h->out_len + total ? h->out_cap * 2 : h->out_len + total;
+		uint8_t *p = realloc(h->out, cap);
+
+		if (p == NULL)
+			return -1;
+		h->out = p;
+		h->out_cap = cap;
+	}
 	for (size_t i = 0; i < n; i++) {
 		memcpy(h->out + h->out_len, iov[i].base, iov[i].len);
 		h->out_len += iov[i].len;
@@ -115,6 +125,12 @@ static const struct broker_transport_ops harness_ops = {
 static void hconn_free(struct hconn *h)
 {
 	flush_out(h); /* best effort: a DISCONNECT or CONNACK with a reason goes first */
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		all_conns = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
 	close(h->fd);
 	free(h->in);
 	free(h->out);
@@ -139,11 +155,14 @@ static void on_accept(struct broker *b, int lfd)
 		struct hconn *h = calloc(1, sizeof(*h));
 		struct epoll_event ev = { .events = EPOLLIN };
 
-		if (h == NULL || (h->out = malloc(OUT_CAP)) == NULL) {
-			free(h);
+		if (h == NULL) {
 			close(fd);
 			continue;
 		}
+		h->next = all_conns;
+		if (all_conns != NULL)
+			all_conns->prev = h;
+		all_conns = h;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		h->fd = fd;
 		ev.data.ptr = h;
@@ -284,5 +303,7 @@ int main(int argc, char **argv)
 	}
 	print_counters(b);
 	broker_destroy(b);
+	while (all_conns != NULL) /* the broker is gone: only the sockets are left */
+		hconn_free(all_conns);
 	return 0;
 }

@@ -282,8 +282,36 @@ def t_bad_input_isolated(host, port):
     s.close()
 
 
+def t_many_and_large(host, port):
+    """20 publishers x 40 QoS 1 messages to one subscriber (within the default per-session
+    queue of 1000), none lost and in order per publisher; then
+    payloads of 200 kB (many TCP segments each) both ways."""
+    topic = "it/%s/load" % RUN
+    s = Client(host, port, v5=True)
+    s.subscribe(topic + "/#", 1)
+    pubs = [Client(host, port) for _ in range(20)]
+    for k in range(40):
+        for i, p in enumerate(pubs):
+            p.c.publish("%s/%d" % (topic, i), b"%d" % k, qos=1)
+    seen = {}
+    for _ in range(20 * 40):
+        m = s.get(timeout=20)
+        i = int(m.topic.rsplit("/", 1)[1])
+        k = int(m.payload)
+        assert k == seen.get(i, -1) + 1, "publisher %d: %d after %d" % (i, k, seen.get(i, -1))
+        seen[i] = k
+    for p in pubs:
+        p.close()
+    big = bytes(range(256)) * 800
+    s.publish(topic + "/big", big, qos=1)
+    m = s.get(timeout=20)
+    assert m.payload == big, len(m.payload)
+    s.close()
+
+
 TESTS = [t_mosquitto_qos, t_paho_qos_both_ways, t_retained, t_will, t_offline_queue,
-         t_takeover, t_wildcards, t_v5_properties, t_bad_input_isolated, t_sys]
+         t_takeover, t_wildcards, t_v5_properties, t_bad_input_isolated, t_many_and_large,
+         t_sys]
 
 
 def start_harness():
