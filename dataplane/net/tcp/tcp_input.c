@@ -669,6 +669,23 @@ listen_input(struct tcp_lcore *tl, struct tcp_seg *s, struct rte_mbuf *m)
 	rte_pktmbuf_free(m);
 }
 
+/*
+ * A new SYN for a 4-tuple in TIME_WAIT may start a new connection at once if it cannot be
+ * confused with the old one: a newer timestamp (RFC 6191) or, without timestamps, a sequence
+ * number past the old connection's (RFC 1122 4.2.2.13). Sensors that reboot often reuse
+ * their first ephemeral port.
+ */
+static bool
+time_wait_reusable(const struct tcp_conn *c, const struct tcp_seg *s)
+{
+	if (c->state != TCP_ST_TIME_WAIT || (s->flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG |
+							 RTE_TCP_RST_FLAG)) != RTE_TCP_SYN_FLAG)
+		return false;
+	if ((c->flags & TF_TS_OK) && s->opt.has_ts)
+		return SEQ_GT(s->opt.tsval, c->ts_recent);
+	return SEQ_GT(s->seq, c->rcv_nxt);
+}
+
 void
 tcp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 {
@@ -694,6 +711,11 @@ tcp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 		m = tcp_pkt_adj(m, hlen);
 	}
 	c = tcp_conn_lookup(tl, &s.key);
+	if (c != NULL && time_wait_reusable(c, &s)) {
+		DP_INC(lc, tcp, TIME_WAIT_REUSED);
+		tcp_conn_close(c, TCP_CLOSE_NORMAL);  /* the app heard closed() on entry */
+		c = NULL;
+	}
 	if (c != NULL)
 		tcp_conn_input(c, &s, m);
 	else

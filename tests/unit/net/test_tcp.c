@@ -1271,6 +1271,50 @@ test_fin_and_rst_in_other_states(void **state)
 	assert_int_equal(h_app.closes, 2);  /* once, at TIME_WAIT: not again for the RST */
 }
 
+static void
+test_time_wait_reuse(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	struct h_seg syn;
+	uint32_t old_rcv;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40029, false);
+	tcp_close(c);
+	h_flush();
+	p.rcv_nxt = p.iss + 2;
+	h_send(&p, ACK | FIN, NULL, 0);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_TIME_WAIT);
+	old_rcv = p.snd_nxt;
+	/* an old-looking SYN (sequence not past the old connection's): challenge ACK */
+	h_flush();
+	h_clear();
+	syn = (struct h_seg){ .flags = SYN, .seq = old_rcv - 10, .win = 65535, .sport = 40029 };
+	h_input(&syn);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(H_CNT(TIME_WAIT_REUSED), 0);
+	/* a SYN past it: TIME_WAIT gives way and the new connection starts */
+	h_clear();
+	syn.seq = old_rcv + 100000;
+	h_input(&syn);
+	assert_int_equal(H_CNT(TIME_WAIT_REUSED), 1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, SYN | ACK);
+	assert_int_equal(h_cap[0].ack, old_rcv + 100001);
+	assert_int_equal(tcp_flow_count(&h_lc), 1);
+	assert_int_equal(h_app.closes, 1);  /* the old connection's closed() was not repeated */
+	syn = (struct h_seg){ .flags = ACK, .seq = old_rcv + 100001, .ack = h_cap[0].seq + 1,
+			      .win = 65535, .sport = 40029 };
+	h_input(&syn);
+	assert_int_equal(h_app.accepts, 2);
+	assert_int_equal(tcp_conn_state(h_app.c), TCP_ST_ESTABLISHED);
+}
+
 int
 main(void)
 {
@@ -1307,6 +1351,7 @@ main(void)
 		cmocka_unit_test_teardown(test_ooo_merge_and_limit, teardown),
 		cmocka_unit_test_teardown(test_beyond_window, teardown),
 		cmocka_unit_test_teardown(test_fin_and_rst_in_other_states, teardown),
+		cmocka_unit_test_teardown(test_time_wait_reuse, teardown),
 	};
 
 	if (h_eal_init() < 0) {
