@@ -10,7 +10,7 @@
 
 static const char *const top_keys[] = { "dataplane", "agent", "uplink", "stats", "logging", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs", "idle_sleep_us",
-				       "arp", "icmp", "tcp", "services", NULL };
+				       "arp", "icmp", "tcp", "services", "mqtt", NULL };
 static const char *const port_keys[] = { "device", "ipv4", "gateway", "rx_desc", "tx_desc", "mtu", NULL };
 static const char *const tcp_keys[] = { "max_flows", "max_half_open", "rcvbuf", "sndbuf", "mss",
 					"wscale", "timestamps", "rto_min", "rto_max", "rto_initial",
@@ -19,6 +19,12 @@ static const char *const tcp_keys[] = { "max_flows", "max_half_open", "rcvbuf", 
 					"keepalive_probes", "challenge_ack_per_s", NULL };
 static const char *const svc_keys[] = { "echo", "discard", NULL };
 static const char *const one_svc_keys[] = { "enabled", "port", NULL };
+static const char *const mqtt_keys[] = { "enabled", "port", "max_connections", "max_sessions",
+					 "max_subscriptions_per_session", "max_filter_levels",
+					 "max_queued_messages", "max_inflight", "receive_maximum",
+					 "max_packet_size", "max_retained", "max_retained_bytes",
+					 "keepalive_max", "topic_alias_max", "session_expiry_max",
+					 "connect_timeout", "sys_interval", "client_id_max", NULL };
 static const char *const arp_keys[] = { "entries", "timeout", NULL };
 static const char *const icmp_keys[] = { "rate_per_s", NULL };
 
@@ -158,6 +164,56 @@ parse_service(conf_node svcs, const char *name, uint16_t def_port, struct dp_ser
 		s->port = (uint16_t)port;
 }
 
+/* dataplane.mqtt: the broker on the dataplane's TCP; limits default to broker_config_defaults(). */
+static void
+parse_mqtt(conf_node n, struct dp_config *cfg)
+{
+	struct broker_config *b = &cfg->broker;
+	uint64_t v;
+	uint32_t u;
+
+	cfg->mqtt.enabled = false;
+	cfg->mqtt.port = 1883;
+	if (!conf_present(n))
+		return;
+	conf_check_keys(n, mqtt_keys);
+	conf_get_bool(n, "enabled", true, &cfg->mqtt.enabled);
+	if (conf_get_u32(n, "port", 1883, 1, 65535, &u) == 0)
+		cfg->mqtt.port = (uint16_t)u;
+	conf_get_u32(n, "max_connections", b->max_conns, 1, 10000000, &b->max_conns);
+	conf_get_u32(n, "max_sessions", b->max_sessions, 1, 10000000, &b->max_sessions);
+	conf_get_u32(n, "max_subscriptions_per_session", b->max_subs_per_session, 1, 100000,
+		     &b->max_subs_per_session);
+	if (conf_get_u32(n, "max_filter_levels", b->max_filter_levels, 1, 1024, &u) == 0)
+		b->max_filter_levels = (uint16_t)u;
+	conf_get_u32(n, "max_queued_messages", b->max_queue, 0, 10000000, &b->max_queue);
+	if (conf_get_u32(n, "max_inflight", b->max_inflight, 1, 65535, &u) == 0)
+		b->max_inflight = (uint16_t)u;
+	if (conf_get_u32(n, "receive_maximum", b->receive_max, 1, 65535, &u) == 0)
+		b->receive_max = (uint16_t)u;
+	if (conf_get_size_bytes(n, "max_packet_size", b->max_packet_size, 64, 268435455, &v) == 0)
+		b->max_packet_size = (uint32_t)v;
+	conf_get_u32(n, "max_retained", b->max_retained, 0, 10000000, &b->max_retained);
+	conf_get_size_bytes(n, "max_retained_bytes", b->max_retained_bytes, 0, 1ull << 40,
+			    &b->max_retained_bytes);
+	if (conf_get_duration_ms(n, "keepalive_max", b->keepalive_max_s * 1000ull, 0, 65535000, &v) == 0)
+		b->keepalive_max_s = (uint16_t)(v / 1000);
+	if (conf_get_u32(n, "topic_alias_max", b->topic_alias_max, 0, 65535, &u) == 0)
+		b->topic_alias_max = (uint16_t)u;
+	if (conf_get_duration_ms(n, "session_expiry_max", b->session_expiry_max_s * 1000ull, 0,
+				 4294967295000ull, &v) == 0)
+		b->session_expiry_max_s = (uint32_t)(v / 1000);
+	if (conf_get_duration_ms(n, "connect_timeout", b->connect_timeout_ms, 100, 600000, &v) == 0)
+		b->connect_timeout_ms = (uint32_t)v;
+	if (conf_get_duration_ms(n, "sys_interval", b->sys_interval_ms, 0, 86400000, &v) == 0)
+		b->sys_interval_ms = (uint32_t)v;
+	if (conf_get_u32(n, "client_id_max", b->client_id_max, 23, 65535, &u) == 0)
+		b->client_id_max = (uint16_t)u;
+	if ((cfg->echo.enabled && cfg->echo.port == cfg->mqtt.port) ||
+	    (cfg->discard.enabled && cfg->discard.port == cfg->mqtt.port))
+		conf_error(conf_get(n, "port"), "port %u is taken by a test service", cfg->mqtt.port);
+}
+
 int
 dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen)
 {
@@ -169,6 +225,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 
 	memset(cfg, 0, sizeof(*cfg));
 	tcp_config_defaults(&cfg->tcp);
+	broker_config_defaults(&cfg->broker);
 	if (conf_load_file(path, &doc, err, errlen) != 0)
 		return -1;
 	root = conf_root(doc);
@@ -201,6 +258,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	if (cfg->echo.enabled && cfg->discard.enabled && cfg->echo.port == cfg->discard.port)
 		conf_error(conf_get(conf_get(dp, "services"), "discard"), "echo and discard share port %u",
 			   cfg->echo.port);
+	parse_mqtt(conf_get(dp, "mqtt"), cfg);
 out:
 	if (conf_first_error(doc) != NULL) {
 		snprintf(err, errlen, "%s%s", conf_first_error(doc),

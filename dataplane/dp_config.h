@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mqtt/broker.h"
 #include "net/tcp/tcp.h"
 
 #define DP_EAL_ARGS_MAX 64
@@ -37,7 +38,8 @@ struct dp_config {
 	uint32_t icmp_rate_per_s;
 
 	struct tcp_config tcp;
-	struct dp_service_config echo, discard;
+	struct dp_service_config echo, discard, mqtt;
+	struct broker_config broker;
 };
 
 /* Loads and validates path; on error returns -1 with "file:line:col: reason" in err. */

@@ -4,6 +4,7 @@
  *   /edgegw/counters   every counter of dp_counters.def, summed over the workers
  *   /edgegw/status     uptime, workers, flows, ARP entries, mbufs in use, link
  *   /edgegw/describe   counter name -> what it counts
+ *   /edgegw/broker     the MQTT broker's counters (sessions, messages, drops), summed over workers
  *   /edgegw/mem        TCP memory: flows by state, TCB and hash bytes, mbufs held in queues
  * Runs on DPDK's telemetry thread: it only reads the workers' counters.
  */
@@ -16,6 +17,7 @@
 
 #include "arp.h"
 #include "dp_main.h"
+#include "mqtt/mqtt_tcp.h"
 #include "tcp/tcp.h"
 
 uint64_t
@@ -123,6 +125,25 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+static int
+tel_broker(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	(void)cmd, (void)params;
+	rte_tel_data_start_dict(d);
+	for (unsigned c = 0; c < BROKER_C_COUNT; c++) {
+		uint64_t v = 0;
+
+		for (unsigned i = 0; i < dp_state.n_workers; i++) {
+			struct broker *b = mqtt_service_broker(dp_state.workers[i]);
+
+			if (b != NULL)
+				v += broker_counter_get(b, (enum broker_counter)c);
+		}
+		rte_tel_data_add_dict_u64(d, broker_counter_name((enum broker_counter)c), v);
+	}
+	return 0;
+}
+
 int
 dp_telemetry_init(void)
 {
@@ -134,6 +155,8 @@ dp_telemetry_init(void)
 					 "What each counter of /edgegw/counters counts");
 	rc |= rte_telemetry_register_cmd("/edgegw/status", tel_status,
 					 "Uptime, workers, TCP flows, ARP entries, mbufs in use, link");
+	rc |= rte_telemetry_register_cmd("/edgegw/broker", tel_broker,
+					 "MQTT broker counters, summed over the workers");
 	rc |= rte_telemetry_register_cmd("/edgegw/mem", tel_mem,
 					 "TCP memory: flows by state, bytes per idle flow, mbufs held in queues");
 	return rc ? -1 : 0;

@@ -14,6 +14,7 @@
 #include "eth.h"
 #include "icmp.h"
 #include "log.h"
+#include "mqtt/mqtt_tcp.h"
 #include "tcp/tcp.h"
 
 #define DP_IDLE_POLLS_BEFORE_SLEEP 256
@@ -84,6 +85,8 @@ dp_worker_loop(void *arg)
 			idle++;
 		}
 		tcp_timers_poll(lc);
+		if (lc->cfg->mqtt.enabled)
+			mqtt_service_poll(lc); /* other lcores' deliveries, broker timers */
 		arp_poll(lc);
 		if (lc->now_tsc >= next_timer) {
 			rte_timer_manage();
@@ -96,6 +99,8 @@ dp_worker_loop(void *arg)
 			rte_delay_us_sleep(lc->cfg->idle_sleep_us);
 	}
 	/* Leave cleanly: every flow gets a RST so peers do not wait on a dead gateway. */
+	if (lc->cfg->mqtt.enabled)
+		mqtt_service_fini(lc);
 	tcp_lcore_fini(lc);
 	dp_tx_flush(lc);
 	log_info("worker %u: stopped", lc->worker_idx);

@@ -26,6 +26,7 @@
 #include "arp.h"
 #include "dp_main.h"
 #include "log.h"
+#include "mqtt/mqtt_tcp.h"
 #include "tcp/tcp.h"
 
 struct dp_state dp_state;
@@ -88,6 +89,9 @@ workers_create(void)
 	if (rc != 0)
 		rte_exit(EXIT_FAILURE, "port '%s' setup failed: %s\n", cfg->device, strerror(-rc));
 
+	/* The MQTT service numbers its instances by worker: it must know how many first. */
+	if (cfg->mqtt.enabled && (rc = mqtt_service_init(cfg->workers, 1024)) != 0)
+		rte_exit(EXIT_FAILURE, "mqtt service rings: %s\n", strerror(-rc));
 	w = 0;
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		struct dp_lcore *lc;
@@ -121,6 +125,10 @@ workers_create(void)
 			rte_exit(EXIT_FAILURE, "echo service on port %u: %s\n", cfg->echo.port, strerror(-rc));
 		if (cfg->discard.enabled && (rc = discard_service_listen(lc, cfg->discard.port)) != 0)
 			rte_exit(EXIT_FAILURE, "discard service on port %u: %s\n", cfg->discard.port,
+				 strerror(-rc));
+		if (cfg->mqtt.enabled &&
+		    (rc = mqtt_service_listen(lc, cfg->mqtt.port, &cfg->broker)) != 0)
+			rte_exit(EXIT_FAILURE, "MQTT service on port %u: %s\n", cfg->mqtt.port,
 				 strerror(-rc));
 		dp_state.workers[w++] = lc;
 	}
