@@ -70,8 +70,8 @@ agent:
     h.wait_for(lambda: json.load(open(stats))["uplink"]["connects"] >= 2, 5, "reconnect in stats")
     sub2.publish("site/cmd", {"id": "t3", "device": "gw1", "point": "limit", "value": 99.5})
     sub2.publish("site/cmd", {"id": "t4", "device": "gw2", "point": "a", "value": 1})
-    h.wait_for(lambda: any(m["topic"] == "site/cmd/response" and m["payload"]["id"] == "t4"
-                           for m in sub2.msgs), 5, "responses after reconnect")
+    h.wait_for(lambda: {"t3", "t4"} <= {m["payload"].get("id") for m in sub2.msgs
+                                         if m["topic"] == "site/cmd/response"}, 5, "responses after reconnect")
     time.sleep(0.6)
     h.stop_agent(p, log)
     msgs = sub.msgs + sub2.msgs
