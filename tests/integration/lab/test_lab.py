@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 """The lab itself: up is idempotent, the impairment relay does what its spec says (ping RTT
-carries the configured delay, loss and duplication rates near the configured ones, a rate
+carries the configured delay, loss, duplication and reordering near the configured ones, a rate
 limit caps throughput), and down
 removes everything it made, even after the dataplane was killed with SIGKILL."""
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
 import labtest  # noqa: E402
@@ -22,6 +25,33 @@ def ping_stats(lab, count, interval="0.01"):
     dup = int(re.search(r"\+(\d+) duplicates", out).group(1)) if "duplicates" in out else 0
     rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/", out)
     return tx, rx, dup, [float(x) for x in rtt.groups()] if rtt else None
+
+
+def icmp_order(count, gap_s=0.002):
+    """Send count ICMP echo requests gap_s apart; return the reply sequence numbers in arrival order."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(0.5)
+    ident = os.getpid() & 0xFFFF
+    for seq in range(count):
+        body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"reorder-probe."  # even length
+        words = sum(struct.unpack("!%dH" % (len(body) // 2), body))
+        while words >> 16:
+            words = (words & 0xFFFF) + (words >> 16)
+        body = body[:2] + struct.pack("!H", ~words & 0xFFFF) + body[4:]
+        s.sendto(body, (labtest.GW, 0))
+        time.sleep(gap_s)
+    seqs = []
+    try:
+        while len(seqs) < count:
+            pkt = s.recv(2048)
+            ihl = (pkt[0] & 0x0F) * 4
+            typ, _, _, rid, rseq = struct.unpack("!BBHHH", pkt[ihl:ihl + 8])
+            if typ == 0 and rid == ident:
+                seqs.append(rseq)
+    except socket.timeout:
+        pass
+    s.close()
+    return seqs
 
 
 def leftovers(prefix):
@@ -59,6 +89,17 @@ def test():
         relay = int(open(lab.runtime("impair.pid")).read())
     check(not leftovers(lab.prefix), "down leaves no namespace, runtime dir or DPDK dir")
     check(not os.path.exists("/proc/%d" % relay), "down stopped the relay")
+
+    # reorder: a held-back request is sent after the next one, so its reply comes after the
+    # reply to its successor: about 20% of the replies arrive after a higher sequence number.
+    with labtest.Lab("lo", impair="reorder=20%") as lab:
+        lab.enter_sensors()
+        n = 200  # within the dataplane's ICMP burst allowance (it rate-limits echo replies)
+        seqs = icmp_order(n, 0.004)
+        late = sum(1 for i in range(1, len(seqs)) if seqs[i] < seqs[i - 1])
+        log("%d replies, %d arrived after a later one" % (len(seqs), late))
+        check(len(seqs) == n, "every request answered (reordering loses nothing)")
+        check(0.08 * n <= late <= 0.32 * n, "%.0f%% of replies reordered (20%% configured)" % (100 * late / n))
 
     # rate: 8 Mbit/s on the sensors' egress caps a bulk transfer near 1 MB/s (Ethernet, IP and
     # TCP headers take ~4% of it); the frames queue in the relay rather than drop.
