@@ -40,6 +40,9 @@ struct broker_config {
 };
 
 void broker_config_defaults(struct broker_config *cfg);
+/* 0 when cfg can run, else -EINVAL with the offending field and why in err (for a config
+ * reader that validates the whole file before using it). */
+int broker_config_check(const struct broker_config *cfg, char *err, size_t errlen);
 
 /* What the broker asks of the transport. ctx is the transport's per-connection context. */
 struct broker_transport_ops {

@@ -3,6 +3,7 @@
  * checked on the wire bytes the broker sends (CONNECT/CONNACK, QoS 0/1/2 both ways, sessions,
  * takeover, will, retained, keepalive, shared subscriptions, flow control, topic alias).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -742,6 +743,23 @@ static void test_sys_topics(void **state)
 	fx_free(x);
 }
 
+static void test_config_check(void **state)
+{
+	struct broker_config cfg;
+	char err[128];
+
+	(void)state;
+	broker_config_defaults(&cfg);
+	assert_int_equal(broker_config_check(&cfg, err, sizeof(err)), 0);
+	cfg.client_id_max = 8;
+	assert_int_equal(broker_config_check(&cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "client_id_max"));
+	broker_config_defaults(&cfg);
+	cfg.receive_max = 0;
+	assert_int_equal(broker_config_check(&cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "receive_max"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -778,6 +796,7 @@ int main(void)
 		cmocka_unit_test(test_session_expiry),
 		cmocka_unit_test(test_segmented_input),
 		cmocka_unit_test(test_sys_topics),
+		cmocka_unit_test(test_config_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
