@@ -136,6 +136,7 @@ void session_slot_free(struct broker_session *s, struct out_slot *slot);
 void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms);
 void session_tick(struct broker_session *s, uint64_t now_ms);
 void session_unsubscribe_all(struct broker_session *s);
+void session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id);
 
 /* ---- connections ---- */
 enum conn_state { CONN_NEW, CONN_ACTIVE, CONN_DYING };

@@ -60,6 +60,19 @@ static struct broker_sub *sub_new(struct broker_session *s, const struct mqtt_su
 	return sub;
 }
 
+/* A subscription moved here with its session from another lcore: added unless the session
+ * already has that filter (what the client subscribed to since wins). */
+void session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id)
+{
+	if (sub_find(s, o->filter, NULL) != NULL)
+		return;
+	if (s->n_subs >= s->b->cfg.max_subs_per_session) {
+		broker_count(s->b, BROKER_C_LIMIT_SUBS);
+		return;
+	}
+	sub_new(s, o, sub_id);
+}
+
 /* One filter: the SUBACK reason code; *sub set when retained messages should follow. */
 static uint8_t subscribe_one(struct broker_session *s, const struct mqtt_subscription *o,
 			     uint32_t sub_id, uint8_t version, struct broker_sub **send_retained)

@@ -6,16 +6,18 @@
  *   every other instance, which does the same for its own sessions;
  * - a client id claim: a CONNECT was accepted on one instance; the others end their live
  *   connection with that client id (DISCONNECT 0x8E, will) and, for a clean start, discard
- *   their stored session.
- * Moving a stored session's state to the instance where its client reconnects, and shared
- * subscription balancing across instances, are not done yet (docs/broker.md).
+ *   their stored session;
+ * - a moved session: answering a claim without clean start, the instance holding the stored
+ *   session sends its subscriptions and undelivered messages to the claimer, which merges them
+ *   into the session it made at CONNECT, and drops its own.
+ * Shared subscription balancing across instances is not done yet (docs/broker.md).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_int.h"
 
-enum { XK_PUBLISH = 0, XK_CLAIM = 1 };
+enum { XK_PUBLISH = 0, XK_CLAIM = 1, XK_SESSION = 2 };
 
 /* Every cross-lcore object starts like this (struct broker_msg does too). */
 struct xhdr {
@@ -28,9 +30,43 @@ struct xclaim {
 	uint8_t xkind;
 	bool clean_start;
 	uint16_t id_len;
+	uint32_t from;              /* the claiming instance */
 	uint64_t at_ms;
 	char id[];
 };
+
+struct xsub {
+	const char *filter;
+	uint16_t len;
+	uint8_t qos;
+	bool no_local, rap;
+	uint32_t sub_id;
+};
+
+struct xqent {
+	struct broker_msg *msg;     /* a reference */
+	uint8_t qos;
+	bool retain;
+	uint32_t sub_id;
+};
+
+/* One block: this header, the arrays, then the client id and the filters. */
+struct xsession {
+	uint32_t refcnt;
+	uint8_t xkind;
+	uint16_t id_len;
+	uint32_t n_subs, n_msgs;
+	const char *id;
+	struct xsub *subs;
+	struct xqent *msgs;
+};
+
+static void xsession_free(struct xsession *x)
+{
+	for (uint32_t i = 0; i < x->n_msgs; i++)
+		broker_msg_unref(x->msgs[i].msg);
+	free(x);
+}
 
 static void xclaim_unref(struct xclaim *c)
 {
@@ -42,6 +78,8 @@ void broker_xmsg_free(struct broker_xmsg *x)
 {
 	if (((struct xhdr *)x)->xkind == XK_CLAIM)
 		xclaim_unref((struct xclaim *)x);
+	else if (((struct xhdr *)x)->xkind == XK_SESSION)
+		xsession_free((struct xsession *)x); /* only ever posted to one instance */
 	else
 		broker_msg_unref((struct broker_msg *)x);
 }
@@ -98,9 +136,88 @@ void broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clea
 		return;
 	}
 	*c = (struct xclaim){ .refcnt = 1, .xkind = XK_CLAIM, .clean_start = clean_start,
-			      .id_len = (uint16_t)len, .at_ms = at_ms };
+			      .id_len = (uint16_t)len, .from = b->xself, .at_ms = at_ms };
 	memcpy(c->id, id, len);
 	post_all(b, (struct xhdr *)c, BROKER_C_XLCORE_CLAIM_TX);
+}
+
+/* Messages the session still owes its client, oldest first: unacknowledged deliveries (the
+ * client was told there is no session, so they go again as new ones), then the queue. */
+static uint32_t owed(const struct broker_session *s, struct xqent *out)
+{
+	uint32_t n = 0, last = 0;
+
+	for (;;) { /* inflight slots in send order; few (max_inflight), so a scan per slot */
+		const struct out_slot *next = NULL;
+
+		for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++) {
+			const struct out_slot *o = &s->inflight[i];
+
+			if (o->msg != NULL && (n == 0 || (int32_t)(o->seq - last) > 0) &&
+			    (next == NULL || (int32_t)(o->seq - next->seq) < 0))
+				next = o;
+		}
+		if (next == NULL)
+			break;
+		if (out != NULL)
+			out[n] = (struct xqent){ next->msg, next->qos, next->retain, next->sub_id };
+		last = next->seq;
+		n++;
+	}
+	for (const struct qent *q = s->qhead; q != NULL; q = q->next, n++)
+		if (out != NULL)
+			out[n] = (struct xqent){ q->msg, q->qos, q->retain, q->sub_id };
+	return n;
+}
+
+/* Pack a stored session for the instance its client reconnected to; NULL when out of memory. */
+static struct xsession *session_pack(struct broker_session *s)
+{
+	size_t size = sizeof(struct xsession) + s->id_len;
+	uint32_t n_msgs = owed(s, NULL);
+	struct xsession *x;
+	char *at;
+	uint32_t i = 0;
+
+	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess)
+		size += sizeof(struct xsub) + sub->filter_len;
+	size += (size_t)n_msgs * sizeof(struct xqent);
+	if ((x = calloc(1, size)) == NULL)
+		return NULL;
+	*x = (struct xsession){ .refcnt = 1, .xkind = XK_SESSION, .id_len = s->id_len,
+				.n_subs = s->n_subs, .n_msgs = n_msgs };
+	x->msgs = (struct xqent *)(x + 1);
+	x->subs = (struct xsub *)(x->msgs + n_msgs);
+	at = (char *)(x->subs + s->n_subs);
+	owed(s, x->msgs);
+	for (uint32_t k = 0; k < n_msgs; k++)
+		broker_msg_ref(x->msgs[k].msg);
+	memcpy(at, s->client_id, s->id_len);
+	x->id = at;
+	at += s->id_len;
+	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess, i++) {
+		memcpy(at, sub->filter, sub->filter_len);
+		x->subs[i] = (struct xsub){ at, sub->filter_len, sub->qos, sub->no_local, sub->rap,
+					    sub->sub_id };
+		at += sub->filter_len;
+	}
+	return x;
+}
+
+static void session_move(struct broker *b, struct broker_session *s, uint32_t to)
+{
+	struct xsession *x = session_pack(s);
+
+	if (x == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+	} else if (!b->xops->post(b->xctx, to, (struct broker_xmsg *)x)) {
+		xsession_free(x);
+		broker_count(b, BROKER_C_XLCORE_DROP);
+	} else {
+		broker_count(b, BROKER_C_XLCORE_SESSION_MOVED);
+	}
+	will_clear(s); /* its client is back (elsewhere): a delayed will is not sent */
+	session_destroy(s);
 }
 
 /* Another instance accepted a CONNECT for this client id at c->at_ms. A connection here that
@@ -126,7 +243,32 @@ static void claim_input(struct broker *b, const struct xclaim *c)
 	if (c->clean_start) {
 		broker_count(b, BROKER_C_XLCORE_SESSION_DISCARDED);
 		session_destroy(s);
+	} else {
+		session_move(b, s, c->from);
 	}
+}
+
+/* The client's stored session from another instance joins the one it has here. */
+static void session_merge(struct broker *b, const struct xsession *x)
+{
+	struct broker_session *s = session_find(b, x->id, x->id_len);
+
+	if (s == NULL)
+		return; /* gone meanwhile (expiry 0 and disconnected) */
+	broker_count(b, BROKER_C_XLCORE_SESSION_MERGED);
+	for (uint32_t i = 0; i < x->n_subs; i++) {
+		const struct xsub *o = &x->subs[i];
+		struct mqtt_subscription sub = { .filter = { o->filter, o->len }, .qos = o->qos,
+						 .no_local = o->no_local,
+						 .retain_as_published = o->rap };
+
+		session_sub_merge(s, &sub, o->sub_id);
+	}
+	for (uint32_t i = 0; i < x->n_msgs; i++)
+		if (!broker_msg_expired(x->msgs[i].msg, b->now_ms))
+			session_deliver(s, x->msgs[i].msg, x->msgs[i].qos, x->msgs[i].retain,
+					x->msgs[i].sub_id);
+	session_drain(s);
 }
 
 void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
@@ -134,6 +276,8 @@ void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_m
 	b->now_ms = now_ms;
 	if (((struct xhdr *)x)->xkind == XK_CLAIM) {
 		claim_input(b, (struct xclaim *)x);
+	} else if (((struct xhdr *)x)->xkind == XK_SESSION) {
+		session_merge(b, (struct xsession *)x);
 	} else {
 		struct broker_msg *m = (struct broker_msg *)x;
 		bool matched;

@@ -148,7 +148,7 @@ static void test_takeover_across(void **state)
 	teardown(&q, x);
 }
 
-/* A clean start on another lcore discards the stored session here; a kept one stays. */
+/* A clean start on another lcore discards the stored session here. */
 static void test_clean_start_across(void **state)
 {
 	struct mqtt_props props = { 0 };
@@ -158,19 +158,51 @@ static void test_clean_start_across(void **state)
 	(void)state;
 	setup_pair(&q, x);
 	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
-	fx_connect(x[0], 0, MQTT_V5, "kept", false, 60, &props);
 	fx_connect(x[0], 1, MQTT_V5, "gone", false, 60, &props);
 	pump(&q, x);
-	fx_close(x[0], 0);
 	fx_close(x[0], 1);
 	x[1]->now += 10;
-	fx_connect(x[1], 0, MQTT_V5, "kept", false, 60, &props);
 	fx_connect(x[1], 1, MQTT_V5, "gone", true, 60, NULL);
 	pump(&q, x);
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_DISCARDED), 1);
-	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_TAKEOVER), 0);
-	assert_true(fx_connect(x[0], 0, MQTT_V5, "kept", false, 60, &props)); /* still here */
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_MOVED), 0);
 	assert_false(fx_connect(x[0], 1, MQTT_V5, "gone", false, 60, &props));
+	teardown(&q, x);
+}
+
+/* Resuming on another lcore moves the stored session there: its subscriptions keep working
+ * and what it was owed (unacknowledged, then queued) is delivered there, in order. */
+static void test_session_moves(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x[0], 0, MQTT_V5, "roamer", false, 60, &props);
+	fx_connect(x[0], 1, MQTT_V5, "pub", true, 60, NULL);
+	pump(&q, x);
+	fx_subscribe(x[0], 0, "m/#", 1);
+	fx_publish(x[0], 1, "m/1", "unacked", 1, 1, false);
+	fx_expect_publish(x[0], 0, "m/1", "unacked", 1); /* never acknowledged */
+	fx_close(x[0], 0);
+	fx_publish(x[0], 1, "m/2", "queued", 1, 2, false);
+	pump(&q, x); /* the publishes reach lcore 1 too: nobody there yet */
+	x[1]->now += 10;
+	fx_connect(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
+	pump(&q, x); /* the claim to lcore 0 */
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_MOVED), 1);
+	pump(&q, x); /* the session to lcore 1 */
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_SESSION_MERGED), 1);
+	fx_expect_publish(x[1], 0, "m/1", "unacked", 1);
+	fx_expect_publish(x[1], 0, "m/2", "queued", 1);
+	fx_expect_none(x[1], 0);
+	fx_publish(x[0], 1, "m/3", "after", 0, 0, false); /* the subscription moved with it */
+	pump(&q, x);
+	fx_expect_publish(x[1], 0, "m/3", "after", 0);
+	assert_false(fx_connect(x[0], 2, MQTT_V5, "roamer", false, 60, &props)); /* gone there */
 	teardown(&q, x);
 }
 
@@ -199,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_queue_full_counted),
 		cmocka_unit_test(test_takeover_across),
 		cmocka_unit_test(test_clean_start_across),
+		cmocka_unit_test(test_session_moves),
 		cmocka_unit_test(test_stale_claim_ignored),
 	};
 
