@@ -137,9 +137,14 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 	b->devs = calloc(b->ndevs, sizeof(*b->devs));
 	if (b->devs == NULL)
 		return conf_error(bn, "out of memory");
-	for (size_t i = 0; i < b->ndevs; i++)
+	for (size_t i = 0; i < b->ndevs; i++) {
 		if (parse_device(conf_seq_at(devs, i), cfg, &b->devs[i]))
 			return -1;
+		/* On a serial line 0 is broadcast (nobody answers) and 248..255 are reserved. */
+		if (b->kind == AGENT_BUS_RTU && (b->devs[i].unit_id == 0 || b->devs[i].unit_id > 247))
+			return conf_error(conf_get(conf_seq_at(devs, i), "unit_id"),
+					  "unit_id %u: RTU devices are 1..247", b->devs[i].unit_id);
+	}
 	return 0;
 }
 

@@ -36,6 +36,8 @@ CASES = [
      "gateway.yaml:12:", "unit_id 1 is used twice"),
     ("bad device name", dict(extra="        - {name: 'd\"2', unit_id: 2, profile: p}\n"), GOOD_PROFILE,
      "gateway.yaml:12:", "device name"),
+    ("broadcast unit on RTU", dict(extra="        - {name: d0, unit_id: 0, profile: p}\n"), GOOD_PROFILE,
+     "gateway.yaml:12:", "RTU devices are 1..247"),
     ("yaml syntax", dict(extra="  buses: [\n"), GOOD_PROFILE, "gateway.yaml:", ""),
     ("overlap", {}, "name: p\npoints:\n  - {name: x, function: holding, address: 0, type: f32}\n"
      "  - {name: y, function: holding, address: 1}\n", "p.yaml:4:", "overlaps point 'x'"),
