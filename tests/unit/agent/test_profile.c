@@ -94,12 +94,42 @@ test_bad_profiles(void **state)
 	}
 }
 
+/* Mutated profiles never crash the reader: a parse succeeds or says why. */
+static void
+test_mutated_profiles(void **state)
+{
+	const char *seed = "name: m\nmax_read_registers: 60\npoints:\n"
+			   "  - {name: v, function: input, address: 0, type: f32, unit: V, deadband: 0.5}\n"
+			   "  - {name: s, function: holding, address: 20, type: string, length: 4}\n"
+			   "  - {name: a, function: holding, address: 30, type: bit, bit: 1}\n";
+	char buf[512], err[256];
+	uint32_t r = 7;
+	struct mb_profile p;
+
+	(void)state;
+	for (int i = 0; i < 3000; i++) {
+		size_t n = strlen(seed);
+
+		memcpy(buf, seed, n);
+		for (int m = 0; m < 1 + i % 3; m++) {
+			r = r * 1103515245u + 12345u;
+			buf[(r >> 8) % n] = " :-{}[],\n0a9x\"'"[(r >> 20) % 16];
+		}
+		err[0] = '\0';
+		if (mb_profile_parse("m.yaml", buf, n, &p, err, sizeof(err)) == 0)
+			mb_profile_free(&p);
+		else
+			assert_true(strncmp(err, "m.yaml:", 7) == 0);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_profile),
 		cmocka_unit_test(test_bad_profiles),
+		cmocka_unit_test(test_mutated_profiles),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
