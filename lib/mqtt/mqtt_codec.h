@@ -232,8 +232,10 @@ int mqtt_peek(const struct mqtt_iov *iov, size_t niov, uint32_t max_packet_size,
 
 /*
  * Decode the packet at the front of the input. Returns its length in bytes (> 0) when whole and
- * valid, 0 when more bytes are needed, or -MQTT_E_x. Pointers in *pkt point into the input or
- * into the decoder's scratch.
+ * valid, 0 when more bytes are needed, or -MQTT_E_x (mqtt_err_reason() gives the reason code to
+ * send). Nothing is consumed: the caller drops the returned bytes. Pointers in *pkt point into
+ * the input or into the decoder's scratch. A client decoder must be given its version
+ * (-MQTT_E_BAD_ARG otherwise).
  */
 int mqtt_decode(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov,
 		struct mqtt_packet *pkt);

@@ -8,7 +8,8 @@
  *
  * Each accepted packet must also satisfy the codec's own invariants: it encodes again (the
  * encoder accepts all the decoder accepts), that encoding decodes, and encoding it once more
- * gives the same bytes; a decoded topic name matches itself used as a filter.
+ * gives the same bytes; a decoded topic name matches itself used as a filter; the payload UTF-8
+ * check gives the same answer on the segments as on a flat copy.
  *
  * Without -fsanitize=fuzzer (FUZZ_REPLAY_MAIN) it builds as a replay program: every file named
  * on the command line, or in a directory named there, is run once (the unit test over corpus/).
@@ -84,6 +85,31 @@ static void check_reencode(const struct mode *m, uint8_t version, struct mqtt_pa
 		abort();
 }
 
+/* The payload UTF-8 check must not depend on where segments are cut. */
+static void check_payload_utf8(const struct mqtt_packet *pkt, const struct mqtt_iov *iov,
+			       size_t niov)
+{
+	const struct mqtt_publish *p = &pkt->publish;
+	struct mqtt_iov sl[MAX_SEGS], whole;
+	struct mqtt_span all;
+	size_t ns, off = 0;
+
+	if (pkt->type != MQTT_PUBLISH || p->payload_len > sizeof(flat))
+		return;
+	ns = mqtt_span_slices(iov, niov, &p->payload_at, sl, MAX_SEGS);
+	if (ns > MAX_SEGS)
+		return;
+	for (size_t i = 0; i < ns; i++) {
+		memcpy(flat + off, sl[i].base, sl[i].len);
+		off += sl[i].len;
+	}
+	whole = (struct mqtt_iov){ flat, off };
+	all = (struct mqtt_span){ 0, 0, (uint32_t)off };
+	if (mqtt_payload_utf8_check(iov, niov, &p->payload_at) !=
+	    mqtt_payload_utf8_check(&whole, 1, &all))
+		abort();
+}
+
 static void check_topic(const struct mqtt_packet *pkt)
 {
 	const struct mqtt_str *t = &pkt->publish.topic;
@@ -134,6 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if ((size_t)rc > size || pkt.len != (uint32_t)rc)
 			abort();
 		check_topic(&pkt);
+		check_payload_utf8(&pkt, iov, niov);
 		check_reencode(m, d.version, &pkt, iov, niov);
 		packets_ok++;
 		data += rc;
