@@ -412,6 +412,28 @@ tcp_ooo_free(struct tcp_conn *c)
 	}
 }
 
+/* The held ranges as SACK blocks [left, right), adjacent segments joined, lowest first. */
+unsigned
+tcp_ooo_sack_blocks(const struct tcp_conn *c, uint32_t (*blk)[2], unsigned max)
+{
+	unsigned n = 0;
+
+	for (struct rte_mbuf *m = c->ooo; m != NULL; m = ooo_meta(c, m)->next) {
+		uint32_t seq = ooo_meta(c, m)->seq;
+
+		if (n > 0 && blk[n - 1][1] == seq) {
+			blk[n - 1][1] += m->pkt_len;
+			continue;
+		}
+		if (n == max)
+			break;
+		blk[n][0] = seq;
+		blk[n][1] = seq + m->pkt_len;
+		n++;
+	}
+	return n;
+}
+
 uint32_t
 tcp_ooo_bytes(const struct tcp_conn *c)
 {

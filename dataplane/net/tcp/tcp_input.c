@@ -22,7 +22,8 @@
 #define TCP_HDR_MAX 60
 #define TCP_DEFAULT_MSS 536  /* RFC 879: no MSS option */
 
-enum { OPT_EOL = 0, OPT_NOP = 1, OPT_MSS = 2, OPT_WS = 3, OPT_TS = 8 };
+enum { OPT_EOL = 0, OPT_NOP = 1, OPT_MSS = 2, OPT_WS = 3, OPT_SACK_OK = 4, OPT_SACK = 5,
+       OPT_TS = 8 };
 
 static void
 ack_now(struct tcp_conn *c)
@@ -43,6 +44,20 @@ abort_unaccepted(struct tcp_conn *c)
 {
 	tcp_send_rst(c);
 	tcp_conn_close(c, TCP_CLOSE_ABORT);
+}
+
+static void
+sack_parse(const uint8_t *p, unsigned n, struct tcp_opts *o)
+{
+	for (unsigned b = 0; b < n && o->nsack < RTE_DIM(o->sack); b++, p += 8) {
+		uint32_t l, r;
+
+		memcpy(&l, p, 4);
+		memcpy(&r, p + 4, 4);
+		o->sack[o->nsack][0] = rte_be_to_cpu_32(l);
+		o->sack[o->nsack][1] = rte_be_to_cpu_32(r);
+		o->nsack++;
+	}
 }
 
 /* Options of a header; -1 on a malformed list (bad length, running past the header). */
@@ -85,8 +100,18 @@ opts_parse(const uint8_t *p, unsigned len, struct tcp_opts *o)
 			o->tsval = rte_be_to_cpu_32(o->tsval);
 			o->tsecr = rte_be_to_cpu_32(o->tsecr);
 			break;
+		case OPT_SACK_OK:
+			if (olen != 2)
+				return -1;
+			o->sack_ok = true;
+			break;
+		case OPT_SACK:
+			if (olen < 10 || (olen - 2) % 8 != 0)
+				return -1;
+			sack_parse(p + i + 2, (olen - 2u) / 8, o);
+			break;
 		default:
-			break;  /* SACK and others: not used, skipped */
+			break;  /* others: skipped */
 		}
 		i += olen;
 	}
@@ -387,6 +412,33 @@ new_ack(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 	return 0;
 }
 
+/*
+ * Loss detection from SACK blocks (RFC 6675 DupThresh, in bytes): three segments' worth
+ * acknowledged selectively beyond SND.UNA means the segment at SND.UNA is lost. Recovery
+ * itself stays NewReno (one hole per round trip); there is no scoreboard to keep.
+ */
+static void
+sack_input(struct tcp_conn *c, const struct tcp_seg *s)
+{
+	uint32_t sacked = 0;
+
+	if ((c->flags & TF_RECOVERY) || c->snd_una == c->snd_max)
+		return;
+	for (unsigned i = 0; i < s->opt.nsack; i++) {
+		uint32_t l = s->opt.sack[i][0], r = s->opt.sack[i][1];
+
+		if (SEQ_LEQ(r, c->snd_una) || SEQ_GT(r, c->snd_max) || !SEQ_LT(l, r))
+			continue;  /* D-SACK, stale, or nonsense */
+		if (SEQ_LT(l, c->snd_una))
+			l = c->snd_una;
+		sacked += r - l;
+	}
+	if (sacked >= 3u * c->mss) {
+		DP_INC(c->tl->lc, tcp, SACK_LOSS);
+		c->tl->cc->sack_loss(c);
+	}
+}
+
 /* RFC 793 "fifth check the ACK field" with RFC 5961 section 5. -1: drop (or gone). */
 static int
 ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
@@ -408,6 +460,8 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 	} else if (!(c->flags & TF_RECOVERY)) {
 		c->dupacks = 0;
 	}
+	if ((c->flags & TF_SACK_OK) && s->opt.nsack > 0)
+		sack_input(c, s);
 	/* window update, only from a segment newer than the last one that set it */
 	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
 		if (win > c->snd_wnd)
@@ -596,6 +650,8 @@ syn_new(struct tcp_lcore *tl, const struct tcp_listener *l, const struct tcp_seg
 		c->flags |= TF_TS_OK;
 		c->ts_recent = s->opt.tsval;
 	}
+	if (s->opt.sack_ok)
+		c->flags |= TF_SACK_OK;
 	mss = s->opt.has_mss ? RTE_MIN(s->opt.mss, cfg->mss) : RTE_MIN(TCP_DEFAULT_MSS, cfg->mss);
 	mss = RTE_MAX(mss, (uint16_t)64);
 	c->mss = (uint16_t)(mss - ((c->flags & TF_TS_OK) ? TCP_TS_OPT_LEN : 0));

@@ -62,6 +62,8 @@ newreno_ack(struct tcp_conn *c, uint32_t acked)
 	c->cwnd = RTE_MIN(c->cwnd, UINT32_MAX / 2);
 }
 
+static void enter_recovery(struct tcp_conn *c);
+
 static void
 newreno_dupack(struct tcp_conn *c)
 {
@@ -72,8 +74,16 @@ newreno_dupack(struct tcp_conn *c)
 		tcp_flush_add(c);
 		return;
 	}
+	if (c->dupacks == 3)
+		enter_recovery(c);
+}
+
+/* Fast retransmit and the start of fast recovery. */
+static void
+enter_recovery(struct tcp_conn *c)
+{
 	/* RFC 6582 3.2 step 2: no new recovery for losses in the window we already repaired */
-	if (c->dupacks != 3 || !SEQ_GT(c->snd_una, c->snd_recover))
+	if ((c->flags & TF_RECOVERY) || !SEQ_GT(c->snd_una, c->snd_recover))
 		return;
 	c->ssthresh = half_flight(c);
 	c->snd_recover = c->snd_max;
@@ -99,4 +109,5 @@ const struct tcp_cc_ops tcp_cc_newreno = {
 	.ack = newreno_ack,
 	.dupack = newreno_dupack,
 	.rto = newreno_rto,
+	.sack_loss = enter_recovery,
 };

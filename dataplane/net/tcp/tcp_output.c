@@ -22,6 +22,8 @@
 #define TCPOPT_NOP 1
 #define TCPOPT_MSS 2
 #define TCPOPT_WSCALE 3
+#define TCPOPT_SACK_OK 4
+#define TCPOPT_SACK 5
 #define TCPOPT_TS 8
 
 struct seg_out {
@@ -125,11 +127,50 @@ tcp_rcv_window(const struct tcp_conn *c)
 	return RTE_MIN(avail, maxwin);
 }
 
-/* Fill seq/ack/window/timestamp for a segment of a synchronized connection. */
+/* How many SACK blocks our segments carry now (what fits beside the timestamps). */
+static unsigned
+sack_nblocks(const struct tcp_conn *c, uint32_t (*blk)[2])
+{
+	uint32_t tmp[4][2];
+
+	if (!(c->flags & TF_SACK_OK) || c->ooo == NULL)
+		return 0;
+	return tcp_ooo_sack_blocks(c, blk != NULL ? blk : tmp, (c->flags & TF_TS_OK) ? 3 : 4);
+}
+
+/* Option bytes the SACK blocks take (NOP NOP kind len + 8 per block); payload gives way. */
+static uint32_t
+sack_space(const struct tcp_conn *c)
+{
+	unsigned n = sack_nblocks(c, NULL);
+
+	return n > 0 ? 4 + 8 * n : 0;
+}
+
+static uint8_t *
+opt_sack(uint8_t *p, uint32_t (*blk)[2], unsigned n)
+{
+	*p++ = TCPOPT_NOP;
+	*p++ = TCPOPT_NOP;
+	*p++ = TCPOPT_SACK;
+	*p++ = (uint8_t)(2 + 8 * n);
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t l = rte_cpu_to_be_32(blk[i][0]), r = rte_cpu_to_be_32(blk[i][1]);
+
+		memcpy(p, &l, 4);
+		memcpy(p + 4, &r, 4);
+		p += 8;
+	}
+	return p;
+}
+
+/* Fill seq/ack/window/timestamp (and SACK blocks) for a segment of a synchronized flow. */
 static void
 seg_init(struct tcp_conn *c, struct seg_out *o, uint32_t seq, uint8_t flags)
 {
-	uint32_t win = tcp_rcv_window(c);
+	uint32_t win = tcp_rcv_window(c), blk[4][2];
+	uint8_t *p = o->opts;
+	unsigned nsack;
 
 	memset(o, 0, offsetof(struct seg_out, opts));
 	o->seq = seq;
@@ -138,7 +179,10 @@ seg_init(struct tcp_conn *c, struct seg_out *o, uint32_t seq, uint8_t flags)
 	o->win = (uint16_t)(win >> c->rcv_wscale);
 	o->q = &c->sndq;
 	if (c->flags & TF_TS_OK)
-		o->optlen = (uint8_t)(opt_ts(o->opts, ts_now(c->tl), c->ts_recent) - o->opts);
+		p = opt_ts(p, ts_now(c->tl), c->ts_recent);
+	if ((flags & RTE_TCP_ACK_FLAG) && (nsack = sack_nblocks(c, blk)) > 0)
+		p = opt_sack(p, blk, nsack);
+	o->optlen = (uint8_t)(p - o->opts);
 }
 
 /* An ACK went out: the delayed ACK is no longer owed, and the offered edge moved. */
@@ -216,6 +260,13 @@ tcp_send_synack(struct tcp_conn *c)
 	}
 	if (c->flags & TF_TS_OK)
 		p = opt_ts(p, ts_now(tl), c->ts_recent);
+	if (c->flags & TF_SACK_OK) {
+		/* we take SACK blocks (loss detection) but send none: RFC 2018 allows both */
+		*p++ = TCPOPT_NOP;
+		*p++ = TCPOPT_NOP;
+		*p++ = TCPOPT_SACK_OK;
+		*p++ = 2;
+	}
 	o.optlen = (uint8_t)(p - o.opts);
 	seg_send(tl, &c->key, &o);
 	c->rcv_adv = c->rcv_nxt + o.win;
@@ -262,7 +313,8 @@ void
 tcp_retransmit_una(struct tcp_conn *c)
 {
 	struct seg_out o;
-	uint32_t len = RTE_MIN(c->sndq.bytes, (uint32_t)c->mss);
+	uint32_t room = c->mss - sack_space(c);
+	uint32_t len = RTE_MIN(c->sndq.bytes, room);
 	uint8_t flags = RTE_TCP_ACK_FLAG;
 
 	if ((c->flags & TF_FIN_SENT) && len == c->sndq.bytes && !(c->flags & TF_FIN_ACKED))
@@ -293,9 +345,10 @@ can_send_data(const struct tcp_conn *c)
 	}
 }
 
-/* Length of the next segment at snd_nxt, 0 if none should go now; *fin: FIN rides along. */
+/* Length of the next segment at snd_nxt (at most room bytes), 0 if none should go now;
+ * *fin: the FIN rides along. */
 static uint32_t
-next_seg_len(const struct tcp_conn *c, bool *fin)
+next_seg_len(const struct tcp_conn *c, uint32_t room, bool *fin)
 {
 	uint32_t off = c->snd_nxt - c->snd_una;
 	uint32_t avail = off < c->sndq.bytes ? c->sndq.bytes - off : 0;
@@ -303,12 +356,12 @@ next_seg_len(const struct tcp_conn *c, bool *fin)
 	uint32_t usable = off < wnd ? wnd - off : 0;
 	uint32_t len = RTE_MIN(avail, usable);
 
-	len = RTE_MIN(len, (uint32_t)c->mss);
+	len = RTE_MIN(len, room);
 
 	*fin = (c->flags & TF_FIN_QUEUED) && off <= c->sndq.bytes && off + len == c->sndq.bytes;
 	/* sender silly window avoidance: a runt only when it empties the queue or nothing is
 	 * outstanding (otherwise the ACK clock brings a bigger window) */
-	if (len > 0 && len < c->mss && len < avail && c->snd_nxt != c->snd_una)
+	if (len > 0 && len < room && len < avail && c->snd_nxt != c->snd_una)
 		return *fin = false, 0;
 	return len;
 }
@@ -329,6 +382,7 @@ persist_check(struct tcp_conn *c)
 void
 tcp_output(struct tcp_conn *c)
 {
+	uint32_t room = c->mss - sack_space(c);  /* SACK blocks take from the payload */
 	struct seg_out o;
 	bool fin;
 	uint32_t len;
@@ -341,7 +395,7 @@ tcp_output(struct tcp_conn *c)
 	}
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
-	while ((len = next_seg_len(c, &fin)) > 0 || fin) {
+	while ((len = next_seg_len(c, room, &fin)) > 0 || fin) {
 		uint8_t flags = RTE_TCP_ACK_FLAG;
 
 		if (fin)

@@ -62,6 +62,7 @@ enum {
 	TF_RTT_TIMING = 1u << 12, /* rtt_seq is being timed (Karn) */
 	TF_REAP       = 1u << 13, /* closed, on the reap list */
 	TF_FIN_ACKED  = 1u << 14,
+	TF_SACK_OK    = 1u << 15, /* the peer may send SACK blocks (we use them to detect loss) */
 };
 
 /* armed timers (timer_on bits) */
@@ -125,8 +126,10 @@ struct tcp_listener {
 struct tcp_opts {
 	uint16_t mss;
 	uint8_t wscale;
-	bool has_mss, has_ws, has_ts;
+	bool has_mss, has_ws, has_ts, sack_ok;
+	uint8_t nsack;
 	uint32_t tsval, tsecr;
+	uint32_t sack[4][2];  /* SACK blocks [left, right), host order */
 };
 
 /* One received segment, parsed and validated. */
@@ -206,6 +209,7 @@ void tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq);
 void tcp_ooo_drain(struct tcp_conn *c);  /* move what rcv_nxt reached into rcvq */
 void tcp_ooo_free(struct tcp_conn *c);
 uint32_t tcp_ooo_bytes(const struct tcp_conn *c);
+unsigned tcp_ooo_sack_blocks(const struct tcp_conn *c, uint32_t (*blk)[2], unsigned max);
 
 /* tcp_input.c */
 void tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);

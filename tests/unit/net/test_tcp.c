@@ -1315,6 +1315,89 @@ test_time_wait_reuse(void **state)
 	assert_int_equal(tcp_conn_state(h_app.c), TCP_ST_ESTABLISHED);
 }
 
+static void
+test_sack(void **state)
+{
+	uint8_t opts[8] = { 2, 4, 0x05, 0xb4, 1, 1, 4, 2 };  /* MSS 1460, SACK permitted */
+	uint8_t sack[12] = { 1, 1, 5, 10 };
+	static uint8_t buf[5 * 1460];
+	struct h_seg s = { .flags = SYN, .seq = 1000, .win = 65535, .opts = opts, .optlen = 8,
+			   .sport = 40030 };
+	struct tcp_conn *c;
+	uint32_t iss, l, r;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_input(&s);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].optlen, 8);  /* MSS, NOP NOP SACK-permitted */
+	assert_memory_equal(h_cap[0].data - 4, "\x01\x01\x04\x02", 4);
+	iss = h_cap[0].seq;
+	s = (struct h_seg){ .flags = ACK, .seq = 1001, .ack = iss + 1, .win = 65535, .sport = 40030 };
+	h_input(&s);
+	c = h_app.c;
+	assert_non_null(c);
+
+	/* receiving: a hole, then our ACK carries the SACK block of what we hold */
+	h_clear();
+	s.seq = 1001 + 100;
+	s.data = "sacked";
+	s.len = 6;
+	h_input(&s);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, 1001);
+	assert_int_equal(h_cap[0].optlen, 12);
+	assert_memory_equal(h_cap[0].data - 12, "\x01\x01\x05\x0a", 4);
+	memcpy(&l, h_cap[0].data - 8, 4);
+	memcpy(&r, h_cap[0].data - 4, 4);
+	assert_int_equal(rte_be_to_cpu_32(l), 1101);
+	assert_int_equal(rte_be_to_cpu_32(r), 1107);
+	/* our data segments give way to the SACK option: MSS less 12 bytes */
+	fill(buf, sizeof(buf), 0);
+	h_clear();
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_flush();
+	assert_int_equal(h_cap[0].len, 1460 - 12);
+	/* the hole fills: no more SACK blocks, full-sized segments again */
+	h_clear();
+	s.seq = 1001;
+	s.data = buf;
+	s.len = 100;
+	s.ack = iss + 1;
+	h_input(&s);
+	assert_int_equal(tcp_recv_avail(c), 106);
+	h_flush();
+	assert_true(h_ncap >= 1);
+	assert_int_equal(h_cap[0].optlen, 0);
+
+	/* sending: the peer's ACKs ride on its data (never duplicate ACKs) but SACK three
+	 * segments beyond SND.UNA: the first segment is lost, retransmit it at once */
+	h_clear();
+	l = rte_cpu_to_be_32(iss + 1 + 1448);
+	r = rte_cpu_to_be_32(iss + 1 + 1448 + 3 * 1460);
+	memcpy(sack + 4, &l, 4);
+	memcpy(sack + 8, &r, 4);
+	s = (struct h_seg){ .flags = ACK, .seq = 1107, .ack = iss + 1, .win = 65535,
+			    .opts = sack, .optlen = 12, .data = "more", .len = 4, .sport = 40030 };
+	h_input(&s);
+	assert_int_equal(H_CNT(SACK_LOSS), 1);
+	assert_int_equal(H_CNT(FAST_REXMT), 1);
+	assert_int_equal(H_CNT(DUP_ACKS), 0);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].seq, iss + 1);
+	assert_int_equal(h_cap[0].len, 1460);
+	assert_memory_equal(h_cap[0].data, buf, 1460);
+	/* a bogus block (beyond what we sent) is ignored */
+	r = rte_cpu_to_be_32(iss + 1 + 100000);
+	memcpy(sack + 8, &r, 4);
+	h_app.c = c;
+	s.seq = 1111;
+	h_input(&s);
+	assert_int_equal(H_CNT(SACK_LOSS), 1);
+}
+
 int
 main(void)
 {
@@ -1352,6 +1435,7 @@ main(void)
 		cmocka_unit_test_teardown(test_beyond_window, teardown),
 		cmocka_unit_test_teardown(test_fin_and_rst_in_other_states, teardown),
 		cmocka_unit_test_teardown(test_time_wait_reuse, teardown),
+		cmocka_unit_test_teardown(test_sack, teardown),
 	};
 
 	if (h_eal_init() < 0) {
