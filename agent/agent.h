@@ -14,6 +14,7 @@
 #include "uplink/uplink.h"
 
 struct agent {
+	const char *cfg_path;
 	struct agent_config cfg;
 	struct agent_loop *loop;
 	struct agent_msgq q;

@@ -1,7 +1,8 @@
 /*
  * main.c: edgegw-agent. Loads and checks the agent's config, builds the buses and the uplink,
  * runs the event loop until SIGINT/SIGTERM, and stops in order: buses first (no new messages),
- * then what is queued goes to the uplink, then the uplink closes.
+ * then what is queued goes to the uplink, then the uplink closes. SIGHUP reloads the config
+ * (checked whole first), SIGUSR1 logs the stats.
  *   edgegw-agent -c FILE [--check] [-v]
  */
 #include <errno.h>
@@ -96,6 +97,95 @@ on_messages(void *arg, uint32_t events)
 	}
 }
 
+static int
+buses_start(struct agent *a)
+{
+	int rc;
+
+	a->buses = calloc(a->cfg.nbuses, sizeof(*a->buses));
+	if (a->buses == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->cfg.nbuses; i++) {
+		rc = mb_bus_create(&a->buses[i], &a->cfg.buses[i], a->cfg.topic_prefix,
+				   a->cfg.cmd_response_topic, &a->q);
+		if (rc != 0)
+			return rc;
+		a->nbuses++;
+	}
+	for (size_t i = 0; i < a->nbuses; i++)
+		if ((rc = mb_bus_start(a->buses[i])) != 0)
+			return rc;
+	return 0;
+}
+
+static void
+buses_stop(struct agent *a)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		mb_bus_stop(a->buses[i]);
+	if (a->up != NULL && a->q.efd >= 0)
+		on_messages(a, 0);	/* what the stopped buses produced still goes out */
+	for (size_t i = 0; i < a->nbuses; i++)
+		mb_bus_destroy(a->buses[i]);
+	free(a->buses);
+	a->buses = NULL;
+	a->nbuses = 0;
+}
+
+/* The uplink is not rebuilt on reload (its queue and session would be lost): its settings and
+ * the command topics keep their running values until a restart. */
+static void
+keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
+{
+	if (old->uplink == nc->uplink && strcmp(old->jsonl_path, nc->jsonl_path) == 0 &&
+	    strcmp(old->jsonl_commands, nc->jsonl_commands) == 0 &&
+	    strcmp(old->mqtt_host, nc->mqtt_host) == 0 && old->mqtt_port == nc->mqtt_port &&
+	    strcmp(old->mqtt_client_id, nc->mqtt_client_id) == 0 &&
+	    old->mqtt_keepalive_ms == nc->mqtt_keepalive_ms &&
+	    strcmp(old->cmd_topic, nc->cmd_topic) == 0 &&
+	    strcmp(old->cmd_response_topic, nc->cmd_response_topic) == 0)
+		return;
+	log_warnx("reload: uplink, mqtt, jsonl and commands settings changed; they apply at the next restart");
+	nc->uplink = old->uplink;
+	memcpy(nc->jsonl_path, old->jsonl_path, sizeof(nc->jsonl_path));
+	memcpy(nc->jsonl_commands, old->jsonl_commands, sizeof(nc->jsonl_commands));
+	memcpy(nc->mqtt_host, old->mqtt_host, sizeof(nc->mqtt_host));
+	nc->mqtt_port = old->mqtt_port;
+	memcpy(nc->mqtt_client_id, old->mqtt_client_id, sizeof(nc->mqtt_client_id));
+	nc->mqtt_keepalive_ms = old->mqtt_keepalive_ms;
+	memcpy(nc->cmd_topic, old->cmd_topic, sizeof(nc->cmd_topic));
+	memcpy(nc->cmd_response_topic, old->cmd_response_topic, sizeof(nc->cmd_response_topic));
+}
+
+/*
+ * SIGHUP: load and check the config and its profiles whole; a bad one changes nothing. A good
+ * one replaces the buses (polling state and counters start over; every point is published
+ * again on its first read) and the log level, stats and topic settings.
+ */
+static void
+agent_reload(struct agent *a)
+{
+	struct agent_config nc;
+	char err[1024];
+
+	if (agent_config_load(a->cfg_path, &nc, err, sizeof(err)) != 0) {
+		log_err("reload: %s; the running config stays", err);
+		return;
+	}
+	keep_uplink_settings(&a->cfg, &nc);
+	buses_stop(a);
+	agent_config_free(&a->cfg);
+	a->cfg = nc;
+	log_set_level(a->cfg.log_level);
+	a->next_stats_ms = 0;
+	if (buses_start(a) != 0) {
+		log_err("reload: cannot start the buses; stopping");
+		agent_loop_stop(a->loop);
+		return;
+	}
+	log_info("reload: %zu buses, %zu profiles from %s", a->nbuses, a->cfg.profiles.n, a->cfg_path);
+}
+
 static void
 on_signal(void *arg, int signo)
 {
@@ -106,7 +196,7 @@ on_signal(void *arg, int signo)
 		agent_stats_log(a);
 		break;
 	case SIGHUP:
-		log_info("SIGHUP: live reload is not supported yet; restart the agent to apply a new config");
+		agent_reload(a);
 		break;
 	case SIGPIPE:
 		break;
@@ -163,20 +253,7 @@ agent_start(struct agent *a)
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
 	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0)
 		return rc;
-	a->buses = calloc(a->cfg.nbuses, sizeof(*a->buses));
-	if (a->buses == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->cfg.nbuses; i++) {
-		rc = mb_bus_create(&a->buses[i], &a->cfg.buses[i], a->cfg.topic_prefix,
-				   a->cfg.cmd_response_topic, &a->q);
-		if (rc != 0)
-			return rc;
-		a->nbuses++;
-	}
-	for (size_t i = 0; i < a->nbuses; i++)
-		if ((rc = mb_bus_start(a->buses[i])) != 0)
-			return rc;
-	return 0;
+	return buses_start(a);
 }
 
 static void
@@ -184,13 +261,9 @@ agent_stop(struct agent *a)
 {
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_stop(a->buses[i]);
-	if (a->up != NULL && a->q.efd >= 0)
-		on_messages(a, 0);
 	if (a->cfg.stats_file[0] && a->loop != NULL)
 		agent_stats_write_file(a, a->cfg.stats_file);
-	for (size_t i = 0; i < a->nbuses; i++)
-		mb_bus_destroy(a->buses[i]);
-	free(a->buses);
+	buses_stop(a);
 	uplink_destroy(a->up);
 	if (a->q.efd > 0)
 		agent_msgq_destroy(&a->q);
@@ -234,6 +307,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("edgegw-agent", LOG_LVL_INFO);
+	a.cfg_path = path;
 	if (agent_config_load(path, &a.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "edgegw-agent: %s\n", err);
 		return 1;
