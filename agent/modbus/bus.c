@@ -685,8 +685,10 @@ mb_bus_destroy(struct mb_bus *b)
 	if (b == NULL)
 		return;
 	mb_bus_stop(b);
-	while ((j = take_job(b)) != NULL)
+	while ((j = take_job(b)) != NULL) {
+		respond(b, j, false, "not written: the agent stopped or reloaded its config", NULL);
 		free(j);
+	}
 	for (size_t i = 0; b->devs != NULL && i < b->ndevs; i++) {
 		mb_plan_free(&b->devs[i].plan);
 		free(b->devs[i].st);
