@@ -501,8 +501,8 @@ void broker_conn_closed(struct broker_conn *c, uint64_t now_ms)
 	broker_reap(b);
 }
 
-/* $SYS values are this instance's own: local subscribers only, never posted to other lcores
- * (each instance of a group publishes under $SYS/broker/lcore/<n>/). */
+/* $SYS values are this instance's own: with several instances each publishes under
+ * $SYS/broker/lcore/<n>/, and every instance gets (and retains) every instance's values. */
 static void sys_publish(struct broker *b, const char *name, uint64_t val)
 {
 	char num[24], topic[96];
@@ -519,8 +519,7 @@ static void sys_publish(struct broker *b, const char *name, uint64_t val)
 	if ((m = broker_msg_new(b, t, &pl, 1, NULL, b->now_ms)) == NULL)
 		return;
 	m->retain = true;
-	retain_set(b, m);
-	broker_route(b, m, &matched);
+	broker_publish(b, m, &matched); /* to the other instances too: any client sees them all */
 	broker_msg_unref(m);
 	broker_count(b, BROKER_C_SYS_PUBLISHED);
 }

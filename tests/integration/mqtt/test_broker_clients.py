@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 WAIT = 5.0
 RUN = uuid.uuid4().hex[:8]
+MULTI_LCORE = False  # --multi-lcore: the target spreads connections over broker instances
 
 
 def rc_value(rc):
@@ -190,7 +191,11 @@ def t_offline_queue(host, port):
         for i in range(3):
             mosq("mosquitto_pub", host, port, ["-t", topic, "-q", "1", "-m", "m%d" % i])
         s = Client(host, port, cid=cid, v5=v5, clean=False, **kw)
-        assert s.session_present
+        if not s.session_present:
+            # A dataplane with several workers may resume the session on another lcore: the
+            # session moves there after the CONNACK (docs/broker.md), messages still arrive.
+            assert MULTI_LCORE, "session present 0 on a reconnect"
+            print("note: session resumed on another lcore (session present 0)")
         got = [s.get().payload for _ in range(3)]
         assert got == [b"m0", b"m1", b"m2"], got
         s.close()
@@ -262,9 +267,11 @@ def t_v5_properties(host, port):
 
 
 def t_sys(host, port):
-    """$SYS/broker/... statistics are published (retained)."""
-    out = mosq("mosquitto_sub", host, port, ["-t", "$SYS/broker/uptime", "-C", "1", "-W", "12"],
-               timeout=15)
+    """$SYS/broker/... statistics are published (retained); with several dataplane workers
+    each publishes its own under $SYS/broker/lcore/<n>/."""
+    out = mosq("mosquitto_sub", host, port, ["-t", "$SYS/broker/uptime",
+                                             "-t", "$SYS/broker/lcore/+/uptime",
+                                             "-C", "1", "-W", "12"], timeout=15)
     assert out.strip().isdigit(), out
 
 
@@ -333,7 +340,11 @@ def main():
     ap.add_argument("--target", default=os.environ.get("EDGEGW_MQTT_TARGET"),
                     help="HOST:PORT of a running broker (default: start the test harness)")
     ap.add_argument("-k", default="", help="run only tests whose name contains this")
+    ap.add_argument("--multi-lcore", action="store_true",
+                    help="the target runs several broker instances (dataplane workers)")
     args = ap.parse_args()
+    global MULTI_LCORE
+    MULTI_LCORE = args.multi_lcore
     proc = None
     if args.target:
         host, port = args.target.rsplit(":", 1)

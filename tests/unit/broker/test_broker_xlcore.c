@@ -223,6 +223,30 @@ static void test_stale_claim_ignored(void **state)
 	teardown(&q, x);
 }
 
+/* Each instance's $SYS values reach clients on every instance. */
+static void test_sys_across(void **state)
+{
+	struct broker_config cfg;
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	memset(&q, 0, sizeof(q));
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 1000;
+	for (uint32_t i = 0; i < 2; i++) {
+		x[i] = fx_new(&cfg);
+		broker_xlcore_attach(x[i]->b, i, 2, &xops, &q);
+	}
+	fx_connect(x[0], 0, MQTT_V311, "mon", true, 60, NULL);
+	pump(&q, x);
+	fx_subscribe(x[0], 0, "$SYS/broker/lcore/1/sessions/count", 0);
+	fx_tick(x[1], 1000);
+	pump(&q, x);
+	fx_expect_publish(x[0], 0, "$SYS/broker/lcore/1/sessions/count", "0", 0);
+	teardown(&q, x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_clean_start_across),
 		cmocka_unit_test(test_session_moves),
 		cmocka_unit_test(test_stale_claim_ignored),
+		cmocka_unit_test(test_sys_across),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
