@@ -176,6 +176,7 @@ static void phase_run(struct sim_worker *ws, uint32_t nw, const struct sim_opts 
 	uint64_t t0 = sim_now_ns();
 	int seen = signals_seen;
 
+	t->run_t0_ns = t0;
 	set_phase(ws[0].run, SIM_PH_RUN);
 	while (signals_seen == seen) {
 		double el = secs_since(t0);
@@ -245,6 +246,9 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < nw; i++)
 		pthread_create(&ws[i].thread, NULL, sim_worker_main, &ws[i]);
 	phase_connect(ws, nw, &o, total, &times);
+	/* Scripts wait for this line to sample the broker with every session connected. */
+	fprintf(stderr, "edgegw-sensorsim: connect phase over: %lu ready, %lu lost in %.3f s\n",
+		(unsigned long)SUM(ws, nw, ready), (unsigned long)SUM(ws, nw, dead), times.connect_s);
 	if (!signals_seen)
 		phase_run(ws, nw, &o, &times);
 	if (signals_seen < 2)

@@ -42,11 +42,14 @@ struct sim_stats {
 	uint64_t dead;              /* sessions lost (failed to connect or dropped later) */
 	uint64_t connect_failed;
 	uint64_t published[3];
-	uint64_t acked[3];          /* [0]: QoS 0 written to the socket */
+	uint64_t acked[3];          /* [0]: QoS 0 covered by a later PINGRESP (taken in) */
 	uint64_t delivered[3];      /* by the QoS they arrived with */
 	uint64_t dup_qos2;          /* QoS 2 re-deliveries of an id awaiting PUBREL (not counted) */
-	uint64_t inflight;          /* QoS 1/2 publishes awaiting their final ack, now */
+	uint64_t inflight;          /* QoS 1/2 publishes and barriers awaiting their answer, now */
 	uint64_t pings;
+	uint64_t barriers, barriers_acked;
+	uint64_t q0_unconfirmed;    /* QoS 0 publishes no PINGRESP covered before the session ended */
+	uint64_t barrier_last_ns;   /* when the last barrier was acknowledged */
 	uint64_t err[SIM_ERR_COUNT];
 };
 
@@ -70,6 +73,7 @@ struct sim_inflight {
 };
 
 #define SIM_RX_Q2_MAX 256u          /* incoming QoS 2 ids awaiting PUBREL per session */
+#define SIM_PINGS_MAX 4u            /* PINGREQs in flight per session */
 
 struct sim_session {
 	uint32_t id;
@@ -77,7 +81,11 @@ struct sim_session {
 	uint8_t state;              /* enum sim_state */
 	uint8_t next_qos;           /* QoS of the next publish, picked once */
 	bool subscriber;            /* dedicated: never publishes */
-	bool ping_out;
+	bool barrier_sent;
+	uint8_t ping_head, n_ping;  /* PINGREQs awaiting PINGRESP (a FIFO: answers come in order) */
+	uint32_t q0_open;           /* QoS 0 publishes since the last PINGREQ */
+	uint32_t q0_unconfirmed;    /* QoS 0 publishes not yet covered by a PINGRESP */
+	struct { uint32_t q0; uint8_t barrier; uint64_t sent_ns; } ping[SIM_PINGS_MAX];
 	uint32_t want;              /* SIM_EV_* currently asked of the transport */
 	uint32_t window;            /* min(--window, broker's receive maximum) */
 	uint32_t n_fl;
@@ -89,7 +97,7 @@ struct sim_session {
 	uint8_t *in, *out;
 	struct sim_inflight *fl;
 	uint16_t *rx_q2;
-	uint64_t start_ns, last_tx_ns, ping_ns;
+	uint64_t start_ns, last_tx_ns;
 	struct sim_pace pace;
 };
 
@@ -126,6 +134,7 @@ void sim_session_stop(struct sim_worker *w, struct sim_session *s);
 
 struct sim_times {
 	double connect_s, run_s, drain_s;
+	uint64_t run_t0_ns;
 };
 
 /* sim_report.c: sums the workers' counters and histograms, prints; returns main's exit code. */

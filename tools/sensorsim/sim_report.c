@@ -25,6 +25,11 @@ static void sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, 
 		st->dead += w->dead;
 		st->pings += w->pings;
 		st->dup_qos2 += w->dup_qos2;
+		st->barriers += w->barriers;
+		st->q0_unconfirmed += w->q0_unconfirmed;
+		st->barriers_acked += w->barriers_acked;
+		if (w->barrier_last_ns > st->barrier_last_ns)
+			st->barrier_last_ns = w->barrier_last_ns;
 		for (int q = 0; q < 3; q++) {
 			st->published[q] += w->published[q];
 			st->acked[q] += w->acked[q];
@@ -41,6 +46,14 @@ static uint64_t total3(const uint64_t v[3])
 	return v[0] + v[1] + v[2];
 }
 
+/* Publishing time until the broker had taken in every publish (the last barrier ack), or 0. */
+static double ingest_s(const struct sim_stats *st, const struct sim_times *t)
+{
+	if (st->barriers == 0 || st->barriers_acked != st->barriers || st->barrier_last_ns < t->run_t0_ns)
+		return 0;
+	return (double)(st->barrier_last_ns - t->run_t0_ns) / 1e9;
+}
+
 static void print_text(const struct sim_opts *o, const struct sim_times *t,
 		       const struct sim_stats *st, const struct sim_hist *h, uint64_t errs)
 {
@@ -50,7 +63,10 @@ static void print_text(const struct sim_opts *o, const struct sim_times *t,
 	printf("connect: %lu connected, %lu failed in %.3f s (%.0f connects/s)\n",
 	       (unsigned long)st->connects, (unsigned long)st->connect_failed, t->connect_s,
 	       per_s(st->connects, t->connect_s));
-	printf("run %.3f s, drain %.3f s\n", t->run_s, t->drain_s);
+	printf("run %.3f s, drain %.3f s; ingest: %lu/%lu barriers acked, all taken in after %.3f s "
+	       "(%.0f msgs/s)\n", t->run_s, t->drain_s, (unsigned long)st->barriers_acked,
+	       (unsigned long)st->barriers, ingest_s(st, t),
+	       per_s(total3(st->published), ingest_s(st, t)));
 	for (int q = 0; q < 3; q++)
 		printf("  QoS %d: published %10lu (%10.0f/s)  acked %10lu (%10.0f/s)  delivered %10lu (%10.0f/s)\n",
 		       q, (unsigned long)st->published[q], per_s(st->published[q], t->run_s),
@@ -64,8 +80,9 @@ static void print_text(const struct sim_opts *o, const struct sim_times *t,
 	       (unsigned long)h->count, sim_hist_quantile(h, 0.5) / 1e3,
 	       sim_hist_quantile(h, 0.99) / 1e3, sim_hist_quantile(h, 0.999) / 1e3,
 	       (h->count ? h->max : 0) / 1e3);
-	printf("pings %lu, QoS 2 re-deliveries not counted %lu, errors %lu\n",
-	       (unsigned long)st->pings, (unsigned long)st->dup_qos2, (unsigned long)errs);
+	printf("pings %lu, QoS 0 unconfirmed at the end %lu, QoS 2 re-deliveries not counted %lu, "
+	       "errors %lu\n", (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
+	       (unsigned long)st->dup_qos2, (unsigned long)errs);
 	for (int e = 0; e < SIM_ERR_COUNT; e++)
 		if (st->err[e])
 			printf("  %-16s %10lu  %s\n", sim_err_name[e], (unsigned long)st->err[e],
@@ -86,7 +103,8 @@ static void print_json(const struct sim_opts *o, const struct sim_times *t,
 	printf("\"connected\":%lu,\"connect_failures\":%lu,\"connect_s\":%.6f,\"connects_per_s\":%.1f,",
 	       (unsigned long)st->connects, (unsigned long)st->connect_failed, t->connect_s,
 	       per_s(st->connects, t->connect_s));
-	printf("\"run_s\":%.6f,\"drain_s\":%.6f,", t->run_s, t->drain_s);
+	printf("\"run_s\":%.6f,\"drain_s\":%.6f,\"ingest_s\":%.6f,\"ingest_per_s\":%.1f,",
+	       t->run_s, t->drain_s, ingest_s(st, t), per_s(total3(st->published), ingest_s(st, t)));
 	print_arr("published", st->published);
 	print_arr("acked", st->acked);
 	print_arr("delivered", st->delivered);
@@ -97,8 +115,9 @@ static void print_json(const struct sim_opts *o, const struct sim_times *t,
 	       (unsigned long)h->count, (unsigned long)sim_hist_quantile(h, 0.5),
 	       (unsigned long)sim_hist_quantile(h, 0.99), (unsigned long)sim_hist_quantile(h, 0.999),
 	       (unsigned long)(h->count ? h->max : 0));
-	printf("\"pings\":%lu,\"dup_qos2\":%lu,\"errors_total\":%lu,\"errors\":{",
-	       (unsigned long)st->pings, (unsigned long)st->dup_qos2, (unsigned long)errs);
+	printf("\"pings\":%lu,\"q0_unconfirmed\":%lu,\"dup_qos2\":%lu,\"errors_total\":%lu,"
+	       "\"errors\":{", (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
+	       (unsigned long)st->dup_qos2, (unsigned long)errs);
 	for (int e = 0, first = 1; e < SIM_ERR_COUNT; e++) {
 		if (st->err[e] == 0)
 			continue;

@@ -5,6 +5,13 @@
  * built with the shared codec (lib/mqtt) into the session's output buffer and sent in batches;
  * input is decoded in place. The payload carries CLOCK_MONOTONIC ns, session id and sequence
  * number, so a delivery gives its publish-to-delivery latency.
+ *
+ * QoS 0 has no ack, and socket buffers on loopback hold hundreds of MB: counting what was written
+ * would measure the kernel, not the broker. A broker handles a connection's packets in order, so a
+ * PINGRESP says every earlier publish was taken in. A PINGREQ follows every --window QoS 0
+ * publishes, at most SIM_PINGS_MAX are outstanding (a credit window for QoS 0), and a PINGRESP
+ * acknowledges the QoS 0 publishes before its PINGREQ. When publishing ends each publisher sends
+ * one more (the barrier): the last barrier answer ends the ingest time.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -78,6 +85,11 @@ static void sess_kill(struct sim_worker *w, struct sim_session *s, int err)
 	SIM_ADD(w->st.err[SIM_ERR_UNACKED], s->n_fl);
 	SIM_SUB(w->st.inflight, s->n_fl);
 	s->n_fl = 0;
+	for (; s->n_ping > 0; s->n_ping--, s->ping_head = (uint8_t)((s->ping_head + 1) % SIM_PINGS_MAX))
+		if (s->ping[s->ping_head].barrier)
+			SIM_SUB(w->st.inflight, 1);
+	SIM_ADD(w->st.q0_unconfirmed, s->q0_unconfirmed);
+	s->q0_unconfirmed = 0;
 	if (s->h >= 0)
 		w->tr.ops->close(&w->tr, s->h);
 	s->h = -1;
@@ -213,8 +225,11 @@ static uint16_t pid_next(struct sim_session *s)
 
 		if (s->next_pid == 0)
 			s->next_pid = 1;
-		if (pid != 0 && fl_find(s, pid, 1, 0) == NULL &&
-		    fl_find(s, pid, 2, 0) == NULL && fl_find(s, pid, 2, 1) == NULL)
+		uint32_t i;
+
+		for (i = 0; i < s->n_fl && s->fl[i].pid != pid; i++)
+			;
+		if (pid != 0 && i == s->n_fl)
 			return pid;
 	}
 }
@@ -261,7 +276,8 @@ static int put_publish(struct sim_worker *w, struct sim_session *s, uint64_t now
 	s->n_next++;
 	SIM_INC(w->st.published[p.qos]);
 	if (p.qos == 0) {
-		SIM_INC(w->st.acked[0]);
+		s->q0_open++;
+		s->q0_unconfirmed++;
 	} else {
 		s->fl[s->n_fl++] = (struct sim_inflight){ .pid = p.packet_id, .qos = p.qos };
 		SIM_INC(w->st.inflight);
@@ -275,15 +291,78 @@ static bool can_publish(const struct sim_worker *w, const struct sim_session *s)
 	       __atomic_load_n(&w->run->phase, __ATOMIC_RELAXED) == SIM_PH_RUN && w->budget > 0;
 }
 
+/* QoS 1/2: the in-flight window; QoS 0: room under the PINGREQ credit (see top). */
+static bool window_open(const struct sim_session *s)
+{
+	if (s->next_qos > 0)
+		return s->n_fl < s->window;
+	return s->q0_open < s->window || s->n_ping < SIM_PINGS_MAX;
+}
+
+/* Queue a PINGREQ covering the QoS 0 publishes since the last one; -1 when none can go now. */
+static int send_ping(struct sim_worker *w, struct sim_session *s, bool barrier, uint64_t now)
+{
+	uint32_t slot = (s->ping_head + s->n_ping) % SIM_PINGS_MAX;
+
+	if (s->n_ping == SIM_PINGS_MAX || out_room(w, s) < 2)
+		return -1;
+	s->out_len += (uint32_t)mqtt_encode_pingreq(s->out + s->out_len, 2);
+	s->ping[slot].q0 = s->q0_open;
+	s->ping[slot].barrier = barrier;
+	s->ping[slot].sent_ns = now;
+	s->q0_open = 0;
+	s->n_ping++;
+	SIM_INC(w->st.pings);
+	if (barrier) {
+		SIM_INC(w->st.barriers);
+		SIM_INC(w->st.inflight);
+	}
+	return 0;
+}
+
+static void on_pingresp(struct sim_worker *w, struct sim_session *s, uint64_t now)
+{
+	uint32_t slot = s->ping_head;
+
+	if (s->n_ping == 0) {
+		sess_kill(w, s, SIM_ERR_UNEXPECTED);
+		return;
+	}
+	s->ping_head = (uint8_t)((s->ping_head + 1) % SIM_PINGS_MAX);
+	s->n_ping--;
+	SIM_ADD(w->st.acked[0], s->ping[slot].q0);
+	s->q0_unconfirmed -= s->ping[slot].q0;
+	if (s->ping[slot].barrier) {
+		SIM_INC(w->st.barriers_acked);
+		SIM_SUB(w->st.inflight, 1);
+		if (now > w->st.barrier_last_ns)
+			__atomic_store_n(&w->st.barrier_last_ns, now, __ATOMIC_RELAXED);
+	}
+}
+
+/* After the publishing phase: one barrier PINGREQ per publisher that published (see top). */
+static void sess_barrier(struct sim_worker *w, struct sim_session *s, uint64_t now)
+{
+	if (s->barrier_sent || s->state != SS_READY || s->seq == 0 ||
+	    __atomic_load_n(&w->run->phase, __ATOMIC_RELAXED) != SIM_PH_DRAIN)
+		return;
+	if (send_ping(w, s, true, now) == 0) {
+		s->barrier_sent = true;
+		sess_flush(w, s, now);
+	}
+}
+
 /* Publish what pacing, the window and the buffer allow (at most 64 at a time), then send. */
 static void sess_publish(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	uint32_t room = 64 + opts(w)->payload + SIM_MAX_TOPIC;
 
 	for (int i = 0; i < 64 && can_publish(w, s); i++) {
-		if (s->next_qos > 0 && s->n_fl >= s->window)
+		if (!window_open(s))
 			break;
 		if (out_room(w, s) < room || sim_pace_wait_ns(&s->pace, now) > 0)
+			break;
+		if (s->next_qos == 0 && s->q0_open >= s->window && send_ping(w, s, false, now) < 0)
 			break;
 		sim_pace_take(&s->pace, now);
 		if (put_publish(w, s, now) < 0)
@@ -423,7 +502,7 @@ static void on_packet(struct sim_worker *w, struct sim_session *s, struct mqtt_p
 	case MQTT_PUBLISH: on_delivery(w, s, &p->publish, now); break;
 	case MQTT_PUBACK: case MQTT_PUBREC: case MQTT_PUBCOMP: on_ack(w, s, p->type, &p->ack); break;
 	case MQTT_PUBREL: on_pubrel(w, s, &p->ack); break;
-	case MQTT_PINGRESP: s->ping_out = false; break;
+	case MQTT_PINGRESP: on_pingresp(w, s, now); break;
 	case MQTT_DISCONNECT: sess_kill(w, s, SIM_ERR_DISCONNECT_RX); break;
 	default: sess_kill(w, s, SIM_ERR_UNEXPECTED); break;
 	}
@@ -491,8 +570,7 @@ static void sess_update_want(struct sim_worker *w, struct sim_session *s)
 			want |= SIM_EV_IN;
 		if (s->out_len > s->out_off)
 			want |= SIM_EV_OUT;
-		else if (opts(w)->rate == 0 && can_publish(w, s) &&
-			 (s->next_qos == 0 || s->n_fl < s->window))
+		else if (opts(w)->rate == 0 && can_publish(w, s) && window_open(s))
 			want |= SIM_EV_OUT;
 	}
 	if (want != s->want && w->tr.ops->want(&w->tr, s->h, want, s) == 0)
@@ -536,13 +614,10 @@ static void sess_keepalive(struct sim_worker *w, struct sim_session *s, uint64_t
 
 	if (ka_ns == 0 || s->state < SS_SUBACK || s->state == SS_DEAD)
 		return;
-	if (s->ping_out && now - s->ping_ns > ka_ns) {
+	if (s->n_ping > 0 && now - s->ping[s->ping_head].sent_ns > ka_ns) {
 		sess_kill(w, s, SIM_ERR_PING_TIMEOUT);
-	} else if (!s->ping_out && now - s->last_tx_ns >= ka_ns / 4 * 3 && out_room(w, s) >= 2) {
-		s->out_len += (uint32_t)mqtt_encode_pingreq(s->out + s->out_len, 2);
-		s->ping_out = true;
-		s->ping_ns = now;
-		SIM_INC(w->st.pings);
+	} else if (s->n_ping == 0 && now - s->last_tx_ns >= ka_ns / 4 * 3 &&
+		   send_ping(w, s, false, now) == 0) {
 		sess_flush(w, s, now);
 	}
 }
@@ -561,6 +636,8 @@ void sim_session_tick(struct sim_worker *w, struct sim_session *s, uint64_t now,
 	}
 	if (s->state == SS_READY && s->out_len == s->out_off)
 		sess_publish(w, s, now);
+	if (s->state == SS_READY)
+		sess_barrier(w, s, now);
 	sess_update_want(w, s);
 }
 
