@@ -45,14 +45,19 @@ bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms);
 /* ---- topic tree (lib/mqtt's trie, topic_tree.c) ---- */
 struct broker_session;
 
-/* One shared subscription group, entered in the trie once: a match picks one member. */
+/* One shared subscription group, entered in the trie once: a match picks one member. With
+ * several instances, the group's owner instance (a hash of its filter) alone picks, among the
+ * instances that have members, and the chosen one picks its member (xlcore.c). */
 struct share_group {
 	struct share_group *next;
-	const char *filter;         /* "$share/{group}/{filter}", a member's copy */
+	char *filter;               /* "$share/{group}/{filter}" */
 	uint16_t filter_len;
-	struct broker_sub *members; /* linked by next_in_group */
+	struct broker_sub *members; /* local ones, linked by next_in_group */
 	uint32_t n_members;
-	uint32_t rr;                /* round robin position */
+	uint32_t rr;                /* round robin position among local members */
+	uint32_t *remote;           /* owner only: members on each other instance */
+	uint32_t n_remote;
+	uint32_t rr_inst;           /* owner only: round robin position among instances */
 };
 
 struct broker_sub {
@@ -71,8 +76,18 @@ typedef void (*tt_visit_fn)(struct broker_sub *sub, void *arg);
 /* Enter sub (its filter) in the trie; 0, -ENOMEM or -E2BIG (too many levels). */
 int tt_insert(struct broker *b, struct broker_sub *sub);
 void tt_remove(struct broker *b, struct broker_sub *sub);
-/* Every ordinary subscription matching topic, and one member per matching shared group. */
-void tt_match(struct broker *b, const char *topic, size_t len, tt_visit_fn fn, void *arg);
+/* Every ordinary subscription matching m's topic, and one member per matching shared group
+ * (with several instances: only on the group's owner, which may hand it to another instance). */
+void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg);
+/* Cross-lcore shared groups (xlcore.c calls these; topic_tree.c calls the xlcore_* ones). */
+void tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, int delta);
+void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m);
+bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len);
+void xlcore_group_member(struct broker *b, const struct share_group *g, int delta);
+void xlcore_group_deliver(struct broker *b, uint32_t dst, const struct share_group *g,
+			  struct broker_msg *m);
+/* One delivery to one subscription (No Local, min QoS, Retain As Published). */
+void broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m);
 
 /* ---- sessions ---- */
 enum slot_state { SLOT_FREE, SLOT_WAIT_PUBACK, SLOT_WAIT_PUBREC, SLOT_WAIT_PUBCOMP };

@@ -14,23 +14,28 @@ struct route_ctx {
 	bool matched;
 };
 
+void broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m)
+{
+	if (sub->no_local && sub->s->id == m->origin)
+		return;
+	session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain,
+			sub->sub_id);
+}
+
 static void route_one(struct broker_sub *sub, void *arg)
 {
 	struct route_ctx *r = arg;
-	struct broker_msg *m = r->m;
 
-	if (sub->no_local && sub->s->id == m->origin)
-		return;
-	r->matched = true;
-	session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain,
-			sub->sub_id);
+	if (!(sub->no_local && sub->s->id == r->m->origin))
+		r->matched = true;
+	broker_deliver_sub(sub, r->m);
 }
 
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 {
 	struct route_ctx r = { .m = m };
 
-	tt_match(b, m->topic.s, m->topic.len, route_one, &r);
+	tt_match(b, m, route_one, &r);
 	*matched = r.matched;
 }
 

@@ -2,7 +2,9 @@
  * topic_tree.c: the broker's side of lib/mqtt's subscription trie (mqtt_topic_tree.h). An
  * ordinary subscription is entered as its struct broker_sub. A shared subscription group
  * ($share/{group}/{filter}) is entered once, as its struct share_group, so a match reports the
- * group once and the broker hands the message to one member, round robin.
+ * group once and the broker hands the message to one member, round robin. With several
+ * instances (lcores), each group has an owner instance that knows how many members every
+ * instance has and alone decides which instance gets each message (xlcore.c carries it).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,19 +13,27 @@
 #include "broker_int.h"
 #include "mqtt_topic.h"
 
-static struct share_group *group_get(struct broker *b, const struct broker_sub *sub, bool create)
+static struct share_group *group_find(struct broker *b, const char *filter, size_t len)
 {
-	struct share_group *g;
-
-	for (g = b->groups; g != NULL; g = g->next)
-		if (g->filter_len == sub->filter_len && memcmp(g->filter, sub->filter, sub->filter_len) == 0)
+	for (struct share_group *g = b->groups; g != NULL; g = g->next)
+		if (g->filter_len == len && memcmp(g->filter, filter, len) == 0)
 			return g;
-	if (!create || (g = calloc(1, sizeof(*g))) == NULL)
+	return NULL;
+}
+
+static struct share_group *group_new(struct broker *b, const char *filter, size_t len)
+{
+	struct share_group *g = calloc(1, sizeof(*g));
+
+	if (g == NULL || (g->filter = malloc(len)) == NULL) {
+		free(g);
 		return NULL;
-	g->filter = sub->filter; /* the first member's copy; moved when that member leaves */
-	g->filter_len = sub->filter_len;
+	}
+	memcpy(g->filter, filter, len);
+	g->filter_len = (uint16_t)len;
 	if (mqtt_topic_tree_insert(b->tree, g->filter, g->filter_len, g,
 				   &(struct mqtt_sub_opts){ 0 }) < 0) {
+		free(g->filter);
 		free(g);
 		return NULL;
 	}
@@ -32,20 +42,26 @@ static struct share_group *group_get(struct broker *b, const struct broker_sub *
 	return g;
 }
 
-static void group_drop(struct broker *b, struct share_group *g)
+/* Gone once it has no member here and (owner) none elsewhere. */
+static void group_drop_if_empty(struct broker *b, struct share_group *g)
 {
 	struct share_group **pg = &b->groups;
 
+	if (g->n_members > 0 || g->n_remote > 0)
+		return;
 	mqtt_topic_tree_remove(b->tree, g->filter, g->filter_len, g);
 	while (*pg != g)
 		pg = &(*pg)->next;
 	*pg = g->next;
+	free(g->remote);
+	free(g->filter);
 	free(g);
 }
 
 int tt_insert(struct broker *b, struct broker_sub *sub)
 {
 	struct mqtt_str group, inner;
+	struct share_group *g;
 	int rc;
 
 	if (mqtt_topic_share_parse(sub->filter, sub->filter_len, &group, &inner) != 1) {
@@ -53,11 +69,14 @@ int tt_insert(struct broker *b, struct broker_sub *sub)
 					    &(struct mqtt_sub_opts){ .qos = sub->qos });
 		return rc < 0 ? rc : 0;
 	}
-	if ((sub->group = group_get(b, sub, true)) == NULL)
+	g = group_find(b, sub->filter, sub->filter_len);
+	if (g == NULL && (g = group_new(b, sub->filter, sub->filter_len)) == NULL)
 		return -ENOMEM;
-	sub->next_in_group = sub->group->members;
-	sub->group->members = sub;
-	sub->group->n_members++;
+	sub->group = g;
+	sub->next_in_group = g->members;
+	g->members = sub;
+	g->n_members++;
+	xlcore_group_member(b, g, +1);
 	return 0;
 }
 
@@ -74,16 +93,13 @@ void tt_remove(struct broker *b, struct broker_sub *sub)
 		;
 	*pp = sub->next_in_group;
 	sub->group = NULL;
-	if (--g->n_members == 0) {
-		group_drop(b, g);
-		return;
-	}
-	if (g->filter == sub->filter) /* the filter text lives on in another member */
-		g->filter = g->members->filter;
+	g->n_members--;
+	xlcore_group_member(b, g, -1);
+	group_drop_if_empty(b, g);
 }
 
-/* The next member round robin, skipping members whose session is offline when one is online
- * (an offline member would only queue it, or drop it at QoS 0). */
+/* The next local member round robin, skipping members whose session is offline when one is
+ * online (an offline member would only queue it, or drop it at QoS 0). */
 static struct broker_sub *group_pick(struct share_group *g)
 {
 	struct broker_sub *m = NULL;
@@ -98,7 +114,28 @@ static struct broker_sub *group_pick(struct share_group *g)
 	return m;
 }
 
+/* The owner's choice among the instances that have members: UINT32_MAX when none. */
+static uint32_t group_pick_instance(struct broker *b, struct share_group *g)
+{
+	uint32_t with = 0, k;
+
+	for (uint32_t i = 0; i < b->xn; i++)
+		with += i == b->xself ? g->n_members > 0 : g->remote != NULL && g->remote[i] > 0;
+	if (with == 0)
+		return UINT32_MAX;
+	k = g->rr_inst++ % with;
+	for (uint32_t i = 0; i < b->xn; i++) {
+		bool has = i == b->xself ? g->n_members > 0 : g->remote != NULL && g->remote[i] > 0;
+
+		if (has && k-- == 0)
+			return i;
+	}
+	return UINT32_MAX;
+}
+
 struct match_ctx {
+	struct broker *b;
+	struct broker_msg *m;
 	tt_visit_fn fn;
 	void *arg;
 };
@@ -107,19 +144,62 @@ static int on_match(void *subscriber, const struct mqtt_sub_opts *opts,
 		    const struct mqtt_str *group, void *arg)
 {
 	struct match_ctx *mc = arg;
+	struct share_group *g = subscriber;
+	uint32_t dst;
 
 	(void)opts; /* the broker's own copy in struct broker_sub is the one kept up to date */
 	if (group == NULL) {
 		mc->fn(subscriber, mc->arg);
-	} else {
-		mc->fn(group_pick(subscriber), mc->arg);
+		return 0;
 	}
+	if (mc->b->xops == NULL) {
+		mc->fn(group_pick(g), mc->arg);
+		return 0;
+	}
+	if (!xlcore_group_owner(mc->b, g->filter, g->filter_len))
+		return 0; /* the owner decides, on its copy of the message */
+	dst = group_pick_instance(mc->b, g);
+	if (dst == mc->b->xself)
+		mc->fn(group_pick(g), mc->arg);
+	else if (dst != UINT32_MAX)
+		xlcore_group_deliver(mc->b, dst, g, mc->m);
 	return 0;
 }
 
-void tt_match(struct broker *b, const char *topic, size_t len, tt_visit_fn fn, void *arg)
+void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg)
 {
-	struct match_ctx mc = { fn, arg };
+	struct match_ctx mc = { b, m, fn, arg };
 
-	mqtt_topic_tree_match(b->tree, topic, len, on_match, &mc);
+	mqtt_topic_tree_match(b->tree, m->topic.s, m->topic.len, on_match, &mc);
+}
+
+/* Owner: another instance's member count for a group changed. */
+void tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, int delta)
+{
+	struct share_group *g = group_find(b, filter, len);
+
+	if (from >= b->xn || (g == NULL && (delta < 0 || (g = group_new(b, filter, len)) == NULL)))
+		return;
+	if (g->remote == NULL && (g->remote = calloc(b->xn, sizeof(*g->remote))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		group_drop_if_empty(b, g);
+		return;
+	}
+	if (delta < 0 && g->remote[from] == 0)
+		return;
+	g->remote[from] = (uint32_t)((int64_t)g->remote[from] + delta);
+	g->n_remote = (uint32_t)((int64_t)g->n_remote + delta);
+	group_drop_if_empty(b, g);
+}
+
+/* The owner chose this instance for a message of a group: one local member gets it. */
+void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m)
+{
+	struct share_group *g = group_find(b, filter, len);
+
+	if (g == NULL || g->n_members == 0) {
+		broker_count(b, BROKER_C_XLCORE_DROP); /* its members left meanwhile */
+		return;
+	}
+	broker_deliver_sub(group_pick(g), m);
 }

@@ -10,14 +10,16 @@
  * - a moved session: answering a claim without clean start, the instance holding the stored
  *   session sends its subscriptions and undelivered messages to the claimer, which merges them
  *   into the session it made at CONNECT, and drops its own.
- * Shared subscription balancing across instances is not done yet (docs/broker.md).
+ * - shared subscription groups: each group has an owner instance (a hash of its filter);
+ *   the others tell it how many members they have (a member message per join and leave), it
+ *   alone picks, for each message, an instance with members, and sends that one a delivery.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_int.h"
 
-enum { XK_PUBLISH = 0, XK_CLAIM = 1, XK_SESSION = 2 };
+enum { XK_PUBLISH = 0, XK_CLAIM = 1, XK_SESSION = 2, XK_MEMBER = 3, XK_DELIVER = 4 };
 
 /* Every cross-lcore object starts like this (struct broker_msg does too). */
 struct xhdr {
@@ -61,6 +63,18 @@ struct xsession {
 	struct xqent *msgs;
 };
 
+/* A share group's member count changed on instance from (to the owner), or a message for
+ * the group (msg set, to the chosen instance). */
+struct xgroup {
+	uint32_t refcnt;
+	uint8_t xkind;
+	int8_t delta;
+	uint16_t len;
+	uint32_t from;
+	struct broker_msg *msg;
+	char filter[];
+};
+
 static void xsession_free(struct xsession *x)
 {
 	for (uint32_t i = 0; i < x->n_msgs; i++)
@@ -80,7 +94,10 @@ void broker_xmsg_free(struct broker_xmsg *x)
 		xclaim_unref((struct xclaim *)x);
 	else if (((struct xhdr *)x)->xkind == XK_SESSION)
 		xsession_free((struct xsession *)x); /* only ever posted to one instance */
-	else
+	else if (((struct xhdr *)x)->xkind == XK_MEMBER || ((struct xhdr *)x)->xkind == XK_DELIVER) {
+		broker_msg_unref(((struct xgroup *)x)->msg); /* each posted to one instance */
+		free(x);
+	} else
 		broker_msg_unref((struct broker_msg *)x);
 }
 
@@ -110,6 +127,57 @@ static void post_all(struct broker *b, struct xhdr *x, enum broker_counter sent)
 		}
 	}
 	broker_xmsg_free((struct broker_xmsg *)x);
+}
+
+static uint32_t group_owner_of(const struct broker *b, const char *filter, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)filter[i]) * 16777619u;
+	return h % b->xn;
+}
+
+bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
+{
+	return b->xn <= 1 || group_owner_of(b, filter, len) == b->xself;
+}
+
+static void post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta,
+		       const struct share_group *g, struct broker_msg *m)
+{
+	struct xgroup *x = calloc(1, sizeof(*x) + g->filter_len);
+
+	if (x == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return;
+	}
+	*x = (struct xgroup){ .refcnt = 1, .xkind = kind, .delta = (int8_t)delta,
+			      .len = g->filter_len, .from = b->xself, .msg = m };
+	memcpy(x->filter, g->filter, g->filter_len);
+	if (m != NULL)
+		broker_msg_ref(m);
+	if (!b->xops->post(b->xctx, dst, (struct broker_xmsg *)x)) {
+		broker_xmsg_free((struct broker_xmsg *)x);
+		broker_count(b, BROKER_C_XLCORE_DROP);
+	} else if (m != NULL) {
+		broker_count(b, BROKER_C_XLCORE_TX);
+	}
+}
+
+void xlcore_group_member(struct broker *b, const struct share_group *g, int delta)
+{
+	uint32_t owner;
+
+	if (b->xops == NULL || (owner = group_owner_of(b, g->filter, g->filter_len)) == b->xself)
+		return;
+	post_group(b, owner, XK_MEMBER, delta, g, NULL);
+}
+
+void xlcore_group_deliver(struct broker *b, uint32_t dst, const struct share_group *g,
+			  struct broker_msg *m)
+{
+	post_group(b, dst, XK_DELIVER, 0, g, m);
 }
 
 void broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
@@ -278,6 +346,15 @@ void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_m
 		claim_input(b, (struct xclaim *)x);
 	} else if (((struct xhdr *)x)->xkind == XK_SESSION) {
 		session_merge(b, (struct xsession *)x);
+	} else if (((struct xhdr *)x)->xkind == XK_MEMBER) {
+		struct xgroup *g = (struct xgroup *)x;
+
+		tt_group_remote(b, g->filter, g->len, g->from, g->delta);
+	} else if (((struct xhdr *)x)->xkind == XK_DELIVER) {
+		struct xgroup *g = (struct xgroup *)x;
+
+		broker_count(b, BROKER_C_XLCORE_RX);
+		tt_group_deliver(b, g->filter, g->len, g->msg);
 	} else {
 		struct broker_msg *m = (struct broker_msg *)x;
 		bool matched;

@@ -266,6 +266,33 @@ def t_v5_properties(host, port):
     s.close()
 
 
+def t_shared(host, port):
+    """$share/group/filter: each message to one member, the two members taking turns."""
+    topic = "it/%s/shared" % RUN
+    a = Client(host, port, v5=True)
+    b = Client(host, port, v5=True)
+    a.subscribe("$share/grp/" + topic, 1)
+    b.subscribe("$share/grp/" + topic, 1)
+    time.sleep(0.3)  # with several workers the member counts travel to the group's owner
+    p = Client(host, port, v5=True)
+    for i in range(10):
+        p.publish(topic, b"%d" % i, qos=1)
+    got = {"a": [], "b": []}
+    end = time.time() + WAIT
+    while len(got["a"]) + len(got["b"]) < 10 and time.time() < end:
+        for name, c in (("a", a), ("b", b)):
+            try:
+                got[name].append(int(c.msgs.get(timeout=0.05).payload))
+            except queue.Empty:
+                pass
+    a.nothing(0.3)
+    b.nothing(0.1)
+    assert sorted(got["a"] + got["b"]) == list(range(10)), got
+    assert len(got["a"]) == 5 and len(got["b"]) == 5, got
+    for c in (a, b, p):
+        c.close()
+
+
 def t_sys(host, port):
     """$SYS/broker/... statistics are published (retained); with several dataplane workers
     each publishes its own under $SYS/broker/lcore/<n>/."""
@@ -318,7 +345,7 @@ def t_many_and_large(host, port):
 
 TESTS = [t_mosquitto_qos, t_paho_qos_both_ways, t_retained, t_will, t_offline_queue,
          t_takeover, t_wildcards, t_v5_properties, t_bad_input_isolated, t_many_and_large,
-         t_sys]
+         t_shared, t_sys]
 
 
 def start_harness():

@@ -223,6 +223,63 @@ static void test_stale_claim_ignored(void **state)
 	teardown(&q, x);
 }
 
+static int count_publishes(struct fx *x, int i)
+{
+	struct mqtt_packet p;
+	int n = 0;
+
+	while (fx_next(x, i, &p)) {
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		n++;
+	}
+	return n;
+}
+
+/* A share group with members on both lcores: each message goes to exactly one member, the
+ * instances taking turns, whichever lcore it was published on. */
+static void test_shared_across(void **state)
+{
+	struct fx *x[2];
+	struct xq q;
+	int got0, got1;
+
+	(void)state;
+	setup_pair(&q, x);
+	fx_connect(x[0], 0, MQTT_V5, "m0", true, 60, NULL);
+	fx_connect(x[1], 0, MQTT_V5, "m1", true, 60, NULL);
+	fx_connect(x[0], 1, MQTT_V5, "p0", true, 60, NULL);
+	fx_connect(x[1], 1, MQTT_V5, "p1", true, 60, NULL);
+	pump(&q, x);
+	fx_subscribe(x[0], 0, "$share/g/s/#", 0);
+	fx_subscribe(x[1], 0, "$share/g/s/#", 0);
+	pump(&q, x); /* member counts to the owner */
+	for (int k = 0; k < 4; k++) {
+		fx_publish(x[k & 1], 1, "s/1", "m", 0, 0, false);
+		pump(&q, x); /* the publish, then the owner's delivery */
+		pump(&q, x);
+	}
+	got0 = count_publishes(x[0], 0);
+	got1 = count_publishes(x[1], 0);
+	assert_int_equal(got0 + got1, 4);
+	assert_int_equal(got0, 2);
+	/* one member leaves: the other gets everything */
+	struct mqtt_str f = MQTT_STR("$share/g/s/#");
+	struct mqtt_packet u = { .type = MQTT_UNSUBSCRIBE };
+
+	u.unsubscribe = (struct mqtt_unsubscribe){ .packet_id = 3, .filters = &f, .n_filters = 1 };
+	fx_send(x[1], 0, &u);
+	fx_expect_type(x[1], 0, MQTT_UNSUBACK, 0);
+	pump(&q, x);
+	for (int k = 0; k < 3; k++) {
+		fx_publish(x[k & 1], 1, "s/2", "n", 0, 0, false);
+		pump(&q, x);
+		pump(&q, x);
+	}
+	assert_int_equal(count_publishes(x[0], 0), 3);
+	assert_int_equal(count_publishes(x[1], 0), 0);
+	teardown(&q, x);
+}
+
 /* Each instance's $SYS values reach clients on every instance. */
 static void test_sys_across(void **state)
 {
@@ -258,6 +315,7 @@ int main(void)
 		cmocka_unit_test(test_session_moves),
 		cmocka_unit_test(test_stale_claim_ignored),
 		cmocka_unit_test(test_sys_across),
+		cmocka_unit_test(test_shared_across),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
