@@ -122,6 +122,10 @@ tcp_rcv_window(const struct tcp_conn *c)
 
 	if (avail < rcvbuf / 4 && avail < c->mss)
 		avail = 0;
+	/* the pool runs low: flows already holding data get no new window (what was offered
+	 * stays offered), the others one segment, so every flow can still make progress */
+	if (c->tl->pressure)
+		avail = c->rcvq.bytes > 0 || c->ooo != NULL ? 0 : RTE_MIN(avail, (uint32_t)c->mss);
 	if (SEQ_GT(c->rcv_adv, c->rcv_nxt))
 		avail = RTE_MAX(avail, c->rcv_adv - c->rcv_nxt);
 	return RTE_MIN(avail, maxwin);

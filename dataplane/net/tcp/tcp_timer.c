@@ -7,6 +7,7 @@
  * lap. Also: RTT estimation and RTO (RFC 6298), retransmission timeout handling.
  */
 #include <rte_common.h>
+#include <rte_mempool.h>
 
 #include "dp.h"
 #include "tcp_cc.h"
@@ -270,6 +271,19 @@ conn_fire(struct tcp_conn *c)
 		wheel_schedule(c);
 }
 
+/* Once per millisecond: is the mbuf pool running low? (Memory the peers make us hold is
+ * bounded per flow by the window; this bounds it across flows.) */
+static void
+pressure_check(struct tcp_lcore *tl)
+{
+	struct rte_mempool *mp = tl->lc->pool;
+	bool low = rte_mempool_avail_count(mp) < mp->size / 8;
+
+	if (low && !tl->pressure)
+		DP_INC(tl->lc, tcp, MEM_PRESSURE);
+	tl->pressure = low;
+}
+
 void
 tcp_timers_poll(struct dp_lcore *lc)
 {
@@ -279,6 +293,8 @@ tcp_timers_poll(struct dp_lcore *lc)
 	if (tl == NULL)
 		return;
 	tcp_update_clock(tl);
+	if (tl->now_ms != tl->wheel_ms)
+		pressure_check(tl);
 	if (tl->now_ms - tl->wheel_ms > TCP_WHEEL_SLOTS)
 		tl->wheel_ms = tl->now_ms - TCP_WHEEL_SLOTS;  /* a long stall: visit each slot once */
 	while (SEQ_LT(tl->wheel_ms, tl->now_ms)) {

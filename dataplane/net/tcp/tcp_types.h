@@ -162,6 +162,7 @@ struct tcp_lcore {
 	int ooo_dynoff;        /* mbuf dynfield offset for the out-of-order link */
 	uint8_t ooo_max_segs;  /* per flow */
 	uint32_t ooo_mbuf_cap; /* per lcore: out-of-order mbufs, all flows together */
+	bool pressure;         /* mbuf pool below 1/8 free: windows close for flows holding data */
 	uint16_t seg_room;     /* largest TCP segment (header included) one mbuf holds */
 
 	/* clock */

@@ -1398,6 +1398,46 @@ test_sack(void **state)
 	assert_int_equal(H_CNT(SACK_LOSS), 1);
 }
 
+static void
+test_pool_pressure_closes_windows(void **state)
+{
+	static struct rte_mbuf *hog[4095];
+	static uint8_t buf[1000];
+	struct h_peer p;
+	unsigned n = 0;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_establish(&p, 40031, false);
+	h_app.consume = true;
+	/* drain the pool below 1/8 free */
+	while (h_lc.pool->size - h_pool_in_use() >= h_lc.pool->size / 8)
+		assert_non_null(hog[n++] = rte_pktmbuf_alloc(h_lc.pool));
+	h_advance_ms(1);
+	assert_int_equal(H_CNT(MEM_PRESSURE), 1);
+	/* the app reads everything, yet the right edge does not move: the window shrinks as
+	 * data arrives (what was offered stays offered) */
+	h_send(&p, ACK | PSH, buf, sizeof(buf));
+	h_send(&p, ACK | PSH, buf, sizeof(buf));
+	assert_int_equal(h_app.rxlen, 2000);
+	h_clear();
+	h_flush();
+	h_advance_ms(40);  /* the delayed ACK */
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].win, 65535 - 2000);
+	/* the pool recovers: the next ACK offers the whole buffer again */
+	while (n > 0)
+		rte_pktmbuf_free(hog[--n]);
+	h_advance_ms(1);
+	h_clear();
+	h_send(&p, ACK | PSH, buf, 10);
+	h_advance_ms(40);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].win, 65535);
+	assert_int_equal(H_CNT(MEM_PRESSURE), 1);
+}
+
 int
 main(void)
 {
@@ -1436,6 +1476,7 @@ main(void)
 		cmocka_unit_test_teardown(test_fin_and_rst_in_other_states, teardown),
 		cmocka_unit_test_teardown(test_time_wait_reuse, teardown),
 		cmocka_unit_test_teardown(test_sack, teardown),
+		cmocka_unit_test_teardown(test_pool_pressure_closes_windows, teardown),
 	};
 
 	if (h_eal_init() < 0) {
