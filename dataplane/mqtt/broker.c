@@ -121,6 +121,7 @@ void broker_destroy(struct broker *b)
 {
 	if (b == NULL)
 		return;
+	b->xops = NULL; /* shutting down: nothing more to tell the other instances */
 	while (b->conns != NULL) {
 		struct broker_conn *c = b->conns;
 
@@ -132,6 +133,14 @@ void broker_destroy(struct broker *b)
 	while (b->sessions != NULL) {
 		will_clear(b->sessions); /* shutting down: no wills */
 		session_destroy(b->sessions);
+	}
+	while (b->groups != NULL) { /* groups kept only for other instances' members */
+		struct share_group *g = b->groups;
+
+		b->groups = g->next;
+		free(g->remote);
+		free(g->filter);
+		free(g);
 	}
 	retain_destroy(b->retained);
 	mqtt_topic_tree_destroy(b->tree);
