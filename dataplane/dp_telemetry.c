@@ -4,6 +4,7 @@
  *   /edgegw/counters   every counter of dp_counters.def, summed over the workers
  *   /edgegw/status     uptime, workers, flows, ARP entries, mbufs in use, link
  *   /edgegw/describe   counter name -> what it counts
+ *   /edgegw/workers    per worker: lcore, queue, packets in and out, TCP flows
  *   /edgegw/broker     the MQTT broker's counters (sessions, messages, drops), summed over workers
  *   /edgegw/mem        TCP memory: flows by state, TCB and hash bytes, mbufs held in queues
  * Runs on DPDK's telemetry thread: it only reads the workers' counters.
@@ -126,6 +127,31 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 }
 
 static int
+tel_workers(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	char name[64];
+
+	(void)cmd, (void)params;
+	rte_tel_data_start_dict(d);
+	for (unsigned i = 0; i < dp_state.n_workers; i++) {
+		const struct dp_lcore *lc = dp_state.workers[i];
+
+#define W(field, val) do {                                                       \
+		snprintf(name, sizeof(name), "w%u_%s", i, field);                  \
+		rte_tel_data_add_dict_u64(d, name, (val));                         \
+	} while (0)
+		W("lcore", lc->lcore_id);
+		W("queue", lc->queue_id);
+		W("rx_pkts", lc->cnt.v[DPC_port_RX_PKTS]);
+		W("tx_pkts", lc->cnt.v[DPC_port_TX_PKTS]);
+		W("tcp_flows", tcp_flow_count(lc));
+		W("tcp_accepted", lc->cnt.v[DPC_tcp_CONN_ACCEPTED]);
+#undef W
+	}
+	return 0;
+}
+
+static int
 tel_broker(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	(void)cmd, (void)params;
@@ -155,6 +181,8 @@ dp_telemetry_init(void)
 					 "What each counter of /edgegw/counters counts");
 	rc |= rte_telemetry_register_cmd("/edgegw/status", tel_status,
 					 "Uptime, workers, TCP flows, ARP entries, mbufs in use, link");
+	rc |= rte_telemetry_register_cmd("/edgegw/workers", tel_workers,
+					 "Per worker: lcore, queue, packets in and out, TCP flows and accepts");
 	rc |= rte_telemetry_register_cmd("/edgegw/broker", tel_broker,
 					 "MQTT broker counters, summed over the workers");
 	rc |= rte_telemetry_register_cmd("/edgegw/mem", tel_mem,
