@@ -92,14 +92,17 @@ def sanitizer_reports(logdir):
 class Lab:
     """One lab, with a prefix unique to this test run: egw-<tag><pid in base 36>-."""
 
-    def __init__(self, tag, impair=None, impair_back=None, kernel_peer=False):
+    def __init__(self, tag, impair=None, impair_back=None, kernel_peer=False, port=None, config=None):
         n, pid36 = os.getpid(), ""
         while n:
             pid36, n = "0123456789abcdefghijklmnopqrstuvwxyz"[n % 36] + pid36, n // 36
         self.prefix = "egw-%s%s-" % (tag[:2], pid36[-4:])
         self.impair, self.impair_back, self.kernel_peer = impair, impair_back, kernel_peer
+        self.port = port
         self.is_up = False
         self.env = dict(os.environ, EGW_PREFIX=self.prefix)
+        if config is not None:
+            self.env["EGW_LAB_CONFIG"] = config
 
     def run(self, *args, check_rc=True, timeout=120):
         r = subprocess.run([LAB, *args], env=self.env, capture_output=True, text=True,
@@ -118,6 +121,8 @@ class Lab:
             args += ["--impair-back", self.impair_back]
         if self.kernel_peer:
             args += ["--kernel-peer"]
+        if self.port is not None:
+            args += ["--port", self.port]
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.is_up = True
@@ -323,6 +328,22 @@ def transfer(port, total, echo=True, timeout_s=120.0, addr=GW):
     return {"sent_sha": sh.hexdigest(), "recv_sha": res["recv_sha"], "sent": sent,
             "received": res["received"], "seconds": el,
             "mb_per_s": sent / el / 1e6}  # each way
+
+
+def two_worker_config():
+    """A copy of the lab config with two workers (three lcores mapped onto this box's CPUs),
+    for Lab(..., config=...). The caller removes the file."""
+    import re
+    text = open(os.path.join(HERE, "../../configs/lab/gateway.yaml")).read()
+    ncpu = os.cpu_count() or 1
+    text, n1 = re.subn(r'-l, "0-1"', '--lcores, "0@0,1@%d,2@%d"' % (1 % ncpu, 2 % ncpu), text)
+    text, n2 = re.subn(r"workers: 1\b", "workers: 2", text)
+    if n1 != 1 or n2 != 1:
+        raise CheckFailed("configs/lab/gateway.yaml: cannot rewrite it for two workers")
+    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    f.write(text)
+    f.close()
+    return f.name
 
 
 def dataplane_binary():

@@ -124,4 +124,5 @@ def test():
         labtest.check_echo_works("after the barrage")
 
 
-labtest.main(test)
+if __name__ == "__main__":
+    labtest.main(test)

@@ -5,9 +5,7 @@ workers; each worker owns its flows, and ARP learned on one lcore reaches the ot
 both workers accept connections, every connection echoes correctly, a bulk transfer matches,
 and the flow count returns to zero."""
 import os
-import re
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
 import dpstat  # noqa: E402
@@ -17,26 +15,10 @@ from labtest import check, log  # noqa: E402
 CONNS = 64
 
 
-def two_worker_config():
-    """The lab config with two workers: three lcores mapped onto this box's CPUs."""
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../configs/lab/gateway.yaml")
-    text = open(src).read()
-    ncpu = os.cpu_count() or 1
-    lcores = "0@0,1@%d,2@%d" % (1 % ncpu, 2 % ncpu)
-    text, n1 = re.subn(r'-l, "0-1"', '--lcores, "%s"' % lcores, text)
-    text, n2 = re.subn(r"workers: 1\b", "workers: 2", text)
-    check(n1 == 1 and n2 == 1, "lab config rewritten for two workers")
-    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    f.write(text)
-    f.close()
-    return f.name
-
-
 def test():
-    cfg = two_worker_config()
-    os.environ["EGW_LAB_CONFIG"] = cfg
+    cfg = labtest.two_worker_config()
     try:
-        with labtest.Lab("2w") as lab:
+        with labtest.Lab("2w", config=cfg) as lab:
             lab.enter_sensors()
             socks = [labtest.connect(7) for _ in range(CONNS)]
             for i, s in enumerate(socks):
