@@ -44,7 +44,8 @@ struct sim_stats {
 	uint64_t published[3];
 	uint64_t acked[3];          /* [0]: QoS 0 covered by a later PINGRESP (taken in) */
 	uint64_t delivered[3];      /* by the QoS they arrived with */
-	uint64_t dup_qos2;          /* QoS 2 re-deliveries of an id awaiting PUBREL (not counted) */
+	uint64_t dup_qos2;          /* QoS 2 PUBLISH with an id awaiting PUBREL: a duplicate by the
+				     * spec (MQTT-4.3.3), not counted; a broker reusing ids shows here */
 	uint64_t inflight;          /* QoS 1/2 publishes and barriers awaiting their answer, now */
 	uint64_t pings;
 	uint64_t barriers, barriers_acked;
@@ -72,7 +73,7 @@ struct sim_inflight {
 	uint8_t stage;              /* QoS 2: 0 awaiting PUBREC, 1 awaiting PUBCOMP */
 };
 
-#define SIM_RX_Q2_MAX 256u          /* incoming QoS 2 ids awaiting PUBREL per session */
+#define SIM_RECEIVE_MAX 1024u       /* Receive Maximum we announce in a 5.0 CONNECT */
 #define SIM_PINGS_MAX 4u            /* PINGREQs in flight per session */
 
 struct sim_session {
@@ -89,14 +90,13 @@ struct sim_session {
 	uint32_t want;              /* SIM_EV_* currently asked of the transport */
 	uint32_t window;            /* min(--window, broker's receive maximum) */
 	uint32_t n_fl;
-	uint32_t n_rx_q2;
 	uint16_t next_pid;
 	uint32_t seq;
 	uint32_t n_next;
 	uint32_t in_len, out_off, out_len;
 	uint8_t *in, *out;
 	struct sim_inflight *fl;
-	uint16_t *rx_q2;
+	uint64_t *rx_q2;            /* bitmap of QoS 2 ids awaiting PUBREL (lazy) */
 	uint64_t start_ns, last_tx_ns;
 	struct sim_pace pace;
 };

@@ -80,7 +80,7 @@ static void print_text(const struct sim_opts *o, const struct sim_times *t,
 	       (unsigned long)h->count, sim_hist_quantile(h, 0.5) / 1e3,
 	       sim_hist_quantile(h, 0.99) / 1e3, sim_hist_quantile(h, 0.999) / 1e3,
 	       (h->count ? h->max : 0) / 1e3);
-	printf("pings %lu, QoS 0 unconfirmed at the end %lu, QoS 2 re-deliveries not counted %lu, "
+	printf("pings %lu, QoS 0 unconfirmed at the end %lu, QoS 2 id reuse before PUBREL (duplicates by the spec, not counted) %lu, "
 	       "errors %lu\n", (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
 	       (unsigned long)st->dup_qos2, (unsigned long)errs);
 	for (int e = 0; e < SIM_ERR_COUNT; e++)

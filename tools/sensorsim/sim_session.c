@@ -44,19 +44,18 @@ static bool wants_subscription(const struct sim_worker *w, const struct sim_sess
 int sim_session_alloc(struct sim_worker *w, struct sim_session *s, uint32_t id)
 {
 	const struct sim_run *r = w->run;
-	size_t fl = opts(w)->window * sizeof(*s->fl), rx = SIM_RX_Q2_MAX * sizeof(*s->rx_q2);
+	size_t fl = opts(w)->window * sizeof(*s->fl);
 	uint8_t *mem;
 
 	memset(s, 0, sizeof(*s));
 	s->id = id;
 	s->h = -1;
 	s->subscriber = id >= opts(w)->sessions;
-	mem = malloc((size_t)r->in_cap + r->out_cap + fl + rx);
+	mem = malloc((size_t)r->in_cap + r->out_cap + fl);
 	if (mem == NULL)
 		return -ENOMEM;
 	s->fl = (struct sim_inflight *)mem;
-	s->rx_q2 = (uint16_t *)(mem + fl);
-	s->in = mem + fl + rx;
+	s->in = mem + fl;
 	s->out = s->in + r->in_cap;
 	return 0;
 }
@@ -64,7 +63,9 @@ int sim_session_alloc(struct sim_worker *w, struct sim_session *s, uint32_t id)
 void sim_session_free(struct sim_session *s)
 {
 	free(s->fl);
+	free(s->rx_q2);
 	s->fl = NULL;
+	s->rx_q2 = NULL;
 }
 
 /* Drop the connection; what was in flight is lost. err < 0: not an error (stop). */
@@ -155,7 +156,7 @@ static int send_connect(struct sim_worker *w, struct sim_session *s)
 	c.client_id.s = id;
 	c.client_id.len = (uint16_t)n;
 	if (opts(w)->version == MQTT_V5)
-		mqtt_props_set_u32(&c.props, MQTT_PROP_RECEIVE_MAXIMUM, SIM_RX_Q2_MAX);
+		mqtt_props_set_u32(&c.props, MQTT_PROP_RECEIVE_MAXIMUM, SIM_RECEIVE_MAX);
 	return out_put(w, s, mqtt_encode_connect(s->out + s->out_len, out_room(w, s), &c));
 }
 
@@ -413,24 +414,34 @@ static void on_suback(struct sim_worker *w, struct sim_session *s, const struct 
 	sess_ready(w, s, now);
 }
 
+/*
+ * Incoming QoS 2 ids between PUBLISH and PUBREL, for exactly-once counting: a bitmap over the
+ * 16-bit id space (8 KiB, allocated on the first QoS 2 delivery). A table bounded by our Receive
+ * Maximum is not enough: brokers (Mosquitto 2.0) free the slot at our PUBREC, not at PUBCOMP, so
+ * ids awaiting PUBREL are bounded only by the id space. Returns whether id was already set.
+ */
+static bool rx_q2_test_set(struct sim_worker *w, struct sim_session *s, uint16_t id)
+{
+	uint64_t bit = 1ull << (id % 64);
+	bool was;
+
+	if (s->rx_q2 == NULL && (s->rx_q2 = calloc(65536 / 64, sizeof(uint64_t))) == NULL) {
+		SIM_INC(w->st.err[SIM_ERR_NO_MEMORY]);
+		return false;
+	}
+	was = (s->rx_q2[id / 64] & bit) != 0;
+	s->rx_q2[id / 64] |= bit;
+	return was;
+}
+
 static int on_delivery(struct sim_worker *w, struct sim_session *s, const struct mqtt_publish *p,
 		       uint64_t now)
 {
 	bool count = true;
 
-	if (p->qos == 2) {
-		uint32_t i;
-
-		for (i = 0; i < s->n_rx_q2 && s->rx_q2[i] != p->packet_id; i++)
-			;
-		if (i < s->n_rx_q2) {
-			count = false; /* re-sent before our PUBREC arrived: exactly once */
-			SIM_INC(w->st.dup_qos2);
-		} else if (s->n_rx_q2 < SIM_RX_Q2_MAX) {
-			s->rx_q2[s->n_rx_q2++] = p->packet_id;
-		} else {
-			SIM_INC(w->st.err[SIM_ERR_QOS2_TABLE_FULL]);
-		}
+	if (p->qos == 2 && rx_q2_test_set(w, s, p->packet_id)) {
+		count = false; /* re-sent before our PUBREC arrived: exactly once */
+		SIM_INC(w->st.dup_qos2);
 	}
 	if (count) {
 		SIM_INC(w->st.delivered[p->qos]);
@@ -450,12 +461,8 @@ static int on_delivery(struct sim_worker *w, struct sim_session *s, const struct
 
 static void on_pubrel(struct sim_worker *w, struct sim_session *s, const struct mqtt_ack *a)
 {
-	for (uint32_t i = 0; i < s->n_rx_q2; i++) {
-		if (s->rx_q2[i] == a->packet_id) {
-			s->rx_q2[i] = s->rx_q2[--s->n_rx_q2];
-			break;
-		}
-	}
+	if (s->rx_q2 != NULL)
+		s->rx_q2[a->packet_id / 64] &= ~(1ull << (a->packet_id % 64));
 	if (a->reason >= 0x80)
 		SIM_INC(w->st.err[SIM_ERR_ACK_REASON]);
 	/* PUBCOMP whether or not we knew the id (MQTT-4.3.3: the sender may be repeating). */
@@ -535,7 +542,7 @@ static void sess_parse(struct sim_worker *w, struct sim_session *s, uint64_t now
 
 static void sess_read(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
-	for (int i = 0; i < 4 && s->state != SS_DEAD; i++) {
+	for (int i = 0; i < 16 && s->state != SS_DEAD; i++) { /* bounded: others wait */
 		uint32_t room = w->run->in_cap - s->in_len;
 		ssize_t n;
 
