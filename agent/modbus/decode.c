@@ -4,6 +4,7 @@
  * meant (after undoing its byte and word order) and read that big-endian.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,15 +225,21 @@ json_str(const char *s, char *buf, size_t len)
 }
 
 /* The shortest text that reads back as the same number (as float for f32 points, so 21.3
- * prints as 21.3, not 21.2999992370605). */
+ * prints as 21.3, not 21.2999992370605). A scaled value (raw * scale + offset) carries the
+ * rounding of that product, not information: 1807 * 0.1 prints as 180.7, not
+ * 180.70000000000002, by accepting a text within a few units in the last place. */
 static int
-shortest(char *buf, size_t len, double v, bool as_float)
+shortest(char *buf, size_t len, double v, bool as_float, bool scaled)
 {
 	int n = 0;
 
-	for (int prec = as_float ? 6 : 15; prec <= 17; prec++) {
+	for (int prec = as_float ? 6 : (scaled ? 1 : 15); prec <= 17; prec++) {
+		double back;
+
 		n = snprintf(buf, len, "%.*g", prec, v);
-		if (as_float ? (float)strtod(buf, NULL) == (float)v : strtod(buf, NULL) == v)
+		back = strtod(buf, NULL);
+		if (as_float ? (float)back == (float)v
+			     : back == v || (scaled && fabs(back - v) <= 4 * DBL_EPSILON * fabs(v)))
 			break;
 	}
 	return n;
@@ -250,5 +257,6 @@ mb_value_json(const struct mb_point *p, const struct mb_value *v, char *buf, siz
 				      : snprintf(buf, len, "%lld", (long long)v->ival);
 	if (!isfinite(v->num))
 		return snprintf(buf, len, "null");	/* JSON has no NaN; quality says why */
-	return shortest(buf, len, v->num, p->type == MB_T_F32 && p->scale == 1.0 && p->offset == 0.0);
+	return shortest(buf, len, v->num, p->type == MB_T_F32 && p->scale == 1.0 && p->offset == 0.0,
+			p->scale != 1.0 || p->offset != 0.0);
 }

@@ -82,6 +82,29 @@ test_floats_scale_offset(void **state)
 	assert_false(v.exact);
 }
 
+/* A scaled integer prints as its decimal, not as the product's binary rounding
+ * (1807 * 0.1 is 180.70000000000002 in binary); unscaled doubles keep every digit. */
+static void
+test_json_scaled_decimal(void **state)
+{
+	const uint16_t raw[] = { 1807 };
+	const uint16_t third[] = { 0x3fd5, 0x5555, 0x5555, 0x5555 };	/* 1/3 */
+	struct mb_point p;
+	struct mb_value v;
+	char js[64];
+
+	(void)state;
+	p = pt(MB_T_I16, false, false); p.scale = 0.1;
+	mb_decode_regs(&p, raw, &v);
+	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "180.7");
+	p.scale = 0.01;
+	mb_decode_regs(&p, raw, &v);
+	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "18.07");
+	p = pt(MB_T_F64, false, false);
+	mb_decode_regs(&p, third, &v);
+	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "0.3333333333333333");
+}
+
 static void
 test_bits_bool_string(void **state)
 {
@@ -156,6 +179,7 @@ main(void)
 		cmocka_unit_test(test_u32_orders),
 		cmocka_unit_test(test_signed_and_64),
 		cmocka_unit_test(test_floats_scale_offset),
+		cmocka_unit_test(test_json_scaled_decimal),
 		cmocka_unit_test(test_bits_bool_string),
 		cmocka_unit_test(test_encode_round_trip_and_range),
 		cmocka_unit_test(test_deadband),
