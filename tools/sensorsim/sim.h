@@ -37,6 +37,7 @@ extern const char *const sim_err_text[SIM_ERR_COUNT];
 enum sim_phase { SIM_PH_CONNECT, SIM_PH_RUN, SIM_PH_DRAIN, SIM_PH_STOP };
 
 struct sim_stats {
+	uint64_t started;           /* sessions whose connect was started */
 	uint64_t connects;          /* CONNACK accepted */
 	uint64_t ready;             /* connected (and subscribed when it subscribes) */
 	uint64_t dead;              /* sessions lost (failed to connect or dropped later) */

@@ -196,6 +196,7 @@ void sim_session_start(struct sim_worker *w, struct sim_session *s, uint64_t now
 	s->next_pid = 1;
 	s->state = SS_TCP;
 	w->handshakes++;
+	SIM_INC(w->st.started);
 	h = w->tr.ops->connect(&w->tr, &src, &w->run->dst, s);
 	if (h < 0) {
 		sess_kill(w, s, h == -EADDRNOTAVAIL ? SIM_ERR_BIND : SIM_ERR_TCP_CONNECT);
