@@ -92,13 +92,15 @@ def sanitizer_reports(logdir):
 class Lab:
     """One lab, with a prefix unique to this test run: egw-<tag><pid in base 36>-."""
 
-    def __init__(self, tag, impair=None, impair_back=None, kernel_peer=False, port=None, config=None):
+    def __init__(self, tag, impair=None, impair_back=None, kernel_peer=False, port=None, config=None,
+                 site=False):
         n, pid36 = os.getpid(), ""
         while n:
             pid36, n = "0123456789abcdefghijklmnopqrstuvwxyz"[n % 36] + pid36, n // 36
         self.prefix = "egw-%s%s-" % (tag[:2], pid36[-4:])
         self.impair, self.impair_back, self.kernel_peer = impair, impair_back, kernel_peer
         self.port = port
+        self.site = site  # False: the dataplane alone (lab up --dataplane-only), as most tests need
         self.is_up = False
         self.env = dict(os.environ, EGW_PREFIX=self.prefix)
         if config is not None:
@@ -123,6 +125,8 @@ class Lab:
             args += ["--kernel-peer"]
         if self.port is not None:
             args += ["--port", self.port]
+        if not self.site:
+            args += ["--dataplane-only"]
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.is_up = True
