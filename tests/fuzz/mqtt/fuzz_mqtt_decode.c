@@ -11,10 +11,10 @@
  * gives the same bytes; a decoded topic name matches itself used as a filter; the payload UTF-8
  * check gives the same answer on the segments as on a flat copy.
  *
- * Without -fsanitize=fuzzer (FUZZ_REPLAY_MAIN) it builds as a replay program: every file named
- * on the command line, or in a directory named there, is run once (the unit test over corpus/).
+ * Without -fsanitize=fuzzer it links tests/fuzz/fuzz_replay.c and builds as a replay program:
+ * every file named on the command line, or in a directory named there, is run once (the unit
+ * test over corpus/).
  */
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,53 +169,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifdef FUZZ_REPLAY_MAIN
-static int replay_file(const char *path)
+/* The replay program (tests/fuzz/fuzz_replay.c) prints this after the corpus. */
+void fuzz_replay_report(void);
+void fuzz_replay_report(void)
 {
-	static uint8_t buf[1 << 20];
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL) {
-		perror(path);
-		return -1;
-	}
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
-	return 0;
+	printf("%lu packets decoded\n", packets_ok);
 }
-
-static int replay_dir(const char *dir, int *count)
-{
-	char path[4096];
-	struct dirent *e;
-	DIR *dh = opendir(dir);
-
-	if (dh == NULL)
-		return replay_file(dir) == 0 ? (++*count, 0) : -1;
-	while ((e = readdir(dh)) != NULL) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (replay_file(path) != 0) {
-			closedir(dh);
-			return -1;
-		}
-		++*count;
-	}
-	closedir(dh);
-	return 0;
-}
-
-int main(int argc, char **argv)
-{
-	int count = 0;
-
-	for (int i = 1; i < argc; i++)
-		if (replay_dir(argv[i], &count) != 0)
-			return 1;
-	printf("replayed %d inputs, %lu packets decoded\n", count, packets_ok);
-	return count > 0 ? 0 : 1;
-}
-#endif

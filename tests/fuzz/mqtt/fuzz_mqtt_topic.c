@@ -7,9 +7,8 @@
  * every match must find, per subscriber, as many subscriptions as mqtt_topic_match() finds over
  * the list. When the list empties, the trie must have no node left.
  *
- * Built with FUZZ_REPLAY_MAIN it replays files or directories given on the command line.
+ * Linked with tests/fuzz/fuzz_replay.c it replays files or directories given on the command line.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -154,51 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifdef FUZZ_REPLAY_MAIN
-static int replay_file(const char *path)
+/* The replay program (tests/fuzz/fuzz_replay.c) prints this after the corpus. */
+void fuzz_replay_report(void);
+void fuzz_replay_report(void)
 {
-	static uint8_t buf[1 << 20];
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL) {
-		perror(path);
-		return -1;
-	}
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
-	return 0;
+	printf("%lu operations\n", ops_done);
 }
-
-int main(int argc, char **argv)
-{
-	int count = 0;
-
-	for (int i = 1; i < argc; i++) {
-		char path[4096];
-		struct dirent *e;
-		DIR *dh = opendir(argv[i]);
-
-		if (dh == NULL) {
-			if (replay_file(argv[i]) != 0)
-				return 1;
-			count++;
-			continue;
-		}
-		while ((e = readdir(dh)) != NULL) {
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
-			if (replay_file(path) != 0) {
-				closedir(dh);
-				return 1;
-			}
-			count++;
-		}
-		closedir(dh);
-	}
-	printf("replayed %d inputs, %lu operations\n", count, ops_done);
-	return count > 0 ? 0 : 1;
-}
-#endif

@@ -7,7 +7,6 @@
  * After each input the stack is torn down and every mbuf must be back in the pool.
  * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,54 +306,3 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();  /* an mbuf leaked */
 	return 0;
 }
-
-#ifdef FUZZ_REPLAY_MAIN
-static int
-replay_file(const char *path)
-{
-	static uint8_t buf[1 << 16];
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL) {
-		perror(path);
-		return -1;
-	}
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
-	return 0;
-}
-
-int
-main(int argc, char **argv)
-{
-	char path[4096];
-	int count = 0;
-
-	for (int i = 1; i < argc; i++) {
-		DIR *dh = opendir(argv[i]);
-		struct dirent *e;
-
-		if (dh == NULL) {
-			if (replay_file(argv[i]) != 0)
-				return 1;
-			count++;
-			continue;
-		}
-		while ((e = readdir(dh)) != NULL) {
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
-			if (replay_file(path) != 0) {
-				closedir(dh);
-				return 1;
-			}
-			count++;
-		}
-		closedir(dh);
-	}
-	printf("replayed %d inputs\n", count);
-	return count > 0 ? 0 : 1;
-}
-#endif
