@@ -43,6 +43,7 @@ void broker_config_defaults(struct broker_config *cfg)
 		.connect_timeout_ms = 10000,
 		.sys_interval_ms = 10000,
 		.client_id_max = 128,
+		.xlcore_claim_timeout_ms = 1000,
 	};
 }
 
@@ -92,6 +93,8 @@ struct broker *broker_create(const struct broker_config *cfg, const struct broke
 		b->cfg.max_packet_size = MQTT_MAX_PACKET_SIZE;
 	if (b->cfg.receive_max == 0)
 		b->cfg.receive_max = 1;
+	if (b->cfg.xlcore_claim_timeout_ms == 0)
+		b->cfg.xlcore_claim_timeout_ms = 1000;
 	b->ops = ops;
 	b->now_ms = b->started_ms = now_ms;
 	b->next_sys_ms = now_ms + b->cfg.sys_interval_ms;
@@ -114,6 +117,7 @@ static void conn_free(struct broker_conn *c)
 		for (uint16_t i = 0; i < c->b->cfg.topic_alias_max; i++)
 			free((void *)c->aliases[i].s);
 	free(c->aliases);
+	free(c->connack);
 	free(c);
 }
 
@@ -467,7 +471,9 @@ int broker_conn_input(struct broker_conn *c, const struct mqtt_iov *segs, size_t
 
 	b->now_ms = now_ms;
 	*consumed = 0;
-	while (conn_alive(c)) {
+	/* A CONNACK held for a session claim: what follows the CONNECT stays with the transport
+	 * (input_ready says when to pass it again). */
+	while (conn_alive(c) && c->state != CONN_CLAIMING) {
 		size_t k = segs_from(b, segs, n, *consumed);
 
 		if (k == 0)
@@ -490,6 +496,11 @@ int broker_conn_input(struct broker_conn *c, const struct mqtt_iov *segs, size_t
 		session_drain(c->s);
 	broker_reap(b);
 	return rc;
+}
+
+bool broker_conn_held(const struct broker_conn *c)
+{
+	return c->state == CONN_CLAIMING;
 }
 
 void broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
@@ -576,6 +587,8 @@ void broker_tick(struct broker *b, uint64_t now_ms)
 	broker_reap(b);
 	for (struct broker_session *s = b->sessions, *next; s != NULL; s = next) {
 		next = s->next;
+		if (s->claim_pending > 0 && now_ms >= s->claim_deadline_ms)
+			xlcore_claim_timeout(s); /* before session_tick: it may destroy s */
 		session_tick(s, now_ms);
 	}
 	sys_tick(b);

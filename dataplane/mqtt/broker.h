@@ -37,6 +37,8 @@ struct broker_config {
 	uint32_t connect_timeout_ms;    /* from open to CONNECT */
 	uint32_t sys_interval_ms;       /* $SYS/broker/... publication period, 0: never */
 	uint16_t client_id_max;         /* bytes */
+	uint32_t xlcore_claim_timeout_ms; /* several lcores: how long a resuming CONNECT waits
+					   * for the others to send its session (0: 1000) */
 };
 
 void broker_config_defaults(struct broker_config *cfg);
@@ -54,6 +56,12 @@ struct broker_transport_ops {
 	 * the transport must not pass this connection to the broker again. reason is the MQTT 5.0
 	 * reason code (0 for a normal close). */
 	void (*close)(void *ctx, uint8_t reason);
+	/* Optional (several lcores). A connection whose CONNACK waited for its session from
+	 * another lcore takes input again: what the transport holds for it (bytes the broker
+	 * left unconsumed meanwhile) must be passed to broker_conn_input() after the current
+	 * broker call returns, not from inside this callback. Without it, they are passed with
+	 * the next bytes received. */
+	void (*input_ready)(void *ctx);
 };
 
 /* Counters, one line each in broker_counters.def. */
@@ -77,6 +85,9 @@ struct broker_conn *broker_conn_open(struct broker *b, void *transport_ctx, uint
  */
 int broker_conn_input(struct broker_conn *conn, const struct mqtt_iov *segs, size_t n,
 		      size_t *consumed, uint64_t now_ms);
+/* True while the connection's CONNACK waits for its session from another lcore: input is
+ * not read meanwhile (see input_ready), so a FIN seen now should wait until it was. */
+bool broker_conn_held(const struct broker_conn *conn);
 /* The transport has room again (after send_space was short): queued messages go out. */
 void broker_conn_writable(struct broker_conn *conn, uint64_t now_ms);
 /* The peer closed or the connection broke: an abrupt close (the will is published). */

@@ -133,6 +133,11 @@ struct broker_session {
 	bool will_retain;
 	uint32_t will_delay_s;
 	uint64_t will_at_ms;                /* pending delayed will, 0: none */
+	/* The claim this session made for its stored state on the other lcores (xlcore.c) */
+	uint64_t claim_seq;                 /* 0: none */
+	uint64_t claim_deadline_ms;
+	uint32_t claim_pending;             /* answers still to come: the CONNACK waits for them */
+	bool claim_found;                   /* one of them brought the session */
 };
 
 struct broker_session *session_find(struct broker *b, const char *id, size_t len);
@@ -152,9 +157,19 @@ void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms);
 void session_tick(struct broker_session *s, uint64_t now_ms);
 void session_unsubscribe_all(struct broker_session *s);
 void session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id);
+/* Put back an inflight slot that came from another lcore (same packet id and state, resent
+ * with DUP or as PUBREL at resume); false when the window has no room. */
+bool session_slot_restore(struct broker_session *s, const struct out_slot *o);
+/* Remember an incoming QoS 2 packet id awaiting PUBREL; false when full or out of memory. */
+bool session_rx_qos2_add(struct broker_session *s, uint16_t pid);
+/* Every lcore answered the claim of s (or it timed out): send the held CONNACK (session
+ * present when one was here or came), resend what is owed, take input again. */
+void connect_claim_done(struct broker_session *s);
 
 /* ---- connections ---- */
-enum conn_state { CONN_NEW, CONN_ACTIVE, CONN_DYING };
+/* CONN_CLAIMING: CONNECT accepted, its CONNACK held until the other lcores answer the session
+ * claim (xlcore.c); no input is read and nothing is sent meanwhile. */
+enum conn_state { CONN_NEW, CONN_CLAIMING, CONN_ACTIVE, CONN_DYING };
 
 struct broker_conn {
 	struct broker_conn *next, *prev;    /* live list, then the dying list */
@@ -172,6 +187,8 @@ struct broker_conn {
 	uint16_t client_recv_max;
 	uint32_t client_max_packet;
 	struct mqtt_str *aliases;           /* inbound topic aliases, cfg.topic_alias_max */
+	uint8_t *connack;                   /* CONN_CLAIMING: the CONNACK to send, present 0 */
+	uint16_t connack_len;
 };
 
 /* Send one packet made of slices; false (and the connection is killed) on a transport error. */
@@ -199,9 +216,13 @@ void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u)
 
 /* Route a message to every matching subscription here (origin for no local). */
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
-/* A CONNECT accepted here: other instances end their connection with that client id. */
-void broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
-			 uint64_t at_ms);
+/* A CONNECT accepted here: other instances end their connection with that client id; with
+ * s (clean start 0, no session here) they answer, moving the session if they hold it, and
+ * the number of answers to wait for is returned (0: none, the CONNACK can go now). */
+uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
+			     uint64_t at_ms, struct broker_session *s);
+/* The claim of s timed out (counted): go on as if no other lcore had its session. */
+void xlcore_claim_timeout(struct broker_session *s);
 /* Publish: store if retained, route here, post to the other lcores' instances. *matched is
  * true when a local subscription matched or the message went to other instances. */
 void broker_publish(struct broker *b, struct broker_msg *m, bool *matched);
@@ -243,6 +264,7 @@ struct broker {
 	const struct broker_xlcore_ops *xops; /* NULL: a single instance */
 	void *xctx;
 	uint32_t xself, xn;
+	uint64_t next_claim_seq;
 	size_t iov_cap;
 };
 

@@ -177,6 +177,51 @@ static bool connect_acceptable(struct broker_conn *c, const struct mqtt_connect 
 	return true;
 }
 
+/* Keep the CONNACK (present 0) until the other lcores have answered the session claim. */
+static bool hold_connack(struct broker_conn *c, const struct mqtt_connect *k,
+			 const struct mqtt_props *props)
+{
+	struct mqtt_connack ack = { .reason = 0 };
+	uint8_t buf[512];
+	int len;
+
+	if (k->version == MQTT_V5)
+		ack.props = *props;
+	len = mqtt_encode_connack(buf, sizeof(buf), k->version, &ack);
+	if (len <= 0 || (size_t)len > sizeof(buf) || (c->connack = malloc((size_t)len)) == NULL) {
+		refuse(c, k, MQTT_RC_SERVER_UNAVAILABLE, 3, BROKER_C_NOMEM);
+		return false;
+	}
+	memcpy(c->connack, buf, (size_t)len);
+	c->connack_len = (uint16_t)len;
+	c->state = CONN_CLAIMING;
+	broker_count(c->b, BROKER_C_XLCORE_CLAIM_WAIT);
+	return true;
+}
+
+void connect_claim_done(struct broker_session *s)
+{
+	struct broker_conn *c = s->conn;
+	size_t at = 1;
+
+	s->claim_pending = 0;
+	if (c == NULL || c->state != CONN_CLAIMING)
+		return; /* the client left meanwhile: the session waits for it, restored */
+	/* The acknowledge flags follow the fixed header (type, remaining length as a varint);
+	 * bit 0 is session present. */
+	while (at < c->connack_len && (c->connack[at] & 0x80))
+		at++;
+	if (++at < c->connack_len && s->claim_found)
+		c->connack[at] |= 1;
+	c->state = CONN_ACTIVE;
+	conn_send_buf(c, c->connack, c->connack_len);
+	free(c->connack);
+	c->connack = NULL;
+	session_resume(s);
+	if (conn_alive(c) && c->b->ops->input_ready != NULL)
+		c->b->ops->input_ready(c->ctx);
+}
+
 void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 {
 	struct broker *b = c->b;
@@ -209,8 +254,18 @@ void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 	c->state = CONN_ACTIVE;
 	broker_count(b, BROKER_C_CONNECTED);
 	connack_props(c, k, id, assigned, expiry, &props);
+	/* No session here for a client that wants one: the other lcores may have it. They all
+	 * answer, the holder with the session, before the CONNACK says whether it is present.
+	 * A session whose earlier claim is still open (its first connection was taken over
+	 * here meanwhile) waits for that one. */
+	broker_xlcore_claim(b, id.s, id.len, k->clean_start, b->now_ms,
+			    !present && !k->clean_start && !assigned ? s : NULL);
+	if (s->claim_pending > 0) {
+		s->claim_found |= present;
+		hold_connack(c, k, &props);
+		return;
+	}
 	send_connack(c, k->version, present, 0, &props);
-	broker_xlcore_claim(b, id.s, id.len, k->clean_start, b->now_ms);
 	session_resume(s);
 }
 

@@ -27,6 +27,7 @@ struct mqtt_service {
 	uint64_t next_tick_ms;
 	struct mqtt_iov *iov;      /* one entry per segment of the longest chain seen */
 	size_t iov_cap;
+	struct mqtt_tcp_conn *wake; /* the broker takes their held input again (input_ready) */
 };
 
 struct mqtt_tcp_conn {
@@ -35,6 +36,9 @@ struct mqtt_tcp_conn {
 	struct broker_conn *bc;    /* NULL once either side closed it */
 	struct rte_mbuf *pending;  /* received bytes the broker has not used yet */
 	bool busy, dead;           /* in one of our callbacks; closed() came meanwhile */
+	bool woken;                /* on svc->wake */
+	bool eof;                  /* FIN seen while the broker held our input: close after it */
+	struct mqtt_tcp_conn *wnext;
 };
 
 static struct mqtt_service *services[RTE_MAX_LCORE];
@@ -75,8 +79,33 @@ static void op_close(void *ctx, uint8_t reason)
 	tcp_close(mc->tc); /* FIN after the DISCONNECT; closed() frees mc */
 }
 
+/* Called inside a broker call: the feed happens from mqtt_service_poll, after it. */
+static void op_input_ready(void *ctx)
+{
+	struct mqtt_tcp_conn *mc = ctx;
+
+	if (mc->woken)
+		return;
+	mc->woken = true;
+	mc->wnext = mc->svc->wake;
+	mc->svc->wake = mc;
+}
+
+static void wake_del(struct mqtt_tcp_conn *mc)
+{
+	struct mqtt_tcp_conn **pp = &mc->svc->wake;
+
+	if (!mc->woken)
+		return;
+	while (*pp != mc)
+		pp = &(*pp)->wnext;
+	*pp = mc->wnext;
+	mc->woken = false;
+}
+
 static const struct broker_transport_ops tcp_ops = {
 	.send = op_send, .send_space = op_send_space, .close = op_close,
+	.input_ready = op_input_ready,
 };
 
 /* Drop the first n bytes of a chain; returns what is left (NULL when nothing). */
@@ -175,6 +204,38 @@ static bool leave(struct mqtt_tcp_conn *mc)
 	return false;
 }
 
+/* FIN without DISCONNECT. While the broker holds a CONNACK (and the bytes after the CONNECT)
+ * for a session claim, what the client sent before its FIN is handled first. */
+static void end_of_input(struct mqtt_tcp_conn *mc)
+{
+	if (broker_conn_held(mc->bc)) {
+		mc->eof = true;
+		return;
+	}
+	broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
+	mc->bc = NULL;
+	tcp_close(mc->tc);
+}
+
+/* Connections whose CONNACK went out after a claim: what they sent meanwhile is read now. */
+static void wake_poll(struct mqtt_service *svc)
+{
+	struct mqtt_tcp_conn *mc;
+
+	while ((mc = svc->wake) != NULL) {
+		svc->wake = mc->wnext;
+		mc->woken = false;
+		if (!enter(mc)) {
+			leave(mc);
+			continue;
+		}
+		feed(mc);
+		if (!mc->dead && mc->bc != NULL && mc->eof)
+			end_of_input(mc);
+		leave(mc);
+	}
+}
+
 static void on_readable(struct tcp_conn *c, void *ctx)
 {
 	struct mqtt_tcp_conn *mc = ctx;
@@ -197,11 +258,8 @@ static void on_readable(struct tcp_conn *c, void *ctx)
 		return;
 	}
 	feed(mc);
-	if (!mc->dead && mc->bc != NULL && tcp_conn_eof(c)) {
-		broker_conn_closed(mc->bc, now_ms(mc->svc->lc)); /* FIN without DISCONNECT */
-		mc->bc = NULL;
-		tcp_close(c);
-	}
+	if (!mc->dead && mc->bc != NULL && tcp_conn_eof(c))
+		end_of_input(mc);
 	leave(mc);
 }
 
@@ -220,6 +278,7 @@ static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 	struct mqtt_tcp_conn *mc = ctx;
 
 	(void)c, (void)why;
+	wake_del(mc);
 	if (mc->bc != NULL && mc->svc->b != NULL)
 		broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
 	mc->bc = NULL;
@@ -300,6 +359,7 @@ void mqtt_service_poll(struct dp_lcore *lc)
 		broker_tick(svc->b, now);
 		svc->next_tick_ms = now + MQTT_TCP_TICK_MS;
 	}
+	wake_poll(svc);
 }
 
 /* The broker goes first: the flows tcp_lcore_fini() aborts afterwards find svc->b NULL and

@@ -291,6 +291,42 @@ void session_drain(struct broker_session *s)
 	}
 }
 
+/* The slots come in their send order: each gets the next seq here, so resume keeps it. A PUBREL
+ * still owed goes past the client's Receive Maximum rather than be lost (its packet id would
+ * stay in use at the client for good). */
+bool session_slot_restore(struct broker_session *s, const struct out_slot *o)
+{
+	struct out_slot *slot;
+
+	if (session_slot(s, o->pid) != NULL ||
+	    (o->msg != NULL && s->n_inflight >= inflight_limit(s)) || (slot = slot_alloc(s)) == NULL)
+		return false;
+	*slot = *o;
+	if (slot->msg != NULL)
+		broker_msg_ref(slot->msg);
+	slot->seq = s->next_seq++;
+	slot->need_send = true;
+	s->n_inflight++;
+	return true;
+}
+
+bool session_rx_qos2_add(struct broker_session *s, uint16_t pid)
+{
+	struct broker *b = s->b;
+
+	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
+		if (s->rx_qos2[i] == pid)
+			return true;
+	if (s->n_rx_qos2 >= b->cfg.receive_max)
+		return false;
+	if (s->rx_qos2 == NULL && (s->rx_qos2 = calloc(b->cfg.receive_max, sizeof(*s->rx_qos2))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return false;
+	}
+	s->rx_qos2[s->n_rx_qos2++] = pid;
+	return true;
+}
+
 void session_resume(struct broker_session *s)
 {
 	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)

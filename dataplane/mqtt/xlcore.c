@@ -7,9 +7,12 @@
  * - a client id claim: a CONNECT was accepted on one instance; the others end their live
  *   connection with that client id (DISCONNECT 0x8E, will) and, for a clean start, discard
  *   their stored session;
- * - a moved session: answering a claim without clean start, the instance holding the stored
- *   session sends its subscriptions and undelivered messages to the claimer, which merges them
- *   into the session it made at CONNECT, and drops its own.
+ * - a session answer: for a claim without clean start from an instance that had no session
+ *   for the id, every other instance answers, the one holding the stored session with all
+ *   of it (subscriptions, inflight slots with their packet ids and states, the queue, the
+ *   incoming QoS 2 ids awaiting PUBREL), the others with "none". The claimer holds the
+ *   CONNACK until all have answered (or xlcore_claim_timeout_ms passed), restores the
+ *   session, then sends CONNACK with session present 1 and resends what is owed (DUP);
  * - shared subscription groups: each group has an owner instance (a hash of its filter);
  *   the others tell it how many members they have (a member message per join and leave), it
  *   alone picks, for each message, an instance with members, and sends that one a delivery.
@@ -31,9 +34,11 @@ struct xclaim {
 	uint32_t refcnt;
 	uint8_t xkind;
 	bool clean_start;
+	bool answer;                /* every instance answers (XK_SESSION, found or not) */
 	uint16_t id_len;
 	uint32_t from;              /* the claiming instance */
 	uint64_t at_ms;
+	uint64_t seq;               /* the claimer's number for it, echoed in the answer */
 	char id[];
 };
 
@@ -52,15 +57,22 @@ struct xqent {
 	uint32_t sub_id;
 };
 
-/* One block: this header, the arrays, then the client id and the filters. */
+/* One block: this header, the arrays, then the client id and the filters. found false: the
+ * answer "no session here" (nothing else but the id). seq 0: a session moved unasked (the
+ * claimer had one already, the client was told present 1 there). */
 struct xsession {
 	uint32_t refcnt;
 	uint8_t xkind;
+	bool found;
 	uint16_t id_len;
+	uint16_t n_slots, n_rx;
 	uint32_t n_subs, n_msgs;
+	uint64_t seq;
 	const char *id;
 	struct xsub *subs;
-	struct xqent *msgs;
+	struct out_slot *slots;     /* inflight, in send order; msg NULL: only the PUBREL left */
+	struct xqent *msgs;         /* the queue */
+	uint16_t *rx;               /* incoming QoS 2 ids awaiting PUBREL */
 };
 
 /* A share group's member count changed on instance from (to the owner), or a message for
@@ -77,6 +89,8 @@ struct xgroup {
 
 static void xsession_free(struct xsession *x)
 {
+	for (uint16_t i = 0; i < x->n_slots; i++)
+		broker_msg_unref(x->slots[i].msg);
 	for (uint32_t i = 0; i < x->n_msgs; i++)
 		broker_msg_unref(x->msgs[i].msg);
 	free(x);
@@ -112,21 +126,26 @@ void broker_xlcore_attach(struct broker *b, uint32_t self, uint32_t n,
 	b->next_session_id = (uint64_t)self << 48;
 }
 
-/* Post x (holding one reference, which this call gives away) to every other instance. */
-static void post_all(struct broker *b, struct xhdr *x, enum broker_counter sent)
+/* Post x (holding one reference, which this call gives away) to every other instance;
+ * returns to how many it went. */
+static uint32_t post_all(struct broker *b, struct xhdr *x, enum broker_counter sent)
 {
+	uint32_t n = 0;
+
 	for (uint32_t dst = 0; dst < b->xn; dst++) {
 		if (dst == b->xself)
 			continue;
 		__atomic_add_fetch(&x->refcnt, 1, __ATOMIC_RELAXED);
 		if (b->xops->post(b->xctx, dst, (struct broker_xmsg *)x)) {
 			broker_count(b, sent);
+			n++;
 		} else {
 			broker_xmsg_free((struct broker_xmsg *)x);
 			broker_count(b, BROKER_C_XLCORE_DROP);
 		}
 	}
 	broker_xmsg_free((struct broker_xmsg *)x);
+	return n;
 }
 
 static uint32_t group_owner_of(const struct broker *b, const char *filter, size_t len)
@@ -192,98 +211,139 @@ void broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 	}
 }
 
-void broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
-			 uint64_t at_ms)
+uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
+			     uint64_t at_ms, struct broker_session *s)
 {
 	struct xclaim *c;
+	uint32_t n;
 
 	if (b->xops == NULL)
-		return;
+		return 0;
 	if ((c = malloc(sizeof(*c) + len)) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
-		return;
+		return 0;
 	}
 	*c = (struct xclaim){ .refcnt = 1, .xkind = XK_CLAIM, .clean_start = clean_start,
-			      .id_len = (uint16_t)len, .from = b->xself, .at_ms = at_ms };
+			      .answer = s != NULL, .id_len = (uint16_t)len, .from = b->xself,
+			      .at_ms = at_ms, .seq = s != NULL ? ++b->next_claim_seq : 0 };
 	memcpy(c->id, id, len);
-	post_all(b, (struct xhdr *)c, BROKER_C_XLCORE_CLAIM_TX);
+	n = post_all(b, (struct xhdr *)c, BROKER_C_XLCORE_CLAIM_TX);
+	if (s == NULL || n == 0)
+		return 0;
+	s->claim_seq = b->next_claim_seq;
+	s->claim_pending = n; /* answers lost on the way: the timeout ends the wait */
+	s->claim_found = false;
+	s->claim_deadline_ms = b->now_ms + b->cfg.xlcore_claim_timeout_ms;
+	return n;
 }
 
-/* Messages the session still owes its client, oldest first: unacknowledged deliveries (the
- * client was told there is no session, so they go again as new ones), then the queue. */
-static uint32_t owed(const struct broker_session *s, struct xqent *out)
+void xlcore_claim_timeout(struct broker_session *s)
 {
-	uint32_t n = 0, last = 0;
+	broker_count(s->b, BROKER_C_XLCORE_CLAIM_TIMEOUT);
+	connect_claim_done(s);
+}
 
-	for (;;) { /* inflight slots in send order; few (max_inflight), so a scan per slot */
+/* Inflight slots in send order (few, max_inflight: a scan per slot); out NULL: count only. */
+static uint16_t slots_in_order(const struct broker_session *s, struct out_slot *out)
+{
+	uint16_t n = 0;
+	uint32_t last = 0;
+
+	for (;;) {
 		const struct out_slot *next = NULL;
 
 		for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++) {
 			const struct out_slot *o = &s->inflight[i];
 
-			if (o->msg != NULL && (n == 0 || (int32_t)(o->seq - last) > 0) &&
+			if (o->state != SLOT_FREE && (n == 0 || (int32_t)(o->seq - last) > 0) &&
 			    (next == NULL || (int32_t)(o->seq - next->seq) < 0))
 				next = o;
 		}
 		if (next == NULL)
-			break;
-		if (out != NULL)
-			out[n] = (struct xqent){ next->msg, next->qos, next->retain, next->sub_id };
+			return n;
+		if (out != NULL) {
+			out[n] = *next;
+			if (next->msg != NULL)
+				broker_msg_ref(next->msg);
+		}
 		last = next->seq;
 		n++;
 	}
-	for (const struct qent *q = s->qhead; q != NULL; q = q->next, n++)
-		if (out != NULL)
-			out[n] = (struct xqent){ q->msg, q->qos, q->retain, q->sub_id };
-	return n;
 }
 
-/* Pack a stored session for the instance its client reconnected to; NULL when out of memory. */
-static struct xsession *session_pack(struct broker_session *s)
+static char *pack_subs(const struct broker_session *s, struct xsub *out, char *at)
 {
-	size_t size = sizeof(struct xsession) + s->id_len;
-	uint32_t n_msgs = owed(s, NULL);
-	struct xsession *x;
-	char *at;
 	uint32_t i = 0;
 
-	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess)
-		size += sizeof(struct xsub) + sub->filter_len;
-	size += (size_t)n_msgs * sizeof(struct xqent);
-	if ((x = calloc(1, size)) == NULL)
-		return NULL;
-	*x = (struct xsession){ .refcnt = 1, .xkind = XK_SESSION, .id_len = s->id_len,
-				.n_subs = s->n_subs, .n_msgs = n_msgs };
-	x->msgs = (struct xqent *)(x + 1);
-	x->subs = (struct xsub *)(x->msgs + n_msgs);
-	at = (char *)(x->subs + s->n_subs);
-	owed(s, x->msgs);
-	for (uint32_t k = 0; k < n_msgs; k++)
-		broker_msg_ref(x->msgs[k].msg);
-	memcpy(at, s->client_id, s->id_len);
-	x->id = at;
-	at += s->id_len;
 	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess, i++) {
 		memcpy(at, sub->filter, sub->filter_len);
-		x->subs[i] = (struct xsub){ at, sub->filter_len, sub->qos, sub->no_local, sub->rap,
-					    sub->sub_id };
+		out[i] = (struct xsub){ at, sub->filter_len, sub->qos, sub->no_local, sub->rap,
+					sub->sub_id };
 		at += sub->filter_len;
 	}
+	return at;
+}
+
+/* Pack a stored session (NULL: the answer "none") for the claimer, whose number for the
+ * claim is seq; NULL when out of memory. Everything but the id is empty for "none". */
+static struct xsession *session_pack(const struct broker_session *s, const char *id,
+				     uint16_t id_len, uint64_t seq)
+{
+	uint16_t n_slots = s != NULL ? slots_in_order(s, NULL) : 0, n_rx = s != NULL ? s->n_rx_qos2 : 0;
+	uint32_t n_msgs = s != NULL ? s->qlen : 0, n_subs = s != NULL ? s->n_subs : 0, i = 0;
+	size_t size = sizeof(struct xsession) + id_len + (size_t)n_slots * sizeof(struct out_slot) +
+		      (size_t)n_msgs * sizeof(struct xqent) + (size_t)n_subs * sizeof(struct xsub) +
+		      (size_t)n_rx * sizeof(uint16_t);
+	struct xsession *x;
+	char *at;
+
+	for (const struct broker_sub *sub = s != NULL ? s->subs : NULL; sub; sub = sub->next_in_sess)
+		size += sub->filter_len;
+	if ((x = calloc(1, size)) == NULL)
+		return NULL;
+	*x = (struct xsession){ .refcnt = 1, .xkind = XK_SESSION, .found = s != NULL,
+				.id_len = id_len, .n_slots = n_slots, .n_rx = n_rx,
+				.n_subs = n_subs, .n_msgs = n_msgs, .seq = seq };
+	x->slots = (struct out_slot *)(x + 1);
+	x->msgs = (struct xqent *)(x->slots + n_slots);
+	x->subs = (struct xsub *)(x->msgs + n_msgs);
+	x->rx = (uint16_t *)(x->subs + n_subs);
+	at = (char *)(x->rx + n_rx);
+	memcpy(at, id, id_len);
+	x->id = at;
+	if (s == NULL)
+		return x;
+	slots_in_order(s, x->slots);
+	for (const struct qent *q = s->qhead; q != NULL; q = q->next, i++) {
+		x->msgs[i] = (struct xqent){ q->msg, q->qos, q->retain, q->sub_id };
+		broker_msg_ref(q->msg);
+	}
+	memcpy(x->rx, s->rx_qos2, (size_t)n_rx * sizeof(uint16_t));
+	pack_subs(s, x->subs, at + id_len);
 	return x;
 }
 
-static void session_move(struct broker *b, struct broker_session *s, uint32_t to)
+static bool post_answer(struct broker *b, struct xsession *x, uint32_t to)
 {
-	struct xsession *x = session_pack(s);
-
 	if (x == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
-	} else if (!b->xops->post(b->xctx, to, (struct broker_xmsg *)x)) {
+		return false;
+	}
+	if (!b->xops->post(b->xctx, to, (struct broker_xmsg *)x)) {
 		xsession_free(x);
 		broker_count(b, BROKER_C_XLCORE_DROP);
-	} else {
-		broker_count(b, BROKER_C_XLCORE_SESSION_MOVED);
+		return false;
 	}
+	return true;
+}
+
+/* The session goes to the instance its client reconnected to. When it cannot be sent, it
+ * stays here (the claimer's wait times out): kept rather than lost. */
+static void session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
+{
+	if (!post_answer(b, session_pack(s, s->client_id, s->id_len, c->seq), c->from))
+		return;
+	broker_count(b, BROKER_C_XLCORE_SESSION_MOVED);
 	will_clear(s); /* its client is back (elsewhere): a delayed will is not sent */
 	session_destroy(s);
 }
@@ -293,37 +353,30 @@ static void session_move(struct broker *b, struct broker_session *s, uint32_t to
 static void claim_input(struct broker *b, const struct xclaim *c)
 {
 	struct broker_session *s = session_find(b, c->id, c->id_len);
-	struct broker_conn *old;
+	struct broker_conn *old = s != NULL ? s->conn : NULL;
 
-	if (s == NULL)
-		return;
-	old = s->conn;
-	if (old != NULL) {
-		if (old->opened_ms > c->at_ms)
-			return;
+	if (old != NULL && old->opened_ms > c->at_ms) {
+		s = NULL; /* stale: this lcore keeps it (and its newer claim ends the other) */
+	} else if (old != NULL) {
 		broker_count(b, BROKER_C_XLCORE_TAKEOVER);
 		conn_kill(old, MQTT_RC_SESSION_TAKEN_OVER, BROKER_C_COUNT);
 		old->s = NULL; /* the session goes offline now, not at reap */
 		session_offline(s, true, b->now_ms);
-		if ((s = session_find(b, c->id, c->id_len)) == NULL)
-			return; /* expiry 0: gone already */
+		s = session_find(b, c->id, c->id_len); /* NULL: expiry 0, gone already */
 	}
-	if (c->clean_start) {
+	if (s != NULL && c->clean_start) {
 		broker_count(b, BROKER_C_XLCORE_SESSION_DISCARDED);
 		session_destroy(s);
-	} else {
-		session_move(b, s, c->from);
+	} else if (s != NULL) {
+		session_move(b, s, c);
+		return;
 	}
+	if (c->answer)
+		post_answer(b, session_pack(NULL, c->id, c->id_len, c->seq), c->from);
 }
 
-/* The client's stored session from another instance joins the one it has here. */
-static void session_merge(struct broker *b, const struct xsession *x)
+static void merge_subs(struct broker_session *s, const struct xsession *x)
 {
-	struct broker_session *s = session_find(b, x->id, x->id_len);
-
-	if (s == NULL)
-		return; /* gone meanwhile (expiry 0 and disconnected) */
-	broker_count(b, BROKER_C_XLCORE_SESSION_MERGED);
 	for (uint32_t i = 0; i < x->n_subs; i++) {
 		const struct xsub *o = &x->subs[i];
 		struct mqtt_subscription sub = { .filter = { o->filter, o->len }, .qos = o->qos,
@@ -332,11 +385,71 @@ static void session_merge(struct broker *b, const struct xsession *x)
 
 		session_sub_merge(s, &sub, o->sub_id);
 	}
+}
+
+static void merge_queue(struct broker *b, struct broker_session *s, const struct xsession *x)
+{
 	for (uint32_t i = 0; i < x->n_msgs; i++)
 		if (!broker_msg_expired(x->msgs[i].msg, b->now_ms))
 			session_deliver(s, x->msgs[i].msg, x->msgs[i].qos, x->msgs[i].retain,
 					x->msgs[i].sub_id);
+}
+
+/* Before the CONNACK: the session comes back whole, packet ids and states included, so the
+ * client (told session present 1) sees its unacknowledged messages again with DUP and the
+ * PUBRELs it waits for, and a QoS 2 PUBLISH it repeats is not routed twice. What the window
+ * here cannot take is sent as new messages ahead of the queue. */
+static void session_restore(struct broker *b, struct broker_session *s, const struct xsession *x)
+{
+	broker_count(b, BROKER_C_XLCORE_SESSION_RESTORED);
+	merge_subs(s, x);
+	for (uint16_t i = 0; i < x->n_slots; i++) {
+		const struct out_slot *o = &x->slots[i];
+
+		if (!session_slot_restore(s, o) && o->msg != NULL)
+			session_deliver(s, o->msg, o->qos, o->retain, o->sub_id);
+	}
+	for (uint16_t i = 0; i < x->n_rx; i++) /* more than receive_max here: not kept */
+		session_rx_qos2_add(s, x->rx[i]);
+	merge_queue(b, s, x);
+}
+
+/* After the CONNACK (the claim timed out, or a session moved unasked): the client was told
+ * there was no session, or has its own state for the one here, so the packet ids mean
+ * nothing to it: unacknowledged messages go again as new ones, then the queue, in order. */
+static void session_merge(struct broker *b, struct broker_session *s, const struct xsession *x)
+{
+	broker_count(b, BROKER_C_XLCORE_SESSION_MERGED);
+	merge_subs(s, x);
+	for (uint16_t i = 0; i < x->n_slots; i++)
+		if (x->slots[i].msg != NULL && !broker_msg_expired(x->slots[i].msg, b->now_ms))
+			session_deliver(s, x->slots[i].msg, x->slots[i].qos, x->slots[i].retain,
+					x->slots[i].sub_id);
+	merge_queue(b, s, x);
 	session_drain(s);
+}
+
+/* An answer to a claim made here, or a session moved unasked. */
+static void session_answer(struct broker *b, const struct xsession *x)
+{
+	struct broker_session *s = session_find(b, x->id, x->id_len);
+
+	if (s != NULL && x->seq != 0 && x->seq == s->claim_seq && s->claim_pending > 0) {
+		if (x->found) {
+			session_restore(b, s, x);
+			s->claim_found = true;
+		}
+		if (--s->claim_pending == 0)
+			connect_claim_done(s);
+		return;
+	}
+	if (!x->found)
+		return; /* a "none" after the timeout */
+	if (s == NULL || (x->seq != 0 && x->seq != s->claim_seq)) {
+		broker_count(b, BROKER_C_XLCORE_SESSION_LOST);
+		return;
+	}
+	session_merge(b, s, x);
 }
 
 void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
@@ -345,7 +458,7 @@ void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_m
 	if (((struct xhdr *)x)->xkind == XK_CLAIM) {
 		claim_input(b, (struct xclaim *)x);
 	} else if (((struct xhdr *)x)->xkind == XK_SESSION) {
-		session_merge(b, (struct xsession *)x);
+		session_answer(b, (struct xsession *)x);
 	} else if (((struct xhdr *)x)->xkind == XK_MEMBER) {
 		struct xgroup *g = (struct xgroup *)x;
 

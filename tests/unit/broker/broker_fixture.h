@@ -26,6 +26,9 @@ struct fake {
 	uint8_t version;
 	uint8_t scratch[8192];
 	struct mqtt_decoder dec;
+	uint8_t in[8192];          /* bytes fed that the broker left unconsumed (held CONNACK) */
+	size_t in_len;
+	bool wake;                 /* the broker called input_ready: fx_refeed passes in[] again */
 };
 
 struct fx {
@@ -43,6 +46,13 @@ void fx_open(struct fx *x, int i, uint8_t version);
 int fx_feed(struct fx *x, int i, const void *buf, size_t len);
 /* Encode and feed. */
 int fx_send(struct fx *x, int i, const struct mqtt_packet *p);
+/* Pass again what the broker left unconsumed (after input_ready); returns its result. */
+int fx_refeed(struct fx *x, int i);
+/* Open and CONNECT without reading the answer (it may be held: several instances). */
+void fx_connect_start(struct fx *x, int i, uint8_t version, const char *id, bool clean,
+		      uint16_t keepalive_s, const struct mqtt_props *props);
+/* The next packet is a CONNACK with reason 0; returns its session present flag. */
+bool fx_connack(struct fx *x, int i);
 /* Open and CONNECT; returns the CONNACK's session present flag (asserts reason 0). */
 bool fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean,
 		uint16_t keepalive_s, const struct mqtt_props *props);

@@ -30,7 +30,8 @@ static bool post(void *xctx, uint32_t dst, struct broker_xmsg *m)
 
 static const struct broker_xlcore_ops xops = { .post = post };
 
-/* What the dataplane's worker loop does with its ring each iteration. */
+/* What the dataplane's worker loop does with its ring each iteration, then what its
+ * transport does for connections the broker takes input from again (input_ready). */
 static void pump(struct xq *q, struct fx *x[2])
 {
 	for (int d = 0; d < 2; d++) {
@@ -38,6 +39,23 @@ static void pump(struct xq *q, struct fx *x[2])
 			broker_xlcore_input(x[d]->b, q->m[d][i], x[d]->now);
 		q->n[d] = 0;
 	}
+	for (int d = 0; d < 2; d++)
+		for (int i = 0; i < FX_CONNS; i++)
+			if (x[d]->f[i].wake)
+				fx_refeed(x[d], i);
+}
+
+/* CONNECT on instance d; a CONNACK held for the other instance's answer comes after the
+ * claim and its answer have crossed. Returns session present. */
+static bool connect_x(struct xq *q, struct fx *x[2], int d, int i, uint8_t version,
+		      const char *id, bool clean, const struct mqtt_props *props)
+{
+	fx_connect_start(x[d], i, version, id, clean, 60, props);
+	if (x[d]->f[i].rd == x[d]->f[i].len) {
+		pump(q, x);
+		pump(q, x);
+	}
+	return fx_connack(x[d], i);
 }
 
 /* Shutdown: what is still queued is released, then the instances. */
@@ -158,21 +176,110 @@ static void test_clean_start_across(void **state)
 	(void)state;
 	setup_pair(&q, x);
 	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
-	fx_connect(x[0], 1, MQTT_V5, "gone", false, 60, &props);
-	pump(&q, x);
+	assert_false(connect_x(&q, x, 0, 1, MQTT_V5, "gone", false, &props));
 	fx_close(x[0], 1);
 	x[1]->now += 10;
 	fx_connect(x[1], 1, MQTT_V5, "gone", true, 60, NULL);
 	pump(&q, x);
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_DISCARDED), 1);
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_MOVED), 0);
-	assert_false(fx_connect(x[0], 1, MQTT_V5, "gone", false, 60, &props));
+	assert_false(connect_x(&q, x, 0, 1, MQTT_V5, "gone", false, &props));
 	teardown(&q, x);
 }
 
-/* Resuming on another lcore moves the stored session there: its subscriptions keep working
- * and what it was owed (unacknowledged, then queued) is delivered there, in order. */
-static void test_session_moves(void **state)
+/* A stored session on lcore 0 with a subscription, one QoS 1 delivery never acknowledged and
+ * one queued while offline; the publisher "pub" stays connected on lcore 0. */
+static void roamer_on_0(struct xq *q, struct fx *x[2], uint8_t version,
+			const struct mqtt_props *props)
+{
+	assert_false(connect_x(q, x, 0, 0, version, "roamer", false, props));
+	fx_connect(x[0], 1, MQTT_V5, "pub", true, 60, NULL);
+	pump(q, x);
+	fx_subscribe(x[0], 0, "m/#", 1);
+	fx_publish(x[0], 1, "m/1", "unacked", 1, 1, false);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	assert_int_equal(fx_expect_publish(x[0], 0, "m/1", "unacked", 1).packet_id, 1);
+	fx_close(x[0], 0);
+	fx_publish(x[0], 1, "m/2", "queued", 1, 2, false);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	pump(q, x); /* the publishes reach lcore 1 too: nobody there yet */
+	x[1]->now += 10;
+}
+
+/* Resuming on another lcore: the CONNACK waits for the session, says it is present, and
+ * is followed by the unacknowledged delivery again (DUP, same packet id), the queued one,
+ * and only then the answers to what the client sent meanwhile. */
+static void test_resume_across_v5(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct mqtt_publish p;
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	roamer_on_0(&q, x, MQTT_V5, &props);
+	fx_connect_start(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
+	fx_ack(x[1], 0, MQTT_PINGREQ, 0); /* pipelined before the CONNACK */
+	fx_expect_none(x[1], 0);          /* held: the claim has not been answered */
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_CLAIM_WAIT), 1);
+	pump(&q, x); /* the claim to lcore 0, which moves the session to lcore 1 */
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_MOVED), 1);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_SESSION_RESTORED), 1);
+	assert_true(fx_connack(x[1], 0));
+	p = fx_expect_publish(x[1], 0, "m/1", "unacked", 1);
+	assert_true(p.dup);
+	assert_int_equal(p.packet_id, 1);
+	p = fx_expect_publish(x[1], 0, "m/2", "queued", 1);
+	assert_false(p.dup);
+	fx_expect_type(x[1], 0, MQTT_PINGRESP, 0);
+	fx_expect_none(x[1], 0);
+	fx_ack(x[1], 0, MQTT_PUBACK, 1);
+	fx_ack(x[1], 0, MQTT_PUBACK, p.packet_id);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_ACK_UNKNOWN), 0);
+	fx_publish(x[0], 1, "m/3", "after", 0, 0, false); /* the subscription moved with it */
+	pump(&q, x);
+	fx_expect_publish(x[1], 0, "m/3", "after", 0);
+	fx_expect_none(x[1], 0);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_CLAIM_TIMEOUT), 0);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_CLAIM_TIMEOUT), 0);
+	teardown(&q, x);
+}
+
+static void test_resume_across_v311(void **state)
+{
+	struct mqtt_publish p;
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	roamer_on_0(&q, x, MQTT_V311, NULL);
+	assert_true(connect_x(&q, x, 1, 0, MQTT_V311, "roamer", false, NULL));
+	p = fx_expect_publish(x[1], 0, "m/1", "unacked", 1);
+	assert_true(p.dup);
+	assert_int_equal(p.packet_id, 1);
+	fx_expect_publish(x[1], 0, "m/2", "queued", 1);
+	fx_expect_none(x[1], 0);
+	teardown(&q, x);
+}
+
+static void publish_dup(struct fx *x, int i, const char *topic, const char *payload, uint16_t pid)
+{
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+	p.publish = (struct mqtt_publish){ .topic = { topic, (uint16_t)strlen(topic) },
+					   .payload = (const uint8_t *)payload,
+					   .payload_len = (uint32_t)strlen(payload),
+					   .qos = 2, .dup = true, .packet_id = pid };
+	assert_int_equal(fx_send(x, i, &p), 0);
+}
+
+/* A QoS 2 PUBLISH received on lcore 0 and not yet released: the client resumes on lcore 1
+ * and repeats it (DUP, same id). It is acknowledged again but not routed twice, and its
+ * PUBREL finds the id there. */
+static void test_qos2_rx_moved(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x[2];
@@ -181,28 +288,109 @@ static void test_session_moves(void **state)
 	(void)state;
 	setup_pair(&q, x);
 	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
-	fx_connect(x[0], 0, MQTT_V5, "roamer", false, 60, &props);
+	fx_connect(x[0], 1, MQTT_V5, "sub", true, 60, NULL);
+	pump(&q, x);
+	fx_subscribe(x[0], 1, "q2/#", 2);
+	assert_false(connect_x(&q, x, 0, 0, MQTT_V5, "sender", false, &props));
+	fx_publish(x[0], 0, "q2/a", "once", 2, 7, false);
+	fx_expect_type(x[0], 0, MQTT_PUBREC, 0);
+	fx_expect_publish(x[0], 1, "q2/a", "once", 2);
+	fx_close(x[0], 0); /* before its PUBREL */
+	pump(&q, x);
+	x[1]->now += 10;
+	assert_true(connect_x(&q, x, 1, 0, MQTT_V5, "sender", false, &props));
+	publish_dup(x[1], 0, "q2/a", "once", 7);
+	fx_expect_type(x[1], 0, MQTT_PUBREC, 0);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_QOS2_DUP), 1);
+	pump(&q, x);
+	fx_expect_none(x[0], 1); /* not delivered twice */
+	fx_ack(x[1], 0, MQTT_PUBREL, 7);
+	fx_expect_type(x[1], 0, MQTT_PUBCOMP, 0);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_PUBREL_UNKNOWN), 0);
+	publish_dup(x[1], 0, "q2/a", "again", 7); /* the id is free again: a new message */
+	fx_expect_type(x[1], 0, MQTT_PUBREC, 0);
+	pump(&q, x);
+	fx_expect_publish(x[0], 1, "q2/a", "again", 2);
+	teardown(&q, x);
+}
+
+/* Outgoing QoS 2 on lcore 0: one delivery past PUBREC (the PUBREL owed), one not
+ * acknowledged. Resumed on lcore 1: the PUBREL again, then the PUBLISH with DUP, same ids;
+ * the client's PUBCOMP and PUBREC find them. */
+static void test_qos2_out_moved(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct mqtt_publish p1, p2;
+	struct mqtt_packet r;
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	assert_false(connect_x(&q, x, 0, 0, MQTT_V5, "rcv", false, &props));
 	fx_connect(x[0], 1, MQTT_V5, "pub", true, 60, NULL);
 	pump(&q, x);
-	fx_subscribe(x[0], 0, "m/#", 1);
-	fx_publish(x[0], 1, "m/1", "unacked", 1, 1, false);
-	fx_expect_publish(x[0], 0, "m/1", "unacked", 1); /* never acknowledged */
+	fx_subscribe(x[0], 0, "o/#", 2);
+	fx_publish(x[0], 1, "o/1", "first", 2, 1, false);
+	fx_publish(x[0], 1, "o/2", "second", 2, 2, false);
+	p1 = fx_expect_publish(x[0], 0, "o/1", "first", 2);
+	p2 = fx_expect_publish(x[0], 0, "o/2", "second", 2);
+	fx_ack(x[0], 0, MQTT_PUBREC, p1.packet_id);
+	fx_expect_type(x[0], 0, MQTT_PUBREL, 0);
 	fx_close(x[0], 0);
-	fx_publish(x[0], 1, "m/2", "queued", 1, 2, false);
-	pump(&q, x); /* the publishes reach lcore 1 too: nobody there yet */
+	pump(&q, x);
 	x[1]->now += 10;
-	fx_connect(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
-	pump(&q, x); /* the claim to lcore 0 */
-	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_MOVED), 1);
-	pump(&q, x); /* the session to lcore 1 */
+	assert_true(connect_x(&q, x, 1, 0, MQTT_V5, "rcv", false, &props));
+	assert_true(fx_next(x[1], 0, &r));
+	assert_int_equal(r.type, MQTT_PUBREL);
+	assert_int_equal(r.ack.packet_id, p1.packet_id);
+	assert_true(fx_expect_publish(x[1], 0, "o/2", "second", 2).dup);
+	fx_expect_none(x[1], 0);
+	fx_ack(x[1], 0, MQTT_PUBCOMP, p1.packet_id);
+	fx_ack(x[1], 0, MQTT_PUBREC, p2.packet_id);
+	assert_true(fx_next(x[1], 0, &r));
+	assert_int_equal(r.type, MQTT_PUBREL);
+	assert_int_equal(r.ack.packet_id, p2.packet_id);
+	fx_ack(x[1], 0, MQTT_PUBCOMP, p2.packet_id);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_ACK_UNKNOWN), 0);
+	fx_expect_none(x[1], 0);
+	teardown(&q, x);
+}
+
+/* The other lcore does not answer in time: the CONNACK goes after xlcore_claim_timeout_ms
+ * with session present 0 (counted), the input held meanwhile is handled after it, and the
+ * session that arrives late joins as new messages. */
+static void test_claim_timeout(void **state)
+{
+	struct mqtt_subscription sub = { .filter = MQTT_STR("late/#"), .qos = 1 };
+	struct mqtt_packet sp = { .type = MQTT_SUBSCRIBE };
+	struct mqtt_props props = { 0 };
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	roamer_on_0(&q, x, MQTT_V5, &props);
+	fx_connect_start(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
+	sp.subscribe = (struct mqtt_subscribe){ .packet_id = 9, .subs = &sub, .n_subs = 1 };
+	assert_int_equal(fx_send(x[1], 0, &sp), 0);
+	fx_tick(x[1], 999);
+	fx_expect_none(x[1], 0);
+	fx_tick(x[1], 1);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_CLAIM_TIMEOUT), 1);
+	assert_false(fx_connack(x[1], 0));
+	assert_true(x[1]->f[0].wake);
+	fx_refeed(x[1], 0);
+	fx_expect_type(x[1], 0, MQTT_SUBACK, 0);
+	fx_expect_none(x[1], 0);
+	pump(&q, x); /* the claim reaches lcore 0 only now: its session comes late */
+	pump(&q, x);
 	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_SESSION_MERGED), 1);
-	fx_expect_publish(x[1], 0, "m/1", "unacked", 1);
+	assert_false(fx_expect_publish(x[1], 0, "m/1", "unacked", 1).dup);
 	fx_expect_publish(x[1], 0, "m/2", "queued", 1);
 	fx_expect_none(x[1], 0);
-	fx_publish(x[0], 1, "m/3", "after", 0, 0, false); /* the subscription moved with it */
-	pump(&q, x);
-	fx_expect_publish(x[1], 0, "m/3", "after", 0);
-	assert_false(fx_connect(x[0], 2, MQTT_V5, "roamer", false, 60, &props)); /* gone there */
 	teardown(&q, x);
 }
 
@@ -314,7 +502,11 @@ int main(void)
 		cmocka_unit_test(test_queue_full_counted),
 		cmocka_unit_test(test_takeover_across),
 		cmocka_unit_test(test_clean_start_across),
-		cmocka_unit_test(test_session_moves),
+		cmocka_unit_test(test_resume_across_v5),
+		cmocka_unit_test(test_resume_across_v311),
+		cmocka_unit_test(test_qos2_rx_moved),
+		cmocka_unit_test(test_qos2_out_moved),
+		cmocka_unit_test(test_claim_timeout),
 		cmocka_unit_test(test_stale_claim_ignored),
 		cmocka_unit_test(test_sys_across),
 		cmocka_unit_test(test_shared_across),
