@@ -180,24 +180,27 @@ def t_will(host, port):
 
 
 def t_offline_queue(host, port):
-    """A persistent session gets what was published while it was away (3.1.1 and 5.0)."""
+    """A persistent session gets what was published while it was away (3.1.1 and 5.0), once
+    and in order, with session present 1. With several lcores (--multi-lcore) it reconnects
+    a few times, so the session resumes on another lcore's instance at least once, very
+    likely (each connection lands on a lcore by its port hash)."""
+    rounds = 6 if MULTI_LCORE else 1
     for v5 in (False, True):
         cid = "it-%s-keep-%d" % (RUN, v5)
         topic = "it/%s/off/%d" % (RUN, v5)
         kw = {"expiry": 60} if v5 else {}
         s = Client(host, port, cid=cid, v5=v5, clean=False, **kw)
         s.subscribe(topic, 1)
-        s.close()
-        for i in range(3):
-            mosq("mosquitto_pub", host, port, ["-t", topic, "-q", "1", "-m", "m%d" % i])
-        s = Client(host, port, cid=cid, v5=v5, clean=False, **kw)
-        if not s.session_present:
-            # A dataplane with several workers may resume the session on another lcore: the
-            # session moves there after the CONNACK (docs/broker.md), messages still arrive.
-            assert MULTI_LCORE, "session present 0 on a reconnect"
-            print("note: session resumed on another lcore (session present 0)")
-        got = [s.get().payload for _ in range(3)]
-        assert got == [b"m0", b"m1", b"m2"], got
+        for r in range(rounds):
+            s.close()
+            for i in range(3):
+                mosq("mosquitto_pub", host, port, ["-t", topic, "-q", "1", "-m", "r%dm%d" % (r, i)])
+            s = Client(host, port, cid=cid, v5=v5, clean=False, **kw)
+            assert s.session_present, "session present 0 on a reconnect (round %d)" % r
+            got = [s.get().payload for _ in range(3)]
+            want = [("r%dm%d" % (r, i)).encode() for i in range(3)]
+            assert got == want, (got, want)
+        s.nothing(0.3)
         s.close()
         s = Client(host, port, cid=cid, v5=v5, clean=True)  # clean up the stored session
         s.close()
@@ -229,6 +232,76 @@ def t_takeover(host, port):
     b.publish(topic, b"ok", qos=1)
     assert b.get().payload == b"ok"
     b.close()
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        more = sock.recv(n - len(data))
+        assert more, "connection closed after %r" % data
+        data += more
+    return data
+
+
+def read_packet(sock):
+    """(first byte, body) of the next packet on a plain socket."""
+    first = recv_exact(sock, 1)[0]
+    rlen, shift = 0, 0
+    while True:
+        b = recv_exact(sock, 1)[0]
+        rlen |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    return first, recv_exact(sock, rlen)
+
+
+def raw_connect_311_keep(host, port, cid):
+    """3.1.1 CONNECT with clean session 0 by hand; returns (socket, session present)."""
+    cid = cid.encode()
+    body = b"\x00\x04MQTT\x04\x00\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    sock = socket.create_connection((host, port), timeout=WAIT)
+    sock.sendall(bytes([0x10, len(body)]) + body)
+    first, ack = read_packet(sock)
+    assert first == 0x20 and ack[1] == 0, (first, ack)
+    return sock, bool(ack[0] & 1)
+
+
+def t_inflight_dup(host, port):
+    """A QoS 1 delivery never acknowledged comes again with DUP and the same packet id after
+    each reconnect, with session present 1 (with --multi-lcore: more rounds, so the session
+    moves between lcores with the message in flight), and once acknowledged, never again."""
+    cid = "it-%s-dup" % RUN
+    topic = ("it/%s/dup" % RUN).encode()
+    sock, _ = raw_connect_311_keep(host, port, cid)
+    sock.sendall(bytes([0x82, 5 + len(topic)]) + b"\x00\x01" + len(topic).to_bytes(2, "big") +
+                 topic + b"\x01")
+    first, body = read_packet(sock)
+    assert first == 0x90 and body == b"\x00\x01\x01", (first, body)
+    mosq("mosquitto_pub", host, port, ["-t", topic.decode(), "-q", "1", "-m", "once"])
+    first, body = read_packet(sock)
+    assert first & 0xF6 == 0x32 and not first & 0x08, hex(first)  # QoS 1, no DUP yet
+    pid = body[2 + len(topic):4 + len(topic)]
+    for r in range(6 if MULTI_LCORE else 2):
+        sock.close()  # no PUBACK
+        sock, present = raw_connect_311_keep(host, port, cid)
+        assert present, "session present 0 on a reconnect (round %d)" % r
+        first, body = read_packet(sock)
+        assert first == 0x3A, hex(first)  # PUBLISH, DUP, QoS 1
+        assert body[2 + len(topic):4 + len(topic)] == pid and body.endswith(b"once"), body
+    sock.sendall(b"\x40\x02" + pid)
+    sock.close()
+    sock, present = raw_connect_311_keep(host, port, cid)
+    assert present
+    sock.settimeout(0.5)
+    try:
+        extra = sock.recv(64)
+    except socket.timeout:
+        extra = b""
+    assert extra == b"", extra
+    sock.sendall(b"\xe0\x00")
+    sock.close()
+    Client(host, port, cid=cid, clean=True).close()  # clean up the stored session
 
 
 def t_wildcards(host, port):
@@ -343,7 +416,7 @@ def t_many_and_large(host, port):
     s.close()
 
 
-TESTS = [t_mosquitto_qos, t_paho_qos_both_ways, t_retained, t_will, t_offline_queue,
+TESTS = [t_mosquitto_qos, t_paho_qos_both_ways, t_retained, t_will, t_offline_queue, t_inflight_dup,
          t_takeover, t_wildcards, t_v5_properties, t_bad_input_isolated, t_many_and_large,
          t_shared, t_sys]
 

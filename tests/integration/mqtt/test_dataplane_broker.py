@@ -2,7 +2,7 @@
 """The MQTT client checks of test_broker_clients.py against the dataplane itself: the broker
 core on the dataplane's own TCP (dataplane/mqtt/mqtt_tcp.c), 198.18.0.1:1883 from the lab's
 sensors namespace; then again with two workers, where sessions, subscriptions and shared
-groups cross lcores (--multi-lcore: a resumed session may report session present 0)."""
+groups cross lcores (--multi-lcore: sessions resume on the other lcore, session present 1)."""
 import os
 import sys
 
@@ -26,6 +26,21 @@ def run_clients(lab, tag, *extra):
     check(lab.dataplane_alive(), "%s: dataplane still running" % tag)
 
 
+def check_resumed_across(lab):
+    """The reconnect rounds did resume sessions on the other lcore, whole (before the
+    CONNACK), and no claim had to wait for its timeout."""
+    c = labtest.dpstat.query("/edgegw/broker", lab.prefix)
+    log("two workers: sessions moved %d, restored %d, merged late %d, claim waits %d, "
+        "claim timeouts %d" % (c["XLCORE_SESSION_MOVED"], c["XLCORE_SESSION_RESTORED"],
+                               c["XLCORE_SESSION_MERGED"], c["XLCORE_CLAIM_WAIT"],
+                               c["XLCORE_CLAIM_TIMEOUT"]))
+    check(c["XLCORE_SESSION_RESTORED"] > 0, "two workers: sessions resumed on the other lcore")
+    check(c["XLCORE_SESSION_RESTORED"] == c["XLCORE_SESSION_MOVED"],
+          "two workers: every moved session was restored before its CONNACK")
+    check(c["XLCORE_CLAIM_TIMEOUT"] == 0 and c["XLCORE_SESSION_LOST"] == 0,
+          "two workers: no claim timed out, no moved session lost")
+
+
 def test():
     with labtest.Lab("mq") as lab:
         run_clients(lab, "one worker")
@@ -33,6 +48,7 @@ def test():
     try:
         with labtest.Lab("m2", config=cfg) as lab:
             run_clients(lab, "two workers", "--multi-lcore")
+            check_resumed_across(lab)
     finally:
         os.unlink(cfg)
 
