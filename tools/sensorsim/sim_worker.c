@@ -1,7 +1,8 @@
 /*
  * sim_worker.c: one worker thread: its own poller (epoll) over its slice of the sessions, a
- * paced trickle of new connects (at most SIM_HANDSHAKES_MAX in progress, so a listen backlog is
- * not flooded into SYN retries), and a timer scan for publish pacing, keepalives and timeouts.
+ * paced trickle of new connects (at most SIM_HANDSHAKES_MAX in progress over all threads, so a
+ * listen backlog is not flooded into SYN retries), and a timer scan for publish pacing,
+ * keepalives and timeouts.
  * Phases come from main (sim.h); on SIM_PH_STOP every session is closed and the thread returns.
  */
 #include <signal.h>
@@ -9,6 +10,8 @@
 
 #include "sim.h"
 
+/* Handshakes in progress, all threads together: below a common listen backlog (Mosquitto: 100),
+ * past which SYNs are dropped and retried a second later. */
 #define SIM_HANDSHAKES_MAX 64u
 #define SLOW_TICK_NS 100000000ull /* timeouts and keepalives: every 100 ms */
 
@@ -19,7 +22,9 @@ static int phase(const struct sim_worker *w)
 
 static void start_connects(struct sim_worker *w, uint64_t now)
 {
-	while (w->next_connect < w->n_s && w->handshakes < SIM_HANDSHAKES_MAX &&
+	uint32_t max = SIM_HANDSHAKES_MAX / w->run->o->threads;
+
+	while (w->next_connect < w->n_s && w->handshakes < (max ? max : 1) &&
 	       sim_pace_take(&w->connect_pace, now))
 		sim_session_start(w, &w->s[w->next_connect++], now);
 }
