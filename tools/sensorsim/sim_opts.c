@@ -176,15 +176,20 @@ int sim_topic_check(const char *t)
 	return 0;
 }
 
+/* Decimal by hand: snprintf was a fifth of the simulator's time at full publish rate. */
 static int put_u32(char *out, size_t cap, size_t *len, uint32_t v)
 {
-	char num[11];
-	int n = snprintf(num, sizeof(num), "%u", v);
+	char num[10];
+	size_t n = 0;
 
-	if (*len + (size_t)n >= cap)
+	do {
+		num[sizeof(num) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	if (*len + n >= cap)
 		return -ENOSPC;
-	memcpy(out + *len, num, (size_t)n);
-	*len += (size_t)n;
+	memcpy(out + *len, num + sizeof(num) - n, n);
+	*len += n;
 	return 0;
 }
 
