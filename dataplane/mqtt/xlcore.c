@@ -318,7 +318,8 @@ static struct xsession *session_pack(const struct broker_session *s, const char 
 		x->msgs[i] = (struct xqent){ q->msg, q->qos, q->retain, q->sub_id };
 		broker_msg_ref(q->msg);
 	}
-	memcpy(x->rx, s->rx_qos2, (size_t)n_rx * sizeof(uint16_t));
+	if (n_rx > 0) /* rx_qos2 is NULL until the first QoS 2 PUBLISH */
+		memcpy(x->rx, s->rx_qos2, (size_t)n_rx * sizeof(uint16_t));
 	pack_subs(s, x->subs, at + id_len);
 	return x;
 }
