@@ -1,0 +1,269 @@
+/*
+ * test_sim_session.c: one simulated session against a scripted broker, through a fake transport
+ * (the ops table's other use): CONNECT and CONNACK, the QoS 2 publisher flow, QoS 0 credit and
+ * PINGRESP acks, QoS 2 receiver with a duplicate id, unknown acks, and a bad packet.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "sim.h"
+
+static uint8_t sent[1 << 16], script[4096];
+static size_t sent_len, script_len;
+
+static int ft_open(struct sim_transport *t) { t->fd = 0; return 0; }
+static void ft_destroy(struct sim_transport *t) { (void)t; }
+static int ft_connect(struct sim_transport *t, const struct sockaddr_in *s,
+		      const struct sockaddr_in *d, void *c)
+{
+	(void)t; (void)s; (void)d; (void)c;
+	return 7;
+}
+static int ft_connect_result(struct sim_transport *t, int h) { (void)t; (void)h; return 0; }
+static ssize_t ft_send(struct sim_transport *t, int h, const void *b, size_t n)
+{
+	(void)t; (void)h;
+	memcpy(sent + sent_len, b, n);
+	sent_len += n;
+	return (ssize_t)n;
+}
+static ssize_t ft_recv(struct sim_transport *t, int h, void *b, size_t n)
+{
+	(void)t; (void)h;
+	if (script_len == 0)
+		return -EAGAIN;
+	n = n < script_len ? n : script_len;
+	memcpy(b, script, n);
+	memmove(script, script + n, script_len - n);
+	script_len -= n;
+	return (ssize_t)n;
+}
+static int ft_want(struct sim_transport *t, int h, uint32_t e, void *c)
+{
+	(void)t; (void)h; (void)e; (void)c;
+	return 0;
+}
+static void ft_close(struct sim_transport *t, int h) { (void)t; (void)h; }
+static int ft_poll(struct sim_transport *t, struct sim_event *e, int m, int ms)
+{
+	(void)t; (void)e; (void)m; (void)ms;
+	return 0;
+}
+static const struct sim_transport_ops fake_ops = {
+	"fake", ft_open, ft_destroy, ft_connect, ft_connect_result, ft_send, ft_recv, ft_want,
+	ft_close, ft_poll,
+};
+
+static struct sim_opts o;
+static struct sim_run run;
+static struct sim_worker w;
+static struct sim_session s;
+static uint8_t fill[64];
+
+/* What the broker would decode from the bytes sent so far; consumes them. */
+static enum mqtt_type next_sent(struct mqtt_packet *p)
+{
+	static uint8_t scratch[1024];
+	struct mqtt_decoder d;
+	int n;
+
+	mqtt_decoder_init(&d, MQTT_ROLE_SERVER, o.version, 0, scratch, sizeof(scratch));
+	n = mqtt_decode_buf(&d, sent, sent_len, p);
+	assert_true(n > 0);
+	memmove(sent, sent + n, sent_len - (size_t)n);
+	sent_len -= (size_t)n;
+	return p->type;
+}
+
+static void feed(const uint8_t *b, size_t n, uint64_t now)
+{
+	memcpy(script + script_len, b, n);
+	script_len += n;
+	sim_session_event(&w, &s, SIM_EV_IN, now);
+}
+
+static void feed_ack(enum mqtt_type t, uint16_t pid)
+{
+	uint8_t b[16];
+	struct mqtt_ack a = { .packet_id = pid };
+
+	feed(b, (size_t)mqtt_encode_ack(b, sizeof(b), o.version, t, &a), 1000);
+}
+
+static int setup(void **st, uint32_t qos_w0, uint32_t qos_w2)
+{
+	(void)st;
+	sim_opts_defaults(&o);
+	o.sessions = 1;
+	o.rate = 0;
+	o.window = 4;
+	o.qos_weight[0] = qos_w0;
+	o.qos_weight[2] = qos_w2;
+	memset(&run, 0, sizeof(run));
+	run.o = &o;
+	run.qos_sum = qos_w0 + qos_w2;
+	run.in_cap = 4096;
+	run.out_cap = 4096;
+	run.fill = fill;
+	memset(&w, 0, sizeof(w));
+	w.run = &run;
+	w.tr.ops = &fake_ops;
+	w.budget = UINT64_MAX;
+	mqtt_decoder_init(&w.dec, MQTT_ROLE_CLIENT, o.version, run.in_cap, w.scratch, sizeof(w.scratch));
+	sim_hist_init(&w.hist);
+	sent_len = script_len = 0;
+	assert_int_equal(sim_session_alloc(&w, &s, 0), 0);
+	return 0;
+}
+
+static int setup_q2(void **st) { return setup(st, 0, 1); }
+static int setup_q0(void **st) { return setup(st, 1, 0); }
+
+static int teardown(void **st)
+{
+	(void)st;
+	sim_session_free(&s);
+	return 0;
+}
+
+/* TCP up, CONNECT out, CONNACK in: ready. */
+static void connect_ready(void)
+{
+	static const uint8_t connack[] = { 0x20, 2, 0, 0 };
+	struct mqtt_packet p;
+
+	sim_session_start(&w, &s, 1000);
+	sim_session_event(&w, &s, SIM_EV_OUT, 1000);
+	assert_int_equal(next_sent(&p), MQTT_CONNECT);
+	assert_int_equal(p.connect.keepalive_s, 60);
+	feed(connack, sizeof(connack), 1000);
+	assert_int_equal(s.state, SS_READY);
+	assert_int_equal(w.st.ready, 1);
+}
+
+static void test_qos2_publisher_flow(void **st)
+{
+	struct mqtt_packet p;
+	uint16_t pid;
+
+	(void)st;
+	connect_ready();
+	run.phase = SIM_PH_RUN;
+	sim_session_tick(&w, &s, 2000, false);
+	assert_int_equal(w.st.published[2], 4); /* the window */
+	assert_int_equal(next_sent(&p), MQTT_PUBLISH);
+	assert_int_equal(p.publish.qos, 2);
+	assert_int_equal(p.publish.payload_len, 16);
+	pid = p.publish.packet_id;
+	feed_ack(MQTT_PUBCOMP, pid);                 /* before PUBREC: not in that stage */
+	assert_int_equal(w.st.err[SIM_ERR_ACK_UNKNOWN_ID], 1);
+	feed_ack(MQTT_PUBREC, pid);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(next_sent(&p), MQTT_PUBLISH);
+	assert_int_equal(next_sent(&p), MQTT_PUBREL);
+	assert_int_equal(p.ack.packet_id, pid);
+	assert_int_equal(w.st.acked[2], 0);
+	feed_ack(MQTT_PUBCOMP, pid);
+	assert_int_equal(w.st.acked[2], 1);
+	assert_int_equal(w.st.published[2], 5);     /* the window opened again */
+	assert_int_equal(w.st.inflight, 4);
+	sim_session_stop(&w, &s);
+	assert_int_equal(w.st.err[SIM_ERR_UNACKED], 4);
+}
+
+static void test_qos0_credit_and_barrier(void **st)
+{
+	static const uint8_t pingresp[] = { 0xD0, 0 };
+	struct mqtt_packet p;
+	int pubs = 0, pings = 0;
+
+	(void)st;
+	connect_ready();
+	run.phase = SIM_PH_RUN;
+	sim_session_tick(&w, &s, 2000, false);
+	/* window 4: a PINGREQ after every 4 QoS 0 publishes, at most 4 outstanding */
+	assert_int_equal(w.st.published[0], 4 * SIM_PINGS_MAX + 4);
+	while (sent_len > 0)
+		next_sent(&p) == MQTT_PINGREQ ? pings++ : pubs++;
+	assert_int_equal(pings, SIM_PINGS_MAX);
+	assert_int_equal(pubs, 20);
+	assert_int_equal(w.st.acked[0], 0);
+	feed(pingresp, sizeof(pingresp), 3000);
+	assert_int_equal(w.st.acked[0], 4);
+	assert_int_equal(w.st.published[0], 24);    /* the credit came back: 1 more ping, 4 more */
+	run.phase = SIM_PH_DRAIN;
+	sim_session_tick(&w, &s, 3500, false);
+	assert_int_equal(w.st.barriers, 0);         /* no PINGREQ slot free yet */
+	feed(pingresp, sizeof(pingresp), 3600);
+	sim_session_tick(&w, &s, 4000, false);      /* the barrier: one more PINGREQ */
+	assert_int_equal(w.st.barriers, 1);
+	assert_int_equal(w.st.published[0], 24);    /* nothing new while draining */
+	for (int i = 0; i < 4; i++)
+		feed(pingresp, sizeof(pingresp), 5000);
+	assert_int_equal(w.st.barriers_acked, 1);
+	assert_int_equal(w.st.acked[0], w.st.published[0]);
+	assert_int_equal(w.st.barrier_last_ns, 5000);
+	assert_int_equal(w.st.inflight, 0);
+	feed(pingresp, sizeof(pingresp), 6000);     /* none outstanding */
+	assert_int_equal(w.st.err[SIM_ERR_UNEXPECTED], 1);
+	assert_int_equal(s.state, SS_DEAD);
+}
+
+static void test_qos2_receiver_duplicate(void **st)
+{
+	uint8_t b[128];
+	uint64_t stamp = 500;
+	struct mqtt_publish pub = { .qos = 2, .topic = MQTT_STR("site/1/sensor/0"), .packet_id = 9,
+				    .payload = b + 100, .payload_len = 16 };
+	struct mqtt_packet p;
+	int n;
+
+	(void)st;
+	memset(b + 100, 0, 16);
+	memcpy(b + 100, &stamp, 8);
+	connect_ready();
+	n = mqtt_encode_publish(b, 100, o.version, &pub);
+	feed(b, (size_t)n, 1500);
+	feed(b, (size_t)n, 1600);                    /* same id before PUBREL: a duplicate */
+	assert_int_equal(w.st.delivered[2], 1);
+	assert_int_equal(w.st.dup_qos2, 1);
+	assert_int_equal(w.hist.count, 1);
+	assert_int_equal(w.hist.max, 1000);
+	assert_int_equal(next_sent(&p), MQTT_PUBREC);
+	assert_int_equal(next_sent(&p), MQTT_PUBREC);
+	feed_ack(MQTT_PUBREL, 9);
+	assert_int_equal(next_sent(&p), MQTT_PUBCOMP);
+	assert_int_equal(p.ack.packet_id, 9);
+	feed(b, (size_t)n, 1700);                    /* after PUBREL: a new message */
+	assert_int_equal(w.st.delivered[2], 2);
+}
+
+static void test_bad_packet_kills(void **st)
+{
+	static const uint8_t bad[] = { 0x10, 2, 0, 0 }; /* CONNECT from a broker */
+
+	(void)st;
+	connect_ready();
+	feed(bad, sizeof(bad), 2000);
+	assert_int_equal(s.state, SS_DEAD);
+	assert_int_equal(w.st.err[SIM_ERR_DECODE] + w.st.err[SIM_ERR_UNEXPECTED], 1);
+	assert_int_equal(w.st.dead, 1);
+	assert_int_equal(w.st.ready, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_qos2_publisher_flow, setup_q2, teardown),
+		cmocka_unit_test_setup_teardown(test_qos0_credit_and_barrier, setup_q0, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_receiver_duplicate, setup_q2, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_packet_kills, setup_q2, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
