@@ -146,6 +146,8 @@ void broker_destroy(struct broker *b)
 		free(g->filter);
 		free(g);
 	}
+	for (uint32_t i = 0; i < BROKER_REPLAY; i++)
+		broker_msg_unref(b->replay[i]);
 	retain_destroy(b->retained);
 	mqtt_topic_tree_destroy(b->tree);
 	free(b->scratch);

@@ -138,6 +138,7 @@ struct broker_session {
 	uint64_t claim_deadline_ms;
 	uint32_t claim_pending;             /* answers still to come: the CONNACK waits for them */
 	bool claim_found;                   /* one of them brought the session */
+	uint64_t claim_pub_seq;             /* b->pub_seq when the claim went out */
 };
 
 struct broker_session *session_find(struct broker *b, const char *id, size_t len);
@@ -156,7 +157,9 @@ void session_slot_free(struct broker_session *s, struct out_slot *slot);
 void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms);
 void session_tick(struct broker_session *s, uint64_t now_ms);
 void session_unsubscribe_all(struct broker_session *s);
-void session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id);
+/* A subscription from a moved session; the new one, NULL when it existed or was refused. */
+struct broker_sub *session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o,
+				     uint32_t sub_id);
 /* Put back an inflight slot that came from another lcore (same packet id and state, resent
  * with DUP or as PUBREL at resume); false when the window has no room. */
 bool session_slot_restore(struct broker_session *s, const struct out_slot *o);
@@ -244,6 +247,7 @@ void will_clear(struct broker_session *s);
 
 /* ---- the broker ---- */
 #define BROKER_SESS_HASH 4096u
+#define BROKER_REPLAY 256u  /* local publishes kept while a session claim is open */
 
 struct broker {
 	struct broker_config cfg;
@@ -265,6 +269,12 @@ struct broker {
 	void *xctx;
 	uint32_t xself, xn;
 	uint64_t next_claim_seq;
+	/* Messages published here while a claim is open (until replay_until_ms): the claimed
+	 * session's subscriptions are not known here yet, and the other lcore no longer has
+	 * them when these reach it, so they are matched again at restore (xlcore.c). */
+	struct broker_msg *replay[BROKER_REPLAY];
+	uint64_t pub_seq;                   /* messages kept in replay so far */
+	uint64_t replay_until_ms;
 	size_t iov_cap;
 };
 

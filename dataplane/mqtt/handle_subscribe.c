@@ -62,15 +62,16 @@ static struct broker_sub *sub_new(struct broker_session *s, const struct mqtt_su
 
 /* A subscription moved here with its session from another lcore: added unless the session
  * already has that filter (what the client subscribed to since wins). */
-void session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id)
+struct broker_sub *session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o,
+				     uint32_t sub_id)
 {
 	if (sub_find(s, o->filter, NULL) != NULL)
-		return;
+		return NULL;
 	if (s->n_subs >= s->b->cfg.max_subs_per_session) {
 		broker_count(s->b, BROKER_C_LIMIT_SUBS);
-		return;
+		return NULL;
 	}
-	sub_new(s, o, sub_id);
+	return sub_new(s, o, sub_id);
 }
 
 /* One filter: the SUBACK reason code; *sub set when retained messages should follow. */

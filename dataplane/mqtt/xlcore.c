@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "broker_int.h"
+#include "mqtt_topic.h"
 
 enum { XK_PUBLISH = 0, XK_CLAIM = 1, XK_SESSION = 2, XK_MEMBER = 3, XK_DELIVER = 4 };
 
@@ -199,11 +200,23 @@ void xlcore_group_deliver(struct broker *b, uint32_t dst, const struct share_gro
 	post_group(b, dst, XK_DELIVER, 0, g, m);
 }
 
+/* Kept while a claim is open: see struct broker. The oldest goes when the ring is full. */
+static void replay_keep(struct broker *b, struct broker_msg *m)
+{
+	struct broker_msg **slot = &b->replay[b->pub_seq++ % BROKER_REPLAY];
+
+	broker_msg_unref(*slot);
+	broker_msg_ref(m);
+	*slot = m;
+}
+
 void broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 {
 	if (m->retain)
 		retain_set(b, m);
 	broker_route(b, m, matched);
+	if (b->xops != NULL && b->now_ms < b->replay_until_ms)
+		replay_keep(b, m);
 	if (b->xops != NULL) {
 		broker_msg_ref(m);
 		post_all(b, (struct xhdr *)m, BROKER_C_XLCORE_TX);
@@ -234,6 +247,9 @@ uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool 
 	s->claim_pending = n; /* answers lost on the way: the timeout ends the wait */
 	s->claim_found = false;
 	s->claim_deadline_ms = b->now_ms + b->cfg.xlcore_claim_timeout_ms;
+	s->claim_pub_seq = b->pub_seq;
+	if (b->replay_until_ms < s->claim_deadline_ms)
+		b->replay_until_ms = s->claim_deadline_ms;
 	return n;
 }
 
@@ -376,16 +392,59 @@ static void claim_input(struct broker *b, const struct xclaim *c)
 		post_answer(b, session_pack(NULL, c->id, c->id_len, c->seq), c->from);
 }
 
-static void merge_subs(struct broker_session *s, const struct xsession *x)
+/* The moved subscriptions join s; those that are new are put in fresh (when not NULL). */
+static uint32_t merge_subs(struct broker_session *s, const struct xsession *x,
+			   struct broker_sub **fresh)
 {
+	uint32_t n = 0;
+
 	for (uint32_t i = 0; i < x->n_subs; i++) {
 		const struct xsub *o = &x->subs[i];
 		struct mqtt_subscription sub = { .filter = { o->filter, o->len }, .qos = o->qos,
 						 .no_local = o->no_local,
 						 .retain_as_published = o->rap };
+		struct broker_sub *new = session_sub_merge(s, &sub, o->sub_id);
 
-		session_sub_merge(s, &sub, o->sub_id);
+		if (new != NULL && fresh != NULL)
+			fresh[n++] = new;
 	}
+	return n;
+}
+
+/* Messages published here since the claim went out, matched against the subscriptions that
+ * just arrived: they reached the other lcore after the session had left it (shared groups
+ * excepted: their owner picked a member when each was published). */
+static void replay(struct broker *b, struct broker_session *s, struct broker_sub **fresh,
+		   uint32_t n_fresh)
+{
+	uint64_t from = s->claim_pub_seq;
+
+	if (b->pub_seq - from > BROKER_REPLAY) {
+		b->cnt[BROKER_C_XLCORE_REPLAY_LOST] += b->pub_seq - from - BROKER_REPLAY;
+		from = b->pub_seq - BROKER_REPLAY;
+	}
+	for (uint64_t seq = from; seq < b->pub_seq; seq++) {
+		struct broker_msg *m = b->replay[seq % BROKER_REPLAY];
+
+		for (uint32_t i = 0; i < n_fresh; i++)
+			if (fresh[i]->group == NULL &&
+			    mqtt_topic_match(fresh[i]->filter, fresh[i]->filter_len, m->topic.s,
+					     m->topic.len))
+				broker_deliver_sub(fresh[i], m);
+	}
+}
+
+/* Room for the subscriptions that will be new, when the answer is to our claim (seq): the
+ * messages published here meanwhile are matched against them afterwards. */
+static struct broker_sub **fresh_alloc(struct broker *b, const struct xsession *x)
+{
+	struct broker_sub **fresh;
+
+	if (x->seq == 0 || x->n_subs == 0)
+		return NULL;
+	if ((fresh = calloc(x->n_subs, sizeof(*fresh))) == NULL)
+		broker_count(b, BROKER_C_NOMEM);
+	return fresh;
 }
 
 static void merge_queue(struct broker *b, struct broker_session *s, const struct xsession *x)
@@ -402,8 +461,10 @@ static void merge_queue(struct broker *b, struct broker_session *s, const struct
  * here cannot take is sent as new messages ahead of the queue. */
 static void session_restore(struct broker *b, struct broker_session *s, const struct xsession *x)
 {
+	struct broker_sub **fresh = fresh_alloc(b, x);
+	uint32_t n_fresh = merge_subs(s, x, fresh);
+
 	broker_count(b, BROKER_C_XLCORE_SESSION_RESTORED);
-	merge_subs(s, x);
 	for (uint16_t i = 0; i < x->n_slots; i++) {
 		const struct out_slot *o = &x->slots[i];
 
@@ -413,20 +474,29 @@ static void session_restore(struct broker *b, struct broker_session *s, const st
 	for (uint16_t i = 0; i < x->n_rx; i++) /* more than receive_max here: not kept */
 		session_rx_qos2_add(s, x->rx[i]);
 	merge_queue(b, s, x);
+	if (fresh != NULL)
+		replay(b, s, fresh, n_fresh);
+	free(fresh);
 }
 
 /* After the CONNACK (the claim timed out, or a session moved unasked): the client was told
  * there was no session, or has its own state for the one here, so the packet ids mean
- * nothing to it: unacknowledged messages go again as new ones, then the queue, in order. */
+ * nothing to it: unacknowledged messages go again as new ones, then the queue, then what was
+ * published here since the claim, in order. */
 static void session_merge(struct broker *b, struct broker_session *s, const struct xsession *x)
 {
+	struct broker_sub **fresh = fresh_alloc(b, x);
+	uint32_t n_fresh = merge_subs(s, x, fresh);
+
 	broker_count(b, BROKER_C_XLCORE_SESSION_MERGED);
-	merge_subs(s, x);
 	for (uint16_t i = 0; i < x->n_slots; i++)
 		if (x->slots[i].msg != NULL && !broker_msg_expired(x->slots[i].msg, b->now_ms))
 			session_deliver(s, x->slots[i].msg, x->slots[i].qos, x->slots[i].retain,
 					x->slots[i].sub_id);
 	merge_queue(b, s, x);
+	if (fresh != NULL)
+		replay(b, s, fresh, n_fresh);
+	free(fresh);
 	session_drain(s);
 }
 

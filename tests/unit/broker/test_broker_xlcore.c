@@ -208,7 +208,8 @@ static void roamer_on_0(struct xq *q, struct fx *x[2], uint8_t version,
 
 /* Resuming on another lcore: the CONNACK waits for the session, says it is present, and
  * is followed by the unacknowledged delivery again (DUP, same packet id), the queued one,
- * and only then the answers to what the client sent meanwhile. */
+ * one published on the new lcore while the claim was out (neither lcore had the
+ * subscription then), and only then the answers to what the client sent meanwhile. */
 static void test_resume_across_v5(void **state)
 {
 	struct mqtt_props props = { 0 };
@@ -220,8 +221,11 @@ static void test_resume_across_v5(void **state)
 	setup_pair(&q, x);
 	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
 	roamer_on_0(&q, x, MQTT_V5, &props);
+	fx_connect(x[1], 1, MQTT_V5, "pub1", true, 60, NULL);
 	fx_connect_start(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
 	fx_ack(x[1], 0, MQTT_PINGREQ, 0); /* pipelined before the CONNACK */
+	fx_publish(x[1], 1, "m/4", "during", 1, 5, false);
+	fx_expect_type(x[1], 1, MQTT_PUBACK, 0);
 	fx_expect_none(x[1], 0);          /* held: the claim has not been answered */
 	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_CLAIM_WAIT), 1);
 	pump(&q, x); /* the claim to lcore 0, which moves the session to lcore 1 */
@@ -233,10 +237,12 @@ static void test_resume_across_v5(void **state)
 	assert_int_equal(p.packet_id, 1);
 	p = fx_expect_publish(x[1], 0, "m/2", "queued", 1);
 	assert_false(p.dup);
+	fx_ack(x[1], 0, MQTT_PUBACK, p.packet_id);
+	p = fx_expect_publish(x[1], 0, "m/4", "during", 1);
+	fx_ack(x[1], 0, MQTT_PUBACK, p.packet_id);
 	fx_expect_type(x[1], 0, MQTT_PINGRESP, 0);
 	fx_expect_none(x[1], 0);
 	fx_ack(x[1], 0, MQTT_PUBACK, 1);
-	fx_ack(x[1], 0, MQTT_PUBACK, p.packet_id);
 	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_ACK_UNKNOWN), 0);
 	fx_publish(x[0], 1, "m/3", "after", 0, 0, false); /* the subscription moved with it */
 	pump(&q, x);
@@ -360,7 +366,8 @@ static void test_qos2_out_moved(void **state)
 
 /* The other lcore does not answer in time: the CONNACK goes after xlcore_claim_timeout_ms
  * with session present 0 (counted), the input held meanwhile is handled after it, and the
- * session that arrives late joins as new messages. */
+ * session that arrives late joins as new messages, followed by what was published on the
+ * new lcore during the wait. */
 static void test_claim_timeout(void **state)
 {
 	struct mqtt_subscription sub = { .filter = MQTT_STR("late/#"), .qos = 1 };
@@ -373,7 +380,9 @@ static void test_claim_timeout(void **state)
 	setup_pair(&q, x);
 	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
 	roamer_on_0(&q, x, MQTT_V5, &props);
+	fx_connect(x[1], 1, MQTT_V5, "pub1", true, 60, NULL);
 	fx_connect_start(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
+	fx_publish(x[1], 1, "m/5", "waited", 1, 5, false);
 	sp.subscribe = (struct mqtt_subscribe){ .packet_id = 9, .subs = &sub, .n_subs = 1 };
 	assert_int_equal(fx_send(x[1], 0, &sp), 0);
 	fx_tick(x[1], 999);
@@ -390,6 +399,7 @@ static void test_claim_timeout(void **state)
 	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_SESSION_MERGED), 1);
 	assert_false(fx_expect_publish(x[1], 0, "m/1", "unacked", 1).dup);
 	fx_expect_publish(x[1], 0, "m/2", "queued", 1);
+	fx_expect_publish(x[1], 0, "m/5", "waited", 1);
 	fx_expect_none(x[1], 0);
 	teardown(&q, x);
 }
