@@ -112,8 +112,15 @@ static int worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, ui
 			  sizeof(w->scratch));
 	sim_pace_init(&w->connect_pace, o->connect_rate / o->threads, 8, now);
 	w->budget = UINT64_MAX;
-	if (o->count > 0)
-		w->budget = o->count / o->threads + (idx < o->count % o->threads ? 1 : 0);
+	if (o->count > 0) {
+		/* The share of this worker's publishers (ids below o->sessions); sums to count. */
+		uint64_t p0 = first < o->sessions ? first : o->sessions;
+		uint64_t p1 = first + n < o->sessions ? first + n : o->sessions;
+
+		w->budget = o->sessions == 0 ? 0 :
+			    (uint64_t)((unsigned __int128)o->count * p1 / o->sessions -
+				       (unsigned __int128)o->count * p0 / o->sessions);
+	}
 	if (w->budget == 0)
 		w->done_publishing = true;
 	if (w->tr.ops->open(&w->tr) < 0)
@@ -193,8 +200,9 @@ static void phase_run(struct sim_worker *ws, uint32_t nw, const struct sim_opts 
 
 		if (o->no_publish ? el >= o->duration_s
 				  : (o->duration_s > 0 && el >= o->duration_s) ||
-				    (o->count > 0 && all_done_publishing(ws, nw)))
-			break;
+				    (o->count > 0 && all_done_publishing(ws, nw)) ||
+				    (o->count > 0 && SUM(ws, nw, ready_pub) == 0))
+			break; /* (no publisher left to spend the count) */
 		sleep_ms(1);
 	}
 	t->run_s = secs_since(t0);

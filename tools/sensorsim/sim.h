@@ -40,6 +40,7 @@ struct sim_stats {
 	uint64_t started;           /* sessions whose connect was started */
 	uint64_t connects;          /* CONNACK accepted */
 	uint64_t ready;             /* connected (and subscribed when it subscribes) */
+	uint64_t ready_pub;         /* of which publishers */
 	uint64_t dead;              /* sessions lost (failed to connect or dropped later) */
 	uint64_t connect_failed;
 	uint64_t published[3];

@@ -81,6 +81,8 @@ static void sess_kill(struct sim_worker *w, struct sim_session *s, int err)
 			w->handshakes--;
 		} else {
 			SIM_SUB(w->st.ready, 1);
+			if (!s->subscriber)
+				SIM_SUB(w->st.ready_pub, 1);
 		}
 	}
 	SIM_ADD(w->st.err[SIM_ERR_UNACKED], s->n_fl);
@@ -180,6 +182,8 @@ static void sess_ready(struct sim_worker *w, struct sim_session *s, uint64_t now
 	s->state = SS_READY;
 	w->handshakes--;
 	SIM_INC(w->st.ready);
+	if (!s->subscriber)
+		SIM_INC(w->st.ready_pub);
 	sim_pace_init(&s->pace, opts(w)->rate, 4, now);
 }
 
