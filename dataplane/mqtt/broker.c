@@ -148,6 +148,7 @@ void broker_destroy(struct broker *b)
 	}
 	for (uint32_t i = 0; i < BROKER_REPLAY; i++)
 		broker_msg_unref(b->replay[i]);
+	xlcore_fini(b);
 	retain_destroy(b->retained);
 	mqtt_topic_tree_destroy(b->tree);
 	free(b->scratch);
@@ -594,6 +595,8 @@ void broker_tick(struct broker *b, uint64_t now_ms)
 		session_tick(s, now_ms);
 	}
 	sys_tick(b);
+	if (b->xops != NULL)
+		xlcore_tick(b);
 	broker_reap(b);
 }
 

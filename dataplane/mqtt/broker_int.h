@@ -217,6 +217,13 @@ void handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ac
 void handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *sub);
 void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u);
 
+/* A trie entry (subscription, or share group by its inner filter) was added (+1) or removed
+ * (-1) here: the interest summary the other instances use to skip posting changes. */
+void xlcore_interest(struct broker *b, const char *filter, size_t len, int delta);
+/* Announcements that could not be posted are tried again (broker_tick). */
+void xlcore_tick(struct broker *b);
+void xlcore_fini(struct broker *b);
+
 /* Route a message to every matching subscription here (origin for no local). */
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
 /* A CONNECT accepted here: other instances end their connection with that client id; with
@@ -248,6 +255,16 @@ void will_clear(struct broker_session *s);
 /* ---- the broker ---- */
 #define BROKER_SESS_HASH 4096u
 #define BROKER_REPLAY 256u  /* local publishes kept while a session claim is open */
+#define XL_BUCKETS 64u      /* interest summary: first topic level hashed; the last bucket */
+#define XL_WILD (XL_BUCKETS - 1) /* is for filters whose first level is a wildcard */
+
+/* What this instance knows of another one's interest (xlcore.c). */
+struct xpeer {
+	uint64_t mask;      /* buckets it announced (all until its first announcement) */
+	uint64_t pending;   /* buckets of sessions moved to it that it has not confirmed yet */
+	uint32_t moved_to;  /* sessions this instance sent it */
+	uint32_t got_from;  /* sessions it sent this instance (echoed in announcements) */
+};
 
 struct broker {
 	struct broker_config cfg;
@@ -275,6 +292,11 @@ struct broker {
 	struct broker_msg *replay[BROKER_REPLAY];
 	uint64_t pub_seq;                   /* messages kept in replay so far */
 	uint64_t replay_until_ms;
+	/* Interest summary: trie entries here by bucket, what was announced, the others' */
+	uint32_t interest_cnt[XL_BUCKETS];
+	uint64_t interest_mask;
+	bool interest_dirty;                /* an announcement was not posted everywhere */
+	struct xpeer *peers;                /* xn entries */
 	size_t iov_cap;
 };
 

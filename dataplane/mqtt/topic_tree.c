@@ -21,6 +21,15 @@ static struct share_group *group_find(struct broker *b, const char *filter, size
 	return NULL;
 }
 
+/* A group is entered by its whole filter; other instances match on the filter inside it. */
+static void group_interest(struct broker *b, const struct share_group *g, int delta)
+{
+	struct mqtt_str group, inner;
+
+	if (mqtt_topic_share_parse(g->filter, g->filter_len, &group, &inner) == 1)
+		xlcore_interest(b, inner.s, inner.len, delta);
+}
+
 static struct share_group *group_new(struct broker *b, const char *filter, size_t len)
 {
 	struct share_group *g = calloc(1, sizeof(*g));
@@ -39,6 +48,7 @@ static struct share_group *group_new(struct broker *b, const char *filter, size_
 	}
 	g->next = b->groups;
 	b->groups = g;
+	group_interest(b, g, +1);
 	return g;
 }
 
@@ -50,6 +60,7 @@ static void group_drop_if_empty(struct broker *b, struct share_group *g)
 	if (g->n_members > 0 || g->n_remote > 0)
 		return;
 	mqtt_topic_tree_remove(b->tree, g->filter, g->filter_len, g);
+	group_interest(b, g, -1);
 	while (*pg != g)
 		pg = &(*pg)->next;
 	*pg = g->next;
@@ -67,6 +78,8 @@ int tt_insert(struct broker *b, struct broker_sub *sub)
 	if (mqtt_topic_share_parse(sub->filter, sub->filter_len, &group, &inner) != 1) {
 		rc = mqtt_topic_tree_insert(b->tree, sub->filter, sub->filter_len, sub,
 					    &(struct mqtt_sub_opts){ .qos = sub->qos });
+		if (rc >= 0)
+			xlcore_interest(b, sub->filter, sub->filter_len, +1);
 		return rc < 0 ? rc : 0;
 	}
 	g = group_find(b, sub->filter, sub->filter_len);
@@ -87,6 +100,7 @@ void tt_remove(struct broker *b, struct broker_sub *sub)
 
 	if (g == NULL) {
 		mqtt_topic_tree_remove(b->tree, sub->filter, sub->filter_len, sub);
+		xlcore_interest(b, sub->filter, sub->filter_len, -1);
 		return;
 	}
 	for (pp = &g->members; *pp != sub; pp = &(*pp)->next_in_group)

@@ -23,7 +23,8 @@
 #include "broker_int.h"
 #include "mqtt_topic.h"
 
-enum { XK_PUBLISH = 0, XK_CLAIM = 1, XK_SESSION = 2, XK_MEMBER = 3, XK_DELIVER = 4 };
+enum { XK_PUBLISH = 0, XK_CLAIM = 1, XK_SESSION = 2, XK_MEMBER = 3, XK_DELIVER = 4,
+       XK_INTEREST = 5 };
 
 /* Every cross-lcore object starts like this (struct broker_msg does too). */
 struct xhdr {
@@ -69,11 +70,23 @@ struct xsession {
 	uint16_t n_slots, n_rx;
 	uint32_t n_subs, n_msgs;
 	uint64_t seq;
+	uint32_t from;
 	const char *id;
 	struct xsub *subs;
 	struct out_slot *slots;     /* inflight, in send order; msg NULL: only the PUBREL left */
 	struct xqent *msgs;         /* the queue */
 	uint16_t *rx;               /* incoming QoS 2 ids awaiting PUBREL */
+};
+
+/* An instance's interest summary: the buckets (first topic level) of its trie entries, and
+ * for each instance how many sessions it has received from it (so that one can stop adding
+ * the buckets of the sessions it sent: they are in mask from then on). */
+struct xinterest {
+	uint32_t refcnt;
+	uint8_t xkind;
+	uint32_t from;
+	uint64_t mask;
+	uint32_t got[];             /* xn entries */
 };
 
 /* A share group's member count changed on instance from (to the owner), or a message for
@@ -97,16 +110,17 @@ static void xsession_free(struct xsession *x)
 	free(x);
 }
 
-static void xclaim_unref(struct xclaim *c)
+/* Claims and interest summaries go to every instance: the last one frees it. */
+static void xhdr_unref(struct xhdr *x)
 {
-	if (__atomic_sub_fetch(&c->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
-		free(c);
+	if (__atomic_sub_fetch(&x->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
+		free(x);
 }
 
 void broker_xmsg_free(struct broker_xmsg *x)
 {
-	if (((struct xhdr *)x)->xkind == XK_CLAIM)
-		xclaim_unref((struct xclaim *)x);
+	if (((struct xhdr *)x)->xkind == XK_CLAIM || ((struct xhdr *)x)->xkind == XK_INTEREST)
+		xhdr_unref((struct xhdr *)x);
 	else if (((struct xhdr *)x)->xkind == XK_SESSION)
 		xsession_free((struct xsession *)x); /* only ever posted to one instance */
 	else if (((struct xhdr *)x)->xkind == XK_MEMBER || ((struct xhdr *)x)->xkind == XK_DELIVER) {
@@ -123,19 +137,52 @@ void broker_xlcore_attach(struct broker *b, uint32_t self, uint32_t n,
 	b->xctx = xctx;
 	b->xself = self;
 	b->xn = n;
+	free(b->peers);
+	if (n > 1 && (b->peers = calloc(n, sizeof(*b->peers))) == NULL)
+		broker_count(b, BROKER_C_NOMEM); /* then every message goes everywhere */
+	for (uint32_t i = 0; b->peers != NULL && i < n; i++)
+		b->peers[i].mask = UINT64_MAX; /* until it says what it has */
 	/* session ids (no local) stay unique across the group */
 	b->next_session_id = (uint64_t)self << 48;
 }
 
-/* Post x (holding one reference, which this call gives away) to every other instance;
- * returns to how many it went. */
-static uint32_t post_all(struct broker *b, struct xhdr *x, enum broker_counter sent)
+/* The bucket of a topic's or filter's first level. */
+static uint32_t bucket(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	if (len > 0 && (s[0] == '+' || s[0] == '#') && (len == 1 || s[1] == '/'))
+		return XL_WILD;
+	for (i = 0; i < len && s[i] != '/'; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h % XL_WILD;
+}
+
+/* Could a subscription on instance dst match m? Retained messages go everywhere (each
+ * instance keeps the whole retained set); so does everything without a summary. */
+static bool peer_wants(const struct broker *b, uint32_t dst, const struct broker_msg *m)
+{
+	const struct xpeer *p = b->peers != NULL ? &b->peers[dst] : NULL;
+	uint64_t want = (1ull << bucket(m->topic.s, m->topic.len)) | (1ull << XL_WILD);
+
+	return m->retain || p == NULL || ((p->mask | p->pending) & want) != 0;
+}
+
+/* Post x (holding one reference, which this call gives away) to every other instance, or
+ * (m set) those that may want m; returns to how many it went. */
+static uint32_t post_all(struct broker *b, struct xhdr *x, enum broker_counter sent,
+			 const struct broker_msg *m)
 {
 	uint32_t n = 0;
 
 	for (uint32_t dst = 0; dst < b->xn; dst++) {
 		if (dst == b->xself)
 			continue;
+		if (m != NULL && !peer_wants(b, dst, m)) {
+			broker_count(b, BROKER_C_XLCORE_SKIPPED);
+			continue;
+		}
 		__atomic_add_fetch(&x->refcnt, 1, __ATOMIC_RELAXED);
 		if (b->xops->post(b->xctx, dst, (struct broker_xmsg *)x)) {
 			broker_count(b, sent);
@@ -219,7 +266,7 @@ void broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 		replay_keep(b, m);
 	if (b->xops != NULL) {
 		broker_msg_ref(m);
-		post_all(b, (struct xhdr *)m, BROKER_C_XLCORE_TX);
+		post_all(b, (struct xhdr *)m, BROKER_C_XLCORE_TX, m);
 		*matched = true; /* subscribers elsewhere are not known here */
 	}
 }
@@ -240,7 +287,7 @@ uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool 
 			      .answer = s != NULL, .id_len = (uint16_t)len, .from = b->xself,
 			      .at_ms = at_ms, .seq = s != NULL ? ++b->next_claim_seq : 0 };
 	memcpy(c->id, id, len);
-	n = post_all(b, (struct xhdr *)c, BROKER_C_XLCORE_CLAIM_TX);
+	n = post_all(b, (struct xhdr *)c, BROKER_C_XLCORE_CLAIM_TX, NULL);
 	if (s == NULL || n == 0)
 		return 0;
 	s->claim_seq = b->next_claim_seq;
@@ -320,6 +367,7 @@ static struct xsession *session_pack(const struct broker_session *s, const char 
 	*x = (struct xsession){ .refcnt = 1, .xkind = XK_SESSION, .found = s != NULL,
 				.id_len = id_len, .n_slots = n_slots, .n_rx = n_rx,
 				.n_subs = n_subs, .n_msgs = n_msgs, .seq = seq };
+	x->from = s != NULL ? s->b->xself : 0;
 	x->slots = (struct out_slot *)(x + 1);
 	x->msgs = (struct xqent *)(x->slots + n_slots);
 	x->subs = (struct xsub *)(x->msgs + n_msgs);
@@ -358,8 +406,19 @@ static bool post_answer(struct broker *b, struct xsession *x, uint32_t to)
  * stays here (the claimer's wait times out): kept rather than lost. */
 static void session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 {
+	uint64_t buckets = 0;
+
+	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess)
+		if (sub->group == NULL)
+			buckets |= 1ull << bucket(sub->filter, sub->filter_len);
 	if (!post_answer(b, session_pack(s, s->client_id, s->id_len, c->seq), c->from))
 		return;
+	/* Messages published here from now on must reach its subscriptions there, before the
+	 * claimer has announced them (its announcements echo how many sessions it got). */
+	if (b->peers != NULL && c->from < b->xn) {
+		b->peers[c->from].pending |= buckets;
+		b->peers[c->from].moved_to++;
+	}
 	broker_count(b, BROKER_C_XLCORE_SESSION_MOVED);
 	will_clear(s); /* its client is back (elsewhere): a delayed will is not sent */
 	session_destroy(s);
@@ -500,11 +559,10 @@ static void session_merge(struct broker *b, struct broker_session *s, const stru
 	session_drain(s);
 }
 
-/* An answer to a claim made here, or a session moved unasked. */
-static void session_answer(struct broker *b, const struct xsession *x)
+/* The answer's effect on the session it is for (s, NULL when none here). */
+static void session_answer_apply(struct broker *b, struct broker_session *s,
+				 const struct xsession *x)
 {
-	struct broker_session *s = session_find(b, x->id, x->id_len);
-
 	if (s != NULL && x->seq != 0 && x->seq == s->claim_seq && s->claim_pending > 0) {
 		if (x->found) {
 			session_restore(b, s, x);
@@ -523,6 +581,79 @@ static void session_answer(struct broker *b, const struct xsession *x)
 	session_merge(b, s, x);
 }
 
+/* An answer to a claim made here, or a session moved unasked. */
+static void session_answer(struct broker *b, const struct xsession *x)
+{
+	struct broker_session *s = session_find(b, x->id, x->id_len);
+
+	if (x->found && b->peers != NULL && x->from < b->xn) {
+		b->peers[x->from].got_from++;
+		b->interest_dirty = true; /* the sender waits for this count: announce it */
+	}
+	session_answer_apply(b, s, x);
+	if (b->interest_dirty)
+		xlcore_tick(b);
+}
+
+/* Post this instance's summary (its buckets, and the sessions it got from each instance). */
+static void interest_announce(struct broker *b)
+{
+	struct xinterest *x = calloc(1, sizeof(*x) + b->xn * sizeof(uint32_t));
+
+	b->interest_dirty = true;
+	if (x == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return;
+	}
+	*x = (struct xinterest){ .refcnt = 1, .xkind = XK_INTEREST, .from = b->xself,
+				 .mask = b->interest_mask };
+	for (uint32_t i = 0; b->peers != NULL && i < b->xn; i++)
+		x->got[i] = b->peers[i].got_from;
+	if (post_all(b, (struct xhdr *)x, BROKER_C_XLCORE_INTEREST_TX, NULL) == b->xn - 1)
+		b->interest_dirty = false;
+}
+
+void xlcore_interest(struct broker *b, const char *filter, size_t len, int delta)
+{
+	uint32_t k = bucket(filter, len);
+	uint64_t mask;
+
+	if (delta < 0 && b->interest_cnt[k] == 0)
+		return;
+	b->interest_cnt[k] = (uint32_t)((int64_t)b->interest_cnt[k] + delta);
+	mask = b->interest_cnt[k] > 0 ? b->interest_mask | (1ull << k) :
+					b->interest_mask & ~(1ull << k);
+	if (mask == b->interest_mask)
+		return;
+	b->interest_mask = mask;
+	if (b->xops != NULL)
+		interest_announce(b);
+}
+
+void xlcore_tick(struct broker *b)
+{
+	if (b->xops != NULL && b->interest_dirty)
+		interest_announce(b);
+}
+
+void xlcore_fini(struct broker *b)
+{
+	free(b->peers);
+	b->peers = NULL;
+}
+
+static void interest_input(struct broker *b, const struct xinterest *x)
+{
+	struct xpeer *p;
+
+	if (b->peers == NULL || x->from >= b->xn)
+		return;
+	p = &b->peers[x->from];
+	p->mask = x->mask;
+	if (x->got[b->xself] >= p->moved_to)
+		p->pending = 0; /* it has every session sent to it: their buckets are in mask */
+}
+
 void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 {
 	b->now_ms = now_ms;
@@ -530,6 +661,8 @@ void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_m
 		claim_input(b, (struct xclaim *)x);
 	} else if (((struct xhdr *)x)->xkind == XK_SESSION) {
 		session_answer(b, (struct xsession *)x);
+	} else if (((struct xhdr *)x)->xkind == XK_INTEREST) {
+		interest_input(b, (struct xinterest *)x);
 	} else if (((struct xhdr *)x)->xkind == XK_MEMBER) {
 		struct xgroup *g = (struct xgroup *)x;
 

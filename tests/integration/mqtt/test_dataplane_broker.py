@@ -34,6 +34,8 @@ def check_resumed_across(lab):
         "claim timeouts %d" % (c["XLCORE_SESSION_MOVED"], c["XLCORE_SESSION_RESTORED"],
                                c["XLCORE_SESSION_MERGED"], c["XLCORE_CLAIM_WAIT"],
                                c["XLCORE_CLAIM_TIMEOUT"]))
+    log("two workers: posted %d, skipped (no interest) %d, interest summaries %d"
+        % (c["XLCORE_TX"], c["XLCORE_SKIPPED"], c["XLCORE_INTEREST_TX"]))
     check(c["XLCORE_SESSION_RESTORED"] > 0, "two workers: sessions resumed on the other lcore")
     check(c["XLCORE_SESSION_RESTORED"] == c["XLCORE_SESSION_MOVED"],
           "two workers: every moved session was restored before its CONNACK")

@@ -404,6 +404,87 @@ static void test_claim_timeout(void **state)
 	teardown(&q, x);
 }
 
+/* An lcore whose subscriptions cannot match a topic (its first level) is not posted it;
+ * retained messages still go everywhere; a wildcard first level wants everything. */
+static void test_interest_skip(void **state)
+{
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	fx_connect(x[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_connect(x[1], 0, MQTT_V311, "sub", true, 60, NULL);
+	pump(&q, x);
+	fx_publish(x[0], 1, "b/1", "before", 0, 0, false); /* nothing announced yet: posted */
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_TX), 1);
+	pump(&q, x);
+	fx_subscribe(x[1], 0, "a/#", 0);
+	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_INTEREST_TX), 1);
+	pump(&q, x);
+	fx_publish(x[0], 1, "b/1", "skipped", 0, 0, false);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SKIPPED), 1);
+	assert_int_equal(q.n[1], 0);
+	fx_publish(x[0], 1, "a/1", "wanted", 0, 0, false);
+	fx_publish(x[0], 1, "c/1", "kept", 0, 0, true);
+	assert_int_equal(q.n[1], 2);
+	pump(&q, x);
+	fx_expect_publish(x[1], 0, "a/1", "wanted", 0);
+	fx_expect_none(x[1], 0);
+	fx_subscribe(x[1], 0, "+/z", 0);
+	pump(&q, x);
+	fx_publish(x[0], 1, "b/z", "wild", 0, 0, false);
+	pump(&q, x);
+	fx_expect_publish(x[1], 0, "b/z", "wild", 0);
+	fx_connect(x[1], 1, MQTT_V311, "late", true, 60, NULL); /* the retained one is there */
+	fx_subscribe(x[1], 1, "c/1", 0);
+	assert_true(fx_expect_publish(x[1], 1, "c/1", "kept", 0).retain);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SKIPPED), 1);
+	teardown(&q, x);
+}
+
+/* A session moving to an lcore that announced no interest in its topics: messages published
+ * on the old lcore right after the move still reach it, even when an older announcement from
+ * the new lcore arrives after the move (the old one counts the session's topics for the new
+ * one until that one confirms it got the session). */
+static void test_interest_follows_session(void **state)
+{
+	struct mqtt_props props = { 0 };
+	uint64_t skipped;
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	setup_pair(&q, x);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x[1], 2, MQTT_V311, "other", true, 60, NULL);
+	fx_subscribe(x[1], 2, "other/#", 0); /* lcore 1 wants "other" only */
+	pump(&q, x);
+	roamer_on_0(&q, x, MQTT_V5, &props);
+	fx_connect_start(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
+	fx_subscribe(x[1], 2, "more/#", 0); /* an announcement behind the claim, without "m" */
+	broker_xlcore_input(x[0]->b, q.m[0][0], x[0]->now); /* the claim: the session leaves */
+	broker_xlcore_input(x[0]->b, q.m[0][1], x[0]->now); /* the older announcement */
+	q.n[0] = 0;
+	skipped = fx_count(x[0], BROKER_C_XLCORE_SKIPPED); /* m/1, m/2: nobody there then */
+	assert_int_equal(skipped, 2);
+	fx_publish(x[0], 1, "m/3", "right after", 1, 3, false);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SKIPPED), skipped);
+	pump(&q, x); /* the session, then the publish, reach lcore 1 */
+	assert_true(fx_connack(x[1], 0));
+	assert_true(fx_expect_publish(x[1], 0, "m/1", "unacked", 1).dup);
+	fx_expect_publish(x[1], 0, "m/2", "queued", 1);
+	fx_expect_publish(x[1], 0, "m/3", "right after", 1);
+	pump(&q, x); /* lcore 1's announcement with the session's topics, and its count */
+	fx_publish(x[0], 1, "m/4", "later", 0, 0, false);
+	fx_publish(x[0], 1, "zz/4", "nobody", 0, 0, false);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SKIPPED), skipped + 1);
+	pump(&q, x);
+	fx_expect_publish(x[1], 0, "m/4", "later", 0);
+	teardown(&q, x);
+}
+
 /* A claim older than the connection it would end (the client came back) changes nothing. */
 static void test_stale_claim_ignored(void **state)
 {
@@ -517,6 +598,8 @@ int main(void)
 		cmocka_unit_test(test_qos2_rx_moved),
 		cmocka_unit_test(test_qos2_out_moved),
 		cmocka_unit_test(test_claim_timeout),
+		cmocka_unit_test(test_interest_skip),
+		cmocka_unit_test(test_interest_follows_session),
 		cmocka_unit_test(test_stale_claim_ignored),
 		cmocka_unit_test(test_sys_across),
 		cmocka_unit_test(test_shared_across),
