@@ -28,6 +28,7 @@ struct mqtt_service {
 	struct mqtt_iov *iov;      /* one entry per segment of the longest chain seen */
 	size_t iov_cap;
 	struct mqtt_tcp_conn *wake; /* the broker takes their held input again (input_ready) */
+	uint32_t pending_cap;      /* bytes taken from TCP and not yet used, per connection */
 };
 
 struct mqtt_tcp_conn {
@@ -129,7 +130,32 @@ static struct rte_mbuf *chain_trim(struct rte_mbuf *m, size_t n)
 	return m;
 }
 
-/* Hand the whole pending chain to the broker (a packet may span any number of segments). */
+/*
+ * Take received bytes from TCP, but never more than pending_cap waiting here: what the broker
+ * has not used (a partial packet, or input held during a session claim) stays bounded, and the
+ * rest stays in the TCP receive buffer, whose window then closes on the client. 0, or -1 when
+ * the chain cannot grow (the caller gives up on the peer).
+ */
+static int pull(struct mqtt_tcp_conn *mc)
+{
+	uint32_t have = mc->pending != NULL ? rte_pktmbuf_pkt_len(mc->pending) : 0;
+	struct rte_mbuf *m;
+
+	if (have >= mc->svc->pending_cap || (m = tcp_recv(mc->tc, mc->svc->pending_cap - have)) == NULL)
+		return 0;
+	if (mc->pending == NULL) {
+		mc->pending = m;
+		return 0;
+	}
+	if (rte_pktmbuf_chain(mc->pending, m) != 0) {
+		rte_pktmbuf_free(m);
+		return -1;
+	}
+	return 0;
+}
+
+/* Hand the pending chain to the broker (a packet may span any number of segments), pulling
+ * more from TCP as the broker uses it. */
 static void feed(struct mqtt_tcp_conn *mc)
 {
 	struct mqtt_service *svc = mc->svc;
@@ -157,7 +183,13 @@ static void feed(struct mqtt_tcp_conn *mc)
 			return; /* closed by the broker (mc->bc is NULL) */
 		mc->pending = chain_trim(mc->pending, used);
 		if (used == 0)
-			return; /* a partial packet: wait for more */
+			return; /* a partial packet, or input held: wait */
+		if (pull(mc) != 0) {
+			broker_conn_closed(mc->bc, now);
+			mc->bc = NULL;
+			tcp_abort(mc->tc);
+			return;
+		}
 	}
 }
 
@@ -239,17 +271,16 @@ static void wake_poll(struct mqtt_service *svc)
 static void on_readable(struct tcp_conn *c, void *ctx)
 {
 	struct mqtt_tcp_conn *mc = ctx;
-	struct rte_mbuf *m = tcp_recv(c, UINT32_MAX);
 
 	if (!enter(mc)) {
+		/* shutting down: drop what came */
+		struct rte_mbuf *m = tcp_recv(c, UINT32_MAX);
+
 		rte_pktmbuf_free(m);
 		leave(mc);
 		return;
 	}
-	if (m != NULL && mc->pending == NULL) {
-		mc->pending = m;
-	} else if (m != NULL && rte_pktmbuf_chain(mc->pending, m) != 0) {
-		rte_pktmbuf_free(m); /* over the segment limit of a chain: give up on this peer */
+	if (pull(mc) != 0) { /* over the segment limit of a chain: give up on this peer */
 		if (mc->bc != NULL)
 			broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
 		mc->bc = NULL;
@@ -258,6 +289,7 @@ static void on_readable(struct tcp_conn *c, void *ctx)
 		return;
 	}
 	feed(mc);
+	/* EOF only once everything before the FIN was taken from TCP and used */
 	if (!mc->dead && mc->bc != NULL && tcp_conn_eof(c))
 		end_of_input(mc);
 	leave(mc);
@@ -320,11 +352,18 @@ int mqtt_service_init(unsigned n_workers, unsigned ring_size)
 int mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_config *cfg)
 {
 	struct mqtt_service *svc = calloc(1, sizeof(*svc));
+	struct broker_config def;
 	int rc;
 
 	if (svc == NULL)
 		return -ENOMEM;
 	svc->lc = lc;
+	if (cfg == NULL) {
+		broker_config_defaults(&def);
+		cfg = &def;
+	}
+	/* a whole packet of the largest size we accept, and its header */
+	svc->pending_cap = cfg->max_packet_size + 16;
 	if ((svc->b = broker_create(cfg, &tcp_ops, now_ms(lc))) == NULL) {
 		free(svc);
 		return -ENOMEM;
