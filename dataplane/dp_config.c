@@ -88,17 +88,6 @@ parse_port(conf_node n, struct dp_config *cfg)
 		conf_error(conf_get(n, "mtu"), "mtu below 576");
 }
 
-static int
-conf_u32_in(conf_node n, uint32_t lo, uint32_t hi, uint32_t *out)
-{
-	uint64_t v;
-
-	if (conf_u64(n, lo, hi, &v) != 0)
-		return -1;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 static void
 parse_tcp(conf_node n, struct tcp_config *t)
 {
@@ -120,7 +109,7 @@ parse_tcp(conf_node n, struct tcp_config *t)
 	while (t->wscale < 14 && (65535ull << t->wscale) < t->rcvbuf_bytes)
 		t->wscale++;
 	if (conf_present(conf_get(n, "wscale")) &&
-	    conf_u32_in(conf_get(n, "wscale"), 0, 14, &u) == 0) {
+	    conf_u32(conf_get(n, "wscale"), 0, 14, &u) == 0) {
 		if ((65535ull << u) < t->rcvbuf_bytes)
 			conf_error(conf_get(n, "wscale"), "wscale %u cannot advertise rcvbuf (%u bytes)",
 				   u, t->rcvbuf_bytes);

@@ -482,12 +482,14 @@ int conf_get_size_bytes(conf_node map, const char *key, uint64_t def, uint64_t m
 int conf_get_enum(conf_node map, const char *key, int def, const char *const *names, int *out) { GET_OPT(conf_enum(v, names, out)); }
 
 int
-conf_get_u32(conf_node map, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out)
+conf_u32(conf_node n, uint32_t min, uint32_t max, uint32_t *out)
 {
 	uint64_t v;
-	int rc = conf_get_u64(map, key, def, min, max, &v);
 
-	if (rc == 0)
-		*out = (uint32_t)v;
-	return rc;
+	if (conf_u64(n, min, max, &v) != 0)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
 }
+
+int conf_get_u32(conf_node map, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out) { GET_OPT(conf_u32(v, min, max, out)); }

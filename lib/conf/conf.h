@@ -56,6 +56,7 @@ conf_node conf_seq_at(conf_node seq, size_t i);
 /* Scalars: return 0 or -1 (error recorded, *out untouched). */
 int conf_str(conf_node n, const char **out);
 int conf_u64(conf_node n, uint64_t min, uint64_t max, uint64_t *out);
+int conf_u32(conf_node n, uint32_t min, uint32_t max, uint32_t *out);
 int conf_i64(conf_node n, int64_t min, int64_t max, int64_t *out);
 int conf_double(conf_node n, double *out);
 int conf_bool(conf_node n, bool *out);

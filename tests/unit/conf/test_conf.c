@@ -35,6 +35,12 @@ test_scalars(void **state)
 
 	assert_int_equal(conf_u64(conf_get(r, "a"), 0, 100, &u), 0);
 	assert_int_equal(u, 42);
+	{
+		uint32_t u32;
+
+		assert_int_equal(conf_u32(conf_get(r, "a"), 0, 100, &u32), 0);
+		assert_int_equal(u32, 42);
+	}
 	assert_int_equal(conf_double(conf_get(r, "b"), &d), 0);
 	assert_true(d == 1.5);
 	assert_int_equal(conf_bool(conf_get(r, "c"), &b), 0);
@@ -104,6 +110,12 @@ test_enum_and_types(void **state)
 	assert_int_equal(conf_enum(conf_get(r, "bad"), names, &e), -1);
 	assert_non_null(strstr(conf_first_error(doc), "rtu, tcp"));
 	assert_int_equal(conf_u64(conf_get(r, "neg"), 0, 10, &u), -1);
+	{
+		uint32_t u32 = 9;
+
+		assert_int_equal(conf_u32(conf_get(r, "neg"), 0, 10, &u32), -1);
+		assert_int_equal(u32, 9);
+	}
 	assert_int_equal(conf_str(conf_get(r, "str"), &s), -1);
 	conf_free(doc);
 }
