@@ -1,6 +1,7 @@
 /*
  * tcp.h: the userspace TCP of the dataplane, as seen by the rest of the fast path.
- * A server-side TCP (passive open only) for many small-message peers: per-lcore flow table
+ * A TCP for many small-message peers, passive open (the gateway's services) and active open
+ * (the load generator's client side, later the uplink): per-lcore flow table
  * (rte_hash on the 4-tuple), send/receive buffers as mbuf chains, RFC 6298 RTO, NewReno,
  * delayed ACK, window scaling, timestamps, keepalive, zero-window probes, TIME_WAIT,
  * SYN cookies past the half-open limit, RFC 5961 challenge ACKs.
@@ -51,7 +52,8 @@ enum tcp_close_reason {
  * Callbacks run on the lcore owning the connection, from tcp_input or the timers. They may
  * call any tcp_* function on the connection (tcp_abort and tcp_close included); what they
  * send leaves at the next tcp_flush, in the same segments as the ACK. closed() is called
- * exactly once per accepted connection (never for one refused or never established).
+ * exactly once per accepted connection (never for one refused or never established) and once
+ * per connection tcp_connect() returned.
  */
 struct tcp_app_ops {
 	/* A connection reached ESTABLISHED. Return 0 and set *conn_ctx to accept, <0 to refuse (RST). */
@@ -62,6 +64,8 @@ struct tcp_app_ops {
 	void (*writable)(struct tcp_conn *c, void *conn_ctx);
 	/* The connection is gone; c must not be used after this returns. */
 	void (*closed)(struct tcp_conn *c, void *conn_ctx, enum tcp_close_reason why);
+	/* Active open only: the handshake completed (ESTABLISHED); tcp_send may be used now. */
+	void (*connected)(struct tcp_conn *c, void *conn_ctx);
 };
 
 int tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg);
@@ -69,6 +73,19 @@ void tcp_lcore_fini(struct dp_lcore *lc);   /* aborts every flow (RST), frees ev
 
 /* Listen on our address, port in host order. */
 int tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops, void *listen_ctx);
+
+/*
+ * Active open from our address to dst_be:dport (dport in host order), from an ephemeral port
+ * (1024..65535, the next free 4-tuple). The SYN leaves at the next tcp_flush (after ARP if
+ * need be). ops->connected() reports the handshake; ops->closed() is then called exactly once
+ * for the connection, also when it never got established (TCP_CLOSE_RESET: refused;
+ * TCP_CLOSE_TIMEOUT: syn_retries exhausted; TCP_CLOSE_ABORT: tcp_close/tcp_abort before).
+ * ops->accept is not used. Returns 0 and *out, or -EINVAL, -ENOSPC (no free TCB),
+ * -EADDRNOTAVAIL (every port towards dst_be:dport in use). Simultaneous open is not
+ * supported (a SYN without ACK in SYN_SENT is dropped and counted).
+ */
+int tcp_connect(struct dp_lcore *lc, uint32_t dst_be, uint16_t dport, const struct tcp_app_ops *ops,
+		void *conn_ctx, struct tcp_conn **out);
 
 /* Input: m->data_off at the TCP header, l2_len/l3_len set, IPv4 header validated. Consumes m. */
 void tcp_input(struct dp_lcore *lc, struct rte_mbuf *m);
@@ -111,6 +128,7 @@ enum tcp_state {
 	TCP_ST_CLOSING,
 	TCP_ST_LAST_ACK,
 	TCP_ST_TIME_WAIT,
+	TCP_ST_SYN_SENT,           /* active open: our SYN sent, waiting for the SYN-ACK */
 	TCP_ST_COUNT
 };
 const char *tcp_state_name(enum tcp_state st);  /* "ESTABLISHED", ... */
@@ -122,7 +140,7 @@ struct tcp_mem_stats {
 	uint32_t flows_by_state[TCP_ST_COUNT];
 	uint32_t flows;                /* flows in the table, all states */
 	uint32_t max_flows;
-	uint32_t half_open;
+	uint32_t half_open;            /* SYN_RECEIVED (passive) */
 	uint32_t tcb_bytes;            /* sizeof the TCB (the per-lcore pool holds max_flows) */
 	uint32_t hash_bytes_per_entry; /* estimate: key slot + bucket share + free-slot ring */
 	uint64_t sndq_mbufs, rcvq_mbufs, ooo_mbufs;  /* mbufs held in queues */

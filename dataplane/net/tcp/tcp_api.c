@@ -124,6 +124,10 @@ tcp_close(struct tcp_conn *c)
 {
 	if (c->state == TCP_ST_CLOSED || (c->flags & TF_APP_CLOSED))
 		return;
+	if (c->state == TCP_ST_SYN_SENT) {  /* nothing to say to the peer yet (RFC 793) */
+		tcp_conn_close(c, TCP_CLOSE_ABORT);
+		return;
+	}
 	if (c->rcvq.bytes > 0 || c->ooo != NULL) {
 		/* unread data would be lost silently: reset instead (RFC 2525 2.17, as Linux) */
 		DP_INC(c->tl->lc, tcp, CLOSE_UNREAD);
@@ -143,7 +147,7 @@ tcp_abort(struct tcp_conn *c)
 	if (c->state == TCP_ST_CLOSED)
 		return;
 	DP_INC(c->tl->lc, tcp, ABORT);
-	if (c->state != TCP_ST_TIME_WAIT)
+	if (c->state != TCP_ST_TIME_WAIT && c->state != TCP_ST_SYN_SENT)
 		tcp_send_rst(c);
 	tcp_conn_close(c, TCP_CLOSE_ABORT);
 }

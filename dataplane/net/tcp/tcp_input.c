@@ -585,6 +585,10 @@ tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 {
 	bool readable = false, writable = false;
 
+	if (c->state == TCP_ST_SYN_SENT) {
+		tcp_synsent_input(c, s, m);
+		return;
+	}
 	if (paws_reject(c, s)) {
 		DP_INC(c->tl->lc, tcp, PAWS);
 		ack_now(c);

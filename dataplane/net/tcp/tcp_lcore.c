@@ -56,6 +56,7 @@ static const char *const state_names[TCP_ST_COUNT] = {
 	[TCP_ST_CLOSING] = "CLOSING",
 	[TCP_ST_LAST_ACK] = "LAST_ACK",
 	[TCP_ST_TIME_WAIT] = "TIME_WAIT",
+	[TCP_ST_SYN_SENT] = "SYN_SENT",
 };
 
 const char *
@@ -208,7 +209,7 @@ tcp_lcore_fini(struct dp_lcore *lc)
 
 		if (!(c->flags & TF_INUSE) || c->state == TCP_ST_CLOSED)
 			continue;
-		if (c->state != TCP_ST_TIME_WAIT)
+		if (c->state != TCP_ST_TIME_WAIT && c->state != TCP_ST_SYN_SENT)
 			tcp_send_rst(c);
 		tcp_conn_close(c, TCP_CLOSE_SHUTDOWN);
 	}

@@ -4,7 +4,7 @@
  * send queue is never handed to the NIC; the checksum field is left zero for ipv4_output().
  * tcp_output() sends what cwnd and the peer's window allow, with the ACK piggybacked; pure
  * ACKs are coalesced: input marks the flow (TF_ACKNOW) and tcp_flush() sends at most one per
- * flow per rx burst. Also: SYN-ACKs (with or without a TCB), RSTs, window probes.
+ * flow per rx burst. Also: SYNs, SYN-ACKs (with or without a TCB), RSTs, window probes.
  */
 #include <string.h>
 
@@ -243,37 +243,60 @@ tcp_send_rst(struct tcp_conn *c)
 	seg_send(c->tl, &c->key, &o);
 }
 
-void
-tcp_send_synack(struct tcp_conn *c)
+/* Options of a SYN or SYN-ACK: MSS, window scale (ws < 0: none), timestamps, SACK permitted. */
+static uint8_t
+syn_opts(const struct tcp_lcore *tl, uint8_t *opts, int ws, bool ts, uint32_t tsecr, bool sack)
 {
-	struct tcp_lcore *tl = c->tl;
-	struct seg_out o;
-	uint8_t *p;
+	uint8_t *p = opt_mss(opts, tl->cfg.mss);
 
-	memset(&o, 0, offsetof(struct seg_out, opts));
-	o.seq = c->iss;
-	o.ack = c->rcv_nxt;
-	o.flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
-	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);  /* never scaled in a SYN */
-	p = opt_mss(o.opts, tl->cfg.mss);
-	if (c->flags & TF_WS_OK) {
+	if (ws >= 0) {
 		*p++ = TCPOPT_NOP;
 		*p++ = TCPOPT_WSCALE;
 		*p++ = 3;
-		*p++ = c->rcv_wscale;
+		*p++ = (uint8_t)ws;
 	}
-	if (c->flags & TF_TS_OK)
-		p = opt_ts(p, ts_now(tl), c->ts_recent);
-	if (c->flags & TF_SACK_OK) {
+	if (ts)
+		p = opt_ts(p, ts_now(tl), tsecr);
+	if (sack) {
 		/* we take SACK blocks (loss detection) but send none: RFC 2018 allows both */
 		*p++ = TCPOPT_NOP;
 		*p++ = TCPOPT_NOP;
 		*p++ = TCPOPT_SACK_OK;
 		*p++ = 2;
 	}
-	o.optlen = (uint8_t)(p - o.opts);
+	return (uint8_t)(p - opts);
+}
+
+void
+tcp_send_synack(struct tcp_conn *c)
+{
+	struct tcp_lcore *tl = c->tl;
+	struct seg_out o;
+
+	memset(&o, 0, offsetof(struct seg_out, opts));
+	o.seq = c->iss;
+	o.ack = c->rcv_nxt;
+	o.flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
+	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);  /* never scaled in a SYN */
+	o.optlen = syn_opts(tl, o.opts, (c->flags & TF_WS_OK) ? c->rcv_wscale : -1,
+			    c->flags & TF_TS_OK, c->ts_recent, c->flags & TF_SACK_OK);
 	seg_send(tl, &c->key, &o);
 	c->rcv_adv = c->rcv_nxt + o.win;
+}
+
+/* Active open: our SYN offers everything we do; the SYN-ACK decides (tcp_connect.c). */
+void
+tcp_send_syn(struct tcp_conn *c)
+{
+	struct tcp_lcore *tl = c->tl;
+	struct seg_out o;
+
+	memset(&o, 0, offsetof(struct seg_out, opts));
+	o.seq = c->iss;
+	o.flags = RTE_TCP_SYN_FLAG;
+	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);
+	o.optlen = syn_opts(tl, o.opts, tl->cfg.wscale, tl->cfg.timestamps, 0, true);
+	seg_send(tl, &c->key, &o);
 }
 
 /* A SYN-ACK whose ISS is a SYN cookie: no TCB, MSS option only (see tcp_syncookie.c). */
@@ -393,7 +416,7 @@ tcp_output(struct tcp_conn *c)
 
 	if (!can_send_data(c)) {
 		if ((c->flags & TF_ACKNOW) && c->state != TCP_ST_CLOSED &&
-		    c->state != TCP_ST_SYN_RECEIVED)
+		    c->state != TCP_ST_SYN_RECEIVED && c->state != TCP_ST_SYN_SENT)
 			tcp_send_ack(c);
 		return;
 	}

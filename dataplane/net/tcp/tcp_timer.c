@@ -167,6 +167,18 @@ rexmt_fire(struct tcp_conn *c)
 		persist_fire(c);
 		return;
 	}
+	if (c->state == TCP_ST_SYN_SENT) {
+		if (c->rxtshift >= cfg->syn_retries) {
+			DP_INC(lc, tcp, CONNECT_TIMEOUT);
+			tcp_conn_close(c, TCP_CLOSE_TIMEOUT);
+			return;
+		}
+		rto_backoff(c);
+		DP_INC(lc, tcp, SYN_REXMT);
+		tcp_send_syn(c);
+		tcp_timer_set(c, TT_REXMT, c->rto_ms);
+		return;
+	}
 	if (c->state == TCP_ST_SYN_RECEIVED) {
 		if (c->rxtshift >= cfg->syn_retries) {
 			DP_INC(lc, tcp, HALF_OPEN_EXPIRED);

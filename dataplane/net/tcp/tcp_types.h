@@ -4,7 +4,7 @@
  * the rest of the dataplane uses tcp.h.
  *
  * Files in data-flow order: tcp_input.c (validate, demux, state machine) -> tcp_syncookie.c
- * (past the half-open limit) -> tcp_buf.c (receive/out-of-order/send queues as mbuf chains)
+ * (past the half-open limit) | tcp_connect.c (active open, SYN_SENT) -> tcp_buf.c (receive/out-of-order/send queues as mbuf chains)
  * -> tcp_api.c (what the app calls) -> tcp_output.c (segments, ACK coalescing, RST) ->
  * tcp_timer.c (timer wheel: RTO, delayed ACK, persist, keepalive, TIME_WAIT) with
  * tcp_newreno.c behind tcp_cc.h; tcp_lcore.c owns tables, pools and stats.
@@ -157,6 +157,7 @@ struct tcp_lcore {
 	uint64_t q_bytes[3];
 	struct tcp_listener listeners[TCP_MAX_LISTENERS];
 	unsigned n_listeners;
+	uint16_t eph_next;     /* active open: next ephemeral port to try (host order) */
 	struct tcp_conn *flush_head;
 	struct tcp_conn *reap_head;
 	int ooo_dynoff;        /* mbuf dynfield offset for the out-of-order link */
@@ -217,6 +218,9 @@ void tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);
 bool tcp_challenge_ack_ok(struct tcp_lcore *tl);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 
+/* tcp_connect.c */
+void tcp_synsent_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);
+
 /* tcp_syncookie.c */
 uint32_t tcp_cookie_make(struct tcp_lcore *tl, const struct tcp_seg *s, uint16_t *mss);
 int tcp_cookie_check(struct tcp_lcore *tl, const struct tcp_seg *s, uint16_t *mss);
@@ -224,6 +228,7 @@ int tcp_cookie_check(struct tcp_lcore *tl, const struct tcp_seg *s, uint16_t *ms
 /* tcp_output.c */
 void tcp_output(struct tcp_conn *c);
 void tcp_send_ack(struct tcp_conn *c);
+void tcp_send_syn(struct tcp_conn *c);
 void tcp_send_synack(struct tcp_conn *c);
 void tcp_send_cookie_synack(struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t iss,
 			    uint16_t mss);

@@ -157,11 +157,20 @@ app_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 		h_app.c = NULL;
 }
 
+static void
+app_connected(struct tcp_conn *c, void *ctx)
+{
+	assert_ptr_equal(ctx, &h_app);
+	h_app.connects++;
+	h_app.c = c;
+}
+
 const struct tcp_app_ops h_ops = {
 	.accept = app_accept,
 	.readable = app_readable,
 	.writable = app_writable,
 	.closed = app_closed,
+	.connected = app_connected,
 };
 
 /* --- setup --- */

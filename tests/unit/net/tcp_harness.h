@@ -40,7 +40,7 @@ extern struct h_out h_cap[H_MAX_CAP];
 
 /* The test application. */
 struct h_app {
-	int accepts, readables, writables, closes;
+	int accepts, readables, writables, closes, connects;
 	enum tcp_close_reason why;
 	struct tcp_conn *c;
 	bool refuse;   /* accept() returns -1 */

@@ -1438,6 +1438,235 @@ test_pool_pressure_closes_windows(void **state)
 	assert_int_equal(H_CNT(MEM_PRESSURE), 1);
 }
 
+/* --- active open (tcp_connect.c) --- */
+
+#define PEER_SVC 5000
+
+/* tcp_connect to the peer's PEER_SVC; checks the SYN and returns it (h_cap[0]). */
+static struct tcp_conn *
+connect_syn(struct h_out *syn)
+{
+	struct tcp_conn *c = NULL;
+
+	h_clear();
+	assert_int_equal(tcp_connect(&h_lc, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c), 0);
+	assert_non_null(c);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_SYN_SENT);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, SYN);
+	assert_int_equal(h_cap[0].dst_be, H_PEER_IP);
+	assert_int_equal(h_cap[0].dport, PEER_SVC);
+	assert_true(h_cap[0].sport >= 1024);
+	*syn = h_cap[0];
+	return c;
+}
+
+/* The peer's SYN-ACK to our SYN, from PEER_SVC; opts as given. */
+static void
+synack(const struct h_out *syn, uint32_t isn, const uint8_t *opts, unsigned optlen)
+{
+	struct h_seg s = { .flags = SYN | ACK, .seq = isn, .ack = syn->seq + 1, .win = 29200,
+			   .opts = opts, .optlen = optlen, .sport = PEER_SVC, .dport = syn->sport };
+
+	h_clear();
+	h_input(&s);
+}
+
+static void
+test_active_open(void **state)
+{
+	/* MSS 1400, NOP WS 7, NOP NOP TS(500, echo) */
+	uint8_t opts[20] = { 2, 4, 0x05, 0x78, 1, 3, 3, 7, 1, 1, 8, 10, 0, 0, 0x01, 0xf4 };
+	struct h_peer p;
+	struct h_out syn;
+	struct tcp_mem_stats ms;
+	static uint8_t buf[3000];
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = connect_syn(&syn);
+	assert_int_equal(syn.mss, 1460);
+	assert_int_equal(syn.wscale, 2);
+	assert_true(syn.has_ts);
+	assert_int_equal(syn.tsecr, 0);
+	assert_int_equal(syn.win, 65535);
+	assert_int_equal(H_CNT(CONNECT), 1);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.flows_by_state[TCP_ST_SYN_SENT], 1);
+	assert_int_equal(ms.half_open, 0);  /* SYN flood accounting is for passive opens */
+	assert_int_equal(tcp_send_space(c), 0);
+	assert_int_equal(tcp_write(c, "x", 1), -ENOTCONN);
+
+	/* the SYN-ACK echoes our TSval: the handshake completes, the third segment is an ACK */
+	memcpy(opts + 16, (uint8_t[]){ (uint8_t)(syn.tsval >> 24), (uint8_t)(syn.tsval >> 16),
+				       (uint8_t)(syn.tsval >> 8), (uint8_t)syn.tsval }, 4);
+	synack(&syn, 0xfffffff8u, opts, 20);
+	assert_int_equal(h_app.connects, 1);
+	assert_ptr_equal(h_app.c, c);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+	assert_int_equal(H_CNT(CONN_CONNECTED), 1);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].seq, syn.seq + 1);
+	assert_int_equal(h_cap[0].ack, 0xfffffff9u);
+	assert_int_equal(h_cap[0].tsecr, 500);
+	assert_int_equal(h_cap[0].win, 65536 >> 2);  /* scaled from now on */
+
+	/* data both ways: our segments are the peer's MSS less the timestamps */
+	p = (struct h_peer){ .port = PEER_SVC, .isn = 0xfffffff8u, .snd_nxt = 0xfffffff9u,
+			     .iss = syn.seq, .rcv_nxt = syn.seq + 1, .ts = true, .tsval = 500 };
+	fill(buf, sizeof(buf), 0);
+	h_clear();
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_flush();
+	assert_int_equal(h_ncap, 3);
+	assert_int_equal(h_cap[0].len, 1388);
+	assert_int_equal(h_cap[0].dport, PEER_SVC);
+	assert_memory_equal(h_cap[1].data, buf + 1388, 1388);
+	/* the harness's peer talks to H_PORT: this one is at our ephemeral port */
+	{
+		struct h_seg d = { .flags = ACK | PSH, .seq = p.snd_nxt, .ack = syn.seq + 1 + 3000,
+				   .win = 1000, .data = "hello", .len = 5, .sport = PEER_SVC,
+				   .dport = syn.sport };
+
+		h_app.consume = true;
+		h_clear();
+		h_input(&d);
+		assert_int_equal(h_app.rxlen, 5);
+		assert_memory_equal(h_app.rx, "hello", 5);
+		assert_int_equal(h_app.writables, 1);
+	}
+	/* abort: RST, closed() once */
+	tcp_abort(c);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_ABORT);
+}
+
+static void
+test_active_open_no_options(void **state)
+{
+	struct h_out syn;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = connect_syn(&syn);
+	synack(&syn, 1000, NULL, 0);  /* a minimal peer: no MSS, no scaling, no timestamps */
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].win, 65535);  /* our window unscaled: the peer did not agree */
+	assert_false(h_cap[0].has_ts);
+	h_clear();
+	{
+		static uint8_t buf[1000];
+
+		assert_int_equal(tcp_write(c, buf, sizeof(buf)), 1000);
+		h_flush();
+		assert_int_equal(h_ncap, 2);
+		assert_int_equal(h_cap[0].len, 536);  /* RFC 879 default MSS */
+	}
+}
+
+static void
+test_active_open_refused_and_bad_acks(void **state)
+{
+	struct h_out syn;
+	struct h_seg s = { .sport = PEER_SVC, .win = 1000 };
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	(void)connect_syn(&syn);
+	s.dport = syn.sport;
+
+	/* an ACK for something we never sent: RST with its ACK as our SEQ, we stay in SYN_SENT */
+	s.flags = SYN | ACK;
+	s.seq = 77;
+	s.ack = syn.seq;
+	h_clear();
+	h_input(&s);
+	assert_int_equal(H_CNT(BAD_HANDSHAKE_ACK), 1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST);
+	assert_int_equal(h_cap[0].seq, syn.seq);
+	assert_int_equal(h_app.closes, 0);
+
+	/* a RST without ACK is not acceptable in SYN_SENT */
+	s.flags = RST;
+	s.ack = 0;
+	h_clear();
+	h_input(&s);
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(h_app.closes, 0);
+	/* a SYN without ACK (simultaneous open) is dropped and counted */
+	s.flags = SYN;
+	h_input(&s);
+	assert_int_equal(H_CNT(SIMULTANEOUS_OPEN), 1);
+	assert_int_equal(h_app.closes, 0);
+
+	/* RST+ACK acknowledging our SYN: refused */
+	s.flags = RST | ACK;
+	s.seq = 0;
+	s.ack = syn.seq + 1;
+	h_input(&s);
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_RESET);
+	assert_int_equal(H_CNT(CONN_REFUSED), 1);
+	assert_int_equal(h_app.connects, 0);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+}
+
+static void
+test_active_open_timeout_and_close(void **state)
+{
+	struct h_out syn, syn2;
+	struct tcp_conn *c2;
+	(void)state;
+
+	cfg_default();
+	cfg.syn_retries = 2;
+	h_setup(&cfg);
+	(void)connect_syn(&syn);
+	h_clear();
+	h_advance_ms(1000);   /* RTO 1 s: the SYN again, same ISS */
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, SYN);
+	assert_int_equal(h_cap[0].seq, syn.seq);
+	h_clear();
+	h_advance_ms(1999);   /* backed off to 2 s */
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(H_CNT(SYN_REXMT), 2);
+	h_advance_ms(4000);   /* retries exhausted */
+	assert_int_equal(h_app.closes, 1);
+	assert_int_equal(h_app.why, TCP_CLOSE_TIMEOUT);
+	assert_int_equal(H_CNT(CONNECT_TIMEOUT), 1);
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+
+	/* two opens to the same service take different ports; closing one before the SYN-ACK
+	 * ends it quietly (closed(ABORT), nothing sent), and a late SYN-ACK gets a RST */
+	c2 = connect_syn(&syn);
+	(void)connect_syn(&syn2);
+	assert_int_not_equal(syn.sport, syn2.sport);
+	h_clear();
+	tcp_close(c2);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	assert_int_equal(h_app.closes, 2);
+	assert_int_equal(h_app.why, TCP_CLOSE_ABORT);
+	synack(&syn, 5, NULL, 0);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, RST);
+	assert_int_equal(tcp_flow_count(&h_lc), 1);
+	assert_int_equal(tcp_connect(&h_lc, H_PEER_IP, 0, &h_ops, &h_app, &c2), -EINVAL);
+}
+
 int
 main(void)
 {
@@ -1477,6 +1706,10 @@ main(void)
 		cmocka_unit_test_teardown(test_time_wait_reuse, teardown),
 		cmocka_unit_test_teardown(test_sack, teardown),
 		cmocka_unit_test_teardown(test_pool_pressure_closes_windows, teardown),
+		cmocka_unit_test_teardown(test_active_open, teardown),
+		cmocka_unit_test_teardown(test_active_open_no_options, teardown),
+		cmocka_unit_test_teardown(test_active_open_refused_and_bad_acks, teardown),
+		cmocka_unit_test_teardown(test_active_open_timeout_and_close, teardown),
 	};
 
 	if (h_eal_init() < 0) {
