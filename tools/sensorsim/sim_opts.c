@@ -16,6 +16,11 @@
 void sim_opts_defaults(struct sim_opts *o)
 {
 	memset(o, 0, sizeof(*o));
+	o->transport = SIM_TR_KERNEL;
+	snprintf(o->memif_socket, sizeof(o->memif_socket), "/run/edgegw/memif.sock");
+	inet_pton(AF_INET, "198.18.0.2", &o->local);
+	o->local_plen = 24;
+	o->cpu = -1;
 	snprintf(o->host, sizeof(o->host), "127.0.0.1");
 	o->port = 1883;
 	o->sessions = 100;
@@ -67,7 +72,12 @@ void sim_opts_usage(const char *prog)
 "      --connect-timeout S  time allowed for all sessions to connect (10)\n"
 "      --client-prefix P    client id prefix (simPID-)\n"
 "  -j, --json               print the final one-line JSON report on stdout\n"
-"      --quiet              no human-readable report\n", prog);
+"      --quiet              no human-readable report\n"
+"      --transport T        kernel (sockets, any broker) or memif (DPDK net_memif client with\n"
+"                           the dataplane's own TCP: no kernel in the path; one thread) (kernel)\n"
+"      --memif-socket PATH  memif: the dataplane's memif control socket (/run/edgegw/memif.sock)\n"
+"      --local A[/LEN]      memif: our IPv4 address on the link (198.18.0.2/24)\n"
+"      --cpu N              memif: the core the EAL lcore runs on (first allowed core)\n", prog);
 }
 
 int sim_parse_range(const char *s, uint32_t *lo, uint32_t *hi)
@@ -225,7 +235,8 @@ static int parse_num(const char *s, double lo, double hi, double *v)
 	return end == s || *end != '\0' || errno || *v < lo || *v > hi ? -EINVAL : 0;
 }
 
-enum { O_SUBQOS = 256, O_NOPUB, O_NOCLEAN, O_DRAIN, O_CTIMEOUT, O_PREFIX, O_QUIET };
+enum { O_SUBQOS = 256, O_NOPUB, O_NOCLEAN, O_DRAIN, O_CTIMEOUT, O_PREFIX, O_QUIET, O_TRANSPORT,
+       O_MEMIF, O_LOCAL, O_CPU };
 
 static const struct option long_opts[] = {
 	{ "host", required_argument, NULL, 'H' }, { "port", required_argument, NULL, 'p' },
@@ -242,6 +253,9 @@ static const struct option long_opts[] = {
 	{ "connect-timeout", required_argument, NULL, O_CTIMEOUT },
 	{ "client-prefix", required_argument, NULL, O_PREFIX }, { "json", no_argument, NULL, 'j' },
 	{ "quiet", no_argument, NULL, O_QUIET }, { "help", no_argument, NULL, 'h' },
+	{ "transport", required_argument, NULL, O_TRANSPORT },
+	{ "memif-socket", required_argument, NULL, O_MEMIF },
+	{ "local", required_argument, NULL, O_LOCAL }, { "cpu", required_argument, NULL, O_CPU },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -300,6 +314,39 @@ static int parse_one(struct sim_opts *o, int opt, const char *arg)
 	case 'm': if (parse_num(arg, 0, 1e15, &v)) return -EINVAL; o->count = (uint64_t)v; return 0;
 	case O_DRAIN: return parse_num(arg, 0, 3600, &o->drain_s);
 	case O_CTIMEOUT: return parse_num(arg, 0.1, 3600, &o->connect_timeout_s);
+	case O_TRANSPORT:
+		if (strcmp(arg, "kernel") == 0)
+			o->transport = SIM_TR_KERNEL;
+		else if (strcmp(arg, "memif") == 0)
+			o->transport = SIM_TR_MEMIF;
+		else
+			return -EINVAL;
+		return 0;
+	case O_MEMIF:
+		if (arg[0] == '\0' || strlen(arg) >= sizeof(o->memif_socket))
+			return -EINVAL;
+		snprintf(o->memif_socket, sizeof(o->memif_socket), "%s", arg);
+		return 0;
+	case O_LOCAL: {
+		char a[INET_ADDRSTRLEN];
+		const char *slash = strchr(arg, '/');
+		size_t len = slash ? (size_t)(slash - arg) : strlen(arg);
+
+		if (len >= sizeof(a))
+			return -EINVAL;
+		memcpy(a, arg, len);
+		a[len] = '\0';
+		if (inet_pton(AF_INET, a, &o->local) != 1 || o->local.s_addr == 0)
+			return -EINVAL;
+		o->local_plen = 24;
+		if (slash != NULL) {
+			if (parse_num(slash + 1, 1, 30, &v))
+				return -EINVAL;
+			o->local_plen = (uint8_t)v;
+		}
+		return 0;
+	}
+	case O_CPU: if (parse_num(arg, 0, 4095, &v)) return -EINVAL; o->cpu = (int)v; return 0;
 	case O_PREFIX:
 		if (strlen(arg) >= sizeof(o->client_prefix))
 			return -EINVAL;
@@ -345,6 +392,15 @@ int sim_opts_parse(struct sim_opts *o, int argc, char **argv)
 	}
 	if (o->subscribers > 0 && o->sub_filter[0] == '\0') {
 		fprintf(stderr, "edgegw-sensorsim: --subscribers needs --sub-filter\n");
+		return -EINVAL;
+	}
+	if (o->transport == SIM_TR_MEMIF && o->threads > 1) {
+		fprintf(stderr, "edgegw-sensorsim: the memif transport runs one thread (one lcore)\n");
+		return -EINVAL;
+	}
+	if (o->transport == SIM_TR_MEMIF && o->n_bind > 0) {
+		fprintf(stderr, "edgegw-sensorsim: --bind is for the kernel transport; memif uses "
+			"--local\n");
 		return -EINVAL;
 	}
 	if (o->duration_s == 0 && o->count == 0 && !o->no_publish) {

@@ -17,7 +17,14 @@
 #define SIM_PAYLOAD_MAX  (1u << 20)
 #define SIM_MAX_WINDOW   1024u
 
+enum sim_transport_kind { SIM_TR_KERNEL = 0, SIM_TR_MEMIF };
+
 struct sim_opts {
+	uint8_t transport;           /* enum sim_transport_kind */
+	char memif_socket[108];      /* memif: the dataplane's control socket (it is the server) */
+	struct in_addr local;        /* memif: our address on the link */
+	uint8_t local_plen;
+	int cpu;                     /* memif: the core for the EAL lcore (-1: first allowed) */
 	char host[64];
 	uint16_t port;
 	struct in_addr bind[SIM_MAX_BIND];  /* source addresses, sessions round-robin over them */

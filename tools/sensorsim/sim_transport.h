@@ -1,9 +1,8 @@
 /*
  * sim_transport.h: how the simulator reaches a broker, behind an ops table (the libmodbus backend
  * habit): the session code calls connect/send/recv/close and waits on the transport's poller.
- * sim_transport_kernel.c implements it on kernel TCP sockets and epoll. A DPDK net_memif transport
- * driving the dataplane's TCP stack as a client is future work (that stack opens passively only):
- * see docs/sensorsim.md.
+ * sim_transport_kernel.c implements it on kernel TCP sockets and epoll; sim_transport_memif.c on a
+ * DPDK net_memif port with the dataplane's own TCP stack as the client (built with the dataplane).
  */
 #ifndef EDGEGW_SIM_TRANSPORT_H
 #define EDGEGW_SIM_TRANSPORT_H
@@ -51,8 +50,10 @@ struct sim_transport_ops {
 struct sim_transport {
 	const struct sim_transport_ops *ops;
 	int fd;          /* kernel: the epoll instance */
+	void *priv;      /* memif: the stack */
 };
 
 extern const struct sim_transport_ops sim_transport_kernel;
+extern const struct sim_transport_ops sim_transport_memif;
 
 #endif

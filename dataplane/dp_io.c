@@ -1,0 +1,45 @@
+/*
+ * dp_io.c: the few services every layer of the fast path uses on its lcore: mbuf allocation for
+ * locally built packets and the per-burst tx buffer (dp.h). Part of dp_net_lib with the
+ * protocol layers, so another DPDK program (the load generator's memif transport) runs the
+ * same stack.
+ */
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include "dp.h"
+
+struct rte_mbuf *
+dp_alloc(struct dp_lcore *lc)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(lc->pool);
+
+	if (unlikely(m == NULL))
+		DP_INC(lc, port, MBUF_ALLOC_FAIL);
+	return m;
+}
+
+void
+dp_tx_flush(struct dp_lcore *lc)
+{
+	uint16_t sent = 0;
+	unsigned tries = 0;
+
+	while (sent < lc->tx_n && tries++ < 8)
+		sent += rte_eth_tx_burst(lc->port_id, lc->queue_id, lc->tx_buf + sent,
+					 (uint16_t)(lc->tx_n - sent));
+	DP_ADD(lc, port, TX_PKTS, sent);
+	if (unlikely(sent < lc->tx_n)) {
+		DP_ADD(lc, port, TX_DROP, lc->tx_n - sent);
+		rte_pktmbuf_free_bulk(lc->tx_buf + sent, (unsigned)(lc->tx_n - sent));
+	}
+	lc->tx_n = 0;
+}
+
+void
+dp_tx_enqueue(struct dp_lcore *lc, struct rte_mbuf *m)
+{
+	if (unlikely(lc->tx_n == DP_TX_BUF))
+		dp_tx_flush(lc);
+	lc->tx_buf[lc->tx_n++] = m;
+}
