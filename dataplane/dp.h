@@ -48,6 +48,8 @@ struct dp_lcore {
 	uint64_t tsc_hz;
 
 	/* packets built during this burst, sent by dp_tx_flush() */
+	uint32_t tx_wait_us;       /* 0 (the dataplane): a full tx ring drops after 8 tries; else
+				    * wait up to this long for room (the load generator's stack) */
 	uint16_t tx_n;
 	struct rte_mbuf *tx_buf[DP_TX_BUF];
 

@@ -483,7 +483,7 @@ int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 	snprintf(cpu, sizeof(cpu), "%d", o->cpu >= 0 ? o->cpu : first_cpu());
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)mem_mb);
 	snprintf(prefix, sizeof(prefix), "egw-sim%d", (int)getpid());
-	snprintf(vdev, sizeof(vdev), MEMIF_DEV ",role=client,socket=%s,socket-abstract=no,id=0", o->memif_socket);
+	snprintf(vdev, sizeof(vdev), MEMIF_DEV ",role=client,socket=%s,socket-abstract=no,id=0,rsize=14", o->memif_socket);
 	if (rte_eal_init((int)RTE_DIM(argv) - 1, argv) < 0) {
 		fprintf(stderr, "edgegw-sensorsim: memif: EAL init failed: %s\n",
 			rte_strerror(rte_errno));
@@ -511,6 +511,7 @@ int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 	lc->netmask_be = htonl(o->local_plen ? ~0u << (32 - o->local_plen) : 0);
 	lc->tsc_hz = rte_get_tsc_hz();
 	lc->now_tsc = rte_rdtsc();
+	lc->tx_wait_us = 2000; /* a full ring means the broker is behind: wait, do not drop */
 	tcp_config_defaults(&tc);
 	tc.max_flows = RTE_MAX(sessions + sessions / 4 + 1024, 4096u); /* TIME_WAIT leftovers */
 	tc.rcvbuf_bytes = 256 * 1024;
