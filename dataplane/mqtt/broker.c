@@ -150,6 +150,7 @@ void broker_destroy(struct broker *b)
 		broker_msg_unref(b->replay[i]);
 	xlcore_fini(b);
 	retain_destroy(b->retained);
+	broker_msg_cache_drain();
 	mqtt_topic_tree_destroy(b->tree);
 	free(b->scratch);
 	free(b->iov);

@@ -40,6 +40,8 @@ struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
 				  const struct mqtt_props *props, uint64_t now_ms);
 void broker_msg_ref(struct broker_msg *m);
 void broker_msg_unref(struct broker_msg *m);
+/* Give back this thread's cached message blocks (at broker_destroy). */
+void broker_msg_cache_drain(void);
 bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms);
 
 /* ---- topic tree (lib/mqtt's trie, topic_tree.c) ---- */

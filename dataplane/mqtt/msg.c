@@ -2,11 +2,69 @@
  * msg.c: refcounted messages. A PUBLISH's topic, payload (gathered from the input segments)
  * and the 5.0 properties a subscriber must see are copied once into one block; deliveries,
  * queues, inflight slots and the retained store hold references, so fan-out copies nothing.
+ *
+ * Small messages (a sensor reading: header, topic, a few bytes) come from fixed blocks kept on a
+ * per-thread free list, so the fast path does not pay malloc and free per PUBLISH (they were a
+ * fifth of the worker's cycles at QoS 0). A block freed on another lcore (the last reference
+ * dropped there) joins that lcore's list: blocks are interchangeable. The list is bounded and
+ * given back by broker_msg_cache_drain(). Under AddressSanitizer it is off, so a use after the
+ * last unref is still caught.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker_int.h"
+
+#define MSG_BLOCK 256u          /* bytes: a message this size or smaller takes a block */
+#define MSG_CACHE_MAX 8192u     /* blocks kept per thread (2 MiB) */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MSG_CACHE 0
+#else
+#define MSG_CACHE 1
+#endif
+
+struct msg_block { struct msg_block *next; };
+static __thread struct msg_block *cache_head;
+static __thread uint32_t cache_n;
+
+static void *msg_alloc(size_t size)
+{
+	struct msg_block *blk;
+
+	if (!MSG_CACHE || size > MSG_BLOCK)
+		return malloc(size);
+	if ((blk = cache_head) != NULL) {
+		cache_head = blk->next;
+		cache_n--;
+		return blk;
+	}
+	return malloc(MSG_BLOCK);
+}
+
+static void msg_free(struct broker_msg *m)
+{
+	struct msg_block *blk = (struct msg_block *)m;
+
+	if (!MSG_CACHE || m->size > MSG_BLOCK || cache_n >= MSG_CACHE_MAX) {
+		free(m);
+		return;
+	}
+	blk->next = cache_head;
+	cache_head = blk;
+	cache_n++;
+}
+
+void broker_msg_cache_drain(void)
+{
+	struct msg_block *blk;
+
+	while ((blk = cache_head) != NULL) {
+		cache_head = blk->next;
+		free(blk);
+	}
+	cache_n = 0;
+}
 
 
 static size_t props_bytes(const struct mqtt_props *p, uint16_t *n_user)
@@ -75,10 +133,11 @@ struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
 	for (size_t i = 0; i < n_payload; i++)
 		plen += payload[i].len;
 	size = sizeof(*m) + props_bytes(props, &n_user) + topic.len + plen;
-	if ((m = calloc(1, size)) == NULL) {
+	if ((m = msg_alloc(size)) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		return NULL;
 	}
+	memset(m, 0, sizeof(*m)); /* the rest is written below */
 	m->refcnt = 1;
 	m->size = (uint32_t)size;
 	at = (char *)(m + 1);
@@ -105,7 +164,7 @@ void broker_msg_ref(struct broker_msg *m)
 void broker_msg_unref(struct broker_msg *m)
 {
 	if (m != NULL && __atomic_sub_fetch(&m->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
-		free(m);
+		msg_free(m);
 }
 
 bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms)

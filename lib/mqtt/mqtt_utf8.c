@@ -3,6 +3,8 @@
  * overlong forms, nothing above U+10FFFF), no surrogates, no U+0000. Non-characters such as
  * U+FFFF and control characters are allowed: the spec says receivers MUST NOT reject them.
  */
+#include <string.h>
+
 #include "mqtt_codec.h"
 
 /* Length of the sequence led by b, its minimum code point, and the lead's payload bits. */
@@ -37,7 +39,20 @@ int mqtt_utf8_check(const uint8_t *s, size_t len)
 
 	while (i < len) {
 		uint32_t cp, min;
-		int n = utf8_lead(s[i], &cp, &min);
+		int n;
+
+		if (len - i >= 8) {
+			/* the common case, a topic in ASCII: 8 bytes at a time, none 0 or >= 0x80
+			 * (b - 1 borrows only from a 0 byte, and sets the high bit for 0 and >= 0x81) */
+			uint64_t v;
+
+			memcpy(&v, s + i, 8);
+			if (((v | (v - 0x0101010101010101ull)) & 0x8080808080808080ull) == 0) {
+				i += 8;
+				continue;
+			}
+		}
+		n = utf8_lead(s[i], &cp, &min);
 
 		if (n < 0 || (size_t)n > len - i)
 			return -MQTT_E_UTF8_MALFORMED;

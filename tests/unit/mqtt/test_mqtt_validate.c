@@ -326,6 +326,59 @@ static int payload_check(const char *bytes, size_t len, size_t cut)
 }
 
 /* Payload format indicator 1: well-formed UTF-8 across segments; NUL allowed in a payload. */
+/* A byte-by-byte reference for the string rules (RFC 3629, no surrogates, no U+0000). */
+static int utf8_ref(const uint8_t *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		uint8_t b = s[i];
+		size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 :
+			   (b & 0xF8) == 0xF0 ? 4 : 0;
+		uint32_t cp = n == 1 ? b : n == 2 ? (b & 0x1Fu) : n == 3 ? (b & 0x0Fu) : (b & 0x07u);
+		static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+
+		if (n == 0 || n > len - i)
+			return -MQTT_E_UTF8_MALFORMED;
+		for (size_t k = 1; k < n; k++) {
+			if ((s[i + k] & 0xC0) != 0x80)
+				return -MQTT_E_UTF8_MALFORMED;
+			cp = cp << 6 | (s[i + k] & 0x3Fu);
+		}
+		if (cp < min[n] || cp > 0x10FFFF)
+			return -MQTT_E_UTF8_MALFORMED;
+		if (cp >= 0xD800 && cp <= 0xDFFF)
+			return -MQTT_E_UTF8_SURROGATE;
+		if (cp == 0)
+			return -MQTT_E_UTF8_NUL;
+		i += n;
+	}
+	return 0;
+}
+
+/* The 8-bytes-at-a-time ASCII path agrees with the reference wherever a bad byte falls. */
+static void test_utf8_fast_path(void **state)
+{
+	static const uint8_t alphabet[] = { 'a', 'a', 'a', 'a', 0x7f, 0x01, 0x00, 0x80, 0xc3, 0xa9,
+					    0xed, 0xa0, 0xf4, 0x90, 0xff, 0xe2, 0x82, 0xac };
+	uint8_t buf[40];
+	uint32_t seed = 12345;
+	(void)state;
+
+	for (int round = 0; round < 200000; round++) {
+		size_t len = round % (sizeof(buf) + 1);
+
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			/* mostly ASCII, so the fast path runs and the odd byte lands anywhere */
+			buf[i] = (seed >> 16) % 8 ? 'a' + (seed >> 20) % 26 : alphabet[(seed >> 8) % sizeof(alphabet)];
+		}
+		assert_int_equal(mqtt_utf8_check(buf, len), utf8_ref(buf, len));
+	}
+	assert_int_equal(mqtt_utf8_check((const uint8_t *)"sensors/line-1/temperature", 26), 0);
+	assert_int_equal(mqtt_utf8_check((const uint8_t *)"sensors/\0ine-1/temp", 20), -MQTT_E_UTF8_NUL);
+	assert_int_equal(mqtt_utf8_check((const uint8_t *)"sensors/line-1/temp\xc3", 20),
+			 -MQTT_E_UTF8_MALFORMED);
+}
+
 static void test_payload_utf8(void **state)
 {
 	static const struct {
@@ -361,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_client_needs_version),
 		cmocka_unit_test(test_encoder_rejects),
 		cmocka_unit_test(test_payload_utf8),
+		cmocka_unit_test(test_utf8_fast_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
