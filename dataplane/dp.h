@@ -24,6 +24,7 @@
 #define DP_MAX_LCORES 64
 #define DP_RX_BURST 32
 #define DP_TX_BUF 512
+#define DP_MAX_EXTRA_IPS 15
 
 struct dp_config;
 struct tcp_lcore;
@@ -40,6 +41,9 @@ struct dp_lcore {
 	struct nic_caps caps;     /* offloads the port has (drivers/nic) */
 	struct rte_ether_addr mac; /* our MAC on the port */
 	uint32_t ip_be;            /* our IPv4 address, network order */
+	uint32_t extra_ip_be[DP_MAX_EXTRA_IPS]; /* more addresses on the same subnet (the load
+						   * generator's stack: more source addresses) */
+	uint8_t n_extra_ip;
 	uint32_t netmask_be;
 	uint32_t gateway_be;       /* 0: none */
 
@@ -60,6 +64,18 @@ struct dp_lcore {
 	/* counters: written by this lcore only, summed by readers */
 	struct dp_counters cnt __rte_cache_aligned;
 } __rte_cache_aligned;
+
+/* Is ip_be one of our addresses? */
+static inline bool
+dp_is_our_ip(const struct dp_lcore *lc, uint32_t ip_be)
+{
+	if (likely(ip_be == lc->ip_be))
+		return true;
+	for (unsigned i = 0; i < lc->n_extra_ip; i++)
+		if (lc->extra_ip_be[i] == ip_be)
+			return true;
+	return false;
+}
 
 /* Microseconds since an arbitrary epoch, from the loop's cached TSC. */
 static inline uint64_t

@@ -320,6 +320,8 @@ void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 	}
 	c->state = CONN_DYING;
 	c->close_reason = reason;
+	if (b->conn_cursor == c)
+		b->conn_cursor = c->next;
 	list_del(&b->conns, c);
 	list_add(&b->dying, c);
 }
@@ -570,9 +572,21 @@ static void sys_tick(struct broker *b)
 		}
 }
 
+/*
+ * Timers of connections and sessions, a slice per tick: a whole pass takes BROKER_SCAN_TICKS
+ * ticks (about a second), so 100,000 sessions cost a worker ~1/20 of a pass per tick instead
+ * of stalling its loop (and its rx ring) for the whole list every 50 ms. Keepalive (1.5x, in
+ * seconds), connect and will/expiry deadlines are seconds: a second late is within them.
+ */
+#define BROKER_SCAN_TICKS 20u
+#define BROKER_SCAN_MIN 64u
+
 static void conn_timers(struct broker *b)
 {
-	for (struct broker_conn *c = b->conns, *next; c != NULL; c = next) {
+	uint32_t budget = b->n_conns / BROKER_SCAN_TICKS + BROKER_SCAN_MIN;
+	struct broker_conn *c = b->conn_cursor != NULL ? b->conn_cursor : b->conns, *next;
+
+	for (; c != NULL && budget > 0; c = next, budget--) {
 		next = c->next;
 		if (c->state == CONN_NEW && b->now_ms - c->opened_ms >= b->cfg.connect_timeout_ms)
 			conn_kill(c, MQTT_RC_MAXIMUM_CONNECT_TIME, BROKER_C_CONNECT_TIMEOUT);
@@ -582,6 +596,23 @@ static void conn_timers(struct broker *b)
 		else if (c->state == CONN_ACTIVE && c->s != NULL)
 			session_drain(c->s); /* message expiry, room that came back */
 	}
+	b->conn_cursor = c; /* NULL: the pass is over, the next starts at the head */
+}
+
+static void session_timers(struct broker *b, uint64_t now_ms)
+{
+	uint32_t budget = b->n_sessions / BROKER_SCAN_TICKS + BROKER_SCAN_MIN;
+	struct broker_session *s = b->sess_cursor != NULL ? b->sess_cursor : b->sessions, *next;
+
+	for (; s != NULL && budget > 0; s = next, budget--) {
+		next = s->next;
+		b->sess_cursor = next; /* session_tick may destroy s (and move the cursor) */
+		if (s->claim_pending > 0 && now_ms >= s->claim_deadline_ms)
+			xlcore_claim_timeout(s); /* before session_tick: it may destroy s */
+		session_tick(s, now_ms);
+		next = b->sess_cursor;
+	}
+	b->sess_cursor = s;
 }
 
 void broker_tick(struct broker *b, uint64_t now_ms)
@@ -589,12 +620,7 @@ void broker_tick(struct broker *b, uint64_t now_ms)
 	b->now_ms = now_ms;
 	conn_timers(b);
 	broker_reap(b);
-	for (struct broker_session *s = b->sessions, *next; s != NULL; s = next) {
-		next = s->next;
-		if (s->claim_pending > 0 && now_ms >= s->claim_deadline_ms)
-			xlcore_claim_timeout(s); /* before session_tick: it may destroy s */
-		session_tick(s, now_ms);
-	}
+	session_timers(b, now_ms);
 	sys_tick(b);
 	if (b->xops != NULL)
 		xlcore_tick(b);

@@ -275,6 +275,10 @@ struct broker {
 	uint64_t cnt[BROKER_C_COUNT];
 	struct broker_conn *conns, *dying;
 	uint32_t n_conns, n_sessions, n_subs;
+	/* broker_tick visits connections and sessions a slice at a time (BROKER_SCAN_TICKS per
+	 * pass): where the last slice stopped; moved on when that entry goes away */
+	struct broker_conn *conn_cursor;
+	struct broker_session *sess_cursor;
 	struct broker_session *sess_hash[BROKER_SESS_HASH];
 	struct broker_session *sessions;
 	uint64_t next_session_id, next_assigned_id;

@@ -93,6 +93,8 @@ void session_destroy(struct broker_session *s)
 	while (*pp != s)
 		pp = &(*pp)->hnext;
 	*pp = s->hnext;
+	if (b->sess_cursor == s)
+		b->sess_cursor = s->next;
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else

@@ -130,8 +130,8 @@ arp_lcore_fini(struct dp_lcore *lc)
 }
 
 static void
-arp_send(struct dp_lcore *lc, uint16_t op, uint32_t tip_be, const struct rte_ether_addr *tha,
-	 const struct rte_ether_addr *eth_dst)
+arp_send(struct dp_lcore *lc, uint16_t op, uint32_t sip_be, uint32_t tip_be,
+	 const struct rte_ether_addr *tha, const struct rte_ether_addr *eth_dst)
 {
 	struct rte_mbuf *m = dp_alloc(lc);
 	struct rte_arp_hdr *a;
@@ -145,7 +145,7 @@ arp_send(struct dp_lcore *lc, uint16_t op, uint32_t tip_be, const struct rte_eth
 	a->arp_plen = sizeof(uint32_t);
 	a->arp_opcode = rte_cpu_to_be_16(op);
 	rte_ether_addr_copy(&lc->mac, &a->arp_data.arp_sha);
-	a->arp_data.arp_sip = lc->ip_be;
+	a->arp_data.arp_sip = sip_be;
 	rte_ether_addr_copy(tha, &a->arp_data.arp_tha);
 	a->arp_data.arp_tip = tip_be;
 	if (op == RTE_ARP_OP_REQUEST)
@@ -160,7 +160,7 @@ arp_request(struct dp_lcore *lc, uint32_t ip_be)
 {
 	static const struct rte_ether_addr zero, bcast = { .addr_bytes = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
 
-	arp_send(lc, RTE_ARP_OP_REQUEST, ip_be, &zero, &bcast);
+	arp_send(lc, RTE_ARP_OP_REQUEST, lc->ip_be, ip_be, &zero, &bcast);
 }
 
 static void
@@ -214,7 +214,7 @@ arp_learn(struct dp_lcore *lc, uint32_t ip_be, const struct rte_ether_addr *mac,
 static bool
 sender_ok(const struct dp_lcore *lc, uint32_t sip_be, const struct rte_ether_addr *sha)
 {
-	return sip_be != 0 && sip_be != lc->ip_be && rte_is_unicast_ether_addr(sha) &&
+	return sip_be != 0 && !dp_is_our_ip(lc, sip_be) && rte_is_unicast_ether_addr(sha) &&
 	       (sip_be & lc->netmask_be) == (lc->ip_be & lc->netmask_be);
 }
 
@@ -246,7 +246,7 @@ arp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 			arp_learn(lc, sip, &a->arp_data.arp_sha, false, true);
 		goto drop;
 	}
-	if (tip != lc->ip_be) {
+	if (!dp_is_our_ip(lc, tip)) {
 		DP_INC(lc, arp, NOT_FOR_US);
 		goto drop;
 	}
@@ -261,7 +261,7 @@ arp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 	{
 		struct rte_ether_addr sha = a->arp_data.arp_sha;
 
-		arp_send(lc, RTE_ARP_OP_REPLY, sip, &sha, &sha);
+		arp_send(lc, RTE_ARP_OP_REPLY, tip, sip, &sha, &sha);
 	}
 drop:
 	rte_pktmbuf_free(m);

@@ -20,7 +20,7 @@ ipv4_src_bad(const struct dp_lcore *lc, uint32_t src_be)
 	uint32_t bcast = lc->ip_be | ~lc->netmask_be;
 
 	return s == 0 || (s >> 24) == 127 || (s & 0xf0000000) == 0xe0000000 || s == 0xffffffff ||
-	       src_be == bcast || src_be == lc->ip_be;
+	       src_be == bcast || dp_is_our_ip(lc, src_be);
 }
 
 void
@@ -64,7 +64,7 @@ ipv4_input(struct dp_lcore *lc, struct rte_mbuf *m)
 		DP_INC(lc, ipv4, FRAGMENT);
 		goto drop;
 	}
-	if (unlikely(ip->dst_addr != lc->ip_be)) {
+	if (unlikely(!dp_is_our_ip(lc, ip->dst_addr))) {
 		DP_INC(lc, ipv4, NOT_FOR_US);
 		goto drop;
 	}
@@ -100,6 +100,13 @@ drop:
 int
 ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto)
 {
+	return ipv4_output_src(lc, m, lc->ip_be, dst_be, proto);
+}
+
+int
+ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+		uint8_t proto)
+{
 	struct rte_ipv4_hdr *ip;
 	uint32_t next_hop = dst_be;
 	uint16_t l4len = (uint16_t)rte_pktmbuf_pkt_len(m);
@@ -126,7 +133,7 @@ ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t pr
 	ip->time_to_live = 64;
 	ip->next_proto_id = proto;
 	ip->hdr_checksum = 0;
-	ip->src_addr = lc->ip_be;
+	ip->src_addr = src_be;
 	ip->dst_addr = dst_be;
 	m->l2_len = RTE_ETHER_HDR_LEN;
 	m->l3_len = sizeof(*ip);

@@ -254,7 +254,9 @@ int main(int argc, char **argv)
 	total = o.sessions + o.subscribers;
 	nw = o.threads < total ? o.threads : total;
 	o.threads = nw;
-	if (raise_fd_limit(total + 64) < 0 || run_init(&run, &o) < 0)
+	/* sockets need descriptors; the memif transport's flows do not */
+	if ((o.transport == SIM_TR_KERNEL && raise_fd_limit(total + 64) < 0) ||
+	    run_init(&run, &o) < 0)
 		return 1;
 	if (o.transport == SIM_TR_MEMIF) {
 #ifdef SIM_HAVE_MEMIF

@@ -110,7 +110,8 @@ struct sim_worker {
 	struct sim_transport tr;
 	struct sim_session *s;
 	uint32_t n_s;
-	uint32_t next_connect;      /* next session to start */
+	uint32_t next_connect;
+	uint32_t scan_pos;         /* the session timer scan: where the last slice stopped */      /* next session to start */
 	uint32_t handshakes;        /* sessions between connect() and ready */
 	struct sim_pace connect_pace;
 	uint64_t budget;            /* publishes left (count mode), UINT64_MAX otherwise */

@@ -398,9 +398,9 @@ int sim_opts_parse(struct sim_opts *o, int argc, char **argv)
 		fprintf(stderr, "edgegw-sensorsim: the memif transport runs one thread (one lcore)\n");
 		return -EINVAL;
 	}
-	if (o->transport == SIM_TR_MEMIF && o->n_bind > 0) {
-		fprintf(stderr, "edgegw-sensorsim: --bind is for the kernel transport; memif uses "
-			"--local\n");
+	if (o->transport == SIM_TR_MEMIF && o->n_bind > 16) {
+		fprintf(stderr, "edgegw-sensorsim: memif: at most 16 --bind addresses (the client "
+			"stack's own addresses, besides --local)\n");
 		return -EINVAL;
 	}
 	if (o->duration_s == 0 && o->count == 0 && !o->no_publish) {

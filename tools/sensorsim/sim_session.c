@@ -185,6 +185,12 @@ static void sess_ready(struct sim_worker *w, struct sim_session *s, uint64_t now
 	if (!s->subscriber)
 		SIM_INC(w->st.ready_pub);
 	sim_pace_init(&s->pace, opts(w)->rate, 4, now);
+	if (s->pace.interval_ns > 1) {
+		/* sensors are not synchronized: each starts at its own phase of the interval, or
+		 * a large crowd sends its first publishes as one burst when publishing starts */
+		w->rng = w->rng * 1103515245u + 12345u;
+		s->pace.next_ns += s->pace.interval_ns / 65536 * ((w->rng >> 8) & 0xffff);
+	}
 }
 
 void sim_session_start(struct sim_worker *w, struct sim_session *s, uint64_t now)

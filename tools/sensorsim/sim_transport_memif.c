@@ -262,14 +262,14 @@ static int mt_connect(struct sim_transport *t, const struct sockaddr_in *src,
 	struct mslot *sl = slot_alloc();
 	int rc;
 
-	(void)src; /* one address: --local */
 	if (sl == NULL)
 		return -EMFILE;
 	sl->st = MS_CONNECTING;
 	sl->ctx = ctx;
 	sl->want = SIM_EV_OUT;
 	s->lc->now_tsc = rte_rdtsc();
-	rc = tcp_connect(s->lc, dst->sin_addr.s_addr, ntohs(dst->sin_port), &conn_ops, sl, &sl->c);
+	rc = tcp_connect(s->lc, src != NULL ? src->sin_addr.s_addr : 0, dst->sin_addr.s_addr,
+			 ntohs(dst->sin_port), &conn_ops, sl, &sl->c);
 	if (rc < 0) {
 		slot_free(sl);
 		return rc;
@@ -466,9 +466,13 @@ static int first_cpu(void)
 int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 {
 	struct mstack *s = &stack_;
-	uint32_t mbufs = RTE_MIN(16384u + 4u * sessions, 1u << 20);
-	/* mbufs (2,304 B each with headers), TCBs and the flow hash (~320 B a flow), slack */
-	uint64_t mem_mb = ((uint64_t)mbufs * 2304 + (uint64_t)sessions * 2 * 320) / (1 << 20) + 256;
+	/* four per session for the first 20,000 (flat-out runs), one per session beyond (idle
+	 * crowds) */
+	uint32_t mbufs = 16384u + 4u * RTE_MIN(sessions, 20000u) +
+			 (sessions > 20000u ? sessions - 20000u : 0);
+	/* mbufs (2,304 B each, ~2,500 with the mempool's headers), TCBs and flow hash (~320 B a
+	 * flow), slack */
+	uint64_t mem_mb = ((uint64_t)mbufs * 2560 + (uint64_t)sessions * 2 * 320) / (1 << 20) + 256;
 	char cpu[16], mem[24], prefix[32], vdev[192];
 	/* a prefix of our own: concurrent runs cannot collide (its directory goes at the end) */
 	char *argv[] = { "edgegw-sensorsim", "-l", cpu, "--no-huge", "--no-pci",
@@ -509,6 +513,18 @@ int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 	lc->pool = s->pool;
 	lc->ip_be = o->local.s_addr;
 	lc->netmask_be = htonl(o->local_plen ? ~0u << (32 - o->local_plen) : 0);
+	/* --bind: more addresses of ours (each its own 64,512 ports), sessions round-robin */
+	for (uint32_t i = 0; i < o->n_bind; i++) {
+		if (dp_is_our_ip(lc, o->bind[i].s_addr))
+			continue;
+		if (lc->n_extra_ip == DP_MAX_EXTRA_IPS ||
+		    (o->bind[i].s_addr & lc->netmask_be) != (lc->ip_be & lc->netmask_be)) {
+			fprintf(stderr, "edgegw-sensorsim: memif: --bind %s: more than %u addresses, or "
+				"not in the subnet of --local\n", inet_ntoa(o->bind[i]), DP_MAX_EXTRA_IPS);
+			return -EINVAL;
+		}
+		lc->extra_ip_be[lc->n_extra_ip++] = o->bind[i].s_addr;
+	}
 	lc->tsc_hz = rte_get_tsc_hz();
 	lc->now_tsc = rte_rdtsc();
 	lc->tx_wait_us = 2000; /* a full ring means the broker is behind: wait, do not drop */

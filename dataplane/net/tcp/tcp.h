@@ -75,17 +75,18 @@ void tcp_lcore_fini(struct dp_lcore *lc);   /* aborts every flow (RST), frees ev
 int tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops, void *listen_ctx);
 
 /*
- * Active open from our address to dst_be:dport (dport in host order), from an ephemeral port
+ * Active open from our address src_be (0: the primary; another: one of dp_lcore's extra
+ * addresses, each with its own port range) to dst_be:dport (dport in host order), from an ephemeral port
  * (1024..65535, the next free 4-tuple). The SYN leaves at the next tcp_flush (after ARP if
  * need be). ops->connected() reports the handshake; ops->closed() is then called exactly once
  * for the connection, also when it never got established (TCP_CLOSE_RESET: refused;
  * TCP_CLOSE_TIMEOUT: syn_retries exhausted; TCP_CLOSE_ABORT: tcp_close/tcp_abort before).
- * ops->accept is not used. Returns 0 and *out, or -EINVAL, -ENOSPC (no free TCB),
+ * ops->accept is not used. Returns 0 and *out, or -EINVAL (src_be not ours), -ENOSPC (no free TCB),
  * -EADDRNOTAVAIL (every port towards dst_be:dport in use). Simultaneous open is not
  * supported (a SYN without ACK in SYN_SENT is dropped and counted).
  */
-int tcp_connect(struct dp_lcore *lc, uint32_t dst_be, uint16_t dport, const struct tcp_app_ops *ops,
-		void *conn_ctx, struct tcp_conn **out);
+int tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dport,
+		const struct tcp_app_ops *ops, void *conn_ctx, struct tcp_conn **out);
 
 /* Input: m->data_off at the TCP header, l2_len/l3_len set, IPv4 header validated. Consumes m. */
 void tcp_input(struct dp_lcore *lc, struct rte_mbuf *m);

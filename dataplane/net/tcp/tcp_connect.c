@@ -39,15 +39,17 @@ eph_port(struct tcp_lcore *tl, struct tcp_flow_key *key)
 }
 
 int
-tcp_connect(struct dp_lcore *lc, uint32_t dst_be, uint16_t dport, const struct tcp_app_ops *ops,
-	    void *conn_ctx, struct tcp_conn **out)
+tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dport,
+	    const struct tcp_app_ops *ops, void *conn_ctx, struct tcp_conn **out)
 {
 	struct tcp_lcore *tl = lc->tcp;
 	struct tcp_flow_key key;
 	struct tcp_conn *c;
 
+	if (src_be == 0)
+		src_be = lc->ip_be;
 	if (tl == NULL || ops == NULL || ops->closed == NULL || dport == 0 || dst_be == 0 ||
-	    out == NULL)
+	    out == NULL || !dp_is_our_ip(lc, src_be))
 		return -EINVAL;
 	if (tl->free_list == NULL) {
 		DP_INC(lc, tcp, FLOW_TABLE_FULL);
@@ -56,7 +58,7 @@ tcp_connect(struct dp_lcore *lc, uint32_t dst_be, uint16_t dport, const struct t
 	if (tl->eph_next < EPH_LO)  /* first use: start anywhere in the range */
 		tl->eph_next = (uint16_t)(EPH_LO + rte_rand_max(EPH_N));
 	key.rip = dst_be;
-	key.lip = lc->ip_be;
+	key.lip = src_be;
 	key.rport = rte_cpu_to_be_16(dport);
 	if (eph_port(tl, &key) == 0) {
 		DP_INC(lc, tcp, NO_EPHEMERAL_PORT);

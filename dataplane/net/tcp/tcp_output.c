@@ -105,7 +105,7 @@ seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_ou
 	DP_INC(lc, tcp, TX_SEGS);
 	if (o->flags & RTE_TCP_RST_FLAG)
 		DP_INC(lc, tcp, RST_SENT);
-	return ipv4_output(lc, m, k->rip, IPPROTO_TCP);
+	return ipv4_output_src(lc, m, k->lip, k->rip, IPPROTO_TCP);
 }
 
 /*

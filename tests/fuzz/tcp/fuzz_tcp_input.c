@@ -62,13 +62,14 @@ dp_alloc(struct dp_lcore *l)
 }
 
 int
-ipv4_output(struct dp_lcore *l, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto)
+ipv4_output_src(struct dp_lcore *l, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+		uint8_t proto)
 {
 	struct rte_tcp_hdr th;
 	const struct rte_tcp_hdr *t = rte_pktmbuf_read(m, 0, sizeof(th), &th);
 	unsigned idx;
 
-	(void)l, (void)dst_be, (void)proto;
+	(void)l, (void)src_be, (void)dst_be, (void)proto;
 	if (t == NULL || (t->data_off >> 4) * 4u > m->pkt_len || t->cksum != 0)
 		abort();  /* the stack built a broken segment */
 	idx = rte_be_to_cpu_16(t->dst_port) - BASE_PORT;

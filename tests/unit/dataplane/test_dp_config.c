@@ -16,10 +16,12 @@
 /* The config test links the TCP library for tcp_config_defaults() only; the packet path it
  * also pulls in must never run here. */
 struct rte_mbuf *dp_alloc(struct dp_lcore *lc);
-int ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto);
+int ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+		    uint8_t proto);
 struct rte_mbuf *dp_alloc(struct dp_lcore *lc) { (void)lc; abort(); }
-int ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto)
-{ (void)lc, (void)m, (void)dst_be, (void)proto; abort(); }
+int ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+		    uint8_t proto)
+{ (void)lc, (void)m, (void)src_be, (void)dst_be, (void)proto; abort(); }
 
 static char *
 write_tmp(const char *text)

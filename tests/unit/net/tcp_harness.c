@@ -69,7 +69,8 @@ parse_opts(struct h_out *o, const uint8_t *p, unsigned len)
 }
 
 int
-ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto)
+ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+		uint8_t proto)
 {
 	struct h_out *o;
 	const struct rte_tcp_hdr *th;
@@ -78,6 +79,7 @@ ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t pr
 
 	assert_ptr_equal(lc, &h_lc);
 	assert_int_equal(proto, IPPROTO_TCP);
+	assert_true(dp_is_our_ip(lc, src_be));
 	assert_true(h_ncap < H_MAX_CAP);
 	assert_true(m->pkt_len <= sizeof(cap_bytes[0]));
 	b = cap_bytes[h_ncap];
@@ -90,6 +92,7 @@ ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t pr
 	memset(o, 0, sizeof(*o));
 	hlen = (th->data_off >> 4) * 4u;
 	o->dst_be = dst_be;
+	o->src_be = src_be;
 	o->sport = rte_be_to_cpu_16(th->src_port);
 	o->dport = rte_be_to_cpu_16(th->dst_port);
 	o->seq = rte_be_to_cpu_32(th->sent_seq);

@@ -20,7 +20,7 @@
 
 /* One captured output segment, parsed. */
 struct h_out {
-	uint32_t dst_be;
+	uint32_t dst_be, src_be;
 	uint16_t sport, dport;
 	uint32_t seq, ack;
 	uint8_t flags;

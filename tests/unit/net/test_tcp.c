@@ -1449,7 +1449,7 @@ connect_syn(struct h_out *syn)
 	struct tcp_conn *c = NULL;
 
 	h_clear();
-	assert_int_equal(tcp_connect(&h_lc, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c), 0);
+	assert_int_equal(tcp_connect(&h_lc, 0, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c), 0);
 	assert_non_null(c);
 	assert_int_equal(tcp_conn_state(c), TCP_ST_SYN_SENT);
 	assert_int_equal(h_ncap, 1);
@@ -1664,7 +1664,17 @@ test_active_open_timeout_and_close(void **state)
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].flags, RST);
 	assert_int_equal(tcp_flow_count(&h_lc), 1);
-	assert_int_equal(tcp_connect(&h_lc, H_PEER_IP, 0, &h_ops, &h_app, &c2), -EINVAL);
+	assert_int_equal(tcp_connect(&h_lc, 0, H_PEER_IP, 0, &h_ops, &h_app, &c2), -EINVAL);
+	/* a source address that is not ours is refused; an extra one of ours is used as given */
+	assert_int_equal(tcp_connect(&h_lc, H_PEER_IP, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c2),
+			 -EINVAL);
+	h_lc.extra_ip_be[0] = 0x0a0012c6u;  /* 198.18.0.10 */
+	h_lc.n_extra_ip = 1;
+	h_clear();
+	assert_int_equal(tcp_connect(&h_lc, 0x0a0012c6u, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c2), 0);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].src_be, 0x0a0012c6u);
+	h_lc.n_extra_ip = 0;
 }
 
 int
