@@ -112,35 +112,37 @@ struct qent {
 };
 
 struct broker_session {
+	/* pointers, then 64-bit, 32-bit, 16-bit and 8-bit fields: no padding holes (an idle
+	 * session costs this struct and its client id, in one block) */
 	struct broker_session *hnext;       /* client id hash chain */
 	struct broker_session *next, *prev; /* all sessions */
 	struct broker *b;
-	uint64_t id;
-	char *client_id;
-	uint16_t id_len;
 	struct broker_conn *conn;           /* NULL while offline */
 	struct broker_sub *subs;
-	uint32_t n_subs;
 	struct out_slot *inflight;          /* cfg.max_inflight slots */
-	uint16_t n_inflight, next_pid;
-	uint32_t next_seq;
 	struct qent *qhead, *qtail;
-	uint32_t qlen;
 	uint16_t *rx_qos2;                  /* incoming QoS 2 ids awaiting PUBREL */
-	uint16_t n_rx_qos2;
-	uint32_t expiry_s;
-	uint64_t expire_at_ms;              /* while offline, 0: not set */
 	struct broker_msg *will;
-	uint8_t will_qos;
-	bool will_retain;
-	uint32_t will_delay_s;
+	uint64_t id;
+	uint64_t expire_at_ms;              /* while offline, 0: not set */
 	uint64_t will_at_ms;                /* pending delayed will, 0: none */
 	/* The claim this session made for its stored state on the other lcores (xlcore.c) */
 	uint64_t claim_seq;                 /* 0: none */
 	uint64_t claim_deadline_ms;
-	uint32_t claim_pending;             /* answers still to come: the CONNACK waits for them */
-	bool claim_found;                   /* one of them brought the session */
 	uint64_t claim_pub_seq;             /* b->pub_seq when the claim went out */
+	uint32_t n_subs;
+	uint32_t next_seq;
+	uint32_t qlen;
+	uint32_t expiry_s;
+	uint32_t will_delay_s;
+	uint32_t claim_pending;             /* answers still to come: the CONNACK waits for them */
+	uint16_t id_len;
+	uint16_t n_inflight, next_pid;
+	uint16_t n_rx_qos2;
+	uint8_t will_qos;
+	bool will_retain;
+	bool claim_found;                   /* one of them brought the session */
+	char client_id[];                   /* id_len bytes and a NUL, in the same block */
 };
 
 struct broker_session *session_find(struct broker *b, const char *id, size_t len);
@@ -177,23 +179,24 @@ void connect_claim_done(struct broker_session *s);
 enum conn_state { CONN_NEW, CONN_CLAIMING, CONN_ACTIVE, CONN_DYING };
 
 struct broker_conn {
+	/* pointers, the decoder, then smaller fields: no padding holes (one per connection) */
 	struct broker_conn *next, *prev;    /* live list, then the dying list */
 	struct broker *b;
 	void *ctx;
-	enum conn_state state;
+	struct broker_session *s;
+	struct mqtt_str *aliases;           /* inbound topic aliases, cfg.topic_alias_max */
+	uint8_t *connack;                   /* CONN_CLAIMING: the CONNACK to send, present 0 */
+	struct mqtt_decoder dec;
+	uint64_t opened_ms, last_rx_ms;
+	uint32_t client_max_packet;
+	uint16_t keepalive_s;
+	uint16_t client_recv_max;
+	uint16_t connack_len;
+	uint8_t state;                      /* enum conn_state */
 	bool transport_gone;                /* the transport closed it: no ops->close */
 	bool clean_disconnect;              /* DISCONNECT without will */
 	uint8_t close_reason;
 	uint8_t version;
-	struct mqtt_decoder dec;
-	uint64_t opened_ms, last_rx_ms;
-	uint16_t keepalive_s;
-	struct broker_session *s;
-	uint16_t client_recv_max;
-	uint32_t client_max_packet;
-	struct mqtt_str *aliases;           /* inbound topic aliases, cfg.topic_alias_max */
-	uint8_t *connack;                   /* CONN_CLAIMING: the CONNACK to send, present 0 */
-	uint16_t connack_len;
 };
 
 /* Send one packet made of slices; false (and the connection is killed) on a transport error. */

@@ -31,8 +31,7 @@ struct mqtt_service {
 	uint32_t pending_cap;      /* bytes taken from TCP and not yet used, per connection */
 };
 
-struct mqtt_tcp_conn {
-	struct mqtt_service *svc;
+struct mqtt_tcp_conn {              /* 40 bytes, one per connection: its service is its lcore's */
 	struct tcp_conn *tc;
 	struct broker_conn *bc;    /* NULL once either side closed it */
 	struct rte_mbuf *pending;  /* received bytes the broker has not used yet */
@@ -45,6 +44,13 @@ struct mqtt_tcp_conn {
 static struct mqtt_service *services[RTE_MAX_LCORE];
 static struct rte_ring *xrings[RTE_MAX_LCORE];
 static unsigned n_xrings;
+
+/* A connection's service: the one of the lcore it runs on (every callback runs there). */
+static inline struct mqtt_service *svc_of(const struct mqtt_tcp_conn *mc)
+{
+	(void)mc;
+	return services[rte_lcore_id()];
+}
 
 static uint64_t now_ms(const struct dp_lcore *lc)
 {
@@ -88,13 +94,13 @@ static void op_input_ready(void *ctx)
 	if (mc->woken)
 		return;
 	mc->woken = true;
-	mc->wnext = mc->svc->wake;
-	mc->svc->wake = mc;
+	mc->wnext = svc_of(mc)->wake;
+	svc_of(mc)->wake = mc;
 }
 
 static void wake_del(struct mqtt_tcp_conn *mc)
 {
-	struct mqtt_tcp_conn **pp = &mc->svc->wake;
+	struct mqtt_tcp_conn **pp = &svc_of(mc)->wake;
 
 	if (!mc->woken)
 		return;
@@ -139,9 +145,10 @@ static struct rte_mbuf *chain_trim(struct rte_mbuf *m, size_t n)
 static int pull(struct mqtt_tcp_conn *mc)
 {
 	uint32_t have = mc->pending != NULL ? rte_pktmbuf_pkt_len(mc->pending) : 0;
+	uint32_t cap = svc_of(mc)->pending_cap;
 	struct rte_mbuf *m;
 
-	if (have >= mc->svc->pending_cap || (m = tcp_recv(mc->tc, mc->svc->pending_cap - have)) == NULL)
+	if (have >= cap || (m = tcp_recv(mc->tc, cap - have)) == NULL)
 		return 0;
 	if (mc->pending == NULL) {
 		mc->pending = m;
@@ -158,7 +165,7 @@ static int pull(struct mqtt_tcp_conn *mc)
  * more from TCP as the broker uses it. */
 static void feed(struct mqtt_tcp_conn *mc)
 {
-	struct mqtt_service *svc = mc->svc;
+	struct mqtt_service *svc = svc_of(mc);
 	uint64_t now = now_ms(svc->lc);
 
 	while (mc->bc != NULL && mc->pending != NULL) {
@@ -200,7 +207,6 @@ static int on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
 
 	if (mc == NULL)
 		return -ENOMEM;
-	mc->svc = svc;
 	mc->tc = c;
 	if ((mc->bc = broker_conn_open(svc->b, mc, now_ms(svc->lc))) == NULL) {
 		free(mc);
@@ -224,7 +230,7 @@ static void conn_free(struct mqtt_tcp_conn *mc)
 static bool enter(struct mqtt_tcp_conn *mc)
 {
 	mc->busy = true;
-	return mc->svc->b != NULL; /* NULL: shutting down */
+	return svc_of(mc)->b != NULL; /* NULL: shutting down */
 }
 
 static bool leave(struct mqtt_tcp_conn *mc)
@@ -244,7 +250,7 @@ static void end_of_input(struct mqtt_tcp_conn *mc)
 		mc->eof = true;
 		return;
 	}
-	broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
+	broker_conn_closed(mc->bc, now_ms(svc_of(mc)->lc));
 	mc->bc = NULL;
 	tcp_close(mc->tc);
 }
@@ -282,7 +288,7 @@ static void on_readable(struct tcp_conn *c, void *ctx)
 	}
 	if (pull(mc) != 0) { /* over the segment limit of a chain: give up on this peer */
 		if (mc->bc != NULL)
-			broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
+			broker_conn_closed(mc->bc, now_ms(svc_of(mc)->lc));
 		mc->bc = NULL;
 		tcp_abort(c);
 		leave(mc);
@@ -301,7 +307,7 @@ static void on_writable(struct tcp_conn *c, void *ctx)
 
 	(void)c;
 	if (enter(mc) && mc->bc != NULL)
-		broker_conn_writable(mc->bc, now_ms(mc->svc->lc));
+		broker_conn_writable(mc->bc, now_ms(svc_of(mc)->lc));
 	leave(mc);
 }
 
@@ -311,8 +317,8 @@ static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 
 	(void)c, (void)why;
 	wake_del(mc);
-	if (mc->bc != NULL && mc->svc->b != NULL)
-		broker_conn_closed(mc->bc, now_ms(mc->svc->lc));
+	if (mc->bc != NULL && svc_of(mc)->b != NULL)
+		broker_conn_closed(mc->bc, now_ms(svc_of(mc)->lc));
 	mc->bc = NULL;
 	mc->tc = NULL;
 	if (mc->busy)

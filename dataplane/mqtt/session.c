@@ -5,6 +5,7 @@
  * max_queue), the incoming QoS 2 packet ids awaiting PUBREL, expiry. Takeover and clean start
  * are decided in handle_connect.c.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,11 +30,11 @@ struct broker_session *session_find(struct broker *b, const char *id, size_t len
 
 struct broker_session *session_create(struct broker *b, const char *id, size_t len)
 {
-	struct broker_session *s = calloc(1, sizeof(*s));
+	size_t size = offsetof(struct broker_session, client_id) + len + 1;
+	struct broker_session *s = calloc(1, size < sizeof(*s) ? sizeof(*s) : size);
 	uint32_t h = id_hash(id, len);
 
-	if (s == NULL || (s->client_id = malloc(len + 1)) == NULL) {
-		free(s);
+	if (s == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		return NULL;
 	}
@@ -109,7 +110,6 @@ void session_destroy(struct broker_session *s)
 		s->conn->s = NULL;
 	free(s->inflight);
 	free(s->rx_qos2);
-	free(s->client_id);
 	free(s);
 	b->n_sessions--;
 }

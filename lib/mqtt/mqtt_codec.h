@@ -212,12 +212,12 @@ enum mqtt_role {
 	MQTT_ROLE_CLIENT,         /* decodes what servers send: CONNACK, PUBLISH, SUBACK... */
 };
 
-struct mqtt_decoder {
-	enum mqtt_role role;
-	uint8_t version;          /* 0 until CONNECT (server); a decoded CONNECT sets it */
-	uint32_t max_packet_size; /* 0: the protocol maximum */
+struct mqtt_decoder {         /* 24 bytes: one sits in every broker connection */
 	uint8_t *scratch;         /* straddling fields and decoded arrays; valid until next decode */
 	uint32_t scratch_len;
+	uint32_t max_packet_size; /* 0: the protocol maximum */
+	uint8_t role;             /* enum mqtt_role */
+	uint8_t version;          /* 0 until CONNECT (server); a decoded CONNECT sets it */
 };
 
 void mqtt_decoder_init(struct mqtt_decoder *d, enum mqtt_role role, uint8_t version,

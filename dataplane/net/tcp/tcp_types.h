@@ -85,14 +85,13 @@ struct tcp_conn {
 	uint8_t keep_probes;
 	uint8_t segs_unacked;      /* full segments received since our last ACK */
 	uint8_t ooo_n;
-	uint8_t pad_;
+	uint8_t in_wheel;
+	uint32_t tw_ms;              /* wheel slot time we sit in (valid if in_wheel) */
 
 	struct tcp_lcore *tl;
 	struct tcp_conn *flush_next;
 	struct tcp_conn *next_free;  /* free list, then reap list */
 	LIST_ENTRY(tcp_conn) tw_link;
-	uint32_t tw_ms;              /* wheel slot time we sit in (valid if TF in wheel) */
-	uint8_t in_wheel;
 
 	/* send sequence space */
 	uint32_t iss, snd_una, snd_nxt, snd_max;
