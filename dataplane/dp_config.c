@@ -23,7 +23,7 @@ static const char *const mqtt_keys[] = { "enabled", "port", "max_connections", "
 					 "max_subscriptions_per_session", "max_filter_levels",
 					 "max_queued_messages", "max_inflight", "receive_maximum",
 					 "max_packet_size", "max_retained", "max_retained_bytes",
-					 "keepalive_max", "topic_alias_max", "session_expiry_max",
+					 "keepalive_max", "topic_alias_max", "topic_alias_out_max", "session_expiry_max",
 					 "connect_timeout", "sys_interval", "client_id_max", NULL };
 static const char *const arp_keys[] = { "entries", "timeout", NULL };
 static const char *const icmp_keys[] = { "rate_per_s", NULL };
@@ -189,6 +189,8 @@ parse_mqtt(conf_node n, struct dp_config *cfg)
 		b->keepalive_max_s = (uint16_t)(v / 1000);
 	if (conf_get_u32(n, "topic_alias_max", b->topic_alias_max, 0, 65535, &u) == 0)
 		b->topic_alias_max = (uint16_t)u;
+	if (conf_get_u32(n, "topic_alias_out_max", b->topic_alias_out_max, 0, 65535, &u) == 0)
+		b->topic_alias_out_max = (uint16_t)u;
 	if (conf_get_duration_ms(n, "session_expiry_max", b->session_expiry_max_s * 1000ull, 0,
 				 4294967295000ull, &v) == 0)
 		b->session_expiry_max_s = (uint32_t)(v / 1000);

@@ -39,6 +39,7 @@ void broker_config_defaults(struct broker_config *cfg)
 		.max_retained_bytes = 64ull << 20,
 		.keepalive_max_s = 3600,
 		.topic_alias_max = 16,
+		.topic_alias_out_max = 16,
 		.session_expiry_max_s = 86400,
 		.connect_timeout_ms = 10000,
 		.sys_interval_ms = 10000,
@@ -114,7 +115,7 @@ struct broker *broker_create(const struct broker_config *cfg, const struct broke
 static void conn_free(struct broker_conn *c)
 {
 	if (c->aliases != NULL)
-		for (uint16_t i = 0; i < c->b->cfg.topic_alias_max; i++)
+		for (uint32_t i = 0; i < (uint32_t)c->b->cfg.topic_alias_max + c->alias_out_max; i++)
 			free((void *)c->aliases[i].s);
 	free(c->aliases);
 	free(c->connack);
@@ -241,6 +242,53 @@ bool conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uin
 	return conn_send_buf(c, buf, mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a));
 }
 
+struct mqtt_str *alias_table(struct broker_conn *c)
+{
+	size_t n = (size_t)c->b->cfg.topic_alias_max + c->alias_out_max;
+
+	if (c->aliases == NULL && n > 0 && (c->aliases = calloc(n, sizeof(*c->aliases))) == NULL)
+		broker_count(c->b, BROKER_C_NOMEM);
+	return c->aliases;
+}
+
+/*
+ * Outbound topic alias (5.0, when the client allows some): a topic sent before on this
+ * connection goes as its alias with an empty topic; another one takes the next alias round
+ * robin and goes in full with it. *fresh: the alias is (re)bound by this packet, to be
+ * remembered only once the packet is sent. 0: no alias.
+ */
+static uint16_t alias_out(struct broker_conn *c, struct mqtt_str topic, bool *fresh)
+{
+	struct mqtt_str *t;
+
+	*fresh = false;
+	if (c->alias_out_max == 0 || topic.len == 0 || (t = alias_table(c)) == NULL)
+		return 0;
+	t += c->b->cfg.topic_alias_max;
+	for (uint16_t i = 0; i < c->alias_out_max; i++)
+		if (t[i].len == topic.len && memcmp(t[i].s, topic.s, topic.len) == 0)
+			return (uint16_t)(i + 1);
+	*fresh = true;
+	return (uint16_t)(c->alias_out_next + 1);
+}
+
+/* The PUBLISH that bound alias a to topic went out: the client knows it from now on. */
+static void alias_out_sent(struct broker_conn *c, uint16_t a, struct mqtt_str topic)
+{
+	struct mqtt_str *e = &c->aliases[c->b->cfg.topic_alias_max + a - 1];
+	char *copy = malloc(topic.len);
+
+	free((void *)e->s);
+	*e = (struct mqtt_str){ NULL, 0 };
+	if (copy == NULL) { /* the client has it, we forget it: the topic goes in full again */
+		broker_count(c->b, BROKER_C_NOMEM);
+	} else {
+		memcpy(copy, topic.s, topic.len);
+		*e = (struct mqtt_str){ copy, topic.len };
+	}
+	c->alias_out_next = (uint16_t)((c->alias_out_next + 1) % c->alias_out_max);
+}
+
 static void publish_props(const struct broker_conn *c, const struct broker_msg *m,
 			  const uint32_t *sub_id, struct mqtt_props *p)
 {
@@ -273,11 +321,18 @@ int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t
 				  .packet_id = pid, .payload_len = m->payload_len };
 	uint8_t stack[512], *hdr = stack;
 	struct mqtt_iov iov[2];
+	uint16_t alias;
+	bool fresh;
 	int len;
 
 	if (!conn_alive(c))
 		return -1;
 	publish_props(c, m, &sub_id, &p.props);
+	if ((alias = alias_out(c, m->topic, &fresh)) != 0) {
+		mqtt_props_set_u32(&p.props, MQTT_PROP_TOPIC_ALIAS, alias);
+		if (!fresh)
+			p.topic = (struct mqtt_str){ "", 0 };
+	}
 	len = mqtt_encode_publish_header(stack, sizeof(stack), c->version, &p);
 	if (len < 0)
 		return -1;
@@ -301,6 +356,8 @@ int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t
 		free(hdr);
 	if (len > 0)
 		broker_count(c->b, BROKER_C_PUB_TX);
+	if (len > 0 && fresh)
+		alias_out_sent(c, alias, m->topic);
 	return len;
 }
 

@@ -33,6 +33,8 @@ struct broker_config {
 	uint64_t max_retained_bytes;    /* their payload bytes */
 	uint16_t keepalive_max_s;       /* larger (or 0) asks are lowered in 5.0, as Server Keep Alive */
 	uint16_t topic_alias_max;       /* inbound aliases a 5.0 client may use */
+	uint16_t topic_alias_out_max;   /* aliases we assign on deliveries, at most what the client
+					 * allows (its Topic Alias Maximum); 0: never */
 	uint32_t session_expiry_max_s;  /* cap on what a client asks; 3.1.1 persistent sessions get it */
 	uint32_t connect_timeout_ms;    /* from open to CONNECT */
 	uint32_t sys_interval_ms;       /* $SYS/broker/... publication period, 0: never */

@@ -184,7 +184,8 @@ struct broker_conn {
 	struct broker *b;
 	void *ctx;
 	struct broker_session *s;
-	struct mqtt_str *aliases;           /* inbound topic aliases, cfg.topic_alias_max */
+	struct mqtt_str *aliases;           /* topic aliases: cfg.topic_alias_max inbound, then
+					     * alias_out_max outbound (alias_table()) */
 	uint8_t *connack;                   /* CONN_CLAIMING: the CONNACK to send, present 0 */
 	struct mqtt_decoder dec;
 	uint64_t opened_ms, last_rx_ms;
@@ -192,12 +193,17 @@ struct broker_conn {
 	uint16_t keepalive_s;
 	uint16_t client_recv_max;
 	uint16_t connack_len;
+	uint16_t alias_out_max;             /* aliases we may assign (5.0: min(client's, config)) */
+	uint16_t alias_out_next;            /* the next one to (re)assign, round robin */
 	uint8_t state;                      /* enum conn_state */
 	bool transport_gone;                /* the transport closed it: no ops->close */
 	bool clean_disconnect;              /* DISCONNECT without will */
 	uint8_t close_reason;
 	uint8_t version;
 };
+
+/* The connection's alias table, allocated on first use (NULL: out of memory, counted). */
+struct mqtt_str *alias_table(struct broker_conn *c);
 
 /* Send one packet made of slices; false (and the connection is killed) on a transport error. */
 bool conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n);

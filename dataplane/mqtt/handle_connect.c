@@ -130,6 +130,12 @@ static void client_limits(struct broker_conn *c, const struct mqtt_connect *k)
 		c->client_recv_max = (uint16_t)p->v[MQTT_PROP_RECEIVE_MAXIMUM].u;
 	if (mqtt_props_has(p, MQTT_PROP_MAXIMUM_PACKET_SIZE))
 		c->client_max_packet = p->v[MQTT_PROP_MAXIMUM_PACKET_SIZE].u;
+	if (mqtt_props_has(p, MQTT_PROP_TOPIC_ALIAS_MAXIMUM)) {
+		uint32_t a = p->v[MQTT_PROP_TOPIC_ALIAS_MAXIMUM].u;
+
+		c->alias_out_max = (uint16_t)(a < c->b->cfg.topic_alias_out_max ? a :
+					      c->b->cfg.topic_alias_out_max);
+	}
 }
 
 static void connack_props(struct broker_conn *c, const struct mqtt_connect *k, struct mqtt_str id,

@@ -54,8 +54,8 @@ static bool resolve_alias(struct broker_conn *c, const struct mqtt_publish *p,
 		conn_kill(c, MQTT_RC_TOPIC_ALIAS_INVALID, BROKER_C_BAD_TOPIC_ALIAS);
 		return false;
 	}
-	if (c->aliases == NULL && (c->aliases = calloc(max, sizeof(*c->aliases))) == NULL) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+	if (alias_table(c) == NULL) {
+		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* counted: NOMEM */
 		return false;
 	}
 	if (p->topic.len == 0) {

@@ -33,7 +33,8 @@ def rc_value(rc):
 class Client:
     """A paho client on a background loop that queues what it receives."""
 
-    def __init__(self, host, port, cid="", v5=False, clean=True, will=None, expiry=None):
+    def __init__(self, host, port, cid="", v5=False, clean=True, will=None, expiry=None,
+                 alias_max=None):
         self.msgs = queue.Queue()
         self.events = queue.Queue()
         self.v5 = v5
@@ -50,9 +51,12 @@ class Client:
         ckw = {}
         if v5:
             ckw["clean_start"] = clean
-            if expiry is not None:
+            if expiry is not None or alias_max is not None:
                 p = Properties(PacketTypes.CONNECT)
-                p.SessionExpiryInterval = expiry
+                if expiry is not None:
+                    p.SessionExpiryInterval = expiry
+                if alias_max is not None:
+                    p.TopicAliasMaximum = alias_max
                 ckw["properties"] = p
         self.c.connect(host, port, 30, **ckw)
         self.c.loop_start()
@@ -339,6 +343,34 @@ def t_v5_properties(host, port):
     s.close()
 
 
+def t_topic_alias_out(host, port):
+    """Outbound topic aliases, read by paho's own decoder: a client that allows 2 gets each
+    topic in full with a new alias, then the alias alone; round robin when all are bound."""
+    base = "it/%s/alias/" % RUN
+    s = Client(host, port, v5=True, alias_max=2)
+    s.subscribe(base + "#", 1)
+    plain = Client(host, port, v5=True)
+    plain.subscribe(base + "#", 1)
+    p = Client(host, port)
+    sent = ["a", "a", "b", "c", "a"]
+    for i, t in enumerate(sent):
+        p.publish(base + t, b"m%d" % i, qos=1)
+    want = [(base + "a", 1), ("", 1), (base + "b", 2), (base + "c", 1), (base + "a", 2)]
+    bound = {}
+    for i, (topic, alias) in enumerate(want):
+        m = s.get()
+        got_alias = getattr(m.properties, "TopicAlias", None)
+        assert (m.topic, got_alias) == (topic, alias), "delivery %d: %r alias %r, want %r %r" % (
+            i, m.topic, got_alias, topic, alias)
+        if m.topic:
+            bound[alias] = m.topic
+        assert bound[alias] == base + sent[i] and m.payload == b"m%d" % i
+        m2 = plain.get()  # allows none: every topic in full, no alias
+        assert m2.topic == base + sent[i] and getattr(m2.properties, "TopicAlias", None) is None
+    for c in (p, plain, s):
+        c.close()
+
+
 def t_shared(host, port):
     """$share/group/filter: each message to one member, the two members taking turns."""
     topic = "it/%s/shared" % RUN
@@ -418,7 +450,7 @@ def t_many_and_large(host, port):
 
 TESTS = [t_mosquitto_qos, t_paho_qos_both_ways, t_retained, t_will, t_offline_queue, t_inflight_dup,
          t_takeover, t_wildcards, t_v5_properties, t_bad_input_isolated, t_many_and_large,
-         t_shared, t_sys]
+         t_shared, t_sys, t_topic_alias_out]
 
 
 def start_harness():

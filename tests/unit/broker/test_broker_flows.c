@@ -629,6 +629,63 @@ static void test_topic_alias(void **state)
 	fx_free(x);
 }
 
+/* A delivery: its topic as sent (empty when aliased) and its alias (0: none). */
+static void expect_aliased(struct fx *x, int i, const char *topic, uint32_t alias,
+			   const char *payload)
+{
+	struct mqtt_publish p = fx_expect_publish(x, i, topic, payload, 0);
+
+	if (alias == 0) {
+		assert_false(mqtt_props_has(&p.props, MQTT_PROP_TOPIC_ALIAS));
+	} else {
+		assert_true(mqtt_props_has(&p.props, MQTT_PROP_TOPIC_ALIAS));
+		assert_int_equal(p.props.v[MQTT_PROP_TOPIC_ALIAS].u, alias);
+	}
+}
+
+/* Outbound aliases: up to the client's Topic Alias Maximum, topic in full when an alias is
+ * (re)bound, empty after; round robin; an alias counts as known only once its packet left. */
+static void test_topic_alias_out(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_props props = { 0 };
+
+	(void)state;
+	mqtt_props_set_u32(&props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, 2);
+	fx_connect(x, 0, MQTT_V5, "sub", true, 60, &props);
+	fx_connect(x, 1, MQTT_V5, "plain", true, 60, NULL);  /* allows none */
+	fx_connect(x, 2, MQTT_V311, "pub", true, 60, NULL);
+	fx_subscribe(x, 0, "a/#", 0);
+	fx_subscribe(x, 1, "a/#", 0);
+	fx_publish(x, 2, "a/1", "p1", 0, 0, false);
+	fx_publish(x, 2, "a/1", "p2", 0, 0, false);
+	fx_publish(x, 2, "a/2", "p3", 0, 0, false);
+	fx_publish(x, 2, "a/3", "p4", 0, 0, false);  /* no free alias: 1 is bound again */
+	fx_publish(x, 2, "a/1", "p5", 0, 0, false);  /* forgotten: full again, takes 2 */
+	expect_aliased(x, 0, "a/1", 1, "p1");
+	expect_aliased(x, 0, "", 1, "p2");
+	expect_aliased(x, 0, "a/2", 2, "p3");
+	expect_aliased(x, 0, "a/3", 1, "p4");
+	expect_aliased(x, 0, "a/1", 2, "p5");
+	fx_expect_none(x, 0);
+	for (int k = 0; k < 5; k++)  /* the client that allows none gets every topic in full */
+		fx_expect_publish(x, 1, k == 2 ? "a/2" : k == 3 ? "a/3" : "a/1",
+				  (const char *[]){ "p1", "p2", "p3", "p4", "p5" }[k], 0);
+
+	/* held for lack of room: the alias it would bind is not known until it is sent */
+	x->f[0].space = 0;
+	fx_publish(x, 2, "a/4", "p6", 0, 0, false);
+	fx_expect_none(x, 0);
+	x->f[0].space = FX_OUT;
+	broker_conn_writable(x->f[0].c, x->now);
+	expect_aliased(x, 0, "a/4", 1, "p6");
+	fx_publish(x, 2, "a/4", "p7", 0, 0, false);
+	expect_aliased(x, 0, "", 1, "p7");
+	fx_publish(x, 2, "a/1", "p8", 0, 0, false);
+	expect_aliased(x, 0, "", 2, "p8");
+	fx_free(x);
+}
+
 static void test_no_local_and_sub_id(void **state)
 {
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE }, r;
@@ -791,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_receive_maximum),
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_topic_alias),
+		cmocka_unit_test(test_topic_alias_out),
 		cmocka_unit_test(test_no_local_and_sub_id),
 		cmocka_unit_test(test_message_expiry),
 		cmocka_unit_test(test_session_expiry),

@@ -73,8 +73,30 @@ static const struct bad_case bad_cases[] = {
 	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  services:\n    echo: {enabled: true, port: 70000}\n", 5, "out of range" },
 	{ "dataplane:\n  port: {device: x, ipv4: 198.18.0.1/24}\n", 0, "dataplane.eal is required" },
 	{ "agent: {}\n", 1, "no 'dataplane' section" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt:\n    topic_alias_out_max: 70000\n", 5, "out of range" },
 	{ "dataplane: [1,\n", 0, "" },
 };
+
+static void
+test_mqtt_section(void **state)
+{
+	struct dp_config cfg;
+	char err[512] = "";
+	char *path = write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+			       "  mqtt: {enabled: true, port: 1884, topic_alias_out_max: 0,\n"
+			       "         topic_alias_max: 4, max_inflight: 8}\n");
+
+	(void)state;
+	assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.mqtt.enabled);
+	assert_int_equal(cfg.mqtt.port, 1884);
+	assert_int_equal(cfg.broker.topic_alias_out_max, 0);  /* 0 is valid: no outbound aliases */
+	assert_int_equal(cfg.broker.topic_alias_max, 4);
+	assert_int_equal(cfg.broker.max_inflight, 8);
+	assert_int_equal(cfg.broker.receive_max, 32);         /* defaults for the rest */
+	dp_config_free(&cfg);
+	unlink(path);
+}
 
 static void
 test_bad_configs_rejected(void **state)
@@ -105,6 +127,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lab_config_loads),
 		cmocka_unit_test(test_bad_configs_rejected),
+		cmocka_unit_test(test_mqtt_section),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
