@@ -84,6 +84,10 @@ dp_now_us(const struct dp_lcore *lc)
 	return lc->now_tsc / (lc->tsc_hz / 1000000);
 }
 
+/* One rx burst from the lcore's queue, each frame through eth_input; refreshes now_tsc and
+ * counts the burst (or the idle poll). Returns the number of frames. */
+uint16_t dp_rx_burst(struct dp_lcore *lc);
+
 /* Queue a complete frame (Ethernet header included) for transmission at the end of the burst.
  * Takes ownership; a full buffer flushes first, and a frame the NIC refuses is freed and counted. */
 void dp_tx_enqueue(struct dp_lcore *lc, struct rte_mbuf *m);

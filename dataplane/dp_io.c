@@ -1,13 +1,36 @@
 /*
- * dp_io.c: the few services every layer of the fast path uses on its lcore: mbuf allocation for
- * locally built packets and the per-burst tx buffer (dp.h). Part of dp_net_lib with the
+ * dp_io.c: the few services every layer of the fast path uses on its lcore: one rx burst through
+ * the layers, mbuf allocation for locally built packets and the per-burst tx buffer (dp.h). Part of dp_net_lib with the
  * protocol layers, so another DPDK program (the load generator's memif transport) runs the
  * same stack.
  */
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 
 #include "dp.h"
+#include "eth.h"
+
+uint16_t
+dp_rx_burst(struct dp_lcore *lc)
+{
+	struct rte_mbuf *pkts[DP_RX_BURST];
+	uint16_t n = rte_eth_rx_burst(lc->port_id, lc->queue_id, pkts, DP_RX_BURST);
+
+	lc->now_tsc = rte_rdtsc();
+	if (n == 0) {
+		DP_INC(lc, port, IDLE_POLLS);
+		return 0;
+	}
+	DP_INC(lc, port, RX_BURSTS);
+	DP_ADD(lc, port, RX_PKTS, n);
+	for (uint16_t i = 0; i < n; i++) {
+		if (i + 1 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
+		eth_input(lc, pkts[i]);
+	}
+	return n;
+}
 
 struct rte_mbuf *
 dp_alloc(struct dp_lcore *lc)

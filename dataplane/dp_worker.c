@@ -1,17 +1,15 @@
 /*
- * dp_worker.c: the run-to-completion loop of a worker lcore: rx burst -> process every packet
- * through the layers -> TCP flush (coalesced ACKs and data) -> tx burst. No locks, no syscalls
+ * dp_worker.c: the run-to-completion loop of a worker lcore: rx burst through the layers
+ * (dp_rx_burst, dp_io.c) -> TCP flush (coalesced ACKs and data) -> tx burst. No locks, no syscalls
  * on the busy path; when idle for a while it may sleep briefly (idle_sleep_us) so a small box
  * is not spent spinning.
  */
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
-#include <rte_prefetch.h>
 #include <rte_timer.h>
 
 #include "arp.h"
 #include "dp_main.h"
-#include "eth.h"
 #include "icmp.h"
 #include "log.h"
 #include "mqtt/mqtt_tcp.h"
@@ -24,7 +22,6 @@ int
 dp_worker_loop(void *arg)
 {
 	struct dp_lcore *lc = arg;
-	struct rte_mbuf *pkts[DP_RX_BURST];
 	uint64_t timer_period = lc->tsc_hz / 1000000 * DP_TIMER_MANAGE_US, next_timer = 0;
 	unsigned idle = 0;
 
@@ -32,21 +29,10 @@ dp_worker_loop(void *arg)
 	log_info("worker %u: lcore %u polling port %u queue %u", lc->worker_idx, lc->lcore_id,
 		 lc->port_id, lc->queue_id);
 	while (!dp_state.quit) {
-		uint16_t n = rte_eth_rx_burst(lc->port_id, lc->queue_id, pkts, DP_RX_BURST);
-
-		lc->now_tsc = rte_rdtsc();
-		if (n > 0) {
-			DP_INC(lc, port, RX_BURSTS);
-			DP_ADD(lc, port, RX_PKTS, n);
-			for (uint16_t i = 0; i < n; i++) {
-				if (i + 1 < n)
-					rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
-				eth_input(lc, pkts[i]);
-			}
+		if (dp_rx_burst(lc) > 0) {
 			tcp_flush(lc);
 			idle = 0;
 		} else {
-			DP_INC(lc, port, IDLE_POLLS);
 			idle++;
 		}
 		tcp_timers_poll(lc);

@@ -33,7 +33,6 @@
 
 #include "arp.h"
 #include "dp.h"
-#include "eth.h"
 #include "icmp.h"
 #include "ipv4.h"
 #include "tcp/tcp.h"
@@ -175,20 +174,13 @@ static const struct tcp_app_ops conn_ops = {
 static unsigned stack_run(struct mstack *s)
 {
 	struct dp_lcore *lc = s->lc;
-	struct rte_mbuf *pkts[DP_RX_BURST];
 	unsigned total = 0;
 
 	lc->now_tsc = rte_rdtsc();
 	tcp_flush(lc);
 	for (int b = 0; b < RX_BURSTS_PER_RUN; b++) {
-		uint16_t n = rte_eth_rx_burst(s->port_id, 0, pkts, DP_RX_BURST);
+		uint16_t n = dp_rx_burst(lc);
 
-		if (n == 0)
-			break;
-		DP_INC(lc, port, RX_BURSTS);
-		DP_ADD(lc, port, RX_PKTS, n);
-		for (uint16_t i = 0; i < n; i++)
-			eth_input(lc, pkts[i]);
 		total += n;
 		if (n < DP_RX_BURST)
 			break;
@@ -339,7 +331,6 @@ static void mt_close(struct sim_transport *t, int h)
 {
 	struct mslot *sl = &((struct mstack *)t->priv)->slots[h];
 
-	(void)t;
 	switch (sl->st) {
 	case MS_CONNECTING:
 	case MS_OPEN:

@@ -21,7 +21,6 @@
 #define EPH_LO 1024u
 #define EPH_HI 65535u
 #define EPH_N (EPH_HI - EPH_LO + 1)
-#define TCP_DEFAULT_MSS 536  /* RFC 879: no MSS option */
 
 /* The next ephemeral port whose 4-tuple is free (TIME_WAIT flows keep theirs). 0: none. */
 static uint16_t
@@ -90,24 +89,10 @@ synack_input(struct tcp_conn *c, const struct tcp_seg *s)
 {
 	struct tcp_lcore *tl = c->tl;
 	const struct tcp_config *cfg = &tl->cfg;
-	uint16_t mss;
 
 	c->irs = s->seq;
 	c->rcv_nxt = s->seq + 1;
-	if (s->opt.has_ws) {  /* we always offer it; both sides scale only if both did */
-		c->flags |= TF_WS_OK;
-		c->snd_wscale = s->opt.wscale;
-		c->rcv_wscale = cfg->wscale;
-	}
-	if (s->opt.has_ts && cfg->timestamps) {
-		c->flags |= TF_TS_OK;
-		c->ts_recent = s->opt.tsval;
-	}
-	if (s->opt.sack_ok)
-		c->flags |= TF_SACK_OK;
-	mss = s->opt.has_mss ? RTE_MIN(s->opt.mss, cfg->mss) : RTE_MIN(TCP_DEFAULT_MSS, cfg->mss);
-	mss = RTE_MAX(mss, (uint16_t)64);
-	c->mss = (uint16_t)(mss - ((c->flags & TF_TS_OK) ? TCP_TS_OPT_LEN : 0));
+	tcp_syn_opts_take(c, s, true);  /* our SYN always offers window scaling */
 	/* the window we offered in the SYN (never scaled) */
 	c->rcv_adv = c->rcv_nxt + RTE_MIN(cfg->rcvbuf_bytes, 65535u);
 	tcp_timer_stop(c, TT_REXMT);

@@ -20,7 +20,6 @@
 
 #define TCP_HDR_MIN 20
 #define TCP_HDR_MAX 60
-#define TCP_DEFAULT_MSS 536  /* RFC 879: no MSS option */
 
 enum { OPT_EOL = 0, OPT_NOP = 1, OPT_MSS = 2, OPT_WS = 3, OPT_SACK_OK = 4, OPT_SACK = 5,
        OPT_TS = 8 };
@@ -624,6 +623,33 @@ drop:
 	rte_pktmbuf_free(m);
 }
 
+/*
+ * The options of the peer's SYN (passive open) or SYN-ACK (active open): window scaling when
+ * it sent the option and we offer (or offered) it, timestamps when both want them, SACK, and
+ * our MSS: the peer's (or RFC 879's 536) capped by ours, less the timestamp option.
+ */
+void
+tcp_syn_opts_take(struct tcp_conn *c, const struct tcp_seg *s, bool we_scale)
+{
+	const struct tcp_config *cfg = &c->tl->cfg;
+	uint16_t mss;
+
+	if (s->opt.has_ws && we_scale) {
+		c->flags |= TF_WS_OK;
+		c->snd_wscale = s->opt.wscale;
+		c->rcv_wscale = cfg->wscale;
+	}
+	if (s->opt.has_ts && cfg->timestamps) {
+		c->flags |= TF_TS_OK;
+		c->ts_recent = s->opt.tsval;
+	}
+	if (s->opt.sack_ok)
+		c->flags |= TF_SACK_OK;
+	mss = s->opt.has_mss ? RTE_MIN(s->opt.mss, cfg->mss) : RTE_MIN(TCP_DEFAULT_MSS, cfg->mss);
+	mss = RTE_MAX(mss, (uint16_t)64);
+	c->mss = (uint16_t)(mss - ((c->flags & TF_TS_OK) ? TCP_TS_OPT_LEN : 0));
+}
+
 static void
 syn_new(struct tcp_lcore *tl, const struct tcp_listener *l, const struct tcp_seg *s)
 {
@@ -645,20 +671,7 @@ syn_new(struct tcp_lcore *tl, const struct tcp_listener *l, const struct tcp_seg
 	c->iss = (uint32_t)rte_rand();
 	c->snd_una = c->iss;
 	c->snd_nxt = c->snd_max = c->iss + 1;
-	if (s->opt.has_ws && cfg->wscale > 0) {
-		c->flags |= TF_WS_OK;
-		c->snd_wscale = s->opt.wscale;
-		c->rcv_wscale = cfg->wscale;
-	}
-	if (s->opt.has_ts && cfg->timestamps) {
-		c->flags |= TF_TS_OK;
-		c->ts_recent = s->opt.tsval;
-	}
-	if (s->opt.sack_ok)
-		c->flags |= TF_SACK_OK;
-	mss = s->opt.has_mss ? RTE_MIN(s->opt.mss, cfg->mss) : RTE_MIN(TCP_DEFAULT_MSS, cfg->mss);
-	mss = RTE_MAX(mss, (uint16_t)64);
-	c->mss = (uint16_t)(mss - ((c->flags & TF_TS_OK) ? TCP_TS_OPT_LEN : 0));
+	tcp_syn_opts_take(c, s, cfg->wscale > 0);
 	c->snd_wnd = s->win;  /* a SYN's window is never scaled */
 	c->rto_ms = cfg->rto_initial_ms;
 	c->ops = l->ops;

@@ -28,6 +28,7 @@ struct tcp_cc_ops;
 #define TCP_OOO_MAX_SEGS 255    /* within these bounds (adjacent ones are merged) */
 #define TCP_MAX_WSCALE 14
 #define TCP_TS_OPT_LEN 12       /* NOP NOP TS(10) as we send it */
+#define TCP_DEFAULT_MSS 536     /* RFC 879: the peer sent no MSS option */
 
 /* The 4-tuple, as it appears on the wire (network order); 12 bytes, no padding. */
 struct tcp_flow_key {
@@ -214,6 +215,7 @@ unsigned tcp_ooo_sack_blocks(const struct tcp_conn *c, uint32_t (*blk)[2], unsig
 
 /* tcp_input.c */
 void tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);
+void tcp_syn_opts_take(struct tcp_conn *c, const struct tcp_seg *s, bool we_scale);
 bool tcp_challenge_ack_ok(struct tcp_lcore *tl);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 
