@@ -79,6 +79,35 @@ tel_status(const char *cmd, const char *params, struct rte_tel_data *d)
 
 /* Memory per idle flow is what a flow costs with no data in flight: its TCB and its hash entry;
  * data in flight is counted separately as the mbufs the queues hold. */
+/* The broker's records and the session parts that exist only while used, over the workers. */
+static void
+mem_broker(struct rte_tel_data *d)
+{
+	struct broker_gauges sum = { 0 }, g;
+
+	for (unsigned i = 0; i < dp_state.n_workers; i++) {
+		struct broker *b = mqtt_service_broker(dp_state.workers[i]);
+
+		if (b == NULL)
+			continue;
+		broker_gauges_get(b, &g);
+		sum.conns += g.conns;
+		sum.sessions += g.sessions;
+		sum.subscriptions += g.subscriptions;
+		sum.windows += g.windows;
+		sum.qos2_tables += g.qos2_tables;
+		sum.cold += g.cold;
+		sum.queued += g.queued;
+	}
+	rte_tel_data_add_dict_u64(d, "mqtt_conns", sum.conns);
+	rte_tel_data_add_dict_u64(d, "mqtt_sessions", sum.sessions);
+	rte_tel_data_add_dict_u64(d, "mqtt_subscriptions", sum.subscriptions);
+	rte_tel_data_add_dict_u64(d, "mqtt_sessions_with_window", sum.windows);
+	rte_tel_data_add_dict_u64(d, "mqtt_sessions_with_qos2_ids", sum.qos2_tables);
+	rte_tel_data_add_dict_u64(d, "mqtt_sessions_with_will_or_claim", sum.cold);
+	rte_tel_data_add_dict_u64(d, "mqtt_queued_msgs", sum.queued);
+}
+
 static int
 tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 {
@@ -123,6 +152,7 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 		snprintf(name, sizeof(name), "state_%s", tcp_state_name((enum tcp_state)s));
 		rte_tel_data_add_dict_u64(d, name, states[s]);
 	}
+	mem_broker(d);
 	return 0;
 }
 
@@ -186,6 +216,6 @@ dp_telemetry_init(void)
 	rc |= rte_telemetry_register_cmd("/edgegw/broker", tel_broker,
 					 "MQTT broker counters, summed over the workers");
 	rc |= rte_telemetry_register_cmd("/edgegw/mem", tel_mem,
-					 "TCP memory: flows by state, bytes per idle flow, mbufs held in queues");
+					 "Memory: TCP flows by state, bytes per idle flow, mbufs held in queues; MQTT sessions and their parts held");
 	return rc ? -1 : 0;
 }

@@ -118,7 +118,6 @@ static void conn_free(struct broker_conn *c)
 		for (uint32_t i = 0; i < (uint32_t)c->b->cfg.topic_alias_max + c->alias_out_max; i++)
 			free((void *)c->aliases[i].s);
 	free(c->aliases);
-	free(c->connack);
 	free(c);
 }
 
@@ -135,10 +134,11 @@ void broker_destroy(struct broker *b)
 			c->s->conn = NULL;
 		conn_free(c);
 	}
-	while (b->sessions != NULL) {
-		will_clear(b->sessions); /* shutting down: no wills */
-		session_destroy(b->sessions);
-	}
+	for (uint32_t i = 0; i < BROKER_SESS_HASH; i++)
+		while (b->sess_hash[i] != NULL) {
+			will_clear(b->sess_hash[i]); /* shutting down: no wills */
+			session_destroy(b->sess_hash[i]);
+		}
 	while (b->groups != NULL) { /* groups kept only for other instances' members */
 		struct share_group *g = b->groups;
 
@@ -656,20 +656,24 @@ static void conn_timers(struct broker *b)
 	b->conn_cursor = c; /* NULL: the pass is over, the next starts at the head */
 }
 
+/* Sessions by client id hash bucket, whole buckets until the tick's budget of sessions is
+ * spent (as for connections) or the pass is over: with few sessions a tick sees them all. */
 static void session_timers(struct broker *b, uint64_t now_ms)
 {
 	uint32_t budget = b->n_sessions / BROKER_SCAN_TICKS + BROKER_SCAN_MIN;
-	struct broker_session *s = b->sess_cursor != NULL ? b->sess_cursor : b->sessions, *next;
 
-	for (; s != NULL && budget > 0; s = next, budget--) {
-		next = s->next;
-		b->sess_cursor = next; /* session_tick may destroy s (and move the cursor) */
-		if (s->claim_pending > 0 && now_ms >= s->claim_deadline_ms)
-			xlcore_claim_timeout(s); /* before session_tick: it may destroy s */
-		session_tick(s, now_ms);
-		next = b->sess_cursor;
+	for (uint32_t i = 0; i < BROKER_SESS_HASH && budget > 0; i++) {
+		struct broker_session *s = b->sess_hash[b->sess_bucket];
+
+		for (; s != NULL; s = b->sess_next, budget = budget > 0 ? budget - 1 : 0) {
+			b->sess_next = s->hnext; /* session_tick may destroy s (and move this) */
+			if (session_claim_pending(s) > 0 && now_ms >= s->cold->claim_deadline_ms)
+				xlcore_claim_timeout(s); /* before session_tick: it may destroy s */
+			session_tick(s, now_ms);
+		}
+		b->sess_next = NULL;
+		b->sess_bucket = (b->sess_bucket + 1) % BROKER_SESS_HASH;
 	}
-	b->sess_cursor = s;
 }
 
 void broker_tick(struct broker *b, uint64_t now_ms)
@@ -682,6 +686,14 @@ void broker_tick(struct broker *b, uint64_t now_ms)
 	if (b->xops != NULL)
 		xlcore_tick(b);
 	broker_reap(b);
+}
+
+void broker_gauges_get(const struct broker *b, struct broker_gauges *g)
+{
+	*g = (struct broker_gauges){ .conns = b->n_conns, .sessions = b->n_sessions,
+				     .subscriptions = b->n_subs, .windows = b->n_windows,
+				     .qos2_tables = b->n_qos2_tables, .cold = b->n_cold,
+				     .queued = b->n_queued };
 }
 
 uint64_t broker_counter_get(const struct broker *b, enum broker_counter c)

@@ -121,6 +121,17 @@ void broker_xlcore_input(struct broker *b, struct broker_xmsg *m, uint64_t now_m
 /* Release a message without handling it (a queue drained at shutdown). */
 void broker_xmsg_free(struct broker_xmsg *m);
 
+/* What the broker holds now (gauges, unlike the counters): records and the parts of sessions
+ * that exist only while used. Read from another thread, each value is a plain load. */
+struct broker_gauges {
+	uint32_t conns, sessions, subscriptions;
+	uint32_t windows;      /* sessions with their outgoing QoS 1/2 window allocated */
+	uint32_t qos2_tables;  /* sessions with a table of incoming QoS 2 ids */
+	uint32_t cold;         /* sessions with a will or an open claim (their cold part) */
+	uint32_t queued;       /* messages in sessions' queues */
+};
+void broker_gauges_get(const struct broker *b, struct broker_gauges *g);
+
 uint64_t broker_counter_get(const struct broker *b, enum broker_counter c);
 const char *broker_counter_name(enum broker_counter c);
 const char *broker_counter_desc(enum broker_counter c);

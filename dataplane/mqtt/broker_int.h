@@ -111,39 +111,63 @@ struct qent {
 	uint32_t sub_id;
 };
 
+/* What few sessions need, kept out of the session's block and allocated on use: the will
+ * (stored at CONNECT, pending after the connection ends with a Will Delay), and an open claim
+ * of the session on the other lcores with the CONNACK it holds (xlcore.c). Freed when neither
+ * is left (session_cold_put). */
+struct session_cold {
+	struct broker_msg *will;
+	uint8_t *connack;                   /* the CONNACK to send when the claim ends, present 0 */
+	uint64_t will_at_ms;                /* pending delayed will, 0: none */
+	uint64_t claim_deadline_ms;
+	uint32_t will_delay_s;
+	uint32_t claim_pending;             /* answers still to come: the CONNACK waits for them */
+	uint16_t connack_len;
+	bool claim_found;                   /* one of them brought the session */
+};
+
 struct broker_session {
-	/* pointers, then 64-bit, 32-bit, 16-bit and 8-bit fields: no padding holes (an idle
-	 * session costs this struct and its client id, in one block) */
+	/* pointers, then 64-bit, 32-bit and 16-bit fields: no padding holes (an idle session
+	 * costs this struct and its client id, in one block). All sessions are reached through
+	 * the client id hash (broker_tick walks its buckets). */
 	struct broker_session *hnext;       /* client id hash chain */
-	struct broker_session *next, *prev; /* all sessions */
 	struct broker *b;
 	struct broker_conn *conn;           /* NULL while offline */
 	struct broker_sub *subs;
-	struct out_slot *inflight;          /* cfg.max_inflight slots */
+	struct out_slot *inflight;          /* cfg.max_inflight slots, while any is in use */
 	struct qent *qhead, *qtail;
-	uint16_t *rx_qos2;                  /* incoming QoS 2 ids awaiting PUBREL */
-	struct broker_msg *will;
+	uint16_t *rx_qos2;                  /* incoming QoS 2 ids awaiting PUBREL, while any */
+	struct session_cold *cold;          /* will, open claim: NULL when neither */
 	uint64_t id;
 	uint64_t expire_at_ms;              /* while offline, 0: not set */
-	uint64_t will_at_ms;                /* pending delayed will, 0: none */
-	/* The claim this session made for its stored state on the other lcores (xlcore.c) */
-	uint64_t claim_seq;                 /* 0: none */
-	uint64_t claim_deadline_ms;
-	uint64_t claim_pub_seq;             /* b->pub_seq when the claim went out */
+	uint32_t claim_seq;                 /* the last claim this session made (xlcore.c), 0: none */
+	uint32_t claim_pub_seq;             /* b->pub_seq (low 32 bits) when it went out */
 	uint32_t n_subs;
 	uint32_t next_seq;
 	uint32_t qlen;
 	uint32_t expiry_s;
-	uint32_t will_delay_s;
-	uint32_t claim_pending;             /* answers still to come: the CONNACK waits for them */
 	uint16_t id_len;
 	uint16_t n_inflight, next_pid;
 	uint16_t n_rx_qos2;
-	uint8_t will_qos;
-	bool will_retain;
-	bool claim_found;                   /* one of them brought the session */
 	char client_id[];                   /* id_len bytes and a NUL, in the same block */
 };
+
+/* The session's cold part, allocated if need be (NULL: out of memory, counted). */
+struct session_cold *session_cold_get(struct broker_session *s);
+/* Free the cold part if nothing is left in it. */
+void session_cold_put(struct broker_session *s);
+static inline struct broker_msg *session_will(const struct broker_session *s)
+{
+	return s->cold != NULL ? s->cold->will : NULL;
+}
+static inline uint64_t session_will_at(const struct broker_session *s)
+{
+	return s->cold != NULL ? s->cold->will_at_ms : 0;
+}
+static inline uint32_t session_claim_pending(const struct broker_session *s)
+{
+	return s->cold != NULL ? s->cold->claim_pending : 0;
+}
 
 struct broker_session *session_find(struct broker *b, const char *id, size_t len);
 struct broker_session *session_create(struct broker *b, const char *id, size_t len);
@@ -167,6 +191,8 @@ struct broker_sub *session_sub_merge(struct broker_session *s, const struct mqtt
 /* Put back an inflight slot that came from another lcore (same packet id and state, resent
  * with DUP or as PUBREL at resume); false when the window has no room. */
 bool session_slot_restore(struct broker_session *s, const struct out_slot *o);
+/* The table of incoming QoS 2 ids, allocated if need be; false (counted) out of memory. */
+bool session_rx_qos2_table(struct broker_session *s);
 /* Remember an incoming QoS 2 packet id awaiting PUBREL; false when full or out of memory. */
 bool session_rx_qos2_add(struct broker_session *s, uint16_t pid);
 /* Every lcore answered the claim of s (or it timed out): send the held CONNACK (session
@@ -174,7 +200,7 @@ bool session_rx_qos2_add(struct broker_session *s, uint16_t pid);
 void connect_claim_done(struct broker_session *s);
 
 /* ---- connections ---- */
-/* CONN_CLAIMING: CONNECT accepted, its CONNACK held until the other lcores answer the session
+/* CONN_CLAIMING: CONNECT accepted, its CONNACK held (in the session's cold part) until the other lcores answer the session
  * claim (xlcore.c); no input is read and nothing is sent meanwhile. */
 enum conn_state { CONN_NEW, CONN_CLAIMING, CONN_ACTIVE, CONN_DYING };
 
@@ -186,20 +212,18 @@ struct broker_conn {
 	struct broker_session *s;
 	struct mqtt_str *aliases;           /* topic aliases: cfg.topic_alias_max inbound, then
 					     * alias_out_max outbound (alias_table()) */
-	uint8_t *connack;                   /* CONN_CLAIMING: the CONNACK to send, present 0 */
 	struct mqtt_decoder dec;
 	uint64_t opened_ms, last_rx_ms;
 	uint32_t client_max_packet;
 	uint16_t keepalive_s;
 	uint16_t client_recv_max;
-	uint16_t connack_len;
 	uint16_t alias_out_max;             /* aliases we may assign (5.0: min(client's, config)) */
 	uint16_t alias_out_next;            /* the next one to (re)assign, round robin */
 	uint8_t state;                      /* enum conn_state */
-	bool transport_gone;                /* the transport closed it: no ops->close */
-	bool clean_disconnect;              /* DISCONNECT without will */
 	uint8_t close_reason;
 	uint8_t version;
+	bool transport_gone : 1;            /* the transport closed it: no ops->close */
+	bool clean_disconnect : 1;          /* DISCONNECT without will */
 };
 
 /* The connection's alias table, allocated on first use (NULL: out of memory, counted). */
@@ -284,12 +308,13 @@ struct broker {
 	uint64_t cnt[BROKER_C_COUNT];
 	struct broker_conn *conns, *dying;
 	uint32_t n_conns, n_sessions, n_subs;
+	uint32_t n_windows, n_qos2_tables, n_cold, n_queued; /* broker_gauges */
 	/* broker_tick visits connections and sessions a slice at a time (BROKER_SCAN_TICKS per
 	 * pass): where the last slice stopped; moved on when that entry goes away */
 	struct broker_conn *conn_cursor;
-	struct broker_session *sess_cursor;
+	uint32_t sess_bucket;               /* sessions: the next hash bucket to visit */
+	struct broker_session *sess_next;   /* the next session of the bucket being visited */
 	struct broker_session *sess_hash[BROKER_SESS_HASH];
-	struct broker_session *sessions;
 	uint64_t next_session_id, next_assigned_id;
 	struct mqtt_topic_tree *tree;
 	struct share_group *groups;
@@ -300,7 +325,7 @@ struct broker {
 	const struct broker_xlcore_ops *xops; /* NULL: a single instance */
 	void *xctx;
 	uint32_t xself, xn;
-	uint64_t next_claim_seq;
+	uint32_t next_claim_seq;
 	/* Messages published here while a claim is open (until replay_until_ms): the claimed
 	 * session's subscriptions are not known here yet, and the other lcore no longer has
 	 * them when these reach it, so they are matched again at restore (xlcore.c). */

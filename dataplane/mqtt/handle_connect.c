@@ -74,8 +74,7 @@ static void take_over(struct broker_session *s)
 	old->s = NULL;
 	s->conn = NULL;
 	broker_count(s->b, BROKER_C_ABRUPT_CLOSE);
-	if (s->will != NULL)
-		will_publish(s);
+	will_publish(s);
 }
 
 static uint32_t session_expiry(const struct broker_conn *c, const struct mqtt_connect *k)
@@ -107,8 +106,7 @@ static struct broker_session *attach(struct broker_conn *c, const struct mqtt_co
 	*present = s != NULL;
 	if (s != NULL) {
 		broker_count(b, BROKER_C_SESSION_RESUMED);
-		s->will_at_ms = 0; /* back before its will delay: the will is not sent */
-		will_clear(s);
+		will_clear(s); /* back before its will delay: the will is not sent */
 		return s;
 	}
 	if (b->n_sessions >= b->cfg.max_sessions) {
@@ -187,6 +185,7 @@ static bool connect_acceptable(struct broker_conn *c, const struct mqtt_connect 
 static bool hold_connack(struct broker_conn *c, const struct mqtt_connect *k,
 			 const struct mqtt_props *props)
 {
+	struct session_cold *cold = c->s->cold; /* the claim is open: allocated */
 	struct mqtt_connack ack = { .reason = 0 };
 	uint8_t buf[512];
 	int len;
@@ -194,12 +193,14 @@ static bool hold_connack(struct broker_conn *c, const struct mqtt_connect *k,
 	if (k->version == MQTT_V5)
 		ack.props = *props;
 	len = mqtt_encode_connack(buf, sizeof(buf), k->version, &ack);
-	if (len <= 0 || (size_t)len > sizeof(buf) || (c->connack = malloc((size_t)len)) == NULL) {
+	free(cold->connack); /* one held for an earlier connection that left during the claim */
+	cold->connack = NULL;
+	if (len <= 0 || (size_t)len > sizeof(buf) || (cold->connack = malloc((size_t)len)) == NULL) {
 		refuse(c, k, MQTT_RC_SERVER_UNAVAILABLE, 3, BROKER_C_NOMEM);
 		return false;
 	}
-	memcpy(c->connack, buf, (size_t)len);
-	c->connack_len = (uint16_t)len;
+	memcpy(cold->connack, buf, (size_t)len);
+	cold->connack_len = (uint16_t)len;
 	c->state = CONN_CLAIMING;
 	broker_count(c->b, BROKER_C_XLCORE_CLAIM_WAIT);
 	return true;
@@ -208,21 +209,31 @@ static bool hold_connack(struct broker_conn *c, const struct mqtt_connect *k,
 void connect_claim_done(struct broker_session *s)
 {
 	struct broker_conn *c = s->conn;
-	size_t at = 1;
+	struct session_cold *k = s->cold;
+	uint8_t *connack;
+	size_t at = 1, len;
 
-	s->claim_pending = 0;
-	if (c == NULL || c->state != CONN_CLAIMING)
-		return; /* the client left meanwhile: the session waits for it, restored */
+	if (k == NULL)
+		return;
+	k->claim_pending = 0;
+	connack = k->connack;
+	len = k->connack_len;
+	k->connack = NULL;
+	if (c == NULL || c->state != CONN_CLAIMING || connack == NULL) {
+		free(connack); /* the client left meanwhile: the session waits for it, restored */
+		session_cold_put(s);
+		return;
+	}
 	/* The acknowledge flags follow the fixed header (type, remaining length as a varint);
 	 * bit 0 is session present. */
-	while (at < c->connack_len && (c->connack[at] & 0x80))
+	while (at < len && (connack[at] & 0x80))
 		at++;
-	if (++at < c->connack_len && s->claim_found)
-		c->connack[at] |= 1;
+	if (++at < len && k->claim_found)
+		connack[at] |= 1;
+	session_cold_put(s);
 	c->state = CONN_ACTIVE;
-	conn_send_buf(c, c->connack, c->connack_len);
-	free(c->connack);
-	c->connack = NULL;
+	conn_send_buf(c, connack, len);
+	free(connack);
 	session_resume(s);
 	if (conn_alive(c) && c->b->ops->input_ready != NULL)
 		c->b->ops->input_ready(c->ctx);
@@ -266,8 +277,8 @@ void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 	 * here meanwhile) waits for that one. */
 	broker_xlcore_claim(b, id.s, id.len, k->clean_start, b->now_ms,
 			    !present && !k->clean_start && !assigned ? s : NULL);
-	if (s->claim_pending > 0) {
-		s->claim_found |= present;
+	if (session_claim_pending(s) > 0) {
+		s->cold->claim_found |= present;
 		hold_connack(c, k, &props);
 		return;
 	}

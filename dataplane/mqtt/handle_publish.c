@@ -139,9 +139,8 @@ void handle_publish(struct broker_conn *c, const struct mqtt_packet *pkt,
 		conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
 		return;
 	}
-	if (p->qos == 2 && s->rx_qos2 == NULL &&
-	    (s->rx_qos2 = calloc(c->b->cfg.receive_max, sizeof(*s->rx_qos2))) == NULL) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+	if (p->qos == 2 && !session_rx_qos2_table(s)) {
+		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* NOMEM counted */
 		return;
 	}
 	matched = publish_route(c, p, topic, segs, n);

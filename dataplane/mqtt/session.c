@@ -46,10 +46,6 @@ struct broker_session *session_create(struct broker *b, const char *id, size_t l
 	s->next_pid = 1;
 	s->hnext = b->sess_hash[h];
 	b->sess_hash[h] = s;
-	s->next = b->sessions;
-	if (b->sessions != NULL)
-		b->sessions->prev = s;
-	b->sessions = s;
 	b->n_sessions++;
 	broker_count(b, BROKER_C_SESSION_CREATED);
 	return s;
@@ -79,6 +75,7 @@ static void queue_clear(struct broker_session *s)
 		free(q);
 	}
 	s->qtail = NULL;
+	s->b->n_queued -= s->qlen;
 	s->qlen = 0;
 }
 
@@ -88,30 +85,53 @@ void session_destroy(struct broker_session *s)
 	struct broker *b = s->b;
 	struct broker_session **pp = &b->sess_hash[id_hash(s->client_id, s->id_len)];
 
-	if (s->will_at_ms != 0)
+	if (session_will_at(s) != 0)
 		will_publish(s);
 	will_clear(s);
 	while (*pp != s)
 		pp = &(*pp)->hnext;
 	*pp = s->hnext;
-	if (b->sess_cursor == s)
-		b->sess_cursor = s->next;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		b->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
+	if (b->sess_next == s)
+		b->sess_next = s->hnext;
 	session_unsubscribe_all(s);
 	queue_clear(s);
 	for (uint16_t i = 0; s->inflight != NULL && i < b->cfg.max_inflight; i++)
 		broker_msg_unref(s->inflight[i].msg);
 	if (s->conn != NULL)
 		s->conn->s = NULL;
+	b->n_windows -= s->inflight != NULL;
+	b->n_qos2_tables -= s->rx_qos2 != NULL;
+	b->n_cold -= s->cold != NULL;
 	free(s->inflight);
 	free(s->rx_qos2);
+	if (s->cold != NULL)
+		free(s->cold->connack);
+	free(s->cold);
 	free(s);
 	b->n_sessions--;
+}
+
+struct session_cold *session_cold_get(struct broker_session *s)
+{
+	if (s->cold == NULL) {
+		if ((s->cold = calloc(1, sizeof(*s->cold))) == NULL)
+			broker_count(s->b, BROKER_C_NOMEM);
+		else
+			s->b->n_cold++;
+	}
+	return s->cold;
+}
+
+void session_cold_put(struct broker_session *s)
+{
+	struct session_cold *k = s->cold;
+
+	if (k != NULL && k->will == NULL && k->will_at_ms == 0 && k->claim_pending == 0 &&
+	    k->connack == NULL) {
+		free(k);
+		s->cold = NULL;
+		s->b->n_cold--;
+	}
 }
 
 static uint16_t inflight_limit(const struct broker_session *s)
@@ -154,10 +174,12 @@ static uint16_t pid_next(struct broker_session *s)
  * that only ever gets QoS 0, does not pay for it. */
 static struct out_slot *slot_alloc(struct broker_session *s)
 {
-	if (s->inflight == NULL &&
-	    (s->inflight = calloc(s->b->cfg.max_inflight, sizeof(*s->inflight))) == NULL) {
-		broker_count(s->b, BROKER_C_NOMEM);
-		return NULL;
+	if (s->inflight == NULL) {
+		if ((s->inflight = calloc(s->b->cfg.max_inflight, sizeof(*s->inflight))) == NULL) {
+			broker_count(s->b, BROKER_C_NOMEM);
+			return NULL;
+		}
+		s->b->n_windows++;
 	}
 	for (uint16_t i = 0; i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state == SLOT_FREE)
@@ -215,6 +237,7 @@ static void enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos,
 		s->qhead = q;
 	s->qtail = q;
 	s->qlen++;
+	b->n_queued++;
 }
 
 void session_deliver(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
@@ -288,6 +311,7 @@ void session_drain(struct broker_session *s)
 		if (s->qhead == NULL)
 			s->qtail = NULL;
 		s->qlen--;
+		s->b->n_queued--;
 		broker_msg_unref(q->msg);
 		free(q);
 	}
@@ -312,19 +336,27 @@ bool session_slot_restore(struct broker_session *s, const struct out_slot *o)
 	return true;
 }
 
-bool session_rx_qos2_add(struct broker_session *s, uint16_t pid)
+bool session_rx_qos2_table(struct broker_session *s)
 {
 	struct broker *b = s->b;
 
-	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
-		if (s->rx_qos2[i] == pid)
-			return true;
-	if (s->n_rx_qos2 >= b->cfg.receive_max)
-		return false;
-	if (s->rx_qos2 == NULL && (s->rx_qos2 = calloc(b->cfg.receive_max, sizeof(*s->rx_qos2))) == NULL) {
+	if (s->rx_qos2 != NULL)
+		return true;
+	if ((s->rx_qos2 = calloc(b->cfg.receive_max, sizeof(*s->rx_qos2))) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		return false;
 	}
+	b->n_qos2_tables++;
+	return true;
+}
+
+bool session_rx_qos2_add(struct broker_session *s, uint16_t pid)
+{
+	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
+		if (s->rx_qos2[i] == pid)
+			return true;
+	if (s->n_rx_qos2 >= s->b->cfg.receive_max || !session_rx_qos2_table(s))
+		return false;
 	s->rx_qos2[s->n_rx_qos2++] = pid;
 	return true;
 }
@@ -339,18 +371,20 @@ void session_resume(struct broker_session *s)
 
 void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 {
+	struct session_cold *k = s->cold;
+
 	s->conn = NULL;
-	if (send_will && s->will != NULL) {
-		uint32_t delay = s->will_delay_s < s->expiry_s ? s->will_delay_s : s->expiry_s;
+	if (send_will && k != NULL && k->will != NULL) {
+		uint32_t delay = k->will_delay_s < s->expiry_s ? k->will_delay_s : s->expiry_s;
 
 		if (delay == 0) {
 			will_publish(s);
 		} else {
-			s->will_at_ms = now_ms + (uint64_t)delay * 1000u;
+			k->will_at_ms = now_ms + (uint64_t)delay * 1000u;
 			broker_count(s->b, BROKER_C_WILL_DELAYED);
 		}
 	}
-	if (s->will_at_ms == 0)
+	if (session_will_at(s) == 0)
 		will_clear(s);
 	if (s->expiry_s == 0) {
 		session_destroy(s);
@@ -359,11 +393,23 @@ void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 	s->expire_at_ms = now_ms + (uint64_t)s->expiry_s * 1000u;
 }
 
+/* Once a second or so: an idle session gives back its window and its QoS 2 id table (they
+ * come back on use), an offline one sends its delayed will and expires. */
 void session_tick(struct broker_session *s, uint64_t now_ms)
 {
+	if (s->n_inflight == 0 && s->inflight != NULL) {
+		free(s->inflight);
+		s->inflight = NULL;
+		s->b->n_windows--;
+	}
+	if (s->n_rx_qos2 == 0 && s->rx_qos2 != NULL) {
+		free(s->rx_qos2);
+		s->rx_qos2 = NULL;
+		s->b->n_qos2_tables--;
+	}
 	if (s->conn != NULL)
 		return;
-	if (s->will_at_ms != 0 && now_ms >= s->will_at_ms) {
+	if (session_will_at(s) != 0 && now_ms >= session_will_at(s)) {
 		will_publish(s);
 		will_clear(s);
 	}

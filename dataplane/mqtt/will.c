@@ -8,39 +8,49 @@
 
 void will_clear(struct broker_session *s)
 {
-	broker_msg_unref(s->will);
-	s->will = NULL;
-	s->will_at_ms = 0;
+	struct session_cold *k = s->cold;
+
+	if (k == NULL)
+		return;
+	broker_msg_unref(k->will);
+	k->will = NULL;
+	k->will_at_ms = 0;
+	session_cold_put(s);
 }
 
 void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms)
 {
 	const struct mqtt_will *w = &k->will;
 	struct mqtt_iov pl = { (const uint8_t *)w->payload.s, w->payload.len };
+	struct session_cold *cold;
+	struct broker_msg *m;
 
 	will_clear(s);
 	if (!k->has_will)
 		return;
-	s->will = broker_msg_new(s->b, w->topic, &pl, 1, &w->props, now_ms);
-	if (s->will == NULL)
+	if ((m = broker_msg_new(s->b, w->topic, &pl, 1, &w->props, now_ms)) == NULL)
 		return;
-	s->will->qos = w->qos;
-	s->will->retain = w->retain;
-	s->will_qos = w->qos;
-	s->will_retain = w->retain;
-	s->will_delay_s = mqtt_props_has(&w->props, MQTT_PROP_WILL_DELAY_INTERVAL) ?
-			  w->props.v[MQTT_PROP_WILL_DELAY_INTERVAL].u : 0;
+	if ((cold = session_cold_get(s)) == NULL) {
+		broker_msg_unref(m);
+		return;
+	}
+	m->qos = w->qos;
+	m->retain = w->retain;
+	cold->will = m;
+	cold->will_delay_s = mqtt_props_has(&w->props, MQTT_PROP_WILL_DELAY_INTERVAL) ?
+			     w->props.v[MQTT_PROP_WILL_DELAY_INTERVAL].u : 0;
 }
 
 void will_publish(struct broker_session *s)
 {
-	struct broker_msg *m = s->will;
+	struct broker_msg *m = session_will(s);
 	bool matched;
 
 	if (m == NULL)
 		return;
-	s->will = NULL;
-	s->will_at_ms = 0;
+	s->cold->will = NULL;
+	s->cold->will_at_ms = 0;
+	session_cold_put(s);
 	m->origin = s->id;
 	broker_count(s->b, BROKER_C_WILL_PUBLISHED);
 	broker_publish(s->b, m, &matched);

@@ -40,7 +40,7 @@ struct xclaim {
 	uint16_t id_len;
 	uint32_t from;              /* the claiming instance */
 	uint64_t at_ms;
-	uint64_t seq;               /* the claimer's number for it, echoed in the answer */
+	uint32_t seq;               /* the claimer's number for it, echoed in the answer */
 	char id[];
 };
 
@@ -69,7 +69,7 @@ struct xsession {
 	uint16_t id_len;
 	uint16_t n_slots, n_rx;
 	uint32_t n_subs, n_msgs;
-	uint64_t seq;
+	uint32_t seq;
 	uint32_t from;
 	const char *id;
 	struct xsub *subs;
@@ -274,29 +274,40 @@ void broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
 			     uint64_t at_ms, struct broker_session *s)
 {
+	struct session_cold *k = NULL;
 	struct xclaim *c;
 	uint32_t n;
 
 	if (b->xops == NULL)
 		return 0;
+	if (s != NULL && (k = session_cold_get(s)) == NULL)
+		s = NULL; /* no room to wait for answers: the claim only ends other connections */
 	if ((c = malloc(sizeof(*c) + len)) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
+		if (s != NULL)
+			session_cold_put(s);
 		return 0;
 	}
+	if (s != NULL && ++b->next_claim_seq == 0)
+		b->next_claim_seq = 1; /* 0 means none */
 	*c = (struct xclaim){ .refcnt = 1, .xkind = XK_CLAIM, .clean_start = clean_start,
 			      .answer = s != NULL, .id_len = (uint16_t)len, .from = b->xself,
-			      .at_ms = at_ms, .seq = s != NULL ? ++b->next_claim_seq : 0 };
+			      .at_ms = at_ms, .seq = s != NULL ? b->next_claim_seq : 0 };
 	memcpy(c->id, id, len);
 	n = post_all(b, (struct xhdr *)c, BROKER_C_XLCORE_CLAIM_TX, NULL);
-	if (s == NULL || n == 0)
+	if (s == NULL)
 		return 0;
+	if (n == 0) {
+		session_cold_put(s);
+		return 0;
+	}
 	s->claim_seq = b->next_claim_seq;
-	s->claim_pending = n; /* answers lost on the way: the timeout ends the wait */
-	s->claim_found = false;
-	s->claim_deadline_ms = b->now_ms + b->cfg.xlcore_claim_timeout_ms;
-	s->claim_pub_seq = b->pub_seq;
-	if (b->replay_until_ms < s->claim_deadline_ms)
-		b->replay_until_ms = s->claim_deadline_ms;
+	s->claim_pub_seq = (uint32_t)b->pub_seq;
+	k->claim_pending = n; /* answers lost on the way: the timeout ends the wait */
+	k->claim_found = false;
+	k->claim_deadline_ms = b->now_ms + b->cfg.xlcore_claim_timeout_ms;
+	if (b->replay_until_ms < k->claim_deadline_ms)
+		b->replay_until_ms = k->claim_deadline_ms;
 	return n;
 }
 
@@ -476,7 +487,8 @@ static uint32_t merge_subs(struct broker_session *s, const struct xsession *x,
 static void replay(struct broker *b, struct broker_session *s, struct broker_sub **fresh,
 		   uint32_t n_fresh)
 {
-	uint64_t from = s->claim_pub_seq;
+	/* claim_pub_seq keeps pub_seq's low 32 bits: what was published since is the difference */
+	uint64_t from = b->pub_seq - (uint32_t)((uint32_t)b->pub_seq - s->claim_pub_seq);
 
 	if (b->pub_seq - from > BROKER_REPLAY) {
 		b->cnt[BROKER_C_XLCORE_REPLAY_LOST] += b->pub_seq - from - BROKER_REPLAY;
@@ -563,12 +575,12 @@ static void session_merge(struct broker *b, struct broker_session *s, const stru
 static void session_answer_apply(struct broker *b, struct broker_session *s,
 				 const struct xsession *x)
 {
-	if (s != NULL && x->seq != 0 && x->seq == s->claim_seq && s->claim_pending > 0) {
+	if (s != NULL && x->seq != 0 && x->seq == s->claim_seq && session_claim_pending(s) > 0) {
 		if (x->found) {
 			session_restore(b, s, x);
-			s->claim_found = true;
+			s->cold->claim_found = true;
 		}
-		if (--s->claim_pending == 0)
+		if (--s->cold->claim_pending == 0)
 			connect_claim_done(s);
 		return;
 	}

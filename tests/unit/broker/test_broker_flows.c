@@ -386,6 +386,65 @@ static void test_disconnect_with_will(void **state)
 	fx_free(x);
 }
 
+static struct broker_gauges gauges(struct fx *x)
+{
+	struct broker_gauges g;
+
+	broker_gauges_get(x->b, &g);
+	return g;
+}
+
+/* An idle session holds its record only: the QoS 1/2 window and the table of incoming QoS 2
+ * ids go back at the next tick once empty, the cold part when the will is gone (a clean
+ * DISCONNECT); each comes back on use. */
+static void test_idle_session_sheds_state(void **state)
+{
+	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
+	struct fx *x = fx_new(NULL);
+	struct mqtt_publish p;
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL); /* a session kept offline */
+	fx_subscribe(x, 0, "q", 2);
+	connect_with_will(x, 1, "pub", 0, 0);
+	assert_int_equal(gauges(x).sessions, 2);
+	assert_int_equal(gauges(x).cold, 1);
+	assert_int_equal(gauges(x).windows, 0);
+	for (int round = 0; round < 2; round++) {
+		fx_publish(x, 1, "q", "two", 2, 9, false);
+		fx_expect_type(x, 1, MQTT_PUBREC, 0);
+		p = fx_expect_publish(x, 0, "q", "two", 2);
+		assert_int_equal(gauges(x).windows, 1);
+		assert_int_equal(gauges(x).qos2_tables, 1);
+		fx_tick(x, 1000); /* both in use: kept */
+		assert_int_equal(gauges(x).windows, 1);
+		assert_int_equal(gauges(x).qos2_tables, 1);
+		fx_ack(x, 1, MQTT_PUBREL, 9);
+		fx_expect_type(x, 1, MQTT_PUBCOMP, 0);
+		fx_ack(x, 0, MQTT_PUBREC, p.packet_id);
+		fx_expect_type(x, 0, MQTT_PUBREL, 0);
+		fx_ack(x, 0, MQTT_PUBCOMP, p.packet_id);
+		fx_tick(x, 1000);
+		assert_int_equal(gauges(x).windows, 0);
+		assert_int_equal(gauges(x).qos2_tables, 0);
+	}
+	/* a message queued while the window is gone is still delivered when it comes back */
+	fx_close(x, 0);
+	fx_tick(x, 1000);
+	fx_publish(x, 1, "q", "later", 1, 10, false);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	assert_int_equal(gauges(x).queued, 1);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL));
+	p = fx_expect_publish(x, 0, "q", "later", 1);
+	assert_int_equal(gauges(x).queued, 0);
+	fx_ack(x, 0, MQTT_PUBACK, p.packet_id);
+	assert_true(fx_send(x, 1, &d) < 0); /* clean: the will is dropped */
+	assert_int_equal(gauges(x).cold, 0);
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_count(x, BROKER_C_ACK_UNKNOWN), 0);
+	fx_free(x);
+}
+
 static void test_disconnect_expiry_from_zero(void **state)
 {
 	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
@@ -837,6 +896,7 @@ int main(void)
 		cmocka_unit_test(test_pubrel_resent_after_reconnect),
 		cmocka_unit_test(test_client_max_packet_size),
 		cmocka_unit_test(test_disconnect_with_will),
+		cmocka_unit_test(test_idle_session_sheds_state),
 		cmocka_unit_test(test_disconnect_expiry_from_zero),
 		cmocka_unit_test(test_unsubscribe),
 		cmocka_unit_test(test_connect_timeout),
