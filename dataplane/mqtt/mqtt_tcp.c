@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -31,8 +32,9 @@ struct mqtt_service {
 	uint32_t pending_cap;      /* bytes taken from TCP and not yet used, per connection */
 };
 
-struct mqtt_tcp_conn {              /* 40 bytes, one per connection: its service is its lcore's */
-	struct tcp_conn *tc;
+/* One per connection, in the TCB's app area (tcp_app_area): no allocation per connection.
+ * Its service is its lcore's, its TCP connection the TCB it sits in (tc_of). */
+struct mqtt_tcp_conn {
 	struct broker_conn *bc;    /* NULL once either side closed it */
 	struct rte_mbuf *pending;  /* received bytes the broker has not used yet */
 	bool busy, dead;           /* in one of our callbacks; closed() came meanwhile */
@@ -40,6 +42,13 @@ struct mqtt_tcp_conn {              /* 40 bytes, one per connection: its service
 	bool eof;                  /* FIN seen while the broker held our input: close after it */
 	struct mqtt_tcp_conn *wnext;
 };
+
+_Static_assert(sizeof(struct mqtt_tcp_conn) <= TCP_APP_AREA, "must fit the TCB's app area");
+
+static inline struct tcp_conn *tc_of(struct mqtt_tcp_conn *mc)
+{
+	return tcp_app_area_conn(mc);
+}
 
 static struct mqtt_service *services[RTE_MAX_LCORE];
 static struct rte_ring *xrings[RTE_MAX_LCORE];
@@ -64,17 +73,17 @@ static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		total += iov[i].len;
-	if (total > tcp_send_space(mc->tc))
+	if (total > tcp_send_space(tc_of(mc)))
 		return -ENOBUFS; /* a partial write would break the stream: the broker closes */
 	for (size_t i = 0; i < n; i++)
-		if (tcp_write(mc->tc, iov[i].base, (uint32_t)iov[i].len) != (int)iov[i].len)
+		if (tcp_write(tc_of(mc), iov[i].base, (uint32_t)iov[i].len) != (int)iov[i].len)
 			return -ENOBUFS;
 	return 0;
 }
 
 static size_t op_send_space(void *ctx)
 {
-	return tcp_send_space(((struct mqtt_tcp_conn *)ctx)->tc);
+	return tcp_send_space(tc_of(ctx));
 }
 
 static void op_close(void *ctx, uint8_t reason)
@@ -83,7 +92,7 @@ static void op_close(void *ctx, uint8_t reason)
 
 	(void)reason;
 	mc->bc = NULL;
-	tcp_close(mc->tc); /* FIN after the DISCONNECT; closed() frees mc */
+	tcp_close(tc_of(mc)); /* FIN after the DISCONNECT; closed() ends mc */
 }
 
 /* Called inside a broker call: the feed happens from mqtt_service_poll, after it. */
@@ -148,7 +157,7 @@ static int pull(struct mqtt_tcp_conn *mc)
 	uint32_t cap = svc_of(mc)->pending_cap;
 	struct rte_mbuf *m;
 
-	if (have >= cap || (m = tcp_recv(mc->tc, cap - have)) == NULL)
+	if (have >= cap || (m = tcp_recv(tc_of(mc), cap - have)) == NULL)
 		return 0;
 	if (mc->pending == NULL) {
 		mc->pending = m;
@@ -177,7 +186,7 @@ static void feed(struct mqtt_tcp_conn *mc)
 			if (v == NULL) { /* cannot look at it: give up on this peer */
 				broker_conn_closed(mc->bc, now);
 				mc->bc = NULL;
-				tcp_abort(mc->tc); /* closed() runs now: mc is dead */
+				tcp_abort(tc_of(mc)); /* closed() runs now: mc is dead */
 				return;
 			}
 			svc->iov = v;
@@ -194,7 +203,7 @@ static void feed(struct mqtt_tcp_conn *mc)
 		if (pull(mc) != 0) {
 			broker_conn_closed(mc->bc, now);
 			mc->bc = NULL;
-			tcp_abort(mc->tc);
+			tcp_abort(tc_of(mc));
 			return;
 		}
 	}
@@ -203,29 +212,26 @@ static void feed(struct mqtt_tcp_conn *mc)
 static int on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
 {
 	struct mqtt_service *svc = listen_ctx;
-	struct mqtt_tcp_conn *mc = calloc(1, sizeof(*mc));
+	struct mqtt_tcp_conn *mc = tcp_app_area(c);
 
-	if (mc == NULL)
-		return -ENOMEM;
-	mc->tc = c;
-	if ((mc->bc = broker_conn_open(svc->b, mc, now_ms(svc->lc))) == NULL) {
-		free(mc);
+	memset(mc, 0, sizeof(*mc));
+	if ((mc->bc = broker_conn_open(svc->b, mc, now_ms(svc->lc))) == NULL)
 		return -EBUSY; /* max_conns: refused with RST, counted by the broker */
-	}
 	*conn_ctx = mc;
 	return 0;
 }
 
+/* The connection is over for us: what it held goes back (the area goes with its TCB). */
 static void conn_free(struct mqtt_tcp_conn *mc)
 {
 	rte_pktmbuf_free(mc->pending);
-	free(mc);
+	mc->pending = NULL;
 }
 
 /*
  * tcp_close() and tcp_abort() may call closed() at once (unread or out-of-order data, RST),
  * and the broker closes connections from inside our calls into it: while one of our callbacks
- * runs, closed() only marks mc dead, and the callback frees it on its way out.
+ * runs, closed() only marks mc dead, and the callback releases what it holds on its way out.
  */
 static bool enter(struct mqtt_tcp_conn *mc)
 {
@@ -252,7 +258,7 @@ static void end_of_input(struct mqtt_tcp_conn *mc)
 	}
 	broker_conn_closed(mc->bc, now_ms(svc_of(mc)->lc));
 	mc->bc = NULL;
-	tcp_close(mc->tc);
+	tcp_close(tc_of(mc));
 }
 
 /* Connections whose CONNACK went out after a claim: what they sent meanwhile is read now. */
@@ -320,9 +326,8 @@ static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 	if (mc->bc != NULL && svc_of(mc)->b != NULL)
 		broker_conn_closed(mc->bc, now_ms(svc_of(mc)->lc));
 	mc->bc = NULL;
-	mc->tc = NULL;
 	if (mc->busy)
-		mc->dead = true; /* freed when the callback on the stack returns */
+		mc->dead = true; /* released when the callback on the stack returns */
 	else
 		conn_free(mc);
 }

@@ -68,6 +68,16 @@ struct tcp_app_ops {
 	void (*connected)(struct tcp_conn *c, void *conn_ctx);
 };
 
+/*
+ * Room in every TCB for the app's own per-connection state, so that it allocates nothing per
+ * connection: tcp_app_area(c) is TCP_APP_AREA bytes, 8-aligned, zeroed when the connection
+ * starts (before accept() or tcp_connect() returns), the app's until its closed() returns.
+ * tcp_app_area_conn() goes back from the area to its connection.
+ */
+#define TCP_APP_AREA 32
+void *tcp_app_area(struct tcp_conn *c);
+struct tcp_conn *tcp_app_area_conn(void *area);
+
 int tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg);
 void tcp_lcore_fini(struct dp_lcore *lc);   /* aborts every flow (RST), frees everything */
 
@@ -143,7 +153,7 @@ struct tcp_mem_stats {
 	uint32_t max_flows;
 	uint32_t half_open;            /* SYN_RECEIVED (passive) */
 	uint32_t tcb_bytes;            /* sizeof the TCB (the per-lcore pool holds max_flows) */
-	uint32_t hash_bytes_per_entry; /* estimate: key slot + bucket share + free-slot ring */
+	uint32_t hash_bytes_per_entry; /* what the flow hash reserves for max_flows, per entry */
 	uint64_t sndq_mbufs, rcvq_mbufs, ooo_mbufs;  /* mbufs held in queues */
 	uint64_t sndq_bytes, rcvq_bytes, ooo_bytes;
 };

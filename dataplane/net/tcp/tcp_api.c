@@ -38,7 +38,7 @@ window_update(struct tcp_conn *c)
 {
 	uint32_t offered = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
 	uint32_t now = tcp_rcv_window(c);
-	uint32_t step = RTE_MIN(2u * c->mss, c->tl->cfg.rcvbuf_bytes / 2);
+	uint32_t step = RTE_MIN(2u * c->mss, tcb_tl(c)->cfg.rcvbuf_bytes / 2);
 
 	if (now >= offered + step) {
 		c->flags |= TF_ACKNOW;
@@ -53,7 +53,7 @@ tcp_recv(struct tcp_conn *c, uint32_t max_bytes)
 
 	if (c->state == TCP_ST_CLOSED)
 		return NULL;
-	m = tcp_mq_take(c->tl, &c->rcvq, TCP_Q_RCV, max_bytes);
+	m = tcp_mq_take(tcb_tl(c), &c->rcvq, TCP_Q_RCV, max_bytes);
 	if (m != NULL && !(c->flags & TF_RCVD_FIN))
 		window_update(c);
 	return m;
@@ -62,7 +62,7 @@ tcp_recv(struct tcp_conn *c, uint32_t max_bytes)
 uint32_t
 tcp_send_space(const struct tcp_conn *c)
 {
-	uint32_t buf = c->tl->cfg.sndbuf_bytes;
+	uint32_t buf = tcb_tl(c)->cfg.sndbuf_bytes;
 
 	if (!may_send(c))
 		return 0;
@@ -76,8 +76,8 @@ tcp_send(struct tcp_conn *c, struct rte_mbuf *chain)
 		return -ENOTCONN;
 	if (chain->pkt_len > tcp_send_space(c))
 		return -ENOBUFS;
-	DP_ADD(c->tl->lc, tcp, APP_TX_BYTES, chain->pkt_len);
-	tcp_mq_append(c->tl, &c->sndq, TCP_Q_SND, chain);
+	DP_ADD(tcb_tl(c)->lc, tcp, APP_TX_BYTES, chain->pkt_len);
+	tcp_mq_append(tcb_tl(c), &c->sndq, TCP_Q_SND, chain);
 	tcp_flush_add(c);
 	return 0;
 }
@@ -92,10 +92,10 @@ tcp_write(struct tcp_conn *c, const void *buf, uint32_t len)
 	n = RTE_MIN(len, tcp_send_space(c));
 	if (n == 0)
 		return 0;
-	n = tcp_mq_write(c->tl, &c->sndq, TCP_Q_SND, buf, n);
+	n = tcp_mq_write(tcb_tl(c), &c->sndq, TCP_Q_SND, buf, n);
 	if (n == 0)
 		return -ENOBUFS;
-	DP_ADD(c->tl->lc, tcp, APP_TX_BYTES, n);
+	DP_ADD(tcb_tl(c)->lc, tcp, APP_TX_BYTES, n);
 	tcp_flush_add(c);
 	return (int)n;
 }
@@ -130,7 +130,7 @@ tcp_close(struct tcp_conn *c)
 	}
 	if (c->rcvq.bytes > 0 || c->ooo != NULL) {
 		/* unread data would be lost silently: reset instead (RFC 2525 2.17, as Linux) */
-		DP_INC(c->tl->lc, tcp, CLOSE_UNREAD);
+		DP_INC(tcb_tl(c)->lc, tcp, CLOSE_UNREAD);
 		tcp_send_rst(c);
 		tcp_conn_close(c, TCP_CLOSE_ABORT);
 		return;
@@ -138,7 +138,7 @@ tcp_close(struct tcp_conn *c)
 	c->flags |= TF_APP_CLOSED;
 	tcp_shutdown(c);
 	if (c->state == TCP_ST_FIN_WAIT_2)  /* shut down earlier, FIN acked: orphan timeout */
-		tcp_timer_set(c, TT_KEEP, c->tl->cfg.time_wait_ms);
+		tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 }
 
 void
@@ -146,7 +146,7 @@ tcp_abort(struct tcp_conn *c)
 {
 	if (c->state == TCP_ST_CLOSED)
 		return;
-	DP_INC(c->tl->lc, tcp, ABORT);
+	DP_INC(tcb_tl(c)->lc, tcp, ABORT);
 	if (c->state != TCP_ST_TIME_WAIT && c->state != TCP_ST_SYN_SENT)
 		tcp_send_rst(c);
 	tcp_conn_close(c, TCP_CLOSE_ABORT);

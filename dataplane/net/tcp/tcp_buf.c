@@ -23,7 +23,7 @@ struct ooo_meta {
 static inline struct ooo_meta *
 ooo_meta(const struct tcp_conn *c, struct rte_mbuf *m)
 {
-	return RTE_MBUF_DYNFIELD(m, c->tl->ooo_dynoff, struct ooo_meta *);
+	return RTE_MBUF_DYNFIELD(m, tcb_tl(c)->ooo_dynoff, struct ooo_meta *);
 }
 
 static void
@@ -296,7 +296,7 @@ static void
 ooo_unlink_account(struct tcp_conn *c, struct rte_mbuf *m)
 {
 	c->ooo_n--;
-	q_account(c->tl, TCP_Q_OOO, -(int64_t)m->nb_segs, -(int64_t)m->pkt_len);
+	q_account(tcb_tl(c), TCP_Q_OOO, -(int64_t)m->nb_segs, -(int64_t)m->pkt_len);
 }
 
 /* Append m's bytes to the held segment just before it, if its last mbuf has the room. */
@@ -311,8 +311,8 @@ ooo_merge(struct tcp_conn *c, struct rte_mbuf *prev, struct rte_mbuf *m)
 	pkt_copy(m, rte_pktmbuf_mtod_offset(last, uint8_t *, last->data_len));
 	last->data_len += (uint16_t)len;
 	prev->pkt_len += len;
-	q_account(c->tl, TCP_Q_OOO, 0, len);
-	DP_INC(c->tl->lc, tcp, OOO_SEGS);
+	q_account(tcb_tl(c), TCP_Q_OOO, 0, len);
+	DP_INC(tcb_tl(c)->lc, tcp, OOO_SEGS);
 	rte_pktmbuf_free(m);
 	return true;
 }
@@ -358,9 +358,9 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 	}
 	if (prev != NULL && ooo_meta(c, prev)->seq + prev->pkt_len == seq && ooo_merge(c, prev, m))
 		return;
-	if (c->ooo_n >= c->tl->ooo_max_segs ||
-	    c->tl->q_mbufs[TCP_Q_OOO] + m->nb_segs > c->tl->ooo_mbuf_cap) {
-		DP_INC(c->tl->lc, tcp, OOO_DROP);
+	if (c->ooo_n >= tcb_tl(c)->ooo_max_segs ||
+	    tcb_tl(c)->q_mbufs[TCP_Q_OOO] + m->nb_segs > tcb_tl(c)->ooo_mbuf_cap) {
+		DP_INC(tcb_tl(c)->lc, tcp, OOO_DROP);
 		rte_pktmbuf_free(m);
 		return;
 	}
@@ -368,11 +368,11 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 	ooo_meta(c, m)->next = *pp;
 	*pp = m;
 	c->ooo_n++;
-	q_account(c->tl, TCP_Q_OOO, m->nb_segs, m->pkt_len);
-	DP_INC(c->tl->lc, tcp, OOO_SEGS);
+	q_account(tcb_tl(c), TCP_Q_OOO, m->nb_segs, m->pkt_len);
+	DP_INC(tcb_tl(c)->lc, tcp, OOO_SEGS);
 	return;
 dup:
-	DP_INC(c->tl->lc, tcp, DUP_SEGS);
+	DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
 	rte_pktmbuf_free(m);
 }
 
@@ -396,7 +396,7 @@ tcp_ooo_drain(struct tcp_conn *c)
 		if (seq != c->rcv_nxt)
 			m = tcp_pkt_adj(m, c->rcv_nxt - seq);
 		c->rcv_nxt += m->pkt_len;
-		tcp_mq_append(c->tl, &c->rcvq, TCP_Q_RCV, m);
+		tcp_mq_append(tcb_tl(c), &c->rcvq, TCP_Q_RCV, m);
 	}
 }
 

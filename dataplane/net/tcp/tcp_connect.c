@@ -44,6 +44,7 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 	struct tcp_lcore *tl = lc->tcp;
 	struct tcp_flow_key key;
 	struct tcp_conn *c;
+	int oi;
 
 	if (src_be == 0)
 		src_be = lc->ip_be;
@@ -54,6 +55,8 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 		DP_INC(lc, tcp, FLOW_TABLE_FULL);
 		return -ENOSPC;
 	}
+	if ((oi = tcp_ops_index(tl, ops)) < 0)
+		return oi; /* more distinct callback sets than TCP_MAX_OPS */
 	if (tl->eph_next < EPH_LO)  /* first use: start anywhere in the range */
 		tl->eph_next = (uint16_t)(EPH_LO + rte_rand_max(EPH_N));
 	key.rip = dst_be;
@@ -72,7 +75,7 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 	c->mss = RTE_MIN((uint16_t)TCP_DEFAULT_MSS, tl->cfg.mss);  /* until the SYN-ACK says */
 	c->rto_ms = tl->cfg.rto_initial_ms;
 	c->rtt_start_ms = tl->now_ms;
-	c->ops = ops;
+	c->ops_i = (uint8_t)oi;
 	c->app_ctx = conn_ctx;
 	c->flags |= TF_APP;  /* closed() from here on, whatever happens */
 	tcp_set_state(c, TCP_ST_SYN_SENT);
@@ -87,7 +90,7 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 static void
 synack_input(struct tcp_conn *c, const struct tcp_seg *s)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 	const struct tcp_config *cfg = &tl->cfg;
 
 	c->irs = s->seq;
@@ -116,7 +119,7 @@ synack_input(struct tcp_conn *c, const struct tcp_seg *s)
 void
 tcp_synsent_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 	uint8_t f = s->flags;
 
 	rte_pktmbuf_free(m);  /* data on a SYN-ACK is not taken: the peer sends it again */
@@ -143,6 +146,6 @@ tcp_synsent_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 		return;
 	}
 	synack_input(c, s);
-	if (c->ops->connected != NULL)
-		c->ops->connected(c, c->app_ctx);
+	if (tcb_ops(c)->connected != NULL)
+		tcb_ops(c)->connected(c, c->app_ctx);
 }

@@ -209,9 +209,9 @@ tcp_challenge_ack_ok(struct tcp_lcore *tl)
 static void
 challenge_ack(struct tcp_conn *c)
 {
-	if (!tcp_challenge_ack_ok(c->tl))
+	if (!tcp_challenge_ack_ok(tcb_tl(c)))
 		return;
-	DP_INC(c->tl->lc, tcp, CHALLENGE_ACK);
+	DP_INC(tcb_tl(c)->lc, tcp, CHALLENGE_ACK);
 	ack_now(c);
 }
 
@@ -222,12 +222,12 @@ rst_input(struct tcp_conn *c, const struct tcp_seg *s)
 	uint32_t wnd = RTE_MAX(tcp_rcv_window(c), 1u);
 
 	if (s->seq == c->rcv_nxt) {
-		DP_INC(c->tl->lc, tcp, RST_RCVD);
+		DP_INC(tcb_tl(c)->lc, tcp, RST_RCVD);
 		tcp_conn_close(c, TCP_CLOSE_RESET);
 	} else if (SEQ_IN_RANGE(s->seq, c->rcv_nxt, c->rcv_nxt + wnd)) {
 		challenge_ack(c);
 	} else {
-		DP_INC(c->tl->lc, tcp, RST_BAD_SEQ);
+		DP_INC(tcb_tl(c)->lc, tcp, RST_BAD_SEQ);
 	}
 }
 
@@ -236,11 +236,11 @@ static void
 syn_input(struct tcp_conn *c, const struct tcp_seg *s)
 {
 	if (c->state == TCP_ST_SYN_RECEIVED && s->seq == c->irs && !(s->flags & RTE_TCP_ACK_FLAG)) {
-		DP_INC(c->tl->lc, tcp, SYN_RETRANSMITTED);  /* our SYN-ACK was lost */
+		DP_INC(tcb_tl(c)->lc, tcp, SYN_RETRANSMITTED);  /* our SYN-ACK was lost */
 		tcp_send_synack(c);
 		return;
 	}
-	DP_INC(c->tl->lc, tcp, SYN_ON_SYNC);
+	DP_INC(tcb_tl(c)->lc, tcp, SYN_ON_SYNC);
 	challenge_ack(c);
 }
 
@@ -264,9 +264,9 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 
 	if (todrop > 0) {
 		if ((uint32_t)todrop >= s->len + fin) {  /* all of it already received */
-			DP_INC(c->tl->lc, tcp, DUP_SEGS);
+			DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
 			if (c->state == TCP_ST_TIME_WAIT && fin)  /* our last ACK was lost */
-				tcp_timer_set(c, TT_KEEP, c->tl->cfg.time_wait_ms);
+				tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 			ack_now(c);
 			return -1;
 		}
@@ -277,7 +277,7 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 		} else {
 			*mp = tcp_pkt_adj(*mp, (uint32_t)todrop);
 		}
-		DP_INC(c->tl->lc, tcp, DUP_SEGS);
+		DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
 		s->seq += (uint32_t)todrop;
 		s->len -= (uint32_t)todrop;
 	}
@@ -291,14 +291,14 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 			ack_now(c);  /* the sender overran the window: show it the edge now */
 		} else if (wnd == 0 && s->seq == c->rcv_nxt) {
 			/* a probe into our zero window: the data goes, the ACK is still news */
-			DP_INC(c->tl->lc, tcp, ZERO_WINDOW_DROP);
+			DP_INC(tcb_tl(c)->lc, tcp, ZERO_WINDOW_DROP);
 			rte_pktmbuf_free(*mp);
 			*mp = NULL;
 			s->len = 0;
 			s->flags &= (uint8_t)~RTE_TCP_FIN_FLAG;
 			ack_now(c);
 		} else {
-			DP_INC(c->tl->lc, tcp, OUT_OF_WINDOW);
+			DP_INC(tcb_tl(c)->lc, tcp, OUT_OF_WINDOW);
 			ack_now(c);
 			return -1;
 		}
@@ -310,7 +310,7 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 static int
 synrcvd_ack(struct tcp_conn *c, const struct tcp_seg *s)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 	void *ctx = NULL;
 
 	if (!SEQ_GT(s->ack, c->snd_una) || SEQ_GT(s->ack, c->snd_max)) {
@@ -330,7 +330,7 @@ synrcvd_ack(struct tcp_conn *c, const struct tcp_seg *s)
 	c->snd_wl2 = s->ack;
 	tcp_set_state(c, TCP_ST_ESTABLISHED);
 	tl->cc->init(c);
-	if (c->ops->accept(c, c->app_ctx, &ctx) < 0) {
+	if (tcb_ops(c)->accept(c, c->app_ctx, &ctx) < 0) {
 		DP_INC(tl->lc, tcp, ACCEPT_REFUSED);
 		abort_unaccepted(c);
 		return -1;
@@ -349,7 +349,7 @@ enter_time_wait(struct tcp_conn *c)
 {
 	tcp_set_state(c, TCP_ST_TIME_WAIT);
 	tcp_timer_stop(c, TT_REXMT);
-	tcp_timer_set(c, TT_KEEP, c->tl->cfg.time_wait_ms);
+	tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 }
 
 /* Our FIN is acknowledged. Returns -1 if the connection is gone. */
@@ -360,7 +360,7 @@ fin_acked(struct tcp_conn *c)
 	case TCP_ST_FIN_WAIT_1:
 		tcp_set_state(c, TCP_ST_FIN_WAIT_2);
 		if (c->flags & TF_APP_CLOSED)  /* an orphan: do not wait forever for the peer */
-			tcp_timer_set(c, TT_KEEP, c->tl->cfg.time_wait_ms);
+			tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 		return 0;
 	case TCP_ST_CLOSING:
 		enter_time_wait(c);
@@ -376,7 +376,7 @@ fin_acked(struct tcp_conn *c)
 static void
 rtt_update(struct tcp_conn *c, const struct tcp_seg *s)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 
 	if ((c->flags & TF_TS_OK) && s->opt.has_ts && s->opt.tsecr != 0) {
 		tcp_rtt_sample(c, tl->now_ms + tl->ts_offset - s->opt.tsecr);
@@ -397,12 +397,12 @@ new_ack(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 		data = c->sndq.bytes;
 		c->flags |= TF_FIN_ACKED;
 	}
-	tcp_mq_drop_front(c->tl, &c->sndq, TCP_Q_SND, data);
+	tcp_mq_drop_front(tcb_tl(c), &c->sndq, TCP_Q_SND, data);
 	c->snd_una = s->ack;
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
 	c->rxtshift = 0;
-	c->tl->cc->ack(c, acked);
+	tcb_tl(c)->cc->ack(c, acked);
 	tcp_rexmt_restart(c);
 	*writable = data > 0;
 	tcp_flush_add(c);
@@ -433,8 +433,8 @@ sack_input(struct tcp_conn *c, const struct tcp_seg *s)
 		sacked += r - l;
 	}
 	if (sacked >= 3u * c->mss) {
-		DP_INC(c->tl->lc, tcp, SACK_LOSS);
-		c->tl->cc->sack_loss(c);
+		DP_INC(tcb_tl(c)->lc, tcp, SACK_LOSS);
+		tcb_tl(c)->cc->sack_loss(c);
 	}
 }
 
@@ -445,7 +445,7 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 	uint32_t win = (uint32_t)s->win << c->snd_wscale;
 
 	if (SEQ_GT(s->ack, c->snd_max) || SEQ_LT(s->ack, c->snd_una - c->max_sndwnd)) {
-		DP_INC(c->tl->lc, tcp, BAD_ACK);
+		DP_INC(tcb_tl(c)->lc, tcp, BAD_ACK);
 		challenge_ack(c);
 		return -1;
 	}
@@ -454,8 +454,8 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 			return -1;
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & RTE_TCP_FIN_FLAG) &&
 		   win == c->snd_wnd && c->snd_una != c->snd_max) {
-		DP_INC(c->tl->lc, tcp, DUP_ACKS);
-		c->tl->cc->dupack(c);
+		DP_INC(tcb_tl(c)->lc, tcp, DUP_ACKS);
+		tcb_tl(c)->cc->dupack(c);
 	} else if (!(c->flags & TF_RECOVERY)) {
 		c->dupacks = 0;
 	}
@@ -481,7 +481,7 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 static bool
 data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 {
-	struct dp_lcore *lc = c->tl->lc;
+	struct dp_lcore *lc = tcb_tl(c)->lc;
 	uint32_t before = c->rcv_nxt;
 
 	if (s->seq != c->rcv_nxt) {
@@ -490,7 +490,7 @@ data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 		return false;
 	}
 	c->rcv_nxt += s->len;
-	tcp_mq_append(c->tl, &c->rcvq, TCP_Q_RCV, m);
+	tcp_mq_append(tcb_tl(c), &c->rcvq, TCP_Q_RCV, m);
 	if (c->ooo != NULL)
 		tcp_ooo_drain(c);
 	DP_ADD(lc, tcp, RX_BYTES, c->rcv_nxt - before);
@@ -499,7 +499,7 @@ data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 	} else if (s->len >= c->mss && ++c->segs_unacked >= 2) {
 		ack_now(c);  /* every second full-sized segment */
 	} else if (!(c->timer_on & TT_DELACK)) {
-		tcp_timer_set(c, TT_DELACK, c->tl->cfg.delack_ms);
+		tcp_timer_set(c, TT_DELACK, tcb_tl(c)->cfg.delack_ms);
 	}
 	return true;
 }
@@ -545,7 +545,7 @@ text_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 	if (s->len > 0 && (c->flags & TF_APP_CLOSED)) {
 		/* nobody will read it: tell the peer rather than pretend (as Linux does) */
 		rte_pktmbuf_free(m);
-		DP_INC(c->tl->lc, tcp, DATA_AFTER_CLOSE);
+		DP_INC(tcb_tl(c)->lc, tcp, DATA_AFTER_CLOSE);
 		tcp_send_rst(c);
 		tcp_conn_close(c, TCP_CLOSE_ABORT);
 		return false;
@@ -564,16 +564,16 @@ static void
 notify(struct tcp_conn *c, bool readable, bool writable)
 {
 	if ((c->flags & (TF_APP | TF_APP_CLOSED)) == TF_APP) {
-		if (readable && c->ops->readable != NULL)
-			c->ops->readable(c, c->app_ctx);
-		if (writable && alive(c) && (c->flags & TF_APP) && c->ops->writable != NULL &&
+		if (readable && tcb_ops(c)->readable != NULL)
+			tcb_ops(c)->readable(c, c->app_ctx);
+		if (writable && alive(c) && (c->flags & TF_APP) && tcb_ops(c)->writable != NULL &&
 		    !(c->flags & TF_APP_CLOSED))
-			c->ops->writable(c, c->app_ctx);
+			tcb_ops(c)->writable(c, c->app_ctx);
 	}
 	if (alive(c) && c->state == TCP_ST_TIME_WAIT && (c->flags & TF_APP)) {
-		tcp_mq_free(c->tl, &c->sndq, TCP_Q_SND);
+		tcp_mq_free(tcb_tl(c), &c->sndq, TCP_Q_SND);
 		tcp_app_closed(c, TCP_CLOSE_NORMAL);
-		tcp_mq_free(c->tl, &c->rcvq, TCP_Q_RCV);
+		tcp_mq_free(tcb_tl(c), &c->rcvq, TCP_Q_RCV);
 		tcp_ooo_free(c);
 	}
 }
@@ -589,7 +589,7 @@ tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 		return;
 	}
 	if (paws_reject(c, s)) {
-		DP_INC(c->tl->lc, tcp, PAWS);
+		DP_INC(tcb_tl(c)->lc, tcp, PAWS);
 		ack_now(c);
 		goto drop;
 	}
@@ -604,7 +604,7 @@ tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 	if (seq_check(c, s, &m) < 0)
 		goto drop;
 	if (!(s->flags & RTE_TCP_ACK_FLAG)) {
-		DP_INC(c->tl->lc, tcp, NO_ACK);
+		DP_INC(tcb_tl(c)->lc, tcp, NO_ACK);
 		goto drop;
 	}
 	if ((c->flags & TF_TS_OK) && s->opt.has_ts && SEQ_LEQ(s->seq, c->rcv_nxt))
@@ -631,7 +631,7 @@ drop:
 void
 tcp_syn_opts_take(struct tcp_conn *c, const struct tcp_seg *s, bool we_scale)
 {
-	const struct tcp_config *cfg = &c->tl->cfg;
+	const struct tcp_config *cfg = &tcb_tl(c)->cfg;
 	uint16_t mss;
 
 	if (s->opt.has_ws && we_scale) {
@@ -674,7 +674,7 @@ syn_new(struct tcp_lcore *tl, const struct tcp_listener *l, const struct tcp_seg
 	tcp_syn_opts_take(c, s, cfg->wscale > 0);
 	c->snd_wnd = s->win;  /* a SYN's window is never scaled */
 	c->rto_ms = cfg->rto_initial_ms;
-	c->ops = l->ops;
+	c->ops_i = l->ops_i;
 	c->app_ctx = l->ctx;  /* the listener's, until accept() gives the connection's */
 	tcp_set_state(c, TCP_ST_SYN_RECEIVED);
 	DP_INC(tl->lc, tcp, SYN_RCVD);
@@ -712,7 +712,7 @@ cookie_ack(struct tcp_lcore *tl, const struct tcp_listener *l, struct tcp_seg *s
 	c->snd_nxt = c->snd_max = s->ack;
 	c->mss = mss;
 	c->rto_ms = tl->cfg.rto_initial_ms;
-	c->ops = l->ops;
+	c->ops_i = l->ops_i;
 	c->app_ctx = l->ctx;
 	c->rcv_adv = c->rcv_nxt + RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);
 	tcp_set_state(c, TCP_ST_SYN_RECEIVED);

@@ -21,6 +21,54 @@
 #include "tcp_cc.h"
 #include "tcp_types.h"
 
+/* Every live tcp_lcore, so that a TCB names its own in one byte (workers start in parallel:
+ * a slot is taken with compare-and-swap). */
+struct tcp_lcore *tcp_lcores[TCP_MAX_LCORES];
+
+_Static_assert(sizeof(struct tcp_conn) == 240, "TCB size changed: update docs/tcp.md");
+_Static_assert(TF_SACK_OK <= TF_ALL, "TCB flags are 16 bits");
+
+static int
+tl_register(struct tcp_lcore *tl)
+{
+	for (unsigned i = 0; i < TCP_MAX_LCORES; i++) {
+		struct tcp_lcore *none = NULL;
+
+		if (__atomic_compare_exchange_n(&tcp_lcores[i], &none, tl, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			tl->index = (uint8_t)i;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+int
+tcp_ops_index(struct tcp_lcore *tl, const struct tcp_app_ops *ops)
+{
+	unsigned i;
+
+	for (i = 1; i < tl->n_ops; i++)
+		if (tl->ops_tab[i] == ops)
+			return (int)i;
+	if (tl->n_ops == TCP_MAX_OPS)
+		return -ENOSPC;
+	tl->ops_tab[tl->n_ops] = ops;
+	return tl->n_ops++;
+}
+
+void *
+tcp_app_area(struct tcp_conn *c)
+{
+	return c->app;
+}
+
+struct tcp_conn *
+tcp_app_area_conn(void *area)
+{
+	return (struct tcp_conn *)((char *)area - offsetof(struct tcp_conn, app));
+}
+
 void
 tcp_config_defaults(struct tcp_config *cfg)
 {
@@ -121,7 +169,7 @@ tables_create(struct tcp_lcore *tl, unsigned socket)
 	if (tl->tcbs == NULL)
 		return -ENOMEM;
 	for (i = tl->cfg.max_flows; i-- > 0;) {
-		tl->tcbs[i].next_free = tl->free_list;
+		tl->tcbs[i].next_free = tcb_ref(tl, tl->free_list);
 		tl->free_list = &tl->tcbs[i];
 	}
 	return 0;
@@ -144,6 +192,8 @@ ooo_dynfield_register(void)
 static void
 tl_free(struct tcp_lcore *tl)
 {
+	if (tl->index < TCP_MAX_LCORES && tcp_lcores[tl->index] == tl)
+		__atomic_store_n(&tcp_lcores[tl->index], NULL, __ATOMIC_RELEASE);
 	if (tl->flows != NULL)
 		rte_hash_free(tl->flows);
 	rte_free(tl->tcbs);
@@ -174,8 +224,8 @@ tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg)
 	tl->ts_offset = (uint32_t)rte_rand();
 	for (i = 0; i < 4; i++)
 		tl->cookie_secret[i] = (uint32_t)rte_rand();
-	for (i = 0; i < TCP_WHEEL_SLOTS; i++)
-		LIST_INIT(&tl->wheel[i]);
+	tl->n_ops = 1; /* ops_tab[0]: none */
+	tl->index = TCP_MAX_LCORES; /* not registered yet (tl_free checks) */
 	/* every segment we build fits one mbuf: clamp the MSS to the pool's data room */
 	room = rte_pktmbuf_data_room_size(lc->pool) - RTE_PKTMBUF_HEADROOM;
 	tl->seg_room = room;
@@ -187,7 +237,7 @@ tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg)
 	tl->ooo_max_segs = (uint8_t)RTE_MAX(ooo, (uint32_t)TCP_OOO_MIN_SEGS);
 	tl->ooo_mbuf_cap = RTE_MAX(64u, lc->pool->size / 4);
 	if ((rc = ooo_dynfield_register()) < 0 || (tl->ooo_dynoff = rc, 0) ||
-	    (rc = tables_create(tl, socket)) < 0) {
+	    (rc = tl_register(tl)) < 0 || (rc = tables_create(tl, socket)) < 0) {
 		tl_free(tl);
 		return rc;
 	}
@@ -223,14 +273,16 @@ tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops, vo
 {
 	struct tcp_lcore *tl = lc->tcp;
 	uint16_t port_be = rte_cpu_to_be_16(port);
+	int oi;
 
 	if (tl == NULL || ops == NULL || ops->accept == NULL || ops->closed == NULL || port == 0)
 		return -EINVAL;
 	if (tcp_listener_find(tl, port_be) != NULL)
 		return -EADDRINUSE;
-	if (tl->n_listeners == TCP_MAX_LISTENERS)
+	if (tl->n_listeners == TCP_MAX_LISTENERS || (oi = tcp_ops_index(tl, ops)) < 0)
 		return -ENOSPC;
-	tl->listeners[tl->n_listeners++] = (struct tcp_listener){ port_be, ops, listen_ctx };
+	tl->listeners[tl->n_listeners++] = (struct tcp_listener){ port_be, (uint8_t)oi, ops,
+								  listen_ctx };
 	return 0;
 }
 
@@ -265,15 +317,15 @@ tcp_conn_alloc(struct tcp_lcore *tl, const struct tcp_flow_key *key)
 		DP_INC(tl->lc, tcp, FLOW_TABLE_FULL);
 		return NULL;
 	}
-	tl->free_list = c->next_free;
+	tl->free_list = tcb_at(tl, c->next_free);
 	memset(c, 0, sizeof(*c));
 	c->key = *key;
-	c->tl = tl;
+	c->tli = tl->index;
 	c->flags = TF_INUSE;
 	if (rte_hash_add_key_data(tl->flows, key, c) < 0) {
 		DP_INC(tl->lc, tcp, HASH_ADD_FAIL);
 		c->flags = 0;
-		c->next_free = tl->free_list;
+		c->next_free = tcb_ref(tl, tl->free_list);
 		tl->free_list = c;
 		return NULL;
 	}
@@ -285,7 +337,7 @@ tcp_conn_alloc(struct tcp_lcore *tl, const struct tcp_flow_key *key)
 void
 tcp_set_state(struct tcp_conn *c, enum tcp_state st)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 
 	if (c->state == TCP_ST_SYN_RECEIVED)
 		tl->half_open--;
@@ -300,14 +352,14 @@ tcp_set_state(struct tcp_conn *c, enum tcp_state st)
 void
 tcp_app_closed(struct tcp_conn *c, enum tcp_close_reason why)
 {
-	const struct tcp_app_ops *ops = c->ops;
+	const struct tcp_app_ops *ops = tcb_ops(c);
 
 	if (!(c->flags & TF_APP))
 		return;
 	c->flags &= ~TF_APP;
-	c->ops = NULL;
+	c->ops_i = 0;
 	if (why == TCP_CLOSE_NORMAL)
-		DP_INC(c->tl->lc, tcp, CONN_CLOSED);
+		DP_INC(tcb_tl(c)->lc, tcp, CONN_CLOSED);
 	ops->closed(c, c->app_ctx, why);
 }
 
@@ -319,7 +371,7 @@ tcp_app_closed(struct tcp_conn *c, enum tcp_close_reason why)
 void
 tcp_conn_close(struct tcp_conn *c, enum tcp_close_reason why)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 
 	if (c->flags & TF_REAP)
 		return;
@@ -330,7 +382,7 @@ tcp_conn_close(struct tcp_conn *c, enum tcp_close_reason why)
 	tcp_ooo_free(c);
 	tcp_set_state(c, TCP_ST_CLOSED);
 	c->flags |= TF_REAP;
-	c->next_free = tl->reap_head;
+	c->next_free = tcb_ref(tl, tl->reap_head);
 	tl->reap_head = c;
 	tcp_app_closed(c, why);
 }
@@ -343,11 +395,11 @@ tcp_reap(struct tcp_lcore *tl)
 	while ((c = tl->reap_head) != NULL) {
 		if (c->flags & TF_ON_FLUSH)
 			return;  /* still on the flush list: tcp_flush reaps after walking it */
-		tl->reap_head = c->next_free;
+		tl->reap_head = tcb_at(tl, c->next_free);
 		tl->by_state[TCP_ST_CLOSED]--;
 		tl->n_used--;
 		c->flags = 0;
-		c->next_free = tl->free_list;
+		c->next_free = tcb_ref(tl, tl->free_list);
 		tl->free_list = c;
 	}
 }
@@ -358,8 +410,8 @@ tcp_flush_add(struct tcp_conn *c)
 	if (c->flags & (TF_ON_FLUSH | TF_REAP))
 		return;
 	c->flags |= TF_ON_FLUSH;
-	c->flush_next = c->tl->flush_head;
-	c->tl->flush_head = c;
+	c->flush_next = tcb_ref(tcb_tl(c), tcb_tl(c)->flush_head);
+	tcb_tl(c)->flush_head = c;
 }
 
 uint32_t
@@ -369,18 +421,22 @@ tcp_flow_count(const struct dp_lcore *lc)
 }
 
 /*
- * rte_hash (22.11) keeps per entry: a key slot (pointer to data + the key, rounded up to 16),
- * a share of the buckets (8 entries per 64-byte bucket, bucket count rounded up to a power of
- * two: up to 2x), of the extension table (one bucket per 8 entries) and a 4-byte index in the
- * free-slot ring. That is 60 bytes; measured with rte_malloc stats for 4096 and 65536
- * entries: 57 to 58 bytes per entry.
+ * What rte_hash (22.11, as created in tables_create) reserves for n entries, over n: a key
+ * slot per entry plus one (data pointer + key, rounded up to 16), buckets of 8 entries (64
+ * bytes each; the count rounded up to a power of two), as many extension buckets, and the
+ * 4-byte free-slot rings of both (their sizes rounded up to a power of two). For 65,536
+ * entries: 32 + 8 + 8 + 8 + 1 = 57 bytes (the key ring doubles at a power of two: 53 bytes
+ * for 65,535). Checked against rte_malloc's heap statistics in test_tcp.
  */
 static uint32_t
-hash_bytes_per_entry(void)
+hash_bytes_per_entry(uint32_t n)
 {
-	uint32_t key_slot = RTE_ALIGN_CEIL(sizeof(void *) + sizeof(struct tcp_flow_key), 16);
+	uint64_t key_slot = RTE_ALIGN_CEIL(sizeof(void *) + sizeof(struct tcp_flow_key), 16);
+	uint64_t buckets = rte_align32pow2(n) / 8;
+	uint64_t bytes = key_slot * (n + 1) + 2 * buckets * 64 +
+			 4ull * rte_align32pow2(n + 1) + 4ull * rte_align32pow2((uint32_t)buckets + 1);
 
-	return key_slot + 2 * 64 / 8 + 64 / 8 + sizeof(uint32_t);
+	return (uint32_t)((bytes + n - 1) / n);
 }
 
 void
@@ -391,9 +447,9 @@ tcp_mem_stats(const struct dp_lcore *lc, struct tcp_mem_stats *out)
 
 	memset(out, 0, sizeof(*out));
 	out->tcb_bytes = sizeof(struct tcp_conn);
-	out->hash_bytes_per_entry = hash_bytes_per_entry();
 	if (tl == NULL)
 		return;
+	out->hash_bytes_per_entry = hash_bytes_per_entry(tl->cfg.max_flows);
 	for (i = 0; i < TCP_ST_COUNT; i++)
 		out->flows_by_state[i] = tl->by_state[i];
 	out->flows = tcp_flow_count(lc);

@@ -88,7 +88,7 @@ enter_recovery(struct tcp_conn *c)
 	c->ssthresh = half_flight(c);
 	c->snd_recover = c->snd_max;
 	c->flags |= TF_RECOVERY;
-	DP_INC(c->tl->lc, tcp, FAST_REXMT);
+	DP_INC(tcb_tl(c)->lc, tcp, FAST_REXMT);
 	tcp_retransmit_una(c);
 	c->cwnd = c->ssthresh + 3u * c->mss;
 }

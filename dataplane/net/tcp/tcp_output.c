@@ -116,7 +116,7 @@ seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_ou
 uint32_t
 tcp_rcv_window(const struct tcp_conn *c)
 {
-	uint32_t rcvbuf = c->tl->cfg.rcvbuf_bytes;
+	uint32_t rcvbuf = tcb_tl(c)->cfg.rcvbuf_bytes;
 	uint32_t avail = rcvbuf > c->rcvq.bytes ? rcvbuf - c->rcvq.bytes : 0;
 	uint32_t maxwin = 65535u << c->rcv_wscale;
 
@@ -124,7 +124,7 @@ tcp_rcv_window(const struct tcp_conn *c)
 		avail = 0;
 	/* the pool runs low: flows already holding data get no new window (what was offered
 	 * stays offered), the others one segment, so every flow can still make progress */
-	if (c->tl->pressure)
+	if (tcb_tl(c)->pressure)
 		avail = c->rcvq.bytes > 0 || c->ooo != NULL ? 0 : RTE_MIN(avail, (uint32_t)c->mss);
 	if (SEQ_GT(c->rcv_adv, c->rcv_nxt))
 		avail = RTE_MAX(avail, c->rcv_adv - c->rcv_nxt);
@@ -183,7 +183,7 @@ seg_init(struct tcp_conn *c, struct seg_out *o, uint32_t seq, uint8_t flags)
 	o->win = (uint16_t)(win >> c->rcv_wscale);
 	o->q = &c->sndq;
 	if (c->flags & TF_TS_OK)
-		p = opt_ts(p, ts_now(c->tl), c->ts_recent);
+		p = opt_ts(p, ts_now(tcb_tl(c)), c->ts_recent);
 	if ((flags & RTE_TCP_ACK_FLAG) && (nsack = sack_nblocks(c, blk)) > 0)
 		p = opt_sack(p, blk, nsack);
 	o->optlen = (uint8_t)(p - o->opts);
@@ -205,7 +205,7 @@ ack_sent(struct tcp_conn *c, const struct seg_out *o)
 static int
 conn_send(struct tcp_conn *c, struct seg_out *o)
 {
-	int rc = seg_send(c->tl, &c->key, o);
+	int rc = seg_send(tcb_tl(c), &c->key, o);
 
 	if (o->flags & RTE_TCP_ACK_FLAG)
 		ack_sent(c, o);
@@ -218,7 +218,7 @@ tcp_send_ack(struct tcp_conn *c)
 	struct seg_out o;
 
 	seg_init(c, &o, c->snd_nxt, RTE_TCP_ACK_FLAG);
-	DP_INC(c->tl->lc, tcp, ACKS_SENT);
+	DP_INC(tcb_tl(c)->lc, tcp, ACKS_SENT);
 	conn_send(c, &o);
 }
 
@@ -240,7 +240,7 @@ tcp_send_rst(struct tcp_conn *c)
 	seg_init(c, &o, c->snd_nxt, RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG);
 	o.optlen = 0;
 	o.win = 0;
-	seg_send(c->tl, &c->key, &o);
+	seg_send(tcb_tl(c), &c->key, &o);
 }
 
 /* Options of a SYN or SYN-ACK: MSS, window scale (ws < 0: none), timestamps, SACK permitted. */
@@ -270,7 +270,7 @@ syn_opts(const struct tcp_lcore *tl, uint8_t *opts, int ws, bool ts, uint32_t ts
 void
 tcp_send_synack(struct tcp_conn *c)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 	struct seg_out o;
 
 	memset(&o, 0, offsetof(struct seg_out, opts));
@@ -288,7 +288,7 @@ tcp_send_synack(struct tcp_conn *c)
 void
 tcp_send_syn(struct tcp_conn *c)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 	struct seg_out o;
 
 	memset(&o, 0, offsetof(struct seg_out, opts));
@@ -352,7 +352,7 @@ tcp_retransmit_una(struct tcp_conn *c)
 	o.off = 0;
 	o.len = len;
 	c->flags &= ~TF_RTT_TIMING;  /* Karn: no RTT sample across a retransmission */
-	DP_INC(c->tl->lc, tcp, REXMT_SEGS);
+	DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
 	conn_send(c, &o);
 	tcp_timer_set(c, TT_REXMT, c->rto_ms);
 }
@@ -433,15 +433,15 @@ tcp_output(struct tcp_conn *c)
 		o.off = c->snd_nxt - c->snd_una;
 		o.len = len;
 		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
-			DP_INC(c->tl->lc, tcp, REXMT_SEGS);
+			DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
 		} else if (!(c->flags & TF_RTT_TIMING) && !(c->flags & TF_TS_OK)) {
 			c->flags |= TF_RTT_TIMING;
 			c->rtt_seq = c->snd_nxt;
-			c->rtt_start_ms = c->tl->now_ms;
+			c->rtt_start_ms = tcb_tl(c)->now_ms;
 		}
 		if (conn_send(c, &o) < 0)
 			break;
-		DP_ADD(c->tl->lc, tcp, TX_BYTES, len);
+		DP_ADD(tcb_tl(c)->lc, tcp, TX_BYTES, len);
 		c->snd_nxt += len + fin;
 		if (fin)
 			c->flags |= TF_FIN_SENT;
@@ -469,8 +469,8 @@ tcp_flush(struct dp_lcore *lc)
 		return;
 	tcp_update_clock(tl);
 	while ((c = tl->flush_head) != NULL) {
-		tl->flush_head = c->flush_next;
-		c->flush_next = NULL;
+		tl->flush_head = tcb_at(tl, c->flush_next);
+		c->flush_next = 0;
 		c->flags &= ~TF_ON_FLUSH;
 		if (c->state != TCP_ST_CLOSED)
 			tcp_output(c);

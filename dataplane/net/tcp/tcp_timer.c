@@ -27,10 +27,39 @@ deadline(struct tcp_conn *c, int which)
 	}
 }
 
+/* A slot's TCBs: a doubly linked list by tcb_ref, its head in tl->wheel[]. */
+static void
+wheel_insert(struct tcp_lcore *tl, struct tcp_conn *c, uint32_t slot_ms)
+{
+	uint32_t *head = &tl->wheel[slot_ms % TCP_WHEEL_SLOTS];
+	uint32_t ref = tcb_ref(tl, c);
+
+	c->tw_prev = 0;
+	c->tw_next = *head;
+	if (*head != 0)
+		tcb_at(tl, *head)->tw_prev = ref;
+	*head = ref;
+	c->tw_ms = slot_ms;
+	c->in_wheel = 1;
+}
+
+static void
+wheel_remove(struct tcp_lcore *tl, struct tcp_conn *c)
+{
+	if (c->tw_prev != 0)
+		tcb_at(tl, c->tw_prev)->tw_next = c->tw_next;
+	else
+		tl->wheel[c->tw_ms % TCP_WHEEL_SLOTS] = c->tw_next;
+	if (c->tw_next != 0)
+		tcb_at(tl, c->tw_next)->tw_prev = c->tw_prev;
+	c->tw_next = c->tw_prev = 0;
+	c->in_wheel = 0;
+}
+
 static void
 wheel_schedule(struct tcp_conn *c)
 {
-	struct tcp_lcore *tl = c->tl;
+	struct tcp_lcore *tl = tcb_tl(c);
 	uint32_t target = 0;
 	bool any = false;
 	int t;
@@ -51,17 +80,15 @@ wheel_schedule(struct tcp_conn *c)
 	if (c->in_wheel) {
 		if (SEQ_LEQ(c->tw_ms, target))
 			return;
-		LIST_REMOVE(c, tw_link);
+		wheel_remove(tl, c);
 	}
-	LIST_INSERT_HEAD(&tl->wheel[target % TCP_WHEEL_SLOTS], c, tw_link);
-	c->tw_ms = target;
-	c->in_wheel = 1;
+	wheel_insert(tl, c, target);
 }
 
 void
 tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms)
 {
-	*deadline(c, which) = c->tl->now_ms + delay_ms;
+	*deadline(c, which) = tcb_tl(c)->now_ms + delay_ms;
 	c->timer_on |= (uint8_t)which;
 	wheel_schedule(c);
 }
@@ -79,10 +106,8 @@ tcp_timers_stop_all(struct tcp_conn *c)
 {
 	c->timer_on = 0;
 	c->flags &= ~TF_PERSIST;
-	if (c->in_wheel) {
-		LIST_REMOVE(c, tw_link);
-		c->in_wheel = 0;
-	}
+	if (c->in_wheel)
+		wheel_remove(tcb_tl(c), c);
 }
 
 void
@@ -101,7 +126,7 @@ tcp_rexmt_restart(struct tcp_conn *c)
 void
 tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms)
 {
-	const struct tcp_config *cfg = &c->tl->cfg;
+	const struct tcp_config *cfg = &tcb_tl(c)->cfg;
 	uint32_t rto;
 
 	if (rtt_ms > cfg->rto_max_ms)
@@ -126,17 +151,17 @@ tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms)
 void
 tcp_keep_reset(struct tcp_conn *c)
 {
-	c->last_rx_ms = c->tl->now_ms;
+	c->last_rx_ms = tcb_tl(c)->now_ms;
 	c->keep_probes = 0;
-	if (c->tl->cfg.keepalive && !(c->timer_on & TT_KEEP) &&
+	if (tcb_tl(c)->cfg.keepalive && !(c->timer_on & TT_KEEP) &&
 	    (c->state == TCP_ST_ESTABLISHED || c->state == TCP_ST_CLOSE_WAIT))
-		tcp_timer_set(c, TT_KEEP, c->tl->cfg.keepalive_idle_ms);
+		tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.keepalive_idle_ms);
 }
 
 static void
 rto_backoff(struct tcp_conn *c)
 {
-	c->rto_ms = RTE_MIN(c->rto_ms * 2, c->tl->cfg.rto_max_ms);
+	c->rto_ms = RTE_MIN(c->rto_ms * 2, tcb_tl(c)->cfg.rto_max_ms);
 	if (c->rxtshift < UINT8_MAX)
 		c->rxtshift++;
 }
@@ -149,10 +174,10 @@ persist_fire(struct tcp_conn *c)
 		tcp_output(c);
 		return;
 	}
-	DP_INC(c->tl->lc, tcp, PERSIST_PROBE);
+	DP_INC(tcb_tl(c)->lc, tcp, PERSIST_PROBE);
 	tcp_send_probe(c);
 	/* probes back off like retransmissions but never give up while the peer answers */
-	c->rto_ms = RTE_MIN(c->rto_ms * 2, c->tl->cfg.rto_max_ms);
+	c->rto_ms = RTE_MIN(c->rto_ms * 2, tcb_tl(c)->cfg.rto_max_ms);
 	c->flags |= TF_PERSIST;
 	tcp_timer_set(c, TT_REXMT, c->rto_ms);
 }
@@ -160,8 +185,8 @@ persist_fire(struct tcp_conn *c)
 static void
 rexmt_fire(struct tcp_conn *c)
 {
-	const struct tcp_config *cfg = &c->tl->cfg;
-	struct dp_lcore *lc = c->tl->lc;
+	const struct tcp_config *cfg = &tcb_tl(c)->cfg;
+	struct dp_lcore *lc = tcb_tl(c)->lc;
 
 	if (c->flags & TF_PERSIST) {
 		persist_fire(c);
@@ -208,7 +233,7 @@ rexmt_fire(struct tcp_conn *c)
 	}
 	DP_INC(lc, tcp, REXMT_TIMEOUT);
 	if (c->rxtshift == 0)
-		c->tl->cc->rto(c);
+		tcb_tl(c)->cc->rto(c);
 	else
 		c->cwnd = c->mss;  /* RFC 5681: ssthresh stays when a retransmission is lost */
 	rto_backoff(c);
@@ -221,9 +246,9 @@ rexmt_fire(struct tcp_conn *c)
 static void
 keep_fire(struct tcp_conn *c)
 {
-	const struct tcp_config *cfg = &c->tl->cfg;
-	struct dp_lcore *lc = c->tl->lc;
-	uint32_t idle = c->tl->now_ms - c->last_rx_ms;
+	const struct tcp_config *cfg = &tcb_tl(c)->cfg;
+	struct dp_lcore *lc = tcb_tl(c)->lc;
+	uint32_t idle = tcb_tl(c)->now_ms - c->last_rx_ms;
 
 	switch (c->state) {
 	case TCP_ST_TIME_WAIT:
@@ -264,11 +289,11 @@ keep_fire(struct tcp_conn *c)
 static void
 conn_fire(struct tcp_conn *c)
 {
-	uint32_t now = c->tl->now_ms;
+	uint32_t now = tcb_tl(c)->now_ms;
 
 	if ((c->timer_on & TT_DELACK) && SEQ_LEQ(c->t_delack, now)) {
 		c->timer_on &= (uint8_t)~TT_DELACK;
-		DP_INC(c->tl->lc, tcp, DELACK);
+		DP_INC(tcb_tl(c)->lc, tcp, DELACK);
 		tcp_send_ack(c);
 	}
 	if ((c->timer_on & TT_REXMT) && SEQ_LEQ(c->t_rexmt, now)) {
@@ -311,9 +336,8 @@ tcp_timers_poll(struct dp_lcore *lc)
 		tl->wheel_ms = tl->now_ms - TCP_WHEEL_SLOTS;  /* a long stall: visit each slot once */
 	while (SEQ_LT(tl->wheel_ms, tl->now_ms)) {
 		tl->wheel_ms++;
-		while ((c = LIST_FIRST(&tl->wheel[tl->wheel_ms % TCP_WHEEL_SLOTS])) != NULL) {
-			LIST_REMOVE(c, tw_link);
-			c->in_wheel = 0;
+		while ((c = tcb_at(tl, tl->wheel[tl->wheel_ms % TCP_WHEEL_SLOTS])) != NULL) {
+			wheel_remove(tl, c);
 			conn_fire(c);
 		}
 	}

@@ -14,7 +14,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/queue.h>
 
 #include "tcp.h"
 
@@ -29,6 +28,8 @@ struct tcp_cc_ops;
 #define TCP_MAX_WSCALE 14
 #define TCP_TS_OPT_LEN 12       /* NOP NOP TS(10) as we send it */
 #define TCP_DEFAULT_MSS 536     /* RFC 879: the peer sent no MSS option */
+#define TCP_MAX_OPS 32          /* distinct app callback sets per lcore (listeners, connects) */
+#define TCP_MAX_LCORES 255      /* tcp_lcore instances alive at once (a TCB names its own in a byte) */
 
 /* The 4-tuple, as it appears on the wire (network order); 12 bytes, no padding. */
 struct tcp_flow_key {
@@ -64,6 +65,7 @@ enum {
 	TF_REAP       = 1u << 13, /* closed, on the reap list */
 	TF_FIN_ACKED  = 1u << 14,
 	TF_SACK_OK    = 1u << 15, /* the peer may send SACK blocks (we use them to detect loss) */
+	TF_ALL        = 0xffffu   /* flags is 16 bits: widen it before adding one */
 };
 
 /* armed timers (timer_on bits) */
@@ -71,28 +73,32 @@ enum { TT_REXMT = 1, TT_DELACK = 2, TT_KEEP = 4 };
 
 /*
  * The TCB. Sized for many idle connections: no buffer memory when idle (queues are mbuf
- * chains), 32-bit millisecond deadlines instead of timer objects, one wheel link.
+ * chains), 32-bit millisecond deadlines instead of timer objects, one wheel link; the lists it
+ * is on link TCBs by 32-bit reference (tcb_ref(): index in the lcore's pool + 1, 0 for none),
+ * and its lcore and app callbacks are one-byte indices (tcb_tl(), tcb_ops()). The app's own
+ * per-connection state lives in it too (app[]: tcp_app_area()). 240 bytes, no padding holes.
  */
 struct tcp_conn {
 	struct tcp_flow_key key;
+	uint16_t flags;            /* TF_* */
+	uint16_t mss;              /* payload bytes per segment we send (options deducted) */
 	uint8_t state;             /* enum tcp_state */
 	uint8_t snd_wscale;        /* peer's shift, applied to windows it sends */
 	uint8_t rcv_wscale;        /* our shift, applied to windows we send */
 	uint8_t rxtshift;          /* consecutive retransmissions (backoff) */
-	uint32_t flags;            /* TF_* */
-	uint16_t mss;              /* payload bytes per segment we send (options deducted) */
 	uint8_t dupacks;
 	uint8_t timer_on;          /* TT_* */
 	uint8_t keep_probes;
 	uint8_t segs_unacked;      /* full segments received since our last ACK */
 	uint8_t ooo_n;
 	uint8_t in_wheel;
-	uint32_t tw_ms;              /* wheel slot time we sit in (valid if in_wheel) */
+	uint8_t tli;               /* its tcp_lcore: tcp_lcores[tli] */
+	uint8_t ops_i;             /* its app callbacks: tl->ops_tab[ops_i], 0: none */
+	uint32_t tw_ms;            /* wheel slot time we sit in (valid if in_wheel) */
 
-	struct tcp_lcore *tl;
-	struct tcp_conn *flush_next;
-	struct tcp_conn *next_free;  /* free list, then reap list */
-	LIST_ENTRY(tcp_conn) tw_link;
+	uint32_t flush_next;       /* tcb_ref: the flush list */
+	uint32_t next_free;        /* tcb_ref: free list, then reap list */
+	uint32_t tw_next, tw_prev; /* tcb_ref: the wheel slot's list */
 
 	/* send sequence space */
 	uint32_t iss, snd_una, snd_nxt, snd_max;
@@ -112,12 +118,13 @@ struct tcp_conn {
 	struct tcp_mq rcvq;        /* in order, not yet taken by the app */
 	struct rte_mbuf *ooo;      /* out-of-order packets, sorted, linked via the dynfield */
 
-	const struct tcp_app_ops *ops;
 	void *app_ctx;
+	uint64_t app[TCP_APP_AREA / 8]; /* the app's, from accept/tcp_connect to closed() */
 };
 
 struct tcp_listener {
 	uint16_t port_be;
+	uint8_t ops_i;             /* ops in the lcore's ops_tab */
 	const struct tcp_app_ops *ops;
 	void *ctx;
 };
@@ -150,6 +157,9 @@ struct tcp_lcore {
 	struct rte_hash *flows;
 	struct tcp_conn *tcbs;
 	struct tcp_conn *free_list;
+	const struct tcp_app_ops *ops_tab[TCP_MAX_OPS]; /* [0] NULL: TCBs name theirs by index */
+	uint8_t n_ops;
+	uint8_t index;         /* in tcp_lcores[] */
 	uint32_t n_used;
 	uint32_t half_open;
 	uint32_t by_state[TCP_ST_COUNT];
@@ -172,7 +182,7 @@ struct tcp_lcore {
 	uint32_t now_ms;
 	uint32_t wheel_ms;     /* last slot processed */
 	uint32_t ts_offset;    /* random offset of our TSval */
-	LIST_HEAD(, tcp_conn) wheel[TCP_WHEEL_SLOTS];
+	uint32_t wheel[TCP_WHEEL_SLOTS]; /* tcb_ref of each slot's first TCB */
 
 	/* SYN cookies */
 	uint32_t cookie_secret[4];
@@ -185,6 +195,32 @@ struct tcp_lcore {
 };
 
 enum { TCP_Q_SND = 0, TCP_Q_RCV = 1, TCP_Q_OOO = 2 };
+
+extern struct tcp_lcore *tcp_lcores[TCP_MAX_LCORES];
+
+static inline struct tcp_lcore *tcb_tl(const struct tcp_conn *c)
+{
+	return tcp_lcores[c->tli];
+}
+
+static inline const struct tcp_app_ops *tcb_ops(const struct tcp_conn *c)
+{
+	return tcp_lcores[c->tli]->ops_tab[c->ops_i];
+}
+
+/* 32-bit references between TCBs of one lcore: index + 1, 0 for none. */
+static inline uint32_t tcb_ref(const struct tcp_lcore *tl, const struct tcp_conn *c)
+{
+	return c != NULL ? (uint32_t)(c - tl->tcbs) + 1 : 0;
+}
+
+static inline struct tcp_conn *tcb_at(const struct tcp_lcore *tl, uint32_t ref)
+{
+	return ref != 0 ? &tl->tcbs[ref - 1] : NULL;
+}
+
+/* The index of ops in tl's table, added on first use; -ENOSPC when the table is full. */
+int tcp_ops_index(struct tcp_lcore *tl, const struct tcp_app_ops *ops);
 
 /* tcp_lcore.c */
 void tcp_update_clock(struct tcp_lcore *tl);

@@ -109,10 +109,27 @@ ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32
 
 /* --- the test application --- */
 
+/* The app area: zeroed at the start of every connection (TCBs are reused), the app's until
+ * closed(); the harness fills it at accept and checks it is intact at closed(). */
+#define AREA_FILL 0xA5
+
+static void
+area_check(struct tcp_conn *c, uint8_t want)
+{
+	uint8_t *a = tcp_app_area(c);
+
+	assert_ptr_equal(tcp_app_area_conn(a), c);
+	assert_int_equal((uintptr_t)a % 8, 0);
+	for (unsigned i = 0; i < TCP_APP_AREA; i++)
+		assert_int_equal(a[i], want);
+}
+
 static int
 app_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
 {
 	assert_ptr_equal(listen_ctx, &h_app);
+	area_check(c, 0);
+	memset(tcp_app_area(c), AREA_FILL, TCP_APP_AREA);
 	h_app.accepts++;
 	if (h_app.refuse)
 		return -1;
@@ -154,6 +171,7 @@ app_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 {
 	assert_ptr_equal(ctx, &h_app);
 	assert_non_null(c);
+	area_check(c, ((uint8_t *)tcp_app_area(c))[0] == AREA_FILL ? AREA_FILL : 0);
 	h_app.closes++;
 	h_app.why = why;
 	if (c == h_app.c)

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <rte_lcore.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_tcp.h>
 
@@ -54,6 +56,37 @@ seg_at(struct h_peer *p, uint8_t flags, uint32_t seq, const void *data, uint32_t
 			   .data = data, .len = len, .sport = p->port };
 
 	h_input(&s);
+}
+
+/* /edgegw/mem's bytes per idle flow is what tcp_lcore_init reserved: the TCB pool and the flow
+ * hash, per max_flows, against the DPDK heap's own statistics (within its per-block headers
+ * and the fixed structs), at a power of two and one below it. */
+static void
+test_mem_stats_match_heap(void **state)
+{
+	static const uint32_t sizes[] = { 65536, 65535, 20000 };
+
+	(void)state;
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct rte_malloc_socket_stats before, after;
+		struct tcp_mem_stats m;
+		struct tcp_config c;
+		double reserved, said;
+		int socket = (int)rte_socket_id() < 0 ? 0 : (int)rte_socket_id();
+
+		tcp_config_defaults(&c);
+		c.max_flows = sizes[i];
+		assert_int_equal(rte_malloc_get_socket_stats(socket, &before), 0);
+		h_setup(&c);
+		assert_int_equal(rte_malloc_get_socket_stats(socket, &after), 0);
+		tcp_mem_stats(&h_lc, &m);
+		reserved = (double)(after.heap_allocsz_bytes - before.heap_allocsz_bytes) / sizes[i];
+		said = m.tcb_bytes + m.hash_bytes_per_entry;
+		print_message("max_flows %u: reserved %.2f B per flow, reported %.0f (TCB %u + hash %u)\n",
+			      sizes[i], reserved, said, m.tcb_bytes, m.hash_bytes_per_entry);
+		assert_true(said >= reserved - 1.0 && said <= reserved + 1.0);
+		h_teardown();
+	}
 }
 
 static void
@@ -1681,6 +1714,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mem_stats_match_heap),
 		cmocka_unit_test_teardown(test_handshake_options, teardown),
 		cmocka_unit_test_teardown(test_data_echo_piggyback, teardown),
 		cmocka_unit_test_teardown(test_delayed_ack, teardown),
