@@ -9,9 +9,11 @@
  *   /edgegw/mem        TCP memory: flows by state, TCB and hash bytes, mbufs held in queues
  * Runs on DPDK's telemetry thread: it only reads the workers' counters.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <rte_common.h>
 #include <rte_cycles.h>
 #include <rte_mempool.h>
 #include <rte_telemetry.h>
@@ -77,13 +79,26 @@ tel_status(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
-/* Memory per idle flow is what a flow costs with no data in flight: its TCB and its hash entry;
- * data in flight is counted separately as the mbufs the queues hold. */
-/* The broker's records and the session parts that exist only while used, over the workers. */
+/* The broker's gauges (records, and the parts of sessions that exist only while used), summed
+ * over the workers, under these names in /edgegw/mem. */
+static const struct {
+	const char *name;
+	size_t off;
+} gauge_fields[] = {
+	{ "mqtt_conns", offsetof(struct broker_gauges, conns) },
+	{ "mqtt_sessions", offsetof(struct broker_gauges, sessions) },
+	{ "mqtt_subscriptions", offsetof(struct broker_gauges, subscriptions) },
+	{ "mqtt_sessions_with_window", offsetof(struct broker_gauges, windows) },
+	{ "mqtt_sessions_with_qos2_ids", offsetof(struct broker_gauges, qos2_tables) },
+	{ "mqtt_sessions_with_will_or_claim", offsetof(struct broker_gauges, cold) },
+	{ "mqtt_queued_msgs", offsetof(struct broker_gauges, queued) },
+};
+
 static void
 mem_broker(struct rte_tel_data *d)
 {
-	struct broker_gauges sum = { 0 }, g;
+	uint64_t sum[RTE_DIM(gauge_fields)] = { 0 };
+	struct broker_gauges g;
 
 	for (unsigned i = 0; i < dp_state.n_workers; i++) {
 		struct broker *b = mqtt_service_broker(dp_state.workers[i]);
@@ -91,23 +106,15 @@ mem_broker(struct rte_tel_data *d)
 		if (b == NULL)
 			continue;
 		broker_gauges_get(b, &g);
-		sum.conns += g.conns;
-		sum.sessions += g.sessions;
-		sum.subscriptions += g.subscriptions;
-		sum.windows += g.windows;
-		sum.qos2_tables += g.qos2_tables;
-		sum.cold += g.cold;
-		sum.queued += g.queued;
+		for (unsigned j = 0; j < RTE_DIM(gauge_fields); j++)
+			sum[j] += *(const uint32_t *)((const char *)&g + gauge_fields[j].off);
 	}
-	rte_tel_data_add_dict_u64(d, "mqtt_conns", sum.conns);
-	rte_tel_data_add_dict_u64(d, "mqtt_sessions", sum.sessions);
-	rte_tel_data_add_dict_u64(d, "mqtt_subscriptions", sum.subscriptions);
-	rte_tel_data_add_dict_u64(d, "mqtt_sessions_with_window", sum.windows);
-	rte_tel_data_add_dict_u64(d, "mqtt_sessions_with_qos2_ids", sum.qos2_tables);
-	rte_tel_data_add_dict_u64(d, "mqtt_sessions_with_will_or_claim", sum.cold);
-	rte_tel_data_add_dict_u64(d, "mqtt_queued_msgs", sum.queued);
+	for (unsigned j = 0; j < RTE_DIM(gauge_fields); j++)
+		rte_tel_data_add_dict_u64(d, gauge_fields[j].name, sum[j]);
 }
 
+/* Memory per idle flow is what a flow costs with no data in flight: its TCB and its hash entry;
+ * data in flight is counted separately as the mbufs the queues hold. */
 static int
 tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 {

@@ -101,6 +101,16 @@ def test():
         check(stack and " 0 tx drops" in stack[-1] and " 0 mbuf failures" in stack[-1],
               "the client stack dropped nothing")
 
+        # sessions held idle show in /edgegw/mem's broker gauges
+        cmd = [sensorsim(), "--transport", "memif", "--memif-socket", work + "/memif.sock",
+               "--local", "198.18.0.2/24", "--cpu", "0", "--host", labtest.GW, "--json", "--quiet",
+               "--sessions", "20", "--no-publish", "--duration", "4", "--connect-timeout", "20"]
+        idle = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen = labtest.wait_for(lambda: dpstat.query("/edgegw/mem", file_prefix=prefix)
+                                .get("mqtt_sessions") == 20, 10)
+        idle.wait(30)
+        check(seen, "/edgegw/mem counted the 20 idle sessions while they were held")
+
         # a closed port: RST for each SYN, every connect refused at once
         t0 = time.monotonic()
         rep, r = sim(work, "--port", "1884", "--sessions", "50", "--duration", "1",
@@ -116,10 +126,18 @@ def test():
         b1 = dpstat.query("/edgegw/broker", file_prefix=prefix)
         c1 = dpstat.query("/edgegw/counters", file_prefix=prefix)
         d = {k: b1[k] - b0.get(k, 0) for k in b1}
-        check(d["CONNECTED"] == PUBS + SUBS, "the broker counted %d connects" % d["CONNECTED"])
+        check(d["CONNECTED"] == PUBS + SUBS + 20, "the broker counted %d connects" % d["CONNECTED"])
         bad = {k: v for k, v in d.items() if (k.startswith("BAD_") or k.startswith("LIMIT_")) and v}
         check(not bad, "no broker error or limit (%s)" % bad)
         check(c1.get("tcp_no_listener", 0) >= 50, "the dataplane reset the SYNs to the closed port")
+
+        # every client gone (clean sessions): the broker holds no record and no window
+        def held():
+            m = dpstat.query("/edgegw/mem", file_prefix=prefix)
+            return {k: v for k, v in m.items() if k.startswith("mqtt_")}
+        mem = labtest.wait_for(lambda: (lambda m: m if not any(m.values()) else None)(held()), 10)
+        log("broker gauges after the clients left: %s" % (mem or held()))
+        check(mem is not None and len(mem) >= 7, "/edgegw/mem: no session, window or queued message left")
         check(dp.poll() is None, "dataplane still running")
     finally:
         if dp.poll() is None:
