@@ -222,7 +222,7 @@ static int on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
 }
 
 /* The connection is over for us: what it held goes back (the area goes with its TCB). */
-static void conn_free(struct mqtt_tcp_conn *mc)
+static void conn_release(struct mqtt_tcp_conn *mc)
 {
 	rte_pktmbuf_free(mc->pending);
 	mc->pending = NULL;
@@ -244,7 +244,7 @@ static bool leave(struct mqtt_tcp_conn *mc)
 	mc->busy = false;
 	if (!mc->dead)
 		return true;
-	conn_free(mc);
+	conn_release(mc);
 	return false;
 }
 
@@ -329,7 +329,7 @@ static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 	if (mc->busy)
 		mc->dead = true; /* released when the callback on the stack returns */
 	else
-		conn_free(mc);
+		conn_release(mc);
 }
 
 static const struct tcp_app_ops mqtt_app_ops = {

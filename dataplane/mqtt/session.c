@@ -79,6 +79,36 @@ static void queue_clear(struct broker_session *s)
 	s->qlen = 0;
 }
 
+/* The parts allocated on use go back (counted in the gauges): the window and the QoS 2 id
+ * table (what they hold is the caller's), the cold part with its held CONNACK. */
+static void window_free(struct broker_session *s)
+{
+	if (s->inflight == NULL)
+		return;
+	free(s->inflight);
+	s->inflight = NULL;
+	s->b->n_windows--;
+}
+
+static void qos2_table_free(struct broker_session *s)
+{
+	if (s->rx_qos2 == NULL)
+		return;
+	free(s->rx_qos2);
+	s->rx_qos2 = NULL;
+	s->b->n_qos2_tables--;
+}
+
+static void cold_free(struct broker_session *s)
+{
+	if (s->cold == NULL)
+		return;
+	free(s->cold->connack);
+	free(s->cold);
+	s->cold = NULL;
+	s->b->n_cold--;
+}
+
 /* The session's state is gone for good; a pending delayed will goes out now (spec 3.1.3.2.2). */
 void session_destroy(struct broker_session *s)
 {
@@ -99,14 +129,9 @@ void session_destroy(struct broker_session *s)
 		broker_msg_unref(s->inflight[i].msg);
 	if (s->conn != NULL)
 		s->conn->s = NULL;
-	b->n_windows -= s->inflight != NULL;
-	b->n_qos2_tables -= s->rx_qos2 != NULL;
-	b->n_cold -= s->cold != NULL;
-	free(s->inflight);
-	free(s->rx_qos2);
-	if (s->cold != NULL)
-		free(s->cold->connack);
-	free(s->cold);
+	window_free(s);
+	qos2_table_free(s);
+	cold_free(s);
 	free(s);
 	b->n_sessions--;
 }
@@ -127,11 +152,8 @@ void session_cold_put(struct broker_session *s)
 	struct session_cold *k = s->cold;
 
 	if (k != NULL && k->will == NULL && k->will_at_ms == 0 && k->claim_pending == 0 &&
-	    k->connack == NULL) {
-		free(k);
-		s->cold = NULL;
-		s->b->n_cold--;
-	}
+	    k->connack == NULL)
+		cold_free(s);
 }
 
 static uint16_t inflight_limit(const struct broker_session *s)
@@ -397,16 +419,10 @@ void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
  * come back on use), an offline one sends its delayed will and expires. */
 void session_tick(struct broker_session *s, uint64_t now_ms)
 {
-	if (s->n_inflight == 0 && s->inflight != NULL) {
-		free(s->inflight);
-		s->inflight = NULL;
-		s->b->n_windows--;
-	}
-	if (s->n_rx_qos2 == 0 && s->rx_qos2 != NULL) {
-		free(s->rx_qos2);
-		s->rx_qos2 = NULL;
-		s->b->n_qos2_tables--;
-	}
+	if (s->n_inflight == 0)
+		window_free(s);
+	if (s->n_rx_qos2 == 0)
+		qos2_table_free(s);
 	if (s->conn != NULL)
 		return;
 	if (session_will_at(s) != 0 && now_ms >= session_will_at(s)) {

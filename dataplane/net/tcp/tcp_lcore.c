@@ -281,8 +281,7 @@ tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops, vo
 		return -EADDRINUSE;
 	if (tl->n_listeners == TCP_MAX_LISTENERS || (oi = tcp_ops_index(tl, ops)) < 0)
 		return -ENOSPC;
-	tl->listeners[tl->n_listeners++] = (struct tcp_listener){ port_be, (uint8_t)oi, ops,
-								  listen_ctx };
+	tl->listeners[tl->n_listeners++] = (struct tcp_listener){ port_be, (uint8_t)oi, listen_ctx };
 	return 0;
 }
 

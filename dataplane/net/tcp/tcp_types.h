@@ -124,8 +124,7 @@ struct tcp_conn {
 
 struct tcp_listener {
 	uint16_t port_be;
-	uint8_t ops_i;             /* ops in the lcore's ops_tab */
-	const struct tcp_app_ops *ops;
+	uint8_t ops_i;             /* its callbacks: the lcore's ops_tab[ops_i] */
 	void *ctx;
 };
 
