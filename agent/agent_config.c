@@ -26,7 +26,8 @@ copy_opt(conf_node map, const char *key, const char *def, char *dst, size_t dstl
 	if (conf_get_str(map, key, def, &s))
 		return -1;
 	if (strlen(s) >= dstlen)
-		return conf_error(conf_get(map, key), "'%s' is too long (at most %zu bytes)", key, dstlen - 1);
+		return conf_error(
+		    conf_get(map, key), "'%s' is too long (at most %zu bytes)", key, dstlen - 1);
 	memcpy(dst, s, strlen(s) + 1);
 	return 0;
 }
@@ -43,7 +44,7 @@ static int
 parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d)
 {
 	static const char *const keys[] = { "name", "unit_id", "profile", "interval", "timeout",
-					    "retries", NULL };
+		"retries", NULL };
 	char profile[MB_NAME_MAX];
 	uint32_t unit = 0;
 
@@ -53,7 +54,8 @@ parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d
 	    copy_req(dn, "profile", profile, sizeof(profile)))
 		return -1;
 	if (!mb_name_valid(d->name))
-		return conf_error(conf_get(dn, "name"), "device name '%s': use letters, digits, _ . : -", d->name);
+		return conf_error(conf_get(dn, "name"),
+		    "device name '%s': use letters, digits, _ . : -", d->name);
 	if (!conf_present(conf_get(dn, "unit_id")))
 		return conf_error(dn, "device '%s' needs a 'unit_id'", d->name);
 	if (conf_get_u32(dn, "unit_id", 1, 0, 255, &unit) ||
@@ -65,7 +67,7 @@ parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d
 	d->profile = mb_profile_find(&cfg->profiles, profile);
 	if (d->profile == NULL)
 		return conf_error(conf_get(dn, "profile"), "no profile named '%s' in %s", profile,
-				  cfg->profiles_dir);
+		    cfg->profiles_dir);
 	return 0;
 }
 
@@ -74,7 +76,7 @@ parse_rtu(conf_node bn, struct agent_bus_conf *b)
 {
 	conf_node rs = conf_get(bn, "rs485");
 	static const char *const rs_keys[] = { "mode", "rts_delay_before_us", "rts_delay_after_us",
-					       "rts_on_send_low", NULL };
+		"rts_on_send_low", NULL };
 	uint32_t baud = 0, data = 8, stop = 1;
 	int parity = 0, mode = 1;
 	char err[128];
@@ -87,12 +89,15 @@ parse_rtu(conf_node bn, struct agent_bus_conf *b)
 		return -1;
 	b->line = (struct rs485_line){ baud, "NEO"[parity], (uint8_t)data, (uint8_t)stop };
 	if (rs485_line_check(&b->line, err, sizeof(err)))
-		return conf_error(conf_present(conf_get(bn, "baud")) ? conf_get(bn, "baud") : bn, "bus '%s': %s", b->name, err);
+		return conf_error(conf_present(conf_get(bn, "baud")) ? conf_get(bn, "baud") : bn,
+		    "bus '%s': %s", b->name, err);
 	if (conf_present(rs) &&
 	    (conf_check_keys(rs, rs_keys) || conf_get_enum(rs, "mode", 1, rs485_modes, &mode) ||
-	     conf_get_u32(rs, "rts_delay_before_us", 0, 0, 1000000, &b->rs485.rts_delay_before_us) ||
-	     conf_get_u32(rs, "rts_delay_after_us", 0, 0, 1000000, &b->rs485.rts_delay_after_us) ||
-	     conf_get_bool(rs, "rts_on_send_low", false, &b->rs485.rts_on_send_low)))
+		conf_get_u32(
+		    rs, "rts_delay_before_us", 0, 0, 1000000, &b->rs485.rts_delay_before_us) ||
+		conf_get_u32(
+		    rs, "rts_delay_after_us", 0, 0, 1000000, &b->rs485.rts_delay_after_us) ||
+		conf_get_bool(rs, "rts_on_send_low", false, &b->rs485.rts_on_send_low)))
 		return -1;
 	b->rs485.want = (enum rs485_mode_want)mode;
 	return 0;
@@ -114,7 +119,8 @@ static int
 parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 {
 	static const char *const keys[] = { "name", "type", "device", "baud", "parity", "data_bits",
-		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff", "devices", NULL };
+		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff", "devices",
+		NULL };
 	conf_node devs;
 	int kind = 0;
 
@@ -122,17 +128,20 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 		return conf_error(bn, "a bus must be a mapping");
 	if (conf_check_keys(bn, keys) || copy_req(bn, "name", b->name, sizeof(b->name)) ||
 	    conf_get_enum(bn, "type", 0, bus_kinds, &kind) ||
-	    conf_get_duration_ms(bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms) ||
+	    conf_get_duration_ms(
+		bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms) ||
 	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms))
 		return -1;
 	if (!mb_name_valid(b->name))
-		return conf_error(conf_get(bn, "name"), "bus name '%s': use letters, digits, _ . : -", b->name);
+		return conf_error(
+		    conf_get(bn, "name"), "bus name '%s': use letters, digits, _ . : -", b->name);
 	b->kind = (enum agent_bus_kind)kind;
 	if ((b->kind == AGENT_BUS_RTU ? parse_rtu(bn, b) : parse_tcp(bn, b)) != 0)
 		return -1;
 	devs = conf_get(bn, "devices");
 	if (!conf_is_seq(devs) || conf_seq_len(devs) == 0)
-		return conf_error(conf_present(devs) ? devs : bn, "bus '%s' needs a non-empty 'devices' list", b->name);
+		return conf_error(conf_present(devs) ? devs : bn,
+		    "bus '%s' needs a non-empty 'devices' list", b->name);
 	b->ndevs = conf_seq_len(devs);
 	b->devs = calloc(b->ndevs, sizeof(*b->devs));
 	if (b->devs == NULL)
@@ -141,9 +150,10 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 		if (parse_device(conf_seq_at(devs, i), cfg, &b->devs[i]))
 			return -1;
 		/* On a serial line 0 is broadcast (nobody answers) and 248..255 are reserved. */
-		if (b->kind == AGENT_BUS_RTU && (b->devs[i].unit_id == 0 || b->devs[i].unit_id > 247))
+		if (b->kind == AGENT_BUS_RTU &&
+		    (b->devs[i].unit_id == 0 || b->devs[i].unit_id > 247))
 			return conf_error(conf_get(conf_seq_at(devs, i), "unit_id"),
-					  "unit_id %u: RTU devices are 1..247", b->devs[i].unit_id);
+			    "unit_id %u: RTU devices are 1..247", b->devs[i].unit_id);
 	}
 	return 0;
 }
@@ -161,9 +171,10 @@ check_device_names(conf_node buses, const struct agent_config *cfg, size_t i, si
 
 			if (strcmp(o->name, d->name) == 0)
 				return conf_error(dn, "duplicate device name '%s'", d->name);
-			if (bi == i && o->unit_id == d->unit_id && cfg->buses[i].kind == AGENT_BUS_RTU)
-				return conf_error(dn, "unit_id %u is used twice on bus '%s'", d->unit_id,
-						  cfg->buses[i].name);
+			if (bi == i && o->unit_id == d->unit_id &&
+			    cfg->buses[i].kind == AGENT_BUS_RTU)
+				return conf_error(dn, "unit_id %u is used twice on bus '%s'",
+				    d->unit_id, cfg->buses[i].name);
 		}
 	return 0;
 }
@@ -177,7 +188,8 @@ check_names(conf_node buses, struct agent_config *cfg)
 
 		for (size_t k = 0; k < i; k++)
 			if (strcmp(cfg->buses[k].name, b->name) == 0)
-				return conf_error(conf_seq_at(buses, i), "duplicate bus name '%s'", b->name);
+				return conf_error(
+				    conf_seq_at(buses, i), "duplicate bus name '%s'", b->name);
 		for (size_t j = 0; j < b->ndevs; j++)
 			if (check_device_names(buses, cfg, i, j) != 0)
 				return -1;
@@ -193,12 +205,15 @@ parse_mqtt(conf_node a, struct agent_config *cfg)
 	uint32_t port = 1883;
 
 	if (cfg->uplink == AGENT_UPLINK_MQTT && !conf_present(m))
-		return conf_error(a, "uplink mqtt needs an 'mqtt' section (host, port, client_id, keepalive)");
+		return conf_error(
+		    a, "uplink mqtt needs an 'mqtt' section (host, port, client_id, keepalive)");
 	if (!conf_present(m))
 		return 0;
-	if (conf_check_keys(m, keys) || copy_opt(m, "host", "127.0.0.1", cfg->mqtt_host, sizeof(cfg->mqtt_host)) ||
+	if (conf_check_keys(m, keys) ||
+	    copy_opt(m, "host", "127.0.0.1", cfg->mqtt_host, sizeof(cfg->mqtt_host)) ||
 	    conf_get_u32(m, "port", 1883, 1, 65535, &port) ||
-	    copy_opt(m, "client_id", "edgegw-agent", cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id)) ||
+	    copy_opt(
+		m, "client_id", "edgegw-agent", cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id)) ||
 	    conf_get_duration_ms(m, "keepalive", 30000, 1000, 65535000, &cfg->mqtt_keepalive_ms))
 		return -1;
 	cfg->mqtt_port = (uint16_t)port;
@@ -218,14 +233,17 @@ parse_sections(conf_node a, struct agent_config *cfg)
 	if (copy_opt(j, "path", "-", cfg->jsonl_path, sizeof(cfg->jsonl_path)) ||
 	    copy_opt(j, "commands", "", cfg->jsonl_commands, sizeof(cfg->jsonl_commands)) ||
 	    copy_opt(c, "topic", "", cfg->cmd_topic, sizeof(cfg->cmd_topic)) ||
-	    copy_opt(c, "response_topic", "", cfg->cmd_response_topic, sizeof(cfg->cmd_response_topic)) ||
+	    copy_opt(c, "response_topic", "", cfg->cmd_response_topic,
+		sizeof(cfg->cmd_response_topic)) ||
 	    copy_opt(s, "file", "", cfg->stats_file, sizeof(cfg->stats_file)) ||
 	    conf_get_duration_ms(s, "interval", 10000, 100, 3600000, &cfg->stats_interval_ms))
 		return -1;
 	if (cfg->cmd_topic[0] && strpbrk(cfg->cmd_topic, "+#") != NULL)
-		return conf_error(conf_get(c, "topic"), "the command topic must not hold wildcards");
+		return conf_error(
+		    conf_get(c, "topic"), "the command topic must not hold wildcards");
 	if (cfg->cmd_topic[0] && !cfg->cmd_response_topic[0])
-		snprintf(cfg->cmd_response_topic, sizeof(cfg->cmd_response_topic), "%.170s/response", cfg->cmd_topic);
+		snprintf(cfg->cmd_response_topic, sizeof(cfg->cmd_response_topic),
+		    "%.170s/response", cfg->cmd_topic);
 	return 0;
 }
 
@@ -270,14 +288,16 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	    conf_get_enum(a, "uplink", 0, uplinks, &up))
 		return -1;
 	if (strpbrk(cfg->topic_prefix, "+#\"\\") != NULL)
-		return conf_error(conf_get(a, "topic_prefix"), "topic_prefix must not hold + # \" or \\");
+		return conf_error(
+		    conf_get(a, "topic_prefix"), "topic_prefix must not hold + # \" or \\");
 	cfg->log_level = (enum log_level)lvl;
 	cfg->uplink = (enum agent_uplink_kind)up;
 	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || load_profiles(a, cfg_path, cfg))
 		return -1;
 	buses = conf_get(a, "buses");
 	if (!conf_is_seq(buses) || conf_seq_len(buses) == 0)
-		return conf_error(conf_present(buses) ? buses : a, "'agent' needs a non-empty 'buses' list");
+		return conf_error(
+		    conf_present(buses) ? buses : a, "'agent' needs a non-empty 'buses' list");
 	cfg->nbuses = conf_seq_len(buses);
 	cfg->buses = calloc(cfg->nbuses, sizeof(*cfg->buses));
 	if (cfg->buses == NULL)
@@ -289,7 +309,8 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 }
 
 static int
-parse_doc(struct conf_doc *doc, const char *path, struct agent_config *cfg, char *err, size_t errlen)
+parse_doc(
+    struct conf_doc *doc, const char *path, struct agent_config *cfg, char *err, size_t errlen)
 {
 	conf_node root = conf_root(doc), a;
 	int rc = -1;
@@ -305,7 +326,8 @@ parse_doc(struct conf_doc *doc, const char *path, struct agent_config *cfg, char
 		if (cfg->load_error[0])
 			snprintf(err, errlen, "%s", cfg->load_error);
 		else
-			snprintf(err, errlen, "%s", conf_first_error(doc) ? conf_first_error(doc) : "invalid config");
+			snprintf(err, errlen, "%s",
+			    conf_first_error(doc) ? conf_first_error(doc) : "invalid config");
 		agent_config_free(cfg);
 		return -EINVAL;
 	}
@@ -327,7 +349,7 @@ agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t 
 
 int
 agent_config_parse_string(const char *name, const char *text, size_t len, struct agent_config *cfg,
-			  char *err, size_t errlen)
+    char *err, size_t errlen)
 {
 	struct conf_doc *doc;
 	int rc;

@@ -14,8 +14,14 @@
 #include "modbus/profile.h"
 #include "util/log.h"
 
-enum agent_bus_kind { AGENT_BUS_RTU = 0, AGENT_BUS_TCP };
-enum agent_uplink_kind { AGENT_UPLINK_MQTT = 0, AGENT_UPLINK_JSONL };
+enum agent_bus_kind {
+	AGENT_BUS_RTU = 0,
+	AGENT_BUS_TCP
+};
+enum agent_uplink_kind {
+	AGENT_UPLINK_MQTT = 0,
+	AGENT_UPLINK_JSONL
+};
 
 struct agent_device_conf {
 	char name[MB_NAME_MAX];
@@ -23,18 +29,18 @@ struct agent_device_conf {
 	uint64_t interval_ms;
 	uint64_t timeout_ms;
 	uint32_t retries;
-	const struct mb_profile *profile;	/* points into agent_config.profiles */
+	const struct mb_profile *profile; /* points into agent_config.profiles */
 };
 
 struct agent_bus_conf {
 	char name[MB_NAME_MAX];
 	enum agent_bus_kind kind;
-	char device[256];		/* RTU: serial device path */
+	char device[256]; /* RTU: serial device path */
 	struct rs485_line line;
 	struct rs485_mode rs485;
-	char host[128];			/* TCP: server (or RTU gateway) address */
+	char host[128]; /* TCP: server (or RTU gateway) address */
 	uint16_t port;
-	uint64_t turnaround_ms;		/* expected device think time / round trip, for planning */
+	uint64_t turnaround_ms; /* expected device think time / round trip, for planning */
 	uint64_t max_backoff_ms;
 	struct agent_device_conf *devs;
 	size_t ndevs;
@@ -46,8 +52,8 @@ struct agent_config {
 	struct mb_profile_set profiles;
 	char topic_prefix[128];
 	enum agent_uplink_kind uplink;
-	char jsonl_path[512];		/* "-" or empty: stdout */
-	char jsonl_commands[512];	/* optional FIFO or file of command lines */
+	char jsonl_path[512];     /* "-" or empty: stdout */
+	char jsonl_commands[512]; /* optional FIFO or file of command lines */
 	char mqtt_host[128];
 	uint16_t mqtt_port;
 	char mqtt_client_id[64];
@@ -58,13 +64,13 @@ struct agent_config {
 	uint64_t stats_interval_ms;
 	struct agent_bus_conf *buses;
 	size_t nbuses;
-	char load_error[512];		/* a profile's own error, reported instead of the config's */
+	char load_error[512]; /* a profile's own error, reported instead of the config's */
 };
 
 /* 0, or -EINVAL with "file:line:col: reason" in err. */
 int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen);
 int agent_config_parse_string(const char *name, const char *text, size_t len,
-			      struct agent_config *cfg, char *err, size_t errlen);
+    struct agent_config *cfg, char *err, size_t errlen);
 void agent_config_free(struct agent_config *cfg);
 
 #endif

@@ -17,7 +17,11 @@ clock_mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static inline uint64_t clock_mono_ms(void) { return clock_mono_us() / 1000u; }
+static inline uint64_t
+clock_mono_ms(void)
+{
+	return clock_mono_us() / 1000u;
+}
 
 static inline uint64_t
 clock_wall_ms(void)

@@ -48,10 +48,18 @@ parse_string(struct cur *c, char *out, size_t outlen)
 				return fail(c, "unterminated escape");
 			ch = *c->s++;
 			switch (ch) {
-			case '"': case '\\': case '/': break;
-			case 'n': ch = '\n'; break;
-			case 't': ch = '\t'; break;
-			default: return fail(c, "unsupported escape");
+			case '"':
+			case '\\':
+			case '/':
+				break;
+			case 'n':
+				ch = '\n';
+				break;
+			case 't':
+				ch = '\t';
+				break;
+			default:
+				return fail(c, "unsupported escape");
 			}
 		}
 		if (o + 1 >= outlen)

@@ -9,7 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum json_kind { JSON_STR, JSON_NUM, JSON_BOOL, JSON_NULL };
+enum json_kind {
+	JSON_STR,
+	JSON_NUM,
+	JSON_BOOL,
+	JSON_NULL
+};
 
 struct json_field {
 	char key[32];

@@ -17,7 +17,7 @@
 #include "loop.h"
 #include "util/log.h"
 
-#define LOOP_MAX_FDS 64
+#define LOOP_MAX_FDS   64
 #define LOOP_MAX_TICKS 16
 
 struct loop_fd {
@@ -30,7 +30,10 @@ struct agent_loop {
 	int epfd, tfd, sfd;
 	bool stop;
 	struct loop_fd fds[LOOP_MAX_FDS];
-	struct { agent_tick_fn fn; void *arg; } ticks[LOOP_MAX_TICKS];
+	struct {
+		agent_tick_fn fn;
+		void *arg;
+	} ticks[LOOP_MAX_TICKS];
 	size_t nticks;
 	agent_signal_fn sig_fn;
 	void *sig_arg;
@@ -66,7 +69,7 @@ agent_loop_create(struct agent_loop **out, unsigned tick_ms)
 {
 	struct agent_loop *l = calloc(1, sizeof(*l));
 	struct itimerspec its = { { tick_ms / 1000, (tick_ms % 1000) * 1000000L },
-				  { tick_ms / 1000, (tick_ms % 1000) * 1000000L } };
+		{ tick_ms / 1000, (tick_ms % 1000) * 1000000L } };
 
 	if (l == NULL)
 		return -ENOMEM;
@@ -169,7 +172,7 @@ agent_loop_set_signal_handler(struct agent_loop *l, agent_signal_fn fn, void *ar
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGPIPE);	/* a dropped broker socket must not kill us */
+	sigaddset(&set, SIGPIPE); /* a dropped broker socket must not kill us */
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
 		return -EINVAL;
 	l->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

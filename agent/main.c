@@ -107,7 +107,7 @@ buses_start(struct agent *a)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->cfg.nbuses; i++) {
 		rc = mb_bus_create(&a->buses[i], &a->cfg.buses[i], a->cfg.topic_prefix,
-				   a->cfg.cmd_response_topic, &a->q);
+		    a->cfg.cmd_response_topic, &a->q);
 		if (rc != 0)
 			return rc;
 		a->nbuses++;
@@ -124,7 +124,7 @@ buses_stop(struct agent *a)
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_stop(a->buses[i]);
 	if (a->up != NULL && a->q.efd >= 0)
-		on_messages(a, 0);	/* what the stopped buses produced still goes out */
+		on_messages(a, 0); /* what the stopped buses produced still goes out */
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_destroy(a->buses[i]);
 	free(a->buses);
@@ -145,7 +145,8 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 	    strcmp(old->cmd_topic, nc->cmd_topic) == 0 &&
 	    strcmp(old->cmd_response_topic, nc->cmd_response_topic) == 0)
 		return;
-	log_warnx("reload: uplink, mqtt, jsonl and commands settings changed; they apply at the next restart");
+	log_warnx("reload: uplink, mqtt, jsonl and commands settings changed; they apply at the "
+		  "next restart");
 	nc->uplink = old->uplink;
 	memcpy(nc->jsonl_path, old->jsonl_path, sizeof(nc->jsonl_path));
 	memcpy(nc->jsonl_commands, old->jsonl_commands, sizeof(nc->jsonl_commands));
@@ -183,7 +184,8 @@ agent_reload(struct agent *a)
 		agent_loop_stop(a->loop);
 		return;
 	}
-	log_info("reload: %zu buses, %zu profiles from %s", a->nbuses, a->cfg.profiles.n, a->cfg_path);
+	log_info(
+	    "reload: %zu buses, %zu profiles from %s", a->nbuses, a->cfg.profiles.n, a->cfg_path);
 }
 
 static void
@@ -217,7 +219,8 @@ on_tick(void *arg, uint64_t now_ms)
 	a->next_stats_ms = now_ms + a->cfg.stats_interval_ms;
 	rc = agent_stats_write_file(a, a->cfg.stats_file);
 	if (rc != 0)
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "stats: %s: %s", a->cfg.stats_file, strerror(-rc));
+		LOG_RATELIMITED(
+		    LOG_LVL_WARN, 60, "stats: %s: %s", a->cfg.stats_file, strerror(-rc));
 }
 
 static int
@@ -226,12 +229,12 @@ make_uplink(struct agent *a)
 	const struct agent_config *c = &a->cfg;
 
 	if (c->uplink == AGENT_UPLINK_JSONL)
-		return uplink_jsonl_create(&a->up, a->loop, c->jsonl_path, c->jsonl_commands,
-					   c->cmd_topic, on_command, a);
+		return uplink_jsonl_create(
+		    &a->up, a->loop, c->jsonl_path, c->jsonl_commands, c->cmd_topic, on_command, a);
 #ifdef EGW_AGENT_MQTT
 	{
 		struct uplink_mqtt_conf mc = { c->mqtt_host, c->mqtt_port, c->mqtt_client_id,
-					       (uint16_t)(c->mqtt_keepalive_ms / 1000), c->cmd_topic, 100000 };
+			(uint16_t)(c->mqtt_keepalive_ms / 1000), c->cmd_topic, 100000 };
 
 		return uplink_mqtt_create(&a->up, a->loop, &mc, on_command, a);
 	}
@@ -274,10 +277,11 @@ agent_stop(struct agent *a)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: edgegw-agent -c FILE [--check] [-v]\n"
-			"  -c, --config FILE  gateway config (its 'agent:' section)\n"
-			"      --check        validate the config and its profiles, then exit 0/1\n"
-			"  -v, --verbose      debug logging\n");
+	fprintf(stderr,
+	    "usage: edgegw-agent -c FILE [--check] [-v]\n"
+	    "  -c, --config FILE  gateway config (its 'agent:' section)\n"
+	    "      --check        validate the config and its profiles, then exit 0/1\n"
+	    "  -v, --verbose      debug logging\n");
 }
 
 int
@@ -296,10 +300,18 @@ main(int argc, char **argv)
 	a.q.efd = -1;
 	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (o) {
-		case 'c': path = optarg; break;
-		case 'k': check = true; break;
-		case 'v': verbose = true; break;
-		default: usage(); return o == 'h' ? 0 : 2;
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		default:
+			usage();
+			return o == 'h' ? 0 : 2;
 		}
 	}
 	if (path == NULL) {

@@ -38,7 +38,7 @@ agent_msgq_destroy(struct agent_msgq *q)
 
 int
 agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, size_t len,
-		uint8_t qos, bool retain)
+    uint8_t qos, bool retain)
 {
 	size_t tlen = strlen(topic);
 	struct agent_msg *m;

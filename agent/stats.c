@@ -34,7 +34,8 @@ bus_totals(const struct mb_bus *b, uint64_t *tot)
 	memset(tot, 0, AGENT_DC_COUNT * sizeof(*tot));
 	for (size_t d = 0; d < bi.ndevs; d++)
 		for (int c = 0; c < AGENT_DC_COUNT; c++) {
-			uint64_t v = agent_stat_get(mb_bus_dev_stats_ro(b, d), (enum agent_dev_counter)c);
+			uint64_t v =
+			    agent_stat_get(mb_bus_dev_stats_ro(b, d), (enum agent_dev_counter)c);
 
 			if (c == AGENT_DC_lateness_ms_max)
 				tot[c] = v > tot[c] ? v : tot[c];
@@ -47,7 +48,8 @@ static void
 counters_json(FILE *f, const uint64_t *v)
 {
 	for (int c = 0; c < AGENT_DC_COUNT; c++)
-		fprintf(f, "%s\"%s\":%llu", c ? "," : "", agent_dev_counter_names[c], (unsigned long long)v[c]);
+		fprintf(f, "%s\"%s\":%llu", c ? "," : "", agent_dev_counter_names[c],
+		    (unsigned long long)v[c]);
 }
 
 static void
@@ -58,11 +60,12 @@ bus_json(const struct mb_bus *b, FILE *f)
 
 	mb_bus_info(b, &bi);
 	bus_totals(b, tot);
-	fprintf(f, "{\"name\":\"%s\",\"connected\":%s,\"connect_errors\":%llu,\"uptime_ms\":%llu,"
-		"\"busy_ms\":%llu,\"utilisation\":%.4f,", bi.name, bi.connected ? "true" : "false",
-		(unsigned long long)bi.connect_errors, (unsigned long long)(bi.uptime_us / 1000),
-		(unsigned long long)(bi.busy_us / 1000),
-		bi.uptime_us ? (double)bi.busy_us / (double)bi.uptime_us : 0.0);
+	fprintf(f,
+	    "{\"name\":\"%s\",\"connected\":%s,\"connect_errors\":%llu,\"uptime_ms\":%llu,"
+	    "\"busy_ms\":%llu,\"utilisation\":%.4f,",
+	    bi.name, bi.connected ? "true" : "false", (unsigned long long)bi.connect_errors,
+	    (unsigned long long)(bi.uptime_us / 1000), (unsigned long long)(bi.busy_us / 1000),
+	    bi.uptime_us ? (double)bi.busy_us / (double)bi.uptime_us : 0.0);
 	counters_json(f, tot);
 	fputs(",\"devices\":[", f);
 	for (size_t d = 0; d < bi.ndevs; d++) {
@@ -71,10 +74,12 @@ bus_json(const struct mb_bus *b, FILE *f)
 		mb_bus_dev_info(b, d, &di);
 		for (int c = 0; c < AGENT_DC_COUNT; c++)
 			v[c] = agent_stat_get(mb_bus_dev_stats_ro(b, d), (enum agent_dev_counter)c);
-		fprintf(f, "%s{\"name\":\"%s\",\"unit_id\":%u,\"state\":\"%s\",\"interval_ms\":%llu,"
-			"\"backoff_ms\":%llu,\"reads_per_poll\":%zu,", d ? "," : "", di.name, di.unit_id,
-			di.failing ? "backoff" : "ok", (unsigned long long)di.interval_ms,
-			(unsigned long long)di.backoff_ms, di.nblocks);
+		fprintf(f,
+		    "%s{\"name\":\"%s\",\"unit_id\":%u,\"state\":\"%s\",\"interval_ms\":%llu,"
+		    "\"backoff_ms\":%llu,\"reads_per_poll\":%zu,",
+		    d ? "," : "", di.name, di.unit_id, di.failing ? "backoff" : "ok",
+		    (unsigned long long)di.interval_ms, (unsigned long long)di.backoff_ms,
+		    di.nblocks);
 		counters_json(f, v);
 		fputc('}', f);
 	}
@@ -88,17 +93,20 @@ agent_stats_json(const struct agent *a, FILE *f)
 
 	if (a->up != NULL)
 		uplink_get_stats(a->up, &us);
-	fprintf(f, "{\"ts_ms\":%llu,\"uptime_ms\":%llu,\"queue_dropped\":%llu,\"commands_rejected\":%llu,"
-		"\"uplink\":{\"connected\":%s,\"submitted\":%llu,\"sent\":%llu,\"acked\":%llu,"
-		"\"dropped\":%llu,\"resent\":%llu,\"queued\":%llu,\"connects\":%llu,\"disconnects\":%llu,"
-		"\"commands\":%llu},\"buses\":[",
-		(unsigned long long)clock_wall_ms(), (unsigned long long)(clock_mono_ms() - a->started_ms),
-		(unsigned long long)a->q.dropped, (unsigned long long)a->cmd_rejected,
-		us.connected ? "true" : "false", (unsigned long long)us.submitted,
-		(unsigned long long)us.sent, (unsigned long long)us.acked, (unsigned long long)us.dropped,
-		(unsigned long long)us.resent, (unsigned long long)us.queued,
-		(unsigned long long)us.connects, (unsigned long long)us.disconnects,
-		(unsigned long long)us.commands);
+	fprintf(f,
+	    "{\"ts_ms\":%llu,\"uptime_ms\":%llu,\"queue_dropped\":%llu,\"commands_rejected\":%llu,"
+	    "\"uplink\":{\"connected\":%s,\"submitted\":%llu,\"sent\":%llu,\"acked\":%llu,"
+	    "\"dropped\":%llu,\"resent\":%llu,\"queued\":%llu,\"connects\":%llu,\"disconnects\":%"
+	    "llu,"
+	    "\"commands\":%llu},\"buses\":[",
+	    (unsigned long long)clock_wall_ms(),
+	    (unsigned long long)(clock_mono_ms() - a->started_ms), (unsigned long long)a->q.dropped,
+	    (unsigned long long)a->cmd_rejected, us.connected ? "true" : "false",
+	    (unsigned long long)us.submitted, (unsigned long long)us.sent,
+	    (unsigned long long)us.acked, (unsigned long long)us.dropped,
+	    (unsigned long long)us.resent, (unsigned long long)us.queued,
+	    (unsigned long long)us.connects, (unsigned long long)us.disconnects,
+	    (unsigned long long)us.commands);
 	for (size_t i = 0; i < a->nbuses; i++) {
 		if (i)
 			fputc(',', f);
@@ -138,29 +146,36 @@ agent_stats_log(const struct agent *a)
 
 		mb_bus_info(a->buses[i], &bi);
 		bus_totals(a->buses[i], tot);
-		log_info("stats: bus %s utilisation %.1f%% requests %llu responses %llu timeouts %llu "
-			 "crc_errors %llu bad_frames %llu exceptions %llu late_polls %llu lateness_ms_max %llu",
-			 bi.name, bi.uptime_us ? 100.0 * (double)bi.busy_us / (double)bi.uptime_us : 0.0,
-			 (unsigned long long)tot[AGENT_DC_requests], (unsigned long long)tot[AGENT_DC_responses],
-			 (unsigned long long)tot[AGENT_DC_timeouts], (unsigned long long)tot[AGENT_DC_crc_errors],
-			 (unsigned long long)tot[AGENT_DC_bad_frames], (unsigned long long)tot[AGENT_DC_exceptions],
-			 (unsigned long long)tot[AGENT_DC_late_polls], (unsigned long long)tot[AGENT_DC_lateness_ms_max]);
+		log_info(
+		    "stats: bus %s utilisation %.1f%% requests %llu responses %llu timeouts %llu "
+		    "crc_errors %llu bad_frames %llu exceptions %llu late_polls %llu "
+		    "lateness_ms_max %llu",
+		    bi.name, bi.uptime_us ? 100.0 * (double)bi.busy_us / (double)bi.uptime_us : 0.0,
+		    (unsigned long long)tot[AGENT_DC_requests],
+		    (unsigned long long)tot[AGENT_DC_responses],
+		    (unsigned long long)tot[AGENT_DC_timeouts],
+		    (unsigned long long)tot[AGENT_DC_crc_errors],
+		    (unsigned long long)tot[AGENT_DC_bad_frames],
+		    (unsigned long long)tot[AGENT_DC_exceptions],
+		    (unsigned long long)tot[AGENT_DC_late_polls],
+		    (unsigned long long)tot[AGENT_DC_lateness_ms_max]);
 		for (size_t d = 0; d < bi.ndevs; d++) {
 			const struct agent_dev_stats *s = mb_bus_dev_stats_ro(a->buses[i], d);
 			struct mb_bus_dev_info di;
 
 			mb_bus_dev_info(a->buses[i], d, &di);
-			log_info("stats: device %s/%s %s polls %llu requests %llu responses %llu timeouts %llu "
-				 "crc_errors %llu bad_frames %llu exceptions %llu published %llu", bi.name,
-				 di.name, di.failing ? "backoff" : "ok",
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_polls),
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_requests),
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_responses),
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_timeouts),
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_crc_errors),
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_bad_frames),
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_exceptions),
-				 (unsigned long long)agent_stat_get(s, AGENT_DC_published));
+			log_info("stats: device %s/%s %s polls %llu requests %llu responses %llu "
+				 "timeouts %llu "
+				 "crc_errors %llu bad_frames %llu exceptions %llu published %llu",
+			    bi.name, di.name, di.failing ? "backoff" : "ok",
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_polls),
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_requests),
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_responses),
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_timeouts),
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_crc_errors),
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_bad_frames),
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_exceptions),
+			    (unsigned long long)agent_stat_get(s, AGENT_DC_published));
 		}
 	}
 }

@@ -34,8 +34,9 @@ agent_stat_max(struct agent_dev_stats *s, enum agent_dev_counter c, uint64_t v)
 {
 	uint64_t cur = __atomic_load_n(&s->c[c], __ATOMIC_RELAXED);
 
-	while (v > cur && !__atomic_compare_exchange_n(&s->c[c], &cur, v, false, __ATOMIC_RELAXED,
-						       __ATOMIC_RELAXED))
+	while (v > cur &&
+	    !__atomic_compare_exchange_n(
+		&s->c[c], &cur, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 }
 

@@ -21,9 +21,9 @@
 #include "dp_counters.h"
 #include "drivers/nic/nic.h"
 
-#define DP_MAX_LCORES 64
-#define DP_RX_BURST 32
-#define DP_TX_BUF 512
+#define DP_MAX_LCORES    64
+#define DP_RX_BURST      32
+#define DP_TX_BUF        512
 #define DP_MAX_EXTRA_IPS 15
 
 struct dp_config;
@@ -33,26 +33,26 @@ struct arp_table;
 struct dp_lcore {
 	/* identity */
 	unsigned lcore_id;
-	unsigned worker_idx;       /* 0..n_workers-1 */
+	unsigned worker_idx; /* 0..n_workers-1 */
 	uint16_t port_id;
-	uint16_t queue_id;         /* rx and tx queue owned by this lcore */
-	struct rte_mempool *pool;  /* pool on this lcore's socket */
+	uint16_t queue_id;        /* rx and tx queue owned by this lcore */
+	struct rte_mempool *pool; /* pool on this lcore's socket */
 	const struct dp_config *cfg;
-	struct nic_caps caps;     /* offloads the port has (drivers/nic) */
-	struct rte_ether_addr mac; /* our MAC on the port */
-	uint32_t ip_be;            /* our IPv4 address, network order */
+	struct nic_caps caps;                   /* offloads the port has (drivers/nic) */
+	struct rte_ether_addr mac;              /* our MAC on the port */
+	uint32_t ip_be;                         /* our IPv4 address, network order */
 	uint32_t extra_ip_be[DP_MAX_EXTRA_IPS]; /* more addresses on the same subnet (the load
 						   * generator's stack: more source addresses) */
 	uint8_t n_extra_ip;
 	uint32_t netmask_be;
-	uint32_t gateway_be;       /* 0: none */
+	uint32_t gateway_be; /* 0: none */
 
 	/* time, refreshed once per loop iteration */
 	uint64_t now_tsc;
 	uint64_t tsc_hz;
 
 	/* packets built during this burst, sent by dp_tx_flush() */
-	uint32_t tx_wait_us;       /* 0 (the dataplane): a full tx ring drops after 8 tries; else
+	uint32_t tx_wait_us; /* 0 (the dataplane): a full tx ring drops after 8 tries; else
 				    * wait up to this long for room (the load generator's stack) */
 	uint16_t tx_n;
 	struct rte_mbuf *tx_buf[DP_TX_BUF];

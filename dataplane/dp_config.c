@@ -9,22 +9,21 @@
 #include "conf/conf.h"
 
 static const char *const top_keys[] = { "dataplane", "agent", "uplink", "stats", "logging", NULL };
-static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs", "idle_sleep_us",
-				       "arp", "icmp", "tcp", "services", "mqtt", NULL };
-static const char *const port_keys[] = { "device", "ipv4", "gateway", "rx_desc", "tx_desc", "mtu", NULL };
+static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
+	"idle_sleep_us", "arp", "icmp", "tcp", "services", "mqtt", NULL };
+static const char *const port_keys[] = { "device", "ipv4", "gateway", "rx_desc", "tx_desc", "mtu",
+	NULL };
 static const char *const tcp_keys[] = { "max_flows", "max_half_open", "rcvbuf", "sndbuf", "mss",
-					"wscale", "timestamps", "rto_min", "rto_max", "rto_initial",
-					"delack", "time_wait", "syn_retries", "data_retries",
-					"keepalive", "keepalive_idle", "keepalive_interval",
-					"keepalive_probes", "challenge_ack_per_s", NULL };
+	"wscale", "timestamps", "rto_min", "rto_max", "rto_initial", "delack", "time_wait",
+	"syn_retries", "data_retries", "keepalive", "keepalive_idle", "keepalive_interval",
+	"keepalive_probes", "challenge_ack_per_s", NULL };
 static const char *const svc_keys[] = { "echo", "discard", NULL };
 static const char *const one_svc_keys[] = { "enabled", "port", NULL };
 static const char *const mqtt_keys[] = { "enabled", "port", "max_connections", "max_sessions",
-					 "max_subscriptions_per_session", "max_filter_levels",
-					 "max_queued_messages", "max_inflight", "receive_maximum",
-					 "max_packet_size", "max_retained", "max_retained_bytes",
-					 "keepalive_max", "topic_alias_max", "topic_alias_out_max", "session_expiry_max",
-					 "connect_timeout", "sys_interval", "client_id_max", NULL };
+	"max_subscriptions_per_session", "max_filter_levels", "max_queued_messages", "max_inflight",
+	"receive_maximum", "max_packet_size", "max_retained", "max_retained_bytes", "keepalive_max",
+	"topic_alias_max", "topic_alias_out_max", "session_expiry_max", "connect_timeout",
+	"sys_interval", "client_id_max", NULL };
 static const char *const arp_keys[] = { "entries", "timeout", NULL };
 static const char *const icmp_keys[] = { "rate_per_s", NULL };
 
@@ -44,7 +43,8 @@ parse_eal(conf_node n, struct dp_config *cfg)
 		const char *s;
 
 		if (cfg->eal_argc >= DP_EAL_ARGS_MAX - 1) {
-			conf_error(conf_seq_at(n, i), "more than %d EAL arguments", DP_EAL_ARGS_MAX - 2);
+			conf_error(
+			    conf_seq_at(n, i), "more than %d EAL arguments", DP_EAL_ARGS_MAX - 2);
 			return;
 		}
 		if (conf_str(conf_seq_at(n, i), &s) == 0)
@@ -111,14 +111,15 @@ parse_tcp(conf_node n, struct tcp_config *t)
 	if (conf_present(conf_get(n, "wscale")) &&
 	    conf_u32(conf_get(n, "wscale"), 0, 14, &u) == 0) {
 		if ((65535ull << u) < t->rcvbuf_bytes)
-			conf_error(conf_get(n, "wscale"), "wscale %u cannot advertise rcvbuf (%u bytes)",
-				   u, t->rcvbuf_bytes);
+			conf_error(conf_get(n, "wscale"),
+			    "wscale %u cannot advertise rcvbuf (%u bytes)", u, t->rcvbuf_bytes);
 		t->wscale = (uint8_t)u;
 	}
 	conf_get_bool(n, "timestamps", t->timestamps, &t->timestamps);
-#define MS(key, field, lo, hi) do {                                                     \
-		if (conf_get_duration_ms(n, key, t->field, lo, hi, &v) == 0)             \
-			t->field = (uint32_t)v;                                          \
+#define MS(key, field, lo, hi)                                               \
+	do {                                                                 \
+		if (conf_get_duration_ms(n, key, t->field, lo, hi, &v) == 0) \
+			t->field = (uint32_t)v;                              \
 	} while (0)
 	MS("rto_min", rto_min_ms, 1, 60000);
 	MS("rto_max", rto_max_ms, 100, 600000);
@@ -132,7 +133,8 @@ parse_tcp(conf_node n, struct tcp_config *t)
 	conf_get_u32(n, "data_retries", t->data_retries, 1, 32, &t->data_retries);
 	conf_get_bool(n, "keepalive", t->keepalive, &t->keepalive);
 	conf_get_u32(n, "keepalive_probes", t->keepalive_probes, 1, 100, &t->keepalive_probes);
-	conf_get_u32(n, "challenge_ack_per_s", t->challenge_ack_per_s, 1, 1000000, &t->challenge_ack_per_s);
+	conf_get_u32(
+	    n, "challenge_ack_per_s", t->challenge_ack_per_s, 1, 1000000, &t->challenge_ack_per_s);
 	if (t->rto_min_ms > t->rto_max_ms)
 		conf_error(conf_get(n, "rto_min"), "rto_min is above rto_max");
 }
@@ -172,7 +174,7 @@ parse_mqtt(conf_node n, struct dp_config *cfg)
 	conf_get_u32(n, "max_connections", b->max_conns, 1, 10000000, &b->max_conns);
 	conf_get_u32(n, "max_sessions", b->max_sessions, 1, 10000000, &b->max_sessions);
 	conf_get_u32(n, "max_subscriptions_per_session", b->max_subs_per_session, 1, 100000,
-		     &b->max_subs_per_session);
+	    &b->max_subs_per_session);
 	if (conf_get_u32(n, "max_filter_levels", b->max_filter_levels, 1, 1024, &u) == 0)
 		b->max_filter_levels = (uint16_t)u;
 	conf_get_u32(n, "max_queued_messages", b->max_queue, 0, 10000000, &b->max_queue);
@@ -183,16 +185,17 @@ parse_mqtt(conf_node n, struct dp_config *cfg)
 	if (conf_get_size_bytes(n, "max_packet_size", b->max_packet_size, 64, 268435455, &v) == 0)
 		b->max_packet_size = (uint32_t)v;
 	conf_get_u32(n, "max_retained", b->max_retained, 0, 10000000, &b->max_retained);
-	conf_get_size_bytes(n, "max_retained_bytes", b->max_retained_bytes, 0, 1ull << 40,
-			    &b->max_retained_bytes);
-	if (conf_get_duration_ms(n, "keepalive_max", b->keepalive_max_s * 1000ull, 0, 65535000, &v) == 0)
+	conf_get_size_bytes(
+	    n, "max_retained_bytes", b->max_retained_bytes, 0, 1ull << 40, &b->max_retained_bytes);
+	if (conf_get_duration_ms(
+		n, "keepalive_max", b->keepalive_max_s * 1000ull, 0, 65535000, &v) == 0)
 		b->keepalive_max_s = (uint16_t)(v / 1000);
 	if (conf_get_u32(n, "topic_alias_max", b->topic_alias_max, 0, 65535, &u) == 0)
 		b->topic_alias_max = (uint16_t)u;
 	if (conf_get_u32(n, "topic_alias_out_max", b->topic_alias_out_max, 0, 65535, &u) == 0)
 		b->topic_alias_out_max = (uint16_t)u;
 	if (conf_get_duration_ms(n, "session_expiry_max", b->session_expiry_max_s * 1000ull, 0,
-				 4294967295000ull, &v) == 0)
+		4294967295000ull, &v) == 0)
 		b->session_expiry_max_s = (uint32_t)(v / 1000);
 	if (conf_get_duration_ms(n, "connect_timeout", b->connect_timeout_ms, 100, 600000, &v) == 0)
 		b->connect_timeout_ms = (uint32_t)v;
@@ -202,7 +205,8 @@ parse_mqtt(conf_node n, struct dp_config *cfg)
 		b->client_id_max = (uint16_t)u;
 	if ((cfg->echo.enabled && cfg->echo.port == cfg->mqtt.port) ||
 	    (cfg->discard.enabled && cfg->discard.port == cfg->mqtt.port))
-		conf_error(conf_get(n, "port"), "port %u is taken by a test service", cfg->mqtt.port);
+		conf_error(
+		    conf_get(n, "port"), "port %u is taken by a test service", cfg->mqtt.port);
 }
 
 int
@@ -247,13 +251,13 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	parse_service(conf_get(dp, "services"), "echo", 7, &cfg->echo);
 	parse_service(conf_get(dp, "services"), "discard", 9, &cfg->discard);
 	if (cfg->echo.enabled && cfg->discard.enabled && cfg->echo.port == cfg->discard.port)
-		conf_error(conf_get(conf_get(dp, "services"), "discard"), "echo and discard share port %u",
-			   cfg->echo.port);
+		conf_error(conf_get(conf_get(dp, "services"), "discard"),
+		    "echo and discard share port %u", cfg->echo.port);
 	parse_mqtt(conf_get(dp, "mqtt"), cfg);
 out:
 	if (conf_first_error(doc) != NULL) {
 		snprintf(err, errlen, "%s%s", conf_first_error(doc),
-			 conf_error_count(doc) > 1 ? " (and more errors)" : "");
+		    conf_error_count(doc) > 1 ? " (and more errors)" : "");
 		conf_free(doc);
 		dp_config_free(cfg);
 		return -1;

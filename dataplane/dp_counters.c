@@ -26,7 +26,8 @@ dp_counter_name(enum dp_counter_id id)
 		unsigned i;
 
 		for (i = 0; s[i] != '\0' && i < sizeof(dp_lower[id]) - 1; i++)
-			dp_lower[id][i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
+			dp_lower[id][i] =
+			    (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] - 'A' + 'a' : s[i]);
 		dp_lower[id][i] = '\0';
 	}
 	return dp_lower[id];

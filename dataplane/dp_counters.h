@@ -19,7 +19,7 @@ struct dp_counters {
 const char *dp_counter_name(enum dp_counter_id id);
 const char *dp_counter_desc(enum dp_counter_id id);
 
-#define DP_INC(lc, layer, name) ((lc)->cnt.v[DPC_##layer##_##name]++)
+#define DP_INC(lc, layer, name)    ((lc)->cnt.v[DPC_##layer##_##name]++)
 #define DP_ADD(lc, layer, name, n) ((lc)->cnt.v[DPC_##layer##_##name] += (n))
 
 #endif

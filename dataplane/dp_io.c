@@ -50,13 +50,13 @@ dp_tx_flush(struct dp_lcore *lc)
 	uint64_t deadline = 0;
 
 	while (sent < lc->tx_n) {
-		uint16_t n = rte_eth_tx_burst(lc->port_id, lc->queue_id, lc->tx_buf + sent,
-					      (uint16_t)(lc->tx_n - sent));
+		uint16_t n = rte_eth_tx_burst(
+		    lc->port_id, lc->queue_id, lc->tx_buf + sent, (uint16_t)(lc->tx_n - sent));
 
 		sent += n;
 		if (lc->tx_wait_us == 0) {
 			if (++tries == 8)
-				break;  /* a gateway never stalls its loop on a full ring: drop */
+				break; /* a gateway never stalls its loop on a full ring: drop */
 		} else if (n == 0) {
 			/* a load generator waits for the peer to drain the ring, up to tx_wait_us */
 			uint64_t now = rte_rdtsc();

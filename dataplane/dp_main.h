@@ -12,7 +12,7 @@ struct dp_state {
 	uint16_t port_id;
 	unsigned n_workers;
 	struct dp_lcore *workers[DP_MAX_LCORES];
-	volatile int quit;        /* set by the signal handler; workers leave their loop */
+	volatile int quit; /* set by the signal handler; workers leave their loop */
 	uint64_t start_tsc;
 };
 

@@ -69,7 +69,8 @@ tel_status(const char *cmd, const char *params, struct rte_tel_data *d)
 		inuse = rte_mempool_in_use_count(dp_state.workers[0]->pool);
 	nic_link_get(dp_state.port_id, &up, &speed);
 	rte_tel_data_start_dict(d);
-	rte_tel_data_add_dict_u64(d, "uptime_s", (rte_rdtsc() - dp_state.start_tsc) / rte_get_tsc_hz());
+	rte_tel_data_add_dict_u64(
+	    d, "uptime_s", (rte_rdtsc() - dp_state.start_tsc) / rte_get_tsc_hz());
 	rte_tel_data_add_dict_u64(d, "workers", dp_state.n_workers);
 	rte_tel_data_add_dict_u64(d, "tcp_flows", flows);
 	rte_tel_data_add_dict_u64(d, "arp_entries", arp);
@@ -146,7 +147,8 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 	rte_tel_data_add_dict_u64(d, "half_open", sum.half_open);
 	rte_tel_data_add_dict_u64(d, "tcb_bytes", sum.tcb_bytes);
 	rte_tel_data_add_dict_u64(d, "hash_entry_bytes", sum.hash_bytes_per_entry);
-	rte_tel_data_add_dict_u64(d, "bytes_per_idle_flow", sum.tcb_bytes + sum.hash_bytes_per_entry);
+	rte_tel_data_add_dict_u64(
+	    d, "bytes_per_idle_flow", sum.tcb_bytes + sum.hash_bytes_per_entry);
 	rte_tel_data_add_dict_u64(d, "sndq_mbufs", sum.sndq_mbufs);
 	rte_tel_data_add_dict_u64(d, "rcvq_mbufs", sum.rcvq_mbufs);
 	rte_tel_data_add_dict_u64(d, "ooo_mbufs", sum.ooo_mbufs);
@@ -154,7 +156,7 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 	rte_tel_data_add_dict_u64(d, "rcvq_bytes", sum.rcvq_bytes);
 	rte_tel_data_add_dict_u64(d, "ooo_bytes", sum.ooo_bytes);
 	rte_tel_data_add_dict_u64(d, "mbufs_in_use",
-				  dp_state.n_workers ? rte_mempool_in_use_count(dp_state.workers[0]->pool) : 0);
+	    dp_state.n_workers ? rte_mempool_in_use_count(dp_state.workers[0]->pool) : 0);
 	for (int s = 0; s < TCP_ST_COUNT; s++) {
 		snprintf(name, sizeof(name), "state_%s", tcp_state_name((enum tcp_state)s));
 		rte_tel_data_add_dict_u64(d, name, states[s]);
@@ -173,9 +175,10 @@ tel_workers(const char *cmd, const char *params, struct rte_tel_data *d)
 	for (unsigned i = 0; i < dp_state.n_workers; i++) {
 		const struct dp_lcore *lc = dp_state.workers[i];
 
-#define W(field, val) do {                                                       \
-		snprintf(name, sizeof(name), "w%u_%s", i, field);                  \
-		rte_tel_data_add_dict_u64(d, name, (val));                         \
+#define W(field, val)                                             \
+	do {                                                      \
+		snprintf(name, sizeof(name), "w%u_%s", i, field); \
+		rte_tel_data_add_dict_u64(d, name, (val));        \
 	} while (0)
 		W("lcore", lc->lcore_id);
 		W("queue", lc->queue_id);
@@ -212,17 +215,18 @@ dp_telemetry_init(void)
 {
 	int rc = 0;
 
-	rc |= rte_telemetry_register_cmd("/edgegw/counters", tel_counters,
-					 "Every dataplane counter, summed over the workers");
-	rc |= rte_telemetry_register_cmd("/edgegw/describe", tel_describe,
-					 "What each counter of /edgegw/counters counts");
+	rc |= rte_telemetry_register_cmd(
+	    "/edgegw/counters", tel_counters, "Every dataplane counter, summed over the workers");
+	rc |= rte_telemetry_register_cmd(
+	    "/edgegw/describe", tel_describe, "What each counter of /edgegw/counters counts");
 	rc |= rte_telemetry_register_cmd("/edgegw/status", tel_status,
-					 "Uptime, workers, TCP flows, ARP entries, mbufs in use, link");
+	    "Uptime, workers, TCP flows, ARP entries, mbufs in use, link");
 	rc |= rte_telemetry_register_cmd("/edgegw/workers", tel_workers,
-					 "Per worker: lcore, queue, packets in and out, TCP flows and accepts");
-	rc |= rte_telemetry_register_cmd("/edgegw/broker", tel_broker,
-					 "MQTT broker counters, summed over the workers");
+	    "Per worker: lcore, queue, packets in and out, TCP flows and accepts");
+	rc |= rte_telemetry_register_cmd(
+	    "/edgegw/broker", tel_broker, "MQTT broker counters, summed over the workers");
 	rc |= rte_telemetry_register_cmd("/edgegw/mem", tel_mem,
-					 "Memory: TCP flows by state, bytes per idle flow, mbufs held in queues; MQTT sessions and their parts held");
+	    "Memory: TCP flows by state, bytes per idle flow, mbufs held in queues; MQTT sessions "
+	    "and their parts held");
 	return rc ? -1 : 0;
 }

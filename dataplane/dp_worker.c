@@ -16,7 +16,7 @@
 #include "tcp/tcp.h"
 
 #define DP_IDLE_POLLS_BEFORE_SLEEP 256
-#define DP_TIMER_MANAGE_US 100
+#define DP_TIMER_MANAGE_US         100
 
 int
 dp_worker_loop(void *arg)
@@ -27,7 +27,7 @@ dp_worker_loop(void *arg)
 
 	icmp_lcore_init(lc, lc->cfg->icmp_rate_per_s); /* per-lcore state: set on this lcore */
 	log_info("worker %u: lcore %u polling port %u queue %u", lc->worker_idx, lc->lcore_id,
-		 lc->port_id, lc->queue_id);
+	    lc->port_id, lc->queue_id);
 	while (!dp_state.quit) {
 		if (dp_rx_burst(lc) > 0) {
 			tcp_flush(lc);

@@ -41,9 +41,10 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: edgegw-dataplane [-c CONFIG] [--check]\n"
-		   "  -c, --config FILE  gateway config (default /etc/edgegw/gateway.yaml)\n"
-		   "      --check        validate the config and exit\n");
+	fprintf(f,
+	    "usage: edgegw-dataplane [-c CONFIG] [--check]\n"
+	    "  -c, --config FILE  gateway config (default /etc/edgegw/gateway.yaml)\n"
+	    "      --check        validate the config and exit\n");
 }
 
 static struct rte_mempool *
@@ -55,10 +56,11 @@ pool_for_socket(int socket, uint32_t nb)
 
 	if (pools[idx] == NULL) {
 		snprintf(name, sizeof(name), "mbuf_s%u", idx);
-		pools[idx] = rte_pktmbuf_pool_create(name, nb, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+		pools[idx] =
+		    rte_pktmbuf_pool_create(name, nb, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 		if (pools[idx] == NULL)
 			rte_exit(EXIT_FAILURE, "mbuf pool of %u on socket %d: %s\n", nb, socket,
-				 rte_strerror(rte_errno));
+			    rte_strerror(rte_errno));
 	}
 	return pools[idx];
 }
@@ -68,23 +70,29 @@ workers_create(void)
 {
 	const struct dp_config *cfg = &dp_state.cfg;
 	struct rte_mempool *qpools[DP_MAX_LCORES];
-	struct nic_port_conf pc = { .device = cfg->device, .n_queues = cfg->workers,
-				    .rx_desc = cfg->rx_desc, .tx_desc = cfg->tx_desc, .mtu = cfg->mtu };
+	struct nic_port_conf pc = { .device = cfg->device,
+		.n_queues = cfg->workers,
+		.rx_desc = cfg->rx_desc,
+		.tx_desc = cfg->tx_desc,
+		.mtu = cfg->mtu };
 	struct nic_caps caps;
 	struct rte_ether_addr mac;
 	unsigned lcore, w = 0;
 	int rc;
 
 	if (rte_lcore_count() - 1 < cfg->workers)
-		rte_exit(EXIT_FAILURE, "%u worker(s) configured but the EAL has %u worker lcore(s) "
-			 "(-l in dataplane.eal)\n", cfg->workers, rte_lcore_count() - 1);
-	RTE_LCORE_FOREACH_WORKER(lcore) {
+		rte_exit(EXIT_FAILURE,
+		    "%u worker(s) configured but the EAL has %u worker lcore(s) "
+		    "(-l in dataplane.eal)\n",
+		    cfg->workers, rte_lcore_count() - 1);
+	RTE_LCORE_FOREACH_WORKER (lcore) {
 		if (w == cfg->workers)
 			break;
 		qpools[w++] = pool_for_socket((int)rte_lcore_to_socket_id(lcore), cfg->mbufs);
 	}
 	if (nic_port_find(cfg->device, &dp_state.port_id) != 0)
-		rte_exit(EXIT_FAILURE, "port '%s' not found (dataplane.port.device)\n", cfg->device);
+		rte_exit(
+		    EXIT_FAILURE, "port '%s' not found (dataplane.port.device)\n", cfg->device);
 	rc = nic_port_setup(dp_state.port_id, &pc, qpools, &caps, &mac);
 	if (rc != 0)
 		rte_exit(EXIT_FAILURE, "port '%s' setup failed: %s\n", cfg->device, strerror(-rc));
@@ -93,14 +101,14 @@ workers_create(void)
 	if (cfg->mqtt.enabled && (rc = mqtt_service_init(cfg->workers, 1024)) != 0)
 		rte_exit(EXIT_FAILURE, "mqtt service rings: %s\n", strerror(-rc));
 	w = 0;
-	RTE_LCORE_FOREACH_WORKER(lcore) {
+	RTE_LCORE_FOREACH_WORKER (lcore) {
 		struct dp_lcore *lc;
 		struct tcp_config tc = cfg->tcp;
 
 		if (w == cfg->workers)
 			break;
 		lc = rte_zmalloc_socket("dp_lcore", sizeof(*lc), RTE_CACHE_LINE_SIZE,
-					(int)rte_lcore_to_socket_id(lcore));
+		    (int)rte_lcore_to_socket_id(lcore));
 		if (lc == NULL)
 			rte_exit(EXIT_FAILURE, "out of memory for lcore %u\n", lcore);
 		lc->lcore_id = lcore;
@@ -122,14 +130,16 @@ workers_create(void)
 		    (rc = tcp_lcore_init(lc, &tc)) != 0)
 			rte_exit(EXIT_FAILURE, "lcore %u init: %s\n", lcore, strerror(-rc));
 		if (cfg->echo.enabled && (rc = echo_service_listen(lc, cfg->echo.port)) != 0)
-			rte_exit(EXIT_FAILURE, "echo service on port %u: %s\n", cfg->echo.port, strerror(-rc));
-		if (cfg->discard.enabled && (rc = discard_service_listen(lc, cfg->discard.port)) != 0)
-			rte_exit(EXIT_FAILURE, "discard service on port %u: %s\n", cfg->discard.port,
-				 strerror(-rc));
+			rte_exit(EXIT_FAILURE, "echo service on port %u: %s\n", cfg->echo.port,
+			    strerror(-rc));
+		if (cfg->discard.enabled &&
+		    (rc = discard_service_listen(lc, cfg->discard.port)) != 0)
+			rte_exit(EXIT_FAILURE, "discard service on port %u: %s\n",
+			    cfg->discard.port, strerror(-rc));
 		if (cfg->mqtt.enabled &&
 		    (rc = mqtt_service_listen(lc, cfg->mqtt.port, &cfg->broker)) != 0)
 			rte_exit(EXIT_FAILURE, "MQTT service on port %u: %s\n", cfg->mqtt.port,
-				 strerror(-rc));
+			    strerror(-rc));
 		dp_state.workers[w++] = lc;
 	}
 	dp_state.n_workers = w;
@@ -158,7 +168,8 @@ control_loop(void)
 		usleep(100 * 1000);
 		if (++ticks % 10 == 0 && nic_link_get(dp_state.port_id, &up, &speed) == 0 &&
 		    up != was_up) {
-			log_info("port %u link %s (%u Mbps)", dp_state.port_id, up ? "up" : "down", speed);
+			log_info("port %u link %s (%u Mbps)", dp_state.port_id, up ? "up" : "down",
+			    speed);
 			was_up = up;
 		}
 	}
@@ -181,10 +192,18 @@ main(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': path = optarg; break;
-		case 'k': check = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	log_init("edgegw-dataplane", LOG_LVL_INFO);
@@ -194,7 +213,7 @@ main(int argc, char **argv)
 	}
 	if (log_level_parse(dp_state.cfg.log_level, &lvl) != 0) {
 		fprintf(stderr, "edgegw-dataplane: config rejected: %s: unknown log_level '%s'\n",
-			path, dp_state.cfg.log_level);
+		    path, dp_state.cfg.log_level);
 		return 1;
 	}
 	if (check) {
@@ -211,7 +230,7 @@ main(int argc, char **argv)
 		rc = rte_eal_init(dp_state.cfg.eal_argc, eal_argv);
 		if (rc < 0)
 			rte_exit(EXIT_FAILURE, "EAL init failed (dataplane.eal in %s): %s\n", path,
-				 rte_strerror(rte_errno));
+			    rte_strerror(rte_errno));
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -223,9 +242,10 @@ main(int argc, char **argv)
 	if (dp_telemetry_init() != 0)
 		log_warnx("telemetry commands not registered (telemetry disabled?)");
 	for (unsigned i = 0; i < dp_state.n_workers; i++)
-		rte_eal_remote_launch(dp_worker_loop, dp_state.workers[i], dp_state.workers[i]->lcore_id);
+		rte_eal_remote_launch(
+		    dp_worker_loop, dp_state.workers[i], dp_state.workers[i]->lcore_id);
 	log_info("ready: %u worker(s), serving on port %u (%s)", dp_state.n_workers,
-		 dp_state.port_id, dp_state.cfg.device);
+	    dp_state.port_id, dp_state.cfg.device);
 
 	control_loop();
 	log_info("stopping");

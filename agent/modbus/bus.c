@@ -22,9 +22,9 @@
 #include "scheduler.h"
 #include "util/log.h"
 
-#define BUS_MAX_JOBS 64
-#define BUS_RTU_BYTE_TIMEOUT_MS 50	/* silence inside an RTU answer that ends it */
-#define BUS_DRAIN_QUIET_MS 30	/* silence that ends a drain after an error */
+#define BUS_MAX_JOBS            64
+#define BUS_RTU_BYTE_TIMEOUT_MS 50 /* silence inside an RTU answer that ends it */
+#define BUS_DRAIN_QUIET_MS      30 /* silence that ends a drain after an error */
 
 struct bus_dev {
 	const struct agent_device_conf *conf;
@@ -32,9 +32,9 @@ struct bus_dev {
 	struct mb_plan plan;
 	struct mb_point_state *st;
 	char (*topics)[MB_TOPIC_MAX + 128];
-	bool *fresh;			/* point read (or failed with an exception) this poll */
+	bool *fresh; /* point read (or failed with an exception) this poll */
 	struct agent_dev_stats stats;
-	uint64_t backoff_ms;		/* mirrors the scheduler for the stats reader (atomic) */
+	uint64_t backoff_ms; /* mirrors the scheduler for the stats reader (atomic) */
 	uint32_t failing;
 };
 
@@ -68,12 +68,23 @@ struct mb_bus {
 	uint8_t bits[MODBUS_MAX_READ_BITS];
 };
 
-enum xfer { XFER_OK = 0, XFER_EXCEPTION, XFER_COMM };
+enum xfer {
+	XFER_OK = 0,
+	XFER_EXCEPTION,
+	XFER_COMM
+};
 
 /* One Modbus request: the function and its buffers. */
 struct io {
-	enum { IO_READ_BITS, IO_READ_INPUT_BITS, IO_READ_REGS, IO_READ_INPUT_REGS, IO_WRITE_BIT,
-	       IO_WRITE_REG, IO_WRITE_REGS } kind;
+	enum {
+		IO_READ_BITS,
+		IO_READ_INPUT_BITS,
+		IO_READ_REGS,
+		IO_READ_INPUT_REGS,
+		IO_WRITE_BIT,
+		IO_WRITE_REG,
+		IO_WRITE_REGS
+	} kind;
 	uint16_t addr, count;
 	uint16_t *regs;
 	uint8_t *bits;
@@ -103,17 +114,19 @@ bus_connect(struct mb_bus *b)
 		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
 		/* libmodbus gives up a TCP connect at the response timeout, leaving EINPROGRESS. */
 		LOG_RATELIMITED(LOG_LVL_WARN, 30, "bus %s: cannot open %s: %s", c->name,
-				c->kind == AGENT_BUS_RTU ? c->device : c->host,
-				err == EINPROGRESS ? "connect timed out" : modbus_strerror(err));
+		    c->kind == AGENT_BUS_RTU ? c->device : c->host,
+		    err == EINPROGRESS ? "connect timed out" : modbus_strerror(err));
 		return -EIO;
 	}
-	if (c->kind == AGENT_BUS_RTU && rs485_mode_apply(modbus_get_socket(b->ctx), c->device, &c->rs485) < 0) {
+	if (c->kind == AGENT_BUS_RTU &&
+	    rs485_mode_apply(modbus_get_socket(b->ctx), c->device, &c->rs485) < 0) {
 		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
 		modbus_close(b->ctx);
 		return -EIO;
 	}
 	__atomic_store_n(&b->connected, true, __ATOMIC_RELAXED);
-	log_info("bus %s: connected to %s", c->name, c->kind == AGENT_BUS_RTU ? c->device : c->host);
+	log_info(
+	    "bus %s: connected to %s", c->name, c->kind == AGENT_BUS_RTU ? c->device : c->host);
 	return 0;
 }
 
@@ -136,13 +149,20 @@ static int
 io_do(modbus_t *ctx, const struct io *op)
 {
 	switch (op->kind) {
-	case IO_READ_BITS: return modbus_read_bits(ctx, op->addr, op->count, op->bits);
-	case IO_READ_INPUT_BITS: return modbus_read_input_bits(ctx, op->addr, op->count, op->bits);
-	case IO_READ_REGS: return modbus_read_registers(ctx, op->addr, op->count, op->regs);
-	case IO_READ_INPUT_REGS: return modbus_read_input_registers(ctx, op->addr, op->count, op->regs);
-	case IO_WRITE_BIT: return modbus_write_bit(ctx, op->addr, op->value);
-	case IO_WRITE_REG: return modbus_write_register(ctx, op->addr, op->regs[0]);
-	case IO_WRITE_REGS: return modbus_write_registers(ctx, op->addr, op->count, op->regs);
+	case IO_READ_BITS:
+		return modbus_read_bits(ctx, op->addr, op->count, op->bits);
+	case IO_READ_INPUT_BITS:
+		return modbus_read_input_bits(ctx, op->addr, op->count, op->bits);
+	case IO_READ_REGS:
+		return modbus_read_registers(ctx, op->addr, op->count, op->regs);
+	case IO_READ_INPUT_REGS:
+		return modbus_read_input_registers(ctx, op->addr, op->count, op->regs);
+	case IO_WRITE_BIT:
+		return modbus_write_bit(ctx, op->addr, op->value);
+	case IO_WRITE_REG:
+		return modbus_write_register(ctx, op->addr, op->regs[0]);
+	case IO_WRITE_REGS:
+		return modbus_write_registers(ctx, op->addr, op->count, op->regs);
 	}
 	return -1;
 }
@@ -153,12 +173,25 @@ count_exception(struct bus_dev *d, int code)
 	enum agent_dev_counter c;
 
 	switch (code) {
-	case MODBUS_EXCEPTION_ILLEGAL_FUNCTION: c = AGENT_DC_exc_illegal_function; break;
-	case MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS: c = AGENT_DC_exc_illegal_address; break;
-	case MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE: c = AGENT_DC_exc_illegal_value; break;
-	case MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE: c = AGENT_DC_exc_device_failure; break;
-	case MODBUS_EXCEPTION_ACKNOWLEDGE: case MODBUS_EXCEPTION_SLAVE_OR_SERVER_BUSY: c = AGENT_DC_exc_busy; break;
-	default: c = AGENT_DC_exc_other; break;
+	case MODBUS_EXCEPTION_ILLEGAL_FUNCTION:
+		c = AGENT_DC_exc_illegal_function;
+		break;
+	case MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS:
+		c = AGENT_DC_exc_illegal_address;
+		break;
+	case MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE:
+		c = AGENT_DC_exc_illegal_value;
+		break;
+	case MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE:
+		c = AGENT_DC_exc_device_failure;
+		break;
+	case MODBUS_EXCEPTION_ACKNOWLEDGE:
+	case MODBUS_EXCEPTION_SLAVE_OR_SERVER_BUSY:
+		c = AGENT_DC_exc_busy;
+		break;
+	default:
+		c = AGENT_DC_exc_other;
+		break;
 	}
 	agent_stat_add(&d->stats, AGENT_DC_exceptions, 1);
 	agent_stat_add(&d->stats, c, 1);
@@ -196,14 +229,14 @@ count_comm_error(struct mb_bus *b, struct bus_dev *d, int err)
 		agent_stat_add(&d->stats, AGENT_DC_crc_errors, 1);
 	else
 		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
-	if (err == ECONNRESET || err == EPIPE || err == EBADF || err == ENOTCONN || err == ECONNREFUSED ||
-	    (err == EIO && b->c->kind == AGENT_BUS_TCP)) {
+	if (err == ECONNRESET || err == EPIPE || err == EBADF || err == ENOTCONN ||
+	    err == ECONNREFUSED || (err == EIO && b->c->kind == AGENT_BUS_TCP)) {
 		bus_disconnect(b);
 		return;
 	}
 	bus_drain(b, d);
 	LOG_RATELIMITED(LOG_LVL_DEBUG, 10, "bus %s: device %s: %s", b->c->name, d->conf->name,
-			modbus_strerror(err));
+	    modbus_strerror(err));
 }
 
 /*
@@ -227,8 +260,10 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 		modbus_set_response_timeout(b->ctx, to / 1000, (to % 1000) * 1000);
 		/* A frame cut short must not hold the line for libmodbus's 500 ms default: on RTU the
 		 * bytes of a frame come back to back, so a short silence ends it. */
-		modbus_set_byte_timeout(b->ctx, 0, (uint32_t)(b->c->kind == AGENT_BUS_RTU ?
-					BUS_RTU_BYTE_TIMEOUT_MS : (to < 1000 ? to : 999)) * 1000);
+		modbus_set_byte_timeout(b->ctx, 0,
+		    (uint32_t)(b->c->kind == AGENT_BUS_RTU ? BUS_RTU_BYTE_TIMEOUT_MS
+							   : (to < 1000 ? to : 999)) *
+			1000);
 		t0 = clock_mono_us();
 		rc = io_do(b->ctx, op);
 		err = errno;
@@ -260,10 +295,14 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 static void
 block_io(struct mb_bus *b, const struct mb_block *blk, struct io *op)
 {
-	static const int kinds[] = { IO_READ_BITS, IO_READ_INPUT_BITS, IO_READ_REGS, IO_READ_INPUT_REGS };
+	static const int kinds[] = { IO_READ_BITS, IO_READ_INPUT_BITS, IO_READ_REGS,
+		IO_READ_INPUT_REGS };
 
-	*op = (struct io){ .kind = kinds[blk->func], .addr = blk->start, .count = blk->count,
-			   .regs = b->regs, .bits = b->bits };
+	*op = (struct io){ .kind = kinds[blk->func],
+		.addr = blk->start,
+		.count = blk->count,
+		.regs = b->regs,
+		.bits = b->bits };
 }
 
 static void
@@ -306,8 +345,8 @@ try_split(struct mb_bus *b, struct bus_dev *d, size_t bi)
 		return false;
 	agent_stat_add(&d->stats, AGENT_DC_block_splits, 1);
 	log_warnx("bus %s: device %s: illegal-address answer to a %s read of %u at %u; reading its "
-		  "points in %d separate requests", b->c->name, d->conf->name,
-		  mb_func_names[old.func], old.count, old.start, n);
+		  "points in %d separate requests",
+	    b->c->name, d->conf->name, mb_func_names[old.func], old.count, old.start, n);
 	return true;
 }
 
@@ -318,7 +357,8 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 	unsigned retries = probe ? 0 : d->conf->retries;
 
 	memset(d->fresh, 0, d->prof->npoints * sizeof(*d->fresh));
-	for (size_t bi = 0; bi < d->plan.nblocks && !__atomic_load_n(&b->stop, __ATOMIC_RELAXED); bi++) {
+	for (size_t bi = 0; bi < d->plan.nblocks && !__atomic_load_n(&b->stop, __ATOMIC_RELAXED);
+	     bi++) {
 		const struct mb_block *blk = &d->plan.blocks[bi];
 		struct io op;
 		int exc = 0;
@@ -330,7 +370,7 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 			break;
 		case XFER_EXCEPTION:
 			if (exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS && try_split(b, d, bi)) {
-				bi--;	/* read the first of the new blocks now */
+				bi--; /* read the first of the new blocks now */
 				break;
 			}
 			block_fail(d, blk, MB_Q_STALE);
@@ -341,7 +381,7 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 					mb_report_fail(&d->st[i], MB_Q_COMM_FAILURE);
 			return false;
 		}
-		if (probe) {	/* it answered the probe: the rest of the poll is a normal one */
+		if (probe) { /* it answered the probe: the rest of the poll is a normal one */
 			probe = false;
 			retries = d->conf->retries;
 		}
@@ -392,8 +432,8 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 	if (!ok)
 		agent_stat_add(&d->stats, AGENT_DC_poll_failures, 1);
 	if (ok != !was_failing)
-		log_warnx("bus %s: device %s (unit %u) %s", b->c->name, d->conf->name, d->conf->unit_id,
-			  ok ? "answers again" : "does not answer; backing off");
+		log_warnx("bus %s: device %s (unit %u) %s", b->c->name, d->conf->name,
+		    d->conf->unit_id, ok ? "answers again" : "does not answer; backing off");
 	__atomic_store_n(&d->failing, !ok, __ATOMIC_RELAXED);
 	__atomic_store_n(&d->backoff_ms, b->sched.devs[di].backoff_ms, __ATOMIC_RELAXED);
 	publish_device(b, d);
@@ -416,10 +456,14 @@ write_io(const struct write_job *j, struct io *op, uint16_t *regs)
 {
 	memcpy(regs, j->op.regs, sizeof(j->op.regs));
 	if (j->op.func == MB_FN_COIL)
-		*op = (struct io){ .kind = IO_WRITE_BIT, .addr = j->op.address, .count = 1, .value = j->op.coil };
+		*op = (struct io){
+			.kind = IO_WRITE_BIT, .addr = j->op.address, .count = 1, .value = j->op.coil
+		};
 	else
 		*op = (struct io){ .kind = j->op.count == 1 ? IO_WRITE_REG : IO_WRITE_REGS,
-				   .addr = j->op.address, .count = j->op.count, .regs = regs };
+			.addr = j->op.address,
+			.count = j->op.count,
+			.regs = regs };
 }
 
 static void
@@ -439,13 +483,17 @@ run_write(struct mb_bus *b, struct write_job *j)
 	write_io(j, &op, regs);
 	retries = d->conf->retries;
 	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
-		snprintf(why, sizeof(why), "write failed: %s", exc ? modbus_strerror(MODBUS_ENOBASE + exc) : "no answer");
+		snprintf(why, sizeof(why), "write failed: %s",
+		    exc ? modbus_strerror(MODBUS_ENOBASE + exc) : "no answer");
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
 		respond(b, j, false, why, NULL);
 		return;
 	}
-	op = (struct io){ .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS, .addr = p->address,
-			  .count = p->count, .regs = b->regs, .bits = b->bits };
+	op = (struct io){ .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS,
+		.addr = p->address,
+		.count = p->count,
+		.regs = b->regs,
+		.bits = b->bits };
 	retries = d->conf->retries;
 	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
@@ -534,7 +582,8 @@ bus_main(void *arg)
 /* ---- setup ---- */
 
 static int
-dev_init(struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc, const char *prefix)
+dev_init(
+    struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc, const char *prefix)
 {
 	const struct mb_profile *p = dc->profile;
 	struct mb_plan_limits lim = { p->max_read_regs, p->max_read_bits, p->max_gap, { 0 } };
@@ -543,7 +592,7 @@ dev_init(struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc
 	d->prof = p;
 	if (b->c->kind == AGENT_BUS_RTU)
 		mb_cost_rtu(&lim.cost, b->c->line.baud, rs485_bits_per_char(&b->c->line),
-			    (double)b->c->turnaround_ms * 1000.0);
+		    (double)b->c->turnaround_ms * 1000.0);
 	else
 		lim.cost.turnaround_us = (double)b->c->turnaround_ms * 1000.0 + 1.0;
 	d->st = calloc(p->npoints, sizeof(*d->st));
@@ -553,17 +602,19 @@ dev_init(struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc
 	    mb_plan_build(&d->plan, p->points, p->npoints, &lim) != 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->npoints; i++) {
-		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name, dc->unit_id };
+		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name,
+			dc->unit_id };
 
-		if (mb_topic_expand(p->points[i].topic, &v, d->topics[i], sizeof(d->topics[i])) < 0) {
+		if (mb_topic_expand(p->points[i].topic, &v, d->topics[i], sizeof(d->topics[i])) <
+		    0) {
 			log_err("bus %s: device %s: point %s: bad topic template '%s'", b->c->name,
-				dc->name, p->points[i].name, p->points[i].topic);
+			    dc->name, p->points[i].name, p->points[i].topic);
 			return -EINVAL;
 		}
 	}
 	log_info("bus %s: device %s (unit %u, profile %s): %zu points in %zu reads every %llu ms",
-		 b->c->name, dc->name, dc->unit_id, p->name, p->npoints, d->plan.nblocks,
-		 (unsigned long long)dc->interval_ms);
+	    b->c->name, dc->name, dc->unit_id, p->name, p->npoints, d->plan.nblocks,
+	    (unsigned long long)dc->interval_ms);
 	return 0;
 }
 
@@ -574,8 +625,8 @@ bus_ctx_new(struct mb_bus *b)
 	char port[8];
 
 	if (c->kind == AGENT_BUS_RTU) {
-		b->ctx = modbus_new_rtu(c->device, (int)c->line.baud, c->line.parity, c->line.data_bits,
-					c->line.stop_bits);
+		b->ctx = modbus_new_rtu(c->device, (int)c->line.baud, c->line.parity,
+		    c->line.data_bits, c->line.stop_bits);
 		b->gap_us = rs485_frame_gap_us(&c->line);
 	} else {
 		snprintf(port, sizeof(port), "%u", c->port);
@@ -598,9 +649,11 @@ warn_slow_devices(const struct agent_bus_conf *c)
 		uint64_t worst = (1 + c->devs[i].retries) * c->devs[i].timeout_ms;
 
 		if (worst > shortest)
-			log_warnx("bus %s: device %s can hold the bus %llu ms when it fails ((1 + retries) x "
-				  "timeout), more than the bus's shortest interval (%llu ms)", c->name,
-				  c->devs[i].name, (unsigned long long)worst, (unsigned long long)shortest);
+			log_warnx("bus %s: device %s can hold the bus %llu ms when it fails ((1 + "
+				  "retries) x "
+				  "timeout), more than the bus's shortest interval (%llu ms)",
+			    c->name, c->devs[i].name, (unsigned long long)worst,
+			    (unsigned long long)shortest);
 	}
 }
 
@@ -619,7 +672,7 @@ bus_sync_init(struct mb_bus *b)
 
 int
 mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *prefix,
-	      const char *resp_topic, struct agent_msgq *q)
+    const char *resp_topic, struct agent_msgq *q)
 {
 	struct mb_bus *b = calloc(1, sizeof(*b));
 	uint64_t *iv = calloc(c->ndevs, sizeof(*iv));
@@ -723,7 +776,7 @@ mb_bus_device_profile(const struct mb_bus *b, size_t dev)
 
 int
 mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_write_req *req,
-		    const struct mb_write_op *op)
+    const struct mb_write_op *op)
 {
 	struct write_job *j;
 
@@ -782,5 +835,5 @@ mb_bus_dev_info(const struct mb_bus *b, size_t dev, struct mb_bus_dev_info *out)
 	out->interval_ms = d->conf->interval_ms;
 	out->backoff_ms = __atomic_load_n(&d->backoff_ms, __ATOMIC_RELAXED);
 	out->failing = __atomic_load_n(&d->failing, __ATOMIC_RELAXED);
-	out->nblocks = d->plan.nblocks;	/* changes only by splits; a torn read is harmless */
+	out->nblocks = d->plan.nblocks; /* changes only by splits; a torn read is harmless */
 }

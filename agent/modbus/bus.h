@@ -19,9 +19,9 @@ struct mb_bus;
 
 /* prefix: agent.topic_prefix; resp_topic: where write responses go. */
 int mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *prefix,
-		  const char *resp_topic, struct agent_msgq *q);
+    const char *resp_topic, struct agent_msgq *q);
 int mb_bus_start(struct mb_bus *b);
-void mb_bus_stop(struct mb_bus *b);		/* joins the thread */
+void mb_bus_stop(struct mb_bus *b); /* joins the thread */
 void mb_bus_destroy(struct mb_bus *b);
 
 /* Device lookup for commands: index or -1. */
@@ -29,7 +29,7 @@ int mb_bus_find_device(const struct mb_bus *b, const char *name);
 const struct mb_profile *mb_bus_device_profile(const struct mb_bus *b, size_t dev);
 /* Queue a checked write (runs before the next poll); -ENOBUFS when too many wait. */
 int mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_write_req *req,
-			const struct mb_write_op *op);
+    const struct mb_write_op *op);
 struct agent_dev_stats *mb_bus_dev_stats(struct mb_bus *b, size_t dev);
 
 /* For the stats dump. */

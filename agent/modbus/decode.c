@@ -89,16 +89,43 @@ mb_decode_regs(const struct mb_point *p, const uint16_t *regs, struct mb_value *
 	regs_to_bytes(p, regs, p->count, b);
 	u = be_uint(b, 2u * p->count > 8 ? 8 : 2u * p->count);
 	switch (p->type) {
-	case MB_T_BOOL: set_int(p, v, true, regs[0] != 0, 0); v->exact = true; break;
-	case MB_T_BIT: set_int(p, v, true, (regs[0] >> p->bit) & 1u, 0); v->exact = true; break;
-	case MB_T_U16: case MB_T_U32: case MB_T_U64: set_int(p, v, true, u, 0); break;
-	case MB_T_I16: set_int(p, v, false, 0, (int16_t)u); break;
-	case MB_T_I32: set_int(p, v, false, 0, (int32_t)u); break;
-	case MB_T_I64: set_int(p, v, false, 0, (int64_t)u); break;
-	case MB_T_F32: { uint32_t w = (uint32_t)u; memcpy(&f, &w, 4); set_float(p, v, f); break; }
-	case MB_T_F64: memcpy(&d, &u, 8); set_float(p, v, d); break;
-	case MB_T_STRING: decode_string(p, b, v); break;
-	default: break;
+	case MB_T_BOOL:
+		set_int(p, v, true, regs[0] != 0, 0);
+		v->exact = true;
+		break;
+	case MB_T_BIT:
+		set_int(p, v, true, (regs[0] >> p->bit) & 1u, 0);
+		v->exact = true;
+		break;
+	case MB_T_U16:
+	case MB_T_U32:
+	case MB_T_U64:
+		set_int(p, v, true, u, 0);
+		break;
+	case MB_T_I16:
+		set_int(p, v, false, 0, (int16_t)u);
+		break;
+	case MB_T_I32:
+		set_int(p, v, false, 0, (int32_t)u);
+		break;
+	case MB_T_I64:
+		set_int(p, v, false, 0, (int64_t)u);
+		break;
+	case MB_T_F32: {
+		uint32_t w = (uint32_t)u;
+		memcpy(&f, &w, 4);
+		set_float(p, v, f);
+		break;
+	}
+	case MB_T_F64:
+		memcpy(&d, &u, 8);
+		set_float(p, v, d);
+		break;
+	case MB_T_STRING:
+		decode_string(p, b, v);
+		break;
+	default:
+		break;
 	}
 }
 
@@ -115,15 +142,38 @@ static int
 int_range(enum mb_type t, double *lo, double *hi)
 {
 	switch (t) {
-	case MB_T_BOOL: case MB_T_BIT: *lo = 0; *hi = 1; return 0;
-	case MB_T_U16: *lo = 0; *hi = 65535.0; return 0;
-	case MB_T_I16: *lo = -32768.0; *hi = 32767.0; return 0;
-	case MB_T_U32: *lo = 0; *hi = 4294967295.0; return 0;
-	case MB_T_I32: *lo = -2147483648.0; *hi = 2147483647.0; return 0;
+	case MB_T_BOOL:
+	case MB_T_BIT:
+		*lo = 0;
+		*hi = 1;
+		return 0;
+	case MB_T_U16:
+		*lo = 0;
+		*hi = 65535.0;
+		return 0;
+	case MB_T_I16:
+		*lo = -32768.0;
+		*hi = 32767.0;
+		return 0;
+	case MB_T_U32:
+		*lo = 0;
+		*hi = 4294967295.0;
+		return 0;
+	case MB_T_I32:
+		*lo = -2147483648.0;
+		*hi = 2147483647.0;
+		return 0;
 	/* 2^64 and 2^63 are exact doubles; the bounds exclude them. */
-	case MB_T_U64: *lo = 0; *hi = 18446744073709549568.0; return 0;
-	case MB_T_I64: *lo = -9223372036854775808.0; *hi = 9223372036854774784.0; return 0;
-	default: return -1;
+	case MB_T_U64:
+		*lo = 0;
+		*hi = 18446744073709549568.0;
+		return 0;
+	case MB_T_I64:
+		*lo = -9223372036854775808.0;
+		*hi = 9223372036854774784.0;
+		return 0;
+	default:
+		return -1;
 	}
 }
 
@@ -150,8 +200,8 @@ raw_to_bytes(const struct mb_point *p, double raw, uint8_t *b, char *err, size_t
 			return -EINVAL;
 		raw = nearbyint(raw);
 		if (raw < lo || raw > hi) {
-			snprintf(err, errlen, "raw value %.0f is outside the %s range [%.0f, %.0f]", raw,
-				 mb_type_names[p->type], lo, hi);
+			snprintf(err, errlen, "raw value %.0f is outside the %s range [%.0f, %.0f]",
+			    raw, mb_type_names[p->type], lo, hi);
 			return -ERANGE;
 		}
 		u = raw < 0 ? (uint64_t)(int64_t)raw : (uint64_t)raw;
@@ -174,7 +224,7 @@ mb_encode_regs(const struct mb_point *p, double value, uint16_t *regs, char *err
 	}
 	if ((p->has_min && value < p->min) || (p->has_max && value > p->max)) {
 		snprintf(err, errlen, "value %g is outside [%g, %g]", value,
-			 p->has_min ? p->min : -INFINITY, p->has_max ? p->max : INFINITY);
+		    p->has_min ? p->min : -INFINITY, p->has_max ? p->max : INFINITY);
 		return -ERANGE;
 	}
 	if (p->type == MB_T_STRING) {
@@ -256,7 +306,8 @@ mb_value_json(const struct mb_point *p, const struct mb_value *v, char *buf, siz
 		return v->is_unsigned ? snprintf(buf, len, "%llu", (unsigned long long)v->uval)
 				      : snprintf(buf, len, "%lld", (long long)v->ival);
 	if (!isfinite(v->num))
-		return snprintf(buf, len, "null");	/* JSON has no NaN; quality says why */
-	return shortest(buf, len, v->num, p->type == MB_T_F32 && p->scale == 1.0 && p->offset == 0.0,
-			p->scale != 1.0 || p->offset != 0.0);
+		return snprintf(buf, len, "null"); /* JSON has no NaN; quality says why */
+	return shortest(buf, len, v->num,
+	    p->type == MB_T_F32 && p->scale == 1.0 && p->offset == 0.0,
+	    p->scale != 1.0 || p->offset != 0.0);
 }

@@ -12,12 +12,15 @@
 
 #include "profile.h"
 
-enum mb_vkind { MB_V_NUM = 0, MB_V_STR };
+enum mb_vkind {
+	MB_V_NUM = 0,
+	MB_V_STR
+};
 
 struct mb_value {
 	enum mb_vkind kind;
-	double num;		/* engineering value */
-	bool exact;		/* integer type read with scale 1, offset 0: print ival/uval */
+	double num; /* engineering value */
+	bool exact; /* integer type read with scale 1, offset 0: print ival/uval */
 	bool is_unsigned;
 	int64_t ival;
 	uint64_t uval;
@@ -33,7 +36,8 @@ void mb_decode_bit(const struct mb_point *p, uint8_t bit, struct mb_value *out);
  * Engineering value to registers for a write (count = p->count). Checks min/max and that the
  * raw value fits the type; -ERANGE / -EINVAL with the reason in err.
  */
-int mb_encode_regs(const struct mb_point *p, double value, uint16_t *regs, char *err, size_t errlen);
+int
+mb_encode_regs(const struct mb_point *p, double value, uint16_t *regs, char *err, size_t errlen);
 
 /* Two values equal within deadband? (strings: exact). */
 bool mb_value_within(const struct mb_value *a, const struct mb_value *b, double deadband);

@@ -71,8 +71,8 @@ can_join(const struct mb_block *b, const struct mb_point *p, const struct mb_pla
 	if (lim->max_gap >= 0 && gap > lim->max_gap)
 		return false;
 	return mb_cost_read_us(&lim->cost, b->func, (uint16_t)new_count) <
-	       mb_cost_read_us(&lim->cost, b->func, b->count) +
-	       mb_cost_read_us(&lim->cost, p->func, p->count);
+	    mb_cost_read_us(&lim->cost, b->func, b->count) +
+	    mb_cost_read_us(&lim->cost, p->func, p->count);
 }
 
 static void
@@ -86,8 +86,8 @@ block_add(struct mb_block *b, const struct mb_point *p)
 }
 
 int
-mb_plan_build(struct mb_plan *plan, const struct mb_point *pts, size_t n,
-	      const struct mb_plan_limits *lim)
+mb_plan_build(
+    struct mb_plan *plan, const struct mb_point *pts, size_t n, const struct mb_plan_limits *lim)
 {
 	struct mb_block *cur = NULL;
 
@@ -95,7 +95,7 @@ mb_plan_build(struct mb_plan *plan, const struct mb_point *pts, size_t n,
 	if (n == 0)
 		return 0;
 	plan->idx = calloc(n, sizeof(*plan->idx));
-	plan->blocks = calloc(n, sizeof(*plan->blocks));	/* at most one block per point */
+	plan->blocks = calloc(n, sizeof(*plan->blocks)); /* at most one block per point */
 	if (plan->idx == NULL || plan->blocks == NULL) {
 		mb_plan_free(plan);
 		return -ENOMEM;
@@ -112,8 +112,11 @@ mb_plan_build(struct mb_plan *plan, const struct mb_point *pts, size_t n,
 			continue;
 		}
 		cur = &plan->blocks[plan->nblocks++];
-		*cur = (struct mb_block){ .func = p->func, .start = p->address, .count = p->count,
-					  .first = (uint32_t)i, .npts = 1 };
+		*cur = (struct mb_block){ .func = p->func,
+			.start = p->address,
+			.count = p->count,
+			.first = (uint32_t)i,
+			.npts = 1 };
 	}
 	return 0;
 }
@@ -139,8 +142,12 @@ mb_plan_split(struct mb_plan *plan, const struct mb_point *pts, size_t bi)
 			block_add(last, p);
 			continue;
 		}
-		sub[nsub++] = (struct mb_block){ .func = p->func, .start = p->address,
-						 .count = p->count, .first = k, .npts = 1, .split = 1 };
+		sub[nsub++] = (struct mb_block){ .func = p->func,
+			.start = p->address,
+			.count = p->count,
+			.first = k,
+			.npts = 1,
+			.split = 1 };
 	}
 	if (nsub <= 1)
 		return -EINVAL;

@@ -14,8 +14,8 @@
 #include "report.h"
 
 const char *const mb_func_names[] = { "coil", "discrete", "holding", "input", NULL };
-const char *const mb_type_names[] = { "bool", "u16", "i16", "u32", "i32", "u64", "i64",
-				      "f32", "f64", "string", "bit", NULL };
+const char *const mb_type_names[] = { "bool", "u16", "i16", "u32", "i32", "u64", "i64", "f32",
+	"f64", "string", "bit", NULL };
 static const char *const order_names[] = { "big", "little", NULL };
 
 bool
@@ -24,8 +24,9 @@ mb_name_valid(const char *s)
 	if (*s == '\0')
 		return false;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      *s == '_' || *s == '.' || *s == ':' || *s == '-'))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+			(*s >= '0' && *s <= '9') || *s == '_' || *s == '.' || *s == ':' ||
+			*s == '-'))
 			return false;
 	return true;
 }
@@ -34,9 +35,13 @@ uint16_t
 mb_type_regs(enum mb_type t)
 {
 	switch (t) {
-	case MB_T_U32: case MB_T_I32: case MB_T_F32:
+	case MB_T_U32:
+	case MB_T_I32:
+	case MB_T_F32:
 		return 2;
-	case MB_T_U64: case MB_T_I64: case MB_T_F64:
+	case MB_T_U64:
+	case MB_T_I64:
+	case MB_T_F64:
 		return 4;
 	default:
 		return 1;
@@ -82,12 +87,12 @@ parse_point_type(conf_node pn, struct mb_point *pt)
 	pt->type = (enum mb_type)ty;
 	if (mb_func_is_bits(pt->func) && pt->type != MB_T_BOOL)
 		return conf_error(conf_get(pn, "type"), "a %s point must be of type bool, not %s",
-				  mb_func_names[fn], mb_type_names[ty]);
+		    mb_func_names[fn], mb_type_names[ty]);
 	pt->count = mb_type_regs(pt->type);
 	if (pt->type == MB_T_STRING) {
 		if (conf_get_u32(pn, "length", 0, 1, MB_STR_REGS_MAX, &len) || len == 0)
 			return conf_error(pn, "a string point needs 'length' (registers, 1..%d)",
-					  MB_STR_REGS_MAX);
+			    MB_STR_REGS_MAX);
 		pt->count = (uint16_t)len;
 	} else if (conf_present(conf_get(pn, "length"))) {
 		return conf_error(conf_get(pn, "length"), "'length' is only for string points");
@@ -112,11 +117,11 @@ parse_point_limits(conf_node pn, struct mb_point *pt)
 	if (conf_get_bool(pn, "writable", false, &writable))
 		return -1;
 	if (writable && (pt->func == MB_FN_DISCRETE || pt->func == MB_FN_INPUT))
-		return conf_error(conf_get(pn, "writable"), "%s points are read-only",
-				  mb_func_names[pt->func]);
+		return conf_error(
+		    conf_get(pn, "writable"), "%s points are read-only", mb_func_names[pt->func]);
 	if (writable && (pt->type == MB_T_STRING || pt->type == MB_T_BIT))
 		return conf_error(conf_get(pn, "writable"), "%s points cannot be written",
-				  mb_type_names[pt->type]);
+		    mb_type_names[pt->type]);
 	pt->writable = writable;
 	pt->has_min = conf_present(conf_get(pn, "min"));
 	pt->has_max = conf_present(conf_get(pn, "max"));
@@ -136,8 +141,10 @@ check_topic(conf_node at, const char *tmpl)
 	char out[MB_TOPIC_MAX + 128];
 
 	if (mb_topic_expand(tmpl, &v, out, sizeof(out)) < 0 || strpbrk(tmpl, "+#") != NULL)
-		return conf_error(at, "topic '%s' is not a valid template (variables: {prefix} {bus} "
-				  "{device} {point} {profile} {unit_id}; no + or #)", tmpl);
+		return conf_error(at,
+		    "topic '%s' is not a valid template (variables: {prefix} {bus} "
+		    "{device} {point} {profile} {unit_id}; no + or #)",
+		    tmpl);
 	return 0;
 }
 
@@ -159,39 +166,44 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 	if (!conf_present(conf_get(pn, "name")) || conf_get_str(pn, "name", NULL, &name))
 		return conf_error(pn, "a point needs a 'name'");
 	if (strlen(name) >= MB_NAME_MAX || !mb_name_valid(name))
-		return conf_error(conf_get(pn, "name"), "point name '%s': use at most %d letters, digits, _ . : -",
-				  name, MB_NAME_MAX - 1);
+		return conf_error(conf_get(pn, "name"),
+		    "point name '%s': use at most %d letters, digits, _ . : -", name,
+		    MB_NAME_MAX - 1);
 	copy_str(pt->name, sizeof(pt->name), name);
 	if (!conf_present(conf_get(pn, "address")))
 		return conf_error(pn, "point '%s' needs an 'address'", name);
 	if (!conf_present(conf_get(pn, "function")))
-		return conf_error(pn, "point '%s' needs a 'function' (coil, discrete, holding, input)", name);
+		return conf_error(
+		    pn, "point '%s' needs a 'function' (coil, discrete, holding, input)", name);
 	if (conf_get_u32(pn, "address", 0, 0, 65535, &addr) || parse_point_type(pn, pt))
 		return -1;
 	pt->address = (uint16_t)addr;
 	if (addr + pt->count > 65536)
-		return conf_error(conf_get(pn, "address"), "point '%s' (%u registers at %u) runs past address 65535",
-				  name, pt->count, addr);
+		return conf_error(conf_get(pn, "address"),
+		    "point '%s' (%u registers at %u) runs past address 65535", name, pt->count,
+		    addr);
 	if (conf_get_enum(pn, "byte_order", d->byte_order, order_names, &bo) ||
 	    conf_get_enum(pn, "word_order", d->word_order, order_names, &wo) ||
 	    conf_get_double(pn, "scale", 1.0, &pt->scale) ||
 	    conf_get_double(pn, "offset", 0.0, &pt->offset) ||
-	    conf_get_str(pn, "unit", "", &unit) ||
-	    conf_get_str(pn, "topic", d->topic, &topic) ||
+	    conf_get_str(pn, "unit", "", &unit) || conf_get_str(pn, "topic", d->topic, &topic) ||
 	    conf_get_u32(pn, "qos", d->qos, 0, 1, &qos) ||
 	    conf_get_double(pn, "deadband", d->deadband, &pt->deadband) ||
-	    conf_get_duration_ms(pn, "heartbeat", d->heartbeat_ms, 0, 86400000ull, &pt->heartbeat_ms) ||
+	    conf_get_duration_ms(
+		pn, "heartbeat", d->heartbeat_ms, 0, 86400000ull, &pt->heartbeat_ms) ||
 	    parse_point_limits(pn, pt))
 		return -1;
 	if (pt->scale == 0.0)
 		return conf_error(conf_get(pn, "scale"), "scale must not be 0");
 	if (pt->deadband < 0)
 		return conf_error(conf_get(pn, "deadband"), "deadband must not be negative");
-	if (check_topic(conf_present(conf_get(pn, "topic")) ? conf_get(pn, "topic") : pn, topic) != 0)
+	if (check_topic(conf_present(conf_get(pn, "topic")) ? conf_get(pn, "topic") : pn, topic) !=
+	    0)
 		return -1;
 	for (const char *u = unit; *u; u++)
 		if (*u == '"' || *u == '\\' || (unsigned char)*u < 0x20)
-			return conf_error(conf_get(pn, "unit"), "unit must not hold a quote, backslash or control character");
+			return conf_error(conf_get(pn, "unit"),
+			    "unit must not hold a quote, backslash or control character");
 	if (strlen(unit) >= MB_UNIT_MAX || strlen(topic) >= MB_TOPIC_MAX)
 		return conf_error(pn, "unit or topic of point '%s' is too long", name);
 	pt->byte_swap = bo == 1;
@@ -233,14 +245,14 @@ check_overlaps(conf_node points, struct mb_profile *p)
 		    a->bit != b->bit)
 			continue;
 		rc = conf_error(conf_seq_at(points, (size_t)(b - p->points)),
-				"point '%s' (%s %u) overlaps point '%s' (line %u)", b->name,
-				mb_func_names[b->func], b->address, a->name, a->line);
+		    "point '%s' (%s %u) overlaps point '%s' (line %u)", b->name,
+		    mb_func_names[b->func], b->address, a->name, a->line);
 	}
 	for (size_t i = 0; i < p->npoints && rc == 0; i++)
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(p->points[i].name, p->points[j].name) == 0) {
 				rc = conf_error(conf_seq_at(points, i), "duplicate point name '%s'",
-						p->points[i].name);
+				    p->points[i].name);
 				break;
 			}
 	free(s);
@@ -270,11 +282,13 @@ parse_defaults(conf_node root, struct point_defaults *d)
 {
 	d->topic = "{prefix}/{device}/{point}";
 	return conf_get_enum(root, "byte_order", 0, order_names, &d->byte_order) ||
-	       conf_get_enum(root, "word_order", 0, order_names, &d->word_order) ||
-	       conf_get_u32(root, "qos", 0, 0, 1, &d->qos) ||
-	       conf_get_double(root, "deadband", 0.0, &d->deadband) ||
-	       conf_get_duration_ms(root, "heartbeat", 60000, 0, 86400000ull, &d->heartbeat_ms) ||
-	       conf_get_str(root, "topic", d->topic, &d->topic) ? -1 : 0;
+		conf_get_enum(root, "word_order", 0, order_names, &d->word_order) ||
+		conf_get_u32(root, "qos", 0, 0, 1, &d->qos) ||
+		conf_get_double(root, "deadband", 0.0, &d->deadband) ||
+		conf_get_duration_ms(root, "heartbeat", 60000, 0, 86400000ull, &d->heartbeat_ms) ||
+		conf_get_str(root, "topic", d->topic, &d->topic)
+	    ? -1
+	    : 0;
 }
 
 static int
@@ -293,13 +307,15 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 	    parse_limits(root, p) || parse_defaults(root, &d))
 		return -1;
 	if (strlen(name) >= MB_NAME_MAX || !mb_name_valid(name))
-		return conf_error(conf_present(conf_get(root, "name")) ? conf_get(root, "name") : root,
-				  "profile name '%s': use at most %d letters, digits, _ . : -", name, MB_NAME_MAX - 1);
+		return conf_error(
+		    conf_present(conf_get(root, "name")) ? conf_get(root, "name") : root,
+		    "profile name '%s': use at most %d letters, digits, _ . : -", name,
+		    MB_NAME_MAX - 1);
 	copy_str(p->name, sizeof(p->name), name);
 	points = conf_get(root, "points");
 	if (!conf_is_seq(points) || conf_seq_len(points) == 0)
 		return conf_error(conf_present(points) ? points : root,
-				  "a profile needs a non-empty 'points' list");
+		    "a profile needs a non-empty 'points' list");
 	p->npoints = conf_seq_len(points);
 	p->points = calloc(p->npoints, sizeof(*p->points));
 	if (p->points == NULL)
@@ -333,7 +349,8 @@ parse_doc(struct conf_doc *doc, const char *path, struct mb_profile *out, char *
 	copy_str(out->path, sizeof(out->path), path);
 	rc = parse_root(conf_root(doc), fallback, out);
 	if (rc != 0 || conf_error_count(doc) != 0) {
-		snprintf(err, errlen, "%s", conf_first_error(doc) ? conf_first_error(doc) : "invalid profile");
+		snprintf(err, errlen, "%s",
+		    conf_first_error(doc) ? conf_first_error(doc) : "invalid profile");
 		mb_profile_free(out);
 		return -EINVAL;
 	}
@@ -341,8 +358,8 @@ parse_doc(struct conf_doc *doc, const char *path, struct mb_profile *out, char *
 }
 
 int
-mb_profile_parse(const char *name, const char *text, size_t len, struct mb_profile *out,
-		 char *err, size_t errlen)
+mb_profile_parse(const char *name, const char *text, size_t len, struct mb_profile *out, char *err,
+    size_t errlen)
 {
 	struct conf_doc *doc;
 	int rc;
@@ -380,8 +397,9 @@ is_yaml_name(const char *n)
 {
 	size_t l = strlen(n);
 
-	return n[0] != '.' && ((l > 5 && strcmp(n + l - 5, ".yaml") == 0) ||
-			       (l > 4 && strcmp(n + l - 4, ".yml") == 0));
+	return n[0] != '.' &&
+	    ((l > 5 && strcmp(n + l - 5, ".yaml") == 0) ||
+		(l > 4 && strcmp(n + l - 4, ".yml") == 0));
 }
 
 static int
@@ -405,7 +423,7 @@ add_profile(struct mb_profile_set *set, const char *path, char *err, size_t errl
 		return -EINVAL;
 	if (mb_profile_find(set, p.name) != NULL) {
 		snprintf(err, errlen, "%s: profile name '%s' is used twice (also %s)", path, p.name,
-			 mb_profile_find(set, p.name)->path);
+		    mb_profile_find(set, p.name)->path);
 		mb_profile_free(&p);
 		return -EEXIST;
 	}

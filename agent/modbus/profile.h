@@ -11,17 +11,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MB_NAME_MAX 48
-#define MB_UNIT_MAX 16
-#define MB_TOPIC_MAX 192
-#define MB_STR_REGS_MAX 32	/* a string point spans at most 32 registers (64 characters) */
+#define MB_NAME_MAX     48
+#define MB_UNIT_MAX     16
+#define MB_TOPIC_MAX    192
+#define MB_STR_REGS_MAX 32 /* a string point spans at most 32 registers (64 characters) */
 
 /* Modbus data tables: the read function follows from the table. */
-enum mb_func { MB_FN_COIL = 0, MB_FN_DISCRETE, MB_FN_HOLDING, MB_FN_INPUT, MB_FN_COUNT };
+enum mb_func {
+	MB_FN_COIL = 0,
+	MB_FN_DISCRETE,
+	MB_FN_HOLDING,
+	MB_FN_INPUT,
+	MB_FN_COUNT
+};
 
 enum mb_type {
-	MB_T_BOOL = 0, MB_T_U16, MB_T_I16, MB_T_U32, MB_T_I32, MB_T_U64, MB_T_I64,
-	MB_T_F32, MB_T_F64, MB_T_STRING, MB_T_BIT, MB_T_COUNT
+	MB_T_BOOL = 0,
+	MB_T_U16,
+	MB_T_I16,
+	MB_T_U32,
+	MB_T_I32,
+	MB_T_U64,
+	MB_T_I64,
+	MB_T_F32,
+	MB_T_F64,
+	MB_T_STRING,
+	MB_T_BIT,
+	MB_T_COUNT
 };
 
 struct mb_point {
@@ -29,33 +45,34 @@ struct mb_point {
 	enum mb_func func;
 	enum mb_type type;
 	uint16_t address;
-	uint16_t count;		/* registers (or bits, for coils and discrete inputs) it spans */
-	uint8_t bit;		/* MB_T_BIT: bit 0 (LSB) .. 15 of the register */
-	bool byte_swap;		/* byte_order: little (BA within each register) */
-	bool word_swap;		/* word_order: little (low word first) */
+	uint16_t count; /* registers (or bits, for coils and discrete inputs) it spans */
+	uint8_t bit;    /* MB_T_BIT: bit 0 (LSB) .. 15 of the register */
+	bool byte_swap; /* byte_order: little (BA within each register) */
+	bool word_swap; /* word_order: little (low word first) */
 	bool writable;
-	bool has_min, has_max;	/* engineering-unit limits for writes */
+	bool has_min, has_max; /* engineering-unit limits for writes */
 	double min, max;
-	double scale, offset;	/* engineering = raw * scale + offset */
-	double deadband;	/* engineering units; 0: any change is reported */
-	uint64_t heartbeat_ms;	/* report at least this often; 0: only on change */
+	double scale, offset;  /* engineering = raw * scale + offset */
+	double deadband;       /* engineering units; 0: any change is reported */
+	uint64_t heartbeat_ms; /* report at least this often; 0: only on change */
 	uint8_t qos;
 	char unit[MB_UNIT_MAX];
-	char topic[MB_TOPIC_MAX];	/* template: {prefix} {bus} {device} {point} {unit_id} {profile} */
-	unsigned line;		/* line in the profile file, for messages */
+	char
+	    topic[MB_TOPIC_MAX]; /* template: {prefix} {bus} {device} {point} {unit_id} {profile} */
+	unsigned line;           /* line in the profile file, for messages */
 };
 
 struct mb_profile {
 	char name[MB_NAME_MAX];
 	char path[256];
-	uint16_t max_read_regs;	/* per request; devices that reject long reads set less than 125 */
-	uint16_t max_read_bits;	/* per request; at most 2000 */
-	int32_t max_gap;	/* registers/bits read through at most; -1: as the cost model says */
+	uint16_t max_read_regs; /* per request; devices that reject long reads set less than 125 */
+	uint16_t max_read_bits; /* per request; at most 2000 */
+	int32_t max_gap; /* registers/bits read through at most; -1: as the cost model says */
 	struct mb_point *points;
 	size_t npoints;
 };
 
-extern const char *const mb_func_names[];	/* "coil", "discrete", "holding", "input" */
+extern const char *const mb_func_names[]; /* "coil", "discrete", "holding", "input" */
 extern const char *const mb_type_names[];
 
 /* Names of points, devices, buses, profiles: letters, digits and _ . : - (they end up in
@@ -72,7 +89,7 @@ bool mb_func_is_bits(enum mb_func f);
  * deadband, heartbeat, topic.
  */
 int mb_profile_parse(const char *name, const char *text, size_t len, struct mb_profile *out,
-		     char *err, size_t errlen);
+    char *err, size_t errlen);
 int mb_profile_load(const char *path, struct mb_profile *out, char *err, size_t errlen);
 void mb_profile_free(struct mb_profile *p);
 

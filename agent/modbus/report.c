@@ -58,12 +58,12 @@ iso_time(uint64_t ms, char *buf, size_t len)
 
 	gmtime_r(&s, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
 }
 
 int
 mb_report_format(const struct mb_point *p, const struct mb_point_state *st, const char *device,
-		 char *buf, size_t len)
+    char *buf, size_t len)
 {
 	char val[2 * MB_STR_REGS_MAX * 2 + 8] = "null", ts[80] = "";
 	int n;
@@ -73,11 +73,11 @@ mb_report_format(const struct mb_point *p, const struct mb_point_state *st, cons
 	if (st->read_wall_ms)
 		iso_time(st->read_wall_ms, ts, sizeof(ts));
 	n = snprintf(buf, len,
-		     "{\"device\":\"%s\",\"point\":\"%s\",\"value\":%s,\"unit\":\"%s\","
-		     "\"quality\":\"%s\",\"ts\":%s%s%s,\"ts_ms\":%llu}",
-		     device, p->name, val, p->unit, mb_quality_names[st->quality],
-		     st->read_wall_ms ? "\"" : "", st->read_wall_ms ? ts : "null",
-		     st->read_wall_ms ? "\"" : "", (unsigned long long)st->read_wall_ms);
+	    "{\"device\":\"%s\",\"point\":\"%s\",\"value\":%s,\"unit\":\"%s\","
+	    "\"quality\":\"%s\",\"ts\":%s%s%s,\"ts_ms\":%llu}",
+	    device, p->name, val, p->unit, mb_quality_names[st->quality],
+	    st->read_wall_ms ? "\"" : "", st->read_wall_ms ? ts : "null",
+	    st->read_wall_ms ? "\"" : "", (unsigned long long)st->read_wall_ms);
 	if (n < 0 || (size_t)n >= len)
 		return -ENOSPC;
 	return n;
@@ -86,7 +86,8 @@ mb_report_format(const struct mb_point *p, const struct mb_point_state *st, cons
 static const char *
 topic_var(const char *name, size_t n, const struct mb_topic_vars *v, char *num, size_t numlen)
 {
-	static const char *const names[] = { "prefix", "bus", "device", "point", "profile", "unit_id" };
+	static const char *const names[] = { "prefix", "bus", "device", "point", "profile",
+		"unit_id" };
 	const char *vals[] = { v->prefix, v->bus, v->device, v->point, v->profile, num };
 
 	snprintf(num, numlen, "%u", v->unit_id);
@@ -113,7 +114,9 @@ mb_topic_expand(const char *tmpl, const struct mb_topic_vars *v, char *out, size
 			continue;
 		}
 		close = strchr(tmpl, '}');
-		if (close == NULL || (val = topic_var(tmpl + 1, (size_t)(close - tmpl - 1), v, num, sizeof(num))) == NULL)
+		if (close == NULL ||
+		    (val = topic_var(tmpl + 1, (size_t)(close - tmpl - 1), v, num, sizeof(num))) ==
+			NULL)
 			return -EINVAL;
 		vl = strlen(val);
 		if (o + vl >= outlen)

@@ -14,16 +14,20 @@
 
 /* good: read now; stale: the device answers but this point could not be read (exception);
  * comm-failure: the device did not answer (timeouts, CRC errors, garbage). */
-enum mb_quality { MB_Q_GOOD = 0, MB_Q_STALE, MB_Q_COMM_FAILURE };
+enum mb_quality {
+	MB_Q_GOOD = 0,
+	MB_Q_STALE,
+	MB_Q_COMM_FAILURE
+};
 
 extern const char *const mb_quality_names[];
 
 struct mb_point_state {
-	struct mb_value cur;		/* last value read */
+	struct mb_value cur; /* last value read */
 	bool have_value;
 	enum mb_quality quality;
-	uint64_t read_wall_ms;		/* wall clock of the last good read (0: never) */
-	bool have_quality;		/* quality set at least once (point polled) */
+	uint64_t read_wall_ms; /* wall clock of the last good read (0: never) */
+	bool have_quality;     /* quality set at least once (point polled) */
 	/* what was published last */
 	struct mb_value pub;
 	bool published;
@@ -38,8 +42,7 @@ void mb_report_mark(struct mb_point_state *st, uint64_t mono_ms);
 
 /* JSON message: {"device","point","value","unit","quality","ts","ts_ms"}; length or -ENOSPC. */
 int mb_report_format(const struct mb_point *p, const struct mb_point_state *st, const char *device,
-		     char *buf, size_t len);
-
+    char *buf, size_t len);
 
 
 /* Topic template variables; unknown {names} are an error (-EINVAL), as is overflow (-ENOSPC). */

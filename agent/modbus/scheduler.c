@@ -10,7 +10,7 @@
 
 int
 mb_sched_init(struct mb_sched *s, size_t n, const uint64_t *interval_ms, uint64_t max_backoff_ms,
-	      uint64_t now_ms)
+    uint64_t now_ms)
 {
 	s->devs = calloc(n ? n : 1, sizeof(*s->devs));
 	if (s->devs == NULL)
@@ -77,7 +77,8 @@ mb_sched_done(struct mb_sched *s, size_t dev, bool ok, uint64_t started_ms, uint
 	d->fail_streak++;
 	d->backoff_ms = d->backoff_ms ? d->backoff_ms * 2 : d->interval_ms;
 	if (d->backoff_ms > s->max_backoff_ms)
-		d->backoff_ms = s->max_backoff_ms > d->interval_ms ? s->max_backoff_ms : d->interval_ms;
+		d->backoff_ms =
+		    s->max_backoff_ms > d->interval_ms ? s->max_backoff_ms : d->interval_ms;
 	d->next_due_ms = now_ms + d->backoff_ms;
 	return late;
 }

@@ -14,7 +14,7 @@
 struct mb_sched_dev {
 	uint64_t interval_ms;
 	uint64_t next_due_ms;
-	uint64_t backoff_ms;	/* 0 while healthy */
+	uint64_t backoff_ms; /* 0 while healthy */
 	uint32_t fail_streak;
 };
 
@@ -24,8 +24,8 @@ struct mb_sched {
 	uint64_t max_backoff_ms;
 };
 
-int mb_sched_init(struct mb_sched *s, size_t n, const uint64_t *interval_ms, uint64_t max_backoff_ms,
-		  uint64_t now_ms);
+int mb_sched_init(struct mb_sched *s, size_t n, const uint64_t *interval_ms,
+    uint64_t max_backoff_ms, uint64_t now_ms);
 void mb_sched_free(struct mb_sched *s);
 
 /* Index of the device to poll now (earliest deadline, due by now), or -1 with *wait_ms set to
@@ -37,6 +37,7 @@ bool mb_sched_dead(const struct mb_sched *s, size_t dev);
 
 /* Record a poll that started at started_ms and ended at now_ms; returns the lateness (start
  * past deadline) in ms. */
-uint64_t mb_sched_done(struct mb_sched *s, size_t dev, bool ok, uint64_t started_ms, uint64_t now_ms);
+uint64_t
+mb_sched_done(struct mb_sched *s, size_t dev, bool ok, uint64_t started_ms, uint64_t now_ms);
 
 #endif

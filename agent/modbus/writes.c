@@ -11,7 +11,7 @@
 
 static int
 copy_field(const struct json_flat *o, const char *key, char *dst, size_t dstlen, bool required,
-	   char *err, size_t errlen)
+    char *err, size_t errlen)
 {
 	const struct json_field *f = json_flat_get(o, key);
 
@@ -22,7 +22,8 @@ copy_field(const struct json_flat *o, const char *key, char *dst, size_t dstlen,
 		return -EINVAL;
 	}
 	if (f->kind != JSON_STR || strlen(f->str) >= dstlen || f->str[0] == '\0') {
-		snprintf(err, errlen, "\"%s\" must be a non-empty string of less than %zu bytes", key, dstlen);
+		snprintf(err, errlen, "\"%s\" must be a non-empty string of less than %zu bytes",
+		    key, dstlen);
 		return -EINVAL;
 	}
 	memcpy(dst, f->str, strlen(f->str) + 1);
@@ -52,8 +53,8 @@ mb_write_parse(const char *payload, size_t len, struct mb_write_req *req, char *
 }
 
 int
-mb_write_prepare(const struct mb_point *p, double value, struct mb_write_op *op, char *err,
-		 size_t errlen)
+mb_write_prepare(
+    const struct mb_point *p, double value, struct mb_write_op *op, char *err, size_t errlen)
 {
 	memset(op, 0, sizeof(*op));
 	if (!p->writable) {
@@ -77,12 +78,13 @@ mb_write_prepare(const struct mb_point *p, double value, struct mb_write_op *op,
 
 int
 mb_write_response(char *buf, size_t len, const struct mb_write_req *req, bool ok,
-		  const char *reason, const char *value_json)
+    const char *reason, const char *value_json)
 {
 	char id[160], dev[128], pt[128], why[400] = "";
 	int n;
 
-	if (json_escape(req->id, id, sizeof(id)) < 0 || json_escape(req->device, dev, sizeof(dev)) < 0 ||
+	if (json_escape(req->id, id, sizeof(id)) < 0 ||
+	    json_escape(req->device, dev, sizeof(dev)) < 0 ||
 	    json_escape(req->point, pt, sizeof(pt)) < 0)
 		return -ENOSPC;
 	if (reason != NULL) {
@@ -91,7 +93,7 @@ mb_write_response(char *buf, size_t len, const struct mb_write_req *req, bool ok
 			return -ENOSPC;
 	}
 	n = snprintf(buf, len, "{\"id\":%s,\"device\":%s,\"point\":%s,\"status\":\"%s\"%s%s%s}", id,
-		     dev, pt, ok ? "ok" : "error", why, value_json ? ",\"value\":" : "",
-		     value_json ? value_json : "");
+	    dev, pt, ok ? "ok" : "error", why, value_json ? ",\"value\":" : "",
+	    value_json ? value_json : "");
 	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
 }

@@ -23,18 +23,19 @@ struct mb_write_req {
 
 /* A prepared write: what goes on the wire. */
 struct mb_write_op {
-	enum mb_func func;	/* MB_FN_COIL or MB_FN_HOLDING */
+	enum mb_func func; /* MB_FN_COIL or MB_FN_HOLDING */
 	uint16_t address, count;
 	uint16_t regs[4];
 	bool coil;
 };
 
-int mb_write_parse(const char *payload, size_t len, struct mb_write_req *req, char *err, size_t errlen);
-int mb_write_prepare(const struct mb_point *p, double value, struct mb_write_op *op, char *err,
-		     size_t errlen);
+int
+mb_write_parse(const char *payload, size_t len, struct mb_write_req *req, char *err, size_t errlen);
+int mb_write_prepare(
+    const struct mb_point *p, double value, struct mb_write_op *op, char *err, size_t errlen);
 /* Response: {"id","device","point","status":"ok"|"error","reason"?,"value"?}; value_json may
  * be NULL. Returns length or -ENOSPC. */
 int mb_write_response(char *buf, size_t len, const struct mb_write_req *req, bool ok,
-		      const char *reason, const char *value_json);
+    const char *reason, const char *value_json);
 
 #endif

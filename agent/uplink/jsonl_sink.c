@@ -32,8 +32,8 @@ struct jsonl_sink {
 };
 
 static int
-jsonl_submit(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
-	     bool retain)
+jsonl_submit(
+    struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct jsonl_sink *s = (struct jsonl_sink *)u;
 	char t[512];
@@ -45,7 +45,7 @@ jsonl_submit(struct uplink *u, const char *topic, const void *payload, size_t le
 		return -ENOSPC;
 	}
 	fprintf(s->out, "{\"topic\":%s,\"qos\":%u,\"retain\":%s,\"payload\":", t, qos,
-		retain ? "true" : "false");
+	    retain ? "true" : "false");
 	if (len > 0 && p[0] == '{' && p[len - 1] == '}' && memchr(p, '\n', len) == NULL) {
 		fwrite(p, 1, len, s->out);
 	} else {
@@ -101,7 +101,8 @@ jsonl_on_cmd(void *arg, uint32_t events)
 			} else if (s->line_len < sizeof(s->line) - 1) {
 				s->line[s->line_len++] = buf[i];
 			} else {
-				LOG_RATELIMITED(LOG_LVL_WARN, 10, "jsonl: command line too long, dropped");
+				LOG_RATELIMITED(
+				    LOG_LVL_WARN, 10, "jsonl: command line too long, dropped");
 				s->line_len = 0;
 			}
 		}
@@ -133,7 +134,7 @@ static const struct uplink_ops jsonl_ops = { "jsonl", jsonl_submit, jsonl_stats,
 
 int
 uplink_jsonl_create(struct uplink **out, struct agent_loop *loop, const char *path,
-		    const char *cmd_path, const char *cmd_topic, uplink_cmd_fn fn, void *arg)
+    const char *cmd_path, const char *cmd_topic, uplink_cmd_fn fn, void *arg)
 {
 	struct jsonl_sink *s = calloc(1, sizeof(*s));
 
@@ -157,7 +158,8 @@ uplink_jsonl_create(struct uplink **out, struct agent_loop *loop, const char *pa
 	/* O_RDWR on a FIFO: we hold a writer ourselves, so no EOF spin when test writers go. */
 	if (cmd_path != NULL && cmd_path[0] != '\0') {
 		s->cmd_fd = open(cmd_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-		if (s->cmd_fd < 0 || agent_loop_add_fd(loop, s->cmd_fd, EPOLLIN, jsonl_on_cmd, s) < 0) {
+		if (s->cmd_fd < 0 ||
+		    agent_loop_add_fd(loop, s->cmd_fd, EPOLLIN, jsonl_on_cmd, s) < 0) {
 			int rc = s->cmd_fd < 0 ? -errno : -EINVAL;
 
 			log_err("jsonl: commands %s: %s", cmd_path, strerror(-rc));
@@ -166,7 +168,7 @@ uplink_jsonl_create(struct uplink **out, struct agent_loop *loop, const char *pa
 		}
 	}
 	log_info("uplink: JSON lines to %s%s%s", s->own_out ? path : "stdout",
-		 s->cmd_fd >= 0 ? ", commands from " : "", s->cmd_fd >= 0 ? cmd_path : "");
+	    s->cmd_fd >= 0 ? ", commands from " : "", s->cmd_fd >= 0 ? cmd_path : "");
 	*out = &s->up;
 	return 0;
 }

@@ -21,14 +21,19 @@
 #include "uplink.h"
 #include "util/log.h"
 
-#define MC_WINDOW 64			/* QoS 1 messages in flight */
-#define MC_OBUF_HIGH (256 * 1024)	/* stop encoding more while this much waits for the socket */
-#define MC_IBUF_MAX (256 * 1024)	/* largest packet we accept from the broker */
-#define MC_BACKOFF_MIN_MS 500
-#define MC_BACKOFF_MAX_MS 30000
+#define MC_WINDOW             64           /* QoS 1 messages in flight */
+#define MC_OBUF_HIGH          (256 * 1024) /* stop encoding more while this much waits for the socket */
+#define MC_IBUF_MAX           (256 * 1024) /* largest packet we accept from the broker */
+#define MC_BACKOFF_MIN_MS     500
+#define MC_BACKOFF_MAX_MS     30000
 #define MC_CONNECT_TIMEOUT_MS 10000
 
-enum mc_state { MC_IDLE = 0, MC_CONNECTING, MC_WAIT_CONNACK, MC_UP };
+enum mc_state {
+	MC_IDLE = 0,
+	MC_CONNECTING,
+	MC_WAIT_CONNACK,
+	MC_UP
+};
 
 struct mc_msg {
 	struct mc_msg *next;
@@ -62,7 +67,7 @@ struct mqtt_client {
 	size_t olen, ocap, ooff;
 	uint8_t *ibuf;
 	size_t ilen, icap;
-	uint64_t discard;		/* bytes of an oversized PUBLISH still to drop */
+	uint64_t discard; /* bytes of an oversized PUBLISH still to drop */
 	uint8_t scratch[4096];
 	struct uplink_stats st;
 };
@@ -156,23 +161,23 @@ obuf_reserve(struct mqtt_client *c, size_t need)
 }
 
 /* Encode one packet with an encoder that reports the size it needs when cap is too small. */
-#define MC_ENCODE(c, call_with_buf_cap)                                              \
-	({                                                                          \
-		int n_ = 0;                                                         \
-		for (int try_ = 0; try_ < 2; try_++) {                              \
-			uint8_t *buf = (c)->obuf + (c)->olen;                        \
-			size_t cap = (c)->ocap - (c)->olen;                          \
-			n_ = (call_with_buf_cap);                                   \
-			if (n_ < 0 || (size_t)n_ <= cap)                            \
-				break;                                              \
-			if (obuf_reserve((c), (size_t)n_) != 0) {                    \
-				n_ = -ENOMEM;                                       \
-				break;                                              \
-			}                                                           \
-		}                                                                   \
-		if (n_ > 0)                                                         \
-			(c)->olen += (size_t)n_;                                     \
-		n_;                                                                 \
+#define MC_ENCODE(c, call_with_buf_cap)                           \
+	({                                                        \
+		int n_ = 0;                                       \
+		for (int try_ = 0; try_ < 2; try_++) {            \
+			uint8_t *buf = (c)->obuf + (c)->olen;     \
+			size_t cap = (c)->ocap - (c)->olen;       \
+			n_ = (call_with_buf_cap);                 \
+			if (n_ < 0 || (size_t)n_ <= cap)          \
+				break;                            \
+			if (obuf_reserve((c), (size_t)n_) != 0) { \
+				n_ = -ENOMEM;                     \
+				break;                            \
+			}                                         \
+		}                                                 \
+		if (n_ > 0)                                       \
+			(c)->olen += (size_t)n_;                  \
+		n_;                                               \
 	})
 
 static void mc_drop_connection(struct mqtt_client *c, const char *why);
@@ -200,9 +205,13 @@ mc_flush(struct mqtt_client *c)
 static int
 mc_encode_publish(struct mqtt_client *c, struct mc_msg *m)
 {
-	struct mqtt_publish p = { .qos = m->qos, .dup = m->dup, .retain = m->retain,
-				  .topic = { m->topic, m->topic_len }, .packet_id = m->packet_id,
-				  .payload = m->payload, .payload_len = m->len };
+	struct mqtt_publish p = { .qos = m->qos,
+		.dup = m->dup,
+		.retain = m->retain,
+		.topic = { m->topic, m->topic_len },
+		.packet_id = m->packet_id,
+		.payload = m->payload,
+		.payload_len = m->len };
 
 	return MC_ENCODE(c, mqtt_encode_publish(buf, cap, MQTT_V311, &p));
 }
@@ -230,7 +239,8 @@ mc_pump(struct mqtt_client *c)
 		if (m->qos > 0 && !m->dup)
 			m->packet_id = mc_packet_id(c);
 		if (mc_encode_publish(c, m) < 0) {
-			LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: cannot encode a PUBLISH to %s", m->topic);
+			LOG_RATELIMITED(
+			    LOG_LVL_WARN, 10, "mqtt: cannot encode a PUBLISH to %s", m->topic);
 			c->st.dropped++;
 			free(m);
 			continue;
@@ -281,7 +291,8 @@ mc_drop_connection(struct mqtt_client *c, const char *why)
 		c->st.disconnects++;
 		log_warnx("mqtt: connection to %s:%s lost: %s", c->host, c->port, why);
 	} else {
-		LOG_RATELIMITED(LOG_LVL_WARN, 30, "mqtt: cannot connect to %s:%s: %s", c->host, c->port, why);
+		LOG_RATELIMITED(
+		    LOG_LVL_WARN, 30, "mqtt: cannot connect to %s:%s: %s", c->host, c->port, why);
 	}
 	/* Unacknowledged QoS 1 messages go back in front, marked DUP, in their order. */
 	while ((m = list_pop(&c->inflight)) != NULL) {
@@ -307,9 +318,10 @@ static void mc_on_io(void *arg, uint32_t events);
 static int
 mc_send_connect(struct mqtt_client *c)
 {
-	struct mqtt_connect cn = { .version = MQTT_V311, .clean_start = false,
-				   .keepalive_s = c->keepalive_s,
-				   .client_id = { c->client_id, (uint16_t)strlen(c->client_id) } };
+	struct mqtt_connect cn = { .version = MQTT_V311,
+		.clean_start = false,
+		.keepalive_s = c->keepalive_s,
+		.client_id = { c->client_id, (uint16_t)strlen(c->client_id) } };
 
 	if (MC_ENCODE(c, mqtt_encode_connect(buf, cap, &cn)) < 0)
 		return -EINVAL;
@@ -331,7 +343,8 @@ mc_start_connect(struct mqtt_client *c)
 		return;
 	}
 	c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
+	if (c->fd < 0 ||
+	    (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
 	    agent_loop_add_fd(c->loop, c->fd, EPOLLOUT | EPOLLIN, mc_on_io, c) < 0) {
 		int err = errno;
 
@@ -350,7 +363,8 @@ mc_start_connect(struct mqtt_client *c)
 static void
 mc_subscribe(struct mqtt_client *c)
 {
-	struct mqtt_subscription s = { .filter = { c->cmd_topic, (uint16_t)strlen(c->cmd_topic) }, .qos = 1 };
+	struct mqtt_subscription s = { .filter = { c->cmd_topic, (uint16_t)strlen(c->cmd_topic) },
+		.qos = 1 };
 	struct mqtt_subscribe sub = { .packet_id = mc_packet_id(c), .subs = &s, .n_subs = 1 };
 
 	if (c->cmd_topic[0] && MC_ENCODE(c, mqtt_encode_subscribe(buf, cap, MQTT_V311, &sub)) < 0)
@@ -367,14 +381,15 @@ mc_on_connack(struct mqtt_client *c, const struct mqtt_connack *ca)
 	if (ca->reason != 0) {
 		char why[64];
 
-		snprintf(why, sizeof(why), "broker refused the connection (return code %u)", ca->reason);
+		snprintf(
+		    why, sizeof(why), "broker refused the connection (return code %u)", ca->reason);
 		return mc_drop_connection(c, why);
 	}
 	mc_set_state(c, MC_UP);
 	c->st.connects++;
 	c->backoff_ms = 0;
 	log_info("mqtt: connected to %s:%s as %s (%zu messages waiting)", c->host, c->port,
-		 c->client_id, c->pending.n);
+	    c->client_id, c->pending.n);
 	mc_subscribe(c);
 	mc_pump(c);
 }
@@ -409,10 +424,11 @@ mc_on_publish(struct mqtt_client *c, const struct mqtt_publish *p)
 
 	if (p->qos == 1)
 		MC_ENCODE(c, mqtt_encode_ack(buf, cap, MQTT_V311, MQTT_PUBACK, &ack));
-	else if (p->qos == 2)	/* we subscribe with QoS 1; answer a broker that upgrades anyway */
+	else if (p->qos == 2) /* we subscribe with QoS 1; answer a broker that upgrades anyway */
 		MC_ENCODE(c, mqtt_encode_ack(buf, cap, MQTT_V311, MQTT_PUBREC, &ack));
 	if (p->topic.len >= sizeof(topic)) {
-		LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: command topic too long (%u bytes)", p->topic.len);
+		LOG_RATELIMITED(
+		    LOG_LVL_WARN, 10, "mqtt: command topic too long (%u bytes)", p->topic.len);
 		return;
 	}
 	memcpy(topic, p->topic.s, p->topic.len);
@@ -427,9 +443,15 @@ mc_on_packet(struct mqtt_client *c, const struct mqtt_packet *pkt)
 	struct mqtt_ack ack;
 
 	switch (pkt->type) {
-	case MQTT_CONNACK: mc_on_connack(c, &pkt->connack); break;
-	case MQTT_PUBACK: mc_on_puback(c, pkt->ack.packet_id); break;
-	case MQTT_PUBLISH: mc_on_publish(c, &pkt->publish); break;
+	case MQTT_CONNACK:
+		mc_on_connack(c, &pkt->connack);
+		break;
+	case MQTT_PUBACK:
+		mc_on_puback(c, pkt->ack.packet_id);
+		break;
+	case MQTT_PUBLISH:
+		mc_on_publish(c, &pkt->publish);
+		break;
 	case MQTT_PUBREL:
 		ack = (struct mqtt_ack){ .packet_id = pkt->ack.packet_id };
 		MC_ENCODE(c, mqtt_encode_ack(buf, cap, MQTT_V311, MQTT_PUBCOMP, &ack));
@@ -438,10 +460,12 @@ mc_on_packet(struct mqtt_client *c, const struct mqtt_packet *pkt)
 		if (pkt->suback.n_reasons > 0 && pkt->suback.reasons[0] >= 0x80)
 			log_err("mqtt: broker refused the subscription to %s", c->cmd_topic);
 		break;
-	case MQTT_PINGRESP: c->ping_out = false; break;
+	case MQTT_PINGRESP:
+		c->ping_out = false;
+		break;
 	default:
 		LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: unexpected %s from the broker",
-				mqtt_type_name(pkt->type));
+		    mqtt_type_name(pkt->type));
 	}
 }
 
@@ -479,8 +503,8 @@ mc_skip_oversized(struct mqtt_client *c, size_t off)
 	else if (qos == 2)
 		MC_ENCODE(c, mqtt_encode_ack(buf, cap, MQTT_V311, MQTT_PUBREC, &ack));
 	c->st.dropped++;
-	LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: dropped a %u-byte PUBLISH from the broker (limit %u)",
-			total, MC_IBUF_MAX);
+	LOG_RATELIMITED(LOG_LVL_WARN, 10,
+	    "mqtt: dropped a %u-byte PUBLISH from the broker (limit %u)", total, MC_IBUF_MAX);
 	c->discard = total - have;
 	c->ilen = off;
 	return 1;
@@ -507,7 +531,8 @@ mc_read(struct mqtt_client *c)
 	if (n == 0)
 		return mc_drop_connection(c, "closed by the broker");
 	if (n < 0)
-		return (errno == EAGAIN || errno == EINTR) ? (void)0 : mc_drop_connection(c, strerror(errno));
+		return (errno == EAGAIN || errno == EINTR) ? (void)0
+							   : mc_drop_connection(c, strerror(errno));
 	c->last_rx_ms = clock_mono_ms();
 	if (c->discard > 0) {
 		size_t drop = (size_t)n < c->discard ? (size_t)n : (size_t)c->discard;
@@ -517,7 +542,8 @@ mc_read(struct mqtt_client *c)
 		n -= (ssize_t)drop;
 	}
 	c->ilen += (size_t)n;
-	mqtt_decoder_init(&dec, MQTT_ROLE_CLIENT, MQTT_V311, MC_IBUF_MAX, c->scratch, sizeof(c->scratch));
+	mqtt_decoder_init(
+	    &dec, MQTT_ROLE_CLIENT, MQTT_V311, MC_IBUF_MAX, c->scratch, sizeof(c->scratch));
 	while (c->fd >= 0 && off < c->ilen) {
 		int rc = mqtt_decode_buf(&dec, c->ibuf + off, c->ilen - off, &pkt);
 
@@ -583,7 +609,8 @@ mc_tick(void *arg, uint64_t now)
 	case MC_UP:
 		if (ka && now - c->last_rx_ms > ka + ka / 2) {
 			mc_drop_connection(c, "keepalive: the broker went silent");
-		} else if (ka && !c->ping_out && (now - c->last_tx_ms >= ka || now - c->last_rx_ms >= ka)) {
+		} else if (ka && !c->ping_out &&
+		    (now - c->last_tx_ms >= ka || now - c->last_rx_ms >= ka)) {
 			/* Also when we send a lot but hear nothing (QoS 0 only): the PINGRESP is
 			 * what tells a live broker from a dead one. */
 			MC_ENCODE(c, mqtt_encode_pingreq(buf, cap));
@@ -597,8 +624,8 @@ mc_tick(void *arg, uint64_t now)
 /* ---- uplink ops ---- */
 
 static int
-mc_submit(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
-	  bool retain)
+mc_submit(
+    struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct mqtt_client *c = (struct mqtt_client *)u;
 	size_t tl = strlen(topic);
@@ -611,18 +638,21 @@ mc_submit(struct uplink *u, const char *topic, const void *payload, size_t len, 
 	}
 	if (c->pending.n + c->inflight.n >= c->max_queue && !drop_oldest_qos0(&c->pending)) {
 		c->st.dropped++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: queue full (%zu), message to %s dropped", c->max_queue, topic);
+		LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: queue full (%zu), message to %s dropped",
+		    c->max_queue, topic);
 		return -ENOBUFS;
 	} else if (c->pending.n + c->inflight.n >= c->max_queue) {
-		c->st.dropped++;	/* the QoS 0 message dropped to make room */
+		c->st.dropped++; /* the QoS 0 message dropped to make room */
 	}
 	m = malloc(sizeof(*m) + len + tl + 1);
 	if (m == NULL) {
 		c->st.dropped++;
 		return -ENOMEM;
 	}
-	*m = (struct mc_msg){ .qos = qos > 1 ? 1 : qos, .retain = retain, .topic_len = (uint16_t)tl,
-			      .len = (uint32_t)len };
+	*m = (struct mc_msg){ .qos = qos > 1 ? 1 : qos,
+		.retain = retain,
+		.topic_len = (uint16_t)tl,
+		.len = (uint32_t)len };
 	memcpy(m->payload, payload, len);
 	m->topic = (char *)m->payload + len;
 	memcpy(m->topic, topic, tl + 1);
@@ -671,7 +701,7 @@ static const struct uplink_ops mqtt_ops = { "mqtt", mc_submit, mc_stats, mc_dest
 
 int
 uplink_mqtt_create(struct uplink **out, struct agent_loop *loop, const struct uplink_mqtt_conf *cf,
-		   uplink_cmd_fn fn, void *arg)
+    uplink_cmd_fn fn, void *arg)
 {
 	struct mqtt_client *c = calloc(1, sizeof(*c));
 	int rc;
@@ -693,9 +723,9 @@ uplink_mqtt_create(struct uplink **out, struct agent_loop *loop, const struct up
 		return -ENOMEM;
 	}
 	mc_set_state(c, MC_IDLE);
-	c->next_connect_ms = 0;	/* connect on the first tick */
-	log_info("uplink: MQTT 3.1.1 to %s:%s as %s, commands on %s", c->host, c->port, c->client_id,
-		 c->cmd_topic[0] ? c->cmd_topic : "(none)");
+	c->next_connect_ms = 0; /* connect on the first tick */
+	log_info("uplink: MQTT 3.1.1 to %s:%s as %s, commands on %s", c->host, c->port,
+	    c->client_id, c->cmd_topic[0] ? c->cmd_topic : "(none)");
 	*out = &c->up;
 	return 0;
 }

@@ -20,7 +20,7 @@ typedef void (*uplink_cmd_fn)(void *arg, const char *topic, const uint8_t *paylo
 
 struct uplink_stats {
 	uint64_t submitted, sent, acked, dropped, resent, connects, disconnects, commands;
-	uint64_t queued;	/* messages waiting (a gauge) */
+	uint64_t queued; /* messages waiting (a gauge) */
 	bool connected;
 };
 
@@ -28,7 +28,7 @@ struct uplink_stats {
 struct uplink_ops {
 	const char *name;
 	int (*submit)(struct uplink *u, const char *topic, const void *payload, size_t len,
-		      uint8_t qos, bool retain);
+	    uint8_t qos, bool retain);
 	void (*stats)(const struct uplink *u, struct uplink_stats *out);
 	void (*destroy)(struct uplink *u);
 };
@@ -44,20 +44,20 @@ struct uplink_mqtt_conf {
 	uint16_t port;
 	const char *client_id;
 	uint16_t keepalive_s;
-	const char *cmd_topic;		/* subscribed with QoS 1; NULL or "": none */
-	size_t max_queue;		/* messages kept while disconnected; oldest QoS 0 go first */
+	const char *cmd_topic; /* subscribed with QoS 1; NULL or "": none */
+	size_t max_queue;      /* messages kept while disconnected; oldest QoS 0 go first */
 };
 
-int uplink_mqtt_create(struct uplink **out, struct agent_loop *loop, const struct uplink_mqtt_conf *c,
-		       uplink_cmd_fn fn, void *arg);
+int uplink_mqtt_create(struct uplink **out, struct agent_loop *loop,
+    const struct uplink_mqtt_conf *c, uplink_cmd_fn fn, void *arg);
 /* path "-" is stdout; cmd_path (optional) is a FIFO or file read line by line as commands on
  * cmd_topic. */
 int uplink_jsonl_create(struct uplink **out, struct agent_loop *loop, const char *path,
-			const char *cmd_path, const char *cmd_topic, uplink_cmd_fn fn, void *arg);
+    const char *cmd_path, const char *cmd_topic, uplink_cmd_fn fn, void *arg);
 
 static inline int
-uplink_submit(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
-	      bool retain)
+uplink_submit(
+    struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
 {
 	return u->ops->submit(u, topic, payload, len, qos, retain);
 }

@@ -24,7 +24,8 @@ static const char *const counter_descs[] = {
 #undef BROKER_C
 };
 
-void broker_config_defaults(struct broker_config *cfg)
+void
+broker_config_defaults(struct broker_config *cfg)
 {
 	*cfg = (struct broker_config){
 		.max_conns = 10000,
@@ -48,7 +49,8 @@ void broker_config_defaults(struct broker_config *cfg)
 	};
 }
 
-int broker_config_check(const struct broker_config *cfg, char *err, size_t errlen)
+int
+broker_config_check(const struct broker_config *cfg, char *err, size_t errlen)
 {
 	const char *bad = NULL;
 
@@ -77,8 +79,9 @@ int broker_config_check(const struct broker_config *cfg, char *err, size_t errle
 	return -EINVAL;
 }
 
-struct broker *broker_create(const struct broker_config *cfg, const struct broker_transport_ops *ops,
-			     uint64_t now_ms)
+struct broker *
+broker_create(
+    const struct broker_config *cfg, const struct broker_transport_ops *ops, uint64_t now_ms)
 {
 	struct broker *b = calloc(1, sizeof(*b));
 
@@ -102,8 +105,8 @@ struct broker *broker_create(const struct broker_config *cfg, const struct broke
 	/* Straddling header fields and a SUBSCRIBE's filter block are gathered here. */
 	b->scratch_len = b->cfg.max_packet_size < 65536 ? b->cfg.max_packet_size + 4096 : 69632;
 	b->scratch = malloc(b->scratch_len);
-	b->tree = mqtt_topic_tree_create(b->cfg.max_filter_levels ? b->cfg.max_filter_levels : 32,
-					 NULL);
+	b->tree =
+	    mqtt_topic_tree_create(b->cfg.max_filter_levels ? b->cfg.max_filter_levels : 32, NULL);
 	b->retained = retain_create();
 	if (b->scratch == NULL || b->tree == NULL || b->retained == NULL) {
 		broker_destroy(b);
@@ -112,16 +115,19 @@ struct broker *broker_create(const struct broker_config *cfg, const struct broke
 	return b;
 }
 
-static void conn_free(struct broker_conn *c)
+static void
+conn_free(struct broker_conn *c)
 {
 	if (c->aliases != NULL)
-		for (uint32_t i = 0; i < (uint32_t)c->b->cfg.topic_alias_max + c->alias_out_max; i++)
+		for (uint32_t i = 0; i < (uint32_t)c->b->cfg.topic_alias_max + c->alias_out_max;
+		     i++)
 			free((void *)c->aliases[i].s);
 	free(c->aliases);
 	free(c);
 }
 
-void broker_destroy(struct broker *b)
+void
+broker_destroy(struct broker *b)
 {
 	if (b == NULL)
 		return;
@@ -158,7 +164,8 @@ void broker_destroy(struct broker *b)
 	free(b);
 }
 
-static void list_del(struct broker_conn **head, struct broker_conn *c)
+static void
+list_del(struct broker_conn **head, struct broker_conn *c)
 {
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -169,7 +176,8 @@ static void list_del(struct broker_conn **head, struct broker_conn *c)
 	c->next = c->prev = NULL;
 }
 
-static void list_add(struct broker_conn **head, struct broker_conn *c)
+static void
+list_add(struct broker_conn **head, struct broker_conn *c)
 {
 	c->prev = NULL;
 	c->next = *head;
@@ -178,7 +186,8 @@ static void list_add(struct broker_conn **head, struct broker_conn *c)
 	*head = c;
 }
 
-struct broker_conn *broker_conn_open(struct broker *b, void *transport_ctx, uint64_t now_ms)
+struct broker_conn *
+broker_conn_open(struct broker *b, void *transport_ctx, uint64_t now_ms)
 {
 	struct broker_conn *c;
 
@@ -195,25 +204,28 @@ struct broker_conn *broker_conn_open(struct broker *b, void *transport_ctx, uint
 	c->ctx = transport_ctx;
 	c->opened_ms = c->last_rx_ms = now_ms;
 	c->client_recv_max = UINT16_MAX;
-	mqtt_decoder_init(&c->dec, MQTT_ROLE_SERVER, 0, b->cfg.max_packet_size, b->scratch,
-			  b->scratch_len);
+	mqtt_decoder_init(
+	    &c->dec, MQTT_ROLE_SERVER, 0, b->cfg.max_packet_size, b->scratch, b->scratch_len);
 	list_add(&b->conns, c);
 	b->n_conns++;
 	broker_count(b, BROKER_C_CONN_OPENED);
 	return c;
 }
 
-bool conn_alive(const struct broker_conn *c)
+bool
+conn_alive(const struct broker_conn *c)
 {
 	return c->state != CONN_DYING;
 }
 
-size_t conn_send_space(struct broker_conn *c)
+size_t
+conn_send_space(struct broker_conn *c)
 {
 	return conn_alive(c) ? c->b->ops->send_space(c->ctx) : 0;
 }
 
-bool conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
+bool
+conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 {
 	if (!conn_alive(c))
 		return false;
@@ -227,14 +239,16 @@ bool conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 	return true;
 }
 
-bool conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len)
+bool
+conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len)
 {
 	struct mqtt_iov one = { buf, len > 0 ? (size_t)len : 0 };
 
 	return len > 0 && conn_send(c, &one, 1);
 }
 
-bool conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason)
+bool
+conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason)
 {
 	struct mqtt_ack a = { .packet_id = pid, .reason = c->version == MQTT_V5 ? reason : 0 };
 	uint8_t buf[16];
@@ -242,7 +256,8 @@ bool conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uin
 	return conn_send_buf(c, buf, mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a));
 }
 
-struct mqtt_str *alias_table(struct broker_conn *c)
+struct mqtt_str *
+alias_table(struct broker_conn *c)
 {
 	size_t n = (size_t)c->b->cfg.topic_alias_max + c->alias_out_max;
 
@@ -257,7 +272,8 @@ struct mqtt_str *alias_table(struct broker_conn *c)
  * robin and goes in full with it. *fresh: the alias is (re)bound by this packet, to be
  * remembered only once the packet is sent. 0: no alias.
  */
-static uint16_t alias_out(struct broker_conn *c, struct mqtt_str topic, bool *fresh)
+static uint16_t
+alias_out(struct broker_conn *c, struct mqtt_str topic, bool *fresh)
 {
 	struct mqtt_str *t;
 
@@ -273,7 +289,8 @@ static uint16_t alias_out(struct broker_conn *c, struct mqtt_str topic, bool *fr
 }
 
 /* The PUBLISH that bound alias a to topic went out: the client knows it from now on. */
-static void alias_out_sent(struct broker_conn *c, uint16_t a, struct mqtt_str topic)
+static void
+alias_out_sent(struct broker_conn *c, uint16_t a, struct mqtt_str topic)
 {
 	struct mqtt_str *e = &c->aliases[c->b->cfg.topic_alias_max + a - 1];
 	char *copy = malloc(topic.len);
@@ -289,8 +306,9 @@ static void alias_out_sent(struct broker_conn *c, uint16_t a, struct mqtt_str to
 	c->alias_out_next = (uint16_t)((c->alias_out_next + 1) % c->alias_out_max);
 }
 
-static void publish_props(const struct broker_conn *c, const struct broker_msg *m,
-			  const uint32_t *sub_id, struct mqtt_props *p)
+static void
+publish_props(const struct broker_conn *c, const struct broker_msg *m, const uint32_t *sub_id,
+    struct mqtt_props *p)
 {
 	memset(p, 0, sizeof(*p));
 	if (c->version != MQTT_V5)
@@ -299,7 +317,7 @@ static void publish_props(const struct broker_conn *c, const struct broker_msg *
 		mqtt_props_set_u32(p, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, m->pfi);
 	if (m->expiry_ms != 0) /* what is left of it, rounded up */
 		mqtt_props_set_u32(p, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL,
-				   (uint32_t)((m->expiry_ms - c->b->now_ms + 999) / 1000));
+		    (uint32_t)((m->expiry_ms - c->b->now_ms + 999) / 1000));
 	if (m->content_type.len > 0)
 		mqtt_props_set_str(p, MQTT_PROP_CONTENT_TYPE, m->content_type);
 	if (m->response_topic.len > 0)
@@ -314,11 +332,16 @@ static void publish_props(const struct broker_conn *c, const struct broker_msg *
 	}
 }
 
-int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos,
-		      uint16_t pid, bool dup, bool retain, uint32_t sub_id)
+int
+conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos, uint16_t pid,
+    bool dup, bool retain, uint32_t sub_id)
 {
-	struct mqtt_publish p = { .qos = qos, .dup = dup, .retain = retain, .topic = m->topic,
-				  .packet_id = pid, .payload_len = m->payload_len };
+	struct mqtt_publish p = { .qos = qos,
+		.dup = dup,
+		.retain = retain,
+		.topic = m->topic,
+		.packet_id = pid,
+		.payload_len = m->payload_len };
 	uint8_t stack[512], *hdr = stack;
 	struct mqtt_iov iov[2];
 	uint16_t alias;
@@ -361,7 +384,8 @@ int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t
 	return len;
 }
 
-void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
+void
+conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 {
 	struct broker *b = c->b;
 
@@ -369,7 +393,8 @@ void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 		return;
 	if (cnt != BROKER_C_COUNT)
 		broker_count(b, cnt);
-	if (c->version == MQTT_V5 && c->state == CONN_ACTIVE && reason >= 0x80 && !c->transport_gone) {
+	if (c->version == MQTT_V5 && c->state == CONN_ACTIVE && reason >= 0x80 &&
+	    !c->transport_gone) {
 		struct mqtt_disconnect d = { .reason = reason };
 		uint8_t buf[8];
 
@@ -385,7 +410,8 @@ void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 
 /* Closing happens here, at the end of each call into the broker, never in the middle of a
  * fan-out: a will published now may kill more connections, so loop until none is left. */
-void broker_reap(struct broker *b)
+void
+broker_reap(struct broker *b)
 {
 	while (b->dying != NULL) {
 		struct broker_conn *c = b->dying;
@@ -406,7 +432,8 @@ void broker_reap(struct broker *b)
 }
 
 /* The input segments from byte off on, in b->iov (grown when a chain is longer than before). */
-static size_t segs_from(struct broker *b, const struct mqtt_iov *segs, size_t n, size_t off)
+static size_t
+segs_from(struct broker *b, const struct mqtt_iov *segs, size_t n, size_t off)
 {
 	size_t k = 0;
 
@@ -429,7 +456,8 @@ static size_t segs_from(struct broker *b, const struct mqtt_iov *segs, size_t n,
 	return k;
 }
 
-static enum broker_counter err_counter(int err)
+static enum broker_counter
+err_counter(int err)
 {
 	switch (err < 0 ? -err : err) {
 	case MQTT_E_RLEN_TOO_LONG:
@@ -472,7 +500,8 @@ static enum broker_counter err_counter(int err)
 	}
 }
 
-static void decode_failed(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
+static void
+decode_failed(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
 {
 	if (c->state == CONN_NEW) {
 		handle_connect_error(c, segs, n, err);
@@ -482,8 +511,9 @@ static void decode_failed(struct broker_conn *c, const struct mqtt_iov *segs, si
 	}
 }
 
-static void dispatch(struct broker_conn *c, const struct mqtt_packet *pkt,
-		     const struct mqtt_iov *segs, size_t n)
+static void
+dispatch(
+    struct broker_conn *c, const struct mqtt_packet *pkt, const struct mqtt_iov *segs, size_t n)
 {
 	uint8_t buf[4];
 
@@ -525,8 +555,9 @@ static void dispatch(struct broker_conn *c, const struct mqtt_packet *pkt,
 	}
 }
 
-int broker_conn_input(struct broker_conn *c, const struct mqtt_iov *segs, size_t n,
-		      size_t *consumed, uint64_t now_ms)
+int
+broker_conn_input(
+    struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t *consumed, uint64_t now_ms)
 {
 	struct broker *b = c->b;
 	struct mqtt_packet pkt;
@@ -561,12 +592,14 @@ int broker_conn_input(struct broker_conn *c, const struct mqtt_iov *segs, size_t
 	return rc;
 }
 
-bool broker_conn_held(const struct broker_conn *c)
+bool
+broker_conn_held(const struct broker_conn *c)
 {
 	return c->state == CONN_CLAIMING;
 }
 
-void broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
+void
+broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
 {
 	c->b->now_ms = now_ms;
 	if (c->s != NULL)
@@ -574,7 +607,8 @@ void broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
 	broker_reap(c->b);
 }
 
-void broker_conn_closed(struct broker_conn *c, uint64_t now_ms)
+void
+broker_conn_closed(struct broker_conn *c, uint64_t now_ms)
 {
 	struct broker *b = c->b;
 
@@ -586,7 +620,8 @@ void broker_conn_closed(struct broker_conn *c, uint64_t now_ms)
 
 /* $SYS values are this instance's own: with several instances each publishes under
  * $SYS/broker/lcore/<n>/, and every instance gets (and retains) every instance's values. */
-static void sys_publish(struct broker *b, const char *name, uint64_t val)
+static void
+sys_publish(struct broker *b, const char *name, uint64_t val)
 {
 	char num[24], topic[96];
 	struct mqtt_iov pl = { (const uint8_t *)num, 0 };
@@ -595,7 +630,8 @@ static void sys_publish(struct broker *b, const char *name, uint64_t val)
 	bool matched;
 
 	if (b->xn > 1)
-		t.len = (uint16_t)snprintf(topic, sizeof(topic), "$SYS/broker/lcore/%u/%s", b->xself, name);
+		t.len = (uint16_t)snprintf(
+		    topic, sizeof(topic), "$SYS/broker/lcore/%u/%s", b->xself, name);
 	else
 		t.len = (uint16_t)snprintf(topic, sizeof(topic), "$SYS/broker/%s", name);
 	pl.len = (size_t)snprintf(num, sizeof(num), "%" PRIu64, val);
@@ -607,7 +643,8 @@ static void sys_publish(struct broker *b, const char *name, uint64_t val)
 	broker_count(b, BROKER_C_SYS_PUBLISHED);
 }
 
-static void sys_tick(struct broker *b)
+static void
+sys_tick(struct broker *b)
 {
 	if (b->cfg.sys_interval_ms == 0 || b->now_ms < b->next_sys_ms)
 		return;
@@ -636,9 +673,10 @@ static void sys_tick(struct broker *b)
  * seconds), connect and will/expiry deadlines are seconds: a second late is within them.
  */
 #define BROKER_SCAN_TICKS 20u
-#define BROKER_SCAN_MIN 64u
+#define BROKER_SCAN_MIN   64u
 
-static void conn_timers(struct broker *b)
+static void
+conn_timers(struct broker *b)
 {
 	uint32_t budget = b->n_conns / BROKER_SCAN_TICKS + BROKER_SCAN_MIN;
 	struct broker_conn *c = b->conn_cursor != NULL ? b->conn_cursor : b->conns, *next;
@@ -648,7 +686,7 @@ static void conn_timers(struct broker *b)
 		if (c->state == CONN_NEW && b->now_ms - c->opened_ms >= b->cfg.connect_timeout_ms)
 			conn_kill(c, MQTT_RC_MAXIMUM_CONNECT_TIME, BROKER_C_CONNECT_TIMEOUT);
 		else if (c->state == CONN_ACTIVE && c->keepalive_s != 0 &&
-			 b->now_ms - c->last_rx_ms >= (uint64_t)c->keepalive_s * 1500u)
+		    b->now_ms - c->last_rx_ms >= (uint64_t)c->keepalive_s * 1500u)
 			conn_kill(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, BROKER_C_KEEPALIVE_TIMEOUT);
 		else if (c->state == CONN_ACTIVE && c->s != NULL)
 			session_drain(c->s); /* message expiry, room that came back */
@@ -658,7 +696,8 @@ static void conn_timers(struct broker *b)
 
 /* Sessions by client id hash bucket, whole buckets until the tick's budget of sessions is
  * spent (as for connections) or the pass is over: with few sessions a tick sees them all. */
-static void session_timers(struct broker *b, uint64_t now_ms)
+static void
+session_timers(struct broker *b, uint64_t now_ms)
 {
 	uint32_t budget = b->n_sessions / BROKER_SCAN_TICKS + BROKER_SCAN_MIN;
 
@@ -676,7 +715,8 @@ static void session_timers(struct broker *b, uint64_t now_ms)
 	}
 }
 
-void broker_tick(struct broker *b, uint64_t now_ms)
+void
+broker_tick(struct broker *b, uint64_t now_ms)
 {
 	b->now_ms = now_ms;
 	conn_timers(b);
@@ -688,25 +728,32 @@ void broker_tick(struct broker *b, uint64_t now_ms)
 	broker_reap(b);
 }
 
-void broker_gauges_get(const struct broker *b, struct broker_gauges *g)
+void
+broker_gauges_get(const struct broker *b, struct broker_gauges *g)
 {
-	*g = (struct broker_gauges){ .conns = b->n_conns, .sessions = b->n_sessions,
-				     .subscriptions = b->n_subs, .windows = b->n_windows,
-				     .qos2_tables = b->n_qos2_tables, .cold = b->n_cold,
-				     .queued = b->n_queued };
+	*g = (struct broker_gauges){ .conns = b->n_conns,
+		.sessions = b->n_sessions,
+		.subscriptions = b->n_subs,
+		.windows = b->n_windows,
+		.qos2_tables = b->n_qos2_tables,
+		.cold = b->n_cold,
+		.queued = b->n_queued };
 }
 
-uint64_t broker_counter_get(const struct broker *b, enum broker_counter c)
+uint64_t
+broker_counter_get(const struct broker *b, enum broker_counter c)
 {
 	return c < BROKER_C_COUNT ? b->cnt[c] : 0;
 }
 
-const char *broker_counter_name(enum broker_counter c)
+const char *
+broker_counter_name(enum broker_counter c)
 {
 	return c < BROKER_C_COUNT ? counter_names[c] : "?";
 }
 
-const char *broker_counter_desc(enum broker_counter c)
+const char *
+broker_counter_desc(enum broker_counter c)
 {
 	return c < BROKER_C_COUNT ? counter_descs[c] : "?";
 }

@@ -21,24 +21,25 @@ struct broker_conn;
 
 /* Everything a remote peer can make us keep is bounded here; every bound hit is counted. */
 struct broker_config {
-	uint32_t max_conns;             /* open connections (CONNECTing included) */
-	uint32_t max_sessions;          /* sessions, live or persisted */
+	uint32_t max_conns;    /* open connections (CONNECTing included) */
+	uint32_t max_sessions; /* sessions, live or persisted */
 	uint32_t max_subs_per_session;
-	uint16_t max_filter_levels;     /* levels of a topic filter (and depth of a match) */
-	uint32_t max_queue;             /* messages queued per session (offline or blocked) */
-	uint16_t max_inflight;          /* outgoing QoS 1/2 unacknowledged per session */
-	uint16_t receive_max;           /* incoming QoS 2 awaiting PUBREL (our Receive Maximum) */
-	uint32_t max_packet_size;       /* bytes, whole packet */
-	uint32_t max_retained;          /* retained messages */
-	uint64_t max_retained_bytes;    /* their payload bytes */
-	uint16_t keepalive_max_s;       /* larger (or 0) asks are lowered in 5.0, as Server Keep Alive */
-	uint16_t topic_alias_max;       /* inbound aliases a 5.0 client may use */
-	uint16_t topic_alias_out_max;   /* aliases we assign on deliveries, at most what the client
+	uint16_t max_filter_levels;  /* levels of a topic filter (and depth of a match) */
+	uint32_t max_queue;          /* messages queued per session (offline or blocked) */
+	uint16_t max_inflight;       /* outgoing QoS 1/2 unacknowledged per session */
+	uint16_t receive_max;        /* incoming QoS 2 awaiting PUBREL (our Receive Maximum) */
+	uint32_t max_packet_size;    /* bytes, whole packet */
+	uint32_t max_retained;       /* retained messages */
+	uint64_t max_retained_bytes; /* their payload bytes */
+	uint16_t keepalive_max_s; /* larger (or 0) asks are lowered in 5.0, as Server Keep Alive */
+	uint16_t topic_alias_max; /* inbound aliases a 5.0 client may use */
+	uint16_t topic_alias_out_max; /* aliases we assign on deliveries, at most what the client
 					 * allows (its Topic Alias Maximum); 0: never */
-	uint32_t session_expiry_max_s;  /* cap on what a client asks; 3.1.1 persistent sessions get it */
-	uint32_t connect_timeout_ms;    /* from open to CONNECT */
-	uint32_t sys_interval_ms;       /* $SYS/broker/... publication period, 0: never */
-	uint16_t client_id_max;         /* bytes */
+	uint32_t
+	    session_expiry_max_s; /* cap on what a client asks; 3.1.1 persistent sessions get it */
+	uint32_t connect_timeout_ms;      /* from open to CONNECT */
+	uint32_t sys_interval_ms;         /* $SYS/broker/... publication period, 0: never */
+	uint16_t client_id_max;           /* bytes */
 	uint32_t xlcore_claim_timeout_ms; /* several lcores: how long a resuming CONNECT waits
 					   * for the others to send its session (0: 1000) */
 };
@@ -74,8 +75,8 @@ enum broker_counter {
 	BROKER_C_COUNT
 };
 
-struct broker *broker_create(const struct broker_config *cfg, const struct broker_transport_ops *ops,
-			     uint64_t now_ms);
+struct broker *broker_create(
+    const struct broker_config *cfg, const struct broker_transport_ops *ops, uint64_t now_ms);
 void broker_destroy(struct broker *b);
 
 /* A new transport connection; NULL (counted) when max_conns is reached: close it then. */
@@ -86,7 +87,7 @@ struct broker_conn *broker_conn_open(struct broker *b, void *transport_ctx, uint
  * < 0 when the broker closed the connection (ops->close was called; forget conn).
  */
 int broker_conn_input(struct broker_conn *conn, const struct mqtt_iov *segs, size_t n,
-		      size_t *consumed, uint64_t now_ms);
+    size_t *consumed, uint64_t now_ms);
 /* True while the connection's CONNACK waits for its session from another lcore: input is
  * not read meanwhile (see input_ready), so a FIN seen now should wait until it was. */
 bool broker_conn_held(const struct broker_conn *conn);
@@ -114,8 +115,8 @@ struct broker_xlcore_ops {
 };
 
 /* Join a group of n instances as number self (0..n-1). Before any connection is opened. */
-void broker_xlcore_attach(struct broker *b, uint32_t self, uint32_t n,
-			  const struct broker_xlcore_ops *ops, void *xctx);
+void broker_xlcore_attach(
+    struct broker *b, uint32_t self, uint32_t n, const struct broker_xlcore_ops *ops, void *xctx);
 /* A message another instance posted here: stored if retained, delivered, released. */
 void broker_xlcore_input(struct broker *b, struct broker_xmsg *m, uint64_t now_ms);
 /* Release a message without handling it (a queue drained at shutdown). */
@@ -125,10 +126,10 @@ void broker_xmsg_free(struct broker_xmsg *m);
  * that exist only while used. Read from another thread, each value is a plain load. */
 struct broker_gauges {
 	uint32_t conns, sessions, subscriptions;
-	uint32_t windows;      /* sessions with their outgoing QoS 1/2 window allocated */
-	uint32_t qos2_tables;  /* sessions with a table of incoming QoS 2 ids */
-	uint32_t cold;         /* sessions with a will or an open claim (their cold part) */
-	uint32_t queued;       /* messages in sessions' queues */
+	uint32_t windows;     /* sessions with their outgoing QoS 1/2 window allocated */
+	uint32_t qos2_tables; /* sessions with a table of incoming QoS 2 ids */
+	uint32_t cold;        /* sessions with a will or an open claim (their cold part) */
+	uint32_t queued;      /* messages in sessions' queues */
 };
 void broker_gauges_get(const struct broker *b, struct broker_gauges *g);
 

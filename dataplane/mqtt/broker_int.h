@@ -18,15 +18,15 @@
  * by reference by every queue and inflight slot that holds it (fan-out copies nothing). */
 struct broker_msg {
 	uint32_t refcnt;
-	uint8_t xkind;              /* XK_PUBLISH (0): see xlcore.c */
+	uint8_t xkind; /* XK_PUBLISH (0): see xlcore.c */
 	uint8_t qos;
 	bool retain;
-	uint64_t expiry_ms;         /* absolute, 0: none */
-	uint64_t origin;            /* publishing session's id (no local), 0: the broker */
+	uint64_t expiry_ms; /* absolute, 0: none */
+	uint64_t origin;    /* publishing session's id (no local), 0: the broker */
 	struct mqtt_str topic;
 	const uint8_t *payload;
 	uint32_t payload_len;
-	uint32_t size;              /* bytes allocated */
+	uint32_t size; /* bytes allocated */
 	/* 5.0 properties passed through to subscribers */
 	uint8_t pfi;
 	bool has_pfi;
@@ -35,9 +35,9 @@ struct broker_msg {
 	uint16_t n_user;
 };
 
-struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
-				  const struct mqtt_iov *payload, size_t n_payload,
-				  const struct mqtt_props *props, uint64_t now_ms);
+struct broker_msg *
+broker_msg_new(struct broker *b, struct mqtt_str topic, const struct mqtt_iov *payload,
+    size_t n_payload, const struct mqtt_props *props, uint64_t now_ms);
 void broker_msg_ref(struct broker_msg *m);
 void broker_msg_unref(struct broker_msg *m);
 /* Give back this thread's cached message blocks (at broker_destroy). */
@@ -52,25 +52,25 @@ struct broker_session;
  * instances that have members, and the chosen one picks its member (xlcore.c). */
 struct share_group {
 	struct share_group *next;
-	char *filter;               /* "$share/{group}/{filter}" */
+	char *filter; /* "$share/{group}/{filter}" */
 	uint16_t filter_len;
 	struct broker_sub *members; /* local ones, linked by next_in_group */
 	uint32_t n_members;
-	uint32_t rr;                /* round robin position among local members */
-	uint32_t *remote;           /* owner only: members on each other instance */
+	uint32_t rr;      /* round robin position among local members */
+	uint32_t *remote; /* owner only: members on each other instance */
 	uint32_t n_remote;
-	uint32_t rr_inst;           /* owner only: round robin position among instances */
+	uint32_t rr_inst; /* owner only: round robin position among instances */
 };
 
 struct broker_sub {
 	struct broker_sub *next_in_sess, *next_in_group;
 	struct broker_session *s;
-	struct share_group *group;  /* NULL: ordinary subscription */
-	char *filter;               /* as subscribed, "$share/..." included */
+	struct share_group *group; /* NULL: ordinary subscription */
+	char *filter;              /* as subscribed, "$share/..." included */
 	uint16_t filter_len;
-	uint32_t sub_id;            /* 5.0 subscription identifier, 0: none */
+	uint32_t sub_id; /* 5.0 subscription identifier, 0: none */
 	uint8_t qos;
-	bool no_local, rap;         /* rap: retain as published */
+	bool no_local, rap; /* rap: retain as published */
 };
 
 typedef void (*tt_visit_fn)(struct broker_sub *sub, void *arg);
@@ -86,21 +86,26 @@ void tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t 
 void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m);
 bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len);
 void xlcore_group_member(struct broker *b, const struct share_group *g, int delta);
-void xlcore_group_deliver(struct broker *b, uint32_t dst, const struct share_group *g,
-			  struct broker_msg *m);
+void xlcore_group_deliver(
+    struct broker *b, uint32_t dst, const struct share_group *g, struct broker_msg *m);
 /* One delivery to one subscription (No Local, min QoS, Retain As Published). */
 void broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m);
 
 /* ---- sessions ---- */
-enum slot_state { SLOT_FREE, SLOT_WAIT_PUBACK, SLOT_WAIT_PUBREC, SLOT_WAIT_PUBCOMP };
+enum slot_state {
+	SLOT_FREE,
+	SLOT_WAIT_PUBACK,
+	SLOT_WAIT_PUBREC,
+	SLOT_WAIT_PUBCOMP
+};
 
 struct out_slot {
-	struct broker_msg *msg;     /* NULL once PUBREC came (only the PUBREL remains) */
+	struct broker_msg *msg; /* NULL once PUBREC came (only the PUBREL remains) */
 	uint16_t pid;
 	uint8_t qos, state;
-	bool retain, need_send;     /* need_send: (re)send when the connection can take it */
+	bool retain, need_send; /* need_send: (re)send when the connection can take it */
 	uint32_t sub_id;
-	uint32_t seq;               /* send order: redelivery keeps it (spec 4.6) */
+	uint32_t seq; /* send order: redelivery keeps it (spec 4.6) */
 };
 
 struct qent {
@@ -117,31 +122,31 @@ struct qent {
  * is left (session_cold_put). */
 struct session_cold {
 	struct broker_msg *will;
-	uint8_t *connack;                   /* the CONNACK to send when the claim ends, present 0 */
-	uint64_t will_at_ms;                /* pending delayed will, 0: none */
+	uint8_t *connack;    /* the CONNACK to send when the claim ends, present 0 */
+	uint64_t will_at_ms; /* pending delayed will, 0: none */
 	uint64_t claim_deadline_ms;
 	uint32_t will_delay_s;
-	uint32_t claim_pending;             /* answers still to come: the CONNACK waits for them */
+	uint32_t claim_pending; /* answers still to come: the CONNACK waits for them */
 	uint16_t connack_len;
-	bool claim_found;                   /* one of them brought the session */
+	bool claim_found; /* one of them brought the session */
 };
 
 struct broker_session {
 	/* pointers, then 64-bit, 32-bit and 16-bit fields: no padding holes (an idle session
 	 * costs this struct and its client id, in one block). All sessions are reached through
 	 * the client id hash (broker_tick walks its buckets). */
-	struct broker_session *hnext;       /* client id hash chain */
+	struct broker_session *hnext; /* client id hash chain */
 	struct broker *b;
-	struct broker_conn *conn;           /* NULL while offline */
+	struct broker_conn *conn; /* NULL while offline */
 	struct broker_sub *subs;
-	struct out_slot *inflight;          /* cfg.max_inflight slots, while any is in use */
+	struct out_slot *inflight; /* cfg.max_inflight slots, while any is in use */
 	struct qent *qhead, *qtail;
-	uint16_t *rx_qos2;                  /* incoming QoS 2 ids awaiting PUBREL, while any */
-	struct session_cold *cold;          /* will, open claim: NULL when neither */
+	uint16_t *rx_qos2;         /* incoming QoS 2 ids awaiting PUBREL, while any */
+	struct session_cold *cold; /* will, open claim: NULL when neither */
 	uint64_t id;
-	uint64_t expire_at_ms;              /* while offline, 0: not set */
-	uint32_t claim_seq;                 /* the last claim this session made (xlcore.c), 0: none */
-	uint32_t claim_pub_seq;             /* b->pub_seq (low 32 bits) when it went out */
+	uint64_t expire_at_ms;  /* while offline, 0: not set */
+	uint32_t claim_seq;     /* the last claim this session made (xlcore.c), 0: none */
+	uint32_t claim_pub_seq; /* b->pub_seq (low 32 bits) when it went out */
 	uint32_t n_subs;
 	uint32_t next_seq;
 	uint32_t qlen;
@@ -149,22 +154,25 @@ struct broker_session {
 	uint16_t id_len;
 	uint16_t n_inflight, next_pid;
 	uint16_t n_rx_qos2;
-	char client_id[];                   /* id_len bytes and a NUL, in the same block */
+	char client_id[]; /* id_len bytes and a NUL, in the same block */
 };
 
 /* The session's cold part, allocated if need be (NULL: out of memory, counted). */
 struct session_cold *session_cold_get(struct broker_session *s);
 /* Free the cold part if nothing is left in it. */
 void session_cold_put(struct broker_session *s);
-static inline struct broker_msg *session_will(const struct broker_session *s)
+static inline struct broker_msg *
+session_will(const struct broker_session *s)
 {
 	return s->cold != NULL ? s->cold->will : NULL;
 }
-static inline uint64_t session_will_at(const struct broker_session *s)
+static inline uint64_t
+session_will_at(const struct broker_session *s)
 {
 	return s->cold != NULL ? s->cold->will_at_ms : 0;
 }
-static inline uint32_t session_claim_pending(const struct broker_session *s)
+static inline uint32_t
+session_claim_pending(const struct broker_session *s)
 {
 	return s->cold != NULL ? s->cold->claim_pending : 0;
 }
@@ -173,8 +181,8 @@ struct broker_session *session_find(struct broker *b, const char *id, size_t len
 struct broker_session *session_create(struct broker *b, const char *id, size_t len);
 void session_destroy(struct broker_session *s);
 /* Deliver one message to a session at qos (already min'ed): send, queue or drop (counted). */
-void session_deliver(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
-		     uint32_t sub_id);
+void session_deliver(
+    struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id);
 /* Send what waits: inflight marked need_send first, then the queue. */
 void session_drain(struct broker_session *s);
 /* A reconnect: every inflight slot is sent again (PUBLISH with DUP, or PUBREL). */
@@ -186,8 +194,8 @@ void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms);
 void session_tick(struct broker_session *s, uint64_t now_ms);
 void session_unsubscribe_all(struct broker_session *s);
 /* A subscription from a moved session; the new one, NULL when it existed or was refused. */
-struct broker_sub *session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o,
-				     uint32_t sub_id);
+struct broker_sub *
+session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id);
 /* Put back an inflight slot that came from another lcore (same packet id and state, resent
  * with DUP or as PUBREL at resume); false when the window has no room. */
 bool session_slot_restore(struct broker_session *s, const struct out_slot *o);
@@ -202,28 +210,33 @@ void connect_claim_done(struct broker_session *s);
 /* ---- connections ---- */
 /* CONN_CLAIMING: CONNECT accepted, its CONNACK held (in the session's cold part) until the other lcores answer the session
  * claim (xlcore.c); no input is read and nothing is sent meanwhile. */
-enum conn_state { CONN_NEW, CONN_CLAIMING, CONN_ACTIVE, CONN_DYING };
+enum conn_state {
+	CONN_NEW,
+	CONN_CLAIMING,
+	CONN_ACTIVE,
+	CONN_DYING
+};
 
 struct broker_conn {
 	/* pointers, the decoder, then smaller fields: no padding holes (one per connection) */
-	struct broker_conn *next, *prev;    /* live list, then the dying list */
+	struct broker_conn *next, *prev; /* live list, then the dying list */
 	struct broker *b;
 	void *ctx;
 	struct broker_session *s;
-	struct mqtt_str *aliases;           /* topic aliases: cfg.topic_alias_max inbound, then
+	struct mqtt_str *aliases; /* topic aliases: cfg.topic_alias_max inbound, then
 					     * alias_out_max outbound (alias_table()) */
 	struct mqtt_decoder dec;
 	uint64_t opened_ms, last_rx_ms;
 	uint32_t client_max_packet;
 	uint16_t keepalive_s;
 	uint16_t client_recv_max;
-	uint16_t alias_out_max;             /* aliases we may assign (5.0: min(client's, config)) */
-	uint16_t alias_out_next;            /* the next one to (re)assign, round robin */
-	uint8_t state;                      /* enum conn_state */
+	uint16_t alias_out_max;  /* aliases we may assign (5.0: min(client's, config)) */
+	uint16_t alias_out_next; /* the next one to (re)assign, round robin */
+	uint8_t state;           /* enum conn_state */
 	uint8_t close_reason;
 	uint8_t version;
-	bool transport_gone : 1;            /* the transport closed it: no ops->close */
-	bool clean_disconnect : 1;          /* DISCONNECT without will */
+	bool transport_gone : 1;   /* the transport closed it: no ops->close */
+	bool clean_disconnect : 1; /* DISCONNECT without will */
 };
 
 /* The connection's alias table, allocated on first use (NULL: out of memory, counted). */
@@ -238,16 +251,16 @@ size_t conn_send_space(struct broker_conn *c);
 void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt);
 bool conn_alive(const struct broker_conn *c);
 /* PUBLISH to a connection; 1 sent, 0 no room now, -1 dropped (too large or dead). */
-int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos,
-		      uint16_t pid, bool dup, bool retain, uint32_t sub_id);
+int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos, uint16_t pid,
+    bool dup, bool retain, uint32_t sub_id);
 bool conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason);
 
 /* ---- handlers ---- */
 void handle_connect(struct broker_conn *c, const struct mqtt_connect *k);
 void handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err);
 void handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d);
-void handle_publish(struct broker_conn *c, const struct mqtt_packet *pkt,
-		    const struct mqtt_iov *segs, size_t n);
+void handle_publish(
+    struct broker_conn *c, const struct mqtt_packet *pkt, const struct mqtt_iov *segs, size_t n);
 void handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a);
 void handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *sub);
 void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u);
@@ -265,7 +278,7 @@ void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
  * s (clean start 0, no session here) they answer, moving the session if they hold it, and
  * the number of answers to wait for is returned (0: none, the CONNACK can go now). */
 uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
-			     uint64_t at_ms, struct broker_session *s);
+    uint64_t at_ms, struct broker_session *s);
 /* The claim of s timed out (counted): go on as if no other lcore had its session. */
 void xlcore_claim_timeout(struct broker_session *s);
 /* Publish: store if retained, route here, post to the other lcores' instances. *matched is
@@ -289,16 +302,16 @@ void will_clear(struct broker_session *s);
 
 /* ---- the broker ---- */
 #define BROKER_SESS_HASH 4096u
-#define BROKER_REPLAY 256u  /* local publishes kept while a session claim is open */
-#define XL_BUCKETS 64u      /* interest summary: first topic level hashed; the last bucket */
-#define XL_WILD (XL_BUCKETS - 1) /* is for filters whose first level is a wildcard */
+#define BROKER_REPLAY    256u /* local publishes kept while a session claim is open */
+#define XL_BUCKETS       64u  /* interest summary: first topic level hashed; the last bucket */
+#define XL_WILD          (XL_BUCKETS - 1) /* is for filters whose first level is a wildcard */
 
 /* What this instance knows of another one's interest (xlcore.c). */
 struct xpeer {
-	uint64_t mask;      /* buckets it announced (all until its first announcement) */
-	uint64_t pending;   /* buckets of sessions moved to it that it has not confirmed yet */
-	uint32_t moved_to;  /* sessions this instance sent it */
-	uint32_t got_from;  /* sessions it sent this instance (echoed in announcements) */
+	uint64_t mask;     /* buckets it announced (all until its first announcement) */
+	uint64_t pending;  /* buckets of sessions moved to it that it has not confirmed yet */
+	uint32_t moved_to; /* sessions this instance sent it */
+	uint32_t got_from; /* sessions it sent this instance (echoed in announcements) */
 };
 
 struct broker {
@@ -312,8 +325,8 @@ struct broker {
 	/* broker_tick visits connections and sessions a slice at a time (BROKER_SCAN_TICKS per
 	 * pass): where the last slice stopped; moved on when that entry goes away */
 	struct broker_conn *conn_cursor;
-	uint32_t sess_bucket;               /* sessions: the next hash bucket to visit */
-	struct broker_session *sess_next;   /* the next session of the bucket being visited */
+	uint32_t sess_bucket;             /* sessions: the next hash bucket to visit */
+	struct broker_session *sess_next; /* the next session of the bucket being visited */
 	struct broker_session *sess_hash[BROKER_SESS_HASH];
 	uint64_t next_session_id, next_assigned_id;
 	struct mqtt_topic_tree *tree;
@@ -321,7 +334,7 @@ struct broker {
 	struct retain_store *retained;
 	uint8_t *scratch;
 	uint32_t scratch_len;
-	struct mqtt_iov *iov;               /* input segments from the current offset */
+	struct mqtt_iov *iov;                 /* input segments from the current offset */
 	const struct broker_xlcore_ops *xops; /* NULL: a single instance */
 	void *xctx;
 	uint32_t xself, xn;
@@ -330,20 +343,21 @@ struct broker {
 	 * session's subscriptions are not known here yet, and the other lcore no longer has
 	 * them when these reach it, so they are matched again at restore (xlcore.c). */
 	struct broker_msg *replay[BROKER_REPLAY];
-	uint64_t pub_seq;                   /* messages kept in replay so far */
+	uint64_t pub_seq; /* messages kept in replay so far */
 	uint64_t replay_until_ms;
 	/* Interest summary: trie entries here by bucket, what was announced, the others' */
 	uint32_t interest_cnt[XL_BUCKETS];
 	uint64_t interest_mask;
-	bool interest_dirty;                /* an announcement was not posted everywhere */
-	struct xpeer *peers;                /* xn entries */
+	bool interest_dirty; /* an announcement was not posted everywhere */
+	struct xpeer *peers; /* xn entries */
 	size_t iov_cap;
 };
 
 /* Close and free the connections killed during this call (end of every entry point). */
 void broker_reap(struct broker *b);
 
-static inline void broker_count(struct broker *b, enum broker_counter c)
+static inline void
+broker_count(struct broker *b, enum broker_counter c)
 {
 	b->cnt[c]++;
 }

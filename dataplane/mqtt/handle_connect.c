@@ -9,8 +9,9 @@
 
 #include "broker_int.h"
 
-static void send_connack(struct broker_conn *c, uint8_t version, bool present, uint8_t reason,
-			 const struct mqtt_props *props)
+static void
+send_connack(struct broker_conn *c, uint8_t version, bool present, uint8_t reason,
+    const struct mqtt_props *props)
 {
 	struct mqtt_connack k = { .session_present = present, .reason = reason };
 	uint8_t buf[512];
@@ -25,7 +26,8 @@ static void send_connack(struct broker_conn *c, uint8_t version, bool present, u
 
 /* The protocol level of a whole CONNECT the codec refused, read from its raw bytes: it tells
  * which CONNACK format the client understands. 0 when it cannot be read. */
-static uint8_t raw_level(const struct mqtt_iov *segs, size_t n)
+static uint8_t
+raw_level(const struct mqtt_iov *segs, size_t n)
 {
 	uint8_t h[16];
 	size_t k = 0, at;
@@ -39,7 +41,8 @@ static uint8_t raw_level(const struct mqtt_iov *segs, size_t n)
 	return at < k ? h[at] : 0;
 }
 
-void handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
+void
+handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
 {
 	uint8_t level;
 	int rc311;
@@ -56,14 +59,16 @@ void handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, si
 }
 
 /* Refuse a CONNECT whose packet was valid: CONNACK with the reason, then close. */
-static void refuse(struct broker_conn *c, const struct mqtt_connect *k, uint8_t rc5, uint8_t rc311,
-		   enum broker_counter cnt)
+static void
+refuse(struct broker_conn *c, const struct mqtt_connect *k, uint8_t rc5, uint8_t rc311,
+    enum broker_counter cnt)
 {
 	send_connack(c, k->version, false, k->version == MQTT_V5 ? rc5 : rc311, NULL);
 	conn_kill(c, rc5, cnt);
 }
 
-static void take_over(struct broker_session *s)
+static void
+take_over(struct broker_session *s)
 {
 	struct broker_conn *old = s->conn;
 
@@ -77,7 +82,8 @@ static void take_over(struct broker_session *s)
 	will_publish(s);
 }
 
-static uint32_t session_expiry(const struct broker_conn *c, const struct mqtt_connect *k)
+static uint32_t
+session_expiry(const struct broker_conn *c, const struct mqtt_connect *k)
 {
 	const struct broker_config *cfg = &c->b->cfg;
 	uint32_t e;
@@ -85,14 +91,15 @@ static uint32_t session_expiry(const struct broker_conn *c, const struct mqtt_co
 	if (k->version != MQTT_V5)
 		e = k->clean_start ? 0 : cfg->session_expiry_max_s;
 	else
-		e = mqtt_props_has(&k->props, MQTT_PROP_SESSION_EXPIRY_INTERVAL) ?
-		    k->props.v[MQTT_PROP_SESSION_EXPIRY_INTERVAL].u : 0;
+		e = mqtt_props_has(&k->props, MQTT_PROP_SESSION_EXPIRY_INTERVAL)
+		    ? k->props.v[MQTT_PROP_SESSION_EXPIRY_INTERVAL].u
+		    : 0;
 	return e > cfg->session_expiry_max_s ? cfg->session_expiry_max_s : e;
 }
 
 /* Find, replace or create the session; NULL (CONNACK sent, connection killed) on refusal. */
-static struct broker_session *attach(struct broker_conn *c, const struct mqtt_connect *k,
-				     struct mqtt_str id, bool *present)
+static struct broker_session *
+attach(struct broker_conn *c, const struct mqtt_connect *k, struct mqtt_str id, bool *present)
 {
 	struct broker *b = c->b;
 	struct broker_session *s = session_find(b, id.s, id.len);
@@ -118,7 +125,8 @@ static struct broker_session *attach(struct broker_conn *c, const struct mqtt_co
 	return s;
 }
 
-static void client_limits(struct broker_conn *c, const struct mqtt_connect *k)
+static void
+client_limits(struct broker_conn *c, const struct mqtt_connect *k)
 {
 	const struct mqtt_props *p = &k->props;
 
@@ -131,13 +139,15 @@ static void client_limits(struct broker_conn *c, const struct mqtt_connect *k)
 	if (mqtt_props_has(p, MQTT_PROP_TOPIC_ALIAS_MAXIMUM)) {
 		uint32_t a = p->v[MQTT_PROP_TOPIC_ALIAS_MAXIMUM].u;
 
-		c->alias_out_max = (uint16_t)(a < c->b->cfg.topic_alias_out_max ? a :
-					      c->b->cfg.topic_alias_out_max);
+		c->alias_out_max =
+		    (uint16_t)(a < c->b->cfg.topic_alias_out_max ? a
+								 : c->b->cfg.topic_alias_out_max);
 	}
 }
 
-static void connack_props(struct broker_conn *c, const struct mqtt_connect *k, struct mqtt_str id,
-			  bool assigned, uint32_t expiry, struct mqtt_props *p)
+static void
+connack_props(struct broker_conn *c, const struct mqtt_connect *k, struct mqtt_str id,
+    bool assigned, uint32_t expiry, struct mqtt_props *p)
 {
 	const struct broker_config *cfg = &c->b->cfg;
 
@@ -156,7 +166,8 @@ static void connack_props(struct broker_conn *c, const struct mqtt_connect *k, s
 		mqtt_props_set_u32(p, MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry);
 }
 
-static uint16_t keepalive(struct broker_conn *c, const struct mqtt_connect *k)
+static uint16_t
+keepalive(struct broker_conn *c, const struct mqtt_connect *k)
 {
 	uint16_t max = c->b->cfg.keepalive_max_s;
 
@@ -168,7 +179,8 @@ static uint16_t keepalive(struct broker_conn *c, const struct mqtt_connect *k)
 }
 
 /* Checks before any state changes; false when refused (CONNACK sent). */
-static bool connect_acceptable(struct broker_conn *c, const struct mqtt_connect *k)
+static bool
+connect_acceptable(struct broker_conn *c, const struct mqtt_connect *k)
 {
 	if (k->client_id.len > c->b->cfg.client_id_max) {
 		refuse(c, k, MQTT_RC_CLIENT_ID_NOT_VALID, 2, BROKER_C_BAD_CLIENT_ID);
@@ -182,8 +194,8 @@ static bool connect_acceptable(struct broker_conn *c, const struct mqtt_connect 
 }
 
 /* Keep the CONNACK (present 0) until the other lcores have answered the session claim. */
-static bool hold_connack(struct broker_conn *c, const struct mqtt_connect *k,
-			 const struct mqtt_props *props)
+static bool
+hold_connack(struct broker_conn *c, const struct mqtt_connect *k, const struct mqtt_props *props)
 {
 	struct session_cold *cold = c->s->cold; /* the claim is open: allocated */
 	struct mqtt_connack ack = { .reason = 0 };
@@ -195,7 +207,8 @@ static bool hold_connack(struct broker_conn *c, const struct mqtt_connect *k,
 	len = mqtt_encode_connack(buf, sizeof(buf), k->version, &ack);
 	free(cold->connack); /* one held for an earlier connection that left during the claim */
 	cold->connack = NULL;
-	if (len <= 0 || (size_t)len > sizeof(buf) || (cold->connack = malloc((size_t)len)) == NULL) {
+	if (len <= 0 || (size_t)len > sizeof(buf) ||
+	    (cold->connack = malloc((size_t)len)) == NULL) {
 		refuse(c, k, MQTT_RC_SERVER_UNAVAILABLE, 3, BROKER_C_NOMEM);
 		return false;
 	}
@@ -206,7 +219,8 @@ static bool hold_connack(struct broker_conn *c, const struct mqtt_connect *k,
 	return true;
 }
 
-void connect_claim_done(struct broker_session *s)
+void
+connect_claim_done(struct broker_session *s)
 {
 	struct broker_conn *c = s->conn;
 	struct session_cold *k = s->cold;
@@ -239,7 +253,8 @@ void connect_claim_done(struct broker_session *s)
 		c->b->ops->input_ready(c->ctx);
 }
 
-void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
+void
+handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 {
 	struct broker *b = c->b;
 	struct mqtt_str id = k->client_id;
@@ -254,7 +269,7 @@ void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 		return;
 	if (assigned) {
 		int n = snprintf(gen, sizeof(gen), "egw-%016llx",
-				 (unsigned long long)++b->next_assigned_id ^ (b->started_ms << 20));
+		    (unsigned long long)++b->next_assigned_id ^ (b->started_ms << 20));
 		id = (struct mqtt_str){ gen, (uint16_t)n };
 		broker_count(b, BROKER_C_CLIENT_ID_ASSIGNED);
 	}
@@ -276,7 +291,7 @@ void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 	 * A session whose earlier claim is still open (its first connection was taken over
 	 * here meanwhile) waits for that one. */
 	broker_xlcore_claim(b, id.s, id.len, k->clean_start, b->now_ms,
-			    !present && !k->clean_start && !assigned ? s : NULL);
+	    !present && !k->clean_start && !assigned ? s : NULL);
 	if (session_claim_pending(s) > 0) {
 		s->cold->claim_found |= present;
 		hold_connack(c, k, &props);
@@ -286,7 +301,8 @@ void handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 	session_resume(s);
 }
 
-void handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
+void
+handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
 {
 	struct broker_session *s = c->s;
 
@@ -299,7 +315,8 @@ void handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
 			conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_PROTOCOL);
 			return;
 		}
-		s->expiry_s = e > c->b->cfg.session_expiry_max_s ? c->b->cfg.session_expiry_max_s : e;
+		s->expiry_s =
+		    e > c->b->cfg.session_expiry_max_s ? c->b->cfg.session_expiry_max_s : e;
 	}
 	c->clean_disconnect = !(c->version == MQTT_V5 && d->reason == MQTT_RC_DISCONNECT_WITH_WILL);
 	conn_kill(c, 0, BROKER_C_COUNT);

@@ -14,15 +14,17 @@ struct route_ctx {
 	bool matched;
 };
 
-void broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m)
+void
+broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m)
 {
 	if (sub->no_local && sub->s->id == m->origin)
 		return;
-	session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain,
-			sub->sub_id);
+	session_deliver(
+	    sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain, sub->sub_id);
 }
 
-static void route_one(struct broker_sub *sub, void *arg)
+static void
+route_one(struct broker_sub *sub, void *arg)
 {
 	struct route_ctx *r = arg;
 
@@ -31,7 +33,8 @@ static void route_one(struct broker_sub *sub, void *arg)
 	broker_deliver_sub(sub, r->m);
 }
 
-void broker_route(struct broker *b, struct broker_msg *m, bool *matched)
+void
+broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 {
 	struct route_ctx r = { .m = m };
 
@@ -40,8 +43,8 @@ void broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 }
 
 /* Inbound topic alias (5.0): set it with a topic, or use it with an empty one. */
-static bool resolve_alias(struct broker_conn *c, const struct mqtt_publish *p,
-			  struct mqtt_str *topic)
+static bool
+resolve_alias(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str *topic)
 {
 	uint16_t max = c->b->cfg.topic_alias_max;
 	uint32_t a;
@@ -78,7 +81,8 @@ static bool resolve_alias(struct broker_conn *c, const struct mqtt_publish *p,
 	return true;
 }
 
-static bool rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *at)
+static bool
+rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *at)
 {
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == pid) {
@@ -89,8 +93,9 @@ static bool rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *
 }
 
 /* The PUBLISH becomes a message, retained and routed. */
-static bool publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
-			  const struct mqtt_iov *segs, size_t n)
+static bool
+publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
+    const struct mqtt_iov *segs, size_t n)
 {
 	struct mqtt_iov slices[16], *pl = slices;
 	struct broker *b = c->b;
@@ -118,8 +123,9 @@ static bool publish_route(struct broker_conn *c, const struct mqtt_publish *p, s
 	return matched;
 }
 
-void handle_publish(struct broker_conn *c, const struct mqtt_packet *pkt,
-		    const struct mqtt_iov *segs, size_t n)
+void
+handle_publish(
+    struct broker_conn *c, const struct mqtt_packet *pkt, const struct mqtt_iov *segs, size_t n)
 {
 	const struct mqtt_publish *p = &pkt->publish;
 	struct broker_session *s = c->s;
@@ -149,10 +155,11 @@ void handle_publish(struct broker_conn *c, const struct mqtt_packet *pkt,
 	if (p->qos == 2)
 		s->rx_qos2[s->n_rx_qos2++] = p->packet_id;
 	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id,
-		      c->version == MQTT_V5 && !matched ? MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
+	    c->version == MQTT_V5 && !matched ? MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
 }
 
-static void handle_pubrel(struct broker_conn *c, uint16_t pid)
+static void
+handle_pubrel(struct broker_conn *c, uint16_t pid)
 {
 	struct broker_session *s = c->s;
 	uint16_t at;
@@ -167,12 +174,14 @@ static void handle_pubrel(struct broker_conn *c, uint16_t pid)
 }
 
 /* PUBACK, PUBREC, PUBCOMP for our deliveries; PUBREL for the client's QoS 2. */
-void handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
+void
+handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
 {
 	struct broker_session *s = c->s;
 	struct out_slot *slot;
-	uint8_t want = type == MQTT_PUBACK ? SLOT_WAIT_PUBACK :
-		       type == MQTT_PUBREC ? SLOT_WAIT_PUBREC : SLOT_WAIT_PUBCOMP;
+	uint8_t want = type == MQTT_PUBACK ? SLOT_WAIT_PUBACK
+	    : type == MQTT_PUBREC          ? SLOT_WAIT_PUBREC
+					   : SLOT_WAIT_PUBCOMP;
 
 	if (type == MQTT_PUBREL) {
 		handle_pubrel(c, a->packet_id);

@@ -10,8 +10,8 @@
 
 #include "broker_int.h"
 
-static struct broker_sub *sub_find(struct broker_session *s, struct mqtt_str f,
-				   struct broker_sub ***link)
+static struct broker_sub *
+sub_find(struct broker_session *s, struct mqtt_str f, struct broker_sub ***link)
 {
 	struct broker_sub **pp;
 
@@ -23,7 +23,8 @@ static struct broker_sub *sub_find(struct broker_session *s, struct mqtt_str f,
 	return *pp;
 }
 
-static void sub_set_opts(struct broker_sub *sub, const struct mqtt_subscription *o, uint32_t sub_id)
+static void
+sub_set_opts(struct broker_sub *sub, const struct mqtt_subscription *o, uint32_t sub_id)
 {
 	sub->qos = o->qos;
 	sub->no_local = o->no_local;
@@ -31,8 +32,8 @@ static void sub_set_opts(struct broker_sub *sub, const struct mqtt_subscription 
 	sub->sub_id = sub_id;
 }
 
-static struct broker_sub *sub_new(struct broker_session *s, const struct mqtt_subscription *o,
-				  uint32_t sub_id)
+static struct broker_sub *
+sub_new(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id)
 {
 	struct broker *b = s->b;
 	struct broker_sub *sub = calloc(1, sizeof(*sub));
@@ -62,8 +63,8 @@ static struct broker_sub *sub_new(struct broker_session *s, const struct mqtt_su
 
 /* A subscription moved here with its session from another lcore: added unless the session
  * already has that filter (what the client subscribed to since wins). */
-struct broker_sub *session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o,
-				     uint32_t sub_id)
+struct broker_sub *
+session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id)
 {
 	if (sub_find(s, o->filter, NULL) != NULL)
 		return NULL;
@@ -75,8 +76,9 @@ struct broker_sub *session_sub_merge(struct broker_session *s, const struct mqtt
 }
 
 /* One filter: the SUBACK reason code; *sub set when retained messages should follow. */
-static uint8_t subscribe_one(struct broker_session *s, const struct mqtt_subscription *o,
-			     uint32_t sub_id, uint8_t version, struct broker_sub **send_retained)
+static uint8_t
+subscribe_one(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id,
+    uint8_t version, struct broker_sub **send_retained)
 {
 	struct broker_sub *sub = sub_find(s, o->filter, NULL);
 	bool existed = sub != NULL;
@@ -90,12 +92,14 @@ static uint8_t subscribe_one(struct broker_session *s, const struct mqtt_subscri
 	} else if ((sub = sub_new(s, o, sub_id)) == NULL) {
 		return version == MQTT_V5 ? MQTT_RC_IMPLEMENTATION_SPECIFIC : 0x80;
 	}
-	if (sub->group == NULL && (o->retain_handling == 0 || (o->retain_handling == 1 && !existed)))
+	if (sub->group == NULL &&
+	    (o->retain_handling == 0 || (o->retain_handling == 1 && !existed)))
 		*send_retained = sub;
 	return o->qos;
 }
 
-void handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *req)
+void
+handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *req)
 {
 	struct broker_session *s = c->s;
 	uint16_t n = req->n_subs;
@@ -130,12 +134,14 @@ nomem:
 	conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
 }
 
-void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *req)
+void
+handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *req)
 {
 	struct broker_session *s = c->s;
 	uint8_t *rc = malloc(req->n_filters), *buf = NULL;
-	struct mqtt_suback ack = { .packet_id = req->packet_id, .reasons = rc,
-				   .n_reasons = req->n_filters };
+	struct mqtt_suback ack = {
+		.packet_id = req->packet_id, .reasons = rc, .n_reasons = req->n_filters
+	};
 	int len;
 
 	if (rc == NULL) {

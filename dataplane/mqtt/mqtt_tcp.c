@@ -20,32 +20,33 @@
 #include "tcp/tcp.h"
 
 #define MQTT_TCP_TICK_MS 50
-#define MQTT_X_BURST 32
+#define MQTT_X_BURST     32
 
 struct mqtt_service {
 	struct dp_lcore *lc;
 	struct broker *b;
 	uint64_t next_tick_ms;
-	struct mqtt_iov *iov;      /* one entry per segment of the longest chain seen */
+	struct mqtt_iov *iov; /* one entry per segment of the longest chain seen */
 	size_t iov_cap;
 	struct mqtt_tcp_conn *wake; /* the broker takes their held input again (input_ready) */
-	uint32_t pending_cap;      /* bytes taken from TCP and not yet used, per connection */
+	uint32_t pending_cap;       /* bytes taken from TCP and not yet used, per connection */
 };
 
 /* One per connection, in the TCB's app area (tcp_app_area): no allocation per connection.
  * Its service is its lcore's, its TCP connection the TCB it sits in (tc_of). */
 struct mqtt_tcp_conn {
-	struct broker_conn *bc;    /* NULL once either side closed it */
-	struct rte_mbuf *pending;  /* received bytes the broker has not used yet */
-	bool busy, dead;           /* in one of our callbacks; closed() came meanwhile */
-	bool woken;                /* on svc->wake */
-	bool eof;                  /* FIN seen while the broker held our input: close after it */
+	struct broker_conn *bc;   /* NULL once either side closed it */
+	struct rte_mbuf *pending; /* received bytes the broker has not used yet */
+	bool busy, dead;          /* in one of our callbacks; closed() came meanwhile */
+	bool woken;               /* on svc->wake */
+	bool eof;                 /* FIN seen while the broker held our input: close after it */
 	struct mqtt_tcp_conn *wnext;
 };
 
 _Static_assert(sizeof(struct mqtt_tcp_conn) <= TCP_APP_AREA, "must fit the TCB's app area");
 
-static inline struct tcp_conn *tc_of(struct mqtt_tcp_conn *mc)
+static inline struct tcp_conn *
+tc_of(struct mqtt_tcp_conn *mc)
 {
 	return tcp_app_area_conn(mc);
 }
@@ -55,18 +56,21 @@ static struct rte_ring *xrings[RTE_MAX_LCORE];
 static unsigned n_xrings;
 
 /* A connection's service: the one of the lcore it runs on (every callback runs there). */
-static inline struct mqtt_service *svc_of(const struct mqtt_tcp_conn *mc)
+static inline struct mqtt_service *
+svc_of(const struct mqtt_tcp_conn *mc)
 {
 	(void)mc;
 	return services[rte_lcore_id()];
 }
 
-static uint64_t now_ms(const struct dp_lcore *lc)
+static uint64_t
+now_ms(const struct dp_lcore *lc)
 {
 	return lc->now_tsc / (lc->tsc_hz / 1000);
 }
 
-static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
+static int
+op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 	size_t total = 0;
@@ -81,12 +85,14 @@ static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 	return 0;
 }
 
-static size_t op_send_space(void *ctx)
+static size_t
+op_send_space(void *ctx)
 {
 	return tcp_send_space(tc_of(ctx));
 }
 
-static void op_close(void *ctx, uint8_t reason)
+static void
+op_close(void *ctx, uint8_t reason)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 
@@ -96,7 +102,8 @@ static void op_close(void *ctx, uint8_t reason)
 }
 
 /* Called inside a broker call: the feed happens from mqtt_service_poll, after it. */
-static void op_input_ready(void *ctx)
+static void
+op_input_ready(void *ctx)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 
@@ -107,7 +114,8 @@ static void op_input_ready(void *ctx)
 	svc_of(mc)->wake = mc;
 }
 
-static void wake_del(struct mqtt_tcp_conn *mc)
+static void
+wake_del(struct mqtt_tcp_conn *mc)
 {
 	struct mqtt_tcp_conn **pp = &svc_of(mc)->wake;
 
@@ -120,12 +128,15 @@ static void wake_del(struct mqtt_tcp_conn *mc)
 }
 
 static const struct broker_transport_ops tcp_ops = {
-	.send = op_send, .send_space = op_send_space, .close = op_close,
+	.send = op_send,
+	.send_space = op_send_space,
+	.close = op_close,
 	.input_ready = op_input_ready,
 };
 
 /* Drop the first n bytes of a chain; returns what is left (NULL when nothing). */
-static struct rte_mbuf *chain_trim(struct rte_mbuf *m, size_t n)
+static struct rte_mbuf *
+chain_trim(struct rte_mbuf *m, size_t n)
 {
 	while (m != NULL && n >= m->data_len) {
 		struct rte_mbuf *next = m->next;
@@ -151,7 +162,8 @@ static struct rte_mbuf *chain_trim(struct rte_mbuf *m, size_t n)
  * rest stays in the TCP receive buffer, whose window then closes on the client. 0, or -1 when
  * the chain cannot grow (the caller gives up on the peer).
  */
-static int pull(struct mqtt_tcp_conn *mc)
+static int
+pull(struct mqtt_tcp_conn *mc)
 {
 	uint32_t have = mc->pending != NULL ? rte_pktmbuf_pkt_len(mc->pending) : 0;
 	uint32_t cap = svc_of(mc)->pending_cap;
@@ -172,7 +184,8 @@ static int pull(struct mqtt_tcp_conn *mc)
 
 /* Hand the pending chain to the broker (a packet may span any number of segments), pulling
  * more from TCP as the broker uses it. */
-static void feed(struct mqtt_tcp_conn *mc)
+static void
+feed(struct mqtt_tcp_conn *mc)
 {
 	struct mqtt_service *svc = svc_of(mc);
 	uint64_t now = now_ms(svc->lc);
@@ -193,8 +206,8 @@ static void feed(struct mqtt_tcp_conn *mc)
 			svc->iov_cap = segs;
 		}
 		for (struct rte_mbuf *s = mc->pending; s != NULL && n < segs; s = s->next)
-			svc->iov[n++] = (struct mqtt_iov){ rte_pktmbuf_mtod(s, const uint8_t *),
-							   s->data_len };
+			svc->iov[n++] =
+			    (struct mqtt_iov){ rte_pktmbuf_mtod(s, const uint8_t *), s->data_len };
 		if (broker_conn_input(mc->bc, svc->iov, n, &used, now) < 0)
 			return; /* closed by the broker (mc->bc is NULL) */
 		mc->pending = chain_trim(mc->pending, used);
@@ -209,7 +222,8 @@ static void feed(struct mqtt_tcp_conn *mc)
 	}
 }
 
-static int on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
+static int
+on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
 {
 	struct mqtt_service *svc = listen_ctx;
 	struct mqtt_tcp_conn *mc = tcp_app_area(c);
@@ -222,7 +236,8 @@ static int on_accept(struct tcp_conn *c, void *listen_ctx, void **conn_ctx)
 }
 
 /* The connection is over for us: what it held goes back (the area goes with its TCB). */
-static void conn_release(struct mqtt_tcp_conn *mc)
+static void
+conn_release(struct mqtt_tcp_conn *mc)
 {
 	rte_pktmbuf_free(mc->pending);
 	mc->pending = NULL;
@@ -233,13 +248,15 @@ static void conn_release(struct mqtt_tcp_conn *mc)
  * and the broker closes connections from inside our calls into it: while one of our callbacks
  * runs, closed() only marks mc dead, and the callback releases what it holds on its way out.
  */
-static bool enter(struct mqtt_tcp_conn *mc)
+static bool
+enter(struct mqtt_tcp_conn *mc)
 {
 	mc->busy = true;
 	return svc_of(mc)->b != NULL; /* NULL: shutting down */
 }
 
-static bool leave(struct mqtt_tcp_conn *mc)
+static bool
+leave(struct mqtt_tcp_conn *mc)
 {
 	mc->busy = false;
 	if (!mc->dead)
@@ -250,7 +267,8 @@ static bool leave(struct mqtt_tcp_conn *mc)
 
 /* FIN without DISCONNECT. While the broker holds a CONNACK (and the bytes after the CONNECT)
  * for a session claim, what the client sent before its FIN is handled first. */
-static void end_of_input(struct mqtt_tcp_conn *mc)
+static void
+end_of_input(struct mqtt_tcp_conn *mc)
 {
 	if (broker_conn_held(mc->bc)) {
 		mc->eof = true;
@@ -262,7 +280,8 @@ static void end_of_input(struct mqtt_tcp_conn *mc)
 }
 
 /* Connections whose CONNACK went out after a claim: what they sent meanwhile is read now. */
-static void wake_poll(struct mqtt_service *svc)
+static void
+wake_poll(struct mqtt_service *svc)
 {
 	struct mqtt_tcp_conn *mc;
 
@@ -280,7 +299,8 @@ static void wake_poll(struct mqtt_service *svc)
 	}
 }
 
-static void on_readable(struct tcp_conn *c, void *ctx)
+static void
+on_readable(struct tcp_conn *c, void *ctx)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 
@@ -307,7 +327,8 @@ static void on_readable(struct tcp_conn *c, void *ctx)
 	leave(mc);
 }
 
-static void on_writable(struct tcp_conn *c, void *ctx)
+static void
+on_writable(struct tcp_conn *c, void *ctx)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 
@@ -317,7 +338,8 @@ static void on_writable(struct tcp_conn *c, void *ctx)
 	leave(mc);
 }
 
-static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
+static void
+on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 
@@ -333,10 +355,14 @@ static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 }
 
 static const struct tcp_app_ops mqtt_app_ops = {
-	.accept = on_accept, .readable = on_readable, .writable = on_writable, .closed = on_closed,
+	.accept = on_accept,
+	.readable = on_readable,
+	.writable = on_writable,
+	.closed = on_closed,
 };
 
-static bool x_post(void *xctx, uint32_t dst, struct broker_xmsg *m)
+static bool
+x_post(void *xctx, uint32_t dst, struct broker_xmsg *m)
 {
 	(void)xctx;
 	return dst < n_xrings && rte_ring_mp_enqueue(xrings[dst], m) == 0;
@@ -344,7 +370,8 @@ static bool x_post(void *xctx, uint32_t dst, struct broker_xmsg *m)
 
 static const struct broker_xlcore_ops x_ops = { .post = x_post };
 
-int mqtt_service_init(unsigned n_workers, unsigned ring_size)
+int
+mqtt_service_init(unsigned n_workers, unsigned ring_size)
 {
 	char name[RTE_RING_NAMESIZE];
 
@@ -360,7 +387,8 @@ int mqtt_service_init(unsigned n_workers, unsigned ring_size)
 	return 0;
 }
 
-int mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_config *cfg)
+int
+mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_config *cfg)
 {
 	struct mqtt_service *svc = calloc(1, sizeof(*svc));
 	struct broker_config def;
@@ -390,7 +418,8 @@ int mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_
 	return 0;
 }
 
-void mqtt_service_poll(struct dp_lcore *lc)
+void
+mqtt_service_poll(struct dp_lcore *lc)
 {
 	struct mqtt_service *svc = services[lc->lcore_id];
 	void *msgs[MQTT_X_BURST];
@@ -414,7 +443,8 @@ void mqtt_service_poll(struct dp_lcore *lc)
 
 /* The broker goes first: the flows tcp_lcore_fini() aborts afterwards find svc->b NULL and
  * free only their own state (svc itself stays, one small struct per lcore until exit). */
-void mqtt_service_fini(struct dp_lcore *lc)
+void
+mqtt_service_fini(struct dp_lcore *lc)
 {
 	struct mqtt_service *svc = services[lc->lcore_id];
 	void *m;
@@ -428,7 +458,8 @@ void mqtt_service_fini(struct dp_lcore *lc)
 	svc->b = NULL;
 }
 
-struct broker *mqtt_service_broker(const struct dp_lcore *lc)
+struct broker *
+mqtt_service_broker(const struct dp_lcore *lc)
 {
 	return services[lc->lcore_id] != NULL ? services[lc->lcore_id]->b : NULL;
 }

@@ -15,8 +15,8 @@
 
 #include "broker_int.h"
 
-#define MSG_BLOCK 256u          /* bytes: a message this size or smaller takes a block */
-#define MSG_CACHE_MAX 8192u     /* blocks kept per thread (2 MiB) */
+#define MSG_BLOCK     256u  /* bytes: a message this size or smaller takes a block */
+#define MSG_CACHE_MAX 8192u /* blocks kept per thread (2 MiB) */
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MSG_CACHE 0
@@ -24,11 +24,14 @@
 #define MSG_CACHE 1
 #endif
 
-struct msg_block { struct msg_block *next; };
+struct msg_block {
+	struct msg_block *next;
+};
 static __thread struct msg_block *cache_head;
 static __thread uint32_t cache_n;
 
-static void *msg_alloc(size_t size)
+static void *
+msg_alloc(size_t size)
 {
 	struct msg_block *blk;
 
@@ -42,7 +45,8 @@ static void *msg_alloc(size_t size)
 	return malloc(MSG_BLOCK);
 }
 
-static void msg_free(struct broker_msg *m)
+static void
+msg_free(struct broker_msg *m)
 {
 	struct msg_block *blk = (struct msg_block *)m;
 
@@ -55,7 +59,8 @@ static void msg_free(struct broker_msg *m)
 	cache_n++;
 }
 
-void broker_msg_cache_drain(void)
+void
+broker_msg_cache_drain(void)
 {
 	struct msg_block *blk;
 
@@ -67,7 +72,8 @@ void broker_msg_cache_drain(void)
 }
 
 
-static size_t props_bytes(const struct mqtt_props *p, uint16_t *n_user)
+static size_t
+props_bytes(const struct mqtt_props *p, uint16_t *n_user)
 {
 	size_t n = 0;
 
@@ -86,7 +92,8 @@ static size_t props_bytes(const struct mqtt_props *p, uint16_t *n_user)
 	return n + (size_t)p->n_user * sizeof(struct mqtt_user_prop);
 }
 
-static struct mqtt_str copy_str(char **at, struct mqtt_str s)
+static struct mqtt_str
+copy_str(char **at, struct mqtt_str s)
 {
 	struct mqtt_str out = { *at, s.len };
 
@@ -96,7 +103,8 @@ static struct mqtt_str copy_str(char **at, struct mqtt_str s)
 	return out;
 }
 
-static void copy_props(struct broker_msg *m, char **at, const struct mqtt_props *p, uint64_t now_ms)
+static void
+copy_props(struct broker_msg *m, char **at, const struct mqtt_props *p, uint64_t now_ms)
 {
 	static const struct mqtt_str none = { "", 0 };
 
@@ -121,9 +129,9 @@ static void copy_props(struct broker_msg *m, char **at, const struct mqtt_props 
 	}
 }
 
-struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
-				  const struct mqtt_iov *payload, size_t n_payload,
-				  const struct mqtt_props *props, uint64_t now_ms)
+struct broker_msg *
+broker_msg_new(struct broker *b, struct mqtt_str topic, const struct mqtt_iov *payload,
+    size_t n_payload, const struct mqtt_props *props, uint64_t now_ms)
 {
 	size_t plen = 0, size;
 	uint16_t n_user;
@@ -156,18 +164,21 @@ struct broker_msg *broker_msg_new(struct broker *b, struct mqtt_str topic,
 }
 
 /* Atomic: a message posted to other lcores is held by several instances at once. */
-void broker_msg_ref(struct broker_msg *m)
+void
+broker_msg_ref(struct broker_msg *m)
 {
 	__atomic_add_fetch(&m->refcnt, 1, __ATOMIC_RELAXED);
 }
 
-void broker_msg_unref(struct broker_msg *m)
+void
+broker_msg_unref(struct broker_msg *m)
 {
 	if (m != NULL && __atomic_sub_fetch(&m->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
 		msg_free(m);
 }
 
-bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms)
+bool
+broker_msg_expired(const struct broker_msg *m, uint64_t now_ms)
 {
 	return m->expiry_ms != 0 && now_ms >= m->expiry_ms;
 }

@@ -22,12 +22,14 @@ struct retain_store {
 	uint64_t bytes;
 };
 
-struct retain_store *retain_create(void)
+struct retain_store *
+retain_create(void)
 {
 	return calloc(1, sizeof(struct retain_store));
 }
 
-void retain_destroy(struct retain_store *r)
+void
+retain_destroy(struct retain_store *r)
 {
 	if (r == NULL)
 		return;
@@ -42,7 +44,8 @@ void retain_destroy(struct retain_store *r)
 	free(r);
 }
 
-static struct retained **slot_of(struct retain_store *r, struct mqtt_str topic)
+static struct retained **
+slot_of(struct retain_store *r, struct mqtt_str topic)
 {
 	uint32_t h = 2166136261u;
 	struct retained **pp;
@@ -56,7 +59,8 @@ static struct retained **slot_of(struct retain_store *r, struct mqtt_str topic)
 	return pp;
 }
 
-static void drop(struct retain_store *r, struct retained **pp)
+static void
+drop(struct retain_store *r, struct retained **pp)
 {
 	struct retained *e = *pp;
 
@@ -67,7 +71,8 @@ static void drop(struct retain_store *r, struct retained **pp)
 	free(e);
 }
 
-void retain_set(struct broker *b, struct broker_msg *m)
+void
+retain_set(struct broker *b, struct broker_msg *m)
 {
 	struct retain_store *r = b->retained;
 	struct retained **pp = slot_of(r, m->topic), *e;
@@ -98,7 +103,8 @@ void retain_set(struct broker *b, struct broker_msg *m)
 
 /* Linear in the retained count (bounded by max_retained); only at subscribe time. Expired
  * messages met on the way are dropped. */
-void retain_deliver(struct broker *b, struct broker_sub *sub)
+void
+retain_deliver(struct broker *b, struct broker_sub *sub)
 {
 	struct retain_store *r = b->retained;
 
@@ -111,14 +117,16 @@ void retain_deliver(struct broker *b, struct broker_sub *sub)
 				broker_count(b, BROKER_C_MSG_EXPIRED);
 				continue;
 			}
-			if (mqtt_topic_match(sub->filter, sub->filter_len, m->topic.s, m->topic.len))
-				session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, true,
-						sub->sub_id);
+			if (mqtt_topic_match(
+				sub->filter, sub->filter_len, m->topic.s, m->topic.len))
+				session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos,
+				    true, sub->sub_id);
 			pp = &(*pp)->next;
 		}
 }
 
-uint32_t retain_count(const struct broker *b)
+uint32_t
+retain_count(const struct broker *b)
 {
 	return b->retained->count;
 }

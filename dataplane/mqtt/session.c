@@ -11,7 +11,8 @@
 
 #include "broker_int.h"
 
-static uint32_t id_hash(const char *s, size_t len)
+static uint32_t
+id_hash(const char *s, size_t len)
 {
 	uint32_t h = 2166136261u;
 
@@ -20,7 +21,8 @@ static uint32_t id_hash(const char *s, size_t len)
 	return h % BROKER_SESS_HASH;
 }
 
-struct broker_session *session_find(struct broker *b, const char *id, size_t len)
+struct broker_session *
+session_find(struct broker *b, const char *id, size_t len)
 {
 	for (struct broker_session *s = b->sess_hash[id_hash(id, len)]; s != NULL; s = s->hnext)
 		if (s->id_len == len && memcmp(s->client_id, id, len) == 0)
@@ -28,7 +30,8 @@ struct broker_session *session_find(struct broker *b, const char *id, size_t len
 	return NULL;
 }
 
-struct broker_session *session_create(struct broker *b, const char *id, size_t len)
+struct broker_session *
+session_create(struct broker *b, const char *id, size_t len)
 {
 	size_t size = offsetof(struct broker_session, client_id) + len + 1;
 	struct broker_session *s = calloc(1, size < sizeof(*s) ? sizeof(*s) : size);
@@ -51,7 +54,8 @@ struct broker_session *session_create(struct broker *b, const char *id, size_t l
 	return s;
 }
 
-void session_unsubscribe_all(struct broker_session *s)
+void
+session_unsubscribe_all(struct broker_session *s)
 {
 	while (s->subs != NULL) {
 		struct broker_sub *sub = s->subs;
@@ -65,7 +69,8 @@ void session_unsubscribe_all(struct broker_session *s)
 	s->n_subs = 0;
 }
 
-static void queue_clear(struct broker_session *s)
+static void
+queue_clear(struct broker_session *s)
 {
 	while (s->qhead != NULL) {
 		struct qent *q = s->qhead;
@@ -81,7 +86,8 @@ static void queue_clear(struct broker_session *s)
 
 /* The parts allocated on use go back (counted in the gauges): the window and the QoS 2 id
  * table (what they hold is the caller's), the cold part with its held CONNACK. */
-static void window_free(struct broker_session *s)
+static void
+window_free(struct broker_session *s)
 {
 	if (s->inflight == NULL)
 		return;
@@ -90,7 +96,8 @@ static void window_free(struct broker_session *s)
 	s->b->n_windows--;
 }
 
-static void qos2_table_free(struct broker_session *s)
+static void
+qos2_table_free(struct broker_session *s)
 {
 	if (s->rx_qos2 == NULL)
 		return;
@@ -99,7 +106,8 @@ static void qos2_table_free(struct broker_session *s)
 	s->b->n_qos2_tables--;
 }
 
-static void cold_free(struct broker_session *s)
+static void
+cold_free(struct broker_session *s)
 {
 	if (s->cold == NULL)
 		return;
@@ -110,7 +118,8 @@ static void cold_free(struct broker_session *s)
 }
 
 /* The session's state is gone for good; a pending delayed will goes out now (spec 3.1.3.2.2). */
-void session_destroy(struct broker_session *s)
+void
+session_destroy(struct broker_session *s)
 {
 	struct broker *b = s->b;
 	struct broker_session **pp = &b->sess_hash[id_hash(s->client_id, s->id_len)];
@@ -136,7 +145,8 @@ void session_destroy(struct broker_session *s)
 	b->n_sessions--;
 }
 
-struct session_cold *session_cold_get(struct broker_session *s)
+struct session_cold *
+session_cold_get(struct broker_session *s)
 {
 	if (s->cold == NULL) {
 		if ((s->cold = calloc(1, sizeof(*s->cold))) == NULL)
@@ -147,7 +157,8 @@ struct session_cold *session_cold_get(struct broker_session *s)
 	return s->cold;
 }
 
-void session_cold_put(struct broker_session *s)
+void
+session_cold_put(struct broker_session *s)
 {
 	struct session_cold *k = s->cold;
 
@@ -156,7 +167,8 @@ void session_cold_put(struct broker_session *s)
 		cold_free(s);
 }
 
-static uint16_t inflight_limit(const struct broker_session *s)
+static uint16_t
+inflight_limit(const struct broker_session *s)
 {
 	uint16_t lim = s->b->cfg.max_inflight;
 
@@ -165,7 +177,8 @@ static uint16_t inflight_limit(const struct broker_session *s)
 	return lim;
 }
 
-struct out_slot *session_slot(struct broker_session *s, uint16_t pid)
+struct out_slot *
+session_slot(struct broker_session *s, uint16_t pid)
 {
 	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state != SLOT_FREE && s->inflight[i].pid == pid)
@@ -173,14 +186,16 @@ struct out_slot *session_slot(struct broker_session *s, uint16_t pid)
 	return NULL;
 }
 
-void session_slot_free(struct broker_session *s, struct out_slot *slot)
+void
+session_slot_free(struct broker_session *s, struct out_slot *slot)
 {
 	broker_msg_unref(slot->msg);
 	memset(slot, 0, sizeof(*slot));
 	s->n_inflight--;
 }
 
-static uint16_t pid_next(struct broker_session *s)
+static uint16_t
+pid_next(struct broker_session *s)
 {
 	for (;;) {
 		uint16_t pid = s->next_pid++;
@@ -194,7 +209,8 @@ static uint16_t pid_next(struct broker_session *s)
 
 /* The inflight window is allocated with the first QoS 1/2 delivery: an idle session, or one
  * that only ever gets QoS 0, does not pay for it. */
-static struct out_slot *slot_alloc(struct broker_session *s)
+static struct out_slot *
+slot_alloc(struct broker_session *s)
 {
 	if (s->inflight == NULL) {
 		if ((s->inflight = calloc(s->b->cfg.max_inflight, sizeof(*s->inflight))) == NULL) {
@@ -210,8 +226,8 @@ static struct out_slot *slot_alloc(struct broker_session *s)
 }
 
 /* 1 sent (or dropped for good), 0 no room: the caller keeps it. */
-static int try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
-		    uint32_t sub_id)
+static int
+try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
 {
 	struct broker_conn *c = s->conn;
 	struct out_slot *slot;
@@ -230,15 +246,19 @@ static int try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos,
 	if (rc <= 0 || qos == 0)
 		return rc == 0 ? 0 : 1;
 	broker_msg_ref(m);
-	*slot = (struct out_slot){ .msg = m, .pid = pid, .qos = qos, .retain = retain,
-				   .sub_id = sub_id, .seq = s->next_seq++,
-				   .state = qos == 1 ? SLOT_WAIT_PUBACK : SLOT_WAIT_PUBREC };
+	*slot = (struct out_slot){ .msg = m,
+		.pid = pid,
+		.qos = qos,
+		.retain = retain,
+		.sub_id = sub_id,
+		.seq = s->next_seq++,
+		.state = qos == 1 ? SLOT_WAIT_PUBACK : SLOT_WAIT_PUBREC };
 	s->n_inflight++;
 	return 1;
 }
 
-static void enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
-		    uint32_t sub_id)
+static void
+enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
 {
 	struct broker *b = s->b;
 	struct qent *q;
@@ -262,8 +282,9 @@ static void enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos,
 	b->n_queued++;
 }
 
-void session_deliver(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain,
-		     uint32_t sub_id)
+void
+session_deliver(
+    struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
 {
 	if (s->conn == NULL && qos == 0) {
 		broker_count(s->b, BROKER_C_OFFLINE_QOS0_DROP);
@@ -274,7 +295,8 @@ void session_deliver(struct broker_session *s, struct broker_msg *m, uint8_t qos
 	enqueue(s, m, qos, retain, sub_id); /* keeps order behind what already waits */
 }
 
-static bool resend_slot(struct broker_session *s, struct out_slot *slot)
+static bool
+resend_slot(struct broker_session *s, struct out_slot *slot)
 {
 	struct broker_conn *c = s->conn;
 
@@ -283,8 +305,8 @@ static bool resend_slot(struct broker_session *s, struct out_slot *slot)
 			return false;
 		conn_send_ack(c, MQTT_PUBREL, slot->pid, 0);
 	} else {
-		int rc = conn_send_publish(c, slot->msg, slot->qos, slot->pid, true, slot->retain,
-					   slot->sub_id);
+		int rc = conn_send_publish(
+		    c, slot->msg, slot->qos, slot->pid, true, slot->retain, slot->sub_id);
 		if (rc == 0 || !conn_alive(c))
 			return false;
 		if (rc < 0) {
@@ -298,7 +320,8 @@ static bool resend_slot(struct broker_session *s, struct out_slot *slot)
 }
 
 /* The oldest slot waiting to be (re)sent, NULL when none. */
-static struct out_slot *oldest_unsent(struct broker_session *s)
+static struct out_slot *
+oldest_unsent(struct broker_session *s)
 {
 	struct out_slot *best = NULL;
 
@@ -311,7 +334,8 @@ static struct out_slot *oldest_unsent(struct broker_session *s)
 	return best;
 }
 
-void session_drain(struct broker_session *s)
+void
+session_drain(struct broker_session *s)
 {
 	struct broker *b = s->b;
 	struct out_slot *o;
@@ -342,12 +366,14 @@ void session_drain(struct broker_session *s)
 /* The slots come in their send order: each gets the next seq here, so resume keeps it. A PUBREL
  * still owed goes past the client's Receive Maximum rather than be lost (its packet id would
  * stay in use at the client for good). */
-bool session_slot_restore(struct broker_session *s, const struct out_slot *o)
+bool
+session_slot_restore(struct broker_session *s, const struct out_slot *o)
 {
 	struct out_slot *slot;
 
 	if (session_slot(s, o->pid) != NULL ||
-	    (o->msg != NULL && s->n_inflight >= inflight_limit(s)) || (slot = slot_alloc(s)) == NULL)
+	    (o->msg != NULL && s->n_inflight >= inflight_limit(s)) ||
+	    (slot = slot_alloc(s)) == NULL)
 		return false;
 	*slot = *o;
 	if (slot->msg != NULL)
@@ -358,7 +384,8 @@ bool session_slot_restore(struct broker_session *s, const struct out_slot *o)
 	return true;
 }
 
-bool session_rx_qos2_table(struct broker_session *s)
+bool
+session_rx_qos2_table(struct broker_session *s)
 {
 	struct broker *b = s->b;
 
@@ -372,7 +399,8 @@ bool session_rx_qos2_table(struct broker_session *s)
 	return true;
 }
 
-bool session_rx_qos2_add(struct broker_session *s, uint16_t pid)
+bool
+session_rx_qos2_add(struct broker_session *s, uint16_t pid)
 {
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == pid)
@@ -383,7 +411,8 @@ bool session_rx_qos2_add(struct broker_session *s, uint16_t pid)
 	return true;
 }
 
-void session_resume(struct broker_session *s)
+void
+session_resume(struct broker_session *s)
 {
 	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state != SLOT_FREE)
@@ -391,7 +420,8 @@ void session_resume(struct broker_session *s)
 	session_drain(s);
 }
 
-void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
+void
+session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 {
 	struct session_cold *k = s->cold;
 
@@ -417,7 +447,8 @@ void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 
 /* Once a second or so: an idle session gives back its window and its QoS 2 id table (they
  * come back on use), an offline one sends its delayed will and expires. */
-void session_tick(struct broker_session *s, uint64_t now_ms)
+void
+session_tick(struct broker_session *s, uint64_t now_ms)
 {
 	if (s->n_inflight == 0)
 		window_free(s);

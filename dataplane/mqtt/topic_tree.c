@@ -13,7 +13,8 @@
 #include "broker_int.h"
 #include "mqtt_topic.h"
 
-static struct share_group *group_find(struct broker *b, const char *filter, size_t len)
+static struct share_group *
+group_find(struct broker *b, const char *filter, size_t len)
 {
 	for (struct share_group *g = b->groups; g != NULL; g = g->next)
 		if (g->filter_len == len && memcmp(g->filter, filter, len) == 0)
@@ -22,7 +23,8 @@ static struct share_group *group_find(struct broker *b, const char *filter, size
 }
 
 /* A group is entered by its whole filter; other instances match on the filter inside it. */
-static void group_interest(struct broker *b, const struct share_group *g, int delta)
+static void
+group_interest(struct broker *b, const struct share_group *g, int delta)
 {
 	struct mqtt_str group, inner;
 
@@ -30,7 +32,8 @@ static void group_interest(struct broker *b, const struct share_group *g, int de
 		xlcore_interest(b, inner.s, inner.len, delta);
 }
 
-static struct share_group *group_new(struct broker *b, const char *filter, size_t len)
+static struct share_group *
+group_new(struct broker *b, const char *filter, size_t len)
 {
 	struct share_group *g = calloc(1, sizeof(*g));
 
@@ -40,8 +43,8 @@ static struct share_group *group_new(struct broker *b, const char *filter, size_
 	}
 	memcpy(g->filter, filter, len);
 	g->filter_len = (uint16_t)len;
-	if (mqtt_topic_tree_insert(b->tree, g->filter, g->filter_len, g,
-				   &(struct mqtt_sub_opts){ 0 }) < 0) {
+	if (mqtt_topic_tree_insert(
+		b->tree, g->filter, g->filter_len, g, &(struct mqtt_sub_opts){ 0 }) < 0) {
 		free(g->filter);
 		free(g);
 		return NULL;
@@ -53,7 +56,8 @@ static struct share_group *group_new(struct broker *b, const char *filter, size_
 }
 
 /* Gone once it has no member here and (owner) none elsewhere. */
-static void group_drop_if_empty(struct broker *b, struct share_group *g)
+static void
+group_drop_if_empty(struct broker *b, struct share_group *g)
 {
 	struct share_group **pg = &b->groups;
 
@@ -69,7 +73,8 @@ static void group_drop_if_empty(struct broker *b, struct share_group *g)
 	free(g);
 }
 
-int tt_insert(struct broker *b, struct broker_sub *sub)
+int
+tt_insert(struct broker *b, struct broker_sub *sub)
 {
 	struct mqtt_str group, inner;
 	struct share_group *g;
@@ -77,7 +82,7 @@ int tt_insert(struct broker *b, struct broker_sub *sub)
 
 	if (mqtt_topic_share_parse(sub->filter, sub->filter_len, &group, &inner) != 1) {
 		rc = mqtt_topic_tree_insert(b->tree, sub->filter, sub->filter_len, sub,
-					    &(struct mqtt_sub_opts){ .qos = sub->qos });
+		    &(struct mqtt_sub_opts){ .qos = sub->qos });
 		if (rc >= 0)
 			xlcore_interest(b, sub->filter, sub->filter_len, +1);
 		return rc < 0 ? rc : 0;
@@ -93,7 +98,8 @@ int tt_insert(struct broker *b, struct broker_sub *sub)
 	return 0;
 }
 
-void tt_remove(struct broker *b, struct broker_sub *sub)
+void
+tt_remove(struct broker *b, struct broker_sub *sub)
 {
 	struct share_group *g = sub->group;
 	struct broker_sub **pp;
@@ -114,7 +120,8 @@ void tt_remove(struct broker *b, struct broker_sub *sub)
 
 /* The next local member round robin, skipping members whose session is offline when one is
  * online (an offline member would only queue it, or drop it at QoS 0). */
-static struct broker_sub *group_pick(struct share_group *g)
+static struct broker_sub *
+group_pick(struct share_group *g)
 {
 	struct broker_sub *m = NULL;
 
@@ -129,7 +136,8 @@ static struct broker_sub *group_pick(struct share_group *g)
 }
 
 /* The owner's choice among the instances that have members: UINT32_MAX when none. */
-static uint32_t group_pick_instance(struct broker *b, struct share_group *g)
+static uint32_t
+group_pick_instance(struct broker *b, struct share_group *g)
 {
 	uint32_t with = 0, k;
 
@@ -154,8 +162,9 @@ struct match_ctx {
 	void *arg;
 };
 
-static int on_match(void *subscriber, const struct mqtt_sub_opts *opts,
-		    const struct mqtt_str *group, void *arg)
+static int
+on_match(
+    void *subscriber, const struct mqtt_sub_opts *opts, const struct mqtt_str *group, void *arg)
 {
 	struct match_ctx *mc = arg;
 	struct share_group *g = subscriber;
@@ -180,7 +189,8 @@ static int on_match(void *subscriber, const struct mqtt_sub_opts *opts,
 	return 0;
 }
 
-void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg)
+void
+tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg)
 {
 	struct match_ctx mc = { b, m, fn, arg };
 
@@ -188,7 +198,8 @@ void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg)
 }
 
 /* Owner: another instance's member count for a group changed. */
-void tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, int delta)
+void
+tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, int delta)
 {
 	struct share_group *g = group_find(b, filter, len);
 
@@ -207,7 +218,8 @@ void tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t 
 }
 
 /* The owner chose this instance for a message of a group: one local member gets it. */
-void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m)
+void
+tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m)
 {
 	struct share_group *g = group_find(b, filter, len);
 

@@ -6,7 +6,8 @@
  */
 #include "broker_int.h"
 
-void will_clear(struct broker_session *s)
+void
+will_clear(struct broker_session *s)
 {
 	struct session_cold *k = s->cold;
 
@@ -18,7 +19,8 @@ void will_clear(struct broker_session *s)
 	session_cold_put(s);
 }
 
-void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms)
+void
+will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms)
 {
 	const struct mqtt_will *w = &k->will;
 	struct mqtt_iov pl = { (const uint8_t *)w->payload.s, w->payload.len };
@@ -37,11 +39,13 @@ void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t
 	m->qos = w->qos;
 	m->retain = w->retain;
 	cold->will = m;
-	cold->will_delay_s = mqtt_props_has(&w->props, MQTT_PROP_WILL_DELAY_INTERVAL) ?
-			     w->props.v[MQTT_PROP_WILL_DELAY_INTERVAL].u : 0;
+	cold->will_delay_s = mqtt_props_has(&w->props, MQTT_PROP_WILL_DELAY_INTERVAL)
+	    ? w->props.v[MQTT_PROP_WILL_DELAY_INTERVAL].u
+	    : 0;
 }
 
-void will_publish(struct broker_session *s)
+void
+will_publish(struct broker_session *s)
 {
 	struct broker_msg *m = session_will(s);
 	bool matched;

@@ -23,8 +23,14 @@
 #include "broker_int.h"
 #include "mqtt_topic.h"
 
-enum { XK_PUBLISH = 0, XK_CLAIM = 1, XK_SESSION = 2, XK_MEMBER = 3, XK_DELIVER = 4,
-       XK_INTEREST = 5 };
+enum {
+	XK_PUBLISH = 0,
+	XK_CLAIM = 1,
+	XK_SESSION = 2,
+	XK_MEMBER = 3,
+	XK_DELIVER = 4,
+	XK_INTEREST = 5
+};
 
 /* Every cross-lcore object starts like this (struct broker_msg does too). */
 struct xhdr {
@@ -36,11 +42,11 @@ struct xclaim {
 	uint32_t refcnt;
 	uint8_t xkind;
 	bool clean_start;
-	bool answer;                /* every instance answers (XK_SESSION, found or not) */
+	bool answer; /* every instance answers (XK_SESSION, found or not) */
 	uint16_t id_len;
-	uint32_t from;              /* the claiming instance */
+	uint32_t from; /* the claiming instance */
 	uint64_t at_ms;
-	uint32_t seq;               /* the claimer's number for it, echoed in the answer */
+	uint32_t seq; /* the claimer's number for it, echoed in the answer */
 	char id[];
 };
 
@@ -53,7 +59,7 @@ struct xsub {
 };
 
 struct xqent {
-	struct broker_msg *msg;     /* a reference */
+	struct broker_msg *msg; /* a reference */
 	uint8_t qos;
 	bool retain;
 	uint32_t sub_id;
@@ -73,9 +79,9 @@ struct xsession {
 	uint32_t from;
 	const char *id;
 	struct xsub *subs;
-	struct out_slot *slots;     /* inflight, in send order; msg NULL: only the PUBREL left */
-	struct xqent *msgs;         /* the queue */
-	uint16_t *rx;               /* incoming QoS 2 ids awaiting PUBREL */
+	struct out_slot *slots; /* inflight, in send order; msg NULL: only the PUBREL left */
+	struct xqent *msgs;     /* the queue */
+	uint16_t *rx;           /* incoming QoS 2 ids awaiting PUBREL */
 };
 
 /* An instance's interest summary: the buckets (first topic level) of its trie entries, and
@@ -86,7 +92,7 @@ struct xinterest {
 	uint8_t xkind;
 	uint32_t from;
 	uint64_t mask;
-	uint32_t got[];             /* xn entries */
+	uint32_t got[]; /* xn entries */
 };
 
 /* A share group's member count changed on instance from (to the owner), or a message for
@@ -101,7 +107,8 @@ struct xgroup {
 	char filter[];
 };
 
-static void xsession_free(struct xsession *x)
+static void
+xsession_free(struct xsession *x)
 {
 	for (uint16_t i = 0; i < x->n_slots; i++)
 		broker_msg_unref(x->slots[i].msg);
@@ -111,27 +118,31 @@ static void xsession_free(struct xsession *x)
 }
 
 /* Claims and interest summaries go to every instance: the last one frees it. */
-static void xhdr_unref(struct xhdr *x)
+static void
+xhdr_unref(struct xhdr *x)
 {
 	if (__atomic_sub_fetch(&x->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
 		free(x);
 }
 
-void broker_xmsg_free(struct broker_xmsg *x)
+void
+broker_xmsg_free(struct broker_xmsg *x)
 {
 	if (((struct xhdr *)x)->xkind == XK_CLAIM || ((struct xhdr *)x)->xkind == XK_INTEREST)
 		xhdr_unref((struct xhdr *)x);
 	else if (((struct xhdr *)x)->xkind == XK_SESSION)
 		xsession_free((struct xsession *)x); /* only ever posted to one instance */
-	else if (((struct xhdr *)x)->xkind == XK_MEMBER || ((struct xhdr *)x)->xkind == XK_DELIVER) {
+	else if (((struct xhdr *)x)->xkind == XK_MEMBER ||
+	    ((struct xhdr *)x)->xkind == XK_DELIVER) {
 		broker_msg_unref(((struct xgroup *)x)->msg); /* each posted to one instance */
 		free(x);
 	} else
 		broker_msg_unref((struct broker_msg *)x);
 }
 
-void broker_xlcore_attach(struct broker *b, uint32_t self, uint32_t n,
-			  const struct broker_xlcore_ops *ops, void *xctx)
+void
+broker_xlcore_attach(
+    struct broker *b, uint32_t self, uint32_t n, const struct broker_xlcore_ops *ops, void *xctx)
 {
 	b->xops = n > 1 ? ops : NULL;
 	b->xctx = xctx;
@@ -147,7 +158,8 @@ void broker_xlcore_attach(struct broker *b, uint32_t self, uint32_t n,
 }
 
 /* The bucket of a topic's or filter's first level. */
-static uint32_t bucket(const char *s, size_t len)
+static uint32_t
+bucket(const char *s, size_t len)
 {
 	uint32_t h = 2166136261u;
 	size_t i;
@@ -161,7 +173,8 @@ static uint32_t bucket(const char *s, size_t len)
 
 /* Could a subscription on instance dst match m? Retained messages go everywhere (each
  * instance keeps the whole retained set); so does everything without a summary. */
-static bool peer_wants(const struct broker *b, uint32_t dst, const struct broker_msg *m)
+static bool
+peer_wants(const struct broker *b, uint32_t dst, const struct broker_msg *m)
 {
 	const struct xpeer *p = b->peers != NULL ? &b->peers[dst] : NULL;
 	uint64_t want = (1ull << bucket(m->topic.s, m->topic.len)) | (1ull << XL_WILD);
@@ -171,8 +184,8 @@ static bool peer_wants(const struct broker *b, uint32_t dst, const struct broker
 
 /* Post x (holding one reference, which this call gives away) to every other instance, or
  * (m set) those that may want m; returns to how many it went. */
-static uint32_t post_all(struct broker *b, struct xhdr *x, enum broker_counter sent,
-			 const struct broker_msg *m)
+static uint32_t
+post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struct broker_msg *m)
 {
 	uint32_t n = 0;
 
@@ -196,7 +209,8 @@ static uint32_t post_all(struct broker *b, struct xhdr *x, enum broker_counter s
 	return n;
 }
 
-static uint32_t group_owner_of(const struct broker *b, const char *filter, size_t len)
+static uint32_t
+group_owner_of(const struct broker *b, const char *filter, size_t len)
 {
 	uint32_t h = 2166136261u;
 
@@ -205,13 +219,15 @@ static uint32_t group_owner_of(const struct broker *b, const char *filter, size_
 	return h % b->xn;
 }
 
-bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
+bool
+xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
 {
 	return b->xn <= 1 || group_owner_of(b, filter, len) == b->xself;
 }
 
-static void post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta,
-		       const struct share_group *g, struct broker_msg *m)
+static void
+post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta, const struct share_group *g,
+    struct broker_msg *m)
 {
 	struct xgroup *x = calloc(1, sizeof(*x) + g->filter_len);
 
@@ -219,8 +235,12 @@ static void post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta,
 		broker_count(b, BROKER_C_NOMEM);
 		return;
 	}
-	*x = (struct xgroup){ .refcnt = 1, .xkind = kind, .delta = (int8_t)delta,
-			      .len = g->filter_len, .from = b->xself, .msg = m };
+	*x = (struct xgroup){ .refcnt = 1,
+		.xkind = kind,
+		.delta = (int8_t)delta,
+		.len = g->filter_len,
+		.from = b->xself,
+		.msg = m };
 	memcpy(x->filter, g->filter, g->filter_len);
 	if (m != NULL)
 		broker_msg_ref(m);
@@ -232,7 +252,8 @@ static void post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta,
 	}
 }
 
-void xlcore_group_member(struct broker *b, const struct share_group *g, int delta)
+void
+xlcore_group_member(struct broker *b, const struct share_group *g, int delta)
 {
 	uint32_t owner;
 
@@ -241,14 +262,16 @@ void xlcore_group_member(struct broker *b, const struct share_group *g, int delt
 	post_group(b, owner, XK_MEMBER, delta, g, NULL);
 }
 
-void xlcore_group_deliver(struct broker *b, uint32_t dst, const struct share_group *g,
-			  struct broker_msg *m)
+void
+xlcore_group_deliver(
+    struct broker *b, uint32_t dst, const struct share_group *g, struct broker_msg *m)
 {
 	post_group(b, dst, XK_DELIVER, 0, g, m);
 }
 
 /* Kept while a claim is open: see struct broker. The oldest goes when the ring is full. */
-static void replay_keep(struct broker *b, struct broker_msg *m)
+static void
+replay_keep(struct broker *b, struct broker_msg *m)
 {
 	struct broker_msg **slot = &b->replay[b->pub_seq++ % BROKER_REPLAY];
 
@@ -257,7 +280,8 @@ static void replay_keep(struct broker *b, struct broker_msg *m)
 	*slot = m;
 }
 
-void broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
+void
+broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 {
 	if (m->retain)
 		retain_set(b, m);
@@ -271,8 +295,9 @@ void broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 	}
 }
 
-uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
-			     uint64_t at_ms, struct broker_session *s)
+uint32_t
+broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start, uint64_t at_ms,
+    struct broker_session *s)
 {
 	struct session_cold *k = NULL;
 	struct xclaim *c;
@@ -290,9 +315,14 @@ uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool 
 	}
 	if (s != NULL && ++b->next_claim_seq == 0)
 		b->next_claim_seq = 1; /* 0 means none */
-	*c = (struct xclaim){ .refcnt = 1, .xkind = XK_CLAIM, .clean_start = clean_start,
-			      .answer = s != NULL, .id_len = (uint16_t)len, .from = b->xself,
-			      .at_ms = at_ms, .seq = s != NULL ? b->next_claim_seq : 0 };
+	*c = (struct xclaim){ .refcnt = 1,
+		.xkind = XK_CLAIM,
+		.clean_start = clean_start,
+		.answer = s != NULL,
+		.id_len = (uint16_t)len,
+		.from = b->xself,
+		.at_ms = at_ms,
+		.seq = s != NULL ? b->next_claim_seq : 0 };
 	memcpy(c->id, id, len);
 	n = post_all(b, (struct xhdr *)c, BROKER_C_XLCORE_CLAIM_TX, NULL);
 	if (s == NULL)
@@ -311,14 +341,16 @@ uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool 
 	return n;
 }
 
-void xlcore_claim_timeout(struct broker_session *s)
+void
+xlcore_claim_timeout(struct broker_session *s)
 {
 	broker_count(s->b, BROKER_C_XLCORE_CLAIM_TIMEOUT);
 	connect_claim_done(s);
 }
 
 /* Inflight slots in send order (few, max_inflight: a scan per slot); out NULL: count only. */
-static uint16_t slots_in_order(const struct broker_session *s, struct out_slot *out)
+static uint16_t
+slots_in_order(const struct broker_session *s, struct out_slot *out)
 {
 	uint16_t n = 0;
 	uint32_t last = 0;
@@ -345,14 +377,15 @@ static uint16_t slots_in_order(const struct broker_session *s, struct out_slot *
 	}
 }
 
-static char *pack_subs(const struct broker_session *s, struct xsub *out, char *at)
+static char *
+pack_subs(const struct broker_session *s, struct xsub *out, char *at)
 {
 	uint32_t i = 0;
 
 	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess, i++) {
 		memcpy(at, sub->filter, sub->filter_len);
 		out[i] = (struct xsub){ at, sub->filter_len, sub->qos, sub->no_local, sub->rap,
-					sub->sub_id };
+			sub->sub_id };
 		at += sub->filter_len;
 	}
 	return at;
@@ -360,24 +393,32 @@ static char *pack_subs(const struct broker_session *s, struct xsub *out, char *a
 
 /* Pack a stored session (NULL: the answer "none") for the claimer, whose number for the
  * claim is seq; NULL when out of memory. Everything but the id is empty for "none". */
-static struct xsession *session_pack(const struct broker_session *s, const char *id,
-				     uint16_t id_len, uint64_t seq)
+static struct xsession *
+session_pack(const struct broker_session *s, const char *id, uint16_t id_len, uint64_t seq)
 {
-	uint16_t n_slots = s != NULL ? slots_in_order(s, NULL) : 0, n_rx = s != NULL ? s->n_rx_qos2 : 0;
+	uint16_t n_slots = s != NULL ? slots_in_order(s, NULL) : 0,
+		 n_rx = s != NULL ? s->n_rx_qos2 : 0;
 	uint32_t n_msgs = s != NULL ? s->qlen : 0, n_subs = s != NULL ? s->n_subs : 0, i = 0;
 	size_t size = sizeof(struct xsession) + id_len + (size_t)n_slots * sizeof(struct out_slot) +
-		      (size_t)n_msgs * sizeof(struct xqent) + (size_t)n_subs * sizeof(struct xsub) +
-		      (size_t)n_rx * sizeof(uint16_t);
+	    (size_t)n_msgs * sizeof(struct xqent) + (size_t)n_subs * sizeof(struct xsub) +
+	    (size_t)n_rx * sizeof(uint16_t);
 	struct xsession *x;
 	char *at;
 
-	for (const struct broker_sub *sub = s != NULL ? s->subs : NULL; sub; sub = sub->next_in_sess)
+	for (const struct broker_sub *sub = s != NULL ? s->subs : NULL; sub;
+	     sub = sub->next_in_sess)
 		size += sub->filter_len;
 	if ((x = calloc(1, size)) == NULL)
 		return NULL;
-	*x = (struct xsession){ .refcnt = 1, .xkind = XK_SESSION, .found = s != NULL,
-				.id_len = id_len, .n_slots = n_slots, .n_rx = n_rx,
-				.n_subs = n_subs, .n_msgs = n_msgs, .seq = seq };
+	*x = (struct xsession){ .refcnt = 1,
+		.xkind = XK_SESSION,
+		.found = s != NULL,
+		.id_len = id_len,
+		.n_slots = n_slots,
+		.n_rx = n_rx,
+		.n_subs = n_subs,
+		.n_msgs = n_msgs,
+		.seq = seq };
 	x->from = s != NULL ? s->b->xself : 0;
 	x->slots = (struct out_slot *)(x + 1);
 	x->msgs = (struct xqent *)(x->slots + n_slots);
@@ -399,7 +440,8 @@ static struct xsession *session_pack(const struct broker_session *s, const char 
 	return x;
 }
 
-static bool post_answer(struct broker *b, struct xsession *x, uint32_t to)
+static bool
+post_answer(struct broker *b, struct xsession *x, uint32_t to)
 {
 	if (x == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
@@ -415,7 +457,8 @@ static bool post_answer(struct broker *b, struct xsession *x, uint32_t to)
 
 /* The session goes to the instance its client reconnected to. When it cannot be sent, it
  * stays here (the claimer's wait times out): kept rather than lost. */
-static void session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
+static void
+session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 {
 	uint64_t buckets = 0;
 
@@ -437,7 +480,8 @@ static void session_move(struct broker *b, struct broker_session *s, const struc
 
 /* Another instance accepted a CONNECT for this client id at c->at_ms. A connection here that
  * is newer than that claim (the client came back here since) is left alone. */
-static void claim_input(struct broker *b, const struct xclaim *c)
+static void
+claim_input(struct broker *b, const struct xclaim *c)
 {
 	struct broker_session *s = session_find(b, c->id, c->id_len);
 	struct broker_conn *old = s != NULL ? s->conn : NULL;
@@ -463,16 +507,17 @@ static void claim_input(struct broker *b, const struct xclaim *c)
 }
 
 /* The moved subscriptions join s; those that are new are put in fresh (when not NULL). */
-static uint32_t merge_subs(struct broker_session *s, const struct xsession *x,
-			   struct broker_sub **fresh)
+static uint32_t
+merge_subs(struct broker_session *s, const struct xsession *x, struct broker_sub **fresh)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < x->n_subs; i++) {
 		const struct xsub *o = &x->subs[i];
-		struct mqtt_subscription sub = { .filter = { o->filter, o->len }, .qos = o->qos,
-						 .no_local = o->no_local,
-						 .retain_as_published = o->rap };
+		struct mqtt_subscription sub = { .filter = { o->filter, o->len },
+			.qos = o->qos,
+			.no_local = o->no_local,
+			.retain_as_published = o->rap };
 		struct broker_sub *new = session_sub_merge(s, &sub, o->sub_id);
 
 		if (new != NULL && fresh != NULL)
@@ -484,8 +529,8 @@ static uint32_t merge_subs(struct broker_session *s, const struct xsession *x,
 /* Messages published here since the claim went out, matched against the subscriptions that
  * just arrived: they reached the other lcore after the session had left it (shared groups
  * excepted: their owner picked a member when each was published). */
-static void replay(struct broker *b, struct broker_session *s, struct broker_sub **fresh,
-		   uint32_t n_fresh)
+static void
+replay(struct broker *b, struct broker_session *s, struct broker_sub **fresh, uint32_t n_fresh)
 {
 	/* claim_pub_seq keeps pub_seq's low 32 bits: what was published since is the difference */
 	uint64_t from = b->pub_seq - (uint32_t)((uint32_t)b->pub_seq - s->claim_pub_seq);
@@ -499,15 +544,16 @@ static void replay(struct broker *b, struct broker_session *s, struct broker_sub
 
 		for (uint32_t i = 0; i < n_fresh; i++)
 			if (fresh[i]->group == NULL &&
-			    mqtt_topic_match(fresh[i]->filter, fresh[i]->filter_len, m->topic.s,
-					     m->topic.len))
+			    mqtt_topic_match(
+				fresh[i]->filter, fresh[i]->filter_len, m->topic.s, m->topic.len))
 				broker_deliver_sub(fresh[i], m);
 	}
 }
 
 /* Room for the subscriptions that will be new, when the answer is to our claim (seq): the
  * messages published here meanwhile are matched against them afterwards. */
-static struct broker_sub **fresh_alloc(struct broker *b, const struct xsession *x)
+static struct broker_sub **
+fresh_alloc(struct broker *b, const struct xsession *x)
 {
 	struct broker_sub **fresh;
 
@@ -518,19 +564,21 @@ static struct broker_sub **fresh_alloc(struct broker *b, const struct xsession *
 	return fresh;
 }
 
-static void merge_queue(struct broker *b, struct broker_session *s, const struct xsession *x)
+static void
+merge_queue(struct broker *b, struct broker_session *s, const struct xsession *x)
 {
 	for (uint32_t i = 0; i < x->n_msgs; i++)
 		if (!broker_msg_expired(x->msgs[i].msg, b->now_ms))
 			session_deliver(s, x->msgs[i].msg, x->msgs[i].qos, x->msgs[i].retain,
-					x->msgs[i].sub_id);
+			    x->msgs[i].sub_id);
 }
 
 /* Before the CONNACK: the session comes back whole, packet ids and states included, so the
  * client (told session present 1) sees its unacknowledged messages again with DUP and the
  * PUBRELs it waits for, and a QoS 2 PUBLISH it repeats is not routed twice. What the window
  * here cannot take is sent as new messages ahead of the queue. */
-static void session_restore(struct broker *b, struct broker_session *s, const struct xsession *x)
+static void
+session_restore(struct broker *b, struct broker_session *s, const struct xsession *x)
 {
 	struct broker_sub **fresh = fresh_alloc(b, x);
 	uint32_t n_fresh = merge_subs(s, x, fresh);
@@ -554,7 +602,8 @@ static void session_restore(struct broker *b, struct broker_session *s, const st
  * there was no session, or has its own state for the one here, so the packet ids mean
  * nothing to it: unacknowledged messages go again as new ones, then the queue, then what was
  * published here since the claim, in order. */
-static void session_merge(struct broker *b, struct broker_session *s, const struct xsession *x)
+static void
+session_merge(struct broker *b, struct broker_session *s, const struct xsession *x)
 {
 	struct broker_sub **fresh = fresh_alloc(b, x);
 	uint32_t n_fresh = merge_subs(s, x, fresh);
@@ -563,7 +612,7 @@ static void session_merge(struct broker *b, struct broker_session *s, const stru
 	for (uint16_t i = 0; i < x->n_slots; i++)
 		if (x->slots[i].msg != NULL && !broker_msg_expired(x->slots[i].msg, b->now_ms))
 			session_deliver(s, x->slots[i].msg, x->slots[i].qos, x->slots[i].retain,
-					x->slots[i].sub_id);
+			    x->slots[i].sub_id);
 	merge_queue(b, s, x);
 	if (fresh != NULL)
 		replay(b, s, fresh, n_fresh);
@@ -572,8 +621,8 @@ static void session_merge(struct broker *b, struct broker_session *s, const stru
 }
 
 /* The answer's effect on the session it is for (s, NULL when none here). */
-static void session_answer_apply(struct broker *b, struct broker_session *s,
-				 const struct xsession *x)
+static void
+session_answer_apply(struct broker *b, struct broker_session *s, const struct xsession *x)
 {
 	if (s != NULL && x->seq != 0 && x->seq == s->claim_seq && session_claim_pending(s) > 0) {
 		if (x->found) {
@@ -594,7 +643,8 @@ static void session_answer_apply(struct broker *b, struct broker_session *s,
 }
 
 /* An answer to a claim made here, or a session moved unasked. */
-static void session_answer(struct broker *b, const struct xsession *x)
+static void
+session_answer(struct broker *b, const struct xsession *x)
 {
 	struct broker_session *s = session_find(b, x->id, x->id_len);
 
@@ -608,7 +658,8 @@ static void session_answer(struct broker *b, const struct xsession *x)
 }
 
 /* Post this instance's summary (its buckets, and the sessions it got from each instance). */
-static void interest_announce(struct broker *b)
+static void
+interest_announce(struct broker *b)
 {
 	struct xinterest *x = calloc(1, sizeof(*x) + b->xn * sizeof(uint32_t));
 
@@ -617,15 +668,17 @@ static void interest_announce(struct broker *b)
 		broker_count(b, BROKER_C_NOMEM);
 		return;
 	}
-	*x = (struct xinterest){ .refcnt = 1, .xkind = XK_INTEREST, .from = b->xself,
-				 .mask = b->interest_mask };
+	*x = (struct xinterest){
+		.refcnt = 1, .xkind = XK_INTEREST, .from = b->xself, .mask = b->interest_mask
+	};
 	for (uint32_t i = 0; b->peers != NULL && i < b->xn; i++)
 		x->got[i] = b->peers[i].got_from;
 	if (post_all(b, (struct xhdr *)x, BROKER_C_XLCORE_INTEREST_TX, NULL) == b->xn - 1)
 		b->interest_dirty = false;
 }
 
-void xlcore_interest(struct broker *b, const char *filter, size_t len, int delta)
+void
+xlcore_interest(struct broker *b, const char *filter, size_t len, int delta)
 {
 	uint32_t k = bucket(filter, len);
 	uint64_t mask;
@@ -633,8 +686,8 @@ void xlcore_interest(struct broker *b, const char *filter, size_t len, int delta
 	if (delta < 0 && b->interest_cnt[k] == 0)
 		return;
 	b->interest_cnt[k] = (uint32_t)((int64_t)b->interest_cnt[k] + delta);
-	mask = b->interest_cnt[k] > 0 ? b->interest_mask | (1ull << k) :
-					b->interest_mask & ~(1ull << k);
+	mask = b->interest_cnt[k] > 0 ? b->interest_mask | (1ull << k)
+				      : b->interest_mask & ~(1ull << k);
 	if (mask == b->interest_mask)
 		return;
 	b->interest_mask = mask;
@@ -642,19 +695,22 @@ void xlcore_interest(struct broker *b, const char *filter, size_t len, int delta
 		interest_announce(b);
 }
 
-void xlcore_tick(struct broker *b)
+void
+xlcore_tick(struct broker *b)
 {
 	if (b->xops != NULL && b->interest_dirty)
 		interest_announce(b);
 }
 
-void xlcore_fini(struct broker *b)
+void
+xlcore_fini(struct broker *b)
 {
 	free(b->peers);
 	b->peers = NULL;
 }
 
-static void interest_input(struct broker *b, const struct xinterest *x)
+static void
+interest_input(struct broker *b, const struct xinterest *x)
 {
 	struct xpeer *p;
 
@@ -666,7 +722,8 @@ static void interest_input(struct broker *b, const struct xinterest *x)
 		p->pending = 0; /* it has every session sent to it: their buckets are in mask */
 }
 
-void broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
+void
+broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 {
 	b->now_ms = now_ms;
 	if (((struct xhdr *)x)->xkind == XK_CLAIM) {

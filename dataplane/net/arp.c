@@ -16,13 +16,17 @@
 #include "eth.h"
 #include "log.h"
 
-#define ARP_HOLD_MAX 4       /* packets waiting per unresolved neighbour */
-#define ARP_RETRIES 3        /* requests before giving up on a neighbour */
-#define ARP_RETRY_MS 1000
-#define ARP_POLL_MS 100
-#define ARP_SHARE_RING 1024  /* learned entries in flight to each other lcore */
+#define ARP_HOLD_MAX   4 /* packets waiting per unresolved neighbour */
+#define ARP_RETRIES    3 /* requests before giving up on a neighbour */
+#define ARP_RETRY_MS   1000
+#define ARP_POLL_MS    100
+#define ARP_SHARE_RING 1024 /* learned entries in flight to each other lcore */
 
-enum arp_state { ARP_INCOMPLETE = 1, ARP_REACHABLE, ARP_STALE };
+enum arp_state {
+	ARP_INCOMPLETE = 1,
+	ARP_REACHABLE,
+	ARP_STALE
+};
 
 struct arp_entry {
 	uint32_t ip_be;
@@ -30,7 +34,7 @@ struct arp_entry {
 	uint8_t tries;
 	uint8_t n_hold;
 	struct rte_ether_addr mac;
-	uint64_t deadline_tsc;   /* INCOMPLETE/STALE: next request; REACHABLE: becomes stale */
+	uint64_t deadline_tsc; /* INCOMPLETE/STALE: next request; REACHABLE: becomes stale */
 	struct rte_mbuf *hold[ARP_HOLD_MAX];
 };
 
@@ -47,7 +51,7 @@ struct arp_table {
 	uint64_t reachable_tsc;
 	uint64_t retry_tsc;
 	uint64_t next_poll_tsc;
-	struct rte_ring *inbox;          /* entries learned by other lcores */
+	struct rte_ring *inbox; /* entries learned by other lcores */
 	unsigned n_peers;
 	struct rte_ring *peers[DP_MAX_LCORES];
 };
@@ -58,7 +62,9 @@ arp_lcore_init(struct dp_lcore *lc, uint32_t entries, uint32_t timeout_ms)
 	struct arp_table *t;
 	char name[RTE_HASH_NAMESIZE];
 	struct rte_hash_parameters hp = {
-		.entries = entries, .key_len = sizeof(uint32_t), .hash_func = rte_jhash,
+		.entries = entries,
+		.key_len = sizeof(uint32_t),
+		.hash_func = rte_jhash,
 		.socket_id = (int)rte_socket_id(),
 	};
 
@@ -68,8 +74,8 @@ arp_lcore_init(struct dp_lcore *lc, uint32_t entries, uint32_t timeout_ms)
 	snprintf(name, sizeof(name), "arp_%u", lc->lcore_id);
 	hp.name = name;
 	t->h = rte_hash_create(&hp);
-	t->e = rte_zmalloc_socket("arp_e", sizeof(*t->e) * entries, RTE_CACHE_LINE_SIZE,
-				  (int)rte_socket_id());
+	t->e = rte_zmalloc_socket(
+	    "arp_e", sizeof(*t->e) * entries, RTE_CACHE_LINE_SIZE, (int)rte_socket_id());
 	snprintf(name, sizeof(name), "arp_in_%u", lc->lcore_id);
 	t->inbox = rte_ring_create(name, ARP_SHARE_RING, (int)rte_socket_id(), RING_F_SC_DEQ);
 	if (t->h == NULL || t->e == NULL || t->inbox == NULL) {
@@ -131,7 +137,7 @@ arp_lcore_fini(struct dp_lcore *lc)
 
 static void
 arp_send(struct dp_lcore *lc, uint16_t op, uint32_t sip_be, uint32_t tip_be,
-	 const struct rte_ether_addr *tha, const struct rte_ether_addr *eth_dst)
+    const struct rte_ether_addr *tha, const struct rte_ether_addr *eth_dst)
 {
 	struct rte_mbuf *m = dp_alloc(lc);
 	struct rte_arp_hdr *a;
@@ -158,7 +164,8 @@ arp_send(struct dp_lcore *lc, uint16_t op, uint32_t sip_be, uint32_t tip_be,
 static void
 arp_request(struct dp_lcore *lc, uint32_t ip_be)
 {
-	static const struct rte_ether_addr zero, bcast = { .addr_bytes = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
+	static const struct rte_ether_addr zero,
+	    bcast = { .addr_bytes = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } };
 
 	arp_send(lc, RTE_ARP_OP_REQUEST, lc->ip_be, ip_be, &zero, &bcast);
 }
@@ -173,8 +180,8 @@ entry_send_holds(struct dp_lcore *lc, struct arp_entry *e)
 
 /* Records ip -> mac. create: add the entry if it is not there (else only update). */
 static void
-arp_learn(struct dp_lcore *lc, uint32_t ip_be, const struct rte_ether_addr *mac, bool create,
-	  bool share)
+arp_learn(
+    struct dp_lcore *lc, uint32_t ip_be, const struct rte_ether_addr *mac, bool create, bool share)
 {
 	struct arp_table *t = lc->arp;
 	int32_t pos = rte_hash_lookup(t->h, &ip_be);
@@ -215,7 +222,7 @@ static bool
 sender_ok(const struct dp_lcore *lc, uint32_t sip_be, const struct rte_ether_addr *sha)
 {
 	return sip_be != 0 && !dp_is_our_ip(lc, sip_be) && rte_is_unicast_ether_addr(sha) &&
-	       (sip_be & lc->netmask_be) == (lc->ip_be & lc->netmask_be);
+	    (sip_be & lc->netmask_be) == (lc->ip_be & lc->netmask_be);
 }
 
 void

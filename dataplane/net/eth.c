@@ -21,7 +21,7 @@ eth_input(struct dp_lcore *lc, struct rte_mbuf *m)
 	}
 	eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	if (unlikely(!rte_is_same_ether_addr(&eh->dst_addr, &lc->mac) &&
-		     !rte_is_broadcast_ether_addr(&eh->dst_addr))) {
+		!rte_is_broadcast_ether_addr(&eh->dst_addr))) {
 		DP_INC(lc, eth, NOT_FOR_US);
 		rte_pktmbuf_free(m);
 		return;
@@ -49,8 +49,8 @@ eth_input(struct dp_lcore *lc, struct rte_mbuf *m)
 }
 
 void
-eth_output(struct dp_lcore *lc, struct rte_mbuf *m, const struct rte_ether_addr *dst,
-	   uint16_t ethertype)
+eth_output(
+    struct dp_lcore *lc, struct rte_mbuf *m, const struct rte_ether_addr *dst, uint16_t ethertype)
 {
 	struct rte_ether_hdr *eh;
 

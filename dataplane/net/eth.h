@@ -10,7 +10,7 @@ struct rte_ether_addr;
 
 void eth_input(struct dp_lcore *lc, struct rte_mbuf *m);
 /* Prepends the Ethernet header to m (data_off at the L3 header) and queues it. Consumes m. */
-void eth_output(struct dp_lcore *lc, struct rte_mbuf *m, const struct rte_ether_addr *dst,
-		uint16_t ethertype);
+void eth_output(
+    struct dp_lcore *lc, struct rte_mbuf *m, const struct rte_ether_addr *dst, uint16_t ethertype);
 
 #endif

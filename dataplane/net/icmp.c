@@ -44,11 +44,13 @@ icmp_take_token(struct dp_lcore *lc)
 void
 icmp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 {
-	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, -(int)m->l3_len);
+	struct rte_ipv4_hdr *ip =
+	    rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, -(int)m->l3_len);
 	struct rte_icmp_hdr *ic;
 	uint32_t src;
 
-	if (rte_pktmbuf_data_len(m) < sizeof(*ic) || rte_pktmbuf_pkt_len(m) != rte_pktmbuf_data_len(m) ||
+	if (rte_pktmbuf_data_len(m) < sizeof(*ic) ||
+	    rte_pktmbuf_pkt_len(m) != rte_pktmbuf_data_len(m) ||
 	    rte_raw_cksum(rte_pktmbuf_mtod(m, void *), rte_pktmbuf_data_len(m)) != 0xffff) {
 		DP_INC(lc, icmp, BAD);
 		goto drop;

@@ -20,7 +20,7 @@ ipv4_src_bad(const struct dp_lcore *lc, uint32_t src_be)
 	uint32_t bcast = lc->ip_be | ~lc->netmask_be;
 
 	return s == 0 || (s >> 24) == 127 || (s & 0xf0000000) == 0xe0000000 || s == 0xffffffff ||
-	       src_be == bcast || dp_is_our_ip(lc, src_be);
+	    src_be == bcast || dp_is_our_ip(lc, src_be);
 }
 
 void
@@ -46,13 +46,14 @@ ipv4_input(struct dp_lcore *lc, struct rte_mbuf *m)
 		goto drop;
 	}
 	tlen = rte_be_to_cpu_16(ip->total_length);
-	if (unlikely(tlen < hlen || tlen > rte_pktmbuf_pkt_len(m) || hlen > rte_pktmbuf_data_len(m))) {
+	if (unlikely(
+		tlen < hlen || tlen > rte_pktmbuf_pkt_len(m) || hlen > rte_pktmbuf_data_len(m))) {
 		DP_INC(lc, ipv4, TRUNCATED);
 		goto drop;
 	}
 	ck = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
 	if (unlikely(ck == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-		     (ck != RTE_MBUF_F_RX_IP_CKSUM_GOOD && rte_raw_cksum(ip, hlen) != 0xffff))) {
+		(ck != RTE_MBUF_F_RX_IP_CKSUM_GOOD && rte_raw_cksum(ip, hlen) != 0xffff))) {
 		DP_INC(lc, ipv4, BAD_CKSUM);
 		goto drop;
 	}
@@ -60,7 +61,8 @@ ipv4_input(struct dp_lcore *lc, struct rte_mbuf *m)
 		DP_INC(lc, ipv4, OPTIONS);
 		goto drop;
 	}
-	if (unlikely(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))) {
+	if (unlikely(ip->fragment_offset &
+		rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))) {
 		DP_INC(lc, ipv4, FRAGMENT);
 		goto drop;
 	}
@@ -104,8 +106,8 @@ ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t pr
 }
 
 int
-ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
-		uint8_t proto)
+ipv4_output_src(
+    struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto)
 {
 	struct rte_ipv4_hdr *ip;
 	uint32_t next_hop = dst_be;

@@ -28,7 +28,7 @@ void ipv4_input(struct dp_lcore *lc, struct rte_mbuf *m);
  */
 int ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto);
 /* The same from one of our addresses (a flow's local address: dp_is_our_ip()). */
-int ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
-		    uint8_t proto);
+int ipv4_output_src(
+    struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto);
 
 #endif

@@ -29,7 +29,7 @@ nic_port_find(const char *device, uint16_t *port_id)
 		*port_id = pid;
 		return 0;
 	}
-	RTE_ETH_FOREACH_DEV(pid) {
+	RTE_ETH_FOREACH_DEV (pid) {
 		char name[RTE_ETH_NAME_MAX_LEN];
 
 		if (rte_eth_dev_get_name_by_port(pid, name) == 0)
@@ -65,8 +65,8 @@ lsc_event(uint16_t port_id, enum rte_eth_event_type type, void *arg, void *ret)
 }
 
 int
-nic_port_setup(uint16_t port_id, const struct nic_port_conf *conf,
-	       struct rte_mempool *const *pools, struct nic_caps *caps, struct rte_ether_addr *mac)
+nic_port_setup(uint16_t port_id, const struct nic_port_conf *conf, struct rte_mempool *const *pools,
+    struct nic_caps *caps, struct rte_ether_addr *mac)
 {
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf pconf;
@@ -81,12 +81,12 @@ nic_port_setup(uint16_t port_id, const struct nic_port_conf *conf,
 	caps_discover(&info, caps);
 	if (conf->n_queues > caps->max_queues) {
 		log_err("nic: port %u (%s) has %u queues, %u workers asked for", port_id,
-			info.driver_name, caps->max_queues, conf->n_queues);
+		    info.driver_name, caps->max_queues, conf->n_queues);
 		return -EINVAL;
 	}
 	if (conf->n_queues > 1 && !caps->rss) {
 		log_err("nic: port %u (%s) has no RSS for IPv4/TCP: use one worker", port_id,
-			info.driver_name);
+		    info.driver_name);
 		return -ENOTSUP;
 	}
 
@@ -103,14 +103,16 @@ nic_port_setup(uint16_t port_id, const struct nic_port_conf *conf,
 		pconf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
 	if (conf->n_queues > 1) {
 		pconf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-		pconf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP & info.flow_type_rss_offloads;
+		pconf.rx_adv_conf.rss_conf.rss_hf =
+		    RTE_ETH_RSS_NONFRAG_IPV4_TCP & info.flow_type_rss_offloads;
 	}
 	caps->lsc_intr = (*info.dev_flags & RTE_ETH_DEV_INTR_LSC) != 0;
 	pconf.intr_conf.lsc = caps->lsc_intr;
 
 	rc = rte_eth_dev_configure(port_id, conf->n_queues, conf->n_queues, &pconf);
 	if (rc != 0) {
-		log_err("nic: port %u (%s): configure: %s", port_id, info.driver_name, strerror(-rc));
+		log_err(
+		    "nic: port %u (%s): configure: %s", port_id, info.driver_name, strerror(-rc));
 		return rc;
 	}
 	rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nrx, &ntx);
@@ -129,7 +131,7 @@ nic_port_setup(uint16_t port_id, const struct nic_port_conf *conf,
 	}
 	if (conf->mtu != 0 && (rc = rte_eth_dev_set_mtu(port_id, conf->mtu)) != 0)
 		log_warnx("nic: port %u: cannot set MTU %u (%s), keeping the default", port_id,
-			  conf->mtu, strerror(-rc));
+		    conf->mtu, strerror(-rc));
 	if (rte_eth_dev_get_mtu(port_id, &caps->mtu) != 0 || caps->mtu == 0)
 		caps->mtu = RTE_ETHER_MTU;
 	if (caps->lsc_intr)
@@ -140,11 +142,12 @@ nic_port_setup(uint16_t port_id, const struct nic_port_conf *conf,
 		return rc;
 	}
 	rte_eth_macaddr_get(port_id, mac);
-	log_info("nic: port %u (%s) started: %u queue(s), %u/%u desc, mtu %u, "
-		 "offloads: rx-cksum ip:%d tcp:%d, tx-cksum ip:%d tcp:%d, multi-seg:%d, rss:%d, lsc:%d",
-		 port_id, info.driver_name, conf->n_queues, nrx, ntx, caps->mtu,
-		 caps->rx_ipv4_cksum, caps->rx_tcp_cksum, caps->tx_ipv4_cksum, caps->tx_tcp_cksum,
-		 caps->tx_multi_seg, caps->rss, caps->lsc_intr);
+	log_info(
+	    "nic: port %u (%s) started: %u queue(s), %u/%u desc, mtu %u, "
+	    "offloads: rx-cksum ip:%d tcp:%d, tx-cksum ip:%d tcp:%d, multi-seg:%d, rss:%d, lsc:%d",
+	    port_id, info.driver_name, conf->n_queues, nrx, ntx, caps->mtu, caps->rx_ipv4_cksum,
+	    caps->rx_tcp_cksum, caps->tx_ipv4_cksum, caps->tx_tcp_cksum, caps->tx_multi_seg,
+	    caps->rss, caps->lsc_intr);
 	return 0;
 }
 

@@ -14,7 +14,7 @@ static bool
 baud_supported(uint32_t b)
 {
 	static const uint32_t ok[] = { 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400,
-				       460800, 921600 };
+		460800, 921600 };
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
 		if (ok[i] == b)
@@ -73,18 +73,19 @@ rs485_mode_apply(int fd, const char *path, const struct rs485_mode *m)
 		return 1;
 	memset(&rs, 0, sizeof(rs));
 	rs.flags = SER_RS485_ENABLED |
-		   (m->rts_on_send_low ? SER_RS485_RTS_AFTER_SEND : SER_RS485_RTS_ON_SEND);
+	    (m->rts_on_send_low ? SER_RS485_RTS_AFTER_SEND : SER_RS485_RTS_ON_SEND);
 	/* The kernel takes the delays in milliseconds. */
 	rs.delay_rts_before_send = (m->rts_delay_before_us + 999) / 1000;
 	rs.delay_rts_after_send = (m->rts_delay_after_us + 999) / 1000;
 	if (ioctl(fd, TIOCSRS485, &rs) == 0) {
 		log_info("rs485: %s: RS-485 mode on (RTS delays %u/%u ms)", path,
-			 rs.delay_rts_before_send, rs.delay_rts_after_send);
+		    rs.delay_rts_before_send, rs.delay_rts_after_send);
 		return 0;
 	}
 	if (m->want == RS485_MODE_AUTO && (errno == ENOTTY || errno == EINVAL)) {
 		log_info("rs485: %s: port has no RS-485 mode (%s); assuming the adapter switches "
-			 "direction itself", path, strerror(errno));
+			 "direction itself",
+		    path, strerror(errno));
 		return 1;
 	}
 	log_err("rs485: %s: cannot enable RS-485 mode: %s", path, strerror(errno));

@@ -13,18 +13,22 @@
 
 struct rs485_line {
 	uint32_t baud;
-	char parity;		/* 'N', 'E' or 'O' */
-	uint8_t data_bits;	/* 7 or 8 */
-	uint8_t stop_bits;	/* 1 or 2 */
+	char parity;       /* 'N', 'E' or 'O' */
+	uint8_t data_bits; /* 7 or 8 */
+	uint8_t stop_bits; /* 1 or 2 */
 };
 
-enum rs485_mode_want { RS485_MODE_OFF = 0, RS485_MODE_AUTO, RS485_MODE_ON };
+enum rs485_mode_want {
+	RS485_MODE_OFF = 0,
+	RS485_MODE_AUTO,
+	RS485_MODE_ON
+};
 
 struct rs485_mode {
-	enum rs485_mode_want want;	/* auto: use it when the port has it; on: fail without it */
+	enum rs485_mode_want want; /* auto: use it when the port has it; on: fail without it */
 	uint32_t rts_delay_before_us;
 	uint32_t rts_delay_after_us;
-	bool rts_on_send_low;		/* RTS low while sending (some transceivers) */
+	bool rts_on_send_low; /* RTS low while sending (some transceivers) */
 };
 
 /* 0, or -EINVAL with the reason in err. */

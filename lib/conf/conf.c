@@ -37,8 +37,8 @@ load(yaml_parser_t *p, const char *name, struct conf_doc **out, char *err, size_
 	}
 	if (!yaml_parser_load(p, &doc->ydoc)) {
 		snprintf(err, errlen, "%s:%zu:%zu: %s%s%s", name, p->problem_mark.line + 1,
-			 p->problem_mark.column + 1, p->problem ? p->problem : "parse error",
-			 p->context ? " " : "", p->context ? p->context : "");
+		    p->problem_mark.column + 1, p->problem ? p->problem : "parse error",
+		    p->context ? " " : "", p->context ? p->context : "");
 		free(doc);
 		return -1;
 	}
@@ -73,8 +73,8 @@ conf_load_file(const char *path, struct conf_doc **out, char *err, size_t errlen
 }
 
 int
-conf_load_string(const char *name, const char *text, size_t len, struct conf_doc **out,
-		 char *err, size_t errlen)
+conf_load_string(
+    const char *name, const char *text, size_t len, struct conf_doc **out, char *err, size_t errlen)
 {
 	yaml_parser_t p;
 	int rc;
@@ -104,9 +104,21 @@ conf_root(struct conf_doc *doc)
 	return (conf_node){ doc, r ? (int)(r - doc->ydoc.nodes.start) + 1 : 0 };
 }
 
-const char *conf_file(const struct conf_doc *doc) { return doc->file; }
-const char *conf_first_error(const struct conf_doc *doc) { return doc->nerrors ? doc->first_error : NULL; }
-unsigned conf_error_count(const struct conf_doc *doc) { return doc->nerrors; }
+const char *
+conf_file(const struct conf_doc *doc)
+{
+	return doc->file;
+}
+const char *
+conf_first_error(const struct conf_doc *doc)
+{
+	return doc->nerrors ? doc->first_error : NULL;
+}
+unsigned
+conf_error_count(const struct conf_doc *doc)
+{
+	return doc->nerrors;
+}
 
 unsigned
 conf_line(conf_node n)
@@ -127,9 +139,10 @@ verror(conf_node at, const char *fmt, va_list ap)
 		return -1;
 	if (doc->nerrors++ == 0) {
 		n = snprintf(doc->first_error, sizeof(doc->first_error), "%s:%zu:%zu: ", doc->file,
-			     y ? y->start_mark.line + 1 : 1, y ? y->start_mark.column + 1 : 1);
+		    y ? y->start_mark.line + 1 : 1, y ? y->start_mark.column + 1 : 1);
 		if (n > 0 && (size_t)n < sizeof(doc->first_error))
-			vsnprintf(doc->first_error + n, sizeof(doc->first_error) - (size_t)n, fmt, ap);
+			vsnprintf(
+			    doc->first_error + n, sizeof(doc->first_error) - (size_t)n, fmt, ap);
 	}
 	return -1;
 }
@@ -145,9 +158,24 @@ conf_error(conf_node at, const char *fmt, ...)
 	return -1;
 }
 
-bool conf_is_map(conf_node n) { yaml_node_t *y = node_of(n); return y && y->type == YAML_MAPPING_NODE; }
-bool conf_is_seq(conf_node n) { yaml_node_t *y = node_of(n); return y && y->type == YAML_SEQUENCE_NODE; }
-bool conf_is_scalar(conf_node n) { yaml_node_t *y = node_of(n); return y && y->type == YAML_SCALAR_NODE; }
+bool
+conf_is_map(conf_node n)
+{
+	yaml_node_t *y = node_of(n);
+	return y && y->type == YAML_MAPPING_NODE;
+}
+bool
+conf_is_seq(conf_node n)
+{
+	yaml_node_t *y = node_of(n);
+	return y && y->type == YAML_SEQUENCE_NODE;
+}
+bool
+conf_is_scalar(conf_node n)
+{
+	yaml_node_t *y = node_of(n);
+	return y && y->type == YAML_SCALAR_NODE;
+}
 
 static const char *
 scalar(conf_node n)
@@ -267,8 +295,8 @@ conf_str(conf_node n, const char **out)
 
 /* Parses an unsigned number with an optional suffix from units[] (multipliers). */
 static int
-parse_scaled(const char *s, const char *const *units, const uint64_t *mult, uint64_t bare,
-	     uint64_t *out)
+parse_scaled(
+    const char *s, const char *const *units, const uint64_t *mult, uint64_t bare, uint64_t *out)
 {
 	char *end;
 	double v;
@@ -311,7 +339,8 @@ conf_u64(conf_node n, uint64_t min, uint64_t max, uint64_t *out)
 	if (*s == '-' || end == s || *end != '\0' || errno != 0)
 		return conf_error(n, "'%s' is not an unsigned integer", s);
 	if (v < min || v > max)
-		return conf_error(n, "%llu is out of range [%" PRIu64 ", %" PRIu64 "]", v, min, max);
+		return conf_error(
+		    n, "%llu is out of range [%" PRIu64 ", %" PRIu64 "]", v, min, max);
 	*out = v;
 	return 0;
 }
@@ -330,7 +359,8 @@ conf_i64(conf_node n, int64_t min, int64_t max, int64_t *out)
 	if (end == s || *end != '\0' || errno != 0)
 		return conf_error(n, "'%s' is not an integer", s);
 	if (v < min || v > max)
-		return conf_error(n, "%lld is out of range [%" PRId64 ", %" PRId64 "]", v, min, max);
+		return conf_error(
+		    n, "%lld is out of range [%" PRId64 ", %" PRId64 "]", v, min, max);
 	*out = v;
 	return 0;
 }
@@ -413,7 +443,8 @@ int
 conf_duration_ms(conf_node n, uint64_t min, uint64_t max, uint64_t *out)
 {
 	static const char *const units[] = { "us", "ms", "s", "m", "h", "d", NULL };
-	static const uint64_t mult_us[] = { 1, 1000, 1000000, 60000000, 3600000000ULL, 86400000000ULL };
+	static const uint64_t mult_us[] = { 1, 1000, 1000000, 60000000, 3600000000ULL,
+		86400000000ULL };
 	const char *s = scalar(n);
 	uint64_t us;
 
@@ -421,8 +452,8 @@ conf_duration_ms(conf_node n, uint64_t min, uint64_t max, uint64_t *out)
 		return conf_error(n, "'%s' is not a duration (e.g. 250ms, 5s, 2m, 1h)", s ? s : "");
 	us = (us + 500) / 1000;
 	if (us < min || us > max)
-		return conf_error(n, "duration %s is out of range [%" PRIu64 "ms, %" PRIu64 "ms]", s,
-				  min, max);
+		return conf_error(
+		    n, "duration %s is out of range [%" PRIu64 "ms, %" PRIu64 "ms]", s, min, max);
 	*out = us;
 	return 0;
 }
@@ -430,17 +461,18 @@ conf_duration_ms(conf_node n, uint64_t min, uint64_t max, uint64_t *out)
 int
 conf_size_bytes(conf_node n, uint64_t min, uint64_t max, uint64_t *out)
 {
-	static const char *const units[] = { "k", "K", "KiB", "m", "M", "MiB", "g", "G", "GiB", NULL };
+	static const char *const units[] = { "k", "K", "KiB", "m", "M", "MiB", "g", "G", "GiB",
+		NULL };
 	static const uint64_t mult[] = { 1ULL << 10, 1ULL << 10, 1ULL << 10, 1ULL << 20, 1ULL << 20,
-					 1ULL << 20, 1ULL << 30, 1ULL << 30, 1ULL << 30 };
+		1ULL << 20, 1ULL << 30, 1ULL << 30, 1ULL << 30 };
 	const char *s = scalar(n);
 	uint64_t v;
 
 	if (s == NULL || parse_scaled(s, units, mult, 1, &v) != 0)
 		return conf_error(n, "'%s' is not a size (e.g. 4096, 64k, 16M, 1G)", s ? s : "");
 	if (v < min || v > max)
-		return conf_error(n, "size %s is out of range [%" PRIu64 ", %" PRIu64 "] bytes", s,
-				  min, max);
+		return conf_error(
+		    n, "size %s is out of range [%" PRIu64 ", %" PRIu64 "] bytes", s, min, max);
 	*out = v;
 	return 0;
 }
@@ -465,21 +497,52 @@ conf_enum(conf_node n, const char *const *names, int *out)
 	return conf_error(n, "'%s' is not one of: %s", s ? s : "", list);
 }
 
-#define GET_OPT(body)                        \
-	conf_node v = conf_get(map, key);    \
-	if (!conf_present(v)) {              \
-		*out = def;                  \
-		return 0;                    \
-	}                                    \
+#define GET_OPT(body)                     \
+	conf_node v = conf_get(map, key); \
+	if (!conf_present(v)) {           \
+		*out = def;               \
+		return 0;                 \
+	}                                 \
 	return body
 
-int conf_get_str(conf_node map, const char *key, const char *def, const char **out) { GET_OPT(conf_str(v, out)); }
-int conf_get_u64(conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out) { GET_OPT(conf_u64(v, min, max, out)); }
-int conf_get_bool(conf_node map, const char *key, bool def, bool *out) { GET_OPT(conf_bool(v, out)); }
-int conf_get_double(conf_node map, const char *key, double def, double *out) { GET_OPT(conf_double(v, out)); }
-int conf_get_duration_ms(conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out) { GET_OPT(conf_duration_ms(v, min, max, out)); }
-int conf_get_size_bytes(conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out) { GET_OPT(conf_size_bytes(v, min, max, out)); }
-int conf_get_enum(conf_node map, const char *key, int def, const char *const *names, int *out) { GET_OPT(conf_enum(v, names, out)); }
+int
+conf_get_str(conf_node map, const char *key, const char *def, const char **out)
+{
+	GET_OPT(conf_str(v, out));
+}
+int
+conf_get_u64(
+    conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out)
+{
+	GET_OPT(conf_u64(v, min, max, out));
+}
+int
+conf_get_bool(conf_node map, const char *key, bool def, bool *out)
+{
+	GET_OPT(conf_bool(v, out));
+}
+int
+conf_get_double(conf_node map, const char *key, double def, double *out)
+{
+	GET_OPT(conf_double(v, out));
+}
+int
+conf_get_duration_ms(
+    conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out)
+{
+	GET_OPT(conf_duration_ms(v, min, max, out));
+}
+int
+conf_get_size_bytes(
+    conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out)
+{
+	GET_OPT(conf_size_bytes(v, min, max, out));
+}
+int
+conf_get_enum(conf_node map, const char *key, int def, const char *const *names, int *out)
+{
+	GET_OPT(conf_enum(v, names, out));
+}
 
 int
 conf_u32(conf_node n, uint32_t min, uint32_t max, uint32_t *out)
@@ -492,4 +555,9 @@ conf_u32(conf_node n, uint32_t min, uint32_t max, uint32_t *out)
 	return 0;
 }
 
-int conf_get_u32(conf_node map, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out) { GET_OPT(conf_u32(v, min, max, out)); }
+int
+conf_get_u32(
+    conf_node map, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out)
+{
+	GET_OPT(conf_u32(v, min, max, out));
+}

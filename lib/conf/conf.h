@@ -25,7 +25,7 @@ typedef struct conf_node {
 
 int conf_load_file(const char *path, struct conf_doc **out, char *err, size_t errlen);
 int conf_load_string(const char *name, const char *text, size_t len, struct conf_doc **out,
-		     char *err, size_t errlen);
+    char *err, size_t errlen);
 void conf_free(struct conf_doc *doc);
 
 conf_node conf_root(struct conf_doc *doc);
@@ -36,7 +36,11 @@ unsigned conf_error_count(const struct conf_doc *doc);
 int conf_error(conf_node at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned conf_line(conf_node n);
 
-static inline bool conf_present(conf_node n) { return n.id != 0; }
+static inline bool
+conf_present(conf_node n)
+{
+	return n.id != 0;
+}
 bool conf_is_map(conf_node n);
 bool conf_is_seq(conf_node n);
 bool conf_is_scalar(conf_node n);
@@ -60,21 +64,26 @@ int conf_u32(conf_node n, uint32_t min, uint32_t max, uint32_t *out);
 int conf_i64(conf_node n, int64_t min, int64_t max, int64_t *out);
 int conf_double(conf_node n, double *out);
 int conf_bool(conf_node n, bool *out);
-int conf_ipv4(conf_node n, uint32_t *out_be);            /* dotted quad, network order */
+int conf_ipv4(conf_node n, uint32_t *out_be);                       /* dotted quad, network order */
 int conf_ipv4_prefix(conf_node n, uint32_t *addr_be, uint8_t *len); /* a.b.c.d/len */
-int conf_duration_ms(conf_node n, uint64_t min, uint64_t max, uint64_t *out); /* 250ms, 5s, 2m, 1h, bare = ms */
-int conf_size_bytes(conf_node n, uint64_t min, uint64_t max, uint64_t *out);  /* 512, 64k, 16M, 1G */
+int conf_duration_ms(
+    conf_node n, uint64_t min, uint64_t max, uint64_t *out); /* 250ms, 5s, 2m, 1h, bare = ms */
+int conf_size_bytes(conf_node n, uint64_t min, uint64_t max, uint64_t *out); /* 512, 64k, 16M, 1G */
 /* Index of the scalar's value in names (NULL-terminated), or -1 with an error listing them. */
 int conf_enum(conf_node n, const char *const *names, int *out);
 
 /* Optional keys: absent leaves *out at def and returns 0. */
 int conf_get_str(conf_node map, const char *key, const char *def, const char **out);
-int conf_get_u64(conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out);
-int conf_get_u32(conf_node map, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out);
+int conf_get_u64(
+    conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out);
+int conf_get_u32(
+    conf_node map, const char *key, uint32_t def, uint32_t min, uint32_t max, uint32_t *out);
 int conf_get_bool(conf_node map, const char *key, bool def, bool *out);
 int conf_get_double(conf_node map, const char *key, double def, double *out);
-int conf_get_duration_ms(conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out);
-int conf_get_size_bytes(conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out);
+int conf_get_duration_ms(
+    conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out);
+int conf_get_size_bytes(
+    conf_node map, const char *key, uint64_t def, uint64_t min, uint64_t max, uint64_t *out);
 int conf_get_enum(conf_node map, const char *key, int def, const char *const *names, int *out);
 
 #endif

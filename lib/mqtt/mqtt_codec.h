@@ -19,16 +19,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MQTT_V311 4 /* protocol level of 3.1.1 */
-#define MQTT_V5   5
+#define MQTT_V311              4 /* protocol level of 3.1.1 */
+#define MQTT_V5                5
 #define MQTT_MAX_REMAINING_LEN 268435455u
 #define MQTT_MAX_PACKET_SIZE   (MQTT_MAX_REMAINING_LEN + 5u)
 #define MQTT_MAX_STRING        65535u
 
 enum mqtt_type {
-	MQTT_CONNECT = 1, MQTT_CONNACK, MQTT_PUBLISH, MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL,
-	MQTT_PUBCOMP, MQTT_SUBSCRIBE, MQTT_SUBACK, MQTT_UNSUBSCRIBE, MQTT_UNSUBACK, MQTT_PINGREQ,
-	MQTT_PINGRESP, MQTT_DISCONNECT, MQTT_AUTH,
+	MQTT_CONNECT = 1,
+	MQTT_CONNACK,
+	MQTT_PUBLISH,
+	MQTT_PUBACK,
+	MQTT_PUBREC,
+	MQTT_PUBREL,
+	MQTT_PUBCOMP,
+	MQTT_SUBSCRIBE,
+	MQTT_SUBACK,
+	MQTT_UNSUBSCRIBE,
+	MQTT_UNSUBACK,
+	MQTT_PINGREQ,
+	MQTT_PINGRESP,
+	MQTT_DISCONNECT,
+	MQTT_AUTH,
 };
 
 enum mqtt_err {
@@ -52,8 +64,15 @@ enum mqtt_prop_id {
 	MQTT_PROP_ID_LIMIT = 0x2B /* one past the highest identifier */
 };
 
-enum mqtt_prop_type { MQTT_PT_BYTE, MQTT_PT_U16, MQTT_PT_U32, MQTT_PT_VBI, MQTT_PT_STR,
-		      MQTT_PT_BIN, MQTT_PT_PAIR };
+enum mqtt_prop_type {
+	MQTT_PT_BYTE,
+	MQTT_PT_U16,
+	MQTT_PT_U32,
+	MQTT_PT_VBI,
+	MQTT_PT_STR,
+	MQTT_PT_BIN,
+	MQTT_PT_PAIR
+};
 
 /* A length-counted string or binary field; not NUL-terminated. */
 struct mqtt_str {
@@ -86,7 +105,8 @@ struct mqtt_props {
 	uint16_t n_sub_ids;
 };
 
-static inline bool mqtt_props_has(const struct mqtt_props *p, enum mqtt_prop_id id)
+static inline bool
+mqtt_props_has(const struct mqtt_props *p, enum mqtt_prop_id id)
 {
 	return (p->present >> id) & 1;
 }
@@ -103,8 +123,8 @@ struct mqtt_will {
 };
 
 struct mqtt_connect {
-	uint8_t version;          /* MQTT_V311 or MQTT_V5 */
-	bool clean_start;         /* clean session in 3.1.1 */
+	uint8_t version;  /* MQTT_V311 or MQTT_V5 */
+	bool clean_start; /* clean session in 3.1.1 */
 	uint16_t keepalive_s;
 	struct mqtt_str client_id;
 	bool has_will, has_username, has_password;
@@ -116,7 +136,7 @@ struct mqtt_connect {
 
 struct mqtt_connack {
 	bool session_present;
-	uint8_t reason;           /* 3.1.1: connect return code 0..5 */
+	uint8_t reason; /* 3.1.1: connect return code 0..5 */
 	struct mqtt_props props;
 };
 
@@ -131,7 +151,7 @@ struct mqtt_publish {
 	uint8_t qos;
 	bool dup, retain;
 	struct mqtt_str topic;
-	uint16_t packet_id;       /* QoS 1 and 2 only */
+	uint16_t packet_id; /* QoS 1 and 2 only */
 	struct mqtt_props props;
 	/*
 	 * Encode: payload/payload_len. Decode: payload points into the input when the payload lies
@@ -186,15 +206,15 @@ struct mqtt_disconnect {
 
 struct mqtt_packet {
 	enum mqtt_type type;
-	uint8_t flags;            /* low nibble of the fixed header */
-	uint32_t len;             /* whole packet, fixed header included */
+	uint8_t flags; /* low nibble of the fixed header */
+	uint32_t len;  /* whole packet, fixed header included */
 	union {
 		struct mqtt_connect connect;
 		struct mqtt_connack connack;
 		struct mqtt_publish publish;
 		struct mqtt_ack ack;
 		struct mqtt_subscribe subscribe;
-		struct mqtt_suback suback;       /* SUBACK, UNSUBACK */
+		struct mqtt_suback suback; /* SUBACK, UNSUBACK */
 		struct mqtt_unsubscribe unsubscribe;
 		struct mqtt_disconnect disconnect; /* DISCONNECT, AUTH */
 	};
@@ -208,12 +228,12 @@ struct mqtt_iov {
 };
 
 enum mqtt_role {
-	MQTT_ROLE_SERVER = 1,     /* decodes what clients send: CONNECT, PUBLISH, SUBSCRIBE... */
-	MQTT_ROLE_CLIENT,         /* decodes what servers send: CONNACK, PUBLISH, SUBACK... */
+	MQTT_ROLE_SERVER = 1, /* decodes what clients send: CONNECT, PUBLISH, SUBSCRIBE... */
+	MQTT_ROLE_CLIENT,     /* decodes what servers send: CONNACK, PUBLISH, SUBACK... */
 };
 
-struct mqtt_decoder {         /* 24 bytes: one sits in every broker connection */
-	uint8_t *scratch;         /* straddling fields and decoded arrays; valid until next decode */
+struct mqtt_decoder {     /* 24 bytes: one sits in every broker connection */
+	uint8_t *scratch; /* straddling fields and decoded arrays; valid until next decode */
 	uint32_t scratch_len;
 	uint32_t max_packet_size; /* 0: the protocol maximum */
 	uint8_t role;             /* enum mqtt_role */
@@ -221,7 +241,7 @@ struct mqtt_decoder {         /* 24 bytes: one sits in every broker connection *
 };
 
 void mqtt_decoder_init(struct mqtt_decoder *d, enum mqtt_role role, uint8_t version,
-		       uint32_t max_packet_size, uint8_t *scratch, uint32_t scratch_len);
+    uint32_t max_packet_size, uint8_t *scratch, uint32_t scratch_len);
 
 /*
  * Is a whole packet at the front of the input? Returns 1 (and *pkt_len) when it is, 0 when more
@@ -237,18 +257,19 @@ int mqtt_peek(const struct mqtt_iov *iov, size_t niov, uint32_t max_packet_size,
  * the input or into the decoder's scratch. A client decoder must be given its version
  * (-MQTT_E_BAD_ARG otherwise).
  */
-int mqtt_decode(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov,
-		struct mqtt_packet *pkt);
+int mqtt_decode(
+    struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov, struct mqtt_packet *pkt);
 
 /* Same over one flat buffer. */
-int mqtt_decode_buf(struct mqtt_decoder *d, const uint8_t *buf, size_t len, struct mqtt_packet *pkt);
+int
+mqtt_decode_buf(struct mqtt_decoder *d, const uint8_t *buf, size_t len, struct mqtt_packet *pkt);
 
 /*
  * The payload of a decoded PUBLISH as up to max slices pointing into the input iov (zero copy).
  * Returns the number of slices needed (may exceed max: then only max were written).
  */
 size_t mqtt_span_slices(const struct mqtt_iov *iov, size_t niov, const struct mqtt_span *span,
-			struct mqtt_iov *out, size_t max);
+    struct mqtt_iov *out, size_t max);
 
 /* ---- encoding ----
  * Each encoder writes one packet into buf and returns its length. When that is more than cap,
@@ -260,20 +281,22 @@ int mqtt_encode_connack(uint8_t *buf, size_t cap, uint8_t version, const struct 
 int mqtt_encode_publish(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_publish *p);
 /* Fixed and variable header only (remaining length counts payload_len): the caller sends the
  * payload from where it is. */
-int mqtt_encode_publish_header(uint8_t *buf, size_t cap, uint8_t version,
-			       const struct mqtt_publish *p);
+int
+mqtt_encode_publish_header(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_publish *p);
 /* type: MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL or MQTT_PUBCOMP. */
-int mqtt_encode_ack(uint8_t *buf, size_t cap, uint8_t version, enum mqtt_type type,
-		    const struct mqtt_ack *a);
-int mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_subscribe *s);
+int mqtt_encode_ack(
+    uint8_t *buf, size_t cap, uint8_t version, enum mqtt_type type, const struct mqtt_ack *a);
+int
+mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_subscribe *s);
 int mqtt_encode_suback(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_suback *s);
-int mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint8_t version,
-			    const struct mqtt_unsubscribe *u);
+int mqtt_encode_unsubscribe(
+    uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_unsubscribe *u);
 int mqtt_encode_unsuback(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_suback *s);
 int mqtt_encode_pingreq(uint8_t *buf, size_t cap);
 int mqtt_encode_pingresp(uint8_t *buf, size_t cap);
 /* d may be NULL (reason 0, no properties). */
-int mqtt_encode_disconnect(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_disconnect *d);
+int
+mqtt_encode_disconnect(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_disconnect *d);
 int mqtt_encode_auth(uint8_t *buf, size_t cap, const struct mqtt_disconnect *a);
 /* Any packet, by pkt->type (CONNECT takes its version from pkt->connect). */
 int mqtt_encode(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_packet *pkt);
@@ -281,8 +304,8 @@ int mqtt_encode(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_pac
 /* ---- names and rules shared with the topic code ---- */
 
 const char *mqtt_type_name(enum mqtt_type type);
-const char *mqtt_err_str(int err);            /* err or -err */
-uint8_t mqtt_err_reason(int err);             /* 5.0 reason code to send for err */
+const char *mqtt_err_str(int err); /* err or -err */
+uint8_t mqtt_err_reason(int err);  /* 5.0 reason code to send for err */
 /* 3.1.1 CONNACK return code for a CONNECT decode error, or -1 when the spec says just close. */
 int mqtt_err_connack_v311(int err);
 /* Name of a reason code as carried by packet type (0: any meaning of the value). */

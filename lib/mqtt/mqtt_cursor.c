@@ -8,7 +8,8 @@
 #include "mqtt_internal.h"
 
 /* Skip exhausted and empty segments so c->seg/off names the next byte. */
-static void cur_settle(struct mqtt_cur *c)
+static void
+cur_settle(struct mqtt_cur *c)
 {
 	while (c->seg < c->niov && c->off >= c->iov[c->seg].len) {
 		c->seg++;
@@ -16,8 +17,8 @@ static void cur_settle(struct mqtt_cur *c)
 	}
 }
 
-void mqtt_cur_init(struct mqtt_cur *c, const struct mqtt_iov *iov, size_t niov,
-		   struct mqtt_scratch *sc)
+void
+mqtt_cur_init(struct mqtt_cur *c, const struct mqtt_iov *iov, size_t niov, struct mqtt_scratch *sc)
 {
 	c->iov = iov;
 	c->niov = niov;
@@ -28,7 +29,8 @@ void mqtt_cur_init(struct mqtt_cur *c, const struct mqtt_iov *iov, size_t niov,
 	cur_settle(c);
 }
 
-void *mqtt_scratch_alloc(struct mqtt_scratch *sc, size_t size)
+void *
+mqtt_scratch_alloc(struct mqtt_scratch *sc, size_t size)
 {
 	uint32_t need = (uint32_t)((size + 7) & ~(size_t)7);
 
@@ -40,7 +42,8 @@ void *mqtt_scratch_alloc(struct mqtt_scratch *sc, size_t size)
 	return sc->base + sc->back;
 }
 
-int mqtt_cur_bytes(struct mqtt_cur *c, uint32_t len, const uint8_t **out)
+int
+mqtt_cur_bytes(struct mqtt_cur *c, uint32_t len, const uint8_t **out)
 {
 	uint8_t *dst;
 	uint32_t done = 0;
@@ -76,7 +79,8 @@ int mqtt_cur_bytes(struct mqtt_cur *c, uint32_t len, const uint8_t **out)
 	return 0;
 }
 
-int mqtt_cur_u8(struct mqtt_cur *c, uint8_t *out)
+int
+mqtt_cur_u8(struct mqtt_cur *c, uint8_t *out)
 {
 	if (c->left < 1)
 		return -MQTT_E_TRUNCATED;
@@ -86,7 +90,8 @@ int mqtt_cur_u8(struct mqtt_cur *c, uint8_t *out)
 	return 0;
 }
 
-int mqtt_cur_u16(struct mqtt_cur *c, uint16_t *out)
+int
+mqtt_cur_u16(struct mqtt_cur *c, uint16_t *out)
 {
 	uint8_t hi, lo;
 	int rc;
@@ -97,7 +102,8 @@ int mqtt_cur_u16(struct mqtt_cur *c, uint16_t *out)
 	return 0;
 }
 
-int mqtt_cur_u32(struct mqtt_cur *c, uint32_t *out)
+int
+mqtt_cur_u32(struct mqtt_cur *c, uint32_t *out)
 {
 	uint16_t hi, lo;
 	int rc;
@@ -109,7 +115,8 @@ int mqtt_cur_u32(struct mqtt_cur *c, uint32_t *out)
 }
 
 /* Variable Byte Integer inside a packet: at most 4 bytes, in the fewest bytes (5.0 1.5.5). */
-int mqtt_cur_vbi(struct mqtt_cur *c, uint32_t *out)
+int
+mqtt_cur_vbi(struct mqtt_cur *c, uint32_t *out)
 {
 	uint32_t v = 0;
 	uint8_t b;
@@ -129,7 +136,8 @@ int mqtt_cur_vbi(struct mqtt_cur *c, uint32_t *out)
 	return -MQTT_E_VBI_TOO_LONG;
 }
 
-int mqtt_cur_bin(struct mqtt_cur *c, struct mqtt_str *out)
+int
+mqtt_cur_bin(struct mqtt_cur *c, struct mqtt_str *out)
 {
 	const uint8_t *p;
 	uint16_t len;
@@ -142,40 +150,46 @@ int mqtt_cur_bin(struct mqtt_cur *c, struct mqtt_str *out)
 	return 0;
 }
 
-int mqtt_cur_str(struct mqtt_cur *c, struct mqtt_str *out)
+int
+mqtt_cur_str(struct mqtt_cur *c, struct mqtt_str *out)
 {
 	int rc = mqtt_cur_bin(c, out);
 
 	return rc != 0 ? rc : mqtt_utf8_check((const uint8_t *)out->s, out->len);
 }
 
-void mqtt_wr_bytes(struct mqtt_wr *w, const void *p, size_t len)
+void
+mqtt_wr_bytes(struct mqtt_wr *w, const void *p, size_t len)
 {
 	if (w->pos <= w->cap && len <= w->cap - w->pos && len > 0)
 		memcpy(w->buf + w->pos, p, len);
 	w->pos += len;
 }
 
-void mqtt_wr_u8(struct mqtt_wr *w, uint8_t v)
+void
+mqtt_wr_u8(struct mqtt_wr *w, uint8_t v)
 {
 	mqtt_wr_bytes(w, &v, 1);
 }
 
-void mqtt_wr_u16(struct mqtt_wr *w, uint16_t v)
+void
+mqtt_wr_u16(struct mqtt_wr *w, uint16_t v)
 {
 	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
 
 	mqtt_wr_bytes(w, b, 2);
 }
 
-void mqtt_wr_u32(struct mqtt_wr *w, uint32_t v)
+void
+mqtt_wr_u32(struct mqtt_wr *w, uint32_t v)
 {
 	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
 
 	mqtt_wr_bytes(w, b, 4);
 }
 
-void mqtt_wr_vbi(struct mqtt_wr *w, uint32_t v)
+void
+mqtt_wr_vbi(struct mqtt_wr *w, uint32_t v)
 {
 	do {
 		uint8_t b = v & 0x7F;
@@ -185,20 +199,23 @@ void mqtt_wr_vbi(struct mqtt_wr *w, uint32_t v)
 	} while (v);
 }
 
-void mqtt_wr_str(struct mqtt_wr *w, struct mqtt_str s)
+void
+mqtt_wr_str(struct mqtt_wr *w, struct mqtt_str s)
 {
 	mqtt_wr_u16(w, s.len);
 	mqtt_wr_bytes(w, s.s, s.len);
 }
 
-size_t mqtt_vbi_size(uint32_t v)
+size_t
+mqtt_vbi_size(uint32_t v)
 {
 	return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
 }
 
 /* The rest of the packet (a PUBLISH payload) as a position, and as a pointer when contiguous;
  * consumed without copying. */
-void mqtt_cur_rest(struct mqtt_cur *c, struct mqtt_span *span, const uint8_t **flat)
+void
+mqtt_cur_rest(struct mqtt_cur *c, struct mqtt_span *span, const uint8_t **flat)
 {
 	cur_settle(c);
 	span->seg = (uint32_t)c->seg;
@@ -213,8 +230,9 @@ void mqtt_cur_rest(struct mqtt_cur *c, struct mqtt_span *span, const uint8_t **f
 	c->left = 0;
 }
 
-size_t mqtt_span_slices(const struct mqtt_iov *iov, size_t niov, const struct mqtt_span *span,
-			struct mqtt_iov *out, size_t max)
+size_t
+mqtt_span_slices(const struct mqtt_iov *iov, size_t niov, const struct mqtt_span *span,
+    struct mqtt_iov *out, size_t max)
 {
 	size_t n = 0, seg = span->seg, off = span->off;
 	uint32_t left = span->len;
@@ -239,7 +257,8 @@ size_t mqtt_span_slices(const struct mqtt_iov *iov, size_t niov, const struct mq
 }
 
 /* Step over len bytes (the fixed header) without copying them. */
-int mqtt_cur_skip(struct mqtt_cur *c, uint32_t len)
+int
+mqtt_cur_skip(struct mqtt_cur *c, uint32_t len)
 {
 	if (len > c->left)
 		return -MQTT_E_TRUNCATED;

@@ -8,12 +8,12 @@
 #include "mqtt_internal.h"
 #include "mqtt_topic.h"
 
-#define C2S 1u /* sent by clients: decoded by a server */
-#define S2C 2u
+#define C2S       1u /* sent by clients: decoded by a server */
+#define S2C       2u
 #define ANY_FLAGS 0xFF
 
 static const struct {
-	uint8_t flags;     /* required low nibble, or ANY_FLAGS */
+	uint8_t flags; /* required low nibble, or ANY_FLAGS */
 	uint8_t dir_v5, dir_v311;
 } type_tab[16] = {
 	[MQTT_CONNECT] = { 0, C2S, C2S },
@@ -41,7 +41,8 @@ struct fixed_hdr {
 };
 
 /* Up to 5 header bytes gathered across segments; returns how many there were. */
-static size_t gather(const struct mqtt_iov *iov, size_t niov, uint8_t *h, size_t *avail)
+static size_t
+gather(const struct mqtt_iov *iov, size_t niov, uint8_t *h, size_t *avail)
 {
 	size_t n = 0;
 
@@ -55,7 +56,8 @@ static size_t gather(const struct mqtt_iov *iov, size_t niov, uint8_t *h, size_t
 }
 
 /* 1 with *fh filled, 0 when the header is incomplete, -MQTT_E_RLEN_TOO_LONG. */
-static int parse_fixed(const uint8_t *h, size_t n, struct fixed_hdr *fh)
+static int
+parse_fixed(const uint8_t *h, size_t n, struct fixed_hdr *fh)
 {
 	uint32_t v = 0;
 
@@ -74,7 +76,8 @@ static int parse_fixed(const uint8_t *h, size_t n, struct fixed_hdr *fh)
 	return -MQTT_E_RLEN_TOO_LONG;
 }
 
-int mqtt_peek(const struct mqtt_iov *iov, size_t niov, uint32_t max_packet_size, uint32_t *pkt_len)
+int
+mqtt_peek(const struct mqtt_iov *iov, size_t niov, uint32_t max_packet_size, uint32_t *pkt_len)
 {
 	struct fixed_hdr fh;
 	uint8_t h[5];
@@ -92,8 +95,9 @@ int mqtt_peek(const struct mqtt_iov *iov, size_t niov, uint32_t max_packet_size,
 	return avail >= total;
 }
 
-void mqtt_decoder_init(struct mqtt_decoder *d, enum mqtt_role role, uint8_t version,
-		       uint32_t max_packet_size, uint8_t *scratch, uint32_t scratch_len)
+void
+mqtt_decoder_init(struct mqtt_decoder *d, enum mqtt_role role, uint8_t version,
+    uint32_t max_packet_size, uint8_t *scratch, uint32_t scratch_len)
 {
 	memset(d, 0, sizeof(*d));
 	d->role = role;
@@ -103,8 +107,8 @@ void mqtt_decoder_init(struct mqtt_decoder *d, enum mqtt_role role, uint8_t vers
 	d->scratch_len = scratch_len;
 }
 
-static int decode_props(const struct mqtt_decoder *d, struct mqtt_cur *c, uint32_t where,
-			struct mqtt_props *p)
+static int
+decode_props(const struct mqtt_decoder *d, struct mqtt_cur *c, uint32_t where, struct mqtt_props *p)
 {
 	if (d->version != MQTT_V5) {
 		memset(p, 0, sizeof(*p));
@@ -113,20 +117,23 @@ static int decode_props(const struct mqtt_decoder *d, struct mqtt_cur *c, uint32
 	return mqtt_props_decode(c, where, p);
 }
 
-static int decode_pid(struct mqtt_cur *c, uint16_t *pid)
+static int
+decode_pid(struct mqtt_cur *c, uint16_t *pid)
 {
 	int rc = mqtt_cur_u16(c, pid);
 
 	return rc != 0 ? rc : *pid == 0 ? -MQTT_E_PACKET_ID_ZERO : 0;
 }
 
-static bool str_is(struct mqtt_str s, const char *lit)
+static bool
+str_is(struct mqtt_str s, const char *lit)
 {
 	return s.len == strlen(lit) && memcmp(s.s, lit, s.len) == 0;
 }
 
 /* Protocol name and level, first: a 3.1.1 server answers a bad level with CONNACK 0x01. */
-static int decode_protocol(struct mqtt_cur *c, const struct fixed_hdr *fh, uint8_t *level)
+static int
+decode_protocol(struct mqtt_cur *c, const struct fixed_hdr *fh, uint8_t *level)
 {
 	struct mqtt_str name;
 	int rc;
@@ -144,7 +151,8 @@ static int decode_protocol(struct mqtt_cur *c, const struct fixed_hdr *fh, uint8
 	return 0;
 }
 
-static int decode_will(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_will *w)
+static int
+decode_will(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_will *w)
 {
 	int rc;
 
@@ -156,8 +164,9 @@ static int decode_will(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_w
 	return mqtt_cur_bin(c, &w->payload);
 }
 
-static int decode_connect(struct mqtt_decoder *d, struct mqtt_cur *c, const struct fixed_hdr *fh,
-			  struct mqtt_connect *k)
+static int
+decode_connect(
+    struct mqtt_decoder *d, struct mqtt_cur *c, const struct fixed_hdr *fh, struct mqtt_connect *k)
 {
 	uint8_t level, fl;
 	int rc;
@@ -196,7 +205,8 @@ static int decode_connect(struct mqtt_decoder *d, struct mqtt_cur *c, const stru
 	return 0;
 }
 
-static int decode_connack(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_connack *k)
+static int
+decode_connack(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_connack *k)
 {
 	uint8_t fl;
 	int rc;
@@ -214,8 +224,8 @@ static int decode_connack(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqt
 	return decode_props(d, c, MQTT_TBIT(MQTT_CONNACK), &k->props);
 }
 
-static int decode_publish(struct mqtt_decoder *d, struct mqtt_cur *c, uint8_t flags,
-			  struct mqtt_publish *p)
+static int
+decode_publish(struct mqtt_decoder *d, struct mqtt_cur *c, uint8_t flags, struct mqtt_publish *p)
 {
 	int rc;
 
@@ -248,8 +258,8 @@ static int decode_publish(struct mqtt_decoder *d, struct mqtt_cur *c, uint8_t fl
 }
 
 /* PUBACK, PUBREC, PUBREL, PUBCOMP: 5.0 may leave out the reason (0) and the properties. */
-static int decode_ack(struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_type type,
-		      struct mqtt_ack *a)
+static int
+decode_ack(struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_type type, struct mqtt_ack *a)
 {
 	int rc;
 
@@ -265,7 +275,8 @@ static int decode_ack(struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_type
 	return c->left == 0 ? 0 : decode_props(d, c, MQTT_TBIT(type), &a->props);
 }
 
-static int sub_options(uint8_t version, uint8_t o, struct mqtt_subscription *s)
+static int
+sub_options(uint8_t version, uint8_t o, struct mqtt_subscription *s)
 {
 	if (o & (version == MQTT_V5 ? 0xC0 : 0xFC))
 		return -MQTT_E_SUB_OPTS_RESERVED;
@@ -277,7 +288,8 @@ static int sub_options(uint8_t version, uint8_t o, struct mqtt_subscription *s)
 }
 
 /* Rules on one subscription, shared with the SUBSCRIBE encoder. */
-int mqtt_sub_check(uint8_t version, const struct mqtt_subscription *s)
+int
+mqtt_sub_check(uint8_t version, const struct mqtt_subscription *s)
 {
 	struct mqtt_str group, inner;
 	int rc;
@@ -297,8 +309,9 @@ int mqtt_sub_check(uint8_t version, const struct mqtt_subscription *s)
 }
 
 /* Walk the SUBSCRIBE payload (contiguous): count and check, or fill out[]. */
-static int walk_subs(uint8_t version, const uint8_t *blk, uint32_t len, struct mqtt_scratch *sc,
-		     struct mqtt_subscription *out, uint32_t *n)
+static int
+walk_subs(uint8_t version, const uint8_t *blk, uint32_t len, struct mqtt_scratch *sc,
+    struct mqtt_subscription *out, uint32_t *n)
 {
 	struct mqtt_iov one = { blk, len };
 	struct mqtt_cur c;
@@ -311,7 +324,8 @@ static int walk_subs(uint8_t version, const uint8_t *blk, uint32_t len, struct m
 		uint8_t o;
 
 		if ((rc = mqtt_cur_str(&c, &s.filter)) != 0 || (rc = mqtt_cur_u8(&c, &o)) != 0 ||
-		    (rc = sub_options(version, o, &s)) != 0 || (rc = mqtt_sub_check(version, &s)) != 0)
+		    (rc = sub_options(version, o, &s)) != 0 ||
+		    (rc = mqtt_sub_check(version, &s)) != 0)
 			return rc;
 		if (out != NULL)
 			out[*n] = s;
@@ -319,7 +333,8 @@ static int walk_subs(uint8_t version, const uint8_t *blk, uint32_t len, struct m
 	return 0;
 }
 
-static int decode_subscribe(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_subscribe *s)
+static int
+decode_subscribe(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_subscribe *s)
 {
 	struct mqtt_subscription *arr;
 	const uint8_t *blk;
@@ -344,8 +359,9 @@ static int decode_subscribe(struct mqtt_decoder *d, struct mqtt_cur *c, struct m
 	return 0;
 }
 
-static int walk_filters(const uint8_t *blk, uint32_t len, struct mqtt_scratch *sc,
-			struct mqtt_str *out, uint32_t *n)
+static int
+walk_filters(
+    const uint8_t *blk, uint32_t len, struct mqtt_scratch *sc, struct mqtt_str *out, uint32_t *n)
 {
 	struct mqtt_iov one = { blk, len };
 	struct mqtt_cur c;
@@ -356,7 +372,8 @@ static int walk_filters(const uint8_t *blk, uint32_t len, struct mqtt_scratch *s
 	for (*n = 0; c.left > 0; (*n)++) {
 		struct mqtt_str f;
 
-		if ((rc = mqtt_cur_str(&c, &f)) != 0 || (rc = mqtt_topic_filter_valid(f.s, f.len)) != 0)
+		if ((rc = mqtt_cur_str(&c, &f)) != 0 ||
+		    (rc = mqtt_topic_filter_valid(f.s, f.len)) != 0)
 			return rc;
 		if (out != NULL)
 			out[*n] = f;
@@ -364,8 +381,8 @@ static int walk_filters(const uint8_t *blk, uint32_t len, struct mqtt_scratch *s
 	return 0;
 }
 
-static int decode_unsubscribe(struct mqtt_decoder *d, struct mqtt_cur *c,
-			      struct mqtt_unsubscribe *u)
+static int
+decode_unsubscribe(struct mqtt_decoder *d, struct mqtt_cur *c, struct mqtt_unsubscribe *u)
 {
 	struct mqtt_str *arr;
 	const uint8_t *blk;
@@ -391,8 +408,9 @@ static int decode_unsubscribe(struct mqtt_decoder *d, struct mqtt_cur *c,
 }
 
 /* SUBACK, and UNSUBACK (reason codes only in 5.0). */
-static int decode_suback(struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_type type,
-			 struct mqtt_suback *s)
+static int
+decode_suback(
+    struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_type type, struct mqtt_suback *s)
 {
 	const uint8_t *blk;
 	uint32_t len;
@@ -420,8 +438,9 @@ static int decode_suback(struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_t
 }
 
 /* DISCONNECT and AUTH: in 5.0 an empty body means reason 0 without properties. */
-static int decode_disconnect(struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_type type,
-			     struct mqtt_disconnect *x)
+static int
+decode_disconnect(
+    struct mqtt_decoder *d, struct mqtt_cur *c, enum mqtt_type type, struct mqtt_disconnect *x)
 {
 	int rc;
 
@@ -435,8 +454,9 @@ static int decode_disconnect(struct mqtt_decoder *d, struct mqtt_cur *c, enum mq
 	return c->left == 0 ? 0 : decode_props(d, c, MQTT_TBIT(type), &x->props);
 }
 
-static int decode_body(struct mqtt_decoder *d, struct mqtt_cur *c, const struct fixed_hdr *fh,
-		       struct mqtt_packet *pkt)
+static int
+decode_body(
+    struct mqtt_decoder *d, struct mqtt_cur *c, const struct fixed_hdr *fh, struct mqtt_packet *pkt)
 {
 	switch (pkt->type) {
 	case MQTT_CONNECT:
@@ -466,7 +486,8 @@ static int decode_body(struct mqtt_decoder *d, struct mqtt_cur *c, const struct 
 }
 
 /* Type, direction, version and flag rules of the fixed header. */
-static int check_fixed(const struct mqtt_decoder *d, const struct fixed_hdr *fh)
+static int
+check_fixed(const struct mqtt_decoder *d, const struct fixed_hdr *fh)
 {
 	unsigned type = fh->b0 >> 4, flags = fh->b0 & 0x0F;
 	uint8_t dir;
@@ -489,7 +510,8 @@ static int check_fixed(const struct mqtt_decoder *d, const struct fixed_hdr *fh)
 	return 0;
 }
 
-static void scratch_init(struct mqtt_scratch *sc, const struct mqtt_decoder *d)
+static void
+scratch_init(struct mqtt_scratch *sc, const struct mqtt_decoder *d)
 {
 	size_t pad = (8 - ((uintptr_t)d->scratch & 7)) & 7;
 
@@ -498,8 +520,9 @@ static void scratch_init(struct mqtt_scratch *sc, const struct mqtt_decoder *d)
 	sc->back = d->scratch_len > pad ? (uint32_t)((d->scratch_len - pad) & ~7u) : 0;
 }
 
-int mqtt_decode(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov,
-		struct mqtt_packet *pkt)
+int
+mqtt_decode(
+    struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov, struct mqtt_packet *pkt)
 {
 	struct mqtt_scratch sc;
 	struct fixed_hdr fh;
@@ -532,7 +555,8 @@ int mqtt_decode(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov,
 	return (int)total;
 }
 
-int mqtt_decode_buf(struct mqtt_decoder *d, const uint8_t *buf, size_t len, struct mqtt_packet *pkt)
+int
+mqtt_decode_buf(struct mqtt_decoder *d, const uint8_t *buf, size_t len, struct mqtt_packet *pkt)
 {
 	struct mqtt_iov one = { buf, len };
 

@@ -15,8 +15,9 @@ typedef void (*body_fn)(struct mqtt_wr *w, const void *arg, uint8_t version);
  * Fixed header + body. extra counts payload bytes that the body does not write (PUBLISH header
  * only). Returns the bytes this call writes (or would write).
  */
-static int emit(uint8_t *buf, size_t cap, uint8_t b0, body_fn fn, const void *arg,
-		uint8_t version, uint32_t extra)
+static int
+emit(uint8_t *buf, size_t cap, uint8_t b0, body_fn fn, const void *arg, uint8_t version,
+    uint32_t extra)
 {
 	struct mqtt_wr w = { NULL, 0, 0 };
 	size_t rlen, total;
@@ -35,12 +36,14 @@ static int emit(uint8_t *buf, size_t cap, uint8_t b0, body_fn fn, const void *ar
 	return (int)total;
 }
 
-static int check_version(uint8_t version)
+static int
+check_version(uint8_t version)
 {
 	return version == MQTT_V311 || version == MQTT_V5 ? 0 : -MQTT_E_BAD_ARG;
 }
 
-static int check_props(uint8_t version, const struct mqtt_props *p, uint32_t where)
+static int
+check_props(uint8_t version, const struct mqtt_props *p, uint32_t where)
 {
 	if (p == NULL)
 		return 0;
@@ -49,7 +52,8 @@ static int check_props(uint8_t version, const struct mqtt_props *p, uint32_t whe
 	return mqtt_props_check(p, where);
 }
 
-static void wr_props(struct mqtt_wr *w, const struct mqtt_props *p, uint8_t version)
+static void
+wr_props(struct mqtt_wr *w, const struct mqtt_props *p, uint8_t version)
 {
 	if (version != MQTT_V5)
 		return;
@@ -57,14 +61,16 @@ static void wr_props(struct mqtt_wr *w, const struct mqtt_props *p, uint8_t vers
 	mqtt_props_write(w, p);
 }
 
-static int utf8(struct mqtt_str s)
+static int
+utf8(struct mqtt_str s)
 {
 	return mqtt_utf8_check((const uint8_t *)s.s, s.len);
 }
 
 /* ---- CONNECT ---- */
 
-static void body_connect(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_connect(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_connect *c = arg;
 	uint8_t fl = (uint8_t)(c->clean_start << 1);
@@ -89,7 +95,8 @@ static void body_connect(struct mqtt_wr *w, const void *arg, uint8_t version)
 		mqtt_wr_str(w, c->password);
 }
 
-static int check_connect(const struct mqtt_connect *c)
+static int
+check_connect(const struct mqtt_connect *c)
 {
 	int rc;
 
@@ -112,7 +119,8 @@ static int check_connect(const struct mqtt_connect *c)
 	return mqtt_topic_name_valid(c->will.topic.s, c->will.topic.len);
 }
 
-int mqtt_encode_connect(uint8_t *buf, size_t cap, const struct mqtt_connect *c)
+int
+mqtt_encode_connect(uint8_t *buf, size_t cap, const struct mqtt_connect *c)
 {
 	int rc = check_connect(c);
 
@@ -121,7 +129,8 @@ int mqtt_encode_connect(uint8_t *buf, size_t cap, const struct mqtt_connect *c)
 
 /* ---- CONNACK ---- */
 
-static void body_connack(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_connack(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_connack *c = arg;
 
@@ -130,7 +139,8 @@ static void body_connack(struct mqtt_wr *w, const void *arg, uint8_t version)
 	wr_props(w, &c->props, version);
 }
 
-int mqtt_encode_connack(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_connack *c)
+int
+mqtt_encode_connack(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_connack *c)
 {
 	int rc;
 
@@ -146,7 +156,8 @@ int mqtt_encode_connack(uint8_t *buf, size_t cap, uint8_t version, const struct 
 
 /* ---- PUBLISH ---- */
 
-static void body_publish_header(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_publish_header(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_publish *p = arg;
 
@@ -156,7 +167,8 @@ static void body_publish_header(struct mqtt_wr *w, const void *arg, uint8_t vers
 	wr_props(w, &p->props, version);
 }
 
-static void body_publish(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_publish(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_publish *p = arg;
 
@@ -164,7 +176,8 @@ static void body_publish(struct mqtt_wr *w, const void *arg, uint8_t version)
 	mqtt_wr_bytes(w, p->payload, p->payload_len);
 }
 
-static int check_publish(uint8_t version, const struct mqtt_publish *p)
+static int
+check_publish(uint8_t version, const struct mqtt_publish *p)
 {
 	int rc;
 
@@ -178,17 +191,20 @@ static int check_publish(uint8_t version, const struct mqtt_publish *p)
 	if (p->qos > 0 && p->packet_id == 0)
 		return -MQTT_E_PACKET_ID_ZERO;
 	if (p->topic.len == 0)
-		return version == MQTT_V5 && mqtt_props_has(&p->props, MQTT_PROP_TOPIC_ALIAS) ?
-			0 : -MQTT_E_TOPIC_EMPTY;
+		return version == MQTT_V5 && mqtt_props_has(&p->props, MQTT_PROP_TOPIC_ALIAS)
+		    ? 0
+		    : -MQTT_E_TOPIC_EMPTY;
 	return mqtt_topic_name_valid(p->topic.s, p->topic.len);
 }
 
-static uint8_t publish_b0(const struct mqtt_publish *p)
+static uint8_t
+publish_b0(const struct mqtt_publish *p)
 {
 	return (uint8_t)(MQTT_PUBLISH << 4 | p->dup << 3 | p->qos << 1 | p->retain);
 }
 
-int mqtt_encode_publish(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_publish *p)
+int
+mqtt_encode_publish(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_publish *p)
 {
 	int rc = check_publish(version, p);
 
@@ -201,8 +217,8 @@ int mqtt_encode_publish(uint8_t *buf, size_t cap, uint8_t version, const struct 
 	return emit(buf, cap, publish_b0(p), body_publish, p, version, 0);
 }
 
-int mqtt_encode_publish_header(uint8_t *buf, size_t cap, uint8_t version,
-			       const struct mqtt_publish *p)
+int
+mqtt_encode_publish_header(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_publish *p)
 {
 	int rc = check_publish(version, p);
 
@@ -215,7 +231,8 @@ int mqtt_encode_publish_header(uint8_t *buf, size_t cap, uint8_t version,
 
 /* ---- PUBACK, PUBREC, PUBREL, PUBCOMP ---- */
 
-static void body_ack(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_ack(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_ack *a = arg;
 	bool no_props = mqtt_props_empty(&a->props);
@@ -228,8 +245,9 @@ static void body_ack(struct mqtt_wr *w, const void *arg, uint8_t version)
 		wr_props(w, &a->props, version);
 }
 
-int mqtt_encode_ack(uint8_t *buf, size_t cap, uint8_t version, enum mqtt_type type,
-		    const struct mqtt_ack *a)
+int
+mqtt_encode_ack(
+    uint8_t *buf, size_t cap, uint8_t version, enum mqtt_type type, const struct mqtt_ack *a)
 {
 	int rc;
 
@@ -243,12 +261,13 @@ int mqtt_encode_ack(uint8_t *buf, size_t cap, uint8_t version, enum mqtt_type ty
 	if (!mqtt_reason_valid(version, type, a->reason))
 		return -MQTT_E_REASON_INVALID;
 	return emit(buf, cap, (uint8_t)(type << 4 | (type == MQTT_PUBREL ? 2 : 0)), body_ack, a,
-		    version, 0);
+	    version, 0);
 }
 
 /* ---- SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK ---- */
 
-static void body_subscribe(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_subscribe(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_subscribe *s = arg;
 
@@ -258,12 +277,14 @@ static void body_subscribe(struct mqtt_wr *w, const void *arg, uint8_t version)
 		const struct mqtt_subscription *e = &s->subs[i];
 
 		mqtt_wr_str(w, e->filter);
-		mqtt_wr_u8(w, (uint8_t)(e->qos | e->no_local << 2 | e->retain_as_published << 3 |
-					e->retain_handling << 4));
+		mqtt_wr_u8(w,
+		    (uint8_t)(e->qos | e->no_local << 2 | e->retain_as_published << 3 |
+			e->retain_handling << 4));
 	}
 }
 
-int mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_subscribe *s)
+int
+mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_subscribe *s)
 {
 	int rc;
 
@@ -280,7 +301,8 @@ int mqtt_encode_subscribe(uint8_t *buf, size_t cap, uint8_t version, const struc
 	return emit(buf, cap, MQTT_SUBSCRIBE << 4 | 2, body_subscribe, s, version, 0);
 }
 
-static void body_suback(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_suback(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_suback *s = arg;
 
@@ -289,7 +311,8 @@ static void body_suback(struct mqtt_wr *w, const void *arg, uint8_t version)
 	mqtt_wr_bytes(w, s->reasons, s->n_reasons);
 }
 
-static int check_suback(uint8_t version, enum mqtt_type type, const struct mqtt_suback *s)
+static int
+check_suback(uint8_t version, enum mqtt_type type, const struct mqtt_suback *s)
 {
 	int rc;
 
@@ -308,21 +331,24 @@ static int check_suback(uint8_t version, enum mqtt_type type, const struct mqtt_
 	return 0;
 }
 
-int mqtt_encode_suback(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_suback *s)
+int
+mqtt_encode_suback(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_suback *s)
 {
 	int rc = check_suback(version, MQTT_SUBACK, s);
 
 	return rc != 0 ? rc : emit(buf, cap, MQTT_SUBACK << 4, body_suback, s, version, 0);
 }
 
-int mqtt_encode_unsuback(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_suback *s)
+int
+mqtt_encode_unsuback(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_suback *s)
 {
 	int rc = check_suback(version, MQTT_UNSUBACK, s);
 
 	return rc != 0 ? rc : emit(buf, cap, MQTT_UNSUBACK << 4, body_suback, s, version, 0);
 }
 
-static void body_unsubscribe(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_unsubscribe(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_unsubscribe *u = arg;
 
@@ -332,8 +358,8 @@ static void body_unsubscribe(struct mqtt_wr *w, const void *arg, uint8_t version
 		mqtt_wr_str(w, u->filters[i]);
 }
 
-int mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint8_t version,
-			    const struct mqtt_unsubscribe *u)
+int
+mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_unsubscribe *u)
 {
 	int rc;
 
@@ -352,25 +378,29 @@ int mqtt_encode_unsubscribe(uint8_t *buf, size_t cap, uint8_t version,
 
 /* ---- PINGREQ, PINGRESP, DISCONNECT, AUTH ---- */
 
-static void body_empty(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_empty(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	(void)w;
 	(void)arg;
 	(void)version;
 }
 
-int mqtt_encode_pingreq(uint8_t *buf, size_t cap)
+int
+mqtt_encode_pingreq(uint8_t *buf, size_t cap)
 {
 	return emit(buf, cap, MQTT_PINGREQ << 4, body_empty, NULL, MQTT_V311, 0);
 }
 
-int mqtt_encode_pingresp(uint8_t *buf, size_t cap)
+int
+mqtt_encode_pingresp(uint8_t *buf, size_t cap)
 {
 	return emit(buf, cap, MQTT_PINGRESP << 4, body_empty, NULL, MQTT_V311, 0);
 }
 
 /* 5.0 leaves out what is default: no properties, then reason 0. */
-static void body_disconnect(struct mqtt_wr *w, const void *arg, uint8_t version)
+static void
+body_disconnect(struct mqtt_wr *w, const void *arg, uint8_t version)
 {
 	const struct mqtt_disconnect *d = arg;
 	bool no_props = mqtt_props_empty(&d->props);
@@ -382,8 +412,9 @@ static void body_disconnect(struct mqtt_wr *w, const void *arg, uint8_t version)
 		wr_props(w, &d->props, version);
 }
 
-static int encode_reason_pkt(uint8_t *buf, size_t cap, uint8_t version, enum mqtt_type type,
-			     const struct mqtt_disconnect *d)
+static int
+encode_reason_pkt(
+    uint8_t *buf, size_t cap, uint8_t version, enum mqtt_type type, const struct mqtt_disconnect *d)
 {
 	static const struct mqtt_disconnect none;
 	int rc;
@@ -398,17 +429,20 @@ static int encode_reason_pkt(uint8_t *buf, size_t cap, uint8_t version, enum mqt
 	return emit(buf, cap, (uint8_t)(type << 4), body_disconnect, d, version, 0);
 }
 
-int mqtt_encode_disconnect(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_disconnect *d)
+int
+mqtt_encode_disconnect(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_disconnect *d)
 {
 	return encode_reason_pkt(buf, cap, version, MQTT_DISCONNECT, d);
 }
 
-int mqtt_encode_auth(uint8_t *buf, size_t cap, const struct mqtt_disconnect *a)
+int
+mqtt_encode_auth(uint8_t *buf, size_t cap, const struct mqtt_disconnect *a)
 {
 	return encode_reason_pkt(buf, cap, MQTT_V5, MQTT_AUTH, a);
 }
 
-int mqtt_encode(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_packet *pkt)
+int
+mqtt_encode(uint8_t *buf, size_t cap, uint8_t version, const struct mqtt_packet *pkt)
 {
 	switch (pkt->type) {
 	case MQTT_CONNECT:

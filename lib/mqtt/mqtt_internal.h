@@ -7,7 +7,7 @@
 
 #include "mqtt_codec.h"
 
-#define MQTT_TBIT(t) (1u << (t))
+#define MQTT_TBIT(t)  (1u << (t))
 #define MQTT_WILL_BIT 1u /* bit 0: the will properties of CONNECT (type 0 is reserved) */
 
 /* Scratch: straddling fields are copied at the front, decoded arrays taken from the back. */
@@ -26,16 +26,16 @@ struct mqtt_cur {
 	struct mqtt_scratch *sc;
 };
 
-void mqtt_cur_init(struct mqtt_cur *c, const struct mqtt_iov *iov, size_t niov,
-		   struct mqtt_scratch *sc);
+void
+mqtt_cur_init(struct mqtt_cur *c, const struct mqtt_iov *iov, size_t niov, struct mqtt_scratch *sc);
 int mqtt_cur_u8(struct mqtt_cur *c, uint8_t *out);
 int mqtt_cur_u16(struct mqtt_cur *c, uint16_t *out);
 int mqtt_cur_u32(struct mqtt_cur *c, uint32_t *out);
 int mqtt_cur_vbi(struct mqtt_cur *c, uint32_t *out);
 /* len contiguous bytes: a pointer into the input, or a copy in scratch when they straddle. */
 int mqtt_cur_bytes(struct mqtt_cur *c, uint32_t len, const uint8_t **out);
-int mqtt_cur_bin(struct mqtt_cur *c, struct mqtt_str *out);   /* 2-byte length + bytes */
-int mqtt_cur_str(struct mqtt_cur *c, struct mqtt_str *out);   /* same, UTF-8 checked */
+int mqtt_cur_bin(struct mqtt_cur *c, struct mqtt_str *out); /* 2-byte length + bytes */
+int mqtt_cur_str(struct mqtt_cur *c, struct mqtt_str *out); /* same, UTF-8 checked */
 void *mqtt_scratch_alloc(struct mqtt_scratch *sc, size_t size);
 void mqtt_cur_rest(struct mqtt_cur *c, struct mqtt_span *span, const uint8_t **flat);
 int mqtt_cur_skip(struct mqtt_cur *c, uint32_t len);

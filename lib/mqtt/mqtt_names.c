@@ -4,15 +4,15 @@
  */
 #include "mqtt_internal.h"
 
-#define R_CONNACK MQTT_TBIT(MQTT_CONNACK)
-#define R_PUBACK MQTT_TBIT(MQTT_PUBACK)
-#define R_PUBREC MQTT_TBIT(MQTT_PUBREC)
-#define R_PUBREL MQTT_TBIT(MQTT_PUBREL)
-#define R_PUBCOMP MQTT_TBIT(MQTT_PUBCOMP)
-#define R_SUBACK MQTT_TBIT(MQTT_SUBACK)
-#define R_UNSUBACK MQTT_TBIT(MQTT_UNSUBACK)
+#define R_CONNACK    MQTT_TBIT(MQTT_CONNACK)
+#define R_PUBACK     MQTT_TBIT(MQTT_PUBACK)
+#define R_PUBREC     MQTT_TBIT(MQTT_PUBREC)
+#define R_PUBREL     MQTT_TBIT(MQTT_PUBREL)
+#define R_PUBCOMP    MQTT_TBIT(MQTT_PUBCOMP)
+#define R_SUBACK     MQTT_TBIT(MQTT_SUBACK)
+#define R_UNSUBACK   MQTT_TBIT(MQTT_UNSUBACK)
 #define R_DISCONNECT MQTT_TBIT(MQTT_DISCONNECT)
-#define R_AUTH MQTT_TBIT(MQTT_AUTH)
+#define R_AUTH       MQTT_TBIT(MQTT_AUTH)
 
 struct reason_info {
 	uint8_t code;
@@ -37,23 +37,40 @@ static const struct {
 };
 
 static const char *const type_names[16] = {
-	"RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP",
-	"SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH",
+	"RESERVED",
+	"CONNECT",
+	"CONNACK",
+	"PUBLISH",
+	"PUBACK",
+	"PUBREC",
+	"PUBREL",
+	"PUBCOMP",
+	"SUBSCRIBE",
+	"SUBACK",
+	"UNSUBSCRIBE",
+	"UNSUBACK",
+	"PINGREQ",
+	"PINGRESP",
+	"DISCONNECT",
+	"AUTH",
 };
 
-const char *mqtt_type_name(enum mqtt_type type)
+const char *
+mqtt_type_name(enum mqtt_type type)
 {
 	return (unsigned)type < 16 ? type_names[type] : "INVALID";
 }
 
-const char *mqtt_err_str(int err)
+const char *
+mqtt_err_str(int err)
 {
 	if (err < 0)
 		err = -err;
 	return err < MQTT_E_COUNT ? err_tab[err].text : "unknown codec error";
 }
 
-uint8_t mqtt_err_reason(int err)
+uint8_t
+mqtt_err_reason(int err)
 {
 	if (err < 0)
 		err = -err;
@@ -61,7 +78,8 @@ uint8_t mqtt_err_reason(int err)
 }
 
 /* 3.1.1 CONNACK return codes: 1 unacceptable protocol version, 2 identifier rejected. */
-int mqtt_err_connack_v311(int err)
+int
+mqtt_err_connack_v311(int err)
 {
 	if (err < 0)
 		err = -err;
@@ -72,7 +90,8 @@ int mqtt_err_connack_v311(int err)
 	return -1;
 }
 
-const char *mqtt_reason_name(uint8_t code, enum mqtt_type type)
+const char *
+mqtt_reason_name(uint8_t code, enum mqtt_type type)
 {
 	const char *any = NULL;
 
@@ -87,7 +106,8 @@ const char *mqtt_reason_name(uint8_t code, enum mqtt_type type)
 	return any ? any : "Unknown reason code";
 }
 
-static bool reason_valid_v311(enum mqtt_type type, uint8_t code)
+static bool
+reason_valid_v311(enum mqtt_type type, uint8_t code)
 {
 	if (type == MQTT_CONNACK)
 		return code <= 5;
@@ -96,7 +116,8 @@ static bool reason_valid_v311(enum mqtt_type type, uint8_t code)
 	return code == 0;
 }
 
-bool mqtt_reason_valid(uint8_t version, enum mqtt_type type, uint8_t code)
+bool
+mqtt_reason_valid(uint8_t version, enum mqtt_type type, uint8_t code)
 {
 	if (version != MQTT_V5)
 		return reason_valid_v311(type, code);

@@ -8,21 +8,21 @@
 #include "mqtt_internal.h"
 #include "mqtt_topic.h"
 
-#define P_WILL MQTT_WILL_BIT
-#define P_CONNECT MQTT_TBIT(MQTT_CONNECT)
-#define P_CONNACK MQTT_TBIT(MQTT_CONNACK)
-#define P_PUBLISH MQTT_TBIT(MQTT_PUBLISH)
-#define P_PUBACK MQTT_TBIT(MQTT_PUBACK)
-#define P_PUBREC MQTT_TBIT(MQTT_PUBREC)
-#define P_PUBREL MQTT_TBIT(MQTT_PUBREL)
-#define P_PUBCOMP MQTT_TBIT(MQTT_PUBCOMP)
-#define P_SUBSCRIBE MQTT_TBIT(MQTT_SUBSCRIBE)
-#define P_SUBACK MQTT_TBIT(MQTT_SUBACK)
+#define P_WILL        MQTT_WILL_BIT
+#define P_CONNECT     MQTT_TBIT(MQTT_CONNECT)
+#define P_CONNACK     MQTT_TBIT(MQTT_CONNACK)
+#define P_PUBLISH     MQTT_TBIT(MQTT_PUBLISH)
+#define P_PUBACK      MQTT_TBIT(MQTT_PUBACK)
+#define P_PUBREC      MQTT_TBIT(MQTT_PUBREC)
+#define P_PUBREL      MQTT_TBIT(MQTT_PUBREL)
+#define P_PUBCOMP     MQTT_TBIT(MQTT_PUBCOMP)
+#define P_SUBSCRIBE   MQTT_TBIT(MQTT_SUBSCRIBE)
+#define P_SUBACK      MQTT_TBIT(MQTT_SUBACK)
 #define P_UNSUBSCRIBE MQTT_TBIT(MQTT_UNSUBSCRIBE)
-#define P_UNSUBACK MQTT_TBIT(MQTT_UNSUBACK)
-#define P_DISCONNECT MQTT_TBIT(MQTT_DISCONNECT)
-#define P_AUTH MQTT_TBIT(MQTT_AUTH)
-#define P_ALL 0xFFFFu
+#define P_UNSUBACK    MQTT_TBIT(MQTT_UNSUBACK)
+#define P_DISCONNECT  MQTT_TBIT(MQTT_DISCONNECT)
+#define P_AUTH        MQTT_TBIT(MQTT_AUTH)
+#define P_ALL         0xFFFFu
 
 struct prop_info {
 	const char *name; /* NULL: no such property */
@@ -38,34 +38,40 @@ static const struct prop_info prop_tab[MQTT_PROP_ID_LIMIT] = {
 #undef MQTT_PROP
 };
 
-const char *mqtt_prop_name(uint8_t id)
+const char *
+mqtt_prop_name(uint8_t id)
 {
 	if (id >= MQTT_PROP_ID_LIMIT || prop_tab[id].name == NULL)
 		return "UNKNOWN";
 	return prop_tab[id].name;
 }
 
-void mqtt_props_set_u32(struct mqtt_props *p, enum mqtt_prop_id id, uint32_t val)
+void
+mqtt_props_set_u32(struct mqtt_props *p, enum mqtt_prop_id id, uint32_t val)
 {
 	p->present |= 1ull << id;
 	p->v[id].u = val;
 }
 
-void mqtt_props_set_str(struct mqtt_props *p, enum mqtt_prop_id id, struct mqtt_str val)
+void
+mqtt_props_set_str(struct mqtt_props *p, enum mqtt_prop_id id, struct mqtt_str val)
 {
 	p->present |= 1ull << id;
 	p->v[id].s = val;
 }
 
-bool mqtt_props_empty(const struct mqtt_props *p)
+bool
+mqtt_props_empty(const struct mqtt_props *p)
 {
-	uint64_t arrays = 1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
+	uint64_t arrays =
+	    1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
 
 	return (p->present & ~arrays) == 0 && p->n_user == 0 && p->n_sub_ids == 0;
 }
 
 /* Range and cross-field value rules shared by decode and encode. */
-static int prop_value_ok(uint8_t id, uint32_t v)
+static int
+prop_value_ok(uint8_t id, uint32_t v)
 {
 	if (id == MQTT_PROP_TOPIC_ALIAS && v == 0)
 		return -MQTT_E_TOPIC_ALIAS_ZERO;
@@ -74,7 +80,8 @@ static int prop_value_ok(uint8_t id, uint32_t v)
 	return 0;
 }
 
-static int prop_str_ok(uint8_t id, struct mqtt_str s)
+static int
+prop_str_ok(uint8_t id, struct mqtt_str s)
 {
 	if (id == MQTT_PROP_RESPONSE_TOPIC)
 		return mqtt_topic_name_valid(s.s, s.len) == 0 ? 0 : -MQTT_E_PROP_VALUE;
@@ -84,8 +91,9 @@ static int prop_str_ok(uint8_t id, struct mqtt_str s)
 }
 
 /* One property's value into p (scalars) or counted (arrays); pass 2 fills the arrays. */
-static int prop_read_value(struct mqtt_cur *c, uint8_t id, struct mqtt_props *p,
-			   struct mqtt_user_prop *up, uint32_t *sub_id)
+static int
+prop_read_value(struct mqtt_cur *c, uint8_t id, struct mqtt_props *p, struct mqtt_user_prop *up,
+    uint32_t *sub_id)
 {
 	uint8_t b;
 	uint16_t h;
@@ -125,9 +133,9 @@ static int prop_read_value(struct mqtt_cur *c, uint8_t id, struct mqtt_props *p,
  * Walk a property block. The first pass (fill false) validates and counts; the second stores
  * user properties and subscription identifiers into the arrays it was given.
  */
-static int props_walk(const uint8_t *blk, uint32_t len, uint32_t where, struct mqtt_props *p,
-		      bool fill, struct mqtt_user_prop *users, uint32_t *subs,
-		      struct mqtt_scratch *sc)
+static int
+props_walk(const uint8_t *blk, uint32_t len, uint32_t where, struct mqtt_props *p, bool fill,
+    struct mqtt_user_prop *users, uint32_t *subs, struct mqtt_scratch *sc)
 {
 	struct mqtt_iov one = { blk, len };
 	struct mqtt_cur c;
@@ -163,7 +171,8 @@ static int props_walk(const uint8_t *blk, uint32_t len, uint32_t where, struct m
 	return 0;
 }
 
-int mqtt_props_decode(struct mqtt_cur *c, uint32_t where, struct mqtt_props *p)
+int
+mqtt_props_decode(struct mqtt_cur *c, uint32_t where, struct mqtt_props *p)
 {
 	struct mqtt_user_prop *users = NULL;
 	uint32_t *subs = NULL;
@@ -197,9 +206,11 @@ int mqtt_props_decode(struct mqtt_cur *c, uint32_t where, struct mqtt_props *p)
 	return 0;
 }
 
-int mqtt_props_check(const struct mqtt_props *p, uint32_t where)
+int
+mqtt_props_check(const struct mqtt_props *p, uint32_t where)
 {
-	uint64_t arrays = 1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
+	uint64_t arrays =
+	    1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
 	int rc;
 
 	/* Only the properties present: the usual packet has none or two. */
@@ -238,7 +249,8 @@ int mqtt_props_check(const struct mqtt_props *p, uint32_t where)
 	return 0;
 }
 
-static void prop_write_one(struct mqtt_wr *w, uint8_t id, const struct mqtt_props *p)
+static void
+prop_write_one(struct mqtt_wr *w, uint8_t id, const struct mqtt_props *p)
 {
 	mqtt_wr_u8(w, id);
 	switch (prop_tab[id].type) {
@@ -261,9 +273,11 @@ static void prop_write_one(struct mqtt_wr *w, uint8_t id, const struct mqtt_prop
 }
 
 /* Writes the properties (not the block length) in id order, then the arrays. */
-void mqtt_props_write(struct mqtt_wr *w, const struct mqtt_props *p)
+void
+mqtt_props_write(struct mqtt_wr *w, const struct mqtt_props *p)
 {
-	uint64_t arrays = 1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
+	uint64_t arrays =
+	    1ull << MQTT_PROP_USER_PROPERTY | 1ull << MQTT_PROP_SUBSCRIPTION_IDENTIFIER;
 
 	for (uint64_t bits = p->present & ~arrays & ((1ull << MQTT_PROP_ID_LIMIT) - 1); bits;
 	     bits &= bits - 1)
@@ -279,7 +293,8 @@ void mqtt_props_write(struct mqtt_wr *w, const struct mqtt_props *p)
 	}
 }
 
-size_t mqtt_props_size(const struct mqtt_props *p)
+size_t
+mqtt_props_size(const struct mqtt_props *p)
 {
 	struct mqtt_wr w = { NULL, 0, 0 };
 

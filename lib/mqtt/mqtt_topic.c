@@ -6,10 +6,11 @@
 
 #include "mqtt_topic.h"
 
-#define SHARE_PREFIX "$share/"
+#define SHARE_PREFIX     "$share/"
 #define SHARE_PREFIX_LEN (sizeof(SHARE_PREFIX) - 1)
 
-int mqtt_topic_name_valid(const char *name, size_t len)
+int
+mqtt_topic_name_valid(const char *name, size_t len)
 {
 	int rc;
 
@@ -24,7 +25,8 @@ int mqtt_topic_name_valid(const char *name, size_t len)
 }
 
 /* Wildcard placement: '+' fills a whole level, '#' fills the whole last level. */
-static bool filter_wildcards_ok(const char *f, size_t len)
+static bool
+filter_wildcards_ok(const char *f, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		bool level_start = i == 0 || f[i - 1] == '/';
@@ -38,7 +40,8 @@ static bool filter_wildcards_ok(const char *f, size_t len)
 	return true;
 }
 
-static int plain_filter_valid(const char *filter, size_t len)
+static int
+plain_filter_valid(const char *filter, size_t len)
 {
 	if (len == 0)
 		return -MQTT_E_FILTER_INVALID;
@@ -49,8 +52,9 @@ static int plain_filter_valid(const char *filter, size_t len)
 	return mqtt_utf8_check((const uint8_t *)filter, len);
 }
 
-int mqtt_topic_share_parse(const char *filter, size_t len, struct mqtt_str *group,
-			   struct mqtt_str *inner)
+int
+mqtt_topic_share_parse(
+    const char *filter, size_t len, struct mqtt_str *group, struct mqtt_str *inner)
 {
 	const char *g, *slash;
 	size_t glen;
@@ -73,7 +77,8 @@ int mqtt_topic_share_parse(const char *filter, size_t len, struct mqtt_str *grou
 	return 1;
 }
 
-int mqtt_topic_filter_valid(const char *filter, size_t len)
+int
+mqtt_topic_filter_valid(const char *filter, size_t len)
 {
 	struct mqtt_str group, inner;
 	int rc;
@@ -93,7 +98,8 @@ int mqtt_topic_filter_valid(const char *filter, size_t len)
  * Walk filter and name level by level. '#' matches the rest including the parent level itself
  * ("a/#" matches "a"); '+' matches exactly one level, possibly empty.
  */
-bool mqtt_topic_match(const char *filter, size_t flen, const char *name, size_t nlen)
+bool
+mqtt_topic_match(const char *filter, size_t flen, const char *name, size_t nlen)
 {
 	size_t fi = 0, ni = 0;
 
@@ -107,7 +113,8 @@ bool mqtt_topic_match(const char *filter, size_t flen, const char *name, size_t 
 			while (ni < nlen && name[ni] != '/')
 				ni++;
 		} else {
-			while (fi < flen && ni < nlen && filter[fi] != '/' && filter[fi] == name[ni]) {
+			while (
+			    fi < flen && ni < nlen && filter[fi] != '/' && filter[fi] == name[ni]) {
 				fi++;
 				ni++;
 			}

@@ -24,8 +24,8 @@ int mqtt_topic_filter_valid(const char *filter, size_t len);
  * filter is one, 0 when it is an ordinary filter, -MQTT_E_SHARE_INVALID when it starts with
  * "$share/" but the group is empty or has a wildcard, or the filter is missing or invalid.
  */
-int mqtt_topic_share_parse(const char *filter, size_t len, struct mqtt_str *group,
-			   struct mqtt_str *inner);
+int mqtt_topic_share_parse(
+    const char *filter, size_t len, struct mqtt_str *group, struct mqtt_str *inner);
 
 /* Does a (valid, non-shared) filter match a (valid) topic name? Filters starting with a wildcard
  * do not match names starting with '$'. */

@@ -21,7 +21,7 @@ struct tt_sub {
 
 struct tt_node {
 	struct tt_node *parent;
-	struct tt_node **kids;   /* named children, sorted by (len, bytes) */
+	struct tt_node **kids; /* named children, sorted by (len, bytes) */
 	uint32_t n_kids, cap_kids;
 	struct tt_node *plus, *hash;
 	struct tt_sub *subs;
@@ -37,23 +37,26 @@ struct mqtt_topic_tree {
 	struct mqtt_topic_tree_alloc mem;
 };
 
-static void *libc_calloc(size_t n, size_t size)
+static void *
+libc_calloc(size_t n, size_t size)
 {
 	return calloc(n, size);
 }
 
-static void *libc_realloc(void *p, size_t size)
+static void *
+libc_realloc(void *p, size_t size)
 {
 	return realloc(p, size);
 }
 
-static void libc_free(void *p)
+static void
+libc_free(void *p)
 {
 	free(p);
 }
 
-static struct tt_node *node_new(struct mqtt_topic_tree *t, struct tt_node *parent,
-				const char *level, size_t len)
+static struct tt_node *
+node_new(struct mqtt_topic_tree *t, struct tt_node *parent, const char *level, size_t len)
 {
 	struct tt_node *n = t->mem.calloc(1, sizeof(*n) + len + 1);
 
@@ -66,8 +69,8 @@ static struct tt_node *node_new(struct mqtt_topic_tree *t, struct tt_node *paren
 	return n;
 }
 
-struct mqtt_topic_tree *mqtt_topic_tree_create(unsigned max_levels,
-					       const struct mqtt_topic_tree_alloc *alloc)
+struct mqtt_topic_tree *
+mqtt_topic_tree_create(unsigned max_levels, const struct mqtt_topic_tree_alloc *alloc)
 {
 	static const struct mqtt_topic_tree_alloc libc = { libc_calloc, libc_realloc, libc_free };
 	const struct mqtt_topic_tree_alloc *mem = alloc ? alloc : &libc;
@@ -85,7 +88,8 @@ struct mqtt_topic_tree *mqtt_topic_tree_create(unsigned max_levels,
 	return t;
 }
 
-static void node_free(struct mqtt_topic_tree *t, struct tt_node *n)
+static void
+node_free(struct mqtt_topic_tree *t, struct tt_node *n)
 {
 	if (n == NULL)
 		return;
@@ -100,7 +104,8 @@ static void node_free(struct mqtt_topic_tree *t, struct tt_node *n)
 	t->mem.free(n);
 }
 
-void mqtt_topic_tree_destroy(struct mqtt_topic_tree *t)
+void
+mqtt_topic_tree_destroy(struct mqtt_topic_tree *t)
 {
 	if (t == NULL)
 		return;
@@ -108,7 +113,8 @@ void mqtt_topic_tree_destroy(struct mqtt_topic_tree *t)
 	t->mem.free(t);
 }
 
-static int level_cmp(const struct tt_node *n, const char *level, size_t len)
+static int
+level_cmp(const struct tt_node *n, const char *level, size_t len)
 {
 	if (n->len != len)
 		return n->len < len ? -1 : 1;
@@ -116,7 +122,8 @@ static int level_cmp(const struct tt_node *n, const char *level, size_t len)
 }
 
 /* Index of the named child, or where it would go (*found false). */
-static uint32_t kid_find(const struct tt_node *n, const char *level, size_t len, bool *found)
+static uint32_t
+kid_find(const struct tt_node *n, const char *level, size_t len, bool *found)
 {
 	uint32_t lo = 0, hi = n->n_kids;
 
@@ -137,8 +144,8 @@ static uint32_t kid_find(const struct tt_node *n, const char *level, size_t len,
 	return lo;
 }
 
-static struct tt_node *kid_get(struct mqtt_topic_tree *t, struct tt_node *n, const char *level,
-			       size_t len, bool create)
+static struct tt_node *
+kid_get(struct mqtt_topic_tree *t, struct tt_node *n, const char *level, size_t len, bool create)
 {
 	struct tt_node **slot = NULL, *k;
 	bool found;
@@ -174,14 +181,16 @@ static struct tt_node *kid_get(struct mqtt_topic_tree *t, struct tt_node *n, con
 }
 
 /* Length of the level starting at f[pos] (up to '/' or the end). */
-static size_t level_len(const char *f, size_t len, size_t pos)
+static size_t
+level_len(const char *f, size_t len, size_t pos)
 {
 	const char *slash = memchr(f + pos, '/', len - pos);
 
 	return slash ? (size_t)(slash - (f + pos)) : len - pos;
 }
 
-static unsigned count_levels(const char *f, size_t len)
+static unsigned
+count_levels(const char *f, size_t len)
 {
 	unsigned n = 1;
 
@@ -191,7 +200,8 @@ static unsigned count_levels(const char *f, size_t len)
 }
 
 /* Walk (and with create, build) the path of a filter; NULL when absent or out of memory. */
-static struct tt_node *path(struct mqtt_topic_tree *t, const char *f, size_t len, bool create)
+static struct tt_node *
+path(struct mqtt_topic_tree *t, const char *f, size_t len, bool create)
 {
 	struct tt_node *n = t->root;
 	size_t pos = 0;
@@ -207,7 +217,8 @@ static struct tt_node *path(struct mqtt_topic_tree *t, const char *f, size_t len
 }
 
 /* The last existing node on a filter's path: where to prune from after a failed insert. */
-static struct tt_node *deepest(struct mqtt_topic_tree *t, const char *f, size_t len)
+static struct tt_node *
+deepest(struct mqtt_topic_tree *t, const char *f, size_t len)
 {
 	struct tt_node *n = t->root, *k;
 	size_t pos = 0;
@@ -224,7 +235,8 @@ static struct tt_node *deepest(struct mqtt_topic_tree *t, const char *f, size_t 
 	}
 }
 
-static int split_share(const char *filter, size_t len, struct mqtt_str *group, struct mqtt_str *inner)
+static int
+split_share(const char *filter, size_t len, struct mqtt_str *group, struct mqtt_str *inner)
 {
 	int rc;
 
@@ -242,7 +254,8 @@ static int split_share(const char *filter, size_t len, struct mqtt_str *group, s
 	return 0;
 }
 
-static struct tt_sub *sub_find(struct tt_node *n, void *subscriber, const struct mqtt_str *group)
+static struct tt_sub *
+sub_find(struct tt_node *n, void *subscriber, const struct mqtt_str *group)
 {
 	for (uint32_t i = 0; i < n->n_subs; i++) {
 		struct tt_sub *s = &n->subs[i];
@@ -256,7 +269,8 @@ static struct tt_sub *sub_find(struct tt_node *n, void *subscriber, const struct
 }
 
 /* Drop nodes left with no subscriptions and no children, from n up to (not including) root. */
-static void prune(struct mqtt_topic_tree *t, struct tt_node *n)
+static void
+prune(struct mqtt_topic_tree *t, struct tt_node *n)
 {
 	while (n != t->root && n->n_subs == 0 && n->n_kids == 0 && !n->plus && !n->hash) {
 		struct tt_node *p = n->parent;
@@ -269,7 +283,8 @@ static void prune(struct mqtt_topic_tree *t, struct tt_node *n)
 			p->hash = NULL;
 		} else {
 			i = kid_find(p, n->level, n->len, &found);
-			memmove(&p->kids[i], &p->kids[i + 1], (p->n_kids - i - 1) * sizeof(*p->kids));
+			memmove(
+			    &p->kids[i], &p->kids[i + 1], (p->n_kids - i - 1) * sizeof(*p->kids));
 			p->n_kids--;
 		}
 		t->mem.free(n->kids);
@@ -280,8 +295,9 @@ static void prune(struct mqtt_topic_tree *t, struct tt_node *n)
 	}
 }
 
-static int sub_add(struct mqtt_topic_tree *t, struct tt_node *n, void *subscriber,
-		   const struct mqtt_str *group, const struct mqtt_sub_opts *opts)
+static int
+sub_add(struct mqtt_topic_tree *t, struct tt_node *n, void *subscriber,
+    const struct mqtt_str *group, const struct mqtt_sub_opts *opts)
 {
 	struct tt_sub *s;
 
@@ -309,8 +325,9 @@ static int sub_add(struct mqtt_topic_tree *t, struct tt_node *n, void *subscribe
 	return 0;
 }
 
-int mqtt_topic_tree_insert(struct mqtt_topic_tree *t, const char *filter, size_t len,
-			   void *subscriber, const struct mqtt_sub_opts *opts)
+int
+mqtt_topic_tree_insert(struct mqtt_topic_tree *t, const char *filter, size_t len, void *subscriber,
+    const struct mqtt_sub_opts *opts)
 {
 	struct mqtt_str group, inner;
 	struct tt_node *n;
@@ -334,8 +351,8 @@ int mqtt_topic_tree_insert(struct mqtt_topic_tree *t, const char *filter, size_t
 	return rc;
 }
 
-int mqtt_topic_tree_remove(struct mqtt_topic_tree *t, const char *filter, size_t len,
-			   void *subscriber)
+int
+mqtt_topic_tree_remove(struct mqtt_topic_tree *t, const char *filter, size_t len, void *subscriber)
 {
 	struct mqtt_str group, inner;
 	struct tt_node *n;
@@ -360,7 +377,8 @@ struct walk {
 	bool stop;
 };
 
-static void emit(const struct tt_node *n, struct walk *w)
+static void
+emit(const struct tt_node *n, struct walk *w)
 {
 	if (n == NULL)
 		return;
@@ -369,14 +387,16 @@ static void emit(const struct tt_node *n, struct walk *w)
 		struct mqtt_str g = { s->group, s->group_len };
 
 		w->matched++;
-		if (w->cb != NULL && w->cb(s->subscriber, &s->opts, s->group ? &g : NULL, w->arg) != 0)
+		if (w->cb != NULL &&
+		    w->cb(s->subscriber, &s->opts, s->group ? &g : NULL, w->arg) != 0)
 			w->stop = true;
 	}
 }
 
 /* n has matched the levels before name[pos]; at_end: the name had no more levels. */
-static void walk(const struct tt_node *n, const char *name, size_t len, size_t pos, bool at_end,
-		 bool root, struct walk *w)
+static void
+walk(const struct tt_node *n, const char *name, size_t len, size_t pos, bool at_end, bool root,
+    struct walk *w)
 {
 	bool dollar = root && len > 0 && name[0] == '$';
 	size_t l;
@@ -399,8 +419,9 @@ static void walk(const struct tt_node *n, const char *name, size_t len, size_t p
 		walk(n->plus, name, len, pos + l + 1, pos + l == len, false, w);
 }
 
-size_t mqtt_topic_tree_match(const struct mqtt_topic_tree *t, const char *name, size_t len,
-			     mqtt_topic_tree_cb cb, void *arg)
+size_t
+mqtt_topic_tree_match(
+    const struct mqtt_topic_tree *t, const char *name, size_t len, mqtt_topic_tree_cb cb, void *arg)
 {
 	struct walk w = { cb, arg, 0, false };
 
@@ -408,12 +429,14 @@ size_t mqtt_topic_tree_match(const struct mqtt_topic_tree *t, const char *name, 
 	return w.matched;
 }
 
-size_t mqtt_topic_tree_subscriptions(const struct mqtt_topic_tree *t)
+size_t
+mqtt_topic_tree_subscriptions(const struct mqtt_topic_tree *t)
 {
 	return t->n_subs;
 }
 
-size_t mqtt_topic_tree_nodes(const struct mqtt_topic_tree *t)
+size_t
+mqtt_topic_tree_nodes(const struct mqtt_topic_tree *t)
 {
 	return t->n_nodes - 1; /* the root is not a level */
 }

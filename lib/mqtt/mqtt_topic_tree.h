@@ -21,7 +21,7 @@ struct mqtt_sub_opts {
 	bool no_local;
 	bool retain_as_published;
 	uint8_t retain_handling;
-	uint32_t sub_id;          /* 5.0 subscription identifier, 0: none */
+	uint32_t sub_id; /* 5.0 subscription identifier, 0: none */
 };
 
 struct mqtt_topic_tree_alloc {
@@ -33,8 +33,8 @@ struct mqtt_topic_tree_alloc {
 struct mqtt_topic_tree;
 
 /* max_levels bounds the levels of a filter (and so the depth of a match); alloc NULL: libc. */
-struct mqtt_topic_tree *mqtt_topic_tree_create(unsigned max_levels,
-					       const struct mqtt_topic_tree_alloc *alloc);
+struct mqtt_topic_tree *
+mqtt_topic_tree_create(unsigned max_levels, const struct mqtt_topic_tree_alloc *alloc);
 void mqtt_topic_tree_destroy(struct mqtt_topic_tree *t);
 
 /*
@@ -43,22 +43,22 @@ void mqtt_topic_tree_destroy(struct mqtt_topic_tree *t);
  * max_levels, -ENOMEM. (errno codes only: the broker has validated the SUBSCRIBE already.)
  */
 int mqtt_topic_tree_insert(struct mqtt_topic_tree *t, const char *filter, size_t len,
-			   void *subscriber, const struct mqtt_sub_opts *opts);
+    void *subscriber, const struct mqtt_sub_opts *opts);
 
 /* Unsubscribe: 0 removed, -ENOENT when there was no such subscription. */
-int mqtt_topic_tree_remove(struct mqtt_topic_tree *t, const char *filter, size_t len,
-			   void *subscriber);
+int
+mqtt_topic_tree_remove(struct mqtt_topic_tree *t, const char *filter, size_t len, void *subscriber);
 
 /*
  * Called once per matching subscription (a subscriber with overlapping filters is called once for
  * each). group is the share group, or NULL. A non-zero return stops the walk.
  */
-typedef int (*mqtt_topic_tree_cb)(void *subscriber, const struct mqtt_sub_opts *opts,
-				  const struct mqtt_str *group, void *arg);
+typedef int (*mqtt_topic_tree_cb)(
+    void *subscriber, const struct mqtt_sub_opts *opts, const struct mqtt_str *group, void *arg);
 
 /* Match a topic name; returns how many subscriptions matched (the callback was called). */
 size_t mqtt_topic_tree_match(const struct mqtt_topic_tree *t, const char *name, size_t len,
-			     mqtt_topic_tree_cb cb, void *arg);
+    mqtt_topic_tree_cb cb, void *arg);
 
 size_t mqtt_topic_tree_subscriptions(const struct mqtt_topic_tree *t);
 size_t mqtt_topic_tree_nodes(const struct mqtt_topic_tree *t);

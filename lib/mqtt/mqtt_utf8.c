@@ -8,7 +8,8 @@
 #include "mqtt_codec.h"
 
 /* Length of the sequence led by b, its minimum code point, and the lead's payload bits. */
-static int utf8_lead(uint8_t b, uint32_t *cp, uint32_t *min)
+static int
+utf8_lead(uint8_t b, uint32_t *cp, uint32_t *min)
 {
 	if (b < 0x80) {
 		*cp = b;
@@ -33,7 +34,8 @@ static int utf8_lead(uint8_t b, uint32_t *cp, uint32_t *min)
 	return -1;
 }
 
-int mqtt_utf8_check(const uint8_t *s, size_t len)
+int
+mqtt_utf8_check(const uint8_t *s, size_t len)
 {
 	size_t i = 0;
 
@@ -82,7 +84,8 @@ struct utf8_stream {
 	int need;
 };
 
-static int utf8_feed(struct utf8_stream *st, const uint8_t *s, size_t len)
+static int
+utf8_feed(struct utf8_stream *st, const uint8_t *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		if (st->need == 0) {
@@ -97,14 +100,16 @@ static int utf8_feed(struct utf8_stream *st, const uint8_t *s, size_t len)
 			st->cp = (st->cp << 6) | (s[i] & 0x3F);
 			st->need--;
 		}
-		if (st->need == 0 && (st->cp < st->min || st->cp > 0x10FFFF ||
-				      (st->cp >= 0xD800 && st->cp <= 0xDFFF)))
+		if (st->need == 0 &&
+		    (st->cp < st->min || st->cp > 0x10FFFF ||
+			(st->cp >= 0xD800 && st->cp <= 0xDFFF)))
 			return -MQTT_E_PAYLOAD_FORMAT;
 	}
 	return 0;
 }
 
-int mqtt_payload_utf8_check(const struct mqtt_iov *iov, size_t niov, const struct mqtt_span *span)
+int
+mqtt_payload_utf8_check(const struct mqtt_iov *iov, size_t niov, const struct mqtt_span *span)
 {
 	struct utf8_stream st = { 0, 0, 0 };
 	size_t seg = span->seg, off = span->off;

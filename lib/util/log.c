@@ -18,8 +18,16 @@ log_init(const char *progname, enum log_level level)
 	setvbuf(stderr, NULL, _IOLBF, 0);
 }
 
-void log_set_level(enum log_level level) { log_level_cur = level; }
-enum log_level log_get_level(void) { return log_level_cur; }
+void
+log_set_level(enum log_level level)
+{
+	log_level_cur = level;
+}
+enum log_level
+log_get_level(void)
+{
+	return log_level_cur;
+}
 
 int
 log_level_parse(const char *s, enum log_level *out)
@@ -45,8 +53,8 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%s] ",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, log_names[lvl]);
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    ts.tv_nsec / 1000000, log_prog, log_names[lvl]);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = 0;
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

@@ -9,7 +9,12 @@
 #include <stdarg.h>
 #include <stdint.h>
 
-enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+enum log_level {
+	LOG_LVL_ERR = 0,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG
+};
 
 void log_init(const char *progname, enum log_level level);
 void log_set_level(enum log_level level);
@@ -22,7 +27,11 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);
 #define log_err(...)   log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warnx(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
-#define log_debug(...) do { if (log_get_level() >= LOG_LVL_DEBUG) log_msg(LOG_LVL_DEBUG, __VA_ARGS__); } while (0)
+#define log_debug(...)                                       \
+	do {                                                 \
+		if (log_get_level() >= LOG_LVL_DEBUG)        \
+			log_msg(LOG_LVL_DEBUG, __VA_ARGS__); \
+	} while (0)
 
 /* At most one line per interval_s from this call site; says how many were suppressed. */
 struct log_ratelimit {
@@ -31,12 +40,13 @@ struct log_ratelimit {
 };
 int log_ratelimit_ok(struct log_ratelimit *rl, unsigned interval_s, uint64_t *suppressed);
 
-#define LOG_RATELIMITED(lvl, interval_s, fmt, ...) do {                                   \
-	static __thread struct log_ratelimit rl_;                                          \
-	uint64_t sup_;                                                                     \
-	if (log_ratelimit_ok(&rl_, (interval_s), &sup_))                                   \
-		log_msg((lvl), fmt " (%llu similar suppressed)", ##__VA_ARGS__,            \
-			(unsigned long long)sup_);                                         \
-} while (0)
+#define LOG_RATELIMITED(lvl, interval_s, fmt, ...)                                      \
+	do {                                                                            \
+		static __thread struct log_ratelimit rl_;                               \
+		uint64_t sup_;                                                          \
+		if (log_ratelimit_ok(&rl_, (interval_s), &sup_))                        \
+			log_msg((lvl), fmt " (%llu similar suppressed)", ##__VA_ARGS__, \
+			    (unsigned long long)sup_);                                  \
+	} while (0)
 
 #endif

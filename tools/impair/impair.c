@@ -34,8 +34,8 @@
 
 #include "util/log.h"
 
-#define IMPAIR_FRAME_MAX 2048   /* lab MTU is 1500; larger frames are counted and dropped */
-#define IMPAIR_RX_BATCH 64
+#define IMPAIR_FRAME_MAX 2048 /* lab MTU is 1500; larger frames are counted and dropped */
+#define IMPAIR_RX_BATCH  64
 
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
@@ -45,11 +45,11 @@ struct impair_spec {
 	uint64_t delay_ns;
 	uint64_t jitter_ns;
 	uint64_t hold_ns;
-	uint64_t rate_bps;      /* 0: unlimited */
-	double loss;            /* probabilities, 0..1 */
+	uint64_t rate_bps; /* 0: unlimited */
+	double loss;       /* probabilities, 0..1 */
 	double dup;
 	double reorder;
-	uint32_t limit;         /* frames queued */
+	uint32_t limit; /* frames queued */
 };
 
 struct impair_frame {
@@ -69,8 +69,8 @@ struct impair_dir {
 	struct impair_spec spec;
 	struct impair_frame *q; /* ring of spec.limit frames */
 	uint32_t head, count;
-	uint64_t last_due_ns;   /* keeps the FIFO in order when jitter would swap frames */
-	uint64_t link_free_ns;  /* rate limit: when the last queued frame finishes serialising */
+	uint64_t last_due_ns;  /* keeps the FIFO in order when jitter would swap frames */
+	uint64_t link_free_ns; /* rate limit: when the last queued frame finishes serialising */
 	struct impair_frame held;
 	bool has_held;
 	uint64_t held_until_ns;
@@ -220,7 +220,9 @@ impair_parse_spec(struct impair_spec *s, const char *text)
 		*eq = '\0';
 		rc = impair_parse_kv(s, tok, eq + 1);
 		if (rc == -ENOENT)
-			log_err("impair spec: unknown key '%s' (delay jitter loss dup reorder rate limit hold)", tok);
+			log_err("impair spec: unknown key '%s' (delay jitter loss dup reorder rate "
+				"limit hold)",
+			    tok);
 		else if (rc < 0)
 			log_err("impair spec: bad value '%s' for %s", eq + 1, tok);
 	}
@@ -397,8 +399,9 @@ impair_print(const struct impair_dir *d)
 
 	log_info("%s: rx=%" PRIu64 " tx=%" PRIu64 " lost=%" PRIu64 " dup=%" PRIu64
 		 " reordered=%" PRIu64 " overflow=%" PRIu64 " too_big=%" PRIu64 " tx_err=%" PRIu64
-		 " queued=%u", d->name, s->rx, s->tx, s->lost, s->dup, s->reordered, s->overflow,
-		 s->too_big, s->tx_err, d->count);
+		 " queued=%u",
+	    d->name, s->rx, s->tx, s->lost, s->dup, s->reordered, s->overflow, s->too_big,
+	    s->tx_err, d->count);
 }
 
 /* --dry-run: what the spec parsed to, in the units the relay uses. */
@@ -408,8 +411,9 @@ impair_print_spec(const struct impair_dir *d)
 	const struct impair_spec *s = &d->spec;
 
 	printf("%s delay_ns=%" PRIu64 " jitter_ns=%" PRIu64 " hold_ns=%" PRIu64 " rate_bps=%" PRIu64
-	       " loss=%.4f dup=%.4f reorder=%.4f limit=%u\n", d->name, s->delay_ns, s->jitter_ns,
-	       s->hold_ns, s->rate_bps, s->loss, s->dup, s->reorder, s->limit);
+	       " loss=%.4f dup=%.4f reorder=%.4f limit=%u\n",
+	    d->name, s->delay_ns, s->jitter_ns, s->hold_ns, s->rate_bps, s->loss, s->dup,
+	    s->reorder, s->limit);
 }
 
 static void
@@ -459,19 +463,19 @@ static void
 impair_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: edgegw-impair [--a2b SPEC] [--b2a SPEC] [--seed N] [-v] IFACE_A IFACE_B\n"
-		"       edgegw-impair --dry-run [--a2b SPEC] [--b2a SPEC]   (print the parsed specs)\n"
-		"  Relays Ethernet frames between IFACE_A and IFACE_B, impairing each direction.\n"
-		"  SPEC: comma-separated key=value\n"
-		"    delay=20ms   fixed delay (ns, us, ms, s; bare number = ms)\n"
-		"    jitter=5ms   uniform +-jitter on the delay (frames stay in order)\n"
-		"    loss=3%%      drop probability\n"
-		"    dup=1%%       duplication probability\n"
-		"    reorder=2%%   probability a frame is held back and sent after the next one\n"
-		"    hold=20ms    longest a held frame waits for a successor (default 20ms)\n"
-		"    rate=10mbit  rate limit (bit, kbit, mbit, gbit per second; default none)\n"
-		"    limit=4096   frames queued per direction; more are dropped (overflow)\n"
-		"  Counters go to stderr on SIGUSR1 and at exit; SIGTERM/SIGINT stop it.\n");
+	    "usage: edgegw-impair [--a2b SPEC] [--b2a SPEC] [--seed N] [-v] IFACE_A IFACE_B\n"
+	    "       edgegw-impair --dry-run [--a2b SPEC] [--b2a SPEC]   (print the parsed specs)\n"
+	    "  Relays Ethernet frames between IFACE_A and IFACE_B, impairing each direction.\n"
+	    "  SPEC: comma-separated key=value\n"
+	    "    delay=20ms   fixed delay (ns, us, ms, s; bare number = ms)\n"
+	    "    jitter=5ms   uniform +-jitter on the delay (frames stay in order)\n"
+	    "    loss=3%%      drop probability\n"
+	    "    dup=1%%       duplication probability\n"
+	    "    reorder=2%%   probability a frame is held back and sent after the next one\n"
+	    "    hold=20ms    longest a held frame waits for a successor (default 20ms)\n"
+	    "    rate=10mbit  rate limit (bit, kbit, mbit, gbit per second; default none)\n"
+	    "    limit=4096   frames queued per direction; more are dropped (overflow)\n"
+	    "  Counters go to stderr on SIGUSR1 and at exit; SIGTERM/SIGINT stop it.\n");
 }
 
 static int

@@ -34,13 +34,15 @@ const char *const sim_err_text[SIM_ERR_COUNT] = {
 
 static volatile sig_atomic_t signals_seen;
 
-static void on_signal(int sig)
+static void
+on_signal(int sig)
 {
 	(void)sig;
 	signals_seen++;
 }
 
-static void sleep_ms(unsigned ms)
+static void
+sleep_ms(unsigned ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
@@ -48,18 +50,21 @@ static void sleep_ms(unsigned ms)
 }
 
 /* Sum of one counter over the workers, read while they run. */
-static uint64_t sum_at(const struct sim_worker *ws, uint32_t n, size_t off)
+static uint64_t
+sum_at(const struct sim_worker *ws, uint32_t n, size_t off)
 {
 	uint64_t s = 0;
 
 	for (uint32_t i = 0; i < n; i++)
-		s += __atomic_load_n((const uint64_t *)((const char *)&ws[i].st + off), __ATOMIC_RELAXED);
+		s += __atomic_load_n(
+		    (const uint64_t *)((const char *)&ws[i].st + off), __ATOMIC_RELAXED);
 	return s;
 }
 
 #define SUM(ws, n, field) sum_at((ws), (n), offsetof(struct sim_stats, field))
 
-static int raise_fd_limit(uint32_t need)
+static int
+raise_fd_limit(uint32_t need)
 {
 	struct rlimit rl;
 
@@ -70,14 +75,17 @@ static int raise_fd_limit(uint32_t need)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur < need) {
-		fprintf(stderr, "edgegw-sensorsim: %u sessions need %u descriptors, the limit is %lu "
-			"(raise ulimit -n)\n", need - 64, need, (unsigned long)rl.rlim_cur);
+		fprintf(stderr,
+		    "edgegw-sensorsim: %u sessions need %u descriptors, the limit is %lu "
+		    "(raise ulimit -n)\n",
+		    need - 64, need, (unsigned long)rl.rlim_cur);
 		return -EMFILE;
 	}
 	return 0;
 }
 
-static int run_init(struct sim_run *r, const struct sim_opts *o)
+static int
+run_init(struct sim_run *r, const struct sim_opts *o)
 {
 	uint32_t max_pkt = o->payload + SIM_MAX_TOPIC + 64;
 
@@ -98,8 +106,8 @@ static int run_init(struct sim_run *r, const struct sim_opts *o)
 	return 0;
 }
 
-static int worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, uint32_t first,
-		       uint32_t n)
+static int
+worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, uint32_t first, uint32_t n)
 {
 	const struct sim_opts *o = r->o;
 	uint64_t now = sim_now_ns();
@@ -115,8 +123,8 @@ static int worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, ui
 	w->tr.fd = -1;
 	w->rng = 2463534242u ^ (idx * 2654435761u);
 	sim_hist_init(&w->hist);
-	mqtt_decoder_init(&w->dec, MQTT_ROLE_CLIENT, o->version, r->in_cap, w->scratch,
-			  sizeof(w->scratch));
+	mqtt_decoder_init(
+	    &w->dec, MQTT_ROLE_CLIENT, o->version, r->in_cap, w->scratch, sizeof(w->scratch));
 	sim_pace_init(&w->connect_pace, o->connect_rate / o->threads, 8, now);
 	w->budget = UINT64_MAX;
 	if (o->count > 0) {
@@ -124,9 +132,10 @@ static int worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, ui
 		uint64_t p0 = first < o->sessions ? first : o->sessions;
 		uint64_t p1 = first + n < o->sessions ? first + n : o->sessions;
 
-		w->budget = o->sessions == 0 ? 0 :
-			    (uint64_t)((unsigned __int128)o->count * p1 / o->sessions -
-				       (unsigned __int128)o->count * p0 / o->sessions);
+		w->budget = o->sessions == 0
+		    ? 0
+		    : (uint64_t)((unsigned __int128)o->count * p1 / o->sessions -
+			  (unsigned __int128)o->count * p0 / o->sessions);
 	}
 	if (w->budget == 0)
 		w->done_publishing = true;
@@ -143,7 +152,8 @@ static int worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, ui
 	return 0;
 }
 
-static void worker_free(struct sim_worker *w)
+static void
+worker_free(struct sim_worker *w)
 {
 	for (uint32_t i = 0; i < w->n_s; i++)
 		sim_session_free(&w->s[i]);
@@ -152,12 +162,14 @@ static void worker_free(struct sim_worker *w)
 		w->tr.ops->destroy(&w->tr);
 }
 
-static void set_phase(struct sim_run *r, enum sim_phase ph)
+static void
+set_phase(struct sim_run *r, enum sim_phase ph)
 {
 	__atomic_store_n(&r->phase, (int)ph, __ATOMIC_RELAXED);
 }
 
-static double secs_since(uint64_t t0)
+static double
+secs_since(uint64_t t0)
 {
 	return (double)(sim_now_ns() - t0) / 1e9;
 }
@@ -167,8 +179,9 @@ static double secs_since(uint64_t t0)
  * (--connect-timeout from its start), so this ends; the bound here only guards against a bug,
  * and waits longer while --connect-rate is still starting sessions.
  */
-static void phase_connect(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o,
-			  uint32_t total, struct sim_times *t)
+static void
+phase_connect(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o, uint32_t total,
+    struct sim_times *t)
 {
 	uint64_t t0 = sim_now_ns(), last_start = t0, started = 0;
 
@@ -186,7 +199,8 @@ static void phase_connect(struct sim_worker *ws, uint32_t nw, const struct sim_o
 	t->connect_s = secs_since(t0);
 }
 
-static bool all_done_publishing(const struct sim_worker *ws, uint32_t nw)
+static bool
+all_done_publishing(const struct sim_worker *ws, uint32_t nw)
 {
 	for (uint32_t i = 0; i < nw; i++)
 		if (!__atomic_load_n(&ws[i].done_publishing, __ATOMIC_RELAXED))
@@ -194,8 +208,8 @@ static bool all_done_publishing(const struct sim_worker *ws, uint32_t nw)
 	return true;
 }
 
-static void phase_run(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o,
-		      struct sim_times *t)
+static void
+phase_run(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o, struct sim_times *t)
 {
 	uint64_t t0 = sim_now_ns();
 	int seen = signals_seen;
@@ -207,8 +221,8 @@ static void phase_run(struct sim_worker *ws, uint32_t nw, const struct sim_opts 
 
 		if (o->no_publish ? el >= o->duration_s
 				  : (o->duration_s > 0 && el >= o->duration_s) ||
-				    (o->count > 0 && all_done_publishing(ws, nw)) ||
-				    (o->count > 0 && SUM(ws, nw, ready_pub) == 0))
+			    (o->count > 0 && all_done_publishing(ws, nw)) ||
+			    (o->count > 0 && SUM(ws, nw, ready_pub) == 0))
 			break; /* (no publisher left to spend the count) */
 		sleep_ms(1);
 	}
@@ -216,8 +230,8 @@ static void phase_run(struct sim_worker *ws, uint32_t nw, const struct sim_opts 
 }
 
 /* Drain: until nothing is in flight and deliveries stopped for 200 ms, or --drain is over. */
-static void phase_drain(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o,
-			struct sim_times *t)
+static void
+phase_drain(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o, struct sim_times *t)
 {
 	uint64_t t0 = sim_now_ns(), quiet_since = t0, last = UINT64_MAX;
 	int seen = signals_seen;
@@ -225,7 +239,7 @@ static void phase_drain(struct sim_worker *ws, uint32_t nw, const struct sim_opt
 	set_phase(ws[0].run, SIM_PH_DRAIN);
 	while (signals_seen == seen && secs_since(t0) < o->drain_s) {
 		uint64_t d = SUM(ws, nw, delivered[0]) + SUM(ws, nw, delivered[1]) +
-			     SUM(ws, nw, delivered[2]);
+		    SUM(ws, nw, delivered[2]);
 
 		if (d != last) {
 			last = d;
@@ -238,7 +252,8 @@ static void phase_drain(struct sim_worker *ws, uint32_t nw, const struct sim_opt
 	t->drain_s = secs_since(t0);
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	static struct sim_opts o;
 	static struct sim_worker ws[SIM_MAX_THREADS];
@@ -284,7 +299,7 @@ int main(int argc, char **argv)
 	phase_connect(ws, nw, &o, total, &times);
 	/* Scripts wait for this line to sample the broker with every session connected. */
 	fprintf(stderr, "edgegw-sensorsim: connect phase over: %lu ready, %lu lost in %.3f s\n",
-		(unsigned long)SUM(ws, nw, ready), (unsigned long)SUM(ws, nw, dead), times.connect_s);
+	    (unsigned long)SUM(ws, nw, ready), (unsigned long)SUM(ws, nw, dead), times.connect_s);
 	if (!signals_seen)
 		phase_run(ws, nw, &o, &times);
 	if (signals_seen < 2)

@@ -7,13 +7,15 @@
 
 #include "sim_hist.h"
 
-void sim_hist_init(struct sim_hist *h)
+void
+sim_hist_init(struct sim_hist *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->min = UINT64_MAX;
 }
 
-uint32_t sim_hist_index(uint64_t v)
+uint32_t
+sim_hist_index(uint64_t v)
 {
 	uint32_t e, shift;
 
@@ -23,10 +25,12 @@ uint32_t sim_hist_index(uint64_t v)
 	shift = e - 6u;
 	if (shift > SIM_HIST_MAX_SHIFT)
 		return SIM_HIST_BUCKETS - 1;
-	return SIM_HIST_SUB + (shift - 1u) * SIM_HIST_HALF + (uint32_t)((v >> shift) - SIM_HIST_HALF);
+	return SIM_HIST_SUB + (shift - 1u) * SIM_HIST_HALF +
+	    (uint32_t)((v >> shift) - SIM_HIST_HALF);
 }
 
-uint64_t sim_hist_bucket_high(uint32_t idx)
+uint64_t
+sim_hist_bucket_high(uint32_t idx)
 {
 	uint32_t k, shift;
 	uint64_t top;
@@ -39,7 +43,8 @@ uint64_t sim_hist_bucket_high(uint32_t idx)
 	return ((top + 1u) << shift) - 1u;
 }
 
-void sim_hist_record(struct sim_hist *h, uint64_t v)
+void
+sim_hist_record(struct sim_hist *h, uint64_t v)
 {
 	uint32_t idx = sim_hist_index(v);
 
@@ -53,7 +58,8 @@ void sim_hist_record(struct sim_hist *h, uint64_t v)
 		h->max = v;
 }
 
-void sim_hist_merge(struct sim_hist *dst, const struct sim_hist *src)
+void
+sim_hist_merge(struct sim_hist *dst, const struct sim_hist *src)
 {
 	for (uint32_t i = 0; i < SIM_HIST_BUCKETS; i++)
 		dst->bucket[i] += src->bucket[i];
@@ -65,7 +71,8 @@ void sim_hist_merge(struct sim_hist *dst, const struct sim_hist *src)
 		dst->max = src->max;
 }
 
-uint64_t sim_hist_quantile(const struct sim_hist *h, double q)
+uint64_t
+sim_hist_quantile(const struct sim_hist *h, double q)
 {
 	uint64_t want, seen = 0;
 

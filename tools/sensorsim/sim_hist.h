@@ -9,15 +9,15 @@
 
 #include <stdint.h>
 
-#define SIM_HIST_SUB        128u /* exact values below this */
-#define SIM_HIST_HALF       64u  /* buckets per power of two above it */
-#define SIM_HIST_MAX_SHIFT  40u  /* top: (128 << 40) ns, about 39 hours */
-#define SIM_HIST_BUCKETS    (SIM_HIST_SUB + SIM_HIST_MAX_SHIFT * SIM_HIST_HALF)
+#define SIM_HIST_SUB       128u /* exact values below this */
+#define SIM_HIST_HALF      64u  /* buckets per power of two above it */
+#define SIM_HIST_MAX_SHIFT 40u  /* top: (128 << 40) ns, about 39 hours */
+#define SIM_HIST_BUCKETS   (SIM_HIST_SUB + SIM_HIST_MAX_SHIFT * SIM_HIST_HALF)
 
 struct sim_hist {
 	uint64_t count;
-	uint64_t min, max;       /* exact */
-	uint64_t overflow;       /* values beyond the top bucket (counted in the top one too) */
+	uint64_t min, max; /* exact */
+	uint64_t overflow; /* values beyond the top bucket (counted in the top one too) */
 	uint64_t bucket[SIM_HIST_BUCKETS];
 };
 

@@ -13,7 +13,8 @@
 #include "mqtt_codec.h"
 #include "sim_opts.h"
 
-void sim_opts_defaults(struct sim_opts *o)
+void
+sim_opts_defaults(struct sim_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->transport = SIM_TR_KERNEL;
@@ -42,46 +43,58 @@ void sim_opts_defaults(struct sim_opts *o)
 	snprintf(o->client_prefix, sizeof(o->client_prefix), "sim%d-", (int)getpid());
 }
 
-void sim_opts_usage(const char *prog)
+void
+sim_opts_usage(const char *prog)
 {
 	fprintf(stderr,
-"usage: %s [options]\n"
-"  -H, --host ADDR          broker IPv4 address (127.0.0.1)\n"
-"  -p, --port PORT          broker port (1883)\n"
-"  -b, --bind A[-B]         source address or range; sessions round-robin over them (repeatable;\n"
-"                           memif: extra addresses of the client stack, up to 16)\n"
-"  -c, --sessions N         publishing sessions (100)\n"
-"  -S, --subscribers N      dedicated subscriber sessions, subscribed to --sub-filter (0)\n"
-"  -F, --sub-filter TMPL    filter; with --subscribers 0 every session subscribes to its own\n"
-"                           expansion ({session} allowed)\n"
-"      --sub-qos Q          subscription QoS (2)\n"
-"  -t, --threads N          worker threads, each with its own epoll (1)\n"
-"  -C, --connect-rate R     connects per second over all threads (0: unlimited)\n"
-"  -r, --rate R             publishes per second per session (1; 0: as fast as the window allows)\n"
-"      --no-publish         connect (and subscribe) only, stay idle\n"
-"  -q, --qos MIX            QoS mix, e.g. 1 or 0:50,1:40,2:10 (0)\n"
-"  -s, --payload BYTES      payload size, >= 16 to carry the latency stamp (16)\n"
-"  -T, --topic TMPL         topic template with {session} and {n} (site/{session}/sensor/{n})\n"
-"  -n, --topic-n LO-HI      range of {n} (0-9)\n"
-"  -V, --mqtt-version V     3.1.1 or 5 (3.1.1)\n"
-"      --no-clean           clean session / clean start 0\n"
-"  -k, --keepalive S        keepalive seconds, PINGREQ when idle (60)\n"
-"  -w, --window N           QoS 1/2 publishes in flight per session (16)\n"
-"  -d, --duration S         publishing time (10)\n"
-"  -m, --count N            total publishes, all sessions (0: until --duration)\n"
-"      --drain S            wait for acks and deliveries after publishing (3)\n"
-"      --connect-timeout S  time allowed for all sessions to connect (10)\n"
-"      --client-prefix P    client id prefix (simPID-)\n"
-"  -j, --json               print the final one-line JSON report on stdout\n"
-"      --quiet              no human-readable report\n"
-"      --transport T        kernel (sockets, any broker) or memif (DPDK net_memif client with\n"
-"                           the dataplane's own TCP: no kernel in the path; one thread) (kernel)\n"
-"      --memif-socket PATH  memif: the dataplane's memif control socket (/run/edgegw/memif.sock)\n"
-"      --local A[/LEN]      memif: our IPv4 address on the link (198.18.0.2/24)\n"
-"      --cpu N              memif: the core the EAL lcore runs on (first allowed core)\n", prog);
+	    "usage: %s [options]\n"
+	    "  -H, --host ADDR          broker IPv4 address (127.0.0.1)\n"
+	    "  -p, --port PORT          broker port (1883)\n"
+	    "  -b, --bind A[-B]         source address or range; sessions round-robin over them "
+	    "(repeatable;\n"
+	    "                           memif: extra addresses of the client stack, up to 16)\n"
+	    "  -c, --sessions N         publishing sessions (100)\n"
+	    "  -S, --subscribers N      dedicated subscriber sessions, subscribed to --sub-filter "
+	    "(0)\n"
+	    "  -F, --sub-filter TMPL    filter; with --subscribers 0 every session subscribes to "
+	    "its own\n"
+	    "                           expansion ({session} allowed)\n"
+	    "      --sub-qos Q          subscription QoS (2)\n"
+	    "  -t, --threads N          worker threads, each with its own epoll (1)\n"
+	    "  -C, --connect-rate R     connects per second over all threads (0: unlimited)\n"
+	    "  -r, --rate R             publishes per second per session (1; 0: as fast as the "
+	    "window allows)\n"
+	    "      --no-publish         connect (and subscribe) only, stay idle\n"
+	    "  -q, --qos MIX            QoS mix, e.g. 1 or 0:50,1:40,2:10 (0)\n"
+	    "  -s, --payload BYTES      payload size, >= 16 to carry the latency stamp (16)\n"
+	    "  -T, --topic TMPL         topic template with {session} and {n} "
+	    "(site/{session}/sensor/{n})\n"
+	    "  -n, --topic-n LO-HI      range of {n} (0-9)\n"
+	    "  -V, --mqtt-version V     3.1.1 or 5 (3.1.1)\n"
+	    "      --no-clean           clean session / clean start 0\n"
+	    "  -k, --keepalive S        keepalive seconds, PINGREQ when idle (60)\n"
+	    "  -w, --window N           QoS 1/2 publishes in flight per session (16)\n"
+	    "  -d, --duration S         publishing time (10)\n"
+	    "  -m, --count N            total publishes, all sessions (0: until --duration)\n"
+	    "      --drain S            wait for acks and deliveries after publishing (3)\n"
+	    "      --connect-timeout S  time allowed for all sessions to connect (10)\n"
+	    "      --client-prefix P    client id prefix (simPID-)\n"
+	    "  -j, --json               print the final one-line JSON report on stdout\n"
+	    "      --quiet              no human-readable report\n"
+	    "      --transport T        kernel (sockets, any broker) or memif (DPDK net_memif "
+	    "client with\n"
+	    "                           the dataplane's own TCP: no kernel in the path; one "
+	    "thread) (kernel)\n"
+	    "      --memif-socket PATH  memif: the dataplane's memif control socket "
+	    "(/run/edgegw/memif.sock)\n"
+	    "      --local A[/LEN]      memif: our IPv4 address on the link (198.18.0.2/24)\n"
+	    "      --cpu N              memif: the core the EAL lcore runs on (first allowed "
+	    "core)\n",
+	    prog);
 }
 
-int sim_parse_range(const char *s, uint32_t *lo, uint32_t *hi)
+int
+sim_parse_range(const char *s, uint32_t *lo, uint32_t *hi)
 {
 	char *end;
 	unsigned long a, b;
@@ -105,7 +118,8 @@ int sim_parse_range(const char *s, uint32_t *lo, uint32_t *hi)
 	return 0;
 }
 
-int sim_parse_qos_mix(const char *s, uint32_t w[3])
+int
+sim_parse_qos_mix(const char *s, uint32_t w[3])
 {
 	char buf[128], *save = NULL, *tok;
 	uint32_t sum = 0;
@@ -136,14 +150,16 @@ int sim_parse_qos_mix(const char *s, uint32_t w[3])
 	return sum > 0 ? 0 : -EINVAL;
 }
 
-uint8_t sim_qos_pick(const uint32_t w[3], uint32_t r)
+uint8_t
+sim_qos_pick(const uint32_t w[3], uint32_t r)
 {
 	if (r < w[0])
 		return 0;
 	return r < w[0] + w[1] ? 1 : 2;
 }
 
-int sim_parse_bind(const char *s, struct in_addr *out, uint32_t max)
+int
+sim_parse_bind(const char *s, struct in_addr *out, uint32_t max)
 {
 	char a[32], *dash;
 	struct in_addr lo, hi;
@@ -168,7 +184,8 @@ int sim_parse_bind(const char *s, struct in_addr *out, uint32_t max)
 	return (int)(h - l + 1);
 }
 
-int sim_topic_check(const char *t)
+int
+sim_topic_check(const char *t)
 {
 	if (*t == '\0')
 		return -EINVAL;
@@ -188,7 +205,8 @@ int sim_topic_check(const char *t)
 }
 
 /* Decimal by hand: snprintf was a fifth of the simulator's time at full publish rate. */
-static int put_u32(char *out, size_t cap, size_t *len, uint32_t v)
+static int
+put_u32(char *out, size_t cap, size_t *len, uint32_t v)
 {
 	char num[10];
 	size_t n = 0;
@@ -204,7 +222,8 @@ static int put_u32(char *out, size_t cap, size_t *len, uint32_t v)
 	return 0;
 }
 
-int sim_topic_expand(const char *t, uint32_t session, uint32_t n, char *out, size_t cap)
+int
+sim_topic_expand(const char *t, uint32_t session, uint32_t n, char *out, size_t cap)
 {
 	size_t len = 0;
 
@@ -227,7 +246,8 @@ int sim_topic_expand(const char *t, uint32_t session, uint32_t n, char *out, siz
 	return (int)len;
 }
 
-static int parse_num(const char *s, double lo, double hi, double *v)
+static int
+parse_num(const char *s, double lo, double hi, double *v)
 {
 	char *end;
 
@@ -236,32 +256,58 @@ static int parse_num(const char *s, double lo, double hi, double *v)
 	return end == s || *end != '\0' || errno || *v < lo || *v > hi ? -EINVAL : 0;
 }
 
-enum { O_SUBQOS = 256, O_NOPUB, O_NOCLEAN, O_DRAIN, O_CTIMEOUT, O_PREFIX, O_QUIET, O_TRANSPORT,
-       O_MEMIF, O_LOCAL, O_CPU };
+enum {
+	O_SUBQOS = 256,
+	O_NOPUB,
+	O_NOCLEAN,
+	O_DRAIN,
+	O_CTIMEOUT,
+	O_PREFIX,
+	O_QUIET,
+	O_TRANSPORT,
+	O_MEMIF,
+	O_LOCAL,
+	O_CPU
+};
 
 static const struct option long_opts[] = {
-	{ "host", required_argument, NULL, 'H' }, { "port", required_argument, NULL, 'p' },
-	{ "bind", required_argument, NULL, 'b' }, { "sessions", required_argument, NULL, 'c' },
-	{ "subscribers", required_argument, NULL, 'S' }, { "sub-filter", required_argument, NULL, 'F' },
-	{ "sub-qos", required_argument, NULL, O_SUBQOS }, { "threads", required_argument, NULL, 't' },
-	{ "connect-rate", required_argument, NULL, 'C' }, { "rate", required_argument, NULL, 'r' },
-	{ "no-publish", no_argument, NULL, O_NOPUB }, { "qos", required_argument, NULL, 'q' },
-	{ "payload", required_argument, NULL, 's' }, { "topic", required_argument, NULL, 'T' },
-	{ "topic-n", required_argument, NULL, 'n' }, { "mqtt-version", required_argument, NULL, 'V' },
-	{ "no-clean", no_argument, NULL, O_NOCLEAN }, { "keepalive", required_argument, NULL, 'k' },
-	{ "window", required_argument, NULL, 'w' }, { "duration", required_argument, NULL, 'd' },
-	{ "count", required_argument, NULL, 'm' }, { "drain", required_argument, NULL, O_DRAIN },
+	{ "host", required_argument, NULL, 'H' },
+	{ "port", required_argument, NULL, 'p' },
+	{ "bind", required_argument, NULL, 'b' },
+	{ "sessions", required_argument, NULL, 'c' },
+	{ "subscribers", required_argument, NULL, 'S' },
+	{ "sub-filter", required_argument, NULL, 'F' },
+	{ "sub-qos", required_argument, NULL, O_SUBQOS },
+	{ "threads", required_argument, NULL, 't' },
+	{ "connect-rate", required_argument, NULL, 'C' },
+	{ "rate", required_argument, NULL, 'r' },
+	{ "no-publish", no_argument, NULL, O_NOPUB },
+	{ "qos", required_argument, NULL, 'q' },
+	{ "payload", required_argument, NULL, 's' },
+	{ "topic", required_argument, NULL, 'T' },
+	{ "topic-n", required_argument, NULL, 'n' },
+	{ "mqtt-version", required_argument, NULL, 'V' },
+	{ "no-clean", no_argument, NULL, O_NOCLEAN },
+	{ "keepalive", required_argument, NULL, 'k' },
+	{ "window", required_argument, NULL, 'w' },
+	{ "duration", required_argument, NULL, 'd' },
+	{ "count", required_argument, NULL, 'm' },
+	{ "drain", required_argument, NULL, O_DRAIN },
 	{ "connect-timeout", required_argument, NULL, O_CTIMEOUT },
-	{ "client-prefix", required_argument, NULL, O_PREFIX }, { "json", no_argument, NULL, 'j' },
-	{ "quiet", no_argument, NULL, O_QUIET }, { "help", no_argument, NULL, 'h' },
+	{ "client-prefix", required_argument, NULL, O_PREFIX },
+	{ "json", no_argument, NULL, 'j' },
+	{ "quiet", no_argument, NULL, O_QUIET },
+	{ "help", no_argument, NULL, 'h' },
 	{ "transport", required_argument, NULL, O_TRANSPORT },
 	{ "memif-socket", required_argument, NULL, O_MEMIF },
-	{ "local", required_argument, NULL, O_LOCAL }, { "cpu", required_argument, NULL, O_CPU },
+	{ "local", required_argument, NULL, O_LOCAL },
+	{ "cpu", required_argument, NULL, O_CPU },
 	{ NULL, 0, NULL, 0 },
 };
 
 /* One option with a value; returns 0 or -EINVAL. */
-static int parse_one(struct sim_opts *o, int opt, const char *arg)
+static int
+parse_one(struct sim_opts *o, int opt, const char *arg)
 {
 	double v = 0;
 	int n;
@@ -275,32 +321,60 @@ static int parse_one(struct sim_opts *o, int opt, const char *arg)
 		snprintf(o->host, sizeof(o->host), "%s", arg);
 		return 0;
 	}
-	case 'p': if (parse_num(arg, 1, 65535, &v)) return -EINVAL; o->port = (uint16_t)v; return 0;
+	case 'p':
+		if (parse_num(arg, 1, 65535, &v))
+			return -EINVAL;
+		o->port = (uint16_t)v;
+		return 0;
 	case 'b':
 		n = sim_parse_bind(arg, o->bind + o->n_bind, SIM_MAX_BIND - o->n_bind);
 		if (n < 0)
 			return -EINVAL;
 		o->n_bind += (uint32_t)n;
 		return 0;
-	case 'c': if (parse_num(arg, 0, 1e6, &v)) return -EINVAL; o->sessions = (uint32_t)v; return 0;
-	case 'S': if (parse_num(arg, 0, 1e6, &v)) return -EINVAL; o->subscribers = (uint32_t)v; return 0;
+	case 'c':
+		if (parse_num(arg, 0, 1e6, &v))
+			return -EINVAL;
+		o->sessions = (uint32_t)v;
+		return 0;
+	case 'S':
+		if (parse_num(arg, 0, 1e6, &v))
+			return -EINVAL;
+		o->subscribers = (uint32_t)v;
+		return 0;
 	case 'F':
 		if (strlen(arg) >= sizeof(o->sub_filter) || sim_topic_check(arg))
 			return -EINVAL;
 		snprintf(o->sub_filter, sizeof(o->sub_filter), "%s", arg);
 		return 0;
-	case O_SUBQOS: if (parse_num(arg, 0, 2, &v)) return -EINVAL; o->sub_qos = (uint8_t)v; return 0;
-	case 't': if (parse_num(arg, 1, SIM_MAX_THREADS, &v)) return -EINVAL; o->threads = (uint32_t)v; return 0;
-	case 'C': return parse_num(arg, 0, 1e9, &o->connect_rate);
-	case 'r': return parse_num(arg, 0, 1e9, &o->rate);
-	case 'q': return sim_parse_qos_mix(arg, o->qos_weight);
-	case 's': if (parse_num(arg, 0, SIM_PAYLOAD_MAX, &v)) return -EINVAL; o->payload = (uint32_t)v; return 0;
+	case O_SUBQOS:
+		if (parse_num(arg, 0, 2, &v))
+			return -EINVAL;
+		o->sub_qos = (uint8_t)v;
+		return 0;
+	case 't':
+		if (parse_num(arg, 1, SIM_MAX_THREADS, &v))
+			return -EINVAL;
+		o->threads = (uint32_t)v;
+		return 0;
+	case 'C':
+		return parse_num(arg, 0, 1e9, &o->connect_rate);
+	case 'r':
+		return parse_num(arg, 0, 1e9, &o->rate);
+	case 'q':
+		return sim_parse_qos_mix(arg, o->qos_weight);
+	case 's':
+		if (parse_num(arg, 0, SIM_PAYLOAD_MAX, &v))
+			return -EINVAL;
+		o->payload = (uint32_t)v;
+		return 0;
 	case 'T':
 		if (strlen(arg) >= sizeof(o->topic) || sim_topic_check(arg) || strpbrk(arg, "+#"))
 			return -EINVAL;
 		snprintf(o->topic, sizeof(o->topic), "%s", arg);
 		return 0;
-	case 'n': return sim_parse_range(arg, &o->n_lo, &o->n_hi);
+	case 'n':
+		return sim_parse_range(arg, &o->n_lo, &o->n_hi);
 	case 'V':
 		if (strcmp(arg, "3.1.1") == 0 || strcmp(arg, "4") == 0)
 			o->version = MQTT_V311;
@@ -309,12 +383,27 @@ static int parse_one(struct sim_opts *o, int opt, const char *arg)
 		else
 			return -EINVAL;
 		return 0;
-	case 'k': if (parse_num(arg, 0, 65535, &v)) return -EINVAL; o->keepalive_s = (uint16_t)v; return 0;
-	case 'w': if (parse_num(arg, 1, SIM_MAX_WINDOW, &v)) return -EINVAL; o->window = (uint32_t)v; return 0;
-	case 'd': return parse_num(arg, 0, 86400, &o->duration_s);
-	case 'm': if (parse_num(arg, 0, 1e15, &v)) return -EINVAL; o->count = (uint64_t)v; return 0;
-	case O_DRAIN: return parse_num(arg, 0, 3600, &o->drain_s);
-	case O_CTIMEOUT: return parse_num(arg, 0.1, 3600, &o->connect_timeout_s);
+	case 'k':
+		if (parse_num(arg, 0, 65535, &v))
+			return -EINVAL;
+		o->keepalive_s = (uint16_t)v;
+		return 0;
+	case 'w':
+		if (parse_num(arg, 1, SIM_MAX_WINDOW, &v))
+			return -EINVAL;
+		o->window = (uint32_t)v;
+		return 0;
+	case 'd':
+		return parse_num(arg, 0, 86400, &o->duration_s);
+	case 'm':
+		if (parse_num(arg, 0, 1e15, &v))
+			return -EINVAL;
+		o->count = (uint64_t)v;
+		return 0;
+	case O_DRAIN:
+		return parse_num(arg, 0, 3600, &o->drain_s);
+	case O_CTIMEOUT:
+		return parse_num(arg, 0.1, 3600, &o->connect_timeout_s);
 	case O_TRANSPORT:
 		if (strcmp(arg, "kernel") == 0)
 			o->transport = SIM_TR_KERNEL;
@@ -347,7 +436,11 @@ static int parse_one(struct sim_opts *o, int opt, const char *arg)
 		}
 		return 0;
 	}
-	case O_CPU: if (parse_num(arg, 0, 4095, &v)) return -EINVAL; o->cpu = (int)v; return 0;
+	case O_CPU:
+		if (parse_num(arg, 0, 4095, &v))
+			return -EINVAL;
+		o->cpu = (int)v;
+		return 0;
 	case O_PREFIX:
 		if (strlen(arg) >= sizeof(o->client_prefix))
 			return -EINVAL;
@@ -357,13 +450,14 @@ static int parse_one(struct sim_opts *o, int opt, const char *arg)
 	return -EINVAL;
 }
 
-int sim_opts_parse(struct sim_opts *o, int argc, char **argv)
+int
+sim_opts_parse(struct sim_opts *o, int argc, char **argv)
 {
 	int opt;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "H:p:b:c:S:F:t:C:r:q:s:T:n:V:k:w:d:m:jh", long_opts,
-				  NULL)) != -1) {
+	while ((opt = getopt_long(
+		    argc, argv, "H:p:b:c:S:F:t:C:r:q:s:T:n:V:k:w:d:m:jh", long_opts, NULL)) != -1) {
 		if (opt == 'h') {
 			sim_opts_usage(argv[0]);
 			return 1;
@@ -378,7 +472,7 @@ int sim_opts_parse(struct sim_opts *o, int argc, char **argv)
 		} else if (opt == '?' || parse_one(o, opt, optarg) < 0) {
 			if (opt != '?')
 				fprintf(stderr, "edgegw-sensorsim: bad value '%s' for %s\n", optarg,
-					argv[optind - 1]);
+				    argv[optind - 1]);
 			sim_opts_usage(argv[0]);
 			return -EINVAL;
 		}
@@ -396,12 +490,14 @@ int sim_opts_parse(struct sim_opts *o, int argc, char **argv)
 		return -EINVAL;
 	}
 	if (o->transport == SIM_TR_MEMIF && o->threads > 1) {
-		fprintf(stderr, "edgegw-sensorsim: the memif transport runs one thread (one lcore)\n");
+		fprintf(
+		    stderr, "edgegw-sensorsim: the memif transport runs one thread (one lcore)\n");
 		return -EINVAL;
 	}
 	if (o->transport == SIM_TR_MEMIF && o->n_bind > 16) {
-		fprintf(stderr, "edgegw-sensorsim: memif: at most 16 --bind addresses (the client "
-			"stack's own addresses, besides --local)\n");
+		fprintf(stderr,
+		    "edgegw-sensorsim: memif: at most 16 --bind addresses (the client "
+		    "stack's own addresses, besides --local)\n");
 		return -EINVAL;
 	}
 	if (o->duration_s == 0 && o->count == 0 && !o->no_publish) {

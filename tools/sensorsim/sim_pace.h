@@ -17,7 +17,8 @@ struct sim_pace {
 };
 
 /* rate_per_s <= 0: unlimited. */
-static inline void sim_pace_init(struct sim_pace *p, double rate_per_s, uint32_t burst, uint64_t now_ns)
+static inline void
+sim_pace_init(struct sim_pace *p, double rate_per_s, uint32_t burst, uint64_t now_ns)
 {
 	p->interval_ns = rate_per_s > 0 ? (uint64_t)(1e9 / rate_per_s) : 0;
 	if (rate_per_s > 0 && p->interval_ns == 0)
@@ -27,7 +28,8 @@ static inline void sim_pace_init(struct sim_pace *p, double rate_per_s, uint32_t
 }
 
 /* Take one event if it is due at now_ns. */
-static inline bool sim_pace_take(struct sim_pace *p, uint64_t now_ns)
+static inline bool
+sim_pace_take(struct sim_pace *p, uint64_t now_ns)
 {
 	uint64_t floor_ns;
 
@@ -43,7 +45,8 @@ static inline bool sim_pace_take(struct sim_pace *p, uint64_t now_ns)
 }
 
 /* Nanoseconds until the next event is due (0: now or unlimited). */
-static inline uint64_t sim_pace_wait_ns(const struct sim_pace *p, uint64_t now_ns)
+static inline uint64_t
+sim_pace_wait_ns(const struct sim_pace *p, uint64_t now_ns)
 {
 	return p->interval_ns == 0 || now_ns >= p->next_ns ? 0 : p->next_ns - now_ns;
 }

@@ -8,12 +8,14 @@
 
 #include "sim.h"
 
-static double per_s(uint64_t n, double s)
+static double
+per_s(uint64_t n, double s)
 {
 	return s > 0 ? (double)n / s : 0;
 }
 
-static void sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, struct sim_hist *h)
+static void
+sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, struct sim_hist *h)
 {
 	memset(st, 0, sizeof(*st));
 	sim_hist_init(h);
@@ -41,94 +43,108 @@ static void sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, 
 	}
 }
 
-static uint64_t total3(const uint64_t v[3])
+static uint64_t
+total3(const uint64_t v[3])
 {
 	return v[0] + v[1] + v[2];
 }
 
 /* Publishing time until the broker had taken in every publish (the last barrier ack), or 0. */
-static double ingest_s(const struct sim_stats *st, const struct sim_times *t)
+static double
+ingest_s(const struct sim_stats *st, const struct sim_times *t)
 {
-	if (st->barriers == 0 || st->barriers_acked != st->barriers || st->barrier_last_ns < t->run_t0_ns)
+	if (st->barriers == 0 || st->barriers_acked != st->barriers ||
+	    st->barrier_last_ns < t->run_t0_ns)
 		return 0;
 	return (double)(st->barrier_last_ns - t->run_t0_ns) / 1e9;
 }
 
-static void print_text(const struct sim_opts *o, const struct sim_times *t,
-		       const struct sim_stats *st, const struct sim_hist *h, uint64_t errs)
+static void
+print_text(const struct sim_opts *o, const struct sim_times *t, const struct sim_stats *st,
+    const struct sim_hist *h, uint64_t errs)
 {
 	printf("sessions %u publishers + %u subscribers, %u thread(s), MQTT %s, %s:%u\n",
-	       o->sessions, o->subscribers, o->threads, o->version == MQTT_V5 ? "5.0" : "3.1.1",
-	       o->host, o->port);
+	    o->sessions, o->subscribers, o->threads, o->version == MQTT_V5 ? "5.0" : "3.1.1",
+	    o->host, o->port);
 	printf("connect: %lu connected, %lu failed in %.3f s (%.0f connects/s)\n",
-	       (unsigned long)st->connects, (unsigned long)st->connect_failed, t->connect_s,
-	       per_s(st->connects, t->connect_s));
-	printf("run %.3f s, drain %.3f s; ingest: %lu/%lu barriers acked, all taken in after %.3f s "
-	       "(%.0f msgs/s)\n", t->run_s, t->drain_s, (unsigned long)st->barriers_acked,
-	       (unsigned long)st->barriers, ingest_s(st, t),
-	       per_s(total3(st->published), ingest_s(st, t)));
+	    (unsigned long)st->connects, (unsigned long)st->connect_failed, t->connect_s,
+	    per_s(st->connects, t->connect_s));
+	printf(
+	    "run %.3f s, drain %.3f s; ingest: %lu/%lu barriers acked, all taken in after %.3f s "
+	    "(%.0f msgs/s)\n",
+	    t->run_s, t->drain_s, (unsigned long)st->barriers_acked, (unsigned long)st->barriers,
+	    ingest_s(st, t), per_s(total3(st->published), ingest_s(st, t)));
 	for (int q = 0; q < 3; q++)
-		printf("  QoS %d: published %10lu (%10.0f/s)  acked %10lu (%10.0f/s)  delivered %10lu (%10.0f/s)\n",
-		       q, (unsigned long)st->published[q], per_s(st->published[q], t->run_s),
-		       (unsigned long)st->acked[q], per_s(st->acked[q], t->run_s),
-		       (unsigned long)st->delivered[q], per_s(st->delivered[q], t->run_s));
-	printf("  all:   published %10lu (%10.0f/s)  acked %10lu (%10.0f/s)  delivered %10lu (%10.0f/s)\n",
-	       (unsigned long)total3(st->published), per_s(total3(st->published), t->run_s),
-	       (unsigned long)total3(st->acked), per_s(total3(st->acked), t->run_s),
-	       (unsigned long)total3(st->delivered), per_s(total3(st->delivered), t->run_s));
+		printf("  QoS %d: published %10lu (%10.0f/s)  acked %10lu (%10.0f/s)  delivered "
+		       "%10lu (%10.0f/s)\n",
+		    q, (unsigned long)st->published[q], per_s(st->published[q], t->run_s),
+		    (unsigned long)st->acked[q], per_s(st->acked[q], t->run_s),
+		    (unsigned long)st->delivered[q], per_s(st->delivered[q], t->run_s));
+	printf("  all:   published %10lu (%10.0f/s)  acked %10lu (%10.0f/s)  delivered %10lu "
+	       "(%10.0f/s)\n",
+	    (unsigned long)total3(st->published), per_s(total3(st->published), t->run_s),
+	    (unsigned long)total3(st->acked), per_s(total3(st->acked), t->run_s),
+	    (unsigned long)total3(st->delivered), per_s(total3(st->delivered), t->run_s));
 	printf("latency publish->delivery (us): n %lu p50 %.1f p99 %.1f p99.9 %.1f max %.1f\n",
-	       (unsigned long)h->count, sim_hist_quantile(h, 0.5) / 1e3,
-	       sim_hist_quantile(h, 0.99) / 1e3, sim_hist_quantile(h, 0.999) / 1e3,
-	       (h->count ? h->max : 0) / 1e3);
-	printf("pings %lu, QoS 0 unconfirmed at the end %lu, QoS 2 id reuse before PUBREL (duplicates by the spec, not counted) %lu, "
-	       "errors %lu\n", (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
-	       (unsigned long)st->dup_qos2, (unsigned long)errs);
+	    (unsigned long)h->count, sim_hist_quantile(h, 0.5) / 1e3,
+	    sim_hist_quantile(h, 0.99) / 1e3, sim_hist_quantile(h, 0.999) / 1e3,
+	    (h->count ? h->max : 0) / 1e3);
+	printf("pings %lu, QoS 0 unconfirmed at the end %lu, QoS 2 id reuse before PUBREL "
+	       "(duplicates by the spec, not counted) %lu, "
+	       "errors %lu\n",
+	    (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
+	    (unsigned long)st->dup_qos2, (unsigned long)errs);
 	for (int e = 0; e < SIM_ERR_COUNT; e++)
 		if (st->err[e])
 			printf("  %-16s %10lu  %s\n", sim_err_name[e], (unsigned long)st->err[e],
-			       sim_err_text[e]);
+			    sim_err_text[e]);
 }
 
-static void print_arr(const char *name, const uint64_t v[3])
+static void
+print_arr(const char *name, const uint64_t v[3])
 {
 	printf("\"%s\":[%lu,%lu,%lu],", name, (unsigned long)v[0], (unsigned long)v[1],
-	       (unsigned long)v[2]);
+	    (unsigned long)v[2]);
 }
 
-static void print_json(const struct sim_opts *o, const struct sim_times *t,
-		       const struct sim_stats *st, const struct sim_hist *h, uint64_t errs)
+static void
+print_json(const struct sim_opts *o, const struct sim_times *t, const struct sim_stats *st,
+    const struct sim_hist *h, uint64_t errs)
 {
-	printf("{\"sessions\":%u,\"subscribers\":%u,\"threads\":%u,\"mqtt\":\"%s\",",
-	       o->sessions, o->subscribers, o->threads, o->version == MQTT_V5 ? "5.0" : "3.1.1");
-	printf("\"connected\":%lu,\"connect_failures\":%lu,\"connect_s\":%.6f,\"connects_per_s\":%.1f,",
-	       (unsigned long)st->connects, (unsigned long)st->connect_failed, t->connect_s,
-	       per_s(st->connects, t->connect_s));
-	printf("\"run_s\":%.6f,\"drain_s\":%.6f,\"ingest_s\":%.6f,\"ingest_per_s\":%.1f,",
-	       t->run_s, t->drain_s, ingest_s(st, t), per_s(total3(st->published), ingest_s(st, t)));
+	printf("{\"sessions\":%u,\"subscribers\":%u,\"threads\":%u,\"mqtt\":\"%s\",", o->sessions,
+	    o->subscribers, o->threads, o->version == MQTT_V5 ? "5.0" : "3.1.1");
+	printf("\"connected\":%lu,\"connect_failures\":%lu,\"connect_s\":%.6f,\"connects_per_s\":%."
+	       "1f,",
+	    (unsigned long)st->connects, (unsigned long)st->connect_failed, t->connect_s,
+	    per_s(st->connects, t->connect_s));
+	printf("\"run_s\":%.6f,\"drain_s\":%.6f,\"ingest_s\":%.6f,\"ingest_per_s\":%.1f,", t->run_s,
+	    t->drain_s, ingest_s(st, t), per_s(total3(st->published), ingest_s(st, t)));
 	print_arr("published", st->published);
 	print_arr("acked", st->acked);
 	print_arr("delivered", st->delivered);
 	printf("\"published_per_s\":%.1f,\"acked_per_s\":%.1f,\"delivered_per_s\":%.1f,",
-	       per_s(total3(st->published), t->run_s), per_s(total3(st->acked), t->run_s),
-	       per_s(total3(st->delivered), t->run_s));
+	    per_s(total3(st->published), t->run_s), per_s(total3(st->acked), t->run_s),
+	    per_s(total3(st->delivered), t->run_s));
 	printf("\"latency_ns\":{\"count\":%lu,\"p50\":%lu,\"p99\":%lu,\"p999\":%lu,\"max\":%lu},",
-	       (unsigned long)h->count, (unsigned long)sim_hist_quantile(h, 0.5),
-	       (unsigned long)sim_hist_quantile(h, 0.99), (unsigned long)sim_hist_quantile(h, 0.999),
-	       (unsigned long)(h->count ? h->max : 0));
+	    (unsigned long)h->count, (unsigned long)sim_hist_quantile(h, 0.5),
+	    (unsigned long)sim_hist_quantile(h, 0.99), (unsigned long)sim_hist_quantile(h, 0.999),
+	    (unsigned long)(h->count ? h->max : 0));
 	printf("\"pings\":%lu,\"q0_unconfirmed\":%lu,\"dup_qos2\":%lu,\"errors_total\":%lu,"
-	       "\"errors\":{", (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
-	       (unsigned long)st->dup_qos2, (unsigned long)errs);
+	       "\"errors\":{",
+	    (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
+	    (unsigned long)st->dup_qos2, (unsigned long)errs);
 	for (int e = 0, first = 1; e < SIM_ERR_COUNT; e++) {
 		if (st->err[e] == 0)
 			continue;
-		printf("%s\"%s\":%lu", first ? "" : ",", sim_err_name[e], (unsigned long)st->err[e]);
+		printf(
+		    "%s\"%s\":%lu", first ? "" : ",", sim_err_name[e], (unsigned long)st->err[e]);
 		first = 0;
 	}
 	printf("}}\n");
 }
 
-int sim_report(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o,
-	       const struct sim_times *t)
+int
+sim_report(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o, const struct sim_times *t)
 {
 	static struct sim_hist h;
 	struct sim_stats st;

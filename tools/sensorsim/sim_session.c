@@ -23,7 +23,8 @@
 
 #define ACK_ROOM 32u /* the largest ack we write in answer to one packet */
 
-uint64_t sim_now_ns(void)
+uint64_t
+sim_now_ns(void)
 {
 	struct timespec ts;
 
@@ -31,17 +32,20 @@ uint64_t sim_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static const struct sim_opts *opts(const struct sim_worker *w)
+static const struct sim_opts *
+opts(const struct sim_worker *w)
 {
 	return w->run->o;
 }
 
-static bool wants_subscription(const struct sim_worker *w, const struct sim_session *s)
+static bool
+wants_subscription(const struct sim_worker *w, const struct sim_session *s)
 {
 	return opts(w)->sub_filter[0] != '\0' && (s->subscriber || opts(w)->subscribers == 0);
 }
 
-int sim_session_alloc(struct sim_worker *w, struct sim_session *s, uint32_t id)
+int
+sim_session_alloc(struct sim_worker *w, struct sim_session *s, uint32_t id)
 {
 	const struct sim_run *r = w->run;
 	size_t fl = opts(w)->window * sizeof(*s->fl);
@@ -60,7 +64,8 @@ int sim_session_alloc(struct sim_worker *w, struct sim_session *s, uint32_t id)
 	return 0;
 }
 
-void sim_session_free(struct sim_session *s)
+void
+sim_session_free(struct sim_session *s)
 {
 	free(s->fl);
 	free(s->rx_q2);
@@ -69,7 +74,8 @@ void sim_session_free(struct sim_session *s)
 }
 
 /* Drop the connection; what was in flight is lost. err < 0: not an error (stop). */
-static void sess_kill(struct sim_worker *w, struct sim_session *s, int err)
+static void
+sess_kill(struct sim_worker *w, struct sim_session *s, int err)
 {
 	if (s->state == SS_DEAD || s->state == SS_IDLE)
 		return;
@@ -88,7 +94,8 @@ static void sess_kill(struct sim_worker *w, struct sim_session *s, int err)
 	SIM_ADD(w->st.err[SIM_ERR_UNACKED], s->n_fl);
 	SIM_SUB(w->st.inflight, s->n_fl);
 	s->n_fl = 0;
-	for (; s->n_ping > 0; s->n_ping--, s->ping_head = (uint8_t)((s->ping_head + 1) % SIM_PINGS_MAX))
+	for (; s->n_ping > 0;
+	     s->n_ping--, s->ping_head = (uint8_t)((s->ping_head + 1) % SIM_PINGS_MAX))
 		if (s->ping[s->ping_head].barrier)
 			SIM_SUB(w->st.inflight, 1);
 	SIM_ADD(w->st.q0_unconfirmed, s->q0_unconfirmed);
@@ -99,16 +106,19 @@ static void sess_kill(struct sim_worker *w, struct sim_session *s, int err)
 	s->state = SS_DEAD;
 }
 
-static uint32_t out_room(const struct sim_worker *w, const struct sim_session *s)
+static uint32_t
+out_room(const struct sim_worker *w, const struct sim_session *s)
 {
 	return w->run->out_cap - s->out_len;
 }
 
 /* Send what is buffered; returns 0 (maybe partly sent) or -1 when the session died. */
-static int sess_flush(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static int
+sess_flush(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	while (s->out_off < s->out_len) {
-		ssize_t n = w->tr.ops->send(&w->tr, s->h, s->out + s->out_off, s->out_len - s->out_off);
+		ssize_t n =
+		    w->tr.ops->send(&w->tr, s->h, s->out + s->out_off, s->out_len - s->out_off);
 
 		if (n == -EAGAIN)
 			break;
@@ -130,7 +140,8 @@ static int sess_flush(struct sim_worker *w, struct sim_session *s, uint64_t now)
 }
 
 /* Append one encoded packet; the encoders return the needed size when it does not fit. */
-static int out_put(struct sim_worker *w, struct sim_session *s, int n)
+static int
+out_put(struct sim_worker *w, struct sim_session *s, int n)
 {
 	if (n < 0)
 		return n;
@@ -140,19 +151,22 @@ static int out_put(struct sim_worker *w, struct sim_session *s, int n)
 	return 0;
 }
 
-static int send_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t, uint16_t pid)
+static int
+send_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t, uint16_t pid)
 {
 	struct mqtt_ack a = { .packet_id = pid };
 
-	return out_put(w, s, mqtt_encode_ack(s->out + s->out_len, out_room(w, s), opts(w)->version,
-					     t, &a));
+	return out_put(
+	    w, s, mqtt_encode_ack(s->out + s->out_len, out_room(w, s), opts(w)->version, t, &a));
 }
 
-static int send_connect(struct sim_worker *w, struct sim_session *s)
+static int
+send_connect(struct sim_worker *w, struct sim_session *s)
 {
 	char id[64];
-	struct mqtt_connect c = { .version = opts(w)->version, .clean_start = opts(w)->clean,
-				  .keepalive_s = opts(w)->keepalive_s };
+	struct mqtt_connect c = { .version = opts(w)->version,
+		.clean_start = opts(w)->clean,
+		.keepalive_s = opts(w)->keepalive_s };
 	int n = snprintf(id, sizeof(id), "%s%u", opts(w)->client_prefix, s->id);
 
 	c.client_id.s = id;
@@ -162,7 +176,8 @@ static int send_connect(struct sim_worker *w, struct sim_session *s)
 	return out_put(w, s, mqtt_encode_connect(s->out + s->out_len, out_room(w, s), &c));
 }
 
-static int send_subscribe(struct sim_worker *w, struct sim_session *s)
+static int
+send_subscribe(struct sim_worker *w, struct sim_session *s)
 {
 	char filter[SIM_MAX_TOPIC + 16];
 	struct mqtt_subscription sub = { .qos = opts(w)->sub_qos };
@@ -173,11 +188,12 @@ static int send_subscribe(struct sim_worker *w, struct sim_session *s)
 		return n;
 	sub.filter.s = filter;
 	sub.filter.len = (uint16_t)n;
-	return out_put(w, s, mqtt_encode_subscribe(s->out + s->out_len, out_room(w, s),
-						   opts(w)->version, &m));
+	return out_put(
+	    w, s, mqtt_encode_subscribe(s->out + s->out_len, out_room(w, s), opts(w)->version, &m));
 }
 
-static void sess_ready(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+sess_ready(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	s->state = SS_READY;
 	w->handshakes--;
@@ -193,7 +209,8 @@ static void sess_ready(struct sim_worker *w, struct sim_session *s, uint64_t now
 	}
 }
 
-void sim_session_start(struct sim_worker *w, struct sim_session *s, uint64_t now)
+void
+sim_session_start(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	const struct sim_opts *o = opts(w);
 	struct sockaddr_in src = { .sin_family = AF_INET };
@@ -216,7 +233,8 @@ void sim_session_start(struct sim_worker *w, struct sim_session *s, uint64_t now
 	s->want = SIM_EV_OUT;
 }
 
-static struct sim_inflight *fl_find(struct sim_session *s, uint16_t pid, uint8_t qos, uint8_t stage)
+static struct sim_inflight *
+fl_find(struct sim_session *s, uint16_t pid, uint8_t qos, uint8_t stage)
 {
 	for (uint32_t i = 0; i < s->n_fl; i++)
 		if (s->fl[i].pid == pid && s->fl[i].qos == qos && s->fl[i].stage == stage)
@@ -224,13 +242,15 @@ static struct sim_inflight *fl_find(struct sim_session *s, uint16_t pid, uint8_t
 	return NULL;
 }
 
-static void fl_remove(struct sim_worker *w, struct sim_session *s, struct sim_inflight *f)
+static void
+fl_remove(struct sim_worker *w, struct sim_session *s, struct sim_inflight *f)
 {
 	*f = s->fl[--s->n_fl];
 	SIM_SUB(w->st.inflight, 1);
 }
 
-static uint16_t pid_next(struct sim_session *s)
+static uint16_t
+pid_next(struct sim_session *s)
 {
 	for (;;) {
 		uint16_t pid = s->next_pid++;
@@ -246,14 +266,16 @@ static uint16_t pid_next(struct sim_session *s)
 	}
 }
 
-static uint8_t pick_qos(struct sim_worker *w)
+static uint8_t
+pick_qos(struct sim_worker *w)
 {
 	w->rng = w->rng * 1103515245u + 12345u;
 	return sim_qos_pick(opts(w)->qos_weight, (w->rng >> 8) % w->run->qos_sum);
 }
 
 /* Encode one PUBLISH (qos s->next_qos) at the end of the output buffer. */
-static int put_publish(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static int
+put_publish(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	const struct sim_opts *o = opts(w);
 	char topic[SIM_MAX_TOPIC + 32];
@@ -297,14 +319,16 @@ static int put_publish(struct sim_worker *w, struct sim_session *s, uint64_t now
 	return 0;
 }
 
-static bool can_publish(const struct sim_worker *w, const struct sim_session *s)
+static bool
+can_publish(const struct sim_worker *w, const struct sim_session *s)
 {
 	return s->state == SS_READY && !s->subscriber && !opts(w)->no_publish &&
-	       __atomic_load_n(&w->run->phase, __ATOMIC_RELAXED) == SIM_PH_RUN && w->budget > 0;
+	    __atomic_load_n(&w->run->phase, __ATOMIC_RELAXED) == SIM_PH_RUN && w->budget > 0;
 }
 
 /* QoS 1/2: the in-flight window; QoS 0: room under the PINGREQ credit (see top). */
-static bool window_open(const struct sim_session *s)
+static bool
+window_open(const struct sim_session *s)
 {
 	if (s->next_qos > 0)
 		return s->n_fl < s->window;
@@ -312,7 +336,8 @@ static bool window_open(const struct sim_session *s)
 }
 
 /* Queue a PINGREQ covering the QoS 0 publishes since the last one; -1 when none can go now. */
-static int send_ping(struct sim_worker *w, struct sim_session *s, bool barrier, uint64_t now)
+static int
+send_ping(struct sim_worker *w, struct sim_session *s, bool barrier, uint64_t now)
 {
 	uint32_t slot = (s->ping_head + s->n_ping) % SIM_PINGS_MAX;
 
@@ -332,7 +357,8 @@ static int send_ping(struct sim_worker *w, struct sim_session *s, bool barrier, 
 	return 0;
 }
 
-static void on_pingresp(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+on_pingresp(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	uint32_t slot = s->ping_head;
 
@@ -353,7 +379,8 @@ static void on_pingresp(struct sim_worker *w, struct sim_session *s, uint64_t no
 }
 
 /* After the publishing phase: one barrier PINGREQ per publisher that published (see top). */
-static void sess_barrier(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+sess_barrier(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	if (s->barrier_sent || s->state != SS_READY || s->seq == 0 ||
 	    __atomic_load_n(&w->run->phase, __ATOMIC_RELAXED) != SIM_PH_DRAIN)
@@ -365,7 +392,8 @@ static void sess_barrier(struct sim_worker *w, struct sim_session *s, uint64_t n
 }
 
 /* Publish what pacing, the window and the buffer allow (at most 64 at a time), then send. */
-static void sess_publish(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+sess_publish(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	uint32_t room = 64 + opts(w)->payload + SIM_MAX_TOPIC;
 
@@ -386,8 +414,8 @@ static void sess_publish(struct sim_worker *w, struct sim_session *s, uint64_t n
 	sess_flush(w, s, now);
 }
 
-static void on_connack(struct sim_worker *w, struct sim_session *s, const struct mqtt_connack *c,
-		       uint64_t now)
+static void
+on_connack(struct sim_worker *w, struct sim_session *s, const struct mqtt_connack *c, uint64_t now)
 {
 	if (s->state != SS_CONNACK) {
 		sess_kill(w, s, SIM_ERR_UNEXPECTED);
@@ -411,8 +439,8 @@ static void on_connack(struct sim_worker *w, struct sim_session *s, const struct
 	sess_ready(w, s, now);
 }
 
-static void on_suback(struct sim_worker *w, struct sim_session *s, const struct mqtt_suback *a,
-		      uint64_t now)
+static void
+on_suback(struct sim_worker *w, struct sim_session *s, const struct mqtt_suback *a, uint64_t now)
 {
 	if (s->state != SS_SUBACK || a->packet_id != 1 || a->n_reasons != 1) {
 		sess_kill(w, s, SIM_ERR_UNEXPECTED);
@@ -431,7 +459,8 @@ static void on_suback(struct sim_worker *w, struct sim_session *s, const struct 
  * Maximum is not enough: brokers (Mosquitto 2.0) free the slot at our PUBREC, not at PUBCOMP, so
  * ids awaiting PUBREL are bounded only by the id space. Returns whether id was already set.
  */
-static bool rx_q2_test_set(struct sim_worker *w, struct sim_session *s, uint16_t id)
+static bool
+rx_q2_test_set(struct sim_worker *w, struct sim_session *s, uint16_t id)
 {
 	uint64_t bit = 1ull << (id % 64);
 	bool was;
@@ -445,8 +474,8 @@ static bool rx_q2_test_set(struct sim_worker *w, struct sim_session *s, uint16_t
 	return was;
 }
 
-static int on_delivery(struct sim_worker *w, struct sim_session *s, const struct mqtt_publish *p,
-		       uint64_t now)
+static int
+on_delivery(struct sim_worker *w, struct sim_session *s, const struct mqtt_publish *p, uint64_t now)
 {
 	bool count = true;
 
@@ -470,7 +499,8 @@ static int on_delivery(struct sim_worker *w, struct sim_session *s, const struct
 	return send_ack(w, s, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id);
 }
 
-static void on_pubrel(struct sim_worker *w, struct sim_session *s, const struct mqtt_ack *a)
+static void
+on_pubrel(struct sim_worker *w, struct sim_session *s, const struct mqtt_ack *a)
 {
 	if (s->rx_q2 != NULL)
 		s->rx_q2[a->packet_id / 64] &= ~(1ull << (a->packet_id % 64));
@@ -481,8 +511,8 @@ static void on_pubrel(struct sim_worker *w, struct sim_session *s, const struct 
 }
 
 /* PUBACK, PUBREC, PUBCOMP for our publishes. */
-static void on_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t,
-		   const struct mqtt_ack *a)
+static void
+on_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t, const struct mqtt_ack *a)
 {
 	uint8_t qos = t == MQTT_PUBACK ? 1 : 2, stage = t == MQTT_PUBCOMP ? 1 : 0;
 	struct sim_inflight *f = fl_find(s, a->packet_id, qos, stage);
@@ -507,27 +537,46 @@ static void on_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t
 }
 
 /* One decoded packet from the broker. */
-static void on_packet(struct sim_worker *w, struct sim_session *s, struct mqtt_packet *p,
-		      uint64_t now)
+static void
+on_packet(struct sim_worker *w, struct sim_session *s, struct mqtt_packet *p, uint64_t now)
 {
 	if (s->state == SS_CONNACK && p->type != MQTT_CONNACK) {
 		sess_kill(w, s, SIM_ERR_UNEXPECTED); /* nothing but CONNACK comes first */
 		return;
 	}
 	switch ((int)p->type) {
-	case MQTT_CONNACK: on_connack(w, s, &p->connack, now); break;
-	case MQTT_SUBACK: on_suback(w, s, &p->suback, now); break;
-	case MQTT_PUBLISH: on_delivery(w, s, &p->publish, now); break;
-	case MQTT_PUBACK: case MQTT_PUBREC: case MQTT_PUBCOMP: on_ack(w, s, p->type, &p->ack); break;
-	case MQTT_PUBREL: on_pubrel(w, s, &p->ack); break;
-	case MQTT_PINGRESP: on_pingresp(w, s, now); break;
-	case MQTT_DISCONNECT: sess_kill(w, s, SIM_ERR_DISCONNECT_RX); break;
-	default: sess_kill(w, s, SIM_ERR_UNEXPECTED); break;
+	case MQTT_CONNACK:
+		on_connack(w, s, &p->connack, now);
+		break;
+	case MQTT_SUBACK:
+		on_suback(w, s, &p->suback, now);
+		break;
+	case MQTT_PUBLISH:
+		on_delivery(w, s, &p->publish, now);
+		break;
+	case MQTT_PUBACK:
+	case MQTT_PUBREC:
+	case MQTT_PUBCOMP:
+		on_ack(w, s, p->type, &p->ack);
+		break;
+	case MQTT_PUBREL:
+		on_pubrel(w, s, &p->ack);
+		break;
+	case MQTT_PINGRESP:
+		on_pingresp(w, s, now);
+		break;
+	case MQTT_DISCONNECT:
+		sess_kill(w, s, SIM_ERR_DISCONNECT_RX);
+		break;
+	default:
+		sess_kill(w, s, SIM_ERR_UNEXPECTED);
+		break;
 	}
 }
 
 /* Decode whole packets from the input buffer while there is room for their answers. */
-static void sess_parse(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+sess_parse(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	uint32_t off = 0;
 
@@ -538,8 +587,8 @@ static void sess_parse(struct sim_worker *w, struct sim_session *s, uint64_t now
 		if (n == 0)
 			break;
 		if (n < 0) {
-			sess_kill(w, s, n == -MQTT_E_PACKET_TOO_LARGE ? SIM_ERR_IN_OVERFLOW
-								       : SIM_ERR_DECODE);
+			sess_kill(w, s,
+			    n == -MQTT_E_PACKET_TOO_LARGE ? SIM_ERR_IN_OVERFLOW : SIM_ERR_DECODE);
 			return;
 		}
 		on_packet(w, s, &p, now);
@@ -551,7 +600,8 @@ static void sess_parse(struct sim_worker *w, struct sim_session *s, uint64_t now
 	}
 }
 
-static void sess_read(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+sess_read(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	for (int i = 0; i < 16 && s->state != SS_DEAD; i++) { /* bounded: others wait */
 		uint32_t room = w->run->in_cap - s->in_len;
@@ -575,7 +625,8 @@ static void sess_read(struct sim_worker *w, struct sim_session *s, uint64_t now)
 
 /* Ask the transport for what this session needs: input unless the output is backed up,
  * output while bytes wait or while an unpaced publisher could send more. */
-static void sess_update_want(struct sim_worker *w, struct sim_session *s)
+static void
+sess_update_want(struct sim_worker *w, struct sim_session *s)
 {
 	uint32_t want = 0;
 
@@ -595,7 +646,8 @@ static void sess_update_want(struct sim_worker *w, struct sim_session *s)
 		s->want = want;
 }
 
-static void sess_connected(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+sess_connected(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	if (w->tr.ops->connect_result(&w->tr, s->h) != 0) {
 		sess_kill(w, s, SIM_ERR_TCP_CONNECT);
@@ -610,7 +662,8 @@ static void sess_connected(struct sim_worker *w, struct sim_session *s, uint64_t
 	sess_flush(w, s, now);
 }
 
-void sim_session_event(struct sim_worker *w, struct sim_session *s, uint32_t ev, uint64_t now)
+void
+sim_session_event(struct sim_worker *w, struct sim_session *s, uint32_t ev, uint64_t now)
 {
 	if (s->state == SS_TCP) {
 		if (ev & (SIM_EV_OUT | SIM_EV_ERR))
@@ -626,7 +679,8 @@ void sim_session_event(struct sim_worker *w, struct sim_session *s, uint32_t ev,
 	sess_update_want(w, s);
 }
 
-static void sess_keepalive(struct sim_worker *w, struct sim_session *s, uint64_t now)
+static void
+sess_keepalive(struct sim_worker *w, struct sim_session *s, uint64_t now)
 {
 	uint64_t ka_ns = (uint64_t)opts(w)->keepalive_s * 1000000000ull;
 
@@ -635,12 +689,13 @@ static void sess_keepalive(struct sim_worker *w, struct sim_session *s, uint64_t
 	if (s->n_ping > 0 && now - s->ping[s->ping_head].sent_ns > ka_ns) {
 		sess_kill(w, s, SIM_ERR_PING_TIMEOUT);
 	} else if (s->n_ping == 0 && now - s->last_tx_ns >= ka_ns / 4 * 3 &&
-		   send_ping(w, s, false, now) == 0) {
+	    send_ping(w, s, false, now) == 0) {
 		sess_flush(w, s, now);
 	}
 }
 
-void sim_session_tick(struct sim_worker *w, struct sim_session *s, uint64_t now, bool slow)
+void
+sim_session_tick(struct sim_worker *w, struct sim_session *s, uint64_t now, bool slow)
 {
 	if (s->state == SS_DEAD || s->state == SS_IDLE)
 		return;
@@ -659,11 +714,12 @@ void sim_session_tick(struct sim_worker *w, struct sim_session *s, uint64_t now,
 	sess_update_want(w, s);
 }
 
-void sim_session_stop(struct sim_worker *w, struct sim_session *s)
+void
+sim_session_stop(struct sim_worker *w, struct sim_session *s)
 {
 	if (s->state == SS_READY) {
-		int n = mqtt_encode_disconnect(s->out + s->out_len, out_room(w, s), opts(w)->version,
-					       NULL);
+		int n = mqtt_encode_disconnect(
+		    s->out + s->out_len, out_room(w, s), opts(w)->version, NULL);
 
 		if (n > 0 && (uint32_t)n <= out_room(w, s))
 			s->out_len += (uint32_t)n;

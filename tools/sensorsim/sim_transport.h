@@ -33,7 +33,7 @@ struct sim_transport_ops {
 	 * (-EADDRNOTAVAIL for a bind failure).
 	 */
 	int (*connect)(struct sim_transport *t, const struct sockaddr_in *src,
-		       const struct sockaddr_in *dst, void *ctx);
+	    const struct sockaddr_in *dst, void *ctx);
 	/* After SIM_EV_OUT on a connecting handle: 0 when established, else -errno. */
 	int (*connect_result)(struct sim_transport *t, int h);
 	/* Bytes sent (> 0), -EAGAIN, or -errno. */
@@ -49,8 +49,8 @@ struct sim_transport_ops {
 
 struct sim_transport {
 	const struct sim_transport_ops *ops;
-	int fd;          /* kernel: the epoll instance */
-	void *priv;      /* memif: the stack */
+	int fd;     /* kernel: the epoll instance */
+	void *priv; /* memif: the stack */
 };
 
 extern const struct sim_transport_ops sim_transport_kernel;

@@ -12,26 +12,30 @@
 
 #include "sim_transport.h"
 
-static int kt_open(struct sim_transport *t)
+static int
+kt_open(struct sim_transport *t)
 {
 	t->fd = epoll_create1(EPOLL_CLOEXEC);
 	return t->fd < 0 ? -errno : 0;
 }
 
-static void kt_destroy(struct sim_transport *t)
+static void
+kt_destroy(struct sim_transport *t)
 {
 	if (t->fd >= 0)
 		close(t->fd);
 	t->fd = -1;
 }
 
-static uint32_t to_epoll(uint32_t ev)
+static uint32_t
+to_epoll(uint32_t ev)
 {
 	return ((ev & SIM_EV_IN) ? EPOLLIN | EPOLLRDHUP : 0) | ((ev & SIM_EV_OUT) ? EPOLLOUT : 0);
 }
 
-static int kt_connect(struct sim_transport *t, const struct sockaddr_in *src,
-		      const struct sockaddr_in *dst, void *ctx)
+static int
+kt_connect(struct sim_transport *t, const struct sockaddr_in *src, const struct sockaddr_in *dst,
+    void *ctx)
 {
 	struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = ctx };
 	int fd, one = 1, err;
@@ -61,7 +65,8 @@ static int kt_connect(struct sim_transport *t, const struct sockaddr_in *src,
 	return fd;
 }
 
-static int kt_connect_result(struct sim_transport *t, int h)
+static int
+kt_connect_result(struct sim_transport *t, int h)
 {
 	int err = 0;
 	socklen_t len = sizeof(err);
@@ -72,7 +77,8 @@ static int kt_connect_result(struct sim_transport *t, int h)
 	return -err;
 }
 
-static ssize_t kt_send(struct sim_transport *t, int h, const void *buf, size_t len)
+static ssize_t
+kt_send(struct sim_transport *t, int h, const void *buf, size_t len)
 {
 	ssize_t n = send(h, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -80,7 +86,8 @@ static ssize_t kt_send(struct sim_transport *t, int h, const void *buf, size_t l
 	return n < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : n;
 }
 
-static ssize_t kt_recv(struct sim_transport *t, int h, void *buf, size_t len)
+static ssize_t
+kt_recv(struct sim_transport *t, int h, void *buf, size_t len)
 {
 	ssize_t n = recv(h, buf, len, MSG_DONTWAIT);
 
@@ -88,20 +95,23 @@ static ssize_t kt_recv(struct sim_transport *t, int h, void *buf, size_t len)
 	return n < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : n;
 }
 
-static int kt_want(struct sim_transport *t, int h, uint32_t events, void *ctx)
+static int
+kt_want(struct sim_transport *t, int h, uint32_t events, void *ctx)
 {
 	struct epoll_event ev = { .events = to_epoll(events), .data.ptr = ctx };
 
 	return epoll_ctl(t->fd, EPOLL_CTL_MOD, h, &ev) < 0 ? -errno : 0;
 }
 
-static void kt_close(struct sim_transport *t, int h)
+static void
+kt_close(struct sim_transport *t, int h)
 {
 	(void)t;
 	close(h); /* also leaves the epoll set */
 }
 
-static int kt_poll(struct sim_transport *t, struct sim_event *out, int max, int timeout_ms)
+static int
+kt_poll(struct sim_transport *t, struct sim_event *out, int max, int timeout_ms)
 {
 	struct epoll_event ev[256];
 	int n;
@@ -114,8 +124,8 @@ static int kt_poll(struct sim_transport *t, struct sim_event *out, int max, int 
 	for (int i = 0; i < n; i++) {
 		out[i].ctx = ev[i].data.ptr;
 		out[i].events = ((ev[i].events & (EPOLLIN | EPOLLRDHUP)) ? SIM_EV_IN : 0) |
-				((ev[i].events & EPOLLOUT) ? SIM_EV_OUT : 0) |
-				((ev[i].events & (EPOLLERR | EPOLLHUP)) ? SIM_EV_ERR : 0);
+		    ((ev[i].events & EPOLLOUT) ? SIM_EV_OUT : 0) |
+		    ((ev[i].events & (EPOLLERR | EPOLLHUP)) ? SIM_EV_ERR : 0);
 	}
 	return n;
 }

@@ -40,22 +40,28 @@
 #include "sim_transport.h"
 #include "sim_transport_memif.h"
 
-#define MEMIF_DEV "net_memif0"
-#define RX_BURSTS_PER_RUN 4
+#define MEMIF_DEV              "net_memif0"
+#define RX_BURSTS_PER_RUN      4
 #define IDLE_RUNS_BEFORE_SLEEP 256
-#define IDLE_SLEEP_US 20
-#define LINK_WAIT_MS 5000
-#define ARP_WAIT_MS 3000
-#define CLOSE_FLUSH_MS 300
+#define IDLE_SLEEP_US          20
+#define LINK_WAIT_MS           5000
+#define ARP_WAIT_MS            3000
+#define CLOSE_FLUSH_MS         300
 
-enum { MS_FREE = 0, MS_CONNECTING, MS_OPEN, MS_CLOSED, MS_ORPHAN };
+enum {
+	MS_FREE = 0,
+	MS_CONNECTING,
+	MS_OPEN,
+	MS_CLOSED,
+	MS_ORPHAN
+};
 
 struct mslot {
 	struct tcp_conn *c;
-	void *ctx;            /* the session (connect/want) */
-	uint32_t want;        /* SIM_EV_IN | SIM_EV_OUT */
-	int32_t next;         /* ready list, or free list */
-	int err;              /* MS_CLOSED: 0 (orderly end) or an errno */
+	void *ctx;     /* the session (connect/want) */
+	uint32_t want; /* SIM_EV_IN | SIM_EV_OUT */
+	int32_t next;  /* ready list, or free list */
+	int err;       /* MS_CLOSED: 0 (orderly end) or an errno */
 	uint8_t st;
 	bool on_ready;
 };
@@ -77,7 +83,8 @@ static struct mstack *stk;
 
 /* --- ready and free lists --- */
 
-static void mark_ready(struct mslot *sl)
+static void
+mark_ready(struct mslot *sl)
 {
 	int32_t i = (int32_t)(sl - stk->slots);
 
@@ -92,7 +99,8 @@ static void mark_ready(struct mslot *sl)
 	stk->ready_tail = i;
 }
 
-static void slot_free(struct mslot *sl)
+static void
+slot_free(struct mslot *sl)
 {
 	sl->st = MS_FREE;
 	sl->c = NULL;
@@ -104,7 +112,8 @@ static void slot_free(struct mslot *sl)
 	stk->free_head = (int32_t)(sl - stk->slots);
 }
 
-static struct mslot *slot_alloc(void)
+static struct mslot *
+slot_alloc(void)
 {
 	struct mslot *sl;
 
@@ -118,13 +127,15 @@ static struct mslot *slot_alloc(void)
 
 /* --- TCP callbacks (run inside poll(), or inside close() for an immediate end) --- */
 
-static int on_accept(struct tcp_conn *c, void *lctx, void **cctx)
+static int
+on_accept(struct tcp_conn *c, void *lctx, void **cctx)
 {
 	(void)c, (void)lctx, (void)cctx;
 	return -1; /* nothing listens here */
 }
 
-static void on_connected(struct tcp_conn *c, void *ctx)
+static void
+on_connected(struct tcp_conn *c, void *ctx)
 {
 	struct mslot *sl = ctx;
 
@@ -133,13 +144,15 @@ static void on_connected(struct tcp_conn *c, void *ctx)
 	mark_ready(sl);
 }
 
-static void on_change(struct tcp_conn *c, void *ctx)
+static void
+on_change(struct tcp_conn *c, void *ctx)
 {
 	(void)c;
 	mark_ready(ctx);
 }
 
-static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
+static void
+on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 {
 	struct mslot *sl = ctx;
 
@@ -149,11 +162,19 @@ static void on_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 		return;
 	}
 	switch (why) {
-	case TCP_CLOSE_NORMAL: sl->err = 0; break;
-	case TCP_CLOSE_RESET: sl->err = sl->st == MS_CONNECTING ? ECONNREFUSED : ECONNRESET; break;
+	case TCP_CLOSE_NORMAL:
+		sl->err = 0;
+		break;
+	case TCP_CLOSE_RESET:
+		sl->err = sl->st == MS_CONNECTING ? ECONNREFUSED : ECONNRESET;
+		break;
 	case TCP_CLOSE_TIMEOUT:
-	case TCP_CLOSE_KEEPALIVE: sl->err = ETIMEDOUT; break;
-	default: sl->err = ECONNABORTED; break;
+	case TCP_CLOSE_KEEPALIVE:
+		sl->err = ETIMEDOUT;
+		break;
+	default:
+		sl->err = ECONNABORTED;
+		break;
 	}
 	sl->st = MS_CLOSED;
 	sl->c = NULL;
@@ -171,7 +192,8 @@ static const struct tcp_app_ops conn_ops = {
 /* --- the stack's loop --- */
 
 /* One pass: the sessions' output, up to a few rx bursts, timers, ARP, tx. Returns rx packets. */
-static unsigned stack_run(struct mstack *s)
+static unsigned
+stack_run(struct mstack *s)
 {
 	struct dp_lcore *lc = s->lc;
 	unsigned total = 0;
@@ -193,7 +215,8 @@ static unsigned stack_run(struct mstack *s)
 	return total;
 }
 
-static uint32_t slot_events(const struct mslot *sl)
+static uint32_t
+slot_events(const struct mslot *sl)
 {
 	uint32_t ev = 0;
 
@@ -212,7 +235,8 @@ static uint32_t slot_events(const struct mslot *sl)
 }
 
 /* Events of the slots on the ready list; those still ready stay on it (level triggered). */
-static int harvest(struct mstack *s, struct sim_event *ev, int max)
+static int
+harvest(struct mstack *s, struct sim_event *ev, int max)
 {
 	int32_t i = s->ready_head;
 	int n = 0;
@@ -238,7 +262,8 @@ static int harvest(struct mstack *s, struct sim_event *ev, int max)
 
 /* --- the transport ops --- */
 
-static int mt_open(struct sim_transport *t)
+static int
+mt_open(struct sim_transport *t)
 {
 	if (stk == NULL)
 		return -ENODEV;
@@ -247,8 +272,9 @@ static int mt_open(struct sim_transport *t)
 	return 0;
 }
 
-static int mt_connect(struct sim_transport *t, const struct sockaddr_in *src,
-		      const struct sockaddr_in *dst, void *ctx)
+static int
+mt_connect(struct sim_transport *t, const struct sockaddr_in *src, const struct sockaddr_in *dst,
+    void *ctx)
 {
 	struct mstack *s = t->priv;
 	struct mslot *sl = slot_alloc();
@@ -261,7 +287,7 @@ static int mt_connect(struct sim_transport *t, const struct sockaddr_in *src,
 	sl->want = SIM_EV_OUT;
 	s->lc->now_tsc = rte_rdtsc();
 	rc = tcp_connect(s->lc, src != NULL ? src->sin_addr.s_addr : 0, dst->sin_addr.s_addr,
-			 ntohs(dst->sin_port), &conn_ops, sl, &sl->c);
+	    ntohs(dst->sin_port), &conn_ops, sl, &sl->c);
 	if (rc < 0) {
 		slot_free(sl);
 		return rc;
@@ -269,7 +295,8 @@ static int mt_connect(struct sim_transport *t, const struct sockaddr_in *src,
 	return (int)(sl - s->slots);
 }
 
-static int mt_connect_result(struct sim_transport *t, int h)
+static int
+mt_connect_result(struct sim_transport *t, int h)
 {
 	const struct mslot *sl = &((struct mstack *)t->priv)->slots[h];
 
@@ -280,7 +307,8 @@ static int mt_connect_result(struct sim_transport *t, int h)
 	return -EINPROGRESS;
 }
 
-static ssize_t mt_send(struct sim_transport *t, int h, const void *buf, size_t len)
+static ssize_t
+mt_send(struct sim_transport *t, int h, const void *buf, size_t len)
 {
 	struct mslot *sl = &((struct mstack *)t->priv)->slots[h];
 	int n;
@@ -295,7 +323,8 @@ static ssize_t mt_send(struct sim_transport *t, int h, const void *buf, size_t l
 	return n == 0 || n == -ENOBUFS ? -EAGAIN : n;
 }
 
-static ssize_t mt_recv(struct sim_transport *t, int h, void *buf, size_t len)
+static ssize_t
+mt_recv(struct sim_transport *t, int h, void *buf, size_t len)
 {
 	struct mslot *sl = &((struct mstack *)t->priv)->slots[h];
 	struct rte_mbuf *m, *seg;
@@ -316,7 +345,8 @@ static ssize_t mt_recv(struct sim_transport *t, int h, void *buf, size_t len)
 	return p - (uint8_t *)buf;
 }
 
-static int mt_want(struct sim_transport *t, int h, uint32_t events, void *ctx)
+static int
+mt_want(struct sim_transport *t, int h, uint32_t events, void *ctx)
 {
 	struct mslot *sl = &((struct mstack *)t->priv)->slots[h];
 
@@ -327,7 +357,8 @@ static int mt_want(struct sim_transport *t, int h, uint32_t events, void *ctx)
 	return 0;
 }
 
-static void mt_close(struct sim_transport *t, int h)
+static void
+mt_close(struct sim_transport *t, int h)
 {
 	struct mslot *sl = &((struct mstack *)t->priv)->slots[h];
 
@@ -347,7 +378,8 @@ static void mt_close(struct sim_transport *t, int h)
 	}
 }
 
-static int mt_poll(struct sim_transport *t, struct sim_event *ev, int max, int timeout_ms)
+static int
+mt_poll(struct sim_transport *t, struct sim_event *ev, int max, int timeout_ms)
 {
 	struct mstack *s = t->priv;
 	uint64_t end = rte_rdtsc() + (uint64_t)timeout_ms * (rte_get_tsc_hz() / 1000);
@@ -355,8 +387,10 @@ static int mt_poll(struct sim_transport *t, struct sim_event *ev, int max, int t
 	if (!s->registered) {
 		/* the worker thread owns the stack from here: give it an lcore id (mempool caches) */
 		if (rte_lcore_id() == LCORE_ID_ANY && rte_thread_register() < 0)
-			fprintf(stderr, "edgegw-sensorsim: memif: thread not registered with the EAL "
-				"(%s): mbuf caches off\n", rte_strerror(rte_errno));
+			fprintf(stderr,
+			    "edgegw-sensorsim: memif: thread not registered with the EAL "
+			    "(%s): mbuf caches off\n",
+			    rte_strerror(rte_errno));
 		s->registered = true;
 	}
 	for (;;) {
@@ -375,7 +409,8 @@ static int mt_poll(struct sim_transport *t, struct sim_event *ev, int max, int t
 	}
 }
 
-static void mt_destroy(struct sim_transport *t)
+static void
+mt_destroy(struct sim_transport *t)
 {
 	t->priv = NULL;
 }
@@ -395,7 +430,8 @@ const struct sim_transport_ops sim_transport_memif = {
 
 /* --- bring-up and teardown (main thread) --- */
 
-static void run_for_ms(struct mstack *s, unsigned ms, bool (*done)(struct mstack *))
+static void
+run_for_ms(struct mstack *s, unsigned ms, bool (*done)(struct mstack *))
 {
 	uint64_t end = rte_rdtsc() + (uint64_t)ms * (rte_get_tsc_hz() / 1000);
 
@@ -405,7 +441,8 @@ static void run_for_ms(struct mstack *s, unsigned ms, bool (*done)(struct mstack
 	}
 }
 
-static bool link_up(struct mstack *s)
+static bool
+link_up(struct mstack *s)
 {
 	bool up = false;
 	uint32_t speed;
@@ -413,14 +450,16 @@ static bool link_up(struct mstack *s)
 	return nic_link_get(s->port_id, &up, &speed) == 0 && up;
 }
 
-static bool echo_answered(struct mstack *s)
+static bool
+echo_answered(struct mstack *s)
 {
 	return s->lc->cnt.v[DPC_icmp_OTHER] > 0 && arp_entry_count(s->lc) > 0;
 }
 
 /* An ICMP echo to the broker: resolves its MAC before the first SYNs (the ARP hold queue
  * keeps only a few packets) and checks it answers at all. */
-static int ping(struct mstack *s, uint32_t dst_be)
+static int
+ping(struct mstack *s, uint32_t dst_be)
 {
 	struct rte_mbuf *m = dp_alloc(s->lc);
 	struct rte_icmp_hdr *ic;
@@ -443,7 +482,8 @@ static int ping(struct mstack *s, uint32_t dst_be)
 	return echo_answered(s) ? 0 : -EHOSTUNREACH;
 }
 
-static int first_cpu(void)
+static int
+first_cpu(void)
 {
 	cpu_set_t set;
 
@@ -454,23 +494,25 @@ static int first_cpu(void)
 	return 0;
 }
 
-int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
+int
+sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 {
 	struct mstack *s = &stack_;
 	/* four per session for the first 20,000 (flat-out runs), one per session beyond (idle
 	 * crowds) */
-	uint32_t mbufs = 16384u + 4u * RTE_MIN(sessions, 20000u) +
-			 (sessions > 20000u ? sessions - 20000u : 0);
+	uint32_t mbufs =
+	    16384u + 4u * RTE_MIN(sessions, 20000u) + (sessions > 20000u ? sessions - 20000u : 0);
 	/* mbufs (2,304 B each, ~2,500 with the mempool's headers), TCBs and flow hash (~320 B a
 	 * flow), slack */
 	uint64_t mem_mb = ((uint64_t)mbufs * 2560 + (uint64_t)sessions * 2 * 320) / (1 << 20) + 256;
 	char cpu[16], mem[24], prefix[32], vdev[192];
 	/* a prefix of our own: concurrent runs cannot collide (its directory goes at the end) */
-	char *argv[] = { "edgegw-sensorsim", "-l", cpu, "--no-huge", "--no-pci",
-			 "--file-prefix", prefix, "-m", mem, "--vdev", vdev, "--log-level",
-			 "*:warning", "--no-telemetry", NULL };
-	struct nic_port_conf pc = { .device = MEMIF_DEV, .n_queues = 1, .rx_desc = 1024,
-				    .tx_desc = 1024 };
+	char *argv[] = { "edgegw-sensorsim", "-l", cpu, "--no-huge", "--no-pci", "--file-prefix",
+		prefix, "-m", mem, "--vdev", vdev, "--log-level", "*:warning", "--no-telemetry",
+		NULL };
+	struct nic_port_conf pc = {
+		.device = MEMIF_DEV, .n_queues = 1, .rx_desc = 1024, .tx_desc = 1024
+	};
 	struct tcp_config tc;
 	struct dp_lcore *lc;
 	int rc;
@@ -478,17 +520,18 @@ int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 	snprintf(cpu, sizeof(cpu), "%d", o->cpu >= 0 ? o->cpu : first_cpu());
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)mem_mb);
 	snprintf(prefix, sizeof(prefix), "egw-sim%d", (int)getpid());
-	snprintf(vdev, sizeof(vdev), MEMIF_DEV ",role=client,socket=%s,socket-abstract=no,id=0,rsize=14", o->memif_socket);
+	snprintf(vdev, sizeof(vdev),
+	    MEMIF_DEV ",role=client,socket=%s,socket-abstract=no,id=0,rsize=14", o->memif_socket);
 	if (rte_eal_init((int)RTE_DIM(argv) - 1, argv) < 0) {
 		fprintf(stderr, "edgegw-sensorsim: memif: EAL init failed: %s\n",
-			rte_strerror(rte_errno));
+		    rte_strerror(rte_errno));
 		return -ENODEV;
 	}
-	s->pool = rte_pktmbuf_pool_create("sim_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-					  (int)rte_socket_id());
+	s->pool = rte_pktmbuf_pool_create(
+	    "sim_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, (int)rte_socket_id());
 	if (s->pool == NULL) {
 		fprintf(stderr, "edgegw-sensorsim: memif: pool of %u mbufs: %s\n", mbufs,
-			rte_strerror(rte_errno));
+		    rte_strerror(rte_errno));
 		return -ENOMEM;
 	}
 	lc = rte_zmalloc("sim_lcore", sizeof(*lc), RTE_CACHE_LINE_SIZE);
@@ -510,8 +553,10 @@ int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 			continue;
 		if (lc->n_extra_ip == DP_MAX_EXTRA_IPS ||
 		    (o->bind[i].s_addr & lc->netmask_be) != (lc->ip_be & lc->netmask_be)) {
-			fprintf(stderr, "edgegw-sensorsim: memif: --bind %s: more than %u addresses, or "
-				"not in the subnet of --local\n", inet_ntoa(o->bind[i]), DP_MAX_EXTRA_IPS);
+			fprintf(stderr,
+			    "edgegw-sensorsim: memif: --bind %s: more than %u addresses, or "
+			    "not in the subnet of --local\n",
+			    inet_ntoa(o->bind[i]), DP_MAX_EXTRA_IPS);
 			return -EINVAL;
 		}
 		lc->extra_ip_be[lc->n_extra_ip++] = o->bind[i].s_addr;
@@ -545,20 +590,25 @@ int sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 
 	run_for_ms(s, LINK_WAIT_MS, link_up);
 	if (!link_up(s)) {
-		fprintf(stderr, "edgegw-sensorsim: memif: link down after %u ms: is the dataplane "
-			"serving a memif port on %s?\n", LINK_WAIT_MS, o->memif_socket);
+		fprintf(stderr,
+		    "edgegw-sensorsim: memif: link down after %u ms: is the dataplane "
+		    "serving a memif port on %s?\n",
+		    LINK_WAIT_MS, o->memif_socket);
 		return -ENOTCONN;
 	}
 	if ((rc = ping(s, dst_be)) < 0) {
-		fprintf(stderr, "edgegw-sensorsim: memif: no echo reply from %s in %u ms (our address "
-			"%s/%u)\n", o->host, ARP_WAIT_MS, inet_ntoa(o->local), o->local_plen);
+		fprintf(stderr,
+		    "edgegw-sensorsim: memif: no echo reply from %s in %u ms (our address "
+		    "%s/%u)\n",
+		    o->host, ARP_WAIT_MS, inet_ntoa(o->local), o->local_plen);
 		return rc;
 	}
 	s->registered = false; /* the main thread ran it so far; the worker registers itself */
 	return 0;
 }
 
-static bool flows_quiet(struct mstack *s)
+static bool
+flows_quiet(struct mstack *s)
 {
 	struct tcp_mem_stats ms;
 
@@ -567,7 +617,8 @@ static bool flows_quiet(struct mstack *s)
 }
 
 /* The EAL's runtime directory (/var/run/dpdk/PREFIX): its files, then itself. */
-static void rundir_remove(const char *dir)
+static void
+rundir_remove(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -581,7 +632,8 @@ static void rundir_remove(const char *dir)
 	rmdir(dir);
 }
 
-void sim_memif_fini(void)
+void
+sim_memif_fini(void)
 {
 	char rundir[PATH_MAX];
 	struct mstack *s = stk;
@@ -592,14 +644,15 @@ void sim_memif_fini(void)
 	lc = s->lc;
 	/* let the last DISCONNECTs and FINs out, and their answers in */
 	run_for_ms(s, CLOSE_FLUSH_MS, flows_quiet);
-	fprintf(stderr, "edgegw-sensorsim: memif stack: %llu packets in, %llu out, %llu tx drops, "
-		"%llu TCP retransmissions, %llu mbuf failures\n",
-		(unsigned long long)lc->cnt.v[DPC_port_RX_PKTS],
-		(unsigned long long)lc->cnt.v[DPC_port_TX_PKTS],
-		(unsigned long long)lc->cnt.v[DPC_port_TX_DROP],
-		(unsigned long long)lc->cnt.v[DPC_tcp_REXMT_SEGS],
-		(unsigned long long)(lc->cnt.v[DPC_port_MBUF_ALLOC_FAIL] +
-				     lc->cnt.v[DPC_tcp_MBUF_FAIL]));
+	fprintf(stderr,
+	    "edgegw-sensorsim: memif stack: %llu packets in, %llu out, %llu tx drops, "
+	    "%llu TCP retransmissions, %llu mbuf failures\n",
+	    (unsigned long long)lc->cnt.v[DPC_port_RX_PKTS],
+	    (unsigned long long)lc->cnt.v[DPC_port_TX_PKTS],
+	    (unsigned long long)lc->cnt.v[DPC_port_TX_DROP],
+	    (unsigned long long)lc->cnt.v[DPC_tcp_REXMT_SEGS],
+	    (unsigned long long)(lc->cnt.v[DPC_port_MBUF_ALLOC_FAIL] +
+		lc->cnt.v[DPC_tcp_MBUF_FAIL]));
 	lc->now_tsc = rte_rdtsc();
 	tcp_lcore_fini(lc);
 	dp_tx_flush(lc);

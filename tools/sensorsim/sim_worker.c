@@ -13,24 +13,27 @@
 /* Handshakes in progress, all threads together: below a common listen backlog (Mosquitto: 100),
  * past which SYNs are dropped and retried a second later. */
 #define SIM_HANDSHAKES_MAX 64u
-#define SLOW_TICK_NS 100000000ull /* timeouts and keepalives: every 100 ms */
+#define SLOW_TICK_NS       100000000ull /* timeouts and keepalives: every 100 ms */
 
-static int phase(const struct sim_worker *w)
+static int
+phase(const struct sim_worker *w)
 {
 	return __atomic_load_n(&w->run->phase, __ATOMIC_RELAXED);
 }
 
-static void start_connects(struct sim_worker *w, uint64_t now)
+static void
+start_connects(struct sim_worker *w, uint64_t now)
 {
 	uint32_t max = SIM_HANDSHAKES_MAX / w->run->o->threads;
 
 	while (w->next_connect < w->n_s && w->handshakes < (max ? max : 1) &&
-	       sim_pace_take(&w->connect_pace, now))
+	    sim_pace_take(&w->connect_pace, now))
 		sim_session_start(w, &w->s[w->next_connect++], now);
 }
 
 /* Poll timeout: 1 ms while something is paced, else 10 ms (phase changes, timers). */
-static int poll_ms(const struct sim_worker *w)
+static int
+poll_ms(const struct sim_worker *w)
 {
 	const struct sim_opts *o = w->run->o;
 
@@ -47,7 +50,8 @@ static int poll_ms(const struct sim_worker *w)
  */
 #define SCAN_WHOLE 4096u
 
-static void scan(struct sim_worker *w, uint64_t now, bool slow)
+static void
+scan(struct sim_worker *w, uint64_t now, bool slow)
 {
 	uint32_t n = w->next_connect, slice = n <= SCAN_WHOLE ? n : n / 16 + 256;
 
@@ -60,7 +64,8 @@ static void scan(struct sim_worker *w, uint64_t now, bool slow)
 	}
 }
 
-static void worker_loop(struct sim_worker *w)
+static void
+worker_loop(struct sim_worker *w)
 {
 	struct sim_event ev[256];
 	uint64_t last_slow = 0, last_scan = 0;
@@ -84,7 +89,8 @@ static void worker_loop(struct sim_worker *w)
 	}
 }
 
-void *sim_worker_main(void *arg)
+void *
+sim_worker_main(void *arg)
 {
 	struct sim_worker *w = arg;
 	sigset_t all;

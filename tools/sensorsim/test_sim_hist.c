@@ -11,7 +11,8 @@
 
 static struct sim_hist h, h2;
 
-static void test_small_values_exact(void **st)
+static void
+test_small_values_exact(void **st)
 {
 	(void)st;
 	for (uint64_t v = 0; v < SIM_HIST_SUB; v++) {
@@ -20,7 +21,8 @@ static void test_small_values_exact(void **st)
 	}
 }
 
-static void test_relative_error_bounded(void **st)
+static void
+test_relative_error_bounded(void **st)
 {
 	uint32_t prev = 0;
 
@@ -41,16 +43,20 @@ static void test_relative_error_bounded(void **st)
 	}
 }
 
-static int cmp_u64(const void *a, const void *b)
+static int
+cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
 	return x < y ? -1 : x > y;
 }
 
-static void test_quantiles_match_reference(void **st)
+static void
+test_quantiles_match_reference(void **st)
 {
-	enum { N = 100000 };
+	enum {
+		N = 100000
+	};
 	static uint64_t ref[N];
 	const double qs[] = { 0.5, 0.9, 0.99, 0.999, 1.0 };
 	uint32_t x = 12345;
@@ -78,7 +84,8 @@ static void test_quantiles_match_reference(void **st)
 	assert_int_equal(sim_hist_quantile(&h, 1.0), ref[N - 1]);
 }
 
-static void test_merge_and_empty(void **st)
+static void
+test_merge_and_empty(void **st)
 {
 	(void)st;
 	sim_hist_init(&h);
@@ -97,7 +104,8 @@ static void test_merge_and_empty(void **st)
 	assert_true(sim_hist_quantile(&h, 0.5) <= 1000000 + 1000000 / 64);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_small_values_exact),

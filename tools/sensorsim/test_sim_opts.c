@@ -13,7 +13,8 @@
 #include "mqtt_codec.h"
 #include "sim_opts.h"
 
-static void test_qos_mix(void **st)
+static void
+test_qos_mix(void **st)
 {
 	uint32_t w[3];
 	int count[3] = { 0 };
@@ -37,7 +38,8 @@ static void test_qos_mix(void **st)
 		assert_int_equal(sim_parse_qos_mix(bad[i], w), -EINVAL);
 }
 
-static void test_bind(void **st)
+static void
+test_bind(void **st)
 {
 	struct in_addr a[300];
 	char s[32];
@@ -54,14 +56,15 @@ static void test_bind(void **st)
 	assert_int_equal(sim_parse_bind("host", a, 300), -EINVAL);
 }
 
-static void test_topic(void **st)
+static void
+test_topic(void **st)
 {
 	char out[64];
 
 	(void)st;
 	assert_int_equal(sim_topic_check("site/{session}/sensor/{n}"), 0);
 	assert_int_equal(sim_topic_expand("site/{session}/sensor/{n}", 42, 7, out, sizeof(out)),
-			 (int)strlen("site/42/sensor/7"));
+	    (int)strlen("site/42/sensor/7"));
 	assert_string_equal(out, "site/42/sensor/7");
 	assert_int_equal(sim_topic_expand("{n}{n}", 0, 4294967295u, out, sizeof(out)), 20);
 	assert_int_equal(sim_topic_expand("abcdefgh/{session}", 1234, 0, out, 12), -ENOSPC);
@@ -70,12 +73,14 @@ static void test_topic(void **st)
 	assert_int_equal(sim_topic_check(""), -EINVAL);
 }
 
-static void test_command_line(void **st)
+static void
+test_command_line(void **st)
 {
 	static struct sim_opts o;
-	char *argv[] = { "sim", "-H", "127.0.0.1", "-p", "1884", "-c", "200", "-S", "2", "-F", "site/#",
-			 "-q", "0:1,1:1,2:1", "-V", "5", "-r", "0", "-m", "1000", "-b", "198.18.0.2-198.18.0.3",
-			 "--bind", "198.18.0.9", "--json", "--no-clean", "-n", "3-5", NULL };
+	char *argv[] = { "sim", "-H", "127.0.0.1", "-p", "1884", "-c", "200", "-S", "2", "-F",
+		"site/#", "-q", "0:1,1:1,2:1", "-V", "5", "-r", "0", "-m", "1000", "-b",
+		"198.18.0.2-198.18.0.3", "--bind", "198.18.0.9", "--json", "--no-clean", "-n",
+		"3-5", NULL };
 	char *bad[] = { "sim", "--port", "70000", NULL };
 	char *extra[] = { "sim", "stray", NULL };
 
@@ -100,7 +105,8 @@ static void test_command_line(void **st)
 	assert_int_equal(sim_opts_parse(&o, 2, extra), -EINVAL);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_qos_mix),

@@ -9,7 +9,8 @@
 #include "sim_pace.h"
 
 /* Take as often as allowed, stepping a fake clock by step_ns, for dur_ns. */
-static uint64_t run(struct sim_pace *p, uint64_t t0, uint64_t dur_ns, uint64_t step_ns)
+static uint64_t
+run(struct sim_pace *p, uint64_t t0, uint64_t dur_ns, uint64_t step_ns)
 {
 	uint64_t n = 0;
 
@@ -19,7 +20,8 @@ static uint64_t run(struct sim_pace *p, uint64_t t0, uint64_t dur_ns, uint64_t s
 	return n;
 }
 
-static void test_rate_held(void **st)
+static void
+test_rate_held(void **st)
 {
 	struct sim_pace p;
 
@@ -31,7 +33,8 @@ static void test_rate_held(void **st)
 	assert_in_range(run(&p, 0, 10000000000ull, 1000000), 30, 31);
 }
 
-static void test_stall_bounded_burst(void **st)
+static void
+test_stall_bounded_burst(void **st)
 {
 	struct sim_pace p;
 	uint64_t n = 0;
@@ -49,7 +52,8 @@ static void test_stall_bounded_burst(void **st)
 	assert_in_range(run(&p, 2000000000ull, 1000000000ull, 100000), 999, 1001);
 }
 
-static void test_unlimited(void **st)
+static void
+test_unlimited(void **st)
 {
 	struct sim_pace p;
 
@@ -60,7 +64,8 @@ static void test_unlimited(void **st)
 	assert_int_equal(sim_pace_wait_ns(&p, 0), 0);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rate_held),

@@ -16,25 +16,48 @@
 static uint8_t sent[1 << 16], script[4096];
 static size_t sent_len, script_len;
 
-static int ft_open(struct sim_transport *t) { t->fd = 0; return 0; }
-static void ft_destroy(struct sim_transport *t) { (void)t; }
-static int ft_connect(struct sim_transport *t, const struct sockaddr_in *s,
-		      const struct sockaddr_in *d, void *c)
+static int
+ft_open(struct sim_transport *t)
 {
-	(void)t; (void)s; (void)d; (void)c;
+	t->fd = 0;
+	return 0;
+}
+static void
+ft_destroy(struct sim_transport *t)
+{
+	(void)t;
+}
+static int
+ft_connect(
+    struct sim_transport *t, const struct sockaddr_in *s, const struct sockaddr_in *d, void *c)
+{
+	(void)t;
+	(void)s;
+	(void)d;
+	(void)c;
 	return 7;
 }
-static int ft_connect_result(struct sim_transport *t, int h) { (void)t; (void)h; return 0; }
-static ssize_t ft_send(struct sim_transport *t, int h, const void *b, size_t n)
+static int
+ft_connect_result(struct sim_transport *t, int h)
 {
-	(void)t; (void)h;
+	(void)t;
+	(void)h;
+	return 0;
+}
+static ssize_t
+ft_send(struct sim_transport *t, int h, const void *b, size_t n)
+{
+	(void)t;
+	(void)h;
 	memcpy(sent + sent_len, b, n);
 	sent_len += n;
 	return (ssize_t)n;
 }
-static ssize_t ft_recv(struct sim_transport *t, int h, void *b, size_t n)
+static ssize_t
+ft_recv(struct sim_transport *t, int h, void *b, size_t n)
 {
-	(void)t; (void)h;
+	(void)t;
+	(void)h;
 	if (script_len == 0)
 		return -EAGAIN;
 	n = n < script_len ? n : script_len;
@@ -43,20 +66,41 @@ static ssize_t ft_recv(struct sim_transport *t, int h, void *b, size_t n)
 	script_len -= n;
 	return (ssize_t)n;
 }
-static int ft_want(struct sim_transport *t, int h, uint32_t e, void *c)
+static int
+ft_want(struct sim_transport *t, int h, uint32_t e, void *c)
 {
-	(void)t; (void)h; (void)e; (void)c;
+	(void)t;
+	(void)h;
+	(void)e;
+	(void)c;
 	return 0;
 }
-static void ft_close(struct sim_transport *t, int h) { (void)t; (void)h; }
-static int ft_poll(struct sim_transport *t, struct sim_event *e, int m, int ms)
+static void
+ft_close(struct sim_transport *t, int h)
 {
-	(void)t; (void)e; (void)m; (void)ms;
+	(void)t;
+	(void)h;
+}
+static int
+ft_poll(struct sim_transport *t, struct sim_event *e, int m, int ms)
+{
+	(void)t;
+	(void)e;
+	(void)m;
+	(void)ms;
 	return 0;
 }
 static const struct sim_transport_ops fake_ops = {
-	"fake", ft_open, ft_destroy, ft_connect, ft_connect_result, ft_send, ft_recv, ft_want,
-	ft_close, ft_poll,
+	"fake",
+	ft_open,
+	ft_destroy,
+	ft_connect,
+	ft_connect_result,
+	ft_send,
+	ft_recv,
+	ft_want,
+	ft_close,
+	ft_poll,
 };
 
 static struct sim_opts o;
@@ -66,7 +110,8 @@ static struct sim_session s;
 static uint8_t fill[64];
 
 /* What the broker would decode from the bytes sent so far; consumes them. */
-static enum mqtt_type next_sent(struct mqtt_packet *p)
+static enum mqtt_type
+next_sent(struct mqtt_packet *p)
 {
 	static uint8_t scratch[1024];
 	struct mqtt_decoder d;
@@ -80,14 +125,16 @@ static enum mqtt_type next_sent(struct mqtt_packet *p)
 	return p->type;
 }
 
-static void feed(const uint8_t *b, size_t n, uint64_t now)
+static void
+feed(const uint8_t *b, size_t n, uint64_t now)
 {
 	memcpy(script + script_len, b, n);
 	script_len += n;
 	sim_session_event(&w, &s, SIM_EV_IN, now);
 }
 
-static void feed_ack(enum mqtt_type t, uint16_t pid)
+static void
+feed_ack(enum mqtt_type t, uint16_t pid)
 {
 	uint8_t b[16];
 	struct mqtt_ack a = { .packet_id = pid };
@@ -95,7 +142,8 @@ static void feed_ack(enum mqtt_type t, uint16_t pid)
 	feed(b, (size_t)mqtt_encode_ack(b, sizeof(b), o.version, t, &a), 1000);
 }
 
-static int setup(void **st, uint32_t qos_w0, uint32_t qos_w2)
+static int
+setup(void **st, uint32_t qos_w0, uint32_t qos_w2)
 {
 	(void)st;
 	sim_opts_defaults(&o);
@@ -114,17 +162,27 @@ static int setup(void **st, uint32_t qos_w0, uint32_t qos_w2)
 	w.run = &run;
 	w.tr.ops = &fake_ops;
 	w.budget = UINT64_MAX;
-	mqtt_decoder_init(&w.dec, MQTT_ROLE_CLIENT, o.version, run.in_cap, w.scratch, sizeof(w.scratch));
+	mqtt_decoder_init(
+	    &w.dec, MQTT_ROLE_CLIENT, o.version, run.in_cap, w.scratch, sizeof(w.scratch));
 	sim_hist_init(&w.hist);
 	sent_len = script_len = 0;
 	assert_int_equal(sim_session_alloc(&w, &s, 0), 0);
 	return 0;
 }
 
-static int setup_q2(void **st) { return setup(st, 0, 1); }
-static int setup_q0(void **st) { return setup(st, 1, 0); }
+static int
+setup_q2(void **st)
+{
+	return setup(st, 0, 1);
+}
+static int
+setup_q0(void **st)
+{
+	return setup(st, 1, 0);
+}
 
-static int teardown(void **st)
+static int
+teardown(void **st)
 {
 	(void)st;
 	sim_session_free(&s);
@@ -132,7 +190,8 @@ static int teardown(void **st)
 }
 
 /* TCP up, CONNECT out, CONNACK in: ready. */
-static void connect_ready(void)
+static void
+connect_ready(void)
 {
 	static const uint8_t connack[] = { 0x20, 2, 0, 0 };
 	struct mqtt_packet p;
@@ -146,7 +205,8 @@ static void connect_ready(void)
 	assert_int_equal(w.st.ready, 1);
 }
 
-static void test_qos2_publisher_flow(void **st)
+static void
+test_qos2_publisher_flow(void **st)
 {
 	struct mqtt_packet p;
 	uint16_t pid;
@@ -160,7 +220,7 @@ static void test_qos2_publisher_flow(void **st)
 	assert_int_equal(p.publish.qos, 2);
 	assert_int_equal(p.publish.payload_len, 16);
 	pid = p.publish.packet_id;
-	feed_ack(MQTT_PUBCOMP, pid);                 /* before PUBREC: not in that stage */
+	feed_ack(MQTT_PUBCOMP, pid); /* before PUBREC: not in that stage */
 	assert_int_equal(w.st.err[SIM_ERR_ACK_UNKNOWN_ID], 1);
 	feed_ack(MQTT_PUBREC, pid);
 	for (int i = 0; i < 3; i++)
@@ -170,13 +230,14 @@ static void test_qos2_publisher_flow(void **st)
 	assert_int_equal(w.st.acked[2], 0);
 	feed_ack(MQTT_PUBCOMP, pid);
 	assert_int_equal(w.st.acked[2], 1);
-	assert_int_equal(w.st.published[2], 5);     /* the window opened again */
+	assert_int_equal(w.st.published[2], 5); /* the window opened again */
 	assert_int_equal(w.st.inflight, 4);
 	sim_session_stop(&w, &s);
 	assert_int_equal(w.st.err[SIM_ERR_UNACKED], 4);
 }
 
-static void test_qos0_credit_and_barrier(void **st)
+static void
+test_qos0_credit_and_barrier(void **st)
 {
 	static const uint8_t pingresp[] = { 0xD0, 0 };
 	struct mqtt_packet p;
@@ -195,31 +256,35 @@ static void test_qos0_credit_and_barrier(void **st)
 	assert_int_equal(w.st.acked[0], 0);
 	feed(pingresp, sizeof(pingresp), 3000);
 	assert_int_equal(w.st.acked[0], 4);
-	assert_int_equal(w.st.published[0], 24);    /* the credit came back: 1 more ping, 4 more */
+	assert_int_equal(w.st.published[0], 24); /* the credit came back: 1 more ping, 4 more */
 	run.phase = SIM_PH_DRAIN;
 	sim_session_tick(&w, &s, 3500, false);
-	assert_int_equal(w.st.barriers, 0);         /* no PINGREQ slot free yet */
+	assert_int_equal(w.st.barriers, 0); /* no PINGREQ slot free yet */
 	feed(pingresp, sizeof(pingresp), 3600);
-	sim_session_tick(&w, &s, 4000, false);      /* the barrier: one more PINGREQ */
+	sim_session_tick(&w, &s, 4000, false); /* the barrier: one more PINGREQ */
 	assert_int_equal(w.st.barriers, 1);
-	assert_int_equal(w.st.published[0], 24);    /* nothing new while draining */
+	assert_int_equal(w.st.published[0], 24); /* nothing new while draining */
 	for (int i = 0; i < 4; i++)
 		feed(pingresp, sizeof(pingresp), 5000);
 	assert_int_equal(w.st.barriers_acked, 1);
 	assert_int_equal(w.st.acked[0], w.st.published[0]);
 	assert_int_equal(w.st.barrier_last_ns, 5000);
 	assert_int_equal(w.st.inflight, 0);
-	feed(pingresp, sizeof(pingresp), 6000);     /* none outstanding */
+	feed(pingresp, sizeof(pingresp), 6000); /* none outstanding */
 	assert_int_equal(w.st.err[SIM_ERR_UNEXPECTED], 1);
 	assert_int_equal(s.state, SS_DEAD);
 }
 
-static void test_qos2_receiver_duplicate(void **st)
+static void
+test_qos2_receiver_duplicate(void **st)
 {
 	uint8_t b[128];
 	uint64_t stamp = 500;
-	struct mqtt_publish pub = { .qos = 2, .topic = MQTT_STR("site/1/sensor/0"), .packet_id = 9,
-				    .payload = b + 100, .payload_len = 16 };
+	struct mqtt_publish pub = { .qos = 2,
+		.topic = MQTT_STR("site/1/sensor/0"),
+		.packet_id = 9,
+		.payload = b + 100,
+		.payload_len = 16 };
 	struct mqtt_packet p;
 	int n;
 
@@ -229,7 +294,7 @@ static void test_qos2_receiver_duplicate(void **st)
 	connect_ready();
 	n = mqtt_encode_publish(b, 100, o.version, &pub);
 	feed(b, (size_t)n, 1500);
-	feed(b, (size_t)n, 1600);                    /* same id before PUBREL: a duplicate */
+	feed(b, (size_t)n, 1600); /* same id before PUBREL: a duplicate */
 	assert_int_equal(w.st.delivered[2], 1);
 	assert_int_equal(w.st.dup_qos2, 1);
 	assert_int_equal(w.hist.count, 1);
@@ -239,11 +304,12 @@ static void test_qos2_receiver_duplicate(void **st)
 	feed_ack(MQTT_PUBREL, 9);
 	assert_int_equal(next_sent(&p), MQTT_PUBCOMP);
 	assert_int_equal(p.ack.packet_id, 9);
-	feed(b, (size_t)n, 1700);                    /* after PUBREL: a new message */
+	feed(b, (size_t)n, 1700); /* after PUBREL: a new message */
 	assert_int_equal(w.st.delivered[2], 2);
 }
 
-static void test_bad_packet_kills(void **st)
+static void
+test_bad_packet_kills(void **st)
 {
 	static const uint8_t bad[] = { 0x10, 2, 0, 0 }; /* CONNECT from a broker */
 
@@ -256,7 +322,8 @@ static void test_bad_packet_kills(void **st)
 	assert_int_equal(w.st.ready, 0);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_qos2_publisher_flow, setup_q2, teardown),

@@ -20,18 +20,18 @@ struct tcp_conn;
 
 /* Tunables, from the config's dataplane.tcp section (defaults in tcp_config_defaults()). */
 struct tcp_config {
-	uint32_t max_flows;          /* per lcore: flow table size (established + TIME_WAIT) */
-	uint32_t max_half_open;      /* per lcore: SYN_RECEIVED entries before SYN cookies */
-	uint32_t rcvbuf_bytes;       /* receive buffer per connection (window advertised) */
-	uint32_t sndbuf_bytes;       /* send buffer per connection */
-	uint16_t mss;                /* our MSS (from the port MTU) */
-	uint8_t  wscale;             /* our window scale shift */
-	bool     timestamps;         /* offer/accept RFC 7323 timestamps */
+	uint32_t max_flows;     /* per lcore: flow table size (established + TIME_WAIT) */
+	uint32_t max_half_open; /* per lcore: SYN_RECEIVED entries before SYN cookies */
+	uint32_t rcvbuf_bytes;  /* receive buffer per connection (window advertised) */
+	uint32_t sndbuf_bytes;  /* send buffer per connection */
+	uint16_t mss;           /* our MSS (from the port MTU) */
+	uint8_t wscale;         /* our window scale shift */
+	bool timestamps;        /* offer/accept RFC 7323 timestamps */
 	uint32_t rto_min_ms, rto_max_ms, rto_initial_ms;
-	uint32_t delack_ms;          /* delayed ACK timer */
-	uint32_t time_wait_ms;       /* 2*MSL */
+	uint32_t delack_ms;    /* delayed ACK timer */
+	uint32_t time_wait_ms; /* 2*MSL */
 	uint32_t syn_retries, data_retries;
-	bool     keepalive;
+	bool keepalive;
 	uint32_t keepalive_idle_ms, keepalive_intvl_ms, keepalive_probes;
 	uint32_t challenge_ack_per_s; /* RFC 5961 challenge ACK rate limit per lcore */
 };
@@ -39,12 +39,12 @@ void tcp_config_defaults(struct tcp_config *cfg);
 
 /* Why a connection ended, given to the app's closed() callback. */
 enum tcp_close_reason {
-	TCP_CLOSE_NORMAL = 0,    /* both FINs exchanged */
-	TCP_CLOSE_RESET,         /* peer sent RST */
-	TCP_CLOSE_TIMEOUT,       /* retransmissions exhausted */
-	TCP_CLOSE_KEEPALIVE,     /* keepalive probes unanswered */
-	TCP_CLOSE_ABORT,         /* we aborted (tcp_abort) */
-	TCP_CLOSE_SHUTDOWN,      /* stack shutting down */
+	TCP_CLOSE_NORMAL = 0, /* both FINs exchanged */
+	TCP_CLOSE_RESET,      /* peer sent RST */
+	TCP_CLOSE_TIMEOUT,    /* retransmissions exhausted */
+	TCP_CLOSE_KEEPALIVE,  /* keepalive probes unanswered */
+	TCP_CLOSE_ABORT,      /* we aborted (tcp_abort) */
+	TCP_CLOSE_SHUTDOWN,   /* stack shutting down */
 };
 
 /*
@@ -79,7 +79,7 @@ void *tcp_app_area(struct tcp_conn *c);
 struct tcp_conn *tcp_app_area_conn(void *area);
 
 int tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg);
-void tcp_lcore_fini(struct dp_lcore *lc);   /* aborts every flow (RST), frees everything */
+void tcp_lcore_fini(struct dp_lcore *lc); /* aborts every flow (RST), frees everything */
 
 /* Listen on our address, port in host order. */
 int tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops, void *listen_ctx);
@@ -96,7 +96,7 @@ int tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops
  * supported (a SYN without ACK in SYN_SENT is dropped and counted).
  */
 int tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dport,
-		const struct tcp_app_ops *ops, void *conn_ctx, struct tcp_conn **out);
+    const struct tcp_app_ops *ops, void *conn_ctx, struct tcp_conn **out);
 
 /* Input: m->data_off at the TCP header, l2_len/l3_len set, IPv4 header validated. Consumes m. */
 void tcp_input(struct dp_lcore *lc, struct rte_mbuf *m);
@@ -110,7 +110,7 @@ void tcp_timers_poll(struct dp_lcore *lc);
  * split by copying max_bytes into a fresh mbuf. Taking data may send a window update. */
 struct rte_mbuf *tcp_recv(struct tcp_conn *c, uint32_t max_bytes);
 uint32_t tcp_recv_avail(const struct tcp_conn *c);
-bool tcp_conn_eof(const struct tcp_conn *c);  /* peer's FIN received and all data taken */
+bool tcp_conn_eof(const struct tcp_conn *c); /* peer's FIN received and all data taken */
 
 /* Send: appends the chain to the send buffer (ownership passes). -ENOBUFS if it does not fit
  * in tcp_send_space() (chain not consumed). tcp_write copies from a flat buffer; returns bytes. */
@@ -122,7 +122,7 @@ void tcp_shutdown(struct tcp_conn *c); /* FIN after the queued data */
 /* Shutdown, and no more callbacks but closed(). With data received and not taken it resets
  * instead (RST, closed(TCP_CLOSE_ABORT)), as does data arriving after the close. */
 void tcp_close(struct tcp_conn *c);
-void tcp_abort(struct tcp_conn *c);    /* RST now; closed(TCP_CLOSE_ABORT) is called */
+void tcp_abort(struct tcp_conn *c); /* RST now; closed(TCP_CLOSE_ABORT) is called */
 
 /* For logs and stats: peer address and port (network order), and the flow count. */
 void tcp_conn_peer(const struct tcp_conn *c, uint32_t *ip_be, uint16_t *port_be);
@@ -139,22 +139,22 @@ enum tcp_state {
 	TCP_ST_CLOSING,
 	TCP_ST_LAST_ACK,
 	TCP_ST_TIME_WAIT,
-	TCP_ST_SYN_SENT,           /* active open: our SYN sent, waiting for the SYN-ACK */
+	TCP_ST_SYN_SENT, /* active open: our SYN sent, waiting for the SYN-ACK */
 	TCP_ST_COUNT
 };
-const char *tcp_state_name(enum tcp_state st);  /* "ESTABLISHED", ... */
+const char *tcp_state_name(enum tcp_state st); /* "ESTABLISHED", ... */
 enum tcp_state tcp_conn_state(const struct tcp_conn *c);
 
 /* Memory held by the stack on one lcore, for the stats exporters (read on the owning lcore,
  * or accept a torn read). Idle memory per flow is tcb_bytes + hash_bytes_per_entry. */
 struct tcp_mem_stats {
 	uint32_t flows_by_state[TCP_ST_COUNT];
-	uint32_t flows;                /* flows in the table, all states */
+	uint32_t flows; /* flows in the table, all states */
 	uint32_t max_flows;
 	uint32_t half_open;            /* SYN_RECEIVED (passive) */
 	uint32_t tcb_bytes;            /* sizeof the TCB (the per-lcore pool holds max_flows) */
 	uint32_t hash_bytes_per_entry; /* what the flow hash reserves for max_flows, per entry */
-	uint64_t sndq_mbufs, rcvq_mbufs, ooo_mbufs;  /* mbufs held in queues */
+	uint64_t sndq_mbufs, rcvq_mbufs, ooo_mbufs; /* mbufs held in queues */
 	uint64_t sndq_bytes, rcvq_bytes, ooo_bytes;
 };
 void tcp_mem_stats(const struct dp_lcore *lc, struct tcp_mem_stats *out);

@@ -16,7 +16,7 @@ static bool
 may_send(const struct tcp_conn *c)
 {
 	return (c->state == TCP_ST_ESTABLISHED || c->state == TCP_ST_CLOSE_WAIT) &&
-	       !(c->flags & TF_FIN_QUEUED);
+	    !(c->flags & TF_FIN_QUEUED);
 }
 
 uint32_t
@@ -124,7 +124,7 @@ tcp_close(struct tcp_conn *c)
 {
 	if (c->state == TCP_ST_CLOSED || (c->flags & TF_APP_CLOSED))
 		return;
-	if (c->state == TCP_ST_SYN_SENT) {  /* nothing to say to the peer yet (RFC 793) */
+	if (c->state == TCP_ST_SYN_SENT) { /* nothing to say to the peer yet (RFC 793) */
 		tcp_conn_close(c, TCP_CLOSE_ABORT);
 		return;
 	}
@@ -137,7 +137,7 @@ tcp_close(struct tcp_conn *c)
 	}
 	c->flags |= TF_APP_CLOSED;
 	tcp_shutdown(c);
-	if (c->state == TCP_ST_FIN_WAIT_2)  /* shut down earlier, FIN acked: orphan timeout */
+	if (c->state == TCP_ST_FIN_WAIT_2) /* shut down earlier, FIN acked: orphan timeout */
 		tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 }
 

@@ -346,7 +346,7 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 		struct rte_mbuf *n = *pp;
 		uint32_t nseq = ooo_meta(c, n)->seq;
 
-		if (SEQ_LEQ(nseq + n->pkt_len, end)) {  /* covered whole: the new one replaces it */
+		if (SEQ_LEQ(nseq + n->pkt_len, end)) { /* covered whole: the new one replaces it */
 			*pp = ooo_meta(c, n)->next;
 			ooo_unlink_account(c, n);
 			rte_pktmbuf_free(n);

@@ -15,11 +15,11 @@ struct tcp_conn;
 
 struct tcp_cc_ops {
 	const char *name;
-	void (*init)(struct tcp_conn *c);                  /* connection established */
-	void (*ack)(struct tcp_conn *c, uint32_t acked);   /* bytes newly acknowledged */
+	void (*init)(struct tcp_conn *c);                /* connection established */
+	void (*ack)(struct tcp_conn *c, uint32_t acked); /* bytes newly acknowledged */
 	void (*dupack)(struct tcp_conn *c);
 	void (*rto)(struct tcp_conn *c);
-	void (*sack_loss)(struct tcp_conn *c);             /* SACKs show a hole at SND.UNA */
+	void (*sack_loss)(struct tcp_conn *c); /* SACKs show a hole at SND.UNA */
 };
 
 extern const struct tcp_cc_ops tcp_cc_newreno;

@@ -20,7 +20,7 @@
 
 #define EPH_LO 1024u
 #define EPH_HI 65535u
-#define EPH_N (EPH_HI - EPH_LO + 1)
+#define EPH_N  (EPH_HI - EPH_LO + 1)
 
 /* The next ephemeral port whose 4-tuple is free (TIME_WAIT flows keep theirs). 0: none. */
 static uint16_t
@@ -39,7 +39,7 @@ eph_port(struct tcp_lcore *tl, struct tcp_flow_key *key)
 
 int
 tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dport,
-	    const struct tcp_app_ops *ops, void *conn_ctx, struct tcp_conn **out)
+    const struct tcp_app_ops *ops, void *conn_ctx, struct tcp_conn **out)
 {
 	struct tcp_lcore *tl = lc->tcp;
 	struct tcp_flow_key key;
@@ -56,8 +56,8 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 		return -ENOSPC;
 	}
 	if ((oi = tcp_ops_index(tl, ops)) < 0)
-		return oi; /* more distinct callback sets than TCP_MAX_OPS */
-	if (tl->eph_next < EPH_LO)  /* first use: start anywhere in the range */
+		return oi;         /* more distinct callback sets than TCP_MAX_OPS */
+	if (tl->eph_next < EPH_LO) /* first use: start anywhere in the range */
 		tl->eph_next = (uint16_t)(EPH_LO + rte_rand_max(EPH_N));
 	key.rip = dst_be;
 	key.lip = src_be;
@@ -72,12 +72,12 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 	c->iss = (uint32_t)rte_rand();
 	c->snd_una = c->iss;
 	c->snd_nxt = c->snd_max = c->iss + 1;
-	c->mss = RTE_MIN((uint16_t)TCP_DEFAULT_MSS, tl->cfg.mss);  /* until the SYN-ACK says */
+	c->mss = RTE_MIN((uint16_t)TCP_DEFAULT_MSS, tl->cfg.mss); /* until the SYN-ACK says */
 	c->rto_ms = tl->cfg.rto_initial_ms;
 	c->rtt_start_ms = tl->now_ms;
 	c->ops_i = (uint8_t)oi;
 	c->app_ctx = conn_ctx;
-	c->flags |= TF_APP;  /* closed() from here on, whatever happens */
+	c->flags |= TF_APP; /* closed() from here on, whatever happens */
 	tcp_set_state(c, TCP_ST_SYN_SENT);
 	DP_INC(lc, tcp, CONNECT);
 	tcp_send_syn(c);
@@ -95,22 +95,22 @@ synack_input(struct tcp_conn *c, const struct tcp_seg *s)
 
 	c->irs = s->seq;
 	c->rcv_nxt = s->seq + 1;
-	tcp_syn_opts_take(c, s, true);  /* our SYN always offers window scaling */
+	tcp_syn_opts_take(c, s, true); /* our SYN always offers window scaling */
 	/* the window we offered in the SYN (never scaled) */
 	c->rcv_adv = c->rcv_nxt + RTE_MIN(cfg->rcvbuf_bytes, 65535u);
 	tcp_timer_stop(c, TT_REXMT);
-	if (c->rxtshift == 0)  /* Karn: no sample from a retransmitted SYN */
+	if (c->rxtshift == 0) /* Karn: no sample from a retransmitted SYN */
 		tcp_rtt_sample(c, tl->now_ms - c->rtt_start_ms);
 	c->rxtshift = 0;
 	c->snd_una = s->ack;
-	c->snd_wnd = s->win;  /* a SYN's window is never scaled */
+	c->snd_wnd = s->win; /* a SYN's window is never scaled */
 	c->max_sndwnd = c->snd_wnd;
 	c->snd_wl1 = s->seq;
 	c->snd_wl2 = s->ack;
 	tcp_set_state(c, TCP_ST_ESTABLISHED);
 	tl->cc->init(c);
 	tcp_keep_reset(c);
-	c->flags |= TF_ACKNOW;  /* the handshake's third segment, at the next flush */
+	c->flags |= TF_ACKNOW; /* the handshake's third segment, at the next flush */
 	tcp_flush_add(c);
 	DP_INC(tl->lc, tcp, CONN_CONNECTED);
 }
@@ -122,10 +122,10 @@ tcp_synsent_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 	struct tcp_lcore *tl = tcb_tl(c);
 	uint8_t f = s->flags;
 
-	rte_pktmbuf_free(m);  /* data on a SYN-ACK is not taken: the peer sends it again */
+	rte_pktmbuf_free(m); /* data on a SYN-ACK is not taken: the peer sends it again */
 	if ((f & RTE_TCP_ACK_FLAG) && (SEQ_LEQ(s->ack, c->iss) || SEQ_GT(s->ack, c->snd_max))) {
 		DP_INC(tl->lc, tcp, BAD_HANDSHAKE_ACK);
-		tcp_send_rst_reply(tl, s);  /* an old duplicate's; nothing for a RST */
+		tcp_send_rst_reply(tl, s); /* an old duplicate's; nothing for a RST */
 		return;
 	}
 	if (f & RTE_TCP_RST_FLAG) {
@@ -133,12 +133,12 @@ tcp_synsent_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 			DP_INC(tl->lc, tcp, CONN_REFUSED);
 			tcp_conn_close(c, TCP_CLOSE_RESET);
 		} else {
-			DP_INC(tl->lc, tcp, RST_BAD_SEQ);  /* unacceptable without the ACK */
+			DP_INC(tl->lc, tcp, RST_BAD_SEQ); /* unacceptable without the ACK */
 		}
 		return;
 	}
 	if (!(f & RTE_TCP_SYN_FLAG)) {
-		DP_INC(tl->lc, tcp, NO_ACK);  /* an ACK alone before any SYN: dropped */
+		DP_INC(tl->lc, tcp, NO_ACK); /* an ACK alone before any SYN: dropped */
 		return;
 	}
 	if (!(f & RTE_TCP_ACK_FLAG)) {

@@ -21,8 +21,15 @@
 #define TCP_HDR_MIN 20
 #define TCP_HDR_MAX 60
 
-enum { OPT_EOL = 0, OPT_NOP = 1, OPT_MSS = 2, OPT_WS = 3, OPT_SACK_OK = 4, OPT_SACK = 5,
-       OPT_TS = 8 };
+enum {
+	OPT_EOL = 0,
+	OPT_NOP = 1,
+	OPT_MSS = 2,
+	OPT_WS = 3,
+	OPT_SACK_OK = 4,
+	OPT_SACK = 5,
+	OPT_TS = 8
+};
 
 static void
 ack_now(struct tcp_conn *c)
@@ -110,7 +117,7 @@ opts_parse(const uint8_t *p, unsigned len, struct tcp_opts *o)
 			sack_parse(p + i + 2, (olen - 2u) / 8, o);
 			break;
 		default:
-			break;  /* others: skipped */
+			break; /* others: skipped */
 		}
 		i += olen;
 	}
@@ -134,7 +141,7 @@ cksum_ok(const struct rte_mbuf *m, const struct rte_ipv4_hdr *ip)
 {
 	switch (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) {
 	case RTE_MBUF_F_RX_L4_CKSUM_GOOD:
-	case RTE_MBUF_F_RX_L4_CKSUM_NONE:  /* not filled in, data verified (virtio) */
+	case RTE_MBUF_F_RX_L4_CKSUM_NONE: /* not filled in, data verified (virtio) */
 		return true;
 	case RTE_MBUF_F_RX_L4_CKSUM_BAD:
 		return false;
@@ -148,13 +155,12 @@ static int
 seg_parse(struct dp_lcore *lc, const struct rte_mbuf *m, struct tcp_seg *s, uint32_t *hlen)
 {
 	const struct rte_ipv4_hdr *ip =
-		rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, -(int)m->l3_len);
+	    rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, -(int)m->l3_len);
 	uint8_t buf[TCP_HDR_MAX];
 	const struct rte_tcp_hdr *th;
 	uint32_t doff;
 
-	if (m->pkt_len < TCP_HDR_MIN ||
-	    (th = rte_pktmbuf_read(m, 0, TCP_HDR_MIN, buf)) == NULL)
+	if (m->pkt_len < TCP_HDR_MIN || (th = rte_pktmbuf_read(m, 0, TCP_HDR_MIN, buf)) == NULL)
 		goto bad_hdr;
 	doff = (uint32_t)(th->data_off >> 4) * 4;
 	if (doff < TCP_HDR_MIN || doff > m->pkt_len || th->src_port == 0 || th->dst_port == 0)
@@ -236,7 +242,7 @@ static void
 syn_input(struct tcp_conn *c, const struct tcp_seg *s)
 {
 	if (c->state == TCP_ST_SYN_RECEIVED && s->seq == c->irs && !(s->flags & RTE_TCP_ACK_FLAG)) {
-		DP_INC(tcb_tl(c)->lc, tcp, SYN_RETRANSMITTED);  /* our SYN-ACK was lost */
+		DP_INC(tcb_tl(c)->lc, tcp, SYN_RETRANSMITTED); /* our SYN-ACK was lost */
 		tcp_send_synack(c);
 		return;
 	}
@@ -249,7 +255,7 @@ static bool
 paws_reject(const struct tcp_conn *c, const struct tcp_seg *s)
 {
 	return (c->flags & TF_TS_OK) && s->opt.has_ts && !(s->flags & RTE_TCP_RST_FLAG) &&
-	       SEQ_LT(s->opt.tsval, c->ts_recent);
+	    SEQ_LT(s->opt.tsval, c->ts_recent);
 }
 
 /*
@@ -263,14 +269,14 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 	int32_t todrop = (int32_t)(c->rcv_nxt - s->seq), over;
 
 	if (todrop > 0) {
-		if ((uint32_t)todrop >= s->len + fin) {  /* all of it already received */
+		if ((uint32_t)todrop >= s->len + fin) { /* all of it already received */
 			DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
-			if (c->state == TCP_ST_TIME_WAIT && fin)  /* our last ACK was lost */
+			if (c->state == TCP_ST_TIME_WAIT && fin) /* our last ACK was lost */
 				tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 			ack_now(c);
 			return -1;
 		}
-		if ((uint32_t)todrop >= s->len) {  /* only the FIN is new */
+		if ((uint32_t)todrop >= s->len) { /* only the FIN is new */
 			rte_pktmbuf_free(*mp);
 			*mp = NULL;
 			todrop = (int32_t)s->len;
@@ -284,11 +290,11 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 	wnd = tcp_rcv_window(c);
 	over = (int32_t)(s->seq + s->len - (c->rcv_nxt + wnd));
 	if (over > 0) {
-		if ((uint32_t)over < s->len) {  /* the tail is beyond the window: cut it */
+		if ((uint32_t)over < s->len) { /* the tail is beyond the window: cut it */
 			tcp_pkt_keep(*mp, s->len - (uint32_t)over);
 			s->len -= (uint32_t)over;
 			s->flags &= (uint8_t)~RTE_TCP_FIN_FLAG;
-			ack_now(c);  /* the sender overran the window: show it the edge now */
+			ack_now(c); /* the sender overran the window: show it the edge now */
 		} else if (wnd == 0 && s->seq == c->rcv_nxt) {
 			/* a probe into our zero window: the data goes, the ACK is still news */
 			DP_INC(tcb_tl(c)->lc, tcp, ZERO_WINDOW_DROP);
@@ -336,7 +342,7 @@ synrcvd_ack(struct tcp_conn *c, const struct tcp_seg *s)
 		return -1;
 	}
 	if (!alive(c))
-		return -1;  /* accept() aborted it itself */
+		return -1; /* accept() aborted it itself */
 	c->app_ctx = ctx;
 	c->flags |= TF_APP;
 	DP_INC(tl->lc, tcp, CONN_ACCEPTED);
@@ -359,7 +365,7 @@ fin_acked(struct tcp_conn *c)
 	switch (c->state) {
 	case TCP_ST_FIN_WAIT_1:
 		tcp_set_state(c, TCP_ST_FIN_WAIT_2);
-		if (c->flags & TF_APP_CLOSED)  /* an orphan: do not wait forever for the peer */
+		if (c->flags & TF_APP_CLOSED) /* an orphan: do not wait forever for the peer */
 			tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 		return 0;
 	case TCP_ST_CLOSING:
@@ -427,7 +433,7 @@ sack_input(struct tcp_conn *c, const struct tcp_seg *s)
 		uint32_t l = s->opt.sack[i][0], r = s->opt.sack[i][1];
 
 		if (SEQ_LEQ(r, c->snd_una) || SEQ_GT(r, c->snd_max) || !SEQ_LT(l, r))
-			continue;  /* D-SACK, stale, or nonsense */
+			continue; /* D-SACK, stale, or nonsense */
 		if (SEQ_LT(l, c->snd_una))
 			l = c->snd_una;
 		sacked += r - l;
@@ -453,7 +459,7 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 		if (new_ack(c, s, writable) < 0)
 			return -1;
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & RTE_TCP_FIN_FLAG) &&
-		   win == c->snd_wnd && c->snd_una != c->snd_max) {
+	    win == c->snd_wnd && c->snd_una != c->snd_max) {
 		DP_INC(tcb_tl(c)->lc, tcp, DUP_ACKS);
 		tcb_tl(c)->cc->dupack(c);
 	} else if (!(c->flags & TF_RECOVERY)) {
@@ -486,7 +492,7 @@ data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 
 	if (s->seq != c->rcv_nxt) {
 		tcp_ooo_insert(c, m, s->seq);
-		ack_now(c);  /* a duplicate ACK for the hole (one per burst, like every pure ACK) */
+		ack_now(c); /* a duplicate ACK for the hole (one per burst, like every pure ACK) */
 		return false;
 	}
 	c->rcv_nxt += s->len;
@@ -495,9 +501,9 @@ data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 		tcp_ooo_drain(c);
 	DP_ADD(lc, tcp, RX_BYTES, c->rcv_nxt - before);
 	if (c->rcv_nxt - before != s->len || c->ooo != NULL) {
-		ack_now(c);  /* a hole filled: tell the sender at once (RFC 5681 4.2) */
+		ack_now(c); /* a hole filled: tell the sender at once (RFC 5681 4.2) */
 	} else if (s->len >= c->mss && ++c->segs_unacked >= 2) {
-		ack_now(c);  /* every second full-sized segment */
+		ack_now(c); /* every second full-sized segment */
 	} else if (!(c->timer_on & TT_DELACK)) {
 		tcp_timer_set(c, TT_DELACK, tcb_tl(c)->cfg.delack_ms);
 	}
@@ -529,7 +535,7 @@ static bool
 receiving(const struct tcp_conn *c)
 {
 	return c->state == TCP_ST_ESTABLISHED || c->state == TCP_ST_FIN_WAIT_1 ||
-	       c->state == TCP_ST_FIN_WAIT_2;
+	    c->state == TCP_ST_FIN_WAIT_2;
 }
 
 /* Payload and FIN of an acceptable segment; true if the app has something new to read. */
@@ -538,7 +544,7 @@ text_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 {
 	bool readable = false;
 
-	if (!receiving(c)) {  /* past the peer's FIN: RFC 793 ignores the text */
+	if (!receiving(c)) { /* past the peer's FIN: RFC 793 ignores the text */
 		rte_pktmbuf_free(m);
 		return false;
 	}
@@ -672,10 +678,10 @@ syn_new(struct tcp_lcore *tl, const struct tcp_listener *l, const struct tcp_seg
 	c->snd_una = c->iss;
 	c->snd_nxt = c->snd_max = c->iss + 1;
 	tcp_syn_opts_take(c, s, cfg->wscale > 0);
-	c->snd_wnd = s->win;  /* a SYN's window is never scaled */
+	c->snd_wnd = s->win; /* a SYN's window is never scaled */
 	c->rto_ms = cfg->rto_initial_ms;
 	c->ops_i = l->ops_i;
-	c->app_ctx = l->ctx;  /* the listener's, until accept() gives the connection's */
+	c->app_ctx = l->ctx; /* the listener's, until accept() gives the connection's */
 	tcp_set_state(c, TCP_ST_SYN_RECEIVED);
 	DP_INC(tl->lc, tcp, SYN_RCVD);
 	tcp_send_synack(c);
@@ -684,8 +690,8 @@ syn_new(struct tcp_lcore *tl, const struct tcp_listener *l, const struct tcp_seg
 
 /* An ACK for a listener with no flow: it may complete a SYN cookie handshake. */
 static void
-cookie_ack(struct tcp_lcore *tl, const struct tcp_listener *l, struct tcp_seg *s,
-	   struct rte_mbuf *m)
+cookie_ack(
+    struct tcp_lcore *tl, const struct tcp_listener *l, struct tcp_seg *s, struct rte_mbuf *m)
 {
 	struct tcp_conn *c;
 	uint16_t mss;
@@ -729,15 +735,15 @@ listen_input(struct tcp_lcore *tl, struct tcp_seg *s, struct rte_mbuf *m)
 		DP_INC(tl->lc, tcp, NO_LISTENER);
 		tcp_send_rst_reply(tl, s);
 	} else if (s->flags & RTE_TCP_RST_FLAG) {
-		DP_INC(tl->lc, tcp, UNKNOWN_FLOW);  /* nothing to reset */
+		DP_INC(tl->lc, tcp, UNKNOWN_FLOW); /* nothing to reset */
 	} else if ((s->flags & RTE_TCP_ACK_FLAG) && !(s->flags & RTE_TCP_SYN_FLAG)) {
 		cookie_ack(tl, l, s, m);
 		return;
 	} else if (s->flags & RTE_TCP_ACK_FLAG) {
-		DP_INC(tl->lc, tcp, UNKNOWN_FLOW);  /* SYN-ACK to a server port */
+		DP_INC(tl->lc, tcp, UNKNOWN_FLOW); /* SYN-ACK to a server port */
 		tcp_send_rst_reply(tl, s);
 	} else {
-		syn_new(tl, l, s);  /* data on a SYN is dropped: the peer sends it again */
+		syn_new(tl, l, s); /* data on a SYN is dropped: the peer sends it again */
 	}
 	rte_pktmbuf_free(m);
 }
@@ -751,8 +757,9 @@ listen_input(struct tcp_lcore *tl, struct tcp_seg *s, struct rte_mbuf *m)
 static bool
 time_wait_reusable(const struct tcp_conn *c, const struct tcp_seg *s)
 {
-	if (c->state != TCP_ST_TIME_WAIT || (s->flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG |
-							 RTE_TCP_RST_FLAG)) != RTE_TCP_SYN_FLAG)
+	if (c->state != TCP_ST_TIME_WAIT ||
+	    (s->flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) !=
+		RTE_TCP_SYN_FLAG)
 		return false;
 	if ((c->flags & TF_TS_OK) && s->opt.has_ts)
 		return SEQ_GT(s->opt.tsval, c->ts_recent);
@@ -786,7 +793,7 @@ tcp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 	c = tcp_conn_lookup(tl, &s.key);
 	if (c != NULL && time_wait_reusable(c, &s)) {
 		DP_INC(lc, tcp, TIME_WAIT_REUSED);
-		tcp_conn_close(c, TCP_CLOSE_NORMAL);  /* the app heard closed() on entry */
+		tcp_conn_close(c, TCP_CLOSE_NORMAL); /* the app heard closed() on entry */
 		c = NULL;
 	}
 	if (c != NULL)

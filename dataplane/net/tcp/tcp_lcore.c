@@ -34,8 +34,8 @@ tl_register(struct tcp_lcore *tl)
 	for (unsigned i = 0; i < TCP_MAX_LCORES; i++) {
 		struct tcp_lcore *none = NULL;
 
-		if (__atomic_compare_exchange_n(&tcp_lcores[i], &none, tl, false, __ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE)) {
+		if (__atomic_compare_exchange_n(
+			&tcp_lcores[i], &none, tl, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
 			tl->index = (uint8_t)i;
 			return 0;
 		}
@@ -138,7 +138,7 @@ cfg_check(const struct tcp_config *cfg)
 	    cfg->challenge_ack_per_s == 0 || cfg->time_wait_ms == 0)
 		return -EINVAL;
 	if ((uint64_t)cfg->rcvbuf_bytes > (65535ull << cfg->wscale))
-		return -EINVAL;  /* the window could not advertise the whole buffer */
+		return -EINVAL; /* the window could not advertise the whole buffer */
 	return 0;
 }
 
@@ -165,7 +165,7 @@ tables_create(struct tcp_lcore *tl, unsigned socket)
 	if (tl->flows == NULL)
 		return -rte_errno ? -rte_errno : -ENOMEM;
 	tl->tcbs = rte_zmalloc_socket("tcp_tcbs", sizeof(struct tcp_conn) * tl->cfg.max_flows,
-				      RTE_CACHE_LINE_SIZE, (int)socket);
+	    RTE_CACHE_LINE_SIZE, (int)socket);
 	if (tl->tcbs == NULL)
 		return -ENOMEM;
 	for (i = tl->cfg.max_flows; i-- > 0;) {
@@ -224,7 +224,7 @@ tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg)
 	tl->ts_offset = (uint32_t)rte_rand();
 	for (i = 0; i < 4; i++)
 		tl->cookie_secret[i] = (uint32_t)rte_rand();
-	tl->n_ops = 1; /* ops_tab[0]: none */
+	tl->n_ops = 1;              /* ops_tab[0]: none */
 	tl->index = TCP_MAX_LCORES; /* not registered yet (tl_free checks) */
 	/* every segment we build fits one mbuf: clamp the MSS to the pool's data room */
 	room = rte_pktmbuf_data_room_size(lc->pool) - RTE_PKTMBUF_HEADROOM;
@@ -281,7 +281,8 @@ tcp_listen(struct dp_lcore *lc, uint16_t port, const struct tcp_app_ops *ops, vo
 		return -EADDRINUSE;
 	if (tl->n_listeners == TCP_MAX_LISTENERS || (oi = tcp_ops_index(tl, ops)) < 0)
 		return -ENOSPC;
-	tl->listeners[tl->n_listeners++] = (struct tcp_listener){ port_be, (uint8_t)oi, listen_ctx };
+	tl->listeners[tl->n_listeners++] =
+	    (struct tcp_listener){ port_be, (uint8_t)oi, listen_ctx };
 	return 0;
 }
 
@@ -393,7 +394,7 @@ tcp_reap(struct tcp_lcore *tl)
 
 	while ((c = tl->reap_head) != NULL) {
 		if (c->flags & TF_ON_FLUSH)
-			return;  /* still on the flush list: tcp_flush reaps after walking it */
+			return; /* still on the flush list: tcp_flush reaps after walking it */
 		tl->reap_head = tcb_at(tl, c->next_free);
 		tl->by_state[TCP_ST_CLOSED]--;
 		tl->n_used--;
@@ -432,8 +433,8 @@ hash_bytes_per_entry(uint32_t n)
 {
 	uint64_t key_slot = RTE_ALIGN_CEIL(sizeof(void *) + sizeof(struct tcp_flow_key), 16);
 	uint64_t buckets = rte_align32pow2(n) / 8;
-	uint64_t bytes = key_slot * (n + 1) + 2 * buckets * 64 +
-			 4ull * rte_align32pow2(n + 1) + 4ull * rte_align32pow2((uint32_t)buckets + 1);
+	uint64_t bytes = key_slot * (n + 1) + 2 * buckets * 64 + 4ull * rte_align32pow2(n + 1) +
+	    4ull * rte_align32pow2((uint32_t)buckets + 1);
 
 	return (uint32_t)((bytes + n - 1) / n);
 }

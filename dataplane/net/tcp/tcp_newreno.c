@@ -31,7 +31,7 @@ newreno_init(struct tcp_conn *c)
 
 	c->cwnd = RTE_MIN(10u * c->mss, iw);
 	c->ssthresh = UINT32_MAX / 2;
-	c->snd_recover = c->snd_una - 1;  /* RFC 6582: the ISS */
+	c->snd_recover = c->snd_una - 1; /* RFC 6582: the ISS */
 	c->dupacks = 0;
 }
 
@@ -70,7 +70,7 @@ newreno_dupack(struct tcp_conn *c)
 	if (c->dupacks < UINT8_MAX)
 		c->dupacks++;
 	if (c->flags & TF_RECOVERY) {
-		c->cwnd += c->mss;  /* a segment left the network: one more may go */
+		c->cwnd += c->mss; /* a segment left the network: one more may go */
 		tcp_flush_add(c);
 		return;
 	}

@@ -18,22 +18,22 @@
 #include "tcp_seq.h"
 #include "tcp_types.h"
 
-#define TCPOPT_EOL 0
-#define TCPOPT_NOP 1
-#define TCPOPT_MSS 2
-#define TCPOPT_WSCALE 3
+#define TCPOPT_EOL     0
+#define TCPOPT_NOP     1
+#define TCPOPT_MSS     2
+#define TCPOPT_WSCALE  3
 #define TCPOPT_SACK_OK 4
-#define TCPOPT_SACK 5
-#define TCPOPT_TS 8
+#define TCPOPT_SACK    5
+#define TCPOPT_TS      8
 
 struct seg_out {
 	uint32_t seq, ack;
 	uint8_t flags;
-	uint16_t win;            /* as it goes on the wire */
+	uint16_t win; /* as it goes on the wire */
 	uint8_t optlen;
-	const struct tcp_mq *q;  /* payload source (send queue) */
-	uint32_t off, len;       /* payload: offset into q and length */
-	uint8_t opts[40];        /* last: memset up to here clears everything else */
+	const struct tcp_mq *q; /* payload source (send queue) */
+	uint32_t off, len;      /* payload: offset into q and length */
+	uint8_t opts[40];       /* last: memset up to here clears everything else */
 };
 
 static uint32_t
@@ -277,9 +277,9 @@ tcp_send_synack(struct tcp_conn *c)
 	o.seq = c->iss;
 	o.ack = c->rcv_nxt;
 	o.flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
-	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);  /* never scaled in a SYN */
+	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u); /* never scaled in a SYN */
 	o.optlen = syn_opts(tl, o.opts, (c->flags & TF_WS_OK) ? c->rcv_wscale : -1,
-			    c->flags & TF_TS_OK, c->ts_recent, c->flags & TF_SACK_OK);
+	    c->flags & TF_TS_OK, c->ts_recent, c->flags & TF_SACK_OK);
 	seg_send(tl, &c->key, &o);
 	c->rcv_adv = c->rcv_nxt + o.win;
 }
@@ -329,7 +329,7 @@ tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s)
 	} else {
 		o.seq = 0;
 		o.ack = s->seq + s->len + !!(s->flags & RTE_TCP_SYN_FLAG) +
-			!!(s->flags & RTE_TCP_FIN_FLAG);
+		    !!(s->flags & RTE_TCP_FIN_FLAG);
 		o.flags = RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG;
 	}
 	seg_send(tl, &s->key, &o);
@@ -351,7 +351,7 @@ tcp_retransmit_una(struct tcp_conn *c)
 	seg_init(c, &o, c->snd_una, flags);
 	o.off = 0;
 	o.len = len;
-	c->flags &= ~TF_RTT_TIMING;  /* Karn: no RTT sample across a retransmission */
+	c->flags &= ~TF_RTT_TIMING; /* Karn: no RTT sample across a retransmission */
 	DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
 	conn_send(c, &o);
 	tcp_timer_set(c, TT_REXMT, c->rto_ms);
@@ -409,7 +409,7 @@ persist_check(struct tcp_conn *c)
 void
 tcp_output(struct tcp_conn *c)
 {
-	uint32_t room = c->mss - sack_space(c);  /* SACK blocks take from the payload */
+	uint32_t room = c->mss - sack_space(c); /* SACK blocks take from the payload */
 	struct seg_out o;
 	bool fin;
 	uint32_t len;

@@ -16,18 +16,25 @@
 #include "tcp_types.h"
 
 #define COOKIE_SLOT_SHIFT 16
-#define COOKIE_HASH_MASK 0xffffffu
+#define COOKIE_HASH_MASK  0xffffffu
 
 static const uint16_t mss_table[8] = { 216, 536, 1024, 1200, 1360, 1400, 1440, 1460 };
 
 static uint32_t
-cookie_hash(const struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t peer_isn,
-	    uint32_t slot, uint32_t mss_idx)
+cookie_hash(const struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t peer_isn, uint32_t slot,
+    uint32_t mss_idx)
 {
 	uint32_t w[10] = {
-		tl->cookie_secret[0], tl->cookie_secret[1], tl->cookie_secret[2],
-		tl->cookie_secret[3], s->key.rip, s->key.lip,
-		(uint32_t)s->key.rport << 16 | s->key.lport, peer_isn, slot, mss_idx,
+		tl->cookie_secret[0],
+		tl->cookie_secret[1],
+		tl->cookie_secret[2],
+		tl->cookie_secret[3],
+		s->key.rip,
+		s->key.lip,
+		(uint32_t)s->key.rport << 16 | s->key.lport,
+		peer_isn,
+		slot,
+		mss_idx,
 	};
 
 	return rte_jhash_32b(w, RTE_DIM(w), tl->cookie_secret[0] ^ slot) & COOKIE_HASH_MASK;

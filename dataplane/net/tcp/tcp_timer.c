@@ -72,7 +72,7 @@ wheel_schedule(struct tcp_conn *c)
 		any = true;
 	}
 	if (!any)
-		return;  /* left in the wheel if it is: lazy removal */
+		return; /* left in the wheel if it is: lazy removal */
 	if (SEQ_LEQ(target, tl->wheel_ms))
 		target = tl->wheel_ms + 1;
 	if (target - tl->wheel_ms >= TCP_WHEEL_SLOTS)
@@ -130,7 +130,7 @@ tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms)
 	uint32_t rto;
 
 	if (rtt_ms > cfg->rto_max_ms)
-		return;  /* a bogus echo (TSecr from the future or long ago): no sample */
+		return; /* a bogus echo (TSecr from the future or long ago): no sample */
 	if (rtt_ms == 0)
 		rtt_ms = 1;
 	if (c->srtt8 == 0) {
@@ -217,7 +217,7 @@ rexmt_fire(struct tcp_conn *c)
 		return;
 	}
 	if (c->snd_una == c->snd_max)
-		return;  /* nothing outstanding (stale) */
+		return; /* nothing outstanding (stale) */
 	if (c->snd_wnd == 0) {
 		/* the peer shrank its window to zero under data in flight: probe, do not
 		 * count retries against a peer that answers */
@@ -235,10 +235,10 @@ rexmt_fire(struct tcp_conn *c)
 	if (c->rxtshift == 0)
 		tcb_tl(c)->cc->rto(c);
 	else
-		c->cwnd = c->mss;  /* RFC 5681: ssthresh stays when a retransmission is lost */
+		c->cwnd = c->mss; /* RFC 5681: ssthresh stays when a retransmission is lost */
 	rto_backoff(c);
 	c->flags &= ~TF_RTT_TIMING;
-	c->snd_nxt = c->snd_una;  /* go back: resend from the first unacknowledged byte */
+	c->snd_nxt = c->snd_una; /* go back: resend from the first unacknowledged byte */
 	tcp_timer_set(c, TT_REXMT, c->rto_ms);
 	tcp_output(c);
 }
@@ -257,7 +257,7 @@ keep_fire(struct tcp_conn *c)
 		return;
 	case TCP_ST_FIN_WAIT_2:
 		if (!(c->flags & TF_APP_CLOSED))
-			return;  /* half-closed by the app, which still reads: no limit */
+			return; /* half-closed by the app, which still reads: no limit */
 		DP_INC(lc, tcp, FIN_WAIT_2_TIMEOUT);
 		tcp_send_rst(c);
 		tcp_conn_close(c, TCP_CLOSE_TIMEOUT);
@@ -333,7 +333,8 @@ tcp_timers_poll(struct dp_lcore *lc)
 	if (tl->now_ms != tl->wheel_ms)
 		pressure_check(tl);
 	if (tl->now_ms - tl->wheel_ms > TCP_WHEEL_SLOTS)
-		tl->wheel_ms = tl->now_ms - TCP_WHEEL_SLOTS;  /* a long stall: visit each slot once */
+		tl->wheel_ms =
+		    tl->now_ms - TCP_WHEEL_SLOTS; /* a long stall: visit each slot once */
 	while (SEQ_LT(tl->wheel_ms, tl->now_ms)) {
 		tl->wheel_ms++;
 		while ((c = tcb_at(tl, tl->wheel[tl->wheel_ms % TCP_WHEEL_SLOTS])) != NULL) {

@@ -22,14 +22,14 @@ struct rte_mbuf;
 struct tcp_cc_ops;
 
 #define TCP_MAX_LISTENERS 16
-#define TCP_WHEEL_SLOTS 1024    /* 1 ms per slot: about one second ahead, later ones re-queue */
-#define TCP_OOO_MIN_SEGS 8      /* out-of-order segments kept per flow: 2 windows of MSS, */
-#define TCP_OOO_MAX_SEGS 255    /* within these bounds (adjacent ones are merged) */
-#define TCP_MAX_WSCALE 14
-#define TCP_TS_OPT_LEN 12       /* NOP NOP TS(10) as we send it */
-#define TCP_DEFAULT_MSS 536     /* RFC 879: the peer sent no MSS option */
-#define TCP_MAX_OPS 32          /* distinct app callback sets per lcore (listeners, connects) */
-#define TCP_MAX_LCORES 255      /* tcp_lcore instances alive at once (a TCB names its own in a byte) */
+#define TCP_WHEEL_SLOTS   1024 /* 1 ms per slot: about one second ahead, later ones re-queue */
+#define TCP_OOO_MIN_SEGS  8    /* out-of-order segments kept per flow: 2 windows of MSS, */
+#define TCP_OOO_MAX_SEGS  255  /* within these bounds (adjacent ones are merged) */
+#define TCP_MAX_WSCALE    14
+#define TCP_TS_OPT_LEN    12  /* NOP NOP TS(10) as we send it */
+#define TCP_DEFAULT_MSS   536 /* RFC 879: the peer sent no MSS option */
+#define TCP_MAX_OPS       32  /* distinct app callback sets per lcore (listeners, connects) */
+#define TCP_MAX_LCORES    255 /* tcp_lcore instances alive at once (a TCB names its own in a byte) */
 
 /* The 4-tuple, as it appears on the wire (network order); 12 bytes, no padding. */
 struct tcp_flow_key {
@@ -49,27 +49,31 @@ struct tcp_mq {
 
 /* TCB flags */
 enum {
-	TF_INUSE      = 1u << 0,
-	TF_ACKNOW     = 1u << 1,  /* send an ACK at the next flush */
-	TF_ON_FLUSH   = 1u << 2,  /* on the lcore's flush list */
-	TF_FIN_QUEUED = 1u << 3,  /* app shut down: FIN after the queued data */
-	TF_FIN_SENT   = 1u << 4,
-	TF_RCVD_FIN   = 1u << 5,
-	TF_TS_OK      = 1u << 6,  /* timestamps negotiated */
-	TF_WS_OK      = 1u << 7,  /* window scaling negotiated */
-	TF_APP        = 1u << 8,  /* accepted: the app holds the connection */
+	TF_INUSE = 1u << 0,
+	TF_ACKNOW = 1u << 1,     /* send an ACK at the next flush */
+	TF_ON_FLUSH = 1u << 2,   /* on the lcore's flush list */
+	TF_FIN_QUEUED = 1u << 3, /* app shut down: FIN after the queued data */
+	TF_FIN_SENT = 1u << 4,
+	TF_RCVD_FIN = 1u << 5,
+	TF_TS_OK = 1u << 6,       /* timestamps negotiated */
+	TF_WS_OK = 1u << 7,       /* window scaling negotiated */
+	TF_APP = 1u << 8,         /* accepted: the app holds the connection */
 	TF_APP_CLOSED = 1u << 9,  /* tcp_close(): no callbacks but closed() */
-	TF_RECOVERY   = 1u << 10, /* NewReno fast recovery */
-	TF_PERSIST    = 1u << 11, /* the rexmt timer is the persist timer */
+	TF_RECOVERY = 1u << 10,   /* NewReno fast recovery */
+	TF_PERSIST = 1u << 11,    /* the rexmt timer is the persist timer */
 	TF_RTT_TIMING = 1u << 12, /* rtt_seq is being timed (Karn) */
-	TF_REAP       = 1u << 13, /* closed, on the reap list */
-	TF_FIN_ACKED  = 1u << 14,
-	TF_SACK_OK    = 1u << 15, /* the peer may send SACK blocks (we use them to detect loss) */
-	TF_ALL        = 0xffffu   /* flags is 16 bits: widen it before adding one */
+	TF_REAP = 1u << 13,       /* closed, on the reap list */
+	TF_FIN_ACKED = 1u << 14,
+	TF_SACK_OK = 1u << 15, /* the peer may send SACK blocks (we use them to detect loss) */
+	TF_ALL = 0xffffu       /* flags is 16 bits: widen it before adding one */
 };
 
 /* armed timers (timer_on bits) */
-enum { TT_REXMT = 1, TT_DELACK = 2, TT_KEEP = 4 };
+enum {
+	TT_REXMT = 1,
+	TT_DELACK = 2,
+	TT_KEEP = 4
+};
 
 /*
  * The TCB. Sized for many idle connections: no buffer memory when idle (queues are mbuf
@@ -80,21 +84,21 @@ enum { TT_REXMT = 1, TT_DELACK = 2, TT_KEEP = 4 };
  */
 struct tcp_conn {
 	struct tcp_flow_key key;
-	uint16_t flags;            /* TF_* */
-	uint16_t mss;              /* payload bytes per segment we send (options deducted) */
-	uint8_t state;             /* enum tcp_state */
-	uint8_t snd_wscale;        /* peer's shift, applied to windows it sends */
-	uint8_t rcv_wscale;        /* our shift, applied to windows we send */
-	uint8_t rxtshift;          /* consecutive retransmissions (backoff) */
+	uint16_t flags;     /* TF_* */
+	uint16_t mss;       /* payload bytes per segment we send (options deducted) */
+	uint8_t state;      /* enum tcp_state */
+	uint8_t snd_wscale; /* peer's shift, applied to windows it sends */
+	uint8_t rcv_wscale; /* our shift, applied to windows we send */
+	uint8_t rxtshift;   /* consecutive retransmissions (backoff) */
 	uint8_t dupacks;
-	uint8_t timer_on;          /* TT_* */
+	uint8_t timer_on; /* TT_* */
 	uint8_t keep_probes;
-	uint8_t segs_unacked;      /* full segments received since our last ACK */
+	uint8_t segs_unacked; /* full segments received since our last ACK */
 	uint8_t ooo_n;
 	uint8_t in_wheel;
-	uint8_t tli;               /* its tcp_lcore: tcp_lcores[tli] */
-	uint8_t ops_i;             /* its app callbacks: tl->ops_tab[ops_i], 0: none */
-	uint32_t tw_ms;            /* wheel slot time we sit in (valid if in_wheel) */
+	uint8_t tli;    /* its tcp_lcore: tcp_lcores[tli] */
+	uint8_t ops_i;  /* its app callbacks: tl->ops_tab[ops_i], 0: none */
+	uint32_t tw_ms; /* wheel slot time we sit in (valid if in_wheel) */
 
 	uint32_t flush_next;       /* tcb_ref: the flush list */
 	uint32_t next_free;        /* tcb_ref: free list, then reap list */
@@ -114,9 +118,9 @@ struct tcp_conn {
 	uint32_t t_rexmt, t_delack, t_keep;
 	uint32_t last_rx_ms;
 
-	struct tcp_mq sndq;        /* from snd_una: unacked then unsent data */
-	struct tcp_mq rcvq;        /* in order, not yet taken by the app */
-	struct rte_mbuf *ooo;      /* out-of-order packets, sorted, linked via the dynfield */
+	struct tcp_mq sndq;   /* from snd_una: unacked then unsent data */
+	struct tcp_mq rcvq;   /* in order, not yet taken by the app */
+	struct rte_mbuf *ooo; /* out-of-order packets, sorted, linked via the dynfield */
 
 	void *app_ctx;
 	uint64_t app[TCP_APP_AREA / 8]; /* the app's, from accept/tcp_connect to closed() */
@@ -124,7 +128,7 @@ struct tcp_conn {
 
 struct tcp_listener {
 	uint16_t port_be;
-	uint8_t ops_i;             /* its callbacks: the lcore's ops_tab[ops_i] */
+	uint8_t ops_i; /* its callbacks: the lcore's ops_tab[ops_i] */
 	void *ctx;
 };
 
@@ -135,16 +139,16 @@ struct tcp_opts {
 	bool has_mss, has_ws, has_ts, sack_ok;
 	uint8_t nsack;
 	uint32_t tsval, tsecr;
-	uint32_t sack[4][2];  /* SACK blocks [left, right), host order */
+	uint32_t sack[4][2]; /* SACK blocks [left, right), host order */
 };
 
 /* One received segment, parsed and validated. */
 struct tcp_seg {
 	struct tcp_flow_key key;
 	uint32_t seq, ack;
-	uint32_t len;        /* payload bytes */
-	uint16_t win;        /* unscaled */
-	uint8_t flags;       /* RTE_TCP_*_FLAG */
+	uint32_t len;  /* payload bytes */
+	uint16_t win;  /* unscaled */
+	uint8_t flags; /* RTE_TCP_*_FLAG */
 	struct tcp_opts opt;
 };
 
@@ -158,15 +162,15 @@ struct tcp_lcore {
 	struct tcp_conn *free_list;
 	const struct tcp_app_ops *ops_tab[TCP_MAX_OPS]; /* [0] NULL: TCBs name theirs by index */
 	uint8_t n_ops;
-	uint8_t index;         /* in tcp_lcores[] */
+	uint8_t index; /* in tcp_lcores[] */
 	uint32_t n_used;
 	uint32_t half_open;
 	uint32_t by_state[TCP_ST_COUNT];
-	uint64_t q_mbufs[3];   /* sndq, rcvq, ooo */
+	uint64_t q_mbufs[3]; /* sndq, rcvq, ooo */
 	uint64_t q_bytes[3];
 	struct tcp_listener listeners[TCP_MAX_LISTENERS];
 	unsigned n_listeners;
-	uint16_t eph_next;     /* active open: next ephemeral port to try (host order) */
+	uint16_t eph_next; /* active open: next ephemeral port to try (host order) */
 	struct tcp_conn *flush_head;
 	struct tcp_conn *reap_head;
 	int ooo_dynoff;        /* mbuf dynfield offset for the out-of-order link */
@@ -179,8 +183,8 @@ struct tcp_lcore {
 	uint64_t base_tsc;
 	uint64_t tsc_per_ms;
 	uint32_t now_ms;
-	uint32_t wheel_ms;     /* last slot processed */
-	uint32_t ts_offset;    /* random offset of our TSval */
+	uint32_t wheel_ms;               /* last slot processed */
+	uint32_t ts_offset;              /* random offset of our TSval */
 	uint32_t wheel[TCP_WHEEL_SLOTS]; /* tcb_ref of each slot's first TCB */
 
 	/* SYN cookies */
@@ -193,27 +197,35 @@ struct tcp_lcore {
 	uint32_t chack_count;
 };
 
-enum { TCP_Q_SND = 0, TCP_Q_RCV = 1, TCP_Q_OOO = 2 };
+enum {
+	TCP_Q_SND = 0,
+	TCP_Q_RCV = 1,
+	TCP_Q_OOO = 2
+};
 
 extern struct tcp_lcore *tcp_lcores[TCP_MAX_LCORES];
 
-static inline struct tcp_lcore *tcb_tl(const struct tcp_conn *c)
+static inline struct tcp_lcore *
+tcb_tl(const struct tcp_conn *c)
 {
 	return tcp_lcores[c->tli];
 }
 
-static inline const struct tcp_app_ops *tcb_ops(const struct tcp_conn *c)
+static inline const struct tcp_app_ops *
+tcb_ops(const struct tcp_conn *c)
 {
 	return tcp_lcores[c->tli]->ops_tab[c->ops_i];
 }
 
 /* 32-bit references between TCBs of one lcore: index + 1, 0 for none. */
-static inline uint32_t tcb_ref(const struct tcp_lcore *tl, const struct tcp_conn *c)
+static inline uint32_t
+tcb_ref(const struct tcp_lcore *tl, const struct tcp_conn *c)
 {
 	return c != NULL ? (uint32_t)(c - tl->tcbs) + 1 : 0;
 }
 
-static inline struct tcp_conn *tcb_at(const struct tcp_lcore *tl, uint32_t ref)
+static inline struct tcp_conn *
+tcb_at(const struct tcp_lcore *tl, uint32_t ref)
 {
 	return ref != 0 ? &tl->tcbs[ref - 1] : NULL;
 }
@@ -226,24 +238,24 @@ void tcp_update_clock(struct tcp_lcore *tl);
 struct tcp_conn *tcp_conn_alloc(struct tcp_lcore *tl, const struct tcp_flow_key *key);
 struct tcp_conn *tcp_conn_lookup(struct tcp_lcore *tl, const struct tcp_flow_key *key);
 void tcp_set_state(struct tcp_conn *c, enum tcp_state st);
-void tcp_conn_close(struct tcp_conn *c, enum tcp_close_reason why);  /* to CLOSED, reaped later */
-void tcp_app_closed(struct tcp_conn *c, enum tcp_close_reason why);  /* closed() once */
+void tcp_conn_close(struct tcp_conn *c, enum tcp_close_reason why); /* to CLOSED, reaped later */
+void tcp_app_closed(struct tcp_conn *c, enum tcp_close_reason why); /* closed() once */
 void tcp_reap(struct tcp_lcore *tl);
 const struct tcp_listener *tcp_listener_find(const struct tcp_lcore *tl, uint16_t port_be);
 void tcp_flush_add(struct tcp_conn *c);
 
 /* tcp_buf.c */
-struct rte_mbuf *tcp_pkt_adj(struct rte_mbuf *m, uint32_t n);  /* drop n < pkt_len front bytes */
-void tcp_pkt_keep(struct rte_mbuf *m, uint32_t keep);          /* keep the first keep > 0 */
+struct rte_mbuf *tcp_pkt_adj(struct rte_mbuf *m, uint32_t n); /* drop n < pkt_len front bytes */
+void tcp_pkt_keep(struct rte_mbuf *m, uint32_t keep);         /* keep the first keep > 0 */
 void tcp_mq_append(struct tcp_lcore *tl, struct tcp_mq *q, int qi, struct rte_mbuf *m);
 void tcp_mq_drop_front(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t n);
 void tcp_mq_free(struct tcp_lcore *tl, struct tcp_mq *q, int qi);
 struct rte_mbuf *tcp_mq_take(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t max);
 int tcp_mq_copy_out(const struct tcp_mq *q, uint32_t off, uint32_t len, uint8_t *dst);
-uint32_t tcp_mq_write(struct tcp_lcore *tl, struct tcp_mq *q, int qi, const uint8_t *buf,
-		      uint32_t len);
+uint32_t
+tcp_mq_write(struct tcp_lcore *tl, struct tcp_mq *q, int qi, const uint8_t *buf, uint32_t len);
 void tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq);
-void tcp_ooo_drain(struct tcp_conn *c);  /* move what rcv_nxt reached into rcvq */
+void tcp_ooo_drain(struct tcp_conn *c); /* move what rcv_nxt reached into rcvq */
 void tcp_ooo_free(struct tcp_conn *c);
 uint32_t tcp_ooo_bytes(const struct tcp_conn *c);
 unsigned tcp_ooo_sack_blocks(const struct tcp_conn *c, uint32_t (*blk)[2], unsigned max);
@@ -266,18 +278,18 @@ void tcp_output(struct tcp_conn *c);
 void tcp_send_ack(struct tcp_conn *c);
 void tcp_send_syn(struct tcp_conn *c);
 void tcp_send_synack(struct tcp_conn *c);
-void tcp_send_cookie_synack(struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t iss,
-			    uint16_t mss);
-void tcp_send_rst(struct tcp_conn *c);  /* RST at snd_nxt (abort) */
-void tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s);  /* RFC 793 reply */
-void tcp_send_probe(struct tcp_conn *c);  /* SEQ = SND.UNA - 1, no data: forces an ACK */
-void tcp_retransmit_una(struct tcp_conn *c);  /* one segment at snd_una */
+void
+tcp_send_cookie_synack(struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t iss, uint16_t mss);
+void tcp_send_rst(struct tcp_conn *c);                                  /* RST at snd_nxt (abort) */
+void tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s); /* RFC 793 reply */
+void tcp_send_probe(struct tcp_conn *c);     /* SEQ = SND.UNA - 1, no data: forces an ACK */
+void tcp_retransmit_una(struct tcp_conn *c); /* one segment at snd_una */
 
 /* tcp_timer.c */
 void tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms);
 void tcp_timer_stop(struct tcp_conn *c, int which);
 void tcp_timers_stop_all(struct tcp_conn *c);
-void tcp_rexmt_restart(struct tcp_conn *c);  /* arm RTO for outstanding data, or stop it */
+void tcp_rexmt_restart(struct tcp_conn *c); /* arm RTO for outstanding data, or stop it */
 void tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms);
 void tcp_keep_reset(struct tcp_conn *c);
 

@@ -26,10 +26,10 @@ struct kind {
 };
 
 static const struct kind kinds[4] = {
-	{ "energy meter", 40, 0, 5000 },	/* SDM630-like: f32 inputs, rejects gap reads */
-	{ "temperature ctl", 16, -1, 1000 },	/* Eurotherm-like: i16 holding, short reads */
-	{ "PLC I/O", 125, -1, 1000 },		/* coils, discrete inputs, a few registers */
-	{ "VFD drive", 125, -1, 10000 },	/* two register clusters */
+	{ "energy meter", 40, 0, 5000 },     /* SDM630-like: f32 inputs, rejects gap reads */
+	{ "temperature ctl", 16, -1, 1000 }, /* Eurotherm-like: i16 holding, short reads */
+	{ "PLC I/O", 125, -1, 1000 },        /* coils, discrete inputs, a few registers */
+	{ "VFD drive", 125, -1, 10000 },     /* two register clusters */
 };
 
 static uint32_t seed = 12345;
@@ -62,24 +62,27 @@ make_device(int kind, struct mb_point *p)
 
 	for (int i = 0; i < NPTS; i++) {
 		switch (kind) {
-		case 0:	/* f32 every 2 registers with occasional holes of 2..12 */
+		case 0: /* f32 every 2 registers with occasional holes of 2..12 */
 			p[i] = mk(MB_FN_INPUT, a, MB_T_F32);
 			a += 2 + (rnd(4) == 0 ? 2 * (1 + rnd(6)) : 0);
 			break;
-		case 1:	/* mostly consecutive i16, a few far parameters */
-			p[i] = mk(MB_FN_HOLDING, (uint16_t)(i < 30 ? 1 + i + (i > 10) * 2 : 200 + 7 * i), MB_T_I16);
+		case 1: /* mostly consecutive i16, a few far parameters */
+			p[i] = mk(MB_FN_HOLDING,
+			    (uint16_t)(i < 30 ? 1 + i + (i > 10) * 2 : 200 + 7 * i), MB_T_I16);
 			break;
-		case 2:	/* 16 coils, 16 discrete inputs scattered over 256, 8 registers */
+		case 2: /* 16 coils, 16 discrete inputs scattered over 256, 8 registers */
 			if (i < 16)
 				p[i] = mk(MB_FN_COIL, (uint16_t)(i * 16 + rnd(16)), MB_T_BOOL);
 			else if (i < 32)
-				p[i] = mk(MB_FN_DISCRETE, (uint16_t)((i - 16) * 16 + rnd(16)), MB_T_BOOL);
+				p[i] = mk(
+				    MB_FN_DISCRETE, (uint16_t)((i - 16) * 16 + rnd(16)), MB_T_BOOL);
 			else
 				p[i] = mk(MB_FN_HOLDING, (uint16_t)(100 + (i - 32) * 3), MB_T_U16);
 			break;
 		default: /* status cluster 0..30, parameters 1000..1400 sparse */
 			p[i] = i < 20 ? mk(MB_FN_HOLDING, (uint16_t)i, MB_T_U16)
-				      : mk(MB_FN_HOLDING, (uint16_t)(1000 + (i - 20) * 20 + rnd(10)), MB_T_U32);
+				      : mk(MB_FN_HOLDING,
+					    (uint16_t)(1000 + (i - 20) * 20 + rnd(10)), MB_T_U32);
 			break;
 		}
 	}
@@ -107,10 +110,10 @@ lower_bound(const struct mb_point *p, const struct mb_cost *c, double *us, unsig
 }
 
 struct totals {
-	unsigned kind_reqs[4];	/* planner requests per device, by kind */
+	unsigned kind_reqs[4]; /* planner requests per device, by kind */
 	unsigned reqs[3];
-	double cycle_us[3];	/* one poll of every device */
-	double load[3];		/* bus busy fraction at the devices' intervals */
+	double cycle_us[3]; /* one poll of every device */
+	double load[3];     /* bus busy fraction at the devices' intervals */
 	double plan_ns;
 };
 
@@ -158,29 +161,35 @@ main(void)
 {
 	static struct mb_point dev[NDEV][NPTS];
 	static const uint32_t bauds[] = { 9600, 115200 };
-	static const char *const how[] = { "one request per point", "planner (coalesced)", "lower bound (RTU timing)" };
+	static const char *const how[] = { "one request per point", "planner (coalesced)",
+		"lower bound (RTU timing)" };
 
 	for (int d = 0; d < NDEV; d++)
 		make_device(d % 4, dev[d]);
-	printf("site: %d devices x %d points (8 each of: energy meter 5 s, temperature controller 1 s, "
-	       "PLC I/O 1 s, drive 10 s), 8E1 (11 bits/char), turnaround 0\n\n", NDEV, NPTS);
+	printf("site: %d devices x %d points (8 each of: energy meter 5 s, temperature controller "
+	       "1 s, "
+	       "PLC I/O 1 s, drive 10 s), 8E1 (11 bits/char), turnaround 0\n\n",
+	    NDEV, NPTS);
 	for (size_t b = 0; b < sizeof(bauds) / sizeof(bauds[0]); b++) {
 		struct totals t;
 
 		run(bauds[b], &t, dev);
 		printf("%u baud\n", bauds[b]);
-		printf("  %-26s %14s %16s %18s\n", "", "requests/cycle", "bus ms/cycle", "bus load at intervals");
+		printf("  %-26s %14s %16s %18s\n", "", "requests/cycle", "bus ms/cycle",
+		    "bus load at intervals");
 		for (int k = 0; k < 3; k++)
-			printf("  %-26s %14u %16.1f %17.1f%%\n", how[k], t.reqs[k], t.cycle_us[k] / 1000.0,
-			       100.0 * t.load[k]);
-		printf("  planner vs per-point: %.1fx fewer requests, %.1fx less bus time; planner is "
-		       "%.0f%% above the lower bound; planning takes %.1f us per device\n",
-		       (double)t.reqs[0] / t.reqs[1], t.cycle_us[0] / t.cycle_us[1],
-		       100.0 * (t.cycle_us[1] / t.cycle_us[2] - 1.0), t.plan_ns / NDEV / 1000.0);
+			printf("  %-26s %14u %16.1f %17.1f%%\n", how[k], t.reqs[k],
+			    t.cycle_us[k] / 1000.0, 100.0 * t.load[k]);
+		printf(
+		    "  planner vs per-point: %.1fx fewer requests, %.1fx less bus time; planner is "
+		    "%.0f%% above the lower bound; planning takes %.1f us per device\n",
+		    (double)t.reqs[0] / t.reqs[1], t.cycle_us[0] / t.cycle_us[1],
+		    100.0 * (t.cycle_us[1] / t.cycle_us[2] - 1.0), t.plan_ns / NDEV / 1000.0);
 		printf("  planner requests per device:");
 		for (int k = 0; k < 4; k++)
-			printf(" %s %u (max %u regs%s)%s", kinds[k].name, t.kind_reqs[k], kinds[k].max_regs,
-			       kinds[k].max_gap == 0 ? ", no gap reads" : "", k < 3 ? "," : "\n\n");
+			printf(" %s %u (max %u regs%s)%s", kinds[k].name, t.kind_reqs[k],
+			    kinds[k].max_regs, kinds[k].max_gap == 0 ? ", no gap reads" : "",
+			    k < 3 ? "," : "\n\n");
 	}
 	return 0;
 }

@@ -25,8 +25,8 @@
 
 struct ks_conn {
 	int fd;
-	int echo;             /* 1: echo, 0: discard */
-	uint32_t off, len;    /* pending echo bytes in buf */
+	int echo;          /* 1: echo, 0: discard */
+	uint32_t off, len; /* pending echo bytes in buf */
 	char buf[KS_BUF];
 };
 
@@ -149,11 +149,18 @@ main(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "a:e:d:")) != -1) {
 		switch (c) {
-		case 'a': addr = optarg; break;
-		case 'e': eport = atoi(optarg); break;
-		case 'd': dport = atoi(optarg); break;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'e':
+			eport = atoi(optarg);
+			break;
+		case 'd':
+			dport = atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: kserve [-a ADDR] [-e ECHO_PORT] [-d DISCARD_PORT]\n");
+			fprintf(
+			    stderr, "usage: kserve [-a ADDR] [-e ECHO_PORT] [-d DISCARD_PORT]\n");
 			return 2;
 		}
 	}
@@ -174,7 +181,8 @@ main(int argc, char **argv)
 
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.ptr == &tag[0] || evs[i].data.ptr == &tag[1])
-				ks_accept(ep, lfd[evs[i].data.ptr == &tag[0] ? 0 : 1], *(int *)evs[i].data.ptr);
+				ks_accept(ep, lfd[evs[i].data.ptr == &tag[0] ? 0 : 1],
+				    *(int *)evs[i].data.ptr);
 			else
 				ks_event(ep, evs[i].data.ptr, evs[i].events);
 		}

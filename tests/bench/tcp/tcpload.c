@@ -24,13 +24,23 @@
 #include <time.h>
 #include <unistd.h>
 
-enum tl_mode { TL_RR, TL_BULK, TL_CRR, TL_IDLE };
-enum tl_state { TL_CONNECTING, TL_SENDING, TL_READING, TL_DONE };
+enum tl_mode {
+	TL_RR,
+	TL_BULK,
+	TL_CRR,
+	TL_IDLE
+};
+enum tl_state {
+	TL_CONNECTING,
+	TL_SENDING,
+	TL_READING,
+	TL_DONE
+};
 
 struct tl_conn {
 	int fd;
 	enum tl_state state;
-	uint32_t done;     /* bytes sent or received of the current message */
+	uint32_t done; /* bytes sent or received of the current message */
 };
 
 struct tl_run {
@@ -82,7 +92,8 @@ tl_connect(struct tl_run *r, int i)
 		return -errno;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (struct sockaddr *)&r->dst, sizeof(r->dst)) < 0 && errno != EINPROGRESS) {
+	if (connect(c->fd, (struct sockaddr *)&r->dst, sizeof(r->dst)) < 0 &&
+	    errno != EINPROGRESS) {
 		fprintf(stderr, "tcpload: connect: %s\n", strerror(errno));
 		close(c->fd);
 		return -errno;
@@ -224,7 +235,7 @@ tl_idle(struct tl_run *r)
 		tl_loop(r, tl_now() + 0.1);
 	if (r->errors || tl_count_done(r) < r->conns) {
 		fprintf(stderr, "tcpload: idle: %d of %d established, %llu errors\n",
-			tl_count_done(r), r->conns, (unsigned long long)r->errors);
+		    tl_count_done(r), r->conns, (unsigned long long)r->errors);
 		return 1;
 	}
 	printf("ready conns=%d setup_s=%.2f\n", r->conns, tl_now() - t0);
@@ -251,12 +262,13 @@ tl_timed(struct tl_run *r)
 	tl_loop(r, t0 + r->secs);
 	el = tl_now() - t0;
 	if (r->mode == TL_BULK)
-		printf("mode=bulk conns=%d secs=%.2f bytes=%llu mb_per_s=%.1f errors=%llu\n", r->conns, el,
-		       (unsigned long long)r->bytes, (double)r->bytes / el / 1e6, (unsigned long long)r->errors);
+		printf("mode=bulk conns=%d secs=%.2f bytes=%llu mb_per_s=%.1f errors=%llu\n",
+		    r->conns, el, (unsigned long long)r->bytes, (double)r->bytes / el / 1e6,
+		    (unsigned long long)r->errors);
 	else
 		printf("mode=%s conns=%d secs=%.2f ops=%llu per_s=%.0f errors=%llu\n",
-		       r->mode == TL_RR ? "rr" : "crr", r->conns, el, (unsigned long long)r->ops,
-		       (double)r->ops / el, (unsigned long long)r->errors);
+		    r->mode == TL_RR ? "rr" : "crr", r->conns, el, (unsigned long long)r->ops,
+		    (double)r->ops / el, (unsigned long long)r->errors);
 	for (i = 0; i < r->conns; i++)
 		if (r->c[i].state != TL_DONE)
 			close(r->c[i].fd);
@@ -285,18 +297,31 @@ main(int argc, char **argv)
 	int port = 7, o;
 
 	if (argc < 2 || tl_parse_mode(argv[1], &r.mode) < 0) {
-		fprintf(stderr, "usage: tcpload rr|bulk|crr|idle -H ADDR [-p PORT] [-c CONNS] [-t SECONDS] [-s MSG_BYTES]\n");
+		fprintf(stderr,
+		    "usage: tcpload rr|bulk|crr|idle -H ADDR [-p PORT] [-c CONNS] [-t SECONDS] [-s "
+		    "MSG_BYTES]\n");
 		return 2;
 	}
 	optind = 2;
 	while ((o = getopt(argc, argv, "H:p:c:t:s:")) != -1) {
 		switch (o) {
-		case 'H': host = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 'c': r.conns = atoi(optarg); break;
-		case 't': r.secs = atof(optarg); break;
-		case 's': r.msg = atoi(optarg); break;
-		default: return 2;
+		case 'H':
+			host = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'c':
+			r.conns = atoi(optarg);
+			break;
+		case 't':
+			r.secs = atof(optarg);
+			break;
+		case 's':
+			r.msg = atoi(optarg);
+			break;
+		default:
+			return 2;
 		}
 	}
 	r.dst.sin_family = AF_INET;

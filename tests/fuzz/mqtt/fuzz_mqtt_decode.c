@@ -32,10 +32,14 @@ struct mode {
 };
 
 static const struct mode modes[8] = {
-	{ MQTT_ROLE_SERVER, 0, 0 },         { MQTT_ROLE_SERVER, MQTT_V311, 0 },
-	{ MQTT_ROLE_SERVER, MQTT_V5, 0 },   { MQTT_ROLE_CLIENT, MQTT_V311, 0 },
-	{ MQTT_ROLE_CLIENT, MQTT_V5, 0 },   { MQTT_ROLE_SERVER, 0, 64 },
-	{ MQTT_ROLE_SERVER, MQTT_V5, 64 },  { MQTT_ROLE_CLIENT, MQTT_V5, 64 },
+	{ MQTT_ROLE_SERVER, 0, 0 },
+	{ MQTT_ROLE_SERVER, MQTT_V311, 0 },
+	{ MQTT_ROLE_SERVER, MQTT_V5, 0 },
+	{ MQTT_ROLE_CLIENT, MQTT_V311, 0 },
+	{ MQTT_ROLE_CLIENT, MQTT_V5, 0 },
+	{ MQTT_ROLE_SERVER, 0, 64 },
+	{ MQTT_ROLE_SERVER, MQTT_V5, 64 },
+	{ MQTT_ROLE_CLIENT, MQTT_V5, 64 },
 };
 
 static uint8_t scratch[16384];
@@ -44,8 +48,9 @@ static uint8_t scratch2[16384];
 static uint8_t enc1[70000], enc2[70000], flat[70000];
 
 /* Encode what was decoded, decode that, encode again: both encodings must be identical. */
-static void check_reencode(const struct mode *m, uint8_t version, struct mqtt_packet *pkt,
-			   const struct mqtt_iov *iov, size_t niov)
+static void
+check_reencode(const struct mode *m, uint8_t version, struct mqtt_packet *pkt,
+    const struct mqtt_iov *iov, size_t niov)
 {
 	struct mqtt_decoder d2;
 	struct mqtt_packet again;
@@ -69,15 +74,15 @@ static void check_reencode(const struct mode *m, uint8_t version, struct mqtt_pa
 	n1 = mqtt_encode(enc1, sizeof(enc1), version, pkt);
 	if (n1 <= 0 || (size_t)n1 > sizeof(enc1)) {
 		fprintf(stderr, "re-encode of %s failed: %d (%s)\n", mqtt_type_name(pkt->type), n1,
-			mqtt_err_str(n1));
+		    mqtt_err_str(n1));
 		abort();
 	}
-	mqtt_decoder_init(&d2, m->role, pkt->type == MQTT_CONNECT ? 0 : version, 0, scratch2,
-			  sizeof(scratch2));
+	mqtt_decoder_init(
+	    &d2, m->role, pkt->type == MQTT_CONNECT ? 0 : version, 0, scratch2, sizeof(scratch2));
 	rc = mqtt_decode_buf(&d2, enc1, (size_t)n1, &again);
 	if (rc != n1) {
 		fprintf(stderr, "decode of re-encoded %s: %d (%s)\n", mqtt_type_name(pkt->type), rc,
-			mqtt_err_str(rc));
+		    mqtt_err_str(rc));
 		abort();
 	}
 	n2 = mqtt_encode(enc2, sizeof(enc2), version, &again);
@@ -86,8 +91,8 @@ static void check_reencode(const struct mode *m, uint8_t version, struct mqtt_pa
 }
 
 /* The payload UTF-8 check must not depend on where segments are cut. */
-static void check_payload_utf8(const struct mqtt_packet *pkt, const struct mqtt_iov *iov,
-			       size_t niov)
+static void
+check_payload_utf8(const struct mqtt_packet *pkt, const struct mqtt_iov *iov, size_t niov)
 {
 	const struct mqtt_publish *p = &pkt->publish;
 	struct mqtt_iov sl[MAX_SEGS], whole;
@@ -110,18 +115,21 @@ static void check_payload_utf8(const struct mqtt_packet *pkt, const struct mqtt_
 		abort();
 }
 
-static void check_topic(const struct mqtt_packet *pkt)
+static void
+check_topic(const struct mqtt_packet *pkt)
 {
 	const struct mqtt_str *t = &pkt->publish.topic;
 
 	if (pkt->type != MQTT_PUBLISH || t->len == 0)
 		return;
-	if (mqtt_topic_name_valid(t->s, t->len) != 0 || !mqtt_topic_match(t->s, t->len, t->s, t->len))
+	if (mqtt_topic_name_valid(t->s, t->len) != 0 ||
+	    !mqtt_topic_match(t->s, t->len, t->s, t->len))
 		abort();
 }
 
 /* Cut data into segments of seg bytes (0: one segment). */
-static size_t make_iov(const uint8_t *data, size_t size, size_t seg, struct mqtt_iov *iov)
+static size_t
+make_iov(const uint8_t *data, size_t size, size_t seg, struct mqtt_iov *iov)
 {
 	size_t n = 0;
 
@@ -136,7 +144,8 @@ static size_t make_iov(const uint8_t *data, size_t size, size_t seg, struct mqtt
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct mqtt_iov iov[MAX_SEGS];
 	const struct mode *m;
@@ -171,7 +180,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 /* The replay program (tests/fuzz/fuzz_replay.c) prints this after the corpus. */
 void fuzz_replay_report(void);
-void fuzz_replay_report(void)
+void
+fuzz_replay_report(void)
 {
 	printf("%lu packets decoded\n", packets_ok);
 }

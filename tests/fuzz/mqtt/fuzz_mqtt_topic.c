@@ -18,8 +18,8 @@
 #include "mqtt/mqtt_topic.h"
 #include "mqtt/mqtt_topic_tree.h"
 
-#define MAX_REF 256
-#define NSUB 8
+#define MAX_REF    256
+#define NSUB       8
 #define MAX_LEVELS 8
 
 struct ref {
@@ -33,7 +33,8 @@ static size_t nrefs;
 static char subscribers[NSUB];
 static unsigned long ops_done;
 
-static int ref_find(const char *f, size_t len, int sub)
+static int
+ref_find(const char *f, size_t len, int sub)
 {
 	for (size_t i = 0; i < nrefs; i++)
 		if (refs[i].sub == sub && refs[i].len == len && memcmp(refs[i].filter, f, len) == 0)
@@ -41,7 +42,8 @@ static int ref_find(const char *f, size_t len, int sub)
 	return -1;
 }
 
-static unsigned levels(const char *f, size_t len)
+static unsigned
+levels(const char *f, size_t len)
 {
 	struct mqtt_str g, inner = { f, (uint16_t)len };
 	unsigned n = 1;
@@ -52,7 +54,8 @@ static unsigned levels(const char *f, size_t len)
 	return n;
 }
 
-static void op_subscribe(struct mqtt_topic_tree *t, const char *f, size_t len, int sub)
+static void
+op_subscribe(struct mqtt_topic_tree *t, const char *f, size_t len, int sub)
 {
 	struct mqtt_sub_opts o = { .qos = (uint8_t)(sub % 3) };
 	int had = ref_find(f, len, sub);
@@ -79,7 +82,8 @@ static void op_subscribe(struct mqtt_topic_tree *t, const char *f, size_t len, i
 	}
 }
 
-static void op_unsubscribe(struct mqtt_topic_tree *t, const char *f, size_t len, int sub)
+static void
+op_unsubscribe(struct mqtt_topic_tree *t, const char *f, size_t len, int sub)
 {
 	int had = ref_find(f, len, sub);
 	int rc = mqtt_topic_tree_remove(t, f, len, &subscribers[sub]);
@@ -95,8 +99,8 @@ static void op_unsubscribe(struct mqtt_topic_tree *t, const char *f, size_t len,
 		refs[had] = refs[--nrefs];
 }
 
-static int count_cb(void *sub, const struct mqtt_sub_opts *opts, const struct mqtt_str *group,
-		    void *arg)
+static int
+count_cb(void *sub, const struct mqtt_sub_opts *opts, const struct mqtt_str *group, void *arg)
 {
 	unsigned *per_sub = arg;
 
@@ -106,7 +110,8 @@ static int count_cb(void *sub, const struct mqtt_sub_opts *opts, const struct mq
 	return 0;
 }
 
-static void op_match(struct mqtt_topic_tree *t, const char *name, size_t len)
+static void
+op_match(struct mqtt_topic_tree *t, const char *name, size_t len)
 {
 	unsigned got[NSUB] = { 0 }, want[NSUB] = { 0 };
 
@@ -125,7 +130,8 @@ static void op_match(struct mqtt_topic_tree *t, const char *name, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mqtt_topic_tree *t = mqtt_topic_tree_create(MAX_LEVELS, NULL);
 
@@ -147,7 +153,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		data += 2 + len;
 		size -= 2 + len;
 	}
-	if (mqtt_topic_tree_subscriptions(t) != nrefs || (nrefs == 0 && mqtt_topic_tree_nodes(t) != 0))
+	if (mqtt_topic_tree_subscriptions(t) != nrefs ||
+	    (nrefs == 0 && mqtt_topic_tree_nodes(t) != 0))
 		abort();
 	mqtt_topic_tree_destroy(t);
 	return 0;
@@ -155,7 +162,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 /* The replay program (tests/fuzz/fuzz_replay.c) prints this after the corpus. */
 void fuzz_replay_report(void);
-void fuzz_replay_report(void)
+void
+fuzz_replay_report(void)
 {
 	printf("%lu operations\n", ops_done);
 }

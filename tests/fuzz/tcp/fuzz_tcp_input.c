@@ -21,15 +21,15 @@
 #include "ipv4.h"
 #include "tcp/tcp.h"
 
-#define NPEER 4
+#define NPEER     4
 #define BASE_PORT 40000
-#define POOL_N 2047
+#define POOL_N    2047
 
 static struct dp_lcore lc;
 static struct rte_mempool *pool;
 static struct {
-	uint32_t snd_nxt;   /* the peer's next sequence number */
-	uint32_t our_end;   /* end of the last segment we sent to it */
+	uint32_t snd_nxt; /* the peer's next sequence number */
+	uint32_t our_end; /* end of the last segment we sent to it */
 	struct tcp_conn *c;
 } peers[NPEER];
 
@@ -62,8 +62,8 @@ dp_alloc(struct dp_lcore *l)
 }
 
 int
-ipv4_output_src(struct dp_lcore *l, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
-		uint8_t proto)
+ipv4_output_src(
+    struct dp_lcore *l, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto)
 {
 	struct rte_tcp_hdr th;
 	const struct rte_tcp_hdr *t = rte_pktmbuf_read(m, 0, sizeof(th), &th);
@@ -71,12 +71,12 @@ ipv4_output_src(struct dp_lcore *l, struct rte_mbuf *m, uint32_t src_be, uint32_
 
 	(void)l, (void)src_be, (void)dst_be, (void)proto;
 	if (t == NULL || (t->data_off >> 4) * 4u > m->pkt_len || t->cksum != 0)
-		abort();  /* the stack built a broken segment */
+		abort(); /* the stack built a broken segment */
 	idx = rte_be_to_cpu_16(t->dst_port) - BASE_PORT;
 	if (idx < NPEER)
 		peers[idx].our_end = rte_be_to_cpu_32(t->sent_seq) + m->pkt_len -
-				     (t->data_off >> 4) * 4u +
-				     !!(t->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_FIN_FLAG));
+		    (t->data_off >> 4) * 4u +
+		    !!(t->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_FIN_FLAG));
 	rte_pktmbuf_free(m);
 	return 0;
 }
@@ -100,7 +100,7 @@ app_accept(struct tcp_conn *c, void *lctx, void **cctx)
 
 	(void)lctx;
 	if (i >= NPEER || peers[i].c != NULL)
-		abort();  /* one flow per 4-tuple */
+		abort(); /* one flow per 4-tuple */
 	peers[i].c = c;
 	*cctx = NULL;
 	return 0;
@@ -128,7 +128,7 @@ app_closed(struct tcp_conn *c, void *ctx, enum tcp_close_reason why)
 
 	(void)ctx, (void)why;
 	if (i >= NPEER || peers[i].c != c)
-		abort();  /* closed() for a connection never accepted, or twice */
+		abort(); /* closed() for a connection never accepted, or twice */
 	peers[i].c = NULL;
 }
 
@@ -184,12 +184,13 @@ rec_segment(struct cursor *cu)
 	if ((m = rte_pktmbuf_alloc(pool)) == NULL)
 		return;
 	memcpy(rte_pktmbuf_append(m, (uint16_t)total), pkt, total);
-	if ((mode & 32) && total > 21) {  /* a scattered segment */
+	if ((mode & 32) && total > 21) { /* a scattered segment */
 		unsigned cut = 20 + 1 + get(cu, 2) % (total - 21);
 		struct rte_mbuf *m2 = rte_pktmbuf_alloc(pool);
 
 		if (m2 != NULL) {
-			memcpy(rte_pktmbuf_append(m2, (uint16_t)(total - cut)), pkt + cut, total - cut);
+			memcpy(rte_pktmbuf_append(m2, (uint16_t)(total - cut)), pkt + cut,
+			    total - cut);
 			rte_pktmbuf_trim(m, (uint16_t)(total - cut));
 			rte_pktmbuf_chain(m, m2);
 		}
@@ -240,14 +241,15 @@ static int
 setup_once(void)
 {
 	char *argv[] = { "fuzz_tcp", "--no-huge", "--no-pci", "-m", "64", "--no-shconf",
-			 "--file-prefix", NULL, "--log-level=error", "--no-telemetry", NULL };
+		"--file-prefix", NULL, "--log-level=error", "--no-telemetry", NULL };
 	char prefix[64];
 
 	snprintf(prefix, sizeof(prefix), "tcp_fz_%d", (int)getpid());
 	argv[7] = prefix;
 	if (rte_eal_init((int)RTE_DIM(argv) - 1, argv) < 0)
 		return -1;
-	pool = rte_pktmbuf_pool_create("fz", POOL_N, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	pool =
+	    rte_pktmbuf_pool_create("fz", POOL_N, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	return pool != NULL ? 0 : -1;
 }
 
@@ -302,8 +304,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tcp_lcore_fini(&lc);
 	for (unsigned i = 0; i < NPEER; i++)
 		if (peers[i].c != NULL)
-			abort();  /* an accepted connection never got closed() */
+			abort(); /* an accepted connection never got closed() */
 	if (rte_mempool_avail_count(pool) != POOL_N)
-		abort();  /* an mbuf leaked */
+		abort(); /* an mbuf leaked */
 	return 0;
 }

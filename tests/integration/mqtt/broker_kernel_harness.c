@@ -24,24 +24,25 @@
 
 #include "broker.h"
 
-#define OUT_CAP (4u << 20) /* per connection: what send_space offers */
+#define OUT_CAP  (4u << 20) /* per connection: what send_space offers */
 #define IN_CHUNK 65536u
 
 struct hconn {
 	int fd;
-	struct broker_conn *bc;     /* NULL once the broker closed it */
+	struct broker_conn *bc; /* NULL once the broker closed it */
 	uint8_t *in, *out;
 	size_t in_len, in_cap, out_len, out_cap;
 	bool closing;
 	struct hconn *next_closing;
-	struct hconn *next, *prev;  /* all connections, for the shutdown */
+	struct hconn *next, *prev; /* all connections, for the shutdown */
 };
 
 static struct hconn *closing_list, *all_conns;
 static int epfd;
 static volatile sig_atomic_t stop;
 
-static uint64_t now_ms(void)
+static uint64_t
+now_ms(void)
 {
 	struct timespec ts;
 
@@ -49,15 +50,18 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void watch(struct hconn *h)
+static void
+watch(struct hconn *h)
 {
-	struct epoll_event ev = { .events = EPOLLIN | (h->out_len > 0 ? EPOLLOUT : 0), .data.ptr = h };
+	struct epoll_event ev = { .events = EPOLLIN | (h->out_len > 0 ? EPOLLOUT : 0),
+		.data.ptr = h };
 
 	epoll_ctl(epfd, EPOLL_CTL_MOD, h->fd, &ev);
 }
 
 /* Write what is buffered; false on a socket error. */
-static bool flush_out(struct hconn *h)
+static bool
+flush_out(struct hconn *h)
 {
 	while (h->out_len > 0) {
 		ssize_t n = write(h->fd, h->out, h->out_len);
@@ -70,7 +74,8 @@ static bool flush_out(struct hconn *h)
 	return true;
 }
 
-static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
+static int
+op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 {
 	struct hconn *h = ctx;
 	size_t total = 0;
@@ -80,7 +85,8 @@ static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 	if (h->out_len + total > OUT_CAP)
 		return -1;
 	if (h->out_len + total > h->out_cap) {
-		size_t cap = h->out_cap * 2 > h->out_len + total ? h->out_cap * 2 : h->out_len + total;
+		size_t cap =
+		    h->out_cap * 2 > h->out_len + total ? h->out_cap * 2 : h->out_len + total;
 		uint8_t *p = realloc(h->out, cap);
 
 		if (p == NULL)
@@ -98,14 +104,16 @@ static int op_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 	return 0;
 }
 
-static size_t op_send_space(void *ctx)
+static size_t
+op_send_space(void *ctx)
 {
 	struct hconn *h = ctx;
 
 	return OUT_CAP - h->out_len;
 }
 
-static void op_close(void *ctx, uint8_t reason)
+static void
+op_close(void *ctx, uint8_t reason)
 {
 	struct hconn *h = ctx;
 
@@ -119,10 +127,13 @@ static void op_close(void *ctx, uint8_t reason)
 }
 
 static const struct broker_transport_ops harness_ops = {
-	.send = op_send, .send_space = op_send_space, .close = op_close,
+	.send = op_send,
+	.send_space = op_send_space,
+	.close = op_close,
 };
 
-static void hconn_free(struct hconn *h)
+static void
+hconn_free(struct hconn *h)
 {
 	flush_out(h); /* best effort: a DISCONNECT or CONNACK with a reason goes first */
 	if (h->prev != NULL)
@@ -137,7 +148,8 @@ static void hconn_free(struct hconn *h)
 	free(h);
 }
 
-static void reap_closing(void)
+static void
+reap_closing(void)
 {
 	while (closing_list != NULL) {
 		struct hconn *h = closing_list;
@@ -147,7 +159,8 @@ static void reap_closing(void)
 	}
 }
 
-static void on_accept(struct broker *b, int lfd)
+static void
+on_accept(struct broker *b, int lfd)
 {
 	int fd, one = 1;
 
@@ -172,7 +185,8 @@ static void on_accept(struct broker *b, int lfd)
 	}
 }
 
-static void on_readable(struct hconn *h)
+static void
+on_readable(struct hconn *h)
 {
 	for (;;) {
 		ssize_t n;
@@ -204,7 +218,8 @@ static void on_readable(struct hconn *h)
 	}
 }
 
-static void on_event(struct hconn *h, uint32_t events)
+static void
+on_event(struct hconn *h, uint32_t events)
 {
 	if (h->closing)
 		return;
@@ -222,7 +237,8 @@ static void on_event(struct hconn *h, uint32_t events)
 		on_readable(h);
 }
 
-static int listen_on(const char *addr, int port)
+static int
+listen_on(const char *addr, int port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	socklen_t len = sizeof(sa);
@@ -241,21 +257,24 @@ static int listen_on(const char *addr, int port)
 	return fd;
 }
 
-static void on_signal(int sig)
+static void
+on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
 }
 
-static void print_counters(const struct broker *b)
+static void
+print_counters(const struct broker *b)
 {
 	for (int i = 0; i < BROKER_C_COUNT; i++)
 		if (broker_counter_get(b, (enum broker_counter)i) != 0)
 			fprintf(stderr, "%s %llu\n", broker_counter_name((enum broker_counter)i),
-				(unsigned long long)broker_counter_get(b, (enum broker_counter)i));
+			    (unsigned long long)broker_counter_get(b, (enum broker_counter)i));
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	struct epoll_event evs[64], lev = { .events = EPOLLIN };
 	struct broker_config cfg;
@@ -274,8 +293,10 @@ int main(int argc, char **argv)
 		else if (opt == 'q')
 			cfg.max_queue = (uint32_t)atoi(optarg);
 		else
-			return fprintf(stderr, "usage: %s [-a addr] [-p port] [-s sys_ms] [-q max_queue]\n",
-				       argv[0]), 2;
+			return fprintf(stderr,
+				   "usage: %s [-a addr] [-p port] [-s sys_ms] [-q max_queue]\n",
+				   argv[0]),
+			       2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
@@ -283,7 +304,7 @@ int main(int argc, char **argv)
 	if ((b = broker_create(&cfg, &harness_ops, now_ms())) == NULL ||
 	    (epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 || (lfd = listen_on(addr, port)) < 0) {
 		fprintf(stderr, "broker_kernel_harness: cannot start on %s:%d: %s\n", addr, port,
-			strerror(errno));
+		    strerror(errno));
 		return 1;
 	}
 	lev.data.ptr = NULL;

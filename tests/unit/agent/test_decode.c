@@ -35,10 +35,18 @@ test_u32_orders(void **state)
 	struct mb_value v;
 
 	(void)state;
-	p = pt(MB_T_U32, false, false); mb_decode_regs(&p, abcd, &v); assert_int_equal(v.uval, 0x11223344);
-	p = pt(MB_T_U32, false, true);  mb_decode_regs(&p, cdab, &v); assert_int_equal(v.uval, 0x11223344);
-	p = pt(MB_T_U32, true, false);  mb_decode_regs(&p, badc, &v); assert_int_equal(v.uval, 0x11223344);
-	p = pt(MB_T_U32, true, true);   mb_decode_regs(&p, dcba, &v); assert_int_equal(v.uval, 0x11223344);
+	p = pt(MB_T_U32, false, false);
+	mb_decode_regs(&p, abcd, &v);
+	assert_int_equal(v.uval, 0x11223344);
+	p = pt(MB_T_U32, false, true);
+	mb_decode_regs(&p, cdab, &v);
+	assert_int_equal(v.uval, 0x11223344);
+	p = pt(MB_T_U32, true, false);
+	mb_decode_regs(&p, badc, &v);
+	assert_int_equal(v.uval, 0x11223344);
+	p = pt(MB_T_U32, true, true);
+	mb_decode_regs(&p, dcba, &v);
+	assert_int_equal(v.uval, 0x11223344);
 	assert_true(v.exact);
 }
 
@@ -52,31 +60,47 @@ test_signed_and_64(void **state)
 	struct mb_value v;
 
 	(void)state;
-	p = pt(MB_T_I16, false, false); mb_decode_regs(&p, m1 + 3, &v); assert_int_equal(v.ival, -2);
-	p = pt(MB_T_I32, false, false); mb_decode_regs(&p, m1 + 2, &v); assert_int_equal(v.ival, -2);
-	p = pt(MB_T_I64, false, false); mb_decode_regs(&p, m1, &v); assert_int_equal(v.ival, -2);
-	p = pt(MB_T_U64, false, false); mb_decode_regs(&p, u64, &v);
+	p = pt(MB_T_I16, false, false);
+	mb_decode_regs(&p, m1 + 3, &v);
+	assert_int_equal(v.ival, -2);
+	p = pt(MB_T_I32, false, false);
+	mb_decode_regs(&p, m1 + 2, &v);
+	assert_int_equal(v.ival, -2);
+	p = pt(MB_T_I64, false, false);
+	mb_decode_regs(&p, m1, &v);
+	assert_int_equal(v.ival, -2);
+	p = pt(MB_T_U64, false, false);
+	mb_decode_regs(&p, u64, &v);
 	assert_true(v.uval == 0x0102030405060708ull);
-	p = pt(MB_T_U64, false, true); mb_decode_regs(&p, u64ws, &v);
+	p = pt(MB_T_U64, false, true);
+	mb_decode_regs(&p, u64ws, &v);
 	assert_true(v.uval == 0x0102030405060708ull);
 }
 
 static void
 test_floats_scale_offset(void **state)
 {
-	const uint16_t f32[] = { 0x41c8, 0x0000 };		/* 25.0 */
+	const uint16_t f32[] = { 0x41c8, 0x0000 }; /* 25.0 */
 	const uint16_t f32ws[] = { 0x0000, 0x41c8 };
-	const uint16_t f64[] = { 0x4009, 0x21fb, 0x5444, 0x2d18 };	/* pi */
+	const uint16_t f64[] = { 0x4009, 0x21fb, 0x5444, 0x2d18 }; /* pi */
 	const uint16_t raw[] = { 2345 };
 	struct mb_point p;
 	struct mb_value v;
 
 	(void)state;
-	p = pt(MB_T_F32, false, false); mb_decode_regs(&p, f32, &v); assert_true(v.num == 25.0);
+	p = pt(MB_T_F32, false, false);
+	mb_decode_regs(&p, f32, &v);
+	assert_true(v.num == 25.0);
 	assert_false(v.exact);
-	p = pt(MB_T_F32, false, true); mb_decode_regs(&p, f32ws, &v); assert_true(v.num == 25.0);
-	p = pt(MB_T_F64, false, false); mb_decode_regs(&p, f64, &v); assert_true(fabs(v.num - M_PI) < 1e-15);
-	p = pt(MB_T_U16, false, false); p.scale = 0.1; p.offset = -100;
+	p = pt(MB_T_F32, false, true);
+	mb_decode_regs(&p, f32ws, &v);
+	assert_true(v.num == 25.0);
+	p = pt(MB_T_F64, false, false);
+	mb_decode_regs(&p, f64, &v);
+	assert_true(fabs(v.num - M_PI) < 1e-15);
+	p = pt(MB_T_U16, false, false);
+	p.scale = 0.1;
+	p.offset = -100;
 	mb_decode_regs(&p, raw, &v);
 	assert_true(fabs(v.num - 134.5) < 1e-9);
 	assert_false(v.exact);
@@ -88,51 +112,69 @@ static void
 test_json_scaled_decimal(void **state)
 {
 	const uint16_t raw[] = { 1807 };
-	const uint16_t third[] = { 0x3fd5, 0x5555, 0x5555, 0x5555 };	/* 1/3 */
+	const uint16_t third[] = { 0x3fd5, 0x5555, 0x5555, 0x5555 }; /* 1/3 */
 	struct mb_point p;
 	struct mb_value v;
 	char js[64];
 
 	(void)state;
-	p = pt(MB_T_I16, false, false); p.scale = 0.1;
+	p = pt(MB_T_I16, false, false);
+	p.scale = 0.1;
 	mb_decode_regs(&p, raw, &v);
-	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "180.7");
+	mb_value_json(&p, &v, js, sizeof(js));
+	assert_string_equal(js, "180.7");
 	p.scale = 0.01;
 	mb_decode_regs(&p, raw, &v);
-	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "18.07");
+	mb_value_json(&p, &v, js, sizeof(js));
+	assert_string_equal(js, "18.07");
 	p = pt(MB_T_F64, false, false);
 	mb_decode_regs(&p, third, &v);
-	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "0.3333333333333333");
+	mb_value_json(&p, &v, js, sizeof(js));
+	assert_string_equal(js, "0.3333333333333333");
 }
 
 static void
 test_bits_bool_string(void **state)
 {
 	const uint16_t status[] = { 0x0009 };
-	const uint16_t name[] = { 0x4142, 0x4344, 0x2000 };	/* "ABCD " */
+	const uint16_t name[] = { 0x4142, 0x4344, 0x2000 }; /* "ABCD " */
 	const uint16_t name_bs[] = { 0x4241, 0x4443 };
 	struct mb_point p;
 	struct mb_value v;
 	char js[64];
 
 	(void)state;
-	p = pt(MB_T_BIT, false, false); p.bit = 3; mb_decode_regs(&p, status, &v); assert_int_equal(v.uval, 1);
-	p.bit = 1; mb_decode_regs(&p, status, &v); assert_int_equal(v.uval, 0);
-	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "false");
-	p = pt(MB_T_STRING, false, false); p.count = 3; mb_decode_regs(&p, name, &v);
+	p = pt(MB_T_BIT, false, false);
+	p.bit = 3;
+	mb_decode_regs(&p, status, &v);
+	assert_int_equal(v.uval, 1);
+	p.bit = 1;
+	mb_decode_regs(&p, status, &v);
+	assert_int_equal(v.uval, 0);
+	mb_value_json(&p, &v, js, sizeof(js));
+	assert_string_equal(js, "false");
+	p = pt(MB_T_STRING, false, false);
+	p.count = 3;
+	mb_decode_regs(&p, name, &v);
 	assert_string_equal(v.str, "ABCD");
-	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "\"ABCD\"");
-	p = pt(MB_T_STRING, true, false); p.count = 2; mb_decode_regs(&p, name_bs, &v);
+	mb_value_json(&p, &v, js, sizeof(js));
+	assert_string_equal(js, "\"ABCD\"");
+	p = pt(MB_T_STRING, true, false);
+	p.count = 2;
+	mb_decode_regs(&p, name_bs, &v);
 	assert_string_equal(v.str, "ABCD");
-	p = pt(MB_T_BOOL, false, false); p.func = MB_FN_COIL; mb_decode_bit(&p, 1, &v);
-	mb_value_json(&p, &v, js, sizeof(js)); assert_string_equal(js, "true");
+	p = pt(MB_T_BOOL, false, false);
+	p.func = MB_FN_COIL;
+	mb_decode_bit(&p, 1, &v);
+	mb_value_json(&p, &v, js, sizeof(js));
+	assert_string_equal(js, "true");
 }
 
 static void
 test_encode_round_trip_and_range(void **state)
 {
 	static const enum mb_type types[] = { MB_T_U16, MB_T_I16, MB_T_U32, MB_T_I32, MB_T_U64,
-					      MB_T_I64, MB_T_F32, MB_T_F64 };
+		MB_T_I64, MB_T_F32, MB_T_F64 };
 	uint16_t regs[4];
 	struct mb_value v;
 	char err[128];
@@ -141,8 +183,10 @@ test_encode_round_trip_and_range(void **state)
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		for (int o = 0; o < 4; o++) {
 			struct mb_point p = pt(types[i], o & 1, o & 2);
-			double want = (types[i] == MB_T_U16 || types[i] == MB_T_U32 ||
-				       types[i] == MB_T_U64) ? 1234.0 : -1234.0;
+			double want =
+			    (types[i] == MB_T_U16 || types[i] == MB_T_U32 || types[i] == MB_T_U64)
+			    ? 1234.0
+			    : -1234.0;
 
 			p.scale = 0.5;
 			assert_int_equal(mb_encode_regs(&p, want, regs, err, sizeof(err)), 0);
@@ -152,7 +196,8 @@ test_encode_round_trip_and_range(void **state)
 	struct mb_point p = pt(MB_T_U16, false, false);
 	assert_int_equal(mb_encode_regs(&p, 70000, regs, err, sizeof(err)), -ERANGE);
 	assert_int_equal(mb_encode_regs(&p, -1, regs, err, sizeof(err)), -ERANGE);
-	p.has_max = true; p.max = 100;
+	p.has_max = true;
+	p.max = 100;
 	assert_int_equal(mb_encode_regs(&p, 101, regs, err, sizeof(err)), -ERANGE);
 	assert_non_null(strstr(err, "outside"));
 	assert_int_equal(mb_encode_regs(&p, NAN, regs, err, sizeof(err)), -EINVAL);

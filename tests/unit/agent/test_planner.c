@@ -49,7 +49,8 @@ test_cost_matches_environment_timing(void **state)
 static void
 test_adjacent_points_merge(void **state)
 {
-	struct mb_point p[] = { pt(MB_FN_HOLDING, 10, 2), pt(MB_FN_HOLDING, 0, 1), pt(MB_FN_HOLDING, 1, 9) };
+	struct mb_point p[] = { pt(MB_FN_HOLDING, 10, 2), pt(MB_FN_HOLDING, 0, 1),
+		pt(MB_FN_HOLDING, 1, 9) };
 	struct mb_plan_limits l = rtu_limits(9600);
 	struct mb_plan plan;
 
@@ -59,7 +60,7 @@ test_adjacent_points_merge(void **state)
 	assert_int_equal(plan.blocks[0].start, 0);
 	assert_int_equal(plan.blocks[0].count, 12);
 	assert_int_equal(plan.blocks[0].npts, 3);
-	assert_int_equal(plan.idx[0], 1);	/* sorted by address */
+	assert_int_equal(plan.idx[0], 1); /* sorted by address */
 	mb_plan_free(&plan);
 }
 
@@ -68,7 +69,8 @@ test_small_gap_read_through_large_gap_split(void **state)
 {
 	/* Request overhead at 9600 is 20 characters: a 5-register gap (10 chars) is read
 	 * through, a 20-register gap (40 chars) is not. */
-	struct mb_point p[] = { pt(MB_FN_INPUT, 0, 2), pt(MB_FN_INPUT, 7, 2), pt(MB_FN_INPUT, 29, 2) };
+	struct mb_point p[] = { pt(MB_FN_INPUT, 0, 2), pt(MB_FN_INPUT, 7, 2),
+		pt(MB_FN_INPUT, 29, 2) };
 	struct mb_plan_limits l = rtu_limits(9600);
 	struct mb_plan plan;
 
@@ -78,7 +80,7 @@ test_small_gap_read_through_large_gap_split(void **state)
 	assert_int_equal(plan.blocks[0].count, 9);
 	assert_int_equal(plan.blocks[1].start, 29);
 	mb_plan_free(&plan);
-	l.max_gap = 2;	/* a device that rejects reads over unmapped registers */
+	l.max_gap = 2; /* a device that rejects reads over unmapped registers */
 	assert_int_equal(mb_plan_build(&plan, p, 3, &l), 0);
 	assert_int_equal(plan.nblocks, 3);
 	mb_plan_free(&plan);
@@ -93,9 +95,9 @@ test_tables_never_merge_and_limits_hold(void **state)
 
 	(void)state;
 	for (int i = 0; i < 100; i++)
-		p[i] = pt(MB_FN_HOLDING, (uint16_t)(2 * i), 2);	/* 200 registers in a row */
+		p[i] = pt(MB_FN_HOLDING, (uint16_t)(2 * i), 2); /* 200 registers in a row */
 	for (int i = 100; i < 200; i++)
-		p[i] = pt(MB_FN_COIL, (uint16_t)(30 * i), 1);		/* sparse coils */
+		p[i] = pt(MB_FN_COIL, (uint16_t)(30 * i), 1); /* sparse coils */
 	assert_int_equal(mb_plan_build(&plan, p, 200, &l), 0);
 	for (size_t b = 0; b < plan.nblocks; b++) {
 		if (plan.blocks[b].func == MB_FN_HOLDING)
@@ -120,8 +122,9 @@ static void
 test_tcp_cost_reads_through_any_gap(void **state)
 {
 	struct mb_point p[] = { pt(MB_FN_HOLDING, 0, 1), pt(MB_FN_HOLDING, 120, 1) };
-	struct mb_plan_limits l = { .max_regs = 125, .max_bits = 2000, .max_gap = -1,
-				    .cost = { .turnaround_us = 1000 } };
+	struct mb_plan_limits l = {
+		.max_regs = 125, .max_bits = 2000, .max_gap = -1, .cost = { .turnaround_us = 1000 }
+	};
 	struct mb_plan plan;
 
 	(void)state;
@@ -135,8 +138,7 @@ static void
 test_split_keeps_shared_registers_together(void **state)
 {
 	struct mb_point p[] = { pt(MB_FN_HOLDING, 0, 1), pt(MB_FN_HOLDING, 2, 1),
-				pt(MB_FN_HOLDING, 2, 1), pt(MB_FN_HOLDING, 4, 2),
-				pt(MB_FN_INPUT, 0, 1) };
+		pt(MB_FN_HOLDING, 2, 1), pt(MB_FN_HOLDING, 4, 2), pt(MB_FN_INPUT, 0, 1) };
 	struct mb_plan_limits l = rtu_limits(9600);
 	struct mb_plan plan;
 
@@ -153,7 +155,7 @@ test_split_keeps_shared_registers_together(void **state)
 	assert_int_equal(plan.blocks[2].count, 2);
 	assert_true(plan.blocks[2].split);
 	assert_int_equal(plan.blocks[3].func, MB_FN_INPUT);
-	assert_int_equal(mb_plan_split(&plan, p, 0), -EINVAL);	/* single point: nothing to split */
+	assert_int_equal(mb_plan_split(&plan, p, 0), -EINVAL); /* single point: nothing to split */
 	mb_plan_free(&plan);
 }
 

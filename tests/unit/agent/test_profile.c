@@ -18,17 +18,17 @@ static void
 test_good_profile(void **state)
 {
 	const char *y =
-		"name: meter\n"
-		"max_read_registers: 60\n"
-		"word_order: little\n"
-		"heartbeat: 30s\n"
-		"points:\n"
-		"  - {name: v, function: input, address: 0, type: f32, unit: V, deadband: 0.5}\n"
-		"  - {name: e, function: holding, address: 10, type: u64, word_order: big, qos: 1}\n"
-		"  - {name: s, function: holding, address: 20, type: string, length: 4}\n"
-		"  - {name: a, function: holding, address: 30, type: bit, bit: 0}\n"
-		"  - {name: b, function: holding, address: 30, type: bit, bit: 1}\n"
-		"  - {name: c, function: coil, address: 0, writable: true}\n";
+	    "name: meter\n"
+	    "max_read_registers: 60\n"
+	    "word_order: little\n"
+	    "heartbeat: 30s\n"
+	    "points:\n"
+	    "  - {name: v, function: input, address: 0, type: f32, unit: V, deadband: 0.5}\n"
+	    "  - {name: e, function: holding, address: 10, type: u64, word_order: big, qos: 1}\n"
+	    "  - {name: s, function: holding, address: 20, type: string, length: 4}\n"
+	    "  - {name: a, function: holding, address: 30, type: bit, bit: 0}\n"
+	    "  - {name: b, function: holding, address: 30, type: bit, bit: 1}\n"
+	    "  - {name: c, function: coil, address: 0, writable: true}\n";
 	struct mb_profile p;
 	char err[256];
 
@@ -50,36 +50,56 @@ test_good_profile(void **state)
 
 struct bad_case {
 	const char *yaml;
-	const char *want;	/* substring of the error, which starts with t.yaml:LINE */
+	const char *want; /* substring of the error, which starts with t.yaml:LINE */
 };
 
 static void
 test_bad_profiles(void **state)
 {
 	static const struct bad_case cases[] = {
-		{ "points:\n  - {name: x, function: holding, address: 0, type: u24}\n", "t.yaml:2:" },
-		{ "points:\n  - {name: x, function: holding, address: 0, type: u24}\n", "not one of" },
-		{ "points:\n  - {name: x, function: holding, address: 0, byte_order: middle}\n", "not one of" },
-		{ "points:\n  - {name: x, function: holding, address: 65535, type: f32}\n", "runs past" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: u24}\n",
+		    "t.yaml:2:" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: u24}\n",
+		    "not one of" },
+		{ "points:\n  - {name: x, function: holding, address: 0, byte_order: middle}\n",
+		    "not one of" },
+		{ "points:\n  - {name: x, function: holding, address: 65535, type: f32}\n",
+		    "runs past" },
 		{ "points:\n  - {name: x, function: holding, address: 70000}\n", "out of range" },
 		{ "points:\n  - {name: x, function: holding, address: 0, type: u32}\n"
-		  "  - {name: y, function: holding, address: 1}\n", "t.yaml:3:" },
+		  "  - {name: y, function: holding, address: 1}\n",
+		    "t.yaml:3:" },
 		{ "points:\n  - {name: x, function: holding, address: 0, type: u32}\n"
-		  "  - {name: y, function: holding, address: 1}\n", "overlaps" },
-		{ "points:\n  - {name: x, function: coil, address: 0, type: u16}\n", "must be of type bool" },
-		{ "points:\n  - {name: x, function: input, address: 0, writable: true}\n", "read-only" },
-		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 2, writable: true}\n", "cannot be written" },
-		{ "points:\n  - {name: x, function: holding, address: 0, colour: red}\n", "unknown key 'colour'" },
-		{ "points:\n  - {name: x, function: holding, address: 0, type: string}\n", "needs 'length'" },
-		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 16}\n", "out of range" },
-		{ "points:\n  - {name: x, function: holding, address: 0}\n  - {name: x, function: holding, address: 1}\n", "duplicate" },
+		  "  - {name: y, function: holding, address: 1}\n",
+		    "overlaps" },
+		{ "points:\n  - {name: x, function: coil, address: 0, type: u16}\n",
+		    "must be of type bool" },
+		{ "points:\n  - {name: x, function: input, address: 0, writable: true}\n",
+		    "read-only" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 2, "
+		  "writable: true}\n",
+		    "cannot be written" },
+		{ "points:\n  - {name: x, function: holding, address: 0, colour: red}\n",
+		    "unknown key 'colour'" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: string}\n",
+		    "needs 'length'" },
+		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 16}\n",
+		    "out of range" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\n  - {name: x, function: "
+		  "holding, address: 1}\n",
+		    "duplicate" },
 		{ "points: []\n", "non-empty" },
-		{ "points:\n  - {name: 'a b', function: holding, address: 0}\n", "letters, digits" },
-		{ "points:\n  - {name: a, function: holding, address: 0, unit: \"\\\"x\"}\n", "unit must not" },
+		{ "points:\n  - {name: 'a b', function: holding, address: 0}\n",
+		    "letters, digits" },
+		{ "points:\n  - {name: a, function: holding, address: 0, unit: \"\\\"x\"}\n",
+		    "unit must not" },
 		{ "points:\n  - {name: x, function: holding, address: 0, scale: 0}\n", "scale" },
-		{ "points:\n  - {name: x, function: holding, address: 0, min: 5, max: 1, writable: true}\n", "above max" },
+		{ "points:\n  - {name: x, function: holding, address: 0, min: 5, max: 1, writable: "
+		  "true}\n",
+		    "above max" },
 		{ "points:\n  - [1, 2]\n", "mapping" },
-		{ "topic: '{x}/{point}'\npoints:\n  - {name: x, function: holding, address: 0}\n", "not a valid template" },
+		{ "topic: '{x}/{point}'\npoints:\n  - {name: x, function: holding, address: 0}\n",
+		    "not a valid template" },
 		{ "points: {\n", "t.yaml:" },
 	};
 	struct mb_profile p;
@@ -98,10 +118,11 @@ test_bad_profiles(void **state)
 static void
 test_mutated_profiles(void **state)
 {
-	const char *seed = "name: m\nmax_read_registers: 60\npoints:\n"
-			   "  - {name: v, function: input, address: 0, type: f32, unit: V, deadband: 0.5}\n"
-			   "  - {name: s, function: holding, address: 20, type: string, length: 4}\n"
-			   "  - {name: a, function: holding, address: 30, type: bit, bit: 1}\n";
+	const char *seed =
+	    "name: m\nmax_read_registers: 60\npoints:\n"
+	    "  - {name: v, function: input, address: 0, type: f32, unit: V, deadband: 0.5}\n"
+	    "  - {name: s, function: holding, address: 20, type: string, length: 4}\n"
+	    "  - {name: a, function: holding, address: 30, type: bit, bit: 1}\n";
 	char buf[512], err[256];
 	uint32_t r = 7;
 	struct mb_profile p;

@@ -20,34 +20,36 @@ num(double v)
 static void
 test_deadband_heartbeat_quality(void **state)
 {
-	struct mb_point p = { .type = MB_T_F32, .count = 2, .scale = 1, .deadband = 0.5, .heartbeat_ms = 1000 };
+	struct mb_point p = {
+		.type = MB_T_F32, .count = 2, .scale = 1, .deadband = 0.5, .heartbeat_ms = 1000
+	};
 	struct mb_point_state st;
 	struct mb_value v;
 
 	(void)state;
 	memset(&st, 0, sizeof(st));
-	assert_false(mb_report_due(&p, &st, 0));		/* never polled */
+	assert_false(mb_report_due(&p, &st, 0)); /* never polled */
 	v = num(10.0);
 	mb_report_value(&st, &v, 1000);
-	assert_true(mb_report_due(&p, &st, 0));		/* first value */
+	assert_true(mb_report_due(&p, &st, 0)); /* first value */
 	mb_report_mark(&st, 0);
 	v = num(10.4);
 	mb_report_value(&st, &v, 1100);
-	assert_false(mb_report_due(&p, &st, 100));		/* within deadband */
+	assert_false(mb_report_due(&p, &st, 100)); /* within deadband */
 	v = num(10.6);
 	mb_report_value(&st, &v, 1200);
-	assert_true(mb_report_due(&p, &st, 200));		/* beyond it (from the published 10.0) */
+	assert_true(mb_report_due(&p, &st, 200)); /* beyond it (from the published 10.0) */
 	mb_report_mark(&st, 200);
 	assert_false(mb_report_due(&p, &st, 1199));
-	assert_true(mb_report_due(&p, &st, 1200));		/* heartbeat */
+	assert_true(mb_report_due(&p, &st, 1200)); /* heartbeat */
 	mb_report_mark(&st, 1200);
 	mb_report_fail(&st, MB_Q_COMM_FAILURE);
-	assert_true(mb_report_due(&p, &st, 1300));		/* quality change */
+	assert_true(mb_report_due(&p, &st, 1300)); /* quality change */
 	mb_report_mark(&st, 1300);
 	assert_false(mb_report_due(&p, &st, 1400));
 	v = num(10.6);
 	mb_report_value(&st, &v, 1500);
-	assert_true(mb_report_due(&p, &st, 1500));		/* good again, same value */
+	assert_true(mb_report_due(&p, &st, 1500)); /* good again, same value */
 }
 
 static void
@@ -62,8 +64,9 @@ test_format(void **state)
 	memset(&st, 0, sizeof(st));
 	mb_report_fail(&st, MB_Q_STALE);
 	assert_true(mb_report_format(&p, &st, "d", buf, sizeof(buf)) > 0);
-	assert_string_equal(buf, "{\"device\":\"d\",\"point\":\"t\",\"value\":null,\"unit\":\"C\","
-				 "\"quality\":\"stale\",\"ts\":null,\"ts_ms\":0}");
+	assert_string_equal(buf,
+	    "{\"device\":\"d\",\"point\":\"t\",\"value\":null,\"unit\":\"C\","
+	    "\"quality\":\"stale\",\"ts\":null,\"ts_ms\":0}");
 	mb_report_value(&st, &v, 1795577441065ull);
 	assert_true(mb_report_format(&p, &st, "d", buf, sizeof(buf)) > 0);
 	assert_non_null(strstr(buf, "\"value\":-5,"));
@@ -78,7 +81,8 @@ test_topic_expand(void **state)
 	char out[64];
 
 	(void)state;
-	assert_int_equal(mb_topic_expand("{prefix}/{bus}/{device}/{unit_id}/{point}", &v, out, sizeof(out)), 20);
+	assert_int_equal(
+	    mb_topic_expand("{prefix}/{bus}/{device}/{unit_id}/{point}", &v, out, sizeof(out)), 20);
 	assert_string_equal(out, "site/rtu1/m1/7/volts");
 	assert_int_equal(mb_topic_expand("{prefix}/{nope}", &v, out, sizeof(out)), -EINVAL);
 	assert_int_equal(mb_topic_expand("{prefix", &v, out, sizeof(out)), -EINVAL);

@@ -19,20 +19,25 @@ test_line_check(void **state)
 
 	(void)state;
 	assert_int_equal(rs485_line_check(&ok, err, sizeof(err)), 0);
-	bad = ok; bad.baud = 12345;
+	bad = ok;
+	bad.baud = 12345;
 	assert_int_equal(rs485_line_check(&bad, err, sizeof(err)), -EINVAL);
-	bad = ok; bad.parity = 'X';
+	bad = ok;
+	bad.parity = 'X';
 	assert_int_equal(rs485_line_check(&bad, err, sizeof(err)), -EINVAL);
-	bad = ok; bad.data_bits = 5;
+	bad = ok;
+	bad.data_bits = 5;
 	assert_int_equal(rs485_line_check(&bad, err, sizeof(err)), -EINVAL);
-	bad = ok; bad.stop_bits = 3;
+	bad = ok;
+	bad.stop_bits = 3;
 	assert_int_equal(rs485_line_check(&bad, err, sizeof(err)), -EINVAL);
 }
 
 static void
 test_timing(void **state)
 {
-	struct rs485_line l8e1 = { 9600, 'E', 8, 1 }, l8n1 = { 9600, 'N', 8, 1 }, fast = { 115200, 'N', 8, 2 };
+	struct rs485_line l8e1 = { 9600, 'E', 8, 1 }, l8n1 = { 9600, 'N', 8, 1 },
+			  fast = { 115200, 'N', 8, 2 };
 
 	(void)state;
 	assert_int_equal(rs485_bits_per_char(&l8e1), 11);

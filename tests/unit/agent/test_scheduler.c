@@ -72,7 +72,7 @@ test_dead_device_backs_off_and_recovers(void **state)
 	assert_int_equal(s.devs[1].backoff_ms, 8000);
 	mb_sched_done(&s, 1, true, 60000, 60010);
 	assert_false(mb_sched_dead(&s, 1));
-	assert_int_equal(s.devs[1].next_due_ms, 61010);	/* fell behind: phase restarts from now */
+	assert_int_equal(s.devs[1].next_due_ms, 61010); /* fell behind: phase restarts from now */
 	mb_sched_free(&s);
 }
 

@@ -21,7 +21,10 @@ test_parse_good_and_bad(void **state)
 	struct mb_write_req r;
 	char err[128];
 	static const char *const bad[] = {
-		"", "{", "[1]", "{\"device\":\"d\",\"point\":\"p\"}",
+		"",
+		"{",
+		"[1]",
+		"{\"device\":\"d\",\"point\":\"p\"}",
 		"{\"device\":\"d\",\"point\":\"p\",\"value\":\"12\"}",
 		"{\"device\":\"d\",\"point\":\"p\",\"value\":{\"x\":1}}",
 		"{\"device\":\"d\",\"point\":\"p\",\"value\":1}x",
@@ -31,12 +34,15 @@ test_parse_good_and_bad(void **state)
 	};
 
 	(void)state;
-	assert_int_equal(parse(" {\"id\":\"7\", \"device\":\"tc1\",\"point\":\"sp\",\"value\":21.5} ",
-			       &r, err, sizeof(err)), 0);
+	assert_int_equal(
+	    parse(" {\"id\":\"7\", \"device\":\"tc1\",\"point\":\"sp\",\"value\":21.5} ", &r, err,
+		sizeof(err)),
+	    0);
 	assert_string_equal(r.id, "7");
 	assert_string_equal(r.device, "tc1");
 	assert_true(r.value == 21.5);
-	assert_int_equal(parse("{\"device\":\"d\",\"point\":\"c\",\"value\":true}", &r, err, sizeof(err)), 0);
+	assert_int_equal(
+	    parse("{\"device\":\"d\",\"point\":\"c\",\"value\":true}", &r, err, sizeof(err)), 0);
 	assert_true(r.value == 1.0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (parse(bad[i], &r, err, sizeof(err)) != -EINVAL)
@@ -77,9 +83,11 @@ test_response_escapes(void **state)
 	char buf[256];
 
 	(void)state;
-	assert_true(mb_write_response(buf, sizeof(buf), &r, false, "point 'p' is read-only", NULL) > 0);
-	assert_string_equal(buf, "{\"id\":\"a\\\"b\",\"device\":\"d\",\"point\":\"p\",\"status\":\"error\","
-				 "\"reason\":\"point 'p' is read-only\"}");
+	assert_true(
+	    mb_write_response(buf, sizeof(buf), &r, false, "point 'p' is read-only", NULL) > 0);
+	assert_string_equal(buf,
+	    "{\"id\":\"a\\\"b\",\"device\":\"d\",\"point\":\"p\",\"status\":\"error\","
+	    "\"reason\":\"point 'p' is read-only\"}");
 	assert_true(mb_write_response(buf, sizeof(buf), &r, true, NULL, "21.5") > 0);
 	assert_non_null(strstr(buf, "\"status\":\"ok\",\"value\":21.5}"));
 }
@@ -105,9 +113,19 @@ test_mutated_commands(void **state)
 			size_t at = (r >> 8) % n;
 
 			switch ((r >> 4) % 3) {
-			case 0: buf[at] = (char)(r >> 16); break;
-			case 1: memmove(buf + at, buf + at + 1, n - at - 1); n--; break;
-			default: if (n < sizeof(buf) - 1) { memmove(buf + at + 1, buf + at, n - at); buf[at] = (char)(r >> 20); n++; }
+			case 0:
+				buf[at] = (char)(r >> 16);
+				break;
+			case 1:
+				memmove(buf + at, buf + at + 1, n - at - 1);
+				n--;
+				break;
+			default:
+				if (n < sizeof(buf) - 1) {
+					memmove(buf + at + 1, buf + at, n - at);
+					buf[at] = (char)(r >> 20);
+					n++;
+				}
 			}
 		}
 		err[0] = '\0';

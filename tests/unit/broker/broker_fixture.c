@@ -8,7 +8,8 @@
 
 #include "broker_fixture.h"
 
-static int fake_send(void *ctx, const struct mqtt_iov *iov, size_t n)
+static int
+fake_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 {
 	struct fake *f = ctx;
 
@@ -20,12 +21,14 @@ static int fake_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 	return 0;
 }
 
-static size_t fake_space(void *ctx)
+static size_t
+fake_space(void *ctx)
 {
 	return ((struct fake *)ctx)->space;
 }
 
-static void fake_close(void *ctx, uint8_t reason)
+static void
+fake_close(void *ctx, uint8_t reason)
 {
 	struct fake *f = ctx;
 
@@ -34,17 +37,21 @@ static void fake_close(void *ctx, uint8_t reason)
 	f->c = NULL;
 }
 
-static void fake_input_ready(void *ctx)
+static void
+fake_input_ready(void *ctx)
 {
 	((struct fake *)ctx)->wake = true;
 }
 
 static const struct broker_transport_ops fake_ops = {
-	.send = fake_send, .send_space = fake_space, .close = fake_close,
+	.send = fake_send,
+	.send_space = fake_space,
+	.close = fake_close,
 	.input_ready = fake_input_ready,
 };
 
-struct fx *fx_new(const struct broker_config *cfg)
+struct fx *
+fx_new(const struct broker_config *cfg)
 {
 	struct fx *x = calloc(1, sizeof(*x));
 
@@ -61,13 +68,15 @@ struct fx *fx_new(const struct broker_config *cfg)
 	return x;
 }
 
-void fx_free(struct fx *x)
+void
+fx_free(struct fx *x)
 {
 	broker_destroy(x->b);
 	free(x);
 }
 
-void fx_open(struct fx *x, int i, uint8_t version)
+void
+fx_open(struct fx *x, int i, uint8_t version)
 {
 	struct fake *f = &x->f[i];
 
@@ -81,7 +90,8 @@ void fx_open(struct fx *x, int i, uint8_t version)
 
 /* Like a transport: what the broker does not use now stays, to be passed again first. With no
  * held CONNACK every test packet is whole, so then everything must be used. */
-int fx_feed(struct fx *x, int i, const void *buf, size_t len)
+int
+fx_feed(struct fx *x, int i, const void *buf, size_t len)
 {
 	struct fake *f = &x->f[i];
 	struct mqtt_iov seg[2] = { { f->in, f->in_len }, { buf, len } };
@@ -89,8 +99,8 @@ int fx_feed(struct fx *x, int i, const void *buf, size_t len)
 	int rc;
 
 	assert_non_null(f->c);
-	rc = broker_conn_input(f->c, f->in_len > 0 ? seg : seg + 1, f->in_len > 0 ? 2 : 1, &used,
-			       x->now);
+	rc = broker_conn_input(
+	    f->c, f->in_len > 0 ? seg : seg + 1, f->in_len > 0 ? 2 : 1, &used, x->now);
 	if (rc < 0)
 		return rc;
 	assert_true(total - used <= sizeof(f->in));
@@ -107,7 +117,8 @@ int fx_feed(struct fx *x, int i, const void *buf, size_t len)
 	return rc;
 }
 
-int fx_refeed(struct fx *x, int i)
+int
+fx_refeed(struct fx *x, int i)
 {
 	struct fake *f = &x->f[i];
 	uint8_t copy[sizeof(f->in)];
@@ -121,7 +132,8 @@ int fx_refeed(struct fx *x, int i)
 	return fx_feed(x, i, copy, n);
 }
 
-int fx_send(struct fx *x, int i, const struct mqtt_packet *p)
+int
+fx_send(struct fx *x, int i, const struct mqtt_packet *p)
 {
 	uint8_t buf[4096];
 	int len = mqtt_encode(buf, sizeof(buf), x->f[i].version, p);
@@ -130,7 +142,8 @@ int fx_send(struct fx *x, int i, const struct mqtt_packet *p)
 	return fx_feed(x, i, buf, (size_t)len);
 }
 
-bool fx_next(struct fx *x, int i, struct mqtt_packet *p)
+bool
+fx_next(struct fx *x, int i, struct mqtt_packet *p)
 {
 	struct fake *f = &x->f[i];
 	int rc;
@@ -143,8 +156,9 @@ bool fx_next(struct fx *x, int i, struct mqtt_packet *p)
 	return true;
 }
 
-void fx_connect_start(struct fx *x, int i, uint8_t version, const char *id, bool clean,
-		      uint16_t keepalive_s, const struct mqtt_props *props)
+void
+fx_connect_start(struct fx *x, int i, uint8_t version, const char *id, bool clean,
+    uint16_t keepalive_s, const struct mqtt_props *props)
 {
 	struct mqtt_packet p = { .type = MQTT_CONNECT };
 
@@ -158,7 +172,8 @@ void fx_connect_start(struct fx *x, int i, uint8_t version, const char *id, bool
 	assert_int_equal(fx_send(x, i, &p), 0);
 }
 
-bool fx_connack(struct fx *x, int i)
+bool
+fx_connack(struct fx *x, int i)
 {
 	struct mqtt_packet r;
 
@@ -168,19 +183,22 @@ bool fx_connack(struct fx *x, int i)
 	return r.connack.session_present;
 }
 
-bool fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean,
-		uint16_t keepalive_s, const struct mqtt_props *props)
+bool
+fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean, uint16_t keepalive_s,
+    const struct mqtt_props *props)
 {
 	fx_connect_start(x, i, version, id, clean, keepalive_s, props);
 	return fx_connack(x, i);
 }
 
-void fx_subscribe(struct fx *x, int i, const char *filter, uint8_t opts)
+void
+fx_subscribe(struct fx *x, int i, const char *filter, uint8_t opts)
 {
 	struct mqtt_subscription s = { .filter = { filter, (uint16_t)strlen(filter) },
-				       .qos = opts & 3, .no_local = opts & 4,
-				       .retain_as_published = opts & 8,
-				       .retain_handling = (opts >> 4) & 3 };
+		.qos = opts & 3,
+		.no_local = opts & 4,
+		.retain_as_published = opts & 8,
+		.retain_handling = (opts >> 4) & 3 };
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE };
 	struct mqtt_packet r;
 
@@ -194,8 +212,9 @@ void fx_subscribe(struct fx *x, int i, const char *filter, uint8_t opts)
 	assert_int_equal(r.suback.reasons[0], opts & 3);
 }
 
-void fx_publish(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos,
-		uint16_t pid, bool retain)
+void
+fx_publish(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos, uint16_t pid,
+    bool retain)
 {
 	struct mqtt_packet p = { .type = MQTT_PUBLISH };
 
@@ -208,7 +227,8 @@ void fx_publish(struct fx *x, int i, const char *topic, const char *payload, uin
 	assert_int_equal(fx_send(x, i, &p), 0);
 }
 
-void fx_ack(struct fx *x, int i, enum mqtt_type type, uint16_t pid)
+void
+fx_ack(struct fx *x, int i, enum mqtt_type type, uint16_t pid)
 {
 	struct mqtt_packet p = { .type = type };
 
@@ -216,8 +236,8 @@ void fx_ack(struct fx *x, int i, enum mqtt_type type, uint16_t pid)
 	assert_int_equal(fx_send(x, i, &p), 0);
 }
 
-struct mqtt_publish fx_expect_publish(struct fx *x, int i, const char *topic, const char *payload,
-				      uint8_t qos)
+struct mqtt_publish
+fx_expect_publish(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos)
 {
 	struct mqtt_packet p;
 
@@ -231,7 +251,8 @@ struct mqtt_publish fx_expect_publish(struct fx *x, int i, const char *topic, co
 	return p.publish;
 }
 
-void fx_expect_type(struct fx *x, int i, enum mqtt_type type, uint8_t reason)
+void
+fx_expect_type(struct fx *x, int i, enum mqtt_type type, uint8_t reason)
 {
 	struct mqtt_packet p;
 
@@ -245,12 +266,14 @@ void fx_expect_type(struct fx *x, int i, enum mqtt_type type, uint8_t reason)
 		assert_int_equal(p.ack.reason, reason);
 }
 
-void fx_expect_none(struct fx *x, int i)
+void
+fx_expect_none(struct fx *x, int i)
 {
 	assert_int_equal(x->f[i].rd, x->f[i].len);
 }
 
-void fx_expect_bytes(struct fx *x, int i, const uint8_t *want, size_t len)
+void
+fx_expect_bytes(struct fx *x, int i, const uint8_t *want, size_t len)
 {
 	struct fake *f = &x->f[i];
 
@@ -259,20 +282,23 @@ void fx_expect_bytes(struct fx *x, int i, const uint8_t *want, size_t len)
 	f->rd += len;
 }
 
-void fx_close(struct fx *x, int i)
+void
+fx_close(struct fx *x, int i)
 {
 	broker_conn_closed(x->f[i].c, x->now);
 	x->f[i].c = NULL;
 	x->f[i].closed = true;
 }
 
-void fx_tick(struct fx *x, uint64_t advance_ms)
+void
+fx_tick(struct fx *x, uint64_t advance_ms)
 {
 	x->now += advance_ms;
 	broker_tick(x->b, x->now);
 }
 
-uint64_t fx_count(struct fx *x, enum broker_counter c)
+uint64_t
+fx_count(struct fx *x, enum broker_counter c)
 {
 	return broker_counter_get(x->b, c);
 }

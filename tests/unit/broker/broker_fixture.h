@@ -14,21 +14,21 @@
 #include "mqtt_codec.h"
 
 #define FX_CONNS 8
-#define FX_OUT (256 * 1024)
+#define FX_OUT   (256 * 1024)
 
 struct fake {
-	struct broker_conn *c;     /* NULL once closed (by either side) */
+	struct broker_conn *c; /* NULL once closed (by either side) */
 	uint8_t out[FX_OUT];
-	size_t len, rd;            /* bytes sent by the broker, bytes the test has read */
-	size_t space;              /* what send_space answers */
+	size_t len, rd; /* bytes sent by the broker, bytes the test has read */
+	size_t space;   /* what send_space answers */
 	bool closed;
 	uint8_t close_reason;
 	uint8_t version;
 	uint8_t scratch[8192];
 	struct mqtt_decoder dec;
-	uint8_t in[8192];          /* bytes fed that the broker left unconsumed (held CONNACK) */
+	uint8_t in[8192]; /* bytes fed that the broker left unconsumed (held CONNACK) */
 	size_t in_len;
-	bool wake;                 /* the broker called input_ready: fx_refeed passes in[] again */
+	bool wake; /* the broker called input_ready: fx_refeed passes in[] again */
 };
 
 struct fx {
@@ -50,26 +50,26 @@ int fx_send(struct fx *x, int i, const struct mqtt_packet *p);
 int fx_refeed(struct fx *x, int i);
 /* Open and CONNECT without reading the answer (it may be held: several instances). */
 void fx_connect_start(struct fx *x, int i, uint8_t version, const char *id, bool clean,
-		      uint16_t keepalive_s, const struct mqtt_props *props);
+    uint16_t keepalive_s, const struct mqtt_props *props);
 /* The next packet is a CONNACK with reason 0; returns its session present flag. */
 bool fx_connack(struct fx *x, int i);
 /* Open and CONNECT; returns the CONNACK's session present flag (asserts reason 0). */
 bool fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean,
-		uint16_t keepalive_s, const struct mqtt_props *props);
+    uint16_t keepalive_s, const struct mqtt_props *props);
 void fx_subscribe(struct fx *x, int i, const char *filter, uint8_t opts);
 void fx_publish(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos,
-		uint16_t pid, bool retain);
+    uint16_t pid, bool retain);
 void fx_ack(struct fx *x, int i, enum mqtt_type type, uint16_t pid);
 /* Next packet the broker sent to i; false when none. */
 bool fx_next(struct fx *x, int i, struct mqtt_packet *p);
 /* Asserts the next packet is a PUBLISH with this topic and payload at qos; returns it. */
-struct mqtt_publish fx_expect_publish(struct fx *x, int i, const char *topic, const char *payload,
-				      uint8_t qos);
+struct mqtt_publish
+fx_expect_publish(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos);
 void fx_expect_type(struct fx *x, int i, enum mqtt_type type, uint8_t reason);
 void fx_expect_none(struct fx *x, int i);
 /* The raw bytes of the next packet equal want. */
 void fx_expect_bytes(struct fx *x, int i, const uint8_t *want, size_t len);
-void fx_close(struct fx *x, int i);   /* abrupt, by the transport */
+void fx_close(struct fx *x, int i); /* abrupt, by the transport */
 void fx_tick(struct fx *x, uint64_t advance_ms);
 uint64_t fx_count(struct fx *x, enum broker_counter c);
 

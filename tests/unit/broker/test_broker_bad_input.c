@@ -16,32 +16,37 @@ struct bad_case {
 	const char *name;
 	uint8_t bytes[16];
 	size_t len;
-	uint8_t reason;             /* 5.0 DISCONNECT reason */
+	uint8_t reason; /* 5.0 DISCONNECT reason */
 	enum broker_counter cnt;
 };
 
 /* 5.0 packets (a property length byte where 5.0 has one). */
 static const struct bad_case v5_cases[] = {
-	{ "malformed: QoS 3", { 0x36, 0x04, 0x00, 0x01, 'a', 0x00 }, 6, 0x81, BROKER_C_BAD_MALFORMED },
+	{ "malformed: QoS 3", { 0x36, 0x04, 0x00, 0x01, 'a', 0x00 }, 6, 0x81,
+	    BROKER_C_BAD_MALFORMED },
 	{ "malformed: SUBSCRIBE flags", { 0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x00 }, 9,
-	  0x81, BROKER_C_BAD_MALFORMED },
+	    0x81, BROKER_C_BAD_MALFORMED },
 	{ "truncated filter", { 0x82, 0x06, 0x00, 0x01, 0x00, 0x00, 0x0A, 'a' }, 8, 0x81,
-	  BROKER_C_BAD_TRUNCATED },
+	    BROKER_C_BAD_TRUNCATED },
 	{ "oversized", { 0x30, 0xC8, 0x01 }, 3, 0x95, BROKER_C_BAD_OVERSIZED },
 	{ "SUBSCRIBE without filters", { 0x82, 0x03, 0x00, 0x01, 0x00 }, 5, 0x82,
-	  BROKER_C_BAD_SUBSCRIBE_EMPTY },
-	{ "invalid UTF-8", { 0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, 0x00 }, 7, 0x81, BROKER_C_BAD_UTF8 },
+	    BROKER_C_BAD_SUBSCRIBE_EMPTY },
+	{ "invalid UTF-8", { 0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, 0x00 }, 7, 0x81,
+	    BROKER_C_BAD_UTF8 },
 	{ "wildcard topic", { 0x30, 0x06, 0x00, 0x03, 'a', '/', '+', 0x00 }, 8, 0x90,
-	  BROKER_C_BAD_TOPIC_WILDCARD },
+	    BROKER_C_BAD_TOPIC_WILDCARD },
 	{ "remaining length 5 bytes", { 0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01 }, 6, 0x81,
-	  BROKER_C_BAD_RLEN },
-	{ "second CONNECT", { 0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3C,
-	  0x00, 0x00, 0x01, 'b' }, 16, 0x82, BROKER_C_BAD_SECOND_CONNECT },
+	    BROKER_C_BAD_RLEN },
+	{ "second CONNECT",
+	    { 0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3C, 0x00, 0x00, 0x01,
+		'b' },
+	    16, 0x82, BROKER_C_BAD_SECOND_CONNECT },
 	{ "AUTH not negotiated", { 0xF0, 0x00 }, 2, 0x82, BROKER_C_BAD_PROTOCOL },
 };
 
 /* Sessions 0 (subscriber) and 2 (publisher) must not notice what happens to 1. */
-static void others_unaffected(struct fx *x)
+static void
+others_unaffected(struct fx *x)
 {
 	fx_publish(x, 2, "ok", "fine", 1, 1, false);
 	fx_expect_type(x, 2, MQTT_PUBACK, 0);
@@ -50,7 +55,8 @@ static void others_unaffected(struct fx *x)
 	assert_false(x->f[2].closed);
 }
 
-static struct fx *bystanders(uint8_t version, uint32_t max_packet)
+static struct fx *
+bystanders(uint8_t version, uint32_t max_packet)
 {
 	struct broker_config cfg;
 	struct fx *x;
@@ -66,7 +72,8 @@ static struct fx *bystanders(uint8_t version, uint32_t max_packet)
 	return x;
 }
 
-static void test_bad_input_v5(void **state)
+static void
+test_bad_input_v5(void **state)
 {
 	(void)state;
 	for (size_t k = 0; k < sizeof(v5_cases) / sizeof(v5_cases[0]); k++) {
@@ -87,18 +94,22 @@ static void test_bad_input_v5(void **state)
 }
 
 /* 3.1.1 has no DISCONNECT from the server: the connection is just dropped. */
-static void test_bad_input_v311(void **state)
+static void
+test_bad_input_v311(void **state)
 {
 	static const struct bad_case cases[] = {
 		{ "wildcard topic", { 0x30, 0x05, 0x00, 0x03, 'a', '/', '#' }, 7, 0,
-		  BROKER_C_BAD_TOPIC_WILDCARD },
-		{ "invalid UTF-8", { 0x30, 0x04, 0x00, 0x02, 0xED, 0xA0 }, 6, 0, BROKER_C_BAD_UTF8 },
+		    BROKER_C_BAD_TOPIC_WILDCARD },
+		{ "invalid UTF-8", { 0x30, 0x04, 0x00, 0x02, 0xED, 0xA0 }, 6, 0,
+		    BROKER_C_BAD_UTF8 },
 		{ "remaining length 5 bytes", { 0x30, 0x80, 0x80, 0x80, 0x80, 0x01 }, 6, 0,
-		  BROKER_C_BAD_RLEN },
+		    BROKER_C_BAD_RLEN },
 		{ "SUBSCRIBE without filters", { 0x82, 0x02, 0x00, 0x01 }, 4, 0,
-		  BROKER_C_BAD_SUBSCRIBE_EMPTY },
-		{ "second CONNECT", { 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00,
-		  0x3C, 0x00, 0x01, 'b' }, 15, 0, BROKER_C_BAD_SECOND_CONNECT },
+		    BROKER_C_BAD_SUBSCRIBE_EMPTY },
+		{ "second CONNECT",
+		    { 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3C, 0x00,
+			0x01, 'b' },
+		    15, 0, BROKER_C_BAD_SECOND_CONNECT },
 	};
 
 	(void)state;
@@ -116,7 +127,8 @@ static void test_bad_input_v311(void **state)
 	}
 }
 
-static void test_pubrel_unknown(void **state)
+static void
+test_pubrel_unknown(void **state)
 {
 	struct fx *x = bystanders(MQTT_V5, 0);
 
@@ -130,7 +142,8 @@ static void test_pubrel_unknown(void **state)
 	fx_free(x);
 }
 
-static void test_not_connect_first(void **state)
+static void
+test_not_connect_first(void **state)
 {
 	struct fx *x = bystanders(MQTT_V5, 0);
 
@@ -144,12 +157,12 @@ static void test_not_connect_first(void **state)
 	fx_free(x);
 }
 
-static void test_connect_errors(void **state)
+static void
+test_connect_errors(void **state)
 {
 	/* 5.0 CONNECT with a malformed will topic (wildcard): CONNACK 0x90 */
 	static const uint8_t bad_will[] = { 0x10, 0x13, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x06,
-					    0x00, 0x3C, 0x00, 0x00, 0x01, 'c', 0x00, 0x00, 0x01, '#',
-					    0x00 };
+		0x00, 0x3C, 0x00, 0x00, 0x01, 'c', 0x00, 0x00, 0x01, '#', 0x00 };
 	struct fx *x = bystanders(MQTT_V5, 0);
 	struct mqtt_packet p = { .type = MQTT_CONNECT };
 	char id[200];
@@ -162,8 +175,9 @@ static void test_connect_errors(void **state)
 	/* client id over client_id_max: CONNACK 0x85 */
 	memset(id, 'x', sizeof(id));
 	fx_open(x, 1, MQTT_V5);
-	p.connect = (struct mqtt_connect){ .version = MQTT_V5, .clean_start = true,
-					   .client_id = { id, sizeof(id) } };
+	p.connect = (struct mqtt_connect){
+		.version = MQTT_V5, .clean_start = true, .client_id = { id, sizeof(id) }
+	};
 	assert_true(fx_send(x, 1, &p) < 0);
 	fx_expect_type(x, 1, MQTT_CONNACK, MQTT_RC_CLIENT_ID_NOT_VALID);
 	assert_int_equal(fx_count(x, BROKER_C_BAD_CLIENT_ID), 1);
@@ -171,7 +185,8 @@ static void test_connect_errors(void **state)
 	fx_free(x);
 }
 
-static void test_receive_max_exceeded(void **state)
+static void
+test_receive_max_exceeded(void **state)
 {
 	struct broker_config cfg;
 	struct fx *x;
@@ -195,7 +210,8 @@ static void test_receive_max_exceeded(void **state)
 	fx_free(x);
 }
 
-static void test_limits_counted(void **state)
+static void
+test_limits_counted(void **state)
 {
 	struct broker_config cfg;
 	struct fx *x;
@@ -213,8 +229,9 @@ static void test_limits_counted(void **state)
 	fx_open(x, 2, MQTT_V5);
 	struct mqtt_packet p = { .type = MQTT_CONNECT };
 
-	p.connect = (struct mqtt_connect){ .version = MQTT_V5, .clean_start = true,
-					   .client_id = MQTT_STR("c") };
+	p.connect = (struct mqtt_connect){
+		.version = MQTT_V5, .clean_start = true, .client_id = MQTT_STR("c")
+	};
 	assert_true(fx_send(x, 2, &p) < 0);
 	fx_expect_type(x, 2, MQTT_CONNACK, MQTT_RC_QUOTA_EXCEEDED);
 	assert_int_equal(fx_count(x, BROKER_C_LIMIT_SESSIONS), 1);
@@ -241,7 +258,8 @@ static void test_limits_counted(void **state)
 	fx_free(x);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_input_v5),

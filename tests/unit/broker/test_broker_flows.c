@@ -13,11 +13,12 @@
 
 #include "broker_fixture.h"
 
-static void test_connect_v311(void **state)
+static void
+test_connect_v311(void **state)
 {
 	static const uint8_t connack[] = { 0x20, 0x02, 0x00, 0x00 };
 	static const uint8_t connect[] = { 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02,
-					   0x00, 0x3C, 0x00, 0x01, 'a' };
+		0x00, 0x3C, 0x00, 0x01, 'a' };
 	struct fx *x = fx_new(NULL);
 
 	(void)state;
@@ -29,7 +30,8 @@ static void test_connect_v311(void **state)
 	fx_free(x);
 }
 
-static void test_connect_v5_assigned_id(void **state)
+static void
+test_connect_v5_assigned_id(void **state)
 {
 	struct fx *x = fx_new(NULL);
 	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
@@ -47,16 +49,18 @@ static void test_connect_v5_assigned_id(void **state)
 	assert_true(r.connack.props.v[MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER].s.len > 4);
 	assert_int_equal(r.connack.props.v[MQTT_PROP_SERVER_KEEP_ALIVE].u, x->cfg.keepalive_max_s);
 	assert_int_equal(r.connack.props.v[MQTT_PROP_RECEIVE_MAXIMUM].u, x->cfg.receive_max);
-	assert_int_equal(r.connack.props.v[MQTT_PROP_TOPIC_ALIAS_MAXIMUM].u, x->cfg.topic_alias_max);
+	assert_int_equal(
+	    r.connack.props.v[MQTT_PROP_TOPIC_ALIAS_MAXIMUM].u, x->cfg.topic_alias_max);
 	assert_int_equal(fx_count(x, BROKER_C_CLIENT_ID_ASSIGNED), 1);
 	fx_free(x);
 }
 
-static void test_connect_bad_level(void **state)
+static void
+test_connect_bad_level(void **state)
 {
 	/* level 3 (MQTT 3.1 is "MQIsdp" anyway): 3.1.1 CONNACK 0x01 then close */
 	static const uint8_t connect[] = { 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x03, 0x02,
-					   0x00, 0x3C, 0x00, 0x01, 'a' };
+		0x00, 0x3C, 0x00, 0x01, 'a' };
 	static const uint8_t connack[] = { 0x20, 0x02, 0x00, 0x01 };
 	struct fx *x = fx_new(NULL);
 
@@ -69,7 +73,8 @@ static void test_connect_bad_level(void **state)
 	fx_free(x);
 }
 
-static void test_qos0(void **state)
+static void
+test_qos0(void **state)
 {
 	static const uint8_t want[] = { 0x30, 0x07, 0x00, 0x03, 'a', '/', 'b', 'h', 'i' };
 	struct fx *x = fx_new(NULL);
@@ -85,10 +90,12 @@ static void test_qos0(void **state)
 	fx_free(x);
 }
 
-static void test_qos1_both_ways(void **state)
+static void
+test_qos1_both_ways(void **state)
 {
 	static const uint8_t puback[] = { 0x40, 0x02, 0x00, 0x05 };
-	static const uint8_t pub[] = { 0x32, 0x09, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x01, 'h', 'i' };
+	static const uint8_t pub[] = { 0x32, 0x09, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x01, 'h',
+		'i' };
 	struct fx *x = fx_new(NULL);
 
 	(void)state;
@@ -106,7 +113,8 @@ static void test_qos1_both_ways(void **state)
 	fx_free(x);
 }
 
-static void test_qos2_both_ways(void **state)
+static void
+test_qos2_both_ways(void **state)
 {
 	static const uint8_t pubrec[] = { 0x50, 0x02, 0x00, 0x09 };
 	static const uint8_t pubcomp[] = { 0x70, 0x02, 0x00, 0x09 };
@@ -133,7 +141,8 @@ static void test_qos2_both_ways(void **state)
 	fx_free(x);
 }
 
-static void test_qos2_duplicate_suppressed(void **state)
+static void
+test_qos2_duplicate_suppressed(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -155,7 +164,8 @@ static void test_qos2_duplicate_suppressed(void **state)
 	fx_free(x);
 }
 
-static void test_delivery_qos_is_min(void **state)
+static void
+test_delivery_qos_is_min(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -171,7 +181,8 @@ static void test_delivery_qos_is_min(void **state)
 	fx_free(x);
 }
 
-static void test_offline_queue_and_dup_redelivery(void **state)
+static void
+test_offline_queue_and_dup_redelivery(void **state)
 {
 	struct fx *x = fx_new(NULL);
 	struct mqtt_publish p;
@@ -184,7 +195,7 @@ static void test_offline_queue_and_dup_redelivery(void **state)
 	p = fx_expect_publish(x, 0, "t", "first", 1); /* never acknowledged */
 	fx_close(x, 0);
 	fx_publish(x, 1, "t", "second", 1, 2, false);
-	fx_publish(x, 1, "t", "zero", 0, 0, false);   /* QoS 0 is not kept for offline sessions */
+	fx_publish(x, 1, "t", "zero", 0, 0, false); /* QoS 0 is not kept for offline sessions */
 	assert_int_equal(fx_count(x, BROKER_C_OFFLINE_QOS0_DROP), 1);
 	assert_true(fx_connect(x, 0, MQTT_V311, "keep", false, 60, NULL));
 	struct mqtt_publish again = fx_expect_publish(x, 0, "t", "first", 1);
@@ -197,7 +208,8 @@ static void test_offline_queue_and_dup_redelivery(void **state)
 	fx_free(x);
 }
 
-static void test_queue_bound(void **state)
+static void
+test_queue_bound(void **state)
 {
 	struct broker_config cfg;
 	struct fx *x;
@@ -222,7 +234,8 @@ static void test_queue_bound(void **state)
 	fx_free(x);
 }
 
-static void test_takeover(void **state)
+static void
+test_takeover(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -239,8 +252,8 @@ static void test_takeover(void **state)
 	fx_free(x);
 }
 
-static void connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s,
-			      uint32_t expiry_s)
+static void
+connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s, uint32_t expiry_s)
 {
 	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
 
@@ -262,7 +275,8 @@ static void connect_with_will(struct fx *x, int i, const char *id, uint32_t dela
 	assert_int_equal(r.connack.reason, 0);
 }
 
-static void test_will(void **state)
+static void
+test_will(void **state)
 {
 	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
 	struct fx *x = fx_new(NULL);
@@ -282,7 +296,8 @@ static void test_will(void **state)
 	fx_free(x);
 }
 
-static void test_will_delay(void **state)
+static void
+test_will_delay(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -306,7 +321,8 @@ static void test_will_delay(void **state)
 }
 
 /* Redelivery keeps the original send order even when slots were reused out of order. */
-static void test_redelivery_order(void **state)
+static void
+test_redelivery_order(void **state)
 {
 	struct fx *x = fx_new(NULL);
 	uint16_t pid[3];
@@ -319,7 +335,7 @@ static void test_redelivery_order(void **state)
 	fx_publish(x, 1, "t", "b", 1, 2, false);
 	pid[0] = fx_expect_publish(x, 0, "t", "a", 1).packet_id;
 	pid[1] = fx_expect_publish(x, 0, "t", "b", 1).packet_id;
-	fx_ack(x, 0, MQTT_PUBACK, pid[0]);  /* frees the first slot */
+	fx_ack(x, 0, MQTT_PUBACK, pid[0]);       /* frees the first slot */
 	fx_publish(x, 1, "t", "c", 1, 3, false); /* takes it: newer than "b" */
 	pid[2] = fx_expect_publish(x, 0, "t", "c", 1).packet_id;
 	fx_close(x, 0);
@@ -331,7 +347,8 @@ static void test_redelivery_order(void **state)
 }
 
 /* A PUBLISH past PUBREC is finished with PUBREL after a reconnect, not sent again. */
-static void test_pubrel_resent_after_reconnect(void **state)
+static void
+test_pubrel_resent_after_reconnect(void **state)
 {
 	static const uint8_t pubrel[] = { 0x62, 0x02, 0x00, 0x01 };
 	struct fx *x = fx_new(NULL);
@@ -353,7 +370,8 @@ static void test_pubrel_resent_after_reconnect(void **state)
 	fx_free(x);
 }
 
-static void test_client_max_packet_size(void **state)
+static void
+test_client_max_packet_size(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x = fx_new(NULL);
@@ -371,7 +389,8 @@ static void test_client_max_packet_size(void **state)
 	fx_free(x);
 }
 
-static void test_disconnect_with_will(void **state)
+static void
+test_disconnect_with_will(void **state)
 {
 	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
 	struct fx *x = fx_new(NULL);
@@ -386,7 +405,8 @@ static void test_disconnect_with_will(void **state)
 	fx_free(x);
 }
 
-static struct broker_gauges gauges(struct fx *x)
+static struct broker_gauges
+gauges(struct fx *x)
 {
 	struct broker_gauges g;
 
@@ -397,7 +417,8 @@ static struct broker_gauges gauges(struct fx *x)
 /* An idle session holds its record only: the QoS 1/2 window and the table of incoming QoS 2
  * ids go back at the next tick once empty, the cold part when the will is gone (a clean
  * DISCONNECT); each comes back on use. */
-static void test_idle_session_sheds_state(void **state)
+static void
+test_idle_session_sheds_state(void **state)
 {
 	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
 	struct fx *x = fx_new(NULL);
@@ -445,7 +466,8 @@ static void test_idle_session_sheds_state(void **state)
 	fx_free(x);
 }
 
-static void test_disconnect_expiry_from_zero(void **state)
+static void
+test_disconnect_expiry_from_zero(void **state)
 {
 	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
 	struct fx *x = fx_new(NULL);
@@ -459,7 +481,8 @@ static void test_disconnect_expiry_from_zero(void **state)
 	fx_free(x);
 }
 
-static void test_unsubscribe(void **state)
+static void
+test_unsubscribe(void **state)
 {
 	static const uint8_t unsuback311[] = { 0xB0, 0x02, 0x00, 0x09 };
 	struct mqtt_str f[2] = { MQTT_STR("t"), MQTT_STR("never") };
@@ -489,7 +512,8 @@ static void test_unsubscribe(void **state)
 	fx_free(x);
 }
 
-static void test_connect_timeout(void **state)
+static void
+test_connect_timeout(void **state)
 {
 	struct fx *x = fx_new(NULL);
 	size_t used;
@@ -512,7 +536,8 @@ static void test_connect_timeout(void **state)
 }
 
 /* An offline member of a share group is passed over while another is online. */
-static void test_shared_prefers_online(void **state)
+static void
+test_shared_prefers_online(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x = fx_new(NULL);
@@ -532,7 +557,8 @@ static void test_shared_prefers_online(void **state)
 	fx_free(x);
 }
 
-static void test_retained(void **state)
+static void
+test_retained(void **state)
 {
 	struct fx *x = fx_new(NULL);
 	struct mqtt_publish p;
@@ -542,7 +568,7 @@ static void test_retained(void **state)
 	fx_publish(x, 1, "r/a", "one", 1, 1, true);
 	fx_publish(x, 1, "r/a", "two", 1, 2, true); /* replaces */
 	fx_publish(x, 1, "r/b", "bee", 0, 0, true);
-	fx_publish(x, 1, "r/b", "", 0, 0, true);    /* clears */
+	fx_publish(x, 1, "r/b", "", 0, 0, true); /* clears */
 	fx_connect(x, 0, MQTT_V311, "sub", true, 60, NULL);
 	fx_subscribe(x, 0, "r/+", 1);
 	p = fx_expect_publish(x, 0, "r/a", "two", 1);
@@ -555,7 +581,8 @@ static void test_retained(void **state)
 	fx_free(x);
 }
 
-static void test_retain_handling_v5(void **state)
+static void
+test_retain_handling_v5(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -568,14 +595,15 @@ static void test_retain_handling_v5(void **state)
 	fx_subscribe(x, 0, "x/#", 0 | 1 << 4);
 	fx_subscribe(x, 0, "r", 0 | 1 << 4); /* 1: only if new; it exists */
 	fx_expect_none(x, 0);
-	fx_subscribe(x, 0, "r", 0 | 8);      /* 0 + retain as published */
+	fx_subscribe(x, 0, "r", 0 | 8); /* 0 + retain as published */
 	fx_expect_publish(x, 0, "r", "kept", 0);
 	fx_publish(x, 1, "r", "new", 0, 0, true);
 	assert_true(fx_expect_publish(x, 0, "r", "new", 0).retain);
 	fx_free(x);
 }
 
-static void test_keepalive(void **state)
+static void
+test_keepalive(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -594,7 +622,8 @@ static void test_keepalive(void **state)
 	fx_free(x);
 }
 
-static void test_shared_round_robin(void **state)
+static void
+test_shared_round_robin(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -619,7 +648,8 @@ static void test_shared_round_robin(void **state)
 	fx_free(x);
 }
 
-static void test_receive_maximum(void **state)
+static void
+test_receive_maximum(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x = fx_new(NULL);
@@ -641,7 +671,8 @@ static void test_receive_maximum(void **state)
 	fx_free(x);
 }
 
-static void test_backpressure(void **state)
+static void
+test_backpressure(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -658,7 +689,8 @@ static void test_backpressure(void **state)
 	fx_free(x);
 }
 
-static void publish_alias(struct fx *x, int i, const char *topic, uint16_t alias, const char *pl)
+static void
+publish_alias(struct fx *x, int i, const char *topic, uint16_t alias, const char *pl)
 {
 	struct mqtt_packet p = { .type = MQTT_PUBLISH };
 
@@ -669,7 +701,8 @@ static void publish_alias(struct fx *x, int i, const char *topic, uint16_t alias
 	fx_send(x, i, &p);
 }
 
-static void test_topic_alias(void **state)
+static void
+test_topic_alias(void **state)
 {
 	struct fx *x = fx_new(NULL);
 
@@ -689,8 +722,8 @@ static void test_topic_alias(void **state)
 }
 
 /* A delivery: its topic as sent (empty when aliased) and its alias (0: none). */
-static void expect_aliased(struct fx *x, int i, const char *topic, uint32_t alias,
-			   const char *payload)
+static void
+expect_aliased(struct fx *x, int i, const char *topic, uint32_t alias, const char *payload)
 {
 	struct mqtt_publish p = fx_expect_publish(x, i, topic, payload, 0);
 
@@ -704,7 +737,8 @@ static void expect_aliased(struct fx *x, int i, const char *topic, uint32_t alia
 
 /* Outbound aliases: up to the client's Topic Alias Maximum, topic in full when an alias is
  * (re)bound, empty after; round robin; an alias counts as known only once its packet left. */
-static void test_topic_alias_out(void **state)
+static void
+test_topic_alias_out(void **state)
 {
 	struct fx *x = fx_new(NULL);
 	struct mqtt_props props = { 0 };
@@ -712,24 +746,27 @@ static void test_topic_alias_out(void **state)
 	(void)state;
 	mqtt_props_set_u32(&props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, 2);
 	fx_connect(x, 0, MQTT_V5, "sub", true, 60, &props);
-	fx_connect(x, 1, MQTT_V5, "plain", true, 60, NULL);  /* allows none */
+	fx_connect(x, 1, MQTT_V5, "plain", true, 60, NULL); /* allows none */
 	fx_connect(x, 2, MQTT_V311, "pub", true, 60, NULL);
 	fx_subscribe(x, 0, "a/#", 0);
 	fx_subscribe(x, 1, "a/#", 0);
 	fx_publish(x, 2, "a/1", "p1", 0, 0, false);
 	fx_publish(x, 2, "a/1", "p2", 0, 0, false);
 	fx_publish(x, 2, "a/2", "p3", 0, 0, false);
-	fx_publish(x, 2, "a/3", "p4", 0, 0, false);  /* no free alias: 1 is bound again */
-	fx_publish(x, 2, "a/1", "p5", 0, 0, false);  /* forgotten: full again, takes 2 */
+	fx_publish(x, 2, "a/3", "p4", 0, 0, false); /* no free alias: 1 is bound again */
+	fx_publish(x, 2, "a/1", "p5", 0, 0, false); /* forgotten: full again, takes 2 */
 	expect_aliased(x, 0, "a/1", 1, "p1");
 	expect_aliased(x, 0, "", 1, "p2");
 	expect_aliased(x, 0, "a/2", 2, "p3");
 	expect_aliased(x, 0, "a/3", 1, "p4");
 	expect_aliased(x, 0, "a/1", 2, "p5");
 	fx_expect_none(x, 0);
-	for (int k = 0; k < 5; k++)  /* the client that allows none gets every topic in full */
-		fx_expect_publish(x, 1, k == 2 ? "a/2" : k == 3 ? "a/3" : "a/1",
-				  (const char *[]){ "p1", "p2", "p3", "p4", "p5" }[k], 0);
+	for (int k = 0; k < 5; k++) /* the client that allows none gets every topic in full */
+		fx_expect_publish(x, 1,
+		    k == 2       ? "a/2"
+			: k == 3 ? "a/3"
+				 : "a/1",
+		    (const char *[]){ "p1", "p2", "p3", "p4", "p5" }[k], 0);
 
 	/* held for lack of room: the alias it would bind is not known until it is sent */
 	x->f[0].space = 0;
@@ -745,7 +782,8 @@ static void test_topic_alias_out(void **state)
 	fx_free(x);
 }
 
-static void test_no_local_and_sub_id(void **state)
+static void
+test_no_local_and_sub_id(void **state)
 {
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE }, r;
 	struct mqtt_subscription s = { .filter = MQTT_STR("t"), .qos = 0, .no_local = true };
@@ -771,7 +809,8 @@ static void test_no_local_and_sub_id(void **state)
 	fx_free(x);
 }
 
-static void test_message_expiry(void **state)
+static void
+test_message_expiry(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct mqtt_packet p = { .type = MQTT_PUBLISH };
@@ -783,8 +822,11 @@ static void test_message_expiry(void **state)
 	fx_connect(x, 1, MQTT_V5, "pub", true, 60, NULL);
 	fx_subscribe(x, 0, "t", 1);
 	fx_close(x, 0);
-	p.publish = (struct mqtt_publish){ .topic = MQTT_STR("t"), .qos = 1, .packet_id = 1,
-					   .payload = (const uint8_t *)"short", .payload_len = 5 };
+	p.publish = (struct mqtt_publish){ .topic = MQTT_STR("t"),
+		.qos = 1,
+		.packet_id = 1,
+		.payload = (const uint8_t *)"short",
+		.payload_len = 5 };
 	mqtt_props_set_u32(&p.publish.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 2);
 	fx_send(x, 1, &p);
 	p.publish.packet_id = 2;
@@ -800,7 +842,8 @@ static void test_message_expiry(void **state)
 	fx_free(x);
 }
 
-static void test_session_expiry(void **state)
+static void
+test_session_expiry(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x = fx_new(NULL);
@@ -818,11 +861,11 @@ static void test_session_expiry(void **state)
 	fx_free(x);
 }
 
-static void test_segmented_input(void **state)
+static void
+test_segmented_input(void **state)
 {
-	static const uint8_t pkt[] = { 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02,
-				       0x00, 0x3C, 0x00, 0x01, 'a',
-				       0xC0, 0x00 /* PINGREQ */ };
+	static const uint8_t pkt[] = { 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00,
+		0x3C, 0x00, 0x01, 'a', 0xC0, 0x00 /* PINGREQ */ };
 	struct mqtt_iov segs[3] = { { pkt, 3 }, { pkt + 3, 9 }, { pkt + 12, 4 } };
 	struct fx *x = fx_new(NULL);
 	size_t used;
@@ -834,14 +877,16 @@ static void test_segmented_input(void **state)
 	assert_int_equal(used, 15);
 	fx_expect_type(x, 0, MQTT_CONNACK, 0);
 	fx_expect_none(x, 0);
-	assert_int_equal(broker_conn_input(x->f[0].c, (struct mqtt_iov[]){ { pkt + 15, 2 } }, 1,
-					   &used, x->now), 0);
+	assert_int_equal(
+	    broker_conn_input(x->f[0].c, (struct mqtt_iov[]){ { pkt + 15, 2 } }, 1, &used, x->now),
+	    0);
 	assert_int_equal(used, 2);
 	fx_expect_type(x, 0, MQTT_PINGRESP, 0);
 	fx_free(x);
 }
 
-static void test_sys_topics(void **state)
+static void
+test_sys_topics(void **state)
 {
 	struct broker_config cfg;
 	struct fx *x;
@@ -859,7 +904,8 @@ static void test_sys_topics(void **state)
 	fx_free(x);
 }
 
-static void test_config_check(void **state)
+static void
+test_config_check(void **state)
 {
 	struct broker_config cfg;
 	char err[128];
@@ -876,7 +922,8 @@ static void test_config_check(void **state)
 	assert_non_null(strstr(err, "receive_max"));
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connect_v311),

@@ -17,7 +17,8 @@
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
-static uint32_t rnd(void)
+static uint32_t
+rnd(void)
 {
 	rng ^= rng << 13;
 	rng ^= rng >> 7;
@@ -26,7 +27,8 @@ static uint32_t rnd(void)
 }
 
 /* A valid CONNECT (5.0 or 3.1.1) followed by a few valid packets, as one byte string. */
-static size_t script(uint8_t *buf, size_t cap, uint8_t version)
+static size_t
+script(uint8_t *buf, size_t cap, uint8_t version)
 {
 	struct mqtt_subscription sub = { .filter = MQTT_STR("f/+/#"), .qos = 2 };
 	struct mqtt_str unsub = MQTT_STR("f/+/#");
@@ -35,22 +37,27 @@ static size_t script(uint8_t *buf, size_t cap, uint8_t version)
 
 	memset(p, 0, sizeof(p));
 	p[0].type = MQTT_CONNECT;
-	p[0].connect = (struct mqtt_connect){ .version = version, .clean_start = true,
-					      .keepalive_s = 30, .client_id = MQTT_STR("fz"),
-					      .has_will = true };
+	p[0].connect = (struct mqtt_connect){ .version = version,
+		.clean_start = true,
+		.keepalive_s = 30,
+		.client_id = MQTT_STR("fz"),
+		.has_will = true };
 	p[0].connect.will.topic = MQTT_STR("w");
 	p[0].connect.will.payload = MQTT_STR("x");
 	p[1].type = MQTT_SUBSCRIBE;
 	p[1].subscribe = (struct mqtt_subscribe){ .packet_id = 1, .subs = &sub, .n_subs = 1 };
 	p[2].type = MQTT_PUBLISH;
-	p[2].publish = (struct mqtt_publish){ .topic = MQTT_STR("f/a/b"), .qos = 2, .packet_id = 7,
-					      .retain = true, .payload = (const uint8_t *)"data",
-					      .payload_len = 4 };
+	p[2].publish = (struct mqtt_publish){ .topic = MQTT_STR("f/a/b"),
+		.qos = 2,
+		.packet_id = 7,
+		.retain = true,
+		.payload = (const uint8_t *)"data",
+		.payload_len = 4 };
 	p[3].type = MQTT_PUBREL;
 	p[3].ack.packet_id = 7;
 	p[4].type = MQTT_UNSUBSCRIBE;
-	p[4].unsubscribe = (struct mqtt_unsubscribe){ .packet_id = 2, .filters = &unsub,
-						      .n_filters = 1 };
+	p[4].unsubscribe =
+	    (struct mqtt_unsubscribe){ .packet_id = 2, .filters = &unsub, .n_filters = 1 };
 	p[5].type = MQTT_PINGREQ;
 	for (int i = 0; i < 6; i++) {
 		int n = mqtt_encode(buf + len, cap - len, version, &p[i]);
@@ -61,17 +68,24 @@ static size_t script(uint8_t *buf, size_t cap, uint8_t version)
 	return len;
 }
 
-static void mutate(uint8_t *buf, size_t *len, size_t cap)
+static void
+mutate(uint8_t *buf, size_t *len, size_t cap)
 {
 	int edits = 1 + (int)(rnd() % 4);
 
-	for (int e = 0; e < edits && *len > 0; e++) {
+	for (int e = 0; e<edits && * len> 0; e++) {
 		size_t at = rnd() % *len;
 
 		switch (rnd() % 4) {
-		case 0: buf[at] ^= (uint8_t)(1u << (rnd() % 8)); break;
-		case 1: buf[at] = (uint8_t)rnd(); break;
-		case 2: *len = at + 1; break; /* truncate */
+		case 0:
+			buf[at] ^= (uint8_t)(1u << (rnd() % 8));
+			break;
+		case 1:
+			buf[at] = (uint8_t)rnd();
+			break;
+		case 2:
+			*len = at + 1;
+			break; /* truncate */
 		default:
 			if (*len < cap) { /* insert a byte */
 				memmove(buf + at + 1, buf + at, *len - at);
@@ -83,7 +97,8 @@ static void mutate(uint8_t *buf, size_t *len, size_t cap)
 }
 
 /* Feed in random segment splits, as the transport would: keep what was not consumed. */
-static void feed_split(struct fx *x, int i, const uint8_t *buf, size_t len)
+static void
+feed_split(struct fx *x, int i, const uint8_t *buf, size_t len)
 {
 	size_t off = 0, kept = 0;
 
@@ -110,7 +125,8 @@ static void feed_split(struct fx *x, int i, const uint8_t *buf, size_t len)
 	}
 }
 
-static void bystanders_work(struct fx *x, uint16_t pid)
+static void
+bystanders_work(struct fx *x, uint16_t pid)
 {
 	struct mqtt_packet p;
 
@@ -130,7 +146,8 @@ static void bystanders_work(struct fx *x, uint16_t pid)
 	x->f[2].rd = x->f[2].len = 0;
 }
 
-static void test_mutated_and_random(void **state)
+static void
+test_mutated_and_random(void **state)
 {
 	struct broker_config cfg;
 	uint8_t buf[512];
@@ -162,19 +179,20 @@ static void test_mutated_and_random(void **state)
 		if (x->f[1].c != NULL && !(r & 2))
 			fx_tick(x, 60000); /* keepalive or connect timeout may end it */
 		if (x->f[1].c != NULL && !x->f[1].closed)
-			fx_close(x, 1);   /* keepalive 0: the transport ends it */
+			fx_close(x, 1); /* keepalive 0: the transport ends it */
 		bystanders_work(x, (uint16_t)(1 + r % 60000));
 	}
 	for (int i = 0; i < BROKER_C_COUNT; i++) /* what the rounds exercised */
 		if (broker_counter_get(x->b, (enum broker_counter)i) != 0)
 			print_message("%s %llu\n", broker_counter_name((enum broker_counter)i),
-				      (unsigned long long)broker_counter_get(x->b, (enum broker_counter)i));
+			    (unsigned long long)broker_counter_get(x->b, (enum broker_counter)i));
 	assert_int_equal(broker_counter_get(x->b, BROKER_C_CONN_OPENED),
-			 broker_counter_get(x->b, BROKER_C_CONN_CLOSED) + 2);
+	    broker_counter_get(x->b, BROKER_C_CONN_CLOSED) + 2);
 	fx_free(x);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mutated_and_random),

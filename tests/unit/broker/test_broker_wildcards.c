@@ -18,18 +18,36 @@ static const struct {
 	const char *filter, *topic;
 	bool match;
 } table[] = {
-	{ "a/b", "a/b", true },       { "a/b", "a/c", false },     { "a/+", "a/b", true },
-	{ "a/+", "a/b/c", false },    { "a/#", "a", true },        { "a/#", "a/b/c", true },
-	{ "#", "a/b", true },         { "+/+", "a/b", true },      { "+", "a/b", false },
-	{ "+/b", "/b", true },        { "a//c", "a//c", true },    { "a/+/c", "a//c", true },
-	{ "#", "$SYS/x", false },     { "+/x", "$SYS/x", false },  { "$SYS/#", "$SYS/x", true },
-	{ "$SYS/+", "$SYS/x", true }, { "a/b/#", "a/b", true },    { "a/+/#", "a/b", true },
-	{ "a/", "a/", true },         { "a/", "a", false },        { "a/+", "a/", true },
-	{ "sport/tennis/#", "sport/tennis/player1/ranking", true }, { "/+", "/finance", true },
-	{ "+", "/finance", false },   { "A/b", "a/b", false },     { "a/b", "a/b/", false },
+	{ "a/b", "a/b", true },
+	{ "a/b", "a/c", false },
+	{ "a/+", "a/b", true },
+	{ "a/+", "a/b/c", false },
+	{ "a/#", "a", true },
+	{ "a/#", "a/b/c", true },
+	{ "#", "a/b", true },
+	{ "+/+", "a/b", true },
+	{ "+", "a/b", false },
+	{ "+/b", "/b", true },
+	{ "a//c", "a//c", true },
+	{ "a/+/c", "a//c", true },
+	{ "#", "$SYS/x", false },
+	{ "+/x", "$SYS/x", false },
+	{ "$SYS/#", "$SYS/x", true },
+	{ "$SYS/+", "$SYS/x", true },
+	{ "a/b/#", "a/b", true },
+	{ "a/+/#", "a/b", true },
+	{ "a/", "a/", true },
+	{ "a/", "a", false },
+	{ "a/+", "a/", true },
+	{ "sport/tennis/#", "sport/tennis/player1/ranking", true },
+	{ "/+", "/finance", true },
+	{ "+", "/finance", false },
+	{ "A/b", "a/b", false },
+	{ "a/b", "a/b/", false },
 };
 
-static void test_match_table(void **state)
+static void
+test_match_table(void **state)
 {
 	(void)state;
 	for (size_t k = 0; k < sizeof(table) / sizeof(table[0]); k++) {
@@ -49,7 +67,8 @@ static void test_match_table(void **state)
 	}
 }
 
-static bool first_of(size_t k)
+static bool
+first_of(size_t k)
 {
 	for (size_t j = 0; j < k; j++)
 		if (strcmp(table[j].filter, table[k].filter) == 0)
@@ -58,7 +77,8 @@ static bool first_of(size_t k)
 }
 
 /* Every filter at once: each topic reaches one delivery per matching filter. */
-static void test_overlapping(void **state)
+static void
+test_overlapping(void **state)
 {
 	size_t n = sizeof(table) / sizeof(table[0]);
 	struct fx *x = fx_new(NULL);
@@ -76,7 +96,8 @@ static void test_overlapping(void **state)
 
 		for (size_t j = 0; j < n; j++)
 			if (first_of(j) &&
-			    mqtt_topic_match(table[j].filter, strlen(table[j].filter), t, strlen(t)))
+			    mqtt_topic_match(
+				table[j].filter, strlen(table[j].filter), t, strlen(t)))
 				want++;
 		fx_publish(x, 1, t, "p", 0, 0, false);
 		for (size_t i = 0; i < want; i++) {
@@ -88,7 +109,8 @@ static void test_overlapping(void **state)
 	fx_free(x);
 }
 
-static void test_filter_depth_limit(void **state)
+static void
+test_filter_depth_limit(void **state)
 {
 	struct broker_config cfg;
 	struct mqtt_subscription s = { .filter = MQTT_STR("a/b/c/d/e"), .qos = 1 };
@@ -112,7 +134,8 @@ static void test_filter_depth_limit(void **state)
 	fx_free(x);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_match_table),

@@ -18,7 +18,8 @@ struct xq {
 	int n[2];
 };
 
-static bool post(void *xctx, uint32_t dst, struct broker_xmsg *m)
+static bool
+post(void *xctx, uint32_t dst, struct broker_xmsg *m)
 {
 	struct xq *q = xctx;
 
@@ -32,7 +33,8 @@ static const struct broker_xlcore_ops xops = { .post = post };
 
 /* What the dataplane's worker loop does with its ring each iteration, then what its
  * transport does for connections the broker takes input from again (input_ready). */
-static void pump(struct xq *q, struct fx *x[2])
+static void
+pump(struct xq *q, struct fx *x[2])
 {
 	for (int d = 0; d < 2; d++) {
 		for (int i = 0; i < q->n[d]; i++)
@@ -47,8 +49,9 @@ static void pump(struct xq *q, struct fx *x[2])
 
 /* CONNECT on instance d; a CONNACK held for the other instance's answer comes after the
  * claim and its answer have crossed. Returns session present. */
-static bool connect_x(struct xq *q, struct fx *x[2], int d, int i, uint8_t version,
-		      const char *id, bool clean, const struct mqtt_props *props)
+static bool
+connect_x(struct xq *q, struct fx *x[2], int d, int i, uint8_t version, const char *id, bool clean,
+    const struct mqtt_props *props)
 {
 	fx_connect_start(x[d], i, version, id, clean, 60, props);
 	if (x[d]->f[i].rd == x[d]->f[i].len) {
@@ -59,7 +62,8 @@ static bool connect_x(struct xq *q, struct fx *x[2], int d, int i, uint8_t versi
 }
 
 /* Shutdown: what is still queued is released, then the instances. */
-static void teardown(struct xq *q, struct fx *x[2])
+static void
+teardown(struct xq *q, struct fx *x[2])
 {
 	for (int d = 0; d < 2; d++)
 		for (int i = 0; i < q->n[d]; i++)
@@ -68,7 +72,8 @@ static void teardown(struct xq *q, struct fx *x[2])
 	fx_free(x[1]);
 }
 
-static void setup_pair(struct xq *q, struct fx *x[2])
+static void
+setup_pair(struct xq *q, struct fx *x[2])
 {
 	memset(q, 0, sizeof(*q));
 	for (uint32_t i = 0; i < 2; i++) {
@@ -77,7 +82,8 @@ static void setup_pair(struct xq *q, struct fx *x[2])
 	}
 }
 
-static void test_fanout_across(void **state)
+static void
+test_fanout_across(void **state)
 {
 	struct fx *x[2];
 	struct xq q;
@@ -100,7 +106,8 @@ static void test_fanout_across(void **state)
 	teardown(&q, x);
 }
 
-static void test_retained_replicated(void **state)
+static void
+test_retained_replicated(void **state)
 {
 	struct fx *x[2];
 	struct xq q;
@@ -116,7 +123,8 @@ static void test_retained_replicated(void **state)
 	teardown(&q, x);
 }
 
-static void test_queue_full_counted(void **state)
+static void
+test_queue_full_counted(void **state)
 {
 	struct fx *x[2];
 	struct xq q;
@@ -133,7 +141,8 @@ static void test_queue_full_counted(void **state)
 }
 
 /* The same client id connecting on another lcore ends the first connection there. */
-static void test_takeover_across(void **state)
+static void
+test_takeover_across(void **state)
 {
 	struct fx *x[2];
 	struct xq q;
@@ -146,9 +155,11 @@ static void test_takeover_across(void **state)
 	struct mqtt_packet p = { .type = MQTT_CONNECT };
 
 	fx_open(x[0], 0, MQTT_V5);
-	p.connect = (struct mqtt_connect){ .version = MQTT_V5, .clean_start = true,
-					   .keepalive_s = 60, .client_id = MQTT_STR("roam"),
-					   .has_will = true };
+	p.connect = (struct mqtt_connect){ .version = MQTT_V5,
+		.clean_start = true,
+		.keepalive_s = 60,
+		.client_id = MQTT_STR("roam"),
+		.has_will = true };
 	p.connect.will.topic = MQTT_STR("will/roam");
 	p.connect.will.payload = MQTT_STR("moved");
 	fx_send(x[0], 0, &p);
@@ -167,7 +178,8 @@ static void test_takeover_across(void **state)
 }
 
 /* A clean start on another lcore discards the stored session here. */
-static void test_clean_start_across(void **state)
+static void
+test_clean_start_across(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x[2];
@@ -189,8 +201,8 @@ static void test_clean_start_across(void **state)
 
 /* A stored session on lcore 0 with a subscription, one QoS 1 delivery never acknowledged and
  * one queued while offline; the publisher "pub" stays connected on lcore 0. */
-static void roamer_on_0(struct xq *q, struct fx *x[2], uint8_t version,
-			const struct mqtt_props *props)
+static void
+roamer_on_0(struct xq *q, struct fx *x[2], uint8_t version, const struct mqtt_props *props)
 {
 	assert_false(connect_x(q, x, 0, 0, version, "roamer", false, props));
 	fx_connect(x[0], 1, MQTT_V5, "pub", true, 60, NULL);
@@ -210,7 +222,8 @@ static void roamer_on_0(struct xq *q, struct fx *x[2], uint8_t version,
  * is followed by the unacknowledged delivery again (DUP, same packet id), the queued one,
  * one published on the new lcore while the claim was out (neither lcore had the
  * subscription then), and only then the answers to what the client sent meanwhile. */
-static void test_resume_across_v5(void **state)
+static void
+test_resume_across_v5(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct mqtt_publish p;
@@ -226,7 +239,7 @@ static void test_resume_across_v5(void **state)
 	fx_ack(x[1], 0, MQTT_PINGREQ, 0); /* pipelined before the CONNACK */
 	fx_publish(x[1], 1, "m/4", "during", 1, 5, false);
 	fx_expect_type(x[1], 1, MQTT_PUBACK, 0);
-	fx_expect_none(x[1], 0);          /* held: the claim has not been answered */
+	fx_expect_none(x[1], 0); /* held: the claim has not been answered */
 	assert_int_equal(broker_counter_get(x[1]->b, BROKER_C_XLCORE_CLAIM_WAIT), 1);
 	pump(&q, x); /* the claim to lcore 0, which moves the session to lcore 1 */
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_MOVED), 1);
@@ -253,7 +266,8 @@ static void test_resume_across_v5(void **state)
 	teardown(&q, x);
 }
 
-static void test_resume_across_v311(void **state)
+static void
+test_resume_across_v311(void **state)
 {
 	struct mqtt_publish p;
 	struct fx *x[2];
@@ -271,21 +285,25 @@ static void test_resume_across_v311(void **state)
 	teardown(&q, x);
 }
 
-static void publish_dup(struct fx *x, int i, const char *topic, const char *payload, uint16_t pid)
+static void
+publish_dup(struct fx *x, int i, const char *topic, const char *payload, uint16_t pid)
 {
 	struct mqtt_packet p = { .type = MQTT_PUBLISH };
 
 	p.publish = (struct mqtt_publish){ .topic = { topic, (uint16_t)strlen(topic) },
-					   .payload = (const uint8_t *)payload,
-					   .payload_len = (uint32_t)strlen(payload),
-					   .qos = 2, .dup = true, .packet_id = pid };
+		.payload = (const uint8_t *)payload,
+		.payload_len = (uint32_t)strlen(payload),
+		.qos = 2,
+		.dup = true,
+		.packet_id = pid };
 	assert_int_equal(fx_send(x, i, &p), 0);
 }
 
 /* A QoS 2 PUBLISH received on lcore 0 and not yet released: the client resumes on lcore 1
  * and repeats it (DUP, same id). It is acknowledged again but not routed twice, and its
  * PUBREL finds the id there. */
-static void test_qos2_rx_moved(void **state)
+static void
+test_qos2_rx_moved(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x[2];
@@ -323,7 +341,8 @@ static void test_qos2_rx_moved(void **state)
 /* Outgoing QoS 2 on lcore 0: one delivery past PUBREC (the PUBREL owed), one not
  * acknowledged. Resumed on lcore 1: the PUBREL again, then the PUBLISH with DUP, same ids;
  * the client's PUBCOMP and PUBREC find them. */
-static void test_qos2_out_moved(void **state)
+static void
+test_qos2_out_moved(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct mqtt_publish p1, p2;
@@ -368,7 +387,8 @@ static void test_qos2_out_moved(void **state)
  * with session present 0 (counted), the input held meanwhile is handled after it, and the
  * session that arrives late joins as new messages, followed by what was published on the
  * new lcore during the wait. */
-static void test_claim_timeout(void **state)
+static void
+test_claim_timeout(void **state)
 {
 	struct mqtt_subscription sub = { .filter = MQTT_STR("late/#"), .qos = 1 };
 	struct mqtt_packet sp = { .type = MQTT_SUBSCRIBE };
@@ -406,7 +426,8 @@ static void test_claim_timeout(void **state)
 
 /* An lcore whose subscriptions cannot match a topic (its first level) is not posted it;
  * retained messages still go everywhere; a wildcard first level wants everything. */
-static void test_interest_skip(void **state)
+static void
+test_interest_skip(void **state)
 {
 	struct fx *x[2];
 	struct xq q;
@@ -447,7 +468,8 @@ static void test_interest_skip(void **state)
  * on the old lcore right after the move still reach it, even when an older announcement from
  * the new lcore arrives after the move (the old one counts the session's topics for the new
  * one until that one confirms it got the session). */
-static void test_interest_follows_session(void **state)
+static void
+test_interest_follows_session(void **state)
 {
 	struct mqtt_props props = { 0 };
 	uint64_t skipped;
@@ -486,7 +508,8 @@ static void test_interest_follows_session(void **state)
 }
 
 /* A claim older than the connection it would end (the client came back) changes nothing. */
-static void test_stale_claim_ignored(void **state)
+static void
+test_stale_claim_ignored(void **state)
 {
 	struct fx *x[2];
 	struct xq q;
@@ -502,7 +525,8 @@ static void test_stale_claim_ignored(void **state)
 	teardown(&q, x);
 }
 
-static int count_publishes(struct fx *x, int i)
+static int
+count_publishes(struct fx *x, int i)
 {
 	struct mqtt_packet p;
 	int n = 0;
@@ -516,7 +540,8 @@ static int count_publishes(struct fx *x, int i)
 
 /* A share group with members on both lcores: each message goes to exactly one member, the
  * instances taking turns, whichever lcore it was published on. */
-static void test_shared_across(void **state)
+static void
+test_shared_across(void **state)
 {
 	struct fx *x[2];
 	struct xq q;
@@ -562,7 +587,8 @@ static void test_shared_across(void **state)
 }
 
 /* Each instance's $SYS values reach clients on every instance. */
-static void test_sys_across(void **state)
+static void
+test_sys_across(void **state)
 {
 	struct broker_config cfg;
 	struct fx *x[2];
@@ -585,7 +611,8 @@ static void test_sys_across(void **state)
 	teardown(&q, x);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fanout_across),

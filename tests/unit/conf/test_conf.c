@@ -24,8 +24,9 @@ static void
 test_scalars(void **state)
 {
 	(void)state;
-	struct conf_doc *doc = load("a: 42\nb: 1.5\nc: yes\nip: 198.18.0.1\nd: 250ms\ne: 2s\nsz: 64k\n"
-				    "net: 198.18.0.0/24\nlist: [1, 2, 3]\n");
+	struct conf_doc *doc =
+	    load("a: 42\nb: 1.5\nc: yes\nip: 198.18.0.1\nd: 250ms\ne: 2s\nsz: 64k\n"
+		 "net: 198.18.0.0/24\nlist: [1, 2, 3]\n");
 	conf_node r = conf_root(doc);
 	uint64_t u, ms, sz;
 	double d;
@@ -89,7 +90,8 @@ test_parse_error(void **state)
 	char err[256];
 	const char *bad = "a: [1, 2\nb: 3\n";
 
-	assert_int_equal(conf_load_string("bad.yaml", bad, strlen(bad), &doc, err, sizeof(err)), -1);
+	assert_int_equal(
+	    conf_load_string("bad.yaml", bad, strlen(bad), &doc, err, sizeof(err)), -1);
 	assert_null(doc);
 	assert_non_null(strstr(err, "bad.yaml:"));
 }

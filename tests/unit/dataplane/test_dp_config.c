@@ -16,12 +16,21 @@
 /* The config test links the TCP library for tcp_config_defaults() only; the packet path it
  * also pulls in must never run here. */
 struct rte_mbuf *dp_alloc(struct dp_lcore *lc);
-int ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
-		    uint8_t proto);
-struct rte_mbuf *dp_alloc(struct dp_lcore *lc) { (void)lc; abort(); }
-int ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
-		    uint8_t proto)
-{ (void)lc, (void)m, (void)src_be, (void)dst_be, (void)proto; abort(); }
+int ipv4_output_src(
+    struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto);
+struct rte_mbuf *
+dp_alloc(struct dp_lcore *lc)
+{
+	(void)lc;
+	abort();
+}
+int
+ipv4_output_src(
+    struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto)
+{
+	(void)lc, (void)m, (void)src_be, (void)dst_be, (void)proto;
+	abort();
+}
 
 static char *
 write_tmp(const char *text)
@@ -44,7 +53,8 @@ test_lab_config_loads(void **state)
 	char err[512] = "";
 
 	(void)state;
-	assert_int_equal(dp_config_load(SRCDIR "/configs/lab/gateway.yaml", &cfg, err, sizeof(err)), 0);
+	assert_int_equal(
+	    dp_config_load(SRCDIR "/configs/lab/gateway.yaml", &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg.device, "net_tap0");
 	assert_int_equal(ntohl(cfg.ip_be), 0xC6120001);
 	assert_int_equal(cfg.prefix_len, 24);
@@ -66,14 +76,23 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workerz: 1\n", 4, "unknown key 'workerz'" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workerz: 1\n", 4,
+	    "unknown key 'workerz'" },
 	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1}\n", 3, "no /length" },
-	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  tcp:\n    rcvbuf: 12q\n", 5, "not a size" },
-	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24, gateway: 10.9.9.9}\n", 3, "not on the port's subnet" },
-	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  services:\n    echo: {enabled: true, port: 70000}\n", 5, "out of range" },
-	{ "dataplane:\n  port: {device: x, ipv4: 198.18.0.1/24}\n", 0, "dataplane.eal is required" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  tcp:\n    rcvbuf: "
+	  "12q\n",
+	    5, "not a size" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24, gateway: 10.9.9.9}\n",
+	    3, "not on the port's subnet" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  services:\n    "
+	  "echo: {enabled: true, port: 70000}\n",
+	    5, "out of range" },
+	{ "dataplane:\n  port: {device: x, ipv4: 198.18.0.1/24}\n", 0,
+	    "dataplane.eal is required" },
 	{ "agent: {}\n", 1, "no 'dataplane' section" },
-	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt:\n    topic_alias_out_max: 70000\n", 5, "out of range" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt:\n    "
+	  "topic_alias_out_max: 70000\n",
+	    5, "out of range" },
 	{ "dataplane: [1,\n", 0, "" },
 };
 
@@ -90,10 +109,10 @@ test_mqtt_section(void **state)
 	assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), 0);
 	assert_true(cfg.mqtt.enabled);
 	assert_int_equal(cfg.mqtt.port, 1884);
-	assert_int_equal(cfg.broker.topic_alias_out_max, 0);  /* 0 is valid: no outbound aliases */
+	assert_int_equal(cfg.broker.topic_alias_out_max, 0); /* 0 is valid: no outbound aliases */
 	assert_int_equal(cfg.broker.topic_alias_max, 4);
 	assert_int_equal(cfg.broker.max_inflight, 8);
-	assert_int_equal(cfg.broker.receive_max, 32);         /* defaults for the rest */
+	assert_int_equal(cfg.broker.receive_max, 32); /* defaults for the rest */
 	dp_config_free(&cfg);
 	unlink(path);
 }

@@ -44,7 +44,8 @@ struct tcase {
 	enum mqtt_role role; /* who decodes it */
 };
 
-static void connect_full(uint8_t v, struct tcase *t)
+static void
+connect_full(uint8_t v, struct tcase *t)
 {
 	struct mqtt_connect *c = &t->pkt.connect;
 
@@ -83,7 +84,8 @@ static void connect_full(uint8_t v, struct tcase *t)
 	c->will.props.n_user = 1;
 }
 
-static void connack(uint8_t v, struct tcase *t, bool ok)
+static void
+connack(uint8_t v, struct tcase *t, bool ok)
 {
 	struct mqtt_connack *c = &t->pkt.connack;
 
@@ -105,7 +107,8 @@ static void connack(uint8_t v, struct tcase *t, bool ok)
 	mqtt_props_set_str(&c->props, MQTT_PROP_REASON_STRING, MQTT_STR("welcome"));
 }
 
-static void publish(uint8_t v, struct tcase *t, uint8_t qos, bool to_client)
+static void
+publish(uint8_t v, struct tcase *t, uint8_t qos, bool to_client)
 {
 	struct mqtt_publish *p = &t->pkt.publish;
 
@@ -134,7 +137,8 @@ static void publish(uint8_t v, struct tcase *t, uint8_t qos, bool to_client)
 	}
 }
 
-static void ack(uint8_t v, struct tcase *t, enum mqtt_type type, uint16_t pid, uint8_t reason)
+static void
+ack(uint8_t v, struct tcase *t, enum mqtt_type type, uint16_t pid, uint8_t reason)
 {
 	t->pkt.type = type;
 	t->role = type == MQTT_PUBREC ? MQTT_ROLE_SERVER : MQTT_ROLE_CLIENT;
@@ -146,7 +150,8 @@ static void ack(uint8_t v, struct tcase *t, enum mqtt_type type, uint16_t pid, u
 		mqtt_props_set_str(&t->pkt.ack.props, MQTT_PROP_REASON_STRING, MQTT_STR("busy"));
 }
 
-static void subscribe(uint8_t v, struct tcase *t)
+static void
+subscribe(uint8_t v, struct tcase *t)
 {
 	struct mqtt_subscribe *s = &t->pkt.subscribe;
 
@@ -163,7 +168,8 @@ static void subscribe(uint8_t v, struct tcase *t)
 	}
 }
 
-static void subacks(uint8_t v, struct tcase *t)
+static void
+subacks(uint8_t v, struct tcase *t)
 {
 	t[0].pkt.type = MQTT_SUBACK;
 	t[0].role = MQTT_ROLE_CLIENT;
@@ -186,7 +192,8 @@ static void subacks(uint8_t v, struct tcase *t)
 }
 
 /* All packet types that exist in version v; returns how many. */
-static size_t build_all(uint8_t v, struct tcase *t)
+static size_t
+build_all(uint8_t v, struct tcase *t)
 {
 	size_t n = 0;
 
@@ -219,18 +226,23 @@ static size_t build_all(uint8_t v, struct tcase *t)
 		t[n].pkt.type = MQTT_DISCONNECT;
 		t[n].role = MQTT_ROLE_CLIENT;
 		t[n].pkt.disconnect.reason = MQTT_RC_SESSION_TAKEN_OVER;
-		mqtt_props_set_str(&t[n].pkt.disconnect.props, MQTT_PROP_REASON_STRING, MQTT_STR("bye"));
-		mqtt_props_set_str(&t[n++].pkt.disconnect.props, MQTT_PROP_SERVER_REFERENCE, MQTT_STR("b:1"));
+		mqtt_props_set_str(
+		    &t[n].pkt.disconnect.props, MQTT_PROP_REASON_STRING, MQTT_STR("bye"));
+		mqtt_props_set_str(
+		    &t[n++].pkt.disconnect.props, MQTT_PROP_SERVER_REFERENCE, MQTT_STR("b:1"));
 		t[n].pkt.type = MQTT_AUTH;
 		t[n].role = MQTT_ROLE_SERVER;
 		t[n].pkt.disconnect.reason = MQTT_RC_CONTINUE_AUTHENTICATION;
-		mqtt_props_set_str(&t[n].pkt.disconnect.props, MQTT_PROP_AUTHENTICATION_METHOD, MQTT_STR("SCRAM-SHA-1"));
-		mqtt_props_set_str(&t[n++].pkt.disconnect.props, MQTT_PROP_AUTHENTICATION_DATA, MQTT_STR("nonce"));
+		mqtt_props_set_str(&t[n].pkt.disconnect.props, MQTT_PROP_AUTHENTICATION_METHOD,
+		    MQTT_STR("SCRAM-SHA-1"));
+		mqtt_props_set_str(
+		    &t[n++].pkt.disconnect.props, MQTT_PROP_AUTHENTICATION_DATA, MQTT_STR("nonce"));
 	}
 	return n;
 }
 
-static void decoder_for(struct mqtt_decoder *d, uint8_t v, const struct tcase *t)
+static void
+decoder_for(struct mqtt_decoder *d, uint8_t v, const struct tcase *t)
 {
 	uint8_t dv = t->pkt.type == MQTT_CONNECT ? 0 : v;
 
@@ -238,12 +250,14 @@ static void decoder_for(struct mqtt_decoder *d, uint8_t v, const struct tcase *t
 }
 
 /* Encode t into wire; returns the length. */
-static int encode_case(uint8_t v, const struct tcase *t)
+static int
+encode_case(uint8_t v, const struct tcase *t)
 {
 	int n = mqtt_encode(wire, sizeof(wire), v, &t->pkt);
 
 	if (n <= 0)
-		fail_msg("encode %s v%u: %d (%s)", mqtt_type_name(t->pkt.type), v, n, mqtt_err_str(n));
+		fail_msg(
+		    "encode %s v%u: %d (%s)", mqtt_type_name(t->pkt.type), v, n, mqtt_err_str(n));
 	assert_true((size_t)n <= sizeof(wire));
 	/* Too small a buffer: the same length comes back so the caller can retry. */
 	assert_int_equal(mqtt_encode(NULL, 0, v, &t->pkt), n);
@@ -252,7 +266,8 @@ static int encode_case(uint8_t v, const struct tcase *t)
 }
 
 /* Decoded *out must encode back to exactly the bytes it came from. */
-static void assert_reencodes(uint8_t v, const struct mqtt_packet *out, const uint8_t *orig, int n)
+static void
+assert_reencodes(uint8_t v, const struct mqtt_packet *out, const uint8_t *orig, int n)
 {
 	uint8_t again[4096];
 	int m = mqtt_encode(again, sizeof(again), v, out);
@@ -261,7 +276,8 @@ static void assert_reencodes(uint8_t v, const struct mqtt_packet *out, const uin
 	assert_memory_equal(again, orig, (size_t)n);
 }
 
-static void roundtrip_version(uint8_t v)
+static void
+roundtrip_version(uint8_t v)
 {
 	static struct tcase t[MAXPKT];
 	size_t count = build_all(v, t);
@@ -275,8 +291,8 @@ static void roundtrip_version(uint8_t v)
 		decoder_for(&d, v, &t[i]);
 		rc = mqtt_decode_buf(&d, wire, (size_t)n, &out);
 		if (rc != n)
-			fail_msg("decode %s v%u (#%zu): %d (%s)", mqtt_type_name(t[i].pkt.type), v, i, rc,
-				 mqtt_err_str(rc));
+			fail_msg("decode %s v%u (#%zu): %d (%s)", mqtt_type_name(t[i].pkt.type), v,
+			    i, rc, mqtt_err_str(rc));
 		assert_int_equal(out.type, t[i].pkt.type);
 		assert_int_equal(out.len, n);
 		assert_reencodes(v, &out, wire, n);
@@ -285,20 +301,23 @@ static void roundtrip_version(uint8_t v)
 	}
 }
 
-static void test_roundtrip_v311(void **state)
+static void
+test_roundtrip_v311(void **state)
 {
 	(void)state;
 	roundtrip_version(MQTT_V311);
 }
 
-static void test_roundtrip_v5(void **state)
+static void
+test_roundtrip_v5(void **state)
 {
 	(void)state;
 	roundtrip_version(MQTT_V5);
 }
 
 /* Field by field on the richest packets, so a symmetric encode/decode bug cannot hide. */
-static void test_fields_v5(void **state)
+static void
+test_fields_v5(void **state)
 {
 	static struct tcase t[MAXPKT];
 	struct mqtt_decoder d;
@@ -356,16 +375,19 @@ static void test_fields_v5(void **state)
 }
 
 /* Exact bytes of well-known packets, against the spec's examples. */
-static void test_known_bytes(void **state)
+static void
+test_known_bytes(void **state)
 {
 	static const uint8_t ping[] = { 0xC0, 0x00 };
 	static const uint8_t puback311[] = { 0x40, 0x02, 0x12, 0x34 };
 	static const uint8_t pubrel5[] = { 0x62, 0x02, 0x00, 0x07 };
 	static const uint8_t disc5[] = { 0xE0, 0x00 };
-	static const uint8_t conn311[] = { 0x10, 0x0D, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, 1, 'c' };
+	static const uint8_t conn311[] = { 0x10, 0x0D, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0,
+		1, 'c' };
 	struct mqtt_ack a = { .packet_id = 0x1234 };
-	struct mqtt_connect c = { .version = 4, .clean_start = true, .keepalive_s = 60,
-				  .client_id = MQTT_STR("c") };
+	struct mqtt_connect c = {
+		.version = 4, .clean_start = true, .keepalive_s = 60, .client_id = MQTT_STR("c")
+	};
 	uint8_t buf[64];
 
 	(void)state;
@@ -382,7 +404,8 @@ static void test_known_bytes(void **state)
 	assert_memory_equal(buf, conn311, sizeof(conn311));
 }
 
-static bool inside_some_segment(const struct mqtt_iov *iov, size_t k, const struct mqtt_iov *sl)
+static bool
+inside_some_segment(const struct mqtt_iov *iov, size_t k, const struct mqtt_iov *sl)
 {
 	for (size_t i = 0; i < k; i++)
 		if (sl->base >= iov[i].base && sl->base + sl->len <= iov[i].base + iov[i].len)
@@ -394,8 +417,9 @@ static bool inside_some_segment(const struct mqtt_iov *iov, size_t k, const stru
  * The payload as slices of the input (no copy), in order, with the right bytes. When it spans
  * segments, point the packet at a flat copy so that it can be encoded again.
  */
-static void check_payload_slices(const struct mqtt_iov *iov, size_t k, const struct tcase *t,
-				 struct mqtt_publish *p)
+static void
+check_payload_slices(
+    const struct mqtt_iov *iov, size_t k, const struct tcase *t, struct mqtt_publish *p)
 {
 	static uint8_t flat[4096];
 	struct mqtt_iov sl[3];
@@ -420,7 +444,8 @@ static void check_payload_slices(const struct mqtt_iov *iov, size_t k, const str
 }
 
 /* Copy wire[0..n) into k separately allocated segments cut at cuts[]; decode; check. */
-static void decode_split(uint8_t v, const struct tcase *t, int n, const size_t *cuts, size_t k)
+static void
+decode_split(uint8_t v, const struct tcase *t, int n, const size_t *cuts, size_t k)
 {
 	struct mqtt_iov iov[3];
 	uint8_t *seg[3];
@@ -443,7 +468,7 @@ static void decode_split(uint8_t v, const struct tcase *t, int n, const size_t *
 	rc = mqtt_decode(&d, iov, k, &out);
 	if (rc != n)
 		fail_msg("%s split at %zu/%zu: %d (%s)", mqtt_type_name(t->pkt.type), cuts[0],
-			 k > 2 ? cuts[1] : 0, rc, mqtt_err_str(rc));
+		    k > 2 ? cuts[1] : 0, rc, mqtt_err_str(rc));
 	if (out.type == MQTT_PUBLISH)
 		check_payload_slices(iov, k, t, &out.publish);
 	assert_reencodes(v, &out, wire, n);
@@ -451,7 +476,8 @@ static void decode_split(uint8_t v, const struct tcase *t, int n, const size_t *
 		free(seg[i]);
 }
 
-static void split_version(uint8_t v)
+static void
+split_version(uint8_t v)
 {
 	static struct tcase t[MAXPKT];
 	size_t count = build_all(v, t);
@@ -472,20 +498,23 @@ static void split_version(uint8_t v)
 	}
 }
 
-static void test_split_v311(void **state)
+static void
+test_split_v311(void **state)
 {
 	(void)state;
 	split_version(MQTT_V311);
 }
 
-static void test_split_v5(void **state)
+static void
+test_split_v5(void **state)
 {
 	(void)state;
 	split_version(MQTT_V5);
 }
 
 /* Every proper prefix needs more bytes; peek knows the total once the header is in. */
-static void test_need_more(void **state)
+static void
+test_need_more(void **state)
 {
 	static struct tcase t[MAXPKT];
 	size_t count = build_all(MQTT_V5, t);
@@ -510,7 +539,8 @@ static void test_need_more(void **state)
 }
 
 /* Two packets back to back: decode returns the first's length and leaves the second. */
-static void test_back_to_back(void **state)
+static void
+test_back_to_back(void **state)
 {
 	uint8_t buf[16];
 	struct mqtt_decoder d;
@@ -533,13 +563,17 @@ static void test_back_to_back(void **state)
  * Broker fan-out: the header encoder writes only headers; header + payload sent as two pieces
  * decode like the whole packet. A big payload over mbuf-sized segments comes back as slices.
  */
-static void test_publish_header_zero_copy(void **state)
+static void
+test_publish_header_zero_copy(void **state)
 {
 	static uint8_t payload[3000];
 	static uint8_t whole[3100];
 	uint8_t hdr[64];
-	struct mqtt_publish p = { .qos = 1, .packet_id = 77, .topic = MQTT_STR("a/b"),
-				  .payload = payload, .payload_len = sizeof(payload) };
+	struct mqtt_publish p = { .qos = 1,
+		.packet_id = 77,
+		.topic = MQTT_STR("a/b"),
+		.payload = payload,
+		.payload_len = sizeof(payload) };
 	struct mqtt_iov iov[8], sl[8];
 	struct mqtt_decoder d;
 	struct mqtt_packet out;
@@ -557,7 +591,7 @@ static void test_publish_header_zero_copy(void **state)
 	iov[nseg++] = (struct mqtt_iov){ hdr, (size_t)h };
 	for (size_t off = 0; off < sizeof(payload); off += 512)
 		iov[nseg++] = (struct mqtt_iov){ payload + off,
-						 sizeof(payload) - off < 512 ? sizeof(payload) - off : 512 };
+			sizeof(payload) - off < 512 ? sizeof(payload) - off : 512 };
 	mqtt_decoder_init(&d, MQTT_ROLE_SERVER, 5, 0, scratch, sizeof(scratch));
 	assert_int_equal(mqtt_decode(&d, iov, nseg, &out), n);
 	assert_null(out.publish.payload);
@@ -576,10 +610,12 @@ static void test_publish_header_zero_copy(void **state)
 }
 
 /* Empty segments anywhere (a drained mbuf, an empty ring half) are skipped. */
-static void test_empty_segments(void **state)
+static void
+test_empty_segments(void **state)
 {
-	struct mqtt_publish p = { .topic = MQTT_STR("t"), .payload = (const uint8_t *)"xyz",
-				  .payload_len = 3 };
+	struct mqtt_publish p = {
+		.topic = MQTT_STR("t"), .payload = (const uint8_t *)"xyz", .payload_len = 3
+	};
 	uint8_t buf[32];
 	struct mqtt_decoder d;
 	struct mqtt_packet out;
@@ -591,7 +627,7 @@ static void test_empty_segments(void **state)
 	assert_int_equal(n, 8);
 	{
 		struct mqtt_iov iov[6] = { { NULL, 0 }, { buf, 1 }, { NULL, 0 }, { buf + 1, 4 },
-					   { buf + 5, 0 }, { buf + 5, 3 } };
+			{ buf + 5, 0 }, { buf + 5, 3 } };
 
 		assert_int_equal(mqtt_peek(iov, 6, 0, &len), 1);
 		assert_int_equal(len, 8);
@@ -605,7 +641,8 @@ static void test_empty_segments(void **state)
 	}
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_v311),

@@ -18,14 +18,15 @@ struct stream {
 	const char *name;
 	const uint8_t *bytes;
 	size_t len;
-	enum mqtt_role role;   /* who decodes it */
-	uint8_t version;       /* 0: the stream starts with CONNECT */
-	const char *types;     /* expected packet types, one letter each (see type_letter) */
+	enum mqtt_role role; /* who decodes it */
+	uint8_t version;     /* 0: the stream starts with CONNECT */
+	const char *types;   /* expected packet types, one letter each (see type_letter) */
 };
 
 /* C=CONNECT c=CONNACK P=PUBLISH a=PUBACK r=PUBREC l=PUBREL m=PUBCOMP S=SUBSCRIBE s=SUBACK
  * U=UNSUBSCRIBE u=UNSUBACK D=DISCONNECT */
-static char type_letter(enum mqtt_type t)
+static char
+type_letter(enum mqtt_type t)
 {
 	static const char letters[16] = "?CcParlmSsUuIiDA";
 
@@ -34,16 +35,18 @@ static char type_letter(enum mqtt_type t)
 
 static const struct stream streams[] = {
 	{ "paho 5.0 client", c2s5_bin, sizeof(c2s5_bin), MQTT_ROLE_SERVER, 0, "CSPPaaPlramUD" },
-	{ "mosquitto 5.0 broker", s2c5_bin, sizeof(s2c5_bin), MQTT_ROLE_CLIENT, MQTT_V5, "csPPPParPPmlu" },
+	{ "mosquitto 5.0 broker", s2c5_bin, sizeof(s2c5_bin), MQTT_ROLE_CLIENT, MQTT_V5,
+	    "csPPPParPPmlu" },
 	{ "paho 3.1.1 client", c2s4_bin, sizeof(c2s4_bin), MQTT_ROLE_SERVER, 0, "CSaaPPaPlrmUD" },
-	{ "mosquitto 3.1.1 broker", s2c4_bin, sizeof(s2c4_bin), MQTT_ROLE_CLIENT, MQTT_V311, "csPPPParPmlu" },
+	{ "mosquitto 3.1.1 broker", s2c4_bin, sizeof(s2c4_bin), MQTT_ROLE_CLIENT, MQTT_V311,
+	    "csPPPParPmlu" },
 };
 
 static uint8_t scratch[8192];
 
 /* Decode one packet from iov; re-encode it and decode that again: same type, same length. */
-static int decode_one(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov,
-		      struct mqtt_packet *pkt)
+static int
+decode_one(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov, struct mqtt_packet *pkt)
 {
 	static uint8_t flat[4096], again[4096], scratch2[8192];
 	struct mqtt_decoder d2;
@@ -54,7 +57,8 @@ static int decode_one(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t
 		return rc;
 	if (pkt->type == MQTT_PUBLISH && pkt->publish.payload == NULL) {
 		struct mqtt_iov sl[1024];
-		size_t ns = mqtt_span_slices(iov, niov, &pkt->publish.payload_at, sl, 1024), off = 0;
+		size_t ns = mqtt_span_slices(iov, niov, &pkt->publish.payload_at, sl, 1024),
+		       off = 0;
 
 		assert_true(ns <= 1024);
 		for (size_t i = 0; i < ns; i++) {
@@ -66,14 +70,15 @@ static int decode_one(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t
 	n = mqtt_encode(again, sizeof(again), d->version, pkt);
 	assert_true(n > 0);
 	mqtt_decoder_init(&d2, d->role, pkt->type == MQTT_CONNECT ? 0 : d->version, 0, scratch2,
-			  sizeof(scratch2));
+	    sizeof(scratch2));
 	assert_int_equal(mqtt_decode_buf(&d2, again, (size_t)n, &p2), n);
 	assert_int_equal(p2.type, pkt->type);
 	return rc;
 }
 
 /* Cut the stream into seg-byte segments (0: one buffer) and decode it all. */
-static void decode_stream(const struct stream *s, size_t seg)
+static void
+decode_stream(const struct stream *s, size_t seg)
 {
 	struct mqtt_iov iov[2048];
 	struct mqtt_decoder d;
@@ -92,7 +97,7 @@ static void decode_stream(const struct stream *s, size_t seg)
 		rc = decode_one(&d, iov, niov, &pkt);
 		if (rc <= 0)
 			fail_msg("%s, %zu-byte segments: %d (%s) at %zu", s->name, seg, rc,
-				 mqtt_err_str(rc), off);
+			    mqtt_err_str(rc), off);
 		assert_true(np < sizeof(got) - 1);
 		got[np++] = type_letter(pkt.type);
 		off += (size_t)rc;
@@ -101,7 +106,8 @@ static void decode_stream(const struct stream *s, size_t seg)
 	assert_string_equal(got, s->types);
 }
 
-static void test_captured_streams(void **state)
+static void
+test_captured_streams(void **state)
 {
 	static const size_t segs[] = { 0, 1460, 536, 7, 1 };
 
@@ -112,7 +118,8 @@ static void test_captured_streams(void **state)
 }
 
 /* What the captures carry, field by field: paho's 5.0 CONNECT and mosquitto's first PUBLISH. */
-static void test_captured_fields(void **state)
+static void
+test_captured_fields(void **state)
 {
 	struct mqtt_decoder d;
 	struct mqtt_packet pkt;
@@ -145,11 +152,13 @@ static void test_captured_fields(void **state)
 	assert_int_equal(pkt.publish.props.sub_ids[0], 7);
 	assert_int_equal(pkt.publish.props.v[MQTT_PROP_PAYLOAD_FORMAT_INDICATOR].u, 1);
 	assert_memory_equal(pkt.publish.props.v[MQTT_PROP_RESPONSE_TOPIC].s.s, "egw/reply", 9);
-	assert_int_equal(mqtt_payload_utf8_check(&(struct mqtt_iov){ s2c5_bin, sizeof(s2c5_bin) }, 1,
-						 &pkt.publish.payload_at), 0);
+	assert_int_equal(mqtt_payload_utf8_check(&(struct mqtt_iov){ s2c5_bin, sizeof(s2c5_bin) },
+			     1, &pkt.publish.payload_at),
+	    0);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_captured_streams),

@@ -26,11 +26,11 @@ static const struct match_row match_table[] = {
 	{ "a/b/c", "a/b/d", false },
 	{ "a/b", "a/bc", false },
 	{ "a/bc", "a/b", false },
-	{ "A/b", "a/b", false },          /* case sensitive */
+	{ "A/b", "a/b", false }, /* case sensitive */
 	{ "#", "a", true },
 	{ "#", "a/b/c", true },
 	{ "#", "/", true },
-	{ "a/#", "a", true },             /* '#' matches the parent level */
+	{ "a/#", "a", true }, /* '#' matches the parent level */
 	{ "a/#", "a/", true },
 	{ "a/#", "a/b", true },
 	{ "a/#", "a/b/c", true },
@@ -40,11 +40,11 @@ static const struct match_row match_table[] = {
 	{ "+", "a", true },
 	{ "+", "a/b", false },
 	{ "+", "/a", false },
-	{ "+/+", "/a", true },            /* empty first level */
+	{ "+/+", "/a", true }, /* empty first level */
 	{ "/+", "/a", true },
 	{ "+/b", "a/b", true },
 	{ "+/b", "a/c", false },
-	{ "a/+", "a/", true },            /* '+' matches an empty level */
+	{ "a/+", "a/", true }, /* '+' matches an empty level */
 	{ "a/+", "a", false },
 	{ "a/+/c", "a/b/c", true },
 	{ "a/+/c", "a/b/d/c", false },
@@ -67,12 +67,13 @@ static const struct match_row match_table[] = {
 	{ "$SYS/#", "$SYS", true },
 	{ "$SYS/+/load", "$SYS/broker/load", true },
 	{ "$SYS/broker/load", "$SYS/broker/load", true },
-	{ "a/#", "a/$SYS", true },        /* only the first character counts */
+	{ "a/#", "a/$SYS", true }, /* only the first character counts */
 	{ "+/$x", "a/$x", true },
 	{ "#", "a$", true },
 };
 
-static void test_match_table(void **state)
+static void
+test_match_table(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < sizeof(match_table) / sizeof(match_table[0]); i++) {
@@ -83,7 +84,8 @@ static void test_match_table(void **state)
 		assert_int_equal(mqtt_topic_name_valid(r->topic, strlen(r->topic)), 0);
 		got = mqtt_topic_match(r->filter, strlen(r->filter), r->topic, strlen(r->topic));
 		if (got != r->match)
-			fail_msg("filter '%s' topic '%s': got %d want %d", r->filter, r->topic, got, r->match);
+			fail_msg("filter '%s' topic '%s': got %d want %d", r->filter, r->topic, got,
+			    r->match);
 	}
 }
 
@@ -117,13 +119,14 @@ static const struct valid_row valid_table[] = {
 	{ "$share//a", 0, -MQTT_E_SHARE_INVALID },
 	{ "$share/#/a", -MQTT_E_TOPIC_NAME_INVALID, -MQTT_E_SHARE_INVALID },
 	{ "$share/g/a+", -MQTT_E_TOPIC_NAME_INVALID, -MQTT_E_SHARE_INVALID },
-	{ "$share", 0, 0 },   /* no slash: an ordinary filter */
+	{ "$share", 0, 0 }, /* no slash: an ordinary filter */
 	{ "$shared/g/a", 0, 0 },
 	{ "caf\xc3\xa9", 0, 0 },
 	{ "a\xed\xa0\x80", -MQTT_E_UTF8_SURROGATE, -MQTT_E_UTF8_SURROGATE },
 };
 
-static void test_valid_table(void **state)
+static void
+test_valid_table(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < sizeof(valid_table) / sizeof(valid_table[0]); i++) {
@@ -133,18 +136,20 @@ static void test_valid_table(void **state)
 
 		if (n != r->name_rc || f != r->filter_rc)
 			fail_msg("'%s': name %d want %d, filter %d want %d", r->s, n, r->name_rc, f,
-				 r->filter_rc);
+			    r->filter_rc);
 	}
 }
 
-static void test_nul_in_topic(void **state)
+static void
+test_nul_in_topic(void **state)
 {
 	(void)state;
 	assert_int_equal(mqtt_topic_name_valid("a\0b", 3), -MQTT_E_UTF8_NUL);
 	assert_int_equal(mqtt_topic_filter_valid("a\0b", 3), -MQTT_E_UTF8_NUL);
 }
 
-static void test_share_parse(void **state)
+static void
+test_share_parse(void **state)
 {
 	struct mqtt_str g, f;
 	const char *s = "$share/line-2/plant/+/temp";
@@ -160,7 +165,8 @@ static void test_share_parse(void **state)
 	assert_int_equal(mqtt_topic_share_parse("$share/g", 8, &g, &f), -MQTT_E_SHARE_INVALID);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_match_table),

@@ -17,24 +17,69 @@
 #include "mqtt/mqtt_topic_tree.h"
 
 static const char *const filters[] = {
-	"#", "+", "+/+", "+/#", "/+", "a", "a/", "a/#", "a/+", "a/b", "a/b/c", "a/+/c", "a/+/#",
-	"+/b/#", "a//b", "$SYS/#", "$SYS/+/load", "$SYS", "+/$x", "$share/g/a/+", "$share/h/#",
-	"b/#", "b/+/+/+", "sport/tennis/player1/#", "sport/+/player1", "x/y/z/#",
+	"#",
+	"+",
+	"+/+",
+	"+/#",
+	"/+",
+	"a",
+	"a/",
+	"a/#",
+	"a/+",
+	"a/b",
+	"a/b/c",
+	"a/+/c",
+	"a/+/#",
+	"+/b/#",
+	"a//b",
+	"$SYS/#",
+	"$SYS/+/load",
+	"$SYS",
+	"+/$x",
+	"$share/g/a/+",
+	"$share/h/#",
+	"b/#",
+	"b/+/+/+",
+	"sport/tennis/player1/#",
+	"sport/+/player1",
+	"x/y/z/#",
 };
 #define NF (sizeof(filters) / sizeof(filters[0]))
 
 static const char *const topics[] = {
-	"a", "a/", "a/b", "a/c", "a/b/c", "a/x/c", "a/b/c/d", "a//b", "/", "/a", "b", "b/1/2/3",
-	"b/1/2", "$SYS", "$SYS/broker/load", "$SYS/x", "c/$x", "$x", "sport/tennis/player1",
-	"sport/tennis/player1/ranking", "sport/tennis/player2", "x/y/z", "x/y", "A", "a/b/",
+	"a",
+	"a/",
+	"a/b",
+	"a/c",
+	"a/b/c",
+	"a/x/c",
+	"a/b/c/d",
+	"a//b",
+	"/",
+	"/a",
+	"b",
+	"b/1/2/3",
+	"b/1/2",
+	"$SYS",
+	"$SYS/broker/load",
+	"$SYS/x",
+	"c/$x",
+	"$x",
+	"sport/tennis/player1",
+	"sport/tennis/player1/ranking",
+	"sport/tennis/player2",
+	"x/y/z",
+	"x/y",
+	"A",
+	"a/b/",
 };
 #define NT (sizeof(topics) / sizeof(topics[0]))
 
 /* Subscribers are the addresses of these, one per filter. */
 static char subscriber[NF];
 
-static int collect(void *sub, const struct mqtt_sub_opts *opts, const struct mqtt_str *group,
-		   void *arg)
+static int
+collect(void *sub, const struct mqtt_sub_opts *opts, const struct mqtt_str *group, void *arg)
 {
 	uint64_t *set = arg;
 	size_t i = (size_t)((char *)sub - subscriber);
@@ -53,7 +98,8 @@ static int collect(void *sub, const struct mqtt_sub_opts *opts, const struct mqt
 	return 0;
 }
 
-static struct mqtt_topic_tree *full_tree(void)
+static struct mqtt_topic_tree *
+full_tree(void)
 {
 	struct mqtt_topic_tree *t = mqtt_topic_tree_create(16, NULL);
 
@@ -61,14 +107,16 @@ static struct mqtt_topic_tree *full_tree(void)
 	for (size_t i = 0; i < NF; i++) {
 		struct mqtt_sub_opts o = { .qos = (uint8_t)(i % 3), .sub_id = (uint32_t)i + 1 };
 
-		assert_int_equal(mqtt_topic_tree_insert(t, filters[i], strlen(filters[i]),
-							&subscriber[i], &o), 0);
+		assert_int_equal(
+		    mqtt_topic_tree_insert(t, filters[i], strlen(filters[i]), &subscriber[i], &o),
+		    0);
 	}
 	assert_int_equal(mqtt_topic_tree_subscriptions(t), NF);
 	return t;
 }
 
-static uint64_t oracle(const char *topic)
+static uint64_t
+oracle(const char *topic)
 {
 	uint64_t set = 0;
 
@@ -83,7 +131,8 @@ static uint64_t oracle(const char *topic)
 }
 
 /* Every topic against every filter, the trie must agree with the one-pair matcher. */
-static void test_tree_matches_oracle(void **state)
+static void
+test_tree_matches_oracle(void **state)
 {
 	struct mqtt_topic_tree *t = full_tree();
 
@@ -94,7 +143,7 @@ static void test_tree_matches_oracle(void **state)
 
 		if (got != want)
 			fail_msg("topic '%s': tree %#llx, oracle %#llx", topics[j],
-				 (unsigned long long)got, (unsigned long long)want);
+			    (unsigned long long)got, (unsigned long long)want);
 		assert_int_equal(n, (size_t)__builtin_popcountll(want));
 	}
 	mqtt_topic_tree_destroy(t);
@@ -107,19 +156,16 @@ struct table_row {
 
 /* The wildcard matching table, written out so a reader sees the rules. */
 static const struct table_row table[] = {
-	{ "a", "# + a a/# +/#" },
-	{ "a/b", "# +/+ +/# a/# a/+ a/b a/+/# +/b/#" },
-	{ "a/b/c", "# +/# a/# a/b/c a/+/c a/+/# +/b/#" },
-	{ "$SYS", "$SYS $SYS/#" },
-	{ "$SYS/broker/load", "$SYS/# $SYS/+/load" },
-	{ "c/$x", "# +/+ +/# +/$x" },
+	{ "a", "# + a a/# +/#" }, { "a/b", "# +/+ +/# a/# a/+ a/b a/+/# +/b/#" },
+	{ "a/b/c", "# +/# a/# a/b/c a/+/c a/+/# +/b/#" }, { "$SYS", "$SYS $SYS/#" },
+	{ "$SYS/broker/load", "$SYS/# $SYS/+/load" }, { "c/$x", "# +/+ +/# +/$x" },
 	{ "sport/tennis/player1", "# +/# sport/tennis/player1/# sport/+/player1" },
-	{ "x/y", "# +/+ +/#" },
-	{ "/", "# +/+ +/# /+" },
-	{ "A", "# + +/#" },           /* "+/#": "#" matches the parent level */
+	{ "x/y", "# +/+ +/#" }, { "/", "# +/+ +/# /+" },
+	{ "A", "# + +/#" }, /* "+/#": "#" matches the parent level */
 };
 
-static void test_tree_table(void **state)
+static void
+test_tree_table(void **state)
 {
 	struct mqtt_topic_tree *t = full_tree();
 
@@ -142,12 +188,13 @@ static void test_tree_table(void **state)
 		mqtt_topic_tree_match(t, table[r].topic, strlen(table[r].topic), collect, &got);
 		if (got != want)
 			fail_msg("row '%s': got %#llx want %#llx", table[r].topic,
-				 (unsigned long long)got, (unsigned long long)want);
+			    (unsigned long long)got, (unsigned long long)want);
 	}
 	mqtt_topic_tree_destroy(t);
 }
 
-static void test_tree_bookkeeping(void **state)
+static void
+test_tree_bookkeeping(void **state)
 {
 	struct mqtt_topic_tree *t = full_tree();
 	struct mqtt_sub_opts o = { .qos = 2, .sub_id = 8 };
@@ -172,15 +219,16 @@ static void test_tree_bookkeeping(void **state)
 	assert_false(got & 1);
 	/* Remove all: every node is gone again. */
 	for (size_t i = 1; i < NF; i++)
-		assert_int_equal(mqtt_topic_tree_remove(t, filters[i], strlen(filters[i]), &subscriber[i]), 0);
+		assert_int_equal(
+		    mqtt_topic_tree_remove(t, filters[i], strlen(filters[i]), &subscriber[i]), 0);
 	assert_int_equal(mqtt_topic_tree_subscriptions(t), 0);
 	assert_int_equal(mqtt_topic_tree_nodes(t), 0);
 	assert_int_equal(mqtt_topic_tree_match(t, "a", 1, collect, &got), 0);
 	mqtt_topic_tree_destroy(t);
 }
 
-static int stop_at_first(void *sub, const struct mqtt_sub_opts *opts, const struct mqtt_str *group,
-			 void *arg)
+static int
+stop_at_first(void *sub, const struct mqtt_sub_opts *opts, const struct mqtt_str *group, void *arg)
 {
 	(void)sub;
 	(void)opts;
@@ -189,7 +237,8 @@ static int stop_at_first(void *sub, const struct mqtt_sub_opts *opts, const stru
 	return 1;
 }
 
-static void test_tree_limits(void **state)
+static void
+test_tree_limits(void **state)
 {
 	struct mqtt_topic_tree *t = mqtt_topic_tree_create(3, NULL);
 	struct mqtt_sub_opts o = { 0 };
@@ -213,17 +262,20 @@ static void test_tree_limits(void **state)
 /* An allocator that fails after a budget of allocations. */
 static int alloc_budget;
 
-static void *fail_calloc(size_t n, size_t size)
+static void *
+fail_calloc(size_t n, size_t size)
 {
 	return alloc_budget-- > 0 ? calloc(n, size) : NULL;
 }
 
-static void *fail_realloc(void *p, size_t size)
+static void *
+fail_realloc(void *p, size_t size)
 {
 	return alloc_budget-- > 0 ? realloc(p, size) : NULL;
 }
 
-static void test_tree_out_of_memory(void **state)
+static void
+test_tree_out_of_memory(void **state)
 {
 	static const struct mqtt_topic_tree_alloc mem = { fail_calloc, fail_realloc, free };
 	struct mqtt_sub_opts o = { 0 };
@@ -256,7 +308,8 @@ static void test_tree_out_of_memory(void **state)
 	assert_true(failed >= 5 && worked > 0);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tree_matches_oracle),

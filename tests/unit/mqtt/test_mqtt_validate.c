@@ -15,12 +15,12 @@
 #include "mqtt/mqtt_codec.h"
 #include "mqtt/mqtt_topic.h"
 
-#define SRV MQTT_ROLE_SERVER
-#define CLI MQTT_ROLE_CLIENT
+#define SRV    MQTT_ROLE_SERVER
+#define CLI    MQTT_ROLE_CLIENT
 #define B(...) (const uint8_t[]){ __VA_ARGS__ }, sizeof((const uint8_t[]){ __VA_ARGS__ })
-#define OK 0
-#define E(x) (-MQTT_E_##x)
-#define RAW 0xFFFF /* b0 value: body is the whole packet */
+#define OK     0
+#define E(x)   (-MQTT_E_##x)
+#define RAW    0xFFFF /* b0 value: body is the whole packet */
 
 struct vcase {
 	const char *what;
@@ -29,8 +29,8 @@ struct vcase {
 	uint16_t b0;
 	const uint8_t *body;
 	size_t blen;
-	int expect;       /* OK: decodes; else -MQTT_E_x */
-	uint32_t max;     /* maximum packet size, 0: none */
+	int expect;   /* OK: decodes; else -MQTT_E_x */
+	uint32_t max; /* maximum packet size, 0: none */
 };
 
 /* Common CONNECT prefixes: protocol name "MQTT". */
@@ -38,13 +38,15 @@ struct vcase {
 
 static const struct vcase cases[] = {
 	/* fixed header */
-	{ "rlen with a 5th byte", SRV, 4, RAW, B(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F), E(RLEN_TOO_LONG), 0 },
+	{ "rlen with a 5th byte", SRV, 4, RAW, B(0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F),
+	    E(RLEN_TOO_LONG), 0 },
 	{ "rlen in 4 bytes, 3.1.1", SRV, 4, RAW, B(0xC0, 0x80, 0x80, 0x80, 0x00), OK, 0 },
 	{ "rlen non-minimal 5.0", SRV, 5, RAW, B(0xC0, 0x80, 0x00), E(RLEN_NONMINIMAL), 0 },
 	{ "rlen non-minimal 3.1.1 ok", SRV, 4, RAW, B(0xC0, 0x80, 0x00), OK, 0 },
 	{ "rlen non-minimal CONNECT 5.0", SRV, 0, RAW,
-	  B(0x10, 0x8E, 0x00, MQTT_NAME, 5, 2, 0, 60, 0, 0, 1, 'c'), E(RLEN_NONMINIMAL), 0 },
-	{ "packet too large", SRV, 4, 0x30, B(0, 1, 'a', 1, 2, 3, 4, 5, 6, 7, 8, 9), E(PACKET_TOO_LARGE), 8 },
+	    B(0x10, 0x8E, 0x00, MQTT_NAME, 5, 2, 0, 60, 0, 0, 1, 'c'), E(RLEN_NONMINIMAL), 0 },
+	{ "packet too large", SRV, 4, 0x30, B(0, 1, 'a', 1, 2, 3, 4, 5, 6, 7, 8, 9),
+	    E(PACKET_TOO_LARGE), 8 },
 	{ "packet at the limit", SRV, 4, 0x30, B(0, 1, 'a', 1, 2, 3), OK, 8 },
 	{ "type 0", SRV, 4, RAW, B(0x00, 0x00), E(TYPE_RESERVED), 0 },
 	{ "AUTH in 3.1.1", SRV, 4, RAW, B(0xF0, 0x00), E(TYPE_RESERVED), 0 },
@@ -90,51 +92,67 @@ static const struct vcase cases[] = {
 	/* properties */
 	{ "unknown property 0x04", SRV, 5, 0x30, B(0, 1, 'a', 2, 0x04, 0), E(PROP_UNKNOWN), 0 },
 	{ "2-byte property id", SRV, 5, 0x30, B(0, 1, 'a', 3, 0x81, 0x01, 1), E(PROP_UNKNOWN), 0 },
-	{ "session expiry in PUBLISH", SRV, 5, 0x30, B(0, 1, 'a', 5, 0x11, 0, 0, 0, 1), E(PROP_NOT_ALLOWED), 0 },
+	{ "session expiry in PUBLISH", SRV, 5, 0x30, B(0, 1, 'a', 5, 0x11, 0, 0, 0, 1),
+	    E(PROP_NOT_ALLOWED), 0 },
 	{ "will delay in CONNECT props", SRV, 0, 0x10,
-	  B(MQTT_NAME, 5, 2, 0, 60, 5, 0x18, 0, 0, 0, 1, 0, 1, 'c'), E(PROP_NOT_ALLOWED), 0 },
-	{ "two content types", SRV, 5, 0x30, B(0, 1, 'a', 8, 0x03, 0, 1, 'x', 0x03, 0, 1, 'y'), E(PROP_DUPLICATE), 0 },
+	    B(MQTT_NAME, 5, 2, 0, 60, 5, 0x18, 0, 0, 0, 1, 0, 1, 'c'), E(PROP_NOT_ALLOWED), 0 },
+	{ "two content types", SRV, 5, 0x30, B(0, 1, 'a', 8, 0x03, 0, 1, 'x', 0x03, 0, 1, 'y'),
+	    E(PROP_DUPLICATE), 0 },
 	{ "two user properties ok", SRV, 5, 0x30,
-	  B(0, 1, 'a', 14, 0x26, 0, 1, 'k', 0, 1, 'v', 0x26, 0, 1, 'k', 0, 1, 'w'), OK, 0 },
-	{ "two sub ids in SUBSCRIBE", SRV, 5, 0x82, B(0, 1, 4, 0x0B, 1, 0x0B, 2, 0, 1, 'a', 0), E(PROP_DUPLICATE), 0 },
-	{ "two sub ids in PUBLISH to client", CLI, 5, 0x30, B(0, 1, 'a', 4, 0x0B, 1, 0x0B, 2), OK, 0 },
-	{ "sub id from a client", SRV, 5, 0x30, B(0, 1, 'a', 2, 0x0B, 1), E(SUB_ID_FROM_CLIENT), 0 },
+	    B(0, 1, 'a', 14, 0x26, 0, 1, 'k', 0, 1, 'v', 0x26, 0, 1, 'k', 0, 1, 'w'), OK, 0 },
+	{ "two sub ids in SUBSCRIBE", SRV, 5, 0x82, B(0, 1, 4, 0x0B, 1, 0x0B, 2, 0, 1, 'a', 0),
+	    E(PROP_DUPLICATE), 0 },
+	{ "two sub ids in PUBLISH to client", CLI, 5, 0x30, B(0, 1, 'a', 4, 0x0B, 1, 0x0B, 2), OK,
+	    0 },
+	{ "sub id from a client", SRV, 5, 0x30, B(0, 1, 'a', 2, 0x0B, 1), E(SUB_ID_FROM_CLIENT),
+	    0 },
 	{ "sub id 0", CLI, 5, 0x30, B(0, 1, 'a', 2, 0x0B, 0), E(PROP_VALUE), 0 },
 	{ "payload format 2", SRV, 5, 0x30, B(0, 1, 'a', 2, 0x01, 2), E(PROP_VALUE), 0 },
-	{ "response topic with wildcard", SRV, 5, 0x30, B(0, 1, 'a', 4, 0x08, 0, 1, '#'), E(PROP_VALUE), 0 },
-	{ "receive maximum 0", SRV, 0, 0x10,
-	  B(MQTT_NAME, 5, 2, 0, 60, 3, 0x21, 0, 0, 0, 1, 'c'), E(PROP_VALUE), 0 },
-	{ "property length past packet", SRV, 5, 0x30, B(0, 1, 'a', 9, 0x01, 1), E(PROP_LENGTH), 0 },
+	{ "response topic with wildcard", SRV, 5, 0x30, B(0, 1, 'a', 4, 0x08, 0, 1, '#'),
+	    E(PROP_VALUE), 0 },
+	{ "receive maximum 0", SRV, 0, 0x10, B(MQTT_NAME, 5, 2, 0, 60, 3, 0x21, 0, 0, 0, 1, 'c'),
+	    E(PROP_VALUE), 0 },
+	{ "property length past packet", SRV, 5, 0x30, B(0, 1, 'a', 9, 0x01, 1), E(PROP_LENGTH),
+	    0 },
 	{ "property value past block", SRV, 5, 0x30, B(0, 1, 'a', 2, 0x02, 0), E(PROP_LENGTH), 0 },
-	{ "property length non-minimal", SRV, 5, 0x30, B(0, 1, 'a', 0x80, 0x00), E(VBI_NONMINIMAL), 0 },
-	{ "sub id 5 bytes", CLI, 5, 0x30, B(0, 1, 'a', 6, 0x0B, 0x80, 0x80, 0x80, 0x80, 0x01), E(VBI_TOO_LONG), 0 },
+	{ "property length non-minimal", SRV, 5, 0x30, B(0, 1, 'a', 0x80, 0x00), E(VBI_NONMINIMAL),
+	    0 },
+	{ "sub id 5 bytes", CLI, 5, 0x30, B(0, 1, 'a', 6, 0x0B, 0x80, 0x80, 0x80, 0x80, 0x01),
+	    E(VBI_TOO_LONG), 0 },
 	{ "auth data without method", SRV, 0, 0x10,
-	  B(MQTT_NAME, 5, 2, 0, 60, 4, 0x16, 0, 1, 'x', 0, 1, 'c'), E(AUTH_DATA_NO_METHOD), 0 },
+	    B(MQTT_NAME, 5, 2, 0, 60, 4, 0x16, 0, 1, 'x', 0, 1, 'c'), E(AUTH_DATA_NO_METHOD), 0 },
 	{ "topic alias 0", SRV, 5, 0x30, B(0, 1, 'a', 3, 0x23, 0, 0), E(TOPIC_ALIAS_ZERO), 0 },
-	{ "bad UTF-8 in user property", SRV, 5, 0x30, B(0, 1, 'a', 7, 0x26, 0, 1, 0xFF, 0, 1, 'v'), E(UTF8_MALFORMED), 0 },
+	{ "bad UTF-8 in user property", SRV, 5, 0x30, B(0, 1, 'a', 7, 0x26, 0, 1, 0xFF, 0, 1, 'v'),
+	    E(UTF8_MALFORMED), 0 },
 	/* SUBSCRIBE, UNSUBSCRIBE, acks */
-	{ "filter a/#/b", SRV, 4, 0x82, B(0, 1, 0, 5, 'a', '/', '#', '/', 'b', 0), E(FILTER_INVALID), 0 },
+	{ "filter a/#/b", SRV, 4, 0x82, B(0, 1, 0, 5, 'a', '/', '#', '/', 'b', 0),
+	    E(FILTER_INVALID), 0 },
 	{ "filter a+", SRV, 4, 0x82, B(0, 1, 0, 2, 'a', '+', 0), E(FILTER_INVALID), 0 },
 	{ "filter empty", SRV, 4, 0x82, B(0, 1, 0, 0, 0), E(FILTER_INVALID), 0 },
 	{ "unsubscribe filter #a", SRV, 4, 0xA2, B(0, 1, 0, 2, '#', 'a'), E(FILTER_INVALID), 0 },
 	{ "filter +/a/# ok", SRV, 4, 0x82, B(0, 1, 0, 5, '+', '/', 'a', '/', '#', 1), OK, 0 },
 	{ "share without filter", SRV, 5, 0x82,
-	  B(0, 1, 0, 0, 10, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', 'r', 'p', 0), E(SHARE_INVALID), 0 },
+	    B(0, 1, 0, 0, 10, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', 'r', 'p', 0),
+	    E(SHARE_INVALID), 0 },
 	{ "share empty group", SRV, 5, 0x82,
-	  B(0, 1, 0, 0, 9, '$', 's', 'h', 'a', 'r', 'e', '/', '/', 'a', 0), E(SHARE_INVALID), 0 },
+	    B(0, 1, 0, 0, 9, '$', 's', 'h', 'a', 'r', 'e', '/', '/', 'a', 0), E(SHARE_INVALID), 0 },
 	{ "share wildcard group", SRV, 5, 0x82,
-	  B(0, 1, 0, 0, 11, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '+', '/', 'a', 0), E(SHARE_INVALID), 0 },
+	    B(0, 1, 0, 0, 11, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '+', '/', 'a', 0),
+	    E(SHARE_INVALID), 0 },
 	{ "share ok", SRV, 5, 0x82,
-	  B(0, 1, 0, 0, 10, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 1), OK, 0 },
+	    B(0, 1, 0, 0, 10, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 1), OK, 0 },
 	{ "share with no local", SRV, 5, 0x82,
-	  B(0, 1, 0, 0, 10, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 0x04), E(NO_LOCAL_SHARED), 0 },
+	    B(0, 1, 0, 0, 10, '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 0x04),
+	    E(NO_LOCAL_SHARED), 0 },
 	{ "SUBSCRIBE without filters", SRV, 4, 0x82, B(0, 1), E(SUBSCRIBE_EMPTY), 0 },
 	{ "SUBSCRIBE 5.0 without filters", SRV, 5, 0x82, B(0, 1, 0), E(SUBSCRIBE_EMPTY), 0 },
 	{ "UNSUBSCRIBE without filters", SRV, 4, 0xA2, B(0, 1), E(UNSUBSCRIBE_EMPTY), 0 },
 	{ "SUBACK without codes", CLI, 4, 0x90, B(0, 1), E(ACK_EMPTY), 0 },
 	{ "UNSUBACK 5.0 without codes", CLI, 5, 0xB0, B(0, 1, 0), E(ACK_EMPTY), 0 },
-	{ "3.1.1 sub options bit 2", SRV, 4, 0x82, B(0, 1, 0, 1, 'a', 0x04), E(SUB_OPTS_RESERVED), 0 },
-	{ "5.0 sub options bit 6", SRV, 5, 0x82, B(0, 1, 0, 0, 1, 'a', 0x40), E(SUB_OPTS_RESERVED), 0 },
+	{ "3.1.1 sub options bit 2", SRV, 4, 0x82, B(0, 1, 0, 1, 'a', 0x04), E(SUB_OPTS_RESERVED),
+	    0 },
+	{ "5.0 sub options bit 6", SRV, 5, 0x82, B(0, 1, 0, 0, 1, 'a', 0x40), E(SUB_OPTS_RESERVED),
+	    0 },
 	{ "sub QoS 3", SRV, 4, 0x82, B(0, 1, 0, 1, 'a', 3), E(SUB_QOS_INVALID), 0 },
 	{ "retain handling 3", SRV, 5, 0x82, B(0, 1, 0, 0, 1, 'a', 0x30), E(RETAIN_HANDLING), 0 },
 	{ "PUBACK reason 0x04", SRV, 5, 0x40, B(0, 1, 0x04), E(REASON_INVALID), 0 },
@@ -149,32 +167,43 @@ static const struct vcase cases[] = {
 	/* CONNECT */
 	{ "CONNECT 5.0 ok", SRV, 0, 0x10, B(MQTT_NAME, 5, 2, 0, 60, 0, 0, 1, 'c'), OK, 0 },
 	{ "CONNECT 3.1.1 ok", SRV, 0, 0x10, B(MQTT_NAME, 4, 2, 0, 60, 0, 1, 'c'), OK, 0 },
-	{ "protocol name MQTX", SRV, 0, 0x10, B(0, 4, 'M', 'Q', 'T', 'X', 4, 2, 0, 60, 0, 1, 'c'), E(PROTOCOL_NAME), 0 },
-	{ "protocol level 6", SRV, 0, 0x10, B(MQTT_NAME, 6, 2, 0, 60, 0, 1, 'c'), E(PROTOCOL_LEVEL), 0 },
+	{ "protocol name MQTX", SRV, 0, 0x10, B(0, 4, 'M', 'Q', 'T', 'X', 4, 2, 0, 60, 0, 1, 'c'),
+	    E(PROTOCOL_NAME), 0 },
+	{ "protocol level 6", SRV, 0, 0x10, B(MQTT_NAME, 6, 2, 0, 60, 0, 1, 'c'), E(PROTOCOL_LEVEL),
+	    0 },
 	{ "MQTT 3.1 (MQIsdp)", SRV, 0, 0x10,
-	  B(0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 2, 0, 60, 0, 1, 'c'), E(PROTOCOL_LEVEL), 0 },
-	{ "CONNECT reserved flag", SRV, 0, 0x10, B(MQTT_NAME, 4, 3, 0, 60, 0, 1, 'c'), E(CONNECT_RESERVED), 0 },
-	{ "will QoS without will", SRV, 0, 0x10, B(MQTT_NAME, 4, 0x0A, 0, 60, 0, 1, 'c'), E(WILL_FLAGS), 0 },
-	{ "will retain without will", SRV, 0, 0x10, B(MQTT_NAME, 4, 0x22, 0, 60, 0, 1, 'c'), E(WILL_FLAGS), 0 },
-	{ "will QoS 3", SRV, 0, 0x10,
-	  B(MQTT_NAME, 4, 0x1E, 0, 60, 0, 1, 'c', 0, 1, 't', 0, 0), E(WILL_QOS), 0 },
+	    B(0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 2, 0, 60, 0, 1, 'c'), E(PROTOCOL_LEVEL), 0 },
+	{ "CONNECT reserved flag", SRV, 0, 0x10, B(MQTT_NAME, 4, 3, 0, 60, 0, 1, 'c'),
+	    E(CONNECT_RESERVED), 0 },
+	{ "will QoS without will", SRV, 0, 0x10, B(MQTT_NAME, 4, 0x0A, 0, 60, 0, 1, 'c'),
+	    E(WILL_FLAGS), 0 },
+	{ "will retain without will", SRV, 0, 0x10, B(MQTT_NAME, 4, 0x22, 0, 60, 0, 1, 'c'),
+	    E(WILL_FLAGS), 0 },
+	{ "will QoS 3", SRV, 0, 0x10, B(MQTT_NAME, 4, 0x1E, 0, 60, 0, 1, 'c', 0, 1, 't', 0, 0),
+	    E(WILL_QOS), 0 },
 	{ "will topic with wildcard", SRV, 0, 0x10,
-	  B(MQTT_NAME, 4, 0x06, 0, 60, 0, 1, 'c', 0, 1, '#', 0, 0), E(TOPIC_NAME_INVALID), 0 },
-	{ "will ok", SRV, 0, 0x10, B(MQTT_NAME, 4, 0x2E, 0, 60, 0, 1, 'c', 0, 1, 't', 0, 1, 'x'), OK, 0 },
+	    B(MQTT_NAME, 4, 0x06, 0, 60, 0, 1, 'c', 0, 1, '#', 0, 0), E(TOPIC_NAME_INVALID), 0 },
+	{ "will ok", SRV, 0, 0x10, B(MQTT_NAME, 4, 0x2E, 0, 60, 0, 1, 'c', 0, 1, 't', 0, 1, 'x'),
+	    OK, 0 },
 	{ "password without user 3.1.1", SRV, 0, 0x10,
-	  B(MQTT_NAME, 4, 0x42, 0, 60, 0, 1, 'c', 0, 1, 'p'), E(PASSWORD_NO_USER), 0 },
+	    B(MQTT_NAME, 4, 0x42, 0, 60, 0, 1, 'c', 0, 1, 'p'), E(PASSWORD_NO_USER), 0 },
 	{ "password without user 5.0 ok", SRV, 0, 0x10,
-	  B(MQTT_NAME, 5, 0x42, 0, 60, 0, 0, 1, 'c', 0, 1, 'p'), OK, 0 },
-	{ "empty client id, clean 0, 3.1.1", SRV, 0, 0x10, B(MQTT_NAME, 4, 0, 0, 60, 0, 0), E(CLIENT_ID_EMPTY), 0 },
+	    B(MQTT_NAME, 5, 0x42, 0, 60, 0, 0, 1, 'c', 0, 1, 'p'), OK, 0 },
+	{ "empty client id, clean 0, 3.1.1", SRV, 0, 0x10, B(MQTT_NAME, 4, 0, 0, 60, 0, 0),
+	    E(CLIENT_ID_EMPTY), 0 },
 	{ "empty client id, clean 1, 3.1.1", SRV, 0, 0x10, B(MQTT_NAME, 4, 2, 0, 60, 0, 0), OK, 0 },
-	{ "empty client id, clean 0, 5.0", SRV, 0, 0x10, B(MQTT_NAME, 5, 0, 0, 60, 0, 0, 0), OK, 0 },
-	{ "password missing", SRV, 0, 0x10, B(MQTT_NAME, 4, 0xC2, 0, 60, 0, 1, 'c', 0, 1, 'u'), E(TRUNCATED), 0 },
-	{ "client id with U+0000", SRV, 0, 0x10, B(MQTT_NAME, 4, 2, 0, 60, 0, 1, 0), E(UTF8_NUL), 0 },
+	{ "empty client id, clean 0, 5.0", SRV, 0, 0x10, B(MQTT_NAME, 5, 0, 0, 60, 0, 0, 0), OK,
+	    0 },
+	{ "password missing", SRV, 0, 0x10, B(MQTT_NAME, 4, 0xC2, 0, 60, 0, 1, 'c', 0, 1, 'u'),
+	    E(TRUNCATED), 0 },
+	{ "client id with U+0000", SRV, 0, 0x10, B(MQTT_NAME, 4, 2, 0, 60, 0, 1, 0), E(UTF8_NUL),
+	    0 },
 };
 
 static uint8_t scratch[4096];
 
-static int run_case(const struct vcase *c)
+static int
+run_case(const struct vcase *c)
 {
 	uint8_t buf[256];
 	size_t n = 0;
@@ -194,7 +223,8 @@ static int run_case(const struct vcase *c)
 	return mqtt_decode_buf(&d, buf, n, &pkt);
 }
 
-static void test_rule_table(void **state)
+static void
+test_rule_table(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -202,13 +232,14 @@ static void test_rule_table(void **state)
 
 		if (cases[i].expect == OK ? rc <= 0 : rc != cases[i].expect)
 			fail_msg("case '%s': got %d (%s), want %d (%s)", cases[i].what, rc,
-				 rc < 0 ? mqtt_err_str(rc) : "ok", cases[i].expect,
-				 mqtt_err_str(cases[i].expect));
+			    rc < 0 ? mqtt_err_str(rc) : "ok", cases[i].expect,
+			    mqtt_err_str(cases[i].expect));
 	}
 }
 
 /* Every rule has a row above, or a test of its own below. */
-static void test_every_rule_covered(void **state)
+static void
+test_every_rule_covered(void **state)
 {
 	bool seen[MQTT_E_COUNT] = { false };
 
@@ -224,7 +255,8 @@ static void test_every_rule_covered(void **state)
 			fail_msg("no test for rule %d (%s)", e, mqtt_err_str(e));
 }
 
-static void test_reason_for_each_rule(void **state)
+static void
+test_reason_for_each_rule(void **state)
 {
 	(void)state;
 	assert_int_equal(mqtt_err_reason(-MQTT_E_RLEN_TOO_LONG), MQTT_RC_MALFORMED_PACKET);
@@ -241,7 +273,7 @@ static void test_reason_for_each_rule(void **state)
 		uint8_t rc = mqtt_err_reason(e);
 
 		assert_true(mqtt_reason_valid(MQTT_V5, MQTT_DISCONNECT, rc) ||
-			    mqtt_reason_valid(MQTT_V5, MQTT_CONNACK, rc));
+		    mqtt_reason_valid(MQTT_V5, MQTT_CONNACK, rc));
 		assert_non_null(mqtt_err_str(e));
 	}
 	assert_string_equal(mqtt_reason_name(0x00, MQTT_DISCONNECT), "Normal disconnection");
@@ -252,7 +284,8 @@ static void test_reason_for_each_rule(void **state)
 }
 
 /* A topic straddling two segments needs scratch; with too little, a clear error. */
-static void test_scratch_full(void **state)
+static void
+test_scratch_full(void **state)
 {
 	static const uint8_t a[] = { 0x30, 0x07, 0x00, 0x05, 'a', 'b' };
 	static const uint8_t b[] = { 'c', 'd', 'e' };
@@ -270,7 +303,8 @@ static void test_scratch_full(void **state)
 	assert_memory_equal(pkt.publish.topic.s, "abcde", 5);
 }
 
-static void test_client_needs_version(void **state)
+static void
+test_client_needs_version(void **state)
 {
 	static const uint8_t p[] = { 0xD0, 0x00 };
 	struct mqtt_decoder d;
@@ -282,7 +316,8 @@ static void test_client_needs_version(void **state)
 }
 
 /* Encoders refuse what the decoder would reject. */
-static void test_encoder_rejects(void **state)
+static void
+test_encoder_rejects(void **state)
 {
 	uint8_t buf[64];
 	struct mqtt_publish p = { .topic = MQTT_STR("a/+"), .qos = 0 };
@@ -308,7 +343,8 @@ static void test_encoder_rejects(void **state)
 	assert_int_equal(mqtt_encode_subscribe(buf, sizeof(buf), 4, &s), -MQTT_E_FILTER_INVALID);
 	s.n_subs = 0;
 	assert_int_equal(mqtt_encode_subscribe(buf, sizeof(buf), 4, &s), -MQTT_E_SUBSCRIBE_EMPTY);
-	assert_int_equal(mqtt_encode_ack(buf, sizeof(buf), 4, MQTT_PUBACK, &a), -MQTT_E_PACKET_ID_ZERO);
+	assert_int_equal(
+	    mqtt_encode_ack(buf, sizeof(buf), 4, MQTT_PUBACK, &a), -MQTT_E_PACKET_ID_ZERO);
 	a.packet_id = 1;
 	assert_int_equal(mqtt_encode_ack(buf, sizeof(buf), 4, MQTT_SUBACK, &a), -MQTT_E_BAD_ARG);
 	assert_int_equal(mqtt_encode_connect(buf, sizeof(buf), &c), -MQTT_E_BAD_ARG);
@@ -316,10 +352,11 @@ static void test_encoder_rejects(void **state)
 	assert_int_equal(mqtt_topic_name_valid(longname, sizeof(longname)), -MQTT_E_FIELD_TOO_LONG);
 }
 
-static int payload_check(const char *bytes, size_t len, size_t cut)
+static int
+payload_check(const char *bytes, size_t len, size_t cut)
 {
 	struct mqtt_iov iov[2] = { { (const uint8_t *)bytes, cut },
-				   { (const uint8_t *)bytes + cut, len - cut } };
+		{ (const uint8_t *)bytes + cut, len - cut } };
 	struct mqtt_span span = { 0, 0, (uint32_t)len };
 
 	return mqtt_payload_utf8_check(iov, 2, &span);
@@ -327,13 +364,20 @@ static int payload_check(const char *bytes, size_t len, size_t cut)
 
 /* Payload format indicator 1: well-formed UTF-8 across segments; NUL allowed in a payload. */
 /* A byte-by-byte reference for the string rules (RFC 3629, no surrogates, no U+0000). */
-static int utf8_ref(const uint8_t *s, size_t len)
+static int
+utf8_ref(const uint8_t *s, size_t len)
 {
 	for (size_t i = 0; i < len;) {
 		uint8_t b = s[i];
-		size_t n = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 :
-			   (b & 0xF8) == 0xF0 ? 4 : 0;
-		uint32_t cp = n == 1 ? b : n == 2 ? (b & 0x1Fu) : n == 3 ? (b & 0x0Fu) : (b & 0x07u);
+		size_t n = b < 0x80      ? 1
+		    : (b & 0xE0) == 0xC0 ? 2
+		    : (b & 0xF0) == 0xE0 ? 3
+		    : (b & 0xF8) == 0xF0 ? 4
+					 : 0;
+		uint32_t cp = n == 1 ? b
+		    : n == 2         ? (b & 0x1Fu)
+		    : n == 3         ? (b & 0x0Fu)
+				     : (b & 0x07u);
 		static const uint32_t min[5] = { 0, 0, 0x80, 0x800, 0x10000 };
 
 		if (n == 0 || n > len - i)
@@ -355,10 +399,11 @@ static int utf8_ref(const uint8_t *s, size_t len)
 }
 
 /* The 8-bytes-at-a-time ASCII path agrees with the reference wherever a bad byte falls. */
-static void test_utf8_fast_path(void **state)
+static void
+test_utf8_fast_path(void **state)
 {
 	static const uint8_t alphabet[] = { 'a', 'a', 'a', 'a', 0x7f, 0x01, 0x00, 0x80, 0xc3, 0xa9,
-					    0xed, 0xa0, 0xf4, 0x90, 0xff, 0xe2, 0x82, 0xac };
+		0xed, 0xa0, 0xf4, 0x90, 0xff, 0xe2, 0x82, 0xac };
 	uint8_t buf[40];
 	uint32_t seed = 12345;
 	(void)state;
@@ -369,17 +414,20 @@ static void test_utf8_fast_path(void **state)
 		for (size_t i = 0; i < len; i++) {
 			seed = seed * 1103515245u + 12345u;
 			/* mostly ASCII, so the fast path runs and the odd byte lands anywhere */
-			buf[i] = (seed >> 16) % 8 ? 'a' + (seed >> 20) % 26 : alphabet[(seed >> 8) % sizeof(alphabet)];
+			buf[i] = (seed >> 16) % 8 ? 'a' + (seed >> 20) % 26
+						  : alphabet[(seed >> 8) % sizeof(alphabet)];
 		}
 		assert_int_equal(mqtt_utf8_check(buf, len), utf8_ref(buf, len));
 	}
 	assert_int_equal(mqtt_utf8_check((const uint8_t *)"sensors/line-1/temperature", 26), 0);
-	assert_int_equal(mqtt_utf8_check((const uint8_t *)"sensors/\0ine-1/temp", 20), -MQTT_E_UTF8_NUL);
+	assert_int_equal(
+	    mqtt_utf8_check((const uint8_t *)"sensors/\0ine-1/temp", 20), -MQTT_E_UTF8_NUL);
 	assert_int_equal(mqtt_utf8_check((const uint8_t *)"sensors/line-1/temp\xc3", 20),
-			 -MQTT_E_UTF8_MALFORMED);
+	    -MQTT_E_UTF8_MALFORMED);
 }
 
-static void test_payload_utf8(void **state)
+static void
+test_payload_utf8(void **state)
 {
 	static const struct {
 		const char *s;
@@ -404,7 +452,8 @@ static void test_payload_utf8(void **state)
 	assert_int_equal(mqtt_err_reason(-MQTT_E_PAYLOAD_FORMAT), MQTT_RC_PAYLOAD_FORMAT_INVALID);
 }
 
-int main(void)
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rule_table),

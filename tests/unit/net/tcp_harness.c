@@ -61,16 +61,18 @@ parse_opts(struct h_out *o, const uint8_t *p, unsigned len)
 			o->wscale = p[i + 2];
 		else if (p[i] == 8) {
 			o->has_ts = true;
-			o->tsval = (uint32_t)p[i + 2] << 24 | p[i + 3] << 16 | p[i + 4] << 8 | p[i + 5];
-			o->tsecr = (uint32_t)p[i + 6] << 24 | p[i + 7] << 16 | p[i + 8] << 8 | p[i + 9];
+			o->tsval =
+			    (uint32_t)p[i + 2] << 24 | p[i + 3] << 16 | p[i + 4] << 8 | p[i + 5];
+			o->tsecr =
+			    (uint32_t)p[i + 6] << 24 | p[i + 7] << 16 | p[i + 8] << 8 | p[i + 9];
 		}
 		i += p[i + 1];
 	}
 }
 
 int
-ipv4_output_src(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
-		uint8_t proto)
+ipv4_output_src(
+    struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto)
 {
 	struct h_out *o;
 	const struct rte_tcp_hdr *th;
@@ -201,13 +203,13 @@ h_eal_init(void)
 {
 	char prefix[64];
 	char *argv[] = { "test_tcp", "--no-huge", "--no-pci", "-m", "128", "--no-shconf",
-			 "--file-prefix", prefix, "--log-level=error", "--no-telemetry", NULL };
+		"--file-prefix", prefix, "--log-level=error", "--no-telemetry", NULL };
 
 	snprintf(prefix, sizeof(prefix), "tcp_ut_%d", (int)getpid());
 	if (rte_eal_init((int)RTE_DIM(argv) - 1, argv) < 0)
 		return -1;
-	pool = rte_pktmbuf_pool_create("tcp_ut", POOL_N, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-				       SOCKET_ID_ANY);
+	pool = rte_pktmbuf_pool_create(
+	    "tcp_ut", POOL_N, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	return pool != NULL ? 0 : -1;
 }
 
@@ -236,7 +238,7 @@ h_teardown(void)
 {
 	tcp_lcore_fini(&h_lc);
 	assert_null(h_lc.tcp);
-	assert_int_equal(h_pool_in_use(), 0);  /* every mbuf came back: no leak */
+	assert_int_equal(h_pool_in_use(), 0); /* every mbuf came back: no leak */
 }
 
 void
@@ -291,7 +293,8 @@ h_input(const struct h_seg *s)
 	th->dst_port = rte_cpu_to_be_16(s->dport ? s->dport : H_PORT);
 	th->sent_seq = rte_cpu_to_be_32(s->seq);
 	th->recv_ack = rte_cpu_to_be_32(s->ack);
-	th->data_off = (uint8_t)((s->doff_override > 0 ? (unsigned)s->doff_override : thlen / 4) << 4);
+	th->data_off =
+	    (uint8_t)((s->doff_override > 0 ? (unsigned)s->doff_override : thlen / 4) << 4);
 	th->tcp_flags = s->flags;
 	th->rx_win = rte_cpu_to_be_16(s->win);
 	if (s->optlen)
@@ -327,8 +330,13 @@ h_send(struct h_peer *p, uint8_t flags, const void *data, uint32_t len)
 {
 	uint8_t opts[12] = { 1, 1, 8, 10 };
 	struct h_seg s = {
-		.flags = flags, .seq = p->snd_nxt, .ack = p->rcv_nxt, .win = 65535,
-		.data = data, .len = len, .sport = p->port,
+		.flags = flags,
+		.seq = p->snd_nxt,
+		.ack = p->rcv_nxt,
+		.win = 65535,
+		.data = data,
+		.len = len,
+		.sport = p->port,
 	};
 
 	if (p->ts) {
@@ -348,8 +356,11 @@ h_establish(struct h_peer *p, uint16_t port, bool ts)
 {
 	/* MSS 1460, NOP WS 7, NOP NOP TS */
 	uint8_t opts[20] = { 2, 4, 0x05, 0xb4, 1, 3, 3, 7, 1, 1, 8, 10, 0, 0, 0, 100, 0, 0, 0, 0 };
-	struct h_seg s = { .flags = RTE_TCP_SYN_FLAG, .win = 65535, .opts = opts,
-			   .optlen = ts ? 20 : 4, .sport = port };
+	struct h_seg s = { .flags = RTE_TCP_SYN_FLAG,
+		.win = 65535,
+		.opts = opts,
+		.optlen = ts ? 20 : 4,
+		.sport = port };
 	unsigned accepts = (unsigned)h_app.accepts;
 
 	memset(p, 0, sizeof(*p));

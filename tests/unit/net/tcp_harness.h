@@ -13,10 +13,10 @@
 #include "dp.h"
 #include "tcp.h"
 
-#define H_OUR_IP   0x010012c6u  /* 198.18.0.1, network order on little-endian */
-#define H_PEER_IP  0x020012c6u  /* 198.18.0.2 */
-#define H_PORT     1883
-#define H_MAX_CAP  256
+#define H_OUR_IP  0x010012c6u /* 198.18.0.1, network order on little-endian */
+#define H_PEER_IP 0x020012c6u /* 198.18.0.2 */
+#define H_PORT    1883
+#define H_MAX_CAP 256
 
 /* One captured output segment, parsed. */
 struct h_out {
@@ -26,10 +26,10 @@ struct h_out {
 	uint8_t flags;
 	uint16_t win;
 	uint16_t mss;
-	int wscale;          /* -1: absent */
+	int wscale; /* -1: absent */
 	bool has_ts;
 	uint32_t tsval, tsecr;
-	uint32_t len;        /* payload */
+	uint32_t len; /* payload */
 	const uint8_t *data;
 	unsigned optlen;
 };
@@ -43,9 +43,9 @@ struct h_app {
 	int accepts, readables, writables, closes, connects;
 	enum tcp_close_reason why;
 	struct tcp_conn *c;
-	bool refuse;   /* accept() returns -1 */
-	bool echo;     /* readable: take everything and send it back */
-	bool consume;  /* readable: take everything into rx[] */
+	bool refuse;  /* accept() returns -1 */
+	bool echo;    /* readable: take everything and send it back */
+	bool consume; /* readable: take everything into rx[] */
 	uint8_t rx[256 * 1024];
 	uint32_t rxlen;
 };
@@ -54,9 +54,9 @@ extern const struct tcp_app_ops h_ops;
 
 /* A peer's side of one connection. */
 struct h_peer {
-	uint16_t port;       /* host order */
+	uint16_t port; /* host order */
 	uint32_t isn, snd_nxt;
-	uint32_t iss;        /* ours, learnt from the SYN-ACK */
+	uint32_t iss; /* ours, learnt from the SYN-ACK */
 	uint32_t rcv_nxt;
 	bool ts;
 	uint32_t tsval;
@@ -71,20 +71,20 @@ struct h_seg {
 	const void *data;
 	uint32_t len;
 	bool bad_cksum;
-	int doff_override;   /* >0: data offset field (words) as given */
-	uint16_t sport;      /* 0: the peer's */
-	uint16_t dport;      /* 0: H_PORT */
-	uint64_t ol_flags;   /* as a NIC would set them (checksum offload) */
-	unsigned split;      /* >0: a two-mbuf chain, the first holding this many TCP bytes */
+	int doff_override; /* >0: data offset field (words) as given */
+	uint16_t sport;    /* 0: the peer's */
+	uint16_t dport;    /* 0: H_PORT */
+	uint64_t ol_flags; /* as a NIC would set them (checksum offload) */
+	unsigned split;    /* >0: a two-mbuf chain, the first holding this many TCP bytes */
 };
 
 int h_eal_init(void);
-void h_setup(const struct tcp_config *cfg);  /* lcore, tcp_lcore_init, listen on H_PORT */
-void h_teardown(void);                       /* fini, then every mbuf back in the pool */
+void h_setup(const struct tcp_config *cfg); /* lcore, tcp_lcore_init, listen on H_PORT */
+void h_teardown(void);                      /* fini, then every mbuf back in the pool */
 void h_input(const struct h_seg *s);
 void h_send(struct h_peer *p, uint8_t flags, const void *data, uint32_t len);
 void h_clear(void);
-void h_advance_ms(uint32_t ms);              /* clock forward, timers polled */
+void h_advance_ms(uint32_t ms); /* clock forward, timers polled */
 void h_flush(void);
 unsigned h_pool_in_use(void);
 

@@ -52,8 +52,13 @@ fill(uint8_t *b, uint32_t len, uint32_t base)
 static void
 seg_at(struct h_peer *p, uint8_t flags, uint32_t seq, const void *data, uint32_t len)
 {
-	struct h_seg s = { .flags = flags, .seq = seq, .ack = p->rcv_nxt, .win = 65535,
-			   .data = data, .len = len, .sport = p->port };
+	struct h_seg s = { .flags = flags,
+		.seq = seq,
+		.ack = p->rcv_nxt,
+		.win = 65535,
+		.data = data,
+		.len = len,
+		.sport = p->port };
 
 	h_input(&s);
 }
@@ -80,10 +85,12 @@ test_mem_stats_match_heap(void **state)
 		h_setup(&c);
 		assert_int_equal(rte_malloc_get_socket_stats(socket, &after), 0);
 		tcp_mem_stats(&h_lc, &m);
-		reserved = (double)(after.heap_allocsz_bytes - before.heap_allocsz_bytes) / sizes[i];
+		reserved =
+		    (double)(after.heap_allocsz_bytes - before.heap_allocsz_bytes) / sizes[i];
 		said = m.tcb_bytes + m.hash_bytes_per_entry;
-		print_message("max_flows %u: reserved %.2f B per flow, reported %.0f (TCB %u + hash %u)\n",
-			      sizes[i], reserved, said, m.tcb_bytes, m.hash_bytes_per_entry);
+		print_message(
+		    "max_flows %u: reserved %.2f B per flow, reported %.0f (TCB %u + hash %u)\n",
+		    sizes[i], reserved, said, m.tcb_bytes, m.hash_bytes_per_entry);
 		assert_true(said >= reserved - 1.0 && said <= reserved + 1.0);
 		h_teardown();
 	}
@@ -94,8 +101,12 @@ test_handshake_options(void **state)
 {
 	/* MSS 1400, NOP WS 7, NOP NOP TS(100, 0) */
 	uint8_t opts[20] = { 2, 4, 0x05, 0x78, 1, 3, 3, 7, 1, 1, 8, 10, 0, 0, 0, 100, 0, 0, 0, 0 };
-	struct h_seg syn = { .flags = SYN, .seq = 0xfffffff0u, .win = 29200, .opts = opts,
-			     .optlen = 20, .sport = 40000 };
+	struct h_seg syn = { .flags = SYN,
+		.seq = 0xfffffff0u,
+		.win = 29200,
+		.opts = opts,
+		.optlen = 20,
+		.sport = 40000 };
 	struct tcp_mem_stats ms;
 	struct h_peer p = { .port = 40000, .ts = true, .tsval = 100 };
 	static uint8_t buf[3000];
@@ -115,7 +126,7 @@ test_handshake_options(void **state)
 	assert_int_equal(h_cap[0].wscale, 2);
 	assert_true(h_cap[0].has_ts);
 	assert_int_equal(h_cap[0].tsecr, 100);
-	assert_int_equal(h_cap[0].win, 65535);  /* a SYN's window is not scaled */
+	assert_int_equal(h_cap[0].win, 65535); /* a SYN's window is not scaled */
 	assert_int_equal(h_cap[0].len, 0);
 	tcp_mem_stats(&h_lc, &ms);
 	assert_int_equal(ms.half_open, 1);
@@ -151,7 +162,7 @@ test_handshake_options(void **state)
 	assert_int_equal(h_cap[0].ack, p.snd_nxt);
 	assert_int_equal(h_cap[0].win, 65536 >> 2);
 	assert_true(h_cap[0].has_ts);
-	assert_int_equal(h_cap[0].tsecr, 101);  /* the peer's last TSval */
+	assert_int_equal(h_cap[0].tsecr, 101); /* the peer's last TSval */
 	assert_int_equal(h_cap[0].optlen, 12);
 	assert_memory_equal(h_cap[1].data, buf + 1388, 1388);
 }
@@ -168,15 +179,15 @@ test_data_echo_piggyback(void **state)
 	h_app.echo = true;
 	h_send(&p, ACK | PSH, "hello", 5);
 	assert_int_equal(h_app.readables, 1);
-	assert_int_equal(h_ncap, 0);  /* nothing before the flush: replies are coalesced */
+	assert_int_equal(h_ncap, 0); /* nothing before the flush: replies are coalesced */
 	h_flush();
-	assert_int_equal(h_ncap, 1);  /* the echo carries the ACK: no separate pure ACK */
+	assert_int_equal(h_ncap, 1); /* the echo carries the ACK: no separate pure ACK */
 	assert_int_equal(h_cap[0].flags, ACK | PSH);
 	assert_int_equal(h_cap[0].seq, p.iss + 1);
 	assert_int_equal(h_cap[0].ack, p.isn + 1 + 5);
 	assert_int_equal(h_cap[0].len, 5);
 	assert_memory_equal(h_cap[0].data, "hello", 5);
-	assert_int_equal(h_cap[0].win, 65535);  /* no scaling negotiated: capped */
+	assert_int_equal(h_cap[0].win, 65535); /* no scaling negotiated: capped */
 	assert_int_equal(H_CNT(ACKS_SENT), 0);
 	p.rcv_nxt += 5;
 	h_clear();
@@ -184,7 +195,7 @@ test_data_echo_piggyback(void **state)
 	h_flush();
 	assert_int_equal(h_ncap, 0);
 	assert_int_equal(h_app.writables, 1);
-	h_advance_ms(5000);  /* acked: nothing to retransmit */
+	h_advance_ms(5000); /* acked: nothing to retransmit */
 	assert_int_equal(h_ncap, 0);
 	assert_int_equal(H_CNT(RX_BYTES), 5);
 }
@@ -221,7 +232,7 @@ test_delayed_ack(void **state)
 	assert_int_equal(h_cap[0].ack, p.isn + 11 + 2 * 1460);
 	assert_int_equal(h_app.rxlen, 10 + 2 * 1460);
 	h_advance_ms(100);
-	assert_int_equal(h_ncap, 1);  /* no delayed ACK left behind */
+	assert_int_equal(h_ncap, 1); /* no delayed ACK left behind */
 }
 
 static void
@@ -305,7 +316,7 @@ test_out_of_order_and_dup(void **state)
 	seg_at(&p, ACK, base + 250, buf + 250, 250);
 	seg_at(&p, ACK, base + 150, buf + 150, 110);
 	tcp_mem_stats(&h_lc, &ms);
-	assert_int_equal(ms.ooo_bytes, 400);  /* [100, 500) held once */
+	assert_int_equal(ms.ooo_bytes, 400); /* [100, 500) held once */
 	assert_int_equal(h_app.readables, 0);
 	/* the hole fills: everything comes out in order */
 	h_clear();
@@ -350,7 +361,7 @@ test_rto_retransmit(void **state)
 	h_clear();
 	h_advance_ms(999);
 	assert_int_equal(h_ncap, 0);
-	h_advance_ms(1);  /* rto_initial_ms = 1000 */
+	h_advance_ms(1); /* rto_initial_ms = 1000 */
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].seq, p.iss + 1);
 	assert_int_equal(h_cap[0].len, 13);
@@ -423,7 +434,7 @@ test_fast_retransmit(void **state)
 	h_send(&p, ACK, NULL, 0);
 	assert_int_equal(h_ncap, 0);
 	h_send(&p, ACK, NULL, 0);
-	assert_int_equal(h_ncap, 1);  /* third duplicate: retransmit at once */
+	assert_int_equal(h_ncap, 1); /* third duplicate: retransmit at once */
 	assert_int_equal(h_cap[0].seq, p.iss + 1 + 1460);
 	assert_int_equal(h_cap[0].len, 1460);
 	assert_memory_equal(h_cap[0].data, buf + 1460, 1460);
@@ -568,7 +579,7 @@ test_fin_wait_1_to_time_wait(void **state)
 	c = h_establish(&p, 40011, false);
 	tcp_close(c);
 	h_flush();
-	p.rcv_nxt = p.iss + 2;  /* FIN+ACK covering our FIN in one segment */
+	p.rcv_nxt = p.iss + 2; /* FIN+ACK covering our FIN in one segment */
 	h_send(&p, ACK | FIN, NULL, 0);
 	assert_int_equal(tcp_conn_state(c), TCP_ST_TIME_WAIT);
 	assert_int_equal(h_app.closes, 1);
@@ -645,13 +656,13 @@ test_bad_ack_and_rate_limit(void **state)
 	cfg.challenge_ack_per_s = 2;
 	h_setup(&cfg);
 	c = h_establish(&p, 40014, false);
-	p.rcv_nxt = p.iss + 1 + 5000;  /* acknowledges data never sent */
+	p.rcv_nxt = p.iss + 1 + 5000; /* acknowledges data never sent */
 	for (int i = 0; i < 3; i++) {
 		h_send(&p, ACK, "data", 4);
 		h_flush();
 	}
-	assert_int_equal(h_ncap, 2);  /* the third is over the limit */
-	assert_int_equal(h_cap[0].ack, p.isn + 1);  /* the data was not taken */
+	assert_int_equal(h_ncap, 2);               /* the third is over the limit */
+	assert_int_equal(h_cap[0].ack, p.isn + 1); /* the data was not taken */
 	assert_int_equal(h_cap[0].seq, p.iss + 1);
 	assert_int_equal(H_CNT(BAD_ACK), 3);
 	assert_int_equal(H_CNT(CHALLENGE_ACK_LIMITED), 1);
@@ -682,17 +693,20 @@ test_syn_cookies(void **state)
 		h_input(&s);
 	}
 	assert_int_equal(h_ncap, 3);
-	assert_int_equal(tcp_flow_count(&h_lc), 2);  /* the third got a cookie, not a TCB */
+	assert_int_equal(tcp_flow_count(&h_lc), 2); /* the third got a cookie, not a TCB */
 	assert_int_equal(H_CNT(COOKIE_SENT), 1);
 	assert_int_equal(h_cap[2].flags, SYN | ACK);
 	assert_int_equal(h_cap[2].ack, 1000u * 1002 + 1);
-	assert_int_equal(h_cap[2].optlen, 4);  /* MSS only: no room in a cookie for the rest */
+	assert_int_equal(h_cap[2].optlen, 4); /* MSS only: no room in a cookie for the rest */
 	assert_int_equal(h_cap[2].mss, 1460);
 	cookie = h_cap[2].seq;
 	/* a forged cookie: reset, counted */
 	h_clear();
-	s = (struct h_seg){ .flags = ACK, .seq = 1000u * 1002 + 1, .ack = cookie + 2,
-			    .win = 65535, .sport = 1002 };
+	s = (struct h_seg){ .flags = ACK,
+		.seq = 1000u * 1002 + 1,
+		.ack = cookie + 2,
+		.win = 65535,
+		.sport = 1002 };
 	h_input(&s);
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].flags, RST);
@@ -780,24 +794,25 @@ test_zero_window_probe(void **state)
 	cfg_default();
 	h_setup(&cfg);
 	c = h_establish(&p, 40015, false);
-	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 0,
-			    .sport = p.port };
-	h_input(&s);  /* the peer's window closes */
+	s = (struct h_seg){
+		.flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 0, .sport = p.port
+	};
+	h_input(&s); /* the peer's window closes */
 	assert_int_equal(tcp_write(c, "waiting", 7), 7);
 	h_flush();
 	assert_int_equal(h_ncap, 0);
 	h_advance_ms(1000);
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].flags, ACK);
-	assert_int_equal(h_cap[0].seq, p.iss);  /* SND.UNA - 1: forces an ACK */
+	assert_int_equal(h_cap[0].seq, p.iss); /* SND.UNA - 1: forces an ACK */
 	assert_int_equal(h_cap[0].len, 0);
 	assert_int_equal(H_CNT(PERSIST_PROBE), 1);
-	h_input(&s);  /* still closed */
+	h_input(&s); /* still closed */
 	h_flush();
 	h_advance_ms(1999);
 	assert_int_equal(h_ncap, 1);
 	h_advance_ms(1);
-	assert_int_equal(h_ncap, 2);  /* probes back off */
+	assert_int_equal(h_ncap, 2); /* probes back off */
 	assert_int_equal(H_CNT(PERSIST_PROBE), 2);
 	/* the window opens: the data goes */
 	h_clear();
@@ -864,19 +879,24 @@ test_bad_segments(void **state)
 	h_setup(&cfg);
 	h_establish(&p, 40017, false);
 	h_clear();
-	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 65535,
-			    .data = "xx", .len = 2, .sport = p.port };
+	s = (struct h_seg){ .flags = ACK,
+		.seq = p.snd_nxt,
+		.ack = p.rcv_nxt,
+		.win = 65535,
+		.data = "xx",
+		.len = 2,
+		.sport = p.port };
 	s.bad_cksum = true;
 	h_input(&s);
 	assert_int_equal(H_CNT(BAD_CKSUM), 1);
 	s.bad_cksum = false;
-	s.ol_flags = RTE_MBUF_F_RX_L4_CKSUM_BAD;  /* the NIC says bad */
+	s.ol_flags = RTE_MBUF_F_RX_L4_CKSUM_BAD; /* the NIC says bad */
 	h_input(&s);
 	assert_int_equal(H_CNT(BAD_CKSUM), 2);
 	s.ol_flags = 0;
 	s.doff_override = 4;
 	h_input(&s);
-	s.doff_override = 15;  /* 60-byte header in a 22-byte segment */
+	s.doff_override = 15; /* 60-byte header in a 22-byte segment */
 	h_input(&s);
 	assert_int_equal(H_CNT(BAD_HDR), 2);
 	s.doff_override = 0;
@@ -930,14 +950,19 @@ test_unknown_flow_rst(void **state)
 	h_setup(&cfg);
 	h_input(&s);
 	assert_int_equal(h_ncap, 1);
-	assert_int_equal(h_cap[0].flags, RST);  /* <SEQ=SEG.ACK><CTL=RST> */
+	assert_int_equal(h_cap[0].flags, RST); /* <SEQ=SEG.ACK><CTL=RST> */
 	assert_int_equal(h_cap[0].seq, 5678);
 	assert_int_equal(h_cap[0].dport, 2000);
 	assert_int_equal(H_CNT(UNKNOWN_FLOW), 1);
 	/* a closed port: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, SYN and FIN count */
 	h_clear();
-	s = (struct h_seg){ .flags = SYN, .seq = 777, .win = 100, .sport = 2001, .dport = 9999,
-			    .data = "0123456789", .len = 10 };
+	s = (struct h_seg){ .flags = SYN,
+		.seq = 777,
+		.win = 100,
+		.sport = 2001,
+		.dport = 9999,
+		.data = "0123456789",
+		.len = 10 };
 	h_input(&s);
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].flags, RST | ACK);
@@ -974,7 +999,7 @@ test_accept_refused(void **state)
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].flags, RST | ACK);
 	assert_int_equal(h_cap[0].seq, iss + 1);
-	assert_int_equal(h_app.closes, 0);  /* never accepted: no closed() */
+	assert_int_equal(h_app.closes, 0); /* never accepted: no closed() */
 	assert_int_equal(tcp_flow_count(&h_lc), 0);
 	assert_int_equal(H_CNT(ACCEPT_REFUSED), 1);
 }
@@ -982,7 +1007,7 @@ test_accept_refused(void **state)
 static void
 test_paws(void **state)
 {
-	uint8_t opts[12] = { 1, 1, 8, 10, 0, 0, 0, 50, 0, 0, 0, 0 };  /* TSval 50 < 101 */
+	uint8_t opts[12] = { 1, 1, 8, 10, 0, 0, 0, 50, 0, 0, 0, 0 }; /* TSval 50 < 101 */
 	struct h_peer p;
 	struct h_seg s;
 	(void)state;
@@ -990,9 +1015,15 @@ test_paws(void **state)
 	cfg_default();
 	h_setup(&cfg);
 	h_establish(&p, 40018, true);
-	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 65535,
-			    .opts = opts, .optlen = 12, .data = "old", .len = 3,
-			    .sport = p.port };
+	s = (struct h_seg){ .flags = ACK,
+		.seq = p.snd_nxt,
+		.ack = p.rcv_nxt,
+		.win = 65535,
+		.opts = opts,
+		.optlen = 12,
+		.data = "old",
+		.len = 3,
+		.sport = p.port };
 	h_clear();
 	h_input(&s);
 	h_flush();
@@ -1047,7 +1078,7 @@ test_mem_stats(void **state)
 	assert_int_equal(ms.sndq_mbufs + ms.rcvq_mbufs + ms.ooo_mbufs, 0);
 	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
 	h_send(&p, ACK, "abc", 3);
-	h_send(&p, ACK, "def", 3);  /* copied into the first one's room */
+	h_send(&p, ACK, "def", 3); /* copied into the first one's room */
 	tcp_mem_stats(&h_lc, &ms);
 	assert_int_equal(ms.sndq_bytes, 3000);
 	assert_int_equal(ms.sndq_mbufs, 2);
@@ -1122,7 +1153,7 @@ test_half_close_keeps_reading(void **state)
 	h_send(&p, ACK, NULL, 0);
 	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
 	assert_int_equal(tcp_write(c, "no", 2), -ENOTCONN);
-	h_advance_ms(1000);  /* neither keepalive nor an orphan timeout: the app still reads */
+	h_advance_ms(1000); /* neither keepalive nor an orphan timeout: the app still reads */
 	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
 	h_send(&p, ACK | PSH, "more", 4);
 	assert_int_equal(h_app.rxlen, 4);
@@ -1148,8 +1179,14 @@ test_recv_split_and_chained_input(void **state)
 	c = h_establish(&p, 40023, false);
 	fill(buf, sizeof(buf), 0);
 	/* a two-mbuf segment, the split inside the TCP header itself */
-	s = (struct h_seg){ .flags = ACK, .seq = p.snd_nxt, .ack = p.rcv_nxt, .win = 65535,
-			    .data = buf, .len = 600, .sport = p.port, .split = 12 };
+	s = (struct h_seg){ .flags = ACK,
+		.seq = p.snd_nxt,
+		.ack = p.rcv_nxt,
+		.win = 65535,
+		.data = buf,
+		.len = 600,
+		.sport = p.port,
+		.split = 12 };
 	h_input(&s);
 	/* and one split inside the payload */
 	s.seq += 600;
@@ -1181,7 +1218,7 @@ test_ooo_merge_and_limit(void **state)
 	uint32_t base;
 	(void)state;
 
-	cfg_default();  /* 65536-byte buffer, MSS 1460: 89 out-of-order segments per flow */
+	cfg_default(); /* 65536-byte buffer, MSS 1460: 89 out-of-order segments per flow */
 	h_setup(&cfg);
 	h_establish(&p, 40024, false);
 	h_app.consume = true;
@@ -1227,7 +1264,7 @@ test_beyond_window(void **state)
 	h_clear();
 	seg_at(&p, ACK | FIN, p.snd_nxt, buf + 1460, 1040);
 	assert_int_equal(tcp_recv_avail(c), 2000);
-	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);  /* the FIN was cut off */
+	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED); /* the FIN was cut off */
 	h_flush();
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].ack, p.isn + 1 + 2000);
@@ -1267,8 +1304,13 @@ test_fin_and_rst_in_other_states(void **state)
 	h_input(&syn);
 	iss = h_cap[0].seq;
 	h_app.consume = true;
-	syn = (struct h_seg){ .flags = ACK | FIN, .seq = 701, .ack = iss + 1, .win = 65535,
-			      .data = "all", .len = 3, .sport = 40027 };
+	syn = (struct h_seg){ .flags = ACK | FIN,
+		.seq = 701,
+		.ack = iss + 1,
+		.win = 65535,
+		.data = "all",
+		.len = 3,
+		.sport = 40027 };
 	h_input(&syn);
 	c = h_app.c;
 	assert_non_null(c);
@@ -1301,7 +1343,7 @@ test_fin_and_rst_in_other_states(void **state)
 	assert_int_equal(tcp_flow_count(&h_lc), 1);
 	h_send(&p, RST, NULL, 0);
 	assert_int_equal(tcp_flow_count(&h_lc), 0);
-	assert_int_equal(h_app.closes, 2);  /* once, at TIME_WAIT: not again for the RST */
+	assert_int_equal(h_app.closes, 2); /* once, at TIME_WAIT: not again for the RST */
 }
 
 static void
@@ -1340,9 +1382,12 @@ test_time_wait_reuse(void **state)
 	assert_int_equal(h_cap[0].flags, SYN | ACK);
 	assert_int_equal(h_cap[0].ack, old_rcv + 100001);
 	assert_int_equal(tcp_flow_count(&h_lc), 1);
-	assert_int_equal(h_app.closes, 1);  /* the old connection's closed() was not repeated */
-	syn = (struct h_seg){ .flags = ACK, .seq = old_rcv + 100001, .ack = h_cap[0].seq + 1,
-			      .win = 65535, .sport = 40029 };
+	assert_int_equal(h_app.closes, 1); /* the old connection's closed() was not repeated */
+	syn = (struct h_seg){ .flags = ACK,
+		.seq = old_rcv + 100001,
+		.ack = h_cap[0].seq + 1,
+		.win = 65535,
+		.sport = 40029 };
 	h_input(&syn);
 	assert_int_equal(h_app.accepts, 2);
 	assert_int_equal(tcp_conn_state(h_app.c), TCP_ST_ESTABLISHED);
@@ -1351,11 +1396,12 @@ test_time_wait_reuse(void **state)
 static void
 test_sack(void **state)
 {
-	uint8_t opts[8] = { 2, 4, 0x05, 0xb4, 1, 1, 4, 2 };  /* MSS 1460, SACK permitted */
+	uint8_t opts[8] = { 2, 4, 0x05, 0xb4, 1, 1, 4, 2 }; /* MSS 1460, SACK permitted */
 	uint8_t sack[12] = { 1, 1, 5, 10 };
 	static uint8_t buf[5 * 1460];
-	struct h_seg s = { .flags = SYN, .seq = 1000, .win = 65535, .opts = opts, .optlen = 8,
-			   .sport = 40030 };
+	struct h_seg s = {
+		.flags = SYN, .seq = 1000, .win = 65535, .opts = opts, .optlen = 8, .sport = 40030
+	};
 	struct tcp_conn *c;
 	uint32_t iss, l, r;
 	(void)state;
@@ -1364,10 +1410,12 @@ test_sack(void **state)
 	h_setup(&cfg);
 	h_input(&s);
 	assert_int_equal(h_ncap, 1);
-	assert_int_equal(h_cap[0].optlen, 8);  /* MSS, NOP NOP SACK-permitted */
+	assert_int_equal(h_cap[0].optlen, 8); /* MSS, NOP NOP SACK-permitted */
 	assert_memory_equal(h_cap[0].data - 4, "\x01\x01\x04\x02", 4);
 	iss = h_cap[0].seq;
-	s = (struct h_seg){ .flags = ACK, .seq = 1001, .ack = iss + 1, .win = 65535, .sport = 40030 };
+	s = (struct h_seg){
+		.flags = ACK, .seq = 1001, .ack = iss + 1, .win = 65535, .sport = 40030
+	};
 	h_input(&s);
 	c = h_app.c;
 	assert_non_null(c);
@@ -1412,8 +1460,15 @@ test_sack(void **state)
 	r = rte_cpu_to_be_32(iss + 1 + 1448 + 3 * 1460);
 	memcpy(sack + 4, &l, 4);
 	memcpy(sack + 8, &r, 4);
-	s = (struct h_seg){ .flags = ACK, .seq = 1107, .ack = iss + 1, .win = 65535,
-			    .opts = sack, .optlen = 12, .data = "more", .len = 4, .sport = 40030 };
+	s = (struct h_seg){ .flags = ACK,
+		.seq = 1107,
+		.ack = iss + 1,
+		.win = 65535,
+		.opts = sack,
+		.optlen = 12,
+		.data = "more",
+		.len = 4,
+		.sport = 40030 };
 	h_input(&s);
 	assert_int_equal(H_CNT(SACK_LOSS), 1);
 	assert_int_equal(H_CNT(FAST_REXMT), 1);
@@ -1456,7 +1511,7 @@ test_pool_pressure_closes_windows(void **state)
 	assert_int_equal(h_app.rxlen, 2000);
 	h_clear();
 	h_flush();
-	h_advance_ms(40);  /* the delayed ACK */
+	h_advance_ms(40); /* the delayed ACK */
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].win, 65535 - 2000);
 	/* the pool recovers: the next ACK offers the whole buffer again */
@@ -1498,8 +1553,14 @@ connect_syn(struct h_out *syn)
 static void
 synack(const struct h_out *syn, uint32_t isn, const uint8_t *opts, unsigned optlen)
 {
-	struct h_seg s = { .flags = SYN | ACK, .seq = isn, .ack = syn->seq + 1, .win = 29200,
-			   .opts = opts, .optlen = optlen, .sport = PEER_SVC, .dport = syn->sport };
+	struct h_seg s = { .flags = SYN | ACK,
+		.seq = isn,
+		.ack = syn->seq + 1,
+		.win = 29200,
+		.opts = opts,
+		.optlen = optlen,
+		.sport = PEER_SVC,
+		.dport = syn->sport };
 
 	h_clear();
 	h_input(&s);
@@ -1528,13 +1589,15 @@ test_active_open(void **state)
 	assert_int_equal(H_CNT(CONNECT), 1);
 	tcp_mem_stats(&h_lc, &ms);
 	assert_int_equal(ms.flows_by_state[TCP_ST_SYN_SENT], 1);
-	assert_int_equal(ms.half_open, 0);  /* SYN flood accounting is for passive opens */
+	assert_int_equal(ms.half_open, 0); /* SYN flood accounting is for passive opens */
 	assert_int_equal(tcp_send_space(c), 0);
 	assert_int_equal(tcp_write(c, "x", 1), -ENOTCONN);
 
 	/* the SYN-ACK echoes our TSval: the handshake completes, the third segment is an ACK */
-	memcpy(opts + 16, (uint8_t[]){ (uint8_t)(syn.tsval >> 24), (uint8_t)(syn.tsval >> 16),
-				       (uint8_t)(syn.tsval >> 8), (uint8_t)syn.tsval }, 4);
+	memcpy(opts + 16,
+	    (uint8_t[]){ (uint8_t)(syn.tsval >> 24), (uint8_t)(syn.tsval >> 16),
+		(uint8_t)(syn.tsval >> 8), (uint8_t)syn.tsval },
+	    4);
 	synack(&syn, 0xfffffff8u, opts, 20);
 	assert_int_equal(h_app.connects, 1);
 	assert_ptr_equal(h_app.c, c);
@@ -1546,11 +1609,16 @@ test_active_open(void **state)
 	assert_int_equal(h_cap[0].seq, syn.seq + 1);
 	assert_int_equal(h_cap[0].ack, 0xfffffff9u);
 	assert_int_equal(h_cap[0].tsecr, 500);
-	assert_int_equal(h_cap[0].win, 65536 >> 2);  /* scaled from now on */
+	assert_int_equal(h_cap[0].win, 65536 >> 2); /* scaled from now on */
 
 	/* data both ways: our segments are the peer's MSS less the timestamps */
-	p = (struct h_peer){ .port = PEER_SVC, .isn = 0xfffffff8u, .snd_nxt = 0xfffffff9u,
-			     .iss = syn.seq, .rcv_nxt = syn.seq + 1, .ts = true, .tsval = 500 };
+	p = (struct h_peer){ .port = PEER_SVC,
+		.isn = 0xfffffff8u,
+		.snd_nxt = 0xfffffff9u,
+		.iss = syn.seq,
+		.rcv_nxt = syn.seq + 1,
+		.ts = true,
+		.tsval = 500 };
 	fill(buf, sizeof(buf), 0);
 	h_clear();
 	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
@@ -1561,9 +1629,14 @@ test_active_open(void **state)
 	assert_memory_equal(h_cap[1].data, buf + 1388, 1388);
 	/* the harness's peer talks to H_PORT: this one is at our ephemeral port */
 	{
-		struct h_seg d = { .flags = ACK | PSH, .seq = p.snd_nxt, .ack = syn.seq + 1 + 3000,
-				   .win = 1000, .data = "hello", .len = 5, .sport = PEER_SVC,
-				   .dport = syn.sport };
+		struct h_seg d = { .flags = ACK | PSH,
+			.seq = p.snd_nxt,
+			.ack = syn.seq + 1 + 3000,
+			.win = 1000,
+			.data = "hello",
+			.len = 5,
+			.sport = PEER_SVC,
+			.dport = syn.sport };
 
 		h_app.consume = true;
 		h_clear();
@@ -1588,11 +1661,11 @@ test_active_open_no_options(void **state)
 	cfg_default();
 	h_setup(&cfg);
 	c = connect_syn(&syn);
-	synack(&syn, 1000, NULL, 0);  /* a minimal peer: no MSS, no scaling, no timestamps */
+	synack(&syn, 1000, NULL, 0); /* a minimal peer: no MSS, no scaling, no timestamps */
 	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
 	h_flush();
 	assert_int_equal(h_ncap, 1);
-	assert_int_equal(h_cap[0].win, 65535);  /* our window unscaled: the peer did not agree */
+	assert_int_equal(h_cap[0].win, 65535); /* our window unscaled: the peer did not agree */
 	assert_false(h_cap[0].has_ts);
 	h_clear();
 	{
@@ -1601,7 +1674,7 @@ test_active_open_no_options(void **state)
 		assert_int_equal(tcp_write(c, buf, sizeof(buf)), 1000);
 		h_flush();
 		assert_int_equal(h_ncap, 2);
-		assert_int_equal(h_cap[0].len, 536);  /* RFC 879 default MSS */
+		assert_int_equal(h_cap[0].len, 536); /* RFC 879 default MSS */
 	}
 }
 
@@ -1666,17 +1739,17 @@ test_active_open_timeout_and_close(void **state)
 	h_setup(&cfg);
 	(void)connect_syn(&syn);
 	h_clear();
-	h_advance_ms(1000);   /* RTO 1 s: the SYN again, same ISS */
+	h_advance_ms(1000); /* RTO 1 s: the SYN again, same ISS */
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].flags, SYN);
 	assert_int_equal(h_cap[0].seq, syn.seq);
 	h_clear();
-	h_advance_ms(1999);   /* backed off to 2 s */
+	h_advance_ms(1999); /* backed off to 2 s */
 	assert_int_equal(h_ncap, 0);
 	h_advance_ms(1);
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(H_CNT(SYN_REXMT), 2);
-	h_advance_ms(4000);   /* retries exhausted */
+	h_advance_ms(4000); /* retries exhausted */
 	assert_int_equal(h_app.closes, 1);
 	assert_int_equal(h_app.why, TCP_CLOSE_TIMEOUT);
 	assert_int_equal(H_CNT(CONNECT_TIMEOUT), 1);
@@ -1699,12 +1772,13 @@ test_active_open_timeout_and_close(void **state)
 	assert_int_equal(tcp_flow_count(&h_lc), 1);
 	assert_int_equal(tcp_connect(&h_lc, 0, H_PEER_IP, 0, &h_ops, &h_app, &c2), -EINVAL);
 	/* a source address that is not ours is refused; an extra one of ours is used as given */
-	assert_int_equal(tcp_connect(&h_lc, H_PEER_IP, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c2),
-			 -EINVAL);
-	h_lc.extra_ip_be[0] = 0x0a0012c6u;  /* 198.18.0.10 */
+	assert_int_equal(
+	    tcp_connect(&h_lc, H_PEER_IP, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c2), -EINVAL);
+	h_lc.extra_ip_be[0] = 0x0a0012c6u; /* 198.18.0.10 */
 	h_lc.n_extra_ip = 1;
 	h_clear();
-	assert_int_equal(tcp_connect(&h_lc, 0x0a0012c6u, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c2), 0);
+	assert_int_equal(
+	    tcp_connect(&h_lc, 0x0a0012c6u, H_PEER_IP, PEER_SVC, &h_ops, &h_app, &c2), 0);
 	assert_int_equal(h_ncap, 1);
 	assert_int_equal(h_cap[0].src_be, 0x0a0012c6u);
 	h_lc.n_extra_ip = 0;
