@@ -9,9 +9,9 @@
 
 #include "agent_config.h"
 #include "loop.h"
-#include "modbus/bus.h"
+#include "bus.h"
 #include "msgq.h"
-#include "uplink/uplink.h"
+#include "uplink.h"
 
 struct agent {
 	const char *cfg_path;

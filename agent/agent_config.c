@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "agent_config.h"
-#include "conf/conf.h"
+#include "conf.h"
 
 static const char *const bus_kinds[] = { "rtu", "tcp", NULL };
 static const char *const parities[] = { "none", "even", "odd", NULL };

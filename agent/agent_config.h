@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "drivers/rs485/rs485.h"
-#include "modbus/profile.h"
-#include "util/log.h"
+#include "rs485.h"
+#include "profile.h"
+#include "log.h"
 
 enum agent_bus_kind {
 	AGENT_BUS_RTU = 0,

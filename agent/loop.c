@@ -15,7 +15,7 @@
 
 #include "clock.h"
 #include "loop.h"
-#include "util/log.h"
+#include "log.h"
 
 #define LOOP_MAX_FDS   64
 #define LOOP_MAX_TICKS 16

@@ -16,7 +16,7 @@
 #include "agent.h"
 #include "clock.h"
 #include "stats.h"
-#include "util/log.h"
+#include "log.h"
 
 static void
 respond_reject(struct agent *a, const struct mb_write_req *req, const char *why)
@@ -231,17 +231,10 @@ make_uplink(struct agent *a)
 	if (c->uplink == AGENT_UPLINK_JSONL)
 		return uplink_jsonl_create(
 		    &a->up, a->loop, c->jsonl_path, c->jsonl_commands, c->cmd_topic, on_command, a);
-#ifdef EGW_AGENT_MQTT
-	{
-		struct uplink_mqtt_conf mc = { c->mqtt_host, c->mqtt_port, c->mqtt_client_id,
-			(uint16_t)(c->mqtt_keepalive_ms / 1000), c->cmd_topic, 100000 };
+	struct uplink_mqtt_conf mc = { c->mqtt_host, c->mqtt_port, c->mqtt_client_id,
+		(uint16_t)(c->mqtt_keepalive_ms / 1000), c->cmd_topic, 100000 };
 
-		return uplink_mqtt_create(&a->up, a->loop, &mc, on_command, a);
-	}
-#else
-	log_err("uplink mqtt: this build has no MQTT codec (lib/mqtt); use 'uplink: jsonl'");
-	return -ENOTSUP;
-#endif
+	return uplink_mqtt_create(&a->up, a->loop, &mc, on_command, a);
 }
 
 static int

@@ -11,7 +11,7 @@
 #include "agent.h"
 #include "clock.h"
 #include "stats.h"
-#include "util/log.h"
+#include "log.h"
 
 const char *const agent_dev_counter_names[] = {
 #define AGENT_DEV_COUNTER(n, d) #n,

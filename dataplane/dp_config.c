@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf/conf.h"
+#include "conf.h"
 
 static const char *const top_keys[] = { "dataplane", "agent", "uplink", "stats", "logging", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
@@ -140,7 +140,7 @@ parse_tcp(conf_node n, struct tcp_config *t)
 }
 
 static void
-parse_service(conf_node svcs, const char *name, uint16_t def_port, struct dp_service_config *s)
+parse_service(conf_node svcs, const char *name, uint16_t def_port, struct dp_service_conf *s)
 {
 	conf_node n = conf_get(svcs, name);
 	uint32_t port;
@@ -275,4 +275,20 @@ dp_config_free(struct dp_config *cfg)
 	free(cfg->log_level);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+struct dp_service_conf
+dp_config_service(const struct dp_config *cfg, const char *name)
+{
+	struct dp_service_conf sc = { 0 };
+
+	if (strcmp(name, "echo") == 0)
+		sc = cfg->echo;
+	else if (strcmp(name, "discard") == 0)
+		sc = cfg->discard;
+	else if (strcmp(name, "mqtt") == 0) {
+		sc = cfg->mqtt;
+		sc.opts = &cfg->broker;
+	}
+	return sc;
 }

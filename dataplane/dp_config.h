@@ -9,15 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mqtt/broker.h"
-#include "net/tcp/tcp.h"
+#include "broker.h"
+#include "svc.h"
+#include "tcp.h"
 
 #define DP_EAL_ARGS_MAX 64
-
-struct dp_service_config {
-	bool enabled;
-	uint16_t port;
-};
 
 struct dp_config {
 	char *path;
@@ -38,12 +34,14 @@ struct dp_config {
 	uint32_t icmp_rate_per_s;
 
 	struct tcp_config tcp;
-	struct dp_service_config echo, discard, mqtt;
+	struct dp_service_conf echo, discard, mqtt; /* .opts is set by dp_config_service */
 	struct broker_config broker;
 };
 
 /* Loads and validates path; on error returns -1 with "file:line:col: reason" in err. */
 int dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen);
 void dp_config_free(struct dp_config *cfg);
+/* The config of the service called name (svc.h): enabled, port and its own settings. */
+struct dp_service_conf dp_config_service(const struct dp_config *cfg, const char *name);
 
 #endif

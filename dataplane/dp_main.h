@@ -7,11 +7,17 @@
 #include "dp.h"
 #include "dp_config.h"
 
+#define DP_MAX_SERVICES 8
+
 struct dp_state {
 	struct dp_config cfg;
 	uint16_t port_id;
 	unsigned n_workers;
 	struct dp_lcore *workers[DP_MAX_LCORES];
+	/* The services the config enables, with their config (svc.h), in start order. */
+	const struct dp_service *svc[DP_MAX_SERVICES];
+	struct dp_service_conf svc_conf[DP_MAX_SERVICES];
+	unsigned n_svc;
 	volatile int quit; /* set by the signal handler; workers leave their loop */
 	uint64_t start_tsc;
 };

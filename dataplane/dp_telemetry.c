@@ -20,8 +20,8 @@
 
 #include "arp.h"
 #include "dp_main.h"
-#include "mqtt/mqtt_tcp.h"
-#include "tcp/tcp.h"
+#include "svc.h"
+#include "tcp.h"
 
 uint64_t
 dp_counter_sum(enum dp_counter_id id)
@@ -80,40 +80,6 @@ tel_status(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
-/* The broker's gauges (records, and the parts of sessions that exist only while used), summed
- * over the workers, under these names in /edgegw/mem. */
-static const struct {
-	const char *name;
-	size_t off;
-} gauge_fields[] = {
-	{ "mqtt_conns", offsetof(struct broker_gauges, conns) },
-	{ "mqtt_sessions", offsetof(struct broker_gauges, sessions) },
-	{ "mqtt_subscriptions", offsetof(struct broker_gauges, subscriptions) },
-	{ "mqtt_sessions_with_window", offsetof(struct broker_gauges, windows) },
-	{ "mqtt_sessions_with_qos2_ids", offsetof(struct broker_gauges, qos2_tables) },
-	{ "mqtt_sessions_with_will_or_claim", offsetof(struct broker_gauges, cold) },
-	{ "mqtt_queued_msgs", offsetof(struct broker_gauges, queued) },
-};
-
-static void
-mem_broker(struct rte_tel_data *d)
-{
-	uint64_t sum[RTE_DIM(gauge_fields)] = { 0 };
-	struct broker_gauges g;
-
-	for (unsigned i = 0; i < dp_state.n_workers; i++) {
-		struct broker *b = mqtt_service_broker(dp_state.workers[i]);
-
-		if (b == NULL)
-			continue;
-		broker_gauges_get(b, &g);
-		for (unsigned j = 0; j < RTE_DIM(gauge_fields); j++)
-			sum[j] += *(const uint32_t *)((const char *)&g + gauge_fields[j].off);
-	}
-	for (unsigned j = 0; j < RTE_DIM(gauge_fields); j++)
-		rte_tel_data_add_dict_u64(d, gauge_fields[j].name, sum[j]);
-}
-
 /* Memory per idle flow is what a flow costs with no data in flight: its TCB and its hash entry;
  * data in flight is counted separately as the mbufs the queues hold. */
 static int
@@ -161,7 +127,9 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 		snprintf(name, sizeof(name), "state_%s", tcp_state_name((enum tcp_state)s));
 		rte_tel_data_add_dict_u64(d, name, states[s]);
 	}
-	mem_broker(d);
+	for (unsigned i = 0; i < dp_state.n_svc; i++)
+		if (dp_state.svc[i]->telemetry_mem != NULL)
+			dp_state.svc[i]->telemetry_mem(d);
 	return 0;
 }
 
@@ -191,25 +159,6 @@ tel_workers(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
-static int
-tel_broker(const char *cmd, const char *params, struct rte_tel_data *d)
-{
-	(void)cmd, (void)params;
-	rte_tel_data_start_dict(d);
-	for (unsigned c = 0; c < BROKER_C_COUNT; c++) {
-		uint64_t v = 0;
-
-		for (unsigned i = 0; i < dp_state.n_workers; i++) {
-			struct broker *b = mqtt_service_broker(dp_state.workers[i]);
-
-			if (b != NULL)
-				v += broker_counter_get(b, (enum broker_counter)c);
-		}
-		rte_tel_data_add_dict_u64(d, broker_counter_name((enum broker_counter)c), v);
-	}
-	return 0;
-}
-
 int
 dp_telemetry_init(void)
 {
@@ -223,10 +172,11 @@ dp_telemetry_init(void)
 	    "Uptime, workers, TCP flows, ARP entries, mbufs in use, link");
 	rc |= rte_telemetry_register_cmd("/edgegw/workers", tel_workers,
 	    "Per worker: lcore, queue, packets in and out, TCP flows and accepts");
-	rc |= rte_telemetry_register_cmd(
-	    "/edgegw/broker", tel_broker, "MQTT broker counters, summed over the workers");
 	rc |= rte_telemetry_register_cmd("/edgegw/mem", tel_mem,
 	    "Memory: TCP flows by state, bytes per idle flow, mbufs held in queues; MQTT sessions "
 	    "and their parts held");
+	for (unsigned i = 0; i < dp_state.n_svc; i++)
+		if (dp_state.svc[i]->telemetry_init != NULL)
+			rc |= dp_state.svc[i]->telemetry_init();
 	return rc ? -1 : 0;
 }

@@ -12,8 +12,8 @@
 #include "dp_main.h"
 #include "icmp.h"
 #include "log.h"
-#include "mqtt/mqtt_tcp.h"
-#include "tcp/tcp.h"
+#include "svc.h"
+#include "tcp.h"
 
 #define DP_IDLE_POLLS_BEFORE_SLEEP 256
 #define DP_TIMER_MANAGE_US         100
@@ -36,8 +36,9 @@ dp_worker_loop(void *arg)
 			idle++;
 		}
 		tcp_timers_poll(lc);
-		if (lc->cfg->mqtt.enabled)
-			mqtt_service_poll(lc); /* other lcores' deliveries, broker timers */
+		for (unsigned i = 0; i < dp_state.n_svc; i++)
+			if (dp_state.svc[i]->poll != NULL)
+				dp_state.svc[i]->poll(lc); /* e.g. MQTT: other lcores' deliveries */
 		arp_poll(lc);
 		if (lc->now_tsc >= next_timer) {
 			rte_timer_manage();
@@ -50,8 +51,9 @@ dp_worker_loop(void *arg)
 			rte_delay_us_sleep(lc->cfg->idle_sleep_us);
 	}
 	/* Leave cleanly: every flow gets a RST so peers do not wait on a dead gateway. */
-	if (lc->cfg->mqtt.enabled)
-		mqtt_service_fini(lc);
+	for (unsigned i = 0; i < dp_state.n_svc; i++)
+		if (dp_state.svc[i]->fini != NULL)
+			dp_state.svc[i]->fini(lc);
 	tcp_lcore_fini(lc);
 	dp_tx_flush(lc);
 	log_info("worker %u: stopped", lc->worker_idx);

@@ -22,12 +22,12 @@
 #include <rte_mbuf.h>
 #include <rte_timer.h>
 
-#include "app/echo.h"
 #include "arp.h"
 #include "dp_main.h"
 #include "log.h"
-#include "mqtt/mqtt_tcp.h"
-#include "tcp/tcp.h"
+#include "nic.h"
+#include "svc.h"
+#include "tcp.h"
 
 struct dp_state dp_state;
 
@@ -97,9 +97,20 @@ workers_create(void)
 	if (rc != 0)
 		rte_exit(EXIT_FAILURE, "port '%s' setup failed: %s\n", cfg->device, strerror(-rc));
 
-	/* The MQTT service numbers its instances by worker: it must know how many first. */
-	if (cfg->mqtt.enabled && (rc = mqtt_service_init(cfg->workers, 1024)) != 0)
-		rte_exit(EXIT_FAILURE, "mqtt service rings: %s\n", strerror(-rc));
+	/* The enabled services; some (MQTT) number their instances by worker and learn how many
+	 * workers there are first. */
+	for (const struct dp_service *const *sp = dp_services; *sp != NULL; sp++) {
+		struct dp_service_conf sc = dp_config_service(cfg, (*sp)->name);
+
+		if (!sc.enabled)
+			continue;
+		if (dp_state.n_svc == DP_MAX_SERVICES)
+			rte_exit(EXIT_FAILURE, "more than %u services\n", DP_MAX_SERVICES);
+		if ((*sp)->init != NULL && (rc = (*sp)->init(&sc, cfg->workers)) != 0)
+			rte_exit(EXIT_FAILURE, "%s service: %s\n", (*sp)->name, strerror(-rc));
+		dp_state.svc_conf[dp_state.n_svc] = sc;
+		dp_state.svc[dp_state.n_svc++] = *sp;
+	}
 	w = 0;
 	RTE_LCORE_FOREACH_WORKER (lcore) {
 		struct dp_lcore *lc;
@@ -129,17 +140,11 @@ workers_create(void)
 		if ((rc = arp_lcore_init(lc, cfg->arp_entries, cfg->arp_timeout_ms)) != 0 ||
 		    (rc = tcp_lcore_init(lc, &tc)) != 0)
 			rte_exit(EXIT_FAILURE, "lcore %u init: %s\n", lcore, strerror(-rc));
-		if (cfg->echo.enabled && (rc = echo_service_listen(lc, cfg->echo.port)) != 0)
-			rte_exit(EXIT_FAILURE, "echo service on port %u: %s\n", cfg->echo.port,
-			    strerror(-rc));
-		if (cfg->discard.enabled &&
-		    (rc = discard_service_listen(lc, cfg->discard.port)) != 0)
-			rte_exit(EXIT_FAILURE, "discard service on port %u: %s\n",
-			    cfg->discard.port, strerror(-rc));
-		if (cfg->mqtt.enabled &&
-		    (rc = mqtt_service_listen(lc, cfg->mqtt.port, &cfg->broker)) != 0)
-			rte_exit(EXIT_FAILURE, "MQTT service on port %u: %s\n", cfg->mqtt.port,
-			    strerror(-rc));
+		for (unsigned i = 0; i < dp_state.n_svc; i++)
+			if ((rc = dp_state.svc[i]->listen(lc, &dp_state.svc_conf[i])) != 0)
+				rte_exit(EXIT_FAILURE, "%s service on port %u: %s\n",
+				    dp_state.svc[i]->name, dp_state.svc_conf[i].port,
+				    strerror(-rc));
 		dp_state.workers[w++] = lc;
 	}
 	dp_state.n_workers = w;

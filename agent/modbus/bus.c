@@ -20,7 +20,7 @@
 #include "planner.h"
 #include "report.h"
 #include "scheduler.h"
-#include "util/log.h"
+#include "log.h"
 
 #define BUS_MAX_JOBS            64
 #define BUS_RTU_BYTE_TIMEOUT_MS 50 /* silence inside an RTU answer that ends it */

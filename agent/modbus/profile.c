@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conf/conf.h"
+#include "conf.h"
 #include "profile.h"
 #include "report.h"
 

@@ -5,15 +5,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "decode.h"
-#include "json.h"
 #include "writes.h"
 
+/* A string member of o into dst: 0, or -EINVAL with the reason when it is missing (and
+ * required), not a string, empty or too long. */
 static int
-copy_field(const struct json_flat *o, const char *key, char *dst, size_t dstlen, bool required,
-    char *err, size_t errlen)
+copy_field(
+    json_t *o, const char *key, char *dst, size_t dstlen, bool required, char *err, size_t errlen)
 {
-	const struct json_field *f = json_flat_get(o, key);
+	json_t *f = json_object_get(o, key);
 
 	if (f == NULL) {
 		if (!required)
@@ -21,35 +24,50 @@ copy_field(const struct json_flat *o, const char *key, char *dst, size_t dstlen,
 		snprintf(err, errlen, "missing \"%s\"", key);
 		return -EINVAL;
 	}
-	if (f->kind != JSON_STR || strlen(f->str) >= dstlen || f->str[0] == '\0') {
+	if (!json_is_string(f) || json_string_length(f) >= dstlen || json_string_length(f) == 0 ||
+	    memchr(json_string_value(f), '\0', json_string_length(f)) != NULL) {
 		snprintf(err, errlen, "\"%s\" must be a non-empty string of less than %zu bytes",
 		    key, dstlen);
 		return -EINVAL;
 	}
-	memcpy(dst, f->str, strlen(f->str) + 1);
+	memcpy(dst, json_string_value(f), json_string_length(f) + 1);
 	return 0;
 }
 
 int
 mb_write_parse(const char *payload, size_t len, struct mb_write_req *req, char *err, size_t errlen)
 {
-	struct json_flat o;
-	const struct json_field *v;
+	json_error_t jerr;
+	json_t *o, *v;
+	int rc = -EINVAL;
 
 	memset(req, 0, sizeof(*req));
-	if (json_flat_parse(payload, len, &o, err, errlen) != 0)
-		return -EINVAL;
-	if (copy_field(&o, "id", req->id, sizeof(req->id), false, err, errlen) ||
-	    copy_field(&o, "device", req->device, sizeof(req->device), true, err, errlen) ||
-	    copy_field(&o, "point", req->point, sizeof(req->point), true, err, errlen))
-		return -EINVAL;
-	v = json_flat_get(&o, "value");
-	if (v == NULL || (v->kind != JSON_NUM && v->kind != JSON_BOOL)) {
-		snprintf(err, errlen, "\"value\" must be a number or true/false");
+	o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (o == NULL) {
+		snprintf(err, errlen, "bad JSON at byte %d: %s", jerr.position, jerr.text);
 		return -EINVAL;
 	}
-	req->value = v->num;
-	return 0;
+	if (!json_is_object(o)) {
+		snprintf(err, errlen, "a command is a JSON object");
+		goto out;
+	}
+	if (copy_field(o, "id", req->id, sizeof(req->id), false, err, errlen) ||
+	    copy_field(o, "device", req->device, sizeof(req->device), true, err, errlen) ||
+	    copy_field(o, "point", req->point, sizeof(req->point), true, err, errlen))
+		goto out;
+	v = json_object_get(o, "value");
+	if (json_is_number(v))
+		req->value = json_number_value(v);
+	else if (json_is_boolean(v))
+		req->value = json_is_true(v) ? 1.0 : 0.0;
+	else {
+		snprintf(err, errlen, "\"value\" must be a number or true/false");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	return rc;
 }
 
 int
@@ -80,20 +98,30 @@ int
 mb_write_response(char *buf, size_t len, const struct mb_write_req *req, bool ok,
     const char *reason, const char *value_json)
 {
-	char id[160], dev[128], pt[128], why[400] = "";
-	int n;
+	size_t n = 0, vn = value_json != NULL ? strlen(value_json) : 0;
+	json_t *o;
 
-	if (json_escape(req->id, id, sizeof(id)) < 0 ||
-	    json_escape(req->device, dev, sizeof(dev)) < 0 ||
-	    json_escape(req->point, pt, sizeof(pt)) < 0)
-		return -ENOSPC;
-	if (reason != NULL) {
-		memcpy(why, ",\"reason\":", 10);
-		if (json_escape(reason, why + 10, sizeof(why) - 10) < 0)
+	o = json_pack("{s:s, s:s, s:s, s:s}", "id", req->id, "device", req->device, "point",
+	    req->point, "status", ok ? "ok" : "error");
+	if (o == NULL)
+		return -EINVAL; /* a field that is not UTF-8 */
+	if (reason == NULL || json_object_set_new(o, "reason", json_string(reason)) == 0)
+		n = json_dumpb(o, buf, len, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (n == 0)
+		return -EINVAL;
+	/* value_json is already JSON (mb_value_json): spliced in as written, before the '}' */
+	if (vn > 0) {
+		if (n + vn + 9 > len)
 			return -ENOSPC;
+		n--;
+		memcpy(buf + n, ",\"value\":", 9);
+		memcpy(buf + n + 9, value_json, vn);
+		n += 9 + vn;
+		buf[n++] = '}';
 	}
-	n = snprintf(buf, len, "{\"id\":%s,\"device\":%s,\"point\":%s,\"status\":\"%s\"%s%s%s}", id,
-	    dev, pt, ok ? "ok" : "error", why, value_json ? ",\"value\":" : "",
-	    value_json ? value_json : "");
-	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+	if (n >= len)
+		return -ENOSPC;
+	buf[n] = '\0';
+	return (int)n;
 }

@@ -14,10 +14,11 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "json.h"
+#include <jansson.h>
+
 #include "loop.h"
 #include "uplink.h"
-#include "util/log.h"
+#include "log.h"
 
 struct jsonl_sink {
 	struct uplink up;
@@ -36,14 +37,18 @@ jsonl_submit(
     struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct jsonl_sink *s = (struct jsonl_sink *)u;
+	json_t *jt = json_string(topic);
 	char t[512];
+	size_t tn = jt != NULL ? json_dumpb(jt, t, sizeof(t) - 1, JSON_ENCODE_ANY) : 0;
 	const char *p = payload;
 
+	json_decref(jt);
 	s->st.submitted++;
-	if (json_escape(topic, t, sizeof(t)) < 0) {
+	if (tn == 0 || tn >= sizeof(t) - 1) {
 		s->st.dropped++;
 		return -ENOSPC;
 	}
+	t[tn] = '\0';
 	fprintf(s->out, "{\"topic\":%s,\"qos\":%u,\"retain\":%s,\"payload\":", t, qos,
 	    retain ? "true" : "false");
 	if (len > 0 && p[0] == '{' && p[len - 1] == '}' && memchr(p, '\n', len) == NULL) {

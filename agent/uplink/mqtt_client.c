@@ -17,9 +17,9 @@
 
 #include "clock.h"
 #include "loop.h"
-#include "mqtt/mqtt_codec.h"
+#include "mqtt_codec.h"
 #include "uplink.h"
-#include "util/log.h"
+#include "log.h"
 
 #define MC_WINDOW             64           /* QoS 1 messages in flight */
 #define MC_OBUF_HIGH          (256 * 1024) /* stop encoding more while this much waits for the socket */

@@ -1,7 +1,7 @@
 /*
  * broker.h: the MQTT broker core (3.1.1 and 5.0) that runs on each dataplane worker lcore.
  *
- * Transport-agnostic: the dataplane TCP (dataplane/app/mqtt_listener.c, to come) or the kernel
+ * Transport-agnostic: the dataplane TCP (dataplane/svc/mqtt_tcp.c) or the kernel
  * socket test harness (tests/integration/mqtt/broker_kernel_harness.c) open a connection, feed
  * it the bytes they received and call back nothing else; the broker answers through the ops
  * table. No DPDK and no locks here: one struct broker belongs to one thread. Packets are

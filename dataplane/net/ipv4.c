@@ -11,7 +11,7 @@
 #include "arp.h"
 #include "dp.h"
 #include "icmp.h"
-#include "tcp/tcp.h"
+#include "tcp.h"
 
 static inline bool
 ipv4_src_bad(const struct dp_lcore *lc, uint32_t src_be)

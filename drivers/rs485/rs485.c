@@ -8,7 +8,7 @@
 #include <sys/ioctl.h>
 
 #include "rs485.h"
-#include "util/log.h"
+#include "log.h"
 
 static bool
 baud_supported(uint32_t b)

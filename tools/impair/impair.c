@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "util/log.h"
+#include "log.h"
 
 #define IMPAIR_FRAME_MAX 2048 /* lab MTU is 1500; larger frames are counted and dropped */
 #define IMPAIR_RX_BATCH  64

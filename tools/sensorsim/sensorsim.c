@@ -17,9 +17,7 @@
 #include <unistd.h>
 
 #include "sim.h"
-#ifdef SIM_HAVE_MEMIF
 #include "sim_transport_memif.h"
-#endif
 
 const char *const sim_err_name[SIM_ERR_COUNT] = {
 #define SIM_ERR(name, text) #name,
@@ -115,11 +113,7 @@ worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, uint32_t firs
 	memset(w, 0, sizeof(*w));
 	w->run = r;
 	w->idx = idx;
-#ifdef SIM_HAVE_MEMIF
 	w->tr.ops = o->transport == SIM_TR_MEMIF ? &sim_transport_memif : &sim_transport_kernel;
-#else
-	w->tr.ops = &sim_transport_kernel;
-#endif
 	w->tr.fd = -1;
 	w->rng = 2463534242u ^ (idx * 2654435761u);
 	sim_hist_init(&w->hist);
@@ -274,13 +268,8 @@ main(int argc, char **argv)
 	    run_init(&run, &o) < 0)
 		return 1;
 	if (o.transport == SIM_TR_MEMIF) {
-#ifdef SIM_HAVE_MEMIF
 		if (sim_memif_init(&o, total, run.dst.sin_addr.s_addr) < 0)
 			return 1;
-#else
-		fprintf(stderr, "edgegw-sensorsim: built without DPDK: no memif transport\n");
-		return 2;
-#endif
 	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
@@ -310,9 +299,7 @@ main(int argc, char **argv)
 	rc = sim_report(ws, nw, &o, &times);
 	for (uint32_t i = 0; i < nw; i++)
 		worker_free(&ws[i]);
-#ifdef SIM_HAVE_MEMIF
 	sim_memif_fini();
-#endif
 	free(run.fill);
 	return rc;
 }

@@ -35,7 +35,7 @@
 #include "dp.h"
 #include "icmp.h"
 #include "ipv4.h"
-#include "tcp/tcp.h"
+#include "tcp.h"
 
 #include "sim_transport.h"
 #include "sim_transport_memif.h"
@@ -616,26 +616,9 @@ flows_quiet(struct mstack *s)
 	return ms.flows == ms.flows_by_state[TCP_ST_TIME_WAIT];
 }
 
-/* The EAL's runtime directory (/var/run/dpdk/PREFIX): its files, then itself. */
-static void
-rundir_remove(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-
-	if (d == NULL)
-		return;
-	while ((e = readdir(d)) != NULL)
-		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-			unlinkat(dirfd(d), e->d_name, 0);
-	closedir(d);
-	rmdir(dir);
-}
-
 void
 sim_memif_fini(void)
 {
-	char rundir[PATH_MAX];
 	struct mstack *s = stk;
 	struct dp_lcore *lc;
 
@@ -661,7 +644,5 @@ sim_memif_fini(void)
 	free(s->slots);
 	rte_free(lc);
 	stk = NULL;
-	snprintf(rundir, sizeof(rundir), "%s", rte_eal_get_runtime_dir());
-	rte_eal_cleanup();
-	rundir_remove(rundir);
+	dp_eal_cleanup();
 }

@@ -48,7 +48,7 @@ enum tcp_close_reason {
 };
 
 /*
- * The application side of a listening port (app/echo.c, later the MQTT broker).
+ * The application side of a listening port (dataplane/svc: echo.c, mqtt_tcp.c).
  * Callbacks run on the lcore owning the connection, from tcp_input or the timers. They may
  * call any tcp_* function on the connection (tcp_abort and tcp_close included); what they
  * send leaves at the next tcp_flush, in the same segments as the ACK. closed() is called

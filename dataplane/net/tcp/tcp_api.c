@@ -1,5 +1,5 @@
 /*
- * tcp_api.c: what the application (app/echo.c, the MQTT broker) calls on a connection:
+ * tcp_api.c: what the application (dataplane/svc: echo.c, mqtt_tcp.c) calls on a connection:
  * take received data, queue data to send, shut down, close, abort. Nothing is sent from
  * here: the flow is put on the flush list and tcp_flush() sends at the end of the burst,
  * so all replies an rx burst produces leave together, with the ACK piggybacked.

@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mqtt/mqtt_codec.h"
-#include "mqtt/mqtt_topic.h"
+#include "mqtt_codec.h"
+#include "mqtt_topic.h"
 
 #define MAX_SEGS 4096
 

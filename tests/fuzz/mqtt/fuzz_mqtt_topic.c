@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mqtt/mqtt_topic.h"
-#include "mqtt/mqtt_topic_tree.h"
+#include "mqtt_topic.h"
+#include "mqtt_topic_tree.h"
 
 #define MAX_REF    256
 #define NSUB       8

@@ -19,7 +19,7 @@
 
 #include "dp.h"
 #include "ipv4.h"
-#include "tcp/tcp.h"
+#include "tcp.h"
 
 #define NPEER     4
 #define BASE_PORT 40000
@@ -248,6 +248,7 @@ setup_once(void)
 	argv[7] = prefix;
 	if (rte_eal_init((int)RTE_DIM(argv) - 1, argv) < 0)
 		return -1;
+	atexit(dp_eal_cleanup);
 	pool =
 	    rte_pktmbuf_pool_create("fz", POOL_N, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	return pool != NULL ? 0 : -1;

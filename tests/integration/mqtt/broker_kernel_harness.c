@@ -2,7 +2,7 @@
  * broker_kernel_harness.c: a TEST TOOL, not the product. It runs the broker core (broker_lib)
  * over kernel TCP sockets with one epoll loop, so real MQTT clients (mosquitto_pub/sub, paho)
  * can be pointed at the broker logic before and beside the dataplane. The product path is the
- * DPDK dataplane's own TCP (dataplane/app/mqtt_listener.c). See docs/broker.md.
+ * DPDK dataplane's own TCP (dataplane/svc/mqtt_tcp.c). See docs/broker.md.
  *
  * usage: broker_kernel_harness [-a ADDR] [-p PORT] [-s SYS_INTERVAL_MS] [-q MAX_QUEUE]
  * PORT 0 picks a free port. Prints "listening ADDR PORT" once ready; SIGTERM/SIGINT stop it

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The MQTT client checks of test_broker_clients.py against the dataplane itself: the broker
-core on the dataplane's own TCP (dataplane/mqtt/mqtt_tcp.c), 198.18.0.1:1883 from the lab's
+core on the dataplane's own TCP (dataplane/svc/mqtt_tcp.c), 198.18.0.1:1883 from the lab's
 sensors namespace; then again with two workers, where sessions, subscriptions and shared
 groups cross lcores (--multi-lcore: sessions resume on the other lcore, session present 1)."""
 import os

@@ -1,0 +1,169 @@
+/*
+ * test_mqtt_interop.c: byte streams written by other implementations (paho-mqtt client,
+ * mosquitto broker; see interop_captures.h) decode packet by packet, in one buffer and cut into
+ * TCP-like segments; each decoded packet re-encodes to something that decodes the same way.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mqtt_codec.h"
+#include "interop_captures.h"
+
+struct stream {
+	const char *name;
+	const uint8_t *bytes;
+	size_t len;
+	enum mqtt_role role; /* who decodes it */
+	uint8_t version;     /* 0: the stream starts with CONNECT */
+	const char *types;   /* expected packet types, one letter each (see type_letter) */
+};
+
+/* C=CONNECT c=CONNACK P=PUBLISH a=PUBACK r=PUBREC l=PUBREL m=PUBCOMP S=SUBSCRIBE s=SUBACK
+ * U=UNSUBSCRIBE u=UNSUBACK D=DISCONNECT */
+static char
+type_letter(enum mqtt_type t)
+{
+	static const char letters[16] = "?CcParlmSsUuIiDA";
+
+	return letters[t & 15];
+}
+
+static const struct stream streams[] = {
+	{ "paho 5.0 client", c2s5_bin, sizeof(c2s5_bin), MQTT_ROLE_SERVER, 0, "CSPPaaPlramUD" },
+	{ "mosquitto 5.0 broker", s2c5_bin, sizeof(s2c5_bin), MQTT_ROLE_CLIENT, MQTT_V5,
+	    "csPPPParPPmlu" },
+	{ "paho 3.1.1 client", c2s4_bin, sizeof(c2s4_bin), MQTT_ROLE_SERVER, 0, "CSaaPPaPlrmUD" },
+	{ "mosquitto 3.1.1 broker", s2c4_bin, sizeof(s2c4_bin), MQTT_ROLE_CLIENT, MQTT_V311,
+	    "csPPPParPmlu" },
+};
+
+static uint8_t scratch[8192];
+
+/* Decode one packet from iov; re-encode it and decode that again: same type, same length. */
+static int
+decode_one(struct mqtt_decoder *d, const struct mqtt_iov *iov, size_t niov, struct mqtt_packet *pkt)
+{
+	static uint8_t flat[4096], again[4096], scratch2[8192];
+	struct mqtt_decoder d2;
+	struct mqtt_packet p2;
+	int rc = mqtt_decode(d, iov, niov, pkt), n;
+
+	if (rc <= 0)
+		return rc;
+	if (pkt->type == MQTT_PUBLISH && pkt->publish.payload == NULL) {
+		struct mqtt_iov sl[1024];
+		size_t ns = mqtt_span_slices(iov, niov, &pkt->publish.payload_at, sl, 1024),
+		       off = 0;
+
+		assert_true(ns <= 1024);
+		for (size_t i = 0; i < ns; i++) {
+			memcpy(flat + off, sl[i].base, sl[i].len);
+			off += sl[i].len;
+		}
+		pkt->publish.payload = flat;
+	}
+	n = mqtt_encode(again, sizeof(again), d->version, pkt);
+	assert_true(n > 0);
+	mqtt_decoder_init(&d2, d->role, pkt->type == MQTT_CONNECT ? 0 : d->version, 0, scratch2,
+	    sizeof(scratch2));
+	assert_int_equal(mqtt_decode_buf(&d2, again, (size_t)n, &p2), n);
+	assert_int_equal(p2.type, pkt->type);
+	return rc;
+}
+
+/* Cut the stream into seg-byte segments (0: one buffer) and decode it all. */
+static void
+decode_stream(const struct stream *s, size_t seg)
+{
+	struct mqtt_iov iov[2048];
+	struct mqtt_decoder d;
+	char got[64];
+	size_t off = 0, np = 0;
+
+	mqtt_decoder_init(&d, s->role, s->version, 0, scratch, sizeof(scratch));
+	while (off < s->len) {
+		struct mqtt_packet pkt;
+		size_t niov = 0;
+		int rc;
+
+		for (size_t o = off; o < s->len && niov < 2048; o += seg ? seg : s->len)
+			iov[niov++] = (struct mqtt_iov){ s->bytes + o,
+				seg && s->len - o > seg ? seg : s->len - o };
+		rc = decode_one(&d, iov, niov, &pkt);
+		if (rc <= 0)
+			fail_msg("%s, %zu-byte segments: %d (%s) at %zu", s->name, seg, rc,
+			    mqtt_err_str(rc), off);
+		assert_true(np < sizeof(got) - 1);
+		got[np++] = type_letter(pkt.type);
+		off += (size_t)rc;
+	}
+	got[np] = '\0';
+	assert_string_equal(got, s->types);
+}
+
+static void
+test_captured_streams(void **state)
+{
+	static const size_t segs[] = { 0, 1460, 536, 7, 1 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++)
+		for (size_t k = 0; k < sizeof(segs) / sizeof(segs[0]); k++)
+			decode_stream(&streams[i], segs[k]);
+}
+
+/* What the captures carry, field by field: paho's 5.0 CONNECT and mosquitto's first PUBLISH. */
+static void
+test_captured_fields(void **state)
+{
+	struct mqtt_decoder d;
+	struct mqtt_packet pkt;
+	const struct mqtt_connect *c = &pkt.connect;
+	int n;
+
+	(void)state;
+	mqtt_decoder_init(&d, MQTT_ROLE_SERVER, 0, 0, scratch, sizeof(scratch));
+	assert_true(mqtt_decode_buf(&d, c2s5_bin, sizeof(c2s5_bin), &pkt) > 0);
+	assert_int_equal(c->version, 5);
+	assert_int_equal(c->keepalive_s, 30);
+	assert_memory_equal(c->client_id.s, "interop-5", 9);
+	assert_true(c->has_will && c->will.retain);
+	assert_int_equal(c->will.qos, 1);
+	assert_int_equal(c->will.props.v[MQTT_PROP_WILL_DELAY_INTERVAL].u, 5);
+	assert_int_equal(c->props.v[MQTT_PROP_SESSION_EXPIRY_INTERVAL].u, 60);
+	assert_int_equal(c->props.v[MQTT_PROP_RECEIVE_MAXIMUM].u, 20);
+	assert_int_equal(c->props.n_user, 2);
+	assert_memory_equal(c->props.user[1].val.s, "two", 3);
+	assert_memory_equal(c->password.s, "secret", 6);
+
+	mqtt_decoder_init(&d, MQTT_ROLE_CLIENT, MQTT_V5, 0, scratch, sizeof(scratch));
+	n = mqtt_decode_buf(&d, s2c5_bin, sizeof(s2c5_bin), &pkt); /* CONNACK */
+	assert_true(n > 0);
+	n += mqtt_decode_buf(&d, s2c5_bin + n, sizeof(s2c5_bin) - (size_t)n, &pkt); /* SUBACK */
+	assert_int_equal(pkt.suback.n_reasons, 2);
+	assert_true(mqtt_decode_buf(&d, s2c5_bin + n, sizeof(s2c5_bin) - (size_t)n, &pkt) > 0);
+	assert_int_equal(pkt.type, MQTT_PUBLISH);
+	assert_int_equal(pkt.publish.props.n_sub_ids, 1);
+	assert_int_equal(pkt.publish.props.sub_ids[0], 7);
+	assert_int_equal(pkt.publish.props.v[MQTT_PROP_PAYLOAD_FORMAT_INDICATOR].u, 1);
+	assert_memory_equal(pkt.publish.props.v[MQTT_PROP_RESPONSE_TOPIC].s.s, "egw/reply", 9);
+	assert_int_equal(mqtt_payload_utf8_check(&(struct mqtt_iov){ s2c5_bin, sizeof(s2c5_bin) },
+			     1, &pkt.publish.payload_at),
+	    0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_captured_streams),
+		cmocka_unit_test(test_captured_fields),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
