@@ -79,8 +79,11 @@ def holes_context():
 
 
 async def ramp(ctx, units):
+    # one step each 150 ms: about 3.3 per 500 ms poll of dev1, so a deadband of 4.5 publishes
+    # about every other poll whatever the machine's load (at 100 ms it was 5 a poll on an idle
+    # box: every poll published and the deadband check could not tell)
     while True:
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.15)
         for u in units:
             if u in (1, 4):
                 s = ctx[u]

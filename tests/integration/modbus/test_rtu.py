@@ -96,7 +96,7 @@ agent:
     h.check(s1["polls"] >= int(RUN_S / 0.5) - 2, f"dev1 polled only {s1['polls']} times")
     h.check(s1["requests"] <= s1["polls"] * 4 + 8, f"dev1 not coalesced: {s1['requests']} requests")
 
-    # deadband: ramp steps by 1 each 100 ms; only moves of more than 4.5 are published
+    # deadband: ramp steps by 1 each 150 ms (about 3.3 a poll); only moves of more than 4.5 are published
     ramp = [m for m in h.points(msgs, "dev1", "ramp") if m["quality"] == "good"]
     h.check(len(ramp) >= 4, f"ramp published {len(ramp)} times")
     steps = [y["value"] - x["value"] for x, y in zip(ramp, ramp[1:])]
