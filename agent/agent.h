@@ -23,7 +23,8 @@ struct agent {
 	struct uplink *up;
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
-	uint64_t cmd_rejected; /* commands refused before reaching a bus */
+	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */
+	uint64_t cmd_rejected;                  /* commands refused before reaching a bus */
 };
 
 #endif

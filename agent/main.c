@@ -2,8 +2,9 @@
  * main.c: edgegw-agent. Loads and checks the agent's config, builds the buses and the uplink,
  * runs the event loop until SIGINT/SIGTERM, and stops in order: buses first (no new messages),
  * then what is queued goes to the uplink, then the uplink closes. SIGHUP reloads the config
- * (checked whole first), SIGUSR1 logs the stats.
- *   edgegw-agent -c FILE [--check] [-v]
+ * (checked whole first), SIGUSR1 logs the stats. Under systemd (Type=notify): READY once
+ * started, the watchdog pinged from the loop's tick, RELOADING/STOPPING around those.
+ *   edgegw-agent [-c FILE] [--check] [-v]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "agent.h"
 #include "clock.h"
@@ -169,8 +172,10 @@ agent_reload(struct agent *a)
 	struct agent_config nc;
 	char err[1024];
 
+	sd_notify(0, "RELOADING=1");
 	if (agent_config_load(a->cfg_path, &nc, err, sizeof(err)) != 0) {
 		log_err("reload: %s; the running config stays", err);
+		sd_notify(0, "READY=1");
 		return;
 	}
 	keep_uplink_settings(&a->cfg, &nc);
@@ -186,6 +191,7 @@ agent_reload(struct agent *a)
 	}
 	log_info(
 	    "reload: %zu buses, %zu profiles from %s", a->nbuses, a->cfg.profiles.n, a->cfg_path);
+	sd_notify(0, "READY=1");
 }
 
 static void
@@ -214,6 +220,11 @@ on_tick(void *arg, uint64_t now_ms)
 	struct agent *a = arg;
 	int rc;
 
+	/* the loop turns: the watchdog (WatchdogSec=) is pinged at half its period */
+	if (a->watchdog_ms > 0 && now_ms >= a->next_watchdog_ms) {
+		sd_notify(0, "WATCHDOG=1");
+		a->next_watchdog_ms = now_ms + a->watchdog_ms / 2;
+	}
 	if (!a->cfg.stats_file[0] || now_ms < a->next_stats_ms)
 		return;
 	a->next_stats_ms = now_ms + a->cfg.stats_interval_ms;
@@ -268,13 +279,18 @@ agent_stop(struct agent *a)
 }
 
 static void
-usage(void)
+usage(FILE *f)
 {
-	fprintf(stderr,
-	    "usage: edgegw-agent -c FILE [--check] [-v]\n"
-	    "  -c, --config FILE  gateway config (its 'agent:' section)\n"
+	fprintf(f,
+	    "usage: edgegw-agent [-c FILE] [--check] [-v]\n"
+	    "  -c, --config FILE  gateway config, its 'agent:' section (default "
+	    "/etc/edgegw/gateway.yaml)\n"
 	    "      --check        validate the config and its profiles, then exit 0/1\n"
-	    "  -v, --verbose      debug logging\n");
+	    "  -v, --verbose      debug logging\n"
+	    "  -V, --version      print the version and exit\n"
+	    "  -h, --help         this help\n"
+	    "Signals: SIGTERM/SIGINT stop, SIGHUP reloads the config, SIGUSR1 logs the stats.\n"
+	    "See edgegw-agent(8).\n");
 }
 
 int
@@ -282,8 +298,10 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' }, { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 } };
-	const char *path = NULL;
+		{ "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 } };
+	const char *path = "/etc/edgegw/gateway.yaml";
+	uint64_t wd_us = 0;
 	bool check = false, verbose = false;
 	struct agent a;
 	char err[1024];
@@ -291,7 +309,7 @@ main(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	a.q.efd = -1;
-	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:vhV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			path = optarg;
@@ -302,13 +320,19 @@ main(int argc, char **argv)
 		case 'v':
 			verbose = true;
 			break;
+		case 'V':
+			printf("edgegw-agent %s\n", EDGEGW_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
 		default:
-			usage();
-			return o == 'h' ? 0 : 2;
+			usage(stderr);
+			return 2;
 		}
 	}
-	if (path == NULL) {
-		usage();
+	if (optind < argc) {
+		usage(stderr);
 		return 2;
 	}
 	log_init("edgegw-agent", LOG_LVL_INFO);
@@ -323,10 +347,14 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(verbose ? LOG_LVL_DEBUG : a.cfg.log_level);
+	if (sd_watchdog_enabled(0, &wd_us) > 0)
+		a.watchdog_ms = wd_us / 1000;
 	rc = agent_start(&a);
 	if (rc == 0) {
 		log_info("started: %zu buses", a.nbuses);
+		sd_notifyf(0, "READY=1\nSTATUS=%zu bus(es) polling", a.nbuses);
 		rc = agent_loop_run(a.loop);
+		sd_notify(0, "STOPPING=1");
 	} else {
 		log_err("cannot start: %s", strerror(-rc));
 	}

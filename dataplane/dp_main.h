@@ -28,6 +28,8 @@ extern struct dp_state dp_state;
 int dp_worker_loop(void *arg);
 /* Sum of one counter over every worker. */
 uint64_t dp_counter_sum(enum dp_counter_id id);
+/* DPDK's log lines through lib/util's logger (before rte_eal_init): 0 or -1. */
+int dp_log_route_dpdk(void);
 /* Registers /edgegw/... commands on the DPDK telemetry socket. */
 int dp_telemetry_init(void);
 

@@ -4,6 +4,10 @@
  * main lcore for control: signals, link watch, telemetry. Failures at start-up are loud
  * (rte_exit with the reason); nothing below main exits.
  *
+ * Under systemd (Type=notify) it says READY once the workers run, pings the watchdog only while
+ * every worker's loop is turning, and says STOPPING on the way out. SIGHUP re-reads and checks
+ * the config (a bad one is reported and the running one stays).
+ *
  *   edgegw-dataplane -c /etc/edgegw/gateway.yaml [--check]
  */
 #include <errno.h>
@@ -21,6 +25,7 @@
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_timer.h>
+#include <systemd/sd-daemon.h>
 
 #include "arp.h"
 #include "dp_main.h"
@@ -31,11 +36,15 @@
 
 struct dp_state dp_state;
 
+static volatile sig_atomic_t reload_asked;
+
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	dp_state.quit = 1;
+	if (sig == SIGHUP)
+		reload_asked = 1;
+	else
+		dp_state.quit = 1;
 }
 
 static void
@@ -44,7 +53,10 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: edgegw-dataplane [-c CONFIG] [--check]\n"
 	    "  -c, --config FILE  gateway config (default /etc/edgegw/gateway.yaml)\n"
-	    "      --check        validate the config and exit\n");
+	    "      --check        validate the config and exit\n"
+	    "  -V, --version      print the version and exit\n"
+	    "  -h, --help         this help\n"
+	    "Signals: SIGTERM/SIGINT stop, SIGHUP re-reads the config. See edgegw-dataplane(8).\n");
 }
 
 static struct rte_mempool *
@@ -162,15 +174,69 @@ counters_log_final(void)
 	}
 }
 
+/* SIGHUP: the config is read and checked whole; a bad one is reported and changes nothing.
+ * Nothing of the dataplane changes live yet: a good config is kept for the next start. */
+static void
+reload(void)
+{
+	struct dp_config next;
+	char err[512];
+
+	sd_notify(0, "RELOADING=1");
+	if (dp_config_load(dp_state.cfg.path, &next, err, sizeof(err)) != 0) {
+		log_err("reload: config rejected, the running one stays: %s", err);
+	} else {
+		log_warnx("reload: %s is valid; the dataplane applies config changes at its next "
+			  "start (no live reload yet)",
+		    dp_state.cfg.path);
+		dp_config_free(&next);
+	}
+	sd_notify(0, "READY=1");
+}
+
+/* The watchdog is pinged only while every worker's loop turns (its now_tsc moves). */
+static void
+watchdog_poll(uint64_t period_us)
+{
+	static uint64_t last_tsc[DP_MAX_LCORES], last_ping_us;
+	static bool stalled_logged;
+	uint64_t now_us = rte_get_timer_cycles() / (rte_get_timer_hz() / 1000000);
+
+	if (period_us == 0 || now_us - last_ping_us < period_us / 2)
+		return;
+	for (unsigned i = 0; i < dp_state.n_workers; i++) {
+		uint64_t t = __atomic_load_n(&dp_state.workers[i]->now_tsc, __ATOMIC_RELAXED);
+
+		if (t == last_tsc[i]) {
+			if (!stalled_logged)
+				log_err("worker %u (lcore %u) is stuck: not pinging the watchdog",
+				    i, dp_state.workers[i]->lcore_id);
+			stalled_logged = true;
+			return;
+		}
+		last_tsc[i] = t;
+	}
+	sd_notify(0, "WATCHDOG=1");
+	last_ping_us = now_us;
+}
+
 static void
 control_loop(void)
 {
 	bool was_up = false, up;
 	uint32_t speed;
 	unsigned ticks = 0;
+	uint64_t wd_us = 0;
 
+	if (sd_watchdog_enabled(0, &wd_us) <= 0)
+		wd_us = 0;
 	while (!dp_state.quit) {
 		usleep(100 * 1000);
+		if (reload_asked) {
+			reload_asked = 0;
+			reload();
+		}
+		watchdog_poll(wd_us);
 		if (++ticks % 10 == 0 && nic_link_get(dp_state.port_id, &up, &speed) == 0 &&
 		    up != was_up) {
 			log_info("port %u link %s (%u Mbps)", dp_state.port_id, up ? "up" : "down",
@@ -187,6 +253,7 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = "/etc/edgegw/gateway.yaml";
@@ -195,7 +262,7 @@ main(int argc, char **argv)
 	enum log_level lvl = LOG_LVL_INFO;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			path = optarg;
@@ -205,6 +272,9 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("edgegw-dataplane %s\n", EDGEGW_VERSION);
 			return 0;
 		default:
 			usage(stderr);
@@ -232,6 +302,8 @@ main(int argc, char **argv)
 		char *eal_argv[DP_EAL_ARGS_MAX];
 
 		memcpy(eal_argv, dp_state.cfg.eal_argv, sizeof(eal_argv));
+		if (dp_log_route_dpdk() != 0)
+			log_warnx("DPDK's log is not routed through ours: lines may appear twice");
 		rc = rte_eal_init(dp_state.cfg.eal_argc, eal_argv);
 		if (rc < 0)
 			rte_exit(EXIT_FAILURE, "EAL init failed (dataplane.eal in %s): %s\n", path,
@@ -239,6 +311,7 @@ main(int argc, char **argv)
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	signal(SIGHUP, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	rte_timer_subsystem_init();
 	dp_state.start_tsc = rte_rdtsc();
@@ -252,7 +325,10 @@ main(int argc, char **argv)
 	log_info("ready: %u worker(s), serving on port %u (%s)", dp_state.n_workers,
 	    dp_state.port_id, dp_state.cfg.device);
 
+	sd_notifyf(0, "READY=1\nSTATUS=%u worker(s) serving on %s", dp_state.n_workers,
+	    dp_state.cfg.device);
 	control_loop();
+	sd_notify(0, "STOPPING=1");
 	log_info("stopping");
 	rte_eal_mp_wait_lcore();
 	counters_log_final();

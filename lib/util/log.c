@@ -1,21 +1,48 @@
-/* log.c: see log.h. Thread-safe: one fprintf per line, stderr is unbuffered-by-line. */
+/* log.c: see log.h. Thread-safe: one write per line, stderr is line-buffered. */
 #include "log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static const char *log_prog = "edgegw";
 static volatile enum log_level log_level_cur = LOG_LVL_INFO;
+static bool log_journal;
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
+/* syslog priorities (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG) for the journal's <N> prefix */
+static const int log_prio[] = { 3, 4, 6, 7 };
+
+/* systemd sets JOURNAL_STREAM to "DEV:INODE" of the stream it connected to stderr: when stderr
+ * is still that stream, the journal stamps and tags each line itself. */
+static bool
+stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) != 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void
 log_init(const char *progname, enum log_level level)
 {
 	log_prog = progname;
 	log_level_cur = level;
+	log_journal = stderr_is_journal();
 	setvbuf(stderr, NULL, _IOLBF, 0);
+}
+
+bool
+log_to_journal(void)
+{
+	return log_journal;
 }
 
 void
@@ -50,6 +77,13 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 
 	if (lvl > log_level_cur)
 		return;
+	if (log_journal) {
+		/* <N>: the line's priority; no time or name, the journal records both */
+		n = snprintf(line, sizeof(line), "<%d>", log_prio[lvl]);
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+		fprintf(stderr, "%s\n", line);
+		return;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%s] ",

@@ -1,12 +1,14 @@
 /*
  * log.h: one-line-per-event logging for every edgegw program (OpenBSD log_warnx style).
- * Lines go to stderr (journald picks them up under systemd) with a level and the program name.
+ * Lines go to stderr with a time, the program name and a level; under systemd (JOURNAL_STREAM
+ * names stderr) they carry the journal's <N> priority prefix instead and no time or name.
  * LOG_RATELIMITED() keeps a path that a peer can trigger from writing one line per packet.
  */
 #ifndef EDGEGW_LOG_H
 #define EDGEGW_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum log_level {
@@ -17,6 +19,8 @@ enum log_level {
 };
 
 void log_init(const char *progname, enum log_level level);
+/* Whether lines go to the journal (<N> prefixes): set by log_init. */
+bool log_to_journal(void);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 int log_level_parse(const char *s, enum log_level *out);
