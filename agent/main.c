@@ -283,8 +283,8 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: edgegw-agent [-c FILE] [--check] [-v]\n"
-	    "  -c, --config FILE  gateway config, its 'agent:' section (default "
-	    "/etc/edgegw/gateway.yaml)\n"
+	    "  -c, --config FILE  gateway config, its 'agent:' section (default " EDGEGW_CONFDIR
+	    "/gateway.yaml)\n"
 	    "      --check        validate the config and its profiles, then exit 0/1\n"
 	    "  -v, --verbose      debug logging\n"
 	    "  -V, --version      print the version and exit\n"
@@ -300,7 +300,7 @@ main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'k' }, { "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 } };
-	const char *path = "/etc/edgegw/gateway.yaml";
+	const char *path = EDGEGW_CONFDIR "/gateway.yaml";
 	uint64_t wd_us = 0;
 	bool check = false, verbose = false;
 	struct agent a;

@@ -10,9 +10,11 @@
 
 static const char *const top_keys[] = { "dataplane", "agent", "uplink", "stats", "logging", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
-	"idle_sleep_us", "arp", "icmp", "tcp", "services", "mqtt", NULL };
-static const char *const port_keys[] = { "device", "ipv4", "gateway", "rx_desc", "tx_desc", "mtu",
-	NULL };
+	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", NULL };
+static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", "rx_desc",
+	"tx_desc", "mtu", NULL };
+static const char *const hugepage_keys[] = { "size", "total", NULL };
+static const char *const port_drivers[] = { "vfio-pci", "uio_pci_generic", "igb_uio", NULL };
 static const char *const tcp_keys[] = { "max_flows", "max_half_open", "rcvbuf", "sndbuf", "mss",
 	"wscale", "timestamps", "rto_min", "rto_max", "rto_initial", "delack", "time_wait",
 	"syn_retries", "data_retries", "keepalive", "keepalive_idle", "keepalive_interval",
@@ -69,6 +71,9 @@ parse_port(conf_node n, struct dp_config *cfg)
 		else
 			strcpy(cfg->device, dev);
 	}
+	/* the kernel driver a PCI port is bound to before start (edgegw-prepare) */
+	cfg->port_driver = 0;
+	conf_get_enum(n, "driver", 0, port_drivers, &cfg->port_driver);
 	if (conf_ipv4_prefix(conf_get(n, "ipv4"), &cfg->ip_be, &cfg->prefix_len) == 0) {
 		if (cfg->prefix_len < 8 || cfg->prefix_len > 30)
 			conf_error(conf_get(n, "ipv4"), "prefix length must be 8..30");
@@ -209,6 +214,50 @@ parse_mqtt(conf_node n, struct dp_config *cfg)
 		    conf_get(n, "port"), "port %u is taken by a test service", cfg->mqtt.port);
 }
 
+/* dataplane.hugepages: what edgegw-prepare reserves before start (unless eal says --no-huge). */
+static void
+parse_hugepages(conf_node n, struct dp_config *cfg)
+{
+	uint64_t v;
+
+	cfg->hugepage_kb = 2048;
+	cfg->hugepages_bytes = 1ull << 30;
+	if (!conf_present(n))
+		return;
+	conf_check_keys(n, hugepage_keys);
+	if (conf_get_size_bytes(n, "size", 2u << 20, 2u << 20, 1u << 30, &v) == 0) {
+		if (v != 2u << 20 && v != 1u << 30)
+			conf_error(conf_get(n, "size"), "hugepage size is 2M or 1G");
+		cfg->hugepage_kb = (uint32_t)(v >> 10);
+	}
+	if (conf_get_size_bytes(n, "total", cfg->hugepages_bytes, 2u << 20, 1ull << 40, &v) == 0)
+		cfg->hugepages_bytes = v;
+}
+
+bool
+dp_config_is_pci(const char *device)
+{
+	unsigned dom, bus, dev, fn;
+	char end;
+
+	return sscanf(device, "%4x:%2x:%2x.%1x%c", &dom, &bus, &dev, &fn, &end) == 4;
+}
+
+bool
+dp_config_uses_hugepages(const struct dp_config *cfg)
+{
+	for (int i = 0; i < cfg->eal_argc; i++)
+		if (strcmp(cfg->eal_argv[i], "--no-huge") == 0)
+			return false;
+	return true;
+}
+
+const char *
+dp_config_port_driver(const struct dp_config *cfg)
+{
+	return port_drivers[cfg->port_driver];
+}
+
 int
 dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen)
 {
@@ -235,6 +284,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	if (conf_get_str(dp, "log_level", "info", &lvl) == 0)
 		cfg->log_level = strdup(lvl);
 	parse_port(conf_get(dp, "port"), cfg);
+	parse_hugepages(conf_get(dp, "hugepages"), cfg);
 	if (conf_get_u32(dp, "workers", 1, 1, 64, &u) == 0)
 		cfg->workers = (uint16_t)u;
 	conf_get_u32(dp, "mbufs", 32768, 1024, 16u << 20, &cfg->mbufs);

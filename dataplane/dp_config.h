@@ -22,6 +22,9 @@ struct dp_config {
 	char *log_level;
 
 	char device[128];
+	int port_driver; /* index: dp_config_port_driver() */
+	uint32_t hugepage_kb;
+	uint64_t hugepages_bytes;
 	uint32_t ip_be, netmask_be, gateway_be;
 	uint8_t prefix_len;
 	uint16_t rx_desc, tx_desc, mtu;
@@ -41,6 +44,11 @@ struct dp_config {
 /* Loads and validates path; on error returns -1 with "file:line:col: reason" in err. */
 int dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen);
 void dp_config_free(struct dp_config *cfg);
+/* What edgegw-prepare does before start: is the port a PCI address (else a vdev), which
+ * kernel driver it is bound to, and whether hugepages are used (eal has no --no-huge). */
+bool dp_config_is_pci(const char *device);
+const char *dp_config_port_driver(const struct dp_config *cfg);
+bool dp_config_uses_hugepages(const struct dp_config *cfg);
 /* The config of the service called name (svc.h): enabled, port and its own settings. */
 struct dp_service_conf dp_config_service(const struct dp_config *cfg, const char *name);
 

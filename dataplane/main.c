@@ -52,8 +52,10 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: edgegw-dataplane [-c CONFIG] [--check]\n"
-	    "  -c, --config FILE  gateway config (default /etc/edgegw/gateway.yaml)\n"
+	    "  -c, --config FILE  gateway config (default " EDGEGW_CONFDIR "/gateway.yaml)\n"
 	    "      --check        validate the config and exit\n"
+	    "      --prepare-plan print what the host needs before start (hugepages, NIC\n"
+	    "                     driver binding) for edgegw-prepare, and exit\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         this help\n"
 	    "Signals: SIGTERM/SIGINT stop, SIGHUP re-reads the config. See edgegw-dataplane(8).\n");
@@ -252,13 +254,14 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "prepare-plan", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = "/etc/edgegw/gateway.yaml";
+	const char *path = EDGEGW_CONFDIR "/gateway.yaml";
 	char err[512];
-	bool check = false;
+	bool check = false, plan = false;
 	enum log_level lvl = LOG_LVL_INFO;
 	int c, rc;
 
@@ -269,6 +272,9 @@ main(int argc, char **argv)
 			break;
 		case 'k':
 			check = true;
+			break;
+		case 'P':
+			plan = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -293,6 +299,16 @@ main(int argc, char **argv)
 	}
 	if (check) {
 		printf("%s: ok\n", path);
+		return 0;
+	}
+	if (plan) {
+		/* one line per step, for configs/systemd/edgegw-prepare (shell) */
+		if (dp_config_uses_hugepages(&dp_state.cfg))
+			printf("hugepages %uK %llu\n", dp_state.cfg.hugepage_kb,
+			    (unsigned long long)dp_state.cfg.hugepages_bytes);
+		if (dp_config_is_pci(dp_state.cfg.device))
+			printf("bind %s %s\n", dp_state.cfg.device,
+			    dp_config_port_driver(&dp_state.cfg));
 		return 0;
 	}
 	log_set_level(lvl);
