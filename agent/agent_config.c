@@ -250,7 +250,7 @@ parse_sections(conf_node a, struct agent_config *cfg)
 static int
 load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
 {
-	char dir[512], tmp[512], err[512];
+	char dir[512], tmp[512], err[2048];
 	const char *pd = NULL;
 
 	if (!conf_present(conf_get(a, "profiles_dir")))
@@ -325,9 +325,10 @@ parse_doc(
 	if (rc != 0 || conf_error_count(doc) != 0) {
 		if (cfg->load_error[0])
 			snprintf(err, errlen, "%s", cfg->load_error);
+		else if (conf_error_count(doc) != 0)
+			conf_format_errors(doc, err, errlen);
 		else
-			snprintf(err, errlen, "%s",
-			    conf_first_error(doc) ? conf_first_error(doc) : "invalid config");
+			snprintf(err, errlen, "invalid config");
 		agent_config_free(cfg);
 		return -EINVAL;
 	}

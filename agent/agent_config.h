@@ -64,7 +64,7 @@ struct agent_config {
 	uint64_t stats_interval_ms;
 	struct agent_bus_conf *buses;
 	size_t nbuses;
-	char load_error[512]; /* a profile's own error, reported instead of the config's */
+	char load_error[2048]; /* a profile's own error, reported instead of the config's */
 };
 
 /* 0, or -EINVAL with "file:line:col: reason" in err. */

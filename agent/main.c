@@ -170,7 +170,7 @@ static void
 agent_reload(struct agent *a)
 {
 	struct agent_config nc;
-	char err[1024];
+	char err[4096];
 
 	sd_notify(0, "RELOADING=1");
 	if (agent_config_load(a->cfg_path, &nc, err, sizeof(err)) != 0) {
@@ -304,7 +304,7 @@ main(int argc, char **argv)
 	uint64_t wd_us = 0;
 	bool check = false, verbose = false;
 	struct agent a;
-	char err[1024];
+	char err[4096];
 	int o, rc;
 
 	memset(&a, 0, sizeof(a));

@@ -306,8 +306,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	parse_mqtt(conf_get(dp, "mqtt"), cfg);
 out:
 	if (conf_first_error(doc) != NULL) {
-		snprintf(err, errlen, "%s%s", conf_first_error(doc),
-		    conf_error_count(doc) > 1 ? " (and more errors)" : "");
+		conf_format_errors(doc, err, errlen);
 		conf_free(doc);
 		dp_config_free(cfg);
 		return -1;

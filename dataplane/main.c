@@ -182,7 +182,7 @@ static void
 reload(void)
 {
 	struct dp_config next;
-	char err[512];
+	char err[4096]; /* every config error, one per line */
 
 	sd_notify(0, "RELOADING=1");
 	if (dp_config_load(dp_state.cfg.path, &next, err, sizeof(err)) != 0) {
@@ -260,7 +260,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = EDGEGW_CONFDIR "/gateway.yaml";
-	char err[512];
+	char err[4096]; /* every config error, one per line */
 	bool check = false, plan = false;
 	enum log_level lvl = LOG_LVL_INFO;
 	int c, rc;

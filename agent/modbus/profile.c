@@ -349,8 +349,10 @@ parse_doc(struct conf_doc *doc, const char *path, struct mb_profile *out, char *
 	copy_str(out->path, sizeof(out->path), path);
 	rc = parse_root(conf_root(doc), fallback, out);
 	if (rc != 0 || conf_error_count(doc) != 0) {
-		snprintf(err, errlen, "%s",
-		    conf_first_error(doc) ? conf_first_error(doc) : "invalid profile");
+		if (conf_error_count(doc) != 0)
+			conf_format_errors(doc, err, errlen);
+		else
+			snprintf(err, errlen, "invalid profile");
 		mb_profile_free(out);
 		return -EINVAL;
 	}

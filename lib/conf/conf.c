@@ -16,7 +16,12 @@ struct conf_doc {
 	char *file;
 	char first_error[512];
 	unsigned nerrors;
+	char *errors; /* every error recorded, one per line (up to CONF_MAX_ERRORS) */
+	size_t errors_len;
 };
+
+/* Errors kept in full; later ones are only counted (a file with more has bigger problems). */
+#define CONF_MAX_ERRORS 32
 
 static yaml_node_t *
 node_of(conf_node n)
@@ -24,6 +29,56 @@ node_of(conf_node n)
 	if (n.doc == NULL || n.id == 0)
 		return NULL;
 	return yaml_document_get_node(&n.doc->ydoc, n.id);
+}
+
+static int verror(conf_node at, const char *fmt, va_list ap);
+static void error_at(struct conf_doc *doc, int id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+error_at(struct conf_doc *doc, int id, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror((conf_node){ doc, id }, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * YAML leaves duplicate keys to the application, and a first-wins lookup would silently
+ * ignore the second one: every duplicate is an error naming both lines.
+ */
+static void
+check_duplicates(struct conf_doc *doc)
+{
+	yaml_node_t *n;
+
+	for (n = doc->ydoc.nodes.start; n < doc->ydoc.nodes.top; n++) {
+		yaml_node_pair_t *a, *b;
+
+		if (n->type != YAML_MAPPING_NODE)
+			continue;
+		for (a = n->data.mapping.pairs.start; a < n->data.mapping.pairs.top; a++) {
+			yaml_node_t *ka = yaml_document_get_node(&doc->ydoc, a->key);
+
+			if (ka == NULL || ka->type != YAML_SCALAR_NODE)
+				continue;
+			for (b = n->data.mapping.pairs.start; b < a; b++) {
+				yaml_node_t *kb = yaml_document_get_node(&doc->ydoc, b->key);
+
+				if (kb != NULL && kb->type == YAML_SCALAR_NODE &&
+				    strcmp((const char *)ka->data.scalar.value,
+					(const char *)kb->data.scalar.value) == 0) {
+					error_at(doc, a->key,
+					    "duplicate key '%s' (first at line %zu): remove one",
+					    (const char *)ka->data.scalar.value,
+					    kb->start_mark.line + 1);
+					break;
+				}
+			}
+		}
+	}
 }
 
 static int
@@ -49,6 +104,7 @@ load(yaml_parser_t *p, const char *name, struct conf_doc **out, char *err, size_
 		return -1;
 	}
 	doc->file = strdup(name);
+	check_duplicates(doc);
 	*out = doc;
 	return 0;
 }
@@ -93,6 +149,7 @@ conf_free(struct conf_doc *doc)
 		return;
 	yaml_document_delete(&doc->ydoc);
 	free(doc->file);
+	free(doc->errors);
 	free(doc);
 }
 
@@ -119,6 +176,33 @@ conf_error_count(const struct conf_doc *doc)
 {
 	return doc->nerrors;
 }
+const char *
+conf_errors(const struct conf_doc *doc)
+{
+	return doc->nerrors ? doc->errors : NULL;
+}
+
+int
+conf_format_errors(const struct conf_doc *doc, char *buf, size_t len)
+{
+	int n;
+
+	if (doc->nerrors == 0)
+		return snprintf(buf, len, "no error");
+	if (doc->nerrors > CONF_MAX_ERRORS)
+		n = snprintf(buf, len, "%s\n(%u more errors not shown)", doc->errors,
+		    doc->nerrors - CONF_MAX_ERRORS);
+	else
+		n = snprintf(buf, len, "%s", doc->errors);
+	/* Cut at the last whole line when the caller's buffer is short. */
+	if (n > 0 && (size_t)n >= len && len > 1) {
+		char *nl = strrchr(buf, '\n');
+
+		if (nl != NULL)
+			snprintf(nl, len - (size_t)(nl - buf), "\n(more errors not shown)");
+	}
+	return n;
+}
 
 unsigned
 conf_line(conf_node n)
@@ -135,15 +219,29 @@ verror(conf_node at, const char *fmt, va_list ap)
 	yaml_node_t *y = node_of(at);
 	int n;
 
+	char line[sizeof(doc->first_error)];
+	size_t l;
+	char *e;
+
 	if (doc == NULL)
 		return -1;
-	if (doc->nerrors++ == 0) {
-		n = snprintf(doc->first_error, sizeof(doc->first_error), "%s:%zu:%zu: ", doc->file,
-		    y ? y->start_mark.line + 1 : 1, y ? y->start_mark.column + 1 : 1);
-		if (n > 0 && (size_t)n < sizeof(doc->first_error))
-			vsnprintf(
-			    doc->first_error + n, sizeof(doc->first_error) - (size_t)n, fmt, ap);
-	}
+	if (doc->nerrors++ >= CONF_MAX_ERRORS)
+		return -1;
+	n = snprintf(line, sizeof(line), "%s:%zu:%zu: ", doc->file ? doc->file : "(config)",
+	    y ? y->start_mark.line + 1 : 1, y ? y->start_mark.column + 1 : 1);
+	if (n > 0 && (size_t)n < sizeof(line))
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	if (doc->nerrors == 1)
+		memcpy(doc->first_error, line, sizeof(line));
+	l = strlen(line);
+	e = realloc(doc->errors, doc->errors_len + l + 2);
+	if (e == NULL)
+		return -1;
+	if (doc->errors_len)
+		e[doc->errors_len++] = '\n';
+	memcpy(e + doc->errors_len, line, l + 1);
+	doc->errors = e;
+	doc->errors_len += l;
 	return -1;
 }
 
@@ -325,6 +423,22 @@ parse_scaled(
 	return 0;
 }
 
+/*
+ * Decimal, or hexadecimal with 0x. A leading zero is refused: strtoull and YAML 1.1 would read
+ * "010" as octal 8, which no one writing a port or a register count means.
+ */
+static int
+int_base(const char *s)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		return 16;
+	if (s[0] == '0' && s[1] != '\0')
+		return -1;
+	return 10;
+}
+
 int
 conf_u64(conf_node n, uint64_t min, uint64_t max, uint64_t *out)
 {
@@ -334,8 +448,14 @@ conf_u64(conf_node n, uint64_t min, uint64_t max, uint64_t *out)
 
 	if (s == NULL)
 		return conf_error(n, "expected an unsigned integer");
+	if (int_base(s) < 0) {
+		const char *t = s + strspn(s, "0");
+
+		return conf_error(n, "'%s' has a leading zero (octal is not accepted): write %s", s,
+		    *t ? t : "0");
+	}
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, int_base(s));
 	if (*s == '-' || end == s || *end != '\0' || errno != 0)
 		return conf_error(n, "'%s' is not an unsigned integer", s);
 	if (v < min || v > max)
@@ -354,8 +474,10 @@ conf_i64(conf_node n, int64_t min, int64_t max, int64_t *out)
 
 	if (s == NULL)
 		return conf_error(n, "expected an integer");
+	if (int_base(s) < 0)
+		return conf_error(n, "'%s' has a leading zero (octal is not accepted)", s);
 	errno = 0;
-	v = strtoll(s, &end, 0);
+	v = strtoll(s, &end, int_base(s));
 	if (end == s || *end != '\0' || errno != 0)
 		return conf_error(n, "'%s' is not an integer", s);
 	if (v < min || v > max)

@@ -5,8 +5,9 @@
  * config struct, validate that struct whole, and only then swap it for the running one.
  *
  * Error handling: every accessor that fails records "file:line:col: reason" in the document
- * (the first error is kept; later ones are counted) and returns -1, so a parser may go on and
- * report once at the end. conf_error() lets a program add its own semantic errors the same way.
+ * (the first 32 are kept, later ones counted) and returns -1, so a parser goes on and reports
+ * every error at the end. Loading already records duplicate keys. Integers are decimal or 0x
+ * hexadecimal; a leading zero is an error (never octal). conf_error() lets a program add its own semantic errors the same way.
  */
 #ifndef EDGEGW_CONF_H
 #define EDGEGW_CONF_H
@@ -33,6 +34,10 @@ const char *conf_file(const struct conf_doc *doc);
 /* First error recorded ("file:line:col: reason"), or NULL; count of all errors recorded. */
 const char *conf_first_error(const struct conf_doc *doc);
 unsigned conf_error_count(const struct conf_doc *doc);
+/* Every error recorded, one "file:line:col: reason" per line (the first 32), or NULL. */
+const char *conf_errors(const struct conf_doc *doc);
+/* All errors into buf (cut at a whole line, with a note, when buf is short); snprintf's return. */
+int conf_format_errors(const struct conf_doc *doc, char *buf, size_t len);
 int conf_error(conf_node at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned conf_line(conf_node n);
 

@@ -94,7 +94,32 @@ static const struct bad_case bad_cases[] = {
 	  "topic_alias_out_max: 70000\n",
 	    5, "out of range" },
 	{ "dataplane: [1,\n", 0, "" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: 1\n"
+	  "  workers: 2\n",
+	    5, "duplicate key 'workers' (first at line 4)" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: 02\n", 4,
+	    "leading zero" },
 };
+
+/* Every error of a file is reported, each with its own line, not just the first. */
+static void
+test_every_error_reported(void **state)
+{
+	struct dp_config cfg;
+	char err[4096] = "", want[128];
+	char *path = write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+			       "  workerz: 1\n  mbufs: 5\n  icmp: {rate_per_s: 0}\n");
+
+	(void)state;
+	assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want), "%s:4:3: unknown key 'workerz'", path);
+	assert_non_null(strstr(err, want));
+	snprintf(want, sizeof(want), "\n%s:5:10: 5 is out of range", path);
+	assert_non_null(strstr(err, want));
+	snprintf(want, sizeof(want), "\n%s:6:22: 0 is out of range", path);
+	assert_non_null(strstr(err, want));
+	unlink(path);
+}
 
 static void
 test_mqtt_section(void **state)
@@ -123,7 +148,7 @@ test_bad_configs_rejected(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
 		struct dp_config cfg;
-		char err[512] = "", want[128];
+		char err[4096] = "", want[128];
 		char *path = write_tmp(bad_cases[i].yaml);
 
 		assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), -1);
@@ -147,6 +172,7 @@ main(void)
 		cmocka_unit_test(test_lab_config_loads),
 		cmocka_unit_test(test_bad_configs_rejected),
 		cmocka_unit_test(test_mqtt_section),
+		cmocka_unit_test(test_every_error_reported),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,70 @@ test_enum_and_types(void **state)
 	conf_free(doc);
 }
 
+static void
+test_duplicate_keys(void **state)
+{
+	(void)state;
+	struct conf_doc *doc = load("a: 1\nsub:\n  x: 1\n  y: 2\n  x: 3\na: 2\n");
+
+	/* Recorded at load, both duplicates, each naming where the first one is. */
+	assert_int_equal(conf_error_count(doc), 2);
+	assert_non_null(strstr(conf_errors(doc), "t.yaml:5:3: duplicate key 'x' (first at line 3)"));
+	assert_non_null(strstr(conf_errors(doc), "t.yaml:6:1: duplicate key 'a' (first at line 1)"));
+	conf_free(doc);
+}
+
+static void
+test_numbers_never_octal(void **state)
+{
+	(void)state;
+	struct conf_doc *doc = load("z: 0\nlead: 010\nhex: 0x1F\nneg: -010\n");
+	conf_node r = conf_root(doc);
+	uint64_t u = 99;
+	int64_t i = 99;
+
+	assert_int_equal(conf_u64(conf_get(r, "z"), 0, 100, &u), 0);
+	assert_int_equal(u, 0);
+	assert_int_equal(conf_u64(conf_get(r, "hex"), 0, 100, &u), 0);
+	assert_int_equal(u, 31);
+	assert_int_equal(conf_u64(conf_get(r, "lead"), 0, 100, &u), -1);
+	assert_int_equal(u, 31);
+	assert_non_null(strstr(conf_first_error(doc), "t.yaml:2:7: '010' has a leading zero"));
+	assert_non_null(strstr(conf_first_error(doc), "write 10"));
+	assert_int_equal(conf_i64(conf_get(r, "neg"), -100, 100, &i), -1);
+	assert_int_equal(i, 99);
+	conf_free(doc);
+}
+
+static void
+test_every_error_reported(void **state)
+{
+	(void)state;
+	struct conf_doc *doc = load("a: x\nb: y\nc: z\n");
+	conf_node r = conf_root(doc);
+	uint64_t u;
+	char buf[4096], small[60];
+
+	assert_null(conf_errors(doc));
+	conf_u64(conf_get(r, "a"), 0, 1, &u);
+	conf_u64(conf_get(r, "b"), 0, 1, &u);
+	conf_u64(conf_get(r, "c"), 0, 1, &u);
+	conf_format_errors(doc, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "t.yaml:1:4: 'x'"));
+	assert_non_null(strstr(buf, "\nt.yaml:2:4: 'y'"));
+	assert_non_null(strstr(buf, "\nt.yaml:3:4: 'z'"));
+	/* A short buffer keeps whole lines and says more were cut. */
+	conf_format_errors(doc, small, sizeof(small));
+	assert_non_null(strstr(small, "t.yaml:1:4:"));
+	assert_null(strstr(small, "t.yaml:3:4:"));
+	for (int k = 0; k < 40; k++)
+		conf_error(r, "extra %d", k);
+	assert_int_equal(conf_error_count(doc), 43);
+	conf_format_errors(doc, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "(11 more errors not shown)"));
+	conf_free(doc);
+}
+
 int
 main(void)
 {
@@ -130,6 +194,9 @@ main(void)
 		cmocka_unit_test(test_errors_name_line),
 		cmocka_unit_test(test_parse_error),
 		cmocka_unit_test(test_enum_and_types),
+		cmocka_unit_test(test_duplicate_keys),
+		cmocka_unit_test(test_numbers_never_octal),
+		cmocka_unit_test(test_every_error_reported),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
