@@ -32,8 +32,8 @@ node_of(conf_node n)
 }
 
 static int verror(conf_node at, const char *fmt, va_list ap);
-static void error_at(struct conf_doc *doc, int id, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void
+error_at(struct conf_doc *doc, int id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static void
 error_at(struct conf_doc *doc, int id, const char *fmt, ...)

@@ -130,8 +130,10 @@ test_duplicate_keys(void **state)
 
 	/* Recorded at load, both duplicates, each naming where the first one is. */
 	assert_int_equal(conf_error_count(doc), 2);
-	assert_non_null(strstr(conf_errors(doc), "t.yaml:5:3: duplicate key 'x' (first at line 3)"));
-	assert_non_null(strstr(conf_errors(doc), "t.yaml:6:1: duplicate key 'a' (first at line 1)"));
+	assert_non_null(
+	    strstr(conf_errors(doc), "t.yaml:5:3: duplicate key 'x' (first at line 3)"));
+	assert_non_null(
+	    strstr(conf_errors(doc), "t.yaml:6:1: duplicate key 'a' (first at line 1)"));
 	conf_free(doc);
 }
 
