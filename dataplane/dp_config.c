@@ -258,6 +258,90 @@ dp_config_port_driver(const struct dp_config *cfg)
 	return port_drivers[cfg->port_driver];
 }
 
+/* Lcores an EAL argument list names (-l/--lcores list, -c mask); 0 when it names none. */
+static unsigned
+eal_lcore_count(const struct dp_config *cfg)
+{
+	for (int i = 1; i < cfg->eal_argc; i++) {
+		const char *a = cfg->eal_argv[i], *v = NULL;
+		bool mask = false;
+
+		if ((strcmp(a, "-l") == 0 || strcmp(a, "--lcores") == 0) && i + 1 < cfg->eal_argc)
+			v = cfg->eal_argv[i + 1];
+		else if (strncmp(a, "-l", 2) == 0 && a[2] != '\0' && a[2] != '-')
+			v = a + 2;
+		else if (strncmp(a, "--lcores=", 9) == 0)
+			v = a + 9;
+		else if (strcmp(a, "-c") == 0 && i + 1 < cfg->eal_argc)
+			v = cfg->eal_argv[i + 1], mask = true;
+		if (v == NULL)
+			continue;
+		if (mask) {
+			unsigned long long m = strtoull(v, NULL, 16);
+
+			return (unsigned)__builtin_popcountll(m);
+		}
+		/* "0-3,5" or "0,2": ranges and singles; lcore@cpu groups count as one each. */
+		unsigned n = 0;
+		const char *p = v;
+
+		while (*p != '\0') {
+			char *end;
+			unsigned long lo = strtoul(p, &end, 10), hi = lo;
+
+			if (end == p)
+				return 0; /* a form we do not read ((0-3)@2 ...): leave it to EAL */
+			p = end;
+			if (*p == '-') {
+				hi = strtoul(p + 1, &end, 10);
+				if (end == p + 1 || hi < lo)
+					return 0;
+				p = end;
+			}
+			n += (unsigned)(hi - lo + 1);
+			if (*p == '@') /* lcore@cpu: the cpu is not an lcore */
+				p += strcspn(p, ",");
+			if (*p == ',')
+				p++;
+			else if (*p != '\0')
+				return 0;
+		}
+		return n;
+	}
+	return 0;
+}
+
+/*
+ * Keys that are fine alone but not together: caught at --check time instead of as a failed
+ * start (workers without lcores) or a limit that can never be reached (connections that have
+ * no flow to live in).
+ */
+static void
+check_cross(conf_node dp, struct dp_config *cfg)
+{
+	conf_node mq = conf_get(dp, "mqtt");
+	unsigned lcores = eal_lcore_count(cfg);
+
+	if (lcores != 0 && cfg->workers > lcores - 1)
+		conf_error(conf_present(conf_get(dp, "workers")) ? conf_get(dp, "workers")
+								 : conf_get(dp, "eal"),
+		    "workers: %u needs %u EAL lcores (the main one and one per worker) but eal "
+		    "names %u: add lcores to -l or lower workers",
+		    cfg->workers, cfg->workers + 1, lcores);
+	if (!cfg->mqtt.enabled)
+		return;
+	if (!conf_present(conf_get(mq, "max_connections"))) {
+		/* The default follows the flow table, so an unset limit is a reachable one. */
+		if (cfg->broker.max_conns > cfg->tcp.max_flows)
+			cfg->broker.max_conns = cfg->tcp.max_flows;
+	} else if (cfg->broker.max_conns > cfg->tcp.max_flows) {
+		conf_error(conf_get(mq, "max_connections"),
+		    "mqtt.max_connections %u is above tcp.max_flows %u (both per worker; each "
+		    "connection needs a flow): raise tcp.max_flows or lower max_connections",
+		    cfg->broker.max_conns, cfg->tcp.max_flows);
+	}
+}
+
 int
 dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen)
 {
@@ -304,6 +388,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 		conf_error(conf_get(conf_get(dp, "services"), "discard"),
 		    "echo and discard share port %u", cfg->echo.port);
 	parse_mqtt(conf_get(dp, "mqtt"), cfg);
+	check_cross(dp, cfg);
 out:
 	if (conf_first_error(doc) != NULL) {
 		conf_format_errors(doc, err, errlen);

@@ -99,7 +99,39 @@ static const struct bad_case bad_cases[] = {
 	    5, "duplicate key 'workers' (first at line 4)" },
 	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: 02\n", 4,
 	    "leading zero" },
+	{ "dataplane:\n  eal: [-l, \"0-1\"]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+	  "  workers: 2\n",
+	    4, "workers: 2 needs 3 EAL lcores (the main one and one per worker) but eal names 2" },
+	{ "dataplane:\n  eal: [-c, \"0x3\"]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+	  "  workers: 4\n",
+	    4, "but eal names 2" },
+	{ "dataplane:\n  eal: [\"-l0,2\"]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: "
+	  "2\n",
+	    4, "but eal names 2" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  tcp: {max_flows: "
+	  "100}\n"
+	  "  mqtt: {enabled: true, max_connections: 200}\n",
+	    5, "mqtt.max_connections 200 is above tcp.max_flows 100" },
 };
+
+/* Cross-field checks pass when the keys agree; an unset connection limit follows the flows. */
+static void
+test_cross_fields_agree(void **state)
+{
+	struct dp_config cfg;
+	char err[4096] = "";
+	char *path = write_tmp("dataplane:\n  eal: [-l, \"0-2,5\"]\n  workers: 3\n"
+			       "  port: {device: x, ipv4: 198.18.0.1/24}\n  tcp: {max_flows: 100}\n"
+			       "  mqtt: {enabled: true}\n");
+
+	(void)state;
+	if (dp_config_load(path, &cfg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.workers, 3);
+	assert_int_equal(cfg.broker.max_conns, 100);
+	dp_config_free(&cfg);
+	unlink(path);
+}
 
 /* Every error of a file is reported, each with its own line, not just the first. */
 static void
@@ -173,6 +205,7 @@ main(void)
 		cmocka_unit_test(test_bad_configs_rejected),
 		cmocka_unit_test(test_mqtt_section),
 		cmocka_unit_test(test_every_error_reported),
+		cmocka_unit_test(test_cross_fields_agree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
