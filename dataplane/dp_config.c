@@ -8,7 +8,7 @@
 
 #include "conf.h"
 
-static const char *const top_keys[] = { "dataplane", "agent", "uplink", "stats", "logging", NULL };
+static const char *const top_keys[] = { "dataplane", "agent", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
 	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", NULL };
 static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", "rx_desc",
