@@ -335,6 +335,8 @@ spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq_out)
 		.cls_qos = (uint8_t)(in->cls << 4 | in->qos),
 		.flags = in->flags,
 	};
+	uint32_t body_crc =
+	    spool_crc32c(in->payload, in->payload_len, spool_crc32c(in->topic, in->topic_len, 0));
 	int rc = 0;
 	pthread_mutex_lock(&sp->lock);
 	struct spool_buf *b = &sp->st[s].buf;
@@ -366,7 +368,7 @@ spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq_out)
 	uint8_t *p = b->data + b->len;
 	memcpy(p + sizeof(h), in->topic, in->topic_len);
 	memcpy(p + sizeof(h) + in->topic_len, in->payload, in->payload_len);
-	h.crc = spool_rec_crc(&h, p + sizeof(h));
+	h.crc = spool_rec_crc_finish(&h, body_crc);
 	memcpy(p, &h, sizeof(h));
 	b->len += len;
 	b->nrec++;

@@ -31,8 +31,9 @@ struct spool_file_hdr {
 };
 _Static_assert(sizeof(struct spool_file_hdr) == 32, "segment header is 32 bytes");
 
-/* Record header: 32 bytes, then topic, then payload. The CRC-32C covers everything after the
- * crc field: the rest of the header, topic and payload. */
+/* Record header: 32 bytes, then topic, then payload. The CRC-32C runs over topic and payload,
+ * then continues over the header after the crc field (seq onwards): producers checksum the body
+ * before they take the lock, and only the 24 header bytes under it. */
 struct spool_rec_hdr {
 	uint32_t magic;
 	uint32_t crc;
@@ -71,6 +72,7 @@ _Static_assert(sizeof(struct spool_ack_ent) == 24, "ack entry is 24 bytes");
 uint32_t spool_crc32c(const void *buf, size_t len, uint32_t crc);
 uint32_t spool_file_hdr_crc(const struct spool_file_hdr *h);
 uint32_t spool_rec_crc(const struct spool_rec_hdr *h, const void *body);
+uint32_t spool_rec_crc_finish(const struct spool_rec_hdr *h, uint32_t body_crc);
 uint32_t spool_ack_crc(const struct spool_ack_ent *e);
 
 static inline unsigned

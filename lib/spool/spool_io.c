@@ -111,8 +111,14 @@ spool_file_hdr_crc(const struct spool_file_hdr *h)
 uint32_t
 spool_rec_crc(const struct spool_rec_hdr *h, const void *body)
 {
-	uint32_t crc = spool_crc32c((const uint8_t *)h + 8, sizeof(*h) - 8, 0);
-	return spool_crc32c(body, (size_t)h->topic_len + h->payload_len, crc);
+	uint32_t crc = spool_crc32c(body, (size_t)h->topic_len + h->payload_len, 0);
+	return spool_rec_crc_finish(h, crc);
+}
+
+uint32_t
+spool_rec_crc_finish(const struct spool_rec_hdr *h, uint32_t body_crc)
+{
+	return spool_crc32c((const uint8_t *)h + 8, sizeof(*h) - 8, body_crc);
 }
 
 uint32_t

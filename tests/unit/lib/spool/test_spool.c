@@ -137,7 +137,7 @@ base_cfg(struct spool_config *c)
 	c->io = &fault_ops;
 	c->io_ctx = &F;
 	c->now_ms = fake_now;
-	c->commit_bytes = 64u << 10;
+	c->commit_bytes = 8u << 10;
 }
 
 static struct spool *
