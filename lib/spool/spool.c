@@ -86,6 +86,8 @@ config_fill(struct spool_config *c, const struct spool_config *in)
 		if (c->segment_bytes > (64u << 20))
 			c->segment_bytes = 64u << 20;
 	}
+	if (c->segment_bytes > (1ull << 30))
+		c->segment_bytes = 1ull << 30; /* record offsets are 32-bit */
 	if (!c->commit_max_wait_us)
 		c->commit_max_wait_us = d.commit_max_wait_us;
 	if (!c->commit_bytes)
@@ -340,10 +342,7 @@ spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq_out)
 	int rc = 0;
 	pthread_mutex_lock(&sp->lock);
 	struct spool_buf *b = &sp->st[s].buf;
-	if (sp->failed) {
-		sp->c[SPOOL_C_refused_failed]++;
-		rc = -ENOBUFS;
-	} else if (len > sp->cfg.buffer_bytes) {
+	if (len > sp->cfg.buffer_bytes) {
 		sp->c[SPOOL_C_refused_invalid]++;
 		rc = -EMSGSIZE;
 	} else if (sp->disk_full && spool_mono_ns() < sp->disk_full_until_ns) {
@@ -403,6 +402,12 @@ seq_status_locked(struct spool *sp, uint64_t seq)
 		if (seq >= sp->fails[i].lo && seq <= sp->fails[i].hi)
 			return sp->fails[i].err;
 	return 1;
+}
+
+uint64_t
+spool_last_failed_seq(const struct spool *sp)
+{
+	return atomic_load_explicit(&sp->last_failed_seq, memory_order_acquire);
 }
 
 int
@@ -603,8 +608,7 @@ spool_close(struct spool *sp)
 	if (!sp)
 		return;
 	stop_flusher(sp);
-	if (!sp->failed)
-		spool_commit(sp);
+	spool_commit(sp);
 	spool_free(sp);
 }
 

@@ -89,7 +89,7 @@ struct spool;
  * is kept. Takes an exclusive lock on the directory (a second opener gets -EBUSY); a spool
  * written by a newer format version is refused (-EPROTONOSUPPORT) and left untouched. */
 int spool_open(const struct spool_config *cfg, struct spool **out);
-/* Commits what is buffered (unless the spool is failed), stops the flusher and frees. */
+/* Stops the flusher, commits what is buffered and frees. */
 void spool_close(struct spool *sp);
 /* Frees without committing or any further I/O: what a crash leaves, for tests. */
 void spool_abandon(struct spool *sp);
@@ -114,6 +114,10 @@ int spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq)
 /* Every record up to this sequence number has been settled (durable, or failed: see below).
  * A plain atomic load: the dataplane polls it once per loop to release held PUBACKs. */
 uint64_t spool_durable_seq(const struct spool *sp);
+/* The highest sequence number whose commit failed (0: none). A producer holding records in
+ * sequence order knows without a lock that every record above this and up to
+ * spool_durable_seq() is durable; for one at or below it, spool_seq_status() says. */
+uint64_t spool_last_failed_seq(const struct spool *sp);
 /* 1: durable; 0: not yet settled; negative errno: its commit failed (do not acknowledge). */
 int spool_seq_status(struct spool *sp, uint64_t seq);
 /* Blocks until seq is settled or timeout_ms passes (for producers that may block, e.g. the

@@ -241,6 +241,7 @@ fail_record(struct spool *sp, uint64_t lo, uint64_t hi, int err, uint64_t nrec)
 	sp->fails[sp->nfails % SPOOL_FAIL_RING] = (struct spool_fail){ lo, hi, err };
 	sp->nfails++;
 	sp->c[SPOOL_C_failed_records] += nrec;
+	atomic_store_explicit(&sp->last_failed_seq, hi, memory_order_release);
 	if (err == -ENOSPC) {
 		sp->disk_full = true;
 		sp->disk_full_until_ns =
@@ -251,7 +252,9 @@ fail_record(struct spool *sp, uint64_t lo, uint64_t hi, int err, uint64_t nrec)
 	    lo, hi, nrec, strerror(-err));
 }
 
-/* Unlinks the doomed segments (their acks are durable), then syncs the directory. */
+/* Unlinks the doomed segments, then syncs the directory. Their acks were written by this commit
+ * first; should the ack log have failed (a full disk), they go anyway: freeing space is what is
+ * needed then, and a deleted record cannot be delivered again. */
 static void
 unlink_doomed(struct spool *sp, struct spool_seg *list)
 {
@@ -374,15 +377,6 @@ spool_commit(struct spool *sp)
 		fail_record(sp, lo, hi, err, nrec);
 	if (hi >= lo)
 		atomic_store_explicit(&sp->resolved_seq, hi, memory_order_release);
-	if (ack_err) {
-		/* not yet: their acks are not durable */
-		struct spool_seg **pp = &doomed;
-		while (*pp)
-			pp = &(*pp)->next;
-		*pp = sp->doomed;
-		sp->doomed = doomed;
-		doomed = NULL;
-	}
 	pthread_cond_broadcast(&sp->settled_cond);
 	pthread_mutex_unlock(&sp->lock);
 

@@ -176,7 +176,7 @@ struct spool {
 
 	bool disk_full;
 	uint64_t disk_full_until_ns;
-	bool failed;
+	_Atomic uint64_t last_failed_seq;
 
 	pthread_t flusher;
 	bool flusher_running, stopping;

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -449,6 +451,78 @@ test_group_commit_order(void **state)
 	spool_close(sp);
 }
 
+struct ranges {
+	uint64_t next_lo, settled;
+	int bad;
+};
+
+static void
+on_range(void *arg, uint64_t lo, uint64_t hi, int status)
+{
+	struct ranges *r = arg;
+	if (lo != r->next_lo || hi < lo || status)
+		r->bad++;
+	r->next_lo = hi + 1;
+	r->settled += hi - lo + 1;
+}
+
+static void *
+producer(void *arg)
+{
+	struct spool *sp = arg;
+	char pl[48];
+	for (int i = 0; i < 5000; i++) {
+		snprintf(pl, sizeof(pl), "producer record %d", i);
+		struct spool_rec_in in = { .cls = (enum spool_class)(i % 3),
+			.qos = (uint8_t)(i % 3),
+			.topic = "t",
+			.topic_len = 1,
+			.payload = pl,
+			.payload_len = (uint32_t)strlen(pl) };
+		while (spool_append(sp, &in, NULL) == -ENOBUFS)
+			sched_yield();
+	}
+	return NULL;
+}
+
+/* Four producer threads and the flusher at once: every record settled once, in contiguous
+ * ranges, and delivered in sequence order per class. */
+static void
+test_concurrent_producers(void **state)
+{
+	(void)state;
+	struct ranges r = { .next_lo = 1 };
+	struct spool_config c;
+	base_cfg(&c);
+	c.commit_max_wait_us = 100;
+	c.on_durable = on_range;
+	c.on_durable_arg = &r;
+	struct spool *sp = open_ok(&c);
+	assert_int_equal(spool_start_flusher(sp), 0);
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, producer, sp), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(spool_wait_durable(sp, 20000, 20000), 1);
+	assert_int_equal(spool_durable_seq(sp), 20000);
+	for (unsigned cls = 0; cls < SPOOL_CLASS_N; cls++) {
+		struct spool_rec rec;
+		char buf[128];
+		uint64_t prev = 0, n = 0;
+		while (spool_read(sp, (enum spool_class)cls, &rec, buf, sizeof(buf)) == 1) {
+			assert_true(rec.seq > prev);
+			assert_int_equal(rec.cls, cls);
+			prev = rec.seq;
+			n++;
+		}
+		assert_int_equal(n, cls == SPOOL_BULK ? 4 * 1666 : 4 * 1667);
+	}
+	spool_close(sp); /* the flusher's last callback has returned */
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(r.settled, 20000);
+}
+
 /* Builds a spool holding 3 records in one segment; returns the segment's bytes and the offset
  * where the last record starts. */
 static uint8_t *
@@ -605,7 +679,9 @@ test_enospc_refuses_and_keeps(void **state)
 	F.pwrite_errno = ENOSPC;
 	F.pwrite_short = 10;
 	uint64_t lost = append(sp, SPOOL_NORMAL, 1, "this one does not fit");
+	assert_int_equal(spool_last_failed_seq(sp), 0);
 	assert_int_equal(spool_commit(sp), -ENOSPC);
+	assert_int_equal(spool_last_failed_seq(sp), lost);
 	assert_int_equal(spool_seq_status(sp, lost), -ENOSPC);
 	assert_int_equal(spool_seq_status(sp, ok), 1);
 	assert_int_equal(d.n, 2);
@@ -886,6 +962,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_append_read_ack_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acks_and_q2_survive_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_last_record_every_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_torn_segment_header_every_byte, setup, teardown),
