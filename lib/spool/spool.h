@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "conf.h"
+
 #define SPOOL_DEFAULT_DIR "/var/lib/edgegw/spool"
 #define SPOOL_TOPIC_MAX   65535u
 #define SPOOL_PAYLOAD_MAX (16u << 20)
@@ -81,6 +83,10 @@ struct spool_config {
 };
 
 void spool_config_defaults(struct spool_config *cfg);
+/* The config's `spool:` mapping (absent: the defaults) into cfg; errors are recorded in the
+ * document (file:line:col) and make it return -1. cfg->dir points into the document: open the
+ * spool before freeing it. */
+int spool_config_parse(conf_node map, struct spool_config *cfg);
 
 struct spool;
 
