@@ -86,6 +86,19 @@ bus_json(const struct mb_bus *b, FILE *f)
 	fputs("]}", f);
 }
 
+/* The cloud link's counters (uplink_stats.def) as "link":{...}, when the backend has them. */
+static void
+link_json(const struct uplink_stats *us, FILE *f)
+{
+	if (!us->has_link)
+		return;
+	fputs(",\"link\":{", f);
+	for (int i = 0; i < UPLINK_C_COUNT; i++)
+		fprintf(f, "%s\"%s\":%llu", i ? "," : "", uplink_counter_names[i],
+		    (unsigned long long)us->link[i]);
+	fputc('}', f);
+}
+
 void
 agent_stats_json(const struct agent *a, FILE *f)
 {
@@ -98,7 +111,7 @@ agent_stats_json(const struct agent *a, FILE *f)
 	    "\"uplink\":{\"connected\":%s,\"submitted\":%llu,\"sent\":%llu,\"acked\":%llu,"
 	    "\"dropped\":%llu,\"resent\":%llu,\"queued\":%llu,\"connects\":%llu,\"disconnects\":%"
 	    "llu,"
-	    "\"commands\":%llu},\"buses\":[",
+	    "\"commands\":%llu",
 	    (unsigned long long)clock_wall_ms(),
 	    (unsigned long long)(clock_mono_ms() - a->started_ms), (unsigned long long)a->q.dropped,
 	    (unsigned long long)a->cmd_rejected, us.connected ? "true" : "false",
@@ -107,6 +120,8 @@ agent_stats_json(const struct agent *a, FILE *f)
 	    (unsigned long long)us.resent, (unsigned long long)us.queued,
 	    (unsigned long long)us.connects, (unsigned long long)us.disconnects,
 	    (unsigned long long)us.commands);
+	link_json(&us, f);
+	fputs("},\"buses\":[", f);
 	for (size_t i = 0; i < a->nbuses; i++) {
 		if (i)
 			fputc(',', f);
