@@ -17,7 +17,6 @@ static const char *const bus_kinds[] = { "rtu", "tcp", NULL };
 static const char *const parities[] = { "none", "even", "odd", NULL };
 static const char *const rs485_modes[] = { "off", "auto", "on", NULL };
 static const char *const uplinks[] = { "mqtt", "jsonl", NULL };
-static const char *const levels[] = { "err", "warn", "info", "debug", NULL };
 
 static int
 copy_opt(conf_node map, const char *key, const char *def, char *dst, size_t dstlen)
@@ -276,7 +275,8 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 
 	if (!conf_is_map(a))
 		return conf_error(a, "'agent' must be a mapping");
-	if (conf_check_keys(a, keys) || conf_get_enum(a, "log_level", LOG_LVL_INFO, levels, &lvl) ||
+	if (conf_check_keys(a, keys) ||
+	    conf_get_enum(a, "log_level", LOG_LVL_INFO, log_level_names, &lvl) ||
 	    copy_opt(a, "topic_prefix", "edgegw", cfg->topic_prefix, sizeof(cfg->topic_prefix)) ||
 	    conf_get_enum(a, "uplink", 0, uplinks, &up))
 		return -1;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "log.h"
 
 static const char *const top_keys[] = { "dataplane", "agent", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
@@ -349,7 +350,6 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	conf_node root, dp;
 	uint64_t v;
 	uint32_t u;
-	const char *lvl;
 
 	memset(cfg, 0, sizeof(*cfg));
 	tcp_config_defaults(&cfg->tcp);
@@ -365,8 +365,8 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	}
 	conf_check_keys(dp, dp_keys);
 	parse_eal(conf_get(dp, "eal"), cfg);
-	if (conf_get_str(dp, "log_level", "info", &lvl) == 0)
-		cfg->log_level = strdup(lvl);
+	cfg->log_level = LOG_LVL_INFO;
+	conf_get_enum(dp, "log_level", LOG_LVL_INFO, log_level_names, &cfg->log_level);
 	parse_port(conf_get(dp, "port"), cfg);
 	parse_hugepages(conf_get(dp, "hugepages"), cfg);
 	if (conf_get_u32(dp, "workers", 1, 1, 64, &u) == 0)
@@ -406,7 +406,6 @@ dp_config_free(struct dp_config *cfg)
 {
 	for (int i = 0; i < cfg->eal_argc; i++)
 		free(cfg->eal_argv[i]);
-	free(cfg->log_level);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }

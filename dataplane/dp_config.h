@@ -19,7 +19,7 @@ struct dp_config {
 	char *path;
 	int eal_argc;
 	char *eal_argv[DP_EAL_ARGS_MAX];
-	char *log_level;
+	int log_level; /* enum log_level */
 
 	char device[128];
 	int port_driver; /* index: dp_config_port_driver() */

@@ -292,11 +292,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "edgegw-dataplane: config rejected: %s\n", err);
 		return 1;
 	}
-	if (log_level_parse(dp_state.cfg.log_level, &lvl) != 0) {
-		fprintf(stderr, "edgegw-dataplane: config rejected: %s: unknown log_level '%s'\n",
-		    path, dp_state.cfg.log_level);
-		return 1;
-	}
+	lvl = (enum log_level)dp_state.cfg.log_level;
 	if (check) {
 		printf("%s: ok\n", path);
 		return 0;

@@ -12,7 +12,9 @@
 static const char *log_prog = "edgegw";
 static volatile enum log_level log_level_cur = LOG_LVL_INFO;
 static bool log_journal;
-static const char *const log_names[] = { "error", "warn", "info", "debug" };
+/* One spelling of each level for every program and config (log_level: keys) */
+const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
+#define log_names log_level_names
 /* syslog priorities (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG) for the journal's <N> prefix */
 static const int log_prio[] = { 3, 4, 6, 7 };
 
@@ -59,7 +61,7 @@ log_get_level(void)
 int
 log_level_parse(const char *s, enum log_level *out)
 {
-	for (unsigned i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++)
+	for (unsigned i = 0; log_names[i] != NULL; i++)
 		if (strcasecmp(s, log_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return 0;

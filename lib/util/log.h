@@ -24,6 +24,8 @@ bool log_to_journal(void);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 int log_level_parse(const char *s, enum log_level *out);
+/* "error", "warn", "info", "debug", NULL: indexed by enum log_level (conf_enum takes it) */
+extern const char *const log_level_names[];
 
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);

@@ -90,6 +90,8 @@ static const struct bad_case bad_cases[] = {
 	{ "dataplane:\n  port: {device: x, ipv4: 198.18.0.1/24}\n", 0,
 	    "dataplane.eal is required" },
 	{ "agent: {}\n", 1, "no 'dataplane' section" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  log_level: err\n", 4,
+	    "error, warn, info, debug" },
 	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\nlogging: {}\n", 4,
 	    "unknown key 'logging'" },
 	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt:\n    "
