@@ -199,7 +199,7 @@ mc_watch(struct mqttc *c, int fd, uint32_t ev)
 	if (c->watched_fd >= 0 && c->watched_fd != fd)
 		c->h.unwatch(c->h.arg, c->watched_fd);
 	if (c->h.watch(c->h.arg, fd, ev, c->watched_fd != fd) != 0)
-		log_err("uplink: cannot watch fd %d", fd);
+		log_err("mqtt: cannot watch fd %d", fd);
 	c->watched_fd = fd;
 	c->watched_ev = ev;
 }
@@ -339,7 +339,7 @@ mc_send_ack(struct mqttc *c, enum mqtt_type type, uint16_t id, uint8_t reason)
 	struct mqtt_ack a = { .packet_id = id, .reason = reason };
 
 	if (MC_ENCODE(c, mqtt_encode_ack(buf, cap, c->cf.version, type, &a)) < 0)
-		log_err("uplink: cannot encode %s", mqtt_type_name(type));
+		log_err("mqtt: cannot encode %s", mqtt_type_name(type));
 }
 
 static int
@@ -362,7 +362,7 @@ mc_persist(struct mqttc *c, const struct mc_msg *m, enum mqttc_msg_state st)
 	if (m->qos == 2 && c->h.persist != NULL &&
 	    c->h.persist(c->h.arg, m->ref, m->packet_id, st) != 0) {
 		c->cnt[UPLINK_C_persist_fail]++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "uplink: QoS 2 state of message %llu not stored",
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: QoS 2 state of message %llu not stored",
 		    (unsigned long long)m->ref);
 	}
 }
@@ -407,7 +407,7 @@ mc_send_one(struct mqttc *c, struct mc_msg *m)
 	if (c->max_packet != 0 && need > c->max_packet) {
 		c->cnt[UPLINK_C_dropped_invalid]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
-		    "uplink: a %zu-byte message to %s is over the broker's maximum packet size %u",
+		    "mqtt: a %zu-byte message to %s is over the broker's maximum packet size %u",
 		    need, m->topic, c->max_packet);
 		mc_done(c, m, MQTT_RC_PACKET_TOO_LARGE);
 		return false;
@@ -417,7 +417,7 @@ mc_send_one(struct mqttc *c, struct mc_msg *m)
 	mc_persist(c, m, MQTTC_MSG_SENT);
 	if (mc_encode_publish(c, m) < 0) {
 		c->cnt[UPLINK_C_dropped_invalid]++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "uplink: cannot encode a PUBLISH to %s", m->topic);
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: cannot encode a PUBLISH to %s", m->topic);
 		mc_done(c, m, MQTT_RC_UNSPECIFIED_ERROR);
 		return false;
 	}
@@ -500,12 +500,12 @@ static void
 mc_log_fail(struct mqttc *c, const char *why)
 {
 	if (c->attempt > 0 && strcmp(why, c->last_why) == 0) {
-		log_debug("uplink: attempt %u to %s:%s failed: %s", c->attempt + 1, c->cf.host,
+		log_debug("mqtt: attempt %u to %s:%s failed: %s", c->attempt + 1, c->cf.host,
 		    c->port, why);
 		return;
 	}
 	snprintf(c->last_why, sizeof(c->last_why), "%s", why);
-	log_warnx("uplink: cannot connect to %s:%s: %s (retrying with backoff; logged again when "
+	log_warnx("mqtt: cannot connect to %s:%s: %s (retrying with backoff; logged again when "
 		  "the reason changes)",
 	    c->cf.host, c->port, why);
 }
@@ -519,7 +519,7 @@ mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why)
 		c->cnt[why_c]++;
 	if (c->state == MQTTC_UP) {
 		c->cnt[UPLINK_C_disconnects]++;
-		log_warnx("uplink: connection to %s:%s lost: %s (%zu in flight, %zu waiting)",
+		log_warnx("mqtt: connection to %s:%s lost: %s (%zu in flight, %zu waiting)",
 		    c->cf.host, c->port, why, c->inflight.n, c->pending.n);
 		if (now - c->up_since_ms >= MC_STABLE_MS)
 			c->attempt = 0;
@@ -588,7 +588,7 @@ mc_tls_step(struct mqttc *c)
 	c->cnt[UPLINK_C_tls_hs_bytes_in] += in;
 	c->cnt[UPLINK_C_tls_hs_bytes_out] += out;
 	c->cnt[uplink_tls_resumed(c->tls) ? UPLINK_C_tls_resumed : UPLINK_C_tls_full]++;
-	log_info("uplink: %s handshake with %s (%s): %llu bytes out, %llu in",
+	log_info("mqtt: %s handshake with %s (%s): %llu bytes out, %llu in",
 	    uplink_tls_resumed(c->tls) ? "resumed" : "full", c->cf.host,
 	    uplink_tls_version(c->tls), (unsigned long long)out, (unsigned long long)in);
 	if (mc_send_connect(c) != 0)
@@ -612,7 +612,7 @@ mc_on_connected(struct mqttc *c)
 		return;
 	}
 	if (!c->cf.tls.verify) /* at every connect, by design */
-		log_warnx("uplink: TLS to %s WITHOUT certificate verification (tls.verify: false)",
+		log_warnx("mqtt: TLS to %s WITHOUT certificate verification (tls.verify: false)",
 		    c->cf.host);
 	c->tls = uplink_tls_open(
 	    c->tlsx, c->fd, &c->cnt[UPLINK_C_bytes_in], &c->cnt[UPLINK_C_bytes_out]);
@@ -700,7 +700,7 @@ mc_subscribe(struct mqttc *c)
 		return;
 	sub.packet_id = c->sub_id = mc_alloc_id(c);
 	if (MC_ENCODE(c, mqtt_encode_subscribe(buf, cap, c->cf.version, &sub)) < 0)
-		log_err("uplink: cannot encode SUBSCRIBE to %s", c->cf.cmd_topic);
+		log_err("mqtt: cannot encode SUBSCRIBE to %s", c->cf.cmd_topic);
 }
 
 /* ---- session resumption ---- */
@@ -743,7 +743,7 @@ mc_session_lost(struct mqttc *c)
 		m->state = MQTTC_MSG_QUEUED;
 		list_push(&back, m);
 	}
-	log_warnx("uplink: the broker lost our session: %zu messages sent again, %zu QoS 2 "
+	log_warnx("mqtt: the broker lost our session: %zu messages sent again, %zu QoS 2 "
 		  "messages past PUBREC taken as delivered",
 	    back.n, released);
 	if (back.head != NULL) {
@@ -800,7 +800,7 @@ mc_on_connack(struct mqttc *c, const struct mqtt_connack *ca)
 	mc_set_state(c, MQTTC_UP);
 	c->up_since_ms = c->state_since_ms;
 	c->cnt[UPLINK_C_connects]++;
-	log_info("uplink: connected to %s:%s as %s (MQTT %s, session %s; %zu in flight, %zu "
+	log_info("mqtt: connected to %s:%s as %s (MQTT %s, session %s; %zu in flight, %zu "
 		 "waiting)",
 	    c->cf.host, c->port, c->cf.client_id, c->cf.version == MQTT_V5 ? "5.0" : "3.1.1",
 	    ca->session_present ? "resumed" : "new", c->inflight.n, c->pending.n);
@@ -843,7 +843,7 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 	if (m == NULL || (type == MQTT_PUBACK) != (m->qos == 1) ||
 	    (type == MQTT_PUBCOMP) != (m->state == MQTTC_MSG_RELEASED)) {
 		c->cnt[UPLINK_C_ack_unknown]++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "uplink: %s for packet id %u not in flight",
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: %s for packet id %u not in flight",
 		    mqtt_type_name(type), a->packet_id);
 		if (type == MQTT_PUBREC) /* let the broker finish its side */
 			mc_send_ack(c, MQTT_PUBREL, a->packet_id, c->cf.version == MQTT_V5 ? 0x92 : 0);
@@ -851,7 +851,7 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 	}
 	if (refused) {
 		c->cnt[UPLINK_C_pub_refused]++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "uplink: the broker refused a message to %s: %s",
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: the broker refused a message to %s: %s",
 		    m->topic, mqtt_reason_name(a->reason, type));
 	} else {
 		c->cnt[type == MQTT_PUBACK ? UPLINK_C_puback : UPLINK_C_pubcomp]++;
@@ -879,7 +879,7 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 	if (p->topic.len >= sizeof(topic)) {
 		c->cnt[UPLINK_C_downlink_oversized]++;
 		LOG_RATELIMITED(
-		    LOG_LVL_WARN, 60, "uplink: downlink topic too long (%u bytes)", p->topic.len);
+		    LOG_LVL_WARN, 60, "mqtt: downlink topic too long (%u bytes)", p->topic.len);
 		return;
 	}
 	memcpy(topic, p->topic.s, p->topic.len);
@@ -898,7 +898,7 @@ mc_on_suback(struct mqttc *c, const struct mqtt_suback *s)
 	c->sub_id = 0;
 	if (s->n_reasons > 0 && s->reasons[0] >= 0x80) {
 		c->cnt[UPLINK_C_suback_refused]++;
-		log_err("uplink: the broker refused the subscription to %s (0x%02x)",
+		log_err("mqtt: the broker refused the subscription to %s (0x%02x)",
 		    c->cf.cmd_topic, s->reasons[0]);
 	}
 }
@@ -939,7 +939,7 @@ mc_on_packet(struct mqttc *c, const struct mqtt_packet *pkt)
 		return mc_on_disconnect(c, &pkt->disconnect);
 	default:
 		c->cnt[UPLINK_C_protocol_errors]++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "uplink: unexpected %s from the broker",
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: unexpected %s from the broker",
 		    mqtt_type_name(pkt->type));
 	}
 }
@@ -976,7 +976,7 @@ mc_skip_oversized(struct mqttc *c, size_t off)
 		    (uint16_t)(p[need - 2] << 8 | p[need - 1]), 0);
 	c->cnt[UPLINK_C_downlink_oversized]++;
 	LOG_RATELIMITED(LOG_LVL_WARN, 10,
-	    "uplink: dropped a %u-byte PUBLISH from the broker (limit %u)", total, MC_IBUF_MAX);
+	    "mqtt: dropped a %u-byte PUBLISH from the broker (limit %u)", total, MC_IBUF_MAX);
 	c->discard = total - have;
 	c->ilen = off;
 	return 1;
@@ -1180,7 +1180,7 @@ mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t le
 	c->cnt[UPLINK_C_submitted]++;
 	if (c->pending.n + c->inflight.n >= c->cf.max_queue && !drop_oldest_qos0(c)) {
 		c->cnt[UPLINK_C_dropped_full]++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 10, "uplink: queue full (%u), message to %s dropped",
+		LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: queue full (%u), message to %s dropped",
 		    c->cf.max_queue, topic);
 		return -ENOBUFS;
 	}
@@ -1256,11 +1256,11 @@ mqttc_destroy(struct mqttc *c)
 		/* Best effort: a clean DISCONNECT (the session stays on the broker). */
 		if (MC_ENCODE(c, mqtt_encode_disconnect(buf, cap, c->cf.version, NULL)) > 0 &&
 		    link_send(c, c->obuf + c->ooff, c->olen - c->ooff) < 0)
-			log_debug("uplink: DISCONNECT not sent");
+			log_debug("mqtt: DISCONNECT not sent");
 	}
 	mc_close(c);
 	if (c->pending.n + c->inflight.n)
-		log_warnx("uplink: %zu messages not delivered at exit", c->pending.n + c->inflight.n);
+		log_warnx("mqtt: %zu messages not delivered at exit", c->pending.n + c->inflight.n);
 	list_free(&c->pending);
 	list_free(&c->inflight);
 	uplink_tls_ctx_destroy(c->tlsx);
