@@ -54,8 +54,8 @@ struct agent_config {
 	struct mb_profile_set profiles;
 	char topic_prefix[128];
 	enum agent_uplink_kind uplink;
-	char jsonl_path[512];     /* "-" or empty: stdout */
-	char jsonl_commands[512]; /* optional FIFO or file of command lines */
+	char jsonl_path[512];          /* "-" or empty: stdout */
+	char jsonl_commands[512];      /* optional FIFO or file of command lines */
 	struct uplink_mqtt_conf *mqtt; /* the "mqtt:" section, parsed by agent/uplink/mqtt_conf.c */
 	char cmd_topic[MB_TOPIC_MAX];
 	char cmd_response_topic[MB_TOPIC_MAX];

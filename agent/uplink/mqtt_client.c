@@ -95,8 +95,8 @@ mu_stats(const struct uplink *up, struct uplink_stats *out)
 	out->has_link = true;
 	out->submitted = c[UPLINK_C_submitted];
 	out->resent = c[UPLINK_C_resent_dup] + c[UPLINK_C_pubrel_resent] + c[UPLINK_C_resent_new];
-	out->sent = c[UPLINK_C_pub_qos0] + c[UPLINK_C_pub_qos1] + c[UPLINK_C_pub_qos2] +
-	    out->resent;
+	out->sent =
+	    c[UPLINK_C_pub_qos0] + c[UPLINK_C_pub_qos1] + c[UPLINK_C_pub_qos2] + out->resent;
 	out->acked = u->acked;
 	out->dropped = c[UPLINK_C_dropped_full] + c[UPLINK_C_dropped_invalid] + u->refused +
 	    c[UPLINK_C_downlink_oversized];
@@ -123,10 +123,9 @@ uplink_mqtt_create(struct uplink **out, struct agent_loop *loop, const struct up
     uplink_cmd_fn fn, void *arg)
 {
 	struct mqtt_uplink *u = calloc(1, sizeof(*u));
-	struct mqttc_hooks h = { .watch = mu_watch,
-		.unwatch = mu_unwatch,
-		.message = mu_message,
-		.acked = mu_acked };
+	struct mqttc_hooks h = {
+		.watch = mu_watch, .unwatch = mu_unwatch, .message = mu_message, .acked = mu_acked
+	};
 	char err[256] = "out of memory";
 	int rc;
 

@@ -48,8 +48,8 @@ uplink_mqtt_conf_defaults(struct uplink_mqtt_conf *c)
 static int
 parse_tls(conf_node t, struct uplink_tls_conf *tc)
 {
-	static const char *const keys[] = { "ca", "cert", "key", "verify", "server_name",
-		"resume", NULL };
+	static const char *const keys[] = { "ca", "cert", "key", "verify", "server_name", "resume",
+		NULL };
 
 	tc->enabled = conf_present(t);
 	if (!tc->enabled)
@@ -68,8 +68,9 @@ parse_tls(conf_node t, struct uplink_tls_conf *tc)
 	if (tc->key[0] && !tc->cert[0])
 		return conf_error(conf_get(t, "key"), "tls.key needs tls.cert");
 	if (tc->verify && !tc->ca[0])
-		return conf_error(t, "tls needs 'ca' to verify the server (or an explicit "
-				     "'verify: false', logged at every connect)");
+		return conf_error(t,
+		    "tls needs 'ca' to verify the server (or an explicit "
+		    "'verify: false', logged at every connect)");
 	return 0;
 }
 
@@ -83,11 +84,11 @@ parse_limits(conf_node m, struct uplink_mqtt_conf *c)
 		return -1;
 	ka = (uint32_t)(expiry_ms / 1000);
 	if (expiry_ms % 1000 || (ka > 0 && ka < 5))
-		return conf_error(conf_get(m, "keepalive"),
-		    "keepalive is whole seconds, 0 (off) or 5s and more");
+		return conf_error(
+		    conf_get(m, "keepalive"), "keepalive is whole seconds, 0 (off) or 5s and more");
 	c->keepalive_s = (uint16_t)ka;
-	if (conf_get_duration_ms(m, "session_expiry", 7 * 86400000ull, 0, 4294967295000ull,
-		&expiry_ms) ||
+	if (conf_get_duration_ms(
+		m, "session_expiry", 7 * 86400000ull, 0, 4294967295000ull, &expiry_ms) ||
 	    conf_get_u32(m, "window", 32, 1, 65000, &window) ||
 	    conf_get_u32(m, "max_queue", 100000, 1, 10000000, &c->max_queue) ||
 	    conf_get_duration_ms(m, "reconnect_min", 1000, 10, 3600000, &c->reconnect_min_ms) ||
@@ -109,7 +110,8 @@ uplink_mqtt_conf_parse(conf_node m, struct uplink_mqtt_conf *c)
 {
 	static const char *const keys[] = { "host", "port", "client_id", "username", "password",
 		"version", "qos", "keepalive", "session_expiry", "window", "max_queue",
-		"reconnect_min", "reconnect_max", "connect_timeout", "bind_interface", "tls", NULL };
+		"reconnect_min", "reconnect_max", "connect_timeout", "bind_interface", "tls",
+		NULL };
 	uint32_t port = 0;
 	int version = 0, qos = 3;
 

@@ -15,12 +15,12 @@
 #define UPLINK_QOS_KEEP 0xFF /* qos: keep: each message goes up with its own QoS */
 
 struct uplink_tls_conf {
-	bool enabled;         /* a "tls:" section is present */
-	bool verify;          /* server certificate and host name (default true) */
-	bool resume;          /* TLS session resumption (tickets or session id, default true) */
-	char ca[256];         /* PEM file of trusted CAs */
-	char cert[256];       /* client certificate (PEM), optional */
-	char key[256];        /* its key (PEM), required with cert */
+	bool enabled;          /* a "tls:" section is present */
+	bool verify;           /* server certificate and host name (default true) */
+	bool resume;           /* TLS session resumption (tickets or session id, default true) */
+	char ca[256];          /* PEM file of trusted CAs */
+	char cert[256];        /* client certificate (PEM), optional */
+	char key[256];         /* its key (PEM), required with cert */
 	char server_name[128]; /* SNI and the name checked; default: host */
 };
 
@@ -37,8 +37,8 @@ struct uplink_mqtt_conf {
 	uint16_t window;           /* QoS 1 and 2 messages in flight (the broker may ask fewer) */
 	uint32_t max_queue;        /* messages held in memory while the link is down */
 	uint64_t reconnect_min_ms, reconnect_max_ms, connect_timeout_ms;
-	char bind_interface[16];   /* SO_BINDTODEVICE, "" = any route */
-	char cmd_topic[256];       /* subscribed (QoS 1) on every connect; "" none. Set by the agent */
+	char bind_interface[16]; /* SO_BINDTODEVICE, "" = any route */
+	char cmd_topic[256]; /* subscribed (QoS 1) on every connect; "" none. Set by the agent */
 	struct uplink_tls_conf tls;
 };
 

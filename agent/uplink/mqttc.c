@@ -35,7 +35,7 @@
 struct mc_msg {
 	struct mc_msg *next;
 	uint64_t ref;
-	uint8_t qos, state; /* enum mqttc_msg_state */
+	uint8_t qos, state;      /* enum mqttc_msg_state */
 	bool retain, dup, again; /* again: sent before, to a session the broker lost */
 	uint16_t packet_id;
 	uint16_t topic_len;
@@ -98,7 +98,7 @@ bit_set(uint8_t *b, uint16_t i, bool v)
 	if (v)
 		b[i >> 3] |= (uint8_t)(1u << (i & 7));
 	else
-		b[i >> 3] &= (uint8_t)~(1u << (i & 7));
+		b[i >> 3] &= (uint8_t) ~(1u << (i & 7));
 }
 
 static uint16_t
@@ -424,8 +424,9 @@ mc_send_one(struct mqttc *c, struct mc_msg *m)
 	if (m->again)
 		c->cnt[UPLINK_C_resent_new]++;
 	else
-		c->cnt[m->qos == 0 ? UPLINK_C_pub_qos0
-				   : m->qos == 1 ? UPLINK_C_pub_qos1 : UPLINK_C_pub_qos2]++;
+		c->cnt[m->qos == 0    ? UPLINK_C_pub_qos0
+			: m->qos == 1 ? UPLINK_C_pub_qos1
+				      : UPLINK_C_pub_qos2]++;
 	return true;
 }
 
@@ -581,7 +582,8 @@ mc_tls_step(struct mqttc *c)
 	if (rc != 0) {
 		snprintf(why, sizeof(why), "TLS: %s%s",
 		    rc == -EACCES ? "server certificate refused: " : "", uplink_tls_error(c->tls));
-		return mc_drop(c, rc == -EACCES ? UPLINK_C_tls_verify_fail : UPLINK_C_tls_fail, why);
+		return mc_drop(
+		    c, rc == -EACCES ? UPLINK_C_tls_verify_fail : UPLINK_C_tls_fail, why);
 	}
 	in = c->cnt[UPLINK_C_bytes_in] - c->hs_in0;
 	out = c->cnt[UPLINK_C_bytes_out] - c->hs_out0;
@@ -589,8 +591,8 @@ mc_tls_step(struct mqttc *c)
 	c->cnt[UPLINK_C_tls_hs_bytes_out] += out;
 	c->cnt[uplink_tls_resumed(c->tls) ? UPLINK_C_tls_resumed : UPLINK_C_tls_full]++;
 	log_info("mqtt: %s handshake with %s (%s): %llu bytes out, %llu in",
-	    uplink_tls_resumed(c->tls) ? "resumed" : "full", c->cf.host,
-	    uplink_tls_version(c->tls), (unsigned long long)out, (unsigned long long)in);
+	    uplink_tls_resumed(c->tls) ? "resumed" : "full", c->cf.host, uplink_tls_version(c->tls),
+	    (unsigned long long)out, (unsigned long long)in);
 	if (mc_send_connect(c) != 0)
 		mc_drop(c, UPLINK_C_protocol_errors, "cannot encode CONNECT");
 }
@@ -644,8 +646,8 @@ mc_connect_addr(struct mqttc *c, const struct uplink_addr *a)
 	int rc = mc_socket(c, a->family);
 
 	if (rc != 0) {
-		snprintf(why, sizeof(why), "socket%s%s: %s",
-		    c->cf.bind_interface[0] ? " on " : "", c->cf.bind_interface, strerror(-rc));
+		snprintf(why, sizeof(why), "socket%s%s: %s", c->cf.bind_interface[0] ? " on " : "",
+		    c->cf.bind_interface, strerror(-rc));
 		return mc_drop(c, UPLINK_C_socket_fail, why);
 	}
 	if (connect(c->fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
@@ -691,9 +693,9 @@ mc_on_resolved(struct mqttc *c)
 static void
 mc_subscribe(struct mqttc *c)
 {
-	struct mqtt_subscription s = { .filter = { c->cf.cmd_topic,
-					   (uint16_t)strlen(c->cf.cmd_topic) },
-		.qos = 1 };
+	struct mqtt_subscription s = {
+		.filter = { c->cf.cmd_topic, (uint16_t)strlen(c->cf.cmd_topic) }, .qos = 1
+	};
 	struct mqtt_subscribe sub = { .subs = &s, .n_subs = 1 };
 
 	if (!c->cf.cmd_topic[0])
@@ -846,7 +848,8 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: %s for packet id %u not in flight",
 		    mqtt_type_name(type), a->packet_id);
 		if (type == MQTT_PUBREC) /* let the broker finish its side */
-			mc_send_ack(c, MQTT_PUBREL, a->packet_id, c->cf.version == MQTT_V5 ? 0x92 : 0);
+			mc_send_ack(
+			    c, MQTT_PUBREL, a->packet_id, c->cf.version == MQTT_V5 ? 0x92 : 0);
 		return;
 	}
 	if (refused) {
@@ -898,8 +901,8 @@ mc_on_suback(struct mqttc *c, const struct mqtt_suback *s)
 	c->sub_id = 0;
 	if (s->n_reasons > 0 && s->reasons[0] >= 0x80) {
 		c->cnt[UPLINK_C_suback_refused]++;
-		log_err("mqtt: the broker refused the subscription to %s (0x%02x)",
-		    c->cf.cmd_topic, s->reasons[0]);
+		log_err("mqtt: the broker refused the subscription to %s (0x%02x)", c->cf.cmd_topic,
+		    s->reasons[0]);
 	}
 }
 
@@ -1130,7 +1133,7 @@ mqttc_tick(struct mqttc *c)
 		if (now - c->state_since_ms > c->cf.connect_timeout_ms)
 			mc_drop(c, UPLINK_C_connect_timeouts,
 			    c->state == MQTTC_WAIT_CONNACK ? "no CONNACK in time"
-			    : c->state == MQTTC_TLS	   ? "TLS handshake stalled"
+				: c->state == MQTTC_TLS    ? "TLS handshake stalled"
 							   : "no connection in time");
 		break;
 	case MQTTC_UP:
@@ -1149,8 +1152,8 @@ mqttc_disconnect(struct mqttc *c, const char *why)
 /* ---- messages in ---- */
 
 static struct mc_msg *
-mc_msg_new(const char *topic, const void *payload, size_t len, uint8_t qos, bool retain,
-    uint64_t ref)
+mc_msg_new(
+    const char *topic, const void *payload, size_t len, uint8_t qos, bool retain, uint64_t ref)
 {
 	size_t tl = strlen(topic);
 	struct mc_msg *m;

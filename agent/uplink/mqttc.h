@@ -60,11 +60,11 @@ int mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 void mqttc_destroy(struct mqttc *c);
 
 /* Queue a message; ref is the store's name for it (handed back to persist/acked). */
-int mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t len,
-    uint8_t qos, bool retain, uint64_t ref);
+int mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref);
 /* Put back a message a store kept in flight (state SENT or RELEASED) before the first connect. */
-int mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len,
-    uint8_t qos, bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
+int mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
 
 /* The watched fd (socket or resolver pipe: the client watches one at a time) is ready. */
 void mqttc_on_io(struct mqttc *c, uint32_t events);

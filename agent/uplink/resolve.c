@@ -29,8 +29,9 @@ struct rs_answer {
 static int
 lookup(const char *host, const char *port, int flags, struct uplink_addr *a)
 {
-	struct addrinfo hints = { .ai_flags = flags, .ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {
+		.ai_flags = flags, .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM
+	};
 	struct addrinfo *ai = NULL;
 	int rc = getaddrinfo(host, port, &hints, &ai);
 

@@ -93,8 +93,7 @@ ctx_load(struct uplink_tls_ctx *x, const struct uplink_tls_conf *c, char *err, s
 		return ctx_fail(err, errlen, "CA file", c->ca, rc);
 	if (c->cert[0] && (rc = mbedtls_x509_crt_parse_file(&x->cert, c->cert)) != 0)
 		return ctx_fail(err, errlen, "certificate", c->cert, rc);
-	if (c->key[0] &&
-	    (rc = mbedtls_pk_parse_keyfile(&x->key, c->key, NULL)) != 0)
+	if (c->key[0] && (rc = mbedtls_pk_parse_keyfile(&x->key, c->key, NULL)) != 0)
 		return ctx_fail(err, errlen, "key", c->key, rc);
 	if (c->cert[0] && (rc = mbedtls_ssl_conf_own_cert(&x->conf, &x->cert, &x->key)) != 0)
 		return ctx_fail(err, errlen, "certificate and key", c->cert, rc);

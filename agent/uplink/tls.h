@@ -25,8 +25,8 @@ void uplink_tls_ctx_destroy(struct uplink_tls_ctx *x);
 /* Forget the saved session (the next handshake is a full one). */
 void uplink_tls_ctx_forget(struct uplink_tls_ctx *x);
 
-struct uplink_tls *uplink_tls_open(
-    struct uplink_tls_ctx *x, int fd, uint64_t *bytes_in, uint64_t *bytes_out);
+struct uplink_tls *
+uplink_tls_open(struct uplink_tls_ctx *x, int fd, uint64_t *bytes_in, uint64_t *bytes_out);
 /* 0 when done; -EAGAIN to call again when the fd is ready (uplink_tls_wants_write says for
  * what); -EACCES when the server's certificate was refused; another negative errno else. */
 int uplink_tls_handshake(struct uplink_tls *t);

@@ -24,7 +24,7 @@ struct uplink_stats {
 	uint64_t submitted, sent, acked, dropped, resent, connects, disconnects, commands;
 	uint64_t queued; /* messages waiting (a gauge) */
 	bool connected;
-	bool has_link;                  /* link[] is filled (the mqtt backend) */
+	bool has_link;                 /* link[] is filled (the mqtt backend) */
 	uint64_t link[UPLINK_C_COUNT]; /* the cloud link's counters, uplink_stats.def */
 };
 

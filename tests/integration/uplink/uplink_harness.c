@@ -124,8 +124,9 @@ main(int argc, char **argv)
 {
 	struct harness h = { 0 };
 	struct uplink_mqtt_conf mc;
-	struct mqttc_hooks hooks = { .arg = &h, .watch = h_watch, .unwatch = h_unwatch,
-		.acked = h_acked };
+	struct mqttc_hooks hooks = {
+		.arg = &h, .watch = h_watch, .unwatch = h_unwatch, .acked = h_acked
+	};
 	uint64_t count, period, run_ms = 0, next_pub, t0, sent = 0;
 	char err[256], topic[128], payload[32];
 	struct epoll_event ev;
@@ -163,7 +164,8 @@ main(int argc, char **argv)
 		}
 		mqttc_tick(h.c);
 		for (; sent < count && now >= next_pub; next_pub += period) {
-			snprintf(topic, sizeof(topic), "%s/%llu", argv[4], (unsigned long long)sent);
+			snprintf(
+			    topic, sizeof(topic), "%s/%llu", argv[4], (unsigned long long)sent);
 			snprintf(payload, sizeof(payload), "%llu", (unsigned long long)sent);
 			mqttc_publish(h.c, topic, payload, strlen(payload), (uint8_t)(1 + sent % 2),
 			    false, sent);

@@ -83,7 +83,8 @@ h_now(void *arg)
 void
 fb_init(struct fb *b, struct uplink_mqtt_conf *conf)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 
 	memset(b, 0, sizeof(*b));
@@ -139,7 +140,8 @@ fb_drive(struct fb *b, int ms)
 	    (b->watched_ev & EPOLLOUT ? POLLOUT : 0));
 	if (poll(&p, 1, ms) <= 0)
 		return;
-	mqttc_on_io(b->c, (p.revents & POLLIN ? EPOLLIN : 0) | (p.revents & POLLOUT ? EPOLLOUT : 0) |
+	mqttc_on_io(b->c,
+	    (p.revents & POLLIN ? EPOLLIN : 0) | (p.revents & POLLOUT ? EPOLLOUT : 0) |
 		(p.revents & POLLHUP ? EPOLLHUP : 0) | (p.revents & POLLERR ? EPOLLERR : 0));
 }
 

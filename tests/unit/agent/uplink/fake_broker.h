@@ -61,8 +61,8 @@ bool fb_quiet(struct fb *b);
 void fb_send(struct fb *b, const uint8_t *buf, size_t len, bool bytewise);
 void fb_connack(struct fb *b, uint8_t reason, bool session_present, uint16_t receive_max);
 void fb_ack(struct fb *b, enum mqtt_type type, uint16_t id, uint8_t reason);
-void fb_publish(struct fb *b, const char *topic, const char *payload, uint8_t qos, uint16_t id,
-    bool dup);
+void fb_publish(
+    struct fb *b, const char *topic, const char *payload, uint8_t qos, uint16_t id, bool dup);
 void fb_close(struct fb *b);
 /* Run the client through CONNECT/CONNACK (and the SUBSCRIBE, acknowledged). */
 void fb_connect(struct fb *b, bool session_present);

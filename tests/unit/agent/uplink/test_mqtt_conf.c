@@ -104,10 +104,13 @@ test_errors_name_the_line(void **state)
 		{ "mqtt:\n  keepalive: 2s\n", "t.yaml:2:14: keepalive is whole seconds" },
 		{ "mqtt:\n  reconnect_min: 10s\n  reconnect_max: 1s\n",
 		    "t.yaml:3:18: reconnect_max (1000 ms) is below reconnect_min" },
-		{ "mqtt:\n  tls: {ca: a.pem, cert: c.pem}\n", "t.yaml:2:26: tls.cert needs tls.key" },
-		{ "mqtt:\n  tls: {ca: a.pem, key: k.pem}\n", "t.yaml:2:25: tls.key needs tls.cert" },
+		{ "mqtt:\n  tls: {ca: a.pem, cert: c.pem}\n",
+		    "t.yaml:2:26: tls.cert needs tls.key" },
+		{ "mqtt:\n  tls: {ca: a.pem, key: k.pem}\n",
+		    "t.yaml:2:25: tls.key needs tls.cert" },
 		{ "mqtt:\n  tls: {verify: true}\n", "t.yaml:2:8: tls needs 'ca'" },
-		{ "mqtt:\n  bind_interface: averyveryverylongname\n", "t.yaml:2:19: 'bind_interface' is too long" },
+		{ "mqtt:\n  bind_interface: averyveryverylongname\n",
+		    "t.yaml:2:19: 'bind_interface' is too long" },
 		{ "mqtt:\n  client_id: ''\n", "t.yaml:2:14: client_id must not be empty" },
 		{ "mqtt:\n  window: 0\n", "t.yaml:2:11:" },
 	};
@@ -119,8 +122,8 @@ test_errors_name_the_line(void **state)
 		int rc = parse(cases[i].text, &c, err, sizeof(err));
 
 		if (rc != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
-			fail_msg("case %zu: rc %d, got '%s', want '%s...'", i, rc, err,
-			    cases[i].want);
+			fail_msg(
+			    "case %zu: rc %d, got '%s', want '%s...'", i, rc, err, cases[i].want);
 	}
 }
 

@@ -202,8 +202,8 @@ test_bytewise_input(void **state)
 	assert_true(fb_recv(&B, &p)); /* SUBSCRIBE */
 	publish("site/a", 1, 1);
 	assert_true(fb_recv(&B, &p));
-	n = mqtt_encode_ack(buf, sizeof(buf), MQTT_V5, MQTT_PUBACK,
-	    &(struct mqtt_ack){ .packet_id = p.packet_id });
+	n = mqtt_encode_ack(
+	    buf, sizeof(buf), MQTT_V5, MQTT_PUBACK, &(struct mqtt_ack){ .packet_id = p.packet_id });
 	fb_send(&B, buf, (size_t)n, true);
 	assert_int_equal(cnt()[UPLINK_C_puback], 1);
 }
@@ -334,12 +334,10 @@ test_restore_after_restart(void **state)
 
 	(void)state;
 	fb_start_client(&B, &C);
-	assert_int_equal(mqttc_restore(B.c, "site/q2", "v", 1, 2, false, 77, 4321,
-			     MQTTC_MSG_RELEASED),
-	    0);
-	assert_int_equal(mqttc_restore(B.c, "site/q2b", "v", 1, 2, false, 78, 4322,
-			     MQTTC_MSG_SENT),
-	    0);
+	assert_int_equal(
+	    mqttc_restore(B.c, "site/q2", "v", 1, 2, false, 77, 4321, MQTTC_MSG_RELEASED), 0);
+	assert_int_equal(
+	    mqttc_restore(B.c, "site/q2b", "v", 1, 2, false, 78, 4322, MQTTC_MSG_SENT), 0);
 	assert_int_equal(mqttc_restore(B.c, "x", "v", 1, 2, false, 79, 4322, MQTTC_MSG_SENT),
 	    -EINVAL); /* id in use */
 	fb_accept(&B);
@@ -370,7 +368,7 @@ test_window_and_receive_maximum(void **state)
 	fb_start_client(&B, &C);
 	fb_accept(&B);
 	assert_true(fb_recv(&B, &p));
-	fb_connack(&B, 0, false, 2); /* the broker takes 2 at a time */
+	fb_connack(&B, 0, false, 2);  /* the broker takes 2 at a time */
 	assert_true(fb_recv(&B, &p)); /* SUBSCRIBE */
 	for (int i = 0; i < 5; i++)
 		publish("site/w", 1, (uint64_t)i);
