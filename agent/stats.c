@@ -151,6 +151,28 @@ agent_stats_write_file(const struct agent *a, const char *path)
 	return rc;
 }
 
+/* One line with the cloud link's counters that are not zero. */
+static void
+link_log(const struct agent *a)
+{
+	struct uplink_stats us = { 0 };
+	char line[2048];
+	size_t n = 0;
+
+	if (a->up == NULL)
+		return;
+	uplink_get_stats(a->up, &us);
+	if (!us.has_link)
+		return;
+	line[0] = '\0';
+	for (int i = 0; i < UPLINK_C_COUNT && n < sizeof(line) - 64; i++)
+		if (us.link[i] != 0)
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s %llu",
+			    uplink_counter_names[i], (unsigned long long)us.link[i]);
+	log_info("stats: uplink %s queued %llu%s", us.connected ? "up" : "down",
+	    (unsigned long long)us.queued, line);
+}
+
 void
 agent_stats_log(const struct agent *a)
 {
@@ -193,4 +215,5 @@ agent_stats_log(const struct agent *a)
 			    (unsigned long long)agent_stat_get(s, AGENT_DC_published));
 		}
 	}
+	link_log(a);
 }
