@@ -3,11 +3,11 @@
  * earliest deadline (scheduler.c), runs that device's planned reads (planner.c) with timeouts
  * and retries, decodes the points (decode.c), decides what to publish (report.c) and queues the
  * messages for the main loop. Write jobs from the main loop go first. Between transactions it
- * keeps the RTU 3.5-character silence itself, since libmodbus does not.
+ * keeps the silence the transport asks for (transport.h: the RTU 3.5 characters, since
+ * libmodbus does not). Nothing here depends on whether the bus is RTU or TCP.
  */
 #include <errno.h>
 #include <modbus/modbus.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +20,12 @@
 #include "planner.h"
 #include "report.h"
 #include "scheduler.h"
+#include "transport.h"
 #include "log.h"
 
-#define BUS_MAX_JOBS            64
-#define BUS_RTU_BYTE_TIMEOUT_MS 50 /* silence inside an RTU answer that ends it */
-#define BUS_DRAIN_QUIET_MS      30 /* silence that ends a drain after an error */
+#define BUS_MAX_JOBS       64
+#define BUS_DRAIN_QUIET_MS 30  /* silence that ends a drain after an error */
+#define BUS_REOPEN_MIN_MS  500 /* first retry of a port that does not open */
 
 struct bus_dev {
 	const struct agent_device_conf *conf;
@@ -36,6 +37,7 @@ struct bus_dev {
 	struct agent_dev_stats stats;
 	uint64_t backoff_ms; /* mirrors the scheduler for the stats reader (atomic) */
 	uint32_t failing;
+	bool answered; /* something came back from it during this poll, good or bad */
 };
 
 struct write_job {
@@ -49,12 +51,10 @@ struct mb_bus {
 	const struct agent_bus_conf *c;
 	struct agent_msgq *q;
 	char resp_topic[MB_TOPIC_MAX];
-	modbus_t *ctx;
-	bool connected;
+	struct mb_transport tr;
 	struct bus_dev *devs;
 	size_t ndevs;
 	struct mb_sched sched;
-	uint32_t gap_us;
 	uint64_t last_io_us;
 	pthread_t thr;
 	bool running;
@@ -64,6 +64,10 @@ struct mb_bus {
 	struct write_job *jobs, *jobs_tail;
 	size_t njobs;
 	uint64_t started_us, busy_us, connect_errors;
+	/* Bus fault: the port does not open (missing, unplugged) or the server is unreachable.
+	 * Its devices are not charged with it; the bus retries the open on its own backoff. */
+	bool fault;
+	uint64_t faults, fault_since_ms, reopen_at_ms, reopen_backoff_ms;
 	uint16_t regs[MODBUS_MAX_READ_REGISTERS];
 	uint8_t bits[MODBUS_MAX_READ_BITS];
 };
@@ -71,7 +75,24 @@ struct mb_bus {
 enum xfer {
 	XFER_OK = 0,
 	XFER_EXCEPTION,
-	XFER_COMM
+	XFER_BAD,  /* the device answered, but every answer was bad (CRC, garbage, wrong unit) */
+	XFER_COMM, /* no answer after the retries */
+	XFER_BUS   /* the bus itself is down: nobody's fault on it */
+};
+
+/* What a device poll found. */
+enum poll_result {
+	POLL_OK = 0,
+	POLL_NOISY, /* it answers, with errors: not backed off as dead */
+	POLL_DEAD,  /* not a single answer */
+	POLL_BUS    /* the bus is down */
+};
+
+/* What a failed attempt was. */
+enum fail_class {
+	FAIL_TIMEOUT = 0,
+	FAIL_ANSWER, /* something answered: bad CRC, garbage, wrong unit */
+	FAIL_LINK
 };
 
 /* One Modbus request: the function and its buffers. */
@@ -96,37 +117,53 @@ struct io {
 static void
 bus_disconnect(struct mb_bus *b)
 {
-	if (b->ctx != NULL && b->connected)
-		modbus_close(b->ctx);
-	__atomic_store_n(&b->connected, false, __ATOMIC_RELAXED);
+	mb_transport_close(&b->tr);
+}
+
+/* Enter the fault state once: one log line per fault, not one per device or per retry. */
+static void
+bus_fault(struct mb_bus *b, int rc)
+{
+	uint64_t now = clock_mono_ms();
+
+	b->reopen_backoff_ms = b->fault ? b->reopen_backoff_ms * 2 : BUS_REOPEN_MIN_MS;
+	if (b->reopen_backoff_ms > b->c->max_backoff_ms)
+		b->reopen_backoff_ms = b->c->max_backoff_ms;
+	b->reopen_at_ms = now + b->reopen_backoff_ms;
+	if (b->fault)
+		return;
+	b->fault_since_ms = now;
+	__atomic_fetch_add(&b->faults, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->fault, true, __ATOMIC_RELAXED);
+	/* libmodbus gives up a TCP connect at the response timeout, leaving EINPROGRESS. */
+	log_warnx("bus %s: fault: cannot open %s: %s; its %zu devices wait, retrying up to every "
+		  "%llu ms",
+	    b->c->name, mb_transport_where(&b->tr),
+	    rc == -EINPROGRESS ? "connect timed out" : modbus_strerror(-rc), b->ndevs,
+	    (unsigned long long)b->c->max_backoff_ms);
 }
 
 static int
 bus_connect(struct mb_bus *b)
 {
-	const struct agent_bus_conf *c = b->c;
+	int rc;
 
-	if (b->connected)
+	if (b->tr.connected)
 		return 0;
-	if (modbus_connect(b->ctx) != 0) {
-		int err = errno;
-
+	rc = mb_transport_connect(&b->tr);
+	if (rc != 0) {
 		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
-		/* libmodbus gives up a TCP connect at the response timeout, leaving EINPROGRESS. */
-		LOG_RATELIMITED(LOG_LVL_WARN, 30, "bus %s: cannot open %s: %s", c->name,
-		    c->kind == AGENT_BUS_RTU ? c->device : c->host,
-		    err == EINPROGRESS ? "connect timed out" : modbus_strerror(err));
+		if (b->tr.ops->open_fault(-rc))
+			bus_fault(b, rc);
 		return -EIO;
 	}
-	if (c->kind == AGENT_BUS_RTU &&
-	    rs485_mode_apply(modbus_get_socket(b->ctx), c->device, &c->rs485) < 0) {
-		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
-		modbus_close(b->ctx);
-		return -EIO;
-	}
-	__atomic_store_n(&b->connected, true, __ATOMIC_RELAXED);
-	log_info(
-	    "bus %s: connected to %s", c->name, c->kind == AGENT_BUS_RTU ? c->device : c->host);
+	if (b->fault)
+		log_warnx("bus %s: %s open again after %llu ms", b->c->name,
+		    mb_transport_where(&b->tr),
+		    (unsigned long long)(clock_mono_ms() - b->fault_since_ms));
+	else
+		log_info("bus %s: connected to %s", b->c->name, mb_transport_where(&b->tr));
+	__atomic_store_n(&b->fault, false, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -135,10 +172,10 @@ bus_connect(struct mb_bus *b)
 static void
 frame_gap_wait(struct mb_bus *b)
 {
-	uint64_t now = clock_mono_us(), until = b->last_io_us + b->gap_us;
+	uint64_t now = clock_mono_us(), until = b->last_io_us + b->tr.gap_us;
 	struct timespec ts;
 
-	if (b->gap_us == 0 || now >= until)
+	if (b->tr.gap_us == 0 || now >= until)
 		return;
 	ts.tv_sec = (time_t)((until - now) / 1000000u);
 	ts.tv_nsec = (long)((until - now) % 1000000u) * 1000;
@@ -206,66 +243,66 @@ count_exception(struct bus_dev *d, int code)
 static void
 bus_drain(struct mb_bus *b, const struct bus_dev *d)
 {
-	uint64_t end = clock_mono_us() + d->conf->timeout_ms * 1000u;
-	int quiet_ms = (int)(b->gap_us / 1000u) * 4 + BUS_DRAIN_QUIET_MS;
-	struct pollfd pfd = { .fd = modbus_get_socket(b->ctx), .events = POLLIN };
-
-	modbus_flush(b->ctx);
-	while (pfd.fd >= 0 && clock_mono_us() < end && poll(&pfd, 1, quiet_ms) > 0) {
-		if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
-			break;
-		modbus_flush(b->ctx);
-	}
+	mb_transport_drain(
+	    &b->tr, b->tr.gap_us / 1000u * 4 + BUS_DRAIN_QUIET_MS, (uint32_t)d->conf->timeout_ms);
 	b->last_io_us = clock_mono_us();
 }
 
-/* A failed attempt that is not an exception: count it and get the line clean for the next. */
-static void
+/* A failed attempt that is not an exception: count it by what it was, and get the line clean
+ * for the next. A bad CRC or a wrong unit id is an answer, not a silence. */
+static enum fail_class
 count_comm_error(struct mb_bus *b, struct bus_dev *d, int err)
 {
-	if (err == ETIMEDOUT)
-		agent_stat_add(&d->stats, AGENT_DC_timeouts, 1);
-	else if (err == EMBBADCRC)
-		agent_stat_add(&d->stats, AGENT_DC_crc_errors, 1);
-	else
-		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
-	if (err == ECONNRESET || err == EPIPE || err == EBADF || err == ENOTCONN ||
-	    err == ECONNREFUSED || (err == EIO && b->c->kind == AGENT_BUS_TCP)) {
+	enum fail_class fc = FAIL_ANSWER;
+
+	if (b->tr.ops->classify(err) == MB_LINK_LOST) {
+		agent_stat_add(&d->stats, AGENT_DC_link_errors, 1);
 		bus_disconnect(b);
-		return;
+		return FAIL_LINK;
 	}
+	if (err == ETIMEDOUT) {
+		agent_stat_add(&d->stats, AGENT_DC_timeouts, 1);
+		fc = FAIL_TIMEOUT;
+	} else if (err == EMBBADCRC) {
+		agent_stat_add(&d->stats, AGENT_DC_crc_errors, 1);
+	} else if (err == EMBBADSLAVE) {
+		agent_stat_add(&d->stats, AGENT_DC_wrong_unit, 1);
+		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
+	} else {
+		agent_stat_add(&d->stats, AGENT_DC_garbage, 1);
+		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
+	}
+	if (fc == FAIL_ANSWER)
+		d->answered = true;
 	bus_drain(b, d);
 	LOG_RATELIMITED(LOG_LVL_DEBUG, 10, "bus %s: device %s: %s", b->c->name, d->conf->name,
 	    modbus_strerror(err));
+	return fc;
 }
 
 /*
- * One request with retries. *retries is the retry budget of the whole device poll, not of this
- * request: a device that keeps failing gives up its turn after that many retries, so one
- * flaky device holds the bus for at most (1 + retries) timeouts per poll.
+ * One request with retries. *retries is the timeout budget of the whole device poll, not of
+ * this request: a device that stays silent gives up its turn after that many retries, so one
+ * dead device holds the bus for at most (1 + retries) timeouts per poll. Bad answers (CRC,
+ * garbage, wrong unit) cost a frame, not a timeout: each request may repeat retries times
+ * after them without touching the poll's budget, so a noisy device keeps its values.
  */
 static enum xfer
 transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *retries, int *exc)
 {
 	uint32_t to = (uint32_t)d->conf->timeout_ms;
+	unsigned bad = 0;
 
 	for (unsigned t = 0;; t++) {
 		uint64_t t0, t1;
 		int rc, err;
 
 		if (bus_connect(b) != 0)
-			return XFER_COMM;
+			return b->fault ? XFER_BUS : XFER_COMM;
 		frame_gap_wait(b);
-		modbus_set_slave(b->ctx, d->conf->unit_id);
-		modbus_set_response_timeout(b->ctx, to / 1000, (to % 1000) * 1000);
-		/* A frame cut short must not hold the line for libmodbus's 500 ms default: on RTU the
-		 * bytes of a frame come back to back, so a short silence ends it. */
-		modbus_set_byte_timeout(b->ctx, 0,
-		    (uint32_t)(b->c->kind == AGENT_BUS_RTU ? BUS_RTU_BYTE_TIMEOUT_MS
-							   : (to < 1000 ? to : 999)) *
-			1000);
+		mb_transport_prepare(&b->tr, d->conf->unit_id, to);
 		t0 = clock_mono_us();
-		rc = io_do(b->ctx, op);
+		rc = io_do(b->tr.ctx, op);
 		err = errno;
 		t1 = clock_mono_us();
 		b->last_io_us = t1;
@@ -276,16 +313,22 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 			agent_stat_add(&d->stats, AGENT_DC_retries, 1);
 		if (rc >= 0) {
 			agent_stat_add(&d->stats, AGENT_DC_responses, 1);
+			d->answered = true;
 			return XFER_OK;
 		}
 		if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
 			*exc = err - MODBUS_ENOBASE;
+			d->answered = true;
 			count_exception(d, *exc);
 			return XFER_EXCEPTION;
 		}
-		count_comm_error(b, d, err);
+		if (count_comm_error(b, d, err) == FAIL_ANSWER) {
+			if (bad++ < d->conf->retries)
+				continue;
+			return XFER_BAD;
+		}
 		if (*retries == 0)
-			return XFER_COMM;
+			return bad ? XFER_BAD : XFER_COMM;
 		(*retries)--;
 	}
 }
@@ -350,13 +393,24 @@ try_split(struct mb_bus *b, struct bus_dev *d, size_t bi)
 	return true;
 }
 
-/* Poll every block of a device. Returns false when the device did not answer at all. */
-static bool
+static void
+fail_unread(struct bus_dev *d, enum mb_quality q)
+{
+	for (size_t i = 0; i < d->prof->npoints; i++)
+		if (!d->fresh[i])
+			mb_report_fail(&d->st[i], q);
+}
+
+/* Poll every block of a device. A block whose answers were all bad fails alone; a silence
+ * after the retries ends the poll (the device is dead, or it went quiet mid-poll). */
+static enum poll_result
 poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 {
 	unsigned retries = probe ? 0 : d->conf->retries;
+	bool noisy = false;
 
 	memset(d->fresh, 0, d->prof->npoints * sizeof(*d->fresh));
+	d->answered = false;
 	for (size_t bi = 0; bi < d->plan.nblocks && !__atomic_load_n(&b->stop, __ATOMIC_RELAXED);
 	     bi++) {
 		const struct mb_block *blk = &d->plan.blocks[bi];
@@ -375,18 +429,36 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 			}
 			block_fail(d, blk, MB_Q_STALE);
 			break;
+		case XFER_BAD:
+			block_fail(d, blk, MB_Q_COMM_FAILURE);
+			noisy = true;
+			break;
 		case XFER_COMM:
-			for (size_t i = 0; i < d->prof->npoints; i++)
-				if (!d->fresh[i])
-					mb_report_fail(&d->st[i], MB_Q_COMM_FAILURE);
-			return false;
+			fail_unread(d, MB_Q_COMM_FAILURE);
+			return d->answered ? POLL_NOISY : POLL_DEAD;
+		case XFER_BUS:
+			fail_unread(d, MB_Q_COMM_FAILURE);
+			return POLL_BUS;
 		}
-		if (probe) { /* it answered the probe: the rest of the poll is a normal one */
+		if (probe && d->answered) { /* it answered the probe: the rest is a normal poll */
 			probe = false;
 			retries = d->conf->retries;
 		}
 	}
-	return true;
+	return noisy ? POLL_NOISY : POLL_OK;
+}
+
+static void
+log_noisy(struct mb_bus *b, struct bus_dev *d)
+{
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "bus %s: device %s (unit %u) answers, with errors: %llu bad CRC, %llu wrong unit, %llu "
+	    "garbage, %llu timeouts so far",
+	    b->c->name, d->conf->name, d->conf->unit_id,
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_crc_errors),
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_wrong_unit),
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_garbage),
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_timeouts));
 }
 
 static void
@@ -420,10 +492,18 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 {
 	struct bus_dev *d = &b->devs[di];
 	bool was_failing = mb_sched_dead(&b->sched, di), ok;
+	enum poll_result r;
 	uint64_t late;
 
 	agent_stat_add(&d->stats, AGENT_DC_polls, 1);
-	ok = poll_device(b, d, was_failing);
+	r = poll_device(b, d, was_failing);
+	if (r == POLL_BUS) { /* not this device's fault: no backoff, no failure of its own */
+		agent_stat_add(&d->stats, AGENT_DC_bus_fault_polls, 1);
+		mb_sched_done(&b->sched, di, !was_failing, now_ms, clock_mono_ms());
+		publish_device(b, d);
+		return;
+	}
+	ok = r != POLL_DEAD;
 	late = mb_sched_done(&b->sched, di, ok, now_ms, clock_mono_ms());
 	agent_stat_add(&d->stats, AGENT_DC_lateness_ms_sum, late);
 	agent_stat_max(&d->stats, AGENT_DC_lateness_ms_max, late);
@@ -431,6 +511,10 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 		agent_stat_add(&d->stats, AGENT_DC_late_polls, 1);
 	if (!ok)
 		agent_stat_add(&d->stats, AGENT_DC_poll_failures, 1);
+	if (r == POLL_NOISY) {
+		agent_stat_add(&d->stats, AGENT_DC_noisy_polls, 1);
+		log_noisy(b, d);
+	}
 	if (ok != !was_failing)
 		log_warnx("bus %s: device %s (unit %u) %s", b->c->name, d->conf->name,
 		    d->conf->unit_id, ok ? "answers again" : "does not answer; backing off");
@@ -566,6 +650,10 @@ bus_main(void *arg)
 			continue;
 		}
 		now = clock_mono_ms();
+		if (b->fault && now < b->reopen_at_ms) {
+			wait_until(b, b->reopen_at_ms - now);
+			continue;
+		}
 		di = mb_sched_next(&b->sched, now, &wait);
 		if (di < 0) {
 			wait_until(b, wait);
@@ -590,11 +678,7 @@ dev_init(
 
 	d->conf = dc;
 	d->prof = p;
-	if (b->c->kind == AGENT_BUS_RTU)
-		mb_cost_rtu(&lim.cost, b->c->line.baud, rs485_bits_per_char(&b->c->line),
-		    (double)b->c->turnaround_ms * 1000.0);
-	else
-		lim.cost.turnaround_us = (double)b->c->turnaround_ms * 1000.0 + 1.0;
+	b->tr.ops->cost(b->c, &lim.cost);
 	d->st = calloc(p->npoints, sizeof(*d->st));
 	d->topics = calloc(p->npoints, sizeof(*d->topics));
 	d->fresh = calloc(p->npoints, sizeof(*d->fresh));
@@ -616,23 +700,6 @@ dev_init(
 	    b->c->name, dc->name, dc->unit_id, p->name, p->npoints, d->plan.nblocks,
 	    (unsigned long long)dc->interval_ms);
 	return 0;
-}
-
-static int
-bus_ctx_new(struct mb_bus *b)
-{
-	const struct agent_bus_conf *c = b->c;
-	char port[8];
-
-	if (c->kind == AGENT_BUS_RTU) {
-		b->ctx = modbus_new_rtu(c->device, (int)c->line.baud, c->line.parity,
-		    c->line.data_bits, c->line.stop_bits);
-		b->gap_us = rs485_frame_gap_us(&c->line);
-	} else {
-		snprintf(port, sizeof(port), "%u", c->port);
-		b->ctx = modbus_new_tcp_pi(c->host, port);
-	}
-	return b->ctx == NULL ? -EINVAL : 0;
 }
 
 /* A device that fails takes up to (1 + retries) x timeout of bus time per poll: more than the
@@ -685,7 +752,7 @@ mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *p
 		bus_sync_init(b);
 		b->ndevs = c->ndevs;
 		b->devs = calloc(c->ndevs, sizeof(*b->devs));
-		rc = b->devs ? bus_ctx_new(b) : -ENOMEM;
+		rc = b->devs ? mb_transport_init(&b->tr, c) : -ENOMEM;
 	}
 	for (size_t i = 0; rc == 0 && i < c->ndevs; i++) {
 		rc = dev_init(b, &b->devs[i], &c->devs[i], prefix);
@@ -750,10 +817,7 @@ mb_bus_destroy(struct mb_bus *b)
 	}
 	free(b->devs);
 	mb_sched_free(&b->sched);
-	if (b->ctx != NULL) {
-		bus_disconnect(b);
-		modbus_free(b->ctx);
-	}
+	mb_transport_fini(&b->tr);
 	pthread_mutex_destroy(&b->lock);
 	pthread_cond_destroy(&b->cond);
 	free(b);
@@ -821,7 +885,9 @@ mb_bus_info(const struct mb_bus *b, struct mb_bus_info *out)
 	out->uptime_us = b->started_us ? clock_mono_us() - b->started_us : 0;
 	out->busy_us = __atomic_load_n(&b->busy_us, __ATOMIC_RELAXED);
 	out->connect_errors = __atomic_load_n(&b->connect_errors, __ATOMIC_RELAXED);
-	out->connected = __atomic_load_n(&b->connected, __ATOMIC_RELAXED);
+	out->connected = __atomic_load_n(&b->tr.connected, __ATOMIC_RELAXED);
+	out->fault = __atomic_load_n(&b->fault, __ATOMIC_RELAXED);
+	out->faults = __atomic_load_n(&b->faults, __ATOMIC_RELAXED);
 	out->ndevs = b->ndevs;
 }
 
