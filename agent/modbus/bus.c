@@ -17,6 +17,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "decode.h"
+#include "learnt.h"
 #include "planner.h"
 #include "report.h"
 #include "scheduler.h"
@@ -37,7 +38,12 @@ struct bus_dev {
 	struct agent_dev_stats stats;
 	uint64_t backoff_ms; /* mirrors the scheduler for the stats reader (atomic) */
 	uint32_t failing;
-	bool answered; /* something came back from it during this poll, good or bad */
+	bool answered;           /* something came back from it during this poll, good or bad */
+	struct mb_learnt learnt; /* holes and read limits it taught us (learnt.h) */
+	struct mb_learning lg;   /* suspects of this poll */
+	uint64_t profile_hash;
+	bool replan;          /* learnt something this poll: plan again after it */
+	char state_path[512]; /* "" when the state is not kept */
 };
 
 struct write_job {
@@ -333,6 +339,59 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 	}
 }
 
+/* ---- planning ---- */
+
+/* The device's plan from its profile, its declared holes and what it taught us. */
+static int
+dev_plan(struct mb_bus *b, struct bus_dev *d, struct mb_plan *out)
+{
+	const struct mb_profile *p = d->prof;
+	struct mb_holes all = { 0 };
+	struct mb_plan_limits lim = { p->max_read_regs, p->max_read_bits, p->max_gap, { 0 }, NULL,
+		0 };
+	int rc = 0;
+
+	if (d->learnt.max_regs && d->learnt.max_regs < lim.max_regs)
+		lim.max_regs = d->learnt.max_regs;
+	if (d->learnt.max_bits && d->learnt.max_bits < lim.max_bits)
+		lim.max_bits = d->learnt.max_bits;
+	for (size_t i = 0; rc >= 0 && i < p->nholes; i++)
+		rc = mb_holes_add(&all, p->holes[i].func, p->holes[i].start, p->holes[i].count);
+	for (size_t i = 0; rc >= 0 && i < d->learnt.holes.n; i++)
+		rc = mb_holes_add(&all, d->learnt.holes.v[i].func, d->learnt.holes.v[i].start,
+		    d->learnt.holes.v[i].count);
+	lim.holes = all.v;
+	lim.nholes = all.n;
+	b->tr.ops->cost(b->c, &lim.cost);
+	if (rc >= 0)
+		rc = mb_plan_build(out, p->points, p->npoints, &lim);
+	mb_holes_free(&all);
+	return rc < 0 ? rc : 0;
+}
+
+/* After a poll that learnt something: plan again and keep what was learnt. */
+static void
+dev_replan(struct mb_bus *b, struct bus_dev *d)
+{
+	struct mb_plan np;
+	size_t was = d->plan.nblocks;
+	int rc;
+
+	d->replan = false;
+	if (dev_plan(b, d, &np) != 0)
+		return; /* out of memory: keep the split plan */
+	mb_plan_free(&d->plan);
+	d->plan = np;
+	agent_stat_add(&d->stats, AGENT_DC_replans, 1);
+	log_info("bus %s: device %s: planned again with %zu learnt holes: %zu reads (%zu while "
+		 "learning)",
+	    b->c->name, d->conf->name, d->learnt.holes.n, d->plan.nblocks, was);
+	if (d->state_path[0] &&
+	    (rc = mb_learnt_save(d->state_path, d->profile_hash, &d->learnt)) != 0)
+		LOG_RATELIMITED(LOG_LVL_WARN, 300, "bus %s: device %s: cannot keep %s: %s",
+		    b->c->name, d->conf->name, d->state_path, strerror(-rc));
+}
+
 /* ---- polling ---- */
 
 static void
@@ -374,23 +433,55 @@ block_fail(struct bus_dev *d, const struct mb_block *blk, enum mb_quality q)
 	}
 }
 
-/* An illegal-address answer to a coalesced read: read its points one by one from now on. */
+/*
+ * Exception 2 (illegal data address) or 3 (illegal data value: a read too long for it) to a
+ * coalesced read: the planner bisects the block (read both halves now) and learns the hole or
+ * the device's read limit (mb_plan_learn); the plan is made again after the poll.
+ */
 static bool
-try_split(struct mb_bus *b, struct bus_dev *d, size_t bi)
+learn(struct mb_bus *b, struct bus_dev *d, size_t bi, int exc)
 {
 	struct mb_block old = d->plan.blocks[bi];
-	int n;
+	size_t nh = d->learnt.holes.n;
+	int r = mb_plan_learn(&d->plan, d->prof->points, bi, exc, &d->lg, &d->learnt.holes,
+	    &d->learnt.max_regs, &d->learnt.max_bits);
 
-	if (old.npts <= 1)
+	if (r <= 0)
 		return false;
-	n = mb_plan_split(&d->plan, d->prof->points, bi);
-	if (n <= 1)
-		return false;
-	agent_stat_add(&d->stats, AGENT_DC_block_splits, 1);
-	log_warnx("bus %s: device %s: illegal-address answer to a %s read of %u at %u; reading its "
-		  "points in %d separate requests",
-	    b->c->name, d->conf->name, mb_func_names[old.func], old.count, old.start, n);
-	return true;
+	d->replan = true;
+	if (r & MB_LEARNT_SPLIT)
+		agent_stat_add(&d->stats, AGENT_DC_block_splits, 1);
+	if (r & MB_LEARNT_HOLE) {
+		agent_stat_add(&d->stats, AGENT_DC_holes_learnt, 1);
+		log_warnx(
+		    "bus %s: device %s: a %s read of %u at %u refused (exception 2): learnt a "
+		    "hole (%zu known)%s",
+		    b->c->name, d->conf->name, mb_func_names[old.func], old.count, old.start,
+		    d->learnt.holes.n, nh == d->learnt.holes.n ? ", merged" : "");
+	}
+	if (r & MB_LEARNT_LIMIT) {
+		agent_stat_add(&d->stats, AGENT_DC_limits_learnt, 1);
+		log_warnx(
+		    "bus %s: device %s: a %s read of %u refused (exception 3): reading at most "
+		    "%u from now on",
+		    b->c->name, d->conf->name, mb_func_names[old.func], old.count,
+		    mb_func_is_bits(old.func) ? d->learnt.max_bits : d->learnt.max_regs);
+	}
+	return (r & MB_LEARNT_SPLIT) != 0;
+}
+
+/* End of a poll: a suspect gap whose two halves both read fine is a hole. */
+static void
+learn_finish(struct mb_bus *b, struct bus_dev *d)
+{
+	int n = mb_learning_finish(&d->lg, &d->learnt.holes);
+
+	if (n <= 0)
+		return;
+	agent_stat_add(&d->stats, AGENT_DC_holes_learnt, (uint64_t)n);
+	d->replan = true;
+	log_warnx("bus %s: device %s: learnt %d hole%s from illegal-address answers (%zu known)",
+	    b->c->name, d->conf->name, n, n > 1 ? "s" : "", d->learnt.holes.n);
 }
 
 static void
@@ -421,9 +512,12 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 		switch (transact(b, d, &op, &retries, &exc)) {
 		case XFER_OK:
 			block_decode(b, d, blk, clock_wall_ms());
+			mb_learning_read_ok(&d->lg, blk);
 			break;
 		case XFER_EXCEPTION:
-			if (exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS && try_split(b, d, bi)) {
+			if ((exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS ||
+				exc == MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE) &&
+			    learn(b, d, bi, exc)) {
 				bi--; /* read the first of the new blocks now */
 				break;
 			}
@@ -497,6 +591,9 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 
 	agent_stat_add(&d->stats, AGENT_DC_polls, 1);
 	r = poll_device(b, d, was_failing);
+	learn_finish(b, d);
+	if (d->replan)
+		dev_replan(b, d);
 	if (r == POLL_BUS) { /* not this device's fault: no backoff, no failure of its own */
 		agent_stat_add(&d->stats, AGENT_DC_bus_fault_polls, 1);
 		mb_sched_done(&b->sched, di, !was_failing, now_ms, clock_mono_ms());
@@ -669,21 +766,41 @@ bus_main(void *arg)
 
 /* ---- setup ---- */
 
+static void
+dev_load_learnt(struct mb_bus *b, struct bus_dev *d)
+{
+	int rc;
+
+	d->profile_hash = mb_profile_hash(d->prof);
+	if (b->c->state_dir[0] == '\0' ||
+	    mb_learnt_path(d->state_path, sizeof(d->state_path), b->c->state_dir, b->c->name,
+		d->conf->name) != 0) {
+		d->state_path[0] = '\0';
+		return;
+	}
+	rc = mb_learnt_load(d->state_path, d->profile_hash, &d->learnt);
+	if (rc == 0)
+		log_info("bus %s: device %s: %zu holes%s learnt before (%s)", b->c->name,
+		    d->conf->name, d->learnt.holes.n, d->learnt.max_regs ? " and a read limit" : "",
+		    d->state_path);
+	else if (rc != -ENOENT)
+		log_warnx("bus %s: device %s: %s does not parse; learning again", b->c->name,
+		    d->conf->name, d->state_path);
+}
+
 static int
 dev_init(
     struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc, const char *prefix)
 {
 	const struct mb_profile *p = dc->profile;
-	struct mb_plan_limits lim = { p->max_read_regs, p->max_read_bits, p->max_gap, { 0 } };
 
 	d->conf = dc;
 	d->prof = p;
-	b->tr.ops->cost(b->c, &lim.cost);
+	dev_load_learnt(b, d);
 	d->st = calloc(p->npoints, sizeof(*d->st));
 	d->topics = calloc(p->npoints, sizeof(*d->topics));
 	d->fresh = calloc(p->npoints, sizeof(*d->fresh));
-	if (d->st == NULL || d->topics == NULL || d->fresh == NULL ||
-	    mb_plan_build(&d->plan, p->points, p->npoints, &lim) != 0)
+	if (d->st == NULL || d->topics == NULL || d->fresh == NULL || dev_plan(b, d, &d->plan) != 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->npoints; i++) {
 		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name,
@@ -811,6 +928,8 @@ mb_bus_destroy(struct mb_bus *b)
 	}
 	for (size_t i = 0; b->devs != NULL && i < b->ndevs; i++) {
 		mb_plan_free(&b->devs[i].plan);
+		mb_learnt_free(&b->devs[i].learnt);
+		mb_learning_free(&b->devs[i].lg);
 		free(b->devs[i].st);
 		free(b->devs[i].topics);
 		free(b->devs[i].fresh);

@@ -291,12 +291,62 @@ parse_defaults(conf_node root, struct point_defaults *d)
 	    : 0;
 }
 
+/* holes: [{function: holding, address: 20, count: 10}]: ranges the device does not serve; the
+ * planner never reads through them. A point inside one is an error. */
+static int
+parse_hole(conf_node hn, struct mb_profile *p, struct mb_hole *h)
+{
+	static const char *const keys[] = { "function", "address", "count", NULL };
+	uint32_t addr = 0, count = 0;
+	int fn = 0;
+
+	if (!conf_is_map(hn))
+		return conf_error(hn, "a hole is a mapping {function, address, count}");
+	if (conf_check_keys(hn, keys) || conf_enum(conf_get(hn, "function"), mb_func_names, &fn) ||
+	    conf_get_u32(hn, "address", 0, 0, 65535, &addr) ||
+	    conf_get_u32(hn, "count", 1, 1, 65535, &count))
+		return -1;
+	if (!conf_present(conf_get(hn, "address")))
+		return conf_error(hn, "a hole needs an 'address'");
+	if (addr + count > 65536)
+		return conf_error(conf_get(hn, "count"), "hole runs past address 65535");
+	*h = (struct mb_hole){ (enum mb_func)fn, (uint16_t)addr, (uint16_t)count };
+	for (size_t i = 0; i < p->npoints; i++) {
+		const struct mb_point *pt = &p->points[i];
+
+		if (pt->func == h->func && pt->address < addr + count &&
+		    addr < (uint32_t)pt->address + pt->count)
+			return conf_error(hn, "hole %s %u+%u covers point '%s' (line %u)",
+			    mb_func_names[fn], addr, count, pt->name, pt->line);
+	}
+	return 0;
+}
+
+static int
+parse_holes(conf_node root, struct mb_profile *p)
+{
+	conf_node hs = conf_get(root, "holes");
+
+	if (!conf_present(hs))
+		return 0;
+	if (!conf_is_seq(hs))
+		return conf_error(hs, "'holes' is a list of {function, address, count}");
+	p->nholes = conf_seq_len(hs);
+	p->holes = calloc(p->nholes ? p->nholes : 1, sizeof(*p->holes));
+	if (p->holes == NULL)
+		return conf_error(hs, "out of memory");
+	for (size_t i = 0; i < p->nholes; i++)
+		if (parse_hole(conf_seq_at(hs, i), p, &p->holes[i]))
+			return -1;
+	return 0;
+}
+
 static int
 parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 {
 	static const char *const keys[] = { "name", "description", "vendor", "model",
 		"max_read_registers", "max_read_bits", "max_gap", "byte_order", "word_order", "qos",
-		"deadband", "heartbeat", "topic", "points", NULL };
+		"deadband", "heartbeat", "topic", "points", "holes", NULL };
 	struct point_defaults d;
 	conf_node points;
 	const char *name = NULL;
@@ -323,7 +373,7 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 	for (size_t i = 0; i < p->npoints; i++)
 		if (parse_point(conf_seq_at(points, i), &d, &p->points[i]))
 			return -1;
-	return check_overlaps(points, p);
+	return check_overlaps(points, p) || parse_holes(root, p) ? -1 : 0;
 }
 
 static void
@@ -390,8 +440,11 @@ void
 mb_profile_free(struct mb_profile *p)
 {
 	free(p->points);
+	free(p->holes);
 	p->points = NULL;
 	p->npoints = 0;
+	p->holes = NULL;
+	p->nholes = 0;
 }
 
 static bool

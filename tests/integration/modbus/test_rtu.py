@@ -30,6 +30,7 @@ dataplane: {{log_level: info}}     # not the agent's: skipped
 agent:
   profiles_dir: {h.HERE}/profiles
   topic_prefix: site
+  state_dir: {d}/state
   uplink: jsonl
   jsonl: {{path: {out}, commands: {fifo}}}
   commands: {{topic: site/cmd}}

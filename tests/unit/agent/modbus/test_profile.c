@@ -101,6 +101,15 @@ test_bad_profiles(void **state)
 		{ "topic: '{x}/{point}'\npoints:\n  - {name: x, function: holding, address: 0}\n",
 		    "not a valid template" },
 		{ "points: {\n", "t.yaml:" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\nholes:\n"
+		  "  - {function: holding, address: 0, count: 4}\n",
+		    "covers point 'x'" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\nholes:\n"
+		  "  - {function: holding, count: 4}\n",
+		    "needs an 'address'" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\nholes:\n"
+		  "  - {function: holding, address: 65530, count: 10}\n",
+		    "runs past" },
 	};
 	struct mb_profile p;
 	char err[256];
@@ -112,6 +121,29 @@ test_bad_profiles(void **state)
 		if (strstr(err, cases[i].want) == NULL)
 			fail_msg("case %zu: error '%s' lacks '%s'", i, err, cases[i].want);
 	}
+}
+
+static void
+test_declared_holes(void **state)
+{
+	const char *y = "points:\n"
+			"  - {name: a, function: holding, address: 0}\n"
+			"  - {name: b, function: holding, address: 9}\n"
+			"holes:\n"
+			"  - {function: holding, address: 3, count: 4}\n"
+			"  - {function: input, address: 0}\n";
+	struct mb_profile p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(y, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.nholes, 2);
+	assert_int_equal(p.holes[0].func, MB_FN_HOLDING);
+	assert_int_equal(p.holes[0].start, 3);
+	assert_int_equal(p.holes[0].count, 4);
+	assert_int_equal(p.holes[1].func, MB_FN_INPUT);
+	assert_int_equal(p.holes[1].count, 1);
+	mb_profile_free(&p);
 }
 
 /* Mutated profiles never crash the reader: a parse succeeds or says why. */
@@ -150,6 +182,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_profile),
 		cmocka_unit_test(test_bad_profiles),
+		cmocka_unit_test(test_declared_holes),
 		cmocka_unit_test(test_mutated_profiles),
 	};
 
