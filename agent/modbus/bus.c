@@ -175,13 +175,24 @@ bus_connect(struct mb_bus *b)
 
 /* ---- one transaction ---- */
 
-static void
-frame_gap_wait(struct mb_bus *b)
+/* The silence before a request to d: the transport's frame gap, or the device's (else the
+ * bus's) pause_between_requests when that is longer (devices that need more than 3.5
+ * characters to turn around). */
+static uint64_t
+gap_before_us(const struct mb_bus *b, const struct bus_dev *d)
 {
-	uint64_t now = clock_mono_us(), until = b->last_io_us + b->tr.gap_us;
+	uint64_t pause_us = (d->conf->pause_ms ? d->conf->pause_ms : b->c->pause_ms) * 1000u;
+
+	return pause_us > b->tr.gap_us ? pause_us : b->tr.gap_us;
+}
+
+static void
+frame_gap_wait(struct mb_bus *b, const struct bus_dev *d)
+{
+	uint64_t gap = gap_before_us(b, d), now = clock_mono_us(), until = b->last_io_us + gap;
 	struct timespec ts;
 
-	if (b->tr.gap_us == 0 || now >= until)
+	if (gap == 0 || now >= until)
 		return;
 	ts.tv_sec = (time_t)((until - now) / 1000000u);
 	ts.tv_nsec = (long)((until - now) % 1000000u) * 1000;
@@ -305,7 +316,7 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 
 		if (bus_connect(b) != 0)
 			return b->fault ? XFER_BUS : XFER_COMM;
-		frame_gap_wait(b);
+		frame_gap_wait(b, d);
 		mb_transport_prepare(&b->tr, d->conf->unit_id, to);
 		t0 = clock_mono_us();
 		rc = io_do(b->tr.ctx, op);
