@@ -6,6 +6,8 @@
  - A bus whose serial port does not exist is a bus fault: one log line, the bus's state says
    "fault", its devices are not charged with poll failures; when the port appears the bus
    opens it and its device is read.
+ - pause_between_requests on the bus: the proxy sees at least that much silence before each
+   request.
 usage: test_errors.py AGENT"""
 import json
 import os
@@ -40,6 +42,7 @@ agent:
       type: rtu
       device: {a}
       baud: 38400
+      pause_between_requests: 15ms
       devices:
         - {{name: good, unit_id: 1, profile: alltypes, interval: 1s, timeout: 200ms, retries: 2}}
         - {{name: noisy, unit_id: 4, profile: alltypes, interval: 500ms, timeout: 200ms, retries: 2}}
@@ -84,6 +87,8 @@ agent:
     proxy.terminate()
     proxy.wait(timeout=5)
 
+    gap = json.load(open(os.path.join(d, "proxy.json")))
+    h.check(gap["n"] > 10 and gap["min_gap_ms"] >= 15, f"pause_between_requests not kept: {gap}")
     text = open(log).read()
     msgs = h.read_jsonl(out)
     s = json.load(open(stats))
@@ -98,7 +103,7 @@ agent:
     h.check(len(faults) == 1, "want one fault line for bus gone, got:\n" + "\n".join(faults))
     h.check("late2 (unit 2) does not answer" in text, "late2 (no such unit) not found dead")
     h.check("late1 (unit 1) does not answer" not in text, "late1 blamed for the bus's fault")
-    print(f"ok: noisy unit {noisy['polls']} polls, {noisy['crc_errors']} bad CRC, "
+    print(f"ok: smallest gap before a request {gap['min_gap_ms']:.1f} ms (pause 15 ms); noisy unit {noisy['polls']} polls, {noisy['crc_errors']} bad CRC, "
           f"{noisy['noisy_polls']} noisy polls, 0 failures; missing port: one fault line, "
           f"recovered")
 
