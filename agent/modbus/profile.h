@@ -81,6 +81,14 @@ struct mb_profile {
 	size_t nholes;
 };
 
+/* How a profile writes addresses (profile key addressing:). */
+enum mb_addressing {
+	MB_ADDR_ZERO = 0, /* protocol addresses, 0..65535 (the default) */
+	MB_ADDR_ONE,      /* 1-based, as many manuals number registers */
+	MB_ADDR_MODICON   /* 40001-style references; the leading digit names the table */
+};
+extern const char *const mb_addressing_names[]; /* "zero", "one", "modicon" */
+
 extern const char *const mb_func_names[]; /* "coil", "discrete", "holding", "input" */
 extern const char *const mb_type_names[];
 

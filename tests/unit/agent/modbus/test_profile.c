@@ -146,6 +146,60 @@ test_declared_holes(void **state)
 	mb_profile_free(&p);
 }
 
+/* Addresses as manuals write them: 1-based and Modicon references. */
+static void
+test_addressing(void **state)
+{
+	const char *one = "addressing: one\n"
+			  "points:\n"
+			  "  - {name: a, function: holding, address: 1}\n"
+			  "  - {name: b, function: coil, address: 65536}\n"
+			  "holes:\n"
+			  "  - {function: holding, address: 11, count: 2}\n";
+	const char *modicon = "addressing: modicon\n"
+			      "points:\n"
+			      "  - {name: h, address: 40001}\n"
+			      "  - {name: h6, address: 400101, type: f32}\n"
+			      "  - {name: i, address: 30010}\n"
+			      "  - {name: c, address: 1}\n"
+			      "  - {name: d, address: 10002, function: discrete}\n";
+	struct mb_profile p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(one, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.points[0].address, 0);
+	assert_int_equal(p.points[1].address, 65535);
+	assert_int_equal(p.holes[0].start, 10);
+	mb_profile_free(&p);
+	assert_int_equal(parse(modicon, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.points[0].func, MB_FN_HOLDING);
+	assert_int_equal(p.points[0].address, 0);
+	assert_int_equal(p.points[1].func, MB_FN_HOLDING);
+	assert_int_equal(p.points[1].address, 100);
+	assert_int_equal(p.points[2].func, MB_FN_INPUT);
+	assert_int_equal(p.points[2].address, 9);
+	assert_int_equal(p.points[3].func, MB_FN_COIL);
+	assert_int_equal(p.points[3].address, 0);
+	assert_int_equal(p.points[4].func, MB_FN_DISCRETE);
+	assert_int_equal(p.points[4].address, 1);
+	mb_profile_free(&p);
+	assert_int_not_equal(parse("addressing: one\npoints:\n  - {name: a, function: holding, "
+				   "address: 0}\n",
+				 &p, err, sizeof(err)),
+	    0);
+	assert_non_null(strstr(err, "1-based"));
+	assert_int_not_equal(parse("addressing: modicon\npoints:\n  - {name: a, address: 20001}\n",
+				 &p, err, sizeof(err)),
+	    0);
+	assert_non_null(strstr(err, "not a Modicon reference"));
+	assert_int_not_equal(parse("addressing: modicon\npoints:\n  - {name: a, address: 40001, "
+				   "function: input}\n",
+				 &p, err, sizeof(err)),
+	    0);
+	assert_non_null(strstr(err, "does not match"));
+}
+
 /* Mutated profiles never crash the reader: a parse succeeds or says why. */
 static void
 test_mutated_profiles(void **state)
@@ -183,6 +237,7 @@ main(void)
 		cmocka_unit_test(test_good_profile),
 		cmocka_unit_test(test_bad_profiles),
 		cmocka_unit_test(test_declared_holes),
+		cmocka_unit_test(test_addressing),
 		cmocka_unit_test(test_mutated_profiles),
 	};
 
