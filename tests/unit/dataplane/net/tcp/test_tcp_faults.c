@@ -959,6 +959,40 @@ test_pmtu_frag_needed(void **state)
 	assert_memory_equal(h_cap[0].data, buf, h_cap[0].len);
 }
 
+/* Part 2, Limited Transmit (RFC 3042): with the window full, the first two duplicate ACKs
+ * each let one new segment go, so a small window still gets to three; cwnd does not keep the
+ * loan. */
+static void
+test_limited_transmit(void **state)
+{
+	static uint8_t buf[14 * 1460];
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t cwnd;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = h_establish(&p, 41070, false);
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_flush();
+	assert_int_equal(n_data_segs(), 10); /* the initial window */
+	cwnd = c->cwnd;
+	for (int i = 0; i < 2; i++) {
+		h_clear();
+		h_send(&p, ACK, NULL, 0); /* a duplicate (segment 1 lost) */
+		h_flush();
+		assert_int_equal(n_data_segs(), 1);
+		assert_int_equal(h_cap[0].seq, p.iss + 1 + (10u + (unsigned)i) * 1460);
+	}
+	assert_int_equal(H_CNT(LIMITED_TRANSMIT), 2);
+	/* reordering, not loss: everything so far is acknowledged; the loan is paid back */
+	p.rcv_nxt = p.iss + 1 + 12 * 1460;
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(c->cwnd, cwnd + 1460); /* slow start's growth only, no loan kept */
+	assert_int_equal(H_CNT(FAST_REXMT), 0);
+}
+
 int
 main(void)
 {
@@ -990,6 +1024,7 @@ main(void)
 		cmocka_unit_test_teardown(test_synrcvd_owed_ack_sent, teardown),
 		cmocka_unit_test_teardown(test_cwnd_restart_after_idle, teardown),
 		cmocka_unit_test_teardown(test_pmtu_frag_needed, teardown),
+		cmocka_unit_test_teardown(test_limited_transmit, teardown),
 	};
 
 	if (h_eal_init() < 0)
