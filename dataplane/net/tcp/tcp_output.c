@@ -554,7 +554,9 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 	c = tcp_conn_lookup(tl, &key);
 	mss = mtu >= 576 ? mtu - 40u - ((c != NULL && (c->flags & TF_TS_OK)) ? TCP_TS_OPT_LEN : 0)
 			 : 0;
-	if (c == NULL || !SEQ_IN_RANGE(seq, c->snd_una, c->snd_max) || mss == 0 || mss >= c->mss) {
+	if (c == NULL || c->state == TCP_ST_SYN_SENT || c->state == TCP_ST_SYN_RECEIVED ||
+	    !SEQ_IN_RANGE(seq, c->snd_una, c->snd_max) || mss == 0 || mss >= c->mss) {
+		/* (a handshake's segments are small: nothing to resend smaller) */
 		DP_INC(lc, tcp, PMTU_IGNORED);
 		return;
 	}
