@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -477,6 +478,44 @@ test_queue_full_drops_qos0_first(void **state)
 	assert_int_equal(mqttc_queued(B.c), 3);
 }
 
+/* A name goes through the resolver thread (the loop watches its pipe), then connects. */
+static void
+test_name_resolved_off_the_loop(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	snprintf(C.host, sizeof(C.host), "localhost");
+	fb_start_client(&B, &C);
+	fb_tick(&B, 0);
+	assert_int_equal(mqttc_state(B.c), MQTTC_RESOLVING);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	assert_int_equal(cnt()[UPLINK_C_resolve_fail], 0);
+}
+
+/* SO_BINDTODEVICE: an interface that does not exist fails the attempt (counted); the
+ * loopback interface reaches the loopback broker. */
+static void
+test_bind_interface(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	snprintf(C.bind_interface, sizeof(C.bind_interface), "egwnosuch0");
+	fb_start_client(&B, &C);
+	fb_tick(&B, 0);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_socket_fail], 1);
+	mqttc_destroy(B.c);
+	snprintf(C.bind_interface, sizeof(C.bind_interface), "lo");
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+}
+
 int
 main(void)
 {
@@ -501,6 +540,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_connect_refused_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_full_jitter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_full_drops_qos0_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_name_resolved_off_the_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bind_interface, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
