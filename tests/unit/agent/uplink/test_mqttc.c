@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -516,6 +517,40 @@ test_bind_interface(void **state)
 	assert_int_equal(p.type, MQTT_CONNECT);
 }
 
+/* A "TLS server" that answers the ClientHello with garbage, and one that never answers. */
+static void
+test_tls_garbage_and_stall(void **state)
+{
+	static const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+	struct pollfd q;
+	char hello[2048];
+
+	(void)state;
+	C.tls.enabled = true;
+	C.tls.verify = false;
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	for (int i = 0; i < 100 && mqttc_state(B.c) != MQTTC_TLS; i++)
+		fb_drive(&B, 10);
+	assert_int_equal(mqttc_state(B.c), MQTTC_TLS);
+	q = (struct pollfd){ .fd = B.sfd, .events = POLLIN };
+	assert_int_equal(poll(&q, 1, 2000), 1);
+	assert_true(recv(B.sfd, hello, sizeof(hello), 0) > 0);
+	assert_int_equal(hello[0], 0x16); /* a TLS handshake record: the ClientHello */
+	fb_send(&B, (const uint8_t *)junk, sizeof(junk) - 1, false);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_tls_fail], 1);
+	/* the next attempt gets no answer at all: given up after connect_timeout */
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	for (int i = 0; i < 100 && mqttc_state(B.c) != MQTTC_TLS; i++)
+		fb_drive(&B, 10);
+	fb_tick(&B, C.connect_timeout_ms + 1);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 1);
+	assert_int_equal(cnt()[UPLINK_C_tls_full] + cnt()[UPLINK_C_connects], 0);
+}
+
 int
 main(void)
 {
@@ -542,6 +577,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_queue_full_drops_qos0_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_resolved_off_the_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bind_interface, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_garbage_and_stall, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
