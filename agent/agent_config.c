@@ -44,7 +44,7 @@ static int
 parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d)
 {
 	static const char *const keys[] = { "name", "unit_id", "profile", "interval", "timeout",
-		"retries", NULL };
+		"retries", "pause_between_requests", NULL };
 	char profile[MB_NAME_MAX];
 	uint32_t unit = 0;
 
@@ -61,7 +61,8 @@ parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d
 	if (conf_get_u32(dn, "unit_id", 1, 0, 255, &unit) ||
 	    conf_get_duration_ms(dn, "interval", 1000, 10, 86400000ull, &d->interval_ms) ||
 	    conf_get_duration_ms(dn, "timeout", 500, 10, 60000, &d->timeout_ms) ||
-	    conf_get_u32(dn, "retries", 2, 0, 10, &d->retries))
+	    conf_get_u32(dn, "retries", 2, 0, 10, &d->retries) ||
+	    conf_get_duration_ms(dn, "pause_between_requests", 0, 0, 10000, &d->pause_ms))
 		return -1;
 	d->unit_id = (uint8_t)unit;
 	d->profile = mb_profile_find(&cfg->profiles, profile);
@@ -119,8 +120,8 @@ static int
 parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 {
 	static const char *const keys[] = { "name", "type", "device", "baud", "parity", "data_bits",
-		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff", "devices",
-		NULL };
+		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff",
+		"pause_between_requests", "devices", NULL };
 	conf_node devs;
 	int kind = 0;
 
@@ -130,8 +131,10 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 	    conf_get_enum(bn, "type", 0, bus_kinds, &kind) ||
 	    conf_get_duration_ms(
 		bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms) ||
-	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms))
+	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms) ||
+	    conf_get_duration_ms(bn, "pause_between_requests", 0, 0, 10000, &b->pause_ms))
 		return -1;
+	memcpy(b->state_dir, cfg->state_dir, sizeof(b->state_dir));
 	if (!mb_name_valid(b->name))
 		return conf_error(
 		    conf_get(bn, "name"), "bus name '%s': use letters, digits, _ . : -", b->name);
@@ -269,7 +272,7 @@ static int
 parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 {
 	static const char *const keys[] = { "log_level", "profiles_dir", "topic_prefix", "uplink",
-		"jsonl", "mqtt", "commands", "stats", "buses", NULL };
+		"jsonl", "mqtt", "commands", "stats", "buses", "state_dir", NULL };
 	conf_node buses;
 	int lvl = LOG_LVL_INFO, up = 0;
 
@@ -278,6 +281,7 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	if (conf_check_keys(a, keys) ||
 	    conf_get_enum(a, "log_level", LOG_LVL_INFO, log_level_names, &lvl) ||
 	    copy_opt(a, "topic_prefix", "edgegw", cfg->topic_prefix, sizeof(cfg->topic_prefix)) ||
+	    copy_opt(a, "state_dir", "/var/lib/edgegw", cfg->state_dir, sizeof(cfg->state_dir)) ||
 	    conf_get_enum(a, "uplink", 0, uplinks, &up))
 		return -1;
 	if (strpbrk(cfg->topic_prefix, "+#\"\\") != NULL)

@@ -31,6 +31,7 @@ struct agent_device_conf {
 	uint64_t interval_ms;
 	uint64_t timeout_ms;
 	uint32_t retries;
+	uint64_t pause_ms;                /* silence before each request to it; 0: the bus's */
 	const struct mb_profile *profile; /* points into agent_config.profiles */
 };
 
@@ -44,6 +45,8 @@ struct agent_bus_conf {
 	uint16_t port;
 	uint64_t turnaround_ms; /* expected device think time / round trip, for planning */
 	uint64_t max_backoff_ms;
+	uint64_t pause_ms;   /* pause_between_requests: silence kept before every request */
+	char state_dir[256]; /* agent.state_dir, copied (what the poller learnt is kept there) */
 	struct agent_device_conf *devs;
 	size_t ndevs;
 };
@@ -51,6 +54,7 @@ struct agent_bus_conf {
 struct agent_config {
 	enum log_level log_level;
 	char profiles_dir[512];
+	char state_dir[256]; /* learnt per-device state: <state_dir>/modbus/ */
 	struct mb_profile_set profiles;
 	char topic_prefix[128];
 	enum agent_uplink_kind uplink;

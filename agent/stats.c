@@ -61,9 +61,10 @@ bus_json(const struct mb_bus *b, FILE *f)
 	mb_bus_info(b, &bi);
 	bus_totals(b, tot);
 	fprintf(f,
-	    "{\"name\":\"%s\",\"connected\":%s,\"connect_errors\":%llu,\"uptime_ms\":%llu,"
-	    "\"busy_ms\":%llu,\"utilisation\":%.4f,",
-	    bi.name, bi.connected ? "true" : "false", (unsigned long long)bi.connect_errors,
+	    "{\"name\":\"%s\",\"state\":\"%s\",\"faults\":%llu,\"connected\":%s,"
+	    "\"connect_errors\":%llu,\"uptime_ms\":%llu,\"busy_ms\":%llu,\"utilisation\":%.4f,",
+	    bi.name, bi.fault ? "fault" : "ok", (unsigned long long)bi.faults,
+	    bi.connected ? "true" : "false", (unsigned long long)bi.connect_errors,
 	    (unsigned long long)(bi.uptime_us / 1000), (unsigned long long)(bi.busy_us / 1000),
 	    bi.uptime_us ? (double)bi.busy_us / (double)bi.uptime_us : 0.0);
 	counters_json(f, tot);
