@@ -111,20 +111,23 @@ test_qos2_flow_and_persist_hooks(void **state)
 	assert_true(fb_recv(&B, &p));
 	assert_int_equal(p.qos, 2);
 	id = p.packet_id;
-	/* SENT recorded under the id before the PUBLISH left */
+	/* SENT recorded under the id, and made durable, before the PUBLISH left */
 	assert_int_equal(B.ev[0].kind, 'p');
 	assert_int_equal(B.ev[0].st, MQTTC_MSG_SENT);
 	assert_int_equal(B.ev[0].packet_id, id);
+	assert_int_equal(B.ev[1].kind, 's');
 	fb_ack(&B, MQTT_PUBREC, id, 0);
 	assert_true(fb_recv(&B, &p));
 	assert_int_equal(p.type, MQTT_PUBREL);
 	assert_int_equal(p.packet_id, id);
-	assert_int_equal(B.ev[1].st, MQTTC_MSG_RELEASED);
+	assert_int_equal(B.ev[2].st, MQTTC_MSG_RELEASED);
+	assert_int_equal(B.ev[3].kind, 's');
 	assert_int_equal(fb_count(&B, 'a'), 0);
 	fb_ack(&B, MQTT_PUBCOMP, id, 0);
-	assert_int_equal(B.ev[2].st, MQTTC_MSG_DONE);
-	assert_int_equal(B.ev[3].kind, 'a');
-	assert_int_equal(B.ev[3].ref, 7);
+	assert_int_equal(B.ev[4].st, MQTTC_MSG_DONE);
+	assert_int_equal(B.ev[5].kind, 'a');
+	assert_int_equal(B.ev[5].ref, 7);
+	assert_int_equal(fb_count(&B, 's'), 2); /* DONE needs no sync: nothing it announces */
 	assert_int_equal(cnt()[UPLINK_C_pubcomp], 1);
 }
 
@@ -551,6 +554,26 @@ test_tls_garbage_and_stall(void **state)
 	assert_int_equal(cnt()[UPLINK_C_tls_full] + cnt()[UPLINK_C_connects], 0);
 }
 
+/* QoS 2 messages queued while the link was down leave in one batch after one persist_sync. */
+static void
+test_persist_sync_batched(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	for (int i = 0; i < 5; i++)
+		publish("site/q2", 2, (uint64_t)i);
+	fb_connect(&B, false);
+	for (int i = 0; i < 5; i++) {
+		assert_true(fb_recv(&B, &p));
+		assert_int_equal(p.type, MQTT_PUBLISH);
+	}
+	assert_int_equal(fb_count(&B, 'p'), 5);
+	assert_int_equal(fb_count(&B, 's'), 1);
+	assert_int_equal(B.ev[5].kind, 's'); /* after the five marks */
+}
+
 int
 main(void)
 {
@@ -578,6 +601,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_name_resolved_off_the_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bind_interface, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_garbage_and_stall, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_persist_sync_batched, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
