@@ -330,7 +330,8 @@ test_xlcore_full_holds_publisher(void **state)
 static void
 fx_subscribe_any(struct fx *x, int i, const char *filter, uint8_t qos)
 {
-	struct mqtt_subscription sub = { .filter = { filter, (uint16_t)strlen(filter) }, .qos = qos };
+	struct mqtt_subscription sub = { .filter = { filter, (uint16_t)strlen(filter) },
+		.qos = qos };
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE };
 
 	p.subscribe.packet_id = 9;
