@@ -92,27 +92,30 @@ rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *at)
 	return false;
 }
 
-/* The PUBLISH becomes a message, retained and routed. */
-static bool
+/* The PUBLISH becomes a message, retained and routed. The reason for its acknowledgement: 0,
+ * 0x10 when nothing matched, 0x97 when it could not be stored (not a success: counted). */
+static uint8_t
 publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
     const struct mqtt_iov *segs, size_t n)
 {
 	struct mqtt_iov slices[16], *pl = slices;
 	struct broker *b = c->b;
-	struct broker_msg *m;
+	struct broker_msg *m = NULL;
 	size_t ns = mqtt_span_slices(segs, n, &p->payload_at, slices, 16);
 	bool matched = false;
 
 	if (ns > 16) { /* a payload over many small segments */
-		if ((pl = malloc(ns * sizeof(*pl))) == NULL)
-			return false;
-		mqtt_span_slices(segs, n, &p->payload_at, pl, ns);
+		if ((pl = malloc(ns * sizeof(*pl))) != NULL)
+			mqtt_span_slices(segs, n, &p->payload_at, pl, ns);
 	}
-	m = broker_msg_new(b, topic, pl, ns, &p->props, b->now_ms);
+	if (pl != NULL)
+		m = broker_msg_new(b, topic, pl, ns, &p->props, b->now_ms);
 	if (pl != slices)
 		free(pl);
-	if (m == NULL)
-		return false;
+	if (m == NULL) {
+		broker_count(b, BROKER_C_PUB_NOMEM);
+		return MQTT_RC_QUOTA_EXCEEDED;
+	}
 	m->qos = p->qos;
 	m->retain = p->retain;
 	m->origin = c->s->id;
@@ -120,7 +123,23 @@ publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 	broker_msg_unref(m);
 	if (!matched)
 		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);
-	return matched;
+	return matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS;
+}
+
+/* Room for one more incoming QoS 2 id awaiting PUBREL; false: the connection is killed. 5.0:
+ * at most our Receive Maximum; 3.1.1 has none (the table grows up to every packet id). */
+static bool
+qos2_admit(struct broker_conn *c, struct broker_session *s)
+{
+	if (c->version == MQTT_V5 && s->n_rx_qos2 >= c->b->cfg.receive_max) {
+		conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
+		return false;
+	}
+	if (!session_rx_qos2_room(s)) {
+		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* NOMEM counted */
+		return false;
+	}
+	return true;
 }
 
 void
@@ -131,7 +150,7 @@ handle_publish(
 	struct broker_session *s = c->s;
 	struct mqtt_str topic;
 	uint16_t at;
-	bool matched;
+	uint8_t rc;
 
 	broker_count(c->b, BROKER_C_PUB_RX);
 	if (!resolve_alias(c, p, &topic))
@@ -141,21 +160,24 @@ handle_publish(
 		conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 		return;
 	}
-	if (p->qos == 2 && s->n_rx_qos2 >= c->b->cfg.receive_max) {
-		conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
+	if (p->qos == 2 && !qos2_admit(c, s))
 		return;
+	if (topic_is_sys(topic)) { /* the broker's own: 3.1.1 cannot be told, acked as usual */
+		broker_count(c->b, BROKER_C_BAD_SYS_PUBLISH);
+		rc = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0;
+	} else {
+		rc = publish_route(c, p, topic, segs, n);
 	}
-	if (p->qos == 2 && !session_rx_qos2_table(s)) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* NOMEM counted */
-		return;
-	}
-	matched = publish_route(c, p, topic, segs, n);
 	if (p->qos == 0)
 		return;
-	if (p->qos == 2)
+	if (rc == MQTT_RC_QUOTA_EXCEEDED && c->version != MQTT_V5) {
+		/* 3.1.1 has no way to refuse it: closed unacknowledged, the client sends it again */
+		conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_COUNT);
+		return;
+	}
+	if (p->qos == 2 && rc < 0x80)
 		s->rx_qos2[s->n_rx_qos2++] = p->packet_id;
-	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id,
-	    c->version == MQTT_V5 && !matched ? MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
+	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, rc);
 }
 
 static void
@@ -188,6 +210,10 @@ handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
 		return;
 	}
 	slot = session_slot(s, a->packet_id);
+	if (type == MQTT_PUBREC && slot != NULL && slot->state == SLOT_WAIT_PUBCOMP) {
+		conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0); /* our PUBREL was lost: again */
+		return;
+	}
 	if (slot == NULL || slot->state != want) {
 		broker_count(c->b, BROKER_C_ACK_UNKNOWN);
 		if (type == MQTT_PUBREC) /* spec 4.3.3: answer so the client can finish */

@@ -30,10 +30,17 @@ struct msg_block {
 static __thread struct msg_block *cache_head;
 static __thread uint32_t cache_n;
 
+unsigned broker_msg_fail_next;
+
 static void *
 msg_alloc(size_t size)
 {
 	struct msg_block *blk;
+
+	if (broker_msg_fail_next > 0) {
+		broker_msg_fail_next--;
+		return NULL;
+	}
 
 	if (!MSG_CACHE || size > MSG_BLOCK)
 		return malloc(size);
