@@ -182,6 +182,7 @@ broker_destroy(struct broker *b)
 	broker_msg_cache_drain();
 	mqtt_topic_tree_destroy(b->tree);
 	free(b->scratch);
+	free(b->route_subs);
 	free(b->iov);
 	free(b);
 }
@@ -476,7 +477,10 @@ publish_props(const struct broker_conn *c, const struct broker_msg *m, const uin
 		mqtt_props_set_str(p, MQTT_PROP_CORRELATION_DATA, m->correlation);
 	p->user = m->user;
 	p->n_user = m->n_user;
-	if (*sub_id != 0) {
+	if (m->n_sub_ids > 0) { /* one copy for several subscriptions: all their ids */
+		p->sub_ids = broker_msg_sub_ids(m);
+		p->n_sub_ids = m->n_sub_ids;
+	} else if (*sub_id != 0) {
 		p->sub_ids = sub_id;
 		p->n_sub_ids = 1;
 	}

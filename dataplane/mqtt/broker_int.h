@@ -31,6 +31,9 @@ struct broker_msg {
 	/* 5.0 properties passed through to subscribers */
 	uint8_t pfi;
 	bool has_pfi;
+	/* A copy for one session matching through several subscriptions with identifiers: all
+	 * of them go in its one PUBLISH (5.0 3.3.4), stored at the end of the block. */
+	uint16_t n_sub_ids;
 	struct mqtt_str content_type, response_topic, correlation;
 	struct mqtt_user_prop *user;
 	uint16_t n_user;
@@ -39,6 +42,14 @@ struct broker_msg {
 struct broker_msg *
 broker_msg_new(struct broker *b, struct mqtt_str topic, const struct mqtt_iov *payload,
     size_t n_payload, const struct mqtt_props *props, uint64_t now_ms);
+static inline const uint32_t *
+broker_msg_sub_ids(const struct broker_msg *m)
+{
+	return (const uint32_t *)((const char *)m + m->size - (size_t)m->n_sub_ids * 4u);
+}
+/* A copy of m carrying these Subscription Identifiers (NULL: out of memory, counted). */
+struct broker_msg *broker_msg_with_sub_ids(
+    struct broker *b, const struct broker_msg *m, const uint32_t *ids, uint16_t n);
 /* Fault injection for the unit tests: the next n message allocations fail (0: none). */
 extern unsigned broker_msg_fail_next;
 void broker_msg_ref(struct broker_msg *m);
@@ -367,6 +378,8 @@ struct broker {
 	void *xctx;
 	uint32_t xself, xn;
 	uint32_t next_claim_seq;
+	struct broker_sub **route_subs; /* broker_route: the matches of one message */
+	uint32_t route_cap;
 	/* Messages published here while a claim is open (until replay_until_ms): the claimed
 	 * session's subscriptions are not known here yet, and the other lcore no longer has
 	 * them when these reach it, so they are matched again at restore (xlcore.c). */

@@ -12,6 +12,8 @@
 struct route_ctx {
 	struct broker_msg *m;
 	bool matched;
+	uint32_t n; /* ordinary matches kept in b->route_subs */
+	bool nomem;
 };
 
 void
@@ -23,14 +25,85 @@ broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m)
 	    sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain, sub->sub_id);
 }
 
+/* Shared subscriptions are deliveries of their own; ordinary ones are kept to be grouped by
+ * session (broker_route). */
 static void
 route_one(struct broker_sub *sub, void *arg)
 {
 	struct route_ctx *r = arg;
+	struct broker *b = sub->s->b;
 
-	if (!(sub->no_local && sub->s->id == r->m->origin))
-		r->matched = true;
-	broker_deliver_sub(sub, r->m);
+	if (sub->no_local && sub->s->id == r->m->origin)
+		return;
+	r->matched = true;
+	if (sub->group != NULL || r->nomem) {
+		broker_deliver_sub(sub, r->m);
+		return;
+	}
+	if (r->n == b->route_cap) {
+		uint32_t cap = b->route_cap ? b->route_cap * 2 : 64;
+		struct broker_sub **v = realloc(b->route_subs, cap * sizeof(*v));
+
+		if (v == NULL) { /* deliver what is kept one by one, and the rest as they come */
+			broker_count(b, BROKER_C_NOMEM);
+			for (uint32_t i = 0; i < r->n; i++)
+				broker_deliver_sub(b->route_subs[i], r->m);
+			r->n = 0;
+			r->nomem = true;
+			broker_deliver_sub(sub, r->m);
+			return;
+		}
+		b->route_subs = v;
+		b->route_cap = cap;
+	}
+	b->route_subs[r->n++] = sub;
+}
+
+static int
+by_session(const void *a, const void *b)
+{
+	const struct broker_sub *x = *(struct broker_sub *const *)a,
+				*y = *(struct broker_sub *const *)b;
+
+	return x->s->id < y->s->id ? -1 : x->s->id > y->s->id;
+}
+
+/* One copy per session, however many of its subscriptions match, at the highest of their
+ * QoS ([MQTT-3.3.5-1] in 3.1.1, 5.0 3.3.4), with the identifiers of all of them
+ * [MQTT-3.3.4-4]; retained as published when one of them says so. */
+static void
+deliver_grouped(struct broker *b, struct broker_msg *m, struct broker_sub **v, uint32_t n)
+{
+	uint32_t ids[32];
+	uint16_t n_ids = 0;
+	uint8_t qos = 0;
+	bool rap = false;
+
+	if (n == 1) {
+		broker_deliver_sub(v[0], m);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t q = m->qos < v[i]->qos ? m->qos : v[i]->qos;
+
+		qos = q > qos ? q : qos;
+		rap |= v[i]->rap;
+		if (v[i]->sub_id != 0 && n_ids < 32)
+			ids[n_ids++] = v[i]->sub_id;
+	}
+	if (n_ids <= 1) {
+		session_deliver(v[0]->s, m, qos, rap && m->retain, n_ids ? ids[0] : 0);
+		return;
+	}
+	struct broker_msg *c = broker_msg_with_sub_ids(b, m, ids, n_ids);
+
+	if (c == NULL) { /* a copy per subscription, each with its own identifier (3.3.4-5) */
+		for (uint32_t i = 0; i < n; i++)
+			broker_deliver_sub(v[i], m);
+		return;
+	}
+	session_deliver(v[0]->s, c, qos, rap && m->retain, 0);
+	broker_msg_unref(c);
 }
 
 void
@@ -39,6 +112,13 @@ broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 	struct route_ctx r = { .m = m };
 
 	tt_match(b, m, route_one, &r);
+	if (r.n > 1)
+		qsort(b->route_subs, r.n, sizeof(*b->route_subs), by_session);
+	for (uint32_t i = 0, j; i < r.n; i = j) {
+		for (j = i + 1; j < r.n && b->route_subs[j]->s == b->route_subs[i]->s; j++)
+			;
+		deliver_grouped(b, m, b->route_subs + i, j - i);
+	}
 	*matched = r.matched;
 }
 

@@ -402,6 +402,183 @@ test_client_id_hash_flooding(void **state)
 	fx_free(x);
 }
 
+/* Also: the configured maximum keep-alive lowers a 5.0 client's, told in CONNACK (Server Keep
+ * Alive), and is the one enforced; a client within it gets none. */
+static void
+test_server_keep_alive(void **state)
+{
+	struct broker_config cfg;
+	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
+	struct fx *x;
+
+	(void)state;
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 0;
+	cfg.keepalive_max_s = 60;
+	x = fx_new(&cfg);
+	fx_open(x, 0, MQTT_V5);
+	p.connect.version = MQTT_V5;
+	p.connect.clean_start = true;
+	p.connect.keepalive_s = 600;
+	p.connect.client_id = MQTT_STR("long");
+	assert_int_equal(fx_send(x, 0, &p), 0);
+	assert_true(fx_next(x, 0, &r));
+	assert_int_equal(r.type, MQTT_CONNACK);
+	assert_true(mqtt_props_has(&r.connack.props, MQTT_PROP_SERVER_KEEP_ALIVE));
+	assert_int_equal(r.connack.props.v[MQTT_PROP_SERVER_KEEP_ALIVE].u, 60);
+	fx_open(x, 1, MQTT_V5);
+	p.connect.keepalive_s = 30;
+	p.connect.client_id = MQTT_STR("short");
+	assert_int_equal(fx_send(x, 1, &p), 0);
+	assert_true(fx_next(x, 1, &r));
+	assert_false(mqtt_props_has(&r.connack.props, MQTT_PROP_SERVER_KEEP_ALIVE));
+	fx_tick(x, 89999);
+	assert_false(x->f[0].closed);
+	fx_tick(x, 1);
+	assert_true(x->f[0].closed);
+	fx_expect_type(x, 0, MQTT_DISCONNECT, MQTT_RC_KEEP_ALIVE_TIMEOUT);
+	assert_int_equal(fx_count(x, BROKER_C_KEEPALIVE_LOWERED), 1);
+	fx_free(x);
+}
+
+/* Two instances joined by queues standing in for the dataplane's rings (as in
+ * test_broker_xlcore.c). */
+#define QCAP 16
+
+struct xq {
+	struct broker_xmsg *m[2][QCAP];
+	int n[2];
+};
+
+static bool
+xpost(void *xctx, uint32_t dst, struct broker_xmsg *m)
+{
+	struct xq *q = xctx;
+
+	if (q->n[dst] == QCAP)
+		return false;
+	q->m[dst][q->n[dst]++] = m;
+	return true;
+}
+
+static const struct broker_xlcore_ops xops = { .post = xpost };
+
+static void
+xpump(struct xq *q, struct fx *x[2])
+{
+	for (int d = 0; d < 2; d++) {
+		for (int i = 0; i < q->n[d]; i++)
+			broker_xlcore_input(x[d]->b, q->m[d][i], x[d]->now);
+		q->n[d] = 0;
+	}
+	for (int d = 0; d < 2; d++)
+		for (int i = 0; i < FX_CONNS; i++)
+			if (x[d]->f[i].wake)
+				fx_refeed(x[d], i);
+}
+
+/* 5: after a claim timeout the client was told session present 0: a QoS 2 message it may
+ * have had already (sent, no PUBREC) is not sent again under a new packet id (it would be a
+ * duplicate); a QoS 1 one is (at least once). */
+static void
+test_claim_timeout_no_qos2_duplicate(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct fx *x[2];
+	struct xq q;
+
+	(void)state;
+	memset(&q, 0, sizeof(q));
+	for (uint32_t i = 0; i < 2; i++) {
+		x[i] = fx_new(NULL);
+		broker_xlcore_attach(x[i]->b, i, 2, &xops, &q);
+	}
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 1000);
+	fx_connect_start(x[0], 0, MQTT_V5, "c", false, 60, &props);
+	xpump(&q, x); /* the claim and its "none" answer */
+	xpump(&q, x);
+	assert_false(fx_connack(x[0], 0));
+	fx_connect(x[0], 1, MQTT_V5, "pub", true, 60, NULL);
+	xpump(&q, x);
+	fx_subscribe(x[0], 0, "q", 2);
+	xpump(&q, x);
+	fx_publish(x[0], 1, "q", "two", 2, 1, false);
+	fx_publish(x[0], 1, "q", "one", 1, 2, false);
+	fx_expect_publish(x[0], 0, "q", "two", 2); /* never PUBRECed */
+	fx_expect_publish(x[0], 0, "q", "one", 1); /* never PUBACKed */
+	xpump(&q, x);
+	fx_close(x[0], 0);
+	fx_connect_start(x[1], 0, MQTT_V5, "c", false, 60, &props);
+	fx_expect_none(x[1], 0); /* held for the claim's answer */
+	fx_tick(x[1], 1500);     /* the answer is late */
+	assert_false(fx_connack(x[1], 0));
+	xpump(&q, x); /* the claim reaches instance 0, which sends the session */
+	xpump(&q, x);
+	assert_int_equal(fx_count(x[1], BROKER_C_XLCORE_SESSION_MERGED), 1);
+	fx_expect_publish(x[1], 0, "q", "one", 1);
+	fx_expect_none(x[1], 0);
+	for (int d = 0; d < 2; d++) {
+		for (int i = 0; i < q.n[d]; i++)
+			broker_xmsg_free(q.m[d][i]);
+		fx_free(x[d]);
+	}
+}
+
+static void
+subscribe_id(struct fx *x, int i, const char *filter, uint8_t qos, uint32_t id)
+{
+	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE };
+	struct mqtt_subscription sub = { .filter = { filter, (uint16_t)strlen(filter) },
+		.qos = qos };
+
+	p.subscribe.packet_id = 1;
+	p.subscribe.subs = &sub;
+	p.subscribe.n_subs = 1;
+	if (id != 0) {
+		p.subscribe.props.sub_ids = &id;
+		p.subscribe.props.n_sub_ids = 1;
+	}
+	assert_int_equal(fx_send(x, i, &p), 0);
+	fx_expect_type(x, i, MQTT_SUBACK, qos);
+}
+
+/* Also: a message matching several of one client's subscriptions goes as one copy, at the
+ * highest of their QoS, with all of their Subscription Identifiers (5.0 3.3.4). */
+static void
+test_one_copy_all_sub_ids(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_publish p;
+	bool seen1 = false, seen2 = false;
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "sub", true, 60, NULL);
+	fx_connect(x, 1, MQTT_V5, "pub", true, 60, NULL);
+	fx_connect(x, 2, MQTT_V311, "old", true, 60, NULL);
+	subscribe_id(x, 0, "a/+", 0, 1);
+	subscribe_id(x, 0, "a/#", 1, 2);
+	subscribe_id(x, 0, "a/b", 0, 0);
+	fx_subscribe(x, 2, "a/+", 0);
+	fx_subscribe(x, 2, "a/b", 1);
+	fx_publish(x, 1, "a/b", "m", 1, 1, false);
+	p = fx_expect_publish(x, 0, "a/b", "m", 1);
+	assert_int_equal(p.props.n_sub_ids, 2);
+	for (int i = 0; i < 2; i++) {
+		seen1 |= p.props.sub_ids[i] == 1;
+		seen2 |= p.props.sub_ids[i] == 2;
+	}
+	assert_true(seen1 && seen2);
+	fx_expect_none(x, 0);
+	fx_expect_publish(x, 2, "a/b", "m", 1); /* 3.1.1: one copy at the highest QoS too */
+	fx_expect_none(x, 2);
+	fx_publish(x, 1, "a/c/d", "n", 1, 2, false); /* one match: its own id */
+	p = fx_expect_publish(x, 0, "a/c/d", "n", 1);
+	assert_int_equal(p.props.n_sub_ids, 1);
+	assert_int_equal(p.props.sub_ids[0], 2);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
 int
 main(void)
 {
@@ -418,6 +595,9 @@ main(void)
 		cmocka_unit_test(test_sys_publish_refused),
 		cmocka_unit_test(test_keepalive_at_scale),
 		cmocka_unit_test(test_client_id_hash_flooding),
+		cmocka_unit_test(test_server_keep_alive),
+		cmocka_unit_test(test_one_copy_all_sub_ids),
+		cmocka_unit_test(test_claim_timeout_no_qos2_duplicate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -91,7 +91,7 @@ first_of(size_t k)
 	return true;
 }
 
-/* Every filter at once: each topic reaches one delivery per matching filter. */
+/* Every filter at once: each topic reaches the session once when any filter matches. */
 static void
 test_overlapping(void **state)
 {
@@ -117,6 +117,8 @@ test_overlapping(void **state)
 				table[j].filter, strlen(table[j].filter), t, strlen(t)))
 				want++;
 		fx_publish(x, 1, t, "p", 0, 0, false);
+		if (want > 1)
+			want = 1; /* one copy per session, however many filters match */
 		for (size_t i = 0; i < want; i++) {
 			assert_true(fx_next(x, 0, &p));
 			assert_int_equal(p.type, MQTT_PUBLISH);
