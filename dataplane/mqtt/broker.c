@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "broker_int.h"
 
@@ -83,6 +85,21 @@ broker_config_check(const struct broker_config *cfg, char *err, size_t errlen)
 	return -EINVAL;
 }
 
+/* The client id hash's key: random per instance (getrandom), so ids cannot be chosen to
+ * collide. Without randomness (an old kernel), the clock and an address: still not
+ * guessable from outside in practice. */
+static void
+hash_key(uint64_t key[2])
+{
+	struct timespec ts;
+
+	if (getrandom(key, 2 * sizeof(*key), GRND_NONBLOCK) == (ssize_t)(2 * sizeof(*key)))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	key[0] = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)key;
+	key[1] = (uint64_t)ts.tv_sec * 0xC2B2AE3D27D4EB4Full ^ (uint64_t)(uintptr_t)&ts;
+}
+
 struct broker *
 broker_create(
     const struct broker_config *cfg, const struct broker_transport_ops *ops, uint64_t now_ms)
@@ -107,6 +124,7 @@ broker_create(
 		b->cfg.stall_timeout_ms = 30000;
 	b->ops = ops;
 	b->now_ms = b->started_ms = now_ms;
+	b->wheel_ms = now_ms - now_ms % BROKER_WHEEL_MS;
 	b->next_sys_ms = now_ms + b->cfg.sys_interval_ms;
 	/* Straddling header fields and a SUBSCRIBE's filter block are gathered here. */
 	b->scratch_len = b->cfg.max_packet_size < 65536 ? b->cfg.max_packet_size + 4096 : 69632;
@@ -114,7 +132,10 @@ broker_create(
 	b->tree =
 	    mqtt_topic_tree_create(b->cfg.max_filter_levels ? b->cfg.max_filter_levels : 32, NULL);
 	b->retained = retain_create();
-	if (b->scratch == NULL || b->tree == NULL || b->retained == NULL) {
+	b->sess_buckets = BROKER_SESS_HASH_MIN;
+	b->sess_hash = calloc(b->sess_buckets, sizeof(*b->sess_hash));
+	hash_key(b->sess_key);
+	if (b->scratch == NULL || b->tree == NULL || b->retained == NULL || b->sess_hash == NULL) {
 		broker_destroy(b);
 		return NULL;
 	}
@@ -146,7 +167,7 @@ broker_destroy(struct broker *b)
 			c->s->conn = NULL;
 		conn_free(c);
 	}
-	for (uint32_t i = 0; i < BROKER_SESS_HASH; i++)
+	for (uint32_t i = 0; b->sess_hash != NULL && i < b->sess_buckets; i++)
 		while (b->sess_hash[i] != NULL) {
 			will_clear(b->sess_hash[i]); /* shutting down: no wills */
 			session_destroy(b->sess_hash[i]);
@@ -163,9 +184,11 @@ broker_destroy(struct broker *b)
 		broker_msg_unref(b->replay[i]);
 	xlcore_fini(b);
 	retain_destroy(b->retained);
+	free(b->sess_hash);
 	broker_msg_cache_drain();
 	mqtt_topic_tree_destroy(b->tree);
 	free(b->scratch);
+	free(b->route_subs);
 	free(b->iov);
 	free(b);
 }
@@ -192,6 +215,130 @@ list_add(struct broker_conn **head, struct broker_conn *c)
 	*head = c;
 }
 
+/*
+ * Connection deadlines in a timer wheel, so keepalive (1.5x) and the connect timeout are
+ * enforced at the first tick past them whatever the number of connections: a tick runs only
+ * the slots whose time has come. A packet does not touch the wheel (it only moves last_rx_ms
+ * on): when a connection's slot comes, its deadline is computed again and it is killed or
+ * placed where it now belongs. A connection is killed at the first broker_tick with now at or
+ * past its deadline (the dataplane ticks every 50 ms).
+ */
+static uint64_t
+conn_deadline(const struct broker_conn *c)
+{
+	if (c->state == CONN_NEW)
+		return c->opened_ms + c->b->cfg.connect_timeout_ms;
+	if ((c->state == CONN_ACTIVE || c->state == CONN_CLAIMING) && c->keepalive_s != 0)
+		return c->last_rx_ms + (uint64_t)c->keepalive_s * 1500u;
+	return UINT64_MAX; /* none: dying, or keepalive 0 */
+}
+
+static void
+wheel_add(struct broker *b, struct broker_conn *c, uint64_t at)
+{
+	uint64_t d = at > b->wheel_ms ? (at - b->wheel_ms) / BROKER_WHEEL_MS : 0;
+	uint32_t i;
+
+	if (d >= BROKER_WHEEL_SLOTS)
+		d = BROKER_WHEEL_SLOTS - 1;
+	i = (uint32_t)((b->wheel_ms / BROKER_WHEEL_MS + d) % BROKER_WHEEL_SLOTS);
+	c->wslot = (uint16_t)i;
+	c->wprev = NULL;
+	c->wnext = b->wheel[i];
+	if (c->wnext != NULL)
+		c->wnext->wprev = c;
+	b->wheel[i] = c;
+}
+
+static void
+wheel_del(struct broker *b, struct broker_conn *c)
+{
+	if (c->wslot == BROKER_WHEEL_NONE)
+		return;
+	if (c->wprev != NULL)
+		c->wprev->wnext = c->wnext;
+	else
+		b->wheel[c->wslot] = c->wnext;
+	if (c->wnext != NULL)
+		c->wnext->wprev = c->wprev;
+	c->wnext = c->wprev = NULL;
+	c->wslot = BROKER_WHEEL_NONE;
+}
+
+void
+conn_timer_arm(struct broker_conn *c)
+{
+	uint64_t at = conn_deadline(c);
+
+	wheel_del(c->b, c);
+	if (at != UINT64_MAX)
+		wheel_add(c->b, c, at);
+}
+
+/* A connection's slot came: killed when its deadline passed, else placed again. */
+static void
+conn_timer_fire(struct broker *b, struct broker_conn *c)
+{
+	uint64_t at = conn_deadline(c);
+
+	if (at == UINT64_MAX)
+		return;
+	if (b->now_ms < at || c->state == CONN_CLAIMING) /* claiming: once its CONNACK went */
+		wheel_add(b, c, b->now_ms < at ? at : b->now_ms + BROKER_WHEEL_MS);
+	else if (c->state == CONN_NEW)
+		conn_kill(c, MQTT_RC_MAXIMUM_CONNECT_TIME, BROKER_C_CONNECT_TIMEOUT);
+	else
+		conn_kill(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, BROKER_C_KEEPALIVE_TIMEOUT);
+}
+
+/* Run the slot list l (taken out of the wheel whole: conn_timer_fire may put some back in
+ * the same slot, nothing else touches the wheel meanwhile). */
+static void
+wheel_fire_list(struct broker *b, struct broker_conn *l)
+{
+	while (l != NULL) {
+		struct broker_conn *c = l;
+
+		l = c->wnext;
+		c->wnext = c->wprev = NULL;
+		c->wslot = BROKER_WHEEL_NONE;
+		conn_timer_fire(b, c);
+	}
+}
+
+/* The slots from wheel_ms to now: each whole slot is run and left behind; the one now falls
+ * in is run (what is due goes) and stays. After a long pause (a whole turn), every slot is
+ * run once, from now. */
+static void
+wheel_run(struct broker *b)
+{
+	if (b->now_ms - b->wheel_ms >= (uint64_t)BROKER_WHEEL_SLOTS * BROKER_WHEEL_MS) {
+		struct broker_conn *all = NULL;
+
+		for (uint32_t i = 0; i < BROKER_WHEEL_SLOTS; i++)
+			while (b->wheel[i] != NULL) {
+				struct broker_conn *c = b->wheel[i];
+
+				wheel_del(b, c);
+				c->wnext = all;
+				all = c;
+			}
+		b->wheel_ms = b->now_ms - b->now_ms % BROKER_WHEEL_MS;
+		wheel_fire_list(b, all);
+		return;
+	}
+	for (;;) {
+		uint32_t i = (uint32_t)((b->wheel_ms / BROKER_WHEEL_MS) % BROKER_WHEEL_SLOTS);
+		struct broker_conn *l = b->wheel[i];
+
+		b->wheel[i] = NULL;
+		wheel_fire_list(b, l);
+		if (b->now_ms < b->wheel_ms + BROKER_WHEEL_MS)
+			return;
+		b->wheel_ms += BROKER_WHEEL_MS;
+	}
+}
+
 struct broker_conn *
 broker_conn_open(struct broker *b, void *transport_ctx, uint64_t now_ms)
 {
@@ -210,10 +357,12 @@ broker_conn_open(struct broker *b, void *transport_ctx, uint64_t now_ms)
 	c->ctx = transport_ctx;
 	c->opened_ms = c->last_rx_ms = now_ms;
 	c->client_recv_max = UINT16_MAX;
+	c->wslot = BROKER_WHEEL_NONE;
 	mqtt_decoder_init(
 	    &c->dec, MQTT_ROLE_SERVER, 0, b->cfg.max_packet_size, b->scratch, b->scratch_len);
 	list_add(&b->conns, c);
 	b->n_conns++;
+	conn_timer_arm(c);
 	broker_count(b, BROKER_C_CONN_OPENED);
 	return c;
 }
@@ -388,9 +537,11 @@ publish_props(const struct broker_conn *c, const struct broker_msg *m, const uin
 		return;
 	if (m->has_pfi)
 		mqtt_props_set_u32(p, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, m->pfi);
-	if (m->expiry_ms != 0) /* what is left of it, rounded up */
+	if (m->expiry_ms != 0) /* what is left of it, rounded up (expired ones are not sent) */
 		mqtt_props_set_u32(p, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL,
-		    (uint32_t)((m->expiry_ms - c->b->now_ms + 999) / 1000));
+		    m->expiry_ms > c->b->now_ms
+			? (uint32_t)((m->expiry_ms - c->b->now_ms + 999) / 1000)
+			: 1);
 	if (m->content_type.len > 0)
 		mqtt_props_set_str(p, MQTT_PROP_CONTENT_TYPE, m->content_type);
 	if (m->response_topic.len > 0)
@@ -399,7 +550,10 @@ publish_props(const struct broker_conn *c, const struct broker_msg *m, const uin
 		mqtt_props_set_str(p, MQTT_PROP_CORRELATION_DATA, m->correlation);
 	p->user = m->user;
 	p->n_user = m->n_user;
-	if (*sub_id != 0) {
+	if (m->n_sub_ids > 0) { /* one copy for several subscriptions: all their ids */
+		p->sub_ids = broker_msg_sub_ids(m);
+		p->n_sub_ids = m->n_sub_ids;
+	} else if (*sub_id != 0) {
 		p->sub_ids = sub_id;
 		p->n_sub_ids = 1;
 	}
@@ -423,6 +577,10 @@ conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos
 
 	if (!conn_alive(c))
 		return -1;
+	if (broker_msg_expired(m, c->b->now_ms)) { /* [MQTT-3.3.2-5]: first sends and resends */
+		broker_count(c->b, BROKER_C_MSG_EXPIRED);
+		return -1;
+	}
 	publish_props(c, m, &sub_id, &p.props);
 	if ((alias = alias_out(c, m->topic, &fresh)) != 0) {
 		mqtt_props_set_u32(&p.props, MQTT_PROP_TOPIC_ALIAS, alias);
@@ -506,6 +664,7 @@ broker_reap(struct broker *b)
 		struct broker_session *s = c->s;
 
 		list_del(&b->dying, c);
+		wheel_del(b, c);
 		b->n_conns--;
 		broker_count(b, BROKER_C_CONN_CLOSED);
 		if (!c->transport_gone)
@@ -615,6 +774,7 @@ dispatch(
 			conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_SECOND_CONNECT);
 		else
 			handle_connect(c, &pkt->connect);
+		conn_timer_arm(c); /* keepalive from now on, no more connect timeout */
 		break;
 	case MQTT_PUBLISH:
 		handle_publish(c, pkt, segs, n);
@@ -803,10 +963,11 @@ sys_tick(struct broker *b)
 }
 
 /*
- * Timers of connections and sessions, a slice per tick: a whole pass takes BROKER_SCAN_TICKS
- * ticks (about a second), so 100,000 sessions cost a worker ~1/20 of a pass per tick instead
- * of stalling its loop (and its rx ring) for the whole list every 50 ms. Keepalive (1.5x, in
- * seconds), connect and will/expiry deadlines are seconds: a second late is within them.
+ * What is not a deadline, a slice per tick: a whole pass takes BROKER_SCAN_TICKS ticks (about a
+ * second), so 100,000 sessions cost a worker ~1/20 of a pass per tick instead of stalling its
+ * loop (and its rx ring) for the whole list every 50 ms. Connections: queued messages past
+ * their expiry, room that came back (keepalive and the connect timeout are in the wheel);
+ * sessions: will delay and expiry, in seconds (a second late is within them).
  */
 #define BROKER_SCAN_TICKS 20u
 #define BROKER_SCAN_MIN   64u
@@ -819,12 +980,7 @@ conn_timers(struct broker *b)
 
 	for (; c != NULL && budget > 0; c = next, budget--) {
 		next = c->next;
-		if (c->state == CONN_NEW && b->now_ms - c->opened_ms >= b->cfg.connect_timeout_ms)
-			conn_kill(c, MQTT_RC_MAXIMUM_CONNECT_TIME, BROKER_C_CONNECT_TIMEOUT);
-		else if (c->state == CONN_ACTIVE && c->keepalive_s != 0 &&
-		    b->now_ms - c->last_rx_ms >= (uint64_t)c->keepalive_s * 1500u)
-			conn_kill(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, BROKER_C_KEEPALIVE_TIMEOUT);
-		else if (c->state == CONN_ACTIVE && c->s != NULL && c->s->over_since_ms != 0 &&
+		if (c->state == CONN_ACTIVE && c->s != NULL && c->s->over_since_ms != 0 &&
 		    b->now_ms - c->s->over_since_ms >= b->cfg.stall_timeout_ms)
 			conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_STALL_KILL);
 		else if (c->state == CONN_ACTIVE && c->s != NULL)
@@ -840,7 +996,7 @@ session_timers(struct broker *b, uint64_t now_ms)
 {
 	uint32_t budget = b->n_sessions / BROKER_SCAN_TICKS + BROKER_SCAN_MIN;
 
-	for (uint32_t i = 0; i < BROKER_SESS_HASH && budget > 0; i++) {
+	for (uint32_t i = 0; i < b->sess_buckets && budget > 0; i++) {
 		struct broker_session *s = b->sess_hash[b->sess_bucket];
 
 		for (; s != NULL; s = b->sess_next, budget = budget > 0 ? budget - 1 : 0) {
@@ -850,7 +1006,7 @@ session_timers(struct broker *b, uint64_t now_ms)
 			session_tick(s, now_ms);
 		}
 		b->sess_next = NULL;
-		b->sess_bucket = (b->sess_bucket + 1) % BROKER_SESS_HASH;
+		b->sess_bucket = (b->sess_bucket + 1) & (b->sess_buckets - 1);
 	}
 }
 
@@ -858,6 +1014,7 @@ void
 broker_tick(struct broker *b, uint64_t now_ms)
 {
 	b->now_ms = now_ms;
+	wheel_run(b);
 	conn_timers(b);
 	broker_reap(b);
 	session_timers(b, now_ms);

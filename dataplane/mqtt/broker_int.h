@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "broker.h"
 #include "mqtt_codec.h"
@@ -30,6 +31,9 @@ struct broker_msg {
 	/* 5.0 properties passed through to subscribers */
 	uint8_t pfi;
 	bool has_pfi;
+	/* A copy for one session matching through several subscriptions with identifiers: all
+	 * of them go in its one PUBLISH (5.0 3.3.4), stored at the end of the block. */
+	uint16_t n_sub_ids;
 	struct mqtt_str content_type, response_topic, correlation;
 	struct mqtt_user_prop *user;
 	uint16_t n_user;
@@ -38,6 +42,16 @@ struct broker_msg {
 struct broker_msg *
 broker_msg_new(struct broker *b, struct mqtt_str topic, const struct mqtt_iov *payload,
     size_t n_payload, const struct mqtt_props *props, uint64_t now_ms);
+static inline const uint32_t *
+broker_msg_sub_ids(const struct broker_msg *m)
+{
+	return (const uint32_t *)((const char *)m + m->size - (size_t)m->n_sub_ids * 4u);
+}
+/* A copy of m carrying these Subscription Identifiers (NULL: out of memory, counted). */
+struct broker_msg *broker_msg_with_sub_ids(
+    struct broker *b, const struct broker_msg *m, const uint32_t *ids, uint16_t n);
+/* Fault injection for the unit tests: the next n message allocations fail (0: none). */
+extern unsigned broker_msg_fail_next;
 void broker_msg_ref(struct broker_msg *m);
 void broker_msg_unref(struct broker_msg *m);
 /* Give back this thread's cached message blocks (at broker_destroy). */
@@ -126,9 +140,11 @@ struct session_cold {
 	uint64_t will_at_ms; /* pending delayed will, 0: none */
 	uint64_t claim_deadline_ms;
 	uint32_t will_delay_s;
+	uint32_t will_expiry_s; /* its Message Expiry Interval, from publication (will_expires) */
 	uint32_t claim_pending; /* answers still to come: the CONNACK waits for them */
 	uint16_t connack_len;
 	bool claim_found; /* one of them brought the session */
+	bool will_expires;
 };
 
 struct broker_session {
@@ -155,7 +171,7 @@ struct broker_session {
 				 * progress), publishers held on it; 0: not over */
 	uint16_t id_len;
 	uint16_t n_inflight, next_pid;
-	uint16_t n_rx_qos2;
+	uint16_t n_rx_qos2, rx_qos2_cap;
 	char client_id[]; /* id_len bytes and a NUL, in the same block */
 };
 
@@ -201,8 +217,9 @@ session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, u
 /* Put back an inflight slot that came from another lcore (same packet id and state, resent
  * with DUP or as PUBREL at resume); false when the window has no room. */
 bool session_slot_restore(struct broker_session *s, const struct out_slot *o);
-/* The table of incoming QoS 2 ids, allocated if need be; false (counted) out of memory. */
-bool session_rx_qos2_table(struct broker_session *s);
+/* Room in the table of incoming QoS 2 ids for one more, allocated or grown if need be (3.1.1
+ * has no Receive Maximum: it grows up to every packet id); false (counted) out of memory. */
+bool session_rx_qos2_room(struct broker_session *s);
 /* Remember an incoming QoS 2 packet id awaiting PUBREL; false when full or out of memory. */
 bool session_rx_qos2_add(struct broker_session *s, uint16_t pid);
 /* Every lcore answered the claim of s (or it timed out): send the held CONNACK (session
@@ -233,6 +250,7 @@ struct broker_conn {
 	struct broker_conn *next, *prev;   /* live list, then the dying list */
 	struct broker_conn *hnext, *hprev; /* b->held: while hold != 0 */
 	struct broker_session *held_on;    /* HOLD_SUB_QUEUE: the session over its limit */
+	struct broker_conn *wnext, *wprev; /* timer wheel slot (keepalive, connect timeout) */
 	struct broker *b;
 	void *ctx;
 	struct broker_session *s;
@@ -245,6 +263,7 @@ struct broker_conn {
 	uint16_t client_recv_max;
 	uint16_t alias_out_max;  /* aliases we may assign (5.0: min(client's, config)) */
 	uint16_t alias_out_next; /* the next one to (re)assign, round robin */
+	uint16_t wslot;          /* timer wheel slot, BROKER_WHEEL_NONE: in none */
 	uint8_t state;           /* enum conn_state */
 	uint8_t close_reason;
 	uint8_t version;
@@ -323,16 +342,30 @@ void retain_set(struct broker *b, struct broker_msg *m);
 void retain_deliver(struct broker *b, struct broker_sub *sub);
 uint32_t retain_count(const struct broker *b);
 
+/* A topic of the broker's own statistics ("$SYS" or "$SYS/..."): clients may not publish there. */
+static inline bool
+topic_is_sys(struct mqtt_str t)
+{
+	return t.len >= 4 && memcmp(t.s, "$SYS", 4) == 0 && (t.len == 4 || t.s[4] == '/');
+}
+
 /* ---- will ---- */
 void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms);
 void will_publish(struct broker_session *s);
 void will_clear(struct broker_session *s);
 
 /* ---- the broker ---- */
-#define BROKER_SESS_HASH 4096u
-#define BROKER_REPLAY    256u /* local publishes kept while a session claim is open */
-#define XL_BUCKETS       64u  /* interest summary: first topic level hashed; the last bucket */
-#define XL_WILD          (XL_BUCKETS - 1) /* is for filters whose first level is a wildcard */
+/* Timer wheel of connection deadlines (keepalive at 1.5x, connect timeout): slots of
+ * BROKER_WHEEL_MS, BROKER_WHEEL_SLOTS of them (a 65 s horizon; a later deadline waits in the
+ * last slot and is placed again when it comes round). */
+#define BROKER_WHEEL_MS      16u
+#define BROKER_WHEEL_SLOTS   4096u
+#define BROKER_WHEEL_NONE    0xFFFFu
+#define BROKER_SESS_HASH_MIN 1024u      /* client id buckets at first, doubled when */
+#define BROKER_SESS_HASH_MAX (1u << 24) /* sessions outnumber them, up to this */
+#define BROKER_REPLAY        256u       /* local publishes kept while a session claim is open */
+#define XL_BUCKETS           64u /* interest summary: first topic level hashed; the last bucket */
+#define XL_WILD              (XL_BUCKETS - 1) /* is for filters whose first level is a wildcard */
 
 /* What this instance knows of another one's interest (xlcore.c). */
 struct xpeer {
@@ -359,12 +392,18 @@ struct broker {
 	uint32_t n_xpend;
 	uint32_t n_conns, n_sessions, n_subs;
 	uint32_t n_windows, n_qos2_tables, n_cold, n_queued; /* broker_gauges */
+	/* Connection deadlines: wheel_ms is the start of the first slot not run to its end. */
+	struct broker_conn *wheel[BROKER_WHEEL_SLOTS];
+	uint64_t wheel_ms;
 	/* broker_tick visits connections and sessions a slice at a time (BROKER_SCAN_TICKS per
-	 * pass): where the last slice stopped; moved on when that entry goes away */
+	 * pass) for what is not a deadline (a queue's expired messages, room that came back):
+	 * where the last slice stopped; moved on when that entry goes away */
 	struct broker_conn *conn_cursor;
-	uint32_t sess_bucket;             /* sessions: the next hash bucket to visit */
-	struct broker_session *sess_next; /* the next session of the bucket being visited */
-	struct broker_session *sess_hash[BROKER_SESS_HASH];
+	uint32_t sess_bucket;              /* sessions: the next hash bucket to visit */
+	struct broker_session *sess_next;  /* the next session of the bucket being visited */
+	struct broker_session **sess_hash; /* sess_buckets (a power of 2), keyed hash */
+	uint32_t sess_buckets;
+	uint64_t sess_key[2];
 	uint64_t next_session_id, next_assigned_id;
 	struct mqtt_topic_tree *tree;
 	struct share_group *groups;
@@ -376,6 +415,8 @@ struct broker {
 	void *xctx;
 	uint32_t xself, xn;
 	uint32_t next_claim_seq;
+	struct broker_sub **route_subs; /* broker_route: the matches of one message */
+	uint32_t route_cap;
 	/* Messages published here while a claim is open (until replay_until_ms): the claimed
 	 * session's subscriptions are not known here yet, and the other lcore no longer has
 	 * them when these reach it, so they are matched again at restore (xlcore.c). */
@@ -389,6 +430,9 @@ struct broker {
 	struct xpeer *peers; /* xn entries */
 	size_t iov_cap;
 };
+
+/* The connection's deadline changed (CONNECT accepted): placed in the timer wheel again. */
+void conn_timer_arm(struct broker_conn *c);
 
 /* Close and free the connections killed during this call (end of every entry point). */
 void broker_reap(struct broker *b);

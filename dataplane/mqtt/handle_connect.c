@@ -67,19 +67,25 @@ refuse(struct broker_conn *c, const struct mqtt_connect *k, uint8_t rc5, uint8_t
 	conn_kill(c, rc5, cnt);
 }
 
+/* The old connection ends now so the session is free for the new one before this CONNECT
+ * goes on. Its will goes as on any abrupt end, but the new connection is one to the same
+ * session: within the Will Delay Interval that cancels the will (5.0 3.1.3.2.2), unless the
+ * session ends here (clean start, or a session that ends with its connection). */
 static void
-take_over(struct broker_session *s)
+take_over(struct broker_session *s, bool session_ends)
 {
 	struct broker_conn *old = s->conn;
+	struct session_cold *k = s->cold;
 
 	broker_count(s->b, BROKER_C_SESSION_TAKEOVER);
 	conn_kill(old, MQTT_RC_SESSION_TAKEN_OVER, BROKER_C_COUNT);
-	/* The old connection ends now (its will, if any, goes out as on any abrupt end) so the
-	 * session is free for the new one before this CONNECT goes on. */
 	old->s = NULL;
 	s->conn = NULL;
 	broker_count(s->b, BROKER_C_ABRUPT_CLOSE);
-	will_publish(s);
+	if (session_ends || (k != NULL && k->will_delay_s == 0))
+		will_publish(s);
+	else
+		will_clear(s);
 }
 
 static uint32_t
@@ -103,10 +109,13 @@ attach(struct broker_conn *c, const struct mqtt_connect *k, struct mqtt_str id, 
 {
 	struct broker *b = c->b;
 	struct broker_session *s = session_find(b, id.s, id.len);
+	/* A session that ends with its connection (3.1.1 clean session, 5.0 expiry 0) ends
+	 * with the one taken over: it is not resumed, its subscriptions go with it. */
+	bool ends = s != NULL && (k->clean_start || (s->conn != NULL && s->expiry_s == 0));
 
 	if (s != NULL && s->conn != NULL)
-		take_over(s);
-	if (s != NULL && k->clean_start) {
+		take_over(s, ends);
+	if (ends) {
 		session_destroy(s);
 		s = NULL;
 	}
@@ -184,6 +193,10 @@ connect_acceptable(struct broker_conn *c, const struct mqtt_connect *k)
 {
 	if (k->client_id.len > c->b->cfg.client_id_max) {
 		refuse(c, k, MQTT_RC_CLIENT_ID_NOT_VALID, 2, BROKER_C_BAD_CLIENT_ID);
+		return false;
+	}
+	if (k->has_will && topic_is_sys(k->will.topic)) { /* it would spoof the statistics */
+		refuse(c, k, MQTT_RC_NOT_AUTHORIZED, 5, BROKER_C_BAD_SYS_PUBLISH);
 		return false;
 	}
 	if (k->version == MQTT_V5 && mqtt_props_has(&k->props, MQTT_PROP_AUTHENTICATION_METHOD)) {
@@ -318,6 +331,8 @@ handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
 		s->expiry_s =
 		    e > c->b->cfg.session_expiry_max_s ? c->b->cfg.session_expiry_max_s : e;
 	}
-	c->clean_disconnect = !(c->version == MQTT_V5 && d->reason == MQTT_RC_DISCONNECT_WITH_WILL);
+	/* [MQTT-3.14.4-3]: only a normal disconnection (0x00) discards the will; 0x04 asks
+	 * for it, and an error (0x80 and up) is not a normal end either. */
+	c->clean_disconnect = !(c->version == MQTT_V5 && d->reason != 0);
 	conn_kill(c, 0, BROKER_C_COUNT);
 }

@@ -12,6 +12,8 @@
 struct route_ctx {
 	struct broker_msg *m;
 	bool matched;
+	uint32_t n; /* ordinary matches kept in b->route_subs */
+	bool nomem;
 };
 
 void
@@ -23,14 +25,85 @@ broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m)
 	    sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain, sub->sub_id);
 }
 
+/* Shared subscriptions are deliveries of their own; ordinary ones are kept to be grouped by
+ * session (broker_route). */
 static void
 route_one(struct broker_sub *sub, void *arg)
 {
 	struct route_ctx *r = arg;
+	struct broker *b = sub->s->b;
 
-	if (!(sub->no_local && sub->s->id == r->m->origin))
-		r->matched = true;
-	broker_deliver_sub(sub, r->m);
+	if (sub->no_local && sub->s->id == r->m->origin)
+		return;
+	r->matched = true;
+	if (sub->group != NULL || r->nomem) {
+		broker_deliver_sub(sub, r->m);
+		return;
+	}
+	if (r->n == b->route_cap) {
+		uint32_t cap = b->route_cap ? b->route_cap * 2 : 64;
+		struct broker_sub **v = realloc(b->route_subs, cap * sizeof(*v));
+
+		if (v == NULL) { /* deliver what is kept one by one, and the rest as they come */
+			broker_count(b, BROKER_C_NOMEM);
+			for (uint32_t i = 0; i < r->n; i++)
+				broker_deliver_sub(b->route_subs[i], r->m);
+			r->n = 0;
+			r->nomem = true;
+			broker_deliver_sub(sub, r->m);
+			return;
+		}
+		b->route_subs = v;
+		b->route_cap = cap;
+	}
+	b->route_subs[r->n++] = sub;
+}
+
+static int
+by_session(const void *a, const void *b)
+{
+	const struct broker_sub *x = *(struct broker_sub *const *)a,
+				*y = *(struct broker_sub *const *)b;
+
+	return x->s->id < y->s->id ? -1 : x->s->id > y->s->id;
+}
+
+/* One copy per session, however many of its subscriptions match, at the highest of their
+ * QoS ([MQTT-3.3.5-1] in 3.1.1, 5.0 3.3.4), with the identifiers of all of them
+ * [MQTT-3.3.4-4]; retained as published when one of them says so. */
+static void
+deliver_grouped(struct broker *b, struct broker_msg *m, struct broker_sub **v, uint32_t n)
+{
+	uint32_t ids[32];
+	uint16_t n_ids = 0;
+	uint8_t qos = 0;
+	bool rap = false;
+
+	if (n == 1) {
+		broker_deliver_sub(v[0], m);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t q = m->qos < v[i]->qos ? m->qos : v[i]->qos;
+
+		qos = q > qos ? q : qos;
+		rap |= v[i]->rap;
+		if (v[i]->sub_id != 0 && n_ids < 32)
+			ids[n_ids++] = v[i]->sub_id;
+	}
+	if (n_ids <= 1) {
+		session_deliver(v[0]->s, m, qos, rap && m->retain, n_ids ? ids[0] : 0);
+		return;
+	}
+	struct broker_msg *c = broker_msg_with_sub_ids(b, m, ids, n_ids);
+
+	if (c == NULL) { /* a copy per subscription, each with its own identifier (3.3.4-5) */
+		for (uint32_t i = 0; i < n; i++)
+			broker_deliver_sub(v[i], m);
+		return;
+	}
+	session_deliver(v[0]->s, c, qos, rap && m->retain, 0);
+	broker_msg_unref(c);
 }
 
 void
@@ -39,6 +112,13 @@ broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 	struct route_ctx r = { .m = m };
 
 	tt_match(b, m, route_one, &r);
+	if (r.n > 1)
+		qsort(b->route_subs, r.n, sizeof(*b->route_subs), by_session);
+	for (uint32_t i = 0, j; i < r.n; i = j) {
+		for (j = i + 1; j < r.n && b->route_subs[j]->s == b->route_subs[i]->s; j++)
+			;
+		deliver_grouped(b, m, b->route_subs + i, j - i);
+	}
 	*matched = r.matched;
 }
 
@@ -92,27 +172,30 @@ rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *at)
 	return false;
 }
 
-/* The PUBLISH becomes a message, retained and routed. */
-static bool
+/* The PUBLISH becomes a message, retained and routed. The reason for its acknowledgement: 0,
+ * 0x10 when nothing matched, 0x97 when it could not be stored (not a success: counted). */
+static uint8_t
 publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
     const struct mqtt_iov *segs, size_t n)
 {
 	struct mqtt_iov slices[16], *pl = slices;
 	struct broker *b = c->b;
-	struct broker_msg *m;
+	struct broker_msg *m = NULL;
 	size_t ns = mqtt_span_slices(segs, n, &p->payload_at, slices, 16);
 	bool matched = false;
 
 	if (ns > 16) { /* a payload over many small segments */
-		if ((pl = malloc(ns * sizeof(*pl))) == NULL)
-			return false;
-		mqtt_span_slices(segs, n, &p->payload_at, pl, ns);
+		if ((pl = malloc(ns * sizeof(*pl))) != NULL)
+			mqtt_span_slices(segs, n, &p->payload_at, pl, ns);
 	}
-	m = broker_msg_new(b, topic, pl, ns, &p->props, b->now_ms);
+	if (pl != NULL)
+		m = broker_msg_new(b, topic, pl, ns, &p->props, b->now_ms);
 	if (pl != slices)
 		free(pl);
-	if (m == NULL)
-		return false;
+	if (m == NULL) {
+		broker_count(b, BROKER_C_PUB_NOMEM);
+		return MQTT_RC_QUOTA_EXCEEDED;
+	}
 	m->qos = p->qos;
 	m->retain = p->retain;
 	m->origin = c->s->id;
@@ -120,7 +203,23 @@ publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 	broker_msg_unref(m);
 	if (!matched)
 		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);
-	return matched;
+	return matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS;
+}
+
+/* Room for one more incoming QoS 2 id awaiting PUBREL; false: the connection is killed. 5.0:
+ * at most our Receive Maximum; 3.1.1 has none (the table grows up to every packet id). */
+static bool
+qos2_admit(struct broker_conn *c, struct broker_session *s)
+{
+	if (c->version == MQTT_V5 && s->n_rx_qos2 >= c->b->cfg.receive_max) {
+		conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
+		return false;
+	}
+	if (!session_rx_qos2_room(s)) {
+		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* NOMEM counted */
+		return false;
+	}
+	return true;
 }
 
 void
@@ -131,7 +230,7 @@ handle_publish(
 	struct broker_session *s = c->s;
 	struct mqtt_str topic;
 	uint16_t at;
-	bool matched;
+	uint8_t rc;
 
 	broker_count(c->b, BROKER_C_PUB_RX);
 	if (!resolve_alias(c, p, &topic))
@@ -141,21 +240,24 @@ handle_publish(
 		conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 		return;
 	}
-	if (p->qos == 2 && s->n_rx_qos2 >= c->b->cfg.receive_max) {
-		conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
+	if (p->qos == 2 && !qos2_admit(c, s))
 		return;
+	if (topic_is_sys(topic)) { /* the broker's own: 3.1.1 cannot be told, acked as usual */
+		broker_count(c->b, BROKER_C_BAD_SYS_PUBLISH);
+		rc = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0;
+	} else {
+		rc = publish_route(c, p, topic, segs, n);
 	}
-	if (p->qos == 2 && !session_rx_qos2_table(s)) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* NOMEM counted */
-		return;
-	}
-	matched = publish_route(c, p, topic, segs, n);
 	if (p->qos == 0)
 		return;
-	if (p->qos == 2)
+	if (rc == MQTT_RC_QUOTA_EXCEEDED && c->version != MQTT_V5) {
+		/* 3.1.1 has no way to refuse it: closed unacknowledged, the client sends it again */
+		conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_COUNT);
+		return;
+	}
+	if (p->qos == 2 && rc < 0x80)
 		s->rx_qos2[s->n_rx_qos2++] = p->packet_id;
-	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id,
-	    c->version == MQTT_V5 && !matched ? MQTT_RC_NO_MATCHING_SUBSCRIBERS : 0);
+	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, rc);
 }
 
 static void
@@ -188,6 +290,10 @@ handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
 		return;
 	}
 	slot = session_slot(s, a->packet_id);
+	if (type == MQTT_PUBREC && slot != NULL && slot->state == SLOT_WAIT_PUBCOMP) {
+		conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0); /* our PUBREL was lost: again */
+		return;
+	}
 	if (slot == NULL || slot->state != want) {
 		broker_count(c->b, BROKER_C_ACK_UNKNOWN);
 		if (type == MQTT_PUBREC) /* spec 4.3.3: answer so the client can finish */

@@ -10,6 +10,7 @@
  * given back by broker_msg_cache_drain(). Under AddressSanitizer it is off, so a use after the
  * last unref is still caught.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,10 +31,17 @@ struct msg_block {
 static __thread struct msg_block *cache_head;
 static __thread uint32_t cache_n;
 
+unsigned broker_msg_fail_next;
+
 static void *
 msg_alloc(size_t size)
 {
 	struct msg_block *blk;
+
+	if (broker_msg_fail_next > 0) {
+		broker_msg_fail_next--;
+		return NULL;
+	}
 
 	if (!MSG_CACHE || size > MSG_BLOCK)
 		return malloc(size);
@@ -161,6 +169,45 @@ broker_msg_new(struct broker *b, struct mqtt_str topic, const struct mqtt_iov *p
 	m->topic = copy_str(&at, topic);
 	copy_props(m, &at, props, now_ms);
 	return m;
+}
+
+static struct mqtt_str
+rebase(struct mqtt_str s, const struct broker_msg *from, struct broker_msg *to)
+{
+	uintptr_t at = (uintptr_t)s.s, lo = (uintptr_t)from;
+
+	if (at >= lo && at < lo + from->size)
+		s.s = (const char *)to + (at - lo);
+	return s;
+}
+
+struct broker_msg *
+broker_msg_with_sub_ids(
+    struct broker *b, const struct broker_msg *m, const uint32_t *ids, uint16_t n)
+{
+	size_t base = ((size_t)m->size + 3) & ~(size_t)3, size = base + (size_t)n * sizeof(*ids);
+	struct broker_msg *c = msg_alloc(size);
+
+	if (c == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return NULL;
+	}
+	memcpy(c, m, m->size);
+	c->refcnt = 1;
+	c->size = (uint32_t)size;
+	c->topic = rebase(m->topic, m, c);
+	c->payload = (const uint8_t *)c + (m->payload - (const uint8_t *)m);
+	c->content_type = rebase(m->content_type, m, c);
+	c->response_topic = rebase(m->response_topic, m, c);
+	c->correlation = rebase(m->correlation, m, c);
+	c->user = (struct mqtt_user_prop *)((char *)c + ((char *)m->user - (const char *)m));
+	for (uint16_t i = 0; i < c->n_user; i++) {
+		c->user[i].key = rebase(m->user[i].key, m, c);
+		c->user[i].val = rebase(m->user[i].val, m, c);
+	}
+	memcpy((char *)c + base, ids, (size_t)n * sizeof(*ids));
+	c->n_sub_ids = n; /* broker_msg_sub_ids() finds them at the end */
+	return c;
 }
 
 /* Atomic: a message posted to other lcores is held by several instances at once. */

@@ -11,20 +11,95 @@
 
 #include "broker_int.h"
 
-static uint32_t
-id_hash(const char *s, size_t len)
-{
-	uint32_t h = 2166136261u;
+/*
+ * The client id table. Client ids are chosen by unauthenticated clients, so the hash is keyed
+ * (SipHash-1-3 with a random key per instance, broker_create) and the table grows (doubling
+ * past one session per bucket): ids made to collide cannot pile into one chain.
+ */
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                   \
+	do {                       \
+		v0 += v1;          \
+		v1 = ROTL(v1, 13); \
+		v1 ^= v0;          \
+		v0 = ROTL(v0, 32); \
+		v2 += v3;          \
+		v3 = ROTL(v3, 16); \
+		v3 ^= v2;          \
+		v0 += v3;          \
+		v3 = ROTL(v3, 21); \
+		v3 ^= v0;          \
+		v2 += v1;          \
+		v1 = ROTL(v1, 17); \
+		v1 ^= v2;          \
+		v2 = ROTL(v2, 32); \
+	} while (0)
 
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)s[i]) * 16777619u;
-	return h % BROKER_SESS_HASH;
+static uint64_t
+siphash13(const uint64_t key[2], const uint8_t *in, size_t len)
+{
+	uint64_t v0 = 0x736f6d6570736575ull ^ key[0], v1 = 0x646f72616e646f6dull ^ key[1];
+	uint64_t v2 = 0x6c7967656e657261ull ^ key[0], v3 = 0x7465646279746573ull ^ key[1];
+	uint64_t m, b = (uint64_t)len << 56;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		memcpy(&m, in + i, 8); /* little-endian hosts (the dataplane's) */
+		v3 ^= m;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (size_t k = 0; i + k < len; k++)
+		b |= (uint64_t)in[i + k] << (8 * k);
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint32_t
+id_hash(const struct broker *b, const char *s, size_t len)
+{
+	return (uint32_t)siphash13(b->sess_key, (const uint8_t *)s, len) & (b->sess_buckets - 1);
+}
+
+/* Twice the buckets, every session moved to its new chain; false (the table as it was) when
+ * out of memory. The session timers start their pass again (their bucket is another one). */
+static bool
+sess_hash_grow(struct broker *b)
+{
+	uint32_t n = b->sess_buckets * 2;
+	struct broker_session **t = calloc(n, sizeof(*t));
+
+	if (t == NULL)
+		return false;
+	for (uint32_t i = 0; i < b->sess_buckets; i++)
+		while (b->sess_hash[i] != NULL) {
+			struct broker_session *s = b->sess_hash[i];
+			uint32_t h = (uint32_t)siphash13(
+					 b->sess_key, (const uint8_t *)s->client_id, s->id_len) &
+			    (n - 1);
+
+			b->sess_hash[i] = s->hnext;
+			s->hnext = t[h];
+			t[h] = s;
+		}
+	free(b->sess_hash);
+	b->sess_hash = t;
+	b->sess_buckets = n;
+	b->sess_bucket = 0;
+	b->sess_next = NULL;
+	return true;
 }
 
 struct broker_session *
 session_find(struct broker *b, const char *id, size_t len)
 {
-	for (struct broker_session *s = b->sess_hash[id_hash(id, len)]; s != NULL; s = s->hnext)
+	for (struct broker_session *s = b->sess_hash[id_hash(b, id, len)]; s != NULL; s = s->hnext)
 		if (s->id_len == len && memcmp(s->client_id, id, len) == 0)
 			return s;
 	return NULL;
@@ -35,8 +110,11 @@ session_create(struct broker *b, const char *id, size_t len)
 {
 	size_t size = offsetof(struct broker_session, client_id) + len + 1;
 	struct broker_session *s = calloc(1, size < sizeof(*s) ? sizeof(*s) : size);
-	uint32_t h = id_hash(id, len);
+	uint32_t h;
 
+	if (b->n_sessions >= b->sess_buckets && b->sess_buckets < BROKER_SESS_HASH_MAX)
+		sess_hash_grow(b); /* failing that, the chains get longer */
+	h = id_hash(b, id, len);
 	if (s == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		return NULL;
@@ -104,6 +182,7 @@ qos2_table_free(struct broker_session *s)
 		return;
 	free(s->rx_qos2);
 	s->rx_qos2 = NULL;
+	s->rx_qos2_cap = 0;
 	s->b->n_qos2_tables--;
 }
 
@@ -123,7 +202,7 @@ void
 session_destroy(struct broker_session *s)
 {
 	struct broker *b = s->b;
-	struct broker_session **pp = &b->sess_hash[id_hash(s->client_id, s->id_len)];
+	struct broker_session **pp = &b->sess_hash[id_hash(b, s->client_id, s->id_len)];
 
 	if (session_will_at(s) != 0)
 		will_publish(s);
@@ -408,6 +487,18 @@ queue_progress(struct broker_session *s)
 		s->over_since_ms = s->b->now_ms != 0 ? s->b->now_ms : 1;
 }
 
+/* Slots sent on this connection and not finished: what the client's Receive Maximum counts
+ * (PUBLISHes not yet PUBACKed or PUBCOMPed). */
+static uint16_t
+sent_unfinished(const struct broker_session *s)
+{
+	uint16_t n = 0;
+
+	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
+		n += s->inflight[i].state != SLOT_FREE && !s->inflight[i].need_send;
+	return n;
+}
+
 void
 session_drain(struct broker_session *s)
 {
@@ -417,9 +508,17 @@ session_drain(struct broker_session *s)
 
 	if (s->conn == NULL || s->conn->state != CONN_ACTIVE)
 		return;
-	while ((o = oldest_unsent(s)) != NULL)
-		if (!conn_alive(s->conn) || !resend_slot(s, o))
+	/* Resends in send order, a PUBLISH only within the client's Receive Maximum of this
+	 * connection, which may be lower than the last one's [MQTT-3.3.4-9]; a PUBREL owed goes
+	 * regardless (it adds no PUBLISH). The queue waits behind them. */
+	while ((o = oldest_unsent(s)) != NULL) {
+		if (!conn_alive(s->conn))
 			return;
+		if (o->state != SLOT_WAIT_PUBCOMP && sent_unfinished(s) >= inflight_limit(s))
+			return;
+		if (!resend_slot(s, o))
+			return;
+	}
 	while (s->qhead != NULL && s->conn != NULL && conn_alive(s->conn)) {
 		struct qent *q = s->qhead;
 
@@ -456,17 +555,27 @@ session_slot_restore(struct broker_session *s, const struct out_slot *o)
 }
 
 bool
-session_rx_qos2_table(struct broker_session *s)
+session_rx_qos2_room(struct broker_session *s)
 {
 	struct broker *b = s->b;
+	uint32_t cap;
+	uint16_t *t;
 
-	if (s->rx_qos2 != NULL)
+	if (s->rx_qos2 != NULL && s->n_rx_qos2 < s->rx_qos2_cap)
 		return true;
-	if ((s->rx_qos2 = calloc(b->cfg.receive_max, sizeof(*s->rx_qos2))) == NULL) {
+	cap = s->rx_qos2 == NULL ? b->cfg.receive_max : (uint32_t)s->rx_qos2_cap * 2;
+	if (cap > UINT16_MAX) /* packet ids are 16 bits, 0 is not one: never more than this */
+		cap = UINT16_MAX;
+	if (cap <= s->n_rx_qos2)
+		return false;
+	if ((t = realloc(s->rx_qos2, cap * sizeof(*t))) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		return false;
 	}
-	b->n_qos2_tables++;
+	if (s->rx_qos2 == NULL)
+		b->n_qos2_tables++;
+	s->rx_qos2 = t;
+	s->rx_qos2_cap = (uint16_t)cap;
 	return true;
 }
 
@@ -476,7 +585,7 @@ session_rx_qos2_add(struct broker_session *s, uint16_t pid)
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == pid)
 			return true;
-	if (s->n_rx_qos2 >= s->b->cfg.receive_max || !session_rx_qos2_table(s))
+	if (!session_rx_qos2_room(s))
 		return false;
 	s->rx_qos2[s->n_rx_qos2++] = pid;
 	return true;

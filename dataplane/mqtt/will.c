@@ -39,6 +39,12 @@ will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_
 	m->qos = w->qos;
 	m->retain = w->retain;
 	cold->will = m;
+	/* Message Expiry counts from the will's publication, not from this CONNECT (5.0
+	 * 3.1.3.2.4): the message carries none until will_publish sets it. */
+	cold->will_expires = mqtt_props_has(&w->props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
+	cold->will_expiry_s =
+	    cold->will_expires ? w->props.v[MQTT_PROP_MESSAGE_EXPIRY_INTERVAL].u : 0;
+	m->expiry_ms = 0;
 	cold->will_delay_s = mqtt_props_has(&w->props, MQTT_PROP_WILL_DELAY_INTERVAL)
 	    ? w->props.v[MQTT_PROP_WILL_DELAY_INTERVAL].u
 	    : 0;
@@ -52,6 +58,8 @@ will_publish(struct broker_session *s)
 
 	if (m == NULL)
 		return;
+	if (s->cold->will_expires)
+		m->expiry_ms = s->b->now_ms + (uint64_t)s->cold->will_expiry_s * 1000u;
 	s->cold->will = NULL;
 	s->cold->will_at_ms = 0;
 	session_cold_put(s);

@@ -685,8 +685,9 @@ session_restore(struct broker *b, struct broker_session *s, const struct xsessio
 
 /* After the CONNACK (the claim timed out, or a session moved unasked): the client was told
  * there was no session, or has its own state for the one here, so the packet ids mean
- * nothing to it: unacknowledged messages go again as new ones, then the queue, then what was
- * published here since the claim, in order. */
+ * nothing to it: unacknowledged messages go again as new ones (QoS 1: at least once; a QoS 2
+ * one that was sent is not, it may have been received: exactly once forbids a second copy,
+ * counted), then the queue, then what was published here since the claim, in order. */
 static void
 session_merge(struct broker *b, struct broker_session *s, const struct xsession *x)
 {
@@ -694,10 +695,18 @@ session_merge(struct broker *b, struct broker_session *s, const struct xsession 
 	uint32_t n_fresh = merge_subs(s, x, fresh);
 
 	broker_count(b, BROKER_C_XLCORE_SESSION_MERGED);
-	for (uint16_t i = 0; i < x->n_slots; i++)
-		if (x->slots[i].msg != NULL && !broker_msg_expired(x->slots[i].msg, b->now_ms))
-			session_deliver(s, x->slots[i].msg, x->slots[i].qos, x->slots[i].retain,
-			    x->slots[i].sub_id);
+	for (uint16_t i = 0; i < x->n_slots; i++) {
+		const struct out_slot *o = &x->slots[i];
+
+		if (o->msg == NULL || broker_msg_expired(o->msg, b->now_ms))
+			continue;
+		if (o->state == SLOT_WAIT_PUBREC) { /* every slot was sent once */
+			/* sent, maybe received: under a new id it could be a second copy */
+			broker_count(b, BROKER_C_XLCORE_QOS2_UNCERTAIN);
+			continue;
+		}
+		session_deliver(s, o->msg, o->qos, o->retain, o->sub_id);
+	}
 	merge_queue(b, s, x);
 	if (fresh != NULL)
 		replay(b, s, fresh, n_fresh);

@@ -34,6 +34,9 @@ static const struct {
 	{ "+/x", "$SYS/x", false },
 	{ "$SYS/#", "$SYS/x", true },
 	{ "$SYS/+", "$SYS/x", true },
+	{ "#", "$data/x", false }, /* the $ rule for any $ topic a client may publish */
+	{ "+/x", "$data/x", false },
+	{ "$data/#", "$data/x", true },
 	{ "a/b/#", "a/b", true },
 	{ "a/+/#", "a/b", true },
 	{ "a/", "a/", true },
@@ -46,6 +49,14 @@ static const struct {
 	{ "a/b", "a/b/", false },
 };
 
+/* Clients may not publish under $SYS/ (the broker's own): those rows are checked against
+ * mqtt_topic_match only; the $data rows check the same rule through the broker. */
+static bool
+client_may_publish(const char *t)
+{
+	return strncmp(t, "$SYS", 4) != 0;
+}
+
 static void
 test_match_table(void **state)
 {
@@ -56,6 +67,10 @@ test_match_table(void **state)
 
 		print_message("%s ~ %s\n", f, t);
 		assert_int_equal(mqtt_topic_match(f, strlen(f), t, strlen(t)), table[k].match);
+		if (!client_may_publish(t)) {
+			fx_free(x);
+			continue;
+		}
 		fx_connect(x, 0, MQTT_V5, "sub", true, 60, NULL);
 		fx_connect(x, 1, MQTT_V5, "pub", true, 60, NULL);
 		fx_subscribe(x, 0, f, 0);
@@ -76,7 +91,7 @@ first_of(size_t k)
 	return true;
 }
 
-/* Every filter at once: each topic reaches one delivery per matching filter. */
+/* Every filter at once: each topic reaches the session once when any filter matches. */
 static void
 test_overlapping(void **state)
 {
@@ -94,12 +109,16 @@ test_overlapping(void **state)
 		size_t want = 0;
 		struct mqtt_packet p;
 
+		if (!client_may_publish(t))
+			continue;
 		for (size_t j = 0; j < n; j++)
 			if (first_of(j) &&
 			    mqtt_topic_match(
 				table[j].filter, strlen(table[j].filter), t, strlen(t)))
 				want++;
 		fx_publish(x, 1, t, "p", 0, 0, false);
+		if (want > 1)
+			want = 1; /* one copy per session, however many filters match */
 		for (size_t i = 0; i < want; i++) {
 			assert_true(fx_next(x, 0, &p));
 			assert_int_equal(p.type, MQTT_PUBLISH);
