@@ -23,12 +23,15 @@ enum agent_uplink_kind {
 	AGENT_UPLINK_JSONL
 };
 
+struct uplink_mqtt_conf;
+
 struct agent_device_conf {
 	char name[MB_NAME_MAX];
 	uint8_t unit_id;
 	uint64_t interval_ms;
 	uint64_t timeout_ms;
 	uint32_t retries;
+	uint64_t pause_ms;                /* silence before each request to it; 0: the bus's */
 	const struct mb_profile *profile; /* points into agent_config.profiles */
 };
 
@@ -42,6 +45,8 @@ struct agent_bus_conf {
 	uint16_t port;
 	uint64_t turnaround_ms; /* expected device think time / round trip, for planning */
 	uint64_t max_backoff_ms;
+	uint64_t pause_ms;   /* pause_between_requests: silence kept before every request */
+	char state_dir[256]; /* agent.state_dir, copied (what the poller learnt is kept there) */
 	struct agent_device_conf *devs;
 	size_t ndevs;
 };
@@ -49,19 +54,19 @@ struct agent_bus_conf {
 struct agent_config {
 	enum log_level log_level;
 	char profiles_dir[512];
+	char state_dir[256]; /* learnt per-device state: <state_dir>/modbus/ */
 	struct mb_profile_set profiles;
 	char topic_prefix[128];
 	enum agent_uplink_kind uplink;
-	char jsonl_path[512];     /* "-" or empty: stdout */
-	char jsonl_commands[512]; /* optional FIFO or file of command lines */
-	char mqtt_host[128];
-	uint16_t mqtt_port;
-	char mqtt_client_id[64];
-	uint64_t mqtt_keepalive_ms;
+	char jsonl_path[512];          /* "-" or empty: stdout */
+	char jsonl_commands[512];      /* optional FIFO or file of command lines */
+	struct uplink_mqtt_conf *mqtt; /* the "mqtt:" section, parsed by agent/uplink/mqtt_conf.c */
 	char cmd_topic[MB_TOPIC_MAX];
 	char cmd_response_topic[MB_TOPIC_MAX];
 	char stats_file[512];
 	uint64_t stats_interval_ms;
+	char metrics_listen[64];       /* agent.metrics.listen, "host:port"; empty: no /metrics */
+	char dataplane_telemetry[256]; /* the dataplane's DPDK telemetry socket */
 	struct agent_bus_conf *buses;
 	size_t nbuses;
 	char load_error[2048]; /* a profile's own error, reported instead of the config's */
@@ -72,5 +77,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 int agent_config_parse_string(const char *name, const char *text, size_t len,
     struct agent_config *cfg, char *err, size_t errlen);
 void agent_config_free(struct agent_config *cfg);
+/* "a.b.c.d:port" or "[v6]:port" into a socket address: 0, or -EINVAL. */
+struct sockaddr_storage;
+int agent_listen_parse(const char *s, struct sockaddr_storage *ss);
 
 #endif
