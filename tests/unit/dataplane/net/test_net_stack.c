@@ -32,9 +32,9 @@
 #include "nic.h"
 
 #define IP(a, b, c, d) RTE_BE32(((uint32_t)(a) << 24) | ((b) << 16) | ((c) << 8) | (d))
-#define TX_RING    16 /* exact size: the 17th frame of a burst is refused by the "NIC" */
-#define ARP_N      8
-#define ICMP_RATE  2
+#define TX_RING        16 /* exact size: the 17th frame of a burst is refused by the "NIC" */
+#define ARP_N          8
+#define ICMP_RATE      2
 
 static struct rte_mempool *pool;
 static struct rte_ring *rx_ring, *tx_ring;
@@ -280,7 +280,8 @@ test_arp_hold_and_resolve(void **state)
 	n = drain_tx(out, 16);
 	assert_int_equal(n, 4);
 	for (unsigned i = 0; i < n; i++) {
-		const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(out[i], const struct rte_ether_hdr *);
+		const struct rte_ether_hdr *eh =
+		    rte_pktmbuf_mtod(out[i], const struct rte_ether_hdr *);
 		const struct rte_ipv4_hdr *ip = (const struct rte_ipv4_hdr *)(eh + 1);
 
 		assert_memory_equal(&eh->dst_addr, &peer_mac, 6);
@@ -465,8 +466,9 @@ test_ipv4_output_errors(void **state)
 	assert_int_equal(ipv4_output(&lc, l4_payload(8), IP(203, 0, 113, 1), 253), 0);
 	n = drain_tx(out, 4);
 	assert_int_equal(n, 1);
-	assert_int_equal(((struct rte_arp_hdr *)(rte_pktmbuf_mtod(out[0], struct rte_ether_hdr *) + 1))
-			     ->arp_data.arp_tip,
+	assert_int_equal(
+	    ((struct rte_arp_hdr *)(rte_pktmbuf_mtod(out[0], struct rte_ether_hdr *) + 1))
+		->arp_data.arp_tip,
 	    lc.gateway_be);
 	free_all(out, n);
 	assert_int_equal(CNT(ipv4, TX), 1);
@@ -487,7 +489,8 @@ test_icmp_echo_and_limits(void **state)
 	n = drain_tx(out, 8);
 	assert_int_equal(n, 1);
 	{
-		const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(out[0], const struct rte_ether_hdr *);
+		const struct rte_ether_hdr *eh =
+		    rte_pktmbuf_mtod(out[0], const struct rte_ether_hdr *);
 		const struct ip_echo *r = (const struct ip_echo *)(eh + 1);
 
 		assert_int_equal(rte_pktmbuf_pkt_len(out[0]), sizeof(*eh) + sizeof(p));
@@ -601,8 +604,8 @@ test_dp_tx_drop_and_wait(void **state)
 static void
 test_dp_alloc_pool_empty(void **state)
 {
-	struct rte_mempool *small = rte_pktmbuf_pool_create(
-	    "ut_small", 4, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+	struct rte_mempool *small =
+	    rte_pktmbuf_pool_create("ut_small", 4, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	struct rte_mempool *saved = lc.pool;
 	struct rte_mbuf *m[4];
 	struct rte_arp_hdr a;
@@ -664,8 +667,9 @@ eal_and_port(void)
 	char prefix[64];
 	char *argv[] = { "test_net_stack", "--no-huge", "--no-pci", "-m", "64", "--no-shconf",
 		"--file-prefix", prefix, "--log-level=error", "--no-telemetry", NULL };
-	struct nic_port_conf conf = { .device = "ut_ring", .n_queues = 1, .rx_desc = 64,
-		.tx_desc = 64 };
+	struct nic_port_conf conf = {
+		.device = "ut_ring", .n_queues = 1, .rx_desc = 64, .tx_desc = 64
+	};
 	struct rte_mempool *pools[1];
 	struct rte_ether_addr mac;
 	int p;
