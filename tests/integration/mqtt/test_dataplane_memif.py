@@ -122,6 +122,7 @@ def test():
         check(seen, "/edgegw/mem counted the 20 idle sessions while they were held")
 
         # a closed port: RST for each SYN, every connect refused at once
+        n0 = dpstat.query("/edgegw/counters", file_prefix=prefix).get("tcp_no_listener", 0)
         t0 = time.monotonic()
         rep, r = sim(work, "--port", "1884", "--sessions", "50", "--duration", "1",
                      "--connect-timeout", "20")
@@ -131,7 +132,11 @@ def test():
         check(rep["connected"] == 0 and rep["connect_failures"] == 50,
               "every connect to a closed port failed")
         check(rep["errors"].get("TCP_CONNECT", 0) == 50, "as TCP connect errors (refused)")
-        check(took < 15, "refused at once, not timed out (%.1fs)" % took)
+        # refused by a RST, not timed out: the dataplane says it answered each SYN with a RST
+        # (no wall-clock assert: a loaded machine is slow, not wrong)
+        n1 = dpstat.query("/edgegw/counters", file_prefix=prefix).get("tcp_no_listener", 0)
+        check(n1 - n0 >= 50, "the dataplane answered each SYN with a RST (tcp_no_listener +%d)"
+              % (n1 - n0))
 
         b1 = dpstat.query("/edgegw/broker", file_prefix=prefix)
         c1 = dpstat.query("/edgegw/counters", file_prefix=prefix)
