@@ -110,12 +110,15 @@ struct io {
 		IO_READ_INPUT_REGS,
 		IO_WRITE_BIT,
 		IO_WRITE_REG,
-		IO_WRITE_REGS
+		IO_WRITE_REGS,
+		IO_WRITE_BITS,
+		IO_MASK_WRITE
 	} kind;
 	uint16_t addr, count;
 	uint16_t *regs;
 	uint8_t *bits;
 	int value;
+	uint16_t and_mask, or_mask;
 };
 
 /* ---- connection ---- */
@@ -217,6 +220,10 @@ io_do(modbus_t *ctx, const struct io *op)
 		return modbus_write_register(ctx, op->addr, op->regs[0]);
 	case IO_WRITE_REGS:
 		return modbus_write_registers(ctx, op->addr, op->count, op->regs);
+	case IO_WRITE_BITS:
+		return modbus_write_bits(ctx, op->addr, op->count, op->bits);
+	case IO_MASK_WRITE:
+		return modbus_mask_write_register(ctx, op->addr, op->and_mask, op->or_mask);
 	}
 	return -1;
 }
@@ -643,19 +650,66 @@ respond(struct mb_bus *b, const struct write_job *j, bool ok, const char *reason
 		agent_msgq_push(b->q, b->resp_topic, msg, (size_t)n, 1, false);
 }
 
+/* The write request for a job (a bit point's read-modify-write: the write after the read). */
 static void
-write_io(const struct write_job *j, struct io *op, uint16_t *regs)
+write_io(const struct write_job *j, struct io *op, uint16_t *regs, uint8_t *bits)
 {
+	static const int kinds[] = { [MB_WR_COIL] = IO_WRITE_BIT,
+		[MB_WR_COILS] = IO_WRITE_BITS,
+		[MB_WR_REG] = IO_WRITE_REG,
+		[MB_WR_REGS] = IO_WRITE_REGS,
+		[MB_WR_MASK] = IO_MASK_WRITE,
+		[MB_WR_RMW] = IO_WRITE_REG };
+
 	memcpy(regs, j->op.regs, sizeof(j->op.regs));
-	if (j->op.func == MB_FN_COIL)
-		*op = (struct io){
-			.kind = IO_WRITE_BIT, .addr = j->op.address, .count = 1, .value = j->op.coil
-		};
+	bits[0] = j->op.coil;
+	*op = (struct io){ .kind = kinds[j->op.how],
+		.addr = j->op.address,
+		.count = j->op.count,
+		.regs = regs,
+		.bits = bits,
+		.value = j->op.coil,
+		.and_mask = j->op.and_mask,
+		.or_mask = j->op.or_mask };
+	if (j->op.how == MB_WR_RMW && j->op.rmw_multiple)
+		op->kind = IO_WRITE_REGS;
+}
+
+/* A bit point by read-modify-write: read its register and set or clear the bit in it. Another
+ * writer between the read and the write is lost: FC22 (bit_write: mask) has no such window. */
+static enum xfer
+rmw_read(struct mb_bus *b, struct bus_dev *d, struct write_job *j, uint16_t *reg, int *exc)
+{
+	struct io rd = { .kind = IO_READ_REGS, .addr = j->op.address, .count = 1, .regs = reg };
+	unsigned retries = d->conf->retries;
+	enum xfer x = transact(b, d, &rd, &retries, exc);
+
+	if (x == XFER_OK)
+		*reg = (uint16_t)((*reg & j->op.and_mask) | j->op.or_mask);
+	return x;
+}
+
+/* Read the point back; true when it holds what was written. */
+static bool
+read_back(struct mb_bus *b, struct bus_dev *d, const struct write_job *j, int *exc, bool *same)
+{
+	const struct mb_point *p = &d->prof->points[j->point];
+	struct io op = { .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS,
+		.addr = p->address,
+		.count = p->count,
+		.regs = b->regs,
+		.bits = b->bits };
+	unsigned retries = d->conf->retries;
+
+	if (transact(b, d, &op, &retries, exc) != XFER_OK)
+		return false;
+	if (p->func == MB_FN_COIL)
+		*same = (b->bits[0] != 0) == j->op.coil;
+	else if (p->type == MB_T_BIT)
+		*same = ((b->regs[0] >> p->bit) & 1u) == (j->op.coil ? 1u : 0u);
 	else
-		*op = (struct io){ .kind = j->op.count == 1 ? IO_WRITE_REG : IO_WRITE_REGS,
-			.addr = j->op.address,
-			.count = j->op.count,
-			.regs = regs };
+		*same = memcmp(b->regs, j->op.regs, p->count * sizeof(uint16_t)) == 0;
+	return true;
 }
 
 static void
@@ -663,42 +717,41 @@ run_write(struct mb_bus *b, struct write_job *j)
 {
 	struct bus_dev *d = &b->devs[j->dev];
 	const struct mb_point *p = &d->prof->points[j->point];
-	uint16_t regs[4];
+	uint16_t regs[MB_STR_REGS_MAX];
+	uint8_t bits[1];
 	struct io op;
 	struct mb_value v;
 	char val[160], why[200];
 	unsigned retries;
 	int exc = 0;
-	bool same;
+	bool same = false;
+	enum xfer x = XFER_OK;
 
 	agent_stat_add(&d->stats, AGENT_DC_writes, 1);
-	write_io(j, &op, regs);
+	write_io(j, &op, regs, bits);
+	if (j->op.how == MB_WR_RMW)
+		x = rmw_read(b, d, j, &regs[0], &exc);
 	retries = d->conf->retries;
-	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
+	if (x == XFER_OK)
+		x = transact(b, d, &op, &retries, &exc);
+	if (x != XFER_OK) {
 		snprintf(why, sizeof(why), "write failed: %s",
-		    exc ? modbus_strerror(MODBUS_ENOBASE + exc) : "no answer");
+		    exc                 ? modbus_strerror(MODBUS_ENOBASE + exc)
+			: x == XFER_BUS ? "the bus is down"
+					: "no answer");
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
 		respond(b, j, false, why, NULL);
 		return;
 	}
-	op = (struct io){ .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS,
-		.addr = p->address,
-		.count = p->count,
-		.regs = b->regs,
-		.bits = b->bits };
-	retries = d->conf->retries;
-	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
+	if (!read_back(b, d, j, &exc, &same)) {
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
 		respond(b, j, false, "written, but the read-back failed", NULL);
 		return;
 	}
-	if (p->func == MB_FN_COIL) {
+	if (p->func == MB_FN_COIL)
 		mb_decode_bit(p, b->bits[0], &v);
-		same = (b->bits[0] != 0) == j->op.coil;
-	} else {
+	else
 		mb_decode_regs(p, b->regs, &v);
-		same = memcmp(b->regs, j->op.regs, p->count * sizeof(uint16_t)) == 0;
-	}
 	mb_report_value(&d->st[j->point], &v, clock_wall_ms());
 	mb_value_json(p, &v, val, sizeof(val));
 	if (!same)

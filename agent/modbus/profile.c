@@ -63,7 +63,10 @@ struct point_defaults {
 	uint64_t heartbeat_ms;
 	const char *topic;
 	int addressing; /* enum mb_addressing */
+	int write_single, bit_write;
 };
+static const char *const write_single_names[] = { "single", "multiple", NULL };
+static const char *const bit_write_names[] = { "read_modify_write", "mask", NULL };
 
 /*
  * An address as the profile writes it into the protocol address (0..65535). zero: as is;
@@ -161,9 +164,6 @@ parse_point_limits(conf_node pn, struct mb_point *pt)
 	if (writable && (pt->func == MB_FN_DISCRETE || pt->func == MB_FN_INPUT))
 		return conf_error(
 		    conf_get(pn, "writable"), "%s points are read-only", mb_func_names[pt->func]);
-	if (writable && (pt->type == MB_T_STRING || pt->type == MB_T_BIT))
-		return conf_error(conf_get(pn, "writable"), "%s points cannot be written",
-		    mb_type_names[pt->type]);
 	pt->writable = writable;
 	pt->has_min = conf_present(conf_get(pn, "min"));
 	pt->has_max = conf_present(conf_get(pn, "max"));
@@ -255,6 +255,8 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 			    "unit must not hold a quote, backslash or control character");
 	if (strlen(unit) >= MB_UNIT_MAX || strlen(topic) >= MB_TOPIC_MAX)
 		return conf_error(pn, "unit or topic of point '%s' is too long", name);
+	pt->write_multiple = d->write_single == 1;
+	pt->mask_write = d->bit_write == 1;
 	pt->byte_swap = bo == 1;
 	pt->word_swap = wo == 1;
 	pt->qos = (uint8_t)qos;
@@ -331,6 +333,8 @@ parse_defaults(conf_node root, struct point_defaults *d)
 {
 	d->topic = "{prefix}/{device}/{point}";
 	return conf_get_enum(root, "addressing", 0, mb_addressing_names, &d->addressing) ||
+		conf_get_enum(root, "write_single", 0, write_single_names, &d->write_single) ||
+		conf_get_enum(root, "bit_write", 0, bit_write_names, &d->bit_write) ||
 		conf_get_enum(root, "byte_order", 0, order_names, &d->byte_order) ||
 		conf_get_enum(root, "word_order", 0, order_names, &d->word_order) ||
 		conf_get_u32(root, "qos", 0, 0, 1, &d->qos) ||
@@ -403,7 +407,8 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 {
 	static const char *const keys[] = { "name", "description", "vendor", "model",
 		"max_read_registers", "max_read_bits", "max_gap", "byte_order", "word_order", "qos",
-		"deadband", "heartbeat", "topic", "points", "holes", "addressing", NULL };
+		"deadband", "heartbeat", "topic", "points", "holes", "addressing", "write_single",
+		"bit_write", NULL };
 	struct point_defaults d;
 	conf_node points;
 	const char *name = NULL;

@@ -50,6 +50,9 @@ struct mb_point {
 	bool byte_swap; /* byte_order: little (BA within each register) */
 	bool word_swap; /* word_order: little (low word first) */
 	bool writable;
+	bool
+	    write_multiple; /* FC15/FC16 even for one coil/register (profile write_single: multiple) */
+	bool mask_write; /* bit points: FC22 mask write (bit_write: mask), else read-modify-write */
 	bool has_min, has_max; /* engineering-unit limits for writes */
 	double min, max;
 	double scale, offset;  /* engineering = raw * scale + offset */

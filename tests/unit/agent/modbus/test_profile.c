@@ -76,9 +76,9 @@ test_bad_profiles(void **state)
 		    "must be of type bool" },
 		{ "points:\n  - {name: x, function: input, address: 0, writable: true}\n",
 		    "read-only" },
-		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 2, "
-		  "writable: true}\n",
-		    "cannot be written" },
+		{ "bit_write: sometimes\npoints:\n  - {name: x, function: holding, address: 0, "
+		  "type: bit, bit: 2, writable: true}\n",
+		    "not one of" },
 		{ "points:\n  - {name: x, function: holding, address: 0, colour: red}\n",
 		    "unknown key 'colour'" },
 		{ "points:\n  - {name: x, function: holding, address: 0, type: string}\n",
