@@ -27,6 +27,7 @@
 #define BUS_MAX_JOBS       64
 #define BUS_DRAIN_QUIET_MS 30  /* silence that ends a drain after an error */
 #define BUS_REOPEN_MIN_MS  500 /* first retry of a port that does not open */
+#define BUS_RATES_MAX      8   /* poll rates per device (its interval, and points' own) */
 
 struct bus_dev {
 	const struct agent_device_conf *conf;
@@ -44,6 +45,13 @@ struct bus_dev {
 	uint64_t profile_hash;
 	bool replan;          /* learnt something this poll: plan again after it */
 	char state_path[512]; /* "" when the state is not kept */
+	/* Poll rates: class 0 is the device's interval, the others points' own (interval: or
+	 * group:). A poll reads the classes due then, planned together (plan_mask). */
+	uint64_t rate_ms[BUS_RATES_MAX], rate_due_ms[BUS_RATES_MAX], poll_ms;
+	size_t nrates;
+	uint8_t *pt_rate;
+	bool *due;
+	uint32_t plan_mask;
 };
 
 struct write_job {
@@ -381,8 +389,10 @@ dev_plan(struct mb_bus *b, struct bus_dev *d, struct mb_plan *out)
 	lim.holes = all.v;
 	lim.nholes = all.n;
 	b->tr.ops->cost(b->c, &lim.cost);
+	for (size_t i = 0; i < p->npoints; i++)
+		d->due[i] = (d->plan_mask >> d->pt_rate[i]) & 1u;
 	if (rc >= 0)
-		rc = mb_plan_build(out, p->points, p->npoints, &lim);
+		rc = mb_plan_build_subset(out, p->points, p->npoints, d->due, &lim);
 	mb_holes_free(&all);
 	return rc < 0 ? rc : 0;
 }
@@ -505,9 +515,45 @@ learn_finish(struct mb_bus *b, struct bus_dev *d)
 static void
 fail_unread(struct bus_dev *d, enum mb_quality q)
 {
-	for (size_t i = 0; i < d->prof->npoints; i++)
-		if (!d->fresh[i])
-			mb_report_fail(&d->st[i], q);
+	for (size_t k = 0; k < d->plan.npoints; k++)
+		if (!d->fresh[d->plan.idx[k]])
+			mb_report_fail(&d->st[d->plan.idx[k]], q);
+}
+
+/*
+ * The poll rates due now, and what is due within half the shortest one (read now rather than
+ * in a poll of its own a moment later): the planner coalesces them into one set of reads.
+ */
+static void
+rates_due(struct mb_bus *b, struct bus_dev *d, uint64_t now_ms)
+{
+	uint32_t mask = 0;
+	struct mb_plan np;
+
+	for (size_t r = 0; r < d->nrates; r++)
+		if (d->rate_due_ms[r] <= now_ms + d->poll_ms / 2)
+			mask |= 1u << r;
+	if (mask == 0)
+		mask = 1; /* polled early (a recovered device): its own interval */
+	if (mask == d->plan_mask)
+		return;
+	d->plan_mask = mask;
+	if (dev_plan(b, d, &np) == 0) {
+		mb_plan_free(&d->plan);
+		d->plan = np;
+	}
+}
+
+static void
+rates_done(struct bus_dev *d, uint64_t now_ms)
+{
+	for (size_t r = 0; r < d->nrates; r++) {
+		if (!((d->plan_mask >> r) & 1u))
+			continue;
+		d->rate_due_ms[r] += d->rate_ms[r];
+		if (d->rate_due_ms[r] <= now_ms)
+			d->rate_due_ms[r] = now_ms + d->rate_ms[r];
+	}
 }
 
 /* Poll every block of a device. A block whose answers were all bad fails alone; a silence
@@ -608,7 +654,11 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 	uint64_t late;
 
 	agent_stat_add(&d->stats, AGENT_DC_polls, 1);
+	if (d->nrates > 1)
+		rates_due(b, d, clock_mono_ms());
 	r = poll_device(b, d, was_failing);
+	if (d->nrates > 1 && r != POLL_BUS && r != POLL_DEAD)
+		rates_done(d, clock_mono_ms());
 	learn_finish(b, d);
 	if (d->replan)
 		dev_replan(b, d);
@@ -852,6 +902,41 @@ dev_load_learnt(struct mb_bus *b, struct bus_dev *d)
 		    d->conf->name, d->state_path);
 }
 
+/* Class 0: the device's interval; one class per other interval its points have. */
+static int
+dev_rates(struct mb_bus *b, struct bus_dev *d)
+{
+	const struct mb_profile *p = d->prof;
+	uint64_t now = clock_mono_ms();
+
+	d->rate_ms[0] = d->conf->interval_ms;
+	d->nrates = 1;
+	for (size_t i = 0; i < p->npoints; i++) {
+		uint64_t iv = p->points[i].interval_ms ? p->points[i].interval_ms : d->rate_ms[0];
+		size_t r = 0;
+
+		while (r < d->nrates && d->rate_ms[r] != iv)
+			r++;
+		if (r == d->nrates) {
+			if (r == BUS_RATES_MAX) {
+				log_err("bus %s: device %s: more than %d poll rates", b->c->name,
+				    d->conf->name, BUS_RATES_MAX);
+				return -EINVAL;
+			}
+			d->rate_ms[d->nrates++] = iv;
+		}
+		d->pt_rate[i] = (uint8_t)r;
+	}
+	d->poll_ms = d->rate_ms[0];
+	for (size_t r = 0; r < d->nrates; r++) {
+		d->rate_due_ms[r] = now;
+		if (d->rate_ms[r] < d->poll_ms)
+			d->poll_ms = d->rate_ms[r];
+	}
+	d->plan_mask = (1u << d->nrates) - 1u; /* the first poll reads everything */
+	return 0;
+}
+
 static int
 dev_init(
     struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc, const char *prefix)
@@ -864,7 +949,14 @@ dev_init(
 	d->st = calloc(p->npoints, sizeof(*d->st));
 	d->topics = calloc(p->npoints, sizeof(*d->topics));
 	d->fresh = calloc(p->npoints, sizeof(*d->fresh));
-	if (d->st == NULL || d->topics == NULL || d->fresh == NULL || dev_plan(b, d, &d->plan) != 0)
+	d->due = calloc(p->npoints, sizeof(*d->due));
+	d->pt_rate = calloc(p->npoints, sizeof(*d->pt_rate));
+	if (d->st == NULL || d->topics == NULL || d->fresh == NULL || d->due == NULL ||
+	    d->pt_rate == NULL)
+		return -ENOMEM;
+	if (dev_rates(b, d) != 0)
+		return -EINVAL;
+	if (dev_plan(b, d, &d->plan) != 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->npoints; i++) {
 		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name,
@@ -937,7 +1029,7 @@ mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *p
 	}
 	for (size_t i = 0; rc == 0 && i < c->ndevs; i++) {
 		rc = dev_init(b, &b->devs[i], &c->devs[i], prefix);
-		iv[i] = c->devs[i].interval_ms;
+		iv[i] = b->devs[i].poll_ms;
 	}
 	if (rc == 0) {
 		warn_slow_devices(c);
@@ -997,6 +1089,8 @@ mb_bus_destroy(struct mb_bus *b)
 		free(b->devs[i].st);
 		free(b->devs[i].topics);
 		free(b->devs[i].fresh);
+		free(b->devs[i].due);
+		free(b->devs[i].pt_rate);
 	}
 	free(b->devs);
 	mb_sched_free(&b->sched);

@@ -56,6 +56,9 @@ void mb_cost_rtu(struct mb_cost *c, uint32_t baud, unsigned bits_per_char, doubl
 
 int mb_plan_build(
     struct mb_plan *plan, const struct mb_point *pts, size_t n, const struct mb_plan_limits *lim);
+/* The same over the points with include[i] set (the points due in this poll). */
+int mb_plan_build_subset(struct mb_plan *plan, const struct mb_point *pts, size_t n,
+    const bool *include, const struct mb_plan_limits *lim);
 /* Replace block bi by one block per register group of its points (no read-through). */
 int mb_plan_split(struct mb_plan *plan, const struct mb_point *pts, size_t bi);
 /*
