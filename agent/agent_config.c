@@ -11,6 +11,7 @@
 
 #include "agent_config.h"
 #include "conf.h"
+#include "mqtt_conf.h"
 
 static const char *const bus_kinds[] = { "rtu", "tcp", NULL };
 static const char *const parities[] = { "none", "even", "odd", NULL };
@@ -199,27 +200,19 @@ check_names(conf_node buses, struct agent_config *cfg)
 	return 0;
 }
 
+/* The section belongs to the uplink (mqtt_conf.c): defaults, keys and checks are its own. */
 static int
 parse_mqtt(conf_node a, struct agent_config *cfg)
 {
-	static const char *const keys[] = { "host", "port", "client_id", "keepalive", NULL };
 	conf_node m = conf_get(a, "mqtt");
-	uint32_t port = 1883;
 
+	cfg->mqtt = calloc(1, sizeof(*cfg->mqtt));
+	if (cfg->mqtt == NULL)
+		return conf_error(a, "out of memory");
 	if (cfg->uplink == AGENT_UPLINK_MQTT && !conf_present(m))
 		return conf_error(
 		    a, "uplink mqtt needs an 'mqtt' section (host, port, client_id, keepalive)");
-	if (!conf_present(m))
-		return 0;
-	if (conf_check_keys(m, keys) ||
-	    copy_opt(m, "host", "127.0.0.1", cfg->mqtt_host, sizeof(cfg->mqtt_host)) ||
-	    conf_get_u32(m, "port", 1883, 1, 65535, &port) ||
-	    copy_opt(
-		m, "client_id", "edgegw-agent", cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id)) ||
-	    conf_get_duration_ms(m, "keepalive", 30000, 1000, 65535000, &cfg->mqtt_keepalive_ms))
-		return -1;
-	cfg->mqtt_port = (uint16_t)port;
-	return 0;
+	return uplink_mqtt_conf_parse(m, cfg->mqtt);
 }
 
 static int
@@ -298,6 +291,7 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	cfg->uplink = (enum agent_uplink_kind)up;
 	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || load_profiles(a, cfg_path, cfg))
 		return -1;
+	snprintf(cfg->mqtt->cmd_topic, sizeof(cfg->mqtt->cmd_topic), "%s", cfg->cmd_topic);
 	buses = conf_get(a, "buses");
 	if (!conf_is_seq(buses) || conf_seq_len(buses) == 0)
 		return conf_error(
@@ -372,6 +366,8 @@ agent_config_free(struct agent_config *cfg)
 	for (size_t i = 0; i < cfg->nbuses; i++)
 		free(cfg->buses[i].devs);
 	free(cfg->buses);
+	free(cfg->mqtt);
+	cfg->mqtt = NULL;
 	cfg->buses = NULL;
 	cfg->nbuses = 0;
 	mb_profile_set_free(&cfg->profiles);

@@ -23,6 +23,8 @@ enum agent_uplink_kind {
 	AGENT_UPLINK_JSONL
 };
 
+struct uplink_mqtt_conf;
+
 struct agent_device_conf {
 	char name[MB_NAME_MAX];
 	uint8_t unit_id;
@@ -56,12 +58,9 @@ struct agent_config {
 	struct mb_profile_set profiles;
 	char topic_prefix[128];
 	enum agent_uplink_kind uplink;
-	char jsonl_path[512];     /* "-" or empty: stdout */
-	char jsonl_commands[512]; /* optional FIFO or file of command lines */
-	char mqtt_host[128];
-	uint16_t mqtt_port;
-	char mqtt_client_id[64];
-	uint64_t mqtt_keepalive_ms;
+	char jsonl_path[512];          /* "-" or empty: stdout */
+	char jsonl_commands[512];      /* optional FIFO or file of command lines */
+	struct uplink_mqtt_conf *mqtt; /* the "mqtt:" section, parsed by agent/uplink/mqtt_conf.c */
 	char cmd_topic[MB_TOPIC_MAX];
 	char cmd_response_topic[MB_TOPIC_MAX];
 	char stats_file[512];
