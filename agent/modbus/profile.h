@@ -58,7 +58,7 @@ struct mb_point {
 	double scale, offset;  /* engineering = raw * scale + offset */
 	double deadband;       /* engineering units; 0: any change is reported */
 	uint64_t heartbeat_ms; /* report at least this often; 0: only on change */
-	uint64_t interval_ms;  /* poll rate of its own (interval:, or its group:); 0: the device's */
+	uint64_t interval_ms; /* poll rate of its own (interval:, or its group:); 0: the device's */
 	uint8_t qos;
 	char unit[MB_UNIT_MAX];
 	char
