@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "bus.h"
@@ -55,7 +56,7 @@ struct bus_dev {
 };
 
 struct write_job {
-	struct write_job *next;
+	STAILQ_ENTRY(write_job) link;
 	size_t dev, point;
 	struct mb_write_req req;
 	struct mb_write_op op;
@@ -75,7 +76,7 @@ struct mb_bus {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop;
-	struct write_job *jobs, *jobs_tail;
+	STAILQ_HEAD(, write_job) jobs;
 	size_t njobs;
 	uint64_t started_us, busy_us, connect_errors;
 	/* Bus fault: the port does not open (missing, unplugged) or the server is unreachable.
@@ -815,12 +816,10 @@ run_write(struct mb_bus *b, struct write_job *j)
 static struct write_job *
 take_job(struct mb_bus *b)
 {
-	struct write_job *j = b->jobs;
+	struct write_job *j = STAILQ_FIRST(&b->jobs);
 
 	if (j != NULL) {
-		b->jobs = j->next;
-		if (b->jobs == NULL)
-			b->jobs_tail = NULL;
+		STAILQ_REMOVE_HEAD(&b->jobs, link);
 		b->njobs--;
 	}
 	return j;
@@ -838,7 +837,7 @@ wait_until(struct mb_bus *b, uint64_t wait_ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	if (!b->stop && b->jobs == NULL)
+	if (!b->stop && STAILQ_EMPTY(&b->jobs))
 		pthread_cond_timedwait(&b->cond, &b->lock, &ts);
 }
 
@@ -1023,6 +1022,7 @@ mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *p
 		b->q = q;
 		snprintf(b->resp_topic, sizeof(b->resp_topic), "%s", resp_topic ? resp_topic : "");
 		bus_sync_init(b);
+		STAILQ_INIT(&b->jobs);
 		b->ndevs = c->ndevs;
 		b->devs = calloc(c->ndevs, sizeof(*b->devs));
 		rc = b->devs ? mb_transport_init(&b->tr, c) : -ENOMEM;
@@ -1130,13 +1130,9 @@ mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_
 	j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	*j = (struct write_job){ NULL, dev, point, *req, *op };
+	*j = (struct write_job){ .dev = dev, .point = point, .req = *req, .op = *op };
 	pthread_mutex_lock(&b->lock);
-	if (b->jobs_tail != NULL)
-		b->jobs_tail->next = j;
-	else
-		b->jobs = j;
-	b->jobs_tail = j;
+	STAILQ_INSERT_TAIL(&b->jobs, j, link);
 	b->njobs++;
 	pthread_cond_signal(&b->cond);
 	pthread_mutex_unlock(&b->lock);
