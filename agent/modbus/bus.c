@@ -499,6 +499,23 @@ learn(struct mb_bus *b, struct bus_dev *d, size_t bi, int exc)
 	return (r & MB_LEARNT_SPLIT) != 0;
 }
 
+/* A read over a learnt hole worked (a refused point answers again after a firmware update):
+ * forget the hole and plan again. */
+static void
+hole_filled(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
+{
+	size_t n;
+
+	if (!mb_holes_hit(d->learnt.holes.v, d->learnt.holes.n, blk->func, blk->start,
+		(uint32_t)blk->start + blk->count))
+		return;
+	n = mb_holes_forget(&d->learnt.holes, blk->func, blk->start, blk->count);
+	agent_stat_add(&d->stats, AGENT_DC_holes_forgotten, n);
+	d->replan = true;
+	log_warnx("bus %s: device %s: %s %u+%u answers again: forgot %zu learnt hole%s", b->c->name,
+	    d->conf->name, mb_func_names[blk->func], blk->start, blk->count, n, n > 1 ? "s" : "");
+}
+
 /* End of a poll: a suspect gap whose two halves both read fine is a hole. */
 static void
 learn_finish(struct mb_bus *b, struct bus_dev *d)
@@ -578,6 +595,7 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 		case XFER_OK:
 			block_decode(b, d, blk, clock_wall_ms());
 			mb_learning_read_ok(&d->lg, blk);
+			hole_filled(b, d, blk);
 			break;
 		case XFER_EXCEPTION:
 			if ((exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS ||

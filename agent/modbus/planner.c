@@ -385,6 +385,18 @@ mb_holes_add(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count)
 	return 1;
 }
 
+size_t
+mb_holes_forget(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count)
+{
+	size_t j = 0, n = h->n;
+
+	for (size_t i = 0; i < h->n; i++)
+		if (!mb_holes_hit(&h->v[i], 1, f, start, (uint32_t)start + count))
+			h->v[j++] = h->v[i];
+	h->n = j;
+	return n - j;
+}
+
 void
 mb_holes_free(struct mb_holes *h)
 {

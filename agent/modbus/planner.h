@@ -110,6 +110,9 @@ void mb_plan_free(struct mb_plan *plan);
 int mb_holes_add(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count);
 /* Does [start, end) of table f touch a hole? */
 bool mb_holes_hit(const struct mb_hole *v, size_t n, enum mb_func f, uint32_t start, uint32_t end);
+/* Drop the holes that touch [start, start + count) of table f (that range just read fine: a
+ * firmware update filled it). Returns how many were dropped. */
+size_t mb_holes_forget(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count);
 void mb_holes_free(struct mb_holes *h);
 
 #endif
