@@ -5,6 +5,7 @@
 #ifndef EDGEGW_AGENT_H
 #define EDGEGW_AGENT_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "agent_config.h"
@@ -25,6 +26,12 @@ struct agent {
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */
 	uint64_t cmd_rejected;                  /* commands refused before reaching a bus */
+	/* Read by the metrics thread (metrics.h): the buses are replaced, and these copies the
+	 * loop makes each tick are written, under stats_lock. */
+	pthread_mutex_t stats_lock;
+	struct uplink_stats up_snap;
+	uint64_t cmd_rejected_snap;
+	struct agent_metrics *metrics;
 };
 
 #endif

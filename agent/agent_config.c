@@ -3,6 +3,7 @@
  * Profiles are loaded from profiles_dir (relative paths are taken from the config file's folder)
  * before the buses, so a device naming an unknown profile is an error at its own line.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -242,6 +243,64 @@ parse_sections(conf_node a, struct agent_config *cfg)
 	return 0;
 }
 
+int
+agent_listen_parse(const char *s, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	const char *colon = strrchr(s, ':');
+	char host[64], *end;
+	unsigned long port;
+	size_t hlen;
+
+	if (colon == NULL || colon == s || (hlen = (size_t)(colon - s)) >= sizeof(host))
+		return -EINVAL;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] < '1' || colon[1] > '9' || *end != '\0' || port > 65535)
+		return -EINVAL;
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[' && s[hlen - 1] == ']' && hlen > 2) {
+		memcpy(host, s + 1, hlen - 2);
+		host[hlen - 2] = '\0';
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		return inet_pton(AF_INET6, host, &in6->sin6_addr) == 1 ? 0 : -EINVAL;
+	}
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	in4->sin_family = AF_INET;
+	in4->sin_port = htons((uint16_t)port);
+	return inet_pton(AF_INET, host, &in4->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+/* agent.metrics: {listen: HOST:PORT, dataplane_telemetry: PATH}; absent: no /metrics. */
+static int
+parse_metrics(conf_node a, struct agent_config *cfg)
+{
+	static const char *const keys[] = { "listen", "dataplane_telemetry", NULL };
+	conf_node m = conf_get(a, "metrics");
+	struct sockaddr_storage ss;
+
+	if (!conf_present(m))
+		return 0;
+	if (!conf_is_map(m))
+		return conf_error(m, "'metrics' must be a mapping (listen, dataplane_telemetry)");
+	if (conf_check_keys(m, keys) ||
+	    copy_req(m, "listen", cfg->metrics_listen, sizeof(cfg->metrics_listen)) ||
+	    copy_opt(m, "dataplane_telemetry", "/var/run/dpdk/edgegw/dpdk_telemetry.v2",
+		cfg->dataplane_telemetry, sizeof(cfg->dataplane_telemetry)))
+		return -1;
+	if (agent_listen_parse(cfg->metrics_listen, &ss) != 0)
+		return conf_error(conf_get(m, "listen"),
+		    "listen '%s': write an address and a port, 127.0.0.1:9880 or [::1]:9880",
+		    cfg->metrics_listen);
+	if (cfg->dataplane_telemetry[0] != '/')
+		return conf_error(conf_get(m, "dataplane_telemetry"),
+		    "dataplane_telemetry: an absolute path (/var/run/dpdk/<file-prefix>/"
+		    "dpdk_telemetry.v2)");
+	return 0;
+}
+
 static int
 load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
 {
@@ -272,7 +331,7 @@ static int
 parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 {
 	static const char *const keys[] = { "log_level", "profiles_dir", "topic_prefix", "uplink",
-		"jsonl", "mqtt", "commands", "stats", "buses", "state_dir", NULL };
+		"jsonl", "mqtt", "commands", "stats", "metrics", "buses", "state_dir", NULL };
 	conf_node buses;
 	int lvl = LOG_LVL_INFO, up = 0;
 
@@ -289,7 +348,8 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 		    conf_get(a, "topic_prefix"), "topic_prefix must not hold + # \" or \\");
 	cfg->log_level = (enum log_level)lvl;
 	cfg->uplink = (enum agent_uplink_kind)up;
-	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || load_profiles(a, cfg_path, cfg))
+	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || parse_metrics(a, cfg) ||
+	    load_profiles(a, cfg_path, cfg))
 		return -1;
 	snprintf(cfg->mqtt->cmd_topic, sizeof(cfg->mqtt->cmd_topic), "%s", cfg->cmd_topic);
 	buses = conf_get(a, "buses");

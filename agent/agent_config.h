@@ -65,6 +65,8 @@ struct agent_config {
 	char cmd_response_topic[MB_TOPIC_MAX];
 	char stats_file[512];
 	uint64_t stats_interval_ms;
+	char metrics_listen[64];       /* agent.metrics.listen, "host:port"; empty: no /metrics */
+	char dataplane_telemetry[256]; /* the dataplane's DPDK telemetry socket */
 	struct agent_bus_conf *buses;
 	size_t nbuses;
 	char load_error[2048]; /* a profile's own error, reported instead of the config's */
@@ -75,5 +77,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 int agent_config_parse_string(const char *name, const char *text, size_t len,
     struct agent_config *cfg, char *err, size_t errlen);
 void agent_config_free(struct agent_config *cfg);
+/* "a.b.c.d:port" or "[v6]:port" into a socket address: 0, or -EINVAL. */
+struct sockaddr_storage;
+int agent_listen_parse(const char *s, struct sockaddr_storage *ss);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "agent.h"
 #include "clock.h"
+#include "metrics.h"
 #include "stats.h"
 #include "log.h"
 
@@ -166,6 +167,7 @@ agent_reload(struct agent *a)
 {
 	struct agent_config nc;
 	char err[4096];
+	int rc;
 
 	sd_notify(0, "RELOADING=1");
 	if (agent_config_load(a->cfg_path, &nc, err, sizeof(err)) != 0) {
@@ -174,12 +176,16 @@ agent_reload(struct agent *a)
 		return;
 	}
 	keep_uplink_settings(&a->cfg, &nc);
+	agent_metrics_keep_settings(&a->cfg, &nc);
+	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
 	buses_stop(a);
 	agent_config_free(&a->cfg);
 	a->cfg = nc;
 	log_set_level(a->cfg.log_level);
 	a->next_stats_ms = 0;
-	if (buses_start(a) != 0) {
+	rc = buses_start(a);
+	pthread_mutex_unlock(&a->stats_lock);
+	if (rc != 0) {
 		log_err("reload: cannot start the buses; stopping");
 		agent_loop_stop(a->loop);
 		return;
@@ -220,6 +226,7 @@ on_tick(void *arg, uint64_t now_ms)
 		sd_notify(0, "WATCHDOG=1");
 		a->next_watchdog_ms = now_ms + a->watchdog_ms / 2;
 	}
+	agent_stats_snapshot(a);
 	if (!a->cfg.stats_file[0] || now_ms < a->next_stats_ms)
 		return;
 	a->next_stats_ms = now_ms + a->cfg.stats_interval_ms;
@@ -252,14 +259,19 @@ agent_start(struct agent *a)
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
 	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0)
 		return rc;
-	return buses_start(a);
+	if ((rc = buses_start(a)) != 0)
+		return rc;
+	return agent_metrics_start(a, &a->metrics);
 }
 
 static void
 agent_stop(struct agent *a)
 {
+	agent_metrics_stop(a->metrics);
+	a->metrics = NULL;
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_stop(a->buses[i]);
+	agent_stats_snapshot(a);
 	if (a->cfg.stats_file[0] && a->loop != NULL)
 		agent_stats_write_file(a, a->cfg.stats_file);
 	buses_stop(a);
@@ -301,6 +313,7 @@ main(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	a.q.efd = -1;
+	pthread_mutex_init(&a.stats_lock, NULL);
 	while ((o = getopt_long(argc, argv, "c:vhV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':

@@ -103,19 +103,19 @@ link_json(const struct uplink_stats *us, FILE *f)
 void
 agent_stats_json(const struct agent *a, FILE *f)
 {
-	struct uplink_stats us = { 0 };
+	const struct uplink_stats us = a->up_snap;
 
-	if (a->up != NULL)
-		uplink_get_stats(a->up, &us);
 	fprintf(f,
-	    "{\"ts_ms\":%llu,\"uptime_ms\":%llu,\"queue_dropped\":%llu,\"commands_rejected\":%llu,"
+	    "{\"pid\":%d,\"ts_ms\":%llu,\"uptime_ms\":%llu,\"queue_dropped\":%llu,\"commands_"
+	    "rejected\":%llu,"
 	    "\"uplink\":{\"connected\":%s,\"submitted\":%llu,\"sent\":%llu,\"acked\":%llu,"
 	    "\"dropped\":%llu,\"resent\":%llu,\"queued\":%llu,\"connects\":%llu,\"disconnects\":%"
 	    "llu,"
 	    "\"commands\":%llu",
-	    (unsigned long long)clock_wall_ms(),
-	    (unsigned long long)(clock_mono_ms() - a->started_ms), (unsigned long long)a->q.dropped,
-	    (unsigned long long)a->cmd_rejected, us.connected ? "true" : "false",
+	    (int)getpid(), (unsigned long long)clock_wall_ms(),
+	    (unsigned long long)(clock_mono_ms() - a->started_ms),
+	    (unsigned long long)__atomic_load_n(&a->q.dropped, __ATOMIC_RELAXED),
+	    (unsigned long long)a->cmd_rejected_snap, us.connected ? "true" : "false",
 	    (unsigned long long)us.submitted, (unsigned long long)us.sent,
 	    (unsigned long long)us.acked, (unsigned long long)us.dropped,
 	    (unsigned long long)us.resent, (unsigned long long)us.queued,
@@ -172,6 +172,16 @@ link_log(const struct agent *a)
 			    uplink_counter_names[i], (unsigned long long)us.link[i]);
 	log_info("stats: uplink %s queued %llu%s", us.connected ? "up" : "down",
 	    (unsigned long long)us.queued, line);
+}
+
+void
+agent_stats_snapshot(struct agent *a)
+{
+	pthread_mutex_lock(&a->stats_lock);
+	if (a->up != NULL)
+		uplink_get_stats(a->up, &a->up_snap);
+	a->cmd_rejected_snap = a->cmd_rejected;
+	pthread_mutex_unlock(&a->stats_lock);
 }
 
 void

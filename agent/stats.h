@@ -47,7 +47,9 @@ agent_stat_get(const struct agent_dev_stats *s, enum agent_dev_counter c)
 }
 
 struct agent;
-/* Write the whole stats tree as JSON to f. */
+/* Copy what the loop alone writes (uplink figures, rejected commands) for the stats readers. */
+void agent_stats_snapshot(struct agent *a);
+/* Write the whole stats tree as JSON to f (uplink figures as of the last snapshot). */
 void agent_stats_json(const struct agent *a, FILE *f);
 /* Write it to path atomically (temporary file + rename). */
 int agent_stats_write_file(const struct agent *a, const char *path);

@@ -59,8 +59,10 @@ static void
 request_from(uint8_t host)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
-	struct rte_arp_hdr *a = (struct rte_arp_hdr *)rte_pktmbuf_append(m, sizeof(*a));
+	struct rte_arp_hdr *a;
 
+	if (m == NULL || (a = (struct rte_arp_hdr *)rte_pktmbuf_append(m, sizeof(*a))) == NULL)
+		abort(); /* the pool is sized for the test: a NULL here is a bug in it */
 	memset(a, 0, sizeof(*a));
 	a->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
 	a->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);

@@ -1,0 +1,126 @@
+/*
+ * test_metrics.c: the Prometheus rendering of the dataplane's telemetry (agent/metrics_dp.c)
+ * and the name rules of agent/prom.c: base units, _total, labels, the up gauge.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "metrics.h"
+#include "prom.h"
+
+static void
+test_names(void **state)
+{
+	char n[160];
+	double scale;
+
+	(void)state;
+	prom_name(n, sizeof(n), "edgegw_agent_device_", "busy_us", "_total", &scale);
+	assert_string_equal(n, "edgegw_agent_device_busy_seconds_total");
+	assert_true(scale == 1e-6);
+	prom_name(n, sizeof(n), "edgegw_agent_device_", "lateness_ms_sum", "_total", &scale);
+	assert_string_equal(n, "edgegw_agent_device_lateness_seconds_total");
+	assert_true(scale == 1e-3);
+	prom_name(n, sizeof(n), "edgegw_agent_device_", "lateness_ms_max", "", &scale);
+	assert_string_equal(n, "edgegw_agent_device_lateness_max_seconds");
+	prom_name(n, sizeof(n), "edgegw_broker_", "PUB_RX", "_total", &scale);
+	assert_string_equal(n, "edgegw_broker_pub_rx_total");
+	assert_true(scale == 1.0);
+	prom_name(n, sizeof(n), "edgegw_dataplane_", "uptime_s", "", &scale);
+	assert_string_equal(n, "edgegw_dataplane_uptime_seconds");
+	/* a word that merely starts like a unit is not one */
+	prom_name(n, sizeof(n), "x_", "tcp_msl_used", "", &scale);
+	assert_string_equal(n, "x_tcp_msl_used");
+	prom_name(n, sizeof(n), "x_", "a-b.c", "", &scale);
+	assert_string_equal(n, "x_a_b_c");
+}
+
+static char *
+render(const struct dp_scrape *s)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	dp_scrape_render(s, f);
+	fclose(f);
+	return buf;
+}
+
+static void
+test_down(void **state)
+{
+	struct dp_scrape s = { 0 };
+	char *t;
+
+	(void)state;
+	/* nothing listens there: up 0, no error, no other family */
+	dp_scrape_read(&s, "/nonexistent/dpdk_telemetry.v2", 100);
+	assert_false(s.up);
+	t = render(&s);
+	assert_non_null(strstr(t, "# TYPE edgegw_dataplane_up gauge\nedgegw_dataplane_up 0\n"));
+	assert_null(strstr(t, "_total"));
+	free(t);
+}
+
+static void
+test_up(void **state)
+{
+	struct dp_scrape s = { .up = true };
+	char *t;
+
+	(void)state;
+	s.counters = json_loads("{\"port_rx_pkts\": 12, \"tcp_bad_cksum\": 3}", 0, NULL);
+	s.describe = json_loads("{\"port_rx_pkts\": \"frames received\", \"tcp_bad_cksum\": "
+				"{\"help\": \"drop: bad\\nchecksum\", \"kind\": \"drop\"}}",
+	    0, NULL);
+	s.status = json_loads("{\"uptime_s\": 5, \"link_speed_mbps\": 1000}", 0, NULL);
+	s.workers = json_loads("{\"w0_lcore\": 1, \"w0_queue\": 0, \"w0_rx_pkts\": 7, "
+			       "\"w1_lcore\": 2, \"w1_queue\": 1, \"w1_rx_pkts\": 5}",
+	    0, NULL);
+	s.mem = json_loads("{\"state_established\": 4, \"tcb_bytes\": 512, \"mqtt_sessions\": 9, "
+			   "\"mbufs_in_use\": 3}",
+	    0, NULL);
+	s.broker = json_loads("{\"PUB_RX\": 42}", 0, NULL);
+	t = render(&s);
+	assert_non_null(strstr(t, "edgegw_dataplane_up 1\n"));
+	assert_non_null(strstr(t,
+	    "# HELP edgegw_dataplane_port_rx_pkts_total frames received\n"
+	    "# TYPE edgegw_dataplane_port_rx_pkts_total counter\n"
+	    "edgegw_dataplane_port_rx_pkts_total 12\n"));
+	/* help text escaped: a newline would end the line */
+	assert_non_null(
+	    strstr(t, "# HELP edgegw_dataplane_tcp_bad_cksum_total drop: bad\\nchecksum\n"));
+	assert_non_null(strstr(t, "edgegw_dataplane_uptime_seconds 5\n"));
+	assert_non_null(strstr(t, "edgegw_dataplane_link_speed_bytes 125000000\n"));
+	assert_non_null(strstr(t,
+	    "edgegw_dataplane_worker_rx_packets_total{lcore=\"1\",queue=\"0\"} 7\n"
+	    "edgegw_dataplane_worker_rx_packets_total{lcore=\"2\",queue=\"1\"} 5\n"));
+	assert_non_null(
+	    strstr(t, "edgegw_dataplane_tcp_flows_by_state{state=\"established\"} 4\n"));
+	assert_non_null(strstr(t, "edgegw_dataplane_mem_tcb_bytes 512\n"));
+	assert_non_null(
+	    strstr(t, "# TYPE edgegw_broker_sessions gauge\nedgegw_broker_sessions 9\n"));
+	assert_non_null(strstr(
+	    t, "# TYPE edgegw_broker_pub_rx_total counter\nedgegw_broker_pub_rx_total 42\n"));
+	assert_null(strstr(t, "mem_mbufs_in_use"));
+	free(t);
+	dp_scrape_free(&s);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_down),
+		cmocka_unit_test(test_up),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
