@@ -13,13 +13,13 @@
 #include "broker_int.h"
 
 static const char *const counter_names[] = {
-#define BROKER_C(name, desc) #name,
+#define BROKER_C(name, kind, desc) #name,
 #include "broker_counters.def"
 #undef BROKER_C
 };
 
 static const char *const counter_descs[] = {
-#define BROKER_C(name, desc) desc,
+#define BROKER_C(name, kind, desc) desc,
 #include "broker_counters.def"
 #undef BROKER_C
 };
@@ -756,4 +756,16 @@ const char *
 broker_counter_desc(enum broker_counter c)
 {
 	return c < BROKER_C_COUNT ? counter_descs[c] : "?";
+}
+
+enum counter_kind
+broker_counter_kind(enum broker_counter c)
+{
+	static const enum counter_kind kinds[] = {
+#define BROKER_C(name, kind, desc) COUNTER_KIND_##kind,
+#include "broker_counters.def"
+#undef BROKER_C
+	};
+
+	return c < BROKER_C_COUNT ? kinds[c] : COUNTER_KIND_INFO;
 }

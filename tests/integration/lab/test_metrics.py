@@ -83,7 +83,10 @@ def scrape(lab):
 
 
 def value(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))), samples.get((name, tuple(labels.items()))))
+    """The one sample of name whose labels include these (a counter's class needs no naming)."""
+    found = [v for (n, lab), v in samples.items()
+             if n == name and set(labels.items()) <= set(lab)]
+    return found[0] if len(found) == 1 else None
 
 
 def wait_scrape(lab, timeout_s=20):
@@ -171,6 +174,14 @@ def test():
             check(value(s0, name, **meter) is not None, "%s{bus,device} present" % name)
         check(any(k[0] == "edgegw_dataplane_worker_rx_packets_total" and k[1][0][0] == "lcore"
                   for k in s0), "per-worker figures carry an lcore label")
+        # the kinds of the tables: a drop counter of the dataplane, a bad-input one of the agent
+        check(value(s0, "edgegw_dataplane_eth_runt_total", **{"class": "drop"}) is not None,
+              "the dataplane's drops carry class=\"drop\"")
+        check(value(s0, "edgegw_agent_device_crc_errors_total", **{"class": "bad_input"},
+                    **meter) is not None, "the agent's CRC errors carry class=\"bad_input\"")
+        check(("edgegw_agent_device_lateness_max_seconds", (("bus", "rs485-1"),
+                                                             ("device", "main-meter"))) in s0,
+              "a GAUGE of stats.def is a gauge, without a class")
         log("first scrape: %d samples, %d bytes" % (len(s0), len(text)))
 
         # traffic: echo connections, an MQTT publish to the dataplane's broker
