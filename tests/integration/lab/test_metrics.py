@@ -158,6 +158,45 @@ def real_prometheus(lab):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def ctl(lab, *args):
+    exe = os.path.join(os.path.dirname(labtest.dataplane_binary()), "../tools/edgegwctl/edgegwctl")
+    return subprocess.run(["ip", "netns", "exec", lab.prefix + "gw", exe, "-c",
+                           lab.runtime("gateway.yaml"), *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def edgegwctl(lab):
+    """edgegwctl against the running gateway: the addresses from the lab's config."""
+    r = ctl(lab, "status")
+    check(r.returncode == 0 and "dataplane: running (pid %d)" % lab.dataplane_pid() in r.stdout
+          and "agent: running" in r.stdout, "edgegwctl status: %r" % r.stdout)
+    r = ctl(lab, "--json", "stats")
+    j = json.loads(r.stdout)
+    check(r.returncode == 0 and j["dataplane"]["counters"]["port_rx_pkts"] > 0 and
+          j["dataplane"]["kinds"]["eth_runt"] == "drop" and
+          j["dataplane"]["broker"]["PUB_RX"] >= 1 and len(j["agent"]["buses"]) == 2,
+          "edgegwctl --json stats: dataplane, kinds, broker and agent figures")
+    r = ctl(lab, "stats")
+    check(r.returncode == 0 and re.search(r"^  port_rx_pkts +[1-9]", r.stdout, re.M) and
+          "broker counters:" in r.stdout, "edgegwctl stats: a table")
+    r = ctl(lab, "devices")
+    check(r.returncode == 0 and re.search(r"^rs485-1 +main-meter +1 +\w+ +[1-9]", r.stdout, re.M),
+          "edgegwctl devices: %r" % r.stdout[:300])
+    r = ctl(lab, "buses")
+    check(r.returncode == 0 and re.search(r"^hall2-gateway +yes ", r.stdout, re.M),
+          "edgegwctl buses: %r" % r.stdout[:300])
+    # reload: SIGHUP to both (no systemd here); each logs its reload
+    r = ctl(lab, "reload")
+    check(r.returncode == 0 and "dataplane: SIGHUP sent" in r.stdout and
+          "agent: SIGHUP sent" in r.stdout, "edgegwctl reload: %r" % (r.stdout + r.stderr))
+
+    def reloaded():
+        with open(lab.runtime("agent.log")) as f:
+            return "reload: " in f.read()
+    check(labtest.wait_for(reloaded, 15), "the agent logged its reload")
+    check(lab.dataplane_alive(), "the dataplane lives through SIGHUP")
+
+
 def test():
     agent = os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
     if not os.path.exists(agent):
@@ -207,6 +246,7 @@ def test():
             d = value(s1, name) - value(s0, name)
             check(d >= least, "%s moved by %d (at least %d)" % (name, d, least))
         real_prometheus(lab)
+        edgegwctl(lab)
 
         # a dataplane that does not answer (stopped by a signal): up 0 after one timeout
         pid = lab.dataplane_pid()
