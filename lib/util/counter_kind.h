@@ -1,6 +1,6 @@
 /*
  * counter_kind.h: what a counter of the project's tables (.def files) tells, its KIND column, as
- * VPP's tcp_error.def carries a severity: the exporters (DPDK telemetry /edgegw/kinds,
+ * VPP's TCP error table carries a severity: the exporters (DPDK telemetry /edgegw/kinds,
  * Prometheus's TYPE and class label, edgegwctl) read it from the table, never out of a
  * description string. The tables write the bare token (INFO, DROP, ...).
  */
