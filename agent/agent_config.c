@@ -12,6 +12,7 @@
 
 #include "agent_config.h"
 #include "conf.h"
+#include "mqtt_conf.h"
 
 static const char *const bus_kinds[] = { "rtu", "tcp", NULL };
 static const char *const parities[] = { "none", "even", "odd", NULL };
@@ -44,7 +45,7 @@ static int
 parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d)
 {
 	static const char *const keys[] = { "name", "unit_id", "profile", "interval", "timeout",
-		"retries", NULL };
+		"retries", "pause_between_requests", NULL };
 	char profile[MB_NAME_MAX];
 	uint32_t unit = 0;
 
@@ -61,7 +62,8 @@ parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d
 	if (conf_get_u32(dn, "unit_id", 1, 0, 255, &unit) ||
 	    conf_get_duration_ms(dn, "interval", 1000, 10, 86400000ull, &d->interval_ms) ||
 	    conf_get_duration_ms(dn, "timeout", 500, 10, 60000, &d->timeout_ms) ||
-	    conf_get_u32(dn, "retries", 2, 0, 10, &d->retries))
+	    conf_get_u32(dn, "retries", 2, 0, 10, &d->retries) ||
+	    conf_get_duration_ms(dn, "pause_between_requests", 0, 0, 10000, &d->pause_ms))
 		return -1;
 	d->unit_id = (uint8_t)unit;
 	d->profile = mb_profile_find(&cfg->profiles, profile);
@@ -119,8 +121,8 @@ static int
 parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 {
 	static const char *const keys[] = { "name", "type", "device", "baud", "parity", "data_bits",
-		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff", "devices",
-		NULL };
+		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff",
+		"pause_between_requests", "devices", NULL };
 	conf_node devs;
 	int kind = 0;
 
@@ -130,8 +132,10 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 	    conf_get_enum(bn, "type", 0, bus_kinds, &kind) ||
 	    conf_get_duration_ms(
 		bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms) ||
-	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms))
+	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms) ||
+	    conf_get_duration_ms(bn, "pause_between_requests", 0, 0, 10000, &b->pause_ms))
 		return -1;
+	memcpy(b->state_dir, cfg->state_dir, sizeof(b->state_dir));
 	if (!mb_name_valid(b->name))
 		return conf_error(
 		    conf_get(bn, "name"), "bus name '%s': use letters, digits, _ . : -", b->name);
@@ -197,27 +201,19 @@ check_names(conf_node buses, struct agent_config *cfg)
 	return 0;
 }
 
+/* The section belongs to the uplink (mqtt_conf.c): defaults, keys and checks are its own. */
 static int
 parse_mqtt(conf_node a, struct agent_config *cfg)
 {
-	static const char *const keys[] = { "host", "port", "client_id", "keepalive", NULL };
 	conf_node m = conf_get(a, "mqtt");
-	uint32_t port = 1883;
 
+	cfg->mqtt = calloc(1, sizeof(*cfg->mqtt));
+	if (cfg->mqtt == NULL)
+		return conf_error(a, "out of memory");
 	if (cfg->uplink == AGENT_UPLINK_MQTT && !conf_present(m))
 		return conf_error(
 		    a, "uplink mqtt needs an 'mqtt' section (host, port, client_id, keepalive)");
-	if (!conf_present(m))
-		return 0;
-	if (conf_check_keys(m, keys) ||
-	    copy_opt(m, "host", "127.0.0.1", cfg->mqtt_host, sizeof(cfg->mqtt_host)) ||
-	    conf_get_u32(m, "port", 1883, 1, 65535, &port) ||
-	    copy_opt(
-		m, "client_id", "edgegw-agent", cfg->mqtt_client_id, sizeof(cfg->mqtt_client_id)) ||
-	    conf_get_duration_ms(m, "keepalive", 30000, 1000, 65535000, &cfg->mqtt_keepalive_ms))
-		return -1;
-	cfg->mqtt_port = (uint16_t)port;
-	return 0;
+	return uplink_mqtt_conf_parse(m, cfg->mqtt);
 }
 
 static int
@@ -335,7 +331,7 @@ static int
 parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 {
 	static const char *const keys[] = { "log_level", "profiles_dir", "topic_prefix", "uplink",
-		"jsonl", "mqtt", "commands", "stats", "metrics", "buses", NULL };
+		"jsonl", "mqtt", "commands", "stats", "metrics", "buses", "state_dir", NULL };
 	conf_node buses;
 	int lvl = LOG_LVL_INFO, up = 0;
 
@@ -344,6 +340,7 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	if (conf_check_keys(a, keys) ||
 	    conf_get_enum(a, "log_level", LOG_LVL_INFO, log_level_names, &lvl) ||
 	    copy_opt(a, "topic_prefix", "edgegw", cfg->topic_prefix, sizeof(cfg->topic_prefix)) ||
+	    copy_opt(a, "state_dir", "/var/lib/edgegw", cfg->state_dir, sizeof(cfg->state_dir)) ||
 	    conf_get_enum(a, "uplink", 0, uplinks, &up))
 		return -1;
 	if (strpbrk(cfg->topic_prefix, "+#\"\\") != NULL)
@@ -354,6 +351,7 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || parse_metrics(a, cfg) ||
 	    load_profiles(a, cfg_path, cfg))
 		return -1;
+	snprintf(cfg->mqtt->cmd_topic, sizeof(cfg->mqtt->cmd_topic), "%s", cfg->cmd_topic);
 	buses = conf_get(a, "buses");
 	if (!conf_is_seq(buses) || conf_seq_len(buses) == 0)
 		return conf_error(
@@ -428,6 +426,8 @@ agent_config_free(struct agent_config *cfg)
 	for (size_t i = 0; i < cfg->nbuses; i++)
 		free(cfg->buses[i].devs);
 	free(cfg->buses);
+	free(cfg->mqtt);
+	cfg->mqtt = NULL;
 	cfg->buses = NULL;
 	cfg->nbuses = 0;
 	mb_profile_set_free(&cfg->profiles);

@@ -23,12 +23,15 @@ enum agent_uplink_kind {
 	AGENT_UPLINK_JSONL
 };
 
+struct uplink_mqtt_conf;
+
 struct agent_device_conf {
 	char name[MB_NAME_MAX];
 	uint8_t unit_id;
 	uint64_t interval_ms;
 	uint64_t timeout_ms;
 	uint32_t retries;
+	uint64_t pause_ms;                /* silence before each request to it; 0: the bus's */
 	const struct mb_profile *profile; /* points into agent_config.profiles */
 };
 
@@ -42,6 +45,8 @@ struct agent_bus_conf {
 	uint16_t port;
 	uint64_t turnaround_ms; /* expected device think time / round trip, for planning */
 	uint64_t max_backoff_ms;
+	uint64_t pause_ms;   /* pause_between_requests: silence kept before every request */
+	char state_dir[256]; /* agent.state_dir, copied (what the poller learnt is kept there) */
 	struct agent_device_conf *devs;
 	size_t ndevs;
 };
@@ -49,15 +54,13 @@ struct agent_bus_conf {
 struct agent_config {
 	enum log_level log_level;
 	char profiles_dir[512];
+	char state_dir[256]; /* learnt per-device state: <state_dir>/modbus/ */
 	struct mb_profile_set profiles;
 	char topic_prefix[128];
 	enum agent_uplink_kind uplink;
-	char jsonl_path[512];     /* "-" or empty: stdout */
-	char jsonl_commands[512]; /* optional FIFO or file of command lines */
-	char mqtt_host[128];
-	uint16_t mqtt_port;
-	char mqtt_client_id[64];
-	uint64_t mqtt_keepalive_ms;
+	char jsonl_path[512];          /* "-" or empty: stdout */
+	char jsonl_commands[512];      /* optional FIFO or file of command lines */
+	struct uplink_mqtt_conf *mqtt; /* the "mqtt:" section, parsed by agent/uplink/mqtt_conf.c */
 	char cmd_topic[MB_TOPIC_MAX];
 	char cmd_response_topic[MB_TOPIC_MAX];
 	char stats_file[512];

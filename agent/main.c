@@ -143,9 +143,7 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 {
 	if (old->uplink == nc->uplink && strcmp(old->jsonl_path, nc->jsonl_path) == 0 &&
 	    strcmp(old->jsonl_commands, nc->jsonl_commands) == 0 &&
-	    strcmp(old->mqtt_host, nc->mqtt_host) == 0 && old->mqtt_port == nc->mqtt_port &&
-	    strcmp(old->mqtt_client_id, nc->mqtt_client_id) == 0 &&
-	    old->mqtt_keepalive_ms == nc->mqtt_keepalive_ms &&
+	    memcmp(old->mqtt, nc->mqtt, sizeof(*nc->mqtt)) == 0 &&
 	    strcmp(old->cmd_topic, nc->cmd_topic) == 0 &&
 	    strcmp(old->cmd_response_topic, nc->cmd_response_topic) == 0)
 		return;
@@ -154,10 +152,7 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 	nc->uplink = old->uplink;
 	memcpy(nc->jsonl_path, old->jsonl_path, sizeof(nc->jsonl_path));
 	memcpy(nc->jsonl_commands, old->jsonl_commands, sizeof(nc->jsonl_commands));
-	memcpy(nc->mqtt_host, old->mqtt_host, sizeof(nc->mqtt_host));
-	nc->mqtt_port = old->mqtt_port;
-	memcpy(nc->mqtt_client_id, old->mqtt_client_id, sizeof(nc->mqtt_client_id));
-	nc->mqtt_keepalive_ms = old->mqtt_keepalive_ms;
+	*nc->mqtt = *old->mqtt;
 	memcpy(nc->cmd_topic, old->cmd_topic, sizeof(nc->cmd_topic));
 	memcpy(nc->cmd_response_topic, old->cmd_response_topic, sizeof(nc->cmd_response_topic));
 }
@@ -249,10 +244,7 @@ make_uplink(struct agent *a)
 	if (c->uplink == AGENT_UPLINK_JSONL)
 		return uplink_jsonl_create(
 		    &a->up, a->loop, c->jsonl_path, c->jsonl_commands, c->cmd_topic, on_command, a);
-	struct uplink_mqtt_conf mc = { c->mqtt_host, c->mqtt_port, c->mqtt_client_id,
-		(uint16_t)(c->mqtt_keepalive_ms / 1000), c->cmd_topic, 100000 };
-
-	return uplink_mqtt_create(&a->up, a->loop, &mc, on_command, a);
+	return uplink_mqtt_create(&a->up, a->loop, c->mqtt, on_command, a);
 }
 
 static int

@@ -36,6 +36,27 @@ agent_family(FILE *f, const char *name, const char *type, const char *help, doub
 	prom_sample(f, name, NULL, v);
 }
 
+/* The MQTT uplink's link counters (uplink_stats.def): TYPE and class from their KIND. */
+static void
+render_uplink_link(const struct uplink_stats *u, FILE *f)
+{
+	char name[160];
+	double scale;
+
+	if (!u->has_link)
+		return;
+	for (int c = 0; c < UPLINK_C_COUNT; c++) {
+		bool gauge = counter_kind_is_gauge(uplink_counter_kind[c]);
+		const char *const cls[] = { "class", counter_kind_name(uplink_counter_kind[c]),
+			NULL };
+
+		prom_name(name, sizeof(name), "edgegw_agent_uplink_link_", uplink_counter_names[c],
+		    gauge ? "" : "_total", &scale);
+		prom_family(f, name, gauge ? "gauge" : "counter", uplink_counter_help[c]);
+		prom_sample(f, name, gauge ? NULL : cls, (double)u->link[c] * scale);
+	}
+}
+
 static void
 render_uplink(const struct agent *a, FILE *f)
 {
@@ -65,6 +86,7 @@ render_uplink(const struct agent *a, FILE *f)
 		prom_sample_u64(f, ctr[i].name, NULL,
 		    (unsigned long long)*(const uint64_t *)((const char *)u + ctr[i].off));
 	}
+	render_uplink_link(u, f);
 }
 
 enum bus_field {

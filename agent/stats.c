@@ -67,9 +67,10 @@ bus_json(const struct mb_bus *b, FILE *f)
 	mb_bus_info(b, &bi);
 	bus_totals(b, tot);
 	fprintf(f,
-	    "{\"name\":\"%s\",\"connected\":%s,\"connect_errors\":%llu,\"uptime_ms\":%llu,"
-	    "\"busy_ms\":%llu,\"utilisation\":%.4f,",
-	    bi.name, bi.connected ? "true" : "false", (unsigned long long)bi.connect_errors,
+	    "{\"name\":\"%s\",\"state\":\"%s\",\"faults\":%llu,\"connected\":%s,"
+	    "\"connect_errors\":%llu,\"uptime_ms\":%llu,\"busy_ms\":%llu,\"utilisation\":%.4f,",
+	    bi.name, bi.fault ? "fault" : "ok", (unsigned long long)bi.faults,
+	    bi.connected ? "true" : "false", (unsigned long long)bi.connect_errors,
 	    (unsigned long long)(bi.uptime_us / 1000), (unsigned long long)(bi.busy_us / 1000),
 	    bi.uptime_us ? (double)bi.busy_us / (double)bi.uptime_us : 0.0);
 	counters_json(f, tot);
@@ -92,6 +93,19 @@ bus_json(const struct mb_bus *b, FILE *f)
 	fputs("]}", f);
 }
 
+/* The cloud link's counters (uplink_stats.def) as "link":{...}, when the backend has them. */
+static void
+link_json(const struct uplink_stats *us, FILE *f)
+{
+	if (!us->has_link)
+		return;
+	fputs(",\"link\":{", f);
+	for (int i = 0; i < UPLINK_C_COUNT; i++)
+		fprintf(f, "%s\"%s\":%llu", i ? "," : "", uplink_counter_names[i],
+		    (unsigned long long)us->link[i]);
+	fputc('}', f);
+}
+
 void
 agent_stats_json(const struct agent *a, FILE *f)
 {
@@ -103,7 +117,7 @@ agent_stats_json(const struct agent *a, FILE *f)
 	    "\"uplink\":{\"connected\":%s,\"submitted\":%llu,\"sent\":%llu,\"acked\":%llu,"
 	    "\"dropped\":%llu,\"resent\":%llu,\"queued\":%llu,\"connects\":%llu,\"disconnects\":%"
 	    "llu,"
-	    "\"commands\":%llu},\"buses\":[",
+	    "\"commands\":%llu",
 	    (int)getpid(), (unsigned long long)clock_wall_ms(),
 	    (unsigned long long)(clock_mono_ms() - a->started_ms),
 	    (unsigned long long)__atomic_load_n(&a->q.dropped, __ATOMIC_RELAXED),
@@ -113,6 +127,8 @@ agent_stats_json(const struct agent *a, FILE *f)
 	    (unsigned long long)us.resent, (unsigned long long)us.queued,
 	    (unsigned long long)us.connects, (unsigned long long)us.disconnects,
 	    (unsigned long long)us.commands);
+	link_json(&us, f);
+	fputs("},\"buses\":[", f);
 	for (size_t i = 0; i < a->nbuses; i++) {
 		if (i)
 			fputc(',', f);
@@ -140,6 +156,28 @@ agent_stats_write_file(const struct agent *a, const char *path)
 	if (rc != 0)
 		unlink(tmp);
 	return rc;
+}
+
+/* One line with the cloud link's counters that are not zero. */
+static void
+link_log(const struct agent *a)
+{
+	struct uplink_stats us = { 0 };
+	char line[2048];
+	size_t n = 0;
+
+	if (a->up == NULL)
+		return;
+	uplink_get_stats(a->up, &us);
+	if (!us.has_link)
+		return;
+	line[0] = '\0';
+	for (int i = 0; i < UPLINK_C_COUNT && n < sizeof(line) - 64; i++)
+		if (us.link[i] != 0)
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s %llu",
+			    uplink_counter_names[i], (unsigned long long)us.link[i]);
+	log_info("stats: uplink %s queued %llu%s", us.connected ? "up" : "down",
+	    (unsigned long long)us.queued, line);
 }
 
 void
@@ -194,4 +232,5 @@ agent_stats_log(const struct agent *a)
 			    (unsigned long long)agent_stat_get(s, AGENT_DC_published));
 		}
 	}
+	link_log(a);
 }

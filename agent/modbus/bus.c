@@ -3,11 +3,11 @@
  * earliest deadline (scheduler.c), runs that device's planned reads (planner.c) with timeouts
  * and retries, decodes the points (decode.c), decides what to publish (report.c) and queues the
  * messages for the main loop. Write jobs from the main loop go first. Between transactions it
- * keeps the RTU 3.5-character silence itself, since libmodbus does not.
+ * keeps the silence the transport asks for (transport.h: the RTU 3.5 characters, since
+ * libmodbus does not). Nothing here depends on whether the bus is RTU or TCP.
  */
 #include <errno.h>
 #include <modbus/modbus.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +17,16 @@
 #include "bus.h"
 #include "clock.h"
 #include "decode.h"
+#include "learnt.h"
 #include "planner.h"
 #include "report.h"
 #include "scheduler.h"
+#include "transport.h"
 #include "log.h"
 
-#define BUS_MAX_JOBS            64
-#define BUS_RTU_BYTE_TIMEOUT_MS 50 /* silence inside an RTU answer that ends it */
-#define BUS_DRAIN_QUIET_MS      30 /* silence that ends a drain after an error */
+#define BUS_MAX_JOBS       64
+#define BUS_DRAIN_QUIET_MS 30  /* silence that ends a drain after an error */
+#define BUS_REOPEN_MIN_MS  500 /* first retry of a port that does not open */
 
 struct bus_dev {
 	const struct agent_device_conf *conf;
@@ -36,6 +38,12 @@ struct bus_dev {
 	struct agent_dev_stats stats;
 	uint64_t backoff_ms; /* mirrors the scheduler for the stats reader (atomic) */
 	uint32_t failing;
+	bool answered;           /* something came back from it during this poll, good or bad */
+	struct mb_learnt learnt; /* holes and read limits it taught us (learnt.h) */
+	struct mb_learning lg;   /* suspects of this poll */
+	uint64_t profile_hash;
+	bool replan;          /* learnt something this poll: plan again after it */
+	char state_path[512]; /* "" when the state is not kept */
 };
 
 struct write_job {
@@ -49,12 +57,10 @@ struct mb_bus {
 	const struct agent_bus_conf *c;
 	struct agent_msgq *q;
 	char resp_topic[MB_TOPIC_MAX];
-	modbus_t *ctx;
-	bool connected;
+	struct mb_transport tr;
 	struct bus_dev *devs;
 	size_t ndevs;
 	struct mb_sched sched;
-	uint32_t gap_us;
 	uint64_t last_io_us;
 	pthread_t thr;
 	bool running;
@@ -64,6 +70,10 @@ struct mb_bus {
 	struct write_job *jobs, *jobs_tail;
 	size_t njobs;
 	uint64_t started_us, busy_us, connect_errors;
+	/* Bus fault: the port does not open (missing, unplugged) or the server is unreachable.
+	 * Its devices are not charged with it; the bus retries the open on its own backoff. */
+	bool fault;
+	uint64_t faults, fault_since_ms, reopen_at_ms, reopen_backoff_ms;
 	uint16_t regs[MODBUS_MAX_READ_REGISTERS];
 	uint8_t bits[MODBUS_MAX_READ_BITS];
 };
@@ -71,7 +81,24 @@ struct mb_bus {
 enum xfer {
 	XFER_OK = 0,
 	XFER_EXCEPTION,
-	XFER_COMM
+	XFER_BAD,  /* the device answered, but every answer was bad (CRC, garbage, wrong unit) */
+	XFER_COMM, /* no answer after the retries */
+	XFER_BUS   /* the bus itself is down: nobody's fault on it */
+};
+
+/* What a device poll found. */
+enum poll_result {
+	POLL_OK = 0,
+	POLL_NOISY, /* it answers, with errors: not backed off as dead */
+	POLL_DEAD,  /* not a single answer */
+	POLL_BUS    /* the bus is down */
+};
+
+/* What a failed attempt was. */
+enum fail_class {
+	FAIL_TIMEOUT = 0,
+	FAIL_ANSWER, /* something answered: bad CRC, garbage, wrong unit */
+	FAIL_LINK
 };
 
 /* One Modbus request: the function and its buffers. */
@@ -96,49 +123,76 @@ struct io {
 static void
 bus_disconnect(struct mb_bus *b)
 {
-	if (b->ctx != NULL && b->connected)
-		modbus_close(b->ctx);
-	__atomic_store_n(&b->connected, false, __ATOMIC_RELAXED);
+	mb_transport_close(&b->tr);
+}
+
+/* Enter the fault state once: one log line per fault, not one per device or per retry. */
+static void
+bus_fault(struct mb_bus *b, int rc)
+{
+	uint64_t now = clock_mono_ms();
+
+	b->reopen_backoff_ms = b->fault ? b->reopen_backoff_ms * 2 : BUS_REOPEN_MIN_MS;
+	if (b->reopen_backoff_ms > b->c->max_backoff_ms)
+		b->reopen_backoff_ms = b->c->max_backoff_ms;
+	b->reopen_at_ms = now + b->reopen_backoff_ms;
+	if (b->fault)
+		return;
+	b->fault_since_ms = now;
+	__atomic_fetch_add(&b->faults, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->fault, true, __ATOMIC_RELAXED);
+	/* libmodbus gives up a TCP connect at the response timeout, leaving EINPROGRESS. */
+	log_warnx("bus %s: fault: cannot open %s: %s; its %zu devices wait, retrying up to every "
+		  "%llu ms",
+	    b->c->name, mb_transport_where(&b->tr),
+	    rc == -EINPROGRESS ? "connect timed out" : modbus_strerror(-rc), b->ndevs,
+	    (unsigned long long)b->c->max_backoff_ms);
 }
 
 static int
 bus_connect(struct mb_bus *b)
 {
-	const struct agent_bus_conf *c = b->c;
+	int rc;
 
-	if (b->connected)
+	if (b->tr.connected)
 		return 0;
-	if (modbus_connect(b->ctx) != 0) {
-		int err = errno;
-
+	rc = mb_transport_connect(&b->tr);
+	if (rc != 0) {
 		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
-		/* libmodbus gives up a TCP connect at the response timeout, leaving EINPROGRESS. */
-		LOG_RATELIMITED(LOG_LVL_WARN, 30, "bus %s: cannot open %s: %s", c->name,
-		    c->kind == AGENT_BUS_RTU ? c->device : c->host,
-		    err == EINPROGRESS ? "connect timed out" : modbus_strerror(err));
+		if (b->tr.ops->open_fault(-rc))
+			bus_fault(b, rc);
 		return -EIO;
 	}
-	if (c->kind == AGENT_BUS_RTU &&
-	    rs485_mode_apply(modbus_get_socket(b->ctx), c->device, &c->rs485) < 0) {
-		__atomic_fetch_add(&b->connect_errors, 1, __ATOMIC_RELAXED);
-		modbus_close(b->ctx);
-		return -EIO;
-	}
-	__atomic_store_n(&b->connected, true, __ATOMIC_RELAXED);
-	log_info(
-	    "bus %s: connected to %s", c->name, c->kind == AGENT_BUS_RTU ? c->device : c->host);
+	if (b->fault)
+		log_warnx("bus %s: %s open again after %llu ms", b->c->name,
+		    mb_transport_where(&b->tr),
+		    (unsigned long long)(clock_mono_ms() - b->fault_since_ms));
+	else
+		log_info("bus %s: connected to %s", b->c->name, mb_transport_where(&b->tr));
+	__atomic_store_n(&b->fault, false, __ATOMIC_RELAXED);
 	return 0;
 }
 
 /* ---- one transaction ---- */
 
-static void
-frame_gap_wait(struct mb_bus *b)
+/* The silence before a request to d: the transport's frame gap, or the device's (else the
+ * bus's) pause_between_requests when that is longer (devices that need more than 3.5
+ * characters to turn around). */
+static uint64_t
+gap_before_us(const struct mb_bus *b, const struct bus_dev *d)
 {
-	uint64_t now = clock_mono_us(), until = b->last_io_us + b->gap_us;
+	uint64_t pause_us = (d->conf->pause_ms ? d->conf->pause_ms : b->c->pause_ms) * 1000u;
+
+	return pause_us > b->tr.gap_us ? pause_us : b->tr.gap_us;
+}
+
+static void
+frame_gap_wait(struct mb_bus *b, const struct bus_dev *d)
+{
+	uint64_t gap = gap_before_us(b, d), now = clock_mono_us(), until = b->last_io_us + gap;
 	struct timespec ts;
 
-	if (b->gap_us == 0 || now >= until)
+	if (gap == 0 || now >= until)
 		return;
 	ts.tv_sec = (time_t)((until - now) / 1000000u);
 	ts.tv_nsec = (long)((until - now) % 1000000u) * 1000;
@@ -206,66 +260,66 @@ count_exception(struct bus_dev *d, int code)
 static void
 bus_drain(struct mb_bus *b, const struct bus_dev *d)
 {
-	uint64_t end = clock_mono_us() + d->conf->timeout_ms * 1000u;
-	int quiet_ms = (int)(b->gap_us / 1000u) * 4 + BUS_DRAIN_QUIET_MS;
-	struct pollfd pfd = { .fd = modbus_get_socket(b->ctx), .events = POLLIN };
-
-	modbus_flush(b->ctx);
-	while (pfd.fd >= 0 && clock_mono_us() < end && poll(&pfd, 1, quiet_ms) > 0) {
-		if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
-			break;
-		modbus_flush(b->ctx);
-	}
+	mb_transport_drain(
+	    &b->tr, b->tr.gap_us / 1000u * 4 + BUS_DRAIN_QUIET_MS, (uint32_t)d->conf->timeout_ms);
 	b->last_io_us = clock_mono_us();
 }
 
-/* A failed attempt that is not an exception: count it and get the line clean for the next. */
-static void
+/* A failed attempt that is not an exception: count it by what it was, and get the line clean
+ * for the next. A bad CRC or a wrong unit id is an answer, not a silence. */
+static enum fail_class
 count_comm_error(struct mb_bus *b, struct bus_dev *d, int err)
 {
-	if (err == ETIMEDOUT)
-		agent_stat_add(&d->stats, AGENT_DC_timeouts, 1);
-	else if (err == EMBBADCRC)
-		agent_stat_add(&d->stats, AGENT_DC_crc_errors, 1);
-	else
-		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
-	if (err == ECONNRESET || err == EPIPE || err == EBADF || err == ENOTCONN ||
-	    err == ECONNREFUSED || (err == EIO && b->c->kind == AGENT_BUS_TCP)) {
+	enum fail_class fc = FAIL_ANSWER;
+
+	if (b->tr.ops->classify(err) == MB_LINK_LOST) {
+		agent_stat_add(&d->stats, AGENT_DC_link_errors, 1);
 		bus_disconnect(b);
-		return;
+		return FAIL_LINK;
 	}
+	if (err == ETIMEDOUT) {
+		agent_stat_add(&d->stats, AGENT_DC_timeouts, 1);
+		fc = FAIL_TIMEOUT;
+	} else if (err == EMBBADCRC) {
+		agent_stat_add(&d->stats, AGENT_DC_crc_errors, 1);
+	} else if (err == EMBBADSLAVE) {
+		agent_stat_add(&d->stats, AGENT_DC_wrong_unit, 1);
+		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
+	} else {
+		agent_stat_add(&d->stats, AGENT_DC_garbage, 1);
+		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
+	}
+	if (fc == FAIL_ANSWER)
+		d->answered = true;
 	bus_drain(b, d);
 	LOG_RATELIMITED(LOG_LVL_DEBUG, 10, "bus %s: device %s: %s", b->c->name, d->conf->name,
 	    modbus_strerror(err));
+	return fc;
 }
 
 /*
- * One request with retries. *retries is the retry budget of the whole device poll, not of this
- * request: a device that keeps failing gives up its turn after that many retries, so one
- * flaky device holds the bus for at most (1 + retries) timeouts per poll.
+ * One request with retries. *retries is the timeout budget of the whole device poll, not of
+ * this request: a device that stays silent gives up its turn after that many retries, so one
+ * dead device holds the bus for at most (1 + retries) timeouts per poll. Bad answers (CRC,
+ * garbage, wrong unit) cost a frame, not a timeout: each request may repeat retries times
+ * after them without touching the poll's budget, so a noisy device keeps its values.
  */
 static enum xfer
 transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *retries, int *exc)
 {
 	uint32_t to = (uint32_t)d->conf->timeout_ms;
+	unsigned bad = 0;
 
 	for (unsigned t = 0;; t++) {
 		uint64_t t0, t1;
 		int rc, err;
 
 		if (bus_connect(b) != 0)
-			return XFER_COMM;
-		frame_gap_wait(b);
-		modbus_set_slave(b->ctx, d->conf->unit_id);
-		modbus_set_response_timeout(b->ctx, to / 1000, (to % 1000) * 1000);
-		/* A frame cut short must not hold the line for libmodbus's 500 ms default: on RTU the
-		 * bytes of a frame come back to back, so a short silence ends it. */
-		modbus_set_byte_timeout(b->ctx, 0,
-		    (uint32_t)(b->c->kind == AGENT_BUS_RTU ? BUS_RTU_BYTE_TIMEOUT_MS
-							   : (to < 1000 ? to : 999)) *
-			1000);
+			return b->fault ? XFER_BUS : XFER_COMM;
+		frame_gap_wait(b, d);
+		mb_transport_prepare(&b->tr, d->conf->unit_id, to);
 		t0 = clock_mono_us();
-		rc = io_do(b->ctx, op);
+		rc = io_do(b->tr.ctx, op);
 		err = errno;
 		t1 = clock_mono_us();
 		b->last_io_us = t1;
@@ -276,18 +330,77 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 			agent_stat_add(&d->stats, AGENT_DC_retries, 1);
 		if (rc >= 0) {
 			agent_stat_add(&d->stats, AGENT_DC_responses, 1);
+			d->answered = true;
 			return XFER_OK;
 		}
 		if (err > MODBUS_ENOBASE && err <= EMBXGTAR) {
 			*exc = err - MODBUS_ENOBASE;
+			d->answered = true;
 			count_exception(d, *exc);
 			return XFER_EXCEPTION;
 		}
-		count_comm_error(b, d, err);
+		if (count_comm_error(b, d, err) == FAIL_ANSWER) {
+			if (bad++ < d->conf->retries)
+				continue;
+			return XFER_BAD;
+		}
 		if (*retries == 0)
-			return XFER_COMM;
+			return bad ? XFER_BAD : XFER_COMM;
 		(*retries)--;
 	}
+}
+
+/* ---- planning ---- */
+
+/* The device's plan from its profile, its declared holes and what it taught us. */
+static int
+dev_plan(struct mb_bus *b, struct bus_dev *d, struct mb_plan *out)
+{
+	const struct mb_profile *p = d->prof;
+	struct mb_holes all = { 0 };
+	struct mb_plan_limits lim = { p->max_read_regs, p->max_read_bits, p->max_gap, { 0 }, NULL,
+		0 };
+	int rc = 0;
+
+	if (d->learnt.max_regs && d->learnt.max_regs < lim.max_regs)
+		lim.max_regs = d->learnt.max_regs;
+	if (d->learnt.max_bits && d->learnt.max_bits < lim.max_bits)
+		lim.max_bits = d->learnt.max_bits;
+	for (size_t i = 0; rc >= 0 && i < p->nholes; i++)
+		rc = mb_holes_add(&all, p->holes[i].func, p->holes[i].start, p->holes[i].count);
+	for (size_t i = 0; rc >= 0 && i < d->learnt.holes.n; i++)
+		rc = mb_holes_add(&all, d->learnt.holes.v[i].func, d->learnt.holes.v[i].start,
+		    d->learnt.holes.v[i].count);
+	lim.holes = all.v;
+	lim.nholes = all.n;
+	b->tr.ops->cost(b->c, &lim.cost);
+	if (rc >= 0)
+		rc = mb_plan_build(out, p->points, p->npoints, &lim);
+	mb_holes_free(&all);
+	return rc < 0 ? rc : 0;
+}
+
+/* After a poll that learnt something: plan again and keep what was learnt. */
+static void
+dev_replan(struct mb_bus *b, struct bus_dev *d)
+{
+	struct mb_plan np;
+	size_t was = d->plan.nblocks;
+	int rc;
+
+	d->replan = false;
+	if (dev_plan(b, d, &np) != 0)
+		return; /* out of memory: keep the split plan */
+	mb_plan_free(&d->plan);
+	d->plan = np;
+	agent_stat_add(&d->stats, AGENT_DC_replans, 1);
+	log_info("bus %s: device %s: planned again with %zu learnt holes: %zu reads (%zu while "
+		 "learning)",
+	    b->c->name, d->conf->name, d->learnt.holes.n, d->plan.nblocks, was);
+	if (d->state_path[0] &&
+	    (rc = mb_learnt_save(d->state_path, d->profile_hash, &d->learnt)) != 0)
+		LOG_RATELIMITED(LOG_LVL_WARN, 300, "bus %s: device %s: cannot keep %s: %s",
+		    b->c->name, d->conf->name, d->state_path, strerror(-rc));
 }
 
 /* ---- polling ---- */
@@ -331,32 +444,75 @@ block_fail(struct bus_dev *d, const struct mb_block *blk, enum mb_quality q)
 	}
 }
 
-/* An illegal-address answer to a coalesced read: read its points one by one from now on. */
+/*
+ * Exception 2 (illegal data address) or 3 (illegal data value: a read too long for it) to a
+ * coalesced read: the planner bisects the block (read both halves now) and learns the hole or
+ * the device's read limit (mb_plan_learn); the plan is made again after the poll.
+ */
 static bool
-try_split(struct mb_bus *b, struct bus_dev *d, size_t bi)
+learn(struct mb_bus *b, struct bus_dev *d, size_t bi, int exc)
 {
 	struct mb_block old = d->plan.blocks[bi];
-	int n;
+	size_t nh = d->learnt.holes.n;
+	int r = mb_plan_learn(&d->plan, d->prof->points, bi, exc, &d->lg, &d->learnt.holes,
+	    &d->learnt.max_regs, &d->learnt.max_bits);
 
-	if (old.npts <= 1)
+	if (r <= 0)
 		return false;
-	n = mb_plan_split(&d->plan, d->prof->points, bi);
-	if (n <= 1)
-		return false;
-	agent_stat_add(&d->stats, AGENT_DC_block_splits, 1);
-	log_warnx("bus %s: device %s: illegal-address answer to a %s read of %u at %u; reading its "
-		  "points in %d separate requests",
-	    b->c->name, d->conf->name, mb_func_names[old.func], old.count, old.start, n);
-	return true;
+	d->replan = true;
+	if (r & MB_LEARNT_SPLIT)
+		agent_stat_add(&d->stats, AGENT_DC_block_splits, 1);
+	if (r & MB_LEARNT_HOLE) {
+		agent_stat_add(&d->stats, AGENT_DC_holes_learnt, 1);
+		log_warnx(
+		    "bus %s: device %s: a %s read of %u at %u refused (exception 2): learnt a "
+		    "hole (%zu known)%s",
+		    b->c->name, d->conf->name, mb_func_names[old.func], old.count, old.start,
+		    d->learnt.holes.n, nh == d->learnt.holes.n ? ", merged" : "");
+	}
+	if (r & MB_LEARNT_LIMIT) {
+		agent_stat_add(&d->stats, AGENT_DC_limits_learnt, 1);
+		log_warnx(
+		    "bus %s: device %s: a %s read of %u refused (exception 3): reading at most "
+		    "%u from now on",
+		    b->c->name, d->conf->name, mb_func_names[old.func], old.count,
+		    mb_func_is_bits(old.func) ? d->learnt.max_bits : d->learnt.max_regs);
+	}
+	return (r & MB_LEARNT_SPLIT) != 0;
 }
 
-/* Poll every block of a device. Returns false when the device did not answer at all. */
-static bool
+/* End of a poll: a suspect gap whose two halves both read fine is a hole. */
+static void
+learn_finish(struct mb_bus *b, struct bus_dev *d)
+{
+	int n = mb_learning_finish(&d->lg, &d->learnt.holes);
+
+	if (n <= 0)
+		return;
+	agent_stat_add(&d->stats, AGENT_DC_holes_learnt, (uint64_t)n);
+	d->replan = true;
+	log_warnx("bus %s: device %s: learnt %d hole%s from illegal-address answers (%zu known)",
+	    b->c->name, d->conf->name, n, n > 1 ? "s" : "", d->learnt.holes.n);
+}
+
+static void
+fail_unread(struct bus_dev *d, enum mb_quality q)
+{
+	for (size_t i = 0; i < d->prof->npoints; i++)
+		if (!d->fresh[i])
+			mb_report_fail(&d->st[i], q);
+}
+
+/* Poll every block of a device. A block whose answers were all bad fails alone; a silence
+ * after the retries ends the poll (the device is dead, or it went quiet mid-poll). */
+static enum poll_result
 poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 {
 	unsigned retries = probe ? 0 : d->conf->retries;
+	bool noisy = false;
 
 	memset(d->fresh, 0, d->prof->npoints * sizeof(*d->fresh));
+	d->answered = false;
 	for (size_t bi = 0; bi < d->plan.nblocks && !__atomic_load_n(&b->stop, __ATOMIC_RELAXED);
 	     bi++) {
 		const struct mb_block *blk = &d->plan.blocks[bi];
@@ -367,26 +523,47 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 		switch (transact(b, d, &op, &retries, &exc)) {
 		case XFER_OK:
 			block_decode(b, d, blk, clock_wall_ms());
+			mb_learning_read_ok(&d->lg, blk);
 			break;
 		case XFER_EXCEPTION:
-			if (exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS && try_split(b, d, bi)) {
+			if ((exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS ||
+				exc == MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE) &&
+			    learn(b, d, bi, exc)) {
 				bi--; /* read the first of the new blocks now */
 				break;
 			}
 			block_fail(d, blk, MB_Q_STALE);
 			break;
+		case XFER_BAD:
+			block_fail(d, blk, MB_Q_COMM_FAILURE);
+			noisy = true;
+			break;
 		case XFER_COMM:
-			for (size_t i = 0; i < d->prof->npoints; i++)
-				if (!d->fresh[i])
-					mb_report_fail(&d->st[i], MB_Q_COMM_FAILURE);
-			return false;
+			fail_unread(d, MB_Q_COMM_FAILURE);
+			return d->answered ? POLL_NOISY : POLL_DEAD;
+		case XFER_BUS:
+			fail_unread(d, MB_Q_COMM_FAILURE);
+			return POLL_BUS;
 		}
-		if (probe) { /* it answered the probe: the rest of the poll is a normal one */
+		if (probe && d->answered) { /* it answered the probe: the rest is a normal poll */
 			probe = false;
 			retries = d->conf->retries;
 		}
 	}
-	return true;
+	return noisy ? POLL_NOISY : POLL_OK;
+}
+
+static void
+log_noisy(struct mb_bus *b, struct bus_dev *d)
+{
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "bus %s: device %s (unit %u) answers, with errors: %llu bad CRC, %llu wrong unit, %llu "
+	    "garbage, %llu timeouts so far",
+	    b->c->name, d->conf->name, d->conf->unit_id,
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_crc_errors),
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_wrong_unit),
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_garbage),
+	    (unsigned long long)agent_stat_get(&d->stats, AGENT_DC_timeouts));
 }
 
 static void
@@ -420,10 +597,21 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 {
 	struct bus_dev *d = &b->devs[di];
 	bool was_failing = mb_sched_dead(&b->sched, di), ok;
+	enum poll_result r;
 	uint64_t late;
 
 	agent_stat_add(&d->stats, AGENT_DC_polls, 1);
-	ok = poll_device(b, d, was_failing);
+	r = poll_device(b, d, was_failing);
+	learn_finish(b, d);
+	if (d->replan)
+		dev_replan(b, d);
+	if (r == POLL_BUS) { /* not this device's fault: no backoff, no failure of its own */
+		agent_stat_add(&d->stats, AGENT_DC_bus_fault_polls, 1);
+		mb_sched_done(&b->sched, di, !was_failing, now_ms, clock_mono_ms());
+		publish_device(b, d);
+		return;
+	}
+	ok = r != POLL_DEAD;
 	late = mb_sched_done(&b->sched, di, ok, now_ms, clock_mono_ms());
 	agent_stat_add(&d->stats, AGENT_DC_lateness_ms_sum, late);
 	agent_stat_max(&d->stats, AGENT_DC_lateness_ms_max, late);
@@ -431,6 +619,10 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 		agent_stat_add(&d->stats, AGENT_DC_late_polls, 1);
 	if (!ok)
 		agent_stat_add(&d->stats, AGENT_DC_poll_failures, 1);
+	if (r == POLL_NOISY) {
+		agent_stat_add(&d->stats, AGENT_DC_noisy_polls, 1);
+		log_noisy(b, d);
+	}
 	if (ok != !was_failing)
 		log_warnx("bus %s: device %s (unit %u) %s", b->c->name, d->conf->name,
 		    d->conf->unit_id, ok ? "answers again" : "does not answer; backing off");
@@ -566,6 +758,10 @@ bus_main(void *arg)
 			continue;
 		}
 		now = clock_mono_ms();
+		if (b->fault && now < b->reopen_at_ms) {
+			wait_until(b, b->reopen_at_ms - now);
+			continue;
+		}
 		di = mb_sched_next(&b->sched, now, &wait);
 		if (di < 0) {
 			wait_until(b, wait);
@@ -581,25 +777,41 @@ bus_main(void *arg)
 
 /* ---- setup ---- */
 
+static void
+dev_load_learnt(struct mb_bus *b, struct bus_dev *d)
+{
+	int rc;
+
+	d->profile_hash = mb_profile_hash(d->prof);
+	if (b->c->state_dir[0] == '\0' ||
+	    mb_learnt_path(d->state_path, sizeof(d->state_path), b->c->state_dir, b->c->name,
+		d->conf->name) != 0) {
+		d->state_path[0] = '\0';
+		return;
+	}
+	rc = mb_learnt_load(d->state_path, d->profile_hash, &d->learnt);
+	if (rc == 0)
+		log_info("bus %s: device %s: %zu holes%s learnt before (%s)", b->c->name,
+		    d->conf->name, d->learnt.holes.n, d->learnt.max_regs ? " and a read limit" : "",
+		    d->state_path);
+	else if (rc != -ENOENT)
+		log_warnx("bus %s: device %s: %s does not parse; learning again", b->c->name,
+		    d->conf->name, d->state_path);
+}
+
 static int
 dev_init(
     struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc, const char *prefix)
 {
 	const struct mb_profile *p = dc->profile;
-	struct mb_plan_limits lim = { p->max_read_regs, p->max_read_bits, p->max_gap, { 0 } };
 
 	d->conf = dc;
 	d->prof = p;
-	if (b->c->kind == AGENT_BUS_RTU)
-		mb_cost_rtu(&lim.cost, b->c->line.baud, rs485_bits_per_char(&b->c->line),
-		    (double)b->c->turnaround_ms * 1000.0);
-	else
-		lim.cost.turnaround_us = (double)b->c->turnaround_ms * 1000.0 + 1.0;
+	dev_load_learnt(b, d);
 	d->st = calloc(p->npoints, sizeof(*d->st));
 	d->topics = calloc(p->npoints, sizeof(*d->topics));
 	d->fresh = calloc(p->npoints, sizeof(*d->fresh));
-	if (d->st == NULL || d->topics == NULL || d->fresh == NULL ||
-	    mb_plan_build(&d->plan, p->points, p->npoints, &lim) != 0)
+	if (d->st == NULL || d->topics == NULL || d->fresh == NULL || dev_plan(b, d, &d->plan) != 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->npoints; i++) {
 		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name,
@@ -616,23 +828,6 @@ dev_init(
 	    b->c->name, dc->name, dc->unit_id, p->name, p->npoints, d->plan.nblocks,
 	    (unsigned long long)dc->interval_ms);
 	return 0;
-}
-
-static int
-bus_ctx_new(struct mb_bus *b)
-{
-	const struct agent_bus_conf *c = b->c;
-	char port[8];
-
-	if (c->kind == AGENT_BUS_RTU) {
-		b->ctx = modbus_new_rtu(c->device, (int)c->line.baud, c->line.parity,
-		    c->line.data_bits, c->line.stop_bits);
-		b->gap_us = rs485_frame_gap_us(&c->line);
-	} else {
-		snprintf(port, sizeof(port), "%u", c->port);
-		b->ctx = modbus_new_tcp_pi(c->host, port);
-	}
-	return b->ctx == NULL ? -EINVAL : 0;
 }
 
 /* A device that fails takes up to (1 + retries) x timeout of bus time per poll: more than the
@@ -685,7 +880,7 @@ mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *p
 		bus_sync_init(b);
 		b->ndevs = c->ndevs;
 		b->devs = calloc(c->ndevs, sizeof(*b->devs));
-		rc = b->devs ? bus_ctx_new(b) : -ENOMEM;
+		rc = b->devs ? mb_transport_init(&b->tr, c) : -ENOMEM;
 	}
 	for (size_t i = 0; rc == 0 && i < c->ndevs; i++) {
 		rc = dev_init(b, &b->devs[i], &c->devs[i], prefix);
@@ -744,16 +939,15 @@ mb_bus_destroy(struct mb_bus *b)
 	}
 	for (size_t i = 0; b->devs != NULL && i < b->ndevs; i++) {
 		mb_plan_free(&b->devs[i].plan);
+		mb_learnt_free(&b->devs[i].learnt);
+		mb_learning_free(&b->devs[i].lg);
 		free(b->devs[i].st);
 		free(b->devs[i].topics);
 		free(b->devs[i].fresh);
 	}
 	free(b->devs);
 	mb_sched_free(&b->sched);
-	if (b->ctx != NULL) {
-		bus_disconnect(b);
-		modbus_free(b->ctx);
-	}
+	mb_transport_fini(&b->tr);
 	pthread_mutex_destroy(&b->lock);
 	pthread_cond_destroy(&b->cond);
 	free(b);
@@ -821,7 +1015,9 @@ mb_bus_info(const struct mb_bus *b, struct mb_bus_info *out)
 	out->uptime_us = b->started_us ? clock_mono_us() - b->started_us : 0;
 	out->busy_us = __atomic_load_n(&b->busy_us, __ATOMIC_RELAXED);
 	out->connect_errors = __atomic_load_n(&b->connect_errors, __ATOMIC_RELAXED);
-	out->connected = __atomic_load_n(&b->connected, __ATOMIC_RELAXED);
+	out->connected = __atomic_load_n(&b->tr.connected, __ATOMIC_RELAXED);
+	out->fault = __atomic_load_n(&b->fault, __ATOMIC_RELAXED);
+	out->faults = __atomic_load_n(&b->faults, __ATOMIC_RELAXED);
 	out->ndevs = b->ndevs;
 }
 

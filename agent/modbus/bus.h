@@ -36,8 +36,10 @@ struct agent_dev_stats *mb_bus_dev_stats(struct mb_bus *b, size_t dev);
 struct mb_bus_info {
 	const char *name;
 	uint64_t uptime_us, busy_us, connect_errors;
+	uint64_t faults; /* times the bus went down (port missing, server unreachable) */
 	size_t ndevs;
 	bool connected;
+	bool fault; /* down now: its devices wait and are not charged with it */
 };
 void mb_bus_info(const struct mb_bus *b, struct mb_bus_info *out);
 struct mb_bus_dev_info {

@@ -66,6 +66,10 @@ can_join(const struct mb_block *b, const struct mb_point *p, const struct mb_pla
 
 	if (p->func != b->func || new_count > limit)
 		return false;
+	/* Never through a hole; a point that is itself a hole is read alone. */
+	if (mb_holes_hit(
+		lim->holes, lim->nholes, b->func, b->start, (uint32_t)b->start + new_count))
+		return false;
 	if (gap <= 0)
 		return true;
 	if (lim->max_gap >= 0 && gap > lim->max_gap)
@@ -159,6 +163,224 @@ mb_plan_split(struct mb_plan *plan, const struct mb_point *pts, size_t bi)
 	memcpy(&nb[bi], sub, nsub * sizeof(*nb));
 	plan->nblocks += nsub - 1;
 	return (int)nsub;
+}
+
+/* The widest gap between consecutive register groups of block bi: the split goes after
+ * point k (plan->idx index), returned; -1 when the block is one group. */
+static long
+widest_gap(const struct mb_plan *plan, const struct mb_point *pts, const struct mb_block *b,
+    struct mb_hole *gap)
+{
+	uint32_t end = 0;
+	long at = -1, mid = (long)b->first + (long)b->npts / 2;
+
+	*gap = (struct mb_hole){ b->func, 0, 0 };
+	for (uint32_t k = b->first; k < b->first + b->npts; k++) {
+		const struct mb_point *p = &pts[plan->idx[k]];
+
+		if (k > b->first && p->address >= end &&
+		    (at < 0 || p->address - end > gap->count ||
+			(p->address - end == gap->count && labs((long)k - mid) < labs(at - mid)))) {
+			at = (long)k;
+			*gap = (struct mb_hole){ b->func, (uint16_t)end,
+				(uint16_t)(p->address - end) };
+		}
+		if ((uint32_t)p->address + p->count > end)
+			end = (uint32_t)p->address + p->count;
+	}
+	return at;
+}
+
+static struct mb_block
+sub_block(const struct mb_plan *plan, const struct mb_point *pts, uint32_t first, uint32_t n)
+{
+	const struct mb_point *p0 = &pts[plan->idx[first]];
+	struct mb_block b = { p0->func, p0->address, p0->count, first, 1, 1 };
+
+	for (uint32_t k = first + 1; k < first + n; k++)
+		block_add(&b, &pts[plan->idx[k]]);
+	return b;
+}
+
+int
+mb_plan_bisect(struct mb_plan *plan, const struct mb_point *pts, size_t bi, struct mb_hole *gap)
+{
+	struct mb_block old, *nb;
+	long at;
+
+	if (bi >= plan->nblocks)
+		return -EINVAL;
+	old = plan->blocks[bi];
+	at = widest_gap(plan, pts, &old, gap);
+	if (at < 0)
+		return -EINVAL;
+	nb = realloc(plan->blocks, (plan->nblocks + 1) * sizeof(*nb));
+	if (nb == NULL)
+		return -ENOMEM;
+	plan->blocks = nb;
+	memmove(&nb[bi + 2], &nb[bi + 1], (plan->nblocks - bi - 1) * sizeof(*nb));
+	nb[bi] = sub_block(plan, pts, old.first, (uint32_t)at - old.first);
+	nb[bi + 1] = sub_block(plan, pts, (uint32_t)at, old.first + old.npts - (uint32_t)at);
+	plan->nblocks++;
+	return 2;
+}
+
+static int
+range_push(struct mb_hole **v, size_t *n, size_t *cap, size_t sz, const void *item)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 8;
+		void *nv = realloc(*v, c * sz);
+
+		if (nv == NULL)
+			return -ENOMEM;
+		*v = nv;
+		*cap = c;
+	}
+	memcpy((char *)*v + *n * sz, item, sz);
+	(*n)++;
+	return 0;
+}
+
+int
+mb_plan_learn(struct mb_plan *plan, const struct mb_point *pts, size_t bi, int exc,
+    struct mb_learning *lg, struct mb_holes *holes, uint16_t *max_regs, uint16_t *max_bits)
+{
+	struct mb_block old;
+	struct mb_suspect s;
+	uint16_t *lim;
+	int rc;
+
+	if (bi >= plan->nblocks || (exc != 2 && exc != 3))
+		return 0;
+	old = plan->blocks[bi];
+	rc = mb_plan_bisect(plan, pts, bi, &s.gap);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc != 2) { /* one register group */
+		if (exc != 2)
+			return 0;
+		rc = mb_holes_add(holes, old.func, old.start, old.count);
+		return rc < 0 ? rc : rc == 1 ? MB_LEARNT_HOLE : 0;
+	}
+	if (exc == 3) {
+		/* Halve, unless this read was already over the learnt limit (a half of a split
+		 * made before the limit was learnt): then it is only split. */
+		lim = mb_func_is_bits(old.func) ? max_bits : max_regs;
+		if (*lim != 0 && old.count > *lim)
+			return MB_LEARNT_SPLIT;
+		*lim = (uint16_t)((old.count + 1) / 2);
+		return MB_LEARNT_SPLIT | MB_LEARNT_LIMIT;
+	}
+	if (s.gap.count == 0)
+		return MB_LEARNT_SPLIT; /* the halves touch: one of the points is refused */
+	s.left = (struct mb_hole){ old.func, plan->blocks[bi].start, plan->blocks[bi].count };
+	s.right =
+	    (struct mb_hole){ old.func, plan->blocks[bi + 1].start, plan->blocks[bi + 1].count };
+	rc = range_push((struct mb_hole **)&lg->sus, &lg->nsus, &lg->capsus, sizeof(s), &s);
+	return rc < 0 ? rc : MB_LEARNT_SPLIT;
+}
+
+int
+mb_learning_read_ok(struct mb_learning *lg, const struct mb_block *b)
+{
+	struct mb_hole r = { b->func, b->start, b->count };
+
+	if (lg->nsus == 0)
+		return 0;
+	return range_push(&lg->ok, &lg->nok, &lg->capok, sizeof(r), &r);
+}
+
+static bool
+read_ok(const struct mb_learning *lg, const struct mb_hole *r)
+{
+	for (size_t i = 0; i < lg->nok; i++)
+		if (lg->ok[i].func == r->func && lg->ok[i].start == r->start &&
+		    lg->ok[i].count == r->count)
+			return true;
+	return false;
+}
+
+int
+mb_learning_finish(struct mb_learning *lg, struct mb_holes *holes)
+{
+	int n = 0, rc = 0;
+
+	for (size_t i = 0; i < lg->nsus && rc >= 0; i++) {
+		const struct mb_suspect *s = &lg->sus[i];
+
+		if (!read_ok(lg, &s->left) || !read_ok(lg, &s->right))
+			continue;
+		rc = mb_holes_add(holes, s->gap.func, s->gap.start, s->gap.count);
+		n += rc == 1;
+	}
+	lg->nsus = 0;
+	lg->nok = 0;
+	return rc < 0 ? rc : n;
+}
+
+void
+mb_learning_free(struct mb_learning *lg)
+{
+	free(lg->sus);
+	free(lg->ok);
+	memset(lg, 0, sizeof(*lg));
+}
+
+bool
+mb_holes_hit(const struct mb_hole *v, size_t n, enum mb_func f, uint32_t start, uint32_t end)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].func == f && start < (uint32_t)v[i].start + v[i].count && v[i].start < end)
+			return true;
+	return false;
+}
+
+int
+mb_holes_add(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count)
+{
+	uint32_t s = start, e = (uint32_t)start + count;
+	size_t j = 0;
+
+	if (count == 0)
+		return 0;
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i].func == f && s >= h->v[i].start &&
+		    e <= (uint32_t)h->v[i].start + h->v[i].count)
+			return 0;
+	/* Merge every hole that touches the new one into it. */
+	for (size_t i = 0; i < h->n; i++) {
+		const struct mb_hole *o = &h->v[i];
+		uint32_t os = o->start, oe = (uint32_t)o->start + o->count;
+
+		if (o->func == f && os <= e && s <= oe) {
+			s = os < s ? os : s;
+			e = oe > e ? oe : e;
+			continue;
+		}
+		h->v[j++] = *o;
+	}
+	h->n = j;
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 8;
+		struct mb_hole *v = realloc(h->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		h->v = v;
+		h->cap = cap;
+	}
+	if (e - s > 65535)
+		e = s + 65535;
+	h->v[h->n++] = (struct mb_hole){ f, (uint16_t)s, (uint16_t)(e - s) };
+	return 1;
+}
+
+void
+mb_holes_free(struct mb_holes *h)
+{
+	free(h->v);
+	memset(h, 0, sizeof(*h));
 }
 
 double

@@ -17,6 +17,7 @@ const char *const mb_func_names[] = { "coil", "discrete", "holding", "input", NU
 const char *const mb_type_names[] = { "bool", "u16", "i16", "u32", "i32", "u64", "i64", "f32",
 	"f64", "string", "bit", NULL };
 static const char *const order_names[] = { "big", "little", NULL };
+const char *const mb_addressing_names[] = { "zero", "one", "modicon", NULL };
 
 bool
 mb_name_valid(const char *s)
@@ -61,7 +62,47 @@ struct point_defaults {
 	double deadband;
 	uint64_t heartbeat_ms;
 	const char *topic;
+	int addressing; /* enum mb_addressing */
 };
+
+/*
+ * An address as the profile writes it into the protocol address (0..65535). zero: as is;
+ * one: 1-based (register 1 is address 0); modicon: "40001"-style references, the table in the
+ * leading digit (0 coil, 1 discrete, 3 input, 4 holding), 5 digits (40001..49999) or 6
+ * (400001..465536). *func: the table of a modicon reference (-1 otherwise).
+ */
+static int
+to_pdu(conf_node at, int addressing, uint32_t raw, int *func, uint16_t *out)
+{
+	static const int tables[10] = { MB_FN_COIL, MB_FN_DISCRETE, -1, MB_FN_INPUT, MB_FN_HOLDING,
+		-1, -1, -1, -1, -1 };
+	uint32_t lead, off;
+
+	*func = -1;
+	if (addressing == MB_ADDR_ZERO) {
+		if (raw > 65535)
+			return conf_error(at, "address %u is out of range (0..65535)", raw);
+		*out = (uint16_t)raw;
+		return 0;
+	}
+	if (addressing == MB_ADDR_ONE) {
+		if (raw < 1 || raw > 65536)
+			return conf_error(
+			    at, "address %u is out of range (1-based: 1..65536)", raw);
+		*out = (uint16_t)(raw - 1);
+		return 0;
+	}
+	lead = raw >= 100000 ? raw / 100000 : raw / 10000;
+	off = raw >= 100000 ? raw % 100000 : raw % 10000;
+	if (lead > 9 || tables[lead] < 0 || off < 1 || off > 65536)
+		return conf_error(at,
+		    "reference %u is not a Modicon reference (0xxxx coil, 1xxxx discrete, 3xxxx "
+		    "input, 4xxxx holding; 5 or 6 digits, from 1)",
+		    raw);
+	*func = tables[lead];
+	*out = (uint16_t)(off - 1);
+	return 0;
+}
 
 static void
 copy_str(char *dst, size_t dstlen, const char *src)
@@ -70,13 +111,14 @@ copy_str(char *dst, size_t dstlen, const char *src)
 }
 
 static int
-parse_point_type(conf_node pn, struct mb_point *pt)
+parse_point_type(conf_node pn, struct mb_point *pt, int ref_fn)
 {
-	int fn = 0, ty = 0;
+	int fn = ref_fn, ty = 0;
 	uint32_t len = 0, bit = 0;
 	int rc = 0;
 
-	rc |= conf_enum(conf_get(pn, "function"), mb_func_names, &fn);
+	if (ref_fn < 0 || conf_present(conf_get(pn, "function")))
+		rc |= conf_enum(conf_get(pn, "function"), mb_func_names, &fn);
 	if (!conf_present(conf_get(pn, "type")))
 		ty = mb_func_is_bits((enum mb_func)fn) ? MB_T_BOOL : MB_T_U16;
 	else
@@ -156,7 +198,7 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 		"heartbeat", "writable", "min", "max", NULL };
 	const char *name = NULL, *unit = NULL, *topic = NULL;
 	uint32_t addr = 0, qos = 0;
-	int bo = 0, wo = 0;
+	int bo = 0, wo = 0, ref_fn = -1;
 
 	if (!conf_is_map(pn))
 		return conf_error(pn, "a point must be a mapping");
@@ -172,12 +214,19 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 	copy_str(pt->name, sizeof(pt->name), name);
 	if (!conf_present(conf_get(pn, "address")))
 		return conf_error(pn, "point '%s' needs an 'address'", name);
-	if (!conf_present(conf_get(pn, "function")))
+	if (conf_get_u32(pn, "address", 0, 0, 999999, &addr) ||
+	    to_pdu(conf_get(pn, "address"), d->addressing, addr, &ref_fn, &pt->address))
+		return -1;
+	if (!conf_present(conf_get(pn, "function")) && ref_fn < 0)
 		return conf_error(
 		    pn, "point '%s' needs a 'function' (coil, discrete, holding, input)", name);
-	if (conf_get_u32(pn, "address", 0, 0, 65535, &addr) || parse_point_type(pn, pt))
+	if (parse_point_type(pn, pt, ref_fn))
 		return -1;
-	pt->address = (uint16_t)addr;
+	if (ref_fn >= 0 && (int)pt->func != ref_fn)
+		return conf_error(conf_get(pn, "function"),
+		    "point '%s': function %s does not match reference %u (%s)", name,
+		    mb_func_names[pt->func], addr, mb_func_names[ref_fn]);
+	addr = pt->address;
 	if (addr + pt->count > 65536)
 		return conf_error(conf_get(pn, "address"),
 		    "point '%s' (%u registers at %u) runs past address 65535", name, pt->count,
@@ -281,7 +330,8 @@ static int
 parse_defaults(conf_node root, struct point_defaults *d)
 {
 	d->topic = "{prefix}/{device}/{point}";
-	return conf_get_enum(root, "byte_order", 0, order_names, &d->byte_order) ||
+	return conf_get_enum(root, "addressing", 0, mb_addressing_names, &d->addressing) ||
+		conf_get_enum(root, "byte_order", 0, order_names, &d->byte_order) ||
 		conf_get_enum(root, "word_order", 0, order_names, &d->word_order) ||
 		conf_get_u32(root, "qos", 0, 0, 1, &d->qos) ||
 		conf_get_double(root, "deadband", 0.0, &d->deadband) ||
@@ -291,12 +341,69 @@ parse_defaults(conf_node root, struct point_defaults *d)
 	    : 0;
 }
 
+/* holes: [{function: holding, address: 20, count: 10}]: ranges the device does not serve; the
+ * planner never reads through them. A point inside one is an error. */
+static int
+parse_hole(conf_node hn, int addressing, struct mb_profile *p, struct mb_hole *h)
+{
+	static const char *const keys[] = { "function", "address", "count", NULL };
+	uint32_t addr = 0, count = 0;
+	uint16_t pdu = 0;
+	int fn = 0, ref_fn = -1;
+
+	if (!conf_is_map(hn))
+		return conf_error(hn, "a hole is a mapping {function, address, count}");
+	if (conf_check_keys(hn, keys) || conf_get_u32(hn, "address", 0, 0, 999999, &addr) ||
+	    conf_get_u32(hn, "count", 1, 1, 65535, &count))
+		return -1;
+	if (!conf_present(conf_get(hn, "address")))
+		return conf_error(hn, "a hole needs an 'address'");
+	if (to_pdu(conf_get(hn, "address"), addressing, addr, &ref_fn, &pdu))
+		return -1;
+	fn = ref_fn;
+	if ((ref_fn < 0 || conf_present(conf_get(hn, "function"))) &&
+	    conf_enum(conf_get(hn, "function"), mb_func_names, &fn))
+		return -1;
+	addr = pdu;
+	if (addr + count > 65536)
+		return conf_error(conf_get(hn, "count"), "hole runs past address 65535");
+	*h = (struct mb_hole){ (enum mb_func)fn, (uint16_t)addr, (uint16_t)count };
+	for (size_t i = 0; i < p->npoints; i++) {
+		const struct mb_point *pt = &p->points[i];
+
+		if (pt->func == h->func && pt->address < addr + count &&
+		    addr < (uint32_t)pt->address + pt->count)
+			return conf_error(hn, "hole %s %u+%u covers point '%s' (line %u)",
+			    mb_func_names[fn], addr, count, pt->name, pt->line);
+	}
+	return 0;
+}
+
+static int
+parse_holes(conf_node root, int addressing, struct mb_profile *p)
+{
+	conf_node hs = conf_get(root, "holes");
+
+	if (!conf_present(hs))
+		return 0;
+	if (!conf_is_seq(hs))
+		return conf_error(hs, "'holes' is a list of {function, address, count}");
+	p->nholes = conf_seq_len(hs);
+	p->holes = calloc(p->nholes ? p->nholes : 1, sizeof(*p->holes));
+	if (p->holes == NULL)
+		return conf_error(hs, "out of memory");
+	for (size_t i = 0; i < p->nholes; i++)
+		if (parse_hole(conf_seq_at(hs, i), addressing, p, &p->holes[i]))
+			return -1;
+	return 0;
+}
+
 static int
 parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 {
 	static const char *const keys[] = { "name", "description", "vendor", "model",
 		"max_read_registers", "max_read_bits", "max_gap", "byte_order", "word_order", "qos",
-		"deadband", "heartbeat", "topic", "points", NULL };
+		"deadband", "heartbeat", "topic", "points", "holes", "addressing", NULL };
 	struct point_defaults d;
 	conf_node points;
 	const char *name = NULL;
@@ -323,7 +430,7 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 	for (size_t i = 0; i < p->npoints; i++)
 		if (parse_point(conf_seq_at(points, i), &d, &p->points[i]))
 			return -1;
-	return check_overlaps(points, p);
+	return check_overlaps(points, p) || parse_holes(root, d.addressing, p) ? -1 : 0;
 }
 
 static void
@@ -390,8 +497,11 @@ void
 mb_profile_free(struct mb_profile *p)
 {
 	free(p->points);
+	free(p->holes);
 	p->points = NULL;
 	p->npoints = 0;
+	p->holes = NULL;
+	p->nholes = 0;
 }
 
 static bool

@@ -62,6 +62,13 @@ struct mb_point {
 	unsigned line;           /* line in the profile file, for messages */
 };
 
+/* Addresses a device does not serve (it answers reads over them with exception 2): declared
+ * in the profile (holes:) or learnt from the device. A read never spans one. */
+struct mb_hole {
+	enum mb_func func;
+	uint16_t start, count;
+};
+
 struct mb_profile {
 	char name[MB_NAME_MAX];
 	char path[256];
@@ -70,7 +77,17 @@ struct mb_profile {
 	int32_t max_gap; /* registers/bits read through at most; -1: as the cost model says */
 	struct mb_point *points;
 	size_t npoints;
+	struct mb_hole *holes; /* declared: holes: [{function, address, count}] */
+	size_t nholes;
 };
+
+/* How a profile writes addresses (profile key addressing:). */
+enum mb_addressing {
+	MB_ADDR_ZERO = 0, /* protocol addresses, 0..65535 (the default) */
+	MB_ADDR_ONE,      /* 1-based, as many manuals number registers */
+	MB_ADDR_MODICON   /* 40001-style references; the leading digit names the table */
+};
+extern const char *const mb_addressing_names[]; /* "zero", "one", "modicon" */
 
 extern const char *const mb_func_names[]; /* "coil", "discrete", "holding", "input" */
 extern const char *const mb_type_names[];

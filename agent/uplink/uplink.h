@@ -1,8 +1,7 @@
 /*
  * uplink.h: where the agent's messages go. The poller calls uplink_submit() and never learns
- * what is behind it: today an MQTT 3.1.1 client to a broker (mqtt_client.c) or a JSON-lines
- * sink (jsonl_sink.c, for tests and debugging); the next issue puts the spool and the cloud
- * client behind the same calls. Commands from the other side come back through cmd_fn.
+ * what is behind it: the cloud MQTT client (5.0 or 3.1.1, TLS; mqtt_client.c over mqttc.h) or
+ * a JSON-lines sink (jsonl_sink.c, for tests and debugging). Commands from the other side come back through cmd_fn.
  * Everything runs on the agent's event loop and never blocks.
  */
 #ifndef EDGEGW_UPLINK_H
@@ -13,6 +12,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mqtt_conf.h"
+#include "uplink_counters.h"
+
 struct agent_loop;
 struct uplink;
 
@@ -22,6 +24,8 @@ struct uplink_stats {
 	uint64_t submitted, sent, acked, dropped, resent, connects, disconnects, commands;
 	uint64_t queued; /* messages waiting (a gauge) */
 	bool connected;
+	bool has_link;                 /* link[] is filled (the mqtt backend) */
+	uint64_t link[UPLINK_C_COUNT]; /* the cloud link's counters, uplink_stats.def */
 };
 
 /* The backend operations (one table per implementation, as libmodbus does per transport). */
@@ -37,15 +41,6 @@ struct uplink {
 	const struct uplink_ops *ops;
 	uplink_cmd_fn cmd_fn;
 	void *cmd_arg;
-};
-
-struct uplink_mqtt_conf {
-	const char *host;
-	uint16_t port;
-	const char *client_id;
-	uint16_t keepalive_s;
-	const char *cmd_topic; /* subscribed with QoS 1; NULL or "": none */
-	size_t max_queue;      /* messages kept while disconnected; oldest QoS 0 go first */
 };
 
 int uplink_mqtt_create(struct uplink **out, struct agent_loop *loop,

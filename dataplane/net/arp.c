@@ -338,7 +338,18 @@ arp_poll(struct dp_lcore *lc)
 	while ((pos = rte_hash_iterate(t->h, &key, &data, &iter)) >= 0) {
 		struct arp_entry *e = &t->e[pos];
 
-		if (e->state == ARP_REACHABLE || lc->now_tsc < e->deadline_tsc)
+		if (e->state == ARP_REACHABLE) {
+			/* unused for a whole timeout past its expiry (a use makes it STALE and asks
+			 * again): forget it, or any host on the link could fill the table for good
+			 * with requests (RFC 1122 2.3.2.1) */
+			if (lc->now_tsc >= e->deadline_tsc + t->reachable_tsc) {
+				DP_INC(lc, arp, EXPIRED);
+				if (ndead < RTE_DIM(dead))
+					dead[ndead++] = e->ip_be;
+			}
+			continue;
+		}
+		if (lc->now_tsc < e->deadline_tsc)
 			continue;
 		if (e->tries >= ARP_RETRIES) {
 			entry_drop_holds(lc, e);

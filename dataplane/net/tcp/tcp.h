@@ -33,7 +33,8 @@ struct tcp_config {
 	uint32_t syn_retries, data_retries;
 	bool keepalive;
 	uint32_t keepalive_idle_ms, keepalive_intvl_ms, keepalive_probes;
-	uint32_t challenge_ack_per_s; /* RFC 5961 challenge ACK rate limit per lcore */
+	uint32_t challenge_ack_per_s; /* RFC 5961 challenge ACKs per lcore per second (mean: drawn
+				       * at random each second in [x/2, 3x/2]); and 1 per flow per 500 ms */
 };
 void tcp_config_defaults(struct tcp_config *cfg);
 

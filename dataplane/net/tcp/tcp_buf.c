@@ -18,6 +18,7 @@
 struct ooo_meta {
 	struct rte_mbuf *next;
 	uint32_t seq;
+	uint32_t stamp; /* arrival order (tl->ooo_stamp): the SACK blocks go newest first */
 };
 
 static inline struct ooo_meta *
@@ -204,7 +205,7 @@ tcp_mq_take(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t max)
 	if (head == NULL || max == 0)
 		return NULL;
 	if (head->data_len > max) {
-		struct rte_mbuf *m = rte_pktmbuf_alloc(head->pool);
+		struct rte_mbuf *m = dp_alloc(tl->lc);
 
 		if (m == NULL || rte_pktmbuf_tailroom(m) < max) {
 			rte_pktmbuf_free(m);
@@ -253,7 +254,7 @@ tcp_mq_copy_out(const struct tcp_mq *q, uint32_t off, uint32_t len, uint8_t *dst
 		off = 0;
 		s = s->next;
 	}
-	return 0;
+	return len == 0 ? 0 : -1; /* the chain is shorter than its count (a bug): say so */
 }
 
 /* Copy a flat buffer onto the queue: the tail's room first, then fresh mbufs. */
@@ -311,6 +312,7 @@ ooo_merge(struct tcp_conn *c, struct rte_mbuf *prev, struct rte_mbuf *m)
 	pkt_copy(m, rte_pktmbuf_mtod_offset(last, uint8_t *, last->data_len));
 	last->data_len += (uint16_t)len;
 	prev->pkt_len += len;
+	ooo_meta(c, prev)->stamp = ++tcb_tl(c)->ooo_stamp;
 	q_account(tcb_tl(c), TCP_Q_OOO, 0, len);
 	DP_INC(tcb_tl(c)->lc, tcp, OOO_SEGS);
 	rte_pktmbuf_free(m);
@@ -365,6 +367,7 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 		return;
 	}
 	ooo_meta(c, m)->seq = seq;
+	ooo_meta(c, m)->stamp = ++tcb_tl(c)->ooo_stamp;
 	ooo_meta(c, m)->next = *pp;
 	*pp = m;
 	c->ooo_n++;
@@ -372,6 +375,8 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 	DP_INC(tcb_tl(c)->lc, tcp, OOO_SEGS);
 	return;
 dup:
+	/* held already: its block is still the one this segment's ACK reports first */
+	ooo_meta(c, prev)->stamp = ++tcb_tl(c)->ooo_stamp;
 	DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
 	rte_pktmbuf_free(m);
 }
@@ -412,25 +417,60 @@ tcp_ooo_free(struct tcp_conn *c)
 	}
 }
 
-/* The held ranges as SACK blocks [left, right), adjacent segments joined, lowest first. */
+/* Keep blk/stamp sorted by stamp, newest first, at most max entries. */
+static unsigned
+sack_keep(uint32_t (*blk)[2], uint32_t *stamp, unsigned n, unsigned max, uint32_t l, uint32_t r,
+    uint32_t st)
+{
+	unsigned i = n < max ? n : max - 1;
+
+	if (n == max && (int32_t)(st - stamp[max - 1]) <= 0)
+		return n; /* older than every block kept */
+	while (i > 0 && (int32_t)(st - stamp[i - 1]) > 0) {
+		blk[i][0] = blk[i - 1][0];
+		blk[i][1] = blk[i - 1][1];
+		stamp[i] = stamp[i - 1];
+		i--;
+	}
+	blk[i][0] = l;
+	blk[i][1] = r;
+	stamp[i] = st;
+	return n < max ? n + 1 : n;
+}
+
+/*
+ * The held ranges as SACK blocks [left, right), adjacent segments joined, the block with the
+ * most recently received segment first and the others by recency (RFC 2018 section 4: with
+ * more holes than blocks, the newest data is always reported).
+ */
 unsigned
 tcp_ooo_sack_blocks(const struct tcp_conn *c, uint32_t (*blk)[2], unsigned max)
 {
+	uint32_t stamp[4], l = 0, r = 0, st = 0;
 	unsigned n = 0;
+	bool open = false;
 
+	max = RTE_MIN(max, 4u);
+	if (max == 0)
+		return 0;
 	for (struct rte_mbuf *m = c->ooo; m != NULL; m = ooo_meta(c, m)->next) {
-		uint32_t seq = ooo_meta(c, m)->seq;
+		const struct ooo_meta *om = ooo_meta(c, m);
 
-		if (n > 0 && blk[n - 1][1] == seq) {
-			blk[n - 1][1] += m->pkt_len;
+		if (open && r == om->seq) {
+			r += m->pkt_len;
+			if ((int32_t)(om->stamp - st) > 0)
+				st = om->stamp;
 			continue;
 		}
-		if (n == max)
-			break;
-		blk[n][0] = seq;
-		blk[n][1] = seq + m->pkt_len;
-		n++;
+		if (open)
+			n = sack_keep(blk, stamp, n, max, l, r, st);
+		l = om->seq;
+		r = om->seq + m->pkt_len;
+		st = om->stamp;
+		open = true;
 	}
+	if (open)
+		n = sack_keep(blk, stamp, n, max, l, r, st);
 	return n;
 }
 

@@ -101,6 +101,8 @@ synack_input(struct tcp_conn *c, const struct tcp_seg *s)
 	tcp_timer_stop(c, TT_REXMT);
 	if (c->rxtshift == 0) /* Karn: no sample from a retransmitted SYN */
 		tcp_rtt_sample(c, tl->now_ms - c->rtt_start_ms);
+	else
+		tcp_rto_after_syn_timeout(c);
 	c->rxtshift = 0;
 	c->snd_una = s->ack;
 	c->snd_wnd = s->win; /* a SYN's window is never scaled */

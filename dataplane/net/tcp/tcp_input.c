@@ -4,7 +4,8 @@
  * its flow in the per-lcore table or hands it to the listener (SYN, SYN cookie ACK, RFC 793
  * reset for the rest); tcp_conn_input() runs the state machine in RFC 793 order with the
  * RFC 5961 (blind RST/SYN/ACK) and RFC 7323 (PAWS, timestamps) checks, queues the payload
- * and tells the app. Replies are not sent here: the flow is marked and tcp_flush() sends.
+ * and tells the app. Replies are not sent here (the flow is marked and tcp_flush() sends),
+ * but for the duplicate ACK each out-of-order segment is owed.
  */
 #include <string.h>
 
@@ -188,6 +189,7 @@ seg_parse(struct dp_lcore *lc, const struct rte_mbuf *m, struct tcp_seg *s, uint
 	s->ack = rte_be_to_cpu_32(th->recv_ack);
 	s->win = rte_be_to_cpu_16(th->rx_win);
 	s->len = m->pkt_len - doff;
+	s->dup = false;
 	*hlen = doff;
 	return 0;
 bad_hdr:
@@ -195,27 +197,42 @@ bad_hdr:
 	return -1;
 }
 
-bool
-tcp_challenge_ack_ok(struct tcp_lcore *tl)
-{
-	uint32_t sec = tl->now_ms / 1000;
+/*
+ * RFC 5961 challenge ACKs, bounded twice (as Linux since 4.7, against the off-path side
+ * channel of CVE-2016-5696: a fixed, shared budget lets a blind attacker count the challenge
+ * ACKs another flow used up): per flow, one per TCP_CHACK_FLOW_MS; per lcore, a budget drawn
+ * at random each second between half and one and a half times challenge_ack_per_s.
+ */
+#define TCP_CHACK_FLOW_MS 500
 
-	if (sec != tl->chack_sec) {
+bool
+tcp_challenge_ack_ok(struct tcp_conn *c)
+{
+	struct tcp_lcore *tl = tcb_tl(c);
+	uint32_t sec = tl->now_ms / 1000, per_s = tl->cfg.challenge_ack_per_s;
+
+	if (tl->now_ms - c->chack_ms < TCP_CHACK_FLOW_MS) {
+		DP_INC(tl->lc, tcp, CHALLENGE_ACK_FLOW_LIMITED);
+		return false;
+	}
+	if (sec != tl->chack_sec || tl->chack_budget == 0) {
 		tl->chack_sec = sec;
 		tl->chack_count = 0;
+		tl->chack_budget = per_s / 2 + (uint32_t)rte_rand_max(per_s) + 1;
 	}
-	if (tl->chack_count >= tl->cfg.challenge_ack_per_s) {
+	if (tl->chack_count >= tl->chack_budget) {
 		DP_INC(tl->lc, tcp, CHALLENGE_ACK_LIMITED);
 		return false;
 	}
 	tl->chack_count++;
+	c->chack_ms = tl->now_ms;
 	return true;
 }
 
 static void
 challenge_ack(struct tcp_conn *c)
 {
-	if (!tcp_challenge_ack_ok(tcb_tl(c)))
+	if (!tcp_challenge_ack_ok(c))
 		return;
 	DP_INC(tcb_tl(c)->lc, tcp, CHALLENGE_ACK);
 	ack_now(c);
@@ -269,12 +286,20 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 	int32_t todrop = (int32_t)(c->rcv_nxt - s->seq), over;
 
 	if (todrop > 0) {
-		if ((uint32_t)todrop >= s->len + fin) { /* all of it already received */
+		if ((uint32_t)todrop >= s->len + fin) {
+			/* all of it already received: the text goes, but the ACK field is still
+			 * news (RFC 9293 3.10.7.4, as BSD): after an RTO on both sides each one's
+			 * retransmissions carry the only ACK of the other's data */
 			DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
 			if (c->state == TCP_ST_TIME_WAIT && fin) /* our last ACK was lost */
 				tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 			ack_now(c);
-			return -1;
+			rte_pktmbuf_free(*mp);
+			*mp = NULL;
+			s->len = 0;
+			s->flags &= (uint8_t)~RTE_TCP_FIN_FLAG;
+			s->dup = true;
+			return 0;
 		}
 		if ((uint32_t)todrop >= s->len) { /* only the FIN is new */
 			rte_pktmbuf_free(*mp);
@@ -325,10 +350,12 @@ synrcvd_ack(struct tcp_conn *c, const struct tcp_seg *s)
 		return -1;
 	}
 	tcp_timer_stop(c, TT_REXMT);
-	c->rxtshift = 0;
 	c->rto_ms = tl->cfg.rto_initial_ms;
 	if ((c->flags & TF_TS_OK) && s->opt.has_ts && s->opt.tsecr != 0)
 		tcp_rtt_sample(c, tl->now_ms + tl->ts_offset - s->opt.tsecr);
+	else if (c->rxtshift > 0)
+		tcp_rto_after_syn_timeout(c);
+	c->rxtshift = 0;
 	c->snd_una = s->ack;
 	c->snd_wnd = (uint32_t)s->win << c->snd_wscale;
 	c->max_sndwnd = c->snd_wnd;
@@ -458,8 +485,8 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 	if (SEQ_GT(s->ack, c->snd_una)) {
 		if (new_ack(c, s, writable) < 0)
 			return -1;
-	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & RTE_TCP_FIN_FLAG) &&
-	    win == c->snd_wnd && c->snd_una != c->snd_max) {
+	} else if (s->ack == c->snd_una && s->len == 0 && !s->dup &&
+	    !(s->flags & RTE_TCP_FIN_FLAG) && win == c->snd_wnd && c->snd_una != c->snd_max) {
 		DP_INC(tcb_tl(c)->lc, tcp, DUP_ACKS);
 		tcb_tl(c)->cc->dupack(c);
 	} else if (!(c->flags & TF_RECOVERY)) {
@@ -492,7 +519,10 @@ data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 
 	if (s->seq != c->rcv_nxt) {
 		tcp_ooo_insert(c, m, s->seq);
-		ack_now(c); /* a duplicate ACK for the hole (one per burst, like every pure ACK) */
+		/* a duplicate ACK for the hole, now: one per out-of-order segment (RFC 5681 4.2),
+		 * not one per burst, or a sender without SACK never sees three and waits for
+		 * its RTO */
+		tcp_send_ack(c);
 		return false;
 	}
 	c->rcv_nxt += s->len;
@@ -613,13 +643,16 @@ tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 		DP_INC(tcb_tl(c)->lc, tcp, NO_ACK);
 		goto drop;
 	}
-	if ((c->flags & TF_TS_OK) && s->opt.has_ts && SEQ_LEQ(s->seq, c->rcv_nxt))
-		c->ts_recent = s->opt.tsval;
-	tcp_keep_reset(c);
+	/* RFC 7323 4.3 and RFC 5961 5.2: TS.Recent only from a segment whose ACK is acceptable
+	 * (one forged segment with a huge TSval would fail every later one on PAWS) */
 	if (c->state == TCP_ST_SYN_RECEIVED && synrcvd_ack(c, s) < 0)
 		goto drop;
 	if (ack_input(c, s, &writable) < 0 || !alive(c))
 		goto drop;
+	tcp_keep_reset(c);
+	if ((c->flags & TF_TS_OK) && s->opt.has_ts && SEQ_LEQ(s->seq, c->rcv_nxt) &&
+	    SEQ_GEQ(s->opt.tsval, c->ts_recent))
+		c->ts_recent = s->opt.tsval;
 	readable = text_input(c, s, m);
 	m = NULL;
 	if (alive(c))
@@ -696,11 +729,16 @@ cookie_ack(
 	struct tcp_conn *c;
 	uint16_t mss;
 
+	/* RFC 4987 3.6: only while cookies are in use (one sent in the last two slots, the
+	 * life of a cookie); otherwise a blind attacker's 2^24 ACKs would forge a flow */
+	if (!tl->cookie_used || tl->now_ms - tl->cookie_last_ms >= 2u * 64 * 1024) {
+		DP_INC(tl->lc, tcp, UNKNOWN_FLOW);
+		tcp_send_rst_reply(tl, s);
+		rte_pktmbuf_free(m);
+		return;
+	}
 	if (tcp_cookie_check(tl, s, &mss) < 0) {
-		if (tl->cookie_used && tl->now_ms - tl->cookie_last_ms < 2 * 64 * 1024)
-			DP_INC(tl->lc, tcp, COOKIE_FAILED);
-		else
-			DP_INC(tl->lc, tcp, UNKNOWN_FLOW);
+		DP_INC(tl->lc, tcp, COOKIE_FAILED);
 		tcp_send_rst_reply(tl, s);
 		rte_pktmbuf_free(m);
 		return;

@@ -25,7 +25,7 @@
  * a slot is taken with compare-and-swap). */
 struct tcp_lcore *tcp_lcores[TCP_MAX_LCORES];
 
-_Static_assert(sizeof(struct tcp_conn) == 240, "TCB size changed: update docs/tcp.md");
+_Static_assert(sizeof(struct tcp_conn) == 256, "TCB size changed: update docs/tcp.md");
 _Static_assert(TF_SACK_OK <= TF_ALL, "TCB flags are 16 bits");
 
 static int
@@ -322,6 +322,7 @@ tcp_conn_alloc(struct tcp_lcore *tl, const struct tcp_flow_key *key)
 	c->key = *key;
 	c->tli = tl->index;
 	c->flags = TF_INUSE;
+	c->chack_ms = tl->now_ms - 1000000; /* no challenge ACK yet */
 	if (rte_hash_add_key_data(tl->flows, key, c) < 0) {
 		DP_INC(tl->lc, tcp, HASH_ADD_FAIL);
 		c->flags = 0;

@@ -4,7 +4,9 @@
  * send queue is never handed to the NIC; the checksum field is left zero for ipv4_output().
  * tcp_output() sends what cwnd and the peer's window allow, with the ACK piggybacked; pure
  * ACKs are coalesced: input marks the flow (TF_ACKNOW) and tcp_flush() sends at most one per
- * flow per rx burst. Also: SYNs, SYN-ACKs (with or without a TCB), RSTs, window probes.
+ * flow per rx burst (duplicate ACKs for out-of-order data go at once, from input). A send that
+ * fails is not taken as sent: data waits for the retransmission timer, an owed ACK for the
+ * delayed-ACK timer. Also: SYNs, SYN-ACKs (with or without a TCB), RSTs, window probes.
  */
 #include <string.h>
 
@@ -202,14 +204,26 @@ ack_sent(struct tcp_conn *c, const struct seg_out *o)
 		c->rcv_adv = edge;
 }
 
+/* Send a segment of the flow; its ACK counts as sent only if the segment left. */
 static int
 conn_send(struct tcp_conn *c, struct seg_out *o)
 {
 	int rc = seg_send(tcb_tl(c), &c->key, o);
 
-	if (o->flags & RTE_TCP_ACK_FLAG)
+	if (rc == 0 && (o->flags & RTE_TCP_ACK_FLAG))
 		ack_sent(c, o);
 	return rc;
+}
+
+/*
+ * The sequence number of a segment without data: the highest sent (BSD's snd_max, RFC 9293
+ * 3.10.7.4), not snd_nxt, which an RTO rewinds to SND.UNA: a peer would take an ACK that
+ * seems to come from before what it already received as old. In persist, snd_nxt.
+ */
+static uint32_t
+ctl_seq(const struct tcp_conn *c)
+{
+	return (c->flags & TF_PERSIST) ? c->snd_nxt : c->snd_max;
 }
 
 void
@@ -217,9 +231,13 @@ tcp_send_ack(struct tcp_conn *c)
 {
 	struct seg_out o;
 
-	seg_init(c, &o, c->snd_nxt, RTE_TCP_ACK_FLAG);
+	seg_init(c, &o, ctl_seq(c), RTE_TCP_ACK_FLAG);
 	DP_INC(tcb_tl(c)->lc, tcp, ACKS_SENT);
-	conn_send(c, &o);
+	if (conn_send(c, &o) < 0) {
+		/* still owed (TF_ACKNOW stays): the delayed-ACK timer tries again */
+		c->flags |= TF_ACKNOW;
+		tcp_timer_set(c, TT_DELACK, tcb_tl(c)->cfg.delack_ms);
+	}
 }
 
 void
@@ -237,7 +255,7 @@ tcp_send_rst(struct tcp_conn *c)
 {
 	struct seg_out o;
 
-	seg_init(c, &o, c->snd_nxt, RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG);
+	seg_init(c, &o, ctl_seq(c), RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG);
 	o.optlen = 0;
 	o.win = 0;
 	seg_send(tcb_tl(c), &c->key, &o);
@@ -335,16 +353,24 @@ tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s)
 	seg_send(tl, &s->key, &o);
 }
 
-/* One segment at SND.UNA (fast retransmit, partial ACK), whatever snd_nxt is. */
+/*
+ * One segment at SND.UNA (fast retransmit, partial ACK), whatever snd_nxt is: only bytes
+ * already sent (below SND.MAX), so neither cwnd nor the peer's window is overrun and the
+ * peer's ACK of it is never "unsent data"; the FIN rides along if it was sent and this is
+ * the last of the data.
+ */
 void
 tcp_retransmit_una(struct tcp_conn *c)
 {
 	struct seg_out o;
+	bool fin_out = (c->flags & TF_FIN_SENT) && !(c->flags & TF_FIN_ACKED);
+	uint32_t sent = c->snd_max - c->snd_una - fin_out, end;
 	uint32_t room = c->mss - sack_space(c);
-	uint32_t len = RTE_MIN(c->sndq.bytes, room);
+	uint32_t len = RTE_MIN(c->sndq.bytes, sent);
 	uint8_t flags = RTE_TCP_ACK_FLAG;
 
-	if ((c->flags & TF_FIN_SENT) && len == c->sndq.bytes && !(c->flags & TF_FIN_ACKED))
+	len = RTE_MIN(len, room);
+	if (fin_out && len == sent)
 		flags |= RTE_TCP_FIN_FLAG;
 	if (len == 0 && !(flags & RTE_TCP_FIN_FLAG))
 		return;
@@ -353,7 +379,9 @@ tcp_retransmit_una(struct tcp_conn *c)
 	o.len = len;
 	c->flags &= ~TF_RTT_TIMING; /* Karn: no RTT sample across a retransmission */
 	DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
-	conn_send(c, &o);
+	end = c->snd_una + len + !!(flags & RTE_TCP_FIN_FLAG);
+	if (conn_send(c, &o) == 0 && SEQ_LT(c->snd_nxt, end))
+		c->snd_nxt = end; /* after an RTO: do not send these bytes again at once */
 	tcp_timer_set(c, TT_REXMT, c->rto_ms);
 }
 
@@ -405,6 +433,24 @@ persist_check(struct tcp_conn *c)
 	}
 }
 
+/*
+ * RFC 5681 4.1: after an idle period longer than the RTO (nothing in flight, nothing sent),
+ * cwnd restarts at no more than the initial window: the ACK clock that justified it is gone.
+ */
+static void
+idle_restart(struct tcp_conn *c)
+{
+	uint32_t iw = RTE_MAX(2u * c->mss, 14600u);
+
+	iw = RTE_MIN(10u * c->mss, iw);
+
+	if (c->snd_una == c->snd_max && c->cwnd > iw &&
+	    tcb_tl(c)->now_ms - c->last_tx_ms > c->rto_ms) {
+		c->cwnd = iw;
+		DP_INC(tcb_tl(c)->lc, tcp, CWND_IDLE_RESTART);
+	}
+}
+
 /* Send what the windows allow, FIN after the data, and an ACK if one is owed and none rode. */
 void
 tcp_output(struct tcp_conn *c)
@@ -415,13 +461,21 @@ tcp_output(struct tcp_conn *c)
 	uint32_t len;
 
 	if (!can_send_data(c)) {
-		if ((c->flags & TF_ACKNOW) && c->state != TCP_ST_CLOSED &&
-		    c->state != TCP_ST_SYN_RECEIVED && c->state != TCP_ST_SYN_SENT)
+		if (!(c->flags & TF_ACKNOW) || c->state == TCP_ST_CLOSED ||
+		    c->state == TCP_ST_SYN_SENT)
+			return;
+		if (c->state == TCP_ST_SYN_RECEIVED) {
+			/* an ACK owed before the handshake completed: the SYN-ACK is that ACK */
+			c->flags &= ~TF_ACKNOW;
+			tcp_send_synack(c);
+		} else {
 			tcp_send_ack(c);
+		}
 		return;
 	}
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
+	idle_restart(c);
 	while ((len = next_seg_len(c, room, &fin)) > 0 || fin) {
 		uint8_t flags = RTE_TCP_ACK_FLAG;
 
@@ -432,6 +486,13 @@ tcp_output(struct tcp_conn *c)
 		seg_init(c, &o, c->snd_nxt, flags);
 		o.off = c->snd_nxt - c->snd_una;
 		o.len = len;
+		if (conn_send(c, &o) < 0) {
+			/* nothing left: try again when the retransmission timer fires (with nothing
+			 * in flight no ACK would ever bring us back here) */
+			if (!(c->timer_on & TT_REXMT))
+				tcp_timer_set(c, TT_REXMT, c->rto_ms);
+			break;
+		}
 		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
 			DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
 		} else if (!(c->flags & TF_RTT_TIMING) && !(c->flags & TF_TS_OK)) {
@@ -439,8 +500,7 @@ tcp_output(struct tcp_conn *c)
 			c->rtt_seq = c->snd_nxt;
 			c->rtt_start_ms = tcb_tl(c)->now_ms;
 		}
-		if (conn_send(c, &o) < 0)
-			break;
+		c->last_tx_ms = tcb_tl(c)->now_ms;
 		DP_ADD(tcb_tl(c)->lc, tcp, TX_BYTES, len);
 		c->snd_nxt += len + fin;
 		if (fin)

@@ -18,7 +18,9 @@
 #define COOKIE_SLOT_SHIFT 16
 #define COOKIE_HASH_MASK  0xffffffu
 
-static const uint16_t mss_table[8] = { 216, 536, 1024, 1200, 1360, 1400, 1440, 1460 };
+/* From the smallest MSS we send at all (a peer that said 100 gets no more than 64 bytes per
+ * segment, never the 216 a smallest entry of 216 would give it) to Ethernet's. */
+static const uint16_t mss_table[8] = { 64, 216, 536, 1024, 1200, 1360, 1440, 1460 };
 
 static uint32_t
 cookie_hash(const struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t peer_isn, uint32_t slot,

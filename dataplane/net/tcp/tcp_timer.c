@@ -148,6 +148,18 @@ tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms)
 	c->rto_ms = RTE_MIN(rto, cfg->rto_max_ms);
 }
 
+/* RFC 6298 5.7: the SYN (or SYN-ACK) timed out and no RTT was measured: data starts with an
+ * RTO of 3 s, not the initial 1 s that already proved too short once. */
+void
+tcp_rto_after_syn_timeout(struct tcp_conn *c)
+{
+	const struct tcp_config *cfg = &tcb_tl(c)->cfg;
+
+	uint32_t rto = RTE_MAX(cfg->rto_initial_ms, 3000u);
+
+	c->rto_ms = RTE_MIN(rto, cfg->rto_max_ms);
+}
+
 void
 tcp_keep_reset(struct tcp_conn *c)
 {
@@ -166,20 +178,49 @@ rto_backoff(struct tcp_conn *c)
 		c->rxtshift++;
 }
 
+/*
+ * Zero-window probes. They back off like retransmissions (rxtshift; rto_ms itself is left
+ * alone) and, as Linux's icsk_probes_out, keep_probes counts those the peer left unanswered
+ * (any segment from it resets the count: tcp_keep_reset): data_retries unanswered probes end
+ * the connection. An orphan (the app closed it) gets no more than data_retries probes in
+ * all, answered or not, as Linux's tcp_orphan_retries: a peer that keeps its window shut
+ * must not hold a closed connection's buffers for ever.
+ */
 static void
 persist_fire(struct tcp_conn *c)
 {
+	const struct tcp_config *cfg = &tcb_tl(c)->cfg;
+	struct dp_lcore *lc = tcb_tl(c)->lc;
+	uint64_t ivl;
+
 	c->flags &= ~TF_PERSIST;
 	if (c->snd_wnd != 0 || c->sndq.bytes == 0) {
 		tcp_output(c);
 		return;
 	}
-	DP_INC(tcb_tl(c)->lc, tcp, PERSIST_PROBE);
+	if ((c->flags & TF_APP_CLOSED) && c->rxtshift >= cfg->data_retries) {
+		DP_INC(lc, tcp, ORPHAN_TIMEOUT);
+		tcp_send_rst(c);
+		tcp_conn_close(c, TCP_CLOSE_TIMEOUT);
+		return;
+	}
+	if (c->keep_probes >= cfg->data_retries) {
+		DP_INC(lc, tcp, PERSIST_TIMEOUT);
+		tcp_send_rst(c);
+		tcp_conn_close(c, TCP_CLOSE_TIMEOUT);
+		return;
+	}
+	DP_INC(lc, tcp, PERSIST_PROBE);
 	tcp_send_probe(c);
-	/* probes back off like retransmissions but never give up while the peer answers */
-	c->rto_ms = RTE_MIN(c->rto_ms * 2, tcb_tl(c)->cfg.rto_max_ms);
+	if (c->keep_probes < UINT8_MAX)
+		c->keep_probes++;
+	if (c->rxtshift < UINT8_MAX)
+		c->rxtshift++;
+	ivl = (uint64_t)c->rto_ms << (c->rxtshift < 16 ? c->rxtshift : 16);
+	if (ivl > cfg->rto_max_ms)
+		ivl = cfg->rto_max_ms;
 	c->flags |= TF_PERSIST;
-	tcp_timer_set(c, TT_REXMT, c->rto_ms);
+	tcp_timer_set(c, TT_REXMT, (uint32_t)ivl);
 }
 
 static void
@@ -216,8 +257,12 @@ rexmt_fire(struct tcp_conn *c)
 		tcp_timer_set(c, TT_REXMT, c->rto_ms);
 		return;
 	}
-	if (c->snd_una == c->snd_max)
-		return; /* nothing outstanding (stale) */
+	if (c->snd_una == c->snd_max) {
+		/* nothing in flight: a send failed (no mbuf) with data or a FIN waiting */
+		if (c->sndq.bytes > 0 || ((c->flags & TF_FIN_QUEUED) && !(c->flags & TF_FIN_SENT)))
+			tcp_output(c);
+		return;
+	}
 	if (c->snd_wnd == 0) {
 		/* the peer shrank its window to zero under data in flight: probe, do not
 		 * count retries against a peer that answers */

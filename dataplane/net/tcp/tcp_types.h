@@ -80,7 +80,8 @@ enum {
  * chains), 32-bit millisecond deadlines instead of timer objects, one wheel link; the lists it
  * is on link TCBs by 32-bit reference (tcb_ref(): index in the lcore's pool + 1, 0 for none),
  * and its lcore and app callbacks are one-byte indices (tcb_tl(), tcb_ops()). The app's own
- * per-connection state lives in it too (app[]: tcp_app_area()). 240 bytes, no padding holes.
+ * per-connection state lives in it too (app[]: tcp_app_area()). 256 bytes, no padding holes:
+ * four cache lines exactly, so that no TCB of the pool straddles a fifth.
  */
 struct tcp_conn {
 	struct tcp_flow_key key;
@@ -117,6 +118,9 @@ struct tcp_conn {
 	/* timer deadlines, ms on the lcore clock */
 	uint32_t t_rexmt, t_delack, t_keep;
 	uint32_t last_rx_ms;
+	uint32_t last_tx_ms; /* last data segment sent (RFC 5681 4.1: cwnd after idle) */
+	uint32_t chack_ms;   /* last challenge ACK sent (RFC 5961 per-flow bound) */
+	uint32_t spare[2];   /* free (the TCB stays at 256 bytes) */
 
 	struct tcp_mq sndq;   /* from snd_una: unacked then unsent data */
 	struct tcp_mq rcvq;   /* in order, not yet taken by the app */
@@ -146,7 +150,8 @@ struct tcp_opts {
 struct tcp_seg {
 	struct tcp_flow_key key;
 	uint32_t seq, ack;
-	uint32_t len;  /* payload bytes */
+	uint32_t len;  /* payload bytes (after trimming to the window) */
+	bool dup;      /* all of it was received before: its ACK field still counts */
 	uint16_t win;  /* unscaled */
 	uint8_t flags; /* RTE_TCP_*_FLAG */
 	struct tcp_opts opt;
@@ -192,9 +197,12 @@ struct tcp_lcore {
 	uint32_t cookie_last_ms;
 	bool cookie_used;
 
-	/* RFC 5961 challenge ACK budget */
+	/* RFC 5961 challenge ACK budget: randomized each second (CVE-2016-5696) */
 	uint32_t chack_sec;
 	uint32_t chack_count;
+	uint32_t chack_budget;
+
+	uint32_t ooo_stamp; /* arrival order of out-of-order segments (SACK: newest first) */
 };
 
 enum {
@@ -263,7 +271,7 @@ unsigned tcp_ooo_sack_blocks(const struct tcp_conn *c, uint32_t (*blk)[2], unsig
 /* tcp_input.c */
 void tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);
 void tcp_syn_opts_take(struct tcp_conn *c, const struct tcp_seg *s, bool we_scale);
-bool tcp_challenge_ack_ok(struct tcp_lcore *tl);
+bool tcp_challenge_ack_ok(struct tcp_conn *c);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 
 /* tcp_connect.c */
@@ -292,5 +300,6 @@ void tcp_timers_stop_all(struct tcp_conn *c);
 void tcp_rexmt_restart(struct tcp_conn *c); /* arm RTO for outstanding data, or stop it */
 void tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms);
 void tcp_keep_reset(struct tcp_conn *c);
+void tcp_rto_after_syn_timeout(struct tcp_conn *c); /* RFC 6298 5.7: 3 s */
 
 #endif

@@ -5,8 +5,12 @@
  * steps, flushes and application calls. Sequence and acknowledgment numbers may be given
  * relative to what each side sent last, so handshakes and data exchanges are reachable.
  * After each input the stack is torn down and every mbuf must be back in the pool.
+ * A record byte from 0xfc up makes the doubles (dp_alloc, ipv4_output_src) fail from then on,
+ * one call in N at random, so the error paths are fuzzed too.
  * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +59,28 @@ get(struct cursor *cu, unsigned bytes)
 
 /* --- doubles of the dataplane functions tcp_lib calls --- */
 
+/*
+ * They fail too, as the real ones do (no mbuf; ipv4_output_src consuming the segment and
+ * returning an error): a failure record sets how often, one call in fail_alloc_one_in /
+ * fail_output_one_in (0: never), drawn from a generator the input seeds.
+ */
+static unsigned fail_alloc_one_in, fail_output_one_in;
+static uint64_t fail_seed;
+
+static bool
+fail_now(unsigned one_in)
+{
+	if (one_in == 0)
+		return false;
+	fail_seed = fail_seed * 6364136223846793005ull + 1442695040888963407ull;
+	return (fail_seed >> 33) % one_in == 0;
+}
+
 struct rte_mbuf *
 dp_alloc(struct dp_lcore *l)
 {
+	if (fail_now(fail_alloc_one_in))
+		return NULL;
 	return rte_pktmbuf_alloc(l->pool);
 }
 
@@ -72,6 +95,10 @@ ipv4_output_src(
 	(void)l, (void)src_be, (void)dst_be, (void)proto;
 	if (t == NULL || (t->data_off >> 4) * 4u > m->pkt_len || t->cksum != 0)
 		abort(); /* the stack built a broken segment */
+	if (fail_now(fail_output_one_in)) {
+		rte_pktmbuf_free(m);
+		return -ENOBUFS;
+	}
 	idx = rte_be_to_cpu_16(t->dst_port) - BASE_PORT;
 	if (idx < NPEER)
 		peers[idx].our_end = rte_be_to_cpu_32(t->sent_seq) + m->pkt_len -
@@ -284,8 +311,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.time_wait_ms = 2000;
 	if (tcp_lcore_init(&lc, &cfg) != 0 || tcp_listen(&lc, 7, &ops, NULL) != 0)
 		abort();
+	fail_alloc_one_in = fail_output_one_in = 0;
+	fail_seed = size;
 	while (cu.n > 0) {
-		switch (get(&cu, 1) % 4) {
+		uint8_t rec = (uint8_t)get(&cu, 1);
+
+		if (rec >= 0xfc) { /* a failure record: how often the doubles fail from here on */
+			uint8_t f = (uint8_t)get(&cu, 1);
+
+			fail_alloc_one_in = f & 15;
+			fail_output_one_in = f >> 4;
+			continue;
+		}
+		switch (rec % 4) {
 		case 0:
 			rec_segment(&cu);
 			break;

@@ -4,7 +4,8 @@ one unit id in turn: bad CRC, garbage, short frame, wrong unit id, noise before 
 answer past the agent's timeout, and good answers between. Other units pass untouched.
 It also measures the silence the agent keeps between an answer and its next request (the RTU
 3.5-character gap) and writes the smallest one to STATS_FILE when it is terminated.
-  fault_proxy.py AGENT_SIDE_PTY DEVICE_SIDE_PTY FAULTY_UNIT STATS_FILE"""
+  fault_proxy.py AGENT_SIDE_PTY DEVICE_SIDE_PTY FAULTY_UNIT STATS_FILE [MODES]
+MODES (optional) replaces the cycle, comma-separated: "crc,crc,ok" mangles two answers of three."""
 import json
 import os
 import select
@@ -60,6 +61,7 @@ def main():
     agent_fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
     dev_fd = os.open(sys.argv[2], os.O_RDWR | os.O_NOCTTY)
     faulty = int(sys.argv[3])
+    modes = sys.argv[5].split(",") if len(sys.argv) > 5 else MODES
     gaps = []
 
     def dump(*_):
@@ -84,7 +86,7 @@ def main():
         if not resp:
             continue
         if req[0] == faulty:
-            mode = MODES[n % len(MODES)]
+            mode = modes[n % len(modes)]
             n += 1
             if mode == "slow":
                 time.sleep(0.35)

@@ -29,6 +29,7 @@ def main(agent):
 agent:
   profiles_dir: {h.HERE}/profiles
   topic_prefix: site
+  state_dir: {d}/state
   uplink: jsonl
   jsonl: {{path: {out}}}
   stats: {{file: {stats}, interval: 500ms}}

@@ -17,6 +17,7 @@ def config(out, stats, pdir, mport, devices, jsonl_extra=""):
 agent:
   profiles_dir: {pdir}
   topic_prefix: site
+  state_dir: {os.path.dirname(out)}/state
   uplink: jsonl
   jsonl: {{path: {out}{jsonl_extra}}}
   stats: {{file: {stats}, interval: 200ms}}

@@ -30,6 +30,7 @@ dataplane: {{log_level: info}}     # not the agent's: skipped
 agent:
   profiles_dir: {h.HERE}/profiles
   topic_prefix: site
+  state_dir: {d}/state
   uplink: jsonl
   jsonl: {{path: {out}, commands: {fifo}}}
   commands: {{topic: site/cmd}}
@@ -82,6 +83,14 @@ agent:
     s2 = h.stats_dev(st, "rtu1", "dev2")
     h.check(s2["block_splits"] >= 1 and s2["exc_illegal_address"] >= 2, f"dev2 stats {s2}")
     h.check(s2["state"] == "ok" and s2["poll_failures"] == 0, f"dev2 is alive: {s2}")
+    # hole-aware: the refused read was bisected, the refused register learnt and kept; the
+    # plan made again reads around it (4 requests a poll: 0..5, the refused 15, 20..29 and the
+    # refused input 7), not
+    # one request per point
+    h.check(s2["holes_learnt"] >= 1 and s2["replans"] >= 1, f"dev2 learnt nothing: {s2}")
+    state = open(os.path.join(d, "state", "modbus", "rtu1.dev2.state")).read()
+    h.check("hole holding 15 1" in state, f"dev2 state file: {state}")
+    h.check(s2["requests"] <= 4 * s2["polls"] + 6, f"dev2 not planned around the hole: {s2}")
 
     # dead unit: comm-failure, backed off, and nobody else late
     got = h.points(msgs, "dev3", "u16")

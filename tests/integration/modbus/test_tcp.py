@@ -24,8 +24,9 @@ def main(agent):
 agent:
   profiles_dir: {h.HERE}/profiles
   topic_prefix: site
+  state_dir: {d}/state
   uplink: mqtt
-  mqtt: {{host: 127.0.0.1, port: {bport}, client_id: egw-agent-test, keepalive: 5s}}
+  mqtt: {{host: 127.0.0.1, port: {bport}, client_id: egw-agent-test, keepalive: 5s, version: 3.1.1}}
   commands: {{topic: site/cmd, response_topic: site/cmd/response}}
   stats: {{file: {stats}, interval: 500ms}}
   buses:

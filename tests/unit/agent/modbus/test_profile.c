@@ -101,6 +101,15 @@ test_bad_profiles(void **state)
 		{ "topic: '{x}/{point}'\npoints:\n  - {name: x, function: holding, address: 0}\n",
 		    "not a valid template" },
 		{ "points: {\n", "t.yaml:" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\nholes:\n"
+		  "  - {function: holding, address: 0, count: 4}\n",
+		    "covers point 'x'" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\nholes:\n"
+		  "  - {function: holding, count: 4}\n",
+		    "needs an 'address'" },
+		{ "points:\n  - {name: x, function: holding, address: 0}\nholes:\n"
+		  "  - {function: holding, address: 65530, count: 10}\n",
+		    "runs past" },
 	};
 	struct mb_profile p;
 	char err[256];
@@ -112,6 +121,83 @@ test_bad_profiles(void **state)
 		if (strstr(err, cases[i].want) == NULL)
 			fail_msg("case %zu: error '%s' lacks '%s'", i, err, cases[i].want);
 	}
+}
+
+static void
+test_declared_holes(void **state)
+{
+	const char *y = "points:\n"
+			"  - {name: a, function: holding, address: 0}\n"
+			"  - {name: b, function: holding, address: 9}\n"
+			"holes:\n"
+			"  - {function: holding, address: 3, count: 4}\n"
+			"  - {function: input, address: 0}\n";
+	struct mb_profile p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(y, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.nholes, 2);
+	assert_int_equal(p.holes[0].func, MB_FN_HOLDING);
+	assert_int_equal(p.holes[0].start, 3);
+	assert_int_equal(p.holes[0].count, 4);
+	assert_int_equal(p.holes[1].func, MB_FN_INPUT);
+	assert_int_equal(p.holes[1].count, 1);
+	mb_profile_free(&p);
+}
+
+/* Addresses as manuals write them: 1-based and Modicon references. */
+static void
+test_addressing(void **state)
+{
+	const char *one = "addressing: one\n"
+			  "points:\n"
+			  "  - {name: a, function: holding, address: 1}\n"
+			  "  - {name: b, function: coil, address: 65536}\n"
+			  "holes:\n"
+			  "  - {function: holding, address: 11, count: 2}\n";
+	const char *modicon = "addressing: modicon\n"
+			      "points:\n"
+			      "  - {name: h, address: 40001}\n"
+			      "  - {name: h6, address: 400101, type: f32}\n"
+			      "  - {name: i, address: 30010}\n"
+			      "  - {name: c, address: 1}\n"
+			      "  - {name: d, address: 10002, function: discrete}\n";
+	struct mb_profile p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(one, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.points[0].address, 0);
+	assert_int_equal(p.points[1].address, 65535);
+	assert_int_equal(p.holes[0].start, 10);
+	mb_profile_free(&p);
+	assert_int_equal(parse(modicon, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.points[0].func, MB_FN_HOLDING);
+	assert_int_equal(p.points[0].address, 0);
+	assert_int_equal(p.points[1].func, MB_FN_HOLDING);
+	assert_int_equal(p.points[1].address, 100);
+	assert_int_equal(p.points[2].func, MB_FN_INPUT);
+	assert_int_equal(p.points[2].address, 9);
+	assert_int_equal(p.points[3].func, MB_FN_COIL);
+	assert_int_equal(p.points[3].address, 0);
+	assert_int_equal(p.points[4].func, MB_FN_DISCRETE);
+	assert_int_equal(p.points[4].address, 1);
+	mb_profile_free(&p);
+	assert_int_not_equal(parse("addressing: one\npoints:\n  - {name: a, function: holding, "
+				   "address: 0}\n",
+				 &p, err, sizeof(err)),
+	    0);
+	assert_non_null(strstr(err, "1-based"));
+	assert_int_not_equal(parse("addressing: modicon\npoints:\n  - {name: a, address: 20001}\n",
+				 &p, err, sizeof(err)),
+	    0);
+	assert_non_null(strstr(err, "not a Modicon reference"));
+	assert_int_not_equal(parse("addressing: modicon\npoints:\n  - {name: a, address: 40001, "
+				   "function: input}\n",
+				 &p, err, sizeof(err)),
+	    0);
+	assert_non_null(strstr(err, "does not match"));
 }
 
 /* Mutated profiles never crash the reader: a parse succeeds or says why. */
@@ -150,6 +236,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_profile),
 		cmocka_unit_test(test_bad_profiles),
+		cmocka_unit_test(test_declared_holes),
+		cmocka_unit_test(test_addressing),
 		cmocka_unit_test(test_mutated_profiles),
 	};
 

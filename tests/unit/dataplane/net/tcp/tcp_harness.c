@@ -1,5 +1,6 @@
 /* tcp_harness.c: see tcp_harness.h. */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -37,9 +38,32 @@ copy_out(const struct rte_mbuf *m, uint8_t *dst)
 
 /* --- test doubles of the dataplane's functions --- */
 
+/* Failure injection (h_fail): the next n calls fail, then one in every `one_in` at random. */
+struct h_fail h_fail_alloc, h_fail_output;
+
+static bool
+fail_now(struct h_fail *f)
+{
+	if (f->next > 0) {
+		f->next--;
+		f->failed++;
+		return true;
+	}
+	if (f->one_in > 0) {
+		f->seed = f->seed * 6364136223846793005ull + 1442695040888963407ull;
+		if ((f->seed >> 33) % f->one_in == 0) {
+			f->failed++;
+			return true;
+		}
+	}
+	return false;
+}
+
 struct rte_mbuf *
 dp_alloc(struct dp_lcore *lc)
 {
+	if (fail_now(&h_fail_alloc))
+		return NULL;
 	return rte_pktmbuf_alloc(lc->pool);
 }
 
@@ -82,6 +106,10 @@ ipv4_output_src(
 	assert_ptr_equal(lc, &h_lc);
 	assert_int_equal(proto, IPPROTO_TCP);
 	assert_true(dp_is_our_ip(lc, src_be));
+	if (fail_now(&h_fail_output)) { /* as ipv4_output_src: m consumed, error returned */
+		rte_pktmbuf_free(m);
+		return -ENOBUFS;
+	}
 	assert_true(h_ncap < H_MAX_CAP);
 	assert_true(m->pkt_len <= sizeof(cap_bytes[0]));
 	b = cap_bytes[h_ncap];
@@ -230,6 +258,8 @@ h_setup(const struct tcp_config *cfg)
 	h_lc.tsc_hz = 1000000000ull;
 	h_lc.now_tsc = 5000000000ull;
 	h_ncap = 0;
+	memset(&h_fail_alloc, 0, sizeof(h_fail_alloc));
+	memset(&h_fail_output, 0, sizeof(h_fail_output));
 	assert_int_equal(tcp_lcore_init(&h_lc, cfg), 0);
 	assert_int_equal(tcp_listen(&h_lc, H_PORT, &h_ops, &h_app), 0);
 }
@@ -237,6 +267,8 @@ h_setup(const struct tcp_config *cfg)
 void
 h_teardown(void)
 {
+	h_fail_alloc.next = h_fail_alloc.one_in = 0;
+	h_fail_output.next = h_fail_output.one_in = 0;
 	tcp_lcore_fini(&h_lc);
 	assert_null(h_lc.tcp);
 	assert_int_equal(h_pool_in_use(), 0); /* every mbuf came back: no leak */

@@ -34,6 +34,20 @@ struct h_out {
 	unsigned optlen;
 };
 
+/*
+ * Failure injection for the doubles: dp_alloc() returns NULL, ipv4_output_src() frees the
+ * segment and returns -ENOBUFS (as the real one does when it cannot send). next: the next n
+ * calls fail; one_in > 0: after those, each call fails with probability 1/one_in (seeded,
+ * reproducible). failed counts the failures. Reset by h_setup() and h_teardown().
+ */
+struct h_fail {
+	unsigned next;
+	unsigned one_in;
+	uint64_t seed;
+	unsigned failed;
+};
+extern struct h_fail h_fail_alloc, h_fail_output;
+
 extern struct dp_lcore h_lc;
 extern unsigned h_ncap;
 extern struct h_out h_cap[H_MAX_CAP];

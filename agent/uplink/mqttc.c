@@ -1,0 +1,1303 @@
+/*
+ * mqttc.c: the cloud MQTT client (see mqttc.h). States: IDLE (backoff) -> RESOLVING (a name,
+ * on resolve.c's thread) -> CONNECTING (TCP) -> TLS (handshake, tls.c) -> WAIT_CONNACK -> UP.
+ * Any failure goes back to IDLE through mc_drop(), which counts it, logs it once per series of
+ * attempts and schedules the next attempt with exponential backoff and full jitter.
+ *
+ * Delivery: pending (not sent) and inflight (sent, not complete) lists, both in submission
+ * order. A reconnect that finds the session (session present 1) resends inflight in order:
+ * PUBLISH with DUP for those not acknowledged, PUBREL for QoS 2 messages past PUBREC. One that
+ * does not (the broker lost it) sends them again as new messages, except QoS 2 messages past
+ * PUBREC: the broker took those, and sending them again could deliver them twice.
+ */
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "mqtt_codec.h"
+#include "mqttc.h"
+#include "resolve.h"
+#include "tls.h"
+#include "log.h"
+
+#define MC_OBUF_HIGH   (256 * 1024) /* stop encoding more while this much waits for the socket */
+#define MC_IBUF_MAX    (256 * 1024) /* largest packet we accept from the broker */
+#define MC_RECV_MAX    64           /* QoS 1/2 downlink messages the broker may have in flight */
+#define MC_STABLE_MS   60000        /* a connection up this long resets the backoff */
+#define MC_BACKOFF_MIN 100          /* ms: full jitter may draw 0; never spin */
+
+struct mc_msg {
+	struct mc_msg *next;
+	uint64_t ref;
+	uint8_t qos, state;      /* enum mqttc_msg_state */
+	bool retain, dup, again; /* again: sent before, to a session the broker lost */
+	uint16_t packet_id;
+	uint16_t topic_len;
+	uint32_t len;
+	char *topic;
+	uint8_t payload[];
+};
+
+struct mc_list {
+	struct mc_msg *head, *tail;
+	size_t n;
+};
+
+struct mqttc {
+	struct uplink_mqtt_conf cf;
+	struct mqttc_hooks h;
+	char port[8];
+	enum mqttc_state state;
+	int fd, rfd, watched_fd;
+	uint32_t watched_ev;
+	struct uplink_tls_ctx *tlsx;
+	struct uplink_tls *tls;
+	uint64_t state_since_ms, up_since_ms, next_connect_ms, last_tx_ms, last_rx_ms;
+	uint64_t hs_in0, hs_out0, rng;
+	uint32_t attempt;
+	uint16_t keepalive_s, window, next_id, sub_id;
+	uint8_t max_qos;
+	uint32_t max_packet;
+	bool ping_out;
+	char last_why[300];
+	struct mc_list pending, inflight;
+	uint8_t *obuf, *ibuf;
+	size_t olen, ocap, ooff, ilen, icap;
+	uint64_t discard; /* bytes of an oversized PUBLISH still to drop */
+	uint64_t cnt[UPLINK_C_COUNT];
+	uint8_t ids_out[65536 / 8]; /* packet ids in use (PUBLISH, SUBSCRIBE) */
+	uint8_t ids_in[65536 / 8];  /* QoS 2 downlink ids delivered, PUBREL not yet received */
+	uint8_t scratch[4096];
+};
+
+static void mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why);
+
+/* ---- small helpers ---- */
+
+static uint64_t
+mc_now(const struct mqttc *c)
+{
+	return c->h.now_ms != NULL ? c->h.now_ms(c->h.arg) : clock_mono_ms();
+}
+
+static bool
+bit_get(const uint8_t *b, uint16_t i)
+{
+	return (b[i >> 3] >> (i & 7)) & 1;
+}
+
+static void
+bit_set(uint8_t *b, uint16_t i, bool v)
+{
+	if (v)
+		b[i >> 3] |= (uint8_t)(1u << (i & 7));
+	else
+		b[i >> 3] &= (uint8_t) ~(1u << (i & 7));
+}
+
+static uint16_t
+mc_alloc_id(struct mqttc *c)
+{
+	for (unsigned n = 0; n < 65535; n++) {
+		if (++c->next_id == 0)
+			c->next_id = 1;
+		if (!bit_get(c->ids_out, c->next_id)) {
+			bit_set(c->ids_out, c->next_id, true);
+			return c->next_id;
+		}
+	}
+	return 0; /* cannot happen: the window is far below 65535 */
+}
+
+static void
+list_push(struct mc_list *l, struct mc_msg *m)
+{
+	m->next = NULL;
+	if (l->tail != NULL)
+		l->tail->next = m;
+	else
+		l->head = m;
+	l->tail = m;
+	l->n++;
+}
+
+static struct mc_msg *
+list_pop(struct mc_list *l)
+{
+	struct mc_msg *m = l->head;
+
+	if (m != NULL) {
+		l->head = m->next;
+		if (l->head == NULL)
+			l->tail = NULL;
+		l->n--;
+	}
+	return m;
+}
+
+/* Unlink the message after prev (prev NULL: the head). */
+static struct mc_msg *
+list_unlink(struct mc_list *l, struct mc_msg *prev)
+{
+	struct mc_msg *m = prev ? prev->next : l->head;
+
+	if (prev)
+		prev->next = m->next;
+	else
+		l->head = m->next;
+	if (l->tail == m)
+		l->tail = prev;
+	l->n--;
+	return m;
+}
+
+static void
+list_free(struct mc_list *l)
+{
+	struct mc_msg *m;
+
+	while ((m = list_pop(l)) != NULL)
+		free(m);
+}
+
+/* Under backlog QoS 0 goes first: the oldest QoS 0 message waiting is dropped. */
+static bool
+drop_oldest_qos0(struct mqttc *c)
+{
+	struct mc_msg *prev = NULL;
+
+	for (struct mc_msg *m = c->pending.head; m != NULL; prev = m, m = m->next) {
+		if (m->qos != 0)
+			continue;
+		free(list_unlink(&c->pending, prev));
+		c->cnt[UPLINK_C_dropped_full]++;
+		return true;
+	}
+	return false;
+}
+
+static void
+mc_set_state(struct mqttc *c, enum mqttc_state s)
+{
+	c->state = s;
+	c->state_since_ms = mc_now(c);
+}
+
+/* ---- watching the one fd ---- */
+
+static void
+mc_watch(struct mqttc *c, int fd, uint32_t ev)
+{
+	if (c->watched_fd == fd && c->watched_ev == ev)
+		return;
+	if (c->watched_fd >= 0 && c->watched_fd != fd)
+		c->h.unwatch(c->h.arg, c->watched_fd);
+	if (c->h.watch(c->h.arg, fd, ev, c->watched_fd != fd) != 0)
+		log_err("mqtt: cannot watch fd %d", fd);
+	c->watched_fd = fd;
+	c->watched_ev = ev;
+}
+
+static void
+mc_unwatch(struct mqttc *c)
+{
+	if (c->watched_fd >= 0)
+		c->h.unwatch(c->h.arg, c->watched_fd);
+	c->watched_fd = -1;
+	c->watched_ev = 0;
+}
+
+/* ---- bytes on the link (plain or TLS) ---- */
+
+static ssize_t
+link_send(struct mqttc *c, const uint8_t *buf, size_t len)
+{
+	ssize_t n;
+
+	if (c->tls != NULL)
+		return uplink_tls_write(c->tls, buf, len);
+	n = send(c->fd, buf, len, MSG_NOSIGNAL);
+	if (n < 0)
+		return (errno == EAGAIN || errno == EINTR) ? -EAGAIN : -errno;
+	c->cnt[UPLINK_C_bytes_out] += (uint64_t)n;
+	return n;
+}
+
+static ssize_t
+link_recv(struct mqttc *c, uint8_t *buf, size_t len)
+{
+	ssize_t n;
+
+	if (c->tls != NULL)
+		return uplink_tls_read(c->tls, buf, len);
+	n = recv(c->fd, buf, len, 0);
+	if (n < 0)
+		return (errno == EAGAIN || errno == EINTR) ? -EAGAIN : -errno;
+	c->cnt[UPLINK_C_bytes_in] += (uint64_t)n;
+	return n;
+}
+
+static const char *
+link_err(const struct mqttc *c, ssize_t rc)
+{
+	return c->tls != NULL ? uplink_tls_error(c->tls) : strerror((int)-rc);
+}
+
+/* ---- output ---- */
+
+static int
+obuf_reserve(struct mqttc *c, size_t need)
+{
+	uint8_t *nb;
+	size_t cap;
+
+	if (c->ooff > 0 && c->ooff == c->olen)
+		c->ooff = c->olen = 0;
+	if (c->olen + need <= c->ocap)
+		return 0;
+	if (c->ooff > 0 && c->tls == NULL) {
+		/* (not under TLS: a write mbedTLS must repeat keeps its address) */
+		memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
+		c->olen -= c->ooff;
+		c->ooff = 0;
+		if (c->olen + need <= c->ocap)
+			return 0;
+	}
+	cap = c->ocap ? c->ocap : 4096;
+	while (cap < c->olen + need)
+		cap *= 2;
+	nb = realloc(c->obuf, cap);
+	if (nb == NULL)
+		return -ENOMEM;
+	c->obuf = nb;
+	c->ocap = cap;
+	return 0;
+}
+
+/* Encode one packet with an encoder that reports the size it needs when cap is too small. */
+#define MC_ENCODE(c, call_with_buf_cap)                           \
+	({                                                        \
+		int n_ = 0;                                       \
+		for (int try_ = 0; try_ < 2; try_++) {            \
+			uint8_t *buf = (c)->obuf + (c)->olen;     \
+			size_t cap = (c)->ocap - (c)->olen;       \
+			n_ = (call_with_buf_cap);                 \
+			if (n_ < 0 || (size_t)n_ <= cap)          \
+				break;                            \
+			if (obuf_reserve((c), (size_t)n_) != 0) { \
+				n_ = -ENOMEM;                     \
+				break;                            \
+			}                                         \
+		}                                                 \
+		if (n_ > 0)                                       \
+			(c)->olen += (size_t)n_;                  \
+		n_;                                               \
+	})
+
+static void
+mc_want(struct mqttc *c)
+{
+	bool out = c->olen > c->ooff || (c->tls != NULL && uplink_tls_wants_write(c->tls));
+
+	mc_watch(c, c->fd, EPOLLIN | (out ? EPOLLOUT : 0));
+}
+
+/* Write what the socket takes; false when the connection was dropped. */
+static bool
+mc_flush(struct mqttc *c)
+{
+	while (c->ooff < c->olen) {
+		ssize_t n = link_send(c, c->obuf + c->ooff, c->olen - c->ooff);
+
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			char why[200];
+
+			snprintf(why, sizeof(why), "send: %s", link_err(c, n));
+			mc_drop(c, UPLINK_C_send_fail, why);
+			return false;
+		}
+		c->ooff += (size_t)n;
+		c->last_tx_ms = mc_now(c);
+	}
+	if (c->ooff == c->olen)
+		c->ooff = c->olen = 0;
+	mc_want(c);
+	return true;
+}
+
+static void
+mc_send_ack(struct mqttc *c, enum mqtt_type type, uint16_t id, uint8_t reason)
+{
+	struct mqtt_ack a = { .packet_id = id, .reason = reason };
+
+	if (MC_ENCODE(c, mqtt_encode_ack(buf, cap, c->cf.version, type, &a)) < 0)
+		log_err("mqtt: cannot encode %s", mqtt_type_name(type));
+}
+
+static int
+mc_encode_publish(struct mqttc *c, const struct mc_msg *m)
+{
+	struct mqtt_publish p = { .qos = m->qos,
+		.dup = m->dup,
+		.retain = m->retain,
+		.topic = { m->topic, m->topic_len },
+		.packet_id = m->packet_id,
+		.payload = m->payload,
+		.payload_len = m->len };
+
+	return MC_ENCODE(c, mqtt_encode_publish(buf, cap, c->cf.version, &p));
+}
+
+static void
+mc_persist(struct mqttc *c, const struct mc_msg *m, enum mqttc_msg_state st)
+{
+	if (m->qos == 2 && c->h.persist != NULL &&
+	    c->h.persist(c->h.arg, m->ref, m->packet_id, st) != 0) {
+		c->cnt[UPLINK_C_persist_fail]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: QoS 2 state of message %llu not stored",
+		    (unsigned long long)m->ref);
+	}
+}
+
+static void
+mc_done(struct mqttc *c, struct mc_msg *m, uint8_t reason)
+{
+	if (m->qos > 0)
+		bit_set(c->ids_out, m->packet_id, false);
+	mc_persist(c, m, MQTTC_MSG_DONE);
+	if (c->h.acked != NULL)
+		c->h.acked(c->h.arg, m->ref, reason);
+	free(m);
+}
+
+/* The QoS a message leaves with: the configured one, capped by the broker's Maximum QoS. */
+static uint8_t
+mc_eff_qos(const struct mqttc *c, const struct mc_msg *m)
+{
+	uint8_t q = c->cf.qos != UPLINK_QOS_KEEP ? c->cf.qos : m->qos;
+
+	return q > c->max_qos ? c->max_qos : q;
+}
+
+static void
+mc_fix_qos(struct mqttc *c, struct mc_msg *m)
+{
+	uint8_t q = c->cf.qos != UPLINK_QOS_KEEP ? c->cf.qos : m->qos;
+
+	if (q > c->max_qos)
+		c->cnt[UPLINK_C_qos_downgraded]++;
+	m->qos = mc_eff_qos(c, m);
+}
+
+/* One pending message onto the wire; false when it had to be dropped. */
+static bool
+mc_send_one(struct mqttc *c, struct mc_msg *m)
+{
+	size_t need = (size_t)m->len + m->topic_len + 16;
+
+	mc_fix_qos(c, m);
+	if (c->max_packet != 0 && need > c->max_packet) {
+		c->cnt[UPLINK_C_dropped_invalid]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60,
+		    "mqtt: a %zu-byte message to %s is over the broker's maximum packet size %u",
+		    need, m->topic, c->max_packet);
+		mc_done(c, m, MQTT_RC_PACKET_TOO_LARGE);
+		return false;
+	}
+	if (m->qos > 0 && m->packet_id == 0)
+		m->packet_id = mc_alloc_id(c);
+	mc_persist(c, m, MQTTC_MSG_SENT);
+	if (mc_encode_publish(c, m) < 0) {
+		c->cnt[UPLINK_C_dropped_invalid]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: cannot encode a PUBLISH to %s", m->topic);
+		mc_done(c, m, MQTT_RC_UNSPECIFIED_ERROR);
+		return false;
+	}
+	if (m->again)
+		c->cnt[UPLINK_C_resent_new]++;
+	else
+		c->cnt[m->qos == 0    ? UPLINK_C_pub_qos0
+			: m->qos == 1 ? UPLINK_C_pub_qos1
+				      : UPLINK_C_pub_qos2]++;
+	return true;
+}
+
+/* Move what the window and the output buffer allow from pending onto the wire. */
+static void
+mc_pump(struct mqttc *c)
+{
+	struct mc_msg *m;
+
+	if (c->state != MQTTC_UP)
+		return;
+	while (c->pending.head != NULL && c->olen - c->ooff < MC_OBUF_HIGH) {
+		if (mc_eff_qos(c, c->pending.head) > 0 && c->inflight.n >= c->window)
+			break;
+		m = list_pop(&c->pending);
+		if (!mc_send_one(c, m))
+			continue;
+		if (m->qos == 0) {
+			mc_done(c, m, 0);
+			continue;
+		}
+		m->state = MQTTC_MSG_SENT;
+		list_push(&c->inflight, m);
+	}
+	mc_flush(c);
+}
+
+/* ---- connection ---- */
+
+uint64_t
+mqttc_backoff_next(struct mqttc *c)
+{
+	uint64_t cap = c->cf.reconnect_min_ms, d;
+
+	for (uint32_t i = 0; i < c->attempt && cap < c->cf.reconnect_max_ms; i++)
+		cap *= 2;
+	if (cap > c->cf.reconnect_max_ms)
+		cap = c->cf.reconnect_max_ms;
+	/* xorshift64*: jitter only, no need for a good generator */
+	c->rng ^= c->rng >> 12;
+	c->rng ^= c->rng << 25;
+	c->rng ^= c->rng >> 27;
+	d = (c->rng * 0x2545F4914F6CDD1Dull) % (cap + 1);
+	return d < MC_BACKOFF_MIN ? MC_BACKOFF_MIN : d;
+}
+
+/* Close whatever is open (socket, TLS, resolver pipe); session state stays. */
+static void
+mc_close(struct mqttc *c)
+{
+	mc_unwatch(c);
+	if (c->tls != NULL) {
+		uplink_tls_close(c->tls);
+		c->tls = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->rfd >= 0)
+		close(c->rfd);
+	c->fd = c->rfd = -1;
+	if (c->sub_id) {
+		bit_set(c->ids_out, c->sub_id, false);
+		c->sub_id = 0;
+	}
+	c->olen = c->ooff = c->ilen = 0;
+	c->discard = 0;
+	c->ping_out = false;
+}
+
+/* Log a failed attempt once per series: the first, and when the reason changes. */
+static void
+mc_log_fail(struct mqttc *c, const char *why)
+{
+	if (c->attempt > 0 && strcmp(why, c->last_why) == 0) {
+		log_debug("mqtt: attempt %u to %s:%s failed: %s", c->attempt + 1, c->cf.host,
+		    c->port, why);
+		return;
+	}
+	snprintf(c->last_why, sizeof(c->last_why), "%s", why);
+	log_warnx("mqtt: cannot connect to %s:%s: %s (retrying with backoff; logged again when "
+		  "the reason changes)",
+	    c->cf.host, c->port, why);
+}
+
+static void
+mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why)
+{
+	uint64_t now = mc_now(c), d;
+
+	if (why_c < UPLINK_C_COUNT)
+		c->cnt[why_c]++;
+	if (c->state == MQTTC_UP) {
+		c->cnt[UPLINK_C_disconnects]++;
+		log_warnx("mqtt: connection to %s:%s lost: %s (%zu in flight, %zu waiting)",
+		    c->cf.host, c->port, why, c->inflight.n, c->pending.n);
+		if (now - c->up_since_ms >= MC_STABLE_MS)
+			c->attempt = 0;
+		c->last_why[0] = '\0';
+	} else if (c->state != MQTTC_IDLE) {
+		mc_log_fail(c, why);
+	}
+	mc_close(c);
+	for (struct mc_msg *m = c->inflight.head; m != NULL; m = m->next)
+		m->dup = m->state == MQTTC_MSG_SENT;
+	mc_set_state(c, MQTTC_IDLE);
+	d = mqttc_backoff_next(c);
+	c->attempt++;
+	c->next_connect_ms = now + d;
+}
+
+static int
+mc_send_connect(struct mqttc *c)
+{
+	struct mqtt_connect cn = { .version = c->cf.version,
+		.clean_start = false,
+		.keepalive_s = c->cf.keepalive_s,
+		.client_id = { c->cf.client_id, (uint16_t)strlen(c->cf.client_id) } };
+
+	if (c->cf.username[0]) {
+		cn.has_username = true;
+		cn.username = (struct mqtt_str){ c->cf.username, (uint16_t)strlen(c->cf.username) };
+	}
+	if (c->cf.password[0]) {
+		cn.has_password = true;
+		cn.password = (struct mqtt_str){ c->cf.password, (uint16_t)strlen(c->cf.password) };
+	}
+	if (c->cf.version == MQTT_V5) {
+		if (c->cf.session_expiry_s)
+			mqtt_props_set_u32(
+			    &cn.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, c->cf.session_expiry_s);
+		mqtt_props_set_u32(&cn.props, MQTT_PROP_RECEIVE_MAXIMUM, MC_RECV_MAX);
+		mqtt_props_set_u32(&cn.props, MQTT_PROP_MAXIMUM_PACKET_SIZE, MC_IBUF_MAX);
+	}
+	if (MC_ENCODE(c, mqtt_encode_connect(buf, cap, &cn)) < 0)
+		return -EINVAL;
+	mc_set_state(c, MQTTC_WAIT_CONNACK);
+	c->last_rx_ms = mc_now(c);
+	mc_flush(c);
+	return 0;
+}
+
+static void
+mc_tls_step(struct mqttc *c)
+{
+	int rc = uplink_tls_handshake(c->tls);
+	uint64_t in, out;
+	char why[200];
+
+	if (rc == -EAGAIN) {
+		mc_watch(c, c->fd, uplink_tls_wants_write(c->tls) ? EPOLLOUT : EPOLLIN);
+		return;
+	}
+	if (rc != 0) {
+		snprintf(why, sizeof(why), "TLS: %s%s",
+		    rc == -EACCES ? "server certificate refused: " : "", uplink_tls_error(c->tls));
+		return mc_drop(
+		    c, rc == -EACCES ? UPLINK_C_tls_verify_fail : UPLINK_C_tls_fail, why);
+	}
+	in = c->cnt[UPLINK_C_bytes_in] - c->hs_in0;
+	out = c->cnt[UPLINK_C_bytes_out] - c->hs_out0;
+	c->cnt[UPLINK_C_tls_hs_bytes_in] += in;
+	c->cnt[UPLINK_C_tls_hs_bytes_out] += out;
+	c->cnt[uplink_tls_resumed(c->tls) ? UPLINK_C_tls_resumed : UPLINK_C_tls_full]++;
+	log_info("mqtt: %s handshake with %s (%s): %llu bytes out, %llu in",
+	    uplink_tls_resumed(c->tls) ? "resumed" : "full", c->cf.host, uplink_tls_version(c->tls),
+	    (unsigned long long)out, (unsigned long long)in);
+	if (mc_send_connect(c) != 0)
+		mc_drop(c, UPLINK_C_protocol_errors, "cannot encode CONNECT");
+}
+
+static void
+mc_on_connected(struct mqttc *c)
+{
+	int err = 0;
+	socklen_t el = sizeof(err);
+	char why[160];
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
+		snprintf(why, sizeof(why), "connect: %s", strerror(err ? err : errno));
+		return mc_drop(c, UPLINK_C_connect_fail, why);
+	}
+	if (c->tlsx == NULL) {
+		if (mc_send_connect(c) != 0)
+			mc_drop(c, UPLINK_C_protocol_errors, "cannot encode CONNECT");
+		return;
+	}
+	if (!c->cf.tls.verify) /* at every connect, by design */
+		log_warnx("mqtt: TLS to %s WITHOUT certificate verification (tls.verify: false)",
+		    c->cf.host);
+	c->tls = uplink_tls_open(
+	    c->tlsx, c->fd, &c->cnt[UPLINK_C_bytes_in], &c->cnt[UPLINK_C_bytes_out]);
+	if (c->tls == NULL)
+		return mc_drop(c, UPLINK_C_tls_fail, "TLS: cannot set up the connection");
+	c->hs_in0 = c->cnt[UPLINK_C_bytes_in];
+	c->hs_out0 = c->cnt[UPLINK_C_bytes_out];
+	mc_set_state(c, MQTTC_TLS);
+	mc_tls_step(c);
+}
+
+static int
+mc_socket(struct mqttc *c, int family)
+{
+	c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return -errno;
+	if (c->cf.bind_interface[0] &&
+	    setsockopt(c->fd, SOL_SOCKET, SO_BINDTODEVICE, c->cf.bind_interface,
+		(socklen_t)strlen(c->cf.bind_interface)) != 0)
+		return -errno;
+	return 0;
+}
+
+static void
+mc_connect_addr(struct mqttc *c, const struct uplink_addr *a)
+{
+	char why[160];
+	int rc = mc_socket(c, a->family);
+
+	if (rc != 0) {
+		snprintf(why, sizeof(why), "socket%s%s: %s", c->cf.bind_interface[0] ? " on " : "",
+		    c->cf.bind_interface, strerror(-rc));
+		return mc_drop(c, UPLINK_C_socket_fail, why);
+	}
+	if (connect(c->fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+		snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+		return mc_drop(c, UPLINK_C_connect_fail, why);
+	}
+	mc_set_state(c, MQTTC_CONNECTING);
+	mc_watch(c, c->fd, EPOLLOUT);
+}
+
+static void
+mc_start(struct mqttc *c)
+{
+	struct uplink_addr a;
+	int rc;
+
+	c->cnt[UPLINK_C_connect_attempts]++;
+	mc_set_state(c, MQTTC_RESOLVING);
+	if (uplink_resolve_numeric(c->cf.host, c->port, &a) == 0)
+		return mc_connect_addr(c, &a);
+	rc = uplink_resolve_start(c->cf.host, c->port, &c->rfd);
+	if (rc != 0)
+		return mc_drop(c, UPLINK_C_resolve_fail, "cannot start the resolver thread");
+	mc_watch(c, c->rfd, EPOLLIN);
+}
+
+static void
+mc_on_resolved(struct mqttc *c)
+{
+	struct uplink_addr a;
+	char err[128], why[300];
+	int fd = c->rfd;
+
+	mc_unwatch(c);
+	c->rfd = -1;
+	if (uplink_resolve_finish(fd, &a, err, sizeof(err)) != 0) {
+		snprintf(why, sizeof(why), "resolve %s: %s", c->cf.host, err);
+		return mc_drop(c, UPLINK_C_resolve_fail, why);
+	}
+	mc_connect_addr(c, &a);
+}
+
+static void
+mc_subscribe(struct mqttc *c)
+{
+	struct mqtt_subscription s = {
+		.filter = { c->cf.cmd_topic, (uint16_t)strlen(c->cf.cmd_topic) }, .qos = 1
+	};
+	struct mqtt_subscribe sub = { .subs = &s, .n_subs = 1 };
+
+	if (!c->cf.cmd_topic[0])
+		return;
+	sub.packet_id = c->sub_id = mc_alloc_id(c);
+	if (MC_ENCODE(c, mqtt_encode_subscribe(buf, cap, c->cf.version, &sub)) < 0)
+		log_err("mqtt: cannot encode SUBSCRIBE to %s", c->cf.cmd_topic);
+}
+
+/* ---- session resumption ---- */
+
+/* Session present: everything in flight again, in order (MQTT-4.4.0-1). */
+static void
+mc_resend(struct mqttc *c)
+{
+	for (struct mc_msg *m = c->inflight.head; m != NULL; m = m->next) {
+		if (m->state == MQTTC_MSG_RELEASED) {
+			mc_send_ack(c, MQTT_PUBREL, m->packet_id, 0);
+			c->cnt[UPLINK_C_pubrel_resent]++;
+		} else if (mc_encode_publish(c, m) >= 0) {
+			c->cnt[UPLINK_C_resent_dup]++;
+		}
+	}
+}
+
+/* No session on the broker: what it never acknowledged goes again as new messages; QoS 2
+ * messages past PUBREC are the broker's already (it may have delivered them). */
+static void
+mc_session_lost(struct mqttc *c)
+{
+	struct mc_list back = { 0 };
+	struct mc_msg *m;
+	size_t released = 0;
+
+	c->cnt[UPLINK_C_session_lost]++;
+	memset(c->ids_in, 0, sizeof(c->ids_in));
+	while ((m = list_pop(&c->inflight)) != NULL) {
+		if (m->state == MQTTC_MSG_RELEASED) {
+			released++;
+			mc_done(c, m, 0);
+			continue;
+		}
+		bit_set(c->ids_out, m->packet_id, false);
+		m->packet_id = 0;
+		m->dup = false;
+		m->again = true;
+		m->state = MQTTC_MSG_QUEUED;
+		list_push(&back, m);
+	}
+	log_warnx("mqtt: the broker lost our session: %zu messages sent again, %zu QoS 2 "
+		  "messages past PUBREC taken as delivered",
+	    back.n, released);
+	if (back.head != NULL) {
+		back.tail->next = c->pending.head;
+		if (c->pending.tail == NULL)
+			c->pending.tail = back.tail;
+		c->pending.head = back.head;
+		c->pending.n += back.n;
+	}
+}
+
+/* ---- input ---- */
+
+static void
+mc_connack_props(struct mqttc *c, const struct mqtt_props *p)
+{
+	c->keepalive_s = c->cf.keepalive_s;
+	c->window = c->cf.window;
+	c->max_qos = 2;
+	c->max_packet = 0;
+	if (c->cf.version != MQTT_V5)
+		return;
+	if (mqtt_props_has(p, MQTT_PROP_RECEIVE_MAXIMUM) &&
+	    p->v[MQTT_PROP_RECEIVE_MAXIMUM].u < c->window)
+		c->window = (uint16_t)p->v[MQTT_PROP_RECEIVE_MAXIMUM].u;
+	if (mqtt_props_has(p, MQTT_PROP_SERVER_KEEP_ALIVE))
+		c->keepalive_s = (uint16_t)p->v[MQTT_PROP_SERVER_KEEP_ALIVE].u;
+	if (mqtt_props_has(p, MQTT_PROP_MAXIMUM_QOS))
+		c->max_qos = (uint8_t)p->v[MQTT_PROP_MAXIMUM_QOS].u;
+	if (mqtt_props_has(p, MQTT_PROP_MAXIMUM_PACKET_SIZE))
+		c->max_packet = p->v[MQTT_PROP_MAXIMUM_PACKET_SIZE].u;
+}
+
+static void
+mc_on_connack(struct mqttc *c, const struct mqtt_connack *ca)
+{
+	char why[128];
+	bool auth;
+
+	if (c->state != MQTTC_WAIT_CONNACK)
+		return mc_drop(c, UPLINK_C_protocol_errors, "unexpected CONNACK");
+	if (ca->reason != 0) {
+		auth = c->cf.version == MQTT_V5 ? (ca->reason == 0x86 || ca->reason == 0x87)
+						: (ca->reason == 4 || ca->reason == 5);
+		snprintf(why, sizeof(why), "the broker refused: %s (0x%02x)",
+		    c->cf.version == MQTT_V5 ? mqtt_reason_name(ca->reason, MQTT_CONNACK)
+					     : "3.1.1 return code",
+		    ca->reason);
+		if (auth) /* credentials do not fix themselves: wait the longest */
+			c->attempt = 31;
+		return mc_drop(c, UPLINK_C_connack_refused, why);
+	}
+	mc_connack_props(c, &ca->props);
+	mc_set_state(c, MQTTC_UP);
+	c->up_since_ms = c->state_since_ms;
+	c->cnt[UPLINK_C_connects]++;
+	log_info("mqtt: connected to %s:%s as %s (MQTT %s, session %s; %zu in flight, %zu "
+		 "waiting)",
+	    c->cf.host, c->port, c->cf.client_id, c->cf.version == MQTT_V5 ? "5.0" : "3.1.1",
+	    ca->session_present ? "resumed" : "new", c->inflight.n, c->pending.n);
+	if (ca->session_present) {
+		c->cnt[UPLINK_C_session_present]++;
+		mc_resend(c);
+	} else {
+		memset(c->ids_in, 0, sizeof(c->ids_in));
+		if (c->inflight.n > 0)
+			mc_session_lost(c);
+	}
+	mc_subscribe(c);
+	mc_pump(c);
+}
+
+/* The in-flight message with this id (and *prev before it), or NULL. */
+static struct mc_msg *
+mc_find(struct mqttc *c, uint16_t id, struct mc_msg **prev)
+{
+	*prev = NULL;
+	for (struct mc_msg *m = c->inflight.head; m != NULL; *prev = m, m = m->next)
+		if (m->packet_id == id)
+			return m;
+	return NULL;
+}
+
+static void
+mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
+{
+	struct mc_msg *prev, *m = mc_find(c, a->packet_id, &prev);
+	bool refused = a->reason >= 0x80;
+
+	if (type == MQTT_PUBREC && m != NULL && m->qos == 2 && !refused) {
+		if (m->state == MQTTC_MSG_SENT) {
+			mc_persist(c, m, MQTTC_MSG_RELEASED);
+			m->state = MQTTC_MSG_RELEASED;
+		}
+		return mc_send_ack(c, MQTT_PUBREL, m->packet_id, 0);
+	}
+	if (m == NULL || (type == MQTT_PUBACK) != (m->qos == 1) ||
+	    (type == MQTT_PUBCOMP) != (m->state == MQTTC_MSG_RELEASED)) {
+		c->cnt[UPLINK_C_ack_unknown]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: %s for packet id %u not in flight",
+		    mqtt_type_name(type), a->packet_id);
+		if (type == MQTT_PUBREC) /* let the broker finish its side */
+			mc_send_ack(
+			    c, MQTT_PUBREL, a->packet_id, c->cf.version == MQTT_V5 ? 0x92 : 0);
+		return;
+	}
+	if (refused) {
+		c->cnt[UPLINK_C_pub_refused]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: the broker refused a message to %s: %s",
+		    m->topic, mqtt_reason_name(a->reason, type));
+	} else {
+		c->cnt[type == MQTT_PUBACK ? UPLINK_C_puback : UPLINK_C_pubcomp]++;
+	}
+	mc_done(c, list_unlink(&c->inflight, prev), a->reason);
+	mc_pump(c);
+}
+
+static void
+mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
+{
+	char topic[256];
+	bool dup = p->qos == 2 && bit_get(c->ids_in, p->packet_id);
+
+	if (p->qos == 1)
+		mc_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
+	else if (p->qos == 2)
+		mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+	if (dup) {
+		c->cnt[UPLINK_C_downlink_dup]++;
+		return;
+	}
+	if (p->qos == 2)
+		bit_set(c->ids_in, p->packet_id, true);
+	if (p->topic.len >= sizeof(topic)) {
+		c->cnt[UPLINK_C_downlink_oversized]++;
+		LOG_RATELIMITED(
+		    LOG_LVL_WARN, 60, "mqtt: downlink topic too long (%u bytes)", p->topic.len);
+		return;
+	}
+	memcpy(topic, p->topic.s, p->topic.len);
+	topic[p->topic.len] = '\0';
+	c->cnt[UPLINK_C_downlink]++;
+	if (c->h.message != NULL)
+		c->h.message(c->h.arg, topic, p->payload, p->payload_len);
+}
+
+static void
+mc_on_suback(struct mqttc *c, const struct mqtt_suback *s)
+{
+	if (s->packet_id != c->sub_id)
+		return;
+	bit_set(c->ids_out, c->sub_id, false);
+	c->sub_id = 0;
+	if (s->n_reasons > 0 && s->reasons[0] >= 0x80) {
+		c->cnt[UPLINK_C_suback_refused]++;
+		log_err("mqtt: the broker refused the subscription to %s (0x%02x)", c->cf.cmd_topic,
+		    s->reasons[0]);
+	}
+}
+
+static void
+mc_on_disconnect(struct mqttc *c, const struct mqtt_disconnect *d)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "DISCONNECT from the broker: %s (0x%02x)",
+	    mqtt_reason_name(d->reason, MQTT_DISCONNECT), d->reason);
+	mc_drop(c, UPLINK_C_server_disconnects, why);
+}
+
+static void
+mc_on_packet(struct mqttc *c, const struct mqtt_packet *pkt)
+{
+	if (pkt->type != MQTT_CONNACK && c->state != MQTTC_UP)
+		return mc_drop(c, UPLINK_C_protocol_errors, "packet before CONNACK");
+	switch (pkt->type) {
+	case MQTT_CONNACK:
+		return mc_on_connack(c, &pkt->connack);
+	case MQTT_PUBACK:
+	case MQTT_PUBREC:
+	case MQTT_PUBCOMP:
+		return mc_on_ack(c, pkt->type, &pkt->ack);
+	case MQTT_PUBLISH:
+		return mc_on_publish(c, &pkt->publish);
+	case MQTT_PUBREL:
+		bit_set(c->ids_in, pkt->ack.packet_id, false);
+		return mc_send_ack(c, MQTT_PUBCOMP, pkt->ack.packet_id, 0);
+	case MQTT_SUBACK:
+		return mc_on_suback(c, &pkt->suback);
+	case MQTT_PINGRESP:
+		c->ping_out = false;
+		return;
+	case MQTT_DISCONNECT:
+		return mc_on_disconnect(c, &pkt->disconnect);
+	default:
+		c->cnt[UPLINK_C_protocol_errors]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: unexpected %s from the broker",
+		    mqtt_type_name(pkt->type));
+	}
+}
+
+/*
+ * A PUBLISH larger than we take (a runaway or hostile command) is acknowledged and dropped as
+ * its bytes arrive: closing the connection instead would have a persistent session deliver it
+ * again at every reconnect. Returns 1 when skipped, 0 when its header is not all here yet.
+ */
+static int
+mc_skip_oversized(struct mqttc *c, size_t off)
+{
+	const uint8_t *p = c->ibuf + off;
+	size_t have = c->ilen - off, i = 1, need;
+	uint32_t rlen = 0, total;
+	uint8_t qos = (p[0] >> 1) & 3;
+
+	for (; i < 5 && i < have; i++) {
+		rlen |= (uint32_t)(p[i] & 0x7F) << (7 * (i - 1));
+		if (!(p[i] & 0x80))
+			break;
+	}
+	if (i >= have)
+		return 0;
+	total = (uint32_t)(i + 1) + rlen;
+	need = i + 1 + 2;
+	if (have < need)
+		return 0;
+	need += ((size_t)p[i + 1] << 8 | p[i + 2]) + (qos ? 2 : 0);
+	if (have < need)
+		return 0;
+	if (qos)
+		mc_send_ack(c, qos == 1 ? MQTT_PUBACK : MQTT_PUBREC,
+		    (uint16_t)(p[need - 2] << 8 | p[need - 1]), 0);
+	c->cnt[UPLINK_C_downlink_oversized]++;
+	LOG_RATELIMITED(LOG_LVL_WARN, 10,
+	    "mqtt: dropped a %u-byte PUBLISH from the broker (limit %u)", total, MC_IBUF_MAX);
+	c->discard = total - have;
+	c->ilen = off;
+	return 1;
+}
+
+/* Decode and handle every whole packet in ibuf; false when the connection was dropped. */
+static bool
+mc_parse(struct mqttc *c)
+{
+	struct mqtt_decoder dec;
+	struct mqtt_packet pkt;
+	size_t off = 0;
+
+	mqtt_decoder_init(
+	    &dec, MQTT_ROLE_CLIENT, c->cf.version, MC_IBUF_MAX, c->scratch, sizeof(c->scratch));
+	while (c->fd >= 0 && off < c->ilen) {
+		int rc = mqtt_decode_buf(&dec, c->ibuf + off, c->ilen - off, &pkt);
+
+		if (rc == 0)
+			break;
+		if (rc == -MQTT_E_PACKET_TOO_LARGE && (c->ibuf[off] >> 4) == MQTT_PUBLISH) {
+			if (mc_skip_oversized(c, off) == 0 && c->ilen == c->icap) {
+				mc_drop(c, UPLINK_C_protocol_errors, "PUBLISH header too large");
+				return false;
+			}
+			break;
+		}
+		if (rc < 0) {
+			mc_drop(c, UPLINK_C_protocol_errors, mqtt_err_str(rc));
+			return false;
+		}
+		mc_on_packet(c, &pkt);
+		off += (size_t)rc;
+	}
+	if (c->fd < 0)
+		return false;
+	memmove(c->ibuf, c->ibuf + off, c->ilen - off);
+	c->ilen -= off;
+	return true;
+}
+
+/* Room for one more read; false when the connection was dropped. */
+static bool
+mc_ibuf_room(struct mqttc *c)
+{
+	size_t cap = c->icap ? c->icap * 2 : 16384;
+	uint8_t *nb;
+
+	if (c->icap - c->ilen >= 4096)
+		return true;
+	nb = cap <= 2 * MC_IBUF_MAX ? realloc(c->ibuf, cap) : NULL;
+	if (nb == NULL) {
+		mc_drop(c, UPLINK_C_protocol_errors, "packet from the broker too large");
+		return false;
+	}
+	c->ibuf = nb;
+	c->icap = cap;
+	return true;
+}
+
+/* Read until the socket (and the TLS layer) has nothing more. */
+static void
+mc_read(struct mqttc *c)
+{
+	for (;;) {
+		ssize_t n;
+		char why[200];
+
+		if (!mc_ibuf_room(c))
+			return;
+		n = link_recv(c, c->ibuf + c->ilen, c->icap - c->ilen);
+		if (n == -EAGAIN)
+			break;
+		if (n == 0)
+			return mc_drop(c, UPLINK_C_peer_closed, "closed by the broker");
+		if (n < 0) {
+			snprintf(why, sizeof(why), "receive: %s", link_err(c, n));
+			return mc_drop(c, c->tls ? UPLINK_C_tls_io_fail : UPLINK_C_recv_fail, why);
+		}
+		c->last_rx_ms = mc_now(c);
+		if (c->discard > 0) {
+			size_t drop = (size_t)n < c->discard ? (size_t)n : (size_t)c->discard;
+
+			memmove(c->ibuf + c->ilen, c->ibuf + c->ilen + drop, (size_t)n - drop);
+			c->discard -= drop;
+			n -= (ssize_t)drop;
+		}
+		c->ilen += (size_t)n;
+		if (!mc_parse(c))
+			return;
+	}
+	mc_flush(c);
+}
+
+void
+mqttc_on_io(struct mqttc *c, uint32_t events)
+{
+	switch (c->state) {
+	case MQTTC_RESOLVING:
+		return mc_on_resolved(c);
+	case MQTTC_CONNECTING:
+		return mc_on_connected(c);
+	case MQTTC_TLS:
+		return mc_tls_step(c);
+	case MQTTC_WAIT_CONNACK:
+	case MQTTC_UP:
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			mc_read(c);
+		if (c->fd >= 0 && (events & EPOLLOUT))
+			c->state == MQTTC_UP ? mc_pump(c) : (void)mc_flush(c);
+		return;
+	case MQTTC_IDLE:
+		return;
+	}
+}
+
+static void
+mc_keepalive(struct mqttc *c, uint64_t now)
+{
+	uint64_t ka = (uint64_t)c->keepalive_s * 1000;
+
+	if (ka == 0)
+		return;
+	if (now - c->last_rx_ms > ka + ka / 2)
+		return mc_drop(c, UPLINK_C_keepalive_timeouts, "keepalive: the broker went silent");
+	/* Also when we send a lot but hear nothing (QoS 0 only): the PINGRESP is what tells a
+	 * live broker from a dead one. */
+	if (!c->ping_out && (now - c->last_tx_ms >= ka || now - c->last_rx_ms >= ka)) {
+		if (MC_ENCODE(c, mqtt_encode_pingreq(buf, cap)) > 0) {
+			c->ping_out = true;
+			c->cnt[UPLINK_C_pings]++;
+			mc_flush(c);
+		}
+	}
+}
+
+void
+mqttc_tick(struct mqttc *c)
+{
+	uint64_t now = mc_now(c);
+
+	switch (c->state) {
+	case MQTTC_IDLE:
+		if (now >= c->next_connect_ms)
+			mc_start(c);
+		break;
+	case MQTTC_RESOLVING:
+	case MQTTC_CONNECTING:
+	case MQTTC_TLS:
+	case MQTTC_WAIT_CONNACK:
+		if (now - c->state_since_ms > c->cf.connect_timeout_ms)
+			mc_drop(c, UPLINK_C_connect_timeouts,
+			    c->state == MQTTC_WAIT_CONNACK ? "no CONNACK in time"
+				: c->state == MQTTC_TLS    ? "TLS handshake stalled"
+							   : "no connection in time");
+		break;
+	case MQTTC_UP:
+		mc_keepalive(c, now);
+		break;
+	}
+}
+
+void
+mqttc_disconnect(struct mqttc *c, const char *why)
+{
+	if (c->state != MQTTC_IDLE)
+		mc_drop(c, UPLINK_C_COUNT, why);
+}
+
+/* ---- messages in ---- */
+
+static struct mc_msg *
+mc_msg_new(
+    const char *topic, const void *payload, size_t len, uint8_t qos, bool retain, uint64_t ref)
+{
+	size_t tl = strlen(topic);
+	struct mc_msg *m;
+
+	if (tl == 0 || tl > 65535 || len > 16 * 1024 * 1024 || qos > 2)
+		return NULL;
+	m = malloc(sizeof(*m) + len + tl + 1);
+	if (m == NULL)
+		return NULL;
+	*m = (struct mc_msg){ .ref = ref,
+		.qos = qos,
+		.retain = retain,
+		.topic_len = (uint16_t)tl,
+		.len = (uint32_t)len };
+	memcpy(m->payload, payload, len);
+	m->topic = (char *)m->payload + len;
+	memcpy(m->topic, topic, tl + 1);
+	return m;
+}
+
+int
+mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref)
+{
+	struct mc_msg *m;
+
+	c->cnt[UPLINK_C_submitted]++;
+	if (c->pending.n + c->inflight.n >= c->cf.max_queue && !drop_oldest_qos0(c)) {
+		c->cnt[UPLINK_C_dropped_full]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: queue full (%u), message to %s dropped",
+		    c->cf.max_queue, topic);
+		return -ENOBUFS;
+	}
+	m = mc_msg_new(topic, payload, len, qos, retain, ref);
+	if (m == NULL) {
+		c->cnt[UPLINK_C_dropped_invalid]++;
+		return -EINVAL;
+	}
+	list_push(&c->pending, m);
+	mc_pump(c);
+	return 0;
+}
+
+int
+mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st)
+{
+	struct mc_msg *m;
+
+	if (c->state != MQTTC_IDLE || qos == 0 || packet_id == 0 ||
+	    bit_get(c->ids_out, packet_id) ||
+	    (st != MQTTC_MSG_SENT && !(st == MQTTC_MSG_RELEASED && qos == 2)))
+		return -EINVAL;
+	m = mc_msg_new(topic, payload, len, qos, retain, ref);
+	if (m == NULL)
+		return -EINVAL;
+	m->packet_id = packet_id;
+	m->state = (uint8_t)st;
+	m->dup = st == MQTTC_MSG_SENT;
+	bit_set(c->ids_out, packet_id, true);
+	list_push(&c->inflight, m);
+	return 0;
+}
+
+/* ---- life ---- */
+
+int
+mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
+    const struct mqttc_hooks *hooks, char *err, size_t errlen)
+{
+	struct mqttc *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return -ENOMEM;
+	c->cf = *conf;
+	c->h = *hooks;
+	c->fd = c->rfd = c->watched_fd = -1;
+	c->rng = clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
+	snprintf(c->port, sizeof(c->port), "%u", conf->port);
+	if (c->cf.window == 0)
+		c->cf.window = 1;
+	if (conf->tls.enabled &&
+	    uplink_tls_ctx_create(&c->tlsx, &conf->tls, conf->host, err, errlen) != 0) {
+		free(c);
+		return -EINVAL;
+	}
+	if (obuf_reserve(c, 4096) != 0) {
+		mqttc_destroy(c);
+		return -ENOMEM;
+	}
+	mc_set_state(c, MQTTC_IDLE);
+	c->next_connect_ms = 0; /* connect on the first tick */
+	*out = c;
+	return 0;
+}
+
+void
+mqttc_destroy(struct mqttc *c)
+{
+	if (c == NULL)
+		return;
+	if (c->state == MQTTC_UP) {
+		/* Best effort: a clean DISCONNECT (the session stays on the broker). */
+		if (MC_ENCODE(c, mqtt_encode_disconnect(buf, cap, c->cf.version, NULL)) > 0 &&
+		    link_send(c, c->obuf + c->ooff, c->olen - c->ooff) < 0)
+			log_debug("mqtt: DISCONNECT not sent");
+	}
+	mc_close(c);
+	if (c->pending.n + c->inflight.n)
+		log_warnx("mqtt: %zu messages not delivered at exit", c->pending.n + c->inflight.n);
+	list_free(&c->pending);
+	list_free(&c->inflight);
+	uplink_tls_ctx_destroy(c->tlsx);
+	free(c->obuf);
+	free(c->ibuf);
+	free(c);
+}
+
+void
+mqttc_seed(struct mqttc *c, uint64_t seed)
+{
+	c->rng = seed ? seed : 1;
+}
+
+enum mqttc_state
+mqttc_state(const struct mqttc *c)
+{
+	return c->state;
+}
+
+size_t
+mqttc_queued(const struct mqttc *c)
+{
+	return c->pending.n;
+}
+
+size_t
+mqttc_inflight(const struct mqttc *c)
+{
+	return c->inflight.n;
+}
+
+const uint64_t *
+mqttc_counters(const struct mqttc *c)
+{
+	return c->cnt;
+}

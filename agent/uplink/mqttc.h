@@ -1,0 +1,85 @@
+/*
+ * mqttc.h: the cloud MQTT client (5.0, or 3.1.1 by config) over plain TCP or TLS (tls.h).
+ * Non-blocking and single-threaded: the owner watches the one fd the client asks for (hooks
+ * watch/unwatch), calls mqttc_on_io() when it is ready and mqttc_tick() periodically. Names
+ * are resolved on a helper thread (resolve.c) so nothing here waits.
+ *
+ * Delivery: messages wait in a bounded queue, leave in order within a window of QoS 1/2
+ * messages in flight, and are resent (DUP, or PUBREL) after a reconnect that resumes the
+ * session. A store (the spool) follows a message through hooks: persist() at each QoS 2 step
+ * and acked() when the broker owns it; after a restart it puts them back with mqttc_restore()
+ * under their old packet ids, so a QoS 2 message is completed, not sent twice.
+ */
+#ifndef EDGEGW_UPLINK_MQTTC_H
+#define EDGEGW_UPLINK_MQTTC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqtt_conf.h"
+#include "uplink_counters.h"
+
+struct mqttc;
+
+/* Where a QoS 1/2 message stands; what persist() records and mqttc_restore() takes back. */
+enum mqttc_msg_state {
+	MQTTC_MSG_QUEUED = 0, /* not sent yet (no packet id) */
+	MQTTC_MSG_SENT,       /* PUBLISH sent with packet_id, no PUBACK/PUBREC yet */
+	MQTTC_MSG_RELEASED,   /* QoS 2: PUBREC received, PUBREL sent, no PUBCOMP yet */
+	MQTTC_MSG_DONE,       /* the broker owns it (PUBACK, PUBCOMP, or refused with a reason) */
+};
+
+enum mqttc_state {
+	MQTTC_IDLE = 0, /* waiting for the next attempt */
+	MQTTC_RESOLVING,
+	MQTTC_CONNECTING, /* TCP */
+	MQTTC_TLS,        /* handshake */
+	MQTTC_WAIT_CONNACK,
+	MQTTC_UP,
+};
+
+struct mqttc_hooks {
+	void *arg;
+	/* Watch fd for these epoll events (EPOLLIN, EPOLLOUT); called again to change them. */
+	int (*watch)(void *arg, int fd, uint32_t events, bool add);
+	void (*unwatch)(void *arg, int fd);
+	/* A message from the broker on a subscribed topic (delivered once for QoS 2). */
+	void (*message)(void *arg, const char *topic, const uint8_t *payload, size_t len);
+	/* A QoS 2 message moved to state st under packet_id (optional). Nonzero: not recorded. */
+	int (*persist)(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
+	/* The broker took the message (reason 0) or refused it (5.0 reason >= 0x80) (optional). */
+	void (*acked)(void *arg, uint64_t ref, uint8_t reason);
+	/* Time, for tests; NULL: the monotonic clock. */
+	uint64_t (*now_ms)(void *arg);
+};
+
+
+int mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
+    const struct mqttc_hooks *hooks, char *err, size_t errlen);
+void mqttc_destroy(struct mqttc *c);
+
+/* Queue a message; ref is the store's name for it (handed back to persist/acked). */
+int mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref);
+/* Put back a message a store kept in flight (state SENT or RELEASED) before the first connect. */
+int mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
+
+/* The watched fd (socket or resolver pipe: the client watches one at a time) is ready. */
+void mqttc_on_io(struct mqttc *c, uint32_t events);
+void mqttc_tick(struct mqttc *c);
+/* Drop the connection now (as if it was lost) and reconnect after the backoff. */
+void mqttc_disconnect(struct mqttc *c, const char *why);
+
+enum mqttc_state mqttc_state(const struct mqttc *c);
+size_t mqttc_queued(const struct mqttc *c);   /* waiting, not sent */
+size_t mqttc_inflight(const struct mqttc *c); /* sent, not completed */
+/* Counters in uplink_stats.def order (UPLINK_C_*). */
+const uint64_t *mqttc_counters(const struct mqttc *c);
+/* Seed the backoff jitter (tests); otherwise seeded from the clock and pid. */
+void mqttc_seed(struct mqttc *c, uint64_t seed);
+/* The delay the next failed attempt will wait: exponential with full jitter (exposed for tests). */
+uint64_t mqttc_backoff_next(struct mqttc *c);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * fake_broker.h: a scripted MQTT broker for the uplink client's unit tests, on loopback TCP in
+ * the test's own thread. The test drives both sides in turn: fb_drive() lets the client handle
+ * what its fd has, fb_recv() reads one packet on the broker side (driving the client while it
+ * waits), fb_send_*() write packets, whole or one byte at a time. Time is the test's (fb->now).
+ */
+#ifndef EDGEGW_TEST_FAKE_BROKER_H
+#define EDGEGW_TEST_FAKE_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mqtt_codec.h"
+#include "mqttc.h"
+
+struct fb_pkt {
+	enum mqtt_type type;
+	uint8_t qos, version, reason;
+	bool dup, clean_start;
+	uint16_t packet_id, keepalive_s;
+	uint32_t session_expiry; /* 5.0 CONNECT property, 0 when absent */
+	char topic[256];         /* PUBLISH topic, SUBSCRIBE's first filter */
+	uint32_t payload_len;
+};
+
+struct fb_event {
+	int kind; /* 'p' persist, 'a' acked, 'm' message */
+	uint64_t ref;
+	uint16_t packet_id;
+	int st; /* persist: enum mqttc_msg_state; acked: reason */
+	char topic[128];
+};
+
+struct fb {
+	int lfd, sfd; /* listener, accepted connection */
+	uint16_t port;
+	uint8_t version;
+	struct mqttc *c;
+	int watched_fd;
+	uint32_t watched_ev;
+	uint64_t now;
+	uint8_t buf[1 << 20];
+	size_t blen;
+	struct fb_event ev[256];
+	int nev;
+	bool fail_persist;
+};
+
+void fb_init(struct fb *b, struct uplink_mqtt_conf *conf);
+void fb_start_client(struct fb *b, const struct uplink_mqtt_conf *conf);
+void fb_fini(struct fb *b);
+/* Let the client handle its fd for up to ms milliseconds of real time (one poll). */
+void fb_drive(struct fb *b, int ms);
+void fb_tick(struct fb *b, uint64_t advance_ms);
+/* Accept the client's connection (ticks it until it connects). */
+void fb_accept(struct fb *b);
+/* One packet from the client; false when none came within ~2 s or the client closed. */
+bool fb_recv(struct fb *b, struct fb_pkt *p);
+/* Expect nothing from the client for a short while. */
+bool fb_quiet(struct fb *b);
+void fb_send(struct fb *b, const uint8_t *buf, size_t len, bool bytewise);
+void fb_connack(struct fb *b, uint8_t reason, bool session_present, uint16_t receive_max);
+void fb_ack(struct fb *b, enum mqtt_type type, uint16_t id, uint8_t reason);
+void fb_publish(
+    struct fb *b, const char *topic, const char *payload, uint8_t qos, uint16_t id, bool dup);
+void fb_close(struct fb *b);
+/* Run the client through CONNECT/CONNACK (and the SUBSCRIBE, acknowledged). */
+void fb_connect(struct fb *b, bool session_present);
+int fb_count(const struct fb *b, int kind);
+
+#endif

@@ -1,0 +1,507 @@
+/*
+ * test_mqttc.c: the cloud MQTT client (agent/uplink/mqttc.c) against a scripted broker
+ * (fake_broker.c) that fails on demand: CONNACK refused, silence, packets cut into single
+ * bytes, a connection lost in the middle of a QoS 2 exchange, a session the broker lost.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "fake_broker.h"
+
+static struct fb B;
+static struct uplink_mqtt_conf C;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	fb_init(&B, &C);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	fb_fini(&B);
+	return 0;
+}
+
+static const uint64_t *
+cnt(void)
+{
+	return mqttc_counters(B.c);
+}
+
+static void
+publish(const char *topic, uint8_t qos, uint64_t ref)
+{
+	assert_int_equal(mqttc_publish(B.c, topic, "v", 1, qos, false, ref), 0);
+}
+
+static void
+test_connect_v5_session_and_qos1(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	assert_int_equal(p.version, MQTT_V5);
+	assert_false(p.clean_start); /* the session survives reconnects */
+	assert_int_equal(p.session_expiry, 7 * 86400);
+	assert_int_equal(p.keepalive_s, 10);
+	fb_connack(&B, 0, false, 0);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_SUBSCRIBE);
+	publish("site/a", 1, 11);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBLISH);
+	assert_int_equal(p.qos, 1);
+	assert_false(p.dup);
+	assert_string_equal(p.topic, "site/a");
+	assert_int_equal(fb_count(&B, 'a'), 0);
+	fb_ack(&B, MQTT_PUBACK, p.packet_id, 0);
+	assert_int_equal(fb_count(&B, 'a'), 1);
+	assert_int_equal(B.ev[B.nev - 1].ref, 11);
+	assert_int_equal(cnt()[UPLINK_C_puback], 1);
+	assert_int_equal(mqttc_inflight(B.c), 0);
+}
+
+static void
+test_v311_by_config(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	C.version = MQTT_V311;
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	assert_int_equal(p.version, MQTT_V311);
+	assert_false(p.clean_start);
+	fb_connack(&B, 0, false, 0);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+}
+
+static void
+test_qos2_flow_and_persist_hooks(void **state)
+{
+	struct fb_pkt p;
+	uint16_t id;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	publish("site/q2", 2, 7);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.qos, 2);
+	id = p.packet_id;
+	/* SENT recorded under the id before the PUBLISH left */
+	assert_int_equal(B.ev[0].kind, 'p');
+	assert_int_equal(B.ev[0].st, MQTTC_MSG_SENT);
+	assert_int_equal(B.ev[0].packet_id, id);
+	fb_ack(&B, MQTT_PUBREC, id, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREL);
+	assert_int_equal(p.packet_id, id);
+	assert_int_equal(B.ev[1].st, MQTTC_MSG_RELEASED);
+	assert_int_equal(fb_count(&B, 'a'), 0);
+	fb_ack(&B, MQTT_PUBCOMP, id, 0);
+	assert_int_equal(B.ev[2].st, MQTTC_MSG_DONE);
+	assert_int_equal(B.ev[3].kind, 'a');
+	assert_int_equal(B.ev[3].ref, 7);
+	assert_int_equal(cnt()[UPLINK_C_pubcomp], 1);
+}
+
+static void
+test_connack_refused_backs_off(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	fb_connack(&B, 0x87, false, 0); /* not authorized */
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_connack_refused], 1);
+	assert_int_equal(cnt()[UPLINK_C_connects], 0);
+	/* credentials do not fix themselves: the next attempt is not soon */
+	fb_tick(&B, 999);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 1);
+	fb_tick(&B, C.reconnect_max_ms);
+	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 2);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+}
+
+static void
+test_broker_silence_detected(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	fb_tick(&B, 10000);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PINGREQ);
+	assert_int_equal(cnt()[UPLINK_C_pings], 1);
+	fb_tick(&B, 4000);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	fb_tick(&B, 1001); /* 1.5 keepalives without a byte from the broker */
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_keepalive_timeouts], 1);
+	assert_int_equal(cnt()[UPLINK_C_disconnects], 1);
+}
+
+static void
+test_connack_timeout(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	fb_tick(&B, C.connect_timeout_ms + 1);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 1);
+}
+
+static void
+test_bytewise_input(void **state)
+{
+	struct fb_pkt p;
+	struct mqtt_connack ca = { 0 };
+	uint8_t buf[64];
+	int n;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	n = mqtt_encode_connack(buf, sizeof(buf), MQTT_V5, &ca);
+	fb_send(&B, buf, (size_t)n, true);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	assert_true(fb_recv(&B, &p)); /* SUBSCRIBE */
+	publish("site/a", 1, 1);
+	assert_true(fb_recv(&B, &p));
+	n = mqtt_encode_ack(
+	    buf, sizeof(buf), MQTT_V5, MQTT_PUBACK, &(struct mqtt_ack){ .packet_id = p.packet_id });
+	fb_send(&B, buf, (size_t)n, true);
+	assert_int_equal(cnt()[UPLINK_C_puback], 1);
+}
+
+/* A payload far larger than the socket buffer: the client writes it in pieces as the socket
+ * drains (partial writes), and the broker gets it whole. */
+static void
+test_partial_writes(void **state)
+{
+	static char big[300000];
+	struct fb_pkt p;
+	int small = 4096;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	setsockopt(B.watched_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(mqttc_publish(B.c, "site/big", big, sizeof(big), 1, false, 5), 0);
+	publish("site/after", 1, 6);
+	assert_true(fb_recv(&B, &p));
+	assert_string_equal(p.topic, "site/big");
+	assert_int_equal(p.payload_len, sizeof(big));
+	assert_true(cnt()[UPLINK_C_bytes_out] > sizeof(big));
+	assert_true(fb_recv(&B, &p));
+	assert_string_equal(p.topic, "site/after");
+}
+
+/* The connection dies after PUBREC: the reconnect (session present) resends the PUBREL, not
+ * the PUBLISH, and the message completes once. */
+static void
+test_disconnect_mid_qos2_resends_pubrel(void **state)
+{
+	struct fb_pkt p;
+	uint16_t id;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	publish("site/q2", 2, 9);
+	assert_true(fb_recv(&B, &p));
+	id = p.packet_id;
+	fb_ack(&B, MQTT_PUBREC, id, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREL);
+	fb_close(&B);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(mqttc_inflight(B.c), 1);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	fb_connack(&B, 0, true, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREL); /* not a second PUBLISH */
+	assert_int_equal(p.packet_id, id);
+	assert_int_equal(cnt()[UPLINK_C_pubrel_resent], 1);
+	assert_int_equal(cnt()[UPLINK_C_resent_dup], 0);
+	fb_ack(&B, MQTT_PUBCOMP, id, 0);
+	assert_int_equal(fb_count(&B, 'a'), 1);
+	assert_int_equal(cnt()[UPLINK_C_pub_qos2], 1);
+}
+
+/* The connection dies before PUBREC: the PUBLISH goes again with DUP and the same id. */
+static void
+test_disconnect_before_pubrec_resends_dup(void **state)
+{
+	struct fb_pkt p;
+	uint16_t id;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	publish("site/q2", 2, 9);
+	publish("site/q1", 1, 10);
+	assert_true(fb_recv(&B, &p));
+	id = p.packet_id;
+	assert_true(fb_recv(&B, &p));
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	fb_connack(&B, 0, true, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBLISH);
+	assert_true(p.dup);
+	assert_int_equal(p.packet_id, id);
+	assert_string_equal(p.topic, "site/q2");
+	assert_true(fb_recv(&B, &p));
+	assert_true(p.dup);
+	assert_string_equal(p.topic, "site/q1"); /* in their order */
+	assert_int_equal(cnt()[UPLINK_C_resent_dup], 2);
+}
+
+/* The broker lost our session: unacknowledged messages go again as new ones; a QoS 2
+ * message past PUBREC is the broker's and is not sent twice. */
+static void
+test_session_lost(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	publish("site/q2", 2, 1);
+	assert_true(fb_recv(&B, &p));
+	fb_ack(&B, MQTT_PUBREC, p.packet_id, 0);
+	assert_true(fb_recv(&B, &p)); /* PUBREL */
+	publish("site/q1", 1, 2);
+	assert_true(fb_recv(&B, &p));
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_connect(&B, false);
+	assert_int_equal(cnt()[UPLINK_C_session_lost], 1);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBLISH);
+	assert_string_equal(p.topic, "site/q1");
+	assert_false(p.dup);
+	assert_true(fb_quiet(&B)); /* no PUBLISH of site/q2 */
+	assert_int_equal(cnt()[UPLINK_C_resent_new], 1);
+}
+
+/* After a restart the store puts back a QoS 2 message past PUBREC: PUBREL, same id. */
+static void
+test_restore_after_restart(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	assert_int_equal(
+	    mqttc_restore(B.c, "site/q2", "v", 1, 2, false, 77, 4321, MQTTC_MSG_RELEASED), 0);
+	assert_int_equal(
+	    mqttc_restore(B.c, "site/q2b", "v", 1, 2, false, 78, 4322, MQTTC_MSG_SENT), 0);
+	assert_int_equal(mqttc_restore(B.c, "x", "v", 1, 2, false, 79, 4322, MQTTC_MSG_SENT),
+	    -EINVAL); /* id in use */
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	fb_connack(&B, 0, true, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREL);
+	assert_int_equal(p.packet_id, 4321);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBLISH);
+	assert_true(p.dup);
+	assert_int_equal(p.packet_id, 4322);
+	fb_ack(&B, MQTT_PUBCOMP, 4321, 0);
+	assert_int_equal(B.ev[B.nev - 1].ref, 77);
+	/* a new message does not reuse an id still in flight */
+	assert_true(fb_recv(&B, &p)); /* SUBSCRIBE */
+	assert_int_not_equal(p.packet_id, 4322);
+}
+
+static void
+test_window_and_receive_maximum(void **state)
+{
+	struct fb_pkt p;
+	uint16_t first;
+
+	(void)state;
+	C.window = 8;
+	fb_start_client(&B, &C);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	fb_connack(&B, 0, false, 2);  /* the broker takes 2 at a time */
+	assert_true(fb_recv(&B, &p)); /* SUBSCRIBE */
+	for (int i = 0; i < 5; i++)
+		publish("site/w", 1, (uint64_t)i);
+	assert_true(fb_recv(&B, &p));
+	first = p.packet_id;
+	assert_true(fb_recv(&B, &p));
+	assert_true(fb_quiet(&B));
+	assert_int_equal(mqttc_inflight(B.c), 2);
+	assert_int_equal(mqttc_queued(B.c), 3);
+	fb_ack(&B, MQTT_PUBACK, first, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_true(fb_quiet(&B));
+}
+
+static void
+test_downlink_qos2_once(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	fb_publish(&B, "site/cmd", "{}", 2, 5, true); /* our PUBREC was lost: the broker resends */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 1);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 1);
+	fb_ack(&B, MQTT_PUBREL, 5, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBCOMP);
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false); /* the id is free again: a new message */
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	fb_publish(&B, "site/cmd", "{}", 1, 6, false);
+	assert_true(fb_recv(&B, &p)); /* PUBREC of the previous */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(fb_count(&B, 'm'), 3);
+}
+
+static void
+test_refused_publish_is_released(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	publish("site/denied", 1, 3);
+	assert_true(fb_recv(&B, &p));
+	fb_ack(&B, MQTT_PUBACK, p.packet_id, 0x87);
+	assert_int_equal(cnt()[UPLINK_C_pub_refused], 1);
+	assert_int_equal(B.ev[B.nev - 1].st, 0x87);
+	assert_int_equal(mqttc_inflight(B.c), 0);
+}
+
+static void
+test_connect_refused_counted(void **state)
+{
+	(void)state;
+	close(B.lfd); /* nobody listens on the port any more */
+	B.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	fb_start_client(&B, &C);
+	fb_tick(&B, 0);
+	for (int i = 0; i < 50 && mqttc_state(B.c) != MQTTC_IDLE; i++)
+		fb_drive(&B, 10);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_connect_fail], 1);
+}
+
+static void
+test_backoff_full_jitter(void **state)
+{
+	uint64_t d, prev = 0;
+	bool differ = false;
+
+	(void)state;
+	C.reconnect_min_ms = 1000;
+	C.reconnect_max_ms = 60000;
+	fb_start_client(&B, &C);
+	mqttc_seed(B.c, 7);
+	for (int i = 0; i < 200; i++) {
+		d = mqttc_backoff_next(B.c);
+		assert_true(d >= 100 && d <= 1000); /* attempt 0: at most reconnect_min */
+		differ |= i > 0 && d != prev;
+		prev = d;
+	}
+	assert_true(differ);
+}
+
+static void
+test_queue_full_drops_qos0_first(void **state)
+{
+	(void)state;
+	C.max_queue = 3;
+	fb_start_client(&B, &C);
+	publish("a", 1, 1);
+	publish("b", 0, 2);
+	publish("c", 1, 3);
+	publish("d", 1, 4); /* b goes */
+	assert_int_equal(cnt()[UPLINK_C_dropped_full], 1);
+	assert_int_equal(mqttc_publish(B.c, "e", "v", 1, 1, false, 5), -ENOBUFS);
+	assert_int_equal(cnt()[UPLINK_C_dropped_full], 2);
+	assert_int_equal(mqttc_queued(B.c), 3);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_connect_v5_session_and_qos1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v311_by_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_flow_and_persist_hooks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connack_refused_backs_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_broker_silence_detected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connack_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bytewise_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_disconnect_mid_qos2_resends_pubrel, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_disconnect_before_pubrec_resends_dup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_after_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_and_receive_maximum, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_downlink_qos2_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_publish_is_released, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_refused_counted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_full_jitter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_full_drops_qos0_first, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
