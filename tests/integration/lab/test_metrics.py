@@ -222,6 +222,14 @@ def test():
                                                              ("device", "main-meter"))) in s0,
               "a GAUGE of stats.def is a gauge, without a class")
         log("first scrape: %d samples, %d bytes" % (len(s0), len(text)))
+        # every metric the Grafana dashboard names is served
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "../../../configs/grafana/edgegw.json")) as f:
+            exprs = [t["expr"] for p in json.load(f)["panels"] for t in p["targets"]]
+        names = set(re.findall(r"\b(edgegw_[a-z0-9_]+)\b", " ".join(exprs)))
+        served = {k[0] for k in s0}
+        check(names and names <= served, "the dashboard's %d metrics are served (missing: %s)"
+              % (len(names), sorted(names - served)))
 
         # traffic: echo connections, an MQTT publish to the dataplane's broker
         lab.enter_sensors()
