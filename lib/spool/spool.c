@@ -365,8 +365,10 @@ spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq_out)
 	}
 	h.seq = sp->next_seq++;
 	uint8_t *p = b->data + b->len;
-	memcpy(p + sizeof(h), in->topic, in->topic_len);
-	memcpy(p + sizeof(h) + in->topic_len, in->payload, in->payload_len);
+	if (in->topic_len)
+		memcpy(p + sizeof(h), in->topic, in->topic_len);
+	if (in->payload_len)
+		memcpy(p + sizeof(h) + in->topic_len, in->payload, in->payload_len);
 	h.crc = spool_rec_crc_finish(&h, body_crc);
 	memcpy(p, &h, sizeof(h));
 	b->len += len;
