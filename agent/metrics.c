@@ -36,6 +36,27 @@ agent_family(FILE *f, const char *name, const char *type, const char *help, doub
 	prom_sample(f, name, NULL, v);
 }
 
+/* The MQTT uplink's link counters (uplink_stats.def): TYPE and class from their KIND. */
+static void
+render_uplink_link(const struct uplink_stats *u, FILE *f)
+{
+	char name[160];
+	double scale;
+
+	if (!u->has_link)
+		return;
+	for (int c = 0; c < UPLINK_C_COUNT; c++) {
+		bool gauge = counter_kind_is_gauge(uplink_counter_kind[c]);
+		const char *const cls[] = { "class", counter_kind_name(uplink_counter_kind[c]),
+			NULL };
+
+		prom_name(name, sizeof(name), "edgegw_agent_uplink_link_", uplink_counter_names[c],
+		    gauge ? "" : "_total", &scale);
+		prom_family(f, name, gauge ? "gauge" : "counter", uplink_counter_help[c]);
+		prom_sample(f, name, gauge ? NULL : cls, (double)u->link[c] * scale);
+	}
+}
+
 static void
 render_uplink(const struct agent *a, FILE *f)
 {
@@ -65,6 +86,7 @@ render_uplink(const struct agent *a, FILE *f)
 		prom_sample_u64(f, ctr[i].name, NULL,
 		    (unsigned long long)*(const uint64_t *)((const char *)u + ctr[i].off));
 	}
+	render_uplink_link(u, f);
 }
 
 enum bus_field {
@@ -107,7 +129,21 @@ render_buses(const struct agent *a, FILE *f)
 	}
 }
 
-/* One family per device field and per stats.def counter, every device a sample. */
+/* One sample of a device family: bus and device labels, and class for a counter. */
+static void
+dev_sample(FILE *f, const char *name, const char *bus, const char *dev, const char *cls, uint64_t v,
+    double scale)
+{
+	const char *const lab[] = { "bus", bus, "device", dev, cls ? "class" : NULL, cls, NULL };
+
+	if (scale == 1.0)
+		prom_sample_u64(f, name, lab, (unsigned long long)v);
+	else
+		prom_sample(f, name, lab, (double)v * scale);
+}
+
+/* One family per device field and per stats.def counter, every device a sample; a counter's
+ * KIND gives its TYPE and class label. */
 static void
 render_devices(const struct agent *a, FILE *f)
 {
@@ -130,7 +166,8 @@ render_devices(const struct agent *a, FILE *f)
 		}
 	}
 	for (int c = 0; c < AGENT_DC_COUNT; c++) {
-		bool gauge = strstr(agent_dev_counter_names[c], "_max") != NULL;
+		const char *kind = counter_kind_name(agent_dev_counter_kind[c]);
+		bool gauge = counter_kind_is_gauge(agent_dev_counter_kind[c]);
 
 		prom_name(name, sizeof(name), "edgegw_agent_device_", agent_dev_counter_names[c],
 		    gauge ? "" : "_total", &scale);
@@ -141,16 +178,12 @@ render_devices(const struct agent *a, FILE *f)
 			mb_bus_info(a->buses[i], &bi);
 			for (size_t d = 0; d < bi.ndevs; d++) {
 				struct mb_bus_dev_info di;
-				uint64_t v = agent_stat_get(
-				    mb_bus_dev_stats_ro(a->buses[i], d), (enum agent_dev_counter)c);
-				const char *const lab[] = { "bus", bi.name, "device", NULL, NULL };
 
 				mb_bus_dev_info(a->buses[i], d, &di);
-				((const char **)lab)[3] = di.name;
-				if (scale == 1.0)
-					prom_sample_u64(f, name, lab, (unsigned long long)v);
-				else
-					prom_sample(f, name, lab, (double)v * scale);
+				dev_sample(f, name, bi.name, di.name, gauge ? NULL : kind,
+				    agent_stat_get(mb_bus_dev_stats_ro(a->buses[i], d),
+					(enum agent_dev_counter)c),
+				    scale);
 			}
 		}
 	}

@@ -32,7 +32,8 @@ void agent_metrics_render(const struct agent *a, FILE *f);
 /* The dataplane's telemetry replies of one scrape (NULL: that command failed). */
 struct dp_scrape {
 	bool up;
-	json_t *counters, *describe, *status, *workers, *mem, *broker, *broker_describe;
+	json_t *counters, *describe, *kinds, *status, *workers, *mem, *broker, *broker_describe,
+	    *broker_kinds;
 };
 /* Queries every command; up is false (and the rest NULL) when the socket does not answer. */
 void dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms);

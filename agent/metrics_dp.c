@@ -12,14 +12,15 @@
 #include "prom.h"
 #include "tel_client.h"
 
-static const char *const dp_commands[] = { "/edgegw/counters", "/edgegw/describe", "/edgegw/status",
-	"/edgegw/workers", "/edgegw/mem", "/edgegw/broker", "/edgegw/broker_describe" };
+static const char *const dp_commands[] = { "/edgegw/counters", "/edgegw/describe", "/edgegw/kinds",
+	"/edgegw/status", "/edgegw/workers", "/edgegw/mem", "/edgegw/broker",
+	"/edgegw/broker_describe", "/edgegw/broker_kinds" };
 
 void
 dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms)
 {
-	json_t **slot[] = { &s->counters, &s->describe, &s->status, &s->workers, &s->mem,
-		&s->broker, &s->broker_describe };
+	json_t **slot[] = { &s->counters, &s->describe, &s->kinds, &s->status, &s->workers, &s->mem,
+		&s->broker, &s->broker_describe, &s->broker_kinds };
 	struct tel_conn c;
 	char err[256];
 
@@ -40,8 +41,8 @@ dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms)
 void
 dp_scrape_free(struct dp_scrape *s)
 {
-	json_t *all[] = { s->counters, s->describe, s->status, s->workers, s->mem, s->broker,
-		s->broker_describe };
+	json_t *all[] = { s->counters, s->describe, s->kinds, s->status, s->workers, s->mem,
+		s->broker, s->broker_describe, s->broker_kinds };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		json_decref(all[i]);
@@ -65,9 +66,10 @@ num(json_t *v)
 	return json_is_integer(v) ? (double)json_integer_value(v) : json_number_value(v);
 }
 
-/* One family per key of a flat dict of counters. */
+/* One family per key of a flat dict of counters; its kind (the table's KIND column, from
+ * /edgegw/kinds) gives the TYPE and the class label; "info" when the dataplane has no kinds. */
 static void
-render_counters(FILE *f, json_t *dict, json_t *describe, const char *prefix)
+render_counters(FILE *f, json_t *dict, json_t *describe, json_t *kinds, const char *prefix)
 {
 	const char *key;
 	json_t *v;
@@ -77,17 +79,19 @@ render_counters(FILE *f, json_t *dict, json_t *describe, const char *prefix)
 	json_object_foreach(dict, key, v)
 	{
 		const char *h = help_of(describe, key);
+		const char *kind = json_string_value(json_object_get(kinds, key));
+		bool gauge;
 
-		prom_name(name, sizeof(name), prefix, key, "_total", &scale);
+		kind = kind ? kind : "info";
+		gauge = strcmp(kind, "gauge") == 0;
+		prom_name(name, sizeof(name), prefix, key, gauge ? "" : "_total", &scale);
 		if (h == NULL) {
 			snprintf(help, sizeof(help), "%s counter %s", prefix, key);
 			h = help;
 		}
-		prom_family(f, name, "counter", h);
-		if (scale == 1.0 && json_is_integer(v))
-			prom_sample_u64(f, name, NULL, (unsigned long long)json_integer_value(v));
-		else
-			prom_sample(f, name, NULL, num(v) * scale);
+		prom_family(f, name, gauge ? "gauge" : "counter", h);
+		prom_sample(f, name, gauge ? NULL : (const char *const[]){ "class", kind, NULL },
+		    num(v) * scale);
 	}
 }
 
@@ -201,7 +205,7 @@ dp_scrape_render(const struct dp_scrape *s, FILE *f)
 	if (!s->up)
 		return;
 	if (s->counters != NULL)
-		render_counters(f, s->counters, s->describe, "edgegw_dataplane_");
+		render_counters(f, s->counters, s->describe, s->kinds, "edgegw_dataplane_");
 	if (s->status != NULL)
 		render_status(f, s->status);
 	if (s->workers != NULL)
@@ -209,5 +213,6 @@ dp_scrape_render(const struct dp_scrape *s, FILE *f)
 	if (s->mem != NULL)
 		render_mem(f, s->mem);
 	if (s->broker != NULL)
-		render_counters(f, s->broker, s->broker_describe, "edgegw_broker_");
+		render_counters(
+		    f, s->broker, s->broker_describe, s->broker_kinds, "edgegw_broker_");
 }

@@ -46,7 +46,12 @@ void
 prom_sample(FILE *f, const char *name, const char *const *labels, double value)
 {
 	put_labels(f, name, labels);
-	fprintf(f, " %.9g\n", value);
+	/* counters read as JSON numbers stay exact up to 2^53; times keep microseconds */
+	if (value == (double)(long long)value && value < 9007199254740992.0 &&
+	    value > -9007199254740992.0)
+		fprintf(f, " %lld\n", (long long)value);
+	else
+		fprintf(f, " %.15g\n", value);
 }
 
 void

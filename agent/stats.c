@@ -14,13 +14,19 @@
 #include "log.h"
 
 const char *const agent_dev_counter_names[] = {
-#define AGENT_DEV_COUNTER(n, d) #n,
+#define AGENT_DEV_COUNTER(n, k, d) #n,
 #include "stats.def"
 #undef AGENT_DEV_COUNTER
 };
 
 const char *const agent_dev_counter_help[] = {
-#define AGENT_DEV_COUNTER(n, d) d,
+#define AGENT_DEV_COUNTER(n, k, d) d,
+#include "stats.def"
+#undef AGENT_DEV_COUNTER
+};
+
+const enum counter_kind agent_dev_counter_kind[] = {
+#define AGENT_DEV_COUNTER(n, k, d) COUNTER_KIND_##k,
 #include "stats.def"
 #undef AGENT_DEV_COUNTER
 };

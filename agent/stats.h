@@ -9,8 +9,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "counter_kind.h"
+
 enum agent_dev_counter {
-#define AGENT_DEV_COUNTER(n, d) AGENT_DC_##n,
+#define AGENT_DEV_COUNTER(n, k, d) AGENT_DC_##n,
 #include "stats.def"
 #undef AGENT_DEV_COUNTER
 	AGENT_DC_COUNT
@@ -18,6 +20,7 @@ enum agent_dev_counter {
 
 extern const char *const agent_dev_counter_names[];
 extern const char *const agent_dev_counter_help[];
+extern const enum counter_kind agent_dev_counter_kind[];
 
 struct agent_dev_stats {
 	uint64_t c[AGENT_DC_COUNT];

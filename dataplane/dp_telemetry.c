@@ -4,6 +4,8 @@
  *   /edgegw/counters   every counter of dp_counters.def, summed over the workers
  *   /edgegw/status     uptime, workers, flows, ARP entries, mbufs in use, link
  *   /edgegw/describe   counter name -> what it counts
+ *   /edgegw/kinds      counter name -> its kind (dp_counters.def: info, drop, limit, bad_input,
+ *                      error, gauge), for the exporters' TYPE and class
  *   /edgegw/workers    per worker: lcore, queue, packets in and out, TCP flows
  *   /edgegw/broker     the MQTT broker's counters (sessions, messages, drops), summed over workers
  *   /edgegw/mem        TCP memory: flows by state, TCB and hash bytes, mbufs held in queues
@@ -50,6 +52,17 @@ tel_describe(const char *cmd, const char *params, struct rte_tel_data *d)
 	rte_tel_data_start_dict(d);
 	for (unsigned id = 0; id < DPC__COUNT; id++)
 		rte_tel_data_add_dict_string(d, dp_counter_name(id), dp_counter_desc(id));
+	return 0;
+}
+
+static int
+tel_kinds(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	(void)cmd, (void)params;
+	rte_tel_data_start_dict(d);
+	for (unsigned id = 0; id < DPC__COUNT; id++)
+		rte_tel_data_add_dict_string(
+		    d, dp_counter_name(id), counter_kind_name(dp_counter_kind(id)));
 	return 0;
 }
 
@@ -168,6 +181,9 @@ dp_telemetry_init(void)
 	    "/edgegw/counters", tel_counters, "Every dataplane counter, summed over the workers");
 	rc |= rte_telemetry_register_cmd(
 	    "/edgegw/describe", tel_describe, "What each counter of /edgegw/counters counts");
+	rc |= rte_telemetry_register_cmd("/edgegw/kinds", tel_kinds,
+	    "The kind of each counter of /edgegw/counters: info, drop, limit, bad_input, error, "
+	    "gauge");
 	rc |= rte_telemetry_register_cmd("/edgegw/status", tel_status,
 	    "Uptime, workers, TCP flows, ARP entries, mbufs in use, link");
 	rc |= rte_telemetry_register_cmd("/edgegw/workers", tel_workers,

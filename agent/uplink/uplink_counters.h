@@ -4,8 +4,10 @@
 #ifndef EDGEGW_UPLINK_COUNTERS_H
 #define EDGEGW_UPLINK_COUNTERS_H
 
+#include "counter_kind.h"
+
 enum uplink_counter {
-#define UPLINK_COUNTER(n, d) UPLINK_C_##n,
+#define UPLINK_COUNTER(n, k, d) UPLINK_C_##n,
 #include "uplink_stats.def"
 #undef UPLINK_COUNTER
 	UPLINK_C_COUNT
@@ -13,5 +15,6 @@ enum uplink_counter {
 
 extern const char *const uplink_counter_names[];
 extern const char *const uplink_counter_help[];
+extern const enum counter_kind uplink_counter_kind[];
 
 #endif

@@ -15,13 +15,13 @@
 #include "broker_int.h"
 
 static const char *const counter_names[] = {
-#define BROKER_C(name, desc) #name,
+#define BROKER_C(name, kind, desc) #name,
 #include "broker_counters.def"
 #undef BROKER_C
 };
 
 static const char *const counter_descs[] = {
-#define BROKER_C(name, desc) desc,
+#define BROKER_C(name, kind, desc) desc,
 #include "broker_counters.def"
 #undef BROKER_C
 };
@@ -954,7 +954,8 @@ sys_tick(struct broker *b)
 	sys_publish(b, "messages/sent", b->cnt[BROKER_C_PUB_TX]);
 	sys_publish(b, "bytes/received", b->cnt[BROKER_C_BYTES_RX]);
 	for (int i = 0; i < BROKER_C_COUNT; i++) /* the drop and bad-input reasons */
-		if (b->cnt[i] != 0 && strchr(counter_descs[i], ':') != NULL) {
+		if (b->cnt[i] != 0 && broker_counter_kind((enum broker_counter)i) != COUNTER_KIND_INFO &&
+		    broker_counter_kind((enum broker_counter)i) != COUNTER_KIND_GAUGE) {
 			char name[64];
 
 			snprintf(name, sizeof(name), "counters/%s", counter_names[i]);
@@ -1060,4 +1061,16 @@ const char *
 broker_counter_desc(enum broker_counter c)
 {
 	return c < BROKER_C_COUNT ? counter_descs[c] : "?";
+}
+
+enum counter_kind
+broker_counter_kind(enum broker_counter c)
+{
+	static const enum counter_kind kinds[] = {
+#define BROKER_C(name, kind, desc) COUNTER_KIND_##kind,
+#include "broker_counters.def"
+#undef BROKER_C
+	};
+
+	return c < BROKER_C_COUNT ? kinds[c] : COUNTER_KIND_INFO;
 }

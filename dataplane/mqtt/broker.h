@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "counter_kind.h"
 #include "mqtt_codec.h"
 
 struct broker;
@@ -83,7 +84,7 @@ struct broker_transport_ops {
 
 /* Counters, one line each in broker_counters.def. */
 enum broker_counter {
-#define BROKER_C(name, desc) BROKER_C_##name,
+#define BROKER_C(name, kind, desc) BROKER_C_##name,
 #include "broker_counters.def"
 #undef BROKER_C
 	BROKER_C_COUNT
@@ -163,5 +164,6 @@ void broker_gauges_get(const struct broker *b, struct broker_gauges *g);
 uint64_t broker_counter_get(const struct broker *b, enum broker_counter c);
 const char *broker_counter_name(enum broker_counter c);
 const char *broker_counter_desc(enum broker_counter c);
+enum counter_kind broker_counter_kind(enum broker_counter c);
 
 #endif

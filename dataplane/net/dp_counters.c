@@ -2,16 +2,28 @@
 #include "dp_counters.h"
 
 static const char *const dp_names[DPC__COUNT] = {
-#define DP_C(layer, name, desc) [DPC_##layer##_##name] = #layer "_" #name,
+#define DP_C(layer, name, kind, desc) [DPC_##layer##_##name] = #layer "_" #name,
 #include "dp_counters.def"
 #undef DP_C
 };
 
 static const char *const dp_descs[DPC__COUNT] = {
-#define DP_C(layer, name, desc) [DPC_##layer##_##name] = desc,
+#define DP_C(layer, name, kind, desc) [DPC_##layer##_##name] = desc,
 #include "dp_counters.def"
 #undef DP_C
 };
+
+static const enum counter_kind dp_kinds[DPC__COUNT] = {
+#define DP_C(layer, name, kind, desc) [DPC_##layer##_##name] = COUNTER_KIND_##kind,
+#include "dp_counters.def"
+#undef DP_C
+};
+
+enum counter_kind
+dp_counter_kind(enum dp_counter_id id)
+{
+	return (unsigned)id < DPC__COUNT ? dp_kinds[id] : COUNTER_KIND_INFO;
+}
 
 /* Lower-cased once: "tcp_BAD_CKSUM" -> "tcp_bad_cksum". */
 static char dp_lower[DPC__COUNT][64];

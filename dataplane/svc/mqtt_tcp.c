@@ -524,11 +524,31 @@ tel_broker(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* broker_counters.def's descriptions and kinds, for the exporters' HELP, TYPE and class. */
+static int
+tel_broker_describe(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	bool kinds = strcmp(cmd, "/edgegw/broker_kinds") == 0;
+
+	(void)params;
+	rte_tel_data_start_dict(d);
+	for (unsigned c = 0; c < BROKER_C_COUNT; c++)
+		rte_tel_data_add_dict_string(d, broker_counter_name((enum broker_counter)c),
+		    kinds ? counter_kind_name(broker_counter_kind((enum broker_counter)c))
+			  : broker_counter_desc((enum broker_counter)c));
+	return 0;
+}
+
 static int
 svc_telemetry_init(void)
 {
 	return rte_telemetry_register_cmd(
-	    "/edgegw/broker", tel_broker, "MQTT broker counters, summed over the workers");
+		   "/edgegw/broker", tel_broker, "MQTT broker counters, summed over the workers") |
+	    rte_telemetry_register_cmd("/edgegw/broker_describe", tel_broker_describe,
+		"What each counter of /edgegw/broker counts") |
+	    rte_telemetry_register_cmd("/edgegw/broker_kinds", tel_broker_describe,
+		"The kind of each counter of /edgegw/broker: info, drop, limit, bad_input, "
+		"error, gauge");
 }
 
 /* The broker's gauges (records, and the parts of sessions that exist only while used), summed

@@ -20,12 +20,12 @@
 #include "sim_transport_memif.h"
 
 const char *const sim_err_name[SIM_ERR_COUNT] = {
-#define SIM_ERR(name, text) #name,
+#define SIM_ERR(name, kind, text) #name,
 #include "sim_error.def"
 #undef SIM_ERR
 };
 const char *const sim_err_text[SIM_ERR_COUNT] = {
-#define SIM_ERR(name, text) text,
+#define SIM_ERR(name, kind, text) text,
 #include "sim_error.def"
 #undef SIM_ERR
 };

@@ -19,7 +19,7 @@
 #include "sim_transport.h"
 
 enum sim_err {
-#define SIM_ERR(name, text) SIM_ERR_##name,
+#define SIM_ERR(name, kind, text) SIM_ERR_##name,
 #include "sim_error.def"
 #undef SIM_ERR
 	SIM_ERR_COUNT

@@ -22,11 +22,12 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q --no-install-recommends "./$deb" >/dev/null || fail "apt install $deb"
 trap 'apt-get purge -y -q edgegw >/dev/null 2>&1 || true' EXIT
 
-for f in /usr/bin/edgegw-dataplane /usr/bin/edgegw-agent /etc/edgegw/gateway.yaml \
+for f in /usr/bin/edgegw-dataplane /usr/bin/edgegw-agent /usr/bin/edgegwctl /etc/edgegw/gateway.yaml \
 	/etc/edgegw/profiles/eastron-sdm630.yaml /usr/libexec/edgegw/edgegw-prepare \
 	/lib/systemd/system/edgegw.target /lib/systemd/system/edgegw-dataplane.service \
 	/lib/systemd/system/edgegw-agent.service /lib/systemd/system/edgegw-prepare.service \
-	/usr/share/man/man8/edgegw-dataplane.8.gz /usr/share/doc/edgegw/install.md.gz; do
+	/usr/share/man/man8/edgegw-dataplane.8.gz /usr/share/man/man8/edgegwctl.8.gz \
+	/usr/share/doc/edgegw/install.md.gz; do
 	[ -e "$f" ] || fail "$f not installed"
 done
 for f in /usr/bin/edgegw-sensorsim /usr/bin/edgegw-impair; do
@@ -34,6 +35,8 @@ for f in /usr/bin/edgegw-sensorsim /usr/bin/edgegw-impair; do
 done
 edgegw-dataplane --version | grep -q "^edgegw-dataplane " || fail "dataplane --version"
 edgegw-agent --version | grep -q "^edgegw-agent " || fail "agent --version"
+edgegwctl version | grep -q "^edgegwctl " || fail "edgegwctl version"
+edgegwctl config check /etc/edgegw/gateway.yaml >/dev/null || fail "edgegwctl config check of the installed config"
 edgegw-dataplane --check | grep -q ": ok" || fail "the installed config does not pass the dataplane's --check"
 edgegw-agent --check | grep -q ": ok" || fail "the installed config does not pass the agent's --check"
 plan=$(edgegw-dataplane --prepare-plan)

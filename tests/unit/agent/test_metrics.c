@@ -75,10 +75,13 @@ test_up(void **state)
 	char *t;
 
 	(void)state;
-	s.counters = json_loads("{\"port_rx_pkts\": 12, \"tcp_bad_cksum\": 3}", 0, NULL);
+	s.counters = json_loads(
+	    "{\"port_rx_pkts\": 12, \"tcp_bad_cksum\": 3, \"big\": 12345678901234}", 0, NULL);
 	s.describe = json_loads("{\"port_rx_pkts\": \"frames received\", \"tcp_bad_cksum\": "
 				"{\"help\": \"drop: bad\\nchecksum\", \"kind\": \"drop\"}}",
 	    0, NULL);
+	s.kinds = json_loads("{\"tcp_bad_cksum\": \"drop\", \"big\": \"gauge\"}", 0, NULL);
+	s.broker_kinds = json_loads("{\"PUB_RX\": \"info\"}", 0, NULL);
 	s.status = json_loads("{\"uptime_s\": 5, \"link_speed_mbps\": 1000}", 0, NULL);
 	s.workers = json_loads("{\"w0_lcore\": 1, \"w0_queue\": 0, \"w0_rx_pkts\": 7, "
 			       "\"w1_lcore\": 2, \"w1_queue\": 1, \"w1_rx_pkts\": 5}",
@@ -92,7 +95,11 @@ test_up(void **state)
 	assert_non_null(strstr(t,
 	    "# HELP edgegw_dataplane_port_rx_pkts_total frames received\n"
 	    "# TYPE edgegw_dataplane_port_rx_pkts_total counter\n"
-	    "edgegw_dataplane_port_rx_pkts_total 12\n"));
+	    "edgegw_dataplane_port_rx_pkts_total{class=\"info\"} 12\n"));
+	/* the kind from /edgegw/kinds: the class label, and a gauge is no _total counter */
+	assert_non_null(strstr(t, "edgegw_dataplane_tcp_bad_cksum_total{class=\"drop\"} 3\n"));
+	assert_non_null(
+	    strstr(t, "# TYPE edgegw_dataplane_big gauge\nedgegw_dataplane_big 12345678901234\n"));
 	/* help text escaped: a newline would end the line */
 	assert_non_null(
 	    strstr(t, "# HELP edgegw_dataplane_tcp_bad_cksum_total drop: bad\\nchecksum\n"));
@@ -106,8 +113,9 @@ test_up(void **state)
 	assert_non_null(strstr(t, "edgegw_dataplane_mem_tcb_bytes 512\n"));
 	assert_non_null(
 	    strstr(t, "# TYPE edgegw_broker_sessions gauge\nedgegw_broker_sessions 9\n"));
-	assert_non_null(strstr(
-	    t, "# TYPE edgegw_broker_pub_rx_total counter\nedgegw_broker_pub_rx_total 42\n"));
+	assert_non_null(strstr(t,
+	    "# TYPE edgegw_broker_pub_rx_total counter\n"
+	    "edgegw_broker_pub_rx_total{class=\"info\"} 42\n"));
 	assert_null(strstr(t, "mem_mbufs_in_use"));
 	free(t);
 	dp_scrape_free(&s);
