@@ -76,7 +76,7 @@ on_command(void *arg, const char *topic, const uint8_t *payload, size_t len)
 		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
 		return respond_reject(a, &req, err);
 	}
-	if (mb_write_prepare(p, req.value, &op, err, sizeof(err)) != 0) {
+	if (mb_write_prepare_req(p, &req, &op, err, sizeof(err)) != 0) {
 		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
 		return respond_reject(a, &req, err);
 	}

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "bus.h"
@@ -27,6 +28,7 @@
 #define BUS_MAX_JOBS       64
 #define BUS_DRAIN_QUIET_MS 30  /* silence that ends a drain after an error */
 #define BUS_REOPEN_MIN_MS  500 /* first retry of a port that does not open */
+#define BUS_RATES_MAX      8   /* poll rates per device (its interval, and points' own) */
 
 struct bus_dev {
 	const struct agent_device_conf *conf;
@@ -44,10 +46,17 @@ struct bus_dev {
 	uint64_t profile_hash;
 	bool replan;          /* learnt something this poll: plan again after it */
 	char state_path[512]; /* "" when the state is not kept */
+	/* Poll rates: class 0 is the device's interval, the others points' own (interval: or
+	 * group:). A poll reads the classes due then, planned together (plan_mask). */
+	uint64_t rate_ms[BUS_RATES_MAX], rate_due_ms[BUS_RATES_MAX], poll_ms;
+	size_t nrates;
+	uint8_t *pt_rate;
+	bool *due;
+	uint32_t plan_mask;
 };
 
 struct write_job {
-	struct write_job *next;
+	STAILQ_ENTRY(write_job) link;
 	size_t dev, point;
 	struct mb_write_req req;
 	struct mb_write_op op;
@@ -67,7 +76,7 @@ struct mb_bus {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop;
-	struct write_job *jobs, *jobs_tail;
+	STAILQ_HEAD(, write_job) jobs;
 	size_t njobs;
 	uint64_t started_us, busy_us, connect_errors;
 	/* Bus fault: the port does not open (missing, unplugged) or the server is unreachable.
@@ -110,12 +119,15 @@ struct io {
 		IO_READ_INPUT_REGS,
 		IO_WRITE_BIT,
 		IO_WRITE_REG,
-		IO_WRITE_REGS
+		IO_WRITE_REGS,
+		IO_WRITE_BITS,
+		IO_MASK_WRITE
 	} kind;
 	uint16_t addr, count;
 	uint16_t *regs;
 	uint8_t *bits;
 	int value;
+	uint16_t and_mask, or_mask;
 };
 
 /* ---- connection ---- */
@@ -217,6 +229,10 @@ io_do(modbus_t *ctx, const struct io *op)
 		return modbus_write_register(ctx, op->addr, op->regs[0]);
 	case IO_WRITE_REGS:
 		return modbus_write_registers(ctx, op->addr, op->count, op->regs);
+	case IO_WRITE_BITS:
+		return modbus_write_bits(ctx, op->addr, op->count, op->bits);
+	case IO_MASK_WRITE:
+		return modbus_mask_write_register(ctx, op->addr, op->and_mask, op->or_mask);
 	}
 	return -1;
 }
@@ -374,8 +390,10 @@ dev_plan(struct mb_bus *b, struct bus_dev *d, struct mb_plan *out)
 	lim.holes = all.v;
 	lim.nholes = all.n;
 	b->tr.ops->cost(b->c, &lim.cost);
+	for (size_t i = 0; i < p->npoints; i++)
+		d->due[i] = (d->plan_mask >> d->pt_rate[i]) & 1u;
 	if (rc >= 0)
-		rc = mb_plan_build(out, p->points, p->npoints, &lim);
+		rc = mb_plan_build_subset(out, p->points, p->npoints, d->due, &lim);
 	mb_holes_free(&all);
 	return rc < 0 ? rc : 0;
 }
@@ -481,6 +499,23 @@ learn(struct mb_bus *b, struct bus_dev *d, size_t bi, int exc)
 	return (r & MB_LEARNT_SPLIT) != 0;
 }
 
+/* A read over a learnt hole worked (a refused point answers again after a firmware update):
+ * forget the hole and plan again. */
+static void
+hole_filled(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
+{
+	size_t n;
+
+	if (!mb_holes_hit(d->learnt.holes.v, d->learnt.holes.n, blk->func, blk->start,
+		(uint32_t)blk->start + blk->count))
+		return;
+	n = mb_holes_forget(&d->learnt.holes, blk->func, blk->start, blk->count);
+	agent_stat_add(&d->stats, AGENT_DC_holes_forgotten, n);
+	d->replan = true;
+	log_warnx("bus %s: device %s: %s %u+%u answers again: forgot %zu learnt hole%s", b->c->name,
+	    d->conf->name, mb_func_names[blk->func], blk->start, blk->count, n, n > 1 ? "s" : "");
+}
+
 /* End of a poll: a suspect gap whose two halves both read fine is a hole. */
 static void
 learn_finish(struct mb_bus *b, struct bus_dev *d)
@@ -498,9 +533,45 @@ learn_finish(struct mb_bus *b, struct bus_dev *d)
 static void
 fail_unread(struct bus_dev *d, enum mb_quality q)
 {
-	for (size_t i = 0; i < d->prof->npoints; i++)
-		if (!d->fresh[i])
-			mb_report_fail(&d->st[i], q);
+	for (size_t k = 0; k < d->plan.npoints; k++)
+		if (!d->fresh[d->plan.idx[k]])
+			mb_report_fail(&d->st[d->plan.idx[k]], q);
+}
+
+/*
+ * The poll rates due now, and what is due within half the shortest one (read now rather than
+ * in a poll of its own a moment later): the planner coalesces them into one set of reads.
+ */
+static void
+rates_due(struct mb_bus *b, struct bus_dev *d, uint64_t now_ms)
+{
+	uint32_t mask = 0;
+	struct mb_plan np;
+
+	for (size_t r = 0; r < d->nrates; r++)
+		if (d->rate_due_ms[r] <= now_ms + d->poll_ms / 2)
+			mask |= 1u << r;
+	if (mask == 0)
+		mask = 1; /* polled early (a recovered device): its own interval */
+	if (mask == d->plan_mask)
+		return;
+	d->plan_mask = mask;
+	if (dev_plan(b, d, &np) == 0) {
+		mb_plan_free(&d->plan);
+		d->plan = np;
+	}
+}
+
+static void
+rates_done(struct bus_dev *d, uint64_t now_ms)
+{
+	for (size_t r = 0; r < d->nrates; r++) {
+		if (!((d->plan_mask >> r) & 1u))
+			continue;
+		d->rate_due_ms[r] += d->rate_ms[r];
+		if (d->rate_due_ms[r] <= now_ms)
+			d->rate_due_ms[r] = now_ms + d->rate_ms[r];
+	}
 }
 
 /* Poll every block of a device. A block whose answers were all bad fails alone; a silence
@@ -524,6 +595,7 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 		case XFER_OK:
 			block_decode(b, d, blk, clock_wall_ms());
 			mb_learning_read_ok(&d->lg, blk);
+			hole_filled(b, d, blk);
 			break;
 		case XFER_EXCEPTION:
 			if ((exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS ||
@@ -601,7 +673,11 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 	uint64_t late;
 
 	agent_stat_add(&d->stats, AGENT_DC_polls, 1);
+	if (d->nrates > 1)
+		rates_due(b, d, clock_mono_ms());
 	r = poll_device(b, d, was_failing);
+	if (d->nrates > 1 && r != POLL_BUS && r != POLL_DEAD)
+		rates_done(d, clock_mono_ms());
 	learn_finish(b, d);
 	if (d->replan)
 		dev_replan(b, d);
@@ -643,19 +719,66 @@ respond(struct mb_bus *b, const struct write_job *j, bool ok, const char *reason
 		agent_msgq_push(b->q, b->resp_topic, msg, (size_t)n, 1, false);
 }
 
+/* The write request for a job (a bit point's read-modify-write: the write after the read). */
 static void
-write_io(const struct write_job *j, struct io *op, uint16_t *regs)
+write_io(const struct write_job *j, struct io *op, uint16_t *regs, uint8_t *bits)
 {
+	static const int kinds[] = { [MB_WR_COIL] = IO_WRITE_BIT,
+		[MB_WR_COILS] = IO_WRITE_BITS,
+		[MB_WR_REG] = IO_WRITE_REG,
+		[MB_WR_REGS] = IO_WRITE_REGS,
+		[MB_WR_MASK] = IO_MASK_WRITE,
+		[MB_WR_RMW] = IO_WRITE_REG };
+
 	memcpy(regs, j->op.regs, sizeof(j->op.regs));
-	if (j->op.func == MB_FN_COIL)
-		*op = (struct io){
-			.kind = IO_WRITE_BIT, .addr = j->op.address, .count = 1, .value = j->op.coil
-		};
+	bits[0] = j->op.coil;
+	*op = (struct io){ .kind = kinds[j->op.how],
+		.addr = j->op.address,
+		.count = j->op.count,
+		.regs = regs,
+		.bits = bits,
+		.value = j->op.coil,
+		.and_mask = j->op.and_mask,
+		.or_mask = j->op.or_mask };
+	if (j->op.how == MB_WR_RMW && j->op.rmw_multiple)
+		op->kind = IO_WRITE_REGS;
+}
+
+/* A bit point by read-modify-write: read its register and set or clear the bit in it. Another
+ * writer between the read and the write is lost: FC22 (bit_write: mask) has no such window. */
+static enum xfer
+rmw_read(struct mb_bus *b, struct bus_dev *d, struct write_job *j, uint16_t *reg, int *exc)
+{
+	struct io rd = { .kind = IO_READ_REGS, .addr = j->op.address, .count = 1, .regs = reg };
+	unsigned retries = d->conf->retries;
+	enum xfer x = transact(b, d, &rd, &retries, exc);
+
+	if (x == XFER_OK)
+		*reg = (uint16_t)((*reg & j->op.and_mask) | j->op.or_mask);
+	return x;
+}
+
+/* Read the point back; true when it holds what was written. */
+static bool
+read_back(struct mb_bus *b, struct bus_dev *d, const struct write_job *j, int *exc, bool *same)
+{
+	const struct mb_point *p = &d->prof->points[j->point];
+	struct io op = { .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS,
+		.addr = p->address,
+		.count = p->count,
+		.regs = b->regs,
+		.bits = b->bits };
+	unsigned retries = d->conf->retries;
+
+	if (transact(b, d, &op, &retries, exc) != XFER_OK)
+		return false;
+	if (p->func == MB_FN_COIL)
+		*same = (b->bits[0] != 0) == j->op.coil;
+	else if (p->type == MB_T_BIT)
+		*same = ((b->regs[0] >> p->bit) & 1u) == (j->op.coil ? 1u : 0u);
 	else
-		*op = (struct io){ .kind = j->op.count == 1 ? IO_WRITE_REG : IO_WRITE_REGS,
-			.addr = j->op.address,
-			.count = j->op.count,
-			.regs = regs };
+		*same = memcmp(b->regs, j->op.regs, p->count * sizeof(uint16_t)) == 0;
+	return true;
 }
 
 static void
@@ -663,42 +786,41 @@ run_write(struct mb_bus *b, struct write_job *j)
 {
 	struct bus_dev *d = &b->devs[j->dev];
 	const struct mb_point *p = &d->prof->points[j->point];
-	uint16_t regs[4];
+	uint16_t regs[MB_STR_REGS_MAX];
+	uint8_t bits[1];
 	struct io op;
 	struct mb_value v;
 	char val[160], why[200];
 	unsigned retries;
 	int exc = 0;
-	bool same;
+	bool same = false;
+	enum xfer x = XFER_OK;
 
 	agent_stat_add(&d->stats, AGENT_DC_writes, 1);
-	write_io(j, &op, regs);
+	write_io(j, &op, regs, bits);
+	if (j->op.how == MB_WR_RMW)
+		x = rmw_read(b, d, j, &regs[0], &exc);
 	retries = d->conf->retries;
-	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
+	if (x == XFER_OK)
+		x = transact(b, d, &op, &retries, &exc);
+	if (x != XFER_OK) {
 		snprintf(why, sizeof(why), "write failed: %s",
-		    exc ? modbus_strerror(MODBUS_ENOBASE + exc) : "no answer");
+		    exc                 ? modbus_strerror(MODBUS_ENOBASE + exc)
+			: x == XFER_BUS ? "the bus is down"
+					: "no answer");
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
 		respond(b, j, false, why, NULL);
 		return;
 	}
-	op = (struct io){ .kind = p->func == MB_FN_COIL ? IO_READ_BITS : IO_READ_REGS,
-		.addr = p->address,
-		.count = p->count,
-		.regs = b->regs,
-		.bits = b->bits };
-	retries = d->conf->retries;
-	if (transact(b, d, &op, &retries, &exc) != XFER_OK) {
+	if (!read_back(b, d, j, &exc, &same)) {
 		agent_stat_add(&d->stats, AGENT_DC_writes_failed, 1);
 		respond(b, j, false, "written, but the read-back failed", NULL);
 		return;
 	}
-	if (p->func == MB_FN_COIL) {
+	if (p->func == MB_FN_COIL)
 		mb_decode_bit(p, b->bits[0], &v);
-		same = (b->bits[0] != 0) == j->op.coil;
-	} else {
+	else
 		mb_decode_regs(p, b->regs, &v);
-		same = memcmp(b->regs, j->op.regs, p->count * sizeof(uint16_t)) == 0;
-	}
 	mb_report_value(&d->st[j->point], &v, clock_wall_ms());
 	mb_value_json(p, &v, val, sizeof(val));
 	if (!same)
@@ -712,12 +834,10 @@ run_write(struct mb_bus *b, struct write_job *j)
 static struct write_job *
 take_job(struct mb_bus *b)
 {
-	struct write_job *j = b->jobs;
+	struct write_job *j = STAILQ_FIRST(&b->jobs);
 
 	if (j != NULL) {
-		b->jobs = j->next;
-		if (b->jobs == NULL)
-			b->jobs_tail = NULL;
+		STAILQ_REMOVE_HEAD(&b->jobs, link);
 		b->njobs--;
 	}
 	return j;
@@ -735,7 +855,7 @@ wait_until(struct mb_bus *b, uint64_t wait_ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	if (!b->stop && b->jobs == NULL)
+	if (!b->stop && STAILQ_EMPTY(&b->jobs))
 		pthread_cond_timedwait(&b->cond, &b->lock, &ts);
 }
 
@@ -799,6 +919,41 @@ dev_load_learnt(struct mb_bus *b, struct bus_dev *d)
 		    d->conf->name, d->state_path);
 }
 
+/* Class 0: the device's interval; one class per other interval its points have. */
+static int
+dev_rates(struct mb_bus *b, struct bus_dev *d)
+{
+	const struct mb_profile *p = d->prof;
+	uint64_t now = clock_mono_ms();
+
+	d->rate_ms[0] = d->conf->interval_ms;
+	d->nrates = 1;
+	for (size_t i = 0; i < p->npoints; i++) {
+		uint64_t iv = p->points[i].interval_ms ? p->points[i].interval_ms : d->rate_ms[0];
+		size_t r = 0;
+
+		while (r < d->nrates && d->rate_ms[r] != iv)
+			r++;
+		if (r == d->nrates) {
+			if (r == BUS_RATES_MAX) {
+				log_err("bus %s: device %s: more than %d poll rates", b->c->name,
+				    d->conf->name, BUS_RATES_MAX);
+				return -EINVAL;
+			}
+			d->rate_ms[d->nrates++] = iv;
+		}
+		d->pt_rate[i] = (uint8_t)r;
+	}
+	d->poll_ms = d->rate_ms[0];
+	for (size_t r = 0; r < d->nrates; r++) {
+		d->rate_due_ms[r] = now;
+		if (d->rate_ms[r] < d->poll_ms)
+			d->poll_ms = d->rate_ms[r];
+	}
+	d->plan_mask = (1u << d->nrates) - 1u; /* the first poll reads everything */
+	return 0;
+}
+
 static int
 dev_init(
     struct mb_bus *b, struct bus_dev *d, const struct agent_device_conf *dc, const char *prefix)
@@ -811,7 +966,14 @@ dev_init(
 	d->st = calloc(p->npoints, sizeof(*d->st));
 	d->topics = calloc(p->npoints, sizeof(*d->topics));
 	d->fresh = calloc(p->npoints, sizeof(*d->fresh));
-	if (d->st == NULL || d->topics == NULL || d->fresh == NULL || dev_plan(b, d, &d->plan) != 0)
+	d->due = calloc(p->npoints, sizeof(*d->due));
+	d->pt_rate = calloc(p->npoints, sizeof(*d->pt_rate));
+	if (d->st == NULL || d->topics == NULL || d->fresh == NULL || d->due == NULL ||
+	    d->pt_rate == NULL)
+		return -ENOMEM;
+	if (dev_rates(b, d) != 0)
+		return -EINVAL;
+	if (dev_plan(b, d, &d->plan) != 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->npoints; i++) {
 		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name,
@@ -878,13 +1040,14 @@ mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *p
 		b->q = q;
 		snprintf(b->resp_topic, sizeof(b->resp_topic), "%s", resp_topic ? resp_topic : "");
 		bus_sync_init(b);
+		STAILQ_INIT(&b->jobs);
 		b->ndevs = c->ndevs;
 		b->devs = calloc(c->ndevs, sizeof(*b->devs));
 		rc = b->devs ? mb_transport_init(&b->tr, c) : -ENOMEM;
 	}
 	for (size_t i = 0; rc == 0 && i < c->ndevs; i++) {
 		rc = dev_init(b, &b->devs[i], &c->devs[i], prefix);
-		iv[i] = c->devs[i].interval_ms;
+		iv[i] = b->devs[i].poll_ms;
 	}
 	if (rc == 0) {
 		warn_slow_devices(c);
@@ -944,6 +1107,8 @@ mb_bus_destroy(struct mb_bus *b)
 		free(b->devs[i].st);
 		free(b->devs[i].topics);
 		free(b->devs[i].fresh);
+		free(b->devs[i].due);
+		free(b->devs[i].pt_rate);
 	}
 	free(b->devs);
 	mb_sched_free(&b->sched);
@@ -983,13 +1148,9 @@ mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_
 	j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	*j = (struct write_job){ NULL, dev, point, *req, *op };
+	*j = (struct write_job){ .dev = dev, .point = point, .req = *req, .op = *op };
 	pthread_mutex_lock(&b->lock);
-	if (b->jobs_tail != NULL)
-		b->jobs_tail->next = j;
-	else
-		b->jobs = j;
-	b->jobs_tail = j;
+	STAILQ_INSERT_TAIL(&b->jobs, j, link);
 	b->njobs++;
 	pthread_cond_signal(&b->cond);
 	pthread_mutex_unlock(&b->lock);

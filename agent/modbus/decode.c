@@ -242,6 +242,28 @@ mb_encode_regs(const struct mb_point *p, double value, uint16_t *regs, char *err
 	return rc;
 }
 
+int
+mb_encode_string(const struct mb_point *p, const char *s, uint16_t *regs, char *err, size_t errlen)
+{
+	uint8_t b[2 * MB_STR_REGS_MAX] = { 0 };
+	size_t n = strlen(s);
+
+	if (n > 2u * p->count) {
+		snprintf(
+		    err, errlen, "string of %zu characters does not fit %u registers", n, p->count);
+		return -ERANGE;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f) {
+			snprintf(err, errlen, "strings are written as printable ASCII");
+			return -EINVAL;
+		}
+		b[i] = (uint8_t)s[i];
+	}
+	bytes_to_regs(p, b, p->count, regs);
+	return 0;
+}
+
 bool
 mb_value_within(const struct mb_value *a, const struct mb_value *b, double deadband)
 {

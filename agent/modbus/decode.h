@@ -39,6 +39,11 @@ void mb_decode_bit(const struct mb_point *p, uint8_t bit, struct mb_value *out);
 int
 mb_encode_regs(const struct mb_point *p, double value, uint16_t *regs, char *err, size_t errlen);
 
+/* A string to a string point's registers (NUL-padded); -ERANGE when it is too long or not
+ * printable ASCII. */
+int
+mb_encode_string(const struct mb_point *p, const char *s, uint16_t *regs, char *err, size_t errlen);
+
 /* Two values equal within deadband? (strings: exact). */
 bool mb_value_within(const struct mb_value *a, const struct mb_value *b, double deadband);
 

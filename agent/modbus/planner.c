@@ -93,7 +93,15 @@ int
 mb_plan_build(
     struct mb_plan *plan, const struct mb_point *pts, size_t n, const struct mb_plan_limits *lim)
 {
+	return mb_plan_build_subset(plan, pts, n, NULL, lim);
+}
+
+int
+mb_plan_build_subset(struct mb_plan *plan, const struct mb_point *pts, size_t n,
+    const bool *include, const struct mb_plan_limits *lim)
+{
 	struct mb_block *cur = NULL;
+	size_t m = 0;
 
 	memset(plan, 0, sizeof(*plan));
 	if (n == 0)
@@ -104,11 +112,12 @@ mb_plan_build(
 		mb_plan_free(plan);
 		return -ENOMEM;
 	}
-	plan->npoints = n;
 	for (size_t i = 0; i < n; i++)
-		plan->idx[i] = (uint32_t)i;
-	sort_points(pts, plan->idx, n);
-	for (size_t i = 0; i < n; i++) {
+		if (include == NULL || include[i])
+			plan->idx[m++] = (uint32_t)i;
+	plan->npoints = m;
+	sort_points(pts, plan->idx, m);
+	for (size_t i = 0; i < m; i++) {
 		const struct mb_point *p = &pts[plan->idx[i]];
 
 		if (cur != NULL && can_join(cur, p, lim)) {
@@ -374,6 +383,18 @@ mb_holes_add(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count)
 		e = s + 65535;
 	h->v[h->n++] = (struct mb_hole){ f, (uint16_t)s, (uint16_t)(e - s) };
 	return 1;
+}
+
+size_t
+mb_holes_forget(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count)
+{
+	size_t j = 0, n = h->n;
+
+	for (size_t i = 0; i < h->n; i++)
+		if (!mb_holes_hit(&h->v[i], 1, f, start, (uint32_t)start + count))
+			h->v[j++] = h->v[i];
+	h->n = j;
+	return n - j;
 }
 
 void

@@ -56,6 +56,9 @@ void mb_cost_rtu(struct mb_cost *c, uint32_t baud, unsigned bits_per_char, doubl
 
 int mb_plan_build(
     struct mb_plan *plan, const struct mb_point *pts, size_t n, const struct mb_plan_limits *lim);
+/* The same over the points with include[i] set (the points due in this poll). */
+int mb_plan_build_subset(struct mb_plan *plan, const struct mb_point *pts, size_t n,
+    const bool *include, const struct mb_plan_limits *lim);
 /* Replace block bi by one block per register group of its points (no read-through). */
 int mb_plan_split(struct mb_plan *plan, const struct mb_point *pts, size_t bi);
 /*
@@ -107,6 +110,9 @@ void mb_plan_free(struct mb_plan *plan);
 int mb_holes_add(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count);
 /* Does [start, end) of table f touch a hole? */
 bool mb_holes_hit(const struct mb_hole *v, size_t n, enum mb_func f, uint32_t start, uint32_t end);
+/* Drop the holes that touch [start, start + count) of table f (that range just read fine: a
+ * firmware update filled it). Returns how many were dropped. */
+size_t mb_holes_forget(struct mb_holes *h, enum mb_func f, uint16_t start, uint16_t count);
 void mb_holes_free(struct mb_holes *h);
 
 #endif

@@ -63,7 +63,36 @@ struct point_defaults {
 	uint64_t heartbeat_ms;
 	const char *topic;
 	int addressing; /* enum mb_addressing */
+	int write_single, bit_write;
+	conf_node groups; /* groups: {name: interval}: a poll rate shared by points */
 };
+
+#define MB_INTERVAL_MIN_MS 10
+#define MB_INTERVAL_MAX_MS 86400000ull
+
+/* interval: (its own) or group: (a name from the profile's groups:), or neither (0). */
+static int
+parse_point_interval(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
+{
+	const char *g = NULL;
+
+	if (conf_present(conf_get(pn, "interval")) && conf_present(conf_get(pn, "group")))
+		return conf_error(
+		    conf_get(pn, "group"), "a point has an interval or a group, not both");
+	if (conf_get_duration_ms(
+		pn, "interval", 0, MB_INTERVAL_MIN_MS, MB_INTERVAL_MAX_MS, &pt->interval_ms) ||
+	    conf_get_str(pn, "group", NULL, &g))
+		return -1;
+	if (g == NULL)
+		return 0;
+	if (!conf_present(d->groups) || !conf_present(conf_get(d->groups, g)))
+		return conf_error(
+		    conf_get(pn, "group"), "no group '%s' in the profile's groups", g);
+	return conf_duration_ms(
+	    conf_get(d->groups, g), MB_INTERVAL_MIN_MS, MB_INTERVAL_MAX_MS, &pt->interval_ms);
+}
+static const char *const write_single_names[] = { "single", "multiple", NULL };
+static const char *const bit_write_names[] = { "read_modify_write", "mask", NULL };
 
 /*
  * An address as the profile writes it into the protocol address (0..65535). zero: as is;
@@ -161,9 +190,6 @@ parse_point_limits(conf_node pn, struct mb_point *pt)
 	if (writable && (pt->func == MB_FN_DISCRETE || pt->func == MB_FN_INPUT))
 		return conf_error(
 		    conf_get(pn, "writable"), "%s points are read-only", mb_func_names[pt->func]);
-	if (writable && (pt->type == MB_T_STRING || pt->type == MB_T_BIT))
-		return conf_error(conf_get(pn, "writable"), "%s points cannot be written",
-		    mb_type_names[pt->type]);
 	pt->writable = writable;
 	pt->has_min = conf_present(conf_get(pn, "min"));
 	pt->has_max = conf_present(conf_get(pn, "max"));
@@ -195,7 +221,7 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 {
 	static const char *const keys[] = { "name", "function", "address", "type", "length", "bit",
 		"byte_order", "word_order", "scale", "offset", "unit", "topic", "qos", "deadband",
-		"heartbeat", "writable", "min", "max", NULL };
+		"heartbeat", "writable", "min", "max", "interval", "group", NULL };
 	const char *name = NULL, *unit = NULL, *topic = NULL;
 	uint32_t addr = 0, qos = 0;
 	int bo = 0, wo = 0, ref_fn = -1;
@@ -240,7 +266,7 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 	    conf_get_double(pn, "deadband", d->deadband, &pt->deadband) ||
 	    conf_get_duration_ms(
 		pn, "heartbeat", d->heartbeat_ms, 0, 86400000ull, &pt->heartbeat_ms) ||
-	    parse_point_limits(pn, pt))
+	    parse_point_limits(pn, pt) || parse_point_interval(pn, d, pt))
 		return -1;
 	if (pt->scale == 0.0)
 		return conf_error(conf_get(pn, "scale"), "scale must not be 0");
@@ -255,6 +281,8 @@ parse_point(conf_node pn, const struct point_defaults *d, struct mb_point *pt)
 			    "unit must not hold a quote, backslash or control character");
 	if (strlen(unit) >= MB_UNIT_MAX || strlen(topic) >= MB_TOPIC_MAX)
 		return conf_error(pn, "unit or topic of point '%s' is too long", name);
+	pt->write_multiple = d->write_single == 1;
+	pt->mask_write = d->bit_write == 1;
 	pt->byte_swap = bo == 1;
 	pt->word_swap = wo == 1;
 	pt->qos = (uint8_t)qos;
@@ -330,7 +358,12 @@ static int
 parse_defaults(conf_node root, struct point_defaults *d)
 {
 	d->topic = "{prefix}/{device}/{point}";
+	d->groups = conf_get(root, "groups");
+	if (conf_present(d->groups) && !conf_is_map(d->groups))
+		return conf_error(d->groups, "'groups' maps a name to an interval (fast: 200ms)");
 	return conf_get_enum(root, "addressing", 0, mb_addressing_names, &d->addressing) ||
+		conf_get_enum(root, "write_single", 0, write_single_names, &d->write_single) ||
+		conf_get_enum(root, "bit_write", 0, bit_write_names, &d->bit_write) ||
 		conf_get_enum(root, "byte_order", 0, order_names, &d->byte_order) ||
 		conf_get_enum(root, "word_order", 0, order_names, &d->word_order) ||
 		conf_get_u32(root, "qos", 0, 0, 1, &d->qos) ||
@@ -403,7 +436,8 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 {
 	static const char *const keys[] = { "name", "description", "vendor", "model",
 		"max_read_registers", "max_read_bits", "max_gap", "byte_order", "word_order", "qos",
-		"deadband", "heartbeat", "topic", "points", "holes", "addressing", NULL };
+		"deadband", "heartbeat", "topic", "points", "holes", "addressing", "write_single",
+		"bit_write", "groups", NULL };
 	struct point_defaults d;
 	conf_node points;
 	const char *name = NULL;

@@ -50,11 +50,15 @@ struct mb_point {
 	bool byte_swap; /* byte_order: little (BA within each register) */
 	bool word_swap; /* word_order: little (low word first) */
 	bool writable;
+	bool
+	    write_multiple; /* FC15/FC16 even for one coil/register (profile write_single: multiple) */
+	bool mask_write; /* bit points: FC22 mask write (bit_write: mask), else read-modify-write */
 	bool has_min, has_max; /* engineering-unit limits for writes */
 	double min, max;
 	double scale, offset;  /* engineering = raw * scale + offset */
 	double deadband;       /* engineering units; 0: any change is reported */
 	uint64_t heartbeat_ms; /* report at least this often; 0: only on change */
+	uint64_t interval_ms; /* poll rate of its own (interval:, or its group:); 0: the device's */
 	uint8_t qos;
 	char unit[MB_UNIT_MAX];
 	char

@@ -56,12 +56,21 @@ mb_write_parse(const char *payload, size_t len, struct mb_write_req *req, char *
 	    copy_field(o, "point", req->point, sizeof(req->point), true, err, errlen))
 		goto out;
 	v = json_object_get(o, "value");
-	if (json_is_number(v))
+	if (json_is_string(v)) {
+		if (json_string_length(v) >= sizeof(req->str) ||
+		    memchr(json_string_value(v), '\0', json_string_length(v)) != NULL) {
+			snprintf(err, errlen, "\"value\": a string of at most %zu characters",
+			    sizeof(req->str) - 1);
+			goto out;
+		}
+		memcpy(req->str, json_string_value(v), json_string_length(v) + 1);
+		req->is_str = true;
+	} else if (json_is_number(v))
 		req->value = json_number_value(v);
 	else if (json_is_boolean(v))
 		req->value = json_is_true(v) ? 1.0 : 0.0;
 	else {
-		snprintf(err, errlen, "\"value\" must be a number or true/false");
+		snprintf(err, errlen, "\"value\" must be a number, true/false or a string");
 		goto out;
 	}
 	rc = 0;
@@ -82,16 +91,55 @@ mb_write_prepare(
 	op->func = p->func;
 	op->address = p->address;
 	op->count = p->count;
-	if (p->func == MB_FN_COIL || p->type == MB_T_BOOL) {
+	if (p->type == MB_T_STRING) {
+		snprintf(
+		    err, errlen, "point '%s' is a string: \"value\" must be a string", p->name);
+		return -EINVAL;
+	}
+	if (p->func == MB_FN_COIL || p->type == MB_T_BOOL || p->type == MB_T_BIT) {
 		if (value != 0.0 && value != 1.0) {
 			snprintf(err, errlen, "value %g is not a boolean (0/1, false/true)", value);
 			return -ERANGE;
 		}
 		op->coil = value != 0.0;
 		op->regs[0] = op->coil;
+		if (p->type == MB_T_BIT) {
+			op->and_mask = (uint16_t) ~(1u << p->bit);
+			op->or_mask = (uint16_t)((op->coil ? 1u : 0u) << p->bit);
+			op->how = p->mask_write ? MB_WR_MASK : MB_WR_RMW;
+			op->rmw_multiple = p->write_multiple;
+		} else if (p->func == MB_FN_COIL) {
+			op->how = p->write_multiple ? MB_WR_COILS : MB_WR_COIL;
+		} else {
+			op->how = p->write_multiple ? MB_WR_REGS : MB_WR_REG;
+		}
 		return 0;
 	}
+	op->how = p->count == 1 && !p->write_multiple ? MB_WR_REG : MB_WR_REGS;
 	return mb_encode_regs(p, value, op->regs, err, errlen);
+}
+
+int
+mb_write_prepare_req(const struct mb_point *p, const struct mb_write_req *req,
+    struct mb_write_op *op, char *err, size_t errlen)
+{
+	if (!req->is_str)
+		return mb_write_prepare(p, req->value, op, err, errlen);
+	memset(op, 0, sizeof(*op));
+	if (!p->writable) {
+		snprintf(err, errlen, "point '%s' is read-only", p->name);
+		return -EPERM;
+	}
+	if (p->type != MB_T_STRING) {
+		snprintf(
+		    err, errlen, "point '%s' is not a string: \"value\" must be a number", p->name);
+		return -EINVAL;
+	}
+	op->func = p->func;
+	op->address = p->address;
+	op->count = p->count;
+	op->how = MB_WR_REGS;
+	return mb_encode_string(p, req->str, op->regs, err, errlen);
 }
 
 int

@@ -2,8 +2,11 @@
  * writes.h: write commands. A command arrives as a flat JSON object
  *   {"id": "42", "device": "tc1", "point": "setpoint", "value": 21.5}
  * and is checked against the device's profile (point exists, is writable, value in range and
- * representable) before it reaches the bus; the bus thread writes it (FC05 coil, FC06 one
- * register, FC16 several), reads it back and the agent answers on the response topic.
+ * representable) before it reaches the bus; the bus thread writes it, reads it back and the
+ * agent answers on the response topic. How it is written (enum mb_write_how): FC05 or FC15
+ * for a coil, FC06 or FC16 for one register (profile write_single), FC16 for several and for
+ * strings ("value" is then a JSON string), and a bit of a register by read-modify-write
+ * (FC03 then FC06/FC16) or FC22 mask write (profile bit_write: mask).
  */
 #ifndef EDGEGW_MB_WRITES_H
 #define EDGEGW_MB_WRITES_H
@@ -19,20 +22,37 @@ struct mb_write_req {
 	char device[MB_NAME_MAX];
 	char point[MB_NAME_MAX];
 	double value;
+	bool is_str; /* "value" was a string: str */
+	char str[2 * MB_STR_REGS_MAX + 1];
+};
+
+enum mb_write_how {
+	MB_WR_COIL = 0, /* FC05 */
+	MB_WR_COILS,    /* FC15 */
+	MB_WR_REG,      /* FC06 */
+	MB_WR_REGS,     /* FC16 */
+	MB_WR_MASK,     /* FC22: (reg AND and_mask) OR (or_mask AND NOT and_mask) */
+	MB_WR_RMW       /* FC03, then the register with the bit changed, FC06 or FC16 */
 };
 
 /* A prepared write: what goes on the wire. */
 struct mb_write_op {
 	enum mb_func func; /* MB_FN_COIL or MB_FN_HOLDING */
 	uint16_t address, count;
-	uint16_t regs[4];
+	uint16_t regs[MB_STR_REGS_MAX];
 	bool coil;
+	enum mb_write_how how;
+	uint16_t and_mask, or_mask; /* bit points */
+	bool rmw_multiple;          /* MB_WR_RMW: write the register back with FC16 */
 };
 
 int
 mb_write_parse(const char *payload, size_t len, struct mb_write_req *req, char *err, size_t errlen);
 int mb_write_prepare(
     const struct mb_point *p, double value, struct mb_write_op *op, char *err, size_t errlen);
+/* The same for a parsed command: numbers and strings. */
+int mb_write_prepare_req(const struct mb_point *p, const struct mb_write_req *req,
+    struct mb_write_op *op, char *err, size_t errlen);
 /* Response: {"id","device","point","status":"ok"|"error","reason"?,"value"?}; value_json may
  * be NULL. Returns length or -ENOSPC. */
 int mb_write_response(char *buf, size_t len, const struct mb_write_req *req, bool ok,

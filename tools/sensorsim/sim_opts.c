@@ -450,14 +450,27 @@ parse_one(struct sim_opts *o, int opt, const char *arg)
 	return -EINVAL;
 }
 
+/* The option's long name for error messages: argv[optind - 1] is the value when it was given
+ * as a separate word ("--qos 3"), so it cannot name the option. */
+static const char *
+sim_opt_name(int opt, int longindex)
+{
+	if (longindex >= 0)
+		return long_opts[longindex].name;
+	for (const struct option *lo = long_opts; lo->name != NULL; lo++)
+		if (lo->val == opt)
+			return lo->name;
+	return "?";
+}
+
 int
 sim_opts_parse(struct sim_opts *o, int argc, char **argv)
 {
-	int opt;
+	int opt, li = -1;
 
 	optind = 1;
 	while ((opt = getopt_long(
-		    argc, argv, "H:p:b:c:S:F:t:C:r:q:s:T:n:V:k:w:d:m:jh", long_opts, NULL)) != -1) {
+		    argc, argv, "H:p:b:c:S:F:t:C:r:q:s:T:n:V:k:w:d:m:jh", long_opts, &li)) != -1) {
 		if (opt == 'h') {
 			sim_opts_usage(argv[0]);
 			return 1;
@@ -471,11 +484,12 @@ sim_opts_parse(struct sim_opts *o, int argc, char **argv)
 			o->quiet = true;
 		} else if (opt == '?' || parse_one(o, opt, optarg) < 0) {
 			if (opt != '?')
-				fprintf(stderr, "edgegw-sensorsim: bad value '%s' for %s\n", optarg,
-				    argv[optind - 1]);
+				fprintf(stderr, "edgegw-sensorsim: bad value '%s' for --%s\n",
+				    optarg, sim_opt_name(opt, li));
 			sim_opts_usage(argv[0]);
 			return -EINVAL;
 		}
+		li = -1;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "edgegw-sensorsim: unexpected argument '%s'\n", argv[optind]);

@@ -3,7 +3,8 @@
 one unit id in turn: bad CRC, garbage, short frame, wrong unit id, noise before the frame, a slow
 answer past the agent's timeout, and good answers between. Other units pass untouched.
 It also measures the silence the agent keeps between an answer and its next request (the RTU
-3.5-character gap) and writes the smallest one to STATS_FILE when it is terminated.
+3.5-character gap) and records the function codes each unit was sent; it writes both to
+STATS_FILE when it is terminated.
   fault_proxy.py AGENT_SIDE_PTY DEVICE_SIDE_PTY FAULTY_UNIT STATS_FILE [MODES]
 MODES (optional) replaces the cycle, comma-separated: "crc,crc,ok" mangles two answers of three."""
 import json
@@ -63,10 +64,12 @@ def main():
     faulty = int(sys.argv[3])
     modes = sys.argv[5].split(",") if len(sys.argv) > 5 else MODES
     gaps = []
+    functions = {}
 
     def dump(*_):
         with open(sys.argv[4], "w") as f:
-            json.dump({"min_gap_ms": min(gaps) if gaps else None, "n": len(gaps)}, f)
+            json.dump({"min_gap_ms": min(gaps) if gaps else None, "n": len(gaps),
+                       "functions": {u: sorted(fs) for u, fs in functions.items()}}, f)
         sys.exit(0)
     signal.signal(signal.SIGTERM, dump)
     n = 0
@@ -81,6 +84,8 @@ def main():
         req = read_frame(agent_fd, 0)
         if not req:
             continue
+        if len(req) >= 2:
+            functions.setdefault(str(req[0]), set()).add(req[1])
         os.write(dev_fd, req)
         resp = read_frame(dev_fd, 0.15, idle=0.01)
         if not resp:

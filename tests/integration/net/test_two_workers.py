@@ -22,7 +22,9 @@ def test():
             lab.enter_sensors()
             socks = [labtest.connect(7) for _ in range(CONNS)]
             for i, s in enumerate(socks):
-                labtest.echo_once(s, b"conn %d says hello" % i)
+                said = b"conn %d says hello" % i
+                got = labtest.echo_once(s, said)
+                check(got == said, "connection %d echoed what it sent (%r)" % (i, got))
             w = dpstat.query("/edgegw/workers", lab.prefix)
             log("workers: %s" % w)
             check("w1_lcore" in w, "the dataplane runs two workers")

@@ -310,6 +310,10 @@ test_refused_point_is_read_alone(void **state)
 	assert_int_equal(scan(&plan, p, &m, &h, &mr, &mbits), 1);
 	assert_int_equal(h.n, 1);
 	assert_int_equal(plan.nblocks, 3);
+	/* the hole moves (a firmware update): the point answers, the hole is forgotten */
+	assert_int_equal(mb_holes_forget(&h, MB_FN_HOLDING, 1, 1), 1);
+	assert_int_equal(h.n, 0);
+	assert_int_equal(mb_holes_forget(&h, MB_FN_HOLDING, 1, 1), 0);
 	mb_plan_free(&plan);
 	mb_holes_free(&h);
 }

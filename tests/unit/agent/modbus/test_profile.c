@@ -76,9 +76,9 @@ test_bad_profiles(void **state)
 		    "must be of type bool" },
 		{ "points:\n  - {name: x, function: input, address: 0, writable: true}\n",
 		    "read-only" },
-		{ "points:\n  - {name: x, function: holding, address: 0, type: bit, bit: 2, "
-		  "writable: true}\n",
-		    "cannot be written" },
+		{ "bit_write: sometimes\npoints:\n  - {name: x, function: holding, address: 0, "
+		  "type: bit, bit: 2, writable: true}\n",
+		    "not one of" },
 		{ "points:\n  - {name: x, function: holding, address: 0, colour: red}\n",
 		    "unknown key 'colour'" },
 		{ "points:\n  - {name: x, function: holding, address: 0, type: string}\n",
@@ -200,6 +200,35 @@ test_addressing(void **state)
 	assert_non_null(strstr(err, "does not match"));
 }
 
+/* Poll rates per point (interval:) or per group (groups: / group:). */
+static void
+test_poll_rates(void **state)
+{
+	const char *y = "groups: {fast: 200ms, slow: 1m}\n"
+			"points:\n"
+			"  - {name: a, function: holding, address: 0, group: fast}\n"
+			"  - {name: b, function: holding, address: 1, interval: 5s}\n"
+			"  - {name: c, function: holding, address: 2}\n";
+	struct mb_profile p;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(y, &p, err, sizeof(err)), 0);
+	assert_int_equal(p.points[0].interval_ms, 200);
+	assert_int_equal(p.points[1].interval_ms, 5000);
+	assert_int_equal(p.points[2].interval_ms, 0);
+	mb_profile_free(&p);
+	assert_int_not_equal(
+	    parse("points:\n  - {name: a, function: holding, address: 0, group: fast}\n", &p, err,
+		sizeof(err)),
+	    0);
+	assert_non_null(strstr(err, "no group 'fast'"));
+	assert_int_not_equal(parse("groups: {fast: 1ms}\npoints:\n  - {name: a, function: "
+				   "holding, address: 0, group: fast}\n",
+				 &p, err, sizeof(err)),
+	    0);
+}
+
 /* Mutated profiles never crash the reader: a parse succeeds or says why. */
 static void
 test_mutated_profiles(void **state)
@@ -238,6 +267,7 @@ main(void)
 		cmocka_unit_test(test_bad_profiles),
 		cmocka_unit_test(test_declared_holes),
 		cmocka_unit_test(test_addressing),
+		cmocka_unit_test(test_poll_rates),
 		cmocka_unit_test(test_mutated_profiles),
 	};
 

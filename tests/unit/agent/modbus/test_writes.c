@@ -25,7 +25,6 @@ test_parse_good_and_bad(void **state)
 		"{",
 		"[1]",
 		"{\"device\":\"d\",\"point\":\"p\"}",
-		"{\"device\":\"d\",\"point\":\"p\",\"value\":\"12\"}",
 		"{\"device\":\"d\",\"point\":\"p\",\"value\":{\"x\":1}}",
 		"{\"device\":\"d\",\"point\":\"p\",\"value\":1}x",
 		"{\"device\":5,\"point\":\"p\",\"value\":1}",
@@ -74,6 +73,72 @@ test_prepare(void **state)
 	assert_int_equal(mb_write_prepare(&p, 2, &op, err, sizeof(err)), -ERANGE);
 	assert_int_equal(mb_write_prepare(&p, 1, &op, err, sizeof(err)), 0);
 	assert_true(op.coil);
+}
+
+/* The full write set: FC15, FC6 or FC16 per profile, bits of a register, strings. */
+static void
+test_prepare_write_set(void **state)
+{
+	struct mb_point p;
+	struct mb_write_op op;
+	struct mb_write_req r;
+	char err[128];
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	strcpy(p.name, "x");
+	p.writable = true;
+	p.scale = 1;
+	p.func = MB_FN_COIL;
+	p.type = MB_T_BOOL;
+	p.count = 1;
+	assert_int_equal(mb_write_prepare(&p, 1, &op, err, sizeof(err)), 0);
+	assert_int_equal(op.how, MB_WR_COIL);
+	p.write_multiple = true; /* write_single: multiple */
+	assert_int_equal(mb_write_prepare(&p, 1, &op, err, sizeof(err)), 0);
+	assert_int_equal(op.how, MB_WR_COILS);
+	p.func = MB_FN_HOLDING;
+	p.type = MB_T_U16;
+	assert_int_equal(mb_write_prepare(&p, 7, &op, err, sizeof(err)), 0);
+	assert_int_equal(op.how, MB_WR_REGS);
+	assert_int_equal(op.count, 1);
+	p.write_multiple = false;
+	assert_int_equal(mb_write_prepare(&p, 7, &op, err, sizeof(err)), 0);
+	assert_int_equal(op.how, MB_WR_REG);
+	/* bit 3 of a register: read-modify-write, or FC22 */
+	p.type = MB_T_BIT;
+	p.bit = 3;
+	assert_int_equal(mb_write_prepare(&p, 1, &op, err, sizeof(err)), 0);
+	assert_int_equal(op.how, MB_WR_RMW);
+	assert_int_equal(op.and_mask, 0xfff7);
+	assert_int_equal(op.or_mask, 0x0008);
+	p.mask_write = true;
+	assert_int_equal(mb_write_prepare(&p, 0, &op, err, sizeof(err)), 0);
+	assert_int_equal(op.how, MB_WR_MASK);
+	assert_int_equal(op.or_mask, 0);
+	assert_int_equal(mb_write_prepare(&p, 2, &op, err, sizeof(err)), -ERANGE);
+	/* strings */
+	p.type = MB_T_STRING;
+	p.count = 3;
+	assert_int_equal(
+	    parse("{\"device\":\"d\",\"point\":\"s\",\"value\":\"ABC\"}", &r, err, sizeof(err)), 0);
+	assert_true(r.is_str);
+	assert_int_equal(mb_write_prepare_req(&p, &r, &op, err, sizeof(err)), 0);
+	assert_int_equal(op.how, MB_WR_REGS);
+	assert_int_equal(op.count, 3);
+	assert_int_equal(op.regs[0], 0x4142);
+	assert_int_equal(op.regs[1], 0x4300);
+	assert_int_equal(op.regs[2], 0);
+	assert_int_equal(
+	    parse("{\"device\":\"d\",\"point\":\"s\",\"value\":\"ABCDEFG\"}", &r, err, sizeof(err)),
+	    0);
+	assert_int_equal(mb_write_prepare_req(&p, &r, &op, err, sizeof(err)), -ERANGE);
+	assert_int_equal(mb_write_prepare(&p, 1, &op, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "must be a string"));
+	p.type = MB_T_U16;
+	p.count = 1;
+	assert_int_equal(mb_write_prepare_req(&p, &r, &op, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "must be a number"));
 }
 
 static void
@@ -140,6 +205,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_good_and_bad),
 		cmocka_unit_test(test_prepare),
+		cmocka_unit_test(test_prepare_write_set),
 		cmocka_unit_test(test_response_escapes),
 		cmocka_unit_test(test_mutated_commands),
 	};
