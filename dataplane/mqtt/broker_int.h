@@ -163,6 +163,7 @@ struct broker_session {
 	uint64_t expire_at_ms;  /* while offline, 0: not set */
 	uint32_t claim_seq;     /* the last claim this session made (xlcore.c), 0: none */
 	uint32_t claim_pub_seq; /* b->pub_seq (low 32 bits) when it went out */
+	uint32_t route_gen;     /* b->route_gen of the last message matched (broker_route) */
 	uint32_t n_subs;
 	uint32_t next_seq;
 	uint32_t qlen;
@@ -417,6 +418,7 @@ struct broker {
 	uint32_t next_claim_seq;
 	struct broker_sub **route_subs; /* broker_route: the matches of one message */
 	uint32_t route_cap;
+	uint32_t route_gen; /* messages routed: tells a session matched twice by one message */
 	/* Messages published here while a claim is open (until replay_until_ms): the claimed
 	 * session's subscriptions are not known here yet, and the other lcore no longer has
 	 * them when these reach it, so they are matched again at restore (xlcore.c). */

@@ -14,6 +14,7 @@ struct route_ctx {
 	bool matched;
 	uint32_t n; /* ordinary matches kept in b->route_subs */
 	bool nomem;
+	bool twice; /* a session matched through two subscriptions or more */
 };
 
 void
@@ -40,6 +41,8 @@ route_one(struct broker_sub *sub, void *arg)
 		broker_deliver_sub(sub, r->m);
 		return;
 	}
+	r->twice |= sub->s->route_gen == b->route_gen;
+	sub->s->route_gen = b->route_gen;
 	if (r->n == b->route_cap) {
 		uint32_t cap = b->route_cap ? b->route_cap * 2 : 64;
 		struct broker_sub **v = realloc(b->route_subs, cap * sizeof(*v));
@@ -111,9 +114,16 @@ broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 {
 	struct route_ctx r = { .m = m };
 
+	if (++b->route_gen == 0) /* wrapped: a session may hold any value, start past them */
+		b->route_gen = 1;
 	tt_match(b, m, route_one, &r);
-	if (r.n > 1)
-		qsort(b->route_subs, r.n, sizeof(*b->route_subs), by_session);
+	if (!r.twice) { /* the usual case: one subscription per session, nothing to group */
+		for (uint32_t i = 0; i < r.n; i++)
+			broker_deliver_sub(b->route_subs[i], m);
+		*matched = r.matched;
+		return;
+	}
+	qsort(b->route_subs, r.n, sizeof(*b->route_subs), by_session);
 	for (uint32_t i = 0, j; i < r.n; i = j) {
 		for (j = i + 1; j < r.n && b->route_subs[j]->s == b->route_subs[i]->s; j++)
 			;
