@@ -26,7 +26,9 @@ static const char *const mqtt_keys[] = { "enabled", "port", "max_connections", "
 	"max_subscriptions_per_session", "max_filter_levels", "max_queued_messages", "max_inflight",
 	"receive_maximum", "max_packet_size", "max_retained", "max_retained_bytes", "keepalive_max",
 	"topic_alias_max", "topic_alias_out_max", "session_expiry_max", "connect_timeout",
-	"sys_interval", "client_id_max", NULL };
+	"sys_interval", "client_id_max", "queue_full", "stall_timeout", NULL };
+/* enum broker_queue_full, in order */
+static const char *const queue_full_names[] = { "hold", "drop-oldest", "drop-new", NULL };
 static const char *const arp_keys[] = { "entries", "timeout", NULL };
 static const char *const icmp_keys[] = { "rate_per_s", NULL };
 
@@ -168,6 +170,7 @@ parse_mqtt(conf_node n, struct dp_config *cfg)
 	struct broker_config *b = &cfg->broker;
 	uint64_t v;
 	uint32_t u;
+	int e;
 
 	cfg->mqtt.enabled = false;
 	cfg->mqtt.port = 1883;
@@ -209,6 +212,10 @@ parse_mqtt(conf_node n, struct dp_config *cfg)
 		b->sys_interval_ms = (uint32_t)v;
 	if (conf_get_u32(n, "client_id_max", b->client_id_max, 23, 65535, &u) == 0)
 		b->client_id_max = (uint16_t)u;
+	if (conf_get_enum(n, "queue_full", b->queue_full, queue_full_names, &e) == 0)
+		b->queue_full = (uint8_t)e;
+	if (conf_get_duration_ms(n, "stall_timeout", b->stall_timeout_ms, 100, 3600000, &v) == 0)
+		b->stall_timeout_ms = (uint32_t)v;
 	if ((cfg->echo.enabled && cfg->echo.port == cfg->mqtt.port) ||
 	    (cfg->discard.enabled && cfg->discard.port == cfg->mqtt.port))
 		conf_error(

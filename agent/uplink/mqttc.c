@@ -64,7 +64,7 @@ struct mqttc {
 	uint16_t keepalive_s, window, next_id, sub_id;
 	uint8_t max_qos;
 	uint32_t max_packet;
-	bool ping_out;
+	bool ping_out, persist_dirty; /* persist() calls not yet made durable */
 	char last_why[300];
 	struct mc_list pending, inflight;
 	uint8_t *obuf, *ibuf;
@@ -308,10 +308,18 @@ mc_want(struct mqttc *c)
 	mc_watch(c, c->fd, EPOLLIN | (out ? EPOLLOUT : 0));
 }
 
-/* Write what the socket takes; false when the connection was dropped. */
+/* Write what the socket takes; false when the connection was dropped. The QoS 2 steps these
+ * bytes announce are made durable first (once for the whole batch). */
 static bool
 mc_flush(struct mqttc *c)
 {
+	if (c->persist_dirty && c->h.persist_sync != NULL && c->olen > c->ooff) {
+		c->persist_dirty = false;
+		if (c->h.persist_sync(c->h.arg) != 0) {
+			c->cnt[UPLINK_C_persist_fail]++;
+			LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: QoS 2 state not made durable");
+		}
+	}
 	while (c->ooff < c->olen) {
 		ssize_t n = link_send(c, c->obuf + c->ooff, c->olen - c->ooff);
 
@@ -359,8 +367,10 @@ mc_encode_publish(struct mqttc *c, const struct mc_msg *m)
 static void
 mc_persist(struct mqttc *c, const struct mc_msg *m, enum mqttc_msg_state st)
 {
-	if (m->qos == 2 && c->h.persist != NULL &&
-	    c->h.persist(c->h.arg, m->ref, m->packet_id, st) != 0) {
+	if (m->qos != 2 || c->h.persist == NULL)
+		return;
+	c->persist_dirty |= st != MQTTC_MSG_DONE;
+	if (c->h.persist(c->h.arg, m->ref, m->packet_id, st) != 0) {
 		c->cnt[UPLINK_C_persist_fail]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: QoS 2 state of message %llu not stored",
 		    (unsigned long long)m->ref);

@@ -48,6 +48,9 @@ struct mqttc_hooks {
 	void (*message)(void *arg, const char *topic, const uint8_t *payload, size_t len);
 	/* A QoS 2 message moved to state st under packet_id (optional). Nonzero: not recorded. */
 	int (*persist)(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
+	/* Make every persist() so far durable (optional). Called once before the bytes those
+	 * steps announce leave, so a batch of messages costs one fdatasync. Nonzero: counted. */
+	int (*persist_sync)(void *arg);
 	/* The broker took the message (reason 0) or refused it (5.0 reason >= 0x80) (optional). */
 	void (*acked)(void *arg, uint64_t ref, uint8_t reason);
 	/* Time, for tests; NULL: the monotonic clock. */

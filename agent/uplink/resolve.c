@@ -60,7 +60,11 @@ rs_thread(void *arg)
 	/* MSG_NOSIGNAL does not exist for pipes: block SIGPIPE in this thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	ans.rc = lookup(r->host, r->port, AI_NUMERICSERV, &ans.a);
+	/* AI_ADDRCONFIG: no IPv6 answer on a modem link that has no IPv6 address. It ignores
+	 * loopback, so a box with nothing else configured gets no answer at all: ask again. */
+	ans.rc = lookup(r->host, r->port, AI_NUMERICSERV | AI_ADDRCONFIG, &ans.a);
+	if (ans.rc != 0)
+		ans.rc = lookup(r->host, r->port, AI_NUMERICSERV, &ans.a);
 	if (write(r->wfd, &ans, sizeof(ans)) != (ssize_t)sizeof(ans))
 		(void)0; /* the client gave up: nobody waits for this answer */
 	close(r->wfd);

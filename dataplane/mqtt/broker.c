@@ -46,6 +46,8 @@ broker_config_defaults(struct broker_config *cfg)
 		.sys_interval_ms = 10000,
 		.client_id_max = 128,
 		.xlcore_claim_timeout_ms = 1000,
+		.stall_timeout_ms = 30000,
+		.queue_full = BROKER_QUEUE_HOLD,
 	};
 }
 
@@ -72,6 +74,8 @@ broker_config_check(const struct broker_config *cfg, char *err, size_t errlen)
 		bad = "client_id_max: MQTT requires client ids of up to 23 bytes to be accepted";
 	else if (cfg->connect_timeout_ms == 0)
 		bad = "connect_timeout_ms: must be at least 1";
+	else if (cfg->queue_full > BROKER_QUEUE_DROP_NEW)
+		bad = "queue_full: one of hold, drop-oldest, drop-new";
 	if (bad == NULL)
 		return 0;
 	if (err != NULL && errlen > 0)
@@ -99,6 +103,8 @@ broker_create(
 		b->cfg.receive_max = 1;
 	if (b->cfg.xlcore_claim_timeout_ms == 0)
 		b->cfg.xlcore_claim_timeout_ms = 1000;
+	if (b->cfg.stall_timeout_ms == 0)
+		b->cfg.stall_timeout_ms = 30000;
 	b->ops = ops;
 	b->now_ms = b->started_ms = now_ms;
 	b->next_sys_ms = now_ms + b->cfg.sys_interval_ms;
@@ -224,6 +230,9 @@ conn_send_space(struct broker_conn *c)
 	return conn_alive(c) ? c->b->ops->send_space(c->ctx) : 0;
 }
 
+/* A send that fails ends the connection, through conn_kill like any other end: the transport
+ * is told to close (it still points at the connection until then), and conn_kill sends
+ * nothing more on a connection whose send failed. */
 bool
 conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 {
@@ -231,12 +240,76 @@ conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 		return false;
 	if (c->b->ops->send(c->ctx, iov, n) < 0) {
 		broker_count(c->b, BROKER_C_SEND_FAIL);
-		c->transport_gone = true;
+		c->send_failed = true;
 		conn_kill(c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
 		return false;
 	}
 	broker_count(c->b, BROKER_C_PKT_TX);
 	return true;
+}
+
+static void
+held_del(struct broker_conn *c)
+{
+	if (c->hprev != NULL)
+		c->hprev->hnext = c->hnext;
+	else
+		c->b->held = c->hnext;
+	if (c->hnext != NULL)
+		c->hnext->hprev = c->hprev;
+	c->hnext = c->hprev = NULL;
+	c->b->n_held--;
+}
+
+void
+conn_hold(struct broker_conn *c, enum conn_hold reason)
+{
+	struct broker *b = c->b;
+
+	if (!conn_alive(c) || (c->hold & reason) != 0)
+		return;
+	broker_count(b,
+	    reason == HOLD_ACK_ROOM        ? BROKER_C_HOLD_ACK_ROOM
+		: reason == HOLD_SUB_QUEUE ? BROKER_C_HOLD_SUB_QUEUE
+					   : BROKER_C_HOLD_XLCORE);
+	if (c->hold == 0) {
+		c->hprev = NULL;
+		c->hnext = b->held;
+		if (b->held != NULL)
+			b->held->hprev = c;
+		b->held = c;
+		b->n_held++;
+	}
+	c->hold |= (uint8_t)reason;
+}
+
+void
+conn_release(struct broker_conn *c, enum conn_hold reason)
+{
+	if ((c->hold & reason) == 0)
+		return;
+	c->hold &= (uint8_t)~reason;
+	if (reason == HOLD_SUB_QUEUE)
+		c->held_on = NULL;
+	if (c->hold != 0)
+		return;
+	held_del(c);
+	/* the current input call goes on by itself; others are passed again by the transport */
+	if (c != c->b->cur_in && conn_alive(c) && c->state != CONN_CLAIMING &&
+	    c->b->ops->input_ready != NULL)
+		c->b->ops->input_ready(c->ctx);
+}
+
+void
+broker_release_all(struct broker *b, enum conn_hold reason, const struct broker_session *on)
+{
+	struct broker_conn *c = b->held, *next;
+
+	for (; c != NULL; c = next) {
+		next = c->hnext; /* conn_release unlinks c */
+		if ((c->hold & reason) != 0 && (on == NULL || c->held_on == on))
+			conn_release(c, reason);
+	}
 }
 
 bool
@@ -363,7 +436,7 @@ conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos
 		broker_count(c->b, BROKER_C_LIMIT_CLIENT_PACKET_SIZE);
 		return -1;
 	}
-	if (conn_send_space(c) < (size_t)len + m->payload_len)
+	if (conn_send_space(c) < (size_t)len + m->payload_len + BROKER_ANSWER_ROOM)
 		return 0;
 	if ((size_t)len > sizeof(stack)) {
 		if ((hdr = malloc((size_t)len)) == NULL) {
@@ -384,28 +457,43 @@ conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos
 	return len;
 }
 
+/* Marked dying before anything is sent, so that a DISCONNECT that cannot be sent (a full
+ * buffer) does not come back here through conn_send: a failed send never re-enters a close. */
 void
 conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 {
 	struct broker *b = c->b;
+	bool disconnect = c->version == MQTT_V5 && c->state == CONN_ACTIVE && reason >= 0x80 &&
+	    !c->transport_gone && !c->send_failed;
 
 	if (!conn_alive(c))
 		return;
 	if (cnt != BROKER_C_COUNT)
 		broker_count(b, cnt);
-	if (c->version == MQTT_V5 && c->state == CONN_ACTIVE && reason >= 0x80 &&
-	    !c->transport_gone) {
-		struct mqtt_disconnect d = { .reason = reason };
-		uint8_t buf[8];
-
-		conn_send_buf(c, buf, mqtt_encode_disconnect(buf, sizeof(buf), MQTT_V5, &d));
-	}
 	c->state = CONN_DYING;
 	c->close_reason = reason;
 	if (b->conn_cursor == c)
 		b->conn_cursor = c->next;
 	list_del(&b->conns, c);
 	list_add(&b->dying, c);
+	if (c->hold != 0) {
+		c->hold = 0;
+		c->held_on = NULL;
+		held_del(c);
+	}
+	if (c->s != NULL && c->s->conn == c && c->s->over_since_ms != 0)
+		session_over_end(c->s); /* its publishers go on (the session may be offline) */
+	if (disconnect) {
+		struct mqtt_disconnect d = { .reason = reason };
+		uint8_t buf[8];
+		struct mqtt_iov one = { buf, 0 };
+		int len = mqtt_encode_disconnect(buf, sizeof(buf), MQTT_V5, &d);
+
+		one.len = len > 0 ? (size_t)len : 0;
+		if (len > 0 && b->ops->send_space(c->ctx) >= one.len &&
+		    b->ops->send(c->ctx, &one, 1) == 0)
+			broker_count(b, BROKER_C_PKT_TX);
+	}
 }
 
 /* Closing happens here, at the end of each call into the broker, never in the middle of a
@@ -555,20 +643,41 @@ dispatch(
 	}
 }
 
-int
-broker_conn_input(
-    struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t *consumed, uint64_t now_ms)
+/* Bytes an answer to pkt may take (0: it has none): an ack is at most 6 bytes here, a SUBACK
+ * or UNSUBACK one more per filter. Deliveries leave BROKER_ANSWER_ROOM free (conn_send_publish)
+ * so that the answer to a PUBLISH routed to its own publisher still fits. */
+static size_t
+answer_room(const struct mqtt_packet *pkt)
+{
+	switch (pkt->type) {
+	case MQTT_PUBLISH:
+		return pkt->publish.qos > 0 ? BROKER_ANSWER_ROOM : 0;
+	case MQTT_PUBREC:
+	case MQTT_PUBREL:
+	case MQTT_PINGREQ:
+		return BROKER_ANSWER_ROOM;
+	case MQTT_SUBSCRIBE:
+		return BROKER_ANSWER_ROOM + pkt->subscribe.n_subs;
+	case MQTT_UNSUBSCRIBE:
+		return BROKER_ANSWER_ROOM + pkt->unsubscribe.n_filters;
+	default:
+		return 0;
+	}
+}
+
+/* The input loop: whole packets, while nothing holds the connection's input. A packet whose
+ * answer does not fit the send buffer is left unconsumed (decoding has no side effect) and the
+ * input is held until the transport says it has room (broker_conn_writable): an acknowledgement
+ * is never lost on an open connection. */
+static void
+input_loop(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t *consumed)
 {
 	struct broker *b = c->b;
 	struct mqtt_packet pkt;
-	int rc = 0;
 
-	b->now_ms = now_ms;
-	*consumed = 0;
-	/* A CONNACK held for a session claim: what follows the CONNECT stays with the transport
-	 * (input_ready says when to pass it again). */
-	while (conn_alive(c) && c->state != CONN_CLAIMING) {
+	while (conn_alive(c) && c->state != CONN_CLAIMING && c->hold == 0) {
 		size_t k = segs_from(b, segs, n, *consumed);
+		int rc;
 
 		if (k == 0)
 			break;
@@ -579,12 +688,36 @@ broker_conn_input(
 			decode_failed(c, b->iov, k, rc);
 			break;
 		}
+		if (c->state == CONN_ACTIVE && conn_send_space(c) < answer_room(&pkt)) {
+			conn_hold(c, HOLD_ACK_ROOM);
+			break;
+		}
 		*consumed += (size_t)rc;
-		c->last_rx_ms = now_ms;
+		c->last_rx_ms = b->now_ms;
 		broker_count(b, BROKER_C_PKT_RX);
 		b->cnt[BROKER_C_BYTES_RX] += (uint64_t)rc;
 		dispatch(c, &pkt, b->iov, k);
 	}
+}
+
+int
+broker_conn_input(
+    struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t *consumed, uint64_t now_ms)
+{
+	struct broker *b = c->b;
+	int rc;
+
+	b->now_ms = now_ms;
+	*consumed = 0;
+	if (b->n_xpend > 0)
+		broker_xlcore_retry(b, now_ms);
+	if ((c->hold & HOLD_ACK_ROOM) != 0 && conn_send_space(c) >= BROKER_ANSWER_ROOM)
+		conn_release(c, HOLD_ACK_ROOM); /* tried again below; held again if still short */
+	/* A CONNACK held for a session claim, or input held back: what follows stays with the
+	 * transport (input_ready says when to pass it again). */
+	b->cur_in = c;
+	input_loop(c, segs, n, consumed);
+	b->cur_in = NULL;
 	rc = conn_alive(c) ? 0 : -EPIPE;
 	if (rc == 0 && c->s != NULL)
 		session_drain(c->s);
@@ -595,7 +728,7 @@ broker_conn_input(
 bool
 broker_conn_held(const struct broker_conn *c)
 {
-	return c->state == CONN_CLAIMING;
+	return c->state == CONN_CLAIMING || c->hold != 0;
 }
 
 void
@@ -604,6 +737,9 @@ broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
 	c->b->now_ms = now_ms;
 	if (c->s != NULL)
 		session_drain(c->s);
+	/* after the deliveries, which leave room for answers (conn_send_publish) */
+	if ((c->hold & HOLD_ACK_ROOM) != 0 && conn_send_space(c) >= BROKER_ANSWER_ROOM)
+		conn_release(c, HOLD_ACK_ROOM);
 	broker_reap(c->b);
 }
 
@@ -688,6 +824,9 @@ conn_timers(struct broker *b)
 		else if (c->state == CONN_ACTIVE && c->keepalive_s != 0 &&
 		    b->now_ms - c->last_rx_ms >= (uint64_t)c->keepalive_s * 1500u)
 			conn_kill(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, BROKER_C_KEEPALIVE_TIMEOUT);
+		else if (c->state == CONN_ACTIVE && c->s != NULL && c->s->over_since_ms != 0 &&
+		    b->now_ms - c->s->over_since_ms >= b->cfg.stall_timeout_ms)
+			conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_STALL_KILL);
 		else if (c->state == CONN_ACTIVE && c->s != NULL)
 			session_drain(c->s); /* message expiry, room that came back */
 	}
@@ -728,6 +867,12 @@ broker_tick(struct broker *b, uint64_t now_ms)
 	broker_reap(b);
 }
 
+bool
+broker_xlcore_paused(const struct broker *b)
+{
+	return b->n_over > 0;
+}
+
 void
 broker_gauges_get(const struct broker *b, struct broker_gauges *g)
 {
@@ -737,7 +882,9 @@ broker_gauges_get(const struct broker *b, struct broker_gauges *g)
 		.windows = b->n_windows,
 		.qos2_tables = b->n_qos2_tables,
 		.cold = b->n_cold,
-		.queued = b->n_queued };
+		.queued = b->n_queued,
+		.held = b->n_held,
+		.xpending = b->n_xpend };
 }
 
 uint64_t

@@ -20,6 +20,17 @@
 struct broker;
 struct broker_conn;
 
+/* What a session at its queue limit (max_queue) does with one more QoS 1/2 message while its
+ * client is connected (docs/broker.md). QoS 0 is dropped at the limit whatever this says. */
+enum broker_queue_full {
+	BROKER_QUEUE_HOLD,        /* queue it, and stop reading from the publisher until the
+				   * subscriber drains (TCP backpressure): nothing acknowledged is
+				   * lost; a subscriber that makes no progress for stall_timeout_ms
+				   * is disconnected (0x97) */
+	BROKER_QUEUE_DROP_OLDEST, /* drop the oldest queued message, counted */
+	BROKER_QUEUE_DROP_NEW,    /* drop this one, counted */
+};
+
 /* Everything a remote peer can make us keep is bounded here; every bound hit is counted. */
 struct broker_config {
 	uint32_t max_conns;    /* open connections (CONNECTing included) */
@@ -43,6 +54,9 @@ struct broker_config {
 	uint16_t client_id_max;           /* bytes */
 	uint32_t xlcore_claim_timeout_ms; /* several lcores: how long a resuming CONNECT waits
 					   * for the others to send its session (0: 1000) */
+	uint32_t stall_timeout_ms;        /* queue_full hold: a subscriber over its queue limit that
+				    * sends nothing for this long is disconnected (0: 30000) */
+	uint8_t queue_full;               /* enum broker_queue_full */
 };
 
 void broker_config_defaults(struct broker_config *cfg);
@@ -89,10 +103,13 @@ struct broker_conn *broker_conn_open(struct broker *b, void *transport_ctx, uint
  */
 int broker_conn_input(struct broker_conn *conn, const struct mqtt_iov *segs, size_t n,
     size_t *consumed, uint64_t now_ms);
-/* True while the connection's CONNACK waits for its session from another lcore: input is
- * not read meanwhile (see input_ready), so a FIN seen now should wait until it was. */
+/* True while the broker does not read the connection's input: its CONNACK waits for its
+ * session from another lcore, or its input is held back (its acknowledgements do not fit its
+ * send buffer, a subscriber it feeds is at its queue limit, or another lcore's queue is full).
+ * input_ready says when it reads again; a FIN seen meanwhile should wait until then. */
 bool broker_conn_held(const struct broker_conn *conn);
-/* The transport has room again (after send_space was short): queued messages go out. */
+/* The transport has room again (after send_space was short): queued messages go out, and
+ * input held for lack of room to acknowledge it is read again (input_ready). */
 void broker_conn_writable(struct broker_conn *conn, uint64_t now_ms);
 /* The peer closed or the connection broke: an abrupt close (the will is published). */
 void broker_conn_closed(struct broker_conn *conn, uint64_t now_ms);
@@ -111,7 +128,8 @@ void broker_tick(struct broker *b, uint64_t now_ms);
 struct broker_xmsg;
 
 struct broker_xlcore_ops {
-	/* Queue m for instance dst; false when its queue is full (the broker counts and drops). */
+	/* Queue m for instance dst; false when its queue is full: the broker keeps m and tries
+	 * again (broker_xlcore_retry), holding back the publishers meanwhile. */
 	bool (*post)(void *xctx, uint32_t dst, struct broker_xmsg *m);
 };
 
@@ -120,6 +138,13 @@ void broker_xlcore_attach(
     struct broker *b, uint32_t self, uint32_t n, const struct broker_xlcore_ops *ops, void *xctx);
 /* A message another instance posted here: stored if retained, delivered, released. */
 void broker_xlcore_input(struct broker *b, struct broker_xmsg *m, uint64_t now_ms);
+/* Post again what other instances' full queues refused; cheap when nothing waits. The
+ * transport calls it every loop (broker_tick does too). */
+void broker_xlcore_retry(struct broker *b, uint64_t now_ms);
+/* True while a session here is over its queue limit and holds back its publishers: stop
+ * taking messages from other instances (their publishers are then held by their full queue
+ * to this instance) until it is false again. */
+bool broker_xlcore_paused(const struct broker *b);
 /* Release a message without handling it (a queue drained at shutdown). */
 void broker_xmsg_free(struct broker_xmsg *m);
 
@@ -131,6 +156,8 @@ struct broker_gauges {
 	uint32_t qos2_tables; /* sessions with a table of incoming QoS 2 ids */
 	uint32_t cold;        /* sessions with a will or an open claim (their cold part) */
 	uint32_t queued;      /* messages in sessions' queues */
+	uint32_t held;        /* connections whose input is held back (backpressure) */
+	uint32_t xpending;    /* messages waiting for room in another instance's queue */
 };
 void broker_gauges_get(const struct broker *b, struct broker_gauges *g);
 

@@ -151,6 +151,8 @@ struct broker_session {
 	uint32_t next_seq;
 	uint32_t qlen;
 	uint32_t expiry_s;
+	uint64_t over_since_ms; /* queue_full hold: over max_queue since (or since the last
+				 * progress), publishers held on it; 0: not over */
 	uint16_t id_len;
 	uint16_t n_inflight, next_pid;
 	uint16_t n_rx_qos2;
@@ -217,9 +219,20 @@ enum conn_state {
 	CONN_DYING
 };
 
+/* Why a connection's input is held back (bits of conn->hold; docs/broker.md, backpressure):
+ * nothing more is decoded until every reason is gone, and the transport leaves the bytes in
+ * its receive buffer (the TCP window closes on the client). */
+enum conn_hold {
+	HOLD_ACK_ROOM = 1u << 0,  /* its next answer does not fit its send buffer: writable */
+	HOLD_SUB_QUEUE = 1u << 1, /* a session it published to is over max_queue (held_on) */
+	HOLD_XLCORE = 1u << 2,    /* a message of its waits for another lcore's queue */
+};
+
 struct broker_conn {
 	/* pointers, the decoder, then smaller fields: no padding holes (one per connection) */
-	struct broker_conn *next, *prev; /* live list, then the dying list */
+	struct broker_conn *next, *prev;   /* live list, then the dying list */
+	struct broker_conn *hnext, *hprev; /* b->held: while hold != 0 */
+	struct broker_session *held_on;    /* HOLD_SUB_QUEUE: the session over its limit */
 	struct broker *b;
 	void *ctx;
 	struct broker_session *s;
@@ -235,12 +248,24 @@ struct broker_conn {
 	uint8_t state;           /* enum conn_state */
 	uint8_t close_reason;
 	uint8_t version;
+	uint8_t hold;              /* enum conn_hold bits */
 	bool transport_gone : 1;   /* the transport closed it: no ops->close */
+	bool send_failed : 1;      /* a send failed: nothing more is sent (ops->close follows) */
 	bool clean_disconnect : 1; /* DISCONNECT without will */
 };
 
+/* Hold back a connection's input for reason (counted), or let go of reason: when no reason is
+ * left, the transport is told to pass its input again (input_ready). */
+void conn_hold(struct broker_conn *c, enum conn_hold reason);
+void conn_release(struct broker_conn *c, enum conn_hold reason);
+/* Every connection held with reason (and, for HOLD_SUB_QUEUE, on session on; NULL: any). */
+void broker_release_all(struct broker *b, enum conn_hold reason, const struct broker_session *on);
+
 /* The connection's alias table, allocated on first use (NULL: out of memory, counted). */
 struct mqtt_str *alias_table(struct broker_conn *c);
+
+/* Send-buffer bytes an answer (ack, PINGRESP) needs: deliveries leave this much free. */
+#define BROKER_ANSWER_ROOM 16u
 
 /* Send one packet made of slices; false (and the connection is killed) on a transport error. */
 bool conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n);
@@ -268,6 +293,9 @@ void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u)
 /* A trie entry (subscription, or share group by its inner filter) was added (+1) or removed
  * (-1) here: the interest summary the other instances use to skip posting changes. */
 void xlcore_interest(struct broker *b, const char *filter, size_t len, int delta);
+/* A session over its queue limit went under it, offline or away: publishers held on it go. */
+void session_over_end(struct broker_session *s);
+
 /* Announcements that could not be posted are tried again (broker_tick). */
 void xlcore_tick(struct broker *b);
 void xlcore_fini(struct broker *b);
@@ -312,6 +340,9 @@ struct xpeer {
 	uint64_t pending;  /* buckets of sessions moved to it that it has not confirmed yet */
 	uint32_t moved_to; /* sessions this instance sent it */
 	uint32_t got_from; /* sessions it sent this instance (echoed in announcements) */
+	uint32_t n_xpend;  /* posts to it waiting for room (b->xpend_head): later ones queue
+			    * behind them, in order */
+	bool xblocked;     /* broker_xlcore_retry: one of them still did not fit */
 };
 
 struct broker {
@@ -320,6 +351,12 @@ struct broker {
 	uint64_t now_ms, started_ms, next_sys_ms;
 	uint64_t cnt[BROKER_C_COUNT];
 	struct broker_conn *conns, *dying;
+	struct broker_conn *held;   /* connections with input held back (hnext) */
+	struct broker_conn *cur_in; /* the connection whose input is being handled: the one
+				     * a full subscriber queue or xlcore queue holds back */
+	uint32_t n_held, n_over;    /* held connections; sessions over max_queue (hold) */
+	struct xpend *xpend_head, *xpend_tail; /* posts waiting for room, in order (xlcore.c) */
+	uint32_t n_xpend;
 	uint32_t n_conns, n_sessions, n_subs;
 	uint32_t n_windows, n_qos2_tables, n_cold, n_queued; /* broker_gauges */
 	/* broker_tick visits connections and sessions a slice at a time (BROKER_SCAN_TICKS per

@@ -72,6 +72,7 @@ session_unsubscribe_all(struct broker_session *s)
 static void
 queue_clear(struct broker_session *s)
 {
+	session_over_end(s);
 	while (s->qhead != NULL) {
 		struct qent *q = s->qhead;
 
@@ -258,15 +259,74 @@ try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retai
 }
 
 static void
+queue_pop(struct broker_session *s)
+{
+	struct qent *q = s->qhead;
+
+	s->qhead = q->next;
+	if (s->qhead == NULL)
+		s->qtail = NULL;
+	s->qlen--;
+	s->b->n_queued--;
+	broker_msg_unref(q->msg);
+	free(q);
+}
+
+void
+session_over_end(struct broker_session *s)
+{
+	if (s->over_since_ms == 0)
+		return;
+	s->over_since_ms = 0;
+	s->b->n_over--;
+	broker_release_all(s->b, HOLD_SUB_QUEUE, s);
+}
+
+/*
+ * The queue is at max_queue. QoS 0 is dropped. QoS 1/2 for a connected client, queue_full
+ * hold: queued past the limit, and the publisher being read (b->cur_in) is held on this
+ * session until it drains (session_drain) or is disconnected for a stall: the queue exceeds
+ * max_queue by at most one message per publisher held (and one burst from other lcores, which
+ * stop being taken meanwhile: broker_xlcore_paused). Otherwise drop-oldest or drop-new.
+ * Returns false when m is not to be queued.
+ */
+static bool
+queue_full(struct broker_session *s, uint8_t qos)
+{
+	struct broker *b = s->b;
+	bool online = s->conn != NULL && conn_alive(s->conn);
+
+	if (qos == 0) {
+		broker_count(b, BROKER_C_LIMIT_QUEUE_QOS0);
+		return false;
+	}
+	if (online && b->cfg.queue_full == BROKER_QUEUE_HOLD) {
+		if (s->over_since_ms == 0) {
+			s->over_since_ms = b->now_ms != 0 ? b->now_ms : 1;
+			b->n_over++;
+		}
+		if (b->cur_in != NULL && b->cur_in->s != s) { /* never held on itself */
+			conn_hold(b->cur_in, HOLD_SUB_QUEUE);
+			if (b->cur_in->held_on == NULL)
+				b->cur_in->held_on = s;
+		}
+		return true;
+	}
+	broker_count(b, BROKER_C_LIMIT_QUEUE);
+	if (b->cfg.queue_full != BROKER_QUEUE_DROP_OLDEST || s->qhead == NULL)
+		return false;
+	queue_pop(s);
+	return true;
+}
+
+static void
 enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
 {
 	struct broker *b = s->b;
 	struct qent *q;
 
-	if (s->qlen >= b->cfg.max_queue) {
-		broker_count(b, BROKER_C_LIMIT_QUEUE);
+	if (s->qlen >= b->cfg.max_queue && !queue_full(s, qos))
 		return;
-	}
 	if ((q = calloc(1, sizeof(*q))) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		return;
@@ -334,11 +394,26 @@ oldest_unsent(struct broker_session *s)
 	return best;
 }
 
+/* Publishers held on s go on once it is back under 3/4 of max_queue (not at every message
+ * taken: each release costs a pass over the held connections); while it stays over, each
+ * message sent is progress, and the stall clock starts again. */
+static void
+queue_progress(struct broker_session *s)
+{
+	if (s->over_since_ms == 0)
+		return;
+	if (s->qlen <= s->b->cfg.max_queue - s->b->cfg.max_queue / 4)
+		session_over_end(s);
+	else
+		s->over_since_ms = s->b->now_ms != 0 ? s->b->now_ms : 1;
+}
+
 void
 session_drain(struct broker_session *s)
 {
 	struct broker *b = s->b;
 	struct out_slot *o;
+	uint32_t qlen = s->qlen;
 
 	if (s->conn == NULL || s->conn->state != CONN_ACTIVE)
 		return;
@@ -350,17 +425,13 @@ session_drain(struct broker_session *s)
 
 		if (!broker_msg_expired(q->msg, b->now_ms) &&
 		    try_send(s, q->msg, q->qos, q->retain, q->sub_id) == 0)
-			return;
+			break;
 		if (broker_msg_expired(q->msg, b->now_ms))
 			broker_count(b, BROKER_C_MSG_EXPIRED);
-		s->qhead = q->next;
-		if (s->qhead == NULL)
-			s->qtail = NULL;
-		s->qlen--;
-		s->b->n_queued--;
-		broker_msg_unref(q->msg);
-		free(q);
+		queue_pop(s);
 	}
+	if (s->qlen != qlen)
+		queue_progress(s);
 }
 
 /* The slots come in their send order: each gets the next seq here, so resume keeps it. A PUBREL
@@ -426,6 +497,7 @@ session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 	struct session_cold *k = s->cold;
 
 	s->conn = NULL;
+	session_over_end(s); /* nothing is held for an offline session: it drops at the limit */
 	if (send_will && k != NULL && k->will != NULL) {
 		uint32_t delay = k->will_delay_s < s->expiry_s ? k->will_delay_s : s->expiry_s;
 

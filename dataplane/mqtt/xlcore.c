@@ -182,14 +182,104 @@ peer_wants(const struct broker *b, uint32_t dst, const struct broker_msg *m)
 	return m->retain || p == NULL || ((p->mask | p->pending) & want) != 0;
 }
 
+/* A post that found its destination's queue full, kept until there is room (in order per
+ * destination): what was acknowledged to a publisher is never dropped between lcores. */
+struct xpend {
+	struct xpend *next;
+	struct xhdr *x;
+	uint32_t dst;
+};
+
+/*
+ * Post x (one reference, which this call gives away) to dst behind what already waits for it.
+ * 1: posted; 0: kept (keep: a QoS 1/2 or retained message, a share group's member count), and
+ * the publisher being read is held until it went (HOLD_XLCORE); -1: dropped, counted.
+ */
+static int
+xpost(struct broker *b, uint32_t dst, struct xhdr *x, bool keep)
+{
+	struct xpend *p;
+
+	if ((b->peers == NULL || b->peers[dst].n_xpend == 0) &&
+	    b->xops->post(b->xctx, dst, (struct broker_xmsg *)x))
+		return 1;
+	if (!keep || b->peers == NULL || (p = malloc(sizeof(*p))) == NULL) {
+		broker_xmsg_free((struct broker_xmsg *)x);
+		broker_count(b, BROKER_C_XLCORE_DROP);
+		return -1;
+	}
+	*p = (struct xpend){ .x = x, .dst = dst };
+	if (b->xpend_tail != NULL)
+		b->xpend_tail->next = p;
+	else
+		b->xpend_head = p;
+	b->xpend_tail = p;
+	b->peers[dst].n_xpend++;
+	b->n_xpend++;
+	if (b->cur_in != NULL)
+		conn_hold(b->cur_in, HOLD_XLCORE);
+	return 0;
+}
+
+void
+broker_xlcore_retry(struct broker *b, uint64_t now_ms)
+{
+	struct xpend **pp = &b->xpend_head, *p;
+
+	b->now_ms = now_ms;
+	if (b->n_xpend == 0 || b->xops == NULL)
+		return;
+	for (uint32_t i = 0; i < b->xn; i++)
+		b->peers[i].xblocked = false;
+	while ((p = *pp) != NULL) {
+		struct xpeer *d = &b->peers[p->dst];
+
+		if (d->xblocked || !b->xops->post(b->xctx, p->dst, (struct broker_xmsg *)p->x)) {
+			d->xblocked = true; /* the ones behind it wait too: order */
+			b->xpend_tail = p;
+			pp = &p->next;
+			continue;
+		}
+		broker_count(b, BROKER_C_XLCORE_RETRY);
+		if (p->x->xkind == XK_PUBLISH || p->x->xkind == XK_DELIVER)
+			broker_count(b, BROKER_C_XLCORE_TX);
+		*pp = p->next;
+		d->n_xpend--;
+		b->n_xpend--;
+		free(p);
+	}
+	if (b->xpend_head == NULL)
+		b->xpend_tail = NULL;
+	if (b->n_xpend == 0)
+		broker_release_all(b, HOLD_XLCORE, NULL);
+	broker_reap(b);
+}
+
+static void
+xpend_fini(struct broker *b)
+{
+	while (b->xpend_head != NULL) {
+		struct xpend *p = b->xpend_head;
+
+		b->xpend_head = p->next;
+		broker_xmsg_free((struct broker_xmsg *)p->x);
+		free(p);
+	}
+	b->xpend_tail = NULL;
+	b->n_xpend = 0;
+}
+
 /* Post x (holding one reference, which this call gives away) to every other instance, or
- * (m set) those that may want m; returns to how many it went. */
+ * (m set) those that may want m; returns to how many it went (or waits to go). */
 static uint32_t
 post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struct broker_msg *m)
 {
+	bool keep = m != NULL && (m->qos > 0 || m->retain);
 	uint32_t n = 0;
 
 	for (uint32_t dst = 0; dst < b->xn; dst++) {
+		int rc;
+
 		if (dst == b->xself)
 			continue;
 		if (m != NULL && !peer_wants(b, dst, m)) {
@@ -197,13 +287,10 @@ post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struc
 			continue;
 		}
 		__atomic_add_fetch(&x->refcnt, 1, __ATOMIC_RELAXED);
-		if (b->xops->post(b->xctx, dst, (struct broker_xmsg *)x)) {
+		if ((rc = xpost(b, dst, x, keep)) > 0)
 			broker_count(b, sent);
+		if (rc >= 0)
 			n++;
-		} else {
-			broker_xmsg_free((struct broker_xmsg *)x);
-			broker_count(b, BROKER_C_XLCORE_DROP);
-		}
 	}
 	broker_xmsg_free((struct broker_xmsg *)x);
 	return n;
@@ -244,12 +331,10 @@ post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta, const struct
 	memcpy(x->filter, g->filter, g->filter_len);
 	if (m != NULL)
 		broker_msg_ref(m);
-	if (!b->xops->post(b->xctx, dst, (struct broker_xmsg *)x)) {
-		broker_xmsg_free((struct broker_xmsg *)x);
-		broker_count(b, BROKER_C_XLCORE_DROP);
-	} else if (m != NULL) {
+	/* a member count lost would leave the owner's count wrong for good: kept like QoS 1/2 */
+	if (xpost(b, dst, (struct xhdr *)x, kind == XK_MEMBER || (m != NULL && m->qos > 0)) > 0 &&
+	    m != NULL)
 		broker_count(b, BROKER_C_XLCORE_TX);
-	}
 }
 
 void
@@ -700,11 +785,13 @@ xlcore_tick(struct broker *b)
 {
 	if (b->xops != NULL && b->interest_dirty)
 		interest_announce(b);
+	broker_xlcore_retry(b, b->now_ms);
 }
 
 void
 xlcore_fini(struct broker *b)
 {
+	xpend_fini(b);
 	free(b->peers);
 	b->peers = NULL;
 }

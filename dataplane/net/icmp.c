@@ -1,5 +1,8 @@
-/* icmp.c: answers echo requests in place (the request mbuf becomes the reply); see icmp.h. */
+/* icmp.c: answers echo requests in place (the request mbuf becomes the reply), hands
+ * "fragmentation needed" to TCP (path MTU); see icmp.h. */
 #include "icmp.h"
+
+#include <string.h>
 
 #include <netinet/in.h>
 
@@ -10,6 +13,7 @@
 
 #include "dp.h"
 #include "ipv4.h"
+#include "tcp.h"
 
 /* Token bucket per lcore: a ping flood cannot take the worker's whole tx budget. */
 struct icmp_bucket {
@@ -41,6 +45,34 @@ icmp_take_token(struct dp_lcore *lc)
 	return true;
 }
 
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED  4
+
+/*
+ * Destination unreachable, fragmentation needed (RFC 1191): the original IPv4 header and the
+ * first 8 bytes of its TCP header follow the 8-byte ICMP header; the next-hop MTU is in the
+ * ICMP header's last two bytes. TCP checks the flow and the sequence number (RFC 5927).
+ */
+static void
+frag_needed(struct dp_lcore *lc, const struct rte_mbuf *m)
+{
+	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
+	const struct rte_ipv4_hdr *in = (const struct rte_ipv4_hdr *)(p + 8);
+	uint32_t len = rte_pktmbuf_data_len(m), ihl;
+	uint16_t mtu = (uint16_t)(p[6] << 8 | p[7]), sport, dport;
+	uint32_t seq;
+
+	DP_INC(lc, icmp, FRAG_NEEDED);
+	if (len < 8 + sizeof(*in) || (ihl = (in->version_ihl & 15u) * 4) < sizeof(*in) ||
+	    len < 8 + ihl + 8 || in->next_proto_id != IPPROTO_TCP ||
+	    !dp_is_our_ip(lc, in->src_addr))
+		return;
+	memcpy(&sport, p + 8 + ihl, 2);
+	memcpy(&dport, p + 8 + ihl + 2, 2);
+	memcpy(&seq, p + 8 + ihl + 4, 4);
+	tcp_pmtu_update(lc, in->src_addr, in->dst_addr, sport, dport, rte_be_to_cpu_32(seq), mtu);
+}
+
 void
 icmp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 {
@@ -56,6 +88,10 @@ icmp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 		goto drop;
 	}
 	ic = rte_pktmbuf_mtod(m, struct rte_icmp_hdr *);
+	if (ic->icmp_type == ICMP_DEST_UNREACH && ic->icmp_code == ICMP_FRAG_NEEDED) {
+		frag_needed(lc, m);
+		goto drop;
+	}
 	if (ic->icmp_type != RTE_IP_ICMP_ECHO_REQUEST || ic->icmp_code != 0) {
 		DP_INC(lc, icmp, OTHER);
 		goto drop;

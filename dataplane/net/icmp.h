@@ -1,4 +1,5 @@
-/* icmp.h: ICMP echo for the dataplane's address (rate-limited); other types counted and ignored. */
+/* icmp.h: ICMP echo for the dataplane's address (rate-limited); "fragmentation needed" to TCP
+ * (path MTU, RFC 1191); other types counted and ignored. */
 #ifndef EDGEGW_NET_ICMP_H
 #define EDGEGW_NET_ICMP_H
 

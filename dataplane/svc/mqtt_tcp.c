@@ -23,8 +23,9 @@
 #include "dp.h"
 #include "tcp.h"
 
-#define MQTT_TCP_TICK_MS 50
-#define MQTT_X_BURST     32
+#define MQTT_TCP_TICK_MS    50
+#define MQTT_X_BURST        32
+#define MQTT_TCP_LINGER_KIB 1024
 
 struct mqtt_service {
 	struct dp_lcore *lc;
@@ -44,6 +45,10 @@ struct mqtt_tcp_conn {
 	bool busy, dead;          /* in one of our callbacks; closed() came meanwhile */
 	bool woken;               /* on svc->wake */
 	bool eof;                 /* FIN seen while the broker held our input: close after it */
+	bool linger;              /* closed by the broker for an error: FIN sent, what comes is
+				   * discarded until the peer's FIN, so that it can read the
+				   * DISCONNECT (a close with unread data would be a reset) */
+	uint16_t discarded_kib;   /* while lingering: past MQTT_TCP_LINGER_KIB, reset */
 	struct mqtt_tcp_conn *wnext;
 };
 
@@ -100,9 +105,36 @@ op_close(void *ctx, uint8_t reason)
 {
 	struct mqtt_tcp_conn *mc = ctx;
 
-	(void)reason;
 	mc->bc = NULL;
-	tcp_close(tc_of(mc)); /* FIN after the DISCONNECT; closed() ends mc */
+	if (reason < 0x80) {
+		tcp_close(tc_of(mc)); /* FIN after what was sent; closed() ends mc */
+		return;
+	}
+	/* An error (DISCONNECT with its reason in 5.0): the client is likely still sending, and a
+	 * close with unread data would reset the connection before it read the DISCONNECT. */
+	mc->linger = true;
+	tcp_shutdown(tc_of(mc));
+}
+
+/* Lingering after an error close: read and drop until the peer's FIN, then close. */
+static void
+linger_input(struct mqtt_tcp_conn *mc)
+{
+	struct tcp_conn *c = tc_of(mc);
+	struct rte_mbuf *m = tcp_recv(c, UINT32_MAX);
+
+	if (m != NULL) {
+		uint32_t kib = mc->discarded_kib + rte_pktmbuf_pkt_len(m) / 1024u;
+
+		mc->discarded_kib = (uint16_t)(kib < UINT16_MAX ? kib : UINT16_MAX);
+		rte_pktmbuf_free(m);
+	}
+	rte_pktmbuf_free(mc->pending);
+	mc->pending = NULL;
+	if (mc->discarded_kib > MQTT_TCP_LINGER_KIB)
+		tcp_abort(c); /* it does not stop: closed() ends mc */
+	else if (tcp_conn_eof(c))
+		tcp_close(c);
 }
 
 /* Called inside a broker call: the feed happens from mqtt_service_poll, after it. */
@@ -316,6 +348,11 @@ on_readable(struct tcp_conn *c, void *ctx)
 		leave(mc);
 		return;
 	}
+	if (mc->linger) {
+		linger_input(mc);
+		leave(mc);
+		return;
+	}
 	if (pull(mc) != 0) { /* over the segment limit of a chain: give up on this peer */
 		if (mc->bc != NULL)
 			broker_conn_closed(mc->bc, now_ms(svc_of(mc)->lc));
@@ -434,9 +471,14 @@ mqtt_service_poll(struct dp_lcore *lc)
 		return;
 	now = now_ms(lc);
 	if (n_xrings > 1) {
-		n = rte_ring_sc_dequeue_burst(xrings[lc->worker_idx], msgs, MQTT_X_BURST, NULL);
+		/* a subscriber over its queue limit holds its publishers: those on other lcores
+		 * are held by this ring filling up meanwhile */
+		n = broker_xlcore_paused(svc->b)
+		    ? 0
+		    : rte_ring_sc_dequeue_burst(xrings[lc->worker_idx], msgs, MQTT_X_BURST, NULL);
 		for (unsigned i = 0; i < n; i++)
 			broker_xlcore_input(svc->b, msgs[i], now);
+		broker_xlcore_retry(svc->b, now);
 	}
 	if (now >= svc->next_tick_ms) {
 		broker_tick(svc->b, now);
@@ -522,6 +564,8 @@ static const struct {
 	{ "mqtt_sessions_with_qos2_ids", offsetof(struct broker_gauges, qos2_tables) },
 	{ "mqtt_sessions_with_will_or_claim", offsetof(struct broker_gauges, cold) },
 	{ "mqtt_queued_msgs", offsetof(struct broker_gauges, queued) },
+	{ "mqtt_held_conns", offsetof(struct broker_gauges, held) },
+	{ "mqtt_xlcore_pending", offsetof(struct broker_gauges, xpending) },
 };
 
 static void

@@ -101,6 +101,14 @@ int tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t 
 
 /* Input: m->data_off at the TCP header, l2_len/l3_len set, IPv4 header validated. Consumes m. */
 void tcp_input(struct dp_lcore *lc, struct rte_mbuf *m);
+/*
+ * ICMP "fragmentation needed" (RFC 1191) for a segment we sent from lip_be:lport_be to
+ * rip_be:rport_be (network order) with sequence number seq: the flow's MSS drops to fit mtu
+ * (not below 576 bytes of IP) and what is in flight is sent again in the smaller segments.
+ * Ignored (counted) unless seq is in flight (RFC 5927 4.1: blind forgeries).
+ */
+void tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t lport_be,
+    uint16_t rport_be, uint32_t seq, uint16_t mtu);
 /* Called once per loop iteration after the rx burst: sends coalesced ACKs and queued data. */
 void tcp_flush(struct dp_lcore *lc);
 /* Called every loop iteration (cheap when nothing is due): runs expired timers. */

@@ -18,6 +18,7 @@ struct tcp_cc_ops {
 	void (*init)(struct tcp_conn *c);                /* connection established */
 	void (*ack)(struct tcp_conn *c, uint32_t acked); /* bytes newly acknowledged */
 	void (*dupack)(struct tcp_conn *c);
+	void (*dupack_reset)(struct tcp_conn *c); /* an ACK neither new nor duplicate */
 	void (*rto)(struct tcp_conn *c);
 	void (*sack_loss)(struct tcp_conn *c); /* SACKs show a hole at SND.UNA */
 };

@@ -489,8 +489,8 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 	    !(s->flags & RTE_TCP_FIN_FLAG) && win == c->snd_wnd && c->snd_una != c->snd_max) {
 		DP_INC(tcb_tl(c)->lc, tcp, DUP_ACKS);
 		tcb_tl(c)->cc->dupack(c);
-	} else if (!(c->flags & TF_RECOVERY)) {
-		c->dupacks = 0;
+	} else {
+		tcb_tl(c)->cc->dupack_reset(c);
 	}
 	if ((c->flags & TF_SACK_OK) && s->opt.nsack > 0)
 		sack_input(c, s);

@@ -2,7 +2,8 @@
  * tcp_newreno.c: slow start and congestion avoidance (RFC 5681, byte counting with L = 1 SMSS),
  * initial window per RFC 6928, and NewReno fast retransmit / fast recovery (RFC 6582):
  * three duplicate ACKs retransmit SND.UNA and inflate cwnd; partial ACKs retransmit the next
- * hole and deflate; a full ACK (covering `recover`) ends recovery.
+ * hole and deflate; a full ACK (covering `recover`) ends recovery. Limited Transmit (RFC 3042)
+ * on the first two duplicate ACKs.
  */
 #include "dp.h"
 #include "tcp_cc.h"
@@ -35,6 +36,22 @@ newreno_init(struct tcp_conn *c)
 	c->dupacks = 0;
 }
 
+/*
+ * Limited Transmit (RFC 3042): the first two duplicate ACKs each let one new segment go
+ * (cwnd + 1 MSS each), so that a window of a few segments still brings the third duplicate
+ * ACK (or the SACK blocks) that fast retransmit needs instead of an RTO. cwnd itself must not
+ * grow from it: the loan is paid back at the next ACK that is not a duplicate.
+ */
+static void
+limited_transmit_undo(struct tcp_conn *c)
+{
+	uint32_t lent = (uint32_t)RTE_MIN(c->dupacks, (uint8_t)2) * c->mss;
+
+	if (!(c->flags & TF_RECOVERY) && lent > 0)
+		c->cwnd = RTE_MAX(c->cwnd > lent ? c->cwnd - lent : 0, (uint32_t)c->mss);
+	c->dupacks = 0;
+}
+
 static void
 newreno_ack(struct tcp_conn *c, uint32_t acked)
 {
@@ -54,7 +71,7 @@ newreno_ack(struct tcp_conn *c, uint32_t acked)
 		c->cwnd = RTE_MAX(c->cwnd, (uint32_t)c->mss);
 		return;
 	}
-	c->dupacks = 0;
+	limited_transmit_undo(c);
 	if (c->cwnd < c->ssthresh)
 		c->cwnd += RTE_MIN(acked, (uint32_t)c->mss);
 	else
@@ -74,8 +91,22 @@ newreno_dupack(struct tcp_conn *c)
 		tcp_flush_add(c);
 		return;
 	}
-	if (c->dupacks == 3)
+	if (c->dupacks == 3) {
+		limited_transmit_undo(c);
+		c->dupacks = 3;
 		enter_recovery(c);
+	} else if (c->dupacks <= 2) {
+		DP_INC(tcb_tl(c)->lc, tcp, LIMITED_TRANSMIT);
+		c->cwnd += c->mss;
+		tcp_flush_add(c);
+	}
+}
+
+static void
+newreno_dupack_reset(struct tcp_conn *c)
+{
+	if (!(c->flags & TF_RECOVERY))
+		limited_transmit_undo(c);
 }
 
 /* Fast retransmit and the start of fast recovery. */
@@ -108,6 +139,7 @@ const struct tcp_cc_ops tcp_cc_newreno = {
 	.init = newreno_init,
 	.ack = newreno_ack,
 	.dupack = newreno_dupack,
+	.dupack_reset = newreno_dupack_reset,
 	.rto = newreno_rto,
 	.sack_loss = enter_recovery,
 };

@@ -537,3 +537,32 @@ tcp_flush(struct dp_lcore *lc)
 	}
 	tcp_reap(tl);
 }
+
+void
+tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t lport_be,
+    uint16_t rport_be, uint32_t seq, uint16_t mtu)
+{
+	struct tcp_flow_key key = {
+		.rip = rip_be, .lip = lip_be, .rport = rport_be, .lport = lport_be
+	};
+	struct tcp_lcore *tl = lc->tcp;
+	struct tcp_conn *c;
+	uint32_t mss;
+
+	if (tl == NULL)
+		return;
+	c = tcp_conn_lookup(tl, &key);
+	mss = mtu >= 576 ? mtu - 40u - ((c != NULL && (c->flags & TF_TS_OK)) ? TCP_TS_OPT_LEN : 0)
+			 : 0;
+	if (c == NULL || c->state == TCP_ST_SYN_SENT || c->state == TCP_ST_SYN_RECEIVED ||
+	    !SEQ_IN_RANGE(seq, c->snd_una, c->snd_max) || mss == 0 || mss >= c->mss) {
+		/* (a handshake's segments are small: nothing to resend smaller) */
+		DP_INC(lc, tcp, PMTU_IGNORED);
+		return;
+	}
+	DP_INC(lc, tcp, PMTU_REDUCED);
+	c->mss = (uint16_t)mss;
+	c->flags &= ~TF_RTT_TIMING;
+	c->snd_nxt = c->snd_una; /* what is in flight was too big: again, in smaller segments */
+	tcp_flush_add(c);
+}

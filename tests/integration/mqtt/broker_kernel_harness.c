@@ -33,11 +33,12 @@ struct hconn {
 	uint8_t *in, *out;
 	size_t in_len, in_cap, out_len, out_cap;
 	bool closing;
-	struct hconn *next_closing;
+	bool woken; /* the broker takes its held input again (input_ready) */
+	struct hconn *next_closing, *next_woken;
 	struct hconn *next, *prev; /* all connections, for the shutdown */
 };
 
-static struct hconn *closing_list, *all_conns;
+static struct hconn *closing_list, *all_conns, *woken_list;
 static int epfd;
 static volatile sig_atomic_t stop;
 
@@ -50,10 +51,13 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Input the broker holds back is not read from the socket either: the client's TCP window
+ * closes, as on the dataplane. */
 static void
 watch(struct hconn *h)
 {
-	struct epoll_event ev = { .events = EPOLLIN | (h->out_len > 0 ? EPOLLOUT : 0),
+	bool held = h->bc != NULL && broker_conn_held(h->bc);
+	struct epoll_event ev = { .events = (held ? 0 : EPOLLIN) | (h->out_len > 0 ? EPOLLOUT : 0),
 		.data.ptr = h };
 
 	epoll_ctl(epfd, EPOLL_CTL_MOD, h->fd, &ev);
@@ -126,16 +130,34 @@ op_close(void *ctx, uint8_t reason)
 	}
 }
 
+static void
+op_input_ready(void *ctx)
+{
+	struct hconn *h = ctx;
+
+	if (h->woken)
+		return;
+	h->woken = true;
+	h->next_woken = woken_list;
+	woken_list = h;
+}
+
 static const struct broker_transport_ops harness_ops = {
 	.send = op_send,
 	.send_space = op_send_space,
 	.close = op_close,
+	.input_ready = op_input_ready,
 };
 
 static void
 hconn_free(struct hconn *h)
 {
 	flush_out(h); /* best effort: a DISCONNECT or CONNACK with a reason goes first */
+	for (struct hconn **pp = &woken_list; h->woken && *pp != NULL; pp = &(*pp)->next_woken)
+		if (*pp == h) {
+			*pp = h->next_woken;
+			break;
+		}
 	if (h->prev != NULL)
 		h->prev->next = h->next;
 	else
@@ -146,6 +168,23 @@ hconn_free(struct hconn *h)
 	free(h->in);
 	free(h->out);
 	free(h);
+}
+
+static void on_readable(struct hconn *h);
+
+/* Connections whose held input the broker takes again: what waits is passed, then the socket
+ * is read again. */
+static void
+wake_poll(void)
+{
+	while (woken_list != NULL) {
+		struct hconn *h = woken_list;
+
+		woken_list = h->next_woken;
+		h->woken = false;
+		if (!h->closing && h->bc != NULL)
+			on_readable(h);
+	}
 }
 
 static void
@@ -185,12 +224,29 @@ on_accept(struct broker *b, int lfd)
 	}
 }
 
+/* Pass what waits; false when the broker closed the connection. */
+static bool
+feed(struct hconn *h)
+{
+	struct mqtt_iov seg = { h->in, h->in_len };
+	size_t used;
+
+	if (h->in_len == 0)
+		return true;
+	if (broker_conn_input(h->bc, &seg, 1, &used, now_ms()) < 0)
+		return false;
+	memmove(h->in, h->in + used, h->in_len - used);
+	h->in_len -= used;
+	return true;
+}
+
 static void
 on_readable(struct hconn *h)
 {
-	for (;;) {
+	if (!feed(h))
+		return;
+	while (!broker_conn_held(h->bc)) {
 		ssize_t n;
-		size_t used;
 
 		if (h->in_cap - h->in_len < IN_CHUNK) {
 			uint8_t *p = realloc(h->in, h->in_cap + IN_CHUNK);
@@ -207,15 +263,12 @@ on_readable(struct hconn *h)
 			return;
 		}
 		if (n < 0)
-			return;
+			break;
 		h->in_len += (size_t)n;
-		struct mqtt_iov seg = { h->in, h->in_len };
-
-		if (broker_conn_input(h->bc, &seg, 1, &used, now_ms()) < 0)
+		if (!feed(h))
 			return; /* the broker closed it */
-		memmove(h->in, h->in + used, h->in_len - used);
-		h->in_len -= used;
 	}
+	watch(h);
 }
 
 static void
@@ -320,6 +373,8 @@ main(int argc, char **argv)
 		}
 		reap_closing(); /* after the batch: a later event may name a closed connection */
 		broker_tick(b, now_ms());
+		reap_closing();
+		wake_poll();
 		reap_closing();
 	}
 	print_counters(b);

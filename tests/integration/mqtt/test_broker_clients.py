@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 WAIT = 5.0
 RUN = uuid.uuid4().hex[:8]
 MULTI_LCORE = False  # --multi-lcore: the target spreads connections over broker instances
+TARGET = False  # --target: a running broker (the dataplane), not the test harness
 
 
 def rc_value(rc):
@@ -221,6 +222,53 @@ def raw_connect_v5(host, port, cid):
     assert connack[:1] == b"\x20", connack
     sock.recv(connack[1] - 1)
     return sock
+
+
+def read_to_eof(sock):
+    """Everything until the broker's FIN; a reset instead fails (the client could not have
+    read what came before it)."""
+    data = b""
+    while True:
+        more = sock.recv(65536)
+        if not more:
+            return data
+        data += more
+
+
+def t_error_close_graceful(host, port):
+    """5.0 4.13.1: a PUBLISH over the Maximum Packet Size gets DISCONNECT 0x95, and a client
+    over our Receive Maximum DISCONNECT 0x93, readable before a graceful close (FIN, not a
+    reset) although the client is still sending. The test harness closes its sockets with
+    unread data (a reset): checked against the dataplane only."""
+    if not TARGET:
+        return
+    a = raw_connect_v5(host, port, "it-%s-big" % RUN)
+    topic = b"\x00\x01t"
+    body = topic + b"\x00" + b"x" * (300 * 1024)  # over max_packet_size 256k
+    rl, n = b"", len(body)
+    while True:
+        rl += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            break
+    try:
+        a.sendall(b"\x30" + rl + body)
+    except OSError:
+        pass  # the broker may close before it took everything
+    data = read_to_eof(a)
+    a.close()
+    assert data.endswith(b"\xe0\x01\x95"), data[-8:]
+    b = raw_connect_v5(host, port, "it-%s-rmax" % RUN)
+    pubs = b""
+    for pid in range(1, 41):  # QoS 2 awaiting PUBREL: our Receive Maximum is 32
+        pubs += b"\x34\x07\x00\x01t" + pid.to_bytes(2, "big") + b"\x00p"
+    try:
+        b.sendall(pubs)
+    except OSError:
+        pass
+    data = read_to_eof(b)
+    b.close()
+    assert data.endswith(b"\xe0\x01\x93"), data[-8:]
 
 
 def t_takeover(host, port):
@@ -450,7 +498,7 @@ def t_many_and_large(host, port):
 
 TESTS = [t_mosquitto_qos, t_paho_qos_both_ways, t_retained, t_will, t_offline_queue, t_inflight_dup,
          t_takeover, t_wildcards, t_v5_properties, t_bad_input_isolated, t_many_and_large,
-         t_shared, t_sys, t_topic_alias_out]
+         t_shared, t_sys, t_topic_alias_out, t_error_close_graceful]
 
 
 def start_harness():
@@ -475,8 +523,9 @@ def main():
     ap.add_argument("--multi-lcore", action="store_true",
                     help="the target runs several broker instances (dataplane workers)")
     args = ap.parse_args()
-    global MULTI_LCORE
+    global MULTI_LCORE, TARGET
     MULTI_LCORE = args.multi_lcore
+    TARGET = bool(args.target)
     proc = None
     if args.target:
         host, port = args.target.rsplit(":", 1)

@@ -97,6 +97,12 @@ static const struct bad_case bad_cases[] = {
 	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt:\n    "
 	  "topic_alias_out_max: 70000\n",
 	    5, "out of range" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt:\n    "
+	  "queue_full: drop\n",
+	    5, "hold, drop-oldest, drop-new" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt:\n    "
+	  "stall_timeout: 10ms\n",
+	    5, "out of range" },
 	{ "dataplane: [1,\n", 0, "" },
 	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: 1\n"
 	  "  workers: 2\n",
@@ -174,6 +180,15 @@ test_mqtt_section(void **state)
 	assert_int_equal(cfg.broker.topic_alias_max, 4);
 	assert_int_equal(cfg.broker.max_inflight, 8);
 	assert_int_equal(cfg.broker.receive_max, 32); /* defaults for the rest */
+	assert_int_equal(cfg.broker.queue_full, BROKER_QUEUE_HOLD);
+	assert_int_equal(cfg.broker.stall_timeout_ms, 30000);
+	dp_config_free(&cfg);
+	unlink(path);
+	path = write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+			 "  mqtt: {queue_full: drop-oldest, stall_timeout: 2s}\n");
+	assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.broker.queue_full, BROKER_QUEUE_DROP_OLDEST);
+	assert_int_equal(cfg.broker.stall_timeout_ms, 2000);
 	dp_config_free(&cfg);
 	unlink(path);
 }

@@ -68,6 +68,13 @@ h_persist(void *arg, uint64_t ref, uint16_t id, enum mqttc_msg_state st)
 	return b->fail_persist ? -EIO : 0;
 }
 
+static int
+h_persist_sync(void *arg)
+{
+	h_event(arg, 's', 0);
+	return 0;
+}
+
 static void
 h_acked(void *arg, uint64_t ref, uint8_t reason)
 {
@@ -111,6 +118,7 @@ fb_start_client(struct fb *b, const struct uplink_mqtt_conf *conf)
 		.unwatch = h_unwatch,
 		.message = h_message,
 		.persist = h_persist,
+		.persist_sync = h_persist_sync,
 		.acked = h_acked,
 		.now_ms = h_now };
 	char err[128];

@@ -24,7 +24,7 @@ struct fb_pkt {
 };
 
 struct fb_event {
-	int kind; /* 'p' persist, 'a' acked, 'm' message */
+	int kind; /* 'p' persist, 's' persist_sync, 'a' acked, 'm' message */
 	uint64_t ref;
 	uint16_t packet_id;
 	int st; /* persist: enum mqttc_msg_state; acked: reason */

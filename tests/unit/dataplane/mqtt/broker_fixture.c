@@ -1,4 +1,5 @@
 /* broker_fixture.c: the fake transport and packet helpers of the broker unit tests. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +9,43 @@
 
 #include "broker_fixture.h"
 
+static uint32_t fx_rand_state = 1;
+
+void
+fx_seed(uint32_t seed)
+{
+	fx_rand_state = seed != 0 ? seed : 1;
+}
+
+static uint32_t
+fx_rand(void)
+{
+	uint32_t v = fx_rand_state; /* xorshift32 */
+
+	v ^= v << 13;
+	v ^= v >> 17;
+	v ^= v << 5;
+	return fx_rand_state = v;
+}
+
+static size_t fake_space(void *ctx);
+
 static int
 fake_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 {
 	struct fake *f = ctx;
+	size_t total = 0;
 
+	assert_non_null(f->c); /* never a send on a connection the broker closed */
+	for (size_t i = 0; i < n; i++)
+		total += iov[i].len;
+	if (f->fail_next > 0) {
+		f->fail_next--;
+		return -ENOBUFS;
+	}
+	if (total > fake_space(f) || (f->fail_pct > 0 && fx_rand() % 100 < f->fail_pct))
+		return -ENOBUFS;
+	f->space -= total;
 	for (size_t i = 0; i < n; i++) {
 		assert_true(f->len + iov[i].len <= FX_OUT);
 		memcpy(f->out + f->len, iov[i].base, iov[i].len);
@@ -24,7 +57,9 @@ fake_send(void *ctx, const struct mqtt_iov *iov, size_t n)
 static size_t
 fake_space(void *ctx)
 {
-	return ((struct fake *)ctx)->space;
+	struct fake *f = ctx;
+
+	return f->space < FX_OUT - f->len ? f->space : FX_OUT - f->len;
 }
 
 static void
@@ -288,6 +323,18 @@ fx_close(struct fx *x, int i)
 	broker_conn_closed(x->f[i].c, x->now);
 	x->f[i].c = NULL;
 	x->f[i].closed = true;
+}
+
+void
+fx_read_all(struct fx *x, int i)
+{
+	struct fake *f = &x->f[i];
+
+	if (f->rd == f->len) /* nothing unread: the buffer starts again (packets read are gone) */
+		f->rd = f->len = 0;
+	f->space = FX_OUT;
+	if (f->c != NULL)
+		broker_conn_writable(f->c, x->now);
 }
 
 void

@@ -19,8 +19,12 @@
 struct fake {
 	struct broker_conn *c; /* NULL once closed (by either side) */
 	uint8_t out[FX_OUT];
-	size_t len, rd; /* bytes sent by the broker, bytes the test has read */
-	size_t space;   /* what send_space answers */
+	size_t len, rd;     /* bytes sent by the broker, bytes the test has read */
+	size_t space;       /* the send buffer's room: send_space answers it, a send uses it up (the
+			 * test gives it back with fx_read_all or by setting it), and a send
+			 * larger than it fails (-ENOBUFS), as the dataplane's TCP does */
+	uint32_t fail_pct;  /* sends that fail at random, in percent (fx_seed seeds them) */
+	uint32_t fail_next; /* the next this many sends fail */
 	bool closed;
 	uint8_t close_reason;
 	uint8_t version;
@@ -38,6 +42,11 @@ struct fx {
 	struct fake f[FX_CONNS];
 };
 
+/* Seed of the fake transports' random send failures (fail_pct). */
+void fx_seed(uint32_t seed);
+/* The client read everything sent so far: the send buffer is empty again (space back to
+ * FX_OUT), and the broker is told (broker_conn_writable). */
+void fx_read_all(struct fx *x, int i);
 /* A broker with cfg (NULL: defaults, $SYS off). */
 struct fx *fx_new(const struct broker_config *cfg);
 void fx_free(struct fx *x);

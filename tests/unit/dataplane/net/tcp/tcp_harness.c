@@ -137,6 +137,12 @@ ipv4_output_src(
 	return 0;
 }
 
+int
+ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto)
+{
+	return ipv4_output_src(lc, m, lc->ip_be, dst_be, proto);
+}
+
 /* --- the test application --- */
 
 /* The app area: zeroed at the start of every connection (TCBs are reused), the app's until

@@ -12,13 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <cmocka.h>
 
 #include <rte_byteorder.h>
 #include <rte_hash.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_tcp.h>
 
+#include "icmp.h"
 #include "tcp_harness.h"
 #include "tcp_seq.h"
 #include "tcp_types.h"
@@ -890,6 +893,106 @@ test_cwnd_restart_after_idle(void **state)
 	assert_int_equal(H_CNT(CWND_IDLE_RESTART), 1);
 }
 
+/* An ICMP "fragmentation needed" (mtu) quoting our segment to port with sequence seq. */
+static void
+icmp_frag_needed(uint16_t port, uint32_t seq, uint16_t mtu)
+{
+	uint8_t b[20 + 8 + 20 + 8] = { 0 };
+	struct rte_ipv4_hdr *outer = (struct rte_ipv4_hdr *)b,
+			    *in = (struct rte_ipv4_hdr *)(b + 28);
+	uint16_t sport = rte_cpu_to_be_16(H_PORT), dport = rte_cpu_to_be_16(port), ck;
+	uint32_t seq_be = rte_cpu_to_be_32(seq);
+	struct rte_mbuf *m = rte_pktmbuf_alloc(h_lc.pool);
+
+	outer->version_ihl = 0x45;
+	outer->next_proto_id = IPPROTO_ICMP;
+	outer->src_addr = 0xfe0012c6u;
+	outer->dst_addr = H_OUR_IP;
+	b[20] = 3; /* destination unreachable */
+	b[21] = 4; /* fragmentation needed */
+	b[26] = (uint8_t)(mtu >> 8);
+	b[27] = (uint8_t)mtu;
+	in->version_ihl = 0x45;
+	in->next_proto_id = IPPROTO_TCP;
+	in->src_addr = H_OUR_IP;
+	in->dst_addr = H_PEER_IP;
+	memcpy(b + 48, &sport, 2);
+	memcpy(b + 50, &dport, 2);
+	memcpy(b + 52, &seq_be, 4);
+	ck = (uint16_t)~rte_raw_cksum(b + 20, sizeof(b) - 20);
+	memcpy(b + 22, &ck, 2);
+	assert_non_null(m);
+	memcpy(rte_pktmbuf_append(m, sizeof(b)), b, sizeof(b));
+	rte_pktmbuf_adj(m, 20);
+	m->l3_len = 20;
+	icmp_input(&h_lc, m);
+}
+
+/* Finding 11: DF is always set and ICMP "fragmentation needed" was ignored: a path with a
+ * smaller MTU black-holed every full-sized segment. The flow's MSS now follows it. */
+static void
+test_pmtu_frag_needed(void **state)
+{
+	static uint8_t buf[3 * 1460];
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = h_establish(&p, 41060, false);
+	fill(buf, sizeof(buf), 1);
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_flush();
+	assert_int_equal(h_cap[0].len, 1460);
+	/* a forgery: a sequence number not in flight changes nothing */
+	icmp_frag_needed(41060, p.iss + 1 + 100000, 1000);
+	assert_int_equal(H_CNT(PMTU_IGNORED), 1);
+	h_clear();
+	icmp_frag_needed(41060, p.iss + 1, 1000);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
+	h_flush();
+	assert_true(n_data_segs() >= 4);
+	assert_int_equal(h_cap[0].seq, p.iss + 1); /* in flight again, in 960-byte segments */
+	for (unsigned i = 0; i < h_ncap; i++)
+		assert_true(h_cap[i].len <= 1000 - 40);
+	assert_memory_equal(h_cap[0].data, buf, h_cap[0].len);
+}
+
+/* Part 2, Limited Transmit (RFC 3042): with the window full, the first two duplicate ACKs
+ * each let one new segment go, so a small window still gets to three; cwnd does not keep the
+ * loan. */
+static void
+test_limited_transmit(void **state)
+{
+	static uint8_t buf[14 * 1460];
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t cwnd;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = h_establish(&p, 41070, false);
+	assert_int_equal(tcp_write(c, buf, sizeof(buf)), (int)sizeof(buf));
+	h_flush();
+	assert_int_equal(n_data_segs(), 10); /* the initial window */
+	cwnd = c->cwnd;
+	for (int i = 0; i < 2; i++) {
+		h_clear();
+		h_send(&p, ACK, NULL, 0); /* a duplicate (segment 1 lost) */
+		h_flush();
+		assert_int_equal(n_data_segs(), 1);
+		assert_int_equal(h_cap[0].seq, p.iss + 1 + (10u + (unsigned)i) * 1460);
+	}
+	assert_int_equal(H_CNT(LIMITED_TRANSMIT), 2);
+	/* reordering, not loss: everything so far is acknowledged; the loan is paid back */
+	p.rcv_nxt = p.iss + 1 + 12 * 1460;
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(c->cwnd, cwnd + 1460); /* slow start's growth only, no loan kept */
+	assert_int_equal(H_CNT(FAST_REXMT), 0);
+}
+
 int
 main(void)
 {
@@ -920,6 +1023,8 @@ main(void)
 		cmocka_unit_test_teardown(test_rto_3s_after_synack_timeout, teardown),
 		cmocka_unit_test_teardown(test_synrcvd_owed_ack_sent, teardown),
 		cmocka_unit_test_teardown(test_cwnd_restart_after_idle, teardown),
+		cmocka_unit_test_teardown(test_pmtu_frag_needed, teardown),
+		cmocka_unit_test_teardown(test_limited_transmit, teardown),
 	};
 
 	if (h_eal_init() < 0)
