@@ -954,7 +954,8 @@ sys_tick(struct broker *b)
 	sys_publish(b, "messages/sent", b->cnt[BROKER_C_PUB_TX]);
 	sys_publish(b, "bytes/received", b->cnt[BROKER_C_BYTES_RX]);
 	for (int i = 0; i < BROKER_C_COUNT; i++) /* the drop and bad-input reasons */
-		if (b->cnt[i] != 0 && broker_counter_kind((enum broker_counter)i) != COUNTER_KIND_INFO &&
+		if (b->cnt[i] != 0 &&
+		    broker_counter_kind((enum broker_counter)i) != COUNTER_KIND_INFO &&
 		    broker_counter_kind((enum broker_counter)i) != COUNTER_KIND_GAUGE) {
 			char name[64];
 
