@@ -7,9 +7,9 @@ wire time (the same model as the agent's planner, agent/modbus/planner.c mb_cost
 turnaround): (8 + 5 + data) characters and two gaps; a request nobody answers costs its 8
 characters and one gap.
 
-  rtu_bus_sim.py --pty /path/to/pty --site site.json --log wire.jsonl [--baud 9600] [--seed 1]
+  rtu_bus_sim.py --pty /path/to/pty --site SITE --log LOG [--baud 9600] [--seed 1]
 
-site.json: {"units": {"1": {"holding": {"0": 100, ...}, "input": {...},
+SITE (JSON): {"units": {"1": {"holding": {"0": 100, ...}, "input": {...},
                             "noise": 0.1, "dead": false}, ...}}
 Only the addresses listed are served; a read (FC3/FC4) that covers any other address gets
 exception 2 (illegal data address), a read longer than 125 registers exception 3. A dead unit
