@@ -114,6 +114,20 @@ void broker_conn_writable(struct broker_conn *conn, uint64_t now_ms);
 /* The peer closed or the connection broke: an abrupt close (the will is published). */
 void broker_conn_closed(struct broker_conn *conn, uint64_t now_ms);
 
+/*
+ * $SYS across instances: a board with one slot per instance. Each instance writes its own
+ * figures into its slot at every $SYS interval (plain relaxed stores, no lock); instance 0 sums
+ * the slots and publishes the totals under Mosquitto's names ($SYS/broker/clients/connected, ...),
+ * while each instance still publishes its own under $SYS/broker/lcore/<n>/. Without a board (one
+ * instance, or tests) an instance publishes its own figures: under Mosquitto's names when alone.
+ */
+struct broker_sys_board;
+
+struct broker_sys_board *broker_sys_board_new(uint32_t n);
+void broker_sys_board_free(struct broker_sys_board *board);
+/* Attach before the first tick; the board outlives every instance attached to it. */
+void broker_sys_attach(struct broker *b, struct broker_sys_board *board, uint32_t self);
+
 /* Timers: keepalive, connect timeout, will delay, session and message expiry, $SYS. */
 void broker_tick(struct broker *b, uint64_t now_ms);
 

@@ -428,8 +428,10 @@ struct broker {
 	/* Interest summary: trie entries here by bucket, what was announced, the others' */
 	uint32_t interest_cnt[XL_BUCKETS];
 	uint64_t interest_mask;
-	bool interest_dirty; /* an announcement was not posted everywhere */
-	struct xpeer *peers; /* xn entries */
+	bool interest_dirty;                /* an announcement was not posted everywhere */
+	struct xpeer *peers;                /* xn entries */
+	struct broker_sys_board *sys_board; /* NULL: $SYS from this instance alone */
+	uint32_t sys_self;
 	size_t iov_cap;
 };
 

@@ -63,6 +63,8 @@ tc_of(struct mqtt_tcp_conn *mc)
 static struct mqtt_service *services[RTE_MAX_LCORE];
 static struct rte_ring *xrings[RTE_MAX_LCORE];
 static unsigned n_xrings;
+/* $SYS figures of every instance, summed by the first ($SYS/broker/...) */
+static struct broker_sys_board *sys_board;
 
 /* A connection's service: the one of the lcore it runs on (every callback runs there). */
 static inline struct mqtt_service *
@@ -425,6 +427,9 @@ mqtt_service_init(unsigned n_workers, unsigned ring_size)
 			return -rte_errno;
 	}
 	n_xrings = n_workers > 1 ? n_workers : 0;
+	if (n_workers > 1 && sys_board == NULL &&
+	    (sys_board = broker_sys_board_new(n_workers)) == NULL)
+		return -ENOMEM;
 	return 0;
 }
 
@@ -450,6 +455,8 @@ mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_conf
 	}
 	if (n_xrings > 1)
 		broker_xlcore_attach(svc->b, lc->worker_idx, n_xrings, &x_ops, NULL);
+	if (sys_board != NULL)
+		broker_sys_attach(svc->b, sys_board, lc->worker_idx);
 	if ((rc = tcp_listen(lc, port, &mqtt_app_ops, svc)) != 0) {
 		broker_destroy(svc->b);
 		free(svc);

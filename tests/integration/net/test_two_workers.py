@@ -3,7 +3,8 @@
 The tap's kernel side spreads flows over its queues by flow hash, so connections land on both
 workers; each worker owns its flows, and ARP learned on one lcore reaches the other. Checks:
 both workers accept connections, every connection echoes correctly, a bulk transfer matches,
-and the flow count returns to zero."""
+the broker's $SYS/broker/clients/connected counts the MQTT clients of both workers (the first
+worker sums them), and the flow count returns to zero."""
 import os
 import sys
 
@@ -13,10 +14,75 @@ import labtest  # noqa: E402
 from labtest import check, log  # noqa: E402
 
 CONNS = 64
+MQTT_CLIENTS = 16
+
+
+def mqtt_connect(client_id):
+    """A raw MQTT 3.1.1 CONNECT (clean session, keepalive 60 s); returns the socket once the
+    CONNACK said 0."""
+    s = labtest.connect(1883)
+    cid = client_id.encode()
+    var = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    s.sendall(bytes([0x10, len(var)]) + var)
+    ack = recv_exact(s, 4)
+    check(ack == b"\x20\x02\x00\x00", "%s: CONNACK accepted (%r)" % (client_id, ack))
+    return s
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise labtest.CheckFailed("connection closed by the broker")
+        buf += chunk
+    return buf
+
+
+def recv_publish(s):
+    """The next PUBLISH (QoS 0) on s: (topic, payload)."""
+    head = recv_exact(s, 1)[0]
+    rl, mult = 0, 1
+    while True:
+        b = recv_exact(s, 1)[0]
+        rl += (b & 0x7F) * mult
+        mult *= 128
+        if b < 0x80:
+            break
+    body = recv_exact(s, rl)
+    if head >> 4 != 3:
+        return None, None
+    tl = int.from_bytes(body[:2], "big")
+    return body[2:2 + tl].decode(), body[2 + tl:]
+
+
+def sys_clients_connected(want, timeout_s):
+    """Subscribe to $SYS/broker/clients/connected and read its values until one is want."""
+    s = mqtt_connect("sys-watch")
+    topic = b"$SYS/broker/clients/connected"
+    var = b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x00"
+    s.sendall(bytes([0x82, len(var)]) + var)
+    s.settimeout(timeout_s)
+    seen = []
+    try:
+        while True:
+            t, pl = recv_publish(s)
+            if t == topic.decode():
+                seen.append(int(pl))
+                if seen[-1] == want:
+                    return seen
+    except OSError:
+        return seen
+    finally:
+        s.close()
 
 
 def test():
     cfg = labtest.two_worker_config()
+    with open(cfg) as f:  # $SYS every second, so the sums are seen soon
+        text = f.read().replace("  mqtt:", "  mqtt:\n    sys_interval: 1s", 1)
+    with open(cfg, "w") as f:
+        f.write(text)
     try:
         with labtest.Lab("2w", config=cfg) as lab:
             lab.enter_sensors()
@@ -32,6 +98,15 @@ def test():
             check(w["w0_tcp_accepted"] > 0 and w["w1_tcp_accepted"] > 0,
                   "both workers accepted connections (%d and %d)" % (w["w0_tcp_accepted"], w["w1_tcp_accepted"]))
             for s in socks:
+                s.close()
+            mq = [mqtt_connect("c%d" % i) for i in range(MQTT_CLIENTS)]
+            w = dpstat.query("/edgegw/workers", lab.prefix)
+            log("workers with MQTT clients: %s" % w)
+            seen = sys_clients_connected(MQTT_CLIENTS + 1, 15)
+            check(seen and seen[-1] == MQTT_CLIENTS + 1,
+                  "$SYS/broker/clients/connected counts both workers' clients: %d (values seen %s)"
+                  % (MQTT_CLIENTS + 1, seen))
+            for s in mq:
                 s.close()
             r = labtest.transfer(7, 20 * 1000 * 1000, echo=True, timeout_s=90)
             check(r["received"] == 20 * 1000 * 1000 and r["recv_sha"] == r["sent_sha"],

@@ -1,0 +1,123 @@
+/*
+ * test_broker_sys.c: $SYS with several instances. Each publishes its own figures under
+ * $SYS/broker/lcore/<n>/; the first sums every instance's (the board) under Mosquitto's names, so
+ * a dashboard on $SYS/broker/clients/connected shows the whole broker however many workers run.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker_fixture.h"
+
+static struct fx *
+sys_instance(struct broker_sys_board *board, uint32_t self)
+{
+	struct broker_config cfg;
+	struct fx *x;
+
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 1000;
+	x = fx_new(&cfg);
+	broker_sys_attach(x->b, board, self);
+	return x;
+}
+
+/* The totals are the sum of the instances' last figures; each instance's own stay per lcore. */
+static void
+test_sys_summed(void **state)
+{
+	struct broker_sys_board *board = broker_sys_board_new(2);
+	struct fx *a, *b;
+
+	(void)state;
+	assert_non_null(board);
+	a = sys_instance(board, 0);
+	b = sys_instance(board, 1);
+	fx_connect(a, 0, MQTT_V311, "mon", true, 60, NULL);
+	fx_subscribe(a, 0, "$SYS/broker/clients/connected", 0);
+	fx_subscribe(a, 0, "$SYS/broker/messages/received", 0);
+	fx_subscribe(a, 0, "$SYS/broker/lcore/0/clients/connected", 0);
+	fx_connect(b, 1, MQTT_V311, "s1", true, 60, NULL);
+	fx_connect(b, 2, MQTT_V5, "s2", true, 60, NULL);
+	fx_publish(b, 1, "plant/t", "1", 0, 0, false);
+	fx_publish(b, 2, "plant/t", "2", 0, 0, false);
+	fx_publish(a, 0, "plant/t", "3", 0, 0, false);
+	/* b's interval first, then a's: a sums b's figures with its own */
+	fx_tick(b, 1000);
+	fx_tick(a, 1000);
+	fx_expect_publish(a, 0, "$SYS/broker/lcore/0/clients/connected", "1", 0);
+	fx_expect_publish(a, 0, "$SYS/broker/clients/connected", "3", 0);
+	fx_expect_publish(a, 0, "$SYS/broker/messages/received", "3", 0);
+	fx_expect_none(a, 0);
+	/* the next interval follows what changed on b */
+	fx_close(b, 2);
+	fx_tick(b, 1000);
+	fx_tick(a, 1000);
+	fx_expect_publish(a, 0, "$SYS/broker/lcore/0/clients/connected", "1", 0);
+	fx_expect_publish(a, 0, "$SYS/broker/clients/connected", "2", 0);
+	fx_expect_publish(a, 0, "$SYS/broker/messages/received", "3", 0);
+	fx_free(a);
+	fx_free(b);
+	broker_sys_board_free(board);
+}
+
+/* Only the first instance publishes the totals: the second's clients see its own figures and
+ * (through the cross-lcore fan-out, not here) the first's totals, never a partial sum. */
+static void
+test_sys_second_no_totals(void **state)
+{
+	struct broker_sys_board *board = broker_sys_board_new(2);
+	struct fx *b;
+
+	(void)state;
+	b = sys_instance(board, 1);
+	fx_connect(b, 0, MQTT_V311, "mon", true, 60, NULL);
+	fx_subscribe(b, 0, "$SYS/broker/#", 0);
+	fx_tick(b, 1000);
+	for (;;) {
+		struct mqtt_packet p;
+
+		if (!fx_next(b, 0, &p))
+			break;
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		assert_true(p.publish.topic.len > 20);
+		assert_memory_equal(p.publish.topic.s, "$SYS/broker/lcore/1/", 20);
+	}
+	fx_free(b);
+	broker_sys_board_free(board);
+}
+
+/* Alone (no board, one instance): Mosquitto's names carry the instance's own figures. */
+static void
+test_sys_alone(void **state)
+{
+	struct broker_config cfg;
+	struct fx *x;
+
+	(void)state;
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 1000;
+	x = fx_new(&cfg);
+	fx_connect(x, 0, MQTT_V311, "mon", true, 60, NULL);
+	fx_subscribe(x, 0, "$SYS/broker/clients/connected", 0);
+	fx_tick(x, 1000);
+	fx_expect_publish(x, 0, "$SYS/broker/clients/connected", "1", 0);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sys_summed),
+		cmocka_unit_test(test_sys_second_no_totals),
+		cmocka_unit_test(test_sys_alone),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
