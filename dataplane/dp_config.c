@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_conf.h"
 #include "conf.h"
+#include "tcp_conf.h"
 #include "log.h"
 
 static const char *const top_keys[] = { "dataplane", "agent", NULL };
@@ -16,19 +18,10 @@ static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", 
 	"tx_desc", "mtu", NULL };
 static const char *const hugepage_keys[] = { "size", "total", NULL };
 static const char *const port_drivers[] = { "vfio-pci", "uio_pci_generic", "igb_uio", NULL };
-static const char *const tcp_keys[] = { "max_flows", "max_half_open", "rcvbuf", "sndbuf", "mss",
-	"wscale", "timestamps", "rto_min", "rto_max", "rto_initial", "delack", "time_wait",
-	"syn_retries", "data_retries", "keepalive", "keepalive_idle", "keepalive_interval",
-	"keepalive_probes", "challenge_ack_per_s", NULL };
 static const char *const svc_keys[] = { "echo", "discard", NULL };
 static const char *const one_svc_keys[] = { "enabled", "port", NULL };
-static const char *const mqtt_keys[] = { "enabled", "port", "max_connections", "max_sessions",
-	"max_subscriptions_per_session", "max_filter_levels", "max_queued_messages", "max_inflight",
-	"receive_maximum", "max_packet_size", "max_retained", "max_retained_bytes", "keepalive_max",
-	"topic_alias_max", "topic_alias_out_max", "session_expiry_max", "connect_timeout",
-	"sys_interval", "client_id_max", "queue_full", "stall_timeout", NULL };
-/* enum broker_queue_full, in order */
-static const char *const queue_full_names[] = { "hold", "drop-oldest", "drop-new", NULL };
+/* dataplane.mqtt: the service's own keys; the broker's are broker_config_keys() */
+static const char *const mqtt_keys[] = { "enabled", "port", NULL };
 static const char *const arp_keys[] = { "entries", "timeout", NULL };
 static const char *const icmp_keys[] = { "rate_per_s", NULL };
 
@@ -97,57 +90,6 @@ parse_port(conf_node n, struct dp_config *cfg)
 }
 
 static void
-parse_tcp(conf_node n, struct tcp_config *t)
-{
-	uint64_t v;
-	uint32_t u;
-
-	conf_check_keys(n, tcp_keys);
-	conf_get_u32(n, "max_flows", t->max_flows, 16, 4u << 20, &t->max_flows);
-	conf_get_u32(n, "max_half_open", t->max_half_open, 1, 1u << 20, &t->max_half_open);
-	if (conf_get_size_bytes(n, "rcvbuf", t->rcvbuf_bytes, 4096, 64u << 20, &v) == 0)
-		t->rcvbuf_bytes = (uint32_t)v;
-	if (conf_get_size_bytes(n, "sndbuf", t->sndbuf_bytes, 4096, 64u << 20, &v) == 0)
-		t->sndbuf_bytes = (uint32_t)v;
-	if (conf_get_u32(n, "mss", t->mss, 536, 9000, &u) == 0)
-		t->mss = (uint16_t)u;
-	/* Window scale: the smallest that lets the window advertise the whole receive buffer,
-	 * unless set; a set one that cannot is an error, not a silently smaller window. */
-	t->wscale = 0;
-	while (t->wscale < 14 && (65535ull << t->wscale) < t->rcvbuf_bytes)
-		t->wscale++;
-	if (conf_present(conf_get(n, "wscale")) &&
-	    conf_u32(conf_get(n, "wscale"), 0, 14, &u) == 0) {
-		if ((65535ull << u) < t->rcvbuf_bytes)
-			conf_error(conf_get(n, "wscale"),
-			    "wscale %u cannot advertise rcvbuf (%u bytes)", u, t->rcvbuf_bytes);
-		t->wscale = (uint8_t)u;
-	}
-	conf_get_bool(n, "timestamps", t->timestamps, &t->timestamps);
-#define MS(key, field, lo, hi)                                               \
-	do {                                                                 \
-		if (conf_get_duration_ms(n, key, t->field, lo, hi, &v) == 0) \
-			t->field = (uint32_t)v;                              \
-	} while (0)
-	MS("rto_min", rto_min_ms, 1, 60000);
-	MS("rto_max", rto_max_ms, 100, 600000);
-	MS("rto_initial", rto_initial_ms, 10, 60000);
-	MS("delack", delack_ms, 1, 500);
-	MS("time_wait", time_wait_ms, 100, 240000);
-	MS("keepalive_idle", keepalive_idle_ms, 1000, 86400000);
-	MS("keepalive_interval", keepalive_intvl_ms, 100, 3600000);
-#undef MS
-	conf_get_u32(n, "syn_retries", t->syn_retries, 0, 16, &t->syn_retries);
-	conf_get_u32(n, "data_retries", t->data_retries, 1, 32, &t->data_retries);
-	conf_get_bool(n, "keepalive", t->keepalive, &t->keepalive);
-	conf_get_u32(n, "keepalive_probes", t->keepalive_probes, 1, 100, &t->keepalive_probes);
-	conf_get_u32(
-	    n, "challenge_ack_per_s", t->challenge_ack_per_s, 1, 1000000, &t->challenge_ack_per_s);
-	if (t->rto_min_ms > t->rto_max_ms)
-		conf_error(conf_get(n, "rto_min"), "rto_min is above rto_max");
-}
-
-static void
 parse_service(conf_node svcs, const char *name, uint16_t def_port, struct dp_service_conf *s)
 {
 	conf_node n = conf_get(svcs, name);
@@ -163,59 +105,30 @@ parse_service(conf_node svcs, const char *name, uint16_t def_port, struct dp_ser
 		s->port = (uint16_t)port;
 }
 
-/* dataplane.mqtt: the broker on the dataplane's TCP; limits default to broker_config_defaults(). */
+/* dataplane.mqtt: the broker on the dataplane's TCP. The service's keys are read here, the
+ * broker's limits by the broker (broker_conf.c), defaults from broker_config_defaults(). */
 static void
 parse_mqtt(conf_node n, struct dp_config *cfg)
 {
-	struct broker_config *b = &cfg->broker;
-	uint64_t v;
+	const char *const *bk = broker_config_keys();
+	const char *keys[64];
+	size_t nk = 0;
 	uint32_t u;
-	int e;
 
 	cfg->mqtt.enabled = false;
 	cfg->mqtt.port = 1883;
 	if (!conf_present(n))
 		return;
-	conf_check_keys(n, mqtt_keys);
+	for (size_t i = 0; mqtt_keys[i] != NULL; i++)
+		keys[nk++] = mqtt_keys[i];
+	for (size_t i = 0; bk[i] != NULL && nk < sizeof(keys) / sizeof(keys[0]) - 1; i++)
+		keys[nk++] = bk[i];
+	keys[nk] = NULL;
+	conf_check_keys(n, keys);
 	conf_get_bool(n, "enabled", true, &cfg->mqtt.enabled);
 	if (conf_get_u32(n, "port", 1883, 1, 65535, &u) == 0)
 		cfg->mqtt.port = (uint16_t)u;
-	conf_get_u32(n, "max_connections", b->max_conns, 1, 10000000, &b->max_conns);
-	conf_get_u32(n, "max_sessions", b->max_sessions, 1, 10000000, &b->max_sessions);
-	conf_get_u32(n, "max_subscriptions_per_session", b->max_subs_per_session, 1, 100000,
-	    &b->max_subs_per_session);
-	if (conf_get_u32(n, "max_filter_levels", b->max_filter_levels, 1, 1024, &u) == 0)
-		b->max_filter_levels = (uint16_t)u;
-	conf_get_u32(n, "max_queued_messages", b->max_queue, 0, 10000000, &b->max_queue);
-	if (conf_get_u32(n, "max_inflight", b->max_inflight, 1, 65535, &u) == 0)
-		b->max_inflight = (uint16_t)u;
-	if (conf_get_u32(n, "receive_maximum", b->receive_max, 1, 65535, &u) == 0)
-		b->receive_max = (uint16_t)u;
-	if (conf_get_size_bytes(n, "max_packet_size", b->max_packet_size, 64, 268435455, &v) == 0)
-		b->max_packet_size = (uint32_t)v;
-	conf_get_u32(n, "max_retained", b->max_retained, 0, 10000000, &b->max_retained);
-	conf_get_size_bytes(
-	    n, "max_retained_bytes", b->max_retained_bytes, 0, 1ull << 40, &b->max_retained_bytes);
-	if (conf_get_duration_ms(
-		n, "keepalive_max", b->keepalive_max_s * 1000ull, 0, 65535000, &v) == 0)
-		b->keepalive_max_s = (uint16_t)(v / 1000);
-	if (conf_get_u32(n, "topic_alias_max", b->topic_alias_max, 0, 65535, &u) == 0)
-		b->topic_alias_max = (uint16_t)u;
-	if (conf_get_u32(n, "topic_alias_out_max", b->topic_alias_out_max, 0, 65535, &u) == 0)
-		b->topic_alias_out_max = (uint16_t)u;
-	if (conf_get_duration_ms(n, "session_expiry_max", b->session_expiry_max_s * 1000ull, 0,
-		4294967295000ull, &v) == 0)
-		b->session_expiry_max_s = (uint32_t)(v / 1000);
-	if (conf_get_duration_ms(n, "connect_timeout", b->connect_timeout_ms, 100, 600000, &v) == 0)
-		b->connect_timeout_ms = (uint32_t)v;
-	if (conf_get_duration_ms(n, "sys_interval", b->sys_interval_ms, 0, 86400000, &v) == 0)
-		b->sys_interval_ms = (uint32_t)v;
-	if (conf_get_u32(n, "client_id_max", b->client_id_max, 23, 65535, &u) == 0)
-		b->client_id_max = (uint16_t)u;
-	if (conf_get_enum(n, "queue_full", b->queue_full, queue_full_names, &e) == 0)
-		b->queue_full = (uint8_t)e;
-	if (conf_get_duration_ms(n, "stall_timeout", b->stall_timeout_ms, 100, 3600000, &v) == 0)
-		b->stall_timeout_ms = (uint32_t)v;
+	broker_config_parse(n, &cfg->broker);
 	if ((cfg->echo.enabled && cfg->echo.port == cfg->mqtt.port) ||
 	    (cfg->discard.enabled && cfg->discard.port == cfg->mqtt.port))
 		conf_error(
@@ -387,7 +300,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	conf_check_keys(conf_get(dp, "icmp"), icmp_keys);
 	conf_get_u32(conf_get(dp, "icmp"), "rate_per_s", 1000, 1, 10000000, &cfg->icmp_rate_per_s);
 	if (conf_present(conf_get(dp, "tcp")))
-		parse_tcp(conf_get(dp, "tcp"), &cfg->tcp);
+		tcp_config_parse(conf_get(dp, "tcp"), &cfg->tcp);
 	conf_check_keys(conf_get(dp, "services"), svc_keys);
 	parse_service(conf_get(dp, "services"), "echo", 7, &cfg->echo);
 	parse_service(conf_get(dp, "services"), "discard", 9, &cfg->discard);

@@ -53,38 +53,6 @@ broker_config_defaults(struct broker_config *cfg)
 	};
 }
 
-int
-broker_config_check(const struct broker_config *cfg, char *err, size_t errlen)
-{
-	const char *bad = NULL;
-
-	if (cfg->max_conns == 0)
-		bad = "max_conns: must be at least 1";
-	else if (cfg->max_sessions == 0)
-		bad = "max_sessions: must be at least 1";
-	else if (cfg->max_inflight == 0)
-		bad = "max_inflight: must be at least 1";
-	else if (cfg->receive_max == 0)
-		bad = "receive_max: must be at least 1 (the MQTT 5.0 Receive Maximum)";
-	else if (cfg->max_packet_size != 0 && cfg->max_packet_size < 128)
-		bad = "max_packet_size: under 128 bytes no real client can connect";
-	else if (cfg->max_packet_size > MQTT_MAX_PACKET_SIZE)
-		bad = "max_packet_size: over the MQTT maximum (268435460)";
-	else if (cfg->max_filter_levels == 0)
-		bad = "max_filter_levels: must be at least 1";
-	else if (cfg->client_id_max < 23)
-		bad = "client_id_max: MQTT requires client ids of up to 23 bytes to be accepted";
-	else if (cfg->connect_timeout_ms == 0)
-		bad = "connect_timeout_ms: must be at least 1";
-	else if (cfg->queue_full > BROKER_QUEUE_DROP_NEW)
-		bad = "queue_full: one of hold, drop-oldest, drop-new";
-	if (bad == NULL)
-		return 0;
-	if (err != NULL && errlen > 0)
-		snprintf(err, errlen, "%s", bad);
-	return -EINVAL;
-}
-
 /* The client id hash's key: random per instance (getrandom), so ids cannot be chosen to
  * collide. Without randomness (an old kernel), the clock and an address: still not
  * guessable from outside in practice. */

@@ -60,9 +60,10 @@ struct broker_config {
 };
 
 void broker_config_defaults(struct broker_config *cfg);
-/* 0 when cfg can run, else -EINVAL with the offending field and why in err (for a config
- * reader that validates the whole file before using it). */
+/* 0 when every field is within the range the config parser accepts, else -EINVAL with the
+ * offending field and why in err (for programs that fill the struct themselves). */
 int broker_config_check(const struct broker_config *cfg, char *err, size_t errlen);
+/* Its ranges are the config parser's (broker_conf.c, broker_conf.h): one table for both. */
 
 /* What the broker asks of the transport. ctx is the transport's per-connection context. */
 struct broker_transport_ops {

@@ -1,7 +1,9 @@
 /* Unit tests for dataplane/dp_config.c: the lab config loads; bad configs are rejected with
  * file:line and the reason, and nothing half-parsed is left behind. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -193,6 +195,67 @@ test_mqtt_section(void **state)
 	unlink(path);
 }
 
+/* The parser and broker_config_check() read one table (broker_conf.c): a value one accepts the
+ * other accepts, at both ends of each range (they disagreed on max_packet_size: 64 was read,
+ * then refused by the check). */
+static void
+test_parser_and_check_agree(void **state)
+{
+	static const struct {
+		const char *kv;
+		bool ok;
+	} cases[] = {
+		{ "max_packet_size: 127", false },
+		{ "max_packet_size: 128", true },
+		{ "max_packet_size: 64", false },
+		{ "client_id_max: 22", false },
+		{ "client_id_max: 23", true },
+		{ "receive_maximum: 0", false },
+		{ "receive_maximum: 65535", true },
+		{ "keepalive_max: 18h", true },  /* 64800 s */
+		{ "keepalive_max: 19h", false }, /* over 65535 s */
+		{ "connect_timeout: 99ms", false },
+		{ "max_queued_messages: 0", true },
+		{ "max_connections: 0", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct dp_config cfg;
+		char text[256], err[1024] = "";
+		char *path;
+		int rc;
+
+		snprintf(text, sizeof(text),
+		    "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+		    "  mqtt: {%s}\n",
+		    cases[i].kv);
+		path = write_tmp(text);
+		rc = dp_config_load(path, &cfg, err, sizeof(err));
+		if ((rc == 0) != cases[i].ok)
+			fail_msg("'%s': parser says %d (%s)", cases[i].kv, rc, err);
+		if (rc == 0) {
+			assert_int_equal(broker_config_check(&cfg.broker, err, sizeof(err)), 0);
+			dp_config_free(&cfg);
+		}
+		unlink(path);
+	}
+	/* and the check refuses what the parser refuses, naming the key */
+	{
+		struct broker_config b;
+		char err[256];
+
+		broker_config_defaults(&b);
+		b.max_packet_size = 64;
+		assert_int_equal(broker_config_check(&b, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "max_packet_size"));
+		broker_config_defaults(&b);
+		b.connect_timeout_ms = 99;
+		assert_int_equal(broker_config_check(&b, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "connect_timeout"));
+	}
+}
+
 static void
 test_bad_configs_rejected(void **state)
 {
@@ -225,6 +288,7 @@ main(void)
 		cmocka_unit_test(test_mqtt_section),
 		cmocka_unit_test(test_every_error_reported),
 		cmocka_unit_test(test_cross_fields_agree),
+		cmocka_unit_test(test_parser_and_check_agree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
