@@ -66,16 +66,17 @@ broker_admin_sessions(struct broker *b, size_t skip, size_t max, broker_line_fn 
 			snprintf(line, sizeof(line),
 			    "%s %s v%s subs=%u queued=%u inflight=%u expiry_s=%u", id,
 			    c != NULL ? "online" : "offline",
-			    c == NULL ? "-" : c->version == MQTT_V5 ? "5" : "3.1.1", s->n_subs,
-			    s->qlen, s->n_inflight, s->expiry_s);
+			    c == NULL                   ? "-"
+				: c->version == MQTT_V5 ? "5"
+							: "3.1.1",
+			    s->n_subs, s->qlen, s->n_inflight, s->expiry_s);
 			fn(arg, line);
 		}
 	return p.seen;
 }
 
 size_t
-broker_admin_subscriptions(
-    struct broker *b, size_t skip, size_t max, broker_line_fn fn, void *arg)
+broker_admin_subscriptions(struct broker *b, size_t skip, size_t max, broker_line_fn fn, void *arg)
 {
 	struct pager p = { skip, max, 0, fn, arg };
 	char id[NAME_OUT], filter[64];

@@ -23,9 +23,9 @@
 #include "broker.h"
 #include "mqtt_admin.h"
 
-#define PAGE     100
-#define WAIT_MS  1000
-#define ARG_MAX  RTE_TEL_MAX_STRING_LEN
+#define PAGE    100
+#define WAIT_MS 1000
+#define ARG_MAX RTE_TEL_MAX_STRING_LEN
 
 enum adm_op {
 	ADM_SESSIONS,
@@ -208,8 +208,8 @@ static int
 tel_action(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	enum adm_op op = strcmp(cmd, "/edgegw/kick") == 0 ? ADM_KICK
-	    : strcmp(cmd, "/edgegw/kick_purge") == 0     ? ADM_KICK_PURGE
-							 : ADM_RETAINED_DELETE;
+	    : strcmp(cmd, "/edgegw/kick_purge") == 0      ? ADM_KICK_PURGE
+							  : ADM_RETAINED_DELETE;
 	size_t found = 0;
 	int rc;
 
@@ -243,6 +243,6 @@ mqtt_admin_telemetry_init(void)
 		"Disconnect an MQTT client (5.0: reason 0x98). Param: client id") |
 	    rte_telemetry_register_cmd("/edgegw/kick_purge", tel_action,
 		"Disconnect an MQTT client and remove its session. Param: client id") |
-	    rte_telemetry_register_cmd("/edgegw/retained_delete", tel_action,
-		"Clear a retained message. Param: topic");
+	    rte_telemetry_register_cmd(
+		"/edgegw/retained_delete", tel_action, "Clear a retained message. Param: topic");
 }
