@@ -139,7 +139,8 @@ test_publish(void **state)
 	(void)state;
 	fx_connect(x, 0, MQTT_V5, "sensor", true, 60, NULL);
 	fx_subscribe(x, 0, "cmd/#", 1);
-	assert_int_equal(broker_admin_publish(x->b, "cmd/valve", 9, "open", 4, 2, false, x->now), 1);
+	assert_int_equal(
+	    broker_admin_publish(x->b, "cmd/valve", 9, "open", 4, 2, false, x->now), 1);
 	fx_expect_publish(x, 0, "cmd/valve", "open", 1);
 	assert_int_equal(broker_admin_publish(x->b, "other", 5, "x", 1, 0, false, x->now), 0);
 	assert_int_equal(broker_admin_publish(x->b, "cmd/#", 5, "x", 1, 0, false, x->now), -EINVAL);
