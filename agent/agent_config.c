@@ -41,6 +41,42 @@ copy_req(conf_node map, const char *key, char *dst, size_t dstlen)
 	return copy_opt(map, key, "", dst, dstlen);
 }
 
+/* The first line of a bad profile's errors, for the device's reason. */
+static void
+first_line(char *dst, size_t dstlen, const char *src)
+{
+	size_t n = strcspn(src, "\n");
+
+	snprintf(dst, dstlen, "%.*s", (int)n, src);
+}
+
+/* Strict: a missing profile is an error (a bad one already is, from load_profiles). Otherwise
+ * the device is disabled with the reason. */
+static int
+resolve_profile(
+    conf_node dn, const struct agent_config *cfg, const char *name, struct agent_device_conf *d)
+{
+	const struct mb_profile_bad *bad = mb_profile_find_bad(&cfg->profiles, name);
+	char why[400];
+
+	snprintf(d->profile_name, sizeof(d->profile_name), "%s", name);
+	d->profile = bad ? NULL : mb_profile_find(&cfg->profiles, name);
+	if (d->profile != NULL || (bad != NULL && cfg->strict))
+		return 0;
+	if (bad == NULL && cfg->strict)
+		return conf_error(conf_get(dn, "profile"), "no profile named '%s' in %s", name,
+		    cfg->profiles_dir);
+	if (bad != NULL) {
+		first_line(why, sizeof(why), bad->error);
+		snprintf(
+		    d->disabled, sizeof(d->disabled), "profile '%s' does not load: %s", name, why);
+	} else {
+		snprintf(d->disabled, sizeof(d->disabled), "no profile named '%s' in %.300s", name,
+		    cfg->profiles_dir);
+	}
+	return 0;
+}
+
 static int
 parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d)
 {
@@ -66,11 +102,7 @@ parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d
 	    conf_get_duration_ms(dn, "pause_between_requests", 0, 0, 10000, &d->pause_ms))
 		return -1;
 	d->unit_id = (uint8_t)unit;
-	d->profile = mb_profile_find(&cfg->profiles, profile);
-	if (d->profile == NULL)
-		return conf_error(conf_get(dn, "profile"), "no profile named '%s' in %s", profile,
-		    cfg->profiles_dir);
-	return 0;
+	return resolve_profile(dn, cfg, profile, d);
 }
 
 static int
@@ -317,13 +349,44 @@ load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	else
 		snprintf(dir, sizeof(dir), "%.200s/%.300s", dirname(tmp), pd);
 	snprintf(cfg->profiles_dir, sizeof(cfg->profiles_dir), "%s", dir);
-	if (mb_profile_dir_load(dir, &cfg->profiles, err, sizeof(err)) != 0) {
-		/* The profile's own file:line is the useful one; keep it as the error. */
-		snprintf(cfg->load_error, sizeof(cfg->load_error), "%s", err);
+	if (mb_profile_dir_load_all(dir, &cfg->profiles, err, sizeof(err)) != 0)
 		return conf_error(conf_get(a, "profiles_dir"), "%s", err);
-	}
-	if (cfg->profiles.n == 0)
+	if (cfg->profiles.n == 0 && cfg->profiles.nbad == 0)
 		return conf_error(conf_get(a, "profiles_dir"), "no *.yaml profiles in %s", dir);
+	if (cfg->strict && cfg->profiles.nbad != 0) {
+		/* The profiles' own file:line are the useful ones; they lead the error text. */
+		mb_profile_set_errors(&cfg->profiles, cfg->load_error, sizeof(cfg->load_error));
+		return -1;
+	}
+	return 0;
+}
+
+/* Not strict: each bus's disabled devices move from devs to off (after the name checks, which
+ * see every device). */
+static int
+split_disabled(struct agent_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nbuses; i++) {
+		struct agent_bus_conf *b = &cfg->buses[i];
+		size_t keep = 0;
+
+		for (size_t j = 0; j < b->ndevs; j++)
+			b->noff += b->devs[j].disabled[0] != '\0';
+		if (b->noff == 0)
+			continue;
+		b->off = calloc(b->noff, sizeof(*b->off));
+		if (b->off == NULL)
+			return -ENOMEM;
+		b->noff = 0;
+		for (size_t j = 0; j < b->ndevs; j++) {
+			if (b->devs[j].disabled[0] != '\0')
+				b->off[b->noff++] = b->devs[j];
+			else
+				b->devs[keep++] = b->devs[j];
+		}
+		b->ndevs = keep;
+		cfg->ndisabled += b->noff;
+	}
 	return 0;
 }
 
@@ -363,17 +426,20 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	for (size_t i = 0; i < cfg->nbuses; i++)
 		if (parse_bus(conf_seq_at(buses, i), cfg, &cfg->buses[i]))
 			return -1;
-	return check_names(buses, cfg);
+	if (check_names(buses, cfg))
+		return -1;
+	return split_disabled(cfg) ? conf_error(a, "out of memory") : 0;
 }
 
 static int
-parse_doc(
-    struct conf_doc *doc, const char *path, struct agent_config *cfg, char *err, size_t errlen)
+parse_doc(struct conf_doc *doc, const char *path, bool strict, struct agent_config *cfg, char *err,
+    size_t errlen)
 {
 	conf_node root = conf_root(doc), a;
 	int rc = -1;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->strict = strict;
 	if (!conf_is_map(root))
 		conf_error(root, "the gateway config must be a mapping");
 	else if (!conf_present(a = conf_get(root, "agent")))
@@ -394,37 +460,55 @@ parse_doc(
 }
 
 int
-agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen)
+agent_config_load_mode(
+    const char *path, bool strict, struct agent_config *cfg, char *err, size_t errlen)
 {
 	struct conf_doc *doc;
 	int rc;
 
+	memset(cfg, 0, sizeof(*cfg));
 	if (conf_load_file(path, &doc, err, errlen) != 0)
 		return -EINVAL;
-	rc = parse_doc(doc, path, cfg, err, errlen);
+	rc = parse_doc(doc, path, strict, cfg, err, errlen);
 	conf_free(doc);
 	return rc;
+}
+
+int
+agent_config_parse_string_mode(const char *name, const char *text, size_t len, bool strict,
+    struct agent_config *cfg, char *err, size_t errlen)
+{
+	struct conf_doc *doc;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (conf_load_string(name, text, len, &doc, err, errlen) != 0)
+		return -EINVAL;
+	rc = parse_doc(doc, name, strict, cfg, err, errlen);
+	conf_free(doc);
+	return rc;
+}
+
+int
+agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen)
+{
+	return agent_config_load_mode(path, true, cfg, err, errlen);
 }
 
 int
 agent_config_parse_string(const char *name, const char *text, size_t len, struct agent_config *cfg,
     char *err, size_t errlen)
 {
-	struct conf_doc *doc;
-	int rc;
-
-	if (conf_load_string(name, text, len, &doc, err, errlen) != 0)
-		return -EINVAL;
-	rc = parse_doc(doc, name, cfg, err, errlen);
-	conf_free(doc);
-	return rc;
+	return agent_config_parse_string_mode(name, text, len, true, cfg, err, errlen);
 }
 
 void
 agent_config_free(struct agent_config *cfg)
 {
-	for (size_t i = 0; i < cfg->nbuses; i++)
+	for (size_t i = 0; i < cfg->nbuses; i++) {
 		free(cfg->buses[i].devs);
+		free(cfg->buses[i].off);
+	}
 	free(cfg->buses);
 	free(cfg->mqtt);
 	cfg->mqtt = NULL;
