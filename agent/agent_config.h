@@ -77,6 +77,7 @@ struct agent_config {
 	    [4096];       /* the bad profiles' own errors (strict), reported before the config's */
 	bool strict;      /* a bad or missing profile is an error, not a disabled device */
 	size_t ndisabled; /* devices disabled, over all buses */
+	bool profiles_unread; /* parsing: profiles_dir unusable, devices' profiles not looked up */
 };
 
 /*

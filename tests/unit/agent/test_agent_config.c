@@ -257,6 +257,63 @@ test_missing_profile_strict(void **state)
 	agent_config_free(&c);
 }
 
+/* Issue 18: every error of a file is reported, each with file:line:col, not just the first. */
+static void
+test_every_error_reported(void **state)
+{
+	static const char text[] =
+	    "agent:\n"                                       /* 1 */
+	    "  profiles_dir: " PROFILES_DIR "\n"             /* 2 */
+	    "  uplink: jsonl\n"                              /* 3 */
+	    "  log_level: loud\n"                            /* 4 */
+	    "  colour: red\n"                                /* 5 */
+	    "  metrics: {listen: 9880}\n"                    /* 6 */
+	    "  stats: {interval: 1ms}\n"                     /* 7 */
+	    "  buses:\n"                                     /* 8 */
+	    "    - name: r\n"                                /* 9 */
+	    "      type: rtu\n"                              /* 10 */
+	    "      device: /dev/null\n"                      /* 11 */
+	    "      baud: 12345\n"                            /* 12 */
+	    "      devices:\n"                               /* 13 */
+	    "        - {name: a, profile: eastron-sdm120}\n" /* 14: no unit_id */
+	    "        - {name: b, unit_id: 1, profile: eastron-sdm120, interval: 1ms}\n" /* 15 */
+	    "        - {name: b, unit_id: 2, profile: nosuch}\n" /* 16: twice, and no profile */
+	    "    - name: t\n"                                    /* 17 */
+	    "      type: tcp\n"                                  /* 18 */
+	    "      host: h\n"                                    /* 19 */
+	    "      port: 70000\n"                                /* 20 */
+	    "      devices: [{name: c, unit_id: 1, profile: eastron-sdm120, retries: 99}]\n"; /* 21 */
+	static const char *const want[] = {
+		"gw.yaml:4:14: ",  /* log_level */
+		"gw.yaml:5:3: ",   /* unknown key */
+		"gw.yaml:6:21: ",  /* listen */
+		"gw.yaml:7:21: ",  /* stats interval */
+		"gw.yaml:12:13: ", /* baud */
+		"gw.yaml:14:11: ", /* unit_id missing */
+		"gw.yaml:15:68: ", /* interval */
+		"gw.yaml:16:11: ", /* duplicate name b */
+		"gw.yaml:16:42: ", /* profile nosuch */
+		"gw.yaml:20:13: ", /* port */
+		"gw.yaml:21:73: ", /* retries */
+	};
+	struct agent_config c;
+	char err[4096];
+	size_t lines = 0;
+
+	(void)state;
+	assert_int_equal(
+	    agent_config_parse_string("gw.yaml", text, strlen(text), &c, err, sizeof(err)),
+	    -EINVAL);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (strstr(err, want[i]) == NULL)
+			fail_msg("no '%s' in:\n%s", want[i], err);
+	for (const char *p = err; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	if (lines + 1 != sizeof(want) / sizeof(want[0]))
+		fail_msg(
+		    "%zu errors, want %zu:\n%s", lines + 1, sizeof(want) / sizeof(want[0]), err);
+}
+
 int
 main(void)
 {
@@ -268,6 +325,7 @@ main(void)
 		cmocka_unit_test(test_bad_profile_disables_its_devices),
 		cmocka_unit_test(test_bad_profile_strict),
 		cmocka_unit_test(test_missing_profile_strict),
+		cmocka_unit_test(test_every_error_reported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
