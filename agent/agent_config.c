@@ -265,15 +265,15 @@ parse_mqtt(conf_node a, struct agent_config *cfg)
 static int
 parse_sections(conf_node a, struct agent_config *cfg)
 {
-	static const char *const jk[] = { "path", "commands", NULL };
-	static const char *const ck[] = { "topic", "response_topic", NULL };
-	static const char *const sk[] = { "file", "interval", NULL };
+	static const char *const jsonl_keys[] = { "path", "commands", NULL };
+	static const char *const cmd_keys[] = { "topic", "response_topic", NULL };
+	static const char *const stats_keys[] = { "file", "interval", NULL };
 	conf_node j = conf_get(a, "jsonl"), c = conf_get(a, "commands"), s = conf_get(a, "stats");
 	int bad = 0;
 
-	bad |= conf_check_keys(j, jk);
-	bad |= conf_check_keys(c, ck);
-	bad |= conf_check_keys(s, sk);
+	bad |= conf_check_keys(j, jsonl_keys);
+	bad |= conf_check_keys(c, cmd_keys);
+	bad |= conf_check_keys(s, stats_keys);
 	bad |= copy_opt(j, "path", "-", cfg->jsonl_path, sizeof(cfg->jsonl_path));
 	bad |= copy_opt(j, "commands", "", cfg->jsonl_commands, sizeof(cfg->jsonl_commands));
 	bad |= copy_opt(c, "topic", "", cfg->cmd_topic, sizeof(cfg->cmd_topic));
