@@ -338,6 +338,12 @@ cmd_buses(const struct ctl *c, bool devices)
 			jint(d, "requests"), jint(d, "responses"), jint(d, "timeouts"),
 			jint(d, "crc_errors"), jint(d, "exceptions"), jint(d, "published"));
 	}
+	/* Devices whose profile is bad or missing: not polled, their reason as the state. */
+	if (devices)
+		json_array_foreach(json_object_get(ag, "disabled_devices"), j, d)
+		    printf("%-16s %-16s %4lld %s\n", json_string_value(json_object_get(d, "bus")),
+			json_string_value(json_object_get(d, "name")), jint(d, "unit_id"),
+			json_string_value(json_object_get(d, "state")));
 	json_decref(ag);
 	return 0;
 }
