@@ -34,6 +34,7 @@ struct broker_msg {
 	/* A copy for one session matching through several subscriptions with identifiers: all
 	 * of them go in its one PUBLISH (5.0 3.3.4), stored at the end of the block. */
 	uint16_t n_sub_ids;
+	uint16_t xfrom; /* the instance it was published on (xlcore.c: retained order) */
 	struct mqtt_str content_type, response_topic, correlation;
 	struct mqtt_user_prop *user;
 	uint16_t n_user;

@@ -15,7 +15,9 @@
  *   session, then sends CONNACK with session present 1 and resends what is owed (DUP);
  * - shared subscription groups: each group has an owner instance (a hash of its filter);
  *   the others tell it how many members they have (a member message per join and leave), it
- *   alone picks, for each message, an instance with members, and sends that one a delivery.
+ *   alone picks, for each message, an instance with members, and sends that one a delivery;
+ * - a retained message's store order: each topic has an owner instance (a hash of the topic)
+ *   whose order every instance's retained store follows (retain_input).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +31,8 @@ enum {
 	XK_SESSION = 2,
 	XK_MEMBER = 3,
 	XK_DELIVER = 4,
-	XK_INTEREST = 5
+	XK_INTEREST = 5,
+	XK_RETAIN = 6
 };
 
 /* Every cross-lcore object starts like this (struct broker_msg does too). */
@@ -95,6 +98,15 @@ struct xinterest {
 	uint32_t got[]; /* xn entries */
 };
 
+/* A retained message stored on the topic's owner instance, for the others to store in the
+ * owner's order (not routed again: the PUBLISH itself was). Posted to every other instance,
+ * the last one frees it. */
+struct xretain {
+	uint32_t refcnt;
+	uint8_t xkind;
+	struct broker_msg *msg;
+};
+
 /* A share group's member count changed on instance from (to the owner), or a message for
  * the group (msg set, to the chosen instance). */
 struct xgroup {
@@ -117,18 +129,23 @@ xsession_free(struct xsession *x)
 	free(x);
 }
 
-/* Claims and interest summaries go to every instance: the last one frees it. */
+/* Claims, interest summaries and retained orders go to every instance: the last one frees
+ * it. */
 static void
 xhdr_unref(struct xhdr *x)
 {
-	if (__atomic_sub_fetch(&x->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
-		free(x);
+	if (__atomic_sub_fetch(&x->refcnt, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (x->xkind == XK_RETAIN)
+		broker_msg_unref(((struct xretain *)x)->msg);
+	free(x);
 }
 
 void
 broker_xmsg_free(struct broker_xmsg *x)
 {
-	if (((struct xhdr *)x)->xkind == XK_CLAIM || ((struct xhdr *)x)->xkind == XK_INTEREST)
+	if (((struct xhdr *)x)->xkind == XK_CLAIM || ((struct xhdr *)x)->xkind == XK_INTEREST ||
+	    ((struct xhdr *)x)->xkind == XK_RETAIN)
 		xhdr_unref((struct xhdr *)x);
 	else if (((struct xhdr *)x)->xkind == XK_SESSION)
 		xsession_free((struct xsession *)x); /* only ever posted to one instance */
@@ -274,7 +291,9 @@ xpend_fini(struct broker *b)
 static uint32_t
 post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struct broker_msg *m)
 {
-	bool keep = m != NULL && (m->qos > 0 || m->retain);
+	/* Kept when the ring is full: a retained order lost would leave retained stores that
+	 * differ for good. */
+	bool keep = x->xkind == XK_RETAIN || (m != NULL && (m->qos > 0 || m->retain));
 	uint32_t n = 0;
 
 	for (uint32_t dst = 0; dst < b->xn; dst++) {
@@ -296,20 +315,21 @@ post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struc
 	return n;
 }
 
+/* The instance that owns a share group (by its filter) or a retained topic (by its name). */
 static uint32_t
-group_owner_of(const struct broker *b, const char *filter, size_t len)
+owner_of(const struct broker *b, const char *s, size_t len)
 {
 	uint32_t h = 2166136261u;
 
 	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)filter[i]) * 16777619u;
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
 	return h % b->xn;
 }
 
 bool
 xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
 {
-	return b->xn <= 1 || group_owner_of(b, filter, len) == b->xself;
+	return b->xn <= 1 || owner_of(b, filter, len) == b->xself;
 }
 
 static void
@@ -342,7 +362,7 @@ xlcore_group_member(struct broker *b, const struct share_group *g, int delta)
 {
 	uint32_t owner;
 
-	if (b->xops == NULL || (owner = group_owner_of(b, g->filter, g->filter_len)) == b->xself)
+	if (b->xops == NULL || (owner = owner_of(b, g->filter, g->filter_len)) == b->xself)
 		return;
 	post_group(b, owner, XK_MEMBER, delta, g, NULL);
 }
@@ -365,9 +385,42 @@ replay_keep(struct broker *b, struct broker_msg *m)
 	*slot = m;
 }
 
+/*
+ * One order of retained messages per topic on every instance [MQTT-3.3.1-5]: the topic's
+ * owner stores them in the order they reach it, and every other instance stores them in that
+ * order: a message from the owner when it arrives (its ring is in order), one from a third
+ * instance only when the owner sends it on (XK_RETAIN). Without this, "A" published on one
+ * lcore and "B" on another at the same time left each holding the other's, for good. The
+ * publishing instance stores its own at once, so that its clients see it on their next
+ * SUBSCRIBE; the owner's order then reaches it too (its own message comes back last when
+ * nothing newer came), so all end alike.
+ */
+static void
+retain_input(struct broker *b, struct broker_msg *m)
+{
+	uint32_t owner = owner_of(b, m->topic.s, m->topic.len);
+	struct xretain *x;
+
+	if (m->xfrom == owner) {
+		retain_set(b, m);
+		return;
+	}
+	if (owner != b->xself)
+		return; /* its owner's XK_RETAIN says when */
+	retain_set(b, m);
+	if ((x = malloc(sizeof(*x))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return;
+	}
+	*x = (struct xretain){ .refcnt = 1, .xkind = XK_RETAIN, .msg = m };
+	broker_msg_ref(m);
+	post_all(b, (struct xhdr *)x, BROKER_C_XLCORE_RETAIN_TX, NULL);
+}
+
 void
 broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 {
+	m->xfrom = (uint16_t)b->xself;
 	if (m->retain)
 		retain_set(b, m);
 	broker_route(b, m, matched);
@@ -832,6 +885,8 @@ broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 		struct xgroup *g = (struct xgroup *)x;
 
 		tt_group_remote(b, g->filter, g->len, g->from, g->delta);
+	} else if (((struct xhdr *)x)->xkind == XK_RETAIN) {
+		retain_set(b, ((struct xretain *)x)->msg);
 	} else if (((struct xhdr *)x)->xkind == XK_DELIVER) {
 		struct xgroup *g = (struct xgroup *)x;
 
@@ -843,7 +898,7 @@ broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 
 		broker_count(b, BROKER_C_XLCORE_RX);
 		if (m->retain)
-			retain_set(b, m);
+			retain_input(b, m);
 		broker_route(b, m, &matched);
 	}
 	broker_xmsg_free(x);
