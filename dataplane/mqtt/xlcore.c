@@ -291,9 +291,11 @@ xpend_fini(struct broker *b)
 static uint32_t
 post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struct broker_msg *m)
 {
-	/* Kept when the ring is full: a retained order lost would leave retained stores that
-	 * differ for good. */
-	bool keep = x->xkind == XK_RETAIN || (m != NULL && (m->qos > 0 || m->retain));
+	/* Kept when the ring is full: a claim lost would leave two live connections for one
+	 * client id [MQTT-3.1.4-3] (or a session where its client is no more); a retained order
+	 * lost, retained stores that differ for good. */
+	bool keep = x->xkind == XK_RETAIN || x->xkind == XK_CLAIM ||
+	    (m != NULL && (m->qos > 0 || m->retain));
 	uint32_t n = 0;
 
 	for (uint32_t dst = 0; dst < b->xn; dst++) {
@@ -578,6 +580,10 @@ session_pack(const struct broker_session *s, const char *id, uint16_t id_len, ui
 	return x;
 }
 
+/* An answer that does not fit the claimer's ring waits for room, in order, like a QoS 1
+ * copy: dropped, the session would stay here as a ghost that a later CONNECT here resumes
+ * (present 1, what the client acknowledged on the other lcore sent again), and a "none"
+ * would make the claimer wait for its timeout. */
 static bool
 post_answer(struct broker *b, struct xsession *x, uint32_t to)
 {
@@ -585,16 +591,11 @@ post_answer(struct broker *b, struct xsession *x, uint32_t to)
 		broker_count(b, BROKER_C_NOMEM);
 		return false;
 	}
-	if (!b->xops->post(b->xctx, to, (struct broker_xmsg *)x)) {
-		xsession_free(x);
-		broker_count(b, BROKER_C_XLCORE_DROP);
-		return false;
-	}
-	return true;
+	return xpost(b, to, (struct xhdr *)x, true) >= 0;
 }
 
-/* The session goes to the instance its client reconnected to. When it cannot be sent, it
- * stays here (the claimer's wait times out): kept rather than lost. */
+/* The session goes to the instance its client reconnected to. When it cannot be packed (out
+ * of memory), it stays here (the claimer's wait times out): kept rather than lost. */
 static void
 session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 {

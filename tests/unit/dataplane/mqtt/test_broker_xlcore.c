@@ -429,6 +429,81 @@ test_claim_timeout(void **state)
 	fx_xq_free(&q, x);
 }
 
+/* Fill instance 1's queue with QoS 0 messages published on instance 0 (connection 1). */
+static void
+fill_queue_to_1(struct fx_xq *q, struct fx *x[2])
+{
+	while (q->n[1] < q->cap)
+		fx_publish(x[0], 1, "fill", "f", 0, 0, false);
+}
+
+/* A client id claim that meets a full queue waits for room (it used to be dropped, leaving
+ * two live connections for one client id [MQTT-3.1.4-3]). */
+static void
+test_claim_kept_when_queue_full(void **state)
+{
+	struct fx *x[2];
+	struct fx_xq q;
+
+	(void)state;
+	fx_xq_pair(&q, x, QCAP, NULL);
+	fx_connect(x[1], 0, MQTT_V5, "twice", true, 60, NULL);
+	fx_connect(x[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_xq_pump(&q, x);
+	fill_queue_to_1(&q, x);
+	x[0]->now += 10;
+	fx_connect(x[0], 0, MQTT_V5, "twice", true, 60, NULL); /* its claim finds no room */
+	fx_xq_pump(&q, x);
+	fx_xq_pump(&q, x);
+	fx_expect_type(x[1], 0, MQTT_DISCONNECT, MQTT_RC_SESSION_TAKEN_OVER);
+	assert_true(x[1]->f[0].closed);
+	assert_false(x[0]->f[0].closed);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_DROP), 0);
+	fx_xq_free(&q, x);
+}
+
+/* The answer with the session meets a full queue: it waits for room and the session leaves
+ * the old lcore. It used to be dropped, leaving a ghost there: the client, told session
+ * present 0 after the claim timeout, got nothing of its session, and when it came back to
+ * the old lcore the ghost resumed (present 1) with messages it had acknowledged since. */
+static void
+test_session_answer_kept_when_queue_full(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct mqtt_publish p;
+	struct fx *x[2];
+	struct fx_xq q;
+
+	(void)state;
+	fx_xq_pair(&q, x, QCAP, NULL);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	roamer_on_0(&q, x, MQTT_V5, &props);
+	fx_connect_start(x[1], 0, MQTT_V5, "roamer", false, 60, &props);
+	assert_int_equal(q.n[0], 1); /* the claim */
+	fill_queue_to_1(&q, x);
+	broker_xlcore_input(x[0]->b, q.m[0][0], x[0]->now); /* the answer finds no room */
+	q.n[0] = 0;
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_SESSION_MOVED), 1); /* gone from here */
+	fx_tick(x[1], 1000); /* the claim times out first */
+	assert_false(fx_connack(x[1], 0));
+	fx_xq_pump(&q, x);
+	fx_xq_pump(&q, x); /* the session comes late: merged */
+	assert_int_equal(fx_count(x[1], BROKER_C_XLCORE_SESSION_MERGED), 1);
+	p = fx_expect_publish(x[1], 0, "m/1", "unacked", 1);
+	fx_ack(x[1], 0, MQTT_PUBACK, p.packet_id);
+	p = fx_expect_publish(x[1], 0, "m/2", "queued", 1);
+	fx_ack(x[1], 0, MQTT_PUBACK, p.packet_id);
+	fx_expect_none(x[1], 0);
+	fx_close(x[1], 0);
+	fx_xq_pump(&q, x);
+	x[0]->now += 10;
+	assert_true(connect_x(&q, x, 0, 0, MQTT_V5, "roamer", false, &props));
+	fx_expect_none(x[0], 0); /* nothing it acknowledged comes again */
+	fx_publish(x[0], 1, "m/3", "still", 0, 0, false);
+	fx_expect_publish(x[0], 0, "m/3", "still", 0);
+	fx_xq_free(&q, x);
+}
+
 /* An lcore whose subscriptions cannot match a topic (its first level) is not posted it;
  * retained messages still go everywhere; a wildcard first level wants everything. */
 static void
@@ -627,6 +702,8 @@ main(void)
 		cmocka_unit_test(test_qos2_rx_moved),
 		cmocka_unit_test(test_qos2_out_moved),
 		cmocka_unit_test(test_claim_timeout),
+		cmocka_unit_test(test_claim_kept_when_queue_full),
+		cmocka_unit_test(test_session_answer_kept_when_queue_full),
 		cmocka_unit_test(test_interest_skip),
 		cmocka_unit_test(test_interest_follows_session),
 		cmocka_unit_test(test_stale_claim_ignored),
