@@ -107,14 +107,16 @@ struct xretain {
 	struct broker_msg *msg;
 };
 
-/* A share group's member count changed on instance from (to the owner), or a message for
- * the group (msg set, to the chosen instance). */
+/* A share group's member count on instance from (to the owner: the count itself, not a
+ * change, so one lost is made good by the next), or a message for the group (msg set: to the
+ * chosen instance, or back to the owner when that one's members left). */
 struct xgroup {
 	uint32_t refcnt;
 	uint8_t xkind;
-	int8_t delta;
+	uint8_t hops; /* XK_DELIVER: how many times it crossed already */
 	uint16_t len;
 	uint32_t from;
+	uint32_t count; /* XK_MEMBER: members on from */
 	struct broker_msg *msg;
 	char filter[];
 };
@@ -334,46 +336,57 @@ xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
 	return b->xn <= 1 || owner_of(b, filter, len) == b->xself;
 }
 
-static void
-post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta, const struct share_group *g,
-    struct broker_msg *m)
+/* false: not posted (out of memory, or a QoS 0 delivery that found the ring full) */
+static bool
+post_group(struct broker *b, uint32_t dst, uint8_t kind, const char *filter, size_t len,
+    uint32_t count, struct broker_msg *m, uint8_t hops)
 {
-	struct xgroup *x = calloc(1, sizeof(*x) + g->filter_len);
+	struct xgroup *x = calloc(1, sizeof(*x) + len);
+	int rc;
 
 	if (x == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
-		return;
+		return false;
 	}
 	*x = (struct xgroup){ .refcnt = 1,
 		.xkind = kind,
-		.delta = (int8_t)delta,
-		.len = g->filter_len,
+		.hops = hops,
+		.len = (uint16_t)len,
 		.from = b->xself,
+		.count = count,
 		.msg = m };
-	memcpy(x->filter, g->filter, g->filter_len);
+	memcpy(x->filter, filter, len);
 	if (m != NULL)
 		broker_msg_ref(m);
-	/* a member count lost would leave the owner's count wrong for good: kept like QoS 1/2 */
-	if (xpost(b, dst, (struct xhdr *)x, kind == XK_MEMBER || (m != NULL && m->qos > 0)) > 0 &&
-	    m != NULL)
+	/* member counts wait for room like QoS 1/2 (a lost one is also made good by the next) */
+	rc = xpost(b, dst, (struct xhdr *)x, kind == XK_MEMBER || (m != NULL && m->qos > 0));
+	if (rc > 0 && m != NULL)
 		broker_count(b, BROKER_C_XLCORE_TX);
+	return rc >= 0;
 }
 
-void
-xlcore_group_member(struct broker *b, const struct share_group *g, int delta)
+bool
+xlcore_group_member(struct broker *b, const struct share_group *g)
 {
 	uint32_t owner;
 
 	if (b->xops == NULL || (owner = owner_of(b, g->filter, g->filter_len)) == b->xself)
-		return;
-	post_group(b, owner, XK_MEMBER, delta, g, NULL);
+		return true;
+	return post_group(b, owner, XK_MEMBER, g->filter, g->filter_len, g->n_members, NULL, 0);
 }
 
 void
-xlcore_group_deliver(
-    struct broker *b, uint32_t dst, const struct share_group *g, struct broker_msg *m)
+xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
+    struct broker_msg *m, uint8_t hops)
 {
-	post_group(b, dst, XK_DELIVER, 0, g, m);
+	post_group(b, dst, XK_DELIVER, filter, len, 0, m, hops);
+}
+
+void
+xlcore_group_bounce(
+    struct broker *b, const char *filter, size_t len, struct broker_msg *m, uint8_t hops)
+{
+	post_group(b, owner_of(b, filter, len), XK_DELIVER, filter, len, 0, m, (uint8_t)(hops + 1));
 }
 
 /* Kept while a claim is open: see struct broker. The oldest goes when the ring is full. */
@@ -848,6 +861,8 @@ xlcore_tick(struct broker *b)
 {
 	if (b->xops != NULL && b->interest_dirty)
 		interest_announce(b);
+	if (b->xops != NULL)
+		tt_group_counts_retry(b);
 	broker_xlcore_retry(b, b->now_ms);
 }
 
@@ -885,14 +900,14 @@ broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 	} else if (((struct xhdr *)x)->xkind == XK_MEMBER) {
 		struct xgroup *g = (struct xgroup *)x;
 
-		tt_group_remote(b, g->filter, g->len, g->from, g->delta);
+		tt_group_remote(b, g->filter, g->len, g->from, g->count);
 	} else if (((struct xhdr *)x)->xkind == XK_RETAIN) {
 		retain_set(b, ((struct xretain *)x)->msg);
 	} else if (((struct xhdr *)x)->xkind == XK_DELIVER) {
 		struct xgroup *g = (struct xgroup *)x;
 
 		broker_count(b, BROKER_C_XLCORE_RX);
-		tt_group_deliver(b, g->filter, g->len, g->msg);
+		tt_group_deliver(b, g->filter, g->len, g->msg, g->from, g->hops);
 	} else {
 		struct broker_msg *m = (struct broker_msg *)x;
 		bool matched;
