@@ -107,6 +107,9 @@ tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from,
  * owner picks again). hops: how many times it crossed already. */
 void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m,
     uint32_t from, uint8_t hops);
+/* Owner: a member of g here leaves with its session for instance to; count it there at
+ * once (that instance's own count, after it restored the session, replaces the guess). */
+void tt_group_moved(struct broker *b, struct share_group *g, uint32_t to);
 /* Post our member counts that did not reach their owner (xlcore_tick). */
 void tt_group_counts_retry(struct broker *b);
 bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len);

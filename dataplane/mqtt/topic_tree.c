@@ -216,6 +216,24 @@ tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from,
 	group_drop_if_empty(b, g);
 }
 
+/* Between the move and the new instance's count, the owner would see no member there (and,
+ * if that was the last one, drop the group): what was published meanwhile would not reach
+ * the group. Counted there now, a delivery goes to the new instance behind the session
+ * (same ring, in order); should the session not arrive there after all, the delivery comes
+ * back and corrects the count (tt_group_deliver). */
+void
+tt_group_moved(struct broker *b, struct share_group *g, uint32_t to)
+{
+	if (!xlcore_group_owner(b, g->filter, g->filter_len) || to >= b->xn || to == b->xself)
+		return;
+	if (g->remote == NULL && (g->remote = calloc(b->xn, sizeof(*g->remote))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return;
+	}
+	g->remote[to]++;
+	g->n_remote++;
+}
+
 void
 tt_group_counts_retry(struct broker *b)
 {

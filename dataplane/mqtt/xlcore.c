@@ -625,6 +625,9 @@ session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 		b->peers[c->from].pending |= buckets;
 		b->peers[c->from].moved_to++;
 	}
+	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess)
+		if (sub->group != NULL)
+			tt_group_moved(b, sub->group, c->from);
 	broker_count(b, BROKER_C_XLCORE_SESSION_MOVED);
 	will_clear(s); /* its client is back (elsewhere): a delayed will is not sent */
 	session_destroy(s);

@@ -793,6 +793,55 @@ test_shared_no_member_counted(void **state)
 	fx_xq_free(&q, x);
 }
 
+/* A session whose shared subscription is the owner's last member moves to lcore 1: what is
+ * published on either lcore while it is on the way (after it left lcore 0, before lcore 1
+ * told the owner its count) reaches it there. The owner used to drop the group then, and
+ * those acknowledged messages reached nobody. */
+static void
+test_shared_member_moving(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct mqtt_packet p;
+	struct fx *x[2];
+	struct fx_xq q;
+	int got = 0;
+
+	(void)state;
+	fx_xq_pair(&q, x, QCAP, NULL);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	assert_false(connect_x(&q, x, 0, 0, MQTT_V5, "mover", false, &props));
+	fx_connect(x[0], 1, MQTT_V5, "p0", true, 60, NULL);
+	fx_connect(x[1], 1, MQTT_V5, "p1", true, 60, NULL);
+	fx_xq_pump(&q, x);
+	fx_subscribe(x[0], 0, "$share/g/s/#", 1); /* lcore 0 owns the group */
+	fx_close(x[0], 0);
+	fx_xq_pump(&q, x);
+	x[1]->now += 10;
+	fx_connect_start(x[1], 0, MQTT_V5, "mover", false, 60, &props);
+	assert_int_equal(q.n[0], 1);
+	broker_xlcore_input(x[0]->b, q.m[0][0], x[0]->now); /* the session leaves lcore 0 */
+	q.n[0] = 0;
+	fx_publish(x[1], 1, "s/a", "during", 1, 1, false);
+	fx_expect_type(x[1], 1, MQTT_PUBACK, 0);
+	fx_publish(x[0], 1, "s/b", "after", 1, 1, false);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	for (int i = 0; i < 3; i++)
+		fx_xq_pump(&q, x);
+	assert_true(fx_connack(x[1], 0));
+	while (fx_next(x[1], 0, &p)) {
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		fx_ack(x[1], 0, MQTT_PUBACK, p.publish.packet_id);
+		got++;
+	}
+	assert_int_equal(got, 2);
+	assert_int_equal(fx_count(x[0], BROKER_C_SHARED_NO_MEMBER), 0);
+	fx_publish(x[0], 1, "s/c", "later", 1, 2, false); /* the count from lcore 1 took over */
+	for (int i = 0; i < 3; i++)
+		fx_xq_pump(&q, x);
+	fx_expect_publish(x[1], 0, "s/c", "later", 1);
+	fx_xq_free(&q, x);
+}
+
 /* Each instance's $SYS values reach clients on every instance. */
 static void
 test_sys_across(void **state)
@@ -839,6 +888,7 @@ main(void)
 		cmocka_unit_test(test_shared_members_left_rerouted),
 		cmocka_unit_test(test_shared_lost_count_repaired),
 		cmocka_unit_test(test_shared_no_member_counted),
+		cmocka_unit_test(test_shared_member_moving),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
