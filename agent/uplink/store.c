@@ -184,8 +184,8 @@ give(struct store *s, uint64_t seq, const char *topic, const void *p, size_t len
 	}
 	s->cnt[STORE_C_send_invalid]++;
 	LOG_RATELIMITED(LOG_LVL_WARN, 60,
-	    "store: record %llu to %s can never be sent (%s): released", (unsigned long long)seq,
-	    topic, strerror(-rc));
+	    "store: record %llu to %.100s can never be sent (%s): released",
+	    (unsigned long long)seq, topic, strerror(-rc));
 	spool_ack(s->sp, seq);
 	return 1;
 }
