@@ -6,22 +6,26 @@
 #define EDGEGW_AGENT_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agent_config.h"
 #include "loop.h"
 #include "bus.h"
 #include "msgq.h"
+#include "store.h"
 #include "uplink.h"
 
 struct agent {
 	const char *cfg_path;
+	bool strict; /* --strict: a bad or missing profile stops the agent (and a reload) */
 	struct agent_config cfg;
 	struct agent_loop *loop;
 	struct agent_msgq q;
 	struct mb_bus **buses;
 	size_t nbuses;
 	struct uplink *up;
+	struct store *store; /* rules + spool: readings go through it to the uplink */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */
@@ -30,6 +34,7 @@ struct agent {
 	 * loop makes each tick are written, under stats_lock. */
 	pthread_mutex_t stats_lock;
 	struct uplink_stats up_snap;
+	struct store_stats store_snap;
 	uint64_t cmd_rejected_snap;
 	struct agent_metrics *metrics;
 };

@@ -4,7 +4,9 @@
  * then what is queued goes to the uplink, then the uplink closes. SIGHUP reloads the config
  * (checked whole first), SIGUSR1 logs the stats. Under systemd (Type=notify): READY once
  * started, the watchdog pinged from the loop's tick, RELOADING/STOPPING around those.
- *   edgegw-agent [-c FILE] [--check] [-v]
+ * A device whose profile is bad or missing is disabled (logged, counted, listed in the stats)
+ * and the others run; --strict (and --check) make that an error instead.
+ *   edgegw-agent [-c FILE] [--check] [--strict] [-v]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -94,11 +96,59 @@ on_messages(void *arg, uint32_t events)
 	struct agent_msg *m = agent_msgq_take_all(&a->q), *next;
 
 	(void)events;
+	uint64_t seq;
+	int rc;
+
 	for (; m != NULL; m = next) {
 		next = m->next;
-		uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
+		/* command responses answer now or never: in memory; readings through the store */
+		if (a->cfg.cmd_response_topic[0] &&
+		    strcmp(m->topic, a->cfg.cmd_response_topic) == 0)
+			uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
+		else if ((rc = store_submit(a->store, m->topic, m->payload, m->len, m->qos,
+			      m->retain, &seq)) != 0 &&
+		    rc != -ENOENT)
+			LOG_RATELIMITED(LOG_LVL_WARN, 60, "store: reading on %s not stored: %s",
+			    m->topic, strerror(-rc));
 		free(m);
 	}
+}
+
+/* One line per bad profile file and per disabled device (the config keeps them all). */
+static void
+log_disabled(const struct agent_config *c)
+{
+	char line[1100];
+
+	for (size_t i = 0; i < c->profiles.nbad; i++) {
+		const struct mb_profile_bad *p = &c->profiles.bad[i];
+		size_t n = 0;
+
+		for (const char *s = p->error; *s && n + 3 < sizeof(line); s++) {
+			if (*s == '\n') {
+				line[n++] = ';';
+				line[n++] = ' ';
+			} else {
+				line[n++] = *s;
+			}
+		}
+		line[n] = '\0';
+		log_err("profile '%s' does not load, its devices are disabled: %s", p->name, line);
+	}
+	for (size_t i = 0; i < c->nbuses; i++)
+		for (size_t j = 0; j < c->buses[i].noff; j++)
+			log_err("bus %s: device %s (unit %u) disabled: %s", c->buses[i].name,
+			    c->buses[i].off[j].name, c->buses[i].off[j].unit_id,
+			    c->buses[i].off[j].disabled);
+}
+
+static void
+on_store(void *arg, uint32_t events)
+{
+	struct agent *a = arg;
+
+	(void)events;
+	store_process(a->store);
 }
 
 static int
@@ -110,7 +160,12 @@ buses_start(struct agent *a)
 	if (a->buses == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->cfg.nbuses; i++) {
-		rc = mb_bus_create(&a->buses[i], &a->cfg.buses[i], a->cfg.topic_prefix,
+		if (a->cfg.buses[i].ndevs == 0) {
+			log_warnx("bus %s: every device on it is disabled; not started",
+			    a->cfg.buses[i].name);
+			continue;
+		}
+		rc = mb_bus_create(&a->buses[a->nbuses], &a->cfg.buses[i], a->cfg.topic_prefix,
 		    a->cfg.cmd_response_topic, &a->q);
 		if (rc != 0)
 			return rc;
@@ -127,7 +182,7 @@ buses_stop(struct agent *a)
 {
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_stop(a->buses[i]);
-	if (a->up != NULL && a->q.efd >= 0)
+	if (a->store != NULL && a->q.efd >= 0)
 		on_messages(a, 0); /* what the stopped buses produced still goes out */
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_destroy(a->buses[i]);
@@ -170,13 +225,14 @@ agent_reload(struct agent *a)
 	int rc;
 
 	sd_notify(0, "RELOADING=1");
-	if (agent_config_load(a->cfg_path, &nc, err, sizeof(err)) != 0) {
+	if (agent_config_load_mode(a->cfg_path, a->strict, &nc, err, sizeof(err)) != 0) {
 		log_err("reload: %s; the running config stays", err);
 		sd_notify(0, "READY=1");
 		return;
 	}
 	keep_uplink_settings(&a->cfg, &nc);
 	agent_metrics_keep_settings(&a->cfg, &nc);
+	log_disabled(&nc);
 	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
 	buses_stop(a);
 	agent_config_free(&a->cfg);
@@ -190,8 +246,8 @@ agent_reload(struct agent *a)
 		agent_loop_stop(a->loop);
 		return;
 	}
-	log_info(
-	    "reload: %zu buses, %zu profiles from %s", a->nbuses, a->cfg.profiles.n, a->cfg_path);
+	log_info("reload: %zu buses, %zu profiles from %s (%zu devices disabled)", a->nbuses,
+	    a->cfg.profiles.n, a->cfg_path, a->cfg.ndisabled);
 	sd_notify(0, "READY=1");
 }
 
@@ -226,6 +282,8 @@ on_tick(void *arg, uint64_t now_ms)
 		sd_notify(0, "WATCHDOG=1");
 		a->next_watchdog_ms = now_ms + a->watchdog_ms / 2;
 	}
+	if (a->store != NULL)
+		store_process(a->store); /* a report missed or a held record: at least each tick */
 	agent_stats_snapshot(a);
 	if (!a->cfg.stats_file[0] || now_ms < a->next_stats_ms)
 		return;
@@ -247,6 +305,25 @@ make_uplink(struct agent *a)
 	return uplink_mqtt_create(&a->up, a->loop, c->mqtt, on_command, a);
 }
 
+/* The store between the producers and the uplink: the spool with the mqtt uplink (or when
+ * uplink.spool is written), straight through otherwise. At most half the client's queue is given
+ * to it at once, so command responses always find room. */
+static int
+make_store(struct agent *a)
+{
+	struct agent_config *c = &a->cfg;
+	bool spool = c->uplink == AGENT_UPLINK_MQTT || c->store->spool_set;
+	size_t inflight = STORE_MAX_INFLIGHT_DEF;
+	int rc;
+
+	if (c->uplink == AGENT_UPLINK_MQTT && c->mqtt->max_queue / 2 < inflight)
+		inflight = c->mqtt->max_queue / 2 ? c->mqtt->max_queue / 2 : 1;
+	if ((rc = store_open(&a->store, c->store, spool, a->up, inflight)) != 0)
+		return rc;
+	store_start(a->store);
+	return agent_loop_add_fd(a->loop, store_event_fd(a->store), EPOLLIN, on_store, a);
+}
+
 static int
 agent_start(struct agent *a)
 {
@@ -257,7 +334,8 @@ agent_start(struct agent *a)
 	    (rc = agent_loop_set_signal_handler(a->loop, on_signal, a)) != 0 ||
 	    (rc = agent_msgq_init(&a->q, 100000)) != 0 ||
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
-	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0)
+	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
+	    (rc = make_store(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
@@ -275,7 +353,11 @@ agent_stop(struct agent *a)
 	if (a->cfg.stats_file[0] && a->loop != NULL)
 		agent_stats_write_file(a, a->cfg.stats_file);
 	buses_stop(a);
-	uplink_destroy(a->up);
+	uplink_destroy(a->up); /* what is in flight stays in the spool for the next start */
+	if (a->store != NULL)
+		agent_loop_del_fd(a->loop, store_event_fd(a->store));
+	store_close(a->store); /* commits what the buses gave last */
+	a->store = NULL;
 	if (a->q.efd > 0)
 		agent_msgq_destroy(&a->q);
 	agent_loop_destroy(a->loop);
@@ -286,10 +368,12 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: edgegw-agent [-c FILE] [--check] [-v]\n"
+	    "usage: edgegw-agent [-c FILE] [--check] [--strict] [-v]\n"
 	    "  -c, --config FILE  gateway config, its 'agent:' section (default " EDGEGW_CONFDIR
 	    "/gateway.yaml)\n"
-	    "      --check        validate the config and its profiles, then exit 0/1\n"
+	    "      --check        validate the config and its profiles, then exit 0/1 (strict)\n"
+	    "      --strict       a bad or missing profile is an error (exit 1), not a disabled\n"
+	    "                     device; also on reload\n"
 	    "  -v, --verbose      debug logging\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         this help\n"
@@ -301,9 +385,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
-		{ "check", no_argument, NULL, 'k' }, { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 } };
+		{ "check", no_argument, NULL, 'k' }, { "strict", no_argument, NULL, 's' },
+		{ "verbose", no_argument, NULL, 'v' }, { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 } };
 	const char *path = EDGEGW_CONFDIR "/gateway.yaml";
 	uint64_t wd_us = 0;
 	bool check = false, verbose = false;
@@ -321,6 +405,9 @@ main(int argc, char **argv)
 			break;
 		case 'k':
 			check = true;
+			break;
+		case 's':
+			a.strict = true;
 			break;
 		case 'v':
 			verbose = true;
@@ -342,7 +429,7 @@ main(int argc, char **argv)
 	}
 	log_init("edgegw-agent", LOG_LVL_INFO);
 	a.cfg_path = path;
-	if (agent_config_load(path, &a.cfg, err, sizeof(err)) != 0) {
+	if (agent_config_load_mode(path, a.strict || check, &a.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "edgegw-agent: %s\n", err);
 		return 1;
 	}
@@ -352,11 +439,12 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(verbose ? LOG_LVL_DEBUG : a.cfg.log_level);
+	log_disabled(&a.cfg);
 	if (sd_watchdog_enabled(0, &wd_us) > 0)
 		a.watchdog_ms = wd_us / 1000;
 	rc = agent_start(&a);
 	if (rc == 0) {
-		log_info("started: %zu buses", a.nbuses);
+		log_info("started: %zu buses, %zu devices disabled", a.nbuses, a.cfg.ndisabled);
 		sd_notifyf(0, "READY=1\nSTATUS=%zu bus(es) polling", a.nbuses);
 		rc = agent_loop_run(a.loop);
 		sd_notify(0, "STOPPING=1");

@@ -57,6 +57,37 @@ render_uplink_link(const struct uplink_stats *u, FILE *f)
 	}
 }
 
+/* The store's counters (store_stats.def, TYPE and class from their KIND) and the spool's
+ * (spool_counters.def: COUNTER or GAUGE). */
+static void
+render_store(const struct store_stats *s, FILE *f)
+{
+	char name[160];
+	double scale;
+
+	for (int c = 0; c < STORE_C_COUNT; c++) {
+		bool gauge = counter_kind_is_gauge(store_counter_kind[c]);
+		const char *const cls[] = { "class", counter_kind_name(store_counter_kind[c]),
+			NULL };
+
+		prom_name(name, sizeof(name), "edgegw_agent_store_", store_counter_names[c],
+		    gauge ? "" : "_total", &scale);
+		prom_family(f, name, gauge ? "gauge" : "counter", store_counter_help[c]);
+		prom_sample(f, name, gauge ? NULL : cls, (double)s->c[c] * scale);
+	}
+	if (!s->has_spool)
+		return;
+	for (int c = 0; c < SPOOL_C_N; c++) {
+		bool gauge = spool_counter_kind((enum spool_counter)c) == SPOOL_GAUGE;
+
+		prom_name(name, sizeof(name), "edgegw_agent_spool_",
+		    spool_counter_name((enum spool_counter)c), gauge ? "" : "_total", &scale);
+		prom_family(f, name, gauge ? "gauge" : "counter",
+		    spool_counter_desc((enum spool_counter)c));
+		prom_sample(f, name, NULL, (double)s->spool[c] * scale);
+	}
+}
+
 static void
 render_uplink(const struct agent *a, FILE *f)
 {
@@ -87,6 +118,7 @@ render_uplink(const struct agent *a, FILE *f)
 		    (unsigned long long)*(const uint64_t *)((const char *)u + ctr[i].off));
 	}
 	render_uplink_link(u, f);
+	render_store(&a->store_snap, f);
 }
 
 enum bus_field {
@@ -189,6 +221,23 @@ render_devices(const struct agent *a, FILE *f)
 	}
 }
 
+/* Devices not running because their profile is bad or missing: a total and one sample each. */
+static void
+render_disabled(const struct agent_config *c, FILE *f)
+{
+	agent_family(f, "edgegw_agent_devices_disabled", "gauge",
+	    "devices not polled because their profile is bad or missing", (double)c->ndisabled);
+	prom_family(f, "edgegw_agent_device_disabled", "gauge",
+	    "1 for each device not polled (its profile is bad or missing; the log says why)");
+	for (size_t i = 0; i < c->nbuses; i++)
+		for (size_t j = 0; j < c->buses[i].noff; j++)
+			prom_sample_u64(f, "edgegw_agent_device_disabled",
+			    (const char *const[]){ "bus", c->buses[i].name, "device",
+				c->buses[i].off[j].name, "profile", c->buses[i].off[j].profile_name,
+				NULL },
+			    1);
+}
+
 void
 agent_metrics_render(const struct agent *a, FILE *f)
 {
@@ -205,6 +254,7 @@ agent_metrics_render(const struct agent *a, FILE *f)
 	render_uplink(a, f);
 	render_buses(a, f);
 	render_devices(a, f);
+	render_disabled(&a->cfg, f);
 }
 
 static enum MHD_Result

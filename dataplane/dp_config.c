@@ -8,10 +8,11 @@
 
 #include "broker_conf.h"
 #include "conf.h"
+#include "rules.h"
 #include "tcp_conf.h"
 #include "log.h"
 
-static const char *const top_keys[] = { "dataplane", "agent", NULL };
+static const char *const top_keys[] = { "dataplane", "agent", "uplink", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
 	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", NULL };
 static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", "rx_desc",
@@ -263,6 +264,17 @@ check_cross(conf_node dp, struct dp_config *cfg)
 	}
 }
 
+/* uplink: (lib/rules) is shared with the agent: checked here too, so --check refuses what the
+ * agent would; the dataplane does not use the rules yet. */
+static void
+check_uplink(conf_node up)
+{
+	struct rules *r;
+
+	if (rules_parse(up, &r) == 0)
+		rules_free(r);
+}
+
 int
 dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen)
 {
@@ -278,6 +290,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 		return -1;
 	root = conf_root(doc);
 	conf_check_keys(root, top_keys);
+	check_uplink(conf_get(root, "uplink"));
 	dp = conf_get(root, "dataplane");
 	if (!conf_present(dp)) {
 		conf_error(root, "no 'dataplane' section");

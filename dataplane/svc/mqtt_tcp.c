@@ -22,6 +22,7 @@
 
 #include "broker.h"
 #include "broker_conf.h"
+#include "mqtt_admin.h"
 #include "dp.h"
 #include "tcp.h"
 
@@ -35,9 +36,10 @@ struct mqtt_service {
 	uint64_t next_tick_ms;
 	struct mqtt_iov *iov; /* one entry per segment of the longest chain seen */
 	size_t iov_cap;
-	struct mqtt_tcp_conn *wake; /* the broker takes their held input again (input_ready) */
-	uint32_t pending_cap;       /* bytes taken from TCP and not yet used, per connection */
-	uint32_t live_gen;          /* the reload generation this instance has applied */
+	struct mqtt_tcp_conn *wake;  /* the broker takes their held input again (input_ready) */
+	uint32_t pending_cap;        /* bytes taken from TCP and not yet used, per connection */
+	uint32_t live_gen;           /* the reload generation this instance has applied */
+	struct mqtt_admin_slot *adm; /* the operator's requests (mqtt_admin.c) */
 };
 
 /* One per connection, in the TCB's app area (tcp_app_area): no allocation per connection.
@@ -463,6 +465,11 @@ mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_conf
 	}
 	if (n_xrings > 1)
 		broker_xlcore_attach(svc->b, lc->worker_idx, n_xrings, &x_ops, NULL);
+	if ((svc->adm = mqtt_admin_slot_new(lc->worker_idx)) == NULL) {
+		broker_destroy(svc->b);
+		free(svc);
+		return -ENOMEM;
+	}
 	if (sys_board != NULL)
 		broker_sys_attach(svc->b, sys_board, lc->worker_idx);
 	if ((rc = tcp_listen(lc, port, &mqtt_app_ops, svc)) != 0) {
@@ -501,6 +508,7 @@ mqtt_service_poll(struct dp_lcore *lc)
 		broker_reconfigure(svc->b, __atomic_load_n(&live_next, __ATOMIC_ACQUIRE), now);
 		__atomic_store_n(&svc->live_gen, g, __ATOMIC_RELEASE);
 	}
+	mqtt_admin_poll(svc->adm, svc->b, now);
 	if (now >= svc->next_tick_ms) {
 		broker_tick(svc->b, now);
 		svc->next_tick_ms = now + MQTT_TCP_TICK_MS;
@@ -569,7 +577,8 @@ svc_telemetry_init(void)
 		"What each counter of /edgegw/broker counts") |
 	    rte_telemetry_register_cmd("/edgegw/broker_kinds", tel_broker_describe,
 		"The kind of each counter of /edgegw/broker: info, drop, limit, bad_input, "
-		"error, gauge");
+		"error, gauge") |
+	    mqtt_admin_telemetry_init();
 }
 
 /* The broker's gauges (records, and the parts of sessions that exist only while used), summed

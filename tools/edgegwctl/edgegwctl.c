@@ -338,6 +338,12 @@ cmd_buses(const struct ctl *c, bool devices)
 			jint(d, "requests"), jint(d, "responses"), jint(d, "timeouts"),
 			jint(d, "crc_errors"), jint(d, "exceptions"), jint(d, "published"));
 	}
+	/* Devices whose profile is bad or missing: not polled, their reason as the state. */
+	if (devices)
+		json_array_foreach(json_object_get(ag, "disabled_devices"), j, d)
+		    printf("%-16s %-16s %4lld %s\n", json_string_value(json_object_get(d, "bus")),
+			json_string_value(json_object_get(d, "name")), jint(d, "unit_id"),
+			json_string_value(json_object_get(d, "state")));
 	json_decref(ag);
 	return 0;
 }
@@ -455,6 +461,106 @@ cmd_reload(const struct ctl *c)
 	return bad;
 }
 
+/* sessions, subscriptions, retained: every page of the dataplane's listing, one line each. */
+static int
+cmd_list(const struct ctl *c, const char *what)
+{
+	json_t *all = json_array(), *r = NULL;
+	long long total = 0, offset = 0;
+	int rc = 0;
+
+	for (;;) {
+		char q[96];
+		const char *cmds[1] = { q };
+		json_t *lines, *v;
+		size_t i;
+
+		snprintf(q, sizeof(q), "/edgegw/%s,%lld", what, offset);
+		if (dp_query(c, cmds, &r, 1, NULL, false) != 0 || r == NULL) {
+			fprintf(stderr, "edgegwctl: the dataplane did not answer %s\n", q);
+			rc = 1;
+			break;
+		}
+		total = jint(r, "total");
+		lines = json_object_get(r, "lines");
+		json_array_foreach(lines, i, v) json_array_append(all, v);
+		offset += (long long)json_array_size(lines);
+		json_decref(r);
+		r = NULL;
+		if (json_array_size(lines) == 0 || offset >= total)
+			break;
+	}
+	if (rc == 0 && c->json) {
+		json_t *o = json_pack("{s:I,s:O}", "total", (json_int_t)total, what, all);
+
+		print_json(o);
+		json_decref(o);
+	} else if (rc == 0) {
+		json_t *v;
+		size_t i;
+
+		json_array_foreach(all, i, v) printf("%s\n", json_string_value(v));
+		printf("(%lld %s)\n", total, what);
+	}
+	json_decref(all);
+	return rc;
+}
+
+/* kick ID, kick --purge ID, retained delete TOPIC: 0 when it was there, 1 when not. */
+static int
+cmd_action(const struct ctl *c, const char *tel_cmd, const char *arg, const char *done,
+    const char *missing)
+{
+	char q[1100];
+	const char *cmds[1] = { q };
+	json_t *r = NULL;
+	long long found;
+
+	if (snprintf(q, sizeof(q), "%s,%s", tel_cmd, arg) >= (int)sizeof(q) || strlen(arg) >= 128) {
+		fprintf(stderr, "edgegwctl: '%s' is too long (127 bytes at most)\n", arg);
+		return 2;
+	}
+	if (dp_query(c, cmds, &r, 1, NULL, false) != 0 || r == NULL) {
+		fprintf(stderr, "edgegwctl: the dataplane did not answer %s\n", tel_cmd);
+		return 1;
+	}
+	found = jint(r, "found");
+	json_decref(r);
+	printf("%s: %s\n", arg, found > 0 ? done : missing);
+	return found > 0 ? 0 : 1;
+}
+
+/* publish TOPIC MESSAGE: from the gateway to the sensors subscribed (0 when one matched). */
+static int
+cmd_publish(const struct ctl *c, const char *topic, const char *msg, unsigned qos, bool retain)
+{
+	char q[1024]; /* DPDK's telemetry reads a request of up to 1023 bytes */
+	const char *cmds[1] = { q };
+	json_t *r = NULL;
+	int n;
+
+	if (topic == NULL || msg == NULL)
+		return 2;
+	n = snprintf(q, sizeof(q), "/edgegw/publish,%u,%u,%zu,%s%s", qos, retain ? 1u : 0u,
+	    strlen(topic), topic, msg);
+	if (n < 0 || n >= (int)sizeof(q) || strlen(topic) >= 128) {
+		fprintf(stderr,
+		    "edgegwctl: too long: the topic (127 bytes at most) and the message must fit a "
+		    "1023-byte telemetry request\n");
+		return 2;
+	}
+	if (dp_query(c, cmds, &r, 1, NULL, false) != 0 || r == NULL) {
+		fprintf(stderr,
+		    "edgegwctl: the dataplane refused the publish (a topic with wildcards or in "
+		    "$SYS, or no answer)\n");
+		return 1;
+	}
+	printf("%s: published at QoS %u%s, %s\n", topic, qos, retain ? ", retained" : "",
+	    jint(r, "matched") ? "delivered to the subscribers" : "no subscriber");
+	json_decref(r);
+	return 0;
+}
+
 static void
 usage(FILE *f)
 {
@@ -463,6 +569,12 @@ usage(FILE *f)
 	    "  status               is each program running; uptime, link, flows, buses, uplink\n"
 	    "  stats [--all]        the dataplane's, the broker's and the agent's counters\n"
 	    "  buses, devices       the agent's Modbus buses and devices\n"
+	    "  sessions             the broker's sessions (client id, online, version, queues)\n"
+	    "  subscriptions        the broker's subscriptions (client id, filter, QoS)\n"
+	    "  retained             the retained messages (topic, QoS, bytes)\n"
+	    "  retained delete TOPIC  clear a retained message\n"
+	    "  kick [--purge] ID    disconnect a client (--purge: and remove its session)\n"
+	    "  publish [-q QOS] [-r] TOPIC MESSAGE  publish from the gateway to its sensors\n"
 	    "  config check FILE    both programs' --check on FILE (file:line:col errors)\n"
 	    "  reload               systemctl reload, or SIGHUP to both programs\n"
 	    "  version              this program's version\n"
@@ -483,15 +595,18 @@ main(int argc, char **argv)
 		{ "agent", required_argument, NULL, 'a' },
 		{ "telemetry", required_argument, NULL, 't' }, { "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'A' }, { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 } };
+		{ "purge", no_argument, NULL, 'P' }, { "qos", required_argument, NULL, 'q' },
+		{ "retain", no_argument, NULL, 'r' }, { "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 } };
 	struct ctl c = { .cfg_path = EDGEGW_CONFDIR "/gateway.yaml" };
-	bool all = false, a_set = false, t_set = false;
+	bool all = false, a_set = false, t_set = false, purge = false, retain = false;
+	unsigned qos = 0;
 	const char *cmd;
 	int o;
 
 	snprintf(c.agent_addr, sizeof(c.agent_addr), "127.0.0.1:9880");
 	tel_socket_path("edgegw", c.tel_path, sizeof(c.tel_path));
-	while ((o = getopt_long(argc, argv, "c:a:t:jhV", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:a:t:jhVq:r", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			c.cfg_path = optarg;
@@ -509,6 +624,19 @@ main(int argc, char **argv)
 			break;
 		case 'A':
 			all = true;
+			break;
+		case 'P':
+			purge = true;
+			break;
+		case 'q':
+			if (strlen(optarg) != 1 || optarg[0] < '0' || optarg[0] > '2') {
+				fprintf(stderr, "edgegwctl: --qos is 0, 1 or 2\n");
+				return 2;
+			}
+			qos = (unsigned)(optarg[0] - '0');
+			break;
+		case 'r':
+			retain = true;
 			break;
 		case 'V':
 			printf("edgegwctl %s\n", EDGEGW_VERSION);
@@ -537,11 +665,30 @@ main(int argc, char **argv)
 		}
 		return cmd_config_check(argv[optind + 2]);
 	}
+	if (strcmp(cmd, "publish") == 0 && optind + 3 == argc) {
+		ctl_read_config(&c, !a_set, !t_set);
+		return cmd_publish(&c, argv[optind + 1], argv[optind + 2], qos, retain);
+	}
+	if (strcmp(cmd, "kick") == 0 && optind + 2 == argc) {
+		ctl_read_config(&c, !a_set, !t_set);
+		return cmd_action(&c, purge ? "/edgegw/kick_purge" : "/edgegw/kick",
+		    argv[optind + 1], purge ? "disconnected, session removed" : "disconnected",
+		    "no such session");
+	}
+	if (strcmp(cmd, "retained") == 0 && optind + 3 == argc &&
+	    strcmp(argv[optind + 1], "delete") == 0) {
+		ctl_read_config(&c, !a_set, !t_set);
+		return cmd_action(&c, "/edgegw/retained_delete", argv[optind + 2], "cleared",
+		    "no retained message");
+	}
 	if (optind + 1 != argc) {
 		usage(stderr);
 		return 2;
 	}
 	ctl_read_config(&c, !a_set, !t_set);
+	if (strcmp(cmd, "sessions") == 0 || strcmp(cmd, "subscriptions") == 0 ||
+	    strcmp(cmd, "retained") == 0)
+		return cmd_list(&c, cmd);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(&c);
 	if (strcmp(cmd, "stats") == 0)

@@ -124,6 +124,10 @@ static const struct bad_case bad_cases[] = {
 	  "100}\n"
 	  "  mqtt: {enabled: true, max_connections: 200}\n",
 	    5, "mqtt.max_connections 200 is above tcp.max_flows 100" },
+	/* the shared uplink: section is accepted and checked by lib/rules */
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\nuplink:\n  rules:\n"
+	  "    - {match: \"a/#/b\"}\n",
+	    6, "not a valid MQTT topic filter" },
 };
 
 /* Cross-field checks pass when the keys agree; an unset connection limit follows the flows. */
