@@ -13,7 +13,7 @@
 
 static const char *const top_keys[] = { "dataplane", "agent", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
-	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", NULL };
+	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", "channel", NULL };
 static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", "rx_desc",
 	"tx_desc", "mtu", NULL };
 static const char *const hugepage_keys[] = { "size", "total", NULL };
@@ -308,6 +308,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 		conf_error(conf_get(conf_get(dp, "services"), "discard"),
 		    "echo and discard share port %u", cfg->echo.port);
 	parse_mqtt(conf_get(dp, "mqtt"), cfg);
+	mqtt_uplink_conf_parse(conf_get(dp, "channel"), &cfg->channel); /* svc/mqtt_uplink.c */
 	check_cross(dp, cfg);
 out:
 	if (conf_first_error(doc) != NULL) {

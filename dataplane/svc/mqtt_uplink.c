@@ -1,0 +1,197 @@
+/*
+ * mqtt_uplink.c: the broker's uplink ops backed by the lcore's dpchan client (mqtt_uplink.h).
+ * The client never blocks: records are copied into its arena at submit and leave in one
+ * sendmsg per poll; its answers come back through durable/ready on the same lcore.
+ */
+#include "mqtt_uplink.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "dpchan_client.h"
+
+struct mqtt_uplink {
+	struct broker *b;
+	struct dpchan_client *c;
+	uint64_t now_ms;
+};
+
+static mqtt_uplink_rules_fn rules_fn;
+static const void *rules_arg;
+static struct mqtt_uplink_conf conf; /* enabled false until configured */
+static uint64_t boot_id;
+
+void
+mqtt_uplink_configure(const struct mqtt_uplink_conf *c)
+{
+	struct timespec ts;
+
+	conf = *c;
+	if (getrandom(&boot_id, sizeof(boot_id), GRND_NONBLOCK) != (ssize_t)sizeof(boot_id)) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		boot_id = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
+	}
+}
+
+bool
+mqtt_uplink_enabled(void)
+{
+	return conf.enabled;
+}
+
+void
+mqtt_uplink_conf_defaults(struct mqtt_uplink_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->path, DPCHAN_DEFAULT_PATH);
+	c->pending_bytes = 4u << 20;
+	c->max_pending = 16384;
+	c->reconnect_max_ms = 5000;
+}
+
+void
+mqtt_uplink_conf_parse(conf_node n, struct mqtt_uplink_conf *c)
+{
+	static const char *const keys[] = { "enabled", "path", "pending_bytes", "max_pending",
+		"reconnect_max", NULL };
+	const char *path = NULL;
+	uint64_t v;
+
+	mqtt_uplink_conf_defaults(c);
+	if (!conf_present(n))
+		return;
+	conf_check_keys(n, keys);
+	conf_get_bool(n, "enabled", true, &c->enabled);
+	if (conf_get_str(n, "path", DPCHAN_DEFAULT_PATH, &path) == 0 && path != NULL) {
+		if (strlen(path) >= sizeof(c->path) || path[0] == '\0')
+			conf_error(conf_get(n, "path"), "a socket path of 1 to %zu bytes",
+			    sizeof(c->path) - 1);
+		else
+			strcpy(c->path, path);
+	}
+	if (conf_get_size_bytes(n, "pending_bytes", 4u << 20, 256u << 10, 1u << 30, &v) == 0)
+		c->pending_bytes = (uint32_t)v;
+	conf_get_u32(n, "max_pending", 16384, 16, 1u << 24, &c->max_pending);
+	if (conf_get_duration_ms(n, "reconnect_max", 5000, 100, 600000, &v) == 0)
+		c->reconnect_max_ms = (uint32_t)v;
+}
+
+void
+mqtt_uplink_set_rules(mqtt_uplink_rules_fn fn, const void *rules)
+{
+	rules_fn = fn;
+	rules_arg = rules;
+}
+
+static enum broker_uplink_class
+op_wants(void *uctx, const char *topic, size_t len, uint8_t qos)
+{
+	(void)uctx;
+	if (rules_fn != NULL)
+		return rules_fn(rules_arg, topic, len, qos);
+	return BROKER_UPLINK_DURABLE;
+}
+
+static int
+op_room(void *uctx, size_t topic_len, size_t payload_len)
+{
+	struct mqtt_uplink *u = uctx;
+
+	return dpchan_client_room(u->c, topic_len, payload_len);
+}
+
+static int
+op_submit(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t topic_len,
+    const uint8_t *payload, size_t payload_len)
+{
+	struct mqtt_uplink *u = uctx;
+	struct dpchan_rec r = { .ref = ref,
+		.qos = qos,
+		.retain = retain,
+		.topic = topic,
+		.topic_len = (uint16_t)topic_len,
+		.payload = payload,
+		.payload_len = (uint32_t)payload_len };
+
+	if (topic_len > UINT16_MAX || payload_len > UINT32_MAX)
+		return -EMSGSIZE;
+	return dpchan_client_submit(u->c, &r);
+}
+
+static const struct broker_uplink_ops uplink_ops = {
+	.wants = op_wants,
+	.room = op_room,
+	.submit = op_submit,
+};
+
+static void
+on_durable(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct mqtt_uplink *u = arg;
+
+	broker_uplink_durable(u->b, first, last, status, u->now_ms);
+}
+
+static void
+on_ready(void *arg)
+{
+	struct mqtt_uplink *u = arg;
+
+	broker_uplink_ready(u->b, u->now_ms);
+}
+
+static const struct dpchan_client_ops client_ops = {
+	.durable = on_durable,
+	.ready = on_ready,
+};
+
+struct mqtt_uplink *
+mqtt_uplink_start(struct broker *b, uint32_t lcore)
+{
+	const struct mqtt_uplink_conf *c = &conf;
+	struct mqtt_uplink *u = calloc(1, sizeof(*u));
+	struct dpchan_client_config cc = {
+		.path = c->path,
+		.boot_id = boot_id,
+		.lcore = lcore,
+		.pending_bytes = c->pending_bytes,
+		.reconnect_max_ms = c->reconnect_max_ms,
+	};
+
+	if (u == NULL)
+		return NULL;
+	u->b = b;
+	if ((u->c = dpchan_client_new(&cc, &client_ops, u)) == NULL ||
+	    broker_uplink_attach(b, &uplink_ops, u, c->max_pending) != 0) {
+		mqtt_uplink_stop(u);
+		return NULL;
+	}
+	return u;
+}
+
+void
+mqtt_uplink_poll(struct mqtt_uplink *u, uint64_t now_ms)
+{
+	u->now_ms = now_ms;
+	dpchan_client_poll(u->c, now_ms);
+}
+
+void
+mqtt_uplink_stop(struct mqtt_uplink *u)
+{
+	if (u == NULL)
+		return;
+	if (u->b != NULL)
+		broker_uplink_detach(u->b);
+	dpchan_client_free(u->c);
+	free(u);
+}
+
+uint64_t
+mqtt_uplink_counter(const struct mqtt_uplink *u, enum dpchan_counter k)
+{
+	return u != NULL ? dpchan_client_counter(u->c, k) : 0;
+}

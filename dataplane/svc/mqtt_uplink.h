@@ -1,0 +1,50 @@
+/*
+ * mqtt_uplink.h: store and forward on the dataplane: each worker's broker instance gets the
+ * lcore's channel to the agent (lib/dpchan client) as its uplink (broker_uplink_ops): client
+ * PUBLISHes the uplink rules send up become records on the channel, and the agent's DURABLE
+ * answers release the deferred PUBACK/PUBREC (dataplane/mqtt/uplink.c). Configured by
+ * `dataplane.channel` (docs/config.md). No DPDK here: mqtt_tcp.c calls it from its lcore.
+ */
+#ifndef EDGEGW_MQTT_UPLINK_H
+#define EDGEGW_MQTT_UPLINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "conf.h"
+#include "dpchan.h"
+
+struct mqtt_uplink_conf {
+	bool enabled;              /* off: nothing goes up, acks as before */
+	char path[108];            /* the agent's socket [DPCHAN_DEFAULT_PATH] */
+	uint32_t pending_bytes;    /* per lcore: records not yet durable [4 MiB] */
+	uint32_t max_pending;      /* per lcore: durable messages awaiting their answer [16384] */
+	uint32_t reconnect_max_ms; /* backoff ceiling when the agent is absent [5 s] */
+};
+
+void mqtt_uplink_conf_defaults(struct mqtt_uplink_conf *c);
+/* `dataplane.channel` (absent: the defaults, disabled); errors recorded in the document. */
+void mqtt_uplink_conf_parse(conf_node n, struct mqtt_uplink_conf *c);
+
+/* Which way a topic goes (the uplink rules); NULL: every QoS 1/2 message durably, QoS 0 best
+ * effort (lib/rules' default rule set, {match: "#"}). Set before any lcore starts. */
+typedef enum broker_uplink_class (*mqtt_uplink_rules_fn)(
+    const void *rules, const char *topic, size_t len, uint8_t qos);
+void mqtt_uplink_set_rules(mqtt_uplink_rules_fn fn, const void *rules);
+
+/* The channel's settings for every lcore (main lcore, before the workers start); a boot id
+ * is drawn for this start of the dataplane. */
+void mqtt_uplink_configure(const struct mqtt_uplink_conf *c);
+bool mqtt_uplink_enabled(void);
+
+struct mqtt_uplink;
+/* On the worker lcore: its channel, attached to its broker as the uplink. NULL on failure. */
+struct mqtt_uplink *mqtt_uplink_start(struct broker *b, uint32_t lcore);
+/* Every loop iteration: connect when due, send this iteration's records as one batch, apply
+ * the agent's answers. */
+void mqtt_uplink_poll(struct mqtt_uplink *u, uint64_t now_ms);
+void mqtt_uplink_stop(struct mqtt_uplink *u);
+uint64_t mqtt_uplink_counter(const struct mqtt_uplink *u, enum dpchan_counter k);
+
+#endif
