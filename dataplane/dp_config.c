@@ -8,10 +8,11 @@
 
 #include "broker_conf.h"
 #include "conf.h"
+#include "rules.h"
 #include "tcp_conf.h"
 #include "log.h"
 
-static const char *const top_keys[] = { "dataplane", "agent", NULL };
+static const char *const top_keys[] = { "dataplane", "agent", "uplink", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
 	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", "channel", NULL };
 static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", "rx_desc",
@@ -263,6 +264,17 @@ check_cross(conf_node dp, struct dp_config *cfg)
 	}
 }
 
+/* uplink: (lib/rules) is shared with the agent: checked here too, so --check refuses what the
+ * agent would; the dataplane does not use the rules yet. */
+static void
+check_uplink(conf_node up)
+{
+	struct rules *r;
+
+	if (rules_parse(up, &r) == 0)
+		rules_free(r);
+}
+
 int
 dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen)
 {
@@ -278,6 +290,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 		return -1;
 	root = conf_root(doc);
 	conf_check_keys(root, top_keys);
+	check_uplink(conf_get(root, "uplink"));
 	dp = conf_get(root, "dataplane");
 	if (!conf_present(dp)) {
 		conf_error(root, "no 'dataplane' section");
@@ -345,4 +358,72 @@ dp_config_service(const struct dp_config *cfg, const char *name)
 		sc.opts = &cfg->broker;
 	}
 	return sc;
+}
+
+/* broker_config_apply_live's restart keys, named as in the file */
+struct restart_ctx {
+	void (*restart)(void *arg, const char *key);
+	void *arg;
+};
+
+static void
+broker_restart_key(void *arg, const char *key)
+{
+	struct restart_ctx *r = arg;
+	char name[96];
+
+	snprintf(name, sizeof(name), "dataplane.mqtt.%s", key);
+	r->restart(r->arg, name);
+}
+
+int
+dp_config_apply_live(struct dp_config *run, const struct dp_config *next,
+    void (*restart)(void *arg, const char *key), void *arg)
+{
+	struct restart_ctx rc = { restart, arg };
+	bool eal_same = run->eal_argc == next->eal_argc;
+	int n = 0;
+
+	for (int i = 0; eal_same && i < run->eal_argc; i++)
+		eal_same = strcmp(run->eal_argv[i], next->eal_argv[i]) == 0;
+	if (!eal_same)
+		restart(arg, "dataplane.eal");
+#define RESTART_IF(cond, key)              \
+	do {                               \
+		if (cond)                  \
+			restart(arg, key); \
+	} while (0)
+	RESTART_IF(strcmp(run->device, next->device) != 0 || run->port_driver != next->port_driver,
+	    "dataplane.port.device");
+	RESTART_IF(run->ip_be != next->ip_be || run->prefix_len != next->prefix_len,
+	    "dataplane.port.ipv4");
+	RESTART_IF(run->gateway_be != next->gateway_be, "dataplane.port.gateway");
+	RESTART_IF(run->rx_desc != next->rx_desc || run->tx_desc != next->tx_desc,
+	    "dataplane.port.rx_desc/tx_desc");
+	RESTART_IF(run->mtu != next->mtu, "dataplane.port.mtu");
+	RESTART_IF(
+	    run->hugepage_kb != next->hugepage_kb || run->hugepages_bytes != next->hugepages_bytes,
+	    "dataplane.hugepages");
+	RESTART_IF(run->workers != next->workers, "dataplane.workers");
+	RESTART_IF(run->mbufs != next->mbufs, "dataplane.mbufs");
+	RESTART_IF(run->idle_sleep_us != next->idle_sleep_us, "dataplane.idle_sleep_us");
+	RESTART_IF(
+	    run->arp_entries != next->arp_entries || run->arp_timeout_ms != next->arp_timeout_ms,
+	    "dataplane.arp");
+	RESTART_IF(run->icmp_rate_per_s != next->icmp_rate_per_s, "dataplane.icmp.rate_per_s");
+	RESTART_IF(memcmp(&run->tcp, &next->tcp, sizeof(run->tcp)) != 0, "dataplane.tcp");
+	RESTART_IF(run->echo.enabled != next->echo.enabled || run->echo.port != next->echo.port,
+	    "dataplane.services.echo");
+	RESTART_IF(run->discard.enabled != next->discard.enabled ||
+		run->discard.port != next->discard.port,
+	    "dataplane.services.discard");
+	RESTART_IF(run->mqtt.enabled != next->mqtt.enabled || run->mqtt.port != next->mqtt.port,
+	    "dataplane.mqtt.enabled/port");
+#undef RESTART_IF
+	if (run->log_level != next->log_level) {
+		run->log_level = next->log_level;
+		n++;
+	}
+	n += broker_config_apply_live(&run->broker, &next->broker, broker_restart_key, &rc);
+	return n;
 }

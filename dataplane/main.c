@@ -6,7 +6,8 @@
  *
  * Under systemd (Type=notify) it says READY once the workers run, pings the watchdog only while
  * every worker's loop is turning, and says STOPPING on the way out. SIGHUP re-reads and checks
- * the config (a bad one is reported and the running one stays).
+ * the config (a bad one is reported and the running one stays); a good one changes what can
+ * change live (log level, broker limits) and names what needs a restart.
  *
  *   edgegw-dataplane -c /etc/edgegw/gateway.yaml [--check]
  */
@@ -179,23 +180,63 @@ counters_log_final(void)
 	}
 }
 
-/* SIGHUP: the config is read and checked whole; a bad one is reported and changes nothing.
- * Nothing of the dataplane changes live yet: a good config is kept for the next start. */
+/* reload: the settings that differ but need a restart, gathered for one log line */
+struct restart_list {
+	char text[1024];
+	size_t len;
+	unsigned n;
+};
+
+static void
+restart_note(void *arg, const char *key)
+{
+	struct restart_list *r = arg;
+	int w;
+
+	r->n++;
+	if (r->len >= sizeof(r->text))
+		return;
+	w = snprintf(r->text + r->len, sizeof(r->text) - r->len, "%s%s", r->n > 1 ? ", " : "", key);
+	if (w > 0)
+		r->len += (size_t)w;
+}
+
+/*
+ * SIGHUP: the config is read and checked whole; a bad one is reported and changes nothing. A
+ * good one: what can change live does (log level; the broker's limits, applied by each worker
+ * on its own lcore through the service's reload op), what cannot is named as needing a restart
+ * and keeps its running value.
+ */
 static void
 reload(void)
 {
 	struct dp_config next;
+	struct restart_list r = { .len = 0, .n = 0 };
 	char err[4096]; /* every config error, one per line */
+	int live;
 
 	sd_notify(0, "RELOADING=1");
 	if (dp_config_load(dp_state.cfg.path, &next, err, sizeof(err)) != 0) {
 		log_err("reload: config rejected, the running one stays: %s", err);
-	} else {
-		log_warnx("reload: %s is valid; the dataplane applies config changes at its next "
-			  "start (no live reload yet)",
-		    dp_state.cfg.path);
-		dp_config_free(&next);
+		sd_notify(0, "READY=1");
+		return;
 	}
+	live = dp_config_apply_live(&dp_state.cfg, &next, restart_note, &r);
+	log_set_level((enum log_level)dp_state.cfg.log_level);
+	for (unsigned i = 0; i < dp_state.n_svc && live > 0; i++) {
+		struct dp_service_conf sc = dp_config_service(&dp_state.cfg, dp_state.svc[i]->name);
+		int applied;
+
+		if (dp_state.svc[i]->reload == NULL)
+			continue;
+		applied = dp_state.svc[i]->reload(&sc);
+		if (applied != (int)dp_state.n_workers)
+			log_warnx("reload: %s: %d of %u workers applied the new settings",
+			    dp_state.svc[i]->name, applied, dp_state.n_workers);
+	}
+	log_info("reload: %s: %d setting(s) changed live%s%s", dp_state.cfg.path, live,
+	    r.n > 0 ? "; needs a restart (running values kept): " : "", r.n > 0 ? r.text : "");
+	dp_config_free(&next);
 	sd_notify(0, "READY=1");
 }
 

@@ -129,6 +129,29 @@ void broker_sys_board_free(struct broker_sys_board *board);
 /* Attach before the first tick; the board outlives every instance attached to it. */
 void broker_sys_attach(struct broker *b, struct broker_sys_board *board, uint32_t self);
 
+/*
+ * The operator's view (edgegwctl over DPDK telemetry; broker_admin.c), on the instance's own
+ * lcore. Listings call fn with one line per entry (at most max, after skipping skip, in a walk
+ * that is stable while nothing changes) and return how many entries there are in all:
+ * sessions "ID online|offline vVERSION subs= queued= inflight= expiry_s=", subscriptions
+ * "ID FILTER qos=N [no_local] [rap]", retained "TOPIC qos=N bytes=N".
+ */
+typedef void (*broker_line_fn)(void *arg, const char *line);
+size_t
+broker_admin_sessions(struct broker *b, size_t skip, size_t max, broker_line_fn fn, void *arg);
+size_t
+broker_admin_subscriptions(struct broker *b, size_t skip, size_t max, broker_line_fn fn, void *arg);
+size_t
+broker_admin_retained(struct broker *b, size_t skip, size_t max, broker_line_fn fn, void *arg);
+/* Disconnect the client with this id (5.0: DISCONNECT 0x98 Administrative action; its will is
+ * published as for any close the client did not ask for); purge: its session goes too (also
+ * when offline). 1 when the session is on this instance, else 0. Counted ADMIN_KICK. */
+int broker_admin_kick(struct broker *b, const char *id, size_t len, bool purge, uint64_t now_ms);
+/* Clear topic's retained message as a client would (an empty retained PUBLISH from the broker,
+ * which reaches its subscribers and every instance); 1 when there was one, 0 when not, -1 out of
+ * memory. Call it on one instance only. Counted ADMIN_RETAINED_DELETED. */
+int broker_admin_retained_delete(struct broker *b, const char *topic, size_t len, uint64_t now_ms);
+
 /* Timers: keepalive, connect timeout, will delay, session and message expiry, $SYS. */
 void broker_tick(struct broker *b, uint64_t now_ms);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "broker_conf.h"
+#include "broker_int.h"
 #include "mqtt_codec.h"
 
 enum lim_unit {
@@ -24,31 +25,40 @@ struct lim {
 	const char *key;   /* in the config */
 	const char *field; /* in struct broker_config, for broker_config_check's message */
 	size_t off;
-	uint8_t width; /* bytes of the field */
-	uint8_t unit;  /* enum lim_unit */
+	uint8_t width;   /* bytes of the field */
+	uint8_t unit;    /* enum lim_unit */
+	bool live;       /* a reload changes it on the running broker (else: at the next start) */
 	uint64_t lo, hi; /* in the field's unit */
 	const char *why; /* said when under lo, if there is more to say than the range */
 };
 
-#define LIM(key, field, unit, lo, hi, why)                                         \
-	{ key, #field, offsetof(struct broker_config, field),                        \
-		sizeof(((struct broker_config *)0)->field), unit, lo, hi, why }
+#define LIM(key, field, unit, lo, hi, why)                                              \
+	{                                                                               \
+		key, #field, offsetof(struct broker_config, field),                     \
+		    sizeof(((struct broker_config *)0)->field), unit, true, lo, hi, why \
+	}
+/* Sizes of what is allocated per broker, connection or session: fixed until a restart. */
+#define LIM_RESTART(key, field, unit, lo, hi, why)                                       \
+	{                                                                                \
+		key, #field, offsetof(struct broker_config, field),                      \
+		    sizeof(((struct broker_config *)0)->field), unit, false, lo, hi, why \
+	}
 
 static const struct lim lims[] = {
 	LIM("max_connections", max_conns, LIM_COUNT, 1, 10000000, NULL),
 	LIM("max_sessions", max_sessions, LIM_COUNT, 1, 10000000, NULL),
 	LIM("max_subscriptions_per_session", max_subs_per_session, LIM_COUNT, 1, 100000, NULL),
-	LIM("max_filter_levels", max_filter_levels, LIM_COUNT, 1, 1024, NULL),
+	LIM_RESTART("max_filter_levels", max_filter_levels, LIM_COUNT, 1, 1024, NULL),
 	LIM("max_queued_messages", max_queue, LIM_COUNT, 0, 10000000, NULL),
-	LIM("max_inflight", max_inflight, LIM_COUNT, 1, 65535, NULL),
+	LIM_RESTART("max_inflight", max_inflight, LIM_COUNT, 1, 65535, NULL),
 	LIM("receive_maximum", receive_max, LIM_COUNT, 1, 65535,
 	    "the MQTT 5.0 Receive Maximum is at least 1"),
-	LIM("max_packet_size", max_packet_size, LIM_BYTES, 128, MQTT_MAX_PACKET_SIZE,
+	LIM_RESTART("max_packet_size", max_packet_size, LIM_BYTES, 128, MQTT_MAX_PACKET_SIZE,
 	    "under 128 bytes no real client can connect"),
 	LIM("max_retained", max_retained, LIM_COUNT, 0, 10000000, NULL),
 	LIM("max_retained_bytes", max_retained_bytes, LIM_BYTES, 0, 1ull << 40, NULL),
 	LIM("keepalive_max", keepalive_max_s, LIM_S, 0, 65535, NULL),
-	LIM("topic_alias_max", topic_alias_max, LIM_COUNT, 0, 65535, NULL),
+	LIM_RESTART("topic_alias_max", topic_alias_max, LIM_COUNT, 0, 65535, NULL),
 	LIM("topic_alias_out_max", topic_alias_out_max, LIM_COUNT, 0, 65535, NULL),
 	LIM("session_expiry_max", session_expiry_max_s, LIM_S, 0, 4294967295ull, NULL),
 	LIM("connect_timeout", connect_timeout_ms, LIM_MS, 100, 600000, NULL),
@@ -142,8 +152,8 @@ broker_config_parse(conf_node n, struct broker_config *cfg)
 				lim_set(cfg, l, v);
 			break;
 		case LIM_S:
-			if (conf_get_duration_ms(n, l->key, cur * 1000, l->lo * 1000, l->hi * 1000,
-				&v) == 0)
+			if (conf_get_duration_ms(
+				n, l->key, cur * 1000, l->lo * 1000, l->hi * 1000, &v) == 0)
 				lim_set(cfg, l, v / 1000);
 			break;
 		}
@@ -165,8 +175,9 @@ broker_config_check(const struct broker_config *cfg, char *err, size_t errlen)
 			if (v < l->lo && l->why != NULL)
 				snprintf(err, errlen, "%s (%s): %s", l->field, l->key, l->why);
 			else
-				snprintf(err, errlen, "%s (%s): %" PRIu64 " is not in %" PRIu64
-				    "..%" PRIu64, l->field, l->key, v, l->lo, l->hi);
+				snprintf(err, errlen,
+				    "%s (%s): %" PRIu64 " is not in %" PRIu64 "..%" PRIu64,
+				    l->field, l->key, v, l->lo, l->hi);
 		}
 		return -EINVAL;
 	}
@@ -176,4 +187,47 @@ broker_config_check(const struct broker_config *cfg, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int
+broker_config_apply_live(struct broker_config *run, const struct broker_config *next,
+    void (*restart)(void *arg, const char *key), void *arg)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < sizeof(lims) / sizeof(lims[0]); i++) {
+		const struct lim *l = &lims[i];
+		uint64_t was = lim_get(run, l), now = lim_get(next, l);
+
+		if (was == now)
+			continue;
+		if (!l->live) {
+			if (restart != NULL)
+				restart(arg, l->key);
+			continue;
+		}
+		lim_set(run, l, now);
+		n++;
+	}
+	if (run->queue_full != next->queue_full) {
+		run->queue_full = next->queue_full;
+		n++;
+	}
+	return n;
+}
+
+int
+broker_reconfigure(struct broker *b, const struct broker_config *next, uint64_t now_ms)
+{
+	uint32_t sys_was = b->cfg.sys_interval_ms;
+	int n = broker_config_apply_live(&b->cfg, next, NULL, NULL);
+
+	b->now_ms = now_ms;
+	if (n == 0)
+		return 0;
+	/* a new $SYS period counts from now; 0 stops it, and a later reload starts it again */
+	if (b->cfg.sys_interval_ms != sys_was)
+		b->next_sys_ms = now_ms + b->cfg.sys_interval_ms;
+	broker_count(b, BROKER_C_CONFIG_APPLIED);
+	return n;
 }

@@ -367,6 +367,9 @@ void retain_set(struct broker *b, struct broker_msg *m);
 /* Send retained messages matching filter to s (subscribe time). */
 void retain_deliver(struct broker *b, struct broker_sub *sub);
 uint32_t retain_count(const struct broker *b);
+/* Every retained message (broker_admin.c), and whether topic has one. */
+void retain_walk(struct broker *b, void (*fn)(void *arg, const struct broker_msg *m), void *arg);
+bool retain_has(struct broker *b, struct mqtt_str topic);
 
 /* A topic of the broker's own statistics ("$SYS" or "$SYS/..."): clients may not publish there. */
 static inline bool

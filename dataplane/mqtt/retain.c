@@ -130,3 +130,17 @@ retain_count(const struct broker *b)
 {
 	return b->retained->count;
 }
+
+void
+retain_walk(struct broker *b, void (*fn)(void *arg, const struct broker_msg *m), void *arg)
+{
+	for (uint32_t i = 0; i < RETAIN_HASH; i++)
+		for (struct retained *e = b->retained->bucket[i]; e != NULL; e = e->next)
+			fn(arg, e->msg);
+}
+
+bool
+retain_has(struct broker *b, struct mqtt_str topic)
+{
+	return *slot_of(b->retained, topic) != NULL;
+}

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
@@ -20,6 +21,8 @@
 #include <rte_telemetry.h>
 
 #include "broker.h"
+#include "broker_conf.h"
+#include "mqtt_admin.h"
 #include "dp.h"
 #include "mqtt_uplink.h"
 #include "tcp.h"
@@ -34,9 +37,11 @@ struct mqtt_service {
 	uint64_t next_tick_ms;
 	struct mqtt_iov *iov; /* one entry per segment of the longest chain seen */
 	size_t iov_cap;
-	struct mqtt_tcp_conn *wake; /* the broker takes their held input again (input_ready) */
-	uint32_t pending_cap;       /* bytes taken from TCP and not yet used, per connection */
-	struct mqtt_uplink *up;     /* the lcore's channel to the agent (store and forward) */
+	struct mqtt_tcp_conn *wake;  /* the broker takes their held input again (input_ready) */
+	uint32_t pending_cap;        /* bytes taken from TCP and not yet used, per connection */
+	uint32_t live_gen;           /* the reload generation this instance has applied */
+	struct mqtt_admin_slot *adm; /* the operator's requests (mqtt_admin.c) */
+	struct mqtt_uplink *up;      /* the lcore's channel to the agent (store and forward) */
 };
 
 /* One per connection, in the TCB's app area (tcp_app_area): no allocation per connection.
@@ -67,6 +72,11 @@ static struct rte_ring *xrings[RTE_MAX_LCORE];
 static unsigned n_xrings;
 /* $SYS figures of every instance, summed by the first ($SYS/broker/...) */
 static struct broker_sys_board *sys_board;
+/* A reload's settings, published by the main lcore (svc_reload) and taken by each worker at its
+ * next poll: the pointer, then the generation (release); a worker reads the generation, then
+ * the pointer (acquire), applies it on its own lcore and says so in its live_gen. */
+static struct broker_config *live_next;
+static uint32_t live_gen;
 
 /* A connection's service: the one of the lcore it runs on (every callback runs there). */
 static inline struct mqtt_service *
@@ -457,6 +467,11 @@ mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_conf
 	}
 	if (n_xrings > 1)
 		broker_xlcore_attach(svc->b, lc->worker_idx, n_xrings, &x_ops, NULL);
+	if ((svc->adm = mqtt_admin_slot_new(lc->worker_idx)) == NULL) {
+		broker_destroy(svc->b);
+		free(svc);
+		return -ENOMEM;
+	}
 	if (sys_board != NULL)
 		broker_sys_attach(svc->b, sys_board, lc->worker_idx);
 	if (mqtt_uplink_enabled() && (svc->up = mqtt_uplink_start(svc->b, lc->lcore_id)) == NULL) {
@@ -495,6 +510,13 @@ mqtt_service_poll(struct dp_lcore *lc)
 			broker_xlcore_input(svc->b, msgs[i], now);
 		broker_xlcore_retry(svc->b, now);
 	}
+	if (__atomic_load_n(&live_gen, __ATOMIC_ACQUIRE) != svc->live_gen) {
+		uint32_t g = __atomic_load_n(&live_gen, __ATOMIC_ACQUIRE);
+
+		broker_reconfigure(svc->b, __atomic_load_n(&live_next, __ATOMIC_ACQUIRE), now);
+		__atomic_store_n(&svc->live_gen, g, __ATOMIC_RELEASE);
+	}
+	mqtt_admin_poll(svc->adm, svc->b, now);
 	if (now >= svc->next_tick_ms) {
 		broker_tick(svc->b, now);
 		svc->next_tick_ms = now + MQTT_TCP_TICK_MS;
@@ -587,7 +609,8 @@ svc_telemetry_init(void)
 		"What each counter of /edgegw/broker counts") |
 	    rte_telemetry_register_cmd("/edgegw/broker_kinds", tel_broker_describe,
 		"The kind of each counter of /edgegw/broker: info, drop, limit, bad_input, "
-		"error, gauge");
+		"error, gauge") |
+	    mqtt_admin_telemetry_init();
 }
 
 /* The broker's gauges (records, and the parts of sessions that exist only while used), summed
@@ -636,6 +659,39 @@ svc_listen(struct dp_lcore *lc, const struct dp_service_conf *sc)
 	return mqtt_service_listen(lc, sc->port, sc->opts);
 }
 
+/*
+ * Main lcore, SIGHUP with a valid config: publish the broker settings and wait (up to 2 s) for
+ * every worker to have applied them; the previous settings are freed only then (no worker can
+ * still be reading them). Returns the workers that applied it.
+ */
+static int
+svc_reload(const struct dp_service_conf *sc)
+{
+	struct broker_config *next, *old = live_next;
+	uint32_t g = live_gen + 1, done = 0, total = 0;
+
+	if (sc->opts == NULL || (next = malloc(sizeof(*next))) == NULL)
+		return -ENOMEM;
+	memcpy(next, sc->opts, sizeof(*next));
+	__atomic_store_n(&live_next, next, __ATOMIC_RELEASE);
+	__atomic_store_n(&live_gen, g, __ATOMIC_RELEASE);
+	for (int waited_ms = 0; waited_ms <= 2000; waited_ms++) {
+		done = total = 0;
+		for (unsigned i = 0; i < RTE_MAX_LCORE; i++)
+			if (services[i] != NULL) {
+				total++;
+				done +=
+				    __atomic_load_n(&services[i]->live_gen, __ATOMIC_ACQUIRE) == g;
+			}
+		if (done == total)
+			break;
+		rte_delay_ms(1);
+	}
+	if (done == total)
+		free(old); /* else kept: a worker that did not answer may still read it */
+	return (int)done;
+}
+
 const struct dp_service dp_service_mqtt = {
 	.name = "mqtt",
 	.init = svc_init,
@@ -644,4 +700,5 @@ const struct dp_service dp_service_mqtt = {
 	.fini = mqtt_service_fini,
 	.telemetry_init = svc_telemetry_init,
 	.telemetry_mem = svc_telemetry_mem,
+	.reload = svc_reload,
 };

@@ -35,6 +35,9 @@ struct dp_service {
 	int (*telemetry_init)(void);
 	/* Its gauges, summed over the workers, added to the /edgegw/mem dict. Optional. */
 	void (*telemetry_mem)(struct rte_tel_data *d);
+	/* Main lcore, SIGHUP with a valid config (sc is the new config's): hand what can change
+	 * live to the workers; returns how many applied it, or < 0. Optional. */
+	int (*reload)(const struct dp_service_conf *sc);
 };
 
 /* Every service the dataplane can run, in start order, NULL-terminated. */

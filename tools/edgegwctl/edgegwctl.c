@@ -455,6 +455,75 @@ cmd_reload(const struct ctl *c)
 	return bad;
 }
 
+/* sessions, subscriptions, retained: every page of the dataplane's listing, one line each. */
+static int
+cmd_list(const struct ctl *c, const char *what)
+{
+	json_t *all = json_array(), *r = NULL;
+	long long total = 0, offset = 0;
+	int rc = 0;
+
+	for (;;) {
+		char q[96];
+		const char *cmds[1] = { q };
+		json_t *lines, *v;
+		size_t i;
+
+		snprintf(q, sizeof(q), "/edgegw/%s,%lld", what, offset);
+		if (dp_query(c, cmds, &r, 1, NULL, false) != 0 || r == NULL) {
+			fprintf(stderr, "edgegwctl: the dataplane did not answer %s\n", q);
+			rc = 1;
+			break;
+		}
+		total = jint(r, "total");
+		lines = json_object_get(r, "lines");
+		json_array_foreach(lines, i, v) json_array_append(all, v);
+		offset += (long long)json_array_size(lines);
+		json_decref(r);
+		r = NULL;
+		if (json_array_size(lines) == 0 || offset >= total)
+			break;
+	}
+	if (rc == 0 && c->json) {
+		json_t *o = json_pack("{s:I,s:O}", "total", (json_int_t)total, what, all);
+
+		print_json(o);
+		json_decref(o);
+	} else if (rc == 0) {
+		json_t *v;
+		size_t i;
+
+		json_array_foreach(all, i, v) printf("%s\n", json_string_value(v));
+		printf("(%lld %s)\n", total, what);
+	}
+	json_decref(all);
+	return rc;
+}
+
+/* kick ID, kick --purge ID, retained delete TOPIC: 0 when it was there, 1 when not. */
+static int
+cmd_action(const struct ctl *c, const char *tel_cmd, const char *arg, const char *done,
+    const char *missing)
+{
+	char q[1100];
+	const char *cmds[1] = { q };
+	json_t *r = NULL;
+	long long found;
+
+	if (snprintf(q, sizeof(q), "%s,%s", tel_cmd, arg) >= (int)sizeof(q) || strlen(arg) >= 128) {
+		fprintf(stderr, "edgegwctl: '%s' is too long (127 bytes at most)\n", arg);
+		return 2;
+	}
+	if (dp_query(c, cmds, &r, 1, NULL, false) != 0 || r == NULL) {
+		fprintf(stderr, "edgegwctl: the dataplane did not answer %s\n", tel_cmd);
+		return 1;
+	}
+	found = jint(r, "found");
+	json_decref(r);
+	printf("%s: %s\n", arg, found > 0 ? done : missing);
+	return found > 0 ? 0 : 1;
+}
+
 static void
 usage(FILE *f)
 {
@@ -463,6 +532,11 @@ usage(FILE *f)
 	    "  status               is each program running; uptime, link, flows, buses, uplink\n"
 	    "  stats [--all]        the dataplane's, the broker's and the agent's counters\n"
 	    "  buses, devices       the agent's Modbus buses and devices\n"
+	    "  sessions             the broker's sessions (client id, online, version, queues)\n"
+	    "  subscriptions        the broker's subscriptions (client id, filter, QoS)\n"
+	    "  retained             the retained messages (topic, QoS, bytes)\n"
+	    "  retained delete TOPIC  clear a retained message\n"
+	    "  kick [--purge] ID    disconnect a client (--purge: and remove its session)\n"
 	    "  config check FILE    both programs' --check on FILE (file:line:col errors)\n"
 	    "  reload               systemctl reload, or SIGHUP to both programs\n"
 	    "  version              this program's version\n"
@@ -483,9 +557,10 @@ main(int argc, char **argv)
 		{ "agent", required_argument, NULL, 'a' },
 		{ "telemetry", required_argument, NULL, 't' }, { "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'A' }, { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 } };
+		{ "purge", no_argument, NULL, 'P' }, { "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 } };
 	struct ctl c = { .cfg_path = EDGEGW_CONFDIR "/gateway.yaml" };
-	bool all = false, a_set = false, t_set = false;
+	bool all = false, a_set = false, t_set = false, purge = false;
 	const char *cmd;
 	int o;
 
@@ -509,6 +584,9 @@ main(int argc, char **argv)
 			break;
 		case 'A':
 			all = true;
+			break;
+		case 'P':
+			purge = true;
 			break;
 		case 'V':
 			printf("edgegwctl %s\n", EDGEGW_VERSION);
@@ -537,11 +615,26 @@ main(int argc, char **argv)
 		}
 		return cmd_config_check(argv[optind + 2]);
 	}
+	if (strcmp(cmd, "kick") == 0 && optind + 2 == argc) {
+		ctl_read_config(&c, !a_set, !t_set);
+		return cmd_action(&c, purge ? "/edgegw/kick_purge" : "/edgegw/kick",
+		    argv[optind + 1], purge ? "disconnected, session removed" : "disconnected",
+		    "no such session");
+	}
+	if (strcmp(cmd, "retained") == 0 && optind + 3 == argc &&
+	    strcmp(argv[optind + 1], "delete") == 0) {
+		ctl_read_config(&c, !a_set, !t_set);
+		return cmd_action(&c, "/edgegw/retained_delete", argv[optind + 2], "cleared",
+		    "no retained message");
+	}
 	if (optind + 1 != argc) {
 		usage(stderr);
 		return 2;
 	}
 	ctl_read_config(&c, !a_set, !t_set);
+	if (strcmp(cmd, "sessions") == 0 || strcmp(cmd, "subscriptions") == 0 ||
+	    strcmp(cmd, "retained") == 0)
+		return cmd_list(&c, cmd);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(&c);
 	if (strcmp(cmd, "stats") == 0)

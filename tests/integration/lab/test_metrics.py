@@ -165,6 +165,68 @@ def ctl(lab, *args):
                           capture_output=True, text=True, timeout=30)
 
 
+# A persistent MQTT 3.1.1 client in the sensors' namespace: CONNECT (clean session 0), SUBSCRIBE
+# ctl/# at QoS 1, print "ready", then wait until the broker closes the connection: "closed".
+WATCHER = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 1883), timeout=60)
+cid = b"ctl-watch"
+var = b"\x00\x04MQTT\x04\x00\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+s.sendall(bytes([0x10, len(var)]) + var)
+assert s.recv(4) == b"\x20\x02\x00\x00"
+t = b"ctl/#"
+var = b"\x00\x01" + len(t).to_bytes(2, "big") + t + b"\x01"
+s.sendall(bytes([0x82, len(var)]) + var)
+assert s.recv(5)[:1] == b"\x90"
+print("ready", flush=True)
+while s.recv(4096):
+    pass
+print("closed", flush=True)
+"""
+
+
+def edgegwctl_broker(lab):
+    """edgegwctl sessions, subscriptions, retained (and delete), kick (and --purge) against a
+    client the test runs in the sensors' namespace."""
+    w = lab.sensors_popen(sys.executable, "-c", WATCHER, labtest.GW, stdout=subprocess.PIPE,
+                          text=True)
+    try:
+        check(w.stdout.readline().strip() == "ready", "the watcher is connected and subscribed")
+        r = lab.sensors("mosquitto_pub", "-h", labtest.GW, "-t", "ctl/kept", "-m", "hello",
+                        "-r", "-q", "1", capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0, "a retained message published: %r" % r.stderr)
+        r = ctl(lab, "sessions")
+        check(r.returncode == 0 and re.search(r"^ctl-watch online v3\.1\.1 subs=1 ", r.stdout,
+                                              re.M), "edgegwctl sessions: %r" % r.stdout)
+        r = ctl(lab, "subscriptions")
+        check(r.returncode == 0 and "ctl-watch ctl/# qos=1" in r.stdout,
+              "edgegwctl subscriptions: %r" % r.stdout)
+        r = ctl(lab, "--json", "retained")
+        j = json.loads(r.stdout) if r.returncode == 0 else {}
+        check("ctl/kept qos=1 bytes=5" in j.get("retained", []),
+              "edgegwctl --json retained: %r" % r.stdout)
+        r = ctl(lab, "retained", "delete", "ctl/kept")
+        check(r.returncode == 0 and "cleared" in r.stdout, "retained delete: %r" % r.stdout)
+        r = ctl(lab, "retained", "delete", "ctl/kept")
+        check(r.returncode == 1 and "no retained message" in r.stdout,
+              "retained delete of a topic without one: exit 1 (%r)" % r.stdout)
+        r = ctl(lab, "kick", "ctl-watch")
+        check(r.returncode == 0 and "disconnected" in r.stdout, "kick: %r" % r.stdout)
+        check(w.stdout.readline().strip() == "closed", "the kicked client's connection closed")
+        r = ctl(lab, "sessions")
+        check(re.search(r"^ctl-watch offline ", r.stdout, re.M),
+              "its session stays (clean session 0): %r" % r.stdout)
+        r = ctl(lab, "kick", "--purge", "ctl-watch")
+        check(r.returncode == 0 and "session removed" in r.stdout, "kick --purge: %r" % r.stdout)
+        r = ctl(lab, "sessions")
+        check(r.returncode == 0 and "ctl-watch" not in r.stdout, "--purge removed the session")
+        r = ctl(lab, "kick", "nobody-here")
+        check(r.returncode == 1 and "no such session" in r.stdout, "kick of an unknown id: exit 1")
+    finally:
+        w.kill()
+        w.wait()
+
+
 def edgegwctl(lab):
     """edgegwctl against the running gateway: the addresses from the lab's config."""
     r = ctl(lab, "status")
@@ -195,6 +257,7 @@ def edgegwctl(lab):
             return "reload: " in f.read()
     check(labtest.wait_for(reloaded, 15), "the agent logged its reload")
     check(lab.dataplane_alive(), "the dataplane lives through SIGHUP")
+    edgegwctl_broker(lab)
 
 
 def test():

@@ -4,8 +4,11 @@ The tap's kernel side spreads flows over its queues by flow hash, so connections
 workers; each worker owns its flows, and ARP learned on one lcore reaches the other. Checks:
 both workers accept connections, every connection echoes correctly, a bulk transfer matches,
 the broker's $SYS/broker/clients/connected counts the MQTT clients of both workers (the first
-worker sums them), and the flow count returns to zero."""
+worker sums them), a SIGHUP with a lower mqtt.max_connections takes effect on both workers
+while a changed tcp.rcvbuf is reported as needing a restart, and the flow count returns to
+zero."""
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
@@ -54,6 +57,41 @@ def recv_publish(s):
         return None, None
     tl = int.from_bytes(body[:2], "big")
     return body[2:2 + tl].decode(), body[2 + tl:]
+
+
+def try_mqtt_connect(client_id):
+    """CONNECT; the socket when accepted, None when the broker refused the connection."""
+    try:
+        return mqtt_connect(client_id)
+    except (labtest.CheckFailed, OSError):
+        return None
+
+
+def reload_with(lab, edits):
+    """Edit the lab's config copy (text replacements), SIGHUP the dataplane, and return its
+    reload log line."""
+    path = lab.runtime("gateway.yaml")
+    with open(path) as f:
+        text = f.read()
+    for old, new in edits:
+        check(old in text, "the lab config has %r" % old)
+        text = text.replace(old, new, 1)
+    with open(path, "w") as f:
+        f.write(text)
+    with open(lab.runtime("dataplane.log")) as f:
+        start = len(f.read())
+    os.kill(lab.dataplane_pid(), signal.SIGHUP)
+    line = []
+
+    def logged():
+        with open(lab.runtime("dataplane.log")) as f:
+            for ln in f.read()[start:].splitlines():
+                if "reload: " in ln:
+                    line.append(ln)
+                    return True
+        return False
+    check(labtest.wait_for(logged, 10), "the dataplane logged its reload")
+    return line[0]
 
 
 def sys_clients_connected(want, timeout_s):
@@ -108,6 +146,27 @@ def test():
                   % (MQTT_CLIENTS + 1, seen))
             for s in mq:
                 s.close()
+            check(lab.wait_flows(0, 30) == 0, "flow count back to 0 after the MQTT clients closed")
+
+            # reload: a lower connection limit applies on both workers; a TCP change waits
+            line = reload_with(lab, [("max_connections: 20000", "max_connections: 3"),
+                                     ("rcvbuf: 256k", "rcvbuf: 128k")])
+            log(line)
+            check("1 setting(s) changed live" in line and
+                  "needs a restart" in line and "dataplane.tcp" in line,
+                  "reload: the limit changed live, dataplane.tcp named as needing a restart")
+            got = [try_mqtt_connect("r%d" % i) for i in range(12)]
+            ok = [g for g in got if g is not None]
+            log("after the reload: %d of 12 connections accepted" % len(ok))
+            check(len(ok) <= 6 and len(ok) < 12,
+                  "max_connections 3 per worker holds on both workers (%d of 12 accepted)" % len(ok))
+            check(lab.dataplane_alive(), "dataplane alive after the reload")
+            for s in ok:
+                s.close()
+            line = reload_with(lab, [("max_connections: 3", "max_connections: nine")])
+            check("config rejected" in line, "a bad config is rejected: %s" % line)
+            check(len([g for g in (try_mqtt_connect("b%d" % i) for i in range(2)) if g]) >= 1,
+                  "the running config stays after a rejected reload")
             r = labtest.transfer(7, 20 * 1000 * 1000, echo=True, timeout_s=90)
             check(r["received"] == 20 * 1000 * 1000 and r["recv_sha"] == r["sent_sha"],
                   "20 MB echoed with the same SHA-256 (%.1f MB/s)" % r["mb_per_s"])

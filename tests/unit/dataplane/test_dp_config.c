@@ -124,6 +124,10 @@ static const struct bad_case bad_cases[] = {
 	  "100}\n"
 	  "  mqtt: {enabled: true, max_connections: 200}\n",
 	    5, "mqtt.max_connections 200 is above tcp.max_flows 100" },
+	/* the shared uplink: section is accepted and checked by lib/rules */
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\nuplink:\n  rules:\n"
+	  "    - {match: \"a/#/b\"}\n",
+	    6, "not a valid MQTT topic filter" },
 };
 
 /* Cross-field checks pass when the keys agree; an unset connection limit follows the flows. */
@@ -292,6 +296,52 @@ test_parser_and_check_agree(void **state)
 }
 
 static void
+note_restart(void *arg, const char *key)
+{
+	char *list = arg;
+
+	strcat(list, key);
+	strcat(list, ";");
+}
+
+/* A reload copies what changes live and names what waits for a restart. */
+static void
+test_apply_live(void **state)
+{
+	struct dp_config run, next;
+	char err[1024] = "", restart[512] = "";
+	char *path;
+
+	(void)state;
+	path = write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+			 "  mqtt: {max_connections: 100, max_inflight: 8}\n");
+	assert_int_equal(dp_config_load(path, &run, err, sizeof(err)), 0);
+	unlink(path);
+	path = write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.2/24}\n"
+			 "  log_level: debug\n  tcp: {rcvbuf: 128k}\n"
+			 "  mqtt: {max_connections: 50, max_inflight: 16, queue_full: drop-new}\n");
+	assert_int_equal(dp_config_load(path, &next, err, sizeof(err)), 0);
+	unlink(path);
+	/* live: log_level, max_connections, queue_full */
+	assert_int_equal(dp_config_apply_live(&run, &next, note_restart, restart), 3);
+	assert_int_equal(run.broker.max_conns, 50);
+	assert_int_equal(run.broker.queue_full, BROKER_QUEUE_DROP_NEW);
+	assert_int_equal(run.log_level, next.log_level);
+	/* fixed until a restart: the running values stay */
+	assert_int_equal(run.broker.max_inflight, 8);
+	assert_int_equal(run.ip_be, htonl(0xc6120001));
+	assert_string_equal(
+	    restart, "dataplane.port.ipv4;dataplane.tcp;dataplane.mqtt.max_inflight;");
+	/* the same again changes nothing */
+	restart[0] = '\0';
+	assert_int_equal(dp_config_apply_live(&run, &next, note_restart, restart), 0);
+	assert_string_equal(
+	    restart, "dataplane.port.ipv4;dataplane.tcp;dataplane.mqtt.max_inflight;");
+	dp_config_free(&run);
+	dp_config_free(&next);
+}
+
+static void
 test_bad_configs_rejected(void **state)
 {
 	(void)state;
@@ -325,6 +375,7 @@ main(void)
 		cmocka_unit_test(test_every_error_reported),
 		cmocka_unit_test(test_cross_fields_agree),
 		cmocka_unit_test(test_parser_and_check_agree),
+		cmocka_unit_test(test_apply_live),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /*
- * test_broker_sys.c: $SYS with several instances. Each publishes its own figures under
+ * test_broker_sys.c: the broker's own settings at run time: a live reload
+ * (broker_reconfigure), and $SYS with several instances. Each publishes its own figures under
  * $SYS/broker/lcore/<n>/; the first sums every instance's (the board) under Mosquitto's names, so
  * a dashboard on $SYS/broker/clients/connected shows the whole broker however many workers run.
  */
@@ -11,7 +12,44 @@
 
 #include <cmocka.h>
 
+#include "broker_conf.h"
 #include "broker_fixture.h"
+
+/* A reload lowers the connection limit and stops $SYS on a running instance; a setting that
+ * sizes allocations (max_inflight) keeps its value; the same settings again change nothing. */
+static void
+test_reconfigure(void **state)
+{
+	struct broker_config cfg, next;
+	struct fx *x;
+
+	(void)state;
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 1000;
+	x = fx_new(&cfg);
+	fx_connect(x, 0, MQTT_V311, "mon", true, 60, NULL);
+	fx_subscribe(x, 0, "$SYS/broker/clients/connected", 0);
+	next = cfg;
+	next.max_conns = 2;
+	next.sys_interval_ms = 0;
+	next.max_inflight = (uint16_t)(cfg.max_inflight * 2);
+	assert_int_equal(broker_reconfigure(x->b, &next, x->now), 2);
+	assert_int_equal(fx_count(x, BROKER_C_CONFIG_APPLIED), 1);
+	fx_tick(x, 5000);
+	fx_expect_none(x, 0); /* no $SYS any more */
+	fx_connect(x, 1, MQTT_V311, "two", true, 60, NULL);
+	/* the third connection: over the new limit, refused */
+	assert_null(broker_conn_open(x->b, &x->f[2], x->now));
+	assert_int_equal(fx_count(x, BROKER_C_LIMIT_CONNS), 1);
+	assert_int_equal(broker_reconfigure(x->b, &next, x->now), 0);
+	assert_int_equal(fx_count(x, BROKER_C_CONFIG_APPLIED), 1);
+	/* $SYS back, counted from the reload */
+	next.sys_interval_ms = 1000;
+	assert_int_equal(broker_reconfigure(x->b, &next, x->now), 1);
+	fx_tick(x, 1000);
+	fx_expect_publish(x, 0, "$SYS/broker/clients/connected", "2", 0);
+	fx_free(x);
+}
 
 static struct fx *
 sys_instance(struct broker_sys_board *board, uint32_t self)
@@ -110,10 +148,32 @@ test_sys_alone(void **state)
 	fx_free(x);
 }
 
+/* PUBLISHes are counted by QoS too (the demo's view shows the rates). */
+static void
+test_pub_rx_by_qos(void **state)
+{
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "p", true, 60, NULL);
+	fx_publish(x, 0, "t", "a", 0, 0, false);
+	fx_publish(x, 0, "t", "b", 1, 1, false);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0x10); /* no matching subscribers (5.0) */
+	fx_publish(x, 0, "t", "c", 2, 2, false);
+	fx_publish(x, 0, "t", "d", 2, 3, false);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX), 4);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX_QOS0), 1);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX_QOS1), 1);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX_QOS2), 2);
+	fx_free(x);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reconfigure),
+		cmocka_unit_test(test_pub_rx_by_qos),
 		cmocka_unit_test(test_sys_summed),
 		cmocka_unit_test(test_sys_second_no_totals),
 		cmocka_unit_test(test_sys_alone),

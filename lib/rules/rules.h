@@ -1,0 +1,92 @@
+/*
+ * rules.h: the uplink rules of the gateway config (its top-level `uplink:` section): which local
+ * topics go up to the cloud, under which cloud topic, with which QoS and priority class, and
+ * whether the local publisher's PUBACK/PUBREC waits until the message is on disk. Shared by the
+ * agent (the Modbus poller's readings, the store in agent/uplink/store.h) and the dataplane
+ * (which sensor PUBLISHes go up). No DPDK, no I/O: parsed once, then read-only and safe to share
+ * between threads.
+ *
+ *   uplink:
+ *     site: lab
+ *     rules:                      # first match wins; a topic no rule matches does not go up
+ *       - {match: "plant/#", topic: "site/{site}/{topic}", qos: keep, class: normal, durable: true}
+ *     spool: {dir: /var/lib/edgegw/spool, max_bytes: 1g}   # the agent's (lib/spool keys)
+ *
+ * Keys of a rule: `match` (MQTT filter, '+' and '#' allowed, required), `topic` (template:
+ * literal text with `{site}` and `{topic}`, the matched local topic whole; default "{topic}"),
+ * `qos` (keep | 0 | 1 | 2; default keep), `class` (alarm | normal | bulk; default normal),
+ * `durable` (default true; only QoS 1/2 messages ever wait). Without `rules:` (or without the
+ * whole section) there is one rule: {match: "#", topic: "{topic}"} (everything goes up as is);
+ * `rules: []` sends nothing. `spool:` is accepted here and read by its owner (the agent, with
+ * spool_config_parse()). Errors go into the document as file:line:col: reason (lib/conf).
+ */
+#ifndef EDGEGW_RULES_H
+#define EDGEGW_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+
+#define RULES_SITE_MAX 128
+#define RULES_MAX      1024 /* rules in one config */
+#define RULES_QOS_KEEP 0xff /* rule.qos: the message's own QoS */
+
+/* Same order and values as lib/spool's enum spool_class (most important first). */
+enum rules_class {
+	RULES_ALARM = 0,
+	RULES_NORMAL,
+	RULES_BULK,
+	RULES_CLASS_N
+};
+
+struct rule {
+	const char *match; /* MQTT filter (NUL-terminated, owned by the rule set) */
+	size_t match_len;
+	const char *topic; /* template with {site} and {topic} */
+	uint8_t qos;       /* 0, 1, 2 or RULES_QOS_KEEP */
+	enum rules_class cls;
+	bool durable;  /* the publisher's PUBACK/PUBREC waits for the spool's fdatasync */
+	unsigned line; /* where it was written (for log lines) */
+};
+
+struct rules {
+	char site[RULES_SITE_MAX];
+	size_t n;
+	struct rule *v; /* in config order: the first match wins */
+};
+
+/* Parse the `uplink:` mapping (absent: the default rule set). Returns 0 and a new set in *out, or
+ * -1 with every error recorded in the document (file:line:col; *out is NULL). The set owns its
+ * strings: the document may be freed afterwards. */
+int rules_parse(conf_node uplink, struct rules **out);
+void rules_free(struct rules *r);
+
+/* The first rule whose filter matches the topic name (not NUL-terminated), or NULL: the topic
+ * does not go up. */
+const struct rule *rules_match(const struct rules *r, const char *topic, size_t len);
+
+/* The cloud topic of a local topic under a rule, NUL-terminated into buf. Returns its length, or
+ * -ENAMETOOLONG when buf (or the MQTT limit, 65535) is too small, -EINVAL when the result is not
+ * a valid topic name (empty, or not UTF-8). */
+int rules_render(const struct rules *r, const struct rule *rule, const char *topic, size_t len,
+    char *buf, size_t buflen);
+
+/* The QoS the message goes up with: the rule's, or the message's own under `keep`. */
+static inline uint8_t
+rule_qos(const struct rule *rule, uint8_t msg_qos)
+{
+	return rule->qos == RULES_QOS_KEEP ? msg_qos : rule->qos;
+}
+
+/* Does the publisher's acknowledgement of a message of this QoS wait for durability? */
+static inline bool
+rule_durable(const struct rule *rule, uint8_t msg_qos)
+{
+	return msg_qos > 0 && rule->durable;
+}
+
+const char *rules_class_name(enum rules_class cls);
+
+#endif

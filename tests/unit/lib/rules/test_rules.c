@@ -1,0 +1,205 @@
+/*
+ * test_rules.c: lib/rules: the `uplink:` section parsed into rules (defaults when absent, every
+ * key, each rejection at its file:line:col), first match wins, cloud topics rendered.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rules.h"
+
+static struct conf_doc *doc;
+
+static int
+parse(const char *text, struct rules **r)
+{
+	char err[256];
+
+	assert_int_equal(conf_load_string("t.yaml", text, strlen(text), &doc, err, sizeof(err)), 0);
+	return rules_parse(conf_get(conf_root(doc), "uplink"), r);
+}
+
+static void
+expect_error(const char *text, const char *where, const char *what)
+{
+	struct rules *r = (struct rules *)1;
+
+	assert_int_equal(parse(text, &r), -1);
+	assert_null(r);
+	assert_non_null(conf_first_error(doc));
+	if (strstr(conf_errors(doc), where) == NULL || strstr(conf_errors(doc), what) == NULL)
+		fail_msg("expected '%s' ... '%s' in: %s", where, what, conf_errors(doc));
+	conf_free(doc);
+}
+
+static void
+test_absent_sends_everything_as_is(void **state)
+{
+	struct rules *r;
+	const struct rule *ru;
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(parse("agent: {}\n", &r), 0);
+	ru = rules_match(r, "site/lab/meter/v", 16);
+	assert_non_null(ru);
+	assert_int_equal(ru->qos, RULES_QOS_KEEP);
+	assert_int_equal(ru->cls, RULES_NORMAL);
+	assert_true(ru->durable);
+	assert_int_equal(rules_render(r, ru, "site/lab/meter/v", 16, buf, sizeof(buf)), 16);
+	assert_string_equal(buf, "site/lab/meter/v");
+	rules_free(r);
+	conf_free(doc);
+	/* a section without rules: the same default */
+	assert_int_equal(parse("uplink: {site: x}\n", &r), 0);
+	assert_int_equal(r->n, 1);
+	assert_string_equal(r->v[0].match, "#");
+	rules_free(r);
+	conf_free(doc);
+}
+
+static void
+test_empty_list_sends_nothing(void **state)
+{
+	struct rules *r;
+
+	(void)state;
+	assert_int_equal(parse("uplink: {rules: []}\n", &r), 0);
+	assert_int_equal(r->n, 0);
+	assert_null(rules_match(r, "a/b", 3));
+	rules_free(r);
+	conf_free(doc);
+}
+
+static void
+test_every_key_and_first_match(void **state)
+{
+	static const char text[] =
+	    "uplink:\n"
+	    "  site: lab\n"
+	    "  spool: {dir: /tmp/x}\n"
+	    "  rules:\n"
+	    "    - {match: \"plant/alarm/+\", topic: \"site/{site}/alarms/{topic}\", qos: 2, "
+	    "class: alarm}\n"
+	    "    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: normal, "
+	    "durable: true}\n"
+	    "    - {match: \"bulk/+/x\", qos: 0, class: bulk, durable: false}\n";
+	struct rules *r;
+	const struct rule *ru;
+	char buf[128];
+
+	(void)state;
+	assert_int_equal(parse(text, &r), 0);
+	assert_string_equal(r->site, "lab");
+	assert_int_equal(r->n, 3);
+	ru = rules_match(r, "plant/alarm/oven", 16);
+	assert_ptr_equal(ru, &r->v[0]);
+	assert_int_equal(rule_qos(ru, 0), 2);
+	assert_int_equal(ru->cls, RULES_ALARM);
+	assert_int_equal(ru->line, 5);
+	assert_int_equal(rules_render(r, ru, "plant/alarm/oven", 16, buf, sizeof(buf)), 32);
+	assert_string_equal(buf, "site/lab/alarms/plant/alarm/oven");
+	/* first match wins: plant/alarm/a/b is not matched by the first rule ('+' is one level) */
+	ru = rules_match(r, "plant/alarm/a/b", 15);
+	assert_ptr_equal(ru, &r->v[1]);
+	assert_int_equal(rule_qos(ru, 1), 1);
+	assert_true(rule_durable(ru, 1));
+	assert_false(rule_durable(ru, 0));
+	rules_render(r, ru, "plant/alarm/a/b", 15, buf, sizeof(buf));
+	assert_string_equal(buf, "site/lab/plant/alarm/a/b");
+	ru = rules_match(r, "bulk/7/x", 8);
+	assert_ptr_equal(ru, &r->v[2]);
+	assert_int_equal(rule_qos(ru, 2), 0);
+	assert_int_equal(ru->cls, RULES_BULK);
+	assert_false(rule_durable(ru, 1));
+	assert_null(rules_match(r, "other/topic", 11));
+	assert_null(rules_match(r, "bulk/7/y", 8));
+	/* not NUL-terminated input: only len counts */
+	assert_ptr_equal(rules_match(r, "plant/xyz-garbage", 9), &r->v[1]);
+	rules_render(r, &r->v[1], "plant/xyz-garbage", 9, buf, sizeof(buf));
+	assert_string_equal(buf, "site/lab/plant/xyz");
+	rules_free(r);
+	conf_free(doc); /* the rules own their strings: free the document first next time */
+}
+
+static void
+test_rules_outlive_the_document(void **state)
+{
+	struct rules *r;
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(
+	    parse(
+		"uplink: {site: s1, rules: [{match: \"a/#\", topic: \"x/{site}/{topic}\"}]}\n", &r),
+	    0);
+	conf_free(doc);
+	assert_string_equal(r->v[0].match, "a/#");
+	assert_int_equal(rules_render(r, rules_match(r, "a/b", 3), "a/b", 3, buf, sizeof(buf)), 8);
+	assert_string_equal(buf, "x/s1/a/b");
+	rules_free(r);
+}
+
+static void
+test_render_bounds(void **state)
+{
+	struct rules *r;
+	char buf[8];
+
+	(void)state;
+	assert_int_equal(
+	    parse("uplink: {rules: [{match: \"#\", topic: \"up/{topic}\"}]}\n", &r), 0);
+	assert_int_equal(rules_render(r, &r->v[0], "abcd", 4, buf, sizeof(buf)), 7);
+	assert_int_equal(rules_render(r, &r->v[0], "abcde", 5, buf, sizeof(buf)), -ENAMETOOLONG);
+	assert_int_equal(rules_render(r, &r->v[0], "a\xff", 2, buf, sizeof(buf)), -EINVAL);
+	rules_free(r);
+	conf_free(doc);
+}
+
+static void
+test_errors_at_their_place(void **state)
+{
+	(void)state;
+	expect_error("uplink: [1]\n", "t.yaml:1:9", "must be a mapping");
+	expect_error("uplink: {sit: x}\n", "t.yaml:1:10", "sit");
+	expect_error("uplink:\n  rules:\n    - {topic: x}\n", "t.yaml:3:7", "needs 'match'");
+	expect_error("uplink:\n  rules:\n    - {match: \"a/#/b\"}\n", "t.yaml:3:15",
+	    "not a valid MQTT topic filter");
+	expect_error(
+	    "uplink:\n  rules:\n    - {match: \"$share/g/a\"}\n", "t.yaml:3:15", "not a valid");
+	expect_error("uplink:\n  rules:\n    - {match: a, topic: \"x/{site}\"}\n", "t.yaml:3:25",
+	    "uplink.site is not set");
+	expect_error("uplink:\n  site: s\n  rules:\n    - {match: a, topic: \"x/{host}\"}\n",
+	    "t.yaml:4:25", "unknown placeholder");
+	expect_error("uplink:\n  rules:\n    - {match: a, topic: \"x/+\"}\n", "t.yaml:3:25",
+	    "must not hold");
+	expect_error("uplink:\n  rules:\n    - {match: a, qos: 3}\n", "t.yaml:3:23", "keep");
+	expect_error("uplink:\n  rules:\n    - {match: a, class: urgent}\n", "t.yaml:3:25", "bulk");
+	expect_error("uplink:\n  rules:\n    - {match: a, durable: maybe}\n", "t.yaml:3:27", "");
+	expect_error("uplink:\n  rules:\n    - {match: a, color: red}\n", "t.yaml:3:18", "color");
+	expect_error("uplink: {site: \"a/#\"}\n", "t.yaml:1:16", "must not hold");
+	expect_error("uplink: {rules: {match: a}}\n", "t.yaml:1:17", "must be a list");
+	/* every error of the file, not the first only */
+	expect_error("uplink:\n  rules:\n    - {match: \"a/#/b\"}\n    - {match: a, qos: 7}\n",
+	    "t.yaml:4:", "keep");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_absent_sends_everything_as_is),
+		cmocka_unit_test(test_empty_list_sends_nothing),
+		cmocka_unit_test(test_every_key_and_first_match),
+		cmocka_unit_test(test_rules_outlive_the_document),
+		cmocka_unit_test(test_render_bounds),
+		cmocka_unit_test(test_errors_at_their_place),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
