@@ -115,6 +115,7 @@ workers_create(void)
 
 	/* Store and forward: each MQTT worker's channel to the agent (dataplane.channel). */
 	mqtt_uplink_configure(&cfg->channel);
+	mqtt_uplink_set_rules(cfg->rules);
 	/* The enabled services; some (MQTT) number their instances by worker and learn how many
 	 * workers there are first. */
 	for (const struct dp_service *const *sp = dp_services; *sp != NULL; sp++) {

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "dpchan_client.h"
+#include "rules.h"
 
 struct mqtt_uplink {
 	struct broker *b;
@@ -19,8 +20,7 @@ struct mqtt_uplink {
 	uint64_t now_ms;
 };
 
-static mqtt_uplink_rules_fn rules_fn;
-static const void *rules_arg;
+static const struct rules *rules;
 static struct mqtt_uplink_conf conf; /* enabled false until configured */
 static uint64_t boot_id;
 
@@ -80,19 +80,28 @@ mqtt_uplink_conf_parse(conf_node n, struct mqtt_uplink_conf *c)
 }
 
 void
-mqtt_uplink_set_rules(mqtt_uplink_rules_fn fn, const void *rules)
+mqtt_uplink_set_rules(const struct rules *r)
 {
-	rules_fn = fn;
-	rules_arg = rules;
+	rules = r;
+}
+
+enum broker_uplink_class
+mqtt_uplink_classify(const struct rules *r, const char *topic, size_t len, uint8_t qos)
+{
+	const struct rule *rule;
+
+	if (r == NULL)
+		return BROKER_UPLINK_DURABLE;
+	if ((rule = rules_match(r, topic, len)) == NULL)
+		return BROKER_UPLINK_NONE;
+	return rule->durable && qos > 0 ? BROKER_UPLINK_DURABLE : BROKER_UPLINK_BEST_EFFORT;
 }
 
 static enum broker_uplink_class
 op_wants(void *uctx, const char *topic, size_t len, uint8_t qos)
 {
 	(void)uctx;
-	if (rules_fn != NULL)
-		return rules_fn(rules_arg, topic, len, qos);
-	return BROKER_UPLINK_DURABLE;
+	return mqtt_uplink_classify(rules, topic, len, qos);
 }
 
 static int

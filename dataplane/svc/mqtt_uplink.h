@@ -27,11 +27,15 @@ void mqtt_uplink_conf_defaults(struct mqtt_uplink_conf *c);
 /* `dataplane.channel` (absent: the defaults, disabled); errors recorded in the document. */
 void mqtt_uplink_conf_parse(conf_node n, struct mqtt_uplink_conf *c);
 
-/* Which way a topic goes (the uplink rules); NULL: every QoS 1/2 message durably, QoS 0 best
- * effort (lib/rules' default rule set, {match: "#"}). Set before any lcore starts. */
-typedef enum broker_uplink_class (*mqtt_uplink_rules_fn)(
-    const void *rules, const char *topic, size_t len, uint8_t qos);
-void mqtt_uplink_set_rules(mqtt_uplink_rules_fn fn, const void *rules);
+struct rules;
+/* Which PUBLISHes go up: the gateway config's uplink rules (lib/rules: the first match; a
+ * durable rule defers a QoS 1/2 ack until durable, QoS 0 and other rules go best effort; no
+ * match stays local). NULL: every QoS 1/2 message durably, QoS 0 best effort (the rules' default
+ * set). Set before any lcore starts; read-only afterwards, shared by the lcores. */
+void mqtt_uplink_set_rules(const struct rules *rules);
+/* What the rules say for a topic (also for tests). */
+enum broker_uplink_class
+mqtt_uplink_classify(const struct rules *rules, const char *topic, size_t len, uint8_t qos);
 
 /* The channel's settings for every lcore (main lcore, before the workers start); a boot id
  * is drawn for this start of the dataplane. */
