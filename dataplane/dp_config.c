@@ -320,7 +320,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 		conf_error(conf_get(conf_get(dp, "services"), "discard"),
 		    "echo and discard share port %u", cfg->echo.port);
 	parse_mqtt(conf_get(dp, "mqtt"), cfg);
-	mqtt_uplink_conf_parse(conf_get(dp, "channel"), &cfg->channel); /* svc/mqtt_uplink.c */
+	dpchan_conf_parse(conf_get(dp, "channel"), &cfg->channel); /* lib/dpchan */
 	check_cross(dp, cfg);
 out:
 	if (conf_first_error(doc) != NULL) {

@@ -40,8 +40,8 @@ struct dp_config {
 	struct tcp_config tcp;
 	struct dp_service_conf echo, discard, mqtt; /* .opts is set by dp_config_service */
 	struct broker_config broker;
-	struct mqtt_uplink_conf channel; /* dataplane.channel: store and forward to the agent */
-	struct rules *rules;             /* uplink: (lib/rules): which PUBLISHes go up */
+	struct dpchan_conf channel; /* dataplane.channel: store and forward to the agent */
+	struct rules *rules;        /* uplink: (lib/rules): which PUBLISHes go up */
 };
 
 /* Loads and validates path; on error returns -1 with "file:line:col: reason" in err. */

@@ -3,7 +3,7 @@
  * lcore's channel to the agent (lib/dpchan client) as its uplink (broker_uplink_ops): client
  * PUBLISHes the uplink rules send up become records on the channel, and the agent's DURABLE
  * answers release the deferred PUBACK/PUBREC (dataplane/mqtt/uplink.c). Configured by
- * `dataplane.channel` (docs/config.md). No DPDK here: mqtt_tcp.c calls it from its lcore.
+ * `dataplane.channel` (dpchan_conf.h, docs/config.md). No DPDK here: mqtt_tcp.c calls it from its lcore.
  */
 #ifndef EDGEGW_MQTT_UPLINK_H
 #define EDGEGW_MQTT_UPLINK_H
@@ -12,20 +12,8 @@
 #include <stdint.h>
 
 #include "broker.h"
-#include "conf.h"
 #include "dpchan.h"
-
-struct mqtt_uplink_conf {
-	bool enabled;              /* off: nothing goes up, acks as before */
-	char path[108];            /* the agent's socket [DPCHAN_DEFAULT_PATH] */
-	uint32_t pending_bytes;    /* per lcore: records not yet durable [4 MiB] */
-	uint32_t max_pending;      /* per lcore: durable messages awaiting their answer [16384] */
-	uint32_t reconnect_max_ms; /* backoff ceiling when the agent is absent [5 s] */
-};
-
-void mqtt_uplink_conf_defaults(struct mqtt_uplink_conf *c);
-/* `dataplane.channel` (absent: the defaults, disabled); errors recorded in the document. */
-void mqtt_uplink_conf_parse(conf_node n, struct mqtt_uplink_conf *c);
+#include "dpchan_conf.h"
 
 struct rules;
 /* Which PUBLISHes go up: the gateway config's uplink rules (lib/rules: the first match; a
@@ -39,7 +27,7 @@ mqtt_uplink_classify(const struct rules *rules, const char *topic, size_t len, u
 
 /* The channel's settings for every lcore (main lcore, before the workers start); a boot id
  * is drawn for this start of the dataplane. */
-void mqtt_uplink_configure(const struct mqtt_uplink_conf *c);
+void mqtt_uplink_configure(const struct dpchan_conf *c);
 bool mqtt_uplink_enabled(void);
 
 struct mqtt_uplink;

@@ -1,7 +1,7 @@
 /*
  * dpchan_server.h: the agent's end of the channel, the dataplane's lcores connect to it (one
- * connection each). Records go to a sink (the uplink's store: agent/dpchan_link.c; a fake in
- * the unit tests) that gives each one a token (the spool's sequence number); the sink says later
+ * connection each). Records go to a sink (the uplink's store, through agent/dpchan_link.c; a
+ * fake in the unit tests) that gives each one a token (the spool's sequence number); the sink says later
  * which tokens became durable (dpchan_server_durable), and the server answers the lcore that
  * sent them with DURABLE ranges of its refs.
  *
