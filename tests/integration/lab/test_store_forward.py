@@ -11,6 +11,7 @@ QoS 2 (exactly once).
     it): the new agent recovers the spool, resumes the QoS 2 exchanges under their packet ids,
     and after link up every reading the first agent had made durable arrives too; no QoS 2
     reading arrives twice.
+(c) The agent is SIGKILLed again with the link up, mid-stream: the same holds.
 
 The oracle is the agent's own count of durable records (stats file, written every second): the
 readings received must reach it. A reading lost after it was durable keeps the count short and
@@ -182,6 +183,23 @@ def run(lab):
           (cloud.unique(), total_durable))
     twice = cloud.twice(2)
     check(not twice, "no QoS 2 reading arrived twice across the kill: %s" % twice[:3])
+
+    # (c) SIGKILL mid-stream with the link up: QoS 2 exchanges caught in any phase
+    d2 = store(lab)["durable"]
+    lab.run("kill", "agent")  # returns once the new agent is connected
+    pid = int(open(lab.runtime("agent.pid")).read())
+    labtest.wait_for(lambda: (stats(lab) or {}).get("pid") == pid, 10)
+    labtest.wait_for(lambda: store(lab)["durable"] >= 20, 15)  # the third agent produces too
+    need = lambda: d1 + d2 + store(lab)["durable"]  # noqa: E731
+    labtest.wait_for(lambda: cloud.unique() >= need(), 30)
+    total_durable = need()
+    log("(c) received %d readings in all, %d durable by the three agents" %
+        (cloud.unique(), total_durable))
+    check(cloud.unique() >= total_durable,
+          "every durable reading arrived across a kill mid-stream (%d received, %d durable)" %
+          (cloud.unique(), total_durable))
+    twice = cloud.twice(2)
+    check(not twice, "no QoS 2 reading arrived twice across a kill mid-stream: %s" % twice[:3])
     log("QoS 1 readings received twice (allowed: at least once): %d" % len(cloud.twice(1)))
     cloud.stop()
     labtest.setns_path(labtest.HOME_NETNS)
