@@ -77,6 +77,10 @@ def main(agent, ctl):
     h.check("edgegw_agent_devices_disabled 1\n" in body, "no devices_disabled gauge in /metrics")
     h.check('edgegw_agent_device_disabled{bus="plc",device="gw2",profile="broken"} 1' in body,
             "no device_disabled sample in /metrics")
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                           text=True, timeout=10)
+        h.check(r.returncode == 0, "promtool check metrics: " + r.stdout + r.stderr)
 
     r = subprocess.run([ctl, "-a", f"127.0.0.1:{hport}", "devices"], capture_output=True, text=True,
                        timeout=10)
