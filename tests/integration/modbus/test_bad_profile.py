@@ -87,6 +87,9 @@ def main(agent, ctl):
     rows = {l.split()[1]: l for l in r.stdout.splitlines()[1:] if l.strip()}
     h.check(r.returncode == 0 and "gw1" in rows and "disabled: profile 'broken'" in rows.get("gw2", ""),
             f"edgegwctl devices: {r.stdout!r} {r.stderr!r}")
+    r = subprocess.run([ctl, "-a", f"127.0.0.1:{hport}", "-t", os.path.join(d, "no-dataplane"),
+                        "status"], capture_output=True, text=True, timeout=10)
+    h.check("1 device(s) DISABLED" in r.stdout, f"edgegwctl status: {r.stdout!r} {r.stderr!r}")
     h.stop_agent(p, log)
     print("ok: the bad profile's device is disabled, the good one polled; --strict and --check exit 1")
     print(rows["gw2"])
