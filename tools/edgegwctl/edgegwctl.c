@@ -219,11 +219,15 @@ cmd_status(const struct ctl *c)
 			json_array_foreach(json_object_get(ag, "buses"), i, b) conn +=
 			    json_is_true(json_object_get(b, "connected"));
 			printf("agent: running (pid %lld), up %llds, %zu of %zu bus(es) connected, "
-			       "uplink %s, %lld queued\n",
+			       "uplink %s, %lld queued",
 			    jint(ag, "pid"), jint(ag, "uptime_ms") / 1000, conn, nb,
 			    json_is_true(json_object_get(up, "connected")) ? "connected"
 									   : "DISCONNECTED",
 			    jint(up, "queued"));
+			if (jint(ag, "devices_disabled") > 0) /* a bad or missing profile */
+				printf(", %lld device(s) DISABLED (edgegwctl devices)",
+				    jint(ag, "devices_disabled"));
+			putchar('\n');
 		} else {
 			printf("agent: not answering on %s\n", c->agent_addr);
 		}
