@@ -3,7 +3,7 @@
 
 Reads the dataplane's DPDK telemetry (/edgegw/status, /edgegw/broker, /edgegw/mem) and the
 agent's stats file, and shows per interval: link, sessions, MQTT messages in and out per
-second, drops, Modbus polls and errors, what the agent sent to the cloud and bytes per
+second (and by QoS), drops, Modbus polls and errors, what the agent sent to the cloud and bytes per
 reading, the cloud link, restarts. On a terminal it redraws the screen; otherwise (a log, CI)
 it prints one line per interval. Ends on SIGINT/SIGTERM or after --seconds.
 
@@ -91,9 +91,11 @@ def render(new, old, tty):
             new.restarts["dataplane"]),
         "broker      sessions %s  connections %s  queued %s" % (
             m.get("mqtt_sessions", "-"), m.get("mqtt_conns", "-"), m.get("mqtt_queued_msgs", "-")),
-        "            in %8.0f msg/s  out %8.0f msg/s  in total %s  drops/limits/bad %d" % (
-            rate(new, old, "PUB_RX", "broker"), rate(new, old, "PUB_TX", "broker"),
-            b.get("PUB_RX", "-"), drops(b)),
+        "            in %8.0f msg/s (QoS 0 %.0f, 1 %.0f, 2 %.0f)  out %8.0f msg/s  in total %s  "
+        "drops/limits/bad %d" % (
+            rate(new, old, "PUB_RX", "broker"), rate(new, old, "PUB_RX_QOS0", "broker"),
+            rate(new, old, "PUB_RX_QOS1", "broker"), rate(new, old, "PUB_RX_QOS2", "broker"),
+            rate(new, old, "PUB_TX", "broker"), b.get("PUB_RX", "-"), drops(b)),
         "modbus      polls %s  responses %s  timeouts %s  crc %s  exceptions %s" % (
             at.get("polls", "-"), at.get("responses", "-"), at.get("timeouts", "-"),
             at.get("crc_errors", "-"), at.get("exceptions", "-")),

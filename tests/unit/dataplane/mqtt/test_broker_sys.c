@@ -148,11 +148,32 @@ test_sys_alone(void **state)
 	fx_free(x);
 }
 
+/* PUBLISHes are counted by QoS too (the demo's view shows the rates). */
+static void
+test_pub_rx_by_qos(void **state)
+{
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "p", true, 60, NULL);
+	fx_publish(x, 0, "t", "a", 0, 0, false);
+	fx_publish(x, 0, "t", "b", 1, 1, false);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0x10); /* no matching subscribers (5.0) */
+	fx_publish(x, 0, "t", "c", 2, 2, false);
+	fx_publish(x, 0, "t", "d", 2, 3, false);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX), 4);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX_QOS0), 1);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX_QOS1), 1);
+	assert_int_equal(fx_count(x, BROKER_C_PUB_RX_QOS2), 2);
+	fx_free(x);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reconfigure),
+		cmocka_unit_test(test_pub_rx_by_qos),
 		cmocka_unit_test(test_sys_summed),
 		cmocka_unit_test(test_sys_second_no_totals),
 		cmocka_unit_test(test_sys_alone),
