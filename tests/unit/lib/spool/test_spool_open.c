@@ -1,0 +1,208 @@
+/*
+ * test_spool_open.c: lib/spool's refusals at the door. Opening: a config with every field left
+ * to its default works, a second opener of the same directory gets -EBUSY, a directory that
+ * cannot be made or named fails with its errno. Appending: each malformed record is refused
+ * with -EINVAL or -EMSGSIZE, counted as refused_invalid, and takes no sequence number. The
+ * names operators see for counters and classes, in range and out of it.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "spool.h"
+
+static char dir[256];
+
+static int
+rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/test_spool_open.XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static uint64_t
+counter(struct spool *sp, enum spool_counter c)
+{
+	uint64_t v[SPOOL_C_N];
+
+	spool_counters(sp, v);
+	return v[c];
+}
+
+/* Only the directory given: every other field takes its default, and records go round. */
+static void
+test_defaults_fill_a_bare_config(void **state)
+{
+	struct spool_config c = { .dir = dir };
+	struct spool *sp = NULL;
+	struct spool_rec_in in = { .cls = SPOOL_BULK,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool_rec rec;
+	char buf[64];
+	uint64_t seq = 0;
+
+	(void)state;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(seq, 1);
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_read(sp, SPOOL_BULK, &rec, buf, sizeof(buf)), 1);
+	assert_int_equal(rec.seq, 1);
+	spool_close(sp);
+	/* a huge segment size is cut to what 32-bit record offsets reach, and still opens */
+	c.segment_bytes = 4ull << 30;
+	c.max_bytes = 1ull << 20;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	spool_close(sp);
+}
+
+static void
+test_second_opener_is_refused(void **state)
+{
+	struct spool_config c;
+	struct spool *a = NULL, *b = NULL;
+
+	(void)state;
+	spool_config_defaults(&c);
+	c.dir = dir;
+	assert_int_equal(spool_open(&c, &a), 0);
+	assert_int_equal(spool_open(&c, &b), -EBUSY);
+	assert_null(b);
+	spool_close(a);
+	assert_int_equal(spool_open(&c, &b), 0); /* the lock went with the first */
+	spool_abandon(b);
+}
+
+static void
+test_directory_that_cannot_be(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	char file[300], under[320], longdir[5000];
+	FILE *f;
+
+	(void)state;
+	spool_config_defaults(&c);
+	snprintf(file, sizeof(file), "%s/a-file", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(under, sizeof(under), "%s/spool", file);
+	c.dir = under;
+	assert_int_equal(spool_open(&c, &sp), -ENOTDIR);
+	assert_null(sp);
+	memset(longdir, 'd', sizeof(longdir) - 1);
+	longdir[0] = '/';
+	longdir[sizeof(longdir) - 1] = '\0';
+	c.dir = longdir;
+	assert_int_equal(spool_open(&c, &sp), -ENAMETOOLONG);
+	assert_null(sp);
+}
+
+static void
+test_malformed_records_refused(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	static char big[(16u << 20) + 1];
+	struct spool_rec_in ok = { .cls = SPOOL_NORMAL,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool_rec_in in;
+	uint64_t seq = 0;
+
+	(void)state;
+	spool_config_defaults(&c);
+	c.dir = dir;
+	c.commit_bytes = 4096;
+	c.buffer_bytes = 8192;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, NULL, &seq), -EINVAL);
+	in = ok;
+	in.cls = SPOOL_CLASS_N;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.qos = 3;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.topic = NULL;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.payload = NULL;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.payload = big;
+	in.payload_len = sizeof(big);
+	assert_int_equal(spool_append(sp, &in, &seq), -EMSGSIZE);
+	in.payload_len = 8192; /* within the record limit, beyond this spool's commit buffer */
+	assert_int_equal(spool_append(sp, &in, &seq), -EMSGSIZE);
+	assert_int_equal(counter(sp, SPOOL_C_refused_invalid), 7);
+	assert_int_equal(seq, 0);
+	/* a record with neither topic nor payload is a record */
+	in = (struct spool_rec_in){ .cls = SPOOL_ALARM, .qos = 0 };
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(seq, 1);
+	assert_int_equal(spool_append(sp, &ok, &seq), 0);
+	assert_int_equal(seq, 2);
+	spool_close(sp);
+}
+
+static void
+test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(spool_counter_name(SPOOL_C_refused_invalid), "refused_invalid");
+	assert_true(strlen(spool_counter_desc(SPOOL_C_refused_invalid)) > 10);
+	assert_string_equal(spool_counter_name(SPOOL_C_N), "?");
+	assert_string_equal(spool_counter_desc(SPOOL_C_N), "?");
+	assert_int_equal(spool_counter_kind(SPOOL_C_N), SPOOL_COUNTER);
+	assert_string_equal(spool_class_name(SPOOL_ALARM), "alarm");
+	assert_string_equal(spool_class_name(SPOOL_BULK), "bulk");
+	assert_string_equal(spool_class_name(SPOOL_CLASS_N), "?");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_defaults_fill_a_bare_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_opener_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_directory_that_cannot_be, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_records_refused, setup, teardown),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
