@@ -276,6 +276,29 @@ test_small_buffer_gets_the_size(void **state)
 	assert_int_equal(buf[1], need - 2);
 }
 
+/* The names a refusal is logged and answered with, in range and out of it. */
+static void
+test_names_of_refusals(void **state)
+{
+	(void)state;
+	assert_string_equal(mqtt_type_name(MQTT_PINGREQ), "PINGREQ");
+	assert_string_equal(mqtt_type_name((enum mqtt_type)16), "INVALID");
+	assert_string_equal(mqtt_err_str(MQTT_E_WILL_QOS), mqtt_err_str(-MQTT_E_WILL_QOS));
+	assert_string_equal(mqtt_err_str(-MQTT_E_COUNT), "unknown codec error");
+	assert_int_equal(mqtt_err_reason(-MQTT_E_TOPIC_NAME_INVALID), 0x90);
+	assert_int_equal(mqtt_err_reason(MQTT_E_PACKET_TOO_LARGE), 0x95);
+	assert_int_equal(mqtt_err_reason(0), 0x80);
+	assert_int_equal(mqtt_err_reason(-MQTT_E_COUNT), 0x80);
+	assert_int_equal(mqtt_err_connack_v311(-MQTT_E_PROTOCOL_LEVEL), 1);
+	assert_int_equal(mqtt_err_connack_v311(MQTT_E_CLIENT_ID_EMPTY), 2);
+	assert_int_equal(mqtt_err_connack_v311(-MQTT_E_TRUNCATED), -1);
+	/* 0x87: the same code everywhere; 0x8c asked for as a PUBACK reason: CONNACK's name */
+	assert_string_equal(mqtt_reason_name(0x87, MQTT_PUBACK), "Not authorized");
+	assert_string_equal(mqtt_reason_name(0x8c, MQTT_PUBACK), "Bad authentication method");
+	assert_string_equal(mqtt_reason_name(0x04, 0), "Disconnect with Will Message");
+	assert_string_equal(mqtt_reason_name(0xff, MQTT_CONNACK), "Unknown reason code");
+}
+
 int
 main(void)
 {
@@ -289,6 +312,7 @@ main(void)
 		cmocka_unit_test(test_suback_refusals),
 		cmocka_unit_test(test_disconnect_and_dispatch),
 		cmocka_unit_test(test_small_buffer_gets_the_size),
+		cmocka_unit_test(test_names_of_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
