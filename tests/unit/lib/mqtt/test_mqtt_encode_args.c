@@ -276,6 +276,51 @@ test_small_buffer_gets_the_size(void **state)
 	assert_int_equal(buf[1], need - 2);
 }
 
+/* Properties the encoder refuses to put on the wire, whichever packet carries them. */
+static void
+test_property_refusals(void **state)
+{
+	static const uint32_t two_ids[] = { 1, 2 }, zero_id[] = { 0 };
+	static const struct mqtt_user_prop bad_key[] = { { { "k\xc0", 2 }, MQTT_STR("v") } },
+					   bad_val[] = { { MQTT_STR("k"), { "\xed\xa0\x80", 3 } } };
+	const struct mqtt_subscription sub = { .filter = MQTT_STR("a"), .qos = 0 };
+	struct mqtt_publish p = { .topic = MQTT_STR("t") };
+	struct mqtt_subscribe s = { .packet_id = 1, .subs = &sub, .n_subs = 1 };
+	struct mqtt_connect c = connect_ok(MQTT_V5);
+
+	(void)state;
+	mqtt_props_set_u32(&p.props, (enum mqtt_prop_id)0x04, 1); /* no property has id 4 */
+	REFUSED(mqtt_encode_publish(buf, sizeof(buf), MQTT_V5, &p), MQTT_E_PROP_UNKNOWN);
+	p.props = (struct mqtt_props){ .present = 1ull << 50 };
+	REFUSED(mqtt_encode_publish(buf, sizeof(buf), MQTT_V5, &p), MQTT_E_PROP_UNKNOWN);
+	p.props = (struct mqtt_props){ 0 };
+	mqtt_props_set_u32(&p.props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, 2);
+	REFUSED(mqtt_encode_publish(buf, sizeof(buf), MQTT_V5, &p), MQTT_E_PROP_VALUE);
+	p.props = (struct mqtt_props){ .user = bad_key, .n_user = 1 };
+	REFUSED(mqtt_encode_publish(buf, sizeof(buf), MQTT_V5, &p),
+	    -mqtt_utf8_check((const uint8_t *)"k\xc0", 2));
+	p.props = (struct mqtt_props){ .user = bad_val, .n_user = 1 };
+	REFUSED(mqtt_encode_publish(buf, sizeof(buf), MQTT_V5, &p), MQTT_E_UTF8_SURROGATE);
+	/* subscription identifiers: several on a PUBLISH, one on a SUBSCRIBE, none on CONNECT */
+	p.props = (struct mqtt_props){ .sub_ids = two_ids, .n_sub_ids = 2 };
+	assert_true(mqtt_encode_publish(buf, sizeof(buf), MQTT_V5, &p) > 0);
+	s.props = p.props;
+	REFUSED(mqtt_encode_subscribe(buf, sizeof(buf), MQTT_V5, &s), MQTT_E_PROP_DUPLICATE);
+	s.props = (struct mqtt_props){ .sub_ids = zero_id, .n_sub_ids = 1 };
+	REFUSED(mqtt_encode_subscribe(buf, sizeof(buf), MQTT_V5, &s), MQTT_E_PROP_VALUE);
+	c.props = (struct mqtt_props){ .sub_ids = two_ids, .n_sub_ids = 1 };
+	REFUSED(mqtt_encode_connect(buf, sizeof(buf), &c), MQTT_E_PROP_NOT_ALLOWED);
+	c.props = (struct mqtt_props){ 0 };
+	mqtt_props_set_str(&c.props, MQTT_PROP_AUTHENTICATION_DATA, MQTT_STR("xyz"));
+	REFUSED(mqtt_encode_connect(buf, sizeof(buf), &c), MQTT_E_AUTH_DATA_NO_METHOD);
+	mqtt_props_set_str(&c.props, MQTT_PROP_AUTHENTICATION_METHOD, MQTT_STR("SCRAM-SHA-1"));
+	assert_true(mqtt_encode_connect(buf, sizeof(buf), &c) > 0);
+	assert_string_equal(
+	    mqtt_prop_name(MQTT_PROP_AUTHENTICATION_METHOD), "AUTHENTICATION_METHOD");
+	assert_string_equal(mqtt_prop_name(0x04), "UNKNOWN");
+	assert_string_equal(mqtt_prop_name(0xff), "UNKNOWN");
+}
+
 /* The names a refusal is logged and answered with, in range and out of it. */
 static void
 test_names_of_refusals(void **state)
@@ -312,6 +357,7 @@ main(void)
 		cmocka_unit_test(test_suback_refusals),
 		cmocka_unit_test(test_disconnect_and_dispatch),
 		cmocka_unit_test(test_small_buffer_gets_the_size),
+		cmocka_unit_test(test_property_refusals),
 		cmocka_unit_test(test_names_of_refusals),
 	};
 
