@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "spool.h"
+#include "spool_internal.h"
 
 static char dir[256];
 
@@ -180,6 +181,70 @@ test_malformed_records_refused(void **state)
 }
 
 static void
+touch(const char *name)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fclose(f);
+}
+
+/* Files that are not segments are left alone; a segment written by a newer format makes the
+ * open fail and is not touched. */
+static void
+test_recovery_skips_strangers_refuses_newer(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool_file_hdr h;
+	char seg[64], p[512];
+	uint64_t seq;
+	FILE *f;
+
+	(void)state;
+	spool_config_defaults(&c);
+	c.dir = dir;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	spool_close(sp);
+	touch("README");
+	touch("normal-q1-123.seg");                      /* too short */
+	touch("normal-q1-0000000000000000000x.seg");     /* not digits */
+	touch("normal-q1-00000000000000000001.segment"); /* not .seg */
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(seq, 2); /* the record of before is there, the strangers did nothing */
+	spool_close(sp);
+	snprintf(p, sizeof(p), "%s/README", dir);
+	assert_int_equal(access(p, F_OK), 0);
+
+	spool_seg_name(seg, sizeof(seg), spool_stream_of(SPOOL_NORMAL, 1), 1);
+	snprintf(p, sizeof(p), "%s/%s", dir, seg);
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	assert_int_equal(fread(&h, sizeof(h), 1, f), 1);
+	assert_memory_equal(h.magic, SPOOL_SEG_MAGIC, 8);
+	h.version = SPOOL_FORMAT_VERSION + 1;
+	h.crc = spool_file_hdr_crc(&h);
+	rewind(f);
+	assert_int_equal(fwrite(&h, sizeof(h), 1, f), 1);
+	fclose(f);
+	sp = NULL;
+	assert_int_equal(spool_open(&c, &sp), -EPROTONOSUPPORT);
+	assert_null(sp);
+	assert_int_equal(access(p, F_OK), 0); /* left as it was, for the newer version */
+}
+
+static void
 test_names(void **state)
 {
 	(void)state;
@@ -201,6 +266,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_second_opener_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_directory_that_cannot_be, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_records_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_recovery_skips_strangers_refuses_newer, setup, teardown),
 		cmocka_unit_test(test_names),
 	};
 
