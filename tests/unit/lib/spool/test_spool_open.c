@@ -244,6 +244,194 @@ test_recovery_skips_strangers_refuses_newer(void **state)
 	assert_int_equal(access(p, F_OK), 0); /* left as it was, for the newer version */
 }
 
+/* The ack log as the spool finds it: each case below starts from one acknowledged record. */
+static struct {
+	bool open, pread, ftruncate;
+} fail;
+
+static int
+f_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	size_t n = strlen(path);
+
+	if (fail.open && n >= 8 && strcmp(path + n - 8, "acks.log") == 0) {
+		errno = EACCES;
+		return -1;
+	}
+	return spool_io_posix.open(ctx, path, flags, mode);
+}
+
+static ssize_t
+f_pread(void *ctx, int fd, void *b, size_t len, off_t off)
+{
+	if (fail.pread) {
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.pread(ctx, fd, b, len, off);
+}
+
+static int
+f_ftruncate(void *ctx, int fd, off_t len)
+{
+	if (fail.ftruncate) {
+		errno = EROFS;
+		return -1;
+	}
+	return spool_io_posix.ftruncate(ctx, fd, len);
+}
+
+static struct spool_io_ops failing_ops;
+
+static void
+acked_record(struct spool_config *c)
+{
+	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool *sp = NULL;
+	struct spool_rec rec;
+	char buf[64];
+	uint64_t seq;
+
+	failing_ops = spool_io_posix;
+	failing_ops.open = f_open;
+	failing_ops.pread = f_pread;
+	failing_ops.ftruncate = f_ftruncate;
+	memset(&fail, 0, sizeof(fail));
+	spool_config_defaults(c);
+	c->dir = dir;
+	c->io = &failing_ops;
+	assert_int_equal(spool_open(c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_read(sp, SPOOL_NORMAL, &rec, buf, sizeof(buf)), 1);
+	assert_int_equal(spool_ack(sp, seq), 0);
+	spool_close(sp);
+}
+
+/* How many records a reopened spool gives again. */
+static int
+given_again(const struct spool_config *c, struct spool **out)
+{
+	struct spool_rec rec;
+	char buf[64];
+	int n = 0;
+
+	assert_int_equal(spool_open(c, out), 0);
+	while (spool_read(*out, SPOOL_NORMAL, &rec, buf, sizeof(buf)) == 1)
+		n++;
+	return n;
+}
+
+static void
+ack_log_path(char *p, size_t len)
+{
+	snprintf(p, len, "%s/acks.log", dir);
+}
+
+static void
+test_ack_log_damage(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	char p[512];
+	FILE *f;
+
+	(void)state;
+	acked_record(&c);
+	assert_int_equal(given_again(&c, &sp), 0); /* the ack was kept */
+	spool_close(sp);
+
+	/* a torn tail is cut and counted; an entry with a bad checksum is skipped and counted */
+	ack_log_path(p, sizeof(p));
+	f = fopen(p, "a");
+	assert_non_null(f);
+	fputs("xyz", f);
+	fclose(f);
+	assert_int_equal(given_again(&c, &sp), 0);
+	assert_int_equal(counter(sp, SPOOL_C_torn_bytes), 3);
+	spool_close(sp);
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, -1, SEEK_END), 0); /* the last entry: the ack */
+	fputc(0x5a, f);
+	fclose(f);
+	assert_int_equal(given_again(&c, &sp), 1); /* its ack lost: at least once */
+	assert_int_equal(counter(sp, SPOOL_C_corrupt_records), 1);
+	spool_close(sp);
+}
+
+static void
+test_ack_log_bad_header_and_newer(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	struct spool_file_hdr h;
+	char p[512];
+	FILE *f;
+
+	(void)state;
+	acked_record(&c);
+	ack_log_path(p, sizeof(p));
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	assert_int_equal(fread(&h, sizeof(h), 1, f), 1);
+	assert_memory_equal(h.magic, SPOOL_ACK_MAGIC, 8);
+	h.version = SPOOL_FORMAT_VERSION + 1;
+	h.crc = spool_file_hdr_crc(&h);
+	rewind(f);
+	assert_int_equal(fwrite(&h, sizeof(h), 1, f), 1);
+	fclose(f);
+	sp = NULL;
+	assert_int_equal(spool_open(&c, &sp), -EPROTONOSUPPORT);
+	assert_null(sp);
+	/* a header that is not one: the acks are lost, the log starts again, records come back */
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	fputs("garbage!", f);
+	fclose(f);
+	assert_int_equal(given_again(&c, &sp), 1);
+	spool_close(sp);
+	assert_int_equal(given_again(&c, &sp), 1); /* the fresh log holds no ack for it */
+	spool_close(sp);
+}
+
+static void
+test_ack_log_io_errors(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	char p[512];
+	FILE *f;
+
+	(void)state;
+	acked_record(&c);
+	fail.open = true;
+	assert_int_equal(spool_open(&c, &sp), -EACCES);
+	fail.open = false;
+	fail.pread = true;
+	assert_int_equal(spool_open(&c, &sp), -EIO);
+	fail.pread = false;
+	ack_log_path(p, sizeof(p));
+	f = fopen(p, "a");
+	assert_non_null(f);
+	fputs("xyz", f);
+	fclose(f);
+	fail.ftruncate = true; /* the torn tail cannot be cut */
+	assert_int_equal(spool_open(&c, &sp), -EROFS);
+	unlink(p);
+	f = fopen(p, "w"); /* an empty log: written fresh, which fails too */
+	fclose(f);
+	assert_int_equal(spool_open(&c, &sp), -EROFS);
+	fail.ftruncate = false;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	spool_close(sp);
+}
+
 static void
 test_names(void **state)
 {
@@ -268,6 +456,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_records_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_recovery_skips_strangers_refuses_newer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_log_damage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_log_bad_header_and_newer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_log_io_errors, setup, teardown),
 		cmocka_unit_test(test_names),
 	};
 
