@@ -6,6 +6,7 @@
 #define EDGEGW_AGENT_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agent_config.h"
@@ -16,6 +17,7 @@
 
 struct agent {
 	const char *cfg_path;
+	bool strict; /* --strict: a bad or missing profile stops the agent (and a reload) */
 	struct agent_config cfg;
 	struct agent_loop *loop;
 	struct agent_msgq q;

@@ -4,7 +4,9 @@
  * then what is queued goes to the uplink, then the uplink closes. SIGHUP reloads the config
  * (checked whole first), SIGUSR1 logs the stats. Under systemd (Type=notify): READY once
  * started, the watchdog pinged from the loop's tick, RELOADING/STOPPING around those.
- *   edgegw-agent [-c FILE] [--check] [-v]
+ * A device whose profile is bad or missing is disabled (logged, counted, listed in the stats)
+ * and the others run; --strict (and --check) make that an error instead.
+ *   edgegw-agent [-c FILE] [--check] [--strict] [-v]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -101,6 +103,34 @@ on_messages(void *arg, uint32_t events)
 	}
 }
 
+/* One line per bad profile file and per disabled device (the config keeps them all). */
+static void
+log_disabled(const struct agent_config *c)
+{
+	char line[1100];
+
+	for (size_t i = 0; i < c->profiles.nbad; i++) {
+		const struct mb_profile_bad *p = &c->profiles.bad[i];
+		size_t n = 0;
+
+		for (const char *s = p->error; *s && n + 3 < sizeof(line); s++) {
+			if (*s == '\n') {
+				line[n++] = ';';
+				line[n++] = ' ';
+			} else {
+				line[n++] = *s;
+			}
+		}
+		line[n] = '\0';
+		log_err("profile '%s' does not load, its devices are disabled: %s", p->name, line);
+	}
+	for (size_t i = 0; i < c->nbuses; i++)
+		for (size_t j = 0; j < c->buses[i].noff; j++)
+			log_err("bus %s: device %s (unit %u) disabled: %s", c->buses[i].name,
+			    c->buses[i].off[j].name, c->buses[i].off[j].unit_id,
+			    c->buses[i].off[j].disabled);
+}
+
 static int
 buses_start(struct agent *a)
 {
@@ -110,7 +140,12 @@ buses_start(struct agent *a)
 	if (a->buses == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < a->cfg.nbuses; i++) {
-		rc = mb_bus_create(&a->buses[i], &a->cfg.buses[i], a->cfg.topic_prefix,
+		if (a->cfg.buses[i].ndevs == 0) {
+			log_warnx("bus %s: every device on it is disabled; not started",
+			    a->cfg.buses[i].name);
+			continue;
+		}
+		rc = mb_bus_create(&a->buses[a->nbuses], &a->cfg.buses[i], a->cfg.topic_prefix,
 		    a->cfg.cmd_response_topic, &a->q);
 		if (rc != 0)
 			return rc;
@@ -170,13 +205,14 @@ agent_reload(struct agent *a)
 	int rc;
 
 	sd_notify(0, "RELOADING=1");
-	if (agent_config_load(a->cfg_path, &nc, err, sizeof(err)) != 0) {
+	if (agent_config_load_mode(a->cfg_path, a->strict, &nc, err, sizeof(err)) != 0) {
 		log_err("reload: %s; the running config stays", err);
 		sd_notify(0, "READY=1");
 		return;
 	}
 	keep_uplink_settings(&a->cfg, &nc);
 	agent_metrics_keep_settings(&a->cfg, &nc);
+	log_disabled(&nc);
 	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
 	buses_stop(a);
 	agent_config_free(&a->cfg);
@@ -190,8 +226,8 @@ agent_reload(struct agent *a)
 		agent_loop_stop(a->loop);
 		return;
 	}
-	log_info(
-	    "reload: %zu buses, %zu profiles from %s", a->nbuses, a->cfg.profiles.n, a->cfg_path);
+	log_info("reload: %zu buses, %zu profiles from %s (%zu devices disabled)", a->nbuses,
+	    a->cfg.profiles.n, a->cfg_path, a->cfg.ndisabled);
 	sd_notify(0, "READY=1");
 }
 
@@ -286,10 +322,12 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: edgegw-agent [-c FILE] [--check] [-v]\n"
+	    "usage: edgegw-agent [-c FILE] [--check] [--strict] [-v]\n"
 	    "  -c, --config FILE  gateway config, its 'agent:' section (default " EDGEGW_CONFDIR
 	    "/gateway.yaml)\n"
-	    "      --check        validate the config and its profiles, then exit 0/1\n"
+	    "      --check        validate the config and its profiles, then exit 0/1 (strict)\n"
+	    "      --strict       a bad or missing profile is an error (exit 1), not a disabled\n"
+	    "                     device; also on reload\n"
 	    "  -v, --verbose      debug logging\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         this help\n"
@@ -301,9 +339,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
-		{ "check", no_argument, NULL, 'k' }, { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 } };
+		{ "check", no_argument, NULL, 'k' }, { "strict", no_argument, NULL, 's' },
+		{ "verbose", no_argument, NULL, 'v' }, { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 } };
 	const char *path = EDGEGW_CONFDIR "/gateway.yaml";
 	uint64_t wd_us = 0;
 	bool check = false, verbose = false;
@@ -321,6 +359,9 @@ main(int argc, char **argv)
 			break;
 		case 'k':
 			check = true;
+			break;
+		case 's':
+			a.strict = true;
 			break;
 		case 'v':
 			verbose = true;
@@ -342,7 +383,7 @@ main(int argc, char **argv)
 	}
 	log_init("edgegw-agent", LOG_LVL_INFO);
 	a.cfg_path = path;
-	if (agent_config_load(path, &a.cfg, err, sizeof(err)) != 0) {
+	if (agent_config_load_mode(path, a.strict || check, &a.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "edgegw-agent: %s\n", err);
 		return 1;
 	}
@@ -352,11 +393,12 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(verbose ? LOG_LVL_DEBUG : a.cfg.log_level);
+	log_disabled(&a.cfg);
 	if (sd_watchdog_enabled(0, &wd_us) > 0)
 		a.watchdog_ms = wd_us / 1000;
 	rc = agent_start(&a);
 	if (rc == 0) {
-		log_info("started: %zu buses", a.nbuses);
+		log_info("started: %zu buses, %zu devices disabled", a.nbuses, a.cfg.ndisabled);
 		sd_notifyf(0, "READY=1\nSTATUS=%zu bus(es) polling", a.nbuses);
 		rc = agent_loop_run(a.loop);
 		sd_notify(0, "STOPPING=1");

@@ -151,6 +151,13 @@ int broker_admin_kick(struct broker *b, const char *id, size_t len, bool purge, 
  * which reaches its subscribers and every instance); 1 when there was one, 0 when not, -1 out of
  * memory. Call it on one instance only. Counted ADMIN_RETAINED_DELETED. */
 int broker_admin_retained_delete(struct broker *b, const char *topic, size_t len, uint64_t now_ms);
+/* Publish from the gateway itself (the operator, a cloud downlink): to this instance's
+ * subscribers and every other instance's, at qos (each delivery at min(qos, subscription)),
+ * retained if asked. 1 when a subscription matched, 0 when none, -EINVAL for a topic a client
+ * could not publish to (wildcards, bad UTF-8, $SYS), -E2BIG over max_packet_size, -ENOMEM.
+ * Call it on one instance only. Counted ADMIN_PUBLISHED. */
+int broker_admin_publish(struct broker *b, const char *topic, size_t tlen, const void *payload,
+    size_t plen, uint8_t qos, bool retain, uint64_t now_ms);
 
 /* Timers: keepalive, connect timeout, will delay, session and message expiry, $SYS. */
 void broker_tick(struct broker *b, uint64_t now_ms);

@@ -34,6 +34,7 @@ struct broker_msg {
 	/* A copy for one session matching through several subscriptions with identifiers: all
 	 * of them go in its one PUBLISH (5.0 3.3.4), stored at the end of the block. */
 	uint16_t n_sub_ids;
+	uint16_t xfrom; /* the instance it was published on (xlcore.c: retained order) */
 	struct mqtt_str content_type, response_topic, correlation;
 	struct mqtt_user_prop *user;
 	uint16_t n_user;
@@ -68,6 +69,8 @@ struct share_group {
 	struct share_group *next;
 	char *filter; /* "$share/{group}/{filter}" */
 	uint16_t filter_len;
+	bool count_dirty;           /* not owner: our member count did not reach the owner (out of
+			   * memory), posted again at the next tick; kept until it did */
 	struct broker_sub *members; /* local ones, linked by next_in_group */
 	uint32_t n_members;
 	uint32_t rr;      /* round robin position among local members */
@@ -95,13 +98,29 @@ void tt_remove(struct broker *b, struct broker_sub *sub);
 /* Every ordinary subscription matching m's topic, and one member per matching shared group
  * (with several instances: only on the group's owner, which may hand it to another instance). */
 void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg);
-/* Cross-lcore shared groups (xlcore.c calls these; topic_tree.c calls the xlcore_* ones). */
-void tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, int delta);
-void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m);
+/* Cross-lcore shared groups (xlcore.c calls these; topic_tree.c calls the xlcore_* ones).
+ * Owner: instance from now has count members in the group. */
+void
+tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count);
+/* A delivery for the group: from the owner (one local member gets it; none left: it goes
+ * back to the owner), or, on the owner, one sent back by from (which has no member now: the
+ * owner picks again). hops: how many times it crossed already. */
+void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m,
+    uint32_t from, uint8_t hops);
+/* Owner: a member of g here leaves with its session for instance to; count it there at
+ * once (that instance's own count, after it restored the session, replaces the guess). */
+void tt_group_moved(struct broker *b, struct share_group *g, uint32_t to);
+/* Post our member counts that did not reach their owner (xlcore_tick). */
+void tt_group_counts_retry(struct broker *b);
 bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len);
-void xlcore_group_member(struct broker *b, const struct share_group *g, int delta);
-void xlcore_group_deliver(
-    struct broker *b, uint32_t dst, const struct share_group *g, struct broker_msg *m);
+/* Tell the owner how many members g has here now; false when it could not be posted. */
+bool xlcore_group_member(struct broker *b, const struct share_group *g);
+/* A delivery for the group filter to instance dst (the owner's pick, or back to the owner). */
+void xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
+    struct broker_msg *m, uint8_t hops);
+/* A delivery for the group filter, with no member here, back to the group's owner. */
+void xlcore_group_bounce(
+    struct broker *b, const char *filter, size_t len, struct broker_msg *m, uint8_t hops);
 /* One delivery to one subscription (No Local, min QoS, Retain As Published). */
 void broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m);
 

@@ -338,6 +338,12 @@ cmd_buses(const struct ctl *c, bool devices)
 			jint(d, "requests"), jint(d, "responses"), jint(d, "timeouts"),
 			jint(d, "crc_errors"), jint(d, "exceptions"), jint(d, "published"));
 	}
+	/* Devices whose profile is bad or missing: not polled, their reason as the state. */
+	if (devices)
+		json_array_foreach(json_object_get(ag, "disabled_devices"), j, d)
+		    printf("%-16s %-16s %4lld %s\n", json_string_value(json_object_get(d, "bus")),
+			json_string_value(json_object_get(d, "name")), jint(d, "unit_id"),
+			json_string_value(json_object_get(d, "state")));
 	json_decref(ag);
 	return 0;
 }
@@ -524,6 +530,37 @@ cmd_action(const struct ctl *c, const char *tel_cmd, const char *arg, const char
 	return found > 0 ? 0 : 1;
 }
 
+/* publish TOPIC MESSAGE: from the gateway to the sensors subscribed (0 when one matched). */
+static int
+cmd_publish(const struct ctl *c, const char *topic, const char *msg, unsigned qos, bool retain)
+{
+	char q[1024]; /* DPDK's telemetry reads a request of up to 1023 bytes */
+	const char *cmds[1] = { q };
+	json_t *r = NULL;
+	int n;
+
+	if (topic == NULL || msg == NULL)
+		return 2;
+	n = snprintf(q, sizeof(q), "/edgegw/publish,%u,%u,%zu,%s%s", qos, retain ? 1u : 0u,
+	    strlen(topic), topic, msg);
+	if (n < 0 || n >= (int)sizeof(q) || strlen(topic) >= 128) {
+		fprintf(stderr,
+		    "edgegwctl: too long: the topic (127 bytes at most) and the message must fit a "
+		    "1023-byte telemetry request\n");
+		return 2;
+	}
+	if (dp_query(c, cmds, &r, 1, NULL, false) != 0 || r == NULL) {
+		fprintf(stderr,
+		    "edgegwctl: the dataplane refused the publish (a topic with wildcards or in "
+		    "$SYS, or no answer)\n");
+		return 1;
+	}
+	printf("%s: published at QoS %u%s, %s\n", topic, qos, retain ? ", retained" : "",
+	    jint(r, "matched") ? "delivered to the subscribers" : "no subscriber");
+	json_decref(r);
+	return 0;
+}
+
 static void
 usage(FILE *f)
 {
@@ -537,6 +574,7 @@ usage(FILE *f)
 	    "  retained             the retained messages (topic, QoS, bytes)\n"
 	    "  retained delete TOPIC  clear a retained message\n"
 	    "  kick [--purge] ID    disconnect a client (--purge: and remove its session)\n"
+	    "  publish [-q QOS] [-r] TOPIC MESSAGE  publish from the gateway to its sensors\n"
 	    "  config check FILE    both programs' --check on FILE (file:line:col errors)\n"
 	    "  reload               systemctl reload, or SIGHUP to both programs\n"
 	    "  version              this program's version\n"
@@ -557,16 +595,18 @@ main(int argc, char **argv)
 		{ "agent", required_argument, NULL, 'a' },
 		{ "telemetry", required_argument, NULL, 't' }, { "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'A' }, { "help", no_argument, NULL, 'h' },
-		{ "purge", no_argument, NULL, 'P' }, { "version", no_argument, NULL, 'V' },
+		{ "purge", no_argument, NULL, 'P' }, { "qos", required_argument, NULL, 'q' },
+		{ "retain", no_argument, NULL, 'r' }, { "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 } };
 	struct ctl c = { .cfg_path = EDGEGW_CONFDIR "/gateway.yaml" };
-	bool all = false, a_set = false, t_set = false, purge = false;
+	bool all = false, a_set = false, t_set = false, purge = false, retain = false;
+	unsigned qos = 0;
 	const char *cmd;
 	int o;
 
 	snprintf(c.agent_addr, sizeof(c.agent_addr), "127.0.0.1:9880");
 	tel_socket_path("edgegw", c.tel_path, sizeof(c.tel_path));
-	while ((o = getopt_long(argc, argv, "c:a:t:jhV", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:a:t:jhVq:r", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			c.cfg_path = optarg;
@@ -587,6 +627,16 @@ main(int argc, char **argv)
 			break;
 		case 'P':
 			purge = true;
+			break;
+		case 'q':
+			if (strlen(optarg) != 1 || optarg[0] < '0' || optarg[0] > '2') {
+				fprintf(stderr, "edgegwctl: --qos is 0, 1 or 2\n");
+				return 2;
+			}
+			qos = (unsigned)(optarg[0] - '0');
+			break;
+		case 'r':
+			retain = true;
 			break;
 		case 'V':
 			printf("edgegwctl %s\n", EDGEGW_VERSION);
@@ -614,6 +664,10 @@ main(int argc, char **argv)
 			return 2;
 		}
 		return cmd_config_check(argv[optind + 2]);
+	}
+	if (strcmp(cmd, "publish") == 0 && optind + 3 == argc) {
+		ctl_read_config(&c, !a_set, !t_set);
+		return cmd_publish(&c, argv[optind + 1], argv[optind + 2], qos, retain);
 	}
 	if (strcmp(cmd, "kick") == 0 && optind + 2 == argc) {
 		ctl_read_config(&c, !a_set, !t_set);

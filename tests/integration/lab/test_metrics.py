@@ -179,15 +179,19 @@ var = b"\x00\x01" + len(t).to_bytes(2, "big") + t + b"\x01"
 s.sendall(bytes([0x82, len(var)]) + var)
 assert s.recv(5)[:1] == b"\x90"
 print("ready", flush=True)
-while s.recv(4096):
-    pass
+while True:
+    data = s.recv(4096)
+    if not data:
+        break
+    if b"hello-sensor" in data:
+        print("got hello-sensor", flush=True)
 print("closed", flush=True)
 """
 
 
 def edgegwctl_broker(lab):
-    """edgegwctl sessions, subscriptions, retained (and delete), kick (and --purge) against a
-    client the test runs in the sensors' namespace."""
+    """edgegwctl sessions, subscriptions, retained (and delete), publish, kick (and --purge)
+    against a client the test runs in the sensors' namespace."""
     w = lab.sensors_popen(sys.executable, "-c", WATCHER, labtest.GW, stdout=subprocess.PIPE,
                           text=True)
     try:
@@ -210,6 +214,13 @@ def edgegwctl_broker(lab):
         r = ctl(lab, "retained", "delete", "ctl/kept")
         check(r.returncode == 1 and "no retained message" in r.stdout,
               "retained delete of a topic without one: exit 1 (%r)" % r.stdout)
+        r = ctl(lab, "publish", "-q", "1", "ctl/cmd", "hello-sensor")
+        check(r.returncode == 0 and "delivered to the subscribers" in r.stdout,
+              "edgegwctl publish: %r" % (r.stdout + r.stderr))
+        check(w.stdout.readline().strip() == "got hello-sensor",
+              "the subscribed client got the gateway's message")
+        r = ctl(lab, "publish", "ctl/#", "x")
+        check(r.returncode == 1, "publish to a filter is refused: %r" % r.stderr)
         r = ctl(lab, "kick", "ctl-watch")
         check(r.returncode == 0 and "disconnected" in r.stdout, "kick: %r" % r.stdout)
         check(w.stdout.readline().strip() == "closed", "the kicked client's connection closed")
