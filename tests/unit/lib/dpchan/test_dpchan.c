@@ -162,6 +162,7 @@ struct dp {
 	struct dpchan_client *c;
 	uint64_t ok, failed; /* refs reported */
 	int ready;
+	int down; /* downlink publishes received */
 };
 
 static void
@@ -181,7 +182,18 @@ dp_ready(void *arg)
 	((struct dp *)arg)->ready++;
 }
 
-static const struct dpchan_client_ops dp_ops = { .durable = dp_durable, .ready = dp_ready };
+static void
+dp_down(void *arg, const struct dpchan_rec *r)
+{
+	assert_int_equal(r->topic_len, 9);
+	assert_memory_equal(r->topic, "cmd/plant", 9);
+	assert_int_equal(r->qos, 1);
+	((struct dp *)arg)->down++;
+}
+
+static const struct dpchan_client_ops dp_ops = {
+	.durable = dp_durable, .ready = dp_ready, .down = dp_down
+};
 
 struct env {
 	char dir[64], path[96];
@@ -282,6 +294,17 @@ test_up_and_durable(void **state)
 	assert_int_equal(e->d.failed, 1);
 	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 0);
 	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_DURABLE_FAIL), 1);
+	/* a downlink publish reaches the lcore */
+	assert_int_equal(dpchan_server_down(e->s,
+			     &(struct dpchan_rec){ .qos = 1,
+				 .topic = "cmd/plant",
+				 .topic_len = 9,
+				 .payload = (const uint8_t *)"on",
+				 .payload_len = 2 }),
+	    0);
+	pump(e);
+	assert_int_equal(e->d.down, 1);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_DOWN_RX), 1);
 	env_free(e);
 }
 
