@@ -13,6 +13,7 @@
 #include "loop.h"
 #include "bus.h"
 #include "msgq.h"
+#include "store.h"
 #include "uplink.h"
 
 struct agent {
@@ -24,6 +25,7 @@ struct agent {
 	struct mb_bus **buses;
 	size_t nbuses;
 	struct uplink *up;
+	struct store *store; /* rules + spool: readings go through it to the uplink */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */
@@ -32,6 +34,7 @@ struct agent {
 	 * loop makes each tick are written, under stats_lock. */
 	pthread_mutex_t stats_lock;
 	struct uplink_stats up_snap;
+	struct store_stats store_snap;
 	uint64_t cmd_rejected_snap;
 	struct agent_metrics *metrics;
 };

@@ -13,6 +13,7 @@
 #include "agent_config.h"
 #include "conf.h"
 #include "mqtt_conf.h"
+#include "store.h"
 
 static const char *const bus_kinds[] = { "rtu", "tcp", NULL };
 static const char *const parities[] = { "none", "even", "odd", NULL };
@@ -468,6 +469,8 @@ parse_doc(struct conf_doc *doc, const char *path, bool strict, struct agent_conf
 		conf_error(root, "no 'agent' section");
 	else
 		rc = parse_agent(a, path, cfg);
+	if (conf_is_map(root) && store_conf_parse(conf_get(root, "uplink"), &cfg->store) != 0)
+		rc = -1; /* the uplink: section (rules, spool) is the store's */
 	if (rc != 0 || conf_error_count(doc) != 0) {
 		/* The bad profiles' errors (strict) first, then the config's, one per line. */
 		size_t n = (size_t)snprintf(err, errlen, "%s", cfg->load_error);
@@ -537,6 +540,8 @@ agent_config_free(struct agent_config *cfg)
 	free(cfg->buses);
 	free(cfg->mqtt);
 	cfg->mqtt = NULL;
+	store_conf_free(cfg->store);
+	cfg->store = NULL;
 	cfg->buses = NULL;
 	cfg->nbuses = 0;
 	mb_profile_set_free(&cfg->profiles);

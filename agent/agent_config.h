@@ -24,6 +24,7 @@ enum agent_uplink_kind {
 };
 
 struct uplink_mqtt_conf;
+struct store_conf;
 
 struct agent_device_conf {
 	char name[MB_NAME_MAX];
@@ -65,6 +66,7 @@ struct agent_config {
 	char jsonl_path[512];          /* "-" or empty: stdout */
 	char jsonl_commands[512];      /* optional FIFO or file of command lines */
 	struct uplink_mqtt_conf *mqtt; /* the "mqtt:" section, parsed by agent/uplink/mqtt_conf.c */
+	struct store_conf *store; /* the top-level "uplink:" section, agent/uplink/store_conf.c */
 	char cmd_topic[MB_TOPIC_MAX];
 	char cmd_response_topic[MB_TOPIC_MAX];
 	char stats_file[512];

@@ -96,9 +96,20 @@ on_messages(void *arg, uint32_t events)
 	struct agent_msg *m = agent_msgq_take_all(&a->q), *next;
 
 	(void)events;
+	uint64_t seq;
+	int rc;
+
 	for (; m != NULL; m = next) {
 		next = m->next;
-		uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
+		/* command responses answer now or never: in memory; readings through the store */
+		if (a->cfg.cmd_response_topic[0] &&
+		    strcmp(m->topic, a->cfg.cmd_response_topic) == 0)
+			uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
+		else if ((rc = store_submit(a->store, m->topic, m->payload, m->len, m->qos,
+			      m->retain, &seq)) != 0 &&
+		    rc != -ENOENT)
+			LOG_RATELIMITED(LOG_LVL_WARN, 60, "store: reading on %s not stored: %s",
+			    m->topic, strerror(-rc));
 		free(m);
 	}
 }
@@ -129,6 +140,15 @@ log_disabled(const struct agent_config *c)
 			log_err("bus %s: device %s (unit %u) disabled: %s", c->buses[i].name,
 			    c->buses[i].off[j].name, c->buses[i].off[j].unit_id,
 			    c->buses[i].off[j].disabled);
+}
+
+static void
+on_store(void *arg, uint32_t events)
+{
+	struct agent *a = arg;
+
+	(void)events;
+	store_process(a->store);
 }
 
 static int
@@ -162,7 +182,7 @@ buses_stop(struct agent *a)
 {
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_stop(a->buses[i]);
-	if (a->up != NULL && a->q.efd >= 0)
+	if (a->store != NULL && a->q.efd >= 0)
 		on_messages(a, 0); /* what the stopped buses produced still goes out */
 	for (size_t i = 0; i < a->nbuses; i++)
 		mb_bus_destroy(a->buses[i]);
@@ -262,6 +282,8 @@ on_tick(void *arg, uint64_t now_ms)
 		sd_notify(0, "WATCHDOG=1");
 		a->next_watchdog_ms = now_ms + a->watchdog_ms / 2;
 	}
+	if (a->store != NULL)
+		store_process(a->store); /* a report missed or a held record: at least each tick */
 	agent_stats_snapshot(a);
 	if (!a->cfg.stats_file[0] || now_ms < a->next_stats_ms)
 		return;
@@ -283,6 +305,25 @@ make_uplink(struct agent *a)
 	return uplink_mqtt_create(&a->up, a->loop, c->mqtt, on_command, a);
 }
 
+/* The store between the producers and the uplink: the spool with the mqtt uplink (or when
+ * uplink.spool is written), straight through otherwise. At most half the client's queue is given
+ * to it at once, so command responses always find room. */
+static int
+make_store(struct agent *a)
+{
+	struct agent_config *c = &a->cfg;
+	bool spool = c->uplink == AGENT_UPLINK_MQTT || c->store->spool_set;
+	size_t inflight = STORE_MAX_INFLIGHT_DEF;
+	int rc;
+
+	if (c->uplink == AGENT_UPLINK_MQTT && c->mqtt->max_queue / 2 < inflight)
+		inflight = c->mqtt->max_queue / 2 ? c->mqtt->max_queue / 2 : 1;
+	if ((rc = store_open(&a->store, c->store, spool, a->up, inflight)) != 0)
+		return rc;
+	store_start(a->store);
+	return agent_loop_add_fd(a->loop, store_event_fd(a->store), EPOLLIN, on_store, a);
+}
+
 static int
 agent_start(struct agent *a)
 {
@@ -293,7 +334,8 @@ agent_start(struct agent *a)
 	    (rc = agent_loop_set_signal_handler(a->loop, on_signal, a)) != 0 ||
 	    (rc = agent_msgq_init(&a->q, 100000)) != 0 ||
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
-	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0)
+	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
+	    (rc = make_store(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
@@ -311,7 +353,11 @@ agent_stop(struct agent *a)
 	if (a->cfg.stats_file[0] && a->loop != NULL)
 		agent_stats_write_file(a, a->cfg.stats_file);
 	buses_stop(a);
-	uplink_destroy(a->up);
+	uplink_destroy(a->up); /* what is in flight stays in the spool for the next start */
+	if (a->store != NULL)
+		agent_loop_del_fd(a->loop, store_event_fd(a->store));
+	store_close(a->store); /* commits what the buses gave last */
+	a->store = NULL;
 	if (a->q.efd > 0)
 		agent_msgq_destroy(&a->q);
 	agent_loop_destroy(a->loop);

@@ -215,7 +215,8 @@ publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 	if (!matched)
 		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);
 	if (b->up != NULL)
-		*up = uplink_publish(c, m, p->packet_id, matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+		*up = uplink_publish(
+		    c, m, p->packet_id, matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS);
 	broker_msg_unref(m);
 	return matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS;
 }
