@@ -30,14 +30,13 @@ def agent_binary():
 
 
 def make_config(path):
-    """The lab's config (its rules send plant/# up as site/lab/plant/#, durable) with the
-    dataplane's channel to the agent on."""
+    """The lab's config (its rules send plant/# up as site/lab/plant/#, durable; its dataplane
+    has the channel to the agent on), with a short reconnect bound, from a copy in /tmp."""
     with open(os.path.join(ROOT, "configs/lab/gateway.yaml")) as f:
         text = f.read()
-    marker = "  mqtt:                       # the broker, on the dataplane's own TCP\n"
-    check(marker in text, "configs/lab/gateway.yaml: the mqtt section is where expected")
-    text = text.replace(marker, "  channel: {path: /run/edgegw-lab/egw-/dpchan.sock, "
-                        "reconnect_max: 500ms}\n" + marker)
+    old = "channel: {path: /run/edgegw-lab/egw-/dpchan.sock}"
+    check(old in text, "configs/lab/gateway.yaml: the channel to the agent is on")
+    text = text.replace(old, old[:-1] + ", reconnect_max: 500ms}")
     text = text.replace("profiles_dir: ../profiles",
                         "profiles_dir: %s" % os.path.realpath(os.path.join(ROOT, "configs/profiles")))
     with open(path, "w") as f:

@@ -68,10 +68,11 @@ class FakeAgent:
 
 
 def config(sock):
+    """The lab's config with the channel's socket where this script listens."""
     text = open(os.path.join(HERE, "../../../configs/lab/gateway.yaml")).read()
-    marker = "  mqtt:                       # the broker, on the dataplane's own TCP\n"
-    check(marker in text, "configs/lab/gateway.yaml: the mqtt section is where expected")
-    text = text.replace(marker, "  channel: {path: %s, reconnect_max: 200ms}\n%s" % (sock, marker))
+    old = "channel: {path: /run/edgegw-lab/egw-/dpchan.sock}"
+    check(old in text, "configs/lab/gateway.yaml: the channel to the agent is on")
+    text = text.replace(old, "channel: {path: %s, reconnect_max: 200ms}" % sock)
     f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     f.write(text)
     f.close()
