@@ -6,6 +6,7 @@
 #define EDGEGW_AGENT_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "agent_config.h"
@@ -15,15 +16,24 @@
 #include "store.h"
 #include "uplink.h"
 
+struct dpchan_link;
+
 struct agent {
 	const char *cfg_path;
+	bool strict; /* --strict: a bad or missing profile stops the agent (and a reload) */
 	struct agent_config cfg;
 	struct agent_loop *loop;
 	struct agent_msgq q;
 	struct mb_bus **buses;
+	const struct agent_bus_conf **bus_conf; /* what each bus was built from (it points there) */
 	size_t nbuses;
+	/* Configs replaced by a reload whose buses still run (kept: they did not change); freed
+	 * when none of their buses is left. */
+	struct agent_config **retired;
+	size_t nretired;
 	struct uplink *up;
-	struct store *store; /* rules + spool: readings go through it to the uplink */
+	struct store *store;      /* rules + spool: readings go through it to the uplink */
+	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */

@@ -42,6 +42,42 @@ copy_req(conf_node map, const char *key, char *dst, size_t dstlen)
 	return copy_opt(map, key, "", dst, dstlen);
 }
 
+/* The first line of a bad profile's errors, for the device's reason. */
+static void
+first_line(char *dst, size_t dstlen, const char *src)
+{
+	size_t n = strcspn(src, "\n");
+
+	snprintf(dst, dstlen, "%.*s", (int)n, src);
+}
+
+/* Strict: a missing profile is an error (a bad one already is, from load_profiles). Otherwise
+ * the device is disabled with the reason. */
+static int
+resolve_profile(
+    conf_node dn, const struct agent_config *cfg, const char *name, struct agent_device_conf *d)
+{
+	const struct mb_profile_bad *bad = mb_profile_find_bad(&cfg->profiles, name);
+	char why[400];
+
+	snprintf(d->profile_name, sizeof(d->profile_name), "%s", name);
+	d->profile = bad ? NULL : mb_profile_find(&cfg->profiles, name);
+	if (d->profile != NULL || (bad != NULL && cfg->strict) || cfg->profiles_unread)
+		return 0;
+	if (bad == NULL && cfg->strict)
+		return conf_error(conf_get(dn, "profile"), "no profile named '%s' in %s", name,
+		    cfg->profiles_dir);
+	if (bad != NULL) {
+		first_line(why, sizeof(why), bad->error);
+		snprintf(
+		    d->disabled, sizeof(d->disabled), "profile '%s' does not load: %s", name, why);
+	} else {
+		snprintf(d->disabled, sizeof(d->disabled), "no profile named '%s' in %.300s", name,
+		    cfg->profiles_dir);
+	}
+	return 0;
+}
+
 static int
 parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d)
 {
@@ -50,28 +86,29 @@ parse_device(conf_node dn, struct agent_config *cfg, struct agent_device_conf *d
 	char profile[MB_NAME_MAX];
 	uint32_t unit = 0;
 
+	int bad = 0, bad_profile;
+
 	if (!conf_is_map(dn))
 		return conf_error(dn, "a device must be a mapping");
-	if (conf_check_keys(dn, keys) || copy_req(dn, "name", d->name, sizeof(d->name)) ||
-	    copy_req(dn, "profile", profile, sizeof(profile)))
-		return -1;
-	if (!mb_name_valid(d->name))
-		return conf_error(conf_get(dn, "name"),
+	bad |= conf_check_keys(dn, keys);
+	if (copy_req(dn, "name", d->name, sizeof(d->name)) == 0 && !mb_name_valid(d->name))
+		bad |= conf_error(conf_get(dn, "name"),
 		    "device name '%s': use letters, digits, _ . : -", d->name);
+	bad_profile = copy_req(dn, "profile", profile, sizeof(profile));
+	bad |= bad_profile;
 	if (!conf_present(conf_get(dn, "unit_id")))
-		return conf_error(dn, "device '%s' needs a 'unit_id'", d->name);
-	if (conf_get_u32(dn, "unit_id", 1, 0, 255, &unit) ||
-	    conf_get_duration_ms(dn, "interval", 1000, 10, 86400000ull, &d->interval_ms) ||
-	    conf_get_duration_ms(dn, "timeout", 500, 10, 60000, &d->timeout_ms) ||
-	    conf_get_u32(dn, "retries", 2, 0, 10, &d->retries) ||
-	    conf_get_duration_ms(dn, "pause_between_requests", 0, 0, 10000, &d->pause_ms))
-		return -1;
-	d->unit_id = (uint8_t)unit;
-	d->profile = mb_profile_find(&cfg->profiles, profile);
-	if (d->profile == NULL)
-		return conf_error(conf_get(dn, "profile"), "no profile named '%s' in %s", profile,
-		    cfg->profiles_dir);
-	return 0;
+		bad |= conf_error(dn, "device '%s' needs a 'unit_id'", d->name);
+	else if (conf_get_u32(dn, "unit_id", 1, 0, 255, &unit) == 0)
+		d->unit_id = (uint8_t)unit;
+	else
+		bad = -1;
+	bad |= conf_get_duration_ms(dn, "interval", 1000, 10, 86400000ull, &d->interval_ms);
+	bad |= conf_get_duration_ms(dn, "timeout", 500, 10, 60000, &d->timeout_ms);
+	bad |= conf_get_u32(dn, "retries", 2, 0, 10, &d->retries);
+	bad |= conf_get_duration_ms(dn, "pause_between_requests", 0, 0, 10000, &d->pause_ms);
+	if (!bad_profile)
+		bad |= resolve_profile(dn, cfg, profile, d);
+	return bad;
 }
 
 static int
@@ -84,26 +121,29 @@ parse_rtu(conf_node bn, struct agent_bus_conf *b)
 	int parity = 0, mode = 1;
 	char err[128];
 
-	if (copy_req(bn, "device", b->device, sizeof(b->device)) ||
-	    conf_get_u32(bn, "baud", 9600, 1, 4000000, &baud) ||
-	    conf_get_enum(bn, "parity", 1, parities, &parity) ||
-	    conf_get_u32(bn, "data_bits", 8, 7, 8, &data) ||
-	    conf_get_u32(bn, "stop_bits", 1, 1, 2, &stop))
-		return -1;
+	int bad = copy_req(bn, "device", b->device, sizeof(b->device)), line_bad = 0;
+
+	line_bad |= conf_get_u32(bn, "baud", 9600, 1, 4000000, &baud);
+	line_bad |= conf_get_enum(bn, "parity", 1, parities, &parity);
+	line_bad |= conf_get_u32(bn, "data_bits", 8, 7, 8, &data);
+	line_bad |= conf_get_u32(bn, "stop_bits", 1, 1, 2, &stop);
 	b->line = (struct rs485_line){ baud, "NEO"[parity], (uint8_t)data, (uint8_t)stop };
-	if (rs485_line_check(&b->line, err, sizeof(err)))
-		return conf_error(conf_present(conf_get(bn, "baud")) ? conf_get(bn, "baud") : bn,
-		    "bus '%s': %s", b->name, err);
-	if (conf_present(rs) &&
-	    (conf_check_keys(rs, rs_keys) || conf_get_enum(rs, "mode", 1, rs485_modes, &mode) ||
-		conf_get_u32(
-		    rs, "rts_delay_before_us", 0, 0, 1000000, &b->rs485.rts_delay_before_us) ||
-		conf_get_u32(
-		    rs, "rts_delay_after_us", 0, 0, 1000000, &b->rs485.rts_delay_after_us) ||
-		conf_get_bool(rs, "rts_on_send_low", false, &b->rs485.rts_on_send_low)))
-		return -1;
+	if (!line_bad && rs485_line_check(&b->line, err, sizeof(err)))
+		line_bad =
+		    conf_error(conf_present(conf_get(bn, "baud")) ? conf_get(bn, "baud") : bn,
+			"bus '%s': %s", b->name, err);
+	bad |= line_bad;
+	if (conf_present(rs)) {
+		bad |= conf_check_keys(rs, rs_keys);
+		bad |= conf_get_enum(rs, "mode", 1, rs485_modes, &mode);
+		bad |= conf_get_u32(
+		    rs, "rts_delay_before_us", 0, 0, 1000000, &b->rs485.rts_delay_before_us);
+		bad |= conf_get_u32(
+		    rs, "rts_delay_after_us", 0, 0, 1000000, &b->rs485.rts_delay_after_us);
+		bad |= conf_get_bool(rs, "rts_on_send_low", false, &b->rs485.rts_on_send_low);
+	}
 	b->rs485.want = (enum rs485_mode_want)mode;
-	return 0;
+	return bad;
 }
 
 static int
@@ -111,11 +151,11 @@ parse_tcp(conf_node bn, struct agent_bus_conf *b)
 {
 	uint32_t port = 502;
 
-	if (copy_req(bn, "host", b->host, sizeof(b->host)) ||
-	    conf_get_u32(bn, "port", 502, 1, 65535, &port))
-		return -1;
+	int bad = copy_req(bn, "host", b->host, sizeof(b->host));
+
+	bad |= conf_get_u32(bn, "port", 502, 1, 65535, &port);
 	b->port = (uint16_t)port;
-	return 0;
+	return bad;
 }
 
 static int
@@ -125,24 +165,25 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 		"stop_bits", "rs485", "host", "port", "turnaround", "max_backoff",
 		"pause_between_requests", "devices", NULL };
 	conf_node devs;
-	int kind = 0;
+	int kind = 0, bad = 0, bad_kind;
 
 	if (!conf_is_map(bn))
 		return conf_error(bn, "a bus must be a mapping");
-	if (conf_check_keys(bn, keys) || copy_req(bn, "name", b->name, sizeof(b->name)) ||
-	    conf_get_enum(bn, "type", 0, bus_kinds, &kind) ||
-	    conf_get_duration_ms(
-		bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms) ||
-	    conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms) ||
-	    conf_get_duration_ms(bn, "pause_between_requests", 0, 0, 10000, &b->pause_ms))
-		return -1;
-	memcpy(b->state_dir, cfg->state_dir, sizeof(b->state_dir));
-	if (!mb_name_valid(b->name))
-		return conf_error(
+	bad |= conf_check_keys(bn, keys);
+	if (copy_req(bn, "name", b->name, sizeof(b->name)) == 0 && !mb_name_valid(b->name))
+		bad |= conf_error(
 		    conf_get(bn, "name"), "bus name '%s': use letters, digits, _ . : -", b->name);
+	bad_kind = conf_get_enum(bn, "type", 0, bus_kinds, &kind);
+	bad |= bad_kind;
+	bad |= conf_get_duration_ms(
+	    bn, "turnaround", kind == AGENT_BUS_TCP ? 1 : 5, 0, 10000, &b->turnaround_ms);
+	bad |= conf_get_duration_ms(bn, "max_backoff", 30000, 100, 3600000, &b->max_backoff_ms);
+	bad |= conf_get_duration_ms(bn, "pause_between_requests", 0, 0, 10000, &b->pause_ms);
+	memcpy(b->state_dir, cfg->state_dir, sizeof(b->state_dir));
 	b->kind = (enum agent_bus_kind)kind;
-	if ((b->kind == AGENT_BUS_RTU ? parse_rtu(bn, b) : parse_tcp(bn, b)) != 0)
-		return -1;
+	/* An unknown type has no transport keys to check. */
+	if (!bad_kind)
+		bad |= b->kind == AGENT_BUS_RTU ? parse_rtu(bn, b) : parse_tcp(bn, b);
 	devs = conf_get(bn, "devices");
 	if (!conf_is_seq(devs) || conf_seq_len(devs) == 0)
 		return conf_error(conf_present(devs) ? devs : bn,
@@ -152,15 +193,15 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 	if (b->devs == NULL)
 		return conf_error(bn, "out of memory");
 	for (size_t i = 0; i < b->ndevs; i++) {
-		if (parse_device(conf_seq_at(devs, i), cfg, &b->devs[i]))
-			return -1;
+		bad |= parse_device(conf_seq_at(devs, i), cfg, &b->devs[i]);
 		/* On a serial line 0 is broadcast (nobody answers) and 248..255 are reserved. */
-		if (b->kind == AGENT_BUS_RTU &&
+		if (!bad_kind && b->kind == AGENT_BUS_RTU &&
+		    conf_present(conf_get(conf_seq_at(devs, i), "unit_id")) &&
 		    (b->devs[i].unit_id == 0 || b->devs[i].unit_id > 247))
-			return conf_error(conf_get(conf_seq_at(devs, i), "unit_id"),
+			bad |= conf_error(conf_get(conf_seq_at(devs, i), "unit_id"),
 			    "unit_id %u: RTU devices are 1..247", b->devs[i].unit_id);
 	}
-	return 0;
+	return bad;
 }
 
 /* Device j of bus i against every device before it. */
@@ -170,6 +211,8 @@ check_device_names(conf_node buses, const struct agent_config *cfg, size_t i, si
 	const struct agent_device_conf *d = &cfg->buses[i].devs[j];
 	conf_node dn = conf_seq_at(conf_get(conf_seq_at(buses, i), "devices"), j);
 
+	if (d->name[0] == '\0') /* its own error already says why */
+		return 0;
 	for (size_t bi = 0; bi <= i; bi++)
 		for (size_t dj = 0; dj < (bi == i ? j : cfg->buses[bi].ndevs); dj++) {
 			const struct agent_device_conf *o = &cfg->buses[bi].devs[dj];
@@ -188,18 +231,21 @@ check_device_names(conf_node buses, const struct agent_config *cfg, size_t i, si
 static int
 check_names(conf_node buses, struct agent_config *cfg)
 {
+	int bad = 0;
+
 	for (size_t i = 0; i < cfg->nbuses; i++) {
 		const struct agent_bus_conf *b = &cfg->buses[i];
 
-		for (size_t k = 0; k < i; k++)
-			if (strcmp(cfg->buses[k].name, b->name) == 0)
-				return conf_error(
+		for (size_t k = 0; k < i && b->name[0]; k++)
+			if (strcmp(cfg->buses[k].name, b->name) == 0) {
+				bad |= conf_error(
 				    conf_seq_at(buses, i), "duplicate bus name '%s'", b->name);
+				break;
+			}
 		for (size_t j = 0; j < b->ndevs; j++)
-			if (check_device_names(buses, cfg, i, j) != 0)
-				return -1;
+			bad |= check_device_names(buses, cfg, i, j);
 	}
-	return 0;
+	return bad;
 }
 
 /* The section belongs to the uplink (mqtt_conf.c): defaults, keys and checks are its own. */
@@ -220,28 +266,29 @@ parse_mqtt(conf_node a, struct agent_config *cfg)
 static int
 parse_sections(conf_node a, struct agent_config *cfg)
 {
-	static const char *const jk[] = { "path", "commands", NULL };
-	static const char *const ck[] = { "topic", "response_topic", NULL };
-	static const char *const sk[] = { "file", "interval", NULL };
+	static const char *const jsonl_keys[] = { "path", "commands", NULL };
+	static const char *const cmd_keys[] = { "topic", "response_topic", NULL };
+	static const char *const stats_keys[] = { "file", "interval", NULL };
 	conf_node j = conf_get(a, "jsonl"), c = conf_get(a, "commands"), s = conf_get(a, "stats");
+	int bad = 0;
 
-	if (conf_check_keys(j, jk) || conf_check_keys(c, ck) || conf_check_keys(s, sk))
-		return -1;
-	if (copy_opt(j, "path", "-", cfg->jsonl_path, sizeof(cfg->jsonl_path)) ||
-	    copy_opt(j, "commands", "", cfg->jsonl_commands, sizeof(cfg->jsonl_commands)) ||
-	    copy_opt(c, "topic", "", cfg->cmd_topic, sizeof(cfg->cmd_topic)) ||
-	    copy_opt(c, "response_topic", "", cfg->cmd_response_topic,
-		sizeof(cfg->cmd_response_topic)) ||
-	    copy_opt(s, "file", "", cfg->stats_file, sizeof(cfg->stats_file)) ||
-	    conf_get_duration_ms(s, "interval", 10000, 100, 3600000, &cfg->stats_interval_ms))
-		return -1;
+	bad |= conf_check_keys(j, jsonl_keys);
+	bad |= conf_check_keys(c, cmd_keys);
+	bad |= conf_check_keys(s, stats_keys);
+	bad |= copy_opt(j, "path", "-", cfg->jsonl_path, sizeof(cfg->jsonl_path));
+	bad |= copy_opt(j, "commands", "", cfg->jsonl_commands, sizeof(cfg->jsonl_commands));
+	bad |= copy_opt(c, "topic", "", cfg->cmd_topic, sizeof(cfg->cmd_topic));
+	bad |= copy_opt(
+	    c, "response_topic", "", cfg->cmd_response_topic, sizeof(cfg->cmd_response_topic));
+	bad |= copy_opt(s, "file", "", cfg->stats_file, sizeof(cfg->stats_file));
+	bad |= conf_get_duration_ms(s, "interval", 10000, 100, 3600000, &cfg->stats_interval_ms);
 	if (cfg->cmd_topic[0] && strpbrk(cfg->cmd_topic, "+#") != NULL)
-		return conf_error(
-		    conf_get(c, "topic"), "the command topic must not hold wildcards");
+		bad |=
+		    conf_error(conf_get(c, "topic"), "the command topic must not hold wildcards");
 	if (cfg->cmd_topic[0] && !cfg->cmd_response_topic[0])
 		snprintf(cfg->cmd_response_topic, sizeof(cfg->cmd_response_topic),
 		    "%.170s/response", cfg->cmd_topic);
-	return 0;
+	return bad;
 }
 
 int
@@ -281,25 +328,27 @@ parse_metrics(conf_node a, struct agent_config *cfg)
 	static const char *const keys[] = { "listen", "dataplane_telemetry", NULL };
 	conf_node m = conf_get(a, "metrics");
 	struct sockaddr_storage ss;
+	int bad;
 
 	if (!conf_present(m))
 		return 0;
 	if (!conf_is_map(m))
 		return conf_error(m, "'metrics' must be a mapping (listen, dataplane_telemetry)");
-	if (conf_check_keys(m, keys) ||
-	    copy_req(m, "listen", cfg->metrics_listen, sizeof(cfg->metrics_listen)) ||
-	    copy_opt(m, "dataplane_telemetry", "/var/run/dpdk/edgegw/dpdk_telemetry.v2",
-		cfg->dataplane_telemetry, sizeof(cfg->dataplane_telemetry)))
-		return -1;
-	if (agent_listen_parse(cfg->metrics_listen, &ss) != 0)
-		return conf_error(conf_get(m, "listen"),
+	bad = conf_check_keys(m, keys);
+	if (copy_req(m, "listen", cfg->metrics_listen, sizeof(cfg->metrics_listen)) == 0 &&
+	    agent_listen_parse(cfg->metrics_listen, &ss) != 0)
+		bad |= conf_error(conf_get(m, "listen"),
 		    "listen '%s': write an address and a port, 127.0.0.1:9880 or [::1]:9880",
 		    cfg->metrics_listen);
-	if (cfg->dataplane_telemetry[0] != '/')
-		return conf_error(conf_get(m, "dataplane_telemetry"),
+	else if (!cfg->metrics_listen[0])
+		bad = -1;
+	if (copy_opt(m, "dataplane_telemetry", "/var/run/dpdk/edgegw/dpdk_telemetry.v2",
+		cfg->dataplane_telemetry, sizeof(cfg->dataplane_telemetry)) == 0 &&
+	    cfg->dataplane_telemetry[0] != '/')
+		bad |= conf_error(conf_get(m, "dataplane_telemetry"),
 		    "dataplane_telemetry: an absolute path (/var/run/dpdk/<file-prefix>/"
 		    "dpdk_telemetry.v2)");
-	return 0;
+	return bad;
 }
 
 static int
@@ -308,6 +357,7 @@ load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	char dir[512], tmp[512], err[2048];
 	const char *pd = NULL;
 
+	cfg->profiles_unread = true; /* until they are: devices' profiles are not looked up */
 	if (!conf_present(conf_get(a, "profiles_dir")))
 		return conf_error(a, "missing 'profiles_dir'");
 	if (conf_get_str(a, "profiles_dir", "", &pd))
@@ -318,13 +368,45 @@ load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	else
 		snprintf(dir, sizeof(dir), "%.200s/%.300s", dirname(tmp), pd);
 	snprintf(cfg->profiles_dir, sizeof(cfg->profiles_dir), "%s", dir);
-	if (mb_profile_dir_load(dir, &cfg->profiles, err, sizeof(err)) != 0) {
-		/* The profile's own file:line is the useful one; keep it as the error. */
-		snprintf(cfg->load_error, sizeof(cfg->load_error), "%s", err);
+	if (mb_profile_dir_load_all(dir, &cfg->profiles, err, sizeof(err)) != 0)
 		return conf_error(conf_get(a, "profiles_dir"), "%s", err);
-	}
-	if (cfg->profiles.n == 0)
+	if (cfg->profiles.n == 0 && cfg->profiles.nbad == 0)
 		return conf_error(conf_get(a, "profiles_dir"), "no *.yaml profiles in %s", dir);
+	cfg->profiles_unread = false;
+	if (cfg->strict && cfg->profiles.nbad != 0) {
+		/* The profiles' own file:line are the useful ones; they lead the error text. */
+		mb_profile_set_errors(&cfg->profiles, cfg->load_error, sizeof(cfg->load_error));
+		return -1;
+	}
+	return 0;
+}
+
+/* Not strict: each bus's disabled devices move from devs to off (after the name checks, which
+ * see every device). */
+static int
+split_disabled(struct agent_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nbuses; i++) {
+		struct agent_bus_conf *b = &cfg->buses[i];
+		size_t keep = 0;
+
+		for (size_t j = 0; j < b->ndevs; j++)
+			b->noff += b->devs[j].disabled[0] != '\0';
+		if (b->noff == 0)
+			continue;
+		b->off = calloc(b->noff, sizeof(*b->off));
+		if (b->off == NULL)
+			return -ENOMEM;
+		b->noff = 0;
+		for (size_t j = 0; j < b->ndevs; j++) {
+			if (b->devs[j].disabled[0] != '\0')
+				b->off[b->noff++] = b->devs[j];
+			else
+				b->devs[keep++] = b->devs[j];
+		}
+		b->ndevs = keep;
+		cfg->ndisabled += b->noff;
+	}
 	return 0;
 }
 
@@ -334,25 +416,28 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	static const char *const keys[] = { "log_level", "profiles_dir", "topic_prefix", "uplink",
 		"jsonl", "mqtt", "commands", "stats", "metrics", "buses", "state_dir", NULL };
 	conf_node buses;
-	int lvl = LOG_LVL_INFO, up = 0;
+	int lvl = LOG_LVL_INFO, up = 0, bad = 0;
 
 	if (!conf_is_map(a))
 		return conf_error(a, "'agent' must be a mapping");
-	if (conf_check_keys(a, keys) ||
-	    conf_get_enum(a, "log_level", LOG_LVL_INFO, log_level_names, &lvl) ||
-	    copy_opt(a, "topic_prefix", "edgegw", cfg->topic_prefix, sizeof(cfg->topic_prefix)) ||
-	    copy_opt(a, "state_dir", "/var/lib/edgegw", cfg->state_dir, sizeof(cfg->state_dir)) ||
-	    conf_get_enum(a, "uplink", 0, uplinks, &up))
-		return -1;
-	if (strpbrk(cfg->topic_prefix, "+#\"\\") != NULL)
-		return conf_error(
+	/* Every part is parsed even when one before failed: all of a file's errors are reported. */
+	bad |= conf_check_keys(a, keys);
+	bad |= conf_get_enum(a, "log_level", LOG_LVL_INFO, log_level_names, &lvl);
+	if (copy_opt(a, "topic_prefix", "edgegw", cfg->topic_prefix, sizeof(cfg->topic_prefix)) ==
+		0 &&
+	    strpbrk(cfg->topic_prefix, "+#\"\\") != NULL)
+		bad |= conf_error(
 		    conf_get(a, "topic_prefix"), "topic_prefix must not hold + # \" or \\");
+	bad |= copy_opt(a, "state_dir", "/var/lib/edgegw", cfg->state_dir, sizeof(cfg->state_dir));
+	bad |= conf_get_enum(a, "uplink", 0, uplinks, &up);
 	cfg->log_level = (enum log_level)lvl;
 	cfg->uplink = (enum agent_uplink_kind)up;
-	if (parse_mqtt(a, cfg) || parse_sections(a, cfg) || parse_metrics(a, cfg) ||
-	    load_profiles(a, cfg_path, cfg))
-		return -1;
-	snprintf(cfg->mqtt->cmd_topic, sizeof(cfg->mqtt->cmd_topic), "%s", cfg->cmd_topic);
+	bad |= parse_mqtt(a, cfg);
+	bad |= parse_sections(a, cfg);
+	bad |= parse_metrics(a, cfg);
+	bad |= load_profiles(a, cfg_path, cfg);
+	if (cfg->mqtt != NULL)
+		snprintf(cfg->mqtt->cmd_topic, sizeof(cfg->mqtt->cmd_topic), "%s", cfg->cmd_topic);
 	buses = conf_get(a, "buses");
 	if (!conf_is_seq(buses) || conf_seq_len(buses) == 0)
 		return conf_error(
@@ -362,19 +447,22 @@ parse_agent(conf_node a, const char *cfg_path, struct agent_config *cfg)
 	if (cfg->buses == NULL)
 		return conf_error(a, "out of memory");
 	for (size_t i = 0; i < cfg->nbuses; i++)
-		if (parse_bus(conf_seq_at(buses, i), cfg, &cfg->buses[i]))
-			return -1;
-	return check_names(buses, cfg);
+		bad |= parse_bus(conf_seq_at(buses, i), cfg, &cfg->buses[i]);
+	bad |= check_names(buses, cfg);
+	if (bad)
+		return -1;
+	return split_disabled(cfg) ? conf_error(a, "out of memory") : 0;
 }
 
 static int
-parse_doc(
-    struct conf_doc *doc, const char *path, struct agent_config *cfg, char *err, size_t errlen)
+parse_doc(struct conf_doc *doc, const char *path, bool strict, struct agent_config *cfg, char *err,
+    size_t errlen)
 {
 	conf_node root = conf_root(doc), a;
 	int rc = -1;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->strict = strict;
 	if (!conf_is_map(root))
 		conf_error(root, "the gateway config must be a mapping");
 	else if (!conf_present(a = conf_get(root, "agent")))
@@ -384,11 +472,14 @@ parse_doc(
 	if (conf_is_map(root) && store_conf_parse(conf_get(root, "uplink"), &cfg->store) != 0)
 		rc = -1; /* the uplink: section (rules, spool) is the store's */
 	if (rc != 0 || conf_error_count(doc) != 0) {
-		if (cfg->load_error[0])
-			snprintf(err, errlen, "%s", cfg->load_error);
-		else if (conf_error_count(doc) != 0)
-			conf_format_errors(doc, err, errlen);
-		else
+		/* The bad profiles' errors (strict) first, then the config's, one per line. */
+		size_t n = (size_t)snprintf(err, errlen, "%s", cfg->load_error);
+
+		if (n < errlen && conf_error_count(doc) != 0)
+			conf_format_errors(doc, err + n + (n > 0), errlen - n - (n > 0));
+		if (n > 0 && n + 1 < errlen && conf_error_count(doc) != 0)
+			err[n] = '\n';
+		if (err[0] == '\0')
 			snprintf(err, errlen, "invalid config");
 		agent_config_free(cfg);
 		return -EINVAL;
@@ -397,37 +488,84 @@ parse_doc(
 }
 
 int
-agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen)
+agent_config_load_mode(
+    const char *path, bool strict, struct agent_config *cfg, char *err, size_t errlen)
 {
 	struct conf_doc *doc;
 	int rc;
 
+	memset(cfg, 0, sizeof(*cfg));
 	if (conf_load_file(path, &doc, err, errlen) != 0)
 		return -EINVAL;
-	rc = parse_doc(doc, path, cfg, err, errlen);
+	rc = parse_doc(doc, path, strict, cfg, err, errlen);
 	conf_free(doc);
 	return rc;
+}
+
+int
+agent_config_parse_string_mode(const char *name, const char *text, size_t len, bool strict,
+    struct agent_config *cfg, char *err, size_t errlen)
+{
+	struct conf_doc *doc;
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (conf_load_string(name, text, len, &doc, err, errlen) != 0)
+		return -EINVAL;
+	rc = parse_doc(doc, name, strict, cfg, err, errlen);
+	conf_free(doc);
+	return rc;
+}
+
+int
+agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen)
+{
+	return agent_config_load_mode(path, true, cfg, err, errlen);
 }
 
 int
 agent_config_parse_string(const char *name, const char *text, size_t len, struct agent_config *cfg,
     char *err, size_t errlen)
 {
-	struct conf_doc *doc;
-	int rc;
+	return agent_config_parse_string_mode(name, text, len, true, cfg, err, errlen);
+}
 
-	if (conf_load_string(name, text, len, &doc, err, errlen) != 0)
-		return -EINVAL;
-	rc = parse_doc(doc, name, cfg, err, errlen);
-	conf_free(doc);
-	return rc;
+static bool
+device_same(const struct agent_device_conf *a, const struct agent_device_conf *b)
+{
+	return strcmp(a->name, b->name) == 0 && a->unit_id == b->unit_id &&
+	    a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
+	    a->retries == b->retries && a->pause_ms == b->pause_ms &&
+	    mb_profile_same(a->profile, b->profile);
+}
+
+bool
+agent_bus_conf_same(const struct agent_bus_conf *a, const struct agent_bus_conf *b)
+{
+	if (strcmp(a->name, b->name) != 0 || a->kind != b->kind ||
+	    strcmp(a->device, b->device) != 0 || a->line.baud != b->line.baud ||
+	    a->line.parity != b->line.parity || a->line.data_bits != b->line.data_bits ||
+	    a->line.stop_bits != b->line.stop_bits || a->rs485.want != b->rs485.want ||
+	    a->rs485.rts_delay_before_us != b->rs485.rts_delay_before_us ||
+	    a->rs485.rts_delay_after_us != b->rs485.rts_delay_after_us ||
+	    a->rs485.rts_on_send_low != b->rs485.rts_on_send_low || strcmp(a->host, b->host) != 0 ||
+	    a->port != b->port || a->turnaround_ms != b->turnaround_ms ||
+	    a->max_backoff_ms != b->max_backoff_ms || a->pause_ms != b->pause_ms ||
+	    strcmp(a->state_dir, b->state_dir) != 0 || a->ndevs != b->ndevs)
+		return false;
+	for (size_t i = 0; i < a->ndevs; i++)
+		if (!device_same(&a->devs[i], &b->devs[i]))
+			return false;
+	return true;
 }
 
 void
 agent_config_free(struct agent_config *cfg)
 {
-	for (size_t i = 0; i < cfg->nbuses; i++)
+	for (size_t i = 0; i < cfg->nbuses; i++) {
 		free(cfg->buses[i].devs);
+		free(cfg->buses[i].off);
+	}
 	free(cfg->buses);
 	free(cfg->mqtt);
 	cfg->mqtt = NULL;

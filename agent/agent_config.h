@@ -33,7 +33,9 @@ struct agent_device_conf {
 	uint64_t timeout_ms;
 	uint32_t retries;
 	uint64_t pause_ms;                /* silence before each request to it; 0: the bus's */
-	const struct mb_profile *profile; /* points into agent_config.profiles */
+	const struct mb_profile *profile; /* points into agent_config.profiles; NULL: disabled */
+	char profile_name[MB_NAME_MAX];
+	char disabled[512]; /* why it does not run (its profile does not load); "": it runs */
 };
 
 struct agent_bus_conf {
@@ -48,8 +50,10 @@ struct agent_bus_conf {
 	uint64_t max_backoff_ms;
 	uint64_t pause_ms;   /* pause_between_requests: silence kept before every request */
 	char state_dir[256]; /* agent.state_dir, copied (what the poller learnt is kept there) */
-	struct agent_device_conf *devs;
+	struct agent_device_conf *devs; /* the devices that run */
 	size_t ndevs;
+	struct agent_device_conf *off; /* disabled: their profile is bad or missing (not strict) */
+	size_t noff;
 };
 
 struct agent_config {
@@ -71,14 +75,31 @@ struct agent_config {
 	char dataplane_telemetry[256]; /* the dataplane's DPDK telemetry socket */
 	struct agent_bus_conf *buses;
 	size_t nbuses;
-	char load_error[2048]; /* a profile's own error, reported instead of the config's */
+	char load_error
+	    [4096];       /* the bad profiles' own errors (strict), reported before the config's */
+	bool strict;      /* a bad or missing profile is an error, not a disabled device */
+	size_t ndisabled; /* devices disabled, over all buses */
+	bool profiles_unread; /* parsing: profiles_dir unusable, devices' profiles not looked up */
 };
 
-/* 0, or -EINVAL with "file:line:col: reason" in err. */
+/*
+ * 0, or -EINVAL with "file:line:col: reason" in err. Strict (--strict, --check, and these two
+ * plain calls): every profile file must load and every device's profile exist. Not strict (the
+ * running agent): a device whose profile is bad or missing goes to its bus's off list with the
+ * reason, the others run; the bad files are in cfg->profiles.bad. Config errors are errors in
+ * both modes.
+ */
 int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t errlen);
 int agent_config_parse_string(const char *name, const char *text, size_t len,
     struct agent_config *cfg, char *err, size_t errlen);
+int agent_config_load_mode(
+    const char *path, bool strict, struct agent_config *cfg, char *err, size_t errlen);
+int agent_config_parse_string_mode(const char *name, const char *text, size_t len, bool strict,
+    struct agent_config *cfg, char *err, size_t errlen);
 void agent_config_free(struct agent_config *cfg);
+/* Two buses that would poll the same way (their running devices and those devices' profiles
+ * included; disabled devices aside): a reload keeps such a bus running. */
+bool agent_bus_conf_same(const struct agent_bus_conf *a, const struct agent_bus_conf *b);
 /* "a.b.c.d:port" or "[v6]:port" into a socket address: 0, or -EINVAL. */
 struct sockaddr_storage;
 int agent_listen_parse(const char *s, struct sockaddr_storage *ss);

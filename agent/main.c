@@ -4,7 +4,9 @@
  * then what is queued goes to the uplink, then the uplink closes. SIGHUP reloads the config
  * (checked whole first), SIGUSR1 logs the stats. Under systemd (Type=notify): READY once
  * started, the watchdog pinged from the loop's tick, RELOADING/STOPPING around those.
- *   edgegw-agent [-c FILE] [--check] [-v]
+ * A device whose profile is bad or missing is disabled (logged, counted, listed in the stats)
+ * and the others run; --strict (and --check) make that an error instead.
+ *   edgegw-agent [-c FILE] [--check] [--strict] [-v]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent.h"
+#include "dpchan_link.h"
 #include "clock.h"
 #include "metrics.h"
 #include "stats.h"
@@ -112,6 +115,129 @@ on_messages(void *arg, uint32_t events)
 	}
 }
 
+/* One line per bad profile file and per disabled device (the config keeps them all). */
+static void
+log_disabled(const struct agent_config *c)
+{
+	char line[1100];
+
+	for (size_t i = 0; i < c->profiles.nbad; i++) {
+		const struct mb_profile_bad *p = &c->profiles.bad[i];
+		size_t n = 0;
+
+		for (const char *s = p->error; *s && n + 3 < sizeof(line); s++) {
+			if (*s == '\n') {
+				line[n++] = ';';
+				line[n++] = ' ';
+			} else {
+				line[n++] = *s;
+			}
+		}
+		line[n] = '\0';
+		log_err("profile '%s' does not load, its devices are disabled: %s", p->name, line);
+	}
+	for (size_t i = 0; i < c->nbuses; i++)
+		for (size_t j = 0; j < c->buses[i].noff; j++)
+			log_err("bus %s: device %s (unit %u) disabled: %s", c->buses[i].name,
+			    c->buses[i].off[j].name, c->buses[i].off[j].unit_id,
+			    c->buses[i].off[j].disabled);
+}
+
+/* What a reload did to the buses. */
+struct bus_changes {
+	size_t kept, restarted, added, removed;
+};
+
+static int
+running_bus(const struct agent *a, const char *name)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		if (a->buses[i] != NULL && strcmp(a->bus_conf[i]->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The running buses that are not kept (changed or removed) stop; what they produced still goes
+ * out. A stopped bus has let go of its port before its successor opens it. */
+static void
+buses_drop(struct agent *a)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		if (a->buses[i] != NULL)
+			mb_bus_stop(a->buses[i]);
+	if (a->store != NULL && a->q.efd >= 0)
+		on_messages(a, 0);
+	for (size_t i = 0; i < a->nbuses; i++)
+		mb_bus_destroy(a->buses[i]);
+	free(a->buses);
+	free(a->bus_conf);
+	a->buses = NULL;
+	a->bus_conf = NULL;
+	a->nbuses = 0;
+}
+
+/*
+ * Make the running buses those of nc: a bus whose config (devices and their profiles included)
+ * and topic prefix did not change keeps running, with its learnt state, schedule and counters;
+ * a changed one restarts, a removed one stops, a new one starts. A bus whose devices are all
+ * disabled does not run.
+ */
+static int
+buses_apply(struct agent *a, const struct agent_config *nc, struct bus_changes *ch)
+{
+	struct mb_bus **nb = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nb));
+	const struct agent_bus_conf **nbc = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nbc));
+	bool prefix_same = strcmp(a->cfg.topic_prefix, nc->topic_prefix) == 0;
+	size_t k = 0, n = 0;
+	int rc = 0;
+
+	if (nb == NULL || nbc == NULL) {
+		free(nb);
+		free(nbc);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nc->nbuses; i++) {
+		const struct agent_bus_conf *c = &nc->buses[i];
+		int r = running_bus(a, c->name);
+
+		if (c->ndevs == 0) {
+			log_warnx("bus %s: every device on it is disabled; not started", c->name);
+			continue;
+		}
+		if (r >= 0 && prefix_same && agent_bus_conf_same(a->bus_conf[r], c)) {
+			nb[k] = a->buses[r];
+			nbc[k++] = a->bus_conf[r];
+			a->buses[r] = NULL;
+			ch->kept++;
+			continue;
+		}
+		*(r >= 0 ? &ch->restarted : &ch->added) += 1;
+		nbc[k++] = c;
+	}
+	for (size_t i = 0; i < a->nbuses; i++) /* not kept: restarted, or gone */
+		ch->removed += a->buses[i] != NULL;
+	ch->removed -= ch->restarted;
+	buses_drop(a);
+	for (size_t i = 0; i < k; i++) {
+		if (nb[i] == NULL && rc == 0) {
+			rc = mb_bus_create(
+			    &nb[i], nbc[i], nc->topic_prefix, nc->cmd_response_topic, &a->q);
+			if (rc == 0 && (rc = mb_bus_start(nb[i])) != 0) {
+				mb_bus_destroy(nb[i]);
+				nb[i] = NULL;
+			}
+		}
+		if (nb[i] != NULL) { /* the running ones, packed (a failed create leaves a gap) */
+			nb[n] = nb[i];
+			nbc[n++] = nbc[i];
+		}
+	}
+	a->buses = nb;
+	a->bus_conf = nbc;
+	a->nbuses = n;
+	return rc;
+}
+
 static void
 on_store(void *arg, uint32_t events)
 {
@@ -124,36 +250,65 @@ on_store(void *arg, uint32_t events)
 static int
 buses_start(struct agent *a)
 {
-	int rc;
+	struct bus_changes ch = { 0 };
 
-	a->buses = calloc(a->cfg.nbuses, sizeof(*a->buses));
-	if (a->buses == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->cfg.nbuses; i++) {
-		rc = mb_bus_create(&a->buses[i], &a->cfg.buses[i], a->cfg.topic_prefix,
-		    a->cfg.cmd_response_topic, &a->q);
-		if (rc != 0)
-			return rc;
-		a->nbuses++;
-	}
-	for (size_t i = 0; i < a->nbuses; i++)
-		if ((rc = mb_bus_start(a->buses[i])) != 0)
-			return rc;
-	return 0;
+	return buses_apply(a, &a->cfg, &ch);
 }
 
 static void
 buses_stop(struct agent *a)
 {
+	buses_drop(a);
+	for (size_t i = 0; i < a->nretired; i++) {
+		agent_config_free(a->retired[i]);
+		free(a->retired[i]);
+	}
+	free(a->retired);
+	a->retired = NULL;
+	a->nretired = 0;
+}
+
+static bool
+config_in_use(const struct agent *a, const struct agent_config *c)
+{
 	for (size_t i = 0; i < a->nbuses; i++)
-		mb_bus_stop(a->buses[i]);
-	if (a->store != NULL && a->q.efd >= 0)
-		on_messages(a, 0); /* what the stopped buses produced still goes out */
-	for (size_t i = 0; i < a->nbuses; i++)
-		mb_bus_destroy(a->buses[i]);
-	free(a->buses);
-	a->buses = NULL;
-	a->nbuses = 0;
+		if (a->bus_conf[i] >= c->buses && a->bus_conf[i] < c->buses + c->nbuses)
+			return true;
+	return false;
+}
+
+/* The running config becomes nc; the old one is kept while a bus it built still runs. */
+static void
+config_replace(struct agent *a, const struct agent_config *nc)
+{
+	struct agent_config *old = malloc(sizeof(*old));
+	struct agent_config **v = realloc(a->retired, (a->nretired + 1) * sizeof(*v));
+	size_t keep = 0;
+
+	if (old == NULL || v == NULL) { /* cannot keep it: only safe when nothing uses it */
+		free(old);
+		if (v != NULL)
+			a->retired = v;
+		if (!config_in_use(a, &a->cfg))
+			agent_config_free(&a->cfg);
+		else
+			log_err("reload: out of memory; a config's memory is leaked");
+		a->cfg = *nc;
+		return;
+	}
+	*old = a->cfg;
+	a->retired = v;
+	a->retired[a->nretired++] = old;
+	a->cfg = *nc;
+	for (size_t i = 0; i < a->nretired; i++) {
+		if (config_in_use(a, a->retired[i])) {
+			a->retired[keep++] = a->retired[i];
+			continue;
+		}
+		agent_config_free(a->retired[i]);
+		free(a->retired[i]);
+	}
+	a->nretired = keep;
 }
 
 /* The uplink is not rebuilt on reload (its queue and session would be lost): its settings and
@@ -179,39 +334,43 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 
 /*
  * SIGHUP: load and check the config and its profiles whole; a bad one changes nothing. A good
- * one replaces the buses (polling state and counters start over; every point is published
- * again on its first read) and the log level, stats and topic settings.
+ * one applies the log level, stats and topic settings, and the buses that changed: an
+ * unchanged bus keeps polling (learnt state, schedule, counters), a changed one restarts
+ * (polling state and counters start over; its points are published again on their first
+ * read), a removed one stops, a new one starts.
  */
 static void
 agent_reload(struct agent *a)
 {
+	struct bus_changes ch = { 0 };
 	struct agent_config nc;
 	char err[4096];
 	int rc;
 
 	sd_notify(0, "RELOADING=1");
-	if (agent_config_load(a->cfg_path, &nc, err, sizeof(err)) != 0) {
+	if (agent_config_load_mode(a->cfg_path, a->strict, &nc, err, sizeof(err)) != 0) {
 		log_err("reload: %s; the running config stays", err);
 		sd_notify(0, "READY=1");
 		return;
 	}
 	keep_uplink_settings(&a->cfg, &nc);
 	agent_metrics_keep_settings(&a->cfg, &nc);
+	log_disabled(&nc);
 	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
-	buses_stop(a);
-	agent_config_free(&a->cfg);
-	a->cfg = nc;
+	rc = buses_apply(a, &nc, &ch);
+	config_replace(a, &nc);
 	log_set_level(a->cfg.log_level);
 	a->next_stats_ms = 0;
-	rc = buses_start(a);
 	pthread_mutex_unlock(&a->stats_lock);
 	if (rc != 0) {
 		log_err("reload: cannot start the buses; stopping");
 		agent_loop_stop(a->loop);
 		return;
 	}
-	log_info(
-	    "reload: %zu buses, %zu profiles from %s", a->nbuses, a->cfg.profiles.n, a->cfg_path);
+	log_info("reload: %zu buses, %zu profiles from %s (%zu devices disabled); buses: %zu kept "
+		 "running, %zu restarted, %zu started, %zu stopped",
+	    a->nbuses, a->cfg.profiles.n, a->cfg_path, a->cfg.ndisabled, ch.kept, ch.restarted,
+	    ch.added, ch.removed);
 	sd_notify(0, "READY=1");
 }
 
@@ -288,6 +447,23 @@ make_store(struct agent *a)
 	return agent_loop_add_fd(a->loop, store_event_fd(a->store), EPOLLIN, on_store, a);
 }
 
+/* The dataplane's end of store and forward: its lcores connect to dataplane.channel.path and
+ * their sensor messages go into the store like the readings (agent/dpchan_link.h). */
+static int
+make_channel(struct agent *a)
+{
+	struct dpchan_conf c;
+	char err[512];
+
+	if (dpchan_link_load_conf(a->cfg_path, &c, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -EINVAL;
+	}
+	if (!c.enabled)
+		return 0;
+	return dpchan_link_open_store(&a->chan, a->loop, &c, a->store);
+}
+
 static int
 agent_start(struct agent *a)
 {
@@ -299,7 +475,7 @@ agent_start(struct agent *a)
 	    (rc = agent_msgq_init(&a->q, 100000)) != 0 ||
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
 	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
-	    (rc = make_store(a)) != 0)
+	    (rc = make_store(a)) != 0 || (rc = make_channel(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
@@ -322,6 +498,8 @@ agent_stop(struct agent *a)
 		agent_loop_del_fd(a->loop, store_event_fd(a->store));
 	store_close(a->store); /* commits what the buses gave last */
 	a->store = NULL;
+	dpchan_link_close(a->chan); /* after the store's last reports: they answer the lcores */
+	a->chan = NULL;
 	if (a->q.efd > 0)
 		agent_msgq_destroy(&a->q);
 	agent_loop_destroy(a->loop);
@@ -332,10 +510,12 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: edgegw-agent [-c FILE] [--check] [-v]\n"
+	    "usage: edgegw-agent [-c FILE] [--check] [--strict] [-v]\n"
 	    "  -c, --config FILE  gateway config, its 'agent:' section (default " EDGEGW_CONFDIR
 	    "/gateway.yaml)\n"
-	    "      --check        validate the config and its profiles, then exit 0/1\n"
+	    "      --check        validate the config and its profiles, then exit 0/1 (strict)\n"
+	    "      --strict       a bad or missing profile is an error (exit 1), not a disabled\n"
+	    "                     device; also on reload\n"
 	    "  -v, --verbose      debug logging\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         this help\n"
@@ -347,9 +527,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
-		{ "check", no_argument, NULL, 'k' }, { "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' }, { "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 } };
+		{ "check", no_argument, NULL, 'k' }, { "strict", no_argument, NULL, 's' },
+		{ "verbose", no_argument, NULL, 'v' }, { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 } };
 	const char *path = EDGEGW_CONFDIR "/gateway.yaml";
 	uint64_t wd_us = 0;
 	bool check = false, verbose = false;
@@ -367,6 +547,9 @@ main(int argc, char **argv)
 			break;
 		case 'k':
 			check = true;
+			break;
+		case 's':
+			a.strict = true;
 			break;
 		case 'v':
 			verbose = true;
@@ -388,7 +571,7 @@ main(int argc, char **argv)
 	}
 	log_init("edgegw-agent", LOG_LVL_INFO);
 	a.cfg_path = path;
-	if (agent_config_load(path, &a.cfg, err, sizeof(err)) != 0) {
+	if (agent_config_load_mode(path, a.strict || check, &a.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "edgegw-agent: %s\n", err);
 		return 1;
 	}
@@ -398,11 +581,12 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(verbose ? LOG_LVL_DEBUG : a.cfg.log_level);
+	log_disabled(&a.cfg);
 	if (sd_watchdog_enabled(0, &wd_us) > 0)
 		a.watchdog_ms = wd_us / 1000;
 	rc = agent_start(&a);
 	if (rc == 0) {
-		log_info("started: %zu buses", a.nbuses);
+		log_info("started: %zu buses, %zu devices disabled", a.nbuses, a.cfg.ndisabled);
 		sd_notifyf(0, "READY=1\nSTATUS=%zu bus(es) polling", a.nbuses);
 		rc = agent_loop_run(a.loop);
 		sd_notify(0, "STOPPING=1");

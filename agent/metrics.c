@@ -86,6 +86,11 @@ render_store(const struct store_stats *s, FILE *f)
 		    spool_counter_desc((enum spool_counter)c));
 		prom_sample(f, name, NULL, (double)s->spool[c] * scale);
 	}
+	agent_family(f, "edgegw_agent_spool_oldest_age_seconds", "gauge",
+	    "age of the oldest record not yet acknowledged by the cloud (0: none)",
+	    s->oldest_ms != 0 && clock_wall_ms() > s->oldest_ms
+		? (double)(clock_wall_ms() - s->oldest_ms) / 1000.0
+		: 0.0);
 }
 
 static void
@@ -221,6 +226,23 @@ render_devices(const struct agent *a, FILE *f)
 	}
 }
 
+/* Devices not running because their profile is bad or missing: a total and one sample each. */
+static void
+render_disabled(const struct agent_config *c, FILE *f)
+{
+	agent_family(f, "edgegw_agent_devices_disabled", "gauge",
+	    "devices not polled because their profile is bad or missing", (double)c->ndisabled);
+	prom_family(f, "edgegw_agent_device_disabled", "gauge",
+	    "1 for each device not polled (its profile is bad or missing; the log says why)");
+	for (size_t i = 0; i < c->nbuses; i++)
+		for (size_t j = 0; j < c->buses[i].noff; j++)
+			prom_sample_u64(f, "edgegw_agent_device_disabled",
+			    (const char *const[]){ "bus", c->buses[i].name, "device",
+				c->buses[i].off[j].name, "profile", c->buses[i].off[j].profile_name,
+				NULL },
+			    1);
+}
+
 void
 agent_metrics_render(const struct agent *a, FILE *f)
 {
@@ -237,6 +259,7 @@ agent_metrics_render(const struct agent *a, FILE *f)
 	render_uplink(a, f);
 	render_buses(a, f);
 	render_devices(a, f);
+	render_disabled(&a->cfg, f);
 }
 
 static enum MHD_Result

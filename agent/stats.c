@@ -106,6 +106,46 @@ link_json(const struct uplink_stats *us, FILE *f)
 	fputc('}', f);
 }
 
+/* A reason is the agent's own text with a file path in it: escape what JSON needs. */
+static void
+json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", (unsigned)(unsigned char)*s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* Devices whose profile is bad or missing: they do not run, and are listed apart. */
+static void
+disabled_json(const struct agent_config *c, FILE *f)
+{
+	bool first = true;
+	char state[600];
+
+	fprintf(f, "\"devices_disabled\":%zu,\"disabled_devices\":[", c->ndisabled);
+	for (size_t i = 0; i < c->nbuses; i++)
+		for (size_t j = 0; j < c->buses[i].noff; j++) {
+			const struct agent_device_conf *d = &c->buses[i].off[j];
+
+			fprintf(f, "%s{\"bus\":\"%s\",\"name\":\"%s\",\"unit_id\":%u,\"profile\":",
+			    first ? "" : ",", c->buses[i].name, d->name, d->unit_id);
+			json_str(f, d->profile_name);
+			snprintf(state, sizeof(state), "disabled: %s", d->disabled);
+			fputs(",\"state\":", f);
+			json_str(f, state);
+			fputc('}', f);
+			first = false;
+		}
+	fputc(']', f);
+}
+
 /* The store's counters (store_stats.def) and the spool's (spool_counters.def) as
  * "store":{...,"spool":{...}}. */
 static void
@@ -121,6 +161,7 @@ store_json(const struct store_stats *ss, FILE *f)
 			fprintf(f, "%s\"%s\":%llu", i ? "," : "",
 			    spool_counter_name((enum spool_counter)i),
 			    (unsigned long long)ss->spool[i]);
+		fprintf(f, ",\"oldest_ms\":%llu", (unsigned long long)ss->oldest_ms);
 		fputc('}', f);
 	}
 	fputc('}', f);
@@ -156,7 +197,9 @@ agent_stats_json(const struct agent *a, FILE *f)
 			fputc(',', f);
 		bus_json(a->buses[i], f);
 	}
-	fputs("]}\n", f);
+	fputs("],", f);
+	disabled_json(&a->cfg, f);
+	fputs("}\n", f);
 }
 
 int

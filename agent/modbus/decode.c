@@ -299,7 +299,8 @@ json_str(const char *s, char *buf, size_t len)
 /* The shortest text that reads back as the same number (as float for f32 points, so 21.3
  * prints as 21.3, not 21.2999992370605). A scaled value (raw * scale + offset) carries the
  * rounding of that product, not information: 1807 * 0.1 prints as 180.7, not
- * 180.70000000000002, by accepting a text within a few units in the last place. */
+ * 180.70000000000002, by accepting a text within a few units in the last place. Exponent form
+ * only for numbers too large or too small for plain digits (%g writes 10 at one digit as 1e+01). */
 static int
 shortest(char *buf, size_t len, double v, bool as_float, bool scaled)
 {
@@ -309,6 +310,8 @@ shortest(char *buf, size_t len, double v, bool as_float, bool scaled)
 		double back;
 
 		n = snprintf(buf, len, "%.*g", prec, v);
+		if (strchr(buf, 'e') != NULL && fabs(v) >= 1.0 && fabs(v) < 1e15 && prec < 17)
+			continue;
 		back = strtod(buf, NULL);
 		if (as_float ? (float)back == (float)v
 			     : back == v || (scaled && fabs(back - v) <= 4 * DBL_EPSILON * fabs(v)))

@@ -560,23 +560,62 @@ filter_yaml(const struct dirent *d)
 	return is_yaml_name(d->d_name);
 }
 
+/* A file that does not load still has a name for the devices naming it: its name: key when the
+ * YAML reads that far, else the file's name without .yaml (the parser's own default). */
+static void
+bad_profile_name(const char *path, char *out, size_t outlen)
+{
+	struct conf_doc *doc;
+	const char *name = NULL;
+	char err[64];
+
+	base_name(path, out, outlen);
+	if (conf_load_file(path, &doc, err, sizeof(err)) != 0)
+		return;
+	if (conf_is_map(conf_root(doc)) && conf_str(conf_get(conf_root(doc), "name"), &name) == 0 &&
+	    mb_name_valid(name))
+		copy_str(out, outlen, name);
+	conf_free(doc);
+}
+
 static int
-add_profile(struct mb_profile_set *set, const char *path, char *err, size_t errlen)
+add_bad(struct mb_profile_set *set, const char *path, const char *name, const char *why)
+{
+	struct mb_profile_bad *v = realloc(set->bad, (set->nbad + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return -ENOMEM;
+	set->bad = v;
+	v = &set->bad[set->nbad++];
+	memset(v, 0, sizeof(*v));
+	copy_str(v->path, sizeof(v->path), path);
+	if (name != NULL)
+		copy_str(v->name, sizeof(v->name), name);
+	else
+		bad_profile_name(path, v->name, sizeof(v->name));
+	copy_str(v->error, sizeof(v->error), why);
+	return 0;
+}
+
+static int
+add_profile(struct mb_profile_set *set, const char *path)
 {
 	struct mb_profile p, *v;
+	const struct mb_profile *twin;
+	char err[sizeof(set->bad->error)];
 
-	if (mb_profile_load(path, &p, err, errlen) != 0)
-		return -EINVAL;
-	if (mb_profile_find(set, p.name) != NULL) {
-		snprintf(err, errlen, "%s: profile name '%s' is used twice (also %s)", path, p.name,
-		    mb_profile_find(set, p.name)->path);
+	if (mb_profile_load(path, &p, err, sizeof(err)) != 0)
+		return add_bad(set, path, NULL, err);
+	twin = mb_profile_find(set, p.name);
+	if (twin != NULL) {
+		snprintf(err, sizeof(err), "%s: profile name '%s' is used twice (also %s)", path,
+		    p.name, twin->path);
 		mb_profile_free(&p);
-		return -EEXIST;
+		return add_bad(set, path, twin->name, err);
 	}
 	v = realloc(set->v, (set->n + 1) * sizeof(*v));
 	if (v == NULL) {
 		mb_profile_free(&p);
-		snprintf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	set->v = v;
@@ -585,7 +624,7 @@ add_profile(struct mb_profile_set *set, const char *path, char *err, size_t errl
 }
 
 int
-mb_profile_dir_load(const char *dir, struct mb_profile_set *set, char *err, size_t errlen)
+mb_profile_dir_load_all(const char *dir, struct mb_profile_set *set, char *err, size_t errlen)
 {
 	struct dirent **names;
 	int n, rc = 0;
@@ -594,19 +633,90 @@ mb_profile_dir_load(const char *dir, struct mb_profile_set *set, char *err, size
 	memset(set, 0, sizeof(*set));
 	n = scandir(dir, &names, filter_yaml, cmp_dirent);
 	if (n < 0) {
+		rc = -errno;
 		snprintf(err, errlen, "profiles_dir %s: %s", dir, strerror(errno));
-		return -errno;
+		return rc;
 	}
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name);
 		if (rc == 0)
-			rc = add_profile(set, path, err, errlen);
+			rc = add_profile(set, path);
 		free(names[i]);
 	}
 	free(names);
-	if (rc != 0)
+	if (rc != 0) {
+		snprintf(err, errlen, "profiles_dir %s: %s", dir, strerror(-rc));
 		mb_profile_set_free(set);
+	}
 	return rc;
+}
+
+int
+mb_profile_set_errors(const struct mb_profile_set *set, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	if (len > 0)
+		buf[0] = '\0';
+	for (size_t i = 0; i < set->nbad && off + 1 < len; i++) {
+		int k = snprintf(buf + off, len - off, "%s%s", i ? "\n" : "", set->bad[i].error);
+
+		if (k < 0)
+			break;
+		off += (size_t)k;
+	}
+	return (int)set->nbad;
+}
+
+int
+mb_profile_dir_load(const char *dir, struct mb_profile_set *set, char *err, size_t errlen)
+{
+	int rc = mb_profile_dir_load_all(dir, set, err, errlen);
+
+	if (rc != 0)
+		return rc;
+	if (set->nbad == 0)
+		return 0;
+	mb_profile_set_errors(set, err, errlen);
+	mb_profile_set_free(set);
+	return -EINVAL;
+}
+
+const struct mb_profile_bad *
+mb_profile_find_bad(const struct mb_profile_set *set, const char *name)
+{
+	for (size_t i = 0; i < set->nbad; i++)
+		if (strcmp(set->bad[i].name, name) == 0)
+			return &set->bad[i];
+	return NULL;
+}
+
+/* Points compared whole but for their line in the file (a comment added above changes no read). */
+static bool
+point_same(const struct mb_point *a, const struct mb_point *b)
+{
+	struct mb_point x = *a, y = *b;
+
+	x.line = y.line = 0;
+	return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+bool
+mb_profile_same(const struct mb_profile *a, const struct mb_profile *b)
+{
+	if (strcmp(a->name, b->name) != 0 || a->max_read_regs != b->max_read_regs ||
+	    a->max_read_bits != b->max_read_bits || a->max_gap != b->max_gap ||
+	    a->npoints != b->npoints || a->nholes != b->nholes)
+		return false;
+	for (size_t i = 0; i < a->npoints; i++)
+		if (!point_same(&a->points[i], &b->points[i]))
+			return false;
+	for (size_t i = 0; i < a->nholes; i++)
+		if (a->holes[i].func != b->holes[i].func ||
+		    a->holes[i].start != b->holes[i].start ||
+		    a->holes[i].count != b->holes[i].count)
+			return false;
+	return true;
 }
 
 const struct mb_profile *
@@ -636,6 +746,9 @@ mb_profile_set_free(struct mb_profile_set *set)
 	for (size_t i = 0; i < set->n; i++)
 		mb_profile_free(&set->v[i]);
 	free(set->v);
+	free(set->bad);
 	set->v = NULL;
 	set->n = 0;
+	set->bad = NULL;
+	set->nbad = 0;
 }

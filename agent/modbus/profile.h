@@ -114,13 +114,33 @@ int mb_profile_parse(const char *name, const char *text, size_t len, struct mb_p
 int mb_profile_load(const char *path, struct mb_profile *out, char *err, size_t errlen);
 void mb_profile_free(struct mb_profile *p);
 
-/* A set of profiles loaded from a directory (every *.yaml / *.yml file). */
+/* A profile file that did not load: the devices naming it are disabled (agent_config.h). */
+struct mb_profile_bad {
+	char name[MB_NAME_MAX]; /* its name: key if the YAML reads that far, else the file's name */
+	char path[256];
+	char error[1024]; /* "file:line:col: reason", one line per error */
+};
+
+/* A set of profiles loaded from a directory (every *.yaml / *.yml file), and the files that
+ * did not load (a name used twice makes the second file bad). */
 struct mb_profile_set {
 	struct mb_profile *v;
 	size_t n;
+	struct mb_profile_bad *bad;
+	size_t nbad;
 };
+/* Every file, good ones into v and bad ones into bad: fails only when the directory cannot be
+ * read (or memory runs out), with the reason in err. */
+int mb_profile_dir_load_all(const char *dir, struct mb_profile_set *set, char *err, size_t errlen);
+/* All or nothing: -EINVAL with every bad file's errors in err when one does not load. */
 int mb_profile_dir_load(const char *dir, struct mb_profile_set *set, char *err, size_t errlen);
+/* Every bad file's errors, one per line, into buf; returns how many files are bad. */
+int mb_profile_set_errors(const struct mb_profile_set *set, char *buf, size_t len);
 const struct mb_profile *mb_profile_find(const struct mb_profile_set *set, const char *name);
+/* The same register map, read and published the same way (its file and lines aside). */
+bool mb_profile_same(const struct mb_profile *a, const struct mb_profile *b);
+const struct mb_profile_bad *
+mb_profile_find_bad(const struct mb_profile_set *set, const char *name);
 const struct mb_point *mb_profile_point(const struct mb_profile *p, const char *name, size_t *idx);
 void mb_profile_set_free(struct mb_profile_set *set);
 

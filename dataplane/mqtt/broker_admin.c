@@ -7,10 +7,12 @@
  * spaces and backslashes as \xNN, cut with a "..." mark to keep a line within a telemetry
  * string.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "broker_int.h"
+#include "mqtt_topic.h"
 
 /* A client id's room in a line (a topic or filter gets more): a line stays within a telemetry
  * string (128 bytes). */
@@ -167,4 +169,30 @@ broker_admin_retained_delete(struct broker *b, const char *topic, size_t len, ui
 	broker_count(b, BROKER_C_ADMIN_RETAINED_DELETED);
 	broker_reap(b);
 	return 1;
+}
+
+int
+broker_admin_publish(struct broker *b, const char *topic, size_t tlen, const void *payload,
+    size_t plen, uint8_t qos, bool retain, uint64_t now_ms)
+{
+	struct mqtt_str t = { topic, (uint16_t)tlen };
+	struct mqtt_iov pl = { (const uint8_t *)payload, plen };
+	struct broker_msg *m;
+	bool matched;
+
+	b->now_ms = now_ms;
+	if (tlen == 0 || tlen > UINT16_MAX || qos > 2 || mqtt_topic_name_valid(topic, tlen) != 0 ||
+	    topic_is_sys(t))
+		return -EINVAL;
+	if (plen > b->cfg.max_packet_size)
+		return -E2BIG;
+	if ((m = broker_msg_new(b, t, &pl, 1, NULL, now_ms)) == NULL)
+		return -ENOMEM;
+	m->qos = qos;
+	m->retain = retain;
+	broker_publish(b, m, &matched);
+	broker_msg_unref(m);
+	broker_count(b, BROKER_C_ADMIN_PUBLISHED);
+	broker_reap(b);
+	return matched ? 1 : 0;
 }

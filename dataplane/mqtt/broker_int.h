@@ -34,6 +34,7 @@ struct broker_msg {
 	/* A copy for one session matching through several subscriptions with identifiers: all
 	 * of them go in its one PUBLISH (5.0 3.3.4), stored at the end of the block. */
 	uint16_t n_sub_ids;
+	uint16_t xfrom; /* the instance it was published on (xlcore.c: retained order) */
 	struct mqtt_str content_type, response_topic, correlation;
 	struct mqtt_user_prop *user;
 	uint16_t n_user;
@@ -68,6 +69,8 @@ struct share_group {
 	struct share_group *next;
 	char *filter; /* "$share/{group}/{filter}" */
 	uint16_t filter_len;
+	bool count_dirty;           /* not owner: our member count did not reach the owner (out of
+			   * memory), posted again at the next tick; kept until it did */
 	struct broker_sub *members; /* local ones, linked by next_in_group */
 	uint32_t n_members;
 	uint32_t rr;      /* round robin position among local members */
@@ -95,13 +98,29 @@ void tt_remove(struct broker *b, struct broker_sub *sub);
 /* Every ordinary subscription matching m's topic, and one member per matching shared group
  * (with several instances: only on the group's owner, which may hand it to another instance). */
 void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg);
-/* Cross-lcore shared groups (xlcore.c calls these; topic_tree.c calls the xlcore_* ones). */
-void tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, int delta);
-void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m);
+/* Cross-lcore shared groups (xlcore.c calls these; topic_tree.c calls the xlcore_* ones).
+ * Owner: instance from now has count members in the group. */
+void
+tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count);
+/* A delivery for the group: from the owner (one local member gets it; none left: it goes
+ * back to the owner), or, on the owner, one sent back by from (which has no member now: the
+ * owner picks again). hops: how many times it crossed already. */
+void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m,
+    uint32_t from, uint8_t hops);
+/* Owner: a member of g here leaves with its session for instance to; count it there at
+ * once (that instance's own count, after it restored the session, replaces the guess). */
+void tt_group_moved(struct broker *b, struct share_group *g, uint32_t to);
+/* Post our member counts that did not reach their owner (xlcore_tick). */
+void tt_group_counts_retry(struct broker *b);
 bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len);
-void xlcore_group_member(struct broker *b, const struct share_group *g, int delta);
-void xlcore_group_deliver(
-    struct broker *b, uint32_t dst, const struct share_group *g, struct broker_msg *m);
+/* Tell the owner how many members g has here now; false when it could not be posted. */
+bool xlcore_group_member(struct broker *b, const struct share_group *g);
+/* A delivery for the group filter to instance dst (the owner's pick, or back to the owner). */
+void xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
+    struct broker_msg *m, uint8_t hops);
+/* A delivery for the group filter, with no member here, back to the group's owner. */
+void xlcore_group_bounce(
+    struct broker *b, const char *filter, size_t len, struct broker_msg *m, uint8_t hops);
 /* One delivery to one subscription (No Local, min QoS, Retain As Published). */
 void broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m);
 
@@ -244,6 +263,8 @@ enum conn_hold {
 	HOLD_ACK_ROOM = 1u << 0,  /* its next answer does not fit its send buffer: writable */
 	HOLD_SUB_QUEUE = 1u << 1, /* a session it published to is over max_queue (held_on) */
 	HOLD_XLCORE = 1u << 2,    /* a message of its waits for another lcore's queue */
+	HOLD_UPLINK = 1u << 3,    /* a durable-rule PUBLISH and the uplink cannot take it now
+				   * (channel down or pending bound): broker_uplink_ready */
 };
 
 struct broker_conn {
@@ -272,6 +293,8 @@ struct broker_conn {
 	bool transport_gone : 1;   /* the transport closed it: no ops->close */
 	bool send_failed : 1;      /* a send failed: nothing more is sent (ops->close follows) */
 	bool clean_disconnect : 1; /* DISCONNECT without will */
+	uint32_t n_uplink;         /* its PUBLISHes awaiting durability (uplink.c) */
+	uint32_t n_owed;           /* of them durable, their acks waiting for send room */
 };
 
 /* Hold back a connection's input for reason (counted), or let go of reason: when no reason is
@@ -332,6 +355,27 @@ void xlcore_claim_timeout(struct broker_session *s);
 /* Publish: store if retained, route here, post to the other lcores' instances. *matched is
  * true when a local subscription matched or the message went to other instances. */
 void broker_publish(struct broker *b, struct broker_msg *m, bool *matched);
+
+/* ---- store and forward (uplink.c) ---- */
+struct broker_uplink;
+/* Before a PUBLISH is taken: false when it goes up durably and the uplink cannot take it now
+ * (the input is held, HOLD_UPLINK, and the packet left unconsumed). */
+bool uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt);
+enum uplink_verdict {
+	UPLINK_ACK_NOW,  /* not deferred: acknowledge as usual */
+	UPLINK_DEFERRED, /* the ack goes when the message is durable */
+	UPLINK_KILLED,   /* refused: the connection is closed unacknowledged */
+};
+/* After local delivery of m from c: hand it to the uplink if the rules say so. */
+enum uplink_verdict
+uplink_publish(struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason);
+/* A QoS 2 resend whose first copy still awaits durability (its PUBREC goes then, on c). */
+bool uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
+/* Acks that did not fit c's send buffer, now that it has room. */
+void uplink_flush_owed(struct broker_conn *c);
+/* c or s goes away: entries forget it. */
+void uplink_conn_gone(struct broker_conn *c);
+void uplink_session_gone(struct broker_session *s);
 
 /* ---- retained ---- */
 struct retain_store;
@@ -436,6 +480,7 @@ struct broker {
 	struct broker_sys_board *sys_board; /* NULL: $SYS from this instance alone */
 	uint32_t sys_self;
 	size_t iov_cap;
+	struct broker_uplink *up; /* store and forward (uplink.c), NULL: none */
 };
 
 /* The connection's deadline changed (CONNECT accepted): placed in the timer wheel again. */

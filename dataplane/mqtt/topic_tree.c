@@ -55,13 +55,13 @@ group_new(struct broker *b, const char *filter, size_t len)
 	return g;
 }
 
-/* Gone once it has no member here and (owner) none elsewhere. */
+/* Gone once it has no member here and (owner) none elsewhere, and the owner knows. */
 static void
 group_drop_if_empty(struct broker *b, struct share_group *g)
 {
 	struct share_group **pg = &b->groups;
 
-	if (g->n_members > 0 || g->n_remote > 0)
+	if (g->n_members > 0 || g->n_remote > 0 || g->count_dirty)
 		return;
 	mqtt_topic_tree_remove(b->tree, g->filter, g->filter_len, g);
 	group_interest(b, g, -1);
@@ -94,7 +94,7 @@ tt_insert(struct broker *b, struct broker_sub *sub)
 	sub->next_in_group = g->members;
 	g->members = sub;
 	g->n_members++;
-	xlcore_group_member(b, g, +1);
+	g->count_dirty = !xlcore_group_member(b, g);
 	return 0;
 }
 
@@ -114,7 +114,7 @@ tt_remove(struct broker *b, struct broker_sub *sub)
 	*pp = sub->next_in_group;
 	sub->group = NULL;
 	g->n_members--;
-	xlcore_group_member(b, g, -1);
+	g->count_dirty = !xlcore_group_member(b, g);
 	group_drop_if_empty(b, g);
 }
 
@@ -185,7 +185,7 @@ on_match(
 	if (dst == mc->b->xself)
 		mc->fn(group_pick(g), mc->arg);
 	else if (dst != UINT32_MAX)
-		xlcore_group_deliver(mc->b, dst, g, mc->m);
+		xlcore_group_deliver(mc->b, dst, g->filter, g->filter_len, mc->m, 0);
 	return 0;
 }
 
@@ -197,35 +197,91 @@ tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg)
 	mqtt_topic_tree_match(b->tree, m->topic.s, m->topic.len, on_match, &mc);
 }
 
-/* Owner: another instance's member count for a group changed. */
+/* Owner: another instance's member count for a group. Counts are absolute, not changes: a
+ * count that did not arrive is made good by the next one, and by a delivery sent back. */
 void
-tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, int delta)
+tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count)
 {
 	struct share_group *g = group_find(b, filter, len);
 
-	if (from >= b->xn || (g == NULL && (delta < 0 || (g = group_new(b, filter, len)) == NULL)))
+	if (from >= b->xn || (g == NULL && (count == 0 || (g = group_new(b, filter, len)) == NULL)))
 		return;
 	if (g->remote == NULL && (g->remote = calloc(b->xn, sizeof(*g->remote))) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		group_drop_if_empty(b, g);
 		return;
 	}
-	if (delta < 0 && g->remote[from] == 0)
-		return;
-	g->remote[from] = (uint32_t)((int64_t)g->remote[from] + delta);
-	g->n_remote = (uint32_t)((int64_t)g->n_remote + delta);
+	g->n_remote = g->n_remote - g->remote[from] + count;
+	g->remote[from] = count;
 	group_drop_if_empty(b, g);
 }
 
-/* The owner chose this instance for a message of a group: one local member gets it. */
+/* Between the move and the new instance's count, the owner would see no member there (and,
+ * if that was the last one, drop the group): what was published meanwhile would not reach
+ * the group. Counted there now, a delivery goes to the new instance behind the session
+ * (same ring, in order); should the session not arrive there after all, the delivery comes
+ * back and corrects the count (tt_group_deliver). */
 void
-tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m)
+tt_group_moved(struct broker *b, struct share_group *g, uint32_t to)
 {
-	struct share_group *g = group_find(b, filter, len);
-
-	if (g == NULL || g->n_members == 0) {
-		broker_count(b, BROKER_C_XLCORE_DROP); /* its members left meanwhile */
+	if (!xlcore_group_owner(b, g->filter, g->filter_len) || to >= b->xn || to == b->xself)
+		return;
+	if (g->remote == NULL && (g->remote = calloc(b->xn, sizeof(*g->remote))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
 		return;
 	}
-	broker_deliver_sub(group_pick(g), m);
+	g->remote[to]++;
+	g->n_remote++;
+}
+
+void
+tt_group_counts_retry(struct broker *b)
+{
+	for (struct share_group *g = b->groups, *next; g != NULL; g = next) {
+		next = g->next;
+		if (g->count_dirty && xlcore_group_member(b, g)) {
+			g->count_dirty = false;
+			group_drop_if_empty(b, g);
+		}
+	}
+}
+
+/* Hops a delivery may make between the owner and instances whose members left before it is
+ * dropped: each hop back sets that instance's count to 0 on the owner, so this is only a
+ * bound against counts that keep changing. */
+#define GROUP_MAX_HOPS 8u
+
+/*
+ * A delivery the owner chose this instance for: one local member gets it. When the members
+ * here left meanwhile (unsubscribed, session gone or moved), it goes back to the owner, which
+ * learns that this instance has none (the leave itself is ahead of it in the same ring) and
+ * picks another instance; the message was acknowledged to its publisher (QoS 1/2), so it is
+ * not dropped while the group has a member anywhere (SHARED_REROUTED). No member left at all:
+ * dropped, counted SHARED_NO_MEMBER, as a message published after the last one left.
+ */
+void
+tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m,
+    uint32_t from, uint8_t hops)
+{
+	struct share_group *g = group_find(b, filter, len);
+	uint32_t dst;
+
+	if (!xlcore_group_owner(b, filter, len)) {
+		if (g != NULL && g->n_members > 0)
+			broker_deliver_sub(group_pick(g), m);
+		else
+			xlcore_group_bounce(b, filter, len, m, hops);
+		return;
+	}
+	tt_group_remote(b, filter, len, from, 0); /* from sent it back: none there */
+	if ((g = group_find(b, filter, len)) == NULL ||
+	    (dst = group_pick_instance(b, g)) == UINT32_MAX || hops >= GROUP_MAX_HOPS) {
+		broker_count(b, BROKER_C_SHARED_NO_MEMBER);
+		return;
+	}
+	broker_count(b, BROKER_C_SHARED_REROUTED);
+	if (dst == b->xself)
+		broker_deliver_sub(group_pick(g), m);
+	else
+		xlcore_group_deliver(b, dst, filter, len, m, (uint8_t)(hops + 1));
 }

@@ -15,7 +15,9 @@
  *   session, then sends CONNACK with session present 1 and resends what is owed (DUP);
  * - shared subscription groups: each group has an owner instance (a hash of its filter);
  *   the others tell it how many members they have (a member message per join and leave), it
- *   alone picks, for each message, an instance with members, and sends that one a delivery.
+ *   alone picks, for each message, an instance with members, and sends that one a delivery;
+ * - a retained message's store order: each topic has an owner instance (a hash of the topic)
+ *   whose order every instance's retained store follows (retain_input).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +31,8 @@ enum {
 	XK_SESSION = 2,
 	XK_MEMBER = 3,
 	XK_DELIVER = 4,
-	XK_INTEREST = 5
+	XK_INTEREST = 5,
+	XK_RETAIN = 6
 };
 
 /* Every cross-lcore object starts like this (struct broker_msg does too). */
@@ -95,14 +98,25 @@ struct xinterest {
 	uint32_t got[]; /* xn entries */
 };
 
-/* A share group's member count changed on instance from (to the owner), or a message for
- * the group (msg set, to the chosen instance). */
+/* A retained message stored on the topic's owner instance, for the others to store in the
+ * owner's order (not routed again: the PUBLISH itself was). Posted to every other instance,
+ * the last one frees it. */
+struct xretain {
+	uint32_t refcnt;
+	uint8_t xkind;
+	struct broker_msg *msg;
+};
+
+/* A share group's member count on instance from (to the owner: the count itself, not a
+ * change, so one lost is made good by the next), or a message for the group (msg set: to the
+ * chosen instance, or back to the owner when that one's members left). */
 struct xgroup {
 	uint32_t refcnt;
 	uint8_t xkind;
-	int8_t delta;
+	uint8_t hops; /* XK_DELIVER: how many times it crossed already */
 	uint16_t len;
 	uint32_t from;
+	uint32_t count; /* XK_MEMBER: members on from */
 	struct broker_msg *msg;
 	char filter[];
 };
@@ -117,18 +131,23 @@ xsession_free(struct xsession *x)
 	free(x);
 }
 
-/* Claims and interest summaries go to every instance: the last one frees it. */
+/* Claims, interest summaries and retained orders go to every instance: the last one frees
+ * it. */
 static void
 xhdr_unref(struct xhdr *x)
 {
-	if (__atomic_sub_fetch(&x->refcnt, 1, __ATOMIC_ACQ_REL) == 0)
-		free(x);
+	if (__atomic_sub_fetch(&x->refcnt, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (x->xkind == XK_RETAIN)
+		broker_msg_unref(((struct xretain *)x)->msg);
+	free(x);
 }
 
 void
 broker_xmsg_free(struct broker_xmsg *x)
 {
-	if (((struct xhdr *)x)->xkind == XK_CLAIM || ((struct xhdr *)x)->xkind == XK_INTEREST)
+	if (((struct xhdr *)x)->xkind == XK_CLAIM || ((struct xhdr *)x)->xkind == XK_INTEREST ||
+	    ((struct xhdr *)x)->xkind == XK_RETAIN)
 		xhdr_unref((struct xhdr *)x);
 	else if (((struct xhdr *)x)->xkind == XK_SESSION)
 		xsession_free((struct xsession *)x); /* only ever posted to one instance */
@@ -274,7 +293,11 @@ xpend_fini(struct broker *b)
 static uint32_t
 post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struct broker_msg *m)
 {
-	bool keep = m != NULL && (m->qos > 0 || m->retain);
+	/* Kept when the ring is full: a claim lost would leave two live connections for one
+	 * client id [MQTT-3.1.4-3] (or a session where its client is no more); a retained order
+	 * lost, retained stores that differ for good. */
+	bool keep = x->xkind == XK_RETAIN || x->xkind == XK_CLAIM ||
+	    (m != NULL && (m->qos > 0 || m->retain));
 	uint32_t n = 0;
 
 	for (uint32_t dst = 0; dst < b->xn; dst++) {
@@ -296,62 +319,74 @@ post_all(struct broker *b, struct xhdr *x, enum broker_counter sent, const struc
 	return n;
 }
 
+/* The instance that owns a share group (by its filter) or a retained topic (by its name). */
 static uint32_t
-group_owner_of(const struct broker *b, const char *filter, size_t len)
+owner_of(const struct broker *b, const char *s, size_t len)
 {
 	uint32_t h = 2166136261u;
 
 	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)filter[i]) * 16777619u;
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
 	return h % b->xn;
 }
 
 bool
 xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
 {
-	return b->xn <= 1 || group_owner_of(b, filter, len) == b->xself;
+	return b->xn <= 1 || owner_of(b, filter, len) == b->xself;
 }
 
-static void
-post_group(struct broker *b, uint32_t dst, uint8_t kind, int delta, const struct share_group *g,
-    struct broker_msg *m)
+/* false: not posted (out of memory, or a QoS 0 delivery that found the ring full) */
+static bool
+post_group(struct broker *b, uint32_t dst, uint8_t kind, const char *filter, size_t len,
+    uint32_t count, struct broker_msg *m, uint8_t hops)
 {
-	struct xgroup *x = calloc(1, sizeof(*x) + g->filter_len);
+	struct xgroup *x = calloc(1, sizeof(*x) + len);
+	int rc;
 
 	if (x == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
-		return;
+		return false;
 	}
 	*x = (struct xgroup){ .refcnt = 1,
 		.xkind = kind,
-		.delta = (int8_t)delta,
-		.len = g->filter_len,
+		.hops = hops,
+		.len = (uint16_t)len,
 		.from = b->xself,
+		.count = count,
 		.msg = m };
-	memcpy(x->filter, g->filter, g->filter_len);
+	memcpy(x->filter, filter, len);
 	if (m != NULL)
 		broker_msg_ref(m);
-	/* a member count lost would leave the owner's count wrong for good: kept like QoS 1/2 */
-	if (xpost(b, dst, (struct xhdr *)x, kind == XK_MEMBER || (m != NULL && m->qos > 0)) > 0 &&
-	    m != NULL)
+	/* member counts wait for room like QoS 1/2 (a lost one is also made good by the next) */
+	rc = xpost(b, dst, (struct xhdr *)x, kind == XK_MEMBER || (m != NULL && m->qos > 0));
+	if (rc > 0 && m != NULL)
 		broker_count(b, BROKER_C_XLCORE_TX);
+	return rc >= 0;
 }
 
-void
-xlcore_group_member(struct broker *b, const struct share_group *g, int delta)
+bool
+xlcore_group_member(struct broker *b, const struct share_group *g)
 {
 	uint32_t owner;
 
-	if (b->xops == NULL || (owner = group_owner_of(b, g->filter, g->filter_len)) == b->xself)
-		return;
-	post_group(b, owner, XK_MEMBER, delta, g, NULL);
+	if (b->xops == NULL || (owner = owner_of(b, g->filter, g->filter_len)) == b->xself)
+		return true;
+	return post_group(b, owner, XK_MEMBER, g->filter, g->filter_len, g->n_members, NULL, 0);
 }
 
 void
-xlcore_group_deliver(
-    struct broker *b, uint32_t dst, const struct share_group *g, struct broker_msg *m)
+xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
+    struct broker_msg *m, uint8_t hops)
 {
-	post_group(b, dst, XK_DELIVER, 0, g, m);
+	post_group(b, dst, XK_DELIVER, filter, len, 0, m, hops);
+}
+
+void
+xlcore_group_bounce(
+    struct broker *b, const char *filter, size_t len, struct broker_msg *m, uint8_t hops)
+{
+	post_group(b, owner_of(b, filter, len), XK_DELIVER, filter, len, 0, m, (uint8_t)(hops + 1));
 }
 
 /* Kept while a claim is open: see struct broker. The oldest goes when the ring is full. */
@@ -365,9 +400,42 @@ replay_keep(struct broker *b, struct broker_msg *m)
 	*slot = m;
 }
 
+/*
+ * One order of retained messages per topic on every instance [MQTT-3.3.1-5]: the topic's
+ * owner stores them in the order they reach it, and every other instance stores them in that
+ * order: a message from the owner when it arrives (its ring is in order), one from a third
+ * instance only when the owner sends it on (XK_RETAIN). Without this, "A" published on one
+ * lcore and "B" on another at the same time left each holding the other's, for good. The
+ * publishing instance stores its own at once, so that its clients see it on their next
+ * SUBSCRIBE; the owner's order then reaches it too (its own message comes back last when
+ * nothing newer came), so all end alike.
+ */
+static void
+retain_input(struct broker *b, struct broker_msg *m)
+{
+	uint32_t owner = owner_of(b, m->topic.s, m->topic.len);
+	struct xretain *x;
+
+	if (m->xfrom == owner) {
+		retain_set(b, m);
+		return;
+	}
+	if (owner != b->xself)
+		return; /* its owner's XK_RETAIN says when */
+	retain_set(b, m);
+	if ((x = malloc(sizeof(*x))) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return;
+	}
+	*x = (struct xretain){ .refcnt = 1, .xkind = XK_RETAIN, .msg = m };
+	broker_msg_ref(m);
+	post_all(b, (struct xhdr *)x, BROKER_C_XLCORE_RETAIN_TX, NULL);
+}
+
 void
 broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 {
+	m->xfrom = (uint16_t)b->xself;
 	if (m->retain)
 		retain_set(b, m);
 	broker_route(b, m, matched);
@@ -525,6 +593,10 @@ session_pack(const struct broker_session *s, const char *id, uint16_t id_len, ui
 	return x;
 }
 
+/* An answer that does not fit the claimer's ring waits for room, in order, like a QoS 1
+ * copy: dropped, the session would stay here as a ghost that a later CONNECT here resumes
+ * (present 1, what the client acknowledged on the other lcore sent again), and a "none"
+ * would make the claimer wait for its timeout. */
 static bool
 post_answer(struct broker *b, struct xsession *x, uint32_t to)
 {
@@ -532,16 +604,11 @@ post_answer(struct broker *b, struct xsession *x, uint32_t to)
 		broker_count(b, BROKER_C_NOMEM);
 		return false;
 	}
-	if (!b->xops->post(b->xctx, to, (struct broker_xmsg *)x)) {
-		xsession_free(x);
-		broker_count(b, BROKER_C_XLCORE_DROP);
-		return false;
-	}
-	return true;
+	return xpost(b, to, (struct xhdr *)x, true) >= 0;
 }
 
-/* The session goes to the instance its client reconnected to. When it cannot be sent, it
- * stays here (the claimer's wait times out): kept rather than lost. */
+/* The session goes to the instance its client reconnected to. When it cannot be packed (out
+ * of memory), it stays here (the claimer's wait times out): kept rather than lost. */
 static void
 session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 {
@@ -558,6 +625,9 @@ session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 		b->peers[c->from].pending |= buckets;
 		b->peers[c->from].moved_to++;
 	}
+	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess)
+		if (sub->group != NULL)
+			tt_group_moved(b, sub->group, c->from);
 	broker_count(b, BROKER_C_XLCORE_SESSION_MOVED);
 	will_clear(s); /* its client is back (elsewhere): a delayed will is not sent */
 	session_destroy(s);
@@ -794,6 +864,8 @@ xlcore_tick(struct broker *b)
 {
 	if (b->xops != NULL && b->interest_dirty)
 		interest_announce(b);
+	if (b->xops != NULL)
+		tt_group_counts_retry(b);
 	broker_xlcore_retry(b, b->now_ms);
 }
 
@@ -831,19 +903,21 @@ broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 	} else if (((struct xhdr *)x)->xkind == XK_MEMBER) {
 		struct xgroup *g = (struct xgroup *)x;
 
-		tt_group_remote(b, g->filter, g->len, g->from, g->delta);
+		tt_group_remote(b, g->filter, g->len, g->from, g->count);
+	} else if (((struct xhdr *)x)->xkind == XK_RETAIN) {
+		retain_set(b, ((struct xretain *)x)->msg);
 	} else if (((struct xhdr *)x)->xkind == XK_DELIVER) {
 		struct xgroup *g = (struct xgroup *)x;
 
 		broker_count(b, BROKER_C_XLCORE_RX);
-		tt_group_deliver(b, g->filter, g->len, g->msg);
+		tt_group_deliver(b, g->filter, g->len, g->msg, g->from, g->hops);
 	} else {
 		struct broker_msg *m = (struct broker_msg *)x;
 		bool matched;
 
 		broker_count(b, BROKER_C_XLCORE_RX);
 		if (m->retain)
-			retain_set(b, m);
+			retain_input(b, m);
 		broker_route(b, m, &matched);
 	}
 	broker_xmsg_free(x);

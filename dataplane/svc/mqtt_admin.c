@@ -1,5 +1,7 @@
 /*
  * mqtt_admin.c: the operator's requests to the broker instances (see mqtt_admin.h).
+ * Publishing from the gateway (edgegwctl publish) goes through the first worker's instance,
+ * which fans the message out to the others as any PUBLISH.
  *
  * A telemetry callback (DPDK's telemetry thread, one per client connection: serialised here by
  * a mutex) writes the request, then raises the generation (release); each worker sees it at its
@@ -34,6 +36,7 @@ enum adm_op {
 	ADM_KICK,
 	ADM_KICK_PURGE,
 	ADM_RETAINED_DELETE,
+	ADM_PUBLISH,
 };
 
 /* The request in progress: written under adm_lock before adm_gen is raised. */
@@ -41,6 +44,11 @@ static pthread_mutex_t adm_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	enum adm_op op;
 	char arg[ARG_MAX];
+	/* publish: the message (arg is the topic) */
+	uint8_t qos;
+	bool retain;
+	size_t plen;
+	char payload[1024]; /* a telemetry request is 1023 bytes at most */
 } adm_req;
 static uint32_t adm_gen;
 
@@ -115,6 +123,11 @@ mqtt_admin_poll(struct mqtt_admin_slot *s, struct broker *b, uint64_t now_ms)
 	case ADM_RETAINED_DELETE:
 		if (first && broker_admin_retained_delete(b, adm_req.arg, len, now_ms) > 0)
 			s->total = 1;
+		break;
+	case ADM_PUBLISH:
+		if (first)
+			s->total = (size_t)(int64_t)broker_admin_publish(b, adm_req.arg, len,
+			    adm_req.payload, adm_req.plen, adm_req.qos, adm_req.retain, now_ms);
 		break;
 	}
 	__atomic_store_n(&s->done_gen, g, __ATOMIC_RELEASE);
@@ -230,6 +243,48 @@ tel_action(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* publish: "QOS,RETAIN,TOPIC_LEN,TOPIC PAYLOAD" (the topic's length says where the payload
+ * starts, so both may hold commas). Answers {"matched": 0|1} or an error. */
+static int
+tel_publish(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	unsigned qos, retain;
+	size_t tlen, plen;
+	const char *at;
+	int used = 0, rc;
+	int64_t r = 0;
+
+	(void)cmd;
+	if (params == NULL || sscanf(params, "%u,%u,%zu,%n", &qos, &retain, &tlen, &used) != 3 ||
+	    used == 0 || qos > 2 || retain > 1 || tlen == 0 || tlen >= ARG_MAX)
+		return -EINVAL;
+	at = params + used;
+	if (strlen(at) < tlen)
+		return -EINVAL;
+	plen = strlen(at + tlen);
+	if (plen > sizeof(adm_req.payload))
+		return -E2BIG;
+	pthread_mutex_lock(&adm_lock);
+	adm_req.op = ADM_PUBLISH;
+	memcpy(adm_req.arg, at, tlen);
+	adm_req.arg[tlen] = '\0';
+	memcpy(adm_req.payload, at + tlen, plen);
+	adm_req.plen = plen;
+	adm_req.qos = (uint8_t)qos;
+	adm_req.retain = retain != 0;
+	rc = round_trip();
+	if (rc == 0 && n_slots > 0 && slots[0] != NULL)
+		r = (int64_t)slots[0]->total;
+	pthread_mutex_unlock(&adm_lock);
+	if (rc != 0)
+		return rc;
+	if (r < 0)
+		return (int)r;
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_u64(d, "matched", (uint64_t)r);
+	return 0;
+}
+
 int
 mqtt_admin_telemetry_init(void)
 {
@@ -244,5 +299,7 @@ mqtt_admin_telemetry_init(void)
 	    rte_telemetry_register_cmd("/edgegw/kick_purge", tel_action,
 		"Disconnect an MQTT client and remove its session. Param: client id") |
 	    rte_telemetry_register_cmd(
-		"/edgegw/retained_delete", tel_action, "Clear a retained message. Param: topic");
+		"/edgegw/retained_delete", tel_action, "Clear a retained message. Param: topic") |
+	    rte_telemetry_register_cmd("/edgegw/publish", tel_publish,
+		"Publish a message from the gateway. Params: qos,retain,topic_len,topic+payload");
 }

@@ -16,7 +16,7 @@ struct mqtt_admin_slot *mqtt_admin_slot_new(unsigned worker_idx);
 /* Every loop of the worker: answer the request in progress, if any, from its broker. */
 void mqtt_admin_poll(struct mqtt_admin_slot *slot, struct broker *b, uint64_t now_ms);
 /* Main lcore, once: /edgegw/sessions, /edgegw/subscriptions, /edgegw/retained, /edgegw/kick,
- * /edgegw/kick_purge, /edgegw/retained_delete. */
+ * /edgegw/kick_purge, /edgegw/retained_delete, /edgegw/publish. */
 int mqtt_admin_telemetry_init(void);
 
 #endif

@@ -179,15 +179,19 @@ var = b"\x00\x01" + len(t).to_bytes(2, "big") + t + b"\x01"
 s.sendall(bytes([0x82, len(var)]) + var)
 assert s.recv(5)[:1] == b"\x90"
 print("ready", flush=True)
-while s.recv(4096):
-    pass
+while True:
+    data = s.recv(4096)
+    if not data:
+        break
+    if b"hello-sensor" in data:
+        print("got hello-sensor", flush=True)
 print("closed", flush=True)
 """
 
 
 def edgegwctl_broker(lab):
-    """edgegwctl sessions, subscriptions, retained (and delete), kick (and --purge) against a
-    client the test runs in the sensors' namespace."""
+    """edgegwctl sessions, subscriptions, retained (and delete), publish, kick (and --purge)
+    against a client the test runs in the sensors' namespace."""
     w = lab.sensors_popen(sys.executable, "-c", WATCHER, labtest.GW, stdout=subprocess.PIPE,
                           text=True)
     try:
@@ -210,6 +214,13 @@ def edgegwctl_broker(lab):
         r = ctl(lab, "retained", "delete", "ctl/kept")
         check(r.returncode == 1 and "no retained message" in r.stdout,
               "retained delete of a topic without one: exit 1 (%r)" % r.stdout)
+        r = ctl(lab, "publish", "-q", "1", "ctl/cmd", "hello-sensor")
+        check(r.returncode == 0 and "delivered to the subscribers" in r.stdout,
+              "edgegwctl publish: %r" % (r.stdout + r.stderr))
+        check(w.stdout.readline().strip() == "got hello-sensor",
+              "the subscribed client got the gateway's message")
+        r = ctl(lab, "publish", "ctl/#", "x")
+        check(r.returncode == 1, "publish to a filter is refused: %r" % r.stderr)
         r = ctl(lab, "kick", "ctl-watch")
         check(r.returncode == 0 and "disconnected" in r.stdout, "kick: %r" % r.stdout)
         check(w.stdout.readline().strip() == "closed", "the kicked client's connection closed")
@@ -257,6 +268,13 @@ def edgegwctl(lab):
             return "reload: " in f.read()
     check(labtest.wait_for(reloaded, 15), "the agent logged its reload")
     check(lab.dataplane_alive(), "the dataplane lives through SIGHUP")
+    r = ctl(lab, "spool")
+    check(r.returncode == 0 and re.search(r"^spool: \d+ records not yet acknowledged", r.stdout, re.M)
+          and re.search(r"^drain: ", r.stdout, re.M), "edgegwctl spool: %r" % (r.stdout + r.stderr))
+    r = ctl(lab, "--json", "spool")
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    check("records" in j and "oldest_age_s" in j and j.get("spool", {}).get("appended", 0) > 0,
+          "edgegwctl --json spool: depth, age and the spool's counters (%r)" % r.stdout[:200])
     edgegwctl_broker(lab)
 
 

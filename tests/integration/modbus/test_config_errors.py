@@ -76,6 +76,20 @@ def main(agent):
         h.check(where in r.stderr and words in r.stderr, f"{what}: want '{where}' and '{words}' in {r.stderr!r}")
         print(f"ok: {what}: {r.stderr.strip()}")
 
+    # several errors in one file: every one reported, each at its own line (issue 18)
+    with open(os.path.join(pdir, "p.yaml"), "w") as f:
+        f.write(GOOD_PROFILE)
+    kw = dict(pdir=pdir, baud=12345, profile="nosuch",
+              extra="        - {name: d1, unit_id: 1, profile: p}\n  colour: red\n")
+    with open(cfg, "w") as f:
+        f.write(BASE.format(**kw))
+    r = run(agent, cfg)
+    want = ["gateway.yaml:9:", "baud 12345", "gateway.yaml:11:", "no profile named 'nosuch'",
+            "gateway.yaml:12:", "duplicate device name", "gateway.yaml:13:", "unknown key 'colour'"]
+    h.check(r.returncode == 1 and all(w in r.stderr for w in want),
+            f"several errors: exit {r.returncode}, want {want} in {r.stderr!r}")
+    print("ok: several errors, all reported:\n" + r.stderr.strip())
+
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -1,4 +1,5 @@
-/* test_agent_config.c: the agent section's parser (agent/agent_config.c), its metrics key. */
+/* test_agent_config.c: the agent section's parser (agent/agent_config.c): its metrics key, and
+ * devices disabled (not strict) or errors (strict) for bad and missing profiles. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <errno.h>
@@ -7,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "agent_config.h"
@@ -103,6 +106,283 @@ test_listen_parse(void **state)
 	assert_int_equal(agent_listen_parse("1.2.3.4:08", &ss), -EINVAL);
 }
 
+/* A profiles folder in /tmp with one good profile and two bad ones, removed by the caller. */
+static void
+write_file(const char *dir, const char *name, const char *text)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void
+make_profiles(char *dir)
+{
+	strcpy(dir, "/tmp/test_agent_config.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	write_file(dir, "good.yaml", "points:\n  - {name: x, function: holding, address: 0}\n");
+	/* YAML that does not parse: named by its file */
+	write_file(dir, "broken.yaml", "points:\n  - {name: x, function: holding\n");
+	/* a bad register map, named by its name: key */
+	write_file(dir, "map.yaml",
+	    "name: overlap\npoints:\n  - {name: x, function: holding, address: 0, type: f32}\n"
+	    "  - {name: y, function: holding, address: 1}\n");
+}
+
+static void
+remove_profiles(const char *dir)
+{
+	char path[256];
+
+	for (const char *const *n =
+		 (const char *const[]){ "good.yaml", "broken.yaml", "map.yaml", NULL };
+	     *n; n++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, *n);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
+static int
+parse_profiles(const char *dir, bool strict, struct agent_config *cfg, char *err, size_t errlen)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  uplink: jsonl\n"
+	    "  buses:\n"
+	    "    - name: b1\n"
+	    "      type: tcp\n"
+	    "      host: 127.0.0.1\n"
+	    "      devices:\n"
+	    "        - {name: ok, unit_id: 1, profile: good}\n"
+	    "        - {name: syn, unit_id: 2, profile: broken}\n"
+	    "        - {name: gone, unit_id: 3, profile: nosuch}\n"
+	    "    - name: b2\n"
+	    "      type: tcp\n"
+	    "      host: 127.0.0.1\n"
+	    "      devices: [{name: ovl, unit_id: 1, profile: overlap}]\n",
+	    dir);
+	return agent_config_parse_string_mode(
+	    "gw.yaml", text, strlen(text), strict, cfg, err, errlen);
+}
+
+static void
+test_bad_profile_disables_its_devices(void **state)
+{
+	struct agent_config c;
+	char dir[64], err[4096];
+
+	(void)state;
+	make_profiles(dir);
+	assert_int_equal(parse_profiles(dir, false, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.profiles.n, 1);
+	assert_int_equal(c.profiles.nbad, 2);
+	assert_int_equal(c.ndisabled, 3);
+	assert_int_equal(c.buses[0].ndevs, 1);
+	assert_string_equal(c.buses[0].devs[0].name, "ok");
+	assert_non_null(c.buses[0].devs[0].profile);
+	assert_int_equal(c.buses[0].noff, 2);
+	assert_string_equal(c.buses[0].off[0].name, "syn");
+	assert_null(c.buses[0].off[0].profile);
+	/* the reason names the profile's own file:line:col */
+	assert_non_null(strstr(c.buses[0].off[0].disabled, "profile 'broken' does not load: "));
+	assert_non_null(strstr(c.buses[0].off[0].disabled, "broken.yaml:3:"));
+	assert_string_equal(c.buses[0].off[1].name, "gone");
+	assert_non_null(strstr(c.buses[0].off[1].disabled, "no profile named 'nosuch'"));
+	assert_int_equal(c.buses[1].ndevs, 0);
+	assert_int_equal(c.buses[1].noff, 1);
+	assert_non_null(strstr(c.buses[1].off[0].disabled, "map.yaml:4:"));
+	assert_non_null(strstr(c.buses[1].off[0].disabled, "overlaps point 'x'"));
+	agent_config_free(&c);
+	remove_profiles(dir);
+}
+
+static void
+test_bad_profile_strict(void **state)
+{
+	struct agent_config c;
+	char dir[64], err[4096];
+
+	(void)state;
+	make_profiles(dir);
+	assert_int_equal(parse_profiles(dir, true, &c, err, sizeof(err)), -EINVAL);
+	/* every bad file, each with its own file:line */
+	if (strstr(err, "broken.yaml:3:") == NULL || strstr(err, "map.yaml:4:") == NULL)
+		fail_msg("strict: %s", err);
+	agent_config_free(&c);
+	/* the plain call is strict */
+	{
+		char text[512];
+
+		snprintf(text, sizeof(text),
+		    "agent:\n  profiles_dir: %s\n  uplink: jsonl\n  buses:\n"
+		    "    - {name: b, type: tcp, host: h, devices: [{name: d, unit_id: 1, profile: "
+		    "good}]}\n",
+		    dir);
+		assert_int_equal(
+		    agent_config_parse_string("gw.yaml", text, strlen(text), &c, err, sizeof(err)),
+		    -EINVAL);
+		agent_config_free(&c);
+	}
+	remove_profiles(dir);
+}
+
+static void
+test_missing_profile_strict(void **state)
+{
+	static const char text[] = "agent:\n  profiles_dir: " PROFILES_DIR "\n  uplink: jsonl\n"
+				   "  buses:\n    - {name: b, type: tcp, host: h, devices: "
+				   "[{name: d, unit_id: 1, profile: nosuch}]}\n";
+	struct agent_config c;
+	char err[1024];
+
+	(void)state;
+	assert_int_equal(
+	    agent_config_parse_string("gw.yaml", text, strlen(text), &c, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "gw.yaml:5:"));
+	assert_non_null(strstr(err, "no profile named 'nosuch'"));
+	assert_int_equal(agent_config_parse_string_mode(
+			     "gw.yaml", text, strlen(text), false, &c, err, sizeof(err)),
+	    0);
+	assert_int_equal(c.ndisabled, 1);
+	agent_config_free(&c);
+}
+
+/* Issue 18: every error of a file is reported, each with file:line:col, not just the first. */
+static void
+test_every_error_reported(void **state)
+{
+	static const char text[] =
+	    "agent:\n"                                       /* 1 */
+	    "  profiles_dir: " PROFILES_DIR "\n"             /* 2 */
+	    "  uplink: jsonl\n"                              /* 3 */
+	    "  log_level: loud\n"                            /* 4 */
+	    "  colour: red\n"                                /* 5 */
+	    "  metrics: {listen: 9880}\n"                    /* 6 */
+	    "  stats: {interval: 1ms}\n"                     /* 7 */
+	    "  buses:\n"                                     /* 8 */
+	    "    - name: r\n"                                /* 9 */
+	    "      type: rtu\n"                              /* 10 */
+	    "      device: /dev/null\n"                      /* 11 */
+	    "      baud: 12345\n"                            /* 12 */
+	    "      devices:\n"                               /* 13 */
+	    "        - {name: a, profile: eastron-sdm120}\n" /* 14: no unit_id */
+	    "        - {name: b, unit_id: 1, profile: eastron-sdm120, interval: 1ms}\n" /* 15 */
+	    "        - {name: b, unit_id: 2, profile: nosuch}\n" /* 16: twice, and no profile */
+	    "    - name: t\n"                                    /* 17 */
+	    "      type: tcp\n"                                  /* 18 */
+	    "      host: h\n"                                    /* 19 */
+	    "      port: 70000\n"                                /* 20 */
+	    "      devices: [{name: c, unit_id: 1, profile: eastron-sdm120, retries: 99}]\n"; /* 21 */
+	static const char *const want[] = {
+		"gw.yaml:4:14: ",  /* log_level */
+		"gw.yaml:5:3: ",   /* unknown key */
+		"gw.yaml:6:21: ",  /* listen */
+		"gw.yaml:7:21: ",  /* stats interval */
+		"gw.yaml:12:13: ", /* baud */
+		"gw.yaml:14:11: ", /* unit_id missing */
+		"gw.yaml:15:68: ", /* interval */
+		"gw.yaml:16:11: ", /* duplicate name b */
+		"gw.yaml:16:42: ", /* profile nosuch */
+		"gw.yaml:20:13: ", /* port */
+		"gw.yaml:21:73: ", /* retries */
+	};
+	struct agent_config c;
+	char err[4096];
+	size_t lines = 0;
+
+	(void)state;
+	assert_int_equal(
+	    agent_config_parse_string("gw.yaml", text, strlen(text), &c, err, sizeof(err)),
+	    -EINVAL);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (strstr(err, want[i]) == NULL)
+			fail_msg("no '%s' in:\n%s", want[i], err);
+	for (const char *p = err; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	if (lines + 1 != sizeof(want) / sizeof(want[0]))
+		fail_msg(
+		    "%zu errors, want %zu:\n%s", lines + 1, sizeof(want) / sizeof(want[0]), err);
+}
+
+/* What a reload keeps: a bus is the same when nothing it polls with changed. */
+static void
+test_bus_same(void **state)
+{
+	static const char *const bus2[] = {
+		"devices: [{name: c, unit_id: 2, profile: eastron-sdm120}]",
+		"devices: [{name: c, unit_id: 2, profile: eastron-sdm120, interval: 2s}]",
+		"devices: [{name: c, unit_id: 3, profile: eastron-sdm120}]",
+		"devices: [{name: c, unit_id: 2, profile: eastron-sdm630}]",
+		"port: 503, devices: [{name: c, unit_id: 2, profile: eastron-sdm120}]",
+	};
+	struct agent_config a, b;
+	char text[1024], err[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bus2) / sizeof(bus2[0]); i++) {
+		struct agent_config *c = i == 0 ? &a : &b;
+
+		snprintf(text, sizeof(text),
+		    "agent:\n  profiles_dir: " PROFILES_DIR "\n  uplink: jsonl\n  buses:\n"
+		    "    - {name: b1, type: tcp, host: h, devices: [{name: d, unit_id: 1, "
+		    "profile: eastron-sdm120}]}\n"
+		    "    - {name: b2, type: tcp, host: h, %s}\n",
+		    bus2[i]);
+		assert_int_equal(
+		    agent_config_parse_string("gw.yaml", text, strlen(text), c, err, sizeof(err)),
+		    0);
+		if (i == 0)
+			continue;
+		/* b1 did not change in any of them (its profile is another load of the same file) */
+		assert_true(agent_bus_conf_same(&a.buses[0], &b.buses[0]));
+		assert_false(agent_bus_conf_same(&a.buses[1], &b.buses[1]));
+		agent_config_free(&b);
+	}
+	assert_true(agent_bus_conf_same(&a.buses[1], &a.buses[1]));
+	agent_config_free(&a);
+}
+
+static void
+test_profile_same(void **state)
+{
+	static const char base[] =
+	    "name: p\npoints:\n  - {name: x, function: holding, address: 0}\n";
+	static const char comment[] = "# c\nname: p\ndescription: d\npoints:\n\n"
+				      "  - {name: x, function: holding, address: 0}\n";
+	static const char other[] =
+	    "name: p\npoints:\n  - {name: x, function: holding, address: 1}\n";
+	static const char hole[] =
+	    "name: p\npoints:\n  - {name: x, function: holding, address: 0}\n"
+	    "holes: [{function: holding, address: 5}]\n";
+	struct mb_profile p0, p1;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(mb_profile_parse("a.yaml", base, strlen(base), &p0, err, sizeof(err)), 0);
+	assert_int_equal(
+	    mb_profile_parse("b.yaml", comment, strlen(comment), &p1, err, sizeof(err)), 0);
+	assert_true(mb_profile_same(&p0, &p1));
+	mb_profile_free(&p1);
+	assert_int_equal(
+	    mb_profile_parse("b.yaml", other, strlen(other), &p1, err, sizeof(err)), 0);
+	assert_false(mb_profile_same(&p0, &p1));
+	mb_profile_free(&p1);
+	assert_int_equal(mb_profile_parse("b.yaml", hole, strlen(hole), &p1, err, sizeof(err)), 0);
+	assert_false(mb_profile_same(&p0, &p1));
+	mb_profile_free(&p1);
+	mb_profile_free(&p0);
+}
+
 int
 main(void)
 {
@@ -111,6 +391,12 @@ main(void)
 		cmocka_unit_test(test_metrics_good),
 		cmocka_unit_test(test_metrics_bad),
 		cmocka_unit_test(test_listen_parse),
+		cmocka_unit_test(test_bad_profile_disables_its_devices),
+		cmocka_unit_test(test_bad_profile_strict),
+		cmocka_unit_test(test_missing_profile_strict),
+		cmocka_unit_test(test_every_error_reported),
+		cmocka_unit_test(test_bus_same),
+		cmocka_unit_test(test_profile_same),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,6 +127,19 @@ test_json_scaled_decimal(void **state)
 	mb_decode_regs(&p, raw, &v);
 	mb_value_json(&p, &v, js, sizeof(js));
 	assert_string_equal(js, "18.07");
+	/* a round value is not written in exponent form (100 * 0.1 once printed as 1e+01) */
+	{
+		const uint16_t hundred[] = { 100 }, big[] = { 25000 };
+
+		p.scale = 0.1;
+		mb_decode_regs(&p, hundred, &v);
+		mb_value_json(&p, &v, js, sizeof(js));
+		assert_string_equal(js, "10");
+		p.scale = 1000;
+		mb_decode_regs(&p, big, &v);
+		mb_value_json(&p, &v, js, sizeof(js));
+		assert_string_equal(js, "25000000");
+	}
 	p = pt(MB_T_F64, false, false);
 	mb_decode_regs(&p, third, &v);
 	mb_value_json(&p, &v, js, sizeof(js));

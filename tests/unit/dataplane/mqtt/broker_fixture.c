@@ -349,3 +349,54 @@ fx_count(struct fx *x, enum broker_counter c)
 {
 	return broker_counter_get(x->b, c);
 }
+
+static bool
+fx_xq_post(void *xctx, uint32_t dst, struct broker_xmsg *m)
+{
+	struct fx_xq *q = xctx;
+
+	if (q->n[dst] == q->cap)
+		return false;
+	q->m[dst][q->n[dst]++] = m;
+	return true;
+}
+
+static const struct broker_xlcore_ops fx_xq_ops = { .post = fx_xq_post };
+
+void
+fx_xq_pair(struct fx_xq *q, struct fx *x[2], int cap, const struct broker_config *cfg)
+{
+	assert_true(cap > 0 && cap <= FX_RING_MAX);
+	memset(q, 0, sizeof(*q));
+	q->cap = cap;
+	for (uint32_t i = 0; i < 2; i++) {
+		x[i] = fx_new(cfg);
+		broker_xlcore_attach(x[i]->b, i, 2, &fx_xq_ops, q);
+	}
+}
+
+void
+fx_xq_pump(struct fx_xq *q, struct fx *x[2])
+{
+	for (int d = 0; d < 2; d++) {
+		for (int i = 0; i < q->n[d]; i++)
+			broker_xlcore_input(x[d]->b, q->m[d][i], x[d]->now);
+		q->n[d] = 0;
+	}
+	for (int d = 0; d < 2; d++) {
+		broker_xlcore_retry(x[d]->b, x[d]->now);
+		for (int i = 0; i < FX_CONNS; i++)
+			if (x[d]->f[i].wake)
+				fx_refeed(x[d], i);
+	}
+}
+
+void
+fx_xq_free(struct fx_xq *q, struct fx *x[2])
+{
+	for (int d = 0; d < 2; d++)
+		for (int i = 0; i < q->n[d]; i++)
+			broker_xmsg_free(q->m[d][i]);
+	fx_free(x[0]);
+	fx_free(x[1]);
+}

@@ -82,4 +82,23 @@ void fx_close(struct fx *x, int i); /* abrupt, by the transport */
 void fx_tick(struct fx *x, uint64_t advance_ms);
 uint64_t fx_count(struct fx *x, enum broker_counter c);
 
+/* Two broker instances joined by bounded queues standing in for the dataplane's rte_rings
+ * (one per destination instance, cap entries each, at most FX_RING_MAX). */
+#define FX_RING_MAX 64
+
+struct fx_xq {
+	struct broker_xmsg *m[2][FX_RING_MAX];
+	int n[2];
+	int cap;
+};
+
+/* Two instances (cfg NULL: defaults, $SYS off) attached through q, queues of cap entries. */
+void fx_xq_pair(struct fx_xq *q, struct fx *x[2], int cap, const struct broker_config *cfg);
+/* The dataplane's worker loop once on each instance: take its queue, retry what waits for
+ * room in the other's (broker_xlcore_retry), then pass again the input of the connections
+ * the broker takes input from again (input_ready). */
+void fx_xq_pump(struct fx_xq *q, struct fx *x[2]);
+/* Shutdown: what is still queued is freed, then the instances. */
+void fx_xq_free(struct fx_xq *q, struct fx *x[2]);
+
 #endif

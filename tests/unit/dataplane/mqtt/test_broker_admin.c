@@ -2,6 +2,7 @@
  * test_broker_admin.c: the operator's view of a broker instance (broker_admin.c): listings paged
  * and escaped, kick with and without purge, retained delete.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,6 +129,34 @@ test_kick(void **state)
 	fx_free(x);
 }
 
+/* The gateway's own message: to the subscribers at min(QoS, subscription); never to $SYS or a
+ * filter. */
+static void
+test_publish(void **state)
+{
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "sensor", true, 60, NULL);
+	fx_subscribe(x, 0, "cmd/#", 1);
+	assert_int_equal(
+	    broker_admin_publish(x->b, "cmd/valve", 9, "open", 4, 2, false, x->now), 1);
+	fx_expect_publish(x, 0, "cmd/valve", "open", 1);
+	assert_int_equal(broker_admin_publish(x->b, "other", 5, "x", 1, 0, false, x->now), 0);
+	assert_int_equal(broker_admin_publish(x->b, "cmd/#", 5, "x", 1, 0, false, x->now), -EINVAL);
+	assert_int_equal(
+	    broker_admin_publish(x->b, "$SYS/broker/x", 13, "x", 1, 0, false, x->now), -EINVAL);
+	assert_int_equal(broker_admin_publish(x->b, "cmd/a", 5, "x", 1, 3, false, x->now), -EINVAL);
+	fx_expect_none(x, 0);
+	/* retained: kept for the next subscriber */
+	assert_int_equal(broker_admin_publish(x->b, "cfg/rate", 8, "5s", 2, 1, true, x->now), 0);
+	fx_connect(x, 1, MQTT_V311, "late", true, 60, NULL);
+	fx_subscribe(x, 1, "cfg/#", 1);
+	fx_expect_publish(x, 1, "cfg/rate", "5s", 1);
+	assert_int_equal(fx_count(x, BROKER_C_ADMIN_PUBLISHED), 3);
+	fx_free(x);
+}
+
 int
 main(void)
 {
@@ -135,6 +164,7 @@ main(void)
 		cmocka_unit_test(test_sessions_paged),
 		cmocka_unit_test(test_subscriptions_and_retained),
 		cmocka_unit_test(test_kick),
+		cmocka_unit_test(test_publish),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

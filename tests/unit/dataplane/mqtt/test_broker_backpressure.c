@@ -240,43 +240,8 @@ test_queue_full_drop_policies(void **state)
 	}
 }
 
-/* Two instances joined by queues of XQCAP, as test_broker_xlcore.c does. */
+/* Two instances joined by queues of XQCAP (broker_fixture.h). */
 #define XQCAP 2
-
-struct xq {
-	struct broker_xmsg *m[2][XQCAP];
-	int n[2];
-};
-
-static bool
-xq_post(void *xctx, uint32_t dst, struct broker_xmsg *m)
-{
-	struct xq *q = xctx;
-
-	if (q->n[dst] == XQCAP)
-		return false;
-	q->m[dst][q->n[dst]++] = m;
-	return true;
-}
-
-static const struct broker_xlcore_ops xq_ops = { .post = xq_post };
-
-/* The worker loop: take the queue, retry what waits, pass input taken up again. */
-static void
-xq_pump(struct xq *q, struct fx *x[2])
-{
-	for (int d = 0; d < 2; d++) {
-		for (int i = 0; i < q->n[d]; i++)
-			broker_xlcore_input(x[d]->b, q->m[d][i], x[d]->now);
-		q->n[d] = 0;
-	}
-	for (int d = 0; d < 2; d++) {
-		broker_xlcore_retry(x[d]->b, x[d]->now);
-		for (int i = 0; i < FX_CONNS; i++)
-			if (x[d]->f[i].wake)
-				fx_refeed(x[d], i);
-	}
-}
 
 /* QoS 1 copies for another lcore whose queue is full are kept and the publisher is held, not
  * dropped after their PUBACK: all arrive, in order, once the queue has room. */
@@ -284,33 +249,29 @@ static void
 test_xlcore_full_holds_publisher(void **state)
 {
 	struct fx *x[2];
-	struct xq q;
+	struct fx_xq q;
 	struct mqtt_packet p;
 	int got = 0;
 
 	(void)state;
-	memset(&q, 0, sizeof(q));
-	for (uint32_t i = 0; i < 2; i++) {
-		x[i] = fx_new(NULL);
-		broker_xlcore_attach(x[i]->b, i, 2, &xq_ops, &q);
-	}
+	fx_xq_pair(&q, x, XQCAP, NULL);
 	fx_connect(x[1], 0, MQTT_V311, "far", true, 0, NULL);
 	fx_subscribe(x[1], 0, "t", 1);
 	fx_connect(x[0], 1, MQTT_V311, "pub", true, 0, NULL);
-	xq_pump(&q, x);
-	xq_pump(&q, x);
+	fx_xq_pump(&q, x);
+	fx_xq_pump(&q, x);
 	for (int k = 0; k < 10; k++) {
 		char pl[16];
 
 		snprintf(pl, sizeof(pl), "%d", k);
 		if (broker_conn_held(x[0]->f[1].c)) {
 			assert_true(fx_count(x[0], BROKER_C_HOLD_XLCORE) > 0);
-			xq_pump(&q, x);
+			fx_xq_pump(&q, x);
 		}
 		fx_publish(x[0], 1, "t", pl, 1, (uint16_t)(k + 1), false);
 	}
 	for (int k = 0; k < 10; k++)
-		xq_pump(&q, x);
+		fx_xq_pump(&q, x);
 	while (fx_next(x[1], 0, &p)) {
 		char want[16];
 
@@ -318,13 +279,12 @@ test_xlcore_full_holds_publisher(void **state)
 		snprintf(want, sizeof(want), "%d", got++);
 		assert_memory_equal(p.publish.payload, want, strlen(want));
 		fx_ack(x[1], 0, MQTT_PUBACK, p.publish.packet_id);
-		xq_pump(&q, x);
+		fx_xq_pump(&q, x);
 	}
 	assert_int_equal(got, 10);
 	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_DROP), 0);
 	assert_true(fx_count(x[0], BROKER_C_XLCORE_RETRY) > 0);
-	fx_free(x[0]);
-	fx_free(x[1]);
+	fx_xq_free(&q, x);
 }
 
 static void

@@ -441,41 +441,7 @@ test_server_keep_alive(void **state)
 	fx_free(x);
 }
 
-/* Two instances joined by queues standing in for the dataplane's rings (as in
- * test_broker_xlcore.c). */
 #define QCAP 16
-
-struct xq {
-	struct broker_xmsg *m[2][QCAP];
-	int n[2];
-};
-
-static bool
-xpost(void *xctx, uint32_t dst, struct broker_xmsg *m)
-{
-	struct xq *q = xctx;
-
-	if (q->n[dst] == QCAP)
-		return false;
-	q->m[dst][q->n[dst]++] = m;
-	return true;
-}
-
-static const struct broker_xlcore_ops xops = { .post = xpost };
-
-static void
-xpump(struct xq *q, struct fx *x[2])
-{
-	for (int d = 0; d < 2; d++) {
-		for (int i = 0; i < q->n[d]; i++)
-			broker_xlcore_input(x[d]->b, q->m[d][i], x[d]->now);
-		q->n[d] = 0;
-	}
-	for (int d = 0; d < 2; d++)
-		for (int i = 0; i < FX_CONNS; i++)
-			if (x[d]->f[i].wake)
-				fx_refeed(x[d], i);
-}
 
 /* 5: after a claim timeout the client was told session present 0: a QoS 2 message it may
  * have had already (sent, no PUBREC) is not sent again under a new packet id (it would be a
@@ -485,43 +451,35 @@ test_claim_timeout_no_qos2_duplicate(void **state)
 {
 	struct mqtt_props props = { 0 };
 	struct fx *x[2];
-	struct xq q;
+	struct fx_xq q;
 
 	(void)state;
-	memset(&q, 0, sizeof(q));
-	for (uint32_t i = 0; i < 2; i++) {
-		x[i] = fx_new(NULL);
-		broker_xlcore_attach(x[i]->b, i, 2, &xops, &q);
-	}
+	fx_xq_pair(&q, x, QCAP, NULL);
 	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 1000);
 	fx_connect_start(x[0], 0, MQTT_V5, "c", false, 60, &props);
-	xpump(&q, x); /* the claim and its "none" answer */
-	xpump(&q, x);
+	fx_xq_pump(&q, x); /* the claim and its "none" answer */
+	fx_xq_pump(&q, x);
 	assert_false(fx_connack(x[0], 0));
 	fx_connect(x[0], 1, MQTT_V5, "pub", true, 60, NULL);
-	xpump(&q, x);
+	fx_xq_pump(&q, x);
 	fx_subscribe(x[0], 0, "q", 2);
-	xpump(&q, x);
+	fx_xq_pump(&q, x);
 	fx_publish(x[0], 1, "q", "two", 2, 1, false);
 	fx_publish(x[0], 1, "q", "one", 1, 2, false);
 	fx_expect_publish(x[0], 0, "q", "two", 2); /* never PUBRECed */
 	fx_expect_publish(x[0], 0, "q", "one", 1); /* never PUBACKed */
-	xpump(&q, x);
+	fx_xq_pump(&q, x);
 	fx_close(x[0], 0);
 	fx_connect_start(x[1], 0, MQTT_V5, "c", false, 60, &props);
 	fx_expect_none(x[1], 0); /* held for the claim's answer */
 	fx_tick(x[1], 1500);     /* the answer is late */
 	assert_false(fx_connack(x[1], 0));
-	xpump(&q, x); /* the claim reaches instance 0, which sends the session */
-	xpump(&q, x);
+	fx_xq_pump(&q, x); /* the claim reaches instance 0, which sends the session */
+	fx_xq_pump(&q, x);
 	assert_int_equal(fx_count(x[1], BROKER_C_XLCORE_SESSION_MERGED), 1);
 	fx_expect_publish(x[1], 0, "q", "one", 1);
 	fx_expect_none(x[1], 0);
-	for (int d = 0; d < 2; d++) {
-		for (int i = 0; i < q.n[d]; i++)
-			broker_xmsg_free(q.m[d][i]);
-		fx_free(x[d]);
-	}
+	fx_xq_free(&q, x);
 }
 
 static void
