@@ -16,6 +16,8 @@
 #include "store.h"
 #include "uplink.h"
 
+struct dpchan_link;
+
 struct agent {
 	const char *cfg_path;
 	bool strict; /* --strict: a bad or missing profile stops the agent (and a reload) */
@@ -30,7 +32,8 @@ struct agent {
 	struct agent_config **retired;
 	size_t nretired;
 	struct uplink *up;
-	struct store *store; /* rules + spool: readings go through it to the uplink */
+	struct store *store;      /* rules + spool: readings go through it to the uplink */
+	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */

@@ -28,6 +28,12 @@ int dpchan_link_open(struct dpchan_link **out, struct agent_loop *loop, const st
 /* The sink's report for its tokens first..last (status 0 durable, < 0 failed); arg is the link. */
 void dpchan_link_durable(void *arg, uint64_t first, uint64_t last, int status);
 void dpchan_link_close(struct dpchan_link *l);
+
+/* dpchan_link_open() with the uplink's store as the sink (dpchan_store.c): records go in with
+ * store_submit() under their local topic; store_on_durable() reports go back. */
+struct store;
+int dpchan_link_open_store(struct dpchan_link **out, struct agent_loop *loop,
+    const struct dpchan_conf *c, struct store *st);
 struct dpchan_server *dpchan_link_server(struct dpchan_link *l);
 
 #endif

@@ -19,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent.h"
+#include "dpchan_link.h"
 #include "clock.h"
 #include "metrics.h"
 #include "stats.h"
@@ -446,6 +447,23 @@ make_store(struct agent *a)
 	return agent_loop_add_fd(a->loop, store_event_fd(a->store), EPOLLIN, on_store, a);
 }
 
+/* The dataplane's end of store and forward: its lcores connect to dataplane.channel.path and
+ * their sensor messages go into the store like the readings (agent/dpchan_link.h). */
+static int
+make_channel(struct agent *a)
+{
+	struct dpchan_conf c;
+	char err[512];
+
+	if (dpchan_link_load_conf(a->cfg_path, &c, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -EINVAL;
+	}
+	if (!c.enabled)
+		return 0;
+	return dpchan_link_open_store(&a->chan, a->loop, &c, a->store);
+}
+
 static int
 agent_start(struct agent *a)
 {
@@ -457,7 +475,7 @@ agent_start(struct agent *a)
 	    (rc = agent_msgq_init(&a->q, 100000)) != 0 ||
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
 	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
-	    (rc = make_store(a)) != 0)
+	    (rc = make_store(a)) != 0 || (rc = make_channel(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
@@ -480,6 +498,8 @@ agent_stop(struct agent *a)
 		agent_loop_del_fd(a->loop, store_event_fd(a->store));
 	store_close(a->store); /* commits what the buses gave last */
 	a->store = NULL;
+	dpchan_link_close(a->chan); /* after the store's last reports: they answer the lcores */
+	a->chan = NULL;
 	if (a->q.efd > 0)
 		agent_msgq_destroy(&a->q);
 	agent_loop_destroy(a->loop);

@@ -115,9 +115,21 @@ on_ready(void *arg)
 	broker_uplink_ready(u->b, u->now_ms);
 }
 
+/* A cloud message the agent passes down: published from the gateway itself, to this lcore's
+ * subscribers and the other lcores' (the agent sends each to one lcore only). */
+static void
+on_down(void *arg, const struct dpchan_rec *r)
+{
+	struct mqtt_uplink *u = arg;
+
+	broker_admin_publish(
+	    u->b, r->topic, r->topic_len, r->payload, r->payload_len, r->qos, r->retain, u->now_ms);
+}
+
 static const struct dpchan_client_ops client_ops = {
 	.durable = on_durable,
 	.ready = on_ready,
+	.down = on_down,
 };
 
 struct mqtt_uplink *

@@ -229,19 +229,19 @@ struct take_ctx {
 	struct dpchan_server *s;
 	struct sconn *c;
 	uint32_t i;
-	struct dpchan_range fail[64];
-	uint32_t n_fail;
+	struct dpchan_range now[64]; /* answers that go at once (failed, or already durable) */
+	uint32_t n_now;
 };
 
 static void
-flush_fail(struct take_ctx *t)
+flush_now(struct take_ctx *t)
 {
 	uint8_t buf[DPCHAN_HDR_LEN + 64 * DPCHAN_RANGE_LEN];
-	int len = dpchan_encode_durable(buf, sizeof(buf), t->fail, t->n_fail);
+	int len = dpchan_encode_durable(buf, sizeof(buf), t->now, t->n_now);
 
-	if (t->n_fail > 0 && len > 0 && send_frame(t->s, t->c, buf, (size_t)len))
-		t->s->cnt[DPCHAN_C_DURABLE_TX] += t->n_fail;
-	t->n_fail = 0;
+	if (t->n_now > 0 && len > 0 && send_frame(t->s, t->c, buf, (size_t)len))
+		t->s->cnt[DPCHAN_C_DURABLE_TX] += t->n_now;
+	t->n_now = 0;
 }
 
 /* Whether ref is taken and still awaits durability. */
@@ -270,9 +270,9 @@ take_one(void *arg, const struct dpchan_rec *r)
 	if (r->ref != 0 && r->ref <= st->max_ref) {
 		s->cnt[DPCHAN_C_RECS_DUP]++;
 		if (!stream_waits(st, r->ref, max)) { /* durable already: say so again */
-			if (t->n_fail == 64)
-				flush_fail(t);
-			t->fail[t->n_fail++] = (struct dpchan_range){ r->ref, r->ref, 0 };
+			if (t->n_now == 64)
+				flush_now(t);
+			t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, 0 };
 		}
 		t->c->rx_done++;
 		return 0;
@@ -291,11 +291,17 @@ take_one(void *arg, const struct dpchan_rec *r)
 	if (r->ref == 0)
 		return 0;
 	st->max_ref = r->ref;
+	if (rc > 0) { /* taken, nothing to wait for: answered now */
+		if (t->n_now == 64)
+			flush_now(t);
+		t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, 0 };
+		return 0;
+	}
 	if (rc < 0) {
 		s->cnt[DPCHAN_C_SINK_FAIL]++;
-		if (t->n_fail == 64)
-			flush_fail(t);
-		t->fail[t->n_fail++] = (struct dpchan_range){ r->ref, r->ref, rc };
+		if (t->n_now == 64)
+			flush_now(t);
+		t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, rc };
 		return 0;
 	}
 	st->w[(st->w_head + st->w_len++) % max] = (struct waiting){ token, r->ref, 1 };
@@ -310,7 +316,7 @@ take_frame(struct dpchan_server *s, struct sconn *c)
 	struct take_ctx t = { .s = s, .c = c };
 	int rc = dpchan_decode_recs(c->rx, c->rx_len, DPCHAN_PUB, take_one, &t);
 
-	flush_fail(&t);
+	flush_now(&t);
 	if (rc < 0)
 		return rc;
 	if (rc == 1) {

@@ -33,8 +33,10 @@ struct dpchan_server_config {
 
 struct dpchan_sink_ops {
 	/* Take r (from the lcore of from): 0 with *token (increasing over all records taken)
-	 * once it is in the store; -ENOBUFS: full, not taken, offered again later; any other
-	 * < 0: refused for good (answered failed). r->ref 0 (best effort): no answer either way. */
+	 * once it is in the store (answered when dpchan_server_durable covers the token); 1:
+	 * taken with nothing to wait for (answered durable now: no rule sends it up, or a store
+	 * without a spool); -ENOBUFS: full, not taken, offered again later; any other < 0:
+	 * refused for good (answered failed). r->ref 0 (best effort): no answer either way. */
 	int (*submit)(void *arg, const struct dpchan_hello *from, const struct dpchan_rec *r,
 	    uint64_t *token);
 };

@@ -162,6 +162,7 @@ struct dp {
 	struct dpchan_client *c;
 	uint64_t ok, failed; /* refs reported */
 	int ready;
+	int down; /* downlink publishes received */
 };
 
 static void
@@ -181,7 +182,18 @@ dp_ready(void *arg)
 	((struct dp *)arg)->ready++;
 }
 
-static const struct dpchan_client_ops dp_ops = { .durable = dp_durable, .ready = dp_ready };
+static void
+dp_down(void *arg, const struct dpchan_rec *r)
+{
+	assert_int_equal(r->topic_len, 9);
+	assert_memory_equal(r->topic, "cmd/plant", 9);
+	assert_int_equal(r->qos, 1);
+	((struct dp *)arg)->down++;
+}
+
+static const struct dpchan_client_ops dp_ops = {
+	.durable = dp_durable, .ready = dp_ready, .down = dp_down
+};
 
 struct env {
 	char dir[64], path[96];
@@ -282,6 +294,17 @@ test_up_and_durable(void **state)
 	assert_int_equal(e->d.failed, 1);
 	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 0);
 	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_DURABLE_FAIL), 1);
+	/* a downlink publish reaches the lcore */
+	assert_int_equal(dpchan_server_down(e->s,
+			     &(struct dpchan_rec){ .qos = 1,
+				 .topic = "cmd/plant",
+				 .topic_len = 9,
+				 .payload = (const uint8_t *)"on",
+				 .payload_len = 2 }),
+	    0);
+	pump(e);
+	assert_int_equal(e->d.down, 1);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_DOWN_RX), 1);
 	env_free(e);
 }
 
@@ -428,6 +451,105 @@ test_server_bad_frames(void **state)
 	env_free(e);
 }
 
+static void
+env_server_cfg(struct env *e, uint32_t max_streams, uint32_t max_inflight)
+{
+	struct dpchan_server_config sc = {
+		.path = e->path, .max_streams = max_streams, .max_inflight = max_inflight
+	};
+
+	dpchan_server_free(e->s);
+	e->s = dpchan_server_new(&sc, &sink_ops, &e->sink);
+	assert_non_null(e->s);
+}
+
+/* The server's bounds: refs awaiting durability per lcore (the connection pauses until some are
+ * answered), lcores (one more is refused and counted). */
+static void
+test_server_bounds(void **state)
+{
+	struct env *e = env_new(0, false);
+	struct dpchan_client_config cc = { .path = e->path, .boot_id = 7, .lcore = 2 };
+	struct dp d2 = { 0 };
+
+	(void)state;
+	env_server_cfg(e, 1, 2);
+	pump(e);
+	for (uint64_t r = 1; r <= 4; r++)
+		assert_int_equal(submit(e, r, 1), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 2);
+	assert_true(dpchan_server_counter(e->s, DPCHAN_C_LIMIT_INFLIGHT) >= 1);
+	dpchan_server_durable(e->s, 1, 2, 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 4);
+	d2.c = dpchan_client_new(&cc, &dp_ops, &d2); /* a second lcore: over max_streams */
+	for (int i = 0; i < 4; i++) {
+		dpchan_client_poll(d2.c, e->now + (uint64_t)i * 10);
+		dpchan_server_run(e->s);
+	}
+	assert_true(dpchan_server_counter(e->s, DPCHAN_C_LIMIT_STREAMS) >= 1);
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	dpchan_client_free(d2.c);
+	/* a record that never fits a frame */
+	{
+		static uint8_t big[DPCHAN_FRAME_MAX];
+		struct dpchan_rec r = { .ref = 9,
+			.qos = 1,
+			.topic = "t",
+			.topic_len = 1,
+			.payload = big,
+			.payload_len = sizeof(big) };
+
+		assert_int_equal(dpchan_client_submit(e->d.c, &r), -EMSGSIZE);
+		assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_TOO_LARGE), 1);
+	}
+	env_free(e);
+}
+
+/* Neither end blocks on a peer that does not read: the lcore's sends wait for room (counted)
+ * while the agent's store is full; the agent closes an lcore whose socket is full of answers
+ * (counted), and that lcore, reconnected, is answered for what it sends again. */
+static void
+test_peer_not_reading(void **state)
+{
+	struct env *e = env_new(8u << 20, true);
+	static uint8_t kb[1024];
+	struct dpchan_rec r = { .qos = 1,
+		.topic = "plant/x",
+		.topic_len = 7,
+		.payload = kb,
+		.payload_len = sizeof(kb) };
+	uint64_t n = 1000;
+
+	(void)state;
+	pump(e);
+	e->sink.room = 0; /* the store is full: the agent stops reading */
+	for (uint64_t ref = 1; ref <= n; ref++) {
+		r.ref = ref;
+		assert_int_equal(dpchan_client_submit(e->d.c, &r), 0);
+	}
+	pump(e);
+	assert_true(dpchan_client_counter(e->d.c, DPCHAN_C_SEND_AGAIN) >= 1);
+	e->sink.room = 100000;
+	for (int i = 0; i < 200 && e->sink.n < n; i++) {
+		dpchan_server_run(e->s);
+		dpchan_client_poll(e->d.c, e->now += 10);
+	}
+	assert_int_equal(e->sink.n, n);
+	/* the lcore stops reading; one answer per ref fills its socket: the agent closes it */
+	for (uint64_t t = 1; t <= n && dpchan_server_connected(e->s) == 1; t++)
+		dpchan_server_durable(e->s, t, t, 0);
+	assert_true(dpchan_server_counter(e->s, DPCHAN_C_SEND_FAIL) >= 1);
+	pump(e); /* reconnected: what it sends again is not taken twice */
+	dpchan_server_durable(e->s, 1, n, 0); /* the rest becomes durable */
+	for (int i = 0; i < 400 && e->d.ok < n; i++)
+		pump(e);
+	assert_int_equal(e->d.ok, n);   /* answered, late or at the resend */
+	assert_int_equal(e->sink.n, n); /* none taken twice */
+	env_free(e);
+}
+
 int
 main(void)
 {
@@ -439,6 +561,8 @@ main(void)
 		cmocka_unit_test(test_reconnect_no_double_take),
 		cmocka_unit_test(test_sink_full_and_bound),
 		cmocka_unit_test(test_server_bad_frames),
+		cmocka_unit_test(test_server_bounds),
+		cmocka_unit_test(test_peer_not_reading),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
