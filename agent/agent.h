@@ -13,7 +13,10 @@
 #include "loop.h"
 #include "bus.h"
 #include "msgq.h"
+#include "store.h"
 #include "uplink.h"
+
+struct dpchan_link;
 
 struct agent {
 	const char *cfg_path;
@@ -22,8 +25,15 @@ struct agent {
 	struct agent_loop *loop;
 	struct agent_msgq q;
 	struct mb_bus **buses;
+	const struct agent_bus_conf **bus_conf; /* what each bus was built from (it points there) */
 	size_t nbuses;
+	/* Configs replaced by a reload whose buses still run (kept: they did not change); freed
+	 * when none of their buses is left. */
+	struct agent_config **retired;
+	size_t nretired;
 	struct uplink *up;
+	struct store *store;      /* rules + spool: readings go through it to the uplink */
+	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */
@@ -32,6 +42,7 @@ struct agent {
 	 * loop makes each tick are written, under stats_lock. */
 	pthread_mutex_t stats_lock;
 	struct uplink_stats up_snap;
+	struct store_stats store_snap;
 	uint64_t cmd_rejected_snap;
 	struct agent_metrics *metrics;
 };

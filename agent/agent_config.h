@@ -24,6 +24,7 @@ enum agent_uplink_kind {
 };
 
 struct uplink_mqtt_conf;
+struct store_conf;
 
 struct agent_device_conf {
 	char name[MB_NAME_MAX];
@@ -65,6 +66,7 @@ struct agent_config {
 	char jsonl_path[512];          /* "-" or empty: stdout */
 	char jsonl_commands[512];      /* optional FIFO or file of command lines */
 	struct uplink_mqtt_conf *mqtt; /* the "mqtt:" section, parsed by agent/uplink/mqtt_conf.c */
+	struct store_conf *store; /* the top-level "uplink:" section, agent/uplink/store_conf.c */
 	char cmd_topic[MB_TOPIC_MAX];
 	char cmd_response_topic[MB_TOPIC_MAX];
 	char stats_file[512];
@@ -95,6 +97,9 @@ int agent_config_load_mode(
 int agent_config_parse_string_mode(const char *name, const char *text, size_t len, bool strict,
     struct agent_config *cfg, char *err, size_t errlen);
 void agent_config_free(struct agent_config *cfg);
+/* Two buses that would poll the same way (their running devices and those devices' profiles
+ * included; disabled devices aside): a reload keeps such a bus running. */
+bool agent_bus_conf_same(const struct agent_bus_conf *a, const struct agent_bus_conf *b);
 /* "a.b.c.d:port" or "[v6]:port" into a socket address: 0, or -EINVAL. */
 struct sockaddr_storage;
 int agent_listen_parse(const char *s, struct sockaddr_storage *ss);

@@ -19,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent.h"
+#include "dpchan_link.h"
 #include "clock.h"
 #include "metrics.h"
 #include "stats.h"
@@ -96,9 +97,20 @@ on_messages(void *arg, uint32_t events)
 	struct agent_msg *m = agent_msgq_take_all(&a->q), *next;
 
 	(void)events;
+	uint64_t seq;
+	int rc;
+
 	for (; m != NULL; m = next) {
 		next = m->next;
-		uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
+		/* command responses answer now or never: in memory; readings through the store */
+		if (a->cfg.cmd_response_topic[0] &&
+		    strcmp(m->topic, a->cfg.cmd_response_topic) == 0)
+			uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
+		else if ((rc = store_submit(a->store, m->topic, m->payload, m->len, m->qos,
+			      m->retain, &seq)) != 0 &&
+		    rc != -ENOENT)
+			LOG_RATELIMITED(LOG_LVL_WARN, 60, "store: reading on %s not stored: %s",
+			    m->topic, strerror(-rc));
 		free(m);
 	}
 }
@@ -131,44 +143,172 @@ log_disabled(const struct agent_config *c)
 			    c->buses[i].off[j].disabled);
 }
 
+/* What a reload did to the buses. */
+struct bus_changes {
+	size_t kept, restarted, added, removed;
+};
+
+static int
+running_bus(const struct agent *a, const char *name)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		if (a->buses[i] != NULL && strcmp(a->bus_conf[i]->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The running buses that are not kept (changed or removed) stop; what they produced still goes
+ * out. A stopped bus has let go of its port before its successor opens it. */
+static void
+buses_drop(struct agent *a)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		if (a->buses[i] != NULL)
+			mb_bus_stop(a->buses[i]);
+	if (a->store != NULL && a->q.efd >= 0)
+		on_messages(a, 0);
+	for (size_t i = 0; i < a->nbuses; i++)
+		mb_bus_destroy(a->buses[i]);
+	free(a->buses);
+	free(a->bus_conf);
+	a->buses = NULL;
+	a->bus_conf = NULL;
+	a->nbuses = 0;
+}
+
+/*
+ * Make the running buses those of nc: a bus whose config (devices and their profiles included)
+ * and topic prefix did not change keeps running, with its learnt state, schedule and counters;
+ * a changed one restarts, a removed one stops, a new one starts. A bus whose devices are all
+ * disabled does not run.
+ */
+static int
+buses_apply(struct agent *a, const struct agent_config *nc, struct bus_changes *ch)
+{
+	struct mb_bus **nb = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nb));
+	const struct agent_bus_conf **nbc = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nbc));
+	bool prefix_same = strcmp(a->cfg.topic_prefix, nc->topic_prefix) == 0;
+	size_t k = 0, n = 0;
+	int rc = 0;
+
+	if (nb == NULL || nbc == NULL) {
+		free(nb);
+		free(nbc);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nc->nbuses; i++) {
+		const struct agent_bus_conf *c = &nc->buses[i];
+		int r = running_bus(a, c->name);
+
+		if (c->ndevs == 0) {
+			log_warnx("bus %s: every device on it is disabled; not started", c->name);
+			continue;
+		}
+		if (r >= 0 && prefix_same && agent_bus_conf_same(a->bus_conf[r], c)) {
+			nb[k] = a->buses[r];
+			nbc[k++] = a->bus_conf[r];
+			a->buses[r] = NULL;
+			ch->kept++;
+			continue;
+		}
+		*(r >= 0 ? &ch->restarted : &ch->added) += 1;
+		nbc[k++] = c;
+	}
+	for (size_t i = 0; i < a->nbuses; i++) /* not kept: restarted, or gone */
+		ch->removed += a->buses[i] != NULL;
+	ch->removed -= ch->restarted;
+	buses_drop(a);
+	for (size_t i = 0; i < k; i++) {
+		if (nb[i] == NULL && rc == 0) {
+			rc = mb_bus_create(
+			    &nb[i], nbc[i], nc->topic_prefix, nc->cmd_response_topic, &a->q);
+			if (rc == 0 && (rc = mb_bus_start(nb[i])) != 0) {
+				mb_bus_destroy(nb[i]);
+				nb[i] = NULL;
+			}
+		}
+		if (nb[i] != NULL) { /* the running ones, packed (a failed create leaves a gap) */
+			nb[n] = nb[i];
+			nbc[n++] = nbc[i];
+		}
+	}
+	a->buses = nb;
+	a->bus_conf = nbc;
+	a->nbuses = n;
+	return rc;
+}
+
+static void
+on_store(void *arg, uint32_t events)
+{
+	struct agent *a = arg;
+
+	(void)events;
+	store_process(a->store);
+}
+
 static int
 buses_start(struct agent *a)
 {
-	int rc;
+	struct bus_changes ch = { 0 };
 
-	a->buses = calloc(a->cfg.nbuses, sizeof(*a->buses));
-	if (a->buses == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->cfg.nbuses; i++) {
-		if (a->cfg.buses[i].ndevs == 0) {
-			log_warnx("bus %s: every device on it is disabled; not started",
-			    a->cfg.buses[i].name);
-			continue;
-		}
-		rc = mb_bus_create(&a->buses[a->nbuses], &a->cfg.buses[i], a->cfg.topic_prefix,
-		    a->cfg.cmd_response_topic, &a->q);
-		if (rc != 0)
-			return rc;
-		a->nbuses++;
-	}
-	for (size_t i = 0; i < a->nbuses; i++)
-		if ((rc = mb_bus_start(a->buses[i])) != 0)
-			return rc;
-	return 0;
+	return buses_apply(a, &a->cfg, &ch);
 }
 
 static void
 buses_stop(struct agent *a)
 {
+	buses_drop(a);
+	for (size_t i = 0; i < a->nretired; i++) {
+		agent_config_free(a->retired[i]);
+		free(a->retired[i]);
+	}
+	free(a->retired);
+	a->retired = NULL;
+	a->nretired = 0;
+}
+
+static bool
+config_in_use(const struct agent *a, const struct agent_config *c)
+{
 	for (size_t i = 0; i < a->nbuses; i++)
-		mb_bus_stop(a->buses[i]);
-	if (a->up != NULL && a->q.efd >= 0)
-		on_messages(a, 0); /* what the stopped buses produced still goes out */
-	for (size_t i = 0; i < a->nbuses; i++)
-		mb_bus_destroy(a->buses[i]);
-	free(a->buses);
-	a->buses = NULL;
-	a->nbuses = 0;
+		if (a->bus_conf[i] >= c->buses && a->bus_conf[i] < c->buses + c->nbuses)
+			return true;
+	return false;
+}
+
+/* The running config becomes nc; the old one is kept while a bus it built still runs. */
+static void
+config_replace(struct agent *a, const struct agent_config *nc)
+{
+	struct agent_config *old = malloc(sizeof(*old));
+	struct agent_config **v = realloc(a->retired, (a->nretired + 1) * sizeof(*v));
+	size_t keep = 0;
+
+	if (old == NULL || v == NULL) { /* cannot keep it: only safe when nothing uses it */
+		free(old);
+		if (v != NULL)
+			a->retired = v;
+		if (!config_in_use(a, &a->cfg))
+			agent_config_free(&a->cfg);
+		else
+			log_err("reload: out of memory; a config's memory is leaked");
+		a->cfg = *nc;
+		return;
+	}
+	*old = a->cfg;
+	a->retired = v;
+	a->retired[a->nretired++] = old;
+	a->cfg = *nc;
+	for (size_t i = 0; i < a->nretired; i++) {
+		if (config_in_use(a, a->retired[i])) {
+			a->retired[keep++] = a->retired[i];
+			continue;
+		}
+		agent_config_free(a->retired[i]);
+		free(a->retired[i]);
+	}
+	a->nretired = keep;
 }
 
 /* The uplink is not rebuilt on reload (its queue and session would be lost): its settings and
@@ -194,12 +334,15 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 
 /*
  * SIGHUP: load and check the config and its profiles whole; a bad one changes nothing. A good
- * one replaces the buses (polling state and counters start over; every point is published
- * again on its first read) and the log level, stats and topic settings.
+ * one applies the log level, stats and topic settings, and the buses that changed: an
+ * unchanged bus keeps polling (learnt state, schedule, counters), a changed one restarts
+ * (polling state and counters start over; its points are published again on their first
+ * read), a removed one stops, a new one starts.
  */
 static void
 agent_reload(struct agent *a)
 {
+	struct bus_changes ch = { 0 };
 	struct agent_config nc;
 	char err[4096];
 	int rc;
@@ -214,20 +357,20 @@ agent_reload(struct agent *a)
 	agent_metrics_keep_settings(&a->cfg, &nc);
 	log_disabled(&nc);
 	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
-	buses_stop(a);
-	agent_config_free(&a->cfg);
-	a->cfg = nc;
+	rc = buses_apply(a, &nc, &ch);
+	config_replace(a, &nc);
 	log_set_level(a->cfg.log_level);
 	a->next_stats_ms = 0;
-	rc = buses_start(a);
 	pthread_mutex_unlock(&a->stats_lock);
 	if (rc != 0) {
 		log_err("reload: cannot start the buses; stopping");
 		agent_loop_stop(a->loop);
 		return;
 	}
-	log_info("reload: %zu buses, %zu profiles from %s (%zu devices disabled)", a->nbuses,
-	    a->cfg.profiles.n, a->cfg_path, a->cfg.ndisabled);
+	log_info("reload: %zu buses, %zu profiles from %s (%zu devices disabled); buses: %zu kept "
+		 "running, %zu restarted, %zu started, %zu stopped",
+	    a->nbuses, a->cfg.profiles.n, a->cfg_path, a->cfg.ndisabled, ch.kept, ch.restarted,
+	    ch.added, ch.removed);
 	sd_notify(0, "READY=1");
 }
 
@@ -262,6 +405,8 @@ on_tick(void *arg, uint64_t now_ms)
 		sd_notify(0, "WATCHDOG=1");
 		a->next_watchdog_ms = now_ms + a->watchdog_ms / 2;
 	}
+	if (a->store != NULL)
+		store_process(a->store); /* a report missed or a held record: at least each tick */
 	agent_stats_snapshot(a);
 	if (!a->cfg.stats_file[0] || now_ms < a->next_stats_ms)
 		return;
@@ -283,6 +428,42 @@ make_uplink(struct agent *a)
 	return uplink_mqtt_create(&a->up, a->loop, c->mqtt, on_command, a);
 }
 
+/* The store between the producers and the uplink: the spool with the mqtt uplink (or when
+ * uplink.spool is written), straight through otherwise. At most half the client's queue is given
+ * to it at once, so command responses always find room. */
+static int
+make_store(struct agent *a)
+{
+	struct agent_config *c = &a->cfg;
+	bool spool = c->uplink == AGENT_UPLINK_MQTT || c->store->spool_set;
+	size_t inflight = STORE_MAX_INFLIGHT_DEF;
+	int rc;
+
+	if (c->uplink == AGENT_UPLINK_MQTT && c->mqtt->max_queue / 2 < inflight)
+		inflight = c->mqtt->max_queue / 2 ? c->mqtt->max_queue / 2 : 1;
+	if ((rc = store_open(&a->store, c->store, spool, a->up, inflight)) != 0)
+		return rc;
+	store_start(a->store);
+	return agent_loop_add_fd(a->loop, store_event_fd(a->store), EPOLLIN, on_store, a);
+}
+
+/* The dataplane's end of store and forward: its lcores connect to dataplane.channel.path and
+ * their sensor messages go into the store like the readings (agent/dpchan_link.h). */
+static int
+make_channel(struct agent *a)
+{
+	struct dpchan_conf c;
+	char err[512];
+
+	if (dpchan_link_load_conf(a->cfg_path, &c, err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		return -EINVAL;
+	}
+	if (!c.enabled)
+		return 0;
+	return dpchan_link_open_store(&a->chan, a->loop, &c, a->store);
+}
+
 static int
 agent_start(struct agent *a)
 {
@@ -293,7 +474,8 @@ agent_start(struct agent *a)
 	    (rc = agent_loop_set_signal_handler(a->loop, on_signal, a)) != 0 ||
 	    (rc = agent_msgq_init(&a->q, 100000)) != 0 ||
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
-	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0)
+	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
+	    (rc = make_store(a)) != 0 || (rc = make_channel(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
@@ -311,7 +493,13 @@ agent_stop(struct agent *a)
 	if (a->cfg.stats_file[0] && a->loop != NULL)
 		agent_stats_write_file(a, a->cfg.stats_file);
 	buses_stop(a);
-	uplink_destroy(a->up);
+	uplink_destroy(a->up); /* what is in flight stays in the spool for the next start */
+	if (a->store != NULL)
+		agent_loop_del_fd(a->loop, store_event_fd(a->store));
+	store_close(a->store); /* commits what the buses gave last */
+	a->store = NULL;
+	dpchan_link_close(a->chan); /* after the store's last reports: they answer the lcores */
+	a->chan = NULL;
 	if (a->q.efd > 0)
 		agent_msgq_destroy(&a->q);
 	agent_loop_destroy(a->loop);

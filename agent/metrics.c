@@ -57,6 +57,42 @@ render_uplink_link(const struct uplink_stats *u, FILE *f)
 	}
 }
 
+/* The store's counters (store_stats.def, TYPE and class from their KIND) and the spool's
+ * (spool_counters.def: COUNTER or GAUGE). */
+static void
+render_store(const struct store_stats *s, FILE *f)
+{
+	char name[160];
+	double scale;
+
+	for (int c = 0; c < STORE_C_COUNT; c++) {
+		bool gauge = counter_kind_is_gauge(store_counter_kind[c]);
+		const char *const cls[] = { "class", counter_kind_name(store_counter_kind[c]),
+			NULL };
+
+		prom_name(name, sizeof(name), "edgegw_agent_store_", store_counter_names[c],
+		    gauge ? "" : "_total", &scale);
+		prom_family(f, name, gauge ? "gauge" : "counter", store_counter_help[c]);
+		prom_sample(f, name, gauge ? NULL : cls, (double)s->c[c] * scale);
+	}
+	if (!s->has_spool)
+		return;
+	for (int c = 0; c < SPOOL_C_N; c++) {
+		bool gauge = spool_counter_kind((enum spool_counter)c) == SPOOL_GAUGE;
+
+		prom_name(name, sizeof(name), "edgegw_agent_spool_",
+		    spool_counter_name((enum spool_counter)c), gauge ? "" : "_total", &scale);
+		prom_family(f, name, gauge ? "gauge" : "counter",
+		    spool_counter_desc((enum spool_counter)c));
+		prom_sample(f, name, NULL, (double)s->spool[c] * scale);
+	}
+	agent_family(f, "edgegw_agent_spool_oldest_age_seconds", "gauge",
+	    "age of the oldest record not yet acknowledged by the cloud (0: none)",
+	    s->oldest_ms != 0 && clock_wall_ms() > s->oldest_ms
+		? (double)(clock_wall_ms() - s->oldest_ms) / 1000.0
+		: 0.0);
+}
+
 static void
 render_uplink(const struct agent *a, FILE *f)
 {
@@ -87,6 +123,7 @@ render_uplink(const struct agent *a, FILE *f)
 		    (unsigned long long)*(const uint64_t *)((const char *)u + ctr[i].off));
 	}
 	render_uplink_link(u, f);
+	render_store(&a->store_snap, f);
 }
 
 enum bus_field {

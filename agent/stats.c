@@ -146,6 +146,27 @@ disabled_json(const struct agent_config *c, FILE *f)
 	fputc(']', f);
 }
 
+/* The store's counters (store_stats.def) and the spool's (spool_counters.def) as
+ * "store":{...,"spool":{...}}. */
+static void
+store_json(const struct store_stats *ss, FILE *f)
+{
+	fputs(",\"store\":{", f);
+	for (int i = 0; i < STORE_C_COUNT; i++)
+		fprintf(f, "%s\"%s\":%llu", i ? "," : "", store_counter_names[i],
+		    (unsigned long long)ss->c[i]);
+	if (ss->has_spool) {
+		fputs(",\"spool\":{", f);
+		for (int i = 0; i < SPOOL_C_N; i++)
+			fprintf(f, "%s\"%s\":%llu", i ? "," : "",
+			    spool_counter_name((enum spool_counter)i),
+			    (unsigned long long)ss->spool[i]);
+		fprintf(f, ",\"oldest_ms\":%llu", (unsigned long long)ss->oldest_ms);
+		fputc('}', f);
+	}
+	fputc('}', f);
+}
+
 void
 agent_stats_json(const struct agent *a, FILE *f)
 {
@@ -168,7 +189,9 @@ agent_stats_json(const struct agent *a, FILE *f)
 	    (unsigned long long)us.connects, (unsigned long long)us.disconnects,
 	    (unsigned long long)us.commands);
 	link_json(&us, f);
-	fputs("},\"buses\":[", f);
+	fputc('}', f);
+	store_json(&a->store_snap, f);
+	fputs(",\"buses\":[", f);
 	for (size_t i = 0; i < a->nbuses; i++) {
 		if (i)
 			fputc(',', f);
@@ -228,6 +251,8 @@ agent_stats_snapshot(struct agent *a)
 	pthread_mutex_lock(&a->stats_lock);
 	if (a->up != NULL)
 		uplink_get_stats(a->up, &a->up_snap);
+	if (a->store != NULL)
+		store_get_stats(a->store, &a->store_snap);
 	a->cmd_rejected_snap = a->cmd_rejected;
 	pthread_mutex_unlock(&a->stats_lock);
 }

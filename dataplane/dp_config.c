@@ -14,7 +14,7 @@
 
 static const char *const top_keys[] = { "dataplane", "agent", "uplink", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
-	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", NULL };
+	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", "channel", NULL };
 static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", "rx_desc",
 	"tx_desc", "mtu", NULL };
 static const char *const hugepage_keys[] = { "size", "total", NULL };
@@ -265,14 +265,13 @@ check_cross(conf_node dp, struct dp_config *cfg)
 }
 
 /* uplink: (lib/rules) is shared with the agent: checked here too, so --check refuses what the
- * agent would; the dataplane does not use the rules yet. */
+ * agent would; the dataplane keeps the rules to decide which sensor PUBLISHes go up
+ * (svc/mqtt_uplink.c). */
 static void
-check_uplink(conf_node up)
+parse_uplink(conf_node up, struct dp_config *cfg)
 {
-	struct rules *r;
-
-	if (rules_parse(up, &r) == 0)
-		rules_free(r);
+	if (rules_parse(up, &cfg->rules) != 0)
+		cfg->rules = NULL;
 }
 
 int
@@ -290,7 +289,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 		return -1;
 	root = conf_root(doc);
 	conf_check_keys(root, top_keys);
-	check_uplink(conf_get(root, "uplink"));
+	parse_uplink(conf_get(root, "uplink"), cfg);
 	dp = conf_get(root, "dataplane");
 	if (!conf_present(dp)) {
 		conf_error(root, "no 'dataplane' section");
@@ -321,6 +320,7 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 		conf_error(conf_get(conf_get(dp, "services"), "discard"),
 		    "echo and discard share port %u", cfg->echo.port);
 	parse_mqtt(conf_get(dp, "mqtt"), cfg);
+	dpchan_conf_parse(conf_get(dp, "channel"), &cfg->channel); /* lib/dpchan */
 	check_cross(dp, cfg);
 out:
 	if (conf_first_error(doc) != NULL) {
@@ -337,6 +337,7 @@ out:
 void
 dp_config_free(struct dp_config *cfg)
 {
+	rules_free(cfg->rules);
 	for (int i = 0; i < cfg->eal_argc; i++)
 		free(cfg->eal_argv[i]);
 	free(cfg->path);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "broker.h"
+#include "mqtt_uplink.h"
 #include "svc.h"
 #include "tcp.h"
 
@@ -39,6 +40,8 @@ struct dp_config {
 	struct tcp_config tcp;
 	struct dp_service_conf echo, discard, mqtt; /* .opts is set by dp_config_service */
 	struct broker_config broker;
+	struct dpchan_conf channel; /* dataplane.channel: store and forward to the agent */
+	struct rules *rules;        /* uplink: (lib/rules): which PUBLISHes go up */
 };
 
 /* Loads and validates path; on error returns -1 with "file:line:col: reason" in err. */

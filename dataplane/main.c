@@ -32,6 +32,7 @@
 #include "dp_main.h"
 #include "log.h"
 #include "nic.h"
+#include "mqtt_uplink.h"
 #include "svc.h"
 #include "tcp.h"
 
@@ -112,6 +113,9 @@ workers_create(void)
 	if (rc != 0)
 		rte_exit(EXIT_FAILURE, "port '%s' setup failed: %s\n", cfg->device, strerror(-rc));
 
+	/* Store and forward: each MQTT worker's channel to the agent (dataplane.channel). */
+	mqtt_uplink_configure(&cfg->channel);
+	mqtt_uplink_set_rules(cfg->rules);
 	/* The enabled services; some (MQTT) number their instances by worker and learn how many
 	 * workers there are first. */
 	for (const struct dp_service *const *sp = dp_services; *sp != NULL; sp++) {

@@ -33,8 +33,8 @@ struct jsonl_sink {
 };
 
 static int
-jsonl_submit(
-    struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
+jsonl_send(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref)
 {
 	struct jsonl_sink *s = (struct jsonl_sink *)u;
 	json_t *jt = json_string(topic);
@@ -46,7 +46,7 @@ jsonl_submit(
 	s->st.submitted++;
 	if (tn == 0 || tn >= sizeof(t) - 1) {
 		s->st.dropped++;
-		return -ENOSPC;
+		return -EINVAL; /* never sendable */
 	}
 	t[tn] = '\0';
 	fprintf(s->out, "{\"topic\":%s,\"qos\":%u,\"retain\":%s,\"payload\":", t, qos,
@@ -74,6 +74,15 @@ jsonl_submit(
 	}
 	s->st.sent++;
 	s->st.acked += qos > 0;
+	if (ref != 0 && u->dlv.acked != NULL)
+		u->dlv.acked(u->dlv.arg, ref, 0); /* written: this sink is the end of the line */
+	return 0;
+}
+
+static size_t
+jsonl_backlog(const struct uplink *u)
+{
+	(void)u;
 	return 0;
 }
 
@@ -135,7 +144,11 @@ jsonl_destroy(struct uplink *u)
 	free(s);
 }
 
-static const struct uplink_ops jsonl_ops = { "jsonl", jsonl_submit, jsonl_stats, jsonl_destroy };
+static const struct uplink_ops jsonl_ops = { .name = "jsonl",
+	.send = jsonl_send,
+	.backlog = jsonl_backlog,
+	.stats = jsonl_stats,
+	.destroy = jsonl_destroy };
 
 int
 uplink_jsonl_create(struct uplink **out, struct agent_loop *loop, const char *path,
@@ -145,7 +158,7 @@ uplink_jsonl_create(struct uplink **out, struct agent_loop *loop, const char *pa
 
 	if (s == NULL)
 		return -ENOMEM;
-	s->up = (struct uplink){ &jsonl_ops, fn, arg };
+	s->up = (struct uplink){ .ops = &jsonl_ops, .cmd_fn = fn, .cmd_arg = arg };
 	s->loop = loop;
 	s->cmd_fd = -1;
 	snprintf(s->cmd_topic, sizeof(s->cmd_topic), "%s", cmd_topic ? cmd_topic : "");

@@ -1,8 +1,9 @@
 /*
  * mqtt_client.c: the "mqtt" uplink backend: mqttc (the cloud MQTT client, mqttc.h) behind the
  * uplink ops, on the agent's event loop. The loop calls back for the one fd the client
- * watches and ticks it; commands from the broker go to the agent's cmd_fn. The store hooks
- * (persist, acked) are where the spool attaches; until it does, messages live in memory.
+ * watches and ticks it; commands from the broker go to the agent's cmd_fn. The client's store
+ * hooks (persist, persist_sync, acked) are passed on to the store's delivery hooks (uplink.h) for
+ * messages with a ref (the spool's sequence number); ref 0 messages live in memory only.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,7 +18,6 @@ struct mqtt_uplink {
 	struct uplink up;
 	struct agent_loop *loop;
 	struct mqttc *c;
-	uint64_t next_ref;
 	uint64_t acked, refused;
 };
 
@@ -59,11 +59,32 @@ mu_acked(void *arg, uint64_t ref, uint8_t reason)
 {
 	struct mqtt_uplink *u = arg;
 
-	(void)ref;
 	if (reason >= 0x80)
 		u->refused++;
 	else
 		u->acked++;
+	if (ref != 0 && u->up.dlv.acked != NULL)
+		u->up.dlv.acked(u->up.dlv.arg, ref, reason);
+}
+
+static int
+mu_persist(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st)
+{
+	struct mqtt_uplink *u = arg;
+
+	if (ref == 0 || u->up.dlv.mark == NULL ||
+	    (st != MQTTC_MSG_SENT && st != MQTTC_MSG_RELEASED))
+		return 0; /* DONE: acked() releases it */
+	return u->up.dlv.mark(u->up.dlv.arg, ref, packet_id,
+	    st == MQTTC_MSG_SENT ? UPLINK_PHASE_PUBLISHED : UPLINK_PHASE_RELEASED);
+}
+
+static int
+mu_persist_sync(void *arg)
+{
+	struct mqtt_uplink *u = arg;
+
+	return u->up.dlv.sync != NULL ? u->up.dlv.sync(u->up.dlv.arg) : 0;
 }
 
 static void
@@ -76,12 +97,30 @@ mu_tick(void *arg, uint64_t now)
 }
 
 static int
-mu_submit(
-    struct uplink *up, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
+mu_send(struct uplink *up, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref)
 {
 	struct mqtt_uplink *u = (struct mqtt_uplink *)up;
 
-	return mqttc_publish(u->c, topic, payload, len, qos, retain, ++u->next_ref);
+	return mqttc_publish(u->c, topic, payload, len, qos, retain, ref);
+}
+
+static int
+mu_restore(struct uplink *up, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref, uint16_t packet_id, enum uplink_phase ph)
+{
+	struct mqtt_uplink *u = (struct mqtt_uplink *)up;
+
+	return mqttc_restore(u->c, topic, payload, len, qos, retain, ref, packet_id,
+	    ph == UPLINK_PHASE_RELEASED ? MQTTC_MSG_RELEASED : MQTTC_MSG_SENT);
+}
+
+static size_t
+mu_backlog(const struct uplink *up)
+{
+	const struct mqtt_uplink *u = (const struct mqtt_uplink *)up;
+
+	return mqttc_queued(u->c) + mqttc_inflight(u->c);
 }
 
 static void
@@ -116,22 +155,30 @@ mu_destroy(struct uplink *up)
 	free(u);
 }
 
-static const struct uplink_ops mqtt_ops = { "mqtt", mu_submit, mu_stats, mu_destroy };
+static const struct uplink_ops mqtt_ops = { .name = "mqtt",
+	.send = mu_send,
+	.restore = mu_restore,
+	.backlog = mu_backlog,
+	.stats = mu_stats,
+	.destroy = mu_destroy };
 
 int
 uplink_mqtt_create(struct uplink **out, struct agent_loop *loop, const struct uplink_mqtt_conf *cf,
     uplink_cmd_fn fn, void *arg)
 {
 	struct mqtt_uplink *u = calloc(1, sizeof(*u));
-	struct mqttc_hooks h = {
-		.watch = mu_watch, .unwatch = mu_unwatch, .message = mu_message, .acked = mu_acked
-	};
+	struct mqttc_hooks h = { .watch = mu_watch,
+		.unwatch = mu_unwatch,
+		.message = mu_message,
+		.persist = mu_persist,
+		.persist_sync = mu_persist_sync,
+		.acked = mu_acked };
 	char err[256] = "out of memory";
 	int rc;
 
 	if (u == NULL)
 		return -ENOMEM;
-	u->up = (struct uplink){ &mqtt_ops, fn, arg };
+	u->up = (struct uplink){ .ops = &mqtt_ops, .cmd_fn = fn, .cmd_arg = arg };
 	u->loop = loop;
 	h.arg = u;
 	rc = mqttc_create(&u->c, cf, &h, err, sizeof(err));

@@ -1,8 +1,11 @@
 /*
- * uplink.h: where the agent's messages go. The poller calls uplink_submit() and never learns
- * what is behind it: the cloud MQTT client (5.0 or 3.1.1, TLS; mqtt_client.c over mqttc.h) or
- * a JSON-lines sink (jsonl_sink.c, for tests and debugging). Commands from the other side come back through cmd_fn.
- * Everything runs on the agent's event loop and never blocks.
+ * uplink.h: where the agent's messages go: the cloud MQTT client (5.0 or 3.1.1, TLS;
+ * mqtt_client.c over mqttc.h) or a JSON-lines sink (jsonl_sink.c, for tests and debugging).
+ * The store (store.h) drains the spool into it with uplink_send(), naming each message by its
+ * spool sequence number (ref) and hearing back through the delivery hooks: the QoS 2 phases to
+ * record, when to make them durable, and when the cloud took a message. uplink_submit() sends
+ * outside the store (command responses: in memory only). Commands from the other side come back
+ * through cmd_fn. Everything runs on the agent's event loop and never blocks.
  */
 #ifndef EDGEGW_UPLINK_H
 #define EDGEGW_UPLINK_H
@@ -28,11 +31,38 @@ struct uplink_stats {
 	uint64_t link[UPLINK_C_COUNT]; /* the cloud link's counters, uplink_stats.def */
 };
 
+/* QoS 2 towards the cloud: where a message stands (what the store records before the bytes that
+ * announce it leave, and what it hands back after a restart). */
+enum uplink_phase {
+	UPLINK_PHASE_PUBLISHED = 1, /* PUBLISH sent under packet_id, no PUBREC yet */
+	UPLINK_PHASE_RELEASED,      /* PUBREC received, PUBREL sent, no PUBCOMP yet */
+};
+
+/* What a backend reports about messages sent with a ref (uplink_send; ref 0: nothing). */
+struct uplink_delivery {
+	void *arg;
+	/* A QoS 2 message reached a phase; nonzero: not recorded (counted by the backend). */
+	int (*mark)(void *arg, uint64_t ref, uint16_t packet_id, enum uplink_phase ph);
+	/* Make every mark so far durable; called once before the bytes they announce leave. */
+	int (*sync)(void *arg);
+	/* The cloud took the message (reason 0; QoS 0: once written) or refused it for good
+	 * (reason >= 0x80): either way the backend is done with it. */
+	void (*acked)(void *arg, uint64_t ref, uint8_t reason);
+};
+
 /* The backend operations (one table per implementation, as libmodbus does per transport). */
 struct uplink_ops {
 	const char *name;
-	int (*submit)(struct uplink *u, const char *topic, const void *payload, size_t len,
-	    uint8_t qos, bool retain);
+	/* Queue a message; ref != 0 names it in the delivery reports. -ENOBUFS: full, try later;
+	 * other errors: the message can never be sent (too large, bad topic). */
+	int (*send)(struct uplink *u, const char *topic, const void *payload, size_t len,
+	    uint8_t qos, bool retain, uint64_t ref);
+	/* Put back a QoS 1/2 message that was in flight before a restart under its packet id
+	 * (optional: NULL means send it again as new). Only before the first connect. */
+	int (*restore)(struct uplink *u, const char *topic, const void *payload, size_t len,
+	    uint8_t qos, bool retain, uint64_t ref, uint16_t packet_id, enum uplink_phase ph);
+	/* Messages given and not done yet (queued or in flight). */
+	size_t (*backlog)(const struct uplink *u);
 	void (*stats)(const struct uplink *u, struct uplink_stats *out);
 	void (*destroy)(struct uplink *u);
 };
@@ -41,6 +71,7 @@ struct uplink {
 	const struct uplink_ops *ops;
 	uplink_cmd_fn cmd_fn;
 	void *cmd_arg;
+	struct uplink_delivery dlv; /* set by the store; all NULL: no reports */
 };
 
 int uplink_mqtt_create(struct uplink **out, struct agent_loop *loop,
@@ -54,7 +85,20 @@ static inline int
 uplink_submit(
     struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos, bool retain)
 {
-	return u->ops->submit(u, topic, payload, len, qos, retain);
+	return u->ops->send(u, topic, payload, len, qos, retain, 0);
+}
+
+static inline int
+uplink_send(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t ref)
+{
+	return u->ops->send(u, topic, payload, len, qos, retain, ref);
+}
+
+static inline size_t
+uplink_backlog(const struct uplink *u)
+{
+	return u->ops->backlog(u);
 }
 
 static inline void

@@ -153,6 +153,7 @@ broker_destroy(struct broker *b)
 	for (uint32_t i = 0; i < BROKER_REPLAY; i++)
 		broker_msg_unref(b->replay[i]);
 	xlcore_fini(b);
+	broker_uplink_detach(b);
 	retain_destroy(b->retained);
 	free(b->sess_hash);
 	broker_msg_cache_drain();
@@ -390,6 +391,7 @@ conn_hold(struct broker_conn *c, enum conn_hold reason)
 	broker_count(b,
 	    reason == HOLD_ACK_ROOM        ? BROKER_C_HOLD_ACK_ROOM
 		: reason == HOLD_SUB_QUEUE ? BROKER_C_HOLD_SUB_QUEUE
+		: reason == HOLD_UPLINK    ? BROKER_C_HOLD_UPLINK
 					   : BROKER_C_HOLD_XLCORE);
 	if (c->hold == 0) {
 		c->hprev = NULL;
@@ -637,6 +639,8 @@ broker_reap(struct broker *b)
 		wheel_del(b, c);
 		b->n_conns--;
 		broker_count(b, BROKER_C_CONN_CLOSED);
+		if (c->n_uplink > 0) /* its acks awaiting durability are not sent */
+			uplink_conn_gone(c);
 		if (!c->transport_gone)
 			b->ops->close(c->ctx, c->close_reason);
 		if (s != NULL && s->conn == c) {
@@ -822,6 +826,8 @@ input_loop(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t 
 			conn_hold(c, HOLD_ACK_ROOM);
 			break;
 		}
+		if (!uplink_admit(c, &pkt)) /* held (HOLD_UPLINK), the packet left unconsumed */
+			break;
 		*consumed += (size_t)rc;
 		c->last_rx_ms = b->now_ms;
 		broker_count(b, BROKER_C_PKT_RX);
@@ -865,6 +871,8 @@ void
 broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
 {
 	c->b->now_ms = now_ms;
+	if (c->n_owed > 0) /* durable messages' acks first: they were due before */
+		uplink_flush_owed(c);
 	if (c->s != NULL)
 		session_drain(c->s);
 	/* after the deliveries, which leave room for answers (conn_send_publish) */

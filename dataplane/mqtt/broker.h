@@ -193,6 +193,45 @@ bool broker_xlcore_paused(const struct broker *b);
 /* Release a message without handling it (a queue drained at shutdown). */
 void broker_xmsg_free(struct broker_xmsg *m);
 
+/*
+ * Store and forward (docs/broker.md). With an uplink attached, a client's PUBLISH that the
+ * uplink rules send up is handed to it after local delivery; under a durable rule its PUBACK
+ * (QoS 1) or PUBREC (QoS 2) is sent only once broker_uplink_durable() says so, and while the
+ * uplink cannot take one more the publisher's input is held (HOLD_UPLINK). The dataplane backs
+ * the ops with its lcore's channel to the agent (lib/dpchan); tests with a fake.
+ */
+enum broker_uplink_class {
+	BROKER_UPLINK_NONE,        /* stays local */
+	BROKER_UPLINK_BEST_EFFORT, /* sent up when the channel has room, acknowledged at once */
+	BROKER_UPLINK_DURABLE,     /* QoS 1/2: acknowledged once durable (QoS 0: best effort) */
+};
+
+struct broker_uplink_ops {
+	/* Which way a client's PUBLISH on this topic at this QoS goes (the uplink rules). */
+	enum broker_uplink_class (*wants)(void *uctx, const char *topic, size_t len, uint8_t qos);
+	/* Would a record of this size be taken now: 0; -ENOTCONN or -ENOBUFS (the publisher is
+	 * held until broker_uplink_ready); -EMSGSIZE: never (closed, 0x95). */
+	int (*room)(void *uctx, size_t topic_len, size_t payload_len);
+	/* Take a record: ref 0 best effort, else the ref broker_uplink_durable answers; 0 or
+	 * room's errors. */
+	int (*submit)(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic,
+	    size_t topic_len, const uint8_t *payload, size_t payload_len);
+};
+
+/* max_pending: durable messages awaiting their answer (rounded up to a power of 2); 0 or
+ * -ENOMEM. Before any connection is opened. */
+int broker_uplink_attach(
+    struct broker *b, const struct broker_uplink_ops *ops, void *uctx, uint32_t max_pending);
+void broker_uplink_detach(struct broker *b);
+/* The answer for refs first..last: 0 durable (acks go out), < 0 failed (not acknowledged:
+ * the publisher is closed so that it sends the message again). */
+void
+broker_uplink_durable(struct broker *b, uint64_t first, uint64_t last, int status, uint64_t now_ms);
+/* The uplink may take records again (connected, or room came back): held publishers go on. */
+void broker_uplink_ready(struct broker *b, uint64_t now_ms);
+/* Durable messages awaiting their answer. */
+uint32_t broker_uplink_pending(const struct broker *b);
+
 /* What the broker holds now (gauges, unlike the counters): records and the parts of sessions
  * that exist only while used. Read from another thread, each value is a plain load. */
 struct broker_gauges {

@@ -263,6 +263,8 @@ enum conn_hold {
 	HOLD_ACK_ROOM = 1u << 0,  /* its next answer does not fit its send buffer: writable */
 	HOLD_SUB_QUEUE = 1u << 1, /* a session it published to is over max_queue (held_on) */
 	HOLD_XLCORE = 1u << 2,    /* a message of its waits for another lcore's queue */
+	HOLD_UPLINK = 1u << 3,    /* a durable-rule PUBLISH and the uplink cannot take it now
+				   * (channel down or pending bound): broker_uplink_ready */
 };
 
 struct broker_conn {
@@ -291,6 +293,8 @@ struct broker_conn {
 	bool transport_gone : 1;   /* the transport closed it: no ops->close */
 	bool send_failed : 1;      /* a send failed: nothing more is sent (ops->close follows) */
 	bool clean_disconnect : 1; /* DISCONNECT without will */
+	uint32_t n_uplink;         /* its PUBLISHes awaiting durability (uplink.c) */
+	uint32_t n_owed;           /* of them durable, their acks waiting for send room */
 };
 
 /* Hold back a connection's input for reason (counted), or let go of reason: when no reason is
@@ -351,6 +355,27 @@ void xlcore_claim_timeout(struct broker_session *s);
 /* Publish: store if retained, route here, post to the other lcores' instances. *matched is
  * true when a local subscription matched or the message went to other instances. */
 void broker_publish(struct broker *b, struct broker_msg *m, bool *matched);
+
+/* ---- store and forward (uplink.c) ---- */
+struct broker_uplink;
+/* Before a PUBLISH is taken: false when it goes up durably and the uplink cannot take it now
+ * (the input is held, HOLD_UPLINK, and the packet left unconsumed). */
+bool uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt);
+enum uplink_verdict {
+	UPLINK_ACK_NOW,  /* not deferred: acknowledge as usual */
+	UPLINK_DEFERRED, /* the ack goes when the message is durable */
+	UPLINK_KILLED,   /* refused: the connection is closed unacknowledged */
+};
+/* After local delivery of m from c: hand it to the uplink if the rules say so. */
+enum uplink_verdict
+uplink_publish(struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason);
+/* A QoS 2 resend whose first copy still awaits durability (its PUBREC goes then, on c). */
+bool uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
+/* Acks that did not fit c's send buffer, now that it has room. */
+void uplink_flush_owed(struct broker_conn *c);
+/* c or s goes away: entries forget it. */
+void uplink_conn_gone(struct broker_conn *c);
+void uplink_session_gone(struct broker_session *s);
 
 /* ---- retained ---- */
 struct retain_store;
@@ -455,6 +480,7 @@ struct broker {
 	struct broker_sys_board *sys_board; /* NULL: $SYS from this instance alone */
 	uint32_t sys_self;
 	size_t iov_cap;
+	struct broker_uplink *up; /* store and forward (uplink.c), NULL: none */
 };
 
 /* The connection's deadline changed (CONNECT accepted): placed in the timer wheel again. */

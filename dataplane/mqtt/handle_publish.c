@@ -182,11 +182,13 @@ rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *at)
 	return false;
 }
 
-/* The PUBLISH becomes a message, retained and routed. The reason for its acknowledgement: 0,
- * 0x10 when nothing matched, 0x97 when it could not be stored (not a success: counted). */
+/* The PUBLISH becomes a message, retained and routed, then handed to the uplink when its
+ * rules say so (*up: whether its ack waits for durability). The reason for its
+ * acknowledgement: 0, 0x10 when nothing matched, 0x97 when it could not be stored (not a
+ * success: counted). */
 static uint8_t
 publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
-    const struct mqtt_iov *segs, size_t n)
+    const struct mqtt_iov *segs, size_t n, enum uplink_verdict *up)
 {
 	struct mqtt_iov slices[16], *pl = slices;
 	struct broker *b = c->b;
@@ -210,9 +212,12 @@ publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 	m->retain = p->retain;
 	m->origin = c->s->id;
 	broker_publish(b, m, &matched);
-	broker_msg_unref(m);
 	if (!matched)
 		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);
+	if (b->up != NULL)
+		*up = uplink_publish(
+		    c, m, p->packet_id, matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+	broker_msg_unref(m);
 	return matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS;
 }
 
@@ -238,6 +243,7 @@ handle_publish(
 {
 	const struct mqtt_publish *p = &pkt->publish;
 	struct broker_session *s = c->s;
+	enum uplink_verdict up = UPLINK_ACK_NOW;
 	struct mqtt_str topic;
 	uint16_t at;
 	uint8_t rc;
@@ -248,8 +254,9 @@ handle_publish(
 	if (!resolve_alias(c, p, &topic))
 		return;
 	if (p->qos == 2 && rx_qos2_has(s, p->packet_id, &at)) {
-		broker_count(c->b, BROKER_C_QOS2_DUP); /* already routed: only the PUBREC again */
-		conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+		broker_count(c->b, BROKER_C_QOS2_DUP); /* already routed: only the PUBREC again, */
+		if (!uplink_qos2_pending(c, p->packet_id)) /* when durable if it goes up */
+			conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 		return;
 	}
 	if (p->qos == 2 && !qos2_admit(c, s))
@@ -258,9 +265,9 @@ handle_publish(
 		broker_count(c->b, BROKER_C_BAD_SYS_PUBLISH);
 		rc = c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0;
 	} else {
-		rc = publish_route(c, p, topic, segs, n);
+		rc = publish_route(c, p, topic, segs, n, &up);
 	}
-	if (p->qos == 0)
+	if (p->qos == 0 || up == UPLINK_KILLED)
 		return;
 	if (rc == MQTT_RC_QUOTA_EXCEEDED && c->version != MQTT_V5) {
 		/* 3.1.1 has no way to refuse it: closed unacknowledged, the client sends it again */
@@ -269,6 +276,8 @@ handle_publish(
 	}
 	if (p->qos == 2 && rc < 0x80)
 		s->rx_qos2[s->n_rx_qos2++] = p->packet_id;
+	if (up == UPLINK_DEFERRED) /* PUBACK or PUBREC once durable (uplink.c) */
+		return;
 	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, rc);
 }
 

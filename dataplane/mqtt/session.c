@@ -218,6 +218,8 @@ session_destroy(struct broker_session *s)
 		broker_msg_unref(s->inflight[i].msg);
 	if (s->conn != NULL)
 		s->conn->s = NULL;
+	if (b->up != NULL) /* QoS 2 ids awaiting durability forget it */
+		uplink_session_gone(s);
 	window_free(s);
 	qos2_table_free(s);
 	cold_free(s);

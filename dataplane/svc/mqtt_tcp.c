@@ -24,6 +24,7 @@
 #include "broker_conf.h"
 #include "mqtt_admin.h"
 #include "dp.h"
+#include "mqtt_uplink.h"
 #include "tcp.h"
 
 #define MQTT_TCP_TICK_MS    50
@@ -40,6 +41,7 @@ struct mqtt_service {
 	uint32_t pending_cap;        /* bytes taken from TCP and not yet used, per connection */
 	uint32_t live_gen;           /* the reload generation this instance has applied */
 	struct mqtt_admin_slot *adm; /* the operator's requests (mqtt_admin.c) */
+	struct mqtt_uplink *up;      /* the lcore's channel to the agent (store and forward) */
 };
 
 /* One per connection, in the TCB's app area (tcp_app_area): no allocation per connection.
@@ -472,7 +474,13 @@ mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_conf
 	}
 	if (sys_board != NULL)
 		broker_sys_attach(svc->b, sys_board, lc->worker_idx);
+	if (mqtt_uplink_enabled() && (svc->up = mqtt_uplink_start(svc->b, lc->lcore_id)) == NULL) {
+		broker_destroy(svc->b);
+		free(svc);
+		return -ENOMEM;
+	}
 	if ((rc = tcp_listen(lc, port, &mqtt_app_ops, svc)) != 0) {
+		mqtt_uplink_stop(svc->up);
 		broker_destroy(svc->b);
 		free(svc);
 		return rc;
@@ -513,6 +521,9 @@ mqtt_service_poll(struct dp_lcore *lc)
 		broker_tick(svc->b, now);
 		svc->next_tick_ms = now + MQTT_TCP_TICK_MS;
 	}
+	/* after this iteration's input: its records leave as one batch, answers come in */
+	if (svc->up != NULL)
+		mqtt_uplink_poll(svc->up, now);
 	wake_poll(svc);
 }
 
@@ -529,6 +540,8 @@ mqtt_service_fini(struct dp_lcore *lc)
 	if (n_xrings > 1)
 		while (rte_ring_sc_dequeue(xrings[lc->worker_idx], &m) == 0)
 			broker_xmsg_free(m);
+	mqtt_uplink_stop(svc->up); /* before its broker: it detaches itself */
+	svc->up = NULL;
 	broker_destroy(svc->b);
 	svc->b = NULL;
 }
@@ -568,11 +581,30 @@ tel_broker_describe(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* The channel to the agent (lib/dpchan's counters), summed over the workers. */
+static int
+tel_dpchan(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	(void)cmd, (void)params;
+	rte_tel_data_start_dict(d);
+	for (unsigned c = 0; c < DPCHAN_C_COUNT; c++) {
+		uint64_t v = 0;
+
+		for (unsigned l = 0; l < RTE_MAX_LCORE; l++)
+			if (services[l] != NULL)
+				v += mqtt_uplink_counter(services[l]->up, (enum dpchan_counter)c);
+		rte_tel_data_add_dict_u64(d, dpchan_counter_name((enum dpchan_counter)c), v);
+	}
+	return 0;
+}
+
 static int
 svc_telemetry_init(void)
 {
-	return rte_telemetry_register_cmd(
-		   "/edgegw/broker", tel_broker, "MQTT broker counters, summed over the workers") |
+	return rte_telemetry_register_cmd("/edgegw/dpchan", tel_dpchan,
+		   "Channel to the agent (store and forward): counters summed over the workers") |
+	    rte_telemetry_register_cmd(
+		"/edgegw/broker", tel_broker, "MQTT broker counters, summed over the workers") |
 	    rte_telemetry_register_cmd("/edgegw/broker_describe", tel_broker_describe,
 		"What each counter of /edgegw/broker counts") |
 	    rte_telemetry_register_cmd("/edgegw/broker_kinds", tel_broker_describe,

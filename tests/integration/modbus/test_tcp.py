@@ -21,6 +21,8 @@ def main(agent):
     stats = os.path.join(d, "stats.json")
     cfg = os.path.join(d, "gateway.yaml")
     h.write_config(cfg, f"""
+uplink:
+  spool: {{dir: {d}/spool, max_bytes: 16m}}
 agent:
   profiles_dir: {h.HERE}/profiles
   topic_prefix: site

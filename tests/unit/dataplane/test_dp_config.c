@@ -199,6 +199,41 @@ test_mqtt_section(void **state)
 	unlink(path);
 }
 
+/* dataplane.channel (svc/mqtt_uplink.c): off when absent, on when present; bounds refused. */
+static void
+test_channel_section(void **state)
+{
+	struct dp_config cfg;
+	char err[512] = "";
+	char *path =
+	    write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n");
+
+	(void)state;
+	assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), 0);
+	assert_false(cfg.channel.enabled);
+	assert_string_equal(cfg.channel.path, "/run/edgegw/dpchan.sock");
+	dp_config_free(&cfg);
+	unlink(path);
+	path = write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+			 "  channel: {path: /tmp/x.sock, pending_bytes: 1M, max_pending: 64,\n"
+			 "            reconnect_max: 2s}\n");
+	assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), 0);
+	assert_true(cfg.channel.enabled);
+	assert_string_equal(cfg.channel.path, "/tmp/x.sock");
+	assert_int_equal(cfg.channel.pending_bytes, 1u << 20);
+	assert_int_equal(cfg.channel.max_pending, 64);
+	assert_int_equal(cfg.channel.reconnect_max_ms, 2000);
+	dp_config_free(&cfg);
+	unlink(path);
+	path = write_tmp("dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+			 "  channel: {max_pending: 1, pending_bytes: 1k, bogus: 1}\n");
+	assert_int_equal(dp_config_load(path, &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "[16, 16777216]"));
+	assert_non_null(strstr(err, "[262144, 1073741824]"));
+	assert_non_null(strstr(err, "bogus"));
+	unlink(path);
+}
+
 /* The parser and broker_config_check() read one table (broker_conf.c): a value one accepts the
  * other accepts, at both ends of each range (they disagreed on max_packet_size: 64 was read,
  * then refused by the check). */
@@ -336,6 +371,7 @@ main(void)
 		cmocka_unit_test(test_lab_config_loads),
 		cmocka_unit_test(test_bad_configs_rejected),
 		cmocka_unit_test(test_mqtt_section),
+		cmocka_unit_test(test_channel_section),
 		cmocka_unit_test(test_every_error_reported),
 		cmocka_unit_test(test_cross_fields_agree),
 		cmocka_unit_test(test_parser_and_check_agree),

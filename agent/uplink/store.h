@@ -1,0 +1,104 @@
+/*
+ * store.h: store and forward in the agent. The store owns the durable spool (lib/spool) and the
+ * uplink rules (lib/rules): producers (the Modbus poller's readings, and the dataplane's sensor
+ * messages through the agent's side of the dataplane channel) call store_submit(); the rules say
+ * whether and under which cloud topic, QoS and class a message goes up; the record is appended to
+ * the spool; once durable it is drained into the uplink (uplink.h) with its sequence number as
+ * ref, and released only when the cloud acknowledged it (PUBACK, PUBCOMP; QoS 0: once written).
+ * QoS 2 phases are recorded in the spool before the bytes that announce them leave, so a restart
+ * resumes each exchange under its packet id (exactly once). Docs: docs/uplink.md, docs/spool.md.
+ *
+ * Threads: everything here runs on the agent's loop thread. The spool commits on its own flusher
+ * thread; its reports hop to the loop through store_event_fd(): the owner watches that fd
+ * (EPOLLIN) and calls store_process() when it is readable, and calls it on each tick too.
+ */
+#ifndef EDGEGW_UPLINK_STORE_H
+#define EDGEGW_UPLINK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "counter_kind.h"
+#include "rules.h"
+#include "spool.h"
+
+struct uplink;
+struct store;
+
+#define STORE_DURABLE_SUBS_MAX 4    /* store_on_durable() registrations */
+#define STORE_MAX_INFLIGHT_DEF 1000 /* records given to the uplink and not acknowledged */
+#define STORE_FLAG_RETAIN      0x01 /* spool record flag */
+
+/* The gateway config's `uplink:` section as the agent uses it: the rules (lib/rules) and the
+ * spool's settings (`uplink.spool`, lib/spool's keys). */
+struct store_conf {
+	struct rules *rules;
+	struct spool_config spool; /* spool.dir points at dir below */
+	char dir[512];
+	bool spool_set; /* `uplink.spool` was written (a jsonl uplink uses a spool only then) */
+};
+
+/* Parse `uplink:` (absent: the default rules, the default spool). 0, or -1 with the errors
+ * recorded in the document (file:line:col). *out is allocated; free with store_conf_free(). */
+int store_conf_parse(conf_node uplink, struct store_conf **out);
+void store_conf_free(struct store_conf *c);
+
+/* Open the store: takes conf's rules (conf->rules becomes NULL) and, when use_spool, opens and
+ * recovers the spool in conf->spool.dir and starts its flusher. Without a spool, store_submit()
+ * sends straight to the uplink (nothing is durable: *seq is 0 and on_durable is never called).
+ * Registers itself as the uplink's delivery hooks. max_inflight bounds what is given to the
+ * uplink and not yet acknowledged (0: STORE_MAX_INFLIGHT_DEF). Returns 0 or a negative errno
+ * (the spool's: -EBUSY when another process holds the directory, -EPROTONOSUPPORT, ...). */
+int store_open(struct store **out, struct store_conf *conf, bool use_spool, struct uplink *up,
+    size_t max_inflight);
+/* Before the loop runs (before the uplink first connects): puts every record that was in flight
+ * with a QoS 2 phase back into the uplink under its packet id, then starts draining. */
+void store_start(struct store *s);
+/* Commits what is buffered and closes the spool; destroy the uplink first (no reports after). */
+void store_close(struct store *s);
+
+/* Submit a message from a local producer. local_topic is the topic as the producer named it
+ * (NUL-terminated); qos and retain are the message's own. Returns 0 with *seq the spool's
+ * sequence number (the message is durable once the on_durable report covering seq says status
+ * 0), -ENOENT when no rule matches (not sent; *seq 0), -ENOBUFS when the spool cannot take it now
+ * (full, or the disk is behind: hold the producer and retry; never acknowledge), -ENAMETOOLONG or
+ * -EINVAL when the cloud topic cannot be made, -EMSGSIZE when the payload is over the spool's
+ * limit. Never blocks. */
+int store_submit(struct store *s, const char *local_topic, const void *payload, size_t len,
+    uint8_t qos, bool retain, uint64_t *seq);
+
+/* Called on the loop thread once per commit, for the range of sequence numbers it settled:
+ * status 0 (every record in [first_seq, last_seq] is on disk) or a negative errno (none of them
+ * is: do not acknowledge them; they are never sent). Ranges come in increasing order and may
+ * cover sequence numbers of other producers. */
+typedef void (*store_durable_fn)(void *arg, uint64_t first_seq, uint64_t last_seq, int status);
+/* Register fn (up to STORE_DURABLE_SUBS_MAX): 0, or -ENOSPC. */
+int store_on_durable(struct store *s, store_durable_fn fn, void *arg);
+
+/* The fd to watch (EPOLLIN), and what to call when it is readable and on each tick. */
+int store_event_fd(const struct store *s);
+void store_process(struct store *s);
+
+/* ---- counters (store_stats.def) ---- */
+enum store_counter {
+#define STORE_C(n, k, d) STORE_C_##n,
+#include "store_stats.def"
+#undef STORE_C
+	STORE_C_COUNT
+};
+extern const char *const store_counter_names[];
+extern const char *const store_counter_help[];
+extern const enum counter_kind store_counter_kind[];
+
+struct store_stats {
+	uint64_t c[STORE_C_COUNT];
+	bool has_spool;
+	uint64_t spool[SPOOL_C_N]; /* lib/spool/spool_counters.def */
+	uint64_t oldest_ms;        /* append time of the oldest record not yet acked, 0: none */
+};
+void store_get_stats(struct store *s, struct store_stats *out);
+const struct rules *store_rules(const struct store *s);
+
+#endif

@@ -1,0 +1,357 @@
+/*
+ * uplink.c: store and forward in the broker: a client's PUBLISH that the uplink rules send up
+ * is handed to the uplink channel (broker_uplink_ops: the dataplane's lcore client of
+ * lib/dpchan, a fake in the unit tests), and under a durable rule its PUBACK (QoS 1) or PUBREC
+ * (QoS 2) waits until the agent says the message is durable (broker_uplink_durable). Local
+ * subscribers get it at once, as any other. While the channel cannot take one more, the
+ * publisher's input is held (HOLD_UPLINK): a message is never acknowledged and then dropped.
+ * docs/broker.md, "Store and forward".
+ *
+ * What waits is a ring of entries indexed by ref (refs increase by one per durable message on
+ * this instance, so ref - head_ref is the position): the connection to acknowledge, the packet
+ * id, and for QoS 2 the session whose table of ids awaiting PUBREL holds it. A connection that
+ * goes away leaves its entries without a connection (nothing is sent for them: the client sends
+ * the message again); a session that goes away leaves them without a session.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "broker_int.h"
+
+enum {
+	UE_FREE = 0,
+	UE_WAIT, /* submitted, durability not known yet */
+	UE_OWED, /* durable, its ack did not fit the send buffer yet */
+};
+
+struct uplink_ent {
+	struct broker_conn *c;    /* NULL: the connection went away */
+	struct broker_session *s; /* QoS 2: whose rx_qos2 holds pid; NULL otherwise or gone */
+	uint16_t pid;
+	uint8_t qos;
+	uint8_t reason; /* of the ack (0x10 when nothing matched, 5.0) */
+	uint8_t state;
+};
+
+struct broker_uplink {
+	const struct broker_uplink_ops *ops;
+	void *uctx;
+	struct uplink_ent *ring;
+	uint32_t mask;
+	uint64_t head_ref, next_ref; /* oldest entry; the next ref given */
+	uint32_t n_qos2;             /* entries holding a session */
+	bool full;                   /* a publisher was held for want of an entry */
+};
+
+/* Bytes a deferred ack needs (3.1.1: 4; 5.0 with a reason: 5; with room to spare). */
+#define UPLINK_ACK_ROOM 8u
+
+int
+broker_uplink_attach(
+    struct broker *b, const struct broker_uplink_ops *ops, void *uctx, uint32_t max_pending)
+{
+	struct broker_uplink *u = calloc(1, sizeof(*u));
+	uint32_t cap = 16;
+
+	while (cap < max_pending && cap < (1u << 24))
+		cap <<= 1;
+	if (u == NULL || (u->ring = calloc(cap, sizeof(*u->ring))) == NULL) {
+		free(u);
+		return -ENOMEM;
+	}
+	u->ops = ops;
+	u->uctx = uctx;
+	u->mask = cap - 1;
+	u->head_ref = u->next_ref = 1;
+	broker_uplink_detach(b);
+	b->up = u;
+	return 0;
+}
+
+void
+broker_uplink_detach(struct broker *b)
+{
+	if (b->up == NULL)
+		return;
+	free(b->up->ring);
+	free(b->up);
+	b->up = NULL;
+}
+
+static inline struct uplink_ent *
+ent(struct broker_uplink *u, uint64_t ref)
+{
+	return &u->ring[ref & u->mask];
+}
+
+static bool
+ring_full(const struct broker_uplink *u)
+{
+	return u->next_ref - u->head_ref > u->mask;
+}
+
+/* The topic a PUBLISH names, through its 5.0 alias (without changing it: handle_publish does);
+ * false when it cannot be told (handle_publish refuses it). */
+static bool
+peek_topic(const struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str *t)
+{
+	uint32_t a;
+
+	*t = p->topic;
+	if (p->topic.len > 0 || c->version != MQTT_V5 ||
+	    !mqtt_props_has(&p->props, MQTT_PROP_TOPIC_ALIAS))
+		return p->topic.len > 0;
+	a = p->props.v[MQTT_PROP_TOPIC_ALIAS].u;
+	if (a == 0 || a > c->b->cfg.topic_alias_max || c->aliases == NULL)
+		return false;
+	*t = c->aliases[a - 1];
+	return t->len > 0;
+}
+
+bool
+uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
+{
+	struct broker_uplink *u = c->b->up;
+	const struct mqtt_publish *p = &pkt->publish;
+	struct mqtt_str t;
+	int rc;
+
+	if (u == NULL || pkt->type != MQTT_PUBLISH || p->qos == 0 || c->state != CONN_ACTIVE ||
+	    !peek_topic(c, p, &t) || topic_is_sys(t) ||
+	    u->ops->wants(u->uctx, t.s, t.len, p->qos) != BROKER_UPLINK_DURABLE)
+		return true;
+	if (p->qos == 2 && c->s != NULL) { /* a resend awaiting PUBREL is not submitted again */
+		for (uint16_t i = 0; i < c->s->n_rx_qos2; i++)
+			if (c->s->rx_qos2[i] == p->packet_id)
+				return true;
+	}
+	rc = ring_full(u) ? -ENOBUFS : u->ops->room(u->uctx, t.len, p->payload_at.len);
+	if (rc == 0 || rc == -EMSGSIZE) /* too large: refused in uplink_publish */
+		return true;
+	u->full |= ring_full(u);
+	conn_hold(c, HOLD_UPLINK);
+	return false;
+}
+
+enum uplink_verdict
+uplink_publish(struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason)
+{
+	struct broker *b = c->b;
+	struct broker_uplink *u = b->up;
+	enum broker_uplink_class cls;
+	uint64_t ref;
+	int rc;
+
+	if (u == NULL)
+		return UPLINK_ACK_NOW;
+	cls = u->ops->wants(u->uctx, m->topic.s, m->topic.len, m->qos);
+	if (cls == BROKER_UPLINK_NONE)
+		return UPLINK_ACK_NOW;
+	if (cls == BROKER_UPLINK_BEST_EFFORT || m->qos == 0) {
+		rc = u->ops->submit(u->uctx, 0, m->qos, m->retain, m->topic.s, m->topic.len,
+		    m->payload, m->payload_len);
+		broker_count(b, rc == 0 ? BROKER_C_UPLINK_TX : BROKER_C_UPLINK_BEST_EFFORT_DROP);
+		return UPLINK_ACK_NOW;
+	}
+	ref = u->next_ref;
+	rc = ring_full(u) ? -ENOBUFS
+			  : u->ops->submit(u->uctx, ref, m->qos, m->retain, m->topic.s,
+				m->topic.len, m->payload, m->payload_len);
+	if (rc != 0) { /* admitted, then refused: too large, or the channel went away */
+		conn_kill(c, rc == -EMSGSIZE ? MQTT_RC_PACKET_TOO_LARGE : MQTT_RC_UNSPECIFIED_ERROR,
+		    rc == -EMSGSIZE ? BROKER_C_UPLINK_TOO_LARGE : BROKER_C_UPLINK_FAILED);
+		return UPLINK_KILLED;
+	}
+	*ent(u, ref) = (struct uplink_ent){ .c = c,
+		.s = m->qos == 2 ? c->s : NULL,
+		.pid = pid,
+		.qos = m->qos,
+		.reason = reason,
+		.state = UE_WAIT };
+	u->n_qos2 += m->qos == 2 && c->s != NULL;
+	u->next_ref++;
+	c->n_uplink++;
+	broker_count(b, BROKER_C_UPLINK_TX);
+	broker_count(b, BROKER_C_UPLINK_DEFERRED);
+	return UPLINK_DEFERRED;
+}
+
+bool
+uplink_qos2_pending(struct broker_conn *c, uint16_t pid)
+{
+	struct broker_uplink *u = c->b->up;
+
+	if (u == NULL || u->n_qos2 == 0 || c->s == NULL)
+		return false;
+	for (uint64_t r = u->head_ref; r < u->next_ref; r++) {
+		struct uplink_ent *e = ent(u, r);
+
+		if (e->state == UE_WAIT && e->s == c->s && e->pid == pid) {
+			if (e->c != c) { /* resent on a new connection: acknowledged there */
+				if (e->c != NULL)
+					e->c->n_uplink--;
+				e->c = c;
+				c->n_uplink++;
+			}
+			broker_count(c->b, BROKER_C_UPLINK_QOS2_WAIT);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void
+ent_free(struct broker_uplink *u, struct uplink_ent *e)
+{
+	if (e->c != NULL)
+		e->c->n_uplink--;
+	u->n_qos2 -= e->s != NULL;
+	*e = (struct uplink_ent){ 0 };
+}
+
+/* Send e's ack if it fits, keeping this connection's acks in order; else it is owed. */
+static void
+ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
+{
+	struct broker_conn *c = e->c;
+
+	if (c == NULL || !conn_alive(c)) {
+		broker_count(b, BROKER_C_UPLINK_ORPHAN);
+		ent_free(u, e);
+		return;
+	}
+	if (c->n_owed == 0 && conn_send_space(c) >= UPLINK_ACK_ROOM) {
+		conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
+		broker_count(c->b, BROKER_C_UPLINK_ACKED);
+		ent_free(u, e);
+		return;
+	}
+	if (e->state != UE_OWED)
+		c->n_owed++;
+	e->state = UE_OWED;
+}
+
+/* The agent could not make it durable: not acknowledged, and the publisher is closed so that
+ * it sends the message again (docs/broker.md); a QoS 2 id leaves the table of ids awaiting
+ * PUBREL, so that the resend is taken as new. */
+static void
+fail_one(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
+{
+	struct broker_session *s = e->s;
+
+	broker_count(b, BROKER_C_UPLINK_FAILED);
+	for (uint16_t i = 0; s != NULL && i < s->n_rx_qos2; i++)
+		if (s->rx_qos2[i] == e->pid) {
+			s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
+			break;
+		}
+	if (e->c != NULL && conn_alive(e->c))
+		conn_kill(e->c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
+	ent_free(u, e);
+}
+
+static void
+pop_front(struct broker *b, struct broker_uplink *u)
+{
+	while (u->head_ref < u->next_ref && ent(u, u->head_ref)->state == UE_FREE)
+		u->head_ref++;
+	if (u->full && !ring_full(u)) {
+		u->full = false;
+		broker_release_all(b, HOLD_UPLINK, NULL);
+	}
+}
+
+void
+broker_uplink_durable(struct broker *b, uint64_t first, uint64_t last, int status, uint64_t now_ms)
+{
+	struct broker_uplink *u = b->up;
+
+	if (u == NULL)
+		return;
+	b->now_ms = now_ms;
+	if (first < u->head_ref)
+		first = u->head_ref;
+	if (last >= u->next_ref)
+		last = u->next_ref - 1;
+	for (uint64_t r = first; r <= last && r >= first; r++) {
+		struct uplink_ent *e = ent(u, r);
+
+		if (e->state != UE_WAIT)
+			continue; /* answered before (a resend's answer), or owed already */
+		if (status == 0)
+			ack_or_owe(b, u, e);
+		else
+			fail_one(b, u, e);
+	}
+	pop_front(b, u);
+	broker_reap(b);
+}
+
+void
+broker_uplink_ready(struct broker *b, uint64_t now_ms)
+{
+	b->now_ms = now_ms;
+	if (b->up != NULL)
+		broker_release_all(b, HOLD_UPLINK, NULL);
+	broker_reap(b);
+}
+
+void
+uplink_flush_owed(struct broker_conn *c)
+{
+	struct broker_uplink *u = c->b->up;
+
+	for (uint64_t r = u->head_ref; r < u->next_ref && c->n_owed > 0; r++) {
+		struct uplink_ent *e = ent(u, r);
+
+		if (e->c != c || e->state != UE_OWED)
+			continue;
+		if (conn_send_space(c) < UPLINK_ACK_ROOM)
+			return;
+		conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
+		broker_count(c->b, BROKER_C_UPLINK_ACKED);
+		c->n_owed--;
+		ent_free(u, e);
+	}
+	pop_front(c->b, u);
+}
+
+void
+uplink_conn_gone(struct broker_conn *c)
+{
+	struct broker_uplink *u = c->b->up;
+
+	for (uint64_t r = u->head_ref; r < u->next_ref && c->n_uplink > 0; r++) {
+		struct uplink_ent *e = ent(u, r);
+
+		if (e->c != c)
+			continue;
+		c->n_uplink--;
+		e->c = NULL;
+		if (e->state == UE_OWED) /* durable: nothing more to do for it */
+			ent_free(u, e);
+	}
+	c->n_owed = 0;
+	pop_front(c->b, u);
+}
+
+void
+uplink_session_gone(struct broker_session *s)
+{
+	struct broker_uplink *u = s->b->up;
+
+	for (uint64_t r = u->head_ref; r < u->next_ref && u->n_qos2 > 0; r++) {
+		struct uplink_ent *e = ent(u, r);
+
+		if (e->s == s) {
+			e->s = NULL;
+			u->n_qos2--;
+		}
+	}
+}
+
+uint32_t
+broker_uplink_pending(const struct broker *b)
+{
+	return b->up != NULL ? (uint32_t)(b->up->next_ref - b->up->head_ref) : 0;
+}

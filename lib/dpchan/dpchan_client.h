@@ -1,0 +1,57 @@
+/*
+ * dpchan_client.h: the dataplane's end of the channel to the agent, one per worker lcore.
+ * Run to completion: nothing blocks. dpchan_client_submit() copies a record into the lcore's
+ * pending arena (bounded by pending_bytes); dpchan_client_poll(), once per loop iteration,
+ * sends every record not sent yet as one frame (a batch), reads the agent's DURABLE and DOWN
+ * frames, and reconnects on a timer with exponential backoff when the agent is absent or went
+ * away. A record stays in the arena until the agent reports it durable (or failed): after a
+ * reconnect every such record is sent again, under the same ref. QoS 0 (ref 0) records leave
+ * the arena once sent.
+ */
+#ifndef EDGEGW_DPCHAN_CLIENT_H
+#define EDGEGW_DPCHAN_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dpchan.h"
+
+struct dpchan_client;
+
+struct dpchan_client_config {
+	const char *path;          /* the agent's socket (NULL: DPCHAN_DEFAULT_PATH) */
+	uint64_t boot_id;          /* the same for every lcore of one dataplane start */
+	uint32_t lcore;            /* sent in HELLO */
+	uint32_t pending_bytes;    /* arena: records not yet durable (0: 4 MiB) */
+	uint32_t reconnect_min_ms; /* backoff after a failed attempt (0: 100), doubled up to */
+	uint32_t reconnect_max_ms; /* (0: 5000) */
+};
+
+struct dpchan_client_ops {
+	/* The agent's answer for the records of refs first..last (status 0 durable, < 0 not). */
+	void (*durable)(void *arg, uint64_t first, uint64_t last, int status);
+	/* Connected again, or room came back in the arena: submit may succeed now. */
+	void (*ready)(void *arg);
+	/* A downlink publish from the agent. Optional. */
+	void (*down)(void *arg, const struct dpchan_rec *r);
+};
+
+struct dpchan_client *dpchan_client_new(
+    const struct dpchan_client_config *cfg, const struct dpchan_client_ops *ops, void *arg);
+void dpchan_client_free(struct dpchan_client *c);
+
+/* Whether a record of this size would be taken now: 0, -ENOTCONN (not connected), -ENOBUFS
+ * (the arena is full: wait for ready), -EMSGSIZE (it never fits a frame). Counted only by
+ * submit. */
+int dpchan_client_room(const struct dpchan_client *c, size_t topic_len, size_t payload_len);
+/* Copy r in to be sent at the next poll; 0 or room()'s errors (counted). */
+int dpchan_client_submit(struct dpchan_client *c, const struct dpchan_rec *r);
+/* Connect (when due), send, receive. now_ms: the caller's clock (for the backoff). */
+void dpchan_client_poll(struct dpchan_client *c, uint64_t now_ms);
+bool dpchan_client_connected(const struct dpchan_client *c);
+/* Records in the arena (sent or not) and the bytes they take. */
+uint32_t dpchan_client_pending(const struct dpchan_client *c, uint32_t *bytes);
+uint64_t dpchan_client_counter(const struct dpchan_client *c, enum dpchan_counter k);
+
+#endif

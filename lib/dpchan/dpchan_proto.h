@@ -1,0 +1,110 @@
+/*
+ * dpchan_proto.h: the wire format of the channel between the dataplane's worker lcores and the
+ * agent (docs/architecture.md, "dataplane to agent channel"). One frame is one Unix
+ * SOCK_SEQPACKET message: the kernel keeps message boundaries, so there is no stream framing
+ * to resynchronise and a short read cannot happen. All integers are little-endian.
+ *
+ *   frame header (8 bytes): u8 type, u8 version (DPCHAN_VERSION), u16 zero, u32 count
+ *   HELLO    (dataplane -> agent, first frame of a connection, count 1):
+ *            u64 boot_id (random per dataplane start), u32 lcore, u32 software version
+ *   PUB      (dataplane -> agent, count records):
+ *            u64 ref, u8 qos, u8 flags (bit 0 retain), u16 topic_len, u32 payload_len,
+ *            topic, payload. ref 0: best effort, no DURABLE expected; else increasing per
+ *            (boot_id, lcore), the same ref when a record is sent again after a reconnect
+ *   DURABLE  (agent -> dataplane, count ranges): u64 first, u64 last, i32 status
+ *            (0: every record of the range is durable; < 0: -errno, it is not and never will be)
+ *   DOWN     (agent -> dataplane, count records): u8 qos, u8 flags, u16 topic_len,
+ *            u32 payload_len, topic, payload (a cloud message for the broker's subscribers)
+ *
+ * The decoder checks every length against the frame before reading: a malformed frame is
+ * refused whole (DPCHAN_E_*), and the receiver closes that connection and counts it.
+ */
+#ifndef EDGEGW_DPCHAN_PROTO_H
+#define EDGEGW_DPCHAN_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DPCHAN_VERSION      1
+#define DPCHAN_HDR_LEN      8u
+#define DPCHAN_PUB_HDR_LEN  16u /* a PUB record before its topic and payload */
+#define DPCHAN_DOWN_HDR_LEN 8u
+#define DPCHAN_RANGE_LEN    20u
+#define DPCHAN_HELLO_LEN    16u
+/* The largest frame either side sends or accepts: a batch of records, or one record whose
+ * topic and payload fit (the broker refuses to carry a larger one: see dpchan_client.h). Under
+ * the kernel's default socket buffer (net.core.wmem_default, 208 KiB) so one frame always fits
+ * an empty buffer. */
+#define DPCHAN_FRAME_MAX    (128u * 1024u)
+#define DPCHAN_DEFAULT_PATH "/run/edgegw/dpchan.sock"
+
+enum dpchan_type {
+	DPCHAN_HELLO = 1,
+	DPCHAN_PUB = 2,
+	DPCHAN_DURABLE = 3,
+	DPCHAN_DOWN = 4,
+};
+
+/* Why a frame was refused (positive; functions return them negated). */
+enum dpchan_err {
+	DPCHAN_E_SHORT = 1, /* shorter than its header */
+	DPCHAN_E_VERSION,   /* another version */
+	DPCHAN_E_TYPE,      /* unknown type, or one this side does not receive */
+	DPCHAN_E_TRUNCATED, /* a record or range runs past the end of the frame */
+	DPCHAN_E_TRAILING,  /* bytes after the last record the header counts */
+	DPCHAN_E_FIELD,     /* a field out of range (qos > 2, flags, range first > last, ...) */
+	DPCHAN_E_TOO_LARGE, /* over DPCHAN_FRAME_MAX */
+};
+const char *dpchan_strerror(int err);
+
+struct dpchan_hello {
+	uint64_t boot_id;
+	uint32_t lcore;
+	uint32_t sw_version;
+};
+
+/* A PUB or DOWN record; topic and payload point into the frame. */
+struct dpchan_rec {
+	uint64_t ref; /* PUB only */
+	uint8_t qos;
+	bool retain;
+	const char *topic;
+	uint16_t topic_len;
+	const uint8_t *payload;
+	uint32_t payload_len;
+};
+
+struct dpchan_range {
+	uint64_t first, last;
+	int32_t status;
+};
+
+/* Frame header; 0 or -DPCHAN_E_* (type checked by the walkers below). */
+int dpchan_frame_header(const uint8_t *buf, size_t len, uint8_t *type, uint32_t *count);
+void dpchan_put_header(uint8_t *buf, uint8_t type, uint32_t count);
+
+int dpchan_encode_hello(uint8_t *buf, size_t cap, const struct dpchan_hello *h);
+int dpchan_decode_hello(const uint8_t *buf, size_t len, struct dpchan_hello *h);
+
+/* Bytes of one PUB (down false) or DOWN (down true) record. */
+static inline size_t
+dpchan_rec_size(bool down, size_t topic_len, size_t payload_len)
+{
+	return (down ? DPCHAN_DOWN_HDR_LEN : DPCHAN_PUB_HDR_LEN) + topic_len + payload_len;
+}
+/* One record (no frame header) into buf; its size, or -E2BIG / -EINVAL (topic over 65535). */
+int dpchan_put_rec(uint8_t *buf, size_t cap, bool down, const struct dpchan_rec *r);
+
+/*
+ * Walk a whole PUB or DOWN frame: every record is checked before fn sees the first (a frame is
+ * taken or refused whole). fn returns 0 to go on, anything else to stop there (returned).
+ */
+typedef int (*dpchan_rec_fn)(void *arg, const struct dpchan_rec *r);
+int dpchan_decode_recs(const uint8_t *buf, size_t len, uint8_t type, dpchan_rec_fn fn, void *arg);
+
+int dpchan_encode_durable(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n);
+typedef void (*dpchan_range_fn)(void *arg, const struct dpchan_range *r);
+int dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,528 @@
+/*
+ * dpchan_server.c: the agent's end of the channel (dpchan_server.h). An epoll set of its own
+ * (the listening socket and one connection per lcore) so the agent's loop sees one fd; the
+ * streams (per lcore: refs awaiting durability, in token order) outlive their connections.
+ */
+#include "dpchan_server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_CONNS      256u
+#define RANGES_PER_MSG ((DPCHAN_FRAME_MAX - DPCHAN_HDR_LEN) / DPCHAN_RANGE_LEN)
+
+struct waiting {
+	uint64_t token, ref;
+	int32_t status; /* 1: waiting */
+};
+
+struct stream {
+	struct dpchan_hello id;
+	bool used;
+	struct sconn *conn; /* NULL while that lcore is not connected */
+	uint64_t max_ref;   /* highest ref taken */
+	struct waiting *w;  /* ring of max_inflight: refs taken, awaiting durability */
+	uint32_t w_head, w_len;
+};
+
+struct sconn {
+	int fd;
+	bool hello, paused;
+	struct stream *st;
+	uint8_t *rx;
+	size_t rx_len;    /* a PUB frame not taken whole (the sink was full), else 0 */
+	uint32_t rx_done; /* its records taken so far */
+};
+
+struct dpchan_server {
+	struct dpchan_server_config cfg;
+	const struct dpchan_sink_ops *ops;
+	void *arg;
+	int lfd, efd;
+	char path[108];
+	struct sconn *conns[MAX_CONNS];
+	struct stream *streams;
+	uint64_t cnt[DPCHAN_C_COUNT];
+};
+
+struct dpchan_server *
+dpchan_server_new(
+    const struct dpchan_server_config *cfg, const struct dpchan_sink_ops *ops, void *arg)
+{
+	struct dpchan_server *s = calloc(1, sizeof(*s));
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct stat st;
+	int err;
+
+	if (s == NULL)
+		return NULL;
+	s->cfg = *cfg;
+	s->ops = ops;
+	s->arg = arg;
+	s->lfd = s->efd = -1;
+	if (s->cfg.path == NULL)
+		s->cfg.path = DPCHAN_DEFAULT_PATH;
+	if (s->cfg.max_streams == 0)
+		s->cfg.max_streams = 64;
+	if (s->cfg.max_inflight == 0)
+		s->cfg.max_inflight = 65536;
+	if (strlen(s->cfg.path) >= sizeof(sa.sun_path)) {
+		free(s);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	strcpy(s->path, s->cfg.path);
+	strcpy(sa.sun_path, s->path);
+	s->cfg.path = s->path;
+	s->streams = calloc(s->cfg.max_streams, sizeof(*s->streams));
+	/* a socket left by an agent that died is replaced; anything else there is not ours */
+	if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(s->path);
+	if (s->streams == NULL ||
+	    (s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
+	    bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->lfd, 64) != 0 ||
+	    (s->efd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    epoll_ctl(s->efd, EPOLL_CTL_ADD, s->lfd, &ev) != 0) {
+		err = errno;
+		dpchan_server_free(s);
+		errno = err;
+		return NULL;
+	}
+	return s;
+}
+
+static void
+stream_drop(struct stream *st)
+{
+	free(st->w);
+	*st = (struct stream){ 0 };
+}
+
+static void
+conn_close(struct dpchan_server *s, struct sconn *c, const char *why)
+{
+	for (unsigned i = 0; i < MAX_CONNS; i++)
+		if (s->conns[i] == c)
+			s->conns[i] = NULL;
+	if (why != NULL)
+		log_warnx("dpchan: lcore %d: connection closed (%s)",
+		    c->st ? (int)c->st->id.lcore : -1, why);
+	if (c->st != NULL)
+		c->st->conn = NULL;
+	s->cnt[DPCHAN_C_DISCONNECTS]++;
+	close(c->fd); /* leaves the epoll set with it */
+	free(c->rx);
+	free(c);
+}
+
+void
+dpchan_server_free(struct dpchan_server *s)
+{
+	if (s == NULL)
+		return;
+	for (unsigned i = 0; i < MAX_CONNS; i++)
+		if (s->conns[i] != NULL)
+			conn_close(s, s->conns[i], NULL);
+	for (uint32_t i = 0; s->streams != NULL && i < s->cfg.max_streams; i++)
+		stream_drop(&s->streams[i]);
+	free(s->streams);
+	if (s->lfd >= 0) {
+		close(s->lfd);
+		unlink(s->path);
+	}
+	if (s->efd >= 0)
+		close(s->efd);
+	free(s);
+}
+
+int
+dpchan_server_fd(const struct dpchan_server *s)
+{
+	return s->efd;
+}
+
+static void
+watch(struct dpchan_server *s, struct sconn *c, bool in)
+{
+	struct epoll_event ev = { .events = in ? EPOLLIN : 0, .data.ptr = c };
+
+	epoll_ctl(s->efd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void
+accept_all(struct dpchan_server *s)
+{
+	int fd;
+
+	while ((fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+		struct sconn *c = calloc(1, sizeof(*c));
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		unsigned i = 0;
+
+		while (i < MAX_CONNS && s->conns[i] != NULL)
+			i++;
+		if (c == NULL || i == MAX_CONNS || (c->rx = malloc(DPCHAN_FRAME_MAX)) == NULL ||
+		    epoll_ctl(s->efd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			s->cnt[DPCHAN_C_LIMIT_STREAMS]++;
+			if (c != NULL)
+				free(c->rx);
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		s->conns[i] = c;
+	}
+}
+
+/* The stream of this HELLO: the lcore's, continued when the boot id is the same. */
+static struct stream *
+stream_of(struct dpchan_server *s, const struct dpchan_hello *h)
+{
+	struct stream *free_st = NULL;
+
+	for (uint32_t i = 0; i < s->cfg.max_streams; i++) {
+		struct stream *st = &s->streams[i];
+
+		if (st->used && st->id.lcore == h->lcore) {
+			if (st->id.boot_id == h->boot_id)
+				return st;
+			stream_drop(
+			    st); /* the dataplane restarted: its old refs mean nothing now */
+			free_st = st;
+			break;
+		}
+		if (!st->used && free_st == NULL)
+			free_st = st;
+	}
+	if (free_st == NULL)
+		return NULL;
+	if ((free_st->w = calloc(s->cfg.max_inflight, sizeof(*free_st->w))) == NULL)
+		return NULL;
+	free_st->used = true;
+	free_st->id = *h;
+	return free_st;
+}
+
+static bool
+send_frame(struct dpchan_server *s, struct sconn *c, const uint8_t *buf, size_t len)
+{
+	if (send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len) {
+		s->cnt[DPCHAN_C_FRAMES_TX]++;
+		return true;
+	}
+	/* the dataplane does not read: it resends after reconnecting and is answered then */
+	s->cnt[DPCHAN_C_SEND_FAIL]++;
+	return false;
+}
+
+struct take_ctx {
+	struct dpchan_server *s;
+	struct sconn *c;
+	uint32_t i;
+	struct dpchan_range now[64]; /* answers that go at once (failed, or already durable) */
+	uint32_t n_now;
+};
+
+static void
+flush_now(struct take_ctx *t)
+{
+	uint8_t buf[DPCHAN_HDR_LEN + 64 * DPCHAN_RANGE_LEN];
+	int len = dpchan_encode_durable(buf, sizeof(buf), t->now, t->n_now);
+
+	if (t->n_now > 0 && len > 0 && send_frame(t->s, t->c, buf, (size_t)len))
+		t->s->cnt[DPCHAN_C_DURABLE_TX] += t->n_now;
+	t->n_now = 0;
+}
+
+/* Whether ref is taken and still awaits durability. */
+static bool
+stream_waits(const struct stream *st, uint64_t ref, uint32_t max)
+{
+	for (uint32_t i = 0; i < st->w_len; i++)
+		if (st->w[(st->w_head + i) % max].ref == ref)
+			return true;
+	return false;
+}
+
+/* One record: 0 taken (or known), 1 stop here (sink full or too many waiting). */
+static int
+take_one(void *arg, const struct dpchan_rec *r)
+{
+	struct take_ctx *t = arg;
+	struct dpchan_server *s = t->s;
+	struct stream *st = t->c->st;
+	uint32_t max = s->cfg.max_inflight;
+	uint64_t token;
+	int rc;
+
+	if (t->i++ < t->c->rx_done)
+		return 0; /* taken before the sink filled up */
+	if (r->ref != 0 && r->ref <= st->max_ref) {
+		s->cnt[DPCHAN_C_RECS_DUP]++;
+		if (!stream_waits(st, r->ref, max)) { /* durable already: say so again */
+			if (t->n_now == 64)
+				flush_now(t);
+			t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, 0 };
+		}
+		t->c->rx_done++;
+		return 0;
+	}
+	if (r->ref != 0 && st->w_len == max) {
+		s->cnt[DPCHAN_C_LIMIT_INFLIGHT]++;
+		return 1;
+	}
+	rc = s->ops->submit(s->arg, &st->id, r, &token);
+	if (rc == -ENOBUFS) {
+		s->cnt[DPCHAN_C_SINK_FULL]++;
+		return 1;
+	}
+	s->cnt[DPCHAN_C_RECS_RX]++;
+	t->c->rx_done++;
+	if (r->ref == 0)
+		return 0;
+	st->max_ref = r->ref;
+	if (rc > 0) { /* taken, nothing to wait for: answered now */
+		if (t->n_now == 64)
+			flush_now(t);
+		t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, 0 };
+		return 0;
+	}
+	if (rc < 0) {
+		s->cnt[DPCHAN_C_SINK_FAIL]++;
+		if (t->n_now == 64)
+			flush_now(t);
+		t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, rc };
+		return 0;
+	}
+	st->w[(st->w_head + st->w_len++) % max] = (struct waiting){ token, r->ref, 1 };
+	return 0;
+}
+
+/* Take what remains of the connection's current PUB frame (checked whole first): 0 all
+ * taken, 1 paused (the sink is full: not read until it has room), < 0 malformed. */
+static int
+take_frame(struct dpchan_server *s, struct sconn *c)
+{
+	struct take_ctx t = { .s = s, .c = c };
+	int rc = dpchan_decode_recs(c->rx, c->rx_len, DPCHAN_PUB, take_one, &t);
+
+	flush_now(&t);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		if (!c->paused)
+			watch(s, c, false);
+		c->paused = true;
+		return 1;
+	}
+	if (c->paused)
+		watch(s, c, true);
+	c->paused = false;
+	c->rx_len = 0;
+	c->rx_done = 0;
+	return 0;
+}
+
+/* One frame received on c; false when c was closed. */
+static bool
+frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
+{
+	struct dpchan_hello h;
+	uint8_t type;
+	uint32_t count;
+	int rc = dpchan_frame_header(c->rx, n, &type, &count);
+
+	s->cnt[DPCHAN_C_FRAMES_RX]++;
+	if (rc == 0 && !c->hello) {
+		if ((rc = dpchan_decode_hello(c->rx, n, &h)) == 0) {
+			if ((c->st = stream_of(s, &h)) == NULL) {
+				s->cnt[DPCHAN_C_LIMIT_STREAMS]++;
+				conn_close(s, c, "max_streams reached");
+				return false;
+			}
+			if (c->st->conn != NULL) /* the same lcore again: the newer one wins */
+				conn_close(s, c->st->conn, "replaced by a new connection");
+			c->st->conn = c;
+			c->hello = true;
+			s->cnt[DPCHAN_C_CONNECTS]++;
+			log_info("dpchan: lcore %u connected (boot %016llx, %u refs await "
+				 "durability)",
+			    h.lcore, (unsigned long long)h.boot_id, c->st->w_len);
+			return true;
+		}
+	} else if (rc == 0 && type != DPCHAN_PUB) {
+		rc = -DPCHAN_E_TYPE;
+	} else if (rc == 0) {
+		c->rx_len = n;
+		c->rx_done = 0;
+		if ((rc = take_frame(s, c)) >= 0)
+			return true;
+	}
+	s->cnt[DPCHAN_C_BAD_FRAME]++;
+	conn_close(s, c, dpchan_strerror(rc));
+	return false;
+}
+
+/* Read c's frames while it is not paused. */
+static void
+conn_input(struct dpchan_server *s, struct sconn *c)
+{
+	for (unsigned i = 0; i < 64 && !c->paused; i++) {
+		ssize_t n = recv(c->fd, c->rx, DPCHAN_FRAME_MAX, MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			conn_close(s, c, n == 0 ? NULL : strerror(errno));
+			return;
+		}
+		if ((size_t)n > DPCHAN_FRAME_MAX) {
+			s->cnt[DPCHAN_C_BAD_FRAME]++;
+			conn_close(s, c, dpchan_strerror(-DPCHAN_E_TOO_LARGE));
+			return;
+		}
+		if (!frame_in(s, c, (size_t)n))
+			return;
+	}
+}
+
+void
+dpchan_server_run(struct dpchan_server *s)
+{
+	struct epoll_event ev[32];
+	int n;
+
+	for (unsigned i = 0; i < MAX_CONNS; i++) { /* paused ones: room in the sink now? */
+		struct sconn *c = s->conns[i];
+
+		if (c != NULL && c->paused && take_frame(s, c) == 0)
+			conn_input(s, c);
+	}
+	while ((n = epoll_wait(s->efd, ev, 32, 0)) > 0) {
+		for (int i = 0; i < n; i++) {
+			struct sconn *c = ev[i].data.ptr;
+			bool live = false;
+
+			if (c == NULL) {
+				accept_all(s);
+				continue;
+			}
+			for (unsigned j = 0; j < MAX_CONNS && !live; j++) /* not closed meanwhile */
+				live = s->conns[j] == c;
+			if (live)
+				conn_input(s, c);
+		}
+		if (n < 32)
+			break;
+	}
+}
+
+/* Send the ranges gathered for st (to its connection, if it has one). */
+static void
+send_ranges(struct dpchan_server *s, struct stream *st, const struct dpchan_range *v, uint32_t n)
+{
+	static uint8_t buf[DPCHAN_HDR_LEN + RANGES_PER_MSG * DPCHAN_RANGE_LEN];
+	int len;
+
+	if (n == 0 || st->conn == NULL)
+		return; /* not connected: the lcore sends them again, answered then */
+	len = dpchan_encode_durable(buf, sizeof(buf), v, n);
+	if (len > 0 && send_frame(s, st->conn, buf, (size_t)len))
+		s->cnt[DPCHAN_C_DURABLE_TX] += n;
+	else if (len > 0)
+		conn_close(s, st->conn, "its socket buffer is full");
+}
+
+static void
+stream_durable(
+    struct dpchan_server *s, struct stream *st, uint64_t first, uint64_t last, int status)
+{
+	uint32_t max = s->cfg.max_inflight;
+	struct dpchan_range v[256];
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < st->w_len; i++) {
+		struct waiting *w = &st->w[(st->w_head + i) % max];
+
+		if (w->token > last)
+			break;
+		if (w->token >= first && w->status == 1)
+			w->status = status;
+	}
+	while (st->w_len > 0 && st->w[st->w_head].status != 1) { /* in ref order */
+		struct waiting *w = &st->w[st->w_head];
+
+		if (n > 0 && v[n - 1].last + 1 == w->ref && v[n - 1].status == w->status) {
+			v[n - 1].last = w->ref;
+		} else {
+			if (n == 256) {
+				send_ranges(s, st, v, n);
+				n = 0;
+			}
+			v[n++] = (struct dpchan_range){ w->ref, w->ref, w->status };
+		}
+		st->w_head = (st->w_head + 1) % max;
+		st->w_len--;
+	}
+	send_ranges(s, st, v, n);
+	/* a connection paused for max_inflight takes records again at the next run */
+}
+
+void
+dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, int status)
+{
+	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
+		if (s->streams[i].used && s->streams[i].w_len > 0)
+			stream_durable(s, &s->streams[i], first, last, status > 0 ? 0 : status);
+}
+
+int
+dpchan_server_down(struct dpchan_server *s, const struct dpchan_rec *r)
+{
+	static uint8_t buf[DPCHAN_FRAME_MAX];
+
+	for (uint32_t i = 0; i < s->cfg.max_streams; i++) {
+		struct stream *st = &s->streams[i];
+		int len;
+
+		if (!st->used || st->conn == NULL)
+			continue;
+		len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, r);
+		if (len < 0)
+			return len;
+		dpchan_put_header(buf, DPCHAN_DOWN, 1);
+		if (send(st->conn->fd, buf, (size_t)len + DPCHAN_HDR_LEN,
+			MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		s->cnt[DPCHAN_C_FRAMES_TX]++;
+		s->cnt[DPCHAN_C_DOWN_TX]++;
+		return 0;
+	}
+	return -ENOTCONN;
+}
+
+uint32_t
+dpchan_server_connected(const struct dpchan_server *s)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
+		n += s->streams[i].used && s->streams[i].conn != NULL;
+	return n;
+}
+
+uint64_t
+dpchan_server_counter(const struct dpchan_server *s, enum dpchan_counter k)
+{
+	return (unsigned)k < DPCHAN_C_COUNT ? s->cnt[k] : 0;
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""Store and forward of sensor messages (issue 15), in the whole lab site: a sensor's QoS 1
+PUBLISH on plant/... goes from the dataplane's broker over the channel (lib/dpchan) into the
+agent's store (spool on disk) and up to the lab's cloud Mosquitto under site/lab/plant/...
+(the lab's uplink rules); its PUBACK comes only once the agent has it on disk.
+
+(a) 20 messages: each PUBACK comes, and the cloud subscriber gets every id.
+(b) The agent is stopped (SIGSTOP): a message sent meanwhile reaches the channel but gets no
+    PUBACK; the stopped agent is then SIGKILLed (lab kill agent: the supervisor restarts it), the
+    dataplane reconnects and sends the record again, the new agent stores it, the PUBACK comes
+    and the message reaches the cloud."""
+import os
+import signal
+import sys
+import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
+import labtest  # noqa: E402
+from labtest import check, log  # noqa: E402
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+CLOUD = "198.18.1.2"
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
+TOPIC = "plant/line1/temp"
+
+
+def agent_binary():
+    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
+
+
+def make_config(path):
+    """The lab's config (its rules send plant/# up as site/lab/plant/#, durable; its dataplane
+    has the channel to the agent on), with a short reconnect bound, from a copy in /tmp."""
+    with open(os.path.join(ROOT, "configs/lab/gateway.yaml")) as f:
+        text = f.read()
+    old = "channel: {path: /run/edgegw-lab/egw-/dpchan.sock}"
+    check(old in text, "configs/lab/gateway.yaml: the channel to the agent is on")
+    text = text.replace(old, old[:-1] + ", reconnect_max: 500ms}")
+    text = text.replace("profiles_dir: ../profiles",
+                        "profiles_dir: %s" % os.path.realpath(os.path.join(ROOT, "configs/profiles")))
+    with open(path, "w") as f:
+        f.write(text)
+
+
+class Cloud:
+    """A subscriber on the cloud broker: the payloads received under site/lab/plant/#."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.got = {}
+        self.c = mqtt.Client(client_id="ssf-cloud", clean_session=True)
+        self.c.on_message = self.on_message
+        self.c.connect(CLOUD, 1883, keepalive=30)
+        self.c.subscribe("site/lab/plant/#", qos=1)
+        self.c.loop_start()
+
+    def on_message(self, c, u, msg):
+        with self.lock:
+            key = (msg.topic, msg.payload.decode(errors="replace"))
+            self.got[key] = self.got.get(key, 0) + 1
+
+    def has(self, payload):
+        with self.lock:
+            return ("site/lab/" + TOPIC, payload) in self.got
+
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def dpchan(lab):
+    return labtest.dpstat.query("/edgegw/dpchan", lab.prefix)
+
+
+def test():
+    if not os.path.exists(agent_binary()):
+        log("SKIP: no agent in this build (%s)" % agent_binary())
+        sys.exit(77)
+    cfg = "/tmp/egw-ssf-%d.yaml" % os.getpid()
+    make_config(cfg)
+    try:
+        with labtest.Lab("ss", site=True, config=cfg) as lab:
+            run(lab)
+    finally:
+        os.unlink(cfg)
+
+
+def run(lab):
+    labtest.setns_path("/run/netns/%scloud" % lab.prefix)
+    cloud = Cloud()
+    lab.enter_sensors()
+    sensor = mqtt.Client(client_id="ssf-sensor", clean_session=False, protocol=mqtt.MQTTv311)
+    sensor.connect(labtest.GW, 1883, keepalive=60)
+    sensor.loop_start()
+
+    # (a) every message acknowledged once durable, and at the cloud
+    msgs = [sensor.publish(TOPIC, "id-%d" % i, qos=1) for i in range(1, 21)]
+    labtest.wait_for(lambda: all(m.is_published() for m in msgs), 30)
+    check(all(m.is_published() for m in msgs), "(a) every PUBACK came (the agent made each durable)")
+    labtest.wait_for(lambda: all(cloud.has("id-%d" % i) for i in range(1, 21)), 30)
+    check(all(cloud.has("id-%d" % i) for i in range(1, 21)),
+          "(a) the cloud got all 20 under site/lab/%s" % TOPIC)
+    c = labtest.dpstat.query("/edgegw/broker", lab.prefix)
+    check(c["UPLINK_DEFERRED"] >= 20 and c["UPLINK_ACKED"] >= 20,
+          "(a) the PUBACKs were deferred until durable (deferred %d, acked %d)" %
+          (c["UPLINK_DEFERRED"], c["UPLINK_ACKED"]))
+
+    # (b) the agent stopped: no PUBACK; killed and restarted: the record sent again, acknowledged
+    pid = int(open(lab.runtime("agent.pid")).read())
+    os.kill(pid, signal.SIGSTOP)
+    sent = dpchan(lab)["RECS_TX"]
+    m = sensor.publish(TOPIC, "id-stopped", qos=1)
+    labtest.wait_for(lambda: dpchan(lab)["RECS_TX"] > sent, 10)
+    check(dpchan(lab)["RECS_TX"] > sent, "(b) the record went into the channel")
+    check(not m.is_published(), "(b) no PUBACK while the agent is stopped")
+    lab.run("kill", "agent")
+    labtest.wait_for(m.is_published, 30)
+    check(m.is_published(), "(b) the PUBACK came from the restarted agent")
+    labtest.wait_for(lambda: cloud.has("id-stopped"), 30)
+    check(cloud.has("id-stopped"), "(b) the message sent while the agent was stopped reached the cloud")
+    c = dpchan(lab)
+    log("channel: connects %d, records sent %d, resent %d, durable %d" %
+        (c["CONNECTS"], c["RECS_TX"], c["RECS_RESENT"], c["DURABLE_OK"]))
+    check(c["RECS_RESENT"] >= 1 and c["CONNECTS"] >= 2, "(b) reconnected and resent")
+    sensor.loop_stop()
+    cloud.stop()
+    labtest.setns_path(labtest.HOME_NETNS)
+
+
+if __name__ == "__main__":
+    labtest.main(test)

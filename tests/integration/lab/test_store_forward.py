@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""Store and forward of the poller's readings (issue 15), in the whole lab site: a cloud subscriber
+(in the cloud namespace, connected throughout) checks every reading by its id, (device, point,
+ts_ms). The lab's rules are changed so that every reading goes up with QoS 1 and the oven's with
+QoS 2 (exactly once).
+
+(a) The uplink is cut (lab link cloud down: a silent dead zone) for 20 s while the poller keeps
+    producing: the readings wait in the spool on disk (records_live grows), and after lab link
+    cloud up every reading the agent made durable arrives.
+(b) With the link down again the agent is SIGKILLed (lab kill agent: the supervisor restarts
+    it): the new agent recovers the spool, resumes the QoS 2 exchanges under their packet ids,
+    and after link up every reading the first agent had made durable arrives too; no QoS 2
+    reading arrives twice.
+(c) The agent is SIGKILLed again with the link up, mid-stream: the same holds.
+
+The oracle is the agent's own count of durable records (stats file, written every second): the
+readings received must reach it (see Cloud for how readings are told apart). A reading lost after it was durable keeps the count short and
+the test fails; the old agent (an in-memory queue, no spool) fails (b) and has no such count."""
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
+import labtest  # noqa: E402
+from labtest import check, log  # noqa: E402
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+CLOUD = "198.18.1.2"
+DEVICES = {"main-meter", "pv-meter", "oven-tc", "hall2-meter"}
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
+
+RULES = """uplink:
+  site: lab
+  rules:
+    - {match: "site/lab/oven-tc/#", topic: "{topic}", qos: 2, class: alarm}
+    - {match: "site/lab/#", topic: "{topic}", qos: 1}
+  spool: {dir: /run/edgegw-lab/egw-/spool, max_bytes: 64m}
+
+"""
+
+
+def agent_binary():
+    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
+
+
+def make_config(path):
+    """The lab's config with the rules above, stats every second, a short keepalive and reconnect
+    bound (a cut is noticed in 15 s and the link retried every few seconds)."""
+    with open(os.path.join(ROOT, "configs/lab/gateway.yaml")) as f:
+        text = f.read()
+    start, end = text.index("uplink:\n"), text.index("# The agent:")
+    text = text[:start] + RULES + text[end:]
+    text = text.replace("keepalive: 30s,", "keepalive: 10s, reconnect_max: 4s,")
+    text = text.replace("interval: 5s}", "interval: 1s}")
+    text = text.replace("profiles_dir: ../profiles",
+                        "profiles_dir: %s" % os.path.realpath(os.path.join(ROOT, "configs/profiles")))
+    with open(path, "w") as f:
+        f.write(text)
+
+
+class Cloud:
+    """A subscriber on the cloud broker. A good reading is named by (device, point, ts_ms): each
+    read has its own time. A reading of another quality (stale, comm-failure) keeps the time of
+    the last good read and is repeated by the heartbeat, so those are counted one by one (a
+    resent duplicate of one of them makes the check lenient, never wrong)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.count, self.qos, self.devices, self.other = {}, {}, set(), 0
+        self.c = mqtt.Client(client_id="sf-cloud", clean_session=True)
+        self.c.on_message = self.on_message
+        self.c.connect(CLOUD, 1883, keepalive=30)
+        self.c.subscribe("site/lab/#", qos=2)
+        self.c.loop_start()
+
+    def on_message(self, c, u, msg):
+        try:
+            m = json.loads(msg.payload)
+            key = (m["device"], m["point"], m["ts_ms"])
+            good = m["quality"] == "good"
+        except (ValueError, KeyError, TypeError):
+            return
+        with self.lock:
+            self.devices.add(m["device"])
+            if not good:
+                self.other += 1
+                return
+            self.count[key] = self.count.get(key, 0) + 1
+            self.qos[key] = msg.qos
+
+    def unique(self):
+        with self.lock:
+            return len(self.count) + self.other
+
+    def twice(self, qos):
+        with self.lock:
+            return [k for k, n in self.count.items() if n > 1 and self.qos[k] == qos]
+
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def stats(lab):
+    try:
+        with open(lab.runtime("agent-stats.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def store(lab):
+    st = stats(lab)
+    return st["store"] if st and "store" in st else None
+
+
+def wait_store(lab, pred, timeout_s):
+    labtest.wait_for(lambda: store(lab) is not None and pred(store(lab)), timeout_s)
+    s = store(lab)
+    return s if s is not None and pred(s) else None
+
+
+def diagnose(lab):
+    """On failure: the agent's store and link counters and its log's tail."""
+    st = stats(lab) or {}
+    log("agent store: %s" % st.get("store"))
+    log("agent uplink: %s" % st.get("uplink"))
+    try:
+        with open(lab.runtime("agent.log")) as f:
+            log("agent log tail:\n" + "".join("    " + x for x in f.readlines()[-60:]))
+    except OSError:
+        pass
+
+
+def test():
+    if not os.path.exists(agent_binary()):
+        log("SKIP: no agent in this build (%s)" % agent_binary())
+        sys.exit(77)
+    cfg = "/tmp/egw-sf-%d.yaml" % os.getpid()
+    make_config(cfg)
+    try:
+        with labtest.Lab("sf", site=True, config=cfg) as lab:
+            try:
+                run(lab)
+            except labtest.CheckFailed:
+                diagnose(lab)
+                raise
+    finally:
+        os.unlink(cfg)
+
+
+def run(lab):
+    labtest.setns_path("/run/netns/%scloud" % lab.prefix)
+    cloud = Cloud()
+    labtest.wait_for(lambda: DEVICES <= cloud.devices, 30)
+    check(DEVICES <= cloud.devices, "all four devices report through the spool (%s)" %
+          sorted(cloud.devices))
+
+    # (a) the uplink cut for 20 s while the poller keeps producing
+    s0 = wait_store(lab, lambda s: s["durable"] > 0, 10)
+    check(s0 is not None, "the agent's stats count durable records")
+    lab.run("link", "cloud", "down")
+    got0 = cloud.unique()
+    time.sleep(20)  # the outage itself
+    s1 = store(lab)
+    live = s1["spool"]["records_live"]
+    log("(a) during the cut: %d readings durable, %d waiting in the spool, %d received" %
+        (s1["durable"], live, cloud.unique()))
+    check(s1["durable"] > s0["durable"] + 20, "the poller kept producing into the spool")
+    check(live > 10, "readings wait in the spool while the link is down (%d)" % live)
+    lab.run("link", "cloud", "up")
+    s2 = store(lab)
+    labtest.wait_for(lambda: cloud.unique() >= s2["durable"], 60)
+    log("(a) after link up: %d received, %d durable before" % (cloud.unique(), s2["durable"]))
+    check(cloud.unique() >= s2["durable"],
+          "every durable reading arrived after the cut (%d received, %d durable)" %
+          (cloud.unique(), s2["durable"]))
+    check(cloud.unique() > got0 + 20, "the backlog of the cut arrived")
+    check(not cloud.twice(2), "no QoS 2 reading twice after the cut: %s" % cloud.twice(2)[:3])
+
+    # (b) SIGKILL of the agent with readings in the spool and QoS 2 exchanges under way
+    lab.run("link", "cloud", "down")
+    before = store(lab)["durable"]
+    labtest.wait_for(lambda: store(lab)["durable"] >= before + 40, 20)
+    d1 = store(lab)["durable"]  # the first agent's durable count, a second old at most
+    lab.run("kill", "agent")
+    # the new agent: its stats file replaces the old one once it runs
+    pid = int(open(lab.runtime("agent.pid")).read())
+    labtest.wait_for(lambda: (stats(lab) or {}).get("pid") == pid, 10)
+    check((stats(lab) or {}).get("pid") == pid, "the restarted agent writes its stats")
+    lab.run("link", "cloud", "up")
+    s3 = store(lab)
+    log("(b) restarted agent: %d spool records recovered, %d QoS 2 exchanges resumed" %
+        (stats(lab)["store"]["spool"]["recovered_records"], s3["restored"]))
+    check(s3["restored"] >= 1, "QoS 2 readings in flight at the kill resume under their packet ids")
+    need = lambda: d1 + store(lab)["durable"]  # noqa: E731
+    labtest.wait_for(lambda: cloud.unique() >= need(), 60)
+    total_durable = need()
+    log("(b) received %d readings in all; durable: %d by the first agent (before the kill), %d "
+        "by the second" % (cloud.unique(), d1, total_durable - d1))
+    check(cloud.unique() >= total_durable,
+          "every reading made durable by either agent arrived (%d received, %d durable)" %
+          (cloud.unique(), total_durable))
+    twice = cloud.twice(2)
+    check(not twice, "no QoS 2 reading arrived twice across the kill: %s" % twice[:3])
+
+    # (c) SIGKILL mid-stream with the link up: QoS 2 exchanges caught in any phase
+    d2 = store(lab)["durable"]
+    lab.run("kill", "agent")  # returns once the new agent is connected
+    pid = int(open(lab.runtime("agent.pid")).read())
+    labtest.wait_for(lambda: (stats(lab) or {}).get("pid") == pid, 10)
+    labtest.wait_for(lambda: store(lab)["durable"] >= 20, 15)  # the third agent produces too
+    need = lambda: d1 + d2 + store(lab)["durable"]  # noqa: E731
+    labtest.wait_for(lambda: cloud.unique() >= need(), 30)
+    total_durable = need()
+    log("(c) received %d readings in all, %d durable by the three agents" %
+        (cloud.unique(), total_durable))
+    check(cloud.unique() >= total_durable,
+          "every durable reading arrived across a kill mid-stream (%d received, %d durable)" %
+          (cloud.unique(), total_durable))
+    twice = cloud.twice(2)
+    check(not twice, "no QoS 2 reading arrived twice across a kill mid-stream: %s" % twice[:3])
+    log("QoS 1 readings received twice (allowed: at least once): %d" % len(cloud.twice(1)))
+    cloud.stop()
+    labtest.setns_path(labtest.HOME_NETNS)
+
+
+if __name__ == "__main__":
+    labtest.main(test)

@@ -1,0 +1,557 @@
+/*
+ * test_store.c: agent/uplink/store.c against a fake uplink (records what it is given, acts as
+ * the cloud through the delivery hooks) and a spool on a temporary directory whose fdatasync can
+ * be made to fail: the rules decide (unmatched: -ENOENT), a full spool refuses (-ENOBUFS), a
+ * failed commit is reported and its records never sent, records go up only once durable and are
+ * released only when acknowledged, QoS 2 phases survive a restart (restored under their packet
+ * id), the uplink's refusals and a full uplink are counted.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store.h"
+#include "uplink.h"
+
+/* ---- the fake uplink ---- */
+
+struct given {
+	char topic[128];
+	char payload[64];
+	uint8_t qos;
+	bool retain, done;
+	uint64_t ref;
+	uint16_t packet_id;
+	int phase; /* 0: sent as new, else restored in that phase */
+};
+
+struct fake_up {
+	struct uplink up;
+	struct given g[4096];
+	size_t n, outstanding;
+	int send_rc; /* what send returns (0, -ENOBUFS, -EINVAL) */
+	int restore_rc;
+};
+
+static int
+fake_send(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos, bool retain,
+    uint64_t ref)
+{
+	struct fake_up *f = (struct fake_up *)u;
+	struct given *g;
+
+	if (f->send_rc != 0)
+		return f->send_rc;
+	assert_true(f->n < sizeof(f->g) / sizeof(f->g[0]));
+	g = &f->g[f->n++];
+	memset(g, 0, sizeof(*g));
+	snprintf(g->topic, sizeof(g->topic), "%s", topic);
+	snprintf(g->payload, sizeof(g->payload), "%.*s", (int)len, (const char *)p);
+	g->qos = qos;
+	g->retain = retain;
+	g->ref = ref;
+	f->outstanding++;
+	return 0;
+}
+
+static int
+fake_restore(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos,
+    bool retain, uint64_t ref, uint16_t packet_id, enum uplink_phase ph)
+{
+	struct fake_up *f = (struct fake_up *)u;
+
+	if (f->restore_rc != 0)
+		return f->restore_rc;
+	assert_int_equal(fake_send(u, topic, p, len, qos, retain, ref), 0);
+	f->g[f->n - 1].packet_id = packet_id;
+	f->g[f->n - 1].phase = (int)ph;
+	return 0;
+}
+
+static size_t
+fake_backlog(const struct uplink *u)
+{
+	return ((const struct fake_up *)u)->outstanding;
+}
+
+static void
+fake_stats(const struct uplink *u, struct uplink_stats *out)
+{
+	(void)u;
+	memset(out, 0, sizeof(*out));
+}
+
+static void
+fake_destroy(struct uplink *u)
+{
+	(void)u;
+}
+
+static const struct uplink_ops fake_ops = { .name = "fake",
+	.send = fake_send,
+	.restore = fake_restore,
+	.backlog = fake_backlog,
+	.stats = fake_stats,
+	.destroy = fake_destroy };
+
+/* The cloud acknowledges given message i. */
+static void
+cloud_ack(struct fake_up *f, size_t i, uint8_t reason)
+{
+	assert_false(f->g[i].done);
+	f->g[i].done = true;
+	f->outstanding--;
+	f->up.dlv.acked(f->up.dlv.arg, f->g[i].ref, reason);
+}
+
+/* ---- a spool whose fdatasync fails on demand ---- */
+
+static bool fail_sync;
+
+static int
+f_fdatasync(void *ctx, int fd)
+{
+	(void)ctx;
+	if (fail_sync) {
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.fdatasync(NULL, fd);
+}
+
+static struct spool_io_ops fault_ops;
+static char dir[64];
+static struct fake_up F;
+static struct store_conf *conf;
+static uint32_t
+    commit_wait_us; /* 0: the default; long: what is submitted together commits together */
+
+static struct store_conf *
+load_conf(const char *uplink_yaml)
+{
+	struct conf_doc *doc;
+	struct store_conf *c;
+	char text[1024], err[256];
+
+	snprintf(text, sizeof(text), "%s", uplink_yaml);
+	assert_int_equal(conf_load_string("t.yaml", text, strlen(text), &doc, err, sizeof(err)), 0);
+	if (store_conf_parse(conf_get(conf_root(doc), "uplink"), &c) != 0)
+		fail_msg("%s", conf_errors(doc));
+	conf_free(doc);
+	c->spool.dir = dir;
+	c->spool.max_bytes = 1 << 20;
+	c->spool.io = &fault_ops;
+	if (commit_wait_us)
+		c->spool.commit_max_wait_us = commit_wait_us;
+	return c;
+}
+
+static const char rules_yaml[] =
+    "uplink:\n"
+    "  site: lab\n"
+    "  rules:\n"
+    "    - {match: \"plant/alarm/#\", topic: \"site/{site}/{topic}\", class: alarm}\n"
+    "    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep}\n"
+    "    - {match: \"meter/+\", topic: \"m/{topic}\", qos: 2}\n"
+    "  spool: {dir: /unused}\n";
+
+static struct store *
+open_store(size_t max_inflight)
+{
+	struct store *s;
+
+	conf = load_conf(rules_yaml);
+	assert_int_equal(store_open(&s, conf, true, &F.up, max_inflight), 0);
+	store_conf_free(conf);
+	store_start(s);
+	return s;
+}
+
+/* Wait (poll, bounded) for the flusher's report, then let the store act on it. */
+static void
+settle(struct store *s)
+{
+	struct pollfd p = { .fd = store_event_fd(s), .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	store_process(s);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	fault_ops = spool_io_posix;
+	fault_ops.fdatasync = f_fdatasync;
+	fail_sync = false;
+	commit_wait_us = 0;
+	memset(&F, 0, sizeof(F));
+	F.up.ops = &fake_ops;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static uint64_t
+counter(struct store *s, enum store_counter c)
+{
+	struct store_stats st;
+
+	store_get_stats(s, &st);
+	return st.c[c];
+}
+
+static uint64_t
+spool_counter(struct store *s, enum spool_counter c)
+{
+	struct store_stats st;
+
+	store_get_stats(s, &st);
+	assert_true(st.has_spool);
+	return st.spool[c];
+}
+
+/* ---- durability reports ---- */
+
+struct reports {
+	uint64_t first, last, n;
+	int status;
+};
+
+static void
+on_report(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct reports *r = arg;
+
+	if (r->n++ == 0)
+		r->first = first;
+	r->last = last;
+	r->status = status;
+}
+
+/* ---- tests ---- */
+
+static void
+test_rules_spool_and_release(void **state)
+{
+	struct store *s = open_store(0);
+	struct reports rep = { 0 };
+	uint64_t seq, seq2;
+
+	(void)state;
+	assert_int_equal(store_on_durable(s, on_report, &rep), 0);
+	assert_int_equal(store_submit(s, "other/x", "1", 1, 1, false, &seq), -ENOENT);
+	assert_int_equal(seq, 0);
+	assert_int_equal(store_submit(s, "plant/line1/t", "p1", 2, 1, true, &seq), 0);
+	assert_int_equal(store_submit(s, "meter/3", "p2", 2, 0, false, &seq2), 0);
+	assert_true(seq2 > seq);
+	assert_int_equal(F.n, 0); /* nothing goes up before it is durable */
+	while (rep.last < seq2)
+		settle(s);
+	assert_int_equal(rep.status, 0);
+	assert_true(rep.first <= seq);
+	assert_int_equal(F.n, 2);
+	assert_string_equal(F.g[0].topic, "site/lab/plant/line1/t");
+	assert_string_equal(F.g[0].payload, "p1");
+	assert_int_equal(F.g[0].qos, 1);
+	assert_true(F.g[0].retain);
+	assert_int_equal(F.g[0].ref, seq);
+	assert_string_equal(F.g[1].topic, "m/meter/3");
+	assert_int_equal(F.g[1].qos, 2); /* the rule's QoS */
+	cloud_ack(&F, 0, 0);
+	cloud_ack(&F, 1, 0x87); /* refused for good: released too */
+	store_process(s);
+	assert_int_equal(counter(s, STORE_C_unmatched), 1);
+	assert_int_equal(counter(s, STORE_C_appended), 2);
+	assert_int_equal(counter(s, STORE_C_durable), 2);
+	assert_int_equal(counter(s, STORE_C_sent), 2);
+	assert_int_equal(counter(s, STORE_C_acked), 1);
+	assert_int_equal(counter(s, STORE_C_cloud_refused), 1);
+	assert_int_equal(counter(s, STORE_C_backlog), 0);
+	assert_int_equal(spool_counter(s, SPOOL_C_acked), 2);
+	/* an ack of what is gone already */
+	F.up.dlv.acked(F.up.dlv.arg, seq, 0);
+	assert_int_equal(counter(s, STORE_C_ack_unknown), 1);
+	store_close(s);
+	/* released: nothing comes back after a restart */
+	F.n = 0;
+	s = open_store(0);
+	store_process(s);
+	assert_int_equal(F.n, 0);
+	store_close(s);
+}
+
+static void
+test_alarm_class_first(void **state)
+{
+	struct store *s;
+	uint64_t seq;
+
+	(void)state;
+	commit_wait_us = 1000000;
+	s = open_store(0);
+	F.send_rc = -ENOBUFS; /* hold everything back until both are durable */
+	assert_int_equal(store_submit(s, "plant/a", "n", 1, 1, false, &seq), 0);
+	assert_int_equal(store_submit(s, "plant/alarm/oven", "a", 1, 1, false, &seq), 0);
+	while (counter(s, STORE_C_durable) < 2)
+		settle(s);
+	F.send_rc = 0;
+	store_process(s);
+	assert_true(counter(s, STORE_C_send_busy) >= 1);
+	assert_int_equal(F.n, 2);
+	/* the held record (the first read: alarm) goes first, then the normal one */
+	assert_string_equal(F.g[0].payload, "a");
+	assert_string_equal(F.g[1].payload, "n");
+	store_close(s);
+}
+
+static void
+test_spool_full_refuses(void **state)
+{
+	struct store *s = open_store(0);
+	static char big[16384];
+	uint64_t seq;
+	int rc = 0, i;
+
+	(void)state;
+	F.send_rc = -ENOBUFS; /* the cloud is away: nothing is released */
+	for (i = 0; i < 200 && rc == 0; i++) {
+		rc = store_submit(s, "plant/x", big, sizeof(big), 1, false, &seq);
+		if (rc == 0 && i % 16 == 15)
+			settle(s);
+	}
+	assert_int_equal(rc, -ENOBUFS);
+	assert_true(i > 10 && i < 200);
+	assert_int_equal(counter(s, STORE_C_refused_full), 1);
+	/* over the spool's payload limit */
+	void *huge = calloc(1, SPOOL_PAYLOAD_MAX + 1);
+	assert_int_equal(
+	    store_submit(s, "plant/x", huge, SPOOL_PAYLOAD_MAX + 1, 1, false, &seq), -EMSGSIZE);
+	free(huge);
+	assert_int_equal(counter(s, STORE_C_append_fail), 1);
+	store_close(s);
+}
+
+static void
+test_commit_failure_never_sent(void **state)
+{
+	struct store *s = open_store(0);
+	struct reports rep = { 0 };
+	uint64_t seq;
+
+	(void)state;
+	assert_int_equal(store_on_durable(s, on_report, &rep), 0);
+	fail_sync = true;
+	assert_int_equal(store_submit(s, "plant/x", "lost", 4, 1, false, &seq), 0);
+	while (rep.n == 0)
+		settle(s);
+	assert_true(rep.status < 0);
+	assert_true(rep.first <= seq && seq <= rep.last);
+	assert_int_equal(counter(s, STORE_C_durable_fail), 1);
+	assert_int_equal(F.n, 0);
+	fail_sync = false;
+	store_close(s);
+	s = open_store(0); /* nor after a restart */
+	store_process(s);
+	assert_int_equal(F.n, 0);
+	store_close(s);
+}
+
+static void
+test_qos2_phase_survives_restart(void **state)
+{
+	struct store *s = open_store(0);
+	uint64_t seq;
+
+	(void)state;
+	assert_int_equal(store_submit(s, "meter/1", "q2", 2, 0, false, &seq), 0);
+	while (F.n == 0)
+		settle(s);
+	assert_int_equal(F.g[0].qos, 2);
+	/* the client sent the PUBLISH under id 77: mark, commit, then the connection dies */
+	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 77, UPLINK_PHASE_PUBLISHED), 0);
+	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	store_close(s);
+	F.n = F.outstanding = 0;
+	s = open_store(0);
+	assert_int_equal(F.n, 1); /* restored by store_start, before any connect */
+	assert_int_equal(F.g[0].phase, UPLINK_PHASE_PUBLISHED);
+	assert_int_equal(F.g[0].packet_id, 77);
+	assert_int_equal(F.g[0].ref, seq);
+	assert_int_equal(counter(s, STORE_C_restored), 1);
+	/* PUBREC: released, then the process dies again before PUBCOMP */
+	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 77, UPLINK_PHASE_RELEASED), 0);
+	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	store_close(s);
+	F.n = F.outstanding = 0;
+	s = open_store(0);
+	assert_int_equal(F.n, 1);
+	assert_int_equal(F.g[0].phase, UPLINK_PHASE_RELEASED);
+	cloud_ack(&F, 0, 0); /* PUBCOMP */
+	store_close(s);
+	F.n = F.outstanding = 0;
+	s = open_store(0);
+	assert_int_equal(F.n, 0);
+	store_close(s);
+	commit_wait_us = 1000000; /* the explicit commit below is the one that fails */
+	s = open_store(0);
+	/* a phase the spool cannot record (unknown record), and a commit that fails */
+	assert_int_not_equal(F.up.dlv.mark(F.up.dlv.arg, 999999, 1, UPLINK_PHASE_PUBLISHED), 0);
+	assert_int_equal(counter(s, STORE_C_mark_fail), 1);
+	fail_sync = true;
+	assert_int_equal(store_submit(s, "meter/2", "x", 1, 0, false, &seq), 0);
+	assert_int_not_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	assert_int_equal(counter(s, STORE_C_sync_fail), 1);
+	fail_sync = false;
+	store_close(s);
+}
+
+static void
+test_restore_refused_sends_as_new(void **state)
+{
+	struct store *s = open_store(0);
+	uint64_t seq;
+
+	(void)state;
+	assert_int_equal(store_submit(s, "meter/1", "q2", 2, 0, false, &seq), 0);
+	while (F.n == 0)
+		settle(s);
+	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 5, UPLINK_PHASE_PUBLISHED), 0);
+	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	store_close(s);
+	F.n = F.outstanding = 0;
+	F.restore_rc = -EINVAL;
+	s = open_store(0);
+	assert_int_equal(F.n, 1);
+	assert_int_equal(F.g[0].phase, 0);
+	assert_int_equal(counter(s, STORE_C_restore_late), 1);
+	store_close(s);
+}
+
+static void
+test_inflight_bound_and_invalid(void **state)
+{
+	struct store *s = open_store(3);
+	uint64_t seq;
+
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(store_submit(s, "plant/x", "m", 1, 1, false, &seq), 0);
+	while (counter(s, STORE_C_durable) < 5)
+		settle(s);
+	assert_int_equal(F.n, 3); /* bounded */
+	cloud_ack(&F, 0, 0);
+	store_process(s);
+	assert_int_equal(F.n, 4);
+	/* the uplink can never send the next one: released, counted */
+	F.send_rc = -EINVAL;
+	cloud_ack(&F, 1, 0);
+	store_process(s);
+	assert_int_equal(counter(s, STORE_C_send_invalid), 1);
+	F.send_rc = 0;
+	store_close(s);
+}
+
+static void
+test_bad_topic_and_subscribers(void **state)
+{
+	struct store *s = open_store(0);
+	char *t = malloc(65536);
+	uint64_t seq;
+
+	(void)state;
+	memset(t, 'a', 65535);
+	memcpy(t, "plant/", 6);
+	t[65535] = '\0';
+	assert_int_equal(store_submit(s, t, "x", 1, 1, false, &seq), -ENAMETOOLONG);
+	assert_int_equal(counter(s, STORE_C_bad_topic), 1);
+	free(t);
+	for (int i = 0; i < STORE_DURABLE_SUBS_MAX; i++)
+		assert_int_equal(store_on_durable(s, on_report, NULL), 0);
+	assert_int_equal(store_on_durable(s, on_report, NULL), -ENOSPC);
+	store_close(s);
+}
+
+static void
+test_without_spool(void **state)
+{
+	struct store *s;
+	uint64_t seq = 9;
+
+	(void)state;
+	conf = load_conf("uplink: {rules: [{match: \"a/#\", topic: \"up/{topic}\"}]}\n");
+	assert_false(conf->spool_set);
+	assert_int_equal(store_open(&s, conf, false, &F.up, 0), 0);
+	store_conf_free(conf);
+	store_start(s);
+	assert_int_equal(store_submit(s, "a/b", "x", 1, 1, false, &seq), 0);
+	assert_int_equal(seq, 0);
+	assert_int_equal(F.n, 1);
+	assert_string_equal(F.g[0].topic, "up/a/b");
+	assert_int_equal(F.g[0].ref, 0);
+	assert_int_equal(counter(s, STORE_C_unspooled), 1);
+	store_close(s);
+}
+
+static void
+test_conf_errors(void **state)
+{
+	struct conf_doc *doc;
+	struct store_conf *c;
+	char err[256];
+	static const char bad[] =
+	    "uplink:\n  spool: {dir: relative}\n  rules: [{match: \"#/a\"}]\n";
+
+	(void)state;
+	assert_int_equal(conf_load_string("t.yaml", bad, strlen(bad), &doc, err, sizeof(err)), 0);
+	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &c), -1);
+	assert_null(c);
+	assert_non_null(strstr(conf_errors(doc), "t.yaml:2:"));
+	assert_non_null(strstr(conf_errors(doc), "t.yaml:3:"));
+	conf_free(doc);
+	/* absent: the default rules and spool directory */
+	assert_int_equal(conf_load_string("t.yaml", "agent: {}\n", 10, &doc, err, sizeof(err)), 0);
+	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &c), 0);
+	conf_free(doc);
+	assert_string_equal(c->spool.dir, SPOOL_DEFAULT_DIR);
+	assert_int_equal(c->rules->n, 1);
+	store_conf_free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_rules_spool_and_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alarm_class_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_full_refuses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_failure_never_sent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_phase_survives_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_refused_sends_as_new, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inflight_bound_and_invalid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_topic_and_subscribers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_without_spool, setup, teardown),
+		cmocka_unit_test(test_conf_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,343 @@
+/*
+ * Unit tests of store and forward in the broker (uplink.c, docs/broker.md): under a durable
+ * rule a QoS 1/2 PUBLISH is delivered locally at once, but its PUBACK/PUBREC waits for the
+ * uplink's durable answer; while the uplink cannot take more, the publisher is held (never
+ * acknowledged and dropped); a failed durability closes the publisher unacknowledged; a
+ * connection or session that goes away while its acks are pending breaks nothing (ASan).
+ * The uplink is a fake that can fill up and refuse.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "broker_fixture.h"
+
+struct fake_up {
+	int room_rc;   /* what room() answers */
+	int submit_rc; /* what submit() answers when room() said 0 */
+	uint64_t refs[64];
+	uint8_t qos[64];
+	uint32_t n;    /* records taken */
+	uint32_t best; /* of them best effort (ref 0) */
+};
+
+static enum broker_uplink_class
+up_wants(void *uctx, const char *topic, size_t len, uint8_t qos)
+{
+	(void)uctx, (void)qos;
+	if (len >= 6 && memcmp(topic, "plant/", 6) == 0)
+		return BROKER_UPLINK_DURABLE;
+	if (len >= 5 && memcmp(topic, "bulk/", 5) == 0)
+		return BROKER_UPLINK_BEST_EFFORT;
+	return BROKER_UPLINK_NONE;
+}
+
+static int
+up_room(void *uctx, size_t topic_len, size_t payload_len)
+{
+	(void)topic_len;
+	return payload_len > 1000 ? -EMSGSIZE : ((struct fake_up *)uctx)->room_rc;
+}
+
+static int
+up_submit(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t topic_len,
+    const uint8_t *payload, size_t payload_len)
+{
+	struct fake_up *u = uctx;
+	int rc = up_room(uctx, topic_len, payload_len);
+
+	(void)retain, (void)topic, (void)payload;
+	if (rc == 0 && u->submit_rc != 0)
+		rc = u->submit_rc;
+	if (rc != 0)
+		return rc;
+	u->refs[u->n % 64] = ref;
+	u->qos[u->n++ % 64] = qos;
+	u->best += ref == 0;
+	return 0;
+}
+
+static const struct broker_uplink_ops up_ops = {
+	.wants = up_wants, .room = up_room, .submit = up_submit
+};
+
+static struct fx *
+fx_up(struct fake_up *u, uint32_t max_pending)
+{
+	struct fx *x = fx_new(NULL);
+
+	assert_int_equal(broker_uplink_attach(x->b, &up_ops, u, max_pending), 0);
+	return x;
+}
+
+static void
+durable(struct fx *x, uint64_t first, uint64_t last, int status)
+{
+	broker_uplink_durable(x->b, first, last, status, x->now);
+}
+
+/* QoS 1: delivered to the subscriber at once, PUBACK only once durable. */
+static void
+test_puback_after_durable(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 64);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "local", true, 60, NULL);
+	fx_subscribe(x, 1, "plant/#", 1);
+	fx_publish(x, 0, "plant/t1", "21.5", 1, 7, false);
+	fx_expect_publish(x, 1, "plant/t1", "21.5", 1);
+	fx_expect_none(x, 0); /* no PUBACK yet */
+	assert_int_equal(u.n, 1);
+	assert_int_equal(u.refs[0], 1);
+	assert_int_equal(broker_uplink_pending(x->b), 1);
+	fx_publish(x, 0, "other/t", "x", 1, 8, false); /* no rule: acknowledged at once */
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	durable(x, 1, 1, 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_expect_none(x, 0);
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_DEFERRED), 1);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ACKED), 1);
+	durable(x, 1, 1, 0); /* an answer again (after a reconnect of the channel): nothing */
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+/* QoS 2: PUBREC once durable; a resend meanwhile is neither routed nor submitted again, nor
+ * answered before the message is durable. */
+static void
+test_pubrec_after_durable(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 64);
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+	uint8_t buf[64];
+	int len;
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "sensor", true, 60, NULL);
+	fx_publish(x, 0, "plant/q2", "a", 2, 3, false);
+	fx_expect_none(x, 0);
+	p.publish = (struct mqtt_publish){ .topic = { "plant/q2", 8 },
+		.qos = 2,
+		.packet_id = 3,
+		.dup = true,
+		.payload = (const uint8_t *)"a",
+		.payload_len = 1 };
+	len = mqtt_encode(buf, sizeof(buf), MQTT_V5, &p);
+	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0);
+	fx_expect_none(x, 0);
+	assert_int_equal(u.n, 1);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_WAIT), 1);
+	durable(x, 1, 1, 0);
+	fx_expect_type(x, 0, MQTT_PUBREC, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+	fx_expect_none(x, 0);
+	fx_ack(x, 0, MQTT_PUBREL, 3);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	fx_free(x);
+}
+
+/* The channel down or full: the publisher is held, its PUBLISH left unconsumed (nothing acked,
+ * nothing lost); ready lets it go on. The ring's own bound holds the same way. */
+static void
+test_hold_while_full(void **state)
+{
+	struct fake_up u = { .room_rc = -ENOTCONN };
+	struct fx *x = fx_up(&u, 16);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	fx_publish(x, 0, "plant/a", "1", 1, 1, false);
+	assert_true(broker_conn_held(x->f[0].c));
+	assert_true(x->f[0].in_len > 0);
+	assert_int_equal(u.n, 0);
+	assert_int_equal(fx_count(x, BROKER_C_HOLD_UPLINK), 1);
+	fx_publish(x, 0, "bulk/b", "q0", 0, 0, false); /* queued behind it, with the transport */
+	u.room_rc = 0;
+	broker_uplink_ready(x->b, x->now);
+	assert_true(x->f[0].wake);
+	assert_int_equal(fx_refeed(x, 0), 0);
+	assert_int_equal(x->f[0].in_len, 0);
+	assert_int_equal(u.n, 2);
+	assert_int_equal(u.best, 1);
+	/* the ring's bound: 16 awaiting, the 17th holds until one is answered */
+	for (uint16_t pid = 2; pid <= 16; pid++)
+		fx_publish(x, 0, "plant/a", "1", 1, pid, false);
+	assert_int_equal(broker_uplink_pending(x->b), 16);
+	fx_publish(x, 0, "plant/a", "17", 1, 17, false);
+	assert_true(broker_conn_held(x->f[0].c));
+	durable(x, 1, 1, 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	assert_false(broker_conn_held(x->f[0].c));
+	assert_int_equal(fx_refeed(x, 0), 0);
+	assert_int_equal(broker_uplink_pending(x->b), 16);
+	durable(x, 2, 17, 0);
+	for (int i = 2; i <= 17; i++)
+		fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+/* QoS 0 and best-effort rules: up when there is room, dropped and counted when not, never held. */
+static void
+test_best_effort(void **state)
+{
+	struct fake_up u = { .room_rc = -ENOBUFS };
+	struct fx *x = fx_up(&u, 16);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	fx_publish(x, 0, "plant/q0", "1", 0, 0, false);
+	fx_publish(x, 0, "bulk/q1", "1", 1, 1, false);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	assert_false(broker_conn_held(x->f[0].c));
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_BEST_EFFORT_DROP), 2);
+	u.room_rc = 0;
+	fx_publish(x, 0, "plant/q0", "1", 0, 0, false);
+	assert_int_equal(u.best, 1);
+	{ /* too large for the channel: closed unacknowledged (0x95 in 5.0) */
+		static char big[1200];
+		struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+		memset(big, 'x', sizeof(big) - 1);
+		p.publish = (struct mqtt_publish){ .topic = { "plant/big", 9 },
+			.qos = 1,
+			.packet_id = 2,
+			.payload = (const uint8_t *)big,
+			.payload_len = 1199 };
+		assert_true(fx_send(x, 0, &p) < 0);
+		assert_int_equal(fx_count(x, BROKER_C_UPLINK_TOO_LARGE), 1);
+		fx_expect_none(x, 0);
+	}
+	fx_free(x);
+}
+
+/* Not durable: no ack; the publisher is closed (5.0: DISCONNECT 0x80) to send it again; a QoS 2
+ * id leaves the table of its persistent session, so the resend is taken (and submitted) anew. */
+static void
+test_durable_failed(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
+	fx_publish(x, 0, "plant/q2", "a", 2, 9, false);
+	durable(x, 1, 1, -EIO);
+	fx_expect_none(x, 0);
+	assert_true(x->f[0].closed);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_FAILED), 1);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
+	fx_publish(x, 0, "plant/q2", "a", 2, 9, false);
+	assert_int_equal(u.n, 2); /* taken again */
+	durable(x, 2, 2, 0);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	/* 5.0 is told why */
+	fx_connect(x, 1, MQTT_V5, "five", true, 60, NULL);
+	fx_publish(x, 1, "plant/q1", "a", 1, 1, false);
+	durable(x, 3, 3, -EIO);
+	fx_expect_type(x, 1, MQTT_DISCONNECT, MQTT_RC_UNSPECIFIED_ERROR);
+	/* the channel refuses after admitting (it went away): closed unacknowledged */
+	fx_connect(x, 1, MQTT_V5, "five", true, 60, NULL);
+	u.submit_rc = -ENOTCONN;
+	{
+		struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+		p.publish = (struct mqtt_publish){ .topic = { "plant/q1", 8 },
+			.qos = 1,
+			.packet_id = 2,
+			.payload = (const uint8_t *)"a",
+			.payload_len = 1 };
+		assert_true(fx_send(x, 1, &p) < 0);
+	}
+	fx_expect_type(x, 1, MQTT_DISCONNECT, MQTT_RC_UNSPECIFIED_ERROR);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_FAILED), 3);
+	fx_free(x);
+}
+
+/* A connection that closes while its acks wait, and a session that goes away: the answers
+ * that come later find nothing to send to (no use after free under ASan). A QoS 2 resend on
+ * the new connection of a persistent session gets its PUBREC there, once durable. */
+static void
+test_closed_while_pending(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "gone", true, 60, NULL);
+	fx_publish(x, 0, "plant/a", "1", 1, 1, false);
+	fx_publish(x, 0, "plant/b", "2", 2, 2, false);
+	fx_close(x, 0); /* clean session: the session goes too */
+	fx_connect(x, 1, MQTT_V311, "other", true, 60, NULL);
+	durable(x, 1, 2, 0);
+	fx_expect_none(x, 1);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ORPHAN), 2);
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	/* persistent session: QoS 2 resent after a reconnect */
+	fx_connect(x, 2, MQTT_V311, "keep", false, 60, NULL);
+	fx_publish(x, 2, "plant/c", "3", 2, 5, false);
+	fx_close(x, 2);
+	assert_true(fx_connect(x, 2, MQTT_V311, "keep", false, 60, NULL));
+	fx_publish(x, 2, "plant/c", "3", 2, 5, false);
+	fx_expect_none(x, 2);
+	assert_int_equal(u.n, 3); /* not submitted twice */
+	durable(x, 3, 3, 0);
+	fx_expect_type(x, 2, MQTT_PUBREC, 0);
+	/* the answer comes after the session was discarded (clean start elsewhere) */
+	fx_publish(x, 2, "plant/d", "4", 2, 6, false);
+	fx_close(x, 2);
+	fx_connect(x, 3, MQTT_V311, "keep", true, 60, NULL);
+	durable(x, 4, 4, -EIO);
+	fx_expect_none(x, 3);
+	fx_free(x); /* and one pending at destroy */
+}
+
+/* Durable acks that do not fit the send buffer are owed, in order, until it has room. */
+static void
+test_owed_acks(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+	struct mqtt_packet p;
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	for (uint16_t pid = 1; pid <= 3; pid++)
+		fx_publish(x, 0, "plant/a", "1", 1, pid, false);
+	x->f[0].space = 4;
+	durable(x, 1, 3, 0);
+	assert_false(fx_next(x, 0, &p)); /* all three owed */
+	fx_read_all(x, 0);
+	for (uint16_t pid = 1; pid <= 3; pid++) {
+		assert_true(fx_next(x, 0, &p));
+		assert_int_equal(p.type, MQTT_PUBACK);
+		assert_int_equal(p.ack.packet_id, pid);
+	}
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	fx_free(x);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_puback_after_durable),
+		cmocka_unit_test(test_pubrec_after_durable),
+		cmocka_unit_test(test_hold_while_full),
+		cmocka_unit_test(test_best_effort),
+		cmocka_unit_test(test_durable_failed),
+		cmocka_unit_test(test_closed_while_pending),
+		cmocka_unit_test(test_owed_acks),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

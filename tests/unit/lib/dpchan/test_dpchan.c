@@ -1,0 +1,569 @@
+/*
+ * Unit tests of lib/dpchan: the codec refuses every malformed frame whole with its reason; the
+ * client and the server, over a real SOCK_SEQPACKET socket, carry records up and DURABLE ranges
+ * back, survive the agent being absent or restarting (every record not yet durable is sent
+ * again, under its ref), do not take a resent record twice, pause while the sink is full, and
+ * bound what the dataplane keeps.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "dpchan_client.h"
+#include "dpchan_server.h"
+
+/* ---- codec ---- */
+
+static int
+count_rec(void *arg, const struct dpchan_rec *r)
+{
+	(void)r;
+	++*(int *)arg;
+	return 0;
+}
+
+static size_t
+pub_frame(uint8_t *buf, size_t cap, const struct dpchan_rec *v, uint32_t n)
+{
+	size_t off = DPCHAN_HDR_LEN;
+
+	dpchan_put_header(buf, DPCHAN_PUB, n);
+	for (uint32_t i = 0; i < n; i++) {
+		int len = dpchan_put_rec(buf + off, cap - off, false, &v[i]);
+
+		assert_true(len > 0);
+		off += (size_t)len;
+	}
+	return off;
+}
+
+static void
+test_codec_roundtrip(void **state)
+{
+	struct dpchan_rec v[2] = {
+		{ .ref = 7,
+		    .qos = 1,
+		    .topic = "plant/a",
+		    .topic_len = 7,
+		    .payload = (const uint8_t *)"x",
+		    .payload_len = 1 },
+		{ .ref = 0, .qos = 0, .retain = true, .topic = "b", .topic_len = 1 },
+	};
+	uint8_t buf[256];
+	size_t len = pub_frame(buf, sizeof(buf), v, 2);
+	int n = 0;
+	struct dpchan_hello h = { 0x1122334455667788ull, 3, 1 }, h2;
+
+	(void)state;
+	assert_int_equal(dpchan_decode_recs(buf, len, DPCHAN_PUB, count_rec, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(dpchan_encode_hello(buf, sizeof(buf), &h), 24);
+	assert_int_equal(dpchan_decode_hello(buf, 24, &h2), 0);
+	assert_true(h2.boot_id == h.boot_id && h2.lcore == 3);
+}
+
+/* Each malformation, alone, refused with its reason, and fn never sees a record of the frame. */
+static void
+test_codec_malformed(void **state)
+{
+	struct dpchan_rec v = { .ref = 1,
+		.qos = 1,
+		.topic = "t/1",
+		.topic_len = 3,
+		.payload = (const uint8_t *)"abc",
+		.payload_len = 3 };
+	uint8_t buf[256], bad[256];
+	size_t len = pub_frame(buf, sizeof(buf), &v, 1);
+	struct dpchan_range r = { 5, 4, 0 };
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(dpchan_decode_recs(buf, 4, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_SHORT);
+	memcpy(bad, buf, len);
+	bad[1] = 9;
+	assert_int_equal(
+	    dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_VERSION);
+	memcpy(bad, buf, len);
+	bad[0] = 77;
+	assert_int_equal(dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_TYPE);
+	assert_int_equal(dpchan_decode_recs(buf, len, DPCHAN_DOWN, count_rec, &n), -DPCHAN_E_TYPE);
+	assert_int_equal(
+	    dpchan_decode_recs(buf, len - 1, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_TRUNCATED);
+	memcpy(bad, buf, len);
+	bad[8 + 10] = 0xFF; /* topic_len past the frame */
+	assert_int_equal(
+	    dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_TRUNCATED);
+	memcpy(bad, buf, len);
+	bad[8 + 12] = 0xFF, bad[8 + 15] = 0xFF; /* payload_len near 4 GiB */
+	assert_int_equal(
+	    dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_TRUNCATED);
+	memcpy(bad, buf, len);
+	bad[4] = 2; /* counts two records, holds one */
+	assert_int_equal(
+	    dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_TRUNCATED);
+	memcpy(bad, buf, len);
+	bad[len] = 0;
+	assert_int_equal(
+	    dpchan_decode_recs(bad, len + 1, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_TRAILING);
+	memcpy(bad, buf, len);
+	bad[8 + 8] = 3; /* qos 3 */
+	assert_int_equal(dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_FIELD);
+	memcpy(bad, buf, len);
+	bad[8 + 9] = 2; /* unknown flag */
+	assert_int_equal(dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_FIELD);
+	assert_int_equal(dpchan_decode_recs(buf, DPCHAN_FRAME_MAX + 1, DPCHAN_PUB, count_rec, &n),
+	    -DPCHAN_E_TOO_LARGE);
+	assert_int_equal(n, 0);
+	assert_true(dpchan_encode_durable(bad, sizeof(bad), &r, 1) > 0);
+	assert_int_equal(dpchan_decode_durable(bad, 28, NULL, NULL), -DPCHAN_E_FIELD);
+	assert_int_equal(dpchan_decode_durable(bad, 27, NULL, NULL), -DPCHAN_E_TRUNCATED);
+	assert_int_equal(dpchan_decode_hello(bad, 28, &(struct dpchan_hello){ 0 }), -DPCHAN_E_TYPE);
+	assert_string_equal(dpchan_strerror(-DPCHAN_E_TRAILING), "bytes after the last record");
+}
+
+/* ---- both ends ---- */
+
+struct sink {
+	uint64_t next_token;
+	uint32_t room; /* records it takes before -ENOBUFS */
+	int fail;      /* < 0: refuse every record with it */
+	uint64_t refs[256];
+	uint32_t n;
+};
+
+static int
+sink_submit(void *arg, const struct dpchan_hello *from, const struct dpchan_rec *r, uint64_t *token)
+{
+	struct sink *k = arg;
+
+	(void)from;
+	if (k->room == 0)
+		return -ENOBUFS;
+	if (k->fail < 0)
+		return k->fail;
+	k->room--;
+	k->refs[k->n++ % 256] = r->ref;
+	*token = ++k->next_token;
+	return 0;
+}
+
+static const struct dpchan_sink_ops sink_ops = { .submit = sink_submit };
+
+struct dp {
+	struct dpchan_client *c;
+	uint64_t ok, failed; /* refs reported */
+	int ready;
+	int down; /* downlink publishes received */
+};
+
+static void
+dp_durable(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct dp *d = arg;
+
+	if (status == 0)
+		d->ok += last - first + 1;
+	else
+		d->failed += last - first + 1;
+}
+
+static void
+dp_ready(void *arg)
+{
+	((struct dp *)arg)->ready++;
+}
+
+static void
+dp_down(void *arg, const struct dpchan_rec *r)
+{
+	assert_int_equal(r->topic_len, 9);
+	assert_memory_equal(r->topic, "cmd/plant", 9);
+	assert_int_equal(r->qos, 1);
+	((struct dp *)arg)->down++;
+}
+
+static const struct dpchan_client_ops dp_ops = {
+	.durable = dp_durable, .ready = dp_ready, .down = dp_down
+};
+
+struct env {
+	char dir[64], path[96];
+	struct sink sink;
+	struct dpchan_server *s;
+	struct dp d;
+	uint64_t now;
+};
+
+static void
+env_server(struct env *e)
+{
+	struct dpchan_server_config sc = { .path = e->path };
+
+	e->s = dpchan_server_new(&sc, &sink_ops, &e->sink);
+	assert_non_null(e->s);
+}
+
+static struct env *
+env_new(uint32_t pending_bytes, bool server)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	struct dpchan_client_config cc = {
+		.boot_id = 42, .lcore = 1, .pending_bytes = pending_bytes
+	};
+
+	strcpy(e->dir, "/tmp/dpchan-test-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->path, sizeof(e->path), "%s/dpchan.sock", e->dir);
+	cc.path = e->path;
+	e->sink.room = 1000;
+	if (server)
+		env_server(e);
+	e->d.c = dpchan_client_new(&cc, &dp_ops, &e->d);
+	assert_non_null(e->d.c);
+	return e;
+}
+
+static void
+env_free(struct env *e)
+{
+	dpchan_client_free(e->d.c);
+	dpchan_server_free(e->s);
+	rmdir(e->dir);
+	free(e);
+}
+
+/* A few rounds of both loops (each side's sends are read by the other's next round). */
+static void
+pump(struct env *e)
+{
+	for (int i = 0; i < 4; i++) {
+		e->now += 10;
+		dpchan_client_poll(e->d.c, e->now);
+		if (e->s != NULL)
+			dpchan_server_run(e->s);
+	}
+}
+
+static int
+submit(struct env *e, uint64_t ref, uint8_t qos)
+{
+	struct dpchan_rec r = { .ref = ref,
+		.qos = qos,
+		.topic = "plant/x",
+		.topic_len = 7,
+		.payload = (const uint8_t *)"0123456789",
+		.payload_len = 10 };
+
+	return dpchan_client_submit(e->d.c, &r);
+}
+
+static void
+test_up_and_durable(void **state)
+{
+	struct env *e = env_new(0, true);
+
+	(void)state;
+	assert_int_equal(submit(e, 1, 1), -ENOTCONN); /* not connected before the first poll */
+	pump(e);
+	assert_true(dpchan_client_connected(e->d.c));
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	for (uint64_t r = 1; r <= 3; r++)
+		assert_int_equal(submit(e, r, 1), 0);
+	assert_int_equal(submit(e, 0, 0), 0); /* best effort: done once sent */
+	pump(e);
+	assert_int_equal(e->sink.n, 4);
+	assert_int_equal(
+	    dpchan_client_counter(e->d.c, DPCHAN_C_FRAMES_TX), 2); /* HELLO, one batch */
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 4);  /* records leave in order */
+	dpchan_server_durable(e->s, 1, 2, 0);                      /* tokens 1, 2: refs 1, 2 */
+	dpchan_server_durable(e->s, 4, 4, -EIO); /* token 3 was ref 3; token 4 the QoS 0 one */
+	pump(e);
+	assert_int_equal(e->d.ok, 2);
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 2);
+	dpchan_server_durable(e->s, 3, 3, -EIO);
+	pump(e);
+	assert_int_equal(e->d.failed, 1);
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 0);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_DURABLE_FAIL), 1);
+	/* a downlink publish reaches the lcore */
+	assert_int_equal(dpchan_server_down(e->s,
+			     &(struct dpchan_rec){ .qos = 1,
+				 .topic = "cmd/plant",
+				 .topic_len = 9,
+				 .payload = (const uint8_t *)"on",
+				 .payload_len = 2 }),
+	    0);
+	pump(e);
+	assert_int_equal(e->d.down, 1);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_DOWN_RX), 1);
+	env_free(e);
+}
+
+/* The agent is absent at first, then restarts with records taken and not yet durable: the
+ * client retries with backoff, and sends every record again under its ref. */
+static void
+test_agent_absent_and_restart(void **state)
+{
+	struct env *e = env_new(0, false);
+
+	(void)state;
+	pump(e);
+	assert_false(dpchan_client_connected(e->d.c));
+	assert_true(dpchan_client_counter(e->d.c, DPCHAN_C_CONNECT_FAIL) >= 1);
+	assert_int_equal(submit(e, 1, 1), -ENOTCONN);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_REFUSED_DOWN), 1);
+	env_server(e);
+	for (int i = 0; i < 20 && !dpchan_client_connected(e->d.c); i++)
+		pump(e);
+	assert_true(dpchan_client_connected(e->d.c));
+	assert_true(e->d.ready >= 1); /* the refused submit may go now */
+	assert_int_equal(submit(e, 1, 1), 0);
+	assert_int_equal(submit(e, 2, 2), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 2);
+	dpchan_server_free(e->s); /* the agent dies before either is durable */
+	e->s = NULL;
+	pump(e);
+	assert_false(dpchan_client_connected(e->d.c));
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 2);
+	e->sink = (struct sink){ .room = 1000 };
+	env_server(e);
+	for (int i = 0; i < 20 && e->sink.n < 2; i++)
+		pump(e);
+	assert_int_equal(e->sink.n, 2);
+	assert_int_equal(e->sink.refs[0], 1);
+	assert_int_equal(e->sink.refs[1], 2);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_RECS_RESENT), 2);
+	dpchan_server_durable(e->s, 1, 2, 0);
+	pump(e);
+	assert_int_equal(e->d.ok, 2);
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 0);
+	env_free(e);
+}
+
+/* The same lcore reconnects to a live agent (same boot id): what it sends again is not taken
+ * twice; what is durable already is answered at once, the rest when it becomes durable. */
+static void
+test_reconnect_no_double_take(void **state)
+{
+	struct env *e = env_new(0, true);
+	struct dpchan_client_config cc = { .path = e->path, .boot_id = 42, .lcore = 1 };
+
+	(void)state;
+	pump(e);
+	assert_int_equal(submit(e, 1, 1), 0);
+	assert_int_equal(submit(e, 2, 1), 0);
+	pump(e);
+	dpchan_server_durable(e->s, 1, 1, 0);
+	dpchan_client_free(e->d.c); /* its answer is lost with the connection */
+	e->d = (struct dp){ 0 };
+	e->d.c = dpchan_client_new(&cc, &dp_ops, &e->d);
+	pump(e);
+	assert_int_equal(submit(e, 1, 1), 0); /* the broker's records, sent again */
+	assert_int_equal(submit(e, 2, 1), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 2); /* not taken again */
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RECS_DUP), 2);
+	assert_int_equal(e->d.ok, 1); /* ref 1 was durable already */
+	dpchan_server_durable(e->s, 2, 2, 0);
+	pump(e);
+	assert_int_equal(e->d.ok, 2);
+	env_free(e);
+}
+
+/* A full sink pauses the connection (nothing lost, nothing taken twice); the client's arena
+ * fills and refuses (-ENOBUFS, counted) until durable answers make room, then says ready. */
+static void
+test_sink_full_and_bound(void **state)
+{
+	struct env *e = env_new(4096, true);
+	int taken = 0, rc;
+
+	(void)state;
+	pump(e);
+	e->sink.room = 2;
+	for (uint64_t r = 1; (rc = submit(e, r, 1)) == 0; r++)
+		taken++;
+	assert_int_equal(rc, -ENOBUFS);
+	assert_true(taken > 10 && taken < 100);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_LIMIT_PENDING), 1);
+	pump(e);
+	assert_int_equal(e->sink.n, 2);
+	assert_true(dpchan_server_counter(e->s, DPCHAN_C_SINK_FULL) >= 1);
+	e->sink.room = 1000;
+	pump(e);
+	assert_int_equal(e->sink.n, (uint32_t)taken);
+	e->d.ready = 0;
+	dpchan_server_durable(e->s, 1, (uint64_t)taken, 0);
+	pump(e);
+	assert_int_equal(e->d.ok, (uint64_t)taken);
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 0);
+	assert_int_equal(e->d.ready, 1);
+	/* wraps around the arena: many more rounds of fill and drain */
+	for (uint64_t r = (uint64_t)taken + 1; r < (uint64_t)taken * 10; r++) {
+		assert_int_equal(submit(e, r, 1), 0);
+		pump(e);
+		dpchan_server_durable(e->s, e->sink.next_token, e->sink.next_token, 0);
+	}
+	pump(e);
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 0);
+	env_free(e);
+}
+
+/* A peer that sends garbage, or a PUB before its HELLO, is closed and counted; the others go on. */
+static void
+test_server_bad_frames(void **state)
+{
+	struct env *e = env_new(0, true);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint8_t junk[16] = { 2, 1, 0, 0, 5, 0, 0, 0 };
+
+	(void)state;
+	strcpy(sa.sun_path, e->path);
+	for (int k = 0; k < 2; k++) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		char b;
+
+		assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(send(fd, junk, k == 0 ? sizeof(junk) : 3, 0), k == 0 ? 16 : 3);
+		pump(e);
+		assert_int_equal(recv(fd, &b, 1, MSG_DONTWAIT), 0); /* closed by the server */
+		close(fd);
+	}
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_BAD_FRAME), 2);
+	assert_int_equal(submit(e, 1, 1), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 1);
+	e->sink.fail = -EIO; /* a record the store refuses is answered failed */
+	assert_int_equal(submit(e, 2, 1), 0);
+	pump(e);
+	assert_int_equal(e->d.failed, 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_SINK_FAIL), 1);
+	env_free(e);
+}
+
+static void
+env_server_cfg(struct env *e, uint32_t max_streams, uint32_t max_inflight)
+{
+	struct dpchan_server_config sc = {
+		.path = e->path, .max_streams = max_streams, .max_inflight = max_inflight
+	};
+
+	dpchan_server_free(e->s);
+	e->s = dpchan_server_new(&sc, &sink_ops, &e->sink);
+	assert_non_null(e->s);
+}
+
+/* The server's bounds: refs awaiting durability per lcore (the connection pauses until some are
+ * answered), lcores (one more is refused and counted). */
+static void
+test_server_bounds(void **state)
+{
+	struct env *e = env_new(0, false);
+	struct dpchan_client_config cc = { .path = e->path, .boot_id = 7, .lcore = 2 };
+	struct dp d2 = { 0 };
+
+	(void)state;
+	env_server_cfg(e, 1, 2);
+	pump(e);
+	for (uint64_t r = 1; r <= 4; r++)
+		assert_int_equal(submit(e, r, 1), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 2);
+	assert_true(dpchan_server_counter(e->s, DPCHAN_C_LIMIT_INFLIGHT) >= 1);
+	dpchan_server_durable(e->s, 1, 2, 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 4);
+	d2.c = dpchan_client_new(&cc, &dp_ops, &d2); /* a second lcore: over max_streams */
+	for (int i = 0; i < 4; i++) {
+		dpchan_client_poll(d2.c, e->now + (uint64_t)i * 10);
+		dpchan_server_run(e->s);
+	}
+	assert_true(dpchan_server_counter(e->s, DPCHAN_C_LIMIT_STREAMS) >= 1);
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	dpchan_client_free(d2.c);
+	/* a record that never fits a frame */
+	{
+		static uint8_t big[DPCHAN_FRAME_MAX];
+		struct dpchan_rec r = { .ref = 9,
+			.qos = 1,
+			.topic = "t",
+			.topic_len = 1,
+			.payload = big,
+			.payload_len = sizeof(big) };
+
+		assert_int_equal(dpchan_client_submit(e->d.c, &r), -EMSGSIZE);
+		assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_TOO_LARGE), 1);
+	}
+	env_free(e);
+}
+
+/* Neither end blocks on a peer that does not read: the lcore's sends wait for room (counted)
+ * while the agent's store is full; the agent closes an lcore whose socket is full of answers
+ * (counted), and that lcore, reconnected, is answered for what it sends again. */
+static void
+test_peer_not_reading(void **state)
+{
+	struct env *e = env_new(8u << 20, true);
+	static uint8_t kb[1024];
+	struct dpchan_rec r = { .qos = 1,
+		.topic = "plant/x",
+		.topic_len = 7,
+		.payload = kb,
+		.payload_len = sizeof(kb) };
+	uint64_t n = 1000;
+
+	(void)state;
+	pump(e);
+	e->sink.room = 0; /* the store is full: the agent stops reading */
+	for (uint64_t ref = 1; ref <= n; ref++) {
+		r.ref = ref;
+		assert_int_equal(dpchan_client_submit(e->d.c, &r), 0);
+	}
+	pump(e);
+	assert_true(dpchan_client_counter(e->d.c, DPCHAN_C_SEND_AGAIN) >= 1);
+	e->sink.room = 100000;
+	for (int i = 0; i < 200 && e->sink.n < n; i++) {
+		dpchan_server_run(e->s);
+		dpchan_client_poll(e->d.c, e->now += 10);
+	}
+	assert_int_equal(e->sink.n, n);
+	/* the lcore stops reading; one answer per ref fills its socket: the agent closes it */
+	for (uint64_t t = 1; t <= n && dpchan_server_connected(e->s) == 1; t++)
+		dpchan_server_durable(e->s, t, t, 0);
+	assert_true(dpchan_server_counter(e->s, DPCHAN_C_SEND_FAIL) >= 1);
+	pump(e); /* reconnected: what it sends again is not taken twice */
+	dpchan_server_durable(e->s, 1, n, 0); /* the rest becomes durable */
+	for (int i = 0; i < 400 && e->d.ok < n; i++)
+		pump(e);
+	assert_int_equal(e->d.ok, n);   /* answered, late or at the resend */
+	assert_int_equal(e->sink.n, n); /* none taken twice */
+	env_free(e);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_codec_malformed),
+		cmocka_unit_test(test_up_and_durable),
+		cmocka_unit_test(test_agent_absent_and_restart),
+		cmocka_unit_test(test_reconnect_no_double_take),
+		cmocka_unit_test(test_sink_full_and_bound),
+		cmocka_unit_test(test_server_bad_frames),
+		cmocka_unit_test(test_server_bounds),
+		cmocka_unit_test(test_peer_not_reading),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
