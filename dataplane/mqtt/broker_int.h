@@ -1,7 +1,7 @@
 /*
  * broker_int.h: types and functions shared by the broker core's files (not for other modules:
  * they use broker.h). Data flow of one PUBLISH: broker.c (bytes, decode) -> handle_publish.c
- * (acks, routing) -> topic_tree.c (matching) -> session.c (deliver, queue, inflight) ->
+ * (acks, routing) -> subs.c (matching) -> session.c (deliver, queue, inflight) ->
  * broker.c (send through the transport ops).
  */
 #ifndef EDGEGW_BROKER_INT_H
@@ -59,7 +59,7 @@ void broker_msg_unref(struct broker_msg *m);
 void broker_msg_cache_drain(void);
 bool broker_msg_expired(const struct broker_msg *m, uint64_t now_ms);
 
-/* ---- topic tree (lib/mqtt's trie, topic_tree.c) ---- */
+/* ---- topic tree (lib/mqtt's trie, subs.c) ---- */
 struct broker_session;
 
 /* One shared subscription group, entered in the trie once: a match picks one member. With
@@ -98,7 +98,7 @@ void tt_remove(struct broker *b, struct broker_sub *sub);
 /* Every ordinary subscription matching m's topic, and one member per matching shared group
  * (with several instances: only on the group's owner, which may hand it to another instance). */
 void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg);
-/* Cross-lcore shared groups (xlcore.c calls these; topic_tree.c calls the xlcore_* ones).
+/* Cross-lcore shared groups (xlcore.c calls these; subs.c calls the xlcore_* ones).
  * Owner: instance from now has count members in the group. */
 void
 tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count);

@@ -249,8 +249,10 @@ handle_publish(
 	uint8_t rc;
 
 	broker_count(c->b, BROKER_C_PUB_RX);
-	/* the decoder refused QoS 3 */
-	broker_count(c->b, (enum broker_counter)(BROKER_C_PUB_RX_QOS0 + (p->qos & 3)));
+	broker_count(c->b,
+	    p->qos == 0       ? BROKER_C_PUB_RX_QOS0
+		: p->qos == 1 ? BROKER_C_PUB_RX_QOS1
+			      : BROKER_C_PUB_RX_QOS2); /* the decoder refused QoS 3 */
 	if (!resolve_alias(c, p, &topic))
 		return;
 	if (p->qos == 2 && rx_qos2_has(s, p->packet_id, &at)) {

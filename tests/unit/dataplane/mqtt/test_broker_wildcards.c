@@ -1,6 +1,6 @@
 /*
  * Unit tests for subscription matching as the broker does it (lib/mqtt's trie behind
- * dataplane/mqtt/topic_tree.c): a table of filter / topic pairs, each subscribed and published
+ * dataplane/mqtt/subs.c): a table of filter / topic pairs, each subscribed and published
  * through the broker, checked against mqtt_topic_match too; overlapping filters; the filter
  * depth limit.
  */

@@ -1,5 +1,5 @@
 /*
- * topic_tree.c: the broker's side of lib/mqtt's subscription trie (mqtt_topic_tree.h). An
+ * subs.c: the broker's side of lib/mqtt's subscription trie (mqtt_topic_tree.h). An
  * ordinary subscription is entered as its struct broker_sub. A shared subscription group
  * ($share/{group}/{filter}) is entered once, as its struct share_group, so a match reports the
  * group once and the broker hands the message to one member, round robin. With several
