@@ -25,7 +25,12 @@ struct agent {
 	struct agent_loop *loop;
 	struct agent_msgq q;
 	struct mb_bus **buses;
+	const struct agent_bus_conf **bus_conf; /* what each bus was built from (it points there) */
 	size_t nbuses;
+	/* Configs replaced by a reload whose buses still run (kept: they did not change); freed
+	 * when none of their buses is left. */
+	struct agent_config **retired;
+	size_t nretired;
 	struct uplink *up;
 	struct store *store;      /* rules + spool: readings go through it to the uplink */
 	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */

@@ -530,6 +530,35 @@ agent_config_parse_string(const char *name, const char *text, size_t len, struct
 	return agent_config_parse_string_mode(name, text, len, true, cfg, err, errlen);
 }
 
+static bool
+device_same(const struct agent_device_conf *a, const struct agent_device_conf *b)
+{
+	return strcmp(a->name, b->name) == 0 && a->unit_id == b->unit_id &&
+	    a->interval_ms == b->interval_ms && a->timeout_ms == b->timeout_ms &&
+	    a->retries == b->retries && a->pause_ms == b->pause_ms &&
+	    mb_profile_same(a->profile, b->profile);
+}
+
+bool
+agent_bus_conf_same(const struct agent_bus_conf *a, const struct agent_bus_conf *b)
+{
+	if (strcmp(a->name, b->name) != 0 || a->kind != b->kind ||
+	    strcmp(a->device, b->device) != 0 || a->line.baud != b->line.baud ||
+	    a->line.parity != b->line.parity || a->line.data_bits != b->line.data_bits ||
+	    a->line.stop_bits != b->line.stop_bits || a->rs485.want != b->rs485.want ||
+	    a->rs485.rts_delay_before_us != b->rs485.rts_delay_before_us ||
+	    a->rs485.rts_delay_after_us != b->rs485.rts_delay_after_us ||
+	    a->rs485.rts_on_send_low != b->rs485.rts_on_send_low || strcmp(a->host, b->host) != 0 ||
+	    a->port != b->port || a->turnaround_ms != b->turnaround_ms ||
+	    a->max_backoff_ms != b->max_backoff_ms || a->pause_ms != b->pause_ms ||
+	    strcmp(a->state_dir, b->state_dir) != 0 || a->ndevs != b->ndevs)
+		return false;
+	for (size_t i = 0; i < a->ndevs; i++)
+		if (!device_same(&a->devs[i], &b->devs[i]))
+			return false;
+	return true;
+}
+
 void
 agent_config_free(struct agent_config *cfg)
 {

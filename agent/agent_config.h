@@ -97,6 +97,9 @@ int agent_config_load_mode(
 int agent_config_parse_string_mode(const char *name, const char *text, size_t len, bool strict,
     struct agent_config *cfg, char *err, size_t errlen);
 void agent_config_free(struct agent_config *cfg);
+/* Two buses that would poll the same way (their running devices and those devices' profiles
+ * included; disabled devices aside): a reload keeps such a bus running. */
+bool agent_bus_conf_same(const struct agent_bus_conf *a, const struct agent_bus_conf *b);
 /* "a.b.c.d:port" or "[v6]:port" into a socket address: 0, or -EINVAL. */
 struct sockaddr_storage;
 int agent_listen_parse(const char *s, struct sockaddr_storage *ss);

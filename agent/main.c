@@ -143,6 +143,101 @@ log_disabled(const struct agent_config *c)
 			    c->buses[i].off[j].disabled);
 }
 
+/* What a reload did to the buses. */
+struct bus_changes {
+	size_t kept, restarted, added, removed;
+};
+
+static int
+running_bus(const struct agent *a, const char *name)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		if (a->buses[i] != NULL && strcmp(a->bus_conf[i]->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The running buses that are not kept (changed or removed) stop; what they produced still goes
+ * out. A stopped bus has let go of its port before its successor opens it. */
+static void
+buses_drop(struct agent *a)
+{
+	for (size_t i = 0; i < a->nbuses; i++)
+		if (a->buses[i] != NULL)
+			mb_bus_stop(a->buses[i]);
+	if (a->store != NULL && a->q.efd >= 0)
+		on_messages(a, 0);
+	for (size_t i = 0; i < a->nbuses; i++)
+		mb_bus_destroy(a->buses[i]);
+	free(a->buses);
+	free(a->bus_conf);
+	a->buses = NULL;
+	a->bus_conf = NULL;
+	a->nbuses = 0;
+}
+
+/*
+ * Make the running buses those of nc: a bus whose config (devices and their profiles included)
+ * and topic prefix did not change keeps running, with its learnt state, schedule and counters;
+ * a changed one restarts, a removed one stops, a new one starts. A bus whose devices are all
+ * disabled does not run.
+ */
+static int
+buses_apply(struct agent *a, const struct agent_config *nc, struct bus_changes *ch)
+{
+	struct mb_bus **nb = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nb));
+	const struct agent_bus_conf **nbc = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nbc));
+	bool prefix_same = strcmp(a->cfg.topic_prefix, nc->topic_prefix) == 0;
+	size_t k = 0, n = 0;
+	int rc = 0;
+
+	if (nb == NULL || nbc == NULL) {
+		free(nb);
+		free(nbc);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nc->nbuses; i++) {
+		const struct agent_bus_conf *c = &nc->buses[i];
+		int r = running_bus(a, c->name);
+
+		if (c->ndevs == 0) {
+			log_warnx("bus %s: every device on it is disabled; not started", c->name);
+			continue;
+		}
+		if (r >= 0 && prefix_same && agent_bus_conf_same(a->bus_conf[r], c)) {
+			nb[k] = a->buses[r];
+			nbc[k++] = a->bus_conf[r];
+			a->buses[r] = NULL;
+			ch->kept++;
+			continue;
+		}
+		*(r >= 0 ? &ch->restarted : &ch->added) += 1;
+		nbc[k++] = c;
+	}
+	for (size_t i = 0; i < a->nbuses; i++) /* not kept: restarted, or gone */
+		ch->removed += a->buses[i] != NULL;
+	ch->removed -= ch->restarted;
+	buses_drop(a);
+	for (size_t i = 0; i < k; i++) {
+		if (nb[i] == NULL && rc == 0) {
+			rc = mb_bus_create(
+			    &nb[i], nbc[i], nc->topic_prefix, nc->cmd_response_topic, &a->q);
+			if (rc == 0 && (rc = mb_bus_start(nb[i])) != 0) {
+				mb_bus_destroy(nb[i]);
+				nb[i] = NULL;
+			}
+		}
+		if (nb[i] != NULL) { /* the running ones, packed (a failed create leaves a gap) */
+			nb[n] = nb[i];
+			nbc[n++] = nbc[i];
+		}
+	}
+	a->buses = nb;
+	a->bus_conf = nbc;
+	a->nbuses = n;
+	return rc;
+}
+
 static void
 on_store(void *arg, uint32_t events)
 {
@@ -155,41 +250,65 @@ on_store(void *arg, uint32_t events)
 static int
 buses_start(struct agent *a)
 {
-	int rc;
+	struct bus_changes ch = { 0 };
 
-	a->buses = calloc(a->cfg.nbuses, sizeof(*a->buses));
-	if (a->buses == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->cfg.nbuses; i++) {
-		if (a->cfg.buses[i].ndevs == 0) {
-			log_warnx("bus %s: every device on it is disabled; not started",
-			    a->cfg.buses[i].name);
-			continue;
-		}
-		rc = mb_bus_create(&a->buses[a->nbuses], &a->cfg.buses[i], a->cfg.topic_prefix,
-		    a->cfg.cmd_response_topic, &a->q);
-		if (rc != 0)
-			return rc;
-		a->nbuses++;
-	}
-	for (size_t i = 0; i < a->nbuses; i++)
-		if ((rc = mb_bus_start(a->buses[i])) != 0)
-			return rc;
-	return 0;
+	return buses_apply(a, &a->cfg, &ch);
 }
 
 static void
 buses_stop(struct agent *a)
 {
+	buses_drop(a);
+	for (size_t i = 0; i < a->nretired; i++) {
+		agent_config_free(a->retired[i]);
+		free(a->retired[i]);
+	}
+	free(a->retired);
+	a->retired = NULL;
+	a->nretired = 0;
+}
+
+static bool
+config_in_use(const struct agent *a, const struct agent_config *c)
+{
 	for (size_t i = 0; i < a->nbuses; i++)
-		mb_bus_stop(a->buses[i]);
-	if (a->store != NULL && a->q.efd >= 0)
-		on_messages(a, 0); /* what the stopped buses produced still goes out */
-	for (size_t i = 0; i < a->nbuses; i++)
-		mb_bus_destroy(a->buses[i]);
-	free(a->buses);
-	a->buses = NULL;
-	a->nbuses = 0;
+		if (a->bus_conf[i] >= c->buses && a->bus_conf[i] < c->buses + c->nbuses)
+			return true;
+	return false;
+}
+
+/* The running config becomes nc; the old one is kept while a bus it built still runs. */
+static void
+config_replace(struct agent *a, const struct agent_config *nc)
+{
+	struct agent_config *old = malloc(sizeof(*old));
+	struct agent_config **v = realloc(a->retired, (a->nretired + 1) * sizeof(*v));
+	size_t keep = 0;
+
+	if (old == NULL || v == NULL) { /* cannot keep it: only safe when nothing uses it */
+		free(old);
+		if (v != NULL)
+			a->retired = v;
+		if (!config_in_use(a, &a->cfg))
+			agent_config_free(&a->cfg);
+		else
+			log_err("reload: out of memory; a config's memory is leaked");
+		a->cfg = *nc;
+		return;
+	}
+	*old = a->cfg;
+	a->retired = v;
+	a->retired[a->nretired++] = old;
+	a->cfg = *nc;
+	for (size_t i = 0; i < a->nretired; i++) {
+		if (config_in_use(a, a->retired[i])) {
+			a->retired[keep++] = a->retired[i];
+			continue;
+		}
+		agent_config_free(a->retired[i]);
+		free(a->retired[i]);
+	}
+	a->nretired = keep;
 }
 
 /* The uplink is not rebuilt on reload (its queue and session would be lost): its settings and
@@ -215,12 +334,15 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 
 /*
  * SIGHUP: load and check the config and its profiles whole; a bad one changes nothing. A good
- * one replaces the buses (polling state and counters start over; every point is published
- * again on its first read) and the log level, stats and topic settings.
+ * one applies the log level, stats and topic settings, and the buses that changed: an
+ * unchanged bus keeps polling (learnt state, schedule, counters), a changed one restarts
+ * (polling state and counters start over; its points are published again on their first
+ * read), a removed one stops, a new one starts.
  */
 static void
 agent_reload(struct agent *a)
 {
+	struct bus_changes ch = { 0 };
 	struct agent_config nc;
 	char err[4096];
 	int rc;
@@ -235,20 +357,20 @@ agent_reload(struct agent *a)
 	agent_metrics_keep_settings(&a->cfg, &nc);
 	log_disabled(&nc);
 	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
-	buses_stop(a);
-	agent_config_free(&a->cfg);
-	a->cfg = nc;
+	rc = buses_apply(a, &nc, &ch);
+	config_replace(a, &nc);
 	log_set_level(a->cfg.log_level);
 	a->next_stats_ms = 0;
-	rc = buses_start(a);
 	pthread_mutex_unlock(&a->stats_lock);
 	if (rc != 0) {
 		log_err("reload: cannot start the buses; stopping");
 		agent_loop_stop(a->loop);
 		return;
 	}
-	log_info("reload: %zu buses, %zu profiles from %s (%zu devices disabled)", a->nbuses,
-	    a->cfg.profiles.n, a->cfg_path, a->cfg.ndisabled);
+	log_info("reload: %zu buses, %zu profiles from %s (%zu devices disabled); buses: %zu kept "
+		 "running, %zu restarted, %zu started, %zu stopped",
+	    a->nbuses, a->cfg.profiles.n, a->cfg_path, a->cfg.ndisabled, ch.kept, ch.restarted,
+	    ch.added, ch.removed);
 	sd_notify(0, "READY=1");
 }
 

@@ -86,6 +86,11 @@ render_store(const struct store_stats *s, FILE *f)
 		    spool_counter_desc((enum spool_counter)c));
 		prom_sample(f, name, NULL, (double)s->spool[c] * scale);
 	}
+	agent_family(f, "edgegw_agent_spool_oldest_age_seconds", "gauge",
+	    "age of the oldest record not yet acknowledged by the cloud (0: none)",
+	    s->oldest_ms != 0 && clock_wall_ms() > s->oldest_ms
+		? (double)(clock_wall_ms() - s->oldest_ms) / 1000.0
+		: 0.0);
 }
 
 static void

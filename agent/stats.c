@@ -161,6 +161,7 @@ store_json(const struct store_stats *ss, FILE *f)
 			fprintf(f, "%s\"%s\":%llu", i ? "," : "",
 			    spool_counter_name((enum spool_counter)i),
 			    (unsigned long long)ss->spool[i]);
+		fprintf(f, ",\"oldest_ms\":%llu", (unsigned long long)ss->oldest_ms);
 		fputc('}', f);
 	}
 	fputc('}', f);

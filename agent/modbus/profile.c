@@ -691,6 +691,34 @@ mb_profile_find_bad(const struct mb_profile_set *set, const char *name)
 	return NULL;
 }
 
+/* Points compared whole but for their line in the file (a comment added above changes no read). */
+static bool
+point_same(const struct mb_point *a, const struct mb_point *b)
+{
+	struct mb_point x = *a, y = *b;
+
+	x.line = y.line = 0;
+	return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+bool
+mb_profile_same(const struct mb_profile *a, const struct mb_profile *b)
+{
+	if (strcmp(a->name, b->name) != 0 || a->max_read_regs != b->max_read_regs ||
+	    a->max_read_bits != b->max_read_bits || a->max_gap != b->max_gap ||
+	    a->npoints != b->npoints || a->nholes != b->nholes)
+		return false;
+	for (size_t i = 0; i < a->npoints; i++)
+		if (!point_same(&a->points[i], &b->points[i]))
+			return false;
+	for (size_t i = 0; i < a->nholes; i++)
+		if (a->holes[i].func != b->holes[i].func ||
+		    a->holes[i].start != b->holes[i].start ||
+		    a->holes[i].count != b->holes[i].count)
+			return false;
+	return true;
+}
+
 const struct mb_profile *
 mb_profile_find(const struct mb_profile_set *set, const char *name)
 {

@@ -137,6 +137,8 @@ int mb_profile_dir_load(const char *dir, struct mb_profile_set *set, char *err, 
 /* Every bad file's errors, one per line, into buf; returns how many files are bad. */
 int mb_profile_set_errors(const struct mb_profile_set *set, char *buf, size_t len);
 const struct mb_profile *mb_profile_find(const struct mb_profile_set *set, const char *name);
+/* The same register map, read and published the same way (its file and lines aside). */
+bool mb_profile_same(const struct mb_profile *a, const struct mb_profile *b);
 const struct mb_profile_bad *
 mb_profile_find_bad(const struct mb_profile_set *set, const char *name);
 const struct mb_point *mb_profile_point(const struct mb_profile *p, const char *name, size_t *idx);

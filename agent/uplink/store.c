@@ -486,8 +486,11 @@ store_get_stats(struct store *s, struct store_stats *out)
 	memcpy(out->c, s->cnt, sizeof(out->c));
 	out->c[STORE_C_backlog] = uplink_backlog(s->up);
 	out->has_spool = s->sp != NULL;
-	if (s->sp != NULL)
+	if (s->sp != NULL) {
 		spool_counters(s->sp, out->spool);
+		if (spool_oldest_ms(s->sp, &out->oldest_ms) != 0)
+			out->oldest_ms = 0; /* an unreadable header is counted by the read path */
+	}
 }
 
 const struct rules *

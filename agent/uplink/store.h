@@ -96,6 +96,7 @@ struct store_stats {
 	uint64_t c[STORE_C_COUNT];
 	bool has_spool;
 	uint64_t spool[SPOOL_C_N]; /* lib/spool/spool_counters.def */
+	uint64_t oldest_ms;        /* append time of the oldest record not yet acked, 0: none */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
 const struct rules *store_rules(const struct store *s);

@@ -135,6 +135,8 @@ broker_destroy(struct broker *b)
 			c->s->conn = NULL;
 		conn_free(c);
 	}
+	b->held = NULL; /* freed above: the sessions' teardown below must not release them */
+	b->n_held = 0;
 	for (uint32_t i = 0; b->sess_hash != NULL && i < b->sess_buckets; i++)
 		while (b->sess_hash[i] != NULL) {
 			will_clear(b->sess_hash[i]); /* shutting down: no wills */

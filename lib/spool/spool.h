@@ -194,6 +194,9 @@ enum spool_counter_kind {
 	SPOOL_GAUGE
 };
 void spool_counters(struct spool *sp, uint64_t out[SPOOL_C_N]);
+/* The append time (wall clock, ms) of the oldest durable record not yet acknowledged, in
+ * *out; 0 when there is none. Reads one record header per stream (edgegwctl spool's age). */
+int spool_oldest_ms(struct spool *sp, uint64_t *out);
 const char *spool_counter_name(enum spool_counter c);
 const char *spool_counter_desc(enum spool_counter c);
 enum spool_counter_kind spool_counter_kind(enum spool_counter c);

@@ -485,3 +485,37 @@ spool_q2_mark(struct spool *sp, uint64_t seq, enum spool_q2_state state, uint16_
 	pthread_mutex_unlock(&sp->lock);
 	return rc;
 }
+
+int
+spool_oldest_ms(struct spool *sp, uint64_t *out)
+{
+	int rc = 0;
+
+	*out = 0;
+	pthread_mutex_lock(&sp->lock);
+	for (unsigned s = 0; s < SPOOL_STREAMS; s++) {
+		/* the first live record of the stream is its oldest: records are in append order */
+		for (struct spool_seg *g = sp->st[s].head; g != NULL; g = g->next) {
+			struct spool_idx *x = NULL;
+			struct spool_rec_hdr h;
+
+			if (g->live == 0)
+				continue;
+			for (uint32_t i = 0; i < g->n && x == NULL; i++)
+				if (g->idx[i].state == SPOOL_IDX_LIVE)
+					x = &g->idx[i];
+			if (x == NULL)
+				continue;
+			if (sp->io->pread(sp->io_ctx, g->fd, &h, sizeof(h), x->off) != sizeof(h) ||
+			    h.magic != SPOOL_REC_MAGIC || h.seq != x->seq) {
+				rc = -EIO;
+				break;
+			}
+			if (*out == 0 || h.time_ms < *out)
+				*out = h.time_ms;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sp->lock);
+	return rc;
+}

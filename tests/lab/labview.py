@@ -3,7 +3,7 @@
 
 Reads the dataplane's DPDK telemetry (/edgegw/status, /edgegw/broker, /edgegw/mem) and the
 agent's stats file, and shows per interval: link, sessions, MQTT messages in and out per
-second (and by QoS), drops, Modbus polls and errors, what the agent sent to the cloud and bytes per
+second (and by QoS), drops, Modbus polls and errors, the spool's depth and age, what the agent sent to the cloud and bytes per
 reading, the cloud link, restarts. On a terminal it redraws the screen; otherwise (a log, CI)
 it prints one line per interval. Ends on SIGINT/SIGTERM or after --seconds.
 
@@ -75,6 +75,17 @@ def drops(broker):
                if isinstance(v, int) and ("DROP" in k or "LIMIT" in k or k.startswith("BAD")))
 
 
+def spool_view(agent):
+    """The agent's spool: depth, bytes, age of the oldest record, drops (all classes)."""
+    sp = agent.get("store", {}).get("spool")
+    if not sp:
+        return ("-", "-", "-", "-")
+    age = "%.0f s" % max(0.0, time.time() - sp["oldest_ms"] / 1000.0) if sp.get("oldest_ms") else "-"
+    dropped = sum(sp.get(k, 0) for k in ("dropped_qos0", "dropped_bulk", "dropped_normal",
+                                          "dropped_alarm", "expired"))
+    return (sp.get("records_live", "-"), sp.get("bytes_used", "-"), age, dropped)
+
+
 def render(new, old, tty):
     up = new.status != {}
     b, m, a = new.broker, new.mem, new.agent
@@ -99,6 +110,7 @@ def render(new, old, tty):
         "modbus      polls %s  responses %s  timeouts %s  crc %s  exceptions %s" % (
             at.get("polls", "-"), at.get("responses", "-"), at.get("timeouts", "-"),
             at.get("crc_errors", "-"), at.get("exceptions", "-")),
+        "spool       %s records waiting  %s bytes  oldest %s  dropped %s" % spool_view(a),
         "uplink      %s  cloud link %s  readings %s  sent %s  acked %s  queued %s  "
         "per reading %s  agent restarts %d" % (
             "connected" if upl.get("connected") else "not connected",

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -218,11 +219,15 @@ cmd_status(const struct ctl *c)
 			json_array_foreach(json_object_get(ag, "buses"), i, b) conn +=
 			    json_is_true(json_object_get(b, "connected"));
 			printf("agent: running (pid %lld), up %llds, %zu of %zu bus(es) connected, "
-			       "uplink %s, %lld queued\n",
+			       "uplink %s, %lld queued",
 			    jint(ag, "pid"), jint(ag, "uptime_ms") / 1000, conn, nb,
 			    json_is_true(json_object_get(up, "connected")) ? "connected"
 									   : "DISCONNECTED",
 			    jint(up, "queued"));
+			if (jint(ag, "devices_disabled") > 0) /* a bad or missing profile */
+				printf(", %lld device(s) DISABLED (edgegwctl devices)",
+				    jint(ag, "devices_disabled"));
+			putchar('\n');
 		} else {
 			printf("agent: not answering on %s\n", c->agent_addr);
 		}
@@ -530,6 +535,92 @@ cmd_action(const struct ctl *c, const char *tel_cmd, const char *arg, const char
 	return found > 0 ? 0 : 1;
 }
 
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* spool: the agent's store and forward backlog: depth, age of the oldest record, drops, and
+ * how long the backlog takes to drain at the rate the cloud acknowledged over one second. */
+static int
+cmd_spool(const struct ctl *c)
+{
+	json_t *a, *b, *sa, *sb, *sp;
+	double t0, t1, rate, live;
+	long long oldest, acked0, acked1;
+	struct timespec now;
+	char eta[64];
+	int rc = 0;
+
+	t0 = mono_s();
+	if ((a = agent_stats(c)) == NULL)
+		return 1;
+	usleep(1000 * 1000);
+	t1 = mono_s();
+	if ((b = agent_stats(c)) == NULL) {
+		json_decref(a);
+		return 1;
+	}
+	sa = json_object_get(a, "store");
+	sb = json_object_get(b, "store");
+	sp = json_object_get(sb, "spool");
+	if (sp == NULL) {
+		fprintf(stderr, "edgegwctl: the agent runs without a spool (uplink.spool)\n");
+		rc = 1;
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	oldest = jint(sp, "oldest_ms");
+	acked0 = jint(sa, "acked");
+	acked1 = jint(sb, "acked");
+	rate = t1 > t0 && acked1 >= acked0 ? (double)(acked1 - acked0) / (t1 - t0) : 0;
+	live = (double)jint(sp, "records_live");
+	if (live == 0)
+		snprintf(eta, sizeof(eta), "empty");
+	else if (rate > 0)
+		snprintf(eta, sizeof(eta), "about %.0f s at %.0f records/s", live / rate, rate);
+	else
+		snprintf(eta, sizeof(eta), "not draining (uplink %s)",
+		    json_is_true(json_object_get(json_object_get(b, "uplink"), "connected"))
+			? "connected, nothing acknowledged in 1 s"
+			: "not connected");
+	if (c->json) {
+		json_t *o = json_pack("{s:I,s:I,s:I,s:f,s:f,s:O}", "records", (json_int_t)live,
+		    "bytes", (json_int_t)jint(sp, "bytes_used"), "segments",
+		    (json_int_t)jint(sp, "segments"), "oldest_age_s",
+		    oldest
+			? (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) /
+			    1000.0
+			: 0.0,
+		    "acked_per_s", rate, "spool", sp);
+
+		print_json(o);
+		json_decref(o);
+		goto out;
+	}
+	printf("spool: %.0f records not yet acknowledged by the cloud, %lld bytes in %lld "
+	       "segment(s)\n",
+	    live, jint(sp, "bytes_used"), jint(sp, "segments"));
+	if (oldest)
+		printf("oldest: %.1f s old\n",
+		    (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) /
+			1000.0);
+	printf("drain: %s\n", eta);
+	printf("dropped: QoS 0 %lld, bulk %lld, normal %lld, alarm %lld, expired %lld; refused "
+	       "(full) %lld, (disk full) %lld; failed commits %lld records\n",
+	    jint(sp, "dropped_qos0"), jint(sp, "dropped_bulk"), jint(sp, "dropped_normal"),
+	    jint(sp, "dropped_alarm"), jint(sp, "expired"), jint(sp, "refused_full"),
+	    jint(sp, "refused_disk_full"), jint(sp, "failed_records"));
+out:
+	json_decref(a);
+	json_decref(b);
+	return rc;
+}
+
 /* publish TOPIC MESSAGE: from the gateway to the sensors subscribed (0 when one matched). */
 static int
 cmd_publish(const struct ctl *c, const char *topic, const char *msg, unsigned qos, bool retain)
@@ -575,6 +666,7 @@ usage(FILE *f)
 	    "  retained delete TOPIC  clear a retained message\n"
 	    "  kick [--purge] ID    disconnect a client (--purge: and remove its session)\n"
 	    "  publish [-q QOS] [-r] TOPIC MESSAGE  publish from the gateway to its sensors\n"
+	    "  spool                the store and forward backlog: depth, age, drain estimate\n"
 	    "  config check FILE    both programs' --check on FILE (file:line:col errors)\n"
 	    "  reload               systemctl reload, or SIGHUP to both programs\n"
 	    "  version              this program's version\n"
@@ -697,6 +789,8 @@ main(int argc, char **argv)
 		return cmd_buses(&c, strcmp(cmd, "devices") == 0);
 	if (strcmp(cmd, "reload") == 0)
 		return cmd_reload(&c);
+	if (strcmp(cmd, "spool") == 0)
+		return cmd_spool(&c);
 	fprintf(stderr, "edgegwctl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

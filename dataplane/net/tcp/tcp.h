@@ -35,6 +35,12 @@ struct tcp_config {
 	uint32_t keepalive_idle_ms, keepalive_intvl_ms, keepalive_probes;
 	uint32_t challenge_ack_per_s; /* RFC 5961 challenge ACKs per lcore per second (mean: drawn
 				       * at random each second in [x/2, 3x/2]); and 1 per flow per 500 ms */
+	uint8_t cc;                   /* congestion control: enum tcp_cc_algo */
+};
+
+enum tcp_cc_algo {
+	TCP_CC_CUBIC = 0, /* RFC 9438, the default */
+	TCP_CC_NEWRENO,   /* RFC 5681 / 6582 */
 };
 void tcp_config_defaults(struct tcp_config *cfg);
 
@@ -163,6 +169,8 @@ struct tcp_mem_stats {
 	uint32_t half_open;            /* SYN_RECEIVED (passive) */
 	uint32_t tcb_bytes;            /* sizeof the TCB (the per-lcore pool holds max_flows) */
 	uint32_t hash_bytes_per_entry; /* what the flow hash reserves for max_flows, per entry */
+	uint32_t sb_bytes_per_flow;    /* the loss-recovery blocks' pool, per max_flows entry */
+	uint32_t sb_blocks, sb_used;   /* loss-recovery blocks: in the pool, held by flows */
 	uint64_t sndq_mbufs, rcvq_mbufs, ooo_mbufs; /* mbufs held in queues */
 	uint64_t sndq_bytes, rcvq_bytes, ooo_bytes;
 };

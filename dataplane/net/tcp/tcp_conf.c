@@ -9,13 +9,15 @@
 static const char *const tcp_keys[] = { "max_flows", "max_half_open", "rcvbuf", "sndbuf", "mss",
 	"wscale", "timestamps", "rto_min", "rto_max", "rto_initial", "delack", "time_wait",
 	"syn_retries", "data_retries", "keepalive", "keepalive_idle", "keepalive_interval",
-	"keepalive_probes", "challenge_ack_per_s", NULL };
+	"keepalive_probes", "challenge_ack_per_s", "congestion_control", NULL };
+static const char *const cc_names[] = { "cubic", "newreno", NULL };
 
 void
 tcp_config_parse(conf_node n, struct tcp_config *t)
 {
 	uint64_t v;
 	uint32_t u;
+	int cc;
 
 	conf_check_keys(n, tcp_keys);
 	conf_get_u32(n, "max_flows", t->max_flows, 16, 4u << 20, &t->max_flows);
@@ -58,6 +60,8 @@ tcp_config_parse(conf_node n, struct tcp_config *t)
 	conf_get_u32(n, "keepalive_probes", t->keepalive_probes, 1, 100, &t->keepalive_probes);
 	conf_get_u32(
 	    n, "challenge_ack_per_s", t->challenge_ack_per_s, 1, 1000000, &t->challenge_ack_per_s);
+	if (conf_get_enum(n, "congestion_control", t->cc, cc_names, &cc) == 0)
+		t->cc = (uint8_t)cc;
 	if (t->rto_min_ms > t->rto_max_ms)
 		conf_error(conf_get(n, "rto_min"), "rto_min is above rto_max");
 }

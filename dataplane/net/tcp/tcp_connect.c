@@ -69,9 +69,8 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 	tcp_update_clock(tl);
 	if ((c = tcp_conn_alloc(tl, &key)) == NULL)
 		return -ENOSPC;
-	c->iss = (uint32_t)rte_rand();
-	c->snd_una = c->iss;
-	c->snd_nxt = c->snd_max = c->iss + 1;
+	c->snd_una = (uint32_t)rte_rand(); /* the ISS */
+	c->snd_nxt = c->snd_max = c->snd_una + 1;
 	c->mss = RTE_MIN((uint16_t)TCP_DEFAULT_MSS, tl->cfg.mss); /* until the SYN-ACK says */
 	c->rto_ms = tl->cfg.rto_initial_ms;
 	c->rtt_start_ms = tl->now_ms;
@@ -93,7 +92,6 @@ synack_input(struct tcp_conn *c, const struct tcp_seg *s)
 	struct tcp_lcore *tl = tcb_tl(c);
 	const struct tcp_config *cfg = &tl->cfg;
 
-	c->irs = s->seq;
 	c->rcv_nxt = s->seq + 1;
 	tcp_syn_opts_take(c, s, true); /* our SYN always offers window scaling */
 	/* the window we offered in the SYN (never scaled) */
@@ -110,7 +108,7 @@ synack_input(struct tcp_conn *c, const struct tcp_seg *s)
 	c->snd_wl1 = s->seq;
 	c->snd_wl2 = s->ack;
 	tcp_set_state(c, TCP_ST_ESTABLISHED);
-	tl->cc->init(c);
+	tcp_rec_init(c);
 	tcp_keep_reset(c);
 	c->flags |= TF_ACKNOW; /* the handshake's third segment, at the next flush */
 	tcp_flush_add(c);
@@ -125,7 +123,7 @@ tcp_synsent_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
 	uint8_t f = s->flags;
 
 	rte_pktmbuf_free(m); /* data on a SYN-ACK is not taken: the peer sends it again */
-	if ((f & RTE_TCP_ACK_FLAG) && (SEQ_LEQ(s->ack, c->iss) || SEQ_GT(s->ack, c->snd_max))) {
+	if ((f & RTE_TCP_ACK_FLAG) && (SEQ_LEQ(s->ack, c->snd_una) || SEQ_GT(s->ack, c->snd_max))) {
 		DP_INC(tl->lc, tcp, BAD_HANDSHAKE_ACK);
 		tcp_send_rst_reply(tl, s); /* an old duplicate's; nothing for a RST */
 		return;

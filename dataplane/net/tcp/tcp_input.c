@@ -258,7 +258,8 @@ rst_input(struct tcp_conn *c, const struct tcp_seg *s)
 static void
 syn_input(struct tcp_conn *c, const struct tcp_seg *s)
 {
-	if (c->state == TCP_ST_SYN_RECEIVED && s->seq == c->irs && !(s->flags & RTE_TCP_ACK_FLAG)) {
+	if (c->state == TCP_ST_SYN_RECEIVED && s->seq + 1 == c->rcv_nxt &&
+	    !(s->flags & RTE_TCP_ACK_FLAG)) {
 		DP_INC(tcb_tl(c)->lc, tcp, SYN_RETRANSMITTED); /* our SYN-ACK was lost */
 		tcp_send_synack(c);
 		return;
@@ -362,7 +363,7 @@ synrcvd_ack(struct tcp_conn *c, const struct tcp_seg *s)
 	c->snd_wl1 = s->seq;
 	c->snd_wl2 = s->ack;
 	tcp_set_state(c, TCP_ST_ESTABLISHED);
-	tl->cc->init(c);
+	tcp_rec_init(c);
 	if (tcb_ops(c)->accept(c, c->app_ctx, &ctx) < 0) {
 		DP_INC(tl->lc, tcp, ACCEPT_REFUSED);
 		abort_unaccepted(c);
@@ -435,40 +436,13 @@ new_ack(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
 	c->rxtshift = 0;
-	tcb_tl(c)->cc->ack(c, acked);
 	tcp_rexmt_restart(c);
+	tcp_rec_ack(c, s, acked, TCP_ACK_NEW);
 	*writable = data > 0;
 	tcp_flush_add(c);
 	if (c->flags & TF_FIN_ACKED)
 		return fin_acked(c);
 	return 0;
-}
-
-/*
- * Loss detection from SACK blocks (RFC 6675 DupThresh, in bytes): three segments' worth
- * acknowledged selectively beyond SND.UNA means the segment at SND.UNA is lost. Recovery
- * itself stays NewReno (one hole per round trip); there is no scoreboard to keep.
- */
-static void
-sack_input(struct tcp_conn *c, const struct tcp_seg *s)
-{
-	uint32_t sacked = 0;
-
-	if ((c->flags & TF_RECOVERY) || c->snd_una == c->snd_max)
-		return;
-	for (unsigned i = 0; i < s->opt.nsack; i++) {
-		uint32_t l = s->opt.sack[i][0], r = s->opt.sack[i][1];
-
-		if (SEQ_LEQ(r, c->snd_una) || SEQ_GT(r, c->snd_max) || !SEQ_LT(l, r))
-			continue; /* D-SACK, stale, or nonsense */
-		if (SEQ_LT(l, c->snd_una))
-			l = c->snd_una;
-		sacked += r - l;
-	}
-	if (sacked >= 3u * c->mss) {
-		DP_INC(tcb_tl(c)->lc, tcp, SACK_LOSS);
-		tcb_tl(c)->cc->sack_loss(c);
-	}
 }
 
 /* RFC 793 "fifth check the ACK field" with RFC 5961 section 5. -1: drop (or gone). */
@@ -488,12 +462,10 @@ ack_input(struct tcp_conn *c, const struct tcp_seg *s, bool *writable)
 	} else if (s->ack == c->snd_una && s->len == 0 && !s->dup &&
 	    !(s->flags & RTE_TCP_FIN_FLAG) && win == c->snd_wnd && c->snd_una != c->snd_max) {
 		DP_INC(tcb_tl(c)->lc, tcp, DUP_ACKS);
-		tcb_tl(c)->cc->dupack(c);
+		tcp_rec_ack(c, s, 0, TCP_ACK_DUP);
 	} else {
-		tcb_tl(c)->cc->dupack_reset(c);
+		tcp_rec_ack(c, s, 0, TCP_ACK_OTHER);
 	}
-	if ((c->flags & TF_SACK_OK) && s->opt.nsack > 0)
-		sack_input(c, s);
 	/* window update, only from a segment newer than the last one that set it */
 	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
 		if (win > c->snd_wnd)
@@ -705,11 +677,9 @@ syn_new(struct tcp_lcore *tl, const struct tcp_listener *l, const struct tcp_seg
 	}
 	if ((c = tcp_conn_alloc(tl, &s->key)) == NULL)
 		return;
-	c->irs = s->seq;
 	c->rcv_nxt = s->seq + 1;
-	c->iss = (uint32_t)rte_rand();
-	c->snd_una = c->iss;
-	c->snd_nxt = c->snd_max = c->iss + 1;
+	c->snd_una = (uint32_t)rte_rand(); /* the ISS */
+	c->snd_nxt = c->snd_max = c->snd_una + 1;
 	tcp_syn_opts_take(c, s, cfg->wscale > 0);
 	c->snd_wnd = s->win; /* a SYN's window is never scaled */
 	c->rto_ms = cfg->rto_initial_ms;
@@ -749,10 +719,8 @@ cookie_ack(
 	}
 	DP_INC(tl->lc, tcp, COOKIE_VALID);
 	/* rebuild the half-open state the cookie stood for, then take the usual path */
-	c->irs = s->seq - 1;
 	c->rcv_nxt = s->seq;
-	c->iss = s->ack - 1;
-	c->snd_una = c->iss;
+	c->snd_una = s->ack - 1; /* the ISS */
 	c->snd_nxt = c->snd_max = s->ack;
 	c->mss = mss;
 	c->rto_ms = tl->cfg.rto_initial_ms;

@@ -197,6 +197,7 @@ tl_free(struct tcp_lcore *tl)
 	if (tl->flows != NULL)
 		rte_hash_free(tl->flows);
 	rte_free(tl->tcbs);
+	tcp_sb_pool_fini(tl);
 	rte_free(tl);
 }
 
@@ -218,7 +219,7 @@ tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg)
 		return -ENOMEM;
 	tl->lc = lc;
 	tl->cfg = *cfg;
-	tl->cc = &tcp_cc_newreno;
+	tl->cc = cfg->cc == TCP_CC_NEWRENO ? &tcp_cc_newreno : &tcp_cc_cubic;
 	tl->base_tsc = lc->now_tsc;
 	tl->tsc_per_ms = lc->tsc_hz / 1000;
 	tl->ts_offset = (uint32_t)rte_rand();
@@ -237,7 +238,8 @@ tcp_lcore_init(struct dp_lcore *lc, const struct tcp_config *cfg)
 	tl->ooo_max_segs = (uint8_t)RTE_MAX(ooo, (uint32_t)TCP_OOO_MIN_SEGS);
 	tl->ooo_mbuf_cap = RTE_MAX(64u, lc->pool->size / 4);
 	if ((rc = ooo_dynfield_register()) < 0 || (tl->ooo_dynoff = rc, 0) ||
-	    (rc = tl_register(tl)) < 0 || (rc = tables_create(tl, socket)) < 0) {
+	    (rc = tl_register(tl)) < 0 || (rc = tables_create(tl, socket)) < 0 ||
+	    (rc = tcp_sb_pool_init(tl, socket)) < 0) {
 		tl_free(tl);
 		return rc;
 	}
@@ -381,6 +383,7 @@ tcp_conn_close(struct tcp_conn *c, enum tcp_close_reason why)
 	tcp_mq_free(tl, &c->sndq, TCP_Q_SND);
 	tcp_mq_free(tl, &c->rcvq, TCP_Q_RCV);
 	tcp_ooo_free(c);
+	tcp_sb_release(c);
 	tcp_set_state(c, TCP_ST_CLOSED);
 	c->flags |= TF_REAP;
 	c->next_free = tcb_ref(tl, tl->reap_head);
@@ -451,6 +454,11 @@ tcp_mem_stats(const struct dp_lcore *lc, struct tcp_mem_stats *out)
 	if (tl == NULL)
 		return;
 	out->hash_bytes_per_entry = hash_bytes_per_entry(tl->cfg.max_flows);
+	out->sb_bytes_per_flow =
+	    (uint32_t)(((uint64_t)tl->n_sbs * sizeof(struct tcp_sb) + tl->cfg.max_flows / 2) /
+		tl->cfg.max_flows);
+	out->sb_blocks = tl->n_sbs;
+	out->sb_used = tl->sb_used;
 	for (i = 0; i < TCP_ST_COUNT; i++)
 		out->flows_by_state[i] = tl->by_state[i];
 	out->flows = tcp_flow_count(lc);

@@ -292,7 +292,7 @@ tcp_send_synack(struct tcp_conn *c)
 	struct seg_out o;
 
 	memset(&o, 0, offsetof(struct seg_out, opts));
-	o.seq = c->iss;
+	o.seq = c->snd_una; /* the ISS, until the handshake completes */
 	o.ack = c->rcv_nxt;
 	o.flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
 	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u); /* never scaled in a SYN */
@@ -310,7 +310,7 @@ tcp_send_syn(struct tcp_conn *c)
 	struct seg_out o;
 
 	memset(&o, 0, offsetof(struct seg_out, opts));
-	o.seq = c->iss;
+	o.seq = c->snd_una; /* the ISS, until the handshake completes */
 	o.flags = RTE_TCP_SYN_FLAG;
 	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);
 	o.optlen = syn_opts(tl, o.opts, tl->cfg.wscale, tl->cfg.timestamps, 0, true);
@@ -380,9 +380,46 @@ tcp_retransmit_una(struct tcp_conn *c)
 	c->flags &= ~TF_RTT_TIMING; /* Karn: no RTT sample across a retransmission */
 	DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
 	end = c->snd_una + len + !!(flags & RTE_TCP_FIN_FLAG);
-	if (conn_send(c, &o) == 0 && SEQ_LT(c->snd_nxt, end))
-		c->snd_nxt = end; /* after an RTO: do not send these bytes again at once */
+	if (conn_send(c, &o) == 0) {
+		tcp_sb_sent(c, c->snd_una, end);
+		if (SEQ_LT(c->snd_nxt, end))
+			c->snd_nxt = end; /* after an RTO: do not send these bytes again at once */
+	}
 	tcp_timer_set(c, TT_REXMT, c->rto_ms);
+}
+
+/*
+ * A retransmission of [seq, end), already sent (a segment of the scoreboard, or the tail
+ * loss probe): the FIN rides along when end covers it. 0 or a negative errno.
+ */
+int
+tcp_send_range(struct tcp_conn *c, uint32_t seq, uint32_t end)
+{
+	uint32_t data_end = c->snd_una + c->sndq.bytes;
+	uint8_t flags = RTE_TCP_ACK_FLAG;
+	struct seg_out o;
+	int rc;
+
+	if (SEQ_LT(seq, c->snd_una) || !SEQ_LT(seq, end) || SEQ_GT(end, c->snd_max))
+		return -EINVAL;
+	if (SEQ_GT(end, data_end)) {
+		if (!(c->flags & TF_FIN_SENT) || (c->flags & TF_FIN_ACKED) || end != data_end + 1)
+			return -EINVAL;
+		flags |= RTE_TCP_FIN_FLAG;
+		end = data_end;
+	}
+	seg_init(c, &o, seq, flags);
+	o.off = seq - c->snd_una;
+	o.len = end - seq;
+	c->flags &= ~TF_RTT_TIMING; /* Karn */
+	DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
+	DP_ADD(tcb_tl(c)->lc, tcp, TX_BYTES, o.len);
+	rc = conn_send(c, &o);
+	if (rc == 0)
+		tcp_sb_sent(c, seq, end + !!(flags & RTE_TCP_FIN_FLAG));
+	if (!(c->timer_on & TT_REXMT))
+		tcp_rexmt_arm(c);
+	return rc;
 }
 
 static bool
@@ -451,12 +488,79 @@ idle_restart(struct tcp_conn *c)
 	}
 }
 
+/* One segment at snd_nxt of len bytes (and the FIN); -1 if it could not go. */
+static int
+send_next(struct tcp_conn *c, uint32_t len, bool fin)
+{
+	uint8_t flags = RTE_TCP_ACK_FLAG;
+	uint32_t seq = c->snd_nxt;
+	bool is_new = c->snd_nxt == c->snd_max;
+	struct seg_out o;
+
+	if (fin)
+		flags |= RTE_TCP_FIN_FLAG;
+	if (len > 0 && c->snd_nxt - c->snd_una + len == c->sndq.bytes)
+		flags |= RTE_TCP_PSH_FLAG;
+	seg_init(c, &o, c->snd_nxt, flags);
+	o.off = c->snd_nxt - c->snd_una;
+	o.len = len;
+	if (conn_send(c, &o) < 0) {
+		/* nothing left: try again when the retransmission timer fires (with nothing
+		 * in flight no ACK would ever bring us back here) */
+		if (!(c->timer_on & TT_REXMT))
+			tcp_timer_set(c, TT_REXMT, c->rto_ms);
+		return -1;
+	}
+	if (SEQ_LT(c->snd_nxt, c->snd_max)) {
+		DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
+	} else if (!(c->flags & TF_RTT_TIMING) && !(c->flags & TF_TS_OK)) {
+		c->flags |= TF_RTT_TIMING;
+		c->rtt_seq = c->snd_nxt;
+		c->rtt_start_ms = tcb_tl(c)->now_ms;
+	}
+	c->last_tx_ms = tcb_tl(c)->now_ms;
+	DP_ADD(tcb_tl(c)->lc, tcp, TX_BYTES, len);
+	tcp_sb_sent(c, seq, seq + len + fin); /* before snd_max moves: new or again */
+	c->snd_nxt += len + fin;
+	if (fin)
+		c->flags |= TF_FIN_SENT;
+	if (SEQ_GT(c->snd_nxt, c->snd_max))
+		c->snd_max = c->snd_nxt;
+	if (!(c->timer_on & TT_REXMT) || (c->flags & TF_PERSIST)) {
+		c->flags &= ~TF_PERSIST;
+		tcp_rexmt_arm(c);
+	} else if (is_new && tcp_sb_of(c) != NULL && tcp_sb_of(c)->tmode == SBT_TLP) {
+		tcp_rexmt_arm(c); /* RFC 8985 7.2: the probe timeout restarts with new data */
+	}
+	return 0;
+}
+
+/*
+ * One new segment of at most max bytes, as far as the peer's window allows but whatever
+ * cwnd says (PRR's share in recovery, a tail loss probe). Returns the sequence space sent.
+ */
+uint32_t
+tcp_output_new(struct tcp_conn *c, uint32_t max)
+{
+	uint32_t room = RTE_MIN(c->mss - sack_space(c), max), cwnd = c->cwnd, before = c->snd_nxt;
+	uint32_t len;
+	bool fin;
+
+	if (!can_send_data(c) || c->snd_nxt != c->snd_max || room == 0 || !tcp_sb_room(c))
+		return 0;
+	c->cwnd = UINT32_MAX / 2;
+	len = next_seg_len(c, room, &fin);
+	c->cwnd = cwnd;
+	if ((len == 0 && !fin) || send_next(c, len, fin) < 0)
+		return 0;
+	return c->snd_nxt - before;
+}
+
 /* Send what the windows allow, FIN after the data, and an ACK if one is owed and none rode. */
 void
 tcp_output(struct tcp_conn *c)
 {
 	uint32_t room = c->mss - sack_space(c); /* SACK blocks take from the payload */
-	struct seg_out o;
 	bool fin;
 	uint32_t len;
 
@@ -476,43 +580,13 @@ tcp_output(struct tcp_conn *c)
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
 	idle_restart(c);
-	while ((len = next_seg_len(c, room, &fin)) > 0 || fin) {
-		uint8_t flags = RTE_TCP_ACK_FLAG;
-
-		if (fin)
-			flags |= RTE_TCP_FIN_FLAG;
-		if (len > 0 && c->snd_nxt - c->snd_una + len == c->sndq.bytes)
-			flags |= RTE_TCP_PSH_FLAG;
-		seg_init(c, &o, c->snd_nxt, flags);
-		o.off = c->snd_nxt - c->snd_una;
-		o.len = len;
-		if (conn_send(c, &o) < 0) {
-			/* nothing left: try again when the retransmission timer fires (with nothing
-			 * in flight no ACK would ever bring us back here) */
-			if (!(c->timer_on & TT_REXMT))
-				tcp_timer_set(c, TT_REXMT, c->rto_ms);
-			break;
+	if ((c->flags & TF_RECOVERY) && c->sb_ref != 0) {
+		tcp_sb_output(c); /* PRR decides, lost segments first (RFC 6675 NextSeg) */
+	} else {
+		while (((len = next_seg_len(c, room, &fin)) > 0 || fin) && tcp_sb_room(c)) {
+			if (send_next(c, len, fin) < 0 || fin)
+				break;
 		}
-		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
-			DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
-		} else if (!(c->flags & TF_RTT_TIMING) && !(c->flags & TF_TS_OK)) {
-			c->flags |= TF_RTT_TIMING;
-			c->rtt_seq = c->snd_nxt;
-			c->rtt_start_ms = tcb_tl(c)->now_ms;
-		}
-		c->last_tx_ms = tcb_tl(c)->now_ms;
-		DP_ADD(tcb_tl(c)->lc, tcp, TX_BYTES, len);
-		c->snd_nxt += len + fin;
-		if (fin)
-			c->flags |= TF_FIN_SENT;
-		if (SEQ_GT(c->snd_nxt, c->snd_max))
-			c->snd_max = c->snd_nxt;
-		if (!(c->timer_on & TT_REXMT) || (c->flags & TF_PERSIST)) {
-			c->flags &= ~TF_PERSIST;
-			tcp_timer_set(c, TT_REXMT, c->rto_ms);
-		}
-		if (fin)
-			break;
 	}
 	persist_check(c);
 	if (c->flags & TF_ACKNOW)
@@ -564,5 +638,6 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 	c->mss = (uint16_t)mss;
 	c->flags &= ~TF_RTT_TIMING;
 	c->snd_nxt = c->snd_una; /* what is in flight was too big: again, in smaller segments */
+	tcp_sb_reset(c);
 	tcp_flush_add(c);
 }

@@ -89,6 +89,8 @@ void
 tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms)
 {
 	*deadline(c, which) = tcb_tl(c)->now_ms + delay_ms;
+	if (which == TT_REXMT && c->sb_ref != 0)
+		tcp_sb_of(c)->tmode = SBT_RTO; /* the caller says otherwise after (tcp_sack.c) */
 	c->timer_on |= (uint8_t)which;
 	wheel_schedule(c);
 }
@@ -118,7 +120,7 @@ tcp_rexmt_restart(struct tcp_conn *c)
 			tcp_timer_stop(c, TT_REXMT);
 	} else {
 		c->flags &= ~TF_PERSIST;
-		tcp_timer_set(c, TT_REXMT, c->rto_ms);
+		tcp_rexmt_arm(c); /* the RTO, or a tail loss probe's timeout before it */
 	}
 }
 
@@ -257,6 +259,8 @@ rexmt_fire(struct tcp_conn *c)
 		tcp_timer_set(c, TT_REXMT, c->rto_ms);
 		return;
 	}
+	if (tcp_sb_timer_fire(c))
+		return; /* a tail loss probe or RACK's reordering timer */
 	if (c->snd_una == c->snd_max) {
 		/* nothing in flight: a send failed (no mbuf) with data or a FIN waiting */
 		if (c->sndq.bytes > 0 || ((c->flags & TF_FIN_QUEUED) && !(c->flags & TF_FIN_SENT)))
@@ -277,10 +281,7 @@ rexmt_fire(struct tcp_conn *c)
 		return;
 	}
 	DP_INC(lc, tcp, REXMT_TIMEOUT);
-	if (c->rxtshift == 0)
-		tcb_tl(c)->cc->rto(c);
-	else
-		c->cwnd = c->mss; /* RFC 5681: ssthresh stays when a retransmission is lost */
+	tcp_rec_rto(c); /* before the backoff: ssthresh only on the first */
 	rto_backoff(c);
 	c->flags &= ~TF_RTT_TIMING;
 	c->snd_nxt = c->snd_una; /* go back: resend from the first unacknowledged byte */

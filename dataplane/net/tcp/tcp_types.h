@@ -106,11 +106,11 @@ struct tcp_conn {
 	uint32_t tw_next, tw_prev; /* tcb_ref: the wheel slot's list */
 
 	/* send sequence space */
-	uint32_t iss, snd_una, snd_nxt, snd_max;
+	uint32_t snd_una, snd_nxt, snd_max; /* ISS: snd_una until SYN_RECEIVED/SYN_SENT end */
 	uint32_t snd_wnd, snd_wl1, snd_wl2, max_sndwnd;
 	uint32_t snd_recover, cwnd, ssthresh;
 	/* receive sequence space */
-	uint32_t irs, rcv_nxt, rcv_adv;
+	uint32_t rcv_nxt, rcv_adv; /* IRS: rcv_nxt - 1 in SYN_RECEIVED */
 	uint32_t ts_recent;
 	/* RTT (RFC 6298), milliseconds scaled: srtt x8, rttvar x4 */
 	uint32_t srtt8, rttvar4, rto_ms;
@@ -120,7 +120,10 @@ struct tcp_conn {
 	uint32_t last_rx_ms;
 	uint32_t last_tx_ms; /* last data segment sent (RFC 5681 4.1: cwnd after idle) */
 	uint32_t chack_ms;   /* last challenge ACK sent (RFC 5961 per-flow bound) */
-	uint32_t spare[2];   /* free (the TCB stays at 256 bytes) */
+	uint32_t sb_ref;     /* its loss-recovery block (tcp_sack.c) while data is in flight, 0 */
+	/* CUBIC (RFC 9438): W_max and cwnd at the epoch's start in bytes, the epoch's start
+	 * (ms, 0: none); NewReno leaves them alone */
+	uint32_t cc_wmax, cc_cwnd_epoch, cc_epoch_ms;
 
 	struct tcp_mq sndq;   /* from snd_una: unacked then unsent data */
 	struct tcp_mq rcvq;   /* in order, not yet taken by the app */
@@ -155,6 +158,55 @@ struct tcp_seg {
 	uint16_t win;  /* unscaled */
 	uint8_t flags; /* RTE_TCP_*_FLAG */
 	struct tcp_opts opt;
+};
+
+/*
+ * A flow's loss-recovery block (tcp_sack.c), from a per-lcore pool, held while a flow that
+ * negotiated SACK has data in flight: the scoreboard of the segments in flight as sent (RFC
+ * 6675: SACKed, lost, retransmitted; when each was last sent, for RACK), RACK's state
+ * (RFC 8985), the tail loss probe's and PRR's (RFC 6937). Kept out of the TCB: an idle flow
+ * (most of them) holds none, and the TCB stays at four cache lines.
+ */
+#define TCP_SB_SEGS 64 /* segments in flight tracked: a scoreboard flow sends no more */
+
+enum {
+	SBS_SACKED = 1,  /* selectively acknowledged */
+	SBS_LOST = 2,    /* marked lost (RACK or DupThresh), not retransmitted since */
+	SBS_RETRANS = 4, /* retransmitted at least once */
+};
+
+enum {
+	SBT_RTO = 0, /* what the rexmt deadline stands for while a block is held */
+	SBT_TLP,     /* the probe timeout (RFC 8985 7.2) */
+	SBT_REO,     /* RACK's reordering timer (RFC 8985 6.3) */
+};
+
+struct tcp_sb_seg {
+	uint32_t start, end; /* [start, end), the FIN counting */
+	uint32_t xmit_ms;    /* last (re)transmission */
+	uint8_t flags;       /* SBS_* */
+};
+
+struct tcp_sb {
+	uint32_t next_free; /* pool free list: index + 1 */
+	uint16_t head, n;   /* ring of n segments from seg[head] */
+	uint32_t end;    /* where tracking ends: above it (after an RTO) segments are untracked */
+	uint32_t sacked; /* bytes SACKed above SND.UNA */
+	/* RACK: the most recently sent segment delivered, its RTT; the highest delivered */
+	uint32_t rack_xmit_ms, rack_end, rack_rtt_ms, min_rtt_ms, fack;
+	uint8_t rack_valid, reo_seen, reo_mult, tmode; /* tmode: SBT_* */
+	uint8_t tlp_out, tlp_rexmit, tlp_dsack, dsack_round;
+	uint32_t tlp_end;   /* snd_max when the probe went */
+	uint32_t dsack_end; /* RACK 6.2: one reo_wnd step per round trip */
+	/* PRR (RFC 6937) */
+	uint32_t recover_fs, prr_delivered, prr_out, sndcnt;
+	struct tcp_sb_seg seg[TCP_SB_SEGS];
+};
+
+enum tcp_ack_kind {
+	TCP_ACK_NEW,   /* advances SND.UNA */
+	TCP_ACK_DUP,   /* RFC 5681's duplicate ACK */
+	TCP_ACK_OTHER, /* neither (data, window update, old) */
 };
 
 /* Per-lcore state. */
@@ -203,6 +255,10 @@ struct tcp_lcore {
 	uint32_t chack_budget;
 
 	uint32_t ooo_stamp; /* arrival order of out-of-order segments (SACK: newest first) */
+
+	/* loss-recovery blocks (tcp_sack.c): max(16, max_flows / 16), free list by index + 1 */
+	struct tcp_sb *sbs;
+	uint32_t n_sbs, sb_free, sb_used;
 };
 
 enum {
@@ -292,6 +348,30 @@ void tcp_send_rst(struct tcp_conn *c);                                  /* RST a
 void tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s); /* RFC 793 reply */
 void tcp_send_probe(struct tcp_conn *c);     /* SEQ = SND.UNA - 1, no data: forces an ACK */
 void tcp_retransmit_una(struct tcp_conn *c); /* one segment at snd_una */
+int tcp_send_range(struct tcp_conn *c, uint32_t seq, uint32_t end); /* a retransmission */
+uint32_t tcp_output_new(struct tcp_conn *c, uint32_t max); /* one new segment, cwnd aside */
+
+/* tcp_recovery.c */
+void tcp_rec_init(struct tcp_conn *c); /* connection established: IW, cc init */
+void
+tcp_rec_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp_ack_kind kind);
+void tcp_rec_rto(struct tcp_conn *c);
+void tcp_rec_lt_undo(struct tcp_conn *c);
+void tcp_rec_lt_dupack(struct tcp_conn *c);
+
+/* tcp_sack.c */
+int tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket);
+void tcp_sb_pool_fini(struct tcp_lcore *tl);
+struct tcp_sb *tcp_sb_of(const struct tcp_conn *c);
+void tcp_sb_release(struct tcp_conn *c);
+void tcp_sb_reset(struct tcp_conn *c); /* go-back-N: forget what is tracked */
+bool tcp_sb_room(struct tcp_conn *c);  /* may a new segment go (attaches a block if none) */
+void tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end);
+void
+tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp_ack_kind kind);
+void tcp_sb_output(struct tcp_conn *c);     /* in recovery: PRR's share, lost segments first */
+bool tcp_sb_timer_fire(struct tcp_conn *c); /* true: a TLP or reordering timer, handled */
+void tcp_rexmt_arm(struct tcp_conn *c);     /* RTO, or the probe timeout when a TLP may go */
 
 /* tcp_timer.c */
 void tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms);

@@ -268,6 +268,13 @@ def edgegwctl(lab):
             return "reload: " in f.read()
     check(labtest.wait_for(reloaded, 15), "the agent logged its reload")
     check(lab.dataplane_alive(), "the dataplane lives through SIGHUP")
+    r = ctl(lab, "spool")
+    check(r.returncode == 0 and re.search(r"^spool: \d+ records not yet acknowledged", r.stdout, re.M)
+          and re.search(r"^drain: ", r.stdout, re.M), "edgegwctl spool: %r" % (r.stdout + r.stderr))
+    r = ctl(lab, "--json", "spool")
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    check("records" in j and "oldest_age_s" in j and j.get("spool", {}).get("appended", 0) > 0,
+          "edgegwctl --json spool: depth, age and the spool's counters (%r)" % r.stdout[:200])
     edgegwctl_broker(lab)
 
 

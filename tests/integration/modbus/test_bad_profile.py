@@ -7,6 +7,7 @@ usage: test_bad_profile.py AGENT EDGEGWCTL"""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -77,13 +78,35 @@ def main(agent, ctl):
     h.check("edgegw_agent_devices_disabled 1\n" in body, "no devices_disabled gauge in /metrics")
     h.check('edgegw_agent_device_disabled{bus="plc",device="gw2",profile="broken"} 1' in body,
             "no device_disabled sample in /metrics")
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                           text=True, timeout=10)
+        h.check(r.returncode == 0, "promtool check metrics: " + r.stdout + r.stderr)
 
     r = subprocess.run([ctl, "-a", f"127.0.0.1:{hport}", "devices"], capture_output=True, text=True,
                        timeout=10)
     rows = {l.split()[1]: l for l in r.stdout.splitlines()[1:] if l.strip()}
     h.check(r.returncode == 0 and "gw1" in rows and "disabled: profile 'broken'" in rows.get("gw2", ""),
             f"edgegwctl devices: {r.stdout!r} {r.stderr!r}")
+    r = subprocess.run([ctl, "-a", f"127.0.0.1:{hport}", "-t", os.path.join(d, "no-dataplane"),
+                        "status"], capture_output=True, text=True, timeout=10)
+    h.check("1 device(s) DISABLED" in r.stdout, f"edgegwctl status: {r.stdout!r} {r.stderr!r}")
     h.stop_agent(p, log)
+
+    # --strict also on reload: a profile that breaks is refused whole, the running config stays
+    os.unlink(os.path.join(pdir, "broken.yaml"))
+    h.write_config(cfg, config(out, stats, pdir, mport, hport).replace("profile: broken", "profile: holes"))
+    log2 = os.path.join(d, "agent-strict.log")
+    p = h.start([agent, "-c", cfg, "--strict"], stdout=open(log2, "w"), stderr=subprocess.STDOUT)
+    h.wait_for(lambda: "started:" in open(log2).read(), 5, "the strict agent started")
+    with open(os.path.join(pdir, "holes.yaml"), "a") as f:
+        f.write("colour: red\n")
+    p.send_signal(signal.SIGHUP)
+    h.wait_for(lambda: "reload:" in open(log2).read(), 5, "the strict reload refused")
+    text = open(log2).read()
+    h.check("holes.yaml:" in text and "the running config stays" in text and "does not load" not in text,
+            "strict reload:\n" + text)
+    h.stop_agent(p, log2)
     print("ok: the bad profile's device is disabled, the good one polled; --strict and --check exit 1")
     print(rows["gw2"])
 

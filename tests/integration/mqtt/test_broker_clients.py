@@ -13,6 +13,7 @@ import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -110,17 +111,83 @@ class Client:
         self.c.socket().close()
 
 
-def mosq(tool, host, port, args, timeout=10):
-    cmd = [tool, "-h", host, "-p", str(port)] + args
+MOSQ_TIMED_OUT = 27  # mosquitto_sub's exit status when -W expired before -C messages came
+
+
+def mosq_debug(line):
+    """A line mosquitto_sub -d writes about the protocol, not a message it received."""
+    return line.startswith("Client ") or line.startswith("Subscribed (mid")
+
+
+def mosq(tool, host, port, args, timeout=10, rc=0):
+    """Run mosquitto_pub or mosquitto_sub; its exit status must be rc (0: it did its job;
+    MOSQ_TIMED_OUT: mosquitto_sub -W ran out, e.g. when nothing may come). mosquitto_sub runs
+    with -d and must show its SUBACK, so a subscription that never happened cannot pass for
+    one that received nothing; only the messages' lines are returned."""
+    sub = tool == "mosquitto_sub"
+    cmd = [tool, "-h", host, "-p", str(port)] + (["-d"] if sub else []) + args
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0 and tool == "mosquitto_pub":
-        raise AssertionError("%s failed: %s" % (" ".join(cmd), r.stderr.strip()))
-    return r.stdout
+    if r.returncode != rc:
+        raise AssertionError("%s exited %d, want %d: %s" % (" ".join(cmd), r.returncode, rc,
+                                                            r.stderr.strip()))
+    if not sub:
+        return r.stdout
+    lines = r.stdout.splitlines()
+    if not any(line.startswith("Subscribed (mid") for line in lines):
+        raise AssertionError("%s: no SUBACK: %r" % (" ".join(cmd), r.stdout))
+    return "".join(line + "\n" for line in lines if not mosq_debug(line))
 
 
-def sub_background(host, port, args):
-    return subprocess.Popen(["mosquitto_sub", "-h", host, "-p", str(port)] + args,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Sub:
+    """mosquitto_sub in the background, started with -d: its SUBACK ("Subscribed (mid: ...")
+    is the signal that it is ready, so the test publishes only once the broker has the
+    subscription. result() waits for it to end and checks its exit status."""
+
+    def __init__(self, host, port, args):
+        self.cmd = ["mosquitto_sub", "-d", "-h", host, "-p", str(port)] + args
+        # its stdout is a pipe: line-buffered, so the SUBACK line comes when it happens
+        self.p = subprocess.Popen(["stdbuf", "-oL"] + self.cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.seen = []
+        end = time.time() + WAIT
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, end - time.time()))
+            except queue.Empty:
+                self.p.kill()
+                raise AssertionError("%s: no SUBACK within %.1fs" % (" ".join(self.cmd), WAIT))
+            if line is None:
+                raise AssertionError("%s exited before its SUBACK: %s" % (
+                    " ".join(self.cmd), self.p.stderr.read().strip()))
+            self.seen.append(line)
+            if line.startswith("Subscribed (mid"):
+                return
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def result(self, timeout=8, rc=0):
+        """The messages' lines, once it exited with rc."""
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise AssertionError("%s still running after %ds" % (" ".join(self.cmd), timeout))
+        out = []
+        while True:
+            line = self.lines.get(timeout=WAIT)
+            if line is None:
+                break
+            if not mosq_debug(line):
+                out.append(line)
+        if self.p.returncode != rc:
+            raise AssertionError("%s exited %d, want %d: %s" % (
+                " ".join(self.cmd), self.p.returncode, rc, self.p.stderr.read().strip()))
+        return "".join(line + "\n" for line in out)
 
 
 def t_mosquitto_qos(host, port):
@@ -128,11 +195,10 @@ def t_mosquitto_qos(host, port):
     for ver in ([], ["-V", "5"]):
         for qos in (0, 1, 2):
             topic = "it/%s/q%d/%s" % (RUN, qos, "v5" if ver else "v311")
-            sub = sub_background(host, port, ver + ["-t", topic, "-q", str(qos), "-C", "1",
-                                                    "-W", "5", "-F", "%q %t %p"])
-            time.sleep(0.4)  # mosquitto_sub has no ready signal
+            sub = Sub(host, port, ver + ["-t", topic, "-q", str(qos), "-C", "1", "-W", "5",
+                                         "-F", "%q %t %p"])
             mosq("mosquitto_pub", host, port, ver + ["-t", topic, "-q", str(qos), "-m", "hi"])
-            out, _ = sub.communicate(timeout=8)
+            out = sub.result()
             want = "%d %s hi" % (qos, topic)
             if out.strip() != want:
                 raise AssertionError("got %r, want %r" % (out.strip(), want))
@@ -165,7 +231,8 @@ def t_retained(host, port):
     out = mosq("mosquitto_sub", host, port, ["-t", topic, "-C", "1", "-W", "3", "-F", "%r %p"])
     assert out.strip() == "1 two", out
     mosq("mosquitto_pub", host, port, ["-t", topic, "-n", "-r"])
-    out = mosq("mosquitto_sub", host, port, ["-t", topic, "-C", "1", "-W", "1"])
+    out = mosq("mosquitto_sub", host, port, ["-t", topic, "-C", "1", "-W", "1"],
+               rc=MOSQ_TIMED_OUT)
     assert out.strip() == "", out
 
 
@@ -359,12 +426,11 @@ def t_inflight_dup(host, port):
 def t_wildcards(host, port):
     """+ and # subscriptions through mosquitto_sub."""
     base = "it/%s/wild" % RUN
-    sub = sub_background(host, port, ["-t", base + "/+/x", "-t", base + "/deep/#", "-C", "3",
-                                      "-W", "5", "-F", "%t"])
-    time.sleep(0.4)
+    sub = Sub(host, port, ["-t", base + "/+/x", "-t", base + "/deep/#", "-C", "3", "-W", "5",
+                           "-F", "%t"])
     for t in ("a/x", "a/y", "deep", "deep/1/2", "b/x"):
         mosq("mosquitto_pub", host, port, ["-t", base + "/" + t, "-m", "."])
-    out, _ = sub.communicate(timeout=8)
+    out = sub.result()
     got = sorted(out.split())
     want = sorted(base + "/" + t for t in ("a/x", "deep", "deep/1/2"))
     assert got == want, (got, want)
@@ -426,8 +492,21 @@ def t_shared(host, port):
     b = Client(host, port, v5=True)
     a.subscribe("$share/grp/" + topic, 1)
     b.subscribe("$share/grp/" + topic, 1)
-    time.sleep(0.3)  # with several workers the member counts travel to the group's owner
     p = Client(host, port, v5=True)
+    # Ready when the group hands messages to both members (with several workers the member
+    # counts travel to the group's owner first): publish "warm" until each member got one.
+    warm = {"a": 0, "b": 0}
+    end = time.time() + WAIT
+    while not (warm["a"] and warm["b"]):
+        if time.time() > end:
+            raise AssertionError("the group never reached both members: %r" % warm)
+        p.publish(topic, b"warm", qos=1)
+        for name, c in (("a", a), ("b", b)):
+            try:
+                while c.msgs.get(timeout=0.05):
+                    warm[name] += 1
+            except queue.Empty:
+                pass
     for i in range(10):
         p.publish(topic, b"%d" % i, qos=1)
     got = {"a": [], "b": []}
@@ -435,9 +514,11 @@ def t_shared(host, port):
     while len(got["a"]) + len(got["b"]) < 10 and time.time() < end:
         for name, c in (("a", a), ("b", b)):
             try:
-                got[name].append(int(c.msgs.get(timeout=0.05).payload))
+                m = c.msgs.get(timeout=0.05)
             except queue.Empty:
-                pass
+                continue
+            if m.payload != b"warm":  # a late one from the warm-up
+                got[name].append(int(m.payload))
     a.nothing(0.3)
     b.nothing(0.1)
     assert sorted(got["a"] + got["b"]) == list(range(10)), got

@@ -314,6 +314,75 @@ test_every_error_reported(void **state)
 		    "%zu errors, want %zu:\n%s", lines + 1, sizeof(want) / sizeof(want[0]), err);
 }
 
+/* What a reload keeps: a bus is the same when nothing it polls with changed. */
+static void
+test_bus_same(void **state)
+{
+	static const char *const bus2[] = {
+		"devices: [{name: c, unit_id: 2, profile: eastron-sdm120}]",
+		"devices: [{name: c, unit_id: 2, profile: eastron-sdm120, interval: 2s}]",
+		"devices: [{name: c, unit_id: 3, profile: eastron-sdm120}]",
+		"devices: [{name: c, unit_id: 2, profile: eastron-sdm630}]",
+		"port: 503, devices: [{name: c, unit_id: 2, profile: eastron-sdm120}]",
+	};
+	struct agent_config a, b;
+	char text[1024], err[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bus2) / sizeof(bus2[0]); i++) {
+		struct agent_config *c = i == 0 ? &a : &b;
+
+		snprintf(text, sizeof(text),
+		    "agent:\n  profiles_dir: " PROFILES_DIR "\n  uplink: jsonl\n  buses:\n"
+		    "    - {name: b1, type: tcp, host: h, devices: [{name: d, unit_id: 1, "
+		    "profile: eastron-sdm120}]}\n"
+		    "    - {name: b2, type: tcp, host: h, %s}\n",
+		    bus2[i]);
+		assert_int_equal(
+		    agent_config_parse_string("gw.yaml", text, strlen(text), c, err, sizeof(err)),
+		    0);
+		if (i == 0)
+			continue;
+		/* b1 did not change in any of them (its profile is another load of the same file) */
+		assert_true(agent_bus_conf_same(&a.buses[0], &b.buses[0]));
+		assert_false(agent_bus_conf_same(&a.buses[1], &b.buses[1]));
+		agent_config_free(&b);
+	}
+	assert_true(agent_bus_conf_same(&a.buses[1], &a.buses[1]));
+	agent_config_free(&a);
+}
+
+static void
+test_profile_same(void **state)
+{
+	static const char base[] =
+	    "name: p\npoints:\n  - {name: x, function: holding, address: 0}\n";
+	static const char comment[] = "# c\nname: p\ndescription: d\npoints:\n\n"
+				      "  - {name: x, function: holding, address: 0}\n";
+	static const char other[] =
+	    "name: p\npoints:\n  - {name: x, function: holding, address: 1}\n";
+	static const char hole[] =
+	    "name: p\npoints:\n  - {name: x, function: holding, address: 0}\n"
+	    "holes: [{function: holding, address: 5}]\n";
+	struct mb_profile p0, p1;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(mb_profile_parse("a.yaml", base, strlen(base), &p0, err, sizeof(err)), 0);
+	assert_int_equal(
+	    mb_profile_parse("b.yaml", comment, strlen(comment), &p1, err, sizeof(err)), 0);
+	assert_true(mb_profile_same(&p0, &p1));
+	mb_profile_free(&p1);
+	assert_int_equal(
+	    mb_profile_parse("b.yaml", other, strlen(other), &p1, err, sizeof(err)), 0);
+	assert_false(mb_profile_same(&p0, &p1));
+	mb_profile_free(&p1);
+	assert_int_equal(mb_profile_parse("b.yaml", hole, strlen(hole), &p1, err, sizeof(err)), 0);
+	assert_false(mb_profile_same(&p0, &p1));
+	mb_profile_free(&p1);
+	mb_profile_free(&p0);
+}
+
 int
 main(void)
 {
@@ -326,6 +395,8 @@ main(void)
 		cmocka_unit_test(test_bad_profile_strict),
 		cmocka_unit_test(test_missing_profile_strict),
 		cmocka_unit_test(test_every_error_reported),
+		cmocka_unit_test(test_bus_same),
+		cmocka_unit_test(test_profile_same),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -176,6 +176,20 @@ count_msgs(const char *a)
 	return n;
 }
 
+/* Wait for a message with both needles (published at the end of a poll, after its counters). */
+static const char *
+wait_msg(const char *a, const char *b)
+{
+	uint64_t until = clock_mono_ms() + WAIT_MS;
+	const char *m;
+
+	while ((m = find_msg(a, b)) == NULL) {
+		deadline_check(until, a);
+		nap();
+	}
+	return m;
+}
+
 /* The response to write id. */
 static const char *
 wait_response(const char *id)
@@ -451,7 +465,7 @@ test_forgets_a_hole_that_answers_again(void **state)
 	fake_clear_holes();
 	wait_stat(0, AGENT_DC_holes_forgotten, 1);
 	wait_stat(0, AGENT_DC_replans, 2);
-	assert_non_null(find_msg("/c ", "\"value\":22,"));
+	wait_msg("/c ", "\"value\":22,");
 }
 
 static const char *const four_regs = "name: four\n"
@@ -558,7 +572,7 @@ test_bus_fault_and_recovery(void **state)
 	assert_true(bi.connect_errors >= 1);
 	assert_int_equal(st(0, AGENT_DC_poll_failures), 0);
 	assert_int_equal(st(0, AGENT_DC_requests), 0);
-	assert_non_null(find_msg("/a ", "\"quality\":\"comm-failure\""));
+	wait_msg("/a ", "\"quality\":\"comm-failure\""); /* published after the count */
 	fake_set_open_error(0);
 	wait_stat(0, AGENT_DC_responses, 1);
 	until = clock_mono_ms() + WAIT_MS;
@@ -659,7 +673,7 @@ test_writes_every_function(void **state)
 	assert_int_equal(st(1, AGENT_DC_writes), 3);
 	assert_int_equal(st(0, AGENT_DC_writes_failed) + st(1, AGENT_DC_writes_failed), 0);
 	/* the value written is published at once */
-	assert_non_null(find_msg("/single/sp ", "\"value\":21.5,"));
+	wait_msg("/single/sp ", "\"value\":21.5,"); /* published after the response */
 }
 
 /* A refused write, a value the device does not keep, a read-back that gets no answer, a

@@ -127,6 +127,36 @@ test_errors_name_the_line(void **state)
 	}
 }
 
+/* Every error of the section, not the first (issue 18). */
+static void
+test_every_error_reported(void **state)
+{
+	static const char text[] = "mqtt:\n"
+				   "  colour: red\n"
+				   "  version: 4\n"
+				   "  port: 0\n"
+				   "  keepalive: 2s\n"
+				   "  window: 0\n"
+				   "  client_id: ''\n"
+				   "  tls: {ca: a.pem, cert: c.pem}\n";
+	static const char *const want[] = { "t.yaml:2:3: unknown key 'colour'",
+		"t.yaml:3:12:", "t.yaml:4:9:", "t.yaml:5:14: keepalive is whole seconds",
+		"t.yaml:6:11:", "t.yaml:7:14: client_id must not be empty",
+		"t.yaml:8:26: tls.cert needs tls.key" };
+	struct uplink_mqtt_conf c;
+	struct conf_doc *doc;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(conf_load_string("t.yaml", text, strlen(text), &doc, err, sizeof(err)), 0);
+	assert_int_equal(uplink_mqtt_conf_parse(conf_get(conf_root(doc), "mqtt"), &c), -1);
+	assert_int_equal(conf_error_count(doc), sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		if (strstr(conf_errors(doc), want[i]) == NULL)
+			fail_msg("no '%s' in:\n%s", want[i], conf_errors(doc));
+	conf_free(doc);
+}
+
 static void
 test_verify_off_is_explicit(void **state)
 {
@@ -147,6 +177,7 @@ main(void)
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_errors_name_the_line),
 		cmocka_unit_test(test_verify_off_is_explicit),
+		cmocka_unit_test(test_every_error_reported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -351,6 +351,38 @@ test_append_read_ack_release(void **state)
 	spool_close(sp);
 }
 
+/* The age of the backlog: the append time of the oldest record not yet acknowledged, across
+ * streams; 0 when everything is acknowledged. */
+static void
+test_oldest_unacked(void **state)
+{
+	(void)state;
+	struct spool_config c;
+	base_cfg(&c);
+	struct spool *sp = open_ok(&c);
+	uint64_t t;
+	assert_int_equal(spool_oldest_ms(sp, &t), 0);
+	assert_int_equal(t, 0);
+	uint64_t n1 = append(sp, SPOOL_NORMAL, 1, "first");
+	clock_ms += 5000;
+	uint64_t b1 = append(sp, SPOOL_BULK, 1, "second");
+	clock_ms += 5000;
+	uint64_t n2 = append(sp, SPOOL_NORMAL, 1, "third");
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_oldest_ms(sp, &t), 0);
+	assert_int_equal(t, 1000000);
+	assert_int_equal(spool_ack(sp, n1), 0);
+	assert_int_equal(spool_oldest_ms(sp, &t), 0);
+	assert_int_equal(t, 1005000); /* the bulk record, in another stream */
+	assert_int_equal(spool_ack(sp, b1), 0);
+	assert_int_equal(spool_oldest_ms(sp, &t), 0);
+	assert_int_equal(t, 1010000);
+	assert_int_equal(spool_ack(sp, n2), 0);
+	assert_int_equal(spool_oldest_ms(sp, &t), 0);
+	assert_int_equal(t, 0);
+	spool_close(sp);
+}
+
 static void
 test_acks_and_q2_survive_restart(void **state)
 {
@@ -1091,6 +1123,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_crc32c_known_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_read_ack_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oldest_unacked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acks_and_q2_survive_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_producers, setup, teardown),

@@ -1,0 +1,169 @@
+/*
+ * tcp_recovery.c: what an ACK does to the congestion state, whatever the algorithm (which
+ * only says how cwnd grows and what ssthresh becomes: tcp_cc.h). A flow with a SACK
+ * scoreboard (tcp_sack.c) recovers by it: RACK-TLP, RFC 6675 pipe, PRR. Without one (the
+ * peer did not offer SACK, or the lcore's blocks are all in use) it recovers as NewReno
+ * (RFC 6582): three duplicate ACKs (or SACK blocks covering three segments beyond SND.UNA)
+ * retransmit SND.UNA and inflate cwnd; partial ACKs retransmit the next hole and deflate; a
+ * full ACK (covering `recover`) ends recovery. Limited Transmit (RFC 3042) for both. The
+ * RTO's reduction is here too.
+ */
+#include "dp.h"
+#include "tcp_cc.h"
+#include "tcp_seq.h"
+#include "tcp_types.h"
+
+void
+tcp_rec_init(struct tcp_conn *c)
+{
+	c->cwnd = tcp_initial_window(c->mss);
+	c->ssthresh = UINT32_MAX / 2;
+	c->snd_recover = c->snd_una - 1; /* RFC 6582: the ISS */
+	c->dupacks = 0;
+	tcb_tl(c)->cc->init(c);
+}
+
+/*
+ * Limited Transmit (RFC 3042): the first two duplicate ACKs each let one new segment go
+ * (cwnd + 1 MSS each), so that a window of a few segments still brings the third duplicate
+ * ACK (or the SACK blocks) that fast retransmit needs instead of an RTO. cwnd itself must not
+ * grow from it: the loan is paid back at the next ACK that is not a duplicate.
+ */
+void
+tcp_rec_lt_undo(struct tcp_conn *c)
+{
+	uint32_t lent = (uint32_t)RTE_MIN(c->dupacks, (uint8_t)2) * c->mss;
+
+	if (!(c->flags & TF_RECOVERY) && lent > 0)
+		c->cwnd = RTE_MAX(c->cwnd > lent ? c->cwnd - lent : 0, (uint32_t)c->mss);
+	c->dupacks = 0;
+}
+
+void
+tcp_rec_lt_dupack(struct tcp_conn *c)
+{
+	if (c->dupacks < UINT8_MAX)
+		c->dupacks++;
+	if (c->dupacks <= 2 && !(c->flags & TF_RECOVERY)) {
+		DP_INC(tcb_tl(c)->lc, tcp, LIMITED_TRANSMIT);
+		c->cwnd += c->mss;
+		tcp_flush_add(c);
+	}
+}
+
+/* NewReno's fast retransmit and the start of fast recovery. */
+static void
+reno_enter(struct tcp_conn *c)
+{
+	/* RFC 6582 3.2 step 2: no new recovery for losses in the window we already repaired */
+	if ((c->flags & TF_RECOVERY) || !SEQ_GT(c->snd_una, c->snd_recover))
+		return;
+	tcp_rec_lt_undo(c);
+	c->dupacks = 3;
+	c->ssthresh = tcb_tl(c)->cc->ssthresh(c, 0);
+	c->snd_recover = c->snd_max;
+	c->flags |= TF_RECOVERY;
+	DP_INC(tcb_tl(c)->lc, tcp, FAST_REXMT);
+	tcp_retransmit_una(c);
+	c->cwnd = c->ssthresh + 3u * c->mss;
+}
+
+static void
+reno_new_ack(struct tcp_conn *c, uint32_t acked)
+{
+	if (c->flags & TF_RECOVERY) {
+		if (SEQ_GEQ(c->snd_una, c->snd_recover)) {
+			/* full ACK: leave recovery, cwnd to ssthresh (no burst beyond flight + MSS) */
+			c->cwnd = RTE_MIN(c->ssthresh, c->snd_max - c->snd_una + c->mss);
+			c->flags &= ~TF_RECOVERY;
+			c->dupacks = 0;
+			return;
+		}
+		/* partial ACK: the next hole is lost too */
+		tcp_retransmit_una(c);
+		c->cwnd = c->cwnd > acked ? c->cwnd - acked : 0;
+		if (acked >= c->mss)
+			c->cwnd += c->mss;
+		c->cwnd = RTE_MAX(c->cwnd, (uint32_t)c->mss);
+		return;
+	}
+	tcp_rec_lt_undo(c);
+	tcb_tl(c)->cc->ack(c, acked);
+}
+
+static void
+reno_dupack(struct tcp_conn *c)
+{
+	if (c->flags & TF_RECOVERY) {
+		c->cwnd += c->mss; /* a segment left the network: one more may go */
+		tcp_flush_add(c);
+		return;
+	}
+	tcp_rec_lt_dupack(c);
+	if (c->dupacks == 3)
+		reno_enter(c);
+}
+
+/* SACK blocks without a scoreboard: three MSS selectively acknowledged beyond SND.UNA
+ * (RFC 6675's DupThresh in bytes) mean the segment at SND.UNA is lost. */
+static void
+reno_sack(struct tcp_conn *c, const struct tcp_seg *s)
+{
+	uint32_t sacked = 0;
+
+	if ((c->flags & TF_RECOVERY) || c->snd_una == c->snd_max)
+		return;
+	for (unsigned i = 0; i < s->opt.nsack; i++) {
+		uint32_t l = s->opt.sack[i][0], r = s->opt.sack[i][1];
+
+		if (SEQ_LEQ(r, c->snd_una) || SEQ_GT(r, c->snd_max) || !SEQ_LT(l, r))
+			continue; /* D-SACK, stale, or nonsense */
+		if (SEQ_LT(l, c->snd_una))
+			l = c->snd_una;
+		sacked += r - l;
+	}
+	if (sacked >= 3u * c->mss) {
+		DP_INC(tcb_tl(c)->lc, tcp, SACK_LOSS);
+		reno_enter(c);
+	}
+}
+
+void
+tcp_rec_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp_ack_kind kind)
+{
+	if (c->sb_ref != 0) {
+		tcp_sb_ack(c, s, acked, kind);
+		return;
+	}
+	switch (kind) {
+	case TCP_ACK_NEW:
+		reno_new_ack(c, acked);
+		break;
+	case TCP_ACK_DUP:
+		reno_dupack(c);
+		break;
+	default:
+		if (!(c->flags & TF_RECOVERY))
+			tcp_rec_lt_undo(c);
+		break;
+	}
+	if ((c->flags & TF_SACK_OK) && s->opt.nsack > 0)
+		reno_sack(c, s);
+}
+
+/* A retransmission timeout: one segment's window, ssthresh from the algorithm on the first
+ * (RFC 5681: it stays when a retransmission is lost too), recovery and the scoreboard's
+ * marks forgotten (go-back-N from SND.UNA). */
+void
+tcp_rec_rto(struct tcp_conn *c)
+{
+	if (c->rxtshift == 0) {
+		tcp_rec_lt_undo(c);
+		c->ssthresh = tcb_tl(c)->cc->ssthresh(c, 1);
+	}
+	c->cwnd = c->mss;
+	c->snd_recover = c->snd_max;
+	c->flags &= ~TF_RECOVERY;
+	c->dupacks = 0;
+	tcp_sb_reset(c);
+}

@@ -1,0 +1,590 @@
+/*
+ * tcp_sack.c: loss recovery by the SACK scoreboard, for flows whose peer negotiated SACK.
+ * While such a flow has data in flight it holds a block from the lcore's pool (struct
+ * tcp_sb: the segments in flight as they were sent, each SACKed / lost / retransmitted and
+ * when it was last sent), so that:
+ *  - RACK (RFC 8985 6) marks a segment lost when one sent after it was delivered and its
+ *    reordering window (a quarter of the minimum RTT, widened by D-SACKs) has passed, with a
+ *    timer for the rest: a loss needs no three segments after it, and a lost retransmission
+ *    is found again; RFC 6675's DupThresh (three MSS SACKed above) marks too;
+ *  - recovery sends what Proportional Rate Reduction (RFC 6937, with the slow-start
+ *    reduction bound) allows against RFC 6675's pipe, lost segments first (NextSeg), then new
+ *    data: every hole of a window is repaired in one round trip, and the flight comes down
+ *    to ssthresh smoothly instead of stopping and bursting;
+ *  - the tail loss probe (RFC 8985 7) replaces the first RTO: two SRTTs after the last
+ *    segment went with no ACK, one segment (new data, or the last one again) brings the ACK
+ *    or SACK that lets RACK find a lost tail; a probe that alone repaired a loss reduces the
+ *    window as a recovery would (7.4).
+ * The block goes back to the pool when everything sent is acknowledged. When the pool is
+ * empty (counted) the flow recovers as NewReno (tcp_recovery.c) until its flight drains.
+ * An RTO forgets the scoreboard (go-back-N from SND.UNA, the new transmissions tracked
+ * again).
+ */
+#include <string.h>
+
+#include <rte_malloc.h>
+
+#include "dp.h"
+#include "tcp_cc.h"
+#include "tcp_seq.h"
+#include "tcp_types.h"
+
+#define SBS_EVER         8   /* retransmitted at some time: no RACK RTT sample from it */
+#define TCP_WCDELACK_MS  200 /* RFC 8985 7.2: the peer may delay the ACK of a lone segment */
+#define TCP_REO_MULT_MAX 16
+
+int
+tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket)
+{
+	uint32_t n = RTE_MAX(16u, tl->cfg.max_flows / 16);
+
+	tl->sbs = rte_zmalloc_socket(
+	    "tcp_sb", sizeof(struct tcp_sb) * n, RTE_CACHE_LINE_SIZE, (int)socket);
+	if (tl->sbs == NULL)
+		return -ENOMEM;
+	tl->n_sbs = n;
+	for (uint32_t i = n; i-- > 0;) {
+		tl->sbs[i].next_free = tl->sb_free;
+		tl->sb_free = i + 1;
+	}
+	return 0;
+}
+
+void
+tcp_sb_pool_fini(struct tcp_lcore *tl)
+{
+	rte_free(tl->sbs);
+	tl->sbs = NULL;
+}
+
+struct tcp_sb *
+tcp_sb_of(const struct tcp_conn *c)
+{
+	return c->sb_ref != 0 ? &tcb_tl(c)->sbs[c->sb_ref - 1] : NULL;
+}
+
+static struct tcp_sb_seg *
+seg_at(struct tcp_sb *sb, unsigned i)
+{
+	return &sb->seg[(sb->head + i) % TCP_SB_SEGS];
+}
+
+static uint32_t
+seg_len(const struct tcp_sb_seg *e)
+{
+	return e->end - e->start;
+}
+
+static struct tcp_sb *
+sb_attach(struct tcp_conn *c)
+{
+	struct tcp_lcore *tl = tcb_tl(c);
+	struct tcp_sb *sb;
+
+	if (tl->sb_free == 0) {
+		DP_INC(tl->lc, tcp, SB_EXHAUSTED);
+		return NULL;
+	}
+	c->sb_ref = tl->sb_free;
+	sb = &tl->sbs[c->sb_ref - 1];
+	tl->sb_free = sb->next_free;
+	tl->sb_used++;
+	memset(sb, 0, offsetof(struct tcp_sb, seg));
+	sb->end = sb->fack = c->snd_una;
+	sb->min_rtt_ms = UINT32_MAX;
+	sb->reo_mult = 1;
+	return sb;
+}
+
+void
+tcp_sb_release(struct tcp_conn *c)
+{
+	struct tcp_lcore *tl = tcb_tl(c);
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	if (sb == NULL)
+		return;
+	sb->next_free = tl->sb_free;
+	tl->sb_free = c->sb_ref;
+	tl->sb_used--;
+	c->sb_ref = 0;
+}
+
+void
+tcp_sb_reset(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	if (sb == NULL)
+		return;
+	sb->n = 0;
+	sb->head = 0;
+	sb->end = sb->fack = c->snd_una;
+	sb->sacked = 0;
+	sb->tlp_out = 0;
+	sb->tmode = SBT_RTO;
+}
+
+bool
+tcp_sb_room(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	if (sb == NULL) {
+		/* a block covers a flight from its start: take one when the flight is empty */
+		if ((c->flags & TF_SACK_OK) && c->snd_una == c->snd_max)
+			sb_attach(c);
+		return true;
+	}
+	return sb->n < TCP_SB_SEGS || SEQ_LT(c->snd_nxt, sb->end);
+}
+
+/* [seq, end) left (seq < snd_max: again). Called before snd_max moves. */
+void
+tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+	uint32_t now = tcb_tl(c)->now_ms;
+
+	if (sb == NULL || !SEQ_LT(seq, end))
+		return;
+	if (seq == sb->end) {
+		struct tcp_sb_seg *e;
+
+		if (sb->n == TCP_SB_SEGS)
+			return; /* tcp_sb_room() said no: not reached */
+		e = seg_at(sb, sb->n++);
+		e->start = seq;
+		e->end = end;
+		e->xmit_ms = now;
+		/* after an RTO: sent again, but the first copy is presumed gone */
+		e->flags = SEQ_LT(seq, c->snd_max) ? SBS_EVER : 0;
+		sb->end = end;
+		return;
+	}
+	for (unsigned i = 0; i < sb->n; i++) {
+		struct tcp_sb_seg *e = seg_at(sb, i);
+
+		if (SEQ_GEQ(e->start, end))
+			break;
+		if (SEQ_GEQ(e->start, seq) && SEQ_LEQ(e->end, end)) {
+			e->flags |= SBS_RETRANS | SBS_EVER;
+			e->xmit_ms = now;
+		}
+	}
+}
+
+/* RFC 6675 pipe: bytes in the network, the untracked tail (after an RTO) included. */
+static uint32_t
+sb_pipe(const struct tcp_conn *c, struct tcp_sb *sb)
+{
+	uint32_t pipe = c->snd_max - sb->end;
+
+	for (unsigned i = 0; i < sb->n; i++) {
+		struct tcp_sb_seg *e = seg_at(sb, i);
+
+		if (e->flags & SBS_SACKED)
+			continue;
+		if (!(e->flags & SBS_LOST))
+			pipe += seg_len(e);
+		if (e->flags & SBS_RETRANS)
+			pipe += seg_len(e);
+	}
+	return pipe;
+}
+
+/* RFC 8985 6.2 step 2: the most recently sent segment delivered, and reordering seen. */
+static void
+rack_update(struct tcp_conn *c, struct tcp_sb *sb, const struct tcp_sb_seg *e)
+{
+	uint32_t rtt = tcb_tl(c)->now_ms - e->xmit_ms;
+
+	if (e->flags & SBS_EVER) {
+		/* which copy was delivered? one faster than any RTT seen is the original */
+		if (sb->min_rtt_ms == UINT32_MAX || rtt < sb->min_rtt_ms)
+			return;
+	} else {
+		sb->min_rtt_ms = RTE_MIN(sb->min_rtt_ms, rtt);
+		if (SEQ_LT(e->end, sb->fack))
+			sb->reo_seen = 1; /* delivered below the highest delivered: reordering */
+	}
+	if (SEQ_GT(e->end, sb->fack))
+		sb->fack = e->end;
+	if (!sb->rack_valid || SEQ_GT(e->xmit_ms, sb->rack_xmit_ms) ||
+	    (e->xmit_ms == sb->rack_xmit_ms && SEQ_GT(e->end, sb->rack_end))) {
+		sb->rack_valid = 1;
+		sb->rack_xmit_ms = e->xmit_ms;
+		sb->rack_end = e->end;
+		sb->rack_rtt_ms = rtt;
+	}
+}
+
+/* RFC 8985 6.2 step 4: the reordering window. */
+static uint32_t
+rack_reo_wnd(const struct tcp_conn *c, const struct tcp_sb *sb)
+{
+	uint32_t srtt = RTE_MAX(c->srtt8 / 8, 1u), base;
+
+	if (!sb->reo_seen && ((c->flags & TF_RECOVERY) || sb->sacked >= 3u * c->mss))
+		return 0; /* no reordering seen: as fast as DupThresh */
+	base = sb->min_rtt_ms != UINT32_MAX ? sb->min_rtt_ms / 4 : srtt / 4;
+	base = RTE_MIN(base * sb->reo_mult, srtt);
+	return RTE_MAX(base, 1u);
+}
+
+/* RFC 8985 6.2 step 5: mark lost what was sent before the RACK segment and is overdue;
+ * returns the time until the next one would be (the reordering timer), 0 for none. */
+static uint32_t
+rack_detect(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	uint32_t now = tcb_tl(c)->now_ms, reo, wait = 0;
+
+	if (!sb->rack_valid)
+		return 0;
+	reo = rack_reo_wnd(c, sb);
+	for (unsigned i = 0; i < sb->n; i++) {
+		struct tcp_sb_seg *e = seg_at(sb, i);
+		int32_t left;
+
+		if ((e->flags & SBS_SACKED) || (e->flags & (SBS_LOST | SBS_RETRANS)) == SBS_LOST)
+			continue; /* delivered, or lost and not yet sent again */
+		if (SEQ_GT(e->xmit_ms, sb->rack_xmit_ms) ||
+		    (e->xmit_ms == sb->rack_xmit_ms && SEQ_GEQ(e->end, sb->rack_end)))
+			continue; /* sent after the RACK segment */
+		left = (int32_t)(e->xmit_ms + sb->rack_rtt_ms + reo - now);
+		if (left <= 0) {
+			e->flags = (uint8_t)((e->flags | SBS_LOST) & ~SBS_RETRANS);
+			DP_INC(tcb_tl(c)->lc, tcp, RACK_LOST);
+		} else {
+			wait = RTE_MAX(wait, (uint32_t)left);
+		}
+	}
+	return wait;
+}
+
+/* RFC 6675 IsLost: more than (DupThresh - 1) MSS SACKed above a segment. */
+static void
+dupthresh_detect(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	uint32_t above = 0;
+
+	for (unsigned i = sb->n; i-- > 0;) {
+		struct tcp_sb_seg *e = seg_at(sb, i);
+
+		if (e->flags & SBS_SACKED)
+			above += seg_len(e);
+		else if (!(e->flags & SBS_LOST) && above > 2u * c->mss)
+			e->flags |= SBS_LOST;
+	}
+}
+
+static bool
+any_lost(struct tcp_sb *sb)
+{
+	for (unsigned i = 0; i < sb->n; i++)
+		if ((seg_at(sb, i)->flags & (SBS_LOST | SBS_SACKED | SBS_RETRANS)) == SBS_LOST)
+			return true;
+	return false;
+}
+
+/* RFC 6937: how much may go now. */
+static void
+prr_update(struct tcp_conn *c, struct tcp_sb *sb, uint32_t delivered)
+{
+	uint32_t pipe = sb_pipe(c, sb), ss = c->ssthresh;
+	int64_t sndcnt;
+
+	sb->prr_delivered += delivered;
+	if (pipe > ss) {
+		uint64_t fs = RTE_MAX(sb->recover_fs, 1u);
+
+		sndcnt = (int64_t)(((uint64_t)sb->prr_delivered * ss + fs - 1) / fs) - sb->prr_out;
+	} else {
+		/* slow-start reduction bound: catch up to ssthresh, no faster than slow start */
+		int64_t limit =
+		    RTE_MAX((int64_t)sb->prr_delivered - sb->prr_out, (int64_t)delivered);
+
+		sndcnt = RTE_MIN((int64_t)(ss - pipe), limit + c->mss);
+	}
+	sb->sndcnt = sndcnt > 0 ? (uint32_t)sndcnt : 0;
+}
+
+static void
+enter_recovery(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	struct tcp_lcore *tl = tcb_tl(c);
+
+	tcp_rec_lt_undo(c);
+	/* RFC 6675 5 (and 6582 3.2): one reduction per window of data */
+	if (SEQ_GT(c->snd_una, c->snd_recover)) {
+		c->ssthresh = tl->cc->ssthresh(c, 0);
+		c->snd_recover = c->snd_max;
+		DP_INC(tl->lc, tcp, FAST_REXMT);
+	}
+	c->flags |= TF_RECOVERY;
+	DP_INC(tl->lc, tcp, SACK_RECOVERY);
+	if (sb->tmode == SBT_TLP || sb->tmode == SBT_REO)
+		tcp_timer_set(c, TT_REXMT, c->rto_ms); /* no probe in recovery: the RTO */
+	sb->recover_fs = c->snd_max - c->snd_una;
+	sb->prr_delivered = sb->prr_out = 0;
+	sb->tlp_out = 0;
+}
+
+static void
+leave_recovery(struct tcp_conn *c)
+{
+	c->flags &= ~TF_RECOVERY;
+	c->cwnd = RTE_MAX(c->ssthresh, 2u * c->mss); /* RFC 6937: cwnd = ssthresh */
+	c->dupacks = 0;
+}
+
+/* A D-SACK (RFC 2883): something arrived twice. Widen RACK's window, once a round trip
+ * (RFC 8985 6.2 step 4), and remember whether it was the tail loss probe's copy. */
+static void
+dsack_input(struct tcp_conn *c, struct tcp_sb *sb, uint32_t l, uint32_t r)
+{
+	DP_INC(tcb_tl(c)->lc, tcp, DSACK_RCVD);
+	if (!sb->dsack_round || SEQ_GEQ(c->snd_una, sb->dsack_end)) {
+		sb->reo_mult = (uint8_t)RTE_MIN(sb->reo_mult + 1, TCP_REO_MULT_MAX);
+		sb->dsack_round = 1;
+		sb->dsack_end = c->snd_max;
+	}
+	if (sb->tlp_out && sb->tlp_rexmit && SEQ_LT(l, sb->tlp_end) && SEQ_GT(r, l))
+		sb->tlp_dsack = 1;
+}
+
+/* Mark what the blocks cover, lowest segment first (so reordering is judged in order). */
+static void
+sack_mark(struct tcp_conn *c, struct tcp_sb *sb, const struct tcp_seg *s)
+{
+	uint32_t blk[4][2];
+	unsigned nb = 0;
+
+	for (unsigned i = 0; i < s->opt.nsack; i++) {
+		uint32_t l = s->opt.sack[i][0], r = s->opt.sack[i][1];
+
+		if (i == 0 && SEQ_LT(l, r) &&
+		    (SEQ_LEQ(r, c->snd_una) ||
+			(s->opt.nsack > 1 && SEQ_GEQ(l, s->opt.sack[1][0]) &&
+			    SEQ_LEQ(r, s->opt.sack[1][1])))) {
+			dsack_input(c, sb, l, r);
+			continue;
+		}
+		if (SEQ_LEQ(r, c->snd_una) || SEQ_GT(r, c->snd_max) || !SEQ_LT(l, r))
+			continue; /* stale or nonsense */
+		blk[nb][0] = l;
+		blk[nb][1] = r;
+		nb++;
+	}
+	for (unsigned i = 0; i < sb->n && nb > 0; i++) {
+		struct tcp_sb_seg *e = seg_at(sb, i);
+
+		if (e->flags & SBS_SACKED)
+			continue;
+		for (unsigned b = 0; b < nb; b++) {
+			if (SEQ_GEQ(e->start, blk[b][0]) && SEQ_LEQ(e->end, blk[b][1])) {
+				e->flags |= SBS_SACKED;
+				sb->sacked += seg_len(e);
+				rack_update(c, sb, e);
+				break;
+			}
+		}
+	}
+}
+
+/* Segments the cumulative ACK covers leave the scoreboard. */
+static void
+cum_ack(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	while (sb->n > 0) {
+		struct tcp_sb_seg *e = seg_at(sb, 0);
+
+		if (SEQ_LEQ(e->end, c->snd_una)) {
+			if (e->flags & SBS_SACKED)
+				sb->sacked -= seg_len(e);
+			else
+				rack_update(c, sb, e);
+			sb->head = (uint16_t)((sb->head + 1) % TCP_SB_SEGS);
+			sb->n--;
+		} else {
+			if (SEQ_LT(e->start, c->snd_una)) /* partly: only after a smaller MSS */
+				e->start = c->snd_una;
+			break;
+		}
+	}
+	if (SEQ_LT(sb->end, c->snd_una))
+		sb->end = c->snd_una;
+	if (SEQ_LT(sb->fack, c->snd_una))
+		sb->fack = c->snd_una;
+}
+
+/* RFC 8985 7.4: the probe's episode ends; a probe that alone repaired a loss (its ACK came
+ * without a D-SACK for the original) reduces the window as recovery would have. */
+static void
+tlp_check(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	if (!sb->tlp_out || SEQ_LT(c->snd_una, sb->tlp_end))
+		return;
+	sb->tlp_out = 0;
+	if (sb->tlp_rexmit && !sb->tlp_dsack && !(c->flags & TF_RECOVERY)) {
+		DP_INC(tcb_tl(c)->lc, tcp, TLP_RECOVERED);
+		c->ssthresh = tcb_tl(c)->cc->ssthresh(c, 0);
+		c->cwnd = c->ssthresh;
+		c->snd_recover = c->snd_max;
+	}
+}
+
+void
+tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp_ack_kind kind)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+	uint32_t sacked_before = sb->sacked, delivered, wait;
+
+	cum_ack(c, sb);
+	if (s->opt.nsack > 0)
+		sack_mark(c, sb, s);
+	delivered = acked + sb->sacked - sacked_before; /* RFC 6937 DeliveredData */
+	tlp_check(c, sb);
+	if ((c->flags & TF_RECOVERY) && SEQ_GEQ(c->snd_una, c->snd_recover))
+		leave_recovery(c); /* and no growth from the ACK that ended it */
+	else if (!(c->flags & TF_RECOVERY)) {
+		if (kind == TCP_ACK_NEW) {
+			tcp_rec_lt_undo(c);
+			tcb_tl(c)->cc->ack(c, acked);
+		} else if (kind == TCP_ACK_DUP) {
+			tcp_rec_lt_dupack(c); /* Limited Transmit; loss is RACK's to find */
+		} else {
+			tcp_rec_lt_undo(c);
+		}
+	}
+	if (c->snd_una == c->snd_max && !(c->flags & TF_RECOVERY)) {
+		tcp_sb_release(c);
+		return;
+	}
+	if (sb->sacked == 0 && !(c->flags & TF_RECOVERY))
+		return; /* all delivered in order so far: everything left was sent after */
+	wait = rack_detect(c, sb);
+	dupthresh_detect(c, sb);
+	if (!(c->flags & TF_RECOVERY) && any_lost(sb)) {
+		enter_recovery(c, sb);
+		prr_update(c, sb, delivered);
+		sb->sndcnt = RTE_MAX(sb->sndcnt, (uint32_t)c->mss); /* the fast retransmit */
+		tcp_sb_output(c); /* at once, as a fast retransmit always went */
+		tcp_flush_add(c);
+	} else if (c->flags & TF_RECOVERY) {
+		prr_update(c, sb, delivered);
+		tcp_flush_add(c);
+	}
+	if (wait > 0 && !(c->flags & TF_RECOVERY) && sb->tmode != SBT_REO) {
+		tcp_timer_set(c, TT_REXMT, wait);
+		sb->tmode = SBT_REO;
+	}
+}
+
+/* Recovery's sending (RFC 6675 NextSeg, paced by PRR): lost segments, then new data. */
+void
+tcp_sb_output(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	while (sb != NULL && sb->sndcnt > 0) {
+		struct tcp_sb_seg *lost = NULL;
+		uint32_t n;
+
+		for (unsigned i = 0; i < sb->n && lost == NULL; i++) {
+			struct tcp_sb_seg *e = seg_at(sb, i);
+
+			if ((e->flags & (SBS_LOST | SBS_SACKED | SBS_RETRANS)) == SBS_LOST)
+				lost = e;
+		}
+		if (lost != NULL) {
+			n = seg_len(lost);
+			if (tcp_send_range(c, lost->start, lost->end) < 0)
+				break;
+		} else if ((n = tcp_output_new(c, UINT32_MAX)) == 0) {
+			break;
+		}
+		sb->prr_out += n;
+		sb->sndcnt = sb->sndcnt > n ? sb->sndcnt - n : 0;
+	}
+}
+
+static bool
+tlp_allowed(const struct tcp_conn *c, const struct tcp_sb *sb)
+{
+	return !(c->flags & TF_RECOVERY) && !sb->tlp_out && c->srtt8 != 0 && c->rxtshift == 0 &&
+	    c->snd_una != c->snd_max;
+}
+
+void
+tcp_rexmt_arm(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+	uint32_t pto;
+
+	if (sb == NULL || !tlp_allowed(c, sb)) {
+		tcp_timer_set(c, TT_REXMT, c->rto_ms);
+		return;
+	}
+	/* RFC 8985 7.2: two SRTTs, and the peer's delayed ACK when one segment is out */
+	pto = 2 * RTE_MAX(c->srtt8 / 8, 1u);
+	if (c->snd_max - c->snd_una <= c->mss)
+		pto += TCP_WCDELACK_MS;
+	tcp_timer_set(c, TT_REXMT, RTE_MIN(pto, c->rto_ms));
+	sb->tmode = SBT_TLP;
+}
+
+/* The tail loss probe: new data if the peer's window allows, else the last segment again. */
+static void
+tlp_fire(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	DP_INC(tcb_tl(c)->lc, tcp, TLP_PROBE);
+	sb->tlp_out = 1;
+	sb->tlp_dsack = 0;
+	sb->tlp_rexmit = 0;
+	if (tcp_output_new(c, UINT32_MAX) == 0) {
+		unsigned i = sb->n;
+
+		while (i-- > 0 && (seg_at(sb, i)->flags & SBS_SACKED))
+			;
+		if (i < sb->n) {
+			sb->tlp_rexmit = 1;
+			tcp_send_range(c, seg_at(sb, i)->start, seg_at(sb, i)->end);
+		}
+	}
+	sb->tlp_end = c->snd_max;
+	tcp_timer_set(c, TT_REXMT, c->rto_ms);
+}
+
+bool
+tcp_sb_timer_fire(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+	uint8_t mode;
+	uint32_t wait;
+
+	if (sb == NULL || sb->tmode == SBT_RTO || c->snd_una == c->snd_max)
+		return false;
+	mode = sb->tmode;
+	sb->tmode = SBT_RTO;
+	if (mode == SBT_TLP) {
+		tlp_fire(c, sb);
+		return true;
+	}
+	/* RFC 8985 6.3: the reordering window of a segment has passed */
+	wait = rack_detect(c, sb);
+	if (!(c->flags & TF_RECOVERY) && any_lost(sb)) {
+		enter_recovery(c, sb);
+		prr_update(c, sb, 0);
+		sb->sndcnt = RTE_MAX(sb->sndcnt, (uint32_t)c->mss);
+	}
+	if (c->flags & TF_RECOVERY)
+		tcp_sb_output(c);
+	if (wait > 0 && !(c->flags & TF_RECOVERY)) {
+		tcp_timer_set(c, TT_REXMT, wait);
+		sb->tmode = SBT_REO;
+	} else {
+		tcp_rexmt_arm(c);
+	}
+	return true;
+}

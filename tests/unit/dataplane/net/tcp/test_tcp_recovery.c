@@ -1,0 +1,468 @@
+/*
+ * Unit tests for loss recovery in dataplane/net/tcp (issue 16, "Loss recovery"): the SACK
+ * scoreboard with RFC 6675 pipe and NextSeg, Proportional Rate Reduction (RFC 6937), RACK
+ * and the tail loss probe (RFC 8985), CUBIC (RFC 9438) against NewReno. Loss patterns are
+ * played by a peer that crafts its ACKs and SACK blocks by hand (drop segment N, drop a
+ * retransmission, a lost tail), with the clock moved by hand; every segment the stack sends
+ * is checked. Each test fails on the stack before tcp_sack.c (NewReno repairing one hole
+ * per round trip, loss found only by three duplicate ACKs or 3 MSS of SACK, else the RTO).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <rte_byteorder.h>
+#include <rte_tcp.h>
+
+#include "tcp_cc.h"
+#include "tcp_harness.h"
+#include "tcp_seq.h"
+#include "tcp_types.h"
+
+#define ACK RTE_TCP_ACK_FLAG
+#define SYN RTE_TCP_SYN_FLAG
+#define MSS 1460
+
+static struct tcp_config cfg;
+static uint8_t buf[64 * MSS];
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	h_teardown();
+	return 0;
+}
+
+/* A passive open whose SYN offers MSS 1460 and SACK (no timestamps): the peer p, as
+ * h_establish leaves it. */
+static struct tcp_conn *
+open_sack(struct h_peer *p, uint16_t port)
+{
+	uint8_t opts[8] = { 2, 4, 0x05, 0xb4, 1, 1, 4, 2 };
+	struct h_seg s = {
+		.flags = SYN, .seq = 1000, .win = 65535, .opts = opts, .optlen = 8, .sport = port
+	};
+
+	memset(p, 0, sizeof(*p));
+	p->port = port;
+	h_clear();
+	h_input(&s);
+	p->iss = h_cap[0].seq;
+	p->snd_nxt = 1001;
+	p->rcv_nxt = p->iss + 1;
+	h_send(p, ACK, NULL, 0);
+	assert_non_null(h_app.c);
+	assert_true(h_app.c->flags & TF_SACK_OK);
+	h_clear();
+	return h_app.c;
+}
+
+/* Our segment i (0-based, MSS-sized) as a sequence number. */
+static uint32_t
+sq(const struct h_peer *p, unsigned i)
+{
+	return p->iss + 1 + i * MSS;
+}
+
+/* An ACK from the peer of everything below ack, SACKing segments [b[k][0], b[k][1]) by index. */
+static void
+ack_sack(struct h_peer *p, unsigned ack, const unsigned (*b)[2], unsigned nb)
+{
+	uint8_t opts[4 + 4 * 8] = { 1, 1, 5, (uint8_t)(2 + 8 * nb) };
+	struct h_seg s = {
+		.flags = ACK, .seq = p->snd_nxt, .ack = sq(p, ack), .win = 65535, .sport = p->port
+	};
+
+	for (unsigned k = 0; k < nb; k++) {
+		uint32_t l = rte_cpu_to_be_32(sq(p, b[k][0])), r = rte_cpu_to_be_32(sq(p, b[k][1]));
+
+		memcpy(opts + 4 + 8 * k, &l, 4);
+		memcpy(opts + 8 + 8 * k, &r, 4);
+	}
+	if (nb > 0) {
+		s.opts = opts;
+		s.optlen = 4 + 8 * nb;
+	}
+	h_input(&s);
+}
+
+/* Captured data segments: how many, and whether one started at seq. */
+static unsigned
+n_data(void)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < h_ncap; i++)
+		n += h_cap[i].len > 0;
+	return n;
+}
+
+static unsigned
+n_at(uint32_t seq)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < h_ncap; i++)
+		n += h_cap[i].len > 0 && h_cap[i].seq == seq;
+	return n;
+}
+
+/* Write n segments' worth and send the initial window (10 segments). */
+static struct tcp_conn *
+start_bulk(struct h_peer *p, uint16_t port, unsigned n)
+{
+	struct tcp_conn *c = open_sack(p, port);
+
+	assert_int_equal(tcp_write(c, buf, n * MSS), (int)(n * MSS));
+	h_flush();
+	assert_int_equal(n_data(), RTE_MIN(n, 10u));
+	h_clear();
+	return c;
+}
+
+/* Three holes in one window (segments 0, 2 and 5 of 10 lost): the first SACK that shows
+ * them brings all three retransmissions at once (RFC 6675 NextSeg), and new data up to
+ * ssthresh beside them (PRR's slow-start bound). NewReno resent one hole per round trip. */
+static void
+test_sack_repairs_every_hole(void **state)
+{
+	static const unsigned blk[3][2] = { { 6, 10 }, { 3, 5 }, { 1, 2 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42001, 30);
+	h_advance_ms(50);
+	ack_sack(&p, 0, blk, 3);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	assert_true(c->flags & TF_RECOVERY);
+	assert_int_equal(n_at(sq(&p, 0)), 1);
+	assert_int_equal(n_at(sq(&p, 2)), 1);
+	assert_int_equal(n_at(sq(&p, 5)), 1);
+	/* the three holes first, in order; then new data while pipe (0 now) is below ssthresh */
+	assert_int_equal(h_cap[0].seq, sq(&p, 0));
+	assert_int_equal(h_cap[1].seq, sq(&p, 2));
+	assert_int_equal(h_cap[2].seq, sq(&p, 5));
+	assert_int_equal(n_data(), c->ssthresh / MSS + (c->ssthresh % MSS != 0));
+	assert_int_equal(h_cap[3].seq, sq(&p, 10));
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	/* all repaired: the cumulative ACK ends recovery at ssthresh (RFC 6937) */
+	h_clear();
+	h_advance_ms(50);
+	ack_sack(&p, 10 + n_data(), NULL, 0);
+	assert_false(c->flags & TF_RECOVERY);
+	assert_int_equal(c->cwnd, c->ssthresh);
+}
+
+/* One loss in a window of ten: after it is found, each further SACK lets out what PRR
+ * allows (ssthresh/RecoverFS of what was delivered), never a burst, and by the end of the
+ * window the flight is ssthresh. NewReno stopped sending for half a window, then went on
+ * one segment per duplicate ACK. */
+static void
+test_prr_paces_recovery(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	struct tcp_sb *sb;
+	uint32_t fs = 1, ss = 0, total = 0;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42002, 40);
+	h_advance_ms(50);
+	for (unsigned k = 1; k < 10; k++) {
+		unsigned blk[1][2] = { { 1, k + 1 } };
+
+		h_clear();
+		ack_sack(&p, 0, blk, 1);
+		h_flush();
+		if (!(c->flags & TF_RECOVERY)) {
+			/* Limited Transmit: one new segment per duplicate ACK */
+			assert_true(k <= 2);
+			assert_int_equal(n_data(), 1);
+			continue;
+		}
+		sb = tcp_sb_of(c);
+		assert_non_null(sb);
+		if (H_CNT(SACK_RECOVERY) == 1 && total == 0) { /* the ACK that found the loss */
+			assert_int_equal(h_cap[0].seq, sq(&p, 0));
+			fs = sb->recover_fs;
+			ss = c->ssthresh;
+			assert_int_equal(fs, 12u * MSS); /* 10 + 2 of Limited Transmit */
+		}
+		for (unsigned i = 0; i < h_ncap; i++)
+			total += h_cap[i].len;
+		assert_true(n_data() <= 1); /* no burst */
+		/* what PRR allows: ceil(delivered * ssthresh / RecoverFS), whole segments */
+		assert_true(total <= (uint64_t)sb->prr_delivered * ss / fs + MSS);
+		assert_true(total + MSS >= (uint64_t)sb->prr_delivered * ss / fs);
+	}
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+}
+
+/* A loss with one segment after it (segment 8 of 10 lost; 9 SACKed): too little SACKed for
+ * DupThresh, no third duplicate ACK. RACK marks it lost when its reordering window (a quarter
+ * of the minimum RTT) has passed and it is resent then, not at the RTO. */
+static void
+test_rack_loss_with_one_segment_after(void **state)
+{
+	static const unsigned blk[1][2] = { { 9, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42003, 10);
+	h_advance_ms(40);
+	ack_sack(&p, 8, NULL, 0); /* 0..7 arrived: RTT 40 ms */
+	h_clear();
+	ack_sack(&p, 8, blk, 1); /* 9 too, 8 missing */
+	h_flush();
+	assert_int_equal(n_data(), 0);    /* maybe reordering: wait min_rtt/4 */
+	assert_int_equal(c->rto_ms, 200); /* (the RTO is further off) */
+	h_advance_ms(9);
+	assert_int_equal(n_data(), 0);
+	h_advance_ms(2);
+	assert_int_equal(H_CNT(RACK_LOST), 1);
+	assert_int_equal(n_at(sq(&p, 8)), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_int_equal(H_CNT(TLP_PROBE), 0);
+}
+
+/* The retransmission of a lost segment is lost too. Segments sent after it are SACKed: RACK
+ * (time since sent, not sequence) finds it lost again and resends it a second time, without
+ * waiting for the RTO. */
+static void
+test_rack_lost_retransmission(void **state)
+{
+	static const unsigned blk1[1][2] = { { 1, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	unsigned sent;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42004, 40);
+	h_advance_ms(50);
+	ack_sack(&p, 0, blk1, 1); /* 0 lost */
+	h_flush();
+	assert_int_equal(n_at(sq(&p, 0)), 1);
+	sent = n_data(); /* the retransmission of 0, then new segments 10.. */
+	assert_true(sent >= 2);
+	assert_int_equal(h_cap[1].seq, sq(&p, 10));
+	h_clear();
+	h_advance_ms(50);
+	{
+		/* 10.. arrived, sent with (after) the retransmission of 0, which did not */
+		unsigned blk2[2][2] = { { 10, 10 + sent - 1 }, { 1, 10 } };
+
+		ack_sack(&p, 0, blk2, 2);
+	}
+	h_flush();
+	assert_int_equal(n_at(sq(&p, 0)), 1);
+	assert_int_equal(H_CNT(RACK_LOST), 2);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_true(c->flags & TF_RECOVERY);
+}
+
+/* The last segment of a burst is lost: nothing after it to SACK, no duplicate ACK. With one
+ * segment out the probe timeout (2 SRTT + 200 ms for the peer's delayed ACK) is capped by the
+ * RTO: the probe goes then, but as a probe: no backoff, no window of one segment. Its ACK
+ * alone repaired a loss, so the window is reduced as a recovery would (RFC 8985 7.4). */
+static void
+test_tlp_recovers_lost_tail(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t cwnd;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42005, 3);
+	h_advance_ms(40);
+	ack_sack(&p, 2, NULL, 0); /* 0 and 1 arrived, 2 (the tail) did not */
+	h_flush();
+	assert_int_equal(c->srtt8 / 8, 40);
+	assert_int_equal(c->rto_ms, 200);
+	h_clear();
+	h_advance_ms(199);
+	assert_int_equal(n_data(), 0);
+	h_advance_ms(1);
+	assert_int_equal(H_CNT(TLP_PROBE), 1);
+	assert_int_equal(n_data(), 1);
+	assert_int_equal(h_cap[0].seq, sq(&p, 2));
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_int_equal(c->rto_ms, 200); /* no backoff */
+	cwnd = c->cwnd;
+	assert_true(cwnd > MSS);
+	h_advance_ms(40);
+	ack_sack(&p, 3, NULL, 0);
+	assert_int_equal(H_CNT(TLP_RECOVERED), 1);
+	assert_true(c->cwnd < cwnd);
+	assert_int_equal(c->snd_una, c->snd_max);
+	assert_int_equal(c->sb_ref, 0); /* nothing in flight: the block went back */
+}
+
+/* The last two segments of a burst are lost: the probe (2 SRTT after the last ACK, the RTO
+ * is further) resends the last one; its SACK shows the other missing, and RACK resends it
+ * after the reordering window. No RTO. */
+static void
+test_tlp_then_rack(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	static const unsigned blk[1][2] = { { 3, 4 } };
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42010, 4);
+	h_advance_ms(40);
+	ack_sack(&p, 2, NULL, 0); /* 2 and 3 lost */
+	h_flush();
+	h_clear();
+	h_advance_ms(79);
+	assert_int_equal(n_data(), 0);
+	h_advance_ms(1);
+	assert_int_equal(H_CNT(TLP_PROBE), 1);
+	assert_int_equal(n_data(), 1);
+	assert_int_equal(h_cap[0].seq, sq(&p, 3));
+	h_clear();
+	h_advance_ms(40);
+	ack_sack(&p, 2, blk, 1);
+	h_flush();
+	h_advance_ms(10);
+	assert_int_equal(n_at(sq(&p, 2)), 1);
+	assert_int_equal(H_CNT(RACK_LOST), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	ack_sack(&p, 4, NULL, 0);
+	assert_int_equal(c->snd_una, c->snd_max);
+}
+
+/* With new data waiting (but cwnd full), the probe is new data, not a retransmission
+ * (RFC 8985 7.3). */
+static void
+test_tlp_sends_new_data(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t next;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42006, 30); /* 10 in flight, 20 waiting for cwnd */
+	h_advance_ms(40);
+	ack_sack(&p, 1, NULL, 0); /* an RTT sample; then nothing more arrives */
+	h_flush();
+	next = c->snd_max;
+	h_clear();
+	h_advance_ms(79);
+	assert_int_equal(H_CNT(TLP_PROBE), 0);
+	h_advance_ms(1);
+	assert_int_equal(H_CNT(TLP_PROBE), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_int_equal(n_data(), 1);
+	assert_int_equal(h_cap[0].seq, next);
+	assert_int_equal(c->snd_max, next + MSS);
+}
+
+/* CUBIC (the default) reduces to 0.7 of the flight, NewReno (the option) to half. */
+static void
+test_cubic_beta(void **state)
+{
+	static const unsigned blk[1][2] = { { 1, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42007, 10);
+	h_advance_ms(50);
+	ack_sack(&p, 0, blk, 1);
+	assert_int_equal(c->ssthresh, 10u * MSS * 7 / 10);
+	assert_int_equal(c->cc_wmax, 10u * MSS);
+	h_teardown();
+
+	tcp_config_defaults(&cfg);
+	cfg.cc = TCP_CC_NEWRENO;
+	h_setup(&cfg);
+	c = start_bulk(&p, 42008, 10);
+	h_advance_ms(50);
+	ack_sack(&p, 0, blk, 1);
+	assert_int_equal(c->ssthresh, 10u * MSS / 2);
+}
+
+/* CUBIC's window after a reduction: concave up to W_max, which it reaches K seconds after
+ * the event (K = cbrt(W_max (1 - beta) / C)), then convex beyond; Reno would need
+ * (W_max - ssthresh) / MSS round trips. */
+static void
+test_cubic_growth(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t wmax;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	cfg.sndbuf_bytes = 4u << 20;
+	h_setup(&cfg);
+	c = open_sack(&p, 42009);
+	c->srtt8 = 8 * 100; /* a 100 ms path */
+	c->cwnd = c->ssthresh = 70u * MSS;
+	c->cc_wmax = wmax = 100u * MSS;
+	c->cc_epoch_ms = 0;
+	/* K = cbrt(W_max (1 - beta) / C) = cbrt(100 x 0.3 / 0.4) = 4.2 s. One ACK of one
+	 * segment every ms (a window's worth per RTT) for 2 s: W_cubic(2 s) is 95 segments,
+	 * Reno would be at 90 (one segment per RTT), its friendly estimate at 81 */
+	for (unsigned t = 0; t < 2000; t++) {
+		h_advance_ms(1);
+		tcb_tl(c)->cc->ack(c, MSS);
+	}
+	assert_true(c->cwnd < wmax);
+	assert_true(c->cwnd > 92u * MSS);
+	/* at 6 s, past K: probing beyond W_max, slowly (W_cubic(6 s) = 103) */
+	for (unsigned t = 0; t < 4000; t++) {
+		h_advance_ms(1);
+		tcb_tl(c)->cc->ack(c, MSS);
+	}
+	assert_true(c->cwnd > wmax);
+	assert_true(c->cwnd < 110u * MSS);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_sack_repairs_every_hole, teardown),
+		cmocka_unit_test_teardown(test_prr_paces_recovery, teardown),
+		cmocka_unit_test_teardown(test_rack_loss_with_one_segment_after, teardown),
+		cmocka_unit_test_teardown(test_rack_lost_retransmission, teardown),
+		cmocka_unit_test_teardown(test_tlp_recovers_lost_tail, teardown),
+		cmocka_unit_test_teardown(test_tlp_then_rack, teardown),
+		cmocka_unit_test_teardown(test_tlp_sends_new_data, teardown),
+		cmocka_unit_test_teardown(test_cubic_beta, teardown),
+		cmocka_unit_test_teardown(test_cubic_growth, teardown),
+	};
+
+	if (h_eal_init() < 0)
+		return 1;
+	if (getenv("TCP_TEST") != NULL)
+		cmocka_set_test_filter(getenv("TCP_TEST"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,466 @@
+/*
+ * test_spool_open.c: lib/spool's refusals at the door. Opening: a config with every field left
+ * to its default works, a second opener of the same directory gets -EBUSY, a directory that
+ * cannot be made or named fails with its errno. Appending: each malformed record is refused
+ * with -EINVAL or -EMSGSIZE, counted as refused_invalid, and takes no sequence number. The
+ * names operators see for counters and classes, in range and out of it.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "spool.h"
+#include "spool_internal.h"
+
+static char dir[256];
+
+static int
+rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/test_spool_open.XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static uint64_t
+counter(struct spool *sp, enum spool_counter c)
+{
+	uint64_t v[SPOOL_C_N];
+
+	spool_counters(sp, v);
+	return v[c];
+}
+
+/* Only the directory given: every other field takes its default, and records go round. */
+static void
+test_defaults_fill_a_bare_config(void **state)
+{
+	struct spool_config c = { .dir = dir };
+	struct spool *sp = NULL;
+	struct spool_rec_in in = { .cls = SPOOL_BULK,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool_rec rec;
+	char buf[64];
+	uint64_t seq = 0;
+
+	(void)state;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(seq, 1);
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_read(sp, SPOOL_BULK, &rec, buf, sizeof(buf)), 1);
+	assert_int_equal(rec.seq, 1);
+	spool_close(sp);
+	/* a huge segment size is cut to what 32-bit record offsets reach, and still opens */
+	c.segment_bytes = 4ull << 30;
+	c.max_bytes = 1ull << 20;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	spool_close(sp);
+}
+
+static void
+test_second_opener_is_refused(void **state)
+{
+	struct spool_config c;
+	struct spool *a = NULL, *b = NULL;
+
+	(void)state;
+	spool_config_defaults(&c);
+	c.dir = dir;
+	assert_int_equal(spool_open(&c, &a), 0);
+	assert_int_equal(spool_open(&c, &b), -EBUSY);
+	assert_null(b);
+	spool_close(a);
+	assert_int_equal(spool_open(&c, &b), 0); /* the lock went with the first */
+	spool_abandon(b);
+}
+
+static void
+test_directory_that_cannot_be(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	char file[300], under[320], longdir[5000];
+	FILE *f;
+
+	(void)state;
+	spool_config_defaults(&c);
+	snprintf(file, sizeof(file), "%s/a-file", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(under, sizeof(under), "%s/spool", file);
+	c.dir = under;
+	assert_int_equal(spool_open(&c, &sp), -ENOTDIR);
+	assert_null(sp);
+	memset(longdir, 'd', sizeof(longdir) - 1);
+	longdir[0] = '/';
+	longdir[sizeof(longdir) - 1] = '\0';
+	c.dir = longdir;
+	assert_int_equal(spool_open(&c, &sp), -ENAMETOOLONG);
+	assert_null(sp);
+}
+
+static void
+test_malformed_records_refused(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	static char big[(16u << 20) + 1];
+	struct spool_rec_in ok = { .cls = SPOOL_NORMAL,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool_rec_in in;
+	uint64_t seq = 0;
+
+	(void)state;
+	spool_config_defaults(&c);
+	c.dir = dir;
+	c.commit_bytes = 4096;
+	c.buffer_bytes = 8192;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, NULL, &seq), -EINVAL);
+	in = ok;
+	in.cls = SPOOL_CLASS_N;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.qos = 3;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.topic = NULL;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.payload = NULL;
+	assert_int_equal(spool_append(sp, &in, &seq), -EINVAL);
+	in = ok;
+	in.payload = big;
+	in.payload_len = sizeof(big);
+	assert_int_equal(spool_append(sp, &in, &seq), -EMSGSIZE);
+	in.payload_len = 8192; /* within the record limit, beyond this spool's commit buffer */
+	assert_int_equal(spool_append(sp, &in, &seq), -EMSGSIZE);
+	assert_int_equal(counter(sp, SPOOL_C_refused_invalid), 7);
+	assert_int_equal(seq, 0);
+	/* a record with neither topic nor payload is a record */
+	in = (struct spool_rec_in){ .cls = SPOOL_ALARM, .qos = 0 };
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(seq, 1);
+	assert_int_equal(spool_append(sp, &ok, &seq), 0);
+	assert_int_equal(seq, 2);
+	spool_close(sp);
+}
+
+static void
+touch(const char *name)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fclose(f);
+}
+
+/* Files that are not segments are left alone; a segment written by a newer format makes the
+ * open fail and is not touched. */
+static void
+test_recovery_skips_strangers_refuses_newer(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool_file_hdr h;
+	char seg[64], p[512];
+	uint64_t seq;
+	FILE *f;
+
+	(void)state;
+	spool_config_defaults(&c);
+	c.dir = dir;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	spool_close(sp);
+	touch("README");
+	touch("normal-q1-123.seg");                      /* too short */
+	touch("normal-q1-0000000000000000000x.seg");     /* not digits */
+	touch("normal-q1-00000000000000000001.segment"); /* not .seg */
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(seq, 2); /* the record of before is there, the strangers did nothing */
+	spool_close(sp);
+	snprintf(p, sizeof(p), "%s/README", dir);
+	assert_int_equal(access(p, F_OK), 0);
+
+	spool_seg_name(seg, sizeof(seg), spool_stream_of(SPOOL_NORMAL, 1), 1);
+	snprintf(p, sizeof(p), "%s/%s", dir, seg);
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	assert_int_equal(fread(&h, sizeof(h), 1, f), 1);
+	assert_memory_equal(h.magic, SPOOL_SEG_MAGIC, 8);
+	h.version = SPOOL_FORMAT_VERSION + 1;
+	h.crc = spool_file_hdr_crc(&h);
+	rewind(f);
+	assert_int_equal(fwrite(&h, sizeof(h), 1, f), 1);
+	fclose(f);
+	sp = NULL;
+	assert_int_equal(spool_open(&c, &sp), -EPROTONOSUPPORT);
+	assert_null(sp);
+	assert_int_equal(access(p, F_OK), 0); /* left as it was, for the newer version */
+}
+
+/* The ack log as the spool finds it: each case below starts from one acknowledged record. */
+static struct {
+	bool open, pread, ftruncate;
+} fail;
+
+static int
+f_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	size_t n = strlen(path);
+
+	if (fail.open && n >= 8 && strcmp(path + n - 8, "acks.log") == 0) {
+		errno = EACCES;
+		return -1;
+	}
+	return spool_io_posix.open(ctx, path, flags, mode);
+}
+
+static ssize_t
+f_pread(void *ctx, int fd, void *b, size_t len, off_t off)
+{
+	if (fail.pread) {
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.pread(ctx, fd, b, len, off);
+}
+
+static int
+f_ftruncate(void *ctx, int fd, off_t len)
+{
+	if (fail.ftruncate) {
+		errno = EROFS;
+		return -1;
+	}
+	return spool_io_posix.ftruncate(ctx, fd, len);
+}
+
+static struct spool_io_ops failing_ops;
+
+static void
+acked_record(struct spool_config *c)
+{
+	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
+		.qos = 1,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool *sp = NULL;
+	struct spool_rec rec;
+	char buf[64];
+	uint64_t seq;
+
+	failing_ops = spool_io_posix;
+	failing_ops.open = f_open;
+	failing_ops.pread = f_pread;
+	failing_ops.ftruncate = f_ftruncate;
+	memset(&fail, 0, sizeof(fail));
+	spool_config_defaults(c);
+	c->dir = dir;
+	c->io = &failing_ops;
+	assert_int_equal(spool_open(c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_read(sp, SPOOL_NORMAL, &rec, buf, sizeof(buf)), 1);
+	assert_int_equal(spool_ack(sp, seq), 0);
+	spool_close(sp);
+}
+
+/* How many records a reopened spool gives again. */
+static int
+given_again(const struct spool_config *c, struct spool **out)
+{
+	struct spool_rec rec;
+	char buf[64];
+	int n = 0;
+
+	assert_int_equal(spool_open(c, out), 0);
+	while (spool_read(*out, SPOOL_NORMAL, &rec, buf, sizeof(buf)) == 1)
+		n++;
+	return n;
+}
+
+static void
+ack_log_path(char *p, size_t len)
+{
+	snprintf(p, len, "%s/acks.log", dir);
+}
+
+static void
+test_ack_log_damage(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	char p[512];
+	FILE *f;
+
+	(void)state;
+	acked_record(&c);
+	assert_int_equal(given_again(&c, &sp), 0); /* the ack was kept */
+	spool_close(sp);
+
+	/* a torn tail is cut and counted; an entry with a bad checksum is skipped and counted */
+	ack_log_path(p, sizeof(p));
+	f = fopen(p, "a");
+	assert_non_null(f);
+	fputs("xyz", f);
+	fclose(f);
+	assert_int_equal(given_again(&c, &sp), 0);
+	assert_int_equal(counter(sp, SPOOL_C_torn_bytes), 3);
+	spool_close(sp);
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, -1, SEEK_END), 0); /* the last entry: the ack */
+	fputc(0x5a, f);
+	fclose(f);
+	assert_int_equal(given_again(&c, &sp), 1); /* its ack lost: at least once */
+	assert_int_equal(counter(sp, SPOOL_C_corrupt_records), 1);
+	spool_close(sp);
+}
+
+static void
+test_ack_log_bad_header_and_newer(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	struct spool_file_hdr h;
+	char p[512];
+	FILE *f;
+
+	(void)state;
+	acked_record(&c);
+	ack_log_path(p, sizeof(p));
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	assert_int_equal(fread(&h, sizeof(h), 1, f), 1);
+	assert_memory_equal(h.magic, SPOOL_ACK_MAGIC, 8);
+	h.version = SPOOL_FORMAT_VERSION + 1;
+	h.crc = spool_file_hdr_crc(&h);
+	rewind(f);
+	assert_int_equal(fwrite(&h, sizeof(h), 1, f), 1);
+	fclose(f);
+	sp = NULL;
+	assert_int_equal(spool_open(&c, &sp), -EPROTONOSUPPORT);
+	assert_null(sp);
+	/* a header that is not one: the acks are lost, the log starts again, records come back */
+	f = fopen(p, "r+");
+	assert_non_null(f);
+	fputs("garbage!", f);
+	fclose(f);
+	assert_int_equal(given_again(&c, &sp), 1);
+	spool_close(sp);
+	assert_int_equal(given_again(&c, &sp), 1); /* the fresh log holds no ack for it */
+	spool_close(sp);
+}
+
+static void
+test_ack_log_io_errors(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	char p[512];
+	FILE *f;
+
+	(void)state;
+	acked_record(&c);
+	fail.open = true;
+	assert_int_equal(spool_open(&c, &sp), -EACCES);
+	fail.open = false;
+	fail.pread = true;
+	assert_int_equal(spool_open(&c, &sp), -EIO);
+	fail.pread = false;
+	ack_log_path(p, sizeof(p));
+	f = fopen(p, "a");
+	assert_non_null(f);
+	fputs("xyz", f);
+	fclose(f);
+	fail.ftruncate = true; /* the torn tail cannot be cut */
+	assert_int_equal(spool_open(&c, &sp), -EROFS);
+	unlink(p);
+	f = fopen(p, "w"); /* an empty log: written fresh, which fails too */
+	fclose(f);
+	assert_int_equal(spool_open(&c, &sp), -EROFS);
+	fail.ftruncate = false;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	spool_close(sp);
+}
+
+static void
+test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(spool_counter_name(SPOOL_C_refused_invalid), "refused_invalid");
+	assert_true(strlen(spool_counter_desc(SPOOL_C_refused_invalid)) > 10);
+	assert_string_equal(spool_counter_name(SPOOL_C_N), "?");
+	assert_string_equal(spool_counter_desc(SPOOL_C_N), "?");
+	assert_int_equal(spool_counter_kind(SPOOL_C_N), SPOOL_COUNTER);
+	assert_string_equal(spool_class_name(SPOOL_ALARM), "alarm");
+	assert_string_equal(spool_class_name(SPOOL_BULK), "bulk");
+	assert_string_equal(spool_class_name(SPOOL_CLASS_N), "?");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_defaults_fill_a_bare_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_opener_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_directory_that_cannot_be, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_records_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_recovery_skips_strangers_refuses_newer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_log_damage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_log_bad_header_and_newer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_log_io_errors, setup, teardown),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
