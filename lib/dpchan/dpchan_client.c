@@ -20,6 +20,7 @@
 #define ENT_LEN         24u
 #define BATCH_IOV       64u /* records per frame at most (and iovecs per sendmsg) */
 #define FRAMES_PER_POLL 4u  /* frames sent, and received, per poll at most */
+#define RX_IDLE_MS      10u /* nothing awaits an answer: read this often */
 
 /* A record in the arena: this header, then the record's wire bytes (rec_len), padded to 8. */
 struct ent {
@@ -41,6 +42,7 @@ struct dpchan_client {
 	bool want_ready;    /* a submit was refused: tell ops->ready when it would succeed */
 	uint32_t want_size; /* the entry size it needed */
 	uint64_t next_try_ms;
+	uint64_t next_rx_ms; /* nothing awaits an answer: the next read */
 	uint32_t backoff_ms;
 	uint8_t *arena;
 	uint32_t cap;
@@ -405,7 +407,12 @@ dpchan_client_poll(struct dpchan_client *c, uint64_t now_ms)
 		try_connect(c, now_ms);
 	if (c->fd < 0)
 		return;
-	receive(c, now_ms);
+	/* answers are read every iteration while records wait for them; otherwise (downlink
+	 * publishes, the agent going away) every RX_IDLE_MS: no syscall per idle iteration */
+	if (c->n_recs > 0 || now_ms >= c->next_rx_ms) {
+		c->next_rx_ms = now_ms + RX_IDLE_MS;
+		receive(c, now_ms);
+	}
 	for (unsigned i = 0; i < FRAMES_PER_POLL && c->fd >= 0 && c->n_unsent > 0; i++)
 		if (!send_batch(c, now_ms))
 			break;

@@ -16,8 +16,9 @@
 
 #include "log.h"
 
-#define MAX_CONNS      256u
-#define RANGES_PER_MSG ((DPCHAN_FRAME_MAX - DPCHAN_HDR_LEN) / DPCHAN_RANGE_LEN)
+#define MAX_CONNS          256u
+#define STREAM_FAILED_KEPT 64u
+#define RANGES_PER_MSG     ((DPCHAN_FRAME_MAX - DPCHAN_HDR_LEN) / DPCHAN_RANGE_LEN)
 
 struct waiting {
 	uint64_t token, ref;
@@ -29,8 +30,13 @@ struct stream {
 	bool used;
 	struct sconn *conn; /* NULL while that lcore is not connected */
 	uint64_t max_ref;   /* highest ref taken */
-	struct waiting *w;  /* ring of max_inflight: refs taken, awaiting durability */
+	struct waiting *w;  /* ring of max_inflight: refs taken, awaiting durability (in ref
+			     * order; answered ones leave from the front) */
 	uint32_t w_head, w_len;
+	/* The last refs answered failed: a record sent again whose answer was lost with its
+	 * connection is answered failed again, never durable. */
+	uint64_t failed[STREAM_FAILED_KEPT];
+	uint32_t n_failed;
 };
 
 struct sconn {
@@ -244,14 +250,34 @@ flush_now(struct take_ctx *t)
 	t->n_now = 0;
 }
 
-/* Whether ref is taken and still awaits durability. */
-static bool
-stream_waits(const struct stream *st, uint64_t ref, uint32_t max)
+static void
+stream_failed(struct stream *st, uint64_t ref)
 {
-	for (uint32_t i = 0; i < st->w_len; i++)
-		if (st->w[(st->w_head + i) % max].ref == ref)
-			return true;
-	return false;
+	st->failed[st->n_failed++ % STREAM_FAILED_KEPT] = ref;
+}
+
+/* A ref taken before (ref <= max_ref), sent again: 1 while it awaits durability (answered
+ * then), else its answer: 0 durable, < 0 failed. Binary search: the ring is in ref order. */
+static int
+stream_answer(const struct stream *st, uint64_t ref, uint32_t max)
+{
+	uint32_t lo = 0, hi = st->w_len;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct waiting *w = &st->w[(st->w_head + mid) % max];
+
+		if (w->ref == ref)
+			return w->status;
+		if (w->ref < ref)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (uint32_t i = 0; i < STREAM_FAILED_KEPT && i < st->n_failed; i++)
+		if (st->failed[i] == ref)
+			return -EIO;
+	return 0; /* answered durable, and gone from the ring */
 }
 
 /* One record: 0 taken (or known), 1 stop here (sink full or too many waiting). */
@@ -269,10 +295,10 @@ take_one(void *arg, const struct dpchan_rec *r)
 		return 0; /* taken before the sink filled up */
 	if (r->ref != 0 && r->ref <= st->max_ref) {
 		s->cnt[DPCHAN_C_RECS_DUP]++;
-		if (!stream_waits(st, r->ref, max)) { /* durable already: say so again */
+		if ((rc = stream_answer(st, r->ref, max)) != 1) { /* answered: say so again */
 			if (t->n_now == 64)
 				flush_now(t);
-			t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, 0 };
+			t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, rc };
 		}
 		t->c->rx_done++;
 		return 0;
@@ -299,6 +325,7 @@ take_one(void *arg, const struct dpchan_rec *r)
 	}
 	if (rc < 0) {
 		s->cnt[DPCHAN_C_SINK_FAIL]++;
+		stream_failed(st, r->ref);
 		if (t->n_now == 64)
 			flush_now(t);
 		t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, rc };
@@ -462,6 +489,8 @@ stream_durable(
 	while (st->w_len > 0 && st->w[st->w_head].status != 1) { /* in ref order */
 		struct waiting *w = &st->w[st->w_head];
 
+		if (w->status < 0)
+			stream_failed(st, w->ref);
 		if (n > 0 && v[n - 1].last + 1 == w->ref && v[n - 1].status == w->status) {
 			v[n - 1].last = w->ref;
 		} else {

@@ -448,6 +448,20 @@ test_server_bad_frames(void **state)
 	pump(e);
 	assert_int_equal(e->d.failed, 1);
 	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_SINK_FAIL), 1);
+	{ /* its answer lost with the connection, sent again: failed again, never durable */
+		struct dpchan_client_config cc = { .path = e->path, .boot_id = 42, .lcore = 1 };
+
+		dpchan_client_free(e->d.c);
+		e->d = (struct dp){ 0 };
+		e->d.c = dpchan_client_new(&cc, &dp_ops, &e->d);
+		pump(e);
+		assert_int_equal(submit(e, 2, 1), 0);
+		pump(e);
+		assert_int_equal(e->d.failed, 1);
+		assert_int_equal(e->d.ok, 0);
+		assert_int_equal(
+		    dpchan_server_counter(e->s, DPCHAN_C_SINK_FAIL), 1); /* not again */
+	}
 	env_free(e);
 }
 
