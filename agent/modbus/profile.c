@@ -441,6 +441,7 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 	struct point_defaults d;
 	conf_node points;
 	const char *name = NULL;
+	int bad = 0;
 
 	if (!conf_is_map(root))
 		return conf_error(root, "a profile must be a mapping");
@@ -461,9 +462,12 @@ parse_root(conf_node root, const char *fallback_name, struct mb_profile *p)
 	p->points = calloc(p->npoints, sizeof(*p->points));
 	if (p->points == NULL)
 		return conf_error(root, "out of memory");
+	/* Every point is parsed, so each bad one is reported (its first error); the checks across
+	 * points need them all good. */
 	for (size_t i = 0; i < p->npoints; i++)
-		if (parse_point(conf_seq_at(points, i), &d, &p->points[i]))
-			return -1;
+		bad |= parse_point(conf_seq_at(points, i), &d, &p->points[i]);
+	if (bad)
+		return -1;
 	return check_overlaps(points, p) || parse_holes(root, d.addressing, p) ? -1 : 0;
 }
 

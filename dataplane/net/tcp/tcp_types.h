@@ -6,7 +6,8 @@
  * Files in data-flow order: tcp_input.c (validate, demux, state machine) -> tcp_syncookie.c
  * (past the half-open limit) | tcp_connect.c (active open, SYN_SENT) -> tcp_buf.c (receive/out-of-order/send queues as mbuf chains)
  * -> tcp_api.c (what the app calls) -> tcp_output.c (segments, ACK coalescing, RST) ->
- * tcp_timer.c (timer wheel: RTO, delayed ACK, persist, keepalive, TIME_WAIT) with
+ * tcp_timer.c (timer wheel: RTO, delayed ACK, persist, keepalive, TIME_WAIT); loss recovery in
+ * tcp_recovery.c and tcp_sack.c (scoreboard, RACK-TLP, PRR), with tcp_cubic.c and
  * tcp_newreno.c behind tcp_cc.h; tcp_lcore.c owns tables, pools and stats.
  */
 #ifndef EDGEGW_TCP_TYPES_H

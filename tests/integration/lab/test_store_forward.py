@@ -13,8 +13,9 @@ QoS 2 (exactly once).
     reading arrives twice.
 (c) The agent is SIGKILLed again with the link up, mid-stream: the same holds.
 
-The oracle is the agent's own count of durable records (stats file, written every second): the
-readings received must reach it (see Cloud for how readings are told apart). A reading lost after it was durable keeps the count short and
+The oracle is the agent's own count of durable records (stats file, written every second), less
+what was durable before the subscriber subscribed: the readings received must reach it (see Cloud
+for how readings are told apart). A reading lost after it was durable keeps the count short and
 the test fails; the old agent (an in-memory queue, no spool) fails (b) and has no such count."""
 import json
 import os
@@ -70,8 +71,11 @@ class Cloud:
     def __init__(self):
         self.lock = threading.Lock()
         self.count, self.qos, self.devices, self.other = {}, {}, set(), 0
+        self.per_dev = {}  # device: [good readings, other readings] (diagnostics)
         self.c = mqtt.Client(client_id="sf-cloud", clean_session=True)
+        self.subscribed = threading.Event()
         self.c.on_message = self.on_message
+        self.c.on_subscribe = lambda c, u, mid, q: self.subscribed.set()
         self.c.connect(CLOUD, 1883, keepalive=30)
         self.c.subscribe("site/lab/#", qos=2)
         self.c.loop_start()
@@ -85,6 +89,11 @@ class Cloud:
             return
         with self.lock:
             self.devices.add(m["device"])
+            pd = self.per_dev.setdefault(m["device"], [0, 0])
+            if good and key not in self.count:
+                pd[0] += 1
+            elif not good:
+                pd[1] += 1
             if not good:
                 self.other += 1
                 return
@@ -123,9 +132,22 @@ def wait_store(lab, pred, timeout_s):
     return s if s is not None and pred(s) else None
 
 
-def diagnose(lab):
+def published(st):
+    return {d["name"]: d["published"] for b in (st or {}).get("buses", []) for d in b["devices"]}
+
+
+def diagnose(lab, cloud=None, before_kill=None):
     """On failure: the agent's store and link counters and its log's tail."""
     st = stats(lab) or {}
+    if cloud is not None:
+        log("received per device [good, other]: %s" % cloud.per_dev)
+        log("published per device: before the kill %s, now %s" %
+            (published(before_kill), published(st)))
+        with cloud.lock:
+            for dev in sorted(cloud.devices):
+                ts = sorted({k[2] for k in cloud.count if k[0] == dev})
+                log("%s: good read times received, last ten: %s" % (dev, ts[-10:]))
+        log("kill at %s" % CTX.get("kill_ms"))
     log("agent store: %s" % st.get("store"))
     log("agent uplink: %s" % st.get("uplink"))
     try:
@@ -146,15 +168,24 @@ def test():
             try:
                 run(lab)
             except labtest.CheckFailed:
-                diagnose(lab)
+                diagnose(lab, CTX.get("cloud"), CTX.get("before_kill"))
                 raise
     finally:
         os.unlink(cfg)
 
 
+CTX = {}
+
+
 def run(lab):
     labtest.setns_path("/run/netns/%scloud" % lab.prefix)
-    cloud = Cloud()
+    cloud = CTX["cloud"] = Cloud()
+    check(cloud.subscribed.wait(10), "the cloud subscriber is subscribed")
+    # what was durable before the subscription is not expected: b0, from the first stats file
+    # written after it, is at least that (the readings of the second between are not expected)
+    t_sub = int(time.time() * 1000)
+    labtest.wait_for(lambda: (stats(lab) or {}).get("ts_ms", 0) > t_sub + 10, 10)
+    b0 = store(lab)["durable"]
     labtest.wait_for(lambda: DEVICES <= cloud.devices, 30)
     check(DEVICES <= cloud.devices, "all four devices report through the spool (%s)" %
           sorted(cloud.devices))
@@ -173,11 +204,12 @@ def run(lab):
     check(live > 10, "readings wait in the spool while the link is down (%d)" % live)
     lab.run("link", "cloud", "up")
     s2 = store(lab)
-    labtest.wait_for(lambda: cloud.unique() >= s2["durable"], 60)
-    log("(a) after link up: %d received, %d durable before" % (cloud.unique(), s2["durable"]))
-    check(cloud.unique() >= s2["durable"],
+    labtest.wait_for(lambda: cloud.unique() >= s2["durable"] - b0, 60)
+    log("(a) after link up: %d received, %d durable since the subscription" %
+        (cloud.unique(), s2["durable"] - b0))
+    check(cloud.unique() >= s2["durable"] - b0,
           "every durable reading arrived after the cut (%d received, %d durable)" %
-          (cloud.unique(), s2["durable"]))
+          (cloud.unique(), s2["durable"] - b0))
     check(cloud.unique() > got0 + 20, "the backlog of the cut arrived")
     check(not cloud.twice(2), "no QoS 2 reading twice after the cut: %s" % cloud.twice(2)[:3])
 
@@ -186,6 +218,8 @@ def run(lab):
     before = store(lab)["durable"]
     labtest.wait_for(lambda: store(lab)["durable"] >= before + 40, 20)
     d1 = store(lab)["durable"]  # the first agent's durable count, a second old at most
+    CTX["before_kill"] = stats(lab)
+    CTX["kill_ms"] = int(time.time() * 1000)
     lab.run("kill", "agent")
     # the new agent: its stats file replaces the old one once it runs
     pid = int(open(lab.runtime("agent.pid")).read())
@@ -196,11 +230,11 @@ def run(lab):
     log("(b) restarted agent: %d spool records recovered, %d QoS 2 exchanges resumed" %
         (stats(lab)["store"]["spool"]["recovered_records"], s3["restored"]))
     check(s3["restored"] >= 1, "QoS 2 readings in flight at the kill resume under their packet ids")
-    need = lambda: d1 + store(lab)["durable"]  # noqa: E731
+    need = lambda: d1 - b0 + store(lab)["durable"]  # noqa: E731
     labtest.wait_for(lambda: cloud.unique() >= need(), 60)
     total_durable = need()
-    log("(b) received %d readings in all; durable: %d by the first agent (before the kill), %d "
-        "by the second" % (cloud.unique(), d1, total_durable - d1))
+    log("(b) received %d readings in all; durable since the subscription: %d by the first agent "
+        "(before the kill), %d by the second" % (cloud.unique(), d1 - b0, total_durable - d1 + b0))
     check(cloud.unique() >= total_durable,
           "every reading made durable by either agent arrived (%d received, %d durable)" %
           (cloud.unique(), total_durable))
@@ -213,7 +247,7 @@ def run(lab):
     pid = int(open(lab.runtime("agent.pid")).read())
     labtest.wait_for(lambda: (stats(lab) or {}).get("pid") == pid, 10)
     labtest.wait_for(lambda: store(lab)["durable"] >= 20, 15)  # the third agent produces too
-    need = lambda: d1 + d2 + store(lab)["durable"]  # noqa: E731
+    need = lambda: d1 - b0 + d2 + store(lab)["durable"]  # noqa: E731
     labtest.wait_for(lambda: cloud.unique() >= need(), 30)
     total_durable = need()
     log("(c) received %d readings in all, %d durable by the three agents" %

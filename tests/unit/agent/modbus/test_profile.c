@@ -1,4 +1,5 @@
 /* test_profile.c: profile parsing and its errors (agent/modbus/profile.c). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -259,6 +260,26 @@ test_mutated_profiles(void **state)
 	}
 }
 
+/* Each bad point of a profile is reported, not only the first (issue 18). */
+static void
+test_every_bad_point_reported(void **state)
+{
+	static const char text[] = "name: p\n"
+				   "points:\n"
+				   "  - {name: a, function: holding, address: 0, type: u24}\n"
+				   "  - {name: b, function: holding, address: 1}\n"
+				   "  - {name: c, function: holding}\n"
+				   "  - {name: d, function: holding, address: 3, qos: 2}\n";
+	struct mb_profile p;
+	char err[2048];
+
+	(void)state;
+	assert_int_equal(parse(text, &p, err, sizeof(err)), -EINVAL);
+	if (strstr(err, "t.yaml:3:") == NULL || strstr(err, "t.yaml:5:") == NULL ||
+	    strstr(err, "t.yaml:6:") == NULL || strstr(err, "t.yaml:4:") != NULL)
+		fail_msg("want errors at lines 3, 5 and 6 only:\n%s", err);
+}
+
 int
 main(void)
 {
@@ -269,6 +290,7 @@ main(void)
 		cmocka_unit_test(test_addressing),
 		cmocka_unit_test(test_poll_rates),
 		cmocka_unit_test(test_mutated_profiles),
+		cmocka_unit_test(test_every_bad_point_reported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -445,6 +445,36 @@ test_cubic_growth(void **state)
 	assert_true(c->cwnd < 110u * MSS);
 }
 
+/* The blocks are a pool (max(16, max_flows/16)): a flow that finds none is counted and
+ * sends as before (NewReno recovery); blocks go back when the flight drains. */
+static void
+test_sb_pool_exhausted(void **state)
+{
+	struct h_peer p[17];
+	struct tcp_conn *c[17];
+	struct tcp_mem_stats ms;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	cfg.max_flows = 32;
+	h_setup(&cfg);
+	for (unsigned i = 0; i < 17; i++) {
+		c[i] = open_sack(&p[i], (uint16_t)(42100 + i));
+		assert_int_equal(tcp_write(c[i], buf, MSS), MSS);
+		h_flush();
+	}
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.sb_blocks, 16);
+	assert_int_equal(ms.sb_used, 16);
+	assert_int_equal(H_CNT(SB_EXHAUSTED), 1);
+	assert_int_equal(c[16]->sb_ref, 0);
+	assert_int_equal(c[16]->snd_max - c[16]->snd_una, MSS); /* it sent all the same */
+	for (unsigned i = 0; i < 17; i++)
+		ack_sack(&p[i], 1, NULL, 0);
+	tcp_mem_stats(&h_lc, &ms);
+	assert_int_equal(ms.sb_used, 0);
+}
+
 int
 main(void)
 {
@@ -458,6 +488,7 @@ main(void)
 		cmocka_unit_test_teardown(test_tlp_sends_new_data, teardown),
 		cmocka_unit_test_teardown(test_cubic_beta, teardown),
 		cmocka_unit_test_teardown(test_cubic_growth, teardown),
+		cmocka_unit_test_teardown(test_sb_pool_exhausted, teardown),
 	};
 
 	if (h_eal_init() < 0)
