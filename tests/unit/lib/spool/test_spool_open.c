@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "conf.h"
 #include "spool.h"
 #include "spool_internal.h"
 
@@ -432,6 +433,74 @@ test_ack_log_io_errors(void **state)
 	spool_close(sp);
 }
 
+/* A consumer's mistakes: an unknown class, a sequence number never given or already acked, a
+ * QoS 2 phase that does not exist. */
+static void
+test_consumer_refusals(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
+		.qos = 2,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+	struct spool_rec rec;
+	char buf[64];
+	uint64_t seq;
+
+	(void)state;
+	spool_config_defaults(&c);
+	c.dir = dir;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_read(sp, SPOOL_CLASS_N, &rec, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(spool_ack(sp, 1), -ENOENT);
+	assert_int_equal(spool_q2_mark(sp, 1, SPOOL_Q2_PUBLISHED, 5), -ENOENT);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_q2_mark(sp, seq, (enum spool_q2_state)3, 5), -EINVAL);
+	assert_int_equal(spool_q2_mark(sp, seq, SPOOL_Q2_PUBLISHED, 5), 0);
+	assert_int_equal(spool_ack(sp, seq), 0);
+	assert_int_equal(spool_ack(sp, seq), -ENOENT);
+	assert_int_equal(spool_q2_mark(sp, seq, SPOOL_Q2_RELEASED, 5), -ENOENT);
+	assert_int_equal(spool_ack(sp, seq + 100), -ENOENT);
+	spool_close(sp);
+}
+
+/* The spool: section of the config: each bad value named at its line. */
+static void
+test_config_refusals(void **state)
+{
+	static const char *const bad[] = {
+		"spool: {dir: [a]}",
+		"spool: {max_bytes: 1k}",
+		"spool: {segment_bytes: 2G}",
+		"spool: {commit_max_wait_us: 0}",
+		"spool: {commit_bytes: 1k}",
+		"spool: {buffer_bytes: lots}",
+		"spool: {disk_full_retry: 2h}",
+		"spool: {classes: {alarm: {max_age: forever}}}",
+		"spool: {classes: {bulk: {drop_when_full: sometimes}}}",
+		"spool: {classes: {bulk: {colour: red}}}",
+		"spool: {size: 1G}",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct conf_doc *doc = NULL;
+		struct spool_config c;
+		char err[256];
+
+		assert_int_equal(
+		    conf_load_string("s.yaml", bad[i], strlen(bad[i]), &doc, err, sizeof(err)), 0);
+		if (spool_config_parse(conf_get(conf_root(doc), "spool"), &c) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_non_null(strstr(conf_first_error(doc), "s.yaml:1:"));
+		conf_free(doc);
+	}
+}
+
 static void
 test_names(void **state)
 {
@@ -459,6 +528,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_ack_log_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_log_bad_header_and_newer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_log_io_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consumer_refusals, setup, teardown),
+		cmocka_unit_test(test_config_refusals),
 		cmocka_unit_test(test_names),
 	};
 
