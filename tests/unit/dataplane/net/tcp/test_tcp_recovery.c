@@ -475,6 +475,57 @@ test_sb_pool_exhausted(void **state)
 	assert_int_equal(ms.sb_used, 0);
 }
 
+/* A D-SACK (a block below the cumulative ACK: the peer got segment 0 twice) is counted and
+ * marks no segment lost: nothing is retransmitted for it. */
+static void
+test_dsack_counted(void **state)
+{
+	static const unsigned dup[][2] = { { 0, 1 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42006, 10);
+	assert_true(c->sb_ref != 0);
+	h_advance_ms(40);
+	ack_sack(&p, 2, dup, 1);
+	h_flush();
+	assert_int_equal(H_CNT(DSACK_RCVD), 1);
+	assert_int_equal(n_at(sq(&p, 0)), 0);
+	assert_int_equal(n_at(sq(&p, 2)), 0); /* no loss marked */
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+}
+
+/* Without a loss-recovery block (the pool is spent) a SACK flow still finds a loss from its
+ * SACK blocks (3 MSS selectively acknowledged above the hole), counted SACK_LOSS, and resends
+ * the hole as NewReno would. */
+static void
+test_sack_loss_without_block(void **state)
+{
+	static const unsigned above[][2] = { { 1, 5 } };
+	struct h_peer p[17];
+	struct tcp_conn *c[17];
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	cfg.max_flows = 32;
+	h_setup(&cfg);
+	for (unsigned i = 0; i < 16; i++) {
+		c[i] = open_sack(&p[i], (uint16_t)(42200 + i));
+		assert_int_equal(tcp_write(c[i], buf, MSS), MSS);
+		h_flush();
+	}
+	c[16] = start_bulk(&p[16], 42216, 5);
+	assert_int_equal(c[16]->sb_ref, 0);
+	h_advance_ms(40);
+	ack_sack(&p[16], 0, above, 1);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_LOSS), 1);
+	assert_true(n_at(sq(&p[16], 0)) >= 1);
+}
+
 int
 main(void)
 {
@@ -489,6 +540,8 @@ main(void)
 		cmocka_unit_test_teardown(test_cubic_beta, teardown),
 		cmocka_unit_test_teardown(test_cubic_growth, teardown),
 		cmocka_unit_test_teardown(test_sb_pool_exhausted, teardown),
+		cmocka_unit_test_teardown(test_dsack_counted, teardown),
+		cmocka_unit_test_teardown(test_sack_loss_without_block, teardown),
 	};
 
 	if (h_eal_init() < 0)
