@@ -391,7 +391,8 @@ dev_plan(struct mb_bus *b, struct bus_dev *d, struct mb_plan *out)
 	lim.nholes = all.n;
 	b->tr.ops->cost(b->c, &lim.cost);
 	for (size_t i = 0; i < p->npoints; i++)
-		d->due[i] = (d->plan_mask >> d->pt_rate[i]) & 1u;
+		d->due[i] = ((d->plan_mask >> d->pt_rate[i]) & 1u) &&
+		    !(d->learnt.no_func & (1u << p->points[i].func));
 	if (rc >= 0)
 		rc = mb_plan_build_subset(out, p->points, p->npoints, d->due, &lim);
 	mb_holes_free(&all);
@@ -499,6 +500,30 @@ learn(struct mb_bus *b, struct bus_dev *d, size_t bi, int exc)
 	return (r & MB_LEARNT_SPLIT) != 0;
 }
 
+/*
+ * Exception 1 (illegal function) to a read: the device does not serve that table at all (a
+ * meter without coils, a gateway that knows only FC3). Learnt (kept in the state file,
+ * forgotten with a profile change), said once, and the table's points are left out of the plan
+ * from the next poll on instead of being asked for, and refused, at every poll.
+ */
+static void
+learn_no_func(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
+{
+	size_t n = 0;
+
+	if (d->learnt.no_func & (1u << blk->func))
+		return;
+	d->learnt.no_func |= (uint8_t)(1u << blk->func);
+	d->replan = true;
+	for (size_t i = 0; i < d->prof->npoints; i++)
+		n += d->prof->points[i].func == blk->func;
+	agent_stat_add(&d->stats, AGENT_DC_functions_unsupported, 1);
+	log_warnx("bus %s: device %s: %s reads refused with exception 1 (illegal function): the "
+		  "device does not serve that table; its %zu point(s) are not read (learnt; "
+		  "forgotten when the profile changes)",
+	    b->c->name, d->conf->name, mb_func_names[blk->func], n);
+}
+
 /* A read over a learnt hole worked (a refused point answers again after a firmware update):
  * forget the hole and plan again. */
 static void
@@ -598,6 +623,8 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 			hole_filled(b, d, blk);
 			break;
 		case XFER_EXCEPTION:
+			if (exc == MODBUS_EXCEPTION_ILLEGAL_FUNCTION && blk->func < MB_FN_COUNT)
+				learn_no_func(b, d, blk);
 			if ((exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS ||
 				exc == MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE) &&
 			    learn(b, d, bi, exc)) {

@@ -3,6 +3,7 @@
  *   profile <hash>
  *   max_regs <n>
  *   hole <table> <start> <count>
+ *   no_function <table>
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -69,6 +70,14 @@ parse_line(const char *line, uint64_t want, struct mb_learnt *l)
 	if (sscanf(line, "max_bits %u", &a) == 1 && a >= 1 && a <= 2000) {
 		l->max_bits = (uint16_t)a;
 		return 0;
+	}
+	if (sscanf(line, "no_function %15s", tab) == 1) {
+		for (int f = 0; f < MB_FN_COUNT; f++)
+			if (strcmp(tab, mb_func_names[f]) == 0) {
+				l->no_func |= (uint8_t)(1u << f);
+				return 0;
+			}
+		return -EINVAL;
 	}
 	if (sscanf(line, "hole %15s %u %u", tab, &a, &b) == 3 && b >= 1 && a + b <= 65536) {
 		for (int f = 0; f < MB_FN_COUNT; f++)
@@ -145,6 +154,9 @@ mb_learnt_save(const char *path, uint64_t profile_hash, const struct mb_learnt *
 	for (size_t i = 0; i < l->holes.n; i++)
 		fprintf(f, "hole %s %u %u\n", mb_func_names[l->holes.v[i].func],
 		    l->holes.v[i].start, l->holes.v[i].count);
+	for (int fn = 0; fn < MB_FN_COUNT; fn++)
+		if (l->no_func & (1u << fn))
+			fprintf(f, "no_function %s\n", mb_func_names[fn]);
 	if (fflush(f) != 0 || ferror(f))
 		rc = -EIO;
 	if (fclose(f) != 0 && rc == 0)
@@ -161,4 +173,5 @@ mb_learnt_free(struct mb_learnt *l)
 {
 	mb_holes_free(&l->holes);
 	l->max_regs = l->max_bits = 0;
+	l->no_func = 0;
 }

@@ -1,6 +1,6 @@
 /*
  * learnt.h: what the poller learnt about one device (holes in its register map, the longest
- * read it takes), kept across restarts in <state_dir>/modbus/<bus>.<device>.state and
+ * read it takes, the tables it does not serve at all), kept across restarts in <state_dir>/modbus/<bus>.<device>.state and
  * forgotten when the device's profile changes (the file carries a hash of the profile).
  */
 #ifndef EDGEGW_MB_LEARNT_H
@@ -16,6 +16,8 @@ struct mb_learnt {
 	struct mb_holes holes; /* learnt (the profile's declared ones are not in here) */
 	uint16_t max_regs;     /* learnt read limit; 0: none learnt */
 	uint16_t max_bits;
+	uint8_t no_func; /* bit per enum mb_func: the device answers its reads with exception 1
+			  * (illegal function): that table's points are not read */
 };
 
 /* A hash of what the plan depends on: points' tables, addresses, sizes; limits; holes. */

@@ -30,6 +30,7 @@ static struct {
 	uint32_t delay_us[256];
 	int open_err;
 	uint16_t max_read;
+	uint8_t no_func; /* bit per table: its reads get exception 1 */
 	struct mb_hole holes[FAKE_HOLES_MAX];
 	size_t nholes;
 	struct step script[FAKE_SCRIPT_MAX];
@@ -50,6 +51,7 @@ fake_reset(void)
 	memset(F.delay_us, 0, sizeof(F.delay_us));
 	F.open_err = 0;
 	F.max_read = 0;
+	F.no_func = 0;
 	F.nholes = F.nscript = F.nlog = 0;
 	F.connects = 0;
 	F.unit = 0;
@@ -87,6 +89,17 @@ fake_add_hole(enum mb_func func, uint16_t addr, uint16_t count)
 	pthread_mutex_lock(&F.lock);
 	if (F.nholes < FAKE_HOLES_MAX)
 		F.holes[F.nholes++] = (struct mb_hole){ func, addr, count };
+	pthread_mutex_unlock(&F.lock);
+}
+
+void
+fake_set_no_function(enum mb_func func, bool refused)
+{
+	pthread_mutex_lock(&F.lock);
+	if (refused)
+		F.no_func |= (uint8_t)(1u << func);
+	else
+		F.no_func &= (uint8_t) ~(1u << func);
 	pthread_mutex_unlock(&F.lock);
 }
 
@@ -265,6 +278,11 @@ read_table(enum mb_func func, uint8_t fc, int addr, int nb, uint16_t *regs, uint
 {
 	if (begin(fc, (uint16_t)addr, (uint16_t)nb, 0) != 0)
 		return -1;
+	if (F.no_func & (1u << func)) {
+		pthread_mutex_unlock(&F.lock);
+		errno = MODBUS_ENOBASE + MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
+		return -1;
+	}
 	if (in_hole(func, (uint16_t)addr, (uint16_t)nb) ||
 	    (!mb_func_is_bits(func) && F.max_read && nb > F.max_read) ||
 	    addr + nb > FAKE_MAP_SIZE) {

@@ -391,6 +391,123 @@ test_exceptions_by_code(void **state)
 	assert_int_equal(count_msgs("\"quality\":\"stale\""), 6);
 }
 
+/* A device that serves only some tables (here no coils: exception 1 to FC1): learnt at the
+ * first refusal, said once, kept in the state file, and the coil is not asked for again; the
+ * other tables go on being read. */
+static void
+test_learns_an_unsupported_function(void **state)
+{
+	char dir[] = "/tmp/test_bus.XXXXXX", path[600], text[256] = "";
+	struct fake_req log[256];
+	size_t n, fc1 = 0;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(R.bus.state_dir, sizeof(R.bus.state_dir), "%s", dir);
+	device("dev", UNIT_A, profile(every_table), 20, 1);
+	fake_set_no_function(MB_FN_COIL, true);
+	fake_set(MB_FN_HOLDING, 0, 7);
+	start();
+	/* several polls after the refusal */
+	wait_stat(0, AGENT_DC_polls, 6);
+	mb_bus_stop(R.b);
+	assert_int_equal(st(0, AGENT_DC_exc_illegal_function), 1);
+	assert_int_equal(st(0, AGENT_DC_functions_unsupported), 1);
+	assert_int_equal(st(0, AGENT_DC_replans), 1);
+	n = fake_log(log, 256);
+	for (size_t i = 0; i < n && i < 256; i++)
+		fc1 += log[i].fc == 1;
+	assert_int_equal(fc1, 1); /* asked once, never again */
+	assert_true(logged(UNIT_A, 3, 0) && logged(UNIT_A, 2, 0) && logged(UNIT_A, 4, 10));
+	assert_non_null(find_msg("/h0 ", "\"value\":7,"));
+	snprintf(path, sizeof(path), "%s/modbus/b1.dev.state", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+	fclose(f);
+	assert_non_null(strstr(text, "no_function coil"));
+	/* a restart reads the state: the coil is not asked for at all */
+	mb_bus_destroy(R.b);
+	R.b = NULL;
+	fake_reset();
+	fake_set(MB_FN_HOLDING, 0, 8);
+	start();
+	wait_stat(0, AGENT_DC_polls, 2);
+	mb_bus_stop(R.b);
+	assert_false(logged(UNIT_A, 1, 0));
+	assert_int_equal(st(0, AGENT_DC_exc_illegal_function), 0);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/modbus", dir);
+	rmdir(path);
+	rmdir(dir);
+}
+
+static const char *const four_together =
+    "name: four\n"
+    "points:\n"
+    "  - {name: a, function: holding, address: 0, type: u16}\n"
+    "  - {name: b, function: holding, address: 1, type: u16}\n"
+    "  - {name: c, function: holding, address: 2, type: u16}\n"
+    "  - {name: d, function: holding, address: 3, type: u16}\n";
+
+/* Requests made so far. */
+static uint64_t
+reqs(void)
+{
+	return st(0, AGENT_DC_requests);
+}
+
+/* Exception 2 to every read (a device that refuses the whole map): the planner bisects down
+ * to single points, learns each as a hole, and then stays put: every later poll makes the
+ * same requests, with no more splits or replans (no thrashing), and the points report stale. */
+static void
+test_refused_everywhere_converges(void **state)
+{
+	uint64_t r1, r2, splits, replans;
+
+	(void)state;
+	device("dev", UNIT_A, profile(four_together), 20, 1);
+	fake_add_hole(MB_FN_HOLDING, 0, 4);
+	start();
+	wait_stat(0, AGENT_DC_polls, 8);
+	splits = st(0, AGENT_DC_block_splits);
+	replans = st(0, AGENT_DC_replans);
+	r1 = reqs();
+	wait_stat(0, AGENT_DC_polls, 12);
+	mb_bus_stop(R.b);
+	r2 = reqs();
+	assert_true(st(0, AGENT_DC_holes_learnt) >= 1);
+	assert_int_equal(st(0, AGENT_DC_block_splits), splits);
+	assert_int_equal(st(0, AGENT_DC_replans), replans);
+	/* a steady poll: each point alone, so 4 requests per poll (one poll may be in progress
+	 * at either reading) */
+	assert_true(r2 - r1 >= 3 * 4 && r2 - r1 <= 5 * 4);
+	assert_int_equal(count_msgs("\"quality\":\"good\""), 0);
+}
+
+/* Exception 4 (device failure) to every read: nothing to learn from it; the plan stays as it
+ * is (one read per poll, no splits), every failure counted by its code. */
+static void
+test_device_failure_everywhere_steady(void **state)
+{
+	uint64_t r1, r2;
+
+	(void)state;
+	device("dev", UNIT_A, profile(four_together), 20, 1);
+	fake_script(UNIT_A, FAKE_EXCEPTION, MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE, 1000);
+	start();
+	wait_stat(0, AGENT_DC_polls, 3);
+	r1 = reqs();
+	wait_stat(0, AGENT_DC_polls, 9);
+	mb_bus_stop(R.b);
+	r2 = reqs();
+	assert_true(r2 - r1 >= 5 && r2 - r1 <= 7); /* one request per poll */
+	assert_int_equal(st(0, AGENT_DC_block_splits), 0);
+	assert_int_equal(st(0, AGENT_DC_replans), 0);
+	assert_int_equal(st(0, AGENT_DC_exc_device_failure), st(0, AGENT_DC_requests));
+}
+
 static const char *const gap_in_middle =
     "name: gap\n"
     "max_gap: 4\n"
@@ -765,6 +882,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lost_port_is_reopened, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_exceptions_by_code, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_learns_a_hole, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_learns_an_unsupported_function, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_everywhere_converges, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_device_failure_everywhere_steady, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_forgets_a_hole_that_answers_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_learns_a_read_limit, setup, teardown),
