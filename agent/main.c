@@ -94,14 +94,16 @@ static void
 on_messages(void *arg, uint32_t events)
 {
 	struct agent *a = arg;
-	struct agent_msg *m = agent_msgq_take_all(&a->q), *next;
+	struct agent_msg_list l;
+	struct agent_msg *m;
 
 	(void)events;
 	uint64_t seq;
 	int rc;
 
-	for (; m != NULL; m = next) {
-		next = m->next;
+	agent_msgq_take_all(&a->q, &l);
+	while ((m = STAILQ_FIRST(&l)) != NULL) {
+		STAILQ_REMOVE_HEAD(&l, link);
 		/* command responses answer now or never: in memory; readings through the store */
 		if (a->cfg.cmd_response_topic[0] &&
 		    strcmp(m->topic, a->cfg.cmd_response_topic) == 0)

@@ -13,6 +13,7 @@ int
 agent_msgq_init(struct agent_msgq *q, size_t max)
 {
 	memset(q, 0, sizeof(*q));
+	STAILQ_INIT(&q->list);
 	q->max = max;
 	q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (q->efd < 0)
@@ -24,10 +25,12 @@ agent_msgq_init(struct agent_msgq *q, size_t max)
 void
 agent_msgq_destroy(struct agent_msgq *q)
 {
-	struct agent_msg *m = agent_msgq_take_all(q), *n;
+	struct agent_msg_list l;
+	struct agent_msg *m;
 
-	for (; m != NULL; m = n) {
-		n = m->next;
+	agent_msgq_take_all(q, &l);
+	while ((m = STAILQ_FIRST(&l)) != NULL) {
+		STAILQ_REMOVE_HEAD(&l, link);
 		free(m);
 	}
 	if (q->efd >= 0)
@@ -55,7 +58,6 @@ agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, si
 	m = malloc(sizeof(*m) + len + 1 + tlen + 1);
 	if (m == NULL)
 		return -ENOMEM;
-	m->next = NULL;
 	m->qos = qos;
 	m->retain = retain;
 	m->len = len;
@@ -64,12 +66,8 @@ agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, si
 	m->topic = m->payload + len + 1;
 	memcpy(m->topic, topic, tlen + 1);
 	pthread_mutex_lock(&q->lock);
-	was_empty = q->head == NULL;
-	if (q->tail != NULL)
-		q->tail->next = m;
-	else
-		q->head = m;
-	q->tail = m;
+	was_empty = STAILQ_EMPTY(&q->list);
+	STAILQ_INSERT_TAIL(&q->list, m, link);
 	q->len++;
 	pthread_mutex_unlock(&q->lock);
 	if (was_empty && write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
@@ -77,20 +75,18 @@ agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, si
 	return 0;
 }
 
-struct agent_msg *
-agent_msgq_take_all(struct agent_msgq *q)
+void
+agent_msgq_take_all(struct agent_msgq *q, struct agent_msg_list *out)
 {
-	struct agent_msg *m;
 	uint64_t v;
 
+	STAILQ_INIT(out);
 	pthread_mutex_lock(&q->lock);
-	m = q->head;
-	q->head = q->tail = NULL;
+	STAILQ_CONCAT(out, &q->list);
 	q->len = 0;
 	/* Drain the eventfd under the lock so a push after this sees an empty queue and signals. */
 	if (read(q->efd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: nothing was signalled; nothing else can fail on an eventfd we own */
 	}
 	pthread_mutex_unlock(&q->lock);
-	return m;
 }

@@ -9,9 +9,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct agent_msg {
-	struct agent_msg *next;
+	STAILQ_ENTRY(agent_msg) link;
 	uint8_t qos;
 	bool retain;
 	size_t len;
@@ -19,9 +20,11 @@ struct agent_msg {
 	char payload[]; /* topic follows the payload */
 };
 
+STAILQ_HEAD(agent_msg_list, agent_msg);
+
 struct agent_msgq {
 	pthread_mutex_t lock;
-	struct agent_msg *head, *tail;
+	struct agent_msg_list list;
 	size_t len, max;
 	uint64_t dropped;
 	int efd; /* eventfd: readable while messages wait */
@@ -32,7 +35,8 @@ void agent_msgq_destroy(struct agent_msgq *q);
 /* Copy topic and payload into a new message; -ENOBUFS (counted) when full. */
 int agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, size_t len,
     uint8_t qos, bool retain);
-/* Take every waiting message (a list, oldest first); caller frees each with free(). */
-struct agent_msg *agent_msgq_take_all(struct agent_msgq *q);
+/* Move every waiting message into out (initialised here; oldest first); the caller takes
+ * them off (STAILQ_FIRST, STAILQ_REMOVE_HEAD) and frees each with free(). */
+void agent_msgq_take_all(struct agent_msgq *q, struct agent_msg_list *out);
 
 #endif

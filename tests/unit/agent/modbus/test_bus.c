@@ -143,10 +143,12 @@ wait_stat(size_t dev, enum agent_dev_counter c, uint64_t n)
 static void
 collect(void)
 {
-	struct agent_msg *m = agent_msgq_take_all(&R.q), *next;
+	struct agent_msg_list l;
+	struct agent_msg *m;
 
-	for (; m != NULL; m = next) {
-		next = m->next;
+	agent_msgq_take_all(&R.q, &l);
+	while ((m = STAILQ_FIRST(&l)) != NULL) {
+		STAILQ_REMOVE_HEAD(&l, link);
 		if (R.nmsgs < MSGS_MAX &&
 		    asprintf(&R.msgs[R.nmsgs], "%s %.*s", m->topic, (int)m->len, m->payload) > 0)
 			R.nmsgs++;
