@@ -66,6 +66,7 @@ struct mqttc {
 	uint32_t max_packet;
 	bool ping_out, persist_dirty; /* persist() calls not yet made durable */
 	char last_why[300];
+	int last_why_c; /* counter of the last failure logged, -1 none */
 	struct mc_list pending, inflight;
 	uint8_t *obuf, *ibuf;
 	size_t olen, ocap, ooff, ilen, icap;
@@ -506,16 +507,26 @@ mc_close(struct mqttc *c)
 	c->ping_out = false;
 }
 
-/* Log a failed attempt once per series: the first, and when the reason changes. */
+/*
+ * Log a failed attempt once per series: the first, and when the reason changes.
+ * The reason is the failure's counter where it has one (tls_fail, connect_fail,
+ * ...): the library's text for one cause varies from try to try (a server that
+ * refuses a client without a certificate shows as a fatal alert, or as a send
+ * failure when it closed first).
+ */
 static void
-mc_log_fail(struct mqttc *c, const char *why)
+mc_log_fail(struct mqttc *c, enum uplink_counter why_c, const char *why)
 {
-	if (c->attempt > 0 && strcmp(why, c->last_why) == 0) {
+	bool same =
+	    why_c < UPLINK_C_COUNT ? (int)why_c == c->last_why_c : strcmp(why, c->last_why) == 0;
+
+	if (c->attempt > 0 && same) {
 		log_debug("mqtt: attempt %u to %s:%s failed: %s", c->attempt + 1, c->cf.host,
 		    c->port, why);
 		return;
 	}
 	snprintf(c->last_why, sizeof(c->last_why), "%s", why);
+	c->last_why_c = why_c < UPLINK_C_COUNT ? (int)why_c : -1;
 	log_warnx("mqtt: cannot connect to %s:%s: %s (retrying with backoff; logged again when "
 		  "the reason changes)",
 	    c->cf.host, c->port, why);
@@ -535,8 +546,9 @@ mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why)
 		if (now - c->up_since_ms >= MC_STABLE_MS)
 			c->attempt = 0;
 		c->last_why[0] = '\0';
+		c->last_why_c = -1;
 	} else if (c->state != MQTTC_IDLE) {
-		mc_log_fail(c, why);
+		mc_log_fail(c, why_c, why);
 	}
 	mc_close(c);
 	for (struct mc_msg *m = c->inflight.head; m != NULL; m = m->next)
@@ -1241,6 +1253,7 @@ mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 	c->cf = *conf;
 	c->h = *hooks;
 	c->fd = c->rfd = c->watched_fd = -1;
+	c->last_why_c = -1;
 	c->rng = clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	snprintf(c->port, sizeof(c->port), "%u", conf->port);
 	if (c->cf.window == 0)
