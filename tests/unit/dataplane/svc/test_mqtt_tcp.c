@@ -82,8 +82,9 @@ static void
 establish(struct h_peer *p, uint16_t port)
 {
 	uint8_t mss[4] = { 2, 4, 0x05, 0xb4 };
-	struct h_seg s = { .flags = RTE_TCP_SYN_FLAG, .win = 65535, .opts = mss, .optlen = 4,
-		.sport = port };
+	struct h_seg s = {
+		.flags = RTE_TCP_SYN_FLAG, .win = 65535, .opts = mss, .optlen = 4, .sport = port
+	};
 
 	memset(p, 0, sizeof(*p));
 	p->port = port;
@@ -106,7 +107,8 @@ establish(struct h_peer *p, uint16_t port)
 static void
 connect_311(struct h_peer *p, char id, uint8_t ka)
 {
-	const uint8_t connect[] = { 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, ka, 0, 1, (uint8_t)id };
+	const uint8_t connect[] = { 0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, ka, 0, 1,
+		(uint8_t)id };
 	const uint8_t connack[] = { 0x20, 2, 0, 0 };
 
 	say(p, connect, sizeof(connect));
@@ -332,7 +334,10 @@ out:
 static void
 test_slow_subscriber(void **state)
 {
-	enum { N = 12, SZ = 1000 };
+	enum {
+		N = 12,
+		SZ = 1000
+	};
 	const uint8_t sub[] = { 0x82, 6, 0, 1, 0, 1, 't', 1 };
 	const uint8_t suback[] = { 0x90, 3, 0, 1, 1 };
 	static uint8_t pub[4 + 3 + 2 + SZ];
@@ -370,7 +375,8 @@ test_slow_subscriber(void **state)
 		take(&b);
 		k = packets(3, ids, marks, 64);
 		for (unsigned j = 0; j < k; j++) {
-			const uint8_t puback[] = { 0x40, 2, (uint8_t)(ids[j] >> 8), (uint8_t)ids[j] };
+			const uint8_t puback[] = { 0x40, 2, (uint8_t)(ids[j] >> 8),
+				(uint8_t)ids[j] };
 
 			assert_true(ngot < N);
 			got[ngot++] = marks[j];
