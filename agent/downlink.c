@@ -164,7 +164,9 @@ downlink_replay(struct downlink *d)
 	unsigned handed = 0;
 	int rc;
 
-	while (d->sp != NULL && (d->recovering || d->unsent > 0)) {
+	if (d->sp == NULL || dpchan_server_connected(d->srv) == 0)
+		return; /* nothing to hand over, or nobody to take it */
+	while (d->recovering || d->unsent > 0) {
 		rc = spool_read_next(d->sp, &rec, d->buf, DPCHAN_FRAME_MAX);
 		if (rc == 0) {
 			d->recovering = false; /* what is left is not durable yet: next time */
