@@ -42,8 +42,8 @@ open_spool(struct downlink *d, const struct spool_config *base)
 	struct spool_config c = *base;
 	int rc;
 
-	if (snprintf(d->dir, sizeof(d->dir), "%s/downlink", base->dir ? base->dir : SPOOL_DEFAULT_DIR) >=
-	    (int)sizeof(d->dir))
+	if (snprintf(d->dir, sizeof(d->dir), "%s/downlink",
+		base->dir ? base->dir : SPOOL_DEFAULT_DIR) >= (int)sizeof(d->dir))
 		return -ENAMETOOLONG;
 	c.dir = d->dir;
 	c.max_bytes = (base->max_bytes ? base->max_bytes : (1ull << 30)) / 16;
@@ -111,7 +111,9 @@ downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, 
     uint8_t qos, bool retain)
 {
 	const struct down_rule *rule = rules_down_match(d->rules, topic, strlen(topic));
-	struct dpchan_rec r = { .retain = retain, .payload = payload, .payload_len = (uint32_t)len };
+	struct dpchan_rec r = {
+		.retain = retain, .payload = payload, .payload_len = (uint32_t)len
+	};
 	char local[256];
 	int n, rc;
 
@@ -173,7 +175,8 @@ downlink_replay(struct downlink *d)
 			break;
 		}
 		if (rc < 0) {
-			LOG_RATELIMITED(LOG_LVL_WARN, 60, "downlink: spool read: %s", strerror(-rc));
+			LOG_RATELIMITED(
+			    LOG_LVL_WARN, 60, "downlink: spool read: %s", strerror(-rc));
 			break;
 		}
 		struct dpchan_rec r = { .qos = rec.qos,

@@ -96,8 +96,8 @@ modbus_command(struct agent *a, const uint8_t *payload, size_t len)
  * over or on disk). Anything else was not asked for: acknowledged and ignored.
  */
 static int
-on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
-    bool retain)
+on_command(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct agent *a = arg;
 	int rc;

@@ -47,8 +47,8 @@ mu_unwatch(void *arg, int fd)
 }
 
 static int
-mu_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
-    bool retain)
+mu_message(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct mqtt_uplink *u = arg;
 

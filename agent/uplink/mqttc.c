@@ -744,7 +744,8 @@ mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos)
 	if ((f = malloc(len + 1)) == NULL)
 		return -ENOMEM;
 	memcpy(f, filter, len + 1);
-	c->subs[c->n_subs++] = (struct mqtt_subscription){ .filter = { f, (uint16_t)len }, .qos = qos };
+	c->subs[c->n_subs++] =
+	    (struct mqtt_subscription){ .filter = { f, (uint16_t)len }, .qos = qos };
 	return 0;
 }
 
@@ -916,6 +917,7 @@ static void
 mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 {
 	char topic[256];
+	int rc;
 
 	if (p->qos == 2 && bit_get(c->ids_in, p->packet_id)) {
 		c->cnt[UPLINK_C_downlink_dup]++;
@@ -929,9 +931,10 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		memcpy(topic, p->topic.s, p->topic.len);
 		topic[p->topic.len] = '\0';
 		c->cnt[UPLINK_C_downlink]++;
-		if (c->h.message != NULL &&
-		    c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain) < 0 &&
-		    p->qos > 0) {
+		rc = c->h.message != NULL
+		    ? c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain)
+		    : 0;
+		if (rc < 0 && p->qos > 0) {
 			c->cnt[UPLINK_C_downlink_not_owned]++;
 			return;
 		}

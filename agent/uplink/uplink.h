@@ -25,8 +25,8 @@ struct uplink;
 /* A message from the cloud on a subscribed topic (the command topic, the downlink filters).
  * Returns 0 when the gateway owns it (it is acknowledged to the cloud), < 0 when not (a QoS 1/2
  * message is not acknowledged: the cloud sends it again after the next reconnect). */
-typedef int (*uplink_cmd_fn)(void *arg, const char *topic, const uint8_t *payload, size_t len,
-    uint8_t qos, bool retain);
+typedef int (*uplink_cmd_fn)(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain);
 
 struct uplink_stats {
 	uint64_t submitted, sent, acked, dropped, resent, connects, disconnects, commands;

@@ -220,8 +220,8 @@ put(char *buf, size_t buflen, size_t *at, const char *s, size_t n)
 }
 
 int
-rules_render_template(const char *site, const char *tmpl, const char *topic, size_t len,
-    char *buf, size_t buflen)
+rules_render_template(
+    const char *site, const char *tmpl, const char *topic, size_t len, char *buf, size_t buflen)
 {
 	size_t at = 0;
 	int rc = 0;

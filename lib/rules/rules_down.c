@@ -33,7 +33,8 @@ fill_site(conf_node at, const char *s, const struct rules *r)
 			n += strlen(r->site);
 			p += 5;
 		} else if (*p == '{' || *p == '}') {
-			conf_error(at, r->site[0] == '\0' && strncmp(p, "{site}", 6) == 0
+			conf_error(at,
+			    r->site[0] == '\0' && strncmp(p, "{site}", 6) == 0
 				? "'%s' uses {site} but uplink.site is not set"
 				: "'%s': the only placeholder here is {site}",
 			    s);
@@ -66,7 +67,8 @@ parse_down(conf_node n, const struct rules *r, struct down_rule *d)
 	int qos = 2, rc;
 
 	if (!conf_is_map(n))
-		return conf_error(n, "a downlink rule must be a mapping (match, strip, topic, max_qos)");
+		return conf_error(
+		    n, "a downlink rule must be a mapping (match, strip, topic, max_qos)");
 	rc = conf_check_keys(n, down_keys);
 	d->line = conf_line(n);
 	if (!conf_present(conf_get(n, "match")))
@@ -147,8 +149,8 @@ rules_down_match(const struct rules *r, const char *topic, size_t len)
 }
 
 int
-rules_down_render(const struct rules *r, const struct down_rule *d, const char *topic,
-    size_t len, char *buf, size_t buflen)
+rules_down_render(const struct rules *r, const struct down_rule *d, const char *topic, size_t len,
+    char *buf, size_t buflen)
 {
 	if (len < d->strip_len || memcmp(topic, d->strip, d->strip_len) != 0)
 		return -EINVAL; /* not a topic the rule matched */

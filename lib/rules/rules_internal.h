@@ -15,8 +15,8 @@ char *rules_dup_str(const char *s);
 int rules_check_template(conf_node at, const char *t, bool have_site);
 /* tmpl with {site} and {topic} filled in, NUL-terminated into buf: its length, -ENAMETOOLONG,
  * or -EINVAL when the result is not a valid topic name. */
-int rules_render_template(const char *site, const char *tmpl, const char *topic, size_t len,
-    char *buf, size_t buflen);
+int rules_render_template(
+    const char *site, const char *tmpl, const char *topic, size_t len, char *buf, size_t buflen);
 /* The `downlink:` list into r->down (r->site already set); errors recorded in the document. */
 int rules_down_parse(conf_node list, struct rules *r);
 void rules_down_free(struct rules *r);

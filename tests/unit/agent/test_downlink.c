@@ -205,7 +205,8 @@ test_mapped_to_the_dataplane(void **state)
 	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_REFUSED), 1);
 	/* no rule: not the downlink's; too large, or no valid local topic: owned and dropped */
 	assert_int_equal(deliver(d, "site/other/cmd/plant/x", "z", 1), -ENOENT);
-	assert_int_equal(downlink_deliver(d, "site/lab/cmd/plant/big", big, sizeof(big), 1, false), 0);
+	assert_int_equal(
+	    downlink_deliver(d, "site/lab/cmd/plant/big", big, sizeof(big), 1, false), 0);
 	assert_int_equal(count(e, STORE_C_down_too_large), 1);
 	memset(longt, 'a', sizeof(longt));
 	memcpy(longt, "site/lab/cmd/plant/", 19);
@@ -235,7 +236,7 @@ test_spooled_while_the_channel_is_down(void **state)
 	assert_int_equal(deliver(d, "site/lab/cmd/plant/c", "3", 1), 0); /* after a and b */
 	assert_int_equal(count(e, STORE_C_down_spooled), 3);
 	lc_connect(e);
-	downlink_replay(d); /* the loop's tick */
+	downlink_replay(d);                                              /* the loop's tick */
 	assert_int_equal(deliver(d, "site/lab/cmd/plant/d", "4", 1), 0); /* live again */
 	lc_read(e, 4);
 	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
@@ -274,7 +275,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_mapped_to_the_dataplane, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_spooled_while_the_channel_is_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_spooled_while_the_channel_is_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_not_owned_without_spool_or_channel, setup, teardown),
 	};

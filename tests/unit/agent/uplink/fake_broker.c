@@ -49,8 +49,8 @@ h_event(struct fb *b, int kind, uint64_t ref)
 }
 
 static int
-h_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
-    bool retain)
+h_message(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct fb_event *e = h_event(arg, 'm', len);
 
@@ -208,7 +208,8 @@ fb_copy(struct fb_pkt *p, const struct mqtt_packet *k)
 		memcpy(p->topic, k->subscribe.subs[0].filter.s, k->subscribe.subs[0].filter.len);
 		p->n_filters = k->subscribe.n_subs;
 		if (k->subscribe.n_subs > 1) {
-			memcpy(p->filter2, k->subscribe.subs[1].filter.s, k->subscribe.subs[1].filter.len);
+			memcpy(p->filter2, k->subscribe.subs[1].filter.s,
+			    k->subscribe.subs[1].filter.len);
 			p->filter2_qos = k->subscribe.subs[1].qos;
 		}
 		break;

@@ -201,8 +201,8 @@ down_expect(const struct rules *r, const char *cloud, const char *local)
 		return;
 	}
 	assert_non_null(d);
-	assert_int_equal(rules_down_render(r, d, cloud, strlen(cloud), buf, sizeof(buf)),
-	    (int)strlen(local));
+	assert_int_equal(
+	    rules_down_render(r, d, cloud, strlen(cloud), buf, sizeof(buf)), (int)strlen(local));
 	assert_string_equal(buf, local);
 }
 
@@ -213,11 +213,12 @@ test_downlink_lab_mapping(void **state)
 
 	(void)state;
 	/* the lab's: site/lab/cmd/plant/# reaches sensors subscribed to cmd/plant/# */
-	assert_int_equal(parse("uplink:\n  site: lab\n  downlink:\n"
-			       "    - {match: \"site/{site}/cmd/plant/#\", strip: \"site/{site}/\"}\n"
-			       "    - {match: \"site/{site}/cfg/+\", strip: \"site/{site}/cfg/\", "
-			       "topic: \"gw/{site}/{topic}\", max_qos: 1}\n",
-			     &r),
+	assert_int_equal(
+	    parse("uplink:\n  site: lab\n  downlink:\n"
+		  "    - {match: \"site/{site}/cmd/plant/#\", strip: \"site/{site}/\"}\n"
+		  "    - {match: \"site/{site}/cfg/+\", strip: \"site/{site}/cfg/\", "
+		  "topic: \"gw/{site}/{topic}\", max_qos: 1}\n",
+		&r),
 	    0);
 	assert_int_equal(r->n_down, 2);
 	assert_string_equal(r->down[0].match, "site/lab/cmd/plant/#");
@@ -254,14 +255,14 @@ test_downlink_render_bounds(void **state)
 	char buf[16];
 
 	(void)state;
-	assert_int_equal(parse("uplink:\n  downlink:\n    - {match: \"c/#\", strip: \"c/\"}\n", &r),
-	    0);
+	assert_int_equal(
+	    parse("uplink:\n  downlink:\n    - {match: \"c/#\", strip: \"c/\"}\n", &r), 0);
 	d = rules_down_match(r, "c", 1);
 	assert_non_null(d);
 	/* nothing left after strip: not a topic */
 	assert_int_equal(rules_down_render(r, d, "c", 1, buf, sizeof(buf)), -EINVAL);
-	assert_int_equal(rules_down_render(r, d, "c/0123456789abcdef", 18, buf, sizeof(buf)),
-	    -ENAMETOOLONG);
+	assert_int_equal(
+	    rules_down_render(r, d, "c/0123456789abcdef", 18, buf, sizeof(buf)), -ENAMETOOLONG);
 	assert_int_equal(rules_down_render(r, d, "c/x", 3, buf, sizeof(buf)), 1);
 	rules_free(r);
 	conf_free(doc);
