@@ -12,6 +12,7 @@
 #include "agent_config.h"
 #include "loop.h"
 #include "bus.h"
+#include "dpchan.h"
 #include "msgq.h"
 #include "store.h"
 #include "uplink.h"
@@ -44,6 +45,9 @@ struct agent {
 	struct uplink_stats up_snap;
 	struct store_stats store_snap;
 	uint64_t cmd_rejected_snap;
+	bool has_chan_snap; /* the dataplane channel is served (a->chan) */
+	uint32_t chan_conns_snap;
+	uint64_t chan_snap[DPCHAN_C_COUNT];
 	struct agent_metrics *metrics;
 };
 
