@@ -14,8 +14,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "uplink.h"
+#include "clock.h"
 #include "log.h"
+#include "uplink.h"
 
 _Static_assert((int)RULES_ALARM == (int)SPOOL_ALARM && (int)RULES_BULK == (int)SPOOL_BULK &&
 	(int)RULES_CLASS_N == (int)SPOOL_CLASS_N,
@@ -141,8 +142,11 @@ static int
 dlv_sync(void *arg)
 {
 	struct store *s = arg;
+	uint64_t t0 = clock_mono_us();
 	int rc = spool_commit(s->sp);
 
+	s->cnt[STORE_C_q2_syncs]++;
+	s->cnt[STORE_C_q2_sync_us] += clock_mono_us() - t0;
 	if (rc != 0) {
 		s->cnt[STORE_C_sync_fail]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,

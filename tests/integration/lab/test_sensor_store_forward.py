@@ -16,10 +16,12 @@ agent's store (spool on disk) and up to the lab's cloud Mosquitto under site/lab
     the uplink's QoS 2 exchanges resume under their packet ids. The window this guards (a record
     on disk whose DURABLE answer had not left) is narrow, so a kill does not always hit it: the
     unit test agent_dpchan_store hits it every time."""
+import json
 import os
 import signal
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
 import labtest  # noqa: E402
@@ -82,6 +84,22 @@ class Cloud:
 
 def dpchan(lab):
     return labtest.dpstat.query("/edgegw/dpchan", lab.prefix)
+
+
+def agent_store(lab):
+    """The agent's store counters from its stats file ({} when not there yet)."""
+    try:
+        with open(lab.runtime("agent-stats.json")) as f:
+            return json.load(f).get("store", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def stats_mtime(lab):
+    try:
+        return os.stat(lab.runtime("agent-stats.json")).st_mtime
+    except OSError:
+        return 0
 
 
 def known_line(lab):
@@ -168,6 +186,15 @@ def run(lab):
         (done_at_kill, c["RECS_RESENT"] - resent, known_line(lab)))
     check(not missing, "(c) every QoS 2 id reached the cloud (missing: %s)" % missing[:10])
     check(not twice, "(c) no QoS 2 id reached the cloud twice (twice: %s)" % twice[:10])
+    # what the QoS 2 uplink's syncs cost the agent's loop (its stats file, every 5 s)
+    t_end = time.time()
+    labtest.wait_for(lambda: stats_mtime(lab) > t_end, 12)  # written after the marker arrived
+    st = agent_store(lab)
+    if st.get("q2_syncs"):
+        log("(c) restarted agent: %d records sent up, %d QoS 2 commits on its loop (%.1f records "
+            "each), %.0f us each on average" %
+            (st["sent"], st["q2_syncs"], st["sent"] / st["q2_syncs"],
+             st["q2_sync_us"] / st["q2_syncs"]))
     sensor.loop_stop()
     cloud.stop()
     labtest.setns_path(labtest.HOME_NETNS)
