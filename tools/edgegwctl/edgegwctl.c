@@ -550,7 +550,7 @@ static int
 cmd_spool(const struct ctl *c)
 {
 	json_t *a, *b, *sa, *sb, *sp;
-	double t0, t1, rate, live;
+	double t0, t1, rate, live, oldest_age_s;
 	long long oldest, acked0, acked1;
 	struct timespec now;
 	char eta[64];
@@ -575,6 +575,9 @@ cmd_spool(const struct ctl *c)
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	oldest = jint(sp, "oldest_ms");
+	oldest_age_s = oldest
+	    ? (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) / 1000.0
+	    : 0.0;
 	acked0 = jint(sa, "acked");
 	acked1 = jint(sb, "acked");
 	rate = t1 > t0 && acked1 >= acked0 ? (double)(acked1 - acked0) / (t1 - t0) : 0;
@@ -591,12 +594,8 @@ cmd_spool(const struct ctl *c)
 	if (c->json) {
 		json_t *o = json_pack("{s:I,s:I,s:I,s:f,s:f,s:O}", "records", (json_int_t)live,
 		    "bytes", (json_int_t)jint(sp, "bytes_used"), "segments",
-		    (json_int_t)jint(sp, "segments"), "oldest_age_s",
-		    oldest
-			? (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) /
-			    1000.0
-			: 0.0,
-		    "acked_per_s", rate, "spool", sp);
+		    (json_int_t)jint(sp, "segments"), "oldest_age_s", oldest_age_s, "acked_per_s",
+		    rate, "spool", sp);
 
 		print_json(o);
 		json_decref(o);
@@ -606,9 +605,7 @@ cmd_spool(const struct ctl *c)
 	       "segment(s)\n",
 	    live, jint(sp, "bytes_used"), jint(sp, "segments"));
 	if (oldest)
-		printf("oldest: %.1f s old\n",
-		    (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) /
-			1000.0);
+		printf("oldest: %.1f s old\n", oldest_age_s);
 	printf("drain: %s\n", eta);
 	printf("dropped: QoS 0 %lld, bulk %lld, normal %lld, alarm %lld, expired %lld; refused "
 	       "(full) %lld, (disk full) %lld; failed commits %lld records\n",

@@ -18,15 +18,8 @@ BROKEN = "name: broken\npoints:\n  - {name: x, function: holding, address: 0, ty
 
 
 def config(out, stats, pdir, mport, hport):
-    return f"""
-agent:
-  profiles_dir: {pdir}
-  state_dir: {os.path.dirname(out)}/state
-  uplink: jsonl
-  jsonl: {{path: {out}}}
-  stats: {{file: {stats}, interval: 200ms}}
-  metrics: {{listen: 127.0.0.1:{hport}}}
-  buses:
+    return "\n" + h.agent_section(out, stats, profiles_dir=pdir, topic_prefix=None,
+                                  more=f"  metrics: {{listen: 127.0.0.1:{hport}}}\n") + f"""\
     - name: plc
       type: tcp
       host: 127.0.0.1
