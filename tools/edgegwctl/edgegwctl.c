@@ -304,6 +304,36 @@ cmd_stats(const struct ctl *c, bool all)
 	return dp_up && ag != NULL ? 0 : 1;
 }
 
+/* devices --json: every device as the table lists them, one object each with its bus: those
+ * polled (their counters and state), then the disabled ones (their reason, "disabled": true). */
+static int
+print_devices_json(json_t *ag)
+{
+	json_t *all = json_array(), *b, *d;
+	size_t i, j;
+
+	json_array_foreach(json_object_get(ag, "buses"), i, b)
+	    json_array_foreach(json_object_get(b, "devices"), j, d)
+	{
+		json_t *o = json_deep_copy(d);
+
+		json_object_set(o, "bus", json_object_get(b, "name"));
+		json_object_set_new(o, "disabled", json_false());
+		json_array_append_new(all, o);
+	}
+	json_array_foreach(json_object_get(ag, "disabled_devices"), j, d)
+	{
+		json_t *o = json_deep_copy(d);
+
+		json_object_set_new(o, "disabled", json_true());
+		json_array_append_new(all, o);
+	}
+	print_json(all);
+	json_decref(all);
+	json_decref(ag);
+	return 0;
+}
+
 static int
 cmd_buses(const struct ctl *c, bool devices)
 {
@@ -312,6 +342,8 @@ cmd_buses(const struct ctl *c, bool devices)
 
 	if (ag == NULL)
 		return 1;
+	if (c->json && devices)
+		return print_devices_json(ag);
 	if (c->json) {
 		print_json(json_object_get(ag, "buses"));
 		json_decref(ag);
