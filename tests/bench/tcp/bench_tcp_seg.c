@@ -5,16 +5,23 @@
  * (ns per received segment) and into an echo app (ns per echoed segment: the echo leaves as
  * one segment carrying the ACK). The segments are built in mbufs from a template (the cost of
  * building and freeing one is measured alone and printed, not subtracted); sent segments are
- * freed by the stand-in for ipv4_output_src; each flow keeps its last echo until the next
- * segment to it acknowledges it (so the pool is sized for one mbuf per flow). Numbers only.
+ * freed by the stand-in for ipv4_output_src, which also plays the peer's receiver (its next
+ * segment acknowledges what reached it); each flow keeps its last echo until the next segment
+ * to it acknowledges it (so the pool is sized for one mbuf per flow). Segments go in bursts
+ * of -b (as the rx burst hands them over: tcp_input for each, then one tcp_flush and one
+ * tcp_timers_poll, as dataplane/dp_worker.c does); the stack's clock moves -n ns per segment
+ * (default 1,000: a million segments a second on the lcore), so delayed ACKs and
+ * retransmission timers are armed, moved and fired as they would be. Numbers only.
  *
- *   bench_tcp_seg [FLOWS...]   (default 1000 60000; the peer is one address, so < 64,000)
+ *   bench_tcp_seg [-b BURST] [-n NS_PER_SEG] [FLOWS...]
+ *   (default -b 1 -n 1000 1000 60000; the peer is one address, so < 64,000 flows)
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rte_eal.h>
 #include <rte_ip.h>
@@ -31,13 +38,14 @@
 #define SEGS    2000000u
 
 static struct dp_lcore lc;
-static uint32_t last_seq, n_out;
+static uint32_t last_seq, n_out, burst = 1, ns_per_seg = 1000;
 static bool echo;
 
 struct peer {
 	uint32_t snd_nxt, rcv_nxt;
 };
 static struct peer *peers;
+static uint32_t n_peers;
 
 struct rte_mbuf *
 dp_alloc(struct dp_lcore *l)
@@ -51,12 +59,20 @@ ipv4_output_src(
 {
 	const struct rte_tcp_hdr *th = rte_pktmbuf_mtod(m, const struct rte_tcp_hdr *);
 
+	uint32_t i = rte_be_to_cpu_16(th->dst_port) - 1024u, len;
+
 	(void)l;
 	(void)src_be;
 	(void)dst_be;
 	(void)proto;
 	last_seq = rte_be_to_cpu_32(th->sent_seq);
 	n_out++;
+	/* the peer's receiver: in-order data moves what its next segment acknowledges */
+	len = m->pkt_len - (uint32_t)(th->data_off >> 4) * 4;
+	if (peers != NULL && i < n_peers && len > 0 &&
+	    (int32_t)(last_seq - peers[i].rcv_nxt) <= 0 &&
+	    (int32_t)(last_seq + len - peers[i].rcv_nxt) > 0)
+		peers[i].rcv_nxt = last_seq + len;
 	rte_pktmbuf_free(m);
 	return 0;
 }
@@ -161,28 +177,40 @@ establish(uint32_t n)
 	tcp_flush(&lc);
 }
 
+/* One rx burst as the worker loop runs it: each segment through input, then the flush and
+ * the timers. */
+static void
+rx_burst(struct rte_mbuf **pkts, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++)
+		tcp_input(&lc, pkts[k]);
+	tcp_flush(&lc);
+	tcp_timers_poll(&lc);
+}
+
 /* ns per segment: 64 bytes each to a random flow, through input and the flush */
 static double
 run(uint32_t n, bool do_echo, bool build_only)
 {
+	struct rte_mbuf *pkts[256];
 	double t0;
 
 	echo = do_echo;
 	t0 = now_ns();
-	for (uint32_t k = 0; k < SEGS; k++) {
-		uint32_t i = (uint32_t)rte_rand_max(n);
-		struct rte_mbuf *m = mk((uint16_t)(1024 + i), peers[i].snd_nxt, peers[i].rcv_nxt,
-		    RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 64);
+	for (uint32_t k = 0; k < SEGS; k += burst) {
+		for (uint32_t j = 0; j < burst; j++) {
+			uint32_t i = (uint32_t)rte_rand_max(n);
 
+			pkts[j] = mk((uint16_t)(1024 + i), peers[i].snd_nxt, peers[i].rcv_nxt,
+			    RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 64);
+			peers[i].snd_nxt += 64;
+		}
+		lc.now_tsc += (uint64_t)burst * ns_per_seg; /* tsc_hz is 1e9: 1 tick a ns */
 		if (build_only) {
-			rte_pktmbuf_free(m);
+			rte_pktmbuf_free_bulk(pkts, burst);
 			continue;
 		}
-		tcp_input(&lc, m);
-		tcp_flush(&lc);
-		peers[i].snd_nxt += 64;
-		if (do_echo)
-			peers[i].rcv_nxt += 64;
+		rx_burst(pkts, burst);
 	}
 	return (now_ns() - t0) / SEGS;
 }
@@ -193,12 +221,25 @@ main(int argc, char **argv)
 	char *eal[] = { "bench_tcp_seg", "--no-huge", "--no-pci", "-m", "1024", "--no-shconf",
 		"--log-level=error", "--no-telemetry", NULL };
 	uint32_t sizes[8] = { 1000, 60000 }, nsizes = 2;
+	int opt;
 
+	while ((opt = getopt(argc, argv, "b:n:")) != -1) {
+		if (opt == 'b')
+			burst = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'n')
+			ns_per_seg = (uint32_t)strtoul(optarg, NULL, 10);
+		else
+			return 2;
+	}
+	if (burst == 0 || burst > 256 || SEGS % burst != 0) {
+		fprintf(stderr, "bench_tcp_seg: -b from 1 to 256, dividing %u\n", SEGS);
+		return 2;
+	}
 	if (rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) < 0)
 		return 1;
-	if (argc > 1) {
+	if (optind < argc) {
 		nsizes = 0;
-		for (int i = 1; i < argc && nsizes < 8; i++)
+		for (int i = optind; i < argc && nsizes < 8; i++)
 			sizes[nsizes++] = (uint32_t)strtoul(argv[i], NULL, 10);
 	}
 	lc.pool = rte_pktmbuf_pool_create("bench", 131071, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
@@ -207,15 +248,19 @@ main(int argc, char **argv)
 	lc.now_tsc = 5000000000ull;
 	if (lc.pool == NULL)
 		return 1;
-	printf("%8s %14s %14s %14s\n", "flows", "ns/received", "ns/echoed", "ns/build+free");
+	printf("burst %u, %u ns of stack clock per segment\n", burst, ns_per_seg);
+	printf("%8s %14s %14s %14s %10s %10s\n", "flows", "ns/received", "ns/echoed",
+	    "ns/build+free", "out/in rx", "out/in ec");
 	for (uint32_t s = 0; s < nsizes; s++) {
 		struct tcp_config cfg;
 		double rx, ec, bld;
+		uint32_t rx_out;
 
 		tcp_config_defaults(&cfg);
 		cfg.max_flows = sizes[s] + 64;
 		cfg.max_half_open = sizes[s] + 64;
 		peers = calloc(sizes[s], sizeof(*peers));
+		n_peers = sizes[s];
 		if (peers == NULL || tcp_lcore_init(&lc, &cfg) < 0 ||
 		    tcp_listen(&lc, PORT, &ops, NULL) < 0) {
 			fprintf(stderr, "bench_tcp_seg: init for %u flows failed\n", sizes[s]);
@@ -228,11 +273,17 @@ main(int argc, char **argv)
 			return 1;
 		}
 		bld = run(sizes[s], false, true);
+		n_out = 0;
 		rx = run(sizes[s], false, false);
+		rx_out = n_out;
+		n_out = 0;
 		ec = run(sizes[s], true, false);
-		printf("%8u %14.0f %14.0f %14.0f\n", sizes[s], rx, ec, bld);
+		/* segments sent per segment received: a check that the run did what it says */
+		printf("%8u %14.0f %14.0f %14.0f %10.2f %10.2f\n", sizes[s], rx, ec, bld,
+		    (double)rx_out / SEGS, (double)n_out / SEGS);
 		tcp_lcore_fini(&lc);
 		free(peers);
+		peers = NULL;
 	}
 	return 0;
 }
