@@ -458,6 +458,126 @@ test_agent_run(void **state)
 	assert_true(stats_has("rtu1", "w1", "writes_rejected", 3));
 }
 
+/*
+ * A degraded start: a profile that does not load (its device is disabled, listed with the
+ * reason in /stats and /metrics, the log line joins the profile's errors on one line), a bus
+ * whose every device is disabled (not started), a stats file that cannot be written (logged,
+ * the agent runs on), and command lines the JSON-lines uplink trims, skips or drops.
+ */
+static void
+test_agent_degraded(void **state)
+{
+	char pdir[300], path[400], text[4096], *body, *log, big[5000];
+	pthread_t th;
+	sigset_t set;
+	void *rc;
+	int errfd, saved;
+
+	(void)state;
+	fake_reset();
+	snprintf(pdir, sizeof(pdir), "%s/profiles", dir);
+	mkdir(pdir, 0700);
+	snprintf(path, sizeof(path), "%s/good.yaml", pdir);
+	write_file(path,
+	    "name: good\npoints:\n  - {name: sp, function: holding, address: 0, "
+	    "writable: true}\n");
+	snprintf(path, sizeof(path), "%s/broken.yaml", pdir);
+	write_file(path,
+	    "name: broken\npoints:\n  - {name: a, function: holding}\n"
+	    "  - {name: b, address: 1}\n");
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  state_dir: %s/state\n"
+	    "  uplink: jsonl\n"
+	    "  jsonl: {path: %s, commands: %s}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  stats: {file: %s/no-such-dir/stats.json, interval: 100ms}\n"
+	    "  metrics: {listen: '127.0.0.1:%d'}\n"
+	    "  buses:\n"
+	    "    - name: rtu1\n"
+	    "      type: rtu\n"
+	    "      device: /dev/fake-rtu1\n"
+	    "      rs485: {mode: off}\n"
+	    "      devices:\n"
+	    "        - {name: g, unit_id: 1, profile: good, interval: 100ms}\n"
+	    "        - {name: off1, unit_id: 2, profile: broken}\n"
+	    "    - name: rtu3\n"
+	    "      type: rtu\n"
+	    "      device: /dev/fake-rtu3\n"
+	    "      devices:\n"
+	    "        - {name: off3, unit_id: 3, profile: broken}\n",
+	    pdir, dir, out, fifo, dir, port);
+	write_file(cfg, text);
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	fflush(stderr);
+	saved = dup(2);
+	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(errfd >= 0);
+	dup2(errfd, 2);
+	close(errfd);
+	assert_true(truncate(out, 0) == 0 || errno == ENOENT);
+
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(readings("g", "sp") > 0));
+	/* blank lines are skipped, "\r" and trailing blanks trimmed, a line over 4 KiB dropped */
+	memset(big, 'x', sizeof(big) - 2);
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = '\0';
+	send_cmd("\n   \n");
+	send_cmd(big);
+	send_cmd("{\"id\":\"t\",\"device\":\"g\",\"point\":\"sp\",\"value\":7}  \r\n");
+	send_cmd("{\"id\":\"off\",\"device\":\"off1\",\"point\":\"a\",\"value\":7}\n");
+	assert_true(WAIT_FOR(has_response("t") && has_response("off")));
+	assert_int_equal(fake_get(MB_FN_HOLDING, 0), 7);
+	{
+		json_t *r = responses();
+
+		assert_string_equal(resp_field(r, "t", "status"), "ok");
+		/* a disabled device takes no command */
+		assert_string_equal(resp_field(r, "off", "reason"), "no device named 'off1'");
+		assert_int_equal(json_object_size(r), 2); /* nothing for the blank or long lines */
+		json_decref(r);
+	}
+	/* the uplink's figures in /stats are the loop's copy of its last tick */
+	assert_true(WAIT_FOR(body_has("GET", "/stats", "\"commands\":2}")));
+	body = http("GET", "/stats");
+	assert_non_null(body);
+	assert_non_null(strstr(body, "\"devices_disabled\":2,"));
+	assert_non_null(strstr(body,
+	    "{\"bus\":\"rtu1\",\"name\":\"off1\",\"unit_id\":2,"
+	    "\"profile\":\"broken\",\"state\":\"disabled: "));
+	free(body);
+	assert_true(body_has("GET", "/metrics",
+	    "edgegw_agent_device_disabled{bus=\"rtu3\",device=\"off3\",profile=\"broken\"} 1\n"));
+	assert_true(body_has("GET", "/metrics", "edgegw_agent_devices_disabled 2\n"));
+	assert_true(WAIT_FOR((log = slurp(errlog)) != NULL &&
+		    strstr(log, "no-such-dir/stats.json: No such file or directory") != NULL
+		? (free(log), true)
+		: (free(log), false)));
+
+	kill(getpid(), SIGTERM);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	log = slurp(errlog);
+	assert_non_null(strstr(log, "bus rtu3: every device on it is disabled; not started"));
+	assert_non_null(strstr(log, "profile 'broken' does not load, its devices are disabled: "));
+	assert_non_null(strstr(log, "needs an 'address'; "));
+	assert_non_null(strstr(log, "command line too long, dropped"));
+	assert_non_null(strstr(log, "started: 1 buses, 2 devices disabled"));
+	free(log);
+}
+
 /* --check, --version, --help and bad usage answer without starting anything. */
 static void
 test_agent_options(void **state)
@@ -539,6 +659,7 @@ main(void)
 		cmocka_unit_test(test_agent_options),
 		cmocka_unit_test(test_agent_start_fails),
 		cmocka_unit_test(test_agent_run),
+		cmocka_unit_test(test_agent_degraded),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
