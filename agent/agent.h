@@ -18,6 +18,7 @@
 #include "uplink.h"
 
 struct dpchan_link;
+struct downlink;
 
 struct agent {
 	const char *cfg_path;
@@ -35,6 +36,7 @@ struct agent {
 	struct uplink *up;
 	struct store *store;      /* rules + spool: readings go through it to the uplink */
 	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */
+	struct downlink *down;    /* cloud messages to the dataplane's broker (NULL: none) */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */

@@ -612,6 +612,13 @@ store_get_stats(struct store *s, struct store_stats *out)
 	}
 }
 
+void
+store_count(struct store *s, enum store_counter c, uint64_t n)
+{
+	if ((unsigned)c < STORE_C_COUNT)
+		s->cnt[c] += n;
+}
+
 const struct rules *
 store_rules(const struct store *s)
 {

@@ -123,6 +123,8 @@ struct store_stats {
 	uint64_t oldest_ms;        /* append time of the oldest record not yet acked, 0: none */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
+/* Count for a neighbour that reports in the store's table (the downlink, agent/downlink.h). */
+void store_count(struct store *s, enum store_counter c, uint64_t n);
 const struct rules *store_rules(const struct store *s);
 
 #endif
