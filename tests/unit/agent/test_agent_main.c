@@ -87,7 +87,8 @@ write_file(const char *path, const char *text)
 static int
 free_port(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	int s = socket(AF_INET, SOCK_STREAM, 0), p;
 
@@ -103,7 +104,8 @@ free_port(void)
 static char *
 http(const char *method, const char *url)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int s = socket(AF_INET, SOCK_STREAM, 0);
 	char req[256], buf[4096];
@@ -155,7 +157,8 @@ responses(void)
 		if (j == NULL)
 			continue;
 		p = json_object_get(j, "payload");
-		if (strcmp(json_string_value(json_object_get(j, "topic")), "site/cmd/response") == 0)
+		if (strcmp(json_string_value(json_object_get(j, "topic")), "site/cmd/response") ==
+		    0)
 			json_object_set(r, json_string_value(json_object_get(p, "id")), p);
 		json_decref(j);
 	}
@@ -178,8 +181,7 @@ readings(const char *device, const char *point)
 		if (j == NULL)
 			continue;
 		p = json_object_get(j, "payload");
-		n += json_is_object(p) &&
-		    json_string_value(json_object_get(p, "device")) != NULL &&
+		n += json_is_object(p) && json_string_value(json_object_get(p, "device")) != NULL &&
 		    json_string_value(json_object_get(p, "point")) != NULL &&
 		    strcmp(json_string_value(json_object_get(p, "device")), device) == 0 &&
 		    strcmp(json_string_value(json_object_get(p, "point")), point) == 0;
@@ -268,13 +270,13 @@ agent_thread(void *arg)
 }
 
 /* Waits until pred() holds, re-checking every 20 ms; false at the deadline. */
-#define WAIT_FOR(pred)                                                                     \
-	({                                                                                 \
-		uint64_t end_ = now_ms() + DEADLINE_MS;                                    \
-		bool ok_;                                                                  \
-		while (!(ok_ = (pred)) && now_ms() < end_)                                 \
-			pause_ms(20);                                                      \
-		ok_;                                                                       \
+#define WAIT_FOR(pred)                                     \
+	({                                                 \
+		uint64_t end_ = now_ms() + DEADLINE_MS;    \
+		bool ok_;                                  \
+		while (!(ok_ = (pred)) && now_ms() < end_) \
+			pause_ms(20);                      \
+		ok_;                                       \
 	})
 
 static bool
@@ -408,10 +410,10 @@ test_agent_run(void **state)
 
 	/* SIGUSR1: one line per bus and per device in the log */
 	kill(getpid(), SIGUSR1);
-	assert_true(WAIT_FOR((log = slurp(errlog)) != NULL &&
-		strstr(log, "stats: device rtu1/w1 ok polls") != NULL ?
-		    (free(log), true) :
-		    (free(log), false)));
+	assert_true(WAIT_FOR(
+	    (log = slurp(errlog)) != NULL && strstr(log, "stats: device rtu1/w1 ok polls") != NULL
+		? (free(log), true)
+		: (free(log), false)));
 
 	/* SIGHUP with a second bus: rtu1 keeps running (its counters stay), rtu2 starts */
 	write_config("    - name: rtu2\n"
@@ -429,10 +431,10 @@ test_agent_run(void **state)
 	/* a bad config changes nothing */
 	write_file(cfg, "agent:\n  buses: 7\n");
 	kill(getpid(), SIGHUP);
-	assert_true(WAIT_FOR((log = slurp(errlog)) != NULL &&
-		strstr(log, "the running config stays") != NULL ?
-		    (free(log), true) :
-		    (free(log), false)));
+	assert_true(WAIT_FOR(
+	    (log = slurp(errlog)) != NULL && strstr(log, "the running config stays") != NULL
+		? (free(log), true)
+		: (free(log), false)));
 	assert_true(stats_nbuses(2));
 	/* back to one bus: rtu2 stops, rtu1 is kept */
 	write_config("", "info");
@@ -489,7 +491,8 @@ test_agent_options(void **state)
 static void
 test_agent_start_fails(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	char *argv[] = { "edgegw-agent", "-c", cfg, NULL };
 	int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 
