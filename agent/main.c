@@ -139,6 +139,18 @@ on_messages(void *arg, uint32_t events)
 	}
 }
 
+/* The config's warnings (what loads but may not run as meant), one log line each. */
+static void
+log_config_warnings(const struct agent_config *c)
+{
+	for (const char *p = c->warnings; *p != '\0';) {
+		size_t n = strcspn(p, "\n");
+
+		log_warnx("config: %.*s", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
 /* One line per bad profile file and per disabled device (the config keeps them all). */
 static void
 log_disabled(const struct agent_config *c)
@@ -379,6 +391,7 @@ agent_reload(struct agent *a)
 	}
 	keep_uplink_settings(&a->cfg, &nc);
 	agent_metrics_keep_settings(&a->cfg, &nc);
+	log_config_warnings(&nc);
 	log_disabled(&nc);
 	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
 	rc = buses_apply(a, &nc, &ch);
@@ -632,6 +645,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "edgegw-agent: %s\n", err);
 		return 1;
 	}
+	log_config_warnings(&a.cfg);
 	if (check) {
 		printf("%s: ok (%zu buses, %zu profiles)\n", path, a.cfg.nbuses, a.cfg.profiles.n);
 		agent_config_free(&a.cfg);

@@ -141,6 +141,8 @@ disabled_json(const struct agent_config *c, FILE *f)
 			snprintf(state, sizeof(state), "disabled: %s", d->disabled);
 			fputs(",\"state\":", f);
 			json_str(f, state);
+			fputs(",\"reason\":", f);
+			json_str(f, d->disabled);
 			fputc('}', f);
 			first = false;
 		}
