@@ -150,9 +150,11 @@ class Sensor:
         with self.lock:
             self.n += 1
             mid = "%s-%05d" % (self.name, self.n)
-            # published while the gateway is away: kept by paho, sent after the reconnect
-            self.msgs[mid] = self.c.publish("plant/flt/" + self.name, mid + " " * self.pad,
-                                            qos=self.qos).mid
+        # outside self.lock: paho calls on_publish holding its own lock, which publish takes.
+        # Published while the gateway is away: kept by paho, sent after the reconnect.
+        m = self.c.publish("plant/flt/" + self.name, mid + " " * self.pad, qos=self.qos).mid
+        with self.lock:
+            self.msgs[mid] = m
         return mid
 
     def acked(self):
@@ -340,7 +342,7 @@ def corrupt_segment(lab):
     log("log: %s" % said[0].strip())
     lab.run("link", "cloud", "up")
     rest = [i for i in list(q1.msgs) + list(q2.msgs) if i != victim]
-    wait_delivered(cloud, rest, 45, "every other acknowledged message")
+    wait_delivered(cloud, rest, 30, "every other acknowledged message")
     check(cloud.missing([victim]) == [victim], "the corrupt record is not delivered")
     check(not cloud.twice(list(q2.msgs)), "no QoS 2 message arrived twice")
     for s in (q1, q2):
@@ -416,10 +418,10 @@ def spool_full(lab):
     log("broker: %s" % {k: v for k, v in bc.items() if "UPLINK" in k or "HOLD" in k})
     lab.run("link", "cloud", "up")
     for s in (q1, q2):
-        labtest.wait_for(lambda: not s.unacked(), 60)
+        labtest.wait_for(lambda: not s.unacked(), 30)
         check(not s.unacked(), "QoS %d: after link up every message published was acknowledged "
               "(%d waiting)" % (s.qos, len(s.unacked())))
-    wait_delivered(cloud, sorted(acked2), 60, "messages acknowledged during the cut")
+    wait_delivered(cloud, sorted(acked2), 30, "messages acknowledged during the cut")
     wait_delivered(cloud, list(q1.msgs) + list(q2.msgs), 30, "all QoS 1/2 messages")
     check(not cloud.twice(list(q2.msgs)), "no QoS 2 message arrived twice")
     lost0 = len(cloud.missing(list(q0.msgs)))
