@@ -421,6 +421,8 @@ uint32_t persist_msg_add(struct broker_session *s, const struct broker_msg *m, u
 void persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
 void persist_flush(struct broker *b);
 void persist_tick(struct broker *b, uint64_t now_ms);
+/* Fault injection for the unit tests: the next n journal or snapshot writes fail (EIO). */
+extern unsigned broker_persist_fail_next;
 /* Recovery (session.c): put back a journaled delivery, or change its state. */
 void persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did,
     uint16_t pid, uint8_t state, uint8_t qos, bool retain, uint32_t sub_id);
