@@ -246,6 +246,10 @@ uint32_t broker_uplink_pending(const struct broker *b);
  * names the files (the worker's index). sync_ms: the longest a change waits for its
  * fdatasync (0: 1000). 0, or a negative errno (-EBUSY: another process has the directory,
  * -EPROTONOSUPPORT: written by a newer version; logged). broker_destroy closes it.
+ * What a broker call changed is written (page cache) when the call returns, once for the
+ * whole call: the promise that nothing a client was told is lost to a SIGKILL needs a
+ * transport whose send() queues and transmits after the call (the dataplane's TCP does:
+ * tcp_write queues, the lcore's loop flushes the connections after the burst).
  */
 int broker_persist_open(
     struct broker *b, const char *dir, uint32_t instance, uint32_t sync_ms, uint64_t now_ms);

@@ -404,7 +404,7 @@ topic_is_sys(struct mqtt_str t)
 /* ---- state across restarts (persist.c) ----
  * Hooks called where the state a restart must find changes; each is a no-op without a state
  * directory (b->persist NULL) or for a session that is not persistent. What they journal is
- * written to the page cache before the next packet leaves (conn_send: persist_flush). */
+ * written to the page cache at the end of the broker call (broker_reap: persist_flush). */
 struct broker_persist;
 void persist_retain(struct broker *b, const struct broker_msg *m, bool set);
 /* The session's expiry or subscriptions changed (a session that became persistent, or that
