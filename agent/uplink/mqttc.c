@@ -33,6 +33,7 @@
 #define MC_RECV_MAX    64           /* QoS 1/2 downlink messages the broker may have in flight */
 #define MC_STABLE_MS   60000        /* a connection up this long resets the backoff */
 #define MC_BACKOFF_MIN 100          /* ms: full jitter may draw 0; never spin */
+#define MC_SUBS_MAX    32           /* filters besides the command topic (mqttc_subscribe_add) */
 
 struct mc_msg {
 	TAILQ_ENTRY(mc_msg) link;
@@ -72,6 +73,8 @@ struct mqttc {
 	char last_why[300];
 	int last_why_c; /* counter of the last failure logged, -1 none */
 	struct mc_list pending, inflight;
+	struct mqtt_subscription subs[MC_SUBS_MAX + 1]; /* [0] the command topic, if any */
+	size_t n_subs;
 	uint8_t *obuf, *ibuf;
 	size_t olen, ocap, ooff, ilen, icap;
 	uint64_t discard; /* bytes of an oversized PUBLISH still to drop */
@@ -715,19 +718,38 @@ mc_on_resolved(struct mqttc *c)
 	mc_connect_addr(c, &a);
 }
 
+/* One SUBSCRIBE for every filter, at every connect (the session may be new). */
 static void
 mc_subscribe(struct mqttc *c)
 {
-	struct mqtt_subscription s = {
-		.filter = { c->cf.cmd_topic, (uint16_t)strlen(c->cf.cmd_topic) }, .qos = 1
-	};
-	struct mqtt_subscribe sub = { .subs = &s, .n_subs = 1 };
+	struct mqtt_subscribe sub = { .subs = c->subs, .n_subs = (uint16_t)c->n_subs };
 
-	if (!c->cf.cmd_topic[0])
+	if (c->n_subs == 0)
 		return;
 	sub.packet_id = c->sub_id = mc_alloc_id(c);
 	if (MC_ENCODE(c, mqtt_encode_subscribe(buf, cap, c->cf.version, &sub)) < 0)
-		log_err("mqtt: cannot encode SUBSCRIBE to %s", c->cf.cmd_topic);
+		log_err("mqtt: cannot encode SUBSCRIBE (%zu filters)", c->n_subs);
+}
+
+int
+mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos)
+{
+	size_t len = strlen(filter);
+	char *f;
+
+	if (c->n_subs == MC_SUBS_MAX + 1)
+		return -ENOSPC;
+	if (len == 0 || len > UINT16_MAX || qos > 2)
+		return -EINVAL;
+	for (size_t i = 0; i < c->n_subs; i++)
+		if (c->subs[i].filter.len == len && memcmp(c->subs[i].filter.s, filter, len) == 0)
+			return -EEXIST;
+	if ((f = malloc(len + 1)) == NULL)
+		return -ENOMEM;
+	memcpy(f, filter, len + 1);
+	c->subs[c->n_subs++] =
+	    (struct mqtt_subscription){ .filter = { f, (uint16_t)len }, .qos = qos };
+	return 0;
 }
 
 /* ---- session resumption ---- */
@@ -886,33 +908,44 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 	mc_pump(c);
 }
 
+/*
+ * A message from the broker. QoS 1/2: acknowledged (PUBACK, PUBREC) only once the hook says the
+ * gateway owns it; when it does not (message() < 0) nothing is answered and the broker sends it
+ * again after the next reconnect (the session keeps it). A QoS 2 duplicate whose PUBREC went
+ * out is answered again and not delivered twice.
+ */
 static void
 mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 {
 	char topic[256];
-	bool dup = p->qos == 2 && bit_get(c->ids_in, p->packet_id);
+	int rc;
 
-	if (p->qos == 1)
-		mc_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
-	else if (p->qos == 2)
-		mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
-	if (dup) {
+	if (p->qos == 2 && bit_get(c->ids_in, p->packet_id)) {
 		c->cnt[UPLINK_C_downlink_dup]++;
-		return;
+		return mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 	}
-	if (p->qos == 2)
-		bit_set(c->ids_in, p->packet_id, true);
 	if (p->topic.len >= sizeof(topic)) {
 		c->cnt[UPLINK_C_downlink_oversized]++;
 		LOG_RATELIMITED(
 		    LOG_LVL_WARN, 60, "mqtt: downlink topic too long (%u bytes)", p->topic.len);
-		return;
+	} else {
+		memcpy(topic, p->topic.s, p->topic.len);
+		topic[p->topic.len] = '\0';
+		c->cnt[UPLINK_C_downlink]++;
+		rc = c->h.message != NULL
+		    ? c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain)
+		    : 0;
+		if (rc < 0 && p->qos > 0) {
+			c->cnt[UPLINK_C_downlink_not_owned]++;
+			return;
+		}
 	}
-	memcpy(topic, p->topic.s, p->topic.len);
-	topic[p->topic.len] = '\0';
-	c->cnt[UPLINK_C_downlink]++;
-	if (c->h.message != NULL)
-		c->h.message(c->h.arg, topic, p->payload, p->payload_len);
+	if (p->qos == 1) {
+		mc_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
+	} else if (p->qos == 2) {
+		bit_set(c->ids_in, p->packet_id, true);
+		mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+	}
 }
 
 static void
@@ -922,10 +955,12 @@ mc_on_suback(struct mqttc *c, const struct mqtt_suback *s)
 		return;
 	bit_set(c->ids_out, c->sub_id, false);
 	c->sub_id = 0;
-	if (s->n_reasons > 0 && s->reasons[0] >= 0x80) {
+	for (uint16_t i = 0; i < s->n_reasons && i < c->n_subs; i++) {
+		if (s->reasons[i] < 0x80)
+			continue;
 		c->cnt[UPLINK_C_suback_refused]++;
-		log_err("mqtt: the broker refused the subscription to %s (0x%02x)", c->cf.cmd_topic,
-		    s->reasons[0]);
+		log_err("mqtt: the broker refused the subscription to %.*s (0x%02x)",
+		    (int)c->subs[i].filter.len, c->subs[i].filter.s, s->reasons[i]);
 	}
 }
 
@@ -1266,7 +1301,8 @@ mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 		free(c);
 		return -EINVAL;
 	}
-	if (obuf_reserve(c, 4096) != 0) {
+	if (obuf_reserve(c, 4096) != 0 ||
+	    (c->cf.cmd_topic[0] && mqttc_subscribe_add(c, c->cf.cmd_topic, 1) != 0)) {
 		mqttc_destroy(c);
 		return -ENOMEM;
 	}
@@ -1293,6 +1329,8 @@ mqttc_destroy(struct mqttc *c)
 	list_free(&c->pending);
 	list_free(&c->inflight);
 	uplink_tls_ctx_destroy(c->tlsx);
+	for (size_t i = 0; i < c->n_subs; i++)
+		free((char *)c->subs[i].filter.s);
 	free(c->obuf);
 	free(c->ibuf);
 	free(c);

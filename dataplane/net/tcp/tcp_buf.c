@@ -4,7 +4,10 @@
  * (in order, not yet taken by the app) and the bounded out-of-order list (separate packets,
  * sorted by sequence, linked through an mbuf dynamic field, merged when the hole fills).
  * Small payloads are copied into the tail mbuf's free room, so a peer sending one byte per
- * segment holds one mbuf per ~2 KiB, not one per byte.
+ * segment holds one mbuf per ~2 KiB, not one per byte. tcp_mq_copy_out (every segment sent)
+ * starts from a read cursor, not from the head, so a long send queue is not walked from its
+ * start for every segment: the cursor lives in the head mbuf's dynamic field (the one the
+ * out-of-order list links by, free on queued data), so the TCB does not grow.
  */
 #include <string.h>
 
@@ -25,6 +28,37 @@ static inline struct ooo_meta *
 ooo_meta(const struct tcp_conn *c, struct rte_mbuf *m)
 {
 	return RTE_MBUF_DYNFIELD(m, tcb_tl(c)->ooo_dynoff, struct ooo_meta *);
+}
+
+/*
+ * A queue's read cursor, in the same dynamic field of its head mbuf (valid while that mbuf is
+ * the head): cur is an mbuf of the queue (NULL: none) whose first byte is cur_off bytes from
+ * the queue's front. Appends leave it valid; drops from the front move it or clear it.
+ */
+struct mq_cursor {
+	struct rte_mbuf *cur;
+	uint32_t cur_off;
+	uint32_t unused;
+};
+_Static_assert(sizeof(struct mq_cursor) == sizeof(struct ooo_meta), "one dynamic field");
+
+static inline struct mq_cursor *
+mq_cursor(const struct tcp_lcore *tl, const struct tcp_mq *q)
+{
+	return RTE_MBUF_DYNFIELD(q->head, tl->ooo_dynoff, struct mq_cursor *);
+}
+
+/* The queue's head changed from old_head (or it was empty): carry the cursor over, less the
+ * dropped bytes, or clear it when its mbuf went. */
+static void
+mq_cursor_moved(const struct tcp_lcore *tl, struct tcp_mq *q, struct mq_cursor cur,
+    uint32_t dropped)
+{
+	if (q->head == NULL)
+		return;
+	if (cur.cur != NULL)
+		cur.cur_off = cur.cur_off >= dropped ? cur.cur_off - dropped : 0;
+	*mq_cursor(tl, q) = cur;
 }
 
 static void
@@ -107,6 +141,7 @@ tcp_mq_append(struct tcp_lcore *tl, struct tcp_mq *q, int qi, struct rte_mbuf *m
 {
 	uint32_t len = m->pkt_len;
 	struct rte_mbuf *s, *next;
+	bool was_empty = q->head == NULL;
 
 	if (len == 0) {
 		rte_pktmbuf_free(m);
@@ -136,6 +171,8 @@ tcp_mq_append(struct tcp_lcore *tl, struct tcp_mq *q, int qi, struct rte_mbuf *m
 		q->nsegs++;
 		q_account(tl, qi, 1, 0);
 	}
+	if (was_empty)
+		mq_cursor_moved(tl, q, (struct mq_cursor){ 0 }, 0);
 	q->bytes += len;
 	q_account(tl, qi, 0, len);
 }
@@ -144,8 +181,16 @@ tcp_mq_append(struct tcp_lcore *tl, struct tcp_mq *q, int qi, struct rte_mbuf *m
 void
 tcp_mq_drop_front(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t n)
 {
+	struct rte_mbuf *old_head = q->head;
+	struct mq_cursor cur = { 0 };
+	uint32_t dropped;
+
 	if (n > q->bytes)
 		n = q->bytes;
+	if (n == 0)
+		return;
+	cur = *mq_cursor(tl, q);
+	dropped = n;
 	q->bytes -= n;
 	q_account(tl, qi, 0, -(int64_t)n);
 	while (n > 0) {
@@ -158,6 +203,8 @@ tcp_mq_drop_front(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t n)
 		}
 		n -= s->data_len;
 		q->head = s->next;
+		if (s == cur.cur)
+			cur.cur = NULL;
 		s->next = NULL;
 		s->nb_segs = 1;
 		rte_pktmbuf_free_seg(s);
@@ -169,6 +216,8 @@ tcp_mq_drop_front(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t n)
 		struct rte_mbuf *s = q->head;
 
 		q->head = s->next;
+		if (s == cur.cur)
+			cur.cur = NULL;
 		s->next = NULL;
 		rte_pktmbuf_free_seg(s);
 		q->nsegs--;
@@ -176,6 +225,8 @@ tcp_mq_drop_front(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t n)
 	}
 	if (q->head == NULL)
 		q->tail = NULL;
+	else if (q->head != old_head || cur.cur != NULL)
+		mq_cursor_moved(tl, q, cur, dropped);
 }
 
 void
@@ -225,6 +276,7 @@ tcp_mq_take(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t max)
 	last->next = NULL;
 	if (q->head == NULL)
 		q->tail = NULL;
+	mq_cursor_moved(tl, q, (struct mq_cursor){ 0 }, 0);
 	q->bytes -= total;
 	q->nsegs -= segs;
 	q_account(tl, qi, -(int64_t)segs, -(int64_t)total);
@@ -233,28 +285,51 @@ tcp_mq_take(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t max)
 	return head;
 }
 
-/* Copy len bytes starting off bytes into the queue; -1 if the queue is shorter. */
+/*
+ * Copy len bytes starting off bytes into the queue; -1 if the queue is shorter. The walk
+ * starts at the read cursor when it lies at or before off (a send continues where the last
+ * one ended), else at the head (a retransmission from the front); the cursor is left on the
+ * mbuf holding the last byte copied.
+ */
 int
-tcp_mq_copy_out(const struct tcp_mq *q, uint32_t off, uint32_t len, uint8_t *dst)
+tcp_mq_copy_out(const struct tcp_lcore *tl, struct tcp_mq *q, uint32_t off, uint32_t len,
+    uint8_t *dst)
 {
-	const struct rte_mbuf *s = q->head;
+	struct rte_mbuf *s = q->head;
+	struct mq_cursor *cur;
+	uint32_t base = 0; /* offset of s's first byte in the queue */
 
 	if ((uint64_t)off + len > q->bytes)
 		return -1;
-	while (s != NULL && off >= s->data_len) {
-		off -= s->data_len;
+	if (len == 0)
+		return 0;
+	cur = mq_cursor(tl, q);
+	if (cur->cur != NULL && cur->cur_off <= off) {
+		s = cur->cur;
+		base = cur->cur_off;
+	}
+	while (s != NULL && off - base >= s->data_len) {
+		base += s->data_len;
 		s = s->next;
 	}
-	while (len > 0 && s != NULL) {
+	off -= base;
+	while (s != NULL) {
 		uint32_t n = RTE_MIN(len, (uint32_t)s->data_len - off);
 
 		memcpy(dst, rte_pktmbuf_mtod_offset(s, const uint8_t *, off), n);
 		dst += n;
 		len -= n;
+		if (len == 0)
+			break;
 		off = 0;
+		base += s->data_len;
 		s = s->next;
 	}
-	return len == 0 ? 0 : -1; /* the chain is shorter than its count (a bug): say so */
+	if (s == NULL)
+		return -1; /* the chain is shorter than its count (a bug): say so */
+	cur->cur = s;
+	cur->cur_off = base;
+	return 0;
 }
 
 /* Copy a flat buffer onto the queue: the tail's room first, then fresh mbufs. */
@@ -274,10 +349,12 @@ tcp_mq_write(struct tcp_lcore *tl, struct tcp_mq *q, int qi, const uint8_t *buf,
 				break;
 			}
 			t->next = NULL;
-			if (q->tail == NULL)
+			if (q->tail == NULL) {
 				q->head = t;
-			else
+				mq_cursor_moved(tl, q, (struct mq_cursor){ 0 }, 0);
+			} else {
 				q->tail->next = t;
+			}
 			q->tail = t;
 			q->nsegs++;
 			q_account(tl, qi, 1, 0);

@@ -33,7 +33,7 @@ struct seg_out {
 	uint8_t flags;
 	uint16_t win; /* as it goes on the wire */
 	uint8_t optlen;
-	const struct tcp_mq *q; /* payload source (send queue) */
+	struct tcp_mq *q;       /* payload source (send queue) */
 	uint32_t off, len;      /* payload: offset into q and length */
 	uint8_t opts[40];       /* last: memset up to here clears everything else */
 };
@@ -98,7 +98,7 @@ seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_ou
 	th->cksum = 0;
 	th->tcp_urp = 0;
 	memcpy(th + 1, o->opts, o->optlen);
-	if (o->len > 0 && tcp_mq_copy_out(o->q, o->off, o->len, (uint8_t *)th + hlen) < 0) {
+	if (o->len > 0 && tcp_mq_copy_out(tl, o->q, o->off, o->len, (uint8_t *)th + hlen) < 0) {
 		rte_pktmbuf_free(m);
 		DP_INC(lc, tcp, ERR_INTERNAL);
 		return -EINVAL;

@@ -316,7 +316,8 @@ void tcp_mq_append(struct tcp_lcore *tl, struct tcp_mq *q, int qi, struct rte_mb
 void tcp_mq_drop_front(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t n);
 void tcp_mq_free(struct tcp_lcore *tl, struct tcp_mq *q, int qi);
 struct rte_mbuf *tcp_mq_take(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t max);
-int tcp_mq_copy_out(const struct tcp_mq *q, uint32_t off, uint32_t len, uint8_t *dst);
+int tcp_mq_copy_out(
+    const struct tcp_lcore *tl, struct tcp_mq *q, uint32_t off, uint32_t len, uint8_t *dst);
 uint32_t
 tcp_mq_write(struct tcp_lcore *tl, struct tcp_mq *q, int qi, const uint8_t *buf, uint32_t len);
 void tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq);

@@ -298,6 +298,19 @@ def test():
         check(("edgegw_agent_device_lateness_max_seconds", (("bus", "rs485-1"),
                                                              ("device", "main-meter"))) in s0,
               "a GAUGE of stats.def is a gauge, without a class")
+        # the channel between the dataplane and the agent, from both ends
+        sc = [s0]
+
+        def chan_up():
+            sc[0] = parse_exposition(scrape(lab))
+            return (value(sc[0], "edgegw_agent_dpchan_connected_lcores") or 0) >= 1
+        check(labtest.wait_for(chan_up, 20, 0.5), "the agent's channel: a dataplane lcore connected"
+              " (edgegw_agent_dpchan_connected_lcores %s)"
+              % value(sc[0], "edgegw_agent_dpchan_connected_lcores"))
+        check((value(sc[0], "edgegw_dataplane_dpchan_connects_total", **{"class": "info"}) or 0)
+              >= 1, "the dataplane's end of the channel: connected (class=\"info\")")
+        check(value(sc[0], "edgegw_agent_dpchan_sink_fail_total", **{"class": "error"}) == 0,
+              "the agent's channel: no record refused by the store")
         log("first scrape: %d samples, %d bytes" % (len(s0), len(text)))
         # every metric the Grafana dashboard names is served
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
