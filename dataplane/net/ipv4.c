@@ -109,6 +109,13 @@ int
 ipv4_output_src(
     struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto)
 {
+	return ipv4_output_hint(lc, m, src_be, dst_be, proto, NULL);
+}
+
+int
+ipv4_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint)
+{
 	struct rte_ipv4_hdr *ip;
 	uint32_t next_hop = dst_be;
 	uint16_t l4len = (uint16_t)rte_pktmbuf_pkt_len(m);
@@ -156,6 +163,9 @@ ipv4_output_src(
 	else
 		ip->hdr_checksum = rte_ipv4_cksum(ip);
 	DP_INC(lc, ipv4, TX);
-	arp_output(lc, m, next_hop);
+	if (nh_hint != NULL)
+		arp_output_hint(lc, m, next_hop, nh_hint);
+	else
+		arp_output(lc, m, next_hop);
 	return 0;
 }

@@ -138,6 +138,14 @@ ipv4_output_src(
 }
 
 int
+ipv4_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint)
+{
+	(void)nh_hint;
+	return ipv4_output_src(lc, m, src_be, dst_be, proto);
+}
+
+int
 ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto)
 {
 	return ipv4_output_src(lc, m, lc->ip_be, dst_be, proto);
