@@ -85,6 +85,10 @@ ipv4_input(struct dp_lcore *lc, struct rte_mbuf *m)
 	switch (ip->next_proto_id) {
 	case IPPROTO_TCP:
 		rte_pktmbuf_adj(m, hlen);
+		if (lc->tcp_rx_batch && lc->tcp_rx_n < DP_RX_BURST) {
+			lc->tcp_rx[lc->tcp_rx_n++] = m; /* tcp_input_burst at the burst's end */
+			return;
+		}
 		tcp_input(lc, m);
 		return;
 	case IPPROTO_ICMP:

@@ -31,6 +31,7 @@ struct tcp_cc_ops;
 #define TCP_DEFAULT_MSS   536 /* RFC 879: the peer sent no MSS option */
 #define TCP_MAX_OPS       32  /* distinct app callback sets per lcore (listeners, connects) */
 #define TCP_MAX_LCORES    255 /* tcp_lcore instances alive at once (a TCB names its own in a byte) */
+#define TCP_RX_BURST      32  /* segments looked up together (tcp_input_burst) */
 
 /* The 4-tuple, as it appears on the wire (network order); 12 bytes, no padding. */
 struct tcp_flow_key {
@@ -222,6 +223,7 @@ struct tcp_lcore {
 	struct tcp_config cfg;
 	const struct tcp_cc_ops *cc;
 	struct rte_hash *flows;
+	uint32_t flows_gen; /* bumped at every add to or removal from flows (tcp_input_burst) */
 	struct tcp_conn *tcbs;
 	struct tcp_conn *free_list;
 	const struct tcp_app_ops *ops_tab[TCP_MAX_OPS]; /* [0] NULL: TCBs name theirs by index */

@@ -316,6 +316,11 @@ h_cnt(enum dp_counter_id id)
 	return h_lc.cnt.v[id];
 }
 
+/* h_burst_begin .. h_burst_end: segments wait, then go in one tcp_input_burst */
+static bool burst_on;
+static unsigned burst_n;
+static struct rte_mbuf *burst[64];
+
 void
 h_input(const struct h_seg *s)
 {
@@ -368,7 +373,27 @@ h_input(const struct h_seg *s)
 	m->l2_len = 14;
 	m->l3_len = 20;
 	m->ol_flags = s->ol_flags;
+	if (burst_on) {
+		assert_true(burst_n < RTE_DIM(burst));
+		burst[burst_n++] = m;
+		return;
+	}
 	tcp_input(&h_lc, m);
+}
+
+void
+h_burst_begin(void)
+{
+	burst_on = true;
+	burst_n = 0;
+}
+
+void
+h_burst_end(void)
+{
+	burst_on = false;
+	tcp_input_burst(&h_lc, burst, burst_n);
+	burst_n = 0;
 }
 
 /* A segment from the peer at its snd_nxt, acking what we sent (rcv_nxt). */
