@@ -12,11 +12,13 @@
 #include "agent_config.h"
 #include "loop.h"
 #include "bus.h"
+#include "dpchan.h"
 #include "msgq.h"
 #include "store.h"
 #include "uplink.h"
 
 struct dpchan_link;
+struct downlink;
 
 struct agent {
 	const char *cfg_path;
@@ -34,6 +36,7 @@ struct agent {
 	struct uplink *up;
 	struct store *store;      /* rules + spool: readings go through it to the uplink */
 	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */
+	struct downlink *down;    /* cloud messages to the dataplane's broker (NULL: none) */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */
@@ -44,6 +47,9 @@ struct agent {
 	struct uplink_stats up_snap;
 	struct store_stats store_snap;
 	uint64_t cmd_rejected_snap;
+	bool has_chan_snap; /* the dataplane channel is served (a->chan) */
+	uint32_t chan_conns_snap;
+	uint64_t chan_snap[DPCHAN_C_COUNT];
 	struct agent_metrics *metrics;
 };
 

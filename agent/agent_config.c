@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,73 @@ parse_tcp(conf_node bn, struct agent_bus_conf *b)
 	return bad;
 }
 
+/* A warning at a node: one "file:line:col: ..." line of cfg->warnings (the agent logs them). */
+static void __attribute__((format(printf, 3, 4)))
+config_warn(struct agent_config *cfg, conf_node at, const char *fmt, ...)
+{
+	size_t n = strlen(cfg->warnings);
+	va_list ap;
+	int w;
+
+	if (n + 1 >= sizeof(cfg->warnings))
+		return;
+	if (n > 0)
+		cfg->warnings[n++] = '\n';
+	w = conf_where(at, cfg->warnings + n, sizeof(cfg->warnings) - n);
+	if (w < 0 || n + (size_t)w + 2 >= sizeof(cfg->warnings))
+		return;
+	n += (size_t)w;
+	memcpy(cfg->warnings + n, ": ", 3);
+	va_start(ap, fmt);
+	vsnprintf(cfg->warnings + n + 2, sizeof(cfg->warnings) - n - 2, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A device that does not answer holds the bus for (1 + retries) x timeout per poll (its
+ * timeout budget, see bus.c's transact()). Longer than its own interval, its polls cannot
+ * keep time; longer than another device's interval, that device's polls are late whenever
+ * this one fails. A warning, not an error: a device that answers finishes far sooner, and a
+ * slow poll is late, not lost.
+ */
+static void
+warn_slow_devices(struct agent_config *cfg, conf_node devs, const struct agent_bus_conf *b)
+{
+	const struct agent_device_conf *f = NULL; /* the running device polled most often */
+
+	for (size_t i = 0; i < b->ndevs; i++)
+		if (b->devs[i].disabled[0] == '\0' &&
+		    (f == NULL || b->devs[i].interval_ms < f->interval_ms))
+			f = &b->devs[i];
+	for (size_t i = 0; f != NULL && i < b->ndevs; i++) {
+		const struct agent_device_conf *d = &b->devs[i];
+		unsigned long long worst = (1ull + d->retries) * d->timeout_ms;
+		conf_node dn = conf_seq_at(devs, i);
+
+		if (d->disabled[0] != '\0' || worst <= f->interval_ms)
+			continue;
+		if (worst > d->interval_ms)
+			config_warn(cfg, dn,
+			    "device '%s': a poll it does not answer takes (1 + retries %u) x "
+			    "timeout "
+			    "%llu ms = %llu ms, longer than its interval (%llu ms): its polls "
+			    "cannot "
+			    "keep time when it fails; shorten timeout or retries, or lengthen "
+			    "interval",
+			    d->name, d->retries, (unsigned long long)d->timeout_ms, worst,
+			    (unsigned long long)d->interval_ms);
+		else
+			config_warn(cfg, dn,
+			    "device '%s': a poll it does not answer holds bus '%s' for (1 + "
+			    "retries "
+			    "%u) x timeout %llu ms = %llu ms, longer than the interval of device "
+			    "'%s' "
+			    "(%llu ms): that device's polls are late when this one fails",
+			    d->name, b->name, d->retries, (unsigned long long)d->timeout_ms, worst,
+			    f->name, (unsigned long long)f->interval_ms);
+	}
+}
+
 static int
 parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 {
@@ -201,6 +269,8 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 			bad |= conf_error(conf_get(conf_seq_at(devs, i), "unit_id"),
 			    "unit_id %u: RTU devices are 1..247", b->devs[i].unit_id);
 	}
+	if (!bad)
+		warn_slow_devices(cfg, devs, b);
 	return bad;
 }
 

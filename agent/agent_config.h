@@ -80,6 +80,7 @@ struct agent_config {
 	bool strict;      /* a bad or missing profile is an error, not a disabled device */
 	size_t ndisabled; /* devices disabled, over all buses */
 	bool profiles_unread; /* parsing: profiles_dir unusable, devices' profiles not looked up */
+	char warnings[2048];  /* what loads but may not run as meant: "file:line:col: ..." lines */
 };
 
 /*

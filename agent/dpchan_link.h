@@ -30,7 +30,10 @@ void dpchan_link_durable(void *arg, uint64_t first, uint64_t last, int status);
 void dpchan_link_close(struct dpchan_link *l);
 
 /* dpchan_link_open() with the uplink's store as the sink (dpchan_store.c): records go in with
- * store_submit() under their local topic; store_on_durable() reports go back. */
+ * store_submit_from() under their local topic, their (boot id, lcore, ref) kept with them in the
+ * spool; store_on_durable() reports go back. The records the store recovered at open are made
+ * known to the server (dpchan_server_known): after a SIGKILL of the agent, what an lcore sends
+ * again is stored once. Open it right after store_open, before the loop runs. */
 struct store;
 int dpchan_link_open_store(struct dpchan_link **out, struct agent_loop *loop,
     const struct dpchan_conf *c, struct store *st);

@@ -1,7 +1,9 @@
 /*
  * dpchan_store.c: the store (agent/uplink/store.h) as the dataplane channel's sink: each sensor
- * record the dataplane's lcores send is submitted under its local topic, and the store's
- * durability reports go back to them (dpchan_link_attach_store).
+ * record the dataplane's lcores send is submitted under its local topic with its origin (boot
+ * id, lcore, ref), and the store's durability reports go back to them. At open, the origins
+ * the store found in its spool seed the server's known records: exactly once across a SIGKILL
+ * of the agent (docs/uplink.md, "Store and forward").
  */
 #include <errno.h>
 #include <string.h>
@@ -15,13 +17,16 @@ store_sink_submit(
     void *arg, const struct dpchan_hello *from, const struct dpchan_rec *r, uint64_t *token)
 {
 	static char topic[UINT16_MAX + 1]; /* the loop's thread only */
+	struct store_origin o = { .producer = from->boot_id, .lane = from->lcore, .ref = r->ref };
 	uint64_t seq = 0;
 	int rc;
 
-	(void)from;
 	memcpy(topic, r->topic, r->topic_len);
 	topic[r->topic_len] = '\0';
-	rc = store_submit(arg, topic, r->payload, r->payload_len, r->qos, r->retain, &seq);
+	/* a record the lcore awaits an answer for keeps its origin in the spool: if the agent dies
+	 * before the answer leaves, the lcore sends it again and is answered from the spool */
+	rc = store_submit_from(arg, topic, r->payload, r->payload_len, r->qos, r->retain,
+	    r->ref != 0 ? &o : NULL, &seq);
 	if (rc == -ENOENT) /* no rule sends it up (the dataplane read other rules): nothing kept */
 		return 1;
 	if (rc != 0)
@@ -34,15 +39,42 @@ store_sink_submit(
 
 static const struct dpchan_sink_ops store_sink = { .submit = store_sink_submit };
 
+struct seed_ctx {
+	struct dpchan_server *s;
+	size_t failed;
+};
+
+static void
+seed_one(void *arg, const struct store_origin *o)
+{
+	struct seed_ctx *c = arg;
+
+	if (dpchan_server_known(c->s, o->producer, o->lane, o->ref) != 0)
+		c->failed++;
+}
+
 int
 dpchan_link_open_store(struct dpchan_link **out, struct agent_loop *loop,
     const struct dpchan_conf *c, struct store *st)
 {
 	int rc = dpchan_link_open(out, loop, c, &store_sink, st);
 
+	struct seed_ctx seed = { 0 };
+	size_t n;
+
 	if (rc == 0 && (rc = store_on_durable(st, dpchan_link_durable, *out)) != 0) {
 		dpchan_link_close(*out);
 		*out = NULL;
+		return rc;
 	}
-	return rc;
+	if (rc != 0)
+		return rc;
+	/* the dataplane's records already in the spool: sent again, they are not stored twice */
+	seed.s = dpchan_link_server(*out);
+	n = store_recovered_origins(st, seed_one, &seed);
+	if (n > 0)
+		log_info("dpchan: %zu records of the dataplane found in the spool (not stored "
+			 "again when resent)%s",
+		    n, seed.failed ? "; out of memory for some" : "");
+	return 0;
 }

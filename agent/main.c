@@ -19,6 +19,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "agent.h"
+#include "downlink.h"
 #include "dpchan_link.h"
 #include "clock.h"
 #include "metrics.h"
@@ -52,10 +53,10 @@ find_device(struct agent *a, const char *name, size_t *dev)
 	return NULL;
 }
 
+/* A JSON write command for a Modbus device: queued for its bus, or refused with a response. */
 static void
-on_command(void *arg, const char *topic, const uint8_t *payload, size_t len)
+modbus_command(struct agent *a, const uint8_t *payload, size_t len)
 {
-	struct agent *a = arg;
 	struct mb_write_req req;
 	struct mb_write_op op;
 	const struct mb_point *p;
@@ -64,8 +65,6 @@ on_command(void *arg, const char *topic, const uint8_t *payload, size_t len)
 	size_t dev, pi;
 	int rc;
 
-	if (strcmp(topic, a->cfg.cmd_topic) != 0)
-		return;
 	if (mb_write_parse((const char *)payload, len, &req, err, sizeof(err)) != 0)
 		return respond_reject(a, &req, err);
 	b = find_device(a, req.device, &dev);
@@ -88,6 +87,29 @@ on_command(void *arg, const char *topic, const uint8_t *payload, size_t len)
 		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
 		respond_reject(a, &req, "too many writes waiting for this bus");
 	}
+}
+
+/*
+ * A message from the cloud: the command topic goes to the Modbus write path (the gateway owns a
+ * command once it is queued for its bus, or refused with a response: acknowledged either way),
+ * a topic of the downlink rules to the dataplane's broker (downlink.h: acknowledged once handed
+ * over or on disk). Anything else was not asked for: acknowledged and ignored.
+ */
+static int
+on_command(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
+{
+	struct agent *a = arg;
+	int rc;
+
+	if (a->cfg.cmd_topic[0] && strcmp(topic, a->cfg.cmd_topic) == 0) {
+		modbus_command(a, payload, len);
+		return 0;
+	}
+	if (a->down != NULL &&
+	    (rc = downlink_deliver(a->down, topic, payload, len, qos, retain)) != -ENOENT)
+		return rc;
+	return 0;
 }
 
 static void
@@ -114,6 +136,18 @@ on_messages(void *arg, uint32_t events)
 			LOG_RATELIMITED(LOG_LVL_WARN, 60, "store: reading on %s not stored: %s",
 			    m->topic, strerror(-rc));
 		free(m);
+	}
+}
+
+/* The config's warnings (what loads but may not run as meant), one log line each. */
+static void
+log_config_warnings(const struct agent_config *c)
+{
+	for (const char *p = c->warnings; *p != '\0';) {
+		size_t n = strcspn(p, "\n");
+
+		log_warnx("config: %.*s", (int)n, p);
+		p += n + (p[n] == '\n');
 	}
 }
 
@@ -357,6 +391,7 @@ agent_reload(struct agent *a)
 	}
 	keep_uplink_settings(&a->cfg, &nc);
 	agent_metrics_keep_settings(&a->cfg, &nc);
+	log_config_warnings(&nc);
 	log_disabled(&nc);
 	pthread_mutex_lock(&a->stats_lock); /* a scrape never reads a bus being replaced */
 	rc = buses_apply(a, &nc, &ch);
@@ -466,6 +501,36 @@ make_channel(struct agent *a)
 	return dpchan_link_open_store(&a->chan, a->loop, &c, a->store);
 }
 
+/* Cloud messages to the dataplane's broker (downlink.h): the rules' filters subscribed at every
+ * connect of the uplink, the channel to send them on, and the spool next to the uplink's. */
+static int
+make_downlink(struct agent *a)
+{
+	const struct rules *r = store_rules(a->store);
+	const struct store_conf *sc = a->cfg.store;
+	bool spool = a->cfg.uplink == AGENT_UPLINK_MQTT || sc->spool_set;
+	int rc;
+
+	if (r == NULL || r->n_down == 0)
+		return 0;
+	if (a->chan == NULL) {
+		log_warnx("uplink.downlink: %zu rules, but no channel to the dataplane "
+			  "(dataplane.channel): not subscribed",
+		    r->n_down);
+		return 0;
+	}
+	if ((rc = downlink_open(&a->down, a->loop, r, dpchan_link_server(a->chan),
+		 spool ? &sc->spool : NULL, a->store)) != 0)
+		return rc;
+	for (size_t i = 0; i < r->n_down; i++)
+		if ((rc = uplink_subscribe(a->up, r->down[i].match, 2)) != 0 && rc != -EEXIST) {
+			log_err("uplink.downlink: cannot subscribe %s: %s", r->down[i].match,
+			    strerror(-rc));
+			return rc;
+		}
+	return 0;
+}
+
 static int
 agent_start(struct agent *a)
 {
@@ -477,7 +542,8 @@ agent_start(struct agent *a)
 	    (rc = agent_msgq_init(&a->q, 100000)) != 0 ||
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
 	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
-	    (rc = make_store(a)) != 0 || (rc = make_channel(a)) != 0)
+	    (rc = make_store(a)) != 0 || (rc = make_channel(a)) != 0 ||
+	    (rc = make_downlink(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
@@ -496,6 +562,8 @@ agent_stop(struct agent *a)
 		agent_stats_write_file(a, a->cfg.stats_file);
 	buses_stop(a);
 	uplink_destroy(a->up); /* what is in flight stays in the spool for the next start */
+	downlink_close(a->down);
+	a->down = NULL;
 	if (a->store != NULL)
 		agent_loop_del_fd(a->loop, store_event_fd(a->store));
 	store_close(a->store); /* commits what the buses gave last */
@@ -577,6 +645,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "edgegw-agent: %s\n", err);
 		return 1;
 	}
+	log_config_warnings(&a.cfg);
 	if (check) {
 		printf("%s: ok (%zu buses, %zu profiles)\n", path, a.cfg.nbuses, a.cfg.profiles.n);
 		agent_config_free(&a.cfg);

@@ -93,6 +93,30 @@ render_store(const struct store_stats *s, FILE *f)
 		: 0.0);
 }
 
+/* The agent's end of the dataplane channel (dpchan_counters.def, TYPE and class from KIND). */
+static void
+render_chan(const struct agent *a, FILE *f)
+{
+	char name[160];
+	double scale;
+
+	if (!a->has_chan_snap)
+		return;
+	agent_family(f, "edgegw_agent_dpchan_connected_lcores", "gauge",
+	    "dataplane lcores connected to the agent's channel", (double)a->chan_conns_snap);
+	for (int c = 0; c < DPCHAN_C_COUNT; c++) {
+		enum counter_kind k = dpchan_counter_kind((enum dpchan_counter)c);
+		bool gauge = counter_kind_is_gauge(k);
+		const char *const cls[] = { "class", counter_kind_name(k), NULL };
+
+		prom_name(name, sizeof(name), "edgegw_agent_dpchan_",
+		    dpchan_counter_name((enum dpchan_counter)c), gauge ? "" : "_total", &scale);
+		prom_family(f, name, gauge ? "gauge" : "counter",
+		    dpchan_counter_desc((enum dpchan_counter)c));
+		prom_sample(f, name, gauge ? NULL : cls, (double)a->chan_snap[c] * scale);
+	}
+}
+
 static void
 render_uplink(const struct agent *a, FILE *f)
 {
@@ -124,6 +148,7 @@ render_uplink(const struct agent *a, FILE *f)
 	}
 	render_uplink_link(u, f);
 	render_store(&a->store_snap, f);
+	render_chan(a, f);
 }
 
 enum bus_field {

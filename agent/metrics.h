@@ -33,7 +33,7 @@ void agent_metrics_render(const struct agent *a, FILE *f);
 struct dp_scrape {
 	bool up;
 	json_t *counters, *describe, *kinds, *status, *workers, *mem, *broker, *broker_describe,
-	    *broker_kinds;
+	    *broker_kinds, *dpchan, *dpchan_describe, *dpchan_kinds;
 };
 /* Queries every command; up is false (and the rest NULL) when the socket does not answer. */
 void dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms);

@@ -1,7 +1,8 @@
 /*
  * metrics_dp.c: the dataplane's DPDK telemetry replies (/edgegw/counters, /status, /workers,
- * /mem, /broker) turned into Prometheus families: edgegw_dataplane_* for the packet path and
- * TCP, edgegw_broker_* for the MQTT broker, per-worker figures with an lcore label. Keys the
+ * /mem, /broker, /dpchan) turned into Prometheus families: edgegw_dataplane_* for the packet
+ * path and TCP, edgegw_broker_* for the MQTT broker, edgegw_dataplane_dpchan_* for its end of
+ * the channel to the agent, per-worker figures with an lcore label. Keys the
  * dataplane adds later appear without a change here (a counter of /counters or /broker becomes
  * NAME_total, a key of /status or /mem a gauge).
  */
@@ -14,13 +15,15 @@
 
 static const char *const dp_commands[] = { "/edgegw/counters", "/edgegw/describe", "/edgegw/kinds",
 	"/edgegw/status", "/edgegw/workers", "/edgegw/mem", "/edgegw/broker",
-	"/edgegw/broker_describe", "/edgegw/broker_kinds" };
+	"/edgegw/broker_describe", "/edgegw/broker_kinds", "/edgegw/dpchan",
+	"/edgegw/dpchan_describe", "/edgegw/dpchan_kinds" };
 
 void
 dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms)
 {
 	json_t **slot[] = { &s->counters, &s->describe, &s->kinds, &s->status, &s->workers, &s->mem,
-		&s->broker, &s->broker_describe, &s->broker_kinds };
+		&s->broker, &s->broker_describe, &s->broker_kinds, &s->dpchan, &s->dpchan_describe,
+		&s->dpchan_kinds };
 	struct tel_conn c;
 	char err[256];
 
@@ -42,7 +45,8 @@ void
 dp_scrape_free(struct dp_scrape *s)
 {
 	json_t *all[] = { s->counters, s->describe, s->kinds, s->status, s->workers, s->mem,
-		s->broker, s->broker_describe, s->broker_kinds };
+		s->broker, s->broker_describe, s->broker_kinds, s->dpchan, s->dpchan_describe,
+		s->dpchan_kinds };
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		json_decref(all[i]);
@@ -215,4 +219,7 @@ dp_scrape_render(const struct dp_scrape *s, FILE *f)
 	if (s->broker != NULL)
 		render_counters(
 		    f, s->broker, s->broker_describe, s->broker_kinds, "edgegw_broker_");
+	if (s->dpchan != NULL)
+		render_counters(
+		    f, s->dpchan, s->dpchan_describe, s->dpchan_kinds, "edgegw_dataplane_dpchan_");
 }

@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "clock.h"
+#include "dpchan_link.h"
 #include "stats.h"
 #include "log.h"
 
@@ -140,6 +141,8 @@ disabled_json(const struct agent_config *c, FILE *f)
 			snprintf(state, sizeof(state), "disabled: %s", d->disabled);
 			fputs(",\"state\":", f);
 			json_str(f, state);
+			fputs(",\"reason\":", f);
+			json_str(f, d->disabled);
 			fputc('}', f);
 			first = false;
 		}
@@ -167,6 +170,20 @@ store_json(const struct store_stats *ss, FILE *f)
 	fputc('}', f);
 }
 
+/* The dataplane channel's server counters (lib/dpchan/dpchan_counters.def):
+ * "dpchan":{"connected":lcores,"CONNECTS":n,...}; absent when the channel is off. */
+static void
+chan_json(const struct agent *a, FILE *f)
+{
+	if (!a->has_chan_snap)
+		return;
+	fprintf(f, ",\"dpchan\":{\"connected\":%u", a->chan_conns_snap);
+	for (int c = 0; c < DPCHAN_C_COUNT; c++)
+		fprintf(f, ",\"%s\":%llu", dpchan_counter_name((enum dpchan_counter)c),
+		    (unsigned long long)a->chan_snap[c]);
+	fputc('}', f);
+}
+
 void
 agent_stats_json(const struct agent *a, FILE *f)
 {
@@ -191,6 +208,7 @@ agent_stats_json(const struct agent *a, FILE *f)
 	link_json(&us, f);
 	fputc('}', f);
 	store_json(&a->store_snap, f);
+	chan_json(a, f);
 	fputs(",\"buses\":[", f);
 	for (size_t i = 0; i < a->nbuses; i++) {
 		if (i)
@@ -253,6 +271,14 @@ agent_stats_snapshot(struct agent *a)
 		uplink_get_stats(a->up, &a->up_snap);
 	if (a->store != NULL)
 		store_get_stats(a->store, &a->store_snap);
+	a->has_chan_snap = a->chan != NULL;
+	if (a->chan != NULL) {
+		const struct dpchan_server *sv = dpchan_link_server(a->chan);
+
+		a->chan_conns_snap = dpchan_server_connected(sv);
+		for (int c = 0; c < DPCHAN_C_COUNT; c++)
+			a->chan_snap[c] = dpchan_server_counter(sv, (enum dpchan_counter)c);
+	}
 	a->cmd_rejected_snap = a->cmd_rejected;
 	pthread_mutex_unlock(&a->stats_lock);
 }

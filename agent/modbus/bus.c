@@ -1019,28 +1019,6 @@ dev_init(
 	return 0;
 }
 
-/* A device that fails takes up to (1 + retries) x timeout of bus time per poll: more than the
- * shortest interval on the bus, and a failing device can make the others late. */
-static void
-warn_slow_devices(const struct agent_bus_conf *c)
-{
-	uint64_t shortest = UINT64_MAX;
-
-	for (size_t i = 0; i < c->ndevs; i++)
-		if (c->devs[i].interval_ms < shortest)
-			shortest = c->devs[i].interval_ms;
-	for (size_t i = 0; i < c->ndevs; i++) {
-		uint64_t worst = (1 + c->devs[i].retries) * c->devs[i].timeout_ms;
-
-		if (worst > shortest)
-			log_warnx("bus %s: device %s can hold the bus %llu ms when it fails ((1 + "
-				  "retries) x "
-				  "timeout), more than the bus's shortest interval (%llu ms)",
-			    c->name, c->devs[i].name, (unsigned long long)worst,
-			    (unsigned long long)shortest);
-	}
-}
-
 /* The thread waits for deadlines on the monotonic clock, like the scheduler. */
 static void
 bus_sync_init(struct mb_bus *b)
@@ -1076,10 +1054,8 @@ mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const char *p
 		rc = dev_init(b, &b->devs[i], &c->devs[i], prefix);
 		iv[i] = b->devs[i].poll_ms;
 	}
-	if (rc == 0) {
-		warn_slow_devices(c);
+	if (rc == 0)
 		rc = mb_sched_init(&b->sched, c->ndevs, iv, c->max_backoff_ms, clock_mono_ms());
-	}
 	free(iv);
 	if (rc != 0) {
 		mb_bus_destroy(b);

@@ -46,12 +46,24 @@ mu_unwatch(void *arg, int fd)
 	agent_loop_del_fd(u->loop, fd);
 }
 
-static void
-mu_message(void *arg, const char *topic, const uint8_t *payload, size_t len)
+static int
+mu_message(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct mqtt_uplink *u = arg;
 
-	u->up.cmd_fn(u->up.cmd_arg, topic, payload, len);
+	return u->up.cmd_fn(u->up.cmd_arg, topic, payload, len, qos, retain);
+}
+
+static int
+mu_subscribe(struct uplink *up, const char *filter, uint8_t qos)
+{
+	struct mqtt_uplink *u = (struct mqtt_uplink *)up;
+	int rc = mqttc_subscribe_add(u->c, filter, qos);
+
+	if (rc == 0)
+		log_info("uplink: subscribing %s (QoS %u) at every connect", filter, qos);
+	return rc;
 }
 
 static void
@@ -160,6 +172,7 @@ static const struct uplink_ops mqtt_ops = { .name = "mqtt",
 	.restore = mu_restore,
 	.backlog = mu_backlog,
 	.stats = mu_stats,
+	.subscribe = mu_subscribe,
 	.destroy = mu_destroy };
 
 int

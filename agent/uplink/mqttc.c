@@ -4,7 +4,8 @@
  * Any failure goes back to IDLE through mc_drop(), which counts it, logs it once per series of
  * attempts and schedules the next attempt with exponential backoff and full jitter.
  *
- * Delivery: pending (not sent) and inflight (sent, not complete) lists, both in submission
+ * Delivery: pending (not sent) and inflight (sent, not complete) lists (sys/queue.h TAILQs:
+ * an acknowledgement takes its message out of the middle), both in submission
  * order. A reconnect that finds the session (session present 1) resends inflight in order:
  * PUBLISH with DUP for those not acknowledged, PUBREL for QoS 2 messages past PUBREC. One that
  * does not (the broker lost it) sends them again as new messages, except QoS 2 messages past
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,9 +33,10 @@
 #define MC_RECV_MAX    64           /* QoS 1/2 downlink messages the broker may have in flight */
 #define MC_STABLE_MS   60000        /* a connection up this long resets the backoff */
 #define MC_BACKOFF_MIN 100          /* ms: full jitter may draw 0; never spin */
+#define MC_SUBS_MAX    32           /* filters besides the command topic (mqttc_subscribe_add) */
 
 struct mc_msg {
-	struct mc_msg *next;
+	TAILQ_ENTRY(mc_msg) link;
 	uint64_t ref;
 	uint8_t qos, state;      /* enum mqttc_msg_state */
 	bool retain, dup, again; /* again: sent before, to a session the broker lost */
@@ -44,8 +47,10 @@ struct mc_msg {
 	uint8_t payload[];
 };
 
+/* A list of messages in submission order, and its length (the window and the queue limit
+ * read it at every submission). */
 struct mc_list {
-	struct mc_msg *head, *tail;
+	TAILQ_HEAD(, mc_msg) q;
 	size_t n;
 };
 
@@ -68,6 +73,8 @@ struct mqttc {
 	char last_why[300];
 	int last_why_c; /* counter of the last failure logged, -1 none */
 	struct mc_list pending, inflight;
+	struct mqtt_subscription subs[MC_SUBS_MAX + 1]; /* [0] the command topic, if any */
+	size_t n_subs;
 	uint8_t *obuf, *ibuf;
 	size_t olen, ocap, ooff, ilen, icap;
 	uint64_t discard; /* bytes of an oversized PUBLISH still to drop */
@@ -117,45 +124,43 @@ mc_alloc_id(struct mqttc *c)
 }
 
 static void
+list_init(struct mc_list *l)
+{
+	TAILQ_INIT(&l->q);
+	l->n = 0;
+}
+
+static void
 list_push(struct mc_list *l, struct mc_msg *m)
 {
-	m->next = NULL;
-	if (l->tail != NULL)
-		l->tail->next = m;
-	else
-		l->head = m;
-	l->tail = m;
+	TAILQ_INSERT_TAIL(&l->q, m, link);
 	l->n++;
+}
+
+static struct mc_msg *
+list_unlink(struct mc_list *l, struct mc_msg *m)
+{
+	TAILQ_REMOVE(&l->q, m, link);
+	l->n--;
+	return m;
 }
 
 static struct mc_msg *
 list_pop(struct mc_list *l)
 {
-	struct mc_msg *m = l->head;
+	struct mc_msg *m = TAILQ_FIRST(&l->q);
 
-	if (m != NULL) {
-		l->head = m->next;
-		if (l->head == NULL)
-			l->tail = NULL;
-		l->n--;
-	}
-	return m;
+	return m != NULL ? list_unlink(l, m) : NULL;
 }
 
-/* Unlink the message after prev (prev NULL: the head). */
-static struct mc_msg *
-list_unlink(struct mc_list *l, struct mc_msg *prev)
+/* Moves all of from in front of l, in order; from is left empty. */
+static void
+list_prepend(struct mc_list *l, struct mc_list *from)
 {
-	struct mc_msg *m = prev ? prev->next : l->head;
-
-	if (prev)
-		prev->next = m->next;
-	else
-		l->head = m->next;
-	if (l->tail == m)
-		l->tail = prev;
-	l->n--;
-	return m;
+	TAILQ_CONCAT(&from->q, &l->q, link);
+	TAILQ_CONCAT(&l->q, &from->q, link);
+	l->n += from->n;
+	from->n = 0;
 }
 
 static void
@@ -171,12 +176,12 @@ list_free(struct mc_list *l)
 static bool
 drop_oldest_qos0(struct mqttc *c)
 {
-	struct mc_msg *prev = NULL;
+	struct mc_msg *m;
 
-	for (struct mc_msg *m = c->pending.head; m != NULL; prev = m, m = m->next) {
+	TAILQ_FOREACH (m, &c->pending.q, link) {
 		if (m->qos != 0)
 			continue;
-		free(list_unlink(&c->pending, prev));
+		free(list_unlink(&c->pending, m));
 		c->cnt[UPLINK_C_dropped_full]++;
 		return true;
 	}
@@ -449,8 +454,8 @@ mc_pump(struct mqttc *c)
 
 	if (c->state != MQTTC_UP)
 		return;
-	while (c->pending.head != NULL && c->olen - c->ooff < MC_OBUF_HIGH) {
-		if (mc_eff_qos(c, c->pending.head) > 0 && c->inflight.n >= c->window)
+	while ((m = TAILQ_FIRST(&c->pending.q)) != NULL && c->olen - c->ooff < MC_OBUF_HIGH) {
+		if (mc_eff_qos(c, m) > 0 && c->inflight.n >= c->window)
 			break;
 		m = list_pop(&c->pending);
 		if (!mc_send_one(c, m))
@@ -536,6 +541,7 @@ static void
 mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why)
 {
 	uint64_t now = mc_now(c), d;
+	struct mc_msg *m;
 
 	if (why_c < UPLINK_C_COUNT)
 		c->cnt[why_c]++;
@@ -551,7 +557,7 @@ mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why)
 		mc_log_fail(c, why_c, why);
 	}
 	mc_close(c);
-	for (struct mc_msg *m = c->inflight.head; m != NULL; m = m->next)
+	TAILQ_FOREACH (m, &c->inflight.q, link)
 		m->dup = m->state == MQTTC_MSG_SENT;
 	mc_set_state(c, MQTTC_IDLE);
 	d = mqttc_backoff_next(c);
@@ -712,19 +718,38 @@ mc_on_resolved(struct mqttc *c)
 	mc_connect_addr(c, &a);
 }
 
+/* One SUBSCRIBE for every filter, at every connect (the session may be new). */
 static void
 mc_subscribe(struct mqttc *c)
 {
-	struct mqtt_subscription s = {
-		.filter = { c->cf.cmd_topic, (uint16_t)strlen(c->cf.cmd_topic) }, .qos = 1
-	};
-	struct mqtt_subscribe sub = { .subs = &s, .n_subs = 1 };
+	struct mqtt_subscribe sub = { .subs = c->subs, .n_subs = (uint16_t)c->n_subs };
 
-	if (!c->cf.cmd_topic[0])
+	if (c->n_subs == 0)
 		return;
 	sub.packet_id = c->sub_id = mc_alloc_id(c);
 	if (MC_ENCODE(c, mqtt_encode_subscribe(buf, cap, c->cf.version, &sub)) < 0)
-		log_err("mqtt: cannot encode SUBSCRIBE to %s", c->cf.cmd_topic);
+		log_err("mqtt: cannot encode SUBSCRIBE (%zu filters)", c->n_subs);
+}
+
+int
+mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos)
+{
+	size_t len = strlen(filter);
+	char *f;
+
+	if (c->n_subs == MC_SUBS_MAX + 1)
+		return -ENOSPC;
+	if (len == 0 || len > UINT16_MAX || qos > 2)
+		return -EINVAL;
+	for (size_t i = 0; i < c->n_subs; i++)
+		if (c->subs[i].filter.len == len && memcmp(c->subs[i].filter.s, filter, len) == 0)
+			return -EEXIST;
+	if ((f = malloc(len + 1)) == NULL)
+		return -ENOMEM;
+	memcpy(f, filter, len + 1);
+	c->subs[c->n_subs++] =
+	    (struct mqtt_subscription){ .filter = { f, (uint16_t)len }, .qos = qos };
+	return 0;
 }
 
 /* ---- session resumption ---- */
@@ -733,7 +758,9 @@ mc_subscribe(struct mqttc *c)
 static void
 mc_resend(struct mqttc *c)
 {
-	for (struct mc_msg *m = c->inflight.head; m != NULL; m = m->next) {
+	struct mc_msg *m;
+
+	TAILQ_FOREACH (m, &c->inflight.q, link) {
 		if (m->state == MQTTC_MSG_RELEASED) {
 			mc_send_ack(c, MQTT_PUBREL, m->packet_id, 0);
 			c->cnt[UPLINK_C_pubrel_resent]++;
@@ -748,10 +775,11 @@ mc_resend(struct mqttc *c)
 static void
 mc_session_lost(struct mqttc *c)
 {
-	struct mc_list back = { 0 };
+	struct mc_list back;
 	struct mc_msg *m;
 	size_t released = 0;
 
+	list_init(&back);
 	c->cnt[UPLINK_C_session_lost]++;
 	memset(c->ids_in, 0, sizeof(c->ids_in));
 	while ((m = list_pop(&c->inflight)) != NULL) {
@@ -770,13 +798,7 @@ mc_session_lost(struct mqttc *c)
 	log_warnx("mqtt: the broker lost our session: %zu messages sent again, %zu QoS 2 "
 		  "messages past PUBREC taken as delivered",
 	    back.n, released);
-	if (back.head != NULL) {
-		back.tail->next = c->pending.head;
-		if (c->pending.tail == NULL)
-			c->pending.tail = back.tail;
-		c->pending.head = back.head;
-		c->pending.n += back.n;
-	}
+	list_prepend(&c->pending, &back);
 }
 
 /* ---- input ---- */
@@ -840,12 +862,13 @@ mc_on_connack(struct mqttc *c, const struct mqtt_connack *ca)
 	mc_pump(c);
 }
 
-/* The in-flight message with this id (and *prev before it), or NULL. */
+/* The in-flight message with this id, or NULL. */
 static struct mc_msg *
-mc_find(struct mqttc *c, uint16_t id, struct mc_msg **prev)
+mc_find(struct mqttc *c, uint16_t id)
 {
-	*prev = NULL;
-	for (struct mc_msg *m = c->inflight.head; m != NULL; *prev = m, m = m->next)
+	struct mc_msg *m;
+
+	TAILQ_FOREACH (m, &c->inflight.q, link)
 		if (m->packet_id == id)
 			return m;
 	return NULL;
@@ -854,7 +877,7 @@ mc_find(struct mqttc *c, uint16_t id, struct mc_msg **prev)
 static void
 mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 {
-	struct mc_msg *prev, *m = mc_find(c, a->packet_id, &prev);
+	struct mc_msg *m = mc_find(c, a->packet_id);
 	bool refused = a->reason >= 0x80;
 
 	if (type == MQTT_PUBREC && m != NULL && m->qos == 2 && !refused) {
@@ -881,37 +904,48 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 	} else {
 		c->cnt[type == MQTT_PUBACK ? UPLINK_C_puback : UPLINK_C_pubcomp]++;
 	}
-	mc_done(c, list_unlink(&c->inflight, prev), a->reason);
+	mc_done(c, list_unlink(&c->inflight, m), a->reason);
 	mc_pump(c);
 }
 
+/*
+ * A message from the broker. QoS 1/2: acknowledged (PUBACK, PUBREC) only once the hook says the
+ * gateway owns it; when it does not (message() < 0) nothing is answered and the broker sends it
+ * again after the next reconnect (the session keeps it). A QoS 2 duplicate whose PUBREC went
+ * out is answered again and not delivered twice.
+ */
 static void
 mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 {
 	char topic[256];
-	bool dup = p->qos == 2 && bit_get(c->ids_in, p->packet_id);
+	int rc;
 
-	if (p->qos == 1)
-		mc_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
-	else if (p->qos == 2)
-		mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
-	if (dup) {
+	if (p->qos == 2 && bit_get(c->ids_in, p->packet_id)) {
 		c->cnt[UPLINK_C_downlink_dup]++;
-		return;
+		return mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 	}
-	if (p->qos == 2)
-		bit_set(c->ids_in, p->packet_id, true);
 	if (p->topic.len >= sizeof(topic)) {
 		c->cnt[UPLINK_C_downlink_oversized]++;
 		LOG_RATELIMITED(
 		    LOG_LVL_WARN, 60, "mqtt: downlink topic too long (%u bytes)", p->topic.len);
-		return;
+	} else {
+		memcpy(topic, p->topic.s, p->topic.len);
+		topic[p->topic.len] = '\0';
+		c->cnt[UPLINK_C_downlink]++;
+		rc = c->h.message != NULL
+		    ? c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain)
+		    : 0;
+		if (rc < 0 && p->qos > 0) {
+			c->cnt[UPLINK_C_downlink_not_owned]++;
+			return;
+		}
 	}
-	memcpy(topic, p->topic.s, p->topic.len);
-	topic[p->topic.len] = '\0';
-	c->cnt[UPLINK_C_downlink]++;
-	if (c->h.message != NULL)
-		c->h.message(c->h.arg, topic, p->payload, p->payload_len);
+	if (p->qos == 1) {
+		mc_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
+	} else if (p->qos == 2) {
+		bit_set(c->ids_in, p->packet_id, true);
+		mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+	}
 }
 
 static void
@@ -921,10 +955,12 @@ mc_on_suback(struct mqttc *c, const struct mqtt_suback *s)
 		return;
 	bit_set(c->ids_out, c->sub_id, false);
 	c->sub_id = 0;
-	if (s->n_reasons > 0 && s->reasons[0] >= 0x80) {
+	for (uint16_t i = 0; i < s->n_reasons && i < c->n_subs; i++) {
+		if (s->reasons[i] < 0x80)
+			continue;
 		c->cnt[UPLINK_C_suback_refused]++;
-		log_err("mqtt: the broker refused the subscription to %s (0x%02x)", c->cf.cmd_topic,
-		    s->reasons[0]);
+		log_err("mqtt: the broker refused the subscription to %.*s (0x%02x)",
+		    (int)c->subs[i].filter.len, c->subs[i].filter.s, s->reasons[i]);
 	}
 }
 
@@ -1254,6 +1290,8 @@ mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 	c->h = *hooks;
 	c->fd = c->rfd = c->watched_fd = -1;
 	c->last_why_c = -1;
+	list_init(&c->pending);
+	list_init(&c->inflight);
 	c->rng = clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	snprintf(c->port, sizeof(c->port), "%u", conf->port);
 	if (c->cf.window == 0)
@@ -1263,7 +1301,8 @@ mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 		free(c);
 		return -EINVAL;
 	}
-	if (obuf_reserve(c, 4096) != 0) {
+	if (obuf_reserve(c, 4096) != 0 ||
+	    (c->cf.cmd_topic[0] && mqttc_subscribe_add(c, c->cf.cmd_topic, 1) != 0)) {
 		mqttc_destroy(c);
 		return -ENOMEM;
 	}
@@ -1290,6 +1329,8 @@ mqttc_destroy(struct mqttc *c)
 	list_free(&c->pending);
 	list_free(&c->inflight);
 	uplink_tls_ctx_destroy(c->tlsx);
+	for (size_t i = 0; i < c->n_subs; i++)
+		free((char *)c->subs[i].filter.s);
 	free(c->obuf);
 	free(c->ibuf);
 	free(c);

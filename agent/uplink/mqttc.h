@@ -44,8 +44,11 @@ struct mqttc_hooks {
 	/* Watch fd for these epoll events (EPOLLIN, EPOLLOUT); called again to change them. */
 	int (*watch)(void *arg, int fd, uint32_t events, bool add);
 	void (*unwatch)(void *arg, int fd);
-	/* A message from the broker on a subscribed topic (delivered once for QoS 2). */
-	void (*message)(void *arg, const char *topic, const uint8_t *payload, size_t len);
+	/* A message from the broker on a subscribed topic (delivered once for QoS 2). Returns 0
+	 * when the gateway owns it (then it is acknowledged: PUBACK, PUBREC), < 0 when not: no
+	 * answer, the broker sends it again after the next reconnect (counted downlink_not_owned). */
+	int (*message)(void *arg, const char *topic, const uint8_t *payload, size_t len,
+	    uint8_t qos, bool retain);
 	/* A QoS 2 message moved to state st under packet_id (optional). Nonzero: not recorded. */
 	int (*persist)(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
 	/* Make every persist() so far durable (optional). Called once before the bytes those
@@ -65,6 +68,9 @@ void mqttc_destroy(struct mqttc *c);
 /* Queue a message; ref is the store's name for it (handed back to persist/acked). */
 int mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref);
+/* Subscribe filter (at qos) too, at every connect, with the command topic (conf cmd_topic, QoS
+ * 1, subscribed first). 0, -EEXIST, -ENOSPC (32 filters besides it), -EINVAL, -ENOMEM. */
+int mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos);
 /* Put back a message a store kept in flight (state SENT or RELEASED) before the first connect. */
 int mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);

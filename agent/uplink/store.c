@@ -14,8 +14,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "uplink.h"
+#include "clock.h"
 #include "log.h"
+#include "uplink.h"
 
 _Static_assert((int)RULES_ALARM == (int)SPOOL_ALARM && (int)RULES_BULK == (int)SPOOL_BULK &&
 	(int)RULES_CLASS_N == (int)SPOOL_CLASS_N,
@@ -72,7 +73,16 @@ struct store {
 	uint8_t *buf; /* read buffer: topic then payload */
 	size_t buflen;
 	char topic[SPOOL_TOPIC_MAX + 1];
+	uint8_t *obuf; /* a record with its origin: origin then payload */
+	size_t obuflen;
+	struct recovered_origin *recov; /* found at open (store_recovered_origins) */
+	size_t nrecov, caprecov;
 	uint64_t cnt[STORE_C_COUNT];
+};
+
+struct recovered_origin {
+	uint64_t seq;
+	struct store_origin o;
 };
 
 static void
@@ -132,8 +142,11 @@ static int
 dlv_sync(void *arg)
 {
 	struct store *s = arg;
+	uint64_t t0 = clock_mono_us();
 	int rc = spool_commit(s->sp);
 
+	s->cnt[STORE_C_q2_syncs]++;
+	s->cnt[STORE_C_q2_sync_us] += clock_mono_us() - t0;
 	if (rc != 0) {
 		s->cnt[STORE_C_sync_fail]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
@@ -258,9 +271,20 @@ read_rec(struct store *s, int cls, struct spool_rec *rec)
 
 /* A record read with a QoS 2 phase goes back under its packet id when the uplink still can. */
 static int
-give_rec(struct store *s, const struct spool_rec *rec)
+give_rec(struct store *s, const struct spool_rec *rec_in)
 {
+	struct spool_rec r = *rec_in, *rec = &r;
 	bool retain = (rec->flags & STORE_FLAG_RETAIN) != 0;
+
+	if (rec->flags & STORE_FLAG_ORIGIN) { /* the origin is the agent's, not the cloud's */
+		if (rec->payload_len < STORE_ORIGIN_LEN) {
+			s->cnt[STORE_C_read_fail]++;
+			spool_ack(s->sp, rec->seq);
+			return 1;
+		}
+		r.payload += STORE_ORIGIN_LEN;
+		r.payload_len -= STORE_ORIGIN_LEN;
+	}
 
 	if (rec->q2_state != SPOOL_Q2_NONE && rec->qos == 2 && s->up->ops->restore != NULL) {
 		enum uplink_phase ph = rec->q2_state == SPOOL_Q2_RELEASED ? UPLINK_PHASE_RELEASED
@@ -353,6 +377,32 @@ int
 store_submit(struct store *s, const char *local_topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t *seq)
 {
+	return store_submit_from(s, local_topic, payload, len, qos, retain, NULL, seq);
+}
+
+/* payload behind the origin in s->obuf; NULL when out of memory. */
+static const void *
+with_origin(struct store *s, const struct store_origin *o, const void *payload, size_t len)
+{
+	size_t need = STORE_ORIGIN_LEN + len;
+
+	if (need > s->obuflen) {
+		uint8_t *nb = realloc(s->obuf, need);
+
+		if (nb == NULL)
+			return NULL;
+		s->obuf = nb;
+		s->obuflen = need;
+	}
+	memcpy(s->obuf, o, STORE_ORIGIN_LEN);
+	memcpy(s->obuf + STORE_ORIGIN_LEN, payload, len);
+	return s->obuf;
+}
+
+int
+store_submit_from(struct store *s, const char *local_topic, const void *payload, size_t len,
+    uint8_t qos, bool retain, const struct store_origin *origin, uint64_t *seq)
+{
 	const struct rule *ru;
 	struct spool_rec_in in;
 	int n, rc;
@@ -377,11 +427,17 @@ store_submit(struct store *s, const char *local_topic, const void *payload, size
 		s->cnt[STORE_C_unspooled]++;
 		return uplink_submit(s->up, s->topic, payload, len, rule_qos(ru, qos), retain);
 	}
-	if (len > SPOOL_PAYLOAD_MAX)
+	if (len > SPOOL_PAYLOAD_MAX - (origin != NULL ? STORE_ORIGIN_LEN : 0))
 		return s->cnt[STORE_C_append_fail]++, -EMSGSIZE;
+	if (origin != NULL) {
+		if ((payload = with_origin(s, origin, payload, len)) == NULL)
+			return s->cnt[STORE_C_append_fail]++, -ENOMEM;
+		len += STORE_ORIGIN_LEN;
+	}
 	in = (struct spool_rec_in){ .cls = (enum spool_class)ru->cls,
 		.qos = rule_qos(ru, qos),
-		.flags = retain ? STORE_FLAG_RETAIN : 0,
+		.flags = (uint8_t)((retain ? STORE_FLAG_RETAIN : 0) |
+		    (origin != NULL ? STORE_FLAG_ORIGIN : 0)),
 		.topic = s->topic,
 		.topic_len = (uint16_t)n,
 		.payload = payload,
@@ -404,6 +460,48 @@ store_on_durable(struct store *s, store_durable_fn fn, void *arg)
 	s->subs[s->nsubs].fn = fn;
 	s->subs[s->nsubs++].arg = arg;
 	return 0;
+}
+
+/* ---- origins found at open ---- */
+
+/* The spool's recovery (spool_open, this thread): a record with an origin. */
+static void
+on_recovered(void *arg, uint64_t seq, uint8_t flags, const uint8_t *payload, uint32_t len)
+{
+	struct store *s = arg;
+
+	(void)flags;
+	if (len < STORE_ORIGIN_LEN)
+		return;
+	if (s->nrecov == s->caprecov) {
+		size_t cap = s->caprecov ? s->caprecov * 2 : 1024;
+		struct recovered_origin *t = realloc(s->recov, cap * sizeof(*t));
+
+		if (t == NULL) { /* those records may be stored again if the producer resends */
+			LOG_RATELIMITED(LOG_LVL_ERR, 60, "store: out of memory for record origins");
+			return;
+		}
+		s->recov = t;
+		s->caprecov = cap;
+	}
+	s->recov[s->nrecov].seq = seq;
+	memcpy(&s->recov[s->nrecov++].o, payload, STORE_ORIGIN_LEN);
+}
+
+size_t
+store_recovered_origins(struct store *s, store_origin_fn fn, void *arg)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nrecov; i++)
+		if (spool_rec_kept(s->sp, s->recov[i].seq)) {
+			fn(arg, &s->recov[i].o);
+			n++;
+		}
+	free(s->recov);
+	s->recov = NULL;
+	s->nrecov = s->caprecov = 0;
+	return n;
 }
 
 /* ---- life ---- */
@@ -433,6 +531,9 @@ store_open(struct store **out, struct store_conf *conf, bool use_spool, struct u
 
 		sc.on_durable = on_durable;
 		sc.on_durable_arg = s;
+		sc.recover_flags = STORE_FLAG_ORIGIN;
+		sc.on_recovered = on_recovered;
+		sc.on_recovered_arg = s;
 		if ((rc = spool_open(&sc, &s->sp)) != 0) {
 			log_err("store: cannot open the spool in %s: %s", sc.dir, strerror(-rc));
 			goto fail;
@@ -455,13 +556,9 @@ fail:
 	return rc;
 }
 
-void
-store_close(struct store *s)
+static void
+store_free(struct store *s)
 {
-	if (s == NULL)
-		return;
-	if (s->sp != NULL)
-		spool_close(s->sp); /* commits what is buffered; reports come no more */
 	if (s->efd >= 0)
 		close(s->efd);
 	pthread_mutex_destroy(&s->lock);
@@ -469,8 +566,30 @@ store_close(struct store *s)
 	free(s->held.payload);
 	free(s->rep);
 	free(s->buf);
+	free(s->obuf);
+	free(s->recov);
 	rules_free(s->rules);
 	free(s);
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->sp != NULL)
+		spool_close(s->sp); /* commits what is buffered; reports come no more */
+	store_free(s);
+}
+
+void
+store_abandon(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->sp != NULL)
+		spool_abandon(s->sp);
+	store_free(s);
 }
 
 int
@@ -491,6 +610,13 @@ store_get_stats(struct store *s, struct store_stats *out)
 		if (spool_oldest_ms(s->sp, &out->oldest_ms) != 0)
 			out->oldest_ms = 0; /* an unreadable header is counted by the read path */
 	}
+}
+
+void
+store_count(struct store *s, enum store_counter c, uint64_t n)
+{
+	if ((unsigned)c < STORE_C_COUNT)
+		s->cnt[c] += n;
 }
 
 const struct rules *

@@ -30,6 +30,20 @@ struct store;
 #define STORE_DURABLE_SUBS_MAX 4    /* store_on_durable() registrations */
 #define STORE_MAX_INFLIGHT_DEF 1000 /* records given to the uplink and not acknowledged */
 #define STORE_FLAG_RETAIN      0x01 /* spool record flag */
+#define STORE_FLAG_ORIGIN      0x02 /* spool record flag: the payload starts with an origin */
+
+/* Where a record came from, kept in the spool before its payload (STORE_FLAG_ORIGIN) so that a
+ * producer that sends it again after the agent restarted is recognised and it is not stored
+ * twice: the dataplane's lcores send again every record they were not told is durable, and
+ * (producer, lane, ref) is their (boot id, lcore, ref). The uplink never sees it. */
+struct store_origin {
+	uint64_t producer;
+	uint32_t lane;
+	uint32_t rsv; /* 0 */
+	uint64_t ref;
+};
+#define STORE_ORIGIN_LEN 24u
+_Static_assert(sizeof(struct store_origin) == STORE_ORIGIN_LEN, "origin is 24 bytes on disk");
 
 /* The gateway config's `uplink:` section as the agent uses it: the rules (lib/rules) and the
  * spool's settings (`uplink.spool`, lib/spool's keys). */
@@ -58,6 +72,8 @@ int store_open(struct store **out, struct store_conf *conf, bool use_spool, stru
 void store_start(struct store *s);
 /* Commits what is buffered and closes the spool; destroy the uplink first (no reports after). */
 void store_close(struct store *s);
+/* Frees without committing what is buffered or any further I/O: what a SIGKILL leaves (tests). */
+void store_abandon(struct store *s);
 
 /* Submit a message from a local producer. local_topic is the topic as the producer named it
  * (NUL-terminated); qos and retain are the message's own. Returns 0 with *seq the spool's
@@ -68,6 +84,14 @@ void store_close(struct store *s);
  * limit. Never blocks. */
 int store_submit(struct store *s, const char *local_topic, const void *payload, size_t len,
     uint8_t qos, bool retain, uint64_t *seq);
+/* The same, the record's origin kept with it (NULL: none). */
+int store_submit_from(struct store *s, const char *local_topic, const void *payload, size_t len,
+    uint8_t qos, bool retain, const struct store_origin *origin, uint64_t *seq);
+/* The origins of the records found in the spool at open that still count (on disk, not voided
+ * by a failed commit; acknowledged by the cloud or not): each to fn once, then forgotten. Call
+ * after store_open, before the producers connect. Returns how many. */
+typedef void (*store_origin_fn)(void *arg, const struct store_origin *o);
+size_t store_recovered_origins(struct store *s, store_origin_fn fn, void *arg);
 
 /* Called on the loop thread once per commit, for the range of sequence numbers it settled:
  * status 0 (every record in [first_seq, last_seq] is on disk) or a negative errno (none of them
@@ -99,6 +123,8 @@ struct store_stats {
 	uint64_t oldest_ms;        /* append time of the oldest record not yet acked, 0: none */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
+/* Count for a neighbour that reports in the store's table (the downlink, agent/downlink.h). */
+void store_count(struct store *s, enum store_counter c, uint64_t n);
 const struct rules *store_rules(const struct store *s);
 
 #endif

@@ -10,6 +10,7 @@
 #ifndef EDGEGW_UPLINK_H
 #define EDGEGW_UPLINK_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +22,11 @@
 struct agent_loop;
 struct uplink;
 
-typedef void (*uplink_cmd_fn)(void *arg, const char *topic, const uint8_t *payload, size_t len);
+/* A message from the cloud on a subscribed topic (the command topic, the downlink filters).
+ * Returns 0 when the gateway owns it (it is acknowledged to the cloud), < 0 when not (a QoS 1/2
+ * message is not acknowledged: the cloud sends it again after the next reconnect). */
+typedef int (*uplink_cmd_fn)(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain);
 
 struct uplink_stats {
 	uint64_t submitted, sent, acked, dropped, resent, connects, disconnects, commands;
@@ -64,6 +69,9 @@ struct uplink_ops {
 	/* Messages given and not done yet (queued or in flight). */
 	size_t (*backlog)(const struct uplink *u);
 	void (*stats)(const struct uplink *u, struct uplink_stats *out);
+	/* Subscribe a cloud filter too (the downlink rules), at every connect (optional: NULL
+	 * for a backend without downlink). 0 or a negative errno. */
+	int (*subscribe)(struct uplink *u, const char *filter, uint8_t qos);
 	void (*destroy)(struct uplink *u);
 };
 
@@ -93,6 +101,12 @@ uplink_send(struct uplink *u, const char *topic, const void *payload, size_t len
     bool retain, uint64_t ref)
 {
 	return u->ops->send(u, topic, payload, len, qos, retain, ref);
+}
+
+static inline int
+uplink_subscribe(struct uplink *u, const char *filter, uint8_t qos)
+{
+	return u->ops->subscribe != NULL ? u->ops->subscribe(u, filter, qos) : -ENOTSUP;
 }
 
 static inline size_t

@@ -126,7 +126,8 @@ broker_destroy(struct broker *b)
 {
 	if (b == NULL)
 		return;
-	b->xops = NULL; /* shutting down: nothing more to tell the other instances */
+	b->xops = NULL;          /* shutting down: nothing more to tell the other instances */
+	broker_persist_close(b); /* first: the teardown below is no state change */
 	while (b->conns != NULL) {
 		struct broker_conn *c = b->conns;
 
@@ -358,6 +359,8 @@ conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 {
 	if (!conn_alive(c))
 		return false;
+	if (c->b->persist != NULL) /* what the client learns of is in the page cache first */
+		persist_flush(c->b);
 	if (c->b->ops->send(c->ctx, iov, n) < 0) {
 		broker_count(c->b, BROKER_C_SEND_FAIL);
 		c->send_failed = true;
@@ -1110,6 +1113,8 @@ broker_tick(struct broker *b, uint64_t now_ms)
 	if (b->xops != NULL)
 		xlcore_tick(b);
 	broker_reap(b);
+	if (b->persist != NULL)
+		persist_tick(b, now_ms);
 }
 
 bool

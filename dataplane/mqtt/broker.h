@@ -232,6 +232,19 @@ void broker_uplink_ready(struct broker *b, uint64_t now_ms);
 /* Durable messages awaiting their answer. */
 uint32_t broker_uplink_pending(const struct broker *b);
 
+/*
+ * State across restarts (persist.c, docs/broker.md): retained messages, persistent sessions
+ * (subscriptions, incoming QoS 2 ids awaiting PUBREL, queued and in-flight QoS 1/2 messages)
+ * journaled in dir (created if need be) as broker-<instance>.journal and .snap, and recovered
+ * from there now. Call it after broker_xlcore_attach and before any connection; instance
+ * names the files (the worker's index). sync_ms: the longest a change waits for its
+ * fdatasync (0: 1000). 0, or a negative errno (-EBUSY: another process has the directory,
+ * -EPROTONOSUPPORT: written by a newer version; logged). broker_destroy closes it.
+ */
+int broker_persist_open(
+    struct broker *b, const char *dir, uint32_t instance, uint32_t sync_ms, uint64_t now_ms);
+void broker_persist_close(struct broker *b);
+
 /* What the broker holds now (gauges, unlike the counters): records and the parts of sessions
  * that exist only while used. Read from another thread, each value is a plain load. */
 struct broker_gauges {

@@ -139,6 +139,7 @@ struct out_slot {
 	bool retain, need_send; /* need_send: (re)send when the connection can take it */
 	uint32_t sub_id;
 	uint32_t seq; /* send order: redelivery keeps it (spec 4.6) */
+	uint32_t did; /* its entry in the state journal (persist.c), 0: none */
 };
 
 struct qent {
@@ -147,6 +148,7 @@ struct qent {
 	uint8_t qos;
 	bool retain;
 	uint32_t sub_id;
+	uint32_t did; /* its entry in the state journal (persist.c), 0: none */
 };
 
 /* What few sessions need, kept out of the session's block and allocated on use: the will
@@ -189,9 +191,11 @@ struct broker_session {
 	uint32_t expiry_s;
 	uint64_t over_since_ms; /* queue_full hold: over max_queue since (or since the last
 				 * progress), publishers held on it; 0: not over */
+	uint32_t next_did;      /* the last journal entry id given to a message of it (persist.c) */
 	uint16_t id_len;
 	uint16_t n_inflight, next_pid;
 	uint16_t n_rx_qos2, rx_qos2_cap;
+	bool persisted;   /* in the state journal (persist.c): a restart finds it again */
 	char client_id[]; /* id_len bytes and a NUL, in the same block */
 };
 
@@ -397,6 +401,31 @@ topic_is_sys(struct mqtt_str t)
 	return t.len >= 4 && memcmp(t.s, "$SYS", 4) == 0 && (t.len == 4 || t.s[4] == '/');
 }
 
+/* ---- state across restarts (persist.c) ----
+ * Hooks called where the state a restart must find changes; each is a no-op without a state
+ * directory (b->persist NULL) or for a session that is not persistent. What they journal is
+ * written to the page cache before the next packet leaves (conn_send: persist_flush). */
+struct broker_persist;
+void persist_retain(struct broker *b, const struct broker_msg *m, bool set);
+/* The session's expiry or subscriptions changed (a session that became persistent, or that
+ * comes with messages from another instance, is written whole: persist_session_image). */
+void persist_session(struct broker_session *s);
+void persist_session_image(struct broker_session *s);
+void persist_session_gone(struct broker_session *s);
+void persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
+/* A QoS 1/2 delivery kept by a persistent session (queued: pid 0, state SLOT_FREE); its
+ * journal id, 0 when not journaled. */
+uint32_t persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos,
+    bool retain, uint32_t sub_id, uint16_t pid, uint8_t state);
+/* Sent with pid (state SLOT_WAIT_*), or gone (state SLOT_FREE). */
+void persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
+void persist_flush(struct broker *b);
+void persist_tick(struct broker *b, uint64_t now_ms);
+/* Recovery (session.c): put back a journaled delivery, or change its state. */
+void persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did,
+    uint16_t pid, uint8_t state, uint8_t qos, bool retain, uint32_t sub_id);
+void persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
+
 /* ---- will ---- */
 void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms);
 void will_publish(struct broker_session *s);
@@ -480,7 +509,8 @@ struct broker {
 	struct broker_sys_board *sys_board; /* NULL: $SYS from this instance alone */
 	uint32_t sys_self;
 	size_t iov_cap;
-	struct broker_uplink *up; /* store and forward (uplink.c), NULL: none */
+	struct broker_uplink *up;       /* store and forward (uplink.c), NULL: none */
+	struct broker_persist *persist; /* state across restarts (persist.c), NULL: none */
 };
 
 /* The connection's deadline changed (CONNECT accepted): placed in the timer wheel again. */

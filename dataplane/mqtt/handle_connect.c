@@ -293,6 +293,7 @@ handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 	s->expire_at_ms = 0;
 	s->conn = c;
 	c->s = s;
+	persist_session(s);
 	c->keepalive_s = keepalive(c, k);
 	client_limits(c, k);
 	will_store(s, k, b->now_ms);
@@ -330,6 +331,7 @@ handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
 		}
 		s->expiry_s =
 		    e > c->b->cfg.session_expiry_max_s ? c->b->cfg.session_expiry_max_s : e;
+		persist_session(s);
 	}
 	/* [MQTT-3.14.4-3]: only a normal disconnection (0x00) discards the will; 0x04 asks
 	 * for it, and an error (0x80 and up) is not a normal end either. */

@@ -276,8 +276,10 @@ handle_publish(
 		conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_COUNT);
 		return;
 	}
-	if (p->qos == 2 && rc < 0x80)
+	if (p->qos == 2 && rc < 0x80) {
 		s->rx_qos2[s->n_rx_qos2++] = p->packet_id;
+		persist_rx_qos2(s, p->packet_id, true);
+	}
 	if (up == UPLINK_DEFERRED) /* PUBACK or PUBREC once durable (uplink.c) */
 		return;
 	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, rc);
@@ -295,6 +297,7 @@ handle_pubrel(struct broker_conn *c, uint16_t pid)
 		return;
 	}
 	s->rx_qos2[at] = s->rx_qos2[--s->n_rx_qos2];
+	persist_rx_qos2(s, pid, false);
 	conn_send_ack(c, MQTT_PUBCOMP, pid, 0);
 }
 
@@ -329,6 +332,7 @@ handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
 		broker_msg_unref(slot->msg);
 		slot->msg = NULL;
 		slot->state = SLOT_WAIT_PUBCOMP;
+		persist_msg_state(s, slot->did, slot->pid, slot->state);
 		conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0);
 	}
 	session_drain(s);

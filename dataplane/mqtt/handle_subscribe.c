@@ -116,6 +116,7 @@ handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *req)
 		sub_id = req->props.sub_ids[0];
 	for (uint16_t i = 0; i < n; i++)
 		rc[i] = subscribe_one(s, &req->subs[i], sub_id, c->version, &ret[i]);
+	persist_session(s);
 	len = mqtt_encode_suback(NULL, 0, c->version, &ack);
 	if (len <= 0 || (buf = malloc((size_t)len)) == NULL)
 		goto nomem;
@@ -161,6 +162,7 @@ handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *req)
 		s->n_subs--;
 		c->b->n_subs--;
 	}
+	persist_session(s);
 	if (c->version != MQTT_V5)
 		ack.n_reasons = 0; /* 3.1.1 UNSUBACK carries no reason codes */
 	len = mqtt_encode_unsuback(NULL, 0, c->version, &ack);

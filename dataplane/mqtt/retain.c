@@ -77,9 +77,13 @@ retain_set(struct broker *b, struct broker_msg *m)
 	struct retain_store *r = b->retained;
 	struct retained **pp = slot_of(r, m->topic), *e;
 
-	if (*pp != NULL)
+	if (*pp != NULL) {
 		drop(r, pp);
+		if (m->payload_len != 0) /* replaced: journaled as a set below, or cleared */
+			persist_retain(b, m, false);
+	}
 	if (m->payload_len == 0) {
+		persist_retain(b, m, false);
 		broker_count(b, BROKER_C_RETAIN_CLEARED);
 		return;
 	}
@@ -92,6 +96,7 @@ retain_set(struct broker *b, struct broker_msg *m)
 		broker_count(b, BROKER_C_NOMEM);
 		return;
 	}
+	persist_retain(b, m, true);
 	broker_msg_ref(m);
 	e->msg = m;
 	e->next = *pp;

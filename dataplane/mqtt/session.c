@@ -204,6 +204,7 @@ session_destroy(struct broker_session *s)
 	struct broker *b = s->b;
 	struct broker_session **pp = &b->sess_hash[id_hash(b, s->client_id, s->id_len)];
 
+	persist_session_gone(s); /* first: what follows journals nothing for it */
 	if (session_will_at(s) != 0)
 		will_publish(s);
 	will_clear(s);
@@ -271,6 +272,7 @@ session_slot(struct broker_session *s, uint16_t pid)
 void
 session_slot_free(struct broker_session *s, struct out_slot *slot)
 {
+	persist_msg_state(s, slot->did, 0, SLOT_FREE);
 	broker_msg_unref(slot->msg);
 	memset(slot, 0, sizeof(*slot));
 	s->n_inflight--;
@@ -307,9 +309,12 @@ slot_alloc(struct broker_session *s)
 	return NULL;
 }
 
-/* 1 sent (or dropped for good), 0 no room: the caller keeps it. */
+/* 1 sent (or dropped for good), 0 no room: the caller keeps it. did: its journal entry when it
+ * comes from the queue, taken (set to 0) when it goes into the window; NULL: a new delivery,
+ * journaled here if the session persists. */
 static int
-try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
+try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id,
+    uint32_t *did)
 {
 	struct broker_conn *c = s->conn;
 	struct out_slot *slot;
@@ -335,6 +340,13 @@ try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retai
 		.sub_id = sub_id,
 		.seq = s->next_seq++,
 		.state = qos == 1 ? SLOT_WAIT_PUBACK : SLOT_WAIT_PUBREC };
+	if (did != NULL && *did != 0) {
+		persist_msg_state(s, *did, pid, slot->state);
+		slot->did = *did;
+		*did = 0;
+	} else {
+		slot->did = persist_msg_add(s, m, qos, retain, sub_id, pid, slot->state);
+	}
 	s->n_inflight++;
 	return 1;
 }
@@ -349,6 +361,7 @@ queue_pop(struct broker_session *s)
 		s->qtail = NULL;
 	s->qlen--;
 	s->b->n_queued--;
+	persist_msg_state(s, q->did, 0, SLOT_FREE);
 	broker_msg_unref(q->msg);
 	free(q);
 }
@@ -413,7 +426,11 @@ enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain
 		return;
 	}
 	broker_msg_ref(m);
-	*q = (struct qent){ .msg = m, .qos = qos, .retain = retain, .sub_id = sub_id };
+	*q = (struct qent){ .msg = m,
+		.qos = qos,
+		.retain = retain,
+		.sub_id = sub_id,
+		.did = persist_msg_add(s, m, qos, retain, sub_id, 0, SLOT_FREE) };
 	if (s->qtail != NULL)
 		s->qtail->next = q;
 	else
@@ -431,7 +448,7 @@ session_deliver(
 		broker_count(s->b, BROKER_C_OFFLINE_QOS0_DROP);
 		return;
 	}
-	if (s->qhead == NULL && try_send(s, m, qos, retain, sub_id) == 1)
+	if (s->qhead == NULL && try_send(s, m, qos, retain, sub_id, NULL) == 1)
 		return;
 	enqueue(s, m, qos, retain, sub_id); /* keeps order behind what already waits */
 }
@@ -524,12 +541,11 @@ session_drain(struct broker_session *s)
 	while (s->qhead != NULL && s->conn != NULL && conn_alive(s->conn)) {
 		struct qent *q = s->qhead;
 
-		if (!broker_msg_expired(q->msg, b->now_ms) &&
-		    try_send(s, q->msg, q->qos, q->retain, q->sub_id) == 0)
-			break;
 		if (broker_msg_expired(q->msg, b->now_ms))
 			broker_count(b, BROKER_C_MSG_EXPIRED);
-		queue_pop(s);
+		else if (try_send(s, q->msg, q->qos, q->retain, q->sub_id, &q->did) == 0)
+			break;
+		queue_pop(s); /* its journal entry, unless it went with it to the window */
 	}
 	if (s->qlen != qlen)
 		queue_progress(s);
@@ -646,5 +662,109 @@ session_tick(struct broker_session *s, uint64_t now_ms)
 	if (s->expire_at_ms != 0 && now_ms >= s->expire_at_ms) {
 		broker_count(s->b, BROKER_C_SESSION_EXPIRED);
 		session_destroy(s);
+	}
+}
+
+/* ---- recovery (persist.c replays the journal through these) ---- */
+
+static struct qent *
+queue_find(struct broker_session *s, uint32_t did, struct qent **prev)
+{
+	*prev = NULL;
+	for (struct qent *q = s->qhead; q != NULL; *prev = q, q = q->next)
+		if (q->did == did)
+			return q;
+	return NULL;
+}
+
+static void
+queue_unlink(struct broker_session *s, struct qent *q, struct qent *prev)
+{
+	if (prev != NULL)
+		prev->next = q->next;
+	else
+		s->qhead = q->next;
+	if (s->qtail == q)
+		s->qtail = prev;
+	s->qlen--;
+	s->b->n_queued--;
+	broker_msg_unref(q->msg);
+	free(q);
+}
+
+static struct out_slot *
+slot_find_did(struct broker_session *s, uint32_t did)
+{
+	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
+		if (s->inflight[i].state != SLOT_FREE && s->inflight[i].did == did)
+			return &s->inflight[i];
+	return NULL;
+}
+
+/* Into the window when it was sent (resent with DUP at resume, same packet id); queued
+ * otherwise, or when the window has no room (then it goes as a new message). */
+void
+persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did, uint16_t pid,
+    uint8_t state, uint8_t qos, bool retain, uint32_t sub_id)
+{
+	struct out_slot o = { .msg = m,
+		.pid = pid,
+		.qos = qos,
+		.state = state,
+		.retain = retain,
+		.sub_id = sub_id,
+		.did = did };
+	struct qent *q;
+
+	if (state != SLOT_FREE && pid != 0 && session_slot_restore(s, &o))
+		return;
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		broker_count(s->b, BROKER_C_NOMEM);
+		return;
+	}
+	broker_msg_ref(m);
+	*q = (struct qent){ .msg = m, .qos = qos, .retain = retain, .sub_id = sub_id, .did = did };
+	if (s->qtail != NULL)
+		s->qtail->next = q;
+	else
+		s->qhead = q;
+	s->qtail = q;
+	s->qlen++;
+	s->b->n_queued++;
+}
+
+void
+persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
+{
+	struct out_slot *slot = slot_find_did(s, did);
+	struct qent *prev, *q;
+
+	if (state == SLOT_FREE) {
+		if (slot != NULL)
+			session_slot_free(s, slot);
+		else if ((q = queue_find(s, did, &prev)) != NULL)
+			queue_unlink(s, q, prev);
+		return;
+	}
+	if (slot == NULL && (q = queue_find(s, did, &prev)) != NULL) {
+		/* sent from the queue: into the window with its packet id */
+		persist_replay_entry(s, q->msg, did, pid, state, q->qos, q->retain, q->sub_id);
+		q->did = 0;
+		queue_unlink(s, q, prev);
+		slot = slot_find_did(s, did);
+	} else if (slot == NULL && state == SLOT_WAIT_PUBCOMP && pid != 0) {
+		/* a snapshot's PUBREL owed: no message is kept for it */
+		struct out_slot o = { .pid = pid, .state = state, .qos = 2, .did = did };
+
+		session_slot_restore(s, &o);
+		return;
+	}
+	if (slot == NULL)
+		return;
+	slot->pid = pid;
+	slot->state = state;
+	if (state == SLOT_WAIT_PUBCOMP) {
+		broker_msg_unref(slot->msg);
+		slot->msg = NULL;
 	}
 }

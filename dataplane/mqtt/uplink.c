@@ -243,6 +243,7 @@ fail_one(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 	for (uint16_t i = 0; s != NULL && i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == e->pid) {
 			s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
+			persist_rx_qos2(s, e->pid, false);
 			break;
 		}
 	if (e->c != NULL && conn_alive(e->c))

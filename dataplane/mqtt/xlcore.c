@@ -817,6 +817,8 @@ session_answer(struct broker *b, const struct xsession *x)
 		b->interest_dirty = true; /* the sender waits for this count: announce it */
 	}
 	session_answer_apply(b, s, x);
+	if (x->found && (s = session_find(b, x->id, x->id_len)) != NULL)
+		persist_session_image(s); /* its subscriptions and messages, journaled here */
 	if (b->interest_dirty)
 		xlcore_tick(b);
 }

@@ -598,11 +598,30 @@ tel_dpchan(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* What each counter of /edgegw/dpchan counts, or (/edgegw/dpchan_kinds) its kind. */
+static int
+tel_dpchan_describe(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	bool kinds = strcmp(cmd, "/edgegw/dpchan_kinds") == 0;
+
+	(void)params;
+	rte_tel_data_start_dict(d);
+	for (unsigned c = 0; c < DPCHAN_C_COUNT; c++)
+		rte_tel_data_add_dict_string(d, dpchan_counter_name((enum dpchan_counter)c),
+		    kinds ? counter_kind_name(dpchan_counter_kind((enum dpchan_counter)c))
+			  : dpchan_counter_desc((enum dpchan_counter)c));
+	return 0;
+}
+
 static int
 svc_telemetry_init(void)
 {
 	return rte_telemetry_register_cmd("/edgegw/dpchan", tel_dpchan,
 		   "Channel to the agent (store and forward): counters summed over the workers") |
+	    rte_telemetry_register_cmd("/edgegw/dpchan_describe", tel_dpchan_describe,
+		"What each counter of /edgegw/dpchan counts") |
+	    rte_telemetry_register_cmd("/edgegw/dpchan_kinds", tel_dpchan_describe,
+		"The kind of each counter of /edgegw/dpchan") |
 	    rte_telemetry_register_cmd(
 		"/edgegw/broker", tel_broker, "MQTT broker counters, summed over the workers") |
 	    rte_telemetry_register_cmd("/edgegw/broker_describe", tel_broker_describe,

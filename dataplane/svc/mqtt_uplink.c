@@ -117,12 +117,12 @@ on_ready(void *arg)
 
 /* A cloud message the agent passes down: published from the gateway itself, to this lcore's
  * subscribers and the other lcores' (the agent sends each to one lcore only). */
-static void
+static int
 on_down(void *arg, const struct dpchan_rec *r)
 {
 	struct mqtt_uplink *u = arg;
 
-	broker_admin_publish(
+	return broker_admin_publish(
 	    u->b, r->topic, r->topic_len, r->payload, r->payload_len, r->qos, r->retain, u->now_ms);
 }
 

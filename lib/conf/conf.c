@@ -212,11 +212,20 @@ conf_line(conf_node n)
 	return y ? (unsigned)y->start_mark.line + 1 : 0;
 }
 
+int
+conf_where(conf_node n, char *buf, size_t len)
+{
+	yaml_node_t *y = node_of(n);
+	const char *file = n.doc && n.doc->file ? n.doc->file : "(config)";
+
+	return snprintf(buf, len, "%s:%zu:%zu", file, y ? y->start_mark.line + 1 : 1,
+	    y ? y->start_mark.column + 1 : 1);
+}
+
 static int
 verror(conf_node at, const char *fmt, va_list ap)
 {
 	struct conf_doc *doc = at.doc;
-	yaml_node_t *y = node_of(at);
 	int n;
 
 	char line[sizeof(doc->first_error)];
@@ -227,10 +236,11 @@ verror(conf_node at, const char *fmt, va_list ap)
 		return -1;
 	if (doc->nerrors++ >= CONF_MAX_ERRORS)
 		return -1;
-	n = snprintf(line, sizeof(line), "%s:%zu:%zu: ", doc->file ? doc->file : "(config)",
-	    y ? y->start_mark.line + 1 : 1, y ? y->start_mark.column + 1 : 1);
-	if (n > 0 && (size_t)n < sizeof(line))
-		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	n = conf_where(at, line, sizeof(line));
+	if (n > 0 && (size_t)n + 2 < sizeof(line)) {
+		memcpy(line + n, ": ", 3);
+		vsnprintf(line + n + 2, sizeof(line) - (size_t)n - 2, fmt, ap);
+	}
 	if (doc->nerrors == 1)
 		memcpy(doc->first_error, line, sizeof(line));
 	l = strlen(line);

@@ -40,6 +40,8 @@ const char *conf_errors(const struct conf_doc *doc);
 int conf_format_errors(const struct conf_doc *doc, char *buf, size_t len);
 int conf_error(conf_node at, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 unsigned conf_line(conf_node n);
+/* "file:line:col" of a node, as errors name it (for a program's own warnings); snprintf's return. */
+int conf_where(conf_node n, char *buf, size_t len);
 
 static inline bool
 conf_present(conf_node n)

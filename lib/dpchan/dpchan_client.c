@@ -362,9 +362,13 @@ on_down(void *arg, const struct dpchan_rec *r)
 {
 	struct dpchan_client *c = arg;
 
+	int rc = c->ops->down != NULL ? c->ops->down(c->arg, r) : -ENOTSUP;
+
 	c->cnt[DPCHAN_C_DOWN_RX]++;
-	if (c->ops->down != NULL)
-		c->ops->down(c->arg, r);
+	if (rc == 0)
+		c->cnt[DPCHAN_C_DOWN_NO_SUBSCRIBER]++;
+	else if (rc < 0)
+		c->cnt[DPCHAN_C_DOWN_REFUSED]++;
 	return 0;
 }
 

@@ -33,8 +33,9 @@ struct dpchan_client_ops {
 	void (*durable)(void *arg, uint64_t first, uint64_t last, int status);
 	/* Connected again, or room came back in the arena: submit may succeed now. */
 	void (*ready)(void *arg);
-	/* A downlink publish from the agent. Optional. */
-	void (*down)(void *arg, const struct dpchan_rec *r);
+	/* A downlink publish from the agent. Optional. Returns 1 when a subscription matched, 0
+	 * when none did (counted DOWN_NO_SUBSCRIBER), < 0 when refused (counted DOWN_REFUSED). */
+	int (*down)(void *arg, const struct dpchan_rec *r);
 };
 
 struct dpchan_client *dpchan_client_new(

@@ -48,6 +48,12 @@ struct sconn {
 	uint32_t rx_done; /* its records taken so far */
 };
 
+/* A record the sink held before the agent restarted (dpchan_server_known). */
+struct known {
+	uint64_t boot_id, ref;
+	uint32_t lcore;
+};
+
 struct dpchan_server {
 	struct dpchan_server_config cfg;
 	const struct dpchan_sink_ops *ops;
@@ -56,6 +62,9 @@ struct dpchan_server {
 	char path[108];
 	struct sconn *conns[MAX_CONNS];
 	struct stream *streams;
+	struct known *known; /* sorted by (boot_id, lcore, ref) once known_sorted */
+	size_t n_known, cap_known;
+	bool known_sorted;
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
 
@@ -141,6 +150,7 @@ dpchan_server_free(struct dpchan_server *s)
 	for (uint32_t i = 0; s->streams != NULL && i < s->cfg.max_streams; i++)
 		stream_drop(&s->streams[i]);
 	free(s->streams);
+	free(s->known);
 	if (s->lfd >= 0) {
 		close(s->lfd);
 		unlink(s->path);
@@ -187,6 +197,66 @@ accept_all(struct dpchan_server *s)
 		}
 		c->fd = fd;
 		s->conns[i] = c;
+	}
+}
+
+int
+dpchan_server_known(struct dpchan_server *s, uint64_t boot_id, uint32_t lcore, uint64_t ref)
+{
+	if (s->n_known == s->cap_known) {
+		size_t cap = s->cap_known ? s->cap_known * 2 : 1024;
+		struct known *k = realloc(s->known, cap * sizeof(*k));
+
+		if (k == NULL)
+			return -ENOMEM;
+		s->known = k;
+		s->cap_known = cap;
+	}
+	s->known[s->n_known++] = (struct known){ boot_id, ref, lcore };
+	s->known_sorted = false;
+	return 0;
+}
+
+static int
+known_cmp(const void *a, const void *b)
+{
+	const struct known *x = a, *y = b;
+
+	if (x->boot_id != y->boot_id)
+		return x->boot_id < y->boot_id ? -1 : 1;
+	if (x->lcore != y->lcore)
+		return x->lcore < y->lcore ? -1 : 1;
+	return x->ref < y->ref ? -1 : x->ref > y->ref;
+}
+
+static bool
+known_has(struct dpchan_server *s, const struct dpchan_hello *id, uint64_t ref)
+{
+	struct known key = { id->boot_id, ref, id->lcore };
+
+	if (s->n_known == 0)
+		return false;
+	if (!s->known_sorted) {
+		qsort(s->known, s->n_known, sizeof(*s->known), known_cmp);
+		s->known_sorted = true;
+	}
+	return bsearch(&key, s->known, s->n_known, sizeof(*s->known), known_cmp) != NULL;
+}
+
+/* A hello from another dataplane start: the records known from the old one never come again. */
+static void
+known_forget_others(struct dpchan_server *s, uint64_t boot_id)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n_known; i++)
+		if (s->known[i].boot_id == boot_id)
+			s->known[n++] = s->known[i];
+	s->n_known = n;
+	if (n == 0) {
+		free(s->known);
+		s->known = NULL;
+		s->cap_known = 0;
 	}
 }
 
@@ -303,6 +373,16 @@ take_one(void *arg, const struct dpchan_rec *r)
 		t->c->rx_done++;
 		return 0;
 	}
+	if (r->ref != 0 && known_has(s, &st->id, r->ref)) {
+		/* the sink made it durable before the agent restarted, and the answer was lost */
+		s->cnt[DPCHAN_C_RECS_KNOWN]++;
+		st->max_ref = r->ref;
+		if (t->n_now == 64)
+			flush_now(t);
+		t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, 0 };
+		t->c->rx_done++;
+		return 0;
+	}
 	if (r->ref != 0 && st->w_len == max) {
 		s->cnt[DPCHAN_C_LIMIT_INFLIGHT]++;
 		return 1;
@@ -372,6 +452,8 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 	s->cnt[DPCHAN_C_FRAMES_RX]++;
 	if (rc == 0 && !c->hello) {
 		if ((rc = dpchan_decode_hello(c->rx, n, &h)) == 0) {
+			if (s->n_known > 0)
+				known_forget_others(s, h.boot_id);
 			if ((c->st = stream_of(s, &h)) == NULL) {
 				s->cnt[DPCHAN_C_LIMIT_STREAMS]++;
 				conn_close(s, c, "max_streams reached");

@@ -8,7 +8,8 @@
  * Per lcore (a stream: boot id and lcore of its HELLO) the server keeps, across reconnects of
  * that lcore, the highest ref taken and the refs awaiting durability: a record the dataplane
  * sends again after a reconnect is not taken twice (answered when durable, or at once when it
- * already is). A new boot id for an lcore starts a new stream.
+ * already is). A new boot id for an lcore starts a new stream. Across a restart of the agent
+ * the sink says which records it already holds (dpchan_server_known).
  *
  * Non-blocking: everything runs from dpchan_server_run(), which the agent's loop calls when
  * dpchan_server_fd() is readable (an epoll fd of the server's own sockets) and on its tick.
@@ -46,6 +47,14 @@ struct dpchan_server *dpchan_server_new(
     const struct dpchan_server_config *cfg, const struct dpchan_sink_ops *ops, void *arg);
 void dpchan_server_free(struct dpchan_server *s);
 int dpchan_server_fd(const struct dpchan_server *s);
+/*
+ * A record the sink already holds from before the agent restarted (found in its spool, with
+ * the boot id, lcore and ref it came with): when that lcore sends it again (it was never told
+ * it is durable), it is answered durable at once and not given to the sink a second time.
+ * Call before the lcores connect; 0 or -ENOMEM. Forgotten when an lcore says hello with
+ * another boot id (the dataplane restarted: no record of the old one comes again).
+ */
+int dpchan_server_known(struct dpchan_server *s, uint64_t boot_id, uint32_t lcore, uint64_t ref);
 /* Accept, read, take, answer: whatever is ready (never blocks). */
 void dpchan_server_run(struct dpchan_server *s);
 /* The sink's answer: every token of first..last is durable (status 0) or failed (< 0). */

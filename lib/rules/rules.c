@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include "mqtt_topic.h"
+#include "rules_internal.h"
 
-static const char *const uplink_keys[] = { "site", "rules", "spool", NULL };
+static const char *const uplink_keys[] = { "site", "rules", "downlink", "spool", NULL };
 static const char *const rule_keys[] = { "match", "topic", "qos", "class", "durable", NULL };
 static const char *const qos_names[] = { "0", "1", "2", "keep", NULL };
 static const char *const class_names[] = { "alarm", "normal", "bulk", NULL };
@@ -23,8 +24,8 @@ rules_class_name(enum rules_class cls)
 }
 
 /* Literal text, {site} and {topic}; wildcards are not allowed in the literal part. */
-static int
-check_template(conf_node at, const char *t, bool have_site)
+int
+rules_check_template(conf_node at, const char *t, bool have_site)
 {
 	for (const char *p = t; *p; p++) {
 		if (*p == '+' || *p == '#')
@@ -52,8 +53,8 @@ check_template(conf_node at, const char *t, bool have_site)
 	return 0;
 }
 
-static char *
-dup_str(const char *s)
+char *
+rules_dup_str(const char *s)
 {
 	size_t n = strlen(s) + 1;
 	char *d = malloc(n);
@@ -84,7 +85,7 @@ parse_rule(conf_node n, const struct rules *r, struct rule *ru)
 		    "match '%s' is not a valid MQTT topic filter ('+' a whole level, '#' the last)",
 		    match);
 	if (conf_get_str(n, "topic", tmpl, &tmpl) < 0 ||
-	    check_template(conf_get(n, "topic"), tmpl, r->site[0] != '\0') < 0)
+	    rules_check_template(conf_get(n, "topic"), tmpl, r->site[0] != '\0') < 0)
 		rc = -1;
 	if (conf_get_enum(n, "qos", 3, qos_names, &qos) < 0 ||
 	    conf_get_enum(n, "class", RULES_NORMAL, class_names, &cls) < 0 ||
@@ -94,8 +95,8 @@ parse_rule(conf_node n, const struct rules *r, struct rule *ru)
 		return -1;
 	ru->qos = qos == 3 ? RULES_QOS_KEEP : (uint8_t)qos;
 	ru->cls = (enum rules_class)cls;
-	ru->match = dup_str(match);
-	ru->topic = dup_str(tmpl);
+	ru->match = rules_dup_str(match);
+	ru->topic = rules_dup_str(tmpl);
 	ru->match_len = strlen(match);
 	if (ru->match == NULL || ru->topic == NULL)
 		return conf_error(n, "out of memory");
@@ -109,9 +110,9 @@ set_default(struct rules *r)
 	if (r->v == NULL)
 		return -1;
 	r->n = 1;
-	r->v[0] = (struct rule){ .match = dup_str("#"),
+	r->v[0] = (struct rule){ .match = rules_dup_str("#"),
 		.match_len = 1,
-		.topic = dup_str("{topic}"),
+		.topic = rules_dup_str("{topic}"),
 		.qos = RULES_QOS_KEEP,
 		.cls = RULES_NORMAL,
 		.durable = true };
@@ -156,7 +157,7 @@ rules_parse(conf_node uplink, struct rules **out)
 		return 0;
 	}
 	if (!conf_is_map(uplink)) {
-		conf_error(uplink, "'uplink' must be a mapping (site, rules, spool)");
+		conf_error(uplink, "'uplink' must be a mapping (site, rules, downlink, spool)");
 		goto fail;
 	}
 	rc = conf_check_keys(uplink, uplink_keys);
@@ -173,6 +174,9 @@ rules_parse(conf_node uplink, struct rules **out)
 		rc = set_default(r);
 	else if (rc == 0)
 		rc = parse_list(conf_get(uplink, "rules"), r);
+	if (conf_present(conf_get(uplink, "downlink")) &&
+	    rules_down_parse(conf_get(uplink, "downlink"), r) != 0)
+		rc = -1;
 	if (rc == 0) {
 		*out = r;
 		return 0;
@@ -192,6 +196,7 @@ rules_free(struct rules *r)
 		free((char *)r->v[i].topic);
 	}
 	free(r->v);
+	rules_down_free(r);
 	free(r);
 }
 
@@ -215,20 +220,20 @@ put(char *buf, size_t buflen, size_t *at, const char *s, size_t n)
 }
 
 int
-rules_render(const struct rules *r, const struct rule *rule, const char *topic, size_t len,
-    char *buf, size_t buflen)
+rules_render_template(
+    const char *site, const char *tmpl, const char *topic, size_t len, char *buf, size_t buflen)
 {
 	size_t at = 0;
 	int rc = 0;
 
 	if (buflen == 0)
 		return -ENAMETOOLONG;
-	for (const char *p = rule->topic; *p && rc == 0; p++) {
+	for (const char *p = tmpl; *p && rc == 0; p++) {
 		if (strncmp(p, "{topic}", 7) == 0) {
 			rc = put(buf, buflen, &at, topic, len);
 			p += 6;
 		} else if (strncmp(p, "{site}", 6) == 0) {
-			rc = put(buf, buflen, &at, r->site, strlen(r->site));
+			rc = put(buf, buflen, &at, site, strlen(site));
 			p += 5;
 		} else {
 			rc = put(buf, buflen, &at, p, 1);
@@ -240,4 +245,11 @@ rules_render(const struct rules *r, const struct rule *rule, const char *topic, 
 	if (mqtt_topic_name_valid(buf, at) != 0)
 		return -EINVAL;
 	return (int)at;
+}
+
+int
+rules_render(const struct rules *r, const struct rule *rule, const char *topic, size_t len,
+    char *buf, size_t buflen)
+{
+	return rules_render_template(r->site, rule->topic, topic, len, buf, buflen);
 }

@@ -10,6 +10,8 @@
  *     site: lab
  *     rules:                      # first match wins; a topic no rule matches does not go up
  *       - {match: "plant/#", topic: "site/{site}/{topic}", qos: keep, class: normal, durable: true}
+ *     downlink:                   # cloud -> local; first match wins; none by default
+ *       - {match: "site/{site}/cmd/plant/#", strip: "site/{site}/", max_qos: 2}
  *     spool: {dir: /var/lib/edgegw/spool, max_bytes: 1g}   # the agent's (lib/spool keys)
  *
  * Keys of a rule: `match` (MQTT filter, '+' and '#' allowed, required), `topic` (template:
@@ -19,6 +21,14 @@
  * whole section) there is one rule: {match: "#", topic: "{topic}"} (everything goes up as is);
  * `rules: []` sends nothing. `spool:` is accepted here and read by its owner (the agent, with
  * spool_config_parse()). Errors go into the document as file:line:col: reason (lib/conf).
+ *
+ * Keys of a downlink rule (the agent subscribes every `match` on each connect to the cloud and
+ * publishes what arrives into the dataplane's broker): `match` (a filter on cloud topics, '+'
+ * and '#' allowed, {site} filled in; required), `strip` (a prefix every matching cloud topic
+ * starts with, removed before `topic` is applied, {site} filled in; default none), `topic`
+ * (template for the local topic: {topic} is the cloud topic less `strip`, {site}; default
+ * "{topic}"), `max_qos` (0, 1, 2: the local publish's QoS is the cloud message's, at most this;
+ * default 2). So `site/lab/cmd/plant/x` becomes `cmd/plant/x` under the example above.
  */
 #ifndef EDGEGW_RULES_H
 #define EDGEGW_RULES_H
@@ -51,10 +61,23 @@ struct rule {
 	unsigned line; /* where it was written (for log lines) */
 };
 
+/* A downlink rule: cloud topics matching `match` go to the local topic rendered from `topic`. */
+struct down_rule {
+	const char *match; /* MQTT filter on cloud topics, {site} filled in */
+	size_t match_len;
+	const char *strip; /* prefix removed from the cloud topic ("" none), {site} filled in */
+	size_t strip_len;
+	const char *topic; /* template with {site} and {topic} (the cloud topic less strip) */
+	uint8_t max_qos;   /* the local publish's QoS is min(message's, max_qos) */
+	unsigned line;
+};
+
 struct rules {
 	char site[RULES_SITE_MAX];
 	size_t n;
 	struct rule *v; /* in config order: the first match wins */
+	size_t n_down;
+	struct down_rule *down; /* `downlink:`, in config order: the first match wins */
 };
 
 /* Parse the `uplink:` mapping (absent: the default rule set). Returns 0 and a new set in *out, or
@@ -88,5 +111,18 @@ rule_durable(const struct rule *rule, uint8_t msg_qos)
 }
 
 const char *rules_class_name(enum rules_class cls);
+
+/* The first downlink rule whose filter matches the cloud topic name, or NULL. */
+const struct down_rule *rules_down_match(const struct rules *r, const char *topic, size_t len);
+/* The local topic of a cloud topic under a downlink rule, NUL-terminated into buf: its length,
+ * -ENAMETOOLONG, or -EINVAL when it is not a valid topic name (e.g. nothing left after strip). */
+int rules_down_render(const struct rules *r, const struct down_rule *d, const char *topic,
+    size_t len, char *buf, size_t buflen);
+
+static inline uint8_t
+down_rule_qos(const struct down_rule *d, uint8_t msg_qos)
+{
+	return msg_qos < d->max_qos ? msg_qos : d->max_qos;
+}
 
 #endif

@@ -421,6 +421,16 @@ spool_seq_status(struct spool *sp, uint64_t seq)
 	return rc;
 }
 
+bool
+spool_rec_kept(struct spool *sp, uint64_t seq)
+{
+	pthread_mutex_lock(&sp->lock);
+	const struct spool_idx *x = spool_find(sp, seq, NULL);
+	bool kept = x != NULL && x->state != SPOOL_IDX_DEAD;
+	pthread_mutex_unlock(&sp->lock);
+	return kept;
+}
+
 int
 spool_wait_durable(struct spool *sp, uint64_t seq, uint32_t timeout_ms)
 {

@@ -80,6 +80,15 @@ struct spool_config {
 	void *io_ctx;
 	uint64_t (*now_ms)(void *arg); /* NULL: CLOCK_REALTIME; tests move time by hand */
 	void *now_arg;
+	/* At open, once for each intact record found on disk whose flags have a bit of
+	 * recover_flags: its sequence number, flags and payload (valid during the call only). Lets
+	 * a producer learn what it had already made durable before a crash (the agent: which of
+	 * the dataplane's records it holds, agent/dpchan_store.c). Called before the ack log is
+	 * read: after spool_open(), spool_rec_kept() says whether such a record still counts. */
+	uint8_t recover_flags;
+	void (*on_recovered)(
+	    void *arg, uint64_t seq, uint8_t flags, const uint8_t *payload, uint32_t payload_len);
+	void *on_recovered_arg;
 };
 
 void spool_config_defaults(struct spool_config *cfg);
@@ -126,6 +135,10 @@ uint64_t spool_durable_seq(const struct spool *sp);
 uint64_t spool_last_failed_seq(const struct spool *sp);
 /* 1: durable; 0: not yet settled; negative errno: its commit failed (do not acknowledge). */
 int spool_seq_status(struct spool *sp, uint64_t seq);
+/* Whether seq is a record on disk that counts: durable, acknowledged or not; false when it was
+ * never appended, its commit failed (VOID), or it was dropped, expired or released with its
+ * segment. */
+bool spool_rec_kept(struct spool *sp, uint64_t seq);
 /* Blocks until seq is settled or timeout_ms passes (for producers that may block, e.g. the
  * poller); returns spool_seq_status()'s answer (0 on timeout). */
 int spool_wait_durable(struct spool *sp, uint64_t seq, uint32_t timeout_ms);

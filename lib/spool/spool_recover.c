@@ -174,6 +174,9 @@ scan_segment(struct spool *sp, const struct found *f, bool last, uint64_t *prev_
 		struct spool_idx e = { .seq = rh.seq, .off = (uint32_t)off, .len = len };
 		if ((rc = spool_idx_push(g, &e)) < 0)
 			break;
+		if (sp->cfg.on_recovered != NULL && (rh.flags & sp->cfg.recover_flags) != 0)
+			sp->cfg.on_recovered(sp->cfg.on_recovered_arg, rh.seq, rh.flags,
+			    b + off + sizeof(rh) + rh.topic_len, rh.payload_len);
 		if (rh.time_ms > g->newest_ms)
 			g->newest_ms = rh.time_ms;
 		if (!g->created_ms)
@@ -233,6 +236,12 @@ scan_segment(struct spool *sp, const struct found *f, bool last, uint64_t *prev_
 		sp->c[SPOOL_C_corrupt_records]++;
 		sp->c[SPOOL_C_corrupt_bytes] += tail;
 		log_err("spool: %s: %" PRIu64 " bad bytes at the end skipped", f->name, tail);
+	} else if (last) {
+		/* A process killed between its write and its fdatasync leaves records in the page
+		 * cache only: they are read back here and count as durable from now on (a producer
+		 * is told so when it sends them again), so they must be on disk first. Only the last
+		 * segment of a stream can hold such a write. */
+		sp->io->fdatasync(sp->io_ctx, fd);
 	}
 	g->sealed =
 	    !last || !hdr_ok || bad_spots || g->size != end || g->size >= sp->cfg.segment_bytes;

@@ -56,6 +56,53 @@ def wait_for(fn, timeout_s, interval_s=0.2):
         time.sleep(interval_s)
 
 
+def log_size(path):
+    """The size of a log file now (0 when it does not exist yet): the offset to give wait_log
+    for the lines written after this moment."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_log(path, needle, offset=0, timeout_s=10.0):
+    """The first line of the log at path that contains needle and was written at or after byte
+    offset (see log_size), waiting up to timeout_s for it; None when none came."""
+    def find():
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return None
+        return next((ln for ln in text.splitlines() if needle in ln), None)
+    return wait_for(find, timeout_s)
+
+
+def mqtt_packet(first_byte, body):
+    """One MQTT packet: the fixed header (first byte, remaining length) and body."""
+    n, rl = len(body), bytearray()
+    while True:
+        n, digit = n // 128, n % 128
+        rl.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes([first_byte]) + bytes(rl) + body
+
+
+def mqtt_connect_packet(client_id, clean=True, keepalive_s=60):
+    """A raw MQTT 3.1.1 CONNECT (no will, no credentials)."""
+    cid = client_id.encode()
+    return mqtt_packet(0x10, b"\x00\x04MQTT\x04" + bytes([0x02 if clean else 0x00]) +
+                       keepalive_s.to_bytes(2, "big") + len(cid).to_bytes(2, "big") + cid)
+
+
+def mqtt_subscribe_packet(topic, qos=0, packet_id=1):
+    """A raw MQTT 3.1.1 SUBSCRIBE to one filter."""
+    t = topic.encode()
+    return mqtt_packet(0x82, packet_id.to_bytes(2, "big") + len(t).to_bytes(2, "big") + t +
+                       bytes([qos]))
+
+
 def setns_path(path):
     """Move the calling thread (threads it starts later follow) into the netns at path."""
     libc = ctypes.CDLL(None, use_errno=True)

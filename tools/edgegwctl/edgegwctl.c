@@ -304,6 +304,36 @@ cmd_stats(const struct ctl *c, bool all)
 	return dp_up && ag != NULL ? 0 : 1;
 }
 
+/* devices --json: every device as the table lists them, one object each with its bus: those
+ * polled (their counters and state), then the disabled ones (their reason, "disabled": true). */
+static int
+print_devices_json(json_t *ag)
+{
+	json_t *all = json_array(), *b, *d;
+	size_t i, j;
+
+	json_array_foreach(json_object_get(ag, "buses"), i, b)
+	    json_array_foreach(json_object_get(b, "devices"), j, d)
+	{
+		json_t *o = json_deep_copy(d);
+
+		json_object_set(o, "bus", json_object_get(b, "name"));
+		json_object_set_new(o, "disabled", json_false());
+		json_array_append_new(all, o);
+	}
+	json_array_foreach(json_object_get(ag, "disabled_devices"), j, d)
+	{
+		json_t *o = json_deep_copy(d);
+
+		json_object_set_new(o, "disabled", json_true());
+		json_array_append_new(all, o);
+	}
+	print_json(all);
+	json_decref(all);
+	json_decref(ag);
+	return 0;
+}
+
 static int
 cmd_buses(const struct ctl *c, bool devices)
 {
@@ -312,6 +342,8 @@ cmd_buses(const struct ctl *c, bool devices)
 
 	if (ag == NULL)
 		return 1;
+	if (c->json && devices)
+		return print_devices_json(ag);
 	if (c->json) {
 		print_json(json_object_get(ag, "buses"));
 		json_decref(ag);
@@ -550,7 +582,7 @@ static int
 cmd_spool(const struct ctl *c)
 {
 	json_t *a, *b, *sa, *sb, *sp;
-	double t0, t1, rate, live;
+	double t0, t1, rate, live, oldest_age_s;
 	long long oldest, acked0, acked1;
 	struct timespec now;
 	char eta[64];
@@ -575,6 +607,9 @@ cmd_spool(const struct ctl *c)
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	oldest = jint(sp, "oldest_ms");
+	oldest_age_s = oldest
+	    ? (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) / 1000.0
+	    : 0.0;
 	acked0 = jint(sa, "acked");
 	acked1 = jint(sb, "acked");
 	rate = t1 > t0 && acked1 >= acked0 ? (double)(acked1 - acked0) / (t1 - t0) : 0;
@@ -591,12 +626,8 @@ cmd_spool(const struct ctl *c)
 	if (c->json) {
 		json_t *o = json_pack("{s:I,s:I,s:I,s:f,s:f,s:O}", "records", (json_int_t)live,
 		    "bytes", (json_int_t)jint(sp, "bytes_used"), "segments",
-		    (json_int_t)jint(sp, "segments"), "oldest_age_s",
-		    oldest
-			? (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) /
-			    1000.0
-			: 0.0,
-		    "acked_per_s", rate, "spool", sp);
+		    (json_int_t)jint(sp, "segments"), "oldest_age_s", oldest_age_s, "acked_per_s",
+		    rate, "spool", sp);
 
 		print_json(o);
 		json_decref(o);
@@ -606,9 +637,7 @@ cmd_spool(const struct ctl *c)
 	       "segment(s)\n",
 	    live, jint(sp, "bytes_used"), jint(sp, "segments"));
 	if (oldest)
-		printf("oldest: %.1f s old\n",
-		    (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - oldest) /
-			1000.0);
+		printf("oldest: %.1f s old\n", oldest_age_s);
 	printf("drain: %s\n", eta);
 	printf("dropped: QoS 0 %lld, bulk %lld, normal %lld, alarm %lld, expired %lld; refused "
 	       "(full) %lld, (disk full) %lld; failed commits %lld records\n",

@@ -117,6 +117,7 @@ worker_init(struct sim_worker *w, struct sim_run *r, uint32_t idx, uint32_t firs
 	w->tr.fd = -1;
 	w->rng = 2463534242u ^ (idx * 2654435761u);
 	sim_hist_init(&w->hist);
+	sim_hist_init(&w->ack_hist);
 	mqtt_decoder_init(
 	    &w->dec, MQTT_ROLE_CLIENT, o->version, r->in_cap, w->scratch, sizeof(w->scratch));
 	sim_pace_init(&w->connect_pace, o->connect_rate / o->threads, 8, now);

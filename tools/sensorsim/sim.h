@@ -84,7 +84,8 @@ enum sim_state {
 struct sim_inflight {
 	uint16_t pid;
 	uint8_t qos;
-	uint8_t stage; /* QoS 2: 0 awaiting PUBREC, 1 awaiting PUBCOMP */
+	uint8_t stage;    /* QoS 2: 0 awaiting PUBREC, 1 awaiting PUBCOMP */
+	uint64_t sent_ns; /* when the PUBLISH was queued: the ack latency */
 };
 
 #define SIM_RECEIVE_MAX 1024u /* Receive Maximum we announce in a 5.0 CONNECT */
@@ -137,6 +138,7 @@ struct sim_worker {
 	uint8_t scratch[4096];
 	struct sim_stats st;
 	struct sim_hist hist;
+	struct sim_hist ack_hist; /* PUBLISH to its PUBACK (QoS 1) or PUBREC (QoS 2) */
 };
 
 uint64_t sim_now_ns(void);

@@ -15,10 +15,12 @@ per_s(uint64_t n, double s)
 }
 
 static void
-sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, struct sim_hist *h)
+sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, struct sim_hist *h,
+    struct sim_hist *ah)
 {
 	memset(st, 0, sizeof(*st));
 	sim_hist_init(h);
+	sim_hist_init(ah);
 	for (uint32_t i = 0; i < nw; i++) {
 		const struct sim_stats *w = &ws[i].st;
 
@@ -40,6 +42,7 @@ sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, struct sim_h
 		for (int e = 0; e < SIM_ERR_COUNT; e++)
 			st->err[e] += w->err[e];
 		sim_hist_merge(h, &ws[i].hist);
+		sim_hist_merge(ah, &ws[i].ack_hist);
 	}
 }
 
@@ -61,7 +64,7 @@ ingest_s(const struct sim_stats *st, const struct sim_times *t)
 
 static void
 print_text(const struct sim_opts *o, const struct sim_times *t, const struct sim_stats *st,
-    const struct sim_hist *h, uint64_t errs)
+    const struct sim_hist *h, const struct sim_hist *ah, uint64_t errs)
 {
 	printf("sessions %u publishers + %u subscribers, %u thread(s), MQTT %s, %s:%u\n",
 	    o->sessions, o->subscribers, o->threads, o->version == MQTT_V5 ? "5.0" : "3.1.1",
@@ -89,6 +92,10 @@ print_text(const struct sim_opts *o, const struct sim_times *t, const struct sim
 	    (unsigned long)h->count, sim_hist_quantile(h, 0.5) / 1e3,
 	    sim_hist_quantile(h, 0.99) / 1e3, sim_hist_quantile(h, 0.999) / 1e3,
 	    (h->count ? h->max : 0) / 1e3);
+	printf("latency publish->PUBACK/PUBREC (us): n %lu p50 %.1f p99 %.1f p99.9 %.1f max %.1f\n",
+	    (unsigned long)ah->count, sim_hist_quantile(ah, 0.5) / 1e3,
+	    sim_hist_quantile(ah, 0.99) / 1e3, sim_hist_quantile(ah, 0.999) / 1e3,
+	    (ah->count ? ah->max : 0) / 1e3);
 	printf("pings %lu, QoS 0 unconfirmed at the end %lu, QoS 2 id reuse before PUBREL "
 	       "(duplicates by the spec, not counted) %lu, "
 	       "errors %lu\n",
@@ -108,8 +115,17 @@ print_arr(const char *name, const uint64_t v[3])
 }
 
 static void
+print_hist_json(const char *name, const struct sim_hist *h)
+{
+	printf("\"%s\":{\"count\":%lu,\"p50\":%lu,\"p99\":%lu,\"p999\":%lu,\"max\":%lu},", name,
+	    (unsigned long)h->count, (unsigned long)sim_hist_quantile(h, 0.5),
+	    (unsigned long)sim_hist_quantile(h, 0.99), (unsigned long)sim_hist_quantile(h, 0.999),
+	    (unsigned long)(h->count ? h->max : 0));
+}
+
+static void
 print_json(const struct sim_opts *o, const struct sim_times *t, const struct sim_stats *st,
-    const struct sim_hist *h, uint64_t errs)
+    const struct sim_hist *h, const struct sim_hist *ah, uint64_t errs)
 {
 	printf("{\"sessions\":%u,\"subscribers\":%u,\"threads\":%u,\"mqtt\":\"%s\",", o->sessions,
 	    o->subscribers, o->threads, o->version == MQTT_V5 ? "5.0" : "3.1.1");
@@ -125,10 +141,8 @@ print_json(const struct sim_opts *o, const struct sim_times *t, const struct sim
 	printf("\"published_per_s\":%.1f,\"acked_per_s\":%.1f,\"delivered_per_s\":%.1f,",
 	    per_s(total3(st->published), t->run_s), per_s(total3(st->acked), t->run_s),
 	    per_s(total3(st->delivered), t->run_s));
-	printf("\"latency_ns\":{\"count\":%lu,\"p50\":%lu,\"p99\":%lu,\"p999\":%lu,\"max\":%lu},",
-	    (unsigned long)h->count, (unsigned long)sim_hist_quantile(h, 0.5),
-	    (unsigned long)sim_hist_quantile(h, 0.99), (unsigned long)sim_hist_quantile(h, 0.999),
-	    (unsigned long)(h->count ? h->max : 0));
+	print_hist_json("latency_ns", h);
+	print_hist_json("ack_latency_ns", ah);
 	printf("\"pings\":%lu,\"q0_unconfirmed\":%lu,\"dup_qos2\":%lu,\"errors_total\":%lu,"
 	       "\"errors\":{",
 	    (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
@@ -146,17 +160,17 @@ print_json(const struct sim_opts *o, const struct sim_times *t, const struct sim
 int
 sim_report(struct sim_worker *ws, uint32_t nw, const struct sim_opts *o, const struct sim_times *t)
 {
-	static struct sim_hist h;
+	static struct sim_hist h, ah;
 	struct sim_stats st;
 	uint64_t errs = 0;
 
-	sum_stats(ws, nw, &st, &h);
+	sum_stats(ws, nw, &st, &h, &ah);
 	for (int e = 0; e < SIM_ERR_COUNT; e++)
 		errs += st.err[e];
 	if (!o->quiet)
-		print_text(o, t, &st, &h, errs);
+		print_text(o, t, &st, &h, &ah, errs);
 	if (o->json)
-		print_json(o, t, &st, &h, errs);
+		print_json(o, t, &st, &h, &ah, errs);
 	fflush(stdout);
 	return 0;
 }

@@ -313,7 +313,8 @@ put_publish(struct sim_worker *w, struct sim_session *s, uint64_t now)
 		s->q0_open++;
 		s->q0_unconfirmed++;
 	} else {
-		s->fl[s->n_fl++] = (struct sim_inflight){ .pid = p.packet_id, .qos = p.qos };
+		s->fl[s->n_fl++] =
+		    (struct sim_inflight){ .pid = p.packet_id, .qos = p.qos, .sent_ns = now };
 		SIM_INC(w->st.inflight);
 	}
 	return 0;
@@ -512,7 +513,8 @@ on_pubrel(struct sim_worker *w, struct sim_session *s, const struct mqtt_ack *a)
 
 /* PUBACK, PUBREC, PUBCOMP for our publishes. */
 static void
-on_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t, const struct mqtt_ack *a)
+on_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t, const struct mqtt_ack *a,
+    uint64_t now)
 {
 	uint8_t qos = t == MQTT_PUBACK ? 1 : 2, stage = t == MQTT_PUBCOMP ? 1 : 0;
 	struct sim_inflight *f = fl_find(s, a->packet_id, qos, stage);
@@ -527,6 +529,8 @@ on_ack(struct sim_worker *w, struct sim_session *s, enum mqtt_type t, const stru
 		fl_remove(w, s, f);
 		return;
 	}
+	if (t != MQTT_PUBCOMP) /* the broker took it: PUBACK, or PUBREC for QoS 2 */
+		sim_hist_record(&w->ack_hist, now >= f->sent_ns ? now - f->sent_ns : 0);
 	if (t == MQTT_PUBREC) {
 		f->stage = 1;
 		send_ack(w, s, MQTT_PUBREL, a->packet_id);
@@ -557,7 +561,7 @@ on_packet(struct sim_worker *w, struct sim_session *s, struct mqtt_packet *p, ui
 	case MQTT_PUBACK:
 	case MQTT_PUBREC:
 	case MQTT_PUBCOMP:
-		on_ack(w, s, p->type, &p->ack);
+		on_ack(w, s, p->type, &p->ack, now);
 		break;
 	case MQTT_PUBREL:
 		on_pubrel(w, s, &p->ack);

@@ -51,8 +51,8 @@ mq_cursor(const struct tcp_lcore *tl, const struct tcp_mq *q)
 /* The queue's head changed from old_head (or it was empty): carry the cursor over, less the
  * dropped bytes, or clear it when its mbuf went. */
 static void
-mq_cursor_moved(const struct tcp_lcore *tl, struct tcp_mq *q, struct mq_cursor cur,
-    uint32_t dropped)
+mq_cursor_moved(
+    const struct tcp_lcore *tl, struct tcp_mq *q, struct mq_cursor cur, uint32_t dropped)
 {
 	if (q->head == NULL)
 		return;
@@ -292,8 +292,8 @@ tcp_mq_take(struct tcp_lcore *tl, struct tcp_mq *q, int qi, uint32_t max)
  * mbuf holding the last byte copied.
  */
 int
-tcp_mq_copy_out(const struct tcp_lcore *tl, struct tcp_mq *q, uint32_t off, uint32_t len,
-    uint8_t *dst)
+tcp_mq_copy_out(
+    const struct tcp_lcore *tl, struct tcp_mq *q, uint32_t off, uint32_t len, uint8_t *dst)
 {
 	struct rte_mbuf *s = q->head;
 	struct mq_cursor *cur;

@@ -33,9 +33,9 @@ struct seg_out {
 	uint8_t flags;
 	uint16_t win; /* as it goes on the wire */
 	uint8_t optlen;
-	struct tcp_mq *q;       /* payload source (send queue) */
-	uint32_t off, len;      /* payload: offset into q and length */
-	uint8_t opts[40];       /* last: memset up to here clears everything else */
+	struct tcp_mq *q;  /* payload source (send queue) */
+	uint32_t off, len; /* payload: offset into q and length */
+	uint8_t opts[40];  /* last: memset up to here clears everything else */
 };
 
 static uint32_t

@@ -72,8 +72,8 @@ dp_tx_enqueue(struct dp_lcore *l, struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		return;
 	}
-	th = rte_pktmbuf_mtod_offset(m, const struct rte_tcp_hdr *,
-	    sizeof(*eh) + sizeof(struct rte_ipv4_hdr));
+	th = rte_pktmbuf_mtod_offset(
+	    m, const struct rte_tcp_hdr *, sizeof(*eh) + sizeof(struct rte_ipv4_hdr));
 	i = rte_be_to_cpu_16(th->dst_port) - 1024u;
 	last_seq = rte_be_to_cpu_32(th->sent_seq);
 	n_out++;

@@ -83,9 +83,9 @@ def test():
         lab.run("kill", "agent")
         new = read_int(lab.runtime("agent.pid"))
         check(new != old and pid_alive(new), "kill agent: pid %d replaced by %d" % (old, new))
-        with open(lab.runtime("agent.log")) as f:
-            tail = f.read()[read_int(lab.runtime("agent.logpos")):]
-        check("mqtt: connected" in tail, "the restarted agent connected to the cloud broker")
+        check(labtest.wait_log(lab.runtime("agent.log"), "mqtt: connected",
+                               read_int(lab.runtime("agent.logpos")), 0),
+              "the restarted agent connected to the cloud broker")
         check(read_int(lab.runtime("agent.restarts")) == 1,
               "the supervisor counted one agent restart")
 

@@ -169,14 +169,12 @@ def ctl(lab, *args):
 # ctl/# at QoS 1, print "ready", then wait until the broker closes the connection: "closed".
 WATCHER = r"""
 import socket, sys
+sys.path.insert(0, sys.argv[2])
+import labtest
 s = socket.create_connection((sys.argv[1], 1883), timeout=60)
-cid = b"ctl-watch"
-var = b"\x00\x04MQTT\x04\x00\x00\x3c" + len(cid).to_bytes(2, "big") + cid
-s.sendall(bytes([0x10, len(var)]) + var)
+s.sendall(labtest.mqtt_connect_packet("ctl-watch", clean=False))
 assert s.recv(4) == b"\x20\x02\x00\x00"
-t = b"ctl/#"
-var = b"\x00\x01" + len(t).to_bytes(2, "big") + t + b"\x01"
-s.sendall(bytes([0x82, len(var)]) + var)
+s.sendall(labtest.mqtt_subscribe_packet("ctl/#", qos=1))
 assert s.recv(5)[:1] == b"\x90"
 print("ready", flush=True)
 while True:
@@ -192,7 +190,7 @@ print("closed", flush=True)
 def edgegwctl_broker(lab):
     """edgegwctl sessions, subscriptions, retained (and delete), publish, kick (and --purge)
     against a client the test runs in the sensors' namespace."""
-    w = lab.sensors_popen(sys.executable, "-c", WATCHER, labtest.GW, stdout=subprocess.PIPE,
+    w = lab.sensors_popen(sys.executable, "-c", WATCHER, labtest.GW, labtest.HERE, stdout=subprocess.PIPE,
                           text=True)
     try:
         check(w.stdout.readline().strip() == "ready", "the watcher is connected and subscribed")
@@ -259,14 +257,12 @@ def edgegwctl(lab):
     check(r.returncode == 0 and re.search(r"^hall2-gateway +yes ", r.stdout, re.M),
           "edgegwctl buses: %r" % r.stdout[:300])
     # reload: SIGHUP to both (no systemd here); each logs its reload
+    start = labtest.log_size(lab.runtime("agent.log"))
     r = ctl(lab, "reload")
     check(r.returncode == 0 and "dataplane: SIGHUP sent" in r.stdout and
           "agent: SIGHUP sent" in r.stdout, "edgegwctl reload: %r" % (r.stdout + r.stderr))
-
-    def reloaded():
-        with open(lab.runtime("agent.log")) as f:
-            return "reload: " in f.read()
-    check(labtest.wait_for(reloaded, 15), "the agent logged its reload")
+    check(labtest.wait_log(lab.runtime("agent.log"), "reload: ", start, 15),
+          "the agent logged its reload")
     check(lab.dataplane_alive(), "the dataplane lives through SIGHUP")
     r = ctl(lab, "spool")
     check(r.returncode == 0 and re.search(r"^spool: \d+ records not yet acknowledged", r.stdout, re.M)
@@ -302,6 +298,19 @@ def test():
         check(("edgegw_agent_device_lateness_max_seconds", (("bus", "rs485-1"),
                                                              ("device", "main-meter"))) in s0,
               "a GAUGE of stats.def is a gauge, without a class")
+        # the channel between the dataplane and the agent, from both ends
+        sc = [s0]
+
+        def chan_up():
+            sc[0] = parse_exposition(scrape(lab))
+            return (value(sc[0], "edgegw_agent_dpchan_connected_lcores") or 0) >= 1
+        check(labtest.wait_for(chan_up, 20, 0.5), "the agent's channel: a dataplane lcore connected"
+              " (edgegw_agent_dpchan_connected_lcores %s)"
+              % value(sc[0], "edgegw_agent_dpchan_connected_lcores"))
+        check((value(sc[0], "edgegw_dataplane_dpchan_connects_total", **{"class": "info"}) or 0)
+              >= 1, "the dataplane's end of the channel: connected (class=\"info\")")
+        check(value(sc[0], "edgegw_agent_dpchan_sink_fail_total", **{"class": "error"}) == 0,
+              "the agent's channel: no record refused by the store")
         log("first scrape: %d samples, %d bytes" % (len(s0), len(text)))
         # every metric the Grafana dashboard names is served
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -149,6 +149,24 @@ def write_config(path, text):
         f.write(text)
 
 
+def agent_section(out, stats, stats_interval="200ms", profiles_dir=None, topic_prefix="site",
+                  jsonl_extra="", more=""):
+    """The head of the `agent:` section the tests share, up to and with `  buses:`: first more
+    (lines of the test's own keys, each ending in a newline), then the profiles (this folder's
+    by default), the topic prefix (None: none), a state directory next to out, the JSON-lines
+    uplink into out (jsonl_extra: more of its keys, as ", commands: FIFO") and the stats file."""
+    prefix = f"  topic_prefix: {topic_prefix}\n" if topic_prefix else ""
+    return (f"agent:\n"
+            f"{more}"
+            f"  profiles_dir: {profiles_dir or os.path.join(HERE, 'profiles')}\n"
+            f"{prefix}"
+            f"  state_dir: {os.path.dirname(out)}/state\n"
+            f"  uplink: jsonl\n"
+            f"  jsonl: {{path: {out}{jsonl_extra}}}\n"
+            f"  stats: {{file: {stats}, interval: {stats_interval}}}\n"
+            f"  buses:\n")
+
+
 def start_mosquitto(d, port):
     conf = os.path.join(d, "mosquitto-%d.conf" % port)
     with open(conf, "w") as f:

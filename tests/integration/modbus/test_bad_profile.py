@@ -18,15 +18,8 @@ BROKEN = "name: broken\npoints:\n  - {name: x, function: holding, address: 0, ty
 
 
 def config(out, stats, pdir, mport, hport):
-    return f"""
-agent:
-  profiles_dir: {pdir}
-  state_dir: {os.path.dirname(out)}/state
-  uplink: jsonl
-  jsonl: {{path: {out}}}
-  stats: {{file: {stats}, interval: 200ms}}
-  metrics: {{listen: 127.0.0.1:{hport}}}
-  buses:
+    return "\n" + h.agent_section(out, stats, profiles_dir=pdir, topic_prefix=None,
+                                  more=f"  metrics: {{listen: 127.0.0.1:{hport}}}\n") + f"""\
     - name: plc
       type: tcp
       host: 127.0.0.1
@@ -88,6 +81,13 @@ def main(agent, ctl):
     rows = {l.split()[1]: l for l in r.stdout.splitlines()[1:] if l.strip()}
     h.check(r.returncode == 0 and "gw1" in rows and "disabled: profile 'broken'" in rows.get("gw2", ""),
             f"edgegwctl devices: {r.stdout!r} {r.stderr!r}")
+    r = subprocess.run([ctl, "-a", f"127.0.0.1:{hport}", "--json", "devices"], capture_output=True,
+                       text=True, timeout=10)
+    devs = {x["name"]: x for x in json.loads(r.stdout)} if r.returncode == 0 else {}
+    h.check(devs.get("gw1", {}).get("disabled") is False and devs["gw1"].get("bus") == "plc" and
+            devs.get("gw2", {}).get("disabled") is True and devs["gw2"].get("bus") == "plc" and
+            devs["gw2"].get("reason", "").startswith("profile 'broken' does not load: "),
+            f"edgegwctl --json devices lists the disabled device with its reason: {r.stdout!r}")
     r = subprocess.run([ctl, "-a", f"127.0.0.1:{hport}", "-t", os.path.join(d, "no-dataplane"),
                         "status"], capture_output=True, text=True, timeout=10)
     h.check("1 device(s) DISABLED" in r.stdout, f"edgegwctl status: {r.stdout!r} {r.stderr!r}")

@@ -29,15 +29,7 @@ def main(agent):
     missing = os.path.join(d, "ttyUSB9")   # appears later
     out, stats = os.path.join(d, "out.jsonl"), os.path.join(d, "stats.json")
     cfg = os.path.join(d, "gateway.yaml")
-    h.write_config(cfg, f"""
-agent:
-  profiles_dir: {h.HERE}/profiles
-  topic_prefix: site
-  state_dir: {d}/state
-  uplink: jsonl
-  jsonl: {{path: {out}}}
-  stats: {{file: {stats}, interval: 200ms}}
-  buses:
+    h.write_config(cfg, h.agent_section(out, stats) + f"""\
     - name: rtu1
       type: rtu
       device: {a}

@@ -25,15 +25,7 @@ def main(agent):
     h.check("ready" in proxy.stdout.readline(), "proxy did not start")
     out, stats = os.path.join(d, "out.jsonl"), os.path.join(d, "stats.json")
     cfg = os.path.join(d, "gateway.yaml")
-    h.write_config(cfg, f"""
-agent:
-  profiles_dir: {h.HERE}/profiles
-  topic_prefix: site
-  state_dir: {d}/state
-  uplink: jsonl
-  jsonl: {{path: {out}}}
-  stats: {{file: {stats}, interval: 500ms}}
-  buses:
+    h.write_config(cfg, h.agent_section(out, stats, "500ms") + f"""\
     - name: rtu1
       type: rtu
       device: {a}

@@ -15,15 +15,7 @@ def main(agent):
     a, b = h.pty_pair(d, "bus")
     h.start_sim(["--rtu", b, "--units", "1"], os.path.join(d, "sim.log"))
     out, stats, cfg = (os.path.join(d, n) for n in ("out.jsonl", "stats.json", "gateway.yaml"))
-    h.write_config(cfg, f"""
-agent:
-  profiles_dir: {h.HERE}/profiles
-  topic_prefix: site
-  state_dir: {d}/state
-  uplink: jsonl
-  jsonl: {{path: {out}}}
-  stats: {{file: {stats}, interval: 200ms}}
-  buses:
+    h.write_config(cfg, h.agent_section(out, stats) + f"""\
     - name: rtu1
       type: rtu
       device: {a}

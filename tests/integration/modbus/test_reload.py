@@ -14,15 +14,8 @@ import harness as h
 
 
 def config(out, stats, pdir, mport, devices, jsonl_extra="", extra=""):
-    return f"""
-agent:{extra}
-  profiles_dir: {pdir}
-  topic_prefix: site
-  state_dir: {os.path.dirname(out)}/state
-  uplink: jsonl
-  jsonl: {{path: {out}{jsonl_extra}}}
-  stats: {{file: {stats}, interval: 200ms}}
-  buses:
+    return "\n" + h.agent_section(out, stats, profiles_dir=pdir, jsonl_extra=jsonl_extra,
+                                  more=extra) + f"""\
     - name: plc
       type: tcp
       host: 127.0.0.1
@@ -46,7 +39,7 @@ def main(agent):
     h.wait_for(lambda: h.points(h.read_jsonl(out), "gw1", "u16"), 5, "first poll")
 
     # a broken config: refused, nothing changes
-    h.write_config(cfg, config(out, stats, pdir, mport, gw1 + gw2, extra="\n  colour: red"))
+    h.write_config(cfg, config(out, stats, pdir, mport, gw1 + gw2, extra="  colour: red\n"))
     p.send_signal(signal.SIGHUP)
     h.wait_for(lambda: "reload:" in open(log).read(), 5, "reload refusal in the log")
     text = open(log).read()

@@ -15,14 +15,7 @@ import harness as h
 
 
 def config(out, stats, pdir, mport, d2_interval):
-    return f"""
-agent:
-  profiles_dir: {pdir}
-  state_dir: {os.path.dirname(out)}/state
-  uplink: jsonl
-  jsonl: {{path: {out}}}
-  stats: {{file: {stats}, interval: 100ms}}
-  buses:
+    return "\n" + h.agent_section(out, stats, "100ms", profiles_dir=pdir, topic_prefix=None) + f"""\
     - name: plc1
       type: tcp
       host: 127.0.0.1

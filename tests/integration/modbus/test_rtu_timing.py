@@ -117,15 +117,7 @@ def main(agent, max_gap0=False):
         "        - {name: %s, unit_id: %d, profile: %s, interval: %dms, timeout: %s, retries: %d}\n"
         % (n, u, p, INTERVAL_S * 1000, "300ms" if u == 7 else "1s", 0 if u == 7 else 3)
         for n, u, p in DEVS)
-    h.write_config(cfg, f"""
-agent:
-  profiles_dir: {prof}
-  topic_prefix: site
-  state_dir: {d}/state
-  uplink: jsonl
-  jsonl: {{path: {out}}}
-  stats: {{file: {stats}, interval: 100ms}}
-  buses:
+    h.write_config(cfg, h.agent_section(out, stats, "100ms", profiles_dir=prof) + f"""\
     - name: rtu1
       type: rtu
       device: {a}

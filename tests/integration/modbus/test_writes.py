@@ -30,16 +30,8 @@ def main(agent):
     out, fifo, stats = (os.path.join(d, n) for n in ("out.jsonl", "cmd.fifo", "stats.json"))
     os.mkfifo(fifo)
     cfg = os.path.join(d, "gateway.yaml")
-    h.write_config(cfg, f"""
-agent:
-  profiles_dir: {h.HERE}/profiles
-  topic_prefix: site
-  state_dir: {d}/state
-  uplink: jsonl
-  jsonl: {{path: {out}, commands: {fifo}}}
-  commands: {{topic: site/cmd}}
-  stats: {{file: {stats}, interval: 200ms}}
-  buses:
+    h.write_config(cfg, h.agent_section(out, stats, jsonl_extra=f", commands: {fifo}",
+                                        more="  commands: {topic: site/cmd}\n") + f"""\
     - name: rtu1
       type: rtu
       device: {a}

@@ -24,9 +24,7 @@ def mqtt_connect(client_id):
     """A raw MQTT 3.1.1 CONNECT (clean session, keepalive 60 s); returns the socket once the
     CONNACK said 0."""
     s = labtest.connect(1883)
-    cid = client_id.encode()
-    var = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
-    s.sendall(bytes([0x10, len(var)]) + var)
+    s.sendall(labtest.mqtt_connect_packet(client_id))
     ack = recv_exact(s, 4)
     check(ack == b"\x20\x02\x00\x00", "%s: CONNACK accepted (%r)" % (client_id, ack))
     return s
@@ -78,28 +76,18 @@ def reload_with(lab, edits):
         text = text.replace(old, new, 1)
     with open(path, "w") as f:
         f.write(text)
-    with open(lab.runtime("dataplane.log")) as f:
-        start = len(f.read())
+    start = labtest.log_size(lab.runtime("dataplane.log"))
     os.kill(lab.dataplane_pid(), signal.SIGHUP)
-    line = []
-
-    def logged():
-        with open(lab.runtime("dataplane.log")) as f:
-            for ln in f.read()[start:].splitlines():
-                if "reload: " in ln:
-                    line.append(ln)
-                    return True
-        return False
-    check(labtest.wait_for(logged, 10), "the dataplane logged its reload")
-    return line[0]
+    line = labtest.wait_log(lab.runtime("dataplane.log"), "reload: ", start, 10)
+    check(line, "the dataplane logged its reload")
+    return line
 
 
 def sys_clients_connected(want, timeout_s):
     """Subscribe to $SYS/broker/clients/connected and read its values until one is want."""
     s = mqtt_connect("sys-watch")
     topic = b"$SYS/broker/clients/connected"
-    var = b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x00"
-    s.sendall(bytes([0x82, len(var)]) + var)
+    s.sendall(labtest.mqtt_subscribe_packet(topic.decode()))
     s.settimeout(timeout_s)
     seen = []
     try:

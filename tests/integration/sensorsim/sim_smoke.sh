@@ -47,6 +47,8 @@ for q in (1, 2):
 check(r["delivered"][0] > 0, "QoS 0 deliveries")
 check(r["latency_ns"]["count"] == sum(r["delivered"]), "a latency sample per delivery")
 check(r["latency_ns"]["p50"] > 0 and r["latency_ns"]["p99"] >= r["latency_ns"]["p50"], "latency quantiles ordered")
+check(r["ack_latency_ns"]["count"] == r["acked"][1] + r["acked"][2], "an ack latency sample per QoS 1/2 publish")
+check(r["ack_latency_ns"]["p99"] >= r["ack_latency_ns"]["p50"] > 0, "ack latency quantiles ordered")
 check(r["errors_total"] == 0, "no errors: %s" % r["errors"])
 print("ok: MQTT", r["mqtt"], "published", r["published"], "delivered", r["delivered"])
 ' || exit 1

@@ -314,6 +314,47 @@ test_every_error_reported(void **state)
 		    "%zu errors, want %zu:\n%s", lines + 1, sizeof(want) / sizeof(want[0]), err);
 }
 
+/* Issue 18: a device whose failing poll ((1 + retries) x timeout) outlasts its own interval, or
+ * another device's on its bus, is a warning at its file:line:col, not an error; a device
+ * within every interval and a disabled one are not. */
+static void
+test_slow_device_warns(void **state)
+{
+	static const char text[] =
+	    "agent:\n"                           /* 1 */
+	    "  profiles_dir: " PROFILES_DIR "\n" /* 2 */
+	    "  uplink: jsonl\n"                  /* 3 */
+	    "  buses:\n"                         /* 4 */
+	    "    - name: t\n"                    /* 5 */
+	    "      type: tcp\n"                  /* 6 */
+	    "      host: h\n"                    /* 7 */
+	    "      devices:\n"                   /* 8 */
+	    "        - {name: fast, unit_id: 1, profile: eastron-sdm120, interval: 1s, "
+	    "timeout: 300ms, retries: 2}\n" /* 9: 900 ms, fine */
+	    "        - {name: late, unit_id: 2, profile: eastron-sdm120, interval: 1s, "
+	    "timeout: 400ms, retries: 2}\n" /* 10: 1200 ms > its own 1 s */
+	    "        - {name: slow, unit_id: 3, profile: eastron-sdm120, interval: 10s, "
+	    "timeout: 600ms, retries: 1}\n" /* 11: 1200 ms > fast's 1 s */
+	    "        - {name: off, unit_id: 4, profile: nosuch, interval: 1s, timeout: 5s}\n";
+	struct agent_config c;
+	char err[1024];
+	size_t lines = 0;
+
+	(void)state;
+	assert_int_equal(agent_config_parse_string_mode(
+			     "gw.yaml", text, strlen(text), false, &c, err, sizeof(err)),
+	    0);
+	if (strstr(c.warnings, "gw.yaml:10:11: device 'late': ") == NULL ||
+	    strstr(c.warnings, "longer than its interval (1000 ms)") == NULL ||
+	    strstr(c.warnings, "gw.yaml:11:11: device 'slow': ") == NULL ||
+	    strstr(c.warnings, "interval of device 'fast' (1000 ms)") == NULL)
+		fail_msg("warnings:\n%s", c.warnings);
+	for (const char *p = c.warnings; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	assert_int_equal(lines, 1); /* two warnings: not fast, not off */
+	agent_config_free(&c);
+}
+
 /* What a reload keeps: a bus is the same when nothing it polls with changed. */
 static void
 test_bus_same(void **state)
@@ -395,6 +436,7 @@ main(void)
 		cmocka_unit_test(test_bad_profile_strict),
 		cmocka_unit_test(test_missing_profile_strict),
 		cmocka_unit_test(test_every_error_reported),
+		cmocka_unit_test(test_slow_device_warns),
 		cmocka_unit_test(test_bus_same),
 		cmocka_unit_test(test_profile_same),
 	};

@@ -90,6 +90,9 @@ test_up(void **state)
 			   "\"mbufs_in_use\": 3}",
 	    0, NULL);
 	s.broker = json_loads("{\"PUB_RX\": 42}", 0, NULL);
+	s.dpchan = json_loads("{\"RECS_TX\": 17, \"SEND_FAIL\": 2}", 0, NULL);
+	s.dpchan_describe = json_loads("{\"RECS_TX\": \"records sent to the agent\"}", 0, NULL);
+	s.dpchan_kinds = json_loads("{\"RECS_TX\": \"info\", \"SEND_FAIL\": \"error\"}", 0, NULL);
 	t = render(&s);
 	assert_non_null(strstr(t, "edgegw_dataplane_up 1\n"));
 	assert_non_null(strstr(t,
@@ -117,6 +120,12 @@ test_up(void **state)
 	    "# TYPE edgegw_broker_pub_rx_total counter\n"
 	    "edgegw_broker_pub_rx_total{class=\"info\"} 42\n"));
 	assert_null(strstr(t, "mem_mbufs_in_use"));
+	/* the dataplane's end of the channel to the agent (/edgegw/dpchan) */
+	assert_non_null(strstr(t,
+	    "# HELP edgegw_dataplane_dpchan_recs_tx_total records sent to the agent\n"
+	    "# TYPE edgegw_dataplane_dpchan_recs_tx_total counter\n"
+	    "edgegw_dataplane_dpchan_recs_tx_total{class=\"info\"} 17\n"));
+	assert_non_null(strstr(t, "edgegw_dataplane_dpchan_send_fail_total{class=\"error\"} 2\n"));
 	free(t);
 	dp_scrape_free(&s);
 }

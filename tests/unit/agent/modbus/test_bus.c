@@ -393,20 +393,54 @@ test_exceptions_by_code(void **state)
 	assert_int_equal(count_msgs("\"quality\":\"stale\""), 6);
 }
 
+/* A fresh state directory (dir is a mkdtemp template) for the bus under test. */
+static void
+state_dir_make(char *dir)
+{
+	assert_non_null(mkdtemp(dir));
+	snprintf(R.bus.state_dir, sizeof(R.bus.state_dir), "%s", dir);
+}
+
+/* The state file of device "dev" on bus b1 under dir holds the line needle. */
+static void
+assert_state_file_has(const char *dir, const char *needle)
+{
+	char path[600], text[256] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/modbus/b1.dev.state", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+	fclose(f);
+	assert_non_null(strstr(text, needle));
+}
+
+/* Removes what state_dir_make made and the bus wrote there. */
+static void
+state_dir_remove(const char *dir)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/modbus/b1.dev.state", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/modbus", dir);
+	rmdir(path);
+	rmdir(dir);
+}
+
 /* A device that serves only some tables (here no coils: exception 1 to FC1): learnt at the
  * first refusal, said once, kept in the state file, and the coil is not asked for again; the
  * other tables go on being read. */
 static void
 test_learns_an_unsupported_function(void **state)
 {
-	char dir[] = "/tmp/test_bus.XXXXXX", path[600], text[256] = "";
+	char dir[] = "/tmp/test_bus.XXXXXX";
 	struct fake_req log[256];
 	size_t n, fc1 = 0;
-	FILE *f;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(R.bus.state_dir, sizeof(R.bus.state_dir), "%s", dir);
+	state_dir_make(dir);
 	device("dev", UNIT_A, profile(every_table), 20, 1);
 	fake_set_no_function(MB_FN_COIL, true);
 	fake_set(MB_FN_HOLDING, 0, 7);
@@ -423,12 +457,7 @@ test_learns_an_unsupported_function(void **state)
 	assert_int_equal(fc1, 1); /* asked once, never again */
 	assert_true(logged(UNIT_A, 3, 0) && logged(UNIT_A, 2, 0) && logged(UNIT_A, 4, 10));
 	assert_non_null(find_msg("/h0 ", "\"value\":7,"));
-	snprintf(path, sizeof(path), "%s/modbus/b1.dev.state", dir);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
-	fclose(f);
-	assert_non_null(strstr(text, "no_function coil"));
+	assert_state_file_has(dir, "no_function coil");
 	/* a restart reads the state: the coil is not asked for at all */
 	mb_bus_destroy(R.b);
 	R.b = NULL;
@@ -439,10 +468,7 @@ test_learns_an_unsupported_function(void **state)
 	mb_bus_stop(R.b);
 	assert_false(logged(UNIT_A, 1, 0));
 	assert_int_equal(st(0, AGENT_DC_exc_illegal_function), 0);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/modbus", dir);
-	rmdir(path);
-	rmdir(dir);
+	state_dir_remove(dir);
 }
 
 static const char *const four_together =
@@ -524,13 +550,11 @@ static const char *const gap_in_middle =
 static void
 test_learns_a_hole(void **state)
 {
-	char dir[] = "/tmp/test_bus.XXXXXX", path[600], text[256] = "";
+	char dir[] = "/tmp/test_bus.XXXXXX";
 	struct mb_bus_dev_info di;
-	FILE *f;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(R.bus.state_dir, sizeof(R.bus.state_dir), "%s", dir);
+	state_dir_make(dir);
 	device("dev", UNIT_A, profile(gap_in_middle), ONCE_MS, 1);
 	fake_add_hole(MB_FN_HOLDING, 2, 1);
 	fake_set(MB_FN_HOLDING, 4, 44);
@@ -549,16 +573,8 @@ test_learns_a_hole(void **state)
 	assert_int_equal(di.nblocks, 2);
 	assert_non_null(find_msg("/d ", "\"value\":44,"));
 	assert_int_equal(count_msgs("\"quality\":\"good\""), 4);
-	snprintf(path, sizeof(path), "%s/modbus/b1.dev.state", dir);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
-	fclose(f);
-	assert_non_null(strstr(text, "hole holding 2 1"));
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/modbus", dir);
-	rmdir(path);
-	rmdir(dir);
+	assert_state_file_has(dir, "hole holding 2 1");
+	state_dir_remove(dir);
 }
 
 static const char *const refused_point =

@@ -48,13 +48,17 @@ h_event(struct fb *b, int kind, uint64_t ref)
 	return e;
 }
 
-static void
-h_message(void *arg, const char *topic, const uint8_t *payload, size_t len)
+static int
+h_message(
+    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
 {
 	struct fb_event *e = h_event(arg, 'm', len);
 
 	(void)payload;
+	(void)retain;
+	e->st = qos;
 	snprintf(e->topic, sizeof(e->topic), "%s", topic);
+	return ((struct fb *)arg)->message_rc;
 }
 
 static int
@@ -202,6 +206,12 @@ fb_copy(struct fb_pkt *p, const struct mqtt_packet *k)
 	case MQTT_SUBSCRIBE:
 		p->packet_id = k->subscribe.packet_id;
 		memcpy(p->topic, k->subscribe.subs[0].filter.s, k->subscribe.subs[0].filter.len);
+		p->n_filters = k->subscribe.n_subs;
+		if (k->subscribe.n_subs > 1) {
+			memcpy(p->filter2, k->subscribe.subs[1].filter.s,
+			    k->subscribe.subs[1].filter.len);
+			p->filter2_qos = k->subscribe.subs[1].qos;
+		}
 		break;
 	case MQTT_PUBACK:
 	case MQTT_PUBREC:

@@ -20,6 +20,9 @@ struct fb_pkt {
 	uint16_t packet_id, keepalive_s;
 	uint32_t session_expiry; /* 5.0 CONNECT property, 0 when absent */
 	char topic[256];         /* PUBLISH topic, SUBSCRIBE's first filter */
+	uint16_t n_filters;      /* SUBSCRIBE */
+	char filter2[256];       /* SUBSCRIBE's second filter, and its QoS */
+	uint8_t filter2_qos;
 	uint32_t payload_len;
 };
 
@@ -27,7 +30,7 @@ struct fb_event {
 	int kind; /* 'p' persist, 's' persist_sync, 'a' acked, 'm' message */
 	uint64_t ref;
 	uint16_t packet_id;
-	int st; /* persist: enum mqttc_msg_state; acked: reason */
+	int st; /* persist: enum mqttc_msg_state; acked: reason; message: QoS */
 	char topic[128];
 };
 
@@ -44,6 +47,7 @@ struct fb {
 	struct fb_event ev[256];
 	int nev;
 	bool fail_persist;
+	int message_rc; /* what the message hook returns (0: the gateway owns it) */
 };
 
 void fb_init(struct fb *b, struct uplink_mqtt_conf *conf);

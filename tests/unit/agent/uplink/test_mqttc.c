@@ -416,6 +416,58 @@ test_downlink_qos2_once(void **state)
 	assert_int_equal(fb_count(&B, 'm'), 3);
 }
 
+/* A QoS 1/2 downlink message is acknowledged only once the gateway owns it (the hook says 0):
+ * one it cannot take gets no PUBACK/PUBREC (the broker sends it again after a reconnect). */
+static void
+test_downlink_acked_once_owned(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	B.message_rc = -ENOBUFS;
+	fb_publish(&B, "site/cmd", "{}", 1, 7, false);
+	fb_publish(&B, "site/cmd", "{}", 2, 8, false);
+	assert_true(fb_quiet(&B)); /* neither PUBACK nor PUBREC */
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	assert_int_equal(cnt()[UPLINK_C_downlink_not_owned], 2);
+	B.message_rc = 0; /* sent again (as after a reconnect): taken now, and acknowledged */
+	fb_publish(&B, "site/cmd", "{}", 2, 8, true);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(p.packet_id, 8);
+	assert_int_equal(B.ev[B.nev - 1].st, 2); /* the hook saw the message's QoS */
+	fb_publish(&B, "site/cmd", "{}", 1, 7, true);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 7);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 0);
+	assert_int_equal(fb_count(&B, 'm'), 4);
+}
+
+/* Filters added with mqttc_subscribe_add() go in the same SUBSCRIBE, at their QoS. */
+static void
+test_downlink_filters_subscribed(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	assert_int_equal(mqttc_subscribe_add(B.c, "site/lab/cmd/plant/#", 2), 0);
+	assert_int_equal(mqttc_subscribe_add(B.c, "site/lab/cmd/plant/#", 2), -EEXIST);
+	assert_int_equal(mqttc_subscribe_add(B.c, "x", 3), -EINVAL);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	fb_connack(&B, 0, false, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_SUBSCRIBE);
+	assert_int_equal(p.n_filters, 2);
+	assert_string_equal(p.topic, "site/cmd");
+	assert_string_equal(p.filter2, "site/lab/cmd/plant/#");
+	assert_int_equal(p.filter2_qos, 2);
+}
+
 static void
 test_refused_publish_is_released(void **state)
 {
@@ -595,6 +647,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restore_after_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_and_receive_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_qos2_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_publish_is_released, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_full_jitter, setup, teardown),

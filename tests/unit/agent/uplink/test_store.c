@@ -3,7 +3,7 @@
  * the cloud through the delivery hooks) and a spool on a temporary directory whose fdatasync can
  * be made to fail: the rules decide (unmatched: -ENOENT), a full spool refuses (-ENOBUFS), a
  * failed commit is reported and its records never sent, records go up only once durable and are
- * released only when acknowledged, QoS 2 phases survive a restart (restored under their packet
+ * released only when acknowledged, QoS 2 phases survive a SIGKILL (restored under their packet
  * id), the uplink's refusals and a full uplink are counted.
  */
 #include <errno.h>
@@ -390,7 +390,7 @@ test_qos2_phase_survives_restart(void **state)
 	/* the client sent the PUBLISH under id 77: mark, commit, then the connection dies */
 	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 77, UPLINK_PHASE_PUBLISHED), 0);
 	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
-	store_close(s);
+	store_abandon(s); /* SIGKILL: nothing committed on the way out */
 	F.n = F.outstanding = 0;
 	s = open_store(0);
 	assert_int_equal(F.n, 1); /* restored by store_start, before any connect */
@@ -401,7 +401,7 @@ test_qos2_phase_survives_restart(void **state)
 	/* PUBREC: released, then the process dies again before PUBCOMP */
 	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 77, UPLINK_PHASE_RELEASED), 0);
 	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
-	store_close(s);
+	store_abandon(s); /* SIGKILL: nothing committed on the way out */
 	F.n = F.outstanding = 0;
 	s = open_store(0);
 	assert_int_equal(F.n, 1);

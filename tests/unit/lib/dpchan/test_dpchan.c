@@ -182,13 +182,14 @@ dp_ready(void *arg)
 	((struct dp *)arg)->ready++;
 }
 
-static void
+static int
 dp_down(void *arg, const struct dpchan_rec *r)
 {
 	assert_int_equal(r->topic_len, 9);
 	assert_memory_equal(r->topic, "cmd/plant", 9);
 	assert_int_equal(r->qos, 1);
 	((struct dp *)arg)->down++;
+	return 1;
 }
 
 static const struct dpchan_client_ops dp_ops = {

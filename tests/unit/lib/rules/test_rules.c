@@ -1,6 +1,7 @@
 /*
  * test_rules.c: lib/rules: the `uplink:` section parsed into rules (defaults when absent, every
- * key, each rejection at its file:line:col), first match wins, cloud topics rendered.
+ * key, each rejection at its file:line:col), first match wins, cloud topics rendered; the
+ * `downlink:` list: cloud topics mapped to local ones (prefix stripped, QoS capped).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -189,6 +190,106 @@ test_errors_at_their_place(void **state)
 	    "t.yaml:4:", "keep");
 }
 
+static void
+down_expect(const struct rules *r, const char *cloud, const char *local)
+{
+	const struct down_rule *d = rules_down_match(r, cloud, strlen(cloud));
+	char buf[128];
+
+	if (local == NULL) {
+		assert_null(d);
+		return;
+	}
+	assert_non_null(d);
+	assert_int_equal(
+	    rules_down_render(r, d, cloud, strlen(cloud), buf, sizeof(buf)), (int)strlen(local));
+	assert_string_equal(buf, local);
+}
+
+static void
+test_downlink_lab_mapping(void **state)
+{
+	struct rules *r;
+
+	(void)state;
+	/* the lab's: site/lab/cmd/plant/# reaches sensors subscribed to cmd/plant/# */
+	assert_int_equal(
+	    parse("uplink:\n  site: lab\n  downlink:\n"
+		  "    - {match: \"site/{site}/cmd/plant/#\", strip: \"site/{site}/\"}\n"
+		  "    - {match: \"site/{site}/cfg/+\", strip: \"site/{site}/cfg/\", "
+		  "topic: \"gw/{site}/{topic}\", max_qos: 1}\n",
+		&r),
+	    0);
+	assert_int_equal(r->n_down, 2);
+	assert_string_equal(r->down[0].match, "site/lab/cmd/plant/#");
+	assert_string_equal(r->down[0].strip, "site/lab/");
+	down_expect(r, "site/lab/cmd/plant/valve1", "cmd/plant/valve1");
+	down_expect(r, "site/lab/cmd/plant/a/b/c", "cmd/plant/a/b/c");
+	down_expect(r, "site/lab/cmd/plant", "cmd/plant"); /* '#' takes the parent level too */
+	down_expect(r, "site/other/cmd/plant/x", NULL);
+	down_expect(r, "site/lab/cmd/plantx", NULL);
+	down_expect(r, "site/lab/cfg/rate", "gw/lab/rate");
+	down_expect(r, "site/lab/cfg/a/b", NULL);
+	/* QoS kept, or capped by max_qos */
+	for (uint8_t q = 0; q <= 2; q++) {
+		assert_int_equal(down_rule_qos(&r->down[0], q), q);
+		assert_int_equal(down_rule_qos(&r->down[1], q), q < 1 ? q : 1);
+	}
+	/* the uplink rules are the default (everything up as is): downlink adds none */
+	assert_int_equal(r->n, 1);
+	rules_free(r);
+	conf_free(doc);
+	/* none by default */
+	assert_int_equal(parse("uplink: {site: lab}\n", &r), 0);
+	assert_int_equal(r->n_down, 0);
+	down_expect(r, "site/lab/cmd/plant/x", NULL);
+	rules_free(r);
+	conf_free(doc);
+}
+
+static void
+test_downlink_render_bounds(void **state)
+{
+	struct rules *r;
+	const struct down_rule *d;
+	char buf[16];
+
+	(void)state;
+	assert_int_equal(
+	    parse("uplink:\n  downlink:\n    - {match: \"c/#\", strip: \"c/\"}\n", &r), 0);
+	d = rules_down_match(r, "c", 1);
+	assert_non_null(d);
+	/* nothing left after strip: not a topic */
+	assert_int_equal(rules_down_render(r, d, "c", 1, buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(
+	    rules_down_render(r, d, "c/0123456789abcdef", 18, buf, sizeof(buf)), -ENAMETOOLONG);
+	assert_int_equal(rules_down_render(r, d, "c/x", 3, buf, sizeof(buf)), 1);
+	rules_free(r);
+	conf_free(doc);
+}
+
+static void
+test_downlink_errors_at_their_place(void **state)
+{
+	(void)state;
+	expect_error("uplink:\n  downlink: {match: a}\n", "t.yaml:2:13", "must be a list");
+	expect_error("uplink:\n  downlink:\n    - {strip: a}\n", "t.yaml:3:7", "needs 'match'");
+	expect_error("uplink:\n  downlink:\n    - {match: \"a/#/b\"}\n", "t.yaml:3:15",
+	    "not a valid MQTT topic filter");
+	expect_error("uplink:\n  downlink:\n    - {match: \"{site}/x\"}\n", "t.yaml:3:15",
+	    "uplink.site is not set");
+	expect_error("uplink:\n  site: s\n  downlink:\n    - {match: \"{host}/x\"}\n",
+	    "t.yaml:4:15", "only placeholder");
+	expect_error("uplink:\n  downlink:\n    - {match: \"a/b/#\", strip: \"b/\"}\n",
+	    "t.yaml:3:31", "not the start of match");
+	expect_error("uplink:\n  downlink:\n    - {match: \"a/+/#\", strip: \"a/+/\"}\n",
+	    "t.yaml:3:31", "must not hold");
+	expect_error("uplink:\n  downlink:\n    - {match: a, max_qos: 3}\n", "t.yaml:3:27", "2");
+	expect_error("uplink:\n  downlink:\n    - {match: a, topic: \"x/#\"}\n", "t.yaml:3:25",
+	    "must not hold");
+	expect_error("uplink:\n  downlink:\n    - {match: a, qos: 1}\n", "t.yaml:3:18", "qos");
+}
+
 int
 main(void)
 {
@@ -198,6 +299,9 @@ main(void)
 		cmocka_unit_test(test_every_key_and_first_match),
 		cmocka_unit_test(test_rules_outlive_the_document),
 		cmocka_unit_test(test_render_bounds),
+		cmocka_unit_test(test_downlink_lab_mapping),
+		cmocka_unit_test(test_downlink_render_bounds),
+		cmocka_unit_test(test_downlink_errors_at_their_place),
 		cmocka_unit_test(test_errors_at_their_place),
 	};
 

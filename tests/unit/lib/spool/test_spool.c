@@ -814,6 +814,86 @@ test_fdatasync_failure(void **state)
 	spool_close(sp);
 }
 
+/* What on_recovered reports at open: the records with a flag asked for, with their payload. */
+struct recovered {
+	uint64_t seq[8];
+	char payload[8][16];
+	unsigned n;
+};
+
+static void
+on_recovered(void *arg, uint64_t seq, uint8_t flags, const uint8_t *p, uint32_t len)
+{
+	struct recovered *r = arg;
+	assert_true(flags & 0x02);
+	assert_true(r->n < 8 && len < 16);
+	r->seq[r->n] = seq;
+	memcpy(r->payload[r->n], p, len);
+	r->payload[r->n++][len] = '\0';
+}
+
+static uint64_t
+append_flags(struct spool *sp, uint8_t flags, const char *payload)
+{
+	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
+		.qos = 2,
+		.flags = flags,
+		.topic = "plant/t",
+		.topic_len = 7,
+		.payload = payload,
+		.payload_len = (uint32_t)strlen(payload) };
+	uint64_t seq = 0;
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	return seq;
+}
+
+/* A producer learns at open which of its records the spool holds (agent/dpchan_store.c: the
+ * dataplane's refs): every intact record with its flag is reported; spool_rec_kept() then says
+ * which count: an acknowledged one does, one whose commit failed (VOID) does not. */
+static void
+test_recovered_records(void **state)
+{
+	(void)state;
+	struct spool_config c;
+	base_cfg(&c);
+	struct spool *sp = open_ok(&c);
+	uint64_t a = append_flags(sp, 0x02, "a");
+	uint64_t plain = append_flags(sp, 0x01, "plain");
+	uint64_t b = append_flags(sp, 0x03, "b");
+	assert_int_equal(spool_commit(sp), 0);
+	/* a failed commit whose bytes stay in the file (it cannot be cut back) */
+	F.sync_fail_at = F.nsync + 1;
+	F.ftruncate_fails = true;
+	uint64_t v = append_flags(sp, 0x02, "void");
+	assert_int_equal(spool_commit(sp), -EIO);
+	F.ftruncate_fails = false;
+	uint64_t d = append_flags(sp, 0x02, "d");
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_ack(sp, a), 0);
+	assert_int_equal(spool_commit(sp), 0);
+	spool_abandon(sp);
+
+	struct recovered r = { 0 };
+	c.recover_flags = 0x02;
+	c.on_recovered = on_recovered;
+	c.on_recovered_arg = &r;
+	sp = open_ok(&c);
+	assert_int_equal(r.n, 4);
+	assert_int_equal(r.seq[0], a);
+	assert_string_equal(r.payload[0], "a");
+	assert_int_equal(r.seq[1], b);
+	assert_int_equal(r.seq[2], v);
+	assert_int_equal(r.seq[3], d);
+	assert_string_equal(r.payload[3], "d");
+	assert_true(spool_rec_kept(sp, a)); /* acknowledged, its segment still there */
+	assert_true(spool_rec_kept(sp, plain));
+	assert_true(spool_rec_kept(sp, b));
+	assert_false(spool_rec_kept(sp, v)); /* VOID: never counted as held */
+	assert_true(spool_rec_kept(sp, d));
+	assert_false(spool_rec_kept(sp, d + 1));
+	spool_close(sp);
+}
+
 static void
 test_drop_policy_order(void **state)
 {
@@ -1135,6 +1215,7 @@ main(void)
 		    test_corrupt_segment_in_the_middle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_refuses_and_keeps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fdatasync_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recovered_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_real_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_policy_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_age_bound, setup, teardown),

@@ -1,0 +1,1089 @@
+/*
+ * persist.c: the broker's state across restarts. Each instance (one per worker lcore) keeps an
+ * append-only journal of what a restart must find again (retained messages, persistent sessions
+ * with their subscriptions, incoming QoS 2 ids awaiting PUBREL, outgoing QoS 1/2 messages queued
+ * or in flight) and, from time to time, a snapshot of all of it that replaces the journal
+ * (compaction). At open, the snapshot then the journal are replayed into the instance.
+ *
+ * Neighbours: the hooks are called from retain.c, session.c, handle_connect.c,
+ * handle_publish.c, handle_subscribe.c and xlcore.c; broker.c writes what was journaled to the
+ * page cache before any packet leaves (conn_send), so nothing a client was told is lost to a
+ * SIGKILL; broker_tick syncs it to disk at most every state_sync_ms (power cuts) and compacts.
+ * Format, promises and costs: docs/broker.md, "State across restarts".
+ *
+ * Files in the state directory, per instance n: broker-<n>.snap and broker-<n>.journal, each a
+ * 32-byte header (magic, version, kind, generation, CRC-32C) and records: a 12-byte header
+ * (CRC-32C over the rest of the header and the body, body length, type) and the body. A journal
+ * whose generation is older than the snapshot's was folded into it already and is ignored. A
+ * record that is cut short or fails its checksum ends the replay there (a torn tail after a
+ * crash), counted PERSIST_TORN and logged; what was read before it is kept.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "broker_int.h"
+#include "log.h"
+
+#define P_MAGIC         "EGWBSTA1"
+#define P_VERSION       1u
+#define P_KIND_JOURNAL  1u
+#define P_KIND_SNAPSHOT 2u
+#define P_FILE_HDR      32u
+#define P_REC_HDR       12u
+#define P_REC_MAX       (64u << 20)
+#define P_COMPACT_MIN   (4u << 20) /* journal bytes before a compaction is considered */
+#define P_SYNC_MS_DEF   1000u
+#define P_PATH_MAX      300u
+
+enum p_type {
+	P_RETAIN = 1, /* msg */
+	P_RETAIN_DEL, /* topic */
+	P_SESS,       /* id, expiry_s, subscriptions: replaces what the session had */
+	P_SESS_DEL,   /* id */
+	P_RXQ2,       /* id, pid, add */
+	P_MSG,        /* id, did, pid, state, qos, retain, sub_id, msg */
+	P_MSG_STATE,  /* id, did, pid, state */
+	P_MSG_DEL,    /* id, did */
+};
+
+struct broker_persist {
+	int fd; /* the journal */
+	uint32_t inst, sync_ms;
+	uint64_t gen;
+	uint8_t *buf; /* records not written yet */
+	size_t len, cap;
+	uint64_t jbytes, snap_bytes; /* the journal's size; the last snapshot's */
+	uint64_t last_sync_ms;
+	bool dirty;     /* written since the last fdatasync */
+	bool replaying; /* the hooks journal nothing while the files are read */
+	bool failed;    /* a write failed: logged once until one works again */
+	char dir[P_PATH_MAX], jpath[P_PATH_MAX], spath[P_PATH_MAX], tpath[P_PATH_MAX];
+};
+
+/* ---- CRC-32C (Castagnoli), bitwise table built once ---- */
+static uint32_t crc_table[256];
+
+static void
+crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+static uint32_t
+crc32c(const void *p, size_t n, uint32_t crc)
+{
+	const uint8_t *b = p;
+
+	crc = ~crc;
+	while (n-- > 0)
+		crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+/* ---- record writer: into a growable buffer ---- */
+struct pbuf {
+	uint8_t *buf;
+	size_t len, cap;
+	bool oom;
+};
+
+static void
+put(struct pbuf *w, const void *p, size_t n)
+{
+	if (w->oom)
+		return;
+	if (w->len + n > w->cap) {
+		size_t cap = w->cap != 0 ? w->cap : 4096;
+		uint8_t *nb;
+
+		while (cap < w->len + n)
+			cap *= 2;
+		if ((nb = realloc(w->buf, cap)) == NULL) {
+			w->oom = true;
+			return;
+		}
+		w->buf = nb;
+		w->cap = cap;
+	}
+	memcpy(w->buf + w->len, p, n);
+	w->len += n;
+}
+
+static void
+put_u8(struct pbuf *w, uint8_t v)
+{
+	put(w, &v, 1);
+}
+static void
+put_u16(struct pbuf *w, uint16_t v)
+{
+	put(w, &v, 2);
+}
+static void
+put_u32(struct pbuf *w, uint32_t v)
+{
+	put(w, &v, 4);
+}
+static void
+put_u64(struct pbuf *w, uint64_t v)
+{
+	put(w, &v, 8);
+}
+static void
+put_str(struct pbuf *w, const char *s, uint16_t n)
+{
+	put_u16(w, n);
+	put(w, s, n);
+}
+
+/* Begin a record: its header is filled in by rec_end. */
+static size_t
+rec_begin(struct pbuf *w, enum p_type t)
+{
+	size_t at = w->len;
+	uint8_t hdr[P_REC_HDR] = { 0 };
+
+	hdr[8] = (uint8_t)t;
+	put(w, hdr, sizeof(hdr));
+	return at;
+}
+
+static void
+rec_end(struct pbuf *w, size_t at)
+{
+	uint32_t len, crc;
+
+	if (w->oom)
+		return;
+	len = (uint32_t)(w->len - at - P_REC_HDR);
+	memcpy(w->buf + at + 4, &len, 4);
+	crc = crc32c(w->buf + at + 4, w->len - at - 4, 0);
+	memcpy(w->buf + at, &crc, 4);
+}
+
+static void
+put_msg(struct pbuf *w, const struct broker_msg *m, uint64_t now_ms)
+{
+	const uint32_t *ids = broker_msg_sub_ids(m);
+
+	put_u8(w, m->qos);
+	put_u8(w, m->retain);
+	put_u64(w, m->expiry_ms == 0 ? 0 : m->expiry_ms > now_ms ? m->expiry_ms - now_ms : 1);
+	put_u8(w, m->has_pfi ? m->pfi : 0xff);
+	put_str(w, m->topic.s, m->topic.len);
+	put_u32(w, m->payload_len);
+	put(w, m->payload, m->payload_len);
+	put_str(w, m->content_type.s, m->content_type.len);
+	put_str(w, m->response_topic.s, m->response_topic.len);
+	put_str(w, m->correlation.s, m->correlation.len);
+	put_u16(w, m->n_user);
+	for (uint16_t i = 0; i < m->n_user; i++) {
+		put_str(w, m->user[i].key.s, m->user[i].key.len);
+		put_str(w, m->user[i].val.s, m->user[i].val.len);
+	}
+	put_u16(w, m->n_sub_ids);
+	for (uint16_t i = 0; i < m->n_sub_ids; i++)
+		put_u32(w, ids[i]);
+}
+
+/* ---- record reader ---- */
+struct preader {
+	const uint8_t *p;
+	size_t n;
+	bool bad;
+};
+
+static const void *
+get(struct preader *r, size_t n)
+{
+	const void *at = r->p;
+
+	if (r->bad || r->n < n) {
+		r->bad = true;
+		return NULL;
+	}
+	r->p += n;
+	r->n -= n;
+	return at;
+}
+
+#define GET_FN(name, type)                          \
+	static type name(struct preader *r)         \
+	{                                           \
+		type v = 0;                         \
+		const void *at = get(r, sizeof(v)); \
+		if (at != NULL)                     \
+			memcpy(&v, at, sizeof(v));  \
+		return v;                           \
+	}
+GET_FN(get_u8, uint8_t)
+GET_FN(get_u16, uint16_t)
+GET_FN(get_u32, uint32_t)
+GET_FN(get_u64, uint64_t)
+
+static struct mqtt_str
+get_str(struct preader *r)
+{
+	uint16_t n = get_u16(r);
+	const char *s = get(r, n);
+
+	return (struct mqtt_str){ s != NULL ? s : "", s != NULL ? n : 0 };
+}
+
+/* A message as put_msg wrote it; NULL when malformed or out of memory. */
+static struct broker_msg *
+get_msg(struct broker *b, struct preader *r)
+{
+	struct mqtt_props props = { 0 };
+	struct mqtt_user_prop user[64];
+	uint32_t ids[64];
+	uint8_t qos = get_u8(r), retain = get_u8(r), pfi;
+	uint64_t expiry_left = get_u64(r);
+	struct mqtt_str topic, ct, rt, corr;
+	struct mqtt_iov pl;
+	uint16_t n_user, n_ids;
+	struct broker_msg *m, *c;
+
+	pfi = get_u8(r);
+	topic = get_str(r);
+	pl.len = get_u32(r);
+	pl.base = get(r, pl.len);
+	ct = get_str(r);
+	rt = get_str(r);
+	corr = get_str(r);
+	if ((n_user = get_u16(r)) > 64)
+		r->bad = true;
+	for (uint16_t i = 0; i < n_user && !r->bad; i++) {
+		user[i].key = get_str(r);
+		user[i].val = get_str(r);
+	}
+	if ((n_ids = get_u16(r)) > 64)
+		r->bad = true;
+	for (uint16_t i = 0; i < n_ids && !r->bad; i++)
+		ids[i] = get_u32(r);
+	if (r->bad)
+		return NULL;
+	if (pfi != 0xff)
+		mqtt_props_set_u32(&props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, pfi);
+	if (ct.len > 0)
+		mqtt_props_set_str(&props, MQTT_PROP_CONTENT_TYPE, ct);
+	if (rt.len > 0)
+		mqtt_props_set_str(&props, MQTT_PROP_RESPONSE_TOPIC, rt);
+	if (corr.len > 0)
+		mqtt_props_set_str(&props, MQTT_PROP_CORRELATION_DATA, corr);
+	props.user = user;
+	props.n_user = n_user;
+	if ((m = broker_msg_new(b, topic, &pl, 1, &props, b->now_ms)) == NULL)
+		return NULL;
+	m->qos = qos;
+	m->retain = retain != 0;
+	m->expiry_ms = expiry_left != 0 ? b->now_ms + expiry_left : 0;
+	if (n_ids == 0)
+		return m;
+	c = broker_msg_with_sub_ids(b, m, ids, n_ids);
+	broker_msg_unref(m);
+	return c;
+}
+
+/* ---- files ---- */
+static int
+write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void
+file_hdr(uint8_t hdr[P_FILE_HDR], uint32_t kind, uint64_t gen)
+{
+	uint32_t ver = P_VERSION, crc;
+
+	memset(hdr, 0, P_FILE_HDR);
+	memcpy(hdr, P_MAGIC, 8);
+	memcpy(hdr + 8, &ver, 4);
+	memcpy(hdr + 12, &kind, 4);
+	memcpy(hdr + 16, &gen, 8);
+	crc = crc32c(hdr, 28, 0);
+	memcpy(hdr + 28, &crc, 4);
+}
+
+/* 0 and the generation, -EPROTONOSUPPORT for a newer version, -EINVAL when not ours. */
+static int
+file_hdr_check(const uint8_t *hdr, size_t n, uint32_t kind, uint64_t *gen)
+{
+	uint32_t ver, k, crc;
+
+	if (n < P_FILE_HDR || memcmp(hdr, P_MAGIC, 8) != 0)
+		return -EINVAL;
+	memcpy(&crc, hdr + 28, 4);
+	if (crc != crc32c(hdr, 28, 0))
+		return -EINVAL;
+	memcpy(&ver, hdr + 8, 4);
+	memcpy(&k, hdr + 12, 4);
+	memcpy(gen, hdr + 16, 8);
+	if (ver > P_VERSION)
+		return -EPROTONOSUPPORT;
+	return k == kind ? 0 : -EINVAL;
+}
+
+static int
+fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* Whole file into memory; -ENOENT when absent. */
+static int
+read_file(const char *path, uint8_t **out, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	uint8_t *p;
+	size_t got = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0 || (p = malloc((size_t)st.st_size + 1)) == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	*out = p;
+	*len = got;
+	return 0;
+}
+
+/* ---- the hooks ---- */
+static struct pbuf
+pb_of(struct broker_persist *p)
+{
+	return (struct pbuf){ p->buf, p->len, p->cap, false };
+}
+
+static void
+pb_keep(struct broker *b, struct broker_persist *p, const struct pbuf *w, size_t at)
+{
+	p->buf = w->buf;
+	p->cap = w->cap;
+	if (w->oom) { /* the record is lost: the state on disk is behind memory */
+		broker_count(b, BROKER_C_PERSIST_FAIL);
+		p->len = at;
+		return;
+	}
+	p->len = w->len;
+}
+
+static bool
+journaling(const struct broker *b)
+{
+	return b->persist != NULL && !b->persist->replaying;
+}
+
+static bool
+sess_journaling(const struct broker_session *s)
+{
+	return s->persisted && journaling(s->b);
+}
+
+void
+persist_retain(struct broker *b, const struct broker_msg *m, bool set)
+{
+	struct broker_persist *p = b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!journaling(b))
+		return;
+	w = pb_of(p);
+	at = rec_begin(&w, set ? P_RETAIN : P_RETAIN_DEL);
+	if (set)
+		put_msg(&w, m, b->now_ms);
+	else
+		put_str(&w, m->topic.s, m->topic.len);
+	rec_end(&w, at);
+	pb_keep(b, p, &w, at);
+}
+
+static void
+put_sess(struct pbuf *w, const struct broker_session *s)
+{
+	size_t at = rec_begin(w, P_SESS);
+
+	put_str(w, s->client_id, s->id_len);
+	put_u32(w, s->expiry_s);
+	put_u32(w, s->n_subs);
+	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess) {
+		put_str(w, sub->filter, sub->filter_len);
+		put_u8(w, sub->qos);
+		put_u8(w, (uint8_t)(sub->no_local | sub->rap << 1));
+		put_u32(w, sub->sub_id);
+	}
+	rec_end(w, at);
+}
+
+static void
+put_id_rec(struct pbuf *w, enum p_type t, const struct broker_session *s)
+{
+	size_t at = rec_begin(w, t);
+
+	put_str(w, s->client_id, s->id_len);
+	rec_end(w, at);
+}
+
+static void
+put_msg_rec(struct pbuf *w, const struct broker_session *s, uint32_t did, uint16_t pid,
+    uint8_t state, const struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
+{
+	size_t at = rec_begin(w, P_MSG);
+
+	put_str(w, s->client_id, s->id_len);
+	put_u32(w, did);
+	put_u16(w, pid);
+	put_u8(w, state);
+	put_u8(w, qos);
+	put_u8(w, retain);
+	put_u32(w, sub_id);
+	put_msg(w, m, s->b->now_ms);
+	rec_end(w, at);
+}
+
+/* The slots in their send order (resume keeps it). */
+static int
+slot_cmp(const void *a, const void *b)
+{
+	const struct out_slot *x = *(const struct out_slot *const *)a;
+	const struct out_slot *y = *(const struct out_slot *const *)b;
+
+	return (int32_t)(x->seq - y->seq) < 0 ? -1 : (x->seq == y->seq ? 0 : 1);
+}
+
+/* All of a session: what a snapshot holds, and what a session that comes from another
+ * instance (or becomes persistent) writes at once. Every entry gets a new did. */
+static void
+put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
+{
+	struct broker *b = s->b;
+	struct out_slot *order[256], **slots = order;
+	uint16_t n = 0;
+
+	if (del_first)
+		put_id_rec(w, P_SESS_DEL, s);
+	put_sess(w, s);
+	for (uint16_t i = 0; i < s->n_rx_qos2; i++) {
+		size_t at = rec_begin(w, P_RXQ2);
+
+		put_str(w, s->client_id, s->id_len);
+		put_u16(w, s->rx_qos2[i]);
+		put_u8(w, 1);
+		rec_end(w, at);
+	}
+	if (s->inflight != NULL && b->cfg.max_inflight > 256 &&
+	    (slots = calloc(b->cfg.max_inflight, sizeof(*slots))) == NULL) {
+		w->oom = true;
+		return;
+	}
+	for (uint16_t i = 0; s->inflight != NULL && i < b->cfg.max_inflight; i++)
+		if (s->inflight[i].state != SLOT_FREE)
+			slots[n++] = &s->inflight[i];
+	qsort(slots, n, sizeof(*slots), slot_cmp);
+	for (uint16_t i = 0; i < n; i++) {
+		struct out_slot *o = slots[i];
+
+		o->did = ++s->next_did;
+		if (o->msg != NULL) {
+			put_msg_rec(
+			    w, s, o->did, o->pid, o->state, o->msg, o->qos, o->retain, o->sub_id);
+		} else { /* PUBREC came: only the PUBREL is owed, no message is kept */
+			size_t at = rec_begin(w, P_MSG_STATE);
+
+			put_str(w, s->client_id, s->id_len);
+			put_u32(w, o->did);
+			put_u16(w, o->pid);
+			put_u8(w, o->state);
+			rec_end(w, at);
+		}
+	}
+	if (slots != order)
+		free(slots);
+	for (struct qent *q = s->qhead; q != NULL; q = q->next)
+		if (q->qos > 0) {
+			q->did = ++s->next_did;
+			put_msg_rec(
+			    w, s, q->did, 0, SLOT_FREE, q->msg, q->qos, q->retain, q->sub_id);
+		}
+}
+
+void
+persist_session(struct broker_session *s)
+{
+	struct broker *b = s->b;
+	struct broker_persist *p = b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!journaling(b) || (s->expiry_s == 0 && !s->persisted))
+		return;
+	w = pb_of(p);
+	at = w.len;
+	if (s->expiry_s == 0) { /* ends with its connection now: not for a restart */
+		put_id_rec(&w, P_SESS_DEL, s);
+		s->persisted = false;
+	} else if (!s->persisted) {
+		put_session_image(&w, s, true);
+		s->persisted = true;
+	} else {
+		put_sess(&w, s);
+	}
+	pb_keep(b, p, &w, at);
+}
+
+void
+persist_session_image(struct broker_session *s)
+{
+	struct broker_persist *p = s->b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!journaling(s->b) || s->expiry_s == 0)
+		return;
+	w = pb_of(p);
+	at = w.len;
+	put_session_image(&w, s, true);
+	s->persisted = true;
+	pb_keep(s->b, p, &w, at);
+}
+
+void
+persist_session_gone(struct broker_session *s)
+{
+	struct broker_persist *p = s->b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!sess_journaling(s))
+		return;
+	s->persisted = false;
+	w = pb_of(p);
+	at = w.len;
+	put_id_rec(&w, P_SESS_DEL, s);
+	pb_keep(s->b, p, &w, at);
+}
+
+void
+persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
+{
+	struct broker_persist *p = s->b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!sess_journaling(s))
+		return;
+	w = pb_of(p);
+	at = rec_begin(&w, P_RXQ2);
+	put_str(&w, s->client_id, s->id_len);
+	put_u16(&w, pid);
+	put_u8(&w, add);
+	rec_end(&w, at);
+	pb_keep(s->b, p, &w, at);
+}
+
+uint32_t
+persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos, bool retain,
+    uint32_t sub_id, uint16_t pid, uint8_t state)
+{
+	struct broker_persist *p = s->b->persist;
+	uint32_t did;
+	struct pbuf w;
+	size_t at;
+
+	if (!sess_journaling(s) || qos == 0)
+		return 0;
+	if ((did = ++s->next_did) == 0)
+		did = ++s->next_did;
+	w = pb_of(p);
+	at = w.len;
+	put_msg_rec(&w, s, did, pid, state, m, qos, retain, sub_id);
+	pb_keep(s->b, p, &w, at);
+	return did;
+}
+
+void
+persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
+{
+	struct broker_persist *p = s->b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!sess_journaling(s) || did == 0)
+		return;
+	w = pb_of(p);
+	at = rec_begin(&w, state == SLOT_FREE ? P_MSG_DEL : P_MSG_STATE);
+	put_str(&w, s->client_id, s->id_len);
+	put_u32(&w, did);
+	if (state != SLOT_FREE) {
+		put_u16(&w, pid);
+		put_u8(&w, state);
+	}
+	rec_end(&w, at);
+	pb_keep(s->b, p, &w, at);
+}
+
+/* ---- writing out ---- */
+static void
+write_failed(struct broker *b, int err)
+{
+	struct broker_persist *p = b->persist;
+
+	broker_count(b, BROKER_C_PERSIST_FAIL);
+	if (!p->failed)
+		log_err("broker %u: state journal %s: %s (state changes are kept in memory only "
+			"until a write works again)",
+		    p->inst, p->jpath, strerror(-err));
+	p->failed = true;
+}
+
+void
+persist_flush(struct broker *b)
+{
+	struct broker_persist *p = b->persist;
+	int rc;
+
+	if (p == NULL || p->len == 0 || p->fd < 0 || p->replaying)
+		return;
+	if ((rc = write_all(p->fd, p->buf, p->len)) != 0) {
+		write_failed(b, rc);
+	} else {
+		p->failed = false;
+		p->dirty = true;
+		p->jbytes += p->len;
+	}
+	p->len = 0;
+}
+
+struct snap_arg {
+	struct pbuf *w;
+	uint64_t now_ms;
+};
+
+static void
+snapshot_put_retained(void *arg, const struct broker_msg *m)
+{
+	struct snap_arg *a = arg;
+	size_t at = rec_begin(a->w, P_RETAIN);
+
+	put_msg(a->w, m, a->now_ms);
+	rec_end(a->w, at);
+}
+
+/* A new journal generation: the snapshot of everything now (written, synced, renamed over
+ * the old one), then an empty journal of its generation in place of the old. A crash between
+ * the two leaves the old journal, older than the snapshot: ignored at the next open. */
+static int
+compact(struct broker *b)
+{
+	struct broker_persist *p = b->persist;
+	struct pbuf w = { 0 };
+	uint8_t hdr[P_FILE_HDR];
+	uint64_t gen = p->gen + 1;
+	int fd, rc = 0;
+
+	persist_flush(b);
+	file_hdr(hdr, P_KIND_SNAPSHOT, gen);
+	put(&w, hdr, sizeof(hdr));
+	retain_walk(b, snapshot_put_retained, &(struct snap_arg){ &w, b->now_ms });
+	for (uint32_t i = 0; i < b->sess_buckets; i++)
+		for (struct broker_session *s = b->sess_hash[i]; s != NULL; s = s->hnext)
+			if (s->persisted)
+				put_session_image(&w, s, false);
+	if (w.oom) {
+		free(w.buf);
+		return -ENOMEM;
+	}
+	if ((fd = open(p->tpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+		free(w.buf);
+		return -errno;
+	}
+	if ((rc = write_all(fd, w.buf, w.len)) == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(p->tpath, p->spath) != 0)
+		rc = -errno;
+	p->snap_bytes = w.len;
+	free(w.buf);
+	if (rc != 0)
+		return rc;
+	fsync_dir(p->dir);
+	/* the new journal: written aside, then renamed over the old one */
+	file_hdr(hdr, P_KIND_JOURNAL, gen);
+	if ((fd = open(p->tpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -errno;
+	if ((rc = write_all(fd, hdr, sizeof(hdr))) == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	if (rc == 0 && rename(p->tpath, p->jpath) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		close(fd);
+		return rc;
+	}
+	fsync_dir(p->dir);
+	if (p->fd >= 0)
+		close(p->fd);
+	flock(fd, LOCK_EX | LOCK_NB);
+	p->fd = fd;
+	p->gen = gen;
+	p->jbytes = P_FILE_HDR;
+	p->dirty = false;
+	broker_count(b, BROKER_C_PERSIST_COMPACTED);
+	return 0;
+}
+
+void
+persist_tick(struct broker *b, uint64_t now_ms)
+{
+	struct broker_persist *p = b->persist;
+	int rc;
+
+	persist_flush(b);
+	if (p->dirty && now_ms - p->last_sync_ms >= p->sync_ms) {
+		if (fdatasync(p->fd) != 0)
+			write_failed(b, -errno);
+		p->dirty = false;
+		p->last_sync_ms = now_ms;
+		broker_count(b, BROKER_C_PERSIST_SYNC);
+	}
+	if (p->jbytes > P_COMPACT_MIN && p->jbytes > 2 * p->snap_bytes && (rc = compact(b)) != 0) {
+		write_failed(b, rc);
+		p->snap_bytes = p->jbytes; /* try again when it has doubled */
+	}
+}
+
+/* ---- recovery ---- */
+static struct broker_session *
+rec_session(struct broker *b, struct preader *r)
+{
+	struct mqtt_str id = get_str(r);
+
+	return r->bad ? NULL : session_find(b, id.s, id.len);
+}
+
+static void
+replay_sess(struct broker *b, struct preader *r)
+{
+	struct mqtt_str id = get_str(r);
+	uint32_t expiry = get_u32(r), n = get_u32(r);
+	struct broker_session *s;
+
+	if (r->bad)
+		return;
+	if ((s = session_find(b, id.s, id.len)) == NULL &&
+	    (s = session_create(b, id.s, id.len)) == NULL)
+		return;
+	s->expiry_s = expiry;
+	s->expire_at_ms = b->now_ms + (uint64_t)expiry * 1000u;
+	s->persisted = true;
+	session_unsubscribe_all(s);
+	for (uint32_t i = 0; i < n && !r->bad; i++) {
+		struct mqtt_subscription sub = { 0 };
+		uint8_t fl;
+		uint32_t sub_id;
+
+		sub.filter = get_str(r);
+		sub.qos = get_u8(r);
+		fl = get_u8(r);
+		sub_id = get_u32(r);
+		sub.no_local = fl & 1;
+		sub.retain_as_published = (fl >> 1) & 1;
+		if (!r->bad)
+			session_sub_merge(s, &sub, sub_id);
+	}
+}
+
+static void
+replay_msg(struct broker *b, struct preader *r)
+{
+	struct broker_session *s = rec_session(b, r);
+	uint32_t did = get_u32(r), sub_id;
+	uint16_t pid = get_u16(r);
+	uint8_t state = get_u8(r), qos = get_u8(r), retain = get_u8(r);
+	struct broker_msg *m;
+
+	sub_id = get_u32(r);
+	if (r->bad || s == NULL || (m = get_msg(b, r)) == NULL)
+		return;
+	if (did > s->next_did)
+		s->next_did = did;
+	persist_replay_entry(s, m, did, pid, state, qos, retain != 0, sub_id);
+	broker_msg_unref(m);
+}
+
+static void
+replay_msg_state(struct broker *b, struct preader *r, bool del)
+{
+	struct broker_session *s = rec_session(b, r);
+	uint32_t did = get_u32(r);
+	uint16_t pid = del ? 0 : get_u16(r);
+	uint8_t state = del ? SLOT_FREE : get_u8(r);
+
+	if (r->bad || s == NULL)
+		return;
+	if (did > s->next_did)
+		s->next_did = did;
+	persist_replay_state(s, did, pid, state);
+}
+
+static void
+replay_one(struct broker *b, uint8_t type, struct preader *r)
+{
+	struct broker_session *s;
+	struct broker_msg *m;
+
+	switch (type) {
+	case P_RETAIN:
+		if ((m = get_msg(b, r)) != NULL) {
+			retain_set(b, m);
+			broker_msg_unref(m);
+		}
+		break;
+	case P_RETAIN_DEL: {
+		struct mqtt_str t = get_str(r);
+		struct mqtt_iov none = { NULL, 0 };
+
+		if (!r->bad && (m = broker_msg_new(b, t, &none, 0, NULL, b->now_ms)) != NULL) {
+			retain_set(b, m); /* an empty payload clears */
+			broker_msg_unref(m);
+		}
+		break;
+	}
+	case P_SESS:
+		replay_sess(b, r);
+		break;
+	case P_SESS_DEL:
+		if ((s = rec_session(b, r)) != NULL)
+			session_destroy(s);
+		break;
+	case P_RXQ2: {
+		uint16_t pid;
+		uint8_t add;
+
+		s = rec_session(b, r);
+		pid = get_u16(r);
+		add = get_u8(r);
+		if (r->bad || s == NULL)
+			break;
+		if (add)
+			session_rx_qos2_add(s, pid);
+		else
+			for (uint16_t i = 0; i < s->n_rx_qos2; i++)
+				if (s->rx_qos2[i] == pid) {
+					s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
+					break;
+				}
+		break;
+	}
+	case P_MSG:
+		replay_msg(b, r);
+		break;
+	case P_MSG_STATE:
+	case P_MSG_DEL:
+		replay_msg_state(b, r, type == P_MSG_DEL);
+		break;
+	default: /* a type from a newer version of the same format: skipped */
+		break;
+	}
+}
+
+/* Replay the records of one file after its header; the bytes that were good. */
+static size_t
+replay_file(struct broker *b, const uint8_t *buf, size_t len, const char *path, uint32_t *n)
+{
+	size_t at = P_FILE_HDR;
+
+	*n = 0;
+	while (at < len) {
+		uint32_t crc, rlen;
+
+		if (len - at < P_REC_HDR)
+			break;
+		memcpy(&crc, buf + at, 4);
+		memcpy(&rlen, buf + at + 4, 4);
+		if (rlen > P_REC_MAX || len - at - P_REC_HDR < rlen ||
+		    crc != crc32c(buf + at + 4, (size_t)rlen + P_REC_HDR - 4, 0))
+			break;
+		replay_one(b, buf[at + 8], &(struct preader){ buf + at + P_REC_HDR, rlen, false });
+		at += P_REC_HDR + rlen;
+		(*n)++;
+	}
+	if (at < len) {
+		broker_count(b, BROKER_C_PERSIST_TORN);
+		log_warnx("broker %u: %s: %zu bytes after record %u are torn or corrupt (a write "
+			  "cut short by a crash, or damage): the state up to there is kept",
+		    b->persist->inst, path, len - at, *n);
+	}
+	return at;
+}
+
+/* Snapshot, then the journal if it is not older than the snapshot. */
+static int
+recover(struct broker *b)
+{
+	struct broker_persist *p = b->persist;
+	uint8_t *buf = NULL;
+	size_t len;
+	uint64_t sgen = 0, jgen = 0;
+	uint32_t ns = 0, nj = 0;
+	bool have_snap = false;
+	int rc;
+
+	p->replaying = true;
+	if ((rc = read_file(p->spath, &buf, &len)) == 0) {
+		if ((rc = file_hdr_check(buf, len, P_KIND_SNAPSHOT, &sgen)) == 0) {
+			have_snap = true;
+			replay_file(b, buf, len, p->spath, &ns);
+		}
+		free(buf);
+		if (rc == -EPROTONOSUPPORT)
+			goto out;
+		if (rc != 0) {
+			broker_count(b, BROKER_C_PERSIST_TORN);
+			log_warnx("broker %u: %s is not a broker state snapshot: ignored", p->inst,
+			    p->spath);
+		}
+	} else if (rc != -ENOENT) {
+		goto out;
+	}
+	if ((rc = read_file(p->jpath, &buf, &len)) == 0) {
+		rc = file_hdr_check(buf, len, P_KIND_JOURNAL, &jgen);
+		if (rc == 0 && (!have_snap || jgen >= sgen))
+			replay_file(b, buf, len, p->jpath, &nj);
+		else if (rc == -EINVAL && len > 0) {
+			broker_count(b, BROKER_C_PERSIST_TORN);
+			log_warnx("broker %u: %s has no valid header: ignored", p->inst, p->jpath);
+		}
+		free(buf);
+		if (rc == -EPROTONOSUPPORT)
+			goto out;
+	} else if (rc != -ENOENT) {
+		goto out;
+	}
+	rc = 0;
+	p->gen = sgen > jgen ? sgen : jgen;
+	b->cnt[BROKER_C_PERSIST_RECOVERED] += ns + nj;
+	if (ns + nj > 0)
+		log_info("broker %u: state recovered from %s: %u records (snapshot %u, journal "
+			 "%u), %u sessions, %u retained",
+		    p->inst, p->dir, ns + nj, ns, nj, b->n_sessions, retain_count(b));
+out:
+	p->replaying = false;
+	if (rc == -EPROTONOSUPPORT)
+		log_err("broker %u: the state in %s was written by a newer version: left "
+			"untouched, not started",
+		    p->inst, p->dir);
+	return rc;
+}
+
+int
+broker_persist_open(
+    struct broker *b, const char *dir, uint32_t instance, uint32_t sync_ms, uint64_t now_ms)
+{
+	struct broker_persist *p;
+	int lockfd, rc;
+
+	if (b->persist != NULL || dir == NULL || dir[0] == '\0')
+		return -EINVAL;
+	if (strlen(dir) > P_PATH_MAX - 32)
+		return -ENAMETOOLONG;
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return -ENOMEM;
+	crc_init();
+	p->fd = -1;
+	p->inst = instance;
+	p->sync_ms = sync_ms != 0 ? sync_ms : P_SYNC_MS_DEF;
+	snprintf(p->dir, sizeof(p->dir), "%s", dir);
+	snprintf(p->jpath, sizeof(p->jpath), "%s/broker-%u.journal", dir, instance);
+	snprintf(p->spath, sizeof(p->spath), "%s/broker-%u.snap", dir, instance);
+	snprintf(p->tpath, sizeof(p->tpath), "%s/broker-%u.tmp", dir, instance);
+	/* one process per directory: the journal is locked while open */
+	if ((lockfd = open(p->jpath, O_RDONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0 &&
+	    flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+		close(lockfd);
+		free(p);
+		return -EBUSY;
+	}
+	b->persist = p;
+	b->now_ms = now_ms;
+	p->last_sync_ms = now_ms;
+	if ((rc = recover(b)) == 0)
+		rc = compact(b); /* what was recovered, as the new snapshot; a torn tail goes */
+	if (lockfd >= 0)
+		close(lockfd);
+	if (rc != 0) {
+		log_err("broker %u: state directory %s: %s", instance, dir, strerror(-rc));
+		broker_persist_close(b);
+		return rc;
+	}
+	return 0;
+}
+
+void
+broker_persist_close(struct broker *b)
+{
+	struct broker_persist *p = b->persist;
+
+	if (p == NULL)
+		return;
+	if (p->fd >= 0) {
+		persist_flush(b);
+		if (p->dirty)
+			fdatasync(p->fd);
+		close(p->fd);
+	}
+	free(p->buf);
+	free(p);
+	b->persist = NULL;
+}
+
+size_t
+persist_pending(const struct broker *b)
+{
+	return b->persist != NULL ? b->persist->len : 0;
+}

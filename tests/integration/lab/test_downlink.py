@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""Downlink (issue 15), in the whole lab site: a cloud client publishes on site/lab/cmd/plant/...
+at the lab's cloud Mosquitto; the agent (subscribed to the lab's downlink filter
+site/{site}/cmd/plant/#) hands each message over the channel (lib/dpchan, a DOWN record) to the
+dataplane, whose broker publishes it as cmd/plant/... to the sensor subscribed to cmd/plant/#.
+
+Ready when a QoS 0 probe gets through (the agent has connected and subscribed); then 10 QoS 1 and
+10 QoS 2 messages, each with an id: every one reaches the sensor at its QoS, each QoS 2 one
+exactly once (checked after a QoS 1 marker published last has arrived)."""
+import os
+import sys
+import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
+import labtest  # noqa: E402
+from labtest import check, log  # noqa: E402
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+CLOUD = "198.18.1.2"
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
+
+
+def agent_binary():
+    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
+
+
+def make_config(path):
+    """The lab's config as is (its downlink rule maps site/lab/cmd/plant/# to cmd/plant/#), with
+    the profiles found from a copy in /tmp."""
+    with open(os.path.join(ROOT, "configs/lab/gateway.yaml")) as f:
+        text = f.read()
+    check("site/{site}/cmd/plant/#" in text, "configs/lab/gateway.yaml has the downlink rule")
+    text = text.replace("profiles_dir: ../profiles",
+                        "profiles_dir: %s" % os.path.realpath(os.path.join(ROOT, "configs/profiles")))
+    with open(path, "w") as f:
+        f.write(text)
+
+
+class Sensor:
+    """A sensor on the dataplane's broker subscribed to cmd/plant/# at QoS 2: what it received,
+    by (topic, payload), with the QoS of each delivery."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.got = {}
+        self.subscribed = threading.Event()
+        self.c = mqtt.Client(client_id="dl-sensor", clean_session=True, protocol=mqtt.MQTTv311)
+        self.c.on_message = self.on_message
+        self.c.on_subscribe = lambda c, u, mid, q: self.subscribed.set()
+        self.c.connect(labtest.GW, 1883, keepalive=30)
+        self.c.subscribe("cmd/plant/#", qos=2)
+        self.c.loop_start()
+
+    def on_message(self, c, u, msg):
+        with self.lock:
+            self.got.setdefault((msg.topic, msg.payload.decode(errors="replace")), []).append(msg.qos)
+
+    def qos_of(self, topic, payload):
+        with self.lock:
+            return list(self.got.get((topic, payload), []))
+
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def test():
+    if not os.path.exists(agent_binary()):
+        log("SKIP: no agent in this build (%s)" % agent_binary())
+        sys.exit(77)
+    cfg = "/tmp/egw-dl-%d.yaml" % os.getpid()
+    make_config(cfg)
+    try:
+        with labtest.Lab("dl", site=True, config=cfg) as lab:
+            run(lab)
+    finally:
+        os.unlink(cfg)
+
+
+def run(lab):
+    lab.enter_sensors()
+    sensor = Sensor()
+    check(sensor.subscribed.wait(10), "the sensor subscribed to cmd/plant/# on the dataplane's broker")
+    labtest.setns_path("/run/netns/%scloud" % lab.prefix)
+    cloud = mqtt.Client(client_id="dl-cloud", clean_session=True, protocol=mqtt.MQTTv311)
+    cloud.connect(CLOUD, 1883, keepalive=30)
+    cloud.loop_start()
+
+    # ready: the agent is connected to the cloud and subscribed once a probe gets through
+    probes = [0]
+
+    def probe_through():
+        probes[0] += 1
+        cloud.publish("site/lab/cmd/plant/probe", "probe", qos=0)
+        return sensor.qos_of("cmd/plant/probe", "probe")
+    labtest.wait_for(probe_through, 30, interval_s=0.5)
+    check(sensor.qos_of("cmd/plant/probe", "probe"),
+          "a QoS 0 probe from the cloud reached the sensor (after %d tries)" % probes[0])
+
+    sent = []
+    for qos in (1, 2):
+        for i in range(10):
+            topic, payload = "site/lab/cmd/plant/valve%d" % (i % 3), "q%d-id-%d" % (qos, i)
+            sent.append((topic[len("site/lab/"):], payload, qos))
+            cloud.publish(topic, payload, qos=qos).wait_for_publish()
+    marker = cloud.publish("site/lab/cmd/plant/marker", "last", qos=1)
+    marker.wait_for_publish()
+    labtest.wait_for(lambda: sensor.qos_of("cmd/plant/marker", "last") and
+                     all(sensor.qos_of(t, p) for t, p, _ in sent), 15)
+    for t, p, qos in sent:
+        got = sensor.qos_of(t, p)
+        check(got, "%s on %s (QoS %d) reached the sensor" % (p, t, qos))
+        if qos == 2:
+            check(got == [2], "%s arrived exactly once at QoS 2 (deliveries: %s)" % (p, got))
+        else:
+            check(got and min(got) >= 1, "%s arrived at QoS %s" % (p, got))
+    c = labtest.dpstat.query("/edgegw/dpchan", lab.prefix)
+    log("dataplane channel: DOWN_RX %d, DOWN_NO_SUBSCRIBER %d, DOWN_REFUSED %d" %
+        (c["DOWN_RX"], c["DOWN_NO_SUBSCRIBER"], c["DOWN_REFUSED"]))
+    check(c["DOWN_RX"] >= len(sent) + 2 and c["DOWN_REFUSED"] == 0,
+          "the dataplane received them as DOWN records, none refused")
+    cloud.loop_stop()
+    cloud.disconnect()
+    labtest.setns_path(labtest.HOME_NETNS)
+    sensor.stop()
+
+
+if __name__ == "__main__":
+    labtest.main(test)

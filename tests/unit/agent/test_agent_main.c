@@ -1,0 +1,545 @@
+/*
+ * test_agent_main.c: edgegw-agent whole, in one process: agent/main.c (its main() renamed
+ * agent_main), the loop, the stats file, the /metrics and /stats endpoints, the JSON-lines
+ * uplink with its command FIFO, over the fake Modbus line (modbus/fake_modbus.c). The agent
+ * runs in a thread; the test writes commands to the FIFO, sends the signals the agent handles
+ * (SIGUSR1, SIGHUP with a good and a bad config, SIGTERM) and waits for their effects in the
+ * output file, the stats file and the endpoints, never for a fixed time.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "fake_modbus.h"
+
+int agent_main(int argc, char **argv);
+
+static char dir[256], cfg[300], out[300], fifo[300], stats[300], errlog[300];
+static int port;
+
+/* a generous deadline: it only turns a hang into a failure */
+#define DEADLINE_MS 20000
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+pause_ms(unsigned ms)
+{
+	struct timespec ts = { 0, (long)ms * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m;
+	int c;
+
+	if (f == NULL)
+		return NULL;
+	m = open_memstream(&buf, &len);
+	while ((c = fgetc(f)) != EOF)
+		fputc(c, m);
+	fclose(m);
+	fclose(f);
+	return buf;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int
+free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int s = socket(AF_INET, SOCK_STREAM, 0), p;
+
+	assert_true(s >= 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+	p = ntohs(sa.sin_port);
+	close(s);
+	return p;
+}
+
+/* One HTTP/1.0 request to the agent's endpoint; the whole answer (headers and body). */
+static char *
+http(const char *method, const char *url)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	char req[256], buf[4096];
+	char *body = NULL;
+	size_t len = 0;
+	FILE *m;
+	ssize_t n;
+
+	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		if (s >= 0)
+			close(s);
+		return NULL;
+	}
+	n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: x\r\n\r\n", method, url);
+	if (write(s, req, (size_t)n) != n) {
+		close(s);
+		return NULL;
+	}
+	m = open_memstream(&body, &len);
+	while ((n = read(s, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, m);
+	fclose(m);
+	close(s);
+	return body;
+}
+
+static void
+send_cmd(const char *line)
+{
+	int fd = open(fifo, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+	close(fd);
+}
+
+/* The command responses written so far, as an object by id; NULL when none. */
+static json_t *
+responses(void)
+{
+	char *text = slurp(out), *save = NULL;
+	json_t *r = json_object();
+
+	if (text == NULL)
+		return r;
+	for (char *l = strtok_r(text, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(l, 0, NULL), *p;
+
+		if (j == NULL)
+			continue;
+		p = json_object_get(j, "payload");
+		if (strcmp(json_string_value(json_object_get(j, "topic")), "site/cmd/response") ==
+		    0)
+			json_object_set(r, json_string_value(json_object_get(p, "id")), p);
+		json_decref(j);
+	}
+	free(text);
+	return r;
+}
+
+/* How many readings of device/point were written to the output file. */
+static int
+readings(const char *device, const char *point)
+{
+	char *text = slurp(out), *save = NULL;
+	int n = 0;
+
+	if (text == NULL)
+		return 0;
+	for (char *l = strtok_r(text, "\n", &save); l != NULL; l = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(l, 0, NULL), *p;
+
+		if (j == NULL)
+			continue;
+		p = json_object_get(j, "payload");
+		n += json_is_object(p) && json_string_value(json_object_get(p, "device")) != NULL &&
+		    json_string_value(json_object_get(p, "point")) != NULL &&
+		    strcmp(json_string_value(json_object_get(p, "device")), device) == 0 &&
+		    strcmp(json_string_value(json_object_get(p, "point")), point) == 0;
+		json_decref(j);
+	}
+	free(text);
+	return n;
+}
+
+/* The stats file, parsed (NULL: not written yet). */
+static json_t *
+stats_json(void)
+{
+	return json_load_file(stats, 0, NULL);
+}
+
+static json_t *
+stats_dev(json_t *st, const char *bus, const char *dev)
+{
+	json_t *b, *d;
+	size_t i, j;
+
+	json_array_foreach(json_object_get(st, "buses"), i, b)
+	{
+		if (strcmp(json_string_value(json_object_get(b, "name")), bus) != 0)
+			continue;
+		json_array_foreach(json_object_get(b, "devices"), j, d)
+		{
+			if (strcmp(json_string_value(json_object_get(d, "name")), dev) == 0)
+				return d;
+		}
+	}
+	return NULL;
+}
+
+static uint64_t
+stat_u(json_t *o, const char *k)
+{
+	return (uint64_t)json_integer_value(json_object_get(o, k));
+}
+
+static const char bus_rtu1[] = "    - name: rtu1\n"
+			       "      type: rtu\n"
+			       "      device: /dev/fake-rtu1\n"
+			       "      baud: 38400\n"
+			       "      rs485: {mode: off}\n"
+			       "      devices:\n"
+			       "        - {name: w1, unit_id: 1, profile: writes, interval: 100ms, "
+			       "timeout: 100ms, retries: 0}\n";
+
+static void
+write_config(const char *extra_bus, const char *log_level)
+{
+	char text[4096];
+
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  topic_prefix: site\n"
+	    "  state_dir: %s/state\n"
+	    "  log_level: %s\n"
+	    "  uplink: jsonl\n"
+	    "  jsonl: {path: %s, commands: %s}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  stats: {file: %s, interval: 100ms}\n"
+	    "  metrics: {listen: '127.0.0.1:%d', dataplane_telemetry: %s/no-dataplane.sock}\n"
+	    "  buses:\n%s%s",
+	    PROFILES_DIR, dir, log_level, out, fifo, stats, port, dir, bus_rtu1, extra_bus);
+	write_file(cfg, text);
+}
+
+static int
+run_main(int argc, char **argv)
+{
+	optind = 0; /* getopt starts over for each run of main in this process */
+	return agent_main(argc, argv);
+}
+
+static void *
+agent_thread(void *arg)
+{
+	char *argv[] = { "edgegw-agent", "-c", cfg, NULL };
+
+	(void)arg;
+	return (void *)(intptr_t)run_main(3, argv);
+}
+
+/* Waits until pred() holds, re-checking every 20 ms; false at the deadline. */
+#define WAIT_FOR(pred)                                     \
+	({                                                 \
+		uint64_t end_ = now_ms() + DEADLINE_MS;    \
+		bool ok_;                                  \
+		while (!(ok_ = (pred)) && now_ms() < end_) \
+			pause_ms(20);                      \
+		ok_;                                       \
+	})
+
+static bool
+has_response(const char *id)
+{
+	json_t *r = responses();
+	bool ok = json_object_get(r, id) != NULL;
+
+	json_decref(r);
+	return ok;
+}
+
+static const char *
+resp_field(json_t *r, const char *id, const char *k)
+{
+	return json_string_value(json_object_get(json_object_get(r, id), k));
+}
+
+static bool
+stats_has(const char *bus, const char *dev, const char *counter, uint64_t want)
+{
+	json_t *st = stats_json();
+	json_t *d = st != NULL ? stats_dev(st, bus, dev) : NULL;
+	bool ok = d != NULL && stat_u(d, counter) == want;
+
+	json_decref(st);
+	return ok;
+}
+
+static bool
+stats_nbuses(size_t want)
+{
+	json_t *st = stats_json();
+	bool ok = st != NULL && json_array_size(json_object_get(st, "buses")) == want;
+
+	json_decref(st);
+	return ok;
+}
+
+static bool
+body_has(const char *method, const char *url, const char *what)
+{
+	char *b = http(method, url);
+	bool ok = b != NULL && strstr(b, what) != NULL;
+
+	free(b);
+	return ok;
+}
+
+/*
+ * A run of the agent: readings published, every way a command is refused (each counted where
+ * it belongs: a command for no device only in commands_rejected, one a device refuses also in
+ * that device's writes_rejected), a write that succeeds, the endpoints, SIGUSR1's log, a reload
+ * that adds a bus, a bad reload that changes nothing, and SIGTERM's orderly stop with its last
+ * stats file.
+ */
+static void
+test_agent_run(void **state)
+{
+	pthread_t th;
+	sigset_t set;
+	void *rc;
+	json_t *r, *st;
+	char *body, *log;
+	int errfd, saved;
+
+	(void)state;
+	fake_reset();
+	fake_set(MB_FN_HOLDING, 40, 215); /* setpoint 21.5 */
+	write_config("", "info");
+	/* the agent's signals, blocked before its thread starts (the loop reads its signalfd) */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* the agent's log, to check SIGUSR1's dump */
+	fflush(stderr);
+	saved = dup(2);
+	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(errfd >= 0);
+	dup2(errfd, 2);
+	close(errfd);
+
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(readings("w1", "setpoint") > 0));
+
+	send_cmd("this is not json\n");
+	send_cmd("{\"id\":\"nodev\",\"device\":\"nope\",\"point\":\"pump\",\"value\":true}\n");
+	send_cmd("{\"id\":\"nopoint\",\"device\":\"w1\",\"point\":\"nope\",\"value\":true}\n");
+	send_cmd("{\"id\":\"ro\",\"device\":\"w1\",\"point\":\"alarm_a\",\"value\":true}\n");
+	send_cmd("{\"id\":\"range\",\"device\":\"w1\",\"point\":\"setpoint\",\"value\":99999}\n");
+	send_cmd("{\"id\":\"ok\",\"device\":\"w1\",\"point\":\"setpoint\",\"value\":23.5}\n");
+	assert_true(WAIT_FOR(has_response("nodev") && has_response("nopoint") &&
+	    has_response("ro") && has_response("range") && has_response("ok")));
+	r = responses();
+	assert_string_equal(resp_field(r, "nodev", "status"), "error");
+	assert_string_equal(resp_field(r, "nodev", "reason"), "no device named 'nope'");
+	assert_string_equal(resp_field(r, "nopoint", "status"), "error");
+	assert_string_equal(resp_field(r, "nopoint", "reason"), "device 'w1' has no point 'nope'");
+	assert_string_equal(resp_field(r, "ro", "status"), "error");
+	assert_string_equal(resp_field(r, "range", "status"), "error");
+	assert_string_equal(resp_field(r, "ok", "status"), "ok");
+	json_decref(r);
+	assert_int_equal(fake_get(MB_FN_HOLDING, 40), 235);
+
+	/* three refusals reached w1 (writes_rejected), five were refused before a bus */
+	assert_true(WAIT_FOR(stats_has("rtu1", "w1", "writes_rejected", 3)));
+	assert_true(WAIT_FOR(stats_has("rtu1", "w1", "writes", 1)));
+	st = stats_json();
+	assert_int_equal(stat_u(st, "commands_rejected"), 5);
+	assert_int_equal(stat_u(json_object_get(st, "uplink"), "commands"), 6);
+	assert_true(json_is_true(json_object_get(json_object_get(st, "uplink"), "connected")));
+	json_decref(st);
+
+	/* the endpoints: the same counters, the dataplane down, the refusals */
+	assert_true(WAIT_FOR(body_has("GET", "/metrics",
+	    "edgegw_agent_device_writes_rejected_total{bus=\"rtu1\",device=\"w1\"")));
+	body = http("GET", "/metrics");
+	assert_non_null(body);
+	assert_non_null(strstr(body, "\r\n\r\n"));
+	assert_non_null(strstr(body, "edgegw_agent_commands_rejected_total 5\n"));
+	assert_non_null(strstr(body, "edgegw_dataplane_up 0\n"));
+	assert_non_null(strstr(body, "edgegw_agent_bus_connected{bus=\"rtu1\"} 1\n"));
+	free(body);
+	assert_true(body_has("GET", "/stats", "\"commands_rejected\":5,"));
+	assert_true(body_has("GET", "/nothing", "404"));
+	assert_true(body_has("POST", "/metrics", "405"));
+
+	/* SIGUSR1: one line per bus and per device in the log */
+	kill(getpid(), SIGUSR1);
+	assert_true(WAIT_FOR(
+	    (log = slurp(errlog)) != NULL && strstr(log, "stats: device rtu1/w1 ok polls") != NULL
+		? (free(log), true)
+		: (free(log), false)));
+
+	/* SIGHUP with a second bus: rtu1 keeps running (its counters stay), rtu2 starts */
+	write_config("    - name: rtu2\n"
+		     "      type: rtu\n"
+		     "      device: /dev/fake-rtu2\n"
+		     "      rs485: {mode: off}\n"
+		     "      devices:\n"
+		     "        - {name: w2, unit_id: 2, profile: writes, interval: 100ms}\n",
+	    "debug");
+	kill(getpid(), SIGHUP);
+	assert_true(WAIT_FOR(stats_nbuses(2)));
+	assert_true(WAIT_FOR(readings("w2", "setpoint") > 0));
+	assert_true(stats_has("rtu1", "w1", "writes_rejected", 3));
+
+	/* a bad config changes nothing */
+	write_file(cfg, "agent:\n  buses: 7\n");
+	kill(getpid(), SIGHUP);
+	assert_true(WAIT_FOR(
+	    (log = slurp(errlog)) != NULL && strstr(log, "the running config stays") != NULL
+		? (free(log), true)
+		: (free(log), false)));
+	assert_true(stats_nbuses(2));
+	/* back to one bus: rtu2 stops, rtu1 is kept */
+	write_config("", "info");
+	kill(getpid(), SIGHUP);
+	assert_true(WAIT_FOR(stats_nbuses(1)));
+
+	kill(getpid(), SIGTERM);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	log = slurp(errlog);
+	assert_non_null(strstr(log, "reload: 2 buses"));
+	assert_non_null(strstr(log, "1 kept running, 0 restarted, 1 started, 0 stopped"));
+	assert_non_null(strstr(log, "0 restarted, 0 started, 1 stopped"));
+	assert_non_null(strstr(log, "stopped"));
+	free(log);
+	/* the last stats file is written at the stop */
+	assert_true(stats_has("rtu1", "w1", "writes_rejected", 3));
+}
+
+/* --check, --version, --help and bad usage answer without starting anything. */
+static void
+test_agent_options(void **state)
+{
+	char *check[] = { "edgegw-agent", "--check", "-c", cfg, NULL };
+	char *bad_cfg[] = { "edgegw-agent", "-c", "/nonexistent/gateway.yaml", NULL };
+	char *version[] = { "edgegw-agent", "-V", NULL };
+	char *extra[] = { "edgegw-agent", "-c", cfg, "extra", NULL };
+	char *unknown[] = { "edgegw-agent", "--nope", NULL };
+	char *help[] = { "edgegw-agent", "-h", NULL };
+
+	(void)state;
+	write_config("", "info");
+	assert_int_equal(run_main(4, check), 0);
+	assert_int_equal(run_main(3, bad_cfg), 1);
+	assert_int_equal(run_main(2, version), 0);
+	assert_int_equal(run_main(4, extra), 2);
+	assert_int_equal(run_main(2, unknown), 2);
+	assert_int_equal(run_main(2, help), 0);
+	/* --check is strict: a device naming a profile that does not exist fails it */
+	write_config("    - name: rtu2\n"
+		     "      type: rtu\n"
+		     "      device: /dev/fake-rtu2\n"
+		     "      devices:\n"
+		     "        - {name: w2, unit_id: 2, profile: no-such-profile}\n",
+	    "info");
+	assert_int_equal(run_main(4, check), 1);
+}
+
+/* A start that fails (the metrics address is taken) stops cleanly with exit 1. */
+static void
+test_agent_start_fails(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char *argv[] = { "edgegw-agent", "-c", cfg, NULL };
+	int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	(void)state;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sa.sin_port = htons((uint16_t)port);
+	assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(s, 1), 0);
+	write_config("", "info");
+	assert_int_equal(run_main(3, argv), 1);
+	close(s);
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/egw-agent-main-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(cfg, sizeof(cfg), "%s/gateway.yaml", dir);
+	snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+	snprintf(fifo, sizeof(fifo), "%s/cmd.fifo", dir);
+	snprintf(stats, sizeof(stats), "%s/stats.json", dir);
+	snprintf(errlog, sizeof(errlog), "%s/agent.log", dir);
+	port = free_port();
+	return mkfifo(fifo, 0600);
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return getenv("KEEP") ? 0 : system(cmd) == 0 ? 0 : -1; /* KEEP=1: look at it */
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_agent_options),
+		cmocka_unit_test(test_agent_start_fails),
+		cmocka_unit_test(test_agent_run),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,249 @@
+/*
+ * Unit test of exactly once through a SIGKILL of the agent (agent/dpchan_store.c with the real
+ * store, spool and lib/dpchan server on the agent's loop): an lcore's client sends QoS 2 records,
+ * the spool makes them durable, and the agent dies before any DURABLE answer left (the store is
+ * dropped without closing: what SIGKILL leaves). The agent starts again on the same spool; the
+ * client, which never heard back, sends every record again under the same refs. Each must be in
+ * the spool once and reach the (fake) cloud once, with the payload the sensor sent; records sent
+ * after the restart are still taken.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "dpchan_client.h"
+#include "dpchan_link.h"
+#include "loop.h"
+#include "store.h"
+#include "uplink.h"
+
+#define N_BEFORE 40u /* records sent before the kill */
+#define N_AFTER  3u  /* new records sent after the restart */
+
+/* ---- a fake cloud: counts what it is given, by payload ---- */
+
+struct fake_up {
+	struct uplink up;
+	unsigned seen[N_BEFORE + N_AFTER + 1]; /* times each payload number was given */
+	unsigned n, bad;
+};
+
+static int
+fake_send(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos, bool retain,
+    uint64_t ref)
+{
+	struct fake_up *f = (struct fake_up *)u;
+	char b[32];
+	unsigned i;
+
+	(void)retain;
+	(void)ref;
+	snprintf(b, sizeof(b), "%.*s", (int)len, (const char *)p);
+	if (strcmp(topic, "site/lab/plant/x") != 0 || qos != 2 || sscanf(b, "m%u", &i) != 1 ||
+	    i == 0 || i > N_BEFORE + N_AFTER)
+		f->bad++;
+	else
+		f->seen[i]++;
+	f->n++;
+	return 0;
+}
+
+static size_t
+fake_backlog(const struct uplink *u)
+{
+	(void)u;
+	return 0;
+}
+
+static void
+fake_stats(const struct uplink *u, struct uplink_stats *out)
+{
+	(void)u;
+	memset(out, 0, sizeof(*out));
+}
+
+static void
+fake_destroy(struct uplink *u)
+{
+	(void)u;
+}
+
+static const struct uplink_ops fake_ops = { .name = "fake",
+	.send = fake_send,
+	.backlog = fake_backlog,
+	.stats = fake_stats,
+	.destroy = fake_destroy };
+
+/* ---- the world: the agent's loop, store and link; an lcore's client ---- */
+
+struct world {
+	struct agent_loop *loop;
+	struct store *st;
+	struct dpchan_link *link;
+	struct dpchan_client *c;
+	struct fake_up F;
+	unsigned submitted, want_submitted;
+	uint64_t durable_ok;
+	bool answers; /* the store's reports reach the loop (false: the agent "dies" first) */
+	int ticks;
+};
+
+static char dir[] = "/tmp/dpchan-store-XXXXXX";
+
+static void
+on_durable(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct world *w = arg;
+
+	assert_int_equal(status, 0);
+	w->durable_ok += last - first + 1;
+}
+
+static void
+on_ready(void *arg)
+{
+	(void)arg;
+}
+
+static const struct dpchan_client_ops client_ops = { .durable = on_durable, .ready = on_ready };
+
+static void
+on_store(void *arg, uint32_t events)
+{
+	(void)events;
+	store_process(arg);
+}
+
+static uint64_t
+spool_counter(struct store *st, enum spool_counter k)
+{
+	struct store_stats ss;
+
+	store_get_stats(st, &ss);
+	return ss.spool[k];
+}
+
+/* The lcore's side: send records up to want_submitted; stop once the phase's goal is met. */
+static void
+tick(void *arg, uint64_t now_ms)
+{
+	struct world *w = arg;
+	char p[16];
+	struct dpchan_rec r = { .qos = 2, .topic = "plant/x", .topic_len = 7 };
+
+	dpchan_client_poll(w->c, now_ms);
+	while (dpchan_client_connected(w->c) && w->submitted < w->want_submitted) {
+		r.ref = ++w->submitted;
+		r.payload_len = (uint32_t)snprintf(p, sizeof(p), "m%u", w->submitted);
+		r.payload = (const uint8_t *)p;
+		assert_int_equal(dpchan_client_submit(w->c, &r), 0);
+	}
+	if (w->answers) {
+		store_process(w->st);
+		if (w->durable_ok == w->want_submitted && w->F.n >= w->want_submitted)
+			agent_loop_stop(w->loop);
+	} else if (spool_counter(w->st, SPOOL_C_durable_records) == w->want_submitted) {
+		agent_loop_stop(w->loop); /* all on disk, no answer sent: the kill comes now */
+	}
+	if (++w->ticks > 3000)
+		agent_loop_stop(w->loop);
+}
+
+static void
+agent_start(struct world *w, bool answers)
+{
+	static const char yaml[] = "uplink:\n  site: lab\n  rules:\n"
+				   "    - {match: \"plant/#\", topic: \"site/{site}/{topic}\"}\n"
+				   "  spool: {dir: /unused}\n";
+	struct store_conf *sc;
+	struct conf_doc *doc;
+	struct dpchan_conf dc;
+	char err[256];
+
+	assert_int_equal(conf_load_string("t.yaml", yaml, strlen(yaml), &doc, err, sizeof(err)), 0);
+	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &sc), 0);
+	conf_free(doc);
+	sc->spool.dir = dir;
+	w->F.up.ops = &fake_ops;
+	assert_int_equal(store_open(&w->st, sc, true, &w->F.up, 0), 0);
+	store_conf_free(sc);
+	store_start(w->st);
+	dpchan_conf_defaults(&dc);
+	snprintf(dc.path, sizeof(dc.path), "%s/dp.sock", dir);
+	assert_int_equal(agent_loop_create(&w->loop, 2), 0);
+	assert_int_equal(dpchan_link_open_store(&w->link, w->loop, &dc, w->st), 0);
+	w->answers = answers;
+	if (answers)
+		assert_int_equal(
+		    agent_loop_add_fd(w->loop, store_event_fd(w->st), EPOLLIN, on_store, w->st), 0);
+	assert_int_equal(agent_loop_add_tick(w->loop, tick, w), 0);
+	w->ticks = 0;
+}
+
+static void
+test_resent_after_agent_kill_stored_once(void **state)
+{
+	struct world w = { 0 };
+	struct dpchan_client_config cc = { .lcore = 3, .boot_id = 0x5eed, .reconnect_min_ms = 1 };
+	char path[96];
+	uint64_t known;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/dp.sock", dir);
+	cc.path = path;
+	assert_non_null(w.c = dpchan_client_new(&cc, &client_ops, &w));
+
+	/* the agent takes N_BEFORE records and makes them durable; it dies before answering */
+	agent_start(&w, false);
+	w.want_submitted = N_BEFORE;
+	assert_int_equal(agent_loop_run(w.loop), 0);
+	assert_int_equal(spool_counter(w.st, SPOOL_C_durable_records), N_BEFORE);
+	assert_int_equal(w.durable_ok, 0);
+	dpchan_link_close(w.link);
+	store_abandon(w.st); /* no close, no commit: what SIGKILL leaves */
+	agent_loop_destroy(w.loop);
+	assert_int_equal(dpchan_client_pending(w.c, NULL), N_BEFORE);
+
+	/* it starts again on the same spool; the lcore sends all again, and three new ones */
+	agent_start(&w, true);
+	assert_int_equal(spool_counter(w.st, SPOOL_C_recovered_records), N_BEFORE);
+	w.want_submitted = N_BEFORE + N_AFTER;
+	assert_int_equal(agent_loop_run(w.loop), 0);
+	assert_int_equal(w.durable_ok, N_BEFORE + N_AFTER);
+	assert_int_equal(dpchan_client_pending(w.c, NULL), 0);
+	/* stored once: only the new ones were appended, and each reached the cloud once */
+	assert_int_equal(spool_counter(w.st, SPOOL_C_appended), N_AFTER);
+	assert_int_equal(w.F.bad, 0);
+	for (unsigned i = 1; i <= N_BEFORE + N_AFTER; i++)
+		if (w.F.seen[i] != 1)
+			fail_msg("message m%u reached the cloud %u times", i, w.F.seen[i]);
+	assert_int_equal(w.F.n, N_BEFORE + N_AFTER);
+	known = dpchan_server_counter(dpchan_link_server(w.link), DPCHAN_C_RECS_KNOWN);
+	assert_int_equal(known, N_BEFORE);
+
+	dpchan_client_free(w.c);
+	dpchan_link_close(w.link);
+	store_close(w.st);
+	agent_loop_destroy(w.loop);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_resent_after_agent_kill_stored_once),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,468 @@
+/*
+ * Unit tests for the broker's state across restarts (dataplane/mqtt/persist.c): a broker on a
+ * state directory is stopped (broker_destroy) or "killed" (its files copied as they are while
+ * it runs: what the page cache holds after a SIGKILL), and a new one on those files must give
+ * back retained messages, persistent sessions with their subscriptions, queued QoS 1
+ * deliveries, QoS 2 ids awaiting PUBREL and QoS 2 deliveries in flight; a journal torn at any
+ * byte of its last record recovers what came before it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "broker_fixture.h"
+
+struct dirs {
+	char a[64], b[64];
+};
+
+static void
+rm_dir(const char *d)
+{
+	static const char *const names[] = { "broker-0.journal", "broker-0.snap", "broker-0.tmp" };
+	char p[128];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", d, names[i]);
+		unlink(p);
+	}
+	rmdir(d);
+}
+
+static int
+setup(void **state)
+{
+	struct dirs *d = calloc(1, sizeof(*d));
+
+	snprintf(d->a, sizeof(d->a), "/tmp/egw-bstate-XXXXXX");
+	snprintf(d->b, sizeof(d->b), "/tmp/egw-bstate-XXXXXX");
+	assert_non_null(mkdtemp(d->a));
+	assert_non_null(mkdtemp(d->b));
+	*state = d;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct dirs *d = *state;
+
+	rm_dir(d->a);
+	rm_dir(d->b);
+	free(d);
+	return 0;
+}
+
+static struct fx *
+fx_on(const char *dir)
+{
+	struct fx *x = fx_new(NULL);
+
+	assert_int_equal(broker_persist_open(x->b, dir, 0, 0, x->now), 0);
+	return x;
+}
+
+static void
+copy_file(const char *from, const char *to, off_t cut)
+{
+	static uint8_t buf[1 << 16];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	off_t done = 0;
+	ssize_t n;
+
+	assert_true(out >= 0);
+	while (in >= 0 && (cut < 0 || done < cut) && (n = read(in, buf, sizeof(buf))) > 0) {
+		if (cut >= 0 && done + n > cut)
+			n = (ssize_t)(cut - done);
+		assert_int_equal(write(out, buf, (size_t)n), n);
+		done += n;
+	}
+	if (in >= 0)
+		close(in);
+	close(out);
+}
+
+/* SIGKILL: the files as they are now (page cache) into dir b; journal cut to cut bytes
+ * (-1: whole). The running broker is then freed without touching b. */
+static void
+crash_copy(const struct dirs *d, off_t cut)
+{
+	char from[128], to[128];
+
+	snprintf(from, sizeof(from), "%s/broker-0.snap", d->a);
+	snprintf(to, sizeof(to), "%s/broker-0.snap", d->b);
+	copy_file(from, to, -1);
+	snprintf(from, sizeof(from), "%s/broker-0.journal", d->a);
+	snprintf(to, sizeof(to), "%s/broker-0.journal", d->b);
+	copy_file(from, to, cut);
+}
+
+static off_t
+file_size(const char *dir, const char *name)
+{
+	char p[128];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	return stat(p, &st) == 0 ? st.st_size : -1;
+}
+
+static void
+test_retained_survives(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+
+	fx_connect(x, 0, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 0, "plant/r1", "one", 1, 1, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_publish(x, 0, "plant/r2", "two", 0, 0, true);
+	fx_publish(x, 0, "plant/r3", "three", 0, 0, true);
+	fx_publish(x, 0, "plant/r3", "", 0, 0, true); /* cleared */
+	fx_tick(x, 1); /* nothing went out since the QoS 0 ones: written at the tick */
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_true(fx_count(x, BROKER_C_PERSIST_RECOVERED) > 0);
+	fx_connect(x, 1, MQTT_V311, "sub", true, 60, NULL);
+	fx_subscribe(x, 1, "plant/#", 1);
+	{
+		struct mqtt_packet p;
+		int seen = 0;
+
+		while (fx_next(x, 1, &p)) {
+			assert_int_equal(p.type, MQTT_PUBLISH);
+			assert_true(p.publish.retain);
+			if (p.publish.topic.len == 8 &&
+			    memcmp(p.publish.topic.s, "plant/r1", 8) == 0) {
+				assert_memory_equal(p.publish.payload, "one", 3);
+				assert_int_equal(p.publish.qos, 1);
+				fx_ack(x, 1, MQTT_PUBACK, p.publish.packet_id);
+				seen |= 1;
+			} else {
+				assert_memory_equal(p.publish.topic.s, "plant/r2", 8);
+				assert_memory_equal(p.publish.payload, "two", 3);
+				seen |= 2;
+			}
+		}
+		assert_int_equal(seen, 3); /* r3 was cleared: not back */
+	}
+	fx_free(x);
+}
+
+static void
+test_session_present_and_subscriptions(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	struct mqtt_props props = { 0 };
+
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 3600);
+	assert_false(fx_connect(x, 0, MQTT_V5, "sensor-1", true, 60, &props));
+	fx_subscribe(x, 0, "cmd/plant/#", 2);
+	fx_subscribe(x, 0, "cmd/all", 1);
+	fx_close(x, 0);
+	/* a clean session (3.1.1) is not kept */
+	assert_false(fx_connect(x, 1, MQTT_V311, "eph", true, 60, NULL));
+	fx_subscribe(x, 1, "x", 1);
+	fx_free(x); /* an orderly stop */
+
+	x = fx_on(d->a);
+	assert_true(fx_connect(x, 0, MQTT_V5, "sensor-1", false, 60, &props)); /* present 1 */
+	assert_false(fx_connect(x, 1, MQTT_V311, "eph", false, 60, NULL));
+	fx_connect(x, 2, MQTT_V311, "cloud", true, 60, NULL);
+	fx_publish(x, 2, "cmd/plant/valve", "open", 2, 5, false);
+	fx_expect_type(x, 2, MQTT_PUBREC, 0);
+	{
+		struct mqtt_publish p = fx_expect_publish(x, 0, "cmd/plant/valve", "open", 2);
+
+		fx_ack(x, 0, MQTT_PUBREC, p.packet_id);
+		fx_expect_type(x, 0, MQTT_PUBREL, 0);
+	}
+	fx_publish(x, 2, "cmd/all", "x", 1, 6, false);
+	fx_expect_type(x, 2, MQTT_PUBACK, 0);
+	fx_expect_publish(x, 0, "cmd/all", "x", 1);
+	fx_free(x);
+}
+
+/* A QoS 1 message for an offline persistent session, acknowledged to its publisher, is
+ * delivered after a SIGKILL; once PUBACKed it is not delivered again after the next. */
+static void
+test_queued_qos1_after_kill(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	struct mqtt_publish p;
+
+	fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL);
+	fx_subscribe(x, 0, "plant/#", 1);
+	fx_close(x, 0);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 1, "plant/t", "21.5", 1, 1, false);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	fx_publish(x, 1, "plant/t", "21.6", 1, 2, false);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	crash_copy(d, -1); /* SIGKILL right after the PUBACKs */
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL));
+	p = fx_expect_publish(x, 0, "plant/t", "21.5", 1);
+	fx_ack(x, 0, MQTT_PUBACK, p.packet_id);
+	p = fx_expect_publish(x, 0, "plant/t", "21.6", 1);
+	fx_ack(x, 0, MQTT_PUBACK, p.packet_id);
+	fx_expect_none(x, 0);
+	fx_close(x, 0);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL));
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+/* QoS 2 both ways across a SIGKILL: the publisher's id awaiting PUBREL is kept (its resent
+ * PUBLISH is not routed twice, its PUBREL completes), and the subscriber gets its one copy
+ * again with DUP and the same packet id, then the PUBREL it waits for. */
+static void
+test_qos2_across_kill(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	struct mqtt_props props = { 0 };
+	struct mqtt_publish p, q;
+	struct mqtt_packet pkt = { .type = MQTT_PUBLISH };
+
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x, 0, MQTT_V5, "sub", true, 60, &props);
+	fx_subscribe(x, 0, "plant/#", 2);
+	fx_connect(x, 1, MQTT_V5, "pub", true, 60, &props);
+	fx_publish(x, 1, "plant/q2", "once", 2, 9, false);
+	fx_expect_type(x, 1, MQTT_PUBREC, 0);
+	p = fx_expect_publish(x, 0, "plant/q2", "once", 2);
+	fx_publish(x, 1, "plant/q2b", "twice", 2, 10, false);
+	fx_expect_type(x, 1, MQTT_PUBREC, 0);
+	q = fx_expect_publish(x, 0, "plant/q2b", "twice", 2);
+	fx_ack(x, 0, MQTT_PUBREC, q.packet_id); /* the second is past PUBREC */
+	fx_expect_type(x, 0, MQTT_PUBREL, 0);
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 1, MQTT_V5, "pub", false, 60, &props));
+	/* the publisher did not see its PUBREC: sends the PUBLISH again, then PUBREL */
+	pkt.publish.topic = (struct mqtt_str){ "plant/q2", 8 };
+	pkt.publish.payload = (const uint8_t *)"once";
+	pkt.publish.payload_len = 4;
+	pkt.publish.qos = 2;
+	pkt.publish.packet_id = 9;
+	pkt.publish.dup = true;
+	assert_int_equal(fx_send(x, 1, &pkt), 0);
+	fx_expect_type(x, 1, MQTT_PUBREC, 0);
+	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 1); /* not routed again */
+	fx_ack(x, 1, MQTT_PUBREL, 9);
+	fx_expect_type(x, 1, MQTT_PUBCOMP, 0); /* 0x92 if the id had been forgotten */
+	fx_ack(x, 1, MQTT_PUBREL, 10);
+	fx_expect_type(x, 1, MQTT_PUBCOMP, 0);
+
+	assert_true(fx_connect(x, 0, MQTT_V5, "sub", false, 60, &props));
+	{
+		struct mqtt_packet r;
+
+		assert_true(fx_next(x, 0, &r)); /* resent in send order: the PUBLISH first */
+		assert_int_equal(r.type, MQTT_PUBLISH);
+		assert_true(r.publish.dup);
+		assert_int_equal(r.publish.packet_id, p.packet_id);
+		assert_memory_equal(r.publish.payload, "once", 4);
+		fx_expect_type(x, 0, MQTT_PUBREL, 0); /* for the second: no PUBLISH again */
+	}
+	fx_expect_none(x, 0);
+	fx_ack(x, 0, MQTT_PUBREC, p.packet_id);
+	fx_expect_type(x, 0, MQTT_PUBREL, 0);
+	fx_ack(x, 0, MQTT_PUBCOMP, p.packet_id);
+	fx_ack(x, 0, MQTT_PUBCOMP, q.packet_id);
+	assert_int_equal(fx_count(x, BROKER_C_ACK_UNKNOWN), 0);
+	fx_expect_none(x, 0);
+	fx_free(x);
+
+	/* all settled: nothing owed after another restart */
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 0, MQTT_V5, "sub", false, 60, &props));
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+/* A session that ends (clean start, expiry 0 at DISCONNECT) is not back after a restart. */
+static void
+test_session_end_journaled(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	struct mqtt_props props = { 0 };
+
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x, 0, MQTT_V5, "a", true, 60, &props);
+	fx_subscribe(x, 0, "t", 1);
+	fx_close(x, 0);
+	assert_false(fx_connect(x, 0, MQTT_V5, "a", true, 60, &props)); /* clean start */
+	fx_close(x, 0);
+	fx_connect(x, 1, MQTT_V311, "b", false, 60, NULL);
+	fx_subscribe(x, 1, "t", 1);
+	fx_close(x, 1);
+	fx_connect(x, 2, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 2, "t", "m", 1, 1, false);
+	fx_expect_type(x, 2, MQTT_PUBACK, 0);
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 0, MQTT_V5, "a", false, 60, &props)); /* kept, no subs */
+	fx_expect_none(x, 0);
+	assert_true(fx_connect(x, 1, MQTT_V311, "b", false, 60, NULL));
+	fx_expect_publish(x, 1, "t", "m", 1);
+	fx_free(x);
+}
+
+/* The journal cut at every byte of its last records (a write torn by the crash): the replay
+ * stops at the last whole record, counts it, keeps what came before, and the directory is
+ * clean again after (compacted at open). A flipped byte (bad checksum) likewise. */
+static void
+test_torn_tail(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	off_t before, full;
+
+	fx_connect(x, 0, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 0, "keep", "k", 0, 0, true);
+	fx_tick(x, 1);
+	before = file_size(d->a, "broker-0.journal");
+	fx_publish(x, 0, "last", "torn", 0, 0, true);
+	fx_tick(x, 1);
+	full = file_size(d->a, "broker-0.journal");
+	assert_true(full > before);
+	for (off_t cut = before; cut <= full; cut++) {
+		struct fx *y;
+
+		crash_copy(d, cut);
+		y = fx_on(d->b);
+		assert_int_equal(
+		    fx_count(y, BROKER_C_PERSIST_TORN), cut == before || cut == full ? 0 : 1);
+		fx_connect(y, 1, MQTT_V311, "sub", true, 60, NULL);
+		fx_subscribe(y, 1, "keep", 0);
+		fx_expect_publish(y, 1, "keep", "k", 0);
+		fx_subscribe(y, 1, "last", 0);
+		if (cut == full)
+			fx_expect_publish(y, 1, "last", "torn", 0);
+		fx_expect_none(y, 1);
+		fx_free(y);
+		/* compacted at open: the torn bytes are gone */
+		y = fx_on(d->b);
+		assert_int_equal(fx_count(y, BROKER_C_PERSIST_TORN), 0);
+		fx_free(y);
+	}
+	/* a bad checksum in the last record */
+	crash_copy(d, -1);
+	{
+		char p[128];
+		int fd;
+		uint8_t c;
+
+		snprintf(p, sizeof(p), "%s/broker-0.journal", d->b);
+		fd = open(p, O_RDWR);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, &c, 1, full - 2), 1);
+		c ^= 0x40;
+		assert_int_equal(pwrite(fd, &c, 1, full - 2), 1);
+		close(fd);
+	}
+	{
+		struct fx *y = fx_on(d->b);
+
+		assert_int_equal(fx_count(y, BROKER_C_PERSIST_TORN), 1);
+		fx_connect(y, 1, MQTT_V311, "sub", true, 60, NULL);
+		fx_subscribe(y, 1, "#", 0);
+		fx_expect_publish(y, 1, "keep", "k", 0);
+		fx_expect_none(y, 1);
+		fx_free(y);
+	}
+	fx_free(x);
+}
+
+/* A second broker on the same directory is refused while the first has it. */
+static void
+test_dir_locked(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a), *y = fx_new(NULL);
+
+	assert_int_equal(broker_persist_open(y->b, d->a, 0, 0, y->now), -EBUSY);
+	fx_free(y);
+	fx_free(x);
+}
+
+/* Compaction under load: many changes, a journal far past its snapshot, the state intact. */
+static void
+test_compaction_keeps_state(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	char payload[2048];
+	struct mqtt_publish p;
+
+	memset(payload, 'p', sizeof(payload) - 1);
+	payload[sizeof(payload) - 1] = '\0';
+	fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL);
+	fx_subscribe(x, 0, "big", 1);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	for (int i = 0; i < 3000; i++) { /* 6 MB through the journal: at least one compaction */
+		fx_publish(x, 1, "big", payload, 1, (uint16_t)(i % 60000 + 1), false);
+		fx_expect_type(x, 1, MQTT_PUBACK, 0);
+		p = fx_expect_publish(x, 0, "big", payload, 1);
+		fx_ack(x, 0, MQTT_PUBACK, p.packet_id);
+		fx_read_all(x, 0);
+		fx_read_all(x, 1);
+		if (i % 100 == 0)
+			fx_tick(x, 10);
+	}
+	fx_publish(x, 1, "big", "last", 1, 1, false);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	fx_close(x, 0); /* "last" is unacknowledged: resent after the restart */
+	assert_true(fx_count(x, BROKER_C_PERSIST_COMPACTED) >= 2);
+	crash_copy(d, -1);
+	fx_free(x);
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL));
+	p = fx_expect_publish(x, 0, "big", "last", 1);
+	assert_true(p.dup);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_retained_survives, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_session_present_and_subscriptions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queued_qos1_after_kill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_across_kill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_end_journaled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
