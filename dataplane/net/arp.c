@@ -274,8 +274,10 @@ drop:
 	rte_pktmbuf_free(m);
 }
 
-void
-arp_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be)
+/* Sends m to next_hop_be, or holds it while its MAC is asked for. Returns the position of the
+ * entry it went by, -1 when it waits (or was dropped). */
+static int32_t
+arp_output_pos(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be)
 {
 	struct arp_table *t = lc->arp;
 	int32_t pos = rte_hash_lookup(t->h, &next_hop_be);
@@ -292,14 +294,14 @@ arp_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be)
 				arp_request(lc, next_hop_be);
 			}
 			eth_output(lc, m, &e->mac, RTE_ETHER_TYPE_IPV4);
-			return;
+			return pos;
 		}
 	} else {
 		pos = rte_hash_add_key(t->h, &next_hop_be);
 		if (pos < 0) {
 			DP_INC(lc, arp, CACHE_FULL);
 			rte_pktmbuf_free(m);
-			return;
+			return -1;
 		}
 		e = &t->e[pos];
 		memset(e, 0, sizeof(*e));
@@ -316,6 +318,42 @@ arp_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be)
 		e->n_hold--;
 	}
 	e->hold[e->n_hold++] = m;
+	return -1;
+}
+
+/* The entry next_hop_be's hint names, if it is still that neighbour's and reachable. */
+static inline struct arp_entry *
+hint_entry(const struct dp_lcore *lc, uint32_t next_hop_be, uint32_t hint)
+{
+	const struct arp_table *t = lc->arp;
+	struct arp_entry *e;
+
+	if (hint == 0 || hint > t->cap)
+		return NULL;
+	e = &t->e[hint - 1];
+	if (e->ip_be != next_hop_be || e->state != ARP_REACHABLE || lc->now_tsc > e->deadline_tsc)
+		return NULL;
+	return e;
+}
+
+void
+arp_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be, uint32_t *hint)
+{
+	struct arp_entry *e = hint_entry(lc, next_hop_be, *hint);
+	int32_t pos;
+
+	if (likely(e != NULL)) {
+		eth_output(lc, m, &e->mac, RTE_ETHER_TYPE_IPV4);
+		return;
+	}
+	pos = arp_output_pos(lc, m, next_hop_be);
+	*hint = pos >= 0 ? (uint32_t)pos + 1 : 0;
+}
+
+void
+arp_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be)
+{
+	arp_output_pos(lc, m, next_hop_be);
 }
 
 void
@@ -361,8 +399,11 @@ arp_poll(struct dp_lcore *lc)
 		e->deadline_tsc = lc->now_tsc + t->retry_tsc;
 		arp_request(lc, e->ip_be);
 	}
-	for (uint32_t i = 0; i < ndead; i++)
-		rte_hash_del_key(t->h, &dead[i]);
+	for (uint32_t i = 0; i < ndead; i++) {
+		pos = rte_hash_del_key(t->h, &dead[i]);
+		if (pos >= 0)
+			t->e[pos].state = 0; /* no hint (arp_output_hint) finds it any more */
+	}
 }
 
 uint32_t

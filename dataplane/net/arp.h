@@ -20,6 +20,10 @@ void arp_lcore_fini(struct dp_lcore *lc);
 void arp_input(struct dp_lcore *lc, struct rte_mbuf *m);
 /* Sends m (data_off at the IPv4 header) to next_hop_be; it waits if the MAC is unknown. */
 void arp_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be);
+/* The same with the caller's hint of where next_hop_be's entry sits (*hint, 0: unknown):
+ * used when that entry is still next_hop_be's and reachable, else the table is searched and
+ * *hint refreshed. The hint never holds a MAC: a changed MAC is read from the entry. */
+void arp_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t next_hop_be, uint32_t *hint);
 /* Retries, expiry and entries learned by other lcores; call every loop iteration. */
 void arp_poll(struct dp_lcore *lc);
 uint32_t arp_entry_count(const struct dp_lcore *lc);

@@ -63,6 +63,12 @@ struct dp_lcore {
 	uint16_t tx_n;
 	struct rte_mbuf *tx_buf[DP_TX_BUF];
 
+	/* TCP segments of this rx burst, handed to tcp_input_burst together at its end (their
+	 * flows looked up in one go): ipv4_input keeps them here while tcp_rx_batch is set */
+	bool tcp_rx_batch;
+	uint16_t tcp_rx_n;
+	struct rte_mbuf *tcp_rx[DP_RX_BURST];
+
 	/* per-layer state */
 	struct arp_table *arp;
 	struct tcp_lcore *tcp;

@@ -10,6 +10,7 @@
 
 #include "dp.h"
 #include "eth.h"
+#include "tcp.h"
 
 uint16_t
 dp_rx_burst(struct dp_lcore *lc)
@@ -24,10 +25,16 @@ dp_rx_burst(struct dp_lcore *lc)
 	}
 	DP_INC(lc, port, RX_BURSTS);
 	DP_ADD(lc, port, RX_PKTS, n);
+	lc->tcp_rx_batch = true; /* TCP segments wait for the burst's end: one bulk lookup */
 	for (uint16_t i = 0; i < n; i++) {
 		if (i + 1 < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void *));
 		eth_input(lc, pkts[i]);
+	}
+	lc->tcp_rx_batch = false;
+	if (lc->tcp_rx_n > 0) {
+		tcp_input_burst(lc, lc->tcp_rx, lc->tcp_rx_n);
+		lc->tcp_rx_n = 0;
 	}
 	return n;
 }

@@ -85,6 +85,10 @@ ipv4_input(struct dp_lcore *lc, struct rte_mbuf *m)
 	switch (ip->next_proto_id) {
 	case IPPROTO_TCP:
 		rte_pktmbuf_adj(m, hlen);
+		if (lc->tcp_rx_batch && lc->tcp_rx_n < DP_RX_BURST) {
+			lc->tcp_rx[lc->tcp_rx_n++] = m; /* tcp_input_burst at the burst's end */
+			return;
+		}
 		tcp_input(lc, m);
 		return;
 	case IPPROTO_ICMP:
@@ -108,6 +112,13 @@ ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t pr
 int
 ipv4_output_src(
     struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto)
+{
+	return ipv4_output_hint(lc, m, src_be, dst_be, proto, NULL);
+}
+
+int
+ipv4_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint)
 {
 	struct rte_ipv4_hdr *ip;
 	uint32_t next_hop = dst_be;
@@ -156,6 +167,9 @@ ipv4_output_src(
 	else
 		ip->hdr_checksum = rte_ipv4_cksum(ip);
 	DP_INC(lc, ipv4, TX);
-	arp_output(lc, m, next_hop);
+	if (nh_hint != NULL)
+		arp_output_hint(lc, m, next_hop, nh_hint);
+	else
+		arp_output(lc, m, next_hop);
 	return 0;
 }

@@ -30,5 +30,13 @@ int ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_
 /* The same from one of our addresses (a flow's local address: dp_is_our_ip()). */
 int ipv4_output_src(
     struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto);
+/*
+ * The same for a flow that sends many packets to one destination: *nh_hint (the caller's,
+ * 0 at first) remembers where the next hop's ARP entry sits, so the ARP table's hash is not
+ * looked up per packet (arp_output_hint); it is checked and refreshed at every use, so a
+ * changed or forgotten entry is followed. nh_hint NULL: as ipv4_output_src.
+ */
+int ipv4_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint);
 
 #endif

@@ -107,6 +107,9 @@ int tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t 
 
 /* Input: m->data_off at the TCP header, l2_len/l3_len set, IPv4 header validated. Consumes m. */
 void tcp_input(struct dp_lcore *lc, struct rte_mbuf *m);
+/* The same for n segments of one rx burst, in order: their flows are looked up together and
+ * their TCBs prefetched. Consumes them all. */
+void tcp_input_burst(struct dp_lcore *lc, struct rte_mbuf **pkts, unsigned n);
 /*
  * ICMP "fragmentation needed" (RFC 1191) for a segment we sent from lip_be:lport_be to
  * rip_be:rport_be (network order) with sequence number seq: the flow's MSS drops to fit mtu

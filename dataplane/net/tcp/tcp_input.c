@@ -9,8 +9,10 @@
  */
 #include <string.h>
 
+#include <rte_hash.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 #include <rte_random.h>
 #include <rte_tcp.h>
 
@@ -772,38 +774,113 @@ time_wait_reusable(const struct tcp_conn *c, const struct tcp_seg *s)
 	return SEQ_GT(s->seq, c->rcv_nxt);
 }
 
+/* Validate and parse a segment; *mp becomes its payload (NULL: none). -1: dropped. */
+static int
+seg_take(struct dp_lcore *lc, struct rte_mbuf **mp, struct tcp_seg *s)
+{
+	uint32_t hlen;
+
+	DP_INC(lc, tcp, RX_SEGS);
+	if (seg_parse(lc, *mp, s, &hlen) < 0) {
+		rte_pktmbuf_free(*mp);
+		return -1;
+	}
+	if (s->len == 0) {
+		rte_pktmbuf_free(*mp);
+		*mp = NULL;
+	} else {
+		*mp = tcp_pkt_adj(*mp, hlen);
+	}
+	return 0;
+}
+
+/* A parsed segment to its flow c (NULL: none) or the listener. */
+static void
+seg_dispatch(struct tcp_lcore *tl, struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m)
+{
+	if (c != NULL && time_wait_reusable(c, s)) {
+		DP_INC(tl->lc, tcp, TIME_WAIT_REUSED);
+		tcp_conn_close(c, TCP_CLOSE_NORMAL); /* the app heard closed() on entry */
+		c = NULL;
+	}
+	if (c != NULL)
+		tcp_conn_input(c, s, m);
+	else
+		listen_input(tl, s, m);
+}
+
 void
 tcp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 {
 	struct tcp_lcore *tl = lc->tcp;
-	struct tcp_conn *c;
 	struct tcp_seg s;
-	uint32_t hlen;
 
 	if (tl == NULL) {
 		rte_pktmbuf_free(m);
 		return;
 	}
 	tcp_update_clock(tl);
-	DP_INC(lc, tcp, RX_SEGS);
-	if (seg_parse(lc, m, &s, &hlen) < 0) {
-		rte_pktmbuf_free(m);
+	if (seg_take(lc, &m, &s) < 0)
+		return;
+	seg_dispatch(tl, tcp_conn_lookup(tl, &s.key), &s, m);
+}
+
+/*
+ * Up to TCP_RX_BURST segments: all parsed first, their flows looked up together
+ * (rte_hash_lookup_bulk_data, which prefetches the buckets) and the TCBs prefetched, then
+ * each through the state machine in arrival order. A segment may add or remove a flow (a SYN,
+ * a reset, a close): a later one of the burst is then looked up again (flows_gen), so it sees
+ * the table as tcp_input one at a time would.
+ */
+static void
+input_bulk(struct tcp_lcore *tl, struct rte_mbuf **pkts, unsigned n)
+{
+	struct tcp_seg segs[TCP_RX_BURST];
+	struct rte_mbuf *pay[TCP_RX_BURST];
+	const void *keys[TCP_RX_BURST];
+	void *tcbs[TCP_RX_BURST];
+	uint64_t hits = 0;
+	unsigned k = 0;
+	uint32_t gen;
+
+	for (unsigned i = 0; i < n; i++) {
+		pay[k] = pkts[i];
+		if (seg_take(tl->lc, &pay[k], &segs[k]) < 0)
+			continue;
+		keys[k] = &segs[k].key;
+		k++;
+	}
+	if (k == 0)
+		return;
+	rte_hash_lookup_bulk_data(tl->flows, keys, k, &hits, tcbs);
+	for (unsigned i = 0; i < k; i++) {
+		if (!(hits & (1ull << i))) {
+			tcbs[i] = NULL;
+			continue;
+		}
+		for (unsigned l = 0; l < sizeof(struct tcp_conn); l += RTE_CACHE_LINE_SIZE)
+			rte_prefetch0((const char *)tcbs[i] + l);
+	}
+	gen = tl->flows_gen;
+	for (unsigned i = 0; i < k; i++) {
+		struct tcp_conn *c = tcbs[i];
+
+		if (tl->flows_gen != gen)
+			c = tcp_conn_lookup(tl, &segs[i].key);
+		seg_dispatch(tl, c, &segs[i], pay[i]);
+	}
+}
+
+void
+tcp_input_burst(struct dp_lcore *lc, struct rte_mbuf **pkts, unsigned n)
+{
+	struct tcp_lcore *tl = lc->tcp;
+
+	if (tl == NULL) {
+		rte_pktmbuf_free_bulk(pkts, n);
 		return;
 	}
-	if (s.len == 0) {
-		rte_pktmbuf_free(m);
-		m = NULL;
-	} else {
-		m = tcp_pkt_adj(m, hlen);
-	}
-	c = tcp_conn_lookup(tl, &s.key);
-	if (c != NULL && time_wait_reusable(c, &s)) {
-		DP_INC(lc, tcp, TIME_WAIT_REUSED);
-		tcp_conn_close(c, TCP_CLOSE_NORMAL); /* the app heard closed() on entry */
-		c = NULL;
-	}
-	if (c != NULL)
-		tcp_conn_input(c, &s, m);
-	else
-		listen_input(tl, &s, m);
+	tcp_update_clock(tl);
+	for (unsigned i = 0; i < n; i += TCP_RX_BURST)
+		input_bulk(tl, pkts + i, RTE_MIN(n - i, (unsigned)TCP_RX_BURST));
 }

@@ -332,6 +332,7 @@ tcp_conn_alloc(struct tcp_lcore *tl, const struct tcp_flow_key *key)
 		tl->free_list = c;
 		return NULL;
 	}
+	tl->flows_gen++;
 	tl->n_used++;
 	tl->by_state[TCP_ST_CLOSED]++;
 	return c;
@@ -379,6 +380,7 @@ tcp_conn_close(struct tcp_conn *c, enum tcp_close_reason why)
 	if (c->flags & TF_REAP)
 		return;
 	rte_hash_del_key(tl->flows, &c->key);
+	tl->flows_gen++;
 	tcp_timers_stop_all(c);
 	tcp_mq_free(tl, &c->sndq, TCP_Q_SND);
 	tcp_mq_free(tl, &c->rcvq, TCP_Q_RCV);

@@ -68,9 +68,11 @@ opt_mss(uint8_t *p, uint16_t mss)
 	return p;
 }
 
-/* Build and hand one segment to ipv4_output. 0 or a negative errno (counted). */
+/* Build and hand one segment to ipv4_output. 0 or a negative errno (counted). nh_hint: the
+ * flow's next-hop hint (NULL: a segment without a TCB). */
 static int
-seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_out *o)
+seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_out *o,
+    uint32_t *nh_hint)
 {
 	struct dp_lcore *lc = tl->lc;
 	uint16_t hlen = (uint16_t)(sizeof(struct rte_tcp_hdr) + o->optlen);
@@ -107,7 +109,7 @@ seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_ou
 	DP_INC(lc, tcp, TX_SEGS);
 	if (o->flags & RTE_TCP_RST_FLAG)
 		DP_INC(lc, tcp, RST_SENT);
-	return ipv4_output_src(lc, m, k->lip, k->rip, IPPROTO_TCP);
+	return ipv4_output_hint(lc, m, k->lip, k->rip, IPPROTO_TCP, nh_hint);
 }
 
 /*
@@ -208,7 +210,7 @@ ack_sent(struct tcp_conn *c, const struct seg_out *o)
 static int
 conn_send(struct tcp_conn *c, struct seg_out *o)
 {
-	int rc = seg_send(tcb_tl(c), &c->key, o);
+	int rc = seg_send(tcb_tl(c), &c->key, o, &c->nh_hint);
 
 	if (rc == 0 && (o->flags & RTE_TCP_ACK_FLAG))
 		ack_sent(c, o);
@@ -258,7 +260,7 @@ tcp_send_rst(struct tcp_conn *c)
 	seg_init(c, &o, ctl_seq(c), RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG);
 	o.optlen = 0;
 	o.win = 0;
-	seg_send(tcb_tl(c), &c->key, &o);
+	seg_send(tcb_tl(c), &c->key, &o, &c->nh_hint);
 }
 
 /* Options of a SYN or SYN-ACK: MSS, window scale (ws < 0: none), timestamps, SACK permitted. */
@@ -298,7 +300,7 @@ tcp_send_synack(struct tcp_conn *c)
 	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u); /* never scaled in a SYN */
 	o.optlen = syn_opts(tl, o.opts, (c->flags & TF_WS_OK) ? c->rcv_wscale : -1,
 	    c->flags & TF_TS_OK, c->ts_recent, c->flags & TF_SACK_OK);
-	seg_send(tl, &c->key, &o);
+	seg_send(tl, &c->key, &o, &c->nh_hint);
 	c->rcv_adv = c->rcv_nxt + o.win;
 }
 
@@ -314,7 +316,7 @@ tcp_send_syn(struct tcp_conn *c)
 	o.flags = RTE_TCP_SYN_FLAG;
 	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);
 	o.optlen = syn_opts(tl, o.opts, tl->cfg.wscale, tl->cfg.timestamps, 0, true);
-	seg_send(tl, &c->key, &o);
+	seg_send(tl, &c->key, &o, &c->nh_hint);
 }
 
 /* A SYN-ACK whose ISS is a SYN cookie: no TCB, MSS option only (see tcp_syncookie.c). */
@@ -329,7 +331,7 @@ tcp_send_cookie_synack(struct tcp_lcore *tl, const struct tcp_seg *s, uint32_t i
 	o.flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
 	o.win = (uint16_t)RTE_MIN(tl->cfg.rcvbuf_bytes, 65535u);
 	o.optlen = (uint8_t)(opt_mss(o.opts, RTE_MIN(mss, tl->cfg.mss)) - o.opts);
-	seg_send(tl, &s->key, &o);
+	seg_send(tl, &s->key, &o, NULL);
 }
 
 /* RFC 793 "Reset Generation" for a segment that belongs to no connection. */
@@ -350,7 +352,7 @@ tcp_send_rst_reply(struct tcp_lcore *tl, const struct tcp_seg *s)
 		    !!(s->flags & RTE_TCP_FIN_FLAG);
 		o.flags = RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG;
 	}
-	seg_send(tl, &s->key, &o);
+	seg_send(tl, &s->key, &o, NULL);
 }
 
 /*

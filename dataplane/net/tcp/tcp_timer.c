@@ -64,6 +64,8 @@ wheel_schedule(struct tcp_conn *c)
 	bool any = false;
 	int t;
 
+	if (c->flags & TF_REAP)
+		return; /* closed: its wheel link is its reap-list link now (tcp_types.h) */
 	for (t = TT_REXMT; t <= TT_KEEP; t <<= 1) {
 		if (!(c->timer_on & t))
 			continue;

@@ -31,6 +31,7 @@ struct tcp_cc_ops;
 #define TCP_DEFAULT_MSS   536 /* RFC 879: the peer sent no MSS option */
 #define TCP_MAX_OPS       32  /* distinct app callback sets per lcore (listeners, connects) */
 #define TCP_MAX_LCORES    255 /* tcp_lcore instances alive at once (a TCB names its own in a byte) */
+#define TCP_RX_BURST      32  /* segments looked up together (tcp_input_burst) */
 
 /* The 4-tuple, as it appears on the wire (network order); 12 bytes, no padding. */
 struct tcp_flow_key {
@@ -80,7 +81,8 @@ enum {
  * The TCB. Sized for many idle connections: no buffer memory when idle (queues are mbuf
  * chains), 32-bit millisecond deadlines instead of timer objects, one wheel link; the lists it
  * is on link TCBs by 32-bit reference (tcb_ref(): index in the lcore's pool + 1, 0 for none),
- * and its lcore and app callbacks are one-byte indices (tcb_tl(), tcb_ops()). The app's own
+ * and its lcore and app callbacks are one-byte indices (tcb_tl(), tcb_ops()); the next hop's
+ * ARP entry is remembered by position (nh_hint), so a sent segment skips the ARP table's hash. The app's own
  * per-connection state lives in it too (app[]: tcp_app_area()). 256 bytes, no padding holes:
  * four cache lines exactly, so that no TCB of the pool straddles a fifth.
  */
@@ -102,9 +104,14 @@ struct tcp_conn {
 	uint8_t ops_i;  /* its app callbacks: tl->ops_tab[ops_i], 0: none */
 	uint32_t tw_ms; /* wheel slot time we sit in (valid if in_wheel) */
 
-	uint32_t flush_next;       /* tcb_ref: the flush list */
-	uint32_t next_free;        /* tcb_ref: free list, then reap list */
-	uint32_t tw_next, tw_prev; /* tcb_ref: the wheel slot's list */
+	uint32_t flush_next; /* tcb_ref: the flush list */
+	union {
+		uint32_t next_free; /* tcb_ref: free list, then reap list */
+		uint32_t tw_next;   /* tcb_ref: the wheel slot's list (never both: a TCB
+				     * leaves the wheel when it closes, tcp_conn_close) */
+	};
+	uint32_t tw_prev;
+	uint32_t nh_hint; /* where the next hop's ARP entry sits (ipv4_output_hint), 0: unknown */
 
 	/* send sequence space */
 	uint32_t snd_una, snd_nxt, snd_max; /* ISS: snd_una until SYN_RECEIVED/SYN_SENT end */
@@ -216,6 +223,7 @@ struct tcp_lcore {
 	struct tcp_config cfg;
 	const struct tcp_cc_ops *cc;
 	struct rte_hash *flows;
+	uint32_t flows_gen; /* bumped at every add to or removal from flows (tcp_input_burst) */
 	struct tcp_conn *tcbs;
 	struct tcp_conn *free_list;
 	const struct tcp_app_ops *ops_tab[TCP_MAX_OPS]; /* [0] NULL: TCBs name theirs by index */

@@ -9,7 +9,7 @@
  * for the tx queue, which frees them and plays the peer's receiver (its next segment
  * acknowledges what reached it); each flow keeps its last echo until the next segment
  * to it acknowledges it (so the pool is sized for one mbuf per flow). Segments go in bursts
- * of -b (as the rx burst hands them over: tcp_input for each, then one tcp_flush and one
+ * of -b (as the rx burst hands them over: tcp_input_burst, then one tcp_flush and one
  * tcp_timers_poll, as dataplane/dp_worker.c does); the stack's clock moves -n ns per segment
  * (default 1,000: a million segments a second on the lcore), so delayed ACKs and
  * retransmission timers are armed, moved and fired as they would be. Numbers only.
@@ -206,13 +206,12 @@ establish(uint32_t n)
 	tcp_flush(&lc);
 }
 
-/* One rx burst as the worker loop runs it: each segment through input, then the flush and
- * the timers. */
+/* One rx burst as the worker loop runs it: the segments through input together (as
+ * dp_rx_burst hands them over), then the flush and the timers. */
 static void
 rx_burst(struct rte_mbuf **pkts, uint32_t n)
 {
-	for (uint32_t k = 0; k < n; k++)
-		tcp_input(&lc, pkts[k]);
+	tcp_input_burst(&lc, pkts, n);
 	tcp_flush(&lc);
 	tcp_timers_poll(&lc);
 }

@@ -108,6 +108,14 @@ ipv4_output_src(
 	return 0;
 }
 
+int
+ipv4_output_hint(struct dp_lcore *l, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint)
+{
+	(void)nh_hint;
+	return ipv4_output_src(l, m, src_be, dst_be, proto);
+}
+
 /* --- an echo application --- */
 
 static unsigned

@@ -20,6 +20,8 @@
 struct rte_mbuf *dp_alloc(struct dp_lcore *lc);
 int ipv4_output_src(
     struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto);
+int ipv4_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint);
 struct rte_mbuf *
 dp_alloc(struct dp_lcore *lc)
 {
@@ -31,6 +33,13 @@ ipv4_output_src(
     struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be, uint8_t proto)
 {
 	(void)lc, (void)m, (void)src_be, (void)dst_be, (void)proto;
+	abort();
+}
+int
+ipv4_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint)
+{
+	(void)lc, (void)m, (void)src_be, (void)dst_be, (void)proto, (void)nh_hint;
 	abort();
 }
 

@@ -138,6 +138,14 @@ ipv4_output_src(
 }
 
 int
+ipv4_output_hint(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t src_be, uint32_t dst_be,
+    uint8_t proto, uint32_t *nh_hint)
+{
+	(void)nh_hint;
+	return ipv4_output_src(lc, m, src_be, dst_be, proto);
+}
+
+int
 ipv4_output(struct dp_lcore *lc, struct rte_mbuf *m, uint32_t dst_be, uint8_t proto)
 {
 	return ipv4_output_src(lc, m, lc->ip_be, dst_be, proto);
@@ -308,6 +316,11 @@ h_cnt(enum dp_counter_id id)
 	return h_lc.cnt.v[id];
 }
 
+/* h_burst_begin .. h_burst_end: segments wait, then go in one tcp_input_burst */
+static bool burst_on;
+static unsigned burst_n;
+static struct rte_mbuf *burst[64];
+
 void
 h_input(const struct h_seg *s)
 {
@@ -360,7 +373,27 @@ h_input(const struct h_seg *s)
 	m->l2_len = 14;
 	m->l3_len = 20;
 	m->ol_flags = s->ol_flags;
+	if (burst_on) {
+		assert_true(burst_n < RTE_DIM(burst));
+		burst[burst_n++] = m;
+		return;
+	}
 	tcp_input(&h_lc, m);
+}
+
+void
+h_burst_begin(void)
+{
+	burst_on = true;
+	burst_n = 0;
+}
+
+void
+h_burst_end(void)
+{
+	burst_on = false;
+	tcp_input_burst(&h_lc, burst, burst_n);
+	burst_n = 0;
 }
 
 /* A segment from the peer at its snd_nxt, acking what we sent (rcv_nxt). */

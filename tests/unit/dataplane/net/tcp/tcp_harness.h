@@ -96,6 +96,10 @@ int h_eal_init(void);
 void h_setup(const struct tcp_config *cfg); /* lcore, tcp_lcore_init, listen on H_PORT */
 void h_teardown(void);                      /* fini, then every mbuf back in the pool */
 void h_input(const struct h_seg *s);
+/* Between these, h_input (h_send...) keeps the segments; h_burst_end hands them to
+ * tcp_input_burst together, as one rx burst. */
+void h_burst_begin(void);
+void h_burst_end(void);
 void h_send(struct h_peer *p, uint8_t flags, const void *data, uint32_t len);
 void h_clear(void);
 void h_advance_ms(uint32_t ms); /* clock forward, timers polled */

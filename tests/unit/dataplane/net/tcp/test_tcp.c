@@ -167,6 +167,99 @@ test_handshake_options(void **state)
 	assert_memory_equal(h_cap[1].data, buf + 1388, 1388);
 }
 
+/* What a run of burst_scenario left: segments sent, app callbacks, counters moved. */
+struct burst_trace {
+	unsigned n;
+	struct {
+		uint16_t dport;
+		uint8_t flags;
+		uint32_t ack, len;
+	} out[16];
+	int accepts, readables, closes;
+	uint32_t flows;
+	uint64_t cnt[DPC__COUNT];
+};
+
+/*
+ * Two established flows, then in one go: data to A, an exact RST that closes B, data to B
+ * (now a flow that is gone), a SYN from a new port and the same SYN again (the second must
+ * find the half-open flow the first made), data to A. As one burst (burst true:
+ * tcp_input_burst, flows looked up together before any is handled) or one at a time.
+ */
+static void
+burst_scenario(bool burst, struct burst_trace *t)
+{
+	struct h_peer a, b;
+	struct h_seg syn = { .flags = SYN, .seq = 5000, .win = 65535, .sport = 40003 };
+	struct dp_counters before;
+
+	cfg_default();
+	h_setup(&cfg);
+	h_establish(&a, 40001, false);
+	h_establish(&b, 40002, false);
+	h_clear();
+	before = h_lc.cnt;
+	memset(t, 0, sizeof(*t));
+	t->accepts = h_app.accepts;
+	t->readables = h_app.readables;
+	t->closes = h_app.closes;
+	if (burst)
+		h_burst_begin();
+	h_send(&a, ACK | PSH, "a1", 2);
+	h_send(&b, RST, NULL, 0);
+	h_send(&b, ACK | PSH, "b1", 2);
+	h_input(&syn);
+	h_input(&syn);
+	h_send(&a, ACK | PSH, "a2", 2);
+	if (burst)
+		h_burst_end();
+	h_flush();
+	assert_true(h_ncap <= RTE_DIM(t->out));
+	for (unsigned i = 0; i < h_ncap; i++) {
+		t->out[i].dport = h_cap[i].dport;
+		t->out[i].flags = h_cap[i].flags;
+		t->out[i].ack = h_cap[i].ack;
+		t->out[i].len = h_cap[i].len;
+	}
+	t->n = h_ncap;
+	t->accepts = h_app.accepts - t->accepts;
+	t->readables = h_app.readables - t->readables;
+	t->closes = h_app.closes - t->closes;
+	t->flows = tcp_flow_count(&h_lc);
+	for (unsigned i = 0; i < DPC__COUNT; i++)
+		t->cnt[i] = h_lc.cnt.v[i] - before.v[i];
+	h_teardown();
+}
+
+/* tcp_input_burst does what tcp_input one segment at a time does, even when a segment of the
+ * burst adds or removes a flow that a later one belongs to (issue 16, bulk lookups). */
+static void
+test_input_burst_as_one_at_a_time(void **state)
+{
+	static struct burst_trace one, bulk;
+
+	(void)state;
+	burst_scenario(false, &one);
+	burst_scenario(true, &bulk);
+	assert_int_equal(one.flows, 2); /* A and the half-open one */
+	assert_int_equal(one.closes, 1);
+	assert_int_equal(bulk.n, one.n);
+	for (unsigned i = 0; i < one.n; i++) {
+		assert_int_equal(bulk.out[i].dport, one.out[i].dport);
+		assert_int_equal(bulk.out[i].flags, one.out[i].flags);
+		assert_int_equal(bulk.out[i].ack, one.out[i].ack);
+		assert_int_equal(bulk.out[i].len, one.out[i].len);
+	}
+	assert_int_equal(bulk.accepts, one.accepts);
+	assert_int_equal(bulk.readables, one.readables);
+	assert_int_equal(bulk.closes, one.closes);
+	assert_int_equal(bulk.flows, one.flows);
+	for (unsigned i = 0; i < DPC__COUNT; i++)
+		if (bulk.cnt[i] != one.cnt[i])
+			fail_msg("counter %u: %llu in a burst, %llu one at a time", i,
+			    (unsigned long long)bulk.cnt[i], (unsigned long long)one.cnt[i]);
+}
+
 static void
 test_data_echo_piggyback(void **state)
 {
@@ -1790,6 +1883,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mem_stats_match_heap),
 		cmocka_unit_test_teardown(test_handshake_options, teardown),
+		cmocka_unit_test(test_input_burst_as_one_at_a_time),
 		cmocka_unit_test_teardown(test_data_echo_piggyback, teardown),
 		cmocka_unit_test_teardown(test_delayed_ack, teardown),
 		cmocka_unit_test_teardown(test_window_backpressure, teardown),
