@@ -169,8 +169,8 @@ tables_create(struct tcp_lcore *tl, unsigned socket)
 	if (tl->tcbs == NULL)
 		return -ENOMEM;
 	tl->dq_mask = rte_align32pow2(tl->cfg.max_flows) - 1;
-	tl->dq = rte_zmalloc_socket("tcp_dq", sizeof(*tl->dq) * (tl->dq_mask + 1),
-	    RTE_CACHE_LINE_SIZE, (int)socket);
+	tl->dq = rte_zmalloc_socket(
+	    "tcp_dq", sizeof(*tl->dq) * (tl->dq_mask + 1), RTE_CACHE_LINE_SIZE, (int)socket);
 	if (tl->dq == NULL)
 		return -ENOMEM;
 	for (i = tl->cfg.max_flows; i-- > 0;) {
@@ -468,9 +468,9 @@ tcp_mem_stats(const struct dp_lcore *lc, struct tcp_mem_stats *out)
 	out->sb_bytes_per_flow =
 	    (uint32_t)(((uint64_t)tl->n_sbs * sizeof(struct tcp_sb) + tl->cfg.max_flows / 2) /
 		tl->cfg.max_flows);
-	out->dq_bytes_per_flow = (uint32_t)(((uint64_t)(tl->dq_mask + 1) * sizeof(*tl->dq) +
-						tl->cfg.max_flows / 2) /
-	    tl->cfg.max_flows);
+	out->dq_bytes_per_flow =
+	    (uint32_t)(((uint64_t)(tl->dq_mask + 1) * sizeof(*tl->dq) + tl->cfg.max_flows / 2) /
+		tl->cfg.max_flows);
 	out->sb_blocks = tl->n_sbs;
 	out->sb_used = tl->sb_used;
 	for (i = 0; i < TCP_ST_COUNT; i++)
