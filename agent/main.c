@@ -513,10 +513,10 @@ make_downlink(struct agent *a)
 
 	if (r == NULL || r->n_down == 0)
 		return 0;
-	if (a->chan == NULL) {
-		log_warnx("uplink.downlink: %zu rules, but no channel to the dataplane "
-			  "(dataplane.channel): not subscribed",
-		    r->n_down);
+	if (a->chan == NULL || a->cfg.uplink != AGENT_UPLINK_MQTT) {
+		log_warnx("uplink.downlink: %zu rules, but %s: not subscribed", r->n_down,
+		    a->chan == NULL ? "no channel to the dataplane (dataplane.channel)"
+				    : "the uplink is not mqtt");
 		return 0;
 	}
 	if ((rc = downlink_open(&a->down, a->loop, r, dpchan_link_server(a->chan),

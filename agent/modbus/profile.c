@@ -394,6 +394,8 @@ parse_hole(conf_node hn, int addressing, struct mb_profile *p, struct mb_hole *h
 	if (to_pdu(conf_get(hn, "address"), addressing, addr, &ref_fn, &pdu))
 		return -1;
 	fn = ref_fn;
+	if (ref_fn < 0 && !conf_present(conf_get(hn, "function")))
+		return conf_error(hn, "a hole needs a 'function' (coil, discrete, holding, input)");
 	if ((ref_fn < 0 || conf_present(conf_get(hn, "function"))) &&
 	    conf_enum(conf_get(hn, "function"), mb_func_names, &fn))
 		return -1;

@@ -30,6 +30,8 @@ mb_transport_connect(struct mb_transport *t)
 
 	if (t->connected)
 		return 0;
+	if (t->ops->before_open != NULL && (rc = t->ops->before_open(t)) != 0)
+		return rc;
 	if (modbus_connect(t->ctx) != 0)
 		return errno ? -errno : -EIO;
 	rc = t->ops->setup(t);

@@ -26,6 +26,9 @@ struct mb_transport_ops {
 	const char *name; /* "rtu", "tcp" */
 	/* The libmodbus context for the bus's settings, or NULL. */
 	modbus_t *(*ctx_new)(const struct agent_bus_conf *c);
+	/* Before modbus_connect, optional: what the port turns out to be may change the context
+	 * (a pseudo-terminal gets one without parity). 0 or -errno. */
+	int (*before_open)(struct mb_transport *t);
 	/* After modbus_connect: line settings libmodbus does not do (RS-485 mode). 0 or -errno. */
 	int (*setup)(struct mb_transport *t);
 	/* Silence to keep between frames, us (0 where the link frames messages itself). */
@@ -47,6 +50,7 @@ struct mb_transport {
 	modbus_t *ctx;
 	uint32_t gap_us;
 	bool connected;
+	bool pty; /* RTU on a pseudo-terminal: opened without parity (transport_rtu.c) */
 };
 
 extern const struct mb_transport_ops mb_transport_rtu, mb_transport_tcp;

@@ -359,8 +359,6 @@ conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 {
 	if (!conn_alive(c))
 		return false;
-	if (c->b->persist != NULL) /* what the client learns of is in the page cache first */
-		persist_flush(c->b);
 	if (c->b->ops->send(c->ctx, iov, n) < 0) {
 		broker_count(c->b, BROKER_C_SEND_FAIL);
 		c->send_failed = true;
@@ -634,6 +632,10 @@ conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 void
 broker_reap(struct broker *b)
 {
+	/* The state this call changed goes to the page cache before the transport puts what the
+	 * call sent on the wire (after the call returns: broker_persist_open). */
+	if (b->persist != NULL)
+		persist_flush(b);
 	while (b->dying != NULL) {
 		struct broker_conn *c = b->dying;
 		struct broker_session *s = c->s;

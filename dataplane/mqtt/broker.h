@@ -57,7 +57,13 @@ struct broker_config {
 	uint32_t stall_timeout_ms;        /* queue_full hold: a subscriber over its queue limit that
 				    * sends nothing for this long is disconnected (0: 30000) */
 	uint8_t queue_full;               /* enum broker_queue_full */
+	uint32_t state_sync_ms;           /* state across restarts: the longest a change waits
+					   * for its fdatasync (0: 1000) */
+	char state_dir[256]; /* where that state lives (broker_persist_open); "": nowhere. The
+			      * library leaves it empty; the config's default is
+			      * BROKER_STATE_DIR_DEFAULT */
 };
+#define BROKER_STATE_DIR_DEFAULT "/var/lib/edgegw/broker"
 
 void broker_config_defaults(struct broker_config *cfg);
 /* 0 when every field is within the range the config parser accepts, else -EINVAL with the
@@ -240,6 +246,10 @@ uint32_t broker_uplink_pending(const struct broker *b);
  * names the files (the worker's index). sync_ms: the longest a change waits for its
  * fdatasync (0: 1000). 0, or a negative errno (-EBUSY: another process has the directory,
  * -EPROTONOSUPPORT: written by a newer version; logged). broker_destroy closes it.
+ * What a broker call changed is written (page cache) when the call returns, once for the
+ * whole call: the promise that nothing a client was told is lost to a SIGKILL needs a
+ * transport whose send() queues and transmits after the call (the dataplane's TCP does:
+ * tcp_write queues, the lcore's loop flushes the connections after the burst).
  */
 int broker_persist_open(
     struct broker *b, const char *dir, uint32_t instance, uint32_t sync_ms, uint64_t now_ms);

@@ -66,6 +66,7 @@ static const struct lim lims[] = {
 	LIM("client_id_max", client_id_max, LIM_COUNT, 23, 65535,
 	    "MQTT requires client ids of up to 23 bytes to be accepted"),
 	LIM("stall_timeout", stall_timeout_ms, LIM_MS, 100, 3600000, NULL),
+	LIM_RESTART("state_sync", state_sync_ms, LIM_MS, 0, 600000, NULL),
 };
 
 /* enum broker_queue_full, in order */
@@ -77,7 +78,8 @@ static const char *const broker_keys[] = { "max_connections", "max_sessions",
 	"max_subscriptions_per_session", "max_filter_levels", "max_queued_messages", "max_inflight",
 	"receive_maximum", "max_packet_size", "max_retained", "max_retained_bytes", "keepalive_max",
 	"topic_alias_max", "topic_alias_out_max", "session_expiry_max", "connect_timeout",
-	"sys_interval", "client_id_max", "queue_full", "stall_timeout", NULL };
+	"sys_interval", "client_id_max", "queue_full", "stall_timeout", "state_dir", "state_sync",
+	NULL };
 
 static uint64_t
 lim_get(const struct broker_config *cfg, const struct lim *l)
@@ -126,6 +128,26 @@ broker_config_keys(void)
 	return broker_keys;
 }
 
+/* state_dir: absent keeps cfg's (the library's default: none); "" turns it off. */
+static void
+parse_state_dir(conf_node n, struct broker_config *cfg)
+{
+	const char *dir = NULL;
+
+	if (conf_get_str(n, "state_dir", NULL, &dir) != 0 || dir == NULL)
+		return;
+	if (dir[0] != '\0' && dir[0] != '/') {
+		conf_error(conf_get(n, "state_dir"), "state_dir must be an absolute path");
+		return;
+	}
+	if (strlen(dir) >= sizeof(cfg->state_dir) - 32) {
+		conf_error(conf_get(n, "state_dir"), "state_dir is too long (at most %zu bytes)",
+		    sizeof(cfg->state_dir) - 33);
+		return;
+	}
+	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", dir);
+}
+
 void
 broker_config_parse(conf_node n, struct broker_config *cfg)
 {
@@ -160,6 +182,7 @@ broker_config_parse(conf_node n, struct broker_config *cfg)
 	}
 	if (conf_get_enum(n, "queue_full", cfg->queue_full, queue_full_names, &e) == 0)
 		cfg->queue_full = (uint8_t)e;
+	parse_state_dir(n, cfg);
 }
 
 int

@@ -404,7 +404,7 @@ topic_is_sys(struct mqtt_str t)
 /* ---- state across restarts (persist.c) ----
  * Hooks called where the state a restart must find changes; each is a no-op without a state
  * directory (b->persist NULL) or for a session that is not persistent. What they journal is
- * written to the page cache before the next packet leaves (conn_send: persist_flush). */
+ * written to the page cache at the end of the broker call (broker_reap: persist_flush). */
 struct broker_persist;
 void persist_retain(struct broker *b, const struct broker_msg *m, bool set);
 /* The session's expiry or subscriptions changed (a session that became persistent, or that
@@ -421,6 +421,8 @@ uint32_t persist_msg_add(struct broker_session *s, const struct broker_msg *m, u
 void persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
 void persist_flush(struct broker *b);
 void persist_tick(struct broker *b, uint64_t now_ms);
+/* Fault injection for the unit tests: the next n journal or snapshot writes fail (EIO). */
+extern unsigned broker_persist_fail_next;
 /* Recovery (session.c): put back a journaled delivery, or change its state. */
 void persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did,
     uint16_t pid, uint8_t state, uint8_t qos, bool retain, uint32_t sub_id);

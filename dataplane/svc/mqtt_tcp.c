@@ -467,6 +467,14 @@ mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_conf
 	}
 	if (n_xrings > 1)
 		broker_xlcore_attach(svc->b, lc->worker_idx, n_xrings, &x_ops, NULL);
+	/* state across restarts: recovered before the first connection (docs/broker.md) */
+	if (cfg->state_dir[0] != '\0' &&
+	    (rc = broker_persist_open(
+		 svc->b, cfg->state_dir, lc->worker_idx, cfg->state_sync_ms, now_ms(lc))) != 0) {
+		broker_destroy(svc->b);
+		free(svc);
+		return rc;
+	}
 	if ((svc->adm = mqtt_admin_slot_new(lc->worker_idx)) == NULL) {
 		broker_destroy(svc->b);
 		free(svc);

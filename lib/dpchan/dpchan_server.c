@@ -30,6 +30,7 @@ struct stream {
 	bool used;
 	struct sconn *conn; /* NULL while that lcore is not connected */
 	uint64_t max_ref;   /* highest ref taken */
+	bool known_trimmed; /* the known refs below its first record since the hello are gone */
 	struct waiting *w;  /* ring of max_inflight: refs taken, awaiting durability (in ref
 			     * order; answered ones leave from the front) */
 	uint32_t w_head, w_len;
@@ -243,6 +244,22 @@ known_has(struct dpchan_server *s, const struct dpchan_hello *id, uint64_t ref)
 	return bsearch(&key, s->known, s->n_known, sizeof(*s->known), known_cmp) != NULL;
 }
 
+/* The first record an lcore sends after its hello is the oldest it holds (it sends in ref
+ * order, from the oldest not answered): the known refs of that lcore below it never come again. */
+static void
+known_trim(struct dpchan_server *s, const struct dpchan_hello *id, uint64_t first)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n_known; i++) {
+		const struct known *k = &s->known[i];
+
+		if (k->boot_id != id->boot_id || k->lcore != id->lcore || k->ref >= first)
+			s->known[n++] = *k;
+	}
+	s->n_known = n;
+}
+
 /* A hello from another dataplane start: the records known from the old one never come again. */
 static void
 known_forget_others(struct dpchan_server *s, uint64_t boot_id)
@@ -373,6 +390,11 @@ take_one(void *arg, const struct dpchan_rec *r)
 		t->c->rx_done++;
 		return 0;
 	}
+	if (r->ref != 0 && !st->known_trimmed) {
+		st->known_trimmed = true;
+		if (s->n_known > 0)
+			known_trim(s, &st->id, r->ref);
+	}
 	if (r->ref != 0 && known_has(s, &st->id, r->ref)) {
 		/* the sink made it durable before the agent restarted, and the answer was lost */
 		s->cnt[DPCHAN_C_RECS_KNOWN]++;
@@ -462,6 +484,7 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 			if (c->st->conn != NULL) /* the same lcore again: the newer one wins */
 				conn_close(s, c->st->conn, "replaced by a new connection");
 			c->st->conn = c;
+			c->st->known_trimmed = false;
 			c->hello = true;
 			s->cnt[DPCHAN_C_CONNECTS]++;
 			log_info("dpchan: lcore %u connected (boot %016llx, %u refs await "

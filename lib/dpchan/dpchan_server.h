@@ -51,8 +51,10 @@ int dpchan_server_fd(const struct dpchan_server *s);
  * A record the sink already holds from before the agent restarted (found in its spool, with
  * the boot id, lcore and ref it came with): when that lcore sends it again (it was never told
  * it is durable), it is answered durable at once and not given to the sink a second time.
- * Call before the lcores connect; 0 or -ENOMEM. Forgotten when an lcore says hello with
- * another boot id (the dataplane restarted: no record of the old one comes again).
+ * Call before the lcores connect; 0 or -ENOMEM. 24 bytes each, forgotten as they can no longer
+ * come: those of an lcore below the first ref it sends after its hello (it resends from its
+ * oldest), and all of them when an lcore says hello with another boot id (the dataplane
+ * restarted).
  */
 int dpchan_server_known(struct dpchan_server *s, uint64_t boot_id, uint32_t lcore, uint64_t ref);
 /* Accept, read, take, answer: whatever is ready (never blocks). */

@@ -86,6 +86,11 @@ def test():
         check(labtest.wait_log(lab.runtime("agent.log"), "mqtt: connected",
                                read_int(lab.runtime("agent.logpos")), 0),
               "the restarted agent connected to the cloud broker")
+        # its RS-485 pty opens again (a killed agent leaves the line set, and a pty drops the
+        # configured parity: the reopen failed with EINVAL until the agent opened ptys without)
+        check(labtest.wait_log(lab.runtime("agent.log"), "bus rs485-1: connected to",
+                               read_int(lab.runtime("agent.logpos")), 10),
+              "the restarted agent opened the RS-485 bus again")
         check(read_int(lab.runtime("agent.restarts")) == 1,
               "the supervisor counted one agent restart")
 

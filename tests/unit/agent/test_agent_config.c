@@ -424,6 +424,119 @@ test_profile_same(void **state)
 	mb_profile_free(&p0);
 }
 
+/* Whole configs that are wrong in one place each: refused, with the error at that place. */
+static void
+test_config_errors(void **state)
+{
+#define BUS                                                                            \
+	"    - {name: b, type: tcp, host: 127.0.0.1, devices: [{name: d, unit_id: 1, " \
+	"profile: eastron-sdm120}]}\n"
+	static const struct {
+		const char *agent; /* lines after "agent:\n  profiles_dir: ...\n" */
+		const char *err;
+	} bad[] = {
+		{ "  uplink: jsonl\n  buses:\n    - 7\n", "a bus must be a mapping" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: 'b b', type: tcp, host: h, devices: "
+		  "[{name: d, unit_id: 1, profile: eastron-sdm120}]}\n",
+		    "bus name 'b b'" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: tcp, host: h}\n",
+		    "bus 'b' needs a non-empty 'devices' list" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: tcp, host: h, devices: []}\n",
+		    "gw.yaml:5:46: bus 'b' needs a non-empty 'devices' list" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: tcp, host: h, devices: [7]}\n",
+		    "a device must be a mapping" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: tcp, host: h, devices: [{name: "
+		  "'d d', unit_id: 1, profile: eastron-sdm120}]}\n",
+		    "device name 'd d'" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: tcp, host: h, devices: [{name: "
+		  "d, profile: eastron-sdm120}]}\n",
+		    "device 'd' needs a 'unit_id'" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: rtu, device: /dev/x, devices: "
+		  "[{name: d, unit_id: 0, profile: eastron-sdm120}]}\n",
+		    "gw.yaml:5:73: unit_id 0: RTU devices are 1..247" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: rtu, device: /dev/x, devices: "
+		  "[{name: d, unit_id: 248, profile: eastron-sdm120}]}\n",
+		    "unit_id 248: RTU devices are 1..247" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: rtu, device: /dev/x, baud: "
+		  "1234, "
+		  "devices: [{name: d, unit_id: 1, profile: eastron-sdm120}]}\n",
+		    "baud 1234 is not a standard rate" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: tcp, host: h, devices: [{name: "
+		  "d, unit_id: 1, profile: eastron-sdm120}, {name: d, unit_id: 2, profile: "
+		  "eastron-sdm120}]}\n",
+		    "duplicate device name 'd'" },
+		{ "  uplink: jsonl\n  buses:\n    - {name: b, type: rtu, device: /dev/x, devices: "
+		  "[{name: d, unit_id: 3, profile: eastron-sdm120}, {name: e, unit_id: 3, profile: "
+		  "eastron-sdm120}]}\n",
+		    "unit_id 3 is used twice on bus 'b'" },
+		{ "  uplink: jsonl\n  buses:\n" BUS BUS, "gw.yaml:6:7: duplicate bus name 'b'" },
+		{ "  uplink: jsonl\n  commands: {topic: 'a/+/c'}\n  buses:\n" BUS,
+		    "the command topic must not hold wildcards" },
+		{ "  uplink: jsonl\n  topic_prefix: 'a/#'\n  buses:\n" BUS,
+		    "topic_prefix must not hold" },
+		{ "  uplink: jsonl\n  metrics: 7\n  buses:\n" BUS, "'metrics' must be a mapping" },
+		{ "  uplink: jsonl\n  buses: 7\n", "needs a non-empty 'buses' list" },
+		{ "  uplink: jsonl\n  buses: []\n", "needs a non-empty 'buses' list" },
+		{ "  uplink: pigeon\n  buses:\n" BUS, "not one of" },
+		{ "  uplink: mqtt\n  buses:\n" BUS, "uplink mqtt needs an 'mqtt' section" },
+		{ "  uplink: jsonl\n  commands: {topic: a, colour: red}\n  buses:\n" BUS,
+		    "gw.yaml:4:24: unknown key 'colour'" },
+		{ "  uplink: jsonl\n  stats: {interval: 1ms}\n  buses:\n" BUS,
+		    "gw.yaml:4:21: duration 1ms is out of range" },
+	};
+	char text[4096], err[2048];
+	struct agent_config c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "agent:\n  profiles_dir: %s\n%s", PROFILES_DIR,
+		    bad[i].agent);
+		err[0] = '\0';
+		if (agent_config_parse_string(
+			"gw.yaml", text, strlen(text), &c, err, sizeof(err)) == 0) {
+			agent_config_free(&c);
+			fail_msg("case %zu accepted", i);
+		}
+		if (strstr(err, bad[i].err) == NULL)
+			fail_msg("case %zu: error '%s' lacks '%s'", i, err, bad[i].err);
+	}
+#undef BUS
+}
+
+/* The file around the section: not a mapping, no agent section, an agent that is not a
+ * mapping, a profiles_dir that is missing, not a folder, or holds no profile. */
+static void
+test_document_errors(void **state)
+{
+	static const struct {
+		const char *text, *err;
+	} bad[] = {
+		{ "- 1\n- 2\n", "the gateway config must be a mapping" },
+		{ "dataplane: {}\n", "no 'agent' section" },
+		{ "agent: 7\n", "'agent' must be a mapping" },
+		{ "agent:\n  uplink: jsonl\n  buses: []\n", "missing 'profiles_dir'" },
+		{ "agent:\n  profiles_dir: /nonexistent/profiles\n  uplink: jsonl\n  buses: []\n",
+		    "gw.yaml:2:17: profiles_dir /nonexistent/profiles: No such file" },
+		{ "agent:\n  profiles_dir: /\n  uplink: jsonl\n  buses: []\n",
+		    "no *.yaml profiles in /" },
+		{ "agent: {\n", "gw.yaml:" },
+	};
+	char err[2048];
+	struct agent_config c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (agent_config_parse_string(
+			"gw.yaml", bad[i].text, strlen(bad[i].text), &c, err, sizeof(err)) == 0) {
+			agent_config_free(&c);
+			fail_msg("case %zu accepted", i);
+		}
+		if (strstr(err, bad[i].err) == NULL)
+			fail_msg("case %zu: error '%s' lacks '%s'", i, err, bad[i].err);
+	}
+}
+
 int
 main(void)
 {
@@ -439,6 +552,8 @@ main(void)
 		cmocka_unit_test(test_slow_device_warns),
 		cmocka_unit_test(test_bus_same),
 		cmocka_unit_test(test_profile_same),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_document_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

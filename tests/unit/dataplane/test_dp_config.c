@@ -373,6 +373,149 @@ test_bad_configs_rejected(void **state)
 	}
 }
 
+#define BASE "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24}\n"
+
+/* More refusals, one key wrong each, with the line and the reason. */
+static const struct bad_case more_bad[] = {
+	{ "dataplane:\n  eal: a\n  port: {device: x, ipv4: 198.18.0.1/24}\n", 2,
+	    "must be a list of EAL arguments" },
+	{ "dataplane:\n  eal: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t, u, v, "
+	  "w, "
+	  "x, y, z, a1, b1, c1, d1, e1, f1, g1, h1, i1, j1, k1, l1, m1, n1, o1, p1, q1, r1, s1, "
+	  "t1, "
+	  "u1, v1, w1, x1, y1, z1, a2, b2, c2, d2, e2, f2, g2, h2, i2, j2, k2, l2, m2]\n"
+	  "  port: {device: x, ipv4: 198.18.0.1/24}\n",
+	    2, "EAL arguments" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: "
+	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	  ", ipv4: 198.18.0.1/24}\n",
+	    3, "device name too long" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/7}\n", 3,
+	    "prefix length must be 8..30" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/31}\n", 3,
+	    "prefix length must be 8..30" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24, mtu: 500}\n", 3,
+	    "mtu below 576" },
+	{ "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: 198.18.0.1/24, rx_desc: 8}\n", 3,
+	    "out of range" },
+	{ BASE "  hugepages: {size: 4M}\n", 4, "hugepage size is 2M or 1G" },
+	{ BASE "  hugepages: {size: 2M, total: 1k}\n", 4, "out of range" },
+	{ BASE "  services:\n    echo: {enabled: true, port: 1883}\n  mqtt: {port: 1883}\n", 6,
+	    "port 1883 is taken by a test service" },
+	{ BASE
+	    "  services:\n    echo: {enabled: true, port: 7}\n    discard: {enabled: true, port: "
+	    "7}\n",
+	    6, "echo and discard share port 7" },
+	{ "dataplane:\n  eal: [-l, 0-1]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: 2\n",
+	    4, "workers: 2 needs 3 EAL lcores" },
+	{ "dataplane:\n  eal: [-l0]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: 1\n", 4,
+	    "needs 2 EAL lcores" },
+	{ "dataplane:\n  eal: ['--lcores=0,1']\n  port: {device: x, ipv4: 198.18.0.1/24}\n  "
+	  "workers: 2\n",
+	    4, "eal names 2" },
+	{ "dataplane:\n  eal: [-c, '0x3']\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: "
+	  "3\n",
+	    4, "eal names 2" },
+	{ "dataplane:\n  eal: [-l, '0@1,1@2']\n  port: {device: x, ipv4: 198.18.0.1/24}\n  "
+	  "workers: "
+	  "2\n",
+	    4, "eal names 2" },
+	{ "dataplane:\n  eal: [-l, 0-1]\n  port: {device: x, ipv4: 198.18.0.1/24}\n  mqtt: "
+	  "{max_connections: 9999999}\n  tcp: {max_flows: 64}\n",
+	    4, "is above tcp.max_flows" },
+	{ BASE "  arp: {timeout: 1ms}\n", 4, "out of range" },
+	{ BASE "  icmp: {rate_per_s: 0}\n", 4, "out of range" },
+	{ BASE "  log_level: loud\n", 4, "not one of" },
+};
+
+static void
+test_more_bad_configs_rejected(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(more_bad) / sizeof(more_bad[0]); i++) {
+		struct dp_config cfg;
+		char err[4096] = "", want[128];
+		char *path = write_tmp(more_bad[i].yaml);
+
+		if (dp_config_load(path, &cfg, err, sizeof(err)) == 0) {
+			dp_config_free(&cfg);
+			fail_msg("case %zu accepted", i);
+		}
+		if (more_bad[i].line != 0) {
+			snprintf(want, sizeof(want), "%s:%u:", path, more_bad[i].line);
+			if (strstr(err, want) == NULL)
+				fail_msg("case %zu: '%s' lacks '%s'", i, err, want);
+		}
+		if (strstr(err, more_bad[i].reason) == NULL)
+			fail_msg("case %zu: '%s' lacks '%s'", i, err, more_bad[i].reason);
+		unlink(path);
+	}
+}
+
+/* Lcore lists EAL accepts that we do not count (a group in parentheses, a reversed range):
+ * workers are then left to EAL to check, not refused here. */
+static void
+test_lcore_forms_left_to_eal(void **state)
+{
+	static const char *const eal[] = { "[-l, '(0-3)@2']", "[-l, 3-1]", "[-l, '0-']",
+		"[-l, '0;1']", "[--lcores, 0-7, -n, 4]" };
+	char text[512], err[4096];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(eal) / sizeof(eal[0]); i++) {
+		struct dp_config cfg;
+		char *path;
+
+		snprintf(text, sizeof(text),
+		    "dataplane:\n  eal: %s\n  port: {device: x, ipv4: 198.18.0.1/24}\n  workers: "
+		    "4\n",
+		    eal[i]);
+		path = write_tmp(text);
+		if (dp_config_load(path, &cfg, err, sizeof(err)) != 0)
+			fail_msg("case %zu: %s", i, err);
+		assert_int_equal(cfg.workers, 4);
+		dp_config_free(&cfg);
+		unlink(path);
+	}
+}
+
+/* Every key a reload cannot change live is named, and none of them is applied. */
+static void
+test_restart_keys(void **state)
+{
+	struct dp_config run, next;
+	char err[4096] = "", restart[1024] = "";
+	char *path;
+
+	(void)state;
+	path = write_tmp(BASE "  mqtt: {port: 1883}\n");
+	assert_int_equal(dp_config_load(path, &run, err, sizeof(err)), 0);
+	unlink(path);
+	path = write_tmp("dataplane:\n  eal: [b]\n"
+			 "  port: {device: y, ipv4: 198.18.0.1/24, gateway: 198.18.0.254, rx_desc: "
+			 "512, mtu: 1400}\n"
+			 "  hugepages: {size: 1G}\n  workers: 2\n  mbufs: 4096\n"
+			 "  idle_sleep_us: 10\n  arp: {entries: 64}\n  icmp: {rate_per_s: 5}\n"
+			 "  services:\n    echo: {enabled: true}\n    discard: {enabled: true}\n"
+			 "  mqtt: {port: 1884}\n");
+	if (dp_config_load(path, &next, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	unlink(path);
+	assert_int_equal(dp_config_apply_live(&run, &next, note_restart, restart), 0);
+	assert_string_equal(restart,
+	    "dataplane.eal;dataplane.port.device;dataplane.port.gateway;"
+	    "dataplane.port.rx_desc/tx_desc;dataplane.port.mtu;dataplane.hugepages;"
+	    "dataplane.workers;dataplane.mbufs;dataplane.idle_sleep_us;dataplane.arp;"
+	    "dataplane.icmp.rate_per_s;dataplane.services.echo;dataplane.services.discard;"
+	    "dataplane.mqtt.enabled/port;");
+	assert_string_equal(run.device, "x");
+	assert_int_equal(run.workers, 1);
+	dp_config_free(&run);
+	dp_config_free(&next);
+}
+
 int
 main(void)
 {
@@ -385,6 +528,9 @@ main(void)
 		cmocka_unit_test(test_cross_fields_agree),
 		cmocka_unit_test(test_parser_and_check_agree),
 		cmocka_unit_test(test_apply_live),
+		cmocka_unit_test(test_more_bad_configs_rejected),
+		cmocka_unit_test(test_lcore_forms_left_to_eal),
+		cmocka_unit_test(test_restart_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

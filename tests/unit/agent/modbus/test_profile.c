@@ -124,6 +124,112 @@ test_bad_profiles(void **state)
 	}
 }
 
+/* More refusals, one place wrong each: the error names it. */
+static void
+test_more_bad_profiles(void **state)
+{
+#define P "points:\n  - "
+	static const struct bad_case cases[] = {
+		{ "- 1\n", "a profile must be a mapping" },
+		{ "name: 'a b'\n" P "{name: x, function: holding, address: 0}\n",
+		    "profile name 'a b'" },
+		{ "colour: red\n" P "{name: x, function: holding, address: 0}\n",
+		    "unknown key 'colour'" },
+		{ "max_read_registers: 126\n" P "{name: x, function: holding, address: 0}\n",
+		    "t.yaml:1:21: 126 is out of range [1, 125]" },
+		{ "max_gap: -1\n" P "{name: x, function: holding, address: 0}\n",
+		    "t.yaml:1:10: -1 is out of range" },
+		{ "groups: 7\n" P "{name: x, function: holding, address: 0}\n",
+		    "'groups' maps a name to an interval" },
+		{ "addressing: octal\n" P "{name: x, function: holding, address: 0}\n",
+		    "not one of" },
+		{ "write_single: some\n" P "{name: x, function: holding, address: 0}\n",
+		    "not one of" },
+		{ "byte_order: middle\n" P "{name: x, function: holding, address: 0}\n",
+		    "not one of" },
+		{ "word_order: middle\n" P "{name: x, function: holding, address: 0}\n",
+		    "not one of" },
+		{ "qos: 2\n" P "{name: x, function: holding, address: 0}\n",
+		    "t.yaml:1:6: 2 is out of range [0, 1]" },
+		{ "deadband: x\n" P "{name: x, function: holding, address: 0}\n",
+		    "t.yaml:1:11: 'x' is not a number" },
+		{ "heartbeat: forever\n" P "{name: x, function: holding, address: 0}\n",
+		    "'forever' is not a duration" },
+		{ "points: 7\n", "a profile needs a non-empty 'points' list" },
+		{ "name: x\n", "a profile needs a non-empty 'points' list" },
+		{ P "{function: holding, address: 0}\n", "a point needs a 'name'" },
+		{ P "{name: x, function: holding}\n", "point 'x' needs an 'address'" },
+		{ P "{name: x, address: 0}\n", "point 'x' needs a 'function'" },
+		{ P "{name: x, function: holding, address: 0, interval: 1s, group: fast}\n",
+		    "an interval or a group, not both" },
+		{ P "{name: x, function: holding, address: 0, group: fast}\n",
+		    "no group 'fast' in the profile's groups" },
+		{ "groups: {fast: 1ms}\n" P
+		  "{name: x, function: holding, address: 0, group: fast}\n",
+		    "t.yaml:1:16: duration 1ms is out of range" },
+		{ P "{name: x, function: holding, address: 0, interval: 1ms}\n",
+		    "t.yaml:2:56: duration 1ms is out of range" },
+		{ "addressing: one\n" P "{name: x, function: holding, address: 0}\n",
+		    "1-based: 1..65536" },
+		{ "addressing: modicon\n" P "{name: x, address: 20001}\n",
+		    "not a Modicon reference" },
+		{ "addressing: modicon\n" P "{name: x, address: 40000}\n",
+		    "not a Modicon reference" },
+		{ "addressing: modicon\n" P "{name: x, function: input, address: 40001}\n",
+		    "function input does not match reference 40001 (holding)" },
+		{ P "{name: x, function: holding, address: 0, length: 2}\n",
+		    "'length' is only for string points" },
+		{ P "{name: x, function: holding, address: 0, type: bit}\n",
+		    "a bit point needs 'bit'" },
+		{ P "{name: x, function: holding, address: 0, bit: 3}\n",
+		    "'bit' is only for bit points" },
+		{ P "{name: x, function: holding, address: 0, writable: maybe}\n",
+		    "t.yaml:2:56: expected true or false" },
+		{ P "{name: x, function: discrete, address: 0, writable: true}\n", "read-only" },
+		{ P "{name: x, function: holding, address: 0, min: x, writable: true}\n",
+		    "t.yaml:2:51: 'x' is not a number" },
+		{ P "{name: x, function: holding, address: 0, deadband: -1}\n",
+		    "deadband must not be negative" },
+		{ P "{name: x, function: holding, address: 0, unit: \"a\\tb\"}\n",
+		    "unit must not" },
+		{ P "{name: x, function: holding, address: 0, topic: 'a/#'}\n",
+		    "topic 'a/#' is not a valid template" },
+		{ P "{name: x, function: holding, address: 0, word_order: sideways}\n",
+		    "not one of" },
+		{ P "{name: x, function: holding, address: 0, offset: x}\n",
+		    "t.yaml:2:54: 'x' is not a number" },
+		{ P "{name: x, function: holding, address: 0}\nholes: 7\n",
+		    "'holes' is a list of {function, address, count}" },
+		{ P "{name: x, function: holding, address: 0}\nholes:\n  - 7\n",
+		    "a hole is a mapping" },
+		{ P "{name: x, function: holding, address: 0}\nholes:\n  - {function: holding, "
+		    "address: 10, count: 2, colour: red}\n",
+		    "unknown key 'colour'" },
+		{ "addressing: modicon\n" P
+		  "{name: x, address: 40001}\nholes:\n  - {address: 200001, "
+		  "count: 2}\n",
+		    "not a Modicon reference" },
+		/* the error at the hole (it said "t.yaml:1:1: '' is not one of: coil, ...") */
+		{ P "{name: x, function: holding, address: 0}\nholes:\n  - {address: 10, count: "
+		    "2}\n",
+		    "t.yaml:4:5: a hole needs a 'function'" },
+	};
+	struct mb_profile p;
+	char err[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		err[0] = '\0';
+		if (parse(cases[i].yaml, &p, err, sizeof(err)) == 0) {
+			mb_profile_free(&p);
+			fail_msg("case %zu accepted", i);
+		}
+		if (strstr(err, cases[i].want) == NULL)
+			fail_msg("case %zu: error '%s' lacks '%s'", i, err, cases[i].want);
+	}
+#undef P
+}
+
 static void
 test_declared_holes(void **state)
 {
@@ -286,6 +392,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_profile),
 		cmocka_unit_test(test_bad_profiles),
+		cmocka_unit_test(test_more_bad_profiles),
 		cmocka_unit_test(test_declared_holes),
 		cmocka_unit_test(test_addressing),
 		cmocka_unit_test(test_poll_rates),

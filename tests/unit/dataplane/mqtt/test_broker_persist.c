@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "broker_fixture.h"
+#include "broker_int.h" /* broker_persist_fail_next */
 
 struct dirs {
 	char a[64], b[64];
@@ -399,6 +400,44 @@ test_torn_tail(void **state)
 	fx_free(x);
 }
 
+/* A failed journal write is counted and logged, the partial write is cut off, and the next
+ * tick writes the whole state as a snapshot: nothing is lost once that worked. The journal
+ * is synced at the next tick once state_sync has passed. */
+static void
+test_write_failure_resnap(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	struct mqtt_publish p;
+
+	fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL);
+	fx_subscribe(x, 0, "t", 1);
+	fx_close(x, 0);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	broker_persist_fail_next = 1;
+	fx_publish(x, 1, "t", "m1", 1, 1, false);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_FAIL), 1);
+	fx_tick(x, 1); /* the snapshot of everything */
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_COMPACTED), 2);
+	fx_publish(x, 1, "t", "m2", 1, 2, false);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_SYNC), 0);
+	fx_tick(x, 1000);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_SYNC), 1);
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL));
+	p = fx_expect_publish(x, 0, "t", "m1", 1);
+	fx_ack(x, 0, MQTT_PUBACK, p.packet_id);
+	p = fx_expect_publish(x, 0, "t", "m2", 1);
+	fx_ack(x, 0, MQTT_PUBACK, p.packet_id);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
 /* A second broker on the same directory is refused while the first has it. */
 static void
 test_dir_locked(void **state)
@@ -460,6 +499,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_qos2_across_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_end_journaled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
 	};

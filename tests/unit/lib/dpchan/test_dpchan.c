@@ -381,6 +381,40 @@ test_reconnect_no_double_take(void **state)
 	env_free(e);
 }
 
+/* The agent restarted and its sink already holds refs 1, 2 and 4 of this lcore (found in its
+ * spool: dpchan_server_known), ref 3 not (it never reached the disk): the lcore sends 1..4 again;
+ * 1, 2, 4 are answered durable at once without reaching the sink, 3 is taken. Known refs of
+ * another boot id are forgotten at the hello. */
+static void
+test_known_after_agent_restart(void **state)
+{
+	struct env *e = env_new(0, false);
+
+	(void)state;
+	pump(e);
+	assert_false(dpchan_client_connected(e->d.c));
+	env_server(e);
+	for (uint64_t r = 1; r <= 4; r++)
+		if (r != 3)
+			assert_int_equal(dpchan_server_known(e->s, 42, 1, r), 0);
+	assert_int_equal(dpchan_server_known(e->s, 41, 1, 3), 0); /* an older dataplane start */
+	assert_int_equal(dpchan_server_known(e->s, 42, 2, 3), 0); /* another lcore */
+	for (int i = 0; i < 20 && !dpchan_client_connected(e->d.c); i++)
+		pump(e);
+	for (uint64_t r = 1; r <= 4; r++)
+		assert_int_equal(submit(e, r, 2), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 1);
+	assert_int_equal(e->sink.refs[0], 3);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RECS_KNOWN), 3);
+	assert_int_equal(e->d.ok, 3);
+	dpchan_server_durable(e->s, 1, 1, 0); /* token 1: ref 3 */
+	pump(e);
+	assert_int_equal(e->d.ok, 4);
+	assert_int_equal(dpchan_client_pending(e->d.c, NULL), 0);
+	env_free(e);
+}
+
 /* A full sink pauses the connection (nothing lost, nothing taken twice); the client's arena
  * fills and refuses (-ENOBUFS, counted) until durable answers make room, then says ready. */
 static void
@@ -574,6 +608,7 @@ main(void)
 		cmocka_unit_test(test_up_and_durable),
 		cmocka_unit_test(test_agent_absent_and_restart),
 		cmocka_unit_test(test_reconnect_no_double_take),
+		cmocka_unit_test(test_known_after_agent_restart),
 		cmocka_unit_test(test_sink_full_and_bound),
 		cmocka_unit_test(test_server_bad_frames),
 		cmocka_unit_test(test_server_bounds),

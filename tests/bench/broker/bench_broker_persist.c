@@ -1,0 +1,199 @@
+/*
+ * bench_broker_persist: the cost of the broker's state across restarts (persist.c) on its fast
+ * path, one thread, no network: a publisher sends QoS 1 PUBLISHes (64-byte payload) through the
+ * broker core to one subscriber that PUBACKs each, with no state directory, with one and a clean
+ * session subscriber (nothing to journal), and with one and a persistent subscriber (each
+ * message journaled when sent and when acknowledged, one write() per broker call that changed
+ * something). Packets come BURST to an input call, as a dataplane rx burst hands them over.
+ * Prints msgs/s and journal syncs; never fails on time.
+ *   ninja -C build tests/bench/broker/bench_broker_persist
+ *   build/tests/bench/broker/bench_broker_persist [DIR] [MESSAGES]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "mqtt_codec.h"
+
+#define BURST 32 /* packets per input call, as a dataplane rx burst hands them over */
+
+struct bconn {
+	struct broker_conn *c;
+	uint16_t pids[BURST]; /* of the PUBLISHes sent to it in this burst */
+	unsigned n_pids;
+};
+
+static int
+b_send(void *ctx, const struct mqtt_iov *iov, size_t n)
+{
+	struct bconn *k = ctx;
+	const uint8_t *h = iov[0].base;
+	size_t at = 1;
+
+	(void)n;
+	if ((h[0] >> 4) != MQTT_PUBLISH || ((h[0] >> 1) & 3) == 0)
+		return 0;
+	while (h[at] & 0x80) /* remaining length */
+		at++;
+	at++;
+	at += 2 + ((size_t)h[at] << 8 | h[at + 1]); /* topic */
+	if (k->n_pids < BURST)
+		k->pids[k->n_pids++] = (uint16_t)(h[at] << 8 | h[at + 1]);
+	return 0;
+}
+
+static size_t
+b_space(void *ctx)
+{
+	(void)ctx;
+	return 1 << 20;
+}
+
+static void
+b_close(void *ctx, uint8_t reason)
+{
+	(void)ctx;
+	(void)reason;
+}
+
+static const struct broker_transport_ops ops = { b_send, b_space, b_close, NULL };
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+feed_raw(struct broker_conn *c, const uint8_t *buf, size_t len)
+{
+	struct mqtt_iov seg = { buf, len };
+	size_t used;
+
+	if (broker_conn_input(c, &seg, 1, &used, now_ms()) != 0 || used != len) {
+		fprintf(stderr, "bench: input refused\n");
+		exit(1);
+	}
+}
+
+static void
+feed(struct broker_conn *c, const struct mqtt_packet *p)
+{
+	uint8_t buf[512];
+	int len = mqtt_encode(buf, sizeof(buf), MQTT_V311, p);
+
+	if (len <= 0)
+		exit(1);
+	feed_raw(c, buf, (size_t)len);
+}
+
+static void
+connect_as(struct broker_conn *c, const char *id, bool clean)
+{
+	struct mqtt_packet p = { .type = MQTT_CONNECT };
+
+	p.connect.version = MQTT_V311;
+	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
+	p.connect.clean_start = clean;
+	p.connect.keepalive_s = 0;
+	feed(c, &p);
+}
+
+/* msgs/s for one configuration */
+static double
+run(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
+{
+	struct broker_config cfg;
+	struct broker *b;
+	struct bconn pub = { 0 }, sub = { 0 };
+	struct mqtt_subscription s = { .filter = { "plant/#", 7 }, .qos = 1 };
+	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE }, a = { .type = MQTT_PUBACK };
+	static const char payload[64] = "21.5 degC ............................................";
+	double t0, t;
+
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 0;
+	b = broker_create(&cfg, &ops, now_ms());
+	if (dir != NULL && broker_persist_open(b, dir, 0, 0, now_ms()) != 0) {
+		fprintf(stderr, "bench: cannot open %s\n", dir);
+		exit(1);
+	}
+	pub.c = broker_conn_open(b, &pub, now_ms());
+	sub.c = broker_conn_open(b, &sub, now_ms());
+	connect_as(pub.c, "pub", true);
+	connect_as(sub.c, persistent_sub ? "sub-persistent" : "sub-clean", !persistent_sub);
+	p.subscribe.packet_id = 1;
+	p.subscribe.subs = &s;
+	p.subscribe.n_subs = 1;
+	feed(sub.c, &p);
+	p = (struct mqtt_packet){ .type = MQTT_PUBLISH };
+	p.publish.topic = (struct mqtt_str){ "plant/line1/temp", 16 };
+	p.publish.payload = (const uint8_t *)payload;
+	p.publish.payload_len = sizeof(payload);
+	p.publish.qos = 1;
+	t0 = now_s();
+	for (unsigned i = 0; i < n; i += BURST) {
+		uint8_t in[BURST * 128], acks[BURST * 8];
+		size_t len = 0, alen = 0;
+
+		for (unsigned k = 0; k < BURST; k++) {
+			p.publish.packet_id = (uint16_t)((i + k) % 65535 + 1);
+			len += (size_t)mqtt_encode(in + len, sizeof(in) - len, MQTT_V311, &p);
+		}
+		sub.n_pids = 0;
+		feed_raw(pub.c, in, len);
+		for (unsigned k = 0; k < sub.n_pids; k++) {
+			a.ack.packet_id = sub.pids[k];
+			alen += (size_t)mqtt_encode(acks + alen, sizeof(acks) - alen, MQTT_V311, &a);
+		}
+		feed_raw(sub.c, acks, alen);
+		if (i % 1024 == 0)
+			broker_tick(b, now_ms());
+	}
+	t = now_s() - t0;
+	*syncs = broker_counter_get(b, BROKER_C_PERSIST_SYNC);
+	if (broker_counter_get(b, BROKER_C_ACK_UNKNOWN) != 0)
+		fprintf(stderr, "bench: acks went astray\n");
+	broker_destroy(b);
+	return n / t;
+}
+
+int
+main(int argc, char **argv)
+{
+	char tmpl[] = "/tmp/egw-bench-bstate-XXXXXX";
+	const char *dir = argc > 1 ? argv[1] : mkdtemp(tmpl);
+	unsigned n = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 300000;
+	uint64_t syncs;
+	double r;
+
+	if (dir == NULL)
+		return 1;
+	printf("QoS 1, 64 B payload, one publisher, one subscriber PUBACKing, bursts of %u, %u "
+	       "messages, %s\n",
+	    BURST, n, dir);
+	r = run(NULL, true, n, &syncs);
+	printf("%-44s %10.0f msgs/s\n", "no state directory", r);
+	r = run(dir, false, n, &syncs);
+	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "state directory, clean session subscriber", r,
+	    (unsigned long long)syncs);
+	r = run(dir, true, n, &syncs);
+	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "state directory, persistent subscriber", r,
+	    (unsigned long long)syncs);
+	return 0;
+}
