@@ -438,6 +438,59 @@ test_write_failure_resnap(void **state)
 	fx_free(x);
 }
 
+static void
+connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s, bool clean)
+{
+	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
+
+	fx_open(x, i, MQTT_V5);
+	p.connect.version = MQTT_V5;
+	p.connect.clean_start = clean;
+	p.connect.keepalive_s = 60;
+	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
+	p.connect.has_will = true;
+	p.connect.will.topic = MQTT_STR("will/t");
+	p.connect.will.payload = MQTT_STR("gone");
+	p.connect.will.qos = 1;
+	mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
+	mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	assert_int_equal(fx_send(x, i, &p), 0);
+	assert_true(fx_next(x, i, &r));
+	assert_int_equal(r.connack.reason, 0);
+}
+
+/* A delayed will pending at the SIGKILL is published after the restart once its delay has
+ * passed (counted from the restart), not before; one cancelled by the client's return (or
+ * already published) is not published again. */
+static void
+test_delayed_will(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+
+	connect_with_will(x, 0, "dev-1", 30, true);
+	connect_with_will(x, 1, "dev-2", 30, true);
+	connect_with_will(x, 2, "dev-3", 1, true);
+	fx_close(x, 0); /* pending 30 s */
+	fx_close(x, 1);
+	connect_with_will(x, 1, "dev-2", 30, false); /* back in time: cancelled */
+	fx_close(x, 2);
+	fx_tick(x, 1500); /* dev-3's will is published before the kill */
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	fx_connect(x, 3, MQTT_V311, "watch", true, 60, NULL);
+	fx_subscribe(x, 3, "will/#", 1);
+	fx_tick(x, 20000);
+	fx_expect_none(x, 3);
+	fx_tick(x, 11000);
+	fx_expect_publish(x, 3, "will/t", "gone", 1);
+	fx_expect_none(x, 3);
+	assert_int_equal(fx_count(x, BROKER_C_WILL_PUBLISHED), 1);
+	fx_free(x);
+}
+
 /* A second broker on the same directory is refused while the first has it. */
 static void
 test_dir_locked(void **state)
@@ -500,6 +553,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_session_end_journaled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
 	};
