@@ -71,8 +71,8 @@ opt_mss(uint8_t *p, uint16_t mss)
 /* Build and hand one segment to ipv4_output. 0 or a negative errno (counted). nh_hint: the
  * flow's next-hop hint (NULL: a segment without a TCB). */
 static int
-seg_send(struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_out *o,
-    uint32_t *nh_hint)
+seg_send(
+    struct tcp_lcore *tl, const struct tcp_flow_key *k, const struct seg_out *o, uint32_t *nh_hint)
 {
 	struct dp_lcore *lc = tl->lc;
 	uint16_t hlen = (uint16_t)(sizeof(struct rte_tcp_hdr) + o->optlen);
