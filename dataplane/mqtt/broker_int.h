@@ -166,6 +166,7 @@ struct session_cold {
 	uint16_t connack_len;
 	bool claim_found; /* one of them brought the session */
 	bool will_expires;
+	bool will_journaled; /* the pending delayed will is in the state journal (persist.c) */
 };
 
 struct broker_session {
@@ -413,6 +414,8 @@ void persist_session(struct broker_session *s);
 void persist_session_image(struct broker_session *s);
 void persist_session_gone(struct broker_session *s);
 void persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
+/* A delayed will became pending (set), or was published or cancelled. */
+void persist_will(struct broker_session *s, bool set);
 /* A QoS 1/2 delivery kept by a persistent session (queued: pid 0, state SLOT_FREE); its
  * journal id, 0 when not journaled. */
 uint32_t persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos,

@@ -52,6 +52,8 @@ enum p_type {
 	P_MSG,        /* id, did, pid, state, qos, retain, sub_id, msg */
 	P_MSG_STATE,  /* id, did, pid, state */
 	P_MSG_DEL,    /* id, did */
+	P_WILL,       /* id, ms left, delay_s, expiry_s, expires, msg: a pending delayed will */
+	P_WILL_DEL,   /* id */
 };
 
 struct broker_persist {
@@ -475,6 +477,8 @@ persist_retain(struct broker *b, const struct broker_msg *m, bool set)
 	pb_keep(b, p, &w, at);
 }
 
+static void put_will(struct pbuf *w, struct broker_session *s);
+
 static void
 put_sess(struct pbuf *w, const struct broker_session *s)
 {
@@ -540,6 +544,8 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 	if (del_first)
 		put_id_rec(w, P_SESS_DEL, s);
 	put_sess(w, s);
+	if (s->cold != NULL && s->cold->will != NULL && s->cold->will_at_ms != 0)
+		put_will(w, s);
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++) {
 		size_t at = rec_begin(w, P_RXQ2);
 
@@ -637,6 +643,48 @@ persist_session_gone(struct broker_session *s)
 	w = pb_of(p);
 	at = w.len;
 	put_id_rec(&w, P_SESS_DEL, s);
+	pb_keep(s->b, p, &w, at);
+}
+
+static void
+put_will(struct pbuf *w, struct broker_session *s)
+{
+	struct session_cold *k = s->cold;
+	uint64_t now = s->b->now_ms;
+	size_t at = rec_begin(w, P_WILL);
+
+	put_str(w, s->client_id, s->id_len);
+	put_u64(w, k->will_at_ms > now ? k->will_at_ms - now : 0);
+	put_u32(w, k->will_delay_s);
+	put_u32(w, k->will_expiry_s);
+	put_u8(w, k->will_expires);
+	put_msg(w, k->will, now);
+	rec_end(w, at);
+	k->will_journaled = true;
+}
+
+void
+persist_will(struct broker_session *s, bool set)
+{
+	struct broker_persist *p = s->b->persist;
+	struct session_cold *k = s->cold;
+	struct pbuf w;
+	size_t at;
+
+	if (k == NULL || set == k->will_journaled || (set && k->will == NULL))
+		return;
+	if (!sess_journaling(s)) {
+		k->will_journaled = false;
+		return;
+	}
+	w = pb_of(p);
+	at = w.len;
+	if (set) {
+		put_will(&w, s);
+	} else {
+		put_id_rec(&w, P_WILL_DEL, s);
+		k->will_journaled = false;
+	}
 	pb_keep(s->b, p, &w, at);
 }
 
@@ -916,6 +964,32 @@ replay_msg_state(struct broker *b, struct preader *r, bool del)
 }
 
 static void
+replay_will(struct broker *b, struct preader *r)
+{
+	struct broker_session *s = rec_session(b, r);
+	uint64_t left = get_u64(r);
+	uint32_t delay = get_u32(r), expiry = get_u32(r);
+	uint8_t expires = get_u8(r);
+	struct session_cold *k;
+	struct broker_msg *m;
+
+	if (r->bad || s == NULL || (m = get_msg(b, r)) == NULL)
+		return;
+	will_clear(s);
+	if ((k = session_cold_get(s)) == NULL) {
+		broker_msg_unref(m);
+		return;
+	}
+	m->expiry_ms = 0; /* counts from its publication (will_publish) */
+	k->will = m;
+	k->will_at_ms = b->now_ms + (left != 0 ? left : 1);
+	k->will_delay_s = delay;
+	k->will_expiry_s = expiry;
+	k->will_expires = expires != 0;
+	k->will_journaled = true;
+}
+
+static void
 replay_one(struct broker *b, uint8_t type, struct preader *r)
 {
 	struct broker_session *s;
@@ -942,8 +1016,17 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 		replay_sess(b, r);
 		break;
 	case P_SESS_DEL:
-		if ((s = rec_session(b, r)) != NULL)
+		if ((s = rec_session(b, r)) != NULL) {
+			will_clear(s); /* sent when the session ended: its effects are journaled */
 			session_destroy(s);
+		}
+		break;
+	case P_WILL:
+		replay_will(b, r);
+		break;
+	case P_WILL_DEL:
+		if ((s = rec_session(b, r)) != NULL)
+			will_clear(s);
 		break;
 	case P_RXQ2: {
 		uint16_t pid;

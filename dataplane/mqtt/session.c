@@ -633,6 +633,7 @@ session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 		} else {
 			k->will_at_ms = now_ms + (uint64_t)delay * 1000u;
 			broker_count(s->b, BROKER_C_WILL_DELAYED);
+			persist_will(s, true);
 		}
 	}
 	if (session_will_at(s) == 0)

@@ -13,6 +13,7 @@ will_clear(struct broker_session *s)
 
 	if (k == NULL)
 		return;
+	persist_will(s, false);
 	broker_msg_unref(k->will);
 	k->will = NULL;
 	k->will_at_ms = 0;
@@ -58,6 +59,7 @@ will_publish(struct broker_session *s)
 
 	if (m == NULL)
 		return;
+	persist_will(s, false);
 	if (s->cold->will_expires)
 		m->expiry_ms = s->b->now_ms + (uint64_t)s->cold->will_expiry_s * 1000u;
 	s->cold->will = NULL;

@@ -159,7 +159,8 @@ run(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 		feed_raw(pub.c, in, len);
 		for (unsigned k = 0; k < sub.n_pids; k++) {
 			a.ack.packet_id = sub.pids[k];
-			alen += (size_t)mqtt_encode(acks + alen, sizeof(acks) - alen, MQTT_V311, &a);
+			alen +=
+			    (size_t)mqtt_encode(acks + alen, sizeof(acks) - alen, MQTT_V311, &a);
 		}
 		feed_raw(sub.c, acks, alen);
 		if (i % 1024 == 0)
@@ -190,10 +191,10 @@ main(int argc, char **argv)
 	r = run(NULL, true, n, &syncs);
 	printf("%-44s %10.0f msgs/s\n", "no state directory", r);
 	r = run(dir, false, n, &syncs);
-	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "state directory, clean session subscriber", r,
-	    (unsigned long long)syncs);
+	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n",
+	    "state directory, clean session subscriber", r, (unsigned long long)syncs);
 	r = run(dir, true, n, &syncs);
-	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "state directory, persistent subscriber", r,
-	    (unsigned long long)syncs);
+	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "state directory, persistent subscriber",
+	    r, (unsigned long long)syncs);
 	return 0;
 }

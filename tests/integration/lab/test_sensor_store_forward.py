@@ -86,13 +86,17 @@ def dpchan(lab):
     return labtest.dpstat.query("/edgegw/dpchan", lab.prefix)
 
 
-def agent_store(lab):
-    """The agent's store counters from its stats file ({} when not there yet)."""
+def agent_stats(lab, part):
+    """One part of the agent's stats file ({} when not there yet)."""
     try:
         with open(lab.runtime("agent-stats.json")) as f:
-            return json.load(f).get("store", {})
+            return json.load(f).get(part, {})
     except (OSError, ValueError):
         return {}
+
+
+def agent_store(lab):
+    return agent_stats(lab, "store")
 
 
 def stats_mtime(lab):
@@ -190,6 +194,9 @@ def run(lab):
     t_end = time.time()
     labtest.wait_for(lambda: stats_mtime(lab) > t_end, 12)  # written after the marker arrived
     st = agent_store(lab)
+    log("(c) restarted agent's channel: %d records taken, %d sent again and already taken, %d sent "
+        "again and found in its spool (the records the origins keep from being stored twice)" %
+        tuple(agent_stats(lab, "dpchan").get(k, -1) for k in ("RECS_RX", "RECS_DUP", "RECS_KNOWN")))
     if st.get("q2_syncs"):
         log("(c) restarted agent: %d records sent up, %d QoS 2 commits on its loop (%.1f records "
             "each), %.0f us each on average" %

@@ -29,7 +29,8 @@ struct dirs {
 static void
 rm_dir(const char *d)
 {
-	static const char *const names[] = { "broker-0.journal", "broker-0.snap", "broker-0.tmp" };
+	static const char *const names[] = { "broker-0.journal", "broker-0.snap", "broker-0.tmp",
+		"broker-1.journal", "broker-1.snap", "broker-1.tmp" };
 	char p[128];
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -97,14 +98,16 @@ copy_file(const char *from, const char *to, off_t cut)
 static void
 crash_copy(const struct dirs *d, off_t cut)
 {
+	static const char *const names[] = { "broker-0.snap", "broker-0.journal", "broker-1.snap",
+		"broker-1.journal" };
 	char from[128], to[128];
 
-	snprintf(from, sizeof(from), "%s/broker-0.snap", d->a);
-	snprintf(to, sizeof(to), "%s/broker-0.snap", d->b);
-	copy_file(from, to, -1);
-	snprintf(from, sizeof(from), "%s/broker-0.journal", d->a);
-	snprintf(to, sizeof(to), "%s/broker-0.journal", d->b);
-	copy_file(from, to, cut);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(from, sizeof(from), "%s/%s", d->a, names[i]);
+		snprintf(to, sizeof(to), "%s/%s", d->b, names[i]);
+		if (access(from, F_OK) == 0) /* the journal of instance 0 is cut, if asked */
+			copy_file(from, to, i == 1 ? cut : -1);
+	}
 }
 
 static off_t
@@ -438,6 +441,131 @@ test_write_failure_resnap(void **state)
 	fx_free(x);
 }
 
+static void
+connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s, bool clean)
+{
+	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
+
+	fx_open(x, i, MQTT_V5);
+	p.connect.version = MQTT_V5;
+	p.connect.clean_start = clean;
+	p.connect.keepalive_s = 60;
+	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
+	p.connect.has_will = true;
+	p.connect.will.topic = MQTT_STR("will/t");
+	p.connect.will.payload = MQTT_STR("gone");
+	p.connect.will.qos = 1;
+	mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
+	mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	assert_int_equal(fx_send(x, i, &p), 0);
+	assert_true(fx_next(x, i, &r));
+	assert_int_equal(r.connack.reason, 0);
+}
+
+/* A delayed will pending at the SIGKILL is published after the restart once its delay has
+ * passed (counted from the restart), not before; one cancelled by the client's return (or
+ * already published) is not published again. */
+static void
+test_delayed_will(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+
+	connect_with_will(x, 0, "dev-1", 30, true);
+	connect_with_will(x, 1, "dev-2", 30, true);
+	connect_with_will(x, 2, "dev-3", 1, true);
+	fx_close(x, 0); /* pending 30 s */
+	fx_close(x, 1);
+	connect_with_will(x, 1, "dev-2", 30, false); /* back in time: cancelled */
+	fx_close(x, 2);
+	fx_tick(x, 1500); /* dev-3's will is published before the kill */
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	fx_connect(x, 3, MQTT_V311, "watch", true, 60, NULL);
+	fx_subscribe(x, 3, "will/#", 1);
+	fx_tick(x, 20000);
+	fx_expect_none(x, 3);
+	fx_tick(x, 11000);
+	fx_expect_publish(x, 3, "will/t", "gone", 1);
+	fx_expect_none(x, 3);
+	assert_int_equal(fx_count(x, BROKER_C_WILL_PUBLISHED), 1);
+	fx_free(x);
+}
+
+static struct fx_xq q;
+
+static void
+pair_on(struct fx *x[2], const char *dir)
+{
+	fx_xq_pair(&q, x, FX_RING_MAX, NULL);
+	for (uint32_t i = 0; i < 2; i++)
+		assert_int_equal(broker_persist_open(x[i]->b, dir, i, 0, x[i]->now), 0);
+}
+
+static uint32_t
+sessions_of(struct fx *x)
+{
+	struct broker_gauges g;
+
+	broker_gauges_get(x->b, &g);
+	return g.sessions;
+}
+
+/* Two instances: a session that moved from one lcore to the other is journaled there and
+ * gone here; after a SIGKILL it is on the second only, and a client back on the first gets it
+ * (claimed across), session present 1, with the message queued for it on the second. */
+static void
+test_two_instances_moved_session(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x[2], *y[2];
+	struct mqtt_publish p;
+
+	pair_on(x, d->a);
+	fx_connect_start(x[0], 0, MQTT_V311, "mover", false, 60, NULL);
+	fx_xq_pump(&q, x); /* the claim to lcore 1 */
+	fx_xq_pump(&q, x); /* its answer: none there */
+	assert_false(fx_connack(x[0], 0));
+	fx_subscribe(x[0], 0, "m/#", 1);
+	fx_xq_pump(&q, x);
+	fx_close(x[0], 0);
+	fx_connect_start(x[1], 0, MQTT_V311, "mover", false, 60, NULL); /* to the other lcore */
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, x);
+	assert_true(fx_connack(x[1], 0));
+	fx_close(x[1], 0);
+	fx_connect(x[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x[0], 1, "m/1", "moved", 1, 1, false);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, x);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	assert_int_equal(sessions_of(x[0]), 1); /* pub */
+	fx_tick(x[0], 1);
+	fx_tick(x[1], 1);
+	crash_copy(d, -1);
+	fx_xq_free(&q, x);
+
+	pair_on(y, d->b);
+	assert_int_equal(sessions_of(y[0]), 0);
+	assert_int_equal(sessions_of(y[1]), 1);
+	fx_connect_start(y[0], 0, MQTT_V311, "mover", false, 60, NULL);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, y);
+	assert_true(fx_connack(y[0], 0));
+	p = fx_expect_publish(y[0], 0, "m/1", "moved", 1);
+	fx_ack(y[0], 0, MQTT_PUBACK, p.packet_id);
+	fx_expect_none(y[0], 0);
+	/* its subscription came along: journaled on lcore 1 when the session arrived there */
+	fx_connect(y[1], 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(y[1], 1, "m/2", "after", 1, 1, false);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, y);
+	fx_expect_publish(y[0], 0, "m/2", "after", 1);
+	fx_xq_free(&q, y);
+}
+
 /* A second broker on the same directory is refused while the first has it. */
 static void
 test_dir_locked(void **state)
@@ -500,6 +628,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_session_end_journaled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_instances_moved_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
 	};
