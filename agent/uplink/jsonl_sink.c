@@ -29,6 +29,7 @@ struct jsonl_sink {
 	char cmd_topic[256];
 	char line[4096];
 	size_t line_len;
+	bool skip_line; /* the line was too long: the rest of it is dropped too */
 	struct uplink_stats st;
 };
 
@@ -111,13 +112,19 @@ jsonl_on_cmd(void *arg, uint32_t events)
 	while ((n = read(s->cmd_fd, buf, sizeof(buf))) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == '\n') {
-				jsonl_line(s);
+				if (!s->skip_line)
+					jsonl_line(s);
+				s->skip_line = false;
+				s->line_len = 0;
+			} else if (s->skip_line) {
+				continue;
 			} else if (s->line_len < sizeof(s->line) - 1) {
 				s->line[s->line_len++] = buf[i];
 			} else {
 				LOG_RATELIMITED(
 				    LOG_LVL_WARN, 10, "jsonl: command line too long, dropped");
 				s->line_len = 0;
+				s->skip_line = true;
 			}
 		}
 	}

@@ -173,6 +173,7 @@ struct tcp_mem_stats {
 	uint32_t tcb_bytes;            /* sizeof the TCB (the per-lcore pool holds max_flows) */
 	uint32_t hash_bytes_per_entry; /* what the flow hash reserves for max_flows, per entry */
 	uint32_t sb_bytes_per_flow;    /* the loss-recovery blocks' pool, per max_flows entry */
+	uint32_t dq_bytes_per_flow;    /* the delayed-ACK queue, per max_flows entry */
 	uint32_t sb_blocks, sb_used;   /* loss-recovery blocks: in the pool, held by flows */
 	uint64_t sndq_mbufs, rcvq_mbufs, ooo_mbufs; /* mbufs held in queues */
 	uint64_t sndq_bytes, rcvq_bytes, ooo_bytes;

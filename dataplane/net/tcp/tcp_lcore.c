@@ -168,6 +168,11 @@ tables_create(struct tcp_lcore *tl, unsigned socket)
 	    RTE_CACHE_LINE_SIZE, (int)socket);
 	if (tl->tcbs == NULL)
 		return -ENOMEM;
+	tl->dq_mask = rte_align32pow2(tl->cfg.max_flows) - 1;
+	tl->dq = rte_zmalloc_socket(
+	    "tcp_dq", sizeof(*tl->dq) * (tl->dq_mask + 1), RTE_CACHE_LINE_SIZE, (int)socket);
+	if (tl->dq == NULL)
+		return -ENOMEM;
 	for (i = tl->cfg.max_flows; i-- > 0;) {
 		tl->tcbs[i].next_free = tcb_ref(tl, tl->free_list);
 		tl->free_list = &tl->tcbs[i];
@@ -197,6 +202,7 @@ tl_free(struct tcp_lcore *tl)
 	if (tl->flows != NULL)
 		rte_hash_free(tl->flows);
 	rte_free(tl->tcbs);
+	rte_free(tl->dq);
 	tcp_sb_pool_fini(tl);
 	rte_free(tl);
 }
@@ -314,13 +320,16 @@ struct tcp_conn *
 tcp_conn_alloc(struct tcp_lcore *tl, const struct tcp_flow_key *key)
 {
 	struct tcp_conn *c = tl->free_list;
+	uint8_t dq;
 
 	if (c == NULL) {
 		DP_INC(tl->lc, tcp, FLOW_TABLE_FULL);
 		return NULL;
 	}
 	tl->free_list = tcb_at(tl, c->next_free);
+	dq = c->timer_on & TT_DQ; /* an old flow's delayed-ACK entry is this one's now */
 	memset(c, 0, sizeof(*c));
+	c->timer_on = dq;
 	c->key = *key;
 	c->tli = tl->index;
 	c->flags = TF_INUSE;
@@ -458,6 +467,9 @@ tcp_mem_stats(const struct dp_lcore *lc, struct tcp_mem_stats *out)
 	out->hash_bytes_per_entry = hash_bytes_per_entry(tl->cfg.max_flows);
 	out->sb_bytes_per_flow =
 	    (uint32_t)(((uint64_t)tl->n_sbs * sizeof(struct tcp_sb) + tl->cfg.max_flows / 2) /
+		tl->cfg.max_flows);
+	out->dq_bytes_per_flow =
+	    (uint32_t)(((uint64_t)(tl->dq_mask + 1) * sizeof(*tl->dq) + tl->cfg.max_flows / 2) /
 		tl->cfg.max_flows);
 	out->sb_blocks = tl->n_sbs;
 	out->sb_used = tl->sb_used;

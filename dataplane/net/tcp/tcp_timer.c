@@ -4,7 +4,12 @@
  * FIN_WAIT_2 or TIME_WAIT) and sits in the wheel once, at its earliest deadline. Moves are
  * lazy: a later deadline leaves it where it is, and when its slot comes round it fires what
  * is due and re-queues for the rest. Deadlines past the wheel's horizon re-queue once per
- * lap. Also: RTT estimation and RTO (RFC 6298), retransmission timeout handling.
+ * lap. The delayed ACK, armed at most once per received segment and usually earlier than the
+ * retransmission deadline, is not in the wheel (it would move the TCB there at every arm,
+ * touching its neighbours' links): it goes on a per-lcore FIFO of (TCB, deadline), in arm
+ * order, one entry per TCB; an entry whose TCB was re-armed later goes back on the tail when
+ * it comes up (its ACK may then wait behind a later entry: at most one delack_ms more).
+ * Also: RTT estimation and RTO (RFC 6298), retransmission timeout handling.
  */
 #include <rte_common.h>
 #include <rte_mempool.h>
@@ -67,7 +72,7 @@ wheel_schedule(struct tcp_conn *c)
 	if (c->flags & TF_REAP)
 		return; /* closed: its wheel link is its reap-list link now (tcp_types.h) */
 	for (t = TT_REXMT; t <= TT_KEEP; t <<= 1) {
-		if (!(c->timer_on & t))
+		if (!(c->timer_on & t) || t == TT_DELACK)
 			continue;
 		if (!any || SEQ_LT(*deadline(c, t), target))
 			target = *deadline(c, t);
@@ -87,10 +92,23 @@ wheel_schedule(struct tcp_conn *c)
 	wheel_insert(tl, c, target);
 }
 
+static void
+dq_push(struct tcp_lcore *tl, struct tcp_conn *c, uint32_t deadline_ms)
+{
+	tl->dq[tl->dq_tail++ & tl->dq_mask] = (struct tcp_dq_ent){ tcb_ref(tl, c), deadline_ms };
+	c->timer_on |= TT_DQ;
+}
+
 void
 tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms)
 {
 	*deadline(c, which) = tcb_tl(c)->now_ms + delay_ms;
+	if (which == TT_DELACK) {
+		c->timer_on |= TT_DELACK;
+		if (!(c->timer_on & TT_DQ) && !(c->flags & TF_REAP))
+			dq_push(tcb_tl(c), c, c->t_delack);
+		return;
+	}
 	if (which == TT_REXMT && c->sb_ref != 0)
 		tcp_sb_of(c)->tmode = SBT_RTO; /* the caller says otherwise after (tcp_sack.c) */
 	c->timer_on |= (uint8_t)which;
@@ -108,7 +126,7 @@ tcp_timer_stop(struct tcp_conn *c, int which)
 void
 tcp_timers_stop_all(struct tcp_conn *c)
 {
-	c->timer_on = 0;
+	c->timer_on &= TT_DQ; /* its queue entry stays until it comes up */
 	c->flags &= ~TF_PERSIST;
 	if (c->in_wheel)
 		wheel_remove(tcb_tl(c), c);
@@ -339,11 +357,6 @@ conn_fire(struct tcp_conn *c)
 {
 	uint32_t now = tcb_tl(c)->now_ms;
 
-	if ((c->timer_on & TT_DELACK) && SEQ_LEQ(c->t_delack, now)) {
-		c->timer_on &= (uint8_t)~TT_DELACK;
-		DP_INC(tcb_tl(c)->lc, tcp, DELACK);
-		tcp_send_ack(c);
-	}
 	if ((c->timer_on & TT_REXMT) && SEQ_LEQ(c->t_rexmt, now)) {
 		c->timer_on &= (uint8_t)~TT_REXMT;
 		rexmt_fire(c);
@@ -369,6 +382,31 @@ pressure_check(struct tcp_lcore *tl)
 	tl->pressure = low;
 }
 
+/* The delayed ACKs that are due, in arm order. */
+static void
+dq_poll(struct tcp_lcore *tl)
+{
+	while (tl->dq_head != tl->dq_tail) {
+		struct tcp_dq_ent e = tl->dq[tl->dq_head & tl->dq_mask];
+		struct tcp_conn *c;
+
+		if (SEQ_GT(e.deadline_ms, tl->now_ms))
+			break;
+		tl->dq_head++;
+		c = tcb_at(tl, e.ref);
+		c->timer_on &= (uint8_t)~TT_DQ;
+		if (!(c->timer_on & TT_DELACK) || c->state == TCP_ST_CLOSED)
+			continue; /* sent meanwhile, or the flow is gone */
+		if (SEQ_GT(c->t_delack, tl->now_ms)) {
+			dq_push(tl, c, c->t_delack); /* re-armed later since */
+			continue;
+		}
+		c->timer_on &= (uint8_t)~TT_DELACK;
+		DP_INC(tl->lc, tcp, DELACK);
+		tcp_send_ack(c);
+	}
+}
+
 void
 tcp_timers_poll(struct dp_lcore *lc)
 {
@@ -390,5 +428,6 @@ tcp_timers_poll(struct dp_lcore *lc)
 			conn_fire(c);
 		}
 	}
+	dq_poll(tl);
 	tcp_reap(tl);
 }

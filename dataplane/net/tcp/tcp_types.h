@@ -73,8 +73,16 @@ enum {
 /* armed timers (timer_on bits) */
 enum {
 	TT_REXMT = 1,
-	TT_DELACK = 2,
-	TT_KEEP = 4
+	TT_DELACK = 2, /* on the lcore's delayed-ACK queue, not the wheel (tcp_timer.c) */
+	TT_KEEP = 4,
+	TT_DQ = 8 /* not a timer: the TCB has an entry on the delayed-ACK queue (kept when the
+		   * TCB is closed and reused: that entry is then the new flow's) */
+};
+
+/* The delayed-ACK queue: TCB reference and deadline, in the order they were armed. */
+struct tcp_dq_ent {
+	uint32_t ref;
+	uint32_t deadline_ms;
 };
 
 /*
@@ -252,6 +260,10 @@ struct tcp_lcore {
 	uint32_t wheel_ms;               /* last slot processed */
 	uint32_t ts_offset;              /* random offset of our TSval */
 	uint32_t wheel[TCP_WHEEL_SLOTS]; /* tcb_ref of each slot's first TCB */
+	/* delayed ACKs (a ring: one entry per TCB at most, so max_flows rounded up to a power
+	 * of two never overflows): arming one touches no other TCB and never moves this one */
+	struct tcp_dq_ent *dq;
+	uint32_t dq_mask, dq_head, dq_tail;
 
 	/* SYN cookies */
 	uint32_t cookie_secret[4];

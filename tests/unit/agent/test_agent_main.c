@@ -458,6 +458,383 @@ test_agent_run(void **state)
 	assert_true(stats_has("rtu1", "w1", "writes_rejected", 3));
 }
 
+/*
+ * A degraded start: a profile that does not load (its device is disabled, listed with the
+ * reason in /stats and /metrics, the log line joins the profile's errors on one line), a bus
+ * whose every device is disabled (not started), a stats file that cannot be written (logged,
+ * the agent runs on), and command lines the JSON-lines uplink trims, skips or drops.
+ */
+static void
+test_agent_degraded(void **state)
+{
+	char pdir[300], path[400], text[4096], *body, *log, big[5000];
+	pthread_t th;
+	sigset_t set;
+	void *rc;
+	int errfd, saved;
+
+	(void)state;
+	fake_reset();
+	snprintf(pdir, sizeof(pdir), "%s/profiles", dir);
+	mkdir(pdir, 0700);
+	snprintf(path, sizeof(path), "%s/good.yaml", pdir);
+	write_file(path,
+	    "name: good\npoints:\n  - {name: sp, function: holding, address: 0, "
+	    "writable: true}\n");
+	snprintf(path, sizeof(path), "%s/broken.yaml", pdir);
+	write_file(path,
+	    "name: broken\npoints:\n  - {name: a, function: holding}\n"
+	    "  - {name: b, address: 1}\n");
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  state_dir: %s/state\n"
+	    "  uplink: jsonl\n"
+	    "  jsonl: {path: %s, commands: %s}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  stats: {file: %s/no-such-dir/stats.json, interval: 100ms}\n"
+	    "  metrics: {listen: '127.0.0.1:%d'}\n"
+	    "  buses:\n"
+	    "    - name: rtu1\n"
+	    "      type: rtu\n"
+	    "      device: /dev/fake-rtu1\n"
+	    "      rs485: {mode: off}\n"
+	    "      devices:\n"
+	    "        - {name: g, unit_id: 1, profile: good, interval: 100ms}\n"
+	    "        - {name: off1, unit_id: 2, profile: broken}\n"
+	    "    - name: rtu3\n"
+	    "      type: rtu\n"
+	    "      device: /dev/fake-rtu3\n"
+	    "      devices:\n"
+	    "        - {name: off3, unit_id: 3, profile: broken}\n",
+	    pdir, dir, out, fifo, dir, port);
+	write_file(cfg, text);
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	fflush(stderr);
+	saved = dup(2);
+	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(errfd >= 0);
+	dup2(errfd, 2);
+	close(errfd);
+	assert_true(truncate(out, 0) == 0 || errno == ENOENT);
+
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(readings("g", "sp") > 0));
+	/* blank lines are skipped, "\r" and trailing blanks trimmed, a line over 4 KiB dropped */
+	memset(big, 'x', sizeof(big) - 2);
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = '\0';
+	send_cmd("\n   \n");
+	send_cmd(big);
+	send_cmd("{\"id\":\"t\",\"device\":\"g\",\"point\":\"sp\",\"value\":7}  \r\n");
+	send_cmd("{\"id\":\"off\",\"device\":\"off1\",\"point\":\"a\",\"value\":7}\n");
+	assert_true(WAIT_FOR(has_response("t") && has_response("off")));
+	assert_int_equal(fake_get(MB_FN_HOLDING, 0), 7);
+	{
+		json_t *r = responses();
+
+		assert_string_equal(resp_field(r, "t", "status"), "ok");
+		/* a disabled device takes no command */
+		assert_string_equal(resp_field(r, "off", "reason"), "no device named 'off1'");
+		assert_int_equal(json_object_size(r), 2); /* nothing for the blank or long lines */
+		json_decref(r);
+	}
+	/* the uplink's figures in /stats are the loop's copy of its last tick */
+	assert_true(WAIT_FOR(body_has("GET", "/stats", "\"commands\":2}")));
+	body = http("GET", "/stats");
+	assert_non_null(body);
+	assert_non_null(strstr(body, "\"devices_disabled\":2,"));
+	assert_non_null(strstr(body,
+	    "{\"bus\":\"rtu1\",\"name\":\"off1\",\"unit_id\":2,"
+	    "\"profile\":\"broken\",\"state\":\"disabled: "));
+	free(body);
+	assert_true(body_has("GET", "/metrics",
+	    "edgegw_agent_device_disabled{bus=\"rtu3\",device=\"off3\",profile=\"broken\"} 1\n"));
+	assert_true(body_has("GET", "/metrics", "edgegw_agent_devices_disabled 2\n"));
+	assert_true(WAIT_FOR((log = slurp(errlog)) != NULL &&
+		    strstr(log, "no-such-dir/stats.json: No such file or directory") != NULL
+		? (free(log), true)
+		: (free(log), false)));
+
+	kill(getpid(), SIGTERM);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	log = slurp(errlog);
+	assert_non_null(strstr(log, "bus rtu3: every device on it is disabled; not started"));
+	assert_non_null(strstr(log, "profile 'broken' does not load, its devices are disabled: "));
+	assert_non_null(strstr(log, "needs an 'address'; "));
+	assert_non_null(strstr(log, "command line too long, dropped"));
+	assert_non_null(strstr(log, "started: 1 buses, 2 devices disabled"));
+	free(log);
+}
+
+/* --- a broker for the mqtt uplink: loopback, its own thread, just enough MQTT 3.1.1 --- */
+struct mini_broker {
+	int lfd, port;
+	bool stop;
+	int connects, subscribes, publishes, responses;
+	char client_id[64];
+	char last_response[512];
+	pthread_mutex_t mu;
+};
+
+static bool
+read_full(int fd, uint8_t *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, buf + got, len - got);
+
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	return true;
+}
+
+/* One packet: its first byte and body (len bytes). */
+static bool
+read_packet(int fd, uint8_t *type, uint8_t *body, size_t cap, size_t *len)
+{
+	uint8_t b;
+	size_t n = 0;
+	unsigned shift = 0;
+
+	if (!read_full(fd, type, 1))
+		return false;
+	do {
+		if (!read_full(fd, &b, 1) || shift > 21)
+			return false;
+		n |= (size_t)(b & 0x7f) << shift;
+		shift += 7;
+	} while (b & 0x80);
+	if (n > cap)
+		return false;
+	*len = n;
+	return read_full(fd, body, n);
+}
+
+static void
+write_all(int fd, const void *buf, size_t len)
+{
+	if (write(fd, buf, len) != (ssize_t)len)
+		return; /* the agent went: the test sees it in its counts */
+}
+
+static void
+serve(struct mini_broker *mb, int fd)
+{
+	static uint8_t body[1 << 16];
+	uint8_t type;
+	size_t len;
+	bool sent_cmd = false;
+
+	while (!__atomic_load_n(&mb->stop, __ATOMIC_ACQUIRE) &&
+	    read_packet(fd, &type, body, sizeof(body), &len)) {
+		pthread_mutex_lock(&mb->mu);
+		switch (type >> 4) {
+		case 1: { /* CONNECT: protocol name, level, flags, keepalive, client id */
+			size_t pl = (size_t)(body[0] << 8 | body[1]), off = 2 + pl + 4;
+			size_t il = (size_t)(body[off] << 8 | body[off + 1]);
+
+			snprintf(
+			    mb->client_id, sizeof(mb->client_id), "%.*s", (int)il, body + off + 2);
+			mb->connects++;
+			write_all(fd, (const uint8_t[]){ 0x20, 2, 0, 0 }, 4);
+			break;
+		}
+		case 8: { /* SUBSCRIBE: grant what was asked */
+			uint8_t ack[64] = { 0x90, 2, body[0], body[1] };
+			size_t off = 2;
+
+			while (off + 2 < len && ack[1] < 60) {
+				off += 2 + (size_t)(body[off] << 8 | body[off + 1]);
+				ack[2 + ack[1]++] = body[off++] & 3;
+			}
+			write_all(fd, ack, 2 + (size_t)ack[1]);
+			mb->subscribes++;
+			if (!sent_cmd) { /* a command for a point w1 does not have */
+				static const char cmd[] =
+				    "{\"id\":\"m1\",\"device\":\"w1\",\"point\":"
+				    "\"nope\",\"value\":1}";
+				uint8_t pub[128] = { 0x30, (uint8_t)(2 + 8 + sizeof(cmd) - 1), 0,
+					8 };
+
+				memcpy(pub + 4, "site/cmd", 8);
+				memcpy(pub + 12, cmd, sizeof(cmd) - 1);
+				write_all(fd, pub, 12 + sizeof(cmd) - 1);
+				sent_cmd = true;
+			}
+			break;
+		}
+		case 3: { /* PUBLISH: topic, id when QoS > 0, payload */
+			uint8_t qos = (type >> 1) & 3;
+			size_t tl = (size_t)(body[0] << 8 | body[1]), off = 2 + tl;
+			uint8_t id[2] = { 0, 0 };
+
+			if (qos > 0) {
+				id[0] = body[off];
+				id[1] = body[off + 1];
+				off += 2;
+			}
+			mb->publishes++;
+			if (tl == 17 && memcmp(body + 2, "site/cmd/response", 17) == 0) {
+				mb->responses++;
+				snprintf(mb->last_response, sizeof(mb->last_response), "%.*s",
+				    (int)(len - off), body + off);
+			}
+			if (qos == 1)
+				write_all(fd, (const uint8_t[]){ 0x40, 2, id[0], id[1] }, 4);
+			else if (qos == 2)
+				write_all(fd, (const uint8_t[]){ 0x50, 2, id[0], id[1] }, 4);
+			break;
+		}
+		case 6: /* PUBREL */
+			write_all(fd, (const uint8_t[]){ 0x70, 2, body[0], body[1] }, 4);
+			break;
+		case 12: /* PINGREQ */
+			write_all(fd, (const uint8_t[]){ 0xd0, 0 }, 2);
+			break;
+		default:
+			break;
+		}
+		pthread_mutex_unlock(&mb->mu);
+		if ((type >> 4) == 14) /* DISCONNECT */
+			break;
+	}
+	close(fd);
+}
+
+static void *
+broker_thread(void *arg)
+{
+	struct mini_broker *mb = arg;
+
+	while (!__atomic_load_n(&mb->stop, __ATOMIC_ACQUIRE)) {
+		int fd = accept(mb->lfd, NULL, NULL);
+
+		if (fd < 0)
+			break;
+		serve(mb, fd);
+	}
+	return NULL;
+}
+
+static bool
+broker_has(struct mini_broker *mb, int *field, int min)
+{
+	bool ok;
+
+	pthread_mutex_lock(&mb->mu);
+	ok = *field >= min;
+	pthread_mutex_unlock(&mb->mu);
+	return ok;
+}
+
+/*
+ * The mqtt uplink: the agent connects to the broker with its client id, subscribes to its
+ * command topic, publishes its readings through the spool, answers a command that came over
+ * MQTT, and /stats, /metrics and SIGUSR1's dump show the link's and the spool's counters.
+ */
+static void
+test_agent_mqtt_uplink(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static struct mini_broker mb;
+	socklen_t sl = sizeof(sa);
+	pthread_t th, bt;
+	char text[4096], *log;
+	sigset_t set;
+	void *rc;
+	int errfd, saved;
+
+	(void)state;
+	memset(&mb, 0, sizeof(mb));
+	pthread_mutex_init(&mb.mu, NULL);
+	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(mb.lfd, 4), 0);
+	mb.port = ntohs(sa.sin_port);
+	fake_reset();
+	fake_set(MB_FN_HOLDING, 40, 215);
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  topic_prefix: site\n"
+	    "  state_dir: %s/state\n"
+	    "  uplink: mqtt\n"
+	    "  mqtt: {host: 127.0.0.1, port: %d, client_id: t-agent, keepalive: 5s, version: "
+	    "'3.1.1'}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  metrics: {listen: '127.0.0.1:%d', dataplane_telemetry: %s/no-dataplane.sock}\n"
+	    "  buses:\n%s"
+	    "uplink:\n"
+	    "  spool: {dir: %s/spool}\n",
+	    PROFILES_DIR, dir, mb.port, port, dir, bus_rtu1, dir);
+	write_file(cfg, text);
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	fflush(stderr);
+	saved = dup(2);
+	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(errfd >= 0);
+	dup2(errfd, 2);
+	close(errfd);
+
+	assert_int_equal(pthread_create(&bt, NULL, broker_thread, &mb), 0);
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.responses, 1)));
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.publishes, 6)));
+	pthread_mutex_lock(&mb.mu);
+	assert_string_equal(mb.client_id, "t-agent");
+	assert_int_equal(mb.connects, 1);
+	assert_int_equal(mb.subscribes, 1);
+	assert_non_null(strstr(mb.last_response, "\"reason\":\"device 'w1' has no point 'nope'\""));
+	pthread_mutex_unlock(&mb.mu);
+	/* the endpoints read the loop's copy of its last tick */
+	assert_true(WAIT_FOR(body_has("GET", "/metrics", "edgegw_agent_uplink_connected 1\n")));
+	assert_true(WAIT_FOR(body_has("GET", "/stats", "\"uplink\":{\"connected\":true")));
+	assert_true(body_has("GET", "/stats", "\"link\":{"));
+	assert_true(body_has("GET", "/stats", "\"spool\":{"));
+	assert_true(body_has("GET", "/metrics", "edgegw_agent_spool_"));
+	assert_true(body_has("GET", "/metrics", "edgegw_agent_uplink_link_"));
+	kill(getpid(), SIGUSR1);
+	assert_true(
+	    WAIT_FOR((log = slurp(errlog)) != NULL && strstr(log, "stats: uplink up queued") != NULL
+		    ? (free(log), true)
+		    : (free(log), false)));
+
+	kill(getpid(), SIGTERM);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+	__atomic_store_n(&mb.stop, true, __ATOMIC_RELEASE);
+	shutdown(mb.lfd, SHUT_RDWR);
+	close(mb.lfd);
+	assert_int_equal(pthread_join(bt, NULL), 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
 /* --check, --version, --help and bad usage answer without starting anything. */
 static void
 test_agent_options(void **state)
@@ -539,6 +916,8 @@ main(void)
 		cmocka_unit_test(test_agent_options),
 		cmocka_unit_test(test_agent_start_fails),
 		cmocka_unit_test(test_agent_run),
+		cmocka_unit_test(test_agent_degraded),
+		cmocka_unit_test(test_agent_mqtt_uplink),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -46,6 +47,53 @@ test_parse_good_and_bad(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (parse(bad[i], &r, err, sizeof(err)) != -EINVAL)
 			fail_msg("accepted bad command %zu: %s", i, bad[i]);
+}
+
+/* Refusals that name the field, and the values each JSON type gives. */
+static void
+test_parse_refusals_named(void **state)
+{
+	static const struct {
+		const char *cmd, *err;
+	} bad[] = {
+		{ "[1]", "a command is a JSON object" },
+		{ "{\"device\":\"\",\"point\":\"p\",\"value\":1}",
+		    "\"device\" must be a non-empty" },
+		/* jansson refuses a NUL in a string before our own check would */
+		{ "{\"device\":\"a\\u0000b\",\"point\":\"p\",\"value\":1}", "is not allowed" },
+		{ "{\"id\":7,\"device\":\"d\",\"point\":\"p\",\"value\":1}", "\"id\" must be" },
+		{ "{\"device\":\"d\",\"value\":1}", "missing \"point\"" },
+		{ "{\"device\":\"d\",\"point\":\"p\",\"value\":\"a\\u0000b\"}", "is not allowed" },
+		{ "{\"device\":\"d\",\"point\":\"p\",\"value\":null}",
+		    "\"value\" must be a number, true/false or a string" },
+		{ "{\"device\":\"d\",\"device\":\"e\",\"point\":\"p\",\"value\":1}", "bad JSON" },
+	};
+	struct mb_write_req r;
+	char err[256], cmd[512];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (parse(bad[i].cmd, &r, err, sizeof(err)) != -EINVAL)
+			fail_msg("case %zu accepted", i);
+		if (strstr(err, bad[i].err) == NULL)
+			fail_msg("case %zu: '%s' lacks '%s'", i, err, bad[i].err);
+	}
+	/* a string value one longer than the longest string point */
+	snprintf(cmd, sizeof(cmd), "{\"device\":\"d\",\"point\":\"p\",\"value\":\"%0*d\"}",
+	    (int)sizeof(r.str), 0);
+	assert_int_equal(parse(cmd, &r, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "\"value\": a string of at most"));
+	snprintf(cmd, sizeof(cmd), "{\"device\":\"d\",\"point\":\"p\",\"value\":\"%0*d\"}",
+	    (int)sizeof(r.str) - 1, 0);
+	assert_int_equal(parse(cmd, &r, err, sizeof(err)), 0);
+	assert_true(r.is_str);
+	assert_int_equal(strlen(r.str), sizeof(r.str) - 1);
+	assert_int_equal(
+	    parse("{\"device\":\"d\",\"point\":\"c\",\"value\":false}", &r, err, sizeof(err)), 0);
+	assert_true(r.value == 0.0);
+	assert_false(r.is_str);
+	assert_string_equal(r.id, ""); /* id is optional */
 }
 
 static void
@@ -204,6 +252,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_good_and_bad),
+		cmocka_unit_test(test_parse_refusals_named),
 		cmocka_unit_test(test_prepare),
 		cmocka_unit_test(test_prepare_write_set),
 		cmocka_unit_test(test_response_escapes),

@@ -127,6 +127,44 @@ test_errors_name_the_line(void **state)
 	}
 }
 
+/* More refusals, one key wrong each. */
+static void
+test_more_errors(void **state)
+{
+	static const struct {
+		const char *text, *want;
+	} cases[] = {
+		{ "mqtt: 7\n", "t.yaml:1:7: 'mqtt' must be a mapping" },
+		{ "mqtt:\n  tls: 7\n", "t.yaml:2:8: 'tls' must be a mapping" },
+		{ "mqtt:\n  tls: {ca: a.pem, verify: maybe}\n",
+		    "t.yaml:2:28: expected true or false" },
+		{ "mqtt:\n  tls: {ca: [a]}\n", "t.yaml:2:13:" },
+		{ "mqtt:\n  tls: {ca: a.pem, colour: red}\n", "t.yaml:2:20: unknown key 'colour'" },
+		{ "mqtt:\n  host: ''\n", "t.yaml:2:9: host must not be empty" },
+		{ "mqtt:\n  version: '3.1.1'\n  password: secret\n",
+		    "t.yaml:3:13: 3.1.1 sends a password only with a username" },
+		{ "mqtt:\n  keepalive: 1500ms\n", "t.yaml:2:14: keepalive is whole seconds" },
+		{ "mqtt:\n  reconnect_min: 1ms\n", "t.yaml:2:18:" },
+		{ "mqtt:\n  connect_timeout: 1ms\n", "t.yaml:2:20:" },
+		{ "mqtt:\n  max_queue: 0\n", "t.yaml:2:14:" },
+		{ "mqtt:\n  session_expiry: forever\n", "t.yaml:2:19:" },
+	};
+	struct uplink_mqtt_conf c;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = parse(cases[i].text, &c, err, sizeof(err));
+
+		if (rc != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+			fail_msg(
+			    "case %zu: rc %d, got '%s', want '%s...'", i, rc, err, cases[i].want);
+	}
+	/* 5.0 sends a password without a user name */
+	assert_int_equal(parse("mqtt:\n  password: secret\n", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.password, "secret");
+}
+
 /* Every error of the section, not the first (issue 18). */
 static void
 test_every_error_reported(void **state)
@@ -176,6 +214,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_every_key),
 		cmocka_unit_test(test_errors_name_the_line),
+		cmocka_unit_test(test_more_errors),
 		cmocka_unit_test(test_verify_off_is_explicit),
 		cmocka_unit_test(test_every_error_reported),
 	};

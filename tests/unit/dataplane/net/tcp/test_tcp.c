@@ -18,6 +18,7 @@
 #include <rte_tcp.h>
 
 #include "tcp_harness.h"
+#include "tcp_types.h"
 
 #define ACK RTE_TCP_ACK_FLAG
 #define SYN RTE_TCP_SYN_FLAG
@@ -87,7 +88,8 @@ test_mem_stats_match_heap(void **state)
 		tcp_mem_stats(&h_lc, &m);
 		reserved =
 		    (double)(after.heap_allocsz_bytes - before.heap_allocsz_bytes) / sizes[i];
-		said = m.tcb_bytes + m.hash_bytes_per_entry + m.sb_bytes_per_flow;
+		said = m.tcb_bytes + m.hash_bytes_per_entry + m.sb_bytes_per_flow +
+		    m.dq_bytes_per_flow;
 		print_message(
 		    "max_flows %u: reserved %.2f B per flow, reported %.0f (TCB %u + hash %u)\n",
 		    sizes[i], reserved, said, m.tcb_bytes, m.hash_bytes_per_entry);
@@ -326,6 +328,71 @@ test_delayed_ack(void **state)
 	assert_int_equal(h_app.rxlen, 10 + 2 * 1460);
 	h_advance_ms(100);
 	assert_int_equal(h_ncap, 1); /* no delayed ACK left behind */
+}
+
+/*
+ * A delayed ACK armed while the flow waits in the timer wheel for a later deadline (its
+ * retransmission timer) leaves it in its slot: the delayed ACK has a queue of its own, so the
+ * arm touches no other TCB (issue 16, cost per segment). It still goes out delack_ms later,
+ * and a flow that reuses a closed flow's TCB (whose delayed-ACK entry is still queued) gets
+ * its own delayed ACK on time, once.
+ */
+static void
+test_delack_keeps_wheel_slot(void **state)
+{
+	struct h_peer p, q;
+	struct tcp_conn *c, *c2;
+	uint32_t slot;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40005, false);
+	h_app.consume = true;
+	assert_int_equal(tcp_write(c, (const uint8_t *)"ping", 4), 4);
+	h_flush(); /* our data out: the retransmission timer holds the flow in the wheel */
+	assert_int_equal(h_ncap, 1);
+	assert_true(c->in_wheel);
+	slot = c->tw_ms;
+	assert_true(slot - tcb_tl(c)->now_ms > cfg.delack_ms);
+	h_clear();
+	seg_at(&p, ACK | PSH, p.snd_nxt, "abc", 3); /* data, our "ping" not acknowledged */
+	p.snd_nxt += 3;
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	assert_true(c->in_wheel);
+	assert_int_equal(c->tw_ms, slot); /* not moved to the delayed ACK's deadline */
+	h_advance_ms(cfg.delack_ms - 1);
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].ack, p.snd_nxt);
+	assert_int_equal(H_CNT(DELACK), 1);
+
+	/* another delayed ACK armed, then the flow is reset: its entry outlives it */
+	h_clear();
+	seg_at(&p, ACK | PSH, p.snd_nxt, "d", 1);
+	p.snd_nxt += 1;
+	h_flush();
+	h_advance_ms(10);
+	seg_at(&p, RST, p.snd_nxt, NULL, 0);
+	h_flush();
+	assert_int_equal(tcp_flow_count(&h_lc), 0);
+	/* a new flow takes the same TCB and owes a delayed ACK 20 ms later than the old one */
+	h_advance_ms(10);
+	c2 = h_establish(&q, 40006, false);
+	assert_ptr_equal(c2, c);
+	h_clear();
+	h_send(&q, ACK | PSH, "e", 1);
+	h_flush();
+	h_advance_ms(cfg.delack_ms - 1); /* the old flow's deadline passed: nothing for it */
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(1);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].dport, 40006);
+	assert_int_equal(H_CNT(DELACK), 2);
+	h_advance_ms(2 * cfg.delack_ms);
+	assert_int_equal(h_ncap, 1);
 }
 
 static void
@@ -1886,6 +1953,7 @@ main(void)
 		cmocka_unit_test(test_input_burst_as_one_at_a_time),
 		cmocka_unit_test_teardown(test_data_echo_piggyback, teardown),
 		cmocka_unit_test_teardown(test_delayed_ack, teardown),
+		cmocka_unit_test_teardown(test_delack_keeps_wheel_slot, teardown),
 		cmocka_unit_test_teardown(test_window_backpressure, teardown),
 		cmocka_unit_test_teardown(test_out_of_order_and_dup, teardown),
 		cmocka_unit_test_teardown(test_rto_retransmit, teardown),
