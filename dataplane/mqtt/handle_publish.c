@@ -278,7 +278,10 @@ handle_publish(
 	}
 	if (p->qos == 2 && rc < 0x80) {
 		s->rx_qos2[s->n_rx_qos2++] = p->packet_id;
-		persist_rx_qos2(s, p->packet_id, true);
+		/* Deferred: journaled once durable (uplink.c), or a restart would answer the
+		 * client's resend with PUBREC for a message the spool never got. */
+		if (up != UPLINK_DEFERRED)
+			persist_rx_qos2(s, p->packet_id, true);
 	}
 	if (up == UPLINK_DEFERRED) /* PUBACK or PUBREC once durable (uplink.c) */
 		return;

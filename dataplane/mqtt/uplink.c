@@ -215,6 +215,8 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 {
 	struct broker_conn *c = e->c;
 
+	if (e->s != NULL) /* durable now: a restart may answer its resend with PUBREC */
+		persist_rx_qos2(e->s, e->pid, true);
 	if (c == NULL || !conn_alive(c)) {
 		broker_count(b, BROKER_C_UPLINK_ORPHAN);
 		ent_free(u, e);

@@ -566,6 +566,72 @@ test_two_instances_moved_session(void **state)
 	fx_xq_free(&q, y);
 }
 
+static enum broker_uplink_class
+up_wants(void *u, const char *topic, size_t len, uint8_t qos)
+{
+	(void)u;
+	(void)qos;
+	return len >= 3 && memcmp(topic, "up/", 3) == 0 ? BROKER_UPLINK_DURABLE
+							: BROKER_UPLINK_NONE;
+}
+
+static int
+up_room(void *u, size_t tl, size_t pl)
+{
+	(void)u;
+	(void)tl;
+	(void)pl;
+	return 0;
+}
+
+static int
+up_submit(void *u, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t tl,
+    const uint8_t *payload, size_t pl)
+{
+	(void)u;
+	(void)ref;
+	(void)qos;
+	(void)retain;
+	(void)topic;
+	(void)tl;
+	(void)payload;
+	(void)pl;
+	return 0;
+}
+
+static const struct broker_uplink_ops up_ops = { up_wants, up_room, up_submit };
+
+/* Store and forward: a QoS 2 id on a durable rule is journaled only once the uplink said
+ * durable (its PUBREC may go). Killed before: the resend after the restart is taken as new
+ * (no PUBREC for a message the spool never got); killed after: it is a duplicate. */
+static void
+test_qos2_durable_rule(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+
+	assert_int_equal(broker_uplink_attach(x->b, &up_ops, NULL, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
+	fx_publish(x, 0, "up/a", "durable", 2, 3, false);
+	fx_publish(x, 0, "up/b", "not yet", 2, 4, false);
+	fx_expect_none(x, 0); /* both deferred */
+	broker_uplink_durable(x->b, 1, 1, 0, x->now);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* for id 3 only */
+	fx_expect_none(x, 0);
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
+	fx_publish(x, 0, "up/a", "durable", 2, 3, false);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 1); /* durable before: not again */
+	fx_publish(x, 0, "up/b", "not yet", 2, 4, false);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 1); /* taken as new */
+	fx_free(x);
+}
+
 /* A second broker on the same directory is refused while the first has it. */
 static void
 test_dir_locked(void **state)
@@ -629,6 +695,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_durable_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_instances_moved_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
