@@ -111,6 +111,7 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 		sum.half_open += one.half_open;
 		sum.tcb_bytes = one.tcb_bytes;
 		sum.hash_bytes_per_entry = one.hash_bytes_per_entry;
+		sum.dq_bytes_per_flow = one.dq_bytes_per_flow;
 		sum.sndq_mbufs += one.sndq_mbufs;
 		sum.rcvq_mbufs += one.rcvq_mbufs;
 		sum.ooo_mbufs += one.ooo_mbufs;
@@ -126,8 +127,11 @@ tel_mem(const char *cmd, const char *params, struct rte_tel_data *d)
 	rte_tel_data_add_dict_u64(d, "half_open", sum.half_open);
 	rte_tel_data_add_dict_u64(d, "tcb_bytes", sum.tcb_bytes);
 	rte_tel_data_add_dict_u64(d, "hash_entry_bytes", sum.hash_bytes_per_entry);
-	rte_tel_data_add_dict_u64(
-	    d, "bytes_per_idle_flow", sum.tcb_bytes + sum.hash_bytes_per_entry);
+	rte_tel_data_add_dict_u64(d, "delack_entry_bytes", sum.dq_bytes_per_flow);
+	/* what each flow the table can hold costs before it holds data: its TCB, its hash entry
+	 * and its delayed-ACK queue slot (both sized by max_flows) */
+	rte_tel_data_add_dict_u64(d, "bytes_per_idle_flow",
+	    sum.tcb_bytes + sum.hash_bytes_per_entry + sum.dq_bytes_per_flow);
 	rte_tel_data_add_dict_u64(d, "sndq_mbufs", sum.sndq_mbufs);
 	rte_tel_data_add_dict_u64(d, "rcvq_mbufs", sum.rcvq_mbufs);
 	rte_tel_data_add_dict_u64(d, "ooo_mbufs", sum.ooo_mbufs);

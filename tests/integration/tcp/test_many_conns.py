@@ -71,7 +71,12 @@ def test():
         socks = open_all()
         log("opened %d connections in %.2fs" % (N, time.monotonic() - t0))
         exchange(socks)
-        log("dataplane memory with %d connections open: %s" % (N, lab.mem()))
+        mem = lab.mem()
+        log("dataplane memory with %d connections open: %s" % (N, mem))
+        per = mem["tcb_bytes"] + mem["hash_entry_bytes"] + mem["delack_entry_bytes"]
+        check(mem["delack_entry_bytes"] > 0 and mem["bytes_per_idle_flow"] == per,
+              "bytes_per_idle_flow counts the TCB, its hash entry and its delayed-ACK slot "
+              "(%d, %d)" % (mem["bytes_per_idle_flow"], per))
         flows = lab.flows()
         check(flows == N, "the dataplane holds exactly the %d flows (%d)" % (N, flows))
         exchange(socks)  # a second round, all still open
