@@ -368,6 +368,25 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 	memcpy(nc->cmd_response_topic, old->cmd_response_topic, sizeof(nc->cmd_response_topic));
 }
 
+/* The store (its rules and spool) is opened once: a reload that changes `uplink:` says so, and
+ * the running rules stay until a restart. */
+static void
+keep_store_settings(const struct agent *a, const struct agent_config *nc)
+{
+	const struct rules *run = a->store != NULL ? store_rules(a->store) : NULL;
+
+	if (run == NULL || nc->store == NULL)
+		return;
+	if (!rules_equal(run, nc->store->rules))
+		log_warnx(
+		    "reload: uplink.site, uplink.rules or uplink.downlink changed; they apply "
+		    "at the next restart (the running rules stay)");
+	if (strcmp(a->cfg.store->dir, nc->store->dir) != 0)
+		log_warnx("reload: uplink.spool.dir changed; it applies at the next restart (the "
+			  "spool stays in %s)",
+		    a->cfg.store->dir);
+}
+
 /*
  * SIGHUP: load and check the config and its profiles whole; a bad one changes nothing. A good
  * one applies the log level, stats and topic settings, and the buses that changed: an
@@ -390,6 +409,7 @@ agent_reload(struct agent *a)
 		return;
 	}
 	keep_uplink_settings(&a->cfg, &nc);
+	keep_store_settings(a, &nc);
 	agent_metrics_keep_settings(&a->cfg, &nc);
 	log_config_warnings(&nc);
 	log_disabled(&nc);

@@ -419,6 +419,7 @@ dp_config_apply_live(struct dp_config *run, const struct dp_config *next,
 	    "dataplane.services.discard");
 	RESTART_IF(run->mqtt.enabled != next->mqtt.enabled || run->mqtt.port != next->mqtt.port,
 	    "dataplane.mqtt.enabled/port");
+	RESTART_IF(!rules_equal(run->rules, next->rules), "uplink");
 #undef RESTART_IF
 	if (run->log_level != next->log_level) {
 		run->log_level = next->log_level;

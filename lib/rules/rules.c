@@ -200,6 +200,36 @@ rules_free(struct rules *r)
 	free(r);
 }
 
+static bool
+str_eq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+bool
+rules_equal(const struct rules *a, const struct rules *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	if (strcmp(a->site, b->site) != 0 || a->n != b->n || a->n_down != b->n_down)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct rule *x = &a->v[i], *y = &b->v[i];
+
+		if (!str_eq(x->match, y->match) || !str_eq(x->topic, y->topic) ||
+		    x->qos != y->qos || x->cls != y->cls || x->durable != y->durable)
+			return false;
+	}
+	for (size_t i = 0; i < a->n_down; i++) {
+		const struct down_rule *x = &a->down[i], *y = &b->down[i];
+
+		if (!str_eq(x->match, y->match) || !str_eq(x->strip, y->strip) ||
+		    !str_eq(x->topic, y->topic) || x->max_qos != y->max_qos)
+			return false;
+	}
+	return true;
+}
+
 const struct rule *
 rules_match(const struct rules *r, const char *topic, size_t len)
 {

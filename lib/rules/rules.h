@@ -86,6 +86,10 @@ struct rules {
 int rules_parse(conf_node uplink, struct rules **out);
 void rules_free(struct rules *r);
 
+/* Do two rule sets say the same (site, rules and downlink rules, in order; where they were
+ * written does not count)? A reload compares the running set with the file's. */
+bool rules_equal(const struct rules *a, const struct rules *b);
+
 /* The first rule whose filter matches the topic name (not NUL-terminated), or NULL: the topic
  * does not go up. */
 const struct rule *rules_match(const struct rules *r, const char *topic, size_t len);

@@ -440,6 +440,20 @@ test_agent_run(void **state)
 	write_config("", "info");
 	kill(getpid(), SIGHUP);
 	assert_true(WAIT_FOR(stats_nbuses(1)));
+	/* other uplink rules: said to need a restart (the store keeps the running ones) */
+	write_config("", "info");
+	{
+		FILE *f = fopen(cfg, "a");
+
+		assert_non_null(f);
+		fputs("uplink: {site: elsewhere}\n", f);
+		fclose(f);
+	}
+	kill(getpid(), SIGHUP);
+	assert_true(WAIT_FOR((log = slurp(errlog)) != NULL &&
+		    strstr(log, "uplink.site, uplink.rules or uplink.downlink changed") != NULL
+		? (free(log), true)
+		: (free(log), false)));
 
 	kill(getpid(), SIGTERM);
 	assert_int_equal(pthread_join(th, &rc), 0);

@@ -499,7 +499,8 @@ test_restart_keys(void **state)
 			 "  hugepages: {size: 1G}\n  workers: 2\n  mbufs: 4096\n"
 			 "  idle_sleep_us: 10\n  arp: {entries: 64}\n  icmp: {rate_per_s: 5}\n"
 			 "  services:\n    echo: {enabled: true}\n    discard: {enabled: true}\n"
-			 "  mqtt: {port: 1884}\n");
+			 "  mqtt: {port: 1884}\n"
+			 "uplink: {site: b}\n");
 	if (dp_config_load(path, &next, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
 	unlink(path);
@@ -509,7 +510,7 @@ test_restart_keys(void **state)
 	    "dataplane.port.rx_desc/tx_desc;dataplane.port.mtu;dataplane.hugepages;"
 	    "dataplane.workers;dataplane.mbufs;dataplane.idle_sleep_us;dataplane.arp;"
 	    "dataplane.icmp.rate_per_s;dataplane.services.echo;dataplane.services.discard;"
-	    "dataplane.mqtt.enabled/port;");
+	    "dataplane.mqtt.enabled/port;uplink;");
 	assert_string_equal(run.device, "x");
 	assert_int_equal(run.workers, 1);
 	dp_config_free(&run);

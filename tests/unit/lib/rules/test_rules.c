@@ -64,6 +64,93 @@ test_absent_sends_everything_as_is(void **state)
 	conf_free(doc);
 }
 
+static struct rules *
+parse_ok(const char *text)
+{
+	struct rules *r;
+
+	assert_int_equal(parse(text, &r), 0);
+	conf_free(doc);
+	return r;
+}
+
+/* A reload compares the running set with the file's: every field counts, where it was written
+ * does not. */
+static void
+test_equal(void **state)
+{
+	static const char *const base =
+	    "uplink:\n  site: lab\n  rules:\n"
+	    "    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: normal}\n"
+	    "  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", max_qos: "
+	    "1}\n";
+	static const char *const differ[] = {
+		"uplink:\n  site: lab2\n  rules:\n"
+		"    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: "
+		"normal}\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		"max_qos: 1}\n",
+		"uplink:\n  site: lab\n  rules:\n"
+		"    - {match: \"plant/+\", topic: \"site/{site}/{topic}\", qos: keep, class: "
+		"normal}\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		"max_qos: 1}\n",
+		"uplink:\n  site: lab\n  rules:\n"
+		"    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: 1, class: "
+		"normal}\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		"max_qos: 1}\n",
+		"uplink:\n  site: lab\n  rules:\n"
+		"    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: "
+		"bulk}\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		"max_qos: 1}\n",
+		"uplink:\n  site: lab\n  rules:\n"
+		"    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: "
+		"normal, "
+		"durable: false}\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		"max_qos: 1}\n",
+		"uplink:\n  site: lab\n  rules:\n"
+		"    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: "
+		"normal}\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/\", max_qos: 1}\n",
+		"uplink:\n  site: lab\n  rules:\n"
+		"    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: "
+		"normal}\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		"max_qos: 2}\n",
+		"uplink:\n  site: lab\n  rules:\n"
+		"    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: "
+		"normal}\n",
+		"uplink:\n  site: lab\n  rules: []\n"
+		"  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		"max_qos: 1}\n",
+	};
+	struct rules *a, *b;
+
+	(void)state;
+	a = parse_ok(base);
+	/* the same rules written elsewhere in the file (other lines) are equal */
+	b = parse_ok("# a comment\n\nagent: {}\n"
+		     "uplink:\n  site: lab\n  rules:\n"
+		     "    - match: \"plant/#\"\n      topic: \"site/{site}/{topic}\"\n"
+		     "  downlink:\n    - {match: \"site/{site}/cmd/#\", strip: \"site/{site}/\", "
+		     "max_qos: 1}\n");
+	assert_true(rules_equal(a, b));
+	assert_true(rules_equal(b, a));
+	rules_free(b);
+	for (size_t i = 0; i < sizeof(differ) / sizeof(differ[0]); i++) {
+		b = parse_ok(differ[i]);
+		if (rules_equal(a, b))
+			fail_msg("case %zu: equal to the base", i);
+		rules_free(b);
+	}
+	assert_false(rules_equal(a, NULL));
+	assert_true(rules_equal(NULL, NULL));
+	rules_free(a);
+}
+
 static void
 test_empty_list_sends_nothing(void **state)
 {
@@ -296,6 +383,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_absent_sends_everything_as_is),
 		cmocka_unit_test(test_empty_list_sends_nothing),
+		cmocka_unit_test(test_equal),
 		cmocka_unit_test(test_every_key_and_first_match),
 		cmocka_unit_test(test_rules_outlive_the_document),
 		cmocka_unit_test(test_render_bounds),
