@@ -74,6 +74,17 @@ slurp(const char *path)
 	return buf;
 }
 
+/* Does the agent's log (its stderr, errlog) hold needle yet? */
+static bool
+log_has(const char *needle)
+{
+	char *log = slurp(errlog);
+	bool has = log != NULL && strstr(log, needle) != NULL;
+
+	free(log);
+	return has;
+}
+
 static void
 write_file(const char *path, const char *text)
 {
@@ -410,10 +421,7 @@ test_agent_run(void **state)
 
 	/* SIGUSR1: one line per bus and per device in the log */
 	kill(getpid(), SIGUSR1);
-	assert_true(WAIT_FOR(
-	    (log = slurp(errlog)) != NULL && strstr(log, "stats: device rtu1/w1 ok polls") != NULL
-		? (free(log), true)
-		: (free(log), false)));
+	assert_true(WAIT_FOR(log_has("stats: device rtu1/w1 ok polls")));
 
 	/* SIGHUP with a second bus: rtu1 keeps running (its counters stay), rtu2 starts */
 	write_config("    - name: rtu2\n"
@@ -431,10 +439,7 @@ test_agent_run(void **state)
 	/* a bad config changes nothing */
 	write_file(cfg, "agent:\n  buses: 7\n");
 	kill(getpid(), SIGHUP);
-	assert_true(WAIT_FOR(
-	    (log = slurp(errlog)) != NULL && strstr(log, "the running config stays") != NULL
-		? (free(log), true)
-		: (free(log), false)));
+	assert_true(WAIT_FOR(log_has("the running config stays")));
 	assert_true(stats_nbuses(2));
 	/* back to one bus: rtu2 stops, rtu1 is kept */
 	write_config("", "info");
@@ -450,10 +455,7 @@ test_agent_run(void **state)
 		fclose(f);
 	}
 	kill(getpid(), SIGHUP);
-	assert_true(WAIT_FOR((log = slurp(errlog)) != NULL &&
-		    strstr(log, "uplink.site, uplink.rules or uplink.downlink changed") != NULL
-		? (free(log), true)
-		: (free(log), false)));
+	assert_true(WAIT_FOR(log_has("uplink.site, uplink.rules or uplink.downlink changed")));
 
 	kill(getpid(), SIGTERM);
 	assert_int_equal(pthread_join(th, &rc), 0);
@@ -571,10 +573,7 @@ test_agent_degraded(void **state)
 	assert_true(body_has("GET", "/metrics",
 	    "edgegw_agent_device_disabled{bus=\"rtu3\",device=\"off3\",profile=\"broken\"} 1\n"));
 	assert_true(body_has("GET", "/metrics", "edgegw_agent_devices_disabled 2\n"));
-	assert_true(WAIT_FOR((log = slurp(errlog)) != NULL &&
-		    strstr(log, "no-such-dir/stats.json: No such file or directory") != NULL
-		? (free(log), true)
-		: (free(log), false)));
+	assert_true(WAIT_FOR(log_has("no-such-dir/stats.json: No such file or directory")));
 
 	kill(getpid(), SIGTERM);
 	assert_int_equal(pthread_join(th, &rc), 0);
@@ -769,7 +768,7 @@ test_agent_mqtt_uplink(void **state)
 	static struct mini_broker mb;
 	socklen_t sl = sizeof(sa);
 	pthread_t th, bt;
-	char text[4096], *log;
+	char text[4096];
 	sigset_t set;
 	void *rc;
 	int errfd, saved;
@@ -831,10 +830,7 @@ test_agent_mqtt_uplink(void **state)
 	assert_true(body_has("GET", "/metrics", "edgegw_agent_spool_"));
 	assert_true(body_has("GET", "/metrics", "edgegw_agent_uplink_link_"));
 	kill(getpid(), SIGUSR1);
-	assert_true(
-	    WAIT_FOR((log = slurp(errlog)) != NULL && strstr(log, "stats: uplink up queued") != NULL
-		    ? (free(log), true)
-		    : (free(log), false)));
+	assert_true(WAIT_FOR(log_has("stats: uplink up queued")));
 
 	kill(getpid(), SIGTERM);
 	assert_int_equal(pthread_join(th, &rc), 0);
