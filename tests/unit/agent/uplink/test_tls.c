@@ -104,8 +104,8 @@ group_setup(void **state)
 	(void)state;
 	mbedtls_entropy_init(&entropy);
 	mbedtls_ctr_drbg_init(&drbg);
-	assert_int_equal(
-	    mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, (const unsigned char *)"t", 1),
+	assert_int_equal(mbedtls_ctr_drbg_seed(
+			     &drbg, mbedtls_entropy_func, &entropy, (const unsigned char *)"t", 1),
 	    0);
 	snprintf(dir, sizeof(dir), "/tmp/test_tls.XXXXXX");
 	assert_non_null(mkdtemp(dir));
@@ -113,12 +113,13 @@ group_setup(void **state)
 	gen_key(&srv, "server");
 	gen_key(&cli, "client");
 	gen_key(&other, "other");
-	gen_cert("ca", "edgegw test CA", &ca, ca_name, &ca, "20200101000000", "20991231235959", true);
-	gen_cert("server", "localhost", &srv, ca_name, &ca, "20200101000000", "20991231235959",
-	    false);
+	gen_cert(
+	    "ca", "edgegw test CA", &ca, ca_name, &ca, "20200101000000", "20991231235959", true);
+	gen_cert(
+	    "server", "localhost", &srv, ca_name, &ca, "20200101000000", "20991231235959", false);
 	gen_cert("client", "edge1", &cli, ca_name, &ca, "20200101000000", "20991231235959", false);
-	gen_cert("expired", "localhost", &srv, ca_name, &ca, "20000101000000", "20010101000000",
-	    false);
+	gen_cert(
+	    "expired", "localhost", &srv, ca_name, &ca, "20000101000000", "20010101000000", false);
 	gen_cert("selfsigned", "localhost", &other, "CN=localhost,O=edgegw test", &other,
 	    "20200101000000", "20991231235959", false);
 	mbedtls_pk_free(&ca);
