@@ -393,6 +393,75 @@ test_bus_same(void **state)
 	agent_config_free(&a);
 }
 
+/* Every field of a bus and of its devices counts: a change to any one of them makes the bus
+ * "not the same" (a reload restarts its poller), and the copy of an unchanged one is the same. */
+static void
+test_bus_same_field_by_field(void **state)
+{
+	static const struct mb_profile prof = { .name = "p" }; /* compared by mb_profile_same */
+	struct agent_device_conf d0 = { .name = "d",
+		.unit_id = 1,
+		.interval_ms = 1000,
+		.timeout_ms = 500,
+		.retries = 2,
+		.pause_ms = 0,
+		.profile = &prof };
+	struct agent_bus_conf a = { .name = "b",
+		.kind = AGENT_BUS_RTU,
+		.device = "/dev/ttyS0",
+		.line = { 9600, 'N', 8, 1 },
+		.host = "h",
+		.port = 502,
+		.turnaround_ms = 10,
+		.max_backoff_ms = 60000,
+		.pause_ms = 5,
+		.state_dir = "/var/lib/x",
+		.ndevs = 1 };
+	struct agent_device_conf db;
+	struct agent_bus_conf b;
+	int changed = 0;
+
+	(void)state;
+	a.devs = &d0;
+#define CHANGE(stmt)                                            \
+	do {                                                    \
+		b = a;                                          \
+		db = d0;                                        \
+		b.devs = &db;                                   \
+		assert_true(agent_bus_conf_same(&a, &b));       \
+		stmt;                                           \
+		if (agent_bus_conf_same(&a, &b))                \
+			fail_msg("'%s' went unnoticed", #stmt); \
+		changed++;                                      \
+	} while (0)
+	CHANGE(b.name[0] = 'c');
+	CHANGE(b.kind = AGENT_BUS_TCP);
+	CHANGE(b.device[5] = 'X');
+	CHANGE(b.line.baud = 19200);
+	CHANGE(b.line.parity = 'E');
+	CHANGE(b.line.data_bits = 7);
+	CHANGE(b.line.stop_bits = 2);
+	CHANGE(b.rs485.want = RS485_MODE_ON);
+	CHANGE(b.rs485.rts_delay_before_us = 1);
+	CHANGE(b.rs485.rts_delay_after_us = 1);
+	CHANGE(b.rs485.rts_on_send_low = true);
+	CHANGE(b.host[0] = 'g');
+	CHANGE(b.port = 503);
+	CHANGE(b.turnaround_ms = 11);
+	CHANGE(b.max_backoff_ms = 1);
+	CHANGE(b.pause_ms = 6);
+	CHANGE(b.state_dir[1] = 'x');
+	CHANGE(b.ndevs = 0);
+	CHANGE(db.name[0] = 'e');
+	CHANGE(db.unit_id = 2);
+	CHANGE(db.interval_ms = 2000);
+	CHANGE(db.timeout_ms = 600);
+	CHANGE(db.retries = 3);
+	CHANGE(db.pause_ms = 1);
+#undef CHANGE
+	assert_int_equal(changed, 24);
+}
+
 static void
 test_profile_same(void **state)
 {
@@ -551,6 +620,7 @@ main(void)
 		cmocka_unit_test(test_every_error_reported),
 		cmocka_unit_test(test_slow_device_warns),
 		cmocka_unit_test(test_bus_same),
+		cmocka_unit_test(test_bus_same_field_by_field),
 		cmocka_unit_test(test_profile_same),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_document_errors),
