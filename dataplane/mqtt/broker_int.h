@@ -1,8 +1,10 @@
 /*
  * broker_int.h: types and functions shared by the broker core's files (not for other modules:
- * they use broker.h). Data flow of one PUBLISH: broker.c (bytes, decode) -> handle_publish.c
- * (acks, routing) -> subs.c (matching) -> session.c (deliver, queue, inflight) ->
- * broker.c (send through the transport ops).
+ * they use broker.h). Data flow of one PUBLISH: read_handle.c (bytes, decode, dispatch) ->
+ * handle_publish.c (acks) -> publish.c (retained, routing, the other lcores) -> subs.c
+ * (matching) -> session.c (deliver, queue, inflight) -> send_publish.c and send.c (through
+ * the transport ops). Connections are conn.c's, time timer.c's, $SYS sys_tree.c's, the
+ * instance itself broker.c's; the cross-lcore files share xlcore_int.h.
  */
 #ifndef EDGEGW_BROKER_INT_H
 #define EDGEGW_BROKER_INT_H
@@ -19,7 +21,7 @@
  * by reference by every queue and inflight slot that holds it (fan-out copies nothing). */
 struct broker_msg {
 	uint32_t refcnt;
-	uint8_t xkind; /* XK_PUBLISH (0): see xlcore.c */
+	uint8_t xkind; /* XK_PUBLISH (0): see xlcore_int.h */
 	uint8_t qos;
 	bool retain;
 	uint64_t expiry_ms; /* absolute, 0: none */
@@ -153,7 +155,7 @@ struct qent {
 
 /* What few sessions need, kept out of the session's block and allocated on use: the will
  * (stored at CONNECT, pending after the connection ends with a Will Delay), and an open claim
- * of the session on the other lcores with the CONNACK it holds (xlcore.c). Freed when neither
+ * of the session on the other lcores with the CONNACK it holds (xlcore_session.c). Freed when neither
  * is left (session_cold_put). */
 struct session_cold {
 	struct broker_msg *will;
@@ -183,7 +185,7 @@ struct broker_session {
 	struct session_cold *cold; /* will, open claim: NULL when neither */
 	uint64_t id;
 	uint64_t expire_at_ms;  /* while offline, 0: not set */
-	uint32_t claim_seq;     /* the last claim this session made (xlcore.c), 0: none */
+	uint32_t claim_seq;     /* the last claim this session made (xlcore_session.c), 0: none */
 	uint32_t claim_pub_seq; /* b->pub_seq (low 32 bits) when it went out */
 	uint32_t route_gen;     /* b->route_gen of the last message matched (broker_route) */
 	uint32_t n_subs;
@@ -253,7 +255,7 @@ void connect_claim_done(struct broker_session *s);
 
 /* ---- connections ---- */
 /* CONN_CLAIMING: CONNECT accepted, its CONNACK held (in the session's cold part) until the other lcores answer the session
- * claim (xlcore.c); no input is read and nothing is sent meanwhile. */
+ * claim (xlcore_session.c); no input is read and nothing is sent meanwhile. */
 enum conn_state {
 	CONN_NEW,
 	CONN_CLAIMING,
@@ -502,7 +504,7 @@ struct broker {
 	uint32_t route_gen; /* messages routed: tells a session matched twice by one message */
 	/* Messages published here while a claim is open (until replay_until_ms): the claimed
 	 * session's subscriptions are not known here yet, and the other lcore no longer has
-	 * them when these reach it, so they are matched again at restore (xlcore.c). */
+	 * them when these reach it, so they are matched again at restore (xlcore_session.c). */
 	struct broker_msg *replay[BROKER_REPLAY];
 	uint64_t pub_seq; /* messages kept in replay so far */
 	uint64_t replay_until_ms;
@@ -523,6 +525,12 @@ void conn_timer_arm(struct broker_conn *c);
 
 /* Close and free the connections killed during this call (end of every entry point). */
 void broker_reap(struct broker *b);
+/* A connection's memory (conn.c), once the transport is done with it. */
+void broker_conn_free(struct broker_conn *c);
+/* Out of the timer wheel (timer.c), when in it. */
+void broker_wheel_del(struct broker *b, struct broker_conn *c);
+/* $SYS statistics when their interval has come (sys_tree.c, from broker_tick). */
+void broker_sys_tick(struct broker *b);
 
 static inline void
 broker_count(struct broker *b, enum broker_counter c)

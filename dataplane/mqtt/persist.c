@@ -6,10 +6,10 @@
  * (compaction). At open, the snapshot then the journal are replayed into the instance.
  *
  * Neighbours: the hooks are called from retain.c, session.c, handle_connect.c,
- * handle_publish.c, handle_subscribe.c and xlcore.c; broker.c writes what a call journaled to
- * the page cache when the call ends (broker_reap), before the transport sends what it queued,
- * so nothing a client was told is lost to a SIGKILL; broker_tick syncs it to disk at most
- * every state_sync_ms (power cuts) and compacts.
+ * handle_publish.c, handle_subscribe.c and xlcore_session.c; conn.c writes what a call
+ * journaled to the page cache when the call ends (broker_reap), before the transport sends
+ * what it queued, so nothing a client was told is lost to a SIGKILL; broker_tick (timer.c)
+ * syncs it to disk at most every state_sync_ms (power cuts) and compacts.
  * Format, promises and costs: docs/broker.md, "State across restarts".
  *
  * Files in the state directory, per instance n: broker-<n>.snap and broker-<n>.journal, each a
