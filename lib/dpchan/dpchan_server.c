@@ -99,12 +99,15 @@ dpchan_server_new(
 	strcpy(s->path, s->cfg.path);
 	strcpy(sa.sun_path, s->path);
 	s->cfg.path = s->path;
-	s->streams = calloc(s->cfg.max_streams, sizeof(*s->streams));
+	if ((s->streams = calloc(s->cfg.max_streams, sizeof(*s->streams))) == NULL) {
+		free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
 	/* a socket left by an agent that died is replaced; anything else there is not ours */
 	if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(s->path);
-	if (s->streams == NULL ||
-	    (s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
+	if ((s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
 	    bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->lfd, 64) != 0 ||
 	    (s->efd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    epoll_ctl(s->efd, EPOLL_CTL_ADD, s->lfd, &ev) != 0) {
