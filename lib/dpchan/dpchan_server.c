@@ -60,6 +60,7 @@ struct dpchan_server {
 	const struct dpchan_sink_ops *ops;
 	void *arg;
 	int lfd, efd;
+	bool bound; /* path is our socket (not a file that was there) */
 	char path[108];
 	struct sconn *conns[MAX_CONNS];
 	struct stream *streams;
@@ -107,9 +108,10 @@ dpchan_server_new(
 	/* a socket left by an agent that died is replaced; anything else there is not ours */
 	if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(s->path);
-	if ((s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
-	    bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->lfd, 64) != 0 ||
-	    (s->efd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->lfd >= 0 && bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		s->bound = true; /* the path is ours from now: removed with the server */
+	if (!s->bound || listen(s->lfd, 64) != 0 || (s->efd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    epoll_ctl(s->efd, EPOLL_CTL_ADD, s->lfd, &ev) != 0) {
 		err = errno;
 		dpchan_server_free(s);
@@ -155,10 +157,10 @@ dpchan_server_free(struct dpchan_server *s)
 		stream_drop(&s->streams[i]);
 	free(s->streams);
 	free(s->known);
-	if (s->lfd >= 0) {
+	if (s->lfd >= 0)
 		close(s->lfd);
+	if (s->bound)
 		unlink(s->path);
-	}
 	if (s->efd >= 0)
 		close(s->efd);
 	free(s);
