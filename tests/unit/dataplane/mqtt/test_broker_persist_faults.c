@@ -715,6 +715,62 @@ test_replayed_will_due(void **state)
 	free(w);
 }
 
+/* Queued and in-flight entries of a session, replayed in every order the journal can hold
+ * them: queued ones deleted from the middle and the end of the queue, one sent from the queue
+ * (into the window with its id), a state for an entry that is not there, a PUBREL owed with
+ * no message, a deletion of nothing, and an entry whose packet id is taken already (queued:
+ * it goes as a new message). The client sees exactly what is left, in order. */
+static void
+test_queue_records(void **state)
+{
+	struct w *w = calloc(1, sizeof(*w));
+	struct mqtt_packet r;
+	struct fx *x;
+	size_t at;
+
+	(void)state;
+	file_hdr(w, 1, 1, 0);
+	at = rec_begin(w, R_SESS), str(w, "q"), u32(w, 600), u32(w, 0), rec_end(w, at);
+	for (uint32_t did = 1; did <= 3; did++) {
+		const char *pl[] = { "", "a", "b", "c" };
+
+		at = rec_begin(w, R_MSG), str(w, "q"), u32(w, did), u16(w, 0), u8(w, 0), u8(w, 1);
+		u8(w, 0), u32(w, 0), msg(w, 1, "t", pl[did], 0, 0, 0), rec_end(w, at);
+	}
+	at = rec_begin(w, R_MSG_DEL), str(w, "q"), u32(w, 2), rec_end(w, at);        /* middle */
+	at = rec_begin(w, R_MSG_DEL), str(w, "q"), u32(w, 3), rec_end(w, at);        /* the tail */
+	at = rec_begin(w, R_MSG_DEL), str(w, "q"), u32(w, 77), rec_end(w, at);       /* nothing */
+	at = rec_begin(w, R_MSG_STATE), str(w, "q"), u32(w, 1), u16(w, 5), u8(w, 1); /* sent */
+	rec_end(w, at);
+	at = rec_begin(w, R_MSG_STATE), str(w, "q"), u32(w, 9), u16(w, 0), u8(w, 1); /* nobody */
+	rec_end(w, at);
+	at = rec_begin(w, R_MSG_STATE), str(w, "q"), u32(w, 10), u16(w, 6), u8(w, 3); /* PUBREL */
+	rec_end(w, at);
+	at = rec_begin(w, R_MSG), str(w, "q"), u32(w, 11), u16(w, 5), u8(w, 1), u8(w, 1);
+	u8(w, 0), u32(w, 0), msg(w, 1, "t", "d", 0, 0, 0), rec_end(w, at); /* id 5 is taken */
+	write_state_file("broker-0.journal", w);
+
+	x = fx_on();
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_TORN), 0);
+	assert_true(fx_connect(x, 0, MQTT_V311, "q", false, 60, NULL));
+	assert_true(fx_next(x, 0, &r));
+	assert_int_equal(r.type, MQTT_PUBLISH);
+	assert_true(r.publish.dup);
+	assert_int_equal(r.publish.packet_id, 5);
+	assert_memory_equal(r.publish.payload, "a", 1);
+	assert_true(fx_next(x, 0, &r));
+	assert_int_equal(r.type, MQTT_PUBREL);
+	assert_int_equal(r.ack.packet_id, 6);
+	assert_true(fx_next(x, 0, &r));
+	assert_int_equal(r.type, MQTT_PUBLISH);
+	assert_false(r.publish.dup);
+	assert_int_not_equal(r.publish.packet_id, 5);
+	assert_memory_equal(r.publish.payload, "d", 1);
+	fx_expect_none(x, 0);
+	fx_free(x);
+	free(w);
+}
+
 /* ---- writes that fail ---- */
 
 static void
@@ -915,6 +971,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_record_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_record_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replayed_will_due, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_refused_by_the_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_snapshot_write_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_fails_halfway, setup, teardown),
