@@ -230,6 +230,95 @@ test_client_limits(void **state)
 	fx_free(x);
 }
 
+/* Each kind of malformed packet from a connected 5.0 client: a DISCONNECT with a reason of
+ * 0x80 or more, the connection closed, and the counter that names the fault (an operator
+ * reads which fault it was in the stats). */
+static void
+test_malformed_counted_by_kind(void **state)
+{
+	static const struct {
+		const char *what;
+		uint8_t b[20];
+		size_t n;
+		enum broker_counter cnt;
+	} cases[] = {
+		{ "remaining length of 5 bytes", { 0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F }, 6,
+		    BROKER_C_BAD_RLEN },
+		{ "topic not UTF-8", { 0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, 0x00 }, 7,
+		    BROKER_C_BAD_UTF8 },
+		{ "topic with NUL", { 0x30, 0x05, 0x00, 0x02, 'a', 0x00, 0x00 }, 7,
+		    BROKER_C_BAD_UTF8 },
+		{ "wildcard in a topic name", { 0x30, 0x05, 0x00, 0x02, 'a', '+', 0x00 }, 7,
+		    BROKER_C_BAD_TOPIC_WILDCARD },
+		{ "filter a/#/b",
+		    { 0x82, 0x0B, 0x00, 0x01, 0x00, 0x00, 0x05, 'a', '/', '#', '/', 'b', 0x00 }, 13,
+		    BROKER_C_BAD_FILTER },
+		{ "share without a filter",
+		    { 0x82, 0x0E, 0x00, 0x01, 0x00, 0x00, 0x08, '$', 's', 'h', 'a', 'r', 'e', '/',
+			'g', 0x00 },
+		    16, BROKER_C_BAD_FILTER },
+		{ "SUBSCRIBE without filters", { 0x82, 0x03, 0x00, 0x01, 0x00 }, 5,
+		    BROKER_C_BAD_SUBSCRIBE_EMPTY },
+		{ "UNSUBSCRIBE without filters", { 0xA2, 0x03, 0x00, 0x01, 0x00 }, 5,
+		    BROKER_C_BAD_SUBSCRIBE_EMPTY },
+		{ "topic longer than the packet", { 0x30, 0x04, 0x00, 0x05, 'a', 'b' }, 6,
+		    BROKER_C_BAD_TRUNCATED },
+		{ "topic alias 0", { 0x30, 0x07, 0x00, 0x01, 'a', 0x03, 0x23, 0x00, 0x00 }, 9,
+		    BROKER_C_BAD_TOPIC_ALIAS },
+		{ "QoS 1 with packet id 0", { 0x32, 0x06, 0x00, 0x01, 'a', 0x00, 0x00, 0x00 }, 8,
+		    BROKER_C_BAD_PROTOCOL },
+		{ "CONNACK from a client", { 0x20, 0x03, 0x00, 0x00, 0x00 }, 5,
+		    BROKER_C_BAD_PROTOCOL },
+		{ "a property twice", { 0x30, 0x08, 0x00, 0x01, 'a', 0x04, 0x01, 0x00, 0x01, 0x00 },
+		    10, BROKER_C_BAD_PROTOCOL },
+		{ "payload format 2", { 0x30, 0x06, 0x00, 0x01, 'a', 0x02, 0x01, 0x02 }, 8,
+		    BROKER_C_BAD_PROTOCOL },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fx *x = fx_new(NULL);
+		struct mqtt_packet p;
+
+		print_message("%s\n", cases[i].what);
+		fx_connect(x, 0, MQTT_V5, "bad", true, 60, NULL);
+		fx_feed(x, 0, cases[i].b, cases[i].n);
+		assert_true(x->f[0].closed);
+		assert_true(fx_next(x, 0, &p));
+		assert_int_equal(p.type, MQTT_DISCONNECT);
+		assert_true(p.disconnect.reason >= 0x80);
+		assert_int_equal(fx_count(x, cases[i].cnt), 1);
+		fx_free(x);
+	}
+}
+
+/* Before CONNECT: a protocol name that is not MQTT (CONNACK 0x01 in 3.1.1), an empty client
+ * id on a 3.1.1 session that is to be kept (CONNACK 0x02), each counted by kind. */
+static void
+test_bad_connect_counted(void **state)
+{
+	static const uint8_t name[] = { 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'X', 0x04, 0x02,
+		0x00, 0x3C, 0x00, 0x01, 'a' };
+	static const uint8_t empty_id[] = { 0x10, 0x0C, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x00,
+		0x00, 0x3C, 0x00, 0x00 };
+	struct fx *x = fx_new(NULL);
+	struct mqtt_packet p;
+
+	(void)state;
+	fx_open(x, 0, MQTT_V311);
+	fx_feed(x, 0, name, sizeof(name));
+	assert_true(x->f[0].closed);
+	assert_int_equal(fx_count(x, BROKER_C_BAD_PROTOCOL_VERSION), 1);
+	fx_open(x, 1, MQTT_V311);
+	fx_feed(x, 1, empty_id, sizeof(empty_id));
+	assert_true(fx_next(x, 1, &p));
+	assert_int_equal(p.type, MQTT_CONNACK);
+	assert_int_equal(p.connack.reason, 0x02);
+	assert_true(x->f[1].closed);
+	assert_int_equal(fx_count(x, BROKER_C_BAD_CLIENT_ID), 1);
+	fx_free(x);
+}
+
 /* ---- two lcores ---- */
 
 /* A resuming CONNECT on lcore 1 whose claim sat in the queue past the claim timeout: the
@@ -329,6 +418,8 @@ main(void)
 		cmocka_unit_test(test_overlapping_subscriptions),
 		cmocka_unit_test(test_disconnect_sets_expiry),
 		cmocka_unit_test(test_client_limits),
+		cmocka_unit_test(test_malformed_counted_by_kind),
+		cmocka_unit_test(test_bad_connect_counted),
 		cmocka_unit_test(test_session_arrives_for_no_one),
 		cmocka_unit_test(test_replay_overflow),
 	};
