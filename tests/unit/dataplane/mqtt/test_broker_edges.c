@@ -319,6 +319,127 @@ test_bad_connect_counted(void **state)
 	fx_free(x);
 }
 
+/* A PUBLISH whose payload arrives over more segments than the broker slices on its stack
+ * (a chain of small mbufs): delivered whole and in order. */
+static void
+test_payload_over_many_segments(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+	char payload[61];
+	uint8_t buf[128];
+	struct mqtt_iov segs[64];
+	size_t n = 0, used = 0;
+	int len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(payload) - 1; i++)
+		payload[i] = (char)('a' + i % 26);
+	payload[sizeof(payload) - 1] = '\0';
+	fx_connect(x, 0, MQTT_V311, "sub", true, 60, NULL);
+	fx_subscribe(x, 0, "t", 0);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	p.publish.topic = MQTT_STR("t");
+	p.publish.payload = (const uint8_t *)payload;
+	p.publish.payload_len = sizeof(payload) - 1;
+	len = mqtt_encode(buf, sizeof(buf), MQTT_V311, &p);
+	assert_true(len > 0);
+	for (int at = 0; at < len; at += 2)
+		segs[n++] = (struct mqtt_iov){ buf + at, at + 2 <= len ? 2 : 1 };
+	assert_true(n > 16);
+	assert_int_equal(broker_conn_input(x->f[1].c, segs, n, &used, x->now), 0);
+	assert_int_equal(used, (size_t)len);
+	fx_expect_publish(x, 0, "t", payload, 0);
+	fx_free(x);
+}
+
+/* Topic aliases from a 5.0 client: one set then used alone reaches the subscriber under its
+ * topic; one never set (DISCONNECT 0x82) or over our maximum (0x94) ends the connection,
+ * counted. */
+static void
+test_inbound_topic_alias(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sub", true, 60, NULL);
+	fx_subscribe(x, 0, "a/#", 0);
+	fx_connect(x, 1, MQTT_V5, "pub", true, 60, NULL);
+	p.publish.topic = MQTT_STR("a/b");
+	p.publish.payload = (const uint8_t *)"1";
+	p.publish.payload_len = 1;
+	mqtt_props_set_u32(&p.publish.props, MQTT_PROP_TOPIC_ALIAS, 3);
+	assert_int_equal(fx_send(x, 1, &p), 0);
+	fx_expect_publish(x, 0, "a/b", "1", 0);
+	p.publish.topic = (struct mqtt_str){ "", 0 };
+	p.publish.payload = (const uint8_t *)"2";
+	assert_int_equal(fx_send(x, 1, &p), 0);
+	fx_expect_publish(x, 0, "a/b", "2", 0);
+	p.publish.topic = MQTT_STR("a/c"); /* rebound */
+	p.publish.payload = (const uint8_t *)"3";
+	assert_int_equal(fx_send(x, 1, &p), 0);
+	p.publish.topic = (struct mqtt_str){ "", 0 };
+	p.publish.payload = (const uint8_t *)"4";
+	assert_int_equal(fx_send(x, 1, &p), 0);
+	fx_expect_publish(x, 0, "a/c", "3", 0);
+	fx_expect_publish(x, 0, "a/c", "4", 0);
+	mqtt_props_set_u32(&p.publish.props, MQTT_PROP_TOPIC_ALIAS, 4); /* never set */
+	assert_true(fx_send(x, 1, &p) < 0);
+	fx_expect_type(x, 1, MQTT_DISCONNECT, MQTT_RC_PROTOCOL_ERROR);
+	assert_int_equal(fx_count(x, BROKER_C_BAD_TOPIC_ALIAS), 1);
+
+	fx_connect(x, 2, MQTT_V5, "pub2", true, 60, NULL);
+	p.publish.topic = MQTT_STR("a/d");
+	mqtt_props_set_u32(&p.publish.props, MQTT_PROP_TOPIC_ALIAS, x->cfg.topic_alias_max + 1);
+	assert_true(fx_send(x, 2, &p) < 0);
+	fx_expect_type(x, 2, MQTT_DISCONNECT, MQTT_RC_TOPIC_ALIAS_INVALID);
+	assert_int_equal(fx_count(x, BROKER_C_BAD_TOPIC_ALIAS), 2);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
+/* Acknowledgements out of place from a 5.0 subscriber: a PUBCOMP or PUBACK for a message
+ * awaiting PUBREC is counted and changes nothing; a PUBREC with an error reason ends that
+ * message (no PUBREL; the next goes); a PUBREC for an id we do not know gets PUBREL 0x92;
+ * a PUBREC repeated after our PUBREL gets the PUBREL again. */
+static void
+test_acks_out_of_place(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_packet a = { .type = MQTT_PUBREC };
+	struct mqtt_props props = { 0 };
+	struct mqtt_publish m;
+
+	(void)state;
+	mqtt_props_set_u32(&props, MQTT_PROP_RECEIVE_MAXIMUM, 1);
+	fx_connect(x, 0, MQTT_V5, "sub", true, 60, &props);
+	fx_subscribe(x, 0, "t", 2);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 1, "t", "first", 2, 1, false);
+	fx_publish(x, 1, "t", "second", 2, 2, false);
+	m = fx_expect_publish(x, 0, "t", "first", 2);
+	fx_expect_none(x, 0); /* Receive Maximum 1 */
+	fx_ack(x, 0, MQTT_PUBCOMP, m.packet_id);
+	fx_ack(x, 0, MQTT_PUBACK, m.packet_id);
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_count(x, BROKER_C_ACK_UNKNOWN), 2);
+	a.ack.packet_id = m.packet_id;
+	a.ack.reason = MQTT_RC_UNSPECIFIED_ERROR;
+	assert_int_equal(fx_send(x, 0, &a), 0);
+	m = fx_expect_publish(x, 0, "t", "second", 2); /* no PUBREL for the first */
+	fx_ack(x, 0, MQTT_PUBREC, (uint16_t)(m.packet_id + 100));
+	fx_expect_type(x, 0, MQTT_PUBREL, MQTT_RC_PACKET_ID_NOT_FOUND);
+	fx_ack(x, 0, MQTT_PUBREC, m.packet_id);
+	fx_expect_type(x, 0, MQTT_PUBREL, 0);
+	fx_ack(x, 0, MQTT_PUBREC, m.packet_id); /* our PUBREL was lost */
+	fx_expect_type(x, 0, MQTT_PUBREL, 0);
+	fx_ack(x, 0, MQTT_PUBCOMP, m.packet_id);
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_count(x, BROKER_C_ACK_UNKNOWN), 3);
+	fx_free(x);
+}
+
 /* ---- two lcores ---- */
 
 /* A resuming CONNECT on lcore 1 whose claim sat in the queue past the claim timeout: the
@@ -408,6 +529,84 @@ test_replay_overflow(void **state)
 	fx_xq_free(&q, x);
 }
 
+/* A PUBLISH at qos with a Message Expiry Interval (0: none) from a 5.0 client. */
+static void
+publish_exp(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos, uint16_t pid,
+    uint32_t expiry_s)
+{
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+	p.publish.topic = (struct mqtt_str){ topic, (uint16_t)strlen(topic) };
+	p.publish.payload = (const uint8_t *)payload;
+	p.publish.payload_len = (uint32_t)strlen(payload);
+	p.publish.qos = qos;
+	p.publish.packet_id = pid;
+	if (expiry_s != 0)
+		mqtt_props_set_u32(&p.publish.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, expiry_s);
+	assert_int_equal(fx_send(x, i, &p), 0);
+}
+
+/* A session that reaches lcore 1 after its claim timed out is merged into the one the client
+ * has there as new messages: the QoS 1 one in flight goes again, the QoS 2 one sent and not
+ * yet PUBRECed does not (it may have been received: exactly once, counted uncertain), the one
+ * whose PUBREC came holds no message, and messages that expired meanwhile, in flight or
+ * queued, are dropped. A claim answered "none" after its timeout changes nothing. */
+static void
+test_late_session_merged(void **state)
+{
+	struct mqtt_props props = { 0 };
+	struct mqtt_publish p;
+	struct fx *x[2];
+	struct fx_xq q;
+
+	(void)state;
+	fx_xq_pair(&q, x, FX_RING_MAX, NULL);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect_start(x[0], 0, MQTT_V5, "m", false, 60, &props);
+	fx_xq_pump(&q, x);
+	fx_xq_pump(&q, x);
+	assert_false(fx_connack(x[0], 0));
+	fx_subscribe(x[0], 0, "t/#", 2);
+	fx_xq_pump(&q, x);
+	fx_connect(x[0], 1, MQTT_V5, "pub", true, 60, NULL);
+	publish_exp(x[0], 1, "t/1", "one", 1, 1, 0);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	fx_expect_publish(x[0], 0, "t/1", "one", 1); /* not acknowledged */
+	publish_exp(x[0], 1, "t/2", "two", 2, 2, 0);
+	fx_expect_type(x[0], 1, MQTT_PUBREC, 0);
+	fx_expect_publish(x[0], 0, "t/2", "two", 2); /* no PUBREC */
+	publish_exp(x[0], 1, "t/3", "three", 2, 3, 0);
+	fx_expect_type(x[0], 1, MQTT_PUBREC, 0);
+	p = fx_expect_publish(x[0], 0, "t/3", "three", 2);
+	fx_ack(x[0], 0, MQTT_PUBREC, p.packet_id);
+	fx_expect_type(x[0], 0, MQTT_PUBREL, 0); /* no PUBCOMP */
+	publish_exp(x[0], 1, "t/4", "short", 1, 4, 1);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	fx_expect_publish(x[0], 0, "t/4", "short", 1);
+	fx_close(x[0], 0);
+	publish_exp(x[0], 1, "t/5", "queued short", 1, 5, 1);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	publish_exp(x[0], 1, "t/6", "queued", 1, 6, 0);
+	fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+
+	fx_connect_start(x[1], 0, MQTT_V5, "m", false, 60, &props);
+	fx_connect_start(x[1], 1, MQTT_V5, "nobody", false, 60, &props);
+	fx_tick(x[1], 1500); /* both claims time out, still in the queue */
+	assert_false(fx_connack(x[1], 0));
+	assert_false(fx_connack(x[1], 1));
+	for (int i = 0; i < 3; i++)
+		fx_xq_pump(&q, x);
+	assert_int_equal(fx_count(x[1], BROKER_C_XLCORE_SESSION_MERGED), 1);
+	assert_int_equal(fx_count(x[1], BROKER_C_XLCORE_QOS2_UNCERTAIN), 1);
+	assert_int_equal(fx_count(x[1], BROKER_C_XLCORE_SESSION_LOST), 0);
+	p = fx_expect_publish(x[1], 0, "t/1", "one", 1);
+	assert_false(p.dup);
+	fx_expect_publish(x[1], 0, "t/6", "queued", 1);
+	fx_expect_none(x[1], 0);
+	fx_expect_none(x[1], 1);
+	fx_xq_free(&q, x);
+}
+
 int
 main(void)
 {
@@ -420,8 +619,12 @@ main(void)
 		cmocka_unit_test(test_client_limits),
 		cmocka_unit_test(test_malformed_counted_by_kind),
 		cmocka_unit_test(test_bad_connect_counted),
+		cmocka_unit_test(test_payload_over_many_segments),
+		cmocka_unit_test(test_inbound_topic_alias),
+		cmocka_unit_test(test_acks_out_of_place),
 		cmocka_unit_test(test_session_arrives_for_no_one),
 		cmocka_unit_test(test_replay_overflow),
+		cmocka_unit_test(test_late_session_merged),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
