@@ -123,11 +123,78 @@ test_alias_to_durable_topic(void **state)
 	fx_free(x);
 }
 
+/* Owed acknowledgements go out as far as the room that came back allows, in order; those
+ * still owed when the connection ends are dropped with it (the messages are durable: nothing
+ * else to do). An answer for a range wider than what is pending touches only what is. */
+static void
+test_owed_partly_then_gone(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+	struct mqtt_packet p;
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	for (uint16_t pid = 1; pid <= 3; pid++)
+		fx_publish(x, 0, "plant/a", "1", 1, pid, false);
+	x->f[0].space = 4;
+	durable(x, 0, 100, 0); /* refs 1..3 are all there is */
+	assert_false(fx_next(x, 0, &p));
+	x->f[0].space = 12; /* room for two */
+	broker_conn_writable(x->f[0].c, x->now);
+	for (uint16_t pid = 1; pid <= 2; pid++) {
+		assert_true(fx_next(x, 0, &p));
+		assert_int_equal(p.type, MQTT_PUBACK);
+		assert_int_equal(p.ack.packet_id, pid);
+	}
+	assert_false(fx_next(x, 0, &p));
+	assert_int_equal(broker_uplink_pending(x->b), 1);
+	fx_close(x, 0);
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ACKED), 2);
+	fx_connect(x, 1, MQTT_V311, "next", true, 60, NULL); /* ref 4 */
+	fx_publish(x, 1, "plant/b", "2", 1, 9, false);
+	durable(x, 4, 4, 0);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	fx_free(x);
+}
+
+/* The ring full of messages that are durable but whose acks are owed (their publisher's send
+ * buffer is full): a second publisher is held. When room comes back for some of the acks,
+ * the slots they free let the held publisher go on at once. */
+static void
+test_owed_flush_releases_held(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "slow", true, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "held", true, 60, NULL);
+	for (uint16_t pid = 1; pid <= 16; pid++)
+		fx_publish(x, 0, "plant/a", "1", 1, pid, false);
+	fx_publish(x, 1, "plant/b", "2", 1, 1, false);
+	assert_true(broker_conn_held(x->f[1].c));
+	x->f[0].space = 4;
+	durable(x, 1, 16, 0); /* all durable, every ack owed */
+	assert_true(broker_conn_held(x->f[1].c));
+	x->f[0].space = 12; /* room for two of them */
+	broker_conn_writable(x->f[0].c, x->now);
+	assert_int_equal(broker_uplink_pending(x->b), 14);
+	assert_false(broker_conn_held(x->f[1].c));
+	assert_true(x->f[1].wake);
+	assert_int_equal(fx_refeed(x, 1), 0);
+	assert_int_equal(u.n, 17);
+	fx_free(x);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alias_to_durable_topic),
+		cmocka_unit_test(test_owed_partly_then_gone),
+		cmocka_unit_test(test_owed_flush_releases_held),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
