@@ -97,7 +97,7 @@ broker_create(
 	b->scratch = malloc(b->scratch_len);
 	b->tree =
 	    mqtt_topic_tree_create(b->cfg.max_filter_levels ? b->cfg.max_filter_levels : 32, NULL);
-	b->retained = retain_create();
+	b->retained = broker_retain_create();
 	b->sess_buckets = BROKER_SESS_HASH_MIN;
 	b->sess_hash = calloc(b->sess_buckets, sizeof(*b->sess_hash));
 	hash_key(b->sess_key);
@@ -127,8 +127,8 @@ broker_destroy(struct broker *b)
 	b->n_held = 0;
 	for (uint32_t i = 0; b->sess_hash != NULL && i < b->sess_buckets; i++)
 		while (b->sess_hash[i] != NULL) {
-			will_clear(b->sess_hash[i]); /* shutting down: no wills */
-			session_destroy(b->sess_hash[i]);
+			broker_will_clear(b->sess_hash[i]); /* shutting down: no wills */
+			broker_session_destroy(b->sess_hash[i]);
 		}
 	while (b->groups != NULL) { /* groups kept only for other instances' members */
 		struct share_group *g = b->groups;
@@ -140,9 +140,9 @@ broker_destroy(struct broker *b)
 	}
 	for (uint32_t i = 0; i < BROKER_REPLAY; i++)
 		broker_msg_unref(b->replay[i]);
-	xlcore_fini(b);
+	broker_xlcore_fini(b);
 	broker_uplink_detach(b);
-	retain_destroy(b->retained);
+	broker_retain_destroy(b->retained);
 	free(b->sess_hash);
 	broker_msg_cache_drain();
 	mqtt_topic_tree_destroy(b->tree);

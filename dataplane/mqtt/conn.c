@@ -1,6 +1,6 @@
 /*
  * conn.c: a broker's connections: opened by the transport, input held back and let go
- * (backpressure), ended (conn_kill) and closed and freed at the end of the broker call
+ * (backpressure), ended (broker_conn_kill) and closed and freed at the end of the broker call
  * (broker_reap), the transport's writable and closed events. Input is read_handle.c's,
  * sends are send.c's, deadlines timer.c's.
  */
@@ -66,13 +66,13 @@ broker_conn_open(struct broker *b, void *transport_ctx, uint64_t now_ms)
 	    &c->dec, MQTT_ROLE_SERVER, 0, b->cfg.max_packet_size, b->scratch, b->scratch_len);
 	list_add(&b->conns, c);
 	b->n_conns++;
-	conn_timer_arm(c);
+	broker_conn_timer_arm(c);
 	broker_count(b, BROKER_C_CONN_OPENED);
 	return c;
 }
 
 bool
-conn_alive(const struct broker_conn *c)
+broker_conn_alive(const struct broker_conn *c)
 {
 	return c->state != CONN_DYING;
 }
@@ -91,11 +91,11 @@ held_del(struct broker_conn *c)
 }
 
 void
-conn_hold(struct broker_conn *c, enum conn_hold reason)
+broker_conn_hold(struct broker_conn *c, enum conn_hold reason)
 {
 	struct broker *b = c->b;
 
-	if (!conn_alive(c) || (c->hold & reason) != 0)
+	if (!broker_conn_alive(c) || (c->hold & reason) != 0)
 		return;
 	broker_count(b,
 	    reason == HOLD_ACK_ROOM        ? BROKER_C_HOLD_ACK_ROOM
@@ -114,7 +114,7 @@ conn_hold(struct broker_conn *c, enum conn_hold reason)
 }
 
 void
-conn_release(struct broker_conn *c, enum conn_hold reason)
+broker_conn_release(struct broker_conn *c, enum conn_hold reason)
 {
 	if ((c->hold & reason) == 0)
 		return;
@@ -125,7 +125,7 @@ conn_release(struct broker_conn *c, enum conn_hold reason)
 		return;
 	held_del(c);
 	/* the current input call goes on by itself; others are passed again by the transport */
-	if (c != c->b->cur_in && conn_alive(c) && c->state != CONN_CLAIMING &&
+	if (c != c->b->cur_in && broker_conn_alive(c) && c->state != CONN_CLAIMING &&
 	    c->b->ops->input_ready != NULL)
 		c->b->ops->input_ready(c->ctx);
 }
@@ -136,22 +136,23 @@ broker_release_all(struct broker *b, enum conn_hold reason, const struct broker_
 	struct broker_conn *c = b->held, *next;
 
 	for (; c != NULL; c = next) {
-		next = c->hnext; /* conn_release unlinks c */
+		next = c->hnext; /* broker_conn_release unlinks c */
 		if ((c->hold & reason) != 0 && (on == NULL || c->held_on == on))
-			conn_release(c, reason);
+			broker_conn_release(c, reason);
 	}
 }
 
 /* Marked dying before anything is sent, so that a DISCONNECT that cannot be sent (a full
- * buffer) does not come back here through conn_send: a failed send never re-enters a close. */
+ * buffer) does not come back here through broker_conn_send: a failed send never re-enters a
+ * close. */
 void
-conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
+broker_conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 {
 	struct broker *b = c->b;
 	bool disconnect = c->version == MQTT_V5 && c->state == CONN_ACTIVE && reason >= 0x80 &&
 	    !c->transport_gone && !c->send_failed;
 
-	if (!conn_alive(c))
+	if (!broker_conn_alive(c))
 		return;
 	if (cnt != BROKER_C_COUNT)
 		broker_count(b, cnt);
@@ -167,7 +168,8 @@ conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt)
 		held_del(c);
 	}
 	if (c->s != NULL && c->s->conn == c && c->s->over_since_ms != 0)
-		session_over_end(c->s); /* its publishers go on (the session may be offline) */
+		broker_session_over_end(
+		    c->s); /* its publishers go on (the session may be offline) */
 	if (disconnect) {
 		struct mqtt_disconnect d = { .reason = reason };
 		uint8_t buf[8];
@@ -189,7 +191,7 @@ broker_reap(struct broker *b)
 	/* The state this call changed goes to the page cache before the transport puts what the
 	 * call sent on the wire (after the call returns: broker_persist_open). */
 	if (b->persist != NULL)
-		persist_flush(b);
+		broker_persist_flush(b);
 	while (b->dying != NULL) {
 		struct broker_conn *c = b->dying;
 		struct broker_session *s = c->s;
@@ -199,13 +201,13 @@ broker_reap(struct broker *b)
 		b->n_conns--;
 		broker_count(b, BROKER_C_CONN_CLOSED);
 		if (c->n_uplink > 0) /* its acks awaiting durability are not sent */
-			uplink_conn_gone(c);
+			broker_uplink_conn_gone(c);
 		if (!c->transport_gone)
 			b->ops->close(c->ctx, c->close_reason);
 		if (s != NULL && s->conn == c) {
 			if (!c->clean_disconnect)
 				broker_count(b, BROKER_C_ABRUPT_CLOSE);
-			session_offline(s, !c->clean_disconnect, b->now_ms);
+			broker_session_offline(s, !c->clean_disconnect, b->now_ms);
 		}
 		broker_conn_free(c);
 	}
@@ -222,12 +224,12 @@ broker_conn_writable(struct broker_conn *c, uint64_t now_ms)
 {
 	c->b->now_ms = now_ms;
 	if (c->n_owed > 0) /* durable messages' acks first: they were due before */
-		uplink_flush_owed(c);
+		broker_uplink_flush_owed(c);
 	if (c->s != NULL)
-		session_drain(c->s);
-	/* after the deliveries, which leave room for answers (conn_send_publish) */
-	if ((c->hold & HOLD_ACK_ROOM) != 0 && conn_send_space(c) >= BROKER_ANSWER_ROOM)
-		conn_release(c, HOLD_ACK_ROOM);
+		broker_session_drain(c->s);
+	/* after the deliveries, which leave room for answers (broker_conn_send_publish) */
+	if ((c->hold & HOLD_ACK_ROOM) != 0 && broker_conn_send_space(c) >= BROKER_ANSWER_ROOM)
+		broker_conn_release(c, HOLD_ACK_ROOM);
 	broker_reap(c->b);
 }
 
@@ -238,6 +240,6 @@ broker_conn_closed(struct broker_conn *c, uint64_t now_ms)
 
 	b->now_ms = now_ms;
 	c->transport_gone = true;
-	conn_kill(c, 0, BROKER_C_COUNT);
+	broker_conn_kill(c, 0, BROKER_C_COUNT);
 	broker_reap(b);
 }

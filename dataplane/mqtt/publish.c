@@ -24,7 +24,7 @@ broker_publish(struct broker *b, struct broker_msg *m, bool *matched)
 {
 	m->xfrom = (uint16_t)b->xself;
 	if (m->retain)
-		retain_set(b, m);
+		broker_retain_set(b, m);
 	broker_route(b, m, matched);
 	if (b->xops != NULL && b->now_ms < b->replay_until_ms)
 		replay_keep(b, m);

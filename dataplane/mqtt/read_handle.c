@@ -82,10 +82,10 @@ static void
 decode_failed(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
 {
 	if (c->state == CONN_NEW) {
-		handle_connect_error(c, segs, n, err);
-		conn_kill(c, mqtt_err_reason(err), err_counter(err));
+		broker_handle_connect_error(c, segs, n, err);
+		broker_conn_kill(c, mqtt_err_reason(err), err_counter(err));
 	} else {
-		conn_kill(c, mqtt_err_reason(err), err_counter(err));
+		broker_conn_kill(c, mqtt_err_reason(err), err_counter(err));
 	}
 }
 
@@ -96,47 +96,48 @@ dispatch(
 	uint8_t buf[4];
 
 	if (c->state == CONN_NEW && pkt->type != MQTT_CONNECT) {
-		conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_NOT_CONNECT);
+		broker_conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_NOT_CONNECT);
 		return;
 	}
 	switch (pkt->type) {
 	case MQTT_CONNECT:
 		if (c->state != CONN_NEW)
-			conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_SECOND_CONNECT);
+			broker_conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_SECOND_CONNECT);
 		else
-			handle_connect(c, &pkt->connect);
-		conn_timer_arm(c); /* keepalive from now on, no more connect timeout */
+			broker_handle_connect(c, &pkt->connect);
+		broker_conn_timer_arm(c); /* keepalive from now on, no more connect timeout */
 		break;
 	case MQTT_PUBLISH:
-		handle_publish(c, pkt, segs, n);
+		broker_handle_publish(c, pkt, segs, n);
 		break;
 	case MQTT_PUBACK:
 	case MQTT_PUBREC:
 	case MQTT_PUBREL:
 	case MQTT_PUBCOMP:
-		handle_ack(c, pkt->type, &pkt->ack);
+		broker_handle_ack(c, pkt->type, &pkt->ack);
 		break;
 	case MQTT_SUBSCRIBE:
-		handle_subscribe(c, &pkt->subscribe);
+		broker_handle_subscribe(c, &pkt->subscribe);
 		break;
 	case MQTT_UNSUBSCRIBE:
-		handle_unsubscribe(c, &pkt->unsubscribe);
+		broker_handle_unsubscribe(c, &pkt->unsubscribe);
 		break;
 	case MQTT_PINGREQ:
-		conn_send_buf(c, buf, mqtt_encode_pingresp(buf, sizeof(buf)));
+		broker_conn_send_buf(c, buf, mqtt_encode_pingresp(buf, sizeof(buf)));
 		break;
 	case MQTT_DISCONNECT:
-		handle_disconnect(c, &pkt->disconnect);
+		broker_handle_disconnect(c, &pkt->disconnect);
 		break;
 	default: /* AUTH: no enhanced authentication was negotiated at CONNECT */
-		conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_PROTOCOL);
+		broker_conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_PROTOCOL);
 		break;
 	}
 }
 
 /* Bytes an answer to pkt may take (0: it has none): an ack is at most 6 bytes here, a SUBACK
- * or UNSUBACK one more per filter. Deliveries leave BROKER_ANSWER_ROOM free (conn_send_publish)
- * so that the answer to a PUBLISH routed to its own publisher still fits. */
+ * or UNSUBACK one more per filter. Deliveries leave BROKER_ANSWER_ROOM free
+ * (broker_conn_send_publish) so that the answer to a PUBLISH routed to its own publisher still
+ * fits. */
 static size_t
 answer_room(const struct mqtt_packet *pkt)
 {
@@ -166,7 +167,7 @@ input_loop(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t 
 	struct broker *b = c->b;
 	struct mqtt_packet pkt;
 
-	while (conn_alive(c) && c->state != CONN_CLAIMING && c->hold == 0) {
+	while (broker_conn_alive(c) && c->state != CONN_CLAIMING && c->hold == 0) {
 		size_t k = segs_from(b, segs, n, *consumed);
 		int rc;
 
@@ -179,11 +180,12 @@ input_loop(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t 
 			decode_failed(c, b->iov, k, rc);
 			break;
 		}
-		if (c->state == CONN_ACTIVE && conn_send_space(c) < answer_room(&pkt)) {
-			conn_hold(c, HOLD_ACK_ROOM);
+		if (c->state == CONN_ACTIVE && broker_conn_send_space(c) < answer_room(&pkt)) {
+			broker_conn_hold(c, HOLD_ACK_ROOM);
 			break;
 		}
-		if (!uplink_admit(c, &pkt)) /* held (HOLD_UPLINK), the packet left unconsumed */
+		if (!broker_uplink_admit(
+			c, &pkt)) /* held (HOLD_UPLINK), the packet left unconsumed */
 			break;
 		*consumed += (size_t)rc;
 		c->last_rx_ms = b->now_ms;
@@ -204,16 +206,17 @@ broker_conn_input(
 	*consumed = 0;
 	if (b->n_xpend > 0)
 		broker_xlcore_retry(b, now_ms);
-	if ((c->hold & HOLD_ACK_ROOM) != 0 && conn_send_space(c) >= BROKER_ANSWER_ROOM)
-		conn_release(c, HOLD_ACK_ROOM); /* tried again below; held again if still short */
+	if ((c->hold & HOLD_ACK_ROOM) != 0 && broker_conn_send_space(c) >= BROKER_ANSWER_ROOM)
+		broker_conn_release(
+		    c, HOLD_ACK_ROOM); /* tried again below; held again if still short */
 	/* A CONNACK held for a session claim, or input held back: what follows stays with the
 	 * transport (input_ready says when to pass it again). */
 	b->cur_in = c;
 	input_loop(c, segs, n, consumed);
 	b->cur_in = NULL;
-	rc = conn_alive(c) ? 0 : -EPIPE;
+	rc = broker_conn_alive(c) ? 0 : -EPIPE;
 	if (rc == 0 && c->s != NULL)
-		session_drain(c->s);
+		broker_session_drain(c->s);
 	broker_reap(b);
 	return rc;
 }

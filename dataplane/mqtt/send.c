@@ -1,5 +1,5 @@
 /*
- * send.c: packets to a connection through the transport ops: one made of slices (conn_send,
+ * send.c: packets to a connection through the transport ops: one made of slices (broker_conn_send,
  * whose failure ends the connection), one buffer, an ack. PUBLISH is send_publish.c's.
  */
 #include <stddef.h>
@@ -8,23 +8,23 @@
 #include "broker_int.h"
 
 size_t
-conn_send_space(struct broker_conn *c)
+broker_conn_send_space(struct broker_conn *c)
 {
-	return conn_alive(c) ? c->b->ops->send_space(c->ctx) : 0;
+	return broker_conn_alive(c) ? c->b->ops->send_space(c->ctx) : 0;
 }
 
-/* A send that fails ends the connection, through conn_kill like any other end: the transport
- * is told to close (it still points at the connection until then), and conn_kill sends
+/* A send that fails ends the connection, through broker_conn_kill like any other end: the transport
+ * is told to close (it still points at the connection until then), and broker_conn_kill sends
  * nothing more on a connection whose send failed. */
 bool
-conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
+broker_conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 {
-	if (!conn_alive(c))
+	if (!broker_conn_alive(c))
 		return false;
 	if (c->b->ops->send(c->ctx, iov, n) < 0) {
 		broker_count(c->b, BROKER_C_SEND_FAIL);
 		c->send_failed = true;
-		conn_kill(c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
+		broker_conn_kill(c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
 		return false;
 	}
 	broker_count(c->b, BROKER_C_PKT_TX);
@@ -32,18 +32,19 @@ conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n)
 }
 
 bool
-conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len)
+broker_conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len)
 {
 	struct mqtt_iov one = { buf, len > 0 ? (size_t)len : 0 };
 
-	return len > 0 && conn_send(c, &one, 1);
+	return len > 0 && broker_conn_send(c, &one, 1);
 }
 
 bool
-conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason)
+broker_conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason)
 {
 	struct mqtt_ack a = { .packet_id = pid, .reason = c->version == MQTT_V5 ? reason : 0 };
 	uint8_t buf[16];
 
-	return conn_send_buf(c, buf, mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a));
+	return broker_conn_send_buf(
+	    c, buf, mqtt_encode_ack(buf, sizeof(buf), c->version, type, &a));
 }

@@ -1,5 +1,5 @@
 /*
- * send_publish.c: a PUBLISH to a connection (conn_send_publish): its 5.0 properties (what is
+ * send_publish.c: a PUBLISH to a connection (broker_conn_send_publish): its 5.0 properties (what is
  * left of the Message Expiry, Subscription Identifiers), the outbound topic aliases, the
  * client's Maximum Packet Size, and room left for answers (BROKER_ANSWER_ROOM).
  */
@@ -10,7 +10,7 @@
 #include "broker_int.h"
 
 struct mqtt_str *
-alias_table(struct broker_conn *c)
+broker_alias_table(struct broker_conn *c)
 {
 	size_t n = (size_t)c->b->cfg.topic_alias_max + c->alias_out_max;
 
@@ -31,7 +31,7 @@ alias_out(struct broker_conn *c, struct mqtt_str topic, bool *fresh)
 	struct mqtt_str *t;
 
 	*fresh = false;
-	if (c->alias_out_max == 0 || topic.len == 0 || (t = alias_table(c)) == NULL)
+	if (c->alias_out_max == 0 || topic.len == 0 || (t = broker_alias_table(c)) == NULL)
 		return 0;
 	t += c->b->cfg.topic_alias_max;
 	for (uint16_t i = 0; i < c->alias_out_max; i++)
@@ -91,8 +91,8 @@ publish_props(const struct broker_conn *c, const struct broker_msg *m, const uin
 }
 
 int
-conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos, uint16_t pid,
-    bool dup, bool retain, uint32_t sub_id)
+broker_conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos,
+    uint16_t pid, bool dup, bool retain, uint32_t sub_id)
 {
 	struct mqtt_publish p = { .qos = qos,
 		.dup = dup,
@@ -106,7 +106,7 @@ conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos
 	bool fresh;
 	int len;
 
-	if (!conn_alive(c))
+	if (!broker_conn_alive(c))
 		return -1;
 	if (broker_msg_expired(m, c->b->now_ms)) { /* [MQTT-3.3.2-5]: first sends and resends */
 		broker_count(c->b, BROKER_C_MSG_EXPIRED);
@@ -125,7 +125,7 @@ conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos
 		broker_count(c->b, BROKER_C_LIMIT_CLIENT_PACKET_SIZE);
 		return -1;
 	}
-	if (conn_send_space(c) < (size_t)len + m->payload_len + BROKER_ANSWER_ROOM)
+	if (broker_conn_send_space(c) < (size_t)len + m->payload_len + BROKER_ANSWER_ROOM)
 		return 0;
 	if ((size_t)len > sizeof(stack)) {
 		if ((hdr = malloc((size_t)len)) == NULL) {
@@ -136,7 +136,7 @@ conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos
 	}
 	iov[0] = (struct mqtt_iov){ hdr, (size_t)len };
 	iov[1] = (struct mqtt_iov){ m->payload, m->payload_len };
-	len = conn_send(c, iov, m->payload_len > 0 ? 2 : 1) ? 1 : -1;
+	len = broker_conn_send(c, iov, m->payload_len > 0 ? 2 : 1) ? 1 : -1;
 	if (hdr != stack)
 		free(hdr);
 	if (len > 0)

@@ -146,7 +146,7 @@ broker_sys_tick(struct broker *b)
 	/* the same everywhere: uptime, and retained messages (every instance holds them all) */
 	if (!several || (board != NULL && b->sys_self == 0)) {
 		sys_publish(b, false, "uptime", (b->now_ms - b->started_ms) / 1000);
-		sys_publish(b, false, "retained messages/count", retain_count(b));
+		sys_publish(b, false, "retained messages/count", broker_retain_count(b));
 	}
 	if (!several) {
 		sys_publish_figs(b, false, v);

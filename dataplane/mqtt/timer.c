@@ -59,7 +59,7 @@ broker_wheel_del(struct broker *b, struct broker_conn *c)
 }
 
 void
-conn_timer_arm(struct broker_conn *c)
+broker_conn_timer_arm(struct broker_conn *c)
 {
 	uint64_t at = conn_deadline(c);
 
@@ -79,9 +79,9 @@ conn_timer_fire(struct broker *b, struct broker_conn *c)
 	if (b->now_ms < at || c->state == CONN_CLAIMING) /* claiming: once its CONNACK went */
 		wheel_add(b, c, b->now_ms < at ? at : b->now_ms + BROKER_WHEEL_MS);
 	else if (c->state == CONN_NEW)
-		conn_kill(c, MQTT_RC_MAXIMUM_CONNECT_TIME, BROKER_C_CONNECT_TIMEOUT);
+		broker_conn_kill(c, MQTT_RC_MAXIMUM_CONNECT_TIME, BROKER_C_CONNECT_TIMEOUT);
 	else
-		conn_kill(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, BROKER_C_KEEPALIVE_TIMEOUT);
+		broker_conn_kill(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, BROKER_C_KEEPALIVE_TIMEOUT);
 }
 
 /* Run the slot list l (taken out of the wheel whole: conn_timer_fire may put some back in
@@ -152,9 +152,9 @@ conn_timers(struct broker *b)
 		next = c->next;
 		if (c->state == CONN_ACTIVE && c->s != NULL && c->s->over_since_ms != 0 &&
 		    b->now_ms - c->s->over_since_ms >= b->cfg.stall_timeout_ms)
-			conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_STALL_KILL);
+			broker_conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_STALL_KILL);
 		else if (c->state == CONN_ACTIVE && c->s != NULL)
-			session_drain(c->s); /* message expiry, room that came back */
+			broker_session_drain(c->s); /* message expiry, room that came back */
 	}
 	b->conn_cursor = c; /* NULL: the pass is over, the next starts at the head */
 }
@@ -170,10 +170,12 @@ session_timers(struct broker *b, uint64_t now_ms)
 		struct broker_session *s = b->sess_hash[b->sess_bucket];
 
 		for (; s != NULL; s = b->sess_next, budget = budget > 0 ? budget - 1 : 0) {
-			b->sess_next = s->hnext; /* session_tick may destroy s (and move this) */
+			b->sess_next =
+			    s->hnext; /* broker_session_tick may destroy s (and move this) */
 			if (session_claim_pending(s) > 0 && now_ms >= s->cold->claim_deadline_ms)
-				xlcore_claim_timeout(s); /* before session_tick: it may destroy s */
-			session_tick(s, now_ms);
+				broker_xlcore_claim_timeout(
+				    s); /* before broker_session_tick: it may destroy s */
+			broker_session_tick(s, now_ms);
 		}
 		b->sess_next = NULL;
 		b->sess_bucket = (b->sess_bucket + 1) & (b->sess_buckets - 1);
@@ -190,8 +192,8 @@ broker_tick(struct broker *b, uint64_t now_ms)
 	session_timers(b, now_ms);
 	broker_sys_tick(b);
 	if (b->xops != NULL)
-		xlcore_tick(b);
+		broker_xlcore_tick(b);
 	broker_reap(b);
 	if (b->persist != NULL)
-		persist_tick(b, now_ms);
+		broker_persist_tick(b, now_ms);
 }

@@ -131,7 +131,7 @@ broker_xlcore_post(struct broker *b, uint32_t dst, struct xhdr *x, bool keep)
 	b->peers[dst].n_xpend++;
 	b->n_xpend++;
 	if (b->cur_in != NULL)
-		conn_hold(b->cur_in, HOLD_XLCORE);
+		broker_conn_hold(b->cur_in, HOLD_XLCORE);
 	return 0;
 }
 
@@ -227,7 +227,7 @@ owner_of(const struct broker *b, const char *s, size_t len)
 }
 
 bool
-xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
+broker_xlcore_group_owner(const struct broker *b, const char *filter, size_t len)
 {
 	return b->xn <= 1 || owner_of(b, filter, len) == b->xself;
 }
@@ -263,7 +263,7 @@ post_group(struct broker *b, uint32_t dst, uint8_t kind, const char *filter, siz
 }
 
 bool
-xlcore_group_member(struct broker *b, const struct share_group *g)
+broker_xlcore_group_member(struct broker *b, const struct share_group *g)
 {
 	uint32_t owner;
 
@@ -273,14 +273,14 @@ xlcore_group_member(struct broker *b, const struct share_group *g)
 }
 
 void
-xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
+broker_xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
     struct broker_msg *m, uint8_t hops)
 {
 	post_group(b, dst, XK_DELIVER, filter, len, 0, m, hops);
 }
 
 void
-xlcore_group_bounce(
+broker_xlcore_group_bounce(
     struct broker *b, const char *filter, size_t len, struct broker_msg *m, uint8_t hops)
 {
 	post_group(b, owner_of(b, filter, len), XK_DELIVER, filter, len, 0, m, (uint8_t)(hops + 1));
@@ -303,12 +303,12 @@ retain_input(struct broker *b, struct broker_msg *m)
 	struct xretain *x;
 
 	if (m->xfrom == owner) {
-		retain_set(b, m);
+		broker_retain_set(b, m);
 		return;
 	}
 	if (owner != b->xself)
 		return; /* its owner's XK_RETAIN says when */
-	retain_set(b, m);
+	broker_retain_set(b, m);
 	if ((x = malloc(sizeof(*x))) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		return;
@@ -340,7 +340,7 @@ interest_announce(struct broker *b)
 }
 
 void
-xlcore_interest(struct broker *b, const char *filter, size_t len, int delta)
+broker_xlcore_interest(struct broker *b, const char *filter, size_t len, int delta)
 {
 	uint32_t k = broker_xlcore_bucket(filter, len);
 	uint64_t mask;
@@ -358,17 +358,17 @@ xlcore_interest(struct broker *b, const char *filter, size_t len, int delta)
 }
 
 void
-xlcore_tick(struct broker *b)
+broker_xlcore_tick(struct broker *b)
 {
 	if (b->xops != NULL && b->interest_dirty)
 		interest_announce(b);
 	if (b->xops != NULL)
-		tt_group_counts_retry(b);
+		broker_subs_group_counts_retry(b);
 	broker_xlcore_retry(b, b->now_ms);
 }
 
 void
-xlcore_fini(struct broker *b)
+broker_xlcore_fini(struct broker *b)
 {
 	xpend_fini(b);
 	free(b->peers);
@@ -401,14 +401,14 @@ broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 	} else if (((struct xhdr *)x)->xkind == XK_MEMBER) {
 		struct xgroup *g = (struct xgroup *)x;
 
-		tt_group_remote(b, g->filter, g->len, g->from, g->count);
+		broker_subs_group_remote(b, g->filter, g->len, g->from, g->count);
 	} else if (((struct xhdr *)x)->xkind == XK_RETAIN) {
-		retain_set(b, ((struct xretain *)x)->msg);
+		broker_retain_set(b, ((struct xretain *)x)->msg);
 	} else if (((struct xhdr *)x)->xkind == XK_DELIVER) {
 		struct xgroup *g = (struct xgroup *)x;
 
 		broker_count(b, BROKER_C_XLCORE_RX);
-		tt_group_deliver(b, g->filter, g->len, g->msg, g->from, g->hops);
+		broker_subs_group_deliver(b, g->filter, g->len, g->msg, g->from, g->hops);
 	} else {
 		struct broker_msg *m = (struct broker_msg *)x;
 		bool matched;

@@ -25,12 +25,12 @@ broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_sta
 
 	if (b->xops == NULL)
 		return 0;
-	if (s != NULL && (k = session_cold_get(s)) == NULL)
+	if (s != NULL && (k = broker_session_cold_get(s)) == NULL)
 		s = NULL; /* no room to wait for answers: the claim only ends other connections */
 	if ((c = malloc(sizeof(*c) + len)) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
 		if (s != NULL)
-			session_cold_put(s);
+			broker_session_cold_put(s);
 		return 0;
 	}
 	if (s != NULL && ++b->next_claim_seq == 0)
@@ -48,7 +48,7 @@ broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_sta
 	if (s == NULL)
 		return 0;
 	if (n == 0) {
-		session_cold_put(s);
+		broker_session_cold_put(s);
 		return 0;
 	}
 	s->claim_seq = b->next_claim_seq;
@@ -62,10 +62,10 @@ broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_sta
 }
 
 void
-xlcore_claim_timeout(struct broker_session *s)
+broker_xlcore_claim_timeout(struct broker_session *s)
 {
 	broker_count(s->b, BROKER_C_XLCORE_CLAIM_TIMEOUT);
-	connect_claim_done(s);
+	broker_connect_claim_done(s);
 }
 
 /* Inflight slots in send order (few, max_inflight: a scan per slot); out NULL: count only. */
@@ -194,10 +194,10 @@ session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 	}
 	for (const struct broker_sub *sub = s->subs; sub != NULL; sub = sub->next_in_sess)
 		if (sub->group != NULL)
-			tt_group_moved(b, sub->group, c->from);
+			broker_subs_group_moved(b, sub->group, c->from);
 	broker_count(b, BROKER_C_XLCORE_SESSION_MOVED);
-	will_clear(s); /* its client is back (elsewhere): a delayed will is not sent */
-	session_destroy(s);
+	broker_will_clear(s); /* its client is back (elsewhere): a delayed will is not sent */
+	broker_session_destroy(s);
 }
 
 /* Another instance accepted a CONNECT for this client id at c->at_ms. A connection here that
@@ -205,21 +205,21 @@ session_move(struct broker *b, struct broker_session *s, const struct xclaim *c)
 void
 broker_xlcore_claim_input(struct broker *b, const struct xclaim *c)
 {
-	struct broker_session *s = session_find(b, c->id, c->id_len);
+	struct broker_session *s = broker_session_find(b, c->id, c->id_len);
 	struct broker_conn *old = s != NULL ? s->conn : NULL;
 
 	if (old != NULL && old->opened_ms > c->at_ms) {
 		s = NULL; /* stale: this lcore keeps it (and its newer claim ends the other) */
 	} else if (old != NULL) {
 		broker_count(b, BROKER_C_XLCORE_TAKEOVER);
-		conn_kill(old, MQTT_RC_SESSION_TAKEN_OVER, BROKER_C_COUNT);
+		broker_conn_kill(old, MQTT_RC_SESSION_TAKEN_OVER, BROKER_C_COUNT);
 		old->s = NULL; /* the session goes offline now, not at reap */
-		session_offline(s, true, b->now_ms);
-		s = session_find(b, c->id, c->id_len); /* NULL: expiry 0, gone already */
+		broker_session_offline(s, true, b->now_ms);
+		s = broker_session_find(b, c->id, c->id_len); /* NULL: expiry 0, gone already */
 	}
 	if (s != NULL && c->clean_start) {
 		broker_count(b, BROKER_C_XLCORE_SESSION_DISCARDED);
-		session_destroy(s);
+		broker_session_destroy(s);
 	} else if (s != NULL) {
 		session_move(b, s, c);
 		return;
@@ -240,7 +240,7 @@ merge_subs(struct broker_session *s, const struct xsession *x, struct broker_sub
 			.qos = o->qos,
 			.no_local = o->no_local,
 			.retain_as_published = o->rap };
-		struct broker_sub *new = session_sub_merge(s, &sub, o->sub_id);
+		struct broker_sub *new = broker_session_sub_merge(s, &sub, o->sub_id);
 
 		if (new != NULL && fresh != NULL)
 			fresh[n++] = new;
@@ -291,7 +291,7 @@ merge_queue(struct broker *b, struct broker_session *s, const struct xsession *x
 {
 	for (uint32_t i = 0; i < x->n_msgs; i++)
 		if (!broker_msg_expired(x->msgs[i].msg, b->now_ms))
-			session_deliver(s, x->msgs[i].msg, x->msgs[i].qos, x->msgs[i].retain,
+			broker_session_deliver(s, x->msgs[i].msg, x->msgs[i].qos, x->msgs[i].retain,
 			    x->msgs[i].sub_id);
 }
 
@@ -309,11 +309,11 @@ session_restore(struct broker *b, struct broker_session *s, const struct xsessio
 	for (uint16_t i = 0; i < x->n_slots; i++) {
 		const struct out_slot *o = &x->slots[i];
 
-		if (!session_slot_restore(s, o) && o->msg != NULL)
-			session_deliver(s, o->msg, o->qos, o->retain, o->sub_id);
+		if (!broker_session_slot_restore(s, o) && o->msg != NULL)
+			broker_session_deliver(s, o->msg, o->qos, o->retain, o->sub_id);
 	}
 	for (uint16_t i = 0; i < x->n_rx; i++) /* more than receive_max here: not kept */
-		session_rx_qos2_add(s, x->rx[i]);
+		broker_session_rx_qos2_add(s, x->rx[i]);
 	merge_queue(b, s, x);
 	if (fresh != NULL)
 		replay(b, s, fresh, n_fresh);
@@ -342,13 +342,13 @@ session_merge(struct broker *b, struct broker_session *s, const struct xsession 
 			broker_count(b, BROKER_C_XLCORE_QOS2_UNCERTAIN);
 			continue;
 		}
-		session_deliver(s, o->msg, o->qos, o->retain, o->sub_id);
+		broker_session_deliver(s, o->msg, o->qos, o->retain, o->sub_id);
 	}
 	merge_queue(b, s, x);
 	if (fresh != NULL)
 		replay(b, s, fresh, n_fresh);
 	free(fresh);
-	session_drain(s);
+	broker_session_drain(s);
 }
 
 /* The answer's effect on the session it is for (s, NULL when none here). */
@@ -361,7 +361,7 @@ session_answer_apply(struct broker *b, struct broker_session *s, const struct xs
 			s->cold->claim_found = true;
 		}
 		if (--s->cold->claim_pending == 0)
-			connect_claim_done(s);
+			broker_connect_claim_done(s);
 		return;
 	}
 	if (!x->found)
@@ -377,15 +377,16 @@ session_answer_apply(struct broker *b, struct broker_session *s, const struct xs
 void
 broker_xlcore_session_answer(struct broker *b, const struct xsession *x)
 {
-	struct broker_session *s = session_find(b, x->id, x->id_len);
+	struct broker_session *s = broker_session_find(b, x->id, x->id_len);
 
 	if (x->found && b->peers != NULL && x->from < b->xn) {
 		b->peers[x->from].got_from++;
 		b->interest_dirty = true; /* the sender waits for this count: announce it */
 	}
 	session_answer_apply(b, s, x);
-	if (x->found && (s = session_find(b, x->id, x->id_len)) != NULL)
-		persist_session_image(s); /* its subscriptions and messages, journaled here */
+	if (x->found && (s = broker_session_find(b, x->id, x->id_len)) != NULL)
+		broker_persist_session_image(
+		    s); /* its subscriptions and messages, journaled here */
 	if (b->interest_dirty)
-		xlcore_tick(b);
+		broker_xlcore_tick(b);
 }
