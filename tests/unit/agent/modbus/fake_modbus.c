@@ -27,6 +27,7 @@ static struct {
 	uint16_t map[MB_FN_COUNT][FAKE_MAP_SIZE];
 	bool frozen[MB_FN_COUNT][FAKE_MAP_SIZE];
 	bool dead[256];
+	bool other[256]; /* answers as another unit id */
 	uint32_t delay_us[256];
 	int open_err;
 	uint16_t max_read;
@@ -48,6 +49,7 @@ fake_reset(void)
 	memset(F.map, 0, sizeof(F.map));
 	memset(F.frozen, 0, sizeof(F.frozen));
 	memset(F.dead, 0, sizeof(F.dead));
+	memset(F.other, 0, sizeof(F.other));
 	memset(F.delay_us, 0, sizeof(F.delay_us));
 	F.open_err = 0;
 	F.max_read = 0;
@@ -72,6 +74,14 @@ fake_set_dead(uint8_t unit, bool dead)
 {
 	pthread_mutex_lock(&F.lock);
 	F.dead[unit] = dead;
+	pthread_mutex_unlock(&F.lock);
+}
+
+void
+fake_set_answer_as_other(uint8_t unit, bool other)
+{
+	pthread_mutex_lock(&F.lock);
+	F.other[unit] = other;
 	pthread_mutex_unlock(&F.lock);
 }
 
@@ -263,6 +273,8 @@ begin(uint8_t fc, uint16_t addr, uint16_t count, uint16_t value)
 	pthread_mutex_lock(&F.lock);
 	if (F.dead[unit])
 		err = ETIMEDOUT;
+	else if (F.other[unit])
+		err = EMBBADSLAVE;
 	else if (take_step(unit, &s))
 		err = fault_errno(&s);
 	if (err) {
