@@ -31,6 +31,7 @@ static struct {
 	uint32_t delay_us[256];
 	int open_err;
 	uint16_t max_read;
+	int exc_all;     /* every read gets this exception */
 	uint8_t no_func; /* bit per table: its reads get exception 1 */
 	struct mb_hole holes[FAKE_HOLES_MAX];
 	size_t nholes;
@@ -53,6 +54,7 @@ fake_reset(void)
 	memset(F.delay_us, 0, sizeof(F.delay_us));
 	F.open_err = 0;
 	F.max_read = 0;
+	F.exc_all = 0;
 	F.no_func = 0;
 	F.nholes = F.nscript = F.nlog = 0;
 	F.connects = 0;
@@ -118,6 +120,14 @@ fake_clear_holes(void)
 {
 	pthread_mutex_lock(&F.lock);
 	F.nholes = 0;
+	pthread_mutex_unlock(&F.lock);
+}
+
+void
+fake_set_exception_all(int exc)
+{
+	pthread_mutex_lock(&F.lock);
+	F.exc_all = exc;
 	pthread_mutex_unlock(&F.lock);
 }
 
@@ -293,6 +303,11 @@ read_table(enum mb_func func, uint8_t fc, int addr, int nb, uint16_t *regs, uint
 	if (F.no_func & (1u << func)) {
 		pthread_mutex_unlock(&F.lock);
 		errno = MODBUS_ENOBASE + MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
+		return -1;
+	}
+	if (F.exc_all) {
+		errno = MODBUS_ENOBASE + F.exc_all;
+		pthread_mutex_unlock(&F.lock);
 		return -1;
 	}
 	if (in_hole(func, (uint16_t)addr, (uint16_t)nb) ||

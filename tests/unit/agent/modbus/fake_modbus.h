@@ -49,6 +49,8 @@ void fake_clear_holes(void);
 void fake_set_no_function(enum mb_func func, bool refused);
 /* Every request to unit is answered by another unit id (EMBBADSLAVE) while set. */
 void fake_set_answer_as_other(uint8_t unit, bool other);
+/* Every read gets exception exc while set (0: none). */
+void fake_set_exception_all(int exc);
 /* Register reads longer than n get exception 3 (0: no limit). */
 void fake_set_max_read(uint16_t n);
 /* Each request takes this long on the line (unit 0: every unit). */

@@ -824,6 +824,37 @@ test_every_function_refused_bounded(void **state)
 	assert_int_equal(count_msgs("\"quality\":\"stale\""), 0);
 }
 
+/* Exception 3 to every read, even of one register: halved down to single reads (two limits
+ * learnt, 4 then 2 then 1), and then still: one read per point per poll, and no limit probes
+ * (a read of 1 was refused: there is nothing between what works and what is refused). */
+static void
+test_illegal_value_everywhere_converges(void **state)
+{
+	uint64_t r1, r2, splits;
+	struct mb_bus_dev_info di;
+
+	(void)state;
+	device("dev", UNIT_A, profile(four_together), 5, 1);
+	fake_set_exception_all(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
+	start();
+	wait_stat(0, AGENT_DC_polls, 5);
+	splits = st(0, AGENT_DC_block_splits);
+	r1 = reqs();
+	wait_stat(0, AGENT_DC_polls, 105);
+	mb_bus_stop(R.b);
+	r2 = reqs();
+	assert_int_equal(st(0, AGENT_DC_limits_learnt), 2);
+	assert_int_equal(st(0, AGENT_DC_replans), 1);
+	assert_int_equal(st(0, AGENT_DC_block_splits), splits);
+	assert_int_equal(st(0, AGENT_DC_probes), 0);
+	assert_int_equal(st(0, AGENT_DC_limits_raised), 0);
+	/* 100 polls of 4 single reads (a poll may be in progress at either reading) */
+	assert_true(r2 - r1 >= 99 * 4 && r2 - r1 <= 101 * 4);
+	mb_bus_dev_info(R.b, 0, &di);
+	assert_int_equal(di.nblocks, 4);
+	assert_int_equal(count_msgs("\"quality\":\"good\""), 0);
+}
+
 /* A device that answers only as another unit id: not its answers, so nothing is learnt from
  * them (no splits, no holes). Its poll ends after one read's answers (1 + retries frames, not
  * one read's worth per block), it is counted in its own class and backed off like a silent
@@ -1152,6 +1183,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_every_function_refused_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_unit_answers_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_illegal_value_everywhere_converges, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_dead_device_backed_off_and_recovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_polls_counted, setup, teardown),
