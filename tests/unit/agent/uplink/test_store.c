@@ -19,99 +19,9 @@
 
 #include <cmocka.h>
 
+#include "fake_uplink.h"
 #include "store.h"
 #include "uplink.h"
-
-/* ---- the fake uplink ---- */
-
-struct given {
-	char topic[128];
-	char payload[64];
-	uint8_t qos;
-	bool retain, done;
-	uint64_t ref;
-	uint16_t packet_id;
-	int phase; /* 0: sent as new, else restored in that phase */
-};
-
-struct fake_up {
-	struct uplink up;
-	struct given g[4096];
-	size_t n, outstanding;
-	int send_rc; /* what send returns (0, -ENOBUFS, -EINVAL) */
-	int restore_rc;
-};
-
-static int
-fake_send(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos, bool retain,
-    uint64_t ref)
-{
-	struct fake_up *f = (struct fake_up *)u;
-	struct given *g;
-
-	if (f->send_rc != 0)
-		return f->send_rc;
-	assert_true(f->n < sizeof(f->g) / sizeof(f->g[0]));
-	g = &f->g[f->n++];
-	memset(g, 0, sizeof(*g));
-	snprintf(g->topic, sizeof(g->topic), "%s", topic);
-	snprintf(g->payload, sizeof(g->payload), "%.*s", (int)len, (const char *)p);
-	g->qos = qos;
-	g->retain = retain;
-	g->ref = ref;
-	f->outstanding++;
-	return 0;
-}
-
-static int
-fake_restore(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos,
-    bool retain, uint64_t ref, uint16_t packet_id, enum uplink_phase ph)
-{
-	struct fake_up *f = (struct fake_up *)u;
-
-	if (f->restore_rc != 0)
-		return f->restore_rc;
-	assert_int_equal(fake_send(u, topic, p, len, qos, retain, ref), 0);
-	f->g[f->n - 1].packet_id = packet_id;
-	f->g[f->n - 1].phase = (int)ph;
-	return 0;
-}
-
-static size_t
-fake_backlog(const struct uplink *u)
-{
-	return ((const struct fake_up *)u)->outstanding;
-}
-
-static void
-fake_stats(const struct uplink *u, struct uplink_stats *out)
-{
-	(void)u;
-	memset(out, 0, sizeof(*out));
-}
-
-static void
-fake_destroy(struct uplink *u)
-{
-	(void)u;
-}
-
-static const struct uplink_ops fake_ops = { .name = "fake",
-	.send = fake_send,
-	.restore = fake_restore,
-	.backlog = fake_backlog,
-	.stats = fake_stats,
-	.destroy = fake_destroy };
-
-/* The cloud acknowledges given message i. */
-static void
-cloud_ack(struct fake_up *f, size_t i, uint8_t reason)
-{
-	assert_false(f->g[i].done);
-	f->g[i].done = true;
-	f->outstanding--;
-	f->up.dlv.acked(f->up.dlv.arg, f->g[i].ref, reason);
-}
 
 /* ---- a spool whose fdatasync fails on demand ---- */
 
@@ -196,8 +106,7 @@ setup(void **state)
 	fault_ops.fdatasync = f_fdatasync;
 	fail_sync = false;
 	commit_wait_us = 0;
-	memset(&F, 0, sizeof(F));
-	F.up.ops = &fake_ops;
+	fu_init(&F, true);
 	return 0;
 }
 
@@ -277,8 +186,8 @@ test_rules_spool_and_release(void **state)
 	assert_int_equal(F.g[0].ref, seq);
 	assert_string_equal(F.g[1].topic, "m/meter/3");
 	assert_int_equal(F.g[1].qos, 2); /* the rule's QoS */
-	cloud_ack(&F, 0, 0);
-	cloud_ack(&F, 1, 0x87); /* refused for good: released too */
+	fu_ack(&F, 0, 0);
+	fu_ack(&F, 1, 0x87); /* refused for good: released too */
 	store_process(s);
 	assert_int_equal(counter(s, STORE_C_unmatched), 1);
 	assert_int_equal(counter(s, STORE_C_appended), 2);
@@ -406,7 +315,7 @@ test_qos2_phase_survives_restart(void **state)
 	s = open_store(0);
 	assert_int_equal(F.n, 1);
 	assert_int_equal(F.g[0].phase, UPLINK_PHASE_RELEASED);
-	cloud_ack(&F, 0, 0); /* PUBCOMP */
+	fu_ack(&F, 0, 0); /* PUBCOMP */
 	store_close(s);
 	F.n = F.outstanding = 0;
 	s = open_store(0);
@@ -459,12 +368,12 @@ test_inflight_bound_and_invalid(void **state)
 	while (counter(s, STORE_C_durable) < 5)
 		settle(s);
 	assert_int_equal(F.n, 3); /* bounded */
-	cloud_ack(&F, 0, 0);
+	fu_ack(&F, 0, 0);
 	store_process(s);
 	assert_int_equal(F.n, 4);
 	/* the uplink can never send the next one: released, counted */
 	F.send_rc = -EINVAL;
-	cloud_ack(&F, 1, 0);
+	fu_ack(&F, 1, 0);
 	store_process(s);
 	assert_int_equal(counter(s, STORE_C_send_invalid), 1);
 	F.send_rc = 0;
