@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "dpchan_client.h"
+#include "dpchan_conf.h"
 #include "dpchan_server.h"
 #include "fail_alloc.h"
 
@@ -611,6 +612,58 @@ test_server_known(void **state)
 	env_free(e);
 }
 
+/* ---- dataplane.channel ---- */
+
+static struct conf_doc *
+conf_text(const char *text, struct dpchan_conf *c)
+{
+	struct conf_doc *doc = NULL;
+	char err[128];
+
+	assert_int_equal(conf_load_string("t.yaml", text, strlen(text), &doc, err, sizeof(err)), 0);
+	dpchan_conf_parse(conf_get(conf_root(doc), "channel"), c);
+	return doc;
+}
+
+/* A section's values taken; an empty or too long socket path and a backoff out of range
+ * refused at their place, the default kept. */
+static void
+test_channel_conf(void **state)
+{
+	struct dpchan_conf c;
+	struct conf_doc *doc;
+	char text[300];
+
+	(void)state;
+	doc = conf_text("channel: {path: /run/x.sock, pending_bytes: 1MiB, max_pending: 64, "
+			"reconnect_max: 2s}\n",
+	    &c);
+	assert_int_equal(conf_error_count(doc), 0);
+	assert_true(c.enabled);
+	assert_string_equal(c.path, "/run/x.sock");
+	assert_int_equal(c.pending_bytes, 1u << 20);
+	assert_int_equal(c.max_pending, 64);
+	assert_int_equal(c.reconnect_max_ms, 2000);
+	conf_free(doc);
+
+	doc = conf_text("channel: {path: \"\", reconnect_max: 50ms}\n", &c);
+	assert_int_equal(conf_error_count(doc), 2);
+	assert_non_null(strstr(conf_errors(doc), "t.yaml:1:17: a socket path of 1 to 107 bytes"));
+	assert_string_equal(c.path, DPCHAN_DEFAULT_PATH);
+	assert_int_equal(c.reconnect_max_ms, 5000);
+	conf_free(doc);
+
+	memset(text, 0, sizeof(text));
+	strcpy(text, "channel: {path: /");
+	memset(text + strlen(text), 'p', 120);
+	strcat(text, "}\n");
+	doc = conf_text(text, &c);
+	assert_int_equal(conf_error_count(doc), 1);
+	assert_non_null(strstr(conf_errors(doc), "a socket path of 1 to 107 bytes"));
+	assert_string_equal(c.path, DPCHAN_DEFAULT_PATH);
+	conf_free(doc);
+}
+
 /* ---- client ---- */
 
 struct dp {
@@ -843,6 +896,7 @@ main(void)
 		cmocka_unit_test(test_server_many_ranges),
 		cmocka_unit_test(test_server_down_refusals),
 		cmocka_unit_test(test_server_known),
+		cmocka_unit_test(test_channel_conf),
 		cmocka_unit_test(test_client_new_refusals),
 		cmocka_unit_test(test_client_bad_agent),
 		cmocka_unit_test(test_client_arena_wraps),
