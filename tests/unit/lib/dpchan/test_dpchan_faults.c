@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -309,6 +310,22 @@ test_server_bad_paths(void **state)
 	assert_null(dpchan_server_new(&sc, &sink_ops, NULL));
 	assert_int_equal(errno, ENOENT);
 
+	/* a socket left by an agent that died: replaced */
+	snprintf(path, sizeof(path), "%s/stale.sock", dir);
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int sfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		struct dpchan_server *s;
+
+		strcpy(sa.sun_path, path);
+		assert_int_equal(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(sfd);
+		s = dpchan_server_new(&sc, &sink_ops, NULL);
+		assert_non_null(s);
+		dpchan_server_free(s);
+		assert_int_equal(lstat(path, &st), -1); /* and removed with it */
+	}
+
 	/* a file that is not a socket: not ours, not removed */
 	snprintf(path, sizeof(path), "%s/file", dir);
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
@@ -555,7 +572,10 @@ test_server_down_refusals(void **state)
 	assert_int_equal(rc, -EAGAIN);
 	assert_true(sent > 0);
 	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DOWN_TX), (uint64_t)sent);
-	close(fd);
+	close(fd); /* gone before the server noticed: the send fails with its errno */
+	rc = dpchan_server_down(e->s, &r);
+	assert_true(rc == -ECONNRESET || rc == -EPIPE);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DOWN_TX), (uint64_t)sent);
 	env_free(e);
 }
 
@@ -882,6 +902,97 @@ test_client_arena_wraps(void **state)
 	env_free(e);
 }
 
+/* The lowest fd a new descriptor gets now. */
+static int
+lowest_free_fd(void)
+{
+	int fd = dup(0);
+
+	assert_true(fd >= 0);
+	close(fd);
+	return fd;
+}
+
+/* With no descriptor left for its socket, or for its epoll set, the server does not start
+ * (EMFILE) and leaves nothing at its path; the client counts a failed attempt and tries again
+ * after its backoff, and connects once descriptors are back. */
+static void
+test_out_of_descriptors(void **state)
+{
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[100];
+	struct dpchan_server_config sc = { .path = path };
+	struct dpchan_client_config cc = { .path = path, .boot_id = 1, .reconnect_min_ms = 10 };
+	struct dpchan_client *c;
+	struct dpchan_server *s;
+	struct dp d = { 0 };
+	struct rlimit old, low;
+	struct stat st;
+	int free_fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	free_fd = lowest_free_fd();
+	for (int extra = 0; extra < 2; extra++) { /* none; one (the socket, not the epoll set) */
+		low = old;
+		low.rlim_cur = (rlim_t)(free_fd + extra);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		errno = 0;
+		s = dpchan_server_new(&sc, &sink_ops, NULL);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		assert_null(s);
+		assert_int_equal(errno, EMFILE);
+		assert_int_equal(lstat(path, &st), -1); /* not left bound */
+	}
+	s = dpchan_server_new(&sc, &sink_ops, NULL);
+	assert_non_null(s);
+	c = dpchan_client_new(&cc, &dp_ops, &d);
+	assert_non_null(c);
+	low = old;
+	low.rlim_cur = (rlim_t)lowest_free_fd();
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	dpchan_client_poll(c, 1000);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_false(dpchan_client_connected(c));
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL), 1);
+	dpchan_client_poll(c, 1005); /* within the backoff */
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL), 1);
+	dpchan_client_poll(c, 1010);
+	assert_true(dpchan_client_connected(c));
+	assert_int_equal(d.ready, 1); /* told that submit may succeed now */
+	dpchan_client_free(c);
+	dpchan_server_free(s);
+	rmdir(dir);
+}
+
+/* No agent: attempts back off from reconnect_min_ms, doubling up to reconnect_max_ms. */
+static void
+test_client_backoff(void **state)
+{
+	struct dpchan_client_config cc = { .path = "/tmp/dpchan-faults-no-such.sock",
+		.boot_id = 1,
+		.reconnect_min_ms = 100,
+		.reconnect_max_ms = 400 };
+	struct dp d = { 0 };
+	struct dpchan_client *c = dpchan_client_new(&cc, &dp_ops, &d);
+	/* poll times and the attempts counted by then: at 0, 100, 300, 700, 1100, 1500 */
+	static const uint64_t at[] = { 0, 99, 100, 299, 300, 699, 700, 1099, 1100, 1499, 1500 };
+	static const uint64_t want[] = { 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6 };
+
+	(void)state;
+	assert_non_null(c);
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		dpchan_client_poll(c, at[i]);
+		if (dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL) != want[i])
+			fail_msg("at %llu ms: %llu attempts, want %llu", (unsigned long long)at[i],
+			    (unsigned long long)dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL),
+			    (unsigned long long)want[i]);
+	}
+	assert_false(dpchan_client_connected(c));
+	dpchan_client_free(c);
+}
+
 int
 main(void)
 {
@@ -896,6 +1007,8 @@ main(void)
 		cmocka_unit_test(test_server_many_ranges),
 		cmocka_unit_test(test_server_down_refusals),
 		cmocka_unit_test(test_server_known),
+		cmocka_unit_test(test_out_of_descriptors),
+		cmocka_unit_test(test_client_backoff),
 		cmocka_unit_test(test_channel_conf),
 		cmocka_unit_test(test_client_new_refusals),
 		cmocka_unit_test(test_client_bad_agent),
