@@ -65,6 +65,7 @@ static char statedir[300], runtime_dir[PATH_MAX];
 /* --- the wire: the port's rings, plugged in when the EAL is up --- */
 
 static struct rte_ring *wire_rx, *wire_tx; /* the dataplane's rx (we enqueue), tx (we dequeue) */
+static struct rte_ring *two_q[2];          /* net_ring_dpm2: two queue pairs, no RSS */
 static struct rte_mempool *peer_pool;
 static bool plug_port = true, plugged;
 
@@ -81,6 +82,11 @@ __wrap_rte_eal_init(int argc, char **argv)
 	    "dpm_peer", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
 	if (wire_rx == NULL || wire_tx == NULL || peer_pool == NULL ||
 	    rte_eth_from_rings("dpm", &wire_rx, 1, &wire_tx, 1, SOCKET_ID_ANY) < 0)
+		abort();
+	two_q[0] = rte_ring_create("dpm2_0", 64, SOCKET_ID_ANY, 0);
+	two_q[1] = rte_ring_create("dpm2_1", 64, SOCKET_ID_ANY, 0);
+	if (two_q[0] == NULL || two_q[1] == NULL ||
+	    rte_eth_from_rings("dpm2", two_q, 2, two_q, 2, SOCKET_ID_ANY) < 0)
 		abort();
 	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 	__atomic_store_n(&plugged, true, __ATOMIC_RELEASE);
@@ -191,7 +197,8 @@ run_main(const char *const *args)
  * services on, the channel to the test's end; what a test changes in cf. */
 struct cf {
 	const char *lcores, *eal, *device, *log_level, *mqtt, *state_dir;
-	unsigned workers, mbufs, max_flows, idle_sleep_us;
+	unsigned workers, mbufs, max_flows, idle_sleep_us, mtu;
+	bool no_echo;
 };
 
 static void
@@ -204,13 +211,13 @@ write_config(const struct cf *c)
 	    "  eal: [--no-huge, --no-pci, -m, \"256\", --no-shconf, --file-prefix, \"dpm%d\", "
 	    "--lcores, \"%s\", --log-level, \"*:info\"%s]\n"
 	    "  log_level: %s\n"
-	    "  port: {device: %s, ipv4: 198.18.0.1/24, rx_desc: 256, tx_desc: 256}\n"
+	    "  port: {device: %s, ipv4: 198.18.0.1/24, rx_desc: 256, tx_desc: 256, mtu: %u}\n"
 	    "  workers: %u\n"
 	    "  mbufs: %u\n"
 	    "  idle_sleep_us: %u\n"
 	    "  tcp: {max_flows: %u, max_half_open: 16, rcvbuf: 16k, sndbuf: 16k}\n"
 	    "  services:\n"
-	    "    echo: {enabled: true, port: 7}\n"
+	    "    echo: {enabled: %s, port: 7}\n"
 	    "    discard: {enabled: true, port: 9}\n"
 	    "  channel: {enabled: true, path: %s, reconnect_max: 100ms}\n"
 	    "  mqtt:\n"
@@ -226,10 +233,11 @@ write_config(const struct cf *c)
 	    "    - {match: \"plant/#\", topic: \"site/{site}/{topic}\", qos: keep, class: normal, "
 	    "durable: true}\n",
 	    (int)getpid(), c->lcores ? c->lcores : "0@0,1@1", c->eal ? c->eal : "",
-	    c->log_level ? c->log_level : "info", c->device ? c->device : PORT_NAME,
+	    c->log_level ? c->log_level : "info", c->device ? c->device : PORT_NAME, c->mtu,
 	    c->workers ? c->workers : 1, c->mbufs ? c->mbufs : 2048,
-	    c->idle_sleep_us ? c->idle_sleep_us : 100, c->max_flows ? c->max_flows : 64, chanpath,
-	    c->state_dir ? c->state_dir : statedir, c->mqtt ? c->mqtt : "");
+	    c->idle_sleep_us ? c->idle_sleep_us : 100, c->max_flows ? c->max_flows : 64,
+	    c->no_echo ? "false" : "true", chanpath, c->state_dir ? c->state_dir : statedir,
+	    c->mqtt ? c->mqtt : "");
 	write_file(cfg, text);
 }
 
@@ -384,6 +392,12 @@ test_startup_failures(void **state)
 	assert_true(log_says("has 1 queues, 2 workers asked for"));
 	assert_true(log_says("port '" PORT_NAME "' setup failed: Invalid argument"));
 
+	/* two workers on a port with two queues but no RSS to spread the flows over them */
+	write_config(&(struct cf){ .lcores = "(0-2)@0", .workers = 2, .device = PORT_NAME "2" });
+	assert_int_equal(run_child(), 1);
+	assert_true(log_says("(net_ring) has no RSS for IPv4/TCP: use one worker"));
+	assert_true(log_says("port '" PORT_NAME "2' setup failed: Operation not supported"));
+
 	/* more mbufs than the EAL's memory holds */
 	write_config(&(struct cf){ .mbufs = 1u << 24 });
 	assert_int_equal(run_child(), 1);
@@ -391,9 +405,10 @@ test_startup_failures(void **state)
 
 	/* a port hot-plugged from its devargs (net_null, not in the EAL's arguments), then a flow
 	 * table larger than the memory */
-	write_config(&(struct cf){ .device = "net_null_dpm", .max_flows = 4u << 20 });
+	write_config(&(struct cf){
+	    .device = "net_null_dpm", .max_flows = 4u << 20, .mtu = 1400, .no_echo = true });
 	assert_int_equal(run_child(), 1);
-	assert_true(log_says("nic: port 1 (net_null) started"));
+	assert_true(log_says("(net_null) started: 1 queue(s)"));
 	assert_true(log_says("lcore 1 init: "));
 
 	/* the broker's state dir is a file: the MQTT service does not start */
@@ -693,6 +708,17 @@ tel_has(const char *cmd, const char *want)
 	return has;
 }
 
+/* occurrences of needle in text */
+static unsigned
+count(const char *text, const char *needle)
+{
+	unsigned n = 0;
+
+	for (const char *at = text; (at = strstr(at, needle)) != NULL; at++)
+		n++;
+	return n;
+}
+
 /* the u64 that follows "key": in the answer to cmd */
 static uint64_t
 tel_u64(const char *cmd, const char *key)
@@ -745,7 +771,8 @@ test_running(void **state)
 	int saved;
 
 	(void)state;
-	write_config(&(struct cf){ .mqtt = "    max_sessions: 100\n" });
+	/* three lcores, one worker: the third is left alone */
+	write_config(&(struct cf){ .lcores = "0@0,1@1,2@0", .mqtt = "    max_sessions: 100\n" });
 	chan = dpchan_server_new(&scfg, &sink_ops, NULL);
 	assert_non_null(chan);
 	/* systemd's side: the notifications, and a watchdog of 200 ms */
@@ -779,10 +806,11 @@ test_running(void **state)
 		longline[sizeof(longline) - 2] = '\n';
 		longline[sizeof(longline) - 1] = '\0';
 		rte_log(RTE_LOG_WARNING, RTE_LOGTYPE_USER1, "%s", longline);
-		rte_log(RTE_LOG_DEBUG, RTE_LOGTYPE_USER1, "a debug line\n");
 		rte_log(RTE_LOG_ERR, RTE_LOGTYPE_USER1, "an error line\n");
+		rte_log(RTE_LOG_INFO, RTE_LOGTYPE_USER1, "\n"); /* an empty line: none of ours */
 		assert_true(WAIT_FOR(log_has("dpdk: xxxxx") && log_has("xMARKx")));
 		assert_true(log_has("an error line"));
+		assert_false(log_has("dpdk: \n"));
 	}
 	rte_eth_macaddr_get(0, &gw_mac);
 
@@ -853,15 +881,17 @@ test_running(void **state)
 	assert_non_null(strstr(r, "a/#"));
 	free(r);
 	assert_true(tel_has("/edgegw/retained", "\"total\":0"));
+	assert_true(tel_has("/edgegw/sessions,", "\"offset\":0")); /* an empty offset: 0 */
 
 	/* publish from the gateway: bad requests refused, good ones delivered */
 	assert_true(tel_has("/edgegw/publish", "null"));
-	assert_true(tel_has("/edgegw/publish,3,0,3,a/bx", "null")); /* qos 3 */
-	assert_true(tel_has("/edgegw/publish,0,2,3,a/bx", "null")); /* retain 2 */
-	assert_true(tel_has("/edgegw/publish,0,0,0,x", "null"));    /* no topic */
-	assert_true(tel_has("/edgegw/publish,0,0,9,a/b", "null"));  /* topic cut short */
-	assert_true(tel_has("/edgegw/publish,0,0,x", "null"));      /* not numbers */
-	assert_true(tel_has("/edgegw/publish,0,0,4,a/+b", "null")); /* a wildcard: refused */
+	assert_true(tel_has("/edgegw/publish,3,0,3,a/bx", "null"));  /* qos 3 */
+	assert_true(tel_has("/edgegw/publish,0,2,3,a/bx", "null"));  /* retain 2 */
+	assert_true(tel_has("/edgegw/publish,0,0,0,x", "null"));     /* no topic */
+	assert_true(tel_has("/edgegw/publish,0,0,9,a/b", "null"));   /* topic cut short */
+	assert_true(tel_has("/edgegw/publish,0,0,x", "null"));       /* not numbers */
+	assert_true(tel_has("/edgegw/publish,0,0,200,a/b", "null")); /* a topic too long */
+	assert_true(tel_has("/edgegw/publish,0,0,4,a/+b", "null"));  /* a wildcard: refused */
 	assert_true(tel_has("/edgegw/publish,0,1,3,a/bhi", "\"matched\":1"));
 	{
 		const uint8_t pub[] = { 0x30, 7, 0, 3, 'a', '/', 'b', 'h', 'i' };
@@ -877,6 +907,26 @@ test_running(void **state)
 	assert_true(tel_has("/edgegw/retained_delete,z/z", "\"found\":0"));
 	assert_true(tel_has("/edgegw/retained_delete", "null"));
 	assert_true(tel_has("/edgegw/retained", "\"total\":1"));
+	/* a listing longer than a page (100 lines): the rest from the offset given */
+	for (unsigned i = 0; i < 100; i++) {
+		char cmd[64];
+
+		snprintf(cmd, sizeof(cmd), "/edgegw/publish,0,1,5,r/%03uv", i);
+		assert_true(tel_has(cmd, "\"matched\":0"));
+	}
+	/* the first page holds 100 of the 101, the page from offset 100 the last one */
+	{
+		char *p1 = tel("/edgegw/retained"), *p2 = tel("/edgegw/retained,100");
+
+		assert_non_null(strstr(p1, "\"total\":101"));
+		assert_non_null(strstr(p2, "\"total\":101"));
+		assert_int_equal(count(p1, "r/0") + count(p2, "r/0"), 100);
+		assert_int_equal(count(p1, "a/b") + count(p2, "a/b"), 1);
+		assert_int_equal(count(p1, "\",\"") + 1, 100); /* lines, comma separated */
+		assert_int_equal(count(p2, "\",\""), 0);
+		free(p1);
+		free(p2);
+	}
 
 	/* store and forward: a QoS 1 PUBLISH the rules send up is acknowledged once the agent
 	 * says it is durable, not before */
@@ -893,6 +943,20 @@ test_running(void **state)
 		assert_true(WAIT_FOR(chan_run() && peer_got(s, puback, sizeof(puback))));
 		assert_true(tel_u64("/edgegw/dpchan", "RECS_TX") >= 1);
 	}
+	/* no rule for x/y: acknowledged at once, nothing goes up; a QoS 0 message the durable rule
+	 * matches goes up best effort */
+	{
+		const uint8_t local[] = { 0x32, 8, 0, 3, 'x', '/', 'y', 0, 10, 'v' };
+		const uint8_t puback[] = { 0x40, 2, 0, 10 };
+		const uint8_t be[] = { 0x30, 10, 0, 7, 'p', 'l', 'a', 'n', 't', '/', 'q', 'w' };
+
+		peer_say(s, local, sizeof(local));
+		assert_true(WAIT_FOR(chan_run() && peer_got(s, puback, sizeof(puback))));
+		assert_int_equal(chan_records, 1);
+		peer_say(s, be, sizeof(be));
+		assert_true(WAIT_FOR(chan_run() && chan_records == 2));
+		assert_string_equal(chan_topic, "plant/q");
+	}
 	/* the cloud's message down the channel reaches the subscriber */
 	{
 		struct dpchan_rec down = { .qos = 0,
@@ -907,8 +971,14 @@ test_running(void **state)
 		assert_true(WAIT_FOR(chan_run() && peer_got(s, pub, sizeof(pub))));
 	}
 
+	/* the link watch says when the link goes down */
+	assert_int_equal(rte_eth_dev_set_link_down(0), 0);
+	assert_true(WAIT_FOR(log_has("port 0 link down")));
+	assert_int_equal(rte_eth_dev_set_link_up(0), 0);
+
 	/* kick: the client is disconnected, its session stays; kick_purge removes it */
 	assert_true(tel_has("/edgegw/kick", "null"));
+	assert_true(tel_has("/edgegw/kick,", "null"));
 	assert_true(tel_has("/edgegw/kick,nobody", "\"found\":0"));
 	assert_true(tel_has("/edgegw/kick,sensor-1", "\"found\":1"));
 	assert_true(WAIT_FOR(s->fin));
@@ -933,7 +1003,15 @@ test_running(void **state)
 	assert_true(WAIT_FOR(log_has("setting(s) changed live; needs a restart (running values "
 				     "kept): ")));
 	assert_true(log_has("idle_sleep_us"));
+	/* the log level changed live: DPDK's debug lines come through now */
+	rte_log_set_level(RTE_LOGTYPE_USER1, RTE_LOG_DEBUG);
+	rte_log(RTE_LOG_DEBUG, RTE_LOGTYPE_USER1, "a debug line\n");
+	assert_true(WAIT_FOR(log_has("[debug] dpdk: a debug line")));
 	assert_true(WAIT_FOR(strstr(notes, "RELOADING=1")));
+	/* back to info, the rest as running: live only, nothing named for a restart */
+	write_config(&(struct cf){ .lcores = "0@0,1@1,2@0", .mqtt = "    max_sessions: 100\n" });
+	kill(getpid(), SIGHUP);
+	assert_true(WAIT_FOR(log_has("setting(s) changed live\n")));
 	write_file(cfg, "dataplane:\n  eal: [a]\n  workers: [\n");
 	kill(getpid(), SIGHUP);
 	assert_true(WAIT_FOR(log_has("reload: config rejected, the running one stays: ")));
