@@ -421,6 +421,65 @@ test_without_spool(void **state)
 	store_close(s);
 }
 
+/*
+ * A reload's rules (store_set_rules): readings go by the new set at once (a removed rule stops
+ * them, a new one sends, a changed QoS applies); a record of the dataplane that awaits
+ * its durability answer (origin with ref != 0) on a topic the new set dropped is stored under
+ * the previous set's rule (the dataplane took it under that rule and defers its publisher's
+ * ack), while a best-effort one (ref 0) and a reading are not.
+ */
+static void
+test_set_rules_live(void **state)
+{
+	static const char next_yaml[] =
+	    "uplink:\n"
+	    "  site: lab\n"
+	    "  rules:\n"
+	    "    - {match: \"meter/+\", topic: \"m2/{topic}\", qos: 1, class: alarm}\n"
+	    "    - {match: \"valve/#\", topic: \"v/{topic}\"}\n";
+	struct store *s = open_store(0);
+	struct store_conf *nc = load_conf(next_yaml);
+	struct store_origin o = { .producer = 7, .lane = 1, .ref = 42 };
+	struct store_origin best = { .producer = 7, .lane = 1, .ref = 0 };
+	struct reports rep = { 0 };
+	uint64_t seq[3], last = 0;
+
+	(void)state;
+	assert_int_equal(store_on_durable(s, on_report, &rep), 0);
+	assert_int_equal(store_submit(s, "valve/1", "v0", 2, 1, false, &seq[0]), -ENOENT);
+	store_set_rules(s, nc->rules);
+	nc->rules = NULL;
+	store_conf_free(nc);
+	assert_ptr_not_equal(store_rules(s), NULL);
+	assert_int_equal(store_rules(s)->n, 2);
+	/* readings: the removed rule no longer sends, the new one does, the changed one's QoS */
+	assert_int_equal(store_submit(s, "plant/line1/t", "r0", 2, 1, false, &seq[0]), -ENOENT);
+	assert_int_equal(store_submit(s, "valve/1", "v1", 2, 1, false, &seq[0]), 0);
+	assert_int_equal(store_submit(s, "meter/3", "m1", 2, 0, false, &seq[1]), 0);
+	/* the dataplane's: taken under the old plant/# rule, awaiting its answer: stored */
+	assert_int_equal(store_submit_from(s, "plant/line1/t", "d1", 2, 1, false, &o, &seq[2]), 0);
+	assert_int_equal(
+	    store_submit_from(s, "plant/line1/t", "d0", 2, 0, false, &best, &last), -ENOENT);
+	while (rep.last < seq[2])
+		settle(s);
+	assert_int_equal(rep.status, 0);
+	assert_int_equal(F.n, 3);
+	for (size_t i = 0; i < F.n; i++) {
+		if (F.g[i].ref == seq[0]) {
+			assert_string_equal(F.g[i].topic, "v/valve/1");
+		} else if (F.g[i].ref == seq[1]) {
+			assert_string_equal(F.g[i].topic, "m2/meter/3");
+			assert_int_equal(F.g[i].qos, 1); /* the new rule's QoS (was 2) */
+		} else {
+			assert_int_equal(F.g[i].ref, seq[2]);
+			assert_string_equal(F.g[i].topic, "site/lab/plant/line1/t");
+			assert_string_equal(F.g[i].payload, "d1");
+		}
+	}
+	assert_int_equal(counter(s, STORE_C_unmatched), 3);
+	store_close(s);
+}
+
 static void
 test_conf_errors(void **state)
 {
@@ -459,6 +518,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_inflight_bound_and_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_topic_and_subscribers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_without_spool, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_rules_live, setup, teardown),
 		cmocka_unit_test(test_conf_errors),
 	};
 
