@@ -33,6 +33,22 @@ struct jsonl_sink {
 	struct uplink_stats st;
 };
 
+/* A payload goes in as it is only when it is a JSON object on one line: braces alone (a
+ * command echoed back, "{oops}") would make the line unparsable for every reader. */
+static bool
+payload_inlinable(const char *p, size_t len)
+{
+	json_t *j;
+	bool ok;
+
+	if (len == 0 || p[0] != '{' || p[len - 1] != '}' || memchr(p, '\n', len) != NULL)
+		return false;
+	j = json_loadb(p, len, 0, NULL);
+	ok = j != NULL;
+	json_decref(j);
+	return ok;
+}
+
 static int
 jsonl_send(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref)
@@ -52,7 +68,7 @@ jsonl_send(struct uplink *u, const char *topic, const void *payload, size_t len,
 	t[tn] = '\0';
 	fprintf(s->out, "{\"topic\":%s,\"qos\":%u,\"retain\":%s,\"payload\":", t, qos,
 	    retain ? "true" : "false");
-	if (len > 0 && p[0] == '{' && p[len - 1] == '}' && memchr(p, '\n', len) == NULL) {
+	if (payload_inlinable(p, len)) {
 		fwrite(p, 1, len, s->out);
 	} else {
 		fputc('"', s->out);
