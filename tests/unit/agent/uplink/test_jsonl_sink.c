@@ -80,8 +80,7 @@ sink(const char *path, const char *cmd_path)
 {
 	struct uplink *u;
 
-	assert_int_equal(
-	    uplink_jsonl_create(&u, L, path, cmd_path, "site/cmd", on_cmd, NULL), 0);
+	assert_int_equal(uplink_jsonl_create(&u, L, path, cmd_path, "site/cmd", on_cmd, NULL), 0);
 	return u;
 }
 
@@ -123,7 +122,8 @@ test_lines_are_json(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "topic")), "a/b");
 	assert_int_equal(json_integer_value(json_object_get(j, "qos")), 1);
 	assert_true(json_is_false(json_object_get(j, "retain")));
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "payload"), "v")), 1);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(j, "payload"), "v")), 1);
 	json_decref(j);
 	j = line(1); /* not JSON: a string, escaped */
 	assert_true(json_is_true(json_object_get(j, "retain")));

@@ -505,6 +505,28 @@ test_conf_errors(void **state)
 	store_conf_free(c);
 }
 
+/* A spool that cannot be opened (its directory cannot be made) fails the open with the
+ * reason and leaves nothing behind (ASan: no leak, no eventfd or thread left running). */
+static void
+test_open_fails_cleanly(void **state)
+{
+	struct store *s = NULL;
+	char bad[96];
+	FILE *f;
+
+	(void)state;
+	snprintf(bad, sizeof(bad), "%s/file", dir);
+	assert_non_null(f = fopen(bad, "w"));
+	fclose(f);
+	snprintf(bad, sizeof(bad), "%s/file/spool", dir); /* under a regular file */
+	conf = load_conf(rules_yaml);
+	conf->spool.dir = bad;
+	assert_true(store_open(&s, conf, true, &F.up, 0) < 0);
+	store_conf_free(conf);
+	store_close(NULL);
+	store_abandon(NULL);
+}
+
 int
 main(void)
 {
@@ -520,6 +542,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_without_spool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_rules_live, setup, teardown),
 		cmocka_unit_test(test_conf_errors),
+		cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
