@@ -592,6 +592,85 @@ test_disconnect_variants(void **state)
 	fx_free(x);
 }
 
+/* A topic long enough that the PUBLISH header does not fit the broker's stack buffer: the
+ * delivery still goes whole, to a 3.1.1 and a 5.0 subscriber. */
+static void
+test_long_topic_delivered(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	static char topic[601];
+
+	(void)state;
+	memset(topic, 'x', sizeof(topic) - 1);
+	topic[0] = 'L';
+	fx_connect(x, 0, MQTT_V311, "s3", true, 60, NULL);
+	fx_subscribe(x, 0, "+", 1);
+	fx_connect(x, 1, MQTT_V5, "s5", true, 60, NULL);
+	fx_subscribe(x, 1, topic, 1);
+	fx_connect(x, 2, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 2, topic, "long", 1, 1, false);
+	fx_expect_type(x, 2, MQTT_PUBACK, 0);
+	fx_expect_publish(x, 0, topic, "long", 1);
+	fx_expect_publish(x, 1, topic, "long", 1);
+	fx_free(x);
+}
+
+/* A $SYS board for no instance is not made; an instance number past the board is not
+ * attached (the broker publishes as the only one: no per-lcore topics). */
+static void
+test_sys_board_misuse(void **state)
+{
+	struct broker_sys_board *board = broker_sys_board_new(1);
+	struct broker_config cfg;
+	struct mqtt_packet p;
+	struct fx *x;
+	bool lcore = false, total = false;
+
+	(void)state;
+	assert_null(broker_sys_board_new(0));
+	assert_non_null(board);
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 1000;
+	x = fx_new(&cfg);
+	broker_sys_attach(x->b, board, 1);
+	fx_connect(x, 0, MQTT_V311, "sys", true, 60, NULL);
+	fx_subscribe(x, 0, "$SYS/#", 0);
+	fx_tick(x, 1000);
+	while (fx_next(x, 0, &p)) {
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		lcore |= p.publish.topic.len > 18 &&
+		    memcmp(p.publish.topic.s, "$SYS/broker/lcore/", 18) == 0;
+		total |= p.publish.topic.len == 29 &&
+		    memcmp(p.publish.topic.s, "$SYS/broker/clients/connected", 29) == 0;
+	}
+	assert_false(lcore);
+	assert_true(total);
+	fx_free(x);
+	broker_sys_board_free(board);
+}
+
+/* Every counter has a distinct name and a description; one past the last reads as 0 and "?"
+ * (telemetry asks by index). */
+static void
+test_counter_names(void **state)
+{
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	for (int c = 0; c < BROKER_C_COUNT; c++) {
+		assert_true(strlen(broker_counter_name((enum broker_counter)c)) > 0);
+		assert_true(strlen(broker_counter_desc((enum broker_counter)c)) > 0);
+		for (int d = 0; d < c; d++)
+			assert_string_not_equal(broker_counter_name((enum broker_counter)c),
+			    broker_counter_name((enum broker_counter)d));
+	}
+	assert_int_equal(broker_counter_get(x->b, BROKER_C_COUNT), 0);
+	assert_string_equal(broker_counter_name(BROKER_C_COUNT), "?");
+	assert_string_equal(broker_counter_desc(BROKER_C_COUNT), "?");
+	assert_int_equal(broker_counter_kind(BROKER_C_COUNT), COUNTER_KIND_INFO);
+	fx_free(x);
+}
+
 /* ---- the operator's view ---- */
 struct lines {
 	char text[8][160];
@@ -847,6 +926,9 @@ main(void)
 		cmocka_unit_test(test_sys_will_refused),
 		cmocka_unit_test(test_connack_grants),
 		cmocka_unit_test(test_disconnect_variants),
+		cmocka_unit_test(test_long_topic_delivered),
+		cmocka_unit_test(test_sys_board_misuse),
+		cmocka_unit_test(test_counter_names),
 		cmocka_unit_test(test_session_arrives_for_no_one),
 		cmocka_unit_test(test_replay_overflow),
 		cmocka_unit_test(test_late_session_merged),
