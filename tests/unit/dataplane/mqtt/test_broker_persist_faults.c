@@ -780,6 +780,39 @@ test_queue_records(void **state)
 
 /* ---- snapshots of what is in flight ---- */
 
+/* A retained message whose expiry passed before a snapshot was written is not back after a
+ * restart (its expiry is kept as what was left of it, at least 1 ms). */
+static void
+test_expired_retained_not_back(void **state)
+{
+	struct fx *x = fx_on();
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+	char got[32];
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V5, "pub", true, 60, NULL);
+	p.publish.topic = MQTT_STR("short");
+	p.publish.payload = (const uint8_t *)"lived";
+	p.publish.payload_len = 5;
+	p.publish.retain = true;
+	mqtt_props_set_u32(&p.publish.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 1);
+	assert_int_equal(fx_send(x, 0, &p), 0);
+	fx_publish(x, 0, "long", "kept", 0, 0, true);
+	fx_tick(x, 1);
+	x->now += 2000;
+	broker_persist_fail_next = 1; /* the next write fails: the state is written whole */
+	fx_publish(x, 0, "other", "o", 1, 1, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+	fx_tick(x, 0);
+	fx_free(x);
+	x = fx_on();
+	retained(x, 1, "short", got, sizeof(got), NULL);
+	assert_string_equal(got, "");
+	retained(x, 1, "long", got, sizeof(got), NULL);
+	assert_string_equal(got, "kept");
+	fx_free(x);
+}
+
 /* A snapshot taken while a session has several messages in flight (a window larger than the
  * 256 slots kept on the stack), a QoS 0 one queued and its will pending: after a restart the
  * in-flight ones come again in their order with DUP, the QoS 0 one is not kept, and the will
@@ -1092,6 +1125,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_every_record_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replayed_will_due, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_expired_retained_not_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_period, setup, teardown),
