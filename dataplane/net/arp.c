@@ -380,10 +380,12 @@ arp_poll(struct dp_lcore *lc)
 			/* unused for a whole timeout past its expiry (a use makes it STALE and asks
 			 * again): forget it, or any host on the link could fill the table for good
 			 * with requests (RFC 1122 2.3.2.1) */
-			if (lc->now_tsc >= e->deadline_tsc + t->reachable_tsc) {
+			if (lc->now_tsc >= e->deadline_tsc + t->reachable_tsc &&
+			    ndead < RTE_DIM(dead)) {
+				/* counted when removed: one that waits for the next poll (more
+				 * than a batch expired at once) is not counted twice */
 				DP_INC(lc, arp, EXPIRED);
-				if (ndead < RTE_DIM(dead))
-					dead[ndead++] = e->ip_be;
+				dead[ndead++] = e->ip_be;
 			}
 			continue;
 		}

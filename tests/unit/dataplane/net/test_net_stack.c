@@ -23,6 +23,7 @@
 #include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <rte_tcp.h>
 
 #include "arp.h"
 #include "dp.h"
@@ -30,6 +31,7 @@
 #include "icmp.h"
 #include "ipv4.h"
 #include "nic.h"
+#include "tcp.h"
 
 #define IP(a, b, c, d) RTE_BE32(((uint32_t)(a) << 24) | ((b) << 16) | ((c) << 8) | (d))
 #define TX_RING        16 /* exact size: the 17th frame of a burst is refused by the "NIC" */
@@ -662,6 +664,240 @@ test_nic_port(void **state)
 	assert_int_equal(dp_counter_kind(DPC_port_RX_PKTS), COUNTER_KIND_INFO);
 }
 
+/* An echo request whose frame is longer than its IPv4 total length (Ethernet padding, a
+ * minimum-size frame): the padding is cut, the reply is as long as the request. */
+static void
+test_ipv4_padding_trimmed(void **state)
+{
+	uint8_t padded[sizeof(struct ip_echo) + 10];
+	struct ip_echo p;
+	struct rte_mbuf *out[4];
+	unsigned n;
+
+	(void)state;
+	peer_announces();
+	ip_echo(&p, peer_ip, our_ip);
+	memset(padded, 0, sizeof(padded));
+	memcpy(padded, &p, sizeof(p));
+	input_ip(padded, sizeof(padded));
+	assert_int_equal(CNT(icmp, ECHO_REQUEST), 1);
+	n = drain_tx(out, 4);
+	assert_int_equal(n, 1);
+	assert_int_equal(rte_pktmbuf_pkt_len(out[0]), sizeof(struct rte_ether_hdr) + sizeof(p));
+	free_all(out, n);
+}
+
+/* Lengths that do not add up: a total length below the header's, and a header (with options)
+ * that does not fit the first segment of a chained frame. Both TRUNCATED, nothing answered. */
+static void
+test_ipv4_lengths(void **state)
+{
+	struct ip_echo p;
+	uint8_t opt[sizeof(struct ip_echo) + 4];
+	struct rte_mbuf *m, *m2;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)opt;
+
+	(void)state;
+	ip_echo(&p, peer_ip, our_ip);
+	p.ip.total_length = rte_cpu_to_be_16(16);
+	recksum(&p);
+	input_ip(&p, sizeof(p));
+	assert_int_equal(CNT(ipv4, TRUNCATED), 1);
+	/* 24 bytes of header (one option), the first mbuf holding 22 of them */
+	ip_echo(&p, peer_ip, our_ip);
+	memcpy(opt, &p.ip, sizeof(p.ip));
+	memset(opt + sizeof(p.ip), 1, 4);
+	memcpy(opt + sizeof(p.ip) + 4, &p.ic, sizeof(p) - sizeof(p.ip));
+	ip->version_ihl = 0x46;
+	ip->total_length = rte_cpu_to_be_16(sizeof(opt));
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = (uint16_t)~rte_raw_cksum(opt, 24);
+	m = frame(&our_mac, RTE_ETHER_TYPE_IPV4, opt, 22);
+	m2 = rte_pktmbuf_alloc(pool);
+	memcpy(rte_pktmbuf_append(m2, sizeof(opt) - 22), opt + 22, sizeof(opt) - 22);
+	assert_int_equal(rte_pktmbuf_chain(m, m2), 0);
+	eth_input(&lc, m);
+	assert_int_equal(CNT(ipv4, TRUNCATED), 2);
+	assert_int_equal(CNT(ipv4, OPTIONS), 0);
+	assert_int_equal(CNT(icmp, ECHO_REQUEST), 0);
+}
+
+/* The NIC's checksum verdict (rx offload): BAD drops a packet whose header sums right, GOOD
+ * spares the sum of one whose header would not (the NIC checked what arrived). */
+static void
+test_ipv4_rx_cksum_offload(void **state)
+{
+	struct ip_echo p;
+	struct rte_mbuf *m, *out[4];
+	unsigned n;
+
+	(void)state;
+	peer_announces();
+	ip_echo(&p, peer_ip, our_ip);
+	m = frame(&our_mac, RTE_ETHER_TYPE_IPV4, &p, sizeof(p));
+	m->ol_flags |= RTE_MBUF_F_RX_IP_CKSUM_BAD;
+	eth_input(&lc, m);
+	assert_int_equal(CNT(ipv4, BAD_CKSUM), 1);
+	p.ip.hdr_checksum ^= 0x5a5a;
+	m = frame(&our_mac, RTE_ETHER_TYPE_IPV4, &p, sizeof(p));
+	m->ol_flags |= RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+	eth_input(&lc, m);
+	assert_int_equal(CNT(ipv4, BAD_CKSUM), 1);
+	assert_int_equal(CNT(icmp, ECHO_REQUEST), 1);
+	n = drain_tx(out, 4);
+	assert_int_equal(n, 1);
+	free_all(out, n);
+}
+
+/* A minimal TCP segment (header only) from the peer to port 80. */
+static void
+tcp_pkt(uint8_t *b)
+{
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)b;
+	struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)(ip + 1);
+
+	memset(b, 0, 40);
+	ip->version_ihl = RTE_IPV4_VHL_DEF;
+	ip->total_length = rte_cpu_to_be_16(40);
+	ip->time_to_live = 64;
+	ip->next_proto_id = IPPROTO_TCP;
+	ip->src_addr = peer_ip;
+	ip->dst_addr = our_ip;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	th->src_port = rte_cpu_to_be_16(40000);
+	th->dst_port = rte_cpu_to_be_16(80);
+	th->data_off = 5 << 4;
+	th->tcp_flags = RTE_TCP_SYN_FLAG;
+	th->cksum = rte_ipv4_udptcp_cksum(ip, th);
+}
+
+/* TCP segments of an rx burst wait for its end (one bulk flow lookup), up to DP_RX_BURST; one
+ * more goes to TCP at once. An lcore without TCP frees them all. */
+static void
+test_ipv4_tcp_batched(void **state)
+{
+	uint8_t b[40];
+	struct rte_mbuf *in[2];
+
+	(void)state;
+	tcp_pkt(b);
+	in[0] = frame(&our_mac, RTE_ETHER_TYPE_IPV4, b, sizeof(b));
+	in[1] = frame(&our_mac, RTE_ETHER_TYPE_IPV4, b, sizeof(b));
+	assert_int_equal(rte_ring_enqueue_burst(rx_ring, (void **)in, 2, NULL), 2);
+	assert_int_equal(dp_rx_burst(&lc), 2);
+	assert_int_equal(CNT(ipv4, RX), 2);
+	assert_int_equal(lc.tcp_rx_n, 0); /* handed over at the burst's end, and freed */
+	assert_int_equal(rte_mempool_in_use_count(pool), 0);
+	/* a batch already full: the next segment is not kept */
+	lc.tcp_rx_batch = true;
+	for (unsigned i = 0; i <= DP_RX_BURST; i++)
+		input_ip(b, sizeof(b));
+	lc.tcp_rx_batch = false;
+	assert_int_equal(lc.tcp_rx_n, DP_RX_BURST);
+	assert_int_equal(rte_mempool_in_use_count(pool), DP_RX_BURST);
+	tcp_input_burst(&lc, lc.tcp_rx, lc.tcp_rx_n);
+	lc.tcp_rx_n = 0;
+	assert_int_equal(CNT(ipv4, RX), 2 + DP_RX_BURST + 1);
+}
+
+/* Transmit checksum offload: with it the IPv4 header's sum is left to the NIC, and the TCP
+ * sum holds only the pseudo-header, each asked for by the mbuf's flags; without it both are
+ * computed in full. */
+static void
+test_ipv4_tx_cksum_offload(void **state)
+{
+	uint8_t b[40];
+	struct rte_mbuf *m, *out[4];
+	const struct rte_ipv4_hdr *ip;
+	const struct rte_tcp_hdr *th;
+	unsigned n;
+
+	(void)state;
+	peer_announces();
+	tcp_pkt(b);
+	for (int off = 0; off < 2; off++) {
+		lc.caps.tx_ipv4_cksum = lc.caps.tx_tcp_cksum = off == 0;
+		m = rte_pktmbuf_alloc(pool);
+		memcpy(rte_pktmbuf_append(m, 20), b + 20, 20);
+		rte_pktmbuf_mtod(m, struct rte_tcp_hdr *)->cksum = 0;
+		assert_int_equal(ipv4_output(&lc, m, peer_ip, IPPROTO_TCP), 0);
+		n = drain_tx(out, 4);
+		assert_int_equal(n, 1);
+		ip =
+		    (const struct rte_ipv4_hdr *)(rte_pktmbuf_mtod(out[0], struct rte_ether_hdr *) +
+			1);
+		th = (const struct rte_tcp_hdr *)(ip + 1);
+		if (off == 0) {
+			assert_true(out[0]->ol_flags & RTE_MBUF_F_TX_IP_CKSUM);
+			assert_true(out[0]->ol_flags & RTE_MBUF_F_TX_TCP_CKSUM);
+			assert_int_equal(ip->hdr_checksum, 0);
+			assert_int_equal(th->cksum, rte_ipv4_phdr_cksum(ip, out[0]->ol_flags));
+		} else {
+			assert_false(
+			    out[0]->ol_flags & (RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM));
+			assert_int_equal(rte_raw_cksum(ip, sizeof(*ip)), 0xffff);
+			assert_int_equal(rte_ipv4_udptcp_cksum_verify(ip, th), 0);
+		}
+		free_all(out, n);
+	}
+	lc.caps.tx_ipv4_cksum = lc.caps.tx_tcp_cksum = false;
+}
+
+/* ICMP that is not an echo request (code 0), nor a "fragmentation needed": counted OTHER and
+ * never answered; a message in two mbufs is not summed across them: BAD. */
+static void
+test_icmp_other_and_chained(void **state)
+{
+	struct ip_echo p;
+	struct rte_mbuf *m, *m2, *out[4];
+
+	(void)state;
+	peer_announces();
+	ip_echo(&p, peer_ip, our_ip);
+	p.ic.icmp_code = 1;
+	p.ic.icmp_cksum = 0;
+	p.ic.icmp_cksum = (uint16_t)~rte_raw_cksum(&p.ic, sizeof(p.ic) + sizeof(p.data));
+	input_ip(&p, sizeof(p));
+	ip_echo(&p, peer_ip, our_ip);
+	p.ic.icmp_type = 3; /* unreachable, code 1: host unreachable */
+	p.ic.icmp_code = 1;
+	p.ic.icmp_cksum = 0;
+	p.ic.icmp_cksum = (uint16_t)~rte_raw_cksum(&p.ic, sizeof(p.ic) + sizeof(p.data));
+	input_ip(&p, sizeof(p));
+	assert_int_equal(CNT(icmp, OTHER), 2);
+	ip_echo(&p, peer_ip, our_ip);
+	m = frame(&our_mac, RTE_ETHER_TYPE_IPV4, &p, sizeof(p) - 4);
+	m2 = rte_pktmbuf_alloc(pool);
+	memcpy(rte_pktmbuf_append(m2, 4), (uint8_t *)&p + sizeof(p) - 4, 4);
+	assert_int_equal(rte_pktmbuf_chain(m, m2), 0);
+	eth_input(&lc, m);
+	assert_int_equal(CNT(icmp, BAD), 1);
+	assert_int_equal(CNT(icmp, ECHO_REQUEST), 0);
+	assert_int_equal(drain_tx(out, 4), 0);
+}
+
+/* Counter names and kinds as an operator reads them: lower case (digits kept), each with a
+ * description; an id past the table is "?" and never a read out of bounds. */
+static void
+test_counter_names(void **state)
+{
+	(void)state;
+	assert_string_equal(dp_counter_name(DPC_tcp_FIN_WAIT_2_TIMEOUT), "tcp_fin_wait_2_timeout");
+	assert_string_equal(dp_counter_name(DPC_tcp_FIN_WAIT_2_TIMEOUT), "tcp_fin_wait_2_timeout");
+	assert_true(strlen(dp_counter_desc(DPC_tcp_FIN_WAIT_2_TIMEOUT)) > 10);
+	assert_string_equal(dp_counter_name(DPC__COUNT), "?");
+	assert_string_equal(dp_counter_desc(DPC__COUNT), "?");
+	assert_int_equal(dp_counter_kind(DPC__COUNT), COUNTER_KIND_INFO);
+	for (int i = 0; i < DPC__COUNT; i++) {
+		const char *n = dp_counter_name((enum dp_counter_id)i);
+
+		assert_true(n[0] != '\0' && n[0] != '?');
+		for (const char *c = n; *c != '\0'; c++)
+			assert_false(*c >= 'A' && *c <= 'Z');
+		assert_true(dp_counter_desc((enum dp_counter_id)i)[0] != '\0');
+	}
+}
+
 static int
 eal_and_port(void)
 {
@@ -721,6 +957,13 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dp_tx_drop_and_wait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dp_alloc_pool_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eth_output_no_headroom, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ipv4_padding_trimmed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ipv4_lengths, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ipv4_rx_cksum_offload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ipv4_tcp_batched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ipv4_tx_cksum_offload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_icmp_other_and_chained, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counter_names, setup, teardown),
 	};
 
 	if (eal_and_port() != 0) {

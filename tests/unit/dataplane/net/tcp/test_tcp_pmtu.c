@@ -1,0 +1,245 @@
+/*
+ * test_tcp_pmtu.c: path MTU discovery (RFC 1191) from ICMP "fragmentation needed" to TCP's
+ * MSS: icmp.c is compiled in, so each message goes through icmp_input as the NIC would hand
+ * it over. What must change nothing (RFC 5927): a quoted header that is too short or not
+ * ours, a flow that does not exist or is still in its handshake, a sequence number not in
+ * flight, an MTU below 576 or no smaller than what the flow already uses. What must: the MSS
+ * of the flow (less the timestamp option it carries), and the segments in flight go again.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <cmocka.h>
+
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "icmp.h"
+#include "tcp_harness.h"
+#include "tcp_types.h"
+
+#define ACK RTE_TCP_ACK_FLAG
+#define SYN RTE_TCP_SYN_FLAG
+
+static struct tcp_config cfg;
+static uint8_t buf[4 * 1460];
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	h_teardown();
+	return 0;
+}
+
+/* What the ICMP message quotes; quote() fills the usual: our segment to the peer. */
+struct quote {
+	uint8_t ihl_words; /* the quoted IPv4 header's length field */
+	uint8_t proto;
+	uint32_t src_be;
+	uint16_t sport, dport; /* host order */
+	uint32_t seq;
+	unsigned len; /* ICMP message bytes (8 + quoted) */
+};
+
+static struct quote
+quote(uint16_t port, uint32_t seq)
+{
+	return (struct quote){ .ihl_words = 5,
+		.proto = IPPROTO_TCP,
+		.src_be = H_OUR_IP,
+		.sport = H_PORT,
+		.dport = port,
+		.seq = seq,
+		.len = 8 + 20 + 8 };
+}
+
+/* An ICMP "fragmentation needed" with next-hop MTU mtu, quoting q, through icmp_input. */
+static void
+frag_needed(const struct quote *q, uint16_t mtu)
+{
+	uint8_t b[20 + 8 + 60 + 8] = { 0 };
+	struct rte_ipv4_hdr *in = (struct rte_ipv4_hdr *)(b + 28);
+	unsigned ihl = q->ihl_words * 4u;
+	uint16_t sport = rte_cpu_to_be_16(q->sport), dport = rte_cpu_to_be_16(q->dport), ck;
+	uint32_t seq_be = rte_cpu_to_be_32(q->seq);
+	struct rte_mbuf *m = rte_pktmbuf_alloc(h_lc.pool);
+
+	assert_true(q->len <= sizeof(b) - 20);
+	b[0] = 0x45;
+	b[9] = IPPROTO_ICMP;
+	b[20] = 3; /* destination unreachable */
+	b[21] = 4; /* fragmentation needed */
+	b[26] = (uint8_t)(mtu >> 8);
+	b[27] = (uint8_t)mtu;
+	in->version_ihl = (uint8_t)(0x40 | q->ihl_words);
+	in->next_proto_id = q->proto;
+	in->src_addr = q->src_be;
+	in->dst_addr = H_PEER_IP;
+	if (ihl >= 20 && 28 + ihl + 8 <= sizeof(b)) {
+		memcpy(b + 28 + ihl, &sport, 2);
+		memcpy(b + 28 + ihl + 2, &dport, 2);
+		memcpy(b + 28 + ihl + 4, &seq_be, 4);
+	}
+	ck = (uint16_t)~rte_raw_cksum(b + 20, q->len);
+	memcpy(b + 22, &ck, 2);
+	assert_non_null(m);
+	memcpy(rte_pktmbuf_append(m, (uint16_t)(20 + q->len)), b, 20 + q->len);
+	rte_pktmbuf_adj(m, 20);
+	m->l3_len = 20;
+	icmp_input(&h_lc, m);
+}
+
+/* A flow with three full segments in flight. */
+static struct tcp_conn *
+flow_in_flight(struct h_peer *p, uint16_t port, bool ts)
+{
+	struct tcp_conn *c = h_establish(p, port, ts);
+
+	assert_int_equal(tcp_write(c, buf, 3 * 1460), 3 * 1460);
+	h_flush();
+	assert_int_equal(h_cap[0].len, ts ? 1448 : 1460);
+	h_clear();
+	return c;
+}
+
+/* Quoted headers that are cut short, not TCP, or not from us: counted as ICMP messages,
+ * never taken to TCP (the flow's MSS stays, nothing is sent). */
+static void
+test_malformed_quotes_ignored(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	struct quote q;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = flow_in_flight(&p, 43001, false);
+	q = quote(43001, p.iss + 1);
+	q.len = 8 + 16; /* not even a whole IPv4 header */
+	frag_needed(&q, 1000);
+	q = quote(43001, p.iss + 1);
+	q.ihl_words = 4; /* a header length below 20 */
+	frag_needed(&q, 1000);
+	q = quote(43001, p.iss + 1);
+	q.ihl_words = 15; /* 60 bytes of header, the 8 TCP bytes after them missing */
+	q.len = 8 + 60 + 4;
+	frag_needed(&q, 1000);
+	q = quote(43001, p.iss + 1);
+	q.proto = IPPROTO_UDP;
+	frag_needed(&q, 1000);
+	q = quote(43001, p.iss + 1);
+	q.src_be = H_PEER_IP; /* a packet we never sent */
+	frag_needed(&q, 1000);
+	assert_int_equal(h_lc.cnt.v[DPC_icmp_FRAG_NEEDED], 5);
+	assert_int_equal(H_CNT(PMTU_IGNORED) + H_CNT(PMTU_REDUCED), 0);
+	assert_int_equal(c->mss, 1460);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+	/* a quoted header with options is read past them */
+	q = quote(43001, p.iss + 1);
+	q.ihl_words = 6;
+	q.len = 8 + 24 + 8;
+	frag_needed(&q, 1000);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
+	assert_int_equal(c->mss, 960);
+}
+
+/* What tcp_pmtu_update must refuse (each counted PMTU_IGNORED, the MSS unchanged): no such
+ * flow, a flow in its handshake, an MTU below 576 (RFC 1191's floor), one no smaller than the
+ * flow's, a sequence number not in flight (RFC 5927: a blind attacker guesses). */
+static void
+test_pmtu_refusals(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c, *a;
+	struct quote q;
+	uint8_t opts[4] = { 2, 4, 0x05, 0xb4 };
+	struct h_seg syn = {
+		.flags = SYN, .seq = 5, .win = 65535, .opts = opts, .optlen = 4, .sport = 43003
+	};
+	uint64_t ign = 0;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = flow_in_flight(&p, 43002, false);
+	q = quote(43999, p.iss + 1); /* no flow on that port */
+	frag_needed(&q, 1000);
+	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	h_input(&syn); /* SYN_RECEIVED: its SYN-ACK is in flight */
+	assert_int_equal(h_ncap, 1);
+	q = quote(43003, h_cap[0].seq);
+	frag_needed(&q, 1000);
+	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	h_clear();
+	assert_int_equal(tcp_connect(&h_lc, 0, H_PEER_IP, 80, &h_ops, &h_app, &a), 0);
+	q = quote(80, h_cap[0].seq); /* SYN_SENT */
+	q.sport = rte_be_to_cpu_16(a->key.lport);
+	frag_needed(&q, 1000);
+	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	assert_int_equal(a->state, TCP_ST_SYN_SENT);
+	q = quote(43002, p.iss + 1);
+	frag_needed(&q, 575);
+	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	frag_needed(&q, 1500); /* MSS 1460: what the flow uses already */
+	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	frag_needed(&q, 9000);
+	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	q.seq = p.iss; /* below SND.UNA: acknowledged long ago */
+	frag_needed(&q, 1000);
+	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 0);
+	assert_int_equal(c->mss, 1460);
+	/* 576, the floor itself, is taken */
+	q.seq = p.iss + 1 + 1460;
+	frag_needed(&q, 576);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
+	assert_int_equal(c->mss, 536);
+}
+
+/* A flow with timestamps carries 12 option bytes in every segment: its MSS from an MTU is
+ * 40 + 12 below it, so the segments it sends again fit the path. */
+static void
+test_pmtu_with_timestamps(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	struct quote q;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = flow_in_flight(&p, 43004, true);
+	q = quote(43004, p.iss + 1);
+	frag_needed(&q, 1000);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
+	assert_int_equal(c->mss, 1000 - 40 - 12);
+	h_flush();
+	assert_true(h_ncap >= 4);
+	assert_int_equal(h_cap[0].seq, p.iss + 1);
+	for (unsigned i = 0; i < h_ncap; i++) {
+		assert_true(h_cap[i].has_ts);
+		assert_true(20 + 20 + h_cap[i].optlen + h_cap[i].len <= 1000);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_malformed_quotes_ignored, teardown),
+		cmocka_unit_test_teardown(test_pmtu_refusals, teardown),
+		cmocka_unit_test_teardown(test_pmtu_with_timestamps, teardown),
+	};
+
+	if (h_eal_init() != 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
