@@ -141,6 +141,23 @@ test_fast_recovery_two_holes(void **state)
 	assert_false(c->flags & TF_RECOVERY);
 	assert_true(c->cwnd <= c->snd_max - c->snd_una + MSS);
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	/* slow start back up to ssthresh, then congestion avoidance: one ACK of one segment
+	 * grows cwnd by MSS * MSS / cwnd, about one MSS per window (RFC 5681 3.1) */
+	for (int i = 0; i < 20 && c->cwnd < c->ssthresh; i++) {
+		h_flush();
+		p.rcv_nxt = c->snd_una + MSS;
+		h_send(&p, ACK, NULL, 0);
+	}
+	h_flush();
+	assert_true(c->cwnd >= c->ssthresh);
+	assert_true(c->snd_max - c->snd_una >= MSS);
+	{
+		uint32_t before = c->cwnd;
+
+		p.rcv_nxt = c->snd_una + MSS;
+		h_send(&p, ACK, NULL, 0);
+		assert_int_equal(c->cwnd, before + MSS * MSS / before);
+	}
 }
 
 /* After an RTO went back to SND.UNA, duplicate ACKs for data of that same window (the peer
@@ -170,6 +187,13 @@ test_no_fast_retransmit_after_rto(void **state)
 	assert_int_equal(H_CNT(DUP_ACKS), 3);
 	assert_int_equal(H_CNT(FAST_REXMT), 0);
 	assert_false(c->flags & TF_RECOVERY);
+	/* slow start after the RTO: cwnd was one MSS, Limited Transmit's loan is paid back
+	 * (RFC 3042), and byte counting at L = 1 SMSS (RFC 5681 3.1) grows it by one MSS for
+	 * an ACK of three segments, not three */
+	assert_true(c->cwnd < c->ssthresh);
+	p.rcv_nxt = sq(&p, 3);
+	h_send(&p, ACK, NULL, 0);
+	assert_int_equal(c->cwnd, 2 * MSS);
 }
 
 /* A SACK flow whose lcore has no scoreboard left (SB_EXHAUSTED) recovers as NewReno, taking
