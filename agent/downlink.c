@@ -83,6 +83,12 @@ downlink_open(struct downlink **out, struct agent_loop *loop, const struct rules
 	return 0;
 }
 
+void
+downlink_set_rules(struct downlink *d, const struct rules *r)
+{
+	d->rules = r;
+}
+
 /* On disk (fdatasync) or not at all: 0, or a negative errno. */
 static int
 spool_put(struct downlink *d, const struct dpchan_rec *r)

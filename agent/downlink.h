@@ -32,6 +32,9 @@ struct downlink;
  * Counts in st's counters. 0 or a negative errno. Replays from the loop's tick. */
 int downlink_open(struct downlink **out, struct agent_loop *loop, const struct rules *r,
     struct dpchan_server *srv, const struct spool_config *spool_base, struct store *st);
+/* A reload's rules (the store's new set, store_set_rules): cloud messages arriving from now on go
+ * by them. Messages already handed over or spooled are not looked at again. */
+void downlink_set_rules(struct downlink *d, const struct rules *r);
 /* A message from the cloud: 0 owned (or dropped and counted: acknowledge it), -ENOENT when no
  * downlink rule matches its topic, another < 0 when the gateway could not take it. */
 int downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, size_t len,

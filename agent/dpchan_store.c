@@ -27,7 +27,18 @@ store_sink_submit(
 	 * before the answer leaves, the lcore sends it again and is answered from the spool */
 	rc = store_submit_from(arg, topic, r->payload, r->payload_len, r->qos, r->retain,
 	    r->ref != 0 ? &o : NULL, &seq);
-	if (rc == -ENOENT) /* no rule sends it up (the dataplane read other rules): nothing kept */
+	if (rc == -ENOENT && r->ref != 0) {
+		/* The dataplane defers its publisher's ack under a rule neither this agent's rules
+		 * nor the set its last reload replaced has (the dataplane reloaded a new rule
+		 * before the agent did): answered failed, so that it is not acknowledged and lost;
+		 * the publisher is closed and sends it again, taken once the agent has the rule. */
+		LOG_RATELIMITED(LOG_LVL_WARN, 60,
+		    "dpchan: %s: the dataplane sends it up durably but no uplink rule of the agent "
+		    "matches it (reload the agent too): refused, the sensor sends it again",
+		    topic);
+		return -ENOENT;
+	}
+	if (rc == -ENOENT) /* best effort, no rule sends it up: nothing kept */
 		return 1;
 	if (rc != 0)
 		return rc; /* -ENOBUFS: the connection pauses; other: answered failed */

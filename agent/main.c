@@ -368,23 +368,48 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 	memcpy(nc->cmd_response_topic, old->cmd_response_topic, sizeof(nc->cmd_response_topic));
 }
 
-/* The store (its rules and spool) is opened once: a reload that changes `uplink:` says so, and
- * the running rules stay until a restart. */
+static int make_downlink(struct agent *a);
+
+/*
+ * `uplink:` on reload. The rules change live: the store takes the new set (the readings and the
+ * dataplane's records submitted from then on go by it; the set it replaced still stores a
+ * record the dataplane took under it), and so does the downlink, whose new filters are
+ * subscribed at the cloud at once (a removed one stays subscribed until the next restart: its
+ * messages match no rule and are acknowledged and ignored). The spool is opened once: its
+ * directory and settings apply at the next restart.
+ */
 static void
-keep_store_settings(const struct agent *a, const struct agent_config *nc)
+apply_store_settings(struct agent *a, struct agent_config *nc)
 {
 	const struct rules *run = a->store != NULL ? store_rules(a->store) : NULL;
 
 	if (run == NULL || nc->store == NULL)
 		return;
-	if (!rules_equal(run, nc->store->rules))
-		log_warnx(
-		    "reload: uplink.site, uplink.rules or uplink.downlink changed; they apply "
-		    "at the next restart (the running rules stay)");
 	if (strcmp(a->cfg.store->dir, nc->store->dir) != 0)
 		log_warnx("reload: uplink.spool.dir changed; it applies at the next restart (the "
 			  "spool stays in %s)",
 		    a->cfg.store->dir);
+	if (rules_equal(run, nc->store->rules) || nc->store->rules == NULL)
+		return;
+	store_set_rules(a->store, nc->store->rules);
+	nc->store->rules = NULL; /* the store's now */
+	if (a->down != NULL) {
+		const struct rules *r = store_rules(a->store);
+
+		downlink_set_rules(a->down, r);
+		for (size_t i = 0; i < r->n_down; i++) {
+			int rc = uplink_subscribe(a->up, r->down[i].match, 2);
+
+			if (rc != 0 && rc != -EEXIST)
+				log_err("reload: uplink.downlink: cannot subscribe %s: %s",
+				    r->down[i].match, strerror(-rc));
+		}
+	} else if (make_downlink(a) != 0) {
+		log_err("reload: uplink.downlink: the downlink did not start; it starts at the "
+			"next restart");
+	}
+	log_info("reload: uplink rules applied (%zu rules, %zu downlink)", store_rules(a->store)->n,
+	    store_rules(a->store)->n_down);
 }
 
 /*
@@ -409,7 +434,7 @@ agent_reload(struct agent *a)
 		return;
 	}
 	keep_uplink_settings(&a->cfg, &nc);
-	keep_store_settings(a, &nc);
+	apply_store_settings(a, &nc);
 	agent_metrics_keep_settings(&a->cfg, &nc);
 	log_config_warnings(&nc);
 	log_disabled(&nc);

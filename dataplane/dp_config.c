@@ -377,7 +377,7 @@ broker_restart_key(void *arg, const char *key)
 }
 
 int
-dp_config_apply_live(struct dp_config *run, const struct dp_config *next,
+dp_config_apply_live(struct dp_config *run, struct dp_config *next,
     void (*restart)(void *arg, const char *key), void *arg)
 {
 	struct restart_ctx rc = { restart, arg };
@@ -419,8 +419,14 @@ dp_config_apply_live(struct dp_config *run, const struct dp_config *next,
 	    "dataplane.services.discard");
 	RESTART_IF(run->mqtt.enabled != next->mqtt.enabled || run->mqtt.port != next->mqtt.port,
 	    "dataplane.mqtt.enabled/port");
-	RESTART_IF(!rules_equal(run->rules, next->rules), "uplink");
 #undef RESTART_IF
+	if (!rules_equal(run->rules, next->rules)) { /* uplink: site, rules, downlink */
+		struct rules *t = run->rules;
+
+		run->rules = next->rules;
+		next->rules = t;
+		n++;
+	}
 	if (run->log_level != next->log_level) {
 		run->log_level = next->log_level;
 		n++;

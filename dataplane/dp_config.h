@@ -54,11 +54,13 @@ const char *dp_config_port_driver(const struct dp_config *cfg);
 bool dp_config_uses_hugepages(const struct dp_config *cfg);
 /*
  * SIGHUP with a valid next: copy into run what changes on a running dataplane (log_level, the
- * broker's limits: broker_config_apply_live) and call restart(arg, key) for each setting that
- * differs but is fixed until the next start (EAL, port, workers, pools, TCP, services' ports,
- * the broker's allocation sizes), named as in the file. Returns the live settings changed.
+ * broker's limits: broker_config_apply_live; the uplink rules, whose sets are swapped: run gets
+ * next's and next keeps the running one, which the caller frees once no lcore reads it,
+ * mqtt_uplink_set_rules) and call restart(arg, key) for each setting that differs but is fixed
+ * until the next start (EAL, port, workers, pools, TCP, services' ports, the broker's allocation
+ * sizes), named as in the file. Returns the live settings changed.
  */
-int dp_config_apply_live(struct dp_config *run, const struct dp_config *next,
+int dp_config_apply_live(struct dp_config *run, struct dp_config *next,
     void (*restart)(void *arg, const char *key), void *arg);
 /* The config of the service called name (svc.h): enabled, port and its own settings. */
 struct dp_service_conf dp_config_service(const struct dp_config *cfg, const char *name);

@@ -7,7 +7,7 @@
  * Under systemd (Type=notify) it says READY once the workers run, pings the watchdog only while
  * every worker's loop is turning, and says STOPPING on the way out. SIGHUP re-reads and checks
  * the config (a bad one is reported and the running one stays); a good one changes what can
- * change live (log level, broker limits) and names what needs a restart.
+ * change live (log level, broker limits, uplink rules) and names what needs a restart.
  *
  *   edgegw-dataplane -c /etc/edgegw/gateway.yaml [--check]
  */
@@ -33,12 +33,20 @@
 #include "log.h"
 #include "nic.h"
 #include "mqtt_uplink.h"
+#include "rules.h"
 #include "svc.h"
 #include "tcp.h"
 
 struct dp_state dp_state;
 
 static volatile sig_atomic_t reload_asked;
+
+/* Uplink rule sets a reload replaced while an lcore did not say it had let go of them (a stuck
+ * worker): freed at a later swap every lcore took, or at exit. */
+#define DP_RULES_RETIRED_MAX 8
+static struct rules *rules_retired[DP_RULES_RETIRED_MAX];
+static unsigned n_rules_retired;
+#define DP_RULES_SWAP_WAIT_MS 2000
 
 static void
 on_signal(int sig)
@@ -115,7 +123,7 @@ workers_create(void)
 
 	/* Store and forward: each MQTT worker's channel to the agent (dataplane.channel). */
 	mqtt_uplink_configure(&cfg->channel);
-	mqtt_uplink_set_rules(cfg->rules);
+	(void)mqtt_uplink_set_rules(cfg->rules, 0); /* no worker runs yet: nothing to wait for */
 	/* The enabled services; some (MQTT) number their instances by worker and learn how many
 	 * workers there are first. */
 	for (const struct dp_service *const *sp = dp_services; *sp != NULL; sp++) {
@@ -202,11 +210,49 @@ restart_note(void *arg, const char *key)
 		r->len += (size_t)w;
 }
 
+static void
+rules_retired_free(void)
+{
+	for (unsigned i = 0; i < n_rules_retired; i++)
+		rules_free(rules_retired[i]);
+	n_rules_retired = 0;
+}
+
+/*
+ * The reload changed `uplink:` (dp_config_apply_live put the new set in the running config and
+ * the old one in next): every worker takes the new set at its next poll; the old one is freed
+ * once none reads it. Messages a worker took under the old set keep their promise: those
+ * deferred for durability still wait for the agent's answer (dataplane/mqtt/uplink.c).
+ */
+static void
+uplink_rules_swap(struct dp_config *next)
+{
+	struct rules *old = next->rules;
+	const struct rules *r = dp_state.cfg.rules;
+
+	next->rules = NULL;
+	if (mqtt_uplink_set_rules(r, DP_RULES_SWAP_WAIT_MS) == 0) {
+		rules_free(old);
+		rules_retired_free(); /* every lcore holds the newest set: none reads these */
+		log_info("reload: uplink rules applied on every worker (%zu rules, %zu downlink)",
+		    r != NULL ? r->n : 0, r != NULL ? r->n_down : 0);
+		return;
+	}
+	if (n_rules_retired < DP_RULES_RETIRED_MAX)
+		rules_retired[n_rules_retired++] = old;
+	else
+		log_err("reload: too many uplink rule sets a worker may still read: one is leaked");
+	log_warnx("reload: a worker did not take the new uplink rules within %u ms; the old set "
+		  "is kept until it does",
+	    DP_RULES_SWAP_WAIT_MS);
+}
+
 /*
  * SIGHUP: the config is read and checked whole; a bad one is reported and changes nothing. A
  * good one: what can change live does (log level; the broker's limits, applied by each worker
- * on its own lcore through the service's reload op), what cannot is named as needing a restart
- * and keeps its running value.
+ * on its own lcore through the service's reload op; the uplink rules, taken by each worker's
+ * uplink at its next poll), what cannot is named as needing a restart and keeps its running
+ * value.
  */
 static void
 reload(void)
@@ -214,6 +260,7 @@ reload(void)
 	struct dp_config next;
 	struct restart_list r = { .len = 0, .n = 0 };
 	char err[4096]; /* every config error, one per line */
+	const struct rules *rules_before;
 	int live;
 
 	sd_notify(0, "RELOADING=1");
@@ -222,8 +269,11 @@ reload(void)
 		sd_notify(0, "READY=1");
 		return;
 	}
+	rules_before = dp_state.cfg.rules;
 	live = dp_config_apply_live(&dp_state.cfg, &next, restart_note, &r);
 	log_set_level((enum log_level)dp_state.cfg.log_level);
+	if (dp_state.cfg.rules != rules_before)
+		uplink_rules_swap(&next);
 	for (unsigned i = 0; i < dp_state.n_svc && live > 0; i++) {
 		struct dp_service_conf sc = dp_config_service(&dp_state.cfg, dp_state.svc[i]->name);
 		int applied;
@@ -394,6 +444,7 @@ main(int argc, char **argv)
 		rte_free(dp_state.workers[i]);
 	}
 	nic_port_close(dp_state.port_id);
+	rules_retired_free(); /* the workers have stopped */
 	dp_config_free(&dp_state.cfg);
 	rte_eal_cleanup();
 	log_info("stopped");

@@ -67,6 +67,8 @@ struct mqttc {
 	uint64_t hs_in0, hs_out0, rng;
 	uint32_t attempt;
 	uint16_t keepalive_s, window, next_id, sub_id;
+	uint16_t sub_first;  /* the first filter of the SUBSCRIBE awaiting its SUBACK (sub_id) */
+	uint16_t sub_unsent; /* filters from here on not subscribed on this connection yet */
 	uint8_t max_qos;
 	uint32_t max_packet;
 	bool ping_out, persist_dirty; /* persist() calls not yet made durable */
@@ -718,17 +720,35 @@ mc_on_resolved(struct mqttc *c)
 	mc_connect_addr(c, &a);
 }
 
-/* One SUBSCRIBE for every filter, at every connect (the session may be new). */
+/* One SUBSCRIBE for the filters from first on (all of them at every connect: the session may
+ * be new; those added while up, when they come: a reload's new downlink rules). */
+static void
+mc_subscribe_from(struct mqttc *c, uint16_t first)
+{
+	struct mqtt_subscribe sub = { .subs = c->subs + first,
+		.n_subs = (uint16_t)(c->n_subs - first) };
+
+	c->sub_unsent = (uint16_t)c->n_subs;
+	if (first >= c->n_subs)
+		return;
+	sub.packet_id = c->sub_id = mc_alloc_id(c);
+	c->sub_first = first;
+	if (MC_ENCODE(c, mqtt_encode_subscribe(buf, cap, c->cf.version, &sub)) < 0)
+		log_err("mqtt: cannot encode SUBSCRIBE (%zu filters)", c->n_subs - first);
+}
+
 static void
 mc_subscribe(struct mqttc *c)
 {
-	struct mqtt_subscribe sub = { .subs = c->subs, .n_subs = (uint16_t)c->n_subs };
+	mc_subscribe_from(c, 0);
+}
 
-	if (c->n_subs == 0)
-		return;
-	sub.packet_id = c->sub_id = mc_alloc_id(c);
-	if (MC_ENCODE(c, mqtt_encode_subscribe(buf, cap, c->cf.version, &sub)) < 0)
-		log_err("mqtt: cannot encode SUBSCRIBE (%zu filters)", c->n_subs);
+/* Filters added while connected: subscribed now, or after the SUBACK awaited. */
+static void
+mc_subscribe_new(struct mqttc *c)
+{
+	if (c->state == MQTTC_UP && c->sub_id == 0 && c->sub_unsent < c->n_subs)
+		mc_subscribe_from(c, c->sub_unsent);
 }
 
 int
@@ -749,6 +769,10 @@ mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos)
 	memcpy(f, filter, len + 1);
 	c->subs[c->n_subs++] =
 	    (struct mqtt_subscription){ .filter = { f, (uint16_t)len }, .qos = qos };
+	if (c->state == MQTTC_UP) { /* outside the loop's input: its bytes leave now */
+		mc_subscribe_new(c);
+		mc_flush(c);
+	}
 	return 0;
 }
 
@@ -955,13 +979,16 @@ mc_on_suback(struct mqttc *c, const struct mqtt_suback *s)
 		return;
 	bit_set(c->ids_out, c->sub_id, false);
 	c->sub_id = 0;
-	for (uint16_t i = 0; i < s->n_reasons && i < c->n_subs; i++) {
+	for (uint16_t i = 0; i < s->n_reasons && c->sub_first + i < c->n_subs; i++) {
+		const struct mqtt_subscription *f = &c->subs[c->sub_first + i];
+
 		if (s->reasons[i] < 0x80)
 			continue;
 		c->cnt[UPLINK_C_suback_refused]++;
 		log_err("mqtt: the broker refused the subscription to %.*s (0x%02x)",
-		    (int)c->subs[i].filter.len, c->subs[i].filter.s, s->reasons[i]);
+		    (int)f->filter.len, f->filter.s, s->reasons[i]);
 	}
+	mc_subscribe_new(c);
 }
 
 static void

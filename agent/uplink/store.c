@@ -56,7 +56,8 @@ struct held_rec {
 
 struct store {
 	struct rules *rules;
-	struct spool *sp; /* NULL: no spool, messages go straight to the uplink */
+	struct rules *prev_rules; /* replaced by the last reload (store_set_rules), NULL: none */
+	struct spool *sp;         /* NULL: no spool, messages go straight to the uplink */
 	struct uplink *up;
 	size_t max_inflight;
 	int efd;
@@ -403,19 +404,30 @@ int
 store_submit_from(struct store *s, const char *local_topic, const void *payload, size_t len,
     uint8_t qos, bool retain, const struct store_origin *origin, uint64_t *seq)
 {
+	const struct rules *rs;
 	const struct rule *ru;
 	struct spool_rec_in in;
 	int n, rc;
 
 	*seq = 0;
 	s->cnt[STORE_C_submitted]++;
-	ru = rules_match(s->rules, local_topic, strlen(local_topic));
+	rs = s->rules;
+	ru = rules_match(rs, local_topic, strlen(local_topic));
+	if (ru == NULL && origin != NULL && origin->ref != 0 && s->prev_rules != NULL) {
+		/* the dataplane defers its publisher's ack under the rules it read: the set the
+		 * last reload replaced (it has not reloaded yet, or the record was on its way) */
+		rs = s->prev_rules;
+		if ((ru = rules_match(rs, local_topic, strlen(local_topic))) != NULL)
+			LOG_RATELIMITED(LOG_LVL_INFO, 60,
+			    "store: %s: no rule now; stored under the previous rules' line %u (the "
+			    "dataplane took it under them)",
+			    local_topic, ru->line);
+	}
 	if (ru == NULL) {
 		s->cnt[STORE_C_unmatched]++;
 		return -ENOENT;
 	}
-	n = rules_render(
-	    s->rules, ru, local_topic, strlen(local_topic), s->topic, sizeof(s->topic));
+	n = rules_render(rs, ru, local_topic, strlen(local_topic), s->topic, sizeof(s->topic));
 	if (n < 0) {
 		s->cnt[STORE_C_bad_topic]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
@@ -569,6 +581,7 @@ store_free(struct store *s)
 	free(s->obuf);
 	free(s->recov);
 	rules_free(s->rules);
+	rules_free(s->prev_rules);
 	free(s);
 }
 
@@ -623,4 +636,13 @@ const struct rules *
 store_rules(const struct store *s)
 {
 	return s->rules;
+}
+
+void
+store_set_rules(struct store *s, struct rules *r)
+{
+	rules_free(s->prev_rules);
+	s->prev_rules = s->rules;
+	s->rules = r;
+	log_info("store: %zu uplink rules now (a reload; %zu before)", r->n, s->prev_rules->n);
 }

@@ -126,5 +126,14 @@ void store_get_stats(struct store *s, struct store_stats *out);
 /* Count for a neighbour that reports in the store's table (the downlink, agent/downlink.h). */
 void store_count(struct store *s, enum store_counter c, uint64_t n);
 const struct rules *store_rules(const struct store *s);
+/*
+ * A reload's new rules (the store takes r): the readings and the dataplane's records submitted
+ * from now on go by them. The set they replace is kept until the next call, for the records
+ * the dataplane classified under it: a record it awaits a durability answer for (an origin with
+ * ref != 0) that no new rule matches is stored under the rule of the previous set that matches
+ * it, so that a message the dataplane took under the old rules (it reloads on its own signal,
+ * before or after the agent) is not acknowledged and lost. Loop thread only (as every call).
+ */
+void store_set_rules(struct store *s, struct rules *r);
 
 #endif

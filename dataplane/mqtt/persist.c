@@ -846,6 +846,10 @@ compact(struct broker *b)
 	if (rc == 0 && rename(p->tpath, p->jpath) != 0)
 		rc = -errno;
 	if (rc != 0) {
+		/* The snapshot is newer than the journal now: what the journal gets from here on
+		 * is ignored at the next open. Compact again at the next tick, not once the
+		 * journal has doubled. */
+		p->resnap = true;
 		close(fd);
 		return rc;
 	}

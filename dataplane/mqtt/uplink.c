@@ -310,7 +310,7 @@ uplink_flush_owed(struct broker_conn *c)
 		if (e->c != c || e->state != UE_OWED)
 			continue;
 		if (conn_send_space(c) < UPLINK_ACK_ROOM)
-			return;
+			break; /* the rest waits; what went out frees its slots below */
 		conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
 		broker_count(c->b, BROKER_C_UPLINK_ACKED);
 		c->n_owed--;

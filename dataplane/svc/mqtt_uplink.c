@@ -2,6 +2,13 @@
  * mqtt_uplink.c: the broker's uplink ops backed by the lcore's dpchan client (mqtt_uplink.h).
  * The client never blocks: records are copied into its arena at submit and leave in one
  * sendmsg per poll; its answers come back through durable/ready on the same lcore.
+ *
+ * The rules: each uplink reads the set its own pointer names (u->rules). A new set is published
+ * by the main lcore (rules_next, then rules_gen, release) and taken by each uplink at the top of
+ * its poll (rules_gen, then rules_next, acquire), where none of its broker's calls runs; it then
+ * says the generation it holds in its slot (taken_gen, release). The publisher waits until every
+ * used slot holds its generation before it says the previous set may be freed. The slots are
+ * static, so the publisher never reads an uplink that was freed meanwhile.
  */
 #include "mqtt_uplink.h"
 
@@ -14,14 +21,22 @@
 #include "dpchan_client.h"
 #include "rules.h"
 
+#define MQTT_UPLINK_SLOTS 128 /* uplinks at once: one per worker lcore (RTE_MAX_LCORE) */
+
 struct mqtt_uplink {
 	struct broker *b;
 	struct dpchan_client *c;
 	uint64_t now_ms;
+	const struct rules *rules; /* the set this lcore reads; taken at its poll */
+	uint32_t gen;              /* the generation of rules */
+	int slot;                  /* in slot_used/taken_gen, -1: none */
 };
 
-static const struct rules *rules;
-static struct dpchan_conf conf; /* enabled false until configured */
+static const struct rules *rules_next; /* the set published last */
+static uint32_t rules_gen;             /* its generation */
+static bool slot_used[MQTT_UPLINK_SLOTS];
+static uint32_t taken_gen[MQTT_UPLINK_SLOTS]; /* the generation each uplink holds */
+static struct dpchan_conf conf;               /* enabled false until configured */
 static uint64_t boot_id;
 
 void
@@ -42,10 +57,44 @@ mqtt_uplink_enabled(void)
 	return conf.enabled;
 }
 
-void
-mqtt_uplink_set_rules(const struct rules *r)
+/* Has every started uplink taken generation g? */
+static bool
+all_taken(uint32_t g)
 {
-	rules = r;
+	for (unsigned i = 0; i < MQTT_UPLINK_SLOTS; i++)
+		if (__atomic_load_n(&slot_used[i], __ATOMIC_ACQUIRE) &&
+		    __atomic_load_n(&taken_gen[i], __ATOMIC_ACQUIRE) != g)
+			return false;
+	return true;
+}
+
+int
+mqtt_uplink_set_rules(const struct rules *r, unsigned wait_ms)
+{
+	const struct timespec ms = { 0, 1000000 };
+	uint32_t g = rules_gen + 1;
+
+	__atomic_store_n(&rules_next, r, __ATOMIC_RELEASE);
+	__atomic_store_n(&rules_gen, g, __ATOMIC_RELEASE);
+	for (unsigned waited = 0; !all_taken(g); waited++) {
+		if (waited >= wait_ms)
+			return -ETIMEDOUT;
+		nanosleep(&ms, NULL);
+	}
+	return 0;
+}
+
+/* At the top of the uplink's poll: the set published last, if it is new to this uplink. */
+static void
+rules_take(struct mqtt_uplink *u)
+{
+	uint32_t g = __atomic_load_n(&rules_gen, __ATOMIC_ACQUIRE);
+
+	if (g == u->gen)
+		return;
+	u->rules = __atomic_load_n(&rules_next, __ATOMIC_ACQUIRE);
+	u->gen = g;
+	__atomic_store_n(&taken_gen[u->slot], g, __ATOMIC_RELEASE);
 }
 
 enum broker_uplink_class
@@ -60,11 +109,16 @@ mqtt_uplink_classify(const struct rules *r, const char *topic, size_t len, uint8
 	return rule->durable && qos > 0 ? BROKER_UPLINK_DURABLE : BROKER_UPLINK_BEST_EFFORT;
 }
 
+enum broker_uplink_class
+mqtt_uplink_wants(const struct mqtt_uplink *u, const char *topic, size_t len, uint8_t qos)
+{
+	return mqtt_uplink_classify(u->rules, topic, len, qos);
+}
+
 static enum broker_uplink_class
 op_wants(void *uctx, const char *topic, size_t len, uint8_t qos)
 {
-	(void)uctx;
-	return mqtt_uplink_classify(rules, topic, len, qos);
+	return mqtt_uplink_wants(uctx, topic, len, qos);
 }
 
 static int
@@ -148,6 +202,22 @@ mqtt_uplink_start(struct broker *b, uint32_t lcore)
 	if (u == NULL)
 		return NULL;
 	u->b = b;
+	u->slot = -1;
+	for (int i = 0; i < MQTT_UPLINK_SLOTS && u->slot < 0; i++) {
+		bool free_slot = false;
+
+		if (__atomic_compare_exchange_n(
+			&slot_used[i], &free_slot, true, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			u->slot = i;
+	}
+	if (u->slot < 0) {
+		free(u);
+		return NULL;
+	}
+	/* the set published last: a reload that races this start waits for the slot */
+	u->gen = __atomic_load_n(&rules_gen, __ATOMIC_ACQUIRE);
+	u->rules = __atomic_load_n(&rules_next, __ATOMIC_ACQUIRE);
+	__atomic_store_n(&taken_gen[u->slot], u->gen, __ATOMIC_RELEASE);
 	if ((u->c = dpchan_client_new(&cc, &client_ops, u)) == NULL ||
 	    broker_uplink_attach(b, &uplink_ops, u, c->max_pending) != 0) {
 		mqtt_uplink_stop(u);
@@ -160,6 +230,7 @@ void
 mqtt_uplink_poll(struct mqtt_uplink *u, uint64_t now_ms)
 {
 	u->now_ms = now_ms;
+	rules_take(u);
 	dpchan_client_poll(u->c, now_ms);
 }
 
@@ -171,6 +242,8 @@ mqtt_uplink_stop(struct mqtt_uplink *u)
 	if (u->b != NULL)
 		broker_uplink_detach(u->b);
 	dpchan_client_free(u->c);
+	if (u->slot >= 0)
+		__atomic_store_n(&slot_used[u->slot], false, __ATOMIC_RELEASE);
 	free(u);
 }
 

@@ -179,7 +179,10 @@ conf_error_count(const struct conf_doc *doc)
 const char *
 conf_errors(const struct conf_doc *doc)
 {
-	return doc->nerrors ? doc->errors : NULL;
+	if (doc->nerrors == 0)
+		return NULL;
+	/* the list could not grow (out of memory) at the first error: that one is kept apart */
+	return doc->errors != NULL ? doc->errors : doc->first_error;
 }
 
 int
@@ -190,10 +193,10 @@ conf_format_errors(const struct conf_doc *doc, char *buf, size_t len)
 	if (doc->nerrors == 0)
 		return snprintf(buf, len, "no error");
 	if (doc->nerrors > CONF_MAX_ERRORS)
-		n = snprintf(buf, len, "%s\n(%u more errors not shown)", doc->errors,
+		n = snprintf(buf, len, "%s\n(%u more errors not shown)", conf_errors(doc),
 		    doc->nerrors - CONF_MAX_ERRORS);
 	else
-		n = snprintf(buf, len, "%s", doc->errors);
+		n = snprintf(buf, len, "%s", conf_errors(doc));
 	/* Cut at the last whole line when the caller's buffer is short. */
 	if (n > 0 && (size_t)n >= len && len > 1) {
 		char *nl = strrchr(buf, '\n');

@@ -34,10 +34,14 @@ struct stream {
 	struct waiting *w;  /* ring of max_inflight: refs taken, awaiting durability (in ref
 			     * order; answered ones leave from the front) */
 	uint32_t w_head, w_len;
-	/* The last refs answered failed: a record sent again whose answer was lost with its
-	 * connection is answered failed again, never durable. */
-	uint64_t failed[STREAM_FAILED_KEPT];
+	/* The last runs of refs answered failed: a record sent again whose answer was lost with
+	 * its connection is answered failed again, never durable. A ref at or below failed_lost
+	 * (the highest of the runs no longer kept) may have failed: answered failed too. */
+	struct {
+		uint64_t first, last;
+	} failed[STREAM_FAILED_KEPT];
 	uint32_t n_failed;
+	uint64_t failed_lost;
 };
 
 struct sconn {
@@ -60,6 +64,7 @@ struct dpchan_server {
 	const struct dpchan_sink_ops *ops;
 	void *arg;
 	int lfd, efd;
+	bool bound; /* path is our socket (not a file that was there) */
 	char path[108];
 	struct sconn *conns[MAX_CONNS];
 	struct stream *streams;
@@ -99,14 +104,18 @@ dpchan_server_new(
 	strcpy(s->path, s->cfg.path);
 	strcpy(sa.sun_path, s->path);
 	s->cfg.path = s->path;
-	s->streams = calloc(s->cfg.max_streams, sizeof(*s->streams));
+	if ((s->streams = calloc(s->cfg.max_streams, sizeof(*s->streams))) == NULL) {
+		free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
 	/* a socket left by an agent that died is replaced; anything else there is not ours */
 	if (lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(s->path);
-	if (s->streams == NULL ||
-	    (s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
-	    bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->lfd, 64) != 0 ||
-	    (s->efd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	s->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s->lfd >= 0 && bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		s->bound = true; /* the path is ours from now: removed with the server */
+	if (!s->bound || listen(s->lfd, 64) != 0 || (s->efd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    epoll_ctl(s->efd, EPOLL_CTL_ADD, s->lfd, &ev) != 0) {
 		err = errno;
 		dpchan_server_free(s);
@@ -152,10 +161,10 @@ dpchan_server_free(struct dpchan_server *s)
 		stream_drop(&s->streams[i]);
 	free(s->streams);
 	free(s->known);
-	if (s->lfd >= 0) {
+	if (s->lfd >= 0)
 		close(s->lfd);
+	if (s->bound)
 		unlink(s->path);
-	}
 	if (s->efd >= 0)
 		close(s->efd);
 	free(s);
@@ -340,7 +349,20 @@ flush_now(struct take_ctx *t)
 static void
 stream_failed(struct stream *st, uint64_t ref)
 {
-	st->failed[st->n_failed++ % STREAM_FAILED_KEPT] = ref;
+	uint32_t i = st->n_failed % STREAM_FAILED_KEPT;
+
+	if (st->n_failed > 0) {
+		uint32_t prev = (st->n_failed - 1) % STREAM_FAILED_KEPT;
+
+		if (st->failed[prev].last + 1 == ref) { /* the run goes on */
+			st->failed[prev].last = ref;
+			return;
+		}
+	}
+	if (st->n_failed >= STREAM_FAILED_KEPT && st->failed[i].last > st->failed_lost)
+		st->failed_lost = st->failed[i].last;
+	st->failed[i].first = st->failed[i].last = ref;
+	st->n_failed++;
 }
 
 /* A ref taken before (ref <= max_ref), sent again: 1 while it awaits durability (answered
@@ -362,9 +384,11 @@ stream_answer(const struct stream *st, uint64_t ref, uint32_t max)
 			hi = mid;
 	}
 	for (uint32_t i = 0; i < STREAM_FAILED_KEPT && i < st->n_failed; i++)
-		if (st->failed[i] == ref)
+		if (st->failed[i].first <= ref && ref <= st->failed[i].last)
 			return -EIO;
-	return 0; /* answered durable, and gone from the ring */
+	if (ref <= st->failed_lost)
+		return -EIO; /* it may be one that failed: never say durable unsure */
+	return 0;            /* answered durable, and gone from the ring */
 }
 
 /* One record: 0 taken (or known), 1 stop here (sink full or too many waiting). */

@@ -98,8 +98,12 @@ parse_rule(conf_node n, const struct rules *r, struct rule *ru)
 	ru->match = rules_dup_str(match);
 	ru->topic = rules_dup_str(tmpl);
 	ru->match_len = strlen(match);
-	if (ru->match == NULL || ru->topic == NULL)
+	if (ru->match == NULL || ru->topic == NULL) { /* not counted in r->n: freed here */
+		free((char *)ru->match);
+		free((char *)ru->topic);
+		ru->match = ru->topic = NULL;
 		return conf_error(n, "out of memory");
+	}
 	return 0;
 }
 
@@ -170,10 +174,12 @@ rules_parse(conf_node uplink, struct rules **out)
 		rc = conf_error(conf_get(uplink, "site"), "site must not hold '+' or '#'");
 	else
 		strcpy(r->site, site);
-	if (rc == 0 && !conf_present(conf_get(uplink, "rules")))
-		rc = set_default(r);
-	else if (rc == 0)
+	if (rc == 0 && !conf_present(conf_get(uplink, "rules"))) {
+		if (set_default(r) < 0)
+			rc = conf_error(uplink, "out of memory");
+	} else if (rc == 0) {
 		rc = parse_list(conf_get(uplink, "rules"), r);
+	}
 	if (conf_present(conf_get(uplink, "downlink")) &&
 	    rules_down_parse(conf_get(uplink, "downlink"), r) != 0)
 		rc = -1;

@@ -404,6 +404,55 @@ def dataplane_binary():
     return os.environ.get("EDGEGW_DATAPLANE") or os.path.join(build, "dataplane/edgegw-dataplane")
 
 
+def agent_binary():
+    """The agent of the same build as the dataplane."""
+    return os.path.join(os.path.dirname(dataplane_binary()), "../agent/edgegw-agent")
+
+
+def need_agent():
+    """Skip (77) when this build has no agent (-Dagent=disabled)."""
+    if not os.path.exists(agent_binary()):
+        log("SKIP: no agent in this build (%s)" % agent_binary())
+        sys.exit(77)
+
+
+def agent_stats(lab, part=None):
+    """The agent's stats file (None until it is written), or one part of it ({} until then)."""
+    import json
+    try:
+        with open(lab.runtime("agent-stats.json")) as f:
+            st = json.load(f)
+    except (OSError, ValueError):
+        st = None
+    if part is None:
+        return st
+    return (st or {}).get(part) or {}
+
+
+def run_site(tag, run, make_config=None, on_fail=None):
+    """A site lab (agent, cloud, devices) tagged tag (see Lab), run(lab) in it.
+
+    make_config(path), when given, writes the gateway config the lab starts with (removed after);
+    on_fail(lab), when given, prints what helps on a failed check before it is re-raised.
+    """
+    need_agent()
+    cfg = None
+    if make_config is not None:
+        cfg = "/tmp/egw-%s-%d.yaml" % (tag, os.getpid())
+        make_config(cfg)
+    try:
+        with Lab(tag, site=True, config=cfg) as lab:
+            try:
+                run(lab)
+            except CheckFailed:
+                if on_fail is not None:
+                    on_fail(lab)
+                raise
+    finally:
+        if cfg is not None:
+            os.unlink(cfg)
+
+
 def main(fn):
     """Run a test function, print PASS/FAIL, exit with meson's convention (77: skipped)."""
     if os.geteuid() != 0:

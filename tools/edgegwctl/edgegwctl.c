@@ -448,45 +448,34 @@ cmd_config_check(const char *file)
 	return bad ? 1 : 0;
 }
 
-/* systemd's units when they run, else SIGHUP to the pids the programs report. */
-static int
-cmd_reload(const struct ctl *c)
+/* Does systemd run this unit? */
+static bool
+unit_active(const char *unit)
 {
-	static const char *const units[] = { "edgegw-dataplane.service", "edgegw-agent.service" };
-	static const char *const cmds[] = { "/edgegw/status" };
-	json_t *dp[1], *ag;
-	pid_t pid = 0;
-	int bad = 0;
+	char *isact[] = { "systemctl", "--quiet", "is-active", (char *)unit, NULL };
 
-	for (size_t i = 0; i < 2; i++) {
-		char *isact[] = { "systemctl", "--quiet", "is-active", (char *)units[i], NULL };
-		char *rel[] = { "systemctl", "reload", (char *)units[i], NULL };
+	return access("/run/systemd/system", F_OK) == 0 && run_wait("systemctl", isact) == 0;
+}
 
-		if (access("/run/systemd/system", F_OK) == 0 && run_wait("systemctl", isact) == 0) {
-			bad |= run_wait("systemctl", rel) != 0;
-			printf("%s: systemctl reload\n", units[i]);
-			units[i] == units[0] ? (void)(pid = -1) : (void)0;
-		}
-	}
-	if (pid == 0 && dp_query(c, cmds, dp, 1, &pid, false) == 0) {
-		json_decref(dp[0]);
-		if (pid <= 0 || kill(pid, SIGHUP) != 0)
-			bad = 1,
-			fprintf(
-			    stderr, "edgegwctl: dataplane pid %d: %s\n", (int)pid, strerror(errno));
-		else
-			printf("dataplane: SIGHUP sent (pid %d)\n", (int)pid);
-	} else if (pid == 0) {
-		bad = 1;
-	}
-	if (access("/run/systemd/system", F_OK) == 0) {
-		char *isact[] = { "systemctl", "--quiet", "is-active", (char *)units[1], NULL };
+static int
+unit_reload(const char *unit)
+{
+	char *rel[] = { "systemctl", "reload", (char *)unit, NULL };
+	int rc = run_wait("systemctl", rel);
 
-		if (run_wait("systemctl", isact) == 0)
-			return bad;
-	}
-	ag = agent_stats(c);
-	if (ag == NULL)
+	printf("%s: systemctl reload\n", unit);
+	return rc != 0;
+}
+
+static int
+reload_agent(const struct ctl *c)
+{
+	json_t *ag;
+	pid_t pid;
+
+	if (unit_active("edgegw-agent.service"))
+		return unit_reload("edgegw-agent.service");
+	if ((ag = agent_stats(c)) == NULL)
 		return 1;
 	pid = (pid_t)jint(ag, "pid");
 	json_decref(ag);
@@ -495,7 +484,40 @@ cmd_reload(const struct ctl *c)
 		return 1;
 	}
 	printf("agent: SIGHUP sent (pid %d); see its log for what changed\n", (int)pid);
-	return bad;
+	return 0;
+}
+
+static int
+reload_dataplane(const struct ctl *c)
+{
+	static const char *const cmds[] = { "/edgegw/status" };
+	json_t *dp[1];
+	pid_t pid = 0;
+
+	if (unit_active("edgegw-dataplane.service"))
+		return unit_reload("edgegw-dataplane.service");
+	if (dp_query(c, cmds, dp, 1, &pid, false) != 0)
+		return 1;
+	json_decref(dp[0]);
+	if (pid <= 0 || kill(pid, SIGHUP) != 0) {
+		fprintf(stderr, "edgegwctl: dataplane pid %d: %s\n", (int)pid, strerror(errno));
+		return 1;
+	}
+	printf("dataplane: SIGHUP sent (pid %d)\n", (int)pid);
+	return 0;
+}
+
+/*
+ * systemd's units when they run, else SIGHUP to the pids the programs report. The agent goes
+ * first: an uplink rule a reload adds is then known to the agent before the dataplane sends
+ * sensor messages up under it (docs/config.md, reload of `uplink:`).
+ */
+static int
+cmd_reload(const struct ctl *c)
+{
+	int bad = reload_agent(c);
+
+	return reload_dataplane(c) | bad;
 }
 
 /* sessions, subscriptions, retained: every page of the dataplane's listing, one line each. */

@@ -21,10 +21,6 @@ CLOUD = "198.18.1.2"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
 
 
-def agent_binary():
-    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
-
-
 def make_config(path):
     """The lab's config as is (its downlink rule maps site/lab/cmd/plant/# to cmd/plant/#), with
     the profiles found from a copy in /tmp."""
@@ -66,16 +62,7 @@ class Sensor:
 
 
 def test():
-    if not os.path.exists(agent_binary()):
-        log("SKIP: no agent in this build (%s)" % agent_binary())
-        sys.exit(77)
-    cfg = "/tmp/egw-dl-%d.yaml" % os.getpid()
-    make_config(cfg)
-    try:
-        with labtest.Lab("dl", site=True, config=cfg) as lab:
-            run(lab)
-    finally:
-        os.unlink(cfg)
+    labtest.run_site("dl", run, make_config)
 
 
 def run(lab):

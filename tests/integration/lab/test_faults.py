@@ -46,10 +46,6 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
 SPOOL_DEFAULT = "spool: {dir: /run/edgegw-lab/egw-/spool, max_bytes: 64m}"
 
 
-def agent_binary():
-    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
-
-
 def make_config(path, spool=None):
     """The lab's config with stats every second, a short channel reconnect and uplink keepalive,
     and the spool section replaced by spool when given."""
@@ -192,11 +188,7 @@ class Publisher(threading.Thread):
 
 
 def stats(lab):
-    try:
-        with open(lab.runtime("agent-stats.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return labtest.agent_stats(lab)
 
 
 def spool_counters(lab):
@@ -452,28 +444,17 @@ def test():
     scenario = sys.argv[1] if len(sys.argv) > 1 else ""
     if scenario not in SCENARIOS:
         raise labtest.CheckFailed("usage: test_faults.py %s" % "|".join(SCENARIOS))
-    if not os.path.exists(agent_binary()):
-        log("SKIP: no agent in this build (%s)" % agent_binary())
-        sys.exit(77)
-    cfg = "/tmp/egw-flt-%d.yaml" % os.getpid()
-    tmpfs = None
+    labtest.need_agent()
+    tmpfs, spool = None, None
     if scenario == "spool_full":
         # not "egw-": the lab renames those to its prefix
         tmpfs = "/tmp/edgegw-flt-spool-%d" % os.getpid()
         private_tmpfs(tmpfs)
-        make_config(cfg, "spool: {dir: %s, max_bytes: 64m, segment_bytes: 256k, "
-                    "disk_full_retry: 200ms}" % tmpfs)
-    else:
-        make_config(cfg)
+        spool = "spool: {dir: %s, max_bytes: 64m, segment_bytes: 256k, disk_full_retry: 200ms}" % tmpfs
     try:
-        with labtest.Lab("fl", site=True, config=cfg) as lab:
-            try:
-                SCENARIOS[scenario](lab)
-            except labtest.CheckFailed:
-                diagnose(lab)
-                raise
+        labtest.run_site("fl", SCENARIOS[scenario], lambda path: make_config(path, spool),
+                         on_fail=diagnose)
     finally:
-        os.unlink(cfg)
         if tmpfs is not None:
             umount(tmpfs)
 

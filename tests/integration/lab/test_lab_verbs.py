@@ -18,10 +18,6 @@ from labtest import check, log  # noqa: E402
 CLOUD = "198.18.1.2"
 
 
-def agent_binary():
-    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
-
-
 def read_int(path, default=0):
     try:
         with open(path) as f:
@@ -63,9 +59,7 @@ def tls_sub(lab, cafile, host):
 
 
 def test():
-    if not os.path.exists(agent_binary()):
-        log("SKIP: no agent in this build (%s)" % agent_binary())
-        sys.exit(77)
+    labtest.need_agent()
     with labtest.Lab("lv", site=True) as lab:
         # kill dataplane: a new process, answering ping, counted as a restart
         old = lab.dataplane_pid()

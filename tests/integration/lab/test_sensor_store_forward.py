@@ -16,7 +16,6 @@ agent's store (spool on disk) and up to the lab's cloud Mosquitto under site/lab
     the uplink's QoS 2 exchanges resume under their packet ids. The window this guards (a record
     on disk whose DURABLE answer had not left) is narrow, so a kill does not always hit it: the
     unit test agent_dpchan_store hits it every time."""
-import json
 import os
 import signal
 import sys
@@ -32,10 +31,6 @@ import paho.mqtt.client as mqtt  # noqa: E402
 CLOUD = "198.18.1.2"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
 TOPIC = "plant/line1/temp"
-
-
-def agent_binary():
-    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
 
 
 def make_config(path):
@@ -86,17 +81,8 @@ def dpchan(lab):
     return labtest.dpstat.query("/edgegw/dpchan", lab.prefix)
 
 
-def agent_stats(lab, part):
-    """One part of the agent's stats file ({} when not there yet)."""
-    try:
-        with open(lab.runtime("agent-stats.json")) as f:
-            return json.load(f).get(part, {})
-    except (OSError, ValueError):
-        return {}
-
-
 def agent_store(lab):
-    return agent_stats(lab, "store")
+    return labtest.agent_stats(lab, "store")
 
 
 def stats_mtime(lab):
@@ -117,16 +103,7 @@ def known_line(lab):
 
 
 def test():
-    if not os.path.exists(agent_binary()):
-        log("SKIP: no agent in this build (%s)" % agent_binary())
-        sys.exit(77)
-    cfg = "/tmp/egw-ssf-%d.yaml" % os.getpid()
-    make_config(cfg)
-    try:
-        with labtest.Lab("ss", site=True, config=cfg) as lab:
-            run(lab)
-    finally:
-        os.unlink(cfg)
+    labtest.run_site("ss", run, make_config)
 
 
 def run(lab):
@@ -196,7 +173,7 @@ def run(lab):
     st = agent_store(lab)
     log("(c) restarted agent's channel: %d records taken, %d sent again and already taken, %d sent "
         "again and found in its spool (the records the origins keep from being stored twice)" %
-        tuple(agent_stats(lab, "dpchan").get(k, -1) for k in ("RECS_RX", "RECS_DUP", "RECS_KNOWN")))
+        tuple(labtest.agent_stats(lab, "dpchan").get(k, -1) for k in ("RECS_RX", "RECS_DUP", "RECS_KNOWN")))
     if st.get("q2_syncs"):
         log("(c) restarted agent: %d records sent up, %d QoS 2 commits on its loop (%.1f records "
             "each), %.0f us each on average" %

@@ -21,18 +21,12 @@ CLOUD = "198.18.1.2"
 DEVICES = {"main-meter", "pv-meter", "oven-tc", "hall2-meter"}
 
 
-def agent_binary():
-    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
-
-
 def enter_cloud(lab):
     labtest.setns_path("/run/netns/%scloud" % lab.prefix)
 
 
 def test():
-    if not os.path.exists(agent_binary()):
-        log("SKIP: no agent in this build (%s)" % agent_binary())
-        sys.exit(77)
+    labtest.need_agent()
     with labtest.Lab("st", site=True) as lab:
         st = lab.run("status").stdout
         log(st.strip())

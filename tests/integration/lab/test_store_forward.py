@@ -43,10 +43,6 @@ RULES = """uplink:
 """
 
 
-def agent_binary():
-    return os.path.join(os.path.dirname(labtest.dataplane_binary()), "../agent/edgegw-agent")
-
-
 def make_config(path):
     """The lab's config with the rules above, stats every second, a short keepalive and reconnect
     bound (a cut is noticed in 15 s and the link retried every few seconds)."""
@@ -114,11 +110,7 @@ class Cloud:
 
 
 def stats(lab):
-    try:
-        with open(lab.runtime("agent-stats.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return labtest.agent_stats(lab)
 
 
 def store(lab):
@@ -158,20 +150,8 @@ def diagnose(lab, cloud=None, before_kill=None):
 
 
 def test():
-    if not os.path.exists(agent_binary()):
-        log("SKIP: no agent in this build (%s)" % agent_binary())
-        sys.exit(77)
-    cfg = "/tmp/egw-sf-%d.yaml" % os.getpid()
-    make_config(cfg)
-    try:
-        with labtest.Lab("sf", site=True, config=cfg) as lab:
-            try:
-                run(lab)
-            except labtest.CheckFailed:
-                diagnose(lab, CTX.get("cloud"), CTX.get("before_kill"))
-                raise
-    finally:
-        os.unlink(cfg)
+    labtest.run_site("sf", run, make_config,
+                     on_fail=lambda lab: diagnose(lab, CTX.get("cloud"), CTX.get("before_kill")))
 
 
 CTX = {}

@@ -6,6 +6,12 @@
  * client, which never heard back, sends every record again under the same refs. Each must be in
  * the spool once and reach the (fake) cloud once, with the payload the sensor sent; records sent
  * after the restart are still taken.
+ *
+ * And the rules on both sides of a reload: a record the lcore sends durably (it defers its
+ * publisher's ack) on a topic none of the agent's rules matches, the running set nor the one its
+ * last reload replaced (the dataplane reloaded a new rule first), is answered failed, never
+ * durable: the publisher is not acknowledged for a message that would not go up. One the set
+ * the reload replaced matches (the dataplane has not reloaded yet) is stored under that rule.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -21,66 +27,13 @@
 
 #include "dpchan_client.h"
 #include "dpchan_link.h"
+#include "fake_uplink.h"
 #include "loop.h"
 #include "store.h"
 #include "uplink.h"
 
 #define N_BEFORE 40u /* records sent before the kill */
 #define N_AFTER  3u  /* new records sent after the restart */
-
-/* ---- a fake cloud: counts what it is given, by payload ---- */
-
-struct fake_up {
-	struct uplink up;
-	unsigned seen[N_BEFORE + N_AFTER + 1]; /* times each payload number was given */
-	unsigned n, bad;
-};
-
-static int
-fake_send(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos, bool retain,
-    uint64_t ref)
-{
-	struct fake_up *f = (struct fake_up *)u;
-	char b[32];
-	unsigned i;
-
-	(void)retain;
-	(void)ref;
-	snprintf(b, sizeof(b), "%.*s", (int)len, (const char *)p);
-	if (strcmp(topic, "site/lab/plant/x") != 0 || qos != 2 || sscanf(b, "m%u", &i) != 1 ||
-	    i == 0 || i > N_BEFORE + N_AFTER)
-		f->bad++;
-	else
-		f->seen[i]++;
-	f->n++;
-	return 0;
-}
-
-static size_t
-fake_backlog(const struct uplink *u)
-{
-	(void)u;
-	return 0;
-}
-
-static void
-fake_stats(const struct uplink *u, struct uplink_stats *out)
-{
-	(void)u;
-	memset(out, 0, sizeof(*out));
-}
-
-static void
-fake_destroy(struct uplink *u)
-{
-	(void)u;
-}
-
-static const struct uplink_ops fake_ops = { .name = "fake",
-	.send = fake_send,
-	.backlog = fake_backlog,
-	.stats = fake_stats,
-	.destroy = fake_destroy };
 
 /* ---- the world: the agent's loop, store and link; an lcore's client ---- */
 
@@ -158,7 +111,7 @@ tick(void *arg, uint64_t now_ms)
 }
 
 static void
-agent_start(struct world *w, bool answers)
+agent_start(struct world *w, bool answers, agent_tick_fn fn, void *arg)
 {
 	static const char yaml[] = "uplink:\n  site: lab\n  rules:\n"
 				   "    - {match: \"plant/#\", topic: \"site/{site}/{topic}\"}\n"
@@ -172,7 +125,6 @@ agent_start(struct world *w, bool answers)
 	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &sc), 0);
 	conf_free(doc);
 	sc->spool.dir = dir;
-	w->F.up.ops = &fake_ops;
 	assert_int_equal(store_open(&w->st, sc, true, &w->F.up, 0), 0);
 	store_conf_free(sc);
 	store_start(w->st);
@@ -184,14 +136,15 @@ agent_start(struct world *w, bool answers)
 	if (answers)
 		assert_int_equal(
 		    agent_loop_add_fd(w->loop, store_event_fd(w->st), EPOLLIN, on_store, w->st), 0);
-	assert_int_equal(agent_loop_add_tick(w->loop, tick, w), 0);
+	assert_int_equal(agent_loop_add_tick(w->loop, fn, arg), 0);
 	w->ticks = 0;
 }
 
 static void
 test_resent_after_agent_kill_stored_once(void **state)
 {
-	struct world w = { 0 };
+	static struct world w; /* the fake cloud keeps 4096 records */
+	unsigned seen[N_BEFORE + N_AFTER + 1] = { 0 };
 	struct dpchan_client_config cc = { .lcore = 3, .boot_id = 0x5eed, .reconnect_min_ms = 1 };
 	char path[96];
 	uint64_t known;
@@ -201,9 +154,10 @@ test_resent_after_agent_kill_stored_once(void **state)
 	snprintf(path, sizeof(path), "%s/dp.sock", dir);
 	cc.path = path;
 	assert_non_null(w.c = dpchan_client_new(&cc, &client_ops, &w));
+	fu_init(&w.F, false); /* no restore: what was in flight goes again as new */
 
 	/* the agent takes N_BEFORE records and makes them durable; it dies before answering */
-	agent_start(&w, false);
+	agent_start(&w, false, tick, &w);
 	w.want_submitted = N_BEFORE;
 	assert_int_equal(agent_loop_run(w.loop), 0);
 	assert_int_equal(spool_counter(w.st, SPOOL_C_durable_records), N_BEFORE);
@@ -214,7 +168,7 @@ test_resent_after_agent_kill_stored_once(void **state)
 	assert_int_equal(dpchan_client_pending(w.c, NULL), N_BEFORE);
 
 	/* it starts again on the same spool; the lcore sends all again, and three new ones */
-	agent_start(&w, true);
+	agent_start(&w, true, tick, &w);
 	assert_int_equal(spool_counter(w.st, SPOOL_C_recovered_records), N_BEFORE);
 	w.want_submitted = N_BEFORE + N_AFTER;
 	assert_int_equal(agent_loop_run(w.loop), 0);
@@ -222,10 +176,18 @@ test_resent_after_agent_kill_stored_once(void **state)
 	assert_int_equal(dpchan_client_pending(w.c, NULL), 0);
 	/* stored once: only the new ones were appended, and each reached the cloud once */
 	assert_int_equal(spool_counter(w.st, SPOOL_C_appended), N_AFTER);
-	assert_int_equal(w.F.bad, 0);
+	for (size_t k = 0; k < w.F.n; k++) {
+		unsigned i;
+
+		assert_string_equal(w.F.g[k].topic, "site/lab/plant/x");
+		assert_int_equal(w.F.g[k].qos, 2);
+		assert_int_equal(sscanf(w.F.g[k].payload, "m%u", &i), 1);
+		assert_true(i >= 1 && i <= N_BEFORE + N_AFTER);
+		seen[i]++;
+	}
 	for (unsigned i = 1; i <= N_BEFORE + N_AFTER; i++)
-		if (w.F.seen[i] != 1)
-			fail_msg("message m%u reached the cloud %u times", i, w.F.seen[i]);
+		if (seen[i] != 1)
+			fail_msg("message m%u reached the cloud %u times", i, seen[i]);
 	assert_int_equal(w.F.n, N_BEFORE + N_AFTER);
 	known = dpchan_server_counter(dpchan_link_server(w.link), DPCHAN_C_RECS_KNOWN);
 	assert_int_equal(known, N_BEFORE);
@@ -238,11 +200,93 @@ test_resent_after_agent_kill_stored_once(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+/* ---- the rules across a reload ---- */
+
+struct rworld {
+	struct world w;
+	uint64_t ok, failed;
+	unsigned sent;
+};
+
+static void
+r_on_durable(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct rworld *r = arg;
+
+	if (status == 0)
+		r->ok += last - first + 1;
+	else
+		r->failed += last - first + 1;
+}
+
+static const struct dpchan_client_ops r_client_ops = { .durable = r_on_durable, .ready = on_ready };
+
+/* Two durable records, valve/x then plant/x; stops once both are answered. */
+static void
+r_tick(void *arg, uint64_t now_ms)
+{
+	static const char *const topics[] = { "valve/x", "plant/x" };
+	struct rworld *r = arg;
+	struct dpchan_rec rec = { .qos = 1, .payload = (const uint8_t *)"m1", .payload_len = 2 };
+
+	dpchan_client_poll(r->w.c, now_ms);
+	while (dpchan_client_connected(r->w.c) && r->sent < 2) {
+		rec.topic = topics[r->sent];
+		rec.topic_len = 7;
+		rec.ref = ++r->sent;
+		assert_int_equal(dpchan_client_submit(r->w.c, &rec), 0);
+	}
+	store_process(r->w.st);
+	if (r->ok + r->failed == 2 || ++r->w.ticks > 3000)
+		agent_loop_stop(r->w.loop);
+}
+
+static void
+test_durable_record_without_rule(void **state)
+{
+	static const char next_yaml[] = "uplink:\n  rules: [{match: \"meter/#\"}]\n";
+	static struct rworld r; /* the fake cloud keeps 4096 records: not on the stack */
+	struct dpchan_client_config cc = { .lcore = 1, .boot_id = 0xab, .reconnect_min_ms = 1 };
+	struct store_conf *nc;
+	struct conf_doc *doc;
+	char path[96], err[256];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	fu_init(&r.w.F, false);
+	strcpy(dir, "/tmp/dpchan-store-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/dp.sock", dir);
+	cc.path = path;
+	assert_non_null(r.w.c = dpchan_client_new(&cc, &r_client_ops, &r));
+	agent_start(&r.w, true, r_tick, &r);
+	/* a reload: plant/# removed (kept as the previous set), valve/# never had a rule */
+	assert_int_equal(
+	    conf_load_string("t.yaml", next_yaml, strlen(next_yaml), &doc, err, sizeof(err)), 0);
+	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &nc), 0);
+	conf_free(doc);
+	store_set_rules(r.w.st, nc->rules);
+	nc->rules = NULL;
+	store_conf_free(nc);
+	assert_int_equal(agent_loop_run(r.w.loop), 0);
+	assert_int_equal(r.failed, 1); /* valve/x: refused, its publisher is not acknowledged */
+	assert_int_equal(r.ok, 1);     /* plant/x: under the rule the reload replaced */
+	assert_int_equal(spool_counter(r.w.st, SPOOL_C_appended), 1);
+
+	dpchan_client_free(r.w.c);
+	dpchan_link_close(r.w.link);
+	store_close(r.w.st);
+	agent_loop_destroy(r.w.loop);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_resent_after_agent_kill_stored_once),
+		cmocka_unit_test(test_durable_record_without_rule),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

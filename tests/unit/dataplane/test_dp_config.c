@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "dp_config.h"
+#include "rules.h"
 
 /* The config test links the TCP library for tcp_config_defaults() only; the packet path it
  * also pulls in must never run here. */
@@ -350,6 +351,58 @@ test_apply_live(void **state)
 	dp_config_free(&next);
 }
 
+/*
+ * The uplink rules change live: the running config takes the file's set and next keeps the
+ * running one (main.c frees it once no lcore reads it); the same set again changes nothing; a
+ * file with a bad rule is refused whole, so nothing is applied and the running set stays.
+ */
+static void
+test_apply_live_rules(void **state)
+{
+	static const char base[] = "dataplane:\n  eal: [a]\n  port: {device: x, ipv4: "
+				   "198.18.0.1/24}\nuplink:\n  rules:\n";
+	struct dp_config run, next, bad;
+	char err[1024] = "", restart[512] = "", text[512];
+	struct rules *old;
+	char *path;
+
+	(void)state;
+	snprintf(text, sizeof(text), "%s    - {match: \"plant/#\"}\n", base);
+	path = write_tmp(text);
+	assert_int_equal(dp_config_load(path, &run, err, sizeof(err)), 0);
+	unlink(path);
+	old = run.rules;
+	snprintf(text, sizeof(text), "%s    - {match: \"valve/#\", durable: false}\n", base);
+	path = write_tmp(text);
+	assert_int_equal(dp_config_load(path, &next, err, sizeof(err)), 0);
+	unlink(path);
+	assert_int_equal(dp_config_apply_live(&run, &next, note_restart, restart), 1);
+	assert_string_equal(restart, "");
+	assert_ptr_equal(next.rules, old); /* the caller frees it once no lcore reads it */
+	assert_null(rules_match(run.rules, "plant/a", 7));
+	assert_non_null(rules_match(run.rules, "valve/1", 7));
+	assert_int_equal(
+	    mqtt_uplink_classify(run.rules, "valve/1", 7, 1), BROKER_UPLINK_BEST_EFFORT);
+	/* the same set again: nothing changes, no pointer moves */
+	old = run.rules;
+	dp_config_free(&next);
+	path = write_tmp(text);
+	assert_int_equal(dp_config_load(path, &next, err, sizeof(err)), 0);
+	unlink(path);
+	assert_int_equal(dp_config_apply_live(&run, &next, note_restart, restart), 0);
+	assert_ptr_equal(run.rules, old);
+	/* a bad rule: the whole file is refused with where and why */
+	snprintf(
+	    text, sizeof(text), "%s    - {match: \"valve/#\"}\n    - {match: \"a/#/b\"}\n", base);
+	path = write_tmp(text);
+	assert_int_equal(dp_config_load(path, &bad, err, sizeof(err)), -1);
+	unlink(path);
+	assert_non_null(strstr(err, ":7:"));
+	assert_ptr_equal(run.rules, old);
+	dp_config_free(&run);
+	dp_config_free(&next);
+}
+
 static void
 test_bad_configs_rejected(void **state)
 {
@@ -504,13 +557,15 @@ test_restart_keys(void **state)
 	if (dp_config_load(path, &next, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
 	unlink(path);
-	assert_int_equal(dp_config_apply_live(&run, &next, note_restart, restart), 0);
+	/* uplink: live (test_apply_live_rules), the only change applied */
+	assert_int_equal(dp_config_apply_live(&run, &next, note_restart, restart), 1);
 	assert_string_equal(restart,
 	    "dataplane.eal;dataplane.port.device;dataplane.port.gateway;"
 	    "dataplane.port.rx_desc/tx_desc;dataplane.port.mtu;dataplane.hugepages;"
 	    "dataplane.workers;dataplane.mbufs;dataplane.idle_sleep_us;dataplane.arp;"
 	    "dataplane.icmp.rate_per_s;dataplane.services.echo;dataplane.services.discard;"
-	    "dataplane.mqtt.enabled/port;uplink;");
+	    "dataplane.mqtt.enabled/port;");
+	assert_string_equal(run.rules->site, "b");
 	assert_string_equal(run.device, "x");
 	assert_int_equal(run.workers, 1);
 	dp_config_free(&run);
@@ -529,6 +584,7 @@ main(void)
 		cmocka_unit_test(test_cross_fields_agree),
 		cmocka_unit_test(test_parser_and_check_agree),
 		cmocka_unit_test(test_apply_live),
+		cmocka_unit_test(test_apply_live_rules),
 		cmocka_unit_test(test_more_bad_configs_rejected),
 		cmocka_unit_test(test_lcore_forms_left_to_eal),
 		cmocka_unit_test(test_restart_keys),

@@ -468,6 +468,34 @@ test_downlink_filters_subscribed(void **state)
 	assert_int_equal(p.filter2_qos, 2);
 }
 
+/* A filter added while connected (a reload's new downlink rule) is subscribed at once, alone;
+ * the next connect subscribes every filter again. */
+static void
+test_filter_added_while_up(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	assert_int_equal(mqttc_subscribe_add(B.c, "site/lab/cmd/valve/#", 2), 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_SUBSCRIBE);
+	assert_int_equal(p.n_filters, 1);
+	assert_string_equal(p.topic, "site/lab/cmd/valve/#");
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	fb_connack(&B, 0, true, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_SUBSCRIBE);
+	assert_int_equal(p.n_filters, 2);
+	assert_string_equal(p.topic, "site/cmd");
+	assert_string_equal(p.filter2, "site/lab/cmd/valve/#");
+}
+
 static void
 test_refused_publish_is_released(void **state)
 {
@@ -649,6 +677,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_downlink_qos2_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_filter_added_while_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_publish_is_released, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backoff_full_jitter, setup, teardown),

@@ -19,99 +19,9 @@
 
 #include <cmocka.h>
 
+#include "fake_uplink.h"
 #include "store.h"
 #include "uplink.h"
-
-/* ---- the fake uplink ---- */
-
-struct given {
-	char topic[128];
-	char payload[64];
-	uint8_t qos;
-	bool retain, done;
-	uint64_t ref;
-	uint16_t packet_id;
-	int phase; /* 0: sent as new, else restored in that phase */
-};
-
-struct fake_up {
-	struct uplink up;
-	struct given g[4096];
-	size_t n, outstanding;
-	int send_rc; /* what send returns (0, -ENOBUFS, -EINVAL) */
-	int restore_rc;
-};
-
-static int
-fake_send(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos, bool retain,
-    uint64_t ref)
-{
-	struct fake_up *f = (struct fake_up *)u;
-	struct given *g;
-
-	if (f->send_rc != 0)
-		return f->send_rc;
-	assert_true(f->n < sizeof(f->g) / sizeof(f->g[0]));
-	g = &f->g[f->n++];
-	memset(g, 0, sizeof(*g));
-	snprintf(g->topic, sizeof(g->topic), "%s", topic);
-	snprintf(g->payload, sizeof(g->payload), "%.*s", (int)len, (const char *)p);
-	g->qos = qos;
-	g->retain = retain;
-	g->ref = ref;
-	f->outstanding++;
-	return 0;
-}
-
-static int
-fake_restore(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos,
-    bool retain, uint64_t ref, uint16_t packet_id, enum uplink_phase ph)
-{
-	struct fake_up *f = (struct fake_up *)u;
-
-	if (f->restore_rc != 0)
-		return f->restore_rc;
-	assert_int_equal(fake_send(u, topic, p, len, qos, retain, ref), 0);
-	f->g[f->n - 1].packet_id = packet_id;
-	f->g[f->n - 1].phase = (int)ph;
-	return 0;
-}
-
-static size_t
-fake_backlog(const struct uplink *u)
-{
-	return ((const struct fake_up *)u)->outstanding;
-}
-
-static void
-fake_stats(const struct uplink *u, struct uplink_stats *out)
-{
-	(void)u;
-	memset(out, 0, sizeof(*out));
-}
-
-static void
-fake_destroy(struct uplink *u)
-{
-	(void)u;
-}
-
-static const struct uplink_ops fake_ops = { .name = "fake",
-	.send = fake_send,
-	.restore = fake_restore,
-	.backlog = fake_backlog,
-	.stats = fake_stats,
-	.destroy = fake_destroy };
-
-/* The cloud acknowledges given message i. */
-static void
-cloud_ack(struct fake_up *f, size_t i, uint8_t reason)
-{
-	assert_false(f->g[i].done);
-	f->g[i].done = true;
-	f->outstanding--;
-	f->up.dlv.acked(f->up.dlv.arg, f->g[i].ref, reason);
-}
 
 /* ---- a spool whose fdatasync fails on demand ---- */
 
@@ -196,8 +106,7 @@ setup(void **state)
 	fault_ops.fdatasync = f_fdatasync;
 	fail_sync = false;
 	commit_wait_us = 0;
-	memset(&F, 0, sizeof(F));
-	F.up.ops = &fake_ops;
+	fu_init(&F, true);
 	return 0;
 }
 
@@ -277,8 +186,8 @@ test_rules_spool_and_release(void **state)
 	assert_int_equal(F.g[0].ref, seq);
 	assert_string_equal(F.g[1].topic, "m/meter/3");
 	assert_int_equal(F.g[1].qos, 2); /* the rule's QoS */
-	cloud_ack(&F, 0, 0);
-	cloud_ack(&F, 1, 0x87); /* refused for good: released too */
+	fu_ack(&F, 0, 0);
+	fu_ack(&F, 1, 0x87); /* refused for good: released too */
 	store_process(s);
 	assert_int_equal(counter(s, STORE_C_unmatched), 1);
 	assert_int_equal(counter(s, STORE_C_appended), 2);
@@ -406,7 +315,7 @@ test_qos2_phase_survives_restart(void **state)
 	s = open_store(0);
 	assert_int_equal(F.n, 1);
 	assert_int_equal(F.g[0].phase, UPLINK_PHASE_RELEASED);
-	cloud_ack(&F, 0, 0); /* PUBCOMP */
+	fu_ack(&F, 0, 0); /* PUBCOMP */
 	store_close(s);
 	F.n = F.outstanding = 0;
 	s = open_store(0);
@@ -459,12 +368,12 @@ test_inflight_bound_and_invalid(void **state)
 	while (counter(s, STORE_C_durable) < 5)
 		settle(s);
 	assert_int_equal(F.n, 3); /* bounded */
-	cloud_ack(&F, 0, 0);
+	fu_ack(&F, 0, 0);
 	store_process(s);
 	assert_int_equal(F.n, 4);
 	/* the uplink can never send the next one: released, counted */
 	F.send_rc = -EINVAL;
-	cloud_ack(&F, 1, 0);
+	fu_ack(&F, 1, 0);
 	store_process(s);
 	assert_int_equal(counter(s, STORE_C_send_invalid), 1);
 	F.send_rc = 0;
@@ -512,6 +421,65 @@ test_without_spool(void **state)
 	store_close(s);
 }
 
+/*
+ * A reload's rules (store_set_rules): readings go by the new set at once (a removed rule stops
+ * them, a new one sends, a changed QoS applies); a record of the dataplane that awaits
+ * its durability answer (origin with ref != 0) on a topic the new set dropped is stored under
+ * the previous set's rule (the dataplane took it under that rule and defers its publisher's
+ * ack), while a best-effort one (ref 0) and a reading are not.
+ */
+static void
+test_set_rules_live(void **state)
+{
+	static const char next_yaml[] =
+	    "uplink:\n"
+	    "  site: lab\n"
+	    "  rules:\n"
+	    "    - {match: \"meter/+\", topic: \"m2/{topic}\", qos: 1, class: alarm}\n"
+	    "    - {match: \"valve/#\", topic: \"v/{topic}\"}\n";
+	struct store *s = open_store(0);
+	struct store_conf *nc = load_conf(next_yaml);
+	struct store_origin o = { .producer = 7, .lane = 1, .ref = 42 };
+	struct store_origin best = { .producer = 7, .lane = 1, .ref = 0 };
+	struct reports rep = { 0 };
+	uint64_t seq[3], last = 0;
+
+	(void)state;
+	assert_int_equal(store_on_durable(s, on_report, &rep), 0);
+	assert_int_equal(store_submit(s, "valve/1", "v0", 2, 1, false, &seq[0]), -ENOENT);
+	store_set_rules(s, nc->rules);
+	nc->rules = NULL;
+	store_conf_free(nc);
+	assert_ptr_not_equal(store_rules(s), NULL);
+	assert_int_equal(store_rules(s)->n, 2);
+	/* readings: the removed rule no longer sends, the new one does, the changed one's QoS */
+	assert_int_equal(store_submit(s, "plant/line1/t", "r0", 2, 1, false, &seq[0]), -ENOENT);
+	assert_int_equal(store_submit(s, "valve/1", "v1", 2, 1, false, &seq[0]), 0);
+	assert_int_equal(store_submit(s, "meter/3", "m1", 2, 0, false, &seq[1]), 0);
+	/* the dataplane's: taken under the old plant/# rule, awaiting its answer: stored */
+	assert_int_equal(store_submit_from(s, "plant/line1/t", "d1", 2, 1, false, &o, &seq[2]), 0);
+	assert_int_equal(
+	    store_submit_from(s, "plant/line1/t", "d0", 2, 0, false, &best, &last), -ENOENT);
+	while (rep.last < seq[2])
+		settle(s);
+	assert_int_equal(rep.status, 0);
+	assert_int_equal(F.n, 3);
+	for (size_t i = 0; i < F.n; i++) {
+		if (F.g[i].ref == seq[0]) {
+			assert_string_equal(F.g[i].topic, "v/valve/1");
+		} else if (F.g[i].ref == seq[1]) {
+			assert_string_equal(F.g[i].topic, "m2/meter/3");
+			assert_int_equal(F.g[i].qos, 1); /* the new rule's QoS (was 2) */
+		} else {
+			assert_int_equal(F.g[i].ref, seq[2]);
+			assert_string_equal(F.g[i].topic, "site/lab/plant/line1/t");
+			assert_string_equal(F.g[i].payload, "d1");
+		}
+	}
+	assert_int_equal(counter(s, STORE_C_unmatched), 3);
+	store_close(s);
+}
+
 static void
 test_conf_errors(void **state)
 {
@@ -550,6 +518,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_inflight_bound_and_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_topic_and_subscribers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_without_spool, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_rules_live, setup, teardown),
 		cmocka_unit_test(test_conf_errors),
 	};
 
