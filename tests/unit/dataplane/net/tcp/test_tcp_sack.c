@@ -152,7 +152,8 @@ test_scoreboard_bounds_flight(void **state)
 
 /* SACK blocks that say nothing: beyond SND.MAX (never sent), reversed, below SND.UNA when not
  * the first (stale): nothing is marked, no recovery. A cumulative ACK inside a segment moves
- * that segment's start: when it is found lost, the repair starts at SND.UNA. */
+ * that segment's start: when it is found lost, the repair starts at SND.UNA (and when its
+ * mbuf cannot be had at the ACK, it goes at the flush). */
 static void
 test_sack_blocks_ignored_and_partial_ack(void **state)
 {
@@ -183,13 +184,18 @@ test_sack_blocks_ignored_and_partial_ack(void **state)
 		assert_false(c->flags & TF_RECOVERY);
 		assert_int_equal(H_CNT(DSACK_RCVD), 0);
 		/* segment 0 and 100 bytes of 1 arrive; 1's rest is lost, 2..7 arrive */
+		/* the repair's first mbuf cannot be had: it goes at the flush, once */
 		h_clear();
+		h_fail_alloc.next = 1;
 		ack_at(&p, b0 + mss + 100, holes, 1);
+		assert_int_equal(H_CNT(MBUF_FAIL), 1);
 		h_flush();
 		assert_true(c->flags & TF_RECOVERY);
 		assert_true(n_data() >= 1);
 		assert_int_equal(h_cap[0].seq, b0 + mss + 100);
 		assert_int_equal(h_cap[0].len, mss - 100);
+		for (unsigned i = 1; i < h_ncap; i++)
+			assert_int_not_equal(h_cap[i].seq, b0 + mss + 100);
 	}
 }
 
