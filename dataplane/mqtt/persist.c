@@ -794,7 +794,11 @@ static void
 snapshot_put_retained(void *arg, const struct broker_msg *m)
 {
 	struct snap_arg *a = arg;
-	size_t at = rec_begin(a->w, P_RETAIN);
+	size_t at;
+
+	if (broker_msg_expired(m, a->now_ms))
+		return; /* written as 1 ms left, it would be delivered again after a restart */
+	at = rec_begin(a->w, P_RETAIN);
 
 	put_msg(a->w, m, a->now_ms);
 	rec_end(a->w, at);

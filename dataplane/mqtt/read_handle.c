@@ -171,6 +171,10 @@ input_loop(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, size_t 
 		size_t k = segs_from(b, segs, n, *consumed);
 		int rc;
 
+		if (k == 0 && n > b->iov_cap) { /* no memory for the list: it cannot be read */
+			broker_conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+			break;
+		}
 		if (k == 0)
 			break;
 		rc = mqtt_decode(&c->dec, b->iov, k, &pkt);
