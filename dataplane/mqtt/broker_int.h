@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "broker.h"
 #include "mqtt_codec.h"
@@ -144,8 +145,12 @@ struct out_slot {
 	uint32_t did; /* its entry in the state journal (persist.c), 0: none */
 };
 
+/* A message waiting in a session's queue (sys/queue.h STAILQ: the session's head is in its
+ * block, which never moves: allocated once in broker_session_create, never copied or
+ * reallocated; a session that goes to another lcore or comes back from the state journal is
+ * a new block whose queue is built again entry by entry). */
 struct qent {
-	struct qent *next;
+	STAILQ_ENTRY(qent) next;
 	struct broker_msg *msg;
 	uint8_t qos;
 	bool retain;
@@ -180,7 +185,7 @@ struct broker_session {
 	struct broker_conn *conn; /* NULL while offline */
 	struct broker_sub *subs;
 	struct out_slot *inflight; /* cfg.max_inflight slots, while any is in use */
-	struct qent *qhead, *qtail;
+	STAILQ_HEAD(, qent) queue; /* STAILQ_INIT in broker_session_create */
 	uint16_t *rx_qos2;         /* incoming QoS 2 ids awaiting PUBREL, while any */
 	struct session_cold *cold; /* will, open claim: NULL when neither */
 	uint64_t id;

@@ -539,6 +539,7 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 {
 	struct broker *b = s->b;
 	struct out_slot *order[256], **slots = order;
+	struct qent *q;
 	uint16_t n = 0;
 
 	if (del_first)
@@ -582,7 +583,7 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 	}
 	if (slots != order)
 		free(slots);
-	for (struct qent *q = s->qhead; q != NULL; q = q->next)
+	STAILQ_FOREACH (q, &s->queue, next)
 		if (q->qos > 0) {
 			q->did = ++s->next_did;
 			put_msg_rec(

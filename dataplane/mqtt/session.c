@@ -125,6 +125,7 @@ broker_session_create(struct broker *b, const char *id, size_t len)
 	s->b = b;
 	s->id = ++b->next_session_id;
 	s->next_pid = 1;
+	STAILQ_INIT(&s->queue); /* its head points into s: s never moves */
 	s->hnext = b->sess_hash[h];
 	b->sess_hash[h] = s;
 	b->n_sessions++;
@@ -151,14 +152,13 @@ static void
 queue_clear(struct broker_session *s)
 {
 	broker_session_over_end(s);
-	while (s->qhead != NULL) {
-		struct qent *q = s->qhead;
+	while (!STAILQ_EMPTY(&s->queue)) {
+		struct qent *q = STAILQ_FIRST(&s->queue);
 
-		s->qhead = q->next;
+		STAILQ_REMOVE_HEAD(&s->queue, next);
 		broker_msg_unref(q->msg);
 		free(q);
 	}
-	s->qtail = NULL;
 	s->b->n_queued -= s->qlen;
 	s->qlen = 0;
 }
@@ -354,11 +354,9 @@ try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retai
 static void
 queue_pop(struct broker_session *s)
 {
-	struct qent *q = s->qhead;
+	struct qent *q = STAILQ_FIRST(&s->queue);
 
-	s->qhead = q->next;
-	if (s->qhead == NULL)
-		s->qtail = NULL;
+	STAILQ_REMOVE_HEAD(&s->queue, next);
 	s->qlen--;
 	s->b->n_queued--;
 	broker_persist_msg_state(s, q->did, 0, SLOT_FREE);
@@ -407,7 +405,7 @@ queue_full(struct broker_session *s, uint8_t qos)
 		return true;
 	}
 	broker_count(b, BROKER_C_LIMIT_QUEUE);
-	if (b->cfg.queue_full != BROKER_QUEUE_DROP_OLDEST || s->qhead == NULL)
+	if (b->cfg.queue_full != BROKER_QUEUE_DROP_OLDEST || STAILQ_EMPTY(&s->queue))
 		return false;
 	queue_pop(s);
 	return true;
@@ -431,11 +429,7 @@ enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain
 		.retain = retain,
 		.sub_id = sub_id,
 		.did = broker_persist_msg_add(s, m, qos, retain, sub_id, 0, SLOT_FREE) };
-	if (s->qtail != NULL)
-		s->qtail->next = q;
-	else
-		s->qhead = q;
-	s->qtail = q;
+	STAILQ_INSERT_TAIL(&s->queue, q, next);
 	s->qlen++;
 	b->n_queued++;
 }
@@ -448,7 +442,7 @@ broker_session_deliver(
 		broker_count(s->b, BROKER_C_OFFLINE_QOS0_DROP);
 		return;
 	}
-	if (s->qhead == NULL && try_send(s, m, qos, retain, sub_id, NULL) == 1)
+	if (STAILQ_EMPTY(&s->queue) && try_send(s, m, qos, retain, sub_id, NULL) == 1)
 		return;
 	enqueue(s, m, qos, retain, sub_id); /* keeps order behind what already waits */
 }
@@ -538,8 +532,8 @@ broker_session_drain(struct broker_session *s)
 		if (!resend_slot(s, o))
 			return;
 	}
-	while (s->qhead != NULL && s->conn != NULL && broker_conn_alive(s->conn)) {
-		struct qent *q = s->qhead;
+	while (!STAILQ_EMPTY(&s->queue) && s->conn != NULL && broker_conn_alive(s->conn)) {
+		struct qent *q = STAILQ_FIRST(&s->queue);
 
 		if (broker_msg_expired(q->msg, b->now_ms))
 			broker_count(b, BROKER_C_MSG_EXPIRED);
@@ -670,24 +664,21 @@ broker_session_tick(struct broker_session *s, uint64_t now_ms)
 /* ---- recovery (persist.c replays the journal through these) ---- */
 
 static struct qent *
-queue_find(struct broker_session *s, uint32_t did, struct qent **prev)
+queue_find(struct broker_session *s, uint32_t did)
 {
-	*prev = NULL;
-	for (struct qent *q = s->qhead; q != NULL; *prev = q, q = q->next)
+	struct qent *q;
+
+	STAILQ_FOREACH (q, &s->queue, next)
 		if (q->did == did)
 			return q;
 	return NULL;
 }
 
+/* Recovery only: STAILQ_REMOVE walks the queue to q's predecessor, as queue_find did. */
 static void
-queue_unlink(struct broker_session *s, struct qent *q, struct qent *prev)
+queue_unlink(struct broker_session *s, struct qent *q)
 {
-	if (prev != NULL)
-		prev->next = q->next;
-	else
-		s->qhead = q->next;
-	if (s->qtail == q)
-		s->qtail = prev;
+	STAILQ_REMOVE(&s->queue, q, qent, next);
 	s->qlen--;
 	s->b->n_queued--;
 	broker_msg_unref(q->msg);
@@ -726,11 +717,7 @@ broker_persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint
 	}
 	broker_msg_ref(m);
 	*q = (struct qent){ .msg = m, .qos = qos, .retain = retain, .sub_id = sub_id, .did = did };
-	if (s->qtail != NULL)
-		s->qtail->next = q;
-	else
-		s->qhead = q;
-	s->qtail = q;
+	STAILQ_INSERT_TAIL(&s->queue, q, next);
 	s->qlen++;
 	s->b->n_queued++;
 }
@@ -739,21 +726,21 @@ void
 broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
 {
 	struct out_slot *slot = slot_find_did(s, did);
-	struct qent *prev, *q;
+	struct qent *q;
 
 	if (state == SLOT_FREE) {
 		if (slot != NULL)
 			broker_session_slot_free(s, slot);
-		else if ((q = queue_find(s, did, &prev)) != NULL)
-			queue_unlink(s, q, prev);
+		else if ((q = queue_find(s, did)) != NULL)
+			queue_unlink(s, q);
 		return;
 	}
-	if (slot == NULL && (q = queue_find(s, did, &prev)) != NULL) {
+	if (slot == NULL && (q = queue_find(s, did)) != NULL) {
 		/* sent from the queue: into the window with its packet id */
 		broker_persist_replay_entry(
 		    s, q->msg, did, pid, state, q->qos, q->retain, q->sub_id);
 		q->did = 0;
-		queue_unlink(s, q, prev);
+		queue_unlink(s, q);
 		slot = slot_find_did(s, did);
 	} else if (slot == NULL && state == SLOT_WAIT_PUBCOMP && pid != 0) {
 		/* a snapshot's PUBREL owed: no message is kept for it */

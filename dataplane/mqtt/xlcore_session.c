@@ -122,6 +122,7 @@ session_pack(const struct broker_session *s, const char *id, uint16_t id_len, ui
 	size_t size = sizeof(struct xsession) + id_len + (size_t)n_slots * sizeof(struct out_slot) +
 	    (size_t)n_msgs * sizeof(struct xqent) + (size_t)n_subs * sizeof(struct xsub) +
 	    (size_t)n_rx * sizeof(uint16_t);
+	const struct qent *q;
 	struct xsession *x;
 	char *at;
 
@@ -150,8 +151,8 @@ session_pack(const struct broker_session *s, const char *id, uint16_t id_len, ui
 	if (s == NULL)
 		return x;
 	slots_in_order(s, x->slots);
-	for (const struct qent *q = s->qhead; q != NULL; q = q->next, i++) {
-		x->msgs[i] = (struct xqent){ q->msg, q->qos, q->retain, q->sub_id };
+	STAILQ_FOREACH (q, &s->queue, next) {
+		x->msgs[i++] = (struct xqent){ q->msg, q->qos, q->retain, q->sub_id };
 		broker_msg_ref(q->msg);
 	}
 	if (n_rx > 0) /* rx_qos2 is NULL until the first QoS 2 PUBLISH */

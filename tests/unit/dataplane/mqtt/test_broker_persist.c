@@ -235,6 +235,56 @@ test_queued_qos1_after_kill(void **state)
 	fx_free(x);
 }
 
+/* The session queue (a sys/queue.h STAILQ: its head points into the session's block) built
+ * again from the journal: messages that were queued, then sent, leave the restored queue for
+ * the window (recovery's queue_unlink), one queued after them stays, and what is queued after
+ * the restart goes behind it; all come in their order. */
+static void
+test_restored_queue_order(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x = fx_on(d->a);
+	static const char *const want[] = { "m1", "m2", "m3", "m4", "m5" };
+	struct mqtt_packet r;
+
+	fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL);
+	fx_subscribe(x, 0, "plant/#", 1);
+	fx_close(x, 0);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 1, "plant/t", "m1", 1, 1, false); /* queued: the subscriber is offline */
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	fx_publish(x, 1, "plant/t", "m2", 1, 2, false);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL));
+	fx_expect_publish(x, 0, "plant/t", "m1", 1); /* from the queue to the window, unacked */
+	fx_expect_publish(x, 0, "plant/t", "m2", 1);
+	fx_publish(x, 1, "plant/t", "m3", 1, 3, false); /* straight to the window */
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	fx_expect_publish(x, 0, "plant/t", "m3", 1);
+	fx_close(x, 0);
+	fx_publish(x, 1, "plant/t", "m4", 1, 4, false); /* queued */
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	fx_connect(x, 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 1, "plant/t", "m5", 1, 5, false); /* behind the restored m4 */
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sub", false, 60, NULL));
+	for (int i = 0; i < 5; i++) {
+		assert_true(fx_next(x, 0, &r));
+		assert_int_equal(r.type, MQTT_PUBLISH);
+		assert_int_equal(r.publish.payload_len, 2);
+		assert_memory_equal(r.publish.payload, want[i], 2);
+		assert_int_equal(r.publish.dup, i < 3); /* m1..m3 were sent before the kill */
+		fx_ack(x, 0, MQTT_PUBACK, r.publish.packet_id);
+	}
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_count(x, BROKER_C_ACK_UNKNOWN), 0);
+	fx_free(x);
+}
+
 /* QoS 2 both ways across a SIGKILL: the publisher's id awaiting PUBREL is kept (its resent
  * PUBLISH is not routed twice, its PUBREL completes), and the subscriber gets its one copy
  * again with DUP and the same packet id, then the PUBREL it waits for. */
@@ -690,6 +740,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_session_present_and_subscriptions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queued_qos1_after_kill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restored_queue_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_across_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_end_journaled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
