@@ -245,18 +245,21 @@ static void
 test_durable_record_without_rule(void **state)
 {
 	static const char next_yaml[] = "uplink:\n  rules: [{match: \"meter/#\"}]\n";
-	struct rworld r = { 0 };
+	static struct rworld r; /* the fake cloud keeps 4096 records: not on the stack */
 	struct dpchan_client_config cc = { .lcore = 1, .boot_id = 0xab, .reconnect_min_ms = 1 };
 	struct store_conf *nc;
 	struct conf_doc *doc;
 	char path[96], err[256];
 
 	(void)state;
+	memset(&r, 0, sizeof(r));
+	fu_init(&r.w.F, false);
 	strcpy(dir, "/tmp/dpchan-store-XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/dp.sock", dir);
 	cc.path = path;
 	assert_non_null(r.w.c = dpchan_client_new(&cc, &r_client_ops, &r));
+	fu_init(&r.w.F, false);
 	agent_start(&r.w, true, r_tick, &r);
 	/* a reload: plant/# removed (kept as the previous set), valve/# never had a rule */
 	assert_int_equal(

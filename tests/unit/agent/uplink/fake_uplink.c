@@ -30,8 +30,8 @@ fu_send(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t 
 }
 
 static int
-fu_restore(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos,
-    bool retain, uint64_t ref, uint16_t packet_id, enum uplink_phase ph)
+fu_restore(struct uplink *u, const char *topic, const void *p, size_t len, uint8_t qos, bool retain,
+    uint64_t ref, uint16_t packet_id, enum uplink_phase ph)
 {
 	struct fake_up *f = (struct fake_up *)u;
 

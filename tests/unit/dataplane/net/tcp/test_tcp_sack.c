@@ -1,0 +1,335 @@
+/*
+ * test_tcp_sack.c: the sender's SACK scoreboard (tcp_sack.c) at its edges, with a peer that
+ * crafts its ACKs and SACK blocks: the 64 segments a scoreboard tracks (the flight stops
+ * there whatever cwnd and the window allow), SACK blocks to ignore (beyond what was sent,
+ * reversed, stale), a cumulative ACK inside a segment (the repair starts at SND.UNA), D-SACK
+ * in both forms of RFC 2883 and RACK's reordering window widened once per round trip (RFC
+ * 8985 6.2 step 4), and the tail loss probe (RFC 8985 7) that resends the last segment with
+ * our FIN, followed by the window reduction of 7.4 unless a D-SACK shows the probe was not
+ * needed. test_tcp_recovery.c holds the main loss patterns.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <rte_byteorder.h>
+#include <rte_tcp.h>
+
+#include "tcp_harness.h"
+#include "tcp_seq.h"
+#include "tcp_types.h"
+
+#define ACK RTE_TCP_ACK_FLAG
+#define SYN RTE_TCP_SYN_FLAG
+#define FIN RTE_TCP_FIN_FLAG
+
+static struct tcp_config cfg;
+static uint8_t buf[200 * 1460];
+static uint32_t mss;
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	h_teardown();
+	return 0;
+}
+
+/* A passive open whose SYN offers SACK and MSS m (no timestamps, no window scaling). */
+static struct tcp_conn *
+open_sack(struct h_peer *p, uint16_t port, uint16_t m)
+{
+	uint8_t opts[8] = { 2, 4, (uint8_t)(m >> 8), (uint8_t)m, 1, 1, 4, 2 };
+	struct h_seg s = {
+		.flags = SYN, .seq = 1000, .win = 65535, .opts = opts, .optlen = 8, .sport = port
+	};
+
+	memset(p, 0, sizeof(*p));
+	p->port = port;
+	h_clear();
+	h_input(&s);
+	p->iss = h_cap[0].seq;
+	p->snd_nxt = 1001;
+	p->rcv_nxt = p->iss + 1;
+	h_send(p, ACK, NULL, 0);
+	assert_non_null(h_app.c);
+	assert_true(h_app.c->flags & TF_SACK_OK);
+	mss = h_app.c->mss;
+	h_clear();
+	return h_app.c;
+}
+
+/* An ACK of everything below ack, with SACK blocks [b[k][0], b[k][1]) as sequence numbers. */
+static void
+ack_at(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb)
+{
+	uint8_t opts[4 + 4 * 8] = { 1, 1, 5, (uint8_t)(2 + 8 * nb) };
+	struct h_seg s = {
+		.flags = ACK, .seq = p->snd_nxt, .ack = ack, .win = 65535, .sport = p->port
+	};
+
+	for (unsigned k = 0; k < nb; k++) {
+		uint32_t l = rte_cpu_to_be_32(b[k][0]), r = rte_cpu_to_be_32(b[k][1]);
+
+		memcpy(opts + 4 + 8 * k, &l, 4);
+		memcpy(opts + 8 + 8 * k, &r, 4);
+	}
+	if (nb > 0) {
+		s.opts = opts;
+		s.optlen = 4 + 8 * nb;
+	}
+	h_input(&s);
+}
+
+static unsigned
+n_data(void)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < h_ncap; i++)
+		n += h_cap[i].len > 0;
+	return n;
+}
+
+/* A flow with an RTT sample (the first segment acknowledged after rtt ms). */
+static struct tcp_conn *
+open_timed(struct h_peer *p, uint16_t port, uint32_t rtt)
+{
+	struct tcp_conn *c = open_sack(p, port, 1460);
+
+	assert_int_equal(tcp_write(c, buf, 100), 100);
+	h_flush();
+	h_advance_ms(rtt);
+	ack_at(p, c->snd_max, NULL, 0);
+	assert_int_not_equal(c->srtt8, 0);
+	h_clear();
+	return c;
+}
+
+/* A scoreboard tracks at most TCP_SB_SEGS segments in flight: with cwnd and the peer's
+ * window both above that (small segments), the flight stops at 64 and each ACK of one lets
+ * one more go. */
+static void
+test_scoreboard_bounds_flight(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	unsigned most = 0;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	cfg.sndbuf_bytes = 256 * 1024;
+	h_setup(&cfg);
+	c = open_sack(&p, 47001, 536);
+	assert_int_equal(mss, 536);
+	assert_int_equal(tcp_write(c, buf, 400 * 536), 400 * 536);
+	h_flush();
+	/* one ACK per segment: slow start doubles cwnd each round trip */
+	for (int i = 0; i < 400 && c->cwnd <= 80u * 536; i++) {
+		unsigned flight;
+
+		h_clear();
+		ack_at(&p, c->snd_una + 536, NULL, 0);
+		h_flush();
+		flight = (c->snd_max - c->snd_una) / 536;
+		assert_true(flight <= TCP_SB_SEGS);
+		most = flight > most ? flight : most;
+	}
+	assert_true(c->cwnd > 80u * 536);
+	assert_true(c->snd_wnd > 80u * 536);
+	assert_int_equal(most, TCP_SB_SEGS);
+	assert_int_equal(c->snd_max - c->snd_una, TCP_SB_SEGS * 536);
+	h_clear();
+	ack_at(&p, c->snd_una + 536, NULL, 0);
+	h_flush();
+	assert_int_equal(n_data(), 1);
+	assert_int_equal(H_CNT(SB_EXHAUSTED), 0);
+}
+
+/* SACK blocks that say nothing: beyond SND.MAX (never sent), reversed, below SND.UNA when not
+ * the first (stale): nothing is marked, no recovery. A cumulative ACK inside a segment moves
+ * that segment's start: when it is found lost, the repair starts at SND.UNA (and when its
+ * mbuf cannot be had at the ACK, it goes at the flush). */
+static void
+test_sack_blocks_ignored_and_partial_ack(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = open_timed(&p, 47002, 20);
+	assert_int_equal(tcp_write(c, buf, 8 * mss), (int)(8 * mss));
+	h_flush();
+	assert_int_equal(n_data(), 8);
+	{
+		uint32_t b0 = c->snd_una;
+		const uint32_t junk[4][2] = {
+			{ b0 + 6 * mss, b0 + 20 * mss }, /* beyond SND.MAX */
+			{ b0 + 5 * mss, b0 + 3 * mss },  /* reversed */
+			{ b0 - 200, b0 - 100 },          /* stale, not first: no D-SACK */
+			{ b0 + 2 * mss, b0 + 2 * mss },  /* empty */
+		};
+		const uint32_t holes[1][2] = { { b0 + 2 * mss, b0 + 8 * mss } };
+
+		h_advance_ms(5);
+		/* none of them marks anything */
+		ack_at(&p, b0, junk, 4);
+		assert_int_equal(tcp_sb_of(c)->sacked, 0);
+		assert_false(c->flags & TF_RECOVERY);
+		assert_int_equal(H_CNT(DSACK_RCVD), 0);
+		/* segment 0 and 100 bytes of 1 arrive; 1's rest is lost, 2..7 arrive */
+		/* the repair's first mbuf cannot be had: it goes at the flush, once */
+		h_clear();
+		h_fail_alloc.next = 1;
+		ack_at(&p, b0 + mss + 100, holes, 1);
+		assert_int_equal(H_CNT(MBUF_FAIL), 1);
+		h_flush();
+		assert_true(c->flags & TF_RECOVERY);
+		assert_true(n_data() >= 1);
+		assert_int_equal(h_cap[0].seq, b0 + mss + 100);
+		assert_int_equal(h_cap[0].len, mss - 100);
+		for (unsigned i = 1; i < h_ncap; i++)
+			assert_int_not_equal(h_cap[i].seq, b0 + mss + 100);
+	}
+}
+
+/* D-SACK (RFC 2883): below the cumulative ACK (4.1.1), or a first block inside the second
+ * (4.2, a duplicate above it). Each is counted; RACK's reordering window widens once per
+ * round trip however many come in it (RFC 8985 6.2 step 4), and again in the next. */
+static void
+test_dsack_forms_and_rounds(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t b0;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = open_timed(&p, 47003, 20);
+	assert_int_equal(tcp_write(c, buf, 10 * mss), (int)(10 * mss));
+	h_flush();
+	b0 = c->snd_una;
+	assert_int_equal(tcp_sb_of(c)->reo_mult, 1);
+	{
+		const uint32_t below[1][2] = { { b0, b0 + mss } };
+		const uint32_t inside[2][2] = { { b0 + 6 * mss, b0 + 7 * mss },
+			{ b0 + 5 * mss, b0 + 8 * mss } };
+
+		ack_at(&p, b0 + 3 * mss, below, 1);
+		assert_int_equal(H_CNT(DSACK_RCVD), 1);
+		assert_int_equal(tcp_sb_of(c)->reo_mult, 2);
+		ack_at(&p, b0 + 4 * mss, inside, 2);
+		assert_int_equal(H_CNT(DSACK_RCVD), 2);
+		assert_int_equal(tcp_sb_of(c)->reo_mult, 2); /* same round trip */
+		/* 5..7 were SACKed by the second block */
+		assert_int_equal(tcp_sb_of(c)->sacked, 3 * mss);
+	}
+	/* the round ends when what was in flight at the first D-SACK is acknowledged */
+	h_flush();
+	assert_int_equal(tcp_write(c, buf, 4 * mss), (int)(4 * mss));
+	h_flush();
+	{
+		uint32_t end = c->snd_max;
+		const uint32_t old[1][2] = { { b0 + mss, b0 + 2 * mss } };
+
+		ack_at(&p, b0 + 10 * mss, old, 1);
+		assert_true(SEQ_LT(b0 + 10 * mss, end));
+		assert_int_equal(H_CNT(DSACK_RCVD), 3);
+		assert_int_equal(tcp_sb_of(c)->reo_mult, 3);
+	}
+}
+
+/* The tail loss probe when the last segment carried our FIN: nothing new to send, so the last
+ * segment goes again, FIN and all. */
+static struct tcp_conn *
+tail_with_fin(struct h_peer *p, uint16_t port)
+{
+	struct tcp_conn *c = open_timed(p, port, 20);
+	uint32_t b0 = c->snd_una;
+
+	assert_int_equal(tcp_write(c, buf, 3 * mss), (int)(3 * mss));
+	tcp_close(c);
+	h_flush();
+	assert_int_equal(n_data(), 3);
+	assert_int_equal(h_cap[2].flags & FIN, FIN);
+	h_advance_ms(10);
+	ack_at(p, b0 + 2 * mss, NULL, 0); /* the last one (and the FIN) gets no answer */
+	h_clear();
+	for (int i = 0; i < 1000 && h_ncap == 0; i++)
+		h_advance_ms(1);
+	assert_int_equal(H_CNT(TLP_PROBE), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].seq, b0 + 2 * mss);
+	assert_int_equal(h_cap[0].len, mss);
+	assert_int_equal(h_cap[0].flags & FIN, FIN);
+	return c;
+}
+
+/* RFC 8985 7.4: the probe alone repaired the tail (its ACK came without a D-SACK): a loss,
+ * so the window is reduced as a recovery would have done. */
+static void
+test_tlp_fin_probe_repairs(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t cwnd;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = tail_with_fin(&p, 47004);
+	cwnd = c->cwnd;
+	ack_at(&p, c->snd_max, NULL, 0);
+	assert_int_equal(H_CNT(TLP_RECOVERED), 1);
+	assert_true(c->cwnd < cwnd);
+	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
+}
+
+/* The original arrived after all: the ACK carries a D-SACK for the probe's copy, so there
+ * was no loss and the window stays. */
+static void
+test_tlp_fin_probe_not_needed(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t cwnd;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = tail_with_fin(&p, 47005);
+	cwnd = c->cwnd;
+	{
+		const uint32_t dup[1][2] = { { c->snd_max - 1 - mss, c->snd_max - 1 } };
+
+		ack_at(&p, c->snd_max, dup, 1);
+	}
+	assert_int_equal(H_CNT(DSACK_RCVD), 1);
+	assert_int_equal(H_CNT(TLP_RECOVERED), 0);
+	assert_true(c->cwnd >= cwnd); /* not reduced (the ACK of new data may grow it) */
+	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_scoreboard_bounds_flight, teardown),
+		cmocka_unit_test_teardown(test_sack_blocks_ignored_and_partial_ack, teardown),
+		cmocka_unit_test_teardown(test_dsack_forms_and_rounds, teardown),
+		cmocka_unit_test_teardown(test_tlp_fin_probe_repairs, teardown),
+		cmocka_unit_test_teardown(test_tlp_fin_probe_not_needed, teardown),
+	};
+
+	if (h_eal_init() != 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
