@@ -370,6 +370,23 @@ keep_uplink_settings(const struct agent_config *old, struct agent_config *nc)
 
 static int make_downlink(struct agent *a);
 
+/* The spool's settings as written (its callbacks and I/O hooks are the store's, not the file's). */
+static bool
+spool_settings_equal(const struct store_conf *a, const struct store_conf *b)
+{
+	const struct spool_config *x = &a->spool, *y = &b->spool;
+
+	for (int i = 0; i < SPOOL_CLASS_N; i++)
+		if (x->policy[i].max_age_ms != y->policy[i].max_age_ms ||
+		    x->policy[i].drop_when_full != y->policy[i].drop_when_full)
+			return false;
+	return strcmp(a->dir, b->dir) == 0 && a->spool_set == b->spool_set &&
+	    x->max_bytes == y->max_bytes && x->segment_bytes == y->segment_bytes &&
+	    x->commit_max_wait_us == y->commit_max_wait_us && x->commit_bytes == y->commit_bytes &&
+	    x->buffer_bytes == y->buffer_bytes && x->disk_full_retry_ms == y->disk_full_retry_ms &&
+	    x->policy_set == y->policy_set;
+}
+
 /*
  * `uplink:` on reload. The rules change live: the store takes the new set (the readings and the
  * dataplane's records submitted from then on go by it; the set it replaced still stores a
@@ -385,9 +402,9 @@ apply_store_settings(struct agent *a, struct agent_config *nc)
 
 	if (run == NULL || nc->store == NULL)
 		return;
-	if (strcmp(a->cfg.store->dir, nc->store->dir) != 0)
-		log_warnx("reload: uplink.spool.dir changed; it applies at the next restart (the "
-			  "spool stays in %s)",
+	if (!spool_settings_equal(a->cfg.store, nc->store))
+		log_warnx("reload: uplink.spool changed; it applies at the next restart (the spool "
+			  "stays in %s with its running settings)",
 		    a->cfg.store->dir);
 	if (rules_equal(run, nc->store->rules) || nc->store->rules == NULL)
 		return;

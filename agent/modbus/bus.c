@@ -26,9 +26,11 @@
 #include "log.h"
 
 #define BUS_MAX_JOBS       64
-#define BUS_DRAIN_QUIET_MS 30  /* silence that ends a drain after an error */
-#define BUS_REOPEN_MIN_MS  500 /* first retry of a port that does not open */
-#define BUS_RATES_MAX      8   /* poll rates per device (its interval, and points' own) */
+#define BUS_DRAIN_QUIET_MS 30   /* silence that ends a drain after an error */
+#define BUS_REOPEN_MIN_MS  500  /* first retry of a port that does not open */
+#define BUS_RATES_MAX      8    /* poll rates per device (its interval, and points' own) */
+#define BUS_PROBE_FIRST    16   /* polls before a learnt fact is first tried again */
+#define BUS_PROBE_MAX      1024 /* the period doubles each time a probe confirms, up to this */
 
 struct bus_dev {
 	const struct agent_device_conf *conf;
@@ -53,6 +55,17 @@ struct bus_dev {
 	uint8_t *pt_rate;
 	bool *due;
 	uint32_t plan_mask;
+	/* Probes: what was learnt can stop being true (a firmware update fills a hole, lifts a read
+	 * limit, adds a table), and a limit learnt by halving is only a lower bound. Every
+	 * probe_every polls one learnt fact is tried again (probe_begin); a probe that confirms
+	 * it doubles the period, one that changes something starts it over. */
+	uint32_t probe_every, probe_in;
+	unsigned probe_next;      /* round robin over the facts */
+	bool probing;             /* this poll's plan is a probe's */
+	bool learnt_changed;      /* this poll changed d->learnt */
+	uint16_t refused_len[2];  /* shortest read refused with exception 3: registers, bits */
+	uint16_t probe_ok_len[2]; /* longest read over the learnt limit that worked (a probe) */
+	unsigned wrong_unit_poll, other_bad_poll; /* bad answers of this poll, by kind */
 };
 
 struct write_job {
@@ -98,9 +111,10 @@ enum xfer {
 /* What a device poll found. */
 enum poll_result {
 	POLL_OK = 0,
-	POLL_NOISY, /* it answers, with errors: not backed off as dead */
-	POLL_DEAD,  /* not a single answer */
-	POLL_BUS    /* the bus is down */
+	POLL_NOISY,      /* it answers, with errors: not backed off as dead */
+	POLL_DEAD,       /* not a single answer */
+	POLL_WRONG_UNIT, /* every answer came from another unit id: backed off, nothing learnt */
+	POLL_BUS         /* the bus is down */
 };
 
 /* What a failed attempt was. */
@@ -301,10 +315,14 @@ count_comm_error(struct mb_bus *b, struct bus_dev *d, int err)
 	} else if (err == EMBBADSLAVE) {
 		agent_stat_add(&d->stats, AGENT_DC_wrong_unit, 1);
 		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
+		d->wrong_unit_poll++;
 	} else {
 		agent_stat_add(&d->stats, AGENT_DC_garbage, 1);
 		agent_stat_add(&d->stats, AGENT_DC_bad_frames, 1);
+		d->other_bad_poll++;
 	}
+	if (err == EMBBADCRC)
+		d->other_bad_poll++;
 	if (fc == FAIL_ANSWER)
 		d->answered = true;
 	bus_drain(b, d);
@@ -368,50 +386,65 @@ transact(struct mb_bus *b, struct bus_dev *d, const struct io *op, unsigned *ret
 
 /* ---- planning ---- */
 
-/* The device's plan from its profile, its declared holes and what it taught us. */
+/* What a probe plans with instead of what was learnt (dev_plan). */
+struct dev_probe {
+	uint16_t max_len[2]; /* read limits, registers and bits (0: the learnt ones) */
+	long skip_hole;      /* a learnt hole read through (-1: none) */
+	uint8_t add_funcs;   /* unsupported tables read anyway (bit per enum mb_func) */
+};
+
+/* The device's plan from its profile, its declared holes and what it taught us (pr: a
+ * probe's changes to that, or NULL). */
 static int
-dev_plan(struct mb_bus *b, struct bus_dev *d, struct mb_plan *out)
+dev_plan(struct mb_bus *b, struct bus_dev *d, struct mb_plan *out, const struct dev_probe *pr)
 {
 	const struct mb_profile *p = d->prof;
 	struct mb_holes all = { 0 };
 	struct mb_plan_limits lim = { p->max_read_regs, p->max_read_bits, p->max_gap, { 0 }, NULL,
 		0 };
+	uint16_t lr = pr && pr->max_len[0] ? pr->max_len[0] : d->learnt.max_regs;
+	uint16_t lb = pr && pr->max_len[1] ? pr->max_len[1] : d->learnt.max_bits;
+	uint8_t no_func = (uint8_t)(d->learnt.no_func & ~(pr ? pr->add_funcs : 0u));
 	int rc = 0;
 
-	if (d->learnt.max_regs && d->learnt.max_regs < lim.max_regs)
-		lim.max_regs = d->learnt.max_regs;
-	if (d->learnt.max_bits && d->learnt.max_bits < lim.max_bits)
-		lim.max_bits = d->learnt.max_bits;
+	if (lr && lr < lim.max_regs)
+		lim.max_regs = lr;
+	if (lb && lb < lim.max_bits)
+		lim.max_bits = lb;
 	for (size_t i = 0; rc >= 0 && i < p->nholes; i++)
 		rc = mb_holes_add(&all, p->holes[i].func, p->holes[i].start, p->holes[i].count);
 	for (size_t i = 0; rc >= 0 && i < d->learnt.holes.n; i++)
-		rc = mb_holes_add(&all, d->learnt.holes.v[i].func, d->learnt.holes.v[i].start,
-		    d->learnt.holes.v[i].count);
+		if (pr == NULL || (long)i != pr->skip_hole)
+			rc = mb_holes_add(&all, d->learnt.holes.v[i].func,
+			    d->learnt.holes.v[i].start, d->learnt.holes.v[i].count);
 	lim.holes = all.v;
 	lim.nholes = all.n;
 	b->tr.ops->cost(b->c, &lim.cost);
 	for (size_t i = 0; i < p->npoints; i++)
 		d->due[i] = ((d->plan_mask >> d->pt_rate[i]) & 1u) &&
-		    !(d->learnt.no_func & (1u << p->points[i].func));
+		    !(no_func & (1u << p->points[i].func));
 	if (rc >= 0)
 		rc = mb_plan_build_subset(out, p->points, p->npoints, d->due, &lim);
 	mb_holes_free(&all);
 	return rc < 0 ? rc : 0;
 }
 
-/* After a poll that learnt something: plan again and keep what was learnt. */
+/* After a poll that learnt something: plan again and keep what was learnt. quiet: after a
+ * probe that learnt nothing (back to the plan it interrupted: not a replan). */
 static void
-dev_replan(struct mb_bus *b, struct bus_dev *d)
+dev_replan(struct mb_bus *b, struct bus_dev *d, bool quiet)
 {
 	struct mb_plan np;
 	size_t was = d->plan.nblocks;
 	int rc;
 
 	d->replan = false;
-	if (dev_plan(b, d, &np) != 0)
+	if (dev_plan(b, d, &np, NULL) != 0)
 		return; /* out of memory: keep the split plan */
 	mb_plan_free(&d->plan);
 	d->plan = np;
+	if (quiet)
+		return;
 	agent_stat_add(&d->stats, AGENT_DC_replans, 1);
 	log_info("bus %s: device %s: planned again with %zu learnt holes: %zu reads (%zu while "
 		 "learning)",
@@ -473,12 +506,20 @@ learn(struct mb_bus *b, struct bus_dev *d, size_t bi, int exc)
 {
 	struct mb_block old = d->plan.blocks[bi];
 	size_t nh = d->learnt.holes.n;
-	int r = mb_plan_learn(&d->plan, d->prof->points, bi, exc, &d->lg, &d->learnt.holes,
+	unsigned k = mb_func_is_bits(old.func);
+	int r;
+
+	if (exc == MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE &&
+	    (d->refused_len[k] == 0 || old.count < d->refused_len[k]))
+		d->refused_len[k] = old.count; /* the limit lies below: what a probe needs */
+	r = mb_plan_learn(&d->plan, d->prof->points, bi, exc, &d->lg, &d->learnt.holes,
 	    &d->learnt.max_regs, &d->learnt.max_bits);
 
 	if (r <= 0)
 		return false;
 	d->replan = true;
+	if (r & (MB_LEARNT_HOLE | MB_LEARNT_LIMIT))
+		d->learnt_changed = true;
 	if (r & MB_LEARNT_SPLIT)
 		agent_stat_add(&d->stats, AGENT_DC_block_splits, 1);
 	if (r & MB_LEARNT_HOLE) {
@@ -506,22 +547,51 @@ learn(struct mb_bus *b, struct bus_dev *d, size_t bi, int exc)
  * forgotten with a profile change), said once, and the table's points are left out of the plan
  * from the next poll on instead of being asked for, and refused, at every poll.
  */
-static void
-learn_no_func(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
+/* Every point of table func goes `unsupported` (published with that quality). */
+static size_t
+mark_unsupported(struct bus_dev *d, enum mb_func func)
 {
 	size_t n = 0;
 
+	for (size_t i = 0; i < d->prof->npoints; i++)
+		if (d->prof->points[i].func == func) {
+			mb_report_fail(&d->st[i], MB_Q_UNSUPPORTED);
+			d->fresh[i] = true;
+			n++;
+		}
+	return n;
+}
+
+static void
+learn_no_func(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
+{
+	size_t n;
+
 	if (d->learnt.no_func & (1u << blk->func))
-		return;
+		return; /* a probe that confirmed it */
 	d->learnt.no_func |= (uint8_t)(1u << blk->func);
 	d->replan = true;
-	for (size_t i = 0; i < d->prof->npoints; i++)
-		n += d->prof->points[i].func == blk->func;
+	d->learnt_changed = true;
+	n = mark_unsupported(d, blk->func);
 	agent_stat_add(&d->stats, AGENT_DC_functions_unsupported, 1);
 	log_warnx("bus %s: device %s: %s reads refused with exception 1 (illegal function): the "
-		  "device does not serve that table; its %zu point(s) are not read (learnt; "
-		  "forgotten when the profile changes)",
+		  "device does not serve that table; its %zu point(s) are 'unsupported' and not "
+		  "read (learnt; tried again rarely; forgotten when the profile changes)",
 	    b->c->name, d->conf->name, mb_func_names[blk->func], n);
+}
+
+/* A probe read a table learnt unsupported (a firmware update added it): read it again. */
+static void
+func_served(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
+{
+	if (!(d->learnt.no_func & (1u << blk->func)))
+		return;
+	d->learnt.no_func &= (uint8_t) ~(1u << blk->func);
+	d->replan = true;
+	d->learnt_changed = true;
+	agent_stat_add(&d->stats, AGENT_DC_functions_forgotten, 1);
+	log_warnx("bus %s: device %s: %s reads answer again: its points are read again", b->c->name,
+	    d->conf->name, mb_func_names[blk->func]);
 }
 
 /* A read over a learnt hole worked (a refused point answers again after a firmware update):
@@ -537,6 +607,7 @@ hole_filled(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
 	n = mb_holes_forget(&d->learnt.holes, blk->func, blk->start, blk->count);
 	agent_stat_add(&d->stats, AGENT_DC_holes_forgotten, n);
 	d->replan = true;
+	d->learnt_changed = true;
 	log_warnx("bus %s: device %s: %s %u+%u answers again: forgot %zu learnt hole%s", b->c->name,
 	    d->conf->name, mb_func_names[blk->func], blk->start, blk->count, n, n > 1 ? "s" : "");
 }
@@ -551,8 +622,154 @@ learn_finish(struct mb_bus *b, struct bus_dev *d)
 		return;
 	agent_stat_add(&d->stats, AGENT_DC_holes_learnt, (uint64_t)n);
 	d->replan = true;
+	d->learnt_changed = true;
 	log_warnx("bus %s: device %s: learnt %d hole%s from illegal-address answers (%zu known)",
 	    b->c->name, d->conf->name, n, n > 1 ? "s" : "", d->learnt.holes.n);
+}
+
+/* ---- probes: trying what was learnt again ---- */
+
+/* Learnt facts a probe can try: the two read limits, the tables, the holes. */
+static size_t
+probe_facts(const struct bus_dev *d)
+{
+	return 2 + MB_FN_COUNT + d->learnt.holes.n;
+}
+
+/* A learnt hole that a profile point lies in is read (alone) every poll already. */
+static bool
+hole_has_point(const struct bus_dev *d, const struct mb_hole *h)
+{
+	for (size_t i = 0; i < d->prof->npoints; i++) {
+		const struct mb_point *p = &d->prof->points[i];
+
+		if (mb_holes_hit(h, 1, p->func, p->address, (uint32_t)p->address + p->count))
+			return true;
+	}
+	return false;
+}
+
+/* The probe of fact k in *pr; false when there is nothing to try there. A limit is tried
+ * half way between the longest read known to work and the shortest refused (binary search:
+ * it stops when they meet). */
+static bool
+probe_for(const struct bus_dev *d, size_t k, struct dev_probe *pr)
+{
+	*pr = (struct dev_probe){ { 0, 0 }, -1, 0 };
+	if (k < 2) {
+		uint16_t good = k ? d->learnt.max_bits : d->learnt.max_regs;
+		uint16_t top = k ? d->prof->max_read_bits : d->prof->max_read_regs;
+		uint32_t bad = d->refused_len[k] ? d->refused_len[k] : (uint32_t)top + 1;
+
+		if (good == 0 || (uint32_t)good + 1 >= bad)
+			return false;
+		pr->max_len[k] = (uint16_t)((good + bad) / 2);
+		return true;
+	}
+	k -= 2;
+	if (k < MB_FN_COUNT) {
+		pr->add_funcs = (uint8_t)(1u << k);
+		return (d->learnt.no_func & pr->add_funcs) != 0;
+	}
+	k -= MB_FN_COUNT;
+	pr->skip_hole = (long)k;
+	return !hole_has_point(d, &d->learnt.holes.v[k]);
+}
+
+/* Does the probe's plan try the fact at all (a read longer than the limit, a read of the
+ * table, a read through the hole)? Not when no due point needs it. */
+static bool
+probe_tries(const struct bus_dev *d, const struct mb_plan *pl, const struct dev_probe *pr)
+{
+	for (size_t i = 0; i < pl->nblocks; i++) {
+		const struct mb_block *blk = &pl->blocks[i];
+		unsigned k = mb_func_is_bits(blk->func);
+		uint16_t good = k ? d->learnt.max_bits : d->learnt.max_regs;
+
+		if ((pr->max_len[k] && blk->count > good) || (pr->add_funcs & (1u << blk->func)))
+			return true;
+		if (pr->skip_hole >= 0 &&
+		    mb_holes_hit(&d->learnt.holes.v[pr->skip_hole], 1, blk->func, blk->start,
+			(uint32_t)blk->start + blk->count))
+			return true;
+	}
+	return false;
+}
+
+/* Every probe_every polls: this poll reads with one learnt fact left out (the next one, round
+ * robin, that changes the plan). */
+static void
+probe_begin(struct mb_bus *b, struct bus_dev *d)
+{
+	size_t n = probe_facts(d);
+
+	if (d->probe_in > 1) {
+		d->probe_in--;
+		return;
+	}
+	d->probe_in = d->probe_every;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = (d->probe_next + i) % n;
+		struct dev_probe pr;
+		struct mb_plan np;
+
+		if (!probe_for(d, k, &pr) || dev_plan(b, d, &np, &pr) != 0)
+			continue;
+		if (!probe_tries(d, &np, &pr)) {
+			mb_plan_free(&np);
+			continue;
+		}
+		mb_plan_free(&d->plan);
+		d->plan = np;
+		d->probing = true;
+		d->probe_next = (unsigned)(k + 1);
+		d->probe_ok_len[0] = d->probe_ok_len[1] = 0;
+		agent_stat_add(&d->stats, AGENT_DC_probes, 1);
+		LOG_RATELIMITED(LOG_LVL_DEBUG, 10, "bus %s: device %s: probe: %zu reads",
+		    b->c->name, d->conf->name, d->plan.nblocks);
+		return;
+	}
+}
+
+/* A read of a probe worked: a table learnt unsupported answers, a read over the limit. */
+static void
+probe_read_ok(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk)
+{
+	unsigned k = mb_func_is_bits(blk->func);
+	uint16_t good = k ? d->learnt.max_bits : d->learnt.max_regs;
+
+	func_served(b, d, blk);
+	if (good && blk->count > good && blk->count > d->probe_ok_len[k])
+		d->probe_ok_len[k] = blk->count;
+}
+
+/* After a probe: raise the limits that longer reads proved too low; then the device's own
+ * plan again. A probe that changed nothing makes the next one twice as far away. */
+static void
+probe_end(struct mb_bus *b, struct bus_dev *d)
+{
+	d->probing = false;
+	for (unsigned k = 0; k < 2; k++) {
+		uint16_t *lim = k ? &d->learnt.max_bits : &d->learnt.max_regs;
+		uint16_t top = k ? d->prof->max_read_bits : d->prof->max_read_regs, was = *lim;
+
+		if (d->probe_ok_len[k] <= *lim)
+			continue;
+		*lim = d->probe_ok_len[k] >= top ? 0 : d->probe_ok_len[k];
+		d->learnt_changed = true;
+		agent_stat_add(&d->stats, AGENT_DC_limits_raised, 1);
+		log_warnx("bus %s: device %s: a %s read of %u worked: read limit raised from %u to "
+			  "%u%s",
+		    b->c->name, d->conf->name, k ? "bit" : "register", d->probe_ok_len[k], was,
+		    *lim ? *lim : top, *lim ? "" : " (the profile's)");
+	}
+	if (d->learnt_changed) {
+		d->replan = true;
+		return;
+	}
+	d->probe_every = d->probe_every * 2 > BUS_PROBE_MAX ? BUS_PROBE_MAX : d->probe_every * 2;
+	d->probe_in = d->probe_every;
+	dev_replan(b, d, true);
 }
 
 static void
@@ -581,7 +798,7 @@ rates_due(struct mb_bus *b, struct bus_dev *d, uint64_t now_ms)
 	if (mask == d->plan_mask)
 		return;
 	d->plan_mask = mask;
-	if (dev_plan(b, d, &np) == 0) {
+	if (dev_plan(b, d, &np, NULL) == 0) {
 		mb_plan_free(&d->plan);
 		d->plan = np;
 	}
@@ -605,10 +822,11 @@ static enum poll_result
 poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 {
 	unsigned retries = probe ? 0 : d->conf->retries;
-	bool noisy = false;
+	bool noisy = false, heard = false;
 
 	memset(d->fresh, 0, d->prof->npoints * sizeof(*d->fresh));
 	d->answered = false;
+	d->wrong_unit_poll = d->other_bad_poll = 0;
 	for (size_t bi = 0; bi < d->plan.nblocks && !__atomic_load_n(&b->stop, __ATOMIC_RELAXED);
 	     bi++) {
 		const struct mb_block *blk = &d->plan.blocks[bi];
@@ -618,11 +836,15 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 		block_io(b, blk, &op);
 		switch (transact(b, d, &op, &retries, &exc)) {
 		case XFER_OK:
+			heard = true;
 			block_decode(b, d, blk, clock_wall_ms());
 			mb_learning_read_ok(&d->lg, blk);
 			hole_filled(b, d, blk);
+			if (d->probing)
+				probe_read_ok(b, d, blk);
 			break;
 		case XFER_EXCEPTION:
+			heard = true;
 			if (exc == MODBUS_EXCEPTION_ILLEGAL_FUNCTION && blk->func < MB_FN_COUNT)
 				learn_no_func(b, d, blk);
 			if ((exc == MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS ||
@@ -631,9 +853,18 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 				bi--; /* read the first of the new blocks now */
 				break;
 			}
-			block_fail(d, blk, MB_Q_STALE);
+			block_fail(d, blk,
+			    exc == MODBUS_EXCEPTION_ILLEGAL_FUNCTION ? MB_Q_UNSUPPORTED
+								     : MB_Q_STALE);
 			break;
 		case XFER_BAD:
+			if (!heard && d->other_bad_poll == 0) {
+				/* Nothing but answers from another unit id: not this device
+				 * answering badly, and nothing to learn from. One read's worth
+				 * of frames per poll, then backed off like a silent device. */
+				fail_unread(d, MB_Q_COMM_FAILURE);
+				return POLL_WRONG_UNIT;
+			}
 			block_fail(d, blk, MB_Q_COMM_FAILURE);
 			noisy = true;
 			break;
@@ -702,33 +933,46 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 	agent_stat_add(&d->stats, AGENT_DC_polls, 1);
 	if (d->nrates > 1)
 		rates_due(b, d, clock_mono_ms());
+	d->learnt_changed = false;
+	if (!was_failing)
+		probe_begin(b, d);
 	r = poll_device(b, d, was_failing);
-	if (d->nrates > 1 && r != POLL_BUS && r != POLL_DEAD)
+	if (d->nrates > 1 && r != POLL_BUS && r != POLL_DEAD && r != POLL_WRONG_UNIT)
 		rates_done(d, clock_mono_ms());
 	learn_finish(b, d);
+	if (d->probing)
+		probe_end(b, d);
+	if (d->learnt_changed) /* learning again: the next probe comes soon */
+		d->probe_every = d->probe_in = BUS_PROBE_FIRST;
 	if (d->replan)
-		dev_replan(b, d);
+		dev_replan(b, d, false);
 	if (r == POLL_BUS) { /* not this device's fault: no backoff, no failure of its own */
 		agent_stat_add(&d->stats, AGENT_DC_bus_fault_polls, 1);
 		mb_sched_done(&b->sched, di, !was_failing, now_ms, clock_mono_ms());
 		publish_device(b, d);
 		return;
 	}
-	ok = r != POLL_DEAD;
+	ok = r != POLL_DEAD && r != POLL_WRONG_UNIT;
 	late = mb_sched_done(&b->sched, di, ok, now_ms, clock_mono_ms());
 	agent_stat_add(&d->stats, AGENT_DC_lateness_ms_sum, late);
 	agent_stat_max(&d->stats, AGENT_DC_lateness_ms_max, late);
 	if (late >= d->conf->interval_ms && !was_failing)
 		agent_stat_add(&d->stats, AGENT_DC_late_polls, 1);
-	if (!ok)
+	if (r == POLL_DEAD)
 		agent_stat_add(&d->stats, AGENT_DC_poll_failures, 1);
+	if (r == POLL_WRONG_UNIT)
+		agent_stat_add(&d->stats, AGENT_DC_wrong_unit_polls, 1);
 	if (r == POLL_NOISY) {
 		agent_stat_add(&d->stats, AGENT_DC_noisy_polls, 1);
 		log_noisy(b, d);
 	}
 	if (ok != !was_failing)
 		log_warnx("bus %s: device %s (unit %u) %s", b->c->name, d->conf->name,
-		    d->conf->unit_id, ok ? "answers again" : "does not answer; backing off");
+		    d->conf->unit_id,
+		    ok                         ? "answers again"
+			: r == POLL_WRONG_UNIT ? "answers only as another unit id (is its unit_id "
+						 "right?); backing off"
+					       : "does not answer; backing off");
 	__atomic_store_n(&d->failing, !ok, __ATOMIC_RELAXED);
 	__atomic_store_n(&d->backoff_ms, b->sched.devs[di].backoff_ms, __ATOMIC_RELAXED);
 	publish_device(b, d);
@@ -1000,8 +1244,12 @@ dev_init(
 		return -ENOMEM;
 	if (dev_rates(b, d) != 0)
 		return -EINVAL;
-	if (dev_plan(b, d, &d->plan) != 0)
+	if (dev_plan(b, d, &d->plan, NULL) != 0)
 		return -ENOMEM;
+	d->probe_every = d->probe_in = BUS_PROBE_FIRST;
+	for (int f = 0; f < MB_FN_COUNT; f++)
+		if (d->learnt.no_func & (1u << f))
+			mark_unsupported(d, (enum mb_func)f);
 	for (size_t i = 0; i < p->npoints; i++) {
 		struct mb_topic_vars v = { prefix, b->c->name, dc->name, p->points[i].name, p->name,
 			dc->unit_id };

@@ -8,7 +8,7 @@
 
 #include "report.h"
 
-const char *const mb_quality_names[] = { "good", "stale", "comm-failure", NULL };
+const char *const mb_quality_names[] = { "good", "stale", "comm-failure", "unsupported", NULL };
 
 void
 mb_report_value(struct mb_point_state *st, const struct mb_value *v, uint64_t wall_ms)

@@ -13,11 +13,13 @@
 #include "decode.h"
 
 /* good: read now; stale: the device answers but this point could not be read (exception);
- * comm-failure: the device did not answer (timeouts, CRC errors, garbage). */
+ * comm-failure: the device did not answer (timeouts, CRC errors, garbage); unsupported: the
+ * device refuses the point's function (exception 1), so it is not read (re-tried rarely). */
 enum mb_quality {
 	MB_Q_GOOD = 0,
 	MB_Q_STALE,
-	MB_Q_COMM_FAILURE
+	MB_Q_COMM_FAILURE,
+	MB_Q_UNSUPPORTED
 };
 
 extern const char *const mb_quality_names[];

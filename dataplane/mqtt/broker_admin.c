@@ -123,14 +123,14 @@ broker_admin_retained(struct broker *b, size_t skip, size_t max, broker_line_fn 
 {
 	struct retained_walk w = { .p = { skip, max, 0, fn, arg } };
 
-	retain_walk(b, retained_line, &w);
+	broker_retain_walk(b, retained_line, &w);
 	return w.p.seen;
 }
 
 int
 broker_admin_kick(struct broker *b, const char *id, size_t len, bool purge, uint64_t now_ms)
 {
-	struct broker_session *s = session_find(b, id, len);
+	struct broker_session *s = broker_session_find(b, id, len);
 
 	b->now_ms = now_ms;
 	if (s == NULL)
@@ -139,10 +139,10 @@ broker_admin_kick(struct broker *b, const char *id, size_t len, bool purge, uint
 	if (purge)
 		s->expiry_s = 0; /* gone when it goes offline, now or at the reap below */
 	if (s->conn != NULL) {
-		conn_kill(s->conn, MQTT_RC_ADMINISTRATIVE_ACTION, BROKER_C_COUNT);
+		broker_conn_kill(s->conn, MQTT_RC_ADMINISTRATIVE_ACTION, BROKER_C_COUNT);
 	} else if (purge) {
-		will_clear(s);
-		session_destroy(s);
+		broker_will_clear(s);
+		broker_session_destroy(s);
 	}
 	broker_reap(b);
 	return 1;
@@ -155,7 +155,7 @@ broker_admin_retained_delete(struct broker *b, const char *topic, size_t len, ui
 	struct mqtt_iov empty = { (const uint8_t *)"", 0 };
 	struct broker_msg *m;
 	bool matched;
-	int had = retain_has(b, t);
+	int had = broker_retain_has(b, t);
 
 	b->now_ms = now_ms;
 	if (len == 0 || len > UINT16_MAX || !had)

@@ -1,8 +1,10 @@
 /*
  * broker_int.h: types and functions shared by the broker core's files (not for other modules:
- * they use broker.h). Data flow of one PUBLISH: broker.c (bytes, decode) -> handle_publish.c
- * (acks, routing) -> subs.c (matching) -> session.c (deliver, queue, inflight) ->
- * broker.c (send through the transport ops).
+ * they use broker.h). Data flow of one PUBLISH: read_handle.c (bytes, decode, dispatch) ->
+ * handle_publish.c (acks) -> publish.c (retained, routing, the other lcores) -> subs.c
+ * (matching) -> session.c (deliver, queue, inflight) -> send_publish.c and send.c (through
+ * the transport ops). Connections are conn.c's, time timer.c's, $SYS sys_tree.c's, the
+ * instance itself broker.c's; the cross-lcore files share xlcore_int.h.
  */
 #ifndef EDGEGW_BROKER_INT_H
 #define EDGEGW_BROKER_INT_H
@@ -19,7 +21,7 @@
  * by reference by every queue and inflight slot that holds it (fan-out copies nothing). */
 struct broker_msg {
 	uint32_t refcnt;
-	uint8_t xkind; /* XK_PUBLISH (0): see xlcore.c */
+	uint8_t xkind; /* XK_PUBLISH (0): see xlcore_int.h */
 	uint8_t qos;
 	bool retain;
 	uint64_t expiry_ms; /* absolute, 0: none */
@@ -90,36 +92,36 @@ struct broker_sub {
 	bool no_local, rap; /* rap: retain as published */
 };
 
-typedef void (*tt_visit_fn)(struct broker_sub *sub, void *arg);
+typedef void (*broker_subs_visit_fn)(struct broker_sub *sub, void *arg);
 
 /* Enter sub (its filter) in the trie; 0, -ENOMEM or -E2BIG (too many levels). */
-int tt_insert(struct broker *b, struct broker_sub *sub);
-void tt_remove(struct broker *b, struct broker_sub *sub);
+int broker_subs_insert(struct broker *b, struct broker_sub *sub);
+void broker_subs_remove(struct broker *b, struct broker_sub *sub);
 /* Every ordinary subscription matching m's topic, and one member per matching shared group
  * (with several instances: only on the group's owner, which may hand it to another instance). */
-void tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg);
-/* Cross-lcore shared groups (xlcore.c calls these; subs.c calls the xlcore_* ones).
+void broker_subs_match(struct broker *b, struct broker_msg *m, broker_subs_visit_fn fn, void *arg);
+/* Cross-lcore shared groups (xlcore.c calls these; subs.c calls the broker_xlcore_group_* ones).
  * Owner: instance from now has count members in the group. */
-void
-tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count);
+void broker_subs_group_remote(
+    struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count);
 /* A delivery for the group: from the owner (one local member gets it; none left: it goes
  * back to the owner), or, on the owner, one sent back by from (which has no member now: the
  * owner picks again). hops: how many times it crossed already. */
-void tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m,
-    uint32_t from, uint8_t hops);
+void broker_subs_group_deliver(struct broker *b, const char *filter, size_t len,
+    struct broker_msg *m, uint32_t from, uint8_t hops);
 /* Owner: a member of g here leaves with its session for instance to; count it there at
  * once (that instance's own count, after it restored the session, replaces the guess). */
-void tt_group_moved(struct broker *b, struct share_group *g, uint32_t to);
-/* Post our member counts that did not reach their owner (xlcore_tick). */
-void tt_group_counts_retry(struct broker *b);
-bool xlcore_group_owner(const struct broker *b, const char *filter, size_t len);
+void broker_subs_group_moved(struct broker *b, struct share_group *g, uint32_t to);
+/* Post our member counts that did not reach their owner (broker_xlcore_tick). */
+void broker_subs_group_counts_retry(struct broker *b);
+bool broker_xlcore_group_owner(const struct broker *b, const char *filter, size_t len);
 /* Tell the owner how many members g has here now; false when it could not be posted. */
-bool xlcore_group_member(struct broker *b, const struct share_group *g);
+bool broker_xlcore_group_member(struct broker *b, const struct share_group *g);
 /* A delivery for the group filter to instance dst (the owner's pick, or back to the owner). */
-void xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
+void broker_xlcore_group_deliver(struct broker *b, uint32_t dst, const char *filter, size_t len,
     struct broker_msg *m, uint8_t hops);
 /* A delivery for the group filter, with no member here, back to the group's owner. */
-void xlcore_group_bounce(
+void broker_xlcore_group_bounce(
     struct broker *b, const char *filter, size_t len, struct broker_msg *m, uint8_t hops);
 /* One delivery to one subscription (No Local, min QoS, Retain As Published). */
 void broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m);
@@ -153,8 +155,8 @@ struct qent {
 
 /* What few sessions need, kept out of the session's block and allocated on use: the will
  * (stored at CONNECT, pending after the connection ends with a Will Delay), and an open claim
- * of the session on the other lcores with the CONNACK it holds (xlcore.c). Freed when neither
- * is left (session_cold_put). */
+ * of the session on the other lcores with the CONNACK it holds (xlcore_session.c). Freed when
+ * neither is left (broker_session_cold_put). */
 struct session_cold {
 	struct broker_msg *will;
 	uint8_t *connack;    /* the CONNACK to send when the claim ends, present 0 */
@@ -183,7 +185,7 @@ struct broker_session {
 	struct session_cold *cold; /* will, open claim: NULL when neither */
 	uint64_t id;
 	uint64_t expire_at_ms;  /* while offline, 0: not set */
-	uint32_t claim_seq;     /* the last claim this session made (xlcore.c), 0: none */
+	uint32_t claim_seq;     /* the last claim this session made (xlcore_session.c), 0: none */
 	uint32_t claim_pub_seq; /* b->pub_seq (low 32 bits) when it went out */
 	uint32_t route_gen;     /* b->route_gen of the last message matched (broker_route) */
 	uint32_t n_subs;
@@ -201,9 +203,9 @@ struct broker_session {
 };
 
 /* The session's cold part, allocated if need be (NULL: out of memory, counted). */
-struct session_cold *session_cold_get(struct broker_session *s);
+struct session_cold *broker_session_cold_get(struct broker_session *s);
 /* Free the cold part if nothing is left in it. */
-void session_cold_put(struct broker_session *s);
+void broker_session_cold_put(struct broker_session *s);
 static inline struct broker_msg *
 session_will(const struct broker_session *s)
 {
@@ -220,40 +222,40 @@ session_claim_pending(const struct broker_session *s)
 	return s->cold != NULL ? s->cold->claim_pending : 0;
 }
 
-struct broker_session *session_find(struct broker *b, const char *id, size_t len);
-struct broker_session *session_create(struct broker *b, const char *id, size_t len);
-void session_destroy(struct broker_session *s);
+struct broker_session *broker_session_find(struct broker *b, const char *id, size_t len);
+struct broker_session *broker_session_create(struct broker *b, const char *id, size_t len);
+void broker_session_destroy(struct broker_session *s);
 /* Deliver one message to a session at qos (already min'ed): send, queue or drop (counted). */
-void session_deliver(
+void broker_session_deliver(
     struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id);
 /* Send what waits: inflight marked need_send first, then the queue. */
-void session_drain(struct broker_session *s);
+void broker_session_drain(struct broker_session *s);
 /* A reconnect: every inflight slot is sent again (PUBLISH with DUP, or PUBREL). */
-void session_resume(struct broker_session *s);
-struct out_slot *session_slot(struct broker_session *s, uint16_t pid);
-void session_slot_free(struct broker_session *s, struct out_slot *slot);
+void broker_session_resume(struct broker_session *s);
+struct out_slot *broker_session_slot(struct broker_session *s, uint16_t pid);
+void broker_session_slot_free(struct broker_session *s, struct out_slot *slot);
 /* The connection went away: will, expiry. */
-void session_offline(struct broker_session *s, bool send_will, uint64_t now_ms);
-void session_tick(struct broker_session *s, uint64_t now_ms);
-void session_unsubscribe_all(struct broker_session *s);
+void broker_session_offline(struct broker_session *s, bool send_will, uint64_t now_ms);
+void broker_session_tick(struct broker_session *s, uint64_t now_ms);
+void broker_session_unsubscribe_all(struct broker_session *s);
 /* A subscription from a moved session; the new one, NULL when it existed or was refused. */
-struct broker_sub *
-session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id);
+struct broker_sub *broker_session_sub_merge(
+    struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id);
 /* Put back an inflight slot that came from another lcore (same packet id and state, resent
  * with DUP or as PUBREL at resume); false when the window has no room. */
-bool session_slot_restore(struct broker_session *s, const struct out_slot *o);
+bool broker_session_slot_restore(struct broker_session *s, const struct out_slot *o);
 /* Room in the table of incoming QoS 2 ids for one more, allocated or grown if need be (3.1.1
  * has no Receive Maximum: it grows up to every packet id); false (counted) out of memory. */
-bool session_rx_qos2_room(struct broker_session *s);
+bool broker_session_rx_qos2_room(struct broker_session *s);
 /* Remember an incoming QoS 2 packet id awaiting PUBREL; false when full or out of memory. */
-bool session_rx_qos2_add(struct broker_session *s, uint16_t pid);
+bool broker_session_rx_qos2_add(struct broker_session *s, uint16_t pid);
 /* Every lcore answered the claim of s (or it timed out): send the held CONNACK (session
  * present when one was here or came), resend what is owed, take input again. */
-void connect_claim_done(struct broker_session *s);
+void broker_connect_claim_done(struct broker_session *s);
 
 /* ---- connections ---- */
 /* CONN_CLAIMING: CONNECT accepted, its CONNACK held (in the session's cold part) until the other lcores answer the session
- * claim (xlcore.c); no input is read and nothing is sent meanwhile. */
+ * claim (xlcore_session.c); no input is read and nothing is sent meanwhile. */
 enum conn_state {
 	CONN_NEW,
 	CONN_CLAIMING,
@@ -282,7 +284,7 @@ struct broker_conn {
 	void *ctx;
 	struct broker_session *s;
 	struct mqtt_str *aliases; /* topic aliases: cfg.topic_alias_max inbound, then
-					     * alias_out_max outbound (alias_table()) */
+					     * alias_out_max outbound (broker_alias_table()) */
 	struct mqtt_decoder dec;
 	uint64_t opened_ms, last_rx_ms;
 	uint32_t client_max_packet;
@@ -304,49 +306,50 @@ struct broker_conn {
 
 /* Hold back a connection's input for reason (counted), or let go of reason: when no reason is
  * left, the transport is told to pass its input again (input_ready). */
-void conn_hold(struct broker_conn *c, enum conn_hold reason);
-void conn_release(struct broker_conn *c, enum conn_hold reason);
+void broker_conn_hold(struct broker_conn *c, enum conn_hold reason);
+void broker_conn_release(struct broker_conn *c, enum conn_hold reason);
 /* Every connection held with reason (and, for HOLD_SUB_QUEUE, on session on; NULL: any). */
 void broker_release_all(struct broker *b, enum conn_hold reason, const struct broker_session *on);
 
 /* The connection's alias table, allocated on first use (NULL: out of memory, counted). */
-struct mqtt_str *alias_table(struct broker_conn *c);
+struct mqtt_str *broker_alias_table(struct broker_conn *c);
 
 /* Send-buffer bytes an answer (ack, PINGRESP) needs: deliveries leave this much free. */
 #define BROKER_ANSWER_ROOM 16u
 
 /* Send one packet made of slices; false (and the connection is killed) on a transport error. */
-bool conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n);
-bool conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len);
-size_t conn_send_space(struct broker_conn *c);
+bool broker_conn_send(struct broker_conn *c, const struct mqtt_iov *iov, size_t n);
+bool broker_conn_send_buf(struct broker_conn *c, const uint8_t *buf, int len);
+size_t broker_conn_send_space(struct broker_conn *c);
 /* End a connection: 5.0 DISCONNECT with reason when >= 0x80 and connected, counted under cnt
  * (BROKER_C_COUNT: none); closed and freed when the current broker call returns. */
-void conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt);
-bool conn_alive(const struct broker_conn *c);
+void broker_conn_kill(struct broker_conn *c, uint8_t reason, enum broker_counter cnt);
+bool broker_conn_alive(const struct broker_conn *c);
 /* PUBLISH to a connection; 1 sent, 0 no room now, -1 dropped (too large or dead). */
-int conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos, uint16_t pid,
-    bool dup, bool retain, uint32_t sub_id);
-bool conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason);
+int broker_conn_send_publish(struct broker_conn *c, const struct broker_msg *m, uint8_t qos,
+    uint16_t pid, bool dup, bool retain, uint32_t sub_id);
+bool broker_conn_send_ack(struct broker_conn *c, enum mqtt_type type, uint16_t pid, uint8_t reason);
 
 /* ---- handlers ---- */
-void handle_connect(struct broker_conn *c, const struct mqtt_connect *k);
-void handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err);
-void handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d);
-void handle_publish(
+void broker_handle_connect(struct broker_conn *c, const struct mqtt_connect *k);
+void
+broker_handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err);
+void broker_handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d);
+void broker_handle_publish(
     struct broker_conn *c, const struct mqtt_packet *pkt, const struct mqtt_iov *segs, size_t n);
-void handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a);
-void handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *sub);
-void handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u);
+void broker_handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a);
+void broker_handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *sub);
+void broker_handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *u);
 
 /* A trie entry (subscription, or share group by its inner filter) was added (+1) or removed
  * (-1) here: the interest summary the other instances use to skip posting changes. */
-void xlcore_interest(struct broker *b, const char *filter, size_t len, int delta);
+void broker_xlcore_interest(struct broker *b, const char *filter, size_t len, int delta);
 /* A session over its queue limit went under it, offline or away: publishers held on it go. */
-void session_over_end(struct broker_session *s);
+void broker_session_over_end(struct broker_session *s);
 
 /* Announcements that could not be posted are tried again (broker_tick). */
-void xlcore_tick(struct broker *b);
-void xlcore_fini(struct broker *b);
+void broker_xlcore_tick(struct broker *b);
+void broker_xlcore_fini(struct broker *b);
 
 /* Route a message to every matching subscription here (origin for no local). */
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
@@ -356,7 +359,7 @@ void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
 uint32_t broker_xlcore_claim(struct broker *b, const char *id, size_t len, bool clean_start,
     uint64_t at_ms, struct broker_session *s);
 /* The claim of s timed out (counted): go on as if no other lcore had its session. */
-void xlcore_claim_timeout(struct broker_session *s);
+void broker_xlcore_claim_timeout(struct broker_session *s);
 /* Publish: store if retained, route here, post to the other lcores' instances. *matched is
  * true when a local subscription matched or the message went to other instances. */
 void broker_publish(struct broker *b, struct broker_msg *m, bool *matched);
@@ -365,35 +368,36 @@ void broker_publish(struct broker *b, struct broker_msg *m, bool *matched);
 struct broker_uplink;
 /* Before a PUBLISH is taken: false when it goes up durably and the uplink cannot take it now
  * (the input is held, HOLD_UPLINK, and the packet left unconsumed). */
-bool uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt);
+bool broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt);
 enum uplink_verdict {
 	UPLINK_ACK_NOW,  /* not deferred: acknowledge as usual */
 	UPLINK_DEFERRED, /* the ack goes when the message is durable */
 	UPLINK_KILLED,   /* refused: the connection is closed unacknowledged */
 };
 /* After local delivery of m from c: hand it to the uplink if the rules say so. */
-enum uplink_verdict
-uplink_publish(struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason);
+enum uplink_verdict broker_uplink_publish(
+    struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason);
 /* A QoS 2 resend whose first copy still awaits durability (its PUBREC goes then, on c). */
-bool uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
+bool broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
 /* Acks that did not fit c's send buffer, now that it has room. */
-void uplink_flush_owed(struct broker_conn *c);
+void broker_uplink_flush_owed(struct broker_conn *c);
 /* c or s goes away: entries forget it. */
-void uplink_conn_gone(struct broker_conn *c);
-void uplink_session_gone(struct broker_session *s);
+void broker_uplink_conn_gone(struct broker_conn *c);
+void broker_uplink_session_gone(struct broker_session *s);
 
 /* ---- retained ---- */
 struct retain_store;
-struct retain_store *retain_create(void);
-void retain_destroy(struct retain_store *r);
+struct retain_store *broker_retain_create(void);
+void broker_retain_destroy(struct retain_store *r);
 /* Store, replace, or clear (empty payload). */
-void retain_set(struct broker *b, struct broker_msg *m);
+void broker_retain_set(struct broker *b, struct broker_msg *m);
 /* Send retained messages matching filter to s (subscribe time). */
-void retain_deliver(struct broker *b, struct broker_sub *sub);
-uint32_t retain_count(const struct broker *b);
+void broker_retain_deliver(struct broker *b, struct broker_sub *sub);
+uint32_t broker_retain_count(const struct broker *b);
 /* Every retained message (broker_admin.c), and whether topic has one. */
-void retain_walk(struct broker *b, void (*fn)(void *arg, const struct broker_msg *m), void *arg);
-bool retain_has(struct broker *b, struct mqtt_str topic);
+void
+broker_retain_walk(struct broker *b, void (*fn)(void *arg, const struct broker_msg *m), void *arg);
+bool broker_retain_has(struct broker *b, struct mqtt_str topic);
 
 /* A topic of the broker's own statistics ("$SYS" or "$SYS/..."): clients may not publish there. */
 static inline bool
@@ -405,36 +409,37 @@ topic_is_sys(struct mqtt_str t)
 /* ---- state across restarts (persist.c) ----
  * Hooks called where the state a restart must find changes; each is a no-op without a state
  * directory (b->persist NULL) or for a session that is not persistent. What they journal is
- * written to the page cache at the end of the broker call (broker_reap: persist_flush). */
+ * written to the page cache at the end of the broker call (broker_reap: broker_persist_flush). */
 struct broker_persist;
-void persist_retain(struct broker *b, const struct broker_msg *m, bool set);
+void broker_persist_retain(struct broker *b, const struct broker_msg *m, bool set);
 /* The session's expiry or subscriptions changed (a session that became persistent, or that
- * comes with messages from another instance, is written whole: persist_session_image). */
-void persist_session(struct broker_session *s);
-void persist_session_image(struct broker_session *s);
-void persist_session_gone(struct broker_session *s);
-void persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
+ * comes with messages from another instance, is written whole: broker_persist_session_image). */
+void broker_persist_session(struct broker_session *s);
+void broker_persist_session_image(struct broker_session *s);
+void broker_persist_session_gone(struct broker_session *s);
+void broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
 /* A delayed will became pending (set), or was published or cancelled. */
-void persist_will(struct broker_session *s, bool set);
+void broker_persist_will(struct broker_session *s, bool set);
 /* A QoS 1/2 delivery kept by a persistent session (queued: pid 0, state SLOT_FREE); its
  * journal id, 0 when not journaled. */
-uint32_t persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos,
+uint32_t broker_persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos,
     bool retain, uint32_t sub_id, uint16_t pid, uint8_t state);
 /* Sent with pid (state SLOT_WAIT_*), or gone (state SLOT_FREE). */
-void persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
-void persist_flush(struct broker *b);
-void persist_tick(struct broker *b, uint64_t now_ms);
+void broker_persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
+void broker_persist_flush(struct broker *b);
+void broker_persist_tick(struct broker *b, uint64_t now_ms);
 /* Fault injection for the unit tests: the next n journal or snapshot writes fail (EIO). */
 extern unsigned broker_persist_fail_next;
 /* Recovery (session.c): put back a journaled delivery, or change its state. */
-void persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did,
+void broker_persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did,
     uint16_t pid, uint8_t state, uint8_t qos, bool retain, uint32_t sub_id);
-void persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
+void
+broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
 
 /* ---- will ---- */
-void will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms);
-void will_publish(struct broker_session *s);
-void will_clear(struct broker_session *s);
+void broker_will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms);
+void broker_will_publish(struct broker_session *s);
+void broker_will_clear(struct broker_session *s);
 
 /* ---- the broker ---- */
 /* Timer wheel of connection deadlines (keepalive at 1.5x, connect timeout): slots of
@@ -502,7 +507,7 @@ struct broker {
 	uint32_t route_gen; /* messages routed: tells a session matched twice by one message */
 	/* Messages published here while a claim is open (until replay_until_ms): the claimed
 	 * session's subscriptions are not known here yet, and the other lcore no longer has
-	 * them when these reach it, so they are matched again at restore (xlcore.c). */
+	 * them when these reach it, so they are matched again at restore (xlcore_session.c). */
 	struct broker_msg *replay[BROKER_REPLAY];
 	uint64_t pub_seq; /* messages kept in replay so far */
 	uint64_t replay_until_ms;
@@ -519,10 +524,16 @@ struct broker {
 };
 
 /* The connection's deadline changed (CONNECT accepted): placed in the timer wheel again. */
-void conn_timer_arm(struct broker_conn *c);
+void broker_conn_timer_arm(struct broker_conn *c);
 
 /* Close and free the connections killed during this call (end of every entry point). */
 void broker_reap(struct broker *b);
+/* A connection's memory (conn.c), once the transport is done with it. */
+void broker_conn_free(struct broker_conn *c);
+/* Out of the timer wheel (timer.c), when in it. */
+void broker_wheel_del(struct broker *b, struct broker_conn *c);
+/* $SYS statistics when their interval has come (sys_tree.c, from broker_tick). */
+void broker_sys_tick(struct broker *b);
 
 static inline void
 broker_count(struct broker *b, enum broker_counter c)

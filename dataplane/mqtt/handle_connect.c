@@ -21,7 +21,7 @@ send_connack(struct broker_conn *c, uint8_t version, bool present, uint8_t reaso
 		k.props = *props;
 	len = mqtt_encode_connack(buf, sizeof(buf), version, &k);
 	if (len > 0 && (size_t)len <= sizeof(buf))
-		conn_send_buf(c, buf, len);
+		broker_conn_send_buf(c, buf, len);
 }
 
 /* The protocol level of a whole CONNECT the codec refused, read from its raw bytes: it tells
@@ -42,7 +42,7 @@ raw_level(const struct mqtt_iov *segs, size_t n)
 }
 
 void
-handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
+broker_handle_connect_error(struct broker_conn *c, const struct mqtt_iov *segs, size_t n, int err)
 {
 	uint8_t level;
 	int rc311;
@@ -64,7 +64,7 @@ refuse(struct broker_conn *c, const struct mqtt_connect *k, uint8_t rc5, uint8_t
     enum broker_counter cnt)
 {
 	send_connack(c, k->version, false, k->version == MQTT_V5 ? rc5 : rc311, NULL);
-	conn_kill(c, rc5, cnt);
+	broker_conn_kill(c, rc5, cnt);
 }
 
 /* The old connection ends now so the session is free for the new one before this CONNECT
@@ -78,14 +78,14 @@ take_over(struct broker_session *s, bool session_ends)
 	struct session_cold *k = s->cold;
 
 	broker_count(s->b, BROKER_C_SESSION_TAKEOVER);
-	conn_kill(old, MQTT_RC_SESSION_TAKEN_OVER, BROKER_C_COUNT);
+	broker_conn_kill(old, MQTT_RC_SESSION_TAKEN_OVER, BROKER_C_COUNT);
 	old->s = NULL;
 	s->conn = NULL;
 	broker_count(s->b, BROKER_C_ABRUPT_CLOSE);
 	if (session_ends || (k != NULL && k->will_delay_s == 0))
-		will_publish(s);
+		broker_will_publish(s);
 	else
-		will_clear(s);
+		broker_will_clear(s);
 }
 
 static uint32_t
@@ -108,7 +108,7 @@ static struct broker_session *
 attach(struct broker_conn *c, const struct mqtt_connect *k, struct mqtt_str id, bool *present)
 {
 	struct broker *b = c->b;
-	struct broker_session *s = session_find(b, id.s, id.len);
+	struct broker_session *s = broker_session_find(b, id.s, id.len);
 	/* A session that ends with its connection (3.1.1 clean session, 5.0 expiry 0) ends
 	 * with the one taken over: it is not resumed, its subscriptions go with it. */
 	bool ends = s != NULL && (k->clean_start || (s->conn != NULL && s->expiry_s == 0));
@@ -116,20 +116,20 @@ attach(struct broker_conn *c, const struct mqtt_connect *k, struct mqtt_str id, 
 	if (s != NULL && s->conn != NULL)
 		take_over(s, ends);
 	if (ends) {
-		session_destroy(s);
+		broker_session_destroy(s);
 		s = NULL;
 	}
 	*present = s != NULL;
 	if (s != NULL) {
 		broker_count(b, BROKER_C_SESSION_RESUMED);
-		will_clear(s); /* back before its will delay: the will is not sent */
+		broker_will_clear(s); /* back before its will delay: the will is not sent */
 		return s;
 	}
 	if (b->n_sessions >= b->cfg.max_sessions) {
 		refuse(c, k, MQTT_RC_QUOTA_EXCEEDED, 3, BROKER_C_LIMIT_SESSIONS);
 		return NULL;
 	}
-	if ((s = session_create(b, id.s, id.len)) == NULL)
+	if ((s = broker_session_create(b, id.s, id.len)) == NULL)
 		refuse(c, k, MQTT_RC_SERVER_UNAVAILABLE, 3, BROKER_C_COUNT);
 	return s;
 }
@@ -233,7 +233,7 @@ hold_connack(struct broker_conn *c, const struct mqtt_connect *k, const struct m
 }
 
 void
-connect_claim_done(struct broker_session *s)
+broker_connect_claim_done(struct broker_session *s)
 {
 	struct broker_conn *c = s->conn;
 	struct session_cold *k = s->cold;
@@ -248,7 +248,7 @@ connect_claim_done(struct broker_session *s)
 	k->connack = NULL;
 	if (c == NULL || c->state != CONN_CLAIMING || connack == NULL) {
 		free(connack); /* the client left meanwhile: the session waits for it, restored */
-		session_cold_put(s);
+		broker_session_cold_put(s);
 		return;
 	}
 	/* The acknowledge flags follow the fixed header (type, remaining length as a varint);
@@ -257,17 +257,17 @@ connect_claim_done(struct broker_session *s)
 		at++;
 	if (++at < len && k->claim_found)
 		connack[at] |= 1;
-	session_cold_put(s);
+	broker_session_cold_put(s);
 	c->state = CONN_ACTIVE;
-	conn_send_buf(c, connack, len);
+	broker_conn_send_buf(c, connack, len);
 	free(connack);
-	session_resume(s);
-	if (conn_alive(c) && c->b->ops->input_ready != NULL)
+	broker_session_resume(s);
+	if (broker_conn_alive(c) && c->b->ops->input_ready != NULL)
 		c->b->ops->input_ready(c->ctx);
 }
 
 void
-handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
+broker_handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 {
 	struct broker *b = c->b;
 	struct mqtt_str id = k->client_id;
@@ -293,10 +293,10 @@ handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 	s->expire_at_ms = 0;
 	s->conn = c;
 	c->s = s;
-	persist_session(s);
+	broker_persist_session(s);
 	c->keepalive_s = keepalive(c, k);
 	client_limits(c, k);
-	will_store(s, k, b->now_ms);
+	broker_will_store(s, k, b->now_ms);
 	c->state = CONN_ACTIVE;
 	broker_count(b, BROKER_C_CONNECTED);
 	connack_props(c, k, id, assigned, expiry, &props);
@@ -312,11 +312,11 @@ handle_connect(struct broker_conn *c, const struct mqtt_connect *k)
 		return;
 	}
 	send_connack(c, k->version, present, 0, &props);
-	session_resume(s);
+	broker_session_resume(s);
 }
 
 void
-handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
+broker_handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
 {
 	struct broker_session *s = c->s;
 
@@ -326,15 +326,15 @@ handle_disconnect(struct broker_conn *c, const struct mqtt_disconnect *d)
 		uint32_t e = d->props.v[MQTT_PROP_SESSION_EXPIRY_INTERVAL].u;
 
 		if (s->expiry_s == 0 && e != 0) { /* spec 3.14.2.2.2 */
-			conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_PROTOCOL);
+			broker_conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_PROTOCOL);
 			return;
 		}
 		s->expiry_s =
 		    e > c->b->cfg.session_expiry_max_s ? c->b->cfg.session_expiry_max_s : e;
-		persist_session(s);
+		broker_persist_session(s);
 	}
 	/* [MQTT-3.14.4-3]: only a normal disconnection (0x00) discards the will; 0x04 asks
 	 * for it, and an error (0x80 and up) is not a normal end either. */
 	c->clean_disconnect = !(c->version == MQTT_V5 && d->reason != 0);
-	conn_kill(c, 0, BROKER_C_COUNT);
+	broker_conn_kill(c, 0, BROKER_C_COUNT);
 }

@@ -22,7 +22,7 @@ broker_deliver_sub(struct broker_sub *sub, struct broker_msg *m)
 {
 	if (sub->no_local && sub->s->id == m->origin)
 		return;
-	session_deliver(
+	broker_session_deliver(
 	    sub->s, m, m->qos < sub->qos ? m->qos : sub->qos, sub->rap && m->retain, sub->sub_id);
 }
 
@@ -95,7 +95,7 @@ deliver_grouped(struct broker *b, struct broker_msg *m, struct broker_sub **v, u
 			ids[n_ids++] = v[i]->sub_id;
 	}
 	if (n_ids <= 1) {
-		session_deliver(v[0]->s, m, qos, rap && m->retain, n_ids ? ids[0] : 0);
+		broker_session_deliver(v[0]->s, m, qos, rap && m->retain, n_ids ? ids[0] : 0);
 		return;
 	}
 	struct broker_msg *c = broker_msg_with_sub_ids(b, m, ids, n_ids);
@@ -105,7 +105,7 @@ deliver_grouped(struct broker *b, struct broker_msg *m, struct broker_sub **v, u
 			broker_deliver_sub(v[i], m);
 		return;
 	}
-	session_deliver(v[0]->s, c, qos, rap && m->retain, 0);
+	broker_session_deliver(v[0]->s, c, qos, rap && m->retain, 0);
 	broker_msg_unref(c);
 }
 
@@ -116,7 +116,7 @@ broker_route(struct broker *b, struct broker_msg *m, bool *matched)
 
 	if (++b->route_gen == 0) /* wrapped: a session may hold any value, start past them */
 		b->route_gen = 1;
-	tt_match(b, m, route_one, &r);
+	broker_subs_match(b, m, route_one, &r);
 	if (!r.twice) { /* the usual case: one subscription per session, nothing to group */
 		for (uint32_t i = 0; i < r.n; i++)
 			broker_deliver_sub(b->route_subs[i], m);
@@ -144,17 +144,18 @@ resolve_alias(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 		return true;
 	a = p->props.v[MQTT_PROP_TOPIC_ALIAS].u;
 	if (a == 0 || a > max) {
-		conn_kill(c, MQTT_RC_TOPIC_ALIAS_INVALID, BROKER_C_BAD_TOPIC_ALIAS);
+		broker_conn_kill(c, MQTT_RC_TOPIC_ALIAS_INVALID, BROKER_C_BAD_TOPIC_ALIAS);
 		return false;
 	}
-	if (alias_table(c) == NULL) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* counted: NOMEM */
+	if (broker_alias_table(c) == NULL) {
+		broker_conn_kill(
+		    c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* counted: NOMEM */
 		return false;
 	}
 	if (p->topic.len == 0) {
 		*topic = c->aliases[a - 1];
 		if (topic->len == 0) {
-			conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_TOPIC_ALIAS);
+			broker_conn_kill(c, MQTT_RC_PROTOCOL_ERROR, BROKER_C_BAD_TOPIC_ALIAS);
 			return false;
 		}
 		return true;
@@ -162,7 +163,7 @@ resolve_alias(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 	char *copy = malloc(p->topic.len);
 
 	if (copy == NULL) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+		broker_conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
 		return false;
 	}
 	memcpy(copy, p->topic.s, p->topic.len);
@@ -215,7 +216,7 @@ publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 	if (!matched)
 		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);
 	if (b->up != NULL)
-		*up = uplink_publish(
+		*up = broker_uplink_publish(
 		    c, m, p->packet_id, matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS);
 	broker_msg_unref(m);
 	return matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS;
@@ -227,18 +228,19 @@ static bool
 qos2_admit(struct broker_conn *c, struct broker_session *s)
 {
 	if (c->version == MQTT_V5 && s->n_rx_qos2 >= c->b->cfg.receive_max) {
-		conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
+		broker_conn_kill(c, MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, BROKER_C_BAD_RECEIVE_MAX);
 		return false;
 	}
-	if (!session_rx_qos2_room(s)) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* NOMEM counted */
+	if (!broker_session_rx_qos2_room(s)) {
+		broker_conn_kill(
+		    c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_COUNT); /* NOMEM counted */
 		return false;
 	}
 	return true;
 }
 
 void
-handle_publish(
+broker_handle_publish(
     struct broker_conn *c, const struct mqtt_packet *pkt, const struct mqtt_iov *segs, size_t n)
 {
 	const struct mqtt_publish *p = &pkt->publish;
@@ -257,8 +259,8 @@ handle_publish(
 		return;
 	if (p->qos == 2 && rx_qos2_has(s, p->packet_id, &at)) {
 		broker_count(c->b, BROKER_C_QOS2_DUP); /* already routed: only the PUBREC again, */
-		if (!uplink_qos2_pending(c, p->packet_id)) /* when durable if it goes up */
-			conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+		if (!broker_uplink_qos2_pending(c, p->packet_id)) /* when durable if it goes up */
+			broker_conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 		return;
 	}
 	if (p->qos == 2 && !qos2_admit(c, s))
@@ -273,7 +275,7 @@ handle_publish(
 		return;
 	if (rc == MQTT_RC_QUOTA_EXCEEDED && c->version != MQTT_V5) {
 		/* 3.1.1 has no way to refuse it: closed unacknowledged, the client sends it again */
-		conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_COUNT);
+		broker_conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_COUNT);
 		return;
 	}
 	if (p->qos == 2 && rc < 0x80) {
@@ -281,11 +283,11 @@ handle_publish(
 		/* Deferred: journaled once durable (uplink.c), or a restart would answer the
 		 * client's resend with PUBREC for a message the spool never got. */
 		if (up != UPLINK_DEFERRED)
-			persist_rx_qos2(s, p->packet_id, true);
+			broker_persist_rx_qos2(s, p->packet_id, true);
 	}
 	if (up == UPLINK_DEFERRED) /* PUBACK or PUBREC once durable (uplink.c) */
 		return;
-	conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, rc);
+	broker_conn_send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, rc);
 }
 
 static void
@@ -296,17 +298,17 @@ handle_pubrel(struct broker_conn *c, uint16_t pid)
 
 	if (!rx_qos2_has(s, pid, &at)) {
 		broker_count(c->b, BROKER_C_PUBREL_UNKNOWN);
-		conn_send_ack(c, MQTT_PUBCOMP, pid, MQTT_RC_PACKET_ID_NOT_FOUND);
+		broker_conn_send_ack(c, MQTT_PUBCOMP, pid, MQTT_RC_PACKET_ID_NOT_FOUND);
 		return;
 	}
 	s->rx_qos2[at] = s->rx_qos2[--s->n_rx_qos2];
-	persist_rx_qos2(s, pid, false);
-	conn_send_ack(c, MQTT_PUBCOMP, pid, 0);
+	broker_persist_rx_qos2(s, pid, false);
+	broker_conn_send_ack(c, MQTT_PUBCOMP, pid, 0);
 }
 
 /* PUBACK, PUBREC, PUBCOMP for our deliveries; PUBREL for the client's QoS 2. */
 void
-handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
+broker_handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
 {
 	struct broker_session *s = c->s;
 	struct out_slot *slot;
@@ -318,25 +320,27 @@ handle_ack(struct broker_conn *c, enum mqtt_type type, const struct mqtt_ack *a)
 		handle_pubrel(c, a->packet_id);
 		return;
 	}
-	slot = session_slot(s, a->packet_id);
+	slot = broker_session_slot(s, a->packet_id);
 	if (type == MQTT_PUBREC && slot != NULL && slot->state == SLOT_WAIT_PUBCOMP) {
-		conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0); /* our PUBREL was lost: again */
+		broker_conn_send_ack(
+		    c, MQTT_PUBREL, a->packet_id, 0); /* our PUBREL was lost: again */
 		return;
 	}
 	if (slot == NULL || slot->state != want) {
 		broker_count(c->b, BROKER_C_ACK_UNKNOWN);
 		if (type == MQTT_PUBREC) /* spec 4.3.3: answer so the client can finish */
-			conn_send_ack(c, MQTT_PUBREL, a->packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
+			broker_conn_send_ack(
+			    c, MQTT_PUBREL, a->packet_id, MQTT_RC_PACKET_ID_NOT_FOUND);
 		return;
 	}
 	if (type != MQTT_PUBREC || a->reason >= 0x80) {
-		session_slot_free(s, slot);
+		broker_session_slot_free(s, slot);
 	} else {
 		broker_msg_unref(slot->msg);
 		slot->msg = NULL;
 		slot->state = SLOT_WAIT_PUBCOMP;
-		persist_msg_state(s, slot->did, slot->pid, slot->state);
-		conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0);
+		broker_persist_msg_state(s, slot->did, slot->pid, slot->state);
+		broker_conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0);
 	}
-	session_drain(s);
+	broker_session_drain(s);
 }

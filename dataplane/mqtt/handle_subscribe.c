@@ -48,7 +48,7 @@ sub_new(struct broker_session *s, const struct mqtt_subscription *o, uint32_t su
 	sub->filter_len = o->filter.len;
 	sub->s = s;
 	sub_set_opts(sub, o, sub_id);
-	if ((rc = tt_insert(b, sub)) != 0) {
+	if ((rc = broker_subs_insert(b, sub)) != 0) {
 		free(sub->filter);
 		free(sub);
 		broker_count(b, rc == -E2BIG ? BROKER_C_LIMIT_FILTER_LEVELS : BROKER_C_NOMEM);
@@ -64,7 +64,8 @@ sub_new(struct broker_session *s, const struct mqtt_subscription *o, uint32_t su
 /* A subscription moved here with its session from another lcore: added unless the session
  * already has that filter (what the client subscribed to since wins). */
 struct broker_sub *
-session_sub_merge(struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id)
+broker_session_sub_merge(
+    struct broker_session *s, const struct mqtt_subscription *o, uint32_t sub_id)
 {
 	if (sub_find(s, o->filter, NULL) != NULL)
 		return NULL;
@@ -99,7 +100,7 @@ subscribe_one(struct broker_session *s, const struct mqtt_subscription *o, uint3
 }
 
 void
-handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *req)
+broker_handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *req)
 {
 	struct broker_session *s = c->s;
 	uint16_t n = req->n_subs;
@@ -116,15 +117,15 @@ handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *req)
 		sub_id = req->props.sub_ids[0];
 	for (uint16_t i = 0; i < n; i++)
 		rc[i] = subscribe_one(s, &req->subs[i], sub_id, c->version, &ret[i]);
-	persist_session(s);
+	broker_persist_session(s);
 	len = mqtt_encode_suback(NULL, 0, c->version, &ack);
 	if (len <= 0 || (buf = malloc((size_t)len)) == NULL)
 		goto nomem;
 	mqtt_encode_suback(buf, (size_t)len, c->version, &ack);
-	conn_send_buf(c, buf, len);
+	broker_conn_send_buf(c, buf, len);
 	for (uint16_t i = 0; i < n; i++) /* retained messages after the SUBACK */
 		if (ret[i] != NULL)
-			retain_deliver(c->b, ret[i]);
+			broker_retain_deliver(c->b, ret[i]);
 	free(buf);
 	free(rc);
 	free(ret);
@@ -132,11 +133,11 @@ handle_subscribe(struct broker_conn *c, const struct mqtt_subscribe *req)
 nomem:
 	free(rc);
 	free(ret);
-	conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+	broker_conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
 }
 
 void
-handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *req)
+broker_handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *req)
 {
 	struct broker_session *s = c->s;
 	uint8_t *rc = malloc(req->n_filters), *buf = NULL;
@@ -146,7 +147,7 @@ handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *req)
 	int len;
 
 	if (rc == NULL) {
-		conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
+		broker_conn_kill(c, MQTT_RC_IMPLEMENTATION_SPECIFIC, BROKER_C_NOMEM);
 		return;
 	}
 	for (uint16_t i = 0; i < req->n_filters; i++) {
@@ -156,19 +157,19 @@ handle_unsubscribe(struct broker_conn *c, const struct mqtt_unsubscribe *req)
 		if (sub == NULL)
 			continue;
 		*link = sub->next_in_sess;
-		tt_remove(c->b, sub);
+		broker_subs_remove(c->b, sub);
 		free(sub->filter);
 		free(sub);
 		s->n_subs--;
 		c->b->n_subs--;
 	}
-	persist_session(s);
+	broker_persist_session(s);
 	if (c->version != MQTT_V5)
 		ack.n_reasons = 0; /* 3.1.1 UNSUBACK carries no reason codes */
 	len = mqtt_encode_unsuback(NULL, 0, c->version, &ack);
 	if (len > 0 && (buf = malloc((size_t)len)) != NULL) {
 		mqtt_encode_unsuback(buf, (size_t)len, c->version, &ack);
-		conn_send_buf(c, buf, len);
+		broker_conn_send_buf(c, buf, len);
 	}
 	free(buf);
 	free(rc);

@@ -6,10 +6,10 @@
  * (compaction). At open, the snapshot then the journal are replayed into the instance.
  *
  * Neighbours: the hooks are called from retain.c, session.c, handle_connect.c,
- * handle_publish.c, handle_subscribe.c and xlcore.c; broker.c writes what a call journaled to
- * the page cache when the call ends (broker_reap), before the transport sends what it queued,
- * so nothing a client was told is lost to a SIGKILL; broker_tick syncs it to disk at most
- * every state_sync_ms (power cuts) and compacts.
+ * handle_publish.c, handle_subscribe.c and xlcore_session.c; conn.c writes what a call
+ * journaled to the page cache when the call ends (broker_reap), before the transport sends
+ * what it queued, so nothing a client was told is lost to a SIGKILL; broker_tick (timer.c)
+ * syncs it to disk at most every state_sync_ms (power cuts) and compacts.
  * Format, promises and costs: docs/broker.md, "State across restarts".
  *
  * Files in the state directory, per instance n: broker-<n>.snap and broker-<n>.journal, each a
@@ -459,7 +459,7 @@ sess_journaling(const struct broker_session *s)
 }
 
 void
-persist_retain(struct broker *b, const struct broker_msg *m, bool set)
+broker_persist_retain(struct broker *b, const struct broker_msg *m, bool set)
 {
 	struct broker_persist *p = b->persist;
 	struct pbuf w;
@@ -591,7 +591,7 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 }
 
 void
-persist_session(struct broker_session *s)
+broker_persist_session(struct broker_session *s)
 {
 	struct broker *b = s->b;
 	struct broker_persist *p = b->persist;
@@ -615,7 +615,7 @@ persist_session(struct broker_session *s)
 }
 
 void
-persist_session_image(struct broker_session *s)
+broker_persist_session_image(struct broker_session *s)
 {
 	struct broker_persist *p = s->b->persist;
 	struct pbuf w;
@@ -631,7 +631,7 @@ persist_session_image(struct broker_session *s)
 }
 
 void
-persist_session_gone(struct broker_session *s)
+broker_persist_session_gone(struct broker_session *s)
 {
 	struct broker_persist *p = s->b->persist;
 	struct pbuf w;
@@ -664,7 +664,7 @@ put_will(struct pbuf *w, struct broker_session *s)
 }
 
 void
-persist_will(struct broker_session *s, bool set)
+broker_persist_will(struct broker_session *s, bool set)
 {
 	struct broker_persist *p = s->b->persist;
 	struct session_cold *k = s->cold;
@@ -689,7 +689,7 @@ persist_will(struct broker_session *s, bool set)
 }
 
 void
-persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
+broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
 {
 	struct broker_persist *p = s->b->persist;
 	struct pbuf w;
@@ -707,8 +707,8 @@ persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
 }
 
 uint32_t
-persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos, bool retain,
-    uint32_t sub_id, uint16_t pid, uint8_t state)
+broker_persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos,
+    bool retain, uint32_t sub_id, uint16_t pid, uint8_t state)
 {
 	struct broker_persist *p = s->b->persist;
 	uint32_t did;
@@ -727,7 +727,7 @@ persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qo
 }
 
 void
-persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
+broker_persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
 {
 	struct broker_persist *p = s->b->persist;
 	struct pbuf w;
@@ -762,7 +762,7 @@ write_failed(struct broker *b, int err)
 }
 
 void
-persist_flush(struct broker *b)
+broker_persist_flush(struct broker *b)
 {
 	struct broker_persist *p = b->persist;
 	int rc;
@@ -793,7 +793,11 @@ static void
 snapshot_put_retained(void *arg, const struct broker_msg *m)
 {
 	struct snap_arg *a = arg;
-	size_t at = rec_begin(a->w, P_RETAIN);
+	size_t at;
+
+	if (broker_msg_expired(m, a->now_ms))
+		return; /* written as 1 ms left, it would be delivered again after a restart */
+	at = rec_begin(a->w, P_RETAIN);
 
 	put_msg(a->w, m, a->now_ms);
 	rec_end(a->w, at);
@@ -811,10 +815,10 @@ compact(struct broker *b)
 	uint64_t gen = p->gen + 1;
 	int fd, rc = 0;
 
-	persist_flush(b);
+	broker_persist_flush(b);
 	file_hdr(hdr, P_KIND_SNAPSHOT, gen);
 	put(&w, hdr, sizeof(hdr));
-	retain_walk(b, snapshot_put_retained, &(struct snap_arg){ &w, b->now_ms });
+	broker_retain_walk(b, snapshot_put_retained, &(struct snap_arg){ &w, b->now_ms });
 	for (uint32_t i = 0; i < b->sess_buckets; i++)
 		for (struct broker_session *s = b->sess_hash[i]; s != NULL; s = s->hnext)
 			if (s->persisted)
@@ -866,12 +870,12 @@ compact(struct broker *b)
 }
 
 void
-persist_tick(struct broker *b, uint64_t now_ms)
+broker_persist_tick(struct broker *b, uint64_t now_ms)
 {
 	struct broker_persist *p = b->persist;
 	int rc;
 
-	persist_flush(b);
+	broker_persist_flush(b);
 	if (p->dirty && now_ms - p->last_sync_ms >= p->sync_ms) {
 		if (fdatasync(p->fd) != 0)
 			write_failed(b, -errno);
@@ -899,7 +903,7 @@ rec_session(struct broker *b, struct preader *r)
 {
 	struct mqtt_str id = get_str(r);
 
-	return r->bad ? NULL : session_find(b, id.s, id.len);
+	return r->bad ? NULL : broker_session_find(b, id.s, id.len);
 }
 
 static void
@@ -911,13 +915,13 @@ replay_sess(struct broker *b, struct preader *r)
 
 	if (r->bad)
 		return;
-	if ((s = session_find(b, id.s, id.len)) == NULL &&
-	    (s = session_create(b, id.s, id.len)) == NULL)
+	if ((s = broker_session_find(b, id.s, id.len)) == NULL &&
+	    (s = broker_session_create(b, id.s, id.len)) == NULL)
 		return;
 	s->expiry_s = expiry;
 	s->expire_at_ms = b->now_ms + (uint64_t)expiry * 1000u;
 	s->persisted = true;
-	session_unsubscribe_all(s);
+	broker_session_unsubscribe_all(s);
 	for (uint32_t i = 0; i < n && !r->bad; i++) {
 		struct mqtt_subscription sub = { 0 };
 		uint8_t fl;
@@ -930,7 +934,7 @@ replay_sess(struct broker *b, struct preader *r)
 		sub.no_local = fl & 1;
 		sub.retain_as_published = (fl >> 1) & 1;
 		if (!r->bad)
-			session_sub_merge(s, &sub, sub_id);
+			broker_session_sub_merge(s, &sub, sub_id);
 	}
 }
 
@@ -948,7 +952,7 @@ replay_msg(struct broker *b, struct preader *r)
 		return;
 	if (did > s->next_did)
 		s->next_did = did;
-	persist_replay_entry(s, m, did, pid, state, qos, retain != 0, sub_id);
+	broker_persist_replay_entry(s, m, did, pid, state, qos, retain != 0, sub_id);
 	broker_msg_unref(m);
 }
 
@@ -964,7 +968,7 @@ replay_msg_state(struct broker *b, struct preader *r, bool del)
 		return;
 	if (did > s->next_did)
 		s->next_did = did;
-	persist_replay_state(s, did, pid, state);
+	broker_persist_replay_state(s, did, pid, state);
 }
 
 static void
@@ -979,12 +983,12 @@ replay_will(struct broker *b, struct preader *r)
 
 	if (r->bad || s == NULL || (m = get_msg(b, r)) == NULL)
 		return;
-	will_clear(s);
-	if ((k = session_cold_get(s)) == NULL) {
+	broker_will_clear(s);
+	if ((k = broker_session_cold_get(s)) == NULL) {
 		broker_msg_unref(m);
 		return;
 	}
-	m->expiry_ms = 0; /* counts from its publication (will_publish) */
+	m->expiry_ms = 0; /* counts from its publication (broker_will_publish) */
 	k->will = m;
 	k->will_at_ms = b->now_ms + (left != 0 ? left : 1);
 	k->will_delay_s = delay;
@@ -1002,7 +1006,7 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 	switch (type) {
 	case P_RETAIN:
 		if ((m = get_msg(b, r)) != NULL) {
-			retain_set(b, m);
+			broker_retain_set(b, m);
 			broker_msg_unref(m);
 		}
 		break;
@@ -1011,7 +1015,7 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 		struct mqtt_iov none = { NULL, 0 };
 
 		if (!r->bad && (m = broker_msg_new(b, t, &none, 0, NULL, b->now_ms)) != NULL) {
-			retain_set(b, m); /* an empty payload clears */
+			broker_retain_set(b, m); /* an empty payload clears */
 			broker_msg_unref(m);
 		}
 		break;
@@ -1021,8 +1025,9 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 		break;
 	case P_SESS_DEL:
 		if ((s = rec_session(b, r)) != NULL) {
-			will_clear(s); /* sent when the session ended: its effects are journaled */
-			session_destroy(s);
+			broker_will_clear(
+			    s); /* sent when the session ended: its effects are journaled */
+			broker_session_destroy(s);
 		}
 		break;
 	case P_WILL:
@@ -1030,7 +1035,7 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 		break;
 	case P_WILL_DEL:
 		if ((s = rec_session(b, r)) != NULL)
-			will_clear(s);
+			broker_will_clear(s);
 		break;
 	case P_RXQ2: {
 		uint16_t pid;
@@ -1042,7 +1047,7 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 		if (r->bad || s == NULL)
 			break;
 		if (add)
-			session_rx_qos2_add(s, pid);
+			broker_session_rx_qos2_add(s, pid);
 		else
 			for (uint16_t i = 0; i < s->n_rx_qos2; i++)
 				if (s->rx_qos2[i] == pid) {
@@ -1142,7 +1147,7 @@ recover(struct broker *b)
 	if (ns + nj > 0)
 		log_info("broker %u: state recovered from %s: %u records (snapshot %u, journal "
 			 "%u), %u sessions, %u retained",
-		    p->inst, p->dir, ns + nj, ns, nj, b->n_sessions, retain_count(b));
+		    p->inst, p->dir, ns + nj, ns, nj, b->n_sessions, broker_retain_count(b));
 out:
 	p->replaying = false;
 	if (rc == -EPROTONOSUPPORT)
@@ -1222,7 +1227,7 @@ broker_persist_close(struct broker *b)
 	if (p == NULL)
 		return;
 	if (p->fd >= 0) {
-		persist_flush(b);
+		broker_persist_flush(b);
 		if (p->dirty)
 			fdatasync(p->fd);
 		close(p->fd);
@@ -1233,7 +1238,7 @@ broker_persist_close(struct broker *b)
 }
 
 size_t
-persist_pending(const struct broker *b)
+broker_persist_pending(const struct broker *b)
 {
 	return b->persist != NULL ? b->persist->len : 0;
 }

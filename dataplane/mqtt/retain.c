@@ -23,13 +23,13 @@ struct retain_store {
 };
 
 struct retain_store *
-retain_create(void)
+broker_retain_create(void)
 {
 	return calloc(1, sizeof(struct retain_store));
 }
 
 void
-retain_destroy(struct retain_store *r)
+broker_retain_destroy(struct retain_store *r)
 {
 	if (r == NULL)
 		return;
@@ -72,7 +72,7 @@ drop(struct retain_store *r, struct retained **pp)
 }
 
 void
-retain_set(struct broker *b, struct broker_msg *m)
+broker_retain_set(struct broker *b, struct broker_msg *m)
 {
 	struct retain_store *r = b->retained;
 	struct retained **pp = slot_of(r, m->topic), *e;
@@ -80,10 +80,10 @@ retain_set(struct broker *b, struct broker_msg *m)
 	if (*pp != NULL) {
 		drop(r, pp);
 		if (m->payload_len != 0) /* replaced: journaled as a set below, or cleared */
-			persist_retain(b, m, false);
+			broker_persist_retain(b, m, false);
 	}
 	if (m->payload_len == 0) {
-		persist_retain(b, m, false);
+		broker_persist_retain(b, m, false);
 		broker_count(b, BROKER_C_RETAIN_CLEARED);
 		return;
 	}
@@ -96,7 +96,7 @@ retain_set(struct broker *b, struct broker_msg *m)
 		broker_count(b, BROKER_C_NOMEM);
 		return;
 	}
-	persist_retain(b, m, true);
+	broker_persist_retain(b, m, true);
 	broker_msg_ref(m);
 	e->msg = m;
 	e->next = *pp;
@@ -109,7 +109,7 @@ retain_set(struct broker *b, struct broker_msg *m)
 /* Linear in the retained count (bounded by max_retained); only at subscribe time. Expired
  * messages met on the way are dropped. */
 void
-retain_deliver(struct broker *b, struct broker_sub *sub)
+broker_retain_deliver(struct broker *b, struct broker_sub *sub)
 {
 	struct retain_store *r = b->retained;
 
@@ -124,20 +124,20 @@ retain_deliver(struct broker *b, struct broker_sub *sub)
 			}
 			if (mqtt_topic_match(
 				sub->filter, sub->filter_len, m->topic.s, m->topic.len))
-				session_deliver(sub->s, m, m->qos < sub->qos ? m->qos : sub->qos,
-				    true, sub->sub_id);
+				broker_session_deliver(sub->s, m,
+				    m->qos < sub->qos ? m->qos : sub->qos, true, sub->sub_id);
 			pp = &(*pp)->next;
 		}
 }
 
 uint32_t
-retain_count(const struct broker *b)
+broker_retain_count(const struct broker *b)
 {
 	return b->retained->count;
 }
 
 void
-retain_walk(struct broker *b, void (*fn)(void *arg, const struct broker_msg *m), void *arg)
+broker_retain_walk(struct broker *b, void (*fn)(void *arg, const struct broker_msg *m), void *arg)
 {
 	for (uint32_t i = 0; i < RETAIN_HASH; i++)
 		for (struct retained *e = b->retained->bucket[i]; e != NULL; e = e->next)
@@ -145,7 +145,7 @@ retain_walk(struct broker *b, void (*fn)(void *arg, const struct broker_msg *m),
 }
 
 bool
-retain_has(struct broker *b, struct mqtt_str topic)
+broker_retain_has(struct broker *b, struct mqtt_str topic)
 {
 	return *slot_of(b->retained, topic) != NULL;
 }

@@ -97,7 +97,7 @@ sess_hash_grow(struct broker *b)
 }
 
 struct broker_session *
-session_find(struct broker *b, const char *id, size_t len)
+broker_session_find(struct broker *b, const char *id, size_t len)
 {
 	for (struct broker_session *s = b->sess_hash[id_hash(b, id, len)]; s != NULL; s = s->hnext)
 		if (s->id_len == len && memcmp(s->client_id, id, len) == 0)
@@ -106,7 +106,7 @@ session_find(struct broker *b, const char *id, size_t len)
 }
 
 struct broker_session *
-session_create(struct broker *b, const char *id, size_t len)
+broker_session_create(struct broker *b, const char *id, size_t len)
 {
 	size_t size = offsetof(struct broker_session, client_id) + len + 1;
 	struct broker_session *s = calloc(1, size < sizeof(*s) ? sizeof(*s) : size);
@@ -133,13 +133,13 @@ session_create(struct broker *b, const char *id, size_t len)
 }
 
 void
-session_unsubscribe_all(struct broker_session *s)
+broker_session_unsubscribe_all(struct broker_session *s)
 {
 	while (s->subs != NULL) {
 		struct broker_sub *sub = s->subs;
 
 		s->subs = sub->next_in_sess;
-		tt_remove(s->b, sub);
+		broker_subs_remove(s->b, sub);
 		free(sub->filter);
 		free(sub);
 		s->b->n_subs--;
@@ -150,7 +150,7 @@ session_unsubscribe_all(struct broker_session *s)
 static void
 queue_clear(struct broker_session *s)
 {
-	session_over_end(s);
+	broker_session_over_end(s);
 	while (s->qhead != NULL) {
 		struct qent *q = s->qhead;
 
@@ -199,28 +199,28 @@ cold_free(struct broker_session *s)
 
 /* The session's state is gone for good; a pending delayed will goes out now (spec 3.1.3.2.2). */
 void
-session_destroy(struct broker_session *s)
+broker_session_destroy(struct broker_session *s)
 {
 	struct broker *b = s->b;
 	struct broker_session **pp = &b->sess_hash[id_hash(b, s->client_id, s->id_len)];
 
-	persist_session_gone(s); /* first: what follows journals nothing for it */
+	broker_persist_session_gone(s); /* first: what follows journals nothing for it */
 	if (session_will_at(s) != 0)
-		will_publish(s);
-	will_clear(s);
+		broker_will_publish(s);
+	broker_will_clear(s);
 	while (*pp != s)
 		pp = &(*pp)->hnext;
 	*pp = s->hnext;
 	if (b->sess_next == s)
 		b->sess_next = s->hnext;
-	session_unsubscribe_all(s);
+	broker_session_unsubscribe_all(s);
 	queue_clear(s);
 	for (uint16_t i = 0; s->inflight != NULL && i < b->cfg.max_inflight; i++)
 		broker_msg_unref(s->inflight[i].msg);
 	if (s->conn != NULL)
 		s->conn->s = NULL;
 	if (b->up != NULL) /* QoS 2 ids awaiting durability forget it */
-		uplink_session_gone(s);
+		broker_uplink_session_gone(s);
 	window_free(s);
 	qos2_table_free(s);
 	cold_free(s);
@@ -229,7 +229,7 @@ session_destroy(struct broker_session *s)
 }
 
 struct session_cold *
-session_cold_get(struct broker_session *s)
+broker_session_cold_get(struct broker_session *s)
 {
 	if (s->cold == NULL) {
 		if ((s->cold = calloc(1, sizeof(*s->cold))) == NULL)
@@ -241,7 +241,7 @@ session_cold_get(struct broker_session *s)
 }
 
 void
-session_cold_put(struct broker_session *s)
+broker_session_cold_put(struct broker_session *s)
 {
 	struct session_cold *k = s->cold;
 
@@ -261,7 +261,7 @@ inflight_limit(const struct broker_session *s)
 }
 
 struct out_slot *
-session_slot(struct broker_session *s, uint16_t pid)
+broker_session_slot(struct broker_session *s, uint16_t pid)
 {
 	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state != SLOT_FREE && s->inflight[i].pid == pid)
@@ -270,9 +270,9 @@ session_slot(struct broker_session *s, uint16_t pid)
 }
 
 void
-session_slot_free(struct broker_session *s, struct out_slot *slot)
+broker_session_slot_free(struct broker_session *s, struct out_slot *slot)
 {
-	persist_msg_state(s, slot->did, 0, SLOT_FREE);
+	broker_persist_msg_state(s, slot->did, 0, SLOT_FREE);
 	broker_msg_unref(slot->msg);
 	memset(slot, 0, sizeof(*slot));
 	s->n_inflight--;
@@ -286,7 +286,7 @@ pid_next(struct broker_session *s)
 
 		if (s->next_pid == 0)
 			s->next_pid = 1;
-		if (session_slot(s, pid) == NULL)
+		if (broker_session_slot(s, pid) == NULL)
 			return pid;
 	}
 }
@@ -321,14 +321,14 @@ try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retai
 	uint16_t pid = 0;
 	int rc;
 
-	if (c == NULL || !conn_alive(c) || c->state != CONN_ACTIVE)
+	if (c == NULL || !broker_conn_alive(c) || c->state != CONN_ACTIVE)
 		return 0;
 	if (qos > 0 && (s->n_inflight >= inflight_limit(s) || (slot = slot_alloc(s)) == NULL))
 		return 0;
 	if (qos > 0)
 		pid = pid_next(s);
-	rc = conn_send_publish(c, m, qos, pid, false, retain, sub_id);
-	if (rc < 0 && !conn_alive(c))
+	rc = broker_conn_send_publish(c, m, qos, pid, false, retain, sub_id);
+	if (rc < 0 && !broker_conn_alive(c))
 		return 0; /* the connection just died: the session keeps the message */
 	if (rc <= 0 || qos == 0)
 		return rc == 0 ? 0 : 1;
@@ -341,11 +341,11 @@ try_send(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retai
 		.seq = s->next_seq++,
 		.state = qos == 1 ? SLOT_WAIT_PUBACK : SLOT_WAIT_PUBREC };
 	if (did != NULL && *did != 0) {
-		persist_msg_state(s, *did, pid, slot->state);
+		broker_persist_msg_state(s, *did, pid, slot->state);
 		slot->did = *did;
 		*did = 0;
 	} else {
-		slot->did = persist_msg_add(s, m, qos, retain, sub_id, pid, slot->state);
+		slot->did = broker_persist_msg_add(s, m, qos, retain, sub_id, pid, slot->state);
 	}
 	s->n_inflight++;
 	return 1;
@@ -361,13 +361,13 @@ queue_pop(struct broker_session *s)
 		s->qtail = NULL;
 	s->qlen--;
 	s->b->n_queued--;
-	persist_msg_state(s, q->did, 0, SLOT_FREE);
+	broker_persist_msg_state(s, q->did, 0, SLOT_FREE);
 	broker_msg_unref(q->msg);
 	free(q);
 }
 
 void
-session_over_end(struct broker_session *s)
+broker_session_over_end(struct broker_session *s)
 {
 	if (s->over_since_ms == 0)
 		return;
@@ -379,7 +379,7 @@ session_over_end(struct broker_session *s)
 /*
  * The queue is at max_queue. QoS 0 is dropped. QoS 1/2 for a connected client, queue_full
  * hold: queued past the limit, and the publisher being read (b->cur_in) is held on this
- * session until it drains (session_drain) or is disconnected for a stall: the queue exceeds
+ * session until it drains (broker_session_drain) or is disconnected for a stall: the queue exceeds
  * max_queue by at most one message per publisher held (and one burst from other lcores, which
  * stop being taken meanwhile: broker_xlcore_paused). Otherwise drop-oldest or drop-new.
  * Returns false when m is not to be queued.
@@ -388,7 +388,7 @@ static bool
 queue_full(struct broker_session *s, uint8_t qos)
 {
 	struct broker *b = s->b;
-	bool online = s->conn != NULL && conn_alive(s->conn);
+	bool online = s->conn != NULL && broker_conn_alive(s->conn);
 
 	if (qos == 0) {
 		broker_count(b, BROKER_C_LIMIT_QUEUE_QOS0);
@@ -400,7 +400,7 @@ queue_full(struct broker_session *s, uint8_t qos)
 			b->n_over++;
 		}
 		if (b->cur_in != NULL && b->cur_in->s != s) { /* never held on itself */
-			conn_hold(b->cur_in, HOLD_SUB_QUEUE);
+			broker_conn_hold(b->cur_in, HOLD_SUB_QUEUE);
 			if (b->cur_in->held_on == NULL)
 				b->cur_in->held_on = s;
 		}
@@ -430,7 +430,7 @@ enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain
 		.qos = qos,
 		.retain = retain,
 		.sub_id = sub_id,
-		.did = persist_msg_add(s, m, qos, retain, sub_id, 0, SLOT_FREE) };
+		.did = broker_persist_msg_add(s, m, qos, retain, sub_id, 0, SLOT_FREE) };
 	if (s->qtail != NULL)
 		s->qtail->next = q;
 	else
@@ -441,7 +441,7 @@ enqueue(struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain
 }
 
 void
-session_deliver(
+broker_session_deliver(
     struct broker_session *s, struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
 {
 	if (s->conn == NULL && qos == 0) {
@@ -459,16 +459,16 @@ resend_slot(struct broker_session *s, struct out_slot *slot)
 	struct broker_conn *c = s->conn;
 
 	if (slot->state == SLOT_WAIT_PUBCOMP) {
-		if (conn_send_space(c) < 4)
+		if (broker_conn_send_space(c) < 4)
 			return false;
-		conn_send_ack(c, MQTT_PUBREL, slot->pid, 0);
+		broker_conn_send_ack(c, MQTT_PUBREL, slot->pid, 0);
 	} else {
-		int rc = conn_send_publish(
+		int rc = broker_conn_send_publish(
 		    c, slot->msg, slot->qos, slot->pid, true, slot->retain, slot->sub_id);
-		if (rc == 0 || !conn_alive(c))
+		if (rc == 0 || !broker_conn_alive(c))
 			return false;
 		if (rc < 0) {
-			session_slot_free(s, slot); /* can never be sent to this client */
+			broker_session_slot_free(s, slot); /* can never be sent to this client */
 			return true;
 		}
 		broker_count(s->b, BROKER_C_PUB_REDELIVERED);
@@ -501,7 +501,7 @@ queue_progress(struct broker_session *s)
 	if (s->over_since_ms == 0)
 		return;
 	if (s->qlen <= s->b->cfg.max_queue - s->b->cfg.max_queue / 4)
-		session_over_end(s);
+		broker_session_over_end(s);
 	else
 		s->over_since_ms = s->b->now_ms != 0 ? s->b->now_ms : 1;
 }
@@ -519,7 +519,7 @@ sent_unfinished(const struct broker_session *s)
 }
 
 void
-session_drain(struct broker_session *s)
+broker_session_drain(struct broker_session *s)
 {
 	struct broker *b = s->b;
 	struct out_slot *o;
@@ -531,14 +531,14 @@ session_drain(struct broker_session *s)
 	 * connection, which may be lower than the last one's [MQTT-3.3.4-9]; a PUBREL owed goes
 	 * regardless (it adds no PUBLISH). The queue waits behind them. */
 	while ((o = oldest_unsent(s)) != NULL) {
-		if (!conn_alive(s->conn))
+		if (!broker_conn_alive(s->conn))
 			return;
 		if (o->state != SLOT_WAIT_PUBCOMP && sent_unfinished(s) >= inflight_limit(s))
 			return;
 		if (!resend_slot(s, o))
 			return;
 	}
-	while (s->qhead != NULL && s->conn != NULL && conn_alive(s->conn)) {
+	while (s->qhead != NULL && s->conn != NULL && broker_conn_alive(s->conn)) {
 		struct qent *q = s->qhead;
 
 		if (broker_msg_expired(q->msg, b->now_ms))
@@ -555,11 +555,11 @@ session_drain(struct broker_session *s)
  * still owed goes past the client's Receive Maximum rather than be lost (its packet id would
  * stay in use at the client for good). */
 bool
-session_slot_restore(struct broker_session *s, const struct out_slot *o)
+broker_session_slot_restore(struct broker_session *s, const struct out_slot *o)
 {
 	struct out_slot *slot;
 
-	if (session_slot(s, o->pid) != NULL ||
+	if (broker_session_slot(s, o->pid) != NULL ||
 	    (o->msg != NULL && s->n_inflight >= inflight_limit(s)) ||
 	    (slot = slot_alloc(s)) == NULL)
 		return false;
@@ -573,7 +573,7 @@ session_slot_restore(struct broker_session *s, const struct out_slot *o)
 }
 
 bool
-session_rx_qos2_room(struct broker_session *s)
+broker_session_rx_qos2_room(struct broker_session *s)
 {
 	struct broker *b = s->b;
 	uint32_t cap;
@@ -598,48 +598,49 @@ session_rx_qos2_room(struct broker_session *s)
 }
 
 bool
-session_rx_qos2_add(struct broker_session *s, uint16_t pid)
+broker_session_rx_qos2_add(struct broker_session *s, uint16_t pid)
 {
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == pid)
 			return true;
-	if (!session_rx_qos2_room(s))
+	if (!broker_session_rx_qos2_room(s))
 		return false;
 	s->rx_qos2[s->n_rx_qos2++] = pid;
 	return true;
 }
 
 void
-session_resume(struct broker_session *s)
+broker_session_resume(struct broker_session *s)
 {
 	for (uint16_t i = 0; s->inflight != NULL && i < s->b->cfg.max_inflight; i++)
 		if (s->inflight[i].state != SLOT_FREE)
 			s->inflight[i].need_send = true;
-	session_drain(s);
+	broker_session_drain(s);
 }
 
 void
-session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
+broker_session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 {
 	struct session_cold *k = s->cold;
 
 	s->conn = NULL;
-	session_over_end(s); /* nothing is held for an offline session: it drops at the limit */
+	broker_session_over_end(
+	    s); /* nothing is held for an offline session: it drops at the limit */
 	if (send_will && k != NULL && k->will != NULL) {
 		uint32_t delay = k->will_delay_s < s->expiry_s ? k->will_delay_s : s->expiry_s;
 
 		if (delay == 0) {
-			will_publish(s);
+			broker_will_publish(s);
 		} else {
 			k->will_at_ms = now_ms + (uint64_t)delay * 1000u;
 			broker_count(s->b, BROKER_C_WILL_DELAYED);
-			persist_will(s, true);
+			broker_persist_will(s, true);
 		}
 	}
 	if (session_will_at(s) == 0)
-		will_clear(s);
+		broker_will_clear(s);
 	if (s->expiry_s == 0) {
-		session_destroy(s);
+		broker_session_destroy(s);
 		return;
 	}
 	s->expire_at_ms = now_ms + (uint64_t)s->expiry_s * 1000u;
@@ -648,7 +649,7 @@ session_offline(struct broker_session *s, bool send_will, uint64_t now_ms)
 /* Once a second or so: an idle session gives back its window and its QoS 2 id table (they
  * come back on use), an offline one sends its delayed will and expires. */
 void
-session_tick(struct broker_session *s, uint64_t now_ms)
+broker_session_tick(struct broker_session *s, uint64_t now_ms)
 {
 	if (s->n_inflight == 0)
 		window_free(s);
@@ -657,12 +658,12 @@ session_tick(struct broker_session *s, uint64_t now_ms)
 	if (s->conn != NULL)
 		return;
 	if (session_will_at(s) != 0 && now_ms >= session_will_at(s)) {
-		will_publish(s);
-		will_clear(s);
+		broker_will_publish(s);
+		broker_will_clear(s);
 	}
 	if (s->expire_at_ms != 0 && now_ms >= s->expire_at_ms) {
 		broker_count(s->b, BROKER_C_SESSION_EXPIRED);
-		session_destroy(s);
+		broker_session_destroy(s);
 	}
 }
 
@@ -705,8 +706,8 @@ slot_find_did(struct broker_session *s, uint32_t did)
 /* Into the window when it was sent (resent with DUP at resume, same packet id); queued
  * otherwise, or when the window has no room (then it goes as a new message). */
 void
-persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did, uint16_t pid,
-    uint8_t state, uint8_t qos, bool retain, uint32_t sub_id)
+broker_persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did,
+    uint16_t pid, uint8_t state, uint8_t qos, bool retain, uint32_t sub_id)
 {
 	struct out_slot o = { .msg = m,
 		.pid = pid,
@@ -717,7 +718,7 @@ persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t di
 		.did = did };
 	struct qent *q;
 
-	if (state != SLOT_FREE && pid != 0 && session_slot_restore(s, &o))
+	if (state != SLOT_FREE && pid != 0 && broker_session_slot_restore(s, &o))
 		return;
 	if ((q = calloc(1, sizeof(*q))) == NULL) {
 		broker_count(s->b, BROKER_C_NOMEM);
@@ -735,21 +736,22 @@ persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t di
 }
 
 void
-persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
+broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
 {
 	struct out_slot *slot = slot_find_did(s, did);
 	struct qent *prev, *q;
 
 	if (state == SLOT_FREE) {
 		if (slot != NULL)
-			session_slot_free(s, slot);
+			broker_session_slot_free(s, slot);
 		else if ((q = queue_find(s, did, &prev)) != NULL)
 			queue_unlink(s, q, prev);
 		return;
 	}
 	if (slot == NULL && (q = queue_find(s, did, &prev)) != NULL) {
 		/* sent from the queue: into the window with its packet id */
-		persist_replay_entry(s, q->msg, did, pid, state, q->qos, q->retain, q->sub_id);
+		broker_persist_replay_entry(
+		    s, q->msg, did, pid, state, q->qos, q->retain, q->sub_id);
 		q->did = 0;
 		queue_unlink(s, q, prev);
 		slot = slot_find_did(s, did);
@@ -757,7 +759,7 @@ persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8
 		/* a snapshot's PUBREL owed: no message is kept for it */
 		struct out_slot o = { .pid = pid, .state = state, .qos = 2, .did = did };
 
-		session_slot_restore(s, &o);
+		broker_session_slot_restore(s, &o);
 		return;
 	}
 	if (slot == NULL)

@@ -29,7 +29,7 @@ group_interest(struct broker *b, const struct share_group *g, int delta)
 	struct mqtt_str group, inner;
 
 	if (mqtt_topic_share_parse(g->filter, g->filter_len, &group, &inner) == 1)
-		xlcore_interest(b, inner.s, inner.len, delta);
+		broker_xlcore_interest(b, inner.s, inner.len, delta);
 }
 
 static struct share_group *
@@ -74,7 +74,7 @@ group_drop_if_empty(struct broker *b, struct share_group *g)
 }
 
 int
-tt_insert(struct broker *b, struct broker_sub *sub)
+broker_subs_insert(struct broker *b, struct broker_sub *sub)
 {
 	struct mqtt_str group, inner;
 	struct share_group *g;
@@ -84,7 +84,7 @@ tt_insert(struct broker *b, struct broker_sub *sub)
 		rc = mqtt_topic_tree_insert(b->tree, sub->filter, sub->filter_len, sub,
 		    &(struct mqtt_sub_opts){ .qos = sub->qos });
 		if (rc >= 0)
-			xlcore_interest(b, sub->filter, sub->filter_len, +1);
+			broker_xlcore_interest(b, sub->filter, sub->filter_len, +1);
 		return rc < 0 ? rc : 0;
 	}
 	g = group_find(b, sub->filter, sub->filter_len);
@@ -94,19 +94,19 @@ tt_insert(struct broker *b, struct broker_sub *sub)
 	sub->next_in_group = g->members;
 	g->members = sub;
 	g->n_members++;
-	g->count_dirty = !xlcore_group_member(b, g);
+	g->count_dirty = !broker_xlcore_group_member(b, g);
 	return 0;
 }
 
 void
-tt_remove(struct broker *b, struct broker_sub *sub)
+broker_subs_remove(struct broker *b, struct broker_sub *sub)
 {
 	struct share_group *g = sub->group;
 	struct broker_sub **pp;
 
 	if (g == NULL) {
 		mqtt_topic_tree_remove(b->tree, sub->filter, sub->filter_len, sub);
-		xlcore_interest(b, sub->filter, sub->filter_len, -1);
+		broker_xlcore_interest(b, sub->filter, sub->filter_len, -1);
 		return;
 	}
 	for (pp = &g->members; *pp != sub; pp = &(*pp)->next_in_group)
@@ -114,7 +114,7 @@ tt_remove(struct broker *b, struct broker_sub *sub)
 	*pp = sub->next_in_group;
 	sub->group = NULL;
 	g->n_members--;
-	g->count_dirty = !xlcore_group_member(b, g);
+	g->count_dirty = !broker_xlcore_group_member(b, g);
 	group_drop_if_empty(b, g);
 }
 
@@ -158,7 +158,7 @@ group_pick_instance(struct broker *b, struct share_group *g)
 struct match_ctx {
 	struct broker *b;
 	struct broker_msg *m;
-	tt_visit_fn fn;
+	broker_subs_visit_fn fn;
 	void *arg;
 };
 
@@ -179,18 +179,18 @@ on_match(
 		mc->fn(group_pick(g), mc->arg);
 		return 0;
 	}
-	if (!xlcore_group_owner(mc->b, g->filter, g->filter_len))
+	if (!broker_xlcore_group_owner(mc->b, g->filter, g->filter_len))
 		return 0; /* the owner decides, on its copy of the message */
 	dst = group_pick_instance(mc->b, g);
 	if (dst == mc->b->xself)
 		mc->fn(group_pick(g), mc->arg);
 	else if (dst != UINT32_MAX)
-		xlcore_group_deliver(mc->b, dst, g->filter, g->filter_len, mc->m, 0);
+		broker_xlcore_group_deliver(mc->b, dst, g->filter, g->filter_len, mc->m, 0);
 	return 0;
 }
 
 void
-tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg)
+broker_subs_match(struct broker *b, struct broker_msg *m, broker_subs_visit_fn fn, void *arg)
 {
 	struct match_ctx mc = { b, m, fn, arg };
 
@@ -200,7 +200,8 @@ tt_match(struct broker *b, struct broker_msg *m, tt_visit_fn fn, void *arg)
 /* Owner: another instance's member count for a group. Counts are absolute, not changes: a
  * count that did not arrive is made good by the next one, and by a delivery sent back. */
 void
-tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count)
+broker_subs_group_remote(
+    struct broker *b, const char *filter, size_t len, uint32_t from, uint32_t count)
 {
 	struct share_group *g = group_find(b, filter, len);
 
@@ -220,11 +221,12 @@ tt_group_remote(struct broker *b, const char *filter, size_t len, uint32_t from,
  * if that was the last one, drop the group): what was published meanwhile would not reach
  * the group. Counted there now, a delivery goes to the new instance behind the session
  * (same ring, in order); should the session not arrive there after all, the delivery comes
- * back and corrects the count (tt_group_deliver). */
+ * back and corrects the count (broker_subs_group_deliver). */
 void
-tt_group_moved(struct broker *b, struct share_group *g, uint32_t to)
+broker_subs_group_moved(struct broker *b, struct share_group *g, uint32_t to)
 {
-	if (!xlcore_group_owner(b, g->filter, g->filter_len) || to >= b->xn || to == b->xself)
+	if (!broker_xlcore_group_owner(b, g->filter, g->filter_len) || to >= b->xn ||
+	    to == b->xself)
 		return;
 	if (g->remote == NULL && (g->remote = calloc(b->xn, sizeof(*g->remote))) == NULL) {
 		broker_count(b, BROKER_C_NOMEM);
@@ -235,11 +237,11 @@ tt_group_moved(struct broker *b, struct share_group *g, uint32_t to)
 }
 
 void
-tt_group_counts_retry(struct broker *b)
+broker_subs_group_counts_retry(struct broker *b)
 {
 	for (struct share_group *g = b->groups, *next; g != NULL; g = next) {
 		next = g->next;
-		if (g->count_dirty && xlcore_group_member(b, g)) {
+		if (g->count_dirty && broker_xlcore_group_member(b, g)) {
 			g->count_dirty = false;
 			group_drop_if_empty(b, g);
 		}
@@ -260,20 +262,20 @@ tt_group_counts_retry(struct broker *b)
  * dropped, counted SHARED_NO_MEMBER, as a message published after the last one left.
  */
 void
-tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m,
+broker_subs_group_deliver(struct broker *b, const char *filter, size_t len, struct broker_msg *m,
     uint32_t from, uint8_t hops)
 {
 	struct share_group *g = group_find(b, filter, len);
 	uint32_t dst;
 
-	if (!xlcore_group_owner(b, filter, len)) {
+	if (!broker_xlcore_group_owner(b, filter, len)) {
 		if (g != NULL && g->n_members > 0)
 			broker_deliver_sub(group_pick(g), m);
 		else
-			xlcore_group_bounce(b, filter, len, m, hops);
+			broker_xlcore_group_bounce(b, filter, len, m, hops);
 		return;
 	}
-	tt_group_remote(b, filter, len, from, 0); /* from sent it back: none there */
+	broker_subs_group_remote(b, filter, len, from, 0); /* from sent it back: none there */
 	if ((g = group_find(b, filter, len)) == NULL ||
 	    (dst = group_pick_instance(b, g)) == UINT32_MAX || hops >= GROUP_MAX_HOPS) {
 		broker_count(b, BROKER_C_SHARED_NO_MEMBER);
@@ -283,5 +285,5 @@ tt_group_deliver(struct broker *b, const char *filter, size_t len, struct broker
 	if (dst == b->xself)
 		broker_deliver_sub(group_pick(g), m);
 	else
-		xlcore_group_deliver(b, dst, filter, len, m, (uint8_t)(hops + 1));
+		broker_xlcore_group_deliver(b, dst, filter, len, m, (uint8_t)(hops + 1));
 }

@@ -90,8 +90,8 @@ ring_full(const struct broker_uplink *u)
 	return u->next_ref - u->head_ref > u->mask;
 }
 
-/* The topic a PUBLISH names, through its 5.0 alias (without changing it: handle_publish does);
- * false when it cannot be told (handle_publish refuses it). */
+/* The topic a PUBLISH names, through its 5.0 alias (without changing it: broker_handle_publish
+ * does); false when it cannot be told (broker_handle_publish refuses it). */
 static bool
 peek_topic(const struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str *t)
 {
@@ -109,7 +109,7 @@ peek_topic(const struct broker_conn *c, const struct mqtt_publish *p, struct mqt
 }
 
 bool
-uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
+broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 {
 	struct broker_uplink *u = c->b->up;
 	const struct mqtt_publish *p = &pkt->publish;
@@ -126,15 +126,16 @@ uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 				return true;
 	}
 	rc = ring_full(u) ? -ENOBUFS : u->ops->room(u->uctx, t.len, p->payload_at.len);
-	if (rc == 0 || rc == -EMSGSIZE) /* too large: refused in uplink_publish */
+	if (rc == 0 || rc == -EMSGSIZE) /* too large: refused in broker_uplink_publish */
 		return true;
 	u->full |= ring_full(u);
-	conn_hold(c, HOLD_UPLINK);
+	broker_conn_hold(c, HOLD_UPLINK);
 	return false;
 }
 
 enum uplink_verdict
-uplink_publish(struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason)
+broker_uplink_publish(
+    struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason)
 {
 	struct broker *b = c->b;
 	struct broker_uplink *u = b->up;
@@ -158,7 +159,8 @@ uplink_publish(struct broker_conn *c, const struct broker_msg *m, uint16_t pid, 
 			  : u->ops->submit(u->uctx, ref, m->qos, m->retain, m->topic.s,
 				m->topic.len, m->payload, m->payload_len);
 	if (rc != 0) { /* admitted, then refused: too large, or the channel went away */
-		conn_kill(c, rc == -EMSGSIZE ? MQTT_RC_PACKET_TOO_LARGE : MQTT_RC_UNSPECIFIED_ERROR,
+		broker_conn_kill(c,
+		    rc == -EMSGSIZE ? MQTT_RC_PACKET_TOO_LARGE : MQTT_RC_UNSPECIFIED_ERROR,
 		    rc == -EMSGSIZE ? BROKER_C_UPLINK_TOO_LARGE : BROKER_C_UPLINK_FAILED);
 		return UPLINK_KILLED;
 	}
@@ -177,7 +179,7 @@ uplink_publish(struct broker_conn *c, const struct broker_msg *m, uint16_t pid, 
 }
 
 bool
-uplink_qos2_pending(struct broker_conn *c, uint16_t pid)
+broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid)
 {
 	struct broker_uplink *u = c->b->up;
 
@@ -216,14 +218,14 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 	struct broker_conn *c = e->c;
 
 	if (e->s != NULL) /* durable now: a restart may answer its resend with PUBREC */
-		persist_rx_qos2(e->s, e->pid, true);
-	if (c == NULL || !conn_alive(c)) {
+		broker_persist_rx_qos2(e->s, e->pid, true);
+	if (c == NULL || !broker_conn_alive(c)) {
 		broker_count(b, BROKER_C_UPLINK_ORPHAN);
 		ent_free(u, e);
 		return;
 	}
-	if (c->n_owed == 0 && conn_send_space(c) >= UPLINK_ACK_ROOM) {
-		conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
+	if (c->n_owed == 0 && broker_conn_send_space(c) >= UPLINK_ACK_ROOM) {
+		broker_conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
 		broker_count(c->b, BROKER_C_UPLINK_ACKED);
 		ent_free(u, e);
 		return;
@@ -245,11 +247,11 @@ fail_one(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 	for (uint16_t i = 0; s != NULL && i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == e->pid) {
 			s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
-			persist_rx_qos2(s, e->pid, false);
+			broker_persist_rx_qos2(s, e->pid, false);
 			break;
 		}
-	if (e->c != NULL && conn_alive(e->c))
-		conn_kill(e->c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
+	if (e->c != NULL && broker_conn_alive(e->c))
+		broker_conn_kill(e->c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
 	ent_free(u, e);
 }
 
@@ -300,7 +302,7 @@ broker_uplink_ready(struct broker *b, uint64_t now_ms)
 }
 
 void
-uplink_flush_owed(struct broker_conn *c)
+broker_uplink_flush_owed(struct broker_conn *c)
 {
 	struct broker_uplink *u = c->b->up;
 
@@ -309,9 +311,9 @@ uplink_flush_owed(struct broker_conn *c)
 
 		if (e->c != c || e->state != UE_OWED)
 			continue;
-		if (conn_send_space(c) < UPLINK_ACK_ROOM)
+		if (broker_conn_send_space(c) < UPLINK_ACK_ROOM)
 			break; /* the rest waits; what went out frees its slots below */
-		conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
+		broker_conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
 		broker_count(c->b, BROKER_C_UPLINK_ACKED);
 		c->n_owed--;
 		ent_free(u, e);
@@ -320,7 +322,7 @@ uplink_flush_owed(struct broker_conn *c)
 }
 
 void
-uplink_conn_gone(struct broker_conn *c)
+broker_uplink_conn_gone(struct broker_conn *c)
 {
 	struct broker_uplink *u = c->b->up;
 
@@ -339,7 +341,7 @@ uplink_conn_gone(struct broker_conn *c)
 }
 
 void
-uplink_session_gone(struct broker_session *s)
+broker_uplink_session_gone(struct broker_session *s)
 {
 	struct broker_uplink *u = s->b->up;
 

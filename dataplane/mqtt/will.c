@@ -7,33 +7,33 @@
 #include "broker_int.h"
 
 void
-will_clear(struct broker_session *s)
+broker_will_clear(struct broker_session *s)
 {
 	struct session_cold *k = s->cold;
 
 	if (k == NULL)
 		return;
-	persist_will(s, false);
+	broker_persist_will(s, false);
 	broker_msg_unref(k->will);
 	k->will = NULL;
 	k->will_at_ms = 0;
-	session_cold_put(s);
+	broker_session_cold_put(s);
 }
 
 void
-will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms)
+broker_will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_ms)
 {
 	const struct mqtt_will *w = &k->will;
 	struct mqtt_iov pl = { (const uint8_t *)w->payload.s, w->payload.len };
 	struct session_cold *cold;
 	struct broker_msg *m;
 
-	will_clear(s);
+	broker_will_clear(s);
 	if (!k->has_will)
 		return;
 	if ((m = broker_msg_new(s->b, w->topic, &pl, 1, &w->props, now_ms)) == NULL)
 		return;
-	if ((cold = session_cold_get(s)) == NULL) {
+	if ((cold = broker_session_cold_get(s)) == NULL) {
 		broker_msg_unref(m);
 		return;
 	}
@@ -41,7 +41,7 @@ will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_
 	m->retain = w->retain;
 	cold->will = m;
 	/* Message Expiry counts from the will's publication, not from this CONNECT (5.0
-	 * 3.1.3.2.4): the message carries none until will_publish sets it. */
+	 * 3.1.3.2.4): the message carries none until broker_will_publish sets it. */
 	cold->will_expires = mqtt_props_has(&w->props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
 	cold->will_expiry_s =
 	    cold->will_expires ? w->props.v[MQTT_PROP_MESSAGE_EXPIRY_INTERVAL].u : 0;
@@ -52,19 +52,19 @@ will_store(struct broker_session *s, const struct mqtt_connect *k, uint64_t now_
 }
 
 void
-will_publish(struct broker_session *s)
+broker_will_publish(struct broker_session *s)
 {
 	struct broker_msg *m = session_will(s);
 	bool matched;
 
 	if (m == NULL)
 		return;
-	persist_will(s, false);
+	broker_persist_will(s, false);
 	if (s->cold->will_expires)
 		m->expiry_ms = s->b->now_ms + (uint64_t)s->cold->will_expiry_s * 1000u;
 	s->cold->will = NULL;
 	s->cold->will_at_ms = 0;
-	session_cold_put(s);
+	broker_session_cold_put(s);
 	m->origin = s->id;
 	broker_count(s->b, BROKER_C_WILL_PUBLISHED);
 	broker_publish(s->b, m, &matched);

@@ -8,15 +8,24 @@ turnaround): (8 + 5 + data) characters and two gaps; a request nobody answers co
 characters and one gap.
 
   rtu_bus_sim.py --pty /path/to/pty --site SITE --log LOG [--baud 9600] [--seed 1]
+                 [--control FILE]
 
 SITE (JSON): {"units": {"1": {"holding": {"0": 100, ...}, "input": {...},
                             "noise": 0.1, "dead": false}, ...}}
 Only the addresses listed are served; a read (FC3/FC4) that covers any other address gets
 exception 2 (illegal data address), a read longer than 125 registers exception 3. A dead unit
 never answers; "noise" is the fraction of answers sent with a corrupted CRC (seeded). Other
-function codes get exception 1. Prints "ready" once the port is open. Each transaction is one
+function codes get exception 1. Prints "ready" once the port is open.
+
+Bad input, per unit (the "Bad input" of issue 17):
+  "functions": [3]       only these function codes are served; the others get exception 1
+  "exception": 2         every read gets this exception code
+  "answer_as": 9         every answer carries this unit id instead of the unit's own
+  "later": {...}         the unit's tables after a firmware update: "holding" / "input" replace
+                         the unit's when the control file (--control) holds "update"; holes
+                         that move are a "later" map with other addresses missing Each transaction is one
 JSON line in the log: t (monotonic s), unit, fc, start, count, outcome (ok, exc1, exc2, exc3,
-badcrc_sent, dead, bad_request), wire_us, silence_us (line silence before the request since the
+other excN, badcrc_sent, wrong_unit_sent, dead, bad_request), wire_us, silence_us (line silence before the request since the
 previous answer ended, as seen here).
 """
 import argparse
@@ -45,14 +54,16 @@ def frame(body):
 
 
 class Bus:
-    def __init__(self, fd, site, baud, seed, log):
-        self.fd, self.log = fd, log
+    def __init__(self, fd, site, baud, seed, log, control=None):
+        self.fd, self.log, self.control, self.updated = fd, log, control, False
         self.char_us = 11 * 1e6 / baud
         self.gap_us = 1750.0 if baud > 19200 else 3.5 * self.char_us
         self.units = {int(k): v for k, v in site["units"].items()}
         for u in self.units.values():
-            for t in ("holding", "input"):
-                u[t] = {int(a): int(v) for a, v in u.get(t, {}).items()}
+            for m in (u, u.get("later", {})):
+                for t in ("holding", "input"):
+                    if t in m or m is u:
+                        m[t] = {int(a): int(v) for a, v in m.get(t, {}).items()}
         self.rnd = random.Random(seed)
         self.line_free = time.monotonic()  # when the last answer ended on the wire
 
@@ -69,9 +80,15 @@ class Bus:
         if u is None or u.get("dead"):
             rec.update(outcome="dead", wire_us=round(8 * self.char_us + self.gap_us, 1))
             return rec, None
-        table = {3: u["holding"], 4: u["input"]}.get(fc)
+        m = u["later"] if self.firmware_updated() and "later" in u else u
+        table = {3: m.get("holding", u["holding"]), 4: m.get("input", u["input"])}.get(fc)
+        if "functions" in u and fc not in u["functions"]:
+            table = None
         if table is None:
             rec["outcome"], body = "exc1", bytes([unit, fc | 0x80, 1])
+        elif "exception" in u:
+            exc = u["exception"]
+            rec["outcome"], body = "exc%d" % exc, bytes([unit, fc | 0x80, exc])
         elif count < 1 or count > 125:
             rec["outcome"], body = "exc3", bytes([unit, fc | 0x80, 3])
         elif any(a not in table for a in range(start, start + count)):
@@ -79,12 +96,23 @@ class Bus:
         else:
             data = b"".join(struct.pack(">H", table[a]) for a in range(start, start + count))
             rec["outcome"], body = "ok", bytes([unit, fc, len(data)]) + data
+        if "answer_as" in u:
+            body = bytes([u["answer_as"]]) + body[1:]
+            rec["outcome"] = "wrong_unit_sent"
         out = frame(body)
         if self.rnd.random() < u.get("noise", 0):
             out = out[:-1] + bytes([out[-1] ^ 0x5A])
             rec["outcome"] = "badcrc_sent"
         rec["wire_us"] = round(self.cost_us(len(out)), 1)
         return rec, out
+
+    def firmware_updated(self):
+        if not self.updated and self.control:
+            try:
+                self.updated = open(self.control).read().strip() == "update"
+            except OSError:
+                pass
+        return self.updated
 
     def serve(self):
         buf, last = b"", 0.0
@@ -133,12 +161,13 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--baud", type=int, default=9600)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--control", help="a file; 'update' in it switches units to their 'later' maps")
     args = ap.parse_args()
     site = json.load(open(args.site))
     fd = os.open(args.pty, os.O_RDWR | os.O_NOCTTY)
     tty.setraw(fd)
     termios.tcflush(fd, termios.TCIOFLUSH)
-    bus = Bus(fd, site, args.baud, args.seed, open(args.log, "w"))
+    bus = Bus(fd, site, args.baud, args.seed, open(args.log, "w"), args.control)
     print("ready", flush=True)
     bus.serve()
 

@@ -3,11 +3,15 @@
 gateway.yaml's plant/# rule is replaced by a valve/# one and both programs get SIGHUP. Neither
 restarts (same pids), and:
 
-(a) before: a sensor's plant/... message goes up to the cloud, a valve/... one does not;
+(a) before: a sensor's plant/... message goes up to the cloud, a valve/... one does not; a cloud
+    message on site/lab/cmd/plant/... reaches the sensor (the downlink rule), one on
+    site/lab/cmd/valve/... does not;
 (b) a message taken under the old rule and not yet acknowledged (the agent is stopped, SIGSTOP,
     so its durability answer waits) when the rule is removed keeps its promise: after both
     reloads its PUBACK comes and it reaches the cloud under the old rule's topic;
-(c) after: valve/... goes up, plant/... no longer does (acknowledged at once, stays local);
+(c) after: valve/... goes up, plant/... no longer does (acknowledged at once, stays local); the
+    downlink rule, replaced too, brings site/lab/cmd/valve/... down (the agent subscribed the new
+    filter at the cloud without reconnecting) and no longer site/lab/cmd/plant/...;
 (d) a config with a bad rule is refused by both (the reason logged) and the running rules stay:
     valve/... still goes up.
 Every QoS 1 message published gets its PUBACK; every one published under a rule that sends it up
@@ -27,6 +31,8 @@ CLOUD = "198.18.1.2"
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../..")
 PLANT_RULE = '- {match: "plant/#", topic: "site/{site}/{topic}", qos: keep, class: normal, durable: true}'
 VALVE_RULE = '- {match: "valve/#", topic: "site/{site}/{topic}", qos: keep, class: normal, durable: true}'
+DOWN_RULE = '- {match: "site/{site}/cmd/plant/#", strip: "site/{site}/", max_qos: 2}'
+DOWN_RULE_NEW = '- {match: "site/{site}/cmd/valve/#", strip: "site/{site}/", max_qos: 2}'
 BAD_RULE = '- {match: "valve/#/x", topic: "site/{site}/{topic}", class: urgent}'
 
 
@@ -36,6 +42,7 @@ def make_config(path):
     with open(os.path.join(ROOT, "configs/lab/gateway.yaml")) as f:
         text = f.read()
     check(PLANT_RULE in text, "configs/lab/gateway.yaml: the plant/# rule is there")
+    check(DOWN_RULE in text, "configs/lab/gateway.yaml: the cmd/plant/# downlink rule is there")
     old = "channel: {path: /run/edgegw-lab/egw-/dpchan.sock}"
     check(old in text, "configs/lab/gateway.yaml: the channel to the agent is on")
     text = text.replace(old, old[:-1] + ", reconnect_max: 500ms}")
@@ -43,14 +50,17 @@ def make_config(path):
         f.write(text)
 
 
-def rewrite(lab, old, new):
-    """Change the running config (the lab's copy both programs read again on SIGHUP)."""
+def rewrite(lab, *pairs):
+    """Change the running config (the lab's copy both programs read again on SIGHUP): each
+    (old, new) of pairs."""
     path = lab.runtime("gateway.yaml")
     with open(path) as f:
         text = f.read()
-    check(old in text, "the running config holds %s" % old)
+    for old, new in pairs:
+        check(old in text, "the running config holds %s" % old)
+        text = text.replace(old, new)
     with open(path + ".new", "w") as f:
-        f.write(text.replace(old, new))
+        f.write(text)
     os.rename(path + ".new", path)
 
 
@@ -77,6 +87,50 @@ class Cloud:
     def stop(self):
         self.c.loop_stop()
         self.c.disconnect()
+
+
+class Sensor:
+    """The sensor on the dataplane's broker, subscribed to cmd/# (the downlink's local topics)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.got = {}
+        self.subscribed = threading.Event()
+        self.c = mqtt.Client(client_id="rr-sensor", clean_session=False, protocol=mqtt.MQTTv311)
+        self.c.on_message = self.on_message
+        self.c.on_subscribe = lambda c, u, mid, q: self.subscribed.set()
+        self.c.connect(labtest.GW, 1883, keepalive=60)
+        self.c.loop_start()
+        self.c.subscribe("cmd/#", qos=1)
+
+    def on_message(self, c, u, msg):
+        with self.lock:
+            self.got[msg.payload.decode(errors="replace")] = msg.topic
+
+    def topic(self, payload):
+        with self.lock:
+            return self.got.get(payload)
+
+    def publish(self, topic, payload, qos):
+        return self.c.publish(topic, payload, qos=qos)
+
+    def stop(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def down_through(cloud, sensor, sub, tag):
+    """Cloud messages on site/lab/cmd/<sub>/x until one reaches the sensor (the agent's filter
+    for it is subscribed at the cloud once one does): its local topic, None when none came."""
+    n = [0]
+
+    def one():
+        n[0] += 1
+        cloud.c.publish("site/lab/cmd/%s/x" % sub, "%s-%d" % (tag, n[0]), qos=1)
+        return any(sensor.topic("%s-%d" % (tag, i)) for i in range(1, n[0] + 1))
+    labtest.wait_for(one, 20, interval_s=0.5)
+    return next((sensor.topic("%s-%d" % (tag, i)) for i in range(1, n[0] + 1)
+                 if sensor.topic("%s-%d" % (tag, i))), None)
 
 
 def pids(lab):
@@ -106,9 +160,8 @@ def run(lab):
     labtest.setns_path("/run/netns/%scloud" % lab.prefix)
     cloud = Cloud()
     lab.enter_sensors()
-    sensor = mqtt.Client(client_id="rr-sensor", clean_session=False, protocol=mqtt.MQTTv311)
-    sensor.connect(labtest.GW, 1883, keepalive=60)
-    sensor.loop_start()
+    sensor = Sensor()
+    check(sensor.subscribed.wait(10), "the sensor subscribed to cmd/# on the dataplane's broker")
     before = pids(lab)
 
     # (a) before: plant/# goes up, valve/# stays local; the marker, sent last, arrives last
@@ -120,6 +173,10 @@ def run(lab):
     check(cloud.topic("a-plant-0") == "site/lab/plant/r/0", "(a) under the plant rule's topic")
     check(not any(cloud.topic("a-valve-%d" % i) for i in range(n)),
           "(a) no valve/... message reached the cloud")
+    cloud.c.publish("site/lab/cmd/valve/x", "a-down-valve", qos=1)
+    check(down_through(cloud, sensor, "plant", "a-down-plant") == "cmd/plant/x",
+          "(a) a cloud message on site/lab/cmd/plant/x reached the sensor as cmd/plant/x")
+    check(not sensor.topic("a-down-valve"), "(a) site/lab/cmd/valve/x did not come down")
 
     # (b) a message waiting for its durability answer (the agent stopped) when its rule goes
     os.kill(before[1], signal.SIGSTOP)
@@ -129,7 +186,7 @@ def run(lab):
         labtest.wait_for(lambda: labtest.dpstat.query("/edgegw/broker", lab.prefix)
                          ["UPLINK_DEFERRED"] > deferred, 10)
         check(not waiting.is_published(), "(b) no PUBACK while the agent is stopped")
-        rewrite(lab, PLANT_RULE, VALVE_RULE)
+        rewrite(lab, (PLANT_RULE, VALVE_RULE), (DOWN_RULE, DOWN_RULE_NEW))
         off_dp, off_agent = labtest.log_size(dp_log), labtest.log_size(agent_log)
         os.kill(before[0], signal.SIGHUP)
         line = labtest.wait_log(dp_log, "reload: uplink rules applied on every worker", off_dp)
@@ -154,9 +211,15 @@ def run(lab):
     check(cloud.topic("c-valve-0") == "site/lab/valve/r/0", "(c) under the valve rule's topic")
     check(not any(cloud.topic("c-plant-%d" % i) for i in range(n)),
           "(c) no plant/... message reached the cloud any more")
+    check(down_through(cloud, sensor, "valve", "c-down-valve") == "cmd/valve/x",
+          "(c) a cloud message on site/lab/cmd/valve/x reached the sensor as cmd/valve/x")
+    cloud.c.publish("site/lab/cmd/plant/x", "c-down-plant", qos=1)
+    check(down_through(cloud, sensor, "valve", "c-down-end") == "cmd/valve/x",
+          "(c) a marker on site/lab/cmd/valve/x, sent after one on site/lab/cmd/plant/x, came down")
+    check(not sensor.topic("c-down-plant"), "(c) site/lab/cmd/plant/x no longer comes down")
 
     # (d) a bad rule: refused by both, the running rules stay
-    rewrite(lab, VALVE_RULE, BAD_RULE)
+    rewrite(lab, (VALVE_RULE, BAD_RULE))
     off_dp, off_agent = labtest.log_size(dp_log), labtest.log_size(agent_log)
     os.kill(before[0], signal.SIGHUP)
     os.kill(before[1], signal.SIGHUP)
@@ -173,7 +236,7 @@ def run(lab):
     c = labtest.dpstat.query("/edgegw/broker", lab.prefix)
     check(c.get("UPLINK_FAILED", 0) == 0, "no durability failed (UPLINK_FAILED %d)" %
           c.get("UPLINK_FAILED", 0))
-    sensor.loop_stop()
+    sensor.stop()
     cloud.stop()
     labtest.setns_path(labtest.HOME_NETNS)
 

@@ -11,9 +11,15 @@ After the learning scans, over a window of scans measured by the simulator (not 
    the noise costs are counted in;
  - every published value equals the simulator's;
  - the noisy unit is never backed off nor called "does not answer";
- - the dead unit's requests are timeouts, and the live units' polls keep their interval.
-usage: test_rtu_timing.py AGENT [--max-gap0]   (--max-gap0: profiles forbid read-through; the
-ratio check must then fail: shows the test can)"""
+ - the dead unit's requests are timeouts, and the live units' polls keep their interval;
+ - the bus time the dead unit costs is one timeout per backoff period at most: the wire
+   shows at most window / max_backoff + 1 requests to it, the agent's busy time for it is at
+   most one timeout each (never a run of retries), and the live units' scans (wire time) plus
+   that time fit in the window with room to spare.
+usage: test_rtu_timing.py AGENT [--max-gap0] [--no-backoff]   (--max-gap0: profiles forbid
+read-through, the ratio check must then fail; --no-backoff: max_backoff is the interval, so
+the dead unit is asked every interval, and the dead unit's bus-time check must then fail:
+both show the test can)"""
 import json
 import os
 import subprocess
@@ -93,7 +99,11 @@ def expected(unit, a, ty):
     return (m[a] << 16) | m[a + 1] if ty == "u32" else m[a]
 
 
-def main(agent, max_gap0=False):
+DEAD_TIMEOUT_S = 0.3
+MAX_BACKOFF_S = 3.0
+
+
+def main(agent, max_gap0=False, no_backoff=False):
     d = h.tmpdir()
     a, b = h.pty_pair(d, "bus")
     prof = os.path.join(d, "profiles")
@@ -115,7 +125,8 @@ def main(agent, max_gap0=False):
     out, stats, cfg = (os.path.join(d, n) for n in ("out.jsonl", "stats.json", "gateway.yaml"))
     devlines = "".join(
         "        - {name: %s, unit_id: %d, profile: %s, interval: %dms, timeout: %s, retries: %d}\n"
-        % (n, u, p, INTERVAL_S * 1000, "300ms" if u == 7 else "1s", 0 if u == 7 else 3)
+        % (n, u, p, INTERVAL_S * 1000, "%dms" % (DEAD_TIMEOUT_S * 1000) if u == 7 else "1s",
+           0 if u == 7 else 3)
         for n, u, p in DEVS)
     h.write_config(cfg, h.agent_section(out, stats, "100ms", profiles_dir=prof) + f"""\
     - name: rtu1
@@ -124,7 +135,7 @@ def main(agent, max_gap0=False):
       baud: {BAUD}
       parity: even
       turnaround: 0ms
-      max_backoff: 3s
+      max_backoff: {"%dms" % (INTERVAL_S * 1000) if no_backoff else "%ds" % MAX_BACKOFF_S}
       devices:
 """ + devlines)
     log = os.path.join(d, "agent.log")
@@ -210,6 +221,22 @@ def main(agent, max_gap0=False):
         h.check(x["late_polls"] == 0, f"{dv}: late polls: {x}")
         h.check(n >= int(win_s / INTERVAL_S) - 1, f"{dv}: {n} polls in {win_s:.1f} s at {INTERVAL_S} s")
     late_max = max(h.stats_dev(s1, "rtu1", dv)["lateness_ms_max"] for dv in LIVE)
+    # the bus time the dead unit costs: on the wire one request per backoff period at most, in
+    # the agent one timeout per request at most, and room left for every live scan
+    n_dead = len([r for r in win if r["unit"] == 7])
+    max_dead = int(win_s / MAX_BACKOFF_S) + 1
+    h.check(n_dead <= max_dead,
+            f"dead unit asked {n_dead} times in {win_s:.1f} s: more than once per {MAX_BACKOFF_S} s backoff ({max_dead})")
+    d0, d1 = h.stats_dev(s0, "rtu1", "dead"), h.stats_dev(s1, "rtu1", "dead")
+    dead_s = (d1["busy_us"] - d0["busy_us"]) / 1e6
+    n_agent = d1["requests"] - d0["requests"]
+    h.check(dead_s <= n_agent * (DEAD_TIMEOUT_S + 0.1),
+            f"the dead unit held the bus {dead_s:.2f} s for {n_agent} requests: more than a timeout each")
+    live_s = per_scan / 1e6 * win_s / INTERVAL_S
+    h.check(live_s + dead_s < 0.8 * win_s,
+            f"live scans {live_s:.2f} s + dead unit {dead_s:.2f} s leave no room in {win_s:.1f} s")
+    print(f"dead unit: {n_dead} requests on the wire in {win_s:.1f} s holding the bus {dead_s * 1000:.0f} ms "
+          f"({100 * dead_s / win_s:.1f}% of the window; live scans {100 * live_s / win_s:.1f}%)")
     # the dead unit is backed off: polled less often than the live units
     dead_polls = len([r for r in win if r["unit"] == 7])
     h.check(dead_polls < WINDOW_POLLS, f"dead unit not backed off: {dead_polls} requests in the window")
@@ -220,4 +247,4 @@ def main(agent, max_gap0=False):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], "--max-gap0" in sys.argv[2:])
+    main(sys.argv[1], "--max-gap0" in sys.argv[2:], "--no-backoff" in sys.argv[2:])

@@ -456,6 +456,18 @@ test_agent_run(void **state)
 	}
 	kill(getpid(), SIGHUP);
 	assert_true(WAIT_FOR(log_has("reload: uplink rules applied (1 rules, 0 downlink)")));
+	/* the spool's settings: opened once, named as needing a restart */
+	write_config("", "info");
+	{
+		FILE *f = fopen(cfg, "a");
+
+		assert_non_null(f);
+		fputs("uplink: {site: elsewhere, spool: {max_bytes: 2m}}\n", f);
+		fclose(f);
+	}
+	kill(getpid(), SIGHUP);
+	assert_true(
+	    WAIT_FOR(log_has("reload: uplink.spool changed; it applies at the next restart")));
 
 	kill(getpid(), SIGTERM);
 	assert_int_equal(pthread_join(th, &rc), 0);

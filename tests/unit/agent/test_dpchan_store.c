@@ -259,6 +259,7 @@ test_durable_record_without_rule(void **state)
 	snprintf(path, sizeof(path), "%s/dp.sock", dir);
 	cc.path = path;
 	assert_non_null(r.w.c = dpchan_client_new(&cc, &r_client_ops, &r));
+	fu_init(&r.w.F, false);
 	agent_start(&r.w, true, r_tick, &r);
 	/* a reload: plant/# removed (kept as the previous set), valve/# never had a rule */
 	assert_int_equal(

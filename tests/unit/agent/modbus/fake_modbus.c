@@ -27,9 +27,11 @@ static struct {
 	uint16_t map[MB_FN_COUNT][FAKE_MAP_SIZE];
 	bool frozen[MB_FN_COUNT][FAKE_MAP_SIZE];
 	bool dead[256];
+	bool other[256]; /* answers as another unit id */
 	uint32_t delay_us[256];
 	int open_err;
 	uint16_t max_read;
+	int exc_all;     /* every read gets this exception */
 	uint8_t no_func; /* bit per table: its reads get exception 1 */
 	struct mb_hole holes[FAKE_HOLES_MAX];
 	size_t nholes;
@@ -48,9 +50,11 @@ fake_reset(void)
 	memset(F.map, 0, sizeof(F.map));
 	memset(F.frozen, 0, sizeof(F.frozen));
 	memset(F.dead, 0, sizeof(F.dead));
+	memset(F.other, 0, sizeof(F.other));
 	memset(F.delay_us, 0, sizeof(F.delay_us));
 	F.open_err = 0;
 	F.max_read = 0;
+	F.exc_all = 0;
 	F.no_func = 0;
 	F.nholes = F.nscript = F.nlog = 0;
 	F.connects = 0;
@@ -72,6 +76,14 @@ fake_set_dead(uint8_t unit, bool dead)
 {
 	pthread_mutex_lock(&F.lock);
 	F.dead[unit] = dead;
+	pthread_mutex_unlock(&F.lock);
+}
+
+void
+fake_set_answer_as_other(uint8_t unit, bool other)
+{
+	pthread_mutex_lock(&F.lock);
+	F.other[unit] = other;
 	pthread_mutex_unlock(&F.lock);
 }
 
@@ -108,6 +120,14 @@ fake_clear_holes(void)
 {
 	pthread_mutex_lock(&F.lock);
 	F.nholes = 0;
+	pthread_mutex_unlock(&F.lock);
+}
+
+void
+fake_set_exception_all(int exc)
+{
+	pthread_mutex_lock(&F.lock);
+	F.exc_all = exc;
 	pthread_mutex_unlock(&F.lock);
 }
 
@@ -263,6 +283,8 @@ begin(uint8_t fc, uint16_t addr, uint16_t count, uint16_t value)
 	pthread_mutex_lock(&F.lock);
 	if (F.dead[unit])
 		err = ETIMEDOUT;
+	else if (F.other[unit])
+		err = EMBBADSLAVE;
 	else if (take_step(unit, &s))
 		err = fault_errno(&s);
 	if (err) {
@@ -281,6 +303,11 @@ read_table(enum mb_func func, uint8_t fc, int addr, int nb, uint16_t *regs, uint
 	if (F.no_func & (1u << func)) {
 		pthread_mutex_unlock(&F.lock);
 		errno = MODBUS_ENOBASE + MODBUS_EXCEPTION_ILLEGAL_FUNCTION;
+		return -1;
+	}
+	if (F.exc_all) {
+		errno = MODBUS_ENOBASE + F.exc_all;
+		pthread_mutex_unlock(&F.lock);
 		return -1;
 	}
 	if (in_hole(func, (uint16_t)addr, (uint16_t)nb) ||

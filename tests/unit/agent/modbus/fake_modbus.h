@@ -47,6 +47,10 @@ void fake_add_hole(enum mb_func func, uint16_t addr, uint16_t count);
 void fake_clear_holes(void);
 /* Reads of table func get exception 1 (illegal function) while refused. */
 void fake_set_no_function(enum mb_func func, bool refused);
+/* Every request to unit is answered by another unit id (EMBBADSLAVE) while set. */
+void fake_set_answer_as_other(uint8_t unit, bool other);
+/* Every read gets exception exc while set (0: none). */
+void fake_set_exception_all(int exc);
 /* Register reads longer than n get exception 3 (0: no limit). */
 void fake_set_max_read(uint16_t n);
 /* Each request takes this long on the line (unit 0: every unit). */

@@ -368,7 +368,8 @@ static const char *const six_apart = "name: six\n"
 				     "  - {name: p4, function: holding, address: 80, type: u16}\n"
 				     "  - {name: p5, function: holding, address: 100, type: u16}\n";
 
-/* Each exception code has its counter; the refused points go stale, the poll is not failed. */
+/* Each exception code has its counter; the refused points go stale (unsupported after
+ * exception 1), the poll is not failed. */
 static void
 test_exceptions_by_code(void **state)
 {
@@ -390,7 +391,9 @@ test_exceptions_by_code(void **state)
 	assert_int_equal(st(0, AGENT_DC_exc_illegal_address), 0);
 	assert_int_equal(st(0, AGENT_DC_retries), 0);
 	assert_int_equal(st(0, AGENT_DC_poll_failures), 0);
-	assert_int_equal(count_msgs("\"quality\":\"stale\""), 6);
+	/* exception 1: the table is not served; the others: the points could not be read */
+	assert_int_equal(count_msgs("\"quality\":\"stale\""), 5);
+	assert_non_null(find_msg("/p0 ", "\"quality\":\"unsupported\""));
 }
 
 /* A fresh state directory (dir is a mkdtemp template) for the bus under test. */
@@ -631,6 +634,270 @@ test_learns_a_read_limit(void **state)
 	mb_bus_dev_info(R.b, 0, &di);
 	assert_int_equal(di.nblocks, 2);
 	assert_non_null(find_msg("/d ", "\"value\":33,"));
+}
+
+/* The state file of device "dev" on bus b1 under dir does not hold needle. */
+static void
+assert_state_file_lacks(const char *dir, const char *needle)
+{
+	char path[600], text[256] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/modbus/b1.dev.state", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+	fclose(f);
+	assert_null(strstr(text, needle));
+}
+
+/* Requests with function code fc made so far. */
+static size_t
+requests_fc(uint8_t fc)
+{
+	static struct fake_req log[4096];
+	size_t n = fake_log(log, 4096), k = 0;
+
+	for (size_t i = 0; i < n && i < 4096; i++)
+		k += log[i].fc == fc;
+	return k;
+}
+
+static const char *const twelve_regs =
+    "name: twelve\n"
+    "points:\n"
+    "  - {name: r0, function: holding, address: 0, type: u16}\n"
+    "  - {name: r1, function: holding, address: 1, type: u16}\n"
+    "  - {name: r2, function: holding, address: 2, type: u16}\n"
+    "  - {name: r3, function: holding, address: 3, type: u16}\n"
+    "  - {name: r4, function: holding, address: 4, type: u16}\n"
+    "  - {name: r5, function: holding, address: 5, type: u16}\n"
+    "  - {name: r6, function: holding, address: 6, type: u16}\n"
+    "  - {name: r7, function: holding, address: 7, type: u16}\n"
+    "  - {name: r8, function: holding, address: 8, type: u16}\n"
+    "  - {name: r9, function: holding, address: 9, type: u16}\n"
+    "  - {name: r10, function: holding, address: 10, type: u16}\n"
+    "  - {name: r11, function: holding, address: 11, type: u16}\n";
+
+/* A device that takes 9 registers a read: the read of 12 is refused, the halving learns 6, a
+ * limit that is only a lower bound. Probes search between what worked and what was refused
+ * (9 works: raised; 10 is refused) and stop there: the limit ends at the device's own, and
+ * after that no read is refused again. */
+static void
+test_learnt_read_limit_probed_up(void **state)
+{
+	char dir[] = "/tmp/test_bus.XXXXXX";
+	struct mb_bus_dev_info di;
+	uint64_t refused, probes;
+
+	(void)state;
+	state_dir_make(dir);
+	device("dev", UNIT_A, profile(twelve_regs), 5, 1);
+	fake_set_max_read(9);
+	fake_set(MB_FN_HOLDING, 11, 111);
+	start();
+	wait_stat(0, AGENT_DC_limits_raised, 1);
+	/* the probe of 10 (refused) and, after it, one that finds nothing left to try */
+	wait_stat(0, AGENT_DC_exc_illegal_value, 2);
+	wait_stat(0, AGENT_DC_polls, 150);
+	refused = st(0, AGENT_DC_exc_illegal_value);
+	probes = st(0, AGENT_DC_probes);
+	wait_stat(0, AGENT_DC_polls, 250);
+	mb_bus_stop(R.b);
+	assert_int_equal(st(0, AGENT_DC_limits_learnt), 1);
+	assert_int_equal(st(0, AGENT_DC_limits_raised), 1);
+	assert_int_equal(refused, 2);
+	assert_int_equal(st(0, AGENT_DC_exc_illegal_value), refused); /* converged */
+	assert_int_equal(st(0, AGENT_DC_probes), probes);
+	assert_int_equal(probes, 2);
+	mb_bus_dev_info(R.b, 0, &di);
+	assert_int_equal(di.nblocks, 2); /* 9 + 3 */
+	assert_true(logged(UNIT_A, 3, 9));
+	assert_state_file_has(dir, "max_regs 9\n");
+	assert_non_null(find_msg("/r11 ", "\"value\":111,"));
+	state_dir_remove(dir);
+}
+
+static const char *const pairs_apart = "name: pairs\n"
+				       "points:\n"
+				       "  - {name: a, function: holding, address: 0, type: u16}\n"
+				       "  - {name: b, function: holding, address: 1, type: u16}\n"
+				       "  - {name: c, function: holding, address: 3, type: u16}\n"
+				       "  - {name: d, function: holding, address: 4, type: u16}\n"
+				       "  - {name: e, function: holding, address: 6, type: u16}\n"
+				       "  - {name: f, function: holding, address: 7, type: u16}\n";
+
+/* A hole that moves (a firmware update): register 2 is a hole, then 2 reads fine and 5 is one.
+ * The new hole is learnt from the refusal; the old one is never read by the plan, so a probe
+ * reads through it: it answers, and it is forgotten. Then it stays put: no more replans, and
+ * the probes of the hole that remains grow rarer. */
+static void
+test_moved_hole_learnt_and_old_forgotten(void **state)
+{
+	char dir[] = "/tmp/test_bus.XXXXXX";
+	struct mb_bus_dev_info di;
+	uint64_t replans, refused, probes;
+
+	(void)state;
+	state_dir_make(dir);
+	device("dev", UNIT_A, profile(pairs_apart), 5, 1);
+	fake_add_hole(MB_FN_HOLDING, 2, 1);
+	fake_set(MB_FN_HOLDING, 7, 77);
+	start();
+	wait_stat(0, AGENT_DC_holes_learnt, 1);
+	fake_clear_holes();
+	fake_add_hole(MB_FN_HOLDING, 5, 1);
+	wait_stat(0, AGENT_DC_holes_learnt, 2);
+	wait_stat(0, AGENT_DC_holes_forgotten, 1);
+	wait_stat(0, AGENT_DC_polls, st(0, AGENT_DC_polls) + 5);
+	replans = st(0, AGENT_DC_replans);
+	refused = st(0, AGENT_DC_exc_illegal_address);
+	probes = st(0, AGENT_DC_probes);
+	wait_stat(0, AGENT_DC_polls, st(0, AGENT_DC_polls) + 100);
+	mb_bus_stop(R.b);
+	assert_int_equal(st(0, AGENT_DC_holes_learnt), 2);
+	assert_int_equal(st(0, AGENT_DC_holes_forgotten), 1);
+	assert_int_equal(st(0, AGENT_DC_replans), replans);
+	/* 100 polls: probes of hole 5 at most after 16, 32, 64 polls (and 2 is not probed: it
+	 * is gone); each costs at most two refused reads (the bisection may try 2 first) */
+	assert_true(st(0, AGENT_DC_probes) - probes <= 3);
+	assert_true(
+	    st(0, AGENT_DC_exc_illegal_address) - refused <= 2 * (st(0, AGENT_DC_probes) - probes));
+	mb_bus_dev_info(R.b, 0, &di);
+	assert_int_equal(di.nblocks, 2); /* [0, 5) and [6, 8) */
+	assert_state_file_has(dir, "hole holding 5 1\n");
+	assert_state_file_lacks(dir, "hole holding 2");
+	assert_non_null(find_msg("/f ", "\"value\":77,"));
+	state_dir_remove(dir);
+}
+
+/* A table learnt unsupported is tried again by probes, rarer each time it is still refused
+ * (not at every poll, not never); its points say "unsupported". When the device starts to
+ * serve it (a firmware update) the next probe reads it, and it is read from then on. */
+static void
+test_unsupported_function_probed_rarely(void **state)
+{
+	size_t fc1;
+
+	(void)state;
+	device("dev", UNIT_A, profile(every_table), 5, 1);
+	fake_set_no_function(MB_FN_COIL, true);
+	fake_set(MB_FN_COIL, 0, 1);
+	start();
+	wait_stat(0, AGENT_DC_polls, 60);
+	fc1 = requests_fc(1);
+	assert_true(fc1 >= 2 && fc1 <= 1 + 60 / 16); /* the first poll, then the probes */
+	assert_int_equal(st(0, AGENT_DC_functions_unsupported), 1);
+	assert_int_equal(st(0, AGENT_DC_replans), 1);
+	assert_non_null(find_msg("/c0 ", "\"quality\":\"unsupported\""));
+	assert_null(find_msg("/c0 ", "\"quality\":\"stale\""));
+	fake_set_no_function(MB_FN_COIL, false);
+	wait_stat(0, AGENT_DC_functions_forgotten, 1);
+	wait_msg("/c0 ", "\"value\":true,");
+	wait_stat(0, AGENT_DC_polls, st(0, AGENT_DC_polls) + 3);
+	fc1 = requests_fc(1);
+	wait_stat(0, AGENT_DC_polls, st(0, AGENT_DC_polls) + 3);
+	mb_bus_stop(R.b);
+	assert_true(requests_fc(1) >= fc1 + 2); /* read every poll again */
+	assert_int_equal(st(0, AGENT_DC_functions_unsupported), 1);
+}
+
+/* Exception 1 to every function: nothing is read after the first poll but the probes, one
+ * read each, rarer each time (16, then 32, 64, 128 polls): bounded work, no thrashing. */
+static void
+test_every_function_refused_bounded(void **state)
+{
+	(void)state;
+	device("dev", UNIT_A, profile(every_table), 2, 1);
+	for (int f = 0; f < MB_FN_COUNT; f++)
+		fake_set_no_function((enum mb_func)f, true);
+	start();
+	wait_stat(0, AGENT_DC_polls, 250);
+	mb_bus_stop(R.b);
+	assert_int_equal(st(0, AGENT_DC_functions_unsupported), 4);
+	assert_int_equal(st(0, AGENT_DC_replans), 1);
+	/* probes start at poll 17, 49, 113, 241: at most 4 in 250 polls, one read each */
+	assert_true(st(0, AGENT_DC_probes) >= 3 && st(0, AGENT_DC_probes) <= 4);
+	assert_int_equal(st(0, AGENT_DC_requests), 4 + st(0, AGENT_DC_probes));
+	assert_int_equal(st(0, AGENT_DC_poll_failures), 0);
+	assert_int_equal(count_msgs("\"quality\":\"unsupported\""), 5);
+	assert_int_equal(count_msgs("\"quality\":\"stale\""), 0);
+}
+
+/* Exception 3 to every read, even of one register: halved down to single reads (two limits
+ * learnt, 4 then 2 then 1), and then still: one read per point per poll, and no limit probes
+ * (a read of 1 was refused: there is nothing between what works and what is refused). */
+static void
+test_illegal_value_everywhere_converges(void **state)
+{
+	uint64_t r1, r2, splits;
+	struct mb_bus_dev_info di;
+
+	(void)state;
+	device("dev", UNIT_A, profile(four_together), 5, 1);
+	fake_set_exception_all(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE);
+	start();
+	wait_stat(0, AGENT_DC_polls, 5);
+	splits = st(0, AGENT_DC_block_splits);
+	r1 = reqs();
+	wait_stat(0, AGENT_DC_polls, 105);
+	mb_bus_stop(R.b);
+	r2 = reqs();
+	assert_int_equal(st(0, AGENT_DC_limits_learnt), 2);
+	assert_int_equal(st(0, AGENT_DC_replans), 1);
+	assert_int_equal(st(0, AGENT_DC_block_splits), splits);
+	assert_int_equal(st(0, AGENT_DC_probes), 0);
+	assert_int_equal(st(0, AGENT_DC_limits_raised), 0);
+	/* 100 polls of 4 single reads (a poll may be in progress at either reading) */
+	assert_true(r2 - r1 >= 99 * 4 && r2 - r1 <= 101 * 4);
+	mb_bus_dev_info(R.b, 0, &di);
+	assert_int_equal(di.nblocks, 4);
+	assert_int_equal(count_msgs("\"quality\":\"good\""), 0);
+}
+
+/* A device that answers only as another unit id: not its answers, so nothing is learnt from
+ * them (no splits, no holes). Its poll ends after one read's answers (1 + retries frames, not
+ * one read's worth per block), it is counted in its own class and backed off like a silent
+ * device; the device beside it keeps its values; it is back when it answers as itself. */
+static void
+test_wrong_unit_answers_bounded(void **state)
+{
+	struct mb_bus_dev_info di;
+	uint64_t polls, until;
+
+	(void)state;
+	device("dev", UNIT_A, profile(six_apart), 20, 2);
+	device("alive", UNIT_B, profile(two_regs), 20, 1);
+	fake_set_answer_as_other(UNIT_A, true);
+	fake_set(MB_FN_HOLDING, 1, 12);
+	start();
+	wait_stat(0, AGENT_DC_wrong_unit_polls, 3);
+	wait_stat(1, AGENT_DC_polls, 3);
+	/* read in this order while it runs: the requests of a poll come before its count */
+	polls = st(0, AGENT_DC_wrong_unit_polls);
+	assert_true(st(0, AGENT_DC_requests) >= 3 * polls); /* one read, 1 + 2 retries */
+	assert_true(st(0, AGENT_DC_requests) <= 3 * (polls + 1));
+	mb_bus_dev_info(R.b, 0, &di);
+	assert_true(di.failing);
+	assert_true(di.backoff_ms > 20);
+	assert_non_null(find_msg("/alive/b ", "\"value\":12,"));
+	assert_non_null(find_msg("/dev/p0 ", "\"quality\":\"comm-failure\""));
+	fake_set_answer_as_other(UNIT_A, false);
+	until = clock_mono_ms() + WAIT_MS;
+	do {
+		deadline_check(until, "the device to answer as itself again");
+		nap();
+		mb_bus_dev_info(R.b, 0, &di);
+	} while (di.failing);
+	mb_bus_stop(R.b);
+	assert_true(st(0, AGENT_DC_wrong_unit) <= 3 * st(0, AGENT_DC_wrong_unit_polls) + 2);
+	assert_int_equal(st(0, AGENT_DC_timeouts), 0);
+	assert_int_equal(st(0, AGENT_DC_block_splits), 0);
+	assert_int_equal(st(0, AGENT_DC_holes_learnt), 0);
+	assert_int_equal(st(0, AGENT_DC_replans), 0);
+	assert_int_equal(st(0, AGENT_DC_poll_failures), 0);
+	assert_int_equal(st(1, AGENT_DC_poll_failures), 0);
+	assert_int_equal(st(1, AGENT_DC_wrong_unit), 0);
 }
 
 /* A device that never answers fails its poll after the retries, is backed off and probed
@@ -908,6 +1175,16 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_forgets_a_hole_that_answers_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_learns_a_read_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_learnt_read_limit_probed_up, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_moved_hole_learnt_and_old_forgotten, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_unsupported_function_probed_rarely, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_every_function_refused_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrong_unit_answers_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_illegal_value_everywhere_converges, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_dead_device_backed_off_and_recovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_polls_counted, setup, teardown),

@@ -76,7 +76,7 @@ static int
 h_persist_sync(void *arg)
 {
 	h_event(arg, 's', 0);
-	return 0;
+	return ((struct fb *)arg)->fail_sync ? -EIO : 0;
 }
 
 static void
@@ -193,6 +193,8 @@ fb_copy(struct fb_pkt *p, const struct mqtt_packet *k)
 		p->version = k->connect.version;
 		p->clean_start = k->connect.clean_start;
 		p->keepalive_s = k->connect.keepalive_s;
+		p->has_username = k->connect.has_username;
+		p->has_password = k->connect.has_password;
 		if (mqtt_props_has(&k->connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL))
 			p->session_expiry = k->connect.props.v[MQTT_PROP_SESSION_EXPIRY_INTERVAL].u;
 		break;
@@ -340,6 +342,34 @@ fb_close(struct fb *b)
 	close(b->sfd);
 	b->sfd = -1;
 	b->blen = 0;
+	for (int i = 0; i < 5; i++)
+		fb_drive(b, 5);
+}
+
+void
+fb_reset(struct fb *b)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(b->sfd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(b->sfd);
+	b->sfd = -1;
+	b->blen = 0;
+}
+
+void
+fb_send_big(struct fb *b, const uint8_t *buf, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t n = send(b->sfd, buf + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			assert_int_equal(errno, EAGAIN);
+			n = 0;
+		}
+		off += (size_t)n;
+		fb_drive(b, 10);
+	}
 	for (int i = 0; i < 5; i++)
 		fb_drive(b, 5);
 }

@@ -16,7 +16,7 @@
 struct fb_pkt {
 	enum mqtt_type type;
 	uint8_t qos, version, reason;
-	bool dup, clean_start;
+	bool dup, clean_start, has_username, has_password;
 	uint16_t packet_id, keepalive_s;
 	uint32_t session_expiry; /* 5.0 CONNECT property, 0 when absent */
 	char topic[256];         /* PUBLISH topic, SUBSCRIBE's first filter */
@@ -47,6 +47,7 @@ struct fb {
 	struct fb_event ev[256];
 	int nev;
 	bool fail_persist;
+	bool fail_sync; /* persist_sync() fails */
 	int message_rc; /* what the message hook returns (0: the gateway owns it) */
 };
 
@@ -68,6 +69,11 @@ void fb_ack(struct fb *b, enum mqtt_type type, uint16_t id, uint8_t reason);
 void fb_publish(
     struct fb *b, const char *topic, const char *payload, uint8_t qos, uint16_t id, bool dup);
 void fb_close(struct fb *b);
+/* Reset the connection (RST, SO_LINGER 0) without letting the client see it yet. */
+void fb_reset(struct fb *b);
+/* Send len bytes in pieces, letting the client read between them (more than the socket
+ * buffers hold). */
+void fb_send_big(struct fb *b, const uint8_t *buf, size_t len);
 /* Run the client through CONNECT/CONNACK (and the SUBSCRIBE, acknowledged). */
 void fb_connect(struct fb *b, bool session_present);
 int fb_count(const struct fb *b, int kind);

@@ -25,7 +25,7 @@ gauge_conns(struct fx *x)
 }
 
 /* A 5.0 client whose send buffer is full times out: the DISCONNECT 0x8D cannot be sent, and
- * the close must not run twice (it used to re-enter conn_kill through conn_send). */
+ * the close must not run twice (it used to re-enter broker_conn_kill through broker_conn_send). */
 static void
 test_kill_with_full_buffer(void **state)
 {

@@ -5,6 +5,7 @@
  * between lcores while the queue between them is full or its claim has timed out, and a 5.0
  * DISCONNECT that changes the session expiry. Checked on the wire bytes and the counters.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -440,6 +441,304 @@ test_acks_out_of_place(void **state)
 	fx_free(x);
 }
 
+/* ---- CONNECT and DISCONNECT ---- */
+
+/* A 5.0 CONNECT with a will (delay_s; session expiry expiry_s, 0: none). */
+static void
+connect_will(struct fx *x, int i, const char *id, bool clean, uint32_t delay_s, uint32_t expiry_s,
+    const char *will_topic)
+{
+	struct mqtt_packet p = { .type = MQTT_CONNECT };
+
+	fx_open(x, i, MQTT_V5);
+	p.connect.version = MQTT_V5;
+	p.connect.clean_start = clean;
+	p.connect.keepalive_s = 60;
+	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
+	p.connect.has_will = true;
+	p.connect.will.topic = (struct mqtt_str){ will_topic, (uint16_t)strlen(will_topic) };
+	p.connect.will.payload = MQTT_STR("gone");
+	p.connect.will.qos = 1;
+	if (delay_s != 0)
+		mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
+	if (expiry_s != 0)
+		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry_s);
+	fx_send(x, i, &p);
+}
+
+/* A takeover (same client id, a live connection) ends the old connection as an abrupt end
+ * would: a will without delay goes at once; one with a delay is cancelled by the new
+ * connection to the same session; a session that ends here (clean start) sends it anyway. */
+static void
+test_takeover_and_will(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_packet r;
+
+	(void)state;
+	fx_connect(x, 7, MQTT_V311, "watch", true, 60, NULL);
+	fx_subscribe(x, 7, "will/#", 1);
+	connect_will(x, 0, "nodelay", false, 0, 600, "will/nodelay");
+	assert_true(fx_connack(x, 0) == false);
+	connect_will(x, 1, "nodelay", false, 0, 600, "will/nodelay");
+	assert_true(fx_connack(x, 1));
+	fx_expect_type(x, 0, MQTT_DISCONNECT, MQTT_RC_SESSION_TAKEN_OVER);
+	fx_expect_publish(x, 7, "will/nodelay", "gone", 1);
+
+	connect_will(x, 2, "delayed", false, 30, 600, "will/delayed");
+	assert_false(fx_connack(x, 2));
+	connect_will(x, 3, "delayed", false, 30, 600, "will/delayed");
+	assert_true(fx_connack(x, 3));
+	fx_tick(x, 31000);
+	fx_expect_none(x, 7); /* cancelled by the return */
+
+	connect_will(x, 4, "ends", false, 30, 600, "will/ends");
+	assert_false(fx_connack(x, 4));
+	connect_will(x, 5, "ends", true, 30, 600, "will/ends"); /* clean start: the old ends */
+	assert_true(fx_next(x, 5, &r));
+	assert_int_equal(r.type, MQTT_CONNACK);
+	assert_false(r.connack.session_present);
+	fx_expect_publish(x, 7, "will/ends", "gone", 1);
+	assert_int_equal(fx_count(x, BROKER_C_SESSION_TAKEOVER), 3);
+	fx_free(x);
+}
+
+/* A will under $SYS/ is refused at CONNECT (it would spoof the broker's statistics): 0x87 in
+ * 5.0, 5 (not authorized) in 3.1.1, counted. */
+static void
+test_sys_will_refused(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
+
+	(void)state;
+	connect_will(x, 0, "spoof", true, 0, 0, "$SYS/broker/clients");
+	assert_true(fx_next(x, 0, &r));
+	assert_int_equal(r.type, MQTT_CONNACK);
+	assert_int_equal(r.connack.reason, MQTT_RC_NOT_AUTHORIZED);
+	assert_true(x->f[0].closed);
+	fx_open(x, 1, MQTT_V311);
+	p.connect.version = MQTT_V311;
+	p.connect.clean_start = true;
+	p.connect.keepalive_s = 60;
+	p.connect.client_id = MQTT_STR("spoof");
+	p.connect.has_will = true;
+	p.connect.will.topic = MQTT_STR("$SYS/x");
+	p.connect.will.payload = MQTT_STR("x");
+	fx_send(x, 1, &p);
+	assert_true(fx_next(x, 1, &r));
+	assert_int_equal(r.connack.reason, 5);
+	assert_true(x->f[1].closed);
+	assert_int_equal(fx_count(x, BROKER_C_BAD_SYS_PUBLISH), 2);
+	fx_free(x);
+}
+
+/* What the CONNACK tells a 5.0 client when we grant less than it asked: the session expiry
+ * capped at ours, a keepalive of 0 or over ours lowered (Server Keep Alive); a 3.1.1 client
+ * keeps its keepalive (it cannot be told). */
+static void
+test_connack_grants(void **state)
+{
+	struct broker_config cfg;
+	struct mqtt_props props = { 0 };
+	struct mqtt_packet r;
+	struct fx *x;
+
+	(void)state;
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 0;
+	cfg.keepalive_max_s = 100;
+	cfg.session_expiry_max_s = 1000;
+	x = fx_new(&cfg);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 5000);
+	fx_connect_start(x, 0, MQTT_V5, "a", true, 0, &props);
+	assert_true(fx_next(x, 0, &r));
+	assert_int_equal(r.connack.props.v[MQTT_PROP_SESSION_EXPIRY_INTERVAL].u, 1000);
+	assert_int_equal(r.connack.props.v[MQTT_PROP_SERVER_KEEP_ALIVE].u, 100);
+	fx_connect_start(x, 1, MQTT_V5, "b", true, 500, NULL);
+	assert_true(fx_next(x, 1, &r));
+	assert_int_equal(r.connack.props.v[MQTT_PROP_SERVER_KEEP_ALIVE].u, 100);
+	assert_false(mqtt_props_has(&r.connack.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL));
+	fx_connect_start(x, 2, MQTT_V5, "c", true, 50, NULL);
+	assert_true(fx_next(x, 2, &r));
+	assert_false(mqtt_props_has(&r.connack.props, MQTT_PROP_SERVER_KEEP_ALIVE));
+	fx_connect(x, 3, MQTT_V311, "d", true, 500, NULL);
+	assert_int_equal(fx_count(x, BROKER_C_KEEPALIVE_LOWERED), 2);
+	fx_free(x);
+}
+
+/* DISCONNECT: a 5.0 one without properties, or one that sets the expiry to 0, ends a kept
+ * session as it says; a 3.1.1 one leaves its session as it was. */
+static void
+test_disconnect_variants(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_props props = { 0 };
+	struct mqtt_packet d = { .type = MQTT_DISCONNECT };
+
+	(void)state;
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x, 0, MQTT_V5, "keep", true, 60, &props);
+	fx_send(x, 0, &d); /* no properties: the expiry stays */
+	assert_true(fx_connect(x, 0, MQTT_V5, "keep", false, 60, &props));
+	mqtt_props_set_u32(&d.disconnect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 0);
+	fx_send(x, 0, &d); /* ends it now */
+	assert_false(fx_connect(x, 0, MQTT_V5, "keep", false, 60, &props));
+	fx_connect(x, 1, MQTT_V311, "old", false, 60, NULL);
+	fx_subscribe(x, 1, "t", 1);
+	fx_send(x, 1, &(struct mqtt_packet){ .type = MQTT_DISCONNECT });
+	assert_true(x->f[1].closed);
+	assert_true(fx_connect(x, 1, MQTT_V311, "old", false, 60, NULL));
+	fx_free(x);
+}
+
+/* A topic long enough that the PUBLISH header does not fit the broker's stack buffer: the
+ * delivery still goes whole, to a 3.1.1 and a 5.0 subscriber. */
+static void
+test_long_topic_delivered(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	static char topic[601];
+
+	(void)state;
+	memset(topic, 'x', sizeof(topic) - 1);
+	topic[0] = 'L';
+	fx_connect(x, 0, MQTT_V311, "s3", true, 60, NULL);
+	fx_subscribe(x, 0, "+", 1);
+	fx_connect(x, 1, MQTT_V5, "s5", true, 60, NULL);
+	fx_subscribe(x, 1, topic, 1);
+	fx_connect(x, 2, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 2, topic, "long", 1, 1, false);
+	fx_expect_type(x, 2, MQTT_PUBACK, 0);
+	fx_expect_publish(x, 0, topic, "long", 1);
+	fx_expect_publish(x, 1, topic, "long", 1);
+	fx_free(x);
+}
+
+/* A $SYS board for no instance is not made; an instance number past the board is not
+ * attached (the broker publishes as the only one: no per-lcore topics). */
+static void
+test_sys_board_misuse(void **state)
+{
+	struct broker_sys_board *board = broker_sys_board_new(1);
+	struct broker_config cfg;
+	struct mqtt_packet p;
+	struct fx *x;
+	bool lcore = false, total = false;
+
+	(void)state;
+	assert_null(broker_sys_board_new(0));
+	assert_non_null(board);
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 1000;
+	x = fx_new(&cfg);
+	broker_sys_attach(x->b, board, 1);
+	fx_connect(x, 0, MQTT_V311, "sys", true, 60, NULL);
+	fx_subscribe(x, 0, "$SYS/#", 0);
+	fx_tick(x, 1000);
+	while (fx_next(x, 0, &p)) {
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		lcore |= p.publish.topic.len > 18 &&
+		    memcmp(p.publish.topic.s, "$SYS/broker/lcore/", 18) == 0;
+		total |= p.publish.topic.len == 29 &&
+		    memcmp(p.publish.topic.s, "$SYS/broker/clients/connected", 29) == 0;
+	}
+	assert_false(lcore);
+	assert_true(total);
+	fx_free(x);
+	broker_sys_board_free(board);
+}
+
+/* Every counter has a distinct name and a description; one past the last reads as 0 and "?"
+ * (telemetry asks by index). */
+static void
+test_counter_names(void **state)
+{
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	for (int c = 0; c < BROKER_C_COUNT; c++) {
+		assert_true(strlen(broker_counter_name((enum broker_counter)c)) > 0);
+		assert_true(strlen(broker_counter_desc((enum broker_counter)c)) > 0);
+		for (int d = 0; d < c; d++)
+			assert_string_not_equal(broker_counter_name((enum broker_counter)c),
+			    broker_counter_name((enum broker_counter)d));
+	}
+	assert_int_equal(broker_counter_get(x->b, BROKER_C_COUNT), 0);
+	assert_string_equal(broker_counter_name(BROKER_C_COUNT), "?");
+	assert_string_equal(broker_counter_desc(BROKER_C_COUNT), "?");
+	assert_int_equal(broker_counter_kind(BROKER_C_COUNT), COUNTER_KIND_INFO);
+	fx_free(x);
+}
+
+/* ---- the operator's view ---- */
+struct lines {
+	char text[8][160];
+	int n;
+};
+
+static void
+keep_line(void *arg, const char *line)
+{
+	struct lines *l = arg;
+
+	if (l->n < 8)
+		snprintf(l->text[l->n++], sizeof(l->text[0]), "%s", line);
+}
+
+/* Listings of subscriptions and retained messages by page (each entry on one page only, the
+ * options a subscription has shown), a kick without purge of an offline session (it stays),
+ * and the checks on what the operator publishes or deletes. */
+static void
+test_admin_pages_and_checks(void **state)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_props props = { 0 };
+	struct lines a = { 0 }, b = { 0 };
+	static char big[300 * 1024];
+
+	(void)state;
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x, 0, MQTT_V5, "sub", true, 60, &props);
+	fx_subscribe(x, 0, "a", 1 | 0x08); /* Retain As Published */
+	fx_subscribe(x, 0, "b", 0 | 0x04 | 0x08);
+	fx_subscribe(x, 0, "c", 2);
+	assert_int_equal(broker_admin_subscriptions(x->b, 1, 1, keep_line, &a), 3);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(broker_admin_subscriptions(x->b, 0, 3, keep_line, &b), 3);
+	assert_int_equal(b.n, 3);
+	assert_string_equal(a.text[0], b.text[1]);
+	assert_true(strcmp(b.text[0], "sub a qos=1 rap") == 0 ||
+	    strcmp(b.text[1], "sub a qos=1 rap") == 0 || strcmp(b.text[2], "sub a qos=1 rap") == 0);
+	assert_true(strcmp(b.text[0], "sub b qos=0 no_local rap") == 0 ||
+	    strcmp(b.text[1], "sub b qos=0 no_local rap") == 0 ||
+	    strcmp(b.text[2], "sub b qos=0 no_local rap") == 0);
+	for (int i = 0; i < 3; i++) {
+		char t[16];
+
+		snprintf(t, sizeof(t), "r/%d", i);
+		assert_int_equal(broker_admin_publish(x->b, t, 3, "v", 1, 0, true, x->now), 0);
+	}
+	a.n = b.n = 0;
+	assert_int_equal(broker_admin_retained(x->b, 2, 5, keep_line, &a), 3);
+	assert_int_equal(a.n, 1);
+	assert_int_equal(broker_admin_retained(x->b, 0, 2, keep_line, &b), 3);
+	assert_int_equal(b.n, 2);
+	assert_string_not_equal(a.text[0], b.text[0]);
+	assert_string_not_equal(a.text[0], b.text[1]);
+	/* checks */
+	assert_int_equal(broker_admin_publish(x->b, "", 0, "x", 1, 0, false, x->now), -EINVAL);
+	assert_int_equal(
+	    broker_admin_publish(x->b, "r/big", 5, big, sizeof(big), 0, false, x->now), -E2BIG);
+	assert_int_equal(broker_admin_retained_delete(x->b, "", 0, x->now), 0);
+	assert_int_equal(broker_admin_retained_delete(x->b, "r/none", 6, x->now), 0);
+	/* a kick without purge of an offline session: it stays */
+	fx_close(x, 0);
+	assert_int_equal(broker_admin_kick(x->b, "sub", 3, false, x->now), 1);
+	assert_true(fx_connect(x, 0, MQTT_V5, "sub", false, 60, &props));
+	fx_free(x);
+}
+
 /* ---- two lcores ---- */
 
 /* A resuming CONNECT on lcore 1 whose claim sat in the queue past the claim timeout: the
@@ -622,6 +921,14 @@ main(void)
 		cmocka_unit_test(test_payload_over_many_segments),
 		cmocka_unit_test(test_inbound_topic_alias),
 		cmocka_unit_test(test_acks_out_of_place),
+		cmocka_unit_test(test_admin_pages_and_checks),
+		cmocka_unit_test(test_takeover_and_will),
+		cmocka_unit_test(test_sys_will_refused),
+		cmocka_unit_test(test_connack_grants),
+		cmocka_unit_test(test_disconnect_variants),
+		cmocka_unit_test(test_long_topic_delivered),
+		cmocka_unit_test(test_sys_board_misuse),
+		cmocka_unit_test(test_counter_names),
 		cmocka_unit_test(test_session_arrives_for_no_one),
 		cmocka_unit_test(test_replay_overflow),
 		cmocka_unit_test(test_late_session_merged),

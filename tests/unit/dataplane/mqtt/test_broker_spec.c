@@ -301,7 +301,7 @@ test_sys_publish_refused(void **state)
 	fx_ack(x, 2, MQTT_PUBREL, 1);
 	fx_expect_type(x, 2, MQTT_PUBCOMP, 0);
 	fx_expect_none(x, 0);
-	assert_int_equal(retain_count(x->b), 0);
+	assert_int_equal(broker_retain_count(x->b), 0);
 	assert_int_equal(fx_count(x, BROKER_C_BAD_SYS_PUBLISH), 3);
 	fx_publish(x, 1, "$SYSTEM/x", "ok", 0, 0, false); /* another topic: fine */
 	fx_free(x);
@@ -388,17 +388,17 @@ test_client_id_hash_flooding(void **state)
 
 		if (fnv1a(id, (size_t)n) % 4096 != 7)
 			continue;
-		assert_non_null(session_create(x->b, id, (size_t)n));
+		assert_non_null(broker_session_create(x->b, id, (size_t)n));
 		made++;
 	}
 	for (uint32_t k = 0; k < 5000; k++) {
 		int n = snprintf(id, sizeof(id), "plain-%u", k);
 
-		assert_non_null(session_create(x->b, id, (size_t)n));
+		assert_non_null(broker_session_create(x->b, id, (size_t)n));
 	}
 	print_message("longest chain: %u\n", longest_chain(x->b));
 	assert_true(longest_chain(x->b) <= 12);
-	assert_non_null(session_find(x->b, "plain-4999", 10));
+	assert_non_null(broker_session_find(x->b, "plain-4999", 10));
 	fx_free(x);
 }
 

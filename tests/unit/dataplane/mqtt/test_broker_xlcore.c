@@ -1,6 +1,7 @@
 /*
- * Unit tests for the broker's cross-lcore fan-out (dataplane/mqtt/xlcore.c): two broker
- * instances joined by bounded queues standing in for the dataplane's rte_rings.
+ * Unit tests for the broker's cross-lcore fan-out (dataplane/mqtt/xlcore.c, xlcore_session.c,
+ * publish.c): two broker instances joined by bounded queues standing in for the dataplane's
+ * rte_rings.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -4,7 +4,9 @@
  * and the mbuf allocator): MQTT packets whole, cut across segments and several in one segment,
  * the broker's answers read back from the segments TCP sent; an error close that lingers
  * until the peer's FIN, a peer that resets, a send buffer too small for an answer, and the
- * worker's poll (keepalive through the broker's tick). Every test ends with every mbuf back.
+ * worker's poll (keepalive through the broker's tick), PUBACKs that do not fit and a FIN that arrives
+ * while the input is held, the connection limit, input after the service stopped. Every test
+ * ends with every mbuf back.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,6 +133,7 @@ setup(void **state)
 	broker_config_defaults(&bcfg);
 	bcfg.max_inflight = 2;
 	bcfg.max_queue = 4;
+	bcfg.max_conns = 16;
 	h_setup(&cfg);
 	/* the harness listens with its own test app: the broker takes the port instead */
 	tcp_lcore_fini(&h_lc);
@@ -426,6 +429,175 @@ test_linger_has_a_limit(void **state)
 	h_clear();
 }
 
+/* A QoS 1 PUBLISH to topic "t" with packet id id and a 1-byte payload, at buf; its length. */
+static size_t
+pub_qos1(uint8_t *buf, uint16_t id)
+{
+	const uint8_t pub[] = { 0x32, 6, 0, 1, 't', (uint8_t)(id >> 8), (uint8_t)id, 'x' };
+
+	memcpy(buf, pub, sizeof(pub));
+	return sizeof(pub);
+}
+
+/*
+ * A publisher that does not read its PUBACKs: they fill its send buffer (4 KiB, never acked by
+ * the peer), the broker stops reading its input (no answer would fit) instead of losing one or
+ * writing half of one; once the peer acknowledges what it was sent, the held input is read again
+ * (writable, input_ready, the worker's poll) and every PUBLISH is acknowledged once, in order.
+ */
+static void
+test_unread_acks_hold_the_input(void **state)
+{
+	enum {
+		N = 1400
+	};
+	static uint8_t seg[1400];
+	uint16_t ids[N];
+	uint8_t marks[N];
+	unsigned sent = 0, acked = 0;
+	struct h_peer p;
+
+	(void)state;
+	establish(&p, 40020);
+	connect_311(&p, 'u', 60);
+	/* 8-byte PUBLISHes, 175 to a segment; the peer's ACKs leave rcv_nxt where it was */
+	while (sent < N) {
+		size_t len = 0;
+
+		while (len + 8 <= sizeof(seg) && sent < N)
+			len += pub_qos1(seg + len, (uint16_t)(++sent));
+		h_send(&p, PSH_ACK, seg, (uint32_t)len);
+	}
+	h_flush();
+	for (int round = 0; round < 100 && acked < N; round++) {
+		take(&p);
+		acked += packets(4, ids + acked, marks, N - acked);
+		h_send(&p, ACK, NULL, 0);
+		dp_service_mqtt.poll(&h_lc);
+		if (round == 0)
+			assert_true(acked < N); /* held: 1400 PUBACKs do not fit 4 KiB */
+	}
+	assert_int_equal(acked, N);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(ids[i], i + 1);
+	h_send(&p, FIN_ACK, NULL, 0);
+	take(&p);
+	assert_true(got_fin);
+	h_send(&p, ACK, NULL, 0);
+	h_clear();
+}
+
+/*
+ * A publisher held by a slow subscriber sends its FIN: the FIN waits until the broker has read
+ * what came before it (held), then the connection ends; every message sent before the FIN
+ * reaches the subscriber.
+ */
+static void
+test_fin_waits_for_held_input(void **state)
+{
+	enum {
+		N = 12,
+		SZ = 1000
+	};
+	const uint8_t sub[] = { 0x82, 6, 0, 1, 0, 1, 't', 1 };
+	const uint8_t suback[] = { 0x90, 3, 0, 1, 1 };
+	static uint8_t pub[4 + 3 + 2 + SZ];
+	uint16_t ids[64];
+	uint8_t marks[64], got[N];
+	unsigned ngot = 0;
+	struct h_peer a, b;
+
+	(void)state;
+	establish(&b, 40021);
+	connect_311(&b, 'B', 60);
+	say(&b, sub, sizeof(sub));
+	expect(suback, sizeof(suback));
+	establish(&a, 40022);
+	connect_311(&a, 'A', 60);
+	for (unsigned i = 0; i < N; i++) {
+		size_t rl = 3 + 2 + SZ;
+
+		pub[0] = 0x32;
+		pub[1] = (uint8_t)(0x80 | (rl & 0x7f));
+		pub[2] = (uint8_t)(rl >> 7);
+		memcpy(pub + 3, "\0\1t", 3);
+		pub[6] = 0;
+		pub[7] = (uint8_t)(i + 1);
+		memset(pub + 8, 'a' + (int)i, SZ);
+		h_send(&a, PSH_ACK, pub, 3 + (uint32_t)rl);
+	}
+	h_send(&a, FIN_ACK, NULL, 0); /* while its input is held */
+	take(&a);
+	assert_false(got_fin); /* not yet: what came before the FIN is not read */
+	rxlen = 0;
+	for (int round = 0; round < 200 && (ngot < N || !got_fin); round++) {
+		unsigned k;
+
+		take(&b);
+		k = packets(3, ids, marks, 64);
+		for (unsigned j = 0; j < k; j++) {
+			const uint8_t puback[] = { 0x40, 2, (uint8_t)(ids[j] >> 8),
+				(uint8_t)ids[j] };
+
+			assert_true(ngot < N);
+			got[ngot++] = marks[j];
+			h_send(&b, PSH_ACK, puback, sizeof(puback));
+		}
+		h_send(&b, ACK, NULL, 0);
+		dp_service_mqtt.poll(&h_lc);
+		take(&a);
+		h_send(&a, ACK, NULL, 0);
+	}
+	assert_int_equal(ngot, N);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(got[i], 'a' + (int)i);
+	assert_true(got_fin); /* the publisher's connection ended after its input */
+	h_send(&b, FIN_ACK, NULL, 0);
+	take(&b);
+	h_send(&b, ACK, NULL, 0);
+	h_clear();
+}
+
+/* The broker's connection limit (max_conns, here 16): one more is refused with a reset. */
+static void
+test_connection_limit(void **state)
+{
+	struct h_peer p[17];
+	uint64_t refused = H_CNT(ACCEPT_REFUSED);
+
+	(void)state;
+	for (unsigned i = 0; i < 16; i++)
+		establish(&p[i], (uint16_t)(40100 + i));
+	assert_int_equal(H_CNT(ACCEPT_REFUSED), refused);
+	establish(&p[16], 40116);
+	take(&p[16]);
+	assert_true(got_rst);
+	assert_int_equal(H_CNT(ACCEPT_REFUSED), refused + 1);
+	for (unsigned i = 0; i < 16; i++) {
+		h_send(&p[i], RST, NULL, 0);
+		take(&p[i]);
+	}
+	h_clear();
+}
+
+/* Last: the service stops (a worker's exit) while connections are open: what they send then is
+ * dropped, and tcp_lcore_fini's aborts find no broker to tell. */
+static void
+test_input_after_stop(void **state)
+{
+	const uint8_t ping[] = { 0xc0, 0 };
+	struct h_peer p;
+
+	(void)state;
+	establish(&p, 40030);
+	connect_311(&p, 's', 60);
+	dp_service_mqtt.fini(&h_lc);
+	say(&p, ping, sizeof(ping));
+	assert_int_equal(rxlen, 0);  /* no PINGRESP: the broker is gone */
+	dp_service_mqtt.poll(&h_lc); /* nothing to do */
+	h_clear();
+}
+
 int
 main(void)
 {
@@ -437,6 +609,10 @@ main(void)
 		cmocka_unit_test(test_keepalive_through_poll),
 		cmocka_unit_test(test_slow_subscriber),
 		cmocka_unit_test(test_linger_has_a_limit),
+		cmocka_unit_test(test_unread_acks_hold_the_input),
+		cmocka_unit_test(test_fin_waits_for_held_input),
+		cmocka_unit_test(test_connection_limit),
+		cmocka_unit_test(test_input_after_stop),
 	};
 
 	if (h_eal_init() != 0)

@@ -1,0 +1,1019 @@
+/*
+ * test_dpchan_faults.c: lib/dpchan's error paths, with peers that misbehave and an allocator
+ * that fails on demand (fail_alloc.h). The server: a socket path it cannot use, out of memory
+ * at every allocation of its start, of a connection and of a stream; a hand-made lcore that
+ * sends a frame of more records than one answer frame holds, a frame of another type, a frame
+ * over the limit, the same lcore twice; many ranges answered at once; downlink publishes with
+ * no lcore, too large, or into a full socket; known records of several dataplane starts. The
+ * client: out of memory at start, a hand-made agent that sends garbage, a PUB, a DOWN with no
+ * handler, then closes; an arena that wraps around.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "dpchan_client.h"
+#include "dpchan_conf.h"
+#include "dpchan_server.h"
+#include "fail_alloc.h"
+
+/* ---- a sink that takes, answers now, or refuses ---- */
+struct sink {
+	uint64_t next_token;
+	int mode; /* 0: taken (token); 1: taken, answered now; < 0: refused with it */
+	uint32_t n;
+};
+
+static int
+sink_submit(void *arg, const struct dpchan_hello *from, const struct dpchan_rec *r, uint64_t *token)
+{
+	struct sink *k = arg;
+
+	(void)from, (void)r;
+	if (k->mode < 0)
+		return k->mode;
+	k->n++;
+	*token = ++k->next_token;
+	return k->mode;
+}
+
+static const struct dpchan_sink_ops sink_ops = { .submit = sink_submit };
+
+struct env {
+	char dir[64], path[96];
+	struct sink sink;
+	struct dpchan_server *s;
+};
+
+static struct env *
+env_new(const struct dpchan_server_config *cfg)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	struct dpchan_server_config sc = { 0 };
+
+	assert_non_null(e);
+	strcpy(e->dir, "/tmp/dpchan-faults-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->path, sizeof(e->path), "%s/dpchan.sock", e->dir);
+	if (cfg != NULL)
+		sc = *cfg;
+	sc.path = e->path;
+	e->s = dpchan_server_new(&sc, &sink_ops, &e->sink);
+	assert_non_null(e->s);
+	return e;
+}
+
+static void
+env_free(struct env *e)
+{
+	dpchan_server_free(e->s);
+	unlink(e->path);
+	rmdir(e->dir);
+	free(e);
+}
+
+/* ---- a hand-made lcore ---- */
+static int
+peer_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+
+	strcpy(sa.sun_path, path);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static int
+peer_hello(struct env *e, uint64_t boot_id, uint32_t lcore)
+{
+	struct dpchan_hello h = { boot_id, lcore, DPCHAN_VERSION };
+	uint8_t buf[DPCHAN_HDR_LEN + DPCHAN_HELLO_LEN];
+	int fd = peer_connect(e->path);
+	int len = dpchan_encode_hello(buf, sizeof(buf), &h);
+
+	assert_int_equal(send(fd, buf, (size_t)len, 0), len);
+	dpchan_server_run(e->s); /* accepted */
+	dpchan_server_run(e->s); /* its hello read */
+	return fd;
+}
+
+/* A PUB frame of refs first..first+n-1 (0: best effort records). */
+static void
+peer_pub(int fd, uint64_t first, uint32_t n)
+{
+	static uint8_t buf[DPCHAN_FRAME_MAX];
+	size_t off = DPCHAN_HDR_LEN;
+
+	dpchan_put_header(buf, DPCHAN_PUB, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct dpchan_rec r = { .ref = first ? first + i : 0,
+			.qos = 1,
+			.topic = "plant/p",
+			.topic_len = 7,
+			.payload = (const uint8_t *)"v",
+			.payload_len = 1 };
+		int len = dpchan_put_rec(buf + off, sizeof(buf) - off, false, &r);
+
+		assert_true(len > 0);
+		off += (size_t)len;
+	}
+	assert_int_equal(send(fd, buf, off, 0), (ssize_t)off);
+}
+
+/* What the server answered: refs reported durable and failed, in DURABLE frames. */
+struct answers {
+	uint64_t ok, failed, frames, ranges;
+	int32_t last_status;
+	uint8_t ok_ref[1024]; /* refs below 1024 answered durable */
+};
+
+static void
+count_range(void *arg, const struct dpchan_range *r)
+{
+	struct answers *a = arg;
+
+	a->ranges++;
+	a->last_status = r->status;
+	if (r->status == 0) {
+		a->ok += r->last - r->first + 1;
+		for (uint64_t ref = r->first; ref <= r->last && ref < 1024; ref++)
+			a->ok_ref[ref] = 1;
+	} else {
+		a->failed += r->last - r->first + 1;
+	}
+}
+
+static struct answers
+peer_answers(int fd)
+{
+	static uint8_t buf[DPCHAN_FRAME_MAX];
+	struct answers a = { 0 };
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+		assert_int_equal(dpchan_decode_durable(buf, (size_t)n, count_range, &a), 0);
+		a.frames++;
+	}
+	return a;
+}
+
+/* Whether the server closed the peer's connection (end of file, nothing else in between). */
+static bool
+peer_closed(int fd)
+{
+	uint8_t b[64];
+
+	return recv(fd, b, sizeof(b), MSG_DONTWAIT) == 0;
+}
+
+/* ---- codec ---- */
+
+static int
+no_rec(void *arg, const struct dpchan_rec *r)
+{
+	(void)r;
+	++*(int *)arg;
+	return 0;
+}
+
+static void
+no_range(void *arg, const struct dpchan_range *r)
+{
+	(void)r;
+	++*(int *)arg;
+}
+
+/* Each malformed frame alone, refused whole with its reason (the callback never runs); an
+ * encoder given too little room or a bad field refuses. */
+static void
+test_codec_refusals(void **state)
+{
+	uint8_t b[256];
+	struct dpchan_hello h = { 1, 2, 3 };
+	struct dpchan_range v[2] = { { 1, 2, 0 }, { 3, 3, -5 } };
+	struct dpchan_rec r = { .ref = 1, .qos = 1, .topic = "t", .topic_len = 1 };
+	int calls = 0, len;
+
+	(void)state;
+	/* header: reserved bytes, type out of range */
+	dpchan_put_header(b, DPCHAN_PUB, 0);
+	b[2] = 1;
+	assert_int_equal(dpchan_decode_recs(b, 8, DPCHAN_PUB, no_rec, &calls), -DPCHAN_E_TYPE);
+	dpchan_put_header(b, DPCHAN_DOWN + 1, 0);
+	assert_int_equal(dpchan_decode_recs(b, 8, DPCHAN_PUB, no_rec, &calls), -DPCHAN_E_TYPE);
+	/* hello */
+	assert_int_equal(dpchan_encode_hello(b, 23, &h), -E2BIG);
+	assert_int_equal(dpchan_encode_hello(b, sizeof(b), &h), 24);
+	b[1] = 9;
+	assert_int_equal(dpchan_decode_hello(b, 24, &h), -DPCHAN_E_VERSION);
+	b[1] = DPCHAN_VERSION;
+	assert_int_equal(dpchan_decode_hello(b, 20, &h), -DPCHAN_E_TRUNCATED);
+	assert_int_equal(dpchan_decode_hello(b, 25, &h), -DPCHAN_E_TRAILING);
+	b[4] = 2; /* count 2 */
+	assert_int_equal(dpchan_decode_hello(b, 24, &h), -DPCHAN_E_FIELD);
+	b[0] = DPCHAN_PUB;
+	assert_int_equal(dpchan_decode_hello(b, 24, &h), -DPCHAN_E_TYPE);
+	/* records */
+	r.qos = 3;
+	assert_int_equal(dpchan_put_rec(b, sizeof(b), false, &r), -EINVAL);
+	r.qos = 1;
+	assert_int_equal(dpchan_put_rec(b, 16, false, &r), -E2BIG);
+	dpchan_put_header(b, DPCHAN_PUB, 1);
+	len = dpchan_put_rec(b + 8, sizeof(b) - 8, false, &r);
+	assert_int_equal(len, 17);
+	b[8 + 9] = 2; /* a flag bit that does not exist */
+	assert_int_equal(
+	    dpchan_decode_recs(b, 8 + (size_t)len, DPCHAN_PUB, no_rec, &calls), -DPCHAN_E_FIELD);
+	b[8 + 9] = 1;
+	assert_int_equal(dpchan_decode_recs(b, 8 + (size_t)len, DPCHAN_PUB, no_rec, &calls), 0);
+	assert_int_equal(calls, 1);
+	calls = 0;
+	assert_int_equal(
+	    dpchan_decode_recs(b, 8 + (size_t)len, DPCHAN_DOWN, no_rec, &calls), -DPCHAN_E_TYPE);
+	dpchan_put_header(b, DPCHAN_HELLO, 1); /* a type that carries no records */
+	assert_int_equal(
+	    dpchan_decode_recs(b, 8 + (size_t)len, DPCHAN_HELLO, no_rec, &calls), -DPCHAN_E_TYPE);
+	/* durable */
+	assert_int_equal(dpchan_encode_durable(b, 47, v, 2), -E2BIG);
+	assert_int_equal(dpchan_encode_durable(b, sizeof(b), v, 2), 48);
+	assert_int_equal(dpchan_decode_durable(b, 47, no_range, &calls), -DPCHAN_E_TRUNCATED);
+	assert_int_equal(dpchan_decode_durable(b, 49, no_range, &calls), -DPCHAN_E_TRAILING);
+	b[8 + 20 + 16] = 1; /* second status > 0 */
+	b[8 + 20 + 17] = b[8 + 20 + 18] = b[8 + 20 + 19] = 0;
+	assert_int_equal(dpchan_decode_durable(b, 48, no_range, &calls), -DPCHAN_E_FIELD);
+	assert_int_equal(dpchan_encode_durable(b, sizeof(b), v, 2), 48);
+	b[8] = 0; /* first ref 0 */
+	assert_int_equal(dpchan_decode_durable(b, 48, no_range, &calls), -DPCHAN_E_FIELD);
+	b[8] = 3; /* first 3 > last 2 */
+	assert_int_equal(dpchan_decode_durable(b, 48, no_range, &calls), -DPCHAN_E_FIELD);
+	b[0] = DPCHAN_PUB;
+	assert_int_equal(dpchan_decode_durable(b, 48, no_range, &calls), -DPCHAN_E_TYPE);
+	assert_int_equal(calls, 0);
+	assert_string_equal(dpchan_strerror(-999), "unknown error");
+	assert_string_equal(dpchan_strerror(-DPCHAN_E_FIELD), "field out of range");
+}
+
+/* Every counter has a name and a description an operator can read, no two alike; a number
+ * that is not a counter has none. */
+static void
+test_counter_names(void **state)
+{
+	(void)state;
+	for (int i = 0; i < DPCHAN_C_COUNT; i++) {
+		assert_true(strlen(dpchan_counter_name((enum dpchan_counter)i)) > 1);
+		assert_true(strlen(dpchan_counter_desc((enum dpchan_counter)i)) > 5);
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(dpchan_counter_name((enum dpchan_counter)i),
+			    dpchan_counter_name((enum dpchan_counter)j));
+	}
+	assert_string_equal(dpchan_counter_name(DPCHAN_C_COUNT), "?");
+	assert_string_equal(dpchan_counter_desc(DPCHAN_C_COUNT), "?");
+	assert_int_equal(dpchan_counter_kind(DPCHAN_C_COUNT), COUNTER_KIND_INFO);
+}
+
+/* ---- server ---- */
+
+/* A path it cannot listen at is refused with its errno, and what is there is left alone. */
+static void
+test_server_bad_paths(void **state)
+{
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[200], longp[200];
+	struct dpchan_server_config sc = { .path = path };
+	struct stat st;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	sc.path = longp;
+	errno = 0;
+	assert_null(dpchan_server_new(&sc, &sink_ops, NULL));
+	assert_int_equal(errno, ENAMETOOLONG);
+
+	snprintf(path, sizeof(path), "%s/no-such-dir/s.sock", dir);
+	sc.path = path;
+	assert_null(dpchan_server_new(&sc, &sink_ops, NULL));
+	assert_int_equal(errno, ENOENT);
+
+	/* a socket left by an agent that died: replaced */
+	snprintf(path, sizeof(path), "%s/stale.sock", dir);
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int sfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		struct dpchan_server *s;
+
+		strcpy(sa.sun_path, path);
+		assert_int_equal(bind(sfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(sfd);
+		s = dpchan_server_new(&sc, &sink_ops, NULL);
+		assert_non_null(s);
+		dpchan_server_free(s);
+		assert_int_equal(lstat(path, &st), -1); /* and removed with it */
+	}
+
+	/* a file that is not a socket: not ours, not removed */
+	snprintf(path, sizeof(path), "%s/file", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_int_equal(write(fd, "keep", 4), 4);
+	close(fd);
+	assert_null(dpchan_server_new(&sc, &sink_ops, NULL));
+	assert_int_equal(errno, EADDRINUSE);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 4);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* Out of memory at each allocation of the start in turn: NULL with ENOMEM, nothing left
+ * listening, nothing leaked (ASan); then it starts. */
+static void
+test_server_new_out_of_memory(void **state)
+{
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[100];
+	struct dpchan_server_config sc = { .path = path };
+	struct dpchan_server *s = NULL;
+	uint64_t k;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	for (k = 1; k < 10 && s == NULL; k++) {
+		struct stat st;
+
+		fail_alloc_nth(k);
+		s = dpchan_server_new(&sc, &sink_ops, NULL);
+		if (s == NULL) {
+			assert_int_equal(errno, ENOMEM);
+			assert_int_equal(fail_alloc_failed(), 1);
+			assert_int_equal(lstat(path, &st), -1);
+		}
+	}
+	fail_alloc_nth(0);
+	assert_non_null(s);
+	assert_true(k >= 3); /* the server and its streams */
+	dpchan_server_free(s);
+	rmdir(dir);
+}
+
+/* Out of memory for a new connection (its state, its receive buffer) or for the stream of its
+ * hello: the lcore is refused (counted) and closed, the server goes on. */
+static void
+test_server_conn_out_of_memory(void **state)
+{
+	struct env *e = env_new(NULL);
+	int fd;
+
+	(void)state;
+	for (uint64_t k = 1; k <= 2; k++) {
+		fd = peer_connect(e->path);
+		fail_alloc_nth(k);
+		dpchan_server_run(e->s);
+		assert_int_equal(fail_alloc_failed(), 1);
+		fail_alloc_nth(0);
+		assert_true(peer_closed(fd));
+		assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_LIMIT_STREAMS), k);
+		close(fd);
+	}
+	fd = peer_connect(e->path);
+	dpchan_server_run(e->s); /* accepted */
+	{
+		struct dpchan_hello h = { 5, 1, DPCHAN_VERSION };
+		uint8_t buf[DPCHAN_HDR_LEN + DPCHAN_HELLO_LEN];
+		int len = dpchan_encode_hello(buf, sizeof(buf), &h);
+
+		assert_int_equal(send(fd, buf, (size_t)len, 0), len);
+	}
+	fail_alloc_nth(1); /* the stream's ring of refs awaiting durability */
+	dpchan_server_run(e->s);
+	assert_int_equal(fail_alloc_failed(), 1);
+	fail_alloc_nth(0);
+	assert_true(peer_closed(fd));
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_LIMIT_STREAMS), 3);
+	assert_int_equal(dpchan_server_connected(e->s), 0);
+	close(fd);
+	fd = peer_hello(e, 5, 1); /* with memory again: taken */
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	close(fd);
+	env_free(e);
+}
+
+/* A frame of 100 records (more than one answer frame's 64 ranges): each one answered, whether
+ * the sink answers at once, the ref is a duplicate, or the sink refuses it. */
+static void
+test_server_answers_over_64(void **state)
+{
+	struct env *e = env_new(NULL);
+	int fd = peer_hello(e, 9, 3);
+	struct answers a;
+
+	(void)state;
+	e->sink.mode = 1; /* taken, nothing to wait for */
+	peer_pub(fd, 1, 100);
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 100);
+	assert_int_equal(a.failed, 0);
+	assert_int_equal(a.frames, 2);
+	assert_int_equal(e->sink.n, 100);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DURABLE_TX), 100);
+
+	peer_pub(fd, 1, 100); /* again: duplicates, answered again, not taken again */
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 100);
+	assert_int_equal(a.frames, 2);
+	assert_int_equal(e->sink.n, 100);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RECS_DUP), 100);
+
+	e->sink.mode = -EIO; /* refused for good: answered failed */
+	peer_pub(fd, 101, 100);
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 0);
+	assert_int_equal(a.failed, 100);
+	assert_int_equal(a.last_status, -EIO);
+	assert_int_equal(a.frames, 2);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_SINK_FAIL), 100);
+
+	peer_pub(fd, 101, 100); /* sent again (its answers lost): failed again, never durable */
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 0);
+	assert_int_equal(a.failed, 100);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_SINK_FAIL), 100);
+
+	e->sink.mode = 0; /* best effort records: taken, never answered */
+	peer_pub(fd, 0, 3);
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0);
+	assert_int_equal(e->sink.n, 103);
+	close(fd);
+	env_free(e);
+}
+
+/* The same lcore connects again: the newer connection wins, the older is closed. A frame of
+ * a type the agent does not receive, and one over DPCHAN_FRAME_MAX, close their connection. */
+static void
+test_server_replaced_and_bad_frames(void **state)
+{
+	struct env *e = env_new(NULL);
+	int a = peer_hello(e, 1, 4), b = peer_hello(e, 1, 4);
+	uint8_t hdr[DPCHAN_HDR_LEN];
+	static uint8_t big[DPCHAN_FRAME_MAX + 64];
+	int sz = (int)sizeof(big);
+
+	(void)state;
+	assert_true(peer_closed(a));
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_CONNECTS), 2);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DISCONNECTS), 1);
+	close(a);
+
+	dpchan_put_header(hdr, DPCHAN_DURABLE, 0);
+	assert_int_equal(send(b, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	dpchan_server_run(e->s);
+	assert_true(peer_closed(b));
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_BAD_FRAME), 1);
+	close(b);
+
+	b = peer_hello(e, 1, 4);
+	assert_int_equal(setsockopt(b, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)), 0);
+	dpchan_put_header(big, DPCHAN_PUB, 1);
+	assert_int_equal(send(b, big, sizeof(big), 0), (ssize_t)sizeof(big));
+	dpchan_server_run(e->s);
+	assert_true(peer_closed(b));
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_BAD_FRAME), 2);
+	assert_int_equal(dpchan_server_connected(e->s), 0);
+	assert_int_equal(e->sink.n, 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_COUNT), 0); /* not a counter */
+	close(b);
+	env_free(e);
+}
+
+/* 600 refs awaiting durability, settled out of order with alternating outcomes while the
+ * oldest stays pending, then the oldest: 600 ranges at once, more than one answer frame
+ * holds, each ref answered with its own outcome. */
+static void
+test_server_many_ranges(void **state)
+{
+	struct env *e = env_new(NULL);
+	int fd = peer_hello(e, 2, 0);
+	struct answers a;
+
+	(void)state;
+	for (uint64_t r = 1; r <= 600; r += 100)
+		peer_pub(fd, r, 100);
+	dpchan_server_run(e->s);
+	assert_int_equal(e->sink.n, 600);
+	for (uint64_t t = 2; t <= 600; t++)
+		dpchan_server_durable(e->s, t, t, t % 2 ? -EIO : 0);
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0);        /* all wait behind ref 1 */
+	dpchan_server_durable(e->s, 1, 1, 1); /* > 0 counts as durable */
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 301); /* 1 and the even ones */
+	assert_int_equal(a.failed, 299);
+	assert_int_equal(a.ranges, 599); /* 1 and 2 in one */
+	assert_true(a.frames >= 2);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DURABLE_TX), 599); /* ranges */
+	/* all sent again (the answers lost): none that failed is answered durable now */
+	for (uint64_t r = 1; r <= 600; r += 100)
+		peer_pub(fd, r, 100);
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.ok + a.failed, 600);
+	for (uint64_t r = 3; r <= 600; r += 2)
+		if (a.ok_ref[r])
+			fail_msg("ref %llu failed, answered durable when sent again",
+			    (unsigned long long)r);
+	assert_int_equal(e->sink.n, 600);
+	close(fd);
+	env_free(e);
+}
+
+/* Downlink: no lcore (-ENOTCONN), a record too large for a frame, an lcore that does not read
+ * (-EAGAIN once its socket is full). */
+static void
+test_server_down_refusals(void **state)
+{
+	struct env *e = env_new(NULL);
+	static uint8_t big[DPCHAN_FRAME_MAX];
+	struct dpchan_rec r = {
+		.qos = 1, .topic = "cmd/x", .topic_len = 5, .payload = big, .payload_len = 1000
+	};
+	int fd, rc = 0, sent = 0;
+
+	(void)state;
+	assert_int_equal(dpchan_server_down(e->s, &r), -ENOTCONN);
+	fd = peer_hello(e, 3, 0);
+	r.payload_len = sizeof(big);
+	assert_true(dpchan_server_down(e->s, &r) < 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DOWN_TX), 0);
+	r.payload_len = 1000;
+	for (int i = 0; i < 100000 && rc == 0; i++)
+		if ((rc = dpchan_server_down(e->s, &r)) == 0)
+			sent++;
+	assert_int_equal(rc, -EAGAIN);
+	assert_true(sent > 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DOWN_TX), (uint64_t)sent);
+	close(fd); /* gone before the server noticed: the send fails with its errno */
+	rc = dpchan_server_down(e->s, &r);
+	assert_true(rc == -ECONNRESET || rc == -EPIPE);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DOWN_TX), (uint64_t)sent);
+	env_free(e);
+}
+
+/* Records the sink held before the agent restarted, of two dataplane starts and two lcores
+ * (more than the first 1024 slots): those of the lcore's start are answered durable at once
+ * and not taken again; out of memory to remember one more is -ENOMEM; a hello from another
+ * start forgets the others' (a third start: all of them), and its refs go to the sink. */
+static void
+test_server_known(void **state)
+{
+	struct env *e = env_new(NULL);
+	struct answers a;
+	int fd, fd2;
+
+	(void)state;
+	for (uint64_t r = 1; r <= 600; r++) {
+		assert_int_equal(dpchan_server_known(e->s, 10, 1, r), 0);
+		assert_int_equal(dpchan_server_known(e->s, 20, 0, r), 0);
+		assert_int_equal(dpchan_server_known(e->s, 20, 1, r), 0);
+	}
+	fail_alloc_nth(1); /* the next time the table grows (at 2048) */
+	for (uint64_t r = 1; r < 1000; r++)
+		if (dpchan_server_known(e->s, 10, 2, r) != 0)
+			break;
+	assert_int_equal(fail_alloc_failed(), 1);
+	fail_alloc_nth(0);
+
+	fd = peer_hello(e, 20, 1); /* boot 10's are forgotten */
+	peer_pub(fd, 1, 100);      /* all known: answered at once, none given to the sink */
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 100);
+	assert_int_equal(e->sink.n, 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RECS_KNOWN), 100);
+
+	fd2 = peer_hello(e, 20, 0); /* its first ref is its oldest: the known below it go */
+	peer_pub(fd2, 500, 1);
+	peer_pub(fd2, 600, 2); /* 600 known, 601 not */
+	dpchan_server_run(e->s);
+	a = peer_answers(fd2);
+	assert_int_equal(a.ok, 2);
+	assert_int_equal(e->sink.n, 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RECS_KNOWN), 102);
+	close(fd2);
+	close(fd);
+	dpchan_server_run(e->s);
+
+	fd = peer_hello(e, 30, 1); /* a third start: nothing known is left */
+	peer_pub(fd, 1, 1);
+	dpchan_server_run(e->s);
+	assert_int_equal(e->sink.n, 2);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RECS_KNOWN), 102);
+	close(fd);
+	env_free(e);
+}
+
+/* ---- dataplane.channel ---- */
+
+static struct conf_doc *
+conf_text(const char *text, struct dpchan_conf *c)
+{
+	struct conf_doc *doc = NULL;
+	char err[128];
+
+	assert_int_equal(conf_load_string("t.yaml", text, strlen(text), &doc, err, sizeof(err)), 0);
+	dpchan_conf_parse(conf_get(conf_root(doc), "channel"), c);
+	return doc;
+}
+
+/* A section's values taken; an empty or too long socket path and a backoff out of range
+ * refused at their place, the default kept. */
+static void
+test_channel_conf(void **state)
+{
+	struct dpchan_conf c;
+	struct conf_doc *doc;
+	char text[300];
+
+	(void)state;
+	doc = conf_text("channel: {path: /run/x.sock, pending_bytes: 1MiB, max_pending: 64, "
+			"reconnect_max: 2s}\n",
+	    &c);
+	assert_int_equal(conf_error_count(doc), 0);
+	assert_true(c.enabled);
+	assert_string_equal(c.path, "/run/x.sock");
+	assert_int_equal(c.pending_bytes, 1u << 20);
+	assert_int_equal(c.max_pending, 64);
+	assert_int_equal(c.reconnect_max_ms, 2000);
+	conf_free(doc);
+
+	doc = conf_text("channel: {path: \"\", reconnect_max: 50ms}\n", &c);
+	assert_int_equal(conf_error_count(doc), 2);
+	assert_non_null(strstr(conf_errors(doc), "t.yaml:1:17: a socket path of 1 to 107 bytes"));
+	assert_string_equal(c.path, DPCHAN_DEFAULT_PATH);
+	assert_int_equal(c.reconnect_max_ms, 5000);
+	conf_free(doc);
+
+	memset(text, 0, sizeof(text));
+	strcpy(text, "channel: {path: /");
+	memset(text + strlen(text), 'p', 120);
+	strcat(text, "}\n");
+	doc = conf_text(text, &c);
+	assert_int_equal(conf_error_count(doc), 1);
+	assert_non_null(strstr(conf_errors(doc), "a socket path of 1 to 107 bytes"));
+	assert_string_equal(c.path, DPCHAN_DEFAULT_PATH);
+	conf_free(doc);
+}
+
+/* ---- client ---- */
+
+struct dp {
+	uint64_t ok, failed;
+	int ready;
+};
+
+static void
+dp_durable(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct dp *d = arg;
+
+	if (status == 0)
+		d->ok += last - first + 1;
+	else
+		d->failed += last - first + 1;
+}
+
+static void
+dp_ready(void *arg)
+{
+	((struct dp *)arg)->ready++;
+}
+
+static const struct dpchan_client_ops dp_ops = { .durable = dp_durable, .ready = dp_ready };
+
+/* Out of memory at each allocation of its start, or a path too long: NULL. */
+static void
+test_client_new_refusals(void **state)
+{
+	char longp[200];
+	struct dpchan_client_config cc = { .path = "/tmp/x.sock", .boot_id = 1 };
+	struct dpchan_client *c = NULL;
+	uint64_t k;
+
+	(void)state;
+	for (k = 1; k < 10 && c == NULL; k++) {
+		fail_alloc_nth(k);
+		c = dpchan_client_new(&cc, &dp_ops, NULL);
+		assert_true(c != NULL || fail_alloc_failed() == 1);
+	}
+	fail_alloc_nth(0);
+	assert_non_null(c);
+	assert_true(k >= 4); /* the client, its arena, its receive buffer */
+	dpchan_client_free(c);
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	cc.path = longp;
+	assert_null(dpchan_client_new(&cc, &dp_ops, NULL));
+}
+
+/* A hand-made agent: listens, accepts the client's connection. */
+static int
+agent_accept(int lfd)
+{
+	uint8_t b[64];
+	int fd = accept(lfd, NULL, NULL);
+
+	assert_true(fd >= 0);
+	assert_int_equal(recv(fd, b, sizeof(b), 0), DPCHAN_HDR_LEN + DPCHAN_HELLO_LEN);
+	return fd;
+}
+
+/* What an agent must not send, each alone: a frame that is not one (too short), a PUB (the
+ * agent's type), a DOWN while the lcore has no downlink handler (refused, counted, the
+ * connection stays); the agent closing. Each bad frame ends the connection (counted), and the
+ * client connects again after its backoff and sends its records again. */
+static void
+test_client_bad_agent(void **state)
+{
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[100];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct dpchan_client_config cc = {
+		.path = path, .boot_id = 1, .lcore = 2, .reconnect_min_ms = 50
+	};
+	struct dp d = { 0 };
+	struct dpchan_client *c;
+	uint8_t buf[256];
+	uint64_t now = 1000;
+	int lfd, fd, len;
+	struct dpchan_rec r = { .ref = 1,
+		.qos = 1,
+		.topic = "plant/t",
+		.topic_len = 7,
+		.payload = (const uint8_t *)"x",
+		.payload_len = 1 };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a.sock", dir);
+	strcpy(sa.sun_path, path);
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	c = dpchan_client_new(&cc, &dp_ops, &d);
+	assert_non_null(c);
+
+	dpchan_client_poll(c, now);
+	assert_true(dpchan_client_connected(c));
+	fd = agent_accept(lfd);
+	/* a DOWN with no handler: refused, counted, not fatal */
+	dpchan_put_header(buf, DPCHAN_DOWN, 1);
+	len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, &r);
+	assert_int_equal(send(fd, buf, DPCHAN_HDR_LEN + (size_t)len, 0), DPCHAN_HDR_LEN + len);
+	dpchan_client_poll(c, now += 20);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_RX), 1);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_REFUSED), 1);
+	assert_true(dpchan_client_connected(c));
+
+	for (int k = 0; k < 3; k++) {
+		uint8_t pub[DPCHAN_HDR_LEN + 64];
+		size_t n;
+
+		assert_int_equal(dpchan_client_submit(c, &r), 0);
+		dpchan_client_poll(c, now += 1); /* sent */
+		assert_true(recv(fd, buf, sizeof(buf), 0) > 0);
+		if (k == 0) {
+			n = 3; /* shorter than a header */
+			memset(pub, 0, sizeof(pub));
+		} else if (k == 1) {
+			dpchan_put_header(pub, DPCHAN_PUB, 1);
+			n = DPCHAN_HDR_LEN +
+			    (size_t)dpchan_put_rec(pub + DPCHAN_HDR_LEN, 64, false, &r);
+		} else {
+			n = 0; /* the agent closes */
+		}
+		if (n > 0)
+			assert_int_equal(send(fd, pub, n, 0), (ssize_t)n);
+		close(fd);
+		dpchan_client_poll(c, now += 1);
+		assert_false(dpchan_client_connected(c));
+		assert_int_equal(dpchan_client_counter(c, DPCHAN_C_BAD_FRAME), k < 2 ? k + 1 : 2);
+		assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DISCONNECTS), (uint64_t)k + 1);
+		dpchan_client_poll(c, now += 10); /* within the backoff: not yet */
+		assert_false(dpchan_client_connected(c));
+		dpchan_client_poll(c, now += 100);
+		assert_true(dpchan_client_connected(c));
+		fd = agent_accept(lfd);
+		dpchan_client_poll(c, now += 1); /* the record not answered goes again */
+		assert_true(recv(fd, buf, sizeof(buf), 0) > 0);
+		assert_int_equal(dpchan_client_pending(c, NULL), (uint32_t)k + 1);
+	}
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_RECS_RESENT), 1 + 2 + 3);
+	assert_int_equal(d.ok + d.failed, 0);
+	close(fd);
+	dpchan_client_free(c);
+	close(lfd);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* A small arena used as a ring: records answered from the front make room that new ones take
+ * at the start again (wrap), refused while full (counted, ready told when room comes back);
+ * every record answered once, none lost or doubled across the wrap. */
+static void
+test_client_arena_wraps(void **state)
+{
+	struct env *e = env_new(NULL);
+	struct dpchan_client_config cc = {
+		.path = e->path, .boot_id = 77, .lcore = 1, .pending_bytes = 1000
+	};
+	struct dp d = { 0 };
+	struct dpchan_client *c = dpchan_client_new(&cc, &dp_ops, &d);
+	uint64_t now = 1, next_ref = 1, answered = 0;
+	uint8_t payload[40] = { 0 };
+	struct dpchan_rec r = { .qos = 1, .topic = "plant/w", .topic_len = 7, .payload = payload };
+	int refused = 0;
+
+	(void)state;
+	assert_non_null(c);
+	for (int i = 0; i < 4; i++) {
+		dpchan_client_poll(c, now += 20);
+		dpchan_server_run(e->s);
+	}
+	d.ready = 0;
+	for (int round = 0; round < 100; round++) {
+		/* fill until refused; sizes vary so that the end of the arena is left unused */
+		for (;;) {
+			r.ref = next_ref;
+			r.payload_len = (uint32_t)(next_ref * 7 % 41);
+			if (dpchan_client_submit(c, &r) != 0) {
+				refused++;
+				break;
+			}
+			next_ref++;
+		}
+		for (int i = 0; i < 3; i++) {
+			dpchan_client_poll(c, now += 1);
+			dpchan_server_run(e->s);
+		}
+		/* answer the oldest third of what the sink holds */
+		if (e->sink.next_token > answered) {
+			uint64_t to = answered + (e->sink.next_token - answered + 2) / 3;
+
+			dpchan_server_durable(e->s, answered + 1, to, 0);
+			answered = to;
+		}
+		for (int i = 0; i < 3; i++) {
+			dpchan_client_poll(c, now += 1);
+			dpchan_server_run(e->s);
+		}
+	}
+	dpchan_server_durable(e->s, 1, e->sink.next_token, 0);
+	for (int i = 0; i < 20 && dpchan_client_pending(c, NULL) > 0; i++) {
+		dpchan_client_poll(c, now += 1);
+		dpchan_server_run(e->s);
+		dpchan_server_durable(e->s, 1, e->sink.next_token, 0);
+	}
+	assert_int_equal(dpchan_client_pending(c, NULL), 0);
+	assert_int_equal(d.ok, next_ref - 1);
+	assert_int_equal(e->sink.n, next_ref - 1); /* none taken twice */
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_LIMIT_PENDING), (uint64_t)refused);
+	assert_true(d.ready >= 99);
+	assert_true(next_ref > 300); /* many times round a 1000-byte arena */
+	dpchan_client_free(c);
+	env_free(e);
+}
+
+/* The lowest fd a new descriptor gets now. */
+static int
+lowest_free_fd(void)
+{
+	int fd = dup(0);
+
+	assert_true(fd >= 0);
+	close(fd);
+	return fd;
+}
+
+/* With no descriptor left for its socket, or for its epoll set, the server does not start
+ * (EMFILE) and leaves nothing at its path; the client counts a failed attempt and tries again
+ * after its backoff, and connects once descriptors are back. */
+static void
+test_out_of_descriptors(void **state)
+{
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[100];
+	struct dpchan_server_config sc = { .path = path };
+	struct dpchan_client_config cc = { .path = path, .boot_id = 1, .reconnect_min_ms = 10 };
+	struct dpchan_client *c;
+	struct dpchan_server *s;
+	struct dp d = { 0 };
+	struct rlimit old, low;
+	struct stat st;
+	int free_fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	free_fd = lowest_free_fd();
+	for (int extra = 0; extra < 2; extra++) { /* none; one (the socket, not the epoll set) */
+		low = old;
+		low.rlim_cur = (rlim_t)(free_fd + extra);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		errno = 0;
+		s = dpchan_server_new(&sc, &sink_ops, NULL);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		assert_null(s);
+		assert_int_equal(errno, EMFILE);
+		assert_int_equal(lstat(path, &st), -1); /* not left bound */
+	}
+	s = dpchan_server_new(&sc, &sink_ops, NULL);
+	assert_non_null(s);
+	c = dpchan_client_new(&cc, &dp_ops, &d);
+	assert_non_null(c);
+	low = old;
+	low.rlim_cur = (rlim_t)lowest_free_fd();
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	dpchan_client_poll(c, 1000);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_false(dpchan_client_connected(c));
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL), 1);
+	dpchan_client_poll(c, 1005); /* within the backoff */
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL), 1);
+	dpchan_client_poll(c, 1010);
+	assert_true(dpchan_client_connected(c));
+	assert_int_equal(d.ready, 1); /* told that submit may succeed now */
+	dpchan_client_free(c);
+	dpchan_server_free(s);
+	rmdir(dir);
+}
+
+/* No agent: attempts back off from reconnect_min_ms, doubling up to reconnect_max_ms. */
+static void
+test_client_backoff(void **state)
+{
+	struct dpchan_client_config cc = { .path = "/tmp/dpchan-faults-no-such.sock",
+		.boot_id = 1,
+		.reconnect_min_ms = 100,
+		.reconnect_max_ms = 400 };
+	struct dp d = { 0 };
+	struct dpchan_client *c = dpchan_client_new(&cc, &dp_ops, &d);
+	/* poll times and the attempts counted by then: at 0, 100, 300, 700, 1100, 1500 */
+	static const uint64_t at[] = { 0, 99, 100, 299, 300, 699, 700, 1099, 1100, 1499, 1500 };
+	static const uint64_t want[] = { 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6 };
+
+	(void)state;
+	assert_non_null(c);
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		dpchan_client_poll(c, at[i]);
+		if (dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL) != want[i])
+			fail_msg("at %llu ms: %llu attempts, want %llu", (unsigned long long)at[i],
+			    (unsigned long long)dpchan_client_counter(c, DPCHAN_C_CONNECT_FAIL),
+			    (unsigned long long)want[i]);
+	}
+	assert_false(dpchan_client_connected(c));
+	dpchan_client_free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codec_refusals),
+		cmocka_unit_test(test_counter_names),
+		cmocka_unit_test(test_server_bad_paths),
+		cmocka_unit_test(test_server_new_out_of_memory),
+		cmocka_unit_test(test_server_conn_out_of_memory),
+		cmocka_unit_test(test_server_answers_over_64),
+		cmocka_unit_test(test_server_replaced_and_bad_frames),
+		cmocka_unit_test(test_server_many_ranges),
+		cmocka_unit_test(test_server_down_refusals),
+		cmocka_unit_test(test_server_known),
+		cmocka_unit_test(test_out_of_descriptors),
+		cmocka_unit_test(test_client_backoff),
+		cmocka_unit_test(test_channel_conf),
+		cmocka_unit_test(test_client_new_refusals),
+		cmocka_unit_test(test_client_bad_agent),
+		cmocka_unit_test(test_client_arena_wraps),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
