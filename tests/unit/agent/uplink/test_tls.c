@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -145,7 +146,7 @@ group_teardown(void **state)
 
 enum srv_mode {
 	SRV_ECHO,       /* handshake, echo one read, close_notify */
-	SRV_DRAIN,      /* handshake, read until the client closes, count the bytes */
+	SRV_DRAIN,      /* handshake, wait for go, read until the client closes, count the bytes */
 	SRV_SILENT,     /* never answer the ClientHello */
 	SRV_HANGUP,     /* read the ClientHello, close */
 	SRV_CLIENTCERT, /* require a client certificate signed by the CA */
@@ -158,6 +159,7 @@ struct srv {
 	int fd;
 	int hs_rc; /* the server's handshake result */
 	size_t drained;
+	sem_t go; /* SRV_DRAIN reads only once posted: the client meets a full socket first */
 	pthread_t th;
 };
 
@@ -217,6 +219,8 @@ srv_main(void *arg)
 		}
 	}
 	if (s->hs_rc == 0 && s->mode == SRV_DRAIN) {
+		while (sem_wait(&s->go) != 0)
+			;
 		while ((rc = mbedtls_ssl_read(&ssl, buf, sizeof(buf))) > 0)
 			s->drained += (size_t)rc;
 	} else if (s->hs_rc == 0) {
@@ -245,6 +249,7 @@ srv_start(struct srv *s, enum srv_mode mode, const char *cert)
 	s->key = strcmp(cert, "selfsigned.crt") == 0 ? "other.key" : "server.key";
 	s->hs_rc = 0;
 	s->drained = 0;
+	assert_int_equal(sem_init(&s->go, 0, 0), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	s->fd = sv[1];
 	assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
@@ -257,6 +262,7 @@ srv_join(struct srv *s, int cfd)
 {
 	close(cfd);
 	pthread_join(s->th, NULL);
+	sem_destroy(&s->go);
 }
 
 /* ---- the client ---- */
@@ -494,6 +500,8 @@ test_write_backpressure(void **state)
 
 		if (n == -EAGAIN) {
 			assert_true(uplink_tls_wants_write(k.t));
+			if (!waited) /* the socket is full: now the server may read */
+				assert_int_equal(sem_post(&k.s.go), 0);
 			waited = true;
 			wait_fd(k.t, k.fd, 100);
 			continue;
@@ -501,6 +509,8 @@ test_write_backpressure(void **state)
 		assert_true(n > 0);
 		off += (size_t)n;
 	}
+	if (!waited)
+		assert_int_equal(sem_post(&k.s.go), 0); /* (the server is not left waiting) */
 	assert_true(waited);
 	uplink_tls_close(k.t); /* close_notify: the server stops reading */
 	k.t = NULL;
