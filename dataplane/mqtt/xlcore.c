@@ -243,10 +243,12 @@ outbox_put(struct broker *b, uint64_t seq, uint64_t mask, uint8_t kind, uint8_t 
 static bool
 outbox_acked(const struct broker *b, const struct xout *o)
 {
-	for (uint32_t dst = 0; dst < 64; dst++)
-		if ((o->mask >> dst & 1) != 0 && dst < b->xn && dst != b->xself &&
-		    b->peers[dst].xout_acked < o->seq)
+	for (uint64_t m = o->mask; m != 0; m &= m - 1) {
+		uint32_t dst = (uint32_t)__builtin_ctzll(m);
+
+		if (dst < b->xn && b->peers[dst].xout_acked < o->seq)
 			return false;
+	}
 	return true; /* an instance that is no more (fewer workers now) acknowledges nothing */
 }
 

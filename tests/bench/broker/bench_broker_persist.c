@@ -10,7 +10,7 @@
  * taken a burst at a time as a worker loop does (the publishing instance's outbox, the
  * receiving one's journal). Prints msgs/s and journal syncs; never fails on time.
  *   ninja -C build tests/bench/broker/bench_broker_persist
- *   build/tests/bench/broker/bench_broker_persist [DIR] [MESSAGES]
+ *   build/tests/bench/broker/bench_broker_persist [DIR] [MESSAGES] [ONLY: 1..6, one line]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +73,24 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* What one configuration measured: msgs/s by the wall clock and by this process's CPU
+ * time (steadier on a shared box: time the thread waited for a core is not in it; what the
+ * journal's write() and fdatasync() cost in the kernel is), and the journal's syncs and
+ * compactions. */
+struct result {
+	double wall, cpu;
+	uint64_t syncs, compactions;
+};
+
+static double
+cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static double
 now_s(void)
 {
@@ -118,8 +136,8 @@ connect_as(struct broker_conn *c, const char *id, bool clean)
 }
 
 /* msgs/s for one configuration */
-static double
-run(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
+static struct result
+run(const char *dir, bool persistent_sub, unsigned n)
 {
 	struct broker_config cfg;
 	struct broker *b;
@@ -127,7 +145,8 @@ run(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 	struct mqtt_subscription s = { .filter = { "plant/#", 7 }, .qos = 1 };
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE }, a = { .type = MQTT_PUBACK };
 	static const char payload[64] = "21.5 degC ............................................";
-	double t0, t;
+	double t0, c0;
+	struct result r;
 
 	broker_config_defaults(&cfg);
 	cfg.sys_interval_ms = 0;
@@ -150,6 +169,7 @@ run(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 	p.publish.payload_len = sizeof(payload);
 	p.publish.qos = 1;
 	t0 = now_s();
+	c0 = cpu_s();
 	for (unsigned i = 0; i < n; i += BURST) {
 		uint8_t in[BURST * 128], acks[BURST * 8];
 		size_t len = 0, alen = 0;
@@ -169,12 +189,14 @@ run(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 		if (i % 1024 == 0)
 			broker_tick(b, now_ms());
 	}
-	t = now_s() - t0;
-	*syncs = broker_counter_get(b, BROKER_C_PERSIST_SYNC);
+	r.wall = n / (now_s() - t0);
+	r.cpu = n / (cpu_s() - c0);
+	r.syncs = broker_counter_get(b, BROKER_C_PERSIST_SYNC);
+	r.compactions = broker_counter_get(b, BROKER_C_PERSIST_COMPACTED);
 	if (broker_counter_get(b, BROKER_C_ACK_UNKNOWN) != 0)
 		fprintf(stderr, "bench: acks went astray\n");
 	broker_destroy(b);
-	return n / t;
+	return r;
 }
 
 /* Two instances: rings of RING entries, each taken whole by its instance (a worker loop). */
@@ -213,8 +235,8 @@ ring_take(struct broker *b[2])
 }
 
 /* msgs/s with the publisher on instance 0 and the subscriber on instance 1 */
-static double
-run2(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
+static struct result
+run2(const char *dir, bool persistent_sub, unsigned n)
 {
 	struct broker_config cfg;
 	struct broker *b[2];
@@ -222,7 +244,8 @@ run2(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 	struct mqtt_subscription s = { .filter = { "plant/#", 7 }, .qos = 1 };
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE }, a = { .type = MQTT_PUBACK };
 	static const char payload[64] = "21.5 degC ............................................";
-	double t0, t;
+	double t0, c0;
+	struct result r;
 
 	broker_config_defaults(&cfg);
 	cfg.sys_interval_ms = 0;
@@ -254,6 +277,7 @@ run2(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 	p.publish.payload_len = sizeof(payload);
 	p.publish.qos = 1;
 	t0 = now_s();
+	c0 = cpu_s();
 	for (unsigned i = 0; i < n; i += BURST) {
 		uint8_t in[BURST * 128], acks[BURST * 8];
 		size_t len = 0, alen = 0;
@@ -276,9 +300,12 @@ run2(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 			broker_tick(b[1], now_ms());
 		}
 	}
-	t = now_s() - t0;
-	*syncs = broker_counter_get(b[0], BROKER_C_PERSIST_SYNC) +
+	r.wall = n / (now_s() - t0);
+	r.cpu = n / (cpu_s() - c0);
+	r.syncs = broker_counter_get(b[0], BROKER_C_PERSIST_SYNC) +
 	    broker_counter_get(b[1], BROKER_C_PERSIST_SYNC);
+	r.compactions = broker_counter_get(b[0], BROKER_C_PERSIST_COMPACTED) +
+	    broker_counter_get(b[1], BROKER_C_PERSIST_COMPACTED);
 	if (broker_counter_get(b[1], BROKER_C_ACK_UNKNOWN) != 0 ||
 	    broker_counter_get(b[1], BROKER_C_XLCORE_RX) < n)
 		fprintf(stderr, "bench: messages or acks went astray\n");
@@ -287,7 +314,14 @@ run2(const char *dir, bool persistent_sub, unsigned n, uint64_t *syncs)
 			broker_xmsg_free(rings[d].m[i]);
 	broker_destroy(b[0]);
 	broker_destroy(b[1]);
-	return n / t;
+	return r;
+}
+
+static void
+print(const char *what, struct result r)
+{
+	printf("%-40s %9.0f msgs/s  %9.0f msgs/cpu-s  fdatasyncs %llu  compactions %llu\n", what,
+	    r.wall, r.cpu, (unsigned long long)r.syncs, (unsigned long long)r.compactions);
 }
 
 int
@@ -296,31 +330,26 @@ main(int argc, char **argv)
 	char tmpl[] = "/tmp/egw-bench-bstate-XXXXXX";
 	const char *dir = argc > 1 ? argv[1] : mkdtemp(tmpl);
 	unsigned n = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 300000;
-	uint64_t syncs;
+	unsigned only = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : 0; /* 1..6: that one */
 	char two[512];
-	double r;
 
 	if (dir == NULL)
 		return 1;
 	printf("QoS 1, 64 B payload, one publisher, one subscriber PUBACKing, bursts of %u, %u "
 	       "messages, %s\n",
 	    BURST, n, dir);
-	r = run(NULL, true, n, &syncs);
-	printf("%-44s %10.0f msgs/s\n", "no state directory", r);
-	r = run(dir, false, n, &syncs);
-	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n",
-	    "state directory, clean session subscriber", r, (unsigned long long)syncs);
-	r = run(dir, true, n, &syncs);
-	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "state directory, persistent subscriber",
-	    r, (unsigned long long)syncs);
-	r = run2(NULL, true, n, &syncs);
-	printf("%-44s %10.0f msgs/s\n", "two lcores, no state directory", r);
 	snprintf(two, sizeof(two), "%s/two-lcores", dir); /* its own files 0 and 1 */
-	r = run2(two, false, n, &syncs);
-	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "two lcores, state dir, clean subscriber",
-	    r, (unsigned long long)syncs);
-	r = run2(two, true, n, &syncs);
-	printf("%-44s %10.0f msgs/s  fdatasyncs %llu\n", "two lcores, state dir, persistent sub", r,
-	    (unsigned long long)syncs);
+	if (only == 0 || only == 1)
+		print("no state directory", run(NULL, true, n));
+	if (only == 0 || only == 2)
+		print("state directory, clean session subscriber", run(dir, false, n));
+	if (only == 0 || only == 3)
+		print("state directory, persistent subscriber", run(dir, true, n));
+	if (only == 0 || only == 4)
+		print("two lcores, no state directory", run2(NULL, true, n));
+	if (only == 0 || only == 5)
+		print("two lcores, state dir, clean subscriber", run2(two, false, n));
+	if (only == 0 || only == 6)
+		print("two lcores, state dir, persistent sub", run2(two, true, n));
 	return 0;
 }
