@@ -124,6 +124,53 @@ test_owed_flush_releases_held(void **state)
 	fx_free(x);
 }
 
+/* The uplink detached (the service stops: mqtt_uplink_stop) while acks wait. A message whose
+ * durability is not known is failed: its publisher is closed unacknowledged and sends again.
+ * A publisher owed the ack of a durable message is closed too: its resend is acknowledged
+ * without an uplink. A publisher held for want of room goes on, acknowledged at once. Nothing
+ * points at the freed ring afterwards (before: a NULL dereference at the next close or
+ * writable of such a connection). */
+static void
+test_detach_ends_waiters(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "wait", true, 60, NULL);
+	fx_connect(x, 1, MQTT_V5, "owed", true, 60, NULL);
+	fx_connect(x, 2, MQTT_V311, "held", true, 60, NULL);
+	fx_publish(x, 0, "plant/a", "1", 1, 1, false); /* ref 1: durability not known */
+	fx_publish(x, 1, "plant/b", "2", 2, 1, false); /* ref 2: durable, its PUBREC owed */
+	x->f[1].space = 4;
+	fx_durable(x, 2, 2, 0);
+	u.room_rc = -ENOBUFS;
+	fx_publish(x, 2, "plant/c", "3", 1, 1, false);
+	assert_true(broker_conn_held(x->f[2].c));
+	assert_int_equal(broker_uplink_pending(x->b), 2);
+
+	broker_uplink_detach(x->b);
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	assert_true(x->f[0].closed);
+	assert_true(x->f[1].closed);
+	fx_expect_none(x, 0); /* no PUBACK: the message may not be durable */
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_FAILED), 1);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ACKED), 0);
+	assert_false(broker_conn_held(x->f[2].c));
+	assert_true(x->f[2].wake);
+	assert_int_equal(fx_refeed(x, 2), 0);
+	fx_expect_type(x, 2, MQTT_PUBACK, 0);
+	/* the publishers come back and send again: acknowledged at once, nothing submitted */
+	fx_connect(x, 3, MQTT_V311, "wait", true, 60, NULL);
+	fx_publish(x, 3, "plant/a", "1", 1, 1, false);
+	fx_expect_type(x, 3, MQTT_PUBACK, 0);
+	fx_connect(x, 4, MQTT_V5, "owed", false, 60, NULL);
+	fx_publish(x, 4, "plant/b", "2", 2, 1, false);
+	fx_expect_type(x, 4, MQTT_PUBREC, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+	assert_int_equal(u.n, 2);
+	fx_free(x);
+}
+
 int
 main(void)
 {
@@ -131,6 +178,7 @@ main(void)
 		cmocka_unit_test(test_alias_to_durable_topic),
 		cmocka_unit_test(test_owed_partly_then_gone),
 		cmocka_unit_test(test_owed_flush_releases_held),
+		cmocka_unit_test(test_detach_ends_waiters),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
