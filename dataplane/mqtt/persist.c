@@ -44,6 +44,7 @@
 #define P_COMPACT_MIN   (4u << 20) /* journal bytes before a compaction is considered */
 #define P_SYNC_MS_DEF   1000u
 #define P_PATH_MAX      300u
+#define P_XSEQ_RUN_BITS 40u /* outbox numbers per run: a new run starts at the next 2^40 */
 
 enum p_type {
 	P_RETAIN = 1, /* msg */
@@ -1443,6 +1444,11 @@ broker_persist_open(
 	p->last_sync_ms = now_ms;
 	if ((rc = recover(b)) == 0) {
 		broker_xlcore_outbox_prune(b); /* what the others had acknowledged */
+		/* New outbox numbers start above any of the last run's, which the others may have
+		 * journaled though our journal lost its tail (a power cut): one of them reused
+		 * would be taken there for one already routed, and dropped. The snapshot below
+		 * (synced) keeps the new start. */
+		b->xout_seq = ((b->xout_seq >> P_XSEQ_RUN_BITS) + 1) << P_XSEQ_RUN_BITS;
 		rc = compact(b); /* what was recovered, as the new snapshot; a torn tail goes */
 	}
 	if (lockfd >= 0)

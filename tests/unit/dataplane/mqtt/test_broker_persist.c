@@ -824,6 +824,64 @@ test_xlcore_full_ring_holds(void **state)
 	fx_xq_free(&q, x);
 }
 
+/* A power cut can take the tail of lcore 0's journal (its outbox entries, their numbers)
+ * while lcore 1's journal kept the messages and the numbers it took: after the restart lcore
+ * 0 numbers its posts above anything of the last run, so lcore 1 does not take a new message
+ * for one it had already (it would drop it as a duplicate). */
+static void
+test_xlcore_outbox_numbers_after_torn_tail(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x[2], *y[2];
+	struct mqtt_packet p;
+	off_t before;
+	int got = 0;
+
+	pair_cap_on(x, d->a, FX_RING_MAX);
+	fx_connect_start(x[1], 0, MQTT_V311, "sub", false, 60, NULL);
+	for (int i = 0; i < 2; i++)
+		fx_xq_pump(&q, x);
+	assert_false(fx_connack(x[1], 0));
+	fx_subscribe(x[1], 0, "s/#", 1);
+	fx_close(x[1], 0);
+	fx_connect(x[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	for (int i = 0; i < 2; i++)
+		fx_xq_pump(&q, x);
+	before = file_size(d->a, "broker-0.journal");
+	for (int k = 0; k < 4; k++) {
+		char pl[16];
+
+		snprintf(pl, sizeof(pl), "m%d", k);
+		fx_publish(x[0], 1, "s/t", pl, 1, (uint16_t)(k + 1), false);
+		fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	}
+	fx_xq_pump(&q, x); /* lcore 1 takes and journals all four */
+	crash_copy(d, before);
+	fx_xq_free(&q, x);
+
+	pair_cap_on(y, d->b, FX_RING_MAX);
+	fx_connect(y[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(y[0], 1, "s/t", "m4", 1, 5, false);
+	fx_expect_type(y[0], 1, MQTT_PUBACK, 0);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, y);
+	fx_connect_start(y[1], 0, MQTT_V311, "sub", false, 60, NULL);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, y);
+	assert_true(fx_connack(y[1], 0));
+	while (fx_next(y[1], 0, &p)) {
+		char want[16];
+
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		snprintf(want, sizeof(want), "m%d", got++);
+		assert_memory_equal(p.publish.payload, want, strlen(want));
+		fx_ack(y[1], 0, MQTT_PUBACK, p.publish.packet_id);
+	}
+	assert_int_equal(got, 5);
+	assert_int_equal(fx_count(y[1], BROKER_C_XLCORE_DUP), 0);
+	fx_xq_free(&q, y);
+}
+
 static enum broker_uplink_class
 up_wants(void *u, const char *topic, size_t len, uint8_t qos)
 {
@@ -960,6 +1018,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_xlcore_ring_kill_some_taken, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xlcore_ring_full_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xlcore_full_ring_holds, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_xlcore_outbox_numbers_after_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
 	};
