@@ -859,20 +859,13 @@ xin_written(struct broker *b)
 		b->peers[k].xin_written = b->peers[k].xin_seq;
 }
 
+static void persist_write(struct broker *b, bool xin);
+
 void
 broker_persist_xin_sync(struct broker *b)
 {
-	struct broker_persist *p = b->persist;
-	struct pbuf w;
-	size_t at;
-
-	if (!journaling(b) || !xin_dirty(b))
-		return;
-	w = pb_of(p);
-	at = w.len;
-	put_xin(&w, b);
-	pb_keep(b, p, &w, at);
-	broker_persist_flush(b);
+	if (journaling(b))
+		persist_write(b, true);
 }
 
 /* ---- writing out ---- */
@@ -892,10 +885,19 @@ write_failed(struct broker *b, int err)
 void
 broker_persist_flush(struct broker *b)
 {
+	persist_write(b, false);
+}
+
+/* The records of this call, with the outbox numbers taken since the last write (xin: those
+ * alone if nothing else is pending). */
+static void
+persist_write(struct broker *b, bool xin)
+{
 	struct broker_persist *p = b->persist;
+	bool xin_put = true; /* the numbers taken are in this write (or none is new) */
 	int rc;
 
-	if (p == NULL || p->len == 0 || p->fd < 0 || p->replaying)
+	if (p == NULL || p->fd < 0 || p->replaying || (p->len == 0 && !(xin && xin_dirty(b))))
 		return;
 	/* What this write holds was routed after the outbox numbers taken so far: they go with
 	 * it (a write with nothing else in it waits for the tick, broker_persist_xin_sync). */
@@ -904,6 +906,7 @@ broker_persist_flush(struct broker *b)
 		size_t at = w.len;
 
 		put_xin(&w, b);
+		xin_put = !w.oom;
 		pb_keep(b, p, &w, at);
 	}
 	if ((rc = write_all(p->fd, p->buf, p->len)) != 0) {
@@ -917,7 +920,8 @@ broker_persist_flush(struct broker *b)
 		p->failed = false;
 		p->dirty = true;
 		p->jbytes += p->len;
-		xin_written(b);
+		if (xin_put)
+			xin_written(b);
 	}
 	p->len = 0;
 }
