@@ -726,6 +726,12 @@ ring_kill(const struct dirs *d, int cap, int n, int pumped)
 		fx_xq_pump(&q, x);
 	sent = publish_acked(x, n, pumped);
 	assert_true(q.n[1] > 0); /* the kill finds messages in the ring */
+	{
+		struct broker_gauges g;
+
+		broker_gauges_get(x[0]->b, &g); /* no tick yet: none acknowledged */
+		assert_int_equal(g.xoutbox, sent);
+	}
 	crash_copy(d, -1);
 	fx_xq_free(&q, x); /* the rings' contents are gone with the process */
 
