@@ -29,10 +29,10 @@
 #include "tcp_seq.h"
 #include "tcp_types.h"
 
-#define SBS_EVER         8   /* retransmitted at some time: no RACK RTT sample from it */
-#define TCP_WCDELACK_MS  200 /* RFC 8985 7.2: the peer may delay the ACK of a lone segment */
-#define TCP_PTO_DELACK_MIN_MS 40 /* ... at least this long (pto_delack_ms) */
-#define TCP_REO_MULT_MAX 16
+#define SBS_EVER              8   /* retransmitted at some time: no RACK RTT sample from it */
+#define TCP_WCDELACK_MS       200 /* RFC 8985 7.2: the peer may delay the ACK of a lone segment */
+#define TCP_PTO_DELACK_MIN_MS 40  /* ... at least this long (pto_delack_ms) */
+#define TCP_REO_MULT_MAX      16
 
 int
 tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket)
