@@ -694,6 +694,105 @@ test_dsack_undo_after_drain(void **state)
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
 }
 
+/* An ACK with timestamps (TSval the peer's next, TSecr as given) and SACK blocks by index
+ * of segments of ts_mss bytes (MSS 1460 less the timestamps' 12). */
+static const uint32_t ts_mss = MSS - 12;
+
+static void
+ack_ts(struct h_peer *p, unsigned ack, const unsigned (*b)[2], unsigned nb, uint32_t tsecr)
+{
+	uint8_t opts[12 + 4 + 4 * 8] = { 1, 1, 8, 10 };
+	uint32_t v = rte_cpu_to_be_32(++p->tsval), e = rte_cpu_to_be_32(tsecr);
+	struct h_seg s = { .flags = ACK,
+		.seq = p->snd_nxt,
+		.ack = p->iss + 1 + ack * ts_mss,
+		.win = 65535,
+		.sport = p->port };
+
+	memcpy(opts + 4, &v, 4);
+	memcpy(opts + 8, &e, 4);
+	opts[12] = 1;
+	opts[13] = 1;
+	opts[14] = 5;
+	opts[15] = (uint8_t)(2 + 8 * nb);
+	for (unsigned k = 0; k < nb; k++) {
+		uint32_t l = rte_cpu_to_be_32(p->iss + 1 + b[k][0] * ts_mss);
+		uint32_t r = rte_cpu_to_be_32(p->iss + 1 + b[k][1] * ts_mss);
+
+		memcpy(opts + 16 + 8 * k, &l, 4);
+		memcpy(opts + 20 + 8 * k, &r, 4);
+	}
+	s.opts = opts;
+	s.optlen = nb > 0 ? 16 + 8 * nb : 12;
+	h_input(&s);
+}
+
+/* With timestamps (Eifel, RFC 3522): segment 0 is late, not lost; 1..3 SACKed set off a
+ * fast retransmit of it. The ACK that then covers everything echoes the TSval of the
+ * original 0 (it filled the hole; the peer's TS.Recent came from it), older than the
+ * retransmission's: the reduction is undone without waiting for a D-SACK (UNDO_EIFEL). A
+ * TSecr from the retransmission keeps it. */
+static void
+test_eifel_undo(void **state)
+{
+	static const unsigned sack13[1][2] = { { 1, 4 } };
+	(void)state;
+
+	for (int spurious = 1; spurious >= 0; spurious--) {
+		/* MSS 1460, SACK permitted, timestamps */
+		uint8_t opts[16] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 100, 0, 0, 0, 0 };
+		struct h_seg syn = { .flags = SYN,
+			.seq = 1000,
+			.win = 65535,
+			.opts = opts,
+			.optlen = 16,
+			.sport = (uint16_t)(42020 + spurious) };
+		struct h_peer p;
+		struct tcp_conn *c;
+		uint32_t ss0, ts_orig, ts_rexmt = 0;
+
+		tcp_config_defaults(&cfg);
+		h_setup(&cfg);
+		memset(&p, 0, sizeof(p));
+		p.port = syn.sport;
+		p.tsval = 100;
+		h_clear();
+		h_input(&syn);
+		p.iss = h_cap[0].seq;
+		p.snd_nxt = 1001;
+		c = h_app.c;
+		h_clear();
+		ack_ts(&p, 0, NULL, 0, h_cap[0].tsval);
+		c = h_app.c;
+		assert_non_null(c);
+		assert_true((c->flags & TF_SACK_OK) && (c->flags & TF_TS_OK));
+		assert_int_equal(c->mss, ts_mss);
+		assert_int_equal(tcp_write(c, buf, 10 * c->mss), (int)(10 * c->mss));
+		h_flush();
+		ts_orig = h_cap[0].tsval;
+		ss0 = c->ssthresh;
+		h_clear();
+		h_advance_ms(50);
+		ack_ts(&p, 0, sack13, 1, ts_orig);
+		h_flush();
+		for (unsigned i = 0; i < h_ncap; i++)
+			if (h_cap[i].len > 0 && h_cap[i].seq == p.iss + 1)
+				ts_rexmt = h_cap[i].tsval;
+		assert_true(ts_rexmt != 0 && ts_rexmt != ts_orig);
+		assert_true(c->ssthresh < ss0);
+		h_advance_ms(5);
+		ack_ts(&p, (unsigned)((c->snd_max - p.iss - 1) / ts_mss), NULL, 0,
+		    spurious ? ts_orig : ts_rexmt);
+		assert_int_equal(H_CNT(UNDO_EIFEL), (uint64_t)spurious);
+		if (spurious)
+			assert_int_equal(c->ssthresh, ss0);
+		else
+			assert_true(c->ssthresh < ss0);
+		if (spurious)
+			h_teardown();
+	}
+}
+
 /* One round trip of a bulk sender: every data segment captured since the last is
  * acknowledged one by one, rtt ms after it went; the send buffer topped up. Returns how
  * many segments that round held. */
@@ -781,6 +880,7 @@ main(void)
 		cmocka_unit_test_teardown(test_dsack_undo_spurious_fast_rexmt, teardown),
 		cmocka_unit_test_teardown(test_dsack_undo_after_drain, teardown),
 		cmocka_unit_test_teardown(test_hystart_leaves_slow_start, teardown),
+		cmocka_unit_test_teardown(test_eifel_undo, teardown),
 	};
 
 	if (h_eal_init() < 0)
