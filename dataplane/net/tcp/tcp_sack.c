@@ -172,6 +172,11 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 
 	if (sb == NULL || !SEQ_LT(seq, end))
 		return;
+	if (sb->tmode == SBT_UNDO) { /* a flight again: its own timer (tcp_rexmt_arm) */
+		sb->tmode = SBT_RTO;
+		if (!(c->flags & TF_PERSIST))
+			tcp_timer_stop(c, TT_REXMT);
+	}
 	if (seq == sb->end) {
 		struct tcp_sb_seg *e;
 
@@ -573,9 +578,11 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 	if (c->snd_una == c->snd_max && !(c->flags & TF_RECOVERY)) {
 		if (sb->undo_on && sb->undo_sent && sb->undo_retrans > 0) {
 			/* the D-SACKs of the episode come after the cumulative ACK: hold the
-			 * block for them an RTO at most */
-			tcp_timer_set(c, TT_REXMT, c->rto_ms);
-			sb->tmode = SBT_UNDO;
+			 * block for them an RTO at most (later ACKs do not extend it) */
+			if (sb->tmode != SBT_UNDO || !(c->timer_on & TT_REXMT)) {
+				tcp_timer_set(c, TT_REXMT, c->rto_ms);
+				sb->tmode = SBT_UNDO;
+			}
 			return;
 		}
 		/* data waits for the flush that follows this burst: it goes on with the block
@@ -713,8 +720,10 @@ tcp_sb_timer_fire(struct tcp_conn *c)
 		if (c->snd_una == c->snd_max) { /* no D-SACK came: the episode stands */
 			sb->undo_on = 0;
 			tcp_sb_release(c);
+			return false;
 		}
-		return false;
+		tcp_rexmt_arm(c); /* not reached: a send ends the wait (tcp_sb_sent) */
+		return true;
 	}
 	mode = sb->tmode;
 	sb->tmode = SBT_RTO;

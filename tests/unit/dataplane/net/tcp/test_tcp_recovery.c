@@ -617,6 +617,37 @@ test_dsack_undo_after_drain(void **state)
 	assert_int_equal(H_CNT(UNDO_DSACK), 0);
 	assert_true(c->ssthresh < ss0);
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+
+	/* new data while the block waits for a D-SACK: its flight gets its own timer, not
+	 * the wait's end. A second episode (segment 11 lost, 12..14 SACKed), drained: */
+	h_advance_ms(50);
+	h_clear();
+	assert_int_equal(tcp_write(c, buf, 5 * MSS), 5 * MSS);
+	h_flush();
+	assert_int_equal(h_n_data(), 5);
+	h_advance_ms(50);
+	{
+		static const unsigned sack1214[1][2] = { { 12, 15 } };
+
+		ack_sack(&p, 11, sack1214, 1);
+	}
+	h_flush();
+	assert_int_equal(H_CNT(FAST_REXMT), 2);
+	h_advance_ms(50);
+	h_ack_sack(&p, c->snd_max, NULL, 0);
+	h_flush();
+	assert_int_equal(c->snd_una, c->snd_max);
+	assert_true(c->sb_ref != 0); /* waiting for its D-SACK */
+	h_advance_ms(c->rto_ms / 2);
+	assert_int_equal(tcp_write(c, buf, MSS), MSS);
+	h_flush();
+	h_clear();
+	h_advance_ms(c->rto_ms / 2 + 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_int_equal(H_CNT(TLP_PROBE), 0);
+	assert_int_equal(h_n_data(), 0);
+	h_advance_ms(c->rto_ms / 2); /* the probe within an RTO of the send, not of the wait */
+	assert_int_equal(H_CNT(TLP_PROBE), 1);
 }
 
 /* An ACK with timestamps (TSval the peer's next, TSecr as given) and SACK blocks by index
