@@ -175,6 +175,17 @@ struct session_cold {
 	bool claim_found; /* one of them brought the session */
 	bool will_expires;
 	bool will_journaled; /* the pending delayed will is in the state journal (persist.c) */
+	uint16_t n_rx_up, rx_up_cap;
+	struct broker_rx_up *rx_up; /* incoming QoS 2 ids sent up, with their origin (uplink.c) */
+};
+
+/* An incoming QoS 2 id awaiting PUBREL whose message went up to the agent under o (uplink.c):
+ * until confirmed (the agent said durable), a resend of it after a restart goes up again under
+ * o; at PUBREL, o is released. */
+struct broker_rx_up {
+	struct broker_uplink_origin o;
+	uint16_t pid;
+	bool confirmed;
 };
 
 struct broker_session {
@@ -387,6 +398,22 @@ enum uplink_verdict broker_uplink_publish(
     struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason);
 /* A QoS 2 resend whose first copy still awaits durability (its PUBREC goes then, on c). */
 bool broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
+/* A QoS 2 resend (DUP) of an id awaiting PUBREL whose message went up under an origin the agent
+ * has not confirmed (a restart came between): m goes up again under that origin, its PUBREC
+ * waits for durability (UPLINK_DEFERRED); UPLINK_ACK_NOW when nothing is to go up again. */
+enum uplink_verdict
+broker_uplink_qos2_resend(struct broker_conn *c, const struct broker_msg *m, uint16_t pid);
+/* The id's origin, NULL when it has none. */
+struct broker_rx_up *broker_uplink_rx_find(const struct broker_session *s, uint16_t pid);
+/* Keep o with pid (replay, a session moving in, a submit); false when out of memory (counted). */
+bool broker_uplink_rx_add(
+    struct broker_session *s, uint16_t pid, const struct broker_uplink_origin *o, bool confirmed);
+/* pid leaves the table of ids awaiting PUBREL: its origin is forgotten, and released to the
+ * agent when release is true (PUBREL taken, the session ended) and an uplink is attached. */
+void broker_uplink_rx_done(struct broker_session *s, uint16_t pid, bool release);
+/* The session's exchanges end with it (expired, or a clean session closed): every origin is
+ * released. */
+void broker_uplink_session_end(struct broker_session *s);
 /* Acks that did not fit c's send buffer, now that it has room. */
 void broker_uplink_flush_owed(struct broker_conn *c);
 /* c or s goes away: entries forget it. */
@@ -429,6 +456,8 @@ void broker_persist_session(struct broker_session *s);
 void broker_persist_session_image(struct broker_session *s);
 void broker_persist_session_gone(struct broker_session *s);
 void broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
+/* pid awaits PUBREL and its message went up under o (confirmed: the agent said durable). */
+void broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e);
 /* A delayed will became pending (set), or was published or cancelled. */
 void broker_persist_will(struct broker_session *s, bool set);
 /* A QoS 1/2 delivery kept by a persistent session (queued: pid 0, state SLOT_FREE); its

@@ -61,6 +61,8 @@ enum p_type {
 	P_XIN,        /* n, (instance, seq) n times: their outbox numbers journaled here */
 	P_XACK,       /* instance, seq: it journaled our outbox up to seq */
 	P_XSEQ,       /* seq: the last outbox number given (a snapshot's) */
+	P_RXQ2_UP,    /* id, pid, boot_id, lcore, ref, confirmed: P_RXQ2 add, gone up under that
+		       * origin (an older version skips it: the id is then journaled once durable) */
 };
 
 struct broker_persist {
@@ -554,6 +556,20 @@ slot_cmp(const void *a, const void *b)
 	return (int32_t)(x->seq - y->seq) < 0 ? -1 : (x->seq == y->seq ? 0 : 1);
 }
 
+static void
+put_rxq2_up(struct pbuf *w, const struct broker_session *s, const struct broker_rx_up *e)
+{
+	size_t at = rec_begin(w, P_RXQ2_UP);
+
+	put_str(w, s->client_id, s->id_len);
+	put_u16(w, e->pid);
+	put_u64(w, e->o.boot_id);
+	put_u32(w, e->o.lcore);
+	put_u64(w, e->o.ref);
+	put_u8(w, e->confirmed);
+	rec_end(w, at);
+}
+
 /* All of a session: what a snapshot holds, and what a session that comes from another
  * instance (or becomes persistent) writes at once. Every entry gets a new did. */
 static void
@@ -570,8 +586,14 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 	if (s->cold != NULL && s->cold->will != NULL && s->cold->will_at_ms != 0)
 		put_will(w, s);
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++) {
-		size_t at = rec_begin(w, P_RXQ2);
+		const struct broker_rx_up *up = broker_uplink_rx_find(s, s->rx_qos2[i]);
+		size_t at;
 
+		if (up != NULL) {
+			put_rxq2_up(w, s, up);
+			continue;
+		}
+		at = rec_begin(w, P_RXQ2);
 		put_str(w, s->client_id, s->id_len);
 		put_u16(w, s->rx_qos2[i]);
 		put_u8(w, 1);
@@ -726,6 +748,21 @@ broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
 	put_u16(&w, pid);
 	put_u8(&w, add);
 	rec_end(&w, at);
+	pb_keep(s->b, p, &w, at);
+}
+
+void
+broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e)
+{
+	struct broker_persist *p = s->b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!sess_journaling(s))
+		return;
+	w = pb_of(p);
+	at = w.len;
+	put_rxq2_up(&w, s, e);
 	pb_keep(s->b, p, &w, at);
 }
 
@@ -1204,6 +1241,23 @@ replay_xack(struct broker *b, struct preader *r)
 }
 
 static void
+replay_rxq2_up(struct broker *b, struct preader *r)
+{
+	struct broker_session *s = rec_session(b, r);
+	struct broker_uplink_origin o;
+	uint16_t pid = get_u16(r);
+	uint8_t confirmed;
+
+	o.boot_id = get_u64(r);
+	o.lcore = get_u32(r);
+	o.ref = get_u64(r);
+	confirmed = get_u8(r);
+	if (r->bad || s == NULL || !broker_session_rx_qos2_add(s, pid))
+		return;
+	broker_uplink_rx_add(s, pid, &o, confirmed != 0);
+}
+
+static void
 replay_one(struct broker *b, uint8_t type, struct preader *r)
 {
 	struct broker_session *s;
@@ -1252,16 +1306,25 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 		add = get_u8(r);
 		if (r->bad || s == NULL)
 			break;
-		if (add)
+		if (add) {
+			struct broker_rx_up *e = broker_uplink_rx_find(s, pid);
+
 			broker_session_rx_qos2_add(s, pid);
-		else
-			for (uint16_t i = 0; i < s->n_rx_qos2; i++)
-				if (s->rx_qos2[i] == pid) {
-					s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
-					break;
-				}
+			if (e != NULL) /* durable: the agent confirmed it before the restart */
+				e->confirmed = true;
+			break;
+		}
+		for (uint16_t i = 0; i < s->n_rx_qos2; i++)
+			if (s->rx_qos2[i] == pid) {
+				s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
+				break;
+			}
+		broker_uplink_rx_done(s, pid, false);
 		break;
 	}
+	case P_RXQ2_UP:
+		replay_rxq2_up(b, r);
+		break;
 	case P_MSG:
 		replay_msg(b, r);
 		break;

@@ -66,15 +66,16 @@ struct xsession {
 	uint8_t xkind;
 	bool found;
 	uint16_t id_len;
-	uint16_t n_slots, n_rx;
+	uint16_t n_slots, n_rx, n_rx_up;
 	uint32_t n_subs, n_msgs;
 	uint32_t seq;
 	uint32_t from;
 	const char *id;
 	struct xsub *subs;
-	struct out_slot *slots; /* inflight, in send order; msg NULL: only the PUBREL left */
-	struct xqent *msgs;     /* the queue */
-	uint16_t *rx;           /* incoming QoS 2 ids awaiting PUBREL */
+	struct out_slot *slots;     /* inflight, in send order; msg NULL: only the PUBREL left */
+	struct xqent *msgs;         /* the queue */
+	struct broker_rx_up *rx_up; /* the origins of those that went up (uplink.c) */
+	uint16_t *rx;               /* incoming QoS 2 ids awaiting PUBREL */
 };
 
 /* An instance's interest summary: the buckets (first topic level) of its trie entries, and

@@ -909,11 +909,12 @@ up_room(void *u, size_t tl, size_t pl)
 }
 
 static int
-up_submit(void *u, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t tl,
-    const uint8_t *payload, size_t pl)
+up_submit(void *u, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos, bool retain,
+    const char *topic, size_t tl, const uint8_t *payload, size_t pl)
 {
 	(void)u;
 	(void)ref;
+	(void)as;
 	(void)qos;
 	(void)retain;
 	(void)topic;
@@ -953,6 +954,138 @@ test_qos2_durable_rule(void **state)
 	fx_publish(x, 0, "up/b", "not yet", 2, 4, false);
 	fx_expect_type(x, 0, MQTT_PUBREC, 0);
 	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 1); /* taken as new */
+	fx_free(x);
+}
+
+/* An uplink that names origins (as the dataplane's channel does) and records what it is given. */
+struct ofake {
+	uint64_t boot_id;
+	uint32_t n, n_rel;
+	uint64_t refs[8];
+	struct broker_uplink_origin as[8]; /* boot_id 0: submitted without one */
+	struct broker_uplink_origin rel[8];
+};
+
+static int
+o_submit(void *u, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos, bool retain,
+    const char *topic, size_t tl, const uint8_t *payload, size_t pl)
+{
+	struct ofake *f = u;
+
+	(void)qos, (void)retain, (void)topic, (void)tl, (void)payload, (void)pl;
+	assert_true(f->n < 8);
+	f->refs[f->n] = ref;
+	f->as[f->n++] = as != NULL ? *as : (struct broker_uplink_origin){ 0 };
+	return 0;
+}
+
+static void
+o_origin(void *u, uint64_t ref, struct broker_uplink_origin *o)
+{
+	*o = (struct broker_uplink_origin){ ((struct ofake *)u)->boot_id, ref, 5 };
+}
+
+static void
+o_release(void *u, const struct broker_uplink_origin *o)
+{
+	struct ofake *f = u;
+
+	assert_true(f->n_rel < 8);
+	f->rel[f->n_rel++] = *o;
+}
+
+static const struct broker_uplink_ops o_ops = { .wants = up_wants,
+	.room = up_room,
+	.submit = o_submit,
+	.origin = o_origin,
+	.release = o_release };
+
+static bool
+same_origin(const struct broker_uplink_origin *o, uint64_t boot_id, uint64_t ref)
+{
+	return o->boot_id == boot_id && o->ref == ref && o->lcore == 5;
+}
+
+/* QoS 2 through a SIGKILL of the dataplane (issue 15): a QoS 2 id that went up is journaled
+ * with its origin in the call that submits it, before the record leaves. The dataplane dies
+ * before the agent's answer for id 4 is taken (the agent may hold it, durable): after the
+ * restart the sensor's resend goes up again under the first start's origin (the agent answers
+ * durable without storing it twice), not as a new record, and is not routed again; id 3, whose
+ * answer was taken, gets its PUBREC at once. Each PUBREL releases its origin. */
+static void
+test_qos2_origin_across_restart(void **state)
+{
+	struct dirs *d = *state;
+	struct ofake f1 = { .boot_id = 0xa1 }, f2 = { .boot_id = 0xb2 };
+	struct fx *x = fx_on(d->a);
+
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f1, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "local", false, 60, NULL);
+	fx_subscribe(x, 1, "up/#", 0);
+	fx_publish(x, 0, "up/a", "first", 2, 3, false);
+	fx_publish(x, 0, "up/b", "second", 2, 4, false);
+	fx_expect_publish(x, 1, "up/a", "first", 0);
+	fx_expect_publish(x, 1, "up/b", "second", 0);
+	assert_int_equal(f1.n, 2);
+	assert_int_equal(f1.as[0].boot_id, 0); /* first copies: under this start's own origin */
+	broker_uplink_durable(x->b, 1, 1, 0, x->now);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* id 3; id 4's answer never comes: SIGKILL */
+	fx_expect_none(x, 0);
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f2, 16), 0);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
+	assert_true(fx_connect(x, 1, MQTT_V311, "local", false, 60, NULL));
+	fx_publish(x, 0, "up/b", "second", 2, 4, false);
+	fx_expect_none(x, 0); /* its PUBREC waits for the agent */
+	assert_int_equal(f2.n, 1);
+	if (!same_origin(&f2.as[0], 0xa1, 2))
+		fail_msg("the resend of id 4 went up as a new record (origin %llx/%llu): the agent "
+			 "would store it twice",
+		    (unsigned long long)f2.as[0].boot_id, (unsigned long long)f2.as[0].ref);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_RESENT), 1);
+	fx_expect_none(x, 1); /* routed before the restart: not again */
+	fx_publish(x, 0, "up/a", "first", 2, 3, false);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* durable before: at once, nothing sent up */
+	assert_int_equal(f2.n, 1);
+	fx_publish(x, 0, "up/b", "second", 2, 4, false); /* again while it waits */
+	fx_expect_none(x, 0);
+	assert_int_equal(f2.n, 1);
+	broker_uplink_durable(x->b, f2.refs[0], f2.refs[0], 0, x->now);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_expect_none(x, 0);
+
+	/* PUBREL: each origin released to the agent, the first start's */
+	fx_ack(x, 0, MQTT_PUBREL, 4);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	fx_ack(x, 0, MQTT_PUBREL, 3);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	assert_int_equal(f2.n_rel, 2);
+	assert_true(same_origin(&f2.rel[0], 0xa1, 2));
+	assert_true(same_origin(&f2.rel[1], 0xa1, 1));
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_RELEASED), 2);
+	fx_free(x);
+}
+
+/* A clean session's QoS 2 ids end with its connection: their origins are released then. */
+static void
+test_qos2_origin_released_with_session(void **state)
+{
+	struct dirs *d = *state;
+	struct ofake f = { .boot_id = 0xc3 };
+	struct fx *x = fx_on(d->a);
+
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	fx_publish(x, 0, "up/a", "x", 2, 9, false);
+	broker_uplink_durable(x->b, 1, 1, 0, x->now);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_close(x, 0); /* no PUBREL: the session ends with the connection */
+	assert_int_equal(f.n_rel, 1);
+	assert_true(same_origin(&f.rel[0], 0xc3, 1));
 	fx_free(x);
 }
 
@@ -1021,6 +1154,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_durable_rule, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_origin_across_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_qos2_origin_released_with_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_instances_moved_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xlcore_ring_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xlcore_ring_kill_some_taken, setup, teardown),
