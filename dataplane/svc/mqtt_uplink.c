@@ -38,6 +38,7 @@ static bool slot_used[MQTT_UPLINK_SLOTS];
 static uint32_t taken_gen[MQTT_UPLINK_SLOTS]; /* the generation each uplink holds */
 static struct dpchan_conf conf;               /* enabled false until configured */
 static uint64_t boot_id;
+static uint64_t down_seen; /* the highest downlink ref taken by any lcore (dpchan_client.h) */
 
 void
 mqtt_uplink_configure(const struct dpchan_conf *c)
@@ -170,7 +171,10 @@ on_ready(void *arg)
 }
 
 /* A cloud message the agent passes down: published from the gateway itself, to this lcore's
- * subscribers and the other lcores' (the agent sends each to one lcore only). */
+ * subscribers and the other lcores' (the agent sends each to one lcore only). When this returns
+ * the broker has it: queued for this lcore's subscribers and journaled (broker_reap), posted to
+ * the other lcores' rings; the client then answers the agent (DOWN_ACK), which releases it from
+ * its downlink spool. */
 static int
 on_down(void *arg, const struct dpchan_rec *r)
 {
@@ -197,6 +201,7 @@ mqtt_uplink_start(struct broker *b, uint32_t lcore)
 		.lcore = lcore,
 		.pending_bytes = c->pending_bytes,
 		.reconnect_max_ms = c->reconnect_max_ms,
+		.down_seen = &down_seen,
 	};
 
 	if (u == NULL)

@@ -13,8 +13,15 @@
  *            (boot_id, lcore), the same ref when a record is sent again after a reconnect
  *   DURABLE  (agent -> dataplane, count ranges): u64 first, u64 last, i32 status
  *            (0: every record of the range is durable; < 0: -errno, it is not and never will be)
- *   DOWN     (agent -> dataplane, count records): u8 qos, u8 flags, u16 topic_len,
- *            u32 payload_len, topic, payload (a cloud message for the broker's subscribers)
+ *   DOWN     (agent -> dataplane, count records): the PUB record's layout (u64 ref, u8 qos,
+ *            u8 flags, u16 topic_len, u32 payload_len, topic, payload): a cloud message for the
+ *            broker's subscribers. ref 0: best effort (QoS 0 handed over live), no answer; else
+ *            the downlink spool's sequence number, the same when it is sent again (after a
+ *            disconnect, or by the next agent): answered by a DOWN_ACK once the broker took it
+ *   (5: reserved)
+ *   DOWN_ACK (dataplane -> agent, count ranges): u64 first, u64 last, i32 status: the broker
+ *            took every DOWN record of the range (status 1: a subscription matched, 0: none did;
+ *            a retained one is stored either way), or refused it for good (< 0: -errno)
  *
  * The decoder checks every length against the frame before reading: a malformed frame is
  * refused whole (DPCHAN_E_*), and the receiver closes that connection and counts it.
@@ -26,10 +33,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DPCHAN_VERSION      1
+#define DPCHAN_VERSION      2 /* 2: DOWN records carry a ref, DOWN_ACK */
 #define DPCHAN_HDR_LEN      8u
 #define DPCHAN_PUB_HDR_LEN  16u /* a PUB record before its topic and payload */
-#define DPCHAN_DOWN_HDR_LEN 8u
+#define DPCHAN_DOWN_HDR_LEN 16u /* the same layout as PUB's since version 2 */
 #define DPCHAN_RANGE_LEN    20u
 #define DPCHAN_HELLO_LEN    16u
 /* The largest frame either side sends or accepts: a batch of records, or one record whose
@@ -44,6 +51,7 @@ enum dpchan_type {
 	DPCHAN_PUB = 2,
 	DPCHAN_DURABLE = 3,
 	DPCHAN_DOWN = 4,
+	DPCHAN_DOWN_ACK = 6,
 };
 
 /* Why a frame was refused (positive; functions return them negated). */
@@ -66,7 +74,7 @@ struct dpchan_hello {
 
 /* A PUB or DOWN record; topic and payload point into the frame. */
 struct dpchan_rec {
-	uint64_t ref; /* PUB only */
+	uint64_t ref;
 	uint8_t qos;
 	bool retain;
 	const char *topic;
@@ -106,5 +114,8 @@ int dpchan_decode_recs(const uint8_t *buf, size_t len, uint8_t type, dpchan_rec_
 int dpchan_encode_durable(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n);
 typedef void (*dpchan_range_fn)(void *arg, const struct dpchan_range *r);
 int dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg);
+/* DOWN_ACK: the same ranges, status 1 allowed (delivered to a subscriber). */
+int dpchan_encode_down_ack(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n);
+int dpchan_decode_down_ack(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg);
 
 #endif

@@ -71,6 +71,8 @@ struct dpchan_server {
 	struct known *known; /* sorted by (boot_id, lcore, ref) once known_sorted */
 	size_t n_known, cap_known;
 	bool known_sorted;
+	dpchan_down_ack_fn down_ack;
+	void *down_ack_arg;
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
 
@@ -486,6 +488,23 @@ take_frame(struct dpchan_server *s, struct sconn *c)
 	return 0;
 }
 
+static void
+on_down_ack(void *arg, const struct dpchan_range *r)
+{
+	struct dpchan_server *s = arg;
+
+	s->cnt[DPCHAN_C_DOWN_ACK_RX]++;
+	if (s->down_ack != NULL)
+		s->down_ack(s->down_ack_arg, r->first, r->last, r->status);
+}
+
+void
+dpchan_server_set_down_ack(struct dpchan_server *s, dpchan_down_ack_fn fn, void *arg)
+{
+	s->down_ack = fn;
+	s->down_ack_arg = arg;
+}
+
 /* One frame received on c; false when c was closed. */
 static bool
 frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
@@ -516,6 +535,9 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 			    h.lcore, (unsigned long long)h.boot_id, c->st->w_len);
 			return true;
 		}
+	} else if (rc == 0 && type == DPCHAN_DOWN_ACK) {
+		if ((rc = dpchan_decode_down_ack(c->rx, n, on_down_ack, s)) == 0)
+			return true;
 	} else if (rc == 0 && type != DPCHAN_PUB) {
 		rc = -DPCHAN_E_TYPE;
 	} else if (rc == 0) {
