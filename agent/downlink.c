@@ -28,14 +28,14 @@ struct downlink {
 	const struct rules *rules;
 	struct dpchan_server *srv;
 	struct store *st;
-	struct spool *sp;     /* NULL: no spool, a QoS 1/2 message is never owned */
-	struct down_q2 *q2;   /* with the spool */
-	uint64_t disconnects; /* the server's DISCONNECTS when last looked at */
-	uint64_t last_seq;    /* the last record appended */
-	uint32_t inflight;    /* records sent, not answered */
-	bool backlog;         /* the spool may hold records not sent on this connection */
-	bool held;            /* rec was read and not sent yet (the socket was full) */
-	bool released;        /* releases (spool_ack) not committed yet */
+	struct spool *sp;        /* NULL: no spool, a QoS 1/2 message is never owned */
+	struct downlink_ids *q2; /* with the spool */
+	uint64_t disconnects;    /* the server's DISCONNECTS when last looked at */
+	uint64_t last_seq;       /* the last record appended */
+	uint32_t inflight;       /* records sent, not answered */
+	bool backlog;            /* the spool may hold records not sent on this connection */
+	bool held;               /* rec was read and not sent yet (the socket was full) */
+	bool released;           /* releases (spool_ack) not committed yet */
 	struct spool_rec rec;
 	uint8_t *buf; /* rec's topic and payload */
 	char dir[600];
@@ -69,7 +69,7 @@ open_spool(struct downlink *d, const struct spool_config *base)
 	c.recover_flags = 0;
 	c.on_recovered = NULL;
 	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0 ||
-	    (rc = down_q2_open(&d->q2, d->dir, d->sp)) != 0) {
+	    (rc = downlink_ids_open(&d->q2, d->dir, d->sp)) != 0) {
 		log_err("downlink: spool %s: %s", d->dir, strerror(-rc));
 		return rc;
 	}
@@ -150,12 +150,12 @@ own(struct downlink *d, const struct dpchan_rec *r, uint8_t cloud_qos, uint16_t 
 
 	if ((rc = spool_put(d, r, &seq)) != 0)
 		return rc;
-	if (q2 && (qrc = down_q2_pending(d->q2, packet_id, seq)) != 0)
+	if (q2 && (qrc = downlink_ids_pending(d->q2, packet_id, seq)) != 0)
 		q2 = false;
 	if ((rc = spool_wait(d, seq)) != 0)
 		return rc; /* a PENDING id is settled against the spool at the next open */
 	if (q2)
-		qrc = down_q2_owned(d->q2, packet_id);
+		qrc = downlink_ids_own(d->q2, packet_id);
 	if (qrc != 0) {
 		store_count(d->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
@@ -337,7 +337,7 @@ downlink_replay(struct downlink *d)
 	}
 	if (d->released) {
 		/* the QoS 2 ids those messages carried are on disk before their records go */
-		if (d->q2 != NULL && down_q2_sync(d->q2) != 0)
+		if (d->q2 != NULL && downlink_ids_sync(d->q2) != 0)
 			return; /* not released on disk yet: next time */
 		d->released = false;
 		spool_commit(d->sp);
@@ -351,7 +351,7 @@ downlink_q2_release(struct downlink *d, uint16_t packet_id)
 
 	if (d == NULL || d->q2 == NULL)
 		return 0;
-	if ((rc = down_q2_release(d->q2, packet_id)) != 0) {
+	if ((rc = downlink_ids_release(d->q2, packet_id)) != 0) {
 		store_count(d->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
 		    "downlink: cannot free QoS 2 packet id %u in %s/q2-ids (%s): PUBCOMP withheld",
@@ -364,7 +364,7 @@ void
 downlink_q2_each(struct downlink *d, void (*fn)(void *arg, uint16_t packet_id), void *arg)
 {
 	if (d != NULL && d->q2 != NULL)
-		down_q2_each(d->q2, fn, arg);
+		downlink_ids_each(d->q2, fn, arg);
 }
 
 void
@@ -374,7 +374,7 @@ downlink_close(struct downlink *d)
 		return;
 	if (d->srv != NULL)
 		dpchan_server_set_down_ack(d->srv, NULL, NULL);
-	down_q2_close(d->q2);
+	downlink_ids_close(d->q2);
 	spool_close(d->sp);
 	free(d->buf);
 	free(d); /* the loop's tick still names it: the loop does not run again */

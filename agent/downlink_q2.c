@@ -19,14 +19,14 @@
 #define Q2_OWNED   (2ull << 62)
 #define Q2_SEQ     (Q2_PENDING - 1)
 
-struct down_q2 {
+struct downlink_ids {
 	int fd;
 	bool dirty; /* written since the last fdatasync */
 	uint64_t v[Q2_IDS];
 };
 
 static int
-q2_write(struct down_q2 *q, uint16_t id, uint64_t v)
+q2_write(struct downlink_ids *q, uint16_t id, uint64_t v)
 {
 	uint8_t b[8];
 
@@ -40,7 +40,7 @@ q2_write(struct down_q2 *q, uint16_t id, uint64_t v)
 }
 
 int
-down_q2_sync(struct down_q2 *q)
+downlink_ids_sync(struct downlink_ids *q)
 {
 	if (!q->dirty)
 		return 0;
@@ -52,7 +52,7 @@ down_q2_sync(struct down_q2 *q)
 
 /* Load the table; settle what a crash left PENDING. */
 static int
-q2_load(struct down_q2 *q, struct spool *sp)
+q2_load(struct downlink_ids *q, struct spool *sp)
 {
 	static uint8_t buf[Q2_IDS * 8];
 	ssize_t n = pread(q->fd, buf, sizeof(buf), 0);
@@ -82,13 +82,13 @@ q2_load(struct down_q2 *q, struct spool *sp)
 		log_info("downlink: %u QoS 2 messages from the cloud await their PUBREL (%u ids "
 			 "freed: their messages never reached the spool)",
 		    owned, dropped);
-	return down_q2_sync(q);
+	return downlink_ids_sync(q);
 }
 
 int
-down_q2_open(struct down_q2 **out, const char *dir, struct spool *sp)
+downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp)
 {
-	struct down_q2 *q = calloc(1, sizeof(*q));
+	struct downlink_ids *q = calloc(1, sizeof(*q));
 	char path[700];
 	int rc;
 
@@ -102,7 +102,7 @@ down_q2_open(struct down_q2 **out, const char *dir, struct spool *sp)
 	}
 	if ((rc = q2_load(q, sp)) != 0) {
 		log_err("downlink: %s: %s", path, strerror(-rc));
-		down_q2_close(q);
+		downlink_ids_close(q);
 		return rc;
 	}
 	*out = q;
@@ -110,45 +110,46 @@ down_q2_open(struct down_q2 **out, const char *dir, struct spool *sp)
 }
 
 void
-down_q2_close(struct down_q2 *q)
+downlink_ids_close(struct downlink_ids *q)
 {
 	if (q == NULL)
 		return;
-	down_q2_sync(q);
+	downlink_ids_sync(q);
 	close(q->fd);
 	free(q);
 }
 
 bool
-down_q2_owned_id(const struct down_q2 *q, uint16_t id)
+downlink_ids_held(const struct downlink_ids *q, uint16_t id)
 {
 	return (q->v[id] & ~Q2_SEQ) == Q2_OWNED;
 }
 
 void
-down_q2_each(const struct down_q2 *q, void (*fn)(void *arg, uint16_t packet_id), void *arg)
+downlink_ids_each(
+    const struct downlink_ids *q, void (*fn)(void *arg, uint16_t packet_id), void *arg)
 {
 	for (uint32_t id = 1; id < Q2_IDS; id++)
-		if (down_q2_owned_id(q, (uint16_t)id))
+		if (downlink_ids_held(q, (uint16_t)id))
 			fn(arg, (uint16_t)id);
 }
 
 int
-down_q2_pending(struct down_q2 *q, uint16_t id, uint64_t seq)
+downlink_ids_pending(struct downlink_ids *q, uint16_t id, uint64_t seq)
 {
 	int rc = q2_write(q, id, Q2_PENDING | (seq & Q2_SEQ));
 
-	return rc != 0 ? rc : down_q2_sync(q);
+	return rc != 0 ? rc : downlink_ids_sync(q);
 }
 
 int
-down_q2_owned(struct down_q2 *q, uint16_t id)
+downlink_ids_own(struct downlink_ids *q, uint16_t id)
 {
 	return q2_write(q, id, Q2_OWNED | (q->v[id] & Q2_SEQ));
 }
 
 int
-down_q2_release(struct down_q2 *q, uint16_t id)
+downlink_ids_release(struct downlink_ids *q, uint16_t id)
 {
 	int rc = 0;
 
@@ -157,5 +158,5 @@ down_q2_release(struct down_q2 *q, uint16_t id)
 	for (uint32_t i = 1; id == 0 && i < Q2_IDS && rc == 0; i++)
 		if (q->v[i] != 0)
 			rc = q2_write(q, (uint16_t)i, 0);
-	return rc != 0 ? rc : down_q2_sync(q);
+	return rc != 0 ? rc : downlink_ids_sync(q);
 }
