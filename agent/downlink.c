@@ -323,8 +323,8 @@ downlink_replay(struct downlink *d)
 			.payload_len = d->rec.payload_len };
 
 		rc = dpchan_server_down(d->srv, &r);
-		if (rc == -ENOTCONN || rc == -EAGAIN)
-			break; /* the same record first, next time */
+		if (rc != 0 && rc != -E2BIG && rc != -EINVAL)
+			break; /* no lcore, its socket full or failing: the same record next time */
 		d->held = false;
 		if (rc == 0) {
 			store_count(d->st, STORE_C_down_replayed, 1);

@@ -73,6 +73,7 @@ struct dpchan_server {
 	bool known_sorted;
 	dpchan_down_ack_fn down_ack;
 	void *down_ack_arg;
+	struct stream *down_st; /* the lcore DOWN records go to, kept while it stays connected */
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
 
@@ -666,29 +667,41 @@ dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, in
 			stream_durable(s, &s->streams[i], first, last, status > 0 ? 0 : status);
 }
 
+/* The lcore for DOWN records: the one used last while it is connected, else the first that is.
+ * Kept so that records go to one lcore in ref order: the dataplane's dedup (the highest ref
+ * taken, shared by its lcores) would take a record another lcore still had unread for one it
+ * took already. A new one is used only after the last one's connection ended, which the caller
+ * sees (DISCONNECTS) and answers by sending again from its oldest unanswered record. */
+static struct stream *
+down_stream(struct dpchan_server *s)
+{
+	if (s->down_st != NULL && s->down_st->used && s->down_st->conn != NULL)
+		return s->down_st;
+	s->down_st = NULL;
+	for (uint32_t i = 0; i < s->cfg.max_streams && s->down_st == NULL; i++)
+		if (s->streams[i].used && s->streams[i].conn != NULL)
+			s->down_st = &s->streams[i];
+	return s->down_st;
+}
+
 int
 dpchan_server_down(struct dpchan_server *s, const struct dpchan_rec *r)
 {
 	static uint8_t buf[DPCHAN_FRAME_MAX];
+	struct stream *st = down_stream(s);
+	int len;
 
-	for (uint32_t i = 0; i < s->cfg.max_streams; i++) {
-		struct stream *st = &s->streams[i];
-		int len;
-
-		if (!st->used || st->conn == NULL)
-			continue;
-		len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, r);
-		if (len < 0)
-			return len;
-		dpchan_put_header(buf, DPCHAN_DOWN, 1);
-		if (send(st->conn->fd, buf, (size_t)len + DPCHAN_HDR_LEN,
-			MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
-		s->cnt[DPCHAN_C_FRAMES_TX]++;
-		s->cnt[DPCHAN_C_DOWN_TX]++;
-		return 0;
-	}
-	return -ENOTCONN;
+	if (st == NULL)
+		return -ENOTCONN;
+	len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, r);
+	if (len < 0)
+		return len;
+	dpchan_put_header(buf, DPCHAN_DOWN, 1);
+	if (send(st->conn->fd, buf, (size_t)len + DPCHAN_HDR_LEN, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	s->cnt[DPCHAN_C_FRAMES_TX]++;
+	s->cnt[DPCHAN_C_DOWN_TX]++;
+	return 0;
 }
 
 uint32_t

@@ -61,7 +61,8 @@ int dpchan_server_known(struct dpchan_server *s, uint64_t boot_id, uint32_t lcor
 void dpchan_server_run(struct dpchan_server *s);
 /* The sink's answer: every token of first..last is durable (status 0) or failed (< 0). */
 void dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, int status);
-/* A downlink publish to the dataplane (to one lcore: the broker shares it with the others);
+/* A downlink publish to the dataplane (to one lcore, the same while it stays connected: the
+ * broker shares it with the others);
  * 0, -ENOTCONN when no lcore is connected, -EAGAIN when its socket is full. r->ref != 0: the
  * lcore answers with a DOWN_ACK once its broker took it (dpchan_server_set_down_ack); a record
  * not answered when a connection ends (DPCHAN_C_DISCONNECTS moves) must be sent again: the

@@ -365,6 +365,69 @@ test_not_twice_when_the_agent_dies_before_the_answer(void **state)
 	downlink_close(d);
 }
 
+/* Two lcores of one dataplane (their dedup shared): DOWN records keep going to the lcore they
+ * went to while it stays connected, so one never takes a newer record while the other still
+ * holds an older one unread (which the shared dedup would then take as sent before, and drop).
+ * Before, each record went to the first connected lcore in slot order: here lcore 1, back
+ * after a disconnect, took b while lcore 2 still held a, and a was lost. */
+static void
+test_one_lcore_at_a_time(void **state)
+{
+	struct env *e = *state;
+	struct downlink *d;
+	uint64_t seen = 0;
+	struct lcore two = { .answer = 1, .now = 1000 };
+	struct dpchan_client_config c1 = {
+		.path = e->sock, .lcore = 1, .boot_id = 7, .down_seen = &seen
+	};
+	struct dpchan_client_config c2 = {
+		.path = e->sock, .lcore = 2, .boot_id = 7, .down_seen = &seen
+	};
+
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	memset(&e->lc, 0, sizeof(e->lc));
+	e->lc.answer = 1;
+	e->lc.now = 1000;
+	assert_non_null(e->lc.c = dpchan_client_new(&c1, &lc_ops, &e->lc));
+	assert_non_null(two.c = dpchan_client_new(&c2, &lc_ops, &two));
+	for (int i = 0; i < 200 && dpchan_server_connected(e->srv) < 2; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 10);
+		if (i > 5) /* lcore 1 first: the first slot */
+			dpchan_client_poll(two.c, two.now += 10);
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	assert_int_equal(dpchan_server_connected(e->srv), 2);
+	dpchan_client_free(e->lc.c); /* lcore 1's connection ends (its stream stays) */
+	for (int i = 0; i < 100 && dpchan_server_connected(e->srv) > 1; i++) {
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0); /* to lcore 2, unread */
+	assert_non_null(e->lc.c = dpchan_client_new(&c1, &lc_ops, &e->lc));
+	for (int i = 0; i < 200 && dpchan_server_connected(e->srv) < 2; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 10);
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	assert_int_equal(dpchan_server_connected(e->srv), 2);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/b", "2", 1), 0);
+	for (int i = 0; i < 300 && e->lc.n + two.n < 2; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 100); /* lcore 1 reads first */
+		dpchan_client_poll(two.c, two.now += 100);
+		dpchan_server_run(e->srv);
+		downlink_replay(d);
+		usleep(1000);
+	}
+	assert_int_equal(e->lc.n, 0);
+	assert_int_equal(two.n, 2);
+	assert_string_equal(two.got[0], "cmd/plant/a:1:1");
+	assert_string_equal(two.got[1], "cmd/plant/b:2:1");
+	dpchan_client_free(two.c);
+	downlink_close(d);
+}
+
 static void
 collect(void *arg, uint16_t id)
 {
@@ -458,6 +521,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_not_twice_when_the_agent_dies_before_the_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_kept_across_restarts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_lcore_at_a_time, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
