@@ -1,8 +1,12 @@
 /*
  * downlink.c: cloud messages to the dataplane's broker (downlink.h): the downlink rules map the
- * cloud topic, the channel's server sends one DOWN record to one lcore; while it cannot, the
- * message waits on disk in a spool of its own (lib/spool, one class, no consumer but this) and
- * leaves in order once it can. Neighbours: main.c (the uplink's message hook), dpchan_link.c.
+ * cloud topic; a QoS 1/2 message goes into a spool of its own (lib/spool, one class, no consumer
+ * but this) and is acknowledged to the cloud once it is on disk; the spool's records go, in
+ * order, to one lcore as DOWN records carrying their sequence number, and each is released only
+ * when the dataplane answers that its broker took it (DOWN_ACK). Those not answered when a
+ * connection ends are sent again from the oldest (the dataplane answers one it took already
+ * without delivering it twice). QoS 2 packet ids: downlink_q2.c. Neighbours: main.c (the
+ * uplink's message hook), dpchan_link.c.
  */
 #include "downlink.h"
 
@@ -11,21 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "downlink_q2.h"
 #include "log.h"
 #include "loop.h"
 #include "store.h"
 
 #define DOWN_WAIT_DURABLE_MS 2000 /* longest the loop waits for a spooled message's fdatasync */
+#define DOWN_WINDOW          256  /* DOWN records sent and not answered, at most */
 #define DOWN_FLAG_RETAIN     0x01
 
 struct downlink {
 	const struct rules *rules;
 	struct dpchan_server *srv;
 	struct store *st;
-	struct spool *sp; /* NULL: no spool, a message the channel cannot take now is not owned */
-	bool recovering;  /* what the spool held at open has not all been handed over yet */
-	uint64_t unsent;  /* spooled since, not handed over yet */
-	uint8_t *buf;     /* a spooled record's topic and payload */
+	struct spool *sp;        /* NULL: no spool, a QoS 1/2 message is never owned */
+	struct downlink_ids *q2; /* with the spool */
+	uint64_t disconnects;    /* the server's DISCONNECTS when last looked at */
+	uint64_t last_seq;       /* the last record appended */
+	uint32_t inflight;       /* records sent, not answered */
+	bool backlog;            /* the spool may hold records not sent on this connection */
+	bool held;               /* rec was read and not sent yet (the socket was full) */
+	bool released;           /* releases (spool_ack) not committed yet */
+	struct spool_rec rec;
+	uint8_t *buf; /* rec's topic and payload */
 	char dir[600];
 };
 
@@ -35,6 +47,8 @@ on_tick(void *arg, uint64_t now_ms)
 	(void)now_ms;
 	downlink_replay(arg);
 }
+
+static void on_down_ack(void *arg, uint64_t first, uint64_t last, int status);
 
 static int
 open_spool(struct downlink *d, const struct spool_config *base)
@@ -52,11 +66,14 @@ open_spool(struct downlink *d, const struct spool_config *base)
 	c.segment_bytes = 0;
 	c.policy_set = false;
 	c.on_durable = NULL;
-	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0) {
+	c.recover_flags = 0;
+	c.on_recovered = NULL;
+	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0 ||
+	    (rc = downlink_ids_open(&d->q2, d->dir, d->sp)) != 0) {
 		log_err("downlink: spool %s: %s", d->dir, strerror(-rc));
 		return rc;
 	}
-	d->recovering = true;
+	d->backlog = true; /* what it held at open goes first */
 	return 0;
 }
 
@@ -74,11 +91,13 @@ downlink_open(struct downlink **out, struct agent_loop *loop, const struct rules
 	d->rules = r;
 	d->srv = srv;
 	d->st = st;
+	d->disconnects = dpchan_server_counter(srv, DPCHAN_C_DISCONNECTS);
 	if ((spool_base != NULL && (rc = open_spool(d, spool_base)) != 0) ||
 	    (rc = agent_loop_add_tick(loop, on_tick, d)) != 0) {
 		downlink_close(d);
 		return rc;
 	}
+	dpchan_server_set_down_ack(srv, on_down_ack, d);
 	*out = d;
 	return 0;
 }
@@ -89,9 +108,9 @@ downlink_set_rules(struct downlink *d, const struct rules *r)
 	d->rules = r;
 }
 
-/* On disk (fdatasync) or not at all: 0, or a negative errno. */
+/* Into the spool: its sequence number in *seq; 0, or a negative errno. */
 static int
-spool_put(struct downlink *d, const struct dpchan_rec *r)
+spool_put(struct downlink *d, const struct dpchan_rec *r, uint64_t *seq)
 {
 	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
 		.qos = r->qos,
@@ -100,21 +119,78 @@ spool_put(struct downlink *d, const struct dpchan_rec *r)
 		.topic_len = r->topic_len,
 		.payload = r->payload,
 		.payload_len = r->payload_len };
-	uint64_t seq;
 	int rc;
 
 	if (d->sp == NULL)
 		return -ENOTCONN;
-	if ((rc = spool_append(d->sp, &in, &seq)) != 0)
+	if ((rc = spool_append(d->sp, &in, seq)) != 0)
 		return rc;
-	d->unsent++; /* in the spool now, whatever the commit says: replay reads what is durable */
-	rc = spool_wait_durable(d->sp, seq, DOWN_WAIT_DURABLE_MS);
+	d->last_seq = *seq;
+	d->backlog = true;
+	return 0;
+}
+
+/* Wait for seq on disk: 0, or a negative errno. */
+static int
+spool_wait(struct downlink *d, uint64_t seq)
+{
+	int rc = spool_wait_durable(d->sp, seq, DOWN_WAIT_DURABLE_MS);
+
 	return rc == 1 ? 0 : rc == 0 ? -ETIMEDOUT : rc;
+}
+
+/* A QoS 1/2 message (cloud_qos: the QoS it came with; packet_id for QoS 2): owned once on disk,
+ * its QoS 2 packet id with it (downlink_q2.h). 0 owned, or a negative errno. */
+static int
+own(struct downlink *d, const struct dpchan_rec *r, uint8_t cloud_qos, uint16_t packet_id)
+{
+	bool q2 = cloud_qos == 2 && packet_id != 0 && d->q2 != NULL;
+	uint64_t seq;
+	int rc, qrc = 0;
+
+	if ((rc = spool_put(d, r, &seq)) != 0)
+		return rc;
+	if (q2 && (qrc = downlink_ids_pending(d->q2, packet_id, seq)) != 0)
+		q2 = false;
+	if ((rc = spool_wait(d, seq)) != 0)
+		return rc; /* a PENDING id is settled against the spool at the next open */
+	if (q2)
+		qrc = downlink_ids_own(d->q2, packet_id);
+	if (qrc != 0) {
+		store_count(d->st, STORE_C_down_q2_fail, 1);
+		LOG_RATELIMITED(LOG_LVL_WARN, 60,
+		    "downlink: cannot keep QoS 2 packet id %u in %s/q2-ids (%s): exactly once "
+		    "holds "
+		    "only until the agent restarts",
+		    packet_id, d->dir, strerror(-qrc));
+	}
+	return 0;
+}
+
+/* A QoS 0 message: live when nothing waits before it, else spooled (not waited for), else lost. */
+static void
+best_effort(struct downlink *d, const struct dpchan_rec *r, const char *topic)
+{
+	uint64_t seq;
+
+	downlink_replay(d); /* older ones first */
+	if (!d->backlog && !d->held && dpchan_server_down(d->srv, r) == 0) {
+		store_count(d->st, STORE_C_down_to_dataplane, 1);
+		return;
+	}
+	if (spool_put(d, r, &seq) == 0) {
+		store_count(d->st, STORE_C_down_spooled, 1);
+		return;
+	}
+	store_count(d->st, STORE_C_down_lost, 1);
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "downlink: %s: QoS 0, the channel cannot take it and the spool could not; dropped",
+	    topic);
 }
 
 int
 downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, size_t len,
-    uint8_t qos, bool retain)
+    uint8_t qos, bool retain, uint16_t packet_id)
 {
 	const struct down_rule *rule = rules_down_match(d->rules, topic, strlen(topic));
 	struct dpchan_rec r = {
@@ -144,66 +220,151 @@ downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, 
 	r.qos = down_rule_qos(rule, qos);
 	r.topic = local;
 	r.topic_len = (uint16_t)n;
-	downlink_replay(d); /* older ones first */
-	if (!d->recovering && d->unsent == 0 && (rc = dpchan_server_down(d->srv, &r)) == 0) {
-		store_count(d->st, STORE_C_down_to_dataplane, 1);
-		return 0;
-	}
-	if ((rc = spool_put(d, &r)) == 0) {
-		store_count(d->st, STORE_C_down_spooled, 1);
-		return 0;
-	}
 	if (qos == 0) {
-		store_count(d->st, STORE_C_down_lost, 1);
+		best_effort(d, &r, topic);
+		return 0;
+	}
+	if ((rc = own(d, &r, qos, packet_id)) == 0) {
+		store_count(d->st, STORE_C_down_spooled, 1);
+		downlink_replay(d); /* on its way now */
 		return 0;
 	}
 	store_count(d->st, STORE_C_down_not_owned, 1);
 	LOG_RATELIMITED(LOG_LVL_WARN, 60,
-	    "downlink: %s: the dataplane channel cannot take it and the spool could not (%s); "
-	    "not acknowledged (the cloud sends it again)",
-	    topic, strerror(-rc));
+	    "downlink: %s: the downlink spool could not take it (%s); not acknowledged (the cloud "
+	    "sends it again)",
+	    topic, d->sp == NULL ? "no spool" : strerror(-rc));
+	return rc;
+}
+
+/* The dataplane's broker took (status >= 0) or refused (< 0) the records first..last. */
+static void
+on_down_ack(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct downlink *d = arg;
+
+	if (d->sp == NULL)
+		return;
+	for (uint64_t seq = first; seq <= last && seq - first < DOWN_WINDOW * 4u; seq++) {
+		if (spool_ack(d->sp, seq) != 0) {
+			store_count(d->st, STORE_C_down_ack_dup, 1);
+			continue;
+		}
+		d->released = true;
+		if (d->inflight > 0)
+			d->inflight--;
+		if (status < 0) {
+			store_count(d->st, STORE_C_down_refused, 1);
+			LOG_RATELIMITED(LOG_LVL_WARN, 60,
+			    "downlink: the dataplane's broker refused spooled message %llu (%s); "
+			    "dropped",
+			    (unsigned long long)seq, strerror(-status));
+			continue;
+		}
+		store_count(d->st, STORE_C_down_taken, 1);
+		if (status == 0)
+			store_count(d->st, STORE_C_down_no_subscriber, 1);
+	}
+}
+
+/* A connection ended: what was sent and not answered goes again, from the oldest. */
+static void
+check_disconnects(struct downlink *d)
+{
+	uint64_t n = dpchan_server_counter(d->srv, DPCHAN_C_DISCONNECTS);
+
+	if (n == d->disconnects)
+		return;
+	d->disconnects = n;
+	if (d->inflight == 0 && !d->held)
+		return;
+	store_count(d->st, STORE_C_down_resent, d->inflight);
+	spool_rewind(d->sp);
+	d->inflight = 0;
+	d->held = false;
+	d->backlog = true;
+}
+
+/* The next record to send into d->rec: 1, 0 none (yet), < 0 a read error. */
+static int
+next_rec(struct downlink *d)
+{
+	int rc;
+
+	if (d->held)
+		return 1;
+	rc = spool_read_next(d->sp, &d->rec, d->buf, DPCHAN_FRAME_MAX);
+	if (rc == 0) /* what was appended and is not durable yet: still waiting */
+		d->backlog = spool_durable_seq(d->sp) < d->last_seq;
+	if (rc < 0) {
+		store_count(d->st, STORE_C_down_spool_fail, 1);
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "downlink: spool read: %s", strerror(-rc));
+	}
+	d->held = rc == 1;
 	return rc;
 }
 
 void
 downlink_replay(struct downlink *d)
 {
-	struct spool_rec rec;
-	unsigned handed = 0;
 	int rc;
 
-	if (d->sp == NULL || dpchan_server_connected(d->srv) == 0)
-		return; /* nothing to hand over, or nobody to take it */
-	while (d->recovering || d->unsent > 0) {
-		rc = spool_read_next(d->sp, &rec, d->buf, DPCHAN_FRAME_MAX);
-		if (rc == 0) {
-			d->recovering = false; /* what is left is not durable yet: next time */
-			break;
-		}
-		if (rc < 0) {
-			LOG_RATELIMITED(
-			    LOG_LVL_WARN, 60, "downlink: spool read: %s", strerror(-rc));
-			break;
-		}
-		struct dpchan_rec r = { .qos = rec.qos,
-			.retain = rec.flags & DOWN_FLAG_RETAIN,
-			.topic = rec.topic,
-			.topic_len = rec.topic_len,
-			.payload = rec.payload,
-			.payload_len = rec.payload_len };
+	if (d->sp == NULL)
+		return;
+	check_disconnects(d);
+	while (
+	    dpchan_server_connected(d->srv) > 0 && d->inflight < DOWN_WINDOW && next_rec(d) == 1) {
+		struct dpchan_rec r = { .ref = d->rec.seq,
+			.qos = d->rec.qos,
+			.retain = d->rec.flags & DOWN_FLAG_RETAIN,
+			.topic = d->rec.topic,
+			.topic_len = d->rec.topic_len,
+			.payload = d->rec.payload,
+			.payload_len = d->rec.payload_len };
+
 		rc = dpchan_server_down(d->srv, &r);
-		if (rc == -ENOTCONN || rc == -EAGAIN) {
-			spool_rewind(d->sp); /* the same record first, next time */
-			break;
+		if (rc != 0 && rc != -E2BIG && rc != -EINVAL)
+			break; /* no lcore, its socket full or failing: the same record next time */
+		d->held = false;
+		if (rc == 0) {
+			store_count(d->st, STORE_C_down_replayed, 1);
+			d->inflight++;
+			continue;
 		}
-		store_count(d->st, rc == 0 ? STORE_C_down_replayed : STORE_C_down_too_large, 1);
-		spool_ack(d->sp, rec.seq);
-		if (d->unsent > 0)
-			d->unsent--;
-		handed++;
+		store_count(d->st, STORE_C_down_too_large, 1); /* cannot ever go: released */
+		spool_ack(d->sp, d->rec.seq);
+		d->released = true;
 	}
-	if (handed > 0)
-		spool_commit(d->sp); /* the releases: a restart does not hand them over again */
+	if (d->released) {
+		/* the QoS 2 ids those messages carried are on disk before their records go */
+		if (d->q2 != NULL && downlink_ids_sync(d->q2) != 0)
+			return; /* not released on disk yet: next time */
+		d->released = false;
+		spool_commit(d->sp);
+	}
+}
+
+int
+downlink_q2_release(struct downlink *d, uint16_t packet_id)
+{
+	int rc;
+
+	if (d == NULL || d->q2 == NULL)
+		return 0;
+	if ((rc = downlink_ids_release(d->q2, packet_id)) != 0) {
+		store_count(d->st, STORE_C_down_q2_fail, 1);
+		LOG_RATELIMITED(LOG_LVL_WARN, 60,
+		    "downlink: cannot free QoS 2 packet id %u in %s/q2-ids (%s): PUBCOMP withheld",
+		    packet_id, d->dir, strerror(-rc));
+	}
+	return rc;
+}
+
+void
+downlink_q2_each(struct downlink *d, void (*fn)(void *arg, uint16_t packet_id), void *arg)
+{
+	if (d != NULL && d->q2 != NULL)
+		downlink_ids_each(d->q2, fn, arg);
 }
 
 void
@@ -211,6 +372,9 @@ downlink_close(struct downlink *d)
 {
 	if (d == NULL)
 		return;
+	if (d->srv != NULL)
+		dpchan_server_set_down_ack(d->srv, NULL, NULL);
+	downlink_ids_close(d->q2);
 	spool_close(d->sp);
 	free(d->buf);
 	free(d); /* the loop's tick still names it: the loop does not run again */

@@ -5,12 +5,19 @@
  * (lib/dpchan; the broker fans it out across lcores to the subscribed sensors, each at
  * min(QoS, its subscription)).
  *
- * The promise (docs/architecture.md, "Downlink"): downlink_deliver() returns 0 (the uplink then
- * acknowledges a QoS 1/2 message to the cloud: PUBACK, PUBREC) only once the gateway owns the
- * message: its DOWN frame is in the socket of a connected lcore, or it is on disk (fdatasync) in
- * the downlink spool (`<uplink.spool.dir>/downlink`) when the channel is down or full, replayed
- * in order when it is back. Otherwise it returns < 0 and the cloud sends it again after the next
- * reconnect. Every drop is counted in the store's counters (down_*, store_stats.def).
+ * The promise (docs/architecture.md, "Downlink"): downlink_deliver() returns 0 for a QoS 1/2
+ * message (the uplink then acknowledges it to the cloud: PUBACK, PUBREC) only once it is on disk
+ * (fdatasync) in the downlink spool (`<uplink.spool.dir>/downlink`). The spool's records go to
+ * one lcore in order as DOWN records carrying their sequence number, and each is released only
+ * when the dataplane answers (DOWN_ACK) that its broker took it: delivered into its subscribers'
+ * queues (journaled where the broker persists state), stored when retained, or matched by no
+ * subscription. What a connection did not answer before it ended goes again, to the next lcore
+ * that connects, also after either process restarted; the dataplane answers a record it took
+ * already without delivering it twice. QoS 2: the cloud's packet id is kept on disk with the
+ * message (downlink_q2.h) until its PUBREL, so a resend after an agent restart is answered and
+ * not delivered twice. QoS 0 goes live when nothing waits before it (no answer awaited), else
+ * into the spool without waiting for the disk. Without a spool a QoS 1/2 message is never owned.
+ * Every drop is counted in the store's counters (down_*, store_stats.def).
  */
 #ifndef EDGEGW_AGENT_DOWNLINK_H
 #define EDGEGW_AGENT_DOWNLINK_H
@@ -35,11 +42,18 @@ int downlink_open(struct downlink **out, struct agent_loop *loop, const struct r
 /* A reload's rules (the store's new set, store_set_rules): cloud messages arriving from now on go
  * by them. Messages already handed over or spooled are not looked at again. */
 void downlink_set_rules(struct downlink *d, const struct rules *r);
-/* A message from the cloud: 0 owned (or dropped and counted: acknowledge it), -ENOENT when no
- * downlink rule matches its topic, another < 0 when the gateway could not take it. */
+/* A message from the cloud (packet_id: its QoS 2 packet id, else 0): 0 owned (or dropped and
+ * counted: acknowledge it), -ENOENT when no downlink rule matches its topic, another < 0 when the
+ * gateway could not take it. */
 int downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, size_t len,
-    uint8_t qos, bool retain);
-/* Hand what the spool holds to the dataplane, while it takes it (also on each tick). */
+    uint8_t qos, bool retain, uint16_t packet_id);
+/* The cloud's PUBREL for packet_id (0: the cloud lost the session, every id): forgotten on disk;
+ * 0, or < 0 when it could not be (then PUBCOMP is withheld: the cloud sends PUBREL again). */
+int downlink_q2_release(struct downlink *d, uint16_t packet_id);
+/* Every QoS 2 packet id owned and not released (put back into the MQTT client at start). */
+void downlink_q2_each(struct downlink *d, void (*fn)(void *arg, uint16_t packet_id), void *arg);
+/* Send what the spool holds to the dataplane, while it takes it; commit the releases its answers
+ * made (also on each tick). */
 void downlink_replay(struct downlink *d);
 /* After the uplink is gone; before the store and the channel close. */
 void downlink_close(struct downlink *d);

@@ -92,12 +92,12 @@ modbus_command(struct agent *a, const uint8_t *payload, size_t len)
 /*
  * A message from the cloud: the command topic goes to the Modbus write path (the gateway owns a
  * command once it is queued for its bus, or refused with a response: acknowledged either way),
- * a topic of the downlink rules to the dataplane's broker (downlink.h: acknowledged once handed
- * over or on disk). Anything else was not asked for: acknowledged and ignored.
+ * a topic of the downlink rules to the dataplane's broker (downlink.h: acknowledged once on disk
+ * in the downlink spool). Anything else was not asked for: acknowledged and ignored.
  */
 static int
-on_command(
-    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
+on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
+    bool retain, uint16_t packet_id)
 {
 	struct agent *a = arg;
 	int rc;
@@ -107,7 +107,8 @@ on_command(
 		return 0;
 	}
 	if (a->down != NULL &&
-	    (rc = downlink_deliver(a->down, topic, payload, len, qos, retain)) != -ENOENT)
+	    (rc = downlink_deliver(a->down, topic, payload, len, qos, retain, packet_id)) !=
+		-ENOENT)
 		return rc;
 	return 0;
 }
@@ -391,14 +392,38 @@ spool_settings_equal(const struct store_conf *a, const struct store_conf *b)
  * `uplink:` on reload. The rules change live: the store takes the new set (the readings and the
  * dataplane's records submitted from then on go by it; the set it replaced still stores a
  * record the dataplane took under it), and so does the downlink, whose new filters are
- * subscribed at the cloud at once (a removed one stays subscribed until the next restart: its
- * messages match no rule and are acknowledged and ignored). The spool is opened once: its
- * directory and settings apply at the next restart.
+ * subscribed at the cloud at once and whose removed ones unsubscribed at once (a message the
+ * cloud sent before its UNSUBACK matches no rule: acknowledged and ignored). The spool is opened
+ * once: its directory and settings apply at the next restart.
  */
+static void
+resubscribe(struct agent *a, char **old, size_t n_old, const struct rules *now)
+{
+	for (size_t i = 0; i < n_old; i++) {
+		bool kept = old[i] == NULL; /* not copied: left subscribed */
+		int rc;
+
+		for (size_t j = 0; j < now->n_down && !kept; j++)
+			kept = strcmp(old[i], now->down[j].match) == 0;
+		if (!kept && (rc = uplink_unsubscribe(a->up, old[i])) != 0 && rc != -ENOENT)
+			log_err("reload: uplink.downlink: cannot unsubscribe %s: %s", old[i],
+			    strerror(-rc));
+	}
+	for (size_t i = 0; i < now->n_down; i++) {
+		int rc = uplink_subscribe(a->up, now->down[i].match, 2);
+
+		if (rc != 0 && rc != -EEXIST)
+			log_err("reload: uplink.downlink: cannot subscribe %s: %s",
+			    now->down[i].match, strerror(-rc));
+	}
+}
+
 static void
 apply_store_settings(struct agent *a, struct agent_config *nc)
 {
 	const struct rules *run = a->store != NULL ? store_rules(a->store) : NULL;
+	char **old;
+	size_t n_old;
 
 	if (run == NULL || nc->store == NULL)
 		return;
@@ -408,23 +433,26 @@ apply_store_settings(struct agent *a, struct agent_config *nc)
 		    a->cfg.store->dir);
 	if (rules_equal(run, nc->store->rules) || nc->store->rules == NULL)
 		return;
+	n_old = run->n_down; /* the running set's filters: the store frees it */
+	old = calloc(n_old + 1, sizeof(*old));
+	for (size_t i = 0; old != NULL && i < n_old; i++)
+		old[i] = strdup(run->down[i].match);
+	if (old == NULL)
+		n_old = 0;
 	store_set_rules(a->store, nc->store->rules);
 	nc->store->rules = NULL; /* the store's now */
 	if (a->down != NULL) {
 		const struct rules *r = store_rules(a->store);
 
 		downlink_set_rules(a->down, r);
-		for (size_t i = 0; i < r->n_down; i++) {
-			int rc = uplink_subscribe(a->up, r->down[i].match, 2);
-
-			if (rc != 0 && rc != -EEXIST)
-				log_err("reload: uplink.downlink: cannot subscribe %s: %s",
-				    r->down[i].match, strerror(-rc));
-		}
+		resubscribe(a, old, n_old, r);
 	} else if (make_downlink(a) != 0) {
 		log_err("reload: uplink.downlink: the downlink did not start; it starts at the "
 			"next restart");
 	}
+	for (size_t i = 0; i < n_old; i++)
+		free(old[i]);
+	free(old);
 	log_info("reload: uplink rules applied (%zu rules, %zu downlink)", store_rules(a->store)->n,
 	    store_rules(a->store)->n_down);
 }
@@ -563,6 +591,18 @@ make_channel(struct agent *a)
 	return dpchan_link_open_store(&a->chan, a->loop, &c, a->store);
 }
 
+static int
+on_q2_released(void *arg, uint16_t packet_id)
+{
+	return downlink_q2_release(arg, packet_id);
+}
+
+static void
+restore_in(void *arg, uint16_t packet_id)
+{
+	uplink_restore_in(arg, packet_id);
+}
+
 /* Cloud messages to the dataplane's broker (downlink.h): the rules' filters subscribed at every
  * connect of the uplink, the channel to send them on, and the spool next to the uplink's. */
 static int
@@ -584,6 +624,9 @@ make_downlink(struct agent *a)
 	if ((rc = downlink_open(&a->down, a->loop, r, dpchan_link_server(a->chan),
 		 spool ? &sc->spool : NULL, a->store)) != 0)
 		return rc;
+	/* the QoS 2 ids whose PUBREL had not come: a resend is answered, not delivered again */
+	a->up->q2in = (struct uplink_q2_in){ .arg = a->down, .released = on_q2_released };
+	downlink_q2_each(a->down, restore_in, a->up);
 	for (size_t i = 0; i < r->n_down; i++)
 		if ((rc = uplink_subscribe(a->up, r->down[i].match, 2)) != 0 && rc != -EEXIST) {
 			log_err("uplink.downlink: cannot subscribe %s: %s", r->down[i].match,

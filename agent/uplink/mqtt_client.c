@@ -47,12 +47,37 @@ mu_unwatch(void *arg, int fd)
 }
 
 static int
-mu_message(
-    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
+mu_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
+    bool retain, uint16_t packet_id)
 {
 	struct mqtt_uplink *u = arg;
 
-	return u->up.cmd_fn(u->up.cmd_arg, topic, payload, len, qos, retain);
+	return u->up.cmd_fn(u->up.cmd_arg, topic, payload, len, qos, retain, packet_id);
+}
+
+static int
+mu_released(void *arg, uint16_t packet_id)
+{
+	struct mqtt_uplink *u = arg;
+
+	return u->up.q2in.released != NULL ? u->up.q2in.released(u->up.q2in.arg, packet_id) : 0;
+}
+
+static int
+mu_unsubscribe(struct uplink *up, const char *filter)
+{
+	struct mqtt_uplink *u = (struct mqtt_uplink *)up;
+	int rc = mqttc_subscribe_remove(u->c, filter);
+
+	if (rc == 0)
+		log_info("uplink: unsubscribing %s", filter);
+	return rc;
+}
+
+static void
+mu_restore_in(struct uplink *up, uint16_t packet_id)
+{
+	mqttc_restore_in(((struct mqtt_uplink *)up)->c, packet_id);
 }
 
 static int
@@ -173,6 +198,8 @@ static const struct uplink_ops mqtt_ops = { .name = "mqtt",
 	.backlog = mu_backlog,
 	.stats = mu_stats,
 	.subscribe = mu_subscribe,
+	.unsubscribe = mu_unsubscribe,
+	.restore_in = mu_restore_in,
 	.destroy = mu_destroy };
 
 int
@@ -183,6 +210,7 @@ uplink_mqtt_create(struct uplink **out, struct agent_loop *loop, const struct up
 	struct mqttc_hooks h = { .watch = mu_watch,
 		.unwatch = mu_unwatch,
 		.message = mu_message,
+		.released = mu_released,
 		.persist = mu_persist,
 		.persist_sync = mu_persist_sync,
 		.acked = mu_acked };

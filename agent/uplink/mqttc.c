@@ -69,6 +69,7 @@ struct mqttc {
 	uint16_t keepalive_s, window, next_id, sub_id;
 	uint16_t sub_first;  /* the first filter of the SUBSCRIBE awaiting its SUBACK (sub_id) */
 	uint16_t sub_unsent; /* filters from here on not subscribed on this connection yet */
+	uint16_t unsub_ids[MC_SUBS_MAX + 1]; /* UNSUBSCRIBEs awaiting their UNSUBACK (0: none) */
 	uint8_t max_qos;
 	uint32_t max_packet;
 	bool ping_out, persist_dirty; /* persist() calls not yet made durable */
@@ -87,6 +88,7 @@ struct mqttc {
 };
 
 static void mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why);
+static void mc_forget_in(struct mqttc *c);
 
 /* ---- small helpers ---- */
 
@@ -509,6 +511,11 @@ mc_close(struct mqttc *c)
 		bit_set(c->ids_out, c->sub_id, false);
 		c->sub_id = 0;
 	}
+	for (unsigned i = 0; i < MC_SUBS_MAX + 1; i++) /* the next connect does not subscribe it */
+		if (c->unsub_ids[i] != 0) {
+			bit_set(c->ids_out, c->unsub_ids[i], false);
+			c->unsub_ids[i] = 0;
+		}
 	c->olen = c->ooff = c->ilen = 0;
 	c->discard = 0;
 	c->ping_out = false;
@@ -776,6 +783,75 @@ mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos)
 	return 0;
 }
 
+static void
+mc_unsubscribe(struct mqttc *c, const struct mqtt_str *filter)
+{
+	struct mqtt_unsubscribe u = { .filters = filter, .n_filters = 1 };
+	unsigned i = 0;
+
+	while (i < MC_SUBS_MAX + 1 && c->unsub_ids[i] != 0)
+		i++;
+	if (i == MC_SUBS_MAX + 1) /* cannot happen: one per filter removed */
+		return;
+	u.packet_id = c->unsub_ids[i] = mc_alloc_id(c);
+	if (MC_ENCODE(c, mqtt_encode_unsubscribe(buf, cap, c->cf.version, &u)) < 0) {
+		log_err("mqtt: cannot encode UNSUBSCRIBE %.*s", (int)filter->len, filter->s);
+		bit_set(c->ids_out, c->unsub_ids[i], false);
+		c->unsub_ids[i] = 0;
+		return;
+	}
+	c->cnt[UPLINK_C_unsubscribed]++;
+}
+
+int
+mqttc_subscribe_remove(struct mqttc *c, const char *filter)
+{
+	size_t len = strlen(filter), i = 0;
+	struct mqtt_str f;
+
+	while (i < c->n_subs &&
+	    (c->subs[i].filter.len != len || memcmp(c->subs[i].filter.s, filter, len) != 0))
+		i++;
+	if (i == c->n_subs)
+		return -ENOENT;
+	f = c->subs[i].filter;
+	memmove(&c->subs[i], &c->subs[i + 1], (c->n_subs - i - 1) * sizeof(c->subs[0]));
+	c->n_subs--;
+	/* the SUBSCRIBE in flight names filters by position: its SUBACK is read against the list
+	 * less this one (a reason for the removed filter is dropped by the bound there) */
+	if (i < c->sub_unsent)
+		c->sub_unsent--;
+	if (i < c->sub_first)
+		c->sub_first--;
+	if (c->state == MQTTC_UP) { /* outside the loop's input: its bytes leave now */
+		mc_unsubscribe(c, &f);
+		mc_flush(c);
+	}
+	free((char *)f.s);
+	return 0;
+}
+
+static void
+mc_on_unsuback(struct mqttc *c, const struct mqtt_suback *s)
+{
+	for (unsigned i = 0; i < MC_SUBS_MAX + 1; i++) {
+		if (c->unsub_ids[i] != s->packet_id || s->packet_id == 0)
+			continue;
+		bit_set(c->ids_out, s->packet_id, false);
+		c->unsub_ids[i] = 0;
+		for (uint16_t r = 0; r < s->n_reasons; r++)
+			if (s->reasons[r] >= 0x80) {
+				c->cnt[UPLINK_C_unsuback_refused]++;
+				log_err("mqtt: the broker refused an UNSUBSCRIBE (0x%02x)",
+				    s->reasons[r]);
+			}
+		return;
+	}
+	c->cnt[UPLINK_C_protocol_errors]++; /* none awaited under that id */
+	LOG_RATELIMITED(
+	    LOG_LVL_WARN, 60, "mqtt: UNSUBACK for packet id %u not awaited", s->packet_id);
+}
+
 /* ---- session resumption ---- */
 
 /* Session present: everything in flight again, in order (MQTT-4.4.0-1). */
@@ -805,7 +881,6 @@ mc_session_lost(struct mqttc *c)
 
 	list_init(&back);
 	c->cnt[UPLINK_C_session_lost]++;
-	memset(c->ids_in, 0, sizeof(c->ids_in));
 	while ((m = list_pop(&c->inflight)) != NULL) {
 		if (m->state == MQTTC_MSG_RELEASED) {
 			released++;
@@ -878,7 +953,7 @@ mc_on_connack(struct mqttc *c, const struct mqtt_connack *ca)
 		c->cnt[UPLINK_C_session_present]++;
 		mc_resend(c);
 	} else {
-		memset(c->ids_in, 0, sizeof(c->ids_in));
+		mc_forget_in(c);
 		if (c->inflight.n > 0)
 			mc_session_lost(c);
 	}
@@ -957,7 +1032,8 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		topic[p->topic.len] = '\0';
 		c->cnt[UPLINK_C_downlink]++;
 		rc = c->h.message != NULL
-		    ? c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain)
+		    ? c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain,
+			  p->qos == 2 ? p->packet_id : 0)
 		    : 0;
 		if (rc < 0 && p->qos > 0) {
 			c->cnt[UPLINK_C_downlink_not_owned]++;
@@ -970,6 +1046,35 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		bit_set(c->ids_in, p->packet_id, true);
 		mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 	}
+}
+
+/* PUBREL: the id is forgotten where it was kept before PUBCOMP says so; when it cannot be, no
+ * PUBCOMP (the broker sends PUBREL again after the next reconnect) and the id stays taken. */
+static void
+mc_on_pubrel(struct mqttc *c, uint16_t id)
+{
+	if (c->h.released != NULL && c->h.released(c->h.arg, id) != 0) {
+		c->cnt[UPLINK_C_downlink_release_fail]++;
+		return;
+	}
+	bit_set(c->ids_in, id, false);
+	mc_send_ack(c, MQTT_PUBCOMP, id, 0);
+}
+
+/* The broker has no session: the QoS 2 ids it sent are forgotten, here and where kept. */
+static void
+mc_forget_in(struct mqttc *c)
+{
+	memset(c->ids_in, 0, sizeof(c->ids_in));
+	if (c->h.released != NULL && c->h.released(c->h.arg, 0) != 0)
+		c->cnt[UPLINK_C_downlink_release_fail]++;
+}
+
+void
+mqttc_restore_in(struct mqttc *c, uint16_t packet_id)
+{
+	if (packet_id != 0)
+		bit_set(c->ids_in, packet_id, true);
 }
 
 static void
@@ -1016,10 +1121,11 @@ mc_on_packet(struct mqttc *c, const struct mqtt_packet *pkt)
 	case MQTT_PUBLISH:
 		return mc_on_publish(c, &pkt->publish);
 	case MQTT_PUBREL:
-		bit_set(c->ids_in, pkt->ack.packet_id, false);
-		return mc_send_ack(c, MQTT_PUBCOMP, pkt->ack.packet_id, 0);
+		return mc_on_pubrel(c, pkt->ack.packet_id);
 	case MQTT_SUBACK:
 		return mc_on_suback(c, &pkt->suback);
+	case MQTT_UNSUBACK:
+		return mc_on_unsuback(c, &pkt->suback);
 	case MQTT_PINGRESP:
 		c->ping_out = false;
 		return;

@@ -44,11 +44,16 @@ struct mqttc_hooks {
 	/* Watch fd for these epoll events (EPOLLIN, EPOLLOUT); called again to change them. */
 	int (*watch)(void *arg, int fd, uint32_t events, bool add);
 	void (*unwatch)(void *arg, int fd);
-	/* A message from the broker on a subscribed topic (delivered once for QoS 2). Returns 0
-	 * when the gateway owns it (then it is acknowledged: PUBACK, PUBREC), < 0 when not: no
-	 * answer, the broker sends it again after the next reconnect (counted downlink_not_owned). */
+	/* A message from the broker on a subscribed topic (delivered once for QoS 2; packet_id:
+	 * its QoS 2 packet id, for the owner to keep with it, else 0). Returns 0 when the gateway
+	 * owns it (then it is acknowledged: PUBACK, PUBREC), < 0 when not: no answer, the broker
+	 * sends it again after the next reconnect (counted downlink_not_owned). */
 	int (*message)(void *arg, const char *topic, const uint8_t *payload, size_t len,
-	    uint8_t qos, bool retain);
+	    uint8_t qos, bool retain, uint16_t packet_id);
+	/* The broker released a QoS 2 message it sent (PUBREL for packet_id), or lost the session
+	 * (packet_id 0: every id) (optional): forget it where it was kept. Nonzero: not forgotten,
+	 * no PUBCOMP (the broker sends PUBREL again after the next reconnect). */
+	int (*released)(void *arg, uint16_t packet_id);
 	/* A QoS 2 message moved to state st under packet_id (optional). Nonzero: not recorded. */
 	int (*persist)(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
 	/* Make every persist() so far durable (optional). Called once before the bytes those
@@ -72,6 +77,12 @@ int mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_
  * 1, subscribed first); added while connected (a reload's new downlink rule), it is subscribed
  * at once. 0, -EEXIST, -ENOSPC (32 filters besides it), -EINVAL, -ENOMEM. */
 int mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos);
+/* Stop subscribing filter (a reload removed its downlink rule): UNSUBSCRIBE now when connected,
+ * and not at the next connects. 0, -ENOENT. */
+int mqttc_subscribe_remove(struct mqttc *c, const char *filter);
+/* Put back a QoS 2 packet id the broker sent whose PUBREL had not come before a restart (kept by
+ * the message's owner): a resend (DUP) under it is answered PUBREC and not delivered again. */
+void mqttc_restore_in(struct mqttc *c, uint16_t packet_id);
 /* Put back a message a store kept in flight (state SENT or RELEASED) before the first connect. */
 int mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);

@@ -22,11 +22,20 @@
 struct agent_loop;
 struct uplink;
 
-/* A message from the cloud on a subscribed topic (the command topic, the downlink filters).
- * Returns 0 when the gateway owns it (it is acknowledged to the cloud), < 0 when not (a QoS 1/2
- * message is not acknowledged: the cloud sends it again after the next reconnect). */
-typedef int (*uplink_cmd_fn)(
-    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain);
+/* A message from the cloud on a subscribed topic (the command topic, the downlink filters;
+ * packet_id: its QoS 2 packet id, else 0). Returns 0 when the gateway owns it (it is
+ * acknowledged to the cloud), < 0 when not (a QoS 1/2 message is not acknowledged: the cloud
+ * sends it again after the next reconnect). */
+typedef int (*uplink_cmd_fn)(void *arg, const char *topic, const uint8_t *payload, size_t len,
+    uint8_t qos, bool retain, uint16_t packet_id);
+
+/* QoS 2 from the cloud: where the packet ids of the messages the gateway owns are kept until
+ * their PUBREL (the downlink, downlink_q2.h): released() forgets one (0: all, the cloud lost the
+ * session); nonzero: not forgotten (no PUBCOMP yet). */
+struct uplink_q2_in {
+	void *arg;
+	int (*released)(void *arg, uint16_t packet_id);
+};
 
 struct uplink_stats {
 	uint64_t submitted, sent, acked, dropped, resent, connects, disconnects, commands;
@@ -72,6 +81,11 @@ struct uplink_ops {
 	/* Subscribe a cloud filter too (the downlink rules), at every connect (optional: NULL
 	 * for a backend without downlink). 0 or a negative errno. */
 	int (*subscribe)(struct uplink *u, const char *filter, uint8_t qos);
+	/* No longer (a reload removed its rule): unsubscribed now when connected (optional). */
+	int (*unsubscribe)(struct uplink *u, const char *filter);
+	/* A QoS 2 packet id the cloud sent, owned and not released before a restart (optional):
+	 * a resend under it is answered, not delivered again. Before the first connect. */
+	void (*restore_in)(struct uplink *u, uint16_t packet_id);
 	void (*destroy)(struct uplink *u);
 };
 
@@ -80,6 +94,7 @@ struct uplink {
 	uplink_cmd_fn cmd_fn;
 	void *cmd_arg;
 	struct uplink_delivery dlv; /* set by the store; all NULL: no reports */
+	struct uplink_q2_in q2in;   /* set by the downlink; NULL released: none kept */
 };
 
 int uplink_mqtt_create(struct uplink **out, struct agent_loop *loop,
@@ -107,6 +122,19 @@ static inline int
 uplink_subscribe(struct uplink *u, const char *filter, uint8_t qos)
 {
 	return u->ops->subscribe != NULL ? u->ops->subscribe(u, filter, qos) : -ENOTSUP;
+}
+
+static inline int
+uplink_unsubscribe(struct uplink *u, const char *filter)
+{
+	return u->ops->unsubscribe != NULL ? u->ops->unsubscribe(u, filter) : -ENOTSUP;
+}
+
+static inline void
+uplink_restore_in(struct uplink *u, uint16_t packet_id)
+{
+	if (u->ops->restore_in != NULL)
+		u->ops->restore_in(u, packet_id);
 }
 
 static inline size_t

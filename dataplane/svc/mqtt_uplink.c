@@ -47,6 +47,7 @@ static uint64_t boot_id;
  * window between the agent's durable answer and the journaled PUBREC, hit on purpose. Unset
  * (always, outside that test): one pointer test per answer. */
 static const char *test_kill_at_durable;
+static uint64_t down_seen; /* the highest downlink ref taken by any lcore (dpchan_client.h) */
 
 void
 mqtt_uplink_configure(const struct dpchan_conf *c)
@@ -208,7 +209,10 @@ on_ready(void *arg)
 }
 
 /* A cloud message the agent passes down: published from the gateway itself, to this lcore's
- * subscribers and the other lcores' (the agent sends each to one lcore only). */
+ * subscribers and the other lcores' (the agent sends each to one lcore only). When this returns
+ * the broker has it: queued for this lcore's subscribers and journaled (broker_reap), posted to
+ * the other lcores' rings; the client then answers the agent (DOWN_ACK), which releases it from
+ * its downlink spool. */
 static int
 on_down(void *arg, const struct dpchan_rec *r)
 {
@@ -235,6 +239,7 @@ mqtt_uplink_start(struct broker *b, uint32_t lcore)
 		.lcore = lcore,
 		.pending_bytes = c->pending_bytes,
 		.reconnect_max_ms = c->reconnect_max_ms,
+		.down_seen = &down_seen,
 	};
 
 	if (u == NULL)

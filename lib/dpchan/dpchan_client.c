@@ -22,6 +22,7 @@
 #define FRAMES_PER_POLL 4u    /* frames sent, and received, per poll at most */
 #define RX_IDLE_MS      10u   /* nothing awaits an answer: read this often */
 #define RELEASE_QUEUE   4096u /* QoS 2 origin releases waiting to be sent */
+#define DOWN_ACKS_MAX   64u   /* DOWN_ACK ranges gathered before they are sent */
 
 /* A record in the arena: this header, then the record's wire bytes (rec_len), padded to 8. */
 struct ent {
@@ -53,6 +54,10 @@ struct dpchan_client {
 	uint8_t *rx;               /* one received frame */
 	struct dpchan_origin *rel; /* releases not sent yet (RELEASE_QUEUE), allocated on use */
 	uint32_t n_rel;
+	uint64_t down_own;   /* the highest DOWN ref taken, when cfg.down_seen is NULL */
+	uint64_t *down_seen; /* cfg.down_seen or &down_own */
+	struct dpchan_range acks[DOWN_ACKS_MAX]; /* DOWN records taken, not answered yet */
+	uint32_t n_acks;
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
 
@@ -127,6 +132,7 @@ dpchan_client_new(
 	c->ops = ops;
 	c->arg = arg;
 	c->fd = -1;
+	c->down_seen = cfg->down_seen != NULL ? cfg->down_seen : &c->down_own;
 	c->backoff_ms = c->cfg.reconnect_min_ms;
 	c->cap = (c->cfg.pending_bytes + 7u) & ~7u;
 	c->arena = malloc(c->cap);
@@ -247,6 +253,7 @@ disconnect(struct dpchan_client *c, uint64_t now_ms, const char *why)
 	close(c->fd);
 	c->fd = -1;
 	c->connected = false;
+	c->n_acks = 0; /* unanswered: the agent sends those records again, found taken then */
 	c->cnt[DPCHAN_C_DISCONNECTS]++;
 	c->send_off = c->head;
 	c->n_unsent = c->n_recs;
@@ -405,19 +412,90 @@ on_range(void *arg, const struct dpchan_range *r)
 	c->ops->durable(c->arg, r->first, r->last, r->status);
 }
 
+/* Send the DOWN_ACK ranges gathered; false when the connection was closed. */
+static bool
+flush_acks(struct dpchan_client *c, uint64_t now_ms)
+{
+	uint8_t buf[DPCHAN_HDR_LEN + DOWN_ACKS_MAX * DPCHAN_RANGE_LEN];
+	int len;
+
+	if (c->n_acks == 0 || c->fd < 0)
+		return c->fd >= 0;
+	len = dpchan_encode_down_ack(buf, sizeof(buf), c->acks, c->n_acks);
+	if (len > 0 && send(c->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) == len) {
+		c->cnt[DPCHAN_C_FRAMES_TX]++;
+		c->cnt[DPCHAN_C_DOWN_ACK_TX] += c->n_acks;
+		c->n_acks = 0;
+		return true;
+	}
+	if (len > 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS))
+		return true; /* kept: sent at the next poll */
+	c->cnt[DPCHAN_C_DOWN_ACK_FAIL]++;
+	disconnect(c, now_ms, "cannot answer the agent's downlink records");
+	return false;
+}
+
+/* Answer ref (status: 1 delivered, 0 no subscriber, < 0 refused); coalesced with the last. */
+static void
+ack_down(struct dpchan_client *c, uint64_t ref, int status, uint64_t now_ms)
+{
+	struct dpchan_range *last = c->n_acks > 0 ? &c->acks[c->n_acks - 1] : NULL;
+
+	if (last != NULL && last->last + 1 == ref && last->status == status) {
+		last->last = ref;
+		return;
+	}
+	if (c->n_acks == DOWN_ACKS_MAX && !flush_acks(c, now_ms))
+		return;
+	if (c->n_acks == DOWN_ACKS_MAX) { /* the socket is full: the agent resends, found taken */
+		c->cnt[DPCHAN_C_DOWN_ACK_FAIL]++;
+		disconnect(c, now_ms, "its socket is full of downlink answers");
+		return;
+	}
+	c->acks[c->n_acks++] = (struct dpchan_range){ ref, ref, status };
+}
+
+/* The highest DOWN ref taken, shared by the lcores of one dataplane (the agent sends each record
+ * to one lcore, in ref order, and again from its oldest unanswered one after a disconnect): a
+ * ref at or below it was taken before, by this lcore or another. */
+static bool
+down_seen_before(struct dpchan_client *c, uint64_t ref)
+{
+	uint64_t seen = __atomic_load_n(c->down_seen, __ATOMIC_ACQUIRE);
+
+	while (ref > seen)
+		if (__atomic_compare_exchange_n(
+			c->down_seen, &seen, ref, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return false;
+	return true;
+}
+
+struct down_ctx {
+	struct dpchan_client *c;
+	uint64_t now_ms;
+};
+
 static int
 on_down(void *arg, const struct dpchan_rec *r)
 {
-	struct dpchan_client *c = arg;
-
-	int rc = c->ops->down != NULL ? c->ops->down(c->arg, r) : -ENOTSUP;
+	struct down_ctx *d = arg;
+	struct dpchan_client *c = d->c;
+	int rc;
 
 	c->cnt[DPCHAN_C_DOWN_RX]++;
+	if (r->ref != 0 && down_seen_before(c, r->ref)) {
+		c->cnt[DPCHAN_C_DOWN_DUP]++;
+		ack_down(c, r->ref, 0, d->now_ms);
+		return c->fd >= 0 ? 0 : 1;
+	}
+	rc = c->ops->down != NULL ? c->ops->down(c->arg, r) : -ENOTSUP;
 	if (rc == 0)
 		c->cnt[DPCHAN_C_DOWN_NO_SUBSCRIBER]++;
 	else if (rc < 0)
 		c->cnt[DPCHAN_C_DOWN_REFUSED]++;
-	return 0;
+	if (r->ref != 0)
+		ack_down(c, r->ref, rc > 0 ? 1 : rc, d->now_ms);
+	return c->fd >= 0 ? 0 : 1;
 }
 
 static void
@@ -440,9 +518,12 @@ receive(struct dpchan_client *c, uint64_t now_ms)
 		if (rc == 0 && type == DPCHAN_DURABLE)
 			rc = dpchan_decode_durable(c->rx, (size_t)n, on_range, c);
 		else if (rc == 0 && type == DPCHAN_DOWN)
-			rc = dpchan_decode_recs(c->rx, (size_t)n, DPCHAN_DOWN, on_down, c);
+			rc = dpchan_decode_recs(c->rx, (size_t)n, DPCHAN_DOWN, on_down,
+			    &(struct down_ctx){ c, now_ms });
 		else if (rc == 0)
 			rc = -DPCHAN_E_TYPE;
+		if (c->fd < 0)
+			return; /* closed while answering */
 		if (rc != 0) {
 			c->cnt[DPCHAN_C_BAD_FRAME]++;
 			disconnect(c, now_ms, dpchan_strerror(rc));
@@ -465,6 +546,8 @@ dpchan_client_poll(struct dpchan_client *c, uint64_t now_ms)
 		c->next_rx_ms = now_ms + RX_IDLE_MS;
 		receive(c, now_ms);
 	}
+	if (c->fd >= 0 && c->n_acks > 0) /* what the broker took, once its calls ended */
+		flush_acks(c, now_ms);
 	for (unsigned i = 0; i < FRAMES_PER_POLL && c->fd >= 0 && c->n_unsent > 0; i++)
 		if (!send_batch(c, now_ms))
 			break;

@@ -27,6 +27,9 @@ struct dpchan_client_config {
 	uint32_t pending_bytes;    /* arena: records not yet durable (0: 4 MiB) */
 	uint32_t reconnect_min_ms; /* backoff after a failed attempt (0: 100), doubled up to */
 	uint32_t reconnect_max_ms; /* (0: 5000) */
+	/* The highest DOWN ref taken, shared by every lcore of this dataplane (NULL: this client's
+	 * own): a DOWN record the agent sends again is answered, not delivered twice. */
+	uint64_t *down_seen;
 };
 
 struct dpchan_client_ops {
@@ -35,7 +38,11 @@ struct dpchan_client_ops {
 	/* Connected again, or room came back in the arena: submit may succeed now. */
 	void (*ready)(void *arg);
 	/* A downlink publish from the agent. Optional. Returns 1 when a subscription matched, 0
-	 * when none did (counted DOWN_NO_SUBSCRIBER), < 0 when refused (counted DOWN_REFUSED). */
+	 * when none did (counted DOWN_NO_SUBSCRIBER), < 0 when refused (counted DOWN_REFUSED).
+	 * A record with a ref is answered with a DOWN_ACK of that result once this call returned
+	 * (the broker delivered it into its subscribers' queues and journaled what its persistence
+	 * keeps), at the end of the poll; one whose ref was taken before is answered without a
+	 * call (DOWN_DUP). */
 	int (*down)(void *arg, const struct dpchan_rec *r);
 };
 

@@ -74,6 +74,22 @@ dpchan_put_header(uint8_t *buf, uint8_t type, uint32_t count)
 	put32(buf + 4, count);
 }
 
+static bool
+type_known(uint8_t t)
+{
+	switch (t) {
+	case DPCHAN_HELLO:
+	case DPCHAN_PUB:
+	case DPCHAN_DURABLE:
+	case DPCHAN_DOWN:
+	case DPCHAN_RELEASE:
+	case DPCHAN_DOWN_ACK:
+		return true;
+	default:
+		return false;
+	}
+}
+
 int
 dpchan_frame_header(const uint8_t *buf, size_t len, uint8_t *type, uint32_t *count)
 {
@@ -83,7 +99,7 @@ dpchan_frame_header(const uint8_t *buf, size_t len, uint8_t *type, uint32_t *cou
 		return -DPCHAN_E_SHORT;
 	if (buf[1] != DPCHAN_VERSION)
 		return -DPCHAN_E_VERSION;
-	if (buf[0] < DPCHAN_HELLO || buf[0] > DPCHAN_TYPE_MAX || get16(buf + 2) != 0)
+	if (!type_known(buf[0]) || get16(buf + 2) != 0)
 		return -DPCHAN_E_TYPE;
 	*type = buf[0];
 	*count = get32(buf + 4);
@@ -153,10 +169,8 @@ dpchan_put_rec(uint8_t *buf, size_t cap, bool down, const struct dpchan_rec *r)
 		return -EINVAL;
 	if (size > cap || size > DPCHAN_FRAME_MAX - DPCHAN_HDR_LEN)
 		return -E2BIG;
-	if (!down) {
-		put64(p, r->ref);
-		p += 8;
-	}
+	put64(p, r->ref);
+	p += 8;
 	p[0] = r->qos;
 	p[1] = (uint8_t)((r->retain ? DPCHAN_REC_RETAIN : 0) | (orig ? DPCHAN_REC_ORIGIN : 0));
 	put16(p + 2, r->topic_len);
@@ -180,11 +194,8 @@ rec_parse(const uint8_t *buf, size_t len, size_t off, bool down, struct dpchan_r
 
 	if (len - off < hl)
 		return -DPCHAN_E_TRUNCATED;
-	r->ref = 0;
-	if (!down) {
-		r->ref = get64(p);
-		p += 8;
-	}
+	r->ref = get64(p);
+	p += 8;
 	r->qos = p[0];
 	r->retain = (p[1] & DPCHAN_REC_RETAIN) != 0;
 	r->has_origin = (p[1] & DPCHAN_REC_ORIGIN) != 0;
@@ -237,14 +248,14 @@ dpchan_decode_recs(const uint8_t *buf, size_t len, uint8_t want, dpchan_rec_fn f
 	return 0;
 }
 
-int
-dpchan_encode_durable(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n)
+static int
+encode_ranges(uint8_t *buf, size_t cap, uint8_t type, const struct dpchan_range *v, uint32_t n)
 {
 	size_t size = DPCHAN_HDR_LEN + (size_t)n * DPCHAN_RANGE_LEN;
 
 	if (size > cap || size > DPCHAN_FRAME_MAX)
 		return -E2BIG;
-	dpchan_put_header(buf, DPCHAN_DURABLE, n);
+	dpchan_put_header(buf, type, n);
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *p = buf + DPCHAN_HDR_LEN + (size_t)i * DPCHAN_RANGE_LEN;
 
@@ -255,8 +266,10 @@ dpchan_encode_durable(uint8_t *buf, size_t cap, const struct dpchan_range *v, ui
 	return (int)size;
 }
 
-int
-dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg)
+/* DURABLE or DOWN_ACK (max_status: the largest status the type allows). */
+static int
+decode_ranges(
+    const uint8_t *buf, size_t len, uint8_t want, int32_t max_status, dpchan_range_fn fn, void *arg)
 {
 	uint8_t type;
 	uint32_t count;
@@ -264,7 +277,7 @@ dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *
 
 	if (rc != 0)
 		return rc;
-	if (type != DPCHAN_DURABLE)
+	if (type != want)
 		return -DPCHAN_E_TYPE;
 	if ((len - DPCHAN_HDR_LEN) / DPCHAN_RANGE_LEN < count)
 		return -DPCHAN_E_TRUNCATED;
@@ -273,7 +286,7 @@ dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *
 	for (uint32_t i = 0; i < count; i++) { /* checked whole first */
 		const uint8_t *p = buf + DPCHAN_HDR_LEN + (size_t)i * DPCHAN_RANGE_LEN;
 
-		if (get64(p) > get64(p + 8) || get64(p) == 0 || (int32_t)get32(p + 16) > 0)
+		if (get64(p) > get64(p + 8) || get64(p) == 0 || (int32_t)get32(p + 16) > max_status)
 			return -DPCHAN_E_FIELD;
 	}
 	for (uint32_t i = 0; i < count; i++) {
@@ -327,4 +340,28 @@ dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void 
 		fn(arg, &o);
 	}
 	return 0;
+}
+
+int
+dpchan_encode_durable(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n)
+{
+	return encode_ranges(buf, cap, DPCHAN_DURABLE, v, n);
+}
+
+int
+dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg)
+{
+	return decode_ranges(buf, len, DPCHAN_DURABLE, 0, fn, arg);
+}
+
+int
+dpchan_encode_down_ack(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n)
+{
+	return encode_ranges(buf, cap, DPCHAN_DOWN_ACK, v, n);
+}
+
+int
+dpchan_decode_down_ack(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg)
+{
+	return decode_ranges(buf, len, DPCHAN_DOWN_ACK, 1, fn, arg);
 }

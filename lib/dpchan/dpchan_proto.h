@@ -18,11 +18,17 @@
  *            (docs/architecture.md, "QoS 2 across a restart of the dataplane")
  *   DURABLE  (agent -> dataplane, count ranges): u64 first, u64 last, i32 status
  *            (0: every record of the range is durable; < 0: -errno, it is not and never will be)
- *   DOWN     (agent -> dataplane, count records): u8 qos, u8 flags, u16 topic_len,
- *            u32 payload_len, topic, payload (a cloud message for the broker's subscribers)
  *   RELEASE  (dataplane -> agent, count origins): u64 boot_id, u32 lcore, u64 ref: the
  *            sensor's QoS 2 exchange of the record first sent under that origin is complete
  *            (PUBREL taken): the agent may forget the origin
+ *   DOWN     (agent -> dataplane, count records): the PUB record's layout (u64 ref, u8 qos,
+ *            u8 flags, u16 topic_len, u32 payload_len, topic, payload): a cloud message for the
+ *            broker's subscribers. ref 0: best effort (QoS 0 handed over live), no answer; else
+ *            the downlink spool's sequence number, the same when it is sent again (after a
+ *            disconnect, or by the next agent): answered by a DOWN_ACK once the broker took it
+ *   DOWN_ACK (dataplane -> agent, count ranges): u64 first, u64 last, i32 status: the broker
+ *            took every DOWN record of the range (status 1: a subscription matched, 0: none did;
+ *            a retained one is stored either way), or refused it for good (< 0: -errno)
  *
  * The decoder checks every length against the frame before reading: a malformed frame is
  * refused whole (DPCHAN_E_*), and the receiver closes that connection and counts it.
@@ -34,10 +40,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DPCHAN_VERSION      2
+#define DPCHAN_VERSION      2 /* 2: PUB origins, RELEASE; DOWN records carry a ref, DOWN_ACK */
 #define DPCHAN_HDR_LEN      8u
 #define DPCHAN_PUB_HDR_LEN  16u /* a PUB record before its topic and payload */
-#define DPCHAN_DOWN_HDR_LEN 8u
+#define DPCHAN_DOWN_HDR_LEN 16u /* the same layout as PUB's since version 2 */
 #define DPCHAN_RANGE_LEN    20u
 #define DPCHAN_HELLO_LEN    16u
 #define DPCHAN_ORIGIN_LEN   20u /* an origin in a PUB record or a RELEASE frame */
@@ -56,8 +62,9 @@ enum dpchan_type {
 	DPCHAN_DURABLE = 3,
 	DPCHAN_DOWN = 4,
 	DPCHAN_RELEASE = 5,
+	DPCHAN_DOWN_ACK = 6,
 };
-#define DPCHAN_TYPE_MAX DPCHAN_RELEASE
+#define DPCHAN_TYPE_MAX DPCHAN_DOWN_ACK
 
 /* Why a frame was refused (positive; functions return them negated). */
 enum dpchan_err {
@@ -86,7 +93,7 @@ struct dpchan_origin {
 
 /* A PUB or DOWN record; topic and payload point into the frame. */
 struct dpchan_rec {
-	uint64_t ref; /* PUB only */
+	uint64_t ref;
 	uint8_t qos;
 	bool retain;
 	bool has_origin;             /* PUB only: origin below (DPCHAN_REC_ORIGIN) */
@@ -135,6 +142,9 @@ int dpchan_decode_recs(const uint8_t *buf, size_t len, uint8_t type, dpchan_rec_
 int dpchan_encode_durable(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n);
 typedef void (*dpchan_range_fn)(void *arg, const struct dpchan_range *r);
 int dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg);
+/* DOWN_ACK: the same ranges, status 1 allowed (delivered to a subscriber). */
+int dpchan_encode_down_ack(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n);
+int dpchan_decode_down_ack(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg);
 
 /* RELEASE: n origins (at most DPCHAN_RELEASE_MAX a frame); the frame's size or -E2BIG. */
 #define DPCHAN_RELEASE_MAX ((DPCHAN_FRAME_MAX - DPCHAN_HDR_LEN) / DPCHAN_ORIGIN_LEN)

@@ -73,6 +73,9 @@ struct dpchan_server {
 	size_t n_known, cap_known;
 	bool known_sorted;
 	struct dpchan_q2 *q2; /* QoS 2 origins held until released (dpchan_q2.h) */
+	dpchan_down_ack_fn down_ack;
+	void *down_ack_arg;
+	struct stream *down_st; /* the lcore DOWN records go to, kept while it stays connected */
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
 
@@ -543,6 +546,23 @@ on_release(void *arg, const struct dpchan_origin *o)
 		s->cnt[DPCHAN_C_RELEASE_UNKNOWN]++;
 }
 
+static void
+on_down_ack(void *arg, const struct dpchan_range *r)
+{
+	struct dpchan_server *s = arg;
+
+	s->cnt[DPCHAN_C_DOWN_ACK_RX]++;
+	if (s->down_ack != NULL)
+		s->down_ack(s->down_ack_arg, r->first, r->last, r->status);
+}
+
+void
+dpchan_server_set_down_ack(struct dpchan_server *s, dpchan_down_ack_fn fn, void *arg)
+{
+	s->down_ack = fn;
+	s->down_ack_arg = arg;
+}
+
 /* One frame received on c; false when c was closed. */
 static bool
 frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
@@ -575,6 +595,9 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 		}
 	} else if (rc == 0 && type == DPCHAN_RELEASE) {
 		if ((rc = dpchan_decode_release(c->rx, n, on_release, s)) == 0)
+			return true;
+	} else if (rc == 0 && type == DPCHAN_DOWN_ACK) {
+		if ((rc = dpchan_decode_down_ack(c->rx, n, on_down_ack, s)) == 0)
 			return true;
 	} else if (rc == 0 && type != DPCHAN_PUB) {
 		rc = -DPCHAN_E_TYPE;
@@ -708,29 +731,41 @@ dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, in
 			stream_durable(s, &s->streams[i], first, last, status > 0 ? 0 : status);
 }
 
+/* The lcore for DOWN records: the one used last while it is connected, else the first that is.
+ * Kept so that records go to one lcore in ref order: the dataplane's dedup (the highest ref
+ * taken, shared by its lcores) would take a record another lcore still had unread for one it
+ * took already. A new one is used only after the last one's connection ended, which the caller
+ * sees (DISCONNECTS) and answers by sending again from its oldest unanswered record. */
+static struct stream *
+down_stream(struct dpchan_server *s)
+{
+	if (s->down_st != NULL && s->down_st->used && s->down_st->conn != NULL)
+		return s->down_st;
+	s->down_st = NULL;
+	for (uint32_t i = 0; i < s->cfg.max_streams && s->down_st == NULL; i++)
+		if (s->streams[i].used && s->streams[i].conn != NULL)
+			s->down_st = &s->streams[i];
+	return s->down_st;
+}
+
 int
 dpchan_server_down(struct dpchan_server *s, const struct dpchan_rec *r)
 {
 	static uint8_t buf[DPCHAN_FRAME_MAX];
+	struct stream *st = down_stream(s);
+	int len;
 
-	for (uint32_t i = 0; i < s->cfg.max_streams; i++) {
-		struct stream *st = &s->streams[i];
-		int len;
-
-		if (!st->used || st->conn == NULL)
-			continue;
-		len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, r);
-		if (len < 0)
-			return len;
-		dpchan_put_header(buf, DPCHAN_DOWN, 1);
-		if (send(st->conn->fd, buf, (size_t)len + DPCHAN_HDR_LEN,
-			MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
-		s->cnt[DPCHAN_C_FRAMES_TX]++;
-		s->cnt[DPCHAN_C_DOWN_TX]++;
-		return 0;
-	}
-	return -ENOTCONN;
+	if (st == NULL)
+		return -ENOTCONN;
+	len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, r);
+	if (len < 0)
+		return len;
+	dpchan_put_header(buf, DPCHAN_DOWN, 1);
+	if (send(st->conn->fd, buf, (size_t)len + DPCHAN_HDR_LEN, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	s->cnt[DPCHAN_C_FRAMES_TX]++;
+	s->cnt[DPCHAN_C_DOWN_TX]++;
+	return 0;
 }
 
 uint32_t

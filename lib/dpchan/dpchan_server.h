@@ -66,9 +66,17 @@ int dpchan_server_known_q2(struct dpchan_server *s, uint64_t boot_id, uint32_t l
 void dpchan_server_run(struct dpchan_server *s);
 /* The sink's answer: every token of first..last is durable (status 0) or failed (< 0). */
 void dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, int status);
-/* A downlink publish to the dataplane (to one lcore: the broker shares it with the others);
- * 0, -ENOTCONN when no lcore is connected, -EAGAIN when its socket is full. */
+/* A downlink publish to the dataplane (to one lcore, the same while it stays connected: the
+ * broker shares it with the others);
+ * 0, -ENOTCONN when no lcore is connected, -EAGAIN when its socket is full. r->ref != 0: the
+ * lcore answers with a DOWN_ACK once its broker took it (dpchan_server_set_down_ack); a record
+ * not answered when a connection ends (DPCHAN_C_DISCONNECTS moves) must be sent again: the
+ * dataplane answers one it took already without delivering it twice. */
 int dpchan_server_down(struct dpchan_server *s, const struct dpchan_rec *r);
+/* The DOWN_ACK answers: refs first..last taken (status 1: delivered to a subscriber, 0: none
+ * subscribed) or refused for good (< 0). */
+typedef void (*dpchan_down_ack_fn)(void *arg, uint64_t first, uint64_t last, int status);
+void dpchan_server_set_down_ack(struct dpchan_server *s, dpchan_down_ack_fn fn, void *arg);
 /* Lcores connected now. */
 uint32_t dpchan_server_connected(const struct dpchan_server *s);
 uint64_t dpchan_server_counter(const struct dpchan_server *s, enum dpchan_counter k);

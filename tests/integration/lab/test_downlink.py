@@ -6,10 +6,18 @@ dataplane, whose broker publishes it as cmd/plant/... to the sensor subscribed t
 
 Ready when a QoS 0 probe gets through (the agent has connected and subscribed); then 10 QoS 1 and
 10 QoS 2 messages, each with an id: every one reaches the sensor at its QoS, each QoS 2 one
-exactly once (checked after a QoS 1 marker published last has arrived)."""
+exactly once (checked after a QoS 1 marker published last has arrived).
+
+Then either side restarting: while the cloud publishes a stream of QoS 1 and 2 messages, the
+dataplane is SIGKILLed (lab kill dataplane), then the agent (lab kill agent); a sensor with a
+persistent session (kept by the broker's state journal) gets every one, each QoS 2 one exactly
+once: a DOWN record the dying dataplane had not answered is sent again to the next one, and the
+cloud's resend of a QoS 2 message the killed agent had answered PUBREC is not delivered again
+(its packet id was on disk)."""
 import os
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../lab"))
 import labtest  # noqa: E402
@@ -37,11 +45,12 @@ class Sensor:
     """A sensor on the dataplane's broker subscribed to cmd/plant/# at QoS 2: what it received,
     by (topic, payload), with the QoS of each delivery."""
 
-    def __init__(self):
+    def __init__(self, client_id="dl-sensor", clean=True):
         self.lock = threading.Lock()
         self.got = {}
         self.subscribed = threading.Event()
-        self.c = mqtt.Client(client_id="dl-sensor", clean_session=True, protocol=mqtt.MQTTv311)
+        self.c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=mqtt.MQTTv311)
+        self.c.reconnect_delay_set(min_delay=1, max_delay=2)
         self.c.on_message = self.on_message
         self.c.on_subscribe = lambda c, u, mid, q: self.subscribed.set()
         self.c.connect(labtest.GW, 1883, keepalive=30)
@@ -107,10 +116,56 @@ def run(lab):
         (c["DOWN_RX"], c["DOWN_NO_SUBSCRIBER"], c["DOWN_REFUSED"]))
     check(c["DOWN_RX"] >= len(sent) + 2 and c["DOWN_REFUSED"] == 0,
           "the dataplane received them as DOWN records, none refused")
+    restarts(lab, cloud)
     cloud.loop_stop()
     cloud.disconnect()
     labtest.setns_path(labtest.HOME_NETNS)
     sensor.stop()
+
+
+def restarts(lab, cloud):
+    """The dataplane, then the agent, SIGKILLed while the cloud publishes."""
+    labtest.setns_path("/run/netns/%ssensors" % lab.prefix)
+    keeper = Sensor("dl-keeper", clean=False)
+    check(keeper.subscribed.wait(10), "a sensor with a persistent session subscribed")
+    labtest.setns_path("/run/netns/%scloud" % lab.prefix)
+    sent, done = [], threading.Event()
+
+    def stream():
+        i = 0
+        while not done.is_set() or i < 20:
+            qos = 1 + i % 2
+            topic, payload = "site/lab/cmd/plant/k%d" % (i % 4), "k-q%d-id-%d" % (qos, i)
+            cloud.publish(topic, payload, qos=qos).wait_for_publish()
+            sent.append((topic[len("site/lab/"):], payload, qos))
+            i += 1
+            time.sleep(0.02)
+    t = threading.Thread(target=stream)
+    t.start()
+    labtest.wait_for(lambda: len(sent) >= 20, 10)
+    old = lab.dataplane_pid()
+    lab.run("kill", "dataplane")
+    check(lab.dataplane_pid() != old, "the supervisor restarted the dataplane")
+    n_dp = len(sent)
+    labtest.wait_for(lambda: len(sent) >= n_dp + 20, 20)
+    lab.run("kill", "agent")  # returns once the new agent is connected
+    n_agent = len(sent)
+    labtest.wait_for(lambda: len(sent) >= n_agent + 20, 20)
+    done.set()
+    t.join(30)
+    marker = cloud.publish("site/lab/cmd/plant/k-marker", "last", qos=1)
+    marker.wait_for_publish()
+    labtest.wait_for(lambda: keeper.qos_of("cmd/plant/k-marker", "last") and
+                     all(keeper.qos_of(t, p) for t, p, _ in sent), 60)
+    log("restarts: %d messages (%d before the dataplane kill, %d before the agent kill)" %
+        (len(sent), n_dp, n_agent))
+    missing = [p for t, p, _ in sent if not keeper.qos_of(t, p)]
+    check(not missing, "every message of the stream reached the sensor across both kills "
+          "(%d of %d; missing: %s)" % (len(sent) - len(missing), len(sent), missing[:5]))
+    twice = [(p, keeper.qos_of(t, p)) for t, p, qos in sent if qos == 2 and
+             keeper.qos_of(t, p) != [2]]
+    check(not twice, "every QoS 2 message arrived exactly once (not so: %s)" % twice[:5])
+    keeper.stop()
 
 
 if __name__ == "__main__":

@@ -311,6 +311,16 @@ def test():
               >= 1, "the dataplane's end of the channel: connected (class=\"info\")")
         check(value(sc[0], "edgegw_agent_dpchan_sink_fail_total", **{"class": "error"}) == 0,
               "the agent's channel: no record refused by the store")
+        # the downlink's answers (DOWN_ACK), from both ends, and its error counters
+        check(value(sc[0], "edgegw_dataplane_dpchan_down_ack_tx_total", **{"class": "info"})
+              is not None and value(sc[0], "edgegw_agent_dpchan_down_ack_rx_total",
+                                    **{"class": "info"}) is not None,
+              "the downlink's answers are exported from both ends (down_ack_tx, down_ack_rx)")
+        check(value(sc[0], "edgegw_dataplane_dpchan_down_ack_fail_total", **{"class": "error"})
+              == 0, "the dataplane answered every downlink record it took")
+        check(value(sc[0], "edgegw_agent_store_down_q2_fail_total", **{"class": "error"}) == 0
+              and value(sc[0], "edgegw_agent_store_down_refused_total", **{"class": "drop"})
+              == 0, "the downlink: no QoS 2 id lost, no message refused (class error, drop)")
         log("first scrape: %d samples, %d bytes" % (len(s0), len(text)))
         # every metric the Grafana dashboard names is served
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -11,7 +11,8 @@ restarts (same pids), and:
     reloads its PUBACK comes and it reaches the cloud under the old rule's topic;
 (c) after: valve/... goes up, plant/... no longer does (acknowledged at once, stays local); the
     downlink rule, replaced too, brings site/lab/cmd/valve/... down (the agent subscribed the new
-    filter at the cloud without reconnecting) and no longer site/lab/cmd/plant/...;
+    filter at the cloud without reconnecting, and unsubscribed the old one) and no longer
+    site/lab/cmd/plant/...;
 (d) a config with a bad rule is refused by both (the reason logged) and the running rules stay:
     valve/... still goes up.
 Every QoS 1 message published gets its PUBACK; every one published under a rule that sends it up
@@ -217,6 +218,8 @@ def run(lab):
     check(down_through(cloud, sensor, "valve", "c-down-end") == "cmd/valve/x",
           "(c) a marker on site/lab/cmd/valve/x, sent after one on site/lab/cmd/plant/x, came down")
     check(not sensor.topic("c-down-plant"), "(c) site/lab/cmd/plant/x no longer comes down")
+    check(labtest.wait_log(agent_log, "uplink: unsubscribing site/lab/cmd/plant/#") is not None,
+          "(c) the agent unsubscribed the removed downlink filter at the cloud, live")
 
     # (d) a bad rule: refused by both, the running rules stay
     rewrite(lab, (VALVE_RULE, BAD_RULE))

@@ -1,11 +1,12 @@
 /*
  * Unit test of the agent's downlink (agent/downlink.c): cloud messages mapped by the lab's rule
- * (site/lab/cmd/plant/# -> cmd/plant/#) reach an lcore's dpchan client as DOWN records, QoS
- * capped by max_qos. While no lcore is connected they are owned only once on disk in the
- * downlink spool, and handed over in order when one connects, also after the agent restarted;
- * without a spool a QoS 1 message is not owned (not acknowledged) and a QoS 0 one is lost;
- * every drop counted (the store's down_* counters, the client's DOWN_NO_SUBSCRIBER and
- * DOWN_REFUSED).
+ * (site/lab/cmd/plant/# -> cmd/plant/#) reach an lcore's dpchan client (the fake dataplane: a
+ * real client whose broker is a callback) as DOWN records, QoS capped by max_qos. A QoS 1/2
+ * message is owned once on disk in the downlink spool and released only when the lcore answers
+ * (DOWN_ACK); one the dataplane did not answer before it died goes to the next lcore, one it
+ * answered after the agent died is not delivered twice; QoS 2 packet ids are kept on disk until
+ * their PUBREL; without a spool a QoS 1 message is not owned and a QoS 0 one is lost; every
+ * drop counted (the store's down_* counters, the client's DOWN_NO_SUBSCRIBER and DOWN_REFUSED).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -68,8 +69,10 @@ sink_submit(void *arg, const struct dpchan_hello *from, const struct dpchan_rec 
 static const struct dpchan_sink_ops sink = { .submit = sink_submit };
 
 static int
-no_cmd(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
+no_cmd(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain,
+    uint16_t packet_id)
 {
+	(void)packet_id;
 	(void)arg, (void)topic, (void)payload, (void)len, (void)qos, (void)retain;
 	return 0;
 }
@@ -86,9 +89,9 @@ struct env {
 };
 
 static void
-lc_connect(struct env *e)
+lc_connect_boot(struct env *e, uint64_t boot_id)
 {
-	struct dpchan_client_config cc = { .path = e->sock, .lcore = 1, .boot_id = 7 };
+	struct dpchan_client_config cc = { .path = e->sock, .lcore = 1, .boot_id = boot_id };
 
 	memset(&e->lc, 0, sizeof(e->lc));
 	e->lc.answer = 1;
@@ -102,15 +105,37 @@ lc_connect(struct env *e)
 	assert_int_equal(dpchan_server_connected(e->srv), 1);
 }
 
-/* Let the client read what the server sent (it reads every few ms of its clock when idle). */
 static void
-lc_read(struct env *e, int want)
+lc_connect(struct env *e)
 {
-	for (int i = 0; i < 200 && e->lc.n < want; i++) {
+	lc_connect_boot(e, 7);
+}
+
+/* The fake dataplane reads what the agent sent and answers; the agent reads the answers and
+ * sends what is next (the loop's tick): until the lcore holds want records and nothing is in
+ * flight. */
+static void
+pump(struct env *e, struct downlink *d, int want)
+{
+	for (int i = 0; i < 300; i++) {
 		dpchan_client_poll(e->lc.c, e->lc.now += 100);
+		dpchan_server_run(e->srv);
+		if (d != NULL)
+			downlink_replay(d);
+		if (e->lc.n >= want &&
+		    dpchan_server_counter(e->srv, DPCHAN_C_DOWN_ACK_RX) >=
+			dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_ACK_TX) &&
+		    i > 2)
+			break;
 		usleep(1000);
 	}
 	assert_int_equal(e->lc.n, want);
+}
+
+static void
+lc_read(struct env *e, int want)
+{
+	pump(e, NULL, want);
 }
 
 static uint64_t
@@ -123,9 +148,16 @@ count(struct env *e, enum store_counter c)
 }
 
 static int
+deliver_id(struct downlink *d, const char *topic, const char *payload, uint8_t qos, uint16_t id)
+{
+	return downlink_deliver(
+	    d, topic, (const uint8_t *)payload, strlen(payload), qos, false, id);
+}
+
+static int
 deliver(struct downlink *d, const char *topic, const char *payload, uint8_t qos)
 {
-	return downlink_deliver(d, topic, (const uint8_t *)payload, strlen(payload), qos, false);
+	return deliver_id(d, topic, payload, qos, 0);
 }
 
 static int
@@ -188,8 +220,10 @@ test_mapped_to_the_dataplane(void **state)
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
 	lc_connect(e);
 	assert_int_equal(deliver(d, "site/lab/cmd/plant/valve1", "open", 1), 0);
-	assert_int_equal(deliver(d, "site/lab/cmd/plant/valve2", "close", 2), 0); /* max_qos 1 */
-	lc_read(e, 2);
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/valve2", "close", 2, 3), 0); /* max 1 */
+	pump(e, d, 2);
+	assert_int_equal(count(e, STORE_C_down_spooled), 2); /* on disk before acknowledged */
+	assert_int_equal(count(e, STORE_C_down_taken), 2);   /* and released once answered */
 	e->lc.answer = 0; /* no sensor subscribed: delivered to none, counted, not a drop */
 	assert_int_equal(deliver(d, "site/lab/cmd/plant/x", "q0", 0), 0);
 	lc_read(e, 3);
@@ -199,22 +233,31 @@ test_mapped_to_the_dataplane(void **state)
 	assert_string_equal(e->lc.got[0], "cmd/plant/valve1:open:1");
 	assert_string_equal(e->lc.got[1], "cmd/plant/valve2:close:1");
 	assert_string_equal(e->lc.got[2], "cmd/plant/x:q0:0");
-	assert_int_equal(count(e, STORE_C_down_to_dataplane), 4);
+	assert_int_equal(count(e, STORE_C_down_to_dataplane), 2); /* QoS 0: live */
+	assert_int_equal(count(e, STORE_C_down_replayed), 2);
 	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_RX), 4);
 	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_NO_SUBSCRIBER), 1);
 	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_REFUSED), 1);
+	e->lc.answer = 0; /* a spooled one no sensor takes: taken all the same, counted */
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/z", "q1", 1), 0);
+	pump(e, d, 5);
+	assert_int_equal(count(e, STORE_C_down_no_subscriber), 1);
+	e->lc.answer = -ENOMEM; /* refused for good: released, counted as a drop */
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/w", "q1", 1), 0);
+	pump(e, d, 6);
+	assert_int_equal(count(e, STORE_C_down_refused), 1);
+	assert_int_equal(count(e, STORE_C_down_taken), 3);
 	/* no rule: not the downlink's; too large, or no valid local topic: owned and dropped */
 	assert_int_equal(deliver(d, "site/other/cmd/plant/x", "z", 1), -ENOENT);
 	assert_int_equal(
-	    downlink_deliver(d, "site/lab/cmd/plant/big", big, sizeof(big), 1, false), 0);
+	    downlink_deliver(d, "site/lab/cmd/plant/big", big, sizeof(big), 1, false, 0), 0);
 	assert_int_equal(count(e, STORE_C_down_too_large), 1);
 	memset(longt, 'a', sizeof(longt));
 	memcpy(longt, "site/lab/cmd/plant/", 19);
 	longt[sizeof(longt) - 1] = '\0';
 	assert_int_equal(deliver(d, longt, "z", 1), 0);
 	assert_int_equal(count(e, STORE_C_down_bad_topic), 1);
-	assert_int_equal(count(e, STORE_C_down_received), 6);
-	assert_int_equal(count(e, STORE_C_down_spooled), 0);
+	assert_int_equal(count(e, STORE_C_down_received), 8);
 	downlink_close(d);
 }
 
@@ -238,19 +281,213 @@ test_spooled_while_the_channel_is_down(void **state)
 	lc_connect(e);
 	downlink_replay(d);                                              /* the loop's tick */
 	assert_int_equal(deliver(d, "site/lab/cmd/plant/d", "4", 1), 0); /* live again */
-	lc_read(e, 4);
+	pump(e, d, 4);
 	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
 	assert_string_equal(e->lc.got[1], "cmd/plant/b:2:1");
 	assert_string_equal(e->lc.got[2], "cmd/plant/c:3:1");
 	assert_string_equal(e->lc.got[3], "cmd/plant/d:4:1");
-	assert_int_equal(count(e, STORE_C_down_replayed), 3);
-	assert_int_equal(count(e, STORE_C_down_to_dataplane), 1);
-	/* handed over and released: the next agent has nothing to hand over again */
+	assert_int_equal(count(e, STORE_C_down_replayed), 4);
+	assert_int_equal(count(e, STORE_C_down_taken), 4);
+	/* answered and released: the next agent has nothing to hand over again */
 	downlink_close(d);
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	pump(e, d, 4);
+	downlink_close(d);
+}
+
+/* The dataplane dies with a DOWN record unread in its socket: the agent had it on disk, keeps it
+ * until an answer, and sends it to the next dataplane's lcore. (Before DOWN_ACK the record was
+ * released once written into the socket, and lost with it.) */
+static void
+test_resent_when_the_dataplane_dies_before_taking(void **state)
+{
+	struct env *e = *state;
+	struct downlink *d;
+
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	lc_connect(e);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0);
+	assert_int_equal(count(e, STORE_C_down_replayed), 1); /* in the lcore's socket */
+	dpchan_client_free(e->lc.c);                          /* SIGKILL: never read */
+	e->lc.c = NULL;
+	for (int i = 0; i < 100 && dpchan_server_connected(e->srv) > 0; i++) {
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
 	downlink_replay(d);
-	dpchan_client_poll(e->lc.c, e->lc.now += 100);
-	assert_int_equal(e->lc.n, 4);
+	lc_connect_boot(e, 8); /* the restarted dataplane */
+	pump(e, d, 1);
+	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
+	assert_int_equal(count(e, STORE_C_down_resent), 1);
+	assert_int_equal(count(e, STORE_C_down_taken), 1);
+	downlink_close(d);
+	/* released: the next agent has nothing to send */
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	pump(e, d, 1);
+	downlink_close(d);
+}
+
+/* The agent dies after the dataplane took a record and before its answer was read: the next
+ * agent sends it again from the spool, and the dataplane answers without delivering it twice. */
+static void
+test_not_twice_when_the_agent_dies_before_the_answer(void **state)
+{
+	struct env *e = *state;
+	struct dpchan_server_config scfg = { .path = e->sock };
+	struct downlink *d;
+
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	lc_connect(e);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0);
+	for (int i = 0; i < 200 && dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_ACK_TX) == 0; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 100); /* delivered and answered */
+		usleep(1000);
+	}
+	assert_int_equal(e->lc.n, 1);
+	downlink_close(d); /* the agent dies before it reads the answer */
+	dpchan_server_free(e->srv);
+	assert_non_null(e->srv = dpchan_server_new(&scfg, &sink, e));
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	for (int i = 0; i < 300 && dpchan_server_connected(e->srv) == 0; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 1000); /* the lcore reconnects */
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	pump(e, d, 1);
+	assert_int_equal(e->lc.n, 1); /* not twice */
+	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_DUP), 1);
+	assert_int_equal(count(e, STORE_C_down_replayed), 2);
+	assert_int_equal(count(e, STORE_C_down_taken), 1);
+	downlink_close(d);
+}
+
+/* Two lcores of one dataplane (their dedup shared): DOWN records keep going to the lcore they
+ * went to while it stays connected, so one never takes a newer record while the other still
+ * holds an older one unread (which the shared dedup would then take as sent before, and drop).
+ * Before, each record went to the first connected lcore in slot order: here lcore 1, back
+ * after a disconnect, took b while lcore 2 still held a, and a was lost. */
+static void
+test_one_lcore_at_a_time(void **state)
+{
+	struct env *e = *state;
+	struct downlink *d;
+	uint64_t seen = 0;
+	struct lcore two = { .answer = 1, .now = 1000 };
+	struct dpchan_client_config c1 = {
+		.path = e->sock, .lcore = 1, .boot_id = 7, .down_seen = &seen
+	};
+	struct dpchan_client_config c2 = {
+		.path = e->sock, .lcore = 2, .boot_id = 7, .down_seen = &seen
+	};
+
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	memset(&e->lc, 0, sizeof(e->lc));
+	e->lc.answer = 1;
+	e->lc.now = 1000;
+	assert_non_null(e->lc.c = dpchan_client_new(&c1, &lc_ops, &e->lc));
+	assert_non_null(two.c = dpchan_client_new(&c2, &lc_ops, &two));
+	for (int i = 0; i < 200 && dpchan_server_connected(e->srv) < 2; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 10);
+		if (i > 5) /* lcore 1 first: the first slot */
+			dpchan_client_poll(two.c, two.now += 10);
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	assert_int_equal(dpchan_server_connected(e->srv), 2);
+	dpchan_client_free(e->lc.c); /* lcore 1's connection ends (its stream stays) */
+	for (int i = 0; i < 100 && dpchan_server_connected(e->srv) > 1; i++) {
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0); /* to lcore 2, unread */
+	assert_non_null(e->lc.c = dpchan_client_new(&c1, &lc_ops, &e->lc));
+	for (int i = 0; i < 200 && dpchan_server_connected(e->srv) < 2; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 10);
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	assert_int_equal(dpchan_server_connected(e->srv), 2);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/b", "2", 1), 0);
+	for (int i = 0; i < 300 && e->lc.n + two.n < 2; i++) {
+		dpchan_client_poll(e->lc.c, e->lc.now += 100); /* lcore 1 reads first */
+		dpchan_client_poll(two.c, two.now += 100);
+		dpchan_server_run(e->srv);
+		downlink_replay(d);
+		usleep(1000);
+	}
+	assert_int_equal(e->lc.n, 0);
+	assert_int_equal(two.n, 2);
+	assert_string_equal(two.got[0], "cmd/plant/a:1:1");
+	assert_string_equal(two.got[1], "cmd/plant/b:2:1");
+	dpchan_client_free(two.c);
+	downlink_close(d);
+}
+
+static void
+collect(void *arg, uint16_t id)
+{
+	uint16_t *ids = arg;
+
+	if (ids[0] < 8)
+		ids[++ids[0]] = id;
+}
+
+/* ids[0]: how many; ids[1..]: the ids the downlink keeps for the MQTT client. */
+static void
+kept_ids(struct downlink *d, uint16_t ids[9])
+{
+	memset(ids, 0, 9 * sizeof(*ids));
+	downlink_q2_each(d, collect, ids);
+}
+
+/* QoS 2 from the cloud: the packet id is kept on disk with the message until its PUBREL, across
+ * agent restarts; one a crash left before its message reached the spool is freed at open. */
+static void
+test_q2_ids_kept_across_restarts(void **state)
+{
+	struct env *e = *state;
+	const struct rules *r = store_rules(e->st);
+	struct downlink *d;
+	uint16_t ids[9];
+	uint8_t pending[8];
+	uint64_t v = (1ull << 62) | 999; /* PENDING, a record the spool never got */
+	char path[128];
+	FILE *f;
+
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/a", "1", 2, 7), 0);
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/b", "2", 2, 9), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 2);
+	assert_int_equal(ids[1], 7);
+	assert_int_equal(ids[2], 9);
+	downlink_close(d);
+	for (int i = 0; i < 8; i++)
+		pending[i] = (uint8_t)(v >> (8 * i));
+	snprintf(path, sizeof(path), "%s/spool/downlink/q2-ids", e->dir);
+	assert_non_null(f = fopen(path, "r+b"));
+	assert_int_equal(fseek(f, 11 * 8, SEEK_SET), 0);
+	assert_int_equal(fwrite(pending, 1, 8, f), 8);
+	fclose(f);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 2); /* 7 and 9 kept, 11 freed */
+	assert_int_equal(ids[1], 7);
+	assert_int_equal(ids[2], 9);
+	assert_int_equal(downlink_q2_release(d, 7), 0); /* PUBREL */
+	downlink_close(d);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 9);
+	assert_int_equal(downlink_q2_release(d, 0), 0); /* the cloud lost the session */
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 0);
 	downlink_close(d);
 }
 
@@ -279,6 +516,12 @@ main(void)
 		    test_spooled_while_the_channel_is_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_not_owned_without_spool_or_channel, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_resent_when_the_dataplane_dies_before_taking, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_not_twice_when_the_agent_dies_before_the_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_q2_ids_kept_across_restarts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_lcore_at_a_time, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,16 +49,27 @@ h_event(struct fb *b, int kind, uint64_t ref)
 }
 
 static int
-h_message(
-    void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain)
+h_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
+    bool retain, uint16_t packet_id)
 {
 	struct fb_event *e = h_event(arg, 'm', len);
 
 	(void)payload;
 	(void)retain;
 	e->st = qos;
+	e->packet_id = packet_id;
 	snprintf(e->topic, sizeof(e->topic), "%s", topic);
 	return ((struct fb *)arg)->message_rc;
+}
+
+static int
+h_released(void *arg, uint16_t packet_id)
+{
+	struct fb *b = arg;
+
+	if (packet_id != 0) /* 0: a new session, nothing kept (not an event the tests count) */
+		h_event(b, 'r', 0)->packet_id = packet_id;
+	return b->released_rc;
 }
 
 static int
@@ -121,6 +132,7 @@ fb_start_client(struct fb *b, const struct uplink_mqtt_conf *conf)
 		.watch = h_watch,
 		.unwatch = h_unwatch,
 		.message = h_message,
+		.released = h_released,
 		.persist = h_persist,
 		.persist_sync = h_persist_sync,
 		.acked = h_acked,
@@ -214,6 +226,11 @@ fb_copy(struct fb_pkt *p, const struct mqtt_packet *k)
 			    k->subscribe.subs[1].filter.len);
 			p->filter2_qos = k->subscribe.subs[1].qos;
 		}
+		break;
+	case MQTT_UNSUBSCRIBE:
+		p->packet_id = k->unsubscribe.packet_id;
+		memcpy(p->topic, k->unsubscribe.filters[0].s, k->unsubscribe.filters[0].len);
+		p->n_filters = k->unsubscribe.n_filters;
 		break;
 	case MQTT_PUBACK:
 	case MQTT_PUBREC:

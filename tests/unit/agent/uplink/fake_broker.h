@@ -19,15 +19,15 @@ struct fb_pkt {
 	bool dup, clean_start, has_username, has_password;
 	uint16_t packet_id, keepalive_s;
 	uint32_t session_expiry; /* 5.0 CONNECT property, 0 when absent */
-	char topic[256];         /* PUBLISH topic, SUBSCRIBE's first filter */
-	uint16_t n_filters;      /* SUBSCRIBE */
+	char topic[256];         /* PUBLISH topic, (UN)SUBSCRIBE's first filter */
+	uint16_t n_filters;      /* (UN)SUBSCRIBE */
 	char filter2[256];       /* SUBSCRIBE's second filter, and its QoS */
 	uint8_t filter2_qos;
 	uint32_t payload_len;
 };
 
 struct fb_event {
-	int kind; /* 'p' persist, 's' persist_sync, 'a' acked, 'm' message */
+	int kind; /* 'p' persist, 's' persist_sync, 'a' acked, 'm' message, 'r' released */
 	uint64_t ref;
 	uint16_t packet_id;
 	int st; /* persist: enum mqttc_msg_state; acked: reason; message: QoS */
@@ -47,8 +47,9 @@ struct fb {
 	struct fb_event ev[256];
 	int nev;
 	bool fail_persist;
-	bool fail_sync; /* persist_sync() fails */
-	int message_rc; /* what the message hook returns (0: the gateway owns it) */
+	bool fail_sync;  /* persist_sync() fails */
+	int message_rc;  /* what the message hook returns (0: the gateway owns it) */
+	int released_rc; /* what the released hook returns (0: forgotten) */
 };
 
 void fb_init(struct fb *b, struct uplink_mqtt_conf *conf);

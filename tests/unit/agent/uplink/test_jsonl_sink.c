@@ -33,8 +33,10 @@ static struct {
 } got;
 
 static int
-on_cmd(void *arg, const char *topic, const uint8_t *p, size_t len, uint8_t qos, bool retain)
+on_cmd(void *arg, const char *topic, const uint8_t *p, size_t len, uint8_t qos, bool retain,
+    uint16_t packet_id)
 {
+	(void)packet_id;
 	(void)arg;
 	(void)qos;
 	(void)retain;

@@ -465,6 +465,125 @@ test_filter_added_while_up(void **state)
 	assert_string_equal(p.filter2, "site/lab/cmd/valve/#");
 }
 
+/* A filter removed while connected (a reload dropped its downlink rule) is unsubscribed at once
+ * and not subscribed at the next connect. */
+static void
+test_filter_removed_while_up(void **state)
+{
+	struct fb_pkt p;
+	uint8_t buf[64];
+	struct mqtt_suback ua = { .n_reasons = 0 };
+	uint8_t ok = 0;
+	int n;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	assert_int_equal(mqttc_subscribe_add(B.c, "site/lab/cmd/plant/#", 2), 0);
+	assert_int_equal(mqttc_subscribe_add(B.c, "site/lab/cmd/valve/#", 2), 0);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	fb_connack(&B, 0, false, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_SUBSCRIBE);
+	assert_int_equal(p.n_filters, 3);
+	assert_int_equal(mqttc_subscribe_remove(B.c, "site/lab/cmd/plant/#"), 0);
+	assert_int_equal(mqttc_subscribe_remove(B.c, "site/lab/cmd/plant/#"), -ENOENT);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_UNSUBSCRIBE);
+	assert_int_equal(p.n_filters, 1);
+	assert_string_equal(p.topic, "site/lab/cmd/plant/#");
+	ua.packet_id = p.packet_id;
+	ua.reasons = &ok;
+	ua.n_reasons = B.version == MQTT_V5 ? 1 : 0;
+	n = mqtt_encode_unsuback(buf, sizeof(buf), B.version, &ua);
+	assert_true(n > 0);
+	fb_send(&B, buf, (size_t)n, false);
+	assert_int_equal(cnt()[UPLINK_C_unsubscribed], 1);
+	assert_int_equal(cnt()[UPLINK_C_protocol_errors], 0);
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	fb_connack(&B, 0, true, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_SUBSCRIBE);
+	assert_int_equal(p.n_filters, 2);
+	assert_string_equal(p.topic, "site/cmd");
+	assert_string_equal(p.filter2, "site/lab/cmd/valve/#");
+}
+
+/* Remember the QoS 2 ids the message hook was given, as the downlink keeps them on disk. */
+static int
+owned_ids(uint16_t *ids, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < B.nev; i++)
+		if (B.ev[i].kind == 'm' && B.ev[i].st == 2 && B.ev[i].packet_id != 0 && n < max)
+			ids[n++] = B.ev[i].packet_id;
+	for (int i = 0; i < B.nev; i++) /* and forget the released ones */
+		for (int j = 0; B.ev[i].kind == 'r' && j < n; j++)
+			if (B.ev[i].packet_id == ids[j])
+				ids[j] = 0;
+	return n;
+}
+
+/* Exactly once across an agent restart: a QoS 2 message delivered and answered PUBREC, the
+ * agent killed before the PUBREL; the next agent puts back the ids the downlink kept, and the
+ * broker's resend (DUP) is answered PUBREC, not delivered again; PUBREL frees the id where it is
+ * kept (the released hook), and a failure to forget it there withholds PUBCOMP. */
+static void
+test_downlink_qos2_once_across_restart(void **state)
+{
+	struct fb_pkt p;
+	uint16_t ids[8];
+	int n;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	fb_publish(&B, "site/lab/cmd/plant/v", "{}", 2, 9, false);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 1);
+	n = owned_ids(ids, 8);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 9);
+	/* SIGKILL: the client goes with its memory; the next one starts from what was kept */
+	fb_close(&B);
+	mqttc_destroy(B.c);
+	B.c = NULL;
+	fb_start_client(&B, &C);
+	for (int i = 0; i < n; i++)
+		mqttc_restore_in(B.c, ids[i]);
+	fb_accept(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	fb_connack(&B, 0, true, 0); /* the session is there: it resends the PUBLISH */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_SUBSCRIBE);
+	fb_publish(&B, "site/lab/cmd/plant/v", "{}", 2, 9, true);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 1); /* not delivered twice */
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 1);
+	B.released_rc = -EIO; /* cannot forget it on disk: no PUBCOMP, the id stays taken */
+	fb_ack(&B, MQTT_PUBREL, 9, 0);
+	assert_true(fb_quiet(&B));
+	assert_int_equal(cnt()[UPLINK_C_downlink_release_fail], 1);
+	fb_publish(&B, "site/lab/cmd/plant/v", "{}", 2, 9, true);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 1);
+	B.released_rc = 0;
+	fb_ack(&B, MQTT_PUBREL, 9, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBCOMP);
+	assert_int_equal(owned_ids(ids, 8), 1);
+	assert_int_equal(ids[0], 0); /* released where it was kept */
+}
+
 static void
 test_refused_publish_is_released(void **state)
 {
@@ -646,6 +765,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_downlink_qos2_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_downlink_qos2_once_across_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_added_while_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_publish_is_released, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refused_counted, setup, teardown),

@@ -126,10 +126,11 @@ test_codec_origin_release(void **state)
 	r.qos = 1;
 	assert_int_equal(dpchan_put_rec(bad, sizeof(bad), false, &r), -EINVAL);
 	r.qos = 2;
-	assert_int_equal(dpchan_put_rec(bad + DPCHAN_HDR_LEN, sizeof(bad), true, &r), 8 + 7 + 2);
-	bad[DPCHAN_HDR_LEN + 1] = DPCHAN_REC_ORIGIN; /* DOWN records carry none */
+	assert_int_equal(dpchan_put_rec(bad + DPCHAN_HDR_LEN, sizeof(bad), true, &r), 16 + 7 + 2);
+	bad[DPCHAN_HDR_LEN + 9] =
+	    DPCHAN_REC_ORIGIN; /* flags after the ref: DOWN records carry none */
 	dpchan_put_header(bad, DPCHAN_DOWN, 1);
-	assert_int_equal(dpchan_decode_recs(bad, DPCHAN_HDR_LEN + 17, DPCHAN_DOWN, count_rec, &n),
+	assert_int_equal(dpchan_decode_recs(bad, DPCHAN_HDR_LEN + 25, DPCHAN_DOWN, count_rec, &n),
 	    -DPCHAN_E_FIELD);
 	assert_int_equal(n, 1);
 
@@ -231,6 +232,58 @@ test_q2_origins(void **state)
 	assert_int_equal(errno, EPROTONOSUPPORT);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
+}
+
+static void
+sum_range(void *arg, const struct dpchan_range *r)
+{
+	int64_t *sum = arg;
+
+	*sum += (int64_t)(r->last - r->first + 1) * 1000 + r->status;
+}
+
+/* Version 2: a DOWN record carries its ref; DOWN_ACK answers ranges of them with the broker's
+ * result (1 delivered, 0 no subscriber, < 0 refused), a status DURABLE does not allow. Another
+ * type (RELEASE) is not taken for a DURABLE. */
+static void
+test_codec_down_v2(void **state)
+{
+	struct dpchan_rec r = { .ref = 0x0102030405060708ull,
+		.qos = 2,
+		.topic = "cmd/x",
+		.topic_len = 5,
+		.payload = (const uint8_t *)"on",
+		.payload_len = 2 };
+	struct dpchan_range v[3] = { { 1, 3, 1 }, { 4, 4, 0 }, { 5, 6, -12 } };
+	uint8_t buf[256];
+	int64_t sum = 0;
+	int len;
+
+	(void)state;
+	dpchan_put_header(buf, DPCHAN_DOWN, 1);
+	len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, &r);
+	assert_int_equal(len, 16 + 5 + 2);
+	assert_int_equal(buf[1], 2);    /* DPCHAN_VERSION */
+	assert_int_equal(buf[8], 0x08); /* the ref first, little-endian */
+	len = dpchan_encode_down_ack(buf, sizeof(buf), v, 3);
+	assert_int_equal(len, 8 + 3 * 20);
+	assert_int_equal(buf[0], DPCHAN_DOWN_ACK);
+	assert_int_equal(dpchan_decode_down_ack(buf, (size_t)len, sum_range, &sum), 0);
+	assert_int_equal(sum, 3001 + 1000 + 2000 - 12);
+	assert_int_equal(dpchan_decode_durable(buf, (size_t)len, sum_range, &sum), -DPCHAN_E_TYPE);
+	v[0].status = 2; /* no such result */
+	len = dpchan_encode_down_ack(buf, sizeof(buf), v, 1);
+	assert_int_equal(
+	    dpchan_decode_down_ack(buf, (size_t)len, sum_range, &sum), -DPCHAN_E_FIELD);
+	v[0].status = 1; /* a DURABLE says 0 or < 0 only */
+	len = dpchan_encode_durable(buf, sizeof(buf), v, 1);
+	assert_int_equal(dpchan_decode_durable(buf, (size_t)len, sum_range, &sum), -DPCHAN_E_FIELD);
+	buf[0] = DPCHAN_RELEASE;
+	assert_int_equal(dpchan_decode_durable(buf, (size_t)len, sum_range, &sum), -DPCHAN_E_TYPE);
+	buf[0] = DPCHAN_DURABLE;
+	buf[1] = 1; /* a version 1 peer */
+	assert_int_equal(
+	    dpchan_decode_durable(buf, (size_t)len, sum_range, &sum), -DPCHAN_E_VERSION);
 }
 
 /* Each malformation, alone, refused with its reason, and fn never sees a record of the frame. */
@@ -766,6 +819,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codec_roundtrip),
+		cmocka_unit_test(test_codec_down_v2),
 		cmocka_unit_test(test_codec_malformed),
 		cmocka_unit_test(test_codec_origin_release),
 		cmocka_unit_test(test_q2_origins),

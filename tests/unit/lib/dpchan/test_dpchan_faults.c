@@ -792,6 +792,11 @@ test_client_bad_agent(void **state)
 	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_RX), 1);
 	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_REFUSED), 1);
 	assert_true(dpchan_client_connected(c));
+	/* answered all the same (refused for good: the agent releases it) */
+	len = (int)recv(fd, buf, sizeof(buf), 0);
+	assert_int_equal(len, DPCHAN_HDR_LEN + DPCHAN_RANGE_LEN);
+	assert_int_equal(buf[0], DPCHAN_DOWN_ACK);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_ACK_TX), 1);
 
 	for (int k = 0; k < 3; k++) {
 		uint8_t pub[DPCHAN_HDR_LEN + 64];

@@ -1,0 +1,44 @@
+/*
+ * downlink_q2.h: the QoS 2 packet ids the cloud sent the agent (the agent as MQTT receiver) that
+ * the gateway owns and whose PUBREL has not come yet, kept on disk so that a resend (DUP) after
+ * the agent restarted is answered PUBREC again and not delivered to the sensors twice.
+ *
+ * One file, `<downlink spool>/q2-ids`: 65536 entries of 8 bytes (sparse), entry n for packet id n.
+ * 0: free; PENDING | seq: the message went into the downlink spool as record seq, not known
+ * durable yet; OWNED | seq: it is (PUBREC may go). An entry is one aligned 8-byte pwrite.
+ * Order (downlink.c): spool_append (seq) -> downlink_ids_pending (fdatasync) -> the record durable ->
+ * downlink_ids_own -> PUBREC. At open a PENDING entry counts as owned only when the spool kept its
+ * record (spool_rec_kept): a crash before the record was on disk leaves the id free, and the
+ * cloud's resend is delivered once. OWNED entries are made durable (downlink_ids_sync) before the
+ * spool's releases are committed, so an id never outlives its record unrecorded.
+ */
+#ifndef EDGEGW_AGENT_DOWNLINK_Q2_H
+#define EDGEGW_AGENT_DOWNLINK_Q2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "spool.h"
+
+struct downlink_ids;
+
+/* Open (create) dir/q2-ids and settle its PENDING entries against sp. 0 or a negative errno. */
+int downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp);
+void downlink_ids_close(struct downlink_ids *q);
+/* Owned and not released (what the MQTT client answers PUBREC to without delivering). */
+bool downlink_ids_held(const struct downlink_ids *q, uint16_t packet_id);
+/* Call fn for every owned id (put back into the MQTT client at start). */
+void downlink_ids_each(
+    const struct downlink_ids *q, void (*fn)(void *arg, uint16_t packet_id), void *arg);
+/* packet_id's message is spool record seq, not yet durable: on disk (fdatasync) before it
+ * returns 0. */
+int downlink_ids_pending(struct downlink_ids *q, uint16_t packet_id, uint64_t seq);
+/* Its record is durable: owned (written, made durable by the next downlink_ids_sync). */
+int downlink_ids_own(struct downlink_ids *q, uint16_t packet_id);
+/* fdatasync when something was written since the last one. */
+int downlink_ids_sync(struct downlink_ids *q);
+/* PUBREL came (packet_id), or the cloud lost the session (packet_id 0: every id): free, on disk
+ * before it returns 0. */
+int downlink_ids_release(struct downlink_ids *q, uint16_t packet_id);
+
+#endif
