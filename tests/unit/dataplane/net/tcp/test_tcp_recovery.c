@@ -39,30 +39,6 @@ teardown(void **state)
 	return 0;
 }
 
-/* A passive open whose SYN offers MSS 1460 and SACK (no timestamps): the peer p, as
- * h_establish leaves it. */
-static struct tcp_conn *
-open_sack(struct h_peer *p, uint16_t port)
-{
-	uint8_t opts[8] = { 2, 4, 0x05, 0xb4, 1, 1, 4, 2 };
-	struct h_seg s = {
-		.flags = SYN, .seq = 1000, .win = 65535, .opts = opts, .optlen = 8, .sport = port
-	};
-
-	memset(p, 0, sizeof(*p));
-	p->port = port;
-	h_clear();
-	h_input(&s);
-	p->iss = h_cap[0].seq;
-	p->snd_nxt = 1001;
-	p->rcv_nxt = p->iss + 1;
-	h_send(p, ACK, NULL, 0);
-	assert_non_null(h_app.c);
-	assert_true(h_app.c->flags & TF_SACK_OK);
-	h_clear();
-	return h_app.c;
-}
-
 /* Our segment i (0-based, MSS-sized) as a sequence number. */
 static uint32_t
 sq(const struct h_peer *p, unsigned i)
@@ -74,54 +50,25 @@ sq(const struct h_peer *p, unsigned i)
 static void
 ack_sack(struct h_peer *p, unsigned ack, const unsigned (*b)[2], unsigned nb)
 {
-	uint8_t opts[4 + 4 * 8] = { 1, 1, 5, (uint8_t)(2 + 8 * nb) };
-	struct h_seg s = {
-		.flags = ACK, .seq = p->snd_nxt, .ack = sq(p, ack), .win = 65535, .sport = p->port
-	};
+	uint32_t blk[4][2];
 
+	assert_true(nb <= 4);
 	for (unsigned k = 0; k < nb; k++) {
-		uint32_t l = rte_cpu_to_be_32(sq(p, b[k][0])), r = rte_cpu_to_be_32(sq(p, b[k][1]));
-
-		memcpy(opts + 4 + 8 * k, &l, 4);
-		memcpy(opts + 8 + 8 * k, &r, 4);
+		blk[k][0] = sq(p, b[k][0]);
+		blk[k][1] = sq(p, b[k][1]);
 	}
-	if (nb > 0) {
-		s.opts = opts;
-		s.optlen = 4 + 8 * nb;
-	}
-	h_input(&s);
-}
-
-/* Captured data segments: how many, and whether one started at seq. */
-static unsigned
-n_data(void)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < h_ncap; i++)
-		n += h_cap[i].len > 0;
-	return n;
-}
-
-static unsigned
-n_at(uint32_t seq)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < h_ncap; i++)
-		n += h_cap[i].len > 0 && h_cap[i].seq == seq;
-	return n;
+	h_ack_sack(p, sq(p, ack), blk, nb);
 }
 
 /* Write n segments' worth and send the initial window (10 segments). */
 static struct tcp_conn *
 start_bulk(struct h_peer *p, uint16_t port, unsigned n)
 {
-	struct tcp_conn *c = open_sack(p, port);
+	struct tcp_conn *c = h_open_sack(p, port, MSS);
 
 	assert_int_equal(tcp_write(c, buf, n * MSS), (int)(n * MSS));
 	h_flush();
-	assert_int_equal(n_data(), RTE_MIN(n, 10u));
+	assert_int_equal(h_n_data(), RTE_MIN(n, 10u));
 	h_clear();
 	return c;
 }
@@ -145,20 +92,20 @@ test_sack_repairs_every_hole(void **state)
 	h_flush();
 	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
 	assert_true(c->flags & TF_RECOVERY);
-	assert_int_equal(n_at(sq(&p, 0)), 1);
-	assert_int_equal(n_at(sq(&p, 2)), 1);
-	assert_int_equal(n_at(sq(&p, 5)), 1);
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	assert_int_equal(h_n_at(sq(&p, 2)), 1);
+	assert_int_equal(h_n_at(sq(&p, 5)), 1);
 	/* the three holes first, in order; then new data while pipe (0 now) is below ssthresh */
 	assert_int_equal(h_cap[0].seq, sq(&p, 0));
 	assert_int_equal(h_cap[1].seq, sq(&p, 2));
 	assert_int_equal(h_cap[2].seq, sq(&p, 5));
-	assert_int_equal(n_data(), c->ssthresh / MSS + (c->ssthresh % MSS != 0));
+	assert_int_equal(h_n_data(), c->ssthresh / MSS + (c->ssthresh % MSS != 0));
 	assert_int_equal(h_cap[3].seq, sq(&p, 10));
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
 	/* all repaired: the cumulative ACK ends recovery at ssthresh (RFC 6937) */
 	h_clear();
 	h_advance_ms(50);
-	ack_sack(&p, 10 + n_data(), NULL, 0);
+	ack_sack(&p, 10 + h_n_data(), NULL, 0);
 	assert_false(c->flags & TF_RECOVERY);
 	assert_int_equal(c->cwnd, c->ssthresh);
 }
@@ -189,7 +136,7 @@ test_prr_paces_recovery(void **state)
 		if (!(c->flags & TF_RECOVERY)) {
 			/* Limited Transmit: one new segment per duplicate ACK */
 			assert_true(k <= 2);
-			assert_int_equal(n_data(), 1);
+			assert_int_equal(h_n_data(), 1);
 			continue;
 		}
 		sb = tcp_sb_of(c);
@@ -202,7 +149,7 @@ test_prr_paces_recovery(void **state)
 		}
 		for (unsigned i = 0; i < h_ncap; i++)
 			total += h_cap[i].len;
-		assert_true(n_data() <= 1); /* no burst */
+		assert_true(h_n_data() <= 1); /* no burst */
 		/* what PRR allows: ceil(delivered * ssthresh / RecoverFS), whole segments */
 		assert_true(total <= (uint64_t)sb->prr_delivered * ss / fs + MSS);
 		assert_true(total + MSS >= (uint64_t)sb->prr_delivered * ss / fs);
@@ -230,13 +177,13 @@ test_rack_loss_with_one_segment_after(void **state)
 	h_clear();
 	ack_sack(&p, 8, blk, 1); /* 9 too, 8 missing */
 	h_flush();
-	assert_int_equal(n_data(), 0);    /* maybe reordering: wait min_rtt/4 */
+	assert_int_equal(h_n_data(), 0);  /* maybe reordering: wait min_rtt/4 */
 	assert_int_equal(c->rto_ms, 200); /* (the RTO is further off) */
 	h_advance_ms(9);
-	assert_int_equal(n_data(), 0);
+	assert_int_equal(h_n_data(), 0);
 	h_advance_ms(2);
 	assert_int_equal(H_CNT(RACK_LOST), 1);
-	assert_int_equal(n_at(sq(&p, 8)), 1);
+	assert_int_equal(h_n_at(sq(&p, 8)), 1);
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
 	assert_int_equal(H_CNT(TLP_PROBE), 0);
 }
@@ -259,8 +206,8 @@ test_rack_lost_retransmission(void **state)
 	h_advance_ms(50);
 	ack_sack(&p, 0, blk1, 1); /* 0 lost */
 	h_flush();
-	assert_int_equal(n_at(sq(&p, 0)), 1);
-	sent = n_data(); /* the retransmission of 0, then new segments 10.. */
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	sent = h_n_data(); /* the retransmission of 0, then new segments 10.. */
 	assert_true(sent >= 2);
 	assert_int_equal(h_cap[1].seq, sq(&p, 10));
 	h_clear();
@@ -272,7 +219,7 @@ test_rack_lost_retransmission(void **state)
 		ack_sack(&p, 0, blk2, 2);
 	}
 	h_flush();
-	assert_int_equal(n_at(sq(&p, 0)), 1);
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
 	assert_int_equal(H_CNT(RACK_LOST), 2);
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
 	assert_true(c->flags & TF_RECOVERY);
@@ -300,10 +247,10 @@ test_tlp_recovers_lost_tail(void **state)
 	assert_int_equal(c->rto_ms, 200);
 	h_clear();
 	h_advance_ms(199);
-	assert_int_equal(n_data(), 0);
+	assert_int_equal(h_n_data(), 0);
 	h_advance_ms(1);
 	assert_int_equal(H_CNT(TLP_PROBE), 1);
-	assert_int_equal(n_data(), 1);
+	assert_int_equal(h_n_data(), 1);
 	assert_int_equal(h_cap[0].seq, sq(&p, 2));
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
 	assert_int_equal(c->rto_ms, 200); /* no backoff */
@@ -336,17 +283,17 @@ test_tlp_then_rack(void **state)
 	h_flush();
 	h_clear();
 	h_advance_ms(79);
-	assert_int_equal(n_data(), 0);
+	assert_int_equal(h_n_data(), 0);
 	h_advance_ms(1);
 	assert_int_equal(H_CNT(TLP_PROBE), 1);
-	assert_int_equal(n_data(), 1);
+	assert_int_equal(h_n_data(), 1);
 	assert_int_equal(h_cap[0].seq, sq(&p, 3));
 	h_clear();
 	h_advance_ms(40);
 	ack_sack(&p, 2, blk, 1);
 	h_flush();
 	h_advance_ms(10);
-	assert_int_equal(n_at(sq(&p, 2)), 1);
+	assert_int_equal(h_n_at(sq(&p, 2)), 1);
 	assert_int_equal(H_CNT(RACK_LOST), 1);
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
 	ack_sack(&p, 4, NULL, 0);
@@ -376,7 +323,7 @@ test_tlp_sends_new_data(void **state)
 	h_advance_ms(1);
 	assert_int_equal(H_CNT(TLP_PROBE), 1);
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
-	assert_int_equal(n_data(), 1);
+	assert_int_equal(h_n_data(), 1);
 	assert_int_equal(h_cap[0].seq, next);
 	assert_int_equal(c->snd_max, next + MSS);
 }
@@ -422,7 +369,7 @@ test_cubic_growth(void **state)
 	tcp_config_defaults(&cfg);
 	cfg.sndbuf_bytes = 4u << 20;
 	h_setup(&cfg);
-	c = open_sack(&p, 42009);
+	c = h_open_sack(&p, 42009, MSS);
 	c->srtt8 = 8 * 100; /* a 100 ms path */
 	c->cwnd = c->ssthresh = 70u * MSS;
 	c->cc_wmax = wmax = 100u * MSS;
@@ -459,7 +406,7 @@ test_sb_pool_exhausted(void **state)
 	cfg.max_flows = 32;
 	h_setup(&cfg);
 	for (unsigned i = 0; i < 17; i++) {
-		c[i] = open_sack(&p[i], (uint16_t)(42100 + i));
+		c[i] = h_open_sack(&p[i], (uint16_t)(42100 + i), MSS);
 		assert_int_equal(tcp_write(c[i], buf, MSS), MSS);
 		h_flush();
 	}
@@ -493,8 +440,8 @@ test_dsack_counted(void **state)
 	ack_sack(&p, 2, dup, 1);
 	h_flush();
 	assert_int_equal(H_CNT(DSACK_RCVD), 1);
-	assert_int_equal(n_at(sq(&p, 0)), 0);
-	assert_int_equal(n_at(sq(&p, 2)), 0); /* no loss marked */
+	assert_int_equal(h_n_at(sq(&p, 0)), 0);
+	assert_int_equal(h_n_at(sq(&p, 2)), 0); /* no loss marked */
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
 }
 
@@ -513,7 +460,7 @@ test_sack_loss_without_block(void **state)
 	cfg.max_flows = 32;
 	h_setup(&cfg);
 	for (unsigned i = 0; i < 16; i++) {
-		c[i] = open_sack(&p[i], (uint16_t)(42200 + i));
+		c[i] = h_open_sack(&p[i], (uint16_t)(42200 + i), MSS);
 		assert_int_equal(tcp_write(c[i], buf, MSS), MSS);
 		h_flush();
 	}
@@ -523,7 +470,7 @@ test_sack_loss_without_block(void **state)
 	ack_sack(&p[16], 0, above, 1);
 	h_flush();
 	assert_int_equal(H_CNT(SACK_LOSS), 1);
-	assert_true(n_at(sq(&p[16], 0)) >= 1);
+	assert_true(h_n_at(sq(&p[16], 0)) >= 1);
 }
 
 int
