@@ -358,11 +358,27 @@ live_seek(struct spool *sp, unsigned s, uint64_t from)
 	st->live_pos = a;
 }
 
+/* The sequence number the live cursor stands at (the next record it looks at, or past its
+ * segment's last). */
+static uint64_t
+live_at(const struct spool_stream *st)
+{
+	const struct spool_seg *g = st->live_seg;
+
+	if (st->live_pos < g->n)
+		return g->idx[st->live_pos].seq;
+	return g->n ? g->idx[g->n - 1].seq + 1 : g->first_seq;
+}
+
 static struct spool_idx *
 live_peek(struct spool *sp, unsigned s, uint64_t from, struct spool_seg **segp)
 {
 	struct spool_stream *st = &sp->st[s];
 
+	/* A floor that moved up but not past the cursor keeps it: what lies behind the cursor was
+	 * given or is gone (so the records given live are not stepped over again at each move). */
+	if (st->live_seg && from > st->live_from && from <= live_at(st))
+		st->live_from = from;
 	if (!st->live_seg || st->live_from != from)
 		live_seek(sp, s, from);
 	return cursor_peek(&st->live_seg, &st->live_pos, segp);
