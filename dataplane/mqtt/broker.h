@@ -265,6 +265,8 @@ struct broker_gauges {
 	uint32_t queued;      /* messages in sessions' queues */
 	uint32_t held;        /* connections whose input is held back (backpressure) */
 	uint32_t xpending;    /* messages waiting for room in another instance's queue */
+	uint32_t xoutbox;     /* QoS 1/2 posts to other instances kept until they journaled them
+			       * (state directory: docs/broker.md, "Messages that cross lcores") */
 };
 void broker_gauges_get(const struct broker *b, struct broker_gauges *g);
 

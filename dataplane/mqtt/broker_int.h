@@ -38,6 +38,7 @@ struct broker_msg {
 	 * of them go in its one PUBLISH (5.0 3.3.4), stored at the end of the block. */
 	uint16_t n_sub_ids;
 	uint16_t xfrom; /* the instance it was published on (xlcore.c: retained order) */
+	uint64_t xseq;  /* its number in xfrom's outbox (xlcore.c), 0: not in one */
 	struct mqtt_str content_type, response_topic, correlation;
 	struct mqtt_user_prop *user;
 	uint16_t n_user;
@@ -355,6 +356,8 @@ void broker_session_over_end(struct broker_session *s);
 /* Announcements that could not be posted are tried again (broker_tick). */
 void broker_xlcore_tick(struct broker *b);
 void broker_xlcore_fini(struct broker *b);
+/* Post what waited for this call's journal to be written (broker_reap, after the flush). */
+void broker_xlcore_stage_drain(struct broker *b);
 
 /* Route a message to every matching subscription here (origin for no local). */
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
@@ -471,6 +474,12 @@ struct xpeer {
 	uint32_t n_xpend;  /* posts to it waiting for room (b->xpend_head): later ones queue
 			    * behind them, in order */
 	bool xblocked;     /* broker_xlcore_retry: one of them still did not fit */
+	/* Outbox (state across restarts, xlcore.c): the QoS 1/2 messages this instance posted
+	 * are journaled here until the destination says it journaled them. */
+	uint64_t xout_acked;  /* it journaled ours up to this number (XK_XACK) */
+	uint64_t xin_seq;     /* the last of its outbox numbers taken here */
+	uint64_t xin_written; /* ... and in our journal (P_XIN): told in XK_XACK */
+	uint64_t xin_told;    /* the last number told it */
 };
 
 struct broker {
@@ -485,6 +494,13 @@ struct broker {
 	uint32_t n_held, n_over;    /* held connections; sessions over max_queue (hold) */
 	struct xpend *xpend_head, *xpend_tail; /* posts waiting for room, in order (xlcore.c) */
 	uint32_t n_xpend;
+	/* With a state directory, posts wait here until the call's journal is written
+	 * (broker_reap): nothing leaves for another lcore before what it depends on. */
+	struct xstage *xstage;
+	uint32_t n_xstage, xstage_cap;
+	struct xout *xout_head, *xout_tail; /* the outbox, by number (xlcore.c) */
+	uint32_t n_xout;
+	uint64_t xout_seq; /* the last outbox number given */
 	uint32_t n_conns, n_sessions, n_subs;
 	uint32_t n_windows, n_qos2_tables, n_cold, n_queued; /* broker_gauges */
 	/* Connection deadlines: wheel_ms is the start of the first slot not run to its end. */

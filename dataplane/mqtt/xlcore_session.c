@@ -172,7 +172,7 @@ post_answer(struct broker *b, struct xsession *x, uint32_t to)
 		broker_count(b, BROKER_C_NOMEM);
 		return false;
 	}
-	return broker_xlcore_post(b, to, (struct xhdr *)x, true) >= 0;
+	return broker_xlcore_post(b, to, (struct xhdr *)x, true, BROKER_C_COUNT) >= 0;
 }
 
 /* The session goes to the instance its client reconnected to. When it cannot be packed (out
