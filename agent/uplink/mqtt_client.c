@@ -3,7 +3,8 @@
  * uplink ops, on the agent's event loop. The loop calls back for the one fd the client
  * watches and ticks it; commands from the broker go to the agent's cmd_fn. The client's store
  * hooks (persist, persist_sync, acked) are passed on to the store's delivery hooks (uplink.h) for
- * messages with a ref (the spool's sequence number); ref 0 messages live in memory only.
+ * messages with a ref (the spool's sequence number); ref 0 messages live in memory only. The
+ * store's sync ends later, on the loop (mu_synced), and lets the bytes that waited for it go.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -116,12 +117,23 @@ mu_persist(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st)
 	    st == MQTTC_MSG_SENT ? UPLINK_PHASE_PUBLISHED : UPLINK_PHASE_RELEASED);
 }
 
+/* The store's commit ended (on the loop, from store_process): the held bytes may go. */
+static void
+mu_synced(void *arg, int status)
+{
+	struct mqtt_uplink *u = arg;
+
+	mqttc_persist_synced(u->c, status);
+}
+
 static int
 mu_persist_sync(void *arg)
 {
 	struct mqtt_uplink *u = arg;
 
-	return u->up.dlv.sync != NULL ? u->up.dlv.sync(u->up.dlv.arg) : 0;
+	if (u->up.dlv.sync == NULL)
+		return 1; /* no store: nothing is persisted, nothing to wait for */
+	return u->up.dlv.sync(u->up.dlv.arg, mu_synced, u);
 }
 
 static void

@@ -10,6 +10,12 @@
  * PUBLISH with DUP for those not acknowledged, PUBREL for QoS 2 messages past PUBREC. One that
  * does not (the broker lost it) sends them again as new messages, except QoS 2 messages past
  * PUBREC: the broker took those, and sending them again could deliver them twice.
+ *
+ * QoS 2 steps are made durable before the bytes that announce them leave (persist, then
+ * persist_sync), without blocking: each step's bytes start a hold in the output buffer, the
+ * socket gets what lies before the first hold, and mqttc_persist_synced() lifts the holds the
+ * finished commit covers. At most two holds: one for the commit in flight, one for the steps
+ * made since (the next commit takes all of them).
  */
 #include <errno.h>
 #include <net/if.h>
@@ -54,6 +60,12 @@ struct mc_list {
 	size_t n;
 };
 
+/* Output from obuf offset off on waits until marks number need are durable. */
+struct mc_hold {
+	size_t off;
+	uint64_t need;
+};
+
 struct mqttc {
 	struct uplink_mqtt_conf cf;
 	struct mqttc_hooks h;
@@ -72,7 +84,13 @@ struct mqttc {
 	uint16_t unsub_ids[MC_SUBS_MAX + 1]; /* UNSUBSCRIBEs awaiting their UNSUBACK (0: none) */
 	uint8_t max_qos;
 	uint32_t max_packet;
-	bool ping_out, persist_dirty; /* persist() calls not yet made durable */
+	bool ping_out;
+	bool sync_busy;          /* a persist_sync() commit is in flight */
+	uint64_t marks;          /* persist() steps that announce bytes, so far */
+	uint64_t sync_target;    /* the marks the commit in flight covers */
+	uint64_t durable_marks;  /* the marks known durable */
+	struct mc_hold holds[2]; /* oldest first */
+	unsigned nholds;
 	char last_why[300];
 	int last_why_c; /* counter of the last failure logged, -1 none */
 	struct mc_list pending, inflight;
@@ -91,6 +109,21 @@ static void mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why)
 static void mc_forget_in(struct mqttc *c);
 
 /* ---- small helpers ---- */
+
+/* obuf's bytes moved delta towards its start: the holds with them. */
+static void
+mc_holds_shift(struct mqttc *c, size_t delta)
+{
+	for (unsigned i = 0; i < c->nholds; i++)
+		c->holds[i].off -= delta;
+}
+
+/* Where the socket's share of obuf ends: the first hold, or everything. */
+static size_t
+mc_out_limit(const struct mqttc *c)
+{
+	return c->nholds > 0 ? c->holds[0].off : c->olen;
+}
 
 static uint64_t
 mc_now(const struct mqttc *c)
@@ -267,13 +300,16 @@ obuf_reserve(struct mqttc *c, size_t need)
 	uint8_t *nb;
 	size_t cap;
 
-	if (c->ooff > 0 && c->ooff == c->olen)
+	if (c->ooff > 0 && c->ooff == c->olen) {
+		mc_holds_shift(c, c->ooff);
 		c->ooff = c->olen = 0;
+	}
 	if (c->olen + need <= c->ocap)
 		return 0;
 	if (c->ooff > 0 && c->tls == NULL) {
 		/* (not under TLS: a write mbedTLS must repeat keeps its address) */
 		memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
+		mc_holds_shift(c, c->ooff);
 		c->olen -= c->ooff;
 		c->ooff = 0;
 		if (c->olen + need <= c->ocap)
@@ -313,25 +349,70 @@ obuf_reserve(struct mqttc *c, size_t need)
 static void
 mc_want(struct mqttc *c)
 {
-	bool out = c->olen > c->ooff || (c->tls != NULL && uplink_tls_wants_write(c->tls));
+	bool out = mc_out_limit(c) > c->ooff || (c->tls != NULL && uplink_tls_wants_write(c->tls));
 
 	mc_watch(c, c->fd, EPOLLIN | (out ? EPOLLOUT : 0));
 }
 
-/* Write what the socket takes; false when the connection was dropped. The QoS 2 steps these
- * bytes announce are made durable first (once for the whole batch). */
+/* The marks up to durable_marks are durable (or failed, counted): lift the holds they cover. */
+static void
+mc_holds_release(struct mqttc *c)
+{
+	while (c->nholds > 0 && c->holds[0].need <= c->durable_marks) {
+		c->holds[0] = c->holds[1];
+		c->nholds--;
+	}
+}
+
+static void
+mc_sync_end(struct mqttc *c, int status)
+{
+	c->sync_busy = false;
+	c->durable_marks = c->sync_target;
+	if (status < 0) {
+		c->cnt[UPLINK_C_persist_fail]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: QoS 2 state not made durable");
+	}
+	mc_holds_release(c);
+}
+
+/* One commit for every mark so far, when held bytes wait and none is in flight. */
+static void
+mc_sync_start(struct mqttc *c)
+{
+	int rc;
+
+	if (c->nholds == 0 || c->sync_busy)
+		return;
+	c->sync_busy = true;
+	c->sync_target = c->marks;
+	if ((rc = c->h.persist_sync(c->h.arg)) != 0)
+		mc_sync_end(c, rc > 0 ? 0 : rc);
+}
+
+/* A step the bytes encoded from here on announce: they wait for a commit that covers it. */
+static void
+mc_hold_here(struct mqttc *c)
+{
+	struct mc_hold *last = c->nholds > 0 ? &c->holds[c->nholds - 1] : NULL;
+
+	c->marks++;
+	if (c->h.persist_sync == NULL)
+		return;
+	if (last != NULL && (!c->sync_busy || last->need > c->sync_target || c->nholds == 2))
+		last->need = c->marks; /* not asked for yet: the next commit takes this one too */
+	else
+		c->holds[c->nholds++] = (struct mc_hold){ c->olen, c->marks };
+}
+
+/* Write what the socket may take; false when the connection was dropped. The QoS 2 steps held
+ * bytes announce are made durable first (one commit for the whole batch, off the loop). */
 static bool
 mc_flush(struct mqttc *c)
 {
-	if (c->persist_dirty && c->h.persist_sync != NULL && c->olen > c->ooff) {
-		c->persist_dirty = false;
-		if (c->h.persist_sync(c->h.arg) != 0) {
-			c->cnt[UPLINK_C_persist_fail]++;
-			LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: QoS 2 state not made durable");
-		}
-	}
-	while (c->ooff < c->olen) {
-		ssize_t n = link_send(c, c->obuf + c->ooff, c->olen - c->ooff);
+	mc_sync_start(c);
+	while (c->ooff < mc_out_limit(c)) {
+		ssize_t n = link_send(c, c->obuf + c->ooff, mc_out_limit(c) - c->ooff);
 
 		if (n == -EAGAIN)
 			break;
@@ -345,8 +426,10 @@ mc_flush(struct mqttc *c)
 		c->ooff += (size_t)n;
 		c->last_tx_ms = mc_now(c);
 	}
-	if (c->ooff == c->olen)
+	if (c->ooff == c->olen) {
+		mc_holds_shift(c, c->ooff);
 		c->ooff = c->olen = 0;
+	}
 	mc_want(c);
 	return true;
 }
@@ -379,7 +462,8 @@ mc_persist(struct mqttc *c, const struct mc_msg *m, enum mqttc_msg_state st)
 {
 	if (m->qos != 2 || c->h.persist == NULL)
 		return;
-	c->persist_dirty |= st != MQTTC_MSG_DONE;
+	if (st != MQTTC_MSG_DONE)
+		mc_hold_here(c);
 	if (c->h.persist(c->h.arg, m->ref, m->packet_id, st) != 0) {
 		c->cnt[UPLINK_C_persist_fail]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: QoS 2 state of message %llu not stored",
@@ -519,6 +603,11 @@ mc_close(struct mqttc *c)
 	c->olen = c->ooff = c->ilen = 0;
 	c->discard = 0;
 	c->ping_out = false;
+	/* what the next connection sends first (a resumed PUBREL, a DUP) may announce steps not
+	 * durable yet: all of it waits for them */
+	c->nholds = 0;
+	if (c->marks > c->durable_marks && c->h.persist_sync != NULL)
+		c->holds[c->nholds++] = (struct mc_hold){ 0, c->marks };
 }
 
 /*
@@ -1450,8 +1539,9 @@ mqttc_destroy(struct mqttc *c)
 {
 	if (c == NULL)
 		return;
-	if (c->state == MQTTC_UP) {
-		/* Best effort: a clean DISCONNECT (the session stays on the broker). */
+	if (c->state == MQTTC_UP && c->nholds == 0) {
+		/* Best effort: a clean DISCONNECT (the session stays on the broker); not behind
+		 * bytes that wait for a commit (they never leave: the session resends them). */
 		if (MC_ENCODE(c, mqtt_encode_disconnect(buf, cap, c->cf.version, NULL)) > 0 &&
 		    link_send(c, c->obuf + c->ooff, c->olen - c->ooff) < 0)
 			log_debug("mqtt: DISCONNECT not sent");
@@ -1473,6 +1563,24 @@ void
 mqttc_seed(struct mqttc *c, uint64_t seed)
 {
 	c->rng = seed ? seed : 1;
+}
+
+void
+mqttc_persist_synced(struct mqttc *c, int status)
+{
+	if (!c->sync_busy)
+		return;
+	mc_sync_end(c, status);
+	if (c->fd >= 0 && (c->state == MQTTC_UP || c->state == MQTTC_WAIT_CONNACK))
+		mc_flush(c); /* starts the next commit if bytes still wait */
+	else
+		mc_sync_start(c);
+}
+
+size_t
+mqttc_held_bytes(const struct mqttc *c)
+{
+	return c->olen - mc_out_limit(c);
 }
 
 enum mqttc_state

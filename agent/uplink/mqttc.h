@@ -8,7 +8,10 @@
  * messages in flight, and are resent (DUP, or PUBREL) after a reconnect that resumes the
  * session. A store (the spool) follows a message through hooks: persist() at each QoS 2 step
  * and acked() when the broker owns it; after a restart it puts them back with mqttc_restore()
- * under their old packet ids, so a QoS 2 message is completed, not sent twice.
+ * under their old packet ids, so a QoS 2 message is completed, not sent twice. The commit that
+ * makes the QoS 2 steps durable runs elsewhere (persist_sync starts it, mqttc_persist_synced()
+ * ends it): the bytes that announce those steps wait in the output buffer meanwhile, what was
+ * encoded before them leaves, and the owner's loop never waits for the disk.
  */
 #ifndef EDGEGW_UPLINK_MQTTC_H
 #define EDGEGW_UPLINK_MQTTC_H
@@ -56,8 +59,11 @@ struct mqttc_hooks {
 	int (*released)(void *arg, uint16_t packet_id);
 	/* A QoS 2 message moved to state st under packet_id (optional). Nonzero: not recorded. */
 	int (*persist)(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
-	/* Make every persist() so far durable (optional). Called once before the bytes those
-	 * steps announce leave, so a batch of messages costs one fdatasync. Nonzero: counted. */
+	/* Start making every persist() so far durable (optional), without waiting: the owner
+	 * calls mqttc_persist_synced() on the loop once it is (never from inside this call). The
+	 * bytes those steps announce wait until then, and one commit covers a whole batch. 0:
+	 * started; 1: nothing to make durable (done now); < 0: cannot (counted persist_fail, the
+	 * bytes go: exactly once is not guaranteed for them). */
 	int (*persist_sync)(void *arg);
 	/* The broker took the message (reason 0) or refused it (5.0 reason >= 0x80) (optional). */
 	void (*acked)(void *arg, uint64_t ref, uint8_t reason);
@@ -86,6 +92,12 @@ void mqttc_restore_in(struct mqttc *c, uint16_t packet_id);
 /* Put back a message a store kept in flight (state SENT or RELEASED) before the first connect. */
 int mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
+
+/* The commit persist_sync() started has ended: status 0, every persist() before it is durable
+ * (otherwise counted persist_fail; the bytes go all the same). Sends what waited for it. */
+void mqttc_persist_synced(struct mqttc *c, int status);
+/* Output bytes waiting for such a commit (tests, stats). */
+size_t mqttc_held_bytes(const struct mqttc *c);
 
 /* The watched fd (socket or resolver pipe: the client watches one at a time) is ready. */
 void mqttc_on_io(struct mqttc *c, uint32_t events);

@@ -1,9 +1,11 @@
 /*
  * store.c: store and forward (store.h). Producers' messages through the rules into the spool;
  * the spool's durability reports from its flusher thread over an eventfd to the loop; durable
- * records drained into the uplink in class order (alarm, normal, bulk), at most max_inflight
- * given and not acknowledged; the uplink's delivery hooks recorded in the spool (QoS 2 phases,
- * their commit, acks). Neighbours: lib/spool, lib/rules, uplink.h (mqtt_client.c, jsonl_sink.c).
+ * records drained into the uplink in class order (alarm, normal, bulk), within a class the live
+ * ones (durable less than live_age_ms ago) ahead of the backlog, which holds a bounded share of
+ * the max_inflight records given and not acknowledged; the uplink's delivery hooks recorded in
+ * the spool (QoS 2 phases, their commit, acks). Neighbours: lib/spool, lib/rules, uplink.h
+ * (mqtt_client.c, jsonl_sink.c).
  */
 #include "store.h"
 
@@ -45,6 +47,14 @@ struct durable_report {
 	int status;
 };
 
+/* A sync the uplink waits for (dlv_sync): done once commit number no has been reported. */
+#define STORE_SYNC_WAITS 4
+struct sync_wait {
+	uint64_t no, t0_us;
+	uplink_synced_fn done;
+	void *arg;
+};
+
 /* A record the uplink could not queue (-ENOBUFS): kept and given first next time. */
 struct held_rec {
 	uint64_t seq;
@@ -55,17 +65,46 @@ struct held_rec {
 	size_t len;
 };
 
+/* Sequence numbers (0: an empty slot), open addressing: the backlog records given and not
+ * acknowledged, so that an acknowledgement knows which lane it frees. */
+struct seq_set {
+	uint64_t *v;
+	size_t cap, n; /* cap a power of two, n < cap / 2 */
+};
+
+/* When records became durable, coarsely: one mark per live_age_ms / 16, the newest last; what is
+ * older than live_age_ms moves the live floor. */
+#define STORE_LIVE_MARKS 32
+struct live_mark {
+	uint64_t first_ms, last_ms; /* reports folded in between these times */
+	uint64_t last_seq;          /* the highest sequence number they covered */
+};
+
 struct store {
 	struct rules *rules;
 	struct rules *prev_rules; /* replaced by the last reload (store_set_rules), NULL: none */
 	struct spool *sp;         /* NULL: no spool, messages go straight to the uplink */
 	struct uplink *up;
 	size_t max_inflight;
+	/* the live lane: records from live_floor on are live (0 live_age_ms: none, spool order) */
+	uint64_t live_age_ms, live_floor;
+	size_t backlog_max, out_backlog; /* the backlog's share of max_inflight, and its use */
+	bool backlog_maybe;              /* the last look found a backlog (or had no room to) */
+	struct live_mark marks[STORE_LIVE_MARKS];
+	unsigned mark_first, nmarks;
+	struct seq_set given_backlog;
+	uint64_t (*now_fn)(void *arg);
+	void *now_arg;
 	int efd;
 	bool started, wake_pending;
 	pthread_mutex_t lock; /* reports, filled by the flusher */
 	struct durable_report *rep;
 	size_t nrep, caprep;
+	uint64_t committed_no; /* the last commit the spool reported (lock) */
+	int committed_status;  /* and how its acks and marks went (lock) */
+	bool sync_wanted;      /* a sync waits: wake the loop at each commit (lock) */
+	struct sync_wait waits[STORE_SYNC_WAITS];
+	size_t nwaits;
 	struct {
 		store_durable_fn fn;
 		void *arg;
@@ -124,6 +163,172 @@ on_durable(void *arg, uint64_t first, uint64_t last, int status)
 	wake(s);
 }
 
+/* ---- the backlog given (seq_set) ---- */
+
+static size_t
+set_slot(const struct seq_set *t, uint64_t seq)
+{
+	return (size_t)((seq * 0x9E3779B97F4A7C15ull) >> 20) & (t->cap - 1);
+}
+
+static void set_put(struct seq_set *t, uint64_t seq);
+
+static int
+set_grow(struct seq_set *t)
+{
+	struct seq_set o = *t;
+
+	t->cap = o.cap ? o.cap * 2 : 256;
+	t->n = 0;
+	if ((t->v = calloc(t->cap, sizeof(*t->v))) == NULL) {
+		*t = o;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < o.cap; i++)
+		if (o.v[i] != 0)
+			set_put(t, o.v[i]);
+	free(o.v);
+	return 0;
+}
+
+static void
+set_put(struct seq_set *t, uint64_t seq)
+{
+	size_t i = set_slot(t, seq);
+
+	while (t->v[i] != 0 && t->v[i] != seq)
+		i = (i + 1) & (t->cap - 1);
+	t->n += t->v[i] == 0;
+	t->v[i] = seq;
+}
+
+static int
+set_add(struct seq_set *t, uint64_t seq)
+{
+	if ((t->n + 1) * 2 > t->cap && set_grow(t) != 0)
+		return -ENOMEM;
+	set_put(t, seq);
+	return 0;
+}
+
+/* true when seq was there (removed; the probe run behind it is shifted back). */
+static bool
+set_del(struct seq_set *t, uint64_t seq)
+{
+	size_t i, j, k;
+
+	if (t->cap == 0)
+		return false;
+	for (i = set_slot(t, seq); t->v[i] != seq; i = (i + 1) & (t->cap - 1))
+		if (t->v[i] == 0)
+			return false;
+	t->v[i] = 0;
+	t->n--;
+	for (j = (i + 1) & (t->cap - 1); t->v[j] != 0; j = (j + 1) & (t->cap - 1)) {
+		k = set_slot(t, t->v[j]);
+		/* t->v[j] may move to i when its home k is not within (i, j] */
+		if ((j > i && (k <= i || k > j)) || (j < i && k <= i && k > j)) {
+			t->v[i] = t->v[j];
+			t->v[j] = 0;
+			i = j;
+		}
+	}
+	return true;
+}
+
+/* ---- the live floor ---- */
+
+static uint64_t
+store_now_ms(const struct store *s)
+{
+	return s->now_fn != NULL ? s->now_fn(s->now_arg) : clock_mono_ms();
+}
+
+/* A durability report up to last_seq came in at now. */
+static void
+live_note(struct store *s, uint64_t last_seq, uint64_t now)
+{
+	struct live_mark *m;
+
+	if (s->live_age_ms == 0)
+		return;
+	m = s->nmarks ? &s->marks[(s->mark_first + s->nmarks - 1) % STORE_LIVE_MARKS] : NULL;
+	if (m != NULL && now - m->first_ms < s->live_age_ms / 16) {
+		m->last_ms = now;
+		m->last_seq = last_seq > m->last_seq ? last_seq : m->last_seq;
+		return;
+	}
+	if (s->nmarks == STORE_LIVE_MARKS) { /* 31 marks span more than live_age_ms: old */
+		m = &s->marks[s->mark_first];
+		s->live_floor = m->last_seq + 1 > s->live_floor ? m->last_seq + 1 : s->live_floor;
+		s->mark_first = (s->mark_first + 1) % STORE_LIVE_MARKS;
+		s->nmarks--;
+	}
+	s->marks[(s->mark_first + s->nmarks++) % STORE_LIVE_MARKS] =
+	    (struct live_mark){ now, now, last_seq };
+}
+
+/* Records durable for live_age_ms or longer are the backlog now. */
+static void
+live_advance(struct store *s, uint64_t now)
+{
+	while (s->nmarks > 0 && s->marks[s->mark_first].last_ms + s->live_age_ms <= now) {
+		uint64_t f = s->marks[s->mark_first].last_seq + 1;
+
+		if (f > s->live_floor)
+			s->live_floor = f;
+		s->mark_first = (s->mark_first + 1) % STORE_LIVE_MARKS;
+		s->nmarks--;
+	}
+}
+
+/* The flusher's thread: a commit ended (its acks and QoS 2 marks durable when status is 0). */
+static void
+on_committed(void *arg, uint64_t no, int status)
+{
+	struct store *s = arg;
+	bool wanted;
+
+	pthread_mutex_lock(&s->lock);
+	s->committed_no = no;
+	s->committed_status = status;
+	wanted = s->sync_wanted;
+	pthread_mutex_unlock(&s->lock);
+	if (wanted)
+		wake(s);
+}
+
+/* On the loop: tell the uplink about the syncs the commits reported so far have settled. */
+static void
+settle_syncs(struct store *s)
+{
+	struct sync_wait w;
+	uint64_t no;
+	int st;
+
+	pthread_mutex_lock(&s->lock);
+	no = s->committed_no;
+	st = s->committed_status;
+	pthread_mutex_unlock(&s->lock);
+	while (s->nwaits > 0 && s->waits[0].no <= no) {
+		w = s->waits[0];
+		memmove(s->waits, s->waits + 1, --s->nwaits * sizeof(w));
+		s->cnt[STORE_C_q2_syncs]++;
+		s->cnt[STORE_C_q2_sync_us] += clock_mono_us() - w.t0_us;
+		if (st != 0) {
+			s->cnt[STORE_C_sync_fail]++;
+			LOG_RATELIMITED(LOG_LVL_WARN, 60,
+			    "store: commit of QoS 2 phases failed: %s (exactly once not guaranteed "
+			    "for them)",
+			    strerror(-st));
+		}
+		w.done(w.arg, st); /* may ask for the next sync */
+	}
+	pthread_mutex_lock(&s->lock);
+	s->sync_wanted = s->nwaits > 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* ---- delivery hooks (uplink.h), on the loop thread ---- */
 
 static int
@@ -142,23 +347,21 @@ dlv_mark(void *arg, uint64_t ref, uint16_t packet_id, enum uplink_phase ph)
 	return rc;
 }
 
+/* The commit (an fdatasync of the ack log) runs on the spool's flusher, not on this loop: the
+ * uplink holds back the bytes the marks announce until done() (settle_syncs). */
 static int
-dlv_sync(void *arg)
+dlv_sync(void *arg, uplink_synced_fn done, void *done_arg)
 {
 	struct store *s = arg;
-	uint64_t t0 = clock_mono_us();
-	int rc = spool_commit(s->sp);
 
-	s->cnt[STORE_C_q2_syncs]++;
-	s->cnt[STORE_C_q2_sync_us] += clock_mono_us() - t0;
-	if (rc != 0) {
-		s->cnt[STORE_C_sync_fail]++;
-		LOG_RATELIMITED(LOG_LVL_WARN, 60,
-		    "store: commit of QoS 2 phases failed: %s (exactly once not guaranteed for "
-		    "them)",
-		    strerror(-rc));
-	}
-	return rc;
+	if (s->nwaits == STORE_SYNC_WAITS)
+		return -EBUSY;
+	pthread_mutex_lock(&s->lock);
+	s->sync_wanted = true; /* before the request: its commit's report wakes the loop */
+	pthread_mutex_unlock(&s->lock);
+	s->waits[s->nwaits++] =
+	    (struct sync_wait){ spool_commit_request(s->sp), clock_mono_us(), done, done_arg };
+	return 0;
 }
 
 static void
@@ -166,6 +369,8 @@ dlv_acked(void *arg, uint64_t ref, uint8_t reason)
 {
 	struct store *s = arg;
 
+	if (set_del(&s->given_backlog, ref))
+		s->out_backlog--;
 	if (spool_ack(s->sp, ref) != 0)
 		s->cnt[STORE_C_ack_unknown]++;
 	if (reason >= 0x80) {
@@ -184,6 +389,22 @@ dlv_acked(void *arg, uint64_t ref, uint8_t reason)
 
 /* ---- draining ---- */
 
+/* A record went to the uplink: which lane it took (by the floor now). */
+static void
+count_lane(struct store *s, uint64_t seq)
+{
+	if (s->live_age_ms != 0 && seq < s->live_floor) {
+		s->cnt[STORE_C_sent_backlog]++;
+		if (set_add(&s->given_backlog, seq) == 0)
+			s->out_backlog++;
+		else /* counted as live: the backlog lane may hold one more */
+			LOG_RATELIMITED(
+			    LOG_LVL_ERR, 60, "store: out of memory for the backlog set");
+	} else {
+		s->cnt[STORE_C_sent_live]++;
+	}
+}
+
 /* 1: given (or released as never sendable), 0: the uplink is full (held). */
 static int
 give(struct store *s, uint64_t seq, const char *topic, const void *p, size_t len, uint8_t qos,
@@ -193,6 +414,7 @@ give(struct store *s, uint64_t seq, const char *topic, const void *p, size_t len
 
 	if (rc == 0) {
 		s->cnt[STORE_C_sent]++;
+		count_lane(s, seq);
 		return 1;
 	}
 	if (rc == -ENOBUFS) {
@@ -242,15 +464,41 @@ give_held(struct store *s)
 	return 1;
 }
 
-/* Read the next record of cls (or of any class, cls < 0) into s->buf and s->topic. */
+/* Which record read_rec() reads: the oldest of cls (of any class, cls < 0), the oldest live one
+ * of cls, or record seq. */
+enum read_how {
+	READ_OLDEST,
+	READ_LIVE,
+	READ_SEQ,
+};
+
 static int
-read_rec(struct store *s, int cls, struct spool_rec *rec)
+read_once(struct store *s, enum read_how how, int cls, uint64_t seq, struct spool_rec *rec)
+{
+	switch (how) {
+	case READ_LIVE:
+		return spool_read_live(
+		    s->sp, (enum spool_class)cls, s->live_floor, rec, s->buf, s->buflen);
+	case READ_SEQ: {
+		int rc = spool_read_seq(s->sp, seq, rec, s->buf, s->buflen);
+
+		return rc == -ENOENT ? 0 : rc; /* gone meanwhile (expired, bad): counted there */
+	}
+	case READ_OLDEST:
+		break;
+	}
+	return cls < 0 ? spool_read_next(s->sp, rec, s->buf, s->buflen)
+		       : spool_read(s->sp, (enum spool_class)cls, rec, s->buf, s->buflen);
+}
+
+/* Read a record (read_how) into s->buf and s->topic: 1, 0 (none), or a negative errno. */
+static int
+read_rec(struct store *s, enum read_how how, int cls, uint64_t seq, struct spool_rec *rec)
 {
 	int rc;
 
 	for (;;) {
-		rc = cls < 0 ? spool_read_next(s->sp, rec, s->buf, s->buflen)
-			     : spool_read(s->sp, (enum spool_class)cls, rec, s->buf, s->buflen);
+		rc = read_once(s, how, cls, seq, rec);
 		if (rc != -ENOBUFS)
 			break;
 		size_t need = (size_t)rec->topic_len + rec->payload_len + 64;
@@ -297,6 +545,7 @@ give_rec(struct store *s, const struct spool_rec *rec_in)
 		if (s->up->ops->restore(s->up, s->topic, rec->payload, rec->payload_len, rec->qos,
 			retain, rec->seq, rec->q2_packet_id, ph) == 0) {
 			s->cnt[STORE_C_restored]++;
+			count_lane(s, rec->seq);
 			return 1;
 		}
 		s->cnt[STORE_C_restore_late]++;
@@ -311,36 +560,93 @@ give_rec(struct store *s, const struct spool_rec *rec_in)
 	return 0;
 }
 
+/* The backlog's free slots kept from the live lane (while there may be a backlog). */
+static size_t
+backlog_reserve(const struct store *s)
+{
+	return s->backlog_maybe && s->out_backlog < s->backlog_max ? s->backlog_max - s->out_backlog
+								   : 0;
+}
+
+/* One class: its live records while the window less the backlog's reserve allows, then its
+ * backlog within the share. 1: done, 0: the uplink is full (a record is held). */
+static int
+drain_class(struct store *s, int cls, bool *backlog_seen)
+{
+	struct spool_rec rec;
+
+	while (uplink_backlog(s->up) + backlog_reserve(s) < s->max_inflight &&
+	    read_rec(s, READ_LIVE, cls, 0, &rec) == 1)
+		if (give_rec(s, &rec) == 0)
+			return 0;
+	while (s->out_backlog < s->backlog_max && uplink_backlog(s->up) < s->max_inflight) {
+		if (read_rec(s, READ_OLDEST, cls, 0, &rec) != 1)
+			return 1;
+		if (rec.seq >= s->live_floor) /* no backlog left in cls: a live one, in order */
+			return give_rec(s, &rec);
+		*backlog_seen = true;
+		if (give_rec(s, &rec) == 0)
+			return 0;
+	}
+	*backlog_seen |= s->out_backlog >= s->backlog_max; /* no room to look: assume more */
+	return 1;
+}
+
 static void
 drain(struct store *s)
 {
 	struct spool_rec rec;
+	bool backlog_seen = false;
 
-	if (s->sp == NULL || !s->started || give_held(s) == 0)
+	if (s->sp == NULL || !s->started)
 		return;
-	while (uplink_backlog(s->up) < s->max_inflight && read_rec(s, -1, &rec) == 1)
-		if (give_rec(s, &rec) == 0)
-			break;
+	if (s->live_age_ms != 0)
+		live_advance(s, store_now_ms(s));
+	if (give_held(s) == 0)
+		return;
+	if (s->live_age_ms == 0) { /* one lane: spool order within each class */
+		while (uplink_backlog(s->up) < s->max_inflight &&
+		    read_rec(s, READ_OLDEST, -1, 0, &rec) == 1)
+			if (give_rec(s, &rec) == 0)
+				break;
+		return;
+	}
+	for (int c = 0; c < SPOOL_CLASS_N; c++)
+		if (drain_class(s, c, &backlog_seen) == 0) {
+			s->backlog_maybe = true;
+			return;
+		}
+	s->backlog_maybe = backlog_seen;
 }
 
 void
 store_start(struct store *s)
 {
 	struct spool_rec rec;
+	uint64_t *seqs;
 	size_t n;
 
 	if (s->sp == NULL || s->started)
 		return;
-	/* What was in flight is a prefix of each class's unacknowledged records: read that much of
-	 * every class now, before the first connect, so that each QoS 2 exchange resumes. */
-	for (int c = 0; c < SPOOL_CLASS_N; c++)
-		for (n = 0; n < s->max_inflight && read_rec(s, c, &rec) == 1; n++)
-			if (give_rec(s, &rec) == 0)
-				break;
+	/* Every record that was in flight with a QoS 2 phase goes back now, before the first
+	 * connect, so that each exchange resumes; the live lane means they need not be a prefix
+	 * of their class. */
+	n = spool_q2_pending(s->sp, NULL, 0);
+	seqs = n ? malloc(n * sizeof(*seqs)) : NULL;
+	if (n && seqs == NULL)
+		log_err(
+		    "store: out of memory listing %zu QoS 2 records in flight (sent as new)", n);
+	else if (spool_q2_pending(s->sp, seqs, n) < n)
+		n = 0; /* cannot happen: nothing marks meanwhile */
+	for (size_t i = 0; seqs != NULL && i < n; i++)
+		if (read_rec(s, READ_SEQ, -1, seqs[i], &rec) == 1 && give_rec(s, &rec) == 0)
+			break;
+	free(seqs);
 	s->started = true;
 	if (s->cnt[STORE_C_restored] > 0)
 		log_info("store: %llu QoS 2 messages resume their exchange with the cloud",
 		    (unsigned long long)s->cnt[STORE_C_restored]);
+	drain(s);
 }
 
 void
@@ -362,6 +668,7 @@ store_process(struct store *s)
 	for (size_t i = 0; i < n; i++) {
 		uint64_t k = rep[i].last - rep[i].first + 1;
 
+		live_note(s, rep[i].last, store_now_ms(s));
 		s->cnt[rep[i].status == 0 ? STORE_C_durable : STORE_C_durable_fail] += k;
 		if (rep[i].status != 0)
 			log_warnx(
@@ -372,6 +679,7 @@ store_process(struct store *s)
 			s->subs[j].fn(s->subs[j].arg, rep[i].first, rep[i].last, rep[i].status);
 	}
 	free(rep);
+	settle_syncs(s);
 	drain(s);
 }
 
@@ -535,6 +843,14 @@ store_open(struct store **out, struct store_conf *conf, bool use_spool, struct u
 		return -ENOMEM;
 	s->up = up;
 	s->max_inflight = max_inflight ? max_inflight : STORE_MAX_INFLIGHT_DEF;
+	s->live_age_ms = conf->live_age_ms;
+	s->backlog_max =
+	    s->max_inflight * (conf->backlog_percent ? conf->backlog_percent : 100) / 100;
+	if (s->backlog_max == 0)
+		s->backlog_max = 1;
+	s->backlog_maybe = true;
+	s->now_fn = conf->now_ms;
+	s->now_arg = conf->now_arg;
 	pthread_mutex_init(&s->lock, NULL);
 	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (s->efd < 0) {
@@ -548,6 +864,8 @@ store_open(struct store **out, struct store_conf *conf, bool use_spool, struct u
 
 		sc.on_durable = on_durable;
 		sc.on_durable_arg = s;
+		sc.on_committed = on_committed;
+		sc.on_committed_arg = s;
 		sc.recover_flags = STORE_FLAG_ORIGIN;
 		sc.on_recovered = on_recovered;
 		sc.on_recovered_arg = s;
@@ -555,6 +873,8 @@ store_open(struct store **out, struct store_conf *conf, bool use_spool, struct u
 			log_err("store: cannot open the spool in %s: %s", sc.dir, strerror(-rc));
 			goto fail;
 		}
+		/* what the spool holds at open is the backlog */
+		s->live_floor = spool_durable_seq(s->sp) + 1;
 		if ((rc = spool_start_flusher(s->sp)) != 0)
 			goto fail;
 		snprintf(s->dir, sizeof(s->dir), "%s", sc.dir);
@@ -586,6 +906,7 @@ store_free(struct store *s)
 	free(s->buf);
 	free(s->obuf);
 	free(s->recov);
+	free(s->given_backlog.v);
 	rules_free(s->rules);
 	rules_free(s->prev_rules);
 	free(s);
@@ -623,6 +944,7 @@ store_get_stats(struct store *s, struct store_stats *out)
 	memset(out, 0, sizeof(*out));
 	memcpy(out->c, s->cnt, sizeof(out->c));
 	out->c[STORE_C_backlog] = uplink_backlog(s->up);
+	out->c[STORE_C_backlog_inflight] = s->out_backlog;
 	out->has_spool = s->sp != NULL;
 	if (s->sp != NULL) {
 		spool_counters(s->sp, out->spool);

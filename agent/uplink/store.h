@@ -9,8 +9,9 @@
  * resumes each exchange under its packet id (exactly once). Docs: docs/uplink.md, docs/spool.md.
  *
  * Threads: everything here runs on the agent's loop thread. The spool commits on its own flusher
- * thread; its reports hop to the loop through store_event_fd(): the owner watches that fd
- * (EPOLLIN) and calls store_process() when it is readable, and calls it on each tick too.
+ * thread, the commits the uplink asks for to make QoS 2 phases durable included (the loop never
+ * waits for an fdatasync); its reports hop to the loop through store_event_fd(): the owner
+ * watches that fd (EPOLLIN) and calls store_process() when it is readable, and on each tick.
  */
 #ifndef EDGEGW_UPLINK_STORE_H
 #define EDGEGW_UPLINK_STORE_H
@@ -55,7 +56,17 @@ struct store_conf {
 	struct spool_config spool; /* spool.dir points at dir below */
 	char dir[512];
 	bool spool_set; /* `uplink.spool` was written (a jsonl uplink uses a spool only then) */
+	/* `uplink.drain`: records made durable less than live_age_ms ago are live and go ahead of
+	 * the older ones (the backlog) within their class; the backlog holds at most
+	 * backlog_percent % of max_inflight, and always has that much while there is one. live_age_ms
+	 * 0: no live lane, strict spool order. docs/uplink.md#live-data-and-backlog */
+	uint64_t live_age_ms;
+	uint32_t backlog_percent;
+	uint64_t (*now_ms)(void *arg); /* tests; NULL: the monotonic clock */
+	void *now_arg;
 };
+#define STORE_LIVE_AGE_MS_DEF     10000
+#define STORE_BACKLOG_PERCENT_DEF 25
 
 /* Parse `uplink:` (absent: the default rules, the default spool). 0, or -1 with the errors
  * recorded in the document (file:line:col). *out is allocated; free with store_conf_free(). */

@@ -1,12 +1,37 @@
 /*
  * store_conf.c: the gateway config's `uplink:` section as the agent reads it: the rules
- * (lib/rules) and `uplink.spool` (lib/spool's spool_config_parse), errors as file:line:col.
+ * (lib/rules), `uplink.spool` (lib/spool's spool_config_parse) and `uplink.drain` (the store's
+ * live and backlog lanes, here), errors as file:line:col.
  * agent_config.c calls it on the top-level node; the store (store.c) takes the result.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
+
+static const char *const drain_keys[] = { "live_age", "backlog_percent", NULL };
+
+/* `uplink.drain` (absent: the defaults). 0 or -1. */
+static int
+drain_parse(conf_node d, struct store_conf *c)
+{
+	int rc = 0;
+
+	c->live_age_ms = STORE_LIVE_AGE_MS_DEF;
+	c->backlog_percent = STORE_BACKLOG_PERCENT_DEF;
+	if (!conf_present(d))
+		return 0;
+	if (!conf_is_map(d))
+		return conf_error(d, "'drain' must be a mapping (live_age, backlog_percent)");
+	rc = conf_check_keys(d, drain_keys);
+	if (conf_get_duration_ms(
+		d, "live_age", STORE_LIVE_AGE_MS_DEF, 0, 24 * 3600 * 1000ull, &c->live_age_ms) < 0)
+		rc = -1;
+	if (conf_get_u32(
+		d, "backlog_percent", STORE_BACKLOG_PERCENT_DEF, 1, 100, &c->backlog_percent) < 0)
+		rc = -1;
+	return rc;
+}
 
 int
 store_conf_parse(conf_node uplink, struct store_conf **out)
@@ -23,6 +48,8 @@ store_conf_parse(conf_node uplink, struct store_conf **out)
 		sp = conf_get(uplink, "spool");
 	c->spool_set = conf_present(sp);
 	if (spool_config_parse(sp, &c->spool) < 0)
+		rc = -1;
+	if (drain_parse(conf_is_map(uplink) ? conf_get(uplink, "drain") : (conf_node){ 0 }, c) < 0)
 		rc = -1;
 	if (rc == 0 && strlen(c->spool.dir) >= sizeof(c->dir))
 		rc = conf_error(

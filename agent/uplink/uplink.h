@@ -52,13 +52,18 @@ enum uplink_phase {
 	UPLINK_PHASE_RELEASED,      /* PUBREC received, PUBREL sent, no PUBCOMP yet */
 };
 
+/* The end of a sync (uplink_delivery.sync): status 0, every mark before it is durable. */
+typedef void (*uplink_synced_fn)(void *arg, int status);
+
 /* What a backend reports about messages sent with a ref (uplink_send; ref 0: nothing). */
 struct uplink_delivery {
 	void *arg;
 	/* A QoS 2 message reached a phase; nonzero: not recorded (counted by the backend). */
 	int (*mark)(void *arg, uint64_t ref, uint16_t packet_id, enum uplink_phase ph);
-	/* Make every mark so far durable; called once before the bytes they announce leave. */
-	int (*sync)(void *arg);
+	/* Start making every mark so far durable, without waiting (the commit runs on the spool's
+	 * flusher thread): done(done_arg, status) follows on the loop thread, never from inside
+	 * this call. The bytes the marks announce wait for it. 0: started; < 0: not (no done). */
+	int (*sync)(void *arg, uplink_synced_fn done, void *done_arg);
 	/* The cloud took the message (reason 0; QoS 0: once written) or refused it for good
 	 * (reason >= 0x80): either way the backend is done with it. */
 	void (*acked)(void *arg, uint64_t ref, uint8_t reason);

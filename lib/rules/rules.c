@@ -12,7 +12,7 @@
 #include "mqtt_topic.h"
 #include "rules_internal.h"
 
-static const char *const uplink_keys[] = { "site", "rules", "downlink", "spool", NULL };
+static const char *const uplink_keys[] = { "site", "rules", "downlink", "spool", "drain", NULL };
 static const char *const rule_keys[] = { "match", "topic", "qos", "class", "durable", NULL };
 static const char *const qos_names[] = { "0", "1", "2", "keep", NULL };
 static const char *const class_names[] = { "alarm", "normal", "bulk", NULL };
@@ -161,7 +161,8 @@ rules_parse(conf_node uplink, struct rules **out)
 		return 0;
 	}
 	if (!conf_is_map(uplink)) {
-		conf_error(uplink, "'uplink' must be a mapping (site, rules, downlink, spool)");
+		conf_error(
+		    uplink, "'uplink' must be a mapping (site, rules, downlink, spool, drain)");
 		goto fail;
 	}
 	rc = conf_check_keys(uplink, uplink_keys);

@@ -195,6 +195,8 @@ spool_cursor_fix(struct spool *sp, struct spool_seg *gone)
 		st->cur_seg = gone->next;
 		st->cur_pos = 0;
 	}
+	if (st->live_seg == gone)
+		st->live_seg = NULL; /* placed again at the next spool_read_live */
 }
 
 static void

@@ -60,6 +60,10 @@ extern const struct spool_io_ops spool_io_posix;
  * status 0 (all durable) or a negative errno (none of them is; the producer must not
  * acknowledge them, and they will never be delivered). */
 typedef void (*spool_durable_fn)(void *arg, uint64_t first_seq, uint64_t last_seq, int status);
+/* Called by the committing thread after each commit with its number (1, 2, ...: see
+ * spool_commit_request) and the result of writing the consumer's acks and QoS 2 marks: 0 when
+ * every one queued before that commit began is durable. */
+typedef void (*spool_committed_fn)(void *arg, uint64_t commit_no, int status);
 
 struct spool_config {
 	const char *dir;    /* NULL: SPOOL_DEFAULT_DIR */
@@ -76,6 +80,8 @@ struct spool_config {
 	bool policy_set;           /* policy[] was filled in */
 	spool_durable_fn on_durable;
 	void *on_durable_arg;
+	spool_committed_fn on_committed; /* optional */
+	void *on_committed_arg;
 	const struct spool_io_ops *io; /* NULL: spool_io_posix */
 	void *io_ctx;
 	uint64_t (*now_ms)(void *arg); /* NULL: CLOCK_REALTIME; tests move time by hand */
@@ -151,8 +157,13 @@ int spool_wait_durable(struct spool *sp, uint64_t seq, uint32_t timeout_ms);
  * reported through on_durable and spool_seq_status). */
 int spool_commit(struct spool *sp);
 /* Starts the thread that commits whenever commit_bytes are buffered or the oldest buffered
- * record has waited commit_max_wait_us. */
+ * record has waited commit_max_wait_us, or a commit was requested. */
 int spool_start_flusher(struct spool *sp);
+/* Asks the flusher for a commit now, without waiting for it: returns the number of the commit
+ * that will carry everything queued so far (acks, QoS 2 marks, records); on_committed reports
+ * it (or a later one) on the flusher's thread. What the uplink uses to make QoS 2 marks durable
+ * off its loop. */
+uint64_t spool_commit_request(struct spool *sp);
 
 /* ---- the consumer ---- */
 enum spool_q2_state {
@@ -184,17 +195,30 @@ int
 spool_read(struct spool *sp, enum spool_class cls, struct spool_rec *rec, void *buf, size_t len);
 /* The same, taking the most important class that has a record. */
 int spool_read_next(struct spool *sp, struct spool_rec *rec, void *buf, size_t len);
+/* Like spool_read, from the first record with seq >= from_seq on (a cursor of its own, placed
+ * again when from_seq changes): the uplink sends its live data ahead of a backlog this way. A
+ * record is given once until spool_rewind(), by whichever read reaches it first: spool_read
+ * steps over the records this one gave, and the other way round. */
+int spool_read_live(struct spool *sp, enum spool_class cls, uint64_t from_seq,
+    struct spool_rec *rec, void *buf, size_t len);
+/* The records with a QoS 2 phase (spool_q2_mark) not given yet, wherever they are: their
+ * sequence numbers in class then sequence order into seqs (at most max); returns how many there
+ * are. What was in flight before a restart; spool_read_seq() gives each. */
+size_t spool_q2_pending(struct spool *sp, uint64_t *seqs, size_t max);
+/* Gives record seq as spool_read would (1, -ENOBUFS), or -ENOENT when it is not there to give
+ * (unknown, acknowledged, dropped, given already, or found bad or expired now). */
+int spool_read_seq(struct spool *sp, uint64_t seq, struct spool_rec *rec, void *buf, size_t len);
 /* Starts reading again from the first unacknowledged record of every class (after the uplink
- * reconnected). */
+ * reconnected): every record is given again. */
 void spool_rewind(struct spool *sp);
 /* The cloud acknowledged the record (PUBACK, PUBCOMP, or QoS 0 sent): it is released. Persisted
  * with the next commit; a record acknowledged but not yet committed may be delivered again after
  * a crash (at least once). -ENOENT if unknown (never appended, dropped, or acked). */
 int spool_ack(struct spool *sp, uint64_t seq);
-/* QoS 2 towards the cloud: records the packet id and phase. The uplink must call spool_commit()
- * (one fdatasync for a whole batch of marks) before it sends the PUBLISH or the PUBREL these
- * marks announce: then a restart resumes exactly where the cloud is, and nothing is delivered
- * twice. */
+/* QoS 2 towards the cloud: records the packet id and phase. The uplink must have them committed
+ * (spool_commit, or spool_commit_request and its on_committed report: one fdatasync for a whole
+ * batch of marks) before it sends the PUBLISH or the PUBREL these marks announce: then a
+ * restart resumes exactly where the cloud is, and nothing is delivered twice. */
 int spool_q2_mark(struct spool *sp, uint64_t seq, enum spool_q2_state state, uint16_t packet_id);
 
 /* ---- counters (spool_counters.def) ---- */

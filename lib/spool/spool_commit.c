@@ -303,6 +303,7 @@ spool_commit(struct spool *sp)
 	pthread_mutex_lock(&sp->lock);
 	uint64_t now_ms = spool_now_ms(sp);
 	uint64_t lo = atomic_load(&sp->resolved_seq) + 1, hi = sp->next_seq - 1;
+	uint64_t no = ++sp->commit_no;
 	uint64_t nrec = 0;
 	for (unsigned s = 0; s < SPOOL_STREAMS; s++) {
 		struct spool_stream *st = &sp->st[s];
@@ -382,6 +383,8 @@ spool_commit(struct spool *sp)
 
 	if (hi >= lo && sp->cfg.on_durable)
 		sp->cfg.on_durable(sp->cfg.on_durable_arg, lo, hi, err);
+	if (sp->cfg.on_committed)
+		sp->cfg.on_committed(sp->cfg.on_committed_arg, no, ack_err);
 	unlink_doomed(sp, doomed);
 	if (!ack_err && sp->ack_size > (4u << 20) &&
 	    sp->ack_size > 8 * sizeof(struct spool_ack_ent) * 1024)
@@ -400,7 +403,7 @@ commit_due(struct spool *sp, uint64_t now_ns)
 		return true;
 	if (sp->oldest_buffered_ns && now_ns - sp->oldest_buffered_ns >= wait_ns)
 		return true;
-	return sp->doomed != NULL;
+	return sp->doomed != NULL || sp->commit_want > sp->commit_no;
 }
 
 static void *
@@ -429,6 +432,18 @@ flusher_main(void *arg)
 	}
 	pthread_mutex_unlock(&sp->lock);
 	return NULL;
+}
+
+uint64_t
+spool_commit_request(struct spool *sp)
+{
+	pthread_mutex_lock(&sp->lock);
+	uint64_t no = sp->commit_no + 1; /* the next commit to take its input */
+	if (no > sp->commit_want)
+		sp->commit_want = no;
+	pthread_cond_signal(&sp->work_cond);
+	pthread_mutex_unlock(&sp->lock);
+	return no;
 }
 
 int

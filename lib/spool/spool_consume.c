@@ -1,6 +1,6 @@
 /*
- * spool_consume.c: the consumer's side (read in sequence order per class, ack, QoS 2 marks,
- * rewind) and the ack log that makes its progress survive a restart: acks.log, a header and
+ * spool_consume.c: the consumer's side (read in sequence order per class, from the oldest or
+ * from a sequence number on (the uplink's live data), ack, QoS 2 marks, rewind) and the ack log that makes its progress survive a restart: acks.log, a header and
  * 24-byte entries (ack ranges, QoS 2 phases, VOID ranges of failed commits, the sequence floor),
  * appended by each commit and rewritten whole when it grows past 4 MiB.
  */
@@ -305,24 +305,83 @@ spool_acklog_compact(struct spool *sp)
 
 /* ---- reading ---- */
 
+/* The first record at or after the cursor (*segp, *posp) that is live and not given yet; moves
+ * the cursor onto it (both the consumer's cursor and spool_read_live's use this). */
 static struct spool_idx *
-stream_peek(struct spool *sp, unsigned s, struct spool_seg **segp)
+cursor_peek(struct spool_seg **segp, uint32_t *posp, struct spool_seg **outg)
 {
-	struct spool_stream *st = &sp->st[s];
-	while (st->cur_seg) {
-		struct spool_seg *g = st->cur_seg;
-		for (; st->cur_pos < g->n; st->cur_pos++) {
-			if (g->idx[st->cur_pos].state == SPOOL_IDX_LIVE) {
-				*segp = g;
-				return &g->idx[st->cur_pos];
+	while (*segp) {
+		struct spool_seg *g = *segp;
+		for (; *posp < g->n; (*posp)++) {
+			struct spool_idx *x = &g->idx[*posp];
+			if (x->state == SPOOL_IDX_LIVE && !x->given) {
+				*outg = g;
+				return x;
 			}
 		}
 		if (!g->next)
 			return NULL; /* stay: more may be appended to this segment */
-		st->cur_seg = g->next;
-		st->cur_pos = 0;
+		*segp = g->next;
+		*posp = 0;
 	}
 	return NULL;
+}
+
+static struct spool_idx *
+stream_peek(struct spool *sp, unsigned s, struct spool_seg **segp)
+{
+	return cursor_peek(&sp->st[s].cur_seg, &sp->st[s].cur_pos, segp);
+}
+
+/* Places stream s's live cursor on its first record with seq >= from (lock held). */
+static void
+live_seek(struct spool *sp, unsigned s, uint64_t from)
+{
+	struct spool_stream *st = &sp->st[s];
+	struct spool_seg *g = st->head;
+
+	while (g && g->next && (!g->n || g->idx[g->n - 1].seq < from))
+		g = g->next;
+	st->live_seg = g;
+	st->live_pos = 0;
+	st->live_from = from;
+	if (!g)
+		return;
+	uint32_t a = 0, b = g->n;
+	while (a < b) {
+		uint32_t m = (a + b) / 2;
+		if (g->idx[m].seq < from)
+			a = m + 1;
+		else
+			b = m;
+	}
+	st->live_pos = a;
+}
+
+/* The sequence number the live cursor stands at (the next record it looks at, or past its
+ * segment's last). */
+static uint64_t
+live_at(const struct spool_stream *st)
+{
+	const struct spool_seg *g = st->live_seg;
+
+	if (st->live_pos < g->n)
+		return g->idx[st->live_pos].seq;
+	return g->n ? g->idx[g->n - 1].seq + 1 : g->first_seq;
+}
+
+static struct spool_idx *
+live_peek(struct spool *sp, unsigned s, uint64_t from, struct spool_seg **segp)
+{
+	struct spool_stream *st = &sp->st[s];
+
+	/* A floor that moved up but not past the cursor keeps it: what lies behind the cursor was
+	 * given or is gone (so the records given live are not stepped over again at each move). */
+	if (st->live_seg && from > st->live_from && from <= live_at(st))
+		st->live_from = from;
+	if (!st->live_seg || st->live_from != from)
+		live_seek(sp, s, from);
+	return cursor_peek(&st->live_seg, &st->live_pos, segp);
 }
 
 static void
@@ -332,8 +391,8 @@ kill_rec(struct spool_seg *g, struct spool_idx *x)
 	g->live--;
 }
 
-/* Reads and checks the record at the cursor of stream s (lock held). 1, -ENOBUFS, or 0 when it
- * went bad or expired (the caller looks again). */
+/* Reads and checks record x of stream s (lock held) and marks it given. 1, -ENOBUFS (not given),
+ * or 0 when it went bad or expired (the caller looks again). */
 static int
 fetch(struct spool *sp, unsigned s, struct spool_seg *g, struct spool_idx *x, struct spool_rec *rec,
     void *buf, size_t len)
@@ -379,22 +438,26 @@ fetch(struct spool *sp, unsigned s, struct spool_seg *g, struct spool_idx *x, st
 	}
 	rec->topic = buf;
 	rec->payload = (const uint8_t *)buf + h.topic_len;
-	sp->st[s].cur_pos++;
+	x->given = 1; /* the cursors step over it */
 	sp->c[SPOOL_C_delivered]++;
 	return 1;
 }
 
-int
-spool_read(struct spool *sp, enum spool_class cls, struct spool_rec *rec, void *buf, size_t len)
+/* The next record of cls from a pair of cursors (the class's two streams, merged by seq). */
+static int
+read_class(struct spool *sp, enum spool_class cls, bool live, uint64_t from, struct spool_rec *rec,
+    void *buf, size_t len)
 {
-	if (cls >= SPOOL_CLASS_N)
-		return -EINVAL;
 	int rc = 0;
+	unsigned s1 = spool_stream_of(cls, 1), s0 = spool_stream_of(cls, 0);
+
 	pthread_mutex_lock(&sp->lock);
 	for (;;) {
-		unsigned s1 = spool_stream_of(cls, 1), s0 = spool_stream_of(cls, 0);
 		struct spool_seg *g1 = NULL, *g0 = NULL;
-		struct spool_idx *x1 = stream_peek(sp, s1, &g1), *x0 = stream_peek(sp, s0, &g0);
+		struct spool_idx *x1 =
+		    live ? live_peek(sp, s1, from, &g1) : stream_peek(sp, s1, &g1);
+		struct spool_idx *x0 =
+		    live ? live_peek(sp, s0, from, &g0) : stream_peek(sp, s0, &g0);
 		if (!x1 && !x0)
 			break;
 		bool take1 = x1 && (!x0 || x1->seq < x0->seq);
@@ -408,6 +471,23 @@ spool_read(struct spool *sp, enum spool_class cls, struct spool_rec *rec, void *
 }
 
 int
+spool_read(struct spool *sp, enum spool_class cls, struct spool_rec *rec, void *buf, size_t len)
+{
+	if (cls >= SPOOL_CLASS_N)
+		return -EINVAL;
+	return read_class(sp, cls, false, 0, rec, buf, len);
+}
+
+int
+spool_read_live(struct spool *sp, enum spool_class cls, uint64_t from_seq, struct spool_rec *rec,
+    void *buf, size_t len)
+{
+	if (cls >= SPOOL_CLASS_N)
+		return -EINVAL;
+	return read_class(sp, cls, true, from_seq, rec, buf, len);
+}
+
+int
 spool_read_next(struct spool *sp, struct spool_rec *rec, void *buf, size_t len)
 {
 	for (unsigned c = 0; c < SPOOL_CLASS_N; c++) {
@@ -418,6 +498,42 @@ spool_read_next(struct spool *sp, struct spool_rec *rec, void *buf, size_t len)
 	return 0;
 }
 
+size_t
+spool_q2_pending(struct spool *sp, uint64_t *seqs, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&sp->lock);
+	for (unsigned c = 0; c < SPOOL_CLASS_N; c++) /* QoS 0 streams hold no QoS 2 record */
+		for (struct spool_seg *g = sp->st[spool_stream_of((enum spool_class)c, 1)].head; g;
+		     g = g->next)
+			for (uint32_t i = 0; i < g->n && g->live; i++) {
+				const struct spool_idx *x = &g->idx[i];
+				if (x->state != SPOOL_IDX_LIVE || x->given ||
+				    x->q2_state == SPOOL_Q2_NONE)
+					continue;
+				if (n < max)
+					seqs[n] = x->seq;
+				n++;
+			}
+	pthread_mutex_unlock(&sp->lock);
+	return n;
+}
+
+int
+spool_read_seq(struct spool *sp, uint64_t seq, struct spool_rec *rec, void *buf, size_t len)
+{
+	struct spool_seg *g;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&sp->lock);
+	struct spool_idx *x = spool_find(sp, seq, &g);
+	if (x && x->state == SPOOL_IDX_LIVE && !x->given)
+		rc = fetch(sp, g->stream, g, x, rec, buf, len);
+	pthread_mutex_unlock(&sp->lock);
+	return rc == 0 ? -ENOENT : rc;
+}
+
 void
 spool_rewind(struct spool *sp)
 {
@@ -425,6 +541,10 @@ spool_rewind(struct spool *sp)
 	for (unsigned s = 0; s < SPOOL_STREAMS; s++) {
 		sp->st[s].cur_seg = sp->st[s].head;
 		sp->st[s].cur_pos = 0;
+		sp->st[s].live_seg = NULL;
+		for (struct spool_seg *g = sp->st[s].head; g; g = g->next)
+			for (uint32_t i = 0; i < g->n; i++)
+				g->idx[i].given = 0;
 	}
 	pthread_mutex_unlock(&sp->lock);
 }

@@ -105,6 +105,7 @@ struct spool_idx {
 	uint16_t q2_pid;
 	uint8_t state;
 	uint8_t q2_state;
+	uint8_t given; /* handed to the consumer since the last rewind (in memory only) */
 };
 
 struct spool_seg {
@@ -135,6 +136,9 @@ struct spool_stream {
 	struct spool_buf flight;       /* being written by the commit */
 	struct spool_seg *cur_seg;     /* consumer cursor */
 	uint32_t cur_pos;
+	struct spool_seg *live_seg; /* spool_read_live's cursor; NULL: seek live_from again */
+	uint32_t live_pos;
+	uint64_t live_from; /* the from_seq it was placed for */
 };
 
 struct spool_fail {
@@ -180,6 +184,8 @@ struct spool {
 
 	pthread_t flusher;
 	bool flusher_running, stopping;
+	uint64_t commit_no;   /* commits that took their input (the last one's number) */
+	uint64_t commit_want; /* spool_commit_request: the flusher runs commits up to this one */
 
 	uint64_t c[SPOOL_C_N];
 };

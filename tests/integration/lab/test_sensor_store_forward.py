@@ -175,8 +175,9 @@ def run(lab):
         "again and found in its spool (the records the origins keep from being stored twice)" %
         tuple(labtest.agent_stats(lab, "dpchan").get(k, -1) for k in ("RECS_RX", "RECS_DUP", "RECS_KNOWN")))
     if st.get("q2_syncs"):
-        log("(c) restarted agent: %d records sent up, %d QoS 2 commits on its loop (%.1f records "
-            "each), %.0f us each on average" %
+        log("(c) restarted agent: %d records sent up, %d QoS 2 commits on the spool's flusher "
+            "(%.1f records each), %.0f us each on average from request to end (the loop does not "
+            "wait)" %
             (st["sent"], st["q2_syncs"], st["sent"] / st["q2_syncs"],
              st["q2_sync_us"] / st["q2_syncs"]))
     sensor.loop_stop()

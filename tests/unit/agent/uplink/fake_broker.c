@@ -83,11 +83,16 @@ h_persist(void *arg, uint64_t ref, uint16_t id, enum mqttc_msg_state st)
 	return b->fail_persist ? -EIO : 0;
 }
 
+/* The commit ends at the next fb_drive (as the store's does from the loop), unless the test
+ * holds it (hold_sync: a slow disk) and ends it with fb_sync_done(). */
 static int
 h_persist_sync(void *arg)
 {
-	h_event(arg, 's', 0);
-	return ((struct fb *)arg)->fail_sync ? -EIO : 0;
+	struct fb *b = arg;
+
+	h_event(b, 's', 0);
+	b->sync_pending = true;
+	return 0;
 }
 
 static void
@@ -154,10 +159,21 @@ fb_fini(struct fb *b)
 }
 
 void
+fb_sync_done(struct fb *b)
+{
+	if (!b->sync_pending)
+		return;
+	b->sync_pending = false;
+	mqttc_persist_synced(b->c, b->fail_sync ? -EIO : 0);
+}
+
+void
 fb_drive(struct fb *b, int ms)
 {
 	struct pollfd p = { .fd = b->watched_fd, .events = 0 };
 
+	if (!b->hold_sync)
+		fb_sync_done(b);
 	if (b->watched_fd < 0)
 		return;
 	p.events = (short)((b->watched_ev & EPOLLIN ? POLLIN : 0) |

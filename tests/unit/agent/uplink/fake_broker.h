@@ -47,9 +47,11 @@ struct fb {
 	struct fb_event ev[256];
 	int nev;
 	bool fail_persist;
-	bool fail_sync;  /* persist_sync() fails */
-	int message_rc;  /* what the message hook returns (0: the gateway owns it) */
-	int released_rc; /* what the released hook returns (0: forgotten) */
+	bool fail_sync;    /* the commit persist_sync() starts fails */
+	bool hold_sync;    /* that commit does not end until fb_sync_done() (a slow disk) */
+	bool sync_pending; /* persist_sync() started a commit that has not ended */
+	int message_rc;    /* what the message hook returns (0: the gateway owns it) */
+	int released_rc;   /* what the released hook returns (0: forgotten) */
 };
 
 void fb_init(struct fb *b, struct uplink_mqtt_conf *conf);
@@ -57,6 +59,8 @@ void fb_start_client(struct fb *b, const struct uplink_mqtt_conf *conf);
 void fb_fini(struct fb *b);
 /* Let the client handle its fd for up to ms milliseconds of real time (one poll). */
 void fb_drive(struct fb *b, int ms);
+/* End the commit persist_sync() started (fb_drive does unless hold_sync). */
+void fb_sync_done(struct fb *b);
 void fb_tick(struct fb *b, uint64_t advance_ms);
 /* Accept the client's connection (ticks it until it connects). */
 void fb_accept(struct fb *b);

@@ -100,6 +100,70 @@ test_qos2_flow_and_persist_hooks(void **state)
 	assert_int_equal(cnt()[UPLINK_C_pubcomp], 1);
 }
 
+/*
+ * The commit that makes a QoS 2 step durable runs elsewhere and takes its time (hold_sync: a
+ * slow disk): publish returns at once, what was encoded before the step (a QoS 1 PUBLISH) leaves,
+ * the step's PUBLISH waits until the commit ends; a step made while a commit is in flight waits
+ * for the next one; the PUBREL after PUBREC waits for its own; and when the connection is lost
+ * with a step not durable, the next connection's bytes (the resumed PUBLISH) wait for it too.
+ */
+static void
+test_qos2_waits_for_commit(void **state)
+{
+	struct fb_pkt p;
+	uint16_t id;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	B.hold_sync = true;
+	publish("site/q1", 1, 1);
+	publish("site/q2", 2, 2);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBLISH);
+	assert_string_equal(p.topic, "site/q1");
+	assert_true(fb_quiet(&B)); /* the QoS 2 PUBLISH waits for its commit */
+	assert_true(B.sync_pending);
+	assert_true(mqttc_held_bytes(B.c) > 0);
+	publish("site/q2b", 2, 3); /* while the commit is in flight */
+	assert_int_equal(fb_count(&B, 's'), 1);
+	fb_sync_done(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_string_equal(p.topic, "site/q2");
+	id = p.packet_id;
+	assert_true(fb_quiet(&B)); /* q2b needs the next commit, started now */
+	assert_int_equal(fb_count(&B, 's'), 2);
+	fb_sync_done(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_string_equal(p.topic, "site/q2b");
+	fb_ack(&B, MQTT_PUBREC, id, 0);
+	assert_true(fb_quiet(&B)); /* PUBREL waits for RELEASED to be durable */
+	fb_sync_done(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREL);
+	assert_int_equal(p.packet_id, id);
+	assert_int_equal(mqttc_held_bytes(B.c), 0);
+	/* a step, then the connection goes before its commit ended */
+	publish("site/q2c", 2, 4);
+	assert_true(fb_quiet(&B));
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	assert_true(fb_quiet(&B)); /* not even CONNECT before the commit */
+	fb_sync_done(&B);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_CONNECT);
+	fb_connack(&B, 0, true, 0);
+	for (int i = 0; i < 4; i++) { /* DUP of q1, PUBREL of q2, DUPs of q2b, q2c, in order */
+		assert_true(fb_recv(&B, &p));
+		assert_int_equal(p.type, i == 1 ? MQTT_PUBREL : MQTT_PUBLISH);
+	}
+	assert_string_equal(p.topic, "site/q2c");
+	assert_true(p.dup);
+	assert_int_equal(cnt()[UPLINK_C_persist_fail], 0);
+	B.hold_sync = false;
+}
+
 static void
 test_connack_refused_backs_off(void **state)
 {
@@ -750,6 +814,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_connect_v5_session_and_qos1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v311_by_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_flow_and_persist_hooks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_waits_for_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connack_refused_backs_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_broker_silence_detected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connack_timeout, setup, teardown),

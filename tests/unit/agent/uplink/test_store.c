@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,11 +28,43 @@
 /* ---- a spool whose fdatasync fails on demand ---- */
 
 static bool fail_sync;
+/* A slow disk: while the gate is closed an fdatasync waits for it to open (5 s at most: then
+ * gate_timed_out says the caller waited that long for the disk). */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_closed, in_gate, gate_timed_out;
+
+static void
+gate_pass(void)
+{
+	struct timespec until;
+
+	pthread_mutex_lock(&gate_mu);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	in_gate = gate_closed;
+	pthread_cond_broadcast(&gate_cv);
+	while (gate_closed && !gate_timed_out)
+		if (pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == ETIMEDOUT)
+			gate_timed_out = true;
+	in_gate = false;
+	pthread_mutex_unlock(&gate_mu);
+}
+
+static void
+gate_set(bool closed)
+{
+	pthread_mutex_lock(&gate_mu);
+	gate_closed = closed;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+}
 
 static int
 f_fdatasync(void *ctx, int fd)
 {
 	(void)ctx;
+	gate_pass();
 	if (fail_sync) {
 		errno = EIO;
 		return -1;
@@ -43,7 +77,16 @@ static char dir[64];
 static struct fake_up F;
 static struct store_conf *conf;
 static uint32_t
-    commit_wait_us; /* 0: the default; long: what is submitted together commits together */
+    commit_wait_us;     /* 0: the default; long: what is submitted together commits together */
+static bool fake_clock; /* the store's clock is fake_ms (the live lane's age) */
+static uint64_t fake_ms;
+
+static uint64_t
+fake_now(void *arg)
+{
+	(void)arg;
+	return fake_ms;
+}
 
 static struct store_conf *
 load_conf(const char *uplink_yaml)
@@ -62,6 +105,8 @@ load_conf(const char *uplink_yaml)
 	c->spool.io = &fault_ops;
 	if (commit_wait_us)
 		c->spool.commit_max_wait_us = commit_wait_us;
+	if (fake_clock)
+		c->now_ms = fake_now;
 	return c;
 }
 
@@ -106,6 +151,9 @@ setup(void **state)
 	fault_ops.fdatasync = f_fdatasync;
 	fail_sync = false;
 	commit_wait_us = 0;
+	fake_clock = false;
+	fake_ms = 1000000;
+	gate_closed = in_gate = gate_timed_out = false;
 	fu_init(&F, true);
 	return 0;
 }
@@ -137,6 +185,35 @@ spool_counter(struct store *s, enum spool_counter c)
 	store_get_stats(s, &st);
 	assert_true(st.has_spool);
 	return st.spool[c];
+}
+
+/* ---- QoS 2 syncs (dlv.sync): started on the loop, ended by a later store_process ---- */
+
+struct sync_end {
+	int n, status;
+};
+
+static void
+on_synced(void *arg, int status)
+{
+	struct sync_end *e = arg;
+
+	e->n++;
+	e->status = status;
+}
+
+/* Ask for a sync and run the loop (store_process on the eventfd) until it ends: its status. */
+static int
+sync_wait(struct store *s)
+{
+	struct sync_end e = { 0 };
+
+	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg, on_synced, &e), 0);
+	assert_int_equal(e.n, 0); /* never from inside the call */
+	while (e.n == 0)
+		settle(s);
+	assert_int_equal(e.n, 1);
+	return e.status;
 }
 
 /* ---- durability reports ---- */
@@ -298,7 +375,7 @@ test_qos2_phase_survives_restart(void **state)
 	assert_int_equal(F.g[0].qos, 2);
 	/* the client sent the PUBLISH under id 77: mark, commit, then the connection dies */
 	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 77, UPLINK_PHASE_PUBLISHED), 0);
-	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	assert_int_equal(sync_wait(s), 0);
 	store_abandon(s); /* SIGKILL: nothing committed on the way out */
 	F.n = F.outstanding = 0;
 	s = open_store(0);
@@ -309,7 +386,7 @@ test_qos2_phase_survives_restart(void **state)
 	assert_int_equal(counter(s, STORE_C_restored), 1);
 	/* PUBREC: released, then the process dies again before PUBCOMP */
 	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 77, UPLINK_PHASE_RELEASED), 0);
-	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	assert_int_equal(sync_wait(s), 0);
 	store_abandon(s); /* SIGKILL: nothing committed on the way out */
 	F.n = F.outstanding = 0;
 	s = open_store(0);
@@ -328,7 +405,7 @@ test_qos2_phase_survives_restart(void **state)
 	assert_int_equal(counter(s, STORE_C_mark_fail), 1);
 	fail_sync = true;
 	assert_int_equal(store_submit(s, "meter/2", "x", 1, 0, false, &seq), 0);
-	assert_int_not_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	assert_int_not_equal(sync_wait(s), 0);
 	assert_int_equal(counter(s, STORE_C_sync_fail), 1);
 	fail_sync = false;
 	store_close(s);
@@ -345,7 +422,7 @@ test_restore_refused_sends_as_new(void **state)
 	while (F.n == 0)
 		settle(s);
 	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 5, UPLINK_PHASE_PUBLISHED), 0);
-	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg), 0);
+	assert_int_equal(sync_wait(s), 0);
 	store_close(s);
 	F.n = F.outstanding = 0;
 	F.restore_rc = -EINVAL;
@@ -480,14 +557,240 @@ test_set_rules_live(void **state)
 	store_close(s);
 }
 
+
+/* ---- live data ahead of the backlog ---- */
+
+/* Submit n records to topic (payload prefix%d) and wait until all are durable. */
+static void
+submit_n(struct store *s, const char *topic, const char *prefix, int from, int n, uint8_t qos)
+{
+	uint64_t d0 = counter(s, STORE_C_durable), seq;
+	char p[32];
+
+	for (int i = from; i < from + n; i++) {
+		snprintf(p, sizeof(p), "%s%d", prefix, i);
+		assert_int_equal(store_submit(s, topic, p, strlen(p), qos, false, &seq), 0);
+	}
+	while (counter(s, STORE_C_durable) < d0 + (uint64_t)n)
+		settle(s);
+}
+
+/* Play the cloud: acknowledge everything given and not done, until nothing more comes. */
+static void
+ack_all(struct store *s)
+{
+	size_t done = 0;
+
+	while (done < F.n) {
+		for (; done < F.n; done++)
+			if (!F.g[done].done)
+				fu_ack(&F, done, 0);
+		store_process(s);
+	}
+}
+
+/* The index of the first record given with this payload, F.n when none. */
+static size_t
+given_at(const char *payload)
+{
+	size_t i;
+
+	for (i = 0; i < F.n; i++)
+		if (strcmp(F.g[i].payload, payload) == 0)
+			break;
+	return i;
+}
+
+/*
+ * A backlog of 200 records (what the spool holds after the agent restarted): it takes at most
+ * the backlog share (25 % of 20 records in flight: 5) of the window, so a live record submitted
+ * now is the 6th given, not the 201st; the backlog then drains whole, in spool order, each once.
+ */
+static void
+test_live_ahead_of_backlog(void **state)
+{
+	struct store *s = open_store(20);
+	char want[32];
+	size_t live_at, b = 0;
+
+	(void)state;
+	F.send_rc = -ENOBUFS; /* the cloud is away */
+	submit_n(s, "plant/x", "b", 0, 200, 1);
+	store_close(s);
+	fu_init(&F, true);
+	s = open_store(20);
+	assert_int_equal(F.n, 5); /* the backlog's share of the window */
+	assert_int_equal(counter(s, STORE_C_backlog_inflight), 5);
+	submit_n(s, "plant/x", "live", 0, 1, 1);
+	live_at = given_at("live0");
+	assert_true(live_at < F.n);
+	assert_true(live_at <= 5); /* behind at most the backlog's share */
+	ack_all(s);
+	assert_int_equal(F.n, 201);
+	for (size_t i = 0; i < F.n; i++) {
+		if (i == live_at)
+			continue;
+		snprintf(want, sizeof(want), "b%zu", b++);
+		assert_string_equal(F.g[i].payload, want); /* spool order, none twice */
+	}
+	assert_int_equal(counter(s, STORE_C_sent_live), 1);
+	assert_int_equal(counter(s, STORE_C_sent_backlog), 200);
+	assert_int_equal(counter(s, STORE_C_backlog_inflight), 0);
+	store_close(s);
+}
+
+/*
+ * An outage without a restart: what waited longer than live_age (10 s) is the backlog when the
+ * link comes back; live records keep coming faster than the cloud takes them (each round fills
+ * the window), and still the backlog drains in its share, never starved; classes keep their
+ * order (an alarm of the backlog goes before normal live data).
+ */
+static void
+test_backlog_not_starved(void **state)
+{
+	struct store *s;
+	uint64_t sb;
+	int round;
+
+	(void)state;
+	fake_clock = true;
+	s = open_store(20);
+	F.send_rc = -ENOBUFS; /* link down */
+	submit_n(s, "plant/x", "b", 0, 100, 1);
+	submit_n(s, "plant/alarm/t", "a", 0, 1, 1);
+	fake_ms += 11000;
+	submit_n(s, "plant/x", "l", 0, 30, 1); /* live: arrived just now */
+	F.send_rc = 0;                         /* link up */
+	store_process(s);
+	assert_int_equal(F.n, 20);
+	assert_string_equal(F.g[0].payload, "b0"); /* held when the link went down: first */
+	assert_string_equal(F.g[1].payload, "a0"); /* alarm next, though of the backlog */
+	assert_int_equal(counter(s, STORE_C_backlog_inflight), 5);
+	assert_int_equal(counter(s, STORE_C_sent_live), 15);
+	for (round = 0, sb = counter(s, STORE_C_sent_backlog); sb < 101; round++) {
+		size_t n0 = F.n;
+
+		submit_n(s, "plant/x", "m", 100 * round, 25, 1); /* more live than the window */
+		for (size_t i = 0; i < n0; i++)
+			if (!F.g[i].done)
+				fu_ack(&F, i, 0);
+		store_process(s);
+		assert_true(counter(s, STORE_C_sent_backlog) > sb); /* progress every round */
+		sb = counter(s, STORE_C_sent_backlog);
+		fake_ms += 100; /* live data stays live */
+		assert_true(round < 40);
+	}
+	ack_all(s);
+	assert_int_equal(counter(s, STORE_C_acked), counter(s, STORE_C_appended));
+	store_close(s);
+}
+
+/*
+ * SIGKILL with QoS 2 records in flight in both lanes (so not a prefix of the class): after the
+ * restart every record with a phase resumes under its packet id, none is sent as new again,
+ * and every record reaches the cloud exactly once.
+ */
+static void
+test_kill_with_both_lanes_in_flight(void **state)
+{
+	enum {
+		NB = 60,
+		NL = 10
+	};
+	int cloud[NB + NL] = { 0 }; /* how often the cloud got each as a new message */
+	struct store *s;
+	size_t marked = 0, restored = 0;
+
+	(void)state;
+	fake_clock = true;
+	s = open_store(20);
+	F.send_rc = -ENOBUFS;
+	submit_n(s, "meter/1", "", 0, NB, 2);
+	fake_ms += 20000;
+	F.send_rc = 0;
+	store_process(s);
+	submit_n(s, "meter/1", "", NB, NL, 2);
+	assert_int_equal(F.n, 5 + NL);
+	for (size_t i = 0; i < F.n; i++) { /* the PUBLISH of each leaves: phase recorded */
+		cloud[atoi(F.g[i].payload)]++;
+		assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, F.g[i].ref, (uint16_t)(100 + i),
+				     i % 2 ? UPLINK_PHASE_RELEASED : UPLINK_PHASE_PUBLISHED),
+		    0);
+	}
+	assert_int_equal(sync_wait(s), 0);
+	fu_ack(&F, 0, 0); /* one backlog and one live record complete */
+	fu_ack(&F, F.n - 1, 0);
+	marked = F.n - 2;
+	assert_int_equal(sync_wait(s), 0); /* the next commit: the acks too */
+	store_process(s); /* more backlog is given: not sent yet when the agent dies */
+	store_abandon(s);
+	fu_init(&F, true);
+	s = open_store(20);
+	for (size_t i = 0; i < F.n; i++)
+		restored += F.g[i].phase != 0;
+	assert_int_equal(restored, marked);
+	assert_int_equal(counter(s, STORE_C_restored), marked);
+	assert_int_equal(counter(s, STORE_C_restore_late), 0);
+	ack_all(s);
+	for (size_t i = 0; i < F.n; i++)
+		if (F.g[i].phase == 0)
+			cloud[atoi(F.g[i].payload)]++;
+	for (int i = 0; i < NB + NL; i++)
+		assert_int_equal(cloud[i], 1);
+	store_close(s);
+}
+
+/*
+ * The commit that makes a QoS 2 phase durable runs on the spool's flusher: with the disk stuck
+ * in an fdatasync, dlv.sync returns at once and the loop goes on (producers submit, the store
+ * processes), the sync ends only once the disk answered, and a SIGKILL right after finds the
+ * phase on disk (the exchange resumes under its packet id).
+ */
+static void
+test_slow_commit_does_not_block(void **state)
+{
+	struct store *s = open_store(0);
+	struct sync_end e = { 0 };
+	uint64_t seq, seq2;
+
+	(void)state;
+	assert_int_equal(store_submit(s, "meter/1", "q2", 2, 0, false, &seq), 0);
+	while (F.n == 0)
+		settle(s);
+	assert_int_equal(F.up.dlv.mark(F.up.dlv.arg, seq, 9, UPLINK_PHASE_PUBLISHED), 0);
+	gate_set(true);
+	assert_int_equal(F.up.dlv.sync(F.up.dlv.arg, on_synced, &e), 0);
+	pthread_mutex_lock(&gate_mu);
+	while (!in_gate && !gate_timed_out) /* the flusher reaches the stuck disk */
+		pthread_cond_wait(&gate_cv, &gate_mu);
+	pthread_mutex_unlock(&gate_mu);
+	assert_false(gate_timed_out); /* the loop did not wait for the disk */
+	assert_int_equal(store_submit(s, "meter/2", "x", 1, 0, false, &seq2), 0);
+	store_process(s);
+	assert_int_equal(e.n, 0); /* not before the disk answered */
+	gate_set(false);
+	while (e.n == 0)
+		settle(s);
+	assert_int_equal(e.status, 0);
+	assert_int_equal(counter(s, STORE_C_q2_syncs), 1);
+	store_abandon(s); /* SIGKILL */
+	fu_init(&F, true);
+	s = open_store(0);
+	assert_true(F.n >= 1);
+	assert_int_equal(F.g[0].ref, seq);
+	assert_int_equal(F.g[0].phase, UPLINK_PHASE_PUBLISHED);
+	assert_int_equal(F.g[0].packet_id, 9);
+	store_close(s);
+}
+
 static void
 test_conf_errors(void **state)
 {
 	struct conf_doc *doc;
 	struct store_conf *c;
 	char err[256];
-	static const char bad[] =
-	    "uplink:\n  spool: {dir: relative}\n  rules: [{match: \"#/a\"}]\n";
+	static const char bad[] = "uplink:\n  spool: {dir: relative}\n  rules: [{match: \"#/a\"}]\n"
+				  "  drain: {backlog_percent: 0, live_age: 1s, nope: 1}\n";
 
 	(void)state;
 	assert_int_equal(conf_load_string("t.yaml", bad, strlen(bad), &doc, err, sizeof(err)), 0);
@@ -495,6 +798,9 @@ test_conf_errors(void **state)
 	assert_null(c);
 	assert_non_null(strstr(conf_errors(doc), "t.yaml:2:"));
 	assert_non_null(strstr(conf_errors(doc), "t.yaml:3:"));
+	assert_non_null(strstr(conf_errors(doc), "t.yaml:4:"));
+	assert_non_null(strstr(conf_errors(doc), "0 is out of range [1, 100]"));
+	assert_non_null(strstr(conf_errors(doc), "nope"));
 	conf_free(doc);
 	/* absent: the default rules and spool directory */
 	assert_int_equal(conf_load_string("t.yaml", "agent: {}\n", 10, &doc, err, sizeof(err)), 0);
@@ -502,6 +808,8 @@ test_conf_errors(void **state)
 	conf_free(doc);
 	assert_string_equal(c->spool.dir, SPOOL_DEFAULT_DIR);
 	assert_int_equal(c->rules->n, 1);
+	assert_int_equal(c->live_age_ms, STORE_LIVE_AGE_MS_DEF);
+	assert_int_equal(c->backlog_percent, STORE_BACKLOG_PERCENT_DEF);
 	store_conf_free(c);
 }
 
@@ -541,6 +849,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bad_topic_and_subscribers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_without_spool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_rules_live, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_ahead_of_backlog, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backlog_not_starved, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_kill_with_both_lanes_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_commit_does_not_block, setup, teardown),
 		cmocka_unit_test(test_conf_errors),
 		cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
 	};

@@ -322,6 +322,77 @@ test_append_read_ack_release(void **state)
 	spool_close(sp);
 }
 
+/* The live read (spool_read_live) gives a class's records from a sequence number on, the
+ * oldest-first read steps over what it gave (and the other way round), mixing QoS 0 and 1
+ * streams in sequence order; a segment released under the live cursor is survived; the records
+ * with a QoS 2 phase are found wherever they are (spool_q2_pending) and given by number
+ * (spool_read_seq); spool_rewind gives everything again. */
+static void
+test_live_read(void **state)
+{
+	(void)state;
+	struct spool_config c;
+	base_cfg(&c);
+	struct spool *sp = open_ok(&c);
+	char buf[4096];
+	struct spool_rec r;
+	uint64_t s[10], got[16];
+	for (int i = 0; i < 10; i++)
+		s[i] = append(sp, SPOOL_NORMAL, i == 7 ? 0 : 1, "r");
+	assert_int_equal(spool_commit(sp), 0);
+	/* live from s[6]: 6, 7 (QoS 0 stream), 8, 9 in order */
+	for (int i = 6; i < 10; i++) {
+		assert_int_equal(spool_read_live(sp, SPOOL_NORMAL, s[6], &r, buf, sizeof(buf)), 1);
+		assert_int_equal(r.seq, s[i]);
+	}
+	assert_int_equal(spool_read_live(sp, SPOOL_NORMAL, s[6], &r, buf, sizeof(buf)), 0);
+	assert_int_equal(spool_read_live(sp, SPOOL_ALARM, 0, &r, buf, sizeof(buf)), 0);
+	/* the oldest-first read: 0..5, not the live ones again */
+	assert_int_equal(drain(sp, got, 16), 6);
+	assert_int_equal(got[5], s[5]);
+	/* a record appended now is live and given once */
+	uint64_t n = append(sp, SPOOL_NORMAL, 1, "new");
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_read_live(sp, SPOOL_NORMAL, s[6], &r, buf, sizeof(buf)), 1);
+	assert_int_equal(r.seq, n);
+	assert_int_equal(drain(sp, got, 16), 0);
+	/* QoS 2 phases of records given: found again only after a rewind */
+	assert_int_equal(spool_q2_mark(sp, s[2], SPOOL_Q2_PUBLISHED, 7), 0);
+	assert_int_equal(spool_q2_mark(sp, s[8], SPOOL_Q2_RELEASED, 8), 0);
+	assert_int_equal(spool_q2_pending(sp, got, 16), 0);
+	spool_rewind(sp);
+	assert_int_equal(spool_q2_pending(sp, got, 1), 2);
+	assert_int_equal(got[0], s[2]);
+	assert_int_equal(spool_q2_pending(sp, got, 16), 2);
+	assert_int_equal(got[1], s[8]);
+	assert_int_equal(spool_read_seq(sp, s[8], &r, buf, sizeof(buf)), 1);
+	assert_int_equal(r.q2_state, SPOOL_Q2_RELEASED);
+	assert_int_equal(r.q2_packet_id, 8);
+	assert_int_equal(spool_read_seq(sp, s[8], &r, buf, sizeof(buf)), -ENOENT); /* given */
+	assert_int_equal(spool_read_seq(sp, 999999, &r, buf, sizeof(buf)), -ENOENT);
+	assert_int_equal(spool_read_seq(sp, s[2], &r, buf, 2), -ENOBUFS); /* stays */
+	assert_int_equal(spool_q2_pending(sp, got, 16), 1);
+	/* everything else once more, in order; s[8] not again */
+	assert_int_equal(drain(sp, got, 16), 10);
+	assert_int_equal(got[0], s[0]);
+	assert_int_equal(got[8], s[9]);
+	/* all acknowledged and released under the live cursor: it is placed again */
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(spool_ack(sp, s[i]), 0);
+	assert_int_equal(spool_ack(sp, n), 0);
+	clock_ms += 20000; /* an idle tail is sealed, then released */
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_commit(sp), 0);
+	assert_true(counter(sp, SPOOL_C_segments_released) >= 1);
+	uint64_t m = append(sp, SPOOL_NORMAL, 1, "after");
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(spool_read_live(sp, SPOOL_NORMAL, s[6], &r, buf, sizeof(buf)), 1);
+	assert_int_equal(r.seq, m);
+	assert_int_equal(spool_read_live(sp, SPOOL_NORMAL, 0, &r, buf, sizeof(buf)), 0);
+	assert_int_equal(drain(sp, got, 16), 0);
+	spool_close(sp);
+}
+
 /* The age of the backlog: the append time of the oldest record not yet acknowledged, across
  * streams; 0 when everything is acknowledged. */
 static void
@@ -1175,6 +1246,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_crc32c_known_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_read_ack_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oldest_unacked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_live_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acks_and_q2_survive_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_producers, setup, teardown),
