@@ -317,7 +317,13 @@ def qos2_window(lab):
     inflight = q2.unacked_at_drop or set()
     twice = cloud.twice(list(q2.msgs))
     resent = dp_counter(lab, "/edgegw/broker", "UPLINK_QOS2_RESENT")
-    held = int(((stats(lab) or {}).get("dpchan") or {}).get("Q2_HELD", 0))
+
+    def agent_held():
+        return int(((stats(lab) or {}).get("dpchan") or {}).get("Q2_HELD", 0))
+
+    # the agent writes its stats file every 5 s in the lab: wait for the one after the resend
+    labtest.wait_for(lambda: resent <= 0 or agent_held() > 0, 15)
+    held = agent_held()
     log("QoS 2: %d messages in flight at the kill; the new dataplane sent %d again under their "
         "first origin, the agent held %d of them (answered durable, not stored again)" %
         (len(inflight), resent, held))
