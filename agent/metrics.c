@@ -314,7 +314,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
     const char *version, const char *upload, size_t *upload_len, void **con_cls)
 {
 	struct agent_metrics *m = cls;
-	struct dp_scrape dp;
+	struct metrics_dp dp;
 	char *body = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -327,7 +327,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return respond_text(conn, MHD_HTTP_NOT_FOUND,
 		    "edgegw-agent: /metrics (Prometheus), /stats (the agent's JSON)\n");
 	if (metrics) /* outside the lock: this may wait for the dataplane */
-		dp_scrape_read(&dp, m->tel_path, METRICS_TEL_TIMEOUT_MS);
+		metrics_dp_read(&dp, m->tel_path, METRICS_TEL_TIMEOUT_MS);
 	f = open_memstream(&body, &len);
 	if (f == NULL)
 		return MHD_NO;
@@ -338,8 +338,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		agent_stats_json(m->a, f);
 	pthread_mutex_unlock(&m->a->stats_lock);
 	if (metrics) {
-		dp_scrape_render(&dp, f);
-		dp_scrape_free(&dp);
+		metrics_dp_render(&dp, f);
+		metrics_dp_free(&dp);
 	}
 	if (fclose(f) != 0) {
 		free(body);

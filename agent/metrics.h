@@ -30,15 +30,15 @@ void agent_metrics_keep_settings(const struct agent_config *old, struct agent_co
 void agent_metrics_render(const struct agent *a, FILE *f);
 
 /* The dataplane's telemetry replies of one scrape (NULL: that command failed). */
-struct dp_scrape {
+struct metrics_dp {
 	bool up;
 	json_t *counters, *describe, *kinds, *status, *workers, *mem, *broker, *broker_describe,
 	    *broker_kinds, *dpchan, *dpchan_describe, *dpchan_kinds;
 };
 /* Queries every command; up is false (and the rest NULL) when the socket does not answer. */
-void dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms);
-void dp_scrape_free(struct dp_scrape *s);
+void metrics_dp_read(struct metrics_dp *s, const char *sock_path, int timeout_ms);
+void metrics_dp_free(struct metrics_dp *s);
 /* edgegw_dataplane_up, then the dataplane's and the broker's families. */
-void dp_scrape_render(const struct dp_scrape *s, FILE *f);
+void metrics_dp_render(const struct metrics_dp *s, FILE *f);
 
 #endif

@@ -19,7 +19,7 @@ static const char *const dp_commands[] = { "/edgegw/counters", "/edgegw/describe
 	"/edgegw/dpchan_describe", "/edgegw/dpchan_kinds" };
 
 void
-dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms)
+metrics_dp_read(struct metrics_dp *s, const char *sock_path, int timeout_ms)
 {
 	json_t **slot[] = { &s->counters, &s->describe, &s->kinds, &s->status, &s->workers, &s->mem,
 		&s->broker, &s->broker_describe, &s->broker_kinds, &s->dpchan, &s->dpchan_describe,
@@ -36,13 +36,13 @@ dp_scrape_read(struct dp_scrape *s, const char *sock_path, int timeout_ms)
 	tel_close(&c);
 	/* a socket that greets but answers nothing is a dataplane that is not serving */
 	if (s->counters == NULL && s->status == NULL) {
-		dp_scrape_free(s);
+		metrics_dp_free(s);
 		s->up = false;
 	}
 }
 
 void
-dp_scrape_free(struct dp_scrape *s)
+metrics_dp_free(struct metrics_dp *s)
 {
 	json_t *all[] = { s->counters, s->describe, s->kinds, s->status, s->workers, s->mem,
 		s->broker, s->broker_describe, s->broker_kinds, s->dpchan, s->dpchan_describe,
@@ -201,7 +201,7 @@ render_mem(FILE *f, json_t *mem)
 }
 
 void
-dp_scrape_render(const struct dp_scrape *s, FILE *f)
+metrics_dp_render(const struct metrics_dp *s, FILE *f)
 {
 	prom_family(f, "edgegw_dataplane_up", "gauge",
 	    "1 when the dataplane's telemetry socket answered this scrape, 0 otherwise");

@@ -1,13 +1,16 @@
 /*
  * jsonl_sink.c: the JSON-lines uplink. Each message becomes one line
  *   {"topic":"...","qos":1,"retain":false,"payload":<payload>}
- * where payload is inlined when it is JSON (the agent's own messages are) and quoted otherwise.
+ * where payload is inlined when it is JSON (the agent's own messages are) and quoted otherwise;
+ * a payload that is not valid UTF-8 cannot be a JSON string, so it goes in base64 with
+ * "payload_encoding":"base64" after it (lossless: a reader gets the bytes back).
  * Commands are read line by line from an optional FIFO or file (cmd_path): each line is a
  * command payload, delivered as if it arrived on cmd_topic. For tests and debugging; the file
  * write is small and buffered, flushed per line so a reader sees whole lines.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 #include <jansson.h>
 
 #include "loop.h"
+#include "mqtt_codec.h"
 #include "uplink.h"
 #include "log.h"
 
@@ -49,6 +53,56 @@ payload_inlinable(const char *p, size_t len)
 	return ok;
 }
 
+/* Well-formed UTF-8 (RFC 3629; U+0000 allowed, escaped as \u0000): a JSON string can hold it. */
+static bool
+payload_utf8(const char *p, size_t len)
+{
+	struct mqtt_iov iov = { (const uint8_t *)p, len };
+	struct mqtt_span span = { 0, 0, (uint32_t)len };
+
+	return len <= UINT32_MAX && mqtt_payload_utf8_check(&iov, 1, &span) == 0;
+}
+
+static void
+put_quoted(FILE *out, const char *p, size_t len)
+{
+	fputc('"', out);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+/* RFC 4648 base64, with padding, quoted. */
+static void
+put_base64(FILE *out, const uint8_t *p, size_t len)
+{
+	static const char abc[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	fputc('"', out);
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < len)
+			v |= p[i + 2];
+		fputc(abc[v >> 18], out);
+		fputc(abc[(v >> 12) & 63], out);
+		fputc(i + 1 < len ? abc[(v >> 6) & 63] : '=', out);
+		fputc(i + 2 < len ? abc[v & 63] : '=', out);
+	}
+	fputc('"', out);
+}
+
 static int
 jsonl_send(struct uplink *u, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref)
@@ -70,19 +124,11 @@ jsonl_send(struct uplink *u, const char *topic, const void *payload, size_t len,
 	    retain ? "true" : "false");
 	if (payload_inlinable(p, len)) {
 		fwrite(p, 1, len, s->out);
+	} else if (payload_utf8(p, len)) {
+		put_quoted(s->out, p, len);
 	} else {
-		fputc('"', s->out);
-		for (size_t i = 0; i < len; i++) {
-			unsigned char c = (unsigned char)p[i];
-
-			if (c == '"' || c == '\\')
-				fprintf(s->out, "\\%c", c);
-			else if (c < 0x20)
-				fprintf(s->out, "\\u%04x", c);
-			else
-				fputc(c, s->out);
-		}
-		fputc('"', s->out);
+		put_base64(s->out, (const uint8_t *)p, len);
+		fputs(",\"payload_encoding\":\"base64\"", s->out);
 	}
 	fputs("}\n", s->out);
 	if (fflush(s->out) != 0) {

@@ -141,7 +141,7 @@ broker_destroy(struct broker *b)
 	for (uint32_t i = 0; i < BROKER_REPLAY; i++)
 		broker_msg_unref(b->replay[i]);
 	broker_xlcore_fini(b);
-	broker_uplink_detach(b);
+	broker_uplink_free(b); /* the connections are gone: nothing to tell them */
 	broker_retain_destroy(b->retained);
 	free(b->sess_hash);
 	broker_msg_cache_drain();

@@ -389,6 +389,9 @@ void broker_uplink_flush_owed(struct broker_conn *c);
 /* c or s goes away: entries forget it. */
 void broker_uplink_conn_gone(struct broker_conn *c);
 void broker_uplink_session_gone(struct broker_session *s);
+/* Frees the uplink without a word to its connections: broker_destroy, whose connections are
+ * freed already (broker_uplink_detach is for a running broker). */
+void broker_uplink_free(struct broker *b);
 
 /* ---- retained ---- */
 struct retain_store;

@@ -69,7 +69,7 @@ broker_uplink_attach(
 }
 
 void
-broker_uplink_detach(struct broker *b)
+broker_uplink_free(struct broker *b)
 {
 	if (b->up == NULL)
 		return;
@@ -253,6 +253,35 @@ fail_one(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 	if (e->c != NULL && broker_conn_alive(e->c))
 		broker_conn_kill(e->c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
 	ent_free(u, e);
+}
+
+/* The uplink goes away (its service stops) while acks wait: no answer will come for them, and
+ * the connections must not point into the freed ring. What waits for durability is failed as
+ * an answer < 0 would (not acknowledged, the publisher closed and sending again, a QoS 2 id
+ * released); a publisher owed a durable message's ack is closed too (its resend is answered
+ * without an uplink; a QoS 2 id stays, its PUBREC comes from the table); held publishers go
+ * on, acknowledged at once from now on. docs/broker.md, "Store and forward". */
+void
+broker_uplink_detach(struct broker *b)
+{
+	struct broker_uplink *u = b->up;
+
+	if (u == NULL)
+		return;
+	for (uint64_t r = u->head_ref; r < u->next_ref; r++) {
+		struct uplink_ent *e = ent(u, r);
+
+		if (e->state == UE_WAIT) {
+			fail_one(b, u, e);
+		} else if (e->state == UE_OWED) {
+			e->c->n_owed--; /* an owed entry has its connection: conn_gone frees it */
+			broker_conn_kill(e->c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
+			ent_free(u, e);
+		}
+	}
+	broker_uplink_free(b);
+	broker_release_all(b, HOLD_UPLINK, NULL);
+	broker_reap(b);
 }
 
 static void

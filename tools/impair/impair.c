@@ -5,14 +5,16 @@
  * reordering and rate limit. The lab (tests/lab/lab up --impair) puts it where the bridge
  * between the sensors' veth and the dataplane's tap would be.
  *
- *   edgegw-impair [--a2b SPEC] [--b2a SPEC] [--seed N] IFACE_A IFACE_B
+ *   edgegw-impair [--a2b SPEC] [--b2a SPEC] [--seed N] [--drop-log FILE] IFACE_A IFACE_B
  *   SPEC: comma-separated key=value: delay=20ms jitter=5ms loss=3% dup=1% reorder=2%
  *         rate=10mbit limit=4096 (frames queued per direction) hold=20ms (longest a reordered
  *         frame waits for a successor)
  *
  * Per direction the frames wait in a bounded FIFO until their due time; a frame picked for
  * reordering is held back and sent right after the next one (or after `hold`). Counters go to
- * stderr on SIGUSR1 and at exit; SIGTERM/SIGINT stop it cleanly.
+ * stderr on SIGUSR1 and at exit; SIGTERM/SIGINT stop it cleanly. --drop-log writes a line
+ * per lost IPv4 TCP frame (CLOCK_MONOTONIC ns, direction, source and destination address,
+ * TCP payload bytes), so that a bench can tell which of its exchanges lost what, and where.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,6 +79,7 @@ struct impair_dir {
 	struct impair_stats st;
 };
 
+static FILE *impair_drop_log;
 static volatile sig_atomic_t impair_stop;
 static volatile sig_atomic_t impair_dump;
 static uint64_t impair_rng_state;
@@ -315,6 +318,30 @@ impair_enqueue(struct impair_dir *d, const uint8_t *data, size_t len, uint64_t n
 	d->count++;
 }
 
+/* --drop-log: "NS DIR SRC DST PAYLOAD" for a lost IPv4 TCP frame (untagged Ethernet). */
+static void
+impair_log_drop(const struct impair_dir *d, const uint8_t *f, size_t len, uint64_t now)
+{
+	char src[INET_ADDRSTRLEN], dst[INET_ADDRSTRLEN];
+	size_t ihl, thl;
+	uint16_t tot;
+
+	if (impair_drop_log == NULL || len < 14 + 20 || f[12] != 0x08 || f[13] != 0x00 ||
+	    (f[14] >> 4) != 4 || f[14 + 9] != IPPROTO_TCP)
+		return;
+	ihl = (size_t)(f[14] & 0xf) * 4;
+	tot = (uint16_t)(f[14 + 2] << 8 | f[14 + 3]);
+	if (ihl < 20 || len < 14 + ihl + 20 || tot < ihl + 20)
+		return;
+	thl = (size_t)(f[14 + ihl + 12] >> 4) * 4;
+	if (tot < ihl + thl)
+		return;
+	inet_ntop(AF_INET, f + 14 + 12, src, sizeof(src));
+	inet_ntop(AF_INET, f + 14 + 16, dst, sizeof(dst));
+	fprintf(impair_drop_log, "%" PRIu64 " %s %s %s %zu\n", now, d->name, src, dst,
+	    (size_t)tot - ihl - thl);
+}
+
 /* One received frame: lose it, queue it, maybe queue it twice. */
 static void
 impair_ingest(struct impair_dir *d, const uint8_t *data, size_t len, uint64_t now)
@@ -326,6 +353,7 @@ impair_ingest(struct impair_dir *d, const uint8_t *data, size_t len, uint64_t no
 	}
 	if (impair_chance(d->spec.loss)) {
 		d->st.lost++;
+		impair_log_drop(d, data, len, now);
 		return;
 	}
 	impair_enqueue(d, data, len, now);
@@ -463,7 +491,8 @@ static void
 impair_usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: edgegw-impair [--a2b SPEC] [--b2a SPEC] [--seed N] [-v] IFACE_A IFACE_B\n"
+	    "usage: edgegw-impair [--a2b SPEC] [--b2a SPEC] [--seed N] [--drop-log FILE] [-v]\n"
+	    "                     IFACE_A IFACE_B\n"
 	    "       edgegw-impair --dry-run [--a2b SPEC] [--b2a SPEC]   (print the parsed specs)\n"
 	    "  Relays Ethernet frames between IFACE_A and IFACE_B, impairing each direction.\n"
 	    "  SPEC: comma-separated key=value\n"
@@ -475,6 +504,8 @@ impair_usage(FILE *out)
 	    "    hold=20ms    longest a held frame waits for a successor (default 20ms)\n"
 	    "    rate=10mbit  rate limit (bit, kbit, mbit, gbit per second; default none)\n"
 	    "    limit=4096   frames queued per direction; more are dropped (overflow)\n"
+	    "  --drop-log FILE: a line per lost IPv4 TCP frame: CLOCK_MONOTONIC ns, a2b|b2a,\n"
+	    "    source, destination, TCP payload bytes\n"
 	    "  Counters go to stderr on SIGUSR1 and at exit; SIGTERM/SIGINT stop it.\n");
 }
 
@@ -512,6 +543,7 @@ main(int argc, char **argv)
 		{ "a2b", required_argument, NULL, 'a' },
 		{ "b2a", required_argument, NULL, 'b' },
 		{ "seed", required_argument, NULL, 's' },
+		{ "drop-log", required_argument, NULL, 'l' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -540,6 +572,14 @@ main(int argc, char **argv)
 			break;
 		case 'n':
 			dry_run = true;
+			break;
+		case 'l':
+			impair_drop_log = fopen(optarg, "a");
+			if (impair_drop_log == NULL) {
+				log_err("drop log %s: %s", optarg, strerror(errno));
+				return 1;
+			}
+			setvbuf(impair_drop_log, NULL, _IOLBF, 0);
 			break;
 		case 'v':
 			log_set_level(LOG_LVL_DEBUG);
@@ -575,5 +615,7 @@ main(int argc, char **argv)
 	close(dirs[1].rx_fd);
 	free(dirs[0].q);
 	free(dirs[1].q);
+	if (impair_drop_log != NULL)
+		fclose(impair_drop_log);
 	return 0;
 }

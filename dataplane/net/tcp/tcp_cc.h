@@ -5,7 +5,10 @@
  * ACKs, NewReno partial ACKs, Limited Transmit) and tcp_sack.c (the SACK scoreboard: RFC 6675
  * pipe, RACK-TLP, PRR). CUBIC (RFC 9438, tcp_cubic.c) is the default, NewReno
  * (tcp_newreno.c) the option (`dataplane.tcp.congestion_control`). cwnd and ssthresh are in
- * the TCB, and so is CUBIC's own state (cc_wmax, cc_cwnd_epoch, cc_epoch_ms).
+ * the TCB, and so is CUBIC's own state (cc_wmax, cc_cwnd_epoch, cc_epoch_ms): an undo of a
+ * spurious reduction (tcp_sack.c) saves and restores those three words with cwnd and
+ * ssthresh, whatever the algorithm. Slow start is tcp_ss_grow() for both (HyStart++,
+ * tcp_hystart.c).
  */
 #ifndef EDGEGW_TCP_CC_H
 #define EDGEGW_TCP_CC_H

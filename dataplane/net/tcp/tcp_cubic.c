@@ -37,8 +37,8 @@ cubic_ack(struct tcp_conn *c, uint32_t acked)
 	uint32_t now = tcb_tl(c)->now_ms | 1; /* 0 means no epoch */
 	double mss = c->mss, t, k, target, w_est, w, inc;
 
-	if (c->cwnd < c->ssthresh) { /* slow start */
-		c->cwnd += RTE_MIN(acked, (uint32_t)c->mss);
+	if (c->cwnd < c->ssthresh) { /* slow start, with HyStart++ */
+		c->cwnd += tcp_ss_grow(c, acked);
 		return;
 	}
 	if (c->cc_epoch_ms == 0) {

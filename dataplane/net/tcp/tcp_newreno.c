@@ -19,7 +19,7 @@ static void
 newreno_ack(struct tcp_conn *c, uint32_t acked)
 {
 	if (c->cwnd < c->ssthresh)
-		c->cwnd += RTE_MIN(acked, (uint32_t)c->mss);
+		c->cwnd += tcp_ss_grow(c, acked); /* slow start, with HyStart++ */
 	else
 		c->cwnd += RTE_MAX(1u, (uint32_t)((uint64_t)c->mss * c->mss / c->cwnd));
 	c->cwnd = RTE_MIN(c->cwnd, UINT32_MAX / 2);

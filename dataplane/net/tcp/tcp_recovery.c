@@ -17,7 +17,7 @@ void
 tcp_rec_init(struct tcp_conn *c)
 {
 	c->cwnd = tcp_initial_window(c->mss);
-	c->ssthresh = UINT32_MAX / 2;
+	c->ssthresh = TCP_SSTHRESH_INIT;
 	c->snd_recover = c->snd_una - 1; /* RFC 6582: the ISS */
 	c->dupacks = 0;
 	tcb_tl(c)->cc->init(c);
@@ -159,6 +159,8 @@ tcp_rec_rto(struct tcp_conn *c)
 {
 	if (c->rxtshift == 0) {
 		tcp_rec_lt_undo(c);
+		if (!(c->flags & TF_RECOVERY)) /* in recovery: the episode's window is kept */
+			tcp_sb_undo_start(c);
 		c->ssthresh = tcb_tl(c)->cc->ssthresh(c, 1);
 	}
 	c->cwnd = c->mss;

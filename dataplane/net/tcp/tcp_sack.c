@@ -29,9 +29,10 @@
 #include "tcp_seq.h"
 #include "tcp_types.h"
 
-#define SBS_EVER         8   /* retransmitted at some time: no RACK RTT sample from it */
-#define TCP_WCDELACK_MS  200 /* RFC 8985 7.2: the peer may delay the ACK of a lone segment */
-#define TCP_REO_MULT_MAX 16
+#define SBS_EVER              8   /* retransmitted at some time: no RACK RTT sample from it */
+#define TCP_WCDELACK_MS       200 /* RFC 8985 7.2: the peer may delay the ACK of a lone segment */
+#define TCP_PTO_DELACK_MIN_MS 40  /* ... at least this long (pto_delack_ms) */
+#define TCP_REO_MULT_MAX      16
 
 int
 tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket)
@@ -93,6 +94,7 @@ sb_attach(struct tcp_conn *c)
 	sb->end = sb->fack = c->snd_una;
 	sb->min_rtt_ms = UINT32_MAX;
 	sb->reo_mult = 1;
+	tcp_hs_init(c, sb);
 	return sb;
 }
 
@@ -139,6 +141,28 @@ tcp_sb_room(struct tcp_conn *c)
 	return sb->n < TCP_SB_SEGS || SEQ_LT(c->snd_nxt, sb->end);
 }
 
+/* A retransmission of [seq, end) while an episode may still be undone: one more copy a
+ * D-SACK must show unneeded; the first one's time for Eifel. */
+static void
+undo_count(struct tcp_conn *c, struct tcp_sb *sb, uint32_t seq, uint32_t end)
+{
+	if (!sb->undo_on)
+		return;
+	if (!sb->undo_sent) {
+		sb->undo_sent = 1;
+		sb->undo_tsval = tcb_tl(c)->now_ms + tcb_tl(c)->ts_offset;
+		sb->undo_eifel = (c->flags & TF_TS_OK) != 0;
+		sb->undo_lo = seq;
+		sb->undo_hi = end;
+	}
+	if (sb->undo_retrans < UINT16_MAX)
+		sb->undo_retrans++;
+	if (SEQ_LT(seq, sb->undo_lo))
+		sb->undo_lo = seq;
+	if (SEQ_GT(end, sb->undo_hi))
+		sb->undo_hi = end;
+}
+
 /* [seq, end) left (seq < snd_max: again). Called before snd_max moves. */
 void
 tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
@@ -148,6 +172,11 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 
 	if (sb == NULL || !SEQ_LT(seq, end))
 		return;
+	if (sb->tmode == SBT_UNDO) { /* a flight again: its own timer (tcp_rexmt_arm) */
+		sb->tmode = SBT_RTO;
+		if (!(c->flags & TF_PERSIST))
+			tcp_timer_stop(c, TT_REXMT);
+	}
 	if (seq == sb->end) {
 		struct tcp_sb_seg *e;
 
@@ -159,6 +188,8 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 		e->xmit_ms = now;
 		/* after an RTO: sent again, but the first copy is presumed gone */
 		e->flags = SEQ_LT(seq, c->snd_max) ? SBS_EVER : 0;
+		if (e->flags)
+			undo_count(c, sb, seq, end);
 		sb->end = end;
 		return;
 	}
@@ -170,6 +201,7 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 		if (SEQ_GEQ(e->start, seq) && SEQ_LEQ(e->end, end)) {
 			e->flags |= SBS_RETRANS | SBS_EVER;
 			e->xmit_ms = now;
+			undo_count(c, sb, e->start, e->end);
 		}
 	}
 }
@@ -205,6 +237,7 @@ rack_update(struct tcp_conn *c, struct tcp_sb *sb, const struct tcp_sb_seg *e)
 			return;
 	} else {
 		sb->min_rtt_ms = RTE_MIN(sb->min_rtt_ms, rtt);
+		tcp_hs_rtt(sb, rtt);
 		if (SEQ_LT(e->end, sb->fack))
 			sb->reo_seen = 1; /* delivered below the highest delivered: reordering */
 	}
@@ -317,14 +350,17 @@ enter_recovery(struct tcp_conn *c, struct tcp_sb *sb)
 	tcp_rec_lt_undo(c);
 	/* RFC 6675 5 (and 6582 3.2): one reduction per window of data */
 	if (SEQ_GT(c->snd_una, c->snd_recover)) {
+		tcp_sb_undo_start(c);
 		c->ssthresh = tl->cc->ssthresh(c, 0);
 		c->snd_recover = c->snd_max;
 		DP_INC(tl->lc, tcp, FAST_REXMT);
 	}
 	c->flags |= TF_RECOVERY;
 	DP_INC(tl->lc, tcp, SACK_RECOVERY);
-	if (sb->tmode == SBT_TLP || sb->tmode == SBT_REO)
+	if (sb->tmode != SBT_RTO) {
 		tcp_timer_set(c, TT_REXMT, c->rto_ms); /* no probe in recovery: the RTO */
+		sb->tmode = SBT_RTO;
+	}
 	sb->recover_fs = c->snd_max - c->snd_una;
 	sb->prr_delivered = sb->prr_out = 0;
 	sb->tlp_out = 0;
@@ -351,6 +387,83 @@ dsack_input(struct tcp_conn *c, struct tcp_sb *sb, uint32_t l, uint32_t r)
 	}
 	if (sb->tlp_out && sb->tlp_rexmit && SEQ_LT(l, sb->tlp_end) && SEQ_GT(r, l))
 		sb->tlp_dsack = 1;
+	/* RFC 3708: each retransmission of the episode this block covers arrived twice, so
+	 * one copy of it was not needed (a duplicate made by the network counts too, as in
+	 * Linux: it can only make an undo come early, never miss one) */
+	if (sb->undo_on && sb->undo_retrans > 0 && SEQ_GT(r, sb->undo_lo) &&
+	    SEQ_LT(l, sb->undo_hi)) {
+		uint32_t segs = (r - l + c->mss - 1) / c->mss;
+
+		sb->undo_retrans = (uint16_t)(sb->undo_retrans - RTE_MIN(segs, sb->undo_retrans));
+	}
+}
+
+void
+tcp_sb_undo_start(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	if (sb == NULL)
+		return;
+	sb->prior_cwnd = c->cwnd;
+	sb->prior_ssthresh = c->ssthresh;
+	sb->prior_cc[0] = c->cc_wmax;
+	sb->prior_cc[1] = c->cc_cwnd_epoch;
+	sb->prior_cc[2] = c->cc_epoch_ms;
+	sb->undo_on = 1;
+	sb->undo_sent = 0;
+	sb->undo_eifel = 0;
+	sb->undo_retrans = 0;
+}
+
+/* The episode's reduction was not needed: back to the window before it (Linux's
+ * tcp_undo_cwnd_reduction; RFC 9438 4.9 for CUBIC's state). Marks of loss not yet acted on
+ * were made with the reordering window now widened: RACK judges them again. A loss found
+ * later in the same window may reduce again. */
+static void
+undo_reduction(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	c->cwnd = RTE_MAX(c->cwnd, sb->prior_cwnd);
+	c->ssthresh = RTE_MAX(c->ssthresh, sb->prior_ssthresh);
+	c->cc_wmax = sb->prior_cc[0];
+	c->cc_cwnd_epoch = sb->prior_cc[1];
+	c->cc_epoch_ms = sb->prior_cc[2];
+	c->snd_recover = c->snd_una - 1;
+	sb->undo_on = 0;
+	if (c->flags & TF_RECOVERY) {
+		c->flags &= ~TF_RECOVERY;
+		c->dupacks = 0;
+		for (unsigned i = 0; i < sb->n; i++) {
+			struct tcp_sb_seg *e = seg_at(sb, i);
+
+			if ((e->flags & (SBS_LOST | SBS_SACKED | SBS_RETRANS)) == SBS_LOST)
+				e->flags &= (uint8_t)~SBS_LOST;
+		}
+	}
+	tcp_flush_add(c);
+}
+
+/* Was the episode spurious? Every retransmission D-SACKed (RFC 3708), or (timestamps) the
+ * ACK that covers them all echoes a TSval sent before the first of them: an original, not
+ * a retransmission, made it (Eifel, RFC 3522). */
+static void
+undo_check(struct tcp_conn *c, struct tcp_sb *sb, const struct tcp_seg *s)
+{
+	if (!sb->undo_on || !sb->undo_sent)
+		return;
+	if (sb->undo_retrans == 0) {
+		DP_INC(tcb_tl(c)->lc, tcp, UNDO_DSACK);
+		undo_reduction(c, sb);
+		return;
+	}
+	if (sb->undo_eifel && SEQ_GEQ(c->snd_una, c->snd_recover) &&
+	    SEQ_GEQ(c->snd_una, sb->undo_hi)) {
+		sb->undo_eifel = 0; /* the first ACK of them all decides */
+		if (s->opt.has_ts && s->opt.tsecr != 0 && SEQ_LT(s->opt.tsecr, sb->undo_tsval)) {
+			DP_INC(tcb_tl(c)->lc, tcp, UNDO_EIFEL);
+			undo_reduction(c, sb);
+		}
+	}
 }
 
 /* Mark what the blocks cover, lowest segment first (so reordering is judged in order). */
@@ -426,6 +539,8 @@ tlp_check(struct tcp_conn *c, struct tcp_sb *sb)
 	if (!sb->tlp_out || SEQ_LT(c->snd_una, sb->tlp_end))
 		return;
 	sb->tlp_out = 0;
+	if (sb->tlp_rexmit && sb->tlp_dsack)
+		DP_INC(tcb_tl(c)->lc, tcp, TLP_SPURIOUS);
 	if (sb->tlp_rexmit && !sb->tlp_dsack && !(c->flags & TF_RECOVERY)) {
 		DP_INC(tcb_tl(c)->lc, tcp, TLP_RECOVERED);
 		c->ssthresh = tcb_tl(c)->cc->ssthresh(c, 0);
@@ -440,10 +555,13 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 	struct tcp_sb *sb = tcp_sb_of(c);
 	uint32_t sacked_before = sb->sacked, delivered, wait;
 
+	if (acked > 0)
+		tcp_hs_round(c, sb);
 	cum_ack(c, sb);
 	if (s->opt.nsack > 0)
 		sack_mark(c, sb, s);
 	delivered = acked + sb->sacked - sacked_before; /* RFC 6937 DeliveredData */
+	undo_check(c, sb, s);
 	tlp_check(c, sb);
 	if ((c->flags & TF_RECOVERY) && SEQ_GEQ(c->snd_una, c->snd_recover))
 		leave_recovery(c); /* and no growth from the ACK that ended it */
@@ -458,7 +576,19 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 		}
 	}
 	if (c->snd_una == c->snd_max && !(c->flags & TF_RECOVERY)) {
-		tcp_sb_release(c);
+		if (sb->undo_on && sb->undo_sent && sb->undo_retrans > 0) {
+			/* the D-SACKs of the episode come after the cumulative ACK: hold the
+			 * block for them an RTO at most (later ACKs do not extend it) */
+			if (sb->tmode != SBT_UNDO || !(c->timer_on & TT_REXMT)) {
+				tcp_timer_set(c, TT_REXMT, c->rto_ms);
+				sb->tmode = SBT_UNDO;
+			}
+			return;
+		}
+		/* data waits for the flush that follows this burst: it goes on with the block
+		 * (and HyStart++'s rounds) rather than a fresh one */
+		if (c->sndq.bytes == c->snd_max - c->snd_una || c->state != TCP_ST_ESTABLISHED)
+			tcp_sb_release(c);
 		return;
 	}
 	if (sb->sacked == 0 && !(c->flags & TF_RECOVERY))
@@ -509,6 +639,24 @@ tcp_sb_output(struct tcp_conn *c)
 	}
 }
 
+/*
+ * The allowance for the peer's delayed ACK of a lone segment. RFC 8985 7.2 recommends the
+ * worst case, 200 ms, and lets a sender that knows better use less. What we know: the
+ * RTT samples of this flow include the delays its peer put on its ACKs (TSecr, or the
+ * timed segment, count from our send), so 4 RTTVAR covers how much more than SRTT its ACKs
+ * took so far; a request/response peer whose ACK rides on its next request shows none.
+ * Not below 40 ms, the shortest delayed-ACK timer of common stacks (Linux's TCP_ATO_MIN),
+ * which a peer that pauses before its next request uses. A probe that was not needed costs
+ * one segment and no window (its D-SACK: tlp_check); counted TLP_SPURIOUS.
+ */
+static uint32_t
+pto_delack_ms(const struct tcp_conn *c)
+{
+	uint32_t v = RTE_MAX(c->rttvar4, (uint32_t)TCP_PTO_DELACK_MIN_MS);
+
+	return RTE_MIN(v, (uint32_t)TCP_WCDELACK_MS);
+}
+
 static bool
 tlp_allowed(const struct tcp_conn *c, const struct tcp_sb *sb)
 {
@@ -524,12 +672,14 @@ tcp_rexmt_arm(struct tcp_conn *c)
 
 	if (sb == NULL || !tlp_allowed(c, sb)) {
 		tcp_timer_set(c, TT_REXMT, c->rto_ms);
+		if (sb != NULL)
+			sb->tmode = SBT_RTO;
 		return;
 	}
 	/* RFC 8985 7.2: two SRTTs, and the peer's delayed ACK when one segment is out */
 	pto = 2 * RTE_MAX(c->srtt8 / 8, 1u);
 	if (c->snd_max - c->snd_una <= c->mss)
-		pto += TCP_WCDELACK_MS;
+		pto += pto_delack_ms(c);
 	tcp_timer_set(c, TT_REXMT, RTE_MIN(pto, c->rto_ms));
 	sb->tmode = SBT_TLP;
 }
@@ -563,8 +713,18 @@ tcp_sb_timer_fire(struct tcp_conn *c)
 	uint8_t mode;
 	uint32_t wait;
 
-	if (sb == NULL || sb->tmode == SBT_RTO || c->snd_una == c->snd_max)
+	if (sb == NULL || sb->tmode == SBT_RTO)
 		return false;
+	if (sb->tmode == SBT_UNDO || c->snd_una == c->snd_max) {
+		sb->tmode = SBT_RTO;
+		if (c->snd_una == c->snd_max) { /* no D-SACK came: the episode stands */
+			sb->undo_on = 0;
+			tcp_sb_release(c);
+			return false;
+		}
+		tcp_rexmt_arm(c); /* not reached: a send ends the wait (tcp_sb_sent) */
+		return true;
+	}
 	mode = sb->tmode;
 	sb->tmode = SBT_RTO;
 	if (mode == SBT_TLP) {

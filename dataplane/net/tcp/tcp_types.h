@@ -195,6 +195,7 @@ enum {
 	SBT_RTO = 0, /* what the rexmt deadline stands for while a block is held */
 	SBT_TLP,     /* the probe timeout (RFC 8985 7.2) */
 	SBT_REO,     /* RACK's reordering timer (RFC 8985 6.3) */
+	SBT_UNDO,    /* nothing in flight: how long the block waits for a D-SACK (undo) */
 };
 
 struct tcp_sb_seg {
@@ -216,6 +217,16 @@ struct tcp_sb {
 	uint32_t dsack_end; /* RACK 6.2: one reo_wnd step per round trip */
 	/* PRR (RFC 6937) */
 	uint32_t recover_fs, prr_delivered, prr_out, sndcnt;
+	/* Undo of a spurious reduction (RFC 2883 D-SACK, RFC 3522 Eifel; tcp_sack.c): the
+	 * window before the episode's reduction (CUBIC's three words too), the range its
+	 * retransmissions covered, our TSval at the first, those not yet shown spurious */
+	uint32_t prior_cwnd, prior_ssthresh, prior_cc[3];
+	uint32_t undo_lo, undo_hi, undo_tsval;
+	uint16_t undo_retrans;
+	uint8_t undo_on, undo_sent, undo_eifel;
+	/* HyStart++ (RFC 9406; tcp_hystart.c), in the initial slow start */
+	uint32_t hs_end, hs_last_min, hs_cur_min, hs_css_base;
+	uint8_t hs_samples, hs_css, hs_css_rounds, hs_done;
 	struct tcp_sb_seg seg[TCP_SB_SEGS];
 };
 
@@ -387,14 +398,22 @@ int tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket);
 void tcp_sb_pool_fini(struct tcp_lcore *tl);
 struct tcp_sb *tcp_sb_of(const struct tcp_conn *c);
 void tcp_sb_release(struct tcp_conn *c);
-void tcp_sb_reset(struct tcp_conn *c); /* go-back-N: forget what is tracked */
-bool tcp_sb_room(struct tcp_conn *c);  /* may a new segment go (attaches a block if none) */
+void tcp_sb_reset(struct tcp_conn *c);      /* go-back-N: forget what is tracked */
+void tcp_sb_undo_start(struct tcp_conn *c); /* before a reduction: remember the window */
+bool tcp_sb_room(struct tcp_conn *c);       /* may a new segment go (attaches a block if none) */
 void tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end);
 void
 tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp_ack_kind kind);
 void tcp_sb_output(struct tcp_conn *c);     /* in recovery: PRR's share, lost segments first */
 bool tcp_sb_timer_fire(struct tcp_conn *c); /* true: a TLP or reordering timer, handled */
 void tcp_rexmt_arm(struct tcp_conn *c);     /* RTO, or the probe timeout when a TLP may go */
+
+/* tcp_hystart.c: HyStart++ (RFC 9406) in the initial slow start */
+#define TCP_SSTHRESH_INIT (UINT32_MAX / 2) /* "arbitrarily high" (RFC 5681 3.1) */
+void tcp_hs_init(const struct tcp_conn *c, struct tcp_sb *sb);
+void tcp_hs_rtt(struct tcp_sb *sb, uint32_t rtt_ms);
+void tcp_hs_round(struct tcp_conn *c, struct tcp_sb *sb); /* an ACK of new data */
+uint32_t tcp_ss_grow(struct tcp_conn *c, uint32_t acked); /* slow start's increase */
 
 /* tcp_timer.c */
 void tcp_timer_set(struct tcp_conn *c, int which, uint32_t delay_ms);

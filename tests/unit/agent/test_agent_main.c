@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "fake_modbus.h"
+#include "main_fixture.h"
 
 int agent_main(int argc, char **argv);
 
@@ -38,61 +39,11 @@ static int port;
 /* a generous deadline: it only turns a hang into a failure */
 #define DEADLINE_MS 20000
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-pause_ms(unsigned ms)
-{
-	struct timespec ts = { 0, (long)ms * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m;
-	int c;
-
-	if (f == NULL)
-		return NULL;
-	m = open_memstream(&buf, &len);
-	while ((c = fgetc(f)) != EOF)
-		fputc(c, m);
-	fclose(m);
-	fclose(f);
-	return buf;
-}
-
 /* Does the agent's log (its stderr, errlog) hold needle yet? */
 static bool
 log_has(const char *needle)
 {
-	char *log = slurp(errlog);
-	bool has = log != NULL && strstr(log, needle) != NULL;
-
-	free(log);
-	return has;
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
+	return file_has(errlog, needle);
 }
 
 static int
@@ -280,6 +231,54 @@ agent_thread(void *arg)
 	return (void *)(intptr_t)run_main(3, argv);
 }
 
+/* What a test changes around the agent's run: its signals blocked before its thread starts (its
+ * loop reads them from a signalfd; a thread started later inherits the mask), its stderr to
+ * errlog (truncated); release_signals_and_log puts both back. */
+struct held {
+	sigset_t set;
+	int saved_stderr;
+};
+
+static void
+hold_signals_and_log(struct held *h)
+{
+	int errfd;
+
+	sigemptyset(&h->set);
+	sigaddset(&h->set, SIGHUP);
+	sigaddset(&h->set, SIGUSR1);
+	sigaddset(&h->set, SIGTERM);
+	sigaddset(&h->set, SIGINT);
+	sigaddset(&h->set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &h->set, NULL);
+	fflush(stderr);
+	h->saved_stderr = dup(2);
+	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(errfd >= 0);
+	dup2(errfd, 2);
+	close(errfd);
+}
+
+static void
+release_signals_and_log(struct held *h)
+{
+	fflush(stderr);
+	dup2(h->saved_stderr, 2);
+	close(h->saved_stderr);
+	pthread_sigmask(SIG_UNBLOCK, &h->set, NULL);
+}
+
+/* SIGTERM: the agent in thread th stops in order and returns 0. */
+static void
+agent_stop(pthread_t th)
+{
+	void *rc;
+
+	kill(getpid(), SIGTERM);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+}
+
 /* Waits until pred() holds, re-checking every 20 ms; false at the deadline. */
 #define WAIT_FOR(pred)                                     \
 	({                                                 \
@@ -348,31 +347,15 @@ static void
 test_agent_run(void **state)
 {
 	pthread_t th;
-	sigset_t set;
-	void *rc;
+	struct held held;
 	json_t *r, *st;
 	char *body, *log;
-	int errfd, saved;
 
 	(void)state;
 	fake_reset();
 	fake_set(MB_FN_HOLDING, 40, 215); /* setpoint 21.5 */
 	write_config("", "info");
-	/* the agent's signals, blocked before its thread starts (the loop reads its signalfd) */
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	/* the agent's log, to check SIGUSR1's dump */
-	fflush(stderr);
-	saved = dup(2);
-	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(errfd >= 0);
-	dup2(errfd, 2);
-	close(errfd);
+	hold_signals_and_log(&held);
 
 	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
 	assert_true(WAIT_FOR(readings("w1", "setpoint") > 0));
@@ -469,13 +452,8 @@ test_agent_run(void **state)
 	assert_true(
 	    WAIT_FOR(log_has("reload: uplink.spool changed; it applies at the next restart")));
 
-	kill(getpid(), SIGTERM);
-	assert_int_equal(pthread_join(th, &rc), 0);
-	assert_int_equal((intptr_t)rc, 0);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	agent_stop(th);
+	release_signals_and_log(&held);
 	log = slurp(errlog);
 	assert_non_null(strstr(log, "reload: 2 buses"));
 	assert_non_null(strstr(log, "1 kept running, 0 restarted, 1 started, 0 stopped"));
@@ -497,9 +475,7 @@ test_agent_degraded(void **state)
 {
 	char pdir[300], path[400], text[4096], *body, *log, big[5000];
 	pthread_t th;
-	sigset_t set;
-	void *rc;
-	int errfd, saved;
+	struct held held;
 
 	(void)state;
 	fake_reset();
@@ -537,19 +513,7 @@ test_agent_degraded(void **state)
 	    "        - {name: off3, unit_id: 3, profile: broken}\n",
 	    pdir, dir, out, fifo, dir, port);
 	write_file(cfg, text);
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	fflush(stderr);
-	saved = dup(2);
-	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(errfd >= 0);
-	dup2(errfd, 2);
-	close(errfd);
+	hold_signals_and_log(&held);
 	assert_true(truncate(out, 0) == 0 || errno == ENOENT);
 
 	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
@@ -587,13 +551,8 @@ test_agent_degraded(void **state)
 	assert_true(body_has("GET", "/metrics", "edgegw_agent_devices_disabled 2\n"));
 	assert_true(WAIT_FOR(log_has("no-such-dir/stats.json: No such file or directory")));
 
-	kill(getpid(), SIGTERM);
-	assert_int_equal(pthread_join(th, &rc), 0);
-	assert_int_equal((intptr_t)rc, 0);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	agent_stop(th);
+	release_signals_and_log(&held);
 	log = slurp(errlog);
 	assert_non_null(strstr(log, "bus rtu3: every device on it is disabled; not started"));
 	assert_non_null(strstr(log, "profile 'broken' does not load, its devices are disabled: "));
@@ -781,9 +740,7 @@ test_agent_mqtt_uplink(void **state)
 	socklen_t sl = sizeof(sa);
 	pthread_t th, bt;
 	char text[4096];
-	sigset_t set;
-	void *rc;
-	int errfd, saved;
+	struct held held;
 
 	(void)state;
 	memset(&mb, 0, sizeof(mb));
@@ -810,19 +767,7 @@ test_agent_mqtt_uplink(void **state)
 	    "  spool: {dir: %s/spool}\n",
 	    PROFILES_DIR, dir, mb.port, port, dir, bus_rtu1, dir);
 	write_file(cfg, text);
-	sigemptyset(&set);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	fflush(stderr);
-	saved = dup(2);
-	errfd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(errfd >= 0);
-	dup2(errfd, 2);
-	close(errfd);
+	hold_signals_and_log(&held);
 
 	assert_int_equal(pthread_create(&bt, NULL, broker_thread, &mb), 0);
 	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
@@ -844,17 +789,12 @@ test_agent_mqtt_uplink(void **state)
 	kill(getpid(), SIGUSR1);
 	assert_true(WAIT_FOR(log_has("stats: uplink up queued")));
 
-	kill(getpid(), SIGTERM);
-	assert_int_equal(pthread_join(th, &rc), 0);
-	assert_int_equal((intptr_t)rc, 0);
+	agent_stop(th);
 	__atomic_store_n(&mb.stop, true, __ATOMIC_RELEASE);
 	shutdown(mb.lfd, SHUT_RDWR);
 	close(mb.lfd);
 	assert_int_equal(pthread_join(bt, NULL), 0);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	release_signals_and_log(&held);
 }
 
 /* --check, --version, --help and bad usage answer without starting anything. */

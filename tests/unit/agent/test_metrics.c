@@ -41,13 +41,13 @@ test_names(void **state)
 }
 
 static char *
-render(const struct dp_scrape *s)
+render(const struct metrics_dp *s)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 
-	dp_scrape_render(s, f);
+	metrics_dp_render(s, f);
 	fclose(f);
 	return buf;
 }
@@ -55,12 +55,12 @@ render(const struct dp_scrape *s)
 static void
 test_down(void **state)
 {
-	struct dp_scrape s = { 0 };
+	struct metrics_dp s = { 0 };
 	char *t;
 
 	(void)state;
 	/* nothing listens there: up 0, no error, no other family */
-	dp_scrape_read(&s, "/nonexistent/dpdk_telemetry.v2", 100);
+	metrics_dp_read(&s, "/nonexistent/dpdk_telemetry.v2", 100);
 	assert_false(s.up);
 	t = render(&s);
 	assert_non_null(strstr(t, "# TYPE edgegw_dataplane_up gauge\nedgegw_dataplane_up 0\n"));
@@ -71,7 +71,7 @@ test_down(void **state)
 static void
 test_up(void **state)
 {
-	struct dp_scrape s = { .up = true };
+	struct metrics_dp s = { .up = true };
 	char *t;
 
 	(void)state;
@@ -127,7 +127,7 @@ test_up(void **state)
 	    "edgegw_dataplane_dpchan_recs_tx_total{class=\"info\"} 17\n"));
 	assert_non_null(strstr(t, "edgegw_dataplane_dpchan_send_fail_total{class=\"error\"} 2\n"));
 	free(t);
-	dp_scrape_free(&s);
+	metrics_dp_free(&s);
 }
 
 int

@@ -48,6 +48,7 @@
 #include "dirs.h"
 #include "dp_main.h"
 #include "dpchan_server.h"
+#include "main_fixture.h"
 
 int dp_main(int argc, char **argv);
 int __real_rte_eal_init(int argc, char **argv);
@@ -95,68 +96,12 @@ __wrap_rte_eal_init(int argc, char **argv)
 
 /* --- helpers --- */
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-pause_ms(unsigned ms)
-{
-	struct timespec ts = { 0, (long)ms * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static char *
-slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m;
-	int c;
-
-	if (f == NULL)
-		return NULL;
-	m = open_memstream(&buf, &len);
-	while ((c = fgetc(f)) != EOF)
-		fputc(c, m);
-	fclose(m);
-	fclose(f);
-	return buf;
-}
-
-static bool
-file_has(const char *path, const char *needle)
-{
-	char *text = slurp(path);
-	bool has = text != NULL && strstr(text, needle) != NULL;
-
-	free(text);
-	return has;
-}
-
 /* The dataplane's log (its stderr) holds needle yet. */
 static bool
 log_has(const char *needle)
 {
 	fflush(stderr);
 	return file_has(errlog, needle);
-}
-
-static void
-write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	assert_int_equal(fclose(f), 0);
 }
 
 /* dp_main with these arguments; stdout and stderr to outlog and errlog (truncated first) */

@@ -405,3 +405,54 @@ fb_count(const struct fb *b, int kind)
 		n += b->ev[i].kind == kind;
 	return n;
 }
+
+/* --- the fixture of test_mqttc.c and test_mqttc_faults.c --- */
+
+struct fb B;
+struct uplink_mqtt_conf C;
+
+int
+setup(void **state)
+{
+	(void)state;
+	fb_init(&B, &C);
+	return 0;
+}
+
+int
+teardown(void **state)
+{
+	(void)state;
+	fb_fini(&B);
+	return 0;
+}
+
+const uint64_t *
+cnt(void)
+{
+	return mqttc_counters(B.c);
+}
+
+void
+publish(const char *topic, uint8_t qos, uint64_t ref)
+{
+	assert_int_equal(mqttc_publish(B.c, topic, "v", 1, qos, false, ref), 0);
+}
+
+struct fb_pkt
+expect(enum mqtt_type type)
+{
+	struct fb_pkt p;
+
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, type);
+	return p;
+}
+
+void
+next_attempt(void)
+{
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	expect(MQTT_CONNECT);
+}

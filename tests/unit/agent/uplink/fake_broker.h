@@ -78,4 +78,22 @@ void fb_send_big(struct fb *b, const uint8_t *buf, size_t len);
 void fb_connect(struct fb *b, bool session_present);
 int fb_count(const struct fb *b, int kind);
 
+/*
+ * The fixture test_mqttc.c and test_mqttc_faults.c share, under the short names their tests
+ * use: one broker B and the client's config C, made afresh (fb_init) by setup and released
+ * (fb_fini) by teardown around each test.
+ */
+extern struct fb B;
+extern struct uplink_mqtt_conf C;
+int setup(void **state);
+int teardown(void **state);
+/* The client's counters (enum uplink_counter). */
+const uint64_t *cnt(void);
+/* The client publishes a one-byte payload ("v"); must be accepted. */
+void publish(const char *topic, uint8_t qos, uint64_t ref);
+/* The client's next packet is of this type; returns it. */
+struct fb_pkt expect(enum mqtt_type type);
+/* The next attempt (after the longest backoff) up to the CONNECT. */
+void next_attempt(void);
+
 #endif

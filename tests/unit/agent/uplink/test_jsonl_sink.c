@@ -97,7 +97,7 @@ line(int i)
 	for (int k = 0; k <= i; k++)
 		assert_non_null(fgets(buf, sizeof(buf), f));
 	fclose(f);
-	j = json_loads(buf, 0, &e);
+	j = json_loads(buf, JSON_ALLOW_NUL, &e);
 	if (j == NULL)
 		fail_msg("line %d is not JSON (%s): %s", i, e.text, buf);
 	return j;
@@ -137,6 +137,48 @@ test_lines_are_json(void **state)
 	json_decref(j);
 	j = line(4);
 	assert_string_equal(json_string_value(json_object_get(j, "payload")), "");
+	json_decref(j);
+	uplink_destroy(u);
+}
+
+/* A payload that is not valid UTF-8 (a stray continuation byte, a cut sequence, an overlong
+ * form, a surrogate) cannot be a JSON string: it goes in base64, said by "payload_encoding",
+ * and decodes to the same bytes. Valid UTF-8, U+0000 included, stays a plain string. */
+static void
+test_payload_not_utf8_is_base64(void **state)
+{
+	static const struct {
+		const char *bytes, *b64;
+		size_t len;
+	} bad[] = {
+		{ "t\x80x", "dIB4", 3 },
+		{ "caf\xc3", "Y2Fmww==", 4 },
+		{ "\xc0\xaf", "wK8=", 2 },
+		{ "\xed\xa0\x80", "7aCA", 3 },
+		{ "\xff", "/w==", 1 },
+	};
+	static const char good[] = "caf\xc3\xa9 \xf0\x9f\x8c\xa1 \0end";
+	struct uplink *u;
+	json_t *j;
+	size_t n = sizeof(bad) / sizeof(bad[0]);
+
+	(void)state;
+	u = sink(out_path, NULL);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(uplink_send(u, "a/bin", bad[i].bytes, bad[i].len, 0, false, 0), 0);
+	assert_int_equal(uplink_send(u, "a/txt", good, sizeof(good) - 1, 0, false, 0), 0);
+	for (size_t i = 0; i < n; i++) {
+		j = line((int)i);
+		assert_string_equal(json_string_value(json_object_get(j, "payload")), bad[i].b64);
+		assert_string_equal(
+		    json_string_value(json_object_get(j, "payload_encoding")), "base64");
+		json_decref(j);
+	}
+	j = line((int)n);
+	assert_int_equal(json_string_length(json_object_get(j, "payload")), sizeof(good) - 1);
+	assert_memory_equal(
+	    json_string_value(json_object_get(j, "payload")), good, sizeof(good) - 1);
+	assert_null(json_object_get(j, "payload_encoding"));
 	json_decref(j);
 	uplink_destroy(u);
 }
@@ -265,6 +307,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_lines_are_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_payload_not_utf8_is_base64, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_counted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_written_is_acked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),

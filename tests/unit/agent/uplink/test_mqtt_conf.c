@@ -91,12 +91,31 @@ test_every_key(void **state)
 	assert_string_equal(c.tls.server_name, "broker.example");
 }
 
+/* A config the section refuses, and how its error starts. */
+struct refusal {
+	const char *text, *want;
+};
+
+/* Each text is refused (-1), its error starting with what the case wants. */
+static void
+refused_each(const struct refusal *cases, size_t n)
+{
+	struct uplink_mqtt_conf c;
+	char err[256];
+
+	for (size_t i = 0; i < n; i++) {
+		int rc = parse(cases[i].text, &c, err, sizeof(err));
+
+		if (rc != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+			fail_msg(
+			    "case %zu: rc %d, got '%s', want '%s...'", i, rc, err, cases[i].want);
+	}
+}
+
 static void
 test_errors_name_the_line(void **state)
 {
-	static const struct {
-		const char *text, *want;
-	} cases[] = {
+	static const struct refusal cases[] = {
 		{ "mqtt:\n  colour: red\n", "t.yaml:2:3: unknown key 'colour'" },
 		{ "mqtt:\n  version: 4\n", "t.yaml:2:12:" },
 		{ "mqtt:\n  qos: 3\n", "t.yaml:2:8:" },
@@ -114,26 +133,16 @@ test_errors_name_the_line(void **state)
 		{ "mqtt:\n  client_id: ''\n", "t.yaml:2:14: client_id must not be empty" },
 		{ "mqtt:\n  window: 0\n", "t.yaml:2:11:" },
 	};
-	struct uplink_mqtt_conf c;
-	char err[256];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int rc = parse(cases[i].text, &c, err, sizeof(err));
-
-		if (rc != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
-			fail_msg(
-			    "case %zu: rc %d, got '%s', want '%s...'", i, rc, err, cases[i].want);
-	}
+	refused_each(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 /* More refusals, one key wrong each. */
 static void
 test_more_errors(void **state)
 {
-	static const struct {
-		const char *text, *want;
-	} cases[] = {
+	static const struct refusal cases[] = {
 		{ "mqtt: 7\n", "t.yaml:1:7: 'mqtt' must be a mapping" },
 		{ "mqtt:\n  tls: 7\n", "t.yaml:2:8: 'tls' must be a mapping" },
 		{ "mqtt:\n  tls: {ca: a.pem, verify: maybe}\n",
@@ -153,13 +162,7 @@ test_more_errors(void **state)
 	char err[256];
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int rc = parse(cases[i].text, &c, err, sizeof(err));
-
-		if (rc != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
-			fail_msg(
-			    "case %zu: rc %d, got '%s', want '%s...'", i, rc, err, cases[i].want);
-	}
+	refused_each(cases, sizeof(cases) / sizeof(cases[0]));
 	/* 5.0 sends a password without a user name */
 	assert_int_equal(parse("mqtt:\n  password: secret\n", &c, err, sizeof(err)), 0);
 	assert_string_equal(c.password, "secret");

@@ -18,37 +18,6 @@
 
 #include "fake_broker.h"
 
-static struct fb B;
-static struct uplink_mqtt_conf C;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	fb_init(&B, &C);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	fb_fini(&B);
-	return 0;
-}
-
-static const uint64_t *
-cnt(void)
-{
-	return mqttc_counters(B.c);
-}
-
-static void
-publish(const char *topic, uint8_t qos, uint64_t ref)
-{
-	assert_int_equal(mqttc_publish(B.c, topic, "v", 1, qos, false, ref), 0);
-}
-
 static void
 test_connect_v5_session_and_qos1(void **state)
 {

@@ -22,57 +22,6 @@
 #include "fake_broker.h"
 #include "log.h"
 
-static struct fb B;
-static struct uplink_mqtt_conf C;
-
-static int
-setup(void **state)
-{
-	(void)state;
-	fb_init(&B, &C);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	(void)state;
-	fb_fini(&B);
-	return 0;
-}
-
-static const uint64_t *
-cnt(void)
-{
-	return mqttc_counters(B.c);
-}
-
-static void
-publish(const char *topic, uint8_t qos, uint64_t ref)
-{
-	assert_int_equal(mqttc_publish(B.c, topic, "v", 1, qos, false, ref), 0);
-}
-
-/* The client's next packet is of this type; returns it. */
-static struct fb_pkt
-expect(enum mqtt_type type)
-{
-	struct fb_pkt p;
-
-	assert_true(fb_recv(&B, &p));
-	assert_int_equal(p.type, type);
-	return p;
-}
-
-/* The next attempt (after the longest backoff) up to the CONNECT. */
-static void
-next_attempt(void)
-{
-	fb_tick(&B, C.reconnect_max_ms);
-	fb_accept(&B);
-	expect(MQTT_CONNECT);
-}
-
 /* ---- the log, captured: stderr goes to a file while a test looks at it ---- */
 
 static int saved_stderr = -1;

@@ -16,70 +16,7 @@
 #include <cmocka.h>
 
 #include "broker_fixture.h"
-
-struct fake_up {
-	int room_rc;   /* what room() answers */
-	int submit_rc; /* what submit() answers when room() said 0 */
-	uint64_t refs[64];
-	uint8_t qos[64];
-	uint32_t n;    /* records taken */
-	uint32_t best; /* of them best effort (ref 0) */
-};
-
-static enum broker_uplink_class
-up_wants(void *uctx, const char *topic, size_t len, uint8_t qos)
-{
-	(void)uctx, (void)qos;
-	if (len >= 6 && memcmp(topic, "plant/", 6) == 0)
-		return BROKER_UPLINK_DURABLE;
-	if (len >= 5 && memcmp(topic, "bulk/", 5) == 0)
-		return BROKER_UPLINK_BEST_EFFORT;
-	return BROKER_UPLINK_NONE;
-}
-
-static int
-up_room(void *uctx, size_t topic_len, size_t payload_len)
-{
-	(void)topic_len;
-	return payload_len > 1000 ? -EMSGSIZE : ((struct fake_up *)uctx)->room_rc;
-}
-
-static int
-up_submit(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t topic_len,
-    const uint8_t *payload, size_t payload_len)
-{
-	struct fake_up *u = uctx;
-	int rc = up_room(uctx, topic_len, payload_len);
-
-	(void)retain, (void)topic, (void)payload;
-	if (rc == 0 && u->submit_rc != 0)
-		rc = u->submit_rc;
-	if (rc != 0)
-		return rc;
-	u->refs[u->n % 64] = ref;
-	u->qos[u->n++ % 64] = qos;
-	u->best += ref == 0;
-	return 0;
-}
-
-static const struct broker_uplink_ops up_ops = {
-	.wants = up_wants, .room = up_room, .submit = up_submit
-};
-
-static struct fx *
-fx_up(struct fake_up *u, uint32_t max_pending)
-{
-	struct fx *x = fx_new(NULL);
-
-	assert_int_equal(broker_uplink_attach(x->b, &up_ops, u, max_pending), 0);
-	return x;
-}
-
-static void
-durable(struct fx *x, uint64_t first, uint64_t last, int status)
-{
-	broker_uplink_durable(x->b, first, last, status, x->now);
-}
+#include "fake_broker_uplink.h"
 
 /* QoS 1: delivered to the subscriber at once, PUBACK only once durable. */
 static void
@@ -100,13 +37,13 @@ test_puback_after_durable(void **state)
 	assert_int_equal(broker_uplink_pending(x->b), 1);
 	fx_publish(x, 0, "other/t", "x", 1, 8, false); /* no rule: acknowledged at once */
 	fx_expect_type(x, 0, MQTT_PUBACK, 0);
-	durable(x, 1, 1, 0);
+	fx_durable(x, 1, 1, 0);
 	fx_expect_type(x, 0, MQTT_PUBACK, 0);
 	fx_expect_none(x, 0);
 	assert_int_equal(broker_uplink_pending(x->b), 0);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_DEFERRED), 1);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ACKED), 1);
-	durable(x, 1, 1, 0); /* an answer again (after a reconnect of the channel): nothing */
+	fx_durable(x, 1, 1, 0); /* an answer again (after a reconnect of the channel): nothing */
 	fx_expect_none(x, 0);
 	fx_free(x);
 }
@@ -137,7 +74,7 @@ test_pubrec_after_durable(void **state)
 	fx_expect_none(x, 0);
 	assert_int_equal(u.n, 1);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_WAIT), 1);
-	durable(x, 1, 1, 0);
+	fx_durable(x, 1, 1, 0);
 	fx_expect_type(x, 0, MQTT_PUBREC, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
 	fx_expect_none(x, 0);
 	fx_ack(x, 0, MQTT_PUBREL, 3);
@@ -174,12 +111,12 @@ test_hold_while_full(void **state)
 	assert_int_equal(broker_uplink_pending(x->b), 16);
 	fx_publish(x, 0, "plant/a", "17", 1, 17, false);
 	assert_true(broker_conn_held(x->f[0].c));
-	durable(x, 1, 1, 0);
+	fx_durable(x, 1, 1, 0);
 	fx_expect_type(x, 0, MQTT_PUBACK, 0);
 	assert_false(broker_conn_held(x->f[0].c));
 	assert_int_equal(fx_refeed(x, 0), 0);
 	assert_int_equal(broker_uplink_pending(x->b), 16);
-	durable(x, 2, 17, 0);
+	fx_durable(x, 2, 17, 0);
 	for (int i = 2; i <= 17; i++)
 		fx_expect_type(x, 0, MQTT_PUBACK, 0);
 	fx_expect_none(x, 0);
@@ -231,19 +168,19 @@ test_durable_failed(void **state)
 	(void)state;
 	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
 	fx_publish(x, 0, "plant/q2", "a", 2, 9, false);
-	durable(x, 1, 1, -EIO);
+	fx_durable(x, 1, 1, -EIO);
 	fx_expect_none(x, 0);
 	assert_true(x->f[0].closed);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_FAILED), 1);
 	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
 	fx_publish(x, 0, "plant/q2", "a", 2, 9, false);
 	assert_int_equal(u.n, 2); /* taken again */
-	durable(x, 2, 2, 0);
+	fx_durable(x, 2, 2, 0);
 	fx_expect_type(x, 0, MQTT_PUBREC, 0);
 	/* 5.0 is told why */
 	fx_connect(x, 1, MQTT_V5, "five", true, 60, NULL);
 	fx_publish(x, 1, "plant/q1", "a", 1, 1, false);
-	durable(x, 3, 3, -EIO);
+	fx_durable(x, 3, 3, -EIO);
 	fx_expect_type(x, 1, MQTT_DISCONNECT, MQTT_RC_UNSPECIFIED_ERROR);
 	/* the channel refuses after admitting (it went away): closed unacknowledged */
 	fx_connect(x, 1, MQTT_V5, "five", true, 60, NULL);
@@ -278,7 +215,7 @@ test_closed_while_pending(void **state)
 	fx_publish(x, 0, "plant/b", "2", 2, 2, false);
 	fx_close(x, 0); /* clean session: the session goes too */
 	fx_connect(x, 1, MQTT_V311, "other", true, 60, NULL);
-	durable(x, 1, 2, 0);
+	fx_durable(x, 1, 2, 0);
 	fx_expect_none(x, 1);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ORPHAN), 2);
 	assert_int_equal(broker_uplink_pending(x->b), 0);
@@ -290,13 +227,13 @@ test_closed_while_pending(void **state)
 	fx_publish(x, 2, "plant/c", "3", 2, 5, false);
 	fx_expect_none(x, 2);
 	assert_int_equal(u.n, 3); /* not submitted twice */
-	durable(x, 3, 3, 0);
+	fx_durable(x, 3, 3, 0);
 	fx_expect_type(x, 2, MQTT_PUBREC, 0);
 	/* the answer comes after the session was discarded (clean start elsewhere) */
 	fx_publish(x, 2, "plant/d", "4", 2, 6, false);
 	fx_close(x, 2);
 	fx_connect(x, 3, MQTT_V311, "keep", true, 60, NULL);
-	durable(x, 4, 4, -EIO);
+	fx_durable(x, 4, 4, -EIO);
 	fx_expect_none(x, 3);
 	fx_free(x); /* and one pending at destroy */
 }
@@ -314,7 +251,7 @@ test_owed_acks(void **state)
 	for (uint16_t pid = 1; pid <= 3; pid++)
 		fx_publish(x, 0, "plant/a", "1", 1, pid, false);
 	x->f[0].space = 4;
-	durable(x, 1, 3, 0);
+	fx_durable(x, 1, 3, 0);
 	assert_false(fx_next(x, 0, &p)); /* all three owed */
 	fx_read_all(x, 0);
 	for (uint16_t pid = 1; pid <= 3; pid++) {

@@ -14,71 +14,7 @@
 #include <cmocka.h>
 
 #include "broker_fixture.h"
-
-struct fake_up {
-	int room_rc;   /* what room() answers */
-	int submit_rc; /* what submit() answers when room() said 0 */
-	uint64_t refs[64];
-	uint8_t qos[64];
-	uint32_t n;    /* records taken */
-	uint32_t best; /* of them best effort (ref 0) */
-};
-
-static enum broker_uplink_class
-up_wants(void *uctx, const char *topic, size_t len, uint8_t qos)
-{
-	(void)uctx, (void)qos;
-	if (len >= 6 && memcmp(topic, "plant/", 6) == 0)
-		return BROKER_UPLINK_DURABLE;
-	if (len >= 5 && memcmp(topic, "bulk/", 5) == 0)
-		return BROKER_UPLINK_BEST_EFFORT;
-	return BROKER_UPLINK_NONE;
-}
-
-static int
-up_room(void *uctx, size_t topic_len, size_t payload_len)
-{
-	(void)topic_len;
-	return payload_len > 1000 ? -EMSGSIZE : ((struct fake_up *)uctx)->room_rc;
-}
-
-static int
-up_submit(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t topic_len,
-    const uint8_t *payload, size_t payload_len)
-{
-	struct fake_up *u = uctx;
-	int rc = up_room(uctx, topic_len, payload_len);
-
-	(void)retain, (void)topic, (void)payload;
-	if (rc == 0 && u->submit_rc != 0)
-		rc = u->submit_rc;
-	if (rc != 0)
-		return rc;
-	u->refs[u->n % 64] = ref;
-	u->qos[u->n++ % 64] = qos;
-	u->best += ref == 0;
-	return 0;
-}
-
-static const struct broker_uplink_ops up_ops = {
-	.wants = up_wants, .room = up_room, .submit = up_submit
-};
-
-static struct fx *
-fx_up(struct fake_up *u, uint32_t max_pending)
-{
-	struct fx *x = fx_new(NULL);
-
-	assert_int_equal(broker_uplink_attach(x->b, &up_ops, u, max_pending), 0);
-	return x;
-}
-
-static void
-durable(struct fx *x, uint64_t first, uint64_t last, int status)
-{
-	broker_uplink_durable(x->b, first, last, status, x->now);
-}
-
+#include "fake_broker_uplink.h"
 
 static int
 publish_alias(struct fx *x, int i, const char *topic, uint16_t alias, uint16_t pid)
@@ -109,7 +45,7 @@ test_alias_to_durable_topic(void **state)
 	assert_int_equal(publish_alias(x, 0, "", 2, 2), 0);
 	fx_expect_none(x, 0);
 	assert_int_equal(u.n, 2);
-	durable(x, 1, 2, 0);
+	fx_durable(x, 1, 2, 0);
 	fx_expect_type(x, 0, MQTT_PUBACK, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
 	fx_expect_type(x, 0, MQTT_PUBACK, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
 	fx_expect_none(x, 0);
@@ -138,7 +74,7 @@ test_owed_partly_then_gone(void **state)
 	for (uint16_t pid = 1; pid <= 3; pid++)
 		fx_publish(x, 0, "plant/a", "1", 1, pid, false);
 	x->f[0].space = 4;
-	durable(x, 0, 100, 0); /* refs 1..3 are all there is */
+	fx_durable(x, 0, 100, 0); /* refs 1..3 are all there is */
 	assert_false(fx_next(x, 0, &p));
 	x->f[0].space = 12; /* room for two */
 	broker_conn_writable(x->f[0].c, x->now);
@@ -154,7 +90,7 @@ test_owed_partly_then_gone(void **state)
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ACKED), 2);
 	fx_connect(x, 1, MQTT_V311, "next", true, 60, NULL); /* ref 4 */
 	fx_publish(x, 1, "plant/b", "2", 1, 9, false);
-	durable(x, 4, 4, 0);
+	fx_durable(x, 4, 4, 0);
 	fx_expect_type(x, 1, MQTT_PUBACK, 0);
 	fx_free(x);
 }
@@ -176,7 +112,7 @@ test_owed_flush_releases_held(void **state)
 	fx_publish(x, 1, "plant/b", "2", 1, 1, false);
 	assert_true(broker_conn_held(x->f[1].c));
 	x->f[0].space = 4;
-	durable(x, 1, 16, 0); /* all durable, every ack owed */
+	fx_durable(x, 1, 16, 0); /* all durable, every ack owed */
 	assert_true(broker_conn_held(x->f[1].c));
 	x->f[0].space = 12; /* room for two of them */
 	broker_conn_writable(x->f[0].c, x->now);
@@ -188,6 +124,53 @@ test_owed_flush_releases_held(void **state)
 	fx_free(x);
 }
 
+/* The uplink detached (the service stops: mqtt_uplink_stop) while acks wait. A message whose
+ * durability is not known is failed: its publisher is closed unacknowledged and sends again.
+ * A publisher owed the ack of a durable message is closed too: its resend is acknowledged
+ * without an uplink. A publisher held for want of room goes on, acknowledged at once. Nothing
+ * points at the freed ring afterwards (before: a NULL dereference at the next close or
+ * writable of such a connection). */
+static void
+test_detach_ends_waiters(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "wait", true, 60, NULL);
+	fx_connect(x, 1, MQTT_V5, "owed", true, 60, NULL);
+	fx_connect(x, 2, MQTT_V311, "held", true, 60, NULL);
+	fx_publish(x, 0, "plant/a", "1", 1, 1, false); /* ref 1: durability not known */
+	fx_publish(x, 1, "plant/b", "2", 2, 1, false); /* ref 2: durable, its PUBREC owed */
+	x->f[1].space = 4;
+	fx_durable(x, 2, 2, 0);
+	u.room_rc = -ENOBUFS;
+	fx_publish(x, 2, "plant/c", "3", 1, 1, false);
+	assert_true(broker_conn_held(x->f[2].c));
+	assert_int_equal(broker_uplink_pending(x->b), 2);
+
+	broker_uplink_detach(x->b);
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	assert_true(x->f[0].closed);
+	assert_true(x->f[1].closed);
+	fx_expect_none(x, 0); /* no PUBACK: the message may not be durable */
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_FAILED), 1);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_ACKED), 0);
+	assert_false(broker_conn_held(x->f[2].c));
+	assert_true(x->f[2].wake);
+	assert_int_equal(fx_refeed(x, 2), 0);
+	fx_expect_type(x, 2, MQTT_PUBACK, 0);
+	/* the publishers come back and send again: acknowledged at once, nothing submitted */
+	fx_connect(x, 3, MQTT_V311, "wait", true, 60, NULL);
+	fx_publish(x, 3, "plant/a", "1", 1, 1, false);
+	fx_expect_type(x, 3, MQTT_PUBACK, 0);
+	fx_connect(x, 4, MQTT_V5, "owed", false, 60, NULL);
+	fx_publish(x, 4, "plant/b", "2", 2, 1, false);
+	fx_expect_type(x, 4, MQTT_PUBREC, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+	assert_int_equal(u.n, 2);
+	fx_free(x);
+}
+
 int
 main(void)
 {
@@ -195,6 +178,7 @@ main(void)
 		cmocka_unit_test(test_alias_to_durable_topic),
 		cmocka_unit_test(test_owed_partly_then_gone),
 		cmocka_unit_test(test_owed_flush_releases_held),
+		cmocka_unit_test(test_detach_ends_waiters),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -327,6 +327,61 @@ out:
 	return n;
 }
 
+/* The flood tests: a subscriber b on "t" at QoS 1 and a publisher a, both connected. */
+static void
+flood_pair(struct h_peer *b, uint16_t bport, char bid, struct h_peer *a, uint16_t aport, char aid)
+{
+	const uint8_t sub[] = { 0x82, 6, 0, 1, 0, 1, 't', 1 };
+	const uint8_t suback[] = { 0x90, 3, 0, 1, 1 };
+
+	establish(b, bport);
+	connect_311(b, bid, 60);
+	say(b, sub, sizeof(sub));
+	expect(suback, sizeof(suback));
+	establish(a, aport);
+	connect_311(a, aid, 60);
+}
+
+#define FLOOD_SZ 1000
+
+/* The flood's PUBLISH number i (QoS 1, topic "t", packet id i + 1), FLOOD_SZ bytes of mark,
+ * into pub (4 + 3 + 2 + FLOOD_SZ bytes); its length. */
+static uint32_t
+flood_publish(uint8_t *pub, unsigned i, uint8_t mark)
+{
+	size_t rl = 3 + 2 + FLOOD_SZ;
+
+	pub[0] = 0x32;
+	pub[1] = (uint8_t)(0x80 | (rl & 0x7f));
+	pub[2] = (uint8_t)(rl >> 7);
+	memcpy(pub + 3, "\0\1t", 3);
+	pub[6] = 0;
+	pub[7] = (uint8_t)(i + 1);
+	memset(pub + 8, mark, FLOOD_SZ);
+	return 3 + (uint32_t)rl;
+}
+
+/* The subscriber b reads what came and acknowledges each PUBLISH, its mark into got[*ngot++]
+ * (max in all), then ACKs what it read. */
+static void
+flood_receive(struct h_peer *b, uint8_t *got, unsigned *ngot, unsigned max)
+{
+	uint16_t ids[64];
+	uint8_t marks[64];
+	unsigned k;
+
+	take(b);
+	k = packets(3, ids, marks, 64);
+	for (unsigned j = 0; j < k; j++) {
+		const uint8_t puback[] = { 0x40, 2, (uint8_t)(ids[j] >> 8), (uint8_t)ids[j] };
+
+		assert_true(*ngot < max);
+		got[(*ngot)++] = marks[j];
+		h_send(b, PSH_ACK, puback, sizeof(puback));
+	}
+	h_send(b, ACK, NULL, 0);
+}
+
 /*
  * A subscriber that reads slowly: its send buffer fills (the broker's send fails for want of
  * space and the message waits), its queue reaches max_queue and the publisher is held (its
@@ -338,54 +393,25 @@ static void
 test_slow_subscriber(void **state)
 {
 	enum {
-		N = 12,
-		SZ = 1000
+		N = 12
 	};
-	const uint8_t sub[] = { 0x82, 6, 0, 1, 0, 1, 't', 1 };
-	const uint8_t suback[] = { 0x90, 3, 0, 1, 1 };
-	static uint8_t pub[4 + 3 + 2 + SZ];
-	uint16_t ids[64], acked[N];
+	static uint8_t pub[4 + 3 + 2 + FLOOD_SZ];
+	uint16_t acked[N];
 	uint8_t marks[64], got[N];
 	unsigned nacked = 0, ngot = 0;
 	struct h_peer a, b;
 
 	(void)state;
-	establish(&b, 40010);
-	connect_311(&b, 'b', 60);
-	say(&b, sub, sizeof(sub));
-	expect(suback, sizeof(suback));
-	establish(&a, 40011);
-	connect_311(&a, 'a', 60);
+	flood_pair(&b, 40010, 'b', &a, 40011, 'a');
 	for (unsigned i = 0; i < N; i++) {
-		size_t rl = 3 + 2 + SZ;
-
-		pub[0] = 0x32;
-		pub[1] = (uint8_t)(0x80 | (rl & 0x7f));
-		pub[2] = (uint8_t)(rl >> 7);
-		memcpy(pub + 3, "\0\1t", 3);
-		pub[6] = 0;
-		pub[7] = (uint8_t)(i + 1);
-		memset(pub + 8, 'A' + (int)i, SZ);
-		say(&a, pub, 3 + (uint32_t)rl);
+		say(&a, pub, flood_publish(pub, i, (uint8_t)('A' + i)));
 		nacked += packets(4, acked + nacked, marks, N - nacked);
 	}
 	/* held: not every PUBLISH was acknowledged while the subscriber did not read */
 	assert_true(nacked < N);
 	rxlen = 0;
 	for (int round = 0; round < 200 && (ngot < N || nacked < N); round++) {
-		unsigned k;
-
-		take(&b);
-		k = packets(3, ids, marks, 64);
-		for (unsigned j = 0; j < k; j++) {
-			const uint8_t puback[] = { 0x40, 2, (uint8_t)(ids[j] >> 8),
-				(uint8_t)ids[j] };
-
-			assert_true(ngot < N);
-			got[ngot++] = marks[j];
-			h_send(&b, PSH_ACK, puback, sizeof(puback));
-		}
-		h_send(&b, ACK, NULL, 0);
+		flood_receive(&b, got, &ngot, N);
 		dp_service_mqtt.poll(&h_lc);
 		take(&a);
 		nacked += packets(4, acked + nacked, marks, N - nacked);
@@ -496,54 +522,23 @@ static void
 test_fin_waits_for_held_input(void **state)
 {
 	enum {
-		N = 12,
-		SZ = 1000
+		N = 12
 	};
-	const uint8_t sub[] = { 0x82, 6, 0, 1, 0, 1, 't', 1 };
-	const uint8_t suback[] = { 0x90, 3, 0, 1, 1 };
-	static uint8_t pub[4 + 3 + 2 + SZ];
-	uint16_t ids[64];
-	uint8_t marks[64], got[N];
+	static uint8_t pub[4 + 3 + 2 + FLOOD_SZ];
+	uint8_t got[N];
 	unsigned ngot = 0;
 	struct h_peer a, b;
 
 	(void)state;
-	establish(&b, 40021);
-	connect_311(&b, 'B', 60);
-	say(&b, sub, sizeof(sub));
-	expect(suback, sizeof(suback));
-	establish(&a, 40022);
-	connect_311(&a, 'A', 60);
-	for (unsigned i = 0; i < N; i++) {
-		size_t rl = 3 + 2 + SZ;
-
-		pub[0] = 0x32;
-		pub[1] = (uint8_t)(0x80 | (rl & 0x7f));
-		pub[2] = (uint8_t)(rl >> 7);
-		memcpy(pub + 3, "\0\1t", 3);
-		pub[6] = 0;
-		pub[7] = (uint8_t)(i + 1);
-		memset(pub + 8, 'a' + (int)i, SZ);
-		h_send(&a, PSH_ACK, pub, 3 + (uint32_t)rl);
-	}
+	flood_pair(&b, 40021, 'B', &a, 40022, 'A');
+	for (unsigned i = 0; i < N; i++)
+		h_send(&a, PSH_ACK, pub, flood_publish(pub, i, (uint8_t)('a' + i)));
 	h_send(&a, FIN_ACK, NULL, 0); /* while its input is held */
 	take(&a);
 	assert_false(got_fin); /* not yet: what came before the FIN is not read */
 	rxlen = 0;
 	for (int round = 0; round < 200 && (ngot < N || !got_fin); round++) {
-		unsigned k;
-
-		take(&b);
-		k = packets(3, ids, marks, 64);
-		for (unsigned j = 0; j < k; j++) {
-			const uint8_t puback[] = { 0x40, 2, (uint8_t)(ids[j] >> 8),
-				(uint8_t)ids[j] };
-
-			assert_true(ngot < N);
-			got[ngot++] = marks[j];
-			h_send(&b, PSH_ACK, puback, sizeof(puback));
-		}
-		h_send(&b, ACK, NULL, 0);
+		flood_receive(&b, got, &ngot, N);
 		dp_service_mqtt.poll(&h_lc);
 		take(&a);
 		h_send(&a, ACK, NULL, 0);

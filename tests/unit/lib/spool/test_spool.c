@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "spool_fixture.h"
 #include "spool_internal.h"
 
 /* ---- fault injection ---- */
@@ -103,18 +104,10 @@ fake_now(void *arg)
 }
 
 static int
-rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(p);
-}
-
-static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/test_spool.XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(spool_fx_mkdtemp(dir, sizeof(dir), "test_spool"), 0);
 	memset(&F, 0, sizeof(F));
 	fault_ops = spool_io_posix;
 	fault_ops.pwrite = f_pwrite;
@@ -129,7 +122,7 @@ static int
 teardown(void **state)
 {
 	(void)state;
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	spool_fx_rmtree(dir);
 	return 0;
 }
 
@@ -150,28 +143,6 @@ open_ok(const struct spool_config *c)
 	struct spool *sp = NULL;
 	assert_int_equal(spool_open(c, &sp), 0);
 	return sp;
-}
-
-static uint64_t
-append(struct spool *sp, enum spool_class cls, uint8_t qos, const char *payload)
-{
-	struct spool_rec_in in = { .cls = cls,
-		.qos = qos,
-		.topic = "plant/t",
-		.topic_len = 7,
-		.payload = payload,
-		.payload_len = (uint32_t)strlen(payload) };
-	uint64_t seq = 0;
-	assert_int_equal(spool_append(sp, &in, &seq), 0);
-	return seq;
-}
-
-static uint64_t
-counter(struct spool *sp, enum spool_counter c)
-{
-	uint64_t v[SPOOL_C_N];
-	spool_counters(sp, v);
-	return v[c];
 }
 
 /* Reads every deliverable record; returns how many, their seqs in out. */

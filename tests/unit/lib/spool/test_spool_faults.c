@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "fail_alloc.h"
+#include "spool_fixture.h"
 #include "spool_internal.h"
 
 /* ---- I/O that fails on demand: the nth call of a kind from now (1: the next) ---- */
@@ -103,18 +104,10 @@ arm(int *at, int n)
 static char dir[256];
 
 static int
-rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(p);
-}
-
-static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/test_spool_faults.XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(spool_fx_mkdtemp(dir, sizeof(dir), "test_spool_faults"), 0);
 	memset(&F, 0, sizeof(F));
 	fault_ops = spool_io_posix;
 	fault_ops.open = f_open;
@@ -131,7 +124,7 @@ teardown(void **state)
 {
 	(void)state;
 	fail_alloc_nth(0);
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	spool_fx_rmtree(dir);
 	return 0;
 }
 
@@ -143,30 +136,6 @@ base_cfg(struct spool_config *c)
 	c->io = &fault_ops;
 	c->segment_bytes = 4096;
 	c->commit_bytes = 8u << 10;
-}
-
-static uint64_t
-append(struct spool *sp, enum spool_class cls, const char *payload)
-{
-	struct spool_rec_in in = { .cls = cls,
-		.qos = 1,
-		.topic = "plant/t",
-		.topic_len = 7,
-		.payload = payload,
-		.payload_len = (uint32_t)strlen(payload) };
-	uint64_t seq = 0;
-
-	assert_int_equal(spool_append(sp, &in, &seq), 0);
-	return seq;
-}
-
-static uint64_t
-counter(struct spool *sp, enum spool_counter c)
-{
-	uint64_t v[SPOOL_C_N];
-
-	spool_counters(sp, v);
-	return v[c];
 }
 
 /* The names in dir and their sizes, as one string ("name:size name:size ..."), sorted. */
@@ -222,7 +191,7 @@ test_open_out_of_memory(void **state)
 	memset(payload, 'p', sizeof(payload) - 1);
 	payload[sizeof(payload) - 1] = '\0';
 	for (int i = 0; i < 120; i++) {
-		uint64_t seq = append(sp, (enum spool_class)(i % SPOOL_CLASS_N), payload);
+		uint64_t seq = append(sp, (enum spool_class)(i % SPOOL_CLASS_N), 1, payload);
 
 		if (i % 5 == 0) {
 			assert_int_equal(spool_commit(sp), 0);
@@ -297,7 +266,7 @@ test_read_errors_skip(void **state)
 	base_cfg(&c);
 	assert_int_equal(spool_open(&c, &sp), 0);
 	for (int i = 0; i < 5; i++)
-		s[i] = append(sp, SPOOL_NORMAL, "reading-0123456789");
+		s[i] = append(sp, SPOOL_NORMAL, 1, "reading-0123456789");
 	assert_int_equal(spool_commit(sp), 0);
 
 	arm(&F.pread_at, 1);
@@ -383,7 +352,7 @@ test_commit_failures(void **state)
 	c.on_durable_arg = &st;
 	assert_int_equal(spool_open(&c, &sp), 0);
 
-	a = append(sp, SPOOL_ALARM, "first");
+	a = append(sp, SPOOL_ALARM, 1, "first");
 	fail_alloc_from(1); /* every allocation of this commit fails */
 	rc = spool_commit(sp);
 	fail_alloc_nth(0);
@@ -393,7 +362,7 @@ test_commit_failures(void **state)
 	assert_true(spool_seq_status(sp, a) < 0);
 	assert_false(spool_rec_kept(sp, a));
 
-	b = append(sp, SPOOL_ALARM, "second");
+	b = append(sp, SPOOL_ALARM, 1, "second");
 	F.pwrite_zero = true;
 	F.pwrite_at = 1;
 	rc = spool_commit(sp);
@@ -403,7 +372,7 @@ test_commit_failures(void **state)
 	assert_true(spool_seq_status(sp, b) < 0);
 
 	memset(&F, 0, sizeof(F));
-	d = append(sp, SPOOL_ALARM, "third");
+	d = append(sp, SPOOL_ALARM, 1, "third");
 	assert_int_equal(spool_wait_durable(sp, d, 1000), 1); /* no flusher: commits itself */
 	assert_int_equal(st.ok, 1);
 	spool_close(sp);
@@ -451,8 +420,8 @@ test_acklog_compaction_failures(void **state)
 	(void)state;
 	base_cfg(&c);
 	assert_int_equal(spool_open(&c, &sp), 0);
-	s1 = append(sp, SPOOL_NORMAL, "q2-one");
-	s2 = append(sp, SPOOL_NORMAL, "q2-two");
+	s1 = append(sp, SPOOL_NORMAL, 1, "q2-one");
+	s2 = append(sp, SPOOL_NORMAL, 1, "q2-two");
 	assert_int_equal(spool_commit(sp), 0);
 	assert_int_equal(spool_ack(sp, s2), 0);
 	for (int i = 0; i < 180000; i++)

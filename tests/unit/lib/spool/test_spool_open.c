@@ -19,41 +19,43 @@
 
 #include "conf.h"
 #include "spool.h"
+#include "spool_fixture.h"
 #include "spool_internal.h"
 
 static char dir[256];
 
 static int
-rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/test_spool_open.XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
+	return spool_fx_mkdtemp(dir, sizeof(dir), "test_spool_open");
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	return nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+	return spool_fx_rmtree(dir);
 }
 
-static uint64_t
-counter(struct spool *sp, enum spool_counter c)
+/* A record of one byte each of topic ("t") and payload ("p"). */
+static struct spool_rec_in
+rec_tp(enum spool_class cls, uint8_t qos)
 {
-	uint64_t v[SPOOL_C_N];
+	return (struct spool_rec_in){ .cls = cls,
+		.qos = qos,
+		.topic = "t",
+		.topic_len = 1,
+		.payload = "p",
+		.payload_len = 1 };
+}
 
-	spool_counters(sp, v);
-	return v[c];
+/* The defaults, in this test's directory. */
+static void
+cfg_dir(struct spool_config *c)
+{
+	spool_config_defaults(c);
+	c->dir = dir;
 }
 
 /* Only the directory given: every other field takes its default, and records go round. */
@@ -62,12 +64,7 @@ test_defaults_fill_a_bare_config(void **state)
 {
 	struct spool_config c = { .dir = dir };
 	struct spool *sp = NULL;
-	struct spool_rec_in in = { .cls = SPOOL_BULK,
-		.qos = 1,
-		.topic = "t",
-		.topic_len = 1,
-		.payload = "p",
-		.payload_len = 1 };
+	struct spool_rec_in in = rec_tp(SPOOL_BULK, 1);
 	struct spool_rec rec;
 	char buf[64];
 	uint64_t seq = 0;
@@ -94,8 +91,7 @@ test_second_opener_is_refused(void **state)
 	struct spool *a = NULL, *b = NULL;
 
 	(void)state;
-	spool_config_defaults(&c);
-	c.dir = dir;
+	cfg_dir(&c);
 	assert_int_equal(spool_open(&c, &a), 0);
 	assert_int_equal(spool_open(&c, &b), -EBUSY);
 	assert_null(b);
@@ -136,18 +132,12 @@ test_malformed_records_refused(void **state)
 	struct spool_config c;
 	struct spool *sp = NULL;
 	static char big[(16u << 20) + 1];
-	struct spool_rec_in ok = { .cls = SPOOL_NORMAL,
-		.qos = 1,
-		.topic = "t",
-		.topic_len = 1,
-		.payload = "p",
-		.payload_len = 1 };
+	struct spool_rec_in ok = rec_tp(SPOOL_NORMAL, 1);
 	struct spool_rec_in in;
 	uint64_t seq = 0;
 
 	(void)state;
-	spool_config_defaults(&c);
-	c.dir = dir;
+	cfg_dir(&c);
 	c.commit_bytes = 4096;
 	c.buffer_bytes = 8192;
 	assert_int_equal(spool_open(&c, &sp), 0);
@@ -200,20 +190,14 @@ test_recovery_skips_strangers_refuses_newer(void **state)
 {
 	struct spool_config c;
 	struct spool *sp = NULL;
-	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
-		.qos = 1,
-		.topic = "t",
-		.topic_len = 1,
-		.payload = "p",
-		.payload_len = 1 };
+	struct spool_rec_in in = rec_tp(SPOOL_NORMAL, 1);
 	struct spool_file_hdr h;
 	char seg[64], p[512];
 	uint64_t seq;
 	FILE *f;
 
 	(void)state;
-	spool_config_defaults(&c);
-	c.dir = dir;
+	cfg_dir(&c);
 	assert_int_equal(spool_open(&c, &sp), 0);
 	assert_int_equal(spool_append(sp, &in, &seq), 0);
 	spool_close(sp);
@@ -287,12 +271,7 @@ static struct spool_io_ops failing_ops;
 static void
 acked_record(struct spool_config *c)
 {
-	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
-		.qos = 1,
-		.topic = "t",
-		.topic_len = 1,
-		.payload = "p",
-		.payload_len = 1 };
+	struct spool_rec_in in = rec_tp(SPOOL_NORMAL, 1);
 	struct spool *sp = NULL;
 	struct spool_rec rec;
 	char buf[64];
@@ -303,8 +282,7 @@ acked_record(struct spool_config *c)
 	failing_ops.pread = f_pread;
 	failing_ops.ftruncate = f_ftruncate;
 	memset(&fail, 0, sizeof(fail));
-	spool_config_defaults(c);
-	c->dir = dir;
+	cfg_dir(c);
 	c->io = &failing_ops;
 	assert_int_equal(spool_open(c, &sp), 0);
 	assert_int_equal(spool_append(sp, &in, &seq), 0);
@@ -440,19 +418,13 @@ test_consumer_refusals(void **state)
 {
 	struct spool_config c;
 	struct spool *sp = NULL;
-	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
-		.qos = 2,
-		.topic = "t",
-		.topic_len = 1,
-		.payload = "p",
-		.payload_len = 1 };
+	struct spool_rec_in in = rec_tp(SPOOL_NORMAL, 2);
 	struct spool_rec rec;
 	char buf[64];
 	uint64_t seq;
 
 	(void)state;
-	spool_config_defaults(&c);
-	c.dir = dir;
+	cfg_dir(&c);
 	assert_int_equal(spool_open(&c, &sp), 0);
 	assert_int_equal(spool_read(sp, SPOOL_CLASS_N, &rec, buf, sizeof(buf)), -EINVAL);
 	assert_int_equal(spool_ack(sp, 1), -ENOENT);

@@ -16,6 +16,7 @@
 #include "ipv4.h"
 #include "pmtu.h"
 #include "tcp_harness.h"
+#include "tcp_types.h"
 
 struct dp_lcore h_lc;
 unsigned h_ncap;
@@ -460,4 +461,73 @@ h_establish(struct h_peer *p, uint16_t port, bool ts)
 	assert_non_null(h_app.c);
 	assert_int_equal(tcp_conn_state(h_app.c), TCP_ST_ESTABLISHED);
 	return h_app.c;
+}
+
+struct tcp_conn *
+h_open_sack(struct h_peer *p, uint16_t port, uint16_t mss)
+{
+	uint8_t opts[8] = { 2, 4, (uint8_t)(mss >> 8), (uint8_t)mss, 1, 1, 4, 2 };
+	struct h_seg s = { .flags = RTE_TCP_SYN_FLAG,
+		.seq = 1000,
+		.win = 65535,
+		.opts = opts,
+		.optlen = 8,
+		.sport = port };
+
+	memset(p, 0, sizeof(*p));
+	p->port = port;
+	h_clear();
+	h_input(&s);
+	p->iss = h_cap[0].seq;
+	p->snd_nxt = 1001;
+	p->rcv_nxt = p->iss + 1;
+	h_send(p, RTE_TCP_ACK_FLAG, NULL, 0);
+	assert_non_null(h_app.c);
+	assert_true(h_app.c->flags & TF_SACK_OK);
+	h_clear();
+	return h_app.c;
+}
+
+void
+h_ack_sack(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb)
+{
+	uint8_t opts[4 + 4 * 8] = { 1, 1, 5, (uint8_t)(2 + 8 * nb) };
+	struct h_seg s = { .flags = RTE_TCP_ACK_FLAG,
+		.seq = p->snd_nxt,
+		.ack = ack,
+		.win = 65535,
+		.sport = p->port };
+
+	assert_true(nb <= 4);
+	for (unsigned k = 0; k < nb; k++) {
+		uint32_t l = rte_cpu_to_be_32(b[k][0]), r = rte_cpu_to_be_32(b[k][1]);
+
+		memcpy(opts + 4 + 8 * k, &l, 4);
+		memcpy(opts + 8 + 8 * k, &r, 4);
+	}
+	if (nb > 0) {
+		s.opts = opts;
+		s.optlen = 4 + 8 * nb;
+	}
+	h_input(&s);
+}
+
+unsigned
+h_n_data(void)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < h_ncap; i++)
+		n += h_cap[i].len > 0;
+	return n;
+}
+
+unsigned
+h_n_at(uint32_t seq)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < h_ncap; i++)
+		n += h_cap[i].len > 0 && h_cap[i].seq == seq;
+	return n;
 }

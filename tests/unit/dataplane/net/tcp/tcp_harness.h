@@ -110,6 +110,18 @@ unsigned h_pool_in_use(void);
 struct tcp_conn *h_establish(struct h_peer *p, uint16_t port, bool ts);
 uint64_t h_cnt(enum dp_counter_id id);
 
+/* --- a flow in flight, for the loss-recovery tests (sack, newreno, recovery) --- */
+
+/* A passive open whose SYN offers MSS mss and SACK (no timestamps, no window scaling), the
+ * peer's ISN 1000; asserts that the flow took SACK. Returns the connection. */
+struct tcp_conn *h_open_sack(struct h_peer *p, uint16_t port, uint16_t mss);
+/* An ACK from p of everything below ack, with SACK blocks [b[k][0], b[k][1]) given as
+ * sequence numbers (nb at most 4; b may be NULL when nb is 0). */
+void h_ack_sack(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb);
+/* Captured segments with payload: how many, and how many of them start at seq. */
+unsigned h_n_data(void);
+unsigned h_n_at(uint32_t seq);
+
 #define H_CNT(name) h_cnt(DPC_tcp_##name)
 
 #endif

@@ -44,47 +44,6 @@ sq(const struct h_peer *p, unsigned i)
 	return p->iss + 1 + i * MSS;
 }
 
-/* An ACK of everything below seg ack (index), with SACK blocks given as sequence numbers. */
-static void
-ack_at(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb)
-{
-	uint8_t opts[4 + 4 * 8] = { 1, 1, 5, (uint8_t)(2 + 8 * nb) };
-	struct h_seg s = {
-		.flags = ACK, .seq = p->snd_nxt, .ack = ack, .win = 65535, .sport = p->port
-	};
-
-	for (unsigned k = 0; k < nb; k++) {
-		uint32_t l = rte_cpu_to_be_32(b[k][0]), r = rte_cpu_to_be_32(b[k][1]);
-
-		memcpy(opts + 4 + 8 * k, &l, 4);
-		memcpy(opts + 8 + 8 * k, &r, 4);
-	}
-	if (nb > 0) {
-		s.opts = opts;
-		s.optlen = 4 + 8 * nb;
-	}
-	h_input(&s);
-}
-
-static unsigned
-n_data(void)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < h_ncap; i++)
-		n += h_cap[i].len > 0;
-	return n;
-}
-
-static bool
-sent_at(uint32_t seq)
-{
-	for (unsigned i = 0; i < h_ncap; i++)
-		if (h_cap[i].len > 0 && h_cap[i].seq == seq)
-			return true;
-	return false;
-}
-
 /* Segments 0 and 5 of a window are lost, no SACK. The third duplicate ACK resends 0 (fast
  * retransmit); each further one inflates the window by an MSS and new data goes (RFC 5681
  * 3.2 step 4); the ACK of 0..4 is partial: 5 goes at once (RFC 6582 3.2 step 5), no RTO;
@@ -104,7 +63,7 @@ test_fast_recovery_two_holes(void **state)
 	assert_false(c->flags & TF_SACK_OK);
 	assert_int_equal(tcp_write(c, buf, 30 * MSS), 30 * MSS);
 	h_flush();
-	assert_int_equal(n_data(), 10);
+	assert_int_equal(h_n_data(), 10);
 	h_advance_ms(20);
 	/* segments 1..4 and 6..9 arrive: eight duplicate ACKs (the peer ACKs each at once) */
 	for (unsigned k = 1; k <= 8; k++) {
@@ -113,23 +72,23 @@ test_fast_recovery_two_holes(void **state)
 		h_send(&p, ACK, NULL, 0);
 		h_flush();
 		if (k <= 2) { /* Limited Transmit */
-			assert_int_equal(n_data(), 1);
+			assert_int_equal(h_n_data(), 1);
 		} else if (k == 3) {
 			assert_int_equal(H_CNT(FAST_REXMT), 1);
 			assert_true(c->flags & TF_RECOVERY);
-			assert_true(sent_at(sq(&p, 0)));
+			assert_true(h_n_at(sq(&p, 0)) > 0);
 		} else {
-			sent_during += n_data();
+			sent_during += h_n_data();
 		}
 	}
 	assert_true(sent_during > 0); /* the inflated window let new data out */
-	assert_false(sent_at(sq(&p, 5)));
+	assert_int_equal(h_n_at(sq(&p, 5)), 0);
 	/* the retransmission of 0 arrives: ACK of 0..4 only (5 is lost): partial */
 	h_clear();
 	p.rcv_nxt = sq(&p, 5);
 	h_send(&p, ACK, NULL, 0);
 	h_flush();
-	assert_true(sent_at(sq(&p, 5)));
+	assert_true(h_n_at(sq(&p, 5)) > 0);
 	assert_true(c->flags & TF_RECOVERY);
 	assert_int_equal(H_CNT(FAST_REXMT), 1);
 	/* the peer's data meanwhile (neither new ACK nor duplicate) changes nothing */
@@ -179,7 +138,7 @@ test_no_fast_retransmit_after_rto(void **state)
 	h_clear();
 	h_advance_ms(c->rto_ms + 1);
 	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1);
-	assert_true(sent_at(sq(&p, 0)));
+	assert_true(h_n_at(sq(&p, 0)) > 0);
 	p.rcv_nxt = sq(&p, 0);
 	for (int k = 0; k < 3; k++)
 		h_send(&p, ACK, NULL, 0);
@@ -249,18 +208,18 @@ test_sack_without_scoreboard(void **state)
 		};
 
 		h_clear();
-		ack_at(q, sq(q, 0), none, 4);
+		h_ack_sack(q, sq(q, 0), none, 4);
 		assert_int_equal(H_CNT(SACK_LOSS), 0);
 		assert_false(c->flags & TF_RECOVERY);
 		h_clear();
-		ack_at(q, sq(q, 1), more, 2);
+		h_ack_sack(q, sq(q, 1), more, 2);
 		h_flush();
 		assert_int_equal(H_CNT(SACK_LOSS), 1);
 		assert_int_equal(H_CNT(FAST_REXMT), 1);
 		assert_true(c->flags & TF_RECOVERY);
-		assert_true(sent_at(sq(q, 1)));
+		assert_true(h_n_at(sq(q, 1)) > 0);
 		/* in recovery, more blocks start nothing new */
-		ack_at(q, sq(q, 1), more, 2);
+		h_ack_sack(q, sq(q, 1), more, 2);
 		assert_int_equal(H_CNT(SACK_LOSS), 1);
 	}
 }

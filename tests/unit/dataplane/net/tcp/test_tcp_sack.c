@@ -39,60 +39,14 @@ teardown(void **state)
 	return 0;
 }
 
-/* A passive open whose SYN offers SACK and MSS m (no timestamps, no window scaling). */
+/* h_open_sack, with the MSS the flow took kept in mss. */
 static struct tcp_conn *
 open_sack(struct h_peer *p, uint16_t port, uint16_t m)
 {
-	uint8_t opts[8] = { 2, 4, (uint8_t)(m >> 8), (uint8_t)m, 1, 1, 4, 2 };
-	struct h_seg s = {
-		.flags = SYN, .seq = 1000, .win = 65535, .opts = opts, .optlen = 8, .sport = port
-	};
+	struct tcp_conn *c = h_open_sack(p, port, m);
 
-	memset(p, 0, sizeof(*p));
-	p->port = port;
-	h_clear();
-	h_input(&s);
-	p->iss = h_cap[0].seq;
-	p->snd_nxt = 1001;
-	p->rcv_nxt = p->iss + 1;
-	h_send(p, ACK, NULL, 0);
-	assert_non_null(h_app.c);
-	assert_true(h_app.c->flags & TF_SACK_OK);
-	mss = h_app.c->mss;
-	h_clear();
-	return h_app.c;
-}
-
-/* An ACK of everything below ack, with SACK blocks [b[k][0], b[k][1]) as sequence numbers. */
-static void
-ack_at(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb)
-{
-	uint8_t opts[4 + 4 * 8] = { 1, 1, 5, (uint8_t)(2 + 8 * nb) };
-	struct h_seg s = {
-		.flags = ACK, .seq = p->snd_nxt, .ack = ack, .win = 65535, .sport = p->port
-	};
-
-	for (unsigned k = 0; k < nb; k++) {
-		uint32_t l = rte_cpu_to_be_32(b[k][0]), r = rte_cpu_to_be_32(b[k][1]);
-
-		memcpy(opts + 4 + 8 * k, &l, 4);
-		memcpy(opts + 8 + 8 * k, &r, 4);
-	}
-	if (nb > 0) {
-		s.opts = opts;
-		s.optlen = 4 + 8 * nb;
-	}
-	h_input(&s);
-}
-
-static unsigned
-n_data(void)
-{
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < h_ncap; i++)
-		n += h_cap[i].len > 0;
-	return n;
+	mss = c->mss;
+	return c;
 }
 
 /* A flow with an RTT sample (the first segment acknowledged after rtt ms). */
@@ -104,7 +58,7 @@ open_timed(struct h_peer *p, uint16_t port, uint32_t rtt)
 	assert_int_equal(tcp_write(c, buf, 100), 100);
 	h_flush();
 	h_advance_ms(rtt);
-	ack_at(p, c->snd_max, NULL, 0);
+	h_ack_sack(p, c->snd_max, NULL, 0);
 	assert_int_not_equal(c->srtt8, 0);
 	h_clear();
 	return c;
@@ -133,7 +87,7 @@ test_scoreboard_bounds_flight(void **state)
 		unsigned flight;
 
 		h_clear();
-		ack_at(&p, c->snd_una + 536, NULL, 0);
+		h_ack_sack(&p, c->snd_una + 536, NULL, 0);
 		h_flush();
 		flight = (c->snd_max - c->snd_una) / 536;
 		assert_true(flight <= TCP_SB_SEGS);
@@ -144,9 +98,9 @@ test_scoreboard_bounds_flight(void **state)
 	assert_int_equal(most, TCP_SB_SEGS);
 	assert_int_equal(c->snd_max - c->snd_una, TCP_SB_SEGS * 536);
 	h_clear();
-	ack_at(&p, c->snd_una + 536, NULL, 0);
+	h_ack_sack(&p, c->snd_una + 536, NULL, 0);
 	h_flush();
-	assert_int_equal(n_data(), 1);
+	assert_int_equal(h_n_data(), 1);
 	assert_int_equal(H_CNT(SB_EXHAUSTED), 0);
 }
 
@@ -166,7 +120,7 @@ test_sack_blocks_ignored_and_partial_ack(void **state)
 	c = open_timed(&p, 47002, 20);
 	assert_int_equal(tcp_write(c, buf, 8 * mss), (int)(8 * mss));
 	h_flush();
-	assert_int_equal(n_data(), 8);
+	assert_int_equal(h_n_data(), 8);
 	{
 		uint32_t b0 = c->snd_una;
 		const uint32_t junk[4][2] = {
@@ -179,7 +133,7 @@ test_sack_blocks_ignored_and_partial_ack(void **state)
 
 		h_advance_ms(5);
 		/* none of them marks anything */
-		ack_at(&p, b0, junk, 4);
+		h_ack_sack(&p, b0, junk, 4);
 		assert_int_equal(tcp_sb_of(c)->sacked, 0);
 		assert_false(c->flags & TF_RECOVERY);
 		assert_int_equal(H_CNT(DSACK_RCVD), 0);
@@ -187,11 +141,11 @@ test_sack_blocks_ignored_and_partial_ack(void **state)
 		/* the repair's first mbuf cannot be had: it goes at the flush, once */
 		h_clear();
 		h_fail_alloc.next = 1;
-		ack_at(&p, b0 + mss + 100, holes, 1);
+		h_ack_sack(&p, b0 + mss + 100, holes, 1);
 		assert_int_equal(H_CNT(MBUF_FAIL), 1);
 		h_flush();
 		assert_true(c->flags & TF_RECOVERY);
-		assert_true(n_data() >= 1);
+		assert_true(h_n_data() >= 1);
 		assert_int_equal(h_cap[0].seq, b0 + mss + 100);
 		assert_int_equal(h_cap[0].len, mss - 100);
 		for (unsigned i = 1; i < h_ncap; i++)
@@ -222,10 +176,10 @@ test_dsack_forms_and_rounds(void **state)
 		const uint32_t inside[2][2] = { { b0 + 6 * mss, b0 + 7 * mss },
 			{ b0 + 5 * mss, b0 + 8 * mss } };
 
-		ack_at(&p, b0 + 3 * mss, below, 1);
+		h_ack_sack(&p, b0 + 3 * mss, below, 1);
 		assert_int_equal(H_CNT(DSACK_RCVD), 1);
 		assert_int_equal(tcp_sb_of(c)->reo_mult, 2);
-		ack_at(&p, b0 + 4 * mss, inside, 2);
+		h_ack_sack(&p, b0 + 4 * mss, inside, 2);
 		assert_int_equal(H_CNT(DSACK_RCVD), 2);
 		assert_int_equal(tcp_sb_of(c)->reo_mult, 2); /* same round trip */
 		/* 5..7 were SACKed by the second block */
@@ -239,7 +193,7 @@ test_dsack_forms_and_rounds(void **state)
 		uint32_t end = c->snd_max;
 		const uint32_t old[1][2] = { { b0 + mss, b0 + 2 * mss } };
 
-		ack_at(&p, b0 + 10 * mss, old, 1);
+		h_ack_sack(&p, b0 + 10 * mss, old, 1);
 		assert_true(SEQ_LT(b0 + 10 * mss, end));
 		assert_int_equal(H_CNT(DSACK_RCVD), 3);
 		assert_int_equal(tcp_sb_of(c)->reo_mult, 3);
@@ -257,10 +211,10 @@ tail_with_fin(struct h_peer *p, uint16_t port)
 	assert_int_equal(tcp_write(c, buf, 3 * mss), (int)(3 * mss));
 	tcp_close(c);
 	h_flush();
-	assert_int_equal(n_data(), 3);
+	assert_int_equal(h_n_data(), 3);
 	assert_int_equal(h_cap[2].flags & FIN, FIN);
 	h_advance_ms(10);
-	ack_at(p, b0 + 2 * mss, NULL, 0); /* the last one (and the FIN) gets no answer */
+	h_ack_sack(p, b0 + 2 * mss, NULL, 0); /* the last one (and the FIN) gets no answer */
 	h_clear();
 	for (int i = 0; i < 1000 && h_ncap == 0; i++)
 		h_advance_ms(1);
@@ -287,7 +241,7 @@ test_tlp_fin_probe_repairs(void **state)
 	h_setup(&cfg);
 	c = tail_with_fin(&p, 47004);
 	cwnd = c->cwnd;
-	ack_at(&p, c->snd_max, NULL, 0);
+	h_ack_sack(&p, c->snd_max, NULL, 0);
 	assert_int_equal(H_CNT(TLP_RECOVERED), 1);
 	assert_true(c->cwnd < cwnd);
 	assert_int_equal(tcp_conn_state(c), TCP_ST_FIN_WAIT_2);
@@ -310,7 +264,7 @@ test_tlp_fin_probe_not_needed(void **state)
 	{
 		const uint32_t dup[1][2] = { { c->snd_max - 1 - mss, c->snd_max - 1 } };
 
-		ack_at(&p, c->snd_max, dup, 1);
+		h_ack_sack(&p, c->snd_max, dup, 1);
 	}
 	assert_int_equal(H_CNT(DSACK_RCVD), 1);
 	assert_int_equal(H_CNT(TLP_RECOVERED), 0);
