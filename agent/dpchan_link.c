@@ -55,9 +55,11 @@ on_tick(void *arg, uint64_t now_ms)
 
 int
 dpchan_link_open(struct dpchan_link **out, struct agent_loop *loop, const struct dpchan_conf *c,
-    const struct dpchan_sink_ops *sink, void *sink_arg)
+    const char *q2_path, const struct dpchan_sink_ops *sink, void *sink_arg)
 {
-	struct dpchan_server_config sc = { .path = c->path };
+	struct dpchan_server_config sc = {
+		.path = c->path, .q2_path = q2_path, .max_q2_origins = c->max_qos2_origins
+	};
 	struct dpchan_link *l = calloc(1, sizeof(*l));
 	int rc;
 

@@ -3,9 +3,12 @@
  * record the dataplane's lcores send is submitted under its local topic with its origin (boot
  * id, lcore, ref), and the store's durability reports go back to them. At open, the origins
  * the store found in its spool seed the server's known records: exactly once across a SIGKILL
- * of the agent (docs/uplink.md, "Store and forward").
+ * of the agent (docs/uplink.md, "Store and forward"). A QoS 2 record a restarted dataplane sends
+ * again under the origin of its first copy is stored under that origin; the QoS 2 origins the
+ * server holds until released live next to the spool (DPCHAN_Q2_FILE).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "dpchan_link.h"
@@ -17,7 +20,10 @@ store_sink_submit(
     void *arg, const struct dpchan_hello *from, const struct dpchan_rec *r, uint64_t *token)
 {
 	static char topic[UINT16_MAX + 1]; /* the loop's thread only */
-	struct store_origin o = { .producer = from->boot_id, .lane = from->lcore, .ref = r->ref };
+	/* a QoS 2 record sent again by a later start of the dataplane: under its first origin */
+	struct store_origin o = { .producer = r->has_origin ? r->origin.boot_id : from->boot_id,
+		.lane = r->has_origin ? r->origin.lcore : from->lcore,
+		.ref = r->has_origin ? r->origin.ref : r->ref };
 	uint64_t seq = 0;
 	int rc;
 
@@ -55,12 +61,18 @@ struct seed_ctx {
 	size_t failed;
 };
 
+/* A QoS 2 record the cloud has not acknowledged may have been made durable without its origin
+ * being written to the origin file (the agent died between the spool's commit and its report):
+ * held from now. One the cloud acknowledged was sent after its origin was written: the origin
+ * file says whether the dataplane has released it since. */
 static void
-seed_one(void *arg, const struct store_origin *o)
+seed_one(void *arg, const struct store_origin *o, bool qos2, bool acked)
 {
 	struct seed_ctx *c = arg;
+	int rc = qos2 && !acked ? dpchan_server_known_q2(c->s, o->producer, o->lane, o->ref)
+				: dpchan_server_known(c->s, o->producer, o->lane, o->ref);
 
-	if (dpchan_server_known(c->s, o->producer, o->lane, o->ref) != 0)
+	if (rc != 0)
 		c->failed++;
 }
 
@@ -68,10 +80,15 @@ int
 dpchan_link_open_store(struct dpchan_link **out, struct agent_loop *loop,
     const struct dpchan_conf *c, struct store *st)
 {
-	int rc = dpchan_link_open(out, loop, c, &store_sink, st);
-
+	const char *dir = store_spool_dir(st);
+	char q2_path[600];
 	struct seed_ctx seed = { 0 };
 	size_t n;
+	int rc;
+
+	if (dir != NULL)
+		snprintf(q2_path, sizeof(q2_path), "%s/%s", dir, DPCHAN_Q2_FILE);
+	rc = dpchan_link_open(out, loop, c, dir != NULL ? q2_path : NULL, &store_sink, st);
 
 	if (rc == 0 && (rc = store_on_durable(st, dpchan_link_durable, *out)) != 0) {
 		dpchan_link_close(*out);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -78,12 +79,14 @@ struct store {
 	size_t obuflen;
 	struct recovered_origin *recov; /* found at open (store_recovered_origins) */
 	size_t nrecov, caprecov;
+	char dir[512]; /* the spool's */
 	uint64_t cnt[STORE_C_COUNT];
 };
 
 struct recovered_origin {
 	uint64_t seq;
 	struct store_origin o;
+	bool qos2;
 };
 
 static void
@@ -449,7 +452,8 @@ store_submit_from(struct store *s, const char *local_topic, const void *payload,
 	in = (struct spool_rec_in){ .cls = (enum spool_class)ru->cls,
 		.qos = rule_qos(ru, qos),
 		.flags = (uint8_t)((retain ? STORE_FLAG_RETAIN : 0) |
-		    (origin != NULL ? STORE_FLAG_ORIGIN : 0)),
+		    (origin != NULL ? STORE_FLAG_ORIGIN : 0) |
+		    (origin != NULL && qos == 2 ? STORE_FLAG_QOS2 : 0)),
 		.topic = s->topic,
 		.topic_len = (uint16_t)n,
 		.payload = payload,
@@ -482,7 +486,6 @@ on_recovered(void *arg, uint64_t seq, uint8_t flags, const uint8_t *payload, uin
 {
 	struct store *s = arg;
 
-	(void)flags;
 	if (len < STORE_ORIGIN_LEN)
 		return;
 	if (s->nrecov == s->caprecov) {
@@ -497,6 +500,7 @@ on_recovered(void *arg, uint64_t seq, uint8_t flags, const uint8_t *payload, uin
 		s->caprecov = cap;
 	}
 	s->recov[s->nrecov].seq = seq;
+	s->recov[s->nrecov].qos2 = (flags & STORE_FLAG_QOS2) != 0;
 	memcpy(&s->recov[s->nrecov++].o, payload, STORE_ORIGIN_LEN);
 }
 
@@ -507,7 +511,8 @@ store_recovered_origins(struct store *s, store_origin_fn fn, void *arg)
 
 	for (size_t i = 0; i < s->nrecov; i++)
 		if (spool_rec_kept(s->sp, s->recov[i].seq)) {
-			fn(arg, &s->recov[i].o);
+			fn(arg, &s->recov[i].o, s->recov[i].qos2,
+			    spool_rec_acked(s->sp, s->recov[i].seq));
 			n++;
 		}
 	free(s->recov);
@@ -552,6 +557,7 @@ store_open(struct store **out, struct store_conf *conf, bool use_spool, struct u
 		}
 		if ((rc = spool_start_flusher(s->sp)) != 0)
 			goto fail;
+		snprintf(s->dir, sizeof(s->dir), "%s", sc.dir);
 		s->buflen = 64 << 10;
 		if ((s->buf = malloc(s->buflen)) == NULL) {
 			rc = -ENOMEM;
@@ -630,6 +636,12 @@ store_count(struct store *s, enum store_counter c, uint64_t n)
 {
 	if ((unsigned)c < STORE_C_COUNT)
 		s->cnt[c] += n;
+}
+
+const char *
+store_spool_dir(const struct store *s)
+{
+	return s->sp != NULL ? s->dir : NULL;
 }
 
 const struct rules *

@@ -31,6 +31,9 @@ struct store;
 #define STORE_MAX_INFLIGHT_DEF 1000 /* records given to the uplink and not acknowledged */
 #define STORE_FLAG_RETAIN      0x01 /* spool record flag */
 #define STORE_FLAG_ORIGIN      0x02 /* spool record flag: the payload starts with an origin */
+#define STORE_FLAG_QOS2 \
+	0x04 /* spool record flag: with an origin, its producer sent it at
+				     * QoS 2 (the origin is held until released: dpchan_q2.h) */
 
 /* Where a record came from, kept in the spool before its payload (STORE_FLAG_ORIGIN) so that a
  * producer that sends it again after the agent restarted is recognised and it is not stored
@@ -88,9 +91,10 @@ int store_submit(struct store *s, const char *local_topic, const void *payload, 
 int store_submit_from(struct store *s, const char *local_topic, const void *payload, size_t len,
     uint8_t qos, bool retain, const struct store_origin *origin, uint64_t *seq);
 /* The origins of the records found in the spool at open that still count (on disk, not voided
- * by a failed commit; acknowledged by the cloud or not): each to fn once, then forgotten. Call
- * after store_open, before the producers connect. Returns how many. */
-typedef void (*store_origin_fn)(void *arg, const struct store_origin *o);
+ * by a failed commit; acknowledged by the cloud or not): each to fn once (qos2: its producer
+ * sent it at QoS 2; acked: the cloud acknowledged it), then forgotten. Call after store_open,
+ * before the producers connect. Returns how many. */
+typedef void (*store_origin_fn)(void *arg, const struct store_origin *o, bool qos2, bool acked);
 size_t store_recovered_origins(struct store *s, store_origin_fn fn, void *arg);
 
 /* Called on the loop thread once per commit, for the range of sequence numbers it settled:
@@ -126,6 +130,8 @@ void store_get_stats(struct store *s, struct store_stats *out);
 /* Count for a neighbour that reports in the store's table (the downlink, agent/downlink.h). */
 void store_count(struct store *s, enum store_counter c, uint64_t n);
 const struct rules *store_rules(const struct store *s);
+/* The spool's directory; NULL without a spool. */
+const char *store_spool_dir(const struct store *s);
 /*
  * A reload's new rules (the store takes r): the readings and the dataplane's records submitted
  * from now on go by them. The set they replace is kept until the next call, for the records

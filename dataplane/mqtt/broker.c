@@ -169,7 +169,8 @@ broker_gauges_get(const struct broker *b, struct broker_gauges *g)
 		.cold = b->n_cold,
 		.queued = b->n_queued,
 		.held = b->n_held,
-		.xpending = b->n_xpend };
+		.xpending = b->n_xpend,
+		.xoutbox = b->n_xout };
 }
 
 uint64_t

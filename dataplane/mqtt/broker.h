@@ -212,16 +212,36 @@ enum broker_uplink_class {
 	BROKER_UPLINK_DURABLE,     /* QoS 1/2: acknowledged once durable (QoS 0: best effort) */
 };
 
+/* Where a durable QoS 2 message was first sent up from (the dataplane's channel: its start's
+ * boot id, lcore and the ref): kept with the packet id awaiting PUBREL (journaled), so that a
+ * sensor's resend after a restart goes up again under it and the agent does not store it twice
+ * (docs/broker.md, "Store and forward"). */
+struct broker_uplink_origin {
+	uint64_t boot_id;
+	uint64_t ref;
+	uint32_t lcore;
+};
+/* The bytes an origin may add to a record (room() is asked for them on top of the payload). */
+#define BROKER_UPLINK_ORIGIN_LEN 20u
+
 struct broker_uplink_ops {
 	/* Which way a client's PUBLISH on this topic at this QoS goes (the uplink rules). */
 	enum broker_uplink_class (*wants)(void *uctx, const char *topic, size_t len, uint8_t qos);
 	/* Would a record of this size be taken now: 0; -ENOTCONN or -ENOBUFS (the publisher is
 	 * held until broker_uplink_ready); -EMSGSIZE: never (closed, 0x95). */
 	int (*room)(void *uctx, size_t topic_len, size_t payload_len);
-	/* Take a record: ref 0 best effort, else the ref broker_uplink_durable answers; 0 or
+	/* Take a record: ref 0 best effort, else the ref broker_uplink_durable answers; as: NULL,
+	 * or (QoS 2) the origin of the message's first copy, sent up before a restart; 0 or
 	 * room's errors. */
-	int (*submit)(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic,
-	    size_t topic_len, const uint8_t *payload, size_t payload_len);
+	int (*submit)(void *uctx, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos,
+	    bool retain, const char *topic, size_t topic_len, const uint8_t *payload,
+	    size_t payload_len);
+	/* Optional: the origin a record submitted now under ref has. Without it QoS 2 ids are
+	 * journaled only once durable, and nothing is released. */
+	void (*origin)(void *uctx, uint64_t ref, struct broker_uplink_origin *o);
+	/* Optional: the sensor's QoS 2 exchange of the message first sent up under o is complete
+	 * (PUBREL taken, or its session ended): the agent may forget o. */
+	void (*release)(void *uctx, const struct broker_uplink_origin *o);
 };
 
 /* max_pending: durable messages awaiting their answer (rounded up to a power of 2); 0 or
@@ -265,6 +285,8 @@ struct broker_gauges {
 	uint32_t queued;      /* messages in sessions' queues */
 	uint32_t held;        /* connections whose input is held back (backpressure) */
 	uint32_t xpending;    /* messages waiting for room in another instance's queue */
+	uint32_t xoutbox;     /* QoS 1/2 posts to other instances kept until they journaled them
+			       * (state directory: docs/broker.md, "Messages that cross lcores") */
 };
 void broker_gauges_get(const struct broker *b, struct broker_gauges *g);
 

@@ -38,6 +38,7 @@ struct broker_msg {
 	 * of them go in its one PUBLISH (5.0 3.3.4), stored at the end of the block. */
 	uint16_t n_sub_ids;
 	uint16_t xfrom; /* the instance it was published on (xlcore.c: retained order) */
+	uint64_t xseq;  /* its number in xfrom's outbox (xlcore.c), 0: not in one */
 	struct mqtt_str content_type, response_topic, correlation;
 	struct mqtt_user_prop *user;
 	uint16_t n_user;
@@ -174,6 +175,17 @@ struct session_cold {
 	bool claim_found; /* one of them brought the session */
 	bool will_expires;
 	bool will_journaled; /* the pending delayed will is in the state journal (persist.c) */
+	uint16_t n_rx_up, rx_up_cap;
+	struct broker_rx_up *rx_up; /* incoming QoS 2 ids sent up, with their origin (uplink.c) */
+};
+
+/* An incoming QoS 2 id awaiting PUBREL whose message went up to the agent under o (uplink.c):
+ * until confirmed (the agent said durable), a resend of it after a restart goes up again under
+ * o; at PUBREL, o is released. */
+struct broker_rx_up {
+	struct broker_uplink_origin o;
+	uint16_t pid;
+	bool confirmed;
 };
 
 struct broker_session {
@@ -355,6 +367,8 @@ void broker_session_over_end(struct broker_session *s);
 /* Announcements that could not be posted are tried again (broker_tick). */
 void broker_xlcore_tick(struct broker *b);
 void broker_xlcore_fini(struct broker *b);
+/* Post what waited for this call's journal to be written (broker_reap, after the flush). */
+void broker_xlcore_stage_drain(struct broker *b);
 
 /* Route a message to every matching subscription here (origin for no local). */
 void broker_route(struct broker *b, struct broker_msg *m, bool *matched);
@@ -384,6 +398,22 @@ enum uplink_verdict broker_uplink_publish(
     struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason);
 /* A QoS 2 resend whose first copy still awaits durability (its PUBREC goes then, on c). */
 bool broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
+/* A QoS 2 resend (DUP) of an id awaiting PUBREL whose message went up under an origin the agent
+ * has not confirmed (a restart came between): m goes up again under that origin, its PUBREC
+ * waits for durability (UPLINK_DEFERRED); UPLINK_ACK_NOW when nothing is to go up again. */
+enum uplink_verdict
+broker_uplink_qos2_resend(struct broker_conn *c, const struct broker_msg *m, uint16_t pid);
+/* The id's origin, NULL when it has none. */
+struct broker_rx_up *broker_uplink_rx_find(const struct broker_session *s, uint16_t pid);
+/* Keep o with pid (replay, a session moving in, a submit); false when out of memory (counted). */
+bool broker_uplink_rx_add(
+    struct broker_session *s, uint16_t pid, const struct broker_uplink_origin *o, bool confirmed);
+/* pid leaves the table of ids awaiting PUBREL: its origin is forgotten, and released to the
+ * agent when release is true (PUBREL taken, the session ended) and an uplink is attached. */
+void broker_uplink_rx_done(struct broker_session *s, uint16_t pid, bool release);
+/* The session's exchanges end with it (expired, or a clean session closed): every origin is
+ * released. */
+void broker_uplink_session_end(struct broker_session *s);
 /* Acks that did not fit c's send buffer, now that it has room. */
 void broker_uplink_flush_owed(struct broker_conn *c);
 /* c or s goes away: entries forget it. */
@@ -426,6 +456,8 @@ void broker_persist_session(struct broker_session *s);
 void broker_persist_session_image(struct broker_session *s);
 void broker_persist_session_gone(struct broker_session *s);
 void broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
+/* pid awaits PUBREL and its message went up under o (confirmed: the agent said durable). */
+void broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e);
 /* A delayed will became pending (set), or was published or cancelled. */
 void broker_persist_will(struct broker_session *s, bool set);
 /* A QoS 1/2 delivery kept by a persistent session (queued: pid 0, state SLOT_FREE); its
@@ -471,6 +503,12 @@ struct xpeer {
 	uint32_t n_xpend;  /* posts to it waiting for room (b->xpend_head): later ones queue
 			    * behind them, in order */
 	bool xblocked;     /* broker_xlcore_retry: one of them still did not fit */
+	/* Outbox (state across restarts, xlcore.c): the QoS 1/2 messages this instance posted
+	 * are journaled here until the destination says it journaled them. */
+	uint64_t xout_acked;  /* it journaled ours up to this number (XK_XACK) */
+	uint64_t xin_seq;     /* the last of its outbox numbers taken here */
+	uint64_t xin_written; /* ... and in our journal (P_XIN): told in XK_XACK */
+	uint64_t xin_told;    /* the last number told it */
 };
 
 struct broker {
@@ -485,6 +523,13 @@ struct broker {
 	uint32_t n_held, n_over;    /* held connections; sessions over max_queue (hold) */
 	struct xpend *xpend_head, *xpend_tail; /* posts waiting for room, in order (xlcore.c) */
 	uint32_t n_xpend;
+	/* With a state directory, posts wait here until the call's journal is written
+	 * (broker_reap): nothing leaves for another lcore before what it depends on. */
+	struct xstage *xstage;
+	uint32_t n_xstage, xstage_cap;
+	struct xout *xout_head, *xout_tail; /* the outbox, by number (xlcore.c) */
+	uint32_t n_xout;
+	uint64_t xout_seq; /* the last outbox number given */
 	uint32_t n_conns, n_sessions, n_subs;
 	uint32_t n_windows, n_qos2_tables, n_cold, n_queued; /* broker_gauges */
 	/* Connection deadlines: wheel_ms is the start of the first slot not run to its end. */

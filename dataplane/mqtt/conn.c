@@ -190,8 +190,10 @@ broker_reap(struct broker *b)
 {
 	/* The state this call changed goes to the page cache before the transport puts what the
 	 * call sent on the wire (after the call returns: broker_persist_open). */
-	if (b->persist != NULL)
+	if (b->persist != NULL) {
 		broker_persist_flush(b);
+		broker_xlcore_stage_drain(b); /* then the posts to other lcores (xlcore_int.h) */
+	}
 	while (b->dying != NULL) {
 		struct broker_conn *c = b->dying;
 		struct broker_session *s = c->s;
@@ -210,6 +212,10 @@ broker_reap(struct broker *b)
 			broker_session_offline(s, !c->clean_disconnect, b->now_ms);
 		}
 		broker_conn_free(c);
+		if (b->persist != NULL && b->dying == NULL) { /* what its will changed */
+			broker_persist_flush(b);
+			broker_xlcore_stage_drain(b);
+		}
 	}
 }
 

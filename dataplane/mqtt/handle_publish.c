@@ -187,15 +187,16 @@ rx_qos2_has(const struct broker_session *s, uint16_t pid, uint16_t *at)
  * rules say so (*up: whether its ack waits for durability). The reason for its
  * acknowledgement: 0, 0x10 when nothing matched, 0x97 when it could not be stored (not a
  * success: counted). */
-static uint8_t
-publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
-    const struct mqtt_iov *segs, size_t n, enum uplink_verdict *up)
+/* The PUBLISH as a message (its payload gathered from the segments); NULL when out of memory
+ * (counted). */
+static struct broker_msg *
+publish_msg(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
+    const struct mqtt_iov *segs, size_t n)
 {
 	struct mqtt_iov slices[16], *pl = slices;
 	struct broker *b = c->b;
 	struct broker_msg *m = NULL;
 	size_t ns = mqtt_span_slices(segs, n, &p->payload_at, slices, 16);
-	bool matched = false;
 
 	if (ns > 16) { /* a payload over many small segments */
 		if ((pl = malloc(ns * sizeof(*pl))) != NULL)
@@ -207,11 +208,24 @@ publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 		free(pl);
 	if (m == NULL) {
 		broker_count(b, BROKER_C_PUB_NOMEM);
-		return MQTT_RC_QUOTA_EXCEEDED;
+		return NULL;
 	}
 	m->qos = p->qos;
 	m->retain = p->retain;
 	m->origin = c->s->id;
+	return m;
+}
+
+static uint8_t
+publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
+    const struct mqtt_iov *segs, size_t n, enum uplink_verdict *up)
+{
+	struct broker *b = c->b;
+	struct broker_msg *m = publish_msg(c, p, topic, segs, n);
+	bool matched = false;
+
+	if (m == NULL)
+		return MQTT_RC_QUOTA_EXCEEDED;
 	broker_publish(b, m, &matched);
 	if (!matched)
 		broker_count(b, BROKER_C_PUB_NO_SUBSCRIBER);
@@ -220,6 +234,29 @@ publish_route(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_s
 		    c, m, p->packet_id, matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS);
 	broker_msg_unref(m);
 	return matched ? 0 : MQTT_RC_NO_MATCHING_SUBSCRIBERS;
+}
+
+/* A resend of an id that went up before a restart, its durability never confirmed: up again
+ * under the origin of its first copy (not routed again: the restart found its deliveries in
+ * the journal with the id). */
+static enum uplink_verdict
+qos2_resend_up(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_str topic,
+    const struct mqtt_iov *segs, size_t n)
+{
+	const struct broker_rx_up *e =
+	    c->b->up != NULL ? broker_uplink_rx_find(c->s, p->packet_id) : NULL;
+	enum uplink_verdict v;
+	struct broker_msg *m;
+
+	if (e == NULL || e->confirmed)
+		return UPLINK_ACK_NOW;
+	if ((m = publish_msg(c, p, topic, segs, n)) == NULL) { /* closed: it sends it again */
+		broker_conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_COUNT);
+		return UPLINK_KILLED;
+	}
+	v = broker_uplink_qos2_resend(c, m, p->packet_id);
+	broker_msg_unref(m);
+	return v;
 }
 
 /* Room for one more incoming QoS 2 id awaiting PUBREL; false: the connection is killed. 5.0:
@@ -259,7 +296,8 @@ broker_handle_publish(
 		return;
 	if (p->qos == 2 && rx_qos2_has(s, p->packet_id, &at)) {
 		broker_count(c->b, BROKER_C_QOS2_DUP); /* already routed: only the PUBREC again, */
-		if (!broker_uplink_qos2_pending(c, p->packet_id)) /* when durable if it goes up */
+		if (!broker_uplink_qos2_pending(c, p->packet_id) && /* when durable if it goes up */
+		    qos2_resend_up(c, p, topic, segs, n) == UPLINK_ACK_NOW)
 			broker_conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 		return;
 	}
@@ -303,6 +341,7 @@ handle_pubrel(struct broker_conn *c, uint16_t pid)
 	}
 	s->rx_qos2[at] = s->rx_qos2[--s->n_rx_qos2];
 	broker_persist_rx_qos2(s, pid, false);
+	broker_uplink_rx_done(s, pid, true); /* the agent may forget its origin */
 	broker_conn_send_ack(c, MQTT_PUBCOMP, pid, 0);
 }
 

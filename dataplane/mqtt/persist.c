@@ -6,7 +6,9 @@
  * (compaction). At open, the snapshot then the journal are replayed into the instance.
  *
  * Neighbours: the hooks are called from retain.c, session.c, handle_connect.c,
- * handle_publish.c, handle_subscribe.c and xlcore_session.c; conn.c writes what a call
+ * handle_publish.c, handle_subscribe.c, xlcore_session.c and xlcore.c (the outbox of QoS 1/2
+ * messages posted to other lcores, and how far this instance journaled theirs: xlcore_int.h;
+ * what is left of it is posted again at open); conn.c writes what a call
  * journaled to the page cache when the call ends (broker_reap), before the transport sends
  * what it queued, so nothing a client was told is lost to a SIGKILL; broker_tick (timer.c)
  * syncs it to disk at most every state_sync_ms (power cuts) and compacts.
@@ -29,8 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "broker_int.h"
 #include "log.h"
+#include "xlcore_int.h"
 
 #define P_MAGIC         "EGWBSTA1"
 #define P_VERSION       1u
@@ -42,6 +44,7 @@
 #define P_COMPACT_MIN   (4u << 20) /* journal bytes before a compaction is considered */
 #define P_SYNC_MS_DEF   1000u
 #define P_PATH_MAX      300u
+#define P_XSEQ_RUN_BITS 40u /* outbox numbers per run: a new run starts at the next 2^40 */
 
 enum p_type {
 	P_RETAIN = 1, /* msg */
@@ -54,6 +57,12 @@ enum p_type {
 	P_MSG_DEL,    /* id, did */
 	P_WILL,       /* id, ms left, delay_s, expiry_s, expires, msg: a pending delayed will */
 	P_WILL_DEL,   /* id */
+	P_XOUT,       /* seq, mask, kind, hops, filter, msg: a post to other instances (outbox) */
+	P_XIN,        /* n, (instance, seq) n times: their outbox numbers journaled here */
+	P_XACK,       /* instance, seq: it journaled our outbox up to seq */
+	P_XSEQ,       /* seq: the last outbox number given (a snapshot's) */
+	P_RXQ2_UP,    /* id, pid, boot_id, lcore, ref, confirmed: P_RXQ2 add, gone up under that
+		       * origin (an older version skips it: the id is then journaled once durable) */
 };
 
 struct broker_persist {
@@ -64,10 +73,11 @@ struct broker_persist {
 	size_t len, cap;
 	uint64_t jbytes, snap_bytes; /* the journal's size; the last snapshot's */
 	uint64_t last_sync_ms;
-	bool dirty;     /* written since the last fdatasync */
-	bool replaying; /* the hooks journal nothing while the files are read */
-	bool failed;    /* a write failed: logged once until one works again */
-	bool resnap;    /* a write failed: the next tick writes everything as a snapshot */
+	bool dirty;         /* written since the last fdatasync */
+	bool replaying;     /* the hooks journal nothing while the files are read */
+	bool failed;        /* a write failed: logged once until one works again */
+	bool resnap;        /* a write failed: the next tick writes everything as a snapshot */
+	uint32_t xout_lost; /* outbox entries read with no other instance to post them to */
 	char dir[P_PATH_MAX], jpath[P_PATH_MAX], spath[P_PATH_MAX], tpath[P_PATH_MAX];
 };
 
@@ -131,8 +141,11 @@ struct pbuf {
 	bool oom;
 };
 
+/* The buffer grows (or is out of memory): put() inlines the common case, so that a record's
+ * fixed-size fields are plain stores (the calls were a third of a journaled message's cost:
+ * callgrind, bench_broker_persist). */
 static void
-put(struct pbuf *w, const void *p, size_t n)
+put_slow(struct pbuf *w, const void *p, size_t n)
 {
 	if (w->oom)
 		return;
@@ -148,6 +161,17 @@ put(struct pbuf *w, const void *p, size_t n)
 		}
 		w->buf = nb;
 		w->cap = cap;
+	}
+	memcpy(w->buf + w->len, p, n);
+	w->len += n;
+}
+
+static inline __attribute__((always_inline)) void
+put(struct pbuf *w, const void *p, size_t n)
+{
+	if (__builtin_expect(w->oom || w->len + n > w->cap, 0)) {
+		put_slow(w, p, n);
+		return;
 	}
 	memcpy(w->buf + w->len, p, n);
 	w->len += n;
@@ -532,6 +556,20 @@ slot_cmp(const void *a, const void *b)
 	return (int32_t)(x->seq - y->seq) < 0 ? -1 : (x->seq == y->seq ? 0 : 1);
 }
 
+static void
+put_rxq2_up(struct pbuf *w, const struct broker_session *s, const struct broker_rx_up *e)
+{
+	size_t at = rec_begin(w, P_RXQ2_UP);
+
+	put_str(w, s->client_id, s->id_len);
+	put_u16(w, e->pid);
+	put_u64(w, e->o.boot_id);
+	put_u32(w, e->o.lcore);
+	put_u64(w, e->o.ref);
+	put_u8(w, e->confirmed);
+	rec_end(w, at);
+}
+
 /* All of a session: what a snapshot holds, and what a session that comes from another
  * instance (or becomes persistent) writes at once. Every entry gets a new did. */
 static void
@@ -548,8 +586,14 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 	if (s->cold != NULL && s->cold->will != NULL && s->cold->will_at_ms != 0)
 		put_will(w, s);
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++) {
-		size_t at = rec_begin(w, P_RXQ2);
+		const struct broker_rx_up *up = broker_uplink_rx_find(s, s->rx_qos2[i]);
+		size_t at;
 
+		if (up != NULL) {
+			put_rxq2_up(w, s, up);
+			continue;
+		}
+		at = rec_begin(w, P_RXQ2);
 		put_str(w, s->client_id, s->id_len);
 		put_u16(w, s->rx_qos2[i]);
 		put_u8(w, 1);
@@ -707,6 +751,21 @@ broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
 	pb_keep(s->b, p, &w, at);
 }
 
+void
+broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e)
+{
+	struct broker_persist *p = s->b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!sess_journaling(s))
+		return;
+	w = pb_of(p);
+	at = w.len;
+	put_rxq2_up(&w, s, e);
+	pb_keep(s->b, p, &w, at);
+}
+
 uint32_t
 broker_persist_msg_add(struct broker_session *s, const struct broker_msg *m, uint8_t qos,
     bool retain, uint32_t sub_id, uint16_t pid, uint8_t state)
@@ -748,6 +807,104 @@ broker_persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, u
 	pb_keep(s->b, p, &w, at);
 }
 
+/* ---- what crosses lcores (the outbox: xlcore_int.h) ---- */
+static void
+put_xout(struct pbuf *w, const struct xout *o, uint64_t now_ms)
+{
+	size_t at = rec_begin(w, P_XOUT);
+
+	put_u64(w, o->seq);
+	put_u64(w, o->mask);
+	put_u8(w, o->kind);
+	put_u8(w, o->hops);
+	put_str(w, o->filter, o->flen);
+	put_msg(w, o->msg, now_ms);
+	rec_end(w, at);
+}
+
+void
+broker_persist_xout(struct broker *b, const struct xout *o)
+{
+	struct broker_persist *p = b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!journaling(b))
+		return;
+	w = pb_of(p);
+	at = w.len;
+	put_xout(&w, o, b->now_ms);
+	pb_keep(b, p, &w, at);
+}
+
+static void
+put_xack(struct pbuf *w, uint32_t dst, uint64_t seq)
+{
+	size_t at = rec_begin(w, P_XACK);
+
+	put_u32(w, dst);
+	put_u64(w, seq);
+	rec_end(w, at);
+}
+
+void
+broker_persist_xack(struct broker *b, uint32_t dst, uint64_t seq)
+{
+	struct broker_persist *p = b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!journaling(b))
+		return;
+	w = pb_of(p);
+	at = w.len;
+	put_xack(&w, dst, seq);
+	pb_keep(b, p, &w, at);
+}
+
+/* Has an instance's outbox number been taken here and not journaled yet? */
+static bool
+xin_dirty(const struct broker *b)
+{
+	for (uint32_t k = 0; b->peers != NULL && k < b->xn; k++)
+		if (b->peers[k].xin_seq > b->peers[k].xin_written)
+			return true;
+	return false;
+}
+
+static void
+put_xin(struct pbuf *w, const struct broker *b)
+{
+	size_t at = rec_begin(w, P_XIN);
+	uint16_t n = 0;
+
+	for (uint32_t k = 0; k < b->xn; k++)
+		n += b->peers[k].xin_seq != 0;
+	put_u16(w, n);
+	for (uint32_t k = 0; k < b->xn; k++)
+		if (b->peers[k].xin_seq != 0) {
+			put_u32(w, k);
+			put_u64(w, b->peers[k].xin_seq);
+		}
+	rec_end(w, at);
+}
+
+static void
+xin_written(struct broker *b)
+{
+	for (uint32_t k = 0; b->peers != NULL && k < b->xn; k++)
+		b->peers[k].xin_written = b->peers[k].xin_seq;
+}
+
+static void persist_write(struct broker *b, bool xin);
+
+void
+broker_persist_xin_sync(struct broker *b)
+{
+	if (journaling(b))
+		persist_write(b, true);
+}
+
 /* ---- writing out ---- */
 static void
 write_failed(struct broker *b, int err)
@@ -765,11 +922,30 @@ write_failed(struct broker *b, int err)
 void
 broker_persist_flush(struct broker *b)
 {
+	persist_write(b, false);
+}
+
+/* The records of this call, with the outbox numbers taken since the last write (xin: those
+ * alone if nothing else is pending). */
+static void
+persist_write(struct broker *b, bool xin)
+{
 	struct broker_persist *p = b->persist;
+	bool xin_put = true; /* the numbers taken are in this write (or none is new) */
 	int rc;
 
-	if (p == NULL || p->len == 0 || p->fd < 0 || p->replaying)
+	if (p == NULL || p->fd < 0 || p->replaying || (p->len == 0 && !(xin && xin_dirty(b))))
 		return;
+	/* What this write holds was routed after the outbox numbers taken so far: they go with
+	 * it (a write with nothing else in it waits for the tick, broker_persist_xin_sync). */
+	if (xin_dirty(b)) {
+		struct pbuf w = pb_of(p);
+		size_t at = w.len;
+
+		put_xin(&w, b);
+		xin_put = !w.oom;
+		pb_keep(b, p, &w, at);
+	}
 	if ((rc = write_all(p->fd, p->buf, p->len)) != 0) {
 		/* What got written of it goes (a partial record would end the replay there, and
 		 * hide what follows); the tick writes the whole state again as a snapshot. */
@@ -781,6 +957,8 @@ broker_persist_flush(struct broker *b)
 		p->failed = false;
 		p->dirty = true;
 		p->jbytes += p->len;
+		if (xin_put)
+			xin_written(b);
 	}
 	p->len = 0;
 }
@@ -804,6 +982,26 @@ snapshot_put_retained(void *arg, const struct broker_msg *m)
 	rec_end(a->w, at);
 }
 
+/* The snapshot's part of what crosses lcores: the outbox with its numbering and what the
+ * others acknowledged of it, and the numbers of theirs taken here. */
+static void
+put_outbox(struct pbuf *w, struct broker *b)
+{
+	size_t at;
+
+	if (b->peers == NULL)
+		return;
+	at = rec_begin(w, P_XSEQ);
+	put_u64(w, b->xout_seq);
+	rec_end(w, at);
+	put_xin(w, b);
+	for (uint32_t k = 0; k < b->xn; k++)
+		if (b->peers[k].xout_acked != 0)
+			put_xack(w, k, b->peers[k].xout_acked);
+	for (const struct xout *o = b->xout_head; o != NULL; o = o->next)
+		put_xout(w, o, b->now_ms);
+}
+
 /* A new journal generation: the snapshot of everything now (written, synced, renamed over
  * the old one), then an empty journal of its generation in place of the old. A crash between
  * the two leaves the old journal, older than the snapshot: ignored at the next open. */
@@ -824,6 +1022,7 @@ compact(struct broker *b)
 		for (struct broker_session *s = b->sess_hash[i]; s != NULL; s = s->hnext)
 			if (s->persisted)
 				put_session_image(&w, s, false);
+	put_outbox(&w, b);
 	if (w.oom) {
 		free(w.buf);
 		return -ENOMEM;
@@ -859,6 +1058,7 @@ compact(struct broker *b)
 		return rc;
 	}
 	fsync_dir(p->dir);
+	xin_written(b); /* in the snapshot */
 	if (p->fd >= 0)
 		close(p->fd);
 	flock(fd, LOCK_EX | LOCK_NB);
@@ -998,6 +1198,65 @@ replay_will(struct broker *b, struct preader *r)
 	k->will_journaled = true;
 }
 
+/* An outbox entry; without other instances now (fewer workers), it has nowhere to go. */
+static void
+replay_xout(struct broker *b, struct preader *r)
+{
+	uint64_t seq = get_u64(r), mask = get_u64(r);
+	uint8_t kind = get_u8(r), hops = get_u8(r);
+	struct mqtt_str filter = get_str(r);
+	struct broker_msg *m;
+
+	if (r->bad || (m = get_msg(b, r)) == NULL)
+		return;
+	if (b->peers != NULL)
+		broker_xlcore_outbox_add(b, seq, mask, kind, hops, filter.s, filter.len, m);
+	else
+		b->persist->xout_lost++;
+	broker_msg_unref(m);
+}
+
+static void
+replay_xin(struct broker *b, struct preader *r)
+{
+	uint16_t n = get_u16(r);
+
+	for (uint16_t i = 0; i < n && !r->bad; i++) {
+		uint32_t k = get_u32(r);
+		uint64_t seq = get_u64(r);
+
+		if (!r->bad && b->peers != NULL && k < b->xn && seq > b->peers[k].xin_seq)
+			b->peers[k].xin_seq = b->peers[k].xin_written = seq;
+	}
+}
+
+static void
+replay_xack(struct broker *b, struct preader *r)
+{
+	uint32_t k = get_u32(r);
+	uint64_t seq = get_u64(r);
+
+	if (!r->bad && b->peers != NULL && k < b->xn && seq > b->peers[k].xout_acked)
+		b->peers[k].xout_acked = seq;
+}
+
+static void
+replay_rxq2_up(struct broker *b, struct preader *r)
+{
+	struct broker_session *s = rec_session(b, r);
+	struct broker_uplink_origin o;
+	uint16_t pid = get_u16(r);
+	uint8_t confirmed;
+
+	o.boot_id = get_u64(r);
+	o.lcore = get_u32(r);
+	o.ref = get_u64(r);
+	confirmed = get_u8(r);
+	if (r->bad || s == NULL || !broker_session_rx_qos2_add(s, pid))
+		return;
+	broker_uplink_rx_add(s, pid, &o, confirmed != 0);
+}
+
 static void
 replay_one(struct broker *b, uint8_t type, struct preader *r)
 {
@@ -1047,16 +1306,25 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 		add = get_u8(r);
 		if (r->bad || s == NULL)
 			break;
-		if (add)
+		if (add) {
+			struct broker_rx_up *e = broker_uplink_rx_find(s, pid);
+
 			broker_session_rx_qos2_add(s, pid);
-		else
-			for (uint16_t i = 0; i < s->n_rx_qos2; i++)
-				if (s->rx_qos2[i] == pid) {
-					s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
-					break;
-				}
+			if (e != NULL) /* durable: the agent confirmed it before the restart */
+				e->confirmed = true;
+			break;
+		}
+		for (uint16_t i = 0; i < s->n_rx_qos2; i++)
+			if (s->rx_qos2[i] == pid) {
+				s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
+				break;
+			}
+		broker_uplink_rx_done(s, pid, false);
 		break;
 	}
+	case P_RXQ2_UP:
+		replay_rxq2_up(b, r);
+		break;
 	case P_MSG:
 		replay_msg(b, r);
 		break;
@@ -1064,6 +1332,22 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 	case P_MSG_DEL:
 		replay_msg_state(b, r, type == P_MSG_DEL);
 		break;
+	case P_XOUT:
+		replay_xout(b, r);
+		break;
+	case P_XIN:
+		replay_xin(b, r);
+		break;
+	case P_XACK:
+		replay_xack(b, r);
+		break;
+	case P_XSEQ: {
+		uint64_t seq = get_u64(r);
+
+		if (!r->bad && seq > b->xout_seq)
+			b->xout_seq = seq;
+		break;
+	}
 	default: /* a type from a newer version of the same format: skipped */
 		break;
 	}
@@ -1175,6 +1459,23 @@ mkdir_p(const char *dir)
 	return mkdir(path, 0700) != 0 && errno != EEXIST ? -errno : 0;
 }
 
+/* Post again what the other instances had not journaled when we stopped (in their rings
+ * then, or waiting for room in them); they take only what they have not (xlcore_int.h). */
+static void
+outbox_restart(struct broker *b)
+{
+	uint32_t n;
+
+	if (b->persist->xout_lost > 0)
+		log_warnx("broker %u: %u messages for other lcores' instances in %s, and no other "
+			  "instance now (fewer workers): not delivered there",
+		    b->persist->inst, b->persist->xout_lost, b->persist->dir);
+	if ((n = broker_xlcore_outbox_resend(b)) > 0)
+		log_info("broker %u: %u messages posted again to other lcores (acknowledged to "
+			 "their publishers, not journaled there before the stop)",
+		    b->persist->inst, n);
+}
+
 int
 broker_persist_open(
     struct broker *b, const char *dir, uint32_t instance, uint32_t sync_ms, uint64_t now_ms)
@@ -1208,8 +1509,15 @@ broker_persist_open(
 	b->persist = p;
 	b->now_ms = now_ms;
 	p->last_sync_ms = now_ms;
-	if ((rc = recover(b)) == 0)
+	if ((rc = recover(b)) == 0) {
+		broker_xlcore_outbox_prune(b); /* what the others had acknowledged */
+		/* New outbox numbers start above any of the last run's, which the others may have
+		 * journaled though our journal lost its tail (a power cut): one of them reused
+		 * would be taken there for one already routed, and dropped. The snapshot below
+		 * (synced) keeps the new start. */
+		b->xout_seq = ((b->xout_seq >> P_XSEQ_RUN_BITS) + 1) << P_XSEQ_RUN_BITS;
 		rc = compact(b); /* what was recovered, as the new snapshot; a torn tail goes */
+	}
 	if (lockfd >= 0)
 		close(lockfd);
 	if (rc != 0) {
@@ -1217,6 +1525,7 @@ broker_persist_open(
 		broker_persist_close(b);
 		return rc;
 	}
+	outbox_restart(b);
 	return 0;
 }
 

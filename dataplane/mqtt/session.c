@@ -192,6 +192,7 @@ cold_free(struct broker_session *s)
 	if (s->cold == NULL)
 		return;
 	free(s->cold->connack);
+	free(s->cold->rx_up);
 	free(s->cold);
 	s->cold = NULL;
 	s->b->n_cold--;
@@ -246,7 +247,7 @@ broker_session_cold_put(struct broker_session *s)
 	struct session_cold *k = s->cold;
 
 	if (k != NULL && k->will == NULL && k->will_at_ms == 0 && k->claim_pending == 0 &&
-	    k->connack == NULL)
+	    k->connack == NULL && k->n_rx_up == 0)
 		cold_free(s);
 }
 
@@ -634,6 +635,7 @@ broker_session_offline(struct broker_session *s, bool send_will, uint64_t now_ms
 	if (session_will_at(s) == 0)
 		broker_will_clear(s);
 	if (s->expiry_s == 0) {
+		broker_uplink_session_end(s); /* its QoS 2 exchanges end with it */
 		broker_session_destroy(s);
 		return;
 	}
@@ -657,6 +659,7 @@ broker_session_tick(struct broker_session *s, uint64_t now_ms)
 	}
 	if (s->expire_at_ms != 0 && now_ms >= s->expire_at_ms) {
 		broker_count(s->b, BROKER_C_SESSION_EXPIRED);
+		broker_uplink_session_end(s);
 		broker_session_destroy(s);
 	}
 }

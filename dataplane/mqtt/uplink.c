@@ -12,6 +12,13 @@
  * id, and for QoS 2 the session whose table of ids awaiting PUBREL holds it. A connection that
  * goes away leaves its entries without a connection (nothing is sent for them: the client sends
  * the message again); a session that goes away leaves them without a session.
+ *
+ * QoS 2 across a restart: when the uplink names origins (ops->origin), a QoS 2 id is journaled
+ * with the origin of its message (boot id, lcore, ref) in the same call that submits it, so
+ * before the record leaves on the channel. After a restart, a resend of that id whose durability
+ * was never confirmed goes up again under that origin (broker_uplink_qos2_resend): the agent
+ * answers durable without storing it a second time if it has it, stores it if it never got it.
+ * The sensor's PUBREL releases the origin (ops->release). docs/broker.md.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -113,6 +120,7 @@ broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 {
 	struct broker_uplink *u = c->b->up;
 	const struct mqtt_publish *p = &pkt->publish;
+	size_t extra = 0;
 	struct mqtt_str t;
 	int rc;
 
@@ -120,17 +128,45 @@ broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 	    !peek_topic(c, p, &t) || topic_is_sys(t) ||
 	    u->ops->wants(u->uctx, t.s, t.len, p->qos) != BROKER_UPLINK_DURABLE)
 		return true;
-	if (p->qos == 2 && c->s != NULL) { /* a resend awaiting PUBREL is not submitted again */
+	if (p->qos == 2 && c->s != NULL) { /* a resend awaiting PUBREL is not submitted again, */
 		for (uint16_t i = 0; i < c->s->n_rx_qos2; i++)
-			if (c->s->rx_qos2[i] == p->packet_id)
-				return true;
+			if (c->s->rx_qos2[i] == p->packet_id) {
+				/* but for one that went up unconfirmed before a restart */
+				const struct broker_rx_up *e =
+				    broker_uplink_rx_find(c->s, p->packet_id);
+
+				if (e == NULL || e->confirmed)
+					return true;
+				extra = BROKER_UPLINK_ORIGIN_LEN;
+				break;
+			}
 	}
-	rc = ring_full(u) ? -ENOBUFS : u->ops->room(u->uctx, t.len, p->payload_at.len);
+	rc = ring_full(u) ? -ENOBUFS : u->ops->room(u->uctx, t.len, p->payload_at.len + extra);
 	if (rc == 0 || rc == -EMSGSIZE) /* too large: refused in broker_uplink_publish */
 		return true;
 	u->full |= ring_full(u);
 	broker_conn_hold(c, HOLD_UPLINK);
 	return false;
+}
+
+static void wait_for(struct broker_conn *c, struct broker_uplink *u, uint64_t ref, uint8_t qos,
+    uint16_t pid, uint8_t reason);
+
+/* Submit m under ref (as: the origin of its first copy, or NULL); on refusal (admitted, then
+ * refused: too large, or the channel went away) the publisher is closed. 0 or the error. */
+static int
+submit_or_kill(struct broker_conn *c, struct broker_uplink *u, uint64_t ref,
+    const struct broker_uplink_origin *as, const struct broker_msg *m)
+{
+	int rc = ring_full(u) ? -ENOBUFS
+			      : u->ops->submit(u->uctx, ref, as, m->qos, m->retain, m->topic.s,
+				    m->topic.len, m->payload, m->payload_len);
+
+	if (rc != 0)
+		broker_conn_kill(c,
+		    rc == -EMSGSIZE ? MQTT_RC_PACKET_TOO_LARGE : MQTT_RC_UNSPECIFIED_ERROR,
+		    rc == -EMSGSIZE ? BROKER_C_UPLINK_TOO_LARGE : BROKER_C_UPLINK_FAILED);
+	return rc;
 }
 
 enum uplink_verdict
@@ -149,33 +185,131 @@ broker_uplink_publish(
 	if (cls == BROKER_UPLINK_NONE)
 		return UPLINK_ACK_NOW;
 	if (cls == BROKER_UPLINK_BEST_EFFORT || m->qos == 0) {
-		rc = u->ops->submit(u->uctx, 0, m->qos, m->retain, m->topic.s, m->topic.len,
+		rc = u->ops->submit(u->uctx, 0, NULL, m->qos, m->retain, m->topic.s, m->topic.len,
 		    m->payload, m->payload_len);
 		broker_count(b, rc == 0 ? BROKER_C_UPLINK_TX : BROKER_C_UPLINK_BEST_EFFORT_DROP);
 		return UPLINK_ACK_NOW;
 	}
 	ref = u->next_ref;
-	rc = ring_full(u) ? -ENOBUFS
-			  : u->ops->submit(u->uctx, ref, m->qos, m->retain, m->topic.s,
-				m->topic.len, m->payload, m->payload_len);
-	if (rc != 0) { /* admitted, then refused: too large, or the channel went away */
-		broker_conn_kill(c,
-		    rc == -EMSGSIZE ? MQTT_RC_PACKET_TOO_LARGE : MQTT_RC_UNSPECIFIED_ERROR,
-		    rc == -EMSGSIZE ? BROKER_C_UPLINK_TOO_LARGE : BROKER_C_UPLINK_FAILED);
+	if (submit_or_kill(c, u, ref, NULL, m) != 0)
 		return UPLINK_KILLED;
+	if (m->qos == 2 && c->s != NULL && u->ops->origin != NULL) {
+		/* journaled in this call, so before the record leaves on the channel: a restart
+		 * knows it went up, and under which origin (broker_uplink_qos2_resend) */
+		struct broker_rx_up e = { .pid = pid };
+
+		u->ops->origin(u->uctx, ref, &e.o);
+		if (broker_uplink_rx_add(c->s, pid, &e.o, false))
+			broker_persist_rx_qos2_up(c->s, &e);
 	}
+	wait_for(c, u, ref, m->qos, pid, reason);
+	return UPLINK_DEFERRED;
+}
+
+/* The ring entry that waits for ref's answer. */
+static void
+wait_for(struct broker_conn *c, struct broker_uplink *u, uint64_t ref, uint8_t qos, uint16_t pid,
+    uint8_t reason)
+{
 	*ent(u, ref) = (struct uplink_ent){ .c = c,
-		.s = m->qos == 2 ? c->s : NULL,
+		.s = qos == 2 ? c->s : NULL,
 		.pid = pid,
-		.qos = m->qos,
+		.qos = qos,
 		.reason = reason,
 		.state = UE_WAIT };
-	u->n_qos2 += m->qos == 2 && c->s != NULL;
+	u->n_qos2 += qos == 2 && c->s != NULL;
 	u->next_ref++;
 	c->n_uplink++;
-	broker_count(b, BROKER_C_UPLINK_TX);
-	broker_count(b, BROKER_C_UPLINK_DEFERRED);
+	broker_count(c->b, BROKER_C_UPLINK_TX);
+	broker_count(c->b, BROKER_C_UPLINK_DEFERRED);
+}
+
+enum uplink_verdict
+broker_uplink_qos2_resend(struct broker_conn *c, const struct broker_msg *m, uint16_t pid)
+{
+	struct broker_uplink *u = c->b->up;
+	struct broker_rx_up *e;
+	uint64_t ref;
+
+	if (u == NULL || c->s == NULL || (e = broker_uplink_rx_find(c->s, pid)) == NULL ||
+	    e->confirmed)
+		return UPLINK_ACK_NOW;
+	ref = u->next_ref;
+	if (submit_or_kill(c, u, ref, &e->o, m) != 0)
+		return UPLINK_KILLED;
+	broker_count(c->b, BROKER_C_UPLINK_QOS2_RESENT);
+	wait_for(c, u, ref, 2, pid, 0);
 	return UPLINK_DEFERRED;
+}
+
+/* ---- the origins of QoS 2 ids awaiting PUBREL (in the session's cold part) ---- */
+
+struct broker_rx_up *
+broker_uplink_rx_find(const struct broker_session *s, uint16_t pid)
+{
+	const struct session_cold *k = s->cold;
+
+	for (uint16_t i = 0; k != NULL && i < k->n_rx_up; i++)
+		if (k->rx_up[i].pid == pid)
+			return &k->rx_up[i];
+	return NULL;
+}
+
+bool
+broker_uplink_rx_add(
+    struct broker_session *s, uint16_t pid, const struct broker_uplink_origin *o, bool confirmed)
+{
+	struct broker_rx_up *e = broker_uplink_rx_find(s, pid);
+	struct session_cold *k;
+
+	if (e == NULL) {
+		if ((k = broker_session_cold_get(s)) == NULL)
+			return false; /* counted NOMEM: a resend after a restart is taken as new */
+		if (k->n_rx_up == k->rx_up_cap) {
+			uint32_t cap = k->rx_up_cap ? 2u * k->rx_up_cap : 4u;
+			struct broker_rx_up *t;
+
+			if (cap > UINT16_MAX || (t = realloc(k->rx_up, cap * sizeof(*t))) == NULL) {
+				broker_count(s->b, BROKER_C_NOMEM);
+				broker_session_cold_put(s);
+				return false;
+			}
+			k->rx_up = t;
+			k->rx_up_cap = (uint16_t)cap;
+		}
+		e = &k->rx_up[k->n_rx_up++];
+	}
+	*e = (struct broker_rx_up){ *o, pid, confirmed };
+	return true;
+}
+
+void
+broker_uplink_rx_done(struct broker_session *s, uint16_t pid, bool release)
+{
+	struct broker_rx_up *e = broker_uplink_rx_find(s, pid);
+	struct broker_uplink *u = s->b->up;
+	struct session_cold *k = s->cold;
+
+	if (e == NULL)
+		return;
+	if (release && u != NULL && u->ops->release != NULL) {
+		u->ops->release(u->uctx, &e->o);
+		broker_count(s->b, BROKER_C_UPLINK_QOS2_RELEASED);
+	}
+	*e = k->rx_up[--k->n_rx_up];
+	if (k->n_rx_up == 0) {
+		free(k->rx_up);
+		k->rx_up = NULL;
+		k->rx_up_cap = 0;
+		broker_session_cold_put(s);
+	}
+}
+
+void
+broker_uplink_session_end(struct broker_session *s)
+{
+	while (s->cold != NULL && s->cold->n_rx_up > 0)
+		broker_uplink_rx_done(s, s->cold->rx_up[0].pid, true);
 }
 
 bool
@@ -217,8 +351,13 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 {
 	struct broker_conn *c = e->c;
 
-	if (e->s != NULL) /* durable now: a restart may answer its resend with PUBREC */
+	if (e->s != NULL) { /* durable now: a restart may answer its resend with PUBREC */
+		struct broker_rx_up *o = broker_uplink_rx_find(e->s, e->pid);
+
+		if (o != NULL)
+			o->confirmed = true;
 		broker_persist_rx_qos2(e->s, e->pid, true);
+	}
 	if (c == NULL || !broker_conn_alive(c)) {
 		broker_count(b, BROKER_C_UPLINK_ORPHAN);
 		ent_free(u, e);
@@ -248,6 +387,7 @@ fail_one(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 		if (s->rx_qos2[i] == e->pid) {
 			s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
 			broker_persist_rx_qos2(s, e->pid, false);
+			broker_uplink_rx_done(s, e->pid, false); /* not durable: nothing held */
 			break;
 		}
 	if (e->c != NULL && broker_conn_alive(e->c))

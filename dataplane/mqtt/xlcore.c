@@ -41,7 +41,7 @@ void
 broker_xmsg_free(struct broker_xmsg *x)
 {
 	if (((struct xhdr *)x)->xkind == XK_CLAIM || ((struct xhdr *)x)->xkind == XK_INTEREST ||
-	    ((struct xhdr *)x)->xkind == XK_RETAIN)
+	    ((struct xhdr *)x)->xkind == XK_RETAIN || ((struct xhdr *)x)->xkind == XK_XACK)
 		xhdr_unref((struct xhdr *)x);
 	else if (((struct xhdr *)x)->xkind == XK_SESSION)
 		xsession_free((struct xsession *)x); /* only ever posted to one instance */
@@ -109,14 +109,17 @@ struct xpend {
  * 1: posted; 0: kept (keep: a QoS 1/2 or retained message, a share group's member count), and
  * the publisher being read is held until it went (HOLD_XLCORE); -1: dropped, counted.
  */
-int
-broker_xlcore_post(struct broker *b, uint32_t dst, struct xhdr *x, bool keep)
+static int
+post_now(struct broker *b, uint32_t dst, struct xhdr *x, bool keep, enum broker_counter sent)
 {
 	struct xpend *p;
 
 	if ((b->peers == NULL || b->peers[dst].n_xpend == 0) &&
-	    b->xops->post(b->xctx, dst, (struct broker_xmsg *)x))
+	    b->xops->post(b->xctx, dst, (struct broker_xmsg *)x)) {
+		if (sent != BROKER_C_COUNT)
+			broker_count(b, sent);
 		return 1;
+	}
 	if (!keep || b->peers == NULL || (p = malloc(sizeof(*p))) == NULL) {
 		broker_xmsg_free((struct broker_xmsg *)x);
 		broker_count(b, BROKER_C_XLCORE_DROP);
@@ -135,12 +138,260 @@ broker_xlcore_post(struct broker *b, uint32_t dst, struct xhdr *x, bool keep)
 	return 0;
 }
 
+/* With a state directory, a post waits for the end of the call (broker_reap): the journal
+ * write that holds what it depends on (the outbox entry of a QoS 1/2 message, a session's
+ * deletion here before it moves) comes first. false: no memory, post it now. */
+static bool
+stage(struct broker *b, uint32_t dst, struct xhdr *x, bool keep, enum broker_counter sent)
+{
+	if (b->n_xstage == b->xstage_cap) {
+		uint32_t cap = b->xstage_cap != 0 ? 2 * b->xstage_cap : 64;
+		struct xstage *n = realloc(b->xstage, cap * sizeof(*n));
+
+		if (n == NULL)
+			return false;
+		b->xstage = n;
+		b->xstage_cap = cap;
+	}
+	b->xstage[b->n_xstage++] = (struct xstage){
+		.x = x, .by = b->cur_in, .dst = dst, .sent = (uint16_t)sent, .keep = keep
+	};
+	/* what waits for room already: this one will too; stop reading its publisher now */
+	if (keep && b->cur_in != NULL && b->peers != NULL && b->peers[dst].n_xpend > 0)
+		broker_conn_hold(b->cur_in, HOLD_XLCORE);
+	return true;
+}
+
+int
+broker_xlcore_post(
+    struct broker *b, uint32_t dst, struct xhdr *x, bool keep, enum broker_counter sent)
+{
+	if (b->persist != NULL && stage(b, dst, x, keep, sent))
+		return 1;
+	return post_now(b, dst, x, keep, sent);
+}
+
+void
+broker_xlcore_stage_drain(struct broker *b)
+{
+	struct broker_conn *cur = b->cur_in;
+
+	for (uint32_t i = 0; i < b->n_xstage; i++) {
+		struct xstage *e = &b->xstage[i];
+		uint8_t kind = e->x->xkind;
+
+		if (b->xops == NULL) { /* shutting down */
+			broker_xmsg_free((struct broker_xmsg *)e->x);
+			continue;
+		}
+		b->cur_in = e->by; /* held if it does not fit, as when posted at once */
+		if (post_now(b, e->dst, e->x, e->keep, (enum broker_counter)e->sent) < 0 &&
+		    kind == XK_INTEREST)
+			b->interest_dirty = true; /* posted again at the next tick */
+	}
+	b->n_xstage = 0;
+	b->cur_in = cur;
+}
+
+/* ---- the outbox (state across restarts: xlcore_int.h) ---- */
+
+/* Journaled QoS 1/2 posts need a state directory, and a destination mask per entry. */
+static bool
+outbox_on(const struct broker *b)
+{
+	return b->persist != NULL && b->peers != NULL && b->xn <= 64;
+}
+
+struct xout *
+broker_xlcore_outbox_add(struct broker *b, uint64_t seq, uint64_t mask, uint8_t kind, uint8_t hops,
+    const char *filter, uint16_t flen, struct broker_msg *m)
+{
+	struct xout *o = malloc(sizeof(*o) + flen);
+
+	if (o == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return NULL;
+	}
+	*o = (struct xout){
+		.seq = seq, .mask = mask, .msg = m, .kind = kind, .hops = hops, .flen = flen
+	};
+	if (flen > 0)
+		memcpy(o->filter, filter, flen);
+	broker_msg_ref(m);
+	if (b->xout_tail != NULL)
+		b->xout_tail->next = o;
+	else
+		b->xout_head = o;
+	b->xout_tail = o;
+	b->n_xout++;
+	if (seq > b->xout_seq)
+		b->xout_seq = seq;
+	return o;
+}
+
+/* Out of memory: the entry is lost, the message goes all the same (as before the outbox). */
+static void
+outbox_put(struct broker *b, uint64_t seq, uint64_t mask, uint8_t kind, uint8_t hops,
+    const char *filter, uint16_t flen, struct broker_msg *m)
+{
+	struct xout *o = broker_xlcore_outbox_add(b, seq, mask, kind, hops, filter, flen, m);
+
+	if (o != NULL)
+		broker_persist_xout(b, o);
+}
+
+static bool
+outbox_acked(const struct broker *b, const struct xout *o)
+{
+	for (uint64_t m = o->mask; m != 0; m &= m - 1) {
+		uint32_t dst = (uint32_t)__builtin_ctzll(m);
+
+		if (dst < b->xn && b->peers[dst].xout_acked < o->seq)
+			return false;
+	}
+	return true; /* an instance that is no more (fewer workers now) acknowledges nothing */
+}
+
+void
+broker_xlcore_outbox_prune(struct broker *b)
+{
+	struct xout *o;
+
+	while ((o = b->xout_head) != NULL && (b->peers == NULL || outbox_acked(b, o))) {
+		b->xout_head = o->next;
+		b->n_xout--;
+		broker_msg_unref(o->msg);
+		free(o);
+	}
+	if (b->xout_head == NULL)
+		b->xout_tail = NULL;
+}
+
+/* Post one entry again to dst, as it went the first time (numbered, kept when full). */
+static bool
+outbox_repost(struct broker *b, const struct xout *o, uint32_t dst)
+{
+	struct xgroup *g;
+
+	if (o->kind == XK_PUBLISH) {
+		broker_msg_ref(o->msg);
+		return post_now(b, dst, (struct xhdr *)o->msg, true, BROKER_C_COUNT) >= 0;
+	}
+	if ((g = calloc(1, sizeof(*g) + o->flen)) == NULL) {
+		broker_count(b, BROKER_C_NOMEM);
+		return false;
+	}
+	*g = (struct xgroup){ .refcnt = 1,
+		.xkind = XK_DELIVER,
+		.hops = o->hops,
+		.len = o->flen,
+		.from = b->xself,
+		.xseq = o->seq,
+		.msg = o->msg };
+	memcpy(g->filter, o->filter, o->flen);
+	broker_msg_ref(o->msg);
+	return post_now(b, dst, (struct xhdr *)g, true, BROKER_C_COUNT) >= 0;
+}
+
+uint32_t
+broker_xlcore_outbox_resend(struct broker *b)
+{
+	uint32_t n = 0;
+
+	if (b->xops == NULL || b->peers == NULL)
+		return 0;
+	for (const struct xout *o = b->xout_head; o != NULL; o = o->next) {
+		/* read back from the journal, not shared yet: numbered as it first went */
+		o->msg->xfrom = (uint16_t)b->xself;
+		o->msg->xseq = o->seq;
+		for (uint32_t dst = 0; dst < b->xn && dst < 64; dst++)
+			if ((o->mask >> dst & 1) != 0 && dst != b->xself &&
+			    b->peers[dst].xout_acked < o->seq && outbox_repost(b, o, dst)) {
+				broker_count(
+				    b, BROKER_C_XLCORE_RESENT); /* posted, or waits for room */
+				n++;
+			}
+	}
+	return n;
+}
+
+/* A destination journaled our numbers up to x->seq: those entries can go. */
+static void
+xack_input(struct broker *b, const struct xack *x)
+{
+	struct xpeer *p;
+
+	if (b->peers == NULL || x->from >= b->xn || x->seq <= b->peers[x->from].xout_acked)
+		return;
+	p = &b->peers[x->from];
+	p->xout_acked = x->seq;
+	broker_persist_xack(b, x->from, x->seq);
+	broker_xlcore_outbox_prune(b);
+}
+
+/* The tick: what was taken from each instance's outbox is written to our journal, then told
+ * to it (an acknowledgement it may act on only once that is in the page cache). */
+static void
+xack_send(struct broker *b)
+{
+	if (b->persist == NULL || b->peers == NULL)
+		return;
+	broker_persist_xin_sync(b);
+	for (uint32_t k = 0; k < b->xn; k++) {
+		struct xpeer *p = &b->peers[k];
+		struct xack *x;
+
+		if (k == b->xself || p->xin_written <= p->xin_told)
+			continue;
+		if ((x = malloc(sizeof(*x))) == NULL) {
+			broker_count(b, BROKER_C_NOMEM);
+			return;
+		}
+		*x = (struct xack){
+			.refcnt = 1, .xkind = XK_XACK, .from = b->xself, .seq = p->xin_written
+		};
+		p->xin_told = p->xin_written;
+		broker_xlcore_post(b, k, (struct xhdr *)x, true, BROKER_C_COUNT);
+	}
+}
+
+/* A numbered message from instance `from`: false when it was taken here already (before a
+ * restart: its outbox posts again what we had not acknowledged). */
+static bool
+xin_fresh(struct broker *b, uint32_t from, uint64_t seq)
+{
+	if (seq == 0 || b->peers == NULL || from >= b->xn)
+		return true;
+	if (seq <= b->peers[from].xin_seq) {
+		broker_count(b, BROKER_C_XLCORE_DUP);
+		return false;
+	}
+	b->peers[from].xin_seq = seq;
+	return true;
+}
+
+static void
+outbox_fini(struct broker *b)
+{
+	while (b->xout_head != NULL) {
+		struct xout *o = b->xout_head;
+
+		b->xout_head = o->next;
+		broker_msg_unref(o->msg);
+		free(o);
+	}
+	b->xout_tail = NULL;
+	b->n_xout = 0;
+}
+
 void
 broker_xlcore_retry(struct broker *b, uint64_t now_ms)
 {
 	struct xpend **pp = &b->xpend_head, *p;
 
 	b->now_ms = now_ms;
+	if (b->n_xstage > 0 && b->xops != NULL)
+		broker_reap(b); /* staged by a call that does not end in broker_reap (admin) */
 	if (b->n_xpend == 0 || b->xops == NULL)
 		return;
 	for (uint32_t i = 0; i < b->xn; i++)
@@ -194,11 +445,15 @@ broker_xlcore_post_all(
 	 * lost, retained stores that differ for good. */
 	bool keep = x->xkind == XK_RETAIN || x->xkind == XK_CLAIM ||
 	    (m != NULL && (m->qos > 0 || m->retain));
+	/* a QoS 1/2 message goes in the outbox (state across restarts): numbered before it is
+	 * posted (staged: it leaves after the journal write that holds the entry) */
+	bool out = x->xkind == XK_PUBLISH && m != NULL && m->qos > 0 && outbox_on(b);
+	uint64_t mask = 0, seq = 0;
 	uint32_t n = 0;
 
+	if (out)
+		seq = ((struct broker_msg *)x)->xseq = ++b->xout_seq;
 	for (uint32_t dst = 0; dst < b->xn; dst++) {
-		int rc;
-
 		if (dst == b->xself)
 			continue;
 		if (m != NULL && !peer_wants(b, dst, m)) {
@@ -206,11 +461,13 @@ broker_xlcore_post_all(
 			continue;
 		}
 		__atomic_add_fetch(&x->refcnt, 1, __ATOMIC_RELAXED);
-		if ((rc = broker_xlcore_post(b, dst, x, keep)) > 0)
-			broker_count(b, sent);
-		if (rc >= 0)
+		if (broker_xlcore_post(b, dst, x, keep, sent) >= 0) {
 			n++;
+			mask |= 1ull << (dst & 63);
+		}
 	}
+	if (out && mask != 0)
+		outbox_put(b, seq, mask, XK_PUBLISH, 0, NULL, 0, (struct broker_msg *)x);
 	broker_xmsg_free((struct broker_xmsg *)x);
 	return n;
 }
@@ -238,6 +495,7 @@ post_group(struct broker *b, uint32_t dst, uint8_t kind, const char *filter, siz
     uint32_t count, struct broker_msg *m, uint8_t hops)
 {
 	struct xgroup *x = calloc(1, sizeof(*x) + len);
+	uint64_t seq = 0;
 	int rc;
 
 	if (x == NULL) {
@@ -254,11 +512,14 @@ post_group(struct broker *b, uint32_t dst, uint8_t kind, const char *filter, siz
 	memcpy(x->filter, filter, len);
 	if (m != NULL)
 		broker_msg_ref(m);
+	if (kind == XK_DELIVER && m->qos > 0 && outbox_on(b))
+		seq = x->xseq = ++b->xout_seq; /* in the outbox as a published message is */
 	/* member counts wait for room like QoS 1/2 (a lost one is also made good by the next) */
-	rc = broker_xlcore_post(
-	    b, dst, (struct xhdr *)x, kind == XK_MEMBER || (m != NULL && m->qos > 0));
-	if (rc > 0 && m != NULL)
-		broker_count(b, BROKER_C_XLCORE_TX);
+	rc = broker_xlcore_post(b, dst, (struct xhdr *)x,
+	    kind == XK_MEMBER || (m != NULL && m->qos > 0),
+	    m != NULL ? BROKER_C_XLCORE_TX : BROKER_C_COUNT);
+	if (rc >= 0 && seq != 0)
+		outbox_put(b, seq, 1ull << dst, XK_DELIVER, hops, filter, (uint16_t)len, m);
 	return rc >= 0;
 }
 
@@ -360,6 +621,8 @@ broker_xlcore_interest(struct broker *b, const char *filter, size_t len, int del
 void
 broker_xlcore_tick(struct broker *b)
 {
+	if (b->xops != NULL)
+		xack_send(b);
 	if (b->xops != NULL && b->interest_dirty)
 		interest_announce(b);
 	if (b->xops != NULL)
@@ -370,6 +633,12 @@ broker_xlcore_tick(struct broker *b)
 void
 broker_xlcore_fini(struct broker *b)
 {
+	for (uint32_t i = 0; i < b->n_xstage; i++)
+		broker_xmsg_free((struct broker_xmsg *)b->xstage[i].x);
+	free(b->xstage);
+	b->xstage = NULL;
+	b->n_xstage = b->xstage_cap = 0;
+	outbox_fini(b);
 	xpend_fini(b);
 	free(b->peers);
 	b->peers = NULL;
@@ -404,11 +673,17 @@ broker_xlcore_input(struct broker *b, struct broker_xmsg *x, uint64_t now_ms)
 		broker_subs_group_remote(b, g->filter, g->len, g->from, g->count);
 	} else if (((struct xhdr *)x)->xkind == XK_RETAIN) {
 		broker_retain_set(b, ((struct xretain *)x)->msg);
+	} else if (((struct xhdr *)x)->xkind == XK_XACK) {
+		xack_input(b, (struct xack *)x);
 	} else if (((struct xhdr *)x)->xkind == XK_DELIVER) {
 		struct xgroup *g = (struct xgroup *)x;
 
-		broker_count(b, BROKER_C_XLCORE_RX);
-		broker_subs_group_deliver(b, g->filter, g->len, g->msg, g->from, g->hops);
+		if (xin_fresh(b, g->from, g->xseq)) {
+			broker_count(b, BROKER_C_XLCORE_RX);
+			broker_subs_group_deliver(b, g->filter, g->len, g->msg, g->from, g->hops);
+		}
+	} else if (!xin_fresh(b, ((struct broker_msg *)x)->xfrom, ((struct broker_msg *)x)->xseq)) {
+		/* taken before a restart: routed and journaled then */
 	} else {
 		struct broker_msg *m = (struct broker_msg *)x;
 		bool matched;

@@ -21,7 +21,8 @@ enum {
 	XK_MEMBER = 3,
 	XK_DELIVER = 4,
 	XK_INTEREST = 5,
-	XK_RETAIN = 6
+	XK_RETAIN = 6,
+	XK_XACK = 7
 };
 
 /* Every cross-lcore object starts like this (struct broker_msg does too). */
@@ -65,15 +66,16 @@ struct xsession {
 	uint8_t xkind;
 	bool found;
 	uint16_t id_len;
-	uint16_t n_slots, n_rx;
+	uint16_t n_slots, n_rx, n_rx_up;
 	uint32_t n_subs, n_msgs;
 	uint32_t seq;
 	uint32_t from;
 	const char *id;
 	struct xsub *subs;
-	struct out_slot *slots; /* inflight, in send order; msg NULL: only the PUBREL left */
-	struct xqent *msgs;     /* the queue */
-	uint16_t *rx;           /* incoming QoS 2 ids awaiting PUBREL */
+	struct out_slot *slots;     /* inflight, in send order; msg NULL: only the PUBREL left */
+	struct xqent *msgs;         /* the queue */
+	struct broker_rx_up *rx_up; /* the origins of those that went up (uplink.c) */
+	uint16_t *rx;               /* incoming QoS 2 ids awaiting PUBREL */
 };
 
 /* An instance's interest summary: the buckets (first topic level) of its trie entries, and
@@ -106,16 +108,71 @@ struct xgroup {
 	uint16_t len;
 	uint32_t from;
 	uint32_t count; /* XK_MEMBER: members on from */
+	uint64_t xseq;  /* XK_DELIVER: its number in from's outbox, 0: not in one */
 	struct broker_msg *msg;
 	char filter[];
 };
 
+/*
+ * State across restarts (persist.c) for what crosses lcores: a QoS 1/2 message posted to
+ * another instance is in its ring (memory) until that one has routed and journaled it, while
+ * its publisher may have had its PUBACK or PUBREC already. So the posting instance keeps it
+ * in its outbox, journaled in the same write as the rest of the call (before any ack leaves,
+ * and before the post itself: xstage), numbered (xseq, increasing per instance, so each
+ * destination sees its part in order), until the destination tells it (XK_XACK, at its tick)
+ * that its own journal holds every number up to some xseq (P_XIN records). At a start each
+ * instance posts again what its outbox has beyond what its destinations acknowledged; a
+ * destination routes only the numbers past the last one it journaled (no second copy).
+ */
+struct xack {
+	uint32_t refcnt;
+	uint8_t xkind;
+	uint32_t from;
+	uint64_t seq; /* from journaled every number of the destination's outbox up to this */
+};
+
+/* An outbox entry: a message posted (XK_PUBLISH) or a share group delivery (XK_DELIVER,
+ * with its filter and hops) to the instances in mask. */
+struct xout {
+	struct xout *next;
+	uint64_t seq, mask;
+	struct broker_msg *msg; /* a reference */
+	uint8_t kind, hops;
+	uint16_t flen;
+	char filter[];
+};
+
+/* A post waiting for the call's journal write (broker_xlcore_stage_drain). */
+struct xstage {
+	struct xhdr *x;
+	struct broker_conn *by; /* held if it does not fit (the connection being read) */
+	uint32_t dst;
+	uint16_t sent; /* the counter to count when it is posted, BROKER_C_COUNT: none */
+	bool keep;
+};
+
+/* Add an outbox entry (the message referenced again); NULL: out of memory, counted. Called
+ * by the posting side (journaled by it) and by the replay (not journaled). */
+struct xout *broker_xlcore_outbox_add(struct broker *b, uint64_t seq, uint64_t mask, uint8_t kind,
+    uint8_t hops, const char *filter, uint16_t flen, struct broker_msg *m);
+/* Drop the entries every destination acknowledged (front first: they are in order). */
+void broker_xlcore_outbox_prune(struct broker *b);
+/* At a start: post again what the destinations had not acknowledged; how many posts. */
+uint32_t broker_xlcore_outbox_resend(struct broker *b);
+/* persist.c: the outbox entry journaled, an acknowledgement journaled; the numbers taken
+ * here written to the journal now (the tick, before XK_XACK tells them). */
+void broker_persist_xout(struct broker *b, const struct xout *o);
+void broker_persist_xack(struct broker *b, uint32_t dst, uint64_t seq);
+void broker_persist_xin_sync(struct broker *b);
+
 /* The bucket of a topic's or filter's first level (the interest summary's). */
 uint32_t broker_xlcore_bucket(const char *s, size_t len);
 /* Post x (one reference, which this call gives away) to dst behind what already waits for it.
- * 1: posted; 0: kept until there is room (keep), the publisher being read held; -1: dropped,
- * counted. */
-int broker_xlcore_post(struct broker *b, uint32_t dst, struct xhdr *x, bool keep);
+ * 1: posted (or staged: it goes once the call's journal is written, and is then counted as
+ * sent, BROKER_C_COUNT: nothing); 0: kept until there is room (keep), the publisher being
+ * read held; -1: dropped, counted. */
+int broker_xlcore_post(
+    struct broker *b, uint32_t dst, struct xhdr *x, bool keep, enum broker_counter sent);
 /* Post x (one reference, given away) to every other instance, or (m set) those that may want
  * m; returns to how many it went (or waits to go). */
 uint32_t broker_xlcore_post_all(

@@ -117,11 +117,12 @@ static struct xsession *
 session_pack(const struct broker_session *s, const char *id, uint16_t id_len, uint64_t seq)
 {
 	uint16_t n_slots = s != NULL ? slots_in_order(s, NULL) : 0,
-		 n_rx = s != NULL ? s->n_rx_qos2 : 0;
+		 n_rx = s != NULL ? s->n_rx_qos2 : 0,
+		 n_up = s != NULL && s->cold != NULL ? s->cold->n_rx_up : 0;
 	uint32_t n_msgs = s != NULL ? s->qlen : 0, n_subs = s != NULL ? s->n_subs : 0, i = 0;
 	size_t size = sizeof(struct xsession) + id_len + (size_t)n_slots * sizeof(struct out_slot) +
 	    (size_t)n_msgs * sizeof(struct xqent) + (size_t)n_subs * sizeof(struct xsub) +
-	    (size_t)n_rx * sizeof(uint16_t);
+	    (size_t)n_up * sizeof(struct broker_rx_up) + (size_t)n_rx * sizeof(uint16_t);
 	const struct qent *q;
 	struct xsession *x;
 	char *at;
@@ -137,6 +138,7 @@ session_pack(const struct broker_session *s, const char *id, uint16_t id_len, ui
 		.id_len = id_len,
 		.n_slots = n_slots,
 		.n_rx = n_rx,
+		.n_rx_up = n_up,
 		.n_subs = n_subs,
 		.n_msgs = n_msgs,
 		.seq = seq };
@@ -144,7 +146,8 @@ session_pack(const struct broker_session *s, const char *id, uint16_t id_len, ui
 	x->slots = (struct out_slot *)(x + 1);
 	x->msgs = (struct xqent *)(x->slots + n_slots);
 	x->subs = (struct xsub *)(x->msgs + n_msgs);
-	x->rx = (uint16_t *)(x->subs + n_subs);
+	x->rx_up = (struct broker_rx_up *)(x->subs + n_subs);
+	x->rx = (uint16_t *)(x->rx_up + n_up);
 	at = (char *)(x->rx + n_rx);
 	memcpy(at, id, id_len);
 	x->id = at;
@@ -157,6 +160,8 @@ session_pack(const struct broker_session *s, const char *id, uint16_t id_len, ui
 	}
 	if (n_rx > 0) /* rx_qos2 is NULL until the first QoS 2 PUBLISH */
 		memcpy(x->rx, s->rx_qos2, (size_t)n_rx * sizeof(uint16_t));
+	if (n_up > 0)
+		memcpy(x->rx_up, s->cold->rx_up, (size_t)n_up * sizeof(*x->rx_up));
 	pack_subs(s, x->subs, at + id_len);
 	return x;
 }
@@ -172,7 +177,7 @@ post_answer(struct broker *b, struct xsession *x, uint32_t to)
 		broker_count(b, BROKER_C_NOMEM);
 		return false;
 	}
-	return broker_xlcore_post(b, to, (struct xhdr *)x, true) >= 0;
+	return broker_xlcore_post(b, to, (struct xhdr *)x, true, BROKER_C_COUNT) >= 0;
 }
 
 /* The session goes to the instance its client reconnected to. When it cannot be packed (out
@@ -315,6 +320,8 @@ session_restore(struct broker *b, struct broker_session *s, const struct xsessio
 	}
 	for (uint16_t i = 0; i < x->n_rx; i++) /* more than receive_max here: not kept */
 		broker_session_rx_qos2_add(s, x->rx[i]);
+	for (uint16_t i = 0; i < x->n_rx_up; i++) /* their origins: released from here */
+		broker_uplink_rx_add(s, x->rx_up[i].pid, &x->rx_up[i].o, x->rx_up[i].confirmed);
 	merge_queue(b, s, x);
 	if (fresh != NULL)
 		replay(b, s, fresh, n_fresh);

@@ -655,6 +655,7 @@ static const struct {
 	{ "mqtt_queued_msgs", offsetof(struct broker_gauges, queued) },
 	{ "mqtt_held_conns", offsetof(struct broker_gauges, held) },
 	{ "mqtt_xlcore_pending", offsetof(struct broker_gauges, xpending) },
+	{ "mqtt_xlcore_outbox", offsetof(struct broker_gauges, xoutbox) },
 };
 
 static void

@@ -13,10 +13,12 @@
 #include "mqtt_uplink.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dpchan_client.h"
 #include "rules.h"
@@ -30,6 +32,7 @@ struct mqtt_uplink {
 	const struct rules *rules; /* the set this lcore reads; taken at its poll */
 	uint32_t gen;              /* the generation of rules */
 	int slot;                  /* in slot_used/taken_gen, -1: none */
+	uint32_t lcore;            /* its HELLO's */
 };
 
 static const struct rules *rules_next; /* the set published last */
@@ -38,6 +41,12 @@ static bool slot_used[MQTT_UPLINK_SLOTS];
 static uint32_t taken_gen[MQTT_UPLINK_SLOTS]; /* the generation each uplink holds */
 static struct dpchan_conf conf;               /* enabled false until configured */
 static uint64_t boot_id;
+/* TEST ONLY (tests/integration/lab/test_faults.py, qos2_window): EDGEGW_TEST_KILL_AT_DURABLE
+ * names a file; while it exists, the next DURABLE answer an lcore reads makes the dataplane
+ * SIGKILL itself before the broker sees it (the file is removed first: once). That is the
+ * window between the agent's durable answer and the journaled PUBREC, hit on purpose. Unset
+ * (always, outside that test): one pointer test per answer. */
+static const char *test_kill_at_durable;
 
 void
 mqtt_uplink_configure(const struct dpchan_conf *c)
@@ -45,6 +54,7 @@ mqtt_uplink_configure(const struct dpchan_conf *c)
 	struct timespec ts;
 
 	conf = *c;
+	test_kill_at_durable = getenv("EDGEGW_TEST_KILL_AT_DURABLE");
 	if (getrandom(&boot_id, sizeof(boot_id), GRND_NONBLOCK) != (ssize_t)sizeof(boot_id)) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		boot_id = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
@@ -129,9 +139,11 @@ op_room(void *uctx, size_t topic_len, size_t payload_len)
 	return dpchan_client_room(u->c, topic_len, payload_len);
 }
 
+_Static_assert(BROKER_UPLINK_ORIGIN_LEN == DPCHAN_ORIGIN_LEN, "an origin's bytes on the channel");
+
 static int
-op_submit(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t topic_len,
-    const uint8_t *payload, size_t payload_len)
+op_submit(void *uctx, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos, bool retain,
+    const char *topic, size_t topic_len, const uint8_t *payload, size_t payload_len)
 {
 	struct mqtt_uplink *u = uctx;
 	struct dpchan_rec r = { .ref = ref,
@@ -144,13 +156,37 @@ op_submit(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic,
 
 	if (topic_len > UINT16_MAX || payload_len > UINT32_MAX)
 		return -EMSGSIZE;
+	if (as != NULL) { /* a QoS 2 resend after a restart: the agent stores it once */
+		r.has_origin = true;
+		r.origin = (struct dpchan_origin){ as->boot_id, as->ref, as->lcore };
+	}
 	return dpchan_client_submit(u->c, &r);
+}
+
+/* This start's boot id and this lcore's (the HELLO's), with the ref. */
+static void
+op_origin(void *uctx, uint64_t ref, struct broker_uplink_origin *o)
+{
+	struct mqtt_uplink *u = uctx;
+
+	*o = (struct broker_uplink_origin){ boot_id, ref, u->lcore };
+}
+
+static void
+op_release(void *uctx, const struct broker_uplink_origin *o)
+{
+	struct mqtt_uplink *u = uctx;
+	struct dpchan_origin d = { o->boot_id, o->ref, o->lcore };
+
+	dpchan_client_release(u->c, &d); /* refused: counted and logged there */
 }
 
 static const struct broker_uplink_ops uplink_ops = {
 	.wants = op_wants,
 	.room = op_room,
 	.submit = op_submit,
+	.origin = op_origin,
+	.release = op_release,
 };
 
 static void
@@ -158,6 +194,8 @@ on_durable(void *arg, uint64_t first, uint64_t last, int status)
 {
 	struct mqtt_uplink *u = arg;
 
+	if (test_kill_at_durable != NULL && unlink(test_kill_at_durable) == 0)
+		raise(SIGKILL); /* TEST ONLY: see test_kill_at_durable */
 	broker_uplink_durable(u->b, first, last, status, u->now_ms);
 }
 
@@ -203,6 +241,7 @@ mqtt_uplink_start(struct broker *b, uint32_t lcore)
 		return NULL;
 	u->b = b;
 	u->slot = -1;
+	u->lcore = lcore;
 	for (int i = 0; i < MQTT_UPLINK_SLOTS && u->slot < 0; i++) {
 		bool free_slot = false;
 

@@ -18,9 +18,10 @@
 #include "log.h"
 
 #define ENT_LEN         24u
-#define BATCH_IOV       64u /* records per frame at most (and iovecs per sendmsg) */
-#define FRAMES_PER_POLL 4u  /* frames sent, and received, per poll at most */
-#define RX_IDLE_MS      10u /* nothing awaits an answer: read this often */
+#define BATCH_IOV       64u   /* records per frame at most (and iovecs per sendmsg) */
+#define FRAMES_PER_POLL 4u    /* frames sent, and received, per poll at most */
+#define RX_IDLE_MS      10u   /* nothing awaits an answer: read this often */
+#define RELEASE_QUEUE   4096u /* QoS 2 origin releases waiting to be sent */
 
 /* A record in the arena: this header, then the record's wire bytes (rec_len), padded to 8. */
 struct ent {
@@ -49,7 +50,9 @@ struct dpchan_client {
 	uint32_t head, tail; /* oldest entry; where the next one goes (equal only when empty) */
 	uint32_t send_off;   /* the first entry not sent on this connection */
 	uint32_t n_recs, n_unsent, used;
-	uint8_t *rx; /* one received frame */
+	uint8_t *rx;               /* one received frame */
+	struct dpchan_origin *rel; /* releases not sent yet (RELEASE_QUEUE), allocated on use */
+	uint32_t n_rel;
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
 
@@ -145,14 +148,14 @@ dpchan_client_free(struct dpchan_client *c)
 		close(c->fd);
 	free(c->arena);
 	free(c->rx);
+	free(c->rel);
 	free(c);
 }
 
 static uint32_t
-ent_size(size_t topic_len, size_t payload_len)
+ent_size(size_t rec_len)
 {
-	return (uint32_t)((ENT_LEN + dpchan_rec_size(false, topic_len, payload_len) + 7u) &
-	    ~(size_t)7u);
+	return (uint32_t)((ENT_LEN + rec_len + 7u) & ~(size_t)7u);
 }
 
 static bool
@@ -173,14 +176,15 @@ dpchan_client_room(const struct dpchan_client *c, size_t topic_len, size_t paylo
 		return -EMSGSIZE;
 	if (!c->connected)
 		return -ENOTCONN;
-	return fits(c, ent_size(topic_len, payload_len)) ? 0 : -ENOBUFS;
+	return fits(c, ent_size(dpchan_rec_size(false, topic_len, payload_len))) ? 0 : -ENOBUFS;
 }
 
 int
 dpchan_client_submit(struct dpchan_client *c, const struct dpchan_rec *r)
 {
-	int rc = dpchan_client_room(c, r->topic_len, r->payload_len);
-	uint32_t n = ent_size(r->topic_len, r->payload_len);
+	size_t extra = r->has_origin ? DPCHAN_ORIGIN_LEN : 0;
+	int rc = dpchan_client_room(c, r->topic_len, r->payload_len + extra);
+	uint32_t n = ent_size(dpchan_rec_len(false, r));
 	int64_t off;
 	struct ent *e;
 
@@ -199,6 +203,7 @@ dpchan_client_submit(struct dpchan_client *c, const struct dpchan_rec *r)
 	e = ent_at(c, (uint32_t)off);
 	*e = (struct ent){ .size = n, .ref = r->ref };
 	e->rec_len = (uint32_t)dpchan_put_rec((uint8_t *)(e + 1), n - ENT_LEN, false, r);
+	c->cnt[DPCHAN_C_RECS_ORIGIN_TX] += r->has_origin;
 	if (c->n_unsent == 0)
 		c->send_off = (uint32_t)off;
 	c->n_recs++;
@@ -337,6 +342,49 @@ send_batch(struct dpchan_client *c, uint64_t now_ms)
 	return c->n_unsent > 0;
 }
 
+int
+dpchan_client_release(struct dpchan_client *c, const struct dpchan_origin *o)
+{
+	if (c->rel == NULL && (c->rel = malloc(RELEASE_QUEUE * sizeof(*c->rel))) == NULL) {
+		c->cnt[DPCHAN_C_RELEASE_DROP]++;
+		return -ENOMEM;
+	}
+	if (c->n_rel == RELEASE_QUEUE) {
+		if (c->cnt[DPCHAN_C_RELEASE_DROP]++ == 0)
+			log_warnx("dpchan: lcore %u: %u QoS 2 origin releases wait for the agent: "
+				  "more are dropped (the agent forgets them at its bound)",
+			    c->cfg.lcore, RELEASE_QUEUE);
+		return -ENOBUFS;
+	}
+	c->rel[c->n_rel++] = *o;
+	return 0;
+}
+
+/* The releases waiting, in one frame (RELEASE_QUEUE < DPCHAN_RELEASE_MAX). */
+static void
+send_releases(struct dpchan_client *c, uint64_t now_ms)
+{
+	static _Thread_local uint8_t buf[DPCHAN_HDR_LEN + RELEASE_QUEUE * DPCHAN_ORIGIN_LEN];
+	int len = dpchan_encode_release(buf, sizeof(buf), c->rel, c->n_rel);
+	ssize_t n;
+
+	if (len < 0)
+		return;
+	n = send(c->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+		c->cnt[DPCHAN_C_SEND_AGAIN]++;
+		return;
+	}
+	if (n < 0) {
+		c->cnt[DPCHAN_C_SEND_FAIL]++;
+		disconnect(c, now_ms, strerror(errno));
+		return;
+	}
+	c->cnt[DPCHAN_C_FRAMES_TX]++;
+	c->cnt[DPCHAN_C_RELEASE_TX] += c->n_rel;
+	c->n_rel = 0;
+}
+
 static void
 on_range(void *arg, const struct dpchan_range *r)
 {
@@ -420,6 +468,8 @@ dpchan_client_poll(struct dpchan_client *c, uint64_t now_ms)
 	for (unsigned i = 0; i < FRAMES_PER_POLL && c->fd >= 0 && c->n_unsent > 0; i++)
 		if (!send_batch(c, now_ms))
 			break;
+	if (c->fd >= 0 && c->n_rel > 0) /* after the records: a release follows its record */
+		send_releases(c, now_ms);
 	if (c->fd >= 0)
 		pop_front(c); /* also tells ready after a (re)connect */
 }

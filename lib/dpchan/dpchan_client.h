@@ -6,7 +6,8 @@
  * frames, and reconnects on a timer with exponential backoff when the agent is absent or went
  * away. A record stays in the arena until the agent reports it durable (or failed): after a
  * reconnect every such record is sent again, under the same ref. QoS 0 (ref 0) records leave
- * the arena once sent.
+ * the arena once sent. A QoS 2 record a sensor sent again after the dataplane restarted goes with
+ * the origin of its first copy (rec.has_origin), so that the agent stores it once.
  */
 #ifndef EDGEGW_DPCHAN_CLIENT_H
 #define EDGEGW_DPCHAN_CLIENT_H
@@ -48,6 +49,11 @@ void dpchan_client_free(struct dpchan_client *c);
 int dpchan_client_room(const struct dpchan_client *c, size_t topic_len, size_t payload_len);
 /* Copy r in to be sent at the next poll; 0 or room()'s errors (counted). */
 int dpchan_client_submit(struct dpchan_client *c, const struct dpchan_rec *r);
+/* The sensor's QoS 2 exchange of the record first sent under o is complete: the agent may
+ * forget o. Queued (4096 at most, then -ENOBUFS, counted RELEASE_DROP and logged once) and sent
+ * at a poll, after the records; 0 or a negative errno. Best effort: one lost with a connection
+ * leaves the origin in the agent until its bound evicts it (no harm but room). */
+int dpchan_client_release(struct dpchan_client *c, const struct dpchan_origin *o);
 /* Connect (when due), send, receive. now_ms: the caller's clock (for the backoff). */
 void dpchan_client_poll(struct dpchan_client *c, uint64_t now_ms);
 bool dpchan_client_connected(const struct dpchan_client *c);

@@ -13,13 +13,14 @@ dpchan_conf_defaults(struct dpchan_conf *c)
 	c->pending_bytes = 4u << 20;
 	c->max_pending = 16384;
 	c->reconnect_max_ms = 5000;
+	c->max_qos2_origins = 65536;
 }
 
 void
 dpchan_conf_parse(conf_node n, struct dpchan_conf *c)
 {
 	static const char *const keys[] = { "enabled", "path", "pending_bytes", "max_pending",
-		"reconnect_max", NULL };
+		"reconnect_max", "max_qos2_origins", NULL };
 	const char *path = NULL;
 	uint64_t v;
 
@@ -40,4 +41,5 @@ dpchan_conf_parse(conf_node n, struct dpchan_conf *c)
 	conf_get_u32(n, "max_pending", 16384, 16, 1u << 24, &c->max_pending);
 	if (conf_get_duration_ms(n, "reconnect_max", 5000, 100, 600000, &v) == 0)
 		c->reconnect_max_ms = (uint32_t)v;
+	conf_get_u32(n, "max_qos2_origins", 65536, 1024, 1u << 24, &c->max_qos2_origins);
 }

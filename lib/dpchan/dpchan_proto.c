@@ -83,7 +83,7 @@ dpchan_frame_header(const uint8_t *buf, size_t len, uint8_t *type, uint32_t *cou
 		return -DPCHAN_E_SHORT;
 	if (buf[1] != DPCHAN_VERSION)
 		return -DPCHAN_E_VERSION;
-	if (buf[0] < DPCHAN_HELLO || buf[0] > DPCHAN_DOWN || get16(buf + 2) != 0)
+	if (buf[0] < DPCHAN_HELLO || buf[0] > DPCHAN_TYPE_MAX || get16(buf + 2) != 0)
 		return -DPCHAN_E_TYPE;
 	*type = buf[0];
 	*count = get32(buf + 4);
@@ -124,14 +124,32 @@ dpchan_decode_hello(const uint8_t *buf, size_t len, struct dpchan_hello *h)
 	return 0;
 }
 
+static void
+put_origin(uint8_t *p, const struct dpchan_origin *o)
+{
+	put64(p, o->boot_id);
+	put32(p + 8, o->lcore);
+	put64(p + 12, o->ref);
+}
+
+static void
+get_origin(const uint8_t *p, struct dpchan_origin *o)
+{
+	o->boot_id = get64(p);
+	o->lcore = get32(p + 8);
+	o->ref = get64(p + 12);
+}
+
 int
 dpchan_put_rec(uint8_t *buf, size_t cap, bool down, const struct dpchan_rec *r)
 {
-	size_t hl = down ? DPCHAN_DOWN_HDR_LEN : DPCHAN_PUB_HDR_LEN;
-	size_t size = dpchan_rec_size(down, r->topic_len, r->payload_len);
+	bool orig = !down && r->has_origin;
+	size_t hl =
+	    (down ? DPCHAN_DOWN_HDR_LEN : DPCHAN_PUB_HDR_LEN) + (orig ? DPCHAN_ORIGIN_LEN : 0);
+	size_t size = dpchan_rec_len(down, r);
 	uint8_t *p = buf;
 
-	if (r->qos > 2)
+	if (r->qos > 2 || (orig && (r->qos != 2 || r->ref == 0)))
 		return -EINVAL;
 	if (size > cap || size > DPCHAN_FRAME_MAX - DPCHAN_HDR_LEN)
 		return -E2BIG;
@@ -140,9 +158,11 @@ dpchan_put_rec(uint8_t *buf, size_t cap, bool down, const struct dpchan_rec *r)
 		p += 8;
 	}
 	p[0] = r->qos;
-	p[1] = r->retain ? 1 : 0;
+	p[1] = (uint8_t)((r->retain ? DPCHAN_REC_RETAIN : 0) | (orig ? DPCHAN_REC_ORIGIN : 0));
 	put16(p + 2, r->topic_len);
 	put32(p + 4, r->payload_len);
+	if (orig)
+		put_origin(p + 8, &r->origin);
 	memcpy(buf + hl, r->topic, r->topic_len);
 	if (r->payload_len > 0)
 		memcpy(buf + hl + r->topic_len, r->payload, r->payload_len);
@@ -154,6 +174,7 @@ static int
 rec_parse(const uint8_t *buf, size_t len, size_t off, bool down, struct dpchan_rec *r)
 {
 	size_t hl = down ? DPCHAN_DOWN_HDR_LEN : DPCHAN_PUB_HDR_LEN;
+	uint8_t allowed = down ? DPCHAN_REC_RETAIN : DPCHAN_REC_RETAIN | DPCHAN_REC_ORIGIN;
 	const uint8_t *p = buf + off;
 	size_t size;
 
@@ -165,11 +186,19 @@ rec_parse(const uint8_t *buf, size_t len, size_t off, bool down, struct dpchan_r
 		p += 8;
 	}
 	r->qos = p[0];
-	r->retain = (p[1] & 1) != 0;
+	r->retain = (p[1] & DPCHAN_REC_RETAIN) != 0;
+	r->has_origin = (p[1] & DPCHAN_REC_ORIGIN) != 0;
 	r->topic_len = get16(p + 2);
 	r->payload_len = get32(p + 4);
-	if (r->qos > 2 || (p[1] & ~1u) != 0 || r->topic_len == 0)
+	if (r->qos > 2 || (p[1] & ~allowed) != 0 || r->topic_len == 0 ||
+	    (r->has_origin && (r->qos != 2 || r->ref == 0)))
 		return -DPCHAN_E_FIELD;
+	if (r->has_origin) {
+		if (len - off < hl + DPCHAN_ORIGIN_LEN)
+			return -DPCHAN_E_TRUNCATED;
+		get_origin(p + 8, &r->origin);
+		hl += DPCHAN_ORIGIN_LEN;
+	}
 	size = hl + (size_t)r->topic_len + r->payload_len;
 	if (len - off < size) /* len <= DPCHAN_FRAME_MAX: no overflow */
 		return -DPCHAN_E_TRUNCATED;
@@ -252,6 +281,50 @@ dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *
 		struct dpchan_range r = { get64(p), get64(p + 8), (int32_t)get32(p + 16) };
 
 		fn(arg, &r);
+	}
+	return 0;
+}
+
+int
+dpchan_encode_release(uint8_t *buf, size_t cap, const struct dpchan_origin *v, uint32_t n)
+{
+	size_t size = DPCHAN_HDR_LEN + (size_t)n * DPCHAN_ORIGIN_LEN;
+
+	if (size > cap || size > DPCHAN_FRAME_MAX)
+		return -E2BIG;
+	dpchan_put_header(buf, DPCHAN_RELEASE, n);
+	for (uint32_t i = 0; i < n; i++)
+		put_origin(buf + DPCHAN_HDR_LEN + (size_t)i * DPCHAN_ORIGIN_LEN, &v[i]);
+	return (int)size;
+}
+
+int
+dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void *arg)
+{
+	uint8_t type;
+	uint32_t count;
+	int rc = dpchan_frame_header(buf, len, &type, &count);
+
+	if (rc != 0)
+		return rc;
+	if (type != DPCHAN_RELEASE)
+		return -DPCHAN_E_TYPE;
+	if ((len - DPCHAN_HDR_LEN) / DPCHAN_ORIGIN_LEN < count)
+		return -DPCHAN_E_TRUNCATED;
+	if (len != DPCHAN_HDR_LEN + (size_t)count * DPCHAN_ORIGIN_LEN)
+		return -DPCHAN_E_TRAILING;
+	for (uint32_t i = 0; i < count; i++) { /* checked whole first */
+		struct dpchan_origin o;
+
+		get_origin(buf + DPCHAN_HDR_LEN + (size_t)i * DPCHAN_ORIGIN_LEN, &o);
+		if (o.ref == 0)
+			return -DPCHAN_E_FIELD;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		struct dpchan_origin o;
+
+		get_origin(buf + DPCHAN_HDR_LEN + (size_t)i * DPCHAN_ORIGIN_LEN, &o);
+		fn(arg, &o);
 	}
 	return 0;
 }

@@ -8,13 +8,21 @@
  *   HELLO    (dataplane -> agent, first frame of a connection, count 1):
  *            u64 boot_id (random per dataplane start), u32 lcore, u32 software version
  *   PUB      (dataplane -> agent, count records):
- *            u64 ref, u8 qos, u8 flags (bit 0 retain), u16 topic_len, u32 payload_len,
- *            topic, payload. ref 0: best effort, no DURABLE expected; else increasing per
- *            (boot_id, lcore), the same ref when a record is sent again after a reconnect
+ *            u64 ref, u8 qos, u8 flags (bit 0 retain, bit 1 origin), u16 topic_len,
+ *            u32 payload_len, [origin: u64 boot_id, u32 lcore, u64 ref,] topic, payload.
+ *            ref 0: best effort, no DURABLE expected; else increasing per (boot_id, lcore),
+ *            the same ref when a record is sent again after a reconnect. The origin (QoS 2
+ *            only, ref != 0): the record was first sent by an earlier start of the dataplane
+ *            under that (boot id, lcore, ref), and its sensor sent it again after that start
+ *            died; the agent stores it under the origin, so it never stores it twice
+ *            (docs/architecture.md, "QoS 2 across a restart of the dataplane")
  *   DURABLE  (agent -> dataplane, count ranges): u64 first, u64 last, i32 status
  *            (0: every record of the range is durable; < 0: -errno, it is not and never will be)
  *   DOWN     (agent -> dataplane, count records): u8 qos, u8 flags, u16 topic_len,
  *            u32 payload_len, topic, payload (a cloud message for the broker's subscribers)
+ *   RELEASE  (dataplane -> agent, count origins): u64 boot_id, u32 lcore, u64 ref: the
+ *            sensor's QoS 2 exchange of the record first sent under that origin is complete
+ *            (PUBREL taken): the agent may forget the origin
  *
  * The decoder checks every length against the frame before reading: a malformed frame is
  * refused whole (DPCHAN_E_*), and the receiver closes that connection and counts it.
@@ -26,12 +34,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DPCHAN_VERSION      1
+#define DPCHAN_VERSION      2
 #define DPCHAN_HDR_LEN      8u
 #define DPCHAN_PUB_HDR_LEN  16u /* a PUB record before its topic and payload */
 #define DPCHAN_DOWN_HDR_LEN 8u
 #define DPCHAN_RANGE_LEN    20u
 #define DPCHAN_HELLO_LEN    16u
+#define DPCHAN_ORIGIN_LEN   20u /* an origin in a PUB record or a RELEASE frame */
+#define DPCHAN_REC_RETAIN   0x01u
+#define DPCHAN_REC_ORIGIN   0x02u /* PUB only */
 /* The largest frame either side sends or accepts: a batch of records, or one record whose
  * topic and payload fit (the broker refuses to carry a larger one: see dpchan_client.h). Under
  * the kernel's default socket buffer (net.core.wmem_default, 208 KiB) so one frame always fits
@@ -44,7 +55,9 @@ enum dpchan_type {
 	DPCHAN_PUB = 2,
 	DPCHAN_DURABLE = 3,
 	DPCHAN_DOWN = 4,
+	DPCHAN_RELEASE = 5,
 };
+#define DPCHAN_TYPE_MAX DPCHAN_RELEASE
 
 /* Why a frame was refused (positive; functions return them negated). */
 enum dpchan_err {
@@ -64,11 +77,20 @@ struct dpchan_hello {
 	uint32_t sw_version;
 };
 
+/* Where a record was first sent from: the dataplane's start (boot id), lcore and ref. */
+struct dpchan_origin {
+	uint64_t boot_id;
+	uint64_t ref;
+	uint32_t lcore;
+};
+
 /* A PUB or DOWN record; topic and payload point into the frame. */
 struct dpchan_rec {
 	uint64_t ref; /* PUB only */
 	uint8_t qos;
 	bool retain;
+	bool has_origin;             /* PUB only: origin below (DPCHAN_REC_ORIGIN) */
+	struct dpchan_origin origin; /* the earlier start's, when has_origin */
 	const char *topic;
 	uint16_t topic_len;
 	const uint8_t *payload;
@@ -93,6 +115,13 @@ dpchan_rec_size(bool down, size_t topic_len, size_t payload_len)
 {
 	return (down ? DPCHAN_DOWN_HDR_LEN : DPCHAN_PUB_HDR_LEN) + topic_len + payload_len;
 }
+/* Bytes of r on the wire (a PUB record with its origin, if any). */
+static inline size_t
+dpchan_rec_len(bool down, const struct dpchan_rec *r)
+{
+	return dpchan_rec_size(down, r->topic_len, r->payload_len) +
+	    (!down && r->has_origin ? DPCHAN_ORIGIN_LEN : 0);
+}
 /* One record (no frame header) into buf; its size, or -E2BIG / -EINVAL (topic over 65535). */
 int dpchan_put_rec(uint8_t *buf, size_t cap, bool down, const struct dpchan_rec *r);
 
@@ -106,5 +135,11 @@ int dpchan_decode_recs(const uint8_t *buf, size_t len, uint8_t type, dpchan_rec_
 int dpchan_encode_durable(uint8_t *buf, size_t cap, const struct dpchan_range *v, uint32_t n);
 typedef void (*dpchan_range_fn)(void *arg, const struct dpchan_range *r);
 int dpchan_decode_durable(const uint8_t *buf, size_t len, dpchan_range_fn fn, void *arg);
+
+/* RELEASE: n origins (at most DPCHAN_RELEASE_MAX a frame); the frame's size or -E2BIG. */
+#define DPCHAN_RELEASE_MAX ((DPCHAN_FRAME_MAX - DPCHAN_HDR_LEN) / DPCHAN_ORIGIN_LEN)
+int dpchan_encode_release(uint8_t *buf, size_t cap, const struct dpchan_origin *v, uint32_t n);
+typedef void (*dpchan_origin_fn)(void *arg, const struct dpchan_origin *o);
+int dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void *arg);
 
 #endif

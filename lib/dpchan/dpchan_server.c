@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dpchan_q2.h"
 #include "log.h"
 
 #define MAX_CONNS          256u
@@ -71,6 +72,7 @@ struct dpchan_server {
 	struct known *known; /* sorted by (boot_id, lcore, ref) once known_sorted */
 	size_t n_known, cap_known;
 	bool known_sorted;
+	struct dpchan_q2 *q2; /* QoS 2 origins held until released (dpchan_q2.h) */
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
 
@@ -107,6 +109,13 @@ dpchan_server_new(
 	if ((s->streams = calloc(s->cfg.max_streams, sizeof(*s->streams))) == NULL) {
 		free(s);
 		errno = ENOMEM;
+		return NULL;
+	}
+	if ((s->q2 = dpchan_q2_open(cfg->q2_path, cfg->max_q2_origins, s->cnt)) == NULL) {
+		err = errno;
+		free(s->streams);
+		free(s);
+		errno = err;
 		return NULL;
 	}
 	/* a socket left by an agent that died is replaced; anything else there is not ours */
@@ -161,6 +170,7 @@ dpchan_server_free(struct dpchan_server *s)
 		stream_drop(&s->streams[i]);
 	free(s->streams);
 	free(s->known);
+	dpchan_q2_close(s->q2);
 	if (s->lfd >= 0)
 		close(s->lfd);
 	if (s->bound)
@@ -225,6 +235,15 @@ dpchan_server_known(struct dpchan_server *s, uint64_t boot_id, uint32_t lcore, u
 	s->known[s->n_known++] = (struct known){ boot_id, ref, lcore };
 	s->known_sorted = false;
 	return 0;
+}
+
+int
+dpchan_server_known_q2(struct dpchan_server *s, uint64_t boot_id, uint32_t lcore, uint64_t ref)
+{
+	struct dpchan_origin o = { boot_id, ref, lcore };
+
+	dpchan_q2_held(s->q2, &o);
+	return dpchan_server_known(s, boot_id, lcore, ref);
 }
 
 static int
@@ -399,6 +418,7 @@ take_one(void *arg, const struct dpchan_rec *r)
 	struct dpchan_server *s = t->s;
 	struct stream *st = t->c->st;
 	uint32_t max = s->cfg.max_inflight;
+	struct dpchan_origin o = { 0 };
 	uint64_t token;
 	int rc;
 
@@ -429,6 +449,30 @@ take_one(void *arg, const struct dpchan_rec *r)
 		t->c->rx_done++;
 		return 0;
 	}
+	if (r->ref != 0 && r->qos == 2) {
+		/* its first copy may be held already: sent by an earlier start of the dataplane
+		 * (the origin in the record), or taken on this stream before the agent restarted
+		 * and released from the spool since */
+		o = r->has_origin ? r->origin
+				  : (struct dpchan_origin){ st->id.boot_id, r->ref, st->id.lcore };
+		switch (dpchan_q2_state(s->q2, &o)) {
+		case DPCHAN_Q2_HELD:
+			s->cnt[DPCHAN_C_Q2_HELD]++;
+			s->cnt[DPCHAN_C_RECS_ORIGIN] += r->has_origin;
+			st->max_ref = r->ref;
+			if (t->n_now == 64)
+				flush_now(t);
+			t->now[t->n_now++] = (struct dpchan_range){ r->ref, r->ref, 0 };
+			t->c->rx_done++;
+			return 0;
+		case DPCHAN_Q2_WAITING: /* answered once that copy is: taken again then */
+			if (!t->c->paused)
+				s->cnt[DPCHAN_C_Q2_WAIT]++;
+			return 1;
+		case DPCHAN_Q2_NONE:
+			break;
+		}
+	}
 	if (r->ref != 0 && st->w_len == max) {
 		s->cnt[DPCHAN_C_LIMIT_INFLIGHT]++;
 		return 1;
@@ -458,6 +502,9 @@ take_one(void *arg, const struct dpchan_rec *r)
 		return 0;
 	}
 	st->w[(st->w_head + st->w_len++) % max] = (struct waiting){ token, r->ref, 1 };
+	s->cnt[DPCHAN_C_RECS_ORIGIN] += r->has_origin;
+	if (r->qos == 2)
+		dpchan_q2_taken(s->q2, &o, token);
 	return 0;
 }
 
@@ -484,6 +531,16 @@ take_frame(struct dpchan_server *s, struct sconn *c)
 	c->rx_len = 0;
 	c->rx_done = 0;
 	return 0;
+}
+
+static void
+on_release(void *arg, const struct dpchan_origin *o)
+{
+	struct dpchan_server *s = arg;
+
+	s->cnt[DPCHAN_C_RELEASE_RX]++;
+	if (!dpchan_q2_release(s->q2, o))
+		s->cnt[DPCHAN_C_RELEASE_UNKNOWN]++;
 }
 
 /* One frame received on c; false when c was closed. */
@@ -516,6 +573,9 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 			    h.lcore, (unsigned long long)h.boot_id, c->st->w_len);
 			return true;
 		}
+	} else if (rc == 0 && type == DPCHAN_RELEASE) {
+		if ((rc = dpchan_decode_release(c->rx, n, on_release, s)) == 0)
+			return true;
 	} else if (rc == 0 && type != DPCHAN_PUB) {
 		rc = -DPCHAN_E_TYPE;
 	} else if (rc == 0) {
@@ -558,6 +618,7 @@ dpchan_server_run(struct dpchan_server *s)
 	struct epoll_event ev[32];
 	int n;
 
+	dpchan_q2_sync(s->q2); /* origins held at start (dpchan_server_known_q2) */
 	for (unsigned i = 0; i < MAX_CONNS; i++) { /* paused ones: room in the sink now? */
 		struct sconn *c = s->conns[i];
 
@@ -639,6 +700,9 @@ stream_durable(
 void
 dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, int status)
 {
+	/* the QoS 2 origins of these records are on disk before the dataplane hears of them */
+	dpchan_q2_settle(s->q2, first, last, status > 0 ? 0 : status);
+	dpchan_q2_sync(s->q2);
 	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
 		if (s->streams[i].used && s->streams[i].w_len > 0)
 			stream_durable(s, &s->streams[i], first, last, status > 0 ? 0 : status);

@@ -27,9 +27,11 @@
 struct dpchan_server;
 
 struct dpchan_server_config {
-	const char *path;      /* NULL: DPCHAN_DEFAULT_PATH; a stale socket there is replaced */
-	uint32_t max_streams;  /* lcores (0: 64) */
-	uint32_t max_inflight; /* refs awaiting durability per lcore (0: 65536) */
+	const char *path;        /* NULL: DPCHAN_DEFAULT_PATH; a stale socket there is replaced */
+	uint32_t max_streams;    /* lcores (0: 64) */
+	uint32_t max_inflight;   /* refs awaiting durability per lcore (0: 65536) */
+	const char *q2_path;     /* the QoS 2 origins' file (NULL: kept in memory only) */
+	uint32_t max_q2_origins; /* QoS 2 origins held until released (0: 65536) */
 };
 
 struct dpchan_sink_ops {
@@ -57,6 +59,9 @@ int dpchan_server_fd(const struct dpchan_server *s);
  * restarted).
  */
 int dpchan_server_known(struct dpchan_server *s, uint64_t boot_id, uint32_t lcore, uint64_t ref);
+/* The same for a QoS 2 record (the sensor's QoS): its origin is also held until the dataplane
+ * releases it (dpchan_q2.h), written to the origin file at the next run. */
+int dpchan_server_known_q2(struct dpchan_server *s, uint64_t boot_id, uint32_t lcore, uint64_t ref);
 /* Accept, read, take, answer: whatever is ready (never blocks). */
 void dpchan_server_run(struct dpchan_server *s);
 /* The sink's answer: every token of first..last is durable (status 0) or failed (< 0). */

@@ -431,6 +431,16 @@ spool_rec_kept(struct spool *sp, uint64_t seq)
 	return kept;
 }
 
+bool
+spool_rec_acked(struct spool *sp, uint64_t seq)
+{
+	pthread_mutex_lock(&sp->lock);
+	const struct spool_idx *x = spool_find(sp, seq, NULL);
+	bool acked = x != NULL && x->state == SPOOL_IDX_ACKED;
+	pthread_mutex_unlock(&sp->lock);
+	return acked;
+}
+
 int
 spool_wait_durable(struct spool *sp, uint64_t seq, uint32_t timeout_ms)
 {

@@ -139,6 +139,8 @@ int spool_seq_status(struct spool *sp, uint64_t seq);
  * never appended, its commit failed (VOID), or it was dropped, expired or released with its
  * segment. */
 bool spool_rec_kept(struct spool *sp, uint64_t seq);
+/* Whether seq is a record on disk the cloud acknowledged (released, its segment not yet gone). */
+bool spool_rec_acked(struct spool *sp, uint64_t seq);
 /* Blocks until seq is settled or timeout_ms passes (for producers that may block, e.g. the
  * poller); returns spool_seq_status()'s answer (0 on timeout). */
 int spool_wait_durable(struct spool *sp, uint64_t seq, uint32_t timeout_ms);

@@ -22,19 +22,21 @@
 #define HS_N_RTT_SAMPLE      8
 #define HS_CSS_GROWTH_DIV    4u
 #define HS_CSS_ROUNDS        5
+#define HS_NONE              UINT16_MAX /* no RTT sample yet */
 
 void
 tcp_hs_init(const struct tcp_conn *c, struct tcp_sb *sb)
 {
 	sb->hs_end = c->snd_una;
-	sb->hs_last_min = sb->hs_cur_min = sb->hs_css_base = UINT32_MAX;
+	sb->hs_last_min = sb->hs_cur_min = sb->hs_css_base = HS_NONE;
 	sb->hs_samples = sb->hs_css = sb->hs_css_rounds = sb->hs_done = 0;
 }
 
 void
 tcp_hs_rtt(struct tcp_sb *sb, uint32_t rtt_ms)
 {
-	sb->hs_cur_min = RTE_MIN(sb->hs_cur_min, rtt_ms);
+	if (rtt_ms < sb->hs_cur_min)
+		sb->hs_cur_min = (uint16_t)rtt_ms; /* HS_NONE is above any: none over 65 s */
 	if (sb->hs_samples < UINT8_MAX)
 		sb->hs_samples++;
 }
@@ -59,7 +61,7 @@ tcp_hs_round(struct tcp_conn *c, struct tcp_sb *sb)
 		return;
 	}
 	sb->hs_last_min = sb->hs_cur_min;
-	sb->hs_cur_min = UINT32_MAX;
+	sb->hs_cur_min = HS_NONE;
 	sb->hs_samples = 0;
 	sb->hs_end = c->snd_max;
 }
@@ -71,10 +73,10 @@ tcp_ss_grow(struct tcp_conn *c, uint32_t acked)
 	uint32_t inc = RTE_MIN(acked, (uint32_t)c->mss), thresh;
 
 	if (sb == NULL || sb->hs_done || c->ssthresh != TCP_SSTHRESH_INIT ||
-	    sb->hs_samples < HS_N_RTT_SAMPLE || sb->hs_cur_min == UINT32_MAX)
+	    sb->hs_samples < HS_N_RTT_SAMPLE || sb->hs_cur_min == HS_NONE)
 		return sb != NULL && sb->hs_css ? RTE_MAX(inc / HS_CSS_GROWTH_DIV, 1u) : inc;
 	if (!sb->hs_css) {
-		if (sb->hs_last_min == UINT32_MAX)
+		if (sb->hs_last_min == HS_NONE)
 			return inc;
 		thresh = RTE_MIN(sb->hs_last_min / HS_MIN_RTT_DIVISOR, HS_MAX_RTT_THRESH_MS);
 		thresh = RTE_MAX(thresh, HS_MIN_RTT_THRESH_MS);
@@ -87,7 +89,7 @@ tcp_ss_grow(struct tcp_conn *c, uint32_t acked)
 	} else if (sb->hs_cur_min < sb->hs_css_base) {
 		DP_INC(tcb_tl(c)->lc, tcp, HYSTART_CSS_BACK);
 		sb->hs_css = 0;
-		sb->hs_css_base = UINT32_MAX;
+		sb->hs_css_base = HS_NONE;
 		return inc;
 	}
 	return RTE_MAX(inc / HS_CSS_GROWTH_DIV, 1u);

@@ -34,6 +34,9 @@
 #define TCP_PTO_DELACK_MIN_MS 40  /* ... at least this long (pto_delack_ms) */
 #define TCP_REO_MULT_MAX      16
 
+/* tcp_mem_stats reports the blocks per flow (one per 16 flows) in whole bytes */
+_Static_assert(sizeof(struct tcp_sb) % 16 == 0, "struct tcp_sb: keep a multiple of 16 bytes");
+
 int
 tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket)
 {
@@ -531,14 +534,31 @@ cum_ack(struct tcp_conn *c, struct tcp_sb *sb)
 		sb->fack = c->snd_una;
 }
 
+/* The ACK that ended a probe's episode was sent for the original, not for the probe: it
+ * echoes a TSval older than the probe's, or came back sooner after the probe than a round
+ * trip (the block's minimum RTT, else half of SRTT: the peer's delayed ACK of the original
+ * crossing the probe). */
+static bool
+tlp_ack_of_original(const struct tcp_conn *c, const struct tcp_sb *sb, const struct tcp_seg *s)
+{
+	uint32_t rtt = sb->min_rtt_ms != UINT32_MAX ? sb->min_rtt_ms : c->srtt8 / 16;
+
+	if ((c->flags & TF_TS_OK) && s->opt.has_ts && s->opt.tsecr != 0)
+		return SEQ_LT(s->opt.tsecr, sb->tlp_sent_ms + tcb_tl(c)->ts_offset);
+	return tcb_tl(c)->now_ms - sb->tlp_sent_ms < rtt;
+}
+
 /* RFC 8985 7.4: the probe's episode ends; a probe that alone repaired a loss (its ACK came
- * without a D-SACK for the original) reduces the window as recovery would have. */
+ * without a D-SACK for the original, and not for the original) reduces the window as
+ * recovery would have. */
 static void
-tlp_check(struct tcp_conn *c, struct tcp_sb *sb)
+tlp_check(struct tcp_conn *c, struct tcp_sb *sb, const struct tcp_seg *s)
 {
 	if (!sb->tlp_out || SEQ_LT(c->snd_una, sb->tlp_end))
 		return;
 	sb->tlp_out = 0;
+	if (sb->tlp_rexmit && !sb->tlp_dsack && tlp_ack_of_original(c, sb, s))
+		sb->tlp_dsack = 1; /* as good as its D-SACK, which is on its way */
 	if (sb->tlp_rexmit && sb->tlp_dsack)
 		DP_INC(tcb_tl(c)->lc, tcp, TLP_SPURIOUS);
 	if (sb->tlp_rexmit && !sb->tlp_dsack && !(c->flags & TF_RECOVERY)) {
@@ -562,7 +582,7 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 		sack_mark(c, sb, s);
 	delivered = acked + sb->sacked - sacked_before; /* RFC 6937 DeliveredData */
 	undo_check(c, sb, s);
-	tlp_check(c, sb);
+	tlp_check(c, sb, s);
 	if ((c->flags & TF_RECOVERY) && SEQ_GEQ(c->snd_una, c->snd_recover))
 		leave_recovery(c); /* and no growth from the ACK that ended it */
 	else if (!(c->flags & TF_RECOVERY)) {
@@ -692,6 +712,7 @@ tlp_fire(struct tcp_conn *c, struct tcp_sb *sb)
 	sb->tlp_out = 1;
 	sb->tlp_dsack = 0;
 	sb->tlp_rexmit = 0;
+	sb->tlp_sent_ms = tcb_tl(c)->now_ms;
 	if (tcp_output_new(c, UINT32_MAX) == 0) {
 		unsigned i = sb->n;
 

@@ -213,8 +213,9 @@ struct tcp_sb {
 	uint32_t rack_xmit_ms, rack_end, rack_rtt_ms, min_rtt_ms, fack;
 	uint8_t rack_valid, reo_seen, reo_mult, tmode; /* tmode: SBT_* */
 	uint8_t tlp_out, tlp_rexmit, tlp_dsack, dsack_round;
-	uint32_t tlp_end;   /* snd_max when the probe went */
-	uint32_t dsack_end; /* RACK 6.2: one reo_wnd step per round trip */
+	uint32_t tlp_end;     /* snd_max when the probe went */
+	uint32_t tlp_sent_ms; /* when it went (its TSval: + the lcore's ts_offset) */
+	uint32_t dsack_end;   /* RACK 6.2: one reo_wnd step per round trip */
 	/* PRR (RFC 6937) */
 	uint32_t recover_fs, prr_delivered, prr_out, sndcnt;
 	/* Undo of a spurious reduction (RFC 2883 D-SACK, RFC 3522 Eifel; tcp_sack.c): the
@@ -224,8 +225,10 @@ struct tcp_sb {
 	uint32_t undo_lo, undo_hi, undo_tsval;
 	uint16_t undo_retrans;
 	uint8_t undo_on, undo_sent, undo_eifel;
-	/* HyStart++ (RFC 9406; tcp_hystart.c), in the initial slow start */
-	uint32_t hs_end, hs_last_min, hs_cur_min, hs_css_base;
+	/* HyStart++ (RFC 9406; tcp_hystart.c), in the initial slow start: RTTs in ms,
+	 * UINT16_MAX for none */
+	uint32_t hs_end;
+	uint16_t hs_last_min, hs_cur_min, hs_css_base;
 	uint8_t hs_samples, hs_css, hs_css_rounds, hs_done;
 	struct tcp_sb_seg seg[TCP_SB_SEGS];
 };

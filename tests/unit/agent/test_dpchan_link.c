@@ -98,7 +98,7 @@ test_link_on_loop(void **state)
 	assert_true(c.enabled);
 	cc.path = c.path;
 	assert_int_equal(agent_loop_create(&w.loop, 10), 0);
-	assert_int_equal(dpchan_link_open(&w.link, w.loop, &c, &sink, &w), 0);
+	assert_int_equal(dpchan_link_open(&w.link, w.loop, &c, NULL, &sink, &w), 0);
 	assert_non_null(w.c = dpchan_client_new(&cc, &client_ops, &w));
 	assert_int_equal(agent_loop_add_tick(w.loop, tick, &w), 0);
 	assert_int_equal(agent_loop_run(w.loop), 0);

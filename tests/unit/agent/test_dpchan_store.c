@@ -12,6 +12,13 @@
  * last reload replaced (the dataplane reloaded a new rule first), is answered failed, never
  * durable: the publisher is not acknowledged for a message that would not go up. One the set
  * the reload replaced matches (the dataplane has not reloaded yet) is stored under that rule.
+ *
+ * And QoS 2 through a SIGKILL of the dataplane (issue 15): its first start sends QoS 2 records,
+ * the agent makes them durable (and answers, and the cloud acknowledges and releases them; or
+ * the agent dies too before any of that); the dataplane dies before it acknowledged its sensor;
+ * its next start, under a new boot id, gets the sensor's resends and sends them with the origin
+ * of their first copy. Each message reaches the cloud once; the origins are released when the
+ * sensor's PUBREL comes (RELEASE).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -282,12 +289,237 @@ test_durable_record_without_rule(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+/* ---- QoS 2 through a restart of the dataplane (and of the agent) ---- */
+
+#define Q2_N   20u /* sent by the first start, sent again by the second */
+#define Q2_NEW 3u  /* new ones from the second start */
+
+enum q2_variant {
+	Q2_DP_KILL,           /* the dataplane dies once the agent answered; the cloud released */
+	Q2_BOTH_AFTER_ANSWER, /* the same, and the agent dies too */
+	Q2_BOTH_BEFORE_ANSWER, /* the agent dies once durable, before answering; then the dataplane */
+};
+
+struct qworld {
+	struct world w;
+	enum q2_variant v;
+	int phase; /* 1: the first start sends; 2: the next one; 3: the PUBRELs; 4: done */
+	uint64_t ok;
+	unsigned sent;
+	bool released;
+	uint64_t origins_held; /* before the PUBRELs */
+};
+
+#define BOOT_A 0xa1u
+#define BOOT_B 0xb2u
+
+static void
+q_on_durable(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct qworld *q = arg;
+
+	assert_int_equal(status, 0);
+	q->ok += last - first + 1;
+}
+
+static const struct dpchan_client_ops q_client_ops = { .durable = q_on_durable, .ready = on_ready };
+
+static struct dpchan_origin
+q_origin(unsigned i)
+{
+	return i <= Q2_N ? (struct dpchan_origin){ BOOT_A, i, 3 }
+			 : (struct dpchan_origin){ BOOT_B, i, 3 };
+}
+
+static char q_path[96];
+
+/* The next start of the dataplane: a new boot id, nothing sent yet. */
+static void
+q_dataplane_restart(struct qworld *q)
+{
+	struct dpchan_client_config cc = {
+		.lcore = 3, .boot_id = BOOT_B, .reconnect_min_ms = 1, .path = q_path
+	};
+
+	dpchan_client_free(q->w.c); /* SIGKILL: whatever it had not acknowledged is gone */
+	assert_non_null(q->w.c = dpchan_client_new(&cc, &q_client_ops, q));
+	q->sent = 0;
+	q->ok = 0;
+	q->phase = 2;
+}
+
+static void
+q_send(struct qworld *q)
+{
+	unsigned want = q->phase == 1 ? Q2_N : Q2_N + Q2_NEW;
+	struct dpchan_rec r = { .qos = 2, .topic = "plant/q", .topic_len = 7 };
+	char p[16];
+
+	while (dpchan_client_connected(q->w.c) && q->sent < want) {
+		r.ref = ++q->sent;
+		/* the second start: the sensor's resends go with the origin of their first copy */
+		r.has_origin = q->phase == 2 && r.ref <= Q2_N;
+		r.origin = q_origin((unsigned)r.ref);
+		r.payload_len = (uint32_t)snprintf(p, sizeof(p), "m%u", q->sent);
+		r.payload = (const uint8_t *)p;
+		assert_int_equal(dpchan_client_submit(q->w.c, &r), 0);
+	}
+}
+
+static void
+q_tick(void *arg, uint64_t now_ms)
+{
+	struct qworld *q = arg;
+	struct world *w = &q->w;
+
+	dpchan_client_poll(w->c, now_ms);
+	if (q->phase <= 2)
+		q_send(q);
+	if (q->phase == 3 && !q->released && dpchan_client_connected(w->c)) {
+		for (unsigned i = 1; i <= Q2_N + Q2_NEW; i++) {
+			struct dpchan_origin o = q_origin(i);
+
+			assert_int_equal(dpchan_client_release(w->c, &o), 0);
+		}
+		q->released = true;
+	}
+	if (w->answers)
+		store_process(w->st);
+	for (size_t i = 0, acked = 0; i < w->F.n; i++) { /* the cloud acknowledges: released */
+		if (!w->F.g[i].done) {
+			fu_ack(&w->F, i, 0);
+			acked++;
+		}
+		if (i + 1 == w->F.n &&
+		    acked > 0) /* committed, as a QoS 2 uplink commits its phases */
+			assert_int_equal(w->F.up.dlv.sync(w->F.up.dlv.arg), 0);
+	}
+	if (!w->answers) {
+		if (spool_counter(w->st, SPOOL_C_durable_records) == Q2_N)
+			agent_loop_stop(
+			    w->loop); /* all on disk, no answer sent: the kill comes now */
+	} else if (q->phase == 1 && q->ok == Q2_N && w->F.n >= Q2_N) {
+		if (q->v == Q2_DP_KILL)
+			q_dataplane_restart(q);
+		else
+			agent_loop_stop(w->loop); /* the agent dies too */
+	} else if (q->phase == 2 && q->ok == Q2_N + Q2_NEW && w->F.n >= Q2_N + Q2_NEW) {
+		q->origins_held =
+		    dpchan_server_counter(dpchan_link_server(w->link), DPCHAN_C_Q2_ORIGINS);
+		q->phase = 3; /* the sensor's PUBRELs come */
+	} else if (q->phase == 3 &&
+	    dpchan_server_counter(dpchan_link_server(w->link), DPCHAN_C_RELEASE_RX) ==
+		Q2_N + Q2_NEW) {
+		agent_loop_stop(w->loop);
+	}
+	if (++w->ticks > 3000)
+		agent_loop_stop(w->loop);
+}
+
+static void
+agent_kill(struct world *w)
+{
+	dpchan_link_close(w->link);
+	store_abandon(w->st); /* no close, no commit: what SIGKILL leaves */
+	agent_loop_destroy(w->loop);
+}
+
+static void
+qos2_dataplane_restart(enum q2_variant v)
+{
+	static struct qworld q; /* the fake cloud keeps 4096 records */
+	unsigned seen[Q2_N + Q2_NEW + 1] = { 0 };
+	struct dpchan_client_config cc = { .lcore = 3, .boot_id = BOOT_A, .reconnect_min_ms = 1 };
+	struct dpchan_server *srv;
+	char cmd[128];
+
+	memset(&q, 0, sizeof(q));
+	q.v = v;
+	q.phase = 1;
+	strcpy(dir, "/tmp/dpchan-store-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(q_path, sizeof(q_path), "%s/dp.sock", dir);
+	cc.path = q_path;
+	fu_init(&q.w.F, false);
+
+	/* the first start of the dataplane sends Q2_N QoS 2 records; the agent makes them durable
+	 * and (but in the last variant) answers, and the cloud acknowledges each */
+	assert_non_null(q.w.c = dpchan_client_new(&cc, &q_client_ops, &q));
+	agent_start(&q.w, v != Q2_BOTH_BEFORE_ANSWER, q_tick, &q);
+	assert_int_equal(agent_loop_run(q.w.loop), 0);
+	if (v != Q2_DP_KILL) { /* the agent dies, then the dataplane: both start again */
+		assert_int_equal(spool_counter(q.w.st, SPOOL_C_durable_records), Q2_N);
+		agent_kill(&q.w);
+		q_dataplane_restart(&q);
+		agent_start(&q.w, true, q_tick, &q);
+		assert_int_equal(agent_loop_run(q.w.loop), 0);
+	}
+	/* the dataplane died before it acknowledged its sensor (its answers were not journaled):
+	 * the sensor sent every message again, and each reached the cloud once */
+	assert_int_equal(q.phase, 3);
+	assert_int_equal(q.ok, Q2_N + Q2_NEW);
+	srv = dpchan_link_server(q.w.link);
+	for (size_t k = 0; k < q.w.F.n; k++) {
+		unsigned i;
+
+		assert_string_equal(q.w.F.g[k].topic, "site/lab/plant/q");
+		assert_int_equal(sscanf(q.w.F.g[k].payload, "m%u", &i), 1);
+		assert_true(i >= 1 && i <= Q2_N + Q2_NEW);
+		seen[i]++;
+	}
+	for (unsigned i = 1; i <= Q2_N + Q2_NEW; i++)
+		if (seen[i] != 1)
+			fail_msg("message m%u reached the cloud %u times", i, seen[i]);
+	assert_int_equal(dpchan_server_counter(srv, DPCHAN_C_Q2_HELD), Q2_N);
+	assert_int_equal(dpchan_server_counter(srv, DPCHAN_C_RECS_ORIGIN), Q2_N);
+	assert_int_equal(q.origins_held, Q2_N + Q2_NEW);
+	/* then the sensor's PUBRELs: every origin is released, and that outlives the agent */
+	assert_int_equal(dpchan_server_counter(srv, DPCHAN_C_RELEASE_UNKNOWN), 0);
+	assert_int_equal(dpchan_server_counter(srv, DPCHAN_C_Q2_ORIGINS), 0);
+	agent_kill(&q.w);
+	q.phase = 4;
+	agent_start(&q.w, true, q_tick, &q);
+	srv = dpchan_link_server(q.w.link);
+	assert_int_equal(dpchan_server_counter(srv, DPCHAN_C_Q2_ORIGINS), 0);
+
+	dpchan_client_free(q.w.c);
+	dpchan_link_close(q.w.link);
+	store_close(q.w.st);
+	agent_loop_destroy(q.w.loop);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void
+test_qos2_dataplane_kill(void **state)
+{
+	(void)state;
+	qos2_dataplane_restart(Q2_DP_KILL);
+}
+
+static void
+test_qos2_both_killed_after_answer(void **state)
+{
+	(void)state;
+	qos2_dataplane_restart(Q2_BOTH_AFTER_ANSWER);
+}
+
+static void
+test_qos2_both_killed_before_answer(void **state)
+{
+	(void)state;
+	qos2_dataplane_restart(Q2_BOTH_BEFORE_ANSWER);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_resent_after_agent_kill_stored_once),
 		cmocka_unit_test(test_durable_record_without_rule),
+		cmocka_unit_test(test_qos2_dataplane_kill),
+		cmocka_unit_test(test_qos2_both_killed_after_answer),
+		cmocka_unit_test(test_qos2_both_killed_before_answer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

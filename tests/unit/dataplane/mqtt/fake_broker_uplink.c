@@ -28,13 +28,13 @@ up_room(void *uctx, size_t topic_len, size_t payload_len)
 }
 
 static int
-up_submit(void *uctx, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t topic_len,
-    const uint8_t *payload, size_t payload_len)
+up_submit(void *uctx, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos, bool retain,
+    const char *topic, size_t topic_len, const uint8_t *payload, size_t payload_len)
 {
 	struct fake_up *u = uctx;
 	int rc = up_room(uctx, topic_len, payload_len);
 
-	(void)retain, (void)topic, (void)payload;
+	(void)as, (void)retain, (void)topic, (void)payload;
 	if (rc == 0 && u->submit_rc != 0)
 		rc = u->submit_rc;
 	if (rc != 0)

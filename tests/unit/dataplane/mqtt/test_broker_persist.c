@@ -616,6 +616,280 @@ test_two_instances_moved_session(void **state)
 	fx_xq_free(&q, y);
 }
 
+/* The ring between two lcores is memory: a SIGKILL loses what is in it (and what waits for
+ * room in it). pair of instances with rings of cap entries on dir. */
+static void
+pair_cap_on(struct fx *x[2], const char *dir, int cap)
+{
+	fx_xq_pair(&q, x, cap, NULL);
+	for (uint32_t i = 0; i < 2; i++)
+		assert_int_equal(broker_persist_open(x[i]->b, dir, i, 0, x[i]->now), 0);
+}
+
+/* Publish up to n messages on lcore 0, QoS 1 and 2 in turn, each acknowledged (QoS 2
+ * completed); before the `pumped`-th the rings are pumped once (lcore 1 takes and journals
+ * what came so far), the rest stay in the ring. Stops when the publisher is held (the ring
+ * full: the message waits for room on lcore 0, never dropped); returns how many went. */
+static int
+publish_acked(struct fx *x[2], int n, int pumped)
+{
+	for (int k = 0; k < n; k++) {
+		uint8_t qos = k % 2 == 0 ? 1 : 2;
+		uint16_t pid = (uint16_t)(k + 1);
+		char pl[16];
+
+		snprintf(pl, sizeof(pl), "m%d", k);
+		if (k == pumped)
+			fx_xq_pump(&q, x);
+		fx_publish(x[0], 1, "s/t", pl, qos, pid, false);
+		fx_expect_type(x[0], 1, qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, 0);
+		if (qos == 2) {
+			fx_ack(x[0], 1, MQTT_PUBREL, pid);
+			fx_expect_type(x[0], 1, MQTT_PUBCOMP, 0);
+		}
+		if (broker_conn_held(x[0]->f[1].c))
+			return k + 1;
+	}
+	return n;
+}
+
+/* The subscriber back on lcore 1 gets m0..m(sent-1), each once, in order; it acknowledges
+ * them all. */
+static void
+expect_all_once(struct fx *y[2], int sent)
+{
+	struct mqtt_packet p;
+	int got = 0;
+
+	for (int i = 0; i < 8; i++)
+		fx_xq_pump(&q, y);
+	while (fx_next(y[1], 0, &p)) {
+		char want[16];
+
+		if (p.type == MQTT_PUBREL) {
+			fx_ack(y[1], 0, MQTT_PUBCOMP, p.ack.packet_id);
+			continue;
+		}
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		snprintf(want, sizeof(want), "m%d", got);
+		assert_int_equal(p.publish.payload_len, strlen(want));
+		assert_memory_equal(p.publish.payload, want, strlen(want));
+		assert_int_equal(p.publish.qos, got % 2 == 0 ? 1 : 2);
+		got++;
+		fx_ack(
+		    y[1], 0, p.publish.qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p.publish.packet_id);
+		fx_xq_pump(&q, y);
+	}
+	assert_int_equal(got, sent);
+}
+
+/* SIGKILL: the files of dir from as the page cache has them, into dir to. */
+static void
+crash_copy_dir(const char *from, const char *to)
+{
+	static const char *const names[] = { "broker-0.snap", "broker-0.journal", "broker-1.snap",
+		"broker-1.journal" };
+	char f[128], t[128];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(f, sizeof(f), "%s/%s", from, names[i]);
+		snprintf(t, sizeof(t), "%s/%s", to, names[i]);
+		if (access(f, F_OK) == 0)
+			copy_file(f, t, -1);
+	}
+}
+
+/*
+ * Two instances, an offline persistent session on lcore 1, a publisher on lcore 0: its QoS 1
+ * and 2 messages are acknowledged (PUBACK, PUBREC), then the dataplane is SIGKILLed while
+ * some are still in the ring to lcore 1 (memory: gone with the process), or wait on lcore 0
+ * for room in it, and some were already taken and journaled there. After the restart the
+ * subscriber gets every one, each once (QoS 2 exactly once: the publisher's outbox and the
+ * receiver's journal never both give it); after a second SIGKILL, once it acknowledged them
+ * all, nothing comes again.
+ */
+static int
+ring_kill(const struct dirs *d, int cap, int n, int pumped)
+{
+	struct fx *x[2], *y[2];
+	int sent;
+
+	pair_cap_on(x, d->a, cap);
+	fx_connect_start(x[1], 0, MQTT_V311, "sub", false, 60, NULL);
+	for (int i = 0; i < 2; i++)
+		fx_xq_pump(&q, x);
+	assert_false(fx_connack(x[1], 0));
+	fx_subscribe(x[1], 0, "s/#", 2);
+	fx_close(x[1], 0); /* offline: what comes is queued and journaled on lcore 1 */
+	fx_connect(x[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	for (int i = 0; i < 2; i++)
+		fx_xq_pump(&q, x);
+	sent = publish_acked(x, n, pumped);
+	assert_true(q.n[1] > 0); /* the kill finds messages in the ring */
+	{
+		struct broker_gauges g;
+
+		broker_gauges_get(x[0]->b, &g); /* no tick yet: none acknowledged */
+		assert_int_equal(g.xoutbox, sent);
+	}
+	crash_copy(d, -1);
+	fx_xq_free(&q, x); /* the rings' contents are gone with the process */
+
+	pair_cap_on(y, d->b, cap);
+	fx_connect_start(y[1], 0, MQTT_V311, "sub", false, 60, NULL);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, y);
+	assert_true(fx_connack(y[1], 0));
+	expect_all_once(y, sent);
+	assert_int_equal(fx_count(y[1], BROKER_C_ACK_UNKNOWN), 0);
+	/* no tick before the kill: lcore 0 had no acknowledgement, posted all again; lcore 1
+	 * took only what it had not journaled */
+	assert_int_equal(fx_count(y[0], BROKER_C_XLCORE_RESENT), sent);
+	assert_int_equal(fx_count(y[1], BROKER_C_XLCORE_DUP), pumped < 0 ? 0 : pumped);
+	for (int i = 0; i < 4; i++) { /* lcore 1 tells lcore 0 what it journaled */
+		fx_tick(y[0], 100);
+		fx_tick(y[1], 100);
+		fx_xq_pump(&q, y);
+	}
+	fx_close(y[1], 0);
+	crash_copy_dir(d->b, d->a);
+	fx_xq_free(&q, y);
+
+	pair_cap_on(x, d->a, cap);
+	/* lcore 1's acknowledgements emptied lcore 0's outbox (P_XACK): nothing to post again */
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_RESENT), 0);
+	fx_connect_start(x[1], 0, MQTT_V311, "sub", false, 60, NULL);
+	for (int i = 0; i < 8; i++)
+		fx_xq_pump(&q, x);
+	assert_true(fx_connack(x[1], 0));
+	fx_expect_none(x[1], 0);
+	fx_xq_free(&q, x);
+	return sent;
+}
+
+static void
+test_xlcore_ring_kill(void **state)
+{
+	ring_kill(*state, FX_RING_MAX, 10, -1); /* all 10 in the ring */
+}
+
+static void
+test_xlcore_ring_kill_some_taken(void **state)
+{
+	ring_kill(*state, FX_RING_MAX, 10, 3); /* 3 taken and journaled on lcore 1, 7 in the ring */
+}
+
+static void
+test_xlcore_ring_full_kill(void **state)
+{
+	/* rings of 2: m0, m1 taken, m2, m3 in the ring, m4 waits for room, its publisher held */
+	assert_int_equal(ring_kill(*state, 2, 10, 2), 5);
+}
+
+/* With a state directory the posts to another lcore leave after the call's journal write
+ * (staged); a full ring still holds the publisher (HOLD_XLCORE) and drops nothing that was
+ * acknowledged: all arrive, in order, once there is room. */
+static void
+test_xlcore_full_ring_holds(void **state)
+{
+	const struct dirs *d = *state;
+	struct fx *x[2];
+	struct mqtt_packet p;
+	int got = 0, held = 0;
+
+	pair_cap_on(x, d->a, 2);
+	fx_connect(x[1], 0, MQTT_V311, "far", true, 0, NULL);
+	fx_subscribe(x[1], 0, "t", 1);
+	fx_connect(x[0], 1, MQTT_V311, "pub", true, 0, NULL);
+	for (int i = 0; i < 2; i++)
+		fx_xq_pump(&q, x);
+	for (int k = 0; k < 10; k++) {
+		char pl[16];
+
+		if (broker_conn_held(x[0]->f[1].c)) {
+			held++;
+			fx_xq_pump(&q, x);
+		}
+		snprintf(pl, sizeof(pl), "%d", k);
+		fx_publish(x[0], 1, "t", pl, 1, (uint16_t)(k + 1), false);
+		fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	}
+	for (int k = 0; k < 10; k++)
+		fx_xq_pump(&q, x);
+	while (fx_next(x[1], 0, &p)) {
+		char want[16];
+
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		snprintf(want, sizeof(want), "%d", got++);
+		assert_memory_equal(p.publish.payload, want, strlen(want));
+		fx_ack(x[1], 0, MQTT_PUBACK, p.publish.packet_id);
+		fx_xq_pump(&q, x);
+	}
+	assert_int_equal(got, 10);
+	assert_true(held > 0);
+	assert_true(fx_count(x[0], BROKER_C_HOLD_XLCORE) > 0);
+	assert_int_equal(fx_count(x[0], BROKER_C_XLCORE_DROP), 0);
+	fx_xq_free(&q, x);
+}
+
+/* A power cut can take the tail of lcore 0's journal (its outbox entries, their numbers)
+ * while lcore 1's journal kept the messages and the numbers it took: after the restart lcore
+ * 0 numbers its posts above anything of the last run, so lcore 1 does not take a new message
+ * for one it had already (it would drop it as a duplicate). */
+static void
+test_xlcore_outbox_numbers_after_torn_tail(void **state)
+{
+	struct dirs *d = *state;
+	struct fx *x[2], *y[2];
+	struct mqtt_packet p;
+	off_t before;
+	int got = 0;
+
+	pair_cap_on(x, d->a, FX_RING_MAX);
+	fx_connect_start(x[1], 0, MQTT_V311, "sub", false, 60, NULL);
+	for (int i = 0; i < 2; i++)
+		fx_xq_pump(&q, x);
+	assert_false(fx_connack(x[1], 0));
+	fx_subscribe(x[1], 0, "s/#", 1);
+	fx_close(x[1], 0);
+	fx_connect(x[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	for (int i = 0; i < 2; i++)
+		fx_xq_pump(&q, x);
+	before = file_size(d->a, "broker-0.journal");
+	for (int k = 0; k < 4; k++) {
+		char pl[16];
+
+		snprintf(pl, sizeof(pl), "m%d", k);
+		fx_publish(x[0], 1, "s/t", pl, 1, (uint16_t)(k + 1), false);
+		fx_expect_type(x[0], 1, MQTT_PUBACK, 0);
+	}
+	fx_xq_pump(&q, x); /* lcore 1 takes and journals all four */
+	crash_copy(d, before);
+	fx_xq_free(&q, x);
+
+	pair_cap_on(y, d->b, FX_RING_MAX);
+	fx_connect(y[0], 1, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(y[0], 1, "s/t", "m4", 1, 5, false);
+	fx_expect_type(y[0], 1, MQTT_PUBACK, 0);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, y);
+	fx_connect_start(y[1], 0, MQTT_V311, "sub", false, 60, NULL);
+	for (int i = 0; i < 4; i++)
+		fx_xq_pump(&q, y);
+	assert_true(fx_connack(y[1], 0));
+	while (fx_next(y[1], 0, &p)) {
+		char want[16];
+
+		assert_int_equal(p.type, MQTT_PUBLISH);
+		snprintf(want, sizeof(want), "m%d", got++);
+		assert_memory_equal(p.publish.payload, want, strlen(want));
+		fx_ack(y[1], 0, MQTT_PUBACK, p.publish.packet_id);
+	}
+	assert_int_equal(got, 5);
+	assert_int_equal(fx_count(y[1], BROKER_C_XLCORE_DUP), 0);
+	fx_xq_free(&q, y);
+}
+
 static enum broker_uplink_class
 up_wants(void *u, const char *topic, size_t len, uint8_t qos)
 {
@@ -635,11 +909,12 @@ up_room(void *u, size_t tl, size_t pl)
 }
 
 static int
-up_submit(void *u, uint64_t ref, uint8_t qos, bool retain, const char *topic, size_t tl,
-    const uint8_t *payload, size_t pl)
+up_submit(void *u, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos, bool retain,
+    const char *topic, size_t tl, const uint8_t *payload, size_t pl)
 {
 	(void)u;
 	(void)ref;
+	(void)as;
 	(void)qos;
 	(void)retain;
 	(void)topic;
@@ -679,6 +954,138 @@ test_qos2_durable_rule(void **state)
 	fx_publish(x, 0, "up/b", "not yet", 2, 4, false);
 	fx_expect_type(x, 0, MQTT_PUBREC, 0);
 	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 1); /* taken as new */
+	fx_free(x);
+}
+
+/* An uplink that names origins (as the dataplane's channel does) and records what it is given. */
+struct ofake {
+	uint64_t boot_id;
+	uint32_t n, n_rel;
+	uint64_t refs[8];
+	struct broker_uplink_origin as[8]; /* boot_id 0: submitted without one */
+	struct broker_uplink_origin rel[8];
+};
+
+static int
+o_submit(void *u, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos, bool retain,
+    const char *topic, size_t tl, const uint8_t *payload, size_t pl)
+{
+	struct ofake *f = u;
+
+	(void)qos, (void)retain, (void)topic, (void)tl, (void)payload, (void)pl;
+	assert_true(f->n < 8);
+	f->refs[f->n] = ref;
+	f->as[f->n++] = as != NULL ? *as : (struct broker_uplink_origin){ 0 };
+	return 0;
+}
+
+static void
+o_origin(void *u, uint64_t ref, struct broker_uplink_origin *o)
+{
+	*o = (struct broker_uplink_origin){ ((struct ofake *)u)->boot_id, ref, 5 };
+}
+
+static void
+o_release(void *u, const struct broker_uplink_origin *o)
+{
+	struct ofake *f = u;
+
+	assert_true(f->n_rel < 8);
+	f->rel[f->n_rel++] = *o;
+}
+
+static const struct broker_uplink_ops o_ops = { .wants = up_wants,
+	.room = up_room,
+	.submit = o_submit,
+	.origin = o_origin,
+	.release = o_release };
+
+static bool
+same_origin(const struct broker_uplink_origin *o, uint64_t boot_id, uint64_t ref)
+{
+	return o->boot_id == boot_id && o->ref == ref && o->lcore == 5;
+}
+
+/* QoS 2 through a SIGKILL of the dataplane (issue 15): a QoS 2 id that went up is journaled
+ * with its origin in the call that submits it, before the record leaves. The dataplane dies
+ * before the agent's answer for id 4 is taken (the agent may hold it, durable): after the
+ * restart the sensor's resend goes up again under the first start's origin (the agent answers
+ * durable without storing it twice), not as a new record, and is not routed again; id 3, whose
+ * answer was taken, gets its PUBREC at once. Each PUBREL releases its origin. */
+static void
+test_qos2_origin_across_restart(void **state)
+{
+	struct dirs *d = *state;
+	struct ofake f1 = { .boot_id = 0xa1 }, f2 = { .boot_id = 0xb2 };
+	struct fx *x = fx_on(d->a);
+
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f1, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "local", false, 60, NULL);
+	fx_subscribe(x, 1, "up/#", 0);
+	fx_publish(x, 0, "up/a", "first", 2, 3, false);
+	fx_publish(x, 0, "up/b", "second", 2, 4, false);
+	fx_expect_publish(x, 1, "up/a", "first", 0);
+	fx_expect_publish(x, 1, "up/b", "second", 0);
+	assert_int_equal(f1.n, 2);
+	assert_int_equal(f1.as[0].boot_id, 0); /* first copies: under this start's own origin */
+	broker_uplink_durable(x->b, 1, 1, 0, x->now);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* id 3; id 4's answer never comes: SIGKILL */
+	fx_expect_none(x, 0);
+	crash_copy(d, -1);
+	fx_free(x);
+
+	x = fx_on(d->b);
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f2, 16), 0);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
+	assert_true(fx_connect(x, 1, MQTT_V311, "local", false, 60, NULL));
+	fx_publish(x, 0, "up/b", "second", 2, 4, false);
+	fx_expect_none(x, 0); /* its PUBREC waits for the agent */
+	assert_int_equal(f2.n, 1);
+	if (!same_origin(&f2.as[0], 0xa1, 2))
+		fail_msg("the resend of id 4 went up as a new record (origin %llx/%llu): the agent "
+			 "would store it twice",
+		    (unsigned long long)f2.as[0].boot_id, (unsigned long long)f2.as[0].ref);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_RESENT), 1);
+	fx_expect_none(x, 1); /* routed before the restart: not again */
+	fx_publish(x, 0, "up/a", "first", 2, 3, false);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* durable before: at once, nothing sent up */
+	assert_int_equal(f2.n, 1);
+	fx_publish(x, 0, "up/b", "second", 2, 4, false); /* again while it waits */
+	fx_expect_none(x, 0);
+	assert_int_equal(f2.n, 1);
+	broker_uplink_durable(x->b, f2.refs[0], f2.refs[0], 0, x->now);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_expect_none(x, 0);
+
+	/* PUBREL: each origin released to the agent, the first start's */
+	fx_ack(x, 0, MQTT_PUBREL, 4);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	fx_ack(x, 0, MQTT_PUBREL, 3);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	assert_int_equal(f2.n_rel, 2);
+	assert_true(same_origin(&f2.rel[0], 0xa1, 2));
+	assert_true(same_origin(&f2.rel[1], 0xa1, 1));
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_RELEASED), 2);
+	fx_free(x);
+}
+
+/* A clean session's QoS 2 ids end with its connection: their origins are released then. */
+static void
+test_qos2_origin_released_with_session(void **state)
+{
+	struct dirs *d = *state;
+	struct ofake f = { .boot_id = 0xc3 };
+	struct fx *x = fx_on(d->a);
+
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	fx_publish(x, 0, "up/a", "x", 2, 9, false);
+	broker_uplink_durable(x->b, 1, 1, 0, x->now);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_close(x, 0); /* no PUBREL: the session ends with the connection */
+	assert_int_equal(f.n_rel, 1);
+	assert_true(same_origin(&f.rel[0], 0xc3, 1));
 	fx_free(x);
 }
 
@@ -747,7 +1154,16 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_durable_rule, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos2_origin_across_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_qos2_origin_released_with_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_instances_moved_session, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xlcore_ring_kill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xlcore_ring_kill_some_taken, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xlcore_ring_full_kill, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xlcore_full_ring_holds, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_xlcore_outbox_numbers_after_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
 	};

@@ -344,6 +344,106 @@ test_qos2_rx_moved(void **state)
 	fx_xq_free(&q, x);
 }
 
+/* An uplink naming origins (as the dataplane's channel does): records what it is given. */
+struct ofake {
+	uint64_t boot_id;
+	uint32_t lcore, n, n_rel;
+	uint64_t refs[8];
+	struct broker_uplink_origin as[8]; /* boot_id 0: submitted without one */
+	struct broker_uplink_origin rel[8];
+};
+
+static enum broker_uplink_class
+o_wants(void *u, const char *topic, size_t len, uint8_t qos)
+{
+	(void)u, (void)qos;
+	return len >= 3 && memcmp(topic, "up/", 3) == 0 ? BROKER_UPLINK_DURABLE
+							: BROKER_UPLINK_NONE;
+}
+
+static int
+o_room(void *u, size_t tl, size_t pl)
+{
+	(void)u, (void)tl, (void)pl;
+	return 0;
+}
+
+static int
+o_submit(void *u, uint64_t ref, const struct broker_uplink_origin *as, uint8_t qos, bool retain,
+    const char *topic, size_t tl, const uint8_t *payload, size_t pl)
+{
+	struct ofake *f = u;
+
+	(void)qos, (void)retain, (void)topic, (void)tl, (void)payload, (void)pl;
+	assert_true(f->n < 8);
+	f->refs[f->n] = ref;
+	f->as[f->n++] = as != NULL ? *as : (struct broker_uplink_origin){ 0 };
+	return 0;
+}
+
+static void
+o_origin(void *u, uint64_t ref, struct broker_uplink_origin *o)
+{
+	struct ofake *f = u;
+
+	*o = (struct broker_uplink_origin){ f->boot_id, ref, f->lcore };
+}
+
+static void
+o_release(void *u, const struct broker_uplink_origin *o)
+{
+	struct ofake *f = u;
+
+	assert_true(f->n_rel < 8);
+	f->rel[f->n_rel++] = *o;
+}
+
+static const struct broker_uplink_ops o_ops = { .wants = o_wants,
+	.room = o_room,
+	.submit = o_submit,
+	.origin = o_origin,
+	.release = o_release };
+
+/* A QoS 2 PUBLISH sent up from lcore 0, its durability not answered yet, and the client resumes
+ * on lcore 1 and repeats it: the session brings the id's origin along, the resend goes up again
+ * under it (the agent stores it once), its PUBREC comes once durable, and the PUBREL there
+ * releases that origin. */
+static void
+test_qos2_origin_moved(void **state)
+{
+	struct ofake f0 = { .boot_id = 0xb0, .lcore = 0 }, f1 = { .boot_id = 0xb0, .lcore = 1 };
+	struct mqtt_props props = { 0 };
+	struct fx *x[2];
+	struct fx_xq q;
+
+	(void)state;
+	fx_xq_pair(&q, x, QCAP, NULL);
+	assert_int_equal(broker_uplink_attach(x[0]->b, &o_ops, &f0, 16), 0);
+	assert_int_equal(broker_uplink_attach(x[1]->b, &o_ops, &f1, 16), 0);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	assert_false(connect_x(&q, x, 0, 0, MQTT_V5, "sender", false, &props));
+	fx_publish(x[0], 0, "up/a", "once", 2, 7, false);
+	fx_expect_none(x[0], 0); /* PUBREC once durable */
+	assert_int_equal(f0.n, 1);
+	fx_close(x[0], 0);
+	fx_xq_pump(&q, x);
+	x[1]->now += 10;
+	assert_true(connect_x(&q, x, 1, 0, MQTT_V5, "sender", false, &props));
+	publish_dup(x[1], 0, "up/a", "once", 7);
+	fx_expect_none(x[1], 0);
+	assert_int_equal(f1.n, 1);
+	assert_true(f1.as[0].boot_id == 0xb0 && f1.as[0].lcore == 0 && f1.as[0].ref == f0.refs[0]);
+	broker_uplink_durable(x[0]->b, f0.refs[0], f0.refs[0], 0, x[0]->now); /* nobody to ack */
+	broker_uplink_durable(x[1]->b, f1.refs[0], f1.refs[0], 0, x[1]->now);
+	fx_expect_type(x[1], 0, MQTT_PUBREC, 0);
+	fx_ack(x[1], 0, MQTT_PUBREL, 7);
+	fx_expect_type(x[1], 0, MQTT_PUBCOMP, 0);
+	assert_int_equal(f1.n_rel, 1);
+	assert_true(f1.rel[0].lcore == 0 && f1.rel[0].ref == f0.refs[0]);
+	assert_int_equal(f0.n_rel, 0);
+	fx_xq_free(&q, x);
+}
+
 /* Outgoing QoS 2 on lcore 0: one delivery past PUBREC (the PUBREL owed), one not
  * acknowledged. Resumed on lcore 1: the PUBREL again, then the PUBLISH with DUP, same ids;
  * the client's PUBCOMP and PUBREC find them. */
@@ -877,6 +977,7 @@ main(void)
 		cmocka_unit_test(test_resume_across_v5),
 		cmocka_unit_test(test_resume_across_v311),
 		cmocka_unit_test(test_qos2_rx_moved),
+		cmocka_unit_test(test_qos2_origin_moved),
 		cmocka_unit_test(test_qos2_out_moved),
 		cmocka_unit_test(test_claim_timeout),
 		cmocka_unit_test(test_claim_kept_when_queue_full),

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "dpchan_client.h"
+#include "dpchan_q2.h"
 #include "dpchan_server.h"
 
 /* ---- codec ---- */
@@ -69,6 +70,167 @@ test_codec_roundtrip(void **state)
 	assert_int_equal(dpchan_encode_hello(buf, sizeof(buf), &h), 24);
 	assert_int_equal(dpchan_decode_hello(buf, 24, &h2), 0);
 	assert_true(h2.boot_id == h.boot_id && h2.lcore == 3);
+}
+
+static int
+check_origin_rec(void *arg, const struct dpchan_rec *r)
+{
+	assert_true(r->has_origin);
+	assert_true(r->origin.boot_id == 0xa1b2c3d4e5f60718ull && r->origin.lcore == 9 &&
+	    r->origin.ref == 123456789012ull);
+	assert_int_equal(r->ref, 4);
+	assert_int_equal(r->topic_len, 7);
+	assert_memory_equal(r->topic, "plant/q", 7);
+	assert_int_equal(r->payload_len, 2);
+	assert_memory_equal(r->payload, "m1", 2);
+	++*(int *)arg;
+	return 0;
+}
+
+static void
+count_origin(void *arg, const struct dpchan_origin *o)
+{
+	assert_true(o->ref != 0);
+	++*(int *)arg;
+}
+
+/* A PUB record with the origin of its first copy, and RELEASE frames: each field back as it
+ * went, and each malformation refused whole. */
+static void
+test_codec_origin_release(void **state)
+{
+	struct dpchan_rec r = { .ref = 4,
+		.qos = 2,
+		.topic = "plant/q",
+		.topic_len = 7,
+		.payload = (const uint8_t *)"m1",
+		.payload_len = 2,
+		.has_origin = true,
+		.origin = { 0xa1b2c3d4e5f60718ull, 123456789012ull, 9 } };
+	struct dpchan_origin rel[2] = { { 1, 2, 3 }, { 4, 5, 6 } };
+	uint8_t buf[256], bad[256];
+	size_t len = pub_frame(buf, sizeof(buf), &r, 1);
+	int n = 0, rl;
+
+	(void)state;
+	assert_int_equal(len, DPCHAN_HDR_LEN + DPCHAN_PUB_HDR_LEN + DPCHAN_ORIGIN_LEN + 7 + 2);
+	assert_int_equal(dpchan_decode_recs(buf, len, DPCHAN_PUB, check_origin_rec, &n), 0);
+	assert_int_equal(n, 1);
+	/* an origin on a QoS 1 record, or cut short, or on a DOWN record */
+	memcpy(bad, buf, len);
+	bad[DPCHAN_HDR_LEN + 8] = 1;
+	assert_int_equal(dpchan_decode_recs(bad, len, DPCHAN_PUB, count_rec, &n), -DPCHAN_E_FIELD);
+	assert_int_equal(dpchan_decode_recs(buf, DPCHAN_HDR_LEN + DPCHAN_PUB_HDR_LEN + 10,
+			     DPCHAN_PUB, count_rec, &n),
+	    -DPCHAN_E_TRUNCATED);
+	r.qos = 1;
+	assert_int_equal(dpchan_put_rec(bad, sizeof(bad), false, &r), -EINVAL);
+	r.qos = 2;
+	assert_int_equal(dpchan_put_rec(bad + DPCHAN_HDR_LEN, sizeof(bad), true, &r), 8 + 7 + 2);
+	bad[DPCHAN_HDR_LEN + 1] = DPCHAN_REC_ORIGIN; /* DOWN records carry none */
+	dpchan_put_header(bad, DPCHAN_DOWN, 1);
+	assert_int_equal(dpchan_decode_recs(bad, DPCHAN_HDR_LEN + 17, DPCHAN_DOWN, count_rec, &n),
+	    -DPCHAN_E_FIELD);
+	assert_int_equal(n, 1);
+
+	rl = dpchan_encode_release(buf, sizeof(buf), rel, 2);
+	assert_int_equal(rl, DPCHAN_HDR_LEN + 2 * DPCHAN_ORIGIN_LEN);
+	n = 0;
+	assert_int_equal(dpchan_decode_release(buf, (size_t)rl, count_origin, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(
+	    dpchan_decode_release(buf, (size_t)rl - 1, count_origin, &n), -DPCHAN_E_TRUNCATED);
+	assert_int_equal(
+	    dpchan_decode_release(buf, (size_t)rl + 1, count_origin, &n), -DPCHAN_E_TRAILING);
+	memset(buf + DPCHAN_HDR_LEN + DPCHAN_ORIGIN_LEN + 12, 0, 8); /* the second's ref 0 */
+	assert_int_equal(dpchan_decode_release(buf, (size_t)rl, count_origin, &n), -DPCHAN_E_FIELD);
+	assert_int_equal(n, 2); /* refused whole: the first was not handed on either */
+	assert_int_equal(dpchan_decode_release(buf, (size_t)rl, count_origin, &n), -DPCHAN_E_FIELD);
+	assert_int_equal(dpchan_encode_release(buf, 10, rel, 2), -E2BIG);
+}
+
+/* The agent's QoS 2 origins: held once durable, forgotten when failed or released, read back
+ * from the file at open (a torn tail cut, a newer version refused), bounded. */
+static void
+test_q2_origins(void **state)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 };
+	char dir[] = "/tmp/dpchan-q2-XXXXXX", path[64], cmd[96];
+	struct dpchan_origin a = { 0xa1, 1, 3 }, b = { 0xa1, 2, 3 }, c = { 0xb2, 1, 3 };
+	struct dpchan_q2 *q;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/q2", dir);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt));
+	dpchan_q2_taken(q, &a, 10);
+	dpchan_q2_taken(q, &b, 11);
+	dpchan_q2_taken(q, &c, 12);
+	assert_int_equal(dpchan_q2_state(q, &a), DPCHAN_Q2_WAITING);
+	dpchan_q2_settle(q, 10, 10, 0);
+	dpchan_q2_settle(q, 11, 11, -EIO); /* never stored: a resend is taken anew */
+	dpchan_q2_settle(q, 12, 12, 0);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	assert_int_equal(dpchan_q2_state(q, &a), DPCHAN_Q2_HELD);
+	assert_int_equal(dpchan_q2_state(q, &b), DPCHAN_Q2_NONE);
+	assert_true(dpchan_q2_release(q, &c));
+	assert_false(dpchan_q2_release(q, &c));
+	assert_int_equal(cnt[DPCHAN_C_Q2_ORIGINS], 1);
+	dpchan_q2_close(q);
+
+	/* read back (and a torn record at the end: cut, what came before kept) */
+	assert_non_null(f = fopen(path, "a"));
+	fputs("torn", f);
+	fclose(f);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt));
+	assert_int_equal(dpchan_q2_state(q, &a), DPCHAN_Q2_HELD);
+	assert_int_equal(dpchan_q2_state(q, &c), DPCHAN_Q2_NONE);
+	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_RECOVERED], 1);
+	dpchan_q2_close(q);
+
+	/* bounded: the oldest goes, counted */
+	assert_non_null(q = dpchan_q2_open(path, 1024, cnt));
+	for (uint64_t i = 1; i <= 1030; i++) {
+		struct dpchan_origin o = { 0xc3, i, 1 };
+
+		dpchan_q2_held(q, &o);
+	}
+	assert_int_equal(dpchan_q2_count(q), 1024);
+	assert_int_equal(cnt[DPCHAN_C_Q2_EVICTED], 7); /* a, then 1..6 */
+	assert_int_equal(dpchan_q2_state(q, &a), DPCHAN_Q2_NONE);
+	assert_int_equal(dpchan_q2_state(q, &(struct dpchan_origin){ 0xc3, 7, 1 }), DPCHAN_Q2_HELD);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	dpchan_q2_close(q);
+	assert_non_null(q = dpchan_q2_open(path, 1024, cnt));
+	assert_int_equal(dpchan_q2_count(q), 1024);
+	dpchan_q2_close(q);
+
+	/* a file from a newer version is refused, left as it is */
+	assert_non_null(f = fopen(path, "r+"));
+	{
+		uint8_t h[16];
+		uint32_t v = 2, crc = ~0u;
+
+		assert_int_equal(fread(h, 1, 16, f), 16);
+		memcpy(h + 8, &v, 4);
+		for (int i = 0; i < 12; i++) { /* CRC-32C of the first 12 bytes */
+			crc ^= h[i];
+			for (int k = 0; k < 8; k++)
+				crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+		}
+		crc = ~crc;
+		memcpy(h + 12, &crc, 4);
+		rewind(f);
+		assert_int_equal(fwrite(h, 1, 16, f), 16);
+	}
+	fclose(f);
+	errno = 0;
+	assert_null(dpchan_q2_open(path, 0, cnt));
+	assert_int_equal(errno, EPROTONOSUPPORT);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 /* Each malformation, alone, refused with its reason, and fn never sees a record of the frame. */
@@ -605,6 +767,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codec_roundtrip),
 		cmocka_unit_test(test_codec_malformed),
+		cmocka_unit_test(test_codec_origin_release),
+		cmocka_unit_test(test_q2_origins),
 		cmocka_unit_test(test_up_and_durable),
 		cmocka_unit_test(test_agent_absent_and_restart),
 		cmocka_unit_test(test_reconnect_no_double_take),

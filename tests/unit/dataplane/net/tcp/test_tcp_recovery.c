@@ -519,6 +519,26 @@ test_pto_lone_reply(void **state)
 		assert_int_equal(H_CNT(TLP_RECOVERED), 0);
 		assert_true(c->cwnd >= cwnd);
 	}
+	/* again, but the peer's delayed ACK of the original crosses the probe: it comes back
+	 * 5 ms after the probe, sooner than any round trip, before the probe's D-SACK. It is
+	 * the original's ACK: no reduction (RFC 8985 7.4 would have taken it for the probe's) */
+	{
+		uint32_t cwnd = c->cwnd, ss = c->ssthresh;
+
+		next = c->snd_max;
+		assert_int_equal(tcp_write(c, buf, 64), 64);
+		h_flush();
+		h_clear();
+		h_advance_ms(120);
+		assert_int_equal(H_CNT(TLP_PROBE), 2);
+		assert_int_equal(h_n_at(next), 1);
+		h_advance_ms(5);
+		h_ack_sack(&p, next + 64, NULL, 0);
+		assert_int_equal(H_CNT(TLP_SPURIOUS), 2);
+		assert_int_equal(H_CNT(TLP_RECOVERED), 0);
+		assert_int_equal(c->ssthresh, ss);
+		assert_true(c->cwnd >= cwnd);
+	}
 }
 
 /* Reordering, not loss: segment 0 comes late, after 1..3 (SACKed: RACK, with no reordering

@@ -1,0 +1,544 @@
+/*
+ * dpchan_q2.c: the agent's QoS 2 origins (dpchan_q2.h). An open-addressing hash of origins
+ * (linear probing, deletion by backward shift: no tombstones to sweep), a ring in the order
+ * they came for the bound (the oldest goes first), a ring of those awaiting durability in token
+ * order, and the file.
+ *
+ * File: a 16-byte header (magic "EGWDQ2O1", u32 version, u32 CRC-32C of the 12 before), then
+ * 32-byte records: u32 CRC-32C of the 28 after it, u8 type (1 held, 2 released), 3 zero, u32
+ * lcore, u64 boot id, u64 ref, 4 zero. Little-endian (the agent's own box).
+ */
+#include "dpchan_q2.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define Q2_MAGIC    "EGWDQ2O1"
+#define Q2_VERSION  1u
+#define Q2_HDR      16u
+#define Q2_REC      32u
+#define Q2_ADD      1u
+#define Q2_DEL      2u
+#define Q2_MAX_DEF  65536u
+#define Q2_PATH_MAX 512u
+
+struct q2_ent {
+	uint64_t boot_id, ref, token;
+	uint32_t lcore;
+	uint32_t serial; /* its place in the order ring (0: the slot is empty) */
+	uint8_t state;   /* enum dpchan_q2_state */
+};
+
+struct q2_ring_ent {
+	struct dpchan_origin o;
+	uint64_t tag; /* order ring: the entry's serial; waiting ring: its token */
+};
+
+struct q2_ring {
+	struct q2_ring_ent *v;
+	uint32_t head, len;
+};
+
+struct dpchan_q2 {
+	uint32_t max, mask; /* hash: mask + 1 slots, at least 2 * max */
+	uint32_t n;
+	uint32_t next_serial;
+	struct q2_ent *h;
+	struct q2_ring order, waiting; /* max each */
+	uint64_t *cnt;
+	int fd; /* -1: memory only */
+	bool need_sync, io_failed;
+	uint64_t file_recs; /* records in the file: compacted when over 2 n + 4096 */
+	char path[Q2_PATH_MAX], tmp[Q2_PATH_MAX + 8];
+};
+
+/* ---- CRC-32C, bitwise (32-byte records, a few per durable report) ---- */
+static uint32_t
+crc32c(const uint8_t *p, size_t n)
+{
+	uint32_t c = ~0u;
+
+	while (n-- > 0) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+	}
+	return ~c;
+}
+
+/* ---- the hash ---- */
+static uint32_t
+slot_of(const struct dpchan_q2 *q, const struct dpchan_origin *o)
+{
+	uint64_t x = o->boot_id ^ (o->ref * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)o->lcore << 47);
+
+	x ^= x >> 31;
+	x *= 0xBF58476D1CE4E5B9ull;
+	x ^= x >> 29;
+	return (uint32_t)x & q->mask;
+}
+
+static bool
+same(const struct q2_ent *e, const struct dpchan_origin *o)
+{
+	return e->serial != 0 && e->boot_id == o->boot_id && e->ref == o->ref &&
+	    e->lcore == o->lcore;
+}
+
+static struct q2_ent *
+find(const struct dpchan_q2 *q, const struct dpchan_origin *o)
+{
+	if (q->h == NULL)
+		return NULL;
+	for (uint32_t i = slot_of(q, o);; i = (i + 1) & q->mask) {
+		struct q2_ent *e = &q->h[i];
+
+		if (e->serial == 0)
+			return NULL;
+		if (same(e, o))
+			return e;
+	}
+}
+
+static void
+del_slot(struct dpchan_q2 *q, struct q2_ent *e)
+{
+	uint32_t i = (uint32_t)(e - q->h), j = i;
+
+	q->h[i].serial = 0;
+	q->n--;
+	for (;;) { /* backward shift: what probed past i moves back into it */
+		struct dpchan_origin o;
+		uint32_t home;
+
+		j = (j + 1) & q->mask;
+		if (q->h[j].serial == 0)
+			break;
+		o = (struct dpchan_origin){ q->h[j].boot_id, q->h[j].ref, q->h[j].lcore };
+		home = slot_of(q, &o);
+		if (((j - home) & q->mask) >= ((j - i) & q->mask)) {
+			q->h[i] = q->h[j];
+			q->h[j].serial = 0;
+			i = j;
+		}
+	}
+	q->cnt[DPCHAN_C_Q2_ORIGINS] = q->n;
+}
+
+/* ---- the file ---- */
+static void
+io_failed(struct dpchan_q2 *q, const char *what, int err)
+{
+	q->cnt[DPCHAN_C_Q2_IO_FAIL]++;
+	if (!q->io_failed)
+		log_err("dpchan: QoS 2 origins: %s %s: %s (a QoS 2 message its sensor sends again "
+			"after a dataplane restart may be stored twice)",
+		    what, q->path, strerror(err));
+	q->io_failed = true;
+}
+
+static void
+rec_put(uint8_t r[Q2_REC], uint8_t type, const struct dpchan_origin *o)
+{
+	uint32_t crc;
+
+	memset(r, 0, Q2_REC);
+	r[4] = type;
+	memcpy(r + 8, &o->lcore, 4);
+	memcpy(r + 12, &o->boot_id, 8);
+	memcpy(r + 20, &o->ref, 8);
+	crc = crc32c(r + 4, Q2_REC - 4);
+	memcpy(r, &crc, 4);
+}
+
+static void
+file_append(struct dpchan_q2 *q, uint8_t type, const struct dpchan_origin *o)
+{
+	uint8_t r[Q2_REC];
+
+	if (q->fd < 0)
+		return;
+	rec_put(r, type, o);
+	if (write(q->fd, r, Q2_REC) != (ssize_t)Q2_REC) {
+		io_failed(q, "write to", errno ? errno : EIO);
+		return;
+	}
+	q->file_recs++;
+	q->need_sync |= type == Q2_ADD;
+}
+
+static void
+hdr_put(uint8_t h[Q2_HDR])
+{
+	uint32_t v = Q2_VERSION, crc;
+
+	memcpy(h, Q2_MAGIC, 8);
+	memcpy(h + 8, &v, 4);
+	crc = crc32c(h, 12);
+	memcpy(h + 12, &crc, 4);
+}
+
+/* Everything held, as a new file renamed over the old one; 0 or -errno. */
+static int
+compact(struct dpchan_q2 *q)
+{
+	size_t len = Q2_HDR + (size_t)q->n * Q2_REC, at = Q2_HDR;
+	uint8_t *buf = malloc(len);
+	int fd, rc = 0;
+	char *dir, *slash;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	hdr_put(buf);
+	for (uint32_t i = 0; q->h != NULL && i <= q->mask; i++) {
+		const struct q2_ent *e = &q->h[i];
+
+		if (e->serial != 0 && e->state == DPCHAN_Q2_HELD) {
+			struct dpchan_origin o = { e->boot_id, e->ref, e->lcore };
+
+			rec_put(buf + at, Q2_ADD, &o);
+			at += Q2_REC;
+		}
+	}
+	fd = open(q->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, buf, at) != (ssize_t)at || fdatasync(fd) != 0 ||
+	    rename(q->tmp, q->path) != 0)
+		rc = -(errno ? errno : EIO);
+	free(buf);
+	if (rc != 0) {
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	if ((dir = strdup(q->path)) != NULL && (slash = strrchr(dir, '/')) != NULL) {
+		int dfd;
+
+		*slash = '\0';
+		if ((dfd = open(slash == dir ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >=
+		    0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	free(dir);
+	if (q->fd >= 0)
+		close(q->fd);
+	q->fd = fd;
+	lseek(fd, 0, SEEK_END);
+	q->file_recs = (at - Q2_HDR) / Q2_REC;
+	q->need_sync = false;
+	return 0;
+}
+
+/* ---- the table ---- */
+
+static bool
+live(const struct dpchan_q2 *q, const struct q2_ring_ent *r)
+{
+	const struct q2_ent *e = find(q, &r->o);
+
+	return e != NULL && e->serial == (uint32_t)r->tag;
+}
+
+/* The order ring without the places of origins released since. */
+static void
+order_compact(struct dpchan_q2 *q)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < q->order.len; i++) {
+		struct q2_ring_ent r = q->order.v[(q->order.head + i) % q->max];
+
+		if (live(q, &r))
+			q->order.v[(q->order.head + n++) % q->max] = r;
+	}
+	q->order.len = n;
+}
+
+/* Forget the oldest origin (the bound). */
+static void
+evict_oldest(struct dpchan_q2 *q)
+{
+	while (q->order.len > 0) {
+		struct q2_ring_ent r = q->order.v[q->order.head];
+		struct q2_ent *e = find(q, &r.o);
+
+		q->order.head = (q->order.head + 1) % q->max;
+		q->order.len--;
+		if (e == NULL || e->serial != (uint32_t)r.tag)
+			continue; /* released since: its place in the ring was stale */
+		if (q->cnt[DPCHAN_C_Q2_EVICTED]++ == 0)
+			log_warnx(
+			    "dpchan: %u QoS 2 origins held: the oldest are forgotten unreleased "
+			    "from now (raise dataplane.channel.max_qos2_origins)",
+			    q->max);
+		file_append(q, Q2_DEL, &r.o);
+		del_slot(q, e);
+		return;
+	}
+}
+
+static struct q2_ent *
+insert(struct dpchan_q2 *q, const struct dpchan_origin *o, uint8_t state, uint64_t token)
+{
+	struct q2_ent *e = find(q, o);
+	uint32_t i;
+
+	if (e != NULL) {
+		e->state = state;
+		e->token = token;
+		return e;
+	}
+	if (q->h == NULL && (q->h = calloc((size_t)q->mask + 1, sizeof(*q->h))) == NULL) {
+		log_err("dpchan: out of memory for the QoS 2 origins");
+		q->cnt[DPCHAN_C_Q2_IO_FAIL]++;
+		return NULL;
+	}
+	if (q->order.len == q->max)
+		order_compact(q);
+	if (q->n >= q->max)
+		evict_oldest(q);
+	if (++q->next_serial == 0)
+		q->next_serial = 1;
+	for (i = slot_of(q, o); q->h[i].serial != 0; i = (i + 1) & q->mask)
+		;
+	e = &q->h[i];
+	*e = (struct q2_ent){ o->boot_id, o->ref, token, o->lcore, q->next_serial, state };
+	q->order.v[(q->order.head + q->order.len++) % q->max] =
+	    (struct q2_ring_ent){ *o, q->next_serial };
+	q->n++;
+	q->cnt[DPCHAN_C_Q2_ORIGINS] = q->n;
+	return e;
+}
+
+enum dpchan_q2_state
+dpchan_q2_state(const struct dpchan_q2 *q, const struct dpchan_origin *o)
+{
+	const struct q2_ent *e = find(q, o);
+
+	return e != NULL ? (enum dpchan_q2_state)e->state : DPCHAN_Q2_NONE;
+}
+
+void
+dpchan_q2_taken(struct dpchan_q2 *q, const struct dpchan_origin *o, uint64_t token)
+{
+	if (q->waiting.len == q->max) { /* max awaiting durability: this one is not kept */
+		q->cnt[DPCHAN_C_Q2_EVICTED]++;
+		return;
+	}
+	if (insert(q, o, DPCHAN_Q2_WAITING, token) == NULL)
+		return;
+	q->waiting.v[(q->waiting.head + q->waiting.len++) % q->max] =
+	    (struct q2_ring_ent){ *o, token };
+}
+
+void
+dpchan_q2_held(struct dpchan_q2 *q, const struct dpchan_origin *o)
+{
+	const struct q2_ent *e = find(q, o);
+
+	if (e != NULL && e->state == DPCHAN_Q2_HELD)
+		return;
+	if (insert(q, o, DPCHAN_Q2_HELD, 0) != NULL)
+		file_append(q, Q2_ADD, o);
+}
+
+void
+dpchan_q2_settle(struct dpchan_q2 *q, uint64_t first, uint64_t last, int status)
+{
+	(void)first; /* reports come in token order: every one up to last is settled now */
+	while (q->waiting.len > 0) {
+		struct q2_ring_ent *r = &q->waiting.v[q->waiting.head];
+		struct q2_ent *e;
+
+		if (r->tag > last)
+			break;
+		q->waiting.head = (q->waiting.head + 1) % q->max;
+		q->waiting.len--;
+		if ((e = find(q, &r->o)) == NULL || e->state != DPCHAN_Q2_WAITING ||
+		    e->token != r->tag)
+			continue; /* evicted meanwhile */
+		if (status == 0) {
+			e->state = DPCHAN_Q2_HELD;
+			file_append(q, Q2_ADD, &r->o);
+		} else {
+			del_slot(q, e); /* never stored: a resend is stored anew */
+		}
+	}
+}
+
+bool
+dpchan_q2_release(struct dpchan_q2 *q, const struct dpchan_origin *o)
+{
+	struct q2_ent *e = find(q, o);
+
+	if (e == NULL)
+		return false;
+	if (e->state == DPCHAN_Q2_HELD) /* one still waiting was never written */
+		file_append(q, Q2_DEL, o);
+	del_slot(q, e); /* a waiting one's place in the waiting ring goes stale */
+	return true;
+}
+
+int
+dpchan_q2_sync(struct dpchan_q2 *q)
+{
+	int rc;
+
+	if (q->fd < 0)
+		return 0;
+	if (q->file_recs > 2ull * q->n + 4096u) {
+		if ((rc = compact(q)) == 0)
+			return 0;
+		io_failed(q, "rewrite of", -rc);
+	}
+	if (!q->need_sync)
+		return 0;
+	if (fdatasync(q->fd) != 0) {
+		rc = -errno;
+		io_failed(q, "sync of", errno);
+		return rc;
+	}
+	q->need_sync = false;
+	q->io_failed = false;
+	return 0;
+}
+
+uint32_t
+dpchan_q2_count(const struct dpchan_q2 *q)
+{
+	return q->n;
+}
+
+/* ---- open: read the file back ---- */
+static int
+load(struct dpchan_q2 *q)
+{
+	struct stat st;
+	uint8_t hdr[Q2_HDR], r[Q2_REC];
+	uint32_t v, crc;
+	uint64_t good = 0;
+	int fd = open(q->path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) != 0 || (n = read(fd, hdr, Q2_HDR)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	memcpy(&v, hdr + 8, 4);
+	memcpy(&crc, hdr + 12, 4);
+	if (n == Q2_HDR && memcmp(hdr, Q2_MAGIC, 8) == 0 && crc == crc32c(hdr, 12) &&
+	    v > Q2_VERSION) {
+		close(fd);
+		return -EPROTONOSUPPORT;
+	}
+	if (n != Q2_HDR || memcmp(hdr, Q2_MAGIC, 8) != 0 || crc != crc32c(hdr, 12)) {
+		close(fd);
+		if (st.st_size > 0) {
+			q->cnt[DPCHAN_C_Q2_TORN]++;
+			log_warnx("dpchan: %s is not a QoS 2 origin file (or its header is torn): "
+				  "ignored, written anew",
+			    q->path);
+		}
+		return 0;
+	}
+	while ((n = read(fd, r, Q2_REC)) == (ssize_t)Q2_REC) {
+		struct dpchan_origin o;
+
+		memcpy(&crc, r, 4);
+		if (crc != crc32c(r + 4, Q2_REC - 4) || (r[4] != Q2_ADD && r[4] != Q2_DEL))
+			break;
+		memcpy(&o.lcore, r + 8, 4);
+		memcpy(&o.boot_id, r + 12, 8);
+		memcpy(&o.ref, r + 20, 8);
+		if (r[4] == Q2_ADD)
+			insert(q, &o, DPCHAN_Q2_HELD, 0);
+		else
+			dpchan_q2_release(q, &o);
+		good++;
+	}
+	close(fd);
+	if ((uint64_t)st.st_size > Q2_HDR + good * Q2_REC) {
+		q->cnt[DPCHAN_C_Q2_TORN]++;
+		log_warnx("dpchan: %s: %llu bytes after record %llu are torn or corrupt: the "
+			  "origins up to there are kept",
+		    q->path, (unsigned long long)(st.st_size - Q2_HDR - good * Q2_REC),
+		    (unsigned long long)good);
+	}
+	q->cnt[DPCHAN_C_Q2_RECOVERED] += q->n;
+	if (q->n > 0)
+		log_info("dpchan: %u QoS 2 origins held from before (%s)", q->n, q->path);
+	return 0;
+}
+
+struct dpchan_q2 *
+dpchan_q2_open(const char *path, uint32_t max, uint64_t *cnt)
+{
+	struct dpchan_q2 *q = calloc(1, sizeof(*q));
+	uint32_t cap = 16;
+	int rc;
+
+	if (q == NULL)
+		return NULL;
+	q->max = max != 0 ? max : Q2_MAX_DEF;
+	while (cap < 2 * q->max)
+		cap <<= 1;
+	q->mask = cap - 1;
+	q->cnt = cnt;
+	q->fd = -1;
+	q->order.v = malloc((size_t)q->max * sizeof(*q->order.v));
+	q->waiting.v = malloc((size_t)q->max * sizeof(*q->waiting.v));
+	if (q->order.v == NULL || q->waiting.v == NULL) {
+		dpchan_q2_close(q);
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (path == NULL)
+		return q;
+	if (strlen(path) >= Q2_PATH_MAX) {
+		dpchan_q2_close(q);
+		errno = ENAMETOOLONG;
+		return NULL;
+	}
+	snprintf(q->path, sizeof(q->path), "%s", path);
+	snprintf(q->tmp, sizeof(q->tmp), "%s.tmp", path);
+	if ((rc = load(q)) == 0)
+		rc = compact(q); /* what was read back, as the new file; a torn tail goes */
+	if (rc != 0) {
+		if (rc == -EPROTONOSUPPORT)
+			log_err("dpchan: %s was written by a newer version: not started", path);
+		else
+			log_err("dpchan: QoS 2 origin file %s: %s", path, strerror(-rc));
+		dpchan_q2_close(q);
+		errno = -rc;
+		return NULL;
+	}
+	return q;
+}
+
+void
+dpchan_q2_close(struct dpchan_q2 *q)
+{
+	if (q == NULL)
+		return;
+	if (q->fd >= 0) {
+		if (q->need_sync)
+			fdatasync(q->fd);
+		close(q->fd);
+	}
+	free(q->h);
+	free(q->order.v);
+	free(q->waiting.v);
+	free(q);
+}

@@ -1,0 +1,53 @@
+/*
+ * dpchan_q2.h: the agent's QoS 2 origins (the channel's server owns one, dpchan_server.c). For
+ * each QoS 2 record the dataplane sent durably, its origin (boot id, lcore, ref of the start of
+ * the dataplane that first sent it) is kept until the dataplane releases it (RELEASE: the
+ * sensor's PUBREL for it was taken), whether the cloud has acknowledged the record or not. A
+ * restarted dataplane whose sensor sends such a message again forwards it under that origin:
+ * held here, it is answered durable and not stored a second time (docs/architecture.md, "QoS 2
+ * across a restart of the dataplane").
+ *
+ * Kept in a file (the spool's directory) so that a SIGKILL of the agent forgets nothing: an
+ * origin is written (and synced, dpchan_q2_sync) once its record is durable, before the
+ * dataplane is told so; a release is written without a sync (lost, the origin stays: harmless).
+ * The file is fixed-size records with a CRC-32C each, rewritten whole at open and when it has
+ * grown to twice what it holds. Bounded (max): the oldest origin is forgotten for a new one,
+ * counted Q2_EVICTED. Counts into the server's table (dpchan_counters.def, Q2_*).
+ */
+#ifndef EDGEGW_DPCHAN_Q2_H
+#define EDGEGW_DPCHAN_Q2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dpchan.h"
+
+struct dpchan_q2;
+
+enum dpchan_q2_state {
+	DPCHAN_Q2_NONE,    /* not held */
+	DPCHAN_Q2_WAITING, /* taken, its record not durable yet */
+	DPCHAN_Q2_HELD,    /* its record is durable (sent up or not) */
+};
+
+/* path NULL: in memory only. max 0: 65536. cnt: the counters to count into
+ * (DPCHAN_C_COUNT of them). NULL with errno set: EPROTONOSUPPORT (written by a newer
+ * version), ENOMEM, or the file's error. */
+struct dpchan_q2 *dpchan_q2_open(const char *path, uint32_t max, uint64_t *cnt);
+void dpchan_q2_close(struct dpchan_q2 *q);
+enum dpchan_q2_state dpchan_q2_state(const struct dpchan_q2 *q, const struct dpchan_origin *o);
+/* The record of o was given to the sink under token (tokens increase). */
+void dpchan_q2_taken(struct dpchan_q2 *q, const struct dpchan_origin *o, uint64_t token);
+/* o's record is durable already (found in the spool at start): held from now. */
+void dpchan_q2_held(struct dpchan_q2 *q, const struct dpchan_origin *o);
+/* Tokens first..last became durable (status 0: their origins are held from now, written) or
+ * failed (< 0: forgotten, the record was never stored). */
+void dpchan_q2_settle(struct dpchan_q2 *q, uint64_t first, uint64_t last, int status);
+/* Forget o (held, or still waiting: the dataplane is done with it either way); false when it
+ * was not there. */
+bool dpchan_q2_release(struct dpchan_q2 *q, const struct dpchan_origin *o);
+/* Sync what was written since the last call (call before answering durable); 0 or -errno. */
+int dpchan_q2_sync(struct dpchan_q2 *q);
+uint32_t dpchan_q2_count(const struct dpchan_q2 *q);
+
+#endif
