@@ -14,7 +14,8 @@
 
 static const char *const top_keys[] = { "dataplane", "agent", "uplink", NULL };
 static const char *const dp_keys[] = { "eal", "log_level", "port", "workers", "mbufs",
-	"idle_sleep_us", "hugepages", "arp", "icmp", "tcp", "services", "mqtt", "channel", NULL };
+	"idle_sleep_us", "hugepages", "arp", "pmtu", "icmp", "tcp", "services", "mqtt", "channel",
+	NULL };
 static const char *const port_keys[] = { "device", "driver", "ipv4", "gateway", "rx_desc",
 	"tx_desc", "mtu", NULL };
 static const char *const hugepage_keys[] = { "size", "total", NULL };
@@ -25,6 +26,7 @@ static const char *const one_svc_keys[] = { "enabled", "port", NULL };
 static const char *const mqtt_keys[] = { "enabled", "port", NULL };
 static const char *const arp_keys[] = { "entries", "timeout", NULL };
 static const char *const icmp_keys[] = { "rate_per_s", NULL };
+static const char *const pmtu_keys[] = { "entries", "timeout", NULL };
 
 static void
 parse_eal(conf_node n, struct dp_config *cfg)
@@ -309,6 +311,10 @@ dp_config_load(const char *path, struct dp_config *cfg, char *err, size_t errlen
 	conf_get_u32(conf_get(dp, "arp"), "entries", 4096, 16, 1u << 20, &cfg->arp_entries);
 	if (conf_get_duration_ms(conf_get(dp, "arp"), "timeout", 300000, 1000, 86400000, &v) == 0)
 		cfg->arp_timeout_ms = (uint32_t)v;
+	conf_check_keys(conf_get(dp, "pmtu"), pmtu_keys);
+	conf_get_u32(conf_get(dp, "pmtu"), "entries", 1024, 16, 65535, &cfg->pmtu_entries);
+	if (conf_get_duration_ms(conf_get(dp, "pmtu"), "timeout", 600000, 1000, 86400000, &v) == 0)
+		cfg->pmtu_timeout_ms = (uint32_t)v;
 	conf_check_keys(conf_get(dp, "icmp"), icmp_keys);
 	conf_get_u32(conf_get(dp, "icmp"), "rate_per_s", 1000, 1, 10000000, &cfg->icmp_rate_per_s);
 	if (conf_present(conf_get(dp, "tcp")))
@@ -410,6 +416,9 @@ dp_config_apply_live(struct dp_config *run, struct dp_config *next,
 	RESTART_IF(
 	    run->arp_entries != next->arp_entries || run->arp_timeout_ms != next->arp_timeout_ms,
 	    "dataplane.arp");
+	RESTART_IF(run->pmtu_entries != next->pmtu_entries ||
+		run->pmtu_timeout_ms != next->pmtu_timeout_ms,
+	    "dataplane.pmtu");
 	RESTART_IF(run->icmp_rate_per_s != next->icmp_rate_per_s, "dataplane.icmp.rate_per_s");
 	RESTART_IF(memcmp(&run->tcp, &next->tcp, sizeof(run->tcp)) != 0, "dataplane.tcp");
 	RESTART_IF(run->echo.enabled != next->echo.enabled || run->echo.port != next->echo.port,

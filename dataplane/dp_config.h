@@ -35,6 +35,8 @@ struct dp_config {
 	uint32_t idle_sleep_us;
 	uint32_t arp_entries;
 	uint32_t arp_timeout_ms;
+	uint32_t pmtu_entries;    /* path MTU per destination (RFC 1191), per worker */
+	uint32_t pmtu_timeout_ms; /* an entry's life after its last decrease */
 	uint32_t icmp_rate_per_s;
 
 	struct tcp_config tcp;

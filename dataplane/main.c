@@ -29,6 +29,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "arp.h"
+#include "pmtu.h"
 #include "dp_main.h"
 #include "log.h"
 #include "nic.h"
@@ -165,6 +166,7 @@ workers_create(void)
 		/* MSS from the port MTU unless the config asks for less. */
 		tc.mss = (uint16_t)RTE_MIN(tc.mss, caps.mtu - 40);
 		if ((rc = arp_lcore_init(lc, cfg->arp_entries, cfg->arp_timeout_ms)) != 0 ||
+		    (rc = pmtu_lcore_init(lc, cfg->pmtu_entries, cfg->pmtu_timeout_ms)) != 0 ||
 		    (rc = tcp_lcore_init(lc, &tc)) != 0)
 			rte_exit(EXIT_FAILURE, "lcore %u init: %s\n", lcore, strerror(-rc));
 		for (unsigned i = 0; i < dp_state.n_svc; i++)
@@ -441,6 +443,7 @@ main(int argc, char **argv)
 	counters_log_final();
 	for (unsigned i = 0; i < dp_state.n_workers; i++) {
 		arp_lcore_fini(dp_state.workers[i]);
+		pmtu_lcore_fini(dp_state.workers[i]);
 		rte_free(dp_state.workers[i]);
 	}
 	nic_port_close(dp_state.port_id);

@@ -35,6 +35,7 @@
 struct dp_config;
 struct tcp_lcore;
 struct arp_table;
+struct pmtu_table;
 
 struct dp_lcore {
 	/* identity */
@@ -72,6 +73,7 @@ struct dp_lcore {
 	/* per-layer state */
 	struct arp_table *arp;
 	struct tcp_lcore *tcp;
+	struct pmtu_table *pmtu; /* path MTU per destination (pmtu.h), NULL: none kept */
 
 	/* counters: written by this lcore only, summed by readers */
 	struct dp_counters cnt __rte_cache_aligned;

@@ -32,7 +32,8 @@ pmtu_lcore_init(struct dp_lcore *lc, uint32_t entries, uint32_t timeout_ms)
 	t = rte_zmalloc_socket("pmtu", sizeof(*t), RTE_CACHE_LINE_SIZE, socket);
 	if (t == NULL)
 		return -ENOMEM;
-	snprintf(name, sizeof(name), "pmtu_%u_%p", lc->lcore_id, (void *)t);
+	/* unique per table: tests and tools init several lcores with the same id */
+	snprintf(name, sizeof(name), "pmtu_%p", (void *)t);
 	hp.name = name;
 	t->h = rte_hash_create(&hp);
 	t->e = rte_zmalloc_socket("pmtu_e", sizeof(*t->e) * entries, RTE_CACHE_LINE_SIZE, socket);
@@ -70,7 +71,7 @@ entry_del(struct pmtu_table *t, uint32_t dst_be)
 	}
 }
 
-/* A full table: make room from entries past their life (only then: a scan of cap). */
+/* A full table: room from the entries past their life (a scan of the table, only then). */
 static void
 expire_all(struct dp_lcore *lc, struct pmtu_table *t)
 {
@@ -98,7 +99,7 @@ pmtu_learn(struct dp_lcore *lc, uint32_t dst_be, uint16_t mtu)
 		return -ENOENT;
 	pos = rte_hash_lookup(t->h, &dst_be);
 	if (pos >= 0 && t->e[pos].expires_tsc > lc->now_tsc && t->e[pos].mtu < mtu)
-		return 0; /* what we know is smaller: a stale message */
+		return 0; /* the path is known smaller: a stale message */
 	if (pos < 0) {
 		if (t->n >= t->cap)
 			expire_all(lc, t);
@@ -108,6 +109,7 @@ pmtu_learn(struct dp_lcore *lc, uint32_t dst_be, uint16_t mtu)
 		}
 		t->filter[pmtu_filter_slot(dst_be)]++;
 		t->n++;
+		t->e[pos].dst_be = 0; /* a new entry: counted below */
 	}
 	e = &t->e[pos];
 	if (e->dst_be != dst_be || e->mtu != mtu || e->expires_tsc <= lc->now_tsc)

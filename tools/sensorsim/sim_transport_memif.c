@@ -32,6 +32,7 @@
 #include <rte_mbuf.h>
 
 #include "arp.h"
+#include "pmtu.h"
 #include "dp.h"
 #include "icmp.h"
 #include "ipv4.h"
@@ -570,7 +571,8 @@ sim_memif_init(const struct sim_opts *o, uint32_t sessions, uint32_t dst_be)
 	tc.sndbuf_bytes = 256 * 1024;
 	tc.wscale = 3;
 	tc.mss = (uint16_t)RTE_MIN(1460, lc->caps.mtu - 40);
-	if ((rc = arp_lcore_init(lc, 64, 300000)) != 0 || (rc = tcp_lcore_init(lc, &tc)) != 0) {
+	if ((rc = arp_lcore_init(lc, 64, 300000)) != 0 ||
+	    (rc = pmtu_lcore_init(lc, 64, 600000)) != 0 || (rc = tcp_lcore_init(lc, &tc)) != 0) {
 		fprintf(stderr, "edgegw-sensorsim: memif: stack init: %s\n", strerror(-rc));
 		return rc;
 	}
@@ -640,6 +642,7 @@ sim_memif_fini(void)
 	tcp_lcore_fini(lc);
 	dp_tx_flush(lc);
 	arp_lcore_fini(lc);
+	pmtu_lcore_fini(lc);
 	nic_port_close(s->port_id);
 	free(s->slots);
 	rte_free(lc);

@@ -17,6 +17,7 @@
 
 #include "dp.h"
 #include "ipv4.h"
+#include "pmtu.h"
 #include "tcp_seq.h"
 #include "tcp_types.h"
 
@@ -562,9 +563,8 @@ tcp_output_new(struct tcp_conn *c, uint32_t max)
 void
 tcp_output(struct tcp_conn *c)
 {
-	uint32_t room = c->mss - sack_space(c); /* SACK blocks take from the payload */
+	uint32_t room, len;
 	bool fin;
-	uint32_t len;
 
 	if (!can_send_data(c)) {
 		if (!(c->flags & TF_ACKNOW) || c->state == TCP_ST_CLOSED ||
@@ -581,6 +581,8 @@ tcp_output(struct tcp_conn *c)
 	}
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
+	tcp_pmtu_apply(c);
+	room = c->mss - sack_space(c); /* SACK blocks take from the payload */
 	idle_restart(c);
 	if ((c->flags & TF_RECOVERY) && c->sb_ref != 0) {
 		tcp_sb_output(c); /* PRR decides, lost segments first (RFC 6675 NextSeg) */
@@ -614,6 +616,31 @@ tcp_flush(struct dp_lcore *lc)
 	tcp_reap(tl);
 }
 
+/* The MSS a path MTU leaves for c's segments (its options deducted). */
+static uint32_t
+pmtu_mss(const struct tcp_conn *c, uint32_t mtu)
+{
+	return mtu - 40u - ((c->flags & TF_TS_OK) ? TCP_TS_OPT_LEN : 0);
+}
+
+/*
+ * c's MSS no larger than what its destination's path MTU allows (pmtu.h): at the handshake
+ * and before each send, so one message lowers every flow to the destination (as Linux's
+ * tcp_current_mss() does from the route). What is in flight stays: a segment of it that was
+ * too large brings its own message, or times out.
+ */
+void
+tcp_pmtu_apply(struct tcp_conn *c)
+{
+	struct dp_lcore *lc = tcb_tl(c)->lc;
+	uint16_t mtu = pmtu_get(lc, c->key.rip);
+
+	if (unlikely(mtu != 0) && pmtu_mss(c, mtu) < c->mss) {
+		c->mss = (uint16_t)pmtu_mss(c, mtu);
+		DP_INC(lc, pmtu, APPLIED);
+	}
+}
+
 void
 tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t lport_be,
     uint16_t rport_be, uint32_t seq, uint16_t mtu)
@@ -627,12 +654,26 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 
 	if (tl == NULL)
 		return;
+	if (mtu < PMTU_MIN_MTU) { /* RFC 791: 68 passes every link (0: a pre-RFC 1191 router) */
+		DP_INC(lc, tcp, PMTU_BAD_MTU);
+		return;
+	}
 	c = tcp_conn_lookup(tl, &key);
-	mss = mtu >= 576 ? mtu - 40u - ((c != NULL && (c->flags & TF_TS_OK)) ? TCP_TS_OPT_LEN : 0)
-			 : 0;
 	if (c == NULL || c->state == TCP_ST_SYN_SENT || c->state == TCP_ST_SYN_RECEIVED ||
-	    !SEQ_IN_RANGE(seq, c->snd_una, c->snd_max) || mss == 0 || mss >= c->mss) {
-		/* (a handshake's segments are small: nothing to resend smaller) */
+	    !SEQ_IN_RANGE(seq, c->snd_una, c->snd_max)) {
+		/* RFC 5927 4.1: not a segment of ours in flight, so nothing learnt for the
+		 * destination either (a handshake's segments are small: nothing to resend) */
+		DP_INC(lc, tcp, PMTU_IGNORED);
+		return;
+	}
+	if (mtu < PMTU_FLOOR_MTU) { /* as Linux's min_pmtu: no lower, whoever says so */
+		DP_INC(lc, tcp, PMTU_CLAMPED);
+		mtu = PMTU_FLOOR_MTU;
+	}
+	if (mtu < (uint32_t)tl->cfg.mss + 40u)
+		pmtu_learn(lc, rip_be, mtu); /* other flows to rip_be: tcp_pmtu_apply() */
+	mss = pmtu_mss(c, mtu);
+	if (mss >= c->mss) {
 		DP_INC(lc, tcp, PMTU_IGNORED);
 		return;
 	}

@@ -386,6 +386,7 @@ void tcp_send_probe(struct tcp_conn *c);     /* SEQ = SND.UNA - 1, no data: forc
 void tcp_retransmit_una(struct tcp_conn *c); /* one segment at snd_una */
 int tcp_send_range(struct tcp_conn *c, uint32_t seq, uint32_t end); /* a retransmission */
 uint32_t tcp_output_new(struct tcp_conn *c, uint32_t max); /* one new segment, cwnd aside */
+void tcp_pmtu_apply(struct tcp_conn *c); /* MSS within the destination's path MTU (pmtu.h) */
 
 /* tcp_recovery.c */
 void tcp_rec_init(struct tcp_conn *c); /* connection established: IW, cc init */

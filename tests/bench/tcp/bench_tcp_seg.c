@@ -1,7 +1,8 @@
 /*
  * bench_tcp_seg: the cost per segment of the TCP library alone (issue 16, "Cost per segment"):
- * no NIC (IPv4, ARP and Ethernet output included, not input). N established flows (a SYN, the SYN-ACK, the ACK each); then 64-byte
- * segments, each to a random flow, through tcp_input and tcp_flush: into a discard app
+ * no NIC (IPv4, ARP and Ethernet output included, not input). N established flows (a SYN, the
+ * SYN-ACK, the ACK each), from as many peer addresses as it takes (50,000 flows each: ports
+ * 1024..50,023), each address learnt by ARP; then segments of -s bytes (64), each to a random flow, through tcp_input and tcp_flush: into a discard app
  * (ns per received segment) and into an echo app (ns per echoed segment: the echo leaves as
  * one segment carrying the ACK). The segments are built in mbufs from a template (the cost of
  * building and freeing one is measured alone and printed, not subtracted); sent segments are
@@ -14,8 +15,10 @@
  * (default 1,000: a million segments a second on the lcore), so delayed ACKs and
  * retransmission timers are armed, moved and fired as they would be. Numbers only.
  *
- *   bench_tcp_seg [-b BURST] [-n NS_PER_SEG] [FLOWS...]
- *   (default -b 1 -n 1000 1000 60000; the peer is one address, so < 64,000 flows)
+ *   bench_tcp_seg [-b BURST] [-n NS_PER_SEG] [-s PAYLOAD_BYTES] [-c SEGMENTS] [FLOWS...]
+ *   (default -b 1 -n 1000 -s 64 -c 2000000 1000 100000; at most 250 peer addresses, 12.5M
+ *   flows; a smaller -c for a run under valgrind, which counts instructions where the
+ *   machine's counters cannot: valgrind --tool=callgrind --toggle-collect=run_echoed)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -34,15 +37,16 @@
 
 #include "arp.h"
 #include "dp.h"
+#include "pmtu.h"
 #include "tcp.h"
 
-#define OUR_IP  0x010012c6u /* 198.18.0.1 */
-#define PEER_IP 0x020012c6u
-#define PORT    1883
-#define SEGS    2000000u
+#define OUR_IP         0x010012c6u /* 198.18.0.1 */
+#define PORT           1883
+#define FLOWS_PER_PEER 50000u /* ports 1024.. of one peer address */
+#define MAX_PEER_IPS   250u   /* 198.18.0.2 .. 198.18.0.251 */
 
 static struct dp_lcore lc;
-static uint32_t last_seq, n_out, burst = 1, ns_per_seg = 1000;
+static uint32_t last_seq, n_out, burst = 1, ns_per_seg = 1000, payload = 64, segs = 2000000;
 static bool echo;
 
 struct peer {
@@ -50,6 +54,19 @@ struct peer {
 };
 static struct peer *peers;
 static uint32_t n_peers;
+
+/* Flow i's peer: address 198.18.0.(2 + i / FLOWS_PER_PEER), port 1024 + i % FLOWS_PER_PEER. */
+static uint32_t
+peer_ip(uint32_t i)
+{
+	return 0x000012c6u | (2u + i / FLOWS_PER_PEER) << 24;
+}
+
+static uint16_t
+peer_port(uint32_t i)
+{
+	return (uint16_t)(1024u + i % FLOWS_PER_PEER);
+}
 
 struct rte_mbuf *
 dp_alloc(struct dp_lcore *l)
@@ -64,6 +81,7 @@ void
 dp_tx_enqueue(struct dp_lcore *l, struct rte_mbuf *m)
 {
 	const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+	const struct rte_ipv4_hdr *ip;
 	const struct rte_tcp_hdr *th;
 	uint32_t i, len;
 
@@ -72,9 +90,10 @@ dp_tx_enqueue(struct dp_lcore *l, struct rte_mbuf *m)
 		rte_pktmbuf_free(m);
 		return;
 	}
-	th = rte_pktmbuf_mtod_offset(
-	    m, const struct rte_tcp_hdr *, sizeof(*eh) + sizeof(struct rte_ipv4_hdr));
-	i = rte_be_to_cpu_16(th->dst_port) - 1024u;
+	ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, sizeof(*eh));
+	th = (const struct rte_tcp_hdr *)(ip + 1);
+	i = ((rte_be_to_cpu_32(ip->dst_addr) & 0xffu) - 2u) * FLOWS_PER_PEER +
+	    rte_be_to_cpu_16(th->dst_port) - 1024u;
 	last_seq = rte_be_to_cpu_32(th->sent_seq);
 	n_out++;
 	len = m->pkt_len - (uint32_t)(sizeof(*eh) + sizeof(struct rte_ipv4_hdr)) -
@@ -86,9 +105,9 @@ dp_tx_enqueue(struct dp_lcore *l, struct rte_mbuf *m)
 	rte_pktmbuf_free(m);
 }
 
-/* The peer's MAC, learnt by ARP as the dataplane would (a request from it for our address). */
+/* A peer's MAC, learnt by ARP as the dataplane would (a request from it for our address). */
 static void
-arp_learn_peer(void)
+arp_learn_peer(uint32_t ip_be)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(lc.pool);
 	static const struct rte_ether_addr peer_mac = { { 0x02, 0, 0, 0, 0, 2 } };
@@ -102,7 +121,7 @@ arp_learn_peer(void)
 	a->arp_plen = 4;
 	a->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
 	a->arp_data.arp_sha = peer_mac;
-	a->arp_data.arp_sip = PEER_IP;
+	a->arp_data.arp_sip = ip_be;
 	a->arp_data.arp_tip = OUR_IP;
 	if (m == NULL || (d = rte_pktmbuf_append(m, sizeof(h))) == NULL) {
 		fprintf(stderr, "bench_tcp_seg: mbuf pool empty\n");
@@ -148,7 +167,7 @@ static const struct tcp_app_ops ops = {
 };
 
 static struct rte_mbuf *
-mk(uint16_t sport, uint32_t seq, uint32_t ack, uint8_t flags, uint32_t len)
+mk(uint32_t i, uint32_t seq, uint32_t ack, uint8_t flags, uint32_t len)
 {
 	struct rte_mbuf *m = rte_pktmbuf_alloc(lc.pool);
 	struct {
@@ -162,9 +181,9 @@ mk(uint16_t sport, uint32_t seq, uint32_t ack, uint8_t flags, uint32_t len)
 	h.ip.version_ihl = 0x45;
 	h.ip.total_length = rte_cpu_to_be_16((uint16_t)(40 + len));
 	h.ip.next_proto_id = IPPROTO_TCP;
-	h.ip.src_addr = PEER_IP;
+	h.ip.src_addr = peer_ip(i);
 	h.ip.dst_addr = OUR_IP;
-	h.th.src_port = rte_cpu_to_be_16(sport);
+	h.th.src_port = rte_cpu_to_be_16(peer_port(i));
 	h.th.dst_port = rte_cpu_to_be_16(PORT);
 	h.th.sent_seq = rte_cpu_to_be_32(seq);
 	h.th.recv_ack = rte_cpu_to_be_32(ack);
@@ -196,12 +215,10 @@ static void
 establish(uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++) {
-		uint16_t port = (uint16_t)(1024 + i);
-
-		tcp_input(&lc, mk(port, 1000, 0, RTE_TCP_SYN_FLAG, 0));
+		tcp_input(&lc, mk(i, 1000, 0, RTE_TCP_SYN_FLAG, 0));
 		peers[i].snd_nxt = 1001;
 		peers[i].rcv_nxt = last_seq + 1;
-		tcp_input(&lc, mk(port, 1001, peers[i].rcv_nxt, RTE_TCP_ACK_FLAG, 0));
+		tcp_input(&lc, mk(i, 1001, peers[i].rcv_nxt, RTE_TCP_ACK_FLAG, 0));
 	}
 	tcp_flush(&lc);
 }
@@ -216,7 +233,7 @@ rx_burst(struct rte_mbuf **pkts, uint32_t n)
 	tcp_timers_poll(&lc);
 }
 
-/* ns per segment: 64 bytes each to a random flow, through input and the flush */
+/* ns per segment: -s bytes each to a random flow, through input and the flush */
 static double
 run(uint32_t n, bool do_echo, bool build_only)
 {
@@ -225,13 +242,16 @@ run(uint32_t n, bool do_echo, bool build_only)
 
 	echo = do_echo;
 	t0 = now_ns();
-	for (uint32_t k = 0; k < SEGS; k += burst) {
+	for (uint32_t k = 0; k < segs; k += burst) {
 		for (uint32_t j = 0; j < burst; j++) {
 			uint32_t i = (uint32_t)rte_rand_max(n);
 
-			pkts[j] = mk((uint16_t)(1024 + i), peers[i].snd_nxt, peers[i].rcv_nxt,
-			    RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 64);
-			peers[i].snd_nxt += 64;
+			pkts[j] = mk(i, peers[i].snd_nxt, peers[i].rcv_nxt,
+			    RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, payload);
+			/* a segment only built is never sent: the peer's next one takes its place
+			 * (until 3 Dec 2026 it did not, so every later segment was out of order) */
+			if (!build_only)
+				peers[i].snd_nxt += payload;
 		}
 		lc.now_tsc += (uint64_t)burst * ns_per_seg; /* tsc_hz is 1e9: 1 tick a ns */
 		if (build_only) {
@@ -240,27 +260,49 @@ run(uint32_t n, bool do_echo, bool build_only)
 		}
 		rx_burst(pkts, burst);
 	}
-	return (now_ns() - t0) / SEGS;
+	return (now_ns() - t0) / segs;
+}
+
+/* One function per kind of run, never inlined: callgrind --toggle-collect=run_echoed counts
+ * the instructions of those segments alone (divide by -c) */
+static __attribute__((noinline)) double
+run_received(uint32_t n)
+{
+	return run(n, false, false);
+}
+
+static __attribute__((noinline)) double
+run_echoed(uint32_t n)
+{
+	return run(n, true, false);
 }
 
 int
 main(int argc, char **argv)
 {
-	char *eal[] = { "bench_tcp_seg", "--no-huge", "--no-pci", "-m", "1024", "--no-shconf",
+	char *eal[] = { "bench_tcp_seg", "--no-huge", "--no-pci", "-m", "2048", "--no-shconf",
 		"--log-level=error", "--no-telemetry", NULL };
-	uint32_t sizes[8] = { 1000, 60000 }, nsizes = 2;
+	uint32_t sizes[8] = { 1000, 100000 }, nsizes = 2, most = 0;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "b:n:")) != -1) {
+	while ((opt = getopt(argc, argv, "b:c:n:s:")) != -1) {
 		if (opt == 'b')
 			burst = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 'c')
+			segs = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (opt == 's')
+			payload = (uint32_t)strtoul(optarg, NULL, 10);
 		else if (opt == 'n')
 			ns_per_seg = (uint32_t)strtoul(optarg, NULL, 10);
 		else
 			return 2;
 	}
-	if (burst == 0 || burst > 256 || SEGS % burst != 0) {
-		fprintf(stderr, "bench_tcp_seg: -b from 1 to 256, dividing %u\n", SEGS);
+	if (burst == 0 || burst > 256 || segs == 0 || segs % burst != 0) {
+		fprintf(stderr, "bench_tcp_seg: -b from 1 to 256, dividing %u\n", segs);
+		return 2;
+	}
+	if (payload == 0 || payload > 1460) {
+		fprintf(stderr, "bench_tcp_seg: -s from 1 to 1460 bytes\n");
 		return 2;
 	}
 	if (rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) < 0)
@@ -270,7 +312,17 @@ main(int argc, char **argv)
 		for (int i = optind; i < argc && nsizes < 8; i++)
 			sizes[nsizes++] = (uint32_t)strtoul(argv[i], NULL, 10);
 	}
-	lc.pool = rte_pktmbuf_pool_create("bench", 131071, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
+	for (uint32_t s = 0; s < nsizes; s++) {
+		if (sizes[s] == 0 || sizes[s] > FLOWS_PER_PEER * MAX_PEER_IPS) {
+			fprintf(stderr, "bench_tcp_seg: flows from 1 to %u\n",
+			    FLOWS_PER_PEER * MAX_PEER_IPS);
+			return 2;
+		}
+		most = RTE_MAX(most, sizes[s]);
+	}
+	/* one mbuf per flow (its last echo, until the next segment acknowledges it), a burst's */
+	lc.pool = rte_pktmbuf_pool_create(
+	    "bench", RTE_MAX(131071u, most + 32768u), 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, 0);
 	lc.ip_be = OUR_IP;
 	lc.tsc_hz = 1000000000ull;
 	lc.now_tsc = 5000000000ull;
@@ -278,16 +330,22 @@ main(int argc, char **argv)
 	lc.mac = (struct rte_ether_addr){ { 0x02, 0, 0, 0, 0, 1 } };
 	lc.caps.tx_tcp_cksum = true;
 	lc.caps.tx_ipv4_cksum = true;
-	if (lc.pool == NULL || arp_lcore_init(&lc, 64, 3600000) < 0)
+	/* the path MTU table as the dataplane has it (empty: what a send asks of it) */
+	if (lc.pool == NULL || arp_lcore_init(&lc, 512, 3600000) < 0 ||
+	    pmtu_lcore_init(&lc, 1024, 600000) < 0)
 		return 1;
-	arp_learn_peer();
-	printf("burst %u, %u ns of stack clock per segment\n", burst, ns_per_seg);
-	printf("%8s %14s %14s %14s %10s %10s\n", "flows", "ns/received", "ns/echoed",
-	    "ns/build+free", "out/in rx", "out/in ec");
+	for (uint32_t i = 0; i < most; i += FLOWS_PER_PEER)
+		arp_learn_peer(peer_ip(i));
+	printf("burst %u, %u ns of stack clock per segment, %u payload bytes, %u flows per peer "
+	       "address\n",
+	    burst, ns_per_seg, payload, FLOWS_PER_PEER);
+	printf("%8s %14s %14s %14s %10s %10s %10s\n", "flows", "ns/received", "ns/echoed",
+	    "ns/build+free", "out/in rx", "out/in ec", "in order");
 	for (uint32_t s = 0; s < nsizes; s++) {
 		struct tcp_config cfg;
 		double rx, ec, bld;
 		uint32_t rx_out;
+		uint64_t rx_bytes;
 
 		tcp_config_defaults(&cfg);
 		cfg.max_flows = sizes[s] + 64;
@@ -307,13 +365,16 @@ main(int argc, char **argv)
 		}
 		bld = run(sizes[s], false, true);
 		n_out = 0;
-		rx = run(sizes[s], false, false);
+		rx = run_received(sizes[s]);
 		rx_out = n_out;
 		n_out = 0;
-		ec = run(sizes[s], true, false);
-		/* segments sent per segment received: a check that the run did what it says */
-		printf("%8u %14.0f %14.0f %14.0f %10.2f %10.2f\n", sizes[s], rx, ec, bld,
-		    (double)rx_out / SEGS, (double)n_out / SEGS);
+		rx_bytes = lc.cnt.v[DPC_tcp_RX_BYTES];
+		ec = run_echoed(sizes[s]);
+		/* segments sent per segment received, and the share of the payload taken in
+		 * order: a check that each run did what it says */
+		printf("%8u %14.0f %14.0f %14.0f %10.2f %10.2f %10.2f\n", sizes[s], rx, ec, bld,
+		    (double)rx_out / segs, (double)n_out / segs,
+		    (double)(lc.cnt.v[DPC_tcp_RX_BYTES] - rx_bytes) / ((double)segs * payload));
 		tcp_lcore_fini(&lc);
 		free(peers);
 		peers = NULL;

@@ -480,6 +480,9 @@ static const struct bad_case more_bad[] = {
 	    4, "is above tcp.max_flows" },
 	{ BASE "  arp: {timeout: 1ms}\n", 4, "out of range" },
 	{ BASE "  icmp: {rate_per_s: 0}\n", 4, "out of range" },
+	{ BASE "  pmtu: {entries: 70000}\n", 4, "out of range" },
+	{ BASE "  pmtu: {timeout: 1ms}\n", 4, "out of range" },
+	{ BASE "  pmtu: {size: 3}\n", 4, "unknown key" },
 	{ BASE "  log_level: loud\n", 4, "not one of" },
 };
 
@@ -546,14 +549,16 @@ test_restart_keys(void **state)
 	path = write_tmp(BASE "  mqtt: {port: 1883}\n");
 	assert_int_equal(dp_config_load(path, &run, err, sizeof(err)), 0);
 	unlink(path);
-	path = write_tmp("dataplane:\n  eal: [b]\n"
-			 "  port: {device: y, ipv4: 198.18.0.1/24, gateway: 198.18.0.254, rx_desc: "
-			 "512, mtu: 1400}\n"
-			 "  hugepages: {size: 1G}\n  workers: 2\n  mbufs: 4096\n"
-			 "  idle_sleep_us: 10\n  arp: {entries: 64}\n  icmp: {rate_per_s: 5}\n"
-			 "  services:\n    echo: {enabled: true}\n    discard: {enabled: true}\n"
-			 "  mqtt: {port: 1884}\n"
-			 "uplink: {site: b}\n");
+	path = write_tmp(
+	    "dataplane:\n  eal: [b]\n"
+	    "  port: {device: y, ipv4: 198.18.0.1/24, gateway: 198.18.0.254, rx_desc: "
+	    "512, mtu: 1400}\n"
+	    "  hugepages: {size: 1G}\n  workers: 2\n  mbufs: 4096\n"
+	    "  idle_sleep_us: 10\n  arp: {entries: 64}\n  pmtu: {entries: 32, timeout: 1m}\n"
+	    "  icmp: {rate_per_s: 5}\n"
+	    "  services:\n    echo: {enabled: true}\n    discard: {enabled: true}\n"
+	    "  mqtt: {port: 1884}\n"
+	    "uplink: {site: b}\n");
 	if (dp_config_load(path, &next, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
 	unlink(path);
@@ -563,11 +568,16 @@ test_restart_keys(void **state)
 	    "dataplane.eal;dataplane.port.device;dataplane.port.gateway;"
 	    "dataplane.port.rx_desc/tx_desc;dataplane.port.mtu;dataplane.hugepages;"
 	    "dataplane.workers;dataplane.mbufs;dataplane.idle_sleep_us;dataplane.arp;"
-	    "dataplane.icmp.rate_per_s;dataplane.services.echo;dataplane.services.discard;"
+	    "dataplane.pmtu;dataplane.icmp.rate_per_s;dataplane.services.echo;dataplane.services."
+	    "discard;"
 	    "dataplane.mqtt.enabled/port;");
 	assert_string_equal(run.rules->site, "b");
 	assert_string_equal(run.device, "x");
 	assert_int_equal(run.workers, 1);
+	assert_int_equal(run.pmtu_entries, 1024); /* the defaults: RFC 1191's 10 minutes */
+	assert_int_equal(run.pmtu_timeout_ms, 600000);
+	assert_int_equal(next.pmtu_entries, 32);
+	assert_int_equal(next.pmtu_timeout_ms, 60000);
 	dp_config_free(&run);
 	dp_config_free(&next);
 }

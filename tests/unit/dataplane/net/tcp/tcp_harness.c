@@ -14,6 +14,7 @@
 #include <rte_tcp.h>
 
 #include "ipv4.h"
+#include "pmtu.h"
 #include "tcp_harness.h"
 #include "tcp_types.h"
 
@@ -275,6 +276,7 @@ h_setup(const struct tcp_config *cfg)
 	h_ncap = 0;
 	memset(&h_fail_alloc, 0, sizeof(h_fail_alloc));
 	memset(&h_fail_output, 0, sizeof(h_fail_output));
+	assert_int_equal(pmtu_lcore_init(&h_lc, 16, 600000), 0);
 	assert_int_equal(tcp_lcore_init(&h_lc, cfg), 0);
 	assert_int_equal(tcp_listen(&h_lc, H_PORT, &h_ops, &h_app), 0);
 }
@@ -285,6 +287,7 @@ h_teardown(void)
 	h_fail_alloc.next = h_fail_alloc.one_in = 0;
 	h_fail_output.next = h_fail_output.one_in = 0;
 	tcp_lcore_fini(&h_lc);
+	pmtu_lcore_fini(&h_lc);
 	assert_null(h_lc.tcp);
 	assert_int_equal(h_pool_in_use(), 0); /* every mbuf came back: no leak */
 }

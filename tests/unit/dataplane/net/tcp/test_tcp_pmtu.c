@@ -3,8 +3,10 @@
  * MSS: icmp.c is compiled in, so each message goes through icmp_input as the NIC would hand
  * it over. What must change nothing (RFC 5927): a quoted header that is too short or not
  * ours, a flow that does not exist or is still in its handshake, a sequence number not in
- * flight, an MTU below 576 or no smaller than what the flow already uses. What must: the MSS
- * of the flow (less the timestamp option it carries), and the segments in flight go again.
+ * flight, an MTU below 68 (RFC 791) or no smaller than what the flow already uses; 68..575
+ * is taken as 576. What must: the MSS of the flow (less the timestamp option it carries), the
+ * segments in flight go again, and the destination's path MTU (pmtu.c) lowers every other
+ * flow to it, new ones at their handshake, until it expires.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include <rte_tcp.h>
 
 #include "icmp.h"
+#include "pmtu.h"
 #include "tcp_harness.h"
 #include "tcp_types.h"
 
@@ -186,8 +189,10 @@ test_pmtu_refusals(void **state)
 	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
 	assert_int_equal(a->state, TCP_ST_SYN_SENT);
 	q = quote(43002, p.iss + 1);
-	frag_needed(&q, 575);
-	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
+	frag_needed(&q, 67); /* below RFC 791's 68: implausible */
+	frag_needed(&q, 0);  /* a router from before RFC 1191 */
+	assert_int_equal(H_CNT(PMTU_BAD_MTU), 2);
+	assert_int_equal(H_CNT(PMTU_IGNORED), ign);
 	frag_needed(&q, 1500); /* MSS 1460: what the flow uses already */
 	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
 	frag_needed(&q, 9000);
@@ -197,11 +202,14 @@ test_pmtu_refusals(void **state)
 	assert_int_equal(H_CNT(PMTU_IGNORED), ++ign);
 	assert_int_equal(H_CNT(PMTU_REDUCED), 0);
 	assert_int_equal(c->mss, 1460);
-	/* 576, the floor itself, is taken */
+	assert_int_equal(pmtu_entry_count(&h_lc), 0); /* nothing refused was learnt */
+	/* 68..575 is taken as 576, the floor (as Linux's min_pmtu), and counted */
 	q.seq = p.iss + 1 + 1460;
-	frag_needed(&q, 576);
+	frag_needed(&q, 68);
+	assert_int_equal(H_CNT(PMTU_CLAMPED), 1);
 	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
 	assert_int_equal(c->mss, 536);
+	assert_int_equal(pmtu_get(&h_lc, H_PEER_IP), 576);
 }
 
 /* A flow with timestamps carries 12 option bytes in every segment: its MSS from an MTU is
@@ -230,6 +238,123 @@ test_pmtu_with_timestamps(void **state)
 	}
 }
 
+
+/* Segments c sends for len bytes written now: every one within mss, and at least one of it. */
+static void
+sends_within(struct tcp_conn *c, uint32_t len, uint32_t mss)
+{
+	h_clear();
+	assert_int_equal(tcp_write(c, buf, len), (int)len);
+	h_flush();
+	assert_true(h_ncap >= 1);
+	for (unsigned i = 0; i < h_ncap; i++)
+		assert_true(h_cap[i].len <= mss);
+	assert_int_equal(h_cap[0].len, RTE_MIN(len, mss));
+}
+
+/* One validated message lowers every flow to the destination (RFC 1191 6.3): one open before
+ * it at its next send, one opened after it at its handshake; with timestamps, 12 bytes less. */
+static void
+test_pmtu_every_flow_to_destination(void **state)
+{
+	struct h_peer a, b, d, e;
+	struct tcp_conn *ca, *cb, *cd, *ce;
+	struct quote q;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	ca = flow_in_flight(&a, 43010, false);
+	cb = h_establish(&b, 43011, false);
+	q = quote(43010, a.iss + 1);
+	frag_needed(&q, 1000);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_LEARNED], 1);
+	assert_int_equal(pmtu_entry_count(&h_lc), 1);
+	assert_int_equal(ca->mss, 960);
+	h_flush();
+	h_clear();
+	sends_within(cb, 2 * 1460, 960); /* the flow open before: at its next send */
+	assert_int_equal(cb->mss, 960);
+	cd = h_establish(&d, 43012, false); /* one opened after: at its handshake */
+	assert_int_equal(cd->mss, 960);
+	sends_within(cd, 1460, 960);
+	ce = h_establish(&e, 43013, true);
+	assert_int_equal(ce->mss, 1000 - 40 - 12);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_APPLIED], 3);
+	/* a second message for another flow, lower still: the entry follows, nothing grows */
+	q = quote(43011, cb->snd_una);
+	frag_needed(&q, 800);
+	assert_int_equal(pmtu_get(&h_lc, H_PEER_IP), 800);
+	assert_int_equal(cb->mss, 760);
+	q = quote(43012, cd->snd_una);
+	frag_needed(&q, 1000); /* stale: the path is known smaller */
+	assert_int_equal(pmtu_get(&h_lc, H_PEER_IP), 800);
+	assert_int_equal(cd->mss, 960);
+}
+
+/* A refused message teaches the destination nothing: a new flow starts at the full MSS. */
+static void
+test_pmtu_refused_learns_nothing(void **state)
+{
+	struct h_peer a, b;
+	struct tcp_conn *cb;
+	struct quote q;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	flow_in_flight(&a, 43020, false);
+	q = quote(43020, a.iss + 1 + 3 * 1460); /* SND.MAX: not in flight (RFC 5927 4.1) */
+	frag_needed(&q, 600);
+	q = quote(43020, a.iss - 100000); /* far behind */
+	frag_needed(&q, 600);
+	q = quote(43029, a.iss + 1); /* no such flow */
+	frag_needed(&q, 600);
+	q = quote(43020, a.iss + 1);
+	frag_needed(&q, 40); /* implausible */
+	assert_int_equal(H_CNT(PMTU_IGNORED), 3);
+	assert_int_equal(H_CNT(PMTU_BAD_MTU), 1);
+	assert_int_equal(pmtu_entry_count(&h_lc), 0);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_LEARNED], 0);
+	cb = h_establish(&b, 43021, false);
+	assert_int_equal(cb->mss, 1460);
+	sends_within(cb, 1460, 1460);
+}
+
+/* RFC 1191 6.3: the estimate ages out 10 minutes after its last decrease (pmtu.timeout); a
+ * flow opened then tries the full MSS again. A flow lowered before keeps its MSS. */
+static void
+test_pmtu_expiry(void **state)
+{
+	struct h_peer a, b, d;
+	struct tcp_conn *ca, *cb, *cd;
+	struct quote q;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	ca = flow_in_flight(&a, 43030, false);
+	q = quote(43030, a.iss + 1);
+	frag_needed(&q, 1000);
+	h_flush();
+	a.rcv_nxt = a.iss + 1 + 3 * 1460; /* the peer has it all: nothing in flight */
+	h_send(&a, ACK, NULL, 0);
+	assert_int_equal(ca->snd_una, ca->snd_max);
+	h_clear();
+	h_advance_ms(600000 - 1);
+	cb = h_establish(&b, 43031, false);
+	assert_int_equal(cb->mss, 960);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_EXPIRED], 0);
+	h_advance_ms(2);
+	cd = h_establish(&d, 43032, false);
+	assert_int_equal(cd->mss, 1460);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_EXPIRED], 1);
+	assert_int_equal(pmtu_entry_count(&h_lc), 0);
+	sends_within(cd, 1460, 1460);
+	assert_int_equal(ca->mss, 960);
+}
+
 int
 main(void)
 {
@@ -237,6 +362,9 @@ main(void)
 		cmocka_unit_test_teardown(test_malformed_quotes_ignored, teardown),
 		cmocka_unit_test_teardown(test_pmtu_refusals, teardown),
 		cmocka_unit_test_teardown(test_pmtu_with_timestamps, teardown),
+		cmocka_unit_test_teardown(test_pmtu_every_flow_to_destination, teardown),
+		cmocka_unit_test_teardown(test_pmtu_refused_learns_nothing, teardown),
+		cmocka_unit_test_teardown(test_pmtu_expiry, teardown),
 	};
 
 	if (h_eal_init() != 0)
