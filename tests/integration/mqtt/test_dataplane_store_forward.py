@@ -23,6 +23,7 @@ from labtest import check, log, wait_for  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
 HELLO, PUB, DURABLE = 1, 2, 3
+VERSION = 2  # DPCHAN_VERSION (lib/dpchan/dpchan_proto.h)
 
 
 class FakeAgent:
@@ -41,14 +42,14 @@ class FakeAgent:
         self.c, _ = self.ls.accept()
         self.c.settimeout(15)
         t, v, _, n, boot, lcore, ver = struct.unpack("<BBHIQII", self.c.recv(65536))
-        check(t == HELLO and v == 1 and n == 1, "the lcore's first frame is HELLO")
+        check(t == HELLO and v == VERSION and n == 1, "the lcore's first frame is HELLO (version %d)" % v)
         return boot, lcore
 
     def records(self):
         """The records of the next PUB frame: [(ref, qos, topic, payload)]."""
         f = self.c.recv(256 * 1024)
         t, v, _, n = struct.unpack_from("<BBHI", f)
-        check(t == PUB and v == 1, "a PUB frame")
+        check(t == PUB and v == VERSION, "a PUB frame")
         off, out = 8, []
         for _ in range(n):
             ref, qos, flags, tl, pl = struct.unpack_from("<QBBHI", f, off)
@@ -59,7 +60,7 @@ class FakeAgent:
         return out
 
     def durable(self, first, last, status=0):
-        self.c.send(struct.pack("<BBHIQQi", DURABLE, 1, 0, 1, first, last, status))
+        self.c.send(struct.pack("<BBHIQQi", DURABLE, VERSION, 0, 1, first, last, status))
 
     def close(self):
         if self.c is not None:
