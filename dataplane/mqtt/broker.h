@@ -164,6 +164,15 @@ int broker_admin_retained_delete(struct broker *b, const char *topic, size_t len
  * Call it on one instance only. Counted ADMIN_PUBLISHED. */
 int broker_admin_publish(struct broker *b, const char *topic, size_t tlen, const void *payload,
     size_t plen, uint8_t qos, bool retain, uint64_t now_ms);
+/* The same for a cloud message the agent passed down as DOWN record ref (its downlink spool's
+ * sequence number, increasing; dpchan_proto.h): ref is journaled in the same write as what the
+ * publish journaled, after it (a torn write loses the ref first: a duplicate, never a loss), so
+ * that after a restart broker_down_ref() says it was taken. ref 0: not recorded. */
+int broker_down_publish(struct broker *b, uint64_t ref, const char *topic, size_t tlen,
+    const void *payload, size_t plen, uint8_t qos, bool retain, uint64_t now_ms);
+/* The highest DOWN ref this instance took, recovered from its state directory at
+ * broker_persist_open (0: none, or no state directory). */
+uint64_t broker_down_ref(const struct broker *b);
 
 /* Timers: keepalive, connect timeout, will delay, session and message expiry, $SYS. */
 void broker_tick(struct broker *b, uint64_t now_ms);

@@ -171,8 +171,9 @@ broker_admin_retained_delete(struct broker *b, const char *topic, size_t len, ui
 	return 1;
 }
 
-int
-broker_admin_publish(struct broker *b, const char *topic, size_t tlen, const void *payload,
+/* Route it; with down_ref, journal the ref after what routing journaled (one write: reap). */
+static int
+publish(struct broker *b, uint64_t down_ref, const char *topic, size_t tlen, const void *payload,
     size_t plen, uint8_t qos, bool retain, uint64_t now_ms)
 {
 	struct mqtt_str t = { topic, (uint16_t)tlen };
@@ -193,6 +194,30 @@ broker_admin_publish(struct broker *b, const char *topic, size_t tlen, const voi
 	broker_publish(b, m, &matched);
 	broker_msg_unref(m);
 	broker_count(b, BROKER_C_ADMIN_PUBLISHED);
+	if (down_ref > b->down_ref) {
+		b->down_ref = down_ref;
+		broker_persist_down_ref(b);
+	}
 	broker_reap(b);
 	return matched ? 1 : 0;
+}
+
+int
+broker_admin_publish(struct broker *b, const char *topic, size_t tlen, const void *payload,
+    size_t plen, uint8_t qos, bool retain, uint64_t now_ms)
+{
+	return publish(b, 0, topic, tlen, payload, plen, qos, retain, now_ms);
+}
+
+int
+broker_down_publish(struct broker *b, uint64_t ref, const char *topic, size_t tlen,
+    const void *payload, size_t plen, uint8_t qos, bool retain, uint64_t now_ms)
+{
+	return publish(b, ref, topic, tlen, payload, plen, qos, retain, now_ms);
+}
+
+uint64_t
+broker_down_ref(const struct broker *b)
+{
+	return b->down_ref;
 }

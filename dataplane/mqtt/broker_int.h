@@ -466,6 +466,8 @@ uint32_t broker_persist_msg_add(struct broker_session *s, const struct broker_ms
     bool retain, uint32_t sub_id, uint16_t pid, uint8_t state);
 /* Sent with pid (state SLOT_WAIT_*), or gone (state SLOT_FREE). */
 void broker_persist_msg_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state);
+/* b->down_ref, after what the call journaled so far (broker_down_publish). */
+void broker_persist_down_ref(struct broker *b);
 void broker_persist_flush(struct broker *b);
 void broker_persist_tick(struct broker *b, uint64_t now_ms);
 /* Fault injection for the unit tests: the next n journal or snapshot writes fail (EIO). */
@@ -530,6 +532,7 @@ struct broker {
 	struct xout *xout_head, *xout_tail; /* the outbox, by number (xlcore.c) */
 	uint32_t n_xout;
 	uint64_t xout_seq; /* the last outbox number given */
+	uint64_t down_ref; /* the highest DOWN ref taken (broker_down_publish), journaled */
 	uint32_t n_conns, n_sessions, n_subs;
 	uint32_t n_windows, n_qos2_tables, n_cold, n_queued; /* broker_gauges */
 	/* Connection deadlines: wheel_ms is the start of the first slot not run to its end. */

@@ -8,7 +8,8 @@
  * Neighbours: the hooks are called from retain.c, session.c, handle_connect.c,
  * handle_publish.c, handle_subscribe.c, xlcore_session.c and xlcore.c (the outbox of QoS 1/2
  * messages posted to other lcores, and how far this instance journaled theirs: xlcore_int.h;
- * what is left of it is posted again at open); conn.c writes what a call
+ * what is left of it is posted again at open) and broker_admin.c (the highest downlink ref
+ * taken from the agent, in the write of the message it came with); conn.c writes what a call
  * journaled to the page cache when the call ends (broker_reap), before the transport sends
  * what it queued, so nothing a client was told is lost to a SIGKILL; broker_tick (timer.c)
  * syncs it to disk at most every state_sync_ms (power cuts) and compacts.
@@ -63,6 +64,8 @@ enum p_type {
 	P_XSEQ,       /* seq: the last outbox number given (a snapshot's) */
 	P_RXQ2_UP,    /* id, pid, boot_id, lcore, ref, confirmed: P_RXQ2 add, gone up under that
 		       * origin (an older version skips it: the id is then journaled once durable) */
+	P_DOWN_REF,   /* ref: the highest DOWN ref taken (broker_down_publish; an older version
+		       * skips it: the agent's resend is then delivered again) */
 };
 
 struct broker_persist {
@@ -896,6 +899,30 @@ xin_written(struct broker *b)
 		b->peers[k].xin_written = b->peers[k].xin_seq;
 }
 
+static void
+put_down_ref(struct pbuf *w, uint64_t ref)
+{
+	size_t at = rec_begin(w, P_DOWN_REF);
+
+	put_u64(w, ref);
+	rec_end(w, at);
+}
+
+void
+broker_persist_down_ref(struct broker *b)
+{
+	struct broker_persist *p = b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!journaling(b))
+		return;
+	w = pb_of(p);
+	at = w.len;
+	put_down_ref(&w, b->down_ref);
+	pb_keep(b, p, &w, at);
+}
+
 static void persist_write(struct broker *b, bool xin);
 
 void
@@ -1023,6 +1050,8 @@ compact(struct broker *b)
 			if (s->persisted)
 				put_session_image(&w, s, false);
 	put_outbox(&w, b);
+	if (b->down_ref != 0)
+		put_down_ref(&w, b->down_ref);
 	if (w.oom) {
 		free(w.buf);
 		return -ENOMEM;
@@ -1346,6 +1375,13 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 
 		if (!r->bad && seq > b->xout_seq)
 			b->xout_seq = seq;
+		break;
+	}
+	case P_DOWN_REF: {
+		uint64_t ref = get_u64(r);
+
+		if (!r->bad && ref > b->down_ref)
+			b->down_ref = ref;
 		break;
 	}
 	default: /* a type from a newer version of the same format: skipped */

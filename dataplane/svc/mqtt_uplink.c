@@ -47,7 +47,14 @@ static uint64_t boot_id;
  * window between the agent's durable answer and the journaled PUBREC, hit on purpose. Unset
  * (always, outside that test): one pointer test per answer. */
 static const char *test_kill_at_durable;
-static uint64_t down_seen; /* the highest downlink ref taken by any lcore (dpchan_client.h) */
+/* TEST ONLY (tests/unit/dataplane/svc/test_mqtt_uplink.c, down_kill): EDGEGW_TEST_KILL_AT_DOWN
+ * names a file; while it exists, the next DOWN record a broker took (journaled, in the page
+ * cache) makes the dataplane SIGKILL itself before its DOWN_ACK leaves (the file is removed
+ * first: once). Unset: one pointer test per DOWN record. */
+static const char *test_kill_at_down;
+/* The highest downlink ref taken by any lcore (dpchan_client.h): the highest each instance
+ * journaled (broker_down_ref) at its start, then every ref taken since. */
+static uint64_t down_seen;
 
 void
 mqtt_uplink_configure(const struct dpchan_conf *c)
@@ -56,6 +63,7 @@ mqtt_uplink_configure(const struct dpchan_conf *c)
 
 	conf = *c;
 	test_kill_at_durable = getenv("EDGEGW_TEST_KILL_AT_DURABLE");
+	test_kill_at_down = getenv("EDGEGW_TEST_KILL_AT_DOWN");
 	if (getrandom(&boot_id, sizeof(boot_id), GRND_NONBLOCK) != (ssize_t)sizeof(boot_id)) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		boot_id = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
@@ -210,16 +218,32 @@ on_ready(void *arg)
 
 /* A cloud message the agent passes down: published from the gateway itself, to this lcore's
  * subscribers and the other lcores' (the agent sends each to one lcore only). When this returns
- * the broker has it: queued for this lcore's subscribers and journaled (broker_reap), posted to
- * the other lcores' rings; the client then answers the agent (DOWN_ACK), which releases it from
- * its downlink spool. */
+ * the broker has it: queued for this lcore's subscribers and journaled with its ref
+ * (broker_down_publish, broker_reap), posted to the other lcores' rings; the client then answers
+ * the agent (DOWN_ACK), which releases it from its downlink spool. A restart between the two
+ * finds the ref journaled: the agent's resend is answered, not delivered again. */
 static int
 on_down(void *arg, const struct dpchan_rec *r)
 {
 	struct mqtt_uplink *u = arg;
+	int rc = broker_down_publish(u->b, r->ref, r->topic, r->topic_len, r->payload,
+	    r->payload_len, r->qos, r->retain, u->now_ms);
 
-	return broker_admin_publish(
-	    u->b, r->topic, r->topic_len, r->payload, r->payload_len, r->qos, r->retain, u->now_ms);
+	if (test_kill_at_down != NULL && r->ref != 0 && unlink(test_kill_at_down) == 0)
+		raise(SIGKILL); /* TEST ONLY: see test_kill_at_down */
+	return rc;
+}
+
+/* The highest ref seen, raised to at least ref (another lcore may raise it meanwhile). */
+static void
+down_seen_raise(uint64_t ref)
+{
+	uint64_t seen = __atomic_load_n(&down_seen, __ATOMIC_ACQUIRE);
+
+	while (ref > seen &&
+	    !__atomic_compare_exchange_n(
+		&down_seen, &seen, ref, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
 }
 
 static const struct dpchan_client_ops client_ops = {
@@ -244,6 +268,9 @@ mqtt_uplink_start(struct broker *b, uint32_t lcore)
 
 	if (u == NULL)
 		return NULL;
+	/* before any lcore polls (the workers start after every service listened): a ref another
+	 * instance journaled before a restart is taken, whichever lcore the agent resends it to */
+	down_seen_raise(broker_down_ref(b));
 	u->b = b;
 	u->slot = -1;
 	u->lcore = lcore;

@@ -28,7 +28,8 @@ struct dpchan_client_config {
 	uint32_t reconnect_min_ms; /* backoff after a failed attempt (0: 100), doubled up to */
 	uint32_t reconnect_max_ms; /* (0: 5000) */
 	/* The highest DOWN ref taken, shared by every lcore of this dataplane (NULL: this client's
-	 * own): a DOWN record the agent sends again is answered, not delivered twice. */
+	 * own): a DOWN record the agent sends again is answered, not delivered twice. The caller
+	 * seeds it with the highest ref its broker journaled before a restart (mqtt_uplink.c). */
 	uint64_t *down_seen;
 };
 

@@ -1139,6 +1139,55 @@ test_compaction_keeps_state(void **state)
 	fx_free(x);
 }
 
+/* The highest downlink ref taken (broker_down_publish) is journaled after the message it came
+ * with, in the same write: a kill after the write finds both (the agent's resend is answered,
+ * test_svc_mqtt_uplink); a journal torn inside the ref's record keeps the message and loses the
+ * ref (a duplicate, never a loss); the snapshot written at open keeps it; a lower ref (refused,
+ * or from before) never lowers it. */
+static void
+test_down_ref(void **state)
+{
+	struct dirs *d = *state;
+	struct mqtt_props props = { 0 };
+	struct fx *x = fx_on(d->a);
+	off_t end;
+
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	fx_connect(x, 0, MQTT_V5, "act", true, 60, &props);
+	fx_subscribe(x, 0, "cmd/#", 2);
+	fx_close(x, 0);
+	assert_int_equal(broker_down_publish(x->b, 7, "cmd/a", 5, "x", 1, 2, false, x->now), 1);
+	assert_int_equal(broker_down_publish(x->b, 3, "cmd/b", 5, "y", 1, 2, false, x->now), 1);
+	assert_int_equal(
+	    broker_down_publish(x->b, 9, "cmd/#", 5, "z", 1, 2, false, x->now), -EINVAL);
+	assert_int_equal(broker_down_ref(x->b), 7);
+	crash_copy(d, -1);
+	fx_free(x);
+	x = fx_on(d->b);
+	assert_int_equal(broker_down_ref(x->b), 7);
+	fx_free(x); /* its snapshot holds it now */
+	x = fx_on(d->b);
+	assert_int_equal(broker_down_ref(x->b), 7);
+	fx_free(x);
+
+	/* the write of ref 8 torn in the ref's record: its message is kept, the ref is not */
+	rm_dir(d->b);
+	assert_int_equal(mkdir(d->b, 0700), 0);
+	x = fx_on(d->a);
+	assert_int_equal(broker_down_publish(x->b, 8, "cmd/c", 5, "w", 1, 2, false, x->now), 1);
+	end = file_size(d->a, "broker-0.journal");
+	crash_copy(d, end - 1);
+	fx_free(x);
+	x = fx_on(d->b);
+	assert_int_equal(broker_down_ref(x->b), 7);
+	assert_true(fx_connect(x, 0, MQTT_V5, "act", false, 60, &props));
+	fx_expect_publish(x, 0, "cmd/a", "x", 2);
+	fx_expect_publish(x, 0, "cmd/b", "y", 2);
+	fx_expect_publish(x, 0, "cmd/c", "w", 2);
+	fx_expect_none(x, 0);
+	fx_free(x);
+}
+
 int
 main(void)
 {
@@ -1166,6 +1215,7 @@ main(void)
 		    test_xlcore_outbox_numbers_after_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_down_ref, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,11 +11,15 @@
  *   old rule keeps waiting through the swap, reaches the agent's side and gets its PUBACK when
  *   the durability answer comes; after the swap a removed rule's topic is acknowledged at once
  *   and not sent up, a new rule's is deferred, a rule turned non-durable sends best effort.
+ * - A SIGKILL between a downlink record's journal write and its DOWN_ACK (a forked dataplane
+ *   and the EDGEGW_TEST_KILL_AT_DOWN hook): the agent's resend to the restarted dataplane is
+ *   answered, and the QoS 2 subscriber gets the message exactly once.
  * A bad rule never gets here: the config is refused whole (test_dp_config, the lab's
  * test_reload_rules.py).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -286,6 +291,166 @@ test_changed_rule(void **state)
 	rules_free(next);
 }
 
+/* ---- a SIGKILL between a DOWN record's journal write and its DOWN_ACK ---- */
+
+struct agent_acks {
+	int n;
+	uint64_t first, last;
+	int status;
+};
+
+static void
+on_down_ack(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct agent_acks *a = arg;
+
+	a->n++;
+	a->first = first;
+	a->last = last;
+	a->status = status;
+}
+
+static struct fx *
+fx_state(const char *state)
+{
+	struct fx *x = fx_new(NULL);
+
+	assert_int_equal(broker_persist_open(x->b, state, 0, 0, x->now), 0);
+	return x;
+}
+
+/* The dataplane: its broker on the state directory, its uplink to the agent's socket, the test
+ * hook armed; it takes the agent's DOWN record and SIGKILLs itself before answering. No cmocka
+ * here: any failure is an exit status the parent sees. */
+static void
+down_child(const char *state, const struct dpchan_conf *dc, const char *flag)
+{
+	struct fx *x = fx_new(NULL);
+	struct mqtt_uplink *u;
+
+	setenv("EDGEGW_TEST_KILL_AT_DOWN", flag, 1);
+	mqtt_uplink_configure(dc);
+	if (broker_persist_open(x->b, state, 0, 0, x->now) != 0)
+		_exit(2);
+	if ((u = mqtt_uplink_start(x->b, 1)) == NULL)
+		_exit(3);
+	for (int i = 0; i < 20000; i++) { /* 20 s at most */
+		x->now += 10;
+		mqtt_uplink_poll(u, x->now);
+		usleep(1000);
+	}
+	_exit(4);
+}
+
+/* The broker took QoS 2 DOWN record 5 for a persistent subscriber that is offline: queued in its
+ * session, journaled; the dataplane is SIGKILLed before the DOWN_ACK leaves (the test hook), so
+ * the agent sends record 5 again to the restarted dataplane (as agent/downlink.c does for what a
+ * connection did not answer: test_downlink). The restarted broker finds the message in its
+ * journal, and the ref with it: the resend is answered without a second delivery, and the
+ * subscriber gets the message once. Before the ref was journaled it got it twice. */
+static void
+test_down_kill_before_ack(void **state)
+{
+	struct rules *r = parse("    - {match: \"plant/#\"}\n");
+	struct dpchan_conf dc = { .enabled = true,
+		.pending_bytes = 1 << 16,
+		.max_pending = 64,
+		.reconnect_max_ms = 100 };
+	struct dpchan_server_config sc = { .path = dc.path };
+	struct dpchan_rec rec = { .ref = 5,
+		.qos = 2,
+		.topic = "cmd/valve",
+		.topic_len = 9,
+		.payload = (const uint8_t *)"open",
+		.payload_len = 4 };
+	struct mqtt_props props = { 0 };
+	struct agent_acks acks = { 0 };
+	struct sink k = { 0 };
+	struct mqtt_publish p;
+	struct dpchan_server *s;
+	struct mqtt_uplink *u;
+	char dir[64], stdir[96], flag[96], cmd[128];
+	struct fx *x;
+	pid_t pid;
+	int ws = 0;
+
+	(void)state;
+	strcpy(dir, "/tmp/egw-down-kill-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(dc.path, sizeof(dc.path), "%s/dpchan.sock", dir);
+	snprintf(stdir, sizeof(stdir), "%s/state", dir);
+	snprintf(flag, sizeof(flag), "%s/kill-at-down", dir);
+	assert_int_equal(mqtt_uplink_set_rules(r, 0), 0);
+	/* the subscriber's session: QoS 2 on cmd/#, kept 600 s, offline */
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	x = fx_state(stdir);
+	fx_connect(x, 0, MQTT_V5, "actuator", true, 60, &props);
+	fx_subscribe(x, 0, "cmd/#", 2);
+	fx_close(x, 0);
+	fx_free(x);
+
+	assert_non_null(s = dpchan_server_new(&sc, &sink_ops, &k));
+	dpchan_server_set_down_ack(s, on_down_ack, &acks);
+	fclose(fopen(flag, "w"));
+	assert_true((pid = fork()) >= 0);
+	if (pid == 0)
+		down_child(stdir, &dc, flag);
+	for (int i = 0; i < 5000 && dpchan_server_connected(s) == 0; i++) {
+		dpchan_server_run(s);
+		usleep(1000);
+	}
+	assert_int_equal(dpchan_server_connected(s), 1);
+	assert_int_equal(dpchan_server_down(s, &rec), 0);
+	for (int i = 0; i < 10000 && waitpid(pid, &ws, WNOHANG) == 0; i++) {
+		dpchan_server_run(s);
+		usleep(1000);
+	}
+	assert_true(WIFSIGNALED(ws));
+	assert_int_equal(WTERMSIG(ws), SIGKILL);
+	assert_int_not_equal(access(flag, F_OK), 0); /* the hook fired */
+	dpchan_server_run(s);
+	assert_int_equal(acks.n, 0); /* killed before its answer */
+
+	/* the restarted dataplane; the agent sends what was not answered again */
+	mqtt_uplink_configure(&dc);
+	x = fx_state(stdir);
+	assert_int_equal(broker_down_ref(x->b), 5);
+	assert_non_null(u = mqtt_uplink_start(x->b, 1));
+	for (int i = 0; i < 5000 && dpchan_server_connected(s) == 0; i++) {
+		mqtt_uplink_poll(u, x->now += 10);
+		dpchan_server_run(s);
+		usleep(1000);
+	}
+	assert_int_equal(dpchan_server_connected(s), 1);
+	assert_int_equal(dpchan_server_down(s, &rec), 0);
+	for (int i = 0; i < 5000 && acks.n == 0; i++) {
+		mqtt_uplink_poll(u, x->now += 10);
+		dpchan_server_run(s);
+		usleep(1000);
+	}
+	assert_int_equal(acks.n, 1); /* released at the agent */
+	assert_int_equal(acks.first, 5);
+	assert_int_equal(acks.last, 5);
+	/* the subscriber comes back: the message once (from the journal), not a second copy */
+	assert_true(fx_connect(x, 0, MQTT_V5, "actuator", false, 60, &props));
+	p = fx_expect_publish(x, 0, "cmd/valve", "open", 2);
+	fx_expect_none(x, 0);
+	assert_int_equal(mqtt_uplink_counter(u, DPCHAN_C_DOWN_DUP), 1);
+	assert_int_equal(acks.status, 0); /* the answer for one taken before */
+	fx_ack(x, 0, MQTT_PUBREC, p.packet_id);
+	fx_expect_type(x, 0, MQTT_PUBREL, 0);
+	fx_ack(x, 0, MQTT_PUBCOMP, p.packet_id);
+	fx_expect_none(x, 0);
+
+	mqtt_uplink_stop(u);
+	fx_free(x);
+	dpchan_server_free(s);
+	assert_int_equal(mqtt_uplink_set_rules(NULL, 0), 0);
+	rules_free(r);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -293,6 +458,7 @@ main(void)
 		cmocka_unit_test(test_swap_under_traffic),
 		cmocka_unit_test(test_removed_rule),
 		cmocka_unit_test(test_changed_rule),
+		cmocka_unit_test(test_down_kill_before_ack),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
