@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
 
 #include "agent.h"
 #include "downlink.h"
+#include "downlink_q2.h"
 #include "dpchan_link.h"
 #include "clock.h"
 #include "metrics.h"
@@ -89,11 +91,34 @@ modbus_command(struct agent *a, const uint8_t *payload, size_t len)
 	}
 }
 
+/* A QoS 2 command's packet id, on disk before its write can reach the bus (downlink_q2.h's
+ * table, in <spool>/commands): a resend (DUP) after an agent restart is then answered PUBREC and
+ * not written twice. 0, or < 0 when it could not be kept (counted, logged: not acknowledged,
+ * the cloud sends it again). */
+static int
+command_q2_own(struct agent *a, uint16_t packet_id)
+{
+	int rc;
+
+	if (a->cmd_q2 == NULL || packet_id == 0)
+		return 0;
+	if ((rc = downlink_ids_own(a->cmd_q2, packet_id)) == 0 &&
+	    (rc = downlink_ids_sync(a->cmd_q2)) == 0)
+		return 0;
+	store_count(a->store, STORE_C_down_q2_fail, 1);
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "command: cannot keep QoS 2 packet id %u on disk (%s): not acknowledged (the cloud "
+	    "sends it again)",
+	    packet_id, strerror(-rc));
+	return rc;
+}
+
 /*
  * A message from the cloud: the command topic goes to the Modbus write path (the gateway owns a
- * command once it is queued for its bus, or refused with a response: acknowledged either way),
- * a topic of the downlink rules to the dataplane's broker (downlink.h: acknowledged once on disk
- * in the downlink spool). Anything else was not asked for: acknowledged and ignored.
+ * command once it is queued for its bus, or refused with a response: acknowledged either way;
+ * a QoS 2 command's packet id is on disk first, so that it is never written twice), a topic of
+ * the downlink rules to the dataplane's broker (downlink.h: acknowledged once on disk in the
+ * downlink spool). Anything else was not asked for: acknowledged and ignored.
  */
 static int
 on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
@@ -103,6 +128,8 @@ on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uin
 	int rc;
 
 	if (a->cfg.cmd_topic[0] && strcmp(topic, a->cfg.cmd_topic) == 0) {
+		if ((rc = command_q2_own(a, packet_id)) != 0)
+			return rc;
 		modbus_command(a, payload, len);
 		return 0;
 	}
@@ -591,10 +618,21 @@ make_channel(struct agent *a)
 	return dpchan_link_open_store(&a->chan, a->loop, &c, a->store);
 }
 
+/* The cloud's PUBREL (0: it lost the session): forgotten where it was kept, the downlink's
+ * table or the command topic's; nonzero withholds PUBCOMP (the cloud sends PUBREL again). */
 static int
 on_q2_released(void *arg, uint16_t packet_id)
 {
-	return downlink_q2_release(arg, packet_id);
+	struct agent *a = arg;
+	int rc = downlink_q2_release(a->down, packet_id), crc = 0;
+
+	if (a->cmd_q2 != NULL && (crc = downlink_ids_release(a->cmd_q2, packet_id)) != 0) {
+		store_count(a->store, STORE_C_down_q2_fail, 1);
+		LOG_RATELIMITED(LOG_LVL_WARN, 60,
+		    "command: cannot free QoS 2 packet id %u on disk (%s): PUBCOMP withheld",
+		    packet_id, strerror(-crc));
+	}
+	return rc != 0 ? rc : crc;
 }
 
 static void
@@ -625,7 +663,7 @@ make_downlink(struct agent *a)
 		 spool ? &sc->spool : NULL, a->store)) != 0)
 		return rc;
 	/* the QoS 2 ids whose PUBREL had not come: a resend is answered, not delivered again */
-	a->up->q2in = (struct uplink_q2_in){ .arg = a->down, .released = on_q2_released };
+	a->up->q2in = (struct uplink_q2_in){ .arg = a, .released = on_q2_released };
 	downlink_q2_each(a->down, restore_in, a->up);
 	for (size_t i = 0; i < r->n_down; i++)
 		if ((rc = uplink_subscribe(a->up, r->down[i].match, 2)) != 0 && rc != -EEXIST) {
@@ -633,6 +671,31 @@ make_downlink(struct agent *a)
 			    strerror(-rc));
 			return rc;
 		}
+	return 0;
+}
+
+/* The command topic's QoS 2 ids (command_q2_own), in <uplink spool>/commands/q2-ids: put back
+ * into the MQTT client before its first connect. Only with the mqtt uplink (the one with packet
+ * ids). */
+static int
+make_command_q2(struct agent *a)
+{
+	const struct store_conf *sc = a->cfg.store;
+	char dir[600];
+	int rc;
+
+	if (a->cfg.uplink != AGENT_UPLINK_MQTT)
+		return 0;
+	if (snprintf(dir, sizeof(dir), "%s/commands",
+		sc->spool.dir ? sc->spool.dir : SPOOL_DEFAULT_DIR) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	rc = mkdir(dir, 0700) != 0 && errno != EEXIST ? -errno : 0;
+	if (rc != 0 || (rc = downlink_ids_open(&a->cmd_q2, dir, NULL)) != 0) {
+		log_err("commands: %s/q2-ids: %s", dir, strerror(-rc));
+		return rc;
+	}
+	a->up->q2in = (struct uplink_q2_in){ .arg = a, .released = on_q2_released };
+	downlink_ids_each(a->cmd_q2, restore_in, a->up);
 	return 0;
 }
 
@@ -648,7 +711,7 @@ agent_start(struct agent *a)
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
 	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
 	    (rc = make_store(a)) != 0 || (rc = make_channel(a)) != 0 ||
-	    (rc = make_downlink(a)) != 0)
+	    (rc = make_downlink(a)) != 0 || (rc = make_command_q2(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
@@ -669,6 +732,8 @@ agent_stop(struct agent *a)
 	uplink_destroy(a->up); /* what is in flight stays in the spool for the next start */
 	downlink_close(a->down);
 	a->down = NULL;
+	downlink_ids_close(a->cmd_q2);
+	a->cmd_q2 = NULL;
 	if (a->store != NULL)
 		agent_loop_del_fd(a->loop, store_event_fd(a->store));
 	store_close(a->store); /* commits what the buses gave last */

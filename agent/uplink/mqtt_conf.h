@@ -38,7 +38,7 @@ struct uplink_mqtt_conf {
 	uint32_t max_queue;        /* messages held in memory while the link is down */
 	uint64_t reconnect_min_ms, reconnect_max_ms, connect_timeout_ms;
 	char bind_interface[16]; /* SO_BINDTODEVICE, "" = any route */
-	char cmd_topic[256]; /* subscribed (QoS 1) on every connect; "" none. Set by the agent */
+	char cmd_topic[256]; /* subscribed (QoS 2) on every connect; "" none. Set by the agent */
 	struct uplink_tls_conf tls;
 };
 

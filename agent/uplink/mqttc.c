@@ -1524,7 +1524,7 @@ mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 		return -EINVAL;
 	}
 	if (obuf_reserve(c, 4096) != 0 ||
-	    (c->cf.cmd_topic[0] && mqttc_subscribe_add(c, c->cf.cmd_topic, 1) != 0)) {
+	    (c->cf.cmd_topic[0] && mqttc_subscribe_add(c, c->cf.cmd_topic, 2) != 0)) {
 		mqttc_destroy(c);
 		return -ENOMEM;
 	}

@@ -80,7 +80,7 @@ void mqttc_destroy(struct mqttc *c);
 int mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref);
 /* Subscribe filter (at qos) too, at every connect, with the command topic (conf cmd_topic, QoS
- * 1, subscribed first); added while connected (a reload's new downlink rule), it is subscribed
+ * 2, subscribed first); added while connected (a reload's new downlink rule), it is subscribed
  * at once. 0, -EEXIST, -ENOSPC (32 filters besides it), -EINVAL, -ENOMEM. */
 int mqttc_subscribe_add(struct mqttc *c, const char *filter, uint8_t qos);
 /* Stop subscribing filter (a reload removed its downlink rule): UNSUBSCRIBE now when connected,

@@ -567,6 +567,11 @@ struct mini_broker {
 	int lfd, port;
 	bool stop;
 	int connects, subscribes, publishes, responses;
+	/* q2_cmd: at each SUBSCRIBE a QoS 2 write command (id 7; DUP from the second on) instead of
+	 * the bad one; the agent's PUBRECs are counted and ignored (lost) until q2_release, then
+	 * answered PUBREL */
+	bool q2_cmd, q2_release;
+	int q2_sent, pubrecs, pubcomps;
 	char client_id[64];
 	char last_response[512];
 	pthread_mutex_t mu;
@@ -635,7 +640,9 @@ serve(struct mini_broker *mb, int fd)
 			snprintf(
 			    mb->client_id, sizeof(mb->client_id), "%.*s", (int)il, body + off + 2);
 			mb->connects++;
-			write_all(fd, (const uint8_t[]){ 0x20, 2, 0, 0 }, 4);
+			/* q2_cmd: the session (and the QoS 2 exchange) resumed from the second */
+			write_all(
+			    fd, (const uint8_t[]){ 0x20, 2, mb->q2_cmd && mb->connects > 1, 0 }, 4);
 			break;
 		}
 		case 8: { /* SUBSCRIBE: grant what was asked */
@@ -648,6 +655,21 @@ serve(struct mini_broker *mb, int fd)
 			}
 			write_all(fd, ack, 2 + (size_t)ack[1]);
 			mb->subscribes++;
+			if (mb->q2_cmd) {
+				static const char cmd[] =
+				    "{\"id\":\"q2\",\"device\":\"w1\",\"point\":"
+				    "\"setpoint\",\"value\":23.5}";
+				uint8_t pub[128] = { (uint8_t)(mb->q2_sent > 0 ? 0x3c : 0x34),
+					(uint8_t)(2 + 8 + 2 + sizeof(cmd) - 1), 0, 8 };
+
+				memcpy(pub + 4, "site/cmd", 8);
+				pub[12] = 0;
+				pub[13] = 7;
+				memcpy(pub + 14, cmd, sizeof(cmd) - 1);
+				write_all(fd, pub, 14 + sizeof(cmd) - 1);
+				mb->q2_sent++;
+				sent_cmd = true;
+			}
 			if (!sent_cmd) { /* a command for a point w1 does not have */
 				static const char cmd[] =
 				    "{\"id\":\"m1\",\"device\":\"w1\",\"point\":"
@@ -686,6 +708,14 @@ serve(struct mini_broker *mb, int fd)
 		}
 		case 6: /* PUBREL */
 			write_all(fd, (const uint8_t[]){ 0x70, 2, body[0], body[1] }, 4);
+			break;
+		case 5: /* PUBREC of the QoS 2 command */
+			mb->pubrecs++;
+			if (mb->q2_release)
+				write_all(fd, (const uint8_t[]){ 0x62, 2, body[0], body[1] }, 4);
+			break;
+		case 7: /* PUBCOMP */
+			mb->pubcomps++;
 			break;
 		case 12: /* PINGREQ */
 			write_all(fd, (const uint8_t[]){ 0xd0, 0 }, 2);
@@ -797,6 +827,99 @@ test_agent_mqtt_uplink(void **state)
 	release_signals_and_log(&held);
 }
 
+/* Requests of function fc at addr (any: -1) seen on the fake line so far. */
+static int
+line_count(uint8_t fc, int addr)
+{
+	static struct fake_req log[4096];
+	size_t n = fake_log(log, 4096);
+	int k = 0;
+
+	for (size_t i = 0; i < n && i < 4096; i++)
+		k += log[i].fc == fc && (addr < 0 || log[i].addr == addr);
+	return k;
+}
+
+/*
+ * A QoS 2 command through an agent restart between its write and its PUBCOMP: the cloud never
+ * saw the PUBREC (the agent stopped first), so it sends the PUBLISH again with DUP to the next
+ * agent. That agent finds the packet id on disk (<spool>/commands/q2-ids): PUBREC, no second
+ * write; PUBREL frees it and PUBCOMP completes. The device sees one write. With the ids in
+ * memory only, the resend wrote it again.
+ */
+static void
+test_agent_q2_command_restart(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static struct mini_broker mb;
+	socklen_t sl = sizeof(sa);
+	pthread_t th, bt;
+	char text[4096];
+	struct held held;
+	int reads, seen[3];
+
+	(void)state;
+	memset(&mb, 0, sizeof(mb));
+	pthread_mutex_init(&mb.mu, NULL);
+	mb.q2_cmd = true;
+	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(mb.lfd, 4), 0);
+	mb.port = ntohs(sa.sin_port);
+	fake_reset();
+	fake_set(MB_FN_HOLDING, 40, 215);
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  topic_prefix: site\n"
+	    "  state_dir: %s/state\n"
+	    "  uplink: mqtt\n"
+	    "  mqtt: {host: 127.0.0.1, port: %d, client_id: t-q2, keepalive: 5s, version: "
+	    "'3.1.1'}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  metrics: {listen: '127.0.0.1:%d', dataplane_telemetry: %s/no-dataplane.sock}\n"
+	    "  buses:\n%s"
+	    "uplink:\n"
+	    "  spool: {dir: %s/spool-q2}\n",
+	    PROFILES_DIR, dir, mb.port, port, dir, bus_rtu1, dir);
+	write_file(cfg, text);
+	hold_signals_and_log(&held);
+	assert_int_equal(pthread_create(&bt, NULL, broker_thread, &mb), 0);
+
+	/* the first agent writes the setpoint (FC16 at 40), answers PUBREC: lost */
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.responses, 1)));
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.pubrecs, 1)));
+	assert_int_equal(line_count(16, 40), 1);
+	agent_stop(th);
+
+	/* the next agent gets the PUBLISH again, with DUP */
+	pthread_mutex_lock(&mb.mu);
+	mb.q2_release = true;
+	pthread_mutex_unlock(&mb.mu);
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.pubcomps, 1)));
+	/* a write queued for the bus goes before the next poll: two more polls */
+	reads = line_count(3, -1);
+	assert_true(WAIT_FOR(line_count(3, -1) >= reads + 2));
+	assert_int_equal(line_count(16, 40), 1); /* the device saw one write */
+	pthread_mutex_lock(&mb.mu);
+	memcpy(seen, (int[]){ mb.q2_sent, mb.pubrecs, mb.responses }, sizeof(seen));
+	pthread_mutex_unlock(&mb.mu);
+	assert_int_equal(seen[0], 2);
+	assert_int_equal(seen[1], 2);
+	assert_int_equal(seen[2], 1); /* no second response: no second write */
+
+	agent_stop(th);
+	__atomic_store_n(&mb.stop, true, __ATOMIC_RELEASE);
+	shutdown(mb.lfd, SHUT_RDWR);
+	close(mb.lfd);
+	assert_int_equal(pthread_join(bt, NULL), 0);
+	release_signals_and_log(&held);
+}
+
 /* --check, --version, --help and bad usage answer without starting anything. */
 static void
 test_agent_options(void **state)
@@ -880,6 +1003,7 @@ main(void)
 		cmocka_unit_test(test_agent_run),
 		cmocka_unit_test(test_agent_degraded),
 		cmocka_unit_test(test_agent_mqtt_uplink),
+		cmocka_unit_test(test_agent_q2_command_restart),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
