@@ -2,8 +2,9 @@
  * downlink.c: cloud messages to the dataplane's broker (downlink.h): the downlink rules map the
  * cloud topic; a QoS 1/2 message goes into a spool of its own (lib/spool, one class, no consumer
  * but this) and is acknowledged to the cloud once it is on disk; the spool's records go, in
- * order, to one lcore as DOWN records carrying their sequence number, and each is released only
- * when the dataplane answers that its broker took it (DOWN_ACK). Those not answered when a
+ * order, to one lcore as DOWN records carrying a ref (their sequence number above the spool's
+ * ref base: ref_base_load), and each is released only when the dataplane answers that its
+ * broker took it (DOWN_ACK). Those not answered when a
  * connection ends are sent again from the oldest (the dataplane answers one it took already
  * without delivering it twice). QoS 2 packet ids: downlink_q2.c. Neighbours: main.c (the
  * uplink's message hook), dpchan_link.c.
@@ -11,9 +12,12 @@
 #include "downlink.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "downlink_q2.h"
 #include "log.h"
@@ -32,6 +36,7 @@ struct downlink {
 	struct downlink_ids *q2; /* with the spool */
 	uint64_t disconnects;    /* the server's DISCONNECTS when last looked at */
 	uint64_t last_seq;       /* the last record appended */
+	uint64_t ref_base;       /* a record's ref on the channel: ref_base + its sequence number */
 	uint32_t inflight;       /* records sent, not answered */
 	bool backlog;            /* the spool may hold records not sent on this connection */
 	bool held;               /* rec was read and not sent yet (the socket was full) */
@@ -49,6 +54,57 @@ on_tick(void *arg, uint64_t now_ms)
 }
 
 static void on_down_ack(void *arg, uint64_t first, uint64_t last, int status);
+
+/*
+ * The refs the dataplane dedupes by (it journals the highest it took: docs/architecture.md,
+ * "Downlink") must keep growing for as long as its state lives. The spool's sequence numbers
+ * do while the spool lives, but restart at 1 in a spool removed by hand; so a record's ref is
+ * its sequence number plus a base drawn when the spool's directory first gets one: the wall
+ * clock in microseconds, above every ref an earlier spool there sent (it sent fewer records
+ * than microseconds passed). Kept in <downlink>/ref-base (8 bytes, written aside and renamed).
+ */
+static int
+ref_base_load(struct downlink *d)
+{
+	char path[700], tmp[710];
+	struct timespec ts;
+	uint8_t b[8];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/ref-base", d->dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+		ssize_t n = read(fd, b, sizeof(b));
+
+		close(fd);
+		for (int i = 7; n == (ssize_t)sizeof(b) && i >= 0; i--)
+			d->ref_base = d->ref_base << 8 | b[i];
+		if (d->ref_base != 0)
+			return 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	d->ref_base = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(d->ref_base >> (8 * i));
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -errno;
+	errno = 0;
+	if (write(fd, b, sizeof(b)) != (ssize_t)sizeof(b) || fdatasync(fd) != 0)
+		rc = errno != 0 ? -errno : -EIO;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc == 0 && (fd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		if (fsync(fd) != 0)
+			rc = -errno;
+		close(fd);
+	}
+	if (rc == 0)
+		log_info(
+		    "downlink: %s: a new ref base (%llu): the dataplane takes its records as new",
+		    path, (unsigned long long)d->ref_base);
+	return rc;
+}
 
 static int
 open_spool(struct downlink *d, const struct spool_config *base)
@@ -69,7 +125,7 @@ open_spool(struct downlink *d, const struct spool_config *base)
 	c.recover_flags = 0;
 	c.on_recovered = NULL;
 	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0 ||
-	    (rc = downlink_ids_open(&d->q2, d->dir, d->sp)) != 0) {
+	    (rc = downlink_ids_open(&d->q2, d->dir, d->sp)) != 0 || (rc = ref_base_load(d)) != 0) {
 		log_err("downlink: spool %s: %s", d->dir, strerror(-rc));
 		return rc;
 	}
@@ -237,14 +293,18 @@ downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, 
 	return rc;
 }
 
-/* The dataplane's broker took (status >= 0) or refused (< 0) the records first..last. */
+/* The dataplane's broker took (status >= 0) or refused (< 0) the records of refs first..last. */
 static void
 on_down_ack(void *arg, uint64_t first, uint64_t last, int status)
 {
 	struct downlink *d = arg;
 
-	if (d->sp == NULL)
+	if (d->sp == NULL || last <= d->ref_base) {
+		store_count(d->st, STORE_C_down_ack_dup, 1); /* not one of this spool's */
 		return;
+	}
+	first = first > d->ref_base ? first - d->ref_base : 1;
+	last -= d->ref_base;
 	for (uint64_t seq = first; seq <= last && seq - first < DOWN_WINDOW * 4u; seq++) {
 		if (spool_ack(d->sp, seq) != 0) {
 			store_count(d->st, STORE_C_down_ack_dup, 1);
@@ -314,7 +374,7 @@ downlink_replay(struct downlink *d)
 	check_disconnects(d);
 	while (
 	    dpchan_server_connected(d->srv) > 0 && d->inflight < DOWN_WINDOW && next_rec(d) == 1) {
-		struct dpchan_rec r = { .ref = d->rec.seq,
+		struct dpchan_rec r = { .ref = d->ref_base + d->rec.seq,
 			.qos = d->rec.qos,
 			.retain = d->rec.flags & DOWN_FLAG_RETAIN,
 			.topic = d->rec.topic,

@@ -8,16 +8,18 @@
  * The promise (docs/architecture.md, "Downlink"): downlink_deliver() returns 0 for a QoS 1/2
  * message (the uplink then acknowledges it to the cloud: PUBACK, PUBREC) only once it is on disk
  * (fdatasync) in the downlink spool (`<uplink.spool.dir>/downlink`). The spool's records go to
- * one lcore in order as DOWN records carrying their sequence number, and each is released only
- * when the dataplane answers (DOWN_ACK) that its broker took it: delivered into its subscribers'
- * queues (journaled where the broker persists state), stored when retained, or matched by no
- * subscription. What a connection did not answer before it ended goes again, to the next lcore
- * that connects, also after either process restarted; the dataplane answers a record it took
- * already without delivering it twice. QoS 2: the cloud's packet id is kept on disk with the
- * message (downlink_q2.h) until its PUBREL, so a resend after an agent restart is answered and
- * not delivered twice. QoS 0 goes live when nothing waits before it (no answer awaited), else
- * into the spool without waiting for the disk. Without a spool a QoS 1/2 message is never owned.
- * Every drop is counted in the store's counters (down_*, store_stats.def).
+ * one lcore in order as DOWN records carrying a ref (their sequence number above a base drawn
+ * when the spool was created, so that refs keep growing past a spool removed by hand), and
+ * each is released only when the dataplane answers (DOWN_ACK) that its broker took it:
+ * delivered into its subscribers' queues (journaled where the broker persists state), stored
+ * when retained, or matched by no subscription. What a connection did not answer before it
+ * ended goes again, to the next lcore that connects, also after either process restarted; the
+ * dataplane answers a record it took already without delivering it twice. QoS 2: the cloud's
+ * packet id is kept on disk with the message (downlink_q2.h) until its PUBREL, so a resend
+ * after an agent restart is answered and not delivered twice. QoS 0 goes live when nothing
+ * waits before it (no answer awaited), else into the spool without waiting for the disk.
+ * Without a spool a QoS 1/2 message is never owned. Every drop is counted in the store's
+ * counters (down_*, store_stats.def).
  */
 #ifndef EDGEGW_AGENT_DOWNLINK_H
 #define EDGEGW_AGENT_DOWNLINK_H

@@ -24,8 +24,9 @@
  *   DOWN     (agent -> dataplane, count records): the PUB record's layout (u64 ref, u8 qos,
  *            u8 flags, u16 topic_len, u32 payload_len, topic, payload): a cloud message for the
  *            broker's subscribers. ref 0: best effort (QoS 0 handed over live), no answer; else
- *            the downlink spool's sequence number, the same when it is sent again (after a
- *            disconnect, or by the next agent): answered by a DOWN_ACK once the broker took it
+ *            increasing (the downlink spool's sequence number above a base drawn when that
+ *            spool was created), the same when it is sent again (after a disconnect, or by
+ *            the next agent): answered by a DOWN_ACK once the broker took it
  *   DOWN_ACK (dataplane -> agent, count ranges): u64 first, u64 last, i32 status: the broker
  *            took every DOWN record of the range (status 1: a subscription matched, 0: none did;
  *            a retained one is stored either way), or refused it for good (< 0: -errno)

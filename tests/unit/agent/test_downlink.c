@@ -507,6 +507,45 @@ test_not_owned_without_spool_or_channel(void **state)
 	downlink_close(d);
 }
 
+/* The dataplane remembers the highest ref it took across its restarts (journaled with the
+ * message); a downlink spool removed by hand restarts its sequence numbers at 1, but its refs
+ * start above a new base, so its records are taken as new, not as ones sent before. With the
+ * sequence number as the ref, the next message was answered as taken (DOWN_DUP) and lost. */
+static void
+test_spool_removed_by_hand(void **state)
+{
+	struct env *e = *state;
+	struct downlink *d;
+	char cmd[200];
+
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	lc_connect(e);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/b", "2", 1), 0);
+	pump(e, d, 2);
+	downlink_close(d);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/spool/downlink", e->dir);
+	assert_int_equal(system(cmd), 0);
+	/* the same dataplane (its dedupe as journaled), a new downlink spool */
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/c", "3", 1), 0);
+	pump(e, d, 3);
+	assert_string_equal(e->lc.got[2], "cmd/plant/c:3:1");
+	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_DUP), 0);
+	assert_int_equal(count(e, STORE_C_down_taken), 3); /* released on its answer */
+	/* the next agent on that spool keeps its base: a resend is still answered, not taken */
+	downlink_close(d);
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/d", "4", 1), 0);
+	pump(e, d, 4);
+	assert_string_equal(e->lc.got[3], "cmd/plant/d:4:1");
+	assert_int_equal(count(e, STORE_C_down_taken), 4);
+	downlink_close(d);
+}
+
 int
 main(void)
 {
@@ -522,6 +561,7 @@ main(void)
 		    test_not_twice_when_the_agent_dies_before_the_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_kept_across_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_lcore_at_a_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_removed_by_hand, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
