@@ -16,8 +16,12 @@ import labtest  # noqa: E402
 from labtest import check, log  # noqa: E402
 
 
-def ping_stats(lab, count, interval="0.01"):
-    r = lab.sensors("ping", "-q", "-c", str(count), "-i", interval, "-W", "1", labtest.GW,
+def ping_stats(lab, count, interval="0.01", deadline=None):
+    # Without a deadline ping waits only about two RTTs for the last replies once all are sent:
+    # on a loaded machine a late last reply is then reported lost. With -w it waits for all
+    # count replies, up to deadline seconds: what the no-loss check needs.
+    wait = ["-w", str(deadline)] if deadline else ["-W", "1"]
+    r = lab.sensors("ping", "-q", "-c", str(count), "-i", interval, *wait, labtest.GW,
                     capture_output=True, text=True)
     out = r.stdout
     log(" | ".join(out.strip().splitlines()[-2:]))
@@ -78,7 +82,7 @@ def test():
     with lab:
         r = lab.run("up")
         check("already up" in r.stderr, "a second 'lab up' says the lab is already up")
-        tx, rx, dup, rtt = ping_stats(lab, 50)
+        tx, rx, dup, rtt = ping_stats(lab, 50, deadline=10)
         # no upper bound on RTT: a loaded machine (ASan, shared cores) is slow, not wrong
         check(rx == tx, "bridged: no loss (RTT max %.2f ms)" % rtt[2])
         pid = lab.dataplane_pid()

@@ -20,9 +20,9 @@ def ping(lab, *args):
 def test():
     with labtest.Lab("pa") as lab:
         c0 = lab.counters()
-        r = ping(lab, "-c", "20", "-i", "0.05", "-W", "2", labtest.GW)
+        r = ping(lab, "-c", "20", "-i", "0.05", "-w", "10", labtest.GW)
         check(r.returncode == 0 and " 0% packet loss" in r.stdout, "20 pings, no loss")
-        r = ping(lab, "-c", "5", "-i", "0.05", "-s", "1472", "-W", "2", labtest.GW)
+        r = ping(lab, "-c", "5", "-i", "0.05", "-s", "1472", "-w", "10", labtest.GW)
         check(r.returncode == 0 and " 0% packet loss" in r.stdout, "5 pings of 1500-byte packets, no loss")
         c1 = lab.counters()
         check(counter_delta(c0, c1, "icmp_echo_request") >= 25, "icmp_echo_request counted the 25 pings")
