@@ -884,11 +884,18 @@ count_acks(void *arg, const struct dpchan_range *r)
 	++*(uint64_t *)arg;
 }
 
+static void
+count_origins(void *arg, const struct dpchan_origin *o)
+{
+	assert_int_equal(o->ref, 8);
+	++*(uint64_t *)arg;
+}
+
 /* The agent sends 65 DOWN records (more answers than one DOWN_ACK frame holds) and closes
  * before reading any answer: the lcore's broker takes each once; the answer frame due after
  * the 64th cannot be sent (counted DOWN_ACK_FAIL), the connection ends. The agent, which heard
  * nothing, sends all 65 again after the reconnect: each is answered, none delivered twice
- * (DOWN_DUP). */
+ * (DOWN_DUP). Then a release finds no memory for the release queue. */
 static void
 test_client_down_ack_to_a_closed_agent(void **state)
 {
@@ -934,6 +941,21 @@ test_client_down_ack_to_a_closed_agent(void **state)
 	assert_int_equal(acks, 65); /* each answered: the agent releases them */
 	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_ACK_TX), 65);
 	assert_true(dpchan_client_connected(c));
+
+	/* a QoS 2 release with no memory for the release queue: dropped (counted); the next
+	 * one goes */
+	fail_alloc_nth(1);
+	assert_int_equal(dpchan_client_release(c, &(struct dpchan_origin){ 1, 7, 2 }), -ENOMEM);
+	fail_alloc_nth(0);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_RELEASE_DROP), 1);
+	assert_int_equal(dpchan_client_release(c, &(struct dpchan_origin){ 1, 8, 2 }), 0);
+	dpchan_client_poll(c, now += 20);
+	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	assert_true(n > 0);
+	acks = 0;
+	assert_int_equal(dpchan_decode_release(buf, (size_t)n, count_origins, &acks), 0);
+	assert_int_equal(acks, 1);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_RELEASE_TX), 1);
 	close(fd);
 	dpchan_client_free(c);
 	close(lfd);
@@ -1247,6 +1269,116 @@ test_q2_file_faults(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static int
+qf_rename_fails(void *ctx, const char *from, const char *to)
+{
+	(void)ctx, (void)from, (void)to;
+	errno = EXDEV;
+	return -1;
+}
+
+/* The origin file's edges: a file that is not one (its header torn or foreign) is counted and
+ * written anew, empty; a path too long, a directory, or a rename that fails refuse the open
+ * (NULL, errno said); no memory for the table: the origin is not kept (counted), and the
+ * next one is once memory is back; no memory for a rewrite: sync says so, and closing with
+ * a rewrite due makes one last try; one written and not synced is synced at close. An origin
+ * held twice is written once; at most max origins await durability (one more is not kept,
+ * counted). */
+static void
+test_q2_file_edges(void **state)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 };
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[64], longp[600], cmd[96];
+	struct dpchan_q2_io bad_rename = q2_faulty;
+	struct q2_faults f = { 0 };
+	struct dpchan_origin o;
+	struct dpchan_q2 *q;
+	struct stat st;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/q2", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs("not an origin file", fp);
+	fclose(fp);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 1);
+	assert_int_equal(dpchan_q2_count(q), 0);
+	dpchan_q2_close(q);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16); /* a header of ours now */
+
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	errno = 0;
+	assert_null(dpchan_q2_open(longp, 0, cnt, NULL, NULL));
+	assert_int_equal(errno, ENAMETOOLONG);
+	errno = 0;
+	assert_null(dpchan_q2_open(dir, 0, cnt, NULL, NULL)); /* a directory: not readable */
+	assert_int_equal(errno, EISDIR);
+	bad_rename.rename = qf_rename_fails;
+	errno = 0;
+	assert_null(dpchan_q2_open(path, 0, cnt, &bad_rename, &f));
+	assert_int_equal(errno, EXDEV);
+
+	/* no memory for the table at the first origin, none for a rewrite */
+	assert_non_null(q = dpchan_q2_open(path, 4, cnt, &q2_faulty, &f));
+	memset(cnt, 0, sizeof(cnt));
+	fail_alloc_nth(1);
+	q2_durable(q, 1);
+	fail_alloc_nth(0);
+	assert_int_equal(fail_alloc_failed(), 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 1);
+	o = q2_o(1);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE); /* a resend is stored anew */
+	q2_durable(q, 2);
+	o = q2_o(2);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	dpchan_q2_held(q, &o); /* found in the spool too: written once */
+	f.writes = 0;
+	f.short_write = true;
+	q2_durable(q, 3); /* torn: a rewrite is due */
+	fail_alloc_nth(1);
+	assert_int_equal(dpchan_q2_sync(q), -ENOMEM);
+	fail_alloc_nth(0);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 3);
+	assert_int_equal(dpchan_q2_count(q), 2);
+	assert_int_equal(f.writes, 1); /* 3's; 2 not written again */
+	dpchan_q2_close(q);            /* the rewrite's last try, at close */
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 0);
+	assert_int_equal(dpchan_q2_count(q), 2);
+	o = q2_o(3);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	/* one written and not synced when the agent stops: synced at close */
+	q2_durable(q, 4);
+	dpchan_q2_close(q);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(dpchan_q2_count(q), 3);
+	dpchan_q2_close(q);
+
+	/* in memory, max 2: two await durability, a third is not kept (counted) */
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(NULL, 2, cnt, NULL, NULL));
+	for (uint64_t ref = 10; ref < 13; ref++) {
+		o = q2_o(ref);
+		dpchan_q2_taken(q, &o, ref);
+	}
+	assert_int_equal(cnt[DPCHAN_C_Q2_EVICTED], 1);
+	o = q2_o(12);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE);
+	o = q2_o(11);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_WAITING);
+	dpchan_q2_settle(q, 10, 12, -EIO); /* never stored: forgotten */
+	assert_int_equal(dpchan_q2_count(q), 0);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	dpchan_q2_close(q);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -1269,6 +1401,7 @@ main(void)
 		cmocka_unit_test(test_client_arena_wraps),
 		cmocka_unit_test(test_client_down_ack_to_a_closed_agent),
 		cmocka_unit_test(test_q2_file_faults),
+		cmocka_unit_test(test_q2_file_edges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
