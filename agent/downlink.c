@@ -125,7 +125,8 @@ open_spool(struct downlink *d, const struct spool_config *base)
 	c.recover_flags = 0;
 	c.on_recovered = NULL;
 	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0 ||
-	    (rc = downlink_ids_open(&d->q2, d->dir, d->sp)) != 0 || (rc = ref_base_load(d)) != 0) {
+	    (rc = downlink_ids_open(&d->q2, d->dir, d->sp, base->io, base->io_ctx)) != 0 ||
+	    (rc = ref_base_load(d)) != 0) {
 		log_err("downlink: spool %s: %s", d->dir, strerror(-rc));
 		return rc;
 	}
@@ -353,7 +354,18 @@ next_rec(struct downlink *d)
 
 	if (d->held)
 		return 1;
-	rc = spool_read_next(d->sp, &d->rec, d->buf, DPCHAN_FRAME_MAX);
+	while ((rc = spool_read_next(d->sp, &d->rec, d->buf, DPCHAN_FRAME_MAX)) == -ENOBUFS) {
+		/* over any DOWN frame (spooled by a build with a larger one): it can never go, and
+		 * would hold back every record behind it */
+		store_count(d->st, STORE_C_down_spool_fail, 1);
+		LOG_RATELIMITED(LOG_LVL_WARN, 60,
+		    "downlink: spooled message %llu (%u bytes of topic and payload) is over the "
+		    "channel's frame (%u): dropped",
+		    (unsigned long long)d->rec.seq, d->rec.topic_len + d->rec.payload_len,
+		    DPCHAN_FRAME_MAX);
+		spool_ack(d->sp, d->rec.seq);
+		d->released = true;
+	}
 	if (rc == 0) /* what was appended and is not durable yet: still waiting */
 		d->backlog = spool_durable_seq(d->sp) < d->last_seq;
 	if (rc < 0) {

@@ -20,6 +20,8 @@
 #define Q2_SEQ     (Q2_PENDING - 1)
 
 struct downlink_ids {
+	const struct spool_io_ops *io;
+	void *io_ctx;
 	int fd;
 	bool dirty; /* written since the last fdatasync */
 	uint64_t v[Q2_IDS];
@@ -32,7 +34,8 @@ q2_write(struct downlink_ids *q, uint16_t id, uint64_t v)
 
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)(v >> (8 * i));
-	if (pwrite(q->fd, b, sizeof(b), (off_t)id * 8) != (ssize_t)sizeof(b))
+	errno = 0;
+	if (q->io->pwrite(q->io_ctx, q->fd, b, sizeof(b), (off_t)id * 8) != (ssize_t)sizeof(b))
 		return errno != 0 ? -errno : -EIO;
 	q->v[id] = v;
 	q->dirty = true;
@@ -44,8 +47,9 @@ downlink_ids_sync(struct downlink_ids *q)
 {
 	if (!q->dirty)
 		return 0;
-	if (fdatasync(q->fd) != 0)
-		return -errno;
+	errno = 0;
+	if (q->io->fdatasync(q->io_ctx, q->fd) != 0)
+		return errno != 0 ? -errno : -EIO;
 	q->dirty = false;
 	return 0;
 }
@@ -55,7 +59,7 @@ static int
 q2_load(struct downlink_ids *q, struct spool *sp)
 {
 	static uint8_t buf[Q2_IDS * 8];
-	ssize_t n = pread(q->fd, buf, sizeof(buf), 0);
+	ssize_t n = q->io->pread(q->io_ctx, q->fd, buf, sizeof(buf), 0);
 	unsigned owned = 0, dropped = 0;
 	int rc;
 
@@ -86,7 +90,8 @@ q2_load(struct downlink_ids *q, struct spool *sp)
 }
 
 int
-downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp)
+downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp,
+    const struct spool_io_ops *io, void *io_ctx)
 {
 	struct downlink_ids *q = calloc(1, sizeof(*q));
 	char path[700];
@@ -94,8 +99,10 @@ downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp)
 
 	if (q == NULL)
 		return -ENOMEM;
+	q->io = io != NULL ? io : &spool_io_posix;
+	q->io_ctx = io_ctx;
 	snprintf(path, sizeof(path), "%s/q2-ids", dir);
-	if ((q->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+	if ((q->fd = q->io->open(q->io_ctx, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		rc = -errno;
 		free(q);
 		return rc;
@@ -115,7 +122,7 @@ downlink_ids_close(struct downlink_ids *q)
 	if (q == NULL)
 		return;
 	downlink_ids_sync(q);
-	close(q->fd);
+	q->io->close(q->io_ctx, q->fd);
 	free(q);
 }
 

@@ -22,8 +22,11 @@
 
 struct downlink_ids;
 
-/* Open (create) dir/q2-ids and settle its PENDING entries against sp. 0 or a negative errno. */
-int downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp);
+/* Open (create) dir/q2-ids and settle its PENDING entries against sp (NULL: none). Its file
+ * operations go through io (NULL: spool_io_posix; the spool's table, so that tests inject
+ * faults the same way). 0 or a negative errno. */
+int downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp,
+    const struct spool_io_ops *io, void *io_ctx);
 void downlink_ids_close(struct downlink_ids *q);
 /* Owned and not released (what the MQTT client answers PUBREC to without delivering). */
 bool downlink_ids_held(const struct downlink_ids *q, uint16_t packet_id);

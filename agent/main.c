@@ -690,7 +690,8 @@ make_command_q2(struct agent *a)
 		sc->spool.dir ? sc->spool.dir : SPOOL_DEFAULT_DIR) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
 	rc = mkdir(dir, 0700) != 0 && errno != EEXIST ? -errno : 0;
-	if (rc != 0 || (rc = downlink_ids_open(&a->cmd_q2, dir, NULL)) != 0) {
+	if (rc != 0 ||
+	    (rc = downlink_ids_open(&a->cmd_q2, dir, NULL, sc->spool.io, sc->spool.io_ctx)) != 0) {
 		log_err("commands: %s/q2-ids: %s", dir, strerror(-rc));
 		return rc;
 	}

@@ -504,8 +504,10 @@ read_rec(struct store *s, enum read_how how, int cls, uint64_t seq, struct spool
 		size_t need = (size_t)rec->topic_len + rec->payload_len + 64;
 		uint8_t *nb = realloc(s->buf, need);
 
-		if (nb == NULL)
-			return -ENOMEM;
+		if (nb == NULL) {
+			rc = -ENOMEM; /* counted below: read again at the next run */
+			break;
+		}
 		s->buf = nb;
 		s->buflen = need;
 	}

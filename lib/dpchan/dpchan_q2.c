@@ -54,7 +54,11 @@ struct dpchan_q2 {
 	struct q2_ring order, waiting; /* max each */
 	uint64_t *cnt;
 	int fd; /* -1: memory only */
-	bool need_sync, io_failed;
+	const struct dpchan_q2_io *io;
+	void *io_ctx;
+	bool need_sync;
+	bool io_failed;     /* logged: a write or sync failed since the file was last whole */
+	bool rewrite;       /* the file may lack origins or end torn: written again whole */
 	uint64_t file_recs; /* records in the file: compacted when over 2 n + 4096 */
 	char path[Q2_PATH_MAX], tmp[Q2_PATH_MAX + 8];
 };
@@ -133,15 +137,52 @@ del_slot(struct dpchan_q2 *q, struct q2_ent *e)
 }
 
 /* ---- the file ---- */
+/* ---- POSIX, the default I/O ---- */
+static int
+px_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	(void)ctx;
+	return open(path, flags, mode);
+}
+
+static ssize_t
+px_write(void *ctx, int fd, const void *buf, size_t len)
+{
+	(void)ctx;
+	return write(fd, buf, len);
+}
+
+static int
+px_fdatasync(void *ctx, int fd)
+{
+	(void)ctx;
+	return fdatasync(fd);
+}
+
+static int
+px_rename(void *ctx, const char *from, const char *to)
+{
+	(void)ctx;
+	return rename(from, to);
+}
+
+static const struct dpchan_q2_io q2_io_posix = {
+	.open = px_open, .write = px_write, .fdatasync = px_fdatasync, .rename = px_rename
+};
+
+/* A write or sync failed: the file may lack what it was to hold (or end in a torn record, which
+ * hides every record after it at the next open): written again whole at the next sync. */
 static void
 io_failed(struct dpchan_q2 *q, const char *what, int err)
 {
 	q->cnt[DPCHAN_C_Q2_IO_FAIL]++;
 	if (!q->io_failed)
-		log_err("dpchan: QoS 2 origins: %s %s: %s (a QoS 2 message its sensor sends again "
-			"after a dataplane restart may be stored twice)",
+		log_err("dpchan: QoS 2 origins: %s %s: %s (written again whole at the next sync; "
+			"until then a QoS 2 message its sensor sends again after a restart of both "
+			"the agent and the dataplane may be stored twice)",
 		    what, q->path, strerror(err));
 	q->io_failed = true;
+	q->rewrite = true;
 }
 
 static void
@@ -166,7 +207,8 @@ file_append(struct dpchan_q2 *q, uint8_t type, const struct dpchan_origin *o)
 	if (q->fd < 0)
 		return;
 	rec_put(r, type, o);
-	if (write(q->fd, r, Q2_REC) != (ssize_t)Q2_REC) {
+	errno = 0;
+	if (q->io->write(q->io_ctx, q->fd, r, Q2_REC) != (ssize_t)Q2_REC) {
 		io_failed(q, "write to", errno ? errno : EIO);
 		return;
 	}
@@ -207,9 +249,10 @@ compact(struct dpchan_q2 *q)
 			at += Q2_REC;
 		}
 	}
-	fd = open(q->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, buf, at) != (ssize_t)at || fdatasync(fd) != 0 ||
-	    rename(q->tmp, q->path) != 0)
+	errno = 0;
+	fd = q->io->open(q->io_ctx, q->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || q->io->write(q->io_ctx, fd, buf, at) != (ssize_t)at ||
+	    q->io->fdatasync(q->io_ctx, fd) != 0 || q->io->rename(q->io_ctx, q->tmp, q->path) != 0)
 		rc = -(errno ? errno : EIO);
 	free(buf);
 	if (rc != 0) {
@@ -390,25 +433,32 @@ dpchan_q2_release(struct dpchan_q2 *q, const struct dpchan_origin *o)
 int
 dpchan_q2_sync(struct dpchan_q2 *q)
 {
-	int rc;
+	int rc, err = 0;
 
 	if (q->fd < 0)
 		return 0;
-	if (q->file_recs > 2ull * q->n + 4096u) {
-		if ((rc = compact(q)) == 0)
+	if (q->rewrite || q->file_recs > 2ull * q->n + 4096u) {
+		if ((rc = compact(q)) == 0) {
+			if (q->io_failed)
+				log_info(
+				    "dpchan: QoS 2 origins: %s written again whole (%u origins)",
+				    q->path, q->n);
+			q->rewrite = q->io_failed = false;
 			return 0;
+		}
 		io_failed(q, "rewrite of", -rc);
+		err = rc; /* what was appended since is synced all the same */
 	}
-	if (!q->need_sync)
-		return 0;
-	if (fdatasync(q->fd) != 0) {
-		rc = -errno;
-		io_failed(q, "sync of", errno);
-		return rc;
+	if (q->need_sync) {
+		errno = 0;
+		if (q->io->fdatasync(q->io_ctx, q->fd) != 0) {
+			rc = -(errno ? errno : EIO);
+			io_failed(q, "sync of", -rc);
+			return rc;
+		}
+		q->need_sync = false;
 	}
-	q->need_sync = false;
-	q->io_failed = false;
-	return 0;
+	return err;
 }
 
 uint32_t
@@ -483,7 +533,8 @@ load(struct dpchan_q2 *q)
 }
 
 struct dpchan_q2 *
-dpchan_q2_open(const char *path, uint32_t max, uint64_t *cnt)
+dpchan_q2_open(
+    const char *path, uint32_t max, uint64_t *cnt, const struct dpchan_q2_io *io, void *io_ctx)
 {
 	struct dpchan_q2 *q = calloc(1, sizeof(*q));
 	uint32_t cap = 16;
@@ -497,6 +548,8 @@ dpchan_q2_open(const char *path, uint32_t max, uint64_t *cnt)
 	q->mask = cap - 1;
 	q->cnt = cnt;
 	q->fd = -1;
+	q->io = io != NULL ? io : &q2_io_posix;
+	q->io_ctx = io_ctx;
 	q->order.v = malloc((size_t)q->max * sizeof(*q->order.v));
 	q->waiting.v = malloc((size_t)q->max * sizeof(*q->waiting.v));
 	if (q->order.v == NULL || q->waiting.v == NULL) {
@@ -533,8 +586,10 @@ dpchan_q2_close(struct dpchan_q2 *q)
 	if (q == NULL)
 		return;
 	if (q->fd >= 0) {
-		if (q->need_sync)
-			fdatasync(q->fd);
+		if (q->rewrite)
+			dpchan_q2_sync(q); /* a last try to leave it whole */
+		else if (q->need_sync)
+			q->io->fdatasync(q->io_ctx, q->fd);
 		close(q->fd);
 	}
 	free(q->h);

@@ -10,8 +10,8 @@
  * Kept in a file (the spool's directory) so that a SIGKILL of the agent forgets nothing: an
  * origin is written (and synced, dpchan_q2_sync) once its record is durable, before the
  * dataplane is told so; a release is written without a sync (lost, the origin stays: harmless).
- * The file is fixed-size records with a CRC-32C each, rewritten whole at open and when it has
- * grown to twice what it holds. Bounded (max): the oldest origin is forgotten for a new one,
+ * The file is fixed-size records with a CRC-32C each, rewritten whole at open, when it has
+ * grown to twice what it holds, and after a write or sync of it failed. Bounded (max): the oldest origin is forgotten for a new one,
  * counted Q2_EVICTED. Counts into the server's table (dpchan_counters.def, Q2_*).
  */
 #ifndef EDGEGW_DPCHAN_Q2_H
@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "dpchan.h"
 
@@ -30,10 +31,21 @@ enum dpchan_q2_state {
 	DPCHAN_Q2_HELD,    /* its record is durable (sent up or not) */
 };
 
+/* The file's writes, behind a table so that tests inject faults (a failed or short write, a
+ * failing fdatasync or rename). Each returns what the POSIX call returns, -1 with errno set on
+ * failure. */
+struct dpchan_q2_io {
+	int (*open)(void *ctx, const char *path, int flags, mode_t mode);
+	ssize_t (*write)(void *ctx, int fd, const void *buf, size_t len);
+	int (*fdatasync)(void *ctx, int fd);
+	int (*rename)(void *ctx, const char *from, const char *to);
+};
+
 /* path NULL: in memory only. max 0: 65536. cnt: the counters to count into
- * (DPCHAN_C_COUNT of them). NULL with errno set: EPROTONOSUPPORT (written by a newer
- * version), ENOMEM, or the file's error. */
-struct dpchan_q2 *dpchan_q2_open(const char *path, uint32_t max, uint64_t *cnt);
+ * (DPCHAN_C_COUNT of them). io NULL: POSIX. NULL with errno set: EPROTONOSUPPORT (written by
+ * a newer version), ENOMEM, or the file's error. */
+struct dpchan_q2 *dpchan_q2_open(
+    const char *path, uint32_t max, uint64_t *cnt, const struct dpchan_q2_io *io, void *io_ctx);
 void dpchan_q2_close(struct dpchan_q2 *q);
 enum dpchan_q2_state dpchan_q2_state(const struct dpchan_q2 *q, const struct dpchan_origin *o);
 /* The record of o was given to the sink under token (tokens increase). */
@@ -46,7 +58,9 @@ void dpchan_q2_settle(struct dpchan_q2 *q, uint64_t first, uint64_t last, int st
 /* Forget o (held, or still waiting: the dataplane is done with it either way); false when it
  * was not there. */
 bool dpchan_q2_release(struct dpchan_q2 *q, const struct dpchan_origin *o);
-/* Sync what was written since the last call (call before answering durable); 0 or -errno. */
+/* Sync what was written since the last call (call before answering durable); 0 or -errno.
+ * After a write or sync that failed (counted Q2_IO_FAIL), the file may lack origins or end in
+ * a torn record: it is written again whole (as at open) at each call until that succeeds. */
 int dpchan_q2_sync(struct dpchan_q2 *q);
 uint32_t dpchan_q2_count(const struct dpchan_q2 *q);
 

@@ -114,7 +114,8 @@ dpchan_server_new(
 		errno = ENOMEM;
 		return NULL;
 	}
-	if ((s->q2 = dpchan_q2_open(cfg->q2_path, cfg->max_q2_origins, s->cnt)) == NULL) {
+	if ((s->q2 = dpchan_q2_open(cfg->q2_path, cfg->max_q2_origins, s->cnt, NULL, NULL)) ==
+	    NULL) {
 		err = errno;
 		free(s->streams);
 		free(s);

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -546,6 +548,233 @@ test_spool_removed_by_hand(void **state)
 	downlink_close(d);
 }
 
+/* ---- the q2-ids file's writes failing on demand (through the spool's I/O table) ---- */
+static struct {
+	int q2_fd;      /* the q2-ids file's descriptor (-1: not open) */
+	int skip, fail; /* its next pwrites: skip go through, then fail fail (EIO) */
+} qf = { -1, 0, 0 };
+
+static int
+qf_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	int fd = spool_io_posix.open(ctx, path, flags, mode);
+	size_t n = strlen(path);
+
+	if (fd >= 0 && n >= 7 && strcmp(path + n - 7, "/q2-ids") == 0)
+		qf.q2_fd = fd;
+	return fd;
+}
+
+static ssize_t
+qf_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
+{
+	if (fd == qf.q2_fd && qf.skip > 0) {
+		qf.skip--;
+	} else if (fd == qf.q2_fd && qf.fail > 0) {
+		qf.fail--;
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.pwrite(ctx, fd, buf, len, off);
+}
+
+/* QoS 2 from the cloud while the q2-ids file cannot be written (counted down_q2_fail each
+ * time): a message whose packet id could not be kept is owned all the same (it is on disk in
+ * the spool: acknowledged, delivered once; not acknowledging it would have the cloud's resend
+ * delivered a second time), only its id is not kept (an agent restart before its PUBREL may
+ * deliver a resend twice, as down_q2_fail in store_stats.def says; one whose PENDING entry was written is owned
+ * again at the next open). A PUBREL whose id cannot be freed on disk is refused (PUBCOMP
+ * withheld, the id still kept) until the file can be written again. */
+static void
+test_q2_ids_write_fails(void **state)
+{
+	struct env *e = *state;
+	struct spool_io_ops ops = spool_io_posix;
+	struct downlink *d;
+	uint16_t ids[9];
+
+	ops.open = qf_open;
+	ops.pwrite = qf_pwrite;
+	e->sc->spool.io = &ops;
+	qf.q2_fd = -1;
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	assert_true(qf.q2_fd >= 0);
+	lc_connect(e);
+	qf.fail = 1; /* the PENDING entry */
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/a", "1", 2, 5), 0);
+	assert_int_equal(count(e, STORE_C_down_q2_fail), 1);
+	qf.skip = 1; /* PENDING written, OWNED not */
+	qf.fail = 1;
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/b", "2", 2, 6), 0);
+	assert_int_equal(count(e, STORE_C_down_q2_fail), 2);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 0); /* neither id kept */
+	pump(e, d, 2);               /* both delivered, once */
+	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
+	assert_string_equal(e->lc.got[1], "cmd/plant/b:2:1");
+	assert_int_equal(count(e, STORE_C_down_spooled), 2);
+
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/c", "3", 2, 7), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1);
+	qf.fail = 1;
+	assert_int_equal(downlink_q2_release(d, 7), -EIO); /* PUBCOMP withheld */
+	assert_int_equal(count(e, STORE_C_down_q2_fail), 3);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1); /* still kept: the cloud's next PUBREL frees it */
+	assert_int_equal(ids[1], 7);
+	assert_int_equal(downlink_q2_release(d, 7), 0);
+	pump(e, d, 3);
+	downlink_close(d);
+	e->sc->spool.io = NULL;
+	qf.q2_fd = -1;
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1); /* 7 freed on disk, 5 never written; 6's PENDING entry */
+	assert_int_equal(ids[1], 6); /* made it owned at open: its record reached the spool */
+	downlink_close(d);
+}
+
+/* ---- a hand-made lcore: reads DOWN records, answers what the test says ---- */
+static int
+raw_lcore(struct env *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct dpchan_hello h = { 9, 1, DPCHAN_VERSION };
+	uint8_t buf[DPCHAN_HDR_LEN + DPCHAN_HELLO_LEN];
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	int len = dpchan_encode_hello(buf, sizeof(buf), &h);
+
+	strcpy(sa.sun_path, e->sock);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(send(fd, buf, (size_t)len, 0), len);
+	for (int i = 0; i < 100 && dpchan_server_connected(e->srv) == 0; i++) {
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	assert_int_equal(dpchan_server_connected(e->srv), 1);
+	return fd;
+}
+
+static int
+raw_ref(void *arg, const struct dpchan_rec *r)
+{
+	uint64_t *refs = arg;
+
+	if (refs[0] < 8)
+		refs[++refs[0]] = r->ref;
+	return 0;
+}
+
+/* refs[0]: how many DOWN records the lcore read; refs[1..]: their refs. */
+static void
+raw_read(int fd, uint64_t refs[9])
+{
+	static uint8_t buf[DPCHAN_FRAME_MAX];
+	ssize_t n;
+
+	memset(refs, 0, 9 * sizeof(*refs));
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		assert_int_equal(dpchan_decode_recs(buf, (size_t)n, DPCHAN_DOWN, raw_ref, refs), 0);
+}
+
+static void
+raw_ack(struct env *e, int fd, uint64_t first, uint64_t last)
+{
+	struct dpchan_range r = { first, last, 1 };
+	uint8_t buf[64];
+	int len = dpchan_encode_down_ack(buf, sizeof(buf), &r, 1);
+
+	assert_true(len > 0);
+	assert_int_equal(send(fd, buf, (size_t)len, 0), len);
+	dpchan_server_run(e->srv);
+}
+
+/* Answers for records released already (counted down_ack_dup): a second answer for one ref, and
+ * one for a ref below this spool's base (from before it was made) release nothing else and do
+ * not make the downlink forget what is still unanswered: when that lcore's connection ends, the
+ * record it never answered goes to the next lcore, and the answered one does not go again. */
+static void
+test_answered_twice(void **state)
+{
+	struct env *e = *state;
+	struct downlink *d;
+	uint64_t refs[9];
+	int fd;
+
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	fd = raw_lcore(e);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/b", "2", 1), 0);
+	raw_read(fd, refs);
+	assert_int_equal(refs[0], 2);
+	assert_int_equal(refs[2], refs[1] + 1);
+	raw_ack(e, fd, refs[1], refs[1]); /* a taken */
+	raw_ack(e, fd, refs[1], refs[1]); /* and answered again */
+	raw_ack(e, fd, 5, 5);             /* not one of this spool's */
+	assert_int_equal(count(e, STORE_C_down_taken), 1);
+	assert_int_equal(count(e, STORE_C_down_ack_dup), 2);
+	close(fd); /* the lcore dies with b unanswered */
+	for (int i = 0; i < 100 && dpchan_server_connected(e->srv) > 0; i++) {
+		dpchan_server_run(e->srv);
+		usleep(1000);
+	}
+	downlink_replay(d);
+	assert_int_equal(count(e, STORE_C_down_resent), 1);
+	lc_connect_boot(e, 8);
+	pump(e, d, 1);
+	assert_string_equal(e->lc.got[0], "cmd/plant/b:2:1"); /* b again, a not */
+	assert_int_equal(count(e, STORE_C_down_taken), 2);
+	assert_int_equal(count(e, STORE_C_down_ack_dup), 2);
+	downlink_close(d);
+}
+
+/* A record in the downlink spool over any DOWN frame (spooled by a build with a larger one):
+ * it can never go; it is dropped (counted down_spool_fail) and the messages behind it go.
+ * Before, every tick read it again and failed, and nothing behind it was ever delivered. */
+static void
+test_oversized_spooled_record(void **state)
+{
+	struct env *e = *state;
+	static uint8_t big[DPCHAN_FRAME_MAX + 1];
+	struct spool_config c;
+	struct spool *sp;
+	struct downlink *d;
+	char path[128];
+	uint64_t seq;
+	struct spool_rec_in in = { .cls = SPOOL_NORMAL,
+		.qos = 1,
+		.topic = "cmd/plant/big",
+		.topic_len = 13,
+		.payload = big,
+		.payload_len = sizeof(big) };
+
+	snprintf(path, sizeof(path), "%s/spool/downlink", e->dir);
+	spool_config_defaults(&c);
+	c.dir = path;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(spool_commit(sp), 0);
+	spool_close(sp);
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	lc_connect(e);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0);
+	pump(e, d, 1);
+	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
+	assert_int_equal(count(e, STORE_C_down_spool_fail), 1);
+	downlink_close(d); /* released: not read again by the next agent */
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	pump(e, d, 1);
+	assert_int_equal(count(e, STORE_C_down_spool_fail), 1);
+	downlink_close(d);
+}
+
 int
 main(void)
 {
@@ -562,6 +791,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_q2_ids_kept_across_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_lcore_at_a_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_removed_by_hand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_q2_ids_write_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answered_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_spooled_record, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

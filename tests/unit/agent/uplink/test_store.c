@@ -4,7 +4,8 @@
  * be made to fail: the rules decide (unmatched: -ENOENT), a full spool refuses (-ENOBUFS), a
  * failed commit is reported and its records never sent, records go up only once durable and are
  * released only when acknowledged, QoS 2 phases survive a SIGKILL (restored under their packet
- * id), the uplink's refusals and a full uplink are counted.
+ * id), the uplink's refusals and a full uplink are counted; a record read back while memory
+ * runs out (fail_alloc.h) is read again later, not lost.
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "fail_alloc.h"
 #include "fake_uplink.h"
 #include "store.h"
 #include "uplink.h"
@@ -835,6 +837,46 @@ test_open_fails_cleanly(void **state)
 	store_abandon(NULL);
 }
 
+/* A record larger than the store's read buffer (64 KiB) needs a larger one when it is read
+ * back to go up; with no memory for it the read fails (counted read_fail), the record stays in
+ * the spool and goes up whole at the next run, once. */
+static void
+test_read_out_of_memory(void **state)
+{
+	static char big[100 << 10];
+	struct store *s = open_store(0);
+	struct reports rep = { 0 };
+	struct pollfd p;
+	uint64_t seq;
+
+	(void)state;
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "big:", 4);
+	assert_int_equal(store_on_durable(s, on_report, &rep), 0);
+	assert_int_equal(store_submit(s, "plant/big", big, sizeof(big), 1, false, &seq), 0);
+	p = (struct pollfd){ .fd = store_event_fd(s), .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 5000), 1); /* durable: the flusher is idle again */
+	fail_alloc_from(1);
+	store_process(s);
+	fail_alloc_nth(0);
+	assert_true(fail_alloc_failed() >= 1);
+	assert_int_equal(rep.status, 0);
+	assert_int_equal(rep.last, seq);
+	/* each read that found no memory counted (before, the allocation's failure returned
+	 * before the count: read_fail never moved) */
+	assert_int_equal(counter(s, STORE_C_read_fail), fail_alloc_failed());
+	assert_int_equal(F.n, 0);
+	store_process(s); /* memory again (the agent's tick runs it at least) */
+	assert_int_equal(F.n, 1);
+	assert_int_equal(F.g[0].ref, seq);
+	assert_int_equal(strncmp(F.g[0].payload, "big:xxxx", 8), 0);
+	fu_ack(&F, 0, 0);
+	store_process(s);
+	assert_int_equal(counter(s, STORE_C_acked), 1);
+	assert_int_equal(counter(s, STORE_C_sent), 1); /* once */
+	store_close(s);
+}
+
 int
 main(void)
 {
@@ -856,6 +898,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_slow_commit_does_not_block, setup, teardown),
 		cmocka_unit_test(test_conf_errors),
 		cmocka_unit_test_setup_teardown(test_open_fails_cleanly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_out_of_memory, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -164,7 +164,7 @@ test_q2_origins(void **state)
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/q2", dir);
-	assert_non_null(q = dpchan_q2_open(path, 0, cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
 	dpchan_q2_taken(q, &a, 10);
 	dpchan_q2_taken(q, &b, 11);
 	dpchan_q2_taken(q, &c, 12);
@@ -184,7 +184,7 @@ test_q2_origins(void **state)
 	assert_non_null(f = fopen(path, "a"));
 	fputs("torn", f);
 	fclose(f);
-	assert_non_null(q = dpchan_q2_open(path, 0, cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
 	assert_int_equal(dpchan_q2_state(q, &a), DPCHAN_Q2_HELD);
 	assert_int_equal(dpchan_q2_state(q, &c), DPCHAN_Q2_NONE);
 	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 1);
@@ -192,7 +192,7 @@ test_q2_origins(void **state)
 	dpchan_q2_close(q);
 
 	/* bounded: the oldest goes, counted */
-	assert_non_null(q = dpchan_q2_open(path, 1024, cnt));
+	assert_non_null(q = dpchan_q2_open(path, 1024, cnt, NULL, NULL));
 	for (uint64_t i = 1; i <= 1030; i++) {
 		struct dpchan_origin o = { 0xc3, i, 1 };
 
@@ -204,7 +204,7 @@ test_q2_origins(void **state)
 	assert_int_equal(dpchan_q2_state(q, &(struct dpchan_origin){ 0xc3, 7, 1 }), DPCHAN_Q2_HELD);
 	assert_int_equal(dpchan_q2_sync(q), 0);
 	dpchan_q2_close(q);
-	assert_non_null(q = dpchan_q2_open(path, 1024, cnt));
+	assert_non_null(q = dpchan_q2_open(path, 1024, cnt, NULL, NULL));
 	assert_int_equal(dpchan_q2_count(q), 1024);
 	dpchan_q2_close(q);
 
@@ -228,7 +228,7 @@ test_q2_origins(void **state)
 	}
 	fclose(f);
 	errno = 0;
-	assert_null(dpchan_q2_open(path, 0, cnt));
+	assert_null(dpchan_q2_open(path, 0, cnt, NULL, NULL));
 	assert_int_equal(errno, EPROTONOSUPPORT);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -814,6 +814,103 @@ test_peer_not_reading(void **state)
 	env_free(e);
 }
 
+static int
+submit_q2(struct env *e, uint64_t ref, const struct dpchan_origin *origin)
+{
+	struct dpchan_rec r = { .ref = ref,
+		.qos = 2,
+		.topic = "plant/q",
+		.topic_len = 7,
+		.payload = (const uint8_t *)"m",
+		.payload_len = 1 };
+
+	if (origin != NULL) {
+		r.has_origin = true;
+		r.origin = *origin;
+	}
+	return dpchan_client_submit(e->d.c, &r);
+}
+
+/* QoS 2 through the server, after a SIGKILL of the dataplane: its next start forwards its
+ * sensor's resends under the origins of their first copies while those are still being made
+ * durable. Each resend waits (Q2_WAIT, counted once; the connection paused): one whose first
+ * copy became durable is answered durable and not stored again, one whose first copy failed is
+ * stored now. The sensor's PUBRELs release the origins; a release of an origin the agent does
+ * not hold (evicted, or never stored) is counted and harmless; releases beyond the client's
+ * queue while the agent is away are refused and counted, the queue sent whole at the next
+ * connect. */
+static void
+test_q2_resend_waits_for_its_first_copy(void **state)
+{
+	struct env *e = env_new(0, true);
+	struct dpchan_client_config cc = { .path = e->path, .boot_id = 43, .lcore = 1 };
+	struct dpchan_origin o1 = { 42, 1, 1 }, o2 = { 42, 2, 1 }, gone = { 42, 99, 1 };
+	int rc = 0;
+
+	(void)state;
+	pump(e);
+	assert_int_equal(submit_q2(e, 1, NULL), 0); /* the first start: origin (42, 1, lcore 1) */
+	assert_int_equal(submit_q2(e, 2, NULL), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 2);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_ORIGINS), 2);
+	dpchan_client_free(e->d.c); /* SIGKILL before either was durable */
+	e->d = (struct dp){ 0 };
+	assert_non_null(e->d.c = dpchan_client_new(&cc, &dp_ops, &e->d));
+	pump(e);
+	assert_int_equal(submit_q2(e, 1, &o1), 0); /* the sensor's resends, first copies' origins */
+	assert_int_equal(submit_q2(e, 2, &o2), 0);
+	for (int i = 0; i < 3; i++)
+		pump(e);
+	assert_int_equal(e->sink.n, 2); /* not stored again, not answered */
+	assert_int_equal(e->d.ok + e->d.failed, 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_WAIT), 1);
+	dpchan_server_durable(e->s, 1, 1, 0);    /* the first copy of 1 is on disk */
+	dpchan_server_durable(e->s, 2, 2, -EIO); /* that of 2 never got there */
+	pump(e);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_HELD), 1);
+	assert_int_equal(e->d.ok, 1); /* 1: answered durable, stored once */
+	assert_int_equal(e->sink.n, 3);
+	assert_int_equal(e->sink.refs[2], 2); /* 2: stored now */
+	dpchan_server_durable(e->s, 3, 3, 0);
+	pump(e);
+	assert_int_equal(e->d.ok, 2);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_WAIT), 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_ORIGINS), 2);
+
+	/* the PUBRELs: o1 and o2 (stored under the origin it came with), then one never held */
+	assert_int_equal(dpchan_client_release(e->d.c, &o1), 0);
+	assert_int_equal(dpchan_client_release(e->d.c, &o2), 0);
+	assert_int_equal(dpchan_client_release(e->d.c, &gone), 0);
+	pump(e);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RELEASE_RX), 3);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RELEASE_UNKNOWN), 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_ORIGINS), 0);
+	/* a resend of 1 now is a new message (its exchange is complete): stored */
+	assert_int_equal(submit_q2(e, 3, &o1), 0);
+	pump(e);
+	assert_int_equal(e->sink.n, 4);
+
+	/* the agent away: the release queue fills (4096), the next is refused and counted */
+	dpchan_server_free(e->s);
+	e->s = NULL;
+	pump(e);
+	assert_false(dpchan_client_connected(e->d.c));
+	for (uint64_t ref = 1000; ref < 1000 + 4096 && rc == 0; ref++)
+		rc = dpchan_client_release(e->d.c, &(struct dpchan_origin){ 43, ref, 1 });
+	assert_int_equal(rc, 0);
+	assert_int_equal(dpchan_client_release(e->d.c, &gone), -ENOBUFS);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_RELEASE_DROP), 1);
+	e->sink = (struct sink){ .room = 1000 };
+	env_server(e);
+	for (int i = 0; i < 50 && dpchan_server_counter(e->s, DPCHAN_C_RELEASE_RX) == 0; i++)
+		pump(e);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RELEASE_RX), 4096);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_RELEASE_TX), 3 + 4096);
+	assert_int_equal(dpchan_client_release(e->d.c, &gone), 0); /* room again */
+	env_free(e);
+}
+
 int
 main(void)
 {
@@ -831,6 +928,7 @@ main(void)
 		cmocka_unit_test(test_server_bad_frames),
 		cmocka_unit_test(test_server_bounds),
 		cmocka_unit_test(test_peer_not_reading),
+		cmocka_unit_test(test_q2_resend_waits_for_its_first_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

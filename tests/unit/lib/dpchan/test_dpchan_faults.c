@@ -26,6 +26,7 @@
 
 #include "dpchan_client.h"
 #include "dpchan_conf.h"
+#include "dpchan_q2.h"
 #include "dpchan_server.h"
 #include "fail_alloc.h"
 
@@ -689,6 +690,7 @@ test_channel_conf(void **state)
 struct dp {
 	uint64_t ok, failed;
 	int ready;
+	int down; /* downlink publishes delivered */
 };
 
 static void
@@ -833,6 +835,127 @@ test_client_bad_agent(void **state)
 	}
 	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_RECS_RESENT), 1 + 2 + 3);
 	assert_int_equal(d.ok + d.failed, 0);
+	close(fd);
+	dpchan_client_free(c);
+	close(lfd);
+	unlink(path);
+	rmdir(dir);
+}
+
+static int
+dp_down_count(void *arg, const struct dpchan_rec *r)
+{
+	(void)r;
+	((struct dp *)arg)->down++;
+	return 1;
+}
+
+static const struct dpchan_client_ops dp_down_ops = {
+	.durable = dp_durable, .ready = dp_ready, .down = dp_down_count
+};
+
+/* A DOWN frame of n records, refs 2, 4, ..., 2 n (apart: one answer range each). */
+static void
+agent_down(int fd, uint32_t n)
+{
+	static uint8_t buf[DPCHAN_FRAME_MAX];
+	size_t off = DPCHAN_HDR_LEN;
+
+	dpchan_put_header(buf, DPCHAN_DOWN, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct dpchan_rec r = { .ref = 2 * (i + 1),
+			.qos = 1,
+			.topic = "cmd/p",
+			.topic_len = 5,
+			.payload = (const uint8_t *)"on",
+			.payload_len = 2 };
+		int len = dpchan_put_rec(buf + off, sizeof(buf) - off, true, &r);
+
+		assert_true(len > 0);
+		off += (size_t)len;
+	}
+	assert_int_equal(send(fd, buf, off, 0), (ssize_t)off);
+}
+
+static void
+count_acks(void *arg, const struct dpchan_range *r)
+{
+	assert_int_equal(r->first, r->last);
+	++*(uint64_t *)arg;
+}
+
+static void
+count_origins(void *arg, const struct dpchan_origin *o)
+{
+	assert_int_equal(o->ref, 8);
+	++*(uint64_t *)arg;
+}
+
+/* The agent sends 65 DOWN records (more answers than one DOWN_ACK frame holds) and closes
+ * before reading any answer: the lcore's broker takes each once; the answer frame due after
+ * the 64th cannot be sent (counted DOWN_ACK_FAIL), the connection ends. The agent, which heard
+ * nothing, sends all 65 again after the reconnect: each is answered, none delivered twice
+ * (DOWN_DUP). Then a release finds no memory for the release queue. */
+static void
+test_client_down_ack_to_a_closed_agent(void **state)
+{
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[100];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct dpchan_client_config cc = {
+		.path = path, .boot_id = 1, .lcore = 2, .reconnect_min_ms = 50
+	};
+	static uint8_t buf[DPCHAN_FRAME_MAX];
+	uint64_t now = 1000, acks = 0;
+	struct dp d = { 0 };
+	struct dpchan_client *c;
+	int lfd, fd;
+	ssize_t n;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a.sock", dir);
+	strcpy(sa.sun_path, path);
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_non_null(c = dpchan_client_new(&cc, &dp_down_ops, &d));
+	dpchan_client_poll(c, now);
+	fd = agent_accept(lfd);
+	agent_down(fd, 65);
+	close(fd); /* the agent goes away without reading */
+	dpchan_client_poll(c, now += 20);
+	assert_int_equal(d.down, 65); /* each taken by the broker */
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_ACK_FAIL), 1);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_ACK_TX), 0);
+	assert_false(dpchan_client_connected(c));
+
+	dpchan_client_poll(c, now += 100);
+	assert_true(dpchan_client_connected(c));
+	fd = agent_accept(lfd);
+	agent_down(fd, 65); /* the agent's next start sends them again */
+	dpchan_client_poll(c, now += 20);
+	assert_int_equal(d.down, 65); /* not twice */
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_DUP), 65);
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		assert_int_equal(dpchan_decode_down_ack(buf, (size_t)n, count_acks, &acks), 0);
+	assert_int_equal(acks, 65); /* each answered: the agent releases them */
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DOWN_ACK_TX), 65);
+	assert_true(dpchan_client_connected(c));
+
+	/* a QoS 2 release with no memory for the release queue: dropped (counted); the next
+	 * one goes */
+	fail_alloc_nth(1);
+	assert_int_equal(dpchan_client_release(c, &(struct dpchan_origin){ 1, 7, 2 }), -ENOMEM);
+	fail_alloc_nth(0);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_RELEASE_DROP), 1);
+	assert_int_equal(dpchan_client_release(c, &(struct dpchan_origin){ 1, 8, 2 }), 0);
+	dpchan_client_poll(c, now += 20);
+	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	assert_true(n > 0);
+	acks = 0;
+	assert_int_equal(dpchan_decode_release(buf, (size_t)n, count_origins, &acks), 0);
+	assert_int_equal(acks, 1);
+	assert_int_equal(dpchan_client_counter(c, DPCHAN_C_RELEASE_TX), 1);
 	close(fd);
 	dpchan_client_free(c);
 	close(lfd);
@@ -998,6 +1121,264 @@ test_client_backoff(void **state)
 	dpchan_client_free(c);
 }
 
+/* ---- the QoS 2 origin file's I/O, failing on demand ---- */
+struct q2_faults {
+	int fail_writes;  /* the next writes that fail (ENOSPC); -1: every one */
+	bool short_write; /* the next one writes half its bytes (ENOSPC then) */
+	int fail_syncs;   /* the next fdatasyncs that fail (EIO) */
+	unsigned writes, syncs;
+};
+
+static int
+qf_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	(void)ctx;
+	return open(path, flags, mode);
+}
+
+static ssize_t
+qf_write(void *ctx, int fd, const void *buf, size_t len)
+{
+	struct q2_faults *f = ctx;
+
+	f->writes++;
+	if (f->short_write) {
+		f->short_write = false;
+		return write(fd, buf, len / 2);
+	}
+	if (f->fail_writes != 0) {
+		if (f->fail_writes > 0)
+			f->fail_writes--;
+		errno = ENOSPC;
+		return -1;
+	}
+	return write(fd, buf, len);
+}
+
+static int
+qf_fdatasync(void *ctx, int fd)
+{
+	struct q2_faults *f = ctx;
+
+	f->syncs++;
+	if (f->fail_syncs > 0) {
+		f->fail_syncs--;
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static int
+qf_rename(void *ctx, const char *from, const char *to)
+{
+	(void)ctx;
+	return rename(from, to);
+}
+
+static const struct dpchan_q2_io q2_faulty = {
+	.open = qf_open, .write = qf_write, .fdatasync = qf_fdatasync, .rename = qf_rename
+};
+
+static struct dpchan_origin
+q2_o(uint64_t ref)
+{
+	return (struct dpchan_origin){ 0xd4, ref, 2 };
+}
+
+/* Origin ref settled durable under token ref (taken first). */
+static void
+q2_durable(struct dpchan_q2 *q, uint64_t ref)
+{
+	struct dpchan_origin o = q2_o(ref);
+
+	dpchan_q2_taken(q, &o, ref);
+	dpchan_q2_settle(q, ref, ref, 0);
+}
+
+/* The origin file's writes and syncs failing (counted Q2_IO_FAIL): the origins stay held in
+ * memory, and the file is written again whole at the next sync that can, so that after a
+ * restart every origin held is read back, none hidden behind a torn record. Before, an origin
+ * whose write failed was missing from the file for good (the next sync said 0), and the half
+ * record of a short write hid every origin written after it. */
+static void
+test_q2_file_faults(void **state)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 };
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[64], cmd[96];
+	struct q2_faults f = { 0 };
+	struct dpchan_origin o;
+	struct dpchan_q2 *q;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/q2", dir);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, &q2_faulty, &f));
+	assert_true(f.writes == 1 && f.syncs == 1); /* the new file: header, synced */
+
+	/* 1's write fails: held all the same; the next sync writes the file whole */
+	f.fail_writes = 1;
+	q2_durable(q, 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 1);
+	o = q2_o(1);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+
+	/* 2's write is short (a torn record), and the disk stays full for a while: each sync
+	 * tries the whole file again, fails (counted), says so */
+	f.short_write = true;
+	q2_durable(q, 2);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 2);
+	f.fail_writes = -1;
+	assert_int_equal(dpchan_q2_sync(q), -ENOSPC);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 3);
+	q2_durable(q, 3); /* its append fails too */
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 4);
+	assert_int_equal(dpchan_q2_sync(q), -ENOSPC);
+	o = q2_o(3);
+	assert_true(dpchan_q2_release(q, &o)); /* the dataplane is done with 3 meanwhile */
+	f.fail_writes = 0;                     /* room again */
+	q2_durable(q, 4);
+	q2_durable(q, 5);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 6); /* and 3's release: not again */
+
+	/* an fdatasync fails: said, and the file is written whole at the next sync */
+	q2_durable(q, 6);
+	f.fail_syncs = 1;
+	assert_int_equal(dpchan_q2_sync(q), -EIO);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 7);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	q2_durable(q, 7); /* appended to the rewritten file */
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	dpchan_q2_close(q);
+
+	/* the agent starts again: every origin held is read back, nothing torn */
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 0);
+	assert_int_equal(dpchan_q2_count(q), 6);
+	for (uint64_t ref = 1; ref <= 7; ref++) {
+		o = q2_o(ref);
+		if (dpchan_q2_state(q, &o) != (ref == 3 ? DPCHAN_Q2_NONE : DPCHAN_Q2_HELD))
+			fail_msg("origin %llu: state %d after the restart", (unsigned long long)ref,
+			    (int)dpchan_q2_state(q, &o));
+	}
+	dpchan_q2_close(q);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static int
+qf_rename_fails(void *ctx, const char *from, const char *to)
+{
+	(void)ctx, (void)from, (void)to;
+	errno = EXDEV;
+	return -1;
+}
+
+/* The origin file's edges: a file that is not one (its header torn or foreign) is counted and
+ * written anew, empty; a path too long, a directory, or a rename that fails refuse the open
+ * (NULL, errno said); no memory for the table: the origin is not kept (counted), and the
+ * next one is once memory is back; no memory for a rewrite: sync says so, and closing with
+ * a rewrite due makes one last try; one written and not synced is synced at close. An origin
+ * held twice is written once; at most max origins await durability (one more is not kept,
+ * counted). */
+static void
+test_q2_file_edges(void **state)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 };
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[64], longp[600], cmd[96];
+	struct dpchan_q2_io bad_rename = q2_faulty;
+	struct q2_faults f = { 0 };
+	struct dpchan_origin o;
+	struct dpchan_q2 *q;
+	struct stat st;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/q2", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs("not an origin file", fp);
+	fclose(fp);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 1);
+	assert_int_equal(dpchan_q2_count(q), 0);
+	dpchan_q2_close(q);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16); /* a header of ours now */
+
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	errno = 0;
+	assert_null(dpchan_q2_open(longp, 0, cnt, NULL, NULL));
+	assert_int_equal(errno, ENAMETOOLONG);
+	errno = 0;
+	assert_null(dpchan_q2_open(dir, 0, cnt, NULL, NULL)); /* a directory: not readable */
+	assert_int_equal(errno, EISDIR);
+	bad_rename.rename = qf_rename_fails;
+	errno = 0;
+	assert_null(dpchan_q2_open(path, 0, cnt, &bad_rename, &f));
+	assert_int_equal(errno, EXDEV);
+
+	/* no memory for the table at the first origin, none for a rewrite */
+	assert_non_null(q = dpchan_q2_open(path, 4, cnt, &q2_faulty, &f));
+	memset(cnt, 0, sizeof(cnt));
+	fail_alloc_nth(1);
+	q2_durable(q, 1);
+	fail_alloc_nth(0);
+	assert_int_equal(fail_alloc_failed(), 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 1);
+	o = q2_o(1);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE); /* a resend is stored anew */
+	q2_durable(q, 2);
+	o = q2_o(2);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	dpchan_q2_held(q, &o); /* found in the spool too: written once */
+	f.writes = 0;
+	f.short_write = true;
+	q2_durable(q, 3); /* torn: a rewrite is due */
+	fail_alloc_nth(1);
+	assert_int_equal(dpchan_q2_sync(q), -ENOMEM);
+	fail_alloc_nth(0);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 3);
+	assert_int_equal(dpchan_q2_count(q), 2);
+	assert_int_equal(f.writes, 1); /* 3's; 2 not written again */
+	dpchan_q2_close(q);            /* the rewrite's last try, at close */
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 0);
+	assert_int_equal(dpchan_q2_count(q), 2);
+	o = q2_o(3);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	/* one written and not synced when the agent stops: synced at close */
+	q2_durable(q, 4);
+	dpchan_q2_close(q);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(dpchan_q2_count(q), 3);
+	dpchan_q2_close(q);
+
+	/* in memory, max 2: two await durability, a third is not kept (counted) */
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(NULL, 2, cnt, NULL, NULL));
+	for (uint64_t ref = 10; ref < 13; ref++) {
+		o = q2_o(ref);
+		dpchan_q2_taken(q, &o, ref);
+	}
+	assert_int_equal(cnt[DPCHAN_C_Q2_EVICTED], 1);
+	o = q2_o(12);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE);
+	o = q2_o(11);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_WAITING);
+	dpchan_q2_settle(q, 10, 12, -EIO); /* never stored: forgotten */
+	assert_int_equal(dpchan_q2_count(q), 0);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	dpchan_q2_close(q);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -1018,6 +1399,9 @@ main(void)
 		cmocka_unit_test(test_client_new_refusals),
 		cmocka_unit_test(test_client_bad_agent),
 		cmocka_unit_test(test_client_arena_wraps),
+		cmocka_unit_test(test_client_down_ack_to_a_closed_agent),
+		cmocka_unit_test(test_q2_file_faults),
+		cmocka_unit_test(test_q2_file_edges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

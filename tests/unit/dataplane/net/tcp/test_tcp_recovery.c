@@ -836,6 +836,48 @@ test_hystart_leaves_slow_start(void **state)
 	}
 }
 
+/* HyStart++'s false alarm: three rounds of slow start at 40 ms, one at 60 ms (Conservative
+ * Slow Start), then the RTT falls back to 40 ms, under the minimum that started CSS: the rise
+ * was not lasting (a burst of cross traffic), so back to slow start (RFC 9406 4.3), which
+ * doubles the window per round again; no exit to congestion avoidance, no loss. Staying in
+ * CSS would have grown the next round by a quarter of that. */
+static void
+test_hystart_css_back_to_slow_start(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t cwnd0;
+	unsigned n;
+
+	(void)state;
+	tcp_config_defaults(&cfg);
+	cfg.sndbuf_bytes = 4u << 20;
+	h_setup(&cfg);
+	c = start_bulk(&p, 42017, 10);
+	(void)tcp_write(c, buf, sizeof(buf));
+	h_flush();
+	h_ncap = 0;
+	for (unsigned i = 0; i < 10; i++) {
+		h_cap[h_ncap].seq = sq(&p, i);
+		h_cap[h_ncap++].len = MSS;
+	}
+	for (unsigned r = 0; r < 3; r++)
+		hs_round(&p, c, 40);
+	hs_round(&p, c, 60);
+	assert_int_equal(H_CNT(HYSTART_CSS), 1);
+	assert_int_equal(H_CNT(HYSTART_CSS_BACK), 0);
+	hs_round(&p, c, 40); /* the RTT falls back: slow start again */
+	assert_int_equal(H_CNT(HYSTART_CSS_BACK), 1);
+	cwnd0 = c->cwnd;
+	n = hs_round(&p, c, 40); /* the peer's window (64 KiB) bounds the round, not cwnd */
+	assert_true(n > 8);
+	assert_int_equal(c->cwnd - cwnd0, n * MSS); /* an MSS per segment acked: slow start */
+	assert_int_equal(H_CNT(HYSTART_CSS), 1);
+	assert_int_equal(H_CNT(HYSTART_EXIT), 0);
+	assert_int_equal(c->ssthresh, TCP_SSTHRESH_INIT);
+	assert_int_equal(H_CNT(REXMT_SEGS), 0);
+}
+
 int
 main(void)
 {
@@ -856,6 +898,7 @@ main(void)
 		cmocka_unit_test_teardown(test_dsack_undo_spurious_fast_rexmt, teardown),
 		cmocka_unit_test_teardown(test_dsack_undo_after_drain, teardown),
 		cmocka_unit_test_teardown(test_hystart_leaves_slow_start, teardown),
+		cmocka_unit_test_teardown(test_hystart_css_back_to_slow_start, teardown),
 		cmocka_unit_test_teardown(test_eifel_undo, teardown),
 	};
 
