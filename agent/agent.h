@@ -19,7 +19,7 @@
 
 struct dpchan_link;
 struct downlink;
-struct downlink_ids;
+struct cmdspool;
 
 struct agent {
 	const char *cfg_path;
@@ -38,7 +38,7 @@ struct agent {
 	struct store *store;      /* rules + spool: readings go through it to the uplink */
 	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */
 	struct downlink *down;    /* cloud messages to the dataplane's broker (NULL: none) */
-	struct downlink_ids *cmd_q2; /* the command topic's QoS 2 ids on disk (NULL: none) */
+	struct cmdspool *cmds;    /* QoS 1/2 commands and their QoS 2 ids on disk (NULL: none) */
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */

@@ -15,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
 
 #include "agent.h"
+#include "cmdspool.h"
 #include "downlink.h"
-#include "downlink_q2.h"
 #include "dpchan_link.h"
 #include "clock.h"
 #include "metrics.h"
@@ -55,9 +54,10 @@ find_device(struct agent *a, const char *name, size_t *dev)
 	return NULL;
 }
 
-/* A JSON write command for a Modbus device: queued for its bus, or refused with a response. */
-static void
-modbus_command(struct agent *a, const uint8_t *payload, size_t len)
+/* A JSON write command for a Modbus device (seq: its command spool record, 0: in memory only):
+ * 0 queued for its bus (its response carries seq), 1 refused with a response. */
+static int
+modbus_command(struct agent *a, const uint8_t *payload, size_t len, uint64_t seq)
 {
 	struct mb_write_req req;
 	struct mb_write_op op;
@@ -65,60 +65,45 @@ modbus_command(struct agent *a, const uint8_t *payload, size_t len)
 	struct mb_bus *b;
 	char err[256];
 	size_t dev, pi;
-	int rc;
 
-	if (mb_write_parse((const char *)payload, len, &req, err, sizeof(err)) != 0)
-		return respond_reject(a, &req, err);
+	if (mb_write_parse((const char *)payload, len, &req, err, sizeof(err)) != 0) {
+		respond_reject(a, &req, err);
+		return 1;
+	}
 	b = find_device(a, req.device, &dev);
 	if (b == NULL) {
 		snprintf(err, sizeof(err), "no device named '%s'", req.device);
-		return respond_reject(a, &req, err);
+		respond_reject(a, &req, err);
+		return 1;
 	}
 	p = mb_profile_point(mb_bus_device_profile(b, dev), req.point, &pi);
 	if (p == NULL) {
 		snprintf(err, sizeof(err), "device '%s' has no point '%s'", req.device, req.point);
-		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
-		return respond_reject(a, &req, err);
+	} else if (mb_write_prepare_req(p, &req, &op, err, sizeof(err)) == 0) {
+		if (mb_bus_submit_write(b, dev, pi, &req, &op, seq) == 0)
+			return 0;
+		/* refused with a response (a spooled one is then released): the cloud has its
+		 * answer now, rather than a write that may come much later than it meant */
+		snprintf(err, sizeof(err), "too many writes waiting for this bus");
 	}
-	if (mb_write_prepare_req(p, &req, &op, err, sizeof(err)) != 0) {
-		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
-		return respond_reject(a, &req, err);
-	}
-	rc = mb_bus_submit_write(b, dev, pi, &req, &op);
-	if (rc != 0) {
-		agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
-		respond_reject(a, &req, "too many writes waiting for this bus");
-	}
+	agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
+	respond_reject(a, &req, err);
+	return 1;
 }
 
-/* A QoS 2 command's packet id, on disk before its write can reach the bus (downlink_q2.h's
- * table, in <spool>/commands): a resend (DUP) after an agent restart is then answered PUBREC and
- * not written twice. 0, or < 0 when it could not be kept (counted, logged: not acknowledged,
- * the cloud sends it again). */
 static int
-command_q2_own(struct agent *a, uint16_t packet_id)
+run_spooled(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
 {
-	int rc;
-
-	if (a->cmd_q2 == NULL || packet_id == 0)
-		return 0;
-	if ((rc = downlink_ids_own(a->cmd_q2, packet_id)) == 0 &&
-	    (rc = downlink_ids_sync(a->cmd_q2)) == 0)
-		return 0;
-	store_count(a->store, STORE_C_down_q2_fail, 1);
-	LOG_RATELIMITED(LOG_LVL_WARN, 60,
-	    "command: cannot keep QoS 2 packet id %u on disk (%s): not acknowledged (the cloud "
-	    "sends it again)",
-	    packet_id, strerror(-rc));
-	return rc;
+	return modbus_command(arg, payload, len, seq);
 }
 
 /*
- * A message from the cloud: the command topic goes to the Modbus write path (the gateway owns a
- * command once it is queued for its bus, or refused with a response: acknowledged either way;
- * a QoS 2 command's packet id is on disk first, so that it is never written twice), a topic of
- * the downlink rules to the dataplane's broker (downlink.h: acknowledged once on disk in the
- * downlink spool). Anything else was not asked for: acknowledged and ignored.
+ * A message from the cloud: the command topic goes to the Modbus write path (a QoS 1/2 command
+ * is acknowledged once it is on disk in the command spool, its QoS 2 packet id with it, and
+ * released from there once its bus answered or it was refused with a response: cmdspool.h; a
+ * QoS 0 one is queued for its bus in memory), a topic of the downlink rules to the dataplane's
+ * broker (downlink.h: acknowledged once on disk in the downlink spool). Anything else was not
+ * asked for: acknowledged and ignored.
  */
 static int
 on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
@@ -128,9 +113,13 @@ on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uin
 	int rc;
 
 	if (a->cfg.cmd_topic[0] && strcmp(topic, a->cfg.cmd_topic) == 0) {
-		if ((rc = command_q2_own(a, packet_id)) != 0)
+		if (a->cmds == NULL || qos == 0) {
+			modbus_command(a, payload, len, 0);
+			return 0;
+		}
+		if ((rc = cmdspool_accept(a->cmds, payload, len, qos, packet_id)) != 0)
 			return rc;
-		modbus_command(a, payload, len);
+		cmdspool_run(a->cmds);
 		return 0;
 	}
 	if (a->down != NULL &&
@@ -154,8 +143,14 @@ on_messages(void *arg, uint32_t events)
 	agent_msgq_take_all(&a->q, &l);
 	while ((m = STAILQ_FIRST(&l)) != NULL) {
 		STAILQ_REMOVE_HEAD(&l, link);
-		/* command responses answer now or never: in memory; readings through the store */
-		if (a->cfg.cmd_response_topic[0] &&
+		/* command responses answer now or never: in memory (a spooled command is released
+		 * once its response is submitted); readings through the store */
+		if (m->cmd_seq != 0) {
+			if (m->topic[0])
+				uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, false);
+			if (a->cmds != NULL)
+				cmdspool_done(a->cmds, m->cmd_seq);
+		} else if (a->cfg.cmd_response_topic[0] &&
 		    strcmp(m->topic, a->cfg.cmd_response_topic) == 0)
 			uplink_submit(a->up, m->topic, m->payload, m->len, m->qos, m->retain);
 		else if ((rc = store_submit(a->store, m->topic, m->payload, m->len, m->qos,
@@ -626,12 +621,8 @@ on_q2_released(void *arg, uint16_t packet_id)
 	struct agent *a = arg;
 	int rc = downlink_q2_release(a->down, packet_id), crc = 0;
 
-	if (a->cmd_q2 != NULL && (crc = downlink_ids_release(a->cmd_q2, packet_id)) != 0) {
-		store_count(a->store, STORE_C_down_q2_fail, 1);
-		LOG_RATELIMITED(LOG_LVL_WARN, 60,
-		    "command: cannot free QoS 2 packet id %u on disk (%s): PUBCOMP withheld",
-		    packet_id, strerror(-crc));
-	}
+	if (a->cmds != NULL)
+		crc = cmdspool_q2_release(a->cmds, packet_id);
 	return rc != 0 ? rc : crc;
 }
 
@@ -674,29 +665,20 @@ make_downlink(struct agent *a)
 	return 0;
 }
 
-/* The command topic's QoS 2 ids (command_q2_own), in <uplink spool>/commands/q2-ids: put back
- * into the MQTT client before its first connect. Only with the mqtt uplink (the one with packet
- * ids). */
+/* The command spool (cmdspool.h), in <uplink spool>/commands, with its QoS 2 ids: those put back
+ * into the MQTT client before its first connect. Only with the mqtt uplink (the one with QoS 1/2
+ * commands and packet ids). */
 static int
-make_command_q2(struct agent *a)
+make_commands(struct agent *a)
 {
-	const struct store_conf *sc = a->cfg.store;
-	char dir[600];
 	int rc;
 
 	if (a->cfg.uplink != AGENT_UPLINK_MQTT)
 		return 0;
-	if (snprintf(dir, sizeof(dir), "%s/commands",
-		sc->spool.dir ? sc->spool.dir : SPOOL_DEFAULT_DIR) >= (int)sizeof(dir))
-		return -ENAMETOOLONG;
-	rc = mkdir(dir, 0700) != 0 && errno != EEXIST ? -errno : 0;
-	if (rc != 0 ||
-	    (rc = downlink_ids_open(&a->cmd_q2, dir, NULL, sc->spool.io, sc->spool.io_ctx)) != 0) {
-		log_err("commands: %s/q2-ids: %s", dir, strerror(-rc));
+	if ((rc = cmdspool_open(&a->cmds, &a->cfg.store->spool, a->store, run_spooled, a)) != 0)
 		return rc;
-	}
 	a->up->q2in = (struct uplink_q2_in){ .arg = a, .released = on_q2_released };
-	downlink_ids_each(a->cmd_q2, restore_in, a->up);
+	cmdspool_q2_each(a->cmds, restore_in, a->up);
 	return 0;
 }
 
@@ -712,10 +694,12 @@ agent_start(struct agent *a)
 	    (rc = agent_loop_add_fd(a->loop, a->q.efd, EPOLLIN, on_messages, a)) != 0 ||
 	    (rc = agent_loop_add_tick(a->loop, on_tick, a)) != 0 || (rc = make_uplink(a)) != 0 ||
 	    (rc = make_store(a)) != 0 || (rc = make_channel(a)) != 0 ||
-	    (rc = make_downlink(a)) != 0 || (rc = make_command_q2(a)) != 0)
+	    (rc = make_downlink(a)) != 0 || (rc = make_commands(a)) != 0)
 		return rc;
 	if ((rc = buses_start(a)) != 0)
 		return rc;
+	if (a->cmds != NULL)
+		cmdspool_run(a->cmds); /* what a previous agent left unanswered, to its bus again */
 	return agent_metrics_start(a, &a->metrics);
 }
 
@@ -733,8 +717,8 @@ agent_stop(struct agent *a)
 	uplink_destroy(a->up); /* what is in flight stays in the spool for the next start */
 	downlink_close(a->down);
 	a->down = NULL;
-	downlink_ids_close(a->cmd_q2);
-	a->cmd_q2 = NULL;
+	cmdspool_close(a->cmds);
+	a->cmds = NULL;
 	if (a->store != NULL)
 		agent_loop_del_fd(a->loop, store_event_fd(a->store));
 	store_close(a->store); /* commits what the buses gave last */

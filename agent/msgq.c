@@ -39,9 +39,9 @@ agent_msgq_destroy(struct agent_msgq *q)
 	pthread_mutex_destroy(&q->lock);
 }
 
-int
-agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, size_t len,
-    uint8_t qos, bool retain)
+static int
+push(struct agent_msgq *q, const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, uint64_t cmd_seq)
 {
 	size_t tlen = strlen(topic);
 	struct agent_msg *m;
@@ -49,7 +49,7 @@ agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, si
 	bool was_empty;
 
 	pthread_mutex_lock(&q->lock);
-	if (q->len >= q->max) {
+	if (q->len >= q->max && cmd_seq == 0) {
 		q->dropped++;
 		pthread_mutex_unlock(&q->lock);
 		return -ENOBUFS;
@@ -60,6 +60,7 @@ agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, si
 		return -ENOMEM;
 	m->qos = qos;
 	m->retain = retain;
+	m->cmd_seq = cmd_seq;
 	m->len = len;
 	memcpy(m->payload, payload, len);
 	m->payload[len] = '\0';
@@ -73,6 +74,20 @@ agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, si
 	if (was_empty && write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		return -errno;
 	return 0;
+}
+
+int
+agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, size_t len,
+    uint8_t qos, bool retain)
+{
+	return push(q, topic, payload, len, qos, retain, 0);
+}
+
+int
+agent_msgq_push_cmd(
+    struct agent_msgq *q, const char *topic, const void *payload, size_t len, uint64_t cmd_seq)
+{
+	return push(q, topic, payload, len, 1, false, cmd_seq);
 }
 
 void

@@ -15,6 +15,7 @@ struct agent_msg {
 	STAILQ_ENTRY(agent_msg) link;
 	uint8_t qos;
 	bool retain;
+	uint64_t cmd_seq; /* a command's response: its command spool record (0: none) */
 	size_t len;
 	char *topic;
 	char payload[]; /* topic follows the payload */
@@ -35,6 +36,11 @@ void agent_msgq_destroy(struct agent_msgq *q);
 /* Copy topic and payload into a new message; -ENOBUFS (counted) when full. */
 int agent_msgq_push(struct agent_msgq *q, const char *topic, const void *payload, size_t len,
     uint8_t qos, bool retain);
+/* A spooled command's response (cmd_seq: its record, released once the loop submitted it; topic
+ * "": none to send, the release only). Never dropped for the bound: a bus has few writes
+ * waiting, and a lost one would leave its command to run again at the next start. */
+int agent_msgq_push_cmd(
+    struct agent_msgq *q, const char *topic, const void *payload, size_t len, uint64_t cmd_seq);
 /* Move every waiting message into out (initialised here; oldest first); the caller takes
  * them off (STAILQ_FIRST, STAILQ_REMOVE_HEAD) and frees each with free(). */
 void agent_msgq_take_all(struct agent_msgq *q, struct agent_msg_list *out);

@@ -71,6 +71,7 @@ struct bus_dev {
 struct write_job {
 	STAILQ_ENTRY(write_job) link;
 	size_t dev, point;
+	uint64_t seq; /* its command spool record (0: in memory only) */
 	struct mb_write_req req;
 	struct mb_write_op op;
 };
@@ -985,8 +986,14 @@ respond(struct mb_bus *b, const struct write_job *j, bool ok, const char *reason
 {
 	char msg[1024];
 	int n = mb_write_response(msg, sizeof(msg), &j->req, ok, reason, val);
+	bool send = n > 0 && b->resp_topic[0];
 
-	if (n > 0 && b->resp_topic[0])
+	/* a spooled command is released by the loop once its response is submitted: it goes with
+	 * one, or with none to send */
+	if (j->seq != 0)
+		agent_msgq_push_cmd(
+		    b->q, send ? b->resp_topic : "", msg, send ? (size_t)n : 0, j->seq);
+	else if (send)
 		agent_msgq_push(b->q, b->resp_topic, msg, (size_t)n, 1, false);
 }
 
@@ -1386,7 +1393,7 @@ mb_bus_device_profile(const struct mb_bus *b, size_t dev)
 
 int
 mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_write_req *req,
-    const struct mb_write_op *op)
+    const struct mb_write_op *op, uint64_t seq)
 {
 	struct write_job *j;
 
@@ -1399,7 +1406,7 @@ mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_
 	j = calloc(1, sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	*j = (struct write_job){ .dev = dev, .point = point, .req = *req, .op = *op };
+	*j = (struct write_job){ .dev = dev, .point = point, .seq = seq, .req = *req, .op = *op };
 	pthread_mutex_lock(&b->lock);
 	STAILQ_INSERT_TAIL(&b->jobs, j, link);
 	b->njobs++;

@@ -27,9 +27,11 @@ void mb_bus_destroy(struct mb_bus *b);
 /* Device lookup for commands: index or -1. */
 int mb_bus_find_device(const struct mb_bus *b, const char *name);
 const struct mb_profile *mb_bus_device_profile(const struct mb_bus *b, size_t dev);
-/* Queue a checked write (runs before the next poll); -ENOBUFS when too many wait. */
+/* Queue a checked write (runs before the next poll); -ENOBUFS when too many wait. seq: its
+ * command spool record (agent/cmdspool.h), 0 for none: its response then carries seq
+ * (agent_msgq_push_cmd, also when there is no response topic), for the loop to release it. */
 int mb_bus_submit_write(struct mb_bus *b, size_t dev, size_t point, const struct mb_write_req *req,
-    const struct mb_write_op *op);
+    const struct mb_write_op *op, uint64_t seq);
 struct agent_dev_stats *mb_bus_dev_stats(struct mb_bus *b, size_t dev);
 
 /* For the stats dump. */

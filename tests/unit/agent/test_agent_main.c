@@ -920,6 +920,92 @@ test_agent_q2_command_restart(void **state)
 	release_signals_and_log(&held);
 }
 
+/*
+ * A QoS 2 command acknowledged (PUBREC) and then the agent stops before its bus wrote it: the
+ * line is slow (a poll in progress holds the write back). The command is on disk in the command
+ * spool (<spool>/commands), its packet id with it; the next agent runs it again from there
+ * (cmd_replayed) and answers the cloud's resend (DUP) PUBREC without running it a second time:
+ * the device sees one write, the cloud one response. With the command in memory only, the first
+ * agent's stop lost it and the resend was answered from the id on disk: never written.
+ */
+static void
+test_agent_q2_command_stopped_before_write(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static struct mini_broker mb;
+	socklen_t sl = sizeof(sa);
+	pthread_t th, bt;
+	char text[4096];
+	struct held held;
+	int reads, seen[3];
+
+	(void)state;
+	memset(&mb, 0, sizeof(mb));
+	pthread_mutex_init(&mb.mu, NULL);
+	mb.q2_cmd = true;
+	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(mb.lfd, 4), 0);
+	mb.port = ntohs(sa.sin_port);
+	fake_reset();
+	fake_set(MB_FN_HOLDING, 40, 215);
+	fake_set_delay_us(0, 700000); /* a poll's request holds the write back */
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  topic_prefix: site\n"
+	    "  state_dir: %s/state\n"
+	    "  uplink: mqtt\n"
+	    "  mqtt: {host: 127.0.0.1, port: %d, client_id: t-q2s, keepalive: 5s, version: "
+	    "'3.1.1'}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  metrics: {listen: '127.0.0.1:%d', dataplane_telemetry: %s/no-dataplane.sock}\n"
+	    "  buses:\n%s"
+	    "uplink:\n"
+	    "  spool: {dir: %s/spool-q2s}\n",
+	    PROFILES_DIR, dir, mb.port, port, dir, bus_rtu1, dir);
+	write_file(cfg, text);
+	hold_signals_and_log(&held);
+	assert_int_equal(pthread_create(&bt, NULL, broker_thread, &mb), 0);
+
+	/* the first agent acknowledges the command and stops before its bus gets to it */
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.pubrecs, 1)));
+	agent_stop(th);
+	assert_int_equal(line_count(16, 40), 0);
+
+	/* the next agent runs it from the spool; the resend (DUP) is answered, not run */
+	fake_set_delay_us(0, 0);
+	pthread_mutex_lock(&mb.mu);
+	mb.q2_release = true;
+	pthread_mutex_unlock(&mb.mu);
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.pubcomps, 1)));
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.responses, 1)));
+	assert_true(WAIT_FOR(body_has(
+	    "GET", "/metrics", "edgegw_agent_store_cmd_replayed_total{class=\"info\"} 1")));
+	reads = line_count(3, -1);
+	assert_true(WAIT_FOR(line_count(3, -1) >= reads + 2));
+	assert_int_equal(line_count(16, 40), 1); /* the device saw one write */
+	assert_int_equal(fake_get(MB_FN_HOLDING, 40), 235);
+	pthread_mutex_lock(&mb.mu);
+	memcpy(seen, (int[]){ mb.q2_sent, mb.pubrecs, mb.responses }, sizeof(seen));
+	assert_non_null(strstr(mb.last_response, "\"status\":\"ok\""));
+	pthread_mutex_unlock(&mb.mu);
+	assert_int_equal(seen[0], 2);
+	assert_int_equal(seen[1], 2);
+	assert_int_equal(seen[2], 1);
+
+	agent_stop(th);
+	__atomic_store_n(&mb.stop, true, __ATOMIC_RELEASE);
+	shutdown(mb.lfd, SHUT_RDWR);
+	close(mb.lfd);
+	assert_int_equal(pthread_join(bt, NULL), 0);
+	release_signals_and_log(&held);
+}
+
 /* --check, --version, --help and bad usage answer without starting anything. */
 static void
 test_agent_options(void **state)
@@ -1004,6 +1090,7 @@ main(void)
 		cmocka_unit_test(test_agent_degraded),
 		cmocka_unit_test(test_agent_mqtt_uplink),
 		cmocka_unit_test(test_agent_q2_command_restart),
+		cmocka_unit_test(test_agent_q2_command_stopped_before_write),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

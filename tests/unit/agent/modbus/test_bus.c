@@ -236,7 +236,7 @@ submit(size_t dev, const char *point, double value, const char *id)
 	snprintf(req.point, sizeof(req.point), "%s", point);
 	if (mb_write_prepare_req(pt, &req, &op, err, sizeof(err)) != 0)
 		fail_msg("prepare %s: %s", point, err);
-	assert_int_equal(mb_bus_submit_write(R.b, dev, pi, &req, &op), 0);
+	assert_int_equal(mb_bus_submit_write(R.b, dev, pi, &req, &op, 0), 0);
 }
 
 static const char *const every_table = "name: tables\n"
@@ -1145,7 +1145,7 @@ test_write_queue_is_bounded(void **state)
 	assert_int_equal(mb_bus_find_device(R.b, "nope"), -1);
 	pt = mb_profile_point(mb_bus_device_profile(R.b, 0), "run", &pi);
 	assert_int_equal(mb_write_prepare_req(pt, &req, &op, err, sizeof(err)), 0);
-	while ((rc = mb_bus_submit_write(R.b, 0, pi, &req, &op)) == 0)
+	while ((rc = mb_bus_submit_write(R.b, 0, pi, &req, &op, 0)) == 0)
 		n++;
 	assert_int_equal(rc, -ENOBUFS);
 	assert_true(n >= 8);
