@@ -282,6 +282,62 @@ test_frto_eifel(void **state)
 	}
 }
 
+/* Timestamps and SACK: the flow still holds its loss-recovery block when the first ACK
+ * after the retransmission shows the timeout spurious (Eifel): the block's undo gives back
+ * CUBIC's state exactly (RFC 9438 4.9), not only cwnd and ssthresh. */
+static void
+test_frto_eifel_sack(void **state)
+{
+	/* MSS 1460, SACK permitted, timestamps */
+	uint8_t opts[16] = { 2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 100, 0, 0, 0, 0 };
+	struct h_seg syn = {
+		.flags = RTE_TCP_SYN_FLAG, .seq = 1000, .win = 65535, .opts = opts, .optlen = 16
+	};
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t ts_orig, cwnd0, ss0, cc0[3];
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	memset(&p, 0, sizeof(p));
+	p.port = syn.sport = 47030;
+	p.tsval = 100;
+	h_clear();
+	h_input(&syn);
+	p.iss = h_cap[0].seq;
+	p.snd_nxt = 1001;
+	h_clear();
+	ack_tsecr(&p, p.iss + 1, h_cap[0].tsval);
+	c = h_app.c;
+	assert_non_null(c);
+	assert_true((c->flags & TF_SACK_OK) && (c->flags & TF_TS_OK));
+	assert_int_equal(tcp_write(c, buf, 30 * c->mss), (int)(30 * c->mss));
+	h_flush();
+	assert_non_null(tcp_sb_of(c));
+	ts_orig = h_cap[1].tsval;
+	cwnd0 = c->cwnd;
+	ss0 = c->ssthresh;
+	cc0[0] = c->cc_wmax;
+	cc0[1] = c->cc_cwnd_epoch;
+	cc0[2] = c->cc_epoch_ms;
+	h_clear();
+	/* the handshake gave an RTT: a tail loss probe first, then the RTO */
+	while (H_CNT(REXMT_TIMEOUT) == 0)
+		h_advance_ms(10);
+	assert_true(c->cc_wmax != cc0[0]);
+	h_advance_ms(3);
+	ack_tsecr(&p, sq(&p, 2, c->mss), ts_orig);
+	assert_int_equal(H_CNT(FRTO_SPURIOUS), 1);
+	assert_int_equal(c->cwnd, cwnd0);
+	assert_int_equal(c->ssthresh, ss0);
+	assert_int_equal(c->cc_wmax, cc0[0]);
+	assert_int_equal(c->cc_cwnd_epoch, cc0[1]);
+	assert_int_equal(c->cc_epoch_ms, cc0[2]);
+	assert_null(tcp_sb_of(c)); /* sends on from SND.MAX: NewReno until the flight drains */
+	assert_int_equal(c->snd_nxt, c->snd_max);
+}
+
 int
 main(void)
 {
@@ -290,6 +346,7 @@ main(void)
 		cmocka_unit_test_teardown(test_frto_real_loss_no_sack, teardown),
 		cmocka_unit_test_teardown(test_frto_sack, teardown),
 		cmocka_unit_test_teardown(test_frto_eifel, teardown),
+		cmocka_unit_test_teardown(test_frto_eifel_sack, teardown),
 	};
 
 	if (h_eal_init() != 0)
