@@ -5,7 +5,8 @@
  * peer did not offer SACK, or the lcore's blocks are all in use) it recovers as NewReno
  * (RFC 6582): three duplicate ACKs (or SACK blocks covering three segments beyond SND.UNA)
  * retransmit SND.UNA and inflate cwnd; partial ACKs retransmit the next hole and deflate; a
- * full ACK (covering `recover`) ends recovery. Limited Transmit (RFC 3042) for both. The
+ * full ACK (covering `recover`) ends recovery; Early Retransmit (RFC 5827) when the flight
+ * is too small for three duplicate ACKs. Limited Transmit (RFC 3042) for both. The
  * RTO's reduction is here too, and F-RTO (RFC 5682), which finds a spurious one and undoes
  * it, for every flow.
  */
@@ -92,17 +93,42 @@ reno_new_ack(struct tcp_conn *c, uint32_t acked)
 	tcb_tl(c)->cc->ack(c, acked);
 }
 
+/*
+ * Early Retransmit (RFC 5827, byte-based): a flight of fewer than four segments with nothing
+ * new to send (nothing queued beyond it, or no window for it) cannot bring three duplicate
+ * ACKs, not even with Limited Transmit: one fewer than the segments out is enough. A
+ * request/response peer without SACK (an MQTT sensor on lwIP) that loses the first of two
+ * or three segments gets it back after one round trip instead of the RTO. (The scoreboard's
+ * RACK replaces it for flows with SACK, as RFC 8985 does.) 0: not applicable.
+ */
+static unsigned
+reno_er_thresh(const struct tcp_conn *c)
+{
+	uint32_t flight = c->snd_max - c->snd_una;
+
+	if (flight >= 4u * c->mss || (c->sndq.bytes > flight && c->snd_wnd > flight))
+		return 0;
+	return (flight + c->mss - 1) / c->mss - 1;
+}
+
 static void
 reno_dupack(struct tcp_conn *c)
 {
+	unsigned er;
+
 	if (c->flags & TF_RECOVERY) {
 		c->cwnd += c->mss; /* a segment left the network: one more may go */
 		tcp_flush_add(c);
 		return;
 	}
 	tcp_rec_lt_dupack(c);
-	if (c->dupacks == 3)
+	if (c->dupacks == 3) {
 		reno_enter(c);
+	} else if (c->dupacks < 3 && (er = reno_er_thresh(c)) != 0 && c->dupacks >= er &&
+	    SEQ_GT(c->snd_una, c->snd_recover)) {
+		DP_INC(tcb_tl(c)->lc, tcp, EARLY_REXMT);
+		reno_enter(c);
+	}
 }
 
 /* SACK blocks without a scoreboard: three MSS selectively acknowledged beyond SND.UNA
