@@ -516,7 +516,7 @@ send_next(struct tcp_conn *c, uint32_t len, bool fin)
 	}
 	if (SEQ_LT(c->snd_nxt, c->snd_max)) {
 		DP_INC(tcb_tl(c)->lc, tcp, REXMT_SEGS);
-	} else if (!(c->flags & TF_RTT_TIMING) && !(c->flags & TF_TS_OK)) {
+	} else if (!(c->flags & TF_RTT_TIMING) && !(c->flags & TF_TS_OK) && !c->frto) {
 		c->flags |= TF_RTT_TIMING;
 		c->rtt_seq = c->snd_nxt;
 		c->rtt_start_ms = tcb_tl(c)->now_ms;

@@ -446,6 +446,17 @@ undo_reduction(struct tcp_conn *c, struct tcp_sb *sb)
 	tcp_flush_add(c);
 }
 
+bool
+tcp_sb_undo(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	if (sb == NULL || !sb->undo_on)
+		return false;
+	undo_reduction(c, sb);
+	return true;
+}
+
 /* Was the episode spurious? Every retransmission D-SACKed (RFC 3708), or (timestamps) the
  * ACK that covers them all echoes a TSval sent before the first of them: an original, not
  * a retransmission, made it (Eifel, RFC 3522). */

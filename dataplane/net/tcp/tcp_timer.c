@@ -290,6 +290,7 @@ rexmt_fire(struct tcp_conn *c)
 	if (c->snd_wnd == 0) {
 		/* the peer shrank its window to zero under data in flight: probe, do not
 		 * count retries against a peer that answers */
+		c->frto = TCP_FRTO_OFF;
 		c->snd_nxt = c->snd_una;
 		persist_fire(c);
 		return;

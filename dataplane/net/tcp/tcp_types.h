@@ -107,10 +107,11 @@ struct tcp_conn {
 	uint8_t keep_probes;
 	uint8_t segs_unacked; /* full segments received since our last ACK */
 	uint8_t ooo_n;
-	uint8_t in_wheel;
-	uint8_t tli;    /* its tcp_lcore: tcp_lcores[tli] */
-	uint8_t ops_i;  /* its app callbacks: tl->ops_tab[ops_i], 0: none */
-	uint32_t tw_ms; /* wheel slot time we sit in (valid if in_wheel) */
+	uint8_t in_wheel : 1;
+	uint8_t frto : 2; /* F-RTO (RFC 5682, tcp_recovery.c): TCP_FRTO_* */
+	uint8_t tli;      /* its tcp_lcore: tcp_lcores[tli] */
+	uint8_t ops_i;    /* its app callbacks: tl->ops_tab[ops_i], 0: none */
+	uint32_t tw_ms;   /* wheel slot time we sit in (valid if in_wheel) */
 
 	uint32_t flush_next; /* tcb_ref: the flush list */
 	union {
@@ -130,7 +131,14 @@ struct tcp_conn {
 	uint32_t ts_recent;
 	/* RTT (RFC 6298), milliseconds scaled: srtt x8, rttvar x4 */
 	uint32_t srtt8, rttvar4, rto_ms;
-	uint32_t rtt_seq, rtt_start_ms;
+	union {
+		struct { /* TF_RTT_TIMING: the segment timed (no timestamps) */
+			uint32_t rtt_seq, rtt_start_ms;
+		};
+		struct { /* frto != 0 (then nothing is timed): the window before the RTO */
+			uint32_t frto_cwnd, frto_ssthresh;
+		};
+	};
 	/* timer deadlines, ms on the lcore clock */
 	uint32_t t_rexmt, t_delack, t_keep;
 	uint32_t last_rx_ms;
@@ -231,6 +239,13 @@ struct tcp_sb {
 	uint16_t hs_last_min, hs_cur_min, hs_css_base;
 	uint8_t hs_samples, hs_css, hs_css_rounds, hs_done;
 	struct tcp_sb_seg seg[TCP_SB_SEGS];
+};
+
+/* F-RTO (RFC 5682) after a retransmission timeout: c->frto */
+enum {
+	TCP_FRTO_OFF = 0,
+	TCP_FRTO_STEP2, /* SND.UNA resent: waiting for the first ACK after it */
+	TCP_FRTO_STEP3, /* new data sent instead of going back: waiting for the next ACK */
 };
 
 enum tcp_ack_kind {
@@ -403,6 +418,7 @@ struct tcp_sb *tcp_sb_of(const struct tcp_conn *c);
 void tcp_sb_release(struct tcp_conn *c);
 void tcp_sb_reset(struct tcp_conn *c);      /* go-back-N: forget what is tracked */
 void tcp_sb_undo_start(struct tcp_conn *c); /* before a reduction: remember the window */
+bool tcp_sb_undo(struct tcp_conn *c);       /* undo the block's remembered reduction, if any */
 bool tcp_sb_room(struct tcp_conn *c);       /* may a new segment go (attaches a block if none) */
 void tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end);
 void

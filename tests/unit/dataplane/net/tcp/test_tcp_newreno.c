@@ -5,7 +5,8 @@
  * further duplicate ACK, RFC 6582's partial ACK (the next hole resent at once) and its rule
  * against a second fast retransmit for the window an RTO already went back over, and SACK
  * blocks taken as RFC 6675's DupThresh in bytes (stale and nonsense blocks ignored, a block
- * reaching below SND.UNA clipped). Losses are played by a peer that crafts its ACKs.
+ * reaching below SND.UNA clipped), and Early Retransmit (RFC 5827) for a flight too small for
+ * three duplicate ACKs. Losses are played by a peer that crafts its ACKs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -224,6 +225,59 @@ test_sack_without_scoreboard(void **state)
 	}
 }
 
+/* Early Retransmit (RFC 5827), no SACK: a reply of three segments, the first lost, nothing
+ * more queued. Limited Transmit has nothing to send, so three duplicate ACKs never come:
+ * the second (one fewer than the segments out) resends segment 0, without waiting for the
+ * RTO. With data queued beyond the flight, the duplicate ACKs let it out instead (Limited
+ * Transmit) and nothing is resent early. */
+static void
+test_early_retransmit(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = h_establish(&p, 46003, false);
+	assert_int_equal(tcp_write(c, buf, 3 * MSS), 3 * MSS);
+	h_flush();
+	assert_int_equal(h_n_data(), 3);
+	h_clear();
+	h_advance_ms(20);
+	p.rcv_nxt = sq(&p, 0);
+	h_send(&p, ACK, NULL, 0); /* segment 1 arrived */
+	h_flush();
+	assert_int_equal(h_n_data(), 0);
+	assert_int_equal(H_CNT(EARLY_REXMT), 0);
+	h_send(&p, ACK, NULL, 0); /* segment 2 */
+	h_flush();
+	assert_int_equal(H_CNT(EARLY_REXMT), 1);
+	assert_int_equal(H_CNT(FAST_REXMT), 1);
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	assert_true(c->flags & TF_RECOVERY);
+	p.rcv_nxt = sq(&p, 3);
+	h_send(&p, ACK, NULL, 0);
+	assert_false(c->flags & TF_RECOVERY);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	h_teardown();
+
+	/* more queued than the flight: Limited Transmit, no early retransmit */
+	h_setup(&cfg);
+	c = h_establish(&p, 46004, false);
+	assert_int_equal(tcp_write(c, buf, 3 * MSS), 3 * MSS);
+	h_flush();
+	assert_int_equal(tcp_write(c, buf, 2 * MSS), 2 * MSS);
+	h_clear();
+	p.rcv_nxt = sq(&p, 0);
+	h_send(&p, ACK, NULL, 0);
+	h_send(&p, ACK, NULL, 0);
+	h_flush();
+	assert_int_equal(H_CNT(EARLY_REXMT), 0);
+	assert_int_equal(h_n_at(sq(&p, 0)), 0);
+	assert_int_equal(h_n_at(sq(&p, 3)), 1);
+}
+
 int
 main(void)
 {
@@ -231,6 +285,7 @@ main(void)
 		cmocka_unit_test_teardown(test_fast_recovery_two_holes, teardown),
 		cmocka_unit_test_teardown(test_no_fast_retransmit_after_rto, teardown),
 		cmocka_unit_test_teardown(test_sack_without_scoreboard, teardown),
+		cmocka_unit_test_teardown(test_early_retransmit, teardown),
 	};
 
 	if (h_eal_init() != 0)
