@@ -832,7 +832,9 @@ tcp_input(struct dp_lcore *lc, struct rte_mbuf *m)
  * (rte_hash_lookup_bulk_data, which prefetches the buckets) and the TCBs prefetched, then
  * each through the state machine in arrival order. A segment may add or remove a flow (a SYN,
  * a reset, a close): a later one of the burst is then looked up again (flows_gen), so it sees
- * the table as tcp_input one at a time would.
+ * the table as tcp_input one at a time would. A burst of one (a lightly loaded lcore, the
+ * common case on a gateway) takes a single lookup: the bulk call's set-up, the hit mask and
+ * the key arrays cost about 290 instructions more per segment (docs/performance.md).
  */
 static void
 input_bulk(struct tcp_lcore *tl, struct rte_mbuf **pkts, unsigned n)
@@ -854,6 +856,10 @@ input_bulk(struct tcp_lcore *tl, struct rte_mbuf **pkts, unsigned n)
 	}
 	if (k == 0)
 		return;
+	if (k == 1) { /* one segment: the bulk call's set-up costs more than it overlaps */
+		seg_dispatch(tl, tcp_conn_lookup(tl, &segs[0].key), &segs[0], pay[0]);
+		return;
+	}
 	rte_hash_lookup_bulk_data(tl->flows, keys, k, &hits, tcbs);
 	for (unsigned i = 0; i < k; i++) {
 		if (!(hits & (1ull << i))) {
