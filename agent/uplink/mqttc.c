@@ -78,6 +78,10 @@ struct mqttc {
 	uint64_t state_since_ms, up_since_ms, next_connect_ms, last_tx_ms, last_rx_ms;
 	uint64_t hs_in0, hs_out0, rng;
 	uint32_t attempt;
+	struct uplink_addrs addrs; /* the host's addresses of this attempt */
+	uint32_t addr_first;       /* the one tried first: the last that worked, if still there */
+	uint32_t addr_tried;       /* addresses of addrs tried so far in this attempt */
+	struct uplink_addr good;   /* the address of the last connection up (family 0: none) */
 	uint16_t keepalive_s, window, next_id, sub_id;
 	uint16_t sub_first;  /* the first filter of the SUBSCRIBE awaiting its SUBACK (sub_id) */
 	uint16_t sub_unsent; /* filters from here on not subscribed on this connection yet */
@@ -106,6 +110,7 @@ struct mqttc {
 };
 
 static void mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why);
+static void mc_tcp_fail(struct mqttc *c, enum uplink_counter why_c, const char *why);
 static void mc_forget_in(struct mqttc *c);
 
 /* ---- small helpers ---- */
@@ -732,7 +737,7 @@ mc_on_connected(struct mqttc *c)
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
 		snprintf(why, sizeof(why), "connect: %s", strerror(err ? err : errno));
-		return mc_drop(c, UPLINK_C_connect_fail, why);
+		return mc_tcp_fail(c, UPLINK_C_connect_fail, why);
 	}
 	if (c->tlsx == NULL) {
 		if (mc_send_connect(c) != 0)
@@ -765,6 +770,44 @@ mc_socket(struct mqttc *c, int family)
 	return 0;
 }
 
+static void mc_connect_addr(struct mqttc *c, const struct uplink_addr *a);
+
+static const struct uplink_addr *
+mc_addr(const struct mqttc *c)
+{
+	return &c->addrs.a[(c->addr_first + c->addr_tried - 1) % c->addrs.n];
+}
+
+/*
+ * A TCP connect to the host's current address failed (refused, unreachable, no answer in
+ * connect_timeout): counted under why_c, then the next address at once while one is left
+ * (addr_next), as a browser or curl does; after the last one, the attempt fails (mc_drop,
+ * backoff). Failures after TCP is up (TLS, CONNACK) are the server's, not the address's:
+ * those go to mc_drop directly.
+ */
+static void
+mc_tcp_fail(struct mqttc *c, enum uplink_counter why_c, const char *why)
+{
+	char addr[64], all[360];
+
+	uplink_addr_str(mc_addr(c), addr, sizeof(addr));
+	if (c->addr_tried < c->addrs.n) {
+		c->cnt[why_c]++;
+		c->cnt[UPLINK_C_addr_next]++;
+		log_debug("mqtt: %s (%s): %s; trying its next address (%u of %u)", c->cf.host, addr,
+		    why, c->addr_tried + 1, c->addrs.n);
+		mc_close(c);
+		c->addr_tried++;
+		return mc_connect_addr(c, mc_addr(c));
+	}
+	if (c->addrs.n > 1)
+		snprintf(all, sizeof(all), "%s (%s; each of its %u addresses failed)", why, addr,
+		    c->addrs.n);
+	else
+		snprintf(all, sizeof(all), "%s (%s)", why, addr);
+	mc_drop(c, why_c, all);
+}
+
 static void
 mc_connect_addr(struct mqttc *c, const struct uplink_addr *a)
 {
@@ -776,25 +819,43 @@ mc_connect_addr(struct mqttc *c, const struct uplink_addr *a)
 		    c->cf.bind_interface, strerror(-rc));
 		return mc_drop(c, UPLINK_C_socket_fail, why);
 	}
+	mc_set_state(c, MQTTC_CONNECTING);
 	if (connect(c->fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
 		snprintf(why, sizeof(why), "connect: %s", strerror(errno));
-		return mc_drop(c, UPLINK_C_connect_fail, why);
+		return mc_tcp_fail(c, UPLINK_C_connect_fail, why);
 	}
-	mc_set_state(c, MQTTC_CONNECTING);
 	mc_watch(c, c->fd, EPOLLOUT);
+}
+
+static bool
+addr_eq(const struct uplink_addr *a, const struct uplink_addr *b)
+{
+	return a->family == b->family && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* The host's addresses are known: the one that worked last first (a dead address at the head
+ * of the answer costs one timeout, not one per attempt), then the others in their order. */
+static void
+mc_on_addrs(struct mqttc *c)
+{
+	c->addr_first = 0;
+	for (uint32_t i = 0; c->good.family != 0 && i < c->addrs.n; i++)
+		if (addr_eq(&c->addrs.a[i], &c->good))
+			c->addr_first = i;
+	c->addr_tried = 1;
+	mc_connect_addr(c, mc_addr(c));
 }
 
 static void
 mc_start(struct mqttc *c)
 {
-	struct uplink_addr a;
 	int rc;
 
 	c->cnt[UPLINK_C_connect_attempts]++;
 	mc_set_state(c, MQTTC_RESOLVING);
-	if (uplink_resolve_numeric(c->cf.host, c->port, &a) == 0)
-		return mc_connect_addr(c, &a);
-	rc = uplink_resolve_start(c->cf.host, c->port, &c->rfd);
+	if (uplink_resolve_numeric(c->cf.host, c->port, &c->addrs) == 0)
+		return mc_on_addrs(c);
+	rc = uplink_resolve_start(c->cf.host, c->port, c->h.lookup, &c->rfd);
 	if (rc != 0)
 		return mc_drop(c, UPLINK_C_resolve_fail, "cannot start the resolver thread");
 	mc_watch(c, c->rfd, EPOLLIN);
@@ -803,17 +864,16 @@ mc_start(struct mqttc *c)
 static void
 mc_on_resolved(struct mqttc *c)
 {
-	struct uplink_addr a;
 	char err[128], why[300];
 	int fd = c->rfd;
 
 	mc_unwatch(c);
 	c->rfd = -1;
-	if (uplink_resolve_finish(fd, &a, err, sizeof(err)) != 0) {
+	if (uplink_resolve_finish(fd, &c->addrs, err, sizeof(err)) != 0) {
 		snprintf(why, sizeof(why), "resolve %s: %s", c->cf.host, err);
 		return mc_drop(c, UPLINK_C_resolve_fail, why);
 	}
-	mc_connect_addr(c, &a);
+	mc_on_addrs(c);
 }
 
 /* One SUBSCRIBE for the filters from first on (all of them at every connect: the session may
@@ -1034,6 +1094,16 @@ mc_on_connack(struct mqttc *c, const struct mqtt_connack *ca)
 	mc_set_state(c, MQTTC_UP);
 	c->up_since_ms = c->state_since_ms;
 	c->cnt[UPLINK_C_connects]++;
+	c->good = *mc_addr(c);
+	if (c->addr_tried > 1) { /* once per connection: the host has an address that fails */
+		char addr[64];
+
+		log_info("mqtt: %s reached at %s, its address %u of %u, after %u that failed (see "
+			 "connect_fail, connect_timeouts)",
+		    c->cf.host, uplink_addr_str(&c->good, addr, sizeof(addr)),
+		    (c->addr_first + c->addr_tried - 1) % c->addrs.n + 1, c->addrs.n,
+		    c->addr_tried - 1);
+	}
 	log_info("mqtt: connected to %s:%s as %s (MQTT %s, session %s; %zu in flight, %zu "
 		 "waiting)",
 	    c->cf.host, c->port, c->cf.client_id, c->cf.version == MQTT_V5 ? "5.0" : "3.1.1",
@@ -1406,8 +1476,11 @@ mqttc_tick(struct mqttc *c)
 		if (now >= c->next_connect_ms)
 			mc_start(c);
 		break;
+	case MQTTC_CONNECTING: /* each address has its own connect_timeout */
+		if (now - c->state_since_ms > c->cf.connect_timeout_ms)
+			mc_tcp_fail(c, UPLINK_C_connect_timeouts, "no connection in time");
+		break;
 	case MQTTC_RESOLVING:
-	case MQTTC_CONNECTING:
 	case MQTTC_TLS:
 	case MQTTC_WAIT_CONNACK:
 		if (now - c->state_since_ms > c->cf.connect_timeout_ms)

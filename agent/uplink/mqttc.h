@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "mqtt_conf.h"
+#include "resolve.h"
 #include "uplink_counters.h"
 
 struct mqttc;
@@ -69,6 +70,8 @@ struct mqttc_hooks {
 	void (*acked)(void *arg, uint64_t ref, uint8_t reason);
 	/* Time, for tests; NULL: the monotonic clock. */
 	uint64_t (*now_ms)(void *arg);
+	/* Name lookup, for tests (run on the resolver thread); NULL: getaddrinfo. */
+	uplink_lookup_fn lookup;
 };
 
 

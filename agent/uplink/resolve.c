@@ -4,11 +4,15 @@
  * gives up closes the read end, and the thread's late write fails harmlessly (EPIPE: the
  * thread blocks SIGPIPE).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +22,20 @@
 
 struct rs_req {
 	char host[128], port[8];
+	uplink_lookup_fn fn;
 	int wfd;
 };
 
 struct rs_answer {
 	int rc; /* 0 or a getaddrinfo error */
-	struct uplink_addr a;
+	struct uplink_addrs a;
 };
 
+_Static_assert(sizeof(struct rs_answer) <= PIPE_BUF, "the answer must be one atomic write");
+
+/* Every address of the answer, in its order, each once (up to UPLINK_ADDRS_MAX). */
 static int
-lookup(const char *host, const char *port, int flags, struct uplink_addr *a)
+lookup(const char *host, const char *port, int flags, struct uplink_addrs *out)
 {
 	struct addrinfo hints = {
 		.ai_flags = flags, .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM
@@ -37,17 +45,63 @@ lookup(const char *host, const char *port, int flags, struct uplink_addr *a)
 
 	if (rc != 0)
 		return rc;
-	memcpy(&a->ss, ai->ai_addr, ai->ai_addrlen);
-	a->len = ai->ai_addrlen;
-	a->family = ai->ai_family;
+	out->n = 0;
+	for (const struct addrinfo *p = ai; p != NULL && out->n < UPLINK_ADDRS_MAX;
+	     p = p->ai_next) {
+		struct uplink_addr *a = &out->a[out->n];
+		bool dup = false;
+
+		if (p->ai_addrlen > sizeof(a->ss))
+			continue;
+		for (uint32_t i = 0; i < out->n && !dup; i++)
+			dup = out->a[i].len == p->ai_addrlen &&
+			    memcmp(&out->a[i].ss, p->ai_addr, p->ai_addrlen) == 0;
+		if (dup)
+			continue;
+		memset(a, 0, sizeof(*a));
+		memcpy(&a->ss, p->ai_addr, p->ai_addrlen);
+		a->len = p->ai_addrlen;
+		a->family = p->ai_family;
+		out->n++;
+	}
 	freeaddrinfo(ai);
-	return 0;
+	return out->n > 0 ? 0 : EAI_NONAME;
+}
+
+/* The thread's lookup when the client gives none. AI_ADDRCONFIG: no IPv6 answer on a modem
+ * link that has no IPv6 address. It ignores loopback, so a box with nothing else configured
+ * gets no answer at all: ask again without it. */
+static int
+lookup_system(const char *host, const char *port, struct uplink_addrs *out)
+{
+	int rc = lookup(host, port, AI_NUMERICSERV | AI_ADDRCONFIG, out);
+
+	return rc == 0 ? 0 : lookup(host, port, AI_NUMERICSERV, out);
 }
 
 int
-uplink_resolve_numeric(const char *host, const char *port, struct uplink_addr *a)
+uplink_resolve_numeric(const char *host, const char *port, struct uplink_addrs *a)
 {
 	return lookup(host, port, AI_NUMERICHOST | AI_NUMERICSERV, a) == 0 ? 0 : -EAGAIN;
+}
+
+const char *
+uplink_addr_str(const struct uplink_addr *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (a->family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(s4->sin_port));
+	}
+	return buf;
 }
 
 static void *
@@ -60,11 +114,9 @@ rs_thread(void *arg)
 	/* MSG_NOSIGNAL does not exist for pipes: block SIGPIPE in this thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	/* AI_ADDRCONFIG: no IPv6 answer on a modem link that has no IPv6 address. It ignores
-	 * loopback, so a box with nothing else configured gets no answer at all: ask again. */
-	ans.rc = lookup(r->host, r->port, AI_NUMERICSERV | AI_ADDRCONFIG, &ans.a);
-	if (ans.rc != 0)
-		ans.rc = lookup(r->host, r->port, AI_NUMERICSERV, &ans.a);
+	ans.rc = r->fn(r->host, r->port, &ans.a);
+	if (ans.rc == 0 && (ans.a.n == 0 || ans.a.n > UPLINK_ADDRS_MAX))
+		ans.rc = EAI_FAIL;
 	if (write(r->wfd, &ans, sizeof(ans)) != (ssize_t)sizeof(ans))
 		(void)0; /* the client gave up: nobody waits for this answer */
 	close(r->wfd);
@@ -73,7 +125,7 @@ rs_thread(void *arg)
 }
 
 int
-uplink_resolve_start(const char *host, const char *port, int *fd)
+uplink_resolve_start(const char *host, const char *port, uplink_lookup_fn fn, int *fd)
 {
 	struct rs_req *r = calloc(1, sizeof(*r));
 	pthread_attr_t at;
@@ -88,6 +140,7 @@ uplink_resolve_start(const char *host, const char *port, int *fd)
 	}
 	snprintf(r->host, sizeof(r->host), "%s", host);
 	snprintf(r->port, sizeof(r->port), "%s", port);
+	r->fn = fn != NULL ? fn : lookup_system;
 	r->wfd = p[1];
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -105,7 +158,7 @@ uplink_resolve_start(const char *host, const char *port, int *fd)
 }
 
 int
-uplink_resolve_finish(int fd, struct uplink_addr *a, char *err, size_t errlen)
+uplink_resolve_finish(int fd, struct uplink_addrs *a, char *err, size_t errlen)
 {
 	struct rs_answer ans;
 	ssize_t n = read(fd, &ans, sizeof(ans));

@@ -141,7 +141,8 @@ fb_start_client(struct fb *b, const struct uplink_mqtt_conf *conf)
 		.persist = h_persist,
 		.persist_sync = h_persist_sync,
 		.acked = h_acked,
-		.now_ms = h_now };
+		.now_ms = h_now,
+		.lookup = b->lookup };
 	char err[128];
 
 	b->version = conf->version;
@@ -205,6 +206,7 @@ fb_accept(struct fb *b)
 		fb_tick(b, 0);
 		fb_drive(b, 10);
 	}
+	assert_int_equal(poll(&p, 1, 0), 1); /* the client connected: fail, not hang, if not */
 	b->sfd = accept4(b->lfd, NULL, NULL, SOCK_CLOEXEC);
 	assert_true(b->sfd >= 0);
 	/* bytes sent one at a time must leave one at a time (no Nagle wait for an ACK) */

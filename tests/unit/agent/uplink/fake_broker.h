@@ -47,11 +47,12 @@ struct fb {
 	struct fb_event ev[256];
 	int nev;
 	bool fail_persist;
-	bool fail_sync;    /* the commit persist_sync() starts fails */
-	bool hold_sync;    /* that commit does not end until fb_sync_done() (a slow disk) */
-	bool sync_pending; /* persist_sync() started a commit that has not ended */
-	int message_rc;    /* what the message hook returns (0: the gateway owns it) */
-	int released_rc;   /* what the released hook returns (0: forgotten) */
+	bool fail_sync;          /* the commit persist_sync() starts fails */
+	bool hold_sync;          /* that commit does not end until fb_sync_done() (a slow disk) */
+	bool sync_pending;       /* persist_sync() started a commit that has not ended */
+	int message_rc;          /* what the message hook returns (0: the gateway owns it) */
+	int released_rc;         /* what the released hook returns (0: forgotten) */
+	uplink_lookup_fn lookup; /* the client's name lookup (NULL: getaddrinfo) */
 };
 
 void fb_init(struct fb *b, struct uplink_mqtt_conf *conf);

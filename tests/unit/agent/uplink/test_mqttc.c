@@ -3,6 +3,7 @@
  * (fake_broker.c) that fails on demand: CONNACK refused, silence, packets cut into single
  * bytes, a connection lost in the middle of a QoS 2 exchange, a session the broker lost.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -807,6 +808,126 @@ test_persist_sync_batched(void **state)
 	assert_int_equal(B.ev[5].kind, 's'); /* after the five marks */
 }
 
+/* ---- a host with several addresses (resolve.h): the next one when TCP to one fails ---- */
+
+static struct uplink_addrs lookup_answer; /* what the test's "DNS" answers */
+
+static int
+lookup_fake(const char *host, const char *port, struct uplink_addrs *out)
+{
+	(void)host;
+	(void)port;
+	*out = lookup_answer;
+	return 0;
+}
+
+/* 127.0.0.x:port as the i-th address of the answer. */
+static void
+answer_addr(uint32_t i, uint8_t x, uint16_t port)
+{
+	struct sockaddr_in *sa = (struct sockaddr_in *)&lookup_answer.a[i].ss;
+
+	memset(&lookup_answer.a[i], 0, sizeof(lookup_answer.a[i]));
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons(port);
+	sa->sin_addr.s_addr = htonl(0x7f000000u | x);
+	lookup_answer.a[i].len = sizeof(*sa);
+	lookup_answer.a[i].family = AF_INET;
+	if (lookup_answer.n < i + 1)
+		lookup_answer.n = i + 1;
+}
+
+static void
+start_named(void)
+{
+	snprintf(C.host, sizeof(C.host), "cloud.test");
+	B.lookup = lookup_fake;
+	fb_start_client(&B, &C);
+	fb_tick(&B, 0);
+	for (int i = 0; i < 500 && mqttc_state(B.c) == MQTTC_RESOLVING; i++)
+		fb_drive(&B, 10);
+	assert_int_not_equal(mqttc_state(B.c), MQTTC_RESOLVING);
+}
+
+/* The first address refuses (nothing listens on 127.0.0.2): the same attempt goes on to the
+ * second at once, no backoff; the next attempt starts at the address that worked. */
+static void
+test_next_address_after_refused(void **state)
+{
+	(void)state;
+	memset(&lookup_answer, 0, sizeof(lookup_answer));
+	answer_addr(0, 2, B.port); /* the broker listens on 127.0.0.1 only */
+	answer_addr(1, 1, B.port);
+	start_named();
+	fb_accept(&B);
+	expect(MQTT_CONNECT);
+	fb_connack(&B, 0, false, 0);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 1);
+	assert_int_equal(cnt()[UPLINK_C_connect_fail], 1);
+	assert_int_equal(cnt()[UPLINK_C_addr_next], 1);
+	assert_int_equal(cnt()[UPLINK_C_connects], 1);
+	/* lost; the next attempt goes to 127.0.0.1 first: no second refusal */
+	fb_close(&B);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	fb_tick(&B, C.reconnect_max_ms);
+	for (int i = 0; i < 500 && mqttc_state(B.c) == MQTTC_RESOLVING; i++)
+		fb_drive(&B, 10);
+	fb_accept(&B);
+	expect(MQTT_CONNECT);
+	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 2);
+	assert_int_equal(cnt()[UPLINK_C_connect_fail], 1);
+	assert_int_equal(cnt()[UPLINK_C_addr_next], 1);
+}
+
+/* Every address refuses: each is tried once, then the attempt fails into the backoff. */
+static void
+test_every_address_refused(void **state)
+{
+	(void)state;
+	memset(&lookup_answer, 0, sizeof(lookup_answer));
+	answer_addr(0, 2, B.port);
+	answer_addr(1, 3, B.port);
+	answer_addr(2, 4, B.port);
+	start_named();
+	for (int i = 0; i < 50 && mqttc_state(B.c) != MQTTC_IDLE; i++)
+		fb_drive(&B, 10);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 1);
+	assert_int_equal(cnt()[UPLINK_C_connect_fail], 3);
+	assert_int_equal(cnt()[UPLINK_C_addr_next], 2);
+	assert_int_equal(cnt()[UPLINK_C_connects], 0);
+}
+
+/* The first address never completes the handshake within connect_timeout (the test does not
+ * let the client see it connected): that address is given up, the next one reached. */
+static void
+test_next_address_after_timeout(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u) };
+	socklen_t sl = sizeof(sa);
+	int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	(void)state;
+	assert_true(silent >= 0);
+	assert_int_equal(bind(silent, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(silent, 1), 0);
+	assert_int_equal(getsockname(silent, (struct sockaddr *)&sa, &sl), 0);
+	memset(&lookup_answer, 0, sizeof(lookup_answer));
+	answer_addr(0, 1, ntohs(sa.sin_port));
+	answer_addr(1, 1, B.port);
+	start_named();
+	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
+	fb_tick(&B, C.connect_timeout_ms + 1);
+	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 1);
+	assert_int_equal(cnt()[UPLINK_C_addr_next], 1);
+	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
+	fb_accept(&B);
+	expect(MQTT_CONNECT);
+	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 1);
+	close(silent);
+}
+
 int
 main(void)
 {
@@ -842,6 +963,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bind_interface, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_garbage_and_stall, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persist_sync_batched, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_next_address_after_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_address_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_next_address_after_timeout, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
