@@ -578,18 +578,26 @@ make_uplink(struct agent *a)
 }
 
 /* The store between the producers and the uplink: the spool with the mqtt uplink (or when
- * uplink.spool is written), straight through otherwise. At most half the client's queue is given
- * to it at once, so command responses always find room. */
+ * uplink.spool is written), straight through otherwise. uplink.drain.max_inflight records at
+ * most are given to the client at once, and no more than half its queue, so command responses
+ * always find room (a larger setting is lowered, said once at start). */
 static int
 make_store(struct agent *a)
 {
 	struct agent_config *c = &a->cfg;
 	bool spool = c->uplink == AGENT_UPLINK_MQTT || c->store->spool_set;
-	size_t inflight = STORE_MAX_INFLIGHT_DEF;
+	size_t inflight = c->store->max_inflight ? c->store->max_inflight : STORE_MAX_INFLIGHT_DEF;
 	int rc;
 
-	if (c->uplink == AGENT_UPLINK_MQTT && c->mqtt->max_queue / 2 < inflight)
+	if (c->uplink == AGENT_UPLINK_MQTT && c->mqtt->max_queue / 2 < inflight) {
+		size_t want = inflight;
+
 		inflight = c->mqtt->max_queue / 2 ? c->mqtt->max_queue / 2 : 1;
+		if (c->store->max_inflight != STORE_MAX_INFLIGHT_DEF)
+			log_warnx("uplink.drain.max_inflight %zu is above half of mqtt max_queue "
+				  "(%u): %zu in flight at most",
+			    want, (unsigned)c->mqtt->max_queue, inflight);
+	}
 	if ((rc = store_open(&a->store, c->store, spool, a->up, inflight)) != 0)
 		return rc;
 	store_start(a->store);

@@ -28,10 +28,11 @@
 struct uplink;
 struct store;
 
-#define STORE_DURABLE_SUBS_MAX 4    /* store_on_durable() registrations */
-#define STORE_MAX_INFLIGHT_DEF 1000 /* records given to the uplink and not acknowledged */
-#define STORE_FLAG_RETAIN      0x01 /* spool record flag */
-#define STORE_FLAG_ORIGIN      0x02 /* spool record flag: the payload starts with an origin */
+#define STORE_DURABLE_SUBS_MAX 4     /* store_on_durable() registrations */
+#define STORE_MAX_INFLIGHT_DEF 1000  /* records given to the uplink and not acknowledged */
+#define STORE_MAX_INFLIGHT_MAX 65535 /* the MQTT client's window is 65535 packet ids */
+#define STORE_FLAG_RETAIN      0x01  /* spool record flag */
+#define STORE_FLAG_ORIGIN      0x02  /* spool record flag: the payload starts with an origin */
 #define STORE_FLAG_QOS2 \
 	0x04 /* spool record flag: with an origin, its producer sent it at
 				     * QoS 2 (the origin is held until released: dpchan_q2.h) */
@@ -62,6 +63,9 @@ struct store_conf {
 	 * 0: no live lane, strict spool order. docs/uplink.md#live-data-and-backlog */
 	uint64_t live_age_ms;
 	uint32_t backlog_percent;
+	/* `uplink.drain.max_inflight`: records given to the uplink and not acknowledged, at most
+	 * (the agent also keeps it within half the MQTT client's max_queue) */
+	uint32_t max_inflight;
 	uint64_t (*now_ms)(void *arg); /* tests; NULL: the monotonic clock */
 	void *now_arg;
 };

@@ -9,7 +9,7 @@
 
 #include "store.h"
 
-static const char *const drain_keys[] = { "live_age", "backlog_percent", NULL };
+static const char *const drain_keys[] = { "live_age", "backlog_percent", "max_inflight", NULL };
 
 /* `uplink.drain` (absent: the defaults). 0 or -1. */
 static int
@@ -19,16 +19,21 @@ drain_parse(conf_node d, struct store_conf *c)
 
 	c->live_age_ms = STORE_LIVE_AGE_MS_DEF;
 	c->backlog_percent = STORE_BACKLOG_PERCENT_DEF;
+	c->max_inflight = STORE_MAX_INFLIGHT_DEF;
 	if (!conf_present(d))
 		return 0;
 	if (!conf_is_map(d))
-		return conf_error(d, "'drain' must be a mapping (live_age, backlog_percent)");
+		return conf_error(
+		    d, "'drain' must be a mapping (live_age, backlog_percent, max_inflight)");
 	rc = conf_check_keys(d, drain_keys);
 	if (conf_get_duration_ms(
 		d, "live_age", STORE_LIVE_AGE_MS_DEF, 0, 24 * 3600 * 1000ull, &c->live_age_ms) < 0)
 		rc = -1;
 	if (conf_get_u32(
 		d, "backlog_percent", STORE_BACKLOG_PERCENT_DEF, 1, 100, &c->backlog_percent) < 0)
+		rc = -1;
+	if (conf_get_u32(d, "max_inflight", STORE_MAX_INFLIGHT_DEF, 1, STORE_MAX_INFLIGHT_MAX,
+		&c->max_inflight) < 0)
 		rc = -1;
 	return rc;
 }

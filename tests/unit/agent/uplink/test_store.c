@@ -791,8 +791,10 @@ test_conf_errors(void **state)
 	struct conf_doc *doc;
 	struct store_conf *c;
 	char err[256];
-	static const char bad[] = "uplink:\n  spool: {dir: relative}\n  rules: [{match: \"#/a\"}]\n"
-				  "  drain: {backlog_percent: 0, live_age: 1s, nope: 1}\n";
+	static const char bad[] =
+	    "uplink:\n  spool: {dir: relative}\n  rules: [{match: \"#/a\"}]\n"
+	    "  drain: {backlog_percent: 0, live_age: 1s, nope: 1, max_inflight: 0}\n";
+	static const char good[] = "uplink:\n  drain: {max_inflight: 250}\n";
 
 	(void)state;
 	assert_int_equal(conf_load_string("t.yaml", bad, strlen(bad), &doc, err, sizeof(err)), 0);
@@ -802,6 +804,7 @@ test_conf_errors(void **state)
 	assert_non_null(strstr(conf_errors(doc), "t.yaml:3:"));
 	assert_non_null(strstr(conf_errors(doc), "t.yaml:4:"));
 	assert_non_null(strstr(conf_errors(doc), "0 is out of range [1, 100]"));
+	assert_non_null(strstr(conf_errors(doc), "0 is out of range [1, 65535]"));
 	assert_non_null(strstr(conf_errors(doc), "nope"));
 	conf_free(doc);
 	/* absent: the default rules and spool directory */
@@ -812,6 +815,13 @@ test_conf_errors(void **state)
 	assert_int_equal(c->rules->n, 1);
 	assert_int_equal(c->live_age_ms, STORE_LIVE_AGE_MS_DEF);
 	assert_int_equal(c->backlog_percent, STORE_BACKLOG_PERCENT_DEF);
+	assert_int_equal(c->max_inflight, STORE_MAX_INFLIGHT_DEF);
+	store_conf_free(c);
+	/* set */
+	assert_int_equal(conf_load_string("t.yaml", good, strlen(good), &doc, err, sizeof(err)), 0);
+	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &c), 0);
+	conf_free(doc);
+	assert_int_equal(c->max_inflight, 250);
 	store_conf_free(c);
 }
 
