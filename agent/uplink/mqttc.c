@@ -772,10 +772,17 @@ mc_socket(struct mqttc *c, int family)
 
 static void mc_connect_addr(struct mqttc *c, const struct uplink_addr *a);
 
+/* The index in addrs of the address this attempt is on. */
+static uint32_t
+mc_addr_i(const struct mqttc *c)
+{
+	return (c->addr_first + c->addr_tried - 1) % c->addrs.n;
+}
+
 static const struct uplink_addr *
 mc_addr(const struct mqttc *c)
 {
-	return &c->addrs.a[(c->addr_first + c->addr_tried - 1) % c->addrs.n];
+	return &c->addrs.a[mc_addr_i(c)];
 }
 
 /*
@@ -827,12 +834,6 @@ mc_connect_addr(struct mqttc *c, const struct uplink_addr *a)
 	mc_watch(c, c->fd, EPOLLOUT);
 }
 
-static bool
-addr_eq(const struct uplink_addr *a, const struct uplink_addr *b)
-{
-	return a->family == b->family && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 /* The host's addresses are known: the one that worked last first (a dead address at the head
  * of the answer costs one timeout, not one per attempt), then the others in their order. */
 static void
@@ -840,7 +841,7 @@ mc_on_addrs(struct mqttc *c)
 {
 	c->addr_first = 0;
 	for (uint32_t i = 0; c->good.family != 0 && i < c->addrs.n; i++)
-		if (addr_eq(&c->addrs.a[i], &c->good))
+		if (uplink_addr_eq(&c->addrs.a[i], &c->good))
 			c->addr_first = i;
 	c->addr_tried = 1;
 	mc_connect_addr(c, mc_addr(c));
@@ -1100,9 +1101,8 @@ mc_on_connack(struct mqttc *c, const struct mqtt_connack *ca)
 
 		log_info("mqtt: %s reached at %s, its address %u of %u, after %u that failed (see "
 			 "connect_fail, connect_timeouts)",
-		    c->cf.host, uplink_addr_str(&c->good, addr, sizeof(addr)),
-		    (c->addr_first + c->addr_tried - 1) % c->addrs.n + 1, c->addrs.n,
-		    c->addr_tried - 1);
+		    c->cf.host, uplink_addr_str(&c->good, addr, sizeof(addr)), mc_addr_i(c) + 1,
+		    c->addrs.n, c->addr_tried - 1);
 	}
 	log_info("mqtt: connected to %s:%s as %s (MQTT %s, session %s; %zu in flight, %zu "
 		 "waiting)",

@@ -12,7 +12,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,20 +48,18 @@ lookup(const char *host, const char *port, int flags, struct uplink_addrs *out)
 	for (const struct addrinfo *p = ai; p != NULL && out->n < UPLINK_ADDRS_MAX;
 	     p = p->ai_next) {
 		struct uplink_addr *a = &out->a[out->n];
-		bool dup = false;
+		uint32_t i = 0;
 
 		if (p->ai_addrlen > sizeof(a->ss))
-			continue;
-		for (uint32_t i = 0; i < out->n && !dup; i++)
-			dup = out->a[i].len == p->ai_addrlen &&
-			    memcmp(&out->a[i].ss, p->ai_addr, p->ai_addrlen) == 0;
-		if (dup)
 			continue;
 		memset(a, 0, sizeof(*a));
 		memcpy(&a->ss, p->ai_addr, p->ai_addrlen);
 		a->len = p->ai_addrlen;
 		a->family = p->ai_family;
-		out->n++;
+		while (i < out->n && !uplink_addr_eq(&out->a[i], a))
+			i++;
+		if (i == out->n) /* not a repeat: kept */
+			out->n++;
 	}
 	freeaddrinfo(ai);
 	return out->n > 0 ? 0 : EAI_NONAME;
@@ -83,6 +80,12 @@ int
 uplink_resolve_numeric(const char *host, const char *port, struct uplink_addrs *a)
 {
 	return lookup(host, port, AI_NUMERICHOST | AI_NUMERICSERV, a) == 0 ? 0 : -EAGAIN;
+}
+
+bool
+uplink_addr_eq(const struct uplink_addr *a, const struct uplink_addr *b)
+{
+	return a->family == b->family && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
 const char *

@@ -10,6 +10,7 @@
 #ifndef EDGEGW_UPLINK_RESOLVE_H
 #define EDGEGW_UPLINK_RESOLVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -37,6 +38,8 @@ int uplink_resolve_numeric(const char *host, const char *port, struct uplink_add
 int uplink_resolve_start(const char *host, const char *port, uplink_lookup_fn fn, int *fd);
 /* Read the answer from fd (and close it): 0 and *a, or -1 with the reason in err. */
 int uplink_resolve_finish(int fd, struct uplink_addrs *a, char *err, size_t errlen);
+/* The same address (family, length and bytes). */
+bool uplink_addr_eq(const struct uplink_addr *a, const struct uplink_addr *b);
 /* a as text ("198.18.0.1:8883", "[2001:db8::1]:8883") for logs. */
 const char *uplink_addr_str(const struct uplink_addr *a, char *buf, size_t len);
 

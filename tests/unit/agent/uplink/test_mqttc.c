@@ -837,6 +837,15 @@ answer_addr(uint32_t i, uint8_t x, uint16_t port)
 		lookup_answer.n = i + 1;
 }
 
+/* Drive the client until the resolver thread's answer is taken. */
+static void
+resolved(void)
+{
+	for (int i = 0; i < 500 && mqttc_state(B.c) == MQTTC_RESOLVING; i++)
+		fb_drive(&B, 10);
+	assert_int_not_equal(mqttc_state(B.c), MQTTC_RESOLVING);
+}
+
 static void
 start_named(void)
 {
@@ -844,9 +853,7 @@ start_named(void)
 	B.lookup = lookup_fake;
 	fb_start_client(&B, &C);
 	fb_tick(&B, 0);
-	for (int i = 0; i < 500 && mqttc_state(B.c) == MQTTC_RESOLVING; i++)
-		fb_drive(&B, 10);
-	assert_int_not_equal(mqttc_state(B.c), MQTTC_RESOLVING);
+	resolved();
 }
 
 /* The first address refuses (nothing listens on 127.0.0.2): the same attempt goes on to the
@@ -871,8 +878,7 @@ test_next_address_after_refused(void **state)
 	fb_close(&B);
 	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
 	fb_tick(&B, C.reconnect_max_ms);
-	for (int i = 0; i < 500 && mqttc_state(B.c) == MQTTC_RESOLVING; i++)
-		fb_drive(&B, 10);
+	resolved();
 	fb_accept(&B);
 	expect(MQTT_CONNECT);
 	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 2);
