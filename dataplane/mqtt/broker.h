@@ -258,6 +258,11 @@ struct broker_uplink_ops {
 int broker_uplink_attach(
     struct broker *b, const struct broker_uplink_ops *ops, void *uctx, uint32_t max_pending);
 void broker_uplink_detach(struct broker *b);
+/* fn for the origin of each incoming QoS 2 id awaiting PUBREL here (every session's, journaled
+ * or restored at start); their number. At start, what the agent is told this instance holds of
+ * earlier starts (dpchan_client_held). */
+uint32_t broker_uplink_held(
+    struct broker *b, void (*fn)(void *arg, const struct broker_uplink_origin *o), void *arg);
 /* The answer for refs first..last: 0 durable (acks go out), < 0 failed (not acknowledged:
  * the publisher is closed so that it sends the message again). */
 void

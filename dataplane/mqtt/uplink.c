@@ -312,6 +312,19 @@ broker_uplink_session_end(struct broker_session *s)
 		broker_uplink_rx_done(s, s->cold->rx_up[0].pid, true);
 }
 
+uint32_t
+broker_uplink_held(
+    struct broker *b, void (*fn)(void *arg, const struct broker_uplink_origin *o), void *arg)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < b->sess_buckets; i++)
+		for (const struct broker_session *s = b->sess_hash[i]; s != NULL; s = s->hnext)
+			for (uint16_t j = 0; s->cold != NULL && j < s->cold->n_rx_up; j++, n++)
+				fn(arg, &s->cold->rx_up[j].o);
+	return n;
+}
+
 bool
 broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid)
 {

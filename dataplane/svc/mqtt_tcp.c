@@ -70,6 +70,7 @@ tc_of(struct mqtt_tcp_conn *mc)
 static struct mqtt_service *services[RTE_MAX_LCORE];
 static struct rte_ring *xrings[RTE_MAX_LCORE];
 static unsigned n_xrings;
+static unsigned n_mqtt_workers; /* the workers of this start (each runs an instance) */
 /* $SYS figures of every instance, summed by the first ($SYS/broker/...) */
 static struct broker_sys_board *sys_board;
 /* A reload's settings, published by the main lcore (svc_reload) and taken by each worker at its
@@ -439,6 +440,7 @@ mqtt_service_init(unsigned n_workers, unsigned ring_size)
 			return -rte_errno;
 	}
 	n_xrings = n_workers > 1 ? n_workers : 0;
+	n_mqtt_workers = n_workers;
 	if (n_workers > 1 && sys_board == NULL &&
 	    (sys_board = broker_sys_board_new(n_workers)) == NULL)
 		return -ENOMEM;
@@ -482,7 +484,8 @@ mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_conf
 	}
 	if (sys_board != NULL)
 		broker_sys_attach(svc->b, sys_board, lc->worker_idx);
-	if (mqtt_uplink_enabled() && (svc->up = mqtt_uplink_start(svc->b, lc->lcore_id)) == NULL) {
+	if (mqtt_uplink_enabled() &&
+	    (svc->up = mqtt_uplink_start(svc->b, lc->lcore_id, n_mqtt_workers)) == NULL) {
 		broker_destroy(svc->b);
 		free(svc);
 		return -ENOMEM;

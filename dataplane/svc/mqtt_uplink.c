@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "dpchan_client.h"
+#include "log.h"
 #include "rules.h"
 
 #define MQTT_UPLINK_SLOTS 128 /* uplinks at once: one per worker lcore (RTE_MAX_LCORE) */
@@ -52,6 +53,11 @@ static const char *test_kill_at_durable;
  * cache) makes the dataplane SIGKILL itself before its DOWN_ACK leaves (the file is removed
  * first: once). Unset: one pointer test per DOWN record. */
 static const char *test_kill_at_down;
+/* TEST ONLY (tests/integration/lab/test_faults.py, release_lost): EDGEGW_TEST_KILL_AT_RELEASE
+ * names a file; while it exists, an lcore about to send QoS 2 origin releases (PUBRELs taken and
+ * journaled) SIGKILLs the dataplane first (the file is removed first: once): releases lost, as
+ * when a dataplane dies between the PUBREL and the send. Unset: one pointer test per poll. */
+static const char *test_kill_at_release;
 /* The highest downlink ref taken by any lcore (dpchan_client.h): the highest each instance
  * journaled (broker_down_ref) at its start, then every ref taken since. */
 static uint64_t down_seen;
@@ -64,6 +70,7 @@ mqtt_uplink_configure(const struct dpchan_conf *c)
 	conf = *c;
 	test_kill_at_durable = getenv("EDGEGW_TEST_KILL_AT_DURABLE");
 	test_kill_at_down = getenv("EDGEGW_TEST_KILL_AT_DOWN");
+	test_kill_at_release = getenv("EDGEGW_TEST_KILL_AT_RELEASE");
 	if (getrandom(&boot_id, sizeof(boot_id), GRND_NONBLOCK) != (ssize_t)sizeof(boot_id)) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		boot_id = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
@@ -252,8 +259,52 @@ static const struct dpchan_client_ops client_ops = {
 	.down = on_down,
 };
 
+/* The origins of earlier starts this lcore's broker holds (broker_uplink_held). */
+struct held_list {
+	struct dpchan_origin *v;
+	uint32_t n, cap;
+	bool nomem;
+};
+
+static void
+held_add(void *arg, const struct broker_uplink_origin *o)
+{
+	struct held_list *l = arg;
+
+	if (l->nomem || o->boot_id == boot_id)
+		return;
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? 2 * l->cap : 64;
+		struct dpchan_origin *v = realloc(l->v, (size_t)cap * sizeof(*v));
+
+		if (v == NULL) {
+			l->nomem = true;
+			return;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct dpchan_origin){ o->boot_id, o->ref, o->lcore };
+}
+
+/* Tell the agent, at each connect, which origins of earlier starts this start holds, so that
+ * it forgets the others (their release was lost). Out of memory: nothing is listed, and the
+ * agent forgets nothing that way (kept until evicted). */
+static void
+held_tell(struct mqtt_uplink *u, uint32_t n_lcores)
+{
+	struct held_list l = { 0 };
+
+	broker_uplink_held(u->b, held_add, &l);
+	if (l.nomem || dpchan_client_held(u->c, l.v, l.n, n_lcores) != 0)
+		log_err("dpchan: lcore %u: out of memory for the list of QoS 2 origins held: the "
+			"agent keeps those of earlier starts until its bound",
+		    u->lcore);
+	free(l.v);
+}
+
 struct mqtt_uplink *
-mqtt_uplink_start(struct broker *b, uint32_t lcore)
+mqtt_uplink_start(struct broker *b, uint32_t lcore, uint32_t n_lcores)
 {
 	const struct dpchan_conf *c = &conf;
 	struct mqtt_uplink *u = calloc(1, sizeof(*u));
@@ -294,6 +345,7 @@ mqtt_uplink_start(struct broker *b, uint32_t lcore)
 		mqtt_uplink_stop(u);
 		return NULL;
 	}
+	held_tell(u, n_lcores > 0 ? n_lcores : 1);
 	return u;
 }
 
@@ -302,6 +354,9 @@ mqtt_uplink_poll(struct mqtt_uplink *u, uint64_t now_ms)
 {
 	u->now_ms = now_ms;
 	rules_take(u);
+	if (test_kill_at_release != NULL && dpchan_client_releases(u->c) > 0 &&
+	    unlink(test_kill_at_release) == 0)
+		raise(SIGKILL); /* TEST ONLY: see test_kill_at_release */
 	dpchan_client_poll(u->c, now_ms);
 }
 

@@ -46,8 +46,10 @@ mqtt_uplink_wants(const struct mqtt_uplink *u, const char *topic, size_t len, ui
 void mqtt_uplink_configure(const struct dpchan_conf *c);
 bool mqtt_uplink_enabled(void);
 
-/* On the worker lcore: its channel, attached to its broker as the uplink. NULL on failure. */
-struct mqtt_uplink *mqtt_uplink_start(struct broker *b, uint32_t lcore);
+/* On the worker lcore: its channel, attached to its broker as the uplink, after the broker's
+ * state was restored (the QoS 2 origins it holds of earlier starts are listed to the agent at
+ * each connect: dpchan_client_held). n_lcores: the workers of this start. NULL on failure. */
+struct mqtt_uplink *mqtt_uplink_start(struct broker *b, uint32_t lcore, uint32_t n_lcores);
 /* Every loop iteration: connect when due, send this iteration's records as one batch, apply
  * the agent's answers. */
 void mqtt_uplink_poll(struct mqtt_uplink *u, uint64_t now_ms);

@@ -54,6 +54,10 @@ struct dpchan_client {
 	uint8_t *rx;               /* one received frame */
 	struct dpchan_origin *rel; /* releases not sent yet (RELEASE_QUEUE), allocated on use */
 	uint32_t n_rel;
+	struct dpchan_origin *held; /* what this start holds of earlier ones (dpchan_client_held) */
+	uint32_t n_held, held_lcores;
+	uint32_t held_off;   /* listed on this connection so far */
+	bool held_due;       /* HELD_END not sent on this connection yet */
 	uint64_t down_own;   /* the highest DOWN ref taken, when cfg.down_seen is NULL */
 	uint64_t *down_seen; /* cfg.down_seen or &down_own */
 	struct dpchan_range acks[DOWN_ACKS_MAX]; /* DOWN records taken, not answered yet */
@@ -155,6 +159,7 @@ dpchan_client_free(struct dpchan_client *c)
 	free(c->arena);
 	free(c->rx);
 	free(c->rel);
+	free(c->held);
 	free(c);
 }
 
@@ -288,6 +293,8 @@ try_connect(struct dpchan_client *c, uint64_t now_ms)
 	}
 	c->fd = fd;
 	c->connected = true;
+	c->held_off = 0;
+	c->held_due = c->held_lcores > 0; /* a new agent may hold origins no lcore holds */
 	c->backoff_ms = c->cfg.reconnect_min_ms;
 	c->cnt[DPCHAN_C_CONNECTS]++;
 	c->cnt[DPCHAN_C_FRAMES_TX]++;
@@ -359,7 +366,8 @@ dpchan_client_release(struct dpchan_client *c, const struct dpchan_origin *o)
 	if (c->n_rel == RELEASE_QUEUE) {
 		if (c->cnt[DPCHAN_C_RELEASE_DROP]++ == 0)
 			log_warnx("dpchan: lcore %u: %u QoS 2 origin releases wait for the agent: "
-				  "more are dropped (the agent forgets them at its bound)",
+				  "more are dropped (the agent forgets them at the next start, or "
+				  "at its bound)",
 			    c->cfg.lcore, RELEASE_QUEUE);
 		return -ENOBUFS;
 	}
@@ -367,29 +375,83 @@ dpchan_client_release(struct dpchan_client *c, const struct dpchan_origin *o)
 	return 0;
 }
 
-/* The releases waiting, in one frame (RELEASE_QUEUE < DPCHAN_RELEASE_MAX). */
-static void
-send_releases(struct dpchan_client *c, uint64_t now_ms)
-{
-	static _Thread_local uint8_t buf[DPCHAN_HDR_LEN + RELEASE_QUEUE * DPCHAN_ORIGIN_LEN];
-	int len = dpchan_encode_release(buf, sizeof(buf), c->rel, c->n_rel);
-	ssize_t n;
+/* Frames of origins (RELEASE, HELD) are built here, RELEASE_QUEUE origins at most. */
+static _Thread_local uint8_t origin_buf[DPCHAN_HDR_LEN + RELEASE_QUEUE * DPCHAN_ORIGIN_LEN];
 
-	if (len < 0)
-		return;
-	n = send(c->fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+/* One frame; false when it did not go (the socket full: try again later; or failed: the
+ * connection closed). */
+static bool
+send_one(struct dpchan_client *c, const uint8_t *buf, size_t len, uint64_t now_ms)
+{
+	ssize_t n = send(c->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
 		c->cnt[DPCHAN_C_SEND_AGAIN]++;
-		return;
+		return false;
 	}
 	if (n < 0) {
 		c->cnt[DPCHAN_C_SEND_FAIL]++;
 		disconnect(c, now_ms, strerror(errno));
-		return;
+		return false;
 	}
 	c->cnt[DPCHAN_C_FRAMES_TX]++;
+	return true;
+}
+
+/* The releases waiting, in one frame (RELEASE_QUEUE < DPCHAN_RELEASE_MAX). */
+static void
+send_releases(struct dpchan_client *c, uint64_t now_ms)
+{
+	int len = dpchan_encode_release(origin_buf, sizeof(origin_buf), c->rel, c->n_rel);
+
+	if (len < 0 || !send_one(c, origin_buf, (size_t)len, now_ms))
+		return;
 	c->cnt[DPCHAN_C_RELEASE_TX] += c->n_rel;
 	c->n_rel = 0;
+}
+
+int
+dpchan_client_held(
+    struct dpchan_client *c, const struct dpchan_origin *v, uint32_t n, uint32_t lcores)
+{
+	struct dpchan_origin *copy = NULL;
+
+	if (lcores == 0)
+		return -EINVAL;
+	if (n > 0 && (copy = malloc((size_t)n * sizeof(*copy))) == NULL)
+		return -ENOMEM;
+	if (n > 0)
+		memcpy(copy, v, (size_t)n * sizeof(*copy));
+	free(c->held);
+	c->held = copy;
+	c->n_held = n;
+	c->held_lcores = lcores;
+	c->held_off = 0;
+	c->held_due = c->fd >= 0;
+	return 0;
+}
+
+/* After each connect: the origins this start holds of earlier ones (HELD frames), then
+ * HELD_END; what the socket cannot take now goes at the next poll. */
+static void
+send_held(struct dpchan_client *c, uint64_t now_ms)
+{
+	int len;
+
+	while (c->held_off < c->n_held) {
+		uint32_t n = c->n_held - c->held_off;
+
+		if (n > RELEASE_QUEUE)
+			n = RELEASE_QUEUE;
+		len = dpchan_encode_held(origin_buf, sizeof(origin_buf), c->held + c->held_off, n);
+		if (len < 0 || !send_one(c, origin_buf, (size_t)len, now_ms))
+			return;
+		c->cnt[DPCHAN_C_HELD_TX] += n;
+		c->held_off += n;
+	}
+	len = dpchan_encode_held_end(origin_buf, sizeof(origin_buf), c->held_lcores);
+	if (len > 0 && send_one(c, origin_buf, (size_t)len, now_ms))
+		c->held_due = false;
 }
 
 static void
@@ -548,6 +610,8 @@ dpchan_client_poll(struct dpchan_client *c, uint64_t now_ms)
 	}
 	if (c->fd >= 0 && c->n_acks > 0) /* what the broker took, once its calls ended */
 		flush_acks(c, now_ms);
+	if (c->fd >= 0 && c->held_due)
+		send_held(c, now_ms);
 	for (unsigned i = 0; i < FRAMES_PER_POLL && c->fd >= 0 && c->n_unsent > 0; i++)
 		if (!send_batch(c, now_ms))
 			break;
@@ -569,6 +633,12 @@ dpchan_client_pending(const struct dpchan_client *c, uint32_t *bytes)
 	if (bytes != NULL)
 		*bytes = c->used;
 	return c->n_recs;
+}
+
+uint32_t
+dpchan_client_releases(const struct dpchan_client *c)
+{
+	return c->n_rel;
 }
 
 uint64_t

@@ -59,12 +59,24 @@ int dpchan_client_room(const struct dpchan_client *c, size_t topic_len, size_t p
 int dpchan_client_submit(struct dpchan_client *c, const struct dpchan_rec *r);
 /* The sensor's QoS 2 exchange of the record first sent under o is complete: the agent may
  * forget o. Queued (4096 at most, then -ENOBUFS, counted RELEASE_DROP and logged once) and sent
- * at a poll, after the records; 0 or a negative errno. Best effort: one lost with a connection
- * leaves the origin in the agent until its bound evicts it (no harm but room). */
+ * at a poll, after the records; 0 or a negative errno. Best effort: one lost (dropped here, or
+ * with a SIGKILL) leaves the origin in the agent until the next start of the dataplane resyncs
+ * it (dpchan_client_held) or its bound evicts it (no harm but room). */
 int dpchan_client_release(struct dpchan_client *c, const struct dpchan_origin *o);
+/* The origins of earlier starts of the dataplane this lcore's broker holds as this start
+ * begins (incoming QoS 2 ids awaiting PUBREL: broker_uplink_held), and how many lcores this
+ * start runs. Copied; listed to the agent after each connect (HELD, counted HELD_TX), then
+ * HELD_END: once every lcore has, the agent forgets the origins of earlier starts none listed
+ * (their RELEASE was lost). A superset is harmless (kept until released or evicted). Without
+ * this call nothing is listed and the agent forgets nothing that way. 0, -EINVAL (lcores 0)
+ * or -ENOMEM. */
+int dpchan_client_held(
+    struct dpchan_client *c, const struct dpchan_origin *v, uint32_t n, uint32_t lcores);
 /* Connect (when due), send, receive. now_ms: the caller's clock (for the backoff). */
 void dpchan_client_poll(struct dpchan_client *c, uint64_t now_ms);
 bool dpchan_client_connected(const struct dpchan_client *c);
+/* Releases queued, not sent yet. */
+uint32_t dpchan_client_releases(const struct dpchan_client *c);
 /* Records in the arena (sent or not) and the bytes they take. */
 uint32_t dpchan_client_pending(const struct dpchan_client *c, uint32_t *bytes);
 uint64_t dpchan_client_counter(const struct dpchan_client *c, enum dpchan_counter k);

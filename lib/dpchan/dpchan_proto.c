@@ -84,6 +84,8 @@ type_known(uint8_t t)
 	case DPCHAN_DOWN:
 	case DPCHAN_RELEASE:
 	case DPCHAN_DOWN_ACK:
+	case DPCHAN_HELD:
+	case DPCHAN_HELD_END:
 		return true;
 	default:
 		return false;
@@ -298,21 +300,21 @@ decode_ranges(
 	return 0;
 }
 
-int
-dpchan_encode_release(uint8_t *buf, size_t cap, const struct dpchan_origin *v, uint32_t n)
+static int
+encode_origins(uint8_t *buf, size_t cap, uint8_t type, const struct dpchan_origin *v, uint32_t n)
 {
 	size_t size = DPCHAN_HDR_LEN + (size_t)n * DPCHAN_ORIGIN_LEN;
 
 	if (size > cap || size > DPCHAN_FRAME_MAX)
 		return -E2BIG;
-	dpchan_put_header(buf, DPCHAN_RELEASE, n);
+	dpchan_put_header(buf, type, n);
 	for (uint32_t i = 0; i < n; i++)
 		put_origin(buf + DPCHAN_HDR_LEN + (size_t)i * DPCHAN_ORIGIN_LEN, &v[i]);
 	return (int)size;
 }
 
-int
-dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void *arg)
+static int
+decode_origins(const uint8_t *buf, size_t len, uint8_t want, dpchan_origin_fn fn, void *arg)
 {
 	uint8_t type;
 	uint32_t count;
@@ -320,7 +322,7 @@ dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void 
 
 	if (rc != 0)
 		return rc;
-	if (type != DPCHAN_RELEASE)
+	if (type != want)
 		return -DPCHAN_E_TYPE;
 	if ((len - DPCHAN_HDR_LEN) / DPCHAN_ORIGIN_LEN < count)
 		return -DPCHAN_E_TRUNCATED;
@@ -339,6 +341,64 @@ dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void 
 		get_origin(buf + DPCHAN_HDR_LEN + (size_t)i * DPCHAN_ORIGIN_LEN, &o);
 		fn(arg, &o);
 	}
+	return 0;
+}
+
+int
+dpchan_encode_release(uint8_t *buf, size_t cap, const struct dpchan_origin *v, uint32_t n)
+{
+	return encode_origins(buf, cap, DPCHAN_RELEASE, v, n);
+}
+
+int
+dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void *arg)
+{
+	return decode_origins(buf, len, DPCHAN_RELEASE, fn, arg);
+}
+
+int
+dpchan_encode_held(uint8_t *buf, size_t cap, const struct dpchan_origin *v, uint32_t n)
+{
+	return encode_origins(buf, cap, DPCHAN_HELD, v, n);
+}
+
+int
+dpchan_decode_held(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void *arg)
+{
+	return decode_origins(buf, len, DPCHAN_HELD, fn, arg);
+}
+
+int
+dpchan_encode_held_end(uint8_t *buf, size_t cap, uint32_t lcores)
+{
+	if (cap < DPCHAN_HDR_LEN + DPCHAN_HELD_END_LEN)
+		return -E2BIG;
+	if (lcores == 0)
+		return -EINVAL;
+	dpchan_put_header(buf, DPCHAN_HELD_END, 1);
+	put32(buf + DPCHAN_HDR_LEN, lcores);
+	put32(buf + DPCHAN_HDR_LEN + 4, 0);
+	return (int)(DPCHAN_HDR_LEN + DPCHAN_HELD_END_LEN);
+}
+
+int
+dpchan_decode_held_end(const uint8_t *buf, size_t len, uint32_t *lcores)
+{
+	uint8_t type;
+	uint32_t count;
+	int rc = dpchan_frame_header(buf, len, &type, &count);
+
+	if (rc != 0)
+		return rc;
+	if (type != DPCHAN_HELD_END)
+		return -DPCHAN_E_TYPE;
+	if (len < DPCHAN_HDR_LEN + DPCHAN_HELD_END_LEN)
+		return -DPCHAN_E_TRUNCATED;
+	if (len > DPCHAN_HDR_LEN + DPCHAN_HELD_END_LEN)
+		return -DPCHAN_E_TRAILING;
+	if (count != 1 || get32(buf + DPCHAN_HDR_LEN) == 0 || get32(buf + DPCHAN_HDR_LEN + 4) != 0)
+		return -DPCHAN_E_FIELD;
+	*lcores = get32(buf + DPCHAN_HDR_LEN);
 	return 0;
 }
 

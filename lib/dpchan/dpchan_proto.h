@@ -30,6 +30,13 @@
  *   DOWN_ACK (dataplane -> agent, count ranges): u64 first, u64 last, i32 status: the broker
  *            took every DOWN record of the range (status 1: a subscription matched, 0: none did;
  *            a retained one is stored either way), or refused it for good (< 0: -errno)
+ *   HELD     (dataplane -> agent, count origins, after the HELLO of each connection): the
+ *            RELEASE layout: origins of earlier starts of the dataplane that this lcore's broker
+ *            held when this start began (incoming QoS 2 ids awaiting PUBREL, journaled)
+ *   HELD_END (dataplane -> agent, count 1, after the last HELD): u32 lcores (how many lcores
+ *            this start runs, >= 1), u32 zero. Once every lcore of the start has sent it, the
+ *            agent forgets the origins of earlier starts none of them listed: their RELEASE was
+ *            lost (docs/architecture.md, "QoS 2 across a restart of the dataplane")
  *
  * The decoder checks every length against the frame before reading: a malformed frame is
  * refused whole (DPCHAN_E_*), and the receiver closes that connection and counts it.
@@ -41,13 +48,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DPCHAN_VERSION      2 /* 2: PUB origins, RELEASE; DOWN records carry a ref, DOWN_ACK */
+#define DPCHAN_VERSION \
+	3 /* 2: PUB origins, RELEASE; DOWN records carry a ref, DOWN_ACK;
+			   * 3: HELD, HELD_END */
 #define DPCHAN_HDR_LEN      8u
 #define DPCHAN_PUB_HDR_LEN  16u /* a PUB record before its topic and payload */
 #define DPCHAN_DOWN_HDR_LEN 16u /* the same layout as PUB's since version 2 */
 #define DPCHAN_RANGE_LEN    20u
 #define DPCHAN_HELLO_LEN    16u
-#define DPCHAN_ORIGIN_LEN   20u /* an origin in a PUB record or a RELEASE frame */
+#define DPCHAN_ORIGIN_LEN   20u /* an origin in a PUB record or a RELEASE or HELD frame */
+#define DPCHAN_HELD_END_LEN 8u
 #define DPCHAN_REC_RETAIN   0x01u
 #define DPCHAN_REC_ORIGIN   0x02u /* PUB only */
 /* The largest frame either side sends or accepts: a batch of records, or one record whose
@@ -64,8 +74,10 @@ enum dpchan_type {
 	DPCHAN_DOWN = 4,
 	DPCHAN_RELEASE = 5,
 	DPCHAN_DOWN_ACK = 6,
+	DPCHAN_HELD = 7,
+	DPCHAN_HELD_END = 8,
 };
-#define DPCHAN_TYPE_MAX DPCHAN_DOWN_ACK
+#define DPCHAN_TYPE_MAX DPCHAN_HELD_END
 
 /* Why a frame was refused (positive; functions return them negated). */
 enum dpchan_err {
@@ -152,5 +164,11 @@ int dpchan_decode_down_ack(const uint8_t *buf, size_t len, dpchan_range_fn fn, v
 int dpchan_encode_release(uint8_t *buf, size_t cap, const struct dpchan_origin *v, uint32_t n);
 typedef void (*dpchan_origin_fn)(void *arg, const struct dpchan_origin *o);
 int dpchan_decode_release(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void *arg);
+/* HELD: the same, another type. */
+int dpchan_encode_held(uint8_t *buf, size_t cap, const struct dpchan_origin *v, uint32_t n);
+int dpchan_decode_held(const uint8_t *buf, size_t len, dpchan_origin_fn fn, void *arg);
+/* HELD_END: the number of lcores of the start (>= 1). */
+int dpchan_encode_held_end(uint8_t *buf, size_t cap, uint32_t lcores);
+int dpchan_decode_held_end(const uint8_t *buf, size_t len, uint32_t *lcores);
 
 #endif

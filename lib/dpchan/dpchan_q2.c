@@ -34,6 +34,7 @@ struct q2_ent {
 	uint32_t lcore;
 	uint32_t serial; /* its place in the order ring (0: the slot is empty) */
 	uint8_t state;   /* enum dpchan_q2_state */
+	uint32_t gen;    /* the resync that last saw it held, or that it came in (dpchan_q2_mark) */
 };
 
 struct q2_ring_ent {
@@ -50,6 +51,7 @@ struct dpchan_q2 {
 	uint32_t max, mask; /* hash: mask + 1 slots, at least 2 * max */
 	uint32_t n;
 	uint32_t next_serial;
+	uint32_t gen; /* the resync now (dpchan_q2_resync): 0 before the first */
 	struct q2_ent *h;
 	struct q2_ring order, waiting; /* max each */
 	uint64_t *cnt;
@@ -353,7 +355,7 @@ insert(struct dpchan_q2 *q, const struct dpchan_origin *o, uint8_t state, uint64
 	for (i = slot_of(q, o); q->h[i].serial != 0; i = (i + 1) & q->mask)
 		;
 	e = &q->h[i];
-	*e = (struct q2_ent){ o->boot_id, o->ref, token, o->lcore, q->next_serial, state };
+	*e = (struct q2_ent){ o->boot_id, o->ref, token, o->lcore, q->next_serial, state, q->gen };
 	q->order.v[(q->order.head + q->order.len++) % q->max] =
 	    (struct q2_ring_ent){ *o, q->next_serial };
 	q->n++;
@@ -428,6 +430,50 @@ dpchan_q2_release(struct dpchan_q2 *q, const struct dpchan_origin *o)
 		file_append(q, Q2_DEL, o);
 	del_slot(q, e); /* a waiting one's place in the waiting ring goes stale */
 	return true;
+}
+
+void
+dpchan_q2_resync(struct dpchan_q2 *q)
+{
+	if (++q->gen == 0)
+		q->gen = 1;
+}
+
+void
+dpchan_q2_mark(struct dpchan_q2 *q, const struct dpchan_origin *o)
+{
+	struct q2_ent *e = find(q, o);
+
+	if (e != NULL)
+		e->gen = q->gen;
+}
+
+uint32_t
+dpchan_q2_sweep(struct dpchan_q2 *q, uint64_t boot_id)
+{
+	struct dpchan_origin *v;
+	uint32_t n = 0;
+
+	if (q->h == NULL || q->n == 0)
+		return 0;
+	/* gathered first: a deletion shifts entries back into slots already visited */
+	if ((v = malloc((size_t)q->n * sizeof(*v))) == NULL) {
+		log_err("dpchan: out of memory to forget the QoS 2 origins no longer held "
+			"(kept until released or evicted)");
+		q->cnt[DPCHAN_C_Q2_IO_FAIL]++;
+		return 0;
+	}
+	for (uint32_t i = 0; i <= q->mask; i++) {
+		const struct q2_ent *e = &q->h[i];
+
+		if (e->serial != 0 && e->boot_id != boot_id && e->gen != q->gen)
+			v[n++] = (struct dpchan_origin){ e->boot_id, e->ref, e->lcore };
+	}
+	for (uint32_t i = 0; i < n; i++)
+		(void)dpchan_q2_release(q, &v[i]);
+	free(v);
+	q->cnt[DPCHAN_C_Q2_SWEPT] += n;
+	return n;
 }
 
 int

@@ -58,6 +58,18 @@ void dpchan_q2_settle(struct dpchan_q2 *q, uint64_t first, uint64_t last, int st
 /* Forget o (held, or still waiting: the dataplane is done with it either way); false when it
  * was not there. */
 bool dpchan_q2_release(struct dpchan_q2 *q, const struct dpchan_origin *o);
+/*
+ * Resync with a new start of the dataplane (dpchan_proto.h, HELD): dpchan_q2_resync() begins
+ * one (at the first HELLO of that start); from then every origin that comes in, and every one
+ * dpchan_q2_mark() is called for (one its lcores listed as held), is marked seen; once every
+ * lcore has listed its own, dpchan_q2_sweep() forgets the origins of other starts than boot_id
+ * left unmarked (their RELEASE was lost: no lcore holds their sensor's exchange any more; a
+ * resend of one would be sent up as new anyway), written as releases, counted Q2_SWEPT. Their
+ * number.
+ */
+void dpchan_q2_resync(struct dpchan_q2 *q);
+void dpchan_q2_mark(struct dpchan_q2 *q, const struct dpchan_origin *o);
+uint32_t dpchan_q2_sweep(struct dpchan_q2 *q, uint64_t boot_id);
 /* Sync what was written since the last call (call before answering durable); 0 or -errno.
  * After a write or sync that failed (counted Q2_IO_FAIL), the file may lack origins or end in
  * a torn record: it is written again whole (as at open) at each call until that succeeds. */

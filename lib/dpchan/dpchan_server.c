@@ -32,6 +32,7 @@ struct stream {
 	struct sconn *conn; /* NULL while that lcore is not connected */
 	uint64_t max_ref;   /* highest ref taken */
 	bool known_trimmed; /* the known refs below its first record since the hello are gone */
+	bool held_end;      /* it listed the origins it holds (HELD_END) in this start */
 	struct waiting *w;  /* ring of max_inflight: refs taken, awaiting durability (in ref
 			     * order; answered ones leave from the front) */
 	uint32_t w_head, w_len;
@@ -73,6 +74,10 @@ struct dpchan_server {
 	size_t n_known, cap_known;
 	bool known_sorted;
 	struct dpchan_q2 *q2; /* QoS 2 origins held until released (dpchan_q2.h) */
+	/* The resync of the QoS 2 origins with the dataplane's newest start (dpchan_proto.h, HELD) */
+	uint64_t rs_boot;   /* that start's boot id (0: no hello yet) */
+	uint32_t rs_lcores; /* its lcores, as its HELD_END frames say */
+	bool rs_swept;      /* the origins none of them listed are forgotten */
 	dpchan_down_ack_fn down_ack;
 	void *down_ack_arg;
 	struct stream *down_st; /* the lcore DOWN records go to, kept while it stays connected */
@@ -548,6 +553,48 @@ on_release(void *arg, const struct dpchan_origin *o)
 }
 
 static void
+on_held_ignored(void *arg, const struct dpchan_origin *o)
+{
+	struct dpchan_server *s = arg;
+
+	(void)o;
+	s->cnt[DPCHAN_C_HELD_RX]++;
+}
+
+/* An origin the newest start of the dataplane still holds: kept at the sweep. */
+static void
+on_held(void *arg, const struct dpchan_origin *o)
+{
+	struct dpchan_server *s = arg;
+
+	s->cnt[DPCHAN_C_HELD_RX]++;
+	dpchan_q2_mark(s->q2, o);
+}
+
+/* Every lcore of the newest start has listed what it holds: the origins of other starts none
+ * listed lost their RELEASE (a connection that ended first, a full release queue, a dataplane
+ * killed between the PUBREL and the send), and are forgotten. Once per start (and agent run). */
+static void
+resync_check(struct dpchan_server *s)
+{
+	uint32_t done = 0, n;
+
+	if (s->rs_swept || s->rs_lcores == 0)
+		return;
+	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
+		done += s->streams[i].used && s->streams[i].held_end &&
+		    s->streams[i].id.boot_id == s->rs_boot;
+	if (done < s->rs_lcores)
+		return;
+	s->rs_swept = true;
+	if ((n = dpchan_q2_sweep(s->q2, s->rs_boot)) > 0)
+		log_info(
+		    "dpchan: %u QoS 2 origins of earlier dataplane starts forgotten: no lcore of "
+		    "this start (%u) holds them (their release was lost)",
+		    n, s->rs_lcores);
+}
+
+static void
 on_down_ack(void *arg, const struct dpchan_range *r)
 {
 	struct dpchan_server *s = arg;
@@ -578,6 +625,12 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 		if ((rc = dpchan_decode_hello(c->rx, n, &h)) == 0) {
 			if (s->n_known > 0)
 				known_forget_others(s, h.boot_id);
+			if (h.boot_id != s->rs_boot) { /* a new start: what it holds, anew */
+				s->rs_boot = h.boot_id;
+				s->rs_lcores = 0;
+				s->rs_swept = false;
+				dpchan_q2_resync(s->q2);
+			}
 			if ((c->st = stream_of(s, &h)) == NULL) {
 				s->cnt[DPCHAN_C_LIMIT_STREAMS]++;
 				conn_close(s, c, "max_streams reached");
@@ -597,6 +650,26 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 	} else if (rc == 0 && type == DPCHAN_RELEASE) {
 		if ((rc = dpchan_decode_release(c->rx, n, on_release, s)) == 0)
 			return true;
+	} else if (rc == 0 && type == DPCHAN_HELD) {
+		/* only the newest start's lists count (an older one's lcore may linger) */
+		if (c->st->id.boot_id != s->rs_boot)
+			rc = dpchan_decode_held(c->rx, n, on_held_ignored, s);
+		else
+			rc = dpchan_decode_held(c->rx, n, on_held, s);
+		if (rc == 0)
+			return true;
+	} else if (rc == 0 && type == DPCHAN_HELD_END) {
+		uint32_t lcores;
+
+		if ((rc = dpchan_decode_held_end(c->rx, n, &lcores)) == 0) {
+			if (c->st->id.boot_id == s->rs_boot) {
+				c->st->held_end = true;
+				if (lcores > s->rs_lcores)
+					s->rs_lcores = lcores;
+				resync_check(s);
+			}
+			return true;
+		}
 	} else if (rc == 0 && type == DPCHAN_DOWN_ACK) {
 		if ((rc = dpchan_decode_down_ack(c->rx, n, on_down_ack, s)) == 0)
 			return true;

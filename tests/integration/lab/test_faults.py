@@ -22,6 +22,12 @@ qos2_window     (c) aimed at QoS 2's window: the dataplane SIGKILLs itself at a 
                 to the sensor. The sensor resends them to the restarted dataplane: every one
                 reaches the cloud exactly once, and the counters show the window was hit (the
                 new dataplane sent resends under their first origin, the agent held them).
+release_lost    (c) aimed at a lost release: the dataplane SIGKILLs itself when an lcore is about
+                to send QoS 2 origin releases (EDGEGW_TEST_KILL_AT_RELEASE, as above): PUBRELs
+                taken and journaled whose RELEASE never reaches the agent. The restarted
+                dataplane lists the origins it still holds (HELD); the agent forgets the lost
+                ones (Q2_SWEPT) and, once every exchange is complete, holds no origin; no QoS 2
+                message arrives twice.
 corrupt_segment (e) with the uplink cut and messages waiting in the spool, the agent is stopped
                 (SIGSTOP), bytes of one record in a segment file are overwritten, and the agent
                 is SIGKILLed (lab kill agent: restarted). Recovery skips the bad record and says
@@ -265,6 +271,17 @@ def dataplane_kill(lab):
           "before the kill)" % (len(twice), twice[:5], len([i for i in twice if i in q2_before])))
     log("QoS 1 messages received twice (at least once allows it): %d" %
         len(cloud.twice(list(q1.msgs))))
+    # every QoS 2 exchange is complete (PUBCOMP): the agent holds none of their origins, those
+    # of the killed start included (released by the PUBRELs that came after the restart, or
+    # forgotten at the new start's resync when their release died with the dataplane)
+    chan = lambda: labtest.agent_stats(lab, "dpchan")  # noqa: E731
+    labtest.wait_for(lambda: chan().get("Q2_ORIGINS", -1) == 0, 10)
+    c = chan()
+    check(c.get("Q2_ORIGINS", -1) == 0 and c.get("HELD_RX", -1) >= 0,
+          "the agent holds no QoS 2 origin once every exchange is complete (%d held; %d listed "
+          "by the new start, %d forgotten at its resync, %d released)" %
+          (c.get("Q2_ORIGINS", -1), c.get("HELD_RX", -1), c.get("Q2_SWEPT", -1),
+           c.get("RELEASE_RX", -1)))
     # the poller's readings: read after the restart and delivered
     t_back = int(time.time() * 1000)
     labtest.wait_for(lambda: cloud.readings_after(t_back) >= 10, 20)
@@ -280,6 +297,7 @@ def dataplane_kill(lab):
 # ---- (c) aimed at QoS 2's window: killed at a DURABLE answer ----
 
 KILL_FLAG = "/tmp/edgegw-flt-kill-at-durable-%d" % os.getpid()
+KILL_REL_FLAG = "/tmp/edgegw-flt-kill-at-release-%d" % os.getpid()
 
 
 def dp_counter(lab, path, name):
@@ -330,6 +348,51 @@ def qos2_window(lab):
     check(not twice, "no QoS 2 message arrived twice (twice: %d, %s)" % (len(twice), twice[:5]))
     check(resent > 0 and held > 0, "the kill hit the window: resends went up under their "
           "first origin (%d) and the agent already held some (%d)" % (resent, held))
+    q2.stop()
+    cloud.stop()
+    labtest.setns_path(labtest.HOME_NETNS)
+
+
+def release_lost(lab):
+    labtest.setns_path("/run/netns/%scloud" % lab.prefix)
+    cloud = Cloud()
+    lab.enter_sensors()
+    q2 = Sensor("r2", 2)
+    pub = Publisher([q2], period_s=0.005)
+    pub.start()
+    labtest.wait_for(lambda: len(q2.acked()) >= 100, 20)
+    check(len(q2.acked()) >= 100, "the sensor's QoS 2 messages complete before the kill")
+    old_pid = lab.dataplane_pid()
+    with open(KILL_REL_FLAG, "w"):
+        pass  # the next lcore about to send releases kills the dataplane
+    labtest.wait_for(lambda: not os.path.exists(KILL_REL_FLAG), 10)
+    check(not os.path.exists(KILL_REL_FLAG), "the dataplane died with releases unsent")
+    labtest.wait_for(lambda: lab.dataplane_pid() != old_pid and lab.dataplane_alive(), 30)
+    check(lab.dataplane_pid() != old_pid, "the supervisor restarted the dataplane")
+    n_at_restart = q2.n
+    labtest.wait_for(lambda: q2.n >= n_at_restart + 100 and q2.connects >= 2, 30)
+    pub.stop()
+    labtest.wait_for(lambda: not q2.unacked(), 30)
+    un = q2.unacked()
+    check(not un, "every QoS 2 message published got its PUBCOMP (%d of %d; waiting: %s)" %
+          (q2.n - len(un), q2.n, un[:5]))
+    wait_delivered(cloud, list(q2.msgs), 30, "QoS 2, %d messages across the kill" % q2.n)
+    twice = cloud.twice(list(q2.msgs))
+    check(not twice, "no QoS 2 message arrived twice (twice: %d, %s)" % (len(twice), twice[:5]))
+
+    def chan():
+        return labtest.agent_stats(lab, "dpchan")
+
+    # the agent writes its stats file every 5 s in the lab
+    labtest.wait_for(lambda: chan().get("Q2_SWEPT", 0) > 0 and chan().get("Q2_ORIGINS") == 0, 20)
+    c = chan()
+    log("agent: %d origins listed by the new start, %d forgotten at its resync, %d released, "
+        "%d held now" % (c.get("HELD_RX", -1), c.get("Q2_SWEPT", -1), c.get("RELEASE_RX", -1),
+                         c.get("Q2_ORIGINS", -1)))
+    check(c.get("Q2_SWEPT", 0) > 0, "the agent forgot the origins whose release died with the "
+          "dataplane (%d)" % c.get("Q2_SWEPT", 0))
+    check(c.get("Q2_ORIGINS", -1) == 0, "the agent holds no QoS 2 origin once every exchange "
+          "is complete (%d)" % c.get("Q2_ORIGINS", -1))
     q2.stop()
     cloud.stop()
     labtest.setns_path(labtest.HOME_NETNS)
@@ -493,7 +556,8 @@ def spool_full(lab):
 
 
 SCENARIOS = {"dataplane_kill": dataplane_kill, "spool_full": spool_full,
-             "corrupt_segment": corrupt_segment, "qos2_window": qos2_window}
+             "corrupt_segment": corrupt_segment, "qos2_window": qos2_window,
+             "release_lost": release_lost}
 
 
 def test():
@@ -509,14 +573,17 @@ def test():
         spool = "spool: {dir: %s, max_bytes: 64m, segment_bytes: 256k, disk_full_retry: 200ms}" % tmpfs
     if scenario == "qos2_window":
         os.environ["EDGEGW_TEST_KILL_AT_DURABLE"] = KILL_FLAG  # the lab's processes inherit it
+    if scenario == "release_lost":
+        os.environ["EDGEGW_TEST_KILL_AT_RELEASE"] = KILL_REL_FLAG
     try:
         labtest.run_site("fl", SCENARIOS[scenario], lambda path: make_config(path, spool),
                          on_fail=diagnose)
     finally:
         if tmpfs is not None:
             umount(tmpfs)
-        if os.path.exists(KILL_FLAG):
-            os.unlink(KILL_FLAG)
+        for flag in (KILL_FLAG, KILL_REL_FLAG):
+            if os.path.exists(flag):
+                os.unlink(flag)
 
 
 if __name__ == "__main__":

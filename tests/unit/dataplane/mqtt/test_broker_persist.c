@@ -994,6 +994,21 @@ o_release(void *u, const struct broker_uplink_origin *o)
 	f->rel[f->n_rel++] = *o;
 }
 
+/* broker_uplink_held's fn: the origins listed, at most 8. */
+struct olist {
+	uint32_t n;
+	struct broker_uplink_origin v[8];
+};
+
+static void
+o_held(void *arg, const struct broker_uplink_origin *o)
+{
+	struct olist *l = arg;
+
+	assert_true(l->n < 8);
+	l->v[l->n++] = *o;
+}
+
 static const struct broker_uplink_ops o_ops = { .wants = up_wants,
 	.room = up_room,
 	.submit = o_submit,
@@ -1017,6 +1032,7 @@ test_qos2_origin_across_restart(void **state)
 {
 	struct dirs *d = *state;
 	struct ofake f1 = { .boot_id = 0xa1 }, f2 = { .boot_id = 0xb2 };
+	struct olist held = { 0 };
 	struct fx *x = fx_on(d->a);
 
 	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f1, 16), 0);
@@ -1037,6 +1053,11 @@ test_qos2_origin_across_restart(void **state)
 
 	x = fx_on(d->b);
 	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f2, 16), 0);
+	/* what the agent is told this start holds of the first: both ids' origins, journaled */
+	assert_int_equal(broker_uplink_held(x->b, o_held, &held), 2);
+	assert_int_equal(held.n, 2);
+	assert_true(same_origin(&held.v[0], 0xa1, 1) || same_origin(&held.v[1], 0xa1, 1));
+	assert_true(same_origin(&held.v[0], 0xa1, 2) || same_origin(&held.v[1], 0xa1, 2));
 	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
 	assert_true(fx_connect(x, 1, MQTT_V311, "local", false, 60, NULL));
 	fx_publish(x, 0, "up/b", "second", 2, 4, false);
@@ -1067,6 +1088,7 @@ test_qos2_origin_across_restart(void **state)
 	assert_true(same_origin(&f2.rel[0], 0xa1, 2));
 	assert_true(same_origin(&f2.rel[1], 0xa1, 1));
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_RELEASED), 2);
+	assert_int_equal(broker_uplink_held(x->b, o_held, &held), 0);
 	fx_free(x);
 }
 

@@ -107,7 +107,7 @@ test_swap_under_traffic(void **state)
 	stop = 0;
 	for (int i = 0; i < N_WORKERS; i++) {
 		w[i].x = fx_new(NULL);
-		assert_non_null(w[i].u = mqtt_uplink_start(w[i].x->b, (uint32_t)i + 1));
+		assert_non_null(w[i].u = mqtt_uplink_start(w[i].x->b, (uint32_t)i + 1, N_WORKERS));
 		assert_int_equal(pthread_create(&w[i].t, NULL, worker_loop, &w[i]), 0);
 	}
 	for (int n = 0; n < N_SWAPS; n++) {
@@ -193,7 +193,7 @@ env_open(struct env *e, struct rules *r)
 	assert_non_null(e->s = dpchan_server_new(&sc, &sink_ops, &e->sink));
 	assert_int_equal(mqtt_uplink_set_rules(r, 0), 0);
 	e->x = fx_new(NULL);
-	assert_non_null(e->u = mqtt_uplink_start(e->x->b, 1));
+	assert_non_null(e->u = mqtt_uplink_start(e->x->b, 1, 1));
 	pump(e);
 	assert_int_equal(dpchan_server_connected(e->s), 1);
 	fx_connect(e->x, 0, MQTT_V311, "sensor", true, 60, NULL);
@@ -332,7 +332,7 @@ down_child(const char *state, const struct dpchan_conf *dc, const char *flag)
 	mqtt_uplink_configure(dc);
 	if (broker_persist_open(x->b, state, 0, 0, x->now) != 0)
 		_exit(2);
-	if ((u = mqtt_uplink_start(x->b, 1)) == NULL)
+	if ((u = mqtt_uplink_start(x->b, 1, 1)) == NULL)
 		_exit(3);
 	for (int i = 0; i < 20000; i++) { /* 20 s at most */
 		x->now += 10;
@@ -415,7 +415,7 @@ test_down_kill_before_ack(void **state)
 	mqtt_uplink_configure(&dc);
 	x = fx_state(stdir);
 	assert_int_equal(broker_down_ref(x->b), 5);
-	assert_non_null(u = mqtt_uplink_start(x->b, 1));
+	assert_non_null(u = mqtt_uplink_start(x->b, 1, 1));
 	for (int i = 0; i < 5000 && dpchan_server_connected(s) == 0; i++) {
 		mqtt_uplink_poll(u, x->now += 10);
 		dpchan_server_run(s);

@@ -150,6 +150,49 @@ test_codec_origin_release(void **state)
 	assert_int_equal(dpchan_encode_release(buf, 10, rel, 2), -E2BIG);
 }
 
+/* HELD frames (the RELEASE layout, their own type) and HELD_END: back as they went, and each
+ * malformation refused with its reason. */
+static void
+test_codec_held(void **state)
+{
+	struct dpchan_origin v[3] = { { 1, 2, 3 }, { 4, 5, 6 }, { 7, 8, 9 } };
+	uint8_t buf[256];
+	uint32_t lcores = 0;
+	int n = 0, len;
+
+	(void)state;
+	len = dpchan_encode_held(buf, sizeof(buf), v, 3);
+	assert_int_equal(len, DPCHAN_HDR_LEN + 3 * DPCHAN_ORIGIN_LEN);
+	assert_int_equal(buf[0], DPCHAN_HELD);
+	assert_int_equal(dpchan_decode_held(buf, (size_t)len, count_origin, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(dpchan_decode_release(buf, (size_t)len, count_origin, &n), -DPCHAN_E_TYPE);
+	assert_int_equal(
+	    dpchan_decode_held(buf, (size_t)len - 1, count_origin, &n), -DPCHAN_E_TRUNCATED);
+	assert_int_equal(dpchan_encode_held(buf, 20, v, 3), -E2BIG);
+
+	len = dpchan_encode_held_end(buf, sizeof(buf), 4);
+	assert_int_equal(len, DPCHAN_HDR_LEN + DPCHAN_HELD_END_LEN);
+	assert_int_equal(dpchan_decode_held_end(buf, (size_t)len, &lcores), 0);
+	assert_int_equal(lcores, 4);
+	assert_int_equal(
+	    dpchan_decode_held_end(buf, (size_t)len - 1, &lcores), -DPCHAN_E_TRUNCATED);
+	buf[len] = 0;
+	assert_int_equal(dpchan_decode_held_end(buf, (size_t)len + 1, &lcores), -DPCHAN_E_TRAILING);
+	buf[DPCHAN_HDR_LEN + 4] = 1; /* the zero field */
+	assert_int_equal(dpchan_decode_held_end(buf, (size_t)len, &lcores), -DPCHAN_E_FIELD);
+	buf[DPCHAN_HDR_LEN + 4] = 0;
+	buf[4] = 2; /* count 2 */
+	assert_int_equal(dpchan_decode_held_end(buf, (size_t)len, &lcores), -DPCHAN_E_FIELD);
+	buf[4] = 1;
+	memset(buf + DPCHAN_HDR_LEN, 0, 4); /* no lcores */
+	assert_int_equal(dpchan_decode_held_end(buf, (size_t)len, &lcores), -DPCHAN_E_FIELD);
+	assert_int_equal(dpchan_encode_held_end(buf, sizeof(buf), 0), -EINVAL);
+	assert_int_equal(dpchan_encode_held_end(buf, 15, 1), -E2BIG);
+	assert_int_equal(dpchan_decode_held(buf, (size_t)len, count_origin, &n), -DPCHAN_E_TYPE);
+	assert_int_equal(lcores, 4);
+}
+
 /* The agent's QoS 2 origins: held once durable, forgotten when failed or released, read back
  * from the file at open (a torn tail cut, a newer version refused), bounded. */
 static void
@@ -263,7 +306,7 @@ test_codec_down_v2(void **state)
 	dpchan_put_header(buf, DPCHAN_DOWN, 1);
 	len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, &r);
 	assert_int_equal(len, 16 + 5 + 2);
-	assert_int_equal(buf[1], 2);    /* DPCHAN_VERSION */
+	assert_int_equal(buf[1], 3);    /* DPCHAN_VERSION */
 	assert_int_equal(buf[8], 0x08); /* the ref first, little-endian */
 	len = dpchan_encode_down_ack(buf, sizeof(buf), v, 3);
 	assert_int_equal(len, 8 + 3 * 20);
@@ -911,6 +954,110 @@ test_q2_resend_waits_for_its_first_copy(void **state)
 	env_free(e);
 }
 
+static int
+submit_q2_on(struct dpchan_client *c, uint64_t ref, const struct dpchan_origin *origin)
+{
+	struct dpchan_rec r = { .ref = ref,
+		.qos = 2,
+		.topic = "plant/q",
+		.topic_len = 7,
+		.payload = (const uint8_t *)"m",
+		.payload_len = 1 };
+
+	if (origin != NULL) {
+		r.has_origin = true;
+		r.origin = *origin;
+	}
+	return dpchan_client_submit(c, &r);
+}
+
+static void
+pump2(struct env *e, struct dp *d2)
+{
+	for (int i = 0; i < 4; i++) {
+		e->now += 10;
+		dpchan_client_poll(e->d.c, e->now);
+		dpchan_client_poll(d2->c, e->now);
+		dpchan_server_run(e->s);
+	}
+}
+
+#define SC(e, k) dpchan_server_counter((e)->s, DPCHAN_C_##k)
+
+/* The dataplane restarted (boot 43, two lcores) after the RELEASE of one of its first start's
+ * QoS 2 origins was lost (taken PUBREL, SIGKILL before the send). Each lcore of the new start
+ * lists the origins of earlier starts it still holds (HELD), then HELD_END; once both have, the
+ * agent forgets the unlisted one: counted Q2_SWEPT, written as a release (the agent's next run
+ * does not read it back). One lcore's list alone forgets nothing; an origin listed before its
+ * record reached the agent, and the new start's own origins, are kept. The agent restarting
+ * hears the lists again and forgets nothing more. */
+static void
+test_q2_resync_forgets_lost_releases(void **state)
+{
+	struct env *e = env_new(0, false);
+	char q2path[128];
+	struct dpchan_server_config sc = { .path = e->path, .q2_path = q2path };
+	struct dpchan_client_config c1 = { .path = e->path, .boot_id = 43, .lcore = 1 };
+	struct dpchan_client_config c2 = { .path = e->path, .boot_id = 43, .lcore = 2 };
+	struct dpchan_origin o[4] = { { 42, 1, 1 }, { 42, 2, 1 }, { 42, 3, 1 }, { 42, 9, 1 } };
+	struct dpchan_origin held1[2] = { o[1], o[3] }, held2[1] = { o[2] };
+	struct dp d2 = { 0 };
+
+	(void)state;
+	snprintf(q2path, sizeof(q2path), "%s/q2", e->dir);
+	assert_non_null(e->s = dpchan_server_new(&sc, &sink_ops, &e->sink));
+	pump(e);
+	for (uint64_t ref = 1; ref <= 3; ref++) /* the first start: origins (42, 1..3, lcore 1) */
+		assert_int_equal(submit_q2(e, ref, NULL), 0);
+	pump(e);
+	dpchan_server_durable(e->s, 1, 3, 0);
+	pump(e);
+	assert_int_equal(e->d.ok, 3);
+	assert_int_equal(SC(e, Q2_ORIGINS), 3);
+	/* SIGKILL: o[0]'s PUBREL was taken, its RELEASE never left */
+	dpchan_client_free(e->d.c);
+	assert_non_null(e->d.c = dpchan_client_new(&c1, &dp_ops, &e->d));
+	assert_int_equal(dpchan_client_held(e->d.c, held1, 2, 2), 0);
+	assert_non_null(d2.c = dpchan_client_new(&c2, &dp_ops, &d2));
+	assert_int_equal(dpchan_client_held(d2.c, held2, 1, 0), -EINVAL);
+	pump(e); /* lcore 1 alone: its list heard, nothing forgotten */
+	assert_int_equal(SC(e, HELD_RX), 2);
+	assert_int_equal(dpchan_client_counter(e->d.c, DPCHAN_C_HELD_TX), 2);
+	assert_int_equal(SC(e, Q2_ORIGINS), 3);
+	/* o[3]'s sensor resends; its first copy never reached the agent: stored under it now */
+	assert_int_equal(submit_q2(e, 1, &o[3]), 0);
+	pump(e);
+	assert_int_equal(SC(e, Q2_ORIGINS), 4);
+	dpchan_server_durable(e->s, 4, 4, 0);
+	pump(e);
+	/* lcore 2 comes: one record of this start's own, then its list: o[0] is forgotten */
+	assert_int_equal(dpchan_client_held(d2.c, held2, 1, 2), 0);
+	assert_int_equal(submit_q2_on(d2.c, 1, NULL), -ENOTCONN);
+	pump2(e, &d2);
+	assert_int_equal(SC(e, Q2_SWEPT), 1);
+	assert_int_equal(SC(e, Q2_ORIGINS), 3);
+	assert_int_equal(submit_q2_on(d2.c, 1, NULL), 0);
+	pump2(e, &d2);
+	assert_int_equal(SC(e, Q2_ORIGINS), 4);
+	assert_int_equal(SC(e, HELD_RX), 3);
+
+	/* the agent restarts: the file read back has o[1..3] (not o[0], released), the lists
+	 * come again, and nothing more is forgotten */
+	dpchan_server_durable(e->s, 5, 5, 0);
+	pump2(e, &d2);
+	dpchan_server_free(e->s);
+	assert_non_null(e->s = dpchan_server_new(&sc, &sink_ops, &e->sink));
+	assert_int_equal(SC(e, Q2_RECOVERED), 4); /* o[1..3] and (43, 1, lcore 2) */
+	for (int i = 0; i < 100 && SC(e, HELD_RX) < 3; i++)
+		pump2(e, &d2);
+	assert_int_equal(SC(e, HELD_RX), 3);
+	assert_int_equal(SC(e, Q2_SWEPT), 0);
+	assert_int_equal(SC(e, Q2_ORIGINS), 4);
+	dpchan_client_free(d2.c);
+	env_free(e);
+	unlink(q2path);
+}
+
 int
 main(void)
 {
@@ -919,6 +1066,7 @@ main(void)
 		cmocka_unit_test(test_codec_down_v2),
 		cmocka_unit_test(test_codec_malformed),
 		cmocka_unit_test(test_codec_origin_release),
+		cmocka_unit_test(test_codec_held),
 		cmocka_unit_test(test_q2_origins),
 		cmocka_unit_test(test_up_and_durable),
 		cmocka_unit_test(test_agent_absent_and_restart),
@@ -929,6 +1077,7 @@ main(void)
 		cmocka_unit_test(test_server_bounds),
 		cmocka_unit_test(test_peer_not_reading),
 		cmocka_unit_test(test_q2_resend_waits_for_its_first_copy),
+		cmocka_unit_test(test_q2_resync_forgets_lost_releases),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
