@@ -51,7 +51,7 @@ static int
 parse_tls(conf_node t, struct uplink_tls_conf *tc)
 {
 	static const char *const keys[] = { "ca", "cert", "key", "verify", "server_name", "resume",
-		NULL };
+		"psk_identity", "psk_file", NULL };
 
 	int bad = 0, bad_files = 0, bad_verify;
 
@@ -65,6 +65,8 @@ parse_tls(conf_node t, struct uplink_tls_conf *tc)
 	bad_files |= copy_str(t, "cert", tc->cert, sizeof(tc->cert));
 	bad_files |= copy_str(t, "key", tc->key, sizeof(tc->key));
 	bad |= copy_str(t, "server_name", tc->server_name, sizeof(tc->server_name));
+	bad_files |= copy_str(t, "psk_identity", tc->psk_identity, sizeof(tc->psk_identity));
+	bad_files |= copy_str(t, "psk_file", tc->psk_file, sizeof(tc->psk_file));
 	bad_verify = conf_get_bool(t, "verify", true, &tc->verify);
 	bad |= conf_get_bool(t, "resume", true, &tc->resume);
 	if (bad_files || bad_verify)
@@ -73,10 +75,16 @@ parse_tls(conf_node t, struct uplink_tls_conf *tc)
 		bad |= conf_error(conf_get(t, "cert"), "tls.cert needs tls.key");
 	if (tc->key[0] && !tc->cert[0])
 		bad |= conf_error(conf_get(t, "key"), "tls.key needs tls.cert");
-	if (tc->verify && !tc->ca[0])
+	if (tc->psk_identity[0] && !tc->psk_file[0])
+		bad |=
+		    conf_error(conf_get(t, "psk_identity"), "tls.psk_identity needs tls.psk_file");
+	if (tc->psk_file[0] && !tc->psk_identity[0])
+		bad |= conf_error(conf_get(t, "psk_file"), "tls.psk_file needs tls.psk_identity");
+	/* a PSK authenticates the server too: without a CA only PSK cipher suites are offered */
+	if (tc->verify && !tc->ca[0] && !tc->psk_file[0])
 		bad |= conf_error(t,
-		    "tls needs 'ca' to verify the server (or an explicit "
-		    "'verify: false', logged at every connect)");
+		    "tls needs 'ca' to verify the server, or a pre-shared key (psk_identity and "
+		    "psk_file), or an explicit 'verify: false', logged at every connect");
 	return bad;
 }
 

@@ -15,13 +15,15 @@
 #define UPLINK_QOS_KEEP 0xFF /* qos: keep: each message goes up with its own QoS */
 
 struct uplink_tls_conf {
-	bool enabled;          /* a "tls:" section is present */
-	bool verify;           /* server certificate and host name (default true) */
-	bool resume;           /* TLS session resumption (tickets or session id, default true) */
-	char ca[256];          /* PEM file of trusted CAs */
-	char cert[256];        /* client certificate (PEM), optional */
-	char key[256];         /* its key (PEM), required with cert */
-	char server_name[128]; /* SNI and the name checked; default: host */
+	bool enabled;           /* a "tls:" section is present */
+	bool verify;            /* server certificate and host name (default true) */
+	bool resume;            /* TLS session resumption (tickets or session id, default true) */
+	char ca[256];           /* PEM file of trusted CAs */
+	char cert[256];         /* client certificate (PEM), optional */
+	char key[256];          /* its key (PEM), required with cert */
+	char server_name[128];  /* SNI and the name checked; default: host */
+	char psk_identity[128]; /* TLS-PSK: the identity sent, with psk_file (both or neither) */
+	char psk_file[256];     /* the key, in hex (16 to 32 bytes), mode 0600 */
 };
 
 struct uplink_mqtt_conf {

@@ -6,11 +6,14 @@
  * has no accessor for that, so the handshake is stepped here and the step after the
  * ServerHello tells: a resumed session goes straight to the server's ChangeCipherSpec.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mbedtls/ctr_drbg.h>
@@ -18,7 +21,9 @@
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/x509_crt.h>
 
 #include "tls.h"
@@ -84,6 +89,82 @@ ctx_fail(char *err, size_t errlen, const char *what, const char *file, int rc)
 	return -EINVAL;
 }
 
+#define PSK_MIN 16u /* bytes: 128 bits at least */
+#ifdef MBEDTLS_PSK_MAX_LEN
+#define PSK_MAX MBEDTLS_PSK_MAX_LEN
+#else
+#define PSK_MAX 32u /* mbedTLS 2.28's default */
+#endif
+
+/* With a PSK and no CA to check a certificate with, only these are offered: PSK suites, those
+ * with an ephemeral key exchange (forward secrecy) first, AEAD before CBC. */
+static const int psk_suites[] = {
+	MBEDTLS_TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS_DHE_PSK_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_DHE_PSK_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA384,
+	MBEDTLS_TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+	MBEDTLS_TLS_PSK_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_PSK_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
+	0,
+};
+
+static int
+hexval(int ch)
+{
+	return isdigit(ch) ? ch - '0' : isxdigit(ch) ? (tolower(ch) - 'a' + 10) : -1;
+}
+
+/* The key in c->psk_file: hex digits (whitespace around them ignored), PSK_MIN..PSK_MAX bytes,
+ * handed to mbedTLS (which keeps its own copy) with the identity; our copies are wiped. */
+static int
+psk_load(struct uplink_tls_ctx *x, const struct uplink_tls_conf *c, char *err, size_t errlen)
+{
+	char text[2 * PSK_MAX + 64];
+	unsigned char key[PSK_MAX];
+	size_t n = 0, len = 0;
+	struct stat st;
+	ssize_t got;
+	int fd = open(c->psk_file, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "tls: PSK file %s: %s", c->psk_file, strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warnx("mqtt: tls: PSK file %s can be read by other users (chmod 600 it)",
+		    c->psk_file);
+	got = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (got < 0) {
+		snprintf(err, errlen, "tls: PSK file %s: %s", c->psk_file, strerror(errno));
+		return -EINVAL;
+	}
+	text[got] = '\0';
+	while (n < (size_t)got && isspace((unsigned char)text[n]))
+		n++;
+	for (; n + 1 < (size_t)got && len < sizeof(key) && hexval(text[n]) >= 0 &&
+	     hexval(text[n + 1]) >= 0;
+	     n += 2)
+		key[len++] = (unsigned char)(hexval(text[n]) << 4 | hexval(text[n + 1]));
+	while (n < (size_t)got && isspace((unsigned char)text[n]))
+		n++;
+	if (n != (size_t)got || len < PSK_MIN) {
+		snprintf(err, errlen,
+		    "tls: PSK file %s: wants %u to %u bytes as hex digits (openssl rand -hex %u)",
+		    c->psk_file, PSK_MIN, PSK_MAX, PSK_MAX);
+		rc = -EINVAL;
+	} else if ((rc = mbedtls_ssl_conf_psk(&x->conf, key, len,
+			(const unsigned char *)c->psk_identity, strlen(c->psk_identity))) != 0)
+		rc = ctx_fail(err, errlen, "PSK", c->psk_file, rc);
+	mbedtls_platform_zeroize(key, sizeof(key));
+	mbedtls_platform_zeroize(text, sizeof(text));
+	if (rc == 0 && !c->ca[0])
+		mbedtls_ssl_conf_ciphersuites(&x->conf, psk_suites);
+	return rc;
+}
+
 static int
 ctx_load(struct uplink_tls_ctx *x, const struct uplink_tls_conf *c, char *err, size_t errlen)
 {
@@ -99,6 +180,8 @@ ctx_load(struct uplink_tls_ctx *x, const struct uplink_tls_conf *c, char *err, s
 		return ctx_fail(err, errlen, "certificate and key", c->cert, rc);
 	if (c->ca[0])
 		mbedtls_ssl_conf_ca_chain(&x->conf, &x->ca, NULL);
+	if (c->psk_file[0])
+		return psk_load(x, c, err, errlen);
 	return 0;
 }
 

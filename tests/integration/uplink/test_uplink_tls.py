@@ -4,7 +4,8 @@ loopback, certificates made here with openssl. Checks that QoS 1 and 2 messages 
 across two forced reconnects and a broker restart (SIGTERM, persistence on), with no QoS 2
 message delivered twice; that a reconnect to the same broker resumes the TLS session (and how
 many handshake bytes that saves); that a wrong host name, an unknown CA and a missing client
-certificate are refused and counted.
+certificate are refused and counted; that TLS-PSK (tls.psk_identity, tls.psk_file, no CA) reaches
+a PSK listener, and a wrong key is refused and logged once.
     test_uplink_tls.py UPLINK_HARNESS MOSQUITTO
 """
 import getpass
@@ -68,7 +69,10 @@ def make_cert(d, name, ca, cn, san=None):
             "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", ext, cwd=d)
 
 
-def start_broker(d, plain, tls):
+PSK_HEX = "6567772d7073682d746573742d6b65792d3332627974657321212121212121"  # 31 bytes
+
+
+def start_broker(d, plain, tls, psk):
     conf = os.path.join(d, "mosquitto.conf")
     with open(conf, "w") as f:
         # run as us (as root it would switch to the mosquitto user, who cannot read our files)
@@ -77,6 +81,7 @@ per_listener_settings false
 allow_anonymous true
 persistence true
 persistence_location {d}/
+psk_file {d}/mosquitto.psk
 log_dest file {d}/mosquitto.log
 log_type all
 listener {plain} 127.0.0.1
@@ -86,7 +91,12 @@ certfile {d}/server.pem
 keyfile {d}/server.key
 require_certificate true
 tls_version tlsv1.2
+listener {psk} 127.0.0.1
+psk_hint edgegw
+tls_version tlsv1.2
 """)
+    with open(os.path.join(d, "mosquitto.psk"), "w") as f:
+        f.write("edgegw-site:%s\n" % PSK_HEX)
     p = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     procs.append(p)
@@ -95,6 +105,7 @@ tls_version tlsv1.2
         try:
             socket.create_connection(("127.0.0.1", plain), 0.2).close()
             socket.create_connection(("127.0.0.1", tls), 0.2).close()
+            socket.create_connection(("127.0.0.1", psk), 0.2).close()
             return True
         except OSError:
             return False
@@ -139,8 +150,8 @@ def write_config(d, name, port, **tls):
     return path
 
 
-def run_harness(cfg, count, period, run_ms=None, log=None):
-    args = [HARNESS, cfg, str(count), str(period), "up"] + ([str(run_ms)] if run_ms else [])
+def run_harness(cfg, count, period, run_ms=None, log=None, prefix="up"):
+    args = [HARNESS, cfg, str(count), str(period), prefix] + ([str(run_ms)] if run_ms else [])
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
 
 
@@ -163,8 +174,8 @@ def main():
         make_ca(d, "otherca")
         make_cert(d, "server", "ca", "localhost", "DNS:localhost,IP:127.0.0.1")
         make_cert(d, "client", "ca", "edgegw-client")
-        plain, tls = free_port(), free_port()
-        broker = start_broker(d, plain, tls)
+        plain, tls, pskp = free_port(), free_port(), free_port()
+        broker = start_broker(d, plain, tls, pskp)
         sub = Subscriber(plain)
         wait_for(lambda: sub.subscribed, 10, "subscriber ready")
 
@@ -178,7 +189,7 @@ def main():
             wait_for(lambda: len(sub.ids()) >= 130, 20, "130 messages")
             broker.terminate()
             broker.wait()
-            broker = start_broker(d, plain, tls)
+            broker = start_broker(d, plain, tls, pskp)
             wait_for(lambda: len(sub.ids()) >= 200, 20, "200 messages after the broker restart")
             h.send_signal(signal.SIGUSR1)
             out, _ = h.communicate(timeout=60)
@@ -186,10 +197,10 @@ def main():
         check(h.returncode == 0, f"harness exit {h.returncode}:\n{log[-3000:]}")
         c = json.loads(out)
         wait_for(lambda: sub.ids() >= set(range(count)), 20, "every message at the subscriber")
-        sub.close()
+        main_msgs = list(sub.msgs)
 
         seen = {}
-        for (_, p, qos) in sub.msgs:
+        for (_, p, qos) in main_msgs:
             seen.setdefault(int(p), []).append(qos)
         dup2 = [i for i, q in seen.items() if i % 2 == 1 and len(q) > 1]
         dup1 = [i for i, q in seen.items() if i % 2 == 0 and len(q) > 1]
@@ -207,9 +218,32 @@ def main():
         print(f"ok: TLS handshake bytes (out+in): full {full}, resumed {res}")
         print(f"counters: {json.dumps(c)}")
 
+        # TLS-PSK: no CA, no certificates; the key authenticates both ends
+        with open(os.path.join(d, "agent.psk"), "w") as f:
+            f.write(PSK_HEX + "\n")
+        os.chmod(os.path.join(d, "agent.psk"), 0o600)
+        psk = {"ca": "", "cert": "", "key": "", "psk_identity": "edgegw-site",
+               "psk_file": f"{d}/agent.psk"}
+        cfg = write_config(d, "psk.yaml", pskp, **psk)
+        with open(os.path.join(d, "psk.log"), "w") as log:
+            h = run_harness(cfg, 40, 5, None, log, prefix="up/psk")
+            out, _ = h.communicate(timeout=60)
+        c = json.loads(out)
+        check(h.returncode == 0 and c["connects"] >= 1,
+              f"PSK: harness exit {h.returncode}: {c}\n{open(os.path.join(d, 'psk.log')).read()[-2000:]}")
+        wait_for(lambda: len([t for (t, _, _) in list(sub.msgs) if t.startswith("up/psk/")]) >= 40,
+                 20, "the 40 PSK messages at the subscriber")
+        print(f"ok: TLS-PSK (identity edgegw-site, no CA): 40 messages arrived; connects {c['connects']}")
+        sub.close()
+
         refused(d, tls, "wrong host name", "tls_verify_fail", server_name="wrong.example")
         refused(d, tls, "unknown CA", "tls_verify_fail", ca=f"{d}/otherca.pem", server_name="localhost")
         refused(d, tls, "no client certificate", "tls_fail", cert="", key="", server_name="localhost")
+        with open(os.path.join(d, "wrong.psk"), "w") as f:
+            f.write("00" * 31 + "\n")
+        os.chmod(os.path.join(d, "wrong.psk"), 0o600)
+        refused(d, pskp, "wrong pre-shared key", "tls_fail",
+                **dict(psk, psk_file=f"{d}/wrong.psk"))
     finally:
         for p in procs:
             if p.poll() is None:

@@ -128,6 +128,10 @@ test_errors_name_the_line(void **state)
 		{ "mqtt:\n  tls: {ca: a.pem, key: k.pem}\n",
 		    "t.yaml:2:25: tls.key needs tls.cert" },
 		{ "mqtt:\n  tls: {verify: true}\n", "t.yaml:2:8: tls needs 'ca'" },
+		{ "mqtt:\n  tls: {psk_identity: site}\n",
+		    "t.yaml:2:23: tls.psk_identity needs tls.psk_file" },
+		{ "mqtt:\n  tls: {psk_file: /etc/k.psk}\n",
+		    "t.yaml:2:19: tls.psk_file needs tls.psk_identity" },
 		{ "mqtt:\n  bind_interface: averyveryverylongname\n",
 		    "t.yaml:2:19: 'bind_interface' is too long" },
 		{ "mqtt:\n  client_id: ''\n", "t.yaml:2:14: client_id must not be empty" },
@@ -208,6 +212,14 @@ test_verify_off_is_explicit(void **state)
 	assert_int_equal(parse("mqtt:\n  tls: {verify: false}\n", &c, err, sizeof(err)), 0);
 	assert_true(c.tls.enabled);
 	assert_false(c.tls.verify);
+	/* a pre-shared key verifies the server without a CA */
+	assert_int_equal(
+	    parse("mqtt:\n  tls: {psk_identity: site-1, psk_file: /etc/edgegw/k.psk}\n", &c, err,
+		sizeof(err)),
+	    0);
+	assert_true(c.tls.verify);
+	assert_string_equal(c.tls.psk_identity, "site-1");
+	assert_string_equal(c.tls.psk_file, "/etc/edgegw/k.psk");
 }
 
 int
