@@ -593,7 +593,7 @@ make_store(struct agent *a)
 		size_t want = inflight;
 
 		inflight = c->mqtt->max_queue / 2 ? c->mqtt->max_queue / 2 : 1;
-		if (c->store->max_inflight != STORE_MAX_INFLIGHT_DEF)
+		if (c->store->max_inflight_set)
 			log_warnx("uplink.drain.max_inflight %zu is above half of mqtt max_queue "
 				  "(%u): %zu in flight at most",
 			    want, (unsigned)c->mqtt->max_queue, inflight);

@@ -66,6 +66,7 @@ struct store_conf {
 	/* `uplink.drain.max_inflight`: records given to the uplink and not acknowledged, at most
 	 * (the agent also keeps it within half the MQTT client's max_queue) */
 	uint32_t max_inflight;
+	bool max_inflight_set; /* written in the config (lowered with a warning, not silently) */
 	uint64_t (*now_ms)(void *arg); /* tests; NULL: the monotonic clock */
 	void *now_arg;
 };

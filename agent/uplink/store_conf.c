@@ -35,6 +35,7 @@ drain_parse(conf_node d, struct store_conf *c)
 	if (conf_get_u32(d, "max_inflight", STORE_MAX_INFLIGHT_DEF, 1, STORE_MAX_INFLIGHT_MAX,
 		&c->max_inflight) < 0)
 		rc = -1;
+	c->max_inflight_set = conf_present(conf_get(d, "max_inflight"));
 	return rc;
 }
 

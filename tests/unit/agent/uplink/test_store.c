@@ -795,6 +795,7 @@ test_conf_errors(void **state)
 	    "uplink:\n  spool: {dir: relative}\n  rules: [{match: \"#/a\"}]\n"
 	    "  drain: {backlog_percent: 0, live_age: 1s, nope: 1, max_inflight: 0}\n";
 	static const char good[] = "uplink:\n  drain: {max_inflight: 250}\n";
+	static const char same[] = "uplink:\n  drain: {max_inflight: 1000}\n";
 
 	(void)state;
 	assert_int_equal(conf_load_string("t.yaml", bad, strlen(bad), &doc, err, sizeof(err)), 0);
@@ -816,12 +817,21 @@ test_conf_errors(void **state)
 	assert_int_equal(c->live_age_ms, STORE_LIVE_AGE_MS_DEF);
 	assert_int_equal(c->backlog_percent, STORE_BACKLOG_PERCENT_DEF);
 	assert_int_equal(c->max_inflight, STORE_MAX_INFLIGHT_DEF);
+	assert_false(c->max_inflight_set);
 	store_conf_free(c);
 	/* set */
 	assert_int_equal(conf_load_string("t.yaml", good, strlen(good), &doc, err, sizeof(err)), 0);
 	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &c), 0);
 	conf_free(doc);
 	assert_int_equal(c->max_inflight, 250);
+	assert_true(c->max_inflight_set);
+	store_conf_free(c);
+	/* set to the default: still said to be set (the agent warns when it must lower it) */
+	assert_int_equal(conf_load_string("t.yaml", same, strlen(same), &doc, err, sizeof(err)), 0);
+	assert_int_equal(store_conf_parse(conf_get(conf_root(doc), "uplink"), &c), 0);
+	conf_free(doc);
+	assert_int_equal(c->max_inflight, STORE_MAX_INFLIGHT_DEF);
+	assert_true(c->max_inflight_set);
 	store_conf_free(c);
 }
 
