@@ -43,6 +43,7 @@ uplink_mqtt_conf_defaults(struct uplink_mqtt_conf *c)
 	c->reconnect_min_ms = 1000;
 	c->reconnect_max_ms = 120000;
 	c->connect_timeout_ms = 30000;
+	c->address_timeout_ms = 5000;
 	c->tls.verify = true;
 	c->tls.resume = true;
 }
@@ -115,6 +116,8 @@ parse_limits(conf_node m, struct uplink_mqtt_conf *c)
 	bad |= bad_backoff;
 	bad |=
 	    conf_get_duration_ms(m, "connect_timeout", 30000, 100, 600000, &c->connect_timeout_ms);
+	bad |=
+	    conf_get_duration_ms(m, "address_timeout", 5000, 100, 600000, &c->address_timeout_ms);
 	c->session_expiry_s = (uint32_t)(expiry_ms / 1000);
 	c->window = (uint16_t)window;
 	if (!bad_backoff && c->reconnect_max_ms < c->reconnect_min_ms)
@@ -130,8 +133,8 @@ uplink_mqtt_conf_parse(conf_node m, struct uplink_mqtt_conf *c)
 {
 	static const char *const keys[] = { "host", "port", "client_id", "username", "password",
 		"version", "qos", "keepalive", "session_expiry", "window", "max_queue",
-		"reconnect_min", "reconnect_max", "connect_timeout", "bind_interface", "tls",
-		NULL };
+		"reconnect_min", "reconnect_max", "connect_timeout", "address_timeout",
+		"bind_interface", "tls", NULL };
 	uint32_t port = 0;
 	int version = 0, qos = 3, bad = 0, bad_host, bad_id, bad_auth = 0, bad_version;
 

@@ -39,7 +39,8 @@ struct uplink_mqtt_conf {
 	uint16_t window;           /* QoS 1 and 2 messages in flight (the broker may ask fewer) */
 	uint32_t max_queue;        /* messages held in memory while the link is down */
 	uint64_t reconnect_min_ms, reconnect_max_ms, connect_timeout_ms;
-	char bind_interface[16]; /* SO_BINDTODEVICE, "" = any route */
+	uint64_t address_timeout_ms; /* TCP to one address while the host has more to try */
+	char bind_interface[16];     /* SO_BINDTODEVICE, "" = any route */
 	char cmd_topic[256]; /* subscribed (QoS 2) on every connect; "" none. Set by the agent */
 	struct uplink_tls_conf tls;
 };

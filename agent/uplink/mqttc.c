@@ -779,6 +779,17 @@ mc_addr_i(const struct mqttc *c)
 	return (c->addr_first + c->addr_tried - 1) % c->addrs.n;
 }
 
+/* How long TCP to the current address may take: address_timeout while the host has other
+ * addresses left to try (a dead path, often IPv6 behind a carrier, costs that and not the
+ * whole connect_timeout), connect_timeout for the last (or only) one. */
+static uint64_t
+mc_addr_timeout(const struct mqttc *c)
+{
+	if (c->addr_tried < c->addrs.n && c->cf.address_timeout_ms < c->cf.connect_timeout_ms)
+		return c->cf.address_timeout_ms;
+	return c->cf.connect_timeout_ms;
+}
+
 static const struct uplink_addr *
 mc_addr(const struct mqttc *c)
 {
@@ -839,6 +850,7 @@ mc_connect_addr(struct mqttc *c, const struct uplink_addr *a)
 static void
 mc_on_addrs(struct mqttc *c)
 {
+	uplink_addrs_interleave(&c->addrs);
 	c->addr_first = 0;
 	for (uint32_t i = 0; c->good.family != 0 && i < c->addrs.n; i++)
 		if (uplink_addr_eq(&c->addrs.a[i], &c->good))
@@ -1476,8 +1488,8 @@ mqttc_tick(struct mqttc *c)
 		if (now >= c->next_connect_ms)
 			mc_start(c);
 		break;
-	case MQTTC_CONNECTING: /* each address has its own connect_timeout */
-		if (now - c->state_since_ms > c->cf.connect_timeout_ms)
+	case MQTTC_CONNECTING: /* each address has its own time */
+		if (now - c->state_since_ms > mc_addr_timeout(c))
 			mc_tcp_fail(c, UPLINK_C_connect_timeouts, "no connection in time");
 		break;
 	case MQTTC_RESOLVING:

@@ -82,6 +82,31 @@ uplink_resolve_numeric(const char *host, const char *port, struct uplink_addrs *
 	return lookup(host, port, AI_NUMERICHOST | AI_NUMERICSERV, a) == 0 ? 0 : -EAGAIN;
 }
 
+void
+uplink_addrs_interleave(struct uplink_addrs *a)
+{
+	struct uplink_addrs out = { .n = 0 };
+	bool used[UPLINK_ADDRS_MAX] = { false };
+	int want = a->n > 0 ? a->a[0].family : 0;
+
+	while (out.n < a->n) {
+		uint32_t i = 0, j;
+
+		while (i < a->n && (used[i] || a->a[i].family != want))
+			i++;
+		if (i == a->n) /* none of that family left: the first one not used */
+			for (i = 0; used[i]; i++)
+				;
+		used[i] = true;
+		out.a[out.n++] = a->a[i];
+		/* the next one of another family, if any is left */
+		for (j = 0; j < a->n && (used[j] || a->a[j].family == a->a[i].family); j++)
+			;
+		want = j < a->n ? a->a[j].family : a->a[i].family;
+	}
+	*a = out;
+}
+
 bool
 uplink_addr_eq(const struct uplink_addr *a, const struct uplink_addr *b)
 {

@@ -5,7 +5,8 @@
  *
  * A name may stand for several addresses (a cloud endpoint behind several A records, IPv4 and
  * IPv6): the answer holds up to UPLINK_ADDRS_MAX of them in getaddrinfo's order (RFC 6724),
- * and the client tries the next one when a TCP connect to one fails (mqttc.c).
+ * the client interleaves their families (uplink_addrs_interleave) and tries the next one when a
+ * TCP connect to one fails or takes longer than address_timeout (mqttc.c).
  */
 #ifndef EDGEGW_UPLINK_RESOLVE_H
 #define EDGEGW_UPLINK_RESOLVE_H
@@ -38,6 +39,10 @@ int uplink_resolve_numeric(const char *host, const char *port, struct uplink_add
 int uplink_resolve_start(const char *host, const char *port, uplink_lookup_fn fn, int *fd);
 /* Read the answer from fd (and close it): 0 and *a, or -1 with the reason in err. */
 int uplink_resolve_finish(int fd, struct uplink_addrs *a, char *err, size_t errlen);
+/* RFC 8305 4: the addresses reordered so that families alternate, the first address's family
+ * first, each family's own order kept (a dead IPv6 path, or a dead IPv4 one, costs one address
+ * timeout, not one per address of that family). */
+void uplink_addrs_interleave(struct uplink_addrs *a);
 /* The same address (family, length and bytes). */
 bool uplink_addr_eq(const struct uplink_addr *a, const struct uplink_addr *b);
 /* a as text ("198.18.0.1:8883", "[2001:db8::1]:8883") for logs. */

@@ -64,6 +64,7 @@ test_every_key(void **state)
 				   "  reconnect_min: 500ms\n"
 				   "  reconnect_max: 5m\n"
 				   "  connect_timeout: 20s\n"
+				   "  address_timeout: 2s\n"
 				   "  bind_interface: wwan0\n"
 				   "  tls: {ca: /etc/ca.pem, cert: /etc/c.pem, key: /etc/k.pem, "
 				   "server_name: broker.example, resume: false}\n";
@@ -83,6 +84,7 @@ test_every_key(void **state)
 	assert_int_equal(c.reconnect_min_ms, 500);
 	assert_int_equal(c.reconnect_max_ms, 300000);
 	assert_int_equal(c.connect_timeout_ms, 20000);
+	assert_int_equal(c.address_timeout_ms, 2000);
 	assert_string_equal(c.bind_interface, "wwan0");
 	assert_true(c.tls.enabled);
 	assert_true(c.tls.verify);
@@ -159,6 +161,7 @@ test_more_errors(void **state)
 		{ "mqtt:\n  keepalive: 1500ms\n", "t.yaml:2:14: keepalive is whole seconds" },
 		{ "mqtt:\n  reconnect_min: 1ms\n", "t.yaml:2:18:" },
 		{ "mqtt:\n  connect_timeout: 1ms\n", "t.yaml:2:20:" },
+		{ "mqtt:\n  address_timeout: 1ms\n", "t.yaml:2:20:" },
 		{ "mqtt:\n  max_queue: 0\n", "t.yaml:2:14:" },
 		{ "mqtt:\n  session_expiry: forever\n", "t.yaml:2:19:" },
 	};

@@ -4,6 +4,7 @@
  * bytes, a connection lost in the middle of a QoS 2 exchange, a session the broker lost.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -905,10 +906,43 @@ test_every_address_refused(void **state)
 	assert_int_equal(cnt()[UPLINK_C_connects], 0);
 }
 
-/* The first address never completes the handshake within connect_timeout (the test does not
- * let the client see it connected): that address is given up, the next one reached. */
+/* The first address never completes the handshake (the test does not let the client see it
+ * connected): given up after address_timeout, as the host has another address, and the next
+ * one reached; the last address has the whole connect_timeout. */
 static void
 test_next_address_after_timeout(void **state)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u) };
+	socklen_t sl = sizeof(sa);
+	int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	(void)state;
+	assert_true(C.address_timeout_ms < C.connect_timeout_ms);
+	assert_true(silent >= 0);
+	assert_int_equal(bind(silent, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(silent, 1), 0);
+	assert_int_equal(getsockname(silent, (struct sockaddr *)&sa, &sl), 0);
+	memset(&lookup_answer, 0, sizeof(lookup_answer));
+	answer_addr(0, 1, ntohs(sa.sin_port));
+	answer_addr(1, 1, B.port);
+	start_named();
+	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
+	fb_tick(&B, C.address_timeout_ms - 1);
+	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 0);
+	fb_tick(&B, 2);
+	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 1);
+	assert_int_equal(cnt()[UPLINK_C_addr_next], 1);
+	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
+	fb_accept(&B);
+	expect(MQTT_CONNECT);
+	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 1);
+	close(silent);
+}
+
+/* The last (here the only other) address that does not answer keeps the whole connect_timeout:
+ * address_timeout is for moving on, not for giving up. */
+static void
+test_last_address_keeps_connect_timeout(void **state)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u) };
 	socklen_t sl = sizeof(sa);
@@ -920,18 +954,81 @@ test_next_address_after_timeout(void **state)
 	assert_int_equal(listen(silent, 1), 0);
 	assert_int_equal(getsockname(silent, (struct sockaddr *)&sa, &sl), 0);
 	memset(&lookup_answer, 0, sizeof(lookup_answer));
-	answer_addr(0, 1, ntohs(sa.sin_port));
-	answer_addr(1, 1, B.port);
+	answer_addr(0, 2, B.port); /* refused at once */
+	answer_addr(1, 1, ntohs(sa.sin_port));
 	start_named();
+	for (int i = 0; i < 50 && cnt()[UPLINK_C_addr_next] == 0; i++)
+		fb_drive(&B, 10);
+	assert_int_equal(cnt()[UPLINK_C_connect_fail], 1);
 	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
-	fb_tick(&B, C.connect_timeout_ms + 1);
+	fb_tick(&B, C.address_timeout_ms + 1);
+	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
+	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 0);
+	fb_tick(&B, C.connect_timeout_ms);
 	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 1);
-	assert_int_equal(cnt()[UPLINK_C_addr_next], 1);
-	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
-	fb_accept(&B);
-	expect(MQTT_CONNECT);
-	assert_int_equal(cnt()[UPLINK_C_connect_attempts], 1);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
 	close(silent);
+}
+
+static struct uplink_addr
+fam_addr(int family, uint8_t last)
+{
+	struct uplink_addr a = { .family = family };
+
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a.ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr.s6_addr[0] = 0x20;
+		s6->sin6_addr.s6_addr[15] = last;
+		a.len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&a.ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_addr.s_addr = htonl(0xc6120000u | last);
+		a.len = sizeof(*s4);
+	}
+	return a;
+}
+
+/* RFC 8305 4: the answer's families alternate, the first's first, each family's order kept;
+ * one family alone, or nothing, is left as it is. */
+static void
+test_addresses_interleaved(void **state)
+{
+	static const struct {
+		const char *in, *out; /* 6 or 4 per address, numbered by family */
+	} cases[] = {
+		{ "666444", "646464" },
+		{ "446", "464" },
+		{ "6444", "6444" },
+		{ "4466", "4646" },
+		{ "666", "666" },
+		{ "4", "4" },
+		{ "", "" },
+	};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct uplink_addrs a = { .n = 0 };
+		uint8_t n4 = 0, n6 = 0;
+		char got[UPLINK_ADDRS_MAX + 1] = "";
+
+		for (const char *p = cases[k].in; *p; p++)
+			a.a[a.n++] = *p == '6' ? fam_addr(AF_INET6, ++n6) : fam_addr(AF_INET, ++n4);
+		uplink_addrs_interleave(&a);
+		n4 = n6 = 0;
+		for (uint32_t i = 0; i < a.n; i++) {
+			struct uplink_addr want = a.a[i].family == AF_INET6
+			    ? fam_addr(AF_INET6, ++n6)
+			    : fam_addr(AF_INET, ++n4);
+
+			got[i] = a.a[i].family == AF_INET6 ? '6' : '4';
+			assert_true(uplink_addr_eq(&a.a[i], &want)); /* its family's order kept */
+		}
+		assert_string_equal(got, cases[k].out);
+	}
 }
 
 int
@@ -972,6 +1069,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_next_address_after_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_address_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_next_address_after_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_last_address_keeps_connect_timeout, setup, teardown),
+		cmocka_unit_test(test_addresses_interleaved),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
