@@ -12,9 +12,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +61,15 @@ struct dpchan_q2 {
 	const struct dpchan_q2_io *io;
 	void *io_ctx;
 	bool need_sync;
+	/* The sync thread (dpchan_q2_sync_begin): fdatasyncs the file off the caller's loop. mu
+	 * guards what the thread shares: want_gen, done_gen, th_err, stop and fd's value. */
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv, done_cv;
+	bool th_started, stop;
+	uint64_t want_gen, done_gen; /* syncs asked for, and the last one ended */
+	int th_err;                  /* the first failure since dpchan_q2_synced last read it */
+	int efd;                     /* eventfd: a sync ended (-1: no thread) */
 	bool io_failed;     /* logged: a write or sync failed since the file was last whole */
 	bool rewrite;       /* the file may lack origins or end torn: written again whole */
 	uint64_t file_recs; /* records in the file: compacted when over 2 n + 4096 */
@@ -230,6 +241,8 @@ hdr_put(uint8_t h[Q2_HDR])
 }
 
 /* Everything held, as a new file renamed over the old one; 0 or -errno. */
+static void th_idle(struct dpchan_q2 *q);
+
 static int
 compact(struct dpchan_q2 *q)
 {
@@ -273,9 +286,14 @@ compact(struct dpchan_q2 *q)
 		}
 	}
 	free(dir);
+	th_idle(q); /* no sync of the old file in flight: it is closed now */
+	if (q->th_started)
+		pthread_mutex_lock(&q->mu);
 	if (q->fd >= 0)
 		close(q->fd);
 	q->fd = fd;
+	if (q->th_started)
+		pthread_mutex_unlock(&q->mu);
 	lseek(fd, 0, SEEK_END);
 	q->file_recs = (at - Q2_HDR) / Q2_REC;
 	q->need_sync = false;
@@ -507,6 +525,151 @@ dpchan_q2_sync(struct dpchan_q2 *q)
 	return err;
 }
 
+/* ---- the sync thread ---- */
+
+/* Wait until no sync is in flight (a rewrite replaces the file under it). */
+static void
+th_idle(struct dpchan_q2 *q)
+{
+	if (!q->th_started)
+		return;
+	pthread_mutex_lock(&q->mu);
+	while (q->done_gen != q->want_gen)
+		pthread_cond_wait(&q->done_cv, &q->mu);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static void *
+th_main(void *arg)
+{
+	struct dpchan_q2 *q = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		uint64_t g;
+		int fd, rc;
+
+		while (!q->stop && q->done_gen == q->want_gen)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (q->done_gen == q->want_gen) /* stopping, nothing asked */
+			break;
+		g = q->want_gen;
+		fd = q->fd;
+		pthread_mutex_unlock(&q->mu);
+		errno = 0;
+		rc = q->io->fdatasync(q->io_ctx, fd) != 0 ? -(errno ? errno : EIO) : 0;
+		pthread_mutex_lock(&q->mu);
+		q->done_gen = g;
+		if (rc != 0 && q->th_err == 0)
+			q->th_err = rc;
+		pthread_cond_broadcast(&q->done_cv);
+		if (write(q->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+			(void)0; /* the counter is saturated: readable already */
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* The thread, once: 0, or -errno (the caller then syncs on its own thread). */
+static int
+th_start(struct dpchan_q2 *q)
+{
+	int rc;
+
+	if (q->th_started)
+		return 0;
+	if ((q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		return -errno;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	pthread_cond_init(&q->done_cv, NULL);
+	if ((rc = pthread_create(&q->th, NULL, th_main, q)) != 0) {
+		pthread_cond_destroy(&q->done_cv);
+		pthread_cond_destroy(&q->cv);
+		pthread_mutex_destroy(&q->mu);
+		close(q->efd);
+		q->efd = -1;
+		return -rc;
+	}
+	q->th_started = true;
+	return 0;
+}
+
+static void
+th_stop(struct dpchan_q2 *q)
+{
+	if (!q->th_started)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->stop = true;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	pthread_join(q->th, NULL);
+	pthread_cond_destroy(&q->done_cv);
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->mu);
+	close(q->efd);
+	q->efd = -1;
+	q->th_started = false;
+}
+
+int
+dpchan_q2_sync_begin(struct dpchan_q2 *q, uint64_t *gen)
+{
+	bool busy;
+
+	*gen = 0;
+	if (q->fd < 0)
+		return 0;
+	if (q->th_started) {
+		pthread_mutex_lock(&q->mu);
+		busy = q->done_gen != q->want_gen;
+		pthread_mutex_unlock(&q->mu);
+	} else {
+		busy = false;
+	}
+	/* a rewrite is due: here (it syncs the new file itself), unless a sync is in flight */
+	if (!busy && (q->rewrite || q->file_recs > 2ull * q->n + 4096u))
+		return dpchan_q2_sync(q);
+	if (!q->need_sync)
+		return 0;
+	if (!q->th_started)
+		return dpchan_q2_sync(q); /* no thread: on the caller's */
+	q->need_sync = false;
+	pthread_mutex_lock(&q->mu);
+	*gen = ++q->want_gen;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return 1;
+}
+
+int
+dpchan_q2_event_fd(const struct dpchan_q2 *q)
+{
+	return q->th_started ? q->efd : -1;
+}
+
+uint64_t
+dpchan_q2_synced(struct dpchan_q2 *q)
+{
+	uint64_t v, g;
+	int err;
+
+	if (!q->th_started)
+		return 0;
+	if (read(q->efd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		(void)0; /* nothing ended since: the answer is the same */
+	pthread_mutex_lock(&q->mu);
+	g = q->done_gen;
+	err = q->th_err;
+	q->th_err = 0;
+	pthread_mutex_unlock(&q->mu);
+	if (err != 0)
+		io_failed(q, "sync of", -err); /* written again whole at the next sync */
+	return g;
+}
+
 uint32_t
 dpchan_q2_count(const struct dpchan_q2 *q)
 {
@@ -594,6 +757,7 @@ dpchan_q2_open(
 	q->mask = cap - 1;
 	q->cnt = cnt;
 	q->fd = -1;
+	q->efd = -1;
 	q->io = io != NULL ? io : &q2_io_posix;
 	q->io_ctx = io_ctx;
 	q->order.v = malloc((size_t)q->max * sizeof(*q->order.v));
@@ -614,6 +778,11 @@ dpchan_q2_open(
 	snprintf(q->tmp, sizeof(q->tmp), "%s.tmp", path);
 	if ((rc = load(q)) == 0)
 		rc = compact(q); /* what was read back, as the new file; a torn tail goes */
+	if (rc == 0 && (rc = th_start(q)) != 0) {
+		log_warnx("dpchan: QoS 2 origins: no sync thread (%s): synced on the agent's loop",
+		    strerror(-rc));
+		rc = 0;
+	}
 	if (rc != 0) {
 		if (rc == -EPROTONOSUPPORT)
 			log_err("dpchan: %s was written by a newer version: not started", path);
@@ -631,6 +800,7 @@ dpchan_q2_close(struct dpchan_q2 *q)
 {
 	if (q == NULL)
 		return;
+	th_stop(q); /* after the syncs asked for */
 	if (q->fd >= 0) {
 		if (q->rewrite)
 			dpchan_q2_sync(q); /* a last try to leave it whole */

@@ -8,8 +8,8 @@
  * across a restart of the dataplane").
  *
  * Kept in a file (the spool's directory) so that a SIGKILL of the agent forgets nothing: an
- * origin is written (and synced, dpchan_q2_sync) once its record is durable, before the
- * dataplane is told so; a release is written without a sync (lost, the origin stays: harmless).
+ * origin is written (and synced, dpchan_q2_sync, or on the file's thread, dpchan_q2_sync_begin)
+ * once its record is durable, before the dataplane is told so; a release is written without a sync (lost, the origin stays: harmless).
  * The file is fixed-size records with a CRC-32C each, rewritten whole at open, when it has
  * grown to twice what it holds, and after a write or sync of it failed. Bounded (max): the oldest origin is forgotten for a new one,
  * counted Q2_EVICTED. Counts into the server's table (dpchan_counters.def, Q2_*).
@@ -74,6 +74,20 @@ uint32_t dpchan_q2_sweep(struct dpchan_q2 *q, uint64_t boot_id);
  * After a write or sync that failed (counted Q2_IO_FAIL), the file may lack origins or end in
  * a torn record: it is written again whole (as at open) at each call until that succeeds. */
 int dpchan_q2_sync(struct dpchan_q2 *q);
+/*
+ * The same off the caller's loop: the fdatasync runs on the file's own thread (started at
+ * open). 1 and *gen: what was written so far is durable once dpchan_q2_synced() returns
+ * gen or more. 0: nothing was waiting to be synced, or it was done here (a rewrite that was due,
+ * which syncs the new file itself; memory only; no thread could be started); < 0 as
+ * dpchan_q2_sync's, done here. A failed sync on the thread is counted and logged by
+ * dpchan_q2_synced (Q2_IO_FAIL), and the file is written whole at the next call, as
+ * dpchan_q2_sync's; what waited for it goes on all the same.
+ */
+int dpchan_q2_sync_begin(struct dpchan_q2 *q, uint64_t *gen);
+/* Readable when a sync on the thread ended (-1: no thread: memory only, or it could not start). */
+int dpchan_q2_event_fd(const struct dpchan_q2 *q);
+/* The last sync ended on the thread (0: none). */
+uint64_t dpchan_q2_synced(struct dpchan_q2 *q);
 uint32_t dpchan_q2_count(const struct dpchan_q2 *q);
 
 #endif

@@ -78,11 +78,22 @@ struct dpchan_server {
 	uint64_t rs_boot;   /* that start's boot id (0: no hello yet) */
 	uint32_t rs_lcores; /* its lcores, as its HELD_END frames say */
 	bool rs_swept;      /* the origins none of them listed are forgotten */
+	/* Durable reports that carried QoS 2 records, waiting for their origins' sync on the
+	 * origin file's thread (dpchan_q2_sync_begin), in the order they came */
+	struct q2_wait {
+		uint64_t first, last, gen;
+		int status;
+	} * q2w;
+	uint32_t q2w_head, q2w_len, q2w_cap;
 	dpchan_down_ack_fn down_ack;
 	void *down_ack_arg;
 	struct stream *down_st; /* the lcore DOWN records go to, kept while it stays connected */
 	uint64_t cnt[DPCHAN_C_COUNT];
 };
+
+/* The epoll mark of the origin file's sync thread (dpchan_q2_event_fd); NULL marks the listener,
+ * anything else a connection. */
+static char q2_mark;
 
 struct dpchan_server *
 dpchan_server_new(
@@ -91,6 +102,7 @@ dpchan_server_new(
 	struct dpchan_server *s = calloc(1, sizeof(*s));
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event q2_ev = { .events = EPOLLIN, .data.ptr = &q2_mark };
 	struct stat st;
 	int err;
 
@@ -134,7 +146,9 @@ dpchan_server_new(
 	if (s->lfd >= 0 && bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
 		s->bound = true; /* the path is ours from now: removed with the server */
 	if (!s->bound || listen(s->lfd, 64) != 0 || (s->efd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-	    epoll_ctl(s->efd, EPOLL_CTL_ADD, s->lfd, &ev) != 0) {
+	    epoll_ctl(s->efd, EPOLL_CTL_ADD, s->lfd, &ev) != 0 ||
+	    (dpchan_q2_event_fd(s->q2) >= 0 &&
+		epoll_ctl(s->efd, EPOLL_CTL_ADD, dpchan_q2_event_fd(s->q2), &q2_ev) != 0)) {
 		err = errno;
 		dpchan_server_free(s);
 		errno = err;
@@ -179,6 +193,7 @@ dpchan_server_free(struct dpchan_server *s)
 		stream_drop(&s->streams[i]);
 	free(s->streams);
 	free(s->known);
+	free(s->q2w); /* unanswered: each lcore sends those records again to the next agent */
 	dpchan_q2_close(s->q2);
 	if (s->lfd >= 0)
 		close(s->lfd);
@@ -709,13 +724,17 @@ conn_input(struct dpchan_server *s, struct sconn *c)
 	}
 }
 
+static void q2_synced(struct dpchan_server *s);
+
 void
 dpchan_server_run(struct dpchan_server *s)
 {
 	struct epoll_event ev[32];
+	uint64_t gen;
 	int n;
 
-	dpchan_q2_sync(s->q2); /* origins held at start (dpchan_server_known_q2) */
+	/* origins held at start (dpchan_server_known_q2); a rewrite due after a failure */
+	(void)dpchan_q2_sync_begin(s->q2, &gen);
 	for (unsigned i = 0; i < MAX_CONNS; i++) { /* paused ones: room in the sink now? */
 		struct sconn *c = s->conns[i];
 
@@ -729,6 +748,10 @@ dpchan_server_run(struct dpchan_server *s)
 
 			if (c == NULL) {
 				accept_all(s);
+				continue;
+			}
+			if ((void *)c == &q2_mark) {
+				q2_synced(s);
 				continue;
 			}
 			for (unsigned j = 0; j < MAX_CONNS && !live; j++) /* not closed meanwhile */
@@ -794,15 +817,68 @@ stream_durable(
 	/* a connection paused for max_inflight takes records again at the next run */
 }
 
+static void
+durable_now(struct dpchan_server *s, uint64_t first, uint64_t last, int status)
+{
+	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
+		if (s->streams[i].used && s->streams[i].w_len > 0)
+			stream_durable(s, &s->streams[i], first, last, status);
+}
+
+/* Room for one more report waiting for a sync; false: none (the caller syncs here). */
+static bool
+q2w_room(struct dpchan_server *s)
+{
+	uint32_t cap = s->q2w_cap ? 2 * s->q2w_cap : 16;
+	struct q2_wait *v;
+
+	if (s->q2w_len < s->q2w_cap)
+		return true;
+	if ((v = malloc((size_t)cap * sizeof(*v))) == NULL)
+		return false;
+	for (uint32_t i = 0; i < s->q2w_len; i++)
+		v[i] = s->q2w[(s->q2w_head + i) % s->q2w_cap];
+	free(s->q2w);
+	s->q2w = v;
+	s->q2w_cap = cap;
+	s->q2w_head = 0;
+	return true;
+}
+
+/* Syncs ended on the origin file's thread: the reports that waited for them are answered. */
+static void
+q2_synced(struct dpchan_server *s)
+{
+	uint64_t done = dpchan_q2_synced(s->q2);
+
+	while (s->q2w_len > 0 && s->q2w[s->q2w_head].gen <= done) {
+		struct q2_wait w = s->q2w[s->q2w_head];
+
+		s->q2w_head = (s->q2w_head + 1) % s->q2w_cap;
+		s->q2w_len--;
+		durable_now(s, w.first, w.last, w.status);
+	}
+}
+
 void
 dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, int status)
 {
-	/* the QoS 2 origins of these records are on disk before the dataplane hears of them */
-	dpchan_q2_settle(s->q2, first, last, status > 0 ? 0 : status);
-	dpchan_q2_sync(s->q2);
-	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
-		if (s->streams[i].used && s->streams[i].w_len > 0)
-			stream_durable(s, &s->streams[i], first, last, status > 0 ? 0 : status);
+	uint64_t gen;
+
+	status = status > 0 ? 0 : status;
+	/* the QoS 2 origins of these records are on disk before the dataplane hears of them: the
+	 * records without one are answered now, those with one once the origin file's thread
+	 * synced it (the loop does not wait for the disk) */
+	dpchan_q2_settle(s->q2, first, last, status);
+	if (dpchan_q2_sync_begin(s->q2, &gen) == 1) {
+		if (q2w_room(s)) {
+			s->q2w[(s->q2w_head + s->q2w_len++) % s->q2w_cap] =
+			    (struct q2_wait){ first, last, gen, status };
+			return;
+		}
+		dpchan_q2_sync(s->q2); /* no memory to wait: here */
+	}
+	durable_now(s, first, last, status);
 }
 
 /* The lcore for DOWN records: the one used last while it is connected, else the first that is.
