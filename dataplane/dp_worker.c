@@ -40,6 +40,7 @@ dp_worker_loop(void *arg)
 			if (dp_state.svc[i]->poll != NULL)
 				dp_state.svc[i]->poll(lc); /* e.g. MQTT: other lcores' deliveries */
 		arp_poll(lc);
+		icmp_poll(lc); /* "fragmentation needed" other lcores received for our flows */
 		if (lc->now_tsc >= next_timer) {
 			rte_timer_manage();
 			next_timer = lc->now_tsc + timer_period;

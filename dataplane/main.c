@@ -29,6 +29,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "arp.h"
+#include "icmp.h"
 #include "pmtu.h"
 #include "dp_main.h"
 #include "log.h"
@@ -178,6 +179,8 @@ workers_create(void)
 	}
 	dp_state.n_workers = w;
 	arp_lcores_link(dp_state.workers, w);
+	if ((rc = icmp_lcores_link(dp_state.workers, w)) != 0)
+		rte_exit(EXIT_FAILURE, "ICMP rings between the workers: %s\n", strerror(-rc));
 }
 
 static void
@@ -441,6 +444,7 @@ main(int argc, char **argv)
 	log_info("stopping");
 	rte_eal_mp_wait_lcore();
 	counters_log_final();
+	icmp_lcores_unlink(dp_state.workers, dp_state.n_workers);
 	for (unsigned i = 0; i < dp_state.n_workers; i++) {
 		arp_lcore_fini(dp_state.workers[i]);
 		pmtu_lcore_fini(dp_state.workers[i]);

@@ -36,6 +36,7 @@ struct dp_config;
 struct tcp_lcore;
 struct arp_table;
 struct pmtu_table;
+struct icmp_share;
 
 struct dp_lcore {
 	/* identity */
@@ -74,6 +75,7 @@ struct dp_lcore {
 	struct arp_table *arp;
 	struct tcp_lcore *tcp;
 	struct pmtu_table *pmtu; /* path MTU per destination (pmtu.h), NULL: none kept */
+	struct icmp_share *icmp; /* ICMP for flows of other lcores (icmp.h), NULL: one lcore */
 
 	/* counters: written by this lcore only, summed by readers */
 	struct dp_counters cnt __rte_cache_aligned;

@@ -2,6 +2,8 @@
  * "fragmentation needed" to TCP (path MTU); see icmp.h. */
 #include "icmp.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <netinet/in.h>
@@ -9,7 +11,10 @@
 #include <rte_icmp.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
+#include <rte_malloc.h>
 #include <rte_per_lcore.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include "dp.h"
 #include "ipv4.h"
@@ -47,6 +52,91 @@ icmp_take_token(struct dp_lcore *lc)
 
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED  4
+#define ICMP_SHARE_RING   256 /* messages an lcore's inbox holds */
+
+/* A "fragmentation needed" for another lcore's flow: what TCP needs of it. */
+struct icmp_frag {
+	uint32_t lip_be, rip_be;
+	uint16_t lport_be, rport_be;
+	uint32_t seq;
+	uint16_t mtu, pad;
+};
+_Static_assert(sizeof(struct icmp_frag) % 4 == 0, "an rte_ring element is a multiple of 4");
+
+struct icmp_share {
+	struct rte_ring *inbox; /* from the other lcores (multi-producer, this one consumes) */
+	unsigned n_peers;
+	struct rte_ring *peers[DP_MAX_LCORES];
+};
+
+void
+icmp_lcores_unlink(struct dp_lcore *const *lcs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (lcs[i]->icmp == NULL)
+			continue;
+		rte_ring_free(lcs[i]->icmp->inbox);
+		rte_free(lcs[i]->icmp);
+		lcs[i]->icmp = NULL;
+	}
+}
+
+int
+icmp_lcores_link(struct dp_lcore *const *lcs, unsigned n)
+{
+	char name[RTE_RING_NAMESIZE];
+
+	if (n < 2)
+		return 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct icmp_share *s = rte_zmalloc("icmp_share", sizeof(*s), RTE_CACHE_LINE_SIZE);
+
+		snprintf(name, sizeof(name), "icmp_in_%u", lcs[i]->lcore_id);
+		if (s == NULL ||
+		    (s->inbox = rte_ring_create_elem(name, sizeof(struct icmp_frag),
+			 ICMP_SHARE_RING, (int)rte_socket_id(), RING_F_SC_DEQ)) == NULL) {
+			rte_free(s);
+			icmp_lcores_unlink(lcs, n);
+			return -ENOMEM;
+		}
+		lcs[i]->icmp = s;
+	}
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = 0; j < n; j++)
+			if (i != j)
+				lcs[i]->icmp->peers[lcs[i]->icmp->n_peers++] = lcs[j]->icmp->inbox;
+	return 0;
+}
+
+/* Pass f to every other lcore; false with none to pass it to. */
+static bool
+frag_share(struct dp_lcore *lc, const struct icmp_frag *f)
+{
+	struct icmp_share *s = lc->icmp;
+
+	if (s == NULL || s->n_peers == 0)
+		return false;
+	for (unsigned i = 0; i < s->n_peers; i++)
+		if (rte_ring_mp_enqueue_elem(s->peers[i], (void *)(uintptr_t)f, sizeof(*f)) != 0)
+			DP_INC(lc, icmp, FRAG_SHARE_DROP);
+	DP_INC(lc, icmp, FRAG_SHARED);
+	return true;
+}
+
+void
+icmp_poll(struct dp_lcore *lc)
+{
+	struct icmp_frag v[16];
+	unsigned n;
+
+	if (lc->icmp == NULL)
+		return;
+	while ((n = rte_ring_sc_dequeue_burst_elem(
+		    lc->icmp->inbox, v, sizeof(v[0]), RTE_DIM(v), NULL)) > 0)
+		for (unsigned i = 0; i < n; i++) /* not this lcore's flow either: nothing to say */
+			(void)tcp_pmtu_update(lc, v[i].lip_be, v[i].rip_be, v[i].lport_be,
+			    v[i].rport_be, v[i].seq, v[i].mtu);
+}
 
 /*
  * Destination unreachable, fragmentation needed (RFC 1191): the original IPv4 header and the
@@ -60,6 +150,7 @@ frag_needed(struct dp_lcore *lc, const struct rte_mbuf *m)
 	const struct rte_ipv4_hdr *in = (const struct rte_ipv4_hdr *)(p + 8);
 	uint32_t len = rte_pktmbuf_data_len(m), ihl;
 	uint16_t mtu = (uint16_t)(p[6] << 8 | p[7]), sport, dport;
+	struct icmp_frag f;
 	uint32_t seq;
 
 	DP_INC(lc, icmp, FRAG_NEEDED);
@@ -70,7 +161,12 @@ frag_needed(struct dp_lcore *lc, const struct rte_mbuf *m)
 	memcpy(&sport, p + 8 + ihl, 2);
 	memcpy(&dport, p + 8 + ihl + 2, 2);
 	memcpy(&seq, p + 8 + ihl + 4, 4);
-	tcp_pmtu_update(lc, in->src_addr, in->dst_addr, sport, dport, rte_be_to_cpu_32(seq), mtu);
+	f = (struct icmp_frag){ in->src_addr, in->dst_addr, sport, dport, rte_be_to_cpu_32(seq),
+		mtu, 0 };
+	/* RSS hashed the message by its own addresses: the flow may be another lcore's */
+	if (!tcp_pmtu_update(lc, f.lip_be, f.rip_be, f.lport_be, f.rport_be, f.seq, f.mtu) &&
+	    !frag_share(lc, &f))
+		DP_INC(lc, tcp, PMTU_IGNORED); /* no such flow (RFC 5927 4.1) */
 }
 
 void

@@ -114,9 +114,10 @@ void tcp_input_burst(struct dp_lcore *lc, struct rte_mbuf **pkts, unsigned n);
  * ICMP "fragmentation needed" (RFC 1191) for a segment we sent from lip_be:lport_be to
  * rip_be:rport_be (network order) with sequence number seq: the flow's MSS drops to fit mtu
  * (not below 576 bytes of IP) and what is in flight is sent again in the smaller segments.
- * Ignored (counted) unless seq is in flight (RFC 5927 4.1: blind forgeries).
+ * Ignored (counted) unless seq is in flight (RFC 5927 4.1: blind forgeries). false: no such
+ * flow on this lcore (not counted: the caller counts it, or passes it to the other lcores).
  */
-void tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t lport_be,
+bool tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t lport_be,
     uint16_t rport_be, uint32_t seq, uint16_t mtu);
 /* Called once per loop iteration after the rx burst: sends coalesced ACKs and queued data. */
 void tcp_flush(struct dp_lcore *lc);

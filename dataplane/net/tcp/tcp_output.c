@@ -641,7 +641,7 @@ tcp_pmtu_apply(struct tcp_conn *c)
 	}
 }
 
-void
+bool
 tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t lport_be,
     uint16_t rport_be, uint32_t seq, uint16_t mtu)
 {
@@ -653,18 +653,19 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 	uint32_t mss;
 
 	if (tl == NULL)
-		return;
+		return false;
 	if (mtu < PMTU_MIN_MTU) { /* RFC 791: 68 passes every link (0: a pre-RFC 1191 router) */
 		DP_INC(lc, tcp, PMTU_BAD_MTU);
-		return;
+		return true;
 	}
-	c = tcp_conn_lookup(tl, &key);
-	if (c == NULL || c->state == TCP_ST_SYN_SENT || c->state == TCP_ST_SYN_RECEIVED ||
+	if ((c = tcp_conn_lookup(tl, &key)) == NULL)
+		return false; /* not here: the caller counts it, or passes it to the other lcores */
+	if (c->state == TCP_ST_SYN_SENT || c->state == TCP_ST_SYN_RECEIVED ||
 	    !SEQ_IN_RANGE(seq, c->snd_una, c->snd_max)) {
 		/* RFC 5927 4.1: not a segment of ours in flight, so nothing learnt for the
 		 * destination either (a handshake's segments are small: nothing to resend) */
 		DP_INC(lc, tcp, PMTU_IGNORED);
-		return;
+		return true;
 	}
 	if (mtu < PMTU_FLOOR_MTU) { /* as Linux's min_pmtu: no lower, whoever says so */
 		DP_INC(lc, tcp, PMTU_CLAMPED);
@@ -675,7 +676,7 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 	mss = pmtu_mss(c, mtu);
 	if (mss >= c->mss) {
 		DP_INC(lc, tcp, PMTU_IGNORED);
-		return;
+		return true;
 	}
 	DP_INC(lc, tcp, PMTU_REDUCED);
 	c->mss = (uint16_t)mss;
@@ -683,4 +684,5 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 	c->snd_nxt = c->snd_una; /* what is in flight was too big: again, in smaller segments */
 	tcp_sb_reset(c);
 	tcp_flush_add(c);
+	return true;
 }

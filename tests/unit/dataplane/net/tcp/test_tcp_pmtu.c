@@ -62,9 +62,9 @@ quote(uint16_t port, uint32_t seq)
 		.len = 8 + 20 + 8 };
 }
 
-/* An ICMP "fragmentation needed" with next-hop MTU mtu, quoting q, through icmp_input. */
+/* An ICMP "fragmentation needed" with next-hop MTU mtu, quoting q, through lc's icmp_input. */
 static void
-frag_needed(const struct quote *q, uint16_t mtu)
+frag_needed_on(struct dp_lcore *lc, const struct quote *q, uint16_t mtu)
 {
 	uint8_t b[20 + 8 + 60 + 8] = { 0 };
 	struct rte_ipv4_hdr *in = (struct rte_ipv4_hdr *)(b + 28);
@@ -95,7 +95,13 @@ frag_needed(const struct quote *q, uint16_t mtu)
 	memcpy(rte_pktmbuf_append(m, (uint16_t)(20 + q->len)), b, 20 + q->len);
 	rte_pktmbuf_adj(m, 20);
 	m->l3_len = 20;
-	icmp_input(&h_lc, m);
+	icmp_input(lc, m);
+}
+
+static void
+frag_needed(const struct quote *q, uint16_t mtu)
+{
+	frag_needed_on(&h_lc, q, mtu);
 }
 
 /* A flow with three full segments in flight. */
@@ -293,6 +299,67 @@ test_pmtu_every_flow_to_destination(void **state)
 	assert_int_equal(cd->mss, 960);
 }
 
+/* Two workers: RSS hashes an ICMP message by its own addresses, so "fragmentation needed" for
+ * a flow of one lcore may land on the other. That one, owning no such flow, passes it on
+ * (FRAG_SHARED); the owner takes it at its next poll as if it had received it (the flow's MSS
+ * drops, the destination is learnt). One quoting no flow anywhere changes nothing; one for the
+ * owner's flow received by the owner is not passed on; a full inbox drops, counted. Before,
+ * the other lcore counted it ignored and the flow kept sending segments too big for the path. */
+static struct dp_lcore other; /* a worker with no TCP flows */
+
+static void
+test_pmtu_from_another_lcore(void **state)
+{
+	struct dp_lcore *both[2] = { &h_lc, &other };
+	struct tcp_conn *ca;
+	struct h_peer a;
+	struct quote q;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	memset(&other, 0, sizeof(other));
+	other.lcore_id = h_lc.lcore_id + 7;
+	other.pool = h_lc.pool;
+	other.ip_be = H_OUR_IP;
+	other.tsc_hz = h_lc.tsc_hz;
+	assert_int_equal(icmp_lcores_link(both, 2), 0);
+	ca = flow_in_flight(&a, 43020, false);
+	q = quote(43020, a.iss + 1);
+	frag_needed_on(&other, &q, 1000);
+	assert_int_equal(other.cnt.v[DPC_icmp_FRAG_SHARED], 1);
+	assert_int_equal(other.cnt.v[DPC_tcp_PMTU_IGNORED], 0);
+	assert_int_equal(ca->mss, 1460); /* not yet: the owner has not polled */
+	icmp_poll(&h_lc);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
+	assert_int_equal(ca->mss, 960);
+	assert_int_equal(pmtu_get(&h_lc, H_PEER_IP), 1000);
+	icmp_poll(&other); /* nothing for it */
+
+	/* no such flow on either: passed on, then nothing */
+	q = quote(49999, a.iss + 1);
+	frag_needed_on(&other, &q, 900);
+	icmp_poll(&h_lc);
+	assert_int_equal(H_CNT(PMTU_REDUCED), 1);
+	assert_int_equal(H_CNT(PMTU_IGNORED), 0);
+	assert_int_equal(pmtu_get(&h_lc, H_PEER_IP), 1000);
+
+	/* received by the owner: taken there, not passed on */
+	q = quote(43020, ca->snd_una);
+	frag_needed(&q, 800);
+	assert_int_equal(ca->mss, 760);
+	assert_int_equal(h_lc.cnt.v[DPC_icmp_FRAG_SHARED], 0);
+
+	/* the owner does not poll: its inbox fills, the rest is dropped and counted */
+	for (int i = 0; i < 300; i++)
+		frag_needed_on(&other, &q, 700);
+	assert_true(other.cnt.v[DPC_icmp_FRAG_SHARE_DROP] >= 300 - 256);
+	icmp_poll(&h_lc);
+	assert_int_equal(ca->mss, 660);
+	icmp_lcores_unlink(both, 2);
+	assert_null(h_lc.icmp);
+}
+
 /* A refused message teaches the destination nothing: a new flow starts at the full MSS. */
 static void
 test_pmtu_refused_learns_nothing(void **state)
@@ -364,6 +431,7 @@ main(void)
 		cmocka_unit_test_teardown(test_pmtu_with_timestamps, teardown),
 		cmocka_unit_test_teardown(test_pmtu_every_flow_to_destination, teardown),
 		cmocka_unit_test_teardown(test_pmtu_refused_learns_nothing, teardown),
+		cmocka_unit_test_teardown(test_pmtu_from_another_lcore, teardown),
 		cmocka_unit_test_teardown(test_pmtu_expiry, teardown),
 	};
 
