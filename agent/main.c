@@ -54,41 +54,52 @@ find_device(struct agent *a, const char *name, size_t *dev)
 	return NULL;
 }
 
-/* A JSON write command for a Modbus device (seq: its command spool record, 0: in memory only):
- * 0 queued for its bus (its response carries seq), 1 refused with a response. */
+/* A parsed write command to its device's bus: 0 queued (its response carries seq), 1 refused
+ * with a response. */
 static int
-modbus_command(struct agent *a, const uint8_t *payload, size_t len, uint64_t seq)
+write_submit(struct agent *a, const struct mb_write_req *req, uint64_t seq)
 {
-	struct mb_write_req req;
 	struct mb_write_op op;
 	const struct mb_point *p;
 	struct mb_bus *b;
 	char err[256];
 	size_t dev, pi;
 
-	if (mb_write_parse((const char *)payload, len, &req, err, sizeof(err)) != 0) {
-		respond_reject(a, &req, err);
-		return 1;
-	}
-	b = find_device(a, req.device, &dev);
+	b = find_device(a, req->device, &dev);
 	if (b == NULL) {
-		snprintf(err, sizeof(err), "no device named '%s'", req.device);
-		respond_reject(a, &req, err);
+		snprintf(err, sizeof(err), "no device named '%s'", req->device);
+		respond_reject(a, req, err);
 		return 1;
 	}
-	p = mb_profile_point(mb_bus_device_profile(b, dev), req.point, &pi);
+	p = mb_profile_point(mb_bus_device_profile(b, dev), req->point, &pi);
 	if (p == NULL) {
-		snprintf(err, sizeof(err), "device '%s' has no point '%s'", req.device, req.point);
-	} else if (mb_write_prepare_req(p, &req, &op, err, sizeof(err)) == 0) {
-		if (mb_bus_submit_write(b, dev, pi, &req, &op, seq) == 0)
+		snprintf(
+		    err, sizeof(err), "device '%s' has no point '%s'", req->device, req->point);
+	} else if (mb_write_prepare_req(p, req, &op, err, sizeof(err)) == 0) {
+		if (mb_bus_submit_write(b, dev, pi, req, &op, seq) == 0)
 			return 0;
 		/* refused with a response (a spooled one is then released): the cloud has its
 		 * answer now, rather than a write that may come much later than it meant */
 		snprintf(err, sizeof(err), "too many writes waiting for this bus");
 	}
 	agent_stat_add(mb_bus_dev_stats(b, dev), AGENT_DC_writes_rejected, 1);
-	respond_reject(a, &req, err);
+	respond_reject(a, req, err);
 	return 1;
+}
+
+/* A JSON write command for a Modbus device (seq: its command spool record, 0: in memory only):
+ * 0 queued for its bus (its response carries seq), 1 refused with a response. */
+static int
+modbus_command(struct agent *a, const uint8_t *payload, size_t len, uint64_t seq)
+{
+	struct mb_write_req req;
+	char err[256];
+
+	if (mb_write_parse((const char *)payload, len, &req, err, sizeof(err)) != 0) {
+		respond_reject(a, &req, err);
+		return 1;
+	}
+	return write_submit(a, &req, seq);
 }
 
 static int
@@ -216,18 +227,76 @@ running_bus(const struct agent *a, const char *name)
 	return -1;
 }
 
-/* The running buses that are not kept (changed or removed) stop; what they produced still goes
- * out. A stopped bus has let go of its port before its successor opens it. */
+/* The writes queued on buses a reload stops, for the buses that replace them. */
+struct carry {
+	struct agent *a;
+	struct {
+		struct mb_write_req req;
+		uint64_t seq;
+	} * v;
+	size_t n, cap;
+};
+
 static void
-buses_drop(struct agent *a)
+carry_add(void *arg, const struct mb_write_req *req, uint64_t seq)
+{
+	struct carry *c = arg;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 8;
+		void *v = realloc(c->v, cap * sizeof(*c->v));
+
+		if (v == NULL) { /* answered, as a stop would (a spooled one released) */
+			respond_reject(c->a, req, "not written: out of memory at a config reload");
+			if (seq != 0 && c->a->cmds != NULL)
+				cmdspool_done(c->a->cmds, seq);
+			return;
+		}
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n].req = *req;
+	c->v[c->n++].seq = seq;
+}
+
+/* On the running buses, in the order they were queued (a device gone, or a point its new
+ * profile lacks: refused with a response, and a spooled one released). */
+static void
+carry_run(struct agent *a, struct carry *c)
+{
+	size_t refused = 0;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (write_submit(a, &c->v[i].req, c->v[i].seq) != 0) {
+			refused++;
+			if (c->v[i].seq != 0 && a->cmds != NULL)
+				cmdspool_done(a->cmds, c->v[i].seq);
+		}
+	if (c->n > 0)
+		log_info("reload: %zu queued writes of the restarted buses carried over (%zu "
+			 "refused)",
+		    c->n, refused);
+	free(c->v);
+	*c = (struct carry){ .a = a };
+}
+
+/* The running buses that are not kept (changed or removed) stop; what they produced still goes
+ * out. A stopped bus has let go of its port before its successor opens it. carry: the writes
+ * still queued on them go there (a reload), else they are answered "not written" (a stop: a
+ * spooled one stays in the command spool, for the next start). */
+static void
+buses_drop(struct agent *a, struct carry *carry)
 {
 	for (size_t i = 0; i < a->nbuses; i++)
 		if (a->buses[i] != NULL)
 			mb_bus_stop(a->buses[i]);
 	if (a->store != NULL && a->q.efd >= 0)
 		on_messages(a, 0);
-	for (size_t i = 0; i < a->nbuses; i++)
+	for (size_t i = 0; i < a->nbuses; i++) {
+		if (carry != NULL && a->buses[i] != NULL)
+			mb_bus_take_writes(a->buses[i], carry_add, carry);
 		mb_bus_destroy(a->buses[i]);
+	}
 	free(a->buses);
 	free(a->bus_conf);
 	a->buses = NULL;
@@ -247,6 +316,7 @@ buses_apply(struct agent *a, const struct agent_config *nc, struct bus_changes *
 	struct mb_bus **nb = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nb));
 	const struct agent_bus_conf **nbc = calloc(nc->nbuses ? nc->nbuses : 1, sizeof(*nbc));
 	bool prefix_same = strcmp(a->cfg.topic_prefix, nc->topic_prefix) == 0;
+	struct carry carry = { .a = a };
 	size_t k = 0, n = 0;
 	int rc = 0;
 
@@ -276,7 +346,7 @@ buses_apply(struct agent *a, const struct agent_config *nc, struct bus_changes *
 	for (size_t i = 0; i < a->nbuses; i++) /* not kept: restarted, or gone */
 		ch->removed += a->buses[i] != NULL;
 	ch->removed -= ch->restarted;
-	buses_drop(a);
+	buses_drop(a, &carry);
 	for (size_t i = 0; i < k; i++) {
 		if (nb[i] == NULL && rc == 0) {
 			rc = mb_bus_create(
@@ -294,6 +364,7 @@ buses_apply(struct agent *a, const struct agent_config *nc, struct bus_changes *
 	a->buses = nb;
 	a->bus_conf = nbc;
 	a->nbuses = n;
+	carry_run(a, &carry);
 	return rc;
 }
 
@@ -317,7 +388,7 @@ buses_start(struct agent *a)
 static void
 buses_stop(struct agent *a)
 {
-	buses_drop(a);
+	buses_drop(a, NULL);
 	for (size_t i = 0; i < a->nretired; i++) {
 		agent_config_free(a->retired[i]);
 		free(a->retired[i]);

@@ -1346,6 +1346,21 @@ mb_bus_stop(struct mb_bus *b)
 	b->running = false;
 }
 
+size_t
+mb_bus_take_writes(struct mb_bus *b,
+    void (*fn)(void *arg, const struct mb_write_req *req, uint64_t seq), void *arg)
+{
+	struct write_job *j;
+	size_t n = 0;
+
+	while ((j = take_job(b)) != NULL) { /* the thread has stopped: no lock to take */
+		fn(arg, &j->req, j->seq);
+		free(j);
+		n++;
+	}
+	return n;
+}
+
 void
 mb_bus_destroy(struct mb_bus *b)
 {

@@ -23,6 +23,10 @@ int mb_bus_create(struct mb_bus **out, const struct agent_bus_conf *c, const cha
 int mb_bus_start(struct mb_bus *b);
 void mb_bus_stop(struct mb_bus *b); /* joins the thread */
 void mb_bus_destroy(struct mb_bus *b);
+/* After mb_bus_stop: the writes still queued are handed to fn in order and removed, not
+ * answered (a reload runs them on the bus that replaces this one). Their number. */
+size_t mb_bus_take_writes(struct mb_bus *b,
+    void (*fn)(void *arg, const struct mb_write_req *req, uint64_t seq), void *arg);
 
 /* Device lookup for commands: index or -1. */
 int mb_bus_find_device(const struct mb_bus *b, const char *name);

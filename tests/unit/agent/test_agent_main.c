@@ -465,6 +465,81 @@ test_agent_run(void **state)
 }
 
 /*
+ * A reload that restarts a bus (its config changed) while writes wait in its queue (each of
+ * the device's answers takes 700 ms, so a poll holds the line): the writes run on the bus that
+ * replaces it, in order, each answered ok, and the log says how many were carried over. Before,
+ * each one still queued was answered "not written: the agent stopped or reloaded its config"
+ * (a QoS 1/2 command the gateway had acknowledged, released unwritten).
+ */
+static void
+test_agent_reload_carries_writes(void **state)
+{
+	static const char changed[] =
+	    "    - name: rtu1\n"
+	    "      type: rtu\n"
+	    "      device: /dev/fake-rtu1\n"
+	    "      baud: 19200\n"
+	    "      rs485: {mode: off}\n"
+	    "      devices:\n"
+	    "        - {name: w1, unit_id: 1, profile: writes, interval: 100ms, "
+	    "timeout: 2s, retries: 0}\n";
+	char text[4096], *log;
+	pthread_t th;
+	struct held held;
+	json_t *r, *st;
+	int n = 0;
+
+	(void)state;
+	fake_reset();
+	fake_set(MB_FN_HOLDING, 40, 215);
+	write_config("", "info");
+	unlink(stats); /* an earlier test's counts */
+	hold_signals_and_log(&held);
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(readings("w1", "setpoint") > 0));
+	fake_set_delay_us(0, 700000);
+	send_cmd("{\"id\":\"c1\",\"device\":\"w1\",\"point\":\"setpoint\",\"value\":22.5}\n");
+	send_cmd("{\"id\":\"c2\",\"device\":\"w1\",\"point\":\"setpoint\",\"value\":23.5}\n");
+	for (int i = 0; i < 400 && n < 2; i++) { /* both taken by the agent (queued for rtu1) */
+		if ((st = stats_json()) != NULL) {
+			n = (int)stat_u(json_object_get(st, "uplink"), "commands");
+			json_decref(st);
+		}
+		usleep(5000);
+	}
+	assert_int_equal(n, 2);
+	snprintf(text, sizeof(text),
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  topic_prefix: site\n"
+	    "  state_dir: %s/state\n"
+	    "  log_level: info\n"
+	    "  uplink: jsonl\n"
+	    "  jsonl: {path: %s, commands: %s}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  stats: {file: %s, interval: 100ms}\n"
+	    "  metrics: {listen: '127.0.0.1:%d', dataplane_telemetry: %s/no-dataplane.sock}\n"
+	    "  buses:\n%s",
+	    PROFILES_DIR, dir, out, fifo, stats, port, dir, changed);
+	write_file(cfg, text);
+	kill(getpid(), SIGHUP);
+	assert_true(WAIT_FOR(log_has("queued writes of the restarted buses carried over")));
+	fake_set_delay_us(0, 0);
+	assert_true(WAIT_FOR(has_response("c1") && has_response("c2")));
+	r = responses();
+	assert_string_equal(resp_field(r, "c1", "status"), "ok");
+	assert_string_equal(resp_field(r, "c2", "status"), "ok");
+	json_decref(r);
+	assert_int_equal(fake_get(MB_FN_HOLDING, 40), 235); /* c2 last, as sent */
+	agent_stop(th);
+	release_signals_and_log(&held);
+	log = slurp(errlog);
+	assert_null(strstr(log, "not written"));
+	assert_non_null(strstr(log, "1 restarted"));
+	free(log);
+}
+
+/*
  * A degraded start: a profile that does not load (its device is disabled, listed with the
  * reason in /stats and /metrics, the log line joins the profile's errors on one line), a bus
  * whose every device is disabled (not started), a stats file that cannot be written (logged,
@@ -1087,11 +1162,14 @@ main(void)
 		cmocka_unit_test(test_agent_options),
 		cmocka_unit_test(test_agent_start_fails),
 		cmocka_unit_test(test_agent_run),
+		cmocka_unit_test(test_agent_reload_carries_writes),
 		cmocka_unit_test(test_agent_degraded),
 		cmocka_unit_test(test_agent_mqtt_uplink),
 		cmocka_unit_test(test_agent_q2_command_restart),
 		cmocka_unit_test(test_agent_q2_command_stopped_before_write),
 	};
 
+	if (getenv("TEST_FILTER") != NULL) /* one test: TEST_FILTER=test_agent_run */
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
