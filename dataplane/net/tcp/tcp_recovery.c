@@ -169,8 +169,8 @@ reno_sack(struct tcp_conn *c, const struct tcp_seg *s)
  * the window from before it (cwnd and ssthresh; CUBIC's state exactly when the flow holds a
  * loss-recovery block at the time, else CUBIC's epoch starts again at the restored window)
  * and sends on from SND.MAX: nothing of the flight is sent twice. A flow that holds a block
- * gives it back when it skips to SND.MAX (the timeout marked the flight lost on it, which
- * the skip says it may not be): NewReno with SACK blocks until the flight drains.
+ * gives it back when it skips to SND.MAX (the timeout marked the whole flight lost on it,
+ * and step 2b bets that it was not): NewReno with SACK blocks until the flight drains.
  */
 static void
 frto_skip_ahead(struct tcp_conn *c)

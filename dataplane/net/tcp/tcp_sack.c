@@ -704,7 +704,7 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 	if (sb->sacked == 0 && !(c->flags & TF_RECOVERY))
 		return; /* all delivered in order so far: everything left was sent after */
 	if (sb->n > 0 && (seg_at(sb, 0)->flags & SBS_SACKED)) {
-		renege_wait(c, sb);
+		renege_wait(c, sb); /* reneged? the RTO decides, RACK does not */
 		return;
 	}
 	wait = rack_detect(c, sb);
