@@ -587,7 +587,13 @@ tcp_output(struct tcp_conn *c)
 	if ((c->flags & TF_RECOVERY) && c->sb_ref != 0) {
 		tcp_sb_output(c); /* PRR decides, lost segments first (RFC 6675 NextSeg) */
 	} else {
-		while (((len = next_seg_len(c, room, &fin)) > 0 || fin) && tcp_sb_room(c)) {
+		for (;;) {
+			uint32_t seg_room = room;
+
+			tcp_sb_skip(c, &seg_room); /* after an RTO: the holes only */
+			len = next_seg_len(c, seg_room, &fin);
+			if ((len == 0 && !fin) || !tcp_sb_room(c))
+				break;
 			if (send_next(c, len, fin) < 0 || fin)
 				break;
 		}

@@ -169,8 +169,8 @@ reno_sack(struct tcp_conn *c, const struct tcp_seg *s)
  * the window from before it (cwnd and ssthresh; CUBIC's state exactly when the flow holds a
  * loss-recovery block at the time, else CUBIC's epoch starts again at the restored window)
  * and sends on from SND.MAX: nothing of the flight is sent twice. A flow that holds a block
- * gives it back when it skips to SND.MAX (the scoreboard forgot the flight at the timeout
- * and would not see what it SACKs): NewReno with SACK blocks until the flight drains.
+ * gives it back when it skips to SND.MAX (the timeout marked the whole flight lost on it,
+ * and step 2b bets that it was not): NewReno with SACK blocks until the flight drains.
  */
 static void
 frto_skip_ahead(struct tcp_conn *c)
@@ -292,8 +292,8 @@ tcp_rec_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tc
 }
 
 /* A retransmission timeout: one segment's window, ssthresh from the algorithm on the first
- * (RFC 5681: it stays when a retransmission is lost too), recovery and the scoreboard's
- * marks forgotten (go-back-N from SND.UNA). */
+ * (RFC 5681: it stays when a retransmission is lost too), recovery ended, go-back-N from
+ * SND.UNA over what the scoreboard does not hold SACKed (all of it if the peer reneged). */
 void
 tcp_rec_rto(struct tcp_conn *c)
 {
@@ -317,5 +317,5 @@ tcp_rec_rto(struct tcp_conn *c)
 	c->snd_recover = c->snd_max;
 	c->flags &= ~TF_RECOVERY;
 	c->dupacks = 0;
-	tcp_sb_reset(c);
+	tcp_sb_rto(c);
 }

@@ -17,14 +17,16 @@
  *    window as a recovery would (7.4).
  * The block goes back to the pool when everything sent is acknowledged. When the pool is
  * empty (counted) the flow recovers as NewReno (tcp_recovery.c) until its flight drains.
- * An RTO forgets the scoreboard (go-back-N from SND.UNA, the new transmissions tracked
- * again).
+ * An RTO keeps the SACK marks and marks the rest lost (RFC 6675 5.1): go-back-N from SND.UNA
+ * resends the holes only. A SACKed segment at SND.UNA means the peer reneged (RFC 2018 8):
+ * the RTO then forgets the scoreboard and go-back-N resends everything.
  */
 #include <string.h>
 
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "log.h"
 #include "tcp_cc.h"
 #include "tcp_seq.h"
 #include "tcp_types.h"
@@ -33,6 +35,7 @@
 #define TCP_WCDELACK_MS       200 /* RFC 8985 7.2: the peer may delay the ACK of a lone segment */
 #define TCP_PTO_DELACK_MIN_MS 40  /* ... at least this long (pto_delack_ms) */
 #define TCP_REO_MULT_MAX      16
+#define TCP_RENEGE_MIN_MS     10 /* reneging suspected: the RTO no sooner (renege_wait) */
 
 /* tcp_mem_stats reports the blocks per flow (one per 16 flows) in whole bytes */
 _Static_assert(sizeof(struct tcp_sb) % 16 == 0, "struct tcp_sb: keep a multiple of 16 bytes");
@@ -128,6 +131,82 @@ tcp_sb_reset(struct tcp_conn *c)
 	sb->sacked = 0;
 	sb->tlp_out = 0;
 	sb->tmode = SBT_RTO;
+}
+
+/*
+ * A retransmission timeout (RFC 6675 5.1; Linux's tcp_timeout_mark_lost): the peer still
+ * holds what it SACKed, so those marks stay and every other segment is lost, its earlier
+ * retransmission too: pipe holds only what is sent from now on, and go-back-N skips the
+ * SACKed segments (tcp_sb_skip). Unless the segment at SND.UNA is SACKed: a peer that held
+ * it would have acknowledged it, so it dropped what it had SACKed (reneging, RFC 2018 8).
+ * Then nothing it said is trusted: the scoreboard is forgotten and everything goes again.
+ */
+void
+tcp_sb_rto(struct tcp_conn *c)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	if (sb == NULL)
+		return;
+	if (sb->n > 0 && (seg_at(sb, 0)->flags & SBS_SACKED)) {
+		DP_INC(tcb_tl(c)->lc, tcp, SACK_RENEGING);
+		LOG_RATELIMITED(LOG_LVL_INFO, 60,
+		    "tcp: lcore %u: a peer dropped data it had SACKed (reneging): resending from "
+		    "SND.UNA",
+		    tcb_tl(c)->lc->lcore_id);
+		tcp_sb_reset(c);
+		return;
+	}
+	for (unsigned i = 0; i < sb->n; i++) {
+		struct tcp_sb_seg *e = seg_at(sb, i);
+
+		if (!(e->flags & SBS_SACKED))
+			e->flags = (uint8_t)((e->flags | SBS_LOST) & ~SBS_RETRANS);
+	}
+	sb->tlp_out = 0;
+	sb->tmode = SBT_RTO;
+}
+
+/*
+ * Go-back-N after an RTO (tcp_output): snd_nxt past the SACKed segments it has reached, and
+ * *room no more than the hole up to the next one, so that no SACKed byte goes again. cwnd
+ * still counts the bytes skipped (as sent: never more than it allows); the first ACK after
+ * the timeout that shows a hole starts recovery, which sends against pipe.
+ */
+void
+tcp_sb_skip(struct tcp_conn *c, uint32_t *room)
+{
+	struct tcp_sb *sb = tcp_sb_of(c);
+
+	if (sb == NULL || sb->sacked == 0 || !SEQ_LT(c->snd_nxt, sb->end))
+		return;
+	for (unsigned i = 0; i < sb->n; i++) {
+		struct tcp_sb_seg *e = seg_at(sb, i);
+
+		if (!(e->flags & SBS_SACKED) || SEQ_LEQ(e->end, c->snd_nxt))
+			continue;
+		if (SEQ_LEQ(e->start, c->snd_nxt)) {
+			c->snd_nxt = e->end;
+			continue;
+		}
+		*room = RTE_MIN(*room, e->start - c->snd_nxt);
+		return;
+	}
+}
+
+/* SND.UNA sits at a SACKed segment: the peer reneged, or its ACKs are odd. As Linux's
+ * tcp_check_sack_reneging: half a round trip (10 ms at least) for an ACK that says
+ * otherwise, then the RTO, which finds it (tcp_sb_rto). */
+static void
+renege_wait(struct tcp_conn *c, struct tcp_sb *sb)
+{
+	uint32_t wait = RTE_MAX(c->srtt8 / 16, (uint32_t)TCP_RENEGE_MIN_MS);
+
+	if (c->flags & TF_PERSIST)
+		return;
+	if (sb->tmode != SBT_RTO || !(c->timer_on & TT_REXMT) ||
+	    SEQ_GT(c->t_rexmt, tcb_tl(c)->now_ms + wait))
+		tcp_timer_set(c, TT_REXMT, wait);
 }
 
 bool
@@ -624,6 +703,10 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 	}
 	if (sb->sacked == 0 && !(c->flags & TF_RECOVERY))
 		return; /* all delivered in order so far: everything left was sent after */
+	if (sb->n > 0 && (seg_at(sb, 0)->flags & SBS_SACKED)) {
+		renege_wait(c, sb); /* reneged? the RTO decides, RACK does not */
+		return;
+	}
 	wait = rack_detect(c, sb);
 	dupthresh_detect(c, sb);
 	if (!(c->flags & TF_RECOVERY) && any_lost(sb)) {

@@ -878,6 +878,127 @@ test_hystart_css_back_to_slow_start(void **state)
 	assert_int_equal(H_CNT(REXMT_SEGS), 0);
 }
 
+/* Whether [seq, seq + len) touches one of the nb blocks b (sequence numbers). */
+static bool
+in_blocks(uint32_t seq, uint32_t len, const uint32_t (*b)[2], unsigned nb)
+{
+	for (unsigned k = 0; k < nb; k++)
+		if (SEQ_LT(seq, b[k][1]) && SEQ_GT(seq + len, b[k][0]))
+			return true;
+	return false;
+}
+
+/* A retransmission timeout keeps what the peer SACKed (RFC 6675 5.1). The flight starts with
+ * a 500-byte segment, then nine of an MSS; 1-2 and 4-9 are SACKed, the fast retransmits of
+ * 0 and 3 are lost too, the RTO fires: go-back-N sends 0 alone, its 500 bytes (not an MSS
+ * that runs into the SACKed 1), and after the ACK of 0-2 the hole at 3 and what followed
+ * the flight, never 4-9 again. The stack before sent an MSS from SND.UNA, then 3 and 4. */
+static void
+test_rto_keeps_sack(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t at[11], blk[2][2], rto_max;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = h_open_sack(&p, 42301, MSS);
+	assert_int_equal(tcp_write(c, buf, 500), 500);
+	h_flush();
+	assert_int_equal(tcp_write(c, buf, 30 * MSS), 30 * MSS);
+	h_flush();
+	assert_int_equal(h_n_data(), 10);
+	for (unsigned i = 0; i < 11; i++)
+		at[i] = i == 0 ? sq(&p, 0) : sq(&p, 0) + 500 + (i - 1) * MSS;
+	assert_int_equal(h_cap[0].len, 500);
+	blk[0][0] = at[1];
+	blk[0][1] = at[3];
+	blk[1][0] = at[4];
+	blk[1][1] = at[10];
+	h_clear();
+	h_advance_ms(50);
+	h_ack_sack(&p, at[0], (const uint32_t(*)[2])blk, 2);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	assert_int_equal(h_n_at(at[0]), 1);
+	assert_int_equal(h_n_at(at[3]), 1);
+	rto_max = c->snd_max;
+	h_clear();
+	h_advance_ms(c->rto_ms + 1); /* the retransmissions were lost too */
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1);
+	assert_int_equal(h_n_data(), 1);
+	assert_int_equal(h_cap[0].seq, at[0]);
+	assert_int_equal(h_cap[0].len, 500);
+	h_clear();
+	h_advance_ms(50);
+	h_ack_sack(&p, at[3], (const uint32_t(*)[2]) & blk[1], 1);
+	h_flush();
+	/* recovery again, PRR against a pipe that holds only what went after the timeout: the
+	 * 500 bytes delivered plus an MSS, in whole segments: the hole at 3, then 10, the first
+	 * of what followed the flight (lost too, for the timeout) */
+	assert_int_equal(h_n_data(), 2);
+	assert_int_equal(h_n_at(at[3]), 1);
+	assert_int_equal(h_n_at(at[10]), 1);
+	for (unsigned i = 0; i < h_ncap; i++) {
+		if (h_cap[i].len == 0)
+			continue;
+		assert_false(in_blocks(h_cap[i].seq, h_cap[i].len, (const uint32_t(*)[2])blk, 2));
+		assert_true(SEQ_LT(h_cap[i].seq, rto_max)); /* the timeout's flight first */
+	}
+	h_clear();
+	h_advance_ms(50);
+	h_ack_sack(&p, rto_max, NULL, 0);
+	h_flush();
+	assert_false(c->flags & TF_RECOVERY);
+	assert_true(h_n_data() > 0); /* on with new data */
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1);
+	assert_int_equal(H_CNT(SACK_RENEGING), 0);
+}
+
+/* Reneging (RFC 2018 8): the peer SACKed 2-9, then acknowledges 0-1 and no more, so it no
+ * longer holds 2. Half a round trip later (10 ms at least: Linux's tcp_check_sack_reneging)
+ * the RTO fires, counts it, forgets the scoreboard and goes back over everything from
+ * SND.UNA, 3 and 4 as well, once SACKed. The stack before waited for the full RTO; one that
+ * kept the SACK marks without this check would never resend 2-9. */
+static void
+test_rto_sack_reneging(void **state)
+{
+	static const unsigned above[][2] = { { 2, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42302, 30);
+	h_advance_ms(50);
+	ack_sack(&p, 0, above, 1);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	assert_int_equal(h_n_at(sq(&p, 1)), 1);
+	h_clear();
+	h_advance_ms(50);
+	ack_sack(&p, 2, NULL, 0); /* up to the SACKed 2: it was dropped */
+	h_flush();
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	h_clear();
+	h_advance_ms(11);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1);
+	assert_int_equal(H_CNT(SACK_RENEGING), 1);
+	assert_int_equal(h_n_data(), 1);
+	assert_int_equal(h_n_at(sq(&p, 2)), 1);
+	assert_int_equal(c->cwnd, MSS);
+	h_clear();
+	h_advance_ms(50);
+	ack_sack(&p, 3, NULL, 0);
+	h_flush();
+	assert_int_equal(h_n_at(sq(&p, 3)), 1); /* SACKed once, sent again */
+	assert_int_equal(h_n_at(sq(&p, 4)), 1);
+	assert_int_equal(H_CNT(SACK_RENEGING), 1); /* once per timeout, not per segment */
+}
+
 int
 main(void)
 {
@@ -900,6 +1021,8 @@ main(void)
 		cmocka_unit_test_teardown(test_hystart_leaves_slow_start, teardown),
 		cmocka_unit_test_teardown(test_hystart_css_back_to_slow_start, teardown),
 		cmocka_unit_test_teardown(test_eifel_undo, teardown),
+		cmocka_unit_test_teardown(test_rto_keeps_sack, teardown),
+		cmocka_unit_test_teardown(test_rto_sack_reneging, teardown),
 	};
 
 	if (h_eal_init() < 0)
