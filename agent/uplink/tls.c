@@ -144,10 +144,11 @@ psk_load(struct uplink_tls_ctx *x, const struct uplink_tls_conf *c, char *err, s
 	text[got] = '\0';
 	while (n < (size_t)got && isspace((unsigned char)text[n]))
 		n++;
-	for (; n + 1 < (size_t)got && len < sizeof(key) && hexval(text[n]) >= 0 &&
-	     hexval(text[n + 1]) >= 0;
+	for (; n + 1 < (size_t)got && len < sizeof(key) && hexval((unsigned char)text[n]) >= 0 &&
+	     hexval((unsigned char)text[n + 1]) >= 0;
 	     n += 2)
-		key[len++] = (unsigned char)(hexval(text[n]) << 4 | hexval(text[n + 1]));
+		key[len++] = (unsigned char)(hexval((unsigned char)text[n]) << 4 |
+		    hexval((unsigned char)text[n + 1]));
 	while (n < (size_t)got && isspace((unsigned char)text[n]))
 		n++;
 	if (n != (size_t)got || len < PSK_MIN) {

@@ -629,9 +629,11 @@ dpchan_q2_sync_begin(struct dpchan_q2 *q, uint64_t *gen)
 	} else {
 		busy = false;
 	}
-	/* a rewrite is due: here (it syncs the new file itself), unless a sync is in flight */
-	if (!busy && (q->rewrite || q->file_recs > 2ull * q->n + 4096u))
-		return dpchan_q2_sync(q);
+	/* a rewrite is due: here (it syncs the new file itself). After a failure (the file may lack
+	 * what was just written) at once, waiting for a sync in flight; when it has only grown,
+	 * not while one is in flight */
+	if (q->rewrite || (!busy && q->file_recs > 2ull * q->n + 4096u))
+		return dpchan_q2_sync(q); /* compact() waits for the thread to be idle */
 	if (!q->need_sync)
 		return 0;
 	if (!q->th_started)
@@ -642,6 +644,17 @@ dpchan_q2_sync_begin(struct dpchan_q2 *q, uint64_t *gen)
 	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 	return 1;
+}
+
+void
+dpchan_q2_sync_wait(struct dpchan_q2 *q, uint64_t gen)
+{
+	if (!q->th_started)
+		return;
+	pthread_mutex_lock(&q->mu);
+	while (q->done_gen < gen)
+		pthread_cond_wait(&q->done_cv, &q->mu);
+	pthread_mutex_unlock(&q->mu);
 }
 
 int

@@ -84,6 +84,8 @@ int dpchan_q2_sync(struct dpchan_q2 *q);
  * dpchan_q2_sync's; what waited for it goes on all the same.
  */
 int dpchan_q2_sync_begin(struct dpchan_q2 *q, uint64_t *gen);
+/* Wait (on the caller's thread) until the sync gen ended. */
+void dpchan_q2_sync_wait(struct dpchan_q2 *q, uint64_t gen);
 /* Readable when a sync on the thread ended (-1: no thread: memory only, or it could not start). */
 int dpchan_q2_event_fd(const struct dpchan_q2 *q);
 /* The last sync ended on the thread (0: none). */

@@ -78,6 +78,8 @@ struct dpchan_server {
 	uint64_t rs_boot;   /* that start's boot id (0: no hello yet) */
 	uint32_t rs_lcores; /* its lcores, as its HELD_END frames say */
 	bool rs_swept;      /* the origins none of them listed are forgotten */
+	uint64_t rs_old[8]; /* the starts it superseded, newest last: their HELLOs are refused */
+	uint32_t rs_old_n;
 	/* Durable reports that carried QoS 2 records, waiting for their origins' sync on the
 	 * origin file's thread (dpchan_q2_sync_begin), in the order they came */
 	struct q2_wait {
@@ -341,8 +343,11 @@ stream_of(struct dpchan_server *s, const struct dpchan_hello *h)
 		if (st->used && st->id.lcore == h->lcore) {
 			if (st->id.boot_id == h->boot_id)
 				return st;
-			stream_drop(
-			    st); /* the dataplane restarted: its old refs mean nothing now */
+			/* the dataplane restarted: its old refs mean nothing now, and a connection
+			 * of the old start left open is not this stream's any more */
+			if (st->conn != NULL)
+				conn_close(s, st->conn, "a newer start of the dataplane connected");
+			stream_drop(st);
 			free_st = st;
 			break;
 		}
@@ -586,6 +591,35 @@ on_held(void *arg, const struct dpchan_origin *o)
 	dpchan_q2_mark(s->q2, o);
 }
 
+static bool
+superseded(const struct dpchan_server *s, uint64_t boot_id)
+{
+	for (uint32_t i = 0; i < s->rs_old_n; i++)
+		if (s->rs_old[i] == boot_id)
+			return true;
+	return false;
+}
+
+/* The first HELLO of a start not seen before: the resync of the origins with it begins, and
+ * the lists heard from the start before count no more. */
+static void
+resync_begin(struct dpchan_server *s, uint64_t boot_id)
+{
+	if (s->rs_boot != 0) {
+		if (s->rs_old_n == sizeof(s->rs_old) / sizeof(s->rs_old[0])) {
+			memmove(s->rs_old, s->rs_old + 1, sizeof(s->rs_old) - sizeof(s->rs_old[0]));
+			s->rs_old_n--;
+		}
+		s->rs_old[s->rs_old_n++] = s->rs_boot;
+	}
+	s->rs_boot = boot_id;
+	s->rs_lcores = 0;
+	s->rs_swept = false;
+	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
+		s->streams[i].held_end = false;
+	dpchan_q2_resync(s->q2);
+}
+
 /* Every lcore of the newest start has listed what it holds: the origins of other starts none
  * listed lost their RELEASE (a connection that ended first, a full release queue, a dataplane
  * killed between the PUBREL and the send), and are forgotten. Once per start (and agent run). */
@@ -638,14 +672,14 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 	s->cnt[DPCHAN_C_FRAMES_RX]++;
 	if (rc == 0 && !c->hello) {
 		if ((rc = dpchan_decode_hello(c->rx, n, &h)) == 0) {
+			if (superseded(s, h.boot_id)) { /* a start older than the one connected */
+				conn_close(s, c, "from an earlier start of the dataplane");
+				return false;
+			}
 			if (s->n_known > 0)
 				known_forget_others(s, h.boot_id);
-			if (h.boot_id != s->rs_boot) { /* a new start: what it holds, anew */
-				s->rs_boot = h.boot_id;
-				s->rs_lcores = 0;
-				s->rs_swept = false;
-				dpchan_q2_resync(s->q2);
-			}
+			if (h.boot_id != s->rs_boot)
+				resync_begin(s, h.boot_id);
 			if ((c->st = stream_of(s, &h)) == NULL) {
 				s->cnt[DPCHAN_C_LIMIT_STREAMS]++;
 				conn_close(s, c, "max_streams reached");
@@ -876,7 +910,7 @@ dpchan_server_durable(struct dpchan_server *s, uint64_t first, uint64_t last, in
 			    (struct q2_wait){ first, last, gen, status };
 			return;
 		}
-		dpchan_q2_sync(s->q2); /* no memory to wait: here */
+		dpchan_q2_sync_wait(s->q2, gen); /* no memory to keep the report: wait here */
 	}
 	durable_now(s, first, last, status);
 }

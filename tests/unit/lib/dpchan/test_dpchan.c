@@ -1062,6 +1062,87 @@ test_q2_resync_forgets_lost_releases(void **state)
 	unlink(q2path);
 }
 
+/* Pump e's client, d2's and d3's (NULL: not there) until cond or 200 rounds. */
+#define PUMP3_UNTIL(e, d2, d3, cond)                                   \
+	do {                                                           \
+		for (int i_ = 0; i_ < 200 && !(cond); i_++) {          \
+			(e)->now += 10;                                \
+			dpchan_client_poll((e)->d.c, (e)->now);        \
+			if ((d2) != NULL)                              \
+				dpchan_client_poll((d2)->c, (e)->now); \
+			if ((d3) != NULL)                              \
+				dpchan_client_poll((d3)->c, (e)->now); \
+			dpchan_server_run((e)->s);                     \
+			usleep(1000);                                  \
+		}                                                      \
+	} while (0)
+
+/* A connection of an earlier start still open, or opening, while the newest start's lcores
+ * are connected: when the new start's lcore 1 says HELLO, the old lcore 1's connection is
+ * closed (it would otherwise detach the new stream when it ends, leaving the new lcore without
+ * answers); a HELLO from the earlier start after that is refused, so it cannot start a
+ * resync of its own whose left-over "listed" marks would let a later one sweep an origin that
+ * only one lcore of the new start lists. */
+static void
+test_q2_resync_earlier_start_refused(void **state)
+{
+	struct env *e = env_new(0, true);
+	struct dpchan_client_config a2 = { .path = e->path, .boot_id = 42, .lcore = 2 };
+	struct dpchan_client_config b1 = { .path = e->path, .boot_id = 43, .lcore = 1 };
+	struct dpchan_client_config b2 = { .path = e->path, .boot_id = 43, .lcore = 2 };
+	struct dpchan_origin o = { 42, 1, 1 };
+	struct dp old = e->d, nb2 = { 0 }, za = { 0 };
+	uint64_t disc;
+
+	(void)state;
+	pump(e);
+	assert_int_equal(submit_q2(e, 1, NULL), 0); /* the first start: origin (42, 1, lcore 1) */
+	pump(e);
+	dpchan_server_durable(e->s, 1, 1, 0);
+	PUMP3_UNTIL(e, (struct dp *)NULL, (struct dp *)NULL, e->d.ok == 1);
+	assert_int_equal(e->d.ok, 1);
+	/* the new start's lcore 1 while the old lcore 1 is still connected: the old one goes */
+	e->d = (struct dp){ 0 };
+	assert_non_null(e->d.c = dpchan_client_new(&b1, &dp_ops, &e->d));
+	assert_int_equal(dpchan_client_held(e->d.c, &o, 1, 2), 0); /* it holds o */
+	assert_non_null(nb2.c = dpchan_client_new(&b2, &dp_ops, &nb2));
+	assert_int_equal(dpchan_client_held(nb2.c, NULL, 0, 2), 0);
+	PUMP3_UNTIL(
+	    e, &nb2, (struct dp *)NULL, SC(e, HELD_RX) == 1 && dpchan_server_connected(e->s) == 2);
+	dpchan_client_poll(old.c, e->now += 10);
+	assert_false(dpchan_client_connected(old.c)); /* closed by the agent */
+	dpchan_client_free(old.c);            /* and gone: the new lcore 1 keeps its stream */
+	assert_int_equal(SC(e, Q2_SWEPT), 0); /* o listed by lcore 1 */
+	assert_int_equal(SC(e, Q2_ORIGINS), 1);
+	assert_int_equal(submit_q2(e, 1, NULL), 0);
+	PUMP3_UNTIL(e, &nb2, (struct dp *)NULL, e->sink.n == 2);
+	dpchan_server_durable(e->s, 2, 2, 0);
+	PUMP3_UNTIL(e, &nb2, (struct dp *)NULL, e->d.ok == 1);
+	assert_int_equal(e->d.ok, 1); /* answered: the stream kept its connection */
+
+	/* an lcore of the earlier start comes back: refused */
+	disc = SC(e, DISCONNECTS);
+	assert_non_null(za.c = dpchan_client_new(&a2, &dp_ops, &za));
+	assert_int_equal(dpchan_client_held(za.c, NULL, 0, 2), 0);
+	PUMP3_UNTIL(e, &nb2, &za, SC(e, DISCONNECTS) > disc);
+	assert_true(SC(e, DISCONNECTS) > disc);
+	assert_int_equal(dpchan_server_connected(e->s), 2);
+	dpchan_client_free(za.c);
+	/* the new lcore 2 reconnects and lists (nothing) again: no second sweep forgets o */
+	dpchan_client_free(nb2.c);
+	nb2 = (struct dp){ 0 };
+	assert_non_null(nb2.c = dpchan_client_new(&b2, &dp_ops, &nb2));
+	assert_int_equal(dpchan_client_held(nb2.c, NULL, 0, 2), 0);
+	PUMP3_UNTIL(e, &nb2, (struct dp *)NULL,
+	    dpchan_server_connected(e->s) == 2 &&
+		dpchan_client_counter(nb2.c, DPCHAN_C_FRAMES_TX) >= 2);
+	PUMP3_UNTIL(e, &nb2, (struct dp *)NULL, false); /* a while: a sweep would come now */
+	assert_int_equal(SC(e, Q2_SWEPT), 0);
+	assert_int_equal(SC(e, Q2_ORIGINS), 2); /* o, and (43, 1, lcore 1) */
+	dpchan_client_free(nb2.c);
+	env_free(e);
+}
+
 int
 main(void)
 {
@@ -1082,6 +1163,7 @@ main(void)
 		cmocka_unit_test(test_peer_not_reading),
 		cmocka_unit_test(test_q2_resend_waits_for_its_first_copy),
 		cmocka_unit_test(test_q2_resync_forgets_lost_releases),
+		cmocka_unit_test(test_q2_resync_earlier_start_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1353,6 +1354,57 @@ test_q2_sync_thread(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void *
+post_later(void *arg)
+{
+	usleep(50000);
+	sem_post(arg);
+	return NULL;
+}
+
+/* A write of the origin file fails while the thread's sync of an earlier report is still in
+ * flight: the next begin rewrites the file whole at once, waiting for that sync (the report
+ * about to be answered has its origin on disk); it did not wait and skipped the rewrite, and
+ * the report was answered with its origin missing from the file. */
+static void
+test_q2_rewrite_while_syncing(void **state)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 }, gen = 0;
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[64], cmd[96];
+	struct q2_faults f = { 0 };
+	struct dpchan_q2 *q;
+	pthread_t poster;
+	struct stat st;
+	sem_t hold;
+
+	(void)state;
+	assert_int_equal(sem_init(&hold, 0, 0), 0);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/q2", dir);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, &q2_faulty, &f));
+	f.hold = &hold;
+	q2_durable(q, 1);
+	assert_int_equal(dpchan_q2_sync_begin(q, &gen), 1); /* the thread waits in fdatasync */
+	usleep(20000);
+	f.hold = NULL; /* the rewrite's own fdatasync, on this thread, does not wait */
+	f.fail_writes = 1;
+	q2_durable(q, 2); /* its write fails: a rewrite is due */
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 1);
+	assert_int_equal(pthread_create(&poster, NULL, post_later, &hold), 0);
+	assert_int_equal(dpchan_q2_sync_begin(q, &gen), 0); /* rewritten here, after the sync */
+	assert_int_equal(pthread_join(poster, NULL), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16 + 2 * 32); /* both origins, now (not at close) */
+	dpchan_q2_close(q);
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(dpchan_q2_count(q), 2);
+	dpchan_q2_close(q);
+	sem_destroy(&hold);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static int
 qf_rename_fails(void *ctx, const char *from, const char *to)
 {
@@ -1486,6 +1538,7 @@ main(void)
 		cmocka_unit_test(test_client_down_ack_to_a_closed_agent),
 		cmocka_unit_test(test_q2_file_faults),
 		cmocka_unit_test(test_q2_sync_thread),
+		cmocka_unit_test(test_q2_rewrite_while_syncing),
 		cmocka_unit_test(test_q2_file_edges),
 	};
 
