@@ -3,7 +3,8 @@
 dataplane's figures on 127.0.0.1:9880. The scrape is checked with `promtool check metrics` and
 with this file's own reader of the text format (every sample under a # HELP and # TYPE, counters
 ending in _total, no family twice, labels well formed); counters move after echo traffic, an
-MQTT publish and a few Modbus polls; a real Prometheus scrapes it; a dataplane that hangs
+MQTT publish and a few Modbus polls; the uplink to the lab's cloud is up over TLS, its
+certificate verified (its own counters); a real Prometheus scrapes it; a dataplane that hangs
 (SIGSTOP) or is stopped gives edgegw_dataplane_up 0 and the agent's figures still."""
 import json
 import os
@@ -321,6 +322,27 @@ def test():
         check(value(sc[0], "edgegw_agent_store_down_q2_fail_total", **{"class": "error"}) == 0
               and value(sc[0], "edgegw_agent_store_down_refused_total", **{"class": "drop"})
               == 0, "the downlink: no QoS 2 id lost, no message refused (class error, drop)")
+        # the uplink to the lab's cloud over TLS (configs/lab/gateway.yaml: cloud.lab:8883,
+        # verified against the lab's CA): connected, a full handshake done, nothing refused
+        su = [sc[0]]
+
+        def uplink_up():
+            su[0] = parse_exposition(scrape(lab))
+            return (value(su[0], "edgegw_agent_uplink_connected") or 0) == 1 and \
+                (value(su[0], "edgegw_agent_uplink_link_tls_full_total", **{"class": "info"})
+                 or 0) >= 1
+        check(labtest.wait_for(uplink_up, 20, 0.5),
+              "the uplink is up over TLS (edgegw_agent_uplink_connected %s, tls_full %s)" %
+              (value(su[0], "edgegw_agent_uplink_connected"),
+               value(su[0], "edgegw_agent_uplink_link_tls_full_total", **{"class": "info"})))
+        check(value(su[0], "edgegw_agent_uplink_link_tls_verify_fail_total",
+                    **{"class": "bad_input"}) == 0 and
+              value(su[0], "edgegw_agent_uplink_link_tls_fail_total", **{"class": "error"}) == 0,
+              "the uplink: the lab's server certificate verified, no TLS failure")
+        check((value(su[0], "edgegw_agent_uplink_link_connects_total", **{"class": "info"}) or 0)
+              >= 1 and (value(su[0], "edgegw_agent_uplink_link_bytes_out_total",
+                              **{"class": "info"}) or 0) > 0,
+              "the uplink's own counters: connected (connects_total), bytes sent")
         log("first scrape: %d samples, %d bytes" % (len(s0), len(text)))
         # every metric the Grafana dashboard names is served
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
