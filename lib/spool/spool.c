@@ -375,14 +375,19 @@ spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq_out)
 	memcpy(p, &h, sizeof(h));
 	b->len += len;
 	b->nrec++;
-	if (!sp->buffered_bytes)
+	/* the first record since the last commit took the buffers: its wait starts now, and the
+	 * flusher (asleep until there is work, or committing) is told. buffered_bytes is no sign:
+	 * it still counts the commit in flight, so a record appended during a commit found it
+	 * non-zero, set no start and woke nobody, and waited for the flusher's idle timeout
+	 * (100 ms) instead of commit_max_wait_us */
+	bool first = sp->oldest_buffered_ns == 0;
+	if (first)
 		sp->oldest_buffered_ns = spool_mono_ns();
 	uint64_t before = sp->buffered_bytes;
 	sp->buffered_bytes += len;
 	sp->c[SPOOL_C_appended]++;
 	sp->c[SPOOL_C_appended_bytes] += len;
-	if (!before ||
-	    (before < sp->cfg.commit_bytes && sp->buffered_bytes >= sp->cfg.commit_bytes))
+	if (first || (before < sp->cfg.commit_bytes && sp->buffered_bytes >= sp->cfg.commit_bytes))
 		pthread_cond_signal(&sp->work_cond);
 	pthread_mutex_unlock(&sp->lock);
 	if (seq_out)
