@@ -1276,6 +1276,14 @@ test_q2_file_faults(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void *
+post_later(void *arg)
+{
+	usleep(50000);
+	sem_post(arg);
+	return NULL;
+}
+
 /* Wait for the sync thread's eventfd (bounded). */
 static bool
 q2_wait_synced(struct dpchan_q2 *q, uint64_t gen)
@@ -1291,7 +1299,8 @@ q2_wait_synced(struct dpchan_q2 *q, uint64_t gen)
 }
 
 /* The origin file's fdatasync off the caller's loop (dpchan_q2_sync_begin): the caller gets a
- * generation at once while the sync runs on the file's thread; the eventfd says when it ended.
+ * generation at once while the sync runs on the file's thread; the eventfd says when it ended,
+ * or the caller waits for it (dpchan_q2_sync_wait).
  * Nothing written since the last: nothing to wait for. A sync that fails on the thread is
  * counted when its end is read, and the next begin writes the file whole, here (synced by the
  * rewrite itself: nothing to wait for). The origins end up in the file across a restart. */
@@ -1328,6 +1337,18 @@ test_q2_sync_thread(void **state)
 	sem_post(&hold);
 	assert_true(q2_wait_synced(q, gen2));
 	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 0);
+
+	/* waited for on the caller's thread (the server without memory to keep a report) */
+	q2_durable(q, 5);
+	assert_int_equal(dpchan_q2_sync_begin(q, &gen), 1);
+	{
+		pthread_t poster;
+
+		assert_int_equal(pthread_create(&poster, NULL, post_later, &hold), 0);
+		dpchan_q2_sync_wait(q, gen); /* returns once the held sync ended */
+		assert_true(dpchan_q2_synced(q) >= gen);
+		assert_int_equal(pthread_join(poster, NULL), 0);
+	}
 	f.hold = NULL;
 
 	/* a sync that fails on the thread: counted when read; the next begin rewrites, here */
@@ -1346,20 +1367,12 @@ test_q2_sync_thread(void **state)
 
 	memset(cnt, 0, sizeof(cnt));
 	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
-	assert_int_equal(dpchan_q2_count(q), 4);
+	assert_int_equal(dpchan_q2_count(q), 5);
 	assert_int_equal(cnt[DPCHAN_C_Q2_TORN], 0);
 	dpchan_q2_close(q);
 	sem_destroy(&hold);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
-}
-
-static void *
-post_later(void *arg)
-{
-	usleep(50000);
-	sem_post(arg);
-	return NULL;
 }
 
 /* A write of the origin file fails while the thread's sync of an earlier report is still in
