@@ -531,12 +531,7 @@ dpchan_q2_sync(struct dpchan_q2 *q)
 static void
 th_idle(struct dpchan_q2 *q)
 {
-	if (!q->th_started)
-		return;
-	pthread_mutex_lock(&q->mu);
-	while (q->done_gen != q->want_gen)
-		pthread_cond_wait(&q->done_cv, &q->mu);
-	pthread_mutex_unlock(&q->mu);
+	dpchan_q2_sync_wait(q, q->want_gen); /* only this (the caller's) thread raises want_gen */
 }
 
 static void *
