@@ -906,24 +906,36 @@ test_every_address_refused(void **state)
 	assert_int_equal(cnt()[UPLINK_C_connects], 0);
 }
 
+/* A socket listening on 127.0.0.1 that nobody accepts from: a connect to it never reaches the
+ * client's CONNECT stage (the fake broker is elsewhere). Its port in *port. */
+static int
+silent_listener(uint16_t *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u) };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
 /* The first address never completes the handshake (the test does not let the client see it
  * connected): given up after address_timeout, as the host has another address, and the next
  * one reached; the last address has the whole connect_timeout. */
 static void
 test_next_address_after_timeout(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u) };
-	socklen_t sl = sizeof(sa);
-	int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	uint16_t port;
+	int silent = silent_listener(&port);
 
 	(void)state;
 	assert_true(C.address_timeout_ms < C.connect_timeout_ms);
-	assert_true(silent >= 0);
-	assert_int_equal(bind(silent, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(silent, 1), 0);
-	assert_int_equal(getsockname(silent, (struct sockaddr *)&sa, &sl), 0);
 	memset(&lookup_answer, 0, sizeof(lookup_answer));
-	answer_addr(0, 1, ntohs(sa.sin_port));
+	answer_addr(0, 1, port);
 	answer_addr(1, 1, B.port);
 	start_named();
 	assert_int_equal(mqttc_state(B.c), MQTTC_CONNECTING);
@@ -944,18 +956,13 @@ test_next_address_after_timeout(void **state)
 static void
 test_last_address_keeps_connect_timeout(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001u) };
-	socklen_t sl = sizeof(sa);
-	int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	uint16_t port;
+	int silent = silent_listener(&port);
 
 	(void)state;
-	assert_true(silent >= 0);
-	assert_int_equal(bind(silent, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(silent, 1), 0);
-	assert_int_equal(getsockname(silent, (struct sockaddr *)&sa, &sl), 0);
 	memset(&lookup_answer, 0, sizeof(lookup_answer));
 	answer_addr(0, 2, B.port); /* refused at once */
-	answer_addr(1, 1, ntohs(sa.sin_port));
+	answer_addr(1, 1, port);
 	start_named();
 	for (int i = 0; i < 50 && cnt()[UPLINK_C_addr_next] == 0; i++)
 		fb_drive(&B, 10);
