@@ -429,6 +429,18 @@ def agent_stats(lab, part=None):
     return (st or {}).get(part) or {}
 
 
+def log_cloud_drops(lab):
+    """Print what the stand-in cloud broker says it dropped for a slow subscriber (a message
+    missing at a test's cloud subscriber is then the lab's, not the gateway's)."""
+    try:
+        with open(lab.runtime("cloud.log"), errors="replace") as f:
+            said = [x.strip() for x in f if "dropped" in x]
+    except OSError:
+        return
+    log("cloud broker: %s" % ("; ".join(said[:5]) if said else "dropped nothing for a slow "
+                                                                 "subscriber"))
+
+
 def run_site(tag, run, make_config=None, on_fail=None):
     """A site lab (agent, cloud, devices) tagged tag (see Lab), run(lab) in it.
 
@@ -447,6 +459,7 @@ def run_site(tag, run, make_config=None, on_fail=None):
             except CheckFailed:
                 if on_fail is not None:
                     on_fail(lab)
+                log_cloud_drops(lab)
                 raise
     finally:
         if cfg is not None:
