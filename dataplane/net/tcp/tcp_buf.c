@@ -396,6 +396,20 @@ ooo_merge(struct tcp_conn *c, struct rte_mbuf *prev, struct rte_mbuf *m)
 	return true;
 }
 
+void
+tcp_dsack_note(struct tcp_conn *c, uint32_t l, uint32_t r)
+{
+	struct tcp_lcore *tl = tcb_tl(c);
+	uint32_t ref = tcb_ref(tl, c);
+
+	if (!(c->flags & TF_SACK_OK) || !SEQ_LT(l, r))
+		return;
+	tl->dsack[ref % TCP_DSACK_SLOTS].ref = ref;
+	tl->dsack[ref % TCP_DSACK_SLOTS].l = l;
+	tl->dsack[ref % TCP_DSACK_SLOTS].r = r;
+	c->dsack = 1;
+}
+
 /*
  * Keep an out-of-order segment (payload only, pkt_len > 0, seq > RCV.NXT). Overlaps with
  * segments already held are trimmed off the new one; segments it covers whole are replaced;
@@ -417,6 +431,7 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 		if (SEQ_GEQ(pend, end))
 			goto dup;
 		if (SEQ_GT(pend, seq)) {
+			tcp_dsack_note(c, seq, pend);
 			m = tcp_pkt_adj(m, pend - seq);
 			seq = pend;
 		}
@@ -452,8 +467,10 @@ tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 	DP_INC(tcb_tl(c)->lc, tcp, OOO_SEGS);
 	return;
 dup:
-	/* held already: its block is still the one this segment's ACK reports first */
+	/* held already: its block is still the one this segment's ACK reports first, after
+	 * the D-SACK block (RFC 2883 4: then the block that holds the duplicate) */
 	ooo_meta(c, prev)->stamp = ++tcb_tl(c)->ooo_stamp;
+	tcp_dsack_note(c, seq, end);
 	DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
 	rte_pktmbuf_free(m);
 }

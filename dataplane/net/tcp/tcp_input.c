@@ -294,7 +294,8 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 			 * news (RFC 9293 3.10.7.4, as BSD): after an RTO on both sides each one's
 			 * retransmissions carry the only ACK of the other's data */
 			DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
-			if (c->state == TCP_ST_TIME_WAIT && fin) /* our last ACK was lost */
+			tcp_dsack_note(c, s->seq, s->seq + s->len); /* RFC 2883: it came twice */
+			if (c->state == TCP_ST_TIME_WAIT && fin)    /* our last ACK was lost */
 				tcp_timer_set(c, TT_KEEP, tcb_tl(c)->cfg.time_wait_ms);
 			ack_now(c);
 			rte_pktmbuf_free(*mp);
@@ -311,6 +312,7 @@ seq_check(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf **mp)
 		} else {
 			*mp = tcp_pkt_adj(*mp, (uint32_t)todrop);
 		}
+		tcp_dsack_note(c, s->seq, c->rcv_nxt); /* the part that came twice */
 		DP_INC(tcb_tl(c)->lc, tcp, DUP_SEGS);
 		s->seq += (uint32_t)todrop;
 		s->len -= (uint32_t)todrop;

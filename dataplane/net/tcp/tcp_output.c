@@ -136,15 +136,34 @@ tcp_rcv_window(const struct tcp_conn *c)
 	return RTE_MIN(avail, maxwin);
 }
 
-/* How many SACK blocks our segments carry now (what fits beside the timestamps). */
+/* The D-SACK block c is owed (RFC 2883), if its lcore still holds it. */
+static bool
+dsack_owed(const struct tcp_conn *c, uint32_t blk[2])
+{
+	const struct tcp_lcore *tl = tcb_tl(c);
+	uint32_t ref = tcb_ref(tl, c);
+
+	if (!c->dsack || tl->dsack[ref % TCP_DSACK_SLOTS].ref != ref)
+		return false;
+	blk[0] = tl->dsack[ref % TCP_DSACK_SLOTS].l;
+	blk[1] = tl->dsack[ref % TCP_DSACK_SLOTS].r;
+	return true;
+}
+
+/* How many SACK blocks our segments carry now (what fits beside the timestamps): the D-SACK
+ * block owed first, then the out-of-order blocks, newest first. */
 static unsigned
 sack_nblocks(const struct tcp_conn *c, uint32_t (*blk)[2])
 {
 	uint32_t tmp[4][2];
+	unsigned max = (c->flags & TF_TS_OK) ? 3 : 4, d;
 
-	if (!(c->flags & TF_SACK_OK) || c->ooo == NULL)
+	if (!(c->flags & TF_SACK_OK) || (c->ooo == NULL && !c->dsack))
 		return 0;
-	return tcp_ooo_sack_blocks(c, blk != NULL ? blk : tmp, (c->flags & TF_TS_OK) ? 3 : 4);
+	if (blk == NULL)
+		blk = tmp;
+	d = dsack_owed(c, blk[0]);
+	return d + (c->ooo != NULL ? tcp_ooo_sack_blocks(c, blk + d, max - d) : 0);
 }
 
 /* Option bytes the SACK blocks take (NOP NOP kind len + 8 per block); payload gives way. */
@@ -177,9 +196,9 @@ opt_sack(uint8_t *p, uint32_t (*blk)[2], unsigned n)
 static void
 seg_init(struct tcp_conn *c, struct seg_out *o, uint32_t seq, uint8_t flags)
 {
-	uint32_t win = tcp_rcv_window(c), blk[4][2];
+	uint32_t win = tcp_rcv_window(c), blk[4][2], d[2];
 	uint8_t *p = o->opts;
-	unsigned nsack;
+	unsigned nsack = 0;
 
 	memset(o, 0, offsetof(struct seg_out, opts));
 	o->seq = seq;
@@ -191,6 +210,11 @@ seg_init(struct tcp_conn *c, struct seg_out *o, uint32_t seq, uint8_t flags)
 		p = opt_ts(p, ts_now(tcb_tl(c)), c->ts_recent);
 	if ((flags & RTE_TCP_ACK_FLAG) && (nsack = sack_nblocks(c, blk)) > 0)
 		p = opt_sack(p, blk, nsack);
+	if ((flags & RTE_TCP_ACK_FLAG) && c->dsack) { /* reported once (RFC 2883 4) */
+		if (nsack > 0 && dsack_owed(c, d))
+			DP_INC(tcb_tl(c)->lc, tcp, DSACK_SENT);
+		c->dsack = 0;
+	}
 	o->optlen = (uint8_t)(p - o->opts);
 }
 

@@ -24,6 +24,7 @@ struct tcp_cc_ops;
 
 #define TCP_MAX_LISTENERS 16
 #define TCP_WHEEL_SLOTS   1024 /* 1 ms per slot: about one second ahead, later ones re-queue */
+#define TCP_DSACK_SLOTS   64   /* D-SACK blocks owed per lcore (tcp_dsack_note) */
 #define TCP_OOO_MIN_SEGS  8    /* out-of-order segments kept per flow: 2 windows of MSS, */
 #define TCP_OOO_MAX_SEGS  255  /* within these bounds (adjacent ones are merged) */
 #define TCP_MAX_WSCALE    14
@@ -108,10 +109,11 @@ struct tcp_conn {
 	uint8_t segs_unacked; /* full segments received since our last ACK */
 	uint8_t ooo_n;
 	uint8_t in_wheel : 1;
-	uint8_t frto : 2; /* F-RTO (RFC 5682, tcp_recovery.c): TCP_FRTO_* */
-	uint8_t tli;      /* its tcp_lcore: tcp_lcores[tli] */
-	uint8_t ops_i;    /* its app callbacks: tl->ops_tab[ops_i], 0: none */
-	uint32_t tw_ms;   /* wheel slot time we sit in (valid if in_wheel) */
+	uint8_t frto : 2;  /* F-RTO (RFC 5682, tcp_recovery.c): TCP_FRTO_* */
+	uint8_t dsack : 1; /* a D-SACK block is owed: in the lcore's dsack[] (tcp_dsack_note) */
+	uint8_t tli;       /* its tcp_lcore: tcp_lcores[tli] */
+	uint8_t ops_i;     /* its app callbacks: tl->ops_tab[ops_i], 0: none */
+	uint32_t tw_ms;    /* wheel slot time we sit in (valid if in_wheel) */
 
 	uint32_t flush_next; /* tcb_ref: the flush list */
 	union {
@@ -305,6 +307,11 @@ struct tcp_lcore {
 	uint32_t chack_budget;
 
 	uint32_t ooo_stamp; /* arrival order of out-of-order segments (SACK: newest first) */
+	/* D-SACK blocks owed (RFC 2883), by tcb_ref % TCP_DSACK_SLOTS: a duplicate is ACKed at
+	 * once, so a slot is rarely shared; a flow that loses its slot reports one D-SACK less */
+	struct {
+		uint32_t ref, l, r;
+	} dsack[TCP_DSACK_SLOTS];
 
 	/* loss-recovery blocks (tcp_sack.c): max(16, max_flows / 16), free list by index + 1 */
 	struct tcp_sb *sbs;
@@ -370,6 +377,8 @@ int tcp_mq_copy_out(
 uint32_t
 tcp_mq_write(struct tcp_lcore *tl, struct tcp_mq *q, int qi, const uint8_t *buf, uint32_t len);
 void tcp_ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq);
+/* [l, r) arrived twice: the next segment's first SACK block says so (RFC 2883) */
+void tcp_dsack_note(struct tcp_conn *c, uint32_t l, uint32_t r);
 void tcp_ooo_drain(struct tcp_conn *c); /* move what rcv_nxt reached into rcvq */
 void tcp_ooo_free(struct tcp_conn *c);
 uint32_t tcp_ooo_bytes(const struct tcp_conn *c);

@@ -2,7 +2,8 @@
  * test_tcp_queues.c: the buffers of dataplane/net/tcp/tcp_buf.c at their edges, through
  * crafted segments and the API. Receive side: the out-of-order queue and the SACK blocks our
  * ACKs carry (RFC 2018 4: the block with the newest segment first, joined runs reported with
- * the newest segment in them, the oldest block left out when there are more than fit), held
+ * the newest segment in them, the oldest block left out when there are more than fit; RFC
+ * 2883: data that came twice reported once, first), held
  * segments that in-order data covers whole or in part, and the cap on out-of-order mbufs
  * across all flows. App side: mbufs the app still references (a clone, refcnt > 1) are never
  * written into, empty chains and empty segments, reads of zero bytes, a split read without
@@ -174,10 +175,12 @@ test_sack_oldest_left_out(void **state)
 	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(blk[i][0], (i + 1) * 1000);
 	h_clear();
-	send_at(&p, 5000, 100); /* the oldest, again */
+	send_at(&p, 5000, 100); /* the oldest, again: its D-SACK, then its block, the newest */
 	assert_int_equal(last_sack(blk), 4);
 	assert_int_equal(blk[0][0], 5000);
-	assert_int_equal(blk[1][0], 1000);
+	assert_int_equal(blk[0][1], 5100);
+	assert_int_equal(blk[1][0], 5000);
+	assert_int_equal(blk[2][0], 1000);
 	assert_int_equal(H_CNT(DUP_SEGS), 1);
 	h_teardown();
 
@@ -189,6 +192,78 @@ test_sack_oldest_left_out(void **state)
 	assert_int_equal(last_sack(blk), 3);
 	for (unsigned i = 0; i < 3; i++)
 		assert_int_equal(blk[i][0], (i + 1) * 1000);
+}
+
+/* Data that arrives twice is reported to its sender once, in the first SACK block of the next
+ * ACK (RFC 2883 4): below RCV.NXT whole or in part, or a copy of a held out-of-order segment
+ * (then the block that holds it comes second). Without it a sender cannot tell a reordered
+ * segment it sent again from a lost one, nor undo the reduction (a Linux peer's CUBIC). */
+static void
+test_dsack_sent(void **state)
+{
+	uint32_t blk[4][2];
+	struct h_peer p;
+	(void)state;
+
+	stream_fill();
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	open_sack(&p, 45010, true);
+	send_at(&p, 0, 1000);
+	h_flush();
+	h_clear();
+	send_at(&p, 0, 1000); /* the same again, whole */
+	h_flush();
+	assert_int_equal(last_sack(blk), 1);
+	assert_int_equal(blk[0][0], 0);
+	assert_int_equal(blk[0][1], 1000);
+	assert_int_equal(h_cap[h_ncap - 1].ack, 5001 + 1000);
+	assert_int_equal(H_CNT(DSACK_SENT), 1);
+	h_clear();
+	send_at(&p, 3000, 100); /* out of order: its block alone, the D-SACK was said once */
+	h_flush();
+	assert_int_equal(last_sack(blk), 1);
+	assert_int_equal(blk[0][0], 3000);
+	assert_int_equal(blk[0][1], 3100);
+	h_clear();
+	send_at(&p, 500, 1000); /* [500, 1000) again, [1000, 1500) new */
+	h_flush();
+	assert_int_equal(last_sack(blk), 2);
+	assert_int_equal(blk[0][0], 500);
+	assert_int_equal(blk[0][1], 1000);
+	assert_int_equal(blk[1][0], 3000);
+	assert_int_equal(h_cap[h_ncap - 1].ack, 5001 + 1500);
+	h_clear();
+	send_at(&p, 3000, 100); /* a held one again: D-SACK, then the block that holds it */
+	h_flush();
+	assert_int_equal(last_sack(blk), 2);
+	assert_int_equal(blk[0][0], 3000);
+	assert_int_equal(blk[0][1], 3100);
+	assert_int_equal(blk[1][0], 3000);
+	assert_int_equal(blk[1][1], 3100);
+	h_clear();
+	send_at(&p, 3050, 150); /* overlaps the held one's end: its first 50 bytes came twice */
+	h_flush();
+	assert_int_equal(last_sack(blk), 2);
+	assert_int_equal(blk[0][0], 3050);
+	assert_int_equal(blk[0][1], 3100);
+	assert_int_equal(blk[1][0], 3000);
+	assert_int_equal(blk[1][1], 3200);
+	assert_int_equal(H_CNT(DSACK_SENT), 4);
+	h_teardown();
+
+	/* a peer that did not offer SACK gets no SACK option, D-SACK or other */
+	h_setup(&cfg);
+	assert_false(h_establish(&p, 45011, true)->flags & TF_SACK_OK);
+	h_send(&p, ACK, stream, 1000);
+	h_flush();
+	h_clear();
+	p.snd_nxt -= 1000;
+	h_send(&p, ACK, stream, 1000);
+	h_flush();
+	assert_int_equal(last_sack(blk), 0);
+	assert_int_equal(H_CNT(DSACK_SENT), 0);
+	assert_int_equal(H_CNT(DUP_SEGS), 1);
 }
 
 /* In-order data that covers a held segment whole (it is dropped) and another in part (its
@@ -364,6 +439,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_sack_joined_run_newest, teardown),
 		cmocka_unit_test_teardown(test_sack_oldest_left_out, teardown),
+		cmocka_unit_test_teardown(test_dsack_sent, teardown),
 		cmocka_unit_test_teardown(test_ooo_covered_by_in_order, teardown),
 		cmocka_unit_test_teardown(test_ooo_cap_across_flows, teardown),
 		cmocka_unit_test_teardown(test_shared_mbufs_not_written, teardown),
