@@ -61,15 +61,19 @@ static void on_down_ack(void *arg, uint64_t first, uint64_t last, int status);
  * do while the spool lives, but restart at 1 in a spool removed by hand; so a record's ref is
  * its sequence number plus a base drawn when the spool's directory first gets one: the wall
  * clock in microseconds, above every ref an earlier spool there sent (it sent fewer records
- * than microseconds passed). Kept in <downlink>/ref-base (8 bytes, written aside and renamed).
+ * than microseconds passed) as long as the clock did not go back (a box without a real-time
+ * clock booting at its firmware's date: ref_rebase catches that). Kept in <downlink>/ref-base
+ * (8 bytes, written aside and renamed).
  */
+static int ref_base_store(struct downlink *d, const char *path);
+
 static int
 ref_base_load(struct downlink *d)
 {
-	char path[700], tmp[710];
+	char path[700];
 	struct timespec ts;
 	uint8_t b[8];
-	int fd, rc = 0;
+	int fd;
 
 	snprintf(path, sizeof(path), "%s/ref-base", d->dir);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
@@ -83,6 +87,16 @@ ref_base_load(struct downlink *d)
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	d->ref_base = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return ref_base_store(d, path);
+}
+
+static int
+ref_base_store(struct downlink *d, const char *path)
+{
+	char tmp[710];
+	uint8_t b[8];
+	int fd, rc = 0;
+
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)(d->ref_base >> (8 * i));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -346,6 +360,42 @@ check_disconnects(struct downlink *d)
 	d->backlog = true;
 }
 
+/*
+ * The dataplane's newest start took refs above every one this spool made (its HELLO says so):
+ * they came from an earlier spool whose base was drawn from a clock that has since gone back,
+ * or from this one before its sequence numbers restarted. Every record sent now would be
+ * answered as taken before and never delivered: the base moves above them, and what waits
+ * goes again under the new refs (the dataplane took none of it: each was at or below).
+ */
+static void
+ref_rebase(struct downlink *d)
+{
+	uint64_t seen = dpchan_server_down_seen(d->srv), hi = spool_durable_seq(d->sp);
+	char path[700];
+	int rc;
+
+	if (d->last_seq > hi)
+		hi = d->last_seq;
+	if (seen <= d->ref_base + hi)
+		return;
+	log_warnx("downlink: the dataplane took refs up to %llu, above every one this spool made "
+		  "(base %llu, %llu records): the base moves to %llu (was the clock set back?)",
+	    (unsigned long long)seen, (unsigned long long)d->ref_base, (unsigned long long)hi,
+	    (unsigned long long)seen);
+	d->ref_base = seen;
+	store_count(d->st, STORE_C_down_rebased, 1);
+	snprintf(path, sizeof(path), "%s/ref-base", d->dir);
+	if ((rc = ref_base_store(d, path)) != 0) /* the next HELLO says the same: done again */
+		log_warnx("downlink: %s: %s", path, strerror(-rc));
+	if (d->inflight > 0 || d->held) {
+		store_count(d->st, STORE_C_down_resent, d->inflight);
+		spool_rewind(d->sp);
+		d->inflight = 0;
+		d->held = false;
+	}
+	d->backlog = true;
+}
+
 /* The next record to send into d->rec: 1, 0 none (yet), < 0 a read error. */
 static int
 next_rec(struct downlink *d)
@@ -384,6 +434,7 @@ downlink_replay(struct downlink *d)
 	if (d->sp == NULL)
 		return;
 	check_disconnects(d);
+	ref_rebase(d);
 	while (
 	    dpchan_server_connected(d->srv) > 0 && d->inflight < DOWN_WINDOW && next_rec(d) == 1) {
 		struct dpchan_rec r = { .ref = d->ref_base + d->rec.seq,

@@ -270,7 +270,8 @@ static void
 try_connect(struct dpchan_client *c, uint64_t now_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct dpchan_hello h = { c->cfg.boot_id, c->cfg.lcore, DPCHAN_VERSION };
+	struct dpchan_hello h = { c->cfg.boot_id, c->cfg.lcore, DPCHAN_VERSION,
+		__atomic_load_n(c->down_seen, __ATOMIC_ACQUIRE) };
 	uint8_t buf[DPCHAN_HDR_LEN + DPCHAN_HELLO_LEN];
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int len = dpchan_encode_hello(buf, sizeof(buf), &h);

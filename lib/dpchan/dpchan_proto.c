@@ -117,6 +117,7 @@ dpchan_encode_hello(uint8_t *buf, size_t cap, const struct dpchan_hello *h)
 	put64(buf + 8, h->boot_id);
 	put32(buf + 16, h->lcore);
 	put32(buf + 20, h->sw_version);
+	put64(buf + 24, h->down_seen);
 	return (int)(DPCHAN_HDR_LEN + DPCHAN_HELLO_LEN);
 }
 
@@ -139,6 +140,7 @@ dpchan_decode_hello(const uint8_t *buf, size_t len, struct dpchan_hello *h)
 	h->boot_id = get64(buf + 8);
 	h->lcore = get32(buf + 16);
 	h->sw_version = get32(buf + 20);
+	h->down_seen = get64(buf + 24);
 	return 0;
 }
 

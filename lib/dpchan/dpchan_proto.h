@@ -49,13 +49,13 @@
 #include <stdint.h>
 
 #define DPCHAN_VERSION \
-	3 /* 2: PUB origins, RELEASE; DOWN records carry a ref, DOWN_ACK;
-			   * 3: HELD, HELD_END */
+	4 /* 2: PUB origins, RELEASE; DOWN records carry a ref, DOWN_ACK;
+			   * 3: HELD, HELD_END; 4: HELLO says the highest DOWN ref taken */
 #define DPCHAN_HDR_LEN      8u
 #define DPCHAN_PUB_HDR_LEN  16u /* a PUB record before its topic and payload */
 #define DPCHAN_DOWN_HDR_LEN 16u /* the same layout as PUB's since version 2 */
 #define DPCHAN_RANGE_LEN    20u
-#define DPCHAN_HELLO_LEN    16u
+#define DPCHAN_HELLO_LEN    24u
 #define DPCHAN_ORIGIN_LEN   20u /* an origin in a PUB record or a RELEASE or HELD frame */
 #define DPCHAN_HELD_END_LEN 8u
 #define DPCHAN_REC_RETAIN   0x01u
@@ -95,6 +95,7 @@ struct dpchan_hello {
 	uint64_t boot_id;
 	uint32_t lcore;
 	uint32_t sw_version;
+	uint64_t down_seen; /* the highest DOWN ref the dataplane took (as journaled), 0: none */
 };
 
 /* Where a record was first sent from: the dataplane's start (boot id), lcore and ref. */

@@ -80,6 +80,7 @@ struct dpchan_server {
 	bool rs_swept;      /* the origins none of them listed are forgotten */
 	uint64_t rs_old[8]; /* the starts it superseded, newest last: their HELLOs are refused */
 	uint32_t rs_old_n;
+	uint64_t down_seen; /* the highest DOWN ref that start says it took (its HELLOs) */
 	/* Durable reports that carried QoS 2 records, waiting for their origins' sync on the
 	 * origin file's thread (dpchan_q2_sync_begin), in the order they came */
 	struct q2_wait {
@@ -678,8 +679,12 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 			}
 			if (s->n_known > 0)
 				known_forget_others(s, h.boot_id);
-			if (h.boot_id != s->rs_boot)
+			if (h.boot_id != s->rs_boot) {
 				resync_begin(s, h.boot_id);
+				s->down_seen = h.down_seen; /* a start with fresh state says 0 */
+			}
+			if (h.down_seen > s->down_seen)
+				s->down_seen = h.down_seen;
 			if ((c->st = stream_of(s, &h)) == NULL) {
 				s->cnt[DPCHAN_C_LIMIT_STREAMS]++;
 				conn_close(s, c, "max_streams reached");
@@ -960,6 +965,12 @@ dpchan_server_connected(const struct dpchan_server *s)
 	for (uint32_t i = 0; i < s->cfg.max_streams; i++)
 		n += s->streams[i].used && s->streams[i].conn != NULL;
 	return n;
+}
+
+uint64_t
+dpchan_server_down_seen(const struct dpchan_server *s)
+{
+	return s->down_seen;
 }
 
 uint64_t

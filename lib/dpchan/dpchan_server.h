@@ -79,6 +79,9 @@ typedef void (*dpchan_down_ack_fn)(void *arg, uint64_t first, uint64_t last, int
 void dpchan_server_set_down_ack(struct dpchan_server *s, dpchan_down_ack_fn fn, void *arg);
 /* Lcores connected now. */
 uint32_t dpchan_server_connected(const struct dpchan_server *s);
+/* The highest DOWN ref the newest start of the dataplane took, as its HELLOs said (0: none):
+ * a ref at or below it is answered as taken before, without being delivered. */
+uint64_t dpchan_server_down_seen(const struct dpchan_server *s);
 uint64_t dpchan_server_counter(const struct dpchan_server *s, enum dpchan_counter k);
 
 #endif

@@ -548,6 +548,46 @@ test_spool_removed_by_hand(void **state)
 	downlink_close(d);
 }
 
+/* A downlink spool made while the clock was behind the one that drew the dataplane's last refs
+ * (a box without a real-time clock, booting at its firmware's date): its base is below the
+ * highest ref the dataplane took. The dataplane's HELLO says that ref; the base moves above it
+ * (counted, written to ref-base), so the records are delivered, not answered as taken before
+ * (DOWN_DUP) and lost. A dataplane whose highest ref is one of this spool's does not move it. */
+static void
+test_ref_base_behind_the_dataplane(void **state)
+{
+	struct env *e = *state;
+	struct dpchan_client_config cc = { .path = e->sock, .lcore = 1, .boot_id = 11 };
+	uint64_t seen = UINT64_C(1) << 62; /* far above any wall-clock base */
+	struct downlink *d;
+
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/a", "1", 1), 0); /* before any HELLO */
+	memset(&e->lc, 0, sizeof(e->lc));
+	e->lc.answer = 1;
+	e->lc.now = 1000;
+	cc.down_seen = &seen;
+	assert_non_null(e->lc.c = dpchan_client_new(&cc, &lc_ops, &e->lc));
+	pump(e, d, 1);
+	assert_int_equal(dpchan_server_down_seen(e->srv), (UINT64_C(1) << 62));
+	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
+	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_DUP), 0);
+	assert_int_equal(count(e, STORE_C_down_rebased), 1);
+	assert_int_equal(count(e, STORE_C_down_taken), 1);
+	assert_true(seen > (UINT64_C(1) << 62)); /* it took the record under the new base */
+	/* the next agent keeps the moved base (and the dataplane's highest ref is its own now) */
+	downlink_close(d);
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	assert_int_equal(deliver(d, "site/lab/cmd/plant/b", "2", 1), 0);
+	pump(e, d, 2);
+	assert_string_equal(e->lc.got[1], "cmd/plant/b:2:1");
+	assert_int_equal(dpchan_client_counter(e->lc.c, DPCHAN_C_DOWN_DUP), 0);
+	assert_int_equal(count(e, STORE_C_down_rebased), 1);
+	downlink_close(d);
+}
+
 /* ---- the q2-ids file's writes failing on demand (through the spool's I/O table) ---- */
 static struct {
 	int q2_fd;      /* the q2-ids file's descriptor (-1: not open) */
@@ -791,6 +831,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_q2_ids_kept_across_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_lcore_at_a_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_removed_by_hand, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_ref_base_behind_the_dataplane, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_write_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answered_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_spooled_record, setup, teardown),

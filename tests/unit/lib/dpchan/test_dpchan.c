@@ -62,14 +62,14 @@ test_codec_roundtrip(void **state)
 	uint8_t buf[256];
 	size_t len = pub_frame(buf, sizeof(buf), v, 2);
 	int n = 0;
-	struct dpchan_hello h = { 0x1122334455667788ull, 3, 1 }, h2;
+	struct dpchan_hello h = { 0x1122334455667788ull, 3, 1, 0x8877665544332211ull }, h2;
 
 	(void)state;
 	assert_int_equal(dpchan_decode_recs(buf, len, DPCHAN_PUB, count_rec, &n), 0);
 	assert_int_equal(n, 2);
-	assert_int_equal(dpchan_encode_hello(buf, sizeof(buf), &h), 24);
-	assert_int_equal(dpchan_decode_hello(buf, 24, &h2), 0);
-	assert_true(h2.boot_id == h.boot_id && h2.lcore == 3);
+	assert_int_equal(dpchan_encode_hello(buf, sizeof(buf), &h), 32);
+	assert_int_equal(dpchan_decode_hello(buf, 32, &h2), 0);
+	assert_true(h2.boot_id == h.boot_id && h2.lcore == 3 && h2.down_seen == h.down_seen);
 }
 
 static int
@@ -306,7 +306,7 @@ test_codec_down_v2(void **state)
 	dpchan_put_header(buf, DPCHAN_DOWN, 1);
 	len = dpchan_put_rec(buf + DPCHAN_HDR_LEN, sizeof(buf) - DPCHAN_HDR_LEN, true, &r);
 	assert_int_equal(len, 16 + 5 + 2);
-	assert_int_equal(buf[1], 3);    /* DPCHAN_VERSION */
+	assert_int_equal(buf[1], 4);    /* DPCHAN_VERSION */
 	assert_int_equal(buf[8], 0x08); /* the ref first, little-endian */
 	len = dpchan_encode_down_ack(buf, sizeof(buf), v, 3);
 	assert_int_equal(len, 8 + 3 * 20);

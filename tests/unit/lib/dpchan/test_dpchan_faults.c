@@ -220,17 +220,17 @@ test_codec_refusals(void **state)
 	dpchan_put_header(b, DPCHAN_DOWN + 1, 0);
 	assert_int_equal(dpchan_decode_recs(b, 8, DPCHAN_PUB, no_rec, &calls), -DPCHAN_E_TYPE);
 	/* hello */
-	assert_int_equal(dpchan_encode_hello(b, 23, &h), -E2BIG);
-	assert_int_equal(dpchan_encode_hello(b, sizeof(b), &h), 24);
+	assert_int_equal(dpchan_encode_hello(b, 31, &h), -E2BIG);
+	assert_int_equal(dpchan_encode_hello(b, sizeof(b), &h), 32);
 	b[1] = 9;
-	assert_int_equal(dpchan_decode_hello(b, 24, &h), -DPCHAN_E_VERSION);
+	assert_int_equal(dpchan_decode_hello(b, 32, &h), -DPCHAN_E_VERSION);
 	b[1] = DPCHAN_VERSION;
-	assert_int_equal(dpchan_decode_hello(b, 20, &h), -DPCHAN_E_TRUNCATED);
-	assert_int_equal(dpchan_decode_hello(b, 25, &h), -DPCHAN_E_TRAILING);
+	assert_int_equal(dpchan_decode_hello(b, 24, &h), -DPCHAN_E_TRUNCATED); /* a version 3 one */
+	assert_int_equal(dpchan_decode_hello(b, 33, &h), -DPCHAN_E_TRAILING);
 	b[4] = 2; /* count 2 */
-	assert_int_equal(dpchan_decode_hello(b, 24, &h), -DPCHAN_E_FIELD);
+	assert_int_equal(dpchan_decode_hello(b, 32, &h), -DPCHAN_E_FIELD);
 	b[0] = DPCHAN_PUB;
-	assert_int_equal(dpchan_decode_hello(b, 24, &h), -DPCHAN_E_TYPE);
+	assert_int_equal(dpchan_decode_hello(b, 32, &h), -DPCHAN_E_TYPE);
 	/* records */
 	r.qos = 3;
 	assert_int_equal(dpchan_put_rec(b, sizeof(b), false, &r), -EINVAL);
