@@ -4,7 +4,8 @@
  * at every allocation of its start, of a connection and of a stream; a hand-made lcore that
  * sends a frame of more records than one answer frame holds, a frame of another type, a frame
  * over the limit, the same lcore twice; many ranges answered at once; downlink publishes with
- * no lcore, too large, or into a full socket; known records of several dataplane starts. The
+ * no lcore, too large, or into a full socket; known records of several dataplane starts; a
+ * durable report of QoS 2 records with no memory to keep it while its origins sync. The
  * client: out of memory at start, a hand-made agent that sends garbage, a PUB, a DOWN with no
  * handler, then closes; an arena that wraps around.
  */
@@ -82,7 +83,11 @@ env_new(const struct dpchan_server_config *cfg)
 static void
 env_free(struct env *e)
 {
+	char q2[128];
+
 	dpchan_server_free(e->s);
+	snprintf(q2, sizeof(q2), "%s/q2", e->dir); /* env_new_q2's origin file */
+	unlink(q2);
 	unlink(e->path);
 	rmdir(e->dir);
 	free(e);
@@ -115,9 +120,9 @@ peer_hello(struct env *e, uint64_t boot_id, uint32_t lcore)
 	return fd;
 }
 
-/* A PUB frame of refs first..first+n-1 (0: best effort records). */
+/* A PUB frame of refs first..first+n-1 (0: best effort records) at QoS qos. */
 static void
-peer_pub(int fd, uint64_t first, uint32_t n)
+peer_pub_qos(int fd, uint64_t first, uint32_t n, uint8_t qos)
 {
 	static uint8_t buf[DPCHAN_FRAME_MAX];
 	size_t off = DPCHAN_HDR_LEN;
@@ -125,7 +130,7 @@ peer_pub(int fd, uint64_t first, uint32_t n)
 	dpchan_put_header(buf, DPCHAN_PUB, n);
 	for (uint32_t i = 0; i < n; i++) {
 		struct dpchan_rec r = { .ref = first ? first + i : 0,
-			.qos = 1,
+			.qos = qos,
 			.topic = "plant/p",
 			.topic_len = 7,
 			.payload = (const uint8_t *)"v",
@@ -136,6 +141,12 @@ peer_pub(int fd, uint64_t first, uint32_t n)
 		off += (size_t)len;
 	}
 	assert_int_equal(send(fd, buf, off, 0), (ssize_t)off);
+}
+
+static void
+peer_pub(int fd, uint64_t first, uint32_t n)
+{
+	peer_pub_qos(fd, first, n, 1);
 }
 
 /* What the server answered: refs reported durable and failed, in DURABLE frames. */
@@ -1418,6 +1429,149 @@ test_q2_rewrite_while_syncing(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Posts sem n times, one every 30 ms (a thread's fdatasyncs held until then). */
+struct poster {
+	sem_t *sem;
+	int n;
+};
+
+static void *
+post_n(void *arg)
+{
+	struct poster *p = arg;
+
+	for (int i = 0; i < p->n; i++) {
+		usleep(30000);
+		sem_post(p->sem);
+	}
+	return NULL;
+}
+
+/* A server whose origin file (<dir>/q2) writes through f. */
+static struct env *
+env_new_q2(struct q2_faults *f)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	char q2[128];
+	struct dpchan_server_config sc = { .q2_io = &q2_faulty, .q2_io_ctx = f };
+
+	assert_non_null(e);
+	strcpy(e->dir, "/tmp/dpchan-faults-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->path, sizeof(e->path), "%s/dpchan.sock", e->dir);
+	snprintf(q2, sizeof(q2), "%s/q2", e->dir);
+	sc.path = e->path;
+	sc.q2_path = q2;
+	e->s = dpchan_server_new(&sc, &sink_ops, &e->sink);
+	assert_non_null(e->s);
+	return e;
+}
+
+/* The origins held in e's origin file (read back as the next agent would). */
+static uint32_t
+env_q2_on_disk(struct env *e)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 };
+	char q2[128];
+	struct dpchan_q2 *q;
+	uint32_t n;
+
+	snprintf(q2, sizeof(q2), "%s/q2", e->dir);
+	assert_non_null(q = dpchan_q2_open(q2, 0, cnt, NULL, NULL));
+	n = dpchan_q2_count(q);
+	dpchan_q2_close(q);
+	return n;
+}
+
+/* Wait (bounded) for the server's fd, then run it. */
+static void
+run_when_ready(struct env *e)
+{
+	struct pollfd p = { .fd = dpchan_server_fd(e->s), .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	dpchan_server_run(e->s);
+}
+
+/*
+ * Durable reports of QoS 2 records wait for their origins' sync on the origin file's thread
+ * (the thread's fdatasync is held here). With no memory to keep one more report, the server
+ * waits for that sync on its own thread (dpchan_q2_sync_wait) before it answers: the report is
+ * not dropped, not answered before its origins are on disk, and not answered ahead of the
+ * reports queued before it (its refs wait behind theirs). Then, with memory, the queue of
+ * waiting reports grows past 16 and keeps its order.
+ */
+static void
+test_server_q2_report_without_memory(void **state)
+{
+	struct q2_faults f = { 0 };
+	struct env *e = env_new_q2(&f);
+	struct poster post = { 0 };
+	pthread_t poster;
+	struct answers a, b;
+	unsigned syncs;
+	sem_t hold;
+	int fd;
+
+	(void)state;
+	assert_int_equal(sem_init(&hold, 0, 0), 0);
+	fd = peer_hello(e, 0x51, 1);
+	peer_pub_qos(fd, 1, 35, 2);
+	dpchan_server_run(e->s);
+	assert_int_equal(e->sink.n, 35); /* tokens 1..35 for refs 1..35 */
+
+	f.hold = &hold;
+	for (uint64_t t = 1; t <= 16; t++) /* each kept until its sync ended */
+		dpchan_server_durable(e->s, t, t, 0);
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0);
+	syncs = f.syncs;
+	post = (struct poster){ &hold, 2 }; /* the sync in flight, then the one of 17 */
+	assert_int_equal(pthread_create(&poster, NULL, post_n, &post), 0);
+	fail_alloc_nth(1); /* the queue of waiting reports cannot grow */
+	dpchan_server_durable(e->s, 17, 17, 0);
+	assert_int_equal(fail_alloc_failed(), 1);
+	fail_alloc_nth(0);
+	assert_true(f.syncs > syncs); /* returned once 17's origin was synced */
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0); /* 17 waits behind 1..16, not answered ahead of them */
+	assert_int_equal(pthread_join(poster, NULL), 0);
+	run_when_ready(e); /* the thread's syncs ended: 1..16 answered, 17 with them */
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 17);
+	assert_int_equal(a.failed, 0);
+	assert_int_equal(a.ranges, 16); /* one per report; 17 with 16, its predecessor */
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DURABLE_TX), 16); /* ranges */
+	assert_int_equal(env_q2_on_disk(e), 17);
+
+	/* 17 reports wait at once (20 failed: nothing to sync): the queue grows, in order */
+	for (uint64_t t = 18; t <= 35; t++)
+		dpchan_server_durable(e->s, t, t, t == 20 ? -EIO : 0);
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0);
+	post = (struct poster){ &hold, 3 };
+	assert_int_equal(pthread_create(&poster, NULL, post_n, &post), 0);
+	assert_int_equal(pthread_join(poster, NULL), 0);
+	f.hold = NULL;
+	for (int i = 0; i < 100 && a.ok + a.failed < 18; i++) {
+		run_when_ready(e);
+		b = peer_answers(fd);
+		a.ok += b.ok;
+		a.failed += b.failed;
+		for (uint64_t r = 18; r <= 35; r++)
+			a.ok_ref[r] |= b.ok_ref[r];
+	}
+	assert_int_equal(a.ok, 17);
+	assert_int_equal(a.failed, 1);
+	for (uint64_t r = 18; r <= 35; r++)
+		if (a.ok_ref[r] != (r != 20))
+			fail_msg("ref %llu answered %s", (unsigned long long)r,
+			    a.ok_ref[r] ? "durable" : "failed");
+	close(fd);
+	env_free(e);
+	sem_destroy(&hold);
+}
+
 static int
 qf_rename_fails(void *ctx, const char *from, const char *to)
 {
@@ -1552,6 +1706,7 @@ main(void)
 		cmocka_unit_test(test_q2_file_faults),
 		cmocka_unit_test(test_q2_sync_thread),
 		cmocka_unit_test(test_q2_rewrite_while_syncing),
+		cmocka_unit_test(test_server_q2_report_without_memory),
 		cmocka_unit_test(test_q2_file_edges),
 	};
 
