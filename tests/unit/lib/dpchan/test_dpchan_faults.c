@@ -1140,6 +1140,7 @@ struct q2_faults {
 	int fail_writes;  /* the next writes that fail (ENOSPC); -1: every one */
 	bool short_write; /* the next one writes half its bytes (ENOSPC then) */
 	int fail_syncs;   /* the next fdatasyncs that fail (EIO) */
+	int fail_opens;   /* the next opens that fail (EACCES) */
 	unsigned writes, syncs;
 	sem_t *hold; /* not NULL: each fdatasync waits for a post first (the sync thread's) */
 };
@@ -1147,7 +1148,13 @@ struct q2_faults {
 static int
 qf_open(void *ctx, const char *path, int flags, mode_t mode)
 {
-	(void)ctx;
+	struct q2_faults *f = ctx;
+
+	if (f->fail_opens > 0) {
+		f->fail_opens--;
+		errno = EACCES;
+		return -1;
+	}
 	return open(path, flags, mode);
 }
 
@@ -1425,6 +1432,92 @@ test_q2_rewrite_while_syncing(void **state)
 	assert_int_equal(dpchan_q2_count(q), 2);
 	dpchan_q2_close(q);
 	sem_destroy(&hold);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * The origins' table through the paths a dataplane takes rarely: an origin released while its
+ * record awaits durability (never written, so no release is written either) and taken again
+ * under a newer token: the older token's report finds a stale place in the waiting ring and
+ * leaves the origin waiting (held only once its own record is durable). The sweep of a resync
+ * without memory to gather what it forgets: counted, nothing forgotten, done at the next one.
+ * The file: a rewrite whose open fails (counted, tried again at the next sync), and a file grown
+ * with releases to over 2 n + 4096 records is compacted at the next sync, off or on the thread.
+ */
+static void
+test_q2_stale_waiting_sweep_and_compaction(void **state)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 }, gen = 0;
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[64], cmd[96];
+	struct q2_faults f = { 0 };
+	struct dpchan_origin o = q2_o(1), other;
+	struct dpchan_q2 *q;
+	struct stat st;
+	unsigned writes;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/q2", dir);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, &q2_faulty, &f));
+
+	dpchan_q2_taken(q, &o, 5);
+	writes = f.writes;
+	assert_true(dpchan_q2_release(q, &o)); /* the dataplane is done with it meanwhile */
+	assert_int_equal(f.writes, writes);    /* never written: nothing to release on disk */
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE);
+	dpchan_q2_taken(q, &o, 9); /* its sensor sent it again: taken anew */
+	dpchan_q2_settle(q, 5, 5, 0);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_WAITING); /* 9 is not durable yet */
+	assert_int_equal(f.writes, writes);
+	dpchan_q2_settle(q, 9, 9, 0);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	assert_int_equal(f.writes, writes + 1);
+
+	/* a resync of start 0xe5 that lists none of 0xd4's: out of memory to sweep, then not */
+	dpchan_q2_resync(q);
+	fail_alloc_nth(1);
+	assert_int_equal(dpchan_q2_sweep(q, 0xe5), 0);
+	fail_alloc_nth(0);
+	assert_int_equal(fail_alloc_failed(), 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_SWEPT], 0);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD); /* kept until the next */
+	assert_int_equal(dpchan_q2_sweep(q, 0xe5), 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_SWEPT], 1);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE);
+
+	/* a write fails (a rewrite is due), and so does the rewrite's open; the next one is done */
+	f.fail_writes = 1;
+	q2_durable(q, 2);
+	f.fail_opens = 1;
+	assert_int_equal(dpchan_q2_sync(q), -EACCES);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 3);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16 + 32); /* 2 alone */
+
+	/* 2100 origins held and released: the file holds 4200 records for one origin; the next
+	 * sync writes it anew with that one, here and not on the thread (nothing to wait for) */
+	for (uint64_t ref = 100; ref < 2200; ref++) {
+		q2_durable(q, ref);
+		other = q2_o(ref);
+		assert_true(dpchan_q2_release(q, &other));
+	}
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16 + 32 + 4200 * 32);
+	assert_int_equal(dpchan_q2_sync_begin(q, &gen), 0);
+	assert_int_equal(gen, 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16 + 32);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 3);
+	dpchan_q2_close(q);
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(dpchan_q2_count(q), 1);
+	o = q2_o(2);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	dpchan_q2_close(q);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
 }
@@ -1707,6 +1800,7 @@ main(void)
 		cmocka_unit_test(test_q2_sync_thread),
 		cmocka_unit_test(test_q2_rewrite_while_syncing),
 		cmocka_unit_test(test_server_q2_report_without_memory),
+		cmocka_unit_test(test_q2_stale_waiting_sweep_and_compaction),
 		cmocka_unit_test(test_q2_file_edges),
 	};
 
