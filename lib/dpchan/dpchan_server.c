@@ -134,8 +134,8 @@ dpchan_server_new(
 		errno = ENOMEM;
 		return NULL;
 	}
-	if ((s->q2 = dpchan_q2_open(cfg->q2_path, cfg->max_q2_origins, s->cnt, NULL, NULL)) ==
-	    NULL) {
+	if ((s->q2 = dpchan_q2_open(
+		 cfg->q2_path, cfg->max_q2_origins, s->cnt, cfg->q2_io, cfg->q2_io_ctx)) == NULL) {
 		err = errno;
 		free(s->streams);
 		free(s);

@@ -25,6 +25,7 @@
 #include "dpchan.h"
 
 struct dpchan_server;
+struct dpchan_q2_io;
 
 struct dpchan_server_config {
 	const char *path;        /* NULL: DPCHAN_DEFAULT_PATH; a stale socket there is replaced */
@@ -32,6 +33,9 @@ struct dpchan_server_config {
 	uint32_t max_inflight;   /* refs awaiting durability per lcore (0: 65536) */
 	const char *q2_path;     /* the QoS 2 origins' file (NULL: kept in memory only) */
 	uint32_t max_q2_origins; /* QoS 2 origins held until released (0: 65536) */
+	/* The origin file's writes (dpchan_q2.h), for tests that inject faults; NULL: POSIX */
+	const struct dpchan_q2_io *q2_io;
+	void *q2_io_ctx;
 };
 
 struct dpchan_sink_ops {

@@ -647,8 +647,13 @@ struct mini_broker {
 	 * answered PUBREL */
 	bool q2_cmd, q2_release;
 	int q2_sent, pubrecs, pubcomps;
+	/* qos1_cmds (NULL-terminated): at the first SUBSCRIBE, these QoS 1 commands (ids 1, 2, ..)
+	 * instead of the bad one; the agent's PUBACKs are counted */
+	const char *const *qos1_cmds;
+	int pubacks;
 	char client_id[64];
 	char last_response[512];
+	char all_responses[2048]; /* every response, one a line */
 	pthread_mutex_t mu;
 };
 
@@ -745,6 +750,20 @@ serve(struct mini_broker *mb, int fd)
 				mb->q2_sent++;
 				sent_cmd = true;
 			}
+			for (int i = 0; mb->qos1_cmds != NULL && !sent_cmd && mb->qos1_cmds[i];
+			     i++) {
+				size_t cl = strlen(mb->qos1_cmds[i]);
+				uint8_t pub[256] = { 0x32, (uint8_t)(2 + 8 + 2 + cl), 0, 8 };
+
+				assert_true(cl < 200);
+				memcpy(pub + 4, "site/cmd", 8);
+				pub[12] = 0;
+				pub[13] = (uint8_t)(i + 1);
+				memcpy(pub + 14, mb->qos1_cmds[i], cl);
+				write_all(fd, pub, 14 + cl);
+				if (mb->qos1_cmds[i + 1] == NULL)
+					sent_cmd = true;
+			}
 			if (!sent_cmd) { /* a command for a point w1 does not have */
 				static const char cmd[] =
 				    "{\"id\":\"m1\",\"device\":\"w1\",\"point\":"
@@ -774,6 +793,9 @@ serve(struct mini_broker *mb, int fd)
 				mb->responses++;
 				snprintf(mb->last_response, sizeof(mb->last_response), "%.*s",
 				    (int)(len - off), body + off);
+				snprintf(mb->all_responses + strlen(mb->all_responses),
+				    sizeof(mb->all_responses) - strlen(mb->all_responses), "%s\n",
+				    mb->last_response);
 			}
 			if (qos == 1)
 				write_all(fd, (const uint8_t[]){ 0x40, 2, id[0], id[1] }, 4);
@@ -781,6 +803,9 @@ serve(struct mini_broker *mb, int fd)
 				write_all(fd, (const uint8_t[]){ 0x50, 2, id[0], id[1] }, 4);
 			break;
 		}
+		case 4: /* PUBACK of a QoS 1 command */
+			mb->pubacks++;
+			break;
 		case 6: /* PUBREL */
 			write_all(fd, (const uint8_t[]){ 0x70, 2, body[0], body[1] }, 4);
 			break;
@@ -1081,6 +1106,104 @@ test_agent_q2_command_stopped_before_write(void **state)
 	release_signals_and_log(&held);
 }
 
+/*
+ * A reload restarts a bus while spooled (QoS 1) commands wait in its queue, and the new config
+ * refuses them: their device is gone (w1), or its new profile lacks their point (w2's serial).
+ * Each carried command is answered with its reason and released from the command spool
+ * (cmd_released), as a refusal before a bus is: left there, the next agent would run it again
+ * (cmd_replayed) on a device the config no longer has. The line is slow (the first poll's
+ * request takes 1.5 s) so that both commands still wait when the reload stops the bus.
+ */
+static void
+test_agent_reload_refuses_carried_spooled_writes(void **state)
+{
+	static const char *const cmds[] = {
+		"{\"id\":\"gone\",\"device\":\"w1\",\"point\":\"setpoint\",\"value\":22.5}",
+		"{\"id\":\"nopt\",\"device\":\"w2\",\"point\":\"serial\",\"value\":\"ab\"}", NULL
+	};
+	static const char two_devs[] =
+	    "    - name: rtu1\n"
+	    "      type: rtu\n"
+	    "      device: /dev/fake-rtu1\n"
+	    "      rs485: {mode: off}\n"
+	    "      devices:\n"
+	    "        - {name: w1, unit_id: 1, profile: writes, interval: 100ms}\n"
+	    "        - {name: w2, unit_id: 2, profile: writes, interval: 100ms}\n";
+	static const char w2_only[] =
+	    "    - name: rtu1\n"
+	    "      type: rtu\n"
+	    "      device: /dev/fake-rtu1\n"
+	    "      rs485: {mode: off}\n"
+	    "      devices:\n"
+	    "        - {name: w2, unit_id: 2, profile: writes_mask, interval: 100ms}\n";
+	static const char fmt[] =
+	    "agent:\n"
+	    "  profiles_dir: %s\n"
+	    "  topic_prefix: site\n"
+	    "  state_dir: %s/state\n"
+	    "  uplink: mqtt\n"
+	    "  mqtt: {host: 127.0.0.1, port: %d, client_id: t-carry, keepalive: 5s, version: "
+	    "'3.1.1'}\n"
+	    "  commands: {topic: site/cmd}\n"
+	    "  metrics: {listen: '127.0.0.1:%d', dataplane_telemetry: %s/no-dataplane.sock}\n"
+	    "  buses:\n%s"
+	    "uplink:\n"
+	    "  spool: {dir: %s/spool-carry}\n";
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static struct mini_broker mb;
+	socklen_t sl = sizeof(sa);
+	pthread_t th, bt;
+	char text[4096], *log;
+	struct held held;
+
+	(void)state;
+	memset(&mb, 0, sizeof(mb));
+	pthread_mutex_init(&mb.mu, NULL);
+	mb.qos1_cmds = cmds;
+	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(mb.lfd, 4), 0);
+	mb.port = ntohs(sa.sin_port);
+	fake_reset();
+	fake_set_delay_us(0, 1500000); /* the first poll holds the line while the commands come */
+	snprintf(text, sizeof(text), fmt, PROFILES_DIR, dir, mb.port, port, dir, two_devs, dir);
+	write_file(cfg, text);
+	hold_signals_and_log(&held);
+	assert_int_equal(pthread_create(&bt, NULL, broker_thread, &mb), 0);
+	assert_int_equal(pthread_create(&th, NULL, agent_thread, NULL), 0);
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.pubacks, 2))); /* spooled, queued for rtu1 */
+
+	snprintf(text, sizeof(text), fmt, PROFILES_DIR, dir, mb.port, port, dir, w2_only, dir);
+	write_file(cfg, text);
+	kill(getpid(), SIGHUP);
+	fake_set_delay_us(0, 0); /* the request in flight keeps its 1.5 s; the next bus's do not */
+	assert_true(
+	    WAIT_FOR(log_has("2 queued writes of the restarted buses carried over (2 refused)")));
+	assert_true(WAIT_FOR(broker_has(&mb, &mb.responses, 2)));
+	pthread_mutex_lock(&mb.mu);
+	assert_non_null(strstr(mb.all_responses, "\"id\":\"gone\""));
+	assert_non_null(strstr(mb.all_responses, "\"reason\":\"no device named 'w1'\""));
+	assert_non_null(strstr(mb.all_responses, "\"id\":\"nopt\""));
+	assert_non_null(
+	    strstr(mb.all_responses, "\"reason\":\"device 'w2' has no point 'serial'\""));
+	pthread_mutex_unlock(&mb.mu);
+	assert_true(WAIT_FOR(body_has(
+	    "GET", "/metrics", "edgegw_agent_store_cmd_released_total{class=\"info\"} 2\n")));
+	assert_int_equal(line_count(16, -1) + line_count(15, -1), 0); /* nothing written */
+
+	agent_stop(th);
+	__atomic_store_n(&mb.stop, true, __ATOMIC_RELEASE);
+	shutdown(mb.lfd, SHUT_RDWR);
+	close(mb.lfd);
+	assert_int_equal(pthread_join(bt, NULL), 0);
+	release_signals_and_log(&held);
+	log = slurp(errlog);
+	assert_null(strstr(log, "not written"));
+	free(log);
+}
+
 /* --check, --version, --help and bad usage answer without starting anything. */
 static void
 test_agent_options(void **state)
@@ -1163,6 +1286,7 @@ main(void)
 		cmocka_unit_test(test_agent_start_fails),
 		cmocka_unit_test(test_agent_run),
 		cmocka_unit_test(test_agent_reload_carries_writes),
+		cmocka_unit_test(test_agent_reload_refuses_carried_spooled_writes),
 		cmocka_unit_test(test_agent_degraded),
 		cmocka_unit_test(test_agent_mqtt_uplink),
 		cmocka_unit_test(test_agent_q2_command_restart),

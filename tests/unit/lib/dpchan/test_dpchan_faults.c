@@ -4,7 +4,10 @@
  * at every allocation of its start, of a connection and of a stream; a hand-made lcore that
  * sends a frame of more records than one answer frame holds, a frame of another type, a frame
  * over the limit, the same lcore twice; many ranges answered at once; downlink publishes with
- * no lcore, too large, or into a full socket; known records of several dataplane starts. The
+ * no lcore, too large, or into a full socket; known records of several dataplane starts; a
+ * durable report of QoS 2 records with no memory to keep it while its origins sync; each
+ * malformed control frame; HELD lists of an earlier start; answers to an lcore that does not
+ * read; a connection freed earlier in the same run. The
  * client: out of memory at start, a hand-made agent that sends garbage, a PUB, a DOWN with no
  * handler, then closes; an arena that wraps around.
  */
@@ -82,7 +85,11 @@ env_new(const struct dpchan_server_config *cfg)
 static void
 env_free(struct env *e)
 {
+	char q2[128];
+
 	dpchan_server_free(e->s);
+	snprintf(q2, sizeof(q2), "%s/q2", e->dir); /* env_new_q2's origin file */
+	unlink(q2);
 	unlink(e->path);
 	rmdir(e->dir);
 	free(e);
@@ -115,9 +122,9 @@ peer_hello(struct env *e, uint64_t boot_id, uint32_t lcore)
 	return fd;
 }
 
-/* A PUB frame of refs first..first+n-1 (0: best effort records). */
+/* A PUB frame of refs first..first+n-1 (0: best effort records) at QoS qos. */
 static void
-peer_pub(int fd, uint64_t first, uint32_t n)
+peer_pub_qos(int fd, uint64_t first, uint32_t n, uint8_t qos)
 {
 	static uint8_t buf[DPCHAN_FRAME_MAX];
 	size_t off = DPCHAN_HDR_LEN;
@@ -125,7 +132,7 @@ peer_pub(int fd, uint64_t first, uint32_t n)
 	dpchan_put_header(buf, DPCHAN_PUB, n);
 	for (uint32_t i = 0; i < n; i++) {
 		struct dpchan_rec r = { .ref = first ? first + i : 0,
-			.qos = 1,
+			.qos = qos,
 			.topic = "plant/p",
 			.topic_len = 7,
 			.payload = (const uint8_t *)"v",
@@ -136,6 +143,12 @@ peer_pub(int fd, uint64_t first, uint32_t n)
 		off += (size_t)len;
 	}
 	assert_int_equal(send(fd, buf, off, 0), (ssize_t)off);
+}
+
+static void
+peer_pub(int fd, uint64_t first, uint32_t n)
+{
+	peer_pub_qos(fd, first, n, 1);
 }
 
 /* What the server answered: refs reported durable and failed, in DURABLE frames. */
@@ -636,6 +649,226 @@ test_server_known(void **state)
 	env_free(e);
 }
 
+/* Sends a frame of type with count in its header and body (len bytes) after it. */
+static void
+peer_frame(int fd, uint8_t type, uint32_t count, const void *body, size_t len)
+{
+	uint8_t buf[256];
+
+	assert_true(len <= sizeof(buf) - DPCHAN_HDR_LEN);
+	dpchan_put_header(buf, type, count);
+	if (len > 0)
+		memcpy(buf + DPCHAN_HDR_LEN, body, len);
+	assert_int_equal(send(fd, buf, DPCHAN_HDR_LEN + len, 0), (ssize_t)(DPCHAN_HDR_LEN + len));
+}
+
+/*
+ * Each frame the agent receives, malformed (its header counts a body it lacks, or a field is
+ * out of range), alone on its connection: a first frame that is no good HELLO, a RELEASE, HELD,
+ * HELD_END, DOWN_ACK or PUB. Each closes its connection (counted BAD_FRAME), nothing reaches
+ * the sink, and an lcore already connected goes on. A good DOWN_ACK with no handler set is
+ * counted and nothing else.
+ */
+static void
+test_server_malformed_frames(void **state)
+{
+	static const struct {
+		uint8_t type;
+		uint32_t count;
+		uint8_t body[24];
+		size_t len;
+	} bad[] = {
+		{ DPCHAN_HELLO, 1, { 0 }, 4 },     /* the first frame: a HELLO cut short */
+		{ DPCHAN_RELEASE, 1, { 0 }, 0 },   /* counts an origin it lacks */
+		{ DPCHAN_HELD, 1, { 0 }, 20 },     /* an origin of ref 0 */
+		{ DPCHAN_HELD_END, 1, { 0 }, 8 },  /* 0 lcores */
+		{ DPCHAN_DOWN_ACK, 2, { 0 }, 20 }, /* counts two ranges, holds one */
+		{ DPCHAN_PUB, 1, { 0 }, 16 },      /* a record of no topic */
+		{ DPCHAN_PUB, 2, { 0 }, 0 },       /* counts records it lacks */
+	};
+	struct env *e = env_new(NULL);
+	struct dpchan_range ack = { 1, 1, 1 };
+	uint8_t buf[64];
+	int good = peer_hello(e, 6, 0), fd, len;
+	struct answers a;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (bad[i].type == DPCHAN_HELLO) {
+			fd = peer_connect(e->path);
+			dpchan_server_run(e->s); /* accepted */
+		} else {
+			fd = peer_hello(e, 6, 1 + (uint32_t)i);
+		}
+		peer_frame(fd, bad[i].type, bad[i].count, bad[i].body, bad[i].len);
+		dpchan_server_run(e->s);
+		if (!peer_closed(fd))
+			fail_msg("bad frame %zu (type %u): its connection is open", i, bad[i].type);
+		assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_BAD_FRAME), i + 1);
+		close(fd);
+	}
+	assert_int_equal(e->sink.n, 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_RELEASE_RX), 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_HELD_RX), 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DOWN_ACK_RX), 0);
+
+	len = dpchan_encode_down_ack(buf, sizeof(buf), &ack, 1);
+	assert_int_equal(send(good, buf, (size_t)len, 0), len);
+	e->sink.mode = 1;
+	peer_pub(good, 1, 1);
+	dpchan_server_run(e->s);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DOWN_ACK_RX), 1);
+	a = peer_answers(good);
+	assert_int_equal(a.ok, 1);
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	close(good);
+	env_free(e);
+}
+
+/* An origin frame (RELEASE, HELD) of one origin. */
+static void
+peer_origin(int fd, uint8_t type, const struct dpchan_origin *o)
+{
+	uint8_t buf[DPCHAN_HDR_LEN + DPCHAN_ORIGIN_LEN];
+	int len = type == DPCHAN_HELD ? dpchan_encode_held(buf, sizeof(buf), o, 1)
+				      : dpchan_encode_release(buf, sizeof(buf), o, 1);
+
+	assert_int_equal(send(fd, buf, (size_t)len, 0), len);
+}
+
+static void
+peer_held_end(int fd, uint32_t lcores)
+{
+	uint8_t buf[DPCHAN_HDR_LEN + DPCHAN_HELD_END_LEN];
+	int len = dpchan_encode_held_end(buf, sizeof(buf), lcores);
+
+	assert_int_equal(send(fd, buf, (size_t)len, 0), len);
+}
+
+/*
+ * An lcore of an earlier start of the dataplane still connected while the newest start's lcores
+ * list the QoS 2 origins they hold: what the old one lists does not count. Its HELD does not
+ * keep an origin from the sweep, and its HELD_END (saying 2 lcores) does not hold the sweep back
+ * once the newest start's one lcore has listed its own. Before the sweep, the origin is held (a
+ * resend under it is answered durable, not stored again).
+ */
+static void
+test_server_old_start_lists_ignored(void **state)
+{
+	struct env *e = env_new(NULL);
+	struct dpchan_origin o = { 1, 1, 0 };
+	int old = peer_hello(e, 1, 0), cur;
+	struct answers a;
+
+	(void)state;
+	peer_pub_qos(old, 1, 1, 2);
+	dpchan_server_run(e->s);
+	dpchan_server_durable(e->s, 1, 1, 0); /* origin (1, 0, 1) held */
+	a = peer_answers(old);
+	assert_int_equal(a.ok, 1);
+
+	cur = peer_hello(e, 2, 1); /* the newest start: its resync begins */
+	peer_origin(old, DPCHAN_HELD, &o);
+	peer_held_end(old, 2);
+	dpchan_server_run(e->s);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_HELD_RX), 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_SWEPT), 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_ORIGINS), 1);
+	assert_int_equal(dpchan_server_connected(e->s), 2); /* not a bad frame */
+
+	peer_held_end(cur, 1); /* it holds none: the old start's origin is forgotten */
+	dpchan_server_run(e->s);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_SWEPT), 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_Q2_ORIGINS), 0);
+	close(old);
+	close(cur);
+	env_free(e);
+}
+
+/*
+ * An lcore that does not read its answers: once its socket buffer is full the server closes its
+ * connection (SEND_FAIL) rather than drop answers on an open one; the answers it never got
+ * come when it connects again and sends those records again (not taken twice).
+ */
+static void
+test_server_answers_to_a_full_socket(void **state)
+{
+	struct env *e = env_new(NULL);
+	int fd = peer_hello(e, 8, 2);
+	uint64_t n = 0, sent;
+	struct answers a;
+
+	(void)state;
+	for (uint64_t r = 1; r <= 6000; r += 100) { /* taken as sent: the peer's buffer is finite */
+		peer_pub(fd, r, 100);
+		dpchan_server_run(e->s);
+	}
+	assert_int_equal(e->sink.n, 6000);
+	/* one answer frame per report, until the socket is full */
+	while (n < 6000 && dpchan_server_counter(e->s, DPCHAN_C_SEND_FAIL) == 0) {
+		n++;
+		dpchan_server_durable(e->s, n, n, 0);
+	}
+	assert_true(n < 6000);
+	assert_int_equal(dpchan_server_connected(e->s), 0);
+	dpchan_server_durable(e->s, n + 1, 6000, 0); /* not connected: answered when resent */
+	sent = dpchan_server_counter(e->s, DPCHAN_C_DURABLE_TX);
+	assert_int_equal(sent, n - 1);
+	a = peer_answers(fd); /* what got through, in order, then the end */
+	assert_int_equal(a.ok, n - 1);
+	assert_true(a.ok_ref[1] && a.ok_ref[n - 1 < 1023 ? n - 1 : 1023]);
+	assert_true(peer_closed(fd));
+	close(fd);
+
+	fd = peer_hello(e, 8, 2);
+	memset(&a, 0, sizeof(a));
+	for (uint64_t r = n; r <= 6000; r += 64) {
+		struct answers b;
+
+		peer_pub(fd, r, (uint32_t)(r + 64 <= 6001 ? 64 : 6001 - r));
+		dpchan_server_run(e->s);
+		b = peer_answers(fd);
+		a.ok += b.ok;
+		a.failed += b.failed;
+	}
+	assert_int_equal(a.ok, 6001 - n);
+	assert_int_equal(a.failed, 0);
+	assert_int_equal(e->sink.n, 6000);
+	close(fd);
+	env_free(e);
+}
+
+/* Two connections ready in one run: the second lcore's HELLO replaces the first's connection
+ * (the same lcore), whose PUB is ready after it in the same batch: that event is skipped, the
+ * connection freed by then is not read. (ASan sees the use after free otherwise.) */
+static void
+test_server_closed_in_the_same_run(void **state)
+{
+	struct env *e = env_new(NULL);
+	struct dpchan_hello h = { 3, 5, DPCHAN_VERSION };
+	uint8_t buf[DPCHAN_HDR_LEN + DPCHAN_HELLO_LEN];
+	int a = peer_hello(e, 3, 5), b = peer_connect(e->path);
+	int len = dpchan_encode_hello(buf, sizeof(buf), &h);
+
+	(void)state;
+	dpchan_server_run(e->s); /* b accepted */
+	assert_int_equal(send(b, buf, (size_t)len, 0), len);
+	peer_pub(a, 1, 1);
+	dpchan_server_run(e->s);
+	{ /* closed with its PUB unread: the kernel says ECONNRESET */
+		uint8_t x[64];
+		ssize_t n = recv(a, x, sizeof(x), MSG_DONTWAIT);
+
+		assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+	}
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	assert_int_equal(e->sink.n, 0); /* a's record was not taken */
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_BAD_FRAME), 0);
+	close(a);
+	close(b);
+	env_free(e);
+}
+
 /* ---- dataplane.channel ---- */
 
 static struct conf_doc *
@@ -1129,6 +1362,7 @@ struct q2_faults {
 	int fail_writes;  /* the next writes that fail (ENOSPC); -1: every one */
 	bool short_write; /* the next one writes half its bytes (ENOSPC then) */
 	int fail_syncs;   /* the next fdatasyncs that fail (EIO) */
+	int fail_opens;   /* the next opens that fail (EACCES) */
 	unsigned writes, syncs;
 	sem_t *hold; /* not NULL: each fdatasync waits for a post first (the sync thread's) */
 };
@@ -1136,7 +1370,13 @@ struct q2_faults {
 static int
 qf_open(void *ctx, const char *path, int flags, mode_t mode)
 {
-	(void)ctx;
+	struct q2_faults *f = ctx;
+
+	if (f->fail_opens > 0) {
+		f->fail_opens--;
+		errno = EACCES;
+		return -1;
+	}
 	return open(path, flags, mode);
 }
 
@@ -1418,6 +1658,235 @@ test_q2_rewrite_while_syncing(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * The origins' table through the paths a dataplane takes rarely: an origin released while its
+ * record awaits durability (never written, so no release is written either) and taken again
+ * under a newer token: the older token's report finds a stale place in the waiting ring and
+ * leaves the origin waiting (held only once its own record is durable). The sweep of a resync
+ * without memory to gather what it forgets: counted, nothing forgotten, done at the next one.
+ * The file: a rewrite whose open fails (counted, tried again at the next sync), and a file grown
+ * with releases to over 2 n + 4096 records is compacted at the next sync, off or on the thread.
+ */
+static void
+test_q2_stale_waiting_sweep_and_compaction(void **state)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 }, gen = 0;
+	char dir[] = "/tmp/dpchan-faults-XXXXXX", path[64], cmd[96];
+	struct q2_faults f = { 0 };
+	struct dpchan_origin o = q2_o(1), other;
+	struct dpchan_q2 *q;
+	struct stat st;
+	unsigned writes;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/q2", dir);
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, &q2_faulty, &f));
+
+	dpchan_q2_taken(q, &o, 5);
+	writes = f.writes;
+	assert_true(dpchan_q2_release(q, &o)); /* the dataplane is done with it meanwhile */
+	assert_int_equal(f.writes, writes);    /* never written: nothing to release on disk */
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE);
+	dpchan_q2_taken(q, &o, 9); /* its sensor sent it again: taken anew */
+	dpchan_q2_settle(q, 5, 5, 0);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_WAITING); /* 9 is not durable yet */
+	assert_int_equal(f.writes, writes);
+	dpchan_q2_settle(q, 9, 9, 0);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	assert_int_equal(f.writes, writes + 1);
+
+	/* a resync of start 0xe5 that lists none of 0xd4's: out of memory to sweep, then not */
+	dpchan_q2_resync(q);
+	fail_alloc_nth(1);
+	assert_int_equal(dpchan_q2_sweep(q, 0xe5), 0);
+	fail_alloc_nth(0);
+	assert_int_equal(fail_alloc_failed(), 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_SWEPT], 0);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD); /* kept until the next */
+	assert_int_equal(dpchan_q2_sweep(q, 0xe5), 1);
+	assert_int_equal(cnt[DPCHAN_C_Q2_SWEPT], 1);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_NONE);
+
+	/* a write fails (a rewrite is due), and so does the rewrite's open; the next one is done */
+	f.fail_writes = 1;
+	q2_durable(q, 2);
+	f.fail_opens = 1;
+	assert_int_equal(dpchan_q2_sync(q), -EACCES);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 3);
+	assert_int_equal(dpchan_q2_sync(q), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16 + 32); /* 2 alone */
+
+	/* 2100 origins held and released: the file holds 4200 records for one origin; the next
+	 * sync writes it anew with that one, here and not on the thread (nothing to wait for) */
+	for (uint64_t ref = 100; ref < 2200; ref++) {
+		q2_durable(q, ref);
+		other = q2_o(ref);
+		assert_true(dpchan_q2_release(q, &other));
+	}
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16 + 32 + 4200 * 32);
+	assert_int_equal(dpchan_q2_sync_begin(q, &gen), 0);
+	assert_int_equal(gen, 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 16 + 32);
+	assert_int_equal(cnt[DPCHAN_C_Q2_IO_FAIL], 3);
+	dpchan_q2_close(q);
+	memset(cnt, 0, sizeof(cnt));
+	assert_non_null(q = dpchan_q2_open(path, 0, cnt, NULL, NULL));
+	assert_int_equal(dpchan_q2_count(q), 1);
+	o = q2_o(2);
+	assert_int_equal(dpchan_q2_state(q, &o), DPCHAN_Q2_HELD);
+	dpchan_q2_close(q);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Posts sem n times, one every 30 ms (a thread's fdatasyncs held until then). */
+struct poster {
+	sem_t *sem;
+	int n;
+};
+
+static void *
+post_n(void *arg)
+{
+	struct poster *p = arg;
+
+	for (int i = 0; i < p->n; i++) {
+		usleep(30000);
+		sem_post(p->sem);
+	}
+	return NULL;
+}
+
+/* A server whose origin file (<dir>/q2) writes through f. */
+static struct env *
+env_new_q2(struct q2_faults *f)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	char q2[128];
+	struct dpchan_server_config sc = { .q2_io = &q2_faulty, .q2_io_ctx = f };
+
+	assert_non_null(e);
+	strcpy(e->dir, "/tmp/dpchan-faults-XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->path, sizeof(e->path), "%s/dpchan.sock", e->dir);
+	snprintf(q2, sizeof(q2), "%s/q2", e->dir);
+	sc.path = e->path;
+	sc.q2_path = q2;
+	e->s = dpchan_server_new(&sc, &sink_ops, &e->sink);
+	assert_non_null(e->s);
+	return e;
+}
+
+/* The origins held in e's origin file (read back as the next agent would). */
+static uint32_t
+env_q2_on_disk(struct env *e)
+{
+	uint64_t cnt[DPCHAN_C_COUNT] = { 0 };
+	char q2[128];
+	struct dpchan_q2 *q;
+	uint32_t n;
+
+	snprintf(q2, sizeof(q2), "%s/q2", e->dir);
+	assert_non_null(q = dpchan_q2_open(q2, 0, cnt, NULL, NULL));
+	n = dpchan_q2_count(q);
+	dpchan_q2_close(q);
+	return n;
+}
+
+/* Wait (bounded) for the server's fd, then run it. */
+static void
+run_when_ready(struct env *e)
+{
+	struct pollfd p = { .fd = dpchan_server_fd(e->s), .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	dpchan_server_run(e->s);
+}
+
+/*
+ * Durable reports of QoS 2 records wait for their origins' sync on the origin file's thread
+ * (the thread's fdatasync is held here). With no memory to keep one more report, the server
+ * waits for that sync on its own thread (dpchan_q2_sync_wait) before it answers: the report is
+ * not dropped, not answered before its origins are on disk, and not answered ahead of the
+ * reports queued before it (its refs wait behind theirs). Then, with memory, the queue of
+ * waiting reports grows past 16 and keeps its order.
+ */
+static void
+test_server_q2_report_without_memory(void **state)
+{
+	struct q2_faults f = { 0 };
+	struct env *e = env_new_q2(&f);
+	struct poster post = { 0 };
+	pthread_t poster;
+	struct answers a, b;
+	unsigned syncs;
+	sem_t hold;
+	int fd;
+
+	(void)state;
+	assert_int_equal(sem_init(&hold, 0, 0), 0);
+	fd = peer_hello(e, 0x51, 1);
+	peer_pub_qos(fd, 1, 35, 2);
+	dpchan_server_run(e->s);
+	assert_int_equal(e->sink.n, 35); /* tokens 1..35 for refs 1..35 */
+
+	f.hold = &hold;
+	for (uint64_t t = 1; t <= 16; t++) /* each kept until its sync ended */
+		dpchan_server_durable(e->s, t, t, 0);
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0);
+	syncs = f.syncs;
+	post = (struct poster){ &hold, 2 }; /* the sync in flight, then the one of 17 */
+	assert_int_equal(pthread_create(&poster, NULL, post_n, &post), 0);
+	fail_alloc_nth(1); /* the queue of waiting reports cannot grow */
+	dpchan_server_durable(e->s, 17, 17, 0);
+	assert_int_equal(fail_alloc_failed(), 1);
+	fail_alloc_nth(0);
+	assert_true(f.syncs > syncs); /* returned once 17's origin was synced */
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0); /* 17 waits behind 1..16, not answered ahead of them */
+	assert_int_equal(pthread_join(poster, NULL), 0);
+	run_when_ready(e); /* the thread's syncs ended: 1..16 answered, 17 with them */
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 17);
+	assert_int_equal(a.failed, 0);
+	assert_int_equal(a.ranges, 16); /* one per report; 17 with 16, its predecessor */
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DURABLE_TX), 16); /* ranges */
+	assert_int_equal(env_q2_on_disk(e), 17);
+
+	/* 17 reports wait at once (20 failed: nothing to sync): the queue grows, in order */
+	for (uint64_t t = 18; t <= 35; t++)
+		dpchan_server_durable(e->s, t, t, t == 20 ? -EIO : 0);
+	a = peer_answers(fd);
+	assert_int_equal(a.frames, 0);
+	post = (struct poster){ &hold, 3 };
+	assert_int_equal(pthread_create(&poster, NULL, post_n, &post), 0);
+	assert_int_equal(pthread_join(poster, NULL), 0);
+	f.hold = NULL;
+	for (int i = 0; i < 100 && a.ok + a.failed < 18; i++) {
+		run_when_ready(e);
+		b = peer_answers(fd);
+		a.ok += b.ok;
+		a.failed += b.failed;
+		for (uint64_t r = 18; r <= 35; r++)
+			a.ok_ref[r] |= b.ok_ref[r];
+	}
+	assert_int_equal(a.ok, 17);
+	assert_int_equal(a.failed, 1);
+	for (uint64_t r = 18; r <= 35; r++)
+		if (a.ok_ref[r] != (r != 20))
+			fail_msg("ref %llu answered %s", (unsigned long long)r,
+			    a.ok_ref[r] ? "durable" : "failed");
+	close(fd);
+	env_free(e);
+	sem_destroy(&hold);
+}
+
 static int
 qf_rename_fails(void *ctx, const char *from, const char *to)
 {
@@ -1542,6 +2011,10 @@ main(void)
 		cmocka_unit_test(test_server_many_ranges),
 		cmocka_unit_test(test_server_down_refusals),
 		cmocka_unit_test(test_server_known),
+		cmocka_unit_test(test_server_malformed_frames),
+		cmocka_unit_test(test_server_old_start_lists_ignored),
+		cmocka_unit_test(test_server_answers_to_a_full_socket),
+		cmocka_unit_test(test_server_closed_in_the_same_run),
 		cmocka_unit_test(test_out_of_descriptors),
 		cmocka_unit_test(test_client_backoff),
 		cmocka_unit_test(test_channel_conf),
@@ -1552,6 +2025,8 @@ main(void)
 		cmocka_unit_test(test_q2_file_faults),
 		cmocka_unit_test(test_q2_sync_thread),
 		cmocka_unit_test(test_q2_rewrite_while_syncing),
+		cmocka_unit_test(test_server_q2_report_without_memory),
+		cmocka_unit_test(test_q2_stale_waiting_sweep_and_compaction),
 		cmocka_unit_test(test_q2_file_edges),
 	};
 
