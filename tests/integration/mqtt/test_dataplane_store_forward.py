@@ -23,7 +23,7 @@ from labtest import check, log, wait_for  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
 HELLO, PUB, DURABLE, HELD, HELD_END = 1, 2, 3, 7, 8
-VERSION = 3  # DPCHAN_VERSION (lib/dpchan/dpchan_proto.h)
+VERSION = 4  # DPCHAN_VERSION (lib/dpchan/dpchan_proto.h)
 
 
 class FakeAgent:
@@ -41,7 +41,7 @@ class FakeAgent:
     def accept(self):
         self.c, _ = self.ls.accept()
         self.c.settimeout(15)
-        t, v, _, n, boot, lcore, ver = struct.unpack("<BBHIQII", self.c.recv(65536))
+        t, v, _, n, boot, lcore, ver, _seen = struct.unpack("<BBHIQIIQ", self.c.recv(65536))
         check(t == HELLO and v == VERSION and n == 1, "the lcore's first frame is HELLO (version %d)" % v)
         return boot, lcore
 
