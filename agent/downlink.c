@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,10 +28,19 @@
 
 #define DOWN_WAIT_DURABLE_MS 2000 /* longest the loop waits for a spooled message's fdatasync */
 #define DOWN_WINDOW          256  /* DOWN records sent and not answered, at most */
+#define DOWN_WAITERS         256  /* QoS 1/2 messages whose acknowledgement waits for the disk */
 #define DOWN_FLAG_RETAIN     0x01
+
+/* A QoS 1/2 message spooled, acknowledged to the cloud once its record is durable. */
+struct down_waiter {
+	uint64_t seq, token;
+	uint16_t packet_id; /* QoS 2, its id kept in q2-ids: else 0 */
+	uint8_t qos;
+};
 
 struct downlink {
 	const struct rules *rules;
+	struct agent_loop *loop;
 	struct dpchan_server *srv;
 	struct store *st;
 	struct spool *sp;        /* NULL: no spool, a QoS 1/2 message is never owned */
@@ -43,6 +54,11 @@ struct downlink {
 	bool released;           /* releases (spool_ack) not committed yet */
 	struct spool_rec rec;
 	uint8_t *buf; /* rec's topic and payload */
+	int efd;      /* the spool's flusher wakes the loop after each commit */
+	downlink_owned_fn owned_fn;
+	void *owned_arg;
+	struct down_waiter waiters[DOWN_WAITERS]; /* in sequence order, oldest at w_head */
+	uint32_t w_head, w_n;
 	char dir[600];
 };
 
@@ -51,6 +67,32 @@ on_tick(void *arg, uint64_t now_ms)
 {
 	(void)now_ms;
 	downlink_replay(arg);
+}
+
+/* The flusher's thread, after each commit: the loop looks at what waits (settle). */
+static void
+on_durable(void *arg, uint64_t first, uint64_t last, int status)
+{
+	struct downlink *d = arg;
+	uint64_t one = 1;
+
+	(void)first;
+	(void)last;
+	(void)status;
+	if (write(d->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "downlink: eventfd: %s", strerror(errno));
+}
+
+static void
+on_wake(void *arg, uint32_t events)
+{
+	struct downlink *d = arg;
+	uint64_t n;
+
+	(void)events;
+	if (read(d->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "downlink: eventfd: %s", strerror(errno));
+	downlink_replay(d);
 }
 
 static void on_down_ack(void *arg, uint64_t first, uint64_t last, int status);
@@ -135,7 +177,8 @@ open_spool(struct downlink *d, const struct spool_config *base)
 		c.max_bytes = 1u << 20;
 	c.segment_bytes = 0;
 	c.policy_set = false;
-	c.on_durable = NULL;
+	c.on_durable = d->efd >= 0 ? on_durable : NULL;
+	c.on_durable_arg = d;
 	c.recover_flags = 0;
 	c.on_recovered = NULL;
 	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0 ||
@@ -160,9 +203,19 @@ downlink_open(struct downlink **out, struct agent_loop *loop, const struct rules
 		return -ENOMEM;
 	}
 	d->rules = r;
+	d->loop = loop;
 	d->srv = srv;
 	d->st = st;
 	d->disconnects = dpchan_server_counter(srv, DPCHAN_C_DISCONNECTS);
+	if ((d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+	    (rc = agent_loop_add_fd(loop, d->efd, EPOLLIN, on_wake, d)) != 0) {
+		rc = d->efd < 0 ? -errno : rc;
+		if (d->efd >= 0)
+			close(d->efd);
+		d->efd = -1;
+		downlink_close(d);
+		return rc;
+	}
 	if ((spool_base != NULL && (rc = open_spool(d, spool_base)) != 0) ||
 	    (rc = agent_loop_add_tick(loop, on_tick, d)) != 0) {
 		downlink_close(d);
@@ -177,6 +230,13 @@ void
 downlink_set_rules(struct downlink *d, const struct rules *r)
 {
 	d->rules = r;
+}
+
+void
+downlink_set_owned(struct downlink *d, downlink_owned_fn fn, void *arg)
+{
+	d->owned_fn = fn;
+	d->owned_arg = arg;
 }
 
 /* Into the spool: its sequence number in *seq; 0, or a negative errno. */
@@ -210,33 +270,107 @@ spool_wait(struct downlink *d, uint64_t seq)
 	return rc == 1 ? 0 : rc == 0 ? -ETIMEDOUT : rc;
 }
 
-/* A QoS 1/2 message (cloud_qos: the QoS it came with; packet_id for QoS 2): owned once on disk,
- * its QoS 2 packet id with it (downlink_q2.h). 0 owned, or a negative errno. */
+static void
+q2_fail(struct downlink *d, uint16_t packet_id, int rc)
+{
+	store_count(d->st, STORE_C_down_q2_fail, 1);
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "downlink: cannot keep QoS 2 packet id %u in %s/q2-ids (%s): exactly once holds only "
+	    "until the agent restarts",
+	    packet_id, d->dir, strerror(-rc));
+}
+
+/* Its record durable: its QoS 2 id owned with it (downlink_q2.h). */
+static void
+own_q2(struct downlink *d, uint16_t packet_id)
+{
+	int rc = downlink_ids_own(d->q2, packet_id);
+
+	if (rc != 0)
+		q2_fail(d, packet_id, rc);
+}
+
+static void
+not_owned(struct downlink *d, const char *topic, int rc)
+{
+	store_count(d->st, STORE_C_down_not_owned, 1);
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "downlink: %s: the downlink spool could not take it (%s); not acknowledged (the cloud "
+	    "sends it again)",
+	    topic, d->sp == NULL ? "no spool" : strerror(-rc));
+}
+
+/*
+ * A QoS 1/2 message (cloud_qos: the QoS it came with; packet_id for QoS 2): owned once on disk,
+ * its QoS 2 packet id with it. Appended, then acknowledged once the flusher's commit made it
+ * durable (settle: the loop never waits for the disk), 1; without a way to say so later (no
+ * owned_fn) or with DOWN_WAITERS waiting, the loop waits for that commit here: 0 owned. A
+ * negative errno: not owned. A QoS 2 resend of one still waiting takes that one's place (the
+ * connection it came on is gone): not spooled twice.
+ */
 static int
-own(struct downlink *d, const struct dpchan_rec *r, uint8_t cloud_qos, uint16_t packet_id)
+own(struct downlink *d, const struct dpchan_rec *r, uint8_t cloud_qos, uint16_t packet_id,
+    uint64_t token)
 {
 	bool q2 = cloud_qos == 2 && packet_id != 0 && d->q2 != NULL;
 	uint64_t seq;
-	int rc, qrc = 0;
+	int rc;
 
+	if (q2)
+		for (uint32_t i = 0; i < d->w_n; i++) {
+			struct down_waiter *w = &d->waiters[(d->w_head + i) % DOWN_WAITERS];
+
+			if (w->packet_id == packet_id) {
+				w->token = token;
+				return 1;
+			}
+		}
 	if ((rc = spool_put(d, r, &seq)) != 0)
 		return rc;
-	if (q2 && (qrc = downlink_ids_pending(d->q2, packet_id, seq)) != 0)
+	if (q2 && (rc = downlink_ids_pending(d->q2, packet_id, seq)) != 0) {
+		q2_fail(d, packet_id, rc);
 		q2 = false;
+	}
+	if (d->owned_fn != NULL && d->efd >= 0 && d->w_n < DOWN_WAITERS) {
+		d->waiters[(d->w_head + d->w_n++) % DOWN_WAITERS] =
+		    (struct down_waiter){ .seq = seq,
+			    .token = token,
+			    .packet_id = q2 ? packet_id : 0,
+			    .qos = cloud_qos };
+		return 1;
+	}
 	if ((rc = spool_wait(d, seq)) != 0)
 		return rc; /* a PENDING id is settled against the spool at the next open */
 	if (q2)
-		qrc = downlink_ids_own(d->q2, packet_id);
-	if (qrc != 0) {
-		store_count(d->st, STORE_C_down_q2_fail, 1);
-		LOG_RATELIMITED(LOG_LVL_WARN, 60,
-		    "downlink: cannot keep QoS 2 packet id %u in %s/q2-ids (%s): exactly once "
-		    "holds "
-		    "only until the agent restarts",
-		    packet_id, d->dir, strerror(-qrc));
-	}
+		own_q2(d, packet_id);
 	return 0;
 }
+
+/* The waiting messages whose commits ended, oldest first: owned, or not (acknowledged or not). */
+static void
+settle(struct downlink *d)
+{
+	while (d->w_n > 0) {
+		struct down_waiter w = d->waiters[d->w_head];
+		int st = spool_seq_status(d->sp, w.seq);
+
+		if (st == 0)
+			return;
+		d->w_head = (d->w_head + 1) % DOWN_WAITERS;
+		d->w_n--;
+		if (st == 1) {
+			if (w.packet_id != 0)
+				own_q2(d, w.packet_id);
+			store_count(d->st, STORE_C_down_spooled, 1);
+		} else {
+			not_owned(d, "a spooled message", st);
+		}
+		if (d->owned_fn != NULL)
+			d->owned_fn(d->owned_arg, w.token, w.qos, w.packet_id, st == 1 ? 0 : st);
+	}
+}
+
+static void send_spooled(struct downlink *d);
 
 /* A QoS 0 message: live when nothing waits before it, else spooled (not waited for), else lost. */
 static void
@@ -244,7 +378,7 @@ best_effort(struct downlink *d, const struct dpchan_rec *r, const char *topic)
 {
 	uint64_t seq;
 
-	downlink_replay(d); /* older ones first */
+	send_spooled(d); /* older ones first */
 	if (!d->backlog && !d->held && dpchan_server_down(d->srv, r) == 0) {
 		store_count(d->st, STORE_C_down_to_dataplane, 1);
 		return;
@@ -261,7 +395,7 @@ best_effort(struct downlink *d, const struct dpchan_rec *r, const char *topic)
 
 int
 downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, size_t len,
-    uint8_t qos, bool retain, uint16_t packet_id)
+    uint8_t qos, bool retain, uint16_t packet_id, uint64_t token)
 {
 	const struct down_rule *rule = rules_down_match(d->rules, topic, strlen(topic));
 	struct dpchan_rec r = {
@@ -295,16 +429,14 @@ downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, 
 		best_effort(d, &r, topic);
 		return 0;
 	}
-	if ((rc = own(d, &r, qos, packet_id)) == 0) {
+	if ((rc = own(d, &r, qos, packet_id, token)) == 1)
+		return DOWNLINK_OWN_LATER;
+	if (rc == 0) {
 		store_count(d->st, STORE_C_down_spooled, 1);
-		downlink_replay(d); /* on its way now */
+		send_spooled(d); /* on its way now */
 		return 0;
 	}
-	store_count(d->st, STORE_C_down_not_owned, 1);
-	LOG_RATELIMITED(LOG_LVL_WARN, 60,
-	    "downlink: %s: the downlink spool could not take it (%s); not acknowledged (the cloud "
-	    "sends it again)",
-	    topic, d->sp == NULL ? "no spool" : strerror(-rc));
+	not_owned(d, topic, rc);
 	return rc;
 }
 
@@ -426,8 +558,10 @@ next_rec(struct downlink *d)
 	return rc;
 }
 
-void
-downlink_replay(struct downlink *d)
+/* What the spool holds (durable), in order, while the dataplane takes it; the releases its
+ * answers made committed. */
+static void
+send_spooled(struct downlink *d)
 {
 	int rc;
 
@@ -467,6 +601,15 @@ downlink_replay(struct downlink *d)
 	}
 }
 
+void
+downlink_replay(struct downlink *d)
+{
+	if (d->sp == NULL)
+		return;
+	settle(d);
+	send_spooled(d);
+}
+
 int
 downlink_q2_release(struct downlink *d, uint16_t packet_id)
 {
@@ -498,7 +641,11 @@ downlink_close(struct downlink *d)
 	if (d->srv != NULL)
 		dpchan_server_set_down_ack(d->srv, NULL, NULL);
 	downlink_ids_close(d->q2);
-	spool_close(d->sp);
+	spool_close(d->sp); /* the flusher stopped: nothing writes to efd any more */
+	if (d->efd >= 0) {
+		agent_loop_del_fd(d->loop, d->efd);
+		close(d->efd);
+	}
 	free(d->buf);
 	free(d); /* the loop's tick still names it: the loop does not run again */
 }

@@ -5,9 +5,9 @@
  * (lib/dpchan; the broker fans it out across lcores to the subscribed sensors, each at
  * min(QoS, its subscription)).
  *
- * The promise (docs/architecture.md, "Downlink"): downlink_deliver() returns 0 for a QoS 1/2
- * message (the uplink then acknowledges it to the cloud: PUBACK, PUBREC) only once it is on disk
- * (fdatasync) in the downlink spool (`<uplink.spool.dir>/downlink`). The spool's records go to
+ * The promise (docs/architecture.md, "Downlink"): a QoS 1/2 message is acknowledged to the
+ * cloud (PUBACK, PUBREC: downlink_deliver() returns 0, or owned_fn says so later) only once it
+ * is on disk (the spool flusher's fdatasync, off the loop) in the downlink spool (`<uplink.spool.dir>/downlink`). The spool's records go to
  * one lcore in order as DOWN records carrying a ref (their sequence number above a base drawn
  * when the spool was created, so that refs keep growing past a spool removed by hand), and
  * each is released only when the dataplane answers (DOWN_ACK) that its broker took it:
@@ -44,18 +44,28 @@ int downlink_open(struct downlink **out, struct agent_loop *loop, const struct r
 /* A reload's rules (the store's new set, store_set_rules): cloud messages arriving from now on go
  * by them. Messages already handed over or spooled are not looked at again. */
 void downlink_set_rules(struct downlink *d, const struct rules *r);
-/* A message from the cloud (packet_id: its QoS 2 packet id, else 0): 0 owned (or dropped and
- * counted: acknowledge it), -ENOENT when no downlink rule matches its topic, another < 0 when the
- * gateway could not take it. */
+/* A QoS 1/2 message downlink_deliver() answered DOWNLINK_OWN_LATER for (token: what it was
+ * given) is on disk (rc 0: acknowledge it) or cannot be (rc < 0). Called on the loop, in the
+ * order the messages came, never from inside downlink_deliver(). */
+typedef void (*downlink_owned_fn)(
+    void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
+void downlink_set_owned(struct downlink *d, downlink_owned_fn fn, void *arg);
+#define DOWNLINK_OWN_LATER 1
+/* A message from the cloud (packet_id: its QoS 2 packet id, else 0; token: the uplink's name for
+ * it): 0 owned (or dropped and counted: acknowledge it), DOWNLINK_OWN_LATER when a QoS 1/2
+ * message waits for the spool's next commit (the owned_fn says; without one set, the loop
+ * waits for that commit here), -ENOENT when no downlink rule matches its topic, another < 0
+ * when the gateway could not take it. */
 int downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, size_t len,
-    uint8_t qos, bool retain, uint16_t packet_id);
+    uint8_t qos, bool retain, uint16_t packet_id, uint64_t token);
 /* The cloud's PUBREL for packet_id (0: the cloud lost the session, every id): forgotten on disk;
  * 0, or < 0 when it could not be (then PUBCOMP is withheld: the cloud sends PUBREL again). */
 int downlink_q2_release(struct downlink *d, uint16_t packet_id);
 /* Every QoS 2 packet id owned and not released (put back into the MQTT client at start). */
 void downlink_q2_each(struct downlink *d, void (*fn)(void *arg, uint16_t packet_id), void *arg);
-/* Send what the spool holds to the dataplane, while it takes it; commit the releases its answers
- * made (also on each tick). */
+/* The messages waiting for the disk whose commit ended: owned_fn says (in order); then send what
+ * the spool holds to the dataplane, while it takes it, and commit the releases its answers made.
+ * Also after each of the spool's commits and on each tick. */
 void downlink_replay(struct downlink *d);
 /* After the uplink is gone; before the store and the channel close. */
 void downlink_close(struct downlink *d);

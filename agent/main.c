@@ -118,7 +118,7 @@ run_spooled(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
  */
 static int
 on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
-    bool retain, uint16_t packet_id)
+    bool retain, uint16_t packet_id, uint64_t token)
 {
 	struct agent *a = arg;
 	int rc;
@@ -134,9 +134,9 @@ on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uin
 		return 0;
 	}
 	if (a->down != NULL &&
-	    (rc = downlink_deliver(a->down, topic, payload, len, qos, retain, packet_id)) !=
+	    (rc = downlink_deliver(a->down, topic, payload, len, qos, retain, packet_id, token)) !=
 		-ENOENT)
-		return rc;
+		return rc == DOWNLINK_OWN_LATER ? UPLINK_OWN_LATER : rc;
 	return 0;
 }
 
@@ -711,6 +711,13 @@ restore_in(void *arg, uint16_t packet_id)
 	uplink_restore_in(arg, packet_id);
 }
 
+/* A downlink message's record reached the disk (or could not): its acknowledgement may go. */
+static void
+down_owned(void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
+{
+	uplink_owned(arg, token, qos, packet_id, rc);
+}
+
 /* Cloud messages to the dataplane's broker (downlink.h): the rules' filters subscribed at every
  * connect of the uplink, the channel to send them on, and the spool next to the uplink's. */
 static int
@@ -735,6 +742,7 @@ make_downlink(struct agent *a)
 	/* the QoS 2 ids whose PUBREL had not come: a resend is answered, not delivered again */
 	a->up->q2in = (struct uplink_q2_in){ .arg = a, .released = on_q2_released };
 	downlink_q2_each(a->down, restore_in, a->up);
+	downlink_set_owned(a->down, down_owned, a->up); /* acknowledged off the loop's disk waits */
 	for (size_t i = 0; i < r->n_down; i++)
 		if ((rc = uplink_subscribe(a->up, r->down[i].match, 2)) != 0 && rc != -EEXIST) {
 			log_err("uplink.downlink: cannot subscribe %s: %s", r->down[i].match,

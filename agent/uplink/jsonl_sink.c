@@ -158,7 +158,8 @@ jsonl_line(struct jsonl_sink *s)
 		n--;
 	if (n > 0) {
 		s->st.commands++;
-		s->up.cmd_fn(s->up.cmd_arg, s->cmd_topic, (const uint8_t *)s->line, n, 0, false, 0);
+		s->up.cmd_fn(
+		    s->up.cmd_arg, s->cmd_topic, (const uint8_t *)s->line, n, 0, false, 0, 0);
 	}
 	s->line_len = 0;
 }

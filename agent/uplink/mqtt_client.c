@@ -49,11 +49,12 @@ mu_unwatch(void *arg, int fd)
 
 static int
 mu_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
-    bool retain, uint16_t packet_id)
+    bool retain, uint16_t packet_id, uint64_t token)
 {
 	struct mqtt_uplink *u = arg;
+	int rc = u->up.cmd_fn(u->up.cmd_arg, topic, payload, len, qos, retain, packet_id, token);
 
-	return u->up.cmd_fn(u->up.cmd_arg, topic, payload, len, qos, retain, packet_id);
+	return rc == UPLINK_OWN_LATER ? MQTTC_OWN_LATER : rc;
 }
 
 static int
@@ -79,6 +80,12 @@ static void
 mu_restore_in(struct uplink *up, uint16_t packet_id)
 {
 	mqttc_restore_in(((struct mqtt_uplink *)up)->c, packet_id);
+}
+
+static void
+mu_owned(struct uplink *up, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
+{
+	mqttc_owned(((struct mqtt_uplink *)up)->c, token, qos, packet_id, rc);
 }
 
 static int
@@ -212,6 +219,7 @@ static const struct uplink_ops mqtt_ops = { .name = "mqtt",
 	.subscribe = mu_subscribe,
 	.unsubscribe = mu_unsubscribe,
 	.restore_in = mu_restore_in,
+	.owned = mu_owned,
 	.destroy = mu_destroy };
 
 int

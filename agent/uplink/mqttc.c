@@ -40,6 +40,8 @@
 #define MC_STABLE_MS   60000        /* a connection up this long resets the backoff */
 #define MC_BACKOFF_MIN 100          /* ms: full jitter may draw 0; never spin */
 #define MC_SUBS_MAX    32           /* filters besides the command topic (mqttc_subscribe_add) */
+#define MC_ACKQ \
+	256 /* downlink acknowledgements held in order (> MC_RECV_MAX; 3.1.1: more refused) */
 
 struct mc_msg {
 	TAILQ_ENTRY(mc_msg) link;
@@ -58,6 +60,20 @@ struct mc_msg {
 struct mc_list {
 	TAILQ_HEAD(, mc_msg) q;
 	size_t n;
+};
+
+/* A downlink QoS 1/2 message's acknowledgement, in arrival order (MQTT 4.6). */
+enum mc_ack_st {
+	MC_ACK_WAIT = 0, /* message() said MQTTC_OWN_LATER: mqttc_owned() decides */
+	MC_ACK_SEND,     /* owned: PUBACK or PUBREC when its turn comes */
+	MC_ACK_NONE,     /* not owned: no answer */
+};
+
+struct mc_ack_in {
+	uint64_t token;
+	uint16_t id;
+	uint8_t qos;
+	uint8_t st; /* enum mc_ack_st */
 };
 
 /* Output from obuf offset off on waits until marks number need are durable. */
@@ -98,6 +114,9 @@ struct mqttc {
 	char last_why[300];
 	int last_why_c; /* counter of the last failure logged, -1 none */
 	struct mc_list pending, inflight;
+	struct mc_ack_in acks[MC_ACKQ]; /* this connection's, oldest at ack_head */
+	uint32_t ack_head, ack_n;
+	uint64_t next_token; /* message()'s tokens: never reused, so an old one finds nothing */
 	struct mqtt_subscription subs[MC_SUBS_MAX + 1]; /* [0] the command topic, if any */
 	size_t n_subs;
 	uint8_t *obuf, *ibuf;
@@ -608,6 +627,7 @@ mc_close(struct mqttc *c)
 	c->olen = c->ooff = c->ilen = 0;
 	c->discard = 0;
 	c->ping_out = false;
+	c->ack_head = c->ack_n = 0; /* unanswered: the broker sends them again */
 	/* what the next connection sends first (a resumed PUBREL, a DUP) may announce steps not
 	 * durable yet: all of it waits for them */
 	c->nholds = 0;
@@ -1178,23 +1198,67 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 	mc_pump(c);
 }
 
+/* The acknowledgements whose turn came: those owned answered, those refused passed over. */
+static void
+mc_acks_drain(struct mqttc *c)
+{
+	while (c->ack_n > 0) {
+		struct mc_ack_in *a = &c->acks[c->ack_head];
+
+		if (a->st == MC_ACK_WAIT)
+			return;
+		if (a->st == MC_ACK_NONE) {
+			c->cnt[UPLINK_C_downlink_not_owned]++;
+		} else if (a->qos == 1) {
+			mc_send_ack(c, MQTT_PUBACK, a->id, 0);
+		} else {
+			bit_set(c->ids_in, a->id, true);
+			mc_send_ack(c, MQTT_PUBREC, a->id, 0);
+		}
+		c->ack_head = (c->ack_head + 1) % MC_ACKQ;
+		c->ack_n--;
+	}
+}
+
+/* A QoS 1/2 message's answer (st), after those before it; 0, or -ENOBUFS when MC_ACKQ wait. */
+static int
+mc_ack_push(struct mqttc *c, uint8_t qos, uint16_t id, enum mc_ack_st st, uint64_t token)
+{
+	if (c->ack_n == MC_ACKQ)
+		return -ENOBUFS;
+	c->acks[(c->ack_head + c->ack_n++) % MC_ACKQ] =
+	    (struct mc_ack_in){ .token = token, .id = id, .qos = qos, .st = (uint8_t)st };
+	mc_acks_drain(c);
+	return 0;
+}
+
 /*
  * A message from the broker. QoS 1/2: acknowledged (PUBACK, PUBREC) only once the hook says the
- * gateway owns it; when it does not (message() < 0) nothing is answered and the broker sends it
- * again after the next reconnect (the session keeps it). A QoS 2 duplicate whose PUBREC went
- * out is answered again and not delivered twice.
+ * gateway owns it, now or later (MQTTC_OWN_LATER, mqttc_owned), and after every earlier one;
+ * when it does not (< 0) nothing is answered and the broker sends it again after the next
+ * reconnect (the session keeps it). A QoS 2 duplicate whose PUBREC went out is answered again
+ * and not delivered twice. With MC_ACKQ answers waiting (a 3.1.1 broker, which has no receive
+ * maximum), a new one is not delivered: the broker sends it again.
  */
 static void
 mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 {
+	enum mc_ack_st st = MC_ACK_SEND;
+	uint64_t token = ++c->next_token;
 	char topic[256];
 	int rc;
 
+	if (p->qos > 0 && c->ack_n == MC_ACKQ) {
+		c->cnt[UPLINK_C_downlink_not_owned]++;
+		LOG_RATELIMITED(LOG_LVL_WARN, 60,
+		    "mqtt: %u downlink acknowledgements wait for the disk: a new message is not "
+		    "taken (the broker sends it again)",
+		    MC_ACKQ);
+		return;
+	}
 	if (p->qos == 2 && bit_get(c->ids_in, p->packet_id)) {
 		c->cnt[UPLINK_C_downlink_dup]++;
-		return mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
-	}
-	if (p->topic.len >= sizeof(topic)) {
+	} else if (p->topic.len >= sizeof(topic)) {
 		c->cnt[UPLINK_C_downlink_oversized]++;
 		LOG_RATELIMITED(
 		    LOG_LVL_WARN, 60, "mqtt: downlink topic too long (%u bytes)", p->topic.len);
@@ -1204,19 +1268,41 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		c->cnt[UPLINK_C_downlink]++;
 		rc = c->h.message != NULL
 		    ? c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain,
-			  p->qos == 2 ? p->packet_id : 0)
+			  p->qos == 2 ? p->packet_id : 0, token)
 		    : 0;
-		if (rc < 0 && p->qos > 0) {
-			c->cnt[UPLINK_C_downlink_not_owned]++;
-			return;
-		}
+		if (rc < 0)
+			st = MC_ACK_NONE;
+		else if (rc == MQTTC_OWN_LATER && p->qos > 0)
+			st = MC_ACK_WAIT;
 	}
-	if (p->qos == 1) {
-		mc_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
-	} else if (p->qos == 2) {
-		bit_set(c->ids_in, p->packet_id, true);
-		mc_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+	if (p->qos > 0)
+		mc_ack_push(c, p->qos, p->packet_id, st, token);
+}
+
+void
+mqttc_owned(struct mqttc *c, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
+{
+	for (uint32_t i = 0; i < c->ack_n; i++) {
+		struct mc_ack_in *a = &c->acks[(c->ack_head + i) % MC_ACKQ];
+
+		if (a->token != token || a->st != MC_ACK_WAIT)
+			continue;
+		a->st = rc == 0 ? MC_ACK_SEND : MC_ACK_NONE;
+		mc_acks_drain(c);
+		mc_flush(c);
+		return;
 	}
+	/* its connection is gone: the broker sends it again; owned, a QoS 2 resend is a dup */
+	if (rc == 0 && qos == 2 && packet_id != 0)
+		bit_set(c->ids_in, packet_id, true);
+	else if (rc != 0)
+		c->cnt[UPLINK_C_downlink_not_owned]++;
+}
+
+size_t
+mqttc_acks_waiting(const struct mqttc *c)
+{
+	return c->ack_n;
 }
 
 /* PUBREL: the id is forgotten where it was kept before PUBCOMP says so; when it cannot be, no
@@ -1336,9 +1422,10 @@ mc_skip_oversized(struct mqttc *c, size_t off)
 	need += ((size_t)p[i + 1] << 8 | p[i + 2]) + (qos ? 2 : 0);
 	if (have < need)
 		return 0;
-	if (qos)
-		mc_send_ack(c, qos == 1 ? MQTT_PUBACK : MQTT_PUBREC,
-		    (uint16_t)(p[need - 2] << 8 | p[need - 1]), 0);
+	if (qos &&
+	    mc_ack_push(c, qos, (uint16_t)(p[need - 2] << 8 | p[need - 1]), MC_ACK_SEND,
+		++c->next_token) != 0)
+		c->cnt[UPLINK_C_downlink_not_owned]++;
 	c->cnt[UPLINK_C_downlink_oversized]++;
 	LOG_RATELIMITED(LOG_LVL_WARN, 10,
 	    "mqtt: dropped a %u-byte PUBLISH from the broker (limit %u)", total, MC_IBUF_MAX);

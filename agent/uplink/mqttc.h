@@ -34,6 +34,8 @@ enum mqttc_msg_state {
 	MQTTC_MSG_DONE,       /* the broker owns it (PUBACK, PUBCOMP, or refused with a reason) */
 };
 
+#define MQTTC_OWN_LATER 1 /* message(): ownership is decided later (mqttc_owned) */
+
 enum mqttc_state {
 	MQTTC_IDLE = 0, /* waiting for the next attempt */
 	MQTTC_RESOLVING,
@@ -51,9 +53,12 @@ struct mqttc_hooks {
 	/* A message from the broker on a subscribed topic (delivered once for QoS 2; packet_id:
 	 * its QoS 2 packet id, for the owner to keep with it, else 0). Returns 0 when the gateway
 	 * owns it (then it is acknowledged: PUBACK, PUBREC), < 0 when not: no answer, the broker
-	 * sends it again after the next reconnect (counted downlink_not_owned). */
+	 * sends it again after the next reconnect (counted downlink_not_owned), or MQTTC_OWN_LATER
+	 * (QoS 1/2 only) when that is known later: the owner calls mqttc_owned() with token once
+	 * it is (on disk), never from inside this call. Acknowledgements leave in the order the
+	 * messages came (MQTT 4.6): one that waits holds back those after it. */
 	int (*message)(void *arg, const char *topic, const uint8_t *payload, size_t len,
-	    uint8_t qos, bool retain, uint16_t packet_id);
+	    uint8_t qos, bool retain, uint16_t packet_id, uint64_t token);
 	/* The broker released a QoS 2 message it sent (PUBREL for packet_id), or lost the session
 	 * (packet_id 0: every id) (optional): forget it where it was kept. Nonzero: not forgotten,
 	 * no PUBCOMP (the broker sends PUBREL again after the next reconnect). */
@@ -92,6 +97,14 @@ int mqttc_subscribe_remove(struct mqttc *c, const char *filter);
 /* Put back a QoS 2 packet id the broker sent whose PUBREL had not come before a restart (kept by
  * the message's owner): a resend (DUP) under it is answered PUBREC and not delivered again. */
 void mqttc_restore_in(struct mqttc *c, uint16_t packet_id);
+/* The message that message() answered MQTTC_OWN_LATER for under token is owned now (rc 0:
+ * acknowledged once those before it are) or will not be (rc < 0: no answer, counted
+ * downlink_not_owned). The connection it came on may be gone: then nothing is sent (the broker
+ * sends it again), and a QoS 2 packet_id owned is remembered, so that the resend is answered
+ * PUBREC and not delivered twice. */
+void mqttc_owned(struct mqttc *c, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
+/* Acknowledgements to the broker waiting for an earlier message's mqttc_owned (a gauge). */
+size_t mqttc_acks_waiting(const struct mqttc *c);
 /* Put back a message a store kept in flight (state SENT or RELEASED) before the first connect. */
 int mqttc_restore(struct mqttc *c, const char *topic, const void *payload, size_t len, uint8_t qos,
     bool retain, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);

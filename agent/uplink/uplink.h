@@ -25,9 +25,11 @@ struct uplink;
 /* A message from the cloud on a subscribed topic (the command topic, the downlink filters;
  * packet_id: its QoS 2 packet id, else 0). Returns 0 when the gateway owns it (it is
  * acknowledged to the cloud), < 0 when not (a QoS 1/2 message is not acknowledged: the cloud
- * sends it again after the next reconnect). */
+ * sends it again after the next reconnect), or UPLINK_OWN_LATER (QoS 1/2) when that is
+ * known later: then uplink_owned() with token says so, on the loop, after this returned. */
 typedef int (*uplink_cmd_fn)(void *arg, const char *topic, const uint8_t *payload, size_t len,
-    uint8_t qos, bool retain, uint16_t packet_id);
+    uint8_t qos, bool retain, uint16_t packet_id, uint64_t token);
+#define UPLINK_OWN_LATER 1
 
 /* QoS 2 from the cloud: where the packet ids of the messages the gateway owns are kept until
  * their PUBREL (the downlink, downlink_q2.h): released() forgets one (0: all, the cloud lost the
@@ -91,6 +93,9 @@ struct uplink_ops {
 	/* A QoS 2 packet id the cloud sent, owned and not released before a restart (optional):
 	 * a resend under it is answered, not delivered again. Before the first connect. */
 	void (*restore_in)(struct uplink *u, uint16_t packet_id);
+	/* A cloud message cmd_fn answered UPLINK_OWN_LATER for is owned (rc 0) or will not be
+	 * (optional: a backend whose cmd_fn never sees QoS 1/2). */
+	void (*owned)(struct uplink *u, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
 	void (*destroy)(struct uplink *u);
 };
 
@@ -140,6 +145,13 @@ uplink_restore_in(struct uplink *u, uint16_t packet_id)
 {
 	if (u->ops->restore_in != NULL)
 		u->ops->restore_in(u, packet_id);
+}
+
+static inline void
+uplink_owned(struct uplink *u, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
+{
+	if (u->ops->owned != NULL)
+		u->ops->owned(u, token, qos, packet_id, rc);
 }
 
 static inline size_t

@@ -49,9 +49,10 @@ bus_exec(void *arg, uint64_t seq, const uint8_t *payload, size_t len)
 
 static int
 no_cmd(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain,
-    uint16_t packet_id)
+    uint16_t packet_id, uint64_t token)
 {
 	(void)arg, (void)topic, (void)payload, (void)len, (void)qos, (void)retain, (void)packet_id;
+	(void)token;
 	return 0;
 }
 

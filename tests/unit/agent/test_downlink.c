@@ -72,9 +72,9 @@ static const struct dpchan_sink_ops sink = { .submit = sink_submit };
 
 static int
 no_cmd(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos, bool retain,
-    uint16_t packet_id)
+    uint16_t packet_id, uint64_t token)
 {
-	(void)packet_id;
+	(void)packet_id, (void)token;
 	(void)arg, (void)topic, (void)payload, (void)len, (void)qos, (void)retain;
 	return 0;
 }
@@ -153,7 +153,7 @@ static int
 deliver_id(struct downlink *d, const char *topic, const char *payload, uint8_t qos, uint16_t id)
 {
 	return downlink_deliver(
-	    d, topic, (const uint8_t *)payload, strlen(payload), qos, false, id);
+	    d, topic, (const uint8_t *)payload, strlen(payload), qos, false, id, 0);
 }
 
 static int
@@ -252,7 +252,7 @@ test_mapped_to_the_dataplane(void **state)
 	/* no rule: not the downlink's; too large, or no valid local topic: owned and dropped */
 	assert_int_equal(deliver(d, "site/other/cmd/plant/x", "z", 1), -ENOENT);
 	assert_int_equal(
-	    downlink_deliver(d, "site/lab/cmd/plant/big", big, sizeof(big), 1, false, 0), 0);
+	    downlink_deliver(d, "site/lab/cmd/plant/big", big, sizeof(big), 1, false, 0, 0), 0);
 	assert_int_equal(count(e, STORE_C_down_too_large), 1);
 	memset(longt, 'a', sizeof(longt));
 	memcpy(longt, "site/lab/cmd/plant/", 19);
@@ -677,6 +677,115 @@ test_q2_ids_write_fails(void **state)
 	downlink_close(d);
 }
 
+/* ---- acknowledged off the loop: the spool's flusher says when (downlink_set_owned) ---- */
+static struct {
+	uint64_t token[8];
+	uint16_t id[8];
+	int rc[8];
+	int n;
+} owned;
+
+static void
+on_owned(void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
+{
+	(void)arg;
+	(void)qos;
+	assert_true(owned.n < 8);
+	owned.token[owned.n] = token;
+	owned.id[owned.n] = packet_id;
+	owned.rc[owned.n++] = rc;
+}
+
+/* The loop's part (after the flusher's eventfd, or a tick): until want were said. */
+static void
+wait_owned(struct downlink *d, int want)
+{
+	for (int i = 0; i < 3000 && owned.n < want; i++) {
+		downlink_replay(d);
+		usleep(1000);
+	}
+	assert_int_equal(owned.n, want);
+}
+
+static bool syncs_fail; /* every fdatasync through the spool's table fails (EIO) */
+
+static int
+sf_fdatasync(void *ctx, int fd)
+{
+	if (syncs_fail) {
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.fdatasync(ctx, fd);
+}
+
+static int
+deliver_tok(struct downlink *d, const char *topic, const char *payload, uint8_t qos, uint16_t id,
+    uint64_t token)
+{
+	return downlink_deliver(
+	    d, topic, (const uint8_t *)payload, strlen(payload), qos, false, id, token);
+}
+
+/* With an owned_fn, a QoS 1/2 message is appended and the loop goes on: its acknowledgement is
+ * said after the flusher's commit (never inside downlink_deliver), in order, with the token
+ * it came with; a QoS 2 resend (a new connection's token) while it waits is not spooled twice
+ * and takes the answer; a failed commit says not owned (counted). Without an owned_fn, the
+ * loop waits for the commit as before. */
+static void
+test_owned_after_the_commit(void **state)
+{
+	struct env *e = *state;
+	struct spool_io_ops ops = spool_io_posix;
+	struct downlink *d;
+	uint16_t ids[9];
+
+	ops.fdatasync = sf_fdatasync;
+	e->sc->spool.io = &ops;
+	syncs_fail = false;
+	memset(&owned, 0, sizeof(owned));
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	downlink_set_owned(d, on_owned, e);
+	lc_connect(e);
+	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/a", "1", 1, 0, 11), DOWNLINK_OWN_LATER);
+	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/b", "2", 2, 5, 12), DOWNLINK_OWN_LATER);
+	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/b", "2", 2, 5, 13), DOWNLINK_OWN_LATER);
+	assert_int_equal(owned.n, 0);
+	assert_int_equal(count(e, STORE_C_down_spooled), 0);
+	wait_owned(d, 2);
+	assert_int_equal(owned.token[0], 11);
+	assert_int_equal(owned.rc[0], 0);
+	assert_int_equal(owned.id[0], 0);
+	assert_int_equal(owned.token[1], 13); /* the resend's: its connection is the live one */
+	assert_int_equal(owned.id[1], 5);
+	assert_int_equal(owned.rc[1], 0);
+	assert_int_equal(count(e, STORE_C_down_spooled), 2);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 5);
+	pump(e, d, 2); /* one record each */
+	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
+	assert_string_equal(e->lc.got[1], "cmd/plant/b:2:1");
+
+	downlink_set_owned(d, NULL, NULL); /* no way to say it later: owned before it returns */
+	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/c", "3", 1, 0, 14), 0);
+	assert_int_equal(count(e, STORE_C_down_spooled), 3);
+	pump(e, d, 3);
+
+	downlink_set_owned(d, on_owned, e);
+	syncs_fail = true;
+	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/d", "4", 1, 0, 15), DOWNLINK_OWN_LATER);
+	wait_owned(d, 3);
+	assert_int_equal(owned.token[2], 15);
+	assert_int_equal(owned.rc[2], -EIO);
+	assert_int_equal(count(e, STORE_C_down_not_owned), 1);
+	assert_int_equal(count(e, STORE_C_down_spooled), 3);
+	syncs_fail = false;
+	downlink_close(d);
+	e->sc->spool.io = NULL;
+}
+
 /* ---- a hand-made lcore: reads DOWN records, answers what the test says ---- */
 static int
 raw_lcore(struct env *e)
@@ -834,6 +943,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_ref_base_behind_the_dataplane, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_write_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owned_after_the_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answered_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_spooled_record, setup, teardown),
 	};

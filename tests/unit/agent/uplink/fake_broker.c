@@ -50,7 +50,7 @@ h_event(struct fb *b, int kind, uint64_t ref)
 
 static int
 h_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t qos,
-    bool retain, uint16_t packet_id)
+    bool retain, uint16_t packet_id, uint64_t token)
 {
 	struct fb_event *e = h_event(arg, 'm', len);
 
@@ -58,6 +58,7 @@ h_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint
 	(void)retain;
 	e->st = qos;
 	e->packet_id = packet_id;
+	e->ref = token; /* for mqttc_owned() when message_rc is MQTTC_OWN_LATER */
 	snprintf(e->topic, sizeof(e->topic), "%s", topic);
 	return ((struct fb *)arg)->message_rc;
 }

@@ -34,9 +34,9 @@ static struct {
 
 static int
 on_cmd(void *arg, const char *topic, const uint8_t *p, size_t len, uint8_t qos, bool retain,
-    uint16_t packet_id)
+    uint16_t packet_id, uint64_t token)
 {
-	(void)packet_id;
+	(void)packet_id, (void)token;
 	(void)arg;
 	(void)qos;
 	(void)retain;

@@ -481,6 +481,62 @@ test_downlink_acked_once_owned(void **state)
 	assert_int_equal(fb_count(&B, 'm'), 4);
 }
 
+/* A message owned later (the hook says MQTTC_OWN_LATER, then mqttc_owned) is acknowledged then,
+ * and one owned at once after it waits for it (MQTT 4.6: acknowledgements in the order the
+ * messages came); one refused later gets no answer (counted); one owned after its connection
+ * ended sends nothing, and the broker's QoS 2 resend on the next is a duplicate, not delivered
+ * again. */
+static void
+test_downlink_owned_later_in_order(void **state)
+{
+	struct fb_pkt p;
+	uint64_t t7, t9;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "{}", 1, 7, false);
+	t7 = B.ev[B.nev - 1].ref;
+	B.message_rc = 0;
+	fb_publish(&B, "site/cmd", "{}", 2, 8, false); /* owned now: its PUBREC waits behind 7 */
+	fb_publish(&B, "site/cmd", "{}", 0, 0, false); /* QoS 0: nothing to answer */
+	assert_true(fb_quiet(&B));
+	assert_int_equal(mqttc_acks_waiting(B.c), 2);
+	mqttc_owned(B.c, t7, 1, 0, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 7);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(p.packet_id, 8);
+	assert_int_equal(mqttc_acks_waiting(B.c), 0);
+	mqttc_owned(B.c, t7, 1, 0, 0); /* answered already: nothing more */
+	assert_true(fb_quiet(&B));
+
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "{}", 1, 10, false);
+	mqttc_owned(B.c, B.ev[B.nev - 1].ref, 1, 0, -EIO);
+	assert_true(fb_quiet(&B));
+	assert_int_equal(cnt()[UPLINK_C_downlink_not_owned], 1);
+	assert_int_equal(mqttc_acks_waiting(B.c), 0);
+
+	fb_publish(&B, "site/cmd", "{}", 2, 9, false);
+	t9 = B.ev[B.nev - 1].ref;
+	fb_close(&B); /* before the disk said: no PUBREC went */
+	assert_int_equal(mqttc_acks_waiting(B.c), 0);
+	mqttc_owned(B.c, t9, 2, 9, 0);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_connect(&B, true);
+	assert_true(fb_quiet(&B));
+	fb_publish(&B, "site/cmd", "{}", 2, 9, true); /* the broker's resend */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(p.packet_id, 9);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 1);
+	assert_int_equal(fb_count(&B, 'm'), 5); /* 7, 8, the QoS 0, 10, 9 once */
+}
+
 /* Filters added with mqttc_subscribe_add() go in the same SUBSCRIBE, at their QoS. */
 static void
 test_downlink_filters_subscribed(void **state)
@@ -1059,6 +1115,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restore_after_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_and_receive_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_qos2_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_downlink_owned_later_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),
