@@ -15,6 +15,7 @@
 
 #include "downlink_q2.h"
 #include "log.h"
+#include "ownq.h"
 #include "store.h"
 
 #define CMD_WAIT_DURABLE_MS 2000 /* longest the loop waits for a command's fdatasync */
@@ -22,6 +23,10 @@
 
 struct cmdspool {
 	struct spool *sp;
+	struct ownq own; /* QoS 1/2 commands acknowledged once their record is durable (efd -1: the
+			  * loop waits for the disk instead) */
+	cmdspool_owned_fn owned_fn;
+	void *owned_arg;
 	struct downlink_ids *q2;
 	struct store *st;
 	cmdspool_exec_fn exec;
@@ -33,9 +38,19 @@ struct cmdspool {
 	char dir[600];
 };
 
+static void
+on_wake(void *arg, uint32_t events)
+{
+	struct cmdspool *c = arg;
+
+	(void)events;
+	ownq_clear(&c->own);
+	cmdspool_run(c);
+}
+
 int
-cmdspool_open(struct cmdspool **out, const struct spool_config *base, struct store *st,
-    cmdspool_exec_fn exec, void *arg)
+cmdspool_open(struct cmdspool **out, struct agent_loop *loop, const struct spool_config *base,
+    struct store *st, cmdspool_exec_fn exec, void *arg)
 {
 	struct cmdspool *c = calloc(1, sizeof(*c));
 	struct spool_config sc = *base;
@@ -44,6 +59,12 @@ cmdspool_open(struct cmdspool **out, const struct spool_config *base, struct sto
 	if (c == NULL || (c->buf = malloc(CMD_BUF_MIN)) == NULL) {
 		free(c);
 		return -ENOMEM;
+	}
+	c->own.efd = -1;
+	if (loop != NULL && (rc = ownq_open(&c->own, loop, on_wake, c)) != 0) {
+		free(c->buf);
+		free(c);
+		return rc;
 	}
 	c->buf_len = CMD_BUF_MIN;
 	c->st = st;
@@ -62,7 +83,8 @@ cmdspool_open(struct cmdspool **out, const struct spool_config *base, struct sto
 	/* a command is never dropped nor expired: it is released once answered */
 	memset(sc.policy, 0, sizeof(sc.policy));
 	sc.policy_set = true;
-	sc.on_durable = NULL;
+	sc.on_durable = c->own.efd >= 0 ? ownq_on_durable : NULL;
+	sc.on_durable_arg = &c->own;
 	sc.on_committed = NULL;
 	sc.recover_flags = 0;
 	sc.on_recovered = NULL;
@@ -91,52 +113,99 @@ drop(struct cmdspool *c, uint64_t seq, uint16_t packet_id, bool q2_pending)
 		spool_commit_request(c->sp);
 }
 
-int
-cmdspool_accept(
-    struct cmdspool *c, const uint8_t *payload, size_t len, uint8_t qos, uint16_t packet_id)
+static int
+not_owned(struct cmdspool *c, uint8_t qos, int rc)
 {
-	struct spool_rec_in in = {
-		.cls = SPOOL_NORMAL, .qos = qos, .payload = payload, .payload_len = (uint32_t)len
-	};
-	bool q2 = qos == 2 && packet_id != 0;
-	uint64_t seq;
-	int rc;
-
-	if (len > SPOOL_PAYLOAD_MAX) {
-		rc = -EMSGSIZE;
-		goto fail;
-	}
-	if ((rc = spool_append(c->sp, &in, &seq)) != 0)
-		goto fail;
-	if (c->live_from == 0)
-		c->live_from = seq;
-	if (q2 && (rc = downlink_ids_pending(c->q2, packet_id, seq)) != 0) {
-		store_count(c->st, STORE_C_down_q2_fail, 1);
-		drop(c, seq, packet_id, true);
-		goto fail;
-	}
-	rc = spool_wait_durable(c->sp, seq, CMD_WAIT_DURABLE_MS);
-	if (rc != 1) {
-		rc = rc == 0 ? -ETIMEDOUT : rc;
-		drop(c, seq, packet_id, q2);
-		goto fail;
-	}
-	if (q2 &&
-	    ((rc = downlink_ids_own(c->q2, packet_id)) != 0 ||
-		(rc = downlink_ids_sync(c->q2)) != 0)) {
-		store_count(c->st, STORE_C_down_q2_fail, 1);
-		drop(c, seq, packet_id, true);
-		goto fail;
-	}
-	store_count(c->st, STORE_C_cmd_spooled, 1);
-	return 0;
-fail:
 	store_count(c->st, STORE_C_cmd_not_owned, 1);
 	LOG_RATELIMITED(LOG_LVL_WARN, 60,
 	    "commands: a QoS %u command could not be kept in %s (%s): not acknowledged (the cloud "
 	    "sends it again)",
 	    qos, c->dir, strerror(-rc));
 	return rc;
+}
+
+/* Record seq is durable: its QoS 2 id owned (on disk) with it. 0 owned, or < 0 not (dropped). */
+static int
+durable(struct cmdspool *c, uint64_t seq, uint8_t qos, uint16_t packet_id, bool q2)
+{
+	int rc;
+
+	if (q2 &&
+	    ((rc = downlink_ids_own(c->q2, packet_id)) != 0 ||
+		(rc = downlink_ids_sync(c->q2)) != 0)) {
+		store_count(c->st, STORE_C_down_q2_fail, 1);
+		drop(c, seq, packet_id, true);
+		return not_owned(c, qos, rc);
+	}
+	store_count(c->st, STORE_C_cmd_spooled, 1);
+	return 0;
+}
+
+void
+cmdspool_set_owned(struct cmdspool *c, cmdspool_owned_fn fn, void *arg)
+{
+	c->owned_fn = fn;
+	c->owned_arg = arg;
+}
+
+int
+cmdspool_accept(struct cmdspool *c, const uint8_t *payload, size_t len, uint8_t qos,
+    uint16_t packet_id, uint64_t token)
+{
+	struct spool_rec_in in = {
+		.cls = SPOOL_NORMAL, .qos = qos, .payload = payload, .payload_len = (uint32_t)len
+	};
+	bool q2 = qos == 2 && packet_id != 0;
+	struct ownq_item *w = q2 ? ownq_find_id(&c->own, packet_id) : NULL;
+	uint64_t seq;
+	int rc;
+
+	if (w != NULL) { /* the cloud's resend while the first waits (its connection is gone) */
+		w->token = token;
+		return CMDSPOOL_OWN_LATER;
+	}
+	if (len > SPOOL_PAYLOAD_MAX)
+		return not_owned(c, qos, -EMSGSIZE);
+	if ((rc = spool_append(c->sp, &in, &seq)) != 0)
+		return not_owned(c, qos, rc);
+	if (c->live_from == 0)
+		c->live_from = seq;
+	if (q2 && (rc = downlink_ids_pending(c->q2, packet_id, seq)) != 0) {
+		store_count(c->st, STORE_C_down_q2_fail, 1);
+		drop(c, seq, packet_id, true);
+		return not_owned(c, qos, rc);
+	}
+	if (c->owned_fn != NULL &&
+	    ownq_push(&c->own,
+		&(struct ownq_item){
+		    .seq = seq, .token = token, .packet_id = q2 ? packet_id : 0, .qos = qos }))
+		return CMDSPOOL_OWN_LATER;
+	rc = spool_wait_durable(c->sp, seq, CMD_WAIT_DURABLE_MS);
+	if (rc != 1) {
+		rc = rc == 0 ? -ETIMEDOUT : rc;
+		drop(c, seq, packet_id, q2);
+		return not_owned(c, qos, rc);
+	}
+	return durable(c, seq, qos, packet_id, q2);
+}
+
+/* The commands waiting for the disk whose commit ended, oldest first: owned or not, said. */
+static void
+settle(struct cmdspool *c)
+{
+	struct ownq_item w;
+	int st, rc;
+
+	while ((st = ownq_next(&c->own, c->sp, &w)) != 0) {
+		if (st == 1) {
+			rc = durable(c, w.seq, w.qos, w.packet_id, w.packet_id != 0);
+		} else {
+			drop(c, w.seq, w.packet_id, w.packet_id != 0);
+			rc = not_owned(c, w.qos, st);
+		}
+		if (c->owned_fn != NULL)
+			c->owned_fn(c->owned_arg, w.token, w.qos, w.packet_id, rc);
+	}
 }
 
 /* The next durable record not handed over yet into rec (its payload in c->buf): 1, 0 none,
@@ -166,6 +235,7 @@ cmdspool_run(struct cmdspool *c)
 	bool released = false;
 	int rc;
 
+	settle(c); /* a command is answered before it runs */
 	while ((rc = next_rec(c, &rec)) == 1) {
 		if (c->live_from == 0 || rec.seq < c->live_from) {
 			store_count(c->st, STORE_C_cmd_replayed, 1);
@@ -220,6 +290,7 @@ cmdspool_close(struct cmdspool *c)
 		return;
 	downlink_ids_close(c->q2);
 	spool_close(c->sp);
+	ownq_close(&c->own);
 	free(c->buf);
 	free(c);
 }
@@ -231,6 +302,7 @@ cmdspool_abandon(struct cmdspool *c)
 		return;
 	downlink_ids_close(c->q2); /* its writes are in the page cache: a SIGKILL keeps them */
 	spool_abandon(c->sp);
+	ownq_close(&c->own);
 	free(c->buf);
 	free(c);
 }

@@ -8,8 +8,9 @@
  * idempotent setpoint), never lost once acknowledged.
  *
  * QoS 2: the cloud's packet id is kept in `<commands>/q2-ids` (downlink_q2.h, the downlink's
- * table and order): PENDING with the record's sequence number (fdatasync) before the record is
- * waited for, OWNED (fdatasync) once it is durable, and only then PUBREC. At open a PENDING id
+ * table and order): PENDING with the record's sequence number (fdatasync, on the loop) before
+ * the record's commit, OWNED (fdatasync, on the loop) once it is durable, and only then PUBREC.
+ * The record's own commit is the flusher's: the loop goes on meanwhile (ownq.h). At open a PENDING id
  * counts as owned only when the spool kept its record: a crash before the command was durable
  * frees the id (the cloud's resend is run once); one after it keeps it (the resend is answered
  * PUBREC, and the spool's record is what runs). Freed at PUBREL (cmdspool_q2_release).
@@ -24,6 +25,7 @@
 
 #include "spool.h"
 
+struct agent_loop;
 struct store;
 struct cmdspool;
 
@@ -32,14 +34,27 @@ struct cmdspool;
 typedef int (*cmdspool_exec_fn)(void *arg, uint64_t seq, const uint8_t *payload, size_t len);
 
 /* Open (create) the spool in base's directory's `commands` folder (base->dir NULL: the default
- * spool directory), with base's I/O hooks, and settle its q2-ids. 0 or a negative errno. */
-int cmdspool_open(struct cmdspool **out, const struct spool_config *base, struct store *st,
-    cmdspool_exec_fn exec, void *arg);
-/* A QoS 1/2 command (packet_id: its QoS 2 packet id, else 0): 0 once it is durable (acknowledge
- * it; it is run by the next cmdspool_run), a negative errno when it could not be kept (counted
- * cmd_not_owned, not run: do not acknowledge, the cloud sends it again). */
-int cmdspool_accept(
-    struct cmdspool *c, const uint8_t *payload, size_t len, uint8_t qos, uint16_t packet_id);
+ * spool directory), with base's I/O hooks, and settle its q2-ids. With a loop, the spool's
+ * flusher wakes it after each commit (ownq.h: commands acknowledged without the loop waiting for
+ * the disk, once cmdspool_set_owned named who answers). 0 or a negative errno. */
+int cmdspool_open(struct cmdspool **out, struct agent_loop *loop, const struct spool_config *base,
+    struct store *st, cmdspool_exec_fn exec, void *arg);
+/* A command cmdspool_accept() answered CMDSPOOL_OWN_LATER for (token) is durable (rc 0:
+ * acknowledge it) or could not be kept (rc < 0, counted cmd_not_owned). On the loop, in the
+ * order the commands came, from cmdspool_run (before the commands it runs) or the flusher's
+ * wake-up; never from inside cmdspool_accept(). */
+typedef void (*cmdspool_owned_fn)(
+    void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
+void cmdspool_set_owned(struct cmdspool *c, cmdspool_owned_fn fn, void *arg);
+#define CMDSPOOL_OWN_LATER 1
+/* A QoS 1/2 command (packet_id: its QoS 2 packet id, else 0; token: the uplink's name for it):
+ * CMDSPOOL_OWN_LATER when the owned_fn will say (the record is appended, its commit is the
+ * flusher's); without one set (or with OWNQ_MAX waiting), 0 once it is durable (the loop waits
+ * for it here): acknowledge it, it is run by the next cmdspool_run; a negative errno when it
+ * could not be kept (counted cmd_not_owned, not run: do not acknowledge, the cloud sends it
+ * again). A QoS 2 resend of a command still waiting takes its place (not spooled twice). */
+int cmdspool_accept(struct cmdspool *c, const uint8_t *payload, size_t len, uint8_t qos,
+    uint16_t packet_id, uint64_t token);
 /* Hand every durable record not handed yet to exec, oldest first; what a previous agent left
  * (records older than this agent's first) counted cmd_replayed. The agent calls it once at start,
  * after its buses started, and after each command it accepted. */

@@ -16,31 +16,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "downlink_q2.h"
 #include "log.h"
 #include "loop.h"
+#include "ownq.h"
 #include "store.h"
 
 #define DOWN_WAIT_DURABLE_MS 2000 /* longest the loop waits for a spooled message's fdatasync */
 #define DOWN_WINDOW          256  /* DOWN records sent and not answered, at most */
-#define DOWN_WAITERS         256  /* QoS 1/2 messages whose acknowledgement waits for the disk */
 #define DOWN_FLAG_RETAIN     0x01
-
-/* A QoS 1/2 message spooled, acknowledged to the cloud once its record is durable. */
-struct down_waiter {
-	uint64_t seq, token;
-	uint16_t packet_id; /* QoS 2, its id kept in q2-ids: else 0 */
-	uint8_t qos;
-};
 
 struct downlink {
 	const struct rules *rules;
-	struct agent_loop *loop;
 	struct dpchan_server *srv;
 	struct store *st;
 	struct spool *sp;        /* NULL: no spool, a QoS 1/2 message is never owned */
@@ -54,11 +44,9 @@ struct downlink {
 	bool released;           /* releases (spool_ack) not committed yet */
 	struct spool_rec rec;
 	uint8_t *buf; /* rec's topic and payload */
-	int efd;      /* the spool's flusher wakes the loop after each commit */
 	downlink_owned_fn owned_fn;
 	void *owned_arg;
-	struct down_waiter waiters[DOWN_WAITERS]; /* in sequence order, oldest at w_head */
-	uint32_t w_head, w_n;
+	struct ownq own; /* QoS 1/2 messages spooled, acknowledged once their record is durable */
 	char dir[600];
 };
 
@@ -69,29 +57,14 @@ on_tick(void *arg, uint64_t now_ms)
 	downlink_replay(arg);
 }
 
-/* The flusher's thread, after each commit: the loop looks at what waits (settle). */
-static void
-on_durable(void *arg, uint64_t first, uint64_t last, int status)
-{
-	struct downlink *d = arg;
-	uint64_t one = 1;
-
-	(void)first;
-	(void)last;
-	(void)status;
-	if (write(d->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "downlink: eventfd: %s", strerror(errno));
-}
-
+/* After each of the spool's commits (ownq.h): what waited for it is answered. */
 static void
 on_wake(void *arg, uint32_t events)
 {
 	struct downlink *d = arg;
-	uint64_t n;
 
 	(void)events;
-	if (read(d->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		LOG_RATELIMITED(LOG_LVL_WARN, 60, "downlink: eventfd: %s", strerror(errno));
+	ownq_clear(&d->own);
 	downlink_replay(d);
 }
 
@@ -177,8 +150,8 @@ open_spool(struct downlink *d, const struct spool_config *base)
 		c.max_bytes = 1u << 20;
 	c.segment_bytes = 0;
 	c.policy_set = false;
-	c.on_durable = d->efd >= 0 ? on_durable : NULL;
-	c.on_durable_arg = d;
+	c.on_durable = ownq_on_durable;
+	c.on_durable_arg = &d->own;
 	c.recover_flags = 0;
 	c.on_recovered = NULL;
 	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0 ||
@@ -203,17 +176,12 @@ downlink_open(struct downlink **out, struct agent_loop *loop, const struct rules
 		return -ENOMEM;
 	}
 	d->rules = r;
-	d->loop = loop;
 	d->srv = srv;
 	d->st = st;
 	d->disconnects = dpchan_server_counter(srv, DPCHAN_C_DISCONNECTS);
-	if ((d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
-	    (rc = agent_loop_add_fd(loop, d->efd, EPOLLIN, on_wake, d)) != 0) {
-		rc = d->efd < 0 ? -errno : rc;
-		if (d->efd >= 0)
-			close(d->efd);
-		d->efd = -1;
-		downlink_close(d);
+	if ((rc = ownq_open(&d->own, loop, on_wake, d)) != 0) {
+		free(d->buf);
+		free(d);
 		return rc;
 	}
 	if ((spool_base != NULL && (rc = open_spool(d, spool_base)) != 0) ||
@@ -316,29 +284,25 @@ own(struct downlink *d, const struct dpchan_rec *r, uint8_t cloud_qos, uint16_t 
 	uint64_t seq;
 	int rc;
 
-	if (q2)
-		for (uint32_t i = 0; i < d->w_n; i++) {
-			struct down_waiter *w = &d->waiters[(d->w_head + i) % DOWN_WAITERS];
+	struct ownq_item *w = q2 ? ownq_find_id(&d->own, packet_id) : NULL;
 
-			if (w->packet_id == packet_id) {
-				w->token = token;
-				return 1;
-			}
-		}
+	if (w != NULL) {
+		w->token = token;
+		return 1;
+	}
 	if ((rc = spool_put(d, r, &seq)) != 0)
 		return rc;
 	if (q2 && (rc = downlink_ids_pending(d->q2, packet_id, seq)) != 0) {
 		q2_fail(d, packet_id, rc);
 		q2 = false;
 	}
-	if (d->owned_fn != NULL && d->efd >= 0 && d->w_n < DOWN_WAITERS) {
-		d->waiters[(d->w_head + d->w_n++) % DOWN_WAITERS] =
-		    (struct down_waiter){ .seq = seq,
-			    .token = token,
-			    .packet_id = q2 ? packet_id : 0,
-			    .qos = cloud_qos };
+	if (d->owned_fn != NULL &&
+	    ownq_push(&d->own,
+		&(struct ownq_item){ .seq = seq,
+		    .token = token,
+		    .packet_id = q2 ? packet_id : 0,
+		    .qos = cloud_qos }))
 		return 1;
-	}
 	if ((rc = spool_wait(d, seq)) != 0)
 		return rc; /* a PENDING id is settled against the spool at the next open */
 	if (q2)
@@ -350,14 +314,10 @@ own(struct downlink *d, const struct dpchan_rec *r, uint8_t cloud_qos, uint16_t 
 static void
 settle(struct downlink *d)
 {
-	while (d->w_n > 0) {
-		struct down_waiter w = d->waiters[d->w_head];
-		int st = spool_seq_status(d->sp, w.seq);
+	struct ownq_item w;
+	int st;
 
-		if (st == 0)
-			return;
-		d->w_head = (d->w_head + 1) % DOWN_WAITERS;
-		d->w_n--;
+	while ((st = ownq_next(&d->own, d->sp, &w)) != 0) {
 		if (st == 1) {
 			if (w.packet_id != 0)
 				own_q2(d, w.packet_id);
@@ -597,7 +557,8 @@ send_spooled(struct downlink *d)
 		if (d->q2 != NULL && downlink_ids_sync(d->q2) != 0)
 			return; /* not released on disk yet: next time */
 		d->released = false;
-		spool_commit(d->sp);
+		spool_commit_request(
+		    d->sp); /* the flusher writes the releases: the loop never waits */
 	}
 }
 
@@ -641,11 +602,8 @@ downlink_close(struct downlink *d)
 	if (d->srv != NULL)
 		dpchan_server_set_down_ack(d->srv, NULL, NULL);
 	downlink_ids_close(d->q2);
-	spool_close(d->sp); /* the flusher stopped: nothing writes to efd any more */
-	if (d->efd >= 0) {
-		agent_loop_del_fd(d->loop, d->efd);
-		close(d->efd);
-	}
+	spool_close(d->sp); /* the flusher stopped: nothing wakes the loop any more */
+	ownq_close(&d->own);
 	free(d->buf);
 	free(d); /* the loop's tick still names it: the loop does not run again */
 }

@@ -128,8 +128,10 @@ on_command(void *arg, const char *topic, const uint8_t *payload, size_t len, uin
 			modbus_command(a, payload, len, 0);
 			return 0;
 		}
-		if ((rc = cmdspool_accept(a->cmds, payload, len, qos, packet_id)) != 0)
+		if ((rc = cmdspool_accept(a->cmds, payload, len, qos, packet_id, token)) < 0)
 			return rc;
+		if (rc == CMDSPOOL_OWN_LATER)
+			return UPLINK_OWN_LATER; /* answered and run once on disk (cloud_owned) */
 		cmdspool_run(a->cmds);
 		return 0;
 	}
@@ -711,9 +713,10 @@ restore_in(void *arg, uint16_t packet_id)
 	uplink_restore_in(arg, packet_id);
 }
 
-/* A downlink message's record reached the disk (or could not): its acknowledgement may go. */
+/* A cloud message's record (downlink, command) reached the disk, or could not: its
+ * acknowledgement may go. */
 static void
-down_owned(void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
+cloud_owned(void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
 {
 	uplink_owned(arg, token, qos, packet_id, rc);
 }
@@ -742,7 +745,8 @@ make_downlink(struct agent *a)
 	/* the QoS 2 ids whose PUBREL had not come: a resend is answered, not delivered again */
 	a->up->q2in = (struct uplink_q2_in){ .arg = a, .released = on_q2_released };
 	downlink_q2_each(a->down, restore_in, a->up);
-	downlink_set_owned(a->down, down_owned, a->up); /* acknowledged off the loop's disk waits */
+	downlink_set_owned(
+	    a->down, cloud_owned, a->up); /* acknowledged off the loop's disk waits */
 	for (size_t i = 0; i < r->n_down; i++)
 		if ((rc = uplink_subscribe(a->up, r->down[i].match, 2)) != 0 && rc != -EEXIST) {
 			log_err("uplink.downlink: cannot subscribe %s: %s", r->down[i].match,
@@ -762,8 +766,11 @@ make_commands(struct agent *a)
 
 	if (a->cfg.uplink != AGENT_UPLINK_MQTT)
 		return 0;
-	if ((rc = cmdspool_open(&a->cmds, &a->cfg.store->spool, a->store, run_spooled, a)) != 0)
+	if ((rc = cmdspool_open(
+		 &a->cmds, a->loop, &a->cfg.store->spool, a->store, run_spooled, a)) != 0)
 		return rc;
+	cmdspool_set_owned(
+	    a->cmds, cloud_owned, a->up); /* acknowledged off the loop's disk waits */
 	a->up->q2in = (struct uplink_q2_in){ .arg = a, .released = on_q2_released };
 	cmdspool_q2_each(a->cmds, restore_in, a->up);
 	return 0;

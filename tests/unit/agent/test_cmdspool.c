@@ -94,7 +94,13 @@ count(struct env *e, enum store_counter c)
 static int
 accept_cmd(struct env *e, const char *payload, uint8_t qos, uint16_t id)
 {
-	return cmdspool_accept(e->c, (const uint8_t *)payload, strlen(payload), qos, id);
+	return cmdspool_accept(e->c, (const uint8_t *)payload, strlen(payload), qos, id, 0);
+}
+
+static int
+accept_tok(struct env *e, const char *payload, uint8_t qos, uint16_t id, uint64_t token)
+{
+	return cmdspool_accept(e->c, (const uint8_t *)payload, strlen(payload), qos, id, token);
 }
 
 /* The agent starts: the command spool opened on the same directory, the bus fresh. */
@@ -102,7 +108,7 @@ static void
 start(struct env *e)
 {
 	memset(&e->bus, 0, sizeof(e->bus));
-	assert_int_equal(cmdspool_open(&e->c, &e->base, e->st, bus_exec, &e->bus), 0);
+	assert_int_equal(cmdspool_open(&e->c, NULL, &e->base, e->st, bus_exec, &e->bus), 0);
 }
 
 /* SIGKILL: nothing more is written or run. */
@@ -342,6 +348,85 @@ test_not_durable_not_acknowledged(void **state)
 	assert_int_equal(held_ids(e, ids), 1);
 }
 
+/* ---- acknowledged off the loop (cmdspool_set_owned) ---- */
+static struct {
+	uint64_t token[8];
+	uint16_t id[8];
+	int rc[8];
+	int n;
+} said;
+
+static void
+on_owned(void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc)
+{
+	(void)arg;
+	(void)qos;
+	assert_true(said.n < 8);
+	said.token[said.n] = token;
+	said.id[said.n] = packet_id;
+	said.rc[said.n++] = rc;
+}
+
+/* What the flusher's wake-up does on the loop (cmdspool_run), until want were said. */
+static void
+wait_said(struct env *e, int want)
+{
+	for (int i = 0; i < 3000 && said.n < want; i++) {
+		cmdspool_run(e->c);
+		usleep(1000);
+	}
+	assert_int_equal(said.n, want);
+}
+
+/* With the loop and an owned_fn, cmdspool_accept returns once the command is appended: it is
+ * answered after the flusher's commit, in order, and runs only then; a QoS 2 resend while the
+ * first waits is not spooled twice (answered under the resend's token); a failed commit is
+ * answered not owned, and the command never runs, now or after a restart. */
+static void
+test_acknowledged_after_the_commit(void **state)
+{
+	struct env *e = *state;
+	uint16_t ids[8];
+
+	memset(&e->bus, 0, sizeof(e->bus));
+	memset(&said, 0, sizeof(said));
+	assert_int_equal(cmdspool_open(&e->c, e->loop, &e->base, e->st, bus_exec, &e->bus), 0);
+	cmdspool_set_owned(e->c, on_owned, e);
+	assert_int_equal(accept_tok(e, "{\"id\":\"a\"}", 1, 0, 21), CMDSPOOL_OWN_LATER);
+	assert_int_equal(accept_tok(e, "{\"id\":\"b\"}", 2, 4, 22), CMDSPOOL_OWN_LATER);
+	assert_int_equal(accept_tok(e, "{\"id\":\"b\"}", 2, 4, 23), CMDSPOOL_OWN_LATER);
+	assert_int_equal(said.n, 0);
+	wait_said(e, 2);
+	assert_int_equal(said.token[0], 21);
+	assert_int_equal(said.rc[0], 0);
+	assert_int_equal(said.token[1], 23);
+	assert_int_equal(said.id[1], 4);
+	assert_int_equal(said.rc[1], 0);
+	assert_int_equal(count(e, STORE_C_cmd_spooled), 2);
+	cmdspool_run(e->c);
+	assert_int_equal(e->bus.n, 2); /* each once */
+	assert_string_equal(e->bus.got[0], "{\"id\":\"a\"}");
+	assert_string_equal(e->bus.got[1], "{\"id\":\"b\"}");
+	assert_int_equal(held_ids(e, ids), 1);
+	assert_int_equal(ids[1], 4);
+
+	sync_fails = true;
+	assert_int_equal(accept_tok(e, "{\"id\":\"c\"}", 1, 0, 24), CMDSPOOL_OWN_LATER);
+	wait_said(e, 3);
+	assert_int_equal(said.token[2], 24);
+	assert_int_equal(said.rc[2], -EIO);
+	assert_int_equal(count(e, STORE_C_cmd_not_owned), 1);
+	cmdspool_run(e->c);
+	assert_int_equal(e->bus.n, 2);
+	crash(e);
+	sync_fails = false;
+	start(e);
+	cmdspool_run(e->c);
+	assert_int_equal(e->bus.n, 2); /* a and b again (not answered by their bus), c never */
+	assert_string_equal(e->bus.got[0], "{\"id\":\"a\"}");
+	assert_string_equal(e->bus.got[1], "{\"id\":\"b\"}");
+}
+
 int
 main(void)
 {
@@ -352,6 +437,8 @@ main(void)
 		    test_q2_resend_after_a_crash_runs_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_crash_points, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_durable_not_acknowledged, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_acknowledged_after_the_commit, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
