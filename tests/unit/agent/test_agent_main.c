@@ -657,6 +657,23 @@ struct mini_broker {
 	pthread_mutex_t mu;
 };
 
+/* A fresh mini broker listening on a loopback port of the kernel's choice (mb->port). */
+static void
+mb_listen(struct mini_broker *mb)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+
+	memset(mb, 0, sizeof(*mb));
+	pthread_mutex_init(&mb->mu, NULL);
+	mb->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(bind(mb->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(mb->lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(mb->lfd, 4), 0);
+	mb->port = ntohs(sa.sin_port);
+}
+
 static bool
 read_full(int fd, uint8_t *buf, size_t len)
 {
@@ -864,22 +881,13 @@ broker_has(struct mini_broker *mb, int *field, int min)
 static void
 test_agent_mqtt_uplink(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	static struct mini_broker mb;
-	socklen_t sl = sizeof(sa);
 	pthread_t th, bt;
 	char text[4096];
 	struct held held;
 
 	(void)state;
-	memset(&mb, 0, sizeof(mb));
-	pthread_mutex_init(&mb.mu, NULL);
-	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
-	assert_int_equal(listen(mb.lfd, 4), 0);
-	mb.port = ntohs(sa.sin_port);
+	mb_listen(&mb);
 	fake_reset();
 	fake_set(MB_FN_HOLDING, 40, 215);
 	snprintf(text, sizeof(text),
@@ -950,24 +958,15 @@ line_count(uint8_t fc, int addr)
 static void
 test_agent_q2_command_restart(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	static struct mini_broker mb;
-	socklen_t sl = sizeof(sa);
 	pthread_t th, bt;
 	char text[4096];
 	struct held held;
 	int reads, seen[3];
 
 	(void)state;
-	memset(&mb, 0, sizeof(mb));
-	pthread_mutex_init(&mb.mu, NULL);
+	mb_listen(&mb);
 	mb.q2_cmd = true;
-	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
-	assert_int_equal(listen(mb.lfd, 4), 0);
-	mb.port = ntohs(sa.sin_port);
 	fake_reset();
 	fake_set(MB_FN_HOLDING, 40, 215);
 	snprintf(text, sizeof(text),
@@ -1031,24 +1030,15 @@ test_agent_q2_command_restart(void **state)
 static void
 test_agent_q2_command_stopped_before_write(void **state)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	static struct mini_broker mb;
-	socklen_t sl = sizeof(sa);
 	pthread_t th, bt;
 	char text[4096];
 	struct held held;
 	int reads, seen[3];
 
 	(void)state;
-	memset(&mb, 0, sizeof(mb));
-	pthread_mutex_init(&mb.mu, NULL);
+	mb_listen(&mb);
 	mb.q2_cmd = true;
-	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
-	assert_int_equal(listen(mb.lfd, 4), 0);
-	mb.port = ntohs(sa.sin_port);
 	fake_reset();
 	fake_set(MB_FN_HOLDING, 40, 215);
 	fake_set_delay_us(0, 700000); /* a poll's request holds the write back */
@@ -1149,23 +1139,14 @@ test_agent_reload_refuses_carried_spooled_writes(void **state)
 	    "  buses:\n%s"
 	    "uplink:\n"
 	    "  spool: {dir: %s/spool-carry}\n";
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	static struct mini_broker mb;
-	socklen_t sl = sizeof(sa);
 	pthread_t th, bt;
 	char text[4096], *log;
 	struct held held;
 
 	(void)state;
-	memset(&mb, 0, sizeof(mb));
-	pthread_mutex_init(&mb.mu, NULL);
+	mb_listen(&mb);
 	mb.qos1_cmds = cmds;
-	mb.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(mb.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(mb.lfd, (struct sockaddr *)&sa, &sl), 0);
-	assert_int_equal(listen(mb.lfd, 4), 0);
-	mb.port = ntohs(sa.sin_port);
 	fake_reset();
 	fake_set_delay_us(0, 1500000); /* the first poll holds the line while the commands come */
 	snprintf(text, sizeof(text), fmt, PROFILES_DIR, dir, mb.port, port, dir, two_devs, dir);
