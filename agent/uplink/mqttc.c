@@ -19,6 +19,8 @@
  */
 #include <errno.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -780,8 +782,14 @@ mc_on_connected(struct mqttc *c)
 static int
 mc_socket(struct mqttc *c, int family)
 {
+	int one = 1;
+
 	c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
+		return -errno;
+	/* no Nagle: the client writes whole batches already (mc_flush), and a PUBLISH held for the
+	 * ACK of the last one waits out the broker's delayed ACK (40 ms) */
+	if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
 		return -errno;
 	if (c->cf.bind_interface[0] &&
 	    setsockopt(c->fd, SOL_SOCKET, SO_BINDTODEVICE, c->cf.bind_interface,

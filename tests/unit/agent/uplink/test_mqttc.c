@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +37,13 @@ test_connect_v5_session_and_qos1(void **state)
 	assert_int_equal(p.keepalive_s, 10);
 	fb_connack(&B, 0, false, 0);
 	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	{ /* no Nagle: a PUBLISH never waits for the ACK of the one before it */
+		int on = 0;
+		socklen_t ol = sizeof(on);
+
+		assert_int_equal(getsockopt(B.watched_fd, IPPROTO_TCP, TCP_NODELAY, &on, &ol), 0);
+		assert_int_equal(on, 1);
+	}
 	assert_true(fb_recv(&B, &p));
 	assert_int_equal(p.type, MQTT_SUBSCRIBE);
 	publish("site/a", 1, 11);
