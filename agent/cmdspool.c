@@ -1,8 +1,9 @@
 /*
  * cmdspool.c: the command topic's spool (cmdspool.h). Order for a QoS 1/2 command:
- * spool_append (seq) -> [QoS 2: downlink_ids_pending(id, seq), fdatasync] -> the record durable
- * (spool_wait_durable) -> [QoS 2: downlink_ids_own, fdatasync] -> acknowledged -> run (its bus)
- * -> answered -> spool_ack, committed. A command that could not be kept is released unrun (its
+ * [QoS 2: downlink_ids_pending(id, the next seq), written] -> spool_append (seq) -> the flusher's
+ * commit (the ids synced first: before_commit) -> the record durable (ownq, or
+ * spool_wait_durable) -> [QoS 2: downlink_ids_own, written] -> acknowledged -> run (its bus) ->
+ * answered -> spool_ack, committed (the ids synced first). A command that could not be kept is released unrun (its
  * id freed first), so the cloud's resend is the one copy that runs.
  */
 #include "cmdspool.h"
@@ -85,13 +86,16 @@ cmdspool_open(struct cmdspool **out, struct agent_loop *loop, const struct spool
 	sc.policy_set = true;
 	sc.on_durable = c->own.efd >= 0 ? ownq_on_durable : NULL;
 	sc.on_durable_arg = &c->own;
+	sc.before_commit = downlink_ids_before_commit;
+	sc.before_commit_arg = &c->q2;
 	sc.on_committed = NULL;
 	sc.recover_flags = 0;
 	sc.on_recovered = NULL;
 	rc = mkdir(c->dir, 0700) != 0 && errno != EEXIST ? -errno : 0;
+	/* the flusher starts once the ids are open: its commits sync them (before_commit) */
 	if (rc != 0 || (rc = spool_open(&sc, &c->sp)) != 0 ||
-	    (rc = spool_start_flusher(c->sp)) != 0 ||
-	    (rc = downlink_ids_open(&c->q2, c->dir, c->sp, base->io, base->io_ctx)) != 0) {
+	    (rc = downlink_ids_open(&c->q2, c->dir, c->sp, base->io, base->io_ctx)) != 0 ||
+	    (rc = spool_start_flusher(c->sp)) != 0) {
 		log_err("commands: spool %s: %s", c->dir, strerror(-rc));
 		cmdspool_close(c);
 		return rc;
@@ -130,9 +134,7 @@ durable(struct cmdspool *c, uint64_t seq, uint8_t qos, uint16_t packet_id, bool 
 {
 	int rc;
 
-	if (q2 &&
-	    ((rc = downlink_ids_own(c->q2, packet_id)) != 0 ||
-		(rc = downlink_ids_sync(c->q2)) != 0)) {
+	if (q2 && (rc = downlink_ids_own(c->q2, packet_id)) != 0) { /* synced before a release */
 		store_count(c->st, STORE_C_down_q2_fail, 1);
 		drop(c, seq, packet_id, true);
 		return not_owned(c, qos, rc);
@@ -157,7 +159,7 @@ cmdspool_accept(struct cmdspool *c, const uint8_t *payload, size_t len, uint8_t 
 	};
 	bool q2 = qos == 2 && packet_id != 0;
 	struct ownq_item *w = q2 ? ownq_find_id(&c->own, packet_id) : NULL;
-	uint64_t seq;
+	uint64_t seq = 0, next = 0;
 	int rc;
 
 	if (w != NULL) { /* the cloud's resend while the first waits (its connection is gone) */
@@ -166,15 +168,25 @@ cmdspool_accept(struct cmdspool *c, const uint8_t *payload, size_t len, uint8_t 
 	}
 	if (len > SPOOL_PAYLOAD_MAX)
 		return not_owned(c, qos, -EMSGSIZE);
-	if ((rc = spool_append(c->sp, &in, &seq)) != 0)
-		return not_owned(c, qos, rc);
-	if (c->live_from == 0)
-		c->live_from = seq;
-	if (q2 && (rc = downlink_ids_pending(c->q2, packet_id, seq)) != 0) {
+	/* the id names its record before the record exists: the commit that makes the record
+	 * durable syncs the id first (downlink_q2.h) */
+	if (q2 &&
+	    (rc = downlink_ids_pending(c->q2, packet_id, next = spool_next_seq(c->sp))) != 0) {
 		store_count(c->st, STORE_C_down_q2_fail, 1);
-		drop(c, seq, packet_id, true);
 		return not_owned(c, qos, rc);
 	}
+	rc = spool_append(c->sp, &in, &seq);
+	if (rc == 0 && q2 && seq != next) { /* another producer appended in between: never */
+		drop(c, seq, packet_id, false);
+		rc = -EPROTO;
+	}
+	if (rc != 0) {
+		if (q2 && downlink_ids_release(c->q2, packet_id) != 0)
+			store_count(c->st, STORE_C_down_q2_fail, 1);
+		return not_owned(c, qos, rc);
+	}
+	if (c->live_from == 0)
+		c->live_from = seq;
 	if (c->owned_fn != NULL &&
 	    ownq_push(&c->own,
 		&(struct ownq_item){
@@ -288,8 +300,8 @@ cmdspool_close(struct cmdspool *c)
 {
 	if (c == NULL)
 		return;
+	spool_close(c->sp); /* its last commit syncs the ids */
 	downlink_ids_close(c->q2);
-	spool_close(c->sp);
 	ownq_close(&c->own);
 	free(c->buf);
 	free(c);
@@ -300,8 +312,8 @@ cmdspool_abandon(struct cmdspool *c)
 {
 	if (c == NULL)
 		return;
+	spool_abandon(c->sp);      /* the flusher stopped: nothing syncs the ids after this */
 	downlink_ids_close(c->q2); /* its writes are in the page cache: a SIGKILL keeps them */
-	spool_abandon(c->sp);
 	ownq_close(&c->own);
 	free(c->buf);
 	free(c);

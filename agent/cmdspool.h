@@ -8,9 +8,10 @@
  * idempotent setpoint), never lost once acknowledged.
  *
  * QoS 2: the cloud's packet id is kept in `<commands>/q2-ids` (downlink_q2.h, the downlink's
- * table and order): PENDING with the record's sequence number (fdatasync, on the loop) before
- * the record's commit, OWNED (fdatasync, on the loop) once it is durable, and only then PUBREC.
- * The record's own commit is the flusher's: the loop goes on meanwhile (ownq.h). At open a PENDING id
+ * table and order): PENDING with the record's sequence number before the record's commit,
+ * OWNED once it is durable, and only then PUBREC; the fdatasyncs are the spool flusher's (its
+ * before_commit syncs the ids ahead of the records and releases it writes): the loop goes on
+ * meanwhile (ownq.h). At open a PENDING id
  * counts as owned only when the spool kept its record: a crash before the command was durable
  * frees the id (the cloud's resend is run once); one after it keeps it (the resend is answered
  * PUBREC, and the spool's record is what runs). Freed at PUBREL (cmdspool_q2_release).

@@ -152,11 +152,14 @@ open_spool(struct downlink *d, const struct spool_config *base)
 	c.policy_set = false;
 	c.on_durable = ownq_on_durable;
 	c.on_durable_arg = &d->own;
+	c.before_commit = downlink_ids_before_commit;
+	c.before_commit_arg = &d->q2;
 	c.recover_flags = 0;
 	c.on_recovered = NULL;
-	if ((rc = spool_open(&c, &d->sp)) != 0 || (rc = spool_start_flusher(d->sp)) != 0 ||
+	/* the flusher starts once the ids are open: its commits sync them (before_commit) */
+	if ((rc = spool_open(&c, &d->sp)) != 0 ||
 	    (rc = downlink_ids_open(&d->q2, d->dir, d->sp, base->io, base->io_ctx)) != 0 ||
-	    (rc = ref_base_load(d)) != 0) {
+	    (rc = spool_start_flusher(d->sp)) != 0 || (rc = ref_base_load(d)) != 0) {
 		log_err("downlink: spool %s: %s", d->dir, strerror(-rc));
 		return rc;
 	}
@@ -281,20 +284,28 @@ own(struct downlink *d, const struct dpchan_rec *r, uint8_t cloud_qos, uint16_t 
     uint64_t token)
 {
 	bool q2 = cloud_qos == 2 && packet_id != 0 && d->q2 != NULL;
-	uint64_t seq;
-	int rc;
-
 	struct ownq_item *w = q2 ? ownq_find_id(&d->own, packet_id) : NULL;
+	uint64_t seq = 0, next = 0;
+	int rc;
 
 	if (w != NULL) {
 		w->token = token;
 		return 1;
 	}
-	if ((rc = spool_put(d, r, &seq)) != 0)
-		return rc;
-	if (q2 && (rc = downlink_ids_pending(d->q2, packet_id, seq)) != 0) {
+	/* the id names its record before the record exists: the commit that makes the record
+	 * durable makes the id durable first (downlink_q2.h), and the loop never waits for either */
+	if (q2 && d->sp != NULL &&
+	    (rc = downlink_ids_pending(d->q2, packet_id, next = spool_next_seq(d->sp))) != 0) {
 		q2_fail(d, packet_id, rc);
 		q2 = false;
+	}
+	rc = spool_put(d, r, &seq);
+	if (rc == 0 && q2 && seq != next)
+		rc = -EPROTO; /* another producer appended in between: never (one loop) */
+	if (rc != 0) {
+		if (q2 && downlink_ids_release(d->q2, packet_id) != 0)
+			q2_fail(d, packet_id, rc); /* settled against the spool at the next open */
+		return rc;
 	}
 	if (d->owned_fn != NULL &&
 	    ownq_push(&d->own,
@@ -553,9 +564,8 @@ send_spooled(struct downlink *d)
 		d->released = true;
 	}
 	if (d->released) {
-		/* the QoS 2 ids those messages carried are on disk before their records go */
-		if (d->q2 != NULL && downlink_ids_sync(d->q2) != 0)
-			return; /* not released on disk yet: next time */
+		/* the QoS 2 ids those messages carried are on disk before their records go: the
+		 * commit syncs them first (before_commit) */
 		d->released = false;
 		spool_commit_request(
 		    d->sp); /* the flusher writes the releases: the loop never waits */
@@ -601,8 +611,8 @@ downlink_close(struct downlink *d)
 		return;
 	if (d->srv != NULL)
 		dpchan_server_set_down_ack(d->srv, NULL, NULL);
+	spool_close(d->sp); /* its last commit syncs the ids; the flusher stopped */
 	downlink_ids_close(d->q2);
-	spool_close(d->sp); /* the flusher stopped: nothing wakes the loop any more */
 	ownq_close(&d->own);
 	free(d->buf);
 	free(d); /* the loop's tick still names it: the loop does not run again */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +24,10 @@ struct downlink_ids {
 	const struct spool_io_ops *io;
 	void *io_ctx;
 	int fd;
-	bool dirty; /* written since the last fdatasync */
-	uint64_t v[Q2_IDS];
+	/* writes so far, and those an fdatasync covered: the loop writes, the spool's flusher may
+	 * sync (downlink_ids_sync from the spool's before_commit) */
+	_Atomic uint64_t gen, synced;
+	uint64_t v[Q2_IDS]; /* the loop's alone */
 };
 
 static int
@@ -38,19 +41,22 @@ q2_write(struct downlink_ids *q, uint16_t id, uint64_t v)
 	if (q->io->pwrite(q->io_ctx, q->fd, b, sizeof(b), (off_t)id * 8) != (ssize_t)sizeof(b))
 		return errno != 0 ? -errno : -EIO;
 	q->v[id] = v;
-	q->dirty = true;
+	atomic_fetch_add(&q->gen, 1);
 	return 0;
 }
 
 int
 downlink_ids_sync(struct downlink_ids *q)
 {
-	if (!q->dirty)
+	uint64_t g = atomic_load(&q->gen), s = atomic_load(&q->synced);
+
+	if (g == s)
 		return 0;
 	errno = 0;
 	if (q->io->fdatasync(q->io_ctx, q->fd) != 0)
 		return errno != 0 ? -errno : -EIO;
-	q->dirty = false;
+	while (s < g && !atomic_compare_exchange_weak(&q->synced, &s, g))
+		; /* the other thread may have synced more meanwhile: keep the larger */
 	return 0;
 }
 
@@ -144,9 +150,15 @@ downlink_ids_each(
 int
 downlink_ids_pending(struct downlink_ids *q, uint16_t id, uint64_t seq)
 {
-	int rc = q2_write(q, id, Q2_PENDING | (seq & Q2_SEQ));
+	return q2_write(q, id, Q2_PENDING | (seq & Q2_SEQ));
+}
 
-	return rc != 0 ? rc : downlink_ids_sync(q);
+int
+downlink_ids_before_commit(void *arg)
+{
+	struct downlink_ids **q = arg;
+
+	return *q != NULL ? downlink_ids_sync(*q) : 0;
 }
 
 int

@@ -6,11 +6,15 @@
  * One file, `<downlink spool>/q2-ids`: 65536 entries of 8 bytes (sparse), entry n for packet id n.
  * 0: free; PENDING | seq: the message went into the downlink spool as record seq, not known
  * durable yet; OWNED | seq: it is (PUBREC may go). An entry is one aligned 8-byte pwrite.
- * Order (downlink.c): spool_append (seq) -> downlink_ids_pending (fdatasync) -> the record durable ->
- * downlink_ids_own -> PUBREC. At open a PENDING entry counts as owned only when the spool kept its
+ * Order (downlink.c, cmdspool.c): downlink_ids_pending (seq: spool_next_seq, written, not synced)
+ * -> spool_append (that seq) -> the spool's commit, whose before_commit hook
+ * (downlink_ids_before_commit) makes the table durable before the record is written -> the
+ * record durable -> downlink_ids_own (written) -> PUBREC. The fdatasyncs are the spool flusher's,
+ * not the agent loop's. At open a PENDING entry counts as owned only when the spool kept its
  * record (spool_rec_kept): a crash before the record was on disk leaves the id free, and the
- * cloud's resend is delivered once. OWNED entries are made durable (downlink_ids_sync) before the
- * spool's releases are committed, so an id never outlives its record unrecorded.
+ * cloud's resend is delivered once. OWNED entries are durable before the spool's releases are
+ * (the same hook, before the commit writes its acks), so an id never outlives its record
+ * unrecorded. A PUBREL's free is synced on the loop before PUBCOMP (downlink_ids_release).
  */
 #ifndef EDGEGW_AGENT_DOWNLINK_Q2_H
 #define EDGEGW_AGENT_DOWNLINK_Q2_H
@@ -33,12 +37,15 @@ bool downlink_ids_held(const struct downlink_ids *q, uint16_t packet_id);
 /* Call fn for every owned id (put back into the MQTT client at start). */
 void downlink_ids_each(
     const struct downlink_ids *q, void (*fn)(void *arg, uint16_t packet_id), void *arg);
-/* packet_id's message is spool record seq, not yet durable: on disk (fdatasync) before it
- * returns 0. */
+/* packet_id's message is about to be spool record seq: written (0), made durable by the spool's
+ * next commit before that record is (downlink_ids_before_commit). */
 int downlink_ids_pending(struct downlink_ids *q, uint16_t packet_id, uint64_t seq);
+/* spool_config.before_commit for the spool the ids go with; arg: the address of the owner's
+ * pointer to the table (NULL there: nothing to sync). On the committing thread. */
+int downlink_ids_before_commit(void *arg);
 /* Its record is durable: owned (written, made durable by the next downlink_ids_sync). */
 int downlink_ids_own(struct downlink_ids *q, uint16_t packet_id);
-/* fdatasync when something was written since the last one. */
+/* fdatasync when something was written since the last one (either thread). */
 int downlink_ids_sync(struct downlink_ids *q);
 /* PUBREL came (packet_id), or the cloud lost the session (packet_id 0: every id): free, on disk
  * before it returns 0. */

@@ -396,6 +396,15 @@ spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq_out)
 }
 
 uint64_t
+spool_next_seq(struct spool *sp)
+{
+	pthread_mutex_lock(&sp->lock);
+	uint64_t n = sp->next_seq;
+	pthread_mutex_unlock(&sp->lock);
+	return n;
+}
+
+uint64_t
 spool_durable_seq(const struct spool *sp)
 {
 	return atomic_load_explicit(&sp->resolved_seq, memory_order_acquire);

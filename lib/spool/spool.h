@@ -82,6 +82,13 @@ struct spool_config {
 	void *on_durable_arg;
 	spool_committed_fn on_committed; /* optional */
 	void *on_committed_arg;
+	/* Optional: called by whoever commits (the flusher), before the commit writes its records
+	 * and acks: what a producer wrote elsewhere that must be durable no later than they are
+	 * (the agent's QoS 2 packet ids, agent/downlink_q2.h) is made durable here. Nonzero fails
+	 * the commit: its records are not durable (on_durable says so), its acks wait for the
+	 * next one. */
+	int (*before_commit)(void *arg);
+	void *before_commit_arg;
 	const struct spool_io_ops *io; /* NULL: spool_io_posix */
 	void *io_ctx;
 	uint64_t (*now_ms)(void *arg); /* NULL: CLOCK_REALTIME; tests move time by hand */
@@ -135,6 +142,9 @@ int spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq)
 /* Every record up to this sequence number has been settled (durable, or failed: see below).
  * A plain atomic load: the dataplane polls it once per loop to release held PUBACKs. */
 uint64_t spool_durable_seq(const struct spool *sp);
+/* The sequence number the next spool_append() gets (with one producer, stable until it appends):
+ * lets that producer write what names the record elsewhere before the record exists. */
+uint64_t spool_next_seq(struct spool *sp);
 /* The highest sequence number whose commit failed (0: none). A producer holding records in
  * sequence order knows without a lock that every record above this and up to
  * spool_durable_seq() is durable; for one at or below it, spool_seq_status() says. */

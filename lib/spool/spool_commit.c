@@ -332,7 +332,18 @@ spool_commit(struct spool *sp)
 	sp->doomed = NULL;
 	pthread_mutex_unlock(&sp->lock);
 
-	int err = 0;
+	int err = 0, pre_err = 0;
+	if (sp->cfg.before_commit && (nrec || sp->ack_flight_n) &&
+	    (pre_err = sp->cfg.before_commit(sp->cfg.before_commit_arg)) != 0) {
+		err = pre_err;
+		pthread_mutex_lock(&sp->lock);
+		sp->c[SPOOL_C_sync_errors]++;
+		pthread_mutex_unlock(&sp->lock);
+		LOG_RATELIMITED(LOG_LVL_ERR, 10,
+		    "spool: %s: what must be durable first is not (%s): "
+		    "the commit fails",
+		    sp->dir, strerror(-pre_err));
+	}
 	for (unsigned s = 0; s < SPOOL_STREAMS && !err; s++)
 		if (sp->st[s].flight.len)
 			err = write_stream(sp, s, &jobs[s]);
@@ -362,7 +373,15 @@ spool_commit(struct spool *sp)
 			pthread_mutex_unlock(&sp->lock);
 		}
 	}
-	int ack_err = write_acks(sp);
+	int ack_err = 0;
+	if (pre_err) { /* no release may be durable before what it depends on: the next commit */
+		pthread_mutex_lock(&sp->lock);
+		spool_acklog_requeue(sp);
+		pthread_mutex_unlock(&sp->lock);
+		ack_err = pre_err;
+	} else {
+		ack_err = write_acks(sp);
+	}
 
 	pthread_mutex_lock(&sp->lock);
 	for (unsigned s = 0; s < SPOOL_STREAMS; s++) {

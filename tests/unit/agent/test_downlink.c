@@ -9,6 +9,7 @@
  * drop counted (the store's down_* counters, the client's DOWN_NO_SUBSCRIBER and DOWN_REFUSED).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -709,9 +710,41 @@ wait_owned(struct downlink *d, int want)
 
 static bool syncs_fail; /* every fdatasync through the spool's table fails (EIO) */
 
+/* Who syncs what, in which order: the loop (this test's thread) never; the q2-ids file before
+ * any record that names it is written ('S' then 'W' in ev). */
+static struct {
+	pthread_t loop;
+	int q2_fd, loop_syncs, n;
+	bool on;
+	char ev[256];
+} io_log = { .q2_fd = -1 };
+
+static int
+sf_open(void *ctx, const char *path, int flags, mode_t mode)
+{
+	int fd = spool_io_posix.open(ctx, path, flags, mode);
+	size_t n = strlen(path);
+
+	if (fd >= 0 && n >= 7 && strcmp(path + n - 7, "/q2-ids") == 0)
+		io_log.q2_fd = fd;
+	return fd;
+}
+
+static ssize_t
+sf_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
+{
+	if (io_log.on && fd != io_log.q2_fd && io_log.n < 255)
+		io_log.ev[io_log.n++] = 'W';
+	return spool_io_posix.pwrite(ctx, fd, buf, len, off);
+}
+
 static int
 sf_fdatasync(void *ctx, int fd)
 {
+	if (io_log.on && pthread_equal(pthread_self(), io_log.loop))
+		io_log.loop_syncs++;
+	if (io_log.on && fd == io_log.q2_fd && io_log.n < 255)
+		io_log.ev[io_log.n++] = 'S';
 	if (syncs_fail) {
 		errno = EIO;
 		return -1;
@@ -740,20 +773,33 @@ test_owned_after_the_commit(void **state)
 	struct downlink *d;
 	uint16_t ids[9];
 
+	ops.open = sf_open;
+	ops.pwrite = sf_pwrite;
 	ops.fdatasync = sf_fdatasync;
 	e->sc->spool.io = &ops;
 	syncs_fail = false;
 	memset(&owned, 0, sizeof(owned));
+	io_log.q2_fd = -1;
 	assert_int_equal(
 	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	assert_true(io_log.q2_fd >= 0);
 	downlink_set_owned(d, on_owned, e);
 	lc_connect(e);
+	io_log.loop = pthread_self();
+	io_log.n = io_log.loop_syncs = 0;
+	memset(io_log.ev, 0, sizeof(io_log.ev));
+	io_log.on = true;
 	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/a", "1", 1, 0, 11), DOWNLINK_OWN_LATER);
 	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/b", "2", 2, 5, 12), DOWNLINK_OWN_LATER);
 	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/b", "2", 2, 5, 13), DOWNLINK_OWN_LATER);
 	assert_int_equal(owned.n, 0);
 	assert_int_equal(count(e, STORE_C_down_spooled), 0);
 	wait_owned(d, 2);
+	io_log.on = false;
+	assert_int_equal(io_log.loop_syncs, 0); /* the flusher's, all of them */
+	assert_non_null(strchr(io_log.ev, 'W'));
+	assert_true(
+	    strchr(io_log.ev, 'S') != NULL && strchr(io_log.ev, 'S') < strchr(io_log.ev, 'W'));
 	assert_int_equal(owned.token[0], 11);
 	assert_int_equal(owned.rc[0], 0);
 	assert_int_equal(owned.id[0], 0);

@@ -34,6 +34,7 @@ struct faults {
 	int err;          /* errno of the failure (0: EIO) */
 	bool pwrite_zero; /* the failing pwrite returns 0 instead of -1 */
 	int nopen, npread, npwrite, nsync, nrename;
+	uint64_t writes; /* pwrites that went through */
 };
 static struct faults F;
 static struct spool_io_ops fault_ops;
@@ -68,6 +69,7 @@ f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
 	(void)ctx;
 	if (hit(&F.npwrite, F.pwrite_at))
 		return F.pwrite_zero ? 0 : -1;
+	F.writes++;
 	return spool_io_posix.pwrite(NULL, fd, buf, len, off);
 }
 
@@ -387,6 +389,84 @@ test_commit_failures(void **state)
 	spool_close(sp);
 }
 
+/* before_commit: what a producer wrote elsewhere (the agent's QoS 2 ids) made durable ahead of
+ * the commit's records and acks. It runs once per commit that carries something, before any
+ * record is written; when it fails, the commit's records fail (never durable, not there after a
+ * restart) and its acks are not written: they go with the next commit, whose hook succeeds. */
+struct hook {
+	int calls, fail;
+	uint64_t writes_seen; /* the spool's write count when the hook last ran */
+};
+
+static int
+hook_fn(void *arg)
+{
+	struct hook *h = arg;
+
+	h->calls++;
+	h->writes_seen = F.writes;
+	return h->fail;
+}
+
+static void
+test_before_commit(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	struct settled st = { 0 };
+	struct hook h = { 0 };
+	struct spool_rec r;
+	char buf[512];
+	uint64_t a, b, n = 0, w0, w1;
+
+	(void)state;
+	base_cfg(&c);
+	c.on_durable = on_durable;
+	c.on_durable_arg = &st;
+	c.before_commit = hook_fn;
+	c.before_commit_arg = &h;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	assert_int_equal(spool_commit(sp), 0); /* nothing to commit: no call */
+	assert_int_equal(h.calls, 0);
+
+	a = append(sp, SPOOL_ALARM, 1, "first");
+	assert_int_equal(spool_next_seq(sp), a + 1);
+	w0 = F.writes;
+	assert_int_equal(spool_commit(sp), 0);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(h.writes_seen, w0); /* before the record was written */
+	assert_true(F.writes > w0);
+	assert_int_equal(spool_seq_status(sp, a), 1);
+
+	assert_int_equal(spool_read_next(sp, &r, buf, sizeof(buf)), 1);
+	assert_int_equal(spool_ack(sp, a), 0);
+	b = append(sp, SPOOL_ALARM, 1, "second");
+	h.fail = -EIO;
+	w1 = F.writes;
+	assert_int_equal(spool_commit(sp), -EIO);
+	assert_int_equal(h.calls, 2);
+	assert_int_equal(st.failed, 1);
+	assert_int_equal(st.last_err, -EIO);
+	assert_true(spool_seq_status(sp, b) < 0);
+	assert_int_equal(counter(sp, SPOOL_C_sync_errors), 1);
+	assert_int_equal(F.writes, w1); /* neither b nor a's release written */
+
+	h.fail = 0;
+	assert_int_equal(spool_commit(sp), 0); /* the release (and b's VOID): the hook first */
+	assert_int_equal(h.calls, 3);
+	assert_int_equal(h.writes_seen, w1);
+	assert_true(F.writes > w1);
+	spool_close(sp);
+
+	sp = NULL;
+	c.before_commit = NULL;
+	assert_int_equal(spool_open(&c, &sp), 0);
+	while (spool_read_next(sp, &r, buf, sizeof(buf)) == 1)
+		n++;
+	assert_int_equal(n, 0); /* a released, b never durable */
+	spool_close(sp);
+}
+
 /* ---- the ack log's compaction ---- */
 
 static uint64_t
@@ -540,6 +620,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_open_out_of_memory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_errors_skip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_before_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acklog_compaction_failures, setup, teardown),
 	};
 
