@@ -630,6 +630,7 @@ mc_close(struct mqttc *c)
 	c->discard = 0;
 	c->ping_out = false;
 	c->ack_head = c->ack_n = 0; /* unanswered: the broker sends them again */
+	c->cnt[UPLINK_C_downlink_acks_waiting] = 0;
 	/* what the next connection sends first (a resumed PUBREL, a DUP) may announce steps not
 	 * durable yet: all of it waits for them */
 	c->nholds = 0;
@@ -1224,7 +1225,7 @@ mc_acks_drain(struct mqttc *c)
 			mc_send_ack(c, MQTT_PUBREC, a->id, 0);
 		}
 		c->ack_head = (c->ack_head + 1) % MC_ACKQ;
-		c->ack_n--;
+		c->cnt[UPLINK_C_downlink_acks_waiting] = --c->ack_n;
 	}
 }
 
@@ -1236,6 +1237,7 @@ mc_ack_push(struct mqttc *c, uint8_t qos, uint16_t id, enum mc_ack_st st, uint64
 		return -ENOBUFS;
 	c->acks[(c->ack_head + c->ack_n++) % MC_ACKQ] =
 	    (struct mc_ack_in){ .token = token, .id = id, .qos = qos, .st = (uint8_t)st };
+	c->cnt[UPLINK_C_downlink_acks_waiting] = c->ack_n;
 	mc_acks_drain(c);
 	return 0;
 }

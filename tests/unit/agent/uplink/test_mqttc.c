@@ -511,6 +511,7 @@ test_downlink_owned_later_in_order(void **state)
 	fb_publish(&B, "site/cmd", "{}", 0, 0, false); /* QoS 0: nothing to answer */
 	assert_true(fb_quiet(&B));
 	assert_int_equal(mqttc_acks_waiting(B.c), 2);
+	assert_int_equal(cnt()[UPLINK_C_downlink_acks_waiting], 2); /* the gauge */
 	mqttc_owned(B.c, t7, 1, 0, 0);
 	assert_true(fb_recv(&B, &p));
 	assert_int_equal(p.type, MQTT_PUBACK);
@@ -519,6 +520,7 @@ test_downlink_owned_later_in_order(void **state)
 	assert_int_equal(p.type, MQTT_PUBREC);
 	assert_int_equal(p.packet_id, 8);
 	assert_int_equal(mqttc_acks_waiting(B.c), 0);
+	assert_int_equal(cnt()[UPLINK_C_downlink_acks_waiting], 0);
 	mqttc_owned(B.c, t7, 1, 0, 0); /* answered already: nothing more */
 	assert_true(fb_quiet(&B));
 
