@@ -5,7 +5,9 @@ plant/bench/cloud/<n> to the dataplane (the lab's rule sends plant/# up durable,
 it over TLS to the cloud broker as site/lab/plant/bench/cloud/<n>); a paho subscriber in the cloud's
 namespace, on the cloud broker's plain listener, takes each one. Two phases:
 
-  paced     COUNT messages at RATE/s: p50/p99/max from publish to arrival at the cloud
+  paced     COUNT messages at RATE/s: p50/p99/max from publish to arrival at the cloud, and
+            from publish to the gateway's PUBACK (the durable path alone: the record on disk in
+            the agent's spool), so that a tail can be put on one leg or the other
   flat out  COUNT messages as fast as the publisher's window lets: arrival rate at the cloud
 
 Both clients run on this host, so one clock times both ends. Prints one line per phase, and
@@ -66,6 +68,12 @@ def run(prefix, count, rate, qos):
     pub = mqtt.Client(client_id="bench-cloud-pub", clean_session=True)
     pub.max_inflight_messages_set(64)
     pub.max_queued_messages_set(0)
+    acked, mids, alock = {}, {}, threading.Lock()
+
+    def on_publish(c, u, mid):
+        with alock:
+            acked[mid] = time.time()
+    pub.on_publish = on_publish
     pub.connect(GW, 1883, keepalive=30)
     pub.loop_start()
     labtest.setns_path(labtest.HOME_NETNS)
@@ -79,14 +87,19 @@ def run(prefix, count, rate, qos):
         if d > 0:
             time.sleep(d)
         sent[i] = time.time()
-        pub.publish("plant/bench/cloud/%d" % i, "%d %.6f" % (i, sent[i]), qos=qos)
+        mids[i] = pub.publish("plant/bench/cloud/%d" % i, "%d %.6f" % (i, sent[i]), qos=qos).mid
     end = time.time() + 30
     while sub.n() < count and time.time() < end:
         time.sleep(0.05)
     with sub.lock:
         lat = sorted((sub.got[i] - sent[i]) * 1000 for i in range(count) if i in sub.got)
+    with alock:
+        ack = sorted((acked[mids[i]] - sent[i]) * 1000 for i in range(count) if mids[i] in acked)
     out["paced"] = {"rate": rate, "sent": count, "arrived": len(lat), "p50_ms": pct(lat, 0.5),
-                    "p99_ms": pct(lat, 0.99), "max_ms": lat[-1] if lat else float("nan")}
+                    "p99_ms": pct(lat, 0.99), "max_ms": lat[-1] if lat else float("nan"),
+                    "acked": len(ack), "ack_p50_ms": pct(ack, 0.5), "ack_p99_ms": pct(ack, 0.99),
+                    "ack_max_ms": ack[-1] if ack else float("nan")}
+    pub.on_publish = None
     # flat out
     base = count
     t1 = time.time()
@@ -125,6 +138,10 @@ def main():
     print("sensor to cloud, QoS %d, paced %.0f/s: %d of %d arrived, p50 %.1f ms, p99 %.1f ms, "
           "max %.1f ms" % (a.qos, p["rate"], p["arrived"], p["sent"], p["p50_ms"], p["p99_ms"],
                            p["max_ms"]))
+    print("sensor to its %s (durable), QoS %d, paced %.0f/s: %d acknowledged, p50 %.1f ms, "
+          "p99 %.1f ms, max %.1f ms" % ("PUBACK" if a.qos == 1 else "PUBCOMP", a.qos, p["rate"],
+                                        p["acked"], p["ack_p50_ms"], p["ack_p99_ms"],
+                                        p["ack_max_ms"]))
     print("sensor to cloud, QoS %d, flat out: %d of %d arrived, %.0f msgs/s at the cloud" %
           (a.qos, f["arrived"], f["sent"], f["msgs_per_s"]))
 
