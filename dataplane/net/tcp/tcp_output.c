@@ -465,15 +465,18 @@ can_send_data(const struct tcp_conn *c)
 }
 
 /* Length of the next segment at snd_nxt (at most room bytes), 0 if none should go now;
- * *fin: the FIN rides along. */
+ * *fin: the FIN rides along. not_out: bytes below snd_nxt that are not in flight (SACKed,
+ * after an RTO: tcp_sb_skip), which cwnd does not count and the peer's window does. */
 static uint32_t
-next_seg_len(const struct tcp_conn *c, uint32_t room, bool *fin)
+next_seg_len(const struct tcp_conn *c, uint32_t room, uint32_t not_out, bool *fin)
 {
-	uint32_t off = c->snd_nxt - c->snd_una;
+	uint32_t off = c->snd_nxt - c->snd_una, flight = off - RTE_MIN(not_out, off);
 	uint32_t avail = off < c->sndq.bytes ? c->sndq.bytes - off : 0;
-	uint32_t wnd = RTE_MIN(c->snd_wnd, c->cwnd);
-	uint32_t usable = off < wnd ? wnd - off : 0;
-	uint32_t len = RTE_MIN(avail, usable);
+	uint32_t usable = off < c->snd_wnd ? c->snd_wnd - off : 0;
+	uint32_t len;
+
+	usable = RTE_MIN(usable, flight < c->cwnd ? c->cwnd - flight : 0);
+	len = RTE_MIN(avail, usable);
 
 	len = RTE_MIN(len, room);
 
@@ -576,7 +579,7 @@ tcp_output_new(struct tcp_conn *c, uint32_t max)
 	if (!can_send_data(c) || c->snd_nxt != c->snd_max || room == 0 || !tcp_sb_room(c))
 		return 0;
 	c->cwnd = UINT32_MAX / 2;
-	len = next_seg_len(c, room, &fin);
+	len = next_seg_len(c, room, 0, &fin);
 	c->cwnd = cwnd;
 	if ((len == 0 && !fin) || send_next(c, len, fin) < 0)
 		return 0;
@@ -612,10 +615,10 @@ tcp_output(struct tcp_conn *c)
 		tcp_sb_output(c); /* PRR decides, lost segments first (RFC 6675 NextSeg) */
 	} else {
 		for (;;) {
-			uint32_t seg_room = room;
+			uint32_t seg_room = room, not_out;
 
-			tcp_sb_skip(c, &seg_room); /* after an RTO: the holes only */
-			len = next_seg_len(c, seg_room, &fin);
+			not_out = tcp_sb_skip(c, &seg_room); /* after an RTO: the holes only */
+			len = next_seg_len(c, seg_room, not_out, &fin);
 			if ((len == 0 && !fin) || !tcp_sb_room(c))
 				break;
 			if (send_next(c, len, fin) < 0 || fin)

@@ -430,8 +430,10 @@ void tcp_sb_rto(struct tcp_conn *c);        /* a timeout: SACK marks kept, unles
 void tcp_sb_undo_start(struct tcp_conn *c); /* before a reduction: remember the window */
 bool tcp_sb_undo(struct tcp_conn *c);       /* undo the block's remembered reduction, if any */
 bool tcp_sb_room(struct tcp_conn *c);       /* may a new segment go (attaches a block if none) */
-/* go-back-N after a timeout: snd_nxt past what is SACKed, *room up to the next SACKed byte */
-void tcp_sb_skip(struct tcp_conn *c, uint32_t *room);
+/* go-back-N after a timeout: snd_nxt past what is SACKed, *room up to the next SACKed byte;
+ * returns the SACKed bytes below snd_nxt that cwnd does not count (none outside the RTO's
+ * first round trip) */
+uint32_t tcp_sb_skip(struct tcp_conn *c, uint32_t *room);
 void tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end);
 void
 tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp_ack_kind kind);

@@ -999,6 +999,65 @@ test_rto_sack_reneging(void **state)
 	assert_int_equal(H_CNT(SACK_RENEGING), 1); /* once per timeout, not per segment */
 }
 
+/* A flight of 0 (500 bytes), 1-3 (an MSS each) and 4, the last 300 bytes of the data; the
+ * peer SACKs 1-3 with a window of win bytes from SND.UNA, the fast retransmit of 0 is lost
+ * and the RTO fires. Returns how many segments of the timeout's first flight start at 4. */
+static unsigned
+rto_tail_hole(uint16_t port, uint16_t win)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t blk[1][2], tail;
+	unsigned n;
+
+	h_setup(&cfg);
+	c = h_open_sack(&p, port, MSS);
+	assert_int_equal(tcp_write(c, buf, 500), 500);
+	h_flush();
+	assert_int_equal(tcp_write(c, buf, 3 * MSS + 300), 3 * MSS + 300);
+	h_flush();
+	assert_int_equal(h_n_data(), 5);
+	blk[0][0] = sq(&p, 0) + 500;
+	blk[0][1] = tail = sq(&p, 0) + 500 + 3 * MSS;
+	h_clear();
+	h_advance_ms(50);
+	h_ack_sack_win(&p, sq(&p, 0), (const uint32_t(*)[2])blk, 1, win);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	assert_int_equal(h_n_data(), 1);
+	h_clear();
+	h_advance_ms(c->rto_ms + 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1);
+	assert_int_equal(c->cwnd, MSS);
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	assert_int_equal(h_cap[0].len, 500);
+	for (unsigned i = 0; i < h_ncap; i++) /* never a SACKed byte again */
+		assert_false(in_blocks(h_cap[i].seq, h_cap[i].len, (const uint32_t(*)[2])blk, 1));
+	n = h_n_at(tail);
+	if (n > 0) {
+		assert_int_equal(h_n_data(), 2);
+		assert_int_equal(h_cap[1].len, 300);
+		assert_true(SEQ_LEQ(tail + 300, sq(&p, 0) + win)); /* within the peer's window */
+	}
+	h_teardown();
+	return n;
+}
+
+/* After a timeout cwnd counts what is in flight, not what the peer SACKed (RFC 6675 pipe,
+ * as Linux): the first flight after it sends the 500-byte hole at SND.UNA and the 300-byte
+ * hole after the SACKed 1-3, 800 bytes against one MSS, never 1-3 again. The peer's window
+ * still counts the SACKed bytes: 100 bytes short of the tail, the tail waits. The stack
+ * before counted the 3 MSS stepped over as sent: the tail waited a round trip for the ACK
+ * of 0. */
+static void
+test_rto_pipe_not_sacked(void **state)
+{
+	(void)state;
+	tcp_config_defaults(&cfg);
+	assert_int_equal(rto_tail_hole(42303, 500 + 3 * MSS + 300), 1);
+	assert_int_equal(rto_tail_hole(42304, 500 + 3 * MSS + 200), 0);
+}
+
 int
 main(void)
 {
@@ -1023,6 +1082,7 @@ main(void)
 		cmocka_unit_test_teardown(test_eifel_undo, teardown),
 		cmocka_unit_test_teardown(test_rto_keeps_sack, teardown),
 		cmocka_unit_test_teardown(test_rto_sack_reneging, teardown),
+		cmocka_unit_test_teardown(test_rto_pipe_not_sacked, teardown),
 	};
 
 	if (h_eal_init() < 0)
