@@ -1058,6 +1058,56 @@ test_rto_pipe_not_sacked(void **state)
 	assert_int_equal(rto_tail_hole(42304, 500 + 3 * MSS + 200), 0);
 }
 
+/* Reneging suspected under a zero window: the peer SACKed 1-3, then acknowledges 0 and no
+ * more (SND.UNA at the SACKed 1) and shuts its window. The reneging wait arms the RTO, which
+ * finds the window zero and probes instead (persist). The probe's answer leaves SND.UNA at
+ * the SACKed 1 again: the persist timer keeps its backed-off deadline (renege_wait leaves
+ * TT_REXMT to it), so no probe goes 10 ms later, and no data goes into the zero window. */
+static void
+test_renege_wait_under_persist(void **state)
+{
+	static const unsigned run[][2] = { { 1, 4 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t deadline;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42305, 30);
+	h_advance_ms(50);
+	ack_sack(&p, 0, run, 1);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	h_clear();
+	h_advance_ms(5);
+	h_ack_sack_win(&p, sq(&p, 1), NULL, 0, 0); /* up to the SACKed 1, window shut */
+	h_flush();
+	assert_int_equal(h_n_data(), 0);
+	assert_int_equal(c->snd_wnd, 0);
+	assert_true(c->timer_on & TT_REXMT);
+	assert_true(SEQ_LEQ(c->t_rexmt, tcb_tl(c)->now_ms + c->rto_ms / 2)); /* the wait */
+	h_advance_ms(c->t_rexmt - tcb_tl(c)->now_ms);
+	assert_int_equal(H_CNT(PERSIST_PROBE), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_true(c->flags & TF_PERSIST);
+	assert_int_equal(h_n_data(), 0);
+	deadline = c->t_rexmt;
+	assert_true(SEQ_GT(deadline, tcb_tl(c)->now_ms + 100));
+	h_clear();
+	h_ack_sack_win(&p, sq(&p, 1), NULL, 0, 0); /* the probe's answer: still shut */
+	h_flush();
+	assert_true(c->flags & TF_PERSIST);
+	assert_true(c->timer_on & TT_REXMT);
+	assert_int_equal(c->t_rexmt, deadline);
+	h_advance_ms(11);
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(deadline - tcb_tl(c)->now_ms);
+	assert_int_equal(H_CNT(PERSIST_PROBE), 2);
+	assert_int_equal(h_n_data(), 0); /* a probe, no data into the zero window */
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+}
+
 int
 main(void)
 {
@@ -1083,6 +1133,7 @@ main(void)
 		cmocka_unit_test_teardown(test_rto_keeps_sack, teardown),
 		cmocka_unit_test_teardown(test_rto_sack_reneging, teardown),
 		cmocka_unit_test_teardown(test_rto_pipe_not_sacked, teardown),
+		cmocka_unit_test_teardown(test_renege_wait_under_persist, teardown),
 	};
 
 	if (h_eal_init() < 0)
