@@ -660,17 +660,26 @@ pmtu_mss(const struct tcp_conn *c, uint32_t mtu)
  * c's MSS no larger than what its destination's path MTU allows (pmtu.h): at the handshake
  * and before each send, so one message lowers every flow to the destination (as Linux's
  * tcp_current_mss() does from the route). What is in flight stays: a segment of it that was
- * too large brings its own message, or times out.
+ * too large brings its own message, or times out. When the entry is gone (expired: RFC 1191
+ * 7 tries a larger MTU after 10 minutes) or larger, the MSS goes back up, as far as mss_max.
  */
 void
 tcp_pmtu_apply(struct tcp_conn *c)
 {
 	struct dp_lcore *lc = tcb_tl(c)->lc;
 	uint16_t mtu = pmtu_get(lc, c->key.rip);
+	uint32_t mss = c->mss_max;
 
-	if (unlikely(mtu != 0) && pmtu_mss(c, mtu) < c->mss) {
-		c->mss = (uint16_t)pmtu_mss(c, mtu);
+	if (likely(mtu == 0) && likely(c->mss >= c->mss_max))
+		return;
+	if (mtu != 0)
+		mss = RTE_MIN(mss, pmtu_mss(c, mtu));
+	if (mss < c->mss) {
+		c->mss = (uint16_t)mss;
 		DP_INC(lc, pmtu, APPLIED);
+	} else if (mss > c->mss) {
+		c->mss = (uint16_t)mss;
+		DP_INC(lc, pmtu, RAISED);
 	}
 }
 
@@ -683,6 +692,7 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 	};
 	struct tcp_lcore *tl = lc->tcp;
 	struct tcp_conn *c;
+	int learnt = -ENOENT;
 	uint32_t mss;
 
 	if (tl == NULL)
@@ -705,12 +715,16 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 		mtu = PMTU_FLOOR_MTU;
 	}
 	if (mtu < (uint32_t)tl->cfg.mss + 40u)
-		pmtu_learn(lc, rip_be, mtu); /* other flows to rip_be: tcp_pmtu_apply() */
+		learnt = pmtu_learn(lc, rip_be, mtu); /* other flows to rip_be: tcp_pmtu_apply() */
 	mss = pmtu_mss(c, mtu);
 	if (mss >= c->mss) {
 		DP_INC(lc, tcp, PMTU_IGNORED);
 		return true;
 	}
+	/* one the table could not keep (full, or none) is the flow's for its life: no entry
+	 * would expire to tell it when to try larger again */
+	if (learnt < 0)
+		c->mss_max = (uint16_t)mss;
 	DP_INC(lc, tcp, PMTU_REDUCED);
 	c->mss = (uint16_t)mss;
 	c->flags &= ~TF_RTT_TIMING;
