@@ -3,8 +3,8 @@
  * "fragmentation needed" that TCP has validated against a flow (tcp_pmtu_update, RFC 5927)
  * lowers a destination's entry; every flow to that destination takes it (a new one at its
  * handshake, one already open at its next send), and an entry expires 10 minutes (the
- * config's dataplane.pmtu.timeout) after it was last lowered: new flows then try the port's
- * MTU again. Bounded (dataplane.pmtu.entries): a full table refuses, counted, and only the
+ * config's dataplane.pmtu.timeout) after it was last lowered: flows then try the port's MTU
+ * again (the ones it lowered at their next send, as far as their handshake allowed). Bounded (dataplane.pmtu.entries): a full table refuses, counted, and only the
  * flow the message named is lowered. No locks: each lcore keeps its own (as its flows).
  */
 #ifndef EDGEGW_NET_PMTU_H

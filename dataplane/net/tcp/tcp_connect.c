@@ -71,7 +71,8 @@ tcp_connect(struct dp_lcore *lc, uint32_t src_be, uint32_t dst_be, uint16_t dpor
 		return -ENOSPC;
 	c->snd_una = (uint32_t)rte_rand(); /* the ISS */
 	c->snd_nxt = c->snd_max = c->snd_una + 1;
-	c->mss = RTE_MIN((uint16_t)TCP_DEFAULT_MSS, tl->cfg.mss); /* until the SYN-ACK says */
+	/* until the SYN-ACK says */
+	c->mss = c->mss_max = RTE_MIN((uint16_t)TCP_DEFAULT_MSS, tl->cfg.mss);
 	c->rto_ms = tl->cfg.rto_initial_ms;
 	c->rtt_start_ms = tl->now_ms;
 	c->ops_i = (uint8_t)oi;

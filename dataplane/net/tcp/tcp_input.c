@@ -662,7 +662,7 @@ tcp_syn_opts_take(struct tcp_conn *c, const struct tcp_seg *s, bool we_scale)
 		c->flags |= TF_SACK_OK;
 	mss = s->opt.has_mss ? RTE_MIN(s->opt.mss, cfg->mss) : RTE_MIN(TCP_DEFAULT_MSS, cfg->mss);
 	mss = RTE_MAX(mss, (uint16_t)64);
-	c->mss = (uint16_t)(mss - ((c->flags & TF_TS_OK) ? TCP_TS_OPT_LEN : 0));
+	c->mss = c->mss_max = (uint16_t)(mss - ((c->flags & TF_TS_OK) ? TCP_TS_OPT_LEN : 0));
 	tcp_pmtu_apply(c); /* a path MTU learnt from an earlier flow to the peer */
 }
 
@@ -727,7 +727,7 @@ cookie_ack(
 	c->rcv_nxt = s->seq;
 	c->snd_una = s->ack - 1; /* the ISS */
 	c->snd_nxt = c->snd_max = s->ack;
-	c->mss = mss;
+	c->mss = c->mss_max = mss;
 	tcp_pmtu_apply(c);
 	c->rto_ms = tl->cfg.rto_initial_ms;
 	c->ops_i = l->ops_i;

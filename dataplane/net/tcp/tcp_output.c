@@ -465,15 +465,18 @@ can_send_data(const struct tcp_conn *c)
 }
 
 /* Length of the next segment at snd_nxt (at most room bytes), 0 if none should go now;
- * *fin: the FIN rides along. */
+ * *fin: the FIN rides along. not_out: bytes below snd_nxt that are not in flight (SACKed,
+ * after an RTO: tcp_sb_skip), which cwnd does not count and the peer's window does. */
 static uint32_t
-next_seg_len(const struct tcp_conn *c, uint32_t room, bool *fin)
+next_seg_len(const struct tcp_conn *c, uint32_t room, uint32_t not_out, bool *fin)
 {
-	uint32_t off = c->snd_nxt - c->snd_una;
+	uint32_t off = c->snd_nxt - c->snd_una, flight = off - RTE_MIN(not_out, off);
 	uint32_t avail = off < c->sndq.bytes ? c->sndq.bytes - off : 0;
-	uint32_t wnd = RTE_MIN(c->snd_wnd, c->cwnd);
-	uint32_t usable = off < wnd ? wnd - off : 0;
-	uint32_t len = RTE_MIN(avail, usable);
+	uint32_t usable = off < c->snd_wnd ? c->snd_wnd - off : 0;
+	uint32_t len;
+
+	usable = RTE_MIN(usable, flight < c->cwnd ? c->cwnd - flight : 0);
+	len = RTE_MIN(avail, usable);
 
 	len = RTE_MIN(len, room);
 
@@ -576,7 +579,7 @@ tcp_output_new(struct tcp_conn *c, uint32_t max)
 	if (!can_send_data(c) || c->snd_nxt != c->snd_max || room == 0 || !tcp_sb_room(c))
 		return 0;
 	c->cwnd = UINT32_MAX / 2;
-	len = next_seg_len(c, room, &fin);
+	len = next_seg_len(c, room, 0, &fin);
 	c->cwnd = cwnd;
 	if ((len == 0 && !fin) || send_next(c, len, fin) < 0)
 		return 0;
@@ -612,10 +615,10 @@ tcp_output(struct tcp_conn *c)
 		tcp_sb_output(c); /* PRR decides, lost segments first (RFC 6675 NextSeg) */
 	} else {
 		for (;;) {
-			uint32_t seg_room = room;
+			uint32_t seg_room = room, not_out;
 
-			tcp_sb_skip(c, &seg_room); /* after an RTO: the holes only */
-			len = next_seg_len(c, seg_room, &fin);
+			not_out = tcp_sb_skip(c, &seg_room); /* after an RTO: the holes only */
+			len = next_seg_len(c, seg_room, not_out, &fin);
 			if ((len == 0 && !fin) || !tcp_sb_room(c))
 				break;
 			if (send_next(c, len, fin) < 0 || fin)
@@ -657,17 +660,26 @@ pmtu_mss(const struct tcp_conn *c, uint32_t mtu)
  * c's MSS no larger than what its destination's path MTU allows (pmtu.h): at the handshake
  * and before each send, so one message lowers every flow to the destination (as Linux's
  * tcp_current_mss() does from the route). What is in flight stays: a segment of it that was
- * too large brings its own message, or times out.
+ * too large brings its own message, or times out. When the entry is gone (expired: RFC 1191
+ * 7 tries a larger MTU after 10 minutes) or larger, the MSS goes back up, as far as mss_max.
  */
 void
 tcp_pmtu_apply(struct tcp_conn *c)
 {
 	struct dp_lcore *lc = tcb_tl(c)->lc;
 	uint16_t mtu = pmtu_get(lc, c->key.rip);
+	uint32_t mss = c->mss_max;
 
-	if (unlikely(mtu != 0) && pmtu_mss(c, mtu) < c->mss) {
-		c->mss = (uint16_t)pmtu_mss(c, mtu);
+	if (likely(mtu == 0) && likely(c->mss >= c->mss_max))
+		return;
+	if (mtu != 0)
+		mss = RTE_MIN(mss, pmtu_mss(c, mtu));
+	if (mss < c->mss) {
+		c->mss = (uint16_t)mss;
 		DP_INC(lc, pmtu, APPLIED);
+	} else if (mss > c->mss) {
+		c->mss = (uint16_t)mss;
+		DP_INC(lc, pmtu, RAISED);
 	}
 }
 
@@ -680,6 +692,7 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 	};
 	struct tcp_lcore *tl = lc->tcp;
 	struct tcp_conn *c;
+	int learnt = -ENOENT;
 	uint32_t mss;
 
 	if (tl == NULL)
@@ -702,12 +715,16 @@ tcp_pmtu_update(struct dp_lcore *lc, uint32_t lip_be, uint32_t rip_be, uint16_t 
 		mtu = PMTU_FLOOR_MTU;
 	}
 	if (mtu < (uint32_t)tl->cfg.mss + 40u)
-		pmtu_learn(lc, rip_be, mtu); /* other flows to rip_be: tcp_pmtu_apply() */
+		learnt = pmtu_learn(lc, rip_be, mtu); /* other flows to rip_be: tcp_pmtu_apply() */
 	mss = pmtu_mss(c, mtu);
 	if (mss >= c->mss) {
 		DP_INC(lc, tcp, PMTU_IGNORED);
 		return true;
 	}
+	/* one the table could not keep (full, or none) is the flow's for its life: no entry
+	 * would expire to tell it when to try larger again */
+	if (learnt < 0)
+		c->mss_max = (uint16_t)mss;
 	DP_INC(lc, tcp, PMTU_REDUCED);
 	c->mss = (uint16_t)mss;
 	c->flags &= ~TF_RTT_TIMING;

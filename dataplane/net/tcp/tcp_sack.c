@@ -169,29 +169,35 @@ tcp_sb_rto(struct tcp_conn *c)
 
 /*
  * Go-back-N after an RTO (tcp_output): snd_nxt past the SACKed segments it has reached, and
- * *room no more than the hole up to the next one, so that no SACKed byte goes again. cwnd
- * still counts the bytes skipped (as sent: never more than it allows); the first ACK after
- * the timeout that shows a hole starts recovery, which sends against pipe.
+ * *room no more than the hole up to the next one, so that no SACKed byte goes again. Returns
+ * the bytes SACKed below snd_nxt while the timeout's first round trip lasts (no new data
+ * acknowledged since: rxtshift), else 0: they are not in flight, so cwnd counts only what is
+ * (RFC 6675 pipe, Linux's tcp_packets_in_flight) and the holes after a SACKed run go as it
+ * allows; the peer's window still counts them. The first ACK after the timeout that shows a
+ * hole starts recovery, which sends against pipe itself.
  */
-void
+uint32_t
 tcp_sb_skip(struct tcp_conn *c, uint32_t *room)
 {
 	struct tcp_sb *sb = tcp_sb_of(c);
+	uint32_t below = 0;
 
-	if (sb == NULL || sb->sacked == 0 || !SEQ_LT(c->snd_nxt, sb->end))
-		return;
+	if (sb == NULL || sb->sacked == 0 || (c->rxtshift == 0 && !SEQ_LT(c->snd_nxt, sb->end)))
+		return 0;
 	for (unsigned i = 0; i < sb->n; i++) {
 		struct tcp_sb_seg *e = seg_at(sb, i);
 
-		if (!(e->flags & SBS_SACKED) || SEQ_LEQ(e->end, c->snd_nxt))
+		if (!(e->flags & SBS_SACKED))
 			continue;
-		if (SEQ_LEQ(e->start, c->snd_nxt)) {
-			c->snd_nxt = e->end;
-			continue;
+		if (SEQ_GT(e->start, c->snd_nxt)) {
+			*room = RTE_MIN(*room, e->start - c->snd_nxt);
+			break;
 		}
-		*room = RTE_MIN(*room, e->start - c->snd_nxt);
-		return;
+		if (SEQ_GT(e->end, c->snd_nxt))
+			c->snd_nxt = e->end;
+		below += seg_len(e);
 	}
+	return c->rxtshift > 0 ? below : 0;
 }
 
 /* SND.UNA sits at a SACKed segment: the peer reneged, or its ACKs are odd. As Linux's

@@ -97,23 +97,27 @@ struct tcp_dq_ent {
  */
 struct tcp_conn {
 	struct tcp_flow_key key;
-	uint16_t flags;     /* TF_* */
-	uint16_t mss;       /* payload bytes per segment we send (options deducted) */
-	uint8_t state;      /* enum tcp_state */
-	uint8_t snd_wscale; /* peer's shift, applied to windows it sends */
-	uint8_t rcv_wscale; /* our shift, applied to windows we send */
-	uint8_t rxtshift;   /* consecutive retransmissions (backoff) */
+	uint16_t flags;         /* TF_* */
+	uint16_t mss;           /* payload bytes per segment we send (options deducted) */
+	uint8_t state;          /* enum tcp_state */
+	uint8_t snd_wscale : 4; /* peer's shift, applied to windows it sends (0..14) */
+	uint8_t rcv_wscale : 4; /* our shift, applied to windows we send */
+	uint8_t rxtshift;       /* consecutive retransmissions (backoff) */
 	uint8_t dupacks;
-	uint8_t timer_on; /* TT_* */
 	uint8_t keep_probes;
 	uint8_t segs_unacked; /* full segments received since our last ACK */
 	uint8_t ooo_n;
+	uint8_t timer_on : 4; /* TT_* */
 	uint8_t in_wheel : 1;
 	uint8_t frto : 2;  /* F-RTO (RFC 5682, tcp_recovery.c): TCP_FRTO_* */
 	uint8_t dsack : 1; /* a D-SACK block is owed: in the lcore's dsack[] (tcp_dsack_note) */
 	uint8_t tli;       /* its tcp_lcore: tcp_lcores[tli] */
 	uint8_t ops_i;     /* its app callbacks: tl->ops_tab[ops_i], 0: none */
-	uint32_t tw_ms;    /* wheel slot time we sit in (valid if in_wheel) */
+	/* what mss goes back up to when the path MTU that lowered it is gone (RFC 1191: the
+	 * table's entry expired; tcp_pmtu_apply): the handshake's MSS, or the lowered one
+	 * itself when the table could not keep it (tcp_pmtu_update) */
+	uint16_t mss_max;
+	uint32_t tw_ms; /* wheel slot time we sit in (valid if in_wheel) */
 
 	uint32_t flush_next; /* tcb_ref: the flush list */
 	union {
@@ -430,8 +434,10 @@ void tcp_sb_rto(struct tcp_conn *c);        /* a timeout: SACK marks kept, unles
 void tcp_sb_undo_start(struct tcp_conn *c); /* before a reduction: remember the window */
 bool tcp_sb_undo(struct tcp_conn *c);       /* undo the block's remembered reduction, if any */
 bool tcp_sb_room(struct tcp_conn *c);       /* may a new segment go (attaches a block if none) */
-/* go-back-N after a timeout: snd_nxt past what is SACKed, *room up to the next SACKed byte */
-void tcp_sb_skip(struct tcp_conn *c, uint32_t *room);
+/* go-back-N after a timeout: snd_nxt past what is SACKed, *room up to the next SACKed byte;
+ * returns the SACKed bytes below snd_nxt that cwnd does not count (none outside the RTO's
+ * first round trip) */
+uint32_t tcp_sb_skip(struct tcp_conn *c, uint32_t *room);
 void tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end);
 void
 tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp_ack_kind kind);

@@ -491,11 +491,17 @@ h_open_sack(struct h_peer *p, uint16_t port, uint16_t mss)
 void
 h_ack_sack(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb)
 {
+	h_ack_sack_win(p, ack, b, nb, 65535);
+}
+
+void
+h_ack_sack_win(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb, uint16_t win)
+{
 	uint8_t opts[4 + 4 * 8] = { 1, 1, 5, (uint8_t)(2 + 8 * nb) };
 	struct h_seg s = { .flags = RTE_TCP_ACK_FLAG,
 		.seq = p->snd_nxt,
 		.ack = ack,
-		.win = 65535,
+		.win = win,
 		.sport = p->port };
 
 	assert_true(nb <= 4);

@@ -118,6 +118,9 @@ struct tcp_conn *h_open_sack(struct h_peer *p, uint16_t port, uint16_t mss);
 /* An ACK from p of everything below ack, with SACK blocks [b[k][0], b[k][1]) given as
  * sequence numbers (nb at most 4; b may be NULL when nb is 0). */
 void h_ack_sack(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb);
+/* The same with the window win (bytes: h_open_sack's flows do not scale). */
+void
+h_ack_sack_win(struct h_peer *p, uint32_t ack, const uint32_t (*b)[2], unsigned nb, uint16_t win);
 /* Captured segments with payload: how many, and how many of them start at seq. */
 unsigned h_n_data(void);
 unsigned h_n_at(uint32_t seq);

@@ -390,7 +390,8 @@ test_pmtu_refused_learns_nothing(void **state)
 }
 
 /* RFC 1191 6.3: the estimate ages out 10 minutes after its last decrease (pmtu.timeout); a
- * flow opened then tries the full MSS again. A flow lowered before keeps its MSS. */
+ * flow opened then tries the full MSS again, and so does one lowered before, at its next
+ * output (test_pmtu_raised_at_expiry). */
 static void
 test_pmtu_expiry(void **state)
 {
@@ -419,7 +420,71 @@ test_pmtu_expiry(void **state)
 	assert_int_equal(h_lc.cnt.v[DPC_pmtu_EXPIRED], 1);
 	assert_int_equal(pmtu_entry_count(&h_lc), 0);
 	sends_within(cd, 1460, 1460);
+	assert_int_equal(ca->mss, 1460); /* its output ran in that flush (the ACK queued it) */
+}
+
+/* The peer acknowledges everything c sent (a flow of h_open_sack or h_establish). */
+static void
+ack_all(struct h_peer *p, struct tcp_conn *c)
+{
+	p->rcv_nxt = c->snd_max;
+	h_send(p, ACK, NULL, 0);
+	assert_int_equal(c->snd_una, c->snd_max);
+}
+
+/* RFC 1191 7: when the estimate ages out, the flows it lowered try larger again at their next
+ * send, each as far as its own handshake allowed: a peer that offered 1200 gets 1200 (not the
+ * port's 1460), a flow with timestamps 1448 (counted pmtu RAISED). A flow the table could not
+ * keep the estimate for (full) stays lowered for its life: no entry would expire to say when.
+ * The stack before kept the lowered MSS until the flow closed. */
+static void
+test_pmtu_raised_at_expiry(void **state)
+{
+	struct h_peer a, b;
+	struct tcp_conn *ca, *cb;
+	struct quote q;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	ca = h_open_sack(&a, 43040, 1200);
+	assert_int_equal(ca->mss, 1200);
+	cb = h_establish(&b, 43041, true);
+	assert_int_equal(cb->mss, 1448);
+	assert_int_equal(tcp_write(ca, buf, 3 * 1200), 3 * 1200);
+	h_flush();
+	q = quote(43040, ca->snd_una);
+	frag_needed(&q, 1000);
 	assert_int_equal(ca->mss, 960);
+	h_flush();
+	ack_all(&a, ca);
+	sends_within(cb, 2 * 1448, 948); /* lowered by the entry at its next send */
+	ack_all(&b, cb);
+	h_advance_ms(600000 - 1);
+	sends_within(ca, 1200, 960); /* the entry lives: still lowered */
+	ack_all(&a, ca);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_RAISED], 0);
+	h_advance_ms(2);
+	sends_within(ca, 3 * 1200, 1200);
+	assert_int_equal(ca->mss, 1200);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_EXPIRED], 1);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_RAISED], 1);
+	sends_within(cb, 2 * 1448, 1448);
+	assert_int_equal(cb->mss, 1448);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_RAISED], 2);
+
+	/* a full table: the flow alone is lowered, and stays so */
+	for (uint32_t i = 0; i < 16; i++)
+		assert_int_equal(pmtu_learn(&h_lc, H_PEER_IP + ((i + 1) << 24), 1200), 0);
+	q = quote(43040, ca->snd_una);
+	frag_needed(&q, 1000);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_CACHE_FULL], 1);
+	assert_int_equal(ca->mss, 960);
+	h_flush();
+	ack_all(&a, ca);
+	h_advance_ms(600000 + 1);
+	sends_within(ca, 1200, 960);
+	assert_int_equal(h_lc.cnt.v[DPC_pmtu_RAISED], 2);
 }
 
 int
@@ -433,6 +498,7 @@ main(void)
 		cmocka_unit_test_teardown(test_pmtu_refused_learns_nothing, teardown),
 		cmocka_unit_test_teardown(test_pmtu_from_another_lcore, teardown),
 		cmocka_unit_test_teardown(test_pmtu_expiry, teardown),
+		cmocka_unit_test_teardown(test_pmtu_raised_at_expiry, teardown),
 	};
 
 	if (h_eal_init() != 0)

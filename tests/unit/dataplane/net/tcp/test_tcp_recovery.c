@@ -999,6 +999,115 @@ test_rto_sack_reneging(void **state)
 	assert_int_equal(H_CNT(SACK_RENEGING), 1); /* once per timeout, not per segment */
 }
 
+/* A flight of 0 (500 bytes), 1-3 (an MSS each) and 4, the last 300 bytes of the data; the
+ * peer SACKs 1-3 with a window of win bytes from SND.UNA, the fast retransmit of 0 is lost
+ * and the RTO fires. Returns how many segments of the timeout's first flight start at 4. */
+static unsigned
+rto_tail_hole(uint16_t port, uint16_t win)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t blk[1][2], tail;
+	unsigned n;
+
+	h_setup(&cfg);
+	c = h_open_sack(&p, port, MSS);
+	assert_int_equal(tcp_write(c, buf, 500), 500);
+	h_flush();
+	assert_int_equal(tcp_write(c, buf, 3 * MSS + 300), 3 * MSS + 300);
+	h_flush();
+	assert_int_equal(h_n_data(), 5);
+	blk[0][0] = sq(&p, 0) + 500;
+	blk[0][1] = tail = sq(&p, 0) + 500 + 3 * MSS;
+	h_clear();
+	h_advance_ms(50);
+	h_ack_sack_win(&p, sq(&p, 0), (const uint32_t(*)[2])blk, 1, win);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	assert_int_equal(h_n_data(), 1);
+	h_clear();
+	h_advance_ms(c->rto_ms + 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1);
+	assert_int_equal(c->cwnd, MSS);
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	assert_int_equal(h_cap[0].len, 500);
+	for (unsigned i = 0; i < h_ncap; i++) /* never a SACKed byte again */
+		assert_false(in_blocks(h_cap[i].seq, h_cap[i].len, (const uint32_t(*)[2])blk, 1));
+	n = h_n_at(tail);
+	if (n > 0) {
+		assert_int_equal(h_n_data(), 2);
+		assert_int_equal(h_cap[1].len, 300);
+		assert_true(SEQ_LEQ(tail + 300, sq(&p, 0) + win)); /* within the peer's window */
+	}
+	h_teardown();
+	return n;
+}
+
+/* After a timeout cwnd counts what is in flight, not what the peer SACKed (RFC 6675 pipe,
+ * as Linux): the first flight after it sends the 500-byte hole at SND.UNA and the 300-byte
+ * hole after the SACKed 1-3, 800 bytes against one MSS, never 1-3 again. The peer's window
+ * still counts the SACKed bytes: 100 bytes short of the tail, the tail waits. The stack
+ * before counted the 3 MSS stepped over as sent: the tail waited a round trip for the ACK
+ * of 0. */
+static void
+test_rto_pipe_not_sacked(void **state)
+{
+	(void)state;
+	tcp_config_defaults(&cfg);
+	assert_int_equal(rto_tail_hole(42303, 500 + 3 * MSS + 300), 1);
+	assert_int_equal(rto_tail_hole(42304, 500 + 3 * MSS + 200), 0);
+}
+
+/* Reneging suspected under a zero window: the peer SACKed 1-3, then acknowledges 0 and no
+ * more (SND.UNA at the SACKed 1) and shuts its window. The reneging wait arms the RTO, which
+ * finds the window zero and probes instead (persist). The probe's answer leaves SND.UNA at
+ * the SACKed 1 again: the persist timer keeps its backed-off deadline (renege_wait leaves
+ * TT_REXMT to it), so no probe goes 10 ms later, and no data goes into the zero window. */
+static void
+test_renege_wait_under_persist(void **state)
+{
+	static const unsigned run[][2] = { { 1, 4 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t deadline;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42305, 30);
+	h_advance_ms(50);
+	ack_sack(&p, 0, run, 1);
+	h_flush();
+	assert_int_equal(H_CNT(SACK_RECOVERY), 1);
+	h_clear();
+	h_advance_ms(5);
+	h_ack_sack_win(&p, sq(&p, 1), NULL, 0, 0); /* up to the SACKed 1, window shut */
+	h_flush();
+	assert_int_equal(h_n_data(), 0);
+	assert_int_equal(c->snd_wnd, 0);
+	assert_true(c->timer_on & TT_REXMT);
+	assert_true(SEQ_LEQ(c->t_rexmt, tcb_tl(c)->now_ms + c->rto_ms / 2)); /* the wait */
+	h_advance_ms(c->t_rexmt - tcb_tl(c)->now_ms);
+	assert_int_equal(H_CNT(PERSIST_PROBE), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_true(c->flags & TF_PERSIST);
+	assert_int_equal(h_n_data(), 0);
+	deadline = c->t_rexmt;
+	assert_true(SEQ_GT(deadline, tcb_tl(c)->now_ms + 100));
+	h_clear();
+	h_ack_sack_win(&p, sq(&p, 1), NULL, 0, 0); /* the probe's answer: still shut */
+	h_flush();
+	assert_true(c->flags & TF_PERSIST);
+	assert_true(c->timer_on & TT_REXMT);
+	assert_int_equal(c->t_rexmt, deadline);
+	h_advance_ms(11);
+	assert_int_equal(h_ncap, 0);
+	h_advance_ms(deadline - tcb_tl(c)->now_ms);
+	assert_int_equal(H_CNT(PERSIST_PROBE), 2);
+	assert_int_equal(h_n_data(), 0); /* a probe, no data into the zero window */
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+}
+
 int
 main(void)
 {
@@ -1023,6 +1132,8 @@ main(void)
 		cmocka_unit_test_teardown(test_eifel_undo, teardown),
 		cmocka_unit_test_teardown(test_rto_keeps_sack, teardown),
 		cmocka_unit_test_teardown(test_rto_sack_reneging, teardown),
+		cmocka_unit_test_teardown(test_rto_pipe_not_sacked, teardown),
+		cmocka_unit_test_teardown(test_renege_wait_under_persist, teardown),
 	};
 
 	if (h_eal_init() < 0)
