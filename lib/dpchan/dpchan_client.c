@@ -132,7 +132,7 @@ dpchan_client_new(
 		c->cfg.reconnect_min_ms = 100;
 	if (c->cfg.reconnect_max_ms < c->cfg.reconnect_min_ms)
 		c->cfg.reconnect_max_ms =
-		    c->cfg.reconnect_min_ms > 5000 ? c->cfg.reconnect_min_ms : 5000;
+		    c->cfg.reconnect_min_ms > 1000 ? c->cfg.reconnect_min_ms : 1000;
 	c->ops = ops;
 	c->arg = arg;
 	c->fd = -1;

@@ -26,7 +26,7 @@ struct dpchan_client_config {
 	uint32_t lcore;            /* sent in HELLO */
 	uint32_t pending_bytes;    /* arena: records not yet durable (0: 4 MiB) */
 	uint32_t reconnect_min_ms; /* backoff after a failed attempt (0: 100), doubled up to */
-	uint32_t reconnect_max_ms; /* (0: 5000) */
+	uint32_t reconnect_max_ms; /* (0: 1000) */
 	/* The highest DOWN ref taken, shared by every lcore of this dataplane (NULL: this client's
 	 * own): a DOWN record the agent sends again is answered, not delivered twice. The caller
 	 * seeds it with the highest ref its broker journaled before a restart (mqtt_uplink.c). */

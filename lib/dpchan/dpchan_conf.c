@@ -12,7 +12,7 @@ dpchan_conf_defaults(struct dpchan_conf *c)
 	strcpy(c->path, DPCHAN_DEFAULT_PATH);
 	c->pending_bytes = 4u << 20;
 	c->max_pending = 16384;
-	c->reconnect_max_ms = 5000;
+	c->reconnect_max_ms = 1000;
 	c->max_qos2_origins = 65536;
 }
 
@@ -39,7 +39,7 @@ dpchan_conf_parse(conf_node n, struct dpchan_conf *c)
 	if (conf_get_size_bytes(n, "pending_bytes", 4u << 20, 256u << 10, 1u << 30, &v) == 0)
 		c->pending_bytes = (uint32_t)v;
 	conf_get_u32(n, "max_pending", 16384, 16, 1u << 24, &c->max_pending);
-	if (conf_get_duration_ms(n, "reconnect_max", 5000, 100, 600000, &v) == 0)
+	if (conf_get_duration_ms(n, "reconnect_max", 1000, 100, 600000, &v) == 0)
 		c->reconnect_max_ms = (uint32_t)v;
 	conf_get_u32(n, "max_qos2_origins", 65536, 1024, 1u << 24, &c->max_qos2_origins);
 }

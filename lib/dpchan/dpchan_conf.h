@@ -16,7 +16,7 @@ struct dpchan_conf {
 	char path[108];            /* the agent's socket [DPCHAN_DEFAULT_PATH] */
 	uint32_t pending_bytes;    /* per lcore: records not yet durable [4 MiB] */
 	uint32_t max_pending;      /* per lcore: durable messages awaiting their answer [16384] */
-	uint32_t reconnect_max_ms; /* backoff ceiling while the agent is absent [5 s] */
+	uint32_t reconnect_max_ms; /* backoff ceiling while the agent is absent [1 s: a failed connect to a local socket costs one system call, and durable ingest waits for it] */
 	uint32_t max_qos2_origins; /* agent: QoS 2 origins held until released [65536] */
 };
 

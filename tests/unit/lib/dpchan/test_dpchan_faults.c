@@ -907,7 +907,7 @@ test_channel_conf(void **state)
 	assert_int_equal(conf_error_count(doc), 2);
 	assert_non_null(strstr(conf_errors(doc), "t.yaml:1:17: a socket path of 1 to 107 bytes"));
 	assert_string_equal(c.path, DPCHAN_DEFAULT_PATH);
-	assert_int_equal(c.reconnect_max_ms, 5000);
+	assert_int_equal(c.reconnect_max_ms, 1000);
 	conf_free(doc);
 
 	memset(text, 0, sizeof(text));
