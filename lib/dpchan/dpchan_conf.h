@@ -12,11 +12,13 @@
 #include "conf.h"
 
 struct dpchan_conf {
-	bool enabled;              /* off: nothing goes up, the broker acknowledges as before */
-	char path[108];            /* the agent's socket [DPCHAN_DEFAULT_PATH] */
-	uint32_t pending_bytes;    /* per lcore: records not yet durable [4 MiB] */
-	uint32_t max_pending;      /* per lcore: durable messages awaiting their answer [16384] */
-	uint32_t reconnect_max_ms; /* backoff ceiling while the agent is absent [1 s: a failed connect to a local socket costs one system call, and durable ingest waits for it] */
+	bool enabled;           /* off: nothing goes up, the broker acknowledges as before */
+	char path[108];         /* the agent's socket [DPCHAN_DEFAULT_PATH] */
+	uint32_t pending_bytes; /* per lcore: records not yet durable [4 MiB] */
+	uint32_t max_pending;   /* per lcore: durable messages awaiting their answer [16384] */
+	/* backoff ceiling while the agent is absent [1 s: a failed connect to a local socket
+	 * costs one system call, and durable ingest waits for the channel] */
+	uint32_t reconnect_max_ms;
 	uint32_t max_qos2_origins; /* agent: QoS 2 origins held until released [65536] */
 };
 
