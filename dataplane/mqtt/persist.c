@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,8 +69,20 @@ enum p_type {
 		       * skips it: the agent's resend is then delivered again) */
 };
 
+/* The periodic fdatasync, off the lcore: the lcore hands over a dup of the journal (so that a
+ * compaction may replace the journal meanwhile) and goes on; one at a time. */
+struct p_syncer {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool started, stop;
+	int fd;  /* handed over, being synced until done (-1: idle) */
+	int err; /* a sync's failure, for the lcore to count and log (0: none) */
+};
+
 struct broker_persist {
 	int fd; /* the journal */
+	struct p_syncer sy;
 	uint32_t inst, sync_ms;
 	uint64_t gen;
 	uint8_t *buf; /* records not written yet */
@@ -85,6 +98,119 @@ struct broker_persist {
 };
 
 unsigned broker_persist_fail_next;
+broker_spawn_fn broker_persist_spawn;
+int (*broker_persist_fdatasync)(int fd) = fdatasync;
+
+static void *
+syncer_main(void *arg)
+{
+	struct p_syncer *y = arg;
+
+	pthread_mutex_lock(&y->mu);
+	for (;;) {
+		while (y->fd < 0 && !y->stop)
+			pthread_cond_wait(&y->cv, &y->mu);
+		if (y->fd < 0)
+			break;
+		int fd = y->fd, rc;
+
+		pthread_mutex_unlock(&y->mu);
+		rc = broker_persist_fdatasync(fd) != 0 ? -errno : 0;
+		close(fd);
+		pthread_mutex_lock(&y->mu);
+		y->fd = -1;
+		if (rc != 0)
+			y->err = rc;
+	}
+	pthread_mutex_unlock(&y->mu);
+	return NULL;
+}
+
+static int
+spawn(pthread_t *th, const char *name, void *(*fn)(void *), void *arg)
+{
+	int rc = pthread_create(th, NULL, fn, arg);
+
+	if (rc == 0)
+		pthread_setname_np(*th, name);
+	return -rc;
+}
+
+static void
+syncer_start(struct broker_persist *p)
+{
+	struct p_syncer *y = &p->sy;
+	char name[16];
+	int rc;
+
+	y->fd = -1;
+	pthread_mutex_init(&y->mu, NULL);
+	pthread_cond_init(&y->cv, NULL);
+	snprintf(name, sizeof(name), "egw-sync-%u", p->inst);
+	if ((rc = (broker_persist_spawn != NULL ? broker_persist_spawn : spawn)(
+		 &y->th, name, syncer_main, y)) != 0) {
+		log_warnx("broker %u: no syncer thread (%s): the lcore syncs its journal itself",
+		    p->inst, strerror(rc < 0 ? -rc : rc));
+		return;
+	}
+	y->started = true;
+}
+
+static void
+syncer_stop(struct broker_persist *p)
+{
+	struct p_syncer *y = &p->sy;
+
+	if (y->started) {
+		pthread_mutex_lock(&y->mu);
+		y->stop = true;
+		pthread_cond_signal(&y->cv);
+		pthread_mutex_unlock(&y->mu);
+		pthread_join(y->th, NULL);
+		y->started = false;
+	}
+	pthread_cond_destroy(&y->cv);
+	pthread_mutex_destroy(&y->mu);
+}
+
+/* Hand the journal to the syncer: 0, or -EBUSY while it still syncs the last one (the next
+ * tick tries again), or the sync's own failure when there is no thread (done here). */
+static int
+syncer_post(struct broker_persist *p)
+{
+	struct p_syncer *y = &p->sy;
+	int fd, rc = 0;
+
+	if (!y->started)
+		return broker_persist_fdatasync(p->fd) != 0 ? -errno : 0;
+	pthread_mutex_lock(&y->mu);
+	if (y->fd >= 0)
+		rc = -EBUSY;
+	else if ((fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		rc = -errno;
+	else
+		y->fd = fd;
+	if (rc == 0)
+		pthread_cond_signal(&y->cv);
+	pthread_mutex_unlock(&y->mu);
+	return rc;
+}
+
+/* A failure the syncer saw since the last look (0: none). */
+static int
+syncer_err(struct broker_persist *p)
+{
+	struct p_syncer *y = &p->sy;
+	int rc;
+
+	if (!y->started)
+		return 0;
+	pthread_mutex_lock(&y->mu);
+	rc = y->err;
+	y->err = 0;
+	pthread_mutex_unlock(&y->mu);
+	return rc;
+}
 
 /* ---- CRC-32C (Castagnoli), bitwise table built once ---- */
 static uint32_t crc_table[256];
@@ -1106,9 +1232,12 @@ broker_persist_tick(struct broker *b, uint64_t now_ms)
 	int rc;
 
 	broker_persist_flush(b);
-	if (p->dirty && now_ms - p->last_sync_ms >= p->sync_ms) {
-		if (fdatasync(p->fd) != 0)
-			write_failed(b, -errno);
+	if ((rc = syncer_err(p)) != 0)
+		write_failed(b, rc);
+	if (p->dirty && now_ms - p->last_sync_ms >= p->sync_ms && p->fd >= 0 &&
+	    (rc = syncer_post(p)) != -EBUSY) {
+		if (rc != 0)
+			write_failed(b, rc);
 		p->dirty = false;
 		p->last_sync_ms = now_ms;
 		broker_count(b, BROKER_C_PERSIST_SYNC);
@@ -1545,6 +1674,7 @@ broker_persist_open(
 	b->persist = p;
 	b->now_ms = now_ms;
 	p->last_sync_ms = now_ms;
+	syncer_start(p);
 	if ((rc = recover(b)) == 0) {
 		broker_xlcore_outbox_prune(b); /* what the others had acknowledged */
 		/* New outbox numbers start above any of the last run's, which the others may have
@@ -1572,10 +1702,11 @@ broker_persist_close(struct broker *b)
 
 	if (p == NULL)
 		return;
+	syncer_stop(p); /* a sync in flight ends first */
 	if (p->fd >= 0) {
 		broker_persist_flush(b);
 		if (p->dirty)
-			fdatasync(p->fd);
+			broker_persist_fdatasync(p->fd);
 		close(p->fd);
 	}
 	free(p->buf);

@@ -31,6 +31,14 @@
 #define MQTT_X_BURST        32
 #define MQTT_TCP_LINGER_KIB 1024
 
+/* The broker's journal syncer (broker_persist_spawn): a control thread, on the cores DPDK keeps
+ * for them (not the workers'). */
+static int
+spawn_ctrl(pthread_t *th, const char *name, void *(*fn)(void *), void *arg)
+{
+	return rte_ctrl_thread_create(th, name, NULL, fn, arg);
+}
+
 struct mqtt_service {
 	struct dp_lcore *lc;
 	struct broker *b;
@@ -469,7 +477,9 @@ mqtt_service_listen(struct dp_lcore *lc, uint16_t port, const struct broker_conf
 	}
 	if (n_xrings > 1)
 		broker_xlcore_attach(svc->b, lc->worker_idx, n_xrings, &x_ops, NULL);
-	/* state across restarts: recovered before the first connection (docs/broker.md) */
+	/* state across restarts: recovered before the first connection (docs/broker.md); its
+	 * syncer thread a DPDK control thread, off the worker cores */
+	broker_persist_spawn = spawn_ctrl;
 	if (cfg->state_dir[0] != '\0' &&
 	    (rc = broker_persist_open(
 		 svc->b, cfg->state_dir, lc->worker_idx, cfg->state_sync_ms, now_ms(lc))) != 0) {

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -924,6 +925,86 @@ test_sync_period(void **state)
 	fx_free(x);
 }
 
+/* The periodic fdatasync runs on the syncer thread: a slow one (a gate the test holds shut)
+ * never holds up the lcore's tick, nor the next publish and its PUBACK; while it lasts no second
+ * one is started; one that fails is counted and logged at the next tick (PERSIST_FAIL). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool open, in;
+	int calls, fail_errno;
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true, false, 0, 0 };
+
+static int
+gated_sync(int fd)
+{
+	(void)fd;
+	pthread_mutex_lock(&gate.mu);
+	gate.calls++;
+	gate.in = true;
+	pthread_cond_broadcast(&gate.cv);
+	while (!gate.open)
+		pthread_cond_wait(&gate.cv, &gate.mu);
+	gate.in = false;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.mu);
+	if (gate.fail_errno != 0) {
+		errno = gate.fail_errno;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+gate_wait(bool in, int calls)
+{
+	pthread_mutex_lock(&gate.mu);
+	while (gate.in != in || gate.calls < calls)
+		pthread_cond_wait(&gate.cv, &gate.mu);
+	pthread_mutex_unlock(&gate.mu);
+}
+
+static void
+gate_set(bool open)
+{
+	pthread_mutex_lock(&gate.mu);
+	gate.open = open;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.mu);
+}
+
+static void
+test_sync_off_the_lcore(void **state)
+{
+	struct fx *x = fx_new(NULL);
+
+	(void)state;
+	broker_persist_fdatasync = gated_sync;
+	gate.calls = gate.fail_errno = 0;
+	gate_set(false);
+	assert_int_equal(broker_persist_open(x->b, dir, 0, 50, x->now), 0);
+	fx_connect(x, 0, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 0, "t", "v", 1, 1, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_tick(x, 50); /* the sync starts on its thread and sticks at the gate */
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_SYNC), 1);
+	gate_wait(true, 1);
+	fx_publish(x, 0, "t", "w", 1, 2, true); /* the lcore goes on meanwhile */
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_tick(x, 50); /* due again, the last one still running: not a second one */
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_SYNC), 1);
+	gate.fail_errno = EIO;
+	gate_set(true);
+	gate_wait(false, 1);
+	fx_tick(x, 50); /* the failure counted; the change still waiting is handed over */
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_FAIL), 1);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_SYNC), 2);
+	gate_wait(false, 2);
+	gate.fail_errno = 0;
+	fx_free(x); /* joins the syncer */
+	broker_persist_fdatasync = fdatasync;
+}
+
 /* ---- writes that fail ---- */
 
 static void
@@ -1129,6 +1210,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_snapshot_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_period, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_off_the_lcore, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_refused_by_the_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_snapshot_write_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_fails_halfway, setup, teardown),
