@@ -39,6 +39,12 @@ struct agent {
 	struct dpchan_link *chan; /* the dataplane's sensor messages into the store (NULL: off) */
 	struct downlink *down;    /* cloud messages to the dataplane's broker (NULL: none) */
 	struct cmdspool *cmds;    /* QoS 1/2 commands and their QoS 2 ids on disk (NULL: none) */
+	/* PUBRELs whose id's free is on its way to disk (the spools' next commits): PUBCOMP waits */
+	struct q2_release {
+		uint16_t id;
+		uint64_t need_down, need_cmd, since_ms;
+	} q2rel[64];
+	uint32_t nq2rel;
 	uint64_t next_stats_ms;
 	uint64_t started_ms;
 	uint64_t watchdog_ms, next_watchdog_ms; /* systemd WatchdogSec, 0: none */

@@ -276,10 +276,19 @@ cmdspool_done(struct cmdspool *c, uint64_t seq)
 }
 
 int
-cmdspool_q2_release(struct cmdspool *c, uint16_t packet_id)
+cmdspool_q2_release(struct cmdspool *c, uint16_t packet_id, uint64_t *need)
 {
-	int rc = downlink_ids_release(c->q2, packet_id);
+	int rc;
 
+	if (need != NULL)
+		*need = 0;
+	if (need != NULL && packet_id != 0) { /* written; durable with the spool's next commit */
+		if ((rc = downlink_ids_free(c->q2, packet_id, need)) == 0 &&
+		    !downlink_ids_durable(c->q2, *need))
+			spool_commit_request(c->sp);
+	} else {
+		rc = downlink_ids_release(c->q2, packet_id);
+	}
 	if (rc != 0) {
 		store_count(c->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
@@ -287,6 +296,12 @@ cmdspool_q2_release(struct cmdspool *c, uint16_t packet_id)
 		    packet_id, c->dir, strerror(-rc));
 	}
 	return rc;
+}
+
+bool
+cmdspool_q2_durable(const struct cmdspool *c, uint64_t need)
+{
+	return c == NULL || downlink_ids_durable(c->q2, need);
 }
 
 void

@@ -63,7 +63,10 @@ void cmdspool_run(struct cmdspool *c);
 /* Record seq was answered (its response submitted): released (committed off the loop). */
 void cmdspool_done(struct cmdspool *c, uint64_t seq);
 /* PUBREL for packet_id (0: the cloud lost the session, every id): freed on disk; 0 or < 0. */
-int cmdspool_q2_release(struct cmdspool *c, uint16_t packet_id);
+int cmdspool_q2_release(struct cmdspool *c, uint16_t packet_id, uint64_t *need);
+/* With need (and an id): freed, made durable by the spool's next commit (requested); PUBCOMP
+ * waits until this says so. */
+bool cmdspool_q2_durable(const struct cmdspool *c, uint64_t need);
 /* Every QoS 2 id owned and not released (put back into the MQTT client at start). */
 void cmdspool_q2_each(struct cmdspool *c, void (*fn)(void *arg, uint16_t packet_id), void *arg);
 /* Commits the releases and frees. */

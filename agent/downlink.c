@@ -582,19 +582,34 @@ downlink_replay(struct downlink *d)
 }
 
 int
-downlink_q2_release(struct downlink *d, uint16_t packet_id)
+downlink_q2_release(struct downlink *d, uint16_t packet_id, uint64_t *need)
 {
 	int rc;
 
+	if (need != NULL)
+		*need = 0;
 	if (d == NULL || d->q2 == NULL)
 		return 0;
-	if ((rc = downlink_ids_release(d->q2, packet_id)) != 0) {
+	if (need != NULL && packet_id != 0) { /* written; durable with the spool's next commit */
+		if ((rc = downlink_ids_free(d->q2, packet_id, need)) == 0 &&
+		    !downlink_ids_durable(d->q2, *need))
+			spool_commit_request(d->sp);
+	} else {
+		rc = downlink_ids_release(d->q2, packet_id);
+	}
+	if (rc != 0) {
 		store_count(d->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
 		    "downlink: cannot free QoS 2 packet id %u in %s/q2-ids (%s): PUBCOMP withheld",
 		    packet_id, d->dir, strerror(-rc));
 	}
 	return rc;
+}
+
+bool
+downlink_q2_durable(const struct downlink *d, uint64_t need)
+{
+	return d == NULL || d->q2 == NULL || downlink_ids_durable(d->q2, need);
 }
 
 void

@@ -59,8 +59,11 @@ void downlink_set_owned(struct downlink *d, downlink_owned_fn fn, void *arg);
 int downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, size_t len,
     uint8_t qos, bool retain, uint16_t packet_id, uint64_t token);
 /* The cloud's PUBREL for packet_id (0: the cloud lost the session, every id): forgotten on disk;
- * 0, or < 0 when it could not be (then PUBCOMP is withheld: the cloud sends PUBREL again). */
-int downlink_q2_release(struct downlink *d, uint16_t packet_id);
+ * 0, or < 0 when it could not be (then PUBCOMP is withheld: the cloud sends PUBREL again). With
+ * need (and an id), the loop does not wait: the id is freed and made durable by the spool's next
+ * commit, requested now; PUBCOMP waits until downlink_q2_durable(need). */
+int downlink_q2_release(struct downlink *d, uint16_t packet_id, uint64_t *need);
+bool downlink_q2_durable(const struct downlink *d, uint64_t need);
 /* Every QoS 2 packet id owned and not released (put back into the MQTT client at start). */
 void downlink_q2_each(struct downlink *d, void (*fn)(void *arg, uint16_t packet_id), void *arg);
 /* The messages waiting for the disk whose commit ended: owned_fn says (in order); then send what

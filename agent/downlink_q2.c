@@ -168,6 +168,21 @@ downlink_ids_own(struct downlink_ids *q, uint16_t id)
 }
 
 int
+downlink_ids_free(struct downlink_ids *q, uint16_t id, uint64_t *need)
+{
+	int rc = id != 0 && q->v[id] != 0 ? q2_write(q, id, 0) : 0;
+
+	*need = atomic_load(&q->gen);
+	return rc;
+}
+
+bool
+downlink_ids_durable(const struct downlink_ids *q, uint64_t need)
+{
+	return atomic_load(&((struct downlink_ids *)q)->synced) >= need;
+}
+
+int
 downlink_ids_release(struct downlink_ids *q, uint16_t id)
 {
 	int rc = 0;

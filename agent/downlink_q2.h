@@ -47,6 +47,11 @@ int downlink_ids_before_commit(void *arg);
 int downlink_ids_own(struct downlink_ids *q, uint16_t packet_id);
 /* fdatasync when something was written since the last one (either thread). */
 int downlink_ids_sync(struct downlink_ids *q);
+/* PUBREL came for packet_id: free, written (0) and made durable by the spool's next commit
+ * (before_commit); *need is what downlink_ids_durable waits for (also when the id was free
+ * already: an earlier free of it may not be on disk yet). */
+int downlink_ids_free(struct downlink_ids *q, uint16_t packet_id, uint64_t *need);
+bool downlink_ids_durable(const struct downlink_ids *q, uint64_t need);
 /* PUBREL came (packet_id), or the cloud lost the session (packet_id 0: every id): free, on disk
  * before it returns 0. */
 int downlink_ids_release(struct downlink_ids *q, uint16_t packet_id);

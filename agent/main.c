@@ -616,6 +616,8 @@ on_signal(void *arg, int signo)
 	}
 }
 
+static void q2_releases(struct agent *a, uint64_t now_ms);
+
 static void
 on_tick(void *arg, uint64_t now_ms)
 {
@@ -629,6 +631,8 @@ on_tick(void *arg, uint64_t now_ms)
 	}
 	if (a->store != NULL)
 		store_process(a->store); /* a report missed or a held record: at least each tick */
+	if (a->nq2rel > 0)
+		q2_releases(a, clock_mono_ms());
 	agent_stats_snapshot(a);
 	if (!a->cfg.stats_file[0] || now_ms < a->next_stats_ms)
 		return;
@@ -700,11 +704,44 @@ static int
 on_q2_released(void *arg, uint16_t packet_id)
 {
 	struct agent *a = arg;
-	int rc = downlink_q2_release(a->down, packet_id), crc = 0;
+	struct q2_release r = { .id = packet_id, .since_ms = clock_mono_ms() };
+	bool later = packet_id != 0 && a->nq2rel < sizeof(a->q2rel) / sizeof(a->q2rel[0]);
+	int rc, crc = 0;
 
+	for (uint32_t i = 0; later && i < a->nq2rel; i++)
+		if (a->q2rel[i].id == packet_id)
+			later =
+			    false; /* a PUBREL again (a reconnect): that one answers, written again */
+	rc = downlink_q2_release(a->down, packet_id, later ? &r.need_down : NULL);
 	if (a->cmds != NULL)
-		crc = cmdspool_q2_release(a->cmds, packet_id);
-	return rc != 0 ? rc : crc;
+		crc = cmdspool_q2_release(a->cmds, packet_id, later ? &r.need_cmd : NULL);
+	if (rc != 0 || crc != 0)
+		return rc != 0 ? rc : crc;
+	if (!later ||
+	    (downlink_q2_durable(a->down, r.need_down) &&
+		(a->cmds == NULL || cmdspool_q2_durable(a->cmds, r.need_cmd))))
+		return 0;
+	a->q2rel[a->nq2rel++] = r; /* PUBCOMP once the spools' commits synced it (q2_releases) */
+	return UPLINK_OWN_LATER;
+}
+
+/* The PUBRELs whose free is on disk now get their PUBCOMP (each tick); one the disk has not
+ * taken within 10 s is given up (no PUBCOMP, counted: the cloud sends PUBREL again). */
+static void
+q2_releases(struct agent *a, uint64_t now_ms)
+{
+	for (uint32_t i = 0; i < a->nq2rel;) {
+		struct q2_release *r = &a->q2rel[i];
+		bool done = downlink_q2_durable(a->down, r->need_down) &&
+		    (a->cmds == NULL || cmdspool_q2_durable(a->cmds, r->need_cmd));
+
+		if (!done && now_ms - r->since_ms < 10000) {
+			i++;
+			continue;
+		}
+		uplink_released(a->up, r->id, done ? 0 : -ETIMEDOUT);
+		*r = a->q2rel[--a->nq2rel];
+	}
 }
 
 static void

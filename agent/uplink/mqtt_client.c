@@ -62,7 +62,9 @@ mu_released(void *arg, uint16_t packet_id)
 {
 	struct mqtt_uplink *u = arg;
 
-	return u->up.q2in.released != NULL ? u->up.q2in.released(u->up.q2in.arg, packet_id) : 0;
+	int rc = u->up.q2in.released != NULL ? u->up.q2in.released(u->up.q2in.arg, packet_id) : 0;
+
+	return rc == UPLINK_OWN_LATER ? MQTTC_OWN_LATER : rc;
 }
 
 static int
@@ -80,6 +82,12 @@ static void
 mu_restore_in(struct uplink *up, uint16_t packet_id)
 {
 	mqttc_restore_in(((struct mqtt_uplink *)up)->c, packet_id);
+}
+
+static void
+mu_released_later(struct uplink *up, uint16_t packet_id, int rc)
+{
+	mqttc_released(((struct mqtt_uplink *)up)->c, packet_id, rc);
 }
 
 static void
@@ -220,6 +228,7 @@ static const struct uplink_ops mqtt_ops = { .name = "mqtt",
 	.unsubscribe = mu_unsubscribe,
 	.restore_in = mu_restore_in,
 	.owned = mu_owned,
+	.released = mu_released_later,
 	.destroy = mu_destroy };
 
 int

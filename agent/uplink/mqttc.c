@@ -1320,12 +1320,30 @@ mqttc_acks_waiting(const struct mqttc *c)
 static void
 mc_on_pubrel(struct mqttc *c, uint16_t id)
 {
-	if (c->h.released != NULL && c->h.released(c->h.arg, id) != 0) {
+	int rc = c->h.released != NULL ? c->h.released(c->h.arg, id) : 0;
+
+	if (rc == MQTTC_OWN_LATER && id != 0)
+		return; /* mqttc_released() answers */
+	if (rc != 0) {
 		c->cnt[UPLINK_C_downlink_release_fail]++;
 		return;
 	}
 	bit_set(c->ids_in, id, false);
 	mc_send_ack(c, MQTT_PUBCOMP, id, 0);
+}
+
+void
+mqttc_released(struct mqttc *c, uint16_t packet_id, int rc)
+{
+	if (rc != 0) {
+		c->cnt[UPLINK_C_downlink_release_fail]++;
+		return;
+	}
+	bit_set(c->ids_in, packet_id, false);
+	if (c->state == MQTTC_UP && c->fd >= 0) {
+		mc_send_ack(c, MQTT_PUBCOMP, packet_id, 0);
+		mc_flush(c);
+	}
 }
 
 /* The broker has no session: the QoS 2 ids it sent are forgotten, here and where kept. */

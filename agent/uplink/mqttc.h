@@ -61,7 +61,8 @@ struct mqttc_hooks {
 	    uint8_t qos, bool retain, uint16_t packet_id, uint64_t token);
 	/* The broker released a QoS 2 message it sent (PUBREL for packet_id), or lost the session
 	 * (packet_id 0: every id) (optional): forget it where it was kept. Nonzero: not forgotten,
-	 * no PUBCOMP (the broker sends PUBREL again after the next reconnect). */
+	 * no PUBCOMP (the broker sends PUBREL again after the next reconnect); MQTTC_OWN_LATER (an
+	 * id, not 0): forgotten once that is on disk, and mqttc_released() says so (PUBCOMP then). */
 	int (*released)(void *arg, uint16_t packet_id);
 	/* A QoS 2 message moved to state st under packet_id (optional). Nonzero: not recorded. */
 	int (*persist)(void *arg, uint64_t ref, uint16_t packet_id, enum mqttc_msg_state st);
@@ -103,6 +104,10 @@ void mqttc_restore_in(struct mqttc *c, uint16_t packet_id);
  * sends it again), and a QoS 2 packet_id owned is remembered, so that the resend is answered
  * PUBREC and not delivered twice. */
 void mqttc_owned(struct mqttc *c, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
+/* The PUBREL the released() hook answered MQTTC_OWN_LATER for: the id is forgotten on disk
+ * (rc 0: PUBCOMP, if connected; else the broker's next PUBREL gets it) or could not be (rc < 0:
+ * counted downlink_release_fail, no PUBCOMP). */
+void mqttc_released(struct mqttc *c, uint16_t packet_id, int rc);
 /* Acknowledgements to the broker waiting for an earlier message's mqttc_owned (a gauge). */
 size_t mqttc_acks_waiting(const struct mqttc *c);
 /* Put back a message a store kept in flight (state SENT or RELEASED) before the first connect. */

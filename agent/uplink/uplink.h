@@ -33,7 +33,8 @@ typedef int (*uplink_cmd_fn)(void *arg, const char *topic, const uint8_t *payloa
 
 /* QoS 2 from the cloud: where the packet ids of the messages the gateway owns are kept until
  * their PUBREL (the downlink, downlink_q2.h): released() forgets one (0: all, the cloud lost the
- * session); nonzero: not forgotten (no PUBCOMP yet). */
+ * session); < 0: not forgotten (no PUBCOMP yet); UPLINK_OWN_LATER (an id): uplink_released()
+ * says when it is, on disk. */
 struct uplink_q2_in {
 	void *arg;
 	int (*released)(void *arg, uint16_t packet_id);
@@ -93,6 +94,9 @@ struct uplink_ops {
 	/* A QoS 2 packet id the cloud sent, owned and not released before a restart (optional):
 	 * a resend under it is answered, not delivered again. Before the first connect. */
 	void (*restore_in)(struct uplink *u, uint16_t packet_id);
+	/* The PUBREL q2in.released answered UPLINK_OWN_LATER for: forgotten on disk (rc 0) or not
+	 * (optional, as owned). */
+	void (*released)(struct uplink *u, uint16_t packet_id, int rc);
 	/* A cloud message cmd_fn answered UPLINK_OWN_LATER for is owned (rc 0) or will not be
 	 * (optional: a backend whose cmd_fn never sees QoS 1/2). */
 	void (*owned)(struct uplink *u, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
@@ -152,6 +156,13 @@ uplink_owned(struct uplink *u, uint64_t token, uint8_t qos, uint16_t packet_id, 
 {
 	if (u->ops->owned != NULL)
 		u->ops->owned(u, token, qos, packet_id, rc);
+}
+
+static inline void
+uplink_released(struct uplink *u, uint16_t packet_id, int rc)
+{
+	if (u->ops->released != NULL)
+		u->ops->released(u, packet_id, rc);
 }
 
 static inline size_t

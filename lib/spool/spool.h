@@ -82,11 +82,12 @@ struct spool_config {
 	void *on_durable_arg;
 	spool_committed_fn on_committed; /* optional */
 	void *on_committed_arg;
-	/* Optional: called by whoever commits (the flusher), before the commit writes its records
-	 * and acks: what a producer wrote elsewhere that must be durable no later than they are
-	 * (the agent's QoS 2 packet ids, agent/downlink_q2.h) is made durable here. Nonzero fails
-	 * the commit: its records are not durable (on_durable says so), its acks wait for the
-	 * next one. */
+	/* Optional: called by whoever commits (the flusher), at every commit (also one with
+	 * nothing of its own: spool_commit_request, the idle flusher's each second), before it
+	 * writes its records and acks: what a producer wrote elsewhere that must be durable no
+	 * later than they are (the agent's QoS 2 packet ids, agent/downlink_q2.h) is made durable
+	 * here. Nonzero fails the commit: its records are not durable (on_durable says so), its
+	 * acks wait for the next one. */
 	int (*before_commit)(void *arg);
 	void *before_commit_arg;
 	const struct spool_io_ops *io; /* NULL: spool_io_posix */

@@ -333,7 +333,7 @@ spool_commit(struct spool *sp)
 	pthread_mutex_unlock(&sp->lock);
 
 	int err = 0, pre_err = 0;
-	if (sp->cfg.before_commit && (nrec || sp->ack_flight_n) &&
+	if (sp->cfg.before_commit &&
 	    (pre_err = sp->cfg.before_commit(sp->cfg.before_commit_arg)) != 0) {
 		err = pre_err;
 		pthread_mutex_lock(&sp->lock);

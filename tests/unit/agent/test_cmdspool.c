@@ -263,7 +263,7 @@ test_q2_resend_after_a_crash_runs_once(void **state)
 	assert_int_equal(e->bus.n, 1); /* run once, from the spool */
 	assert_string_equal(e->bus.got[0], "{\"id\":\"q2\"}");
 	cmdspool_done(e->c, e->bus.seq[0]);
-	assert_int_equal(cmdspool_q2_release(e->c, 7), 0); /* PUBREL */
+	assert_int_equal(cmdspool_q2_release(e->c, 7, NULL), 0); /* PUBREL */
 	assert_int_equal(held_ids(e, ids), 0);
 	crash(e);
 

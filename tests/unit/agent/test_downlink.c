@@ -482,13 +482,13 @@ test_q2_ids_kept_across_restarts(void **state)
 	assert_int_equal(ids[0], 2); /* 7 and 9 kept, 11 freed */
 	assert_int_equal(ids[1], 7);
 	assert_int_equal(ids[2], 9);
-	assert_int_equal(downlink_q2_release(d, 7), 0); /* PUBREL */
+	assert_int_equal(downlink_q2_release(d, 7, NULL), 0); /* PUBREL */
 	downlink_close(d);
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
 	kept_ids(d, ids);
 	assert_int_equal(ids[0], 1);
 	assert_int_equal(ids[1], 9);
-	assert_int_equal(downlink_q2_release(d, 0), 0); /* the cloud lost the session */
+	assert_int_equal(downlink_q2_release(d, 0, NULL), 0); /* the cloud lost the session */
 	kept_ids(d, ids);
 	assert_int_equal(ids[0], 0);
 	downlink_close(d);
@@ -660,12 +660,12 @@ test_q2_ids_write_fails(void **state)
 	kept_ids(d, ids);
 	assert_int_equal(ids[0], 1);
 	qf.fail = 1;
-	assert_int_equal(downlink_q2_release(d, 7), -EIO); /* PUBCOMP withheld */
+	assert_int_equal(downlink_q2_release(d, 7, NULL), -EIO); /* PUBCOMP withheld */
 	assert_int_equal(count(e, STORE_C_down_q2_fail), 3);
 	kept_ids(d, ids);
 	assert_int_equal(ids[0], 1); /* still kept: the cloud's next PUBREL frees it */
 	assert_int_equal(ids[1], 7);
-	assert_int_equal(downlink_q2_release(d, 7), 0);
+	assert_int_equal(downlink_q2_release(d, 7, NULL), 0);
 	pump(e, d, 3);
 	downlink_close(d);
 	e->sc->spool.io = NULL;
@@ -772,6 +772,7 @@ test_owned_after_the_commit(void **state)
 	struct spool_io_ops ops = spool_io_posix;
 	struct downlink *d;
 	uint16_t ids[9];
+	uint64_t need;
 
 	ops.open = sf_open;
 	ops.pwrite = sf_pwrite;
@@ -813,6 +814,18 @@ test_owned_after_the_commit(void **state)
 	pump(e, d, 2); /* one record each */
 	assert_string_equal(e->lc.got[0], "cmd/plant/a:1:1");
 	assert_string_equal(e->lc.got[1], "cmd/plant/b:2:1");
+
+	/* its PUBREL: the id freed and made durable by the flusher's commit, not by the loop */
+	io_log.loop_syncs = 0;
+	io_log.on = true;
+	assert_int_equal(downlink_q2_release(d, 5, &need), 0);
+	for (int i = 0; i < 3000 && !downlink_q2_durable(d, need); i++)
+		usleep(1000);
+	io_log.on = false;
+	assert_true(downlink_q2_durable(d, need));
+	assert_int_equal(io_log.loop_syncs, 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 0);
 
 	downlink_set_owned(d, NULL, NULL); /* no way to say it later: owned before it returns */
 	assert_int_equal(deliver_tok(d, "site/lab/cmd/plant/c", "3", 1, 0, 14), 0);

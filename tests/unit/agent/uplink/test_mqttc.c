@@ -547,6 +547,42 @@ test_downlink_owned_later_in_order(void **state)
 	assert_int_equal(fb_count(&B, 'm'), 5); /* 7, 8, the QoS 0, 10, 9 once */
 }
 
+/* A PUBREL whose id is forgotten on disk later (the hook says MQTTC_OWN_LATER) gets its PUBCOMP
+ * only from mqttc_released(); one that could not be forgotten gets none (counted), and the id
+ * stays taken: a resend of the message under it is still a duplicate. */
+static void
+test_downlink_released_later(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false);
+	assert_true(fb_recv(&B, &p)); /* PUBREC */
+	B.released_rc = MQTTC_OWN_LATER;
+	fb_ack(&B, MQTT_PUBREL, 5, 0);
+	assert_true(fb_quiet(&B)); /* no PUBCOMP yet */
+	assert_int_equal(fb_count(&B, 'r'), 1);
+	mqttc_released(B.c, 5, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBCOMP);
+	assert_int_equal(p.packet_id, 5);
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false); /* the id is free: a new message */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(fb_count(&B, 'm'), 2);
+
+	fb_ack(&B, MQTT_PUBREL, 5, 0);
+	mqttc_released(B.c, 5, -EIO);
+	assert_true(fb_quiet(&B));
+	assert_int_equal(cnt()[UPLINK_C_downlink_release_fail], 1);
+	fb_publish(&B, "site/cmd", "{}", 2, 5, true); /* still taken: answered, not delivered */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 1);
+}
+
 /* Filters added with mqttc_subscribe_add() go in the same SUBSCRIBE, at their QoS. */
 static void
 test_downlink_filters_subscribed(void **state)
@@ -1127,6 +1163,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_downlink_qos2_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_owned_later_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_downlink_released_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),

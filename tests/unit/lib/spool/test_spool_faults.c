@@ -426,8 +426,9 @@ test_before_commit(void **state)
 	c.before_commit = hook_fn;
 	c.before_commit_arg = &h;
 	assert_int_equal(spool_open(&c, &sp), 0);
-	assert_int_equal(spool_commit(sp), 0); /* nothing to commit: no call */
-	assert_int_equal(h.calls, 0);
+	assert_int_equal(spool_commit(sp), 0); /* nothing of its own: called all the same */
+	assert_int_equal(h.calls, 1);
+	h.calls = 0;
 
 	a = append(sp, SPOOL_ALARM, 1, "first");
 	assert_int_equal(spool_next_seq(sp), a + 1);
