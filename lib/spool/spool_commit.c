@@ -397,6 +397,8 @@ spool_commit(struct spool *sp)
 		fail_record(sp, lo, hi, err, nrec);
 	if (hi >= lo)
 		atomic_store_explicit(&sp->resolved_seq, hi, memory_order_release);
+	if (nrec)
+		sp->last_commit_ns = spool_mono_ns();
 	pthread_cond_broadcast(&sp->settled_cond);
 	pthread_mutex_unlock(&sp->lock);
 
@@ -421,6 +423,11 @@ commit_due(struct spool *sp, uint64_t now_ns)
 	if (sp->buffered_bytes >= sp->cfg.commit_bytes)
 		return true;
 	if (sp->oldest_buffered_ns && now_ns - sp->oldest_buffered_ns >= wait_ns)
+		return true;
+	/* the first record after the spool was idle at least that long: no company is coming
+	 * (a sensor every few seconds), so it goes at once; under load the commits follow each
+	 * other closer than wait_ns, and each waits to batch as before */
+	if (sp->oldest_buffered_ns && sp->oldest_buffered_ns - sp->last_commit_ns >= wait_ns)
 		return true;
 	return sp->doomed != NULL || sp->commit_want > sp->commit_no;
 }

@@ -167,7 +167,8 @@ struct spool {
 	uint64_t seg_bytes;      /* sum of segment sizes, doomed ones excluded */
 	uint64_t buffered_bytes; /* in buf and flight */
 	uint64_t
-	    oldest_buffered_ns; /* monotonic time of the first record in the buffers; 0: none */
+	    oldest_buffered_ns;  /* monotonic time of the first record in the buffers; 0: none */
+	uint64_t last_commit_ns; /* when the last commit ended (monotonic; 0: none yet) */
 
 	struct spool_seg *doomed; /* released or dropped, unlinked by the next commit */
 

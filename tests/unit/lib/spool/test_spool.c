@@ -607,6 +607,33 @@ test_append_during_commit(void **state)
 	sem_destroy(&hold);
 }
 
+/* A record that finds the spool idle for commit_max_wait_us (here 1 s) is committed at once: it
+ * has nobody to wait for (a sensor reporting every few seconds got every PUBACK a whole
+ * commit_max_wait_us late). One right behind a commit still waits to batch: the flusher's
+ * one-second pass takes it, not an immediate commit. */
+static void
+test_idle_commits_at_once(void **state)
+{
+	(void)state;
+	struct spool_config c;
+	uint64_t a, b, t0, ms;
+	base_cfg(&c);
+	c.commit_max_wait_us = 1000000;
+	struct spool *sp = open_ok(&c);
+	assert_int_equal(spool_start_flusher(sp), 0);
+	usleep(20000); /* the flusher waits */
+	t0 = spool_mono_ns();
+	a = append(sp, SPOOL_NORMAL, 1, "after idle");
+	assert_int_equal(spool_wait_durable(sp, a, 500), 1);
+	ms = (spool_mono_ns() - t0) / 1000000;
+	if (ms >= 500)
+		fail_msg("a record after idle waited %llu ms", (unsigned long long)ms);
+	b = append(sp, SPOOL_NORMAL, 1, "right behind");
+	assert_int_equal(spool_wait_durable(sp, b, 300), 0); /* batching: still waiting */
+	assert_int_equal(spool_wait_durable(sp, b, 3000), 1);
+	spool_close(sp);
+}
+
 /* Four producer threads and the flusher at once: every record settled once, in contiguous
  * ranges, and delivered in sequence order per class. */
 static void
@@ -1291,6 +1318,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_crc32c_known_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_read_ack_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_commits_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oldest_unacked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acks_and_q2_survive_restart, setup, teardown),
