@@ -70,10 +70,11 @@ struct spool_config {
 	uint64_t max_bytes; /* bound on segments + commit buffers; 0: 1 GiB */
 	uint64_t
 	    segment_bytes; /* a segment is sealed past this; 0: max_bytes / 32, 64 KiB..64 MiB */
-	uint32_t commit_max_wait_us; /* longest a record waits for its group commit; 0: 1000. A
-				      * record that finds the spool idle that long goes at once */
-	uint32_t commit_bytes;       /* commit at once when this much is buffered; 0: 256 KiB */
-	uint32_t buffer_bytes;       /* commit buffer per stream (x2); 0: 4 x commit_bytes */
+	/* longest a record waits for its group commit; 0: 1000. One that finds the spool idle that
+	 * long, while commits carry a record at a time, goes at once (docs/spool.md) */
+	uint32_t commit_max_wait_us;
+	uint32_t commit_bytes; /* commit at once when this much is buffered; 0: 256 KiB */
+	uint32_t buffer_bytes; /* commit buffer per stream (x2); 0: 4 x commit_bytes */
 	uint32_t
 	    disk_full_retry_ms; /* after ENOSPC, refuse until space is freed or this passes; 0: 1000 */
 	struct spool_class_policy

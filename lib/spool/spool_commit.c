@@ -397,8 +397,10 @@ spool_commit(struct spool *sp)
 		fail_record(sp, lo, hi, err, nrec);
 	if (hi >= lo)
 		atomic_store_explicit(&sp->resolved_seq, hi, memory_order_release);
-	if (nrec)
+	if (nrec) {
 		sp->last_commit_ns = spool_mono_ns();
+		sp->nrec_avg += ((int64_t)nrec * 256 - sp->nrec_avg) / 8;
+	}
 	pthread_cond_broadcast(&sp->settled_cond);
 	pthread_mutex_unlock(&sp->lock);
 
@@ -424,10 +426,16 @@ commit_due(struct spool *sp, uint64_t now_ns)
 		return true;
 	if (sp->oldest_buffered_ns && now_ns - sp->oldest_buffered_ns >= wait_ns)
 		return true;
-	/* the first record after the spool was idle at least that long: no company is coming
-	 * (a sensor every few seconds), so it goes at once; under load the commits follow each
-	 * other closer than wait_ns, and each waits to batch as before */
-	if (sp->oldest_buffered_ns && sp->oldest_buffered_ns - sp->last_commit_ns >= wait_ns)
+	/* a record that finds the spool idle at least that long while its commits carry a record
+	 * at a time (a moving average of at most 1.5; none yet counts): a sensor every few
+	 * seconds, no company is coming, so it goes at once. Under batches it waits as before:
+	 * under a closed loop (each publisher waits for its PUBACKs) the next records come a round
+	 * trip after the commit, and going at once would split every batch (and a straggler
+	 * committed alone must not start a chain of single commits beside the batches: the
+	 * average, not the last commit). One appended during the last commit is older than its
+	 * end: it waits. */
+	if (sp->oldest_buffered_ns && sp->nrec_avg <= 384 &&
+	    sp->oldest_buffered_ns >= sp->last_commit_ns + wait_ns)
 		return true;
 	return sp->doomed != NULL || sp->commit_want > sp->commit_no;
 }

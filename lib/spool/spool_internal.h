@@ -168,7 +168,8 @@ struct spool {
 	uint64_t buffered_bytes; /* in buf and flight */
 	uint64_t
 	    oldest_buffered_ns;  /* monotonic time of the first record in the buffers; 0: none */
-	uint64_t last_commit_ns; /* when the last commit ended (monotonic; 0: none yet) */
+	uint64_t last_commit_ns; /* when the last commit of records ended (monotonic; 0: none) */
+	int64_t nrec_avg;        /* records per commit, a moving average (x256, weight 1/8) */
 
 	struct spool_seg *doomed; /* released or dropped, unlinked by the next commit */
 

@@ -631,7 +631,47 @@ test_idle_commits_at_once(void **state)
 	b = append(sp, SPOOL_NORMAL, 1, "right behind");
 	assert_int_equal(spool_wait_durable(sp, b, 300), 0); /* batching: still waiting */
 	assert_int_equal(spool_wait_durable(sp, b, 3000), 1);
+	/* after batches (here one of 20 records: the moving average of records per commit above
+	 * 1.5), the next record waits for company even after a pause: under a closed loop the
+	 * next ones come a round trip later */
+	for (int i = 0; i < 20; i++)
+		b = append(sp, SPOOL_NORMAL, 1, "batch");
+	assert_int_equal(spool_wait_durable(sp, b, 3000), 1);
+	usleep(1100000); /* idle longer than commit_max_wait_us */
+	b = append(sp, SPOOL_NORMAL, 1, "after a batch");
+	assert_int_equal(spool_wait_durable(sp, b, 300), 0);
+	assert_int_equal(spool_wait_durable(sp, b, 3000), 1);
 	spool_close(sp);
+}
+
+/* A record appended during a commit is older than that commit's end: it does not count as one
+ * that found the spool idle, and waits to batch (an unsigned difference once made every such
+ * record commit at once, so under load every commit followed the last with a handful). */
+static void
+test_during_commit_not_idle(void **state)
+{
+	(void)state;
+	struct spool_config c;
+	sem_t hold;
+	uint64_t a, b;
+	base_cfg(&c);
+	c.commit_max_wait_us = 1000000;
+	struct spool *sp = open_ok(&c);
+	assert_int_equal(sem_init(&hold, 0, 0), 0);
+	assert_int_equal(spool_start_flusher(sp), 0);
+	F.hold_sync = &hold;
+	a = append(sp, SPOOL_NORMAL, 1, "after idle"); /* at once, held in its fdatasync */
+	for (int i = 0; i < 2000 && !__atomic_load_n(&F.in_sync, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	assert_true(__atomic_load_n(&F.in_sync, __ATOMIC_ACQUIRE));
+	b = append(sp, SPOOL_NORMAL, 1, "during the commit");
+	F.hold_sync = NULL;
+	assert_int_equal(sem_post(&hold), 0);
+	assert_int_equal(spool_wait_durable(sp, a, 3000), 1);
+	assert_int_equal(spool_wait_durable(sp, b, 300), 0); /* waits for company */
+	assert_int_equal(spool_wait_durable(sp, b, 3000), 1);
+	spool_close(sp);
+	sem_destroy(&hold);
 }
 
 /* Four producer threads and the flusher at once: every record settled once, in contiguous
@@ -1319,6 +1359,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_crc32c_known_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_read_ack_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_commits_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_during_commit_not_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oldest_unacked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_live_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acks_and_q2_survive_restart, setup, teardown),
