@@ -282,14 +282,7 @@ cmdspool_q2_release(struct cmdspool *c, uint16_t packet_id, uint64_t *need)
 
 	if (need != NULL)
 		*need = 0;
-	if (need != NULL && packet_id != 0) { /* written; durable with the spool's next commit */
-		if ((rc = downlink_ids_free(c->q2, packet_id, need)) == 0 &&
-		    !downlink_ids_durable(c->q2, *need))
-			spool_commit_request(c->sp);
-	} else {
-		rc = downlink_ids_release(c->q2, packet_id);
-	}
-	if (rc != 0) {
+	if ((rc = downlink_ids_pubrel(c->q2, c->sp, packet_id, need)) != 0) {
 		store_count(c->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
 		    "commands: cannot free QoS 2 packet id %u in %s/q2-ids (%s): PUBCOMP withheld",

@@ -590,14 +590,7 @@ downlink_q2_release(struct downlink *d, uint16_t packet_id, uint64_t *need)
 		*need = 0;
 	if (d == NULL || d->q2 == NULL)
 		return 0;
-	if (need != NULL && packet_id != 0) { /* written; durable with the spool's next commit */
-		if ((rc = downlink_ids_free(d->q2, packet_id, need)) == 0 &&
-		    !downlink_ids_durable(d->q2, *need))
-			spool_commit_request(d->sp);
-	} else {
-		rc = downlink_ids_release(d->q2, packet_id);
-	}
-	if (rc != 0) {
+	if ((rc = downlink_ids_pubrel(d->q2, d->sp, packet_id, need)) != 0) {
 		store_count(d->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
 		    "downlink: cannot free QoS 2 packet id %u in %s/q2-ids (%s): PUBCOMP withheld",

@@ -183,6 +183,18 @@ downlink_ids_durable(const struct downlink_ids *q, uint64_t need)
 }
 
 int
+downlink_ids_pubrel(struct downlink_ids *q, struct spool *sp, uint16_t id, uint64_t *need)
+{
+	int rc;
+
+	if (need == NULL || id == 0)
+		return downlink_ids_release(q, id);
+	if ((rc = downlink_ids_free(q, id, need)) == 0 && !downlink_ids_durable(q, *need))
+		spool_commit_request(sp); /* the commit's before_commit syncs the table */
+	return rc;
+}
+
+int
 downlink_ids_release(struct downlink_ids *q, uint16_t id)
 {
 	int rc = 0;

@@ -52,6 +52,9 @@ int downlink_ids_sync(struct downlink_ids *q);
  * already: an earlier free of it may not be on disk yet). */
 int downlink_ids_free(struct downlink_ids *q, uint16_t packet_id, uint64_t *need);
 bool downlink_ids_durable(const struct downlink_ids *q, uint64_t need);
+/* A PUBREL for id (0: every id): with need (and an id) downlink_ids_free and a commit of sp
+ * asked for, so that the loop does not wait; else downlink_ids_release. */
+int downlink_ids_pubrel(struct downlink_ids *q, struct spool *sp, uint16_t id, uint64_t *need);
 /* PUBREL came (packet_id), or the cloud lost the session (packet_id 0: every id): free, on disk
  * before it returns 0. */
 int downlink_ids_release(struct downlink_ids *q, uint16_t packet_id);

@@ -714,26 +714,15 @@ static bool syncs_fail; /* every fdatasync through the spool's table fails (EIO)
  * any record that names it is written ('S' then 'W' in ev). */
 static struct {
 	pthread_t loop;
-	int q2_fd, loop_syncs, n;
+	int loop_syncs, n; /* the q2-ids file: qf.q2_fd (qf_open) */
 	bool on;
 	char ev[256];
-} io_log = { .q2_fd = -1 };
-
-static int
-sf_open(void *ctx, const char *path, int flags, mode_t mode)
-{
-	int fd = spool_io_posix.open(ctx, path, flags, mode);
-	size_t n = strlen(path);
-
-	if (fd >= 0 && n >= 7 && strcmp(path + n - 7, "/q2-ids") == 0)
-		io_log.q2_fd = fd;
-	return fd;
-}
+} io_log;
 
 static ssize_t
 sf_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
 {
-	if (io_log.on && fd != io_log.q2_fd && io_log.n < 255)
+	if (io_log.on && fd != qf.q2_fd && io_log.n < 255)
 		io_log.ev[io_log.n++] = 'W';
 	return spool_io_posix.pwrite(ctx, fd, buf, len, off);
 }
@@ -743,7 +732,7 @@ sf_fdatasync(void *ctx, int fd)
 {
 	if (io_log.on && pthread_equal(pthread_self(), io_log.loop))
 		io_log.loop_syncs++;
-	if (io_log.on && fd == io_log.q2_fd && io_log.n < 255)
+	if (io_log.on && fd == qf.q2_fd && io_log.n < 255)
 		io_log.ev[io_log.n++] = 'S';
 	if (syncs_fail) {
 		errno = EIO;
@@ -774,16 +763,16 @@ test_owned_after_the_commit(void **state)
 	uint16_t ids[9];
 	uint64_t need;
 
-	ops.open = sf_open;
+	ops.open = qf_open;
 	ops.pwrite = sf_pwrite;
 	ops.fdatasync = sf_fdatasync;
 	e->sc->spool.io = &ops;
 	syncs_fail = false;
 	memset(&owned, 0, sizeof(owned));
-	io_log.q2_fd = -1;
+	qf.q2_fd = -1;
 	assert_int_equal(
 	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
-	assert_true(io_log.q2_fd >= 0);
+	assert_true(qf.q2_fd >= 0);
 	downlink_set_owned(d, on_owned, e);
 	lc_connect(e);
 	io_log.loop = pthread_self();
