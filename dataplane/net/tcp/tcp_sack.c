@@ -619,8 +619,13 @@ cum_ack(struct tcp_conn *c, struct tcp_sb *sb)
 			sb->head = (uint16_t)((sb->head + 1) % TCP_SB_SEGS);
 			sb->n--;
 		} else {
-			if (SEQ_LT(e->start, c->snd_una)) /* partly: only after a smaller MSS */
+			/* partly (after a smaller MSS, or a peer that acknowledges part of what it
+			 * SACKed): what the ACK covers leaves the SACKed total with it */
+			if (SEQ_LT(e->start, c->snd_una)) {
+				if (e->flags & SBS_SACKED)
+					sb->sacked -= c->snd_una - e->start;
 				e->start = c->snd_una;
+			}
 			break;
 		}
 	}

@@ -153,6 +153,42 @@ test_sack_blocks_ignored_and_partial_ack(void **state)
 	}
 }
 
+/* A cumulative ACK that ends inside a SACKed segment (a peer that acknowledges part of what it
+ * SACKed, or segments cut again after a smaller MSS): the part it covers leaves the SACKed
+ * total with it, and once everything is acknowledged nothing is left counted as SACKed (the
+ * total drifted upwards by the part before: pipe and PRR's DeliveredData read it). */
+static void
+test_partial_ack_of_sacked_segment(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t b0;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = open_timed(&p, 47006, 20);
+	assert_int_equal(tcp_write(c, buf, 6 * mss), (int)(6 * mss));
+	h_flush();
+	assert_int_equal(h_n_data(), 6);
+	b0 = c->snd_una;
+	{
+		const uint32_t blk[1][2] = { { b0 + 2 * mss, b0 + 4 * mss } };
+
+		h_advance_ms(5);
+		h_ack_sack(&p, b0 + mss, blk, 1);
+		assert_int_equal(tcp_sb_of(c)->sacked, 2 * mss);
+		h_ack_sack(&p, b0 + 2 * mss + 100, blk, 1);
+		assert_int_equal(tcp_sb_of(c)->sacked, 2 * mss - 100);
+		h_ack_sack(&p, b0 + 4 * mss, NULL, 0);
+		assert_int_equal(tcp_sb_of(c)->sacked, 0);
+		h_ack_sack(&p, b0 + 6 * mss, NULL, 0);
+		assert_int_equal(c->snd_una, c->snd_max);
+	}
+	if (tcp_sb_of(c) != NULL)
+		assert_int_equal(tcp_sb_of(c)->sacked, 0);
+}
+
 /* D-SACK (RFC 2883): below the cumulative ACK (4.1.1), or a first block inside the second
  * (4.2, a duplicate above it). Each is counted; RACK's reordering window widens once per
  * round trip however many come in it (RFC 8985 6.2 step 4), and again in the next. */
@@ -279,6 +315,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_scoreboard_bounds_flight, teardown),
 		cmocka_unit_test_teardown(test_sack_blocks_ignored_and_partial_ack, teardown),
+		cmocka_unit_test_teardown(test_partial_ack_of_sacked_segment, teardown),
 		cmocka_unit_test_teardown(test_dsack_forms_and_rounds, teardown),
 		cmocka_unit_test_teardown(test_tlp_fin_probe_repairs, teardown),
 		cmocka_unit_test_teardown(test_tlp_fin_probe_not_needed, teardown),
