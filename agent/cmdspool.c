@@ -47,6 +47,7 @@ on_wake(void *arg, uint32_t events)
 	(void)events;
 	ownq_clear(&c->own);
 	cmdspool_run(c);
+	ownq_committed(&c->own);
 }
 
 int
@@ -84,11 +85,12 @@ cmdspool_open(struct cmdspool **out, struct agent_loop *loop, const struct spool
 	/* a command is never dropped nor expired: it is released once answered */
 	memset(sc.policy, 0, sizeof(sc.policy));
 	sc.policy_set = true;
-	sc.on_durable = c->own.efd >= 0 ? ownq_on_durable : NULL;
-	sc.on_durable_arg = &c->own;
+	sc.on_durable = NULL;
+	/* every commit: also one that synced an id's free */
+	sc.on_committed = c->own.efd >= 0 ? ownq_on_commit : NULL;
+	sc.on_committed_arg = &c->own;
 	sc.before_commit = downlink_ids_before_commit;
 	sc.before_commit_arg = &c->q2;
-	sc.on_committed = NULL;
 	sc.recover_flags = 0;
 	sc.on_recovered = NULL;
 	rc = mkdir(c->dir, 0700) != 0 && errno != EEXIST ? -errno : 0;
@@ -148,6 +150,13 @@ cmdspool_set_owned(struct cmdspool *c, cmdspool_owned_fn fn, void *arg)
 {
 	c->owned_fn = fn;
 	c->owned_arg = arg;
+}
+
+void
+cmdspool_set_on_commit(struct cmdspool *c, void (*fn)(void *arg), void *arg)
+{
+	c->own.on_commit = fn;
+	c->own.on_commit_arg = arg;
 }
 
 int

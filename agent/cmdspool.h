@@ -47,6 +47,9 @@ int cmdspool_open(struct cmdspool **out, struct agent_loop *loop, const struct s
 typedef void (*cmdspool_owned_fn)(
     void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
 void cmdspool_set_owned(struct cmdspool *c, cmdspool_owned_fn fn, void *arg);
+/* fn(arg) on the loop after each of the spool's commits (also one that only synced a QoS 2 id
+ * freed by cmdspool_q2_release: cmdspool_q2_durable may now say yes). With a loop only. */
+void cmdspool_set_on_commit(struct cmdspool *c, void (*fn)(void *arg), void *arg);
 #define CMDSPOOL_OWN_LATER 1
 /* A QoS 1/2 command (packet_id: its QoS 2 packet id, else 0; token: the uplink's name for it):
  * CMDSPOOL_OWN_LATER when the owned_fn will say (the record is appended, its commit is the

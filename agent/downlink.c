@@ -66,6 +66,7 @@ on_wake(void *arg, uint32_t events)
 	(void)events;
 	ownq_clear(&d->own);
 	downlink_replay(d);
+	ownq_committed(&d->own);
 }
 
 static void on_down_ack(void *arg, uint64_t first, uint64_t last, int status);
@@ -150,8 +151,9 @@ open_spool(struct downlink *d, const struct spool_config *base)
 		c.max_bytes = 1u << 20;
 	c.segment_bytes = 0;
 	c.policy_set = false;
-	c.on_durable = ownq_on_durable;
-	c.on_durable_arg = &d->own;
+	c.on_durable = NULL;
+	c.on_committed = ownq_on_commit; /* every commit: also one that synced an id's free */
+	c.on_committed_arg = &d->own;
 	c.before_commit = downlink_ids_before_commit;
 	c.before_commit_arg = &d->q2;
 	c.recover_flags = 0;
@@ -208,6 +210,13 @@ downlink_set_owned(struct downlink *d, downlink_owned_fn fn, void *arg)
 {
 	d->owned_fn = fn;
 	d->owned_arg = arg;
+}
+
+void
+downlink_set_on_commit(struct downlink *d, void (*fn)(void *arg), void *arg)
+{
+	d->own.on_commit = fn;
+	d->own.on_commit_arg = arg;
 }
 
 /* Into the spool: its sequence number in *seq; 0, or a negative errno. */

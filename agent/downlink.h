@@ -50,6 +50,9 @@ void downlink_set_rules(struct downlink *d, const struct rules *r);
 typedef void (*downlink_owned_fn)(
     void *arg, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
 void downlink_set_owned(struct downlink *d, downlink_owned_fn fn, void *arg);
+/* fn(arg) on the loop after each of the spool's commits (also one that only synced a QoS 2 id
+ * freed by downlink_q2_release: downlink_q2_durable may now say yes). */
+void downlink_set_on_commit(struct downlink *d, void (*fn)(void *arg), void *arg);
 #define DOWNLINK_OWN_LATER 1
 /* A message from the cloud (packet_id: its QoS 2 packet id, else 0; token: the uplink's name for
  * it): 0 owned (or dropped and counted: acknowledge it), DOWNLINK_OWN_LATER when a QoS 1/2

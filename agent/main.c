@@ -725,8 +725,9 @@ on_q2_released(void *arg, uint16_t packet_id)
 	return UPLINK_OWN_LATER;
 }
 
-/* The PUBRELs whose free is on disk now get their PUBCOMP (each tick); one the disk has not
- * taken within 10 s is given up (no PUBCOMP, counted: the cloud sends PUBREL again). */
+/* The PUBRELs whose free is on disk now get their PUBCOMP (after each commit of the downlink's
+ * or the command spool, on_spool_commit; and each tick); one the disk has not taken within 10 s
+ * is given up (no PUBCOMP, counted: the cloud sends PUBREL again). */
 static void
 q2_releases(struct agent *a, uint64_t now_ms)
 {
@@ -742,6 +743,17 @@ q2_releases(struct agent *a, uint64_t now_ms)
 		uplink_released(a->up, r->id, done ? 0 : -ETIMEDOUT);
 		*r = a->q2rel[--a->nq2rel];
 	}
+}
+
+/* A commit of the downlink's or the command spool ended: the PUBCOMPs it made due go now, not
+ * at the next tick (a QoS 2 id the cloud keeps until then holds one of its in-flight slots). */
+static void
+on_spool_commit(void *arg)
+{
+	struct agent *a = arg;
+
+	if (a->nq2rel > 0)
+		q2_releases(a, clock_mono_ms());
 }
 
 static void
@@ -784,6 +796,7 @@ make_downlink(struct agent *a)
 	downlink_q2_each(a->down, restore_in, a->up);
 	downlink_set_owned(
 	    a->down, cloud_owned, a->up); /* acknowledged off the loop's disk waits */
+	downlink_set_on_commit(a->down, on_spool_commit, a);
 	for (size_t i = 0; i < r->n_down; i++)
 		if ((rc = uplink_subscribe(a->up, r->down[i].match, 2)) != 0 && rc != -EEXIST) {
 			log_err("uplink.downlink: cannot subscribe %s: %s", r->down[i].match,
@@ -808,6 +821,7 @@ make_commands(struct agent *a)
 		return rc;
 	cmdspool_set_owned(
 	    a->cmds, cloud_owned, a->up); /* acknowledged off the loop's disk waits */
+	cmdspool_set_on_commit(a->cmds, on_spool_commit, a);
 	a->up->q2in = (struct uplink_q2_in){ .arg = a, .released = on_q2_released };
 	cmdspool_q2_each(a->cmds, restore_in, a->up);
 	return 0;

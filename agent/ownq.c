@@ -40,13 +40,12 @@ ownq_close(struct ownq *q)
 }
 
 void
-ownq_on_durable(void *arg, uint64_t first_seq, uint64_t last_seq, int status)
+ownq_on_commit(void *arg, uint64_t commit_no, int status)
 {
 	struct ownq *q = arg;
 	uint64_t one = 1;
 
-	(void)first_seq;
-	(void)last_seq;
+	(void)commit_no;
 	(void)status;
 	if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		LOG_RATELIMITED(LOG_LVL_WARN, 60, "ownq: eventfd: %s", strerror(errno));
@@ -59,6 +58,13 @@ ownq_clear(struct ownq *q)
 
 	if (read(q->efd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		LOG_RATELIMITED(LOG_LVL_WARN, 60, "ownq: eventfd: %s", strerror(errno));
+}
+
+void
+ownq_committed(struct ownq *q)
+{
+	if (q->on_commit != NULL)
+		q->on_commit(q->on_commit_arg);
 }
 
 bool

@@ -1,10 +1,12 @@
 /*
  * ownq.h: QoS 1/2 messages from the cloud appended to a spool (the downlink's, the command
  * topic's) whose acknowledgement waits for the spool flusher's commit, in the order they came.
- * The flusher's thread wakes the agent's loop over an eventfd after each commit (ownq_on_durable
- * is the spool's on_durable, with the ownq as its argument); the loop takes the settled ones
- * from the head (ownq_next) and answers each through the MQTT client (mqttc_owned). So the loop
- * never waits for an fdatasync to acknowledge a cloud message. Neighbours: downlink.c,
+ * The flusher's thread wakes the agent's loop over an eventfd after each commit (ownq_on_commit
+ * is the spool's on_committed, with the ownq as its argument: every commit, also one that only
+ * synced a QoS 2 id's free); the loop takes the settled ones from the head (ownq_next) and
+ * answers each through the MQTT client (mqttc_owned), then runs the ownq's on_commit hook (the
+ * agent's PUBCOMPs that waited for that commit). So the loop never waits for an fdatasync to
+ * acknowledge a cloud message, nor for its tick to complete a QoS 2 release. Neighbours: downlink.c,
  * cmdspool.c, agent/uplink/mqttc.c (MQTTC_OWN_LATER).
  */
 #ifndef EDGEGW_AGENT_OWNQ_H
@@ -28,6 +30,8 @@ struct ownq_item {
 struct ownq {
 	struct agent_loop *loop;
 	int efd; /* -1: not open (ownq_push refuses: the caller waits for the disk itself) */
+	void (*on_commit)(void *arg); /* optional: on the loop, after each commit's wake */
+	void *on_commit_arg;
 	struct ownq_item it[OWNQ_MAX];
 	uint32_t head, n;
 };
@@ -37,10 +41,12 @@ struct ownq {
 int ownq_open(struct ownq *q, struct agent_loop *loop, agent_fd_fn on_wake, void *arg);
 /* After the spool closed (its flusher stopped). Safe on one never opened (efd -1). */
 void ownq_close(struct ownq *q);
-/* spool_config.on_durable (arg: the ownq), on the flusher's thread. */
-void ownq_on_durable(void *arg, uint64_t first_seq, uint64_t last_seq, int status);
+/* spool_config.on_committed (arg: the ownq), on the flusher's thread. */
+void ownq_on_commit(void *arg, uint64_t commit_no, int status);
 /* On the loop, in on_wake: the eventfd read back to zero. */
 void ownq_clear(struct ownq *q);
+/* On the loop, at the end of on_wake: the on_commit hook, if one is set. */
+void ownq_committed(struct ownq *q);
 /* Append (seq order); false when it is not open or OWNQ_MAX wait. */
 bool ownq_push(struct ownq *q, const struct ownq_item *it);
 /* The waiting QoS 2 message with packet_id, or NULL. */

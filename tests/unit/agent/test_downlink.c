@@ -741,6 +741,36 @@ sf_fdatasync(void *ctx, int fd)
 	return spool_io_posix.fdatasync(ctx, fd);
 }
 
+/* downlink_set_on_commit's hook, run by the loop: stops it once the freed id is durable (a tick
+ * stops it after 3 s whatever happened: then the hook never saw it) */
+static struct {
+	struct downlink *d;
+	struct agent_loop *loop;
+	uint64_t need;
+	int calls, ticks;
+	bool armed, durable;
+} cw;
+
+static void
+on_commit_seen(void *arg)
+{
+	(void)arg;
+	cw.calls++;
+	if (cw.armed && downlink_q2_durable(cw.d, cw.need)) {
+		cw.durable = true;
+		agent_loop_stop(cw.loop);
+	}
+}
+
+static void
+guard_tick(void *arg, uint64_t now_ms)
+{
+	(void)arg;
+	(void)now_ms;
+	if (cw.armed && ++cw.ticks > 300)
+		agent_loop_stop(cw.loop);
+}
+
 static int
 deliver_tok(struct downlink *d, const char *topic, const char *payload, uint8_t qos, uint16_t id,
     uint64_t token)
@@ -761,7 +791,6 @@ test_owned_after_the_commit(void **state)
 	struct spool_io_ops ops = spool_io_posix;
 	struct downlink *d;
 	uint16_t ids[9];
-	uint64_t need;
 
 	ops.open = qf_open;
 	ops.pwrite = sf_pwrite;
@@ -805,15 +834,24 @@ test_owned_after_the_commit(void **state)
 	assert_string_equal(e->lc.got[0], "cmd/plant/b:2:1");
 	assert_string_equal(e->lc.got[1], "cmd/plant/a:1:1");
 
-	/* its PUBREL: the id freed and made durable by the flusher's commit, not by the loop */
+	/* its PUBREL: the id freed and made durable by the flusher's commit, not by the loop; the
+	 * commit wakes the loop, whose on_commit hook then finds it durable (the agent's PUBCOMP
+	 * goes there, not at its next tick) */
+	memset(&cw, 0, sizeof(cw));
+	cw.d = d;
+	cw.loop = e->loop;
+	downlink_set_on_commit(d, on_commit_seen, NULL);
+	assert_int_equal(agent_loop_add_tick(e->loop, guard_tick, NULL), 0);
 	io_log.loop_syncs = 0;
 	io_log.on = true;
-	assert_int_equal(downlink_q2_release(d, 5, &need), 0);
-	for (int i = 0; i < 3000 && !downlink_q2_durable(d, need); i++)
-		usleep(1000);
+	assert_int_equal(downlink_q2_release(d, 5, &cw.need), 0);
+	cw.armed = true;
+	assert_int_equal(agent_loop_run(e->loop), 0);
 	io_log.on = false;
-	assert_true(downlink_q2_durable(d, need));
+	assert_true(cw.durable);
+	assert_true(downlink_q2_durable(d, cw.need));
 	assert_int_equal(io_log.loop_syncs, 0);
+	downlink_set_on_commit(d, NULL, NULL);
 	kept_ids(d, ids);
 	assert_int_equal(ids[0], 0);
 
