@@ -289,14 +289,20 @@ uint32_t broker_uplink_pending(const struct broker *b);
 int broker_persist_open(
     struct broker *b, const char *dir, uint32_t instance, uint32_t sync_ms, uint64_t now_ms);
 void broker_persist_close(struct broker *b);
-/* The journal's periodic fdatasync runs on a thread of its own per instance (the lcore hands it
- * a dup of the journal and goes on), started with this (NULL: pthread_create). The dataplane
+/* The journal's periodic fdatasync and a compaction's file work (the snapshot written, synced
+ * and renamed, the new journal synced and renamed) run on a thread of its own per instance (the
+ * lcore hands it a dup of the journal, or the serialized snapshot, and goes on), started with
+ * this (NULL: pthread_create). The dataplane
  * names DPDK's control-thread creation, so that it runs off the worker cores. Set before
  * broker_persist_open. */
 typedef int (*broker_spawn_fn)(pthread_t *th, const char *name, void *(*fn)(void *), void *arg);
 extern broker_spawn_fn broker_persist_spawn;
-/* The fdatasync the syncer calls (tests: a slow or failing one). */
+/* The fdatasync the syncer thread calls: its periodic syncs, and a compaction's syncs of the
+ * journals and the snapshot (tests: a slow or failing one). */
 extern int (*broker_persist_fdatasync)(int fd);
+/* Wait for a compaction the syncer is writing, and take its result as the next tick would
+ * (tests: a tick's compaction done before the tick returns). */
+void broker_persist_settle(struct broker *b);
 
 /* What the broker holds now (gauges, unlike the counters): records and the parts of sessions
  * that exist only while used. Read from another thread, each value is a plain load. */

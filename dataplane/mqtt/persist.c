@@ -12,10 +12,13 @@
  * taken from the agent, in the write of the message it came with); conn.c writes what a call
  * journaled to the page cache when the call ends (broker_reap), before the transport sends
  * what it queued, so nothing a client was told is lost to a SIGKILL; broker_tick (timer.c)
- * syncs it to disk at most every state_sync_ms (power cuts) and compacts.
+ * syncs it to disk at most every state_sync_ms (power cuts) and compacts: both on the instance's
+ * syncer thread (the compaction's snapshot serialized on the lcore, its files written, synced
+ * and renamed there: compact_start, compact_io).
  * Format, promises and costs: docs/broker.md, "State across restarts".
  *
- * Files in the state directory, per instance n: broker-<n>.snap and broker-<n>.journal, each a
+ * Files in the state directory, per instance n: broker-<n>.snap and broker-<n>.journal (and
+ * broker-<n>.journal.next, the new journal while a compaction's files are written), each a
  * 32-byte header (magic, version, kind, generation, CRC-32C) and records: a 12-byte header
  * (CRC-32C over the rest of the header and the body, body length, type) and the body. A journal
  * whose generation is older than the snapshot's was folded into it already and is ignored. A
@@ -26,6 +29,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +73,23 @@ enum p_type {
 		       * skips it: the agent's resend is then delivered again) */
 };
 
-/* The periodic fdatasync, off the lcore: the lcore hands over a dup of the journal (so that a
- * compaction may replace the journal meanwhile) and goes on; one at a time. */
+/* A compaction's file work, off the lcore (compact_start): the snapshot the lcore serialized,
+ * synced and renamed over the old one; the journal of the new generation, which the lcore
+ * already appends to at its `.next` name, synced and renamed over the old journal. */
+struct p_job {
+	uint8_t *snap; /* the snapshot's bytes (freed by the syncer) */
+	size_t len;
+	int old_fd;  /* the old journal: synced first (its records before the new one's), locked
+		      * until the new journal holds its name */
+	int next_fd; /* a dup of the new journal */
+	bool busy;   /* handed over, its result not taken yet */
+	bool done;   /* the syncer finished it: err says how */
+	int err;
+};
+
+/* The periodic fdatasync and a compaction's files, off the lcore: the lcore hands over a dup of
+ * the journal (so that a compaction may replace the journal meanwhile), or a compaction job,
+ * and goes on; one at a time. */
 struct p_syncer {
 	pthread_t th;
 	pthread_mutex_t mu;
@@ -78,6 +97,7 @@ struct p_syncer {
 	bool started, stop;
 	int fd;  /* handed over, being synced until done (-1: idle) */
 	int err; /* a sync's failure, for the lcore to count and log (0: none) */
+	struct p_job job;
 };
 
 struct broker_persist {
@@ -95,7 +115,11 @@ struct broker_persist {
 	bool resnap;        /* a write failed: the next tick writes everything as a snapshot */
 	uint32_t xout_lost; /* outbox entries read with no other instance to post them to */
 	char dir[P_PATH_MAX], jpath[P_PATH_MAX], spath[P_PATH_MAX], tpath[P_PATH_MAX];
+	char npath
+	    [P_PATH_MAX]; /* the new journal while its compaction runs: broker-n.journal.next */
 };
+
+static int compact_io(struct broker_persist *p, struct p_job *j);
 
 unsigned broker_persist_fail_next;
 broker_spawn_fn broker_persist_spawn;
@@ -108,8 +132,22 @@ syncer_main(void *arg)
 
 	pthread_mutex_lock(&y->mu);
 	for (;;) {
-		while (y->fd < 0 && !y->stop)
+		while (y->fd < 0 && !(y->job.busy && !y->job.done) && !y->stop)
 			pthread_cond_wait(&y->cv, &y->mu);
+		if (y->job.busy &&
+		    !y->job.done) { /* a compaction's files: finished before a stop */
+			struct broker_persist *p = (struct broker_persist *)((char *)y -
+			    offsetof(struct broker_persist, sy));
+			int rc;
+
+			pthread_mutex_unlock(&y->mu);
+			rc = compact_io(p, &y->job);
+			pthread_mutex_lock(&y->mu);
+			y->job.err = rc;
+			y->job.done = true;
+			pthread_cond_broadcast(&y->cv);
+			continue;
+		}
 		if (y->fd < 0)
 			break;
 		int fd = y->fd, rc;
@@ -184,7 +222,7 @@ syncer_post(struct broker_persist *p)
 	if (!y->started)
 		return broker_persist_fdatasync(p->fd) != 0 ? -errno : 0;
 	pthread_mutex_lock(&y->mu);
-	if (y->fd >= 0)
+	if (y->fd >= 0 || y->job.busy)
 		rc = -EBUSY;
 	else if ((fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		rc = -errno;
@@ -1155,9 +1193,54 @@ put_outbox(struct pbuf *w, struct broker *b)
 		put_xout(w, o, b->now_ms);
 }
 
-/* A new journal generation: the snapshot of everything now (written, synced, renamed over
- * the old one), then an empty journal of its generation in place of the old. A crash between
- * the two leaves the old journal, older than the snapshot: ignored at the next open. */
+/* The snapshot of everything now, with its file header of generation gen. */
+static int
+snapshot_image(struct broker *b, uint64_t gen, struct pbuf *w)
+{
+	uint8_t hdr[P_FILE_HDR];
+
+	file_hdr(hdr, P_KIND_SNAPSHOT, gen);
+	put(w, hdr, sizeof(hdr));
+	broker_retain_walk(b, snapshot_put_retained, &(struct snap_arg){ w, b->now_ms });
+	for (uint32_t i = 0; i < b->sess_buckets; i++)
+		for (struct broker_session *s = b->sess_hash[i]; s != NULL; s = s->hnext)
+			if (s->persisted)
+				put_session_image(w, s, false);
+	put_outbox(w, b);
+	if (b->down_ref != 0)
+		put_down_ref(w, b->down_ref);
+	if (w->oom) {
+		free(w->buf);
+		w->buf = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The snapshot's bytes to the temporary name, synced (with sync: the syncer's hook on its thread),
+ * renamed over the snapshot, the directory synced. */
+static int
+snapshot_write(struct broker_persist *p, const uint8_t *buf, size_t len, int (*sync)(int fd))
+{
+	int fd, rc;
+
+	if ((fd = open(p->tpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -errno;
+	if ((rc = write_all(fd, buf, len)) == 0 && sync(fd) != 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(p->tpath, p->spath) != 0)
+		rc = -errno;
+	if (rc == 0)
+		fsync_dir(p->dir);
+	return rc;
+}
+
+/* A new journal generation, all on the lcore (at open, after a failed write or compaction, or
+ * with no syncer thread): the snapshot of everything now (written, synced, renamed over the
+ * old one), then an empty journal of its generation in place of the old, then the `.next`
+ * journal of a compaction that failed half way removed (older than the snapshot now). A crash
+ * between the two leaves the old journal, older than the snapshot: ignored at the next open. */
 static int
 compact(struct broker *b)
 {
@@ -1168,34 +1251,13 @@ compact(struct broker *b)
 	int fd, rc = 0;
 
 	broker_persist_flush(b);
-	file_hdr(hdr, P_KIND_SNAPSHOT, gen);
-	put(&w, hdr, sizeof(hdr));
-	broker_retain_walk(b, snapshot_put_retained, &(struct snap_arg){ &w, b->now_ms });
-	for (uint32_t i = 0; i < b->sess_buckets; i++)
-		for (struct broker_session *s = b->sess_hash[i]; s != NULL; s = s->hnext)
-			if (s->persisted)
-				put_session_image(&w, s, false);
-	put_outbox(&w, b);
-	if (b->down_ref != 0)
-		put_down_ref(&w, b->down_ref);
-	if (w.oom) {
-		free(w.buf);
-		return -ENOMEM;
-	}
-	if ((fd = open(p->tpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-		free(w.buf);
-		return -errno;
-	}
-	if ((rc = write_all(fd, w.buf, w.len)) == 0 && fdatasync(fd) != 0)
-		rc = -errno;
-	close(fd);
-	if (rc == 0 && rename(p->tpath, p->spath) != 0)
-		rc = -errno;
+	if ((rc = snapshot_image(b, gen, &w)) != 0)
+		return rc;
+	rc = snapshot_write(p, w.buf, w.len, fdatasync);
 	p->snap_bytes = w.len;
 	free(w.buf);
 	if (rc != 0)
 		return rc;
-	fsync_dir(p->dir);
 	/* the new journal: written aside, then renamed over the old one */
 	file_hdr(hdr, P_KIND_JOURNAL, gen);
 	if ((fd = open(p->tpath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) < 0)
@@ -1213,6 +1275,8 @@ compact(struct broker *b)
 		return rc;
 	}
 	fsync_dir(p->dir);
+	if (unlink(p->npath) == 0)
+		fsync_dir(p->dir);
 	xin_written(b); /* in the snapshot */
 	if (p->fd >= 0)
 		close(p->fd);
@@ -1225,6 +1289,127 @@ compact(struct broker *b)
 	return 0;
 }
 
+/* The syncer's part of a compaction (compact_start), in this order so that each crash point
+ * leaves files the next open reads right (recover): the old journal synced (nothing of the
+ * new one's may reach the disk before what it follows); the snapshot written, synced, renamed
+ * (from here the old journal is older than the snapshot); the new journal synced and renamed
+ * over the old one. 0 or a negative errno: the first step that failed. */
+static int
+compact_io(struct broker_persist *p, struct p_job *j)
+{
+	int rc = 0;
+
+	if (broker_persist_fdatasync(j->old_fd) != 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = snapshot_write(p, j->snap, j->len, broker_persist_fdatasync);
+	free(j->snap);
+	j->snap = NULL;
+	if (rc == 0 && broker_persist_fdatasync(j->next_fd) != 0)
+		rc = -errno;
+	if (rc == 0 && rename(p->npath, p->jpath) != 0)
+		rc = -errno;
+	if (rc == 0)
+		fsync_dir(p->dir);
+	close(j->next_fd);
+	close(j->old_fd); /* its lock: the new journal, locked too, holds the name now */
+	j->next_fd = j->old_fd = -1;
+	return rc;
+}
+
+/*
+ * A compaction with its file work on the syncer thread: the lcore writes what is pending to the
+ * old journal, serializes the snapshot (memory only), opens the new generation's journal under
+ * its `.next` name and appends to it from here on; the syncer syncs the old journal, writes and
+ * syncs the snapshot and renames both into place (compact_io). The lcore's part costs the
+ * snapshot's serialization, an open and a 32-byte write; no fdatasync. A failure of the
+ * syncer's part is taken at a later tick (job_take): the files stay readable (recover reads the
+ * `.next` journal after the old one, or after the snapshot), and the next tick compacts on the
+ * lcore (resnap).
+ */
+static int
+compact_start(struct broker *b)
+{
+	struct broker_persist *p = b->persist;
+	struct p_syncer *y = &p->sy;
+	struct pbuf w = { 0 };
+	uint8_t hdr[P_FILE_HDR];
+	uint64_t gen = p->gen + 1;
+	int fd, dfd, rc;
+
+	persist_write(b, true); /* the old journal holds everything up to the snapshot */
+	if (p->resnap || p->fd < 0)
+		return compact(b);
+	if ((rc = snapshot_image(b, gen, &w)) != 0)
+		return rc;
+	file_hdr(hdr, P_KIND_JOURNAL, gen);
+	if ((fd = open(p->npath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+		rc = -errno;
+		free(w.buf);
+		return rc;
+	}
+	if ((rc = write_all(fd, hdr, sizeof(hdr))) != 0 ||
+	    (dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		rc = rc != 0 ? rc : -errno;
+		close(fd);
+		unlink(p->npath);
+		free(w.buf);
+		return rc;
+	}
+	flock(fd, LOCK_EX | LOCK_NB);
+	pthread_mutex_lock(&y->mu);
+	y->job = (struct p_job){
+		.snap = w.buf, .len = w.len, .old_fd = p->fd, .next_fd = dfd, .busy = true
+	};
+	pthread_cond_signal(&y->cv);
+	pthread_mutex_unlock(&y->mu);
+	p->fd = fd;
+	p->gen = gen;
+	p->jbytes = P_FILE_HDR;
+	p->snap_bytes = w.len;
+	p->dirty = true; /* the new journal's records: the periodic sync, once the job is done */
+	return 0;
+}
+
+/* The result of the syncer's compaction, once it is done (wait: until it is): false while it
+ * still runs. A failure is counted and logged, and the next tick compacts on the lcore. */
+static bool
+job_take(struct broker *b, bool wait)
+{
+	struct broker_persist *p = b->persist;
+	struct p_syncer *y = &p->sy;
+	int err;
+
+	pthread_mutex_lock(&y->mu);
+	while (wait && y->job.busy && !y->job.done)
+		pthread_cond_wait(&y->cv, &y->mu);
+	if (y->job.busy && !y->job.done) {
+		pthread_mutex_unlock(&y->mu);
+		return false;
+	}
+	if (!y->job.busy) {
+		pthread_mutex_unlock(&y->mu);
+		return true;
+	}
+	err = y->job.err;
+	y->job.busy = y->job.done = false;
+	pthread_mutex_unlock(&y->mu);
+	if (err != 0) {
+		write_failed(b, err);
+		p->resnap = true;
+		return true;
+	}
+	broker_count(b, BROKER_C_PERSIST_COMPACTED);
+	return true;
+}
+
+void
+broker_persist_settle(struct broker *b)
+{
+	if (b->persist != NULL && b->persist->sy.started)
+		job_take(b, true);
+}
+
 void
 broker_persist_tick(struct broker *b, uint64_t now_ms)
 {
@@ -1232,6 +1417,8 @@ broker_persist_tick(struct broker *b, uint64_t now_ms)
 	int rc;
 
 	broker_persist_flush(b);
+	if (p->sy.started && !job_take(b, false))
+		return; /* a compaction's files are being written: syncs and compactions wait */
 	if ((rc = syncer_err(p)) != 0)
 		write_failed(b, rc);
 	if (p->dirty && now_ms - p->last_sync_ms >= p->sync_ms && p->fd >= 0 &&
@@ -1244,7 +1431,9 @@ broker_persist_tick(struct broker *b, uint64_t now_ms)
 	}
 	if (!p->resnap && (p->jbytes <= P_COMPACT_MIN || p->jbytes <= 2 * p->snap_bytes))
 		return;
-	if ((rc = compact(b)) != 0) {
+	/* off the lcore when it can be: a state written whole again after a failure is not */
+	rc = p->sy.started && !p->resnap ? compact_start(b) : compact(b);
+	if (rc != 0) {
 		write_failed(b, rc);
 		p->snap_bytes = p->jbytes; /* try again when it has doubled (or at once: resnap) */
 		return;
@@ -1548,16 +1737,23 @@ replay_file(struct broker *b, const uint8_t *buf, size_t len, const char *path, 
 	return at;
 }
 
-/* Snapshot, then the journal if it is not older than the snapshot. */
+/*
+ * Snapshot, then the journal if it is not older than the snapshot, then the `.next` journal of a
+ * compaction the process did not see finished (compact_start, compact_io) where it continues
+ * what was read: after the journal of the generation before it when that journal was read to
+ * its end (its snapshot not renamed yet; a torn journal ends the replay there, as a torn record
+ * would: what follows it may depend on what was lost), or after the snapshot of its own
+ * generation (renamed, the journal not yet). Any other is older than the snapshot: ignored.
+ */
 static int
 recover(struct broker *b)
 {
 	struct broker_persist *p = b->persist;
 	uint8_t *buf = NULL;
 	size_t len;
-	uint64_t sgen = 0, jgen = 0;
-	uint32_t ns = 0, nj = 0;
-	bool have_snap = false;
+	uint64_t sgen = 0, jgen = 0, ngen = 0;
+	uint32_t ns = 0, nj = 0, nn = 0;
+	bool have_snap = false, j_read = false, j_whole = false;
 	int rc;
 
 	p->replaying = true;
@@ -1579,9 +1775,10 @@ recover(struct broker *b)
 	}
 	if ((rc = read_file(p->jpath, &buf, &len)) == 0) {
 		rc = file_hdr_check(buf, len, P_KIND_JOURNAL, &jgen);
-		if (rc == 0 && (!have_snap || jgen >= sgen))
-			replay_file(b, buf, len, p->jpath, &nj);
-		else if (rc == -EINVAL && len > 0) {
+		if (rc == 0 && (!have_snap || jgen >= sgen)) {
+			j_read = true;
+			j_whole = replay_file(b, buf, len, p->jpath, &nj) == len;
+		} else if (rc == -EINVAL && len > 0) {
 			broker_count(b, BROKER_C_PERSIST_TORN);
 			log_warnx("broker %u: %s has no valid header: ignored", p->inst, p->jpath);
 		}
@@ -1591,13 +1788,28 @@ recover(struct broker *b)
 	} else if (rc != -ENOENT) {
 		goto out;
 	}
+	if ((rc = read_file(p->npath, &buf, &len)) == 0) {
+		rc = file_hdr_check(buf, len, P_KIND_JOURNAL, &ngen);
+		if (rc == 0 && (j_read ? ngen == jgen + 1 && j_whole : have_snap && ngen == sgen))
+			replay_file(b, buf, len, p->npath, &nn);
+		else if (rc == 0 && j_read && ngen == jgen + 1)
+			log_warnx("broker %u: %s not read: it follows %s, whose end is torn",
+			    p->inst, p->npath, p->jpath);
+		free(buf);
+		if (rc == -EPROTONOSUPPORT)
+			goto out;
+	} else if (rc != -ENOENT) {
+		goto out;
+	}
 	rc = 0;
 	p->gen = sgen > jgen ? sgen : jgen;
-	b->cnt[BROKER_C_PERSIST_RECOVERED] += ns + nj;
-	if (ns + nj > 0)
+	p->gen = ngen > p->gen ? ngen : p->gen;
+	b->cnt[BROKER_C_PERSIST_RECOVERED] += ns + nj + nn;
+	if (ns + nj + nn > 0)
 		log_info("broker %u: state recovered from %s: %u records (snapshot %u, journal "
-			 "%u), %u sessions, %u retained",
-		    p->inst, p->dir, ns + nj, ns, nj, b->n_sessions, broker_retain_count(b));
+			 "%u, %u from a compaction not finished), %u sessions, %u retained",
+		    p->inst, p->dir, ns + nj + nn, ns, nj, nn, b->n_sessions,
+		    broker_retain_count(b));
 out:
 	p->replaying = false;
 	if (rc == -EPROTONOSUPPORT)
@@ -1664,6 +1876,7 @@ broker_persist_open(
 	snprintf(p->jpath, sizeof(p->jpath), "%s/broker-%u.journal", dir, instance);
 	snprintf(p->spath, sizeof(p->spath), "%s/broker-%u.snap", dir, instance);
 	snprintf(p->tpath, sizeof(p->tpath), "%s/broker-%u.tmp", dir, instance);
+	snprintf(p->npath, sizeof(p->npath), "%s/broker-%u.journal.next", dir, instance);
 	/* one process per directory: the journal is locked while open */
 	if ((lockfd = open(p->jpath, O_RDONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0 &&
 	    flock(lockfd, LOCK_EX | LOCK_NB) != 0) {

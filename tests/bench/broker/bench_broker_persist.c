@@ -76,11 +76,27 @@ now_ms(void)
 /* What one configuration measured: msgs/s by the wall clock and by this process's CPU
  * time (steadier on a shared box: time the thread waited for a core is not in it; what the
  * journal's write() and fdatasync() cost in the kernel is), and the journal's syncs and
- * compactions. */
+ * compactions, and the longest tick (the lcore's stall: a compaction's serialization, and its
+ * syncs when they ran on the lcore). */
 struct result {
 	double wall, cpu;
 	uint64_t syncs, compactions;
+	double tick_max_ms;
 };
+
+static double now_s(void);
+
+/* A tick, timed into r->tick_max_ms. */
+static void
+tick_timed(struct broker *b, struct result *r, uint64_t now)
+{
+	double t = now_s(), d;
+
+	broker_tick(b, now);
+	d = (now_s() - t) * 1e3;
+	if (d > r->tick_max_ms)
+		r->tick_max_ms = d;
+}
 
 static double
 cpu_s(void)
@@ -146,7 +162,7 @@ run(const char *dir, bool persistent_sub, unsigned n)
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE }, a = { .type = MQTT_PUBACK };
 	static const char payload[64] = "21.5 degC ............................................";
 	double t0, c0;
-	struct result r;
+	struct result r = { 0 };
 
 	broker_config_defaults(&cfg);
 	cfg.sys_interval_ms = 0;
@@ -187,7 +203,7 @@ run(const char *dir, bool persistent_sub, unsigned n)
 		}
 		feed_raw(sub.c, acks, alen);
 		if (i % 1024 == 0)
-			broker_tick(b, now_ms());
+			tick_timed(b, &r, now_ms());
 	}
 	r.wall = n / (now_s() - t0);
 	r.cpu = n / (cpu_s() - c0);
@@ -245,7 +261,7 @@ run2(const char *dir, bool persistent_sub, unsigned n)
 	struct mqtt_packet p = { .type = MQTT_SUBSCRIBE }, a = { .type = MQTT_PUBACK };
 	static const char payload[64] = "21.5 degC ............................................";
 	double t0, c0;
-	struct result r;
+	struct result r = { 0 };
 
 	broker_config_defaults(&cfg);
 	cfg.sys_interval_ms = 0;
@@ -296,8 +312,8 @@ run2(const char *dir, bool persistent_sub, unsigned n)
 		}
 		feed_raw(sub.c, acks, alen);
 		if (i % 1024 == 0) {
-			broker_tick(b[0], now_ms());
-			broker_tick(b[1], now_ms());
+			tick_timed(b[0], &r, now_ms());
+			tick_timed(b[1], &r, now_ms());
 		}
 	}
 	r.wall = n / (now_s() - t0);
@@ -320,8 +336,10 @@ run2(const char *dir, bool persistent_sub, unsigned n)
 static void
 print(const char *what, struct result r)
 {
-	printf("%-40s %9.0f msgs/s  %9.0f msgs/cpu-s  fdatasyncs %llu  compactions %llu\n", what,
-	    r.wall, r.cpu, (unsigned long long)r.syncs, (unsigned long long)r.compactions);
+	printf("%-40s %9.0f msgs/s  %9.0f msgs/cpu-s  fdatasyncs %llu  compactions %llu  "
+	       "longest tick %.2f ms\n",
+	    what, r.wall, r.cpu, (unsigned long long)r.syncs, (unsigned long long)r.compactions,
+	    r.tick_max_ms);
 }
 
 int

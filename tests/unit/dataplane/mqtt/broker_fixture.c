@@ -342,6 +342,7 @@ fx_tick(struct fx *x, uint64_t advance_ms)
 {
 	x->now += advance_ms;
 	broker_tick(x->b, x->now);
+	broker_persist_settle(x->b); /* a compaction the tick started is done when it returns */
 }
 
 uint64_t

@@ -4,8 +4,10 @@
  * be (corrupt, from a newer version, of the wrong kind, older than the snapshot), journals
  * written by hand with records of every kind (whole, cut short inside their body, for
  * sessions that no longer exist, of an unknown type), writes that fail on a real file-size
- * limit (RLIMIT_FSIZE: the kernel's EFBIG, partial writes included) and compactions that fail
- * at either of their two renames. Each test checks what a client sees after a restart.
+ * limit (RLIMIT_FSIZE: the kernel's EFBIG, partial writes included), compactions that fail
+ * at either of their two renames, and a compaction whose file work runs on the syncer thread
+ * (held at each of its syncs, killed there, failing). Each test checks what a client sees
+ * after a restart.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +59,7 @@ static int
 teardown(void **state)
 {
 	static const char *const names[] = { "broker-0.journal", "broker-0.snap", "broker-0.tmp",
-		"broker-0.journal/x", "broker-0.snap/x", "file" };
+		"broker-0.journal.next", "broker-0.journal/x", "broker-0.snap/x", "file" };
 
 	(void)state;
 	for (size_t i = sizeof(names) / sizeof(names[0]); i-- > 0;)
@@ -1193,6 +1195,255 @@ test_size_compaction_fails_halfway(void **state)
 	fx_free(x);
 }
 
+/* ---- a compaction's file work on the syncer thread ---- */
+
+/* The syncer's fdatasync, one call at a time: the n-th call waits until allowed >= n; the
+ * fail_at-th fails (EIO). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int entered, allowed, fail_at;
+} step = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0 };
+
+static int
+step_sync(int fd)
+{
+	int n;
+
+	pthread_mutex_lock(&step.mu);
+	n = ++step.entered;
+	pthread_cond_broadcast(&step.cv);
+	while (n > step.allowed)
+		pthread_cond_wait(&step.cv, &step.mu);
+	pthread_mutex_unlock(&step.mu);
+	if (n == step.fail_at) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static void
+step_reset(int allowed, int fail_at)
+{
+	pthread_mutex_lock(&step.mu);
+	step.entered = 0;
+	step.allowed = allowed;
+	step.fail_at = fail_at;
+	pthread_mutex_unlock(&step.mu);
+}
+
+static void
+step_wait_entered(int n)
+{
+	pthread_mutex_lock(&step.mu);
+	while (step.entered < n)
+		pthread_cond_wait(&step.cv, &step.mu);
+	pthread_mutex_unlock(&step.mu);
+}
+
+static void
+step_allow(int n)
+{
+	pthread_mutex_lock(&step.mu);
+	step.allowed = n;
+	pthread_cond_broadcast(&step.cv);
+	pthread_mutex_unlock(&step.mu);
+}
+
+/* The state directory as a SIGKILL now would leave it (the files' contents: the page cache),
+ * copied to dir.<tag>. */
+static void
+crash_copy(char tag, char *out, size_t cap)
+{
+	char cmd[256];
+
+	snprintf(out, cap, "%s.%c", dir, tag);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -a %s %s", out, dir, out);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void
+rm_copy(const char *copy)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", copy);
+	assert_int_equal(system(cmd), 0);
+}
+
+static bool
+exists(const char *d, const char *name)
+{
+	char p[200];
+
+	snprintf(p, sizeof(p), "%s/%s", d, name);
+	return access(p, F_OK) == 0;
+}
+
+/* A broker on a copy: the retained payloads of "big" (its first 4 bytes), a1, a2 and a3. */
+static void
+recovered(const char *d, char got[4][32])
+{
+	struct fx *x = fx_new(NULL);
+
+	assert_int_equal(broker_persist_open(x->b, d, 0, 0, x->now), 0);
+	retained(x, 1, "big", got[0], 5, NULL);
+	retained(x, 1, "a1", got[1], 32, NULL);
+	retained(x, 1, "a2", got[2], 32, NULL);
+	retained(x, 1, "a3", got[3], 32, NULL);
+	fx_free(x);
+}
+
+/* 4.4 MB of journal (one retained message), no tick yet: the next tick compacts (its periodic
+ * sync not due: state_sync is 1 s, the clock has not moved). */
+static struct fx *
+fx_before_compaction(void)
+{
+	struct fx *x = fx_on();
+
+	fx_connect(x, 0, MQTT_V311, "pub", true, 60, NULL);
+	for (uint16_t i = 0; i < 22; i++)
+		publish_big(x, 0, "big", 200 * 1024, (uint16_t)(i + 1));
+	return x;
+}
+
+/*
+ * A compaction due to the journal's size runs its syncs and renames on the syncer thread: the
+ * tick returns while the syncer is held at its first sync, and the lcore goes on appending
+ * (PUBACKs) to the new journal under its `.next` name. A kill at each step leaves files the
+ * next open reads whole: held at the old journal's sync (the snapshot not written: the old
+ * journal, then `.next`), held at the new journal's sync (the snapshot renamed: the snapshot,
+ * then `.next`); once it is done, `.next` is the journal. With the compaction's syncs on the
+ * lcore, the tick itself waited for all three.
+ */
+static void
+test_compaction_off_the_lcore(void **state)
+{
+	struct fx *x = fx_before_compaction();
+	uint64_t compacted = fx_count(x, BROKER_C_PERSIST_COMPACTED);
+	char a[120], b[120], got[4][32];
+
+	(void)state;
+	step_reset(0, 0);
+	broker_persist_fdatasync = step_sync;
+	broker_tick(x->b, x->now); /* returns: the syncer holds the first sync */
+	step_wait_entered(1);
+	assert_true(exists(dir, "broker-0.journal.next"));
+	fx_publish(x, 0, "a1", "one", 1, 100, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	broker_tick(x->b, x->now += 10); /* the compaction still runs: no second one, no sync */
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_COMPACTED), compacted);
+	crash_copy('A', a, sizeof(a));
+	step_allow(2); /* the snapshot's sync goes, the new journal's waits */
+	step_wait_entered(3);
+	fx_publish(x, 0, "a2", "two", 1, 101, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	crash_copy('B', b, sizeof(b));
+	step_allow(100);
+	broker_persist_settle(x->b);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_COMPACTED), compacted + 1);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_FAIL), 0);
+	assert_false(exists(dir, "broker-0.journal.next"));
+	fx_publish(x, 0, "a3", "three", 1, 102, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_free(x);
+	broker_persist_fdatasync = fdatasync;
+
+	recovered(a, got); /* the snapshot of before, the old journal, then .next */
+	assert_string_equal(got[0], "bbbb");
+	assert_string_equal(got[1], "one");
+	recovered(b, got); /* the new snapshot (the old journal older: not read), then .next */
+	assert_string_equal(got[0], "bbbb");
+	assert_string_equal(got[1], "one");
+	assert_string_equal(got[2], "two");
+	recovered(dir, got);
+	assert_string_equal(got[0], "bbbb");
+	assert_string_equal(got[1], "one");
+	assert_string_equal(got[2], "two");
+	assert_string_equal(got[3], "three");
+	assert_false(exists(a, "broker-0.journal.next")); /* the open compacted it away */
+	rm_copy(a);
+	rm_copy(b);
+}
+
+/* The syncer's compaction fails (the snapshot's fdatasync: EIO): counted and logged at the
+ * tick that takes its result, the files stay readable (the old journal, then `.next`), and the
+ * next tick writes the state whole on the lcore, `.next` removed. */
+static void
+test_compaction_off_the_lcore_fails(void **state)
+{
+	struct fx *x = fx_before_compaction();
+	uint64_t compacted = fx_count(x, BROKER_C_PERSIST_COMPACTED);
+	char a[120], got[4][32];
+
+	(void)state;
+	step_reset(100, 2);
+	broker_persist_fdatasync = step_sync;
+	fx_tick(x, 0); /* started, and its result taken (fx_tick settles) */
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_FAIL), 1);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_COMPACTED), compacted);
+	fx_publish(x, 0, "a1", "one", 1, 100, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	crash_copy('C', a, sizeof(a));
+	assert_true(exists(a, "broker-0.journal.next"));
+	fx_tick(x, 1); /* on the lcore now */
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_COMPACTED), compacted + 1);
+	assert_false(exists(dir, "broker-0.journal.next"));
+	fx_publish(x, 0, "a2", "two", 1, 101, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_free(x);
+	broker_persist_fdatasync = fdatasync;
+
+	recovered(a, got);
+	assert_string_equal(got[0], "bbbb");
+	assert_string_equal(got[1], "one");
+	recovered(dir, got);
+	assert_string_equal(got[1], "one");
+	assert_string_equal(got[2], "two");
+	rm_copy(a);
+}
+
+/* A power cut while the old journal's sync had not ended: its tail torn, `.next` on disk. The
+ * `.next` journal continues what was lost, so it is not read (a torn record ends a replay; a
+ * later file is after it too): the state is the old journal's up to its tear. */
+static void
+test_next_after_torn_journal(void **state)
+{
+	struct fx *x = fx_before_compaction();
+	char a[120], p[200], got[4][32];
+	struct stat st;
+
+	(void)state;
+	fx_publish(x, 0, "a3", "three", 1, 99, true); /* the old journal's last record */
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	step_reset(0, 0);
+	broker_persist_fdatasync = step_sync;
+	broker_tick(x->b, x->now);
+	step_wait_entered(1);
+	fx_publish(x, 0, "a1", "one", 1, 100, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	crash_copy('D', a, sizeof(a));
+	step_allow(100);
+	fx_free(x);
+	broker_persist_fdatasync = fdatasync;
+
+	snprintf(p, sizeof(p), "%s/broker-0.journal", a);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(truncate(p, st.st_size - 3), 0); /* a3's record cut short */
+	x = fx_new(NULL);
+	assert_int_equal(broker_persist_open(x->b, a, 0, 0, x->now), 0);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_TORN), 1);
+	retained(x, 1, "big", got[0], 5, NULL);
+	retained(x, 1, "a3", got[3], 32, NULL);
+	retained(x, 1, "a1", got[1], 32, NULL);
+	fx_free(x);
+	assert_string_equal(got[0], "bbbb");
+	assert_string_equal(got[3], "");
+	assert_string_equal(got[1], "");
+	rm_copy(a);
+}
+
 int
 main(void)
 {
@@ -1220,6 +1471,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_compaction_fails_halfway, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_size_compaction_fails_halfway, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_off_the_lcore, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_compaction_off_the_lcore_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_next_after_torn_journal, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
