@@ -16,6 +16,9 @@ struct sim_pace {
 	uint32_t burst;
 };
 
+/* The burst of a session's publish pacer: 4 events, or 4 ms of them when that is more. */
+#define SIM_PACE_BURST(rate_per_s) ((rate_per_s) > 1000 ? (uint32_t)((rate_per_s) / 250) : 4u)
+
 /* rate_per_s <= 0: unlimited. */
 static inline void
 sim_pace_init(struct sim_pace *p, double rate_per_s, uint32_t burst, uint64_t now_ns)
