@@ -270,6 +270,11 @@ void
 broker_uplink_durable(struct broker *b, uint64_t first, uint64_t last, int status, uint64_t now_ms);
 /* The uplink may take records again (connected, or room came back): held publishers go on. */
 void broker_uplink_ready(struct broker *b, uint64_t now_ms);
+/* The PUBRECs that waited for the journal's fdatasync of their origin (durable QoS 2 of a
+ * persistent session, with a state directory) go once it ended; asks for the sync again when
+ * the syncer was busy. Cheap when none waits: the worker loop calls it at every iteration (and
+ * broker_tick does). */
+void broker_uplink_sync_poll(struct broker *b, uint64_t now_ms);
 /* Durable messages awaiting their answer. */
 uint32_t broker_uplink_pending(const struct broker *b);
 

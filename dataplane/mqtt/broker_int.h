@@ -416,6 +416,11 @@ void broker_uplink_rx_done(struct broker_session *s, uint16_t pid, bool release)
 void broker_uplink_session_end(struct broker_session *s);
 /* Acks that did not fit c's send buffer, now that it has room. */
 void broker_uplink_flush_owed(struct broker_conn *c);
+/* The PUBCOMP for pid, whose message went up durable, after the journal write jseq (its
+ * release) is on disk: true when deferred (sent by broker_uplink_sync_poll, in order with the
+ * connection's other deferred acks); false: send it now (synced already, nothing to wait for,
+ * or no room in the uplink's ring). */
+bool broker_uplink_defer_pubcomp(struct broker_conn *c, uint16_t pid, uint64_t jseq);
 /* c or s goes away: entries forget it. */
 void broker_uplink_conn_gone(struct broker_conn *c);
 void broker_uplink_session_gone(struct broker_session *s);
@@ -455,9 +460,19 @@ void broker_persist_retain(struct broker *b, const struct broker_msg *m, bool se
 void broker_persist_session(struct broker_session *s);
 void broker_persist_session_image(struct broker_session *s);
 void broker_persist_session_gone(struct broker_session *s);
-void broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
-/* pid awaits PUBREL and its message went up under o (confirmed: the agent said durable). */
-void broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e);
+/* pid awaits PUBREL (add) or was released; the journal write that will hold it, 0: none. */
+uint64_t broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);
+/* pid awaits PUBREL and its message went up under o (confirmed: the agent said durable).
+ * Returns the journal write that will hold it (broker_persist_synced), 0 when not journaled. */
+uint64_t broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e);
+/* Every journal write up to wseq is on disk (fdatasync ended), or there is no journal to wait
+ * for (none, or one that cannot be written: logged and counted). */
+bool broker_persist_synced(const struct broker *b, uint64_t wseq);
+/* The last journal write known on disk (0: none, or no journal). */
+uint64_t broker_persist_synced_seq(const struct broker *b);
+/* Sync the journal now, not at the next state_sync (on the syncer thread; asked again at the
+ * next call while it is busy): something waits for broker_persist_synced. */
+void broker_persist_sync_kick(struct broker *b);
 /* A delayed will became pending (set), or was published or cancelled. */
 void broker_persist_will(struct broker_session *s, bool set);
 /* A QoS 1/2 delivery kept by a persistent session (queued: pid 0, state SLOT_FREE); its

@@ -332,7 +332,9 @@ static void
 handle_pubrel(struct broker_conn *c, uint16_t pid)
 {
 	struct broker_session *s = c->s;
+	uint64_t jseq;
 	uint16_t at;
+	bool up;
 
 	if (!rx_qos2_has(s, pid, &at)) {
 		broker_count(c->b, BROKER_C_PUBREL_UNKNOWN);
@@ -340,8 +342,14 @@ handle_pubrel(struct broker_conn *c, uint16_t pid)
 		return;
 	}
 	s->rx_qos2[at] = s->rx_qos2[--s->n_rx_qos2];
-	broker_persist_rx_qos2(s, pid, false);
+	up = broker_uplink_rx_find(s, pid) != NULL;
+	jseq = broker_persist_rx_qos2(s, pid, false);
 	broker_uplink_rx_done(s, pid, true); /* the agent may forget its origin */
+	/* a message that went up durable: its release on disk before PUBCOMP, or a power cut
+	 * would leave the id awaiting PUBREL and take the sensor's next message under that id
+	 * for a duplicate (lost) */
+	if (up && broker_uplink_defer_pubcomp(c, pid, jseq))
+		return;
 	broker_conn_send_ack(c, MQTT_PUBCOMP, pid, 0);
 }
 

@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,7 @@ struct p_job {
 	int old_fd;  /* the old journal: synced first (its records before the new one's), locked
 		      * until the new journal holds its name */
 	int next_fd; /* a dup of the new journal */
+	uint64_t w;  /* the writes the old journal holds */
 	bool busy;   /* handed over, its result not taken yet */
 	bool done;   /* the syncer finished it: err says how */
 	int err;
@@ -95,9 +97,11 @@ struct p_syncer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool started, stop;
-	int fd;  /* handed over, being synced until done (-1: idle) */
-	int err; /* a sync's failure, for the lcore to count and log (0: none) */
+	int fd;     /* handed over, being synced until done (-1: idle) */
+	int err;    /* a sync's failure, for the lcore to count and log (0: none) */
+	uint64_t w; /* the journal writes (wseq) the handed fd holds */
 	struct p_job job;
+	_Atomic uint64_t synced; /* every journal write up to this one is on disk */
 };
 
 struct broker_persist {
@@ -109,10 +113,12 @@ struct broker_persist {
 	size_t len, cap;
 	uint64_t jbytes, snap_bytes; /* the journal's size; the last snapshot's */
 	uint64_t last_sync_ms;
-	bool dirty;         /* written since the last fdatasync */
-	bool replaying;     /* the hooks journal nothing while the files are read */
-	bool failed;        /* a write failed: logged once until one works again */
-	bool resnap;        /* a write failed: the next tick writes everything as a snapshot */
+	uint64_t wseq;    /* journal writes so far (the lcore's); p_syncer.synced: those on disk */
+	bool sync_wanted; /* a sync was asked for while the syncer was busy (sync_kick) */
+	bool dirty;       /* written since the last fdatasync */
+	bool replaying;   /* the hooks journal nothing while the files are read */
+	bool failed;      /* a write failed: logged once until one works again */
+	bool resnap;      /* a write failed: the next tick writes everything as a snapshot */
 	uint32_t xout_lost; /* outbox entries read with no other instance to post them to */
 	char dir[P_PATH_MAX], jpath[P_PATH_MAX], spath[P_PATH_MAX], tpath[P_PATH_MAX];
 	char npath
@@ -120,10 +126,21 @@ struct broker_persist {
 };
 
 static int compact_io(struct broker_persist *p, struct p_job *j);
+static void write_failed(struct broker *b, int err);
 
 unsigned broker_persist_fail_next;
 broker_spawn_fn broker_persist_spawn;
 int (*broker_persist_fdatasync)(int fd) = fdatasync;
+
+/* Every journal write up to w is on disk (never moves back). */
+static void
+synced_up(struct p_syncer *y, uint64_t w)
+{
+	uint64_t s = atomic_load(&y->synced);
+
+	while (s < w && !atomic_compare_exchange_weak(&y->synced, &s, w))
+		;
+}
 
 static void *
 syncer_main(void *arg)
@@ -140,8 +157,13 @@ syncer_main(void *arg)
 			    offsetof(struct broker_persist, sy));
 			int rc;
 
+			uint64_t w = y->job.w;
+
 			pthread_mutex_unlock(&y->mu);
 			rc = compact_io(p, &y->job);
+			if (rc == 0)
+				synced_up(
+				    y, w); /* the old journal synced, the snapshot holds it all */
 			pthread_mutex_lock(&y->mu);
 			y->job.err = rc;
 			y->job.done = true;
@@ -152,9 +174,13 @@ syncer_main(void *arg)
 			break;
 		int fd = y->fd, rc;
 
+		uint64_t w = y->w;
+
 		pthread_mutex_unlock(&y->mu);
 		rc = broker_persist_fdatasync(fd) != 0 ? -errno : 0;
 		close(fd);
+		if (rc == 0)
+			synced_up(y, w);
 		pthread_mutex_lock(&y->mu);
 		y->fd = -1;
 		if (rc != 0)
@@ -219,15 +245,21 @@ syncer_post(struct broker_persist *p)
 	struct p_syncer *y = &p->sy;
 	int fd, rc = 0;
 
-	if (!y->started)
-		return broker_persist_fdatasync(p->fd) != 0 ? -errno : 0;
+	if (!y->started) {
+		if (broker_persist_fdatasync(p->fd) != 0)
+			return -errno;
+		synced_up(y, p->wseq);
+		return 0;
+	}
 	pthread_mutex_lock(&y->mu);
 	if (y->fd >= 0 || y->job.busy)
 		rc = -EBUSY;
 	else if ((fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		rc = -errno;
-	else
+	else {
 		y->fd = fd;
+		y->w = p->wseq;
+	}
 	if (rc == 0)
 		pthread_cond_signal(&y->cv);
 	pthread_mutex_unlock(&y->mu);
@@ -900,7 +932,7 @@ broker_persist_will(struct broker_session *s, bool set)
 	pb_keep(s->b, p, &w, at);
 }
 
-void
+uint64_t
 broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
 {
 	struct broker_persist *p = s->b->persist;
@@ -908,7 +940,7 @@ broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
 	size_t at;
 
 	if (!sess_journaling(s))
-		return;
+		return 0;
 	w = pb_of(p);
 	at = rec_begin(&w, P_RXQ2);
 	put_str(&w, s->client_id, s->id_len);
@@ -916,9 +948,10 @@ broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add)
 	put_u8(&w, add);
 	rec_end(&w, at);
 	pb_keep(s->b, p, &w, at);
+	return p->wseq + 1; /* the write at the end of this call */
 }
 
-void
+uint64_t
 broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e)
 {
 	struct broker_persist *p = s->b->persist;
@@ -926,11 +959,47 @@ broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e
 	size_t at;
 
 	if (!sess_journaling(s))
-		return;
+		return 0;
 	w = pb_of(p);
 	at = w.len;
 	put_rxq2_up(&w, s, e);
 	pb_keep(s->b, p, &w, at);
+	return p->wseq + 1; /* the write at the end of this call */
+}
+
+bool
+broker_persist_synced(const struct broker *b, uint64_t wseq)
+{
+	const struct broker_persist *p = b->persist;
+
+	/* a journal that cannot be written holds no promise to wait for (logged, counted) */
+	return p == NULL || p->failed || atomic_load(&p->sy.synced) >= wseq;
+}
+
+uint64_t
+broker_persist_synced_seq(const struct broker *b)
+{
+	return b->persist != NULL ? atomic_load(&b->persist->sy.synced) : 0;
+}
+
+void
+broker_persist_sync_kick(struct broker *b)
+{
+	struct broker_persist *p = b->persist;
+	int rc;
+
+	if (p == NULL || p->fd < 0 || atomic_load(&p->sy.synced) >= p->wseq)
+		return;
+	if ((rc = syncer_post(p)) == -EBUSY) {
+		p->sync_wanted = true; /* the syncer is busy: asked again at the next kick */
+		return;
+	}
+	p->sync_wanted = false;
+	if (rc != 0)
+		write_failed(b, rc);
+	p->dirty = false;
+	p->last_sync_ms = b->now_ms;
+	broker_count(b, BROKER_C_PERSIST_SYNC);
 }
 
 uint32_t
@@ -1147,6 +1216,7 @@ persist_write(struct broker *b, bool xin)
 	} else {
 		p->failed = false;
 		p->dirty = true;
+		p->wseq++;
 		p->jbytes += p->len;
 		if (xin_put)
 			xin_written(b);
@@ -1285,6 +1355,7 @@ compact(struct broker *b)
 	p->gen = gen;
 	p->jbytes = P_FILE_HDR;
 	p->dirty = false;
+	synced_up(&p->sy, p->wseq); /* all of it in the snapshot, synced */
 	broker_count(b, BROKER_C_PERSIST_COMPACTED);
 	return 0;
 }
@@ -1358,9 +1429,12 @@ compact_start(struct broker *b)
 	}
 	flock(fd, LOCK_EX | LOCK_NB);
 	pthread_mutex_lock(&y->mu);
-	y->job = (struct p_job){
-		.snap = w.buf, .len = w.len, .old_fd = p->fd, .next_fd = dfd, .busy = true
-	};
+	y->job = (struct p_job){ .snap = w.buf,
+		.len = w.len,
+		.old_fd = p->fd,
+		.next_fd = dfd,
+		.w = p->wseq,
+		.busy = true };
 	pthread_cond_signal(&y->cv);
 	pthread_mutex_unlock(&y->mu);
 	p->fd = fd;

@@ -194,6 +194,8 @@ broker_tick(struct broker *b, uint64_t now_ms)
 	if (b->xops != NULL)
 		broker_xlcore_tick(b);
 	broker_reap(b);
-	if (b->persist != NULL)
+	if (b->persist != NULL) {
 		broker_persist_tick(b, now_ms);
+		broker_uplink_sync_poll(b, now_ms);
+	}
 }

@@ -18,7 +18,11 @@
  * before the record leaves on the channel. After a restart, a resend of that id whose durability
  * was never confirmed goes up again under that origin (broker_uplink_qos2_resend): the agent
  * answers durable without storing it a second time if it has it, stores it if it never got it.
- * The sensor's PUBREL releases the origin (ops->release). docs/broker.md.
+ * The sensor's PUBREL releases the origin (ops->release). That journal record is on disk before
+ * the PUBREC goes (UE_SYNC: the agent's durable answer came, the broker's fdatasync of the write
+ * that holds the record has not ended yet; broker_persist_sync_kick asks for it at once and
+ * broker_uplink_sync_poll sends what it let go), so that a power cut after the PUBREC cannot
+ * have the sensor's resend taken as a new message and stored twice. docs/broker.md.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,15 +33,18 @@ enum {
 	UE_FREE = 0,
 	UE_WAIT, /* submitted, durability not known yet */
 	UE_OWED, /* durable, its ack did not fit the send buffer yet */
+	UE_SYNC, /* durable, its PUBREC waits for the journal's record of its origin on disk */
 };
 
 struct uplink_ent {
 	struct broker_conn *c;    /* NULL: the connection went away */
 	struct broker_session *s; /* QoS 2: whose rx_qos2 holds pid; NULL otherwise or gone */
+	uint64_t jseq;            /* QoS 2: the journal write of its origin (0: none to wait for) */
 	uint16_t pid;
 	uint8_t qos;
 	uint8_t reason; /* of the ack (0x10 when nothing matched, 5.0) */
 	uint8_t state;
+	uint8_t ack; /* MQTT_PUBACK, MQTT_PUBREC, or MQTT_PUBCOMP (broker_uplink_defer_pubcomp) */
 };
 
 struct broker_uplink {
@@ -47,6 +54,8 @@ struct broker_uplink {
 	uint32_t mask;
 	uint64_t head_ref, next_ref; /* oldest entry; the next ref given */
 	uint32_t n_qos2;             /* entries holding a session */
+	uint32_t n_sync;             /* entries in UE_SYNC */
+	uint64_t seen_synced;        /* the journal's synced write at the last look */
 	bool full;                   /* a publisher was held for want of an entry */
 };
 
@@ -150,7 +159,7 @@ broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 }
 
 static void wait_for(struct broker_conn *c, struct broker_uplink *u, uint64_t ref, uint8_t qos,
-    uint16_t pid, uint8_t reason);
+    uint16_t pid, uint8_t reason, uint64_t jseq);
 
 /* Submit m under ref (as: the origin of its first copy, or NULL); on refusal (admitted, then
  * refused: too large, or the channel went away) the publisher is closed. 0 or the error. */
@@ -176,7 +185,7 @@ broker_uplink_publish(
 	struct broker *b = c->b;
 	struct broker_uplink *u = b->up;
 	enum broker_uplink_class cls;
-	uint64_t ref;
+	uint64_t ref, jseq = 0;
 	int rc;
 
 	if (u == NULL)
@@ -195,25 +204,28 @@ broker_uplink_publish(
 		return UPLINK_KILLED;
 	if (m->qos == 2 && c->s != NULL && u->ops->origin != NULL) {
 		/* journaled in this call, so before the record leaves on the channel: a restart
-		 * knows it went up, and under which origin (broker_uplink_qos2_resend) */
+		 * knows it went up, and under which origin (broker_uplink_qos2_resend); on disk
+		 * before the PUBREC (UE_SYNC) */
 		struct broker_rx_up e = { .pid = pid };
 
 		u->ops->origin(u->uctx, ref, &e.o);
 		if (broker_uplink_rx_add(c->s, pid, &e.o, false))
-			broker_persist_rx_qos2_up(c->s, &e);
+			jseq = broker_persist_rx_qos2_up(c->s, &e);
 	}
-	wait_for(c, u, ref, m->qos, pid, reason);
+	wait_for(c, u, ref, m->qos, pid, reason, jseq);
 	return UPLINK_DEFERRED;
 }
 
 /* The ring entry that waits for ref's answer. */
 static void
 wait_for(struct broker_conn *c, struct broker_uplink *u, uint64_t ref, uint8_t qos, uint16_t pid,
-    uint8_t reason)
+    uint8_t reason, uint64_t jseq)
 {
 	*ent(u, ref) = (struct uplink_ent){ .c = c,
 		.s = qos == 2 ? c->s : NULL,
+		.jseq = jseq,
 		.pid = pid,
+		.ack = qos == 1 ? MQTT_PUBACK : MQTT_PUBREC,
 		.qos = qos,
 		.reason = reason,
 		.state = UE_WAIT };
@@ -238,7 +250,7 @@ broker_uplink_qos2_resend(struct broker_conn *c, const struct broker_msg *m, uin
 	if (submit_or_kill(c, u, ref, &e->o, m) != 0)
 		return UPLINK_KILLED;
 	broker_count(c->b, BROKER_C_UPLINK_QOS2_RESENT);
-	wait_for(c, u, ref, 2, pid, 0);
+	wait_for(c, u, ref, 2, pid, 0, 0); /* its origin was read from the journal: on disk */
 	return UPLINK_DEFERRED;
 }
 
@@ -355,6 +367,7 @@ ent_free(struct broker_uplink *u, struct uplink_ent *e)
 	if (e->c != NULL)
 		e->c->n_uplink--;
 	u->n_qos2 -= e->s != NULL;
+	u->n_sync -= e->state == UE_SYNC;
 	*e = (struct uplink_ent){ 0 };
 }
 
@@ -376,8 +389,17 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 		ent_free(u, e);
 		return;
 	}
+	if (e->jseq != 0 && !broker_persist_synced(b, e->jseq)) {
+		/* the PUBREC, and the acks of this connection after it, wait for the disk */
+		c->n_owed++;
+		u->n_sync++;
+		e->state = UE_SYNC;
+		broker_count(b, BROKER_C_UPLINK_SYNC_WAIT);
+		broker_persist_sync_kick(b);
+		return;
+	}
 	if (c->n_owed == 0 && broker_conn_send_space(c) >= UPLINK_ACK_ROOM) {
-		broker_conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
+		broker_conn_send_ack(c, e->ack, e->pid, e->reason);
 		broker_count(c->b, BROKER_C_UPLINK_ACKED);
 		ent_free(u, e);
 		return;
@@ -426,7 +448,7 @@ broker_uplink_detach(struct broker *b)
 
 		if (e->state == UE_WAIT) {
 			fail_one(b, u, e);
-		} else if (e->state == UE_OWED) {
+		} else if (e->state == UE_OWED || e->state == UE_SYNC) {
 			e->c->n_owed--; /* an owed entry has its connection: conn_gone frees it */
 			broker_conn_kill(e->c, MQTT_RC_UNSPECIFIED_ERROR, BROKER_C_COUNT);
 			ent_free(u, e);
@@ -491,16 +513,62 @@ broker_uplink_flush_owed(struct broker_conn *c)
 	for (uint64_t r = u->head_ref; r < u->next_ref && c->n_owed > 0; r++) {
 		struct uplink_ent *e = ent(u, r);
 
-		if (e->c != c || e->state != UE_OWED)
+		if (e->c != c || (e->state != UE_OWED && e->state != UE_SYNC))
 			continue;
-		if (broker_conn_send_space(c) < UPLINK_ACK_ROOM)
+		if (e->state == UE_SYNC || broker_conn_send_space(c) < UPLINK_ACK_ROOM)
 			break; /* the rest waits; what went out frees its slots below */
-		broker_conn_send_ack(c, e->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, e->pid, e->reason);
+		broker_conn_send_ack(c, e->ack, e->pid, e->reason);
 		broker_count(c->b, BROKER_C_UPLINK_ACKED);
 		c->n_owed--;
 		ent_free(u, e);
 	}
 	pop_front(c->b, u);
+}
+
+bool
+broker_uplink_defer_pubcomp(struct broker_conn *c, uint16_t pid, uint64_t jseq)
+{
+	struct broker_uplink *u = c->b->up;
+
+	if (u == NULL || jseq == 0 || broker_persist_synced(c->b, jseq) || ring_full(u))
+		return false;
+	*ent(u, u->next_ref++) = (struct uplink_ent){
+		.c = c, .jseq = jseq, .pid = pid, .ack = MQTT_PUBCOMP, .state = UE_SYNC
+	};
+	c->n_uplink++;
+	c->n_owed++;
+	u->n_sync++;
+	broker_count(c->b, BROKER_C_UPLINK_SYNC_WAIT);
+	return true; /* the release is written at the end of this call: sync_poll asks for it */
+}
+
+void
+broker_uplink_sync_poll(struct broker *b, uint64_t now_ms)
+{
+	struct broker_uplink *u = b->up;
+	uint64_t synced;
+
+	if (u == NULL || u->n_sync == 0)
+		return;
+	broker_persist_sync_kick(b); /* one asked for while the syncer was busy */
+	if ((synced = broker_persist_synced_seq(b)) == u->seen_synced &&
+	    !broker_persist_synced(b, UINT64_MAX))
+		return;
+	u->seen_synced = synced;
+	b->now_ms = now_ms;
+	for (uint64_t r = u->head_ref; r < u->next_ref && u->n_sync > 0; r++) {
+		struct uplink_ent *e = ent(u, r);
+
+		if (e->state != UE_SYNC)
+			continue;
+		if (!broker_persist_synced(b, e->jseq))
+			break;      /* the journal writes of later entries are later */
+		e->state = UE_OWED; /* still counted in its connection's n_owed */
+		u->n_sync--;
+		broker_uplink_flush_owed(e->c);
+	}
+	pop_front(b, u);
+	broker_reap(b);
 }
 
 void
@@ -515,7 +583,7 @@ broker_uplink_conn_gone(struct broker_conn *c)
 			continue;
 		c->n_uplink--;
 		e->c = NULL;
-		if (e->state == UE_OWED) /* durable: nothing more to do for it */
+		if (e->state == UE_OWED || e->state == UE_SYNC) /* durable: nothing more to do */
 			ent_free(u, e);
 	}
 	c->n_owed = 0;

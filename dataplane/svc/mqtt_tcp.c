@@ -545,6 +545,7 @@ mqtt_service_poll(struct dp_lcore *lc)
 	/* after this iteration's input: its records leave as one batch, answers come in */
 	if (svc->up != NULL)
 		mqtt_uplink_poll(svc->up, now);
+	broker_uplink_sync_poll(svc->b, now); /* PUBRECs whose origin's record is now on disk */
 	wake_poll(svc);
 }
 

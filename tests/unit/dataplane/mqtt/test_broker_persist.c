@@ -994,6 +994,36 @@ o_release(void *u, const struct broker_uplink_origin *o)
 	f->rel[f->n_rel++] = *o;
 }
 
+/* The agent's durable answer for ref; a persistent session's QoS 2 PUBREC then waits for the
+ * journal's fdatasync of its origin (on the syncer thread): polled as the worker loop does,
+ * until the ack went. */
+static void
+answer_synced(struct fx *x, uint64_t ref)
+{
+	uint64_t acked = fx_count(x, BROKER_C_UPLINK_ACKED);
+
+	broker_uplink_durable(x->b, ref, ref, 0, x->now);
+	for (int i = 0; i < 5000 && fx_count(x, BROKER_C_UPLINK_ACKED) == acked; i++) {
+		usleep(200);
+		broker_uplink_sync_poll(x->b, x->now);
+	}
+}
+
+/* The sensor's PUBREL for pid, whose message went up: the PUBCOMP waits for the journal's
+ * fdatasync of the release (polled as the worker loop does), then it is read. */
+static void
+pubrel_synced(struct fx *x, int i, uint16_t pid)
+{
+	uint64_t acked = fx_count(x, BROKER_C_UPLINK_ACKED);
+
+	fx_ack(x, i, MQTT_PUBREL, pid);
+	for (int k = 0; k < 5000 && fx_count(x, BROKER_C_UPLINK_ACKED) == acked; k++) {
+		usleep(200);
+		broker_uplink_sync_poll(x->b, x->now);
+	}
+	fx_expect_type(x, i, MQTT_PUBCOMP, 0);
+}
+
 /* broker_uplink_held's fn: the origins listed, at most 8. */
 struct olist {
 	uint32_t n;
@@ -1045,7 +1075,7 @@ test_qos2_origin_across_restart(void **state)
 	fx_expect_publish(x, 1, "up/b", "second", 0);
 	assert_int_equal(f1.n, 2);
 	assert_int_equal(f1.as[0].boot_id, 0); /* first copies: under this start's own origin */
-	broker_uplink_durable(x->b, 1, 1, 0, x->now);
+	answer_synced(x, 1);
 	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* id 3; id 4's answer never comes: SIGKILL */
 	fx_expect_none(x, 0);
 	crash_copy(d, -1);
@@ -1080,15 +1110,97 @@ test_qos2_origin_across_restart(void **state)
 	fx_expect_none(x, 0);
 
 	/* PUBREL: each origin released to the agent, the first start's */
-	fx_ack(x, 0, MQTT_PUBREL, 4);
-	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
-	fx_ack(x, 0, MQTT_PUBREL, 3);
-	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	pubrel_synced(x, 0, 4);
+	pubrel_synced(x, 0, 3);
 	assert_int_equal(f2.n_rel, 2);
 	assert_true(same_origin(&f2.rel[0], 0xa1, 2));
 	assert_true(same_origin(&f2.rel[1], 0xa1, 1));
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_RELEASED), 2);
 	assert_int_equal(broker_uplink_held(x->b, o_held, &held), 0);
+	fx_free(x);
+}
+
+/* What a power cut keeps of the journal: its size when the syncer's last fdatasync of it ended
+ * (the open's snapshot and empty journal are synced on the lcore: the header). */
+static off_t journal_synced = 32;
+
+static int
+sync_noting_size(int fd)
+{
+	struct stat st;
+
+	if (fdatasync(fd) != 0)
+		return -1;
+	if (fstat(fd, &st) == 0)
+		journal_synced = st.st_size;
+	return 0;
+}
+
+/* A power cut after the PUBREC of a persistent session's durable QoS 2 message: the journal's
+ * record of the id and its origin must be on disk by then, or the restart would not know the
+ * id (the sensor's PUBREL is answered, its origin is never released: the agent holds it until
+ * its bound; a resend before the PUBREC is taken as new and stored twice). The PUBREC waits
+ * for the fdatasync (UPLINK_SYNC_WAIT), the acks behind it on that connection too; the copy of
+ * the directory cut to what was synced still holds the origin. */
+static void
+test_qos2_pubrec_after_origin_on_disk(void **state)
+{
+	struct dirs *d = *state;
+	struct ofake f1 = { .boot_id = 0xa1 }, f2 = { .boot_id = 0xb2 }, f3 = { .boot_id = 0xc3 };
+	struct olist held = { 0 };
+	uint64_t waited;
+	struct fx *x;
+
+	journal_synced = 32;
+	broker_persist_fdatasync = sync_noting_size;
+	x = fx_on(d->a);
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f1, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
+	fx_publish(x, 0, "up/b", "second", 2, 4, false);
+	fx_publish(x, 0, "up/c", "third", 1, 5, false);
+	assert_int_equal(f1.n, 2);
+	broker_uplink_durable(x->b, 1, 2, 0, x->now); /* both durable at the agent */
+	waited = fx_count(x, BROKER_C_UPLINK_SYNC_WAIT);
+	answer_synced(x, 1);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0); /* in order, behind it */
+	fx_expect_none(x, 0);
+	crash_copy(d, journal_synced);
+	fx_free(x);
+	broker_persist_fdatasync = fdatasync;
+
+	x = fx_on(d->b);
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f2, 16), 0);
+	assert_int_equal(broker_uplink_held(x->b, o_held, &held), 1);
+	assert_true(same_origin(&held.v[0], 0xa1, 1));
+	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
+	/* its PUBCOMP once the release is on disk: a power cut after it leaves the id free */
+	journal_synced = file_size(d->b, "broker-0.journal");
+	broker_persist_fdatasync = sync_noting_size;
+	pubrel_synced(x, 0, 4);
+	assert_int_equal(f2.n_rel, 1);
+	assert_true(same_origin(&f2.rel[0], 0xa1, 1));
+	rm_dir(d->a);
+	assert_int_equal(mkdir(d->a, 0700), 0);
+	{ /* the second start's directory, cut to what was synced, into a */
+		struct dirs back = { 0 };
+
+		snprintf(back.a, sizeof(back.a), "%s", d->b);
+		snprintf(back.b, sizeof(back.b), "%s", d->a);
+		crash_copy(&back, journal_synced);
+	}
+	fx_free(x);
+	broker_persist_fdatasync = fdatasync;
+	assert_int_equal(waited, 1);
+
+	/* the sensor's next message reuses id 4: new, not a duplicate of the released one */
+	x = fx_on(d->a);
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f3, 16), 0);
+	assert_int_equal(broker_uplink_held(x->b, o_held, &held), 0);
+	assert_true(fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL));
+	fx_publish(x, 0, "up/d", "fourth", 2, 4, false);
+	assert_int_equal(f3.n, 1); /* went up: taken as new */
+	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 0);
 	fx_free(x);
 }
 
@@ -1226,6 +1338,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_durable_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_origin_across_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_qos2_pubrec_after_origin_on_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_qos2_origin_released_with_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_instances_moved_session, setup, teardown),
