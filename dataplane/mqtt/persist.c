@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -102,6 +103,8 @@ struct p_syncer {
 	uint64_t w; /* the journal writes (wseq) the handed fd holds */
 	struct p_job job;
 	_Atomic uint64_t synced; /* every journal write up to this one is on disk */
+	_Atomic bool posted;     /* a sync or a job is handed over: the lcore's kick looks here,
+				  * without the lock, at every iteration of its loop */
 };
 
 struct broker_persist {
@@ -114,7 +117,7 @@ struct broker_persist {
 	uint64_t jbytes, snap_bytes; /* the journal's size; the last snapshot's */
 	uint64_t last_sync_ms;
 	uint64_t wseq;    /* journal writes so far (the lcore's); p_syncer.synced: those on disk */
-	bool sync_wanted; /* a sync was asked for while the syncer was busy (sync_kick) */
+	uint64_t kick_ns; /* the last sync broker_persist_sync_kick handed over */
 	bool dirty;       /* written since the last fdatasync */
 	bool replaying;   /* the hooks journal nothing while the files are read */
 	bool failed;      /* a write failed: logged once until one works again */
@@ -167,6 +170,7 @@ syncer_main(void *arg)
 			pthread_mutex_lock(&y->mu);
 			y->job.err = rc;
 			y->job.done = true;
+			atomic_store(&y->posted, false);
 			pthread_cond_broadcast(&y->cv);
 			continue;
 		}
@@ -183,6 +187,7 @@ syncer_main(void *arg)
 			synced_up(y, w);
 		pthread_mutex_lock(&y->mu);
 		y->fd = -1;
+		atomic_store(&y->posted, false);
 		if (rc != 0)
 			y->err = rc;
 	}
@@ -259,6 +264,7 @@ syncer_post(struct broker_persist *p)
 	else {
 		y->fd = fd;
 		y->w = p->wseq;
+		atomic_store(&y->posted, true);
 	}
 	if (rc == 0)
 		pthread_cond_signal(&y->cv);
@@ -988,13 +994,22 @@ broker_persist_sync_kick(struct broker *b)
 	struct broker_persist *p = b->persist;
 	int rc;
 
-	if (p == NULL || p->fd < 0 || atomic_load(&p->sy.synced) >= p->wseq)
+	struct timespec ts;
+	uint64_t now_ns;
+
+	if (p == NULL || p->fd < 0 || atomic_load(&p->sy.synced) >= p->wseq ||
+	    (p->sy.started && atomic_load_explicit(&p->sy.posted, memory_order_acquire)))
+		return; /* nothing new to sync, or the syncer is at it: the next kick looks again */
+	/* at most one handed over per 50 us: where an fdatasync costs nothing (tmpfs) a sync per
+	 * write would be a dup, a wake-up and a close per broker call; on a disk the sync itself
+	 * takes longer than that */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (now_ns - p->kick_ns < 50000)
 		return;
-	if ((rc = syncer_post(p)) == -EBUSY) {
-		p->sync_wanted = true; /* the syncer is busy: asked again at the next kick */
+	p->kick_ns = now_ns;
+	if ((rc = syncer_post(p)) == -EBUSY)
 		return;
-	}
-	p->sync_wanted = false;
 	if (rc != 0)
 		write_failed(b, rc);
 	p->dirty = false;
@@ -1435,6 +1450,7 @@ compact_start(struct broker *b)
 		.next_fd = dfd,
 		.w = p->wseq,
 		.busy = true };
+	atomic_store(&y->posted, true);
 	pthread_cond_signal(&y->cv);
 	pthread_mutex_unlock(&y->mu);
 	p->fd = fd;

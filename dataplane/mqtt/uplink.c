@@ -55,6 +55,7 @@ struct broker_uplink {
 	uint64_t head_ref, next_ref; /* oldest entry; the next ref given */
 	uint32_t n_qos2;             /* entries holding a session */
 	uint32_t n_sync;             /* entries in UE_SYNC */
+	uint32_t n_jwait;            /* entries in UE_WAIT with a journal write to sync (jseq) */
 	uint64_t seen_synced;        /* the journal's synced write at the last look */
 	bool full;                   /* a publisher was held for want of an entry */
 };
@@ -230,6 +231,7 @@ wait_for(struct broker_conn *c, struct broker_uplink *u, uint64_t ref, uint8_t q
 		.reason = reason,
 		.state = UE_WAIT };
 	u->n_qos2 += qos == 2 && c->s != NULL;
+	u->n_jwait += jseq != 0; /* its sync starts now, beside the agent's commit (sync_poll) */
 	u->next_ref++;
 	c->n_uplink++;
 	broker_count(c->b, BROKER_C_UPLINK_TX);
@@ -368,6 +370,7 @@ ent_free(struct broker_uplink *u, struct uplink_ent *e)
 		e->c->n_uplink--;
 	u->n_qos2 -= e->s != NULL;
 	u->n_sync -= e->state == UE_SYNC;
+	u->n_jwait -= e->state == UE_WAIT && e->jseq != 0;
 	*e = (struct uplink_ent){ 0 };
 }
 
@@ -393,6 +396,7 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 		/* the PUBREC, and the acks of this connection after it, wait for the disk */
 		c->n_owed++;
 		u->n_sync++;
+		u->n_jwait--;
 		e->state = UE_SYNC;
 		broker_count(b, BROKER_C_UPLINK_SYNC_WAIT);
 		broker_persist_sync_kick(b);
@@ -406,6 +410,7 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 	}
 	if (e->state != UE_OWED)
 		c->n_owed++;
+	u->n_jwait -= e->state == UE_WAIT && e->jseq != 0;
 	e->state = UE_OWED;
 }
 
@@ -548,9 +553,13 @@ broker_uplink_sync_poll(struct broker *b, uint64_t now_ms)
 	struct broker_uplink *u = b->up;
 	uint64_t synced;
 
-	if (u == NULL || u->n_sync == 0)
+	if (u == NULL || (u->n_sync == 0 && u->n_jwait == 0))
 		return;
-	broker_persist_sync_kick(b); /* one asked for while the syncer was busy */
+	/* the records of QoS 2 origins written since the last sync: synced now, while the agent
+	 * commits their messages (or asked again if the syncer was busy) */
+	broker_persist_sync_kick(b);
+	if (u->n_sync == 0)
+		return;
 	if ((synced = broker_persist_synced_seq(b)) == u->seen_synced &&
 	    !broker_persist_synced(b, UINT64_MAX))
 		return;
