@@ -80,7 +80,10 @@ def spool_view(agent):
     sp = agent.get("store", {}).get("spool")
     if not sp:
         return ("-", "-", "-", "-")
-    age = "%.0f s" % max(0.0, time.time() - sp["oldest_ms"] / 1000.0) if sp.get("oldest_ms") else "-"
+    # its age when the agent wrote the file (ts_ms: every stats interval, 5 s in the lab), not
+    # now: measured against now, one record in flight at that moment looked older each second
+    at = agent.get("ts_ms", time.time() * 1000.0)
+    age = "%.0f s" % max(0.0, (at - sp["oldest_ms"]) / 1000.0) if sp.get("oldest_ms") else "-"
     dropped = sum(sp.get(k, 0) for k in ("dropped_qos0", "dropped_bulk", "dropped_normal",
                                           "dropped_alarm", "expired"))
     return (sp.get("records_live", "-"), sp.get("bytes_used", "-"), age, dropped)
