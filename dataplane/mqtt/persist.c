@@ -154,19 +154,17 @@ syncer_main(void *arg)
 	for (;;) {
 		while (y->fd < 0 && !(y->job.busy && !y->job.done) && !y->stop)
 			pthread_cond_wait(&y->cv, &y->mu);
-		if (y->job.busy &&
-		    !y->job.done) { /* a compaction's files: finished before a stop */
+		/* a compaction's files: finished before a stop */
+		if (y->job.busy && !y->job.done) {
 			struct broker_persist *p = (struct broker_persist *)((char *)y -
 			    offsetof(struct broker_persist, sy));
+			uint64_t w = y->job.w;
 			int rc;
 
-			uint64_t w = y->job.w;
-
 			pthread_mutex_unlock(&y->mu);
-			rc = compact_io(p, &y->job);
-			if (rc == 0)
-				synced_up(
-				    y, w); /* the old journal synced, the snapshot holds it all */
+			/* on success the old journal is synced and the snapshot holds it all */
+			if ((rc = compact_io(p, &y->job)) == 0)
+				synced_up(y, w);
 			pthread_mutex_lock(&y->mu);
 			y->job.err = rc;
 			y->job.done = true;
@@ -177,7 +175,6 @@ syncer_main(void *arg)
 		if (y->fd < 0)
 			break;
 		int fd = y->fd, rc;
-
 		uint64_t w = y->w;
 
 		pthread_mutex_unlock(&y->mu);
@@ -270,6 +267,24 @@ syncer_post(struct broker_persist *p)
 		pthread_cond_signal(&y->cv);
 	pthread_mutex_unlock(&y->mu);
 	return rc;
+}
+
+/* A sync of the journal handed over (syncer_post), counted; a failure to hand it over is
+ * counted and logged as a failed write. false while the syncer still runs the last one. */
+static bool
+sync_post(struct broker *b, uint64_t now_ms)
+{
+	struct broker_persist *p = b->persist;
+	int rc = syncer_post(p);
+
+	if (rc == -EBUSY)
+		return false;
+	if (rc != 0)
+		write_failed(b, rc);
+	p->dirty = false;
+	p->last_sync_ms = now_ms;
+	broker_count(b, BROKER_C_PERSIST_SYNC);
+	return true;
 }
 
 /* A failure the syncer saw since the last look (0: none). */
@@ -992,8 +1007,6 @@ void
 broker_persist_sync_kick(struct broker *b)
 {
 	struct broker_persist *p = b->persist;
-	int rc;
-
 	struct timespec ts;
 	uint64_t now_ns;
 
@@ -1008,13 +1021,7 @@ broker_persist_sync_kick(struct broker *b)
 	if (now_ns - p->kick_ns < 50000)
 		return;
 	p->kick_ns = now_ns;
-	if ((rc = syncer_post(p)) == -EBUSY)
-		return;
-	if (rc != 0)
-		write_failed(b, rc);
-	p->dirty = false;
-	p->last_sync_ms = b->now_ms;
-	broker_count(b, BROKER_C_PERSIST_SYNC);
+	sync_post(b, b->now_ms);
 }
 
 uint32_t
@@ -1511,14 +1518,8 @@ broker_persist_tick(struct broker *b, uint64_t now_ms)
 		return; /* a compaction's files are being written: syncs and compactions wait */
 	if ((rc = syncer_err(p)) != 0)
 		write_failed(b, rc);
-	if (p->dirty && now_ms - p->last_sync_ms >= p->sync_ms && p->fd >= 0 &&
-	    (rc = syncer_post(p)) != -EBUSY) {
-		if (rc != 0)
-			write_failed(b, rc);
-		p->dirty = false;
-		p->last_sync_ms = now_ms;
-		broker_count(b, BROKER_C_PERSIST_SYNC);
-	}
+	if (p->dirty && now_ms - p->last_sync_ms >= p->sync_ms && p->fd >= 0)
+		sync_post(b, now_ms);
 	if (!p->resnap && (p->jbytes <= P_COMPACT_MIN || p->jbytes <= 2 * p->snap_bytes))
 		return;
 	/* off the lcore when it can be: a state written whole again after a failure is not */

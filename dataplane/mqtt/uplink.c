@@ -55,9 +55,10 @@ struct broker_uplink {
 	uint64_t head_ref, next_ref; /* oldest entry; the next ref given */
 	uint32_t n_qos2;             /* entries holding a session */
 	uint32_t n_sync;             /* entries in UE_SYNC */
-	uint32_t n_jwait;            /* entries in UE_WAIT with a journal write to sync (jseq) */
-	uint64_t seen_synced;        /* the journal's synced write at the last look */
-	bool full;                   /* a publisher was held for want of an entry */
+	uint32_t n_jwait;     /* entries in UE_WAIT with a journal write to sync (jseq): counted in
+			   * wait_for, out where an entry leaves UE_WAIT (ack_or_owe, fail_one) */
+	uint64_t seen_synced; /* the journal's synced write at the last look */
+	bool full;            /* a publisher was held for want of an entry */
 };
 
 /* Bytes a deferred ack needs (3.1.1: 4; 5.0 with a reason: 5; with room to spare). */
@@ -370,7 +371,6 @@ ent_free(struct broker_uplink *u, struct uplink_ent *e)
 		e->c->n_uplink--;
 	u->n_qos2 -= e->s != NULL;
 	u->n_sync -= e->state == UE_SYNC;
-	u->n_jwait -= e->state == UE_WAIT && e->jseq != 0;
 	*e = (struct uplink_ent){ 0 };
 }
 
@@ -380,7 +380,8 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 {
 	struct broker_conn *c = e->c;
 
-	if (e->s != NULL) { /* durable now: a restart may answer its resend with PUBREC */
+	u->n_jwait -= e->jseq != 0; /* leaves UE_WAIT (broker_uplink_durable takes no other) */
+	if (e->s != NULL) {         /* durable now: a restart may answer its resend with PUBREC */
 		struct broker_rx_up *o = broker_uplink_rx_find(e->s, e->pid);
 
 		if (o != NULL)
@@ -396,7 +397,6 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 		/* the PUBREC, and the acks of this connection after it, wait for the disk */
 		c->n_owed++;
 		u->n_sync++;
-		u->n_jwait--;
 		e->state = UE_SYNC;
 		broker_count(b, BROKER_C_UPLINK_SYNC_WAIT);
 		broker_persist_sync_kick(b);
@@ -410,7 +410,6 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 	}
 	if (e->state != UE_OWED)
 		c->n_owed++;
-	u->n_jwait -= e->state == UE_WAIT && e->jseq != 0;
 	e->state = UE_OWED;
 }
 
@@ -422,6 +421,7 @@ fail_one(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 {
 	struct broker_session *s = e->s;
 
+	u->n_jwait -= e->jseq != 0; /* leaves UE_WAIT, freed below */
 	broker_count(b, BROKER_C_UPLINK_FAILED);
 	for (uint16_t i = 0; s != NULL && i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == e->pid) {

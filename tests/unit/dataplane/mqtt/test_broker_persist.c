@@ -994,19 +994,25 @@ o_release(void *u, const struct broker_uplink_origin *o)
 	f->rel[f->n_rel++] = *o;
 }
 
+/* Polled as the worker loop does until an ack went (the counter moved past acked). */
+static void
+acked_after_sync(struct fx *x, uint64_t acked)
+{
+	for (int i = 0; i < 5000 && fx_count(x, BROKER_C_UPLINK_ACKED) == acked; i++) {
+		usleep(200);
+		broker_uplink_sync_poll(x->b, x->now);
+	}
+}
+
 /* The agent's durable answer for ref; a persistent session's QoS 2 PUBREC then waits for the
- * journal's fdatasync of its origin (on the syncer thread): polled as the worker loop does,
- * until the ack went. */
+ * journal's fdatasync of its origin (on the syncer thread) before it is sent. */
 static void
 answer_synced(struct fx *x, uint64_t ref)
 {
 	uint64_t acked = fx_count(x, BROKER_C_UPLINK_ACKED);
 
 	broker_uplink_durable(x->b, ref, ref, 0, x->now);
-	for (int i = 0; i < 5000 && fx_count(x, BROKER_C_UPLINK_ACKED) == acked; i++) {
-		usleep(200);
-		broker_uplink_sync_poll(x->b, x->now);
-	}
+	acked_after_sync(x, acked);
 }
 
 /* The sensor's PUBREL for pid, whose message went up: the PUBCOMP waits for the journal's
@@ -1017,10 +1023,7 @@ pubrel_synced(struct fx *x, int i, uint16_t pid)
 	uint64_t acked = fx_count(x, BROKER_C_UPLINK_ACKED);
 
 	fx_ack(x, i, MQTT_PUBREL, pid);
-	for (int k = 0; k < 5000 && fx_count(x, BROKER_C_UPLINK_ACKED) == acked; k++) {
-		usleep(200);
-		broker_uplink_sync_poll(x->b, x->now);
-	}
+	acked_after_sync(x, acked);
 	fx_expect_type(x, i, MQTT_PUBCOMP, 0);
 }
 
