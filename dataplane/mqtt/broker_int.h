@@ -416,11 +416,12 @@ void broker_uplink_rx_done(struct broker_session *s, uint16_t pid, bool release)
 void broker_uplink_session_end(struct broker_session *s);
 /* Acks that did not fit c's send buffer, now that it has room. */
 void broker_uplink_flush_owed(struct broker_conn *c);
-/* The PUBCOMP for pid, whose message went up durable, after the journal write jseq (its
- * release) is on disk: true when deferred (sent by broker_uplink_sync_poll, in order with the
- * connection's other deferred acks); false: send it now (synced already, nothing to wait for,
- * or no room in the uplink's ring). */
-bool broker_uplink_defer_pubcomp(struct broker_conn *c, uint16_t pid, uint64_t jseq);
+/* ack (PUBCOMP, or a resend's PUBREC) for pid, whose message went up durable, after the
+ * journal write jseq (its release, or its origin) is on disk: true when deferred (sent by
+ * broker_uplink_sync_poll, in order with the connection's other deferred acks); false: send it
+ * now (synced already, nothing to wait for, or no room in the uplink's ring: broker_uplink_admit
+ * holds such a packet while the ring is full, so that does not happen). */
+bool broker_uplink_defer_ack(struct broker_conn *c, uint8_t ack, uint16_t pid, uint64_t jseq);
 /* c or s goes away: entries forget it. */
 void broker_uplink_conn_gone(struct broker_conn *c);
 void broker_uplink_session_gone(struct broker_session *s);
@@ -465,6 +466,8 @@ uint64_t broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add
 /* pid awaits PUBREL and its message went up under o (confirmed: the agent said durable).
  * Returns the journal write that will hold it (broker_persist_synced), 0 when not journaled. */
 uint64_t broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e);
+/* The journal write that will hold everything s journaled so far (0: s is not journaled). */
+uint64_t broker_persist_session_seq(const struct broker_session *s);
 /* Every journal write up to wseq is on disk (fdatasync ended), or there is no journal to wait
  * for (none, or one that cannot be written: logged and counted). */
 bool broker_persist_synced(const struct broker *b, uint64_t wseq);

@@ -259,6 +259,18 @@ qos2_resend_up(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_
 	return v;
 }
 
+/* A resend of an id that went up durable, answered from the table: its PUBREC waits for the
+ * origin's journal write on disk, as the first copy's did (a power cut after it would take the
+ * next resend as new). The first copy's PUBREC may have been waiting for that sync when its
+ * connection was lost; the wait is for the session's last journal write, which holds it. */
+static bool
+qos2_defer_resend_pubrec(struct broker_conn *c, uint16_t pid)
+{
+	if (c->b->up == NULL || broker_uplink_rx_find(c->s, pid) == NULL)
+		return false;
+	return broker_uplink_defer_ack(c, MQTT_PUBREC, pid, broker_persist_session_seq(c->s));
+}
+
 /* Room for one more incoming QoS 2 id awaiting PUBREL; false: the connection is killed. 5.0:
  * at most our Receive Maximum; 3.1.1 has none (the table grows up to every packet id). */
 static bool
@@ -297,7 +309,8 @@ broker_handle_publish(
 	if (p->qos == 2 && rx_qos2_has(s, p->packet_id, &at)) {
 		broker_count(c->b, BROKER_C_QOS2_DUP); /* already routed: only the PUBREC again, */
 		if (!broker_uplink_qos2_pending(c, p->packet_id) && /* when durable if it goes up */
-		    qos2_resend_up(c, p, topic, segs, n) == UPLINK_ACK_NOW)
+		    qos2_resend_up(c, p, topic, segs, n) == UPLINK_ACK_NOW &&
+		    !qos2_defer_resend_pubrec(c, p->packet_id))
 			broker_conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 		return;
 	}
@@ -348,7 +361,7 @@ handle_pubrel(struct broker_conn *c, uint16_t pid)
 	/* a message that went up durable: its release on disk before PUBCOMP, or a power cut
 	 * would leave the id awaiting PUBREL and take the sensor's next message under that id
 	 * for a duplicate (lost) */
-	if (up && broker_uplink_defer_pubcomp(c, pid, jseq))
+	if (up && broker_uplink_defer_ack(c, MQTT_PUBCOMP, pid, jseq))
 		return;
 	broker_conn_send_ack(c, MQTT_PUBCOMP, pid, 0);
 }

@@ -988,6 +988,16 @@ broker_persist_rx_qos2_up(struct broker_session *s, const struct broker_rx_up *e
 	return p->wseq + 1; /* the write at the end of this call */
 }
 
+uint64_t
+broker_persist_session_seq(const struct broker_session *s)
+{
+	const struct broker_persist *p = s->b->persist;
+
+	if (!sess_journaling(s))
+		return 0;
+	return p->wseq + (p->len > 0); /* records not written yet: the write at the call's end */
+}
+
 bool
 broker_persist_synced(const struct broker *b, uint64_t wseq)
 {

@@ -22,7 +22,10 @@
  * the PUBREC goes (UE_SYNC: the agent's durable answer came, the broker's fdatasync of the write
  * that holds the record has not ended yet; broker_persist_sync_kick asks for it at once and
  * broker_uplink_sync_poll sends what it let go), so that a power cut after the PUBREC cannot
- * have the sensor's resend taken as a new message and stored twice. docs/broker.md.
+ * have the sensor's resend taken as a new message and stored twice. The same wait holds the
+ * PUBCOMP until the id's release is on disk, and the PUBREC of a resend answered from the table
+ * until the origin is (broker_uplink_defer_ack); while the ring is full, such a PUBREL or resend
+ * waits unread (uplink_sync_hold). docs/broker.md.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,18 +36,18 @@ enum {
 	UE_FREE = 0,
 	UE_WAIT, /* submitted, durability not known yet */
 	UE_OWED, /* durable, its ack did not fit the send buffer yet */
-	UE_SYNC, /* durable, its PUBREC waits for the journal's record of its origin on disk */
+	UE_SYNC, /* durable, its ack waits for a journal write on disk (jseq: origin or release) */
 };
 
 struct uplink_ent {
 	struct broker_conn *c;    /* NULL: the connection went away */
 	struct broker_session *s; /* QoS 2: whose rx_qos2 holds pid; NULL otherwise or gone */
-	uint64_t jseq;            /* QoS 2: the journal write of its origin (0: none to wait for) */
+	uint64_t jseq;            /* QoS 2: the journal write its ack waits for (0: none) */
 	uint16_t pid;
 	uint8_t qos;
 	uint8_t reason; /* of the ack (0x10 when nothing matched, 5.0) */
 	uint8_t state;
-	uint8_t ack; /* MQTT_PUBACK, MQTT_PUBREC, or MQTT_PUBCOMP (broker_uplink_defer_pubcomp) */
+	uint8_t ack; /* MQTT_PUBACK, MQTT_PUBREC, or MQTT_PUBCOMP (broker_uplink_defer_ack) */
 };
 
 struct broker_uplink {
@@ -126,6 +129,37 @@ peek_topic(const struct broker_conn *c, const struct mqtt_publish *p, struct mqt
 	return t->len > 0;
 }
 
+/* pkt's answer would wait in the ring for the journal's fdatasync (broker_uplink_defer_ack):
+ * the PUBREL of an id that went up (its PUBCOMP waits for the release on disk), or the resend
+ * of one whose PUBREC was sent (answered from the table: it waits for the origin on disk,
+ * which a connection lost while its PUBREC waited left unsynced). With the ring full the
+ * packet waits unread, as a publisher held for want of an entry does: answered at once, a
+ * power cut after the answer would lose the id's state. */
+static bool
+uplink_sync_hold(const struct broker_conn *c, const struct mqtt_packet *pkt)
+{
+	const struct broker_rx_up *e;
+	uint64_t seq;
+	uint16_t pid;
+
+	if (c->state != CONN_ACTIVE || c->s == NULL || c->s->cold == NULL ||
+	    c->s->cold->n_rx_up == 0)
+		return false;
+	if (pkt->type == MQTT_PUBREL)
+		pid = pkt->ack.packet_id;
+	else if (pkt->type == MQTT_PUBLISH && pkt->publish.qos == 2)
+		pid = pkt->publish.packet_id;
+	else
+		return false;
+	if ((e = broker_uplink_rx_find(c->s, pid)) == NULL)
+		return false;
+	if (pkt->type == MQTT_PUBLISH && !e->confirmed)
+		return false; /* goes up again under its origin: admitted below, or held there */
+	if ((seq = broker_persist_session_seq(c->s)) == 0)
+		return false; /* not journaled: no sync to wait for */
+	return pkt->type == MQTT_PUBREL || !broker_persist_synced(c->b, seq);
+}
+
 bool
 broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 {
@@ -135,6 +169,11 @@ broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 	struct mqtt_str t;
 	int rc;
 
+	if (u != NULL && ring_full(u) && uplink_sync_hold(c, pkt)) {
+		u->full = true;
+		broker_conn_hold(c, HOLD_UPLINK);
+		return false;
+	}
 	if (u == NULL || pkt->type != MQTT_PUBLISH || p->qos == 0 || c->state != CONN_ACTIVE ||
 	    !peek_topic(c, p, &t) || topic_is_sys(t) ||
 	    u->ops->wants(u->uctx, t.s, t.len, p->qos) != BROKER_UPLINK_DURABLE)
@@ -531,20 +570,20 @@ broker_uplink_flush_owed(struct broker_conn *c)
 }
 
 bool
-broker_uplink_defer_pubcomp(struct broker_conn *c, uint16_t pid, uint64_t jseq)
+broker_uplink_defer_ack(struct broker_conn *c, uint8_t ack, uint16_t pid, uint64_t jseq)
 {
 	struct broker_uplink *u = c->b->up;
 
+	/* a full ring: broker_uplink_admit held the packet that asks for this (uplink_sync_hold) */
 	if (u == NULL || jseq == 0 || broker_persist_synced(c->b, jseq) || ring_full(u))
 		return false;
-	*ent(u, u->next_ref++) = (struct uplink_ent){
-		.c = c, .jseq = jseq, .pid = pid, .ack = MQTT_PUBCOMP, .state = UE_SYNC
-	};
+	*ent(u, u->next_ref++) =
+	    (struct uplink_ent){ .c = c, .jseq = jseq, .pid = pid, .ack = ack, .state = UE_SYNC };
 	c->n_uplink++;
 	c->n_owed++;
 	u->n_sync++;
 	broker_count(c->b, BROKER_C_UPLINK_SYNC_WAIT);
-	return true; /* the release is written at the end of this call: sync_poll asks for it */
+	return true; /* what it waits for is written at the end of this call: sync_poll asks */
 }
 
 void

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,11 +54,18 @@ setup(void **state)
 	return 0;
 }
 
+/* The syncer's fdatasync waits while the gate is shut (the disk is slow): what waits for it
+ * can be looked at. */
+static atomic_bool sync_gate_shut;
+
 static int
 teardown(void **state)
 {
 	struct dirs *d = *state;
 
+	/* a test that failed left them set: the next tests' syncers would hang */
+	atomic_store(&sync_gate_shut, false);
+	broker_persist_fdatasync = fdatasync;
 	rm_dir(d->a);
 	rm_dir(d->b);
 	free(d);
@@ -961,8 +969,8 @@ test_qos2_durable_rule(void **state)
 struct ofake {
 	uint64_t boot_id;
 	uint32_t n, n_rel;
-	uint64_t refs[8];
-	struct broker_uplink_origin as[8]; /* boot_id 0: submitted without one */
+	uint64_t refs[32];
+	struct broker_uplink_origin as[32]; /* boot_id 0: submitted without one */
 	struct broker_uplink_origin rel[8];
 };
 
@@ -973,7 +981,7 @@ o_submit(void *u, uint64_t ref, const struct broker_uplink_origin *as, uint8_t q
 	struct ofake *f = u;
 
 	(void)qos, (void)retain, (void)topic, (void)tl, (void)payload, (void)pl;
-	assert_true(f->n < 8);
+	assert_true(f->n < 32);
 	f->refs[f->n] = ref;
 	f->as[f->n++] = as != NULL ? *as : (struct broker_uplink_origin){ 0 };
 	return 0;
@@ -1067,6 +1075,7 @@ test_qos2_origin_across_restart(void **state)
 	struct ofake f1 = { .boot_id = 0xa1 }, f2 = { .boot_id = 0xb2 };
 	struct olist held = { 0 };
 	struct fx *x = fx_on(d->a);
+	uint64_t acked;
 
 	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f1, 16), 0);
 	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
@@ -1102,8 +1111,11 @@ test_qos2_origin_across_restart(void **state)
 		    (unsigned long long)f2.as[0].boot_id, (unsigned long long)f2.as[0].ref);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_RESENT), 1);
 	fx_expect_none(x, 1); /* routed before the restart: not again */
+	acked = fx_count(x, BROKER_C_UPLINK_ACKED);
 	fx_publish(x, 0, "up/a", "first", 2, 3, false);
-	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* durable before: at once, nothing sent up */
+	acked_after_sync(
+	    x, acked); /* the session's journal writes on disk, the origin's with them */
+	fx_expect_type(x, 0, MQTT_PUBREC, 0); /* durable before: nothing sent up */
 	assert_int_equal(f2.n, 1);
 	fx_publish(x, 0, "up/b", "second", 2, 4, false); /* again while it waits */
 	fx_expect_none(x, 0);
@@ -1204,6 +1216,97 @@ test_qos2_pubrec_after_origin_on_disk(void **state)
 	fx_publish(x, 0, "up/d", "fourth", 2, 4, false);
 	assert_int_equal(f3.n, 1); /* went up: taken as new */
 	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 0);
+	fx_free(x);
+}
+
+static int
+sync_gated(int fd)
+{
+	while (atomic_load(&sync_gate_shut))
+		usleep(100);
+	return fdatasync(fd);
+}
+
+/* The connection is lost while the PUBREC of a durable QoS 2 message waits for its origin on
+ * disk (a takeover: the sensor reconnected), and the sensor sends the message again: the id is
+ * in the table, confirmed, and its PUBREC waits for that same sync (answered at once, a power
+ * cut after it loses the origin and the next resend is stored twice). */
+static void
+test_qos2_resend_pubrec_waits_for_origin(void **state)
+{
+	struct dirs *d = *state;
+	struct ofake f = { .boot_id = 0xa1 };
+	struct fx *x = fx_on(d->a);
+	uint64_t acked;
+
+	broker_persist_fdatasync = sync_gated;
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
+	atomic_store(&sync_gate_shut, true);
+	fx_publish(x, 0, "up/b", "second", 2, 4, false);
+	broker_uplink_durable(x->b, 1, 1, 0, x->now);
+	for (int i = 0; i < 20; i++) {
+		usleep(200);
+		broker_uplink_sync_poll(x->b, x->now);
+	}
+	fx_expect_none(x, 0); /* the PUBREC waits for the disk */
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_SYNC_WAIT), 1);
+	assert_true(fx_connect(x, 1, MQTT_V311, "sensor", false, 60, NULL)); /* takes it over */
+	acked = fx_count(x, BROKER_C_UPLINK_ACKED);
+	fx_publish(x, 1, "up/b", "second", 2, 4, false);
+	assert_int_equal(fx_count(x, BROKER_C_QOS2_DUP), 1);
+	if (x->f[1].rd < x->f[1].len)
+		fail_msg("the resend's PUBREC went before the origin was on disk");
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_SYNC_WAIT), 2);
+	assert_int_equal(f.n, 1); /* not sent up again */
+	atomic_store(&sync_gate_shut, false);
+	acked_after_sync(x, acked);
+	fx_expect_type(x, 1, MQTT_PUBREC, 0);
+	fx_expect_none(x, 1);
+	pubrel_synced(x, 1, 4);
+	fx_free(x);
+	broker_persist_fdatasync = fdatasync;
+}
+
+/* The uplink's ring full (another client's messages wait for the agent) when the sensor's
+ * PUBREL for an id that went up comes: the PUBREL waits unread (HOLD_UPLINK) until an entry
+ * is free for its PUBCOMP to wait in for the release on disk; answered at once, a power cut
+ * after the PUBCOMP leaves the id awaiting PUBREL and the sensor's next message under it is
+ * taken for a duplicate and lost. */
+static void
+test_qos2_pubrel_waits_while_ring_full(void **state)
+{
+	struct dirs *d = *state;
+	struct ofake f = { .boot_id = 0xa1 };
+	struct fx *x = fx_on(d->a);
+	uint64_t held, acked;
+
+	assert_int_equal(broker_uplink_attach(x->b, &o_ops, &f, 16), 0);
+	fx_connect(x, 0, MQTT_V311, "sensor", false, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "other", true, 60, NULL);
+	fx_publish(x, 0, "up/a", "first", 2, 4, false);
+	answer_synced(x, 1);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	for (uint16_t pid = 1; pid <= 16; pid++) /* refs 2..17: the ring of 16 is full */
+		fx_publish(x, 1, "up/x", "fill", 1, pid, false);
+	assert_int_equal(f.n, 17);
+	held = fx_count(x, BROKER_C_HOLD_UPLINK);
+	fx_ack(x, 0, MQTT_PUBREL, 4);
+	if (x->f[0].rd < x->f[0].len)
+		fail_msg("PUBCOMP sent with the uplink's ring full: not waiting for the release on "
+			 "disk");
+	assert_int_equal(fx_count(x, BROKER_C_HOLD_UPLINK), held + 1);
+	assert_int_equal(f.n_rel, 0); /* unread */
+	broker_uplink_durable(x->b, 2, 17, 0, x->now);
+	for (int i = 0; i < 16; i++)
+		fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	assert_true(x->f[0].wake);
+	acked = fx_count(x, BROKER_C_UPLINK_ACKED);
+	assert_int_equal(fx_refeed(x, 0), 0);
+	assert_int_equal(f.n_rel, 1);
+	acked_after_sync(x, acked);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	fx_expect_none(x, 0);
 	fx_free(x);
 }
 
@@ -1345,6 +1448,10 @@ main(void)
 		    test_qos2_pubrec_after_origin_on_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_qos2_origin_released_with_session, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_qos2_resend_pubrec_waits_for_origin, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_qos2_pubrel_waits_while_ring_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_instances_moved_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xlcore_ring_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xlcore_ring_kill_some_taken, setup, teardown),
