@@ -252,6 +252,13 @@ undo_count(struct tcp_conn *c, struct tcp_sb *sb, uint32_t seq, uint32_t end)
 }
 
 /* [seq, end) left (seq < snd_max: again). Called before snd_max moves. */
+static void
+sent_again(struct tcp_sb *sb)
+{
+	if (sb->dsack_credit < UINT8_MAX)
+		sb->dsack_credit++;
+}
+
 void
 tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 {
@@ -276,8 +283,10 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 		e->xmit_ms = now;
 		/* after an RTO: sent again, but the first copy is presumed gone */
 		e->flags = SEQ_LT(seq, c->snd_max) ? SBS_EVER : 0;
-		if (e->flags)
+		if (e->flags) {
 			undo_count(c, sb, seq, end);
+			sent_again(sb);
+		}
 		sb->end = end;
 		return;
 	}
@@ -290,6 +299,7 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 			e->flags |= SBS_RETRANS | SBS_EVER;
 			e->xmit_ms = now;
 			undo_count(c, sb, e->start, e->end);
+			sent_again(sb);
 		}
 	}
 }
@@ -463,12 +473,20 @@ leave_recovery(struct tcp_conn *c)
 }
 
 /* A D-SACK (RFC 2883): something arrived twice. Widen RACK's window, once a round trip
- * (RFC 8985 6.2 step 4), and remember whether it was the tail loss probe's copy. */
+ * (RFC 8985 6.2 step 4), when it can be a copy we sent again (a spurious retransmission: the
+ * original was only late): a duplicate the network made, with nothing of ours sent again to
+ * account for it, would widen the window for nothing and leave real losses found a round
+ * trip late (Linux's tcp_dsack_seen skips those likewise). Remember whether it was the tail
+ * loss probe's copy. */
 static void
 dsack_input(struct tcp_conn *c, struct tcp_sb *sb, uint32_t l, uint32_t r)
 {
+	uint32_t segs = SEQ_GT(r, l) ? (r - l + c->mss - 1) / c->mss : 1;
+	bool ours = sb->dsack_credit > 0;
+
 	DP_INC(tcb_tl(c)->lc, tcp, DSACK_RCVD);
-	if (!sb->dsack_round || SEQ_GEQ(c->snd_una, sb->dsack_end)) {
+	sb->dsack_credit = (uint8_t)(sb->dsack_credit - RTE_MIN(segs, sb->dsack_credit));
+	if (ours && (!sb->dsack_round || SEQ_GEQ(c->snd_una, sb->dsack_end))) {
 		sb->reo_mult = (uint8_t)RTE_MIN(sb->reo_mult + 1, TCP_REO_MULT_MAX);
 		sb->dsack_round = 1;
 		sb->dsack_end = c->snd_max;
@@ -478,12 +496,8 @@ dsack_input(struct tcp_conn *c, struct tcp_sb *sb, uint32_t l, uint32_t r)
 	/* RFC 3708: each retransmission of the episode this block covers arrived twice, so
 	 * one copy of it was not needed (a duplicate made by the network counts too, as in
 	 * Linux: it can only make an undo come early, never miss one) */
-	if (sb->undo_on && sb->undo_retrans > 0 && SEQ_GT(r, sb->undo_lo) &&
-	    SEQ_LT(l, sb->undo_hi)) {
-		uint32_t segs = (r - l + c->mss - 1) / c->mss;
-
+	if (sb->undo_on && sb->undo_retrans > 0 && SEQ_GT(r, sb->undo_lo) && SEQ_LT(l, sb->undo_hi))
 		sb->undo_retrans = (uint16_t)(sb->undo_retrans - RTE_MIN(segs, sb->undo_retrans));
-	}
 }
 
 void
@@ -753,9 +767,19 @@ tcp_sb_output(struct tcp_conn *c)
 				lost = e;
 		}
 		if (lost != NULL) {
+			bool head = lost->start == c->snd_una;
+
 			n = seg_len(lost);
 			if (tcp_send_range(c, lost->start, lost->end) < 0)
 				break;
+			/* the RTO counts from the first unacknowledged segment's latest copy (as
+			 * Linux's tcp_xmit_retransmit_queue re-arms it): from the last cumulative
+			 * ACK instead, a retransmission lost again and found by RACK a round trip
+			 * later runs into the RTO before its second copy can be acknowledged */
+			if (head) {
+				tcp_timer_set(c, TT_REXMT, c->rto_ms);
+				sb->tmode = SBT_RTO;
+			}
 		} else if ((n = tcp_output_new(c, UINT32_MAX)) == 0) {
 			break;
 		}

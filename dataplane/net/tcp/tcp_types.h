@@ -239,6 +239,9 @@ struct tcp_sb {
 	uint32_t undo_lo, undo_hi, undo_tsval;
 	uint16_t undo_retrans;
 	uint8_t undo_on, undo_sent, undo_eifel;
+	/* segments sent again and not yet reported twice (D-SACK), at most 255: a D-SACK beyond
+	 * them reports a copy the network made, which says nothing of reordering */
+	uint8_t dsack_credit;
 	/* HyStart++ (RFC 9406; tcp_hystart.c), in the initial slow start: RTTs in ms,
 	 * UINT16_MAX for none */
 	uint32_t hs_end;

@@ -225,6 +225,45 @@ test_rack_lost_retransmission(void **state)
 	assert_true(c->flags & TF_RECOVERY);
 }
 
+/* The retransmission of the first unacknowledged segment is lost too, and RACK sends it a
+ * third time 50 ms after the second: the RTO counts from that copy (as Linux re-arms it when it
+ * sends the head again), not from the second. Counted from the second, it fires before the
+ * third copy can be acknowledged: one window and a go-back for a loss RACK had repaired (the
+ * lossy bench saw most of its RTOs so, at 3 % loss both ways and 40 ms RTT). */
+static void
+test_rto_from_head_sent_again(void **state)
+{
+	static const unsigned blk1[1][2] = { { 1, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	unsigned sent;
+	uint32_t rto;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42005, 40);
+	h_advance_ms(50);
+	ack_sack(&p, 0, blk1, 1); /* 0 lost: sent again now */
+	h_flush();
+	sent = h_n_data();
+	h_clear();
+	h_advance_ms(50);
+	{
+		unsigned blk2[2][2] = { { 10, 10 + sent - 1 }, { 1, 10 } };
+
+		ack_sack(&p, 0, blk2, 2); /* 0's second copy lost: the third goes now */
+	}
+	h_flush();
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	rto = c->rto_ms;
+	h_advance_ms(rto - 40); /* the second copy's RTO has passed, not the third's */
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_true(c->flags & TF_RECOVERY);
+	h_advance_ms(41);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 1); /* nothing came for it either: the RTO */
+}
+
 /* The last segment of a burst is lost: nothing after it to SACK, no duplicate ACK. With one
  * segment out the probe timeout is 2 SRTT + the allowance for the peer's delayed ACK, here 4
  * RTTVAR (80 ms after the first sample), under the RTO: the probe goes at 160 ms, as a probe:
@@ -1116,6 +1155,7 @@ main(void)
 		cmocka_unit_test_teardown(test_prr_paces_recovery, teardown),
 		cmocka_unit_test_teardown(test_rack_loss_with_one_segment_after, teardown),
 		cmocka_unit_test_teardown(test_rack_lost_retransmission, teardown),
+		cmocka_unit_test_teardown(test_rto_from_head_sent_again, teardown),
 		cmocka_unit_test_teardown(test_tlp_recovers_lost_tail, teardown),
 		cmocka_unit_test_teardown(test_tlp_then_rack, teardown),
 		cmocka_unit_test_teardown(test_tlp_sends_new_data, teardown),

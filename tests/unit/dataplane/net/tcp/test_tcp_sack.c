@@ -207,6 +207,9 @@ test_dsack_forms_and_rounds(void **state)
 	h_flush();
 	b0 = c->snd_una;
 	assert_int_equal(tcp_sb_of(c)->reo_mult, 1);
+	/* the copies reported are ours: three segments sent again, as a retransmission counts
+	 * them (test_dsack_network_copy: a copy the network made does not widen the window) */
+	tcp_sb_of(c)->dsack_credit = 3;
 	{
 		const uint32_t below[1][2] = { { b0, b0 + mss } };
 		const uint32_t inside[2][2] = { { b0 + 6 * mss, b0 + 7 * mss },
@@ -234,6 +237,46 @@ test_dsack_forms_and_rounds(void **state)
 		assert_int_equal(H_CNT(DSACK_RCVD), 3);
 		assert_int_equal(tcp_sb_of(c)->reo_mult, 3);
 	}
+}
+
+/* A D-SACK of a segment never sent again reports a copy the network made (the lab's relay
+ * duplicates 1 %): counted, but RACK's reordering window stays (widened, it would leave real
+ * losses found a round trip late). The D-SACK of a copy we sent (the tail loss probe's) widens
+ * it. */
+static void
+test_dsack_network_copy(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	uint32_t b0;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = open_timed(&p, 47007, 20);
+	assert_int_equal(tcp_write(c, buf, 5 * mss), (int)(5 * mss));
+	h_flush();
+	b0 = c->snd_una;
+	{
+		const uint32_t net[1][2] = { { b0, b0 + mss } };
+
+		h_ack_sack(&p, b0 + 2 * mss, net, 1);
+	}
+	assert_int_equal(H_CNT(DSACK_RCVD), 1);
+	assert_int_equal(tcp_sb_of(c)->reo_mult, 1);
+	/* nothing new to send: the probe sends the last segment again */
+	h_clear();
+	h_advance_ms(300);
+	assert_int_equal(H_CNT(TLP_PROBE), 1);
+	assert_int_equal(h_n_at(b0 + 4 * mss), 1);
+	{
+		const uint32_t ours[2][2] = { { b0 + 4 * mss, b0 + 5 * mss },
+			{ b0 + 4 * mss, b0 + 5 * mss } };
+
+		h_ack_sack(&p, b0 + 3 * mss, ours, 2);
+	}
+	assert_int_equal(H_CNT(DSACK_RCVD), 2);
+	assert_int_equal(tcp_sb_of(c)->reo_mult, 2);
 }
 
 /* The tail loss probe when the last segment carried our FIN: nothing new to send, so the last
@@ -317,6 +360,7 @@ main(void)
 		cmocka_unit_test_teardown(test_sack_blocks_ignored_and_partial_ack, teardown),
 		cmocka_unit_test_teardown(test_partial_ack_of_sacked_segment, teardown),
 		cmocka_unit_test_teardown(test_dsack_forms_and_rounds, teardown),
+		cmocka_unit_test_teardown(test_dsack_network_copy, teardown),
 		cmocka_unit_test_teardown(test_tlp_fin_probe_repairs, teardown),
 		cmocka_unit_test_teardown(test_tlp_fin_probe_not_needed, teardown),
 	};
