@@ -465,11 +465,18 @@ enter_recovery(struct tcp_conn *c, struct tcp_sb *sb)
 }
 
 static void
-leave_recovery(struct tcp_conn *c)
+leave_recovery(struct tcp_conn *c, struct tcp_sb *sb)
 {
 	c->flags &= ~TF_RECOVERY;
 	c->cwnd = RTE_MAX(c->ssthresh, 2u * c->mss); /* RFC 6937: cwnd = ssthresh */
 	c->dupacks = 0;
+	/* RFC 8985 6.2 step 4: 16 recoveries without a D-SACK take the window back */
+	if (sb->reo_persist > 0 && --sb->reo_persist == 0)
+		sb->reo_mult = 1;
+	/* the ACK that ended it restarted the timer while recovery was on: as the RTO. What is
+	 * still in flight (sent during the recovery) gets its probe timeout (RFC 8985 7.2), or
+	 * a lost tail waits for the RTO and its window of one segment. */
+	tcp_rexmt_restart(c);
 }
 
 /* A D-SACK (RFC 2883): something arrived twice. Widen RACK's window, once a round trip
@@ -488,6 +495,7 @@ dsack_input(struct tcp_conn *c, struct tcp_sb *sb, uint32_t l, uint32_t r)
 	sb->dsack_credit = (uint8_t)(sb->dsack_credit - RTE_MIN(segs, sb->dsack_credit));
 	if (ours && (!sb->dsack_round || SEQ_GEQ(c->snd_una, sb->dsack_end))) {
 		sb->reo_mult = (uint8_t)RTE_MIN(sb->reo_mult + 1, TCP_REO_MULT_MAX);
+		sb->reo_persist = 16;
 		sb->dsack_round = 1;
 		sb->dsack_end = c->snd_max;
 	}
@@ -699,7 +707,7 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 	undo_check(c, sb, s);
 	tlp_check(c, sb, s);
 	if ((c->flags & TF_RECOVERY) && SEQ_GEQ(c->snd_una, c->snd_recover))
-		leave_recovery(c); /* and no growth from the ACK that ended it */
+		leave_recovery(c, sb); /* and no growth from the ACK that ended it */
 	else if (!(c->flags & TF_RECOVERY)) {
 		if (kind == TCP_ACK_NEW) {
 			tcp_rec_lt_undo(c);

@@ -242,6 +242,7 @@ struct tcp_sb {
 	/* segments sent again and not yet reported twice (D-SACK), at most 255: a D-SACK beyond
 	 * them reports a copy the network made, which says nothing of reordering */
 	uint8_t dsack_credit;
+	uint8_t reo_persist; /* RFC 8985 6.2 step 4: recoveries left before reo_mult goes back */
 	/* HyStart++ (RFC 9406; tcp_hystart.c), in the initial slow start: RTTs in ms,
 	 * UINT16_MAX for none */
 	uint32_t hs_end;

@@ -304,6 +304,87 @@ test_tlp_recovers_lost_tail(void **state)
 	assert_int_equal(c->sb_ref, 0); /* nothing in flight: the block went back */
 }
 
+/* Recovery ends with segments it sent still in flight, and the last of them is lost: the ACK
+ * that ended the recovery arms the probe timeout (2 SRTT), not the RTO it armed while the
+ * recovery was still on. Armed as the RTO, the lost tail waited 200 ms and went with a window
+ * of one segment (the lossy bench saw one such RTO in five). */
+static void
+test_probe_after_recovery(void **state)
+{
+	static const unsigned blk[1][2] = { { 2, 11 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42013, 11);
+	h_advance_ms(40);
+	ack_sack(&p, 1, NULL, 0); /* an RTT sample: 40 ms; segment 10 goes */
+	h_flush();
+	h_advance_ms(5);
+	ack_sack(&p, 1, blk, 1); /* 1 lost: recovery, up to segment 11 */
+	h_flush();
+	assert_true(c->flags & TF_RECOVERY);
+	assert_int_equal(h_n_at(sq(&p, 1)), 1);
+	assert_int_equal(tcp_write(c, buf, 2 * MSS), (int)(2 * MSS));
+	h_flush();
+	assert_int_equal(h_n_at(sq(&p, 12)), 1); /* 11 and 12 sent during the recovery */
+	h_clear();
+	h_advance_ms(40);
+	ack_sack(&p, 11, NULL, 0); /* recovery over; 11 and 12 in flight, lost */
+	h_flush();
+	assert_false(c->flags & TF_RECOVERY);
+	assert_int_equal(c->snd_max - c->snd_una, 2 * MSS);
+	h_advance_ms(100); /* 2 SRTT: 80 ms */
+	assert_int_equal(H_CNT(TLP_PROBE), 1);
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_int_equal(h_n_at(sq(&p, 12)), 1); /* nothing new: the last segment again */
+}
+
+/* RFC 8985 6.2 step 4: a reordering window a D-SACK widened goes back to its base after 16
+ * recoveries without another (a path that reordered once is not taken to reorder for ever).
+ * The block is set one recovery short of that, then one recovery runs. */
+static void
+test_reo_window_back_after_recoveries(void **state)
+{
+	static const unsigned blk[1][2] = { { 1, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42014, 10);
+	tcp_sb_of(c)->reo_mult = 3;
+	tcp_sb_of(c)->reo_persist = 2;
+	h_advance_ms(40);
+	ack_sack(&p, 0, blk, 1); /* 0 lost */
+	h_flush();
+	assert_true(c->flags & TF_RECOVERY);
+	h_advance_ms(40);
+	ack_sack(&p, 10, NULL, 0); /* the recovery ends: 15 left before the window goes back */
+	assert_false(c->flags & TF_RECOVERY);
+	if (tcp_sb_of(c) == NULL)
+		fail_msg("the block went back with nothing in flight: nothing to look at");
+	assert_int_equal(tcp_sb_of(c)->reo_mult, 3);
+	assert_int_equal(tcp_sb_of(c)->reo_persist, 1);
+	assert_int_equal(tcp_write(c, buf, 10 * MSS), (int)(10 * MSS));
+	h_flush();
+	{
+		unsigned b2[1][2] = { { 11, 14 } };
+
+		h_advance_ms(40);
+		ack_sack(&p, 10, b2, 1); /* 10 lost */
+		h_flush();
+		assert_true(c->flags & TF_RECOVERY);
+		h_advance_ms(40);
+		ack_sack(&p, 14, NULL, 0);
+	}
+	assert_false(c->flags & TF_RECOVERY);
+	assert_int_equal(tcp_sb_of(c)->reo_mult, 1);
+}
+
 /* The last two segments of a burst are lost: the probe (2 SRTT after the last ACK, the RTO
  * is further) resends the last one; its SACK shows the other missing, and RACK resends it
  * after the reordering window. No RTO. */
@@ -1156,6 +1237,8 @@ main(void)
 		cmocka_unit_test_teardown(test_rack_loss_with_one_segment_after, teardown),
 		cmocka_unit_test_teardown(test_rack_lost_retransmission, teardown),
 		cmocka_unit_test_teardown(test_rto_from_head_sent_again, teardown),
+		cmocka_unit_test_teardown(test_probe_after_recovery, teardown),
+		cmocka_unit_test_teardown(test_reo_window_back_after_recoveries, teardown),
 		cmocka_unit_test_teardown(test_tlp_recovers_lost_tail, teardown),
 		cmocka_unit_test_teardown(test_tlp_then_rack, teardown),
 		cmocka_unit_test_teardown(test_tlp_sends_new_data, teardown),
