@@ -64,6 +64,20 @@ open_timed(struct h_peer *p, uint16_t port, uint32_t rtt)
 	return c;
 }
 
+/* A fresh lcore with a timed flow (open_timed) and nseg full segments written and sent. */
+static struct tcp_conn *
+timed_flight(struct h_peer *p, uint16_t port, unsigned nseg)
+{
+	struct tcp_conn *c;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = open_timed(p, port, 20);
+	assert_int_equal(tcp_write(c, buf, nseg * mss), (int)(nseg * mss));
+	h_flush();
+	return c;
+}
+
 /* A scoreboard tracks at most TCP_SB_SEGS segments in flight: with cwnd and the peer's
  * window both above that (small segments), the flight stops at 64 and each ACK of one lets
  * one more go. */
@@ -115,11 +129,7 @@ test_sack_blocks_ignored_and_partial_ack(void **state)
 	struct tcp_conn *c;
 	(void)state;
 
-	tcp_config_defaults(&cfg);
-	h_setup(&cfg);
-	c = open_timed(&p, 47002, 20);
-	assert_int_equal(tcp_write(c, buf, 8 * mss), (int)(8 * mss));
-	h_flush();
+	c = timed_flight(&p, 47002, 8);
 	assert_int_equal(h_n_data(), 8);
 	{
 		uint32_t b0 = c->snd_una;
@@ -165,11 +175,7 @@ test_partial_ack_of_sacked_segment(void **state)
 	uint32_t b0;
 	(void)state;
 
-	tcp_config_defaults(&cfg);
-	h_setup(&cfg);
-	c = open_timed(&p, 47006, 20);
-	assert_int_equal(tcp_write(c, buf, 6 * mss), (int)(6 * mss));
-	h_flush();
+	c = timed_flight(&p, 47006, 6);
 	assert_int_equal(h_n_data(), 6);
 	b0 = c->snd_una;
 	{
@@ -200,11 +206,7 @@ test_dsack_forms_and_rounds(void **state)
 	uint32_t b0;
 	(void)state;
 
-	tcp_config_defaults(&cfg);
-	h_setup(&cfg);
-	c = open_timed(&p, 47003, 20);
-	assert_int_equal(tcp_write(c, buf, 10 * mss), (int)(10 * mss));
-	h_flush();
+	c = timed_flight(&p, 47003, 10);
 	b0 = c->snd_una;
 	assert_int_equal(tcp_sb_of(c)->reo_mult, 1);
 	/* the copies reported are ours: three segments sent again, as a retransmission counts
@@ -251,11 +253,7 @@ test_dsack_network_copy(void **state)
 	uint32_t b0;
 	(void)state;
 
-	tcp_config_defaults(&cfg);
-	h_setup(&cfg);
-	c = open_timed(&p, 47007, 20);
-	assert_int_equal(tcp_write(c, buf, 5 * mss), (int)(5 * mss));
-	h_flush();
+	c = timed_flight(&p, 47007, 5);
 	b0 = c->snd_una;
 	{
 		const uint32_t net[1][2] = { { b0, b0 + mss } };
