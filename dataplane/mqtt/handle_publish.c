@@ -266,9 +266,8 @@ qos2_resend_up(struct broker_conn *c, const struct mqtt_publish *p, struct mqtt_
 static bool
 qos2_defer_resend_pubrec(struct broker_conn *c, uint16_t pid)
 {
-	if (c->b->up == NULL || broker_uplink_rx_find(c->s, pid) == NULL)
-		return false;
-	return broker_uplink_defer_ack(c, MQTT_PUBREC, pid, broker_persist_session_seq(c->s));
+	return broker_uplink_rx_find(c->s, pid) != NULL &&
+	    broker_uplink_defer_ack(c, MQTT_PUBREC, pid, broker_persist_session_seq(c->s));
 }
 
 /* Room for one more incoming QoS 2 id awaiting PUBREL; false: the connection is killed. 5.0:

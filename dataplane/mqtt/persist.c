@@ -270,21 +270,21 @@ syncer_post(struct broker_persist *p)
 }
 
 /* A sync of the journal handed over (syncer_post), counted; a failure to hand it over is
- * counted and logged as a failed write. false while the syncer still runs the last one. */
-static bool
+ * counted and logged as a failed write. Nothing while the syncer still runs the last one: a
+ * later call asks again. */
+static void
 sync_post(struct broker *b, uint64_t now_ms)
 {
 	struct broker_persist *p = b->persist;
 	int rc = syncer_post(p);
 
 	if (rc == -EBUSY)
-		return false;
+		return;
 	if (rc != 0)
 		write_failed(b, rc);
 	p->dirty = false;
 	p->last_sync_ms = now_ms;
 	broker_count(b, BROKER_C_PERSIST_SYNC);
-	return true;
 }
 
 /* A failure the syncer saw since the last look (0: none). */

@@ -142,8 +142,7 @@ uplink_sync_hold(const struct broker_conn *c, const struct mqtt_packet *pkt)
 	uint64_t seq;
 	uint16_t pid;
 
-	if (c->state != CONN_ACTIVE || c->s == NULL || c->s->cold == NULL ||
-	    c->s->cold->n_rx_up == 0)
+	if (c->state != CONN_ACTIVE || c->s == NULL)
 		return false;
 	if (pkt->type == MQTT_PUBREL)
 		pid = pkt->ack.packet_id;
@@ -160,6 +159,16 @@ uplink_sync_hold(const struct broker_conn *c, const struct mqtt_packet *pkt)
 	return pkt->type == MQTT_PUBREL || !broker_persist_synced(c->b, seq);
 }
 
+/* c's input waits (the packet left unread) until an entry of u is free or the channel has
+ * room again (pop_front, broker_uplink_ready). */
+static bool
+hold_for_uplink(struct broker_conn *c, struct broker_uplink *u)
+{
+	u->full |= ring_full(u);
+	broker_conn_hold(c, HOLD_UPLINK);
+	return false;
+}
+
 bool
 broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 {
@@ -169,11 +178,8 @@ broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 	struct mqtt_str t;
 	int rc;
 
-	if (u != NULL && ring_full(u) && uplink_sync_hold(c, pkt)) {
-		u->full = true;
-		broker_conn_hold(c, HOLD_UPLINK);
-		return false;
-	}
+	if (u != NULL && ring_full(u) && uplink_sync_hold(c, pkt))
+		return hold_for_uplink(c, u);
 	if (u == NULL || pkt->type != MQTT_PUBLISH || p->qos == 0 || c->state != CONN_ACTIVE ||
 	    !peek_topic(c, p, &t) || topic_is_sys(t) ||
 	    u->ops->wants(u->uctx, t.s, t.len, p->qos) != BROKER_UPLINK_DURABLE)
@@ -194,9 +200,7 @@ broker_uplink_admit(struct broker_conn *c, const struct mqtt_packet *pkt)
 	rc = ring_full(u) ? -ENOBUFS : u->ops->room(u->uctx, t.len, p->payload_at.len + extra);
 	if (rc == 0 || rc == -EMSGSIZE) /* too large: refused in broker_uplink_publish */
 		return true;
-	u->full |= ring_full(u);
-	broker_conn_hold(c, HOLD_UPLINK);
-	return false;
+	return hold_for_uplink(c, u);
 }
 
 static void wait_for(struct broker_conn *c, struct broker_uplink *u, uint64_t ref, uint8_t qos,

@@ -251,14 +251,17 @@ undo_count(struct tcp_conn *c, struct tcp_sb *sb, uint32_t seq, uint32_t end)
 		sb->undo_hi = end;
 }
 
-/* [seq, end) left (seq < snd_max: again). Called before snd_max moves. */
+/* [seq, end) sent again: one more copy for an undo to account for (undo_count), and one a
+ * D-SACK may report without the network having made it (dsack_input). */
 static void
-sent_again(struct tcp_sb *sb)
+sent_again(struct tcp_conn *c, struct tcp_sb *sb, uint32_t seq, uint32_t end)
 {
+	undo_count(c, sb, seq, end);
 	if (sb->dsack_credit < UINT8_MAX)
 		sb->dsack_credit++;
 }
 
+/* [seq, end) left (seq < snd_max: again). Called before snd_max moves. */
 void
 tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 {
@@ -283,10 +286,8 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 		e->xmit_ms = now;
 		/* after an RTO: sent again, but the first copy is presumed gone */
 		e->flags = SEQ_LT(seq, c->snd_max) ? SBS_EVER : 0;
-		if (e->flags) {
-			undo_count(c, sb, seq, end);
-			sent_again(sb);
-		}
+		if (e->flags)
+			sent_again(c, sb, seq, end);
 		sb->end = end;
 		return;
 	}
@@ -298,8 +299,7 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 		if (SEQ_GEQ(e->start, seq) && SEQ_LEQ(e->end, end)) {
 			e->flags |= SBS_RETRANS | SBS_EVER;
 			e->xmit_ms = now;
-			undo_count(c, sb, e->start, e->end);
-			sent_again(sb);
+			sent_again(c, sb, e->start, e->end);
 		}
 	}
 }
@@ -488,7 +488,7 @@ leave_recovery(struct tcp_conn *c, struct tcp_sb *sb)
 static void
 dsack_input(struct tcp_conn *c, struct tcp_sb *sb, uint32_t l, uint32_t r)
 {
-	uint32_t segs = SEQ_GT(r, l) ? (r - l + c->mss - 1) / c->mss : 1;
+	uint32_t segs = (r - l + c->mss - 1) / c->mss; /* l < r: sack_mark */
 	bool ours = sb->dsack_credit > 0;
 
 	DP_INC(tcb_tl(c)->lc, tcp, DSACK_RCVD);
@@ -784,10 +784,8 @@ tcp_sb_output(struct tcp_conn *c)
 			 * Linux's tcp_xmit_retransmit_queue re-arms it): from the last cumulative
 			 * ACK instead, a retransmission lost again and found by RACK a round trip
 			 * later runs into the RTO before its second copy can be acknowledged */
-			if (head) {
-				tcp_timer_set(c, TT_REXMT, c->rto_ms);
-				sb->tmode = SBT_RTO;
-			}
+			if (head)
+				tcp_rexmt_arm(c); /* in recovery: the RTO, no probe */
 		} else if ((n = tcp_output_new(c, UINT32_MAX)) == 0) {
 			break;
 		}
