@@ -70,7 +70,7 @@ static uint32_t
 cubic_ssthresh(struct tcp_conn *c, int rto)
 {
 	/* RFC 9438 4.6: from the flight, not cwnd, which an app-limited flow never filled */
-	uint32_t flight = RTE_MAX(c->snd_max - c->snd_una, 2u * c->mss);
+	uint32_t flight = RTE_MAX(tcp_sb_flight(c), 2u * c->mss);
 	uint32_t cwnd = RTE_MIN(c->cwnd, flight), ss;
 
 	(void)rto;

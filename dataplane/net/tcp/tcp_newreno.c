@@ -28,7 +28,7 @@ newreno_ack(struct tcp_conn *c, uint32_t acked)
 static uint32_t
 newreno_ssthresh(struct tcp_conn *c, int rto)
 {
-	uint32_t h = (c->snd_max - c->snd_una) / 2;
+	uint32_t h = tcp_sb_flight(c) / 2;
 
 	(void)rto;
 	return RTE_MAX(h, 2u * c->mss);

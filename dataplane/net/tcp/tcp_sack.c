@@ -261,6 +261,39 @@ sent_again(struct tcp_conn *c, struct tcp_sb *sb, uint32_t seq, uint32_t end)
 		sb->dsack_credit++;
 }
 
+/* The flight up to max, as the window's use (Linux's tcp_cwnd_validate): a new window
+ * begins once the last one is acknowledged; within one, its high mark only rises. */
+static void
+window_use(const struct tcp_conn *c, struct tcp_sb *sb, uint32_t max)
+{
+	uint32_t flight = max - c->snd_una;
+
+	if (SEQ_GEQ(c->snd_una, sb->flight_end) || flight > sb->flight_hi) {
+		sb->flight_hi = flight;
+		sb->flight_end = max;
+	}
+}
+
+/*
+ * The flight a congestion event measures the window by (RFC 9438 4.6, RFC 5681's FlightSize):
+ * the most that was in flight in the window the loss was found in, not what is left of it.
+ * An ACK burst (the delayed ACKs of a whole flight arrive together) acknowledges most of that
+ * window before the ACK whose SACK shows the hole; what is in flight after it is a few
+ * segments, and a reduction from that took cwnd to a third or less of a window that lost
+ * one segment. Never more than was in flight: an app-limited flow's cwnd it never filled
+ * still counts for nothing.
+ */
+uint32_t
+tcp_sb_flight(const struct tcp_conn *c)
+{
+	const struct tcp_sb *sb = tcp_sb_of(c);
+	uint32_t flight = c->snd_max - c->snd_una;
+
+	if (sb != NULL && SEQ_LT(c->snd_una, sb->flight_end))
+		flight = RTE_MAX(flight, sb->flight_hi);
+	return flight;
+}
+
 /* [seq, end) left (seq < snd_max: again). Called before snd_max moves. */
 void
 tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
@@ -270,6 +303,7 @@ tcp_sb_sent(struct tcp_conn *c, uint32_t seq, uint32_t end)
 
 	if (sb == NULL || !SEQ_LT(seq, end))
 		return;
+	window_use(c, sb, SEQ_GT(end, c->snd_max) ? end : c->snd_max);
 	if (sb->tmode == SBT_UNDO) { /* a flight again: its own timer (tcp_rexmt_arm) */
 		sb->tmode = SBT_RTO;
 		if (!(c->flags & TF_PERSIST))

@@ -243,13 +243,17 @@ struct tcp_sb {
 	 * them reports a copy the network made, which says nothing of reordering */
 	uint8_t dsack_credit;
 	uint8_t reo_persist; /* RFC 8985 6.2 step 4: recoveries left before reo_mult goes back */
+	/* the most in flight since the window being acknowledged now began (Linux's
+	 * max_packets_out), and where that window ends: what a congestion event measures the
+	 * window by (tcp_sb_flight) */
+	uint32_t flight_hi, flight_end;
 	/* HyStart++ (RFC 9406; tcp_hystart.c), in the initial slow start: RTTs in ms,
 	 * UINT16_MAX for none */
 	uint32_t hs_end;
 	uint16_t hs_last_min, hs_cur_min, hs_css_base;
 	uint8_t hs_samples, hs_css, hs_css_rounds, hs_done;
 	struct tcp_sb_seg seg[TCP_SB_SEGS];
-};
+} __attribute__((aligned(16)));
 
 /* F-RTO (RFC 5682) after a retransmission timeout: c->frto */
 enum {
@@ -432,6 +436,7 @@ void tcp_rec_lt_dupack(struct tcp_conn *c);
 int tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket);
 void tcp_sb_pool_fini(struct tcp_lcore *tl);
 struct tcp_sb *tcp_sb_of(const struct tcp_conn *c);
+uint32_t tcp_sb_flight(const struct tcp_conn *c);
 void tcp_sb_release(struct tcp_conn *c);
 void tcp_sb_reset(struct tcp_conn *c);      /* go-back-N: forget what is tracked */
 void tcp_sb_rto(struct tcp_conn *c);        /* a timeout: SACK marks kept, unless reneged */

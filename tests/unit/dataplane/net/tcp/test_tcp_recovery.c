@@ -476,6 +476,59 @@ test_cubic_beta(void **state)
 	assert_int_equal(c->ssthresh, 10u * MSS / 2);
 }
 
+/* The ACKs of a flight come back together (the peer's delayed ACKs, one rx burst): the first
+ * acknowledges six of ten segments, the next SACKs the three after the lost seventh. The
+ * reduction is from the window that lost it (ten segments), not from the four left in flight
+ * once the first ACK is in: 7 segments for CUBIC, 5 for NewReno (it was 2.8 and 2). */
+static void
+test_beta_of_window_after_ack_burst(void **state)
+{
+	static const unsigned blk[1][2] = { { 7, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	for (int reno = 0; reno <= 1; reno++) {
+		tcp_config_defaults(&cfg);
+		cfg.cc = reno ? TCP_CC_NEWRENO : TCP_CC_CUBIC;
+		h_setup(&cfg);
+		c = start_bulk(&p, (uint16_t)(42010 + reno), 10);
+		h_advance_ms(50);
+		ack_sack(&p, 6, NULL, 0);
+		assert_false(c->flags & TF_RECOVERY);
+		assert_int_equal(c->snd_max - c->snd_una, 4u * MSS);
+		ack_sack(&p, 6, blk, 1);
+		assert_true(c->flags & TF_RECOVERY);
+		assert_int_equal(c->ssthresh, reno ? 10u * MSS / 2 : 10u * MSS * 7 / 10);
+		if (!reno)
+			assert_int_equal(c->cc_wmax, 10u * MSS);
+		h_teardown();
+	}
+}
+
+/* A flow that never filled its window (a request/response flow with cwnd grown large long
+ * ago) is reduced from what it had in flight: four segments, not cwnd (RFC 9438 4.6). */
+static void
+test_beta_of_flight_when_app_limited(void **state)
+{
+	static const unsigned blk[1][2] = { { 1, 4 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = h_open_sack(&p, 42012, MSS);
+	c->cwnd = c->ssthresh = 40u * MSS;
+	assert_int_equal(tcp_write(c, buf, 4 * MSS), 4 * MSS);
+	h_flush();
+	assert_int_equal(h_n_data(), 4);
+	h_advance_ms(50);
+	ack_sack(&p, 0, blk, 1);
+	assert_true(c->flags & TF_RECOVERY);
+	assert_int_equal(c->ssthresh, (uint32_t)(4u * MSS * 0.7)); /* as tcp_cubic.c rounds */
+}
+
 /* CUBIC's window after a reduction: concave up to W_max, which it reaches K seconds after
  * the event (K = cbrt(W_max (1 - beta) / C)), then convex beyond; Reno would need
  * (W_max - ssthresh) / MSS round trips. */
@@ -1243,6 +1296,8 @@ main(void)
 		cmocka_unit_test_teardown(test_tlp_then_rack, teardown),
 		cmocka_unit_test_teardown(test_tlp_sends_new_data, teardown),
 		cmocka_unit_test_teardown(test_cubic_beta, teardown),
+		cmocka_unit_test_teardown(test_beta_of_window_after_ack_burst, teardown),
+		cmocka_unit_test_teardown(test_beta_of_flight_when_app_limited, teardown),
 		cmocka_unit_test_teardown(test_cubic_growth, teardown),
 		cmocka_unit_test_teardown(test_sb_pool_exhausted, teardown),
 		cmocka_unit_test_teardown(test_dsack_counted, teardown),
