@@ -397,10 +397,11 @@ rack_reo_wnd(const struct tcp_conn *c, const struct tcp_sb *sb)
 	return RTE_MAX(base, 1u);
 }
 
-/* RFC 8985 6.2 step 5: mark lost what was sent before the RACK segment and is overdue;
- * returns the time until the next one would be (the reordering timer), 0 for none. */
+/* RFC 8985 6.2 step 5: mark lost what was sent before the RACK segment and is overdue
+ * (*marked: how many, when asked); returns the time until the next one would be (the
+ * reordering timer), 0 for none. */
 static uint32_t
-rack_detect(struct tcp_conn *c, struct tcp_sb *sb)
+rack_detect(struct tcp_conn *c, struct tcp_sb *sb, unsigned *marked)
 {
 	uint32_t now = tcb_tl(c)->now_ms, reo, wait = 0;
 
@@ -420,6 +421,8 @@ rack_detect(struct tcp_conn *c, struct tcp_sb *sb)
 		if (left <= 0) {
 			e->flags = (uint8_t)((e->flags | SBS_LOST) & ~SBS_RETRANS);
 			DP_INC(tcb_tl(c)->lc, tcp, RACK_LOST);
+			if (marked != NULL)
+				(*marked)++;
 		} else {
 			wait = RTE_MAX(wait, (uint32_t)left);
 		}
@@ -774,7 +777,7 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 		renege_wait(c, sb); /* reneged? the RTO decides, RACK does not */
 		return;
 	}
-	wait = rack_detect(c, sb);
+	wait = rack_detect(c, sb, NULL);
 	dupthresh_detect(c, sb);
 	if (!(c->flags & TF_RECOVERY) && any_lost(sb)) {
 		enter_recovery(c, sb);
@@ -786,7 +789,11 @@ tcp_sb_ack(struct tcp_conn *c, const struct tcp_seg *s, uint32_t acked, enum tcp
 		prr_update(c, sb, delivered);
 		tcp_flush_add(c);
 	}
-	if (wait > 0 && !(c->flags & TF_RECOVERY) && sb->tmode != SBT_REO) {
+	/* RFC 8985 6.3, in recovery too (as Linux's tcp_rack_mark_lost): a retransmission
+	 * whose later segments were SACKed a window too early is found lost by the timer, not
+	 * by the RTO, when nothing else is left to come back. It stands in for the RTO until it
+	 * fires (then the RTO again, tcp_sb_timer_fire), as NextSeg's resend of the head does. */
+	if (wait > 0 && sb->tmode != SBT_REO) {
 		tcp_timer_set(c, TT_REXMT, wait);
 		sb->tmode = SBT_REO;
 	}
@@ -900,6 +907,7 @@ bool
 tcp_sb_timer_fire(struct tcp_conn *c)
 {
 	struct tcp_sb *sb = tcp_sb_of(c);
+	unsigned marked = 0;
 	uint8_t mode;
 	uint32_t wait;
 
@@ -922,15 +930,18 @@ tcp_sb_timer_fire(struct tcp_conn *c)
 		return true;
 	}
 	/* RFC 8985 6.3: the reordering window of a segment has passed */
-	wait = rack_detect(c, sb);
-	if (!(c->flags & TF_RECOVERY) && any_lost(sb)) {
-		enter_recovery(c, sb);
+	wait = rack_detect(c, sb, &marked);
+	if (!(c->flags & TF_RECOVERY) ? any_lost(sb) : marked > 0) {
+		if (!(c->flags & TF_RECOVERY))
+			enter_recovery(c, sb);
+		/* what it found lost left the pipe: at least its resend may go (in recovery,
+		 * as Linux: cwnd as PRR set it at the last ACK, over a flight one smaller) */
 		prr_update(c, sb, 0);
 		sb->sndcnt = RTE_MAX(sb->sndcnt, (uint32_t)c->mss);
 	}
 	if (c->flags & TF_RECOVERY)
 		tcp_sb_output(c);
-	if (wait > 0 && !(c->flags & TF_RECOVERY)) {
+	if (wait > 0) {
 		tcp_timer_set(c, TT_REXMT, wait);
 		sb->tmode = SBT_REO;
 	} else {

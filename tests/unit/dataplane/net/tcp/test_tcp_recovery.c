@@ -225,6 +225,51 @@ test_rack_lost_retransmission(void **state)
 	assert_true(c->flags & TF_RECOVERY);
 }
 
+/* As above on a path that has reordered (RACK's window is then a quarter of the minimum RTT,
+ * in recovery too): the SACK of the segments sent after the retransmission comes a window
+ * before the retransmission can be called lost, and nothing comes after it (all else is
+ * delivered). RACK's timer marks it lost when its window has passed and it goes a third
+ * time then, in recovery as outside it (RFC 8985 6.3). Without the timer in recovery it
+ * waited for the RTO: one window and a go-back (the lossy bench: one RTO in three so). */
+static void
+test_rack_timer_in_recovery(void **state)
+{
+	static const unsigned blk1[1][2] = { { 1, 10 } };
+	struct h_peer p;
+	struct tcp_conn *c;
+	unsigned sent;
+	(void)state;
+
+	tcp_config_defaults(&cfg);
+	h_setup(&cfg);
+	c = start_bulk(&p, 42030, 40);
+	tcp_sb_of(c)->reo_seen = 1;
+	c->srtt8 = 8 * 50; /* (RACK's window is at most SRTT) */
+	h_advance_ms(50);
+	ack_sack(&p, 0, blk1, 1); /* 0 lost (DupThresh) */
+	h_flush();
+	assert_true(c->flags & TF_RECOVERY);
+	assert_int_equal(h_n_at(sq(&p, 0)), 1);
+	sent = h_n_data(); /* 0 again, then new segments 10.. */
+	assert_true(sent >= 2);
+	h_clear();
+	h_advance_ms(50);
+	{
+		unsigned blk2[2][2] = { { 10, 10 + sent - 1 }, { 1, 10 } };
+
+		ack_sack(&p, 0, blk2, 2); /* all but 0's second copy: its window (50 / 4) left */
+	}
+	h_flush();
+	assert_int_equal(h_n_at(sq(&p, 0)), 0);
+	h_advance_ms(11);
+	assert_int_equal(h_n_at(sq(&p, 0)), 0);
+	h_advance_ms(2);
+	assert_int_equal(H_CNT(RACK_LOST), 1);  /* (the first loss was DupThresh's) */
+	assert_int_equal(h_n_at(sq(&p, 0)), 1); /* the third copy, by the timer */
+	assert_int_equal(H_CNT(REXMT_TIMEOUT), 0);
+	assert_true(c->flags & TF_RECOVERY);
+}
+
 /* The retransmission of the first unacknowledged segment is lost too, and RACK sends it a
  * third time 50 ms after the second: the RTO counts from that copy (as Linux re-arms it when it
  * sends the head again), not from the second. Counted from the second, it fires before the
@@ -1289,6 +1334,7 @@ main(void)
 		cmocka_unit_test_teardown(test_prr_paces_recovery, teardown),
 		cmocka_unit_test_teardown(test_rack_loss_with_one_segment_after, teardown),
 		cmocka_unit_test_teardown(test_rack_lost_retransmission, teardown),
+		cmocka_unit_test_teardown(test_rack_timer_in_recovery, teardown),
 		cmocka_unit_test_teardown(test_rto_from_head_sent_again, teardown),
 		cmocka_unit_test_teardown(test_probe_after_recovery, teardown),
 		cmocka_unit_test_teardown(test_reo_window_back_after_recoveries, teardown),
