@@ -623,6 +623,9 @@ tcp_output(struct tcp_conn *c)
 				break;
 			if (send_next(c, len, fin) < 0 || fin)
 				break;
+			/* the queue all sent, no FIN to follow: the next turn would find nothing */
+			if (c->snd_nxt - c->snd_una >= c->sndq.bytes && !(c->flags & TF_FIN_QUEUED))
+				break;
 		}
 	}
 	persist_check(c);

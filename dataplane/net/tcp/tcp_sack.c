@@ -64,12 +64,6 @@ tcp_sb_pool_fini(struct tcp_lcore *tl)
 	tl->sbs = NULL;
 }
 
-struct tcp_sb *
-tcp_sb_of(const struct tcp_conn *c)
-{
-	return c->sb_ref != 0 ? &tcb_tl(c)->sbs[c->sb_ref - 1] : NULL;
-}
-
 static struct tcp_sb_seg *
 seg_at(struct tcp_sb *sb, unsigned i)
 {

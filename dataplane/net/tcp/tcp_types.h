@@ -435,7 +435,12 @@ void tcp_rec_lt_dupack(struct tcp_conn *c);
 /* tcp_sack.c */
 int tcp_sb_pool_init(struct tcp_lcore *tl, unsigned socket);
 void tcp_sb_pool_fini(struct tcp_lcore *tl);
-struct tcp_sb *tcp_sb_of(const struct tcp_conn *c);
+/* c's loss-recovery block, NULL when it holds none (asked on every ACK and send: inline) */
+static inline struct tcp_sb *
+tcp_sb_of(const struct tcp_conn *c)
+{
+	return c->sb_ref != 0 ? &tcb_tl(c)->sbs[c->sb_ref - 1] : NULL;
+}
 uint32_t tcp_sb_flight(const struct tcp_conn *c);
 void tcp_sb_release(struct tcp_conn *c);
 void tcp_sb_reset(struct tcp_conn *c);      /* go-back-N: forget what is tracked */
