@@ -165,8 +165,10 @@ tcp_rtt_sample(struct tcp_conn *c, uint32_t rtt_ms)
 		c->srtt8 = (uint32_t)((int32_t)c->srtt8 + delta);
 		c->rttvar4 = c->rttvar4 + adelta - c->rttvar4 / 4;
 	}
-	rto = c->srtt8 / 8 + RTE_MAX(1u, c->rttvar4);
-	rto = RTE_MAX(rto, cfg->rto_min_ms);
+	/* rto_min bounds the variance term, not the sum (Linux's tcp_rtt_estimator: mdev_max
+	 * starts at tcp_rto_min): a timeout waits SRTT and then at least rto_min for what the
+	 * path and the peer's ACKs may add, on a 40 ms path as on a 1 ms one */
+	rto = c->srtt8 / 8 + RTE_MAX(cfg->rto_min_ms, c->rttvar4);
 	c->rto_ms = RTE_MIN(rto, cfg->rto_max_ms);
 }
 

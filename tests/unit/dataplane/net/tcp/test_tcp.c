@@ -543,6 +543,36 @@ test_rto_retransmit(void **state)
 	assert_int_equal(tcp_conn_state(c), TCP_ST_ESTABLISHED);
 }
 
+/* rto_min bounds the variance term, as Linux's: an RTO waits SRTT and at least rto_min more
+ * (it was max(SRTT + 4 RTTVAR, rto_min): on a 40 ms path the timer fired 200 ms after a send,
+ * while ACKs held 160-200 ms by a busy relay were still on their way). */
+static void
+test_rto_min_bounds_variance(void **state)
+{
+	struct h_peer p;
+	struct tcp_conn *c;
+	(void)state;
+
+	cfg_default();
+	h_setup(&cfg);
+	c = h_establish(&p, 40007, false);
+	for (int i = 0; i < 40; i++)
+		tcp_rtt_sample(c, 40); /* a steady 40 ms path: 4 RTTVAR near 0 */
+	assert_int_equal(c->srtt8 / 8, 40);
+	assert_true(c->rttvar4 < 4);
+	assert_int_equal(c->rto_ms, 40 + 200);
+	for (int i = 0; i < 80; i++)
+		tcp_rtt_sample(c, 1); /* a LAN: Linux's 201 ms */
+	assert_int_equal(c->srtt8 / 8, 1);
+	assert_int_equal(c->rto_ms, 1 + 200);
+	for (int i = 0; i < 8; i++)
+		tcp_rtt_sample(c, i % 2 ? 40 : 400); /* a jittery path: 4 RTTVAR beyond rto_min */
+	assert_true(c->rttvar4 > 200);
+	assert_int_equal(c->rto_ms, c->srtt8 / 8 + c->rttvar4);
+	tcp_rtt_sample(c, cfg.rto_max_ms); /* never beyond rto_max */
+	assert_int_equal(c->rto_ms, cfg.rto_max_ms);
+}
+
 static void
 test_rto_gives_up(void **state)
 {
@@ -1957,6 +1987,7 @@ main(void)
 		cmocka_unit_test_teardown(test_window_backpressure, teardown),
 		cmocka_unit_test_teardown(test_out_of_order_and_dup, teardown),
 		cmocka_unit_test_teardown(test_rto_retransmit, teardown),
+		cmocka_unit_test_teardown(test_rto_min_bounds_variance, teardown),
 		cmocka_unit_test_teardown(test_rto_gives_up, teardown),
 		cmocka_unit_test_teardown(test_fast_retransmit, teardown),
 		cmocka_unit_test_teardown(test_peer_fin_close_wait_last_ack, teardown),
