@@ -96,6 +96,7 @@ run_init(struct sim_run *r, const struct sim_opts *o)
 	r->qos_sum = o->qos_weight[0] + o->qos_weight[1] + o->qos_weight[2];
 	r->in_cap = 8192 + max_pkt;
 	r->out_cap = 8192 + 2 * max_pkt;
+	r->t0_ns = sim_now_ns();
 	r->fill = malloc(o->payload + 1);
 	if (r->fill == NULL)
 		return -ENOMEM;

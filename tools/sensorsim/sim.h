@@ -53,6 +53,8 @@ struct sim_stats {
 	uint64_t delivered[3]; /* by the QoS they arrived with */
 	uint64_t dup_qos2;     /* QoS 2 PUBLISH with an id awaiting PUBREL: a duplicate by the
 				     * spec (MQTT-4.3.3), not counted; a broker reusing ids shows here */
+	uint64_t stale;        /* deliveries stamped before this run began: published by an
+				     * earlier run (a backlog the broker took in late), not counted */
 	uint64_t inflight;     /* QoS 1/2 publishes and barriers awaiting their answer, now */
 	uint64_t pings;
 	uint64_t barriers, barriers_acked;
@@ -70,6 +72,7 @@ struct sim_run {
 	uint32_t qos_sum;
 	uint32_t in_cap, out_cap; /* per-session buffers */
 	uint8_t *fill;            /* payload bytes after the stamp */
+	uint64_t t0_ns; /* sim_now_ns() at the start: a stamp before it is another run's */
 };
 
 enum sim_state {

@@ -29,6 +29,7 @@ sum_stats(struct sim_worker *ws, uint32_t nw, struct sim_stats *st, struct sim_h
 		st->dead += w->dead;
 		st->pings += w->pings;
 		st->dup_qos2 += w->dup_qos2;
+		st->stale += w->stale;
 		st->barriers += w->barriers;
 		st->q0_unconfirmed += w->q0_unconfirmed;
 		st->barriers_acked += w->barriers_acked;
@@ -97,10 +98,10 @@ print_text(const struct sim_opts *o, const struct sim_times *t, const struct sim
 	    sim_hist_quantile(ah, 0.99) / 1e3, sim_hist_quantile(ah, 0.999) / 1e3,
 	    (ah->count ? ah->max : 0) / 1e3);
 	printf("pings %lu, QoS 0 unconfirmed at the end %lu, QoS 2 id reuse before PUBREL "
-	       "(duplicates by the spec, not counted) %lu, "
-	       "errors %lu\n",
+	       "(duplicates by the spec, not counted) %lu, published before this run (not "
+	       "counted) %lu, errors %lu\n",
 	    (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
-	    (unsigned long)st->dup_qos2, (unsigned long)errs);
+	    (unsigned long)st->dup_qos2, (unsigned long)st->stale, (unsigned long)errs);
 	for (int e = 0; e < SIM_ERR_COUNT; e++)
 		if (st->err[e])
 			printf("  %-16s %10lu  %s\n", sim_err_name[e], (unsigned long)st->err[e],
@@ -143,10 +144,10 @@ print_json(const struct sim_opts *o, const struct sim_times *t, const struct sim
 	    per_s(total3(st->delivered), t->run_s));
 	print_hist_json("latency_ns", h);
 	print_hist_json("ack_latency_ns", ah);
-	printf("\"pings\":%lu,\"q0_unconfirmed\":%lu,\"dup_qos2\":%lu,\"errors_total\":%lu,"
-	       "\"errors\":{",
+	printf("\"pings\":%lu,\"q0_unconfirmed\":%lu,\"dup_qos2\":%lu,\"stale\":%lu,"
+	       "\"errors_total\":%lu,\"errors\":{",
 	    (unsigned long)st->pings, (unsigned long)st->q0_unconfirmed,
-	    (unsigned long)st->dup_qos2, (unsigned long)errs);
+	    (unsigned long)st->dup_qos2, (unsigned long)st->stale, (unsigned long)errs);
 	for (int e = 0, first = 1; e < SIM_ERR_COUNT; e++) {
 		if (st->err[e] == 0)
 			continue;
