@@ -31,21 +31,6 @@ tcp_conn_eof(const struct tcp_conn *c)
 	return (c->flags & TF_RCVD_FIN) && c->rcvq.bytes == 0;
 }
 
-/* Taking data opens the window: announce it when it grew by enough to matter (receiver
- * silly window avoidance, RFC 1122 4.2.3.3), in particular out of a zero window. */
-static void
-window_update(struct tcp_conn *c)
-{
-	uint32_t offered = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
-	uint32_t now = tcp_rcv_window(c);
-	uint32_t step = RTE_MIN(2u * c->mss, tcb_tl(c)->cfg.rcvbuf_bytes / 2);
-
-	if (now >= offered + step) {
-		c->flags |= TF_ACKNOW;
-		tcp_flush_add(c);
-	}
-}
-
 struct rte_mbuf *
 tcp_recv(struct tcp_conn *c, uint32_t max_bytes)
 {
@@ -55,7 +40,7 @@ tcp_recv(struct tcp_conn *c, uint32_t max_bytes)
 		return NULL;
 	m = tcp_mq_take(tcb_tl(c), &c->rcvq, TCP_Q_RCV, max_bytes);
 	if (m != NULL && !(c->flags & TF_RCVD_FIN))
-		window_update(c);
+		tcp_window_update(c); /* taking data opens the window */
 	return m;
 }
 

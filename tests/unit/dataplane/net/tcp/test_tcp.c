@@ -1756,6 +1756,60 @@ synack(const struct h_out *syn, uint32_t isn, const uint8_t *opts, unsigned optl
 	h_input(&s);
 }
 
+/* A flow whose application held its data (the broker holding a publisher back) while the pool
+ * went low: its window closed. The application then read it all, still under pressure, when
+ * the window it could announce was one MSS, less than an update's step: none went. When the
+ * pool recovers the window is announced, not left to the peer's zero-window probe (whose
+ * backoff may be seconds by then). */
+static void
+test_window_reopens_after_pressure(void **state)
+{
+	static struct rte_mbuf *hog[4095];
+	static uint8_t buf[1460];
+	struct rte_mbuf *m;
+	struct tcp_conn *c;
+	struct h_peer p;
+	unsigned n = 0;
+	(void)state;
+
+	cfg_default();
+	cfg.rcvbuf_bytes = 8 * 1460;
+	h_setup(&cfg);
+	c = h_establish(&p, 40033, false);
+	while (h_lc.pool->size - h_pool_in_use() >= h_lc.pool->size / 8)
+		assert_non_null(hog[n++] = rte_pktmbuf_alloc(h_lc.pool));
+	h_advance_ms(1);
+	assert_int_equal(H_CNT(MEM_PRESSURE), 1);
+	for (int i = 0; i < 8; i++) /* what was offered: the window closes */
+		h_send(&p, ACK | PSH, buf, sizeof(buf));
+	h_flush();
+	h_advance_ms(40);
+	h_flush();
+	assert_true(h_ncap >= 1);
+	assert_int_equal(h_cap[h_ncap - 1].win, 0);
+	h_clear();
+	assert_non_null(m = tcp_recv(c, UINT32_MAX)); /* all of it, the pool still low */
+	assert_int_equal(m->pkt_len, 8 * 1460);
+	rte_pktmbuf_free(m);
+	h_flush();
+	assert_int_equal(h_ncap, 0); /* one MSS is less than a step: no update */
+	/* the pool recovers; the peer is silent (its probe may be seconds away) */
+	while (n > 0)
+		rte_pktmbuf_free(hog[--n]);
+	h_advance_ms(2);
+	h_flush();
+	assert_int_equal(h_ncap, 1);
+	assert_int_equal(h_cap[0].flags, ACK);
+	assert_int_equal(h_cap[0].ack, p.snd_nxt);
+	assert_int_equal(h_cap[0].win, 8 * 1460);
+	assert_int_equal(H_CNT(WINDOW_REOPEN), 1);
+	/* once: the walk is over */
+	h_clear();
+	h_advance_ms(50);
+	h_flush();
+	assert_int_equal(h_ncap, 0);
+}
+
 static void
 test_active_open(void **state)
 {
@@ -2017,6 +2071,7 @@ main(void)
 		cmocka_unit_test_teardown(test_time_wait_reuse, teardown),
 		cmocka_unit_test_teardown(test_sack, teardown),
 		cmocka_unit_test_teardown(test_pool_pressure_closes_windows, teardown),
+		cmocka_unit_test_teardown(test_window_reopens_after_pressure, teardown),
 		cmocka_unit_test_teardown(test_active_open, teardown),
 		cmocka_unit_test_teardown(test_active_open_no_options, teardown),
 		cmocka_unit_test_teardown(test_active_open_refused_and_bad_acks, teardown),
