@@ -31,6 +31,28 @@ tcp_conn_eof(const struct tcp_conn *c)
 	return (c->flags & TF_RCVD_FIN) && c->rcvq.bytes == 0;
 }
 
+/*
+ * Taking data opens the window: announce it when it grew by enough to matter (receiver silly
+ * window avoidance, RFC 1122 4.2.3.3). Out of a zero window, by that section's own threshold,
+ * min(RCV.BUFF/2, MSS), as Linux announces any window its SWS rule lets it offer there: with
+ * the mbuf pool low a flow that read its data may offer one MSS (tcp_rcv_window), and a peer
+ * at a zero window that is not told waits for its zero-window probe, seconds with backoff.
+ */
+static void
+window_update(struct tcp_conn *c)
+{
+	uint32_t offered = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+	uint32_t now = tcp_rcv_window(c);
+	uint32_t half = tcb_tl(c)->cfg.rcvbuf_bytes / 2;
+	uint32_t need =
+	    offered == 0 ? RTE_MIN((uint32_t)c->mss, half) : offered + RTE_MIN(2u * c->mss, half);
+
+	if (now >= need) {
+		c->flags |= TF_ACKNOW;
+		tcp_flush_add(c);
+	}
+}
+
 struct rte_mbuf *
 tcp_recv(struct tcp_conn *c, uint32_t max_bytes)
 {
@@ -40,7 +62,7 @@ tcp_recv(struct tcp_conn *c, uint32_t max_bytes)
 		return NULL;
 	m = tcp_mq_take(tcb_tl(c), &c->rcvq, TCP_Q_RCV, max_bytes);
 	if (m != NULL && !(c->flags & TF_RCVD_FIN))
-		tcp_window_update(c); /* taking data opens the window */
+		window_update(c);
 	return m;
 }
 

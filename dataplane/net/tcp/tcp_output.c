@@ -136,23 +136,6 @@ tcp_rcv_window(const struct tcp_conn *c)
 	return RTE_MIN(avail, maxwin);
 }
 
-/* The window grew by enough to matter since it was last announced (receiver silly window
- * avoidance, RFC 1122 4.2.3.3), in particular out of a zero window: an ACK goes at the next
- * flush. After the application took data, and when the mbuf pool recovered. */
-bool
-tcp_window_update(struct tcp_conn *c)
-{
-	uint32_t offered = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
-	uint32_t now = tcp_rcv_window(c);
-	uint32_t step = RTE_MIN(2u * c->mss, tcb_tl(c)->cfg.rcvbuf_bytes / 2);
-
-	if (now < offered + step)
-		return false;
-	c->flags |= TF_ACKNOW;
-	tcp_flush_add(c);
-	return true;
-}
-
 /* The D-SACK block c is owed (RFC 2883), if its lcore still holds it. */
 static bool
 dsack_owed(const struct tcp_conn *c, uint32_t blk[2])

@@ -12,7 +12,6 @@
  * Also: RTT estimation and RTO (RFC 6298), retransmission timeout handling.
  */
 #include <rte_common.h>
-#include <rte_hash.h>
 #include <rte_mempool.h>
 
 #include "dp.h"
@@ -383,39 +382,7 @@ pressure_check(struct tcp_lcore *tl)
 
 	if (low && !tl->pressure)
 		DP_INC(tl->lc, tcp, MEM_PRESSURE);
-	if (!low && tl->pressure) {
-		tl->reopening = true;
-		tl->reopen_iter = 0;
-	}
 	tl->pressure = low;
-}
-
-/*
- * The pool recovered. A flow whose application took its data while the pool was low could
- * announce one MSS then (tcp_rcv_window), less than an update's step, so no update went; a
- * peer at a zero window then waits for its zero-window probe, whose backoff may be seconds by
- * now. Announce the windows that grew: a walk of the flow table, TCP_REOPEN_BATCH flows a
- * millisecond, resumed where it stopped (paused while the pool is low again).
- */
-static void
-reopen_windows(struct tcp_lcore *tl)
-{
-	const void *key;
-	void *data;
-
-	for (unsigned n = 0; n < TCP_REOPEN_BATCH; n++) {
-		struct tcp_conn *c;
-
-		if (rte_hash_iterate(tl->flows, &key, &data, &tl->reopen_iter) < 0) {
-			tl->reopening = false;
-			return;
-		}
-		c = data;
-		if ((c->state == TCP_ST_ESTABLISHED || c->state == TCP_ST_FIN_WAIT_1 ||
-			c->state == TCP_ST_FIN_WAIT_2) &&
-		    tcp_window_update(c))
-			DP_INC(tl->lc, tcp, WINDOW_REOPEN);
-	}
 }
 
 /* The delayed ACKs that are due, in arm order. */
@@ -452,11 +419,8 @@ tcp_timers_poll(struct dp_lcore *lc)
 	if (tl == NULL)
 		return;
 	tcp_update_clock(tl);
-	if (tl->now_ms != tl->wheel_ms) {
+	if (tl->now_ms != tl->wheel_ms)
 		pressure_check(tl);
-		if (tl->reopening && !tl->pressure)
-			reopen_windows(tl);
-	}
 	if (tl->now_ms - tl->wheel_ms > TCP_WHEEL_SLOTS)
 		tl->wheel_ms =
 		    tl->now_ms - TCP_WHEEL_SLOTS; /* a long stall: visit each slot once */

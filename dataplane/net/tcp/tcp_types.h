@@ -25,7 +25,6 @@ struct tcp_cc_ops;
 #define TCP_MAX_LISTENERS 16
 #define TCP_WHEEL_SLOTS   1024 /* 1 ms per slot: about one second ahead, later ones re-queue */
 #define TCP_DSACK_SLOTS   64   /* D-SACK blocks owed per lcore (tcp_dsack_note) */
-#define TCP_REOPEN_BATCH  4096 /* flows a millisecond looked at when the pool recovered */
 #define TCP_OOO_MIN_SEGS  8    /* out-of-order segments kept per flow: 2 windows of MSS, */
 #define TCP_OOO_MAX_SEGS  255  /* within these bounds (adjacent ones are merged) */
 #define TCP_MAX_WSCALE    14
@@ -295,8 +294,6 @@ struct tcp_lcore {
 	uint8_t ooo_max_segs;  /* per flow */
 	uint32_t ooo_mbuf_cap; /* per lcore: out-of-order mbufs, all flows together */
 	bool pressure;         /* mbuf pool below 1/8 free: windows close for flows holding data */
-	bool reopening;        /* pressure over: the flows' windows to announce (reopen_windows) */
-	uint32_t reopen_iter;  /* where that walk of the flow table goes on */
 	uint16_t seg_room;     /* largest TCP segment (header included) one mbuf holds */
 
 	/* clock */
@@ -404,7 +401,6 @@ void tcp_conn_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);
 void tcp_syn_opts_take(struct tcp_conn *c, const struct tcp_seg *s, bool we_scale);
 bool tcp_challenge_ack_ok(struct tcp_conn *c);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
-bool tcp_window_update(struct tcp_conn *c);
 
 /* tcp_connect.c */
 void tcp_synsent_input(struct tcp_conn *c, struct tcp_seg *s, struct rte_mbuf *m);
