@@ -829,25 +829,14 @@ tcp_input(struct dp_lcore *lc, struct rte_mbuf *m)
 	seg_dispatch(tl, tcp_conn_lookup(tl, &s.key), &s, m);
 }
 
-/* The TCB's four cache lines, requested together: the state machine touches them one after
- * another, and each would otherwise wait for its own miss. (Done for a burst of one too, it
- * gained nothing there: bench_tcp_seg -b 1, 100,000 flows.) */
-static inline void
-tcb_prefetch(const struct tcp_conn *c)
-{
-	if (c == NULL)
-		return;
-	for (unsigned l = 0; l < sizeof(*c); l += RTE_CACHE_LINE_SIZE)
-		rte_prefetch0((const char *)c + l);
-}
-
 /*
  * The second stage of a burst's prefetch: the head of c's send queue, the mbuf an ACK frees
  * (its header and the dynamic field the queue's cursor lives in: both cache lines). At many
  * flows it has sat unacknowledged for the time every other flow took a segment, long out of
  * cache; with the lines on their way, the ACK's free does not wait for them. Read from the
- * TCB, which the first stage prefetched (the loads of a burst's TCBs overlap: none of them
- * waits for another). bench_tcp_seg -b 32 at 100,000 flows, the stack alone: 610-710 -> 310-350
+ * TCB, which the first stage prefetched (tcb_prefetch; the loads of a burst's TCBs overlap:
+ * none of them waits for another; done for a burst of one too, it gained nothing there:
+ * bench_tcp_seg -b 1, 100,000 flows). bench_tcp_seg -b 32 at 100,000 flows, the stack alone: 610-710 -> 310-350
  * ns per echoed segment; prefetching 2, 4 or 8 segments ahead of the dispatch instead of the
  * whole burst first gave less (docs/performance.md).
  */

@@ -385,16 +385,28 @@ pressure_check(struct tcp_lcore *tl)
 	tl->pressure = low;
 }
 
-/* The delayed ACKs that are due, in arm order. */
+/* How many entries of the delayed-ACK queue ahead of the one being sent have their TCBs
+ * prefetched (dq_poll). */
+#define TCP_DQ_PREFETCH 8
+
+/* The delayed ACKs that are due, in arm order. The queue names the TCBs to come, so theirs are
+ * requested TCP_DQ_PREFETCH entries ahead, each once (dq_pf): at many flows a delayed ACK's TCB
+ * has gone out of cache since its segment came (every other flow took one meanwhile), and each
+ * ACK would wait for its own misses. */
 static void
 dq_poll(struct tcp_lcore *tl)
 {
+	if ((int32_t)(tl->dq_pf - tl->dq_head) < 0)
+		tl->dq_pf = tl->dq_head;
 	while (tl->dq_head != tl->dq_tail) {
 		struct tcp_dq_ent e = tl->dq[tl->dq_head & tl->dq_mask];
 		struct tcp_conn *c;
 
 		if (SEQ_GT(e.deadline_ms, tl->now_ms))
 			break;
+		for (; tl->dq_pf != tl->dq_tail && tl->dq_pf - tl->dq_head <= TCP_DQ_PREFETCH;
+		     tl->dq_pf++)
+			tcb_prefetch(tcb_at(tl, tl->dq[tl->dq_pf & tl->dq_mask].ref));
 		tl->dq_head++;
 		c = tcb_at(tl, e.ref);
 		c->timer_on &= (uint8_t)~TT_DQ;
