@@ -508,8 +508,8 @@ data_input(struct tcp_conn *c, const struct tcp_seg *s, struct rte_mbuf *m)
 	DP_ADD(lc, tcp, RX_BYTES, c->rcv_nxt - before);
 	if (c->rcv_nxt - before != s->len || c->ooo != NULL) {
 		ack_now(c); /* a hole filled: tell the sender at once (RFC 5681 4.2) */
-	} else if (s->len >= c->mss && ++c->segs_unacked >= 2) {
-		ack_now(c); /* every second full-sized segment */
+	} else if (++c->segs_unacked >= 2) {
+		ack_now(c); /* every second data segment, small ones too (docs/tcp.md) */
 	} else if (!(c->timer_on & TT_DELACK)) {
 		tcp_timer_set(c, TT_DELACK, tcb_tl(c)->cfg.delack_ms);
 	}

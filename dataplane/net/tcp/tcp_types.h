@@ -107,7 +107,7 @@ struct tcp_conn {
 	uint8_t rxtshift;       /* consecutive retransmissions (backoff) */
 	uint8_t dupacks;
 	uint8_t keep_probes;
-	uint8_t segs_unacked; /* full segments received since our last ACK */
+	uint8_t segs_unacked; /* data segments received since our last ACK */
 	uint8_t ooo_n;
 	uint8_t timer_on : 4; /* TT_* */
 	uint8_t in_wheel : 1;
