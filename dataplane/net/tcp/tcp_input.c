@@ -835,10 +835,10 @@ tcp_input(struct dp_lcore *lc, struct rte_mbuf *m)
  * flows it has sat unacknowledged for the time every other flow took a segment, long out of
  * cache; with the lines on their way, the ACK's free does not wait for them. Read from the
  * TCB, which the first stage prefetched (tcb_prefetch; the loads of a burst's TCBs overlap:
- * none of them waits for another; done for a burst of one too, it gained nothing there:
- * bench_tcp_seg -b 1, 100,000 flows). bench_tcp_seg -b 32 at 100,000 flows, the stack alone: 610-710 -> 310-350
- * ns per echoed segment; prefetching 2, 4 or 8 segments ahead of the dispatch instead of the
- * whole burst first gave less (docs/performance.md).
+ * none of them waits for another). bench_tcp_seg -b 32 at 100,000 flows, the stack alone:
+ * 610-710 -> 310-350 ns per echoed segment; prefetching 2, 4 or 8 segments ahead of the
+ * dispatch instead of the whole burst first gave less; both prefetches for a burst of one
+ * (-b 1) gained nothing measurable, and are not done there (docs/performance.md).
  */
 static inline void
 sndq_prefetch(const struct tcp_conn *c)
