@@ -334,8 +334,8 @@ test_delayed_ack(void **state)
  * Every second data segment is acknowledged at once, small ones too. A sensor's publishes are
  * segments of a few dozen bytes; acknowledged only a delayed ACK later (40 ms), a Linux sender
  * with two of them in flight fired its tail loss probe (RFC 8985: PTO = 2 SRTT when more than
- * one segment is out) and sent the last one again: in the MQTT bench's paced run, 5,400-6,500
- * duplicate segments per run (4 % of what the broker received), none after (docs/tcp.md).
+ * one segment is out) and sent the last one again: in the MQTT bench's paced run, up to 6,500
+ * duplicate segments per run (4 % of what the broker received), at most 386 after (docs/tcp.md).
  */
 static void
 test_ack_every_second_small_segment(void **state)
