@@ -396,8 +396,6 @@ pressure_check(struct tcp_lcore *tl)
 static void
 dq_poll(struct tcp_lcore *tl)
 {
-	if ((int32_t)(tl->dq_pf - tl->dq_head) < 0)
-		tl->dq_pf = tl->dq_head;
 	while (tl->dq_head != tl->dq_tail) {
 		struct tcp_dq_ent e = tl->dq[tl->dq_head & tl->dq_mask];
 		struct tcp_conn *c;

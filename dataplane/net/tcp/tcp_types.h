@@ -309,7 +309,10 @@ struct tcp_lcore {
 	 * of two never overflows): arming one touches no other TCB and never moves this one */
 	struct tcp_dq_ent *dq;
 	uint32_t dq_mask, dq_head, dq_tail;
-	uint32_t dq_pf; /* entries before it have had their TCBs prefetched (dq_poll) */
+	/* entries before it have had their TCBs prefetched (dq_poll); dq_head <= dq_pf <=
+	 * dq_tail: dq_poll alone moves dq_head and dq_pf, prefetching before it takes an
+	 * entry, and dq_push only adds at the tail */
+	uint32_t dq_pf;
 
 	/* SYN cookies */
 	uint32_t cookie_secret[4];
