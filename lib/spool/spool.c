@@ -152,6 +152,8 @@ spool_seg_name_parse(const char *name, unsigned *stream, uint64_t *first_seq)
 			if (p[i] < '0' || p[i] > '9')
 				return -EINVAL;
 			v = v * 10 + (uint64_t)(p[i] - '0');
+			if (v >= SPOOL_SEQ_LIMIT)
+				return -EINVAL; /* no segment of ours is named so (nor wraps past 2^64) */
 		}
 		*stream = s;
 		*first_seq = v;

@@ -69,7 +69,9 @@ seg_create(struct spool *sp, unsigned s, uint64_t first_seq, int *err)
 	spool_seg_name(g->name, sizeof(g->name), s, first_seq);
 	char path[4096];
 	*err = spool_path(sp, g->name, path, sizeof(path));
-	g->fd = *err ? -1 : sp->io->open(sp->io_ctx, path, O_RDWR | O_CREAT | O_TRUNC, 0640);
+	/* never over a file that is there: a segment named so from before (recovery keeps
+	 * next_seq above every segment's name, so only damage could make one) keeps its records */
+	g->fd = *err ? -1 : sp->io->open(sp->io_ctx, path, O_RDWR | O_CREAT | O_EXCL, 0640);
 	if (!*err && g->fd < 0)
 		*err = -errno;
 	if (*err) {

@@ -88,6 +88,29 @@ mark_range(struct spool *sp, unsigned s, uint64_t lo, uint64_t hi, uint8_t state
 	}
 }
 
+/* An entry this code could have written: a known type, its numbers below SPOOL_SEQ_LIMIT, a
+ * range not backwards and of a stream that exists, a QoS 2 phase that exists. One that fails is corrupt, as a bad CRC is
+ * (applied, a range up to 2^64 - 1 would acknowledge every record appended after it, and
+ * next_seq could not move past it). */
+static bool
+ent_valid(const struct spool_ack_ent *e)
+{
+	switch (e->type) {
+	case SPOOL_ACK_RANGE:
+		if (e->stream >= SPOOL_STREAMS)
+			return false;
+		/* fall through */
+	case SPOOL_ACK_VOID:
+		return e->lo <= e->hi && e->hi < SPOOL_SEQ_LIMIT;
+	case SPOOL_ACK_Q2:
+		return e->lo < SPOOL_SEQ_LIMIT && e->hi <= SPOOL_Q2_RELEASED;
+	case SPOOL_ACK_FLOOR:
+		return e->lo < SPOOL_SEQ_LIMIT;
+	default:
+		return false;
+	}
+}
+
 static void
 apply_ent(struct spool *sp, const struct spool_ack_ent *e)
 {
@@ -207,7 +230,7 @@ spool_acklog_open(struct spool *sp)
 	for (; off + sizeof(struct spool_ack_ent) <= size; off += sizeof(struct spool_ack_ent)) {
 		struct spool_ack_ent e;
 		memcpy(&e, b + off, sizeof(e));
-		if (e.crc != spool_ack_crc(&e)) {
+		if (e.crc != spool_ack_crc(&e) || !ent_valid(&e)) {
 			bad++;
 			continue;
 		}
@@ -216,7 +239,8 @@ spool_acklog_open(struct spool *sp)
 	free(b);
 	if (bad) {
 		sp->c[SPOOL_C_corrupt_records] += bad;
-		log_err("spool: %s: %" PRIu64 " entries with a bad checksum skipped", path, bad);
+		log_err("spool: %s: %" PRIu64 " entries with a bad checksum or contents skipped",
+		    path, bad);
 	}
 	if (off != size) {
 		sp->c[SPOOL_C_torn_bytes] += size - off;

@@ -17,6 +17,10 @@
 #define SPOOL_SEG_MAGIC      "EGWSPSEG"
 #define SPOOL_ACK_MAGIC      "EGWSPACK"
 #define SPOOL_REC_MAGIC      0x4c505345u /* "ESPL" */
+/* No sequence number this code hands out reaches it (at a million records a second, 146,000
+ * years): a record or ack entry that names one checks out only because someone forged its
+ * CRC, and is taken as corrupt. Keeps next_seq far from wrapping around. */
+#define SPOOL_SEQ_LIMIT (1ull << 62)
 
 /* Segment (and ack log) header: 32 bytes, CRC-32C over the first 28. */
 struct spool_file_hdr {

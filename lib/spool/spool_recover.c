@@ -46,7 +46,7 @@ rec_check(const uint8_t *b, uint64_t size, uint64_t off, unsigned s, uint64_t pr
 	if (h.magic != SPOOL_REC_MAGIC || h.payload_len > SPOOL_PAYLOAD_MAX ||
 	    (h.cls_qos & 0xf) > 2 || (h.cls_qos >> 4) >= SPOOL_CLASS_N ||
 	    spool_stream_of((enum spool_class)(h.cls_qos >> 4), h.cls_qos & 0xf) != s ||
-	    h.seq <= prev_seq)
+	    h.seq <= prev_seq || h.seq >= SPOOL_SEQ_LIMIT)
 		return 0;
 	uint64_t len = sizeof(h) + (uint64_t)h.topic_len + h.payload_len;
 	if (off + len > size || spool_rec_crc(&h, b + off + sizeof(h)) != h.crc)
@@ -299,6 +299,11 @@ spool_recover(struct spool *sp)
 			prev_seq = 0;
 		bool last = i + 1 == n || fs[i + 1].stream != fs[i].stream;
 		rc = scan_segment(sp, &fs[i], last, &prev_seq);
+		/* a new segment is named by its first record's number: above every segment name
+		 * found too, or one whose name says more than its records hold (a file renamed,
+		 * damage) would share its name with a new one (found by tests/fuzz/spool) */
+		if (fs[i].first_seq + 1 > sp->next_seq)
+			sp->next_seq = fs[i].first_seq + 1;
 	}
 	free(fs);
 	if (!rc && (sp->c[SPOOL_C_recovered_segments] || sp->c[SPOOL_C_torn_bytes]))

@@ -344,6 +344,90 @@ test_ack_log_damage(void **state)
 	spool_close(sp);
 }
 
+/* Entries whose CRC checks out but that this code could not have written (found by
+ * tests/fuzz/spool): a range up to 2^64 - 1 acknowledged every record appended after it at the
+ * next open (next_seq could not move past it: its top + 1 wrapped to 0), so a durable QoS 1
+ * record was lost over a clean close; a backwards range, a stream that does not exist, a QoS 2
+ * phase that does not, a type that does not. Each is skipped and counted as corrupt. */
+static void
+test_ack_log_forged_entries(void **state)
+{
+	const struct spool_ack_ent forged[] = {
+		{ .type = SPOOL_ACK_RANGE,
+		    .stream = spool_stream_of(SPOOL_NORMAL, 1),
+		    .lo = 0,
+		    .hi = UINT64_MAX },
+		{ .type = SPOOL_ACK_VOID, .lo = 1, .hi = SPOOL_SEQ_LIMIT },
+		{ .type = SPOOL_ACK_RANGE, .stream = 0, .lo = 9, .hi = 3 },
+		{ .type = SPOOL_ACK_RANGE, .stream = SPOOL_STREAMS, .lo = 1, .hi = 1 },
+		{ .type = SPOOL_ACK_Q2, .lo = 1, .hi = SPOOL_Q2_RELEASED + 1 },
+		{ .type = SPOOL_ACK_FLOOR, .lo = UINT64_MAX },
+		{ .type = 9, .lo = 1, .hi = 1 },
+	};
+	struct spool_rec_in in = rec_tp(SPOOL_NORMAL, 1);
+	struct spool_config c;
+	struct spool *sp = NULL;
+	char p[512];
+	uint64_t seq;
+	FILE *f;
+
+	(void)state;
+	acked_record(&c);
+	ack_log_path(p, sizeof(p));
+	f = fopen(p, "a");
+	assert_non_null(f);
+	for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+		struct spool_ack_ent e = forged[i];
+
+		e.crc = spool_ack_crc(&e);
+		assert_int_equal(fwrite(&e, sizeof(e), 1, f), 1);
+	}
+	fclose(f);
+	assert_int_equal(given_again(&c, &sp), 0); /* the real ack still holds */
+	assert_int_equal(counter(sp, SPOOL_C_corrupt_records), 7);
+	assert_int_equal(spool_append(sp, &in, &seq), 0);
+	assert_int_equal(seq, 2); /* no forged number moved the next one */
+	assert_int_equal(spool_commit(sp), 0);
+	spool_close(sp);
+	assert_int_equal(given_again(&c, &sp), 1); /* the new record, not taken as acknowledged */
+	spool_close(sp);
+}
+
+/* A segment whose name says more than its records hold (a file renamed, damage; found by
+ * tests/fuzz/spool): recovery keeps the next number above every segment's name, so no new
+ * segment takes that name. Before, a new segment was created over it (O_TRUNC): the three
+ * records in it were lost, durable and never sent. */
+static void
+test_segment_named_above_its_records(void **state)
+{
+	struct spool_config c;
+	struct spool *sp = NULL;
+	struct spool_rec rec;
+	char from[512], to[512], buf[64];
+	int n = 0;
+
+	(void)state;
+	cfg_dir(&c);
+	assert_int_equal(spool_open(&c, &sp), 0);
+	for (int i = 0; i < 3; i++)
+		append(sp, SPOOL_BULK, 1, "old"); /* 1, 2, 3 */
+	assert_int_equal(spool_commit(sp), 0);
+	spool_close(sp);
+	snprintf(from, sizeof(from), "%s/bulk-q1-00000000000000000001.seg", dir);
+	snprintf(to, sizeof(to), "%s/bulk-q1-00000000000000000005.seg", dir);
+	assert_int_equal(rename(from, to), 0);
+	assert_int_equal(spool_open(&c, &sp), 0);
+	append(sp, SPOOL_NORMAL, 1, "pad"); /* 6 (4 before) */
+	append(sp, SPOOL_BULK, 1, "new");   /* 7 (5 before: that name) */
+	assert_int_equal(spool_commit(sp), 0);
+	spool_close(sp);
+	assert_int_equal(spool_open(&c, &sp), 0);
+	while (spool_read(sp, SPOOL_BULK, &rec, buf, sizeof(buf)) == 1)
+		n++;
+	assert_int_equal(n, 4); /* the three old ones and the new one */
+	spool_close(sp);
+}
+
 static void
 test_ack_log_bad_header_and_newer(void **state)
 {
@@ -498,6 +582,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_recovery_skips_strangers_refuses_newer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_log_damage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_log_forged_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_segment_named_above_its_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_log_bad_header_and_newer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ack_log_io_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_consumer_refusals, setup, teardown),
