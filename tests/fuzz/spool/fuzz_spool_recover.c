@@ -32,8 +32,7 @@
 #define NEW_RECS 9 /* every class at every QoS */
 
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
-static void __attribute__((noreturn))
-fail(const char *why)
+static void __attribute__((noreturn)) fail(const char *why)
 {
 	fprintf(stderr, "fuzz_spool_recover: %s\n", why);
 	abort();
@@ -141,7 +140,7 @@ op_record(struct rd *r, uint64_t *seq)
 	f = &files[nfiles - 1];
 	s = f->stream;
 	*seq += how & 3; /* 0: the same number again */
-	if (how & 0x80) /* a number of its own: small, or at the top of the range */
+	if (how & 0x80)  /* a number of its own: small, or at the top of the range */
 		h.seq = (how & 0x20) ? UINT64_MAX - u8(r) : u8(r);
 	else
 		h.seq = *seq;
@@ -149,9 +148,9 @@ op_record(struct rd *r, uint64_t *seq)
 	h.topic_len = (uint16_t)(u8(r) % 24);
 	h.payload_len = u8(r) % 48;
 	h.flags = u8(r);
-	h.cls_qos = (how & 4) ? cq
-			      : (uint8_t)(spool_stream_class(s) << 4 |
-				    (spool_stream_qos0(s) ? 0 : 1 + (cq & 1)));
+	h.cls_qos = (how & 4)
+	    ? cq
+	    : (uint8_t)(spool_stream_class(s) << 4 | (spool_stream_qos0(s) ? 0 : 1 + (cq & 1)));
 	memset(body, cq, sizeof(body));
 	h.crc = spool_rec_crc(&h, body);
 	if (how & 8)
@@ -310,8 +309,9 @@ static void
 touch(const struct spool_rec *rec, const uint8_t *buf, size_t cap)
 {
 	if ((size_t)rec->topic_len + rec->payload_len > cap ||
-	    (rec->topic_len > 0 && ((const uint8_t *)rec->topic < buf ||
-				       (const uint8_t *)rec->topic + rec->topic_len > buf + cap)) ||
+	    (rec->topic_len > 0 &&
+		((const uint8_t *)rec->topic < buf ||
+		    (const uint8_t *)rec->topic + rec->topic_len > buf + cap)) ||
 	    (rec->payload_len > 0 &&
 		(rec->payload < buf || rec->payload + rec->payload_len > buf + cap)))
 		fail("a record that does not fit what it says");
