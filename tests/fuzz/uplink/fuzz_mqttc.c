@@ -1,0 +1,318 @@
+/*
+ * fuzz_mqttc.c: libFuzzer harness of the agent's cloud MQTT client (agent/uplink/mqttc.c)
+ * against a cloud broker that answers anything: the unit tests' scripted broker on loopback TCP
+ * (tests/unit/agent/uplink/fake_broker.c) plays it from a script of records: CONNACK (any
+ * reason, session present or not, a receive maximum), acknowledgements of every kind for the
+ * ids the client has in flight or for any id, with any reason, PUBLISH on the command topic or
+ * elsewhere at any QoS (DUP or not), raw bytes, a close or a reset and the client's next
+ * connection; between them the gateway side publishes at each QoS, its store's commits end or
+ * fail, downlink messages are owned or not, and time moves. The client runs 3.1.1 or 5.0 (the
+ * input's first byte).
+ *
+ * Checks: nothing crashes or leaks (ASan, LSan); every packet the client sends decodes (server
+ * role); a PUBLISH it sends at QoS 1 or 2 carries a packet id, and it never has more in flight
+ * than its window.
+ * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "fake_broker.h"
+#include "log.h"
+
+#define IDS 16
+
+/* A broken promise: say which, then stop (libFuzzer keeps the input). */
+static void __attribute__((noreturn))
+broken(const char *why)
+{
+	fprintf(stderr, "fuzz_mqttc: %s\n", why);
+	abort();
+}
+
+struct rd {
+	const uint8_t *p;
+	size_t n;
+};
+
+static uint8_t
+u8(struct rd *r)
+{
+	if (r->n == 0)
+		return 0;
+	r->n--;
+	return *r->p++;
+}
+
+static uint16_t
+u16(struct rd *r)
+{
+	return (uint16_t)(u8(r) | u8(r) << 8);
+}
+
+static struct fb b;
+static struct uplink_mqtt_conf conf;
+static uint8_t in[1 << 16];
+static size_t in_len;
+static uint16_t ids[IDS]; /* packet ids the client used lately (PUBLISH, PUBREL, SUBSCRIBE) */
+static unsigned nids;
+
+static void
+note_id(uint16_t id)
+{
+	ids[nids++ % IDS] = id;
+}
+
+/* What the client sent: read without waiting, every packet decoded and checked. */
+static void
+take(void)
+{
+	static uint8_t scratch[1 << 16];
+	ssize_t n;
+
+	if (b.sfd < 0)
+		return;
+	while (in_len < sizeof(in) &&
+	    (n = recv(b.sfd, in + in_len, sizeof(in) - in_len, MSG_DONTWAIT)) > 0)
+		in_len += (size_t)n;
+	for (;;) {
+		struct mqtt_decoder d;
+		struct mqtt_packet k;
+		int rc;
+
+		mqtt_decoder_init(&d, MQTT_ROLE_SERVER, conf.version, 0, scratch, sizeof(scratch));
+		rc = mqtt_decode_buf(&d, in, in_len, &k);
+		if (rc < 0)
+			broken("the client sent a packet that does not decode");
+		if (rc == 0)
+			break;
+		if (k.type == MQTT_PUBLISH && k.publish.qos > 0) {
+			if (k.publish.packet_id == 0)
+				broken("a QoS 1/2 PUBLISH without a packet id");
+			note_id(k.publish.packet_id);
+		} else if (k.type == MQTT_PUBREL) {
+			note_id(k.ack.packet_id);
+		} else if (k.type == MQTT_SUBSCRIBE) {
+			note_id(k.subscribe.packet_id);
+		} else if (k.type == MQTT_UNSUBSCRIBE) {
+			note_id(k.unsubscribe.packet_id);
+		}
+		memmove(in, in + rc, in_len - (size_t)rc);
+		in_len -= (size_t)rc;
+	}
+	if (in_len == sizeof(in))
+		in_len = 0; /* a packet larger than this harness reads: not decoded */
+}
+
+static void
+drive(void)
+{
+	for (int i = 0; i < 4; i++) {
+		fb_drive(&b, 0);
+		take();
+	}
+	if (mqttc_inflight(b.c) > conf.window)
+		broken("more in flight than the window");
+}
+
+static void
+send_raw(const void *p, size_t len)
+{
+	if (b.sfd >= 0)
+		(void)send(b.sfd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	drive();
+}
+
+static void
+send_pkt(const struct mqtt_packet *p)
+{
+	uint8_t buf[4096];
+	int n = mqtt_encode(buf, sizeof(buf), conf.version, p);
+
+	if (n > 0)
+		send_raw(buf, (size_t)n);
+}
+
+/* The client's next connection, when it makes one now (past its backoff). */
+static void
+accept_next(void)
+{
+	struct pollfd p = { .fd = b.lfd, .events = POLLIN };
+
+	if (b.sfd >= 0)
+		return;
+	fb_tick(&b, conf.reconnect_max_ms + 1);
+	for (int i = 0; i < 20 && poll(&p, 1, 0) == 0; i++) {
+		fb_tick(&b, 0);
+		fb_drive(&b, 1);
+	}
+	if (poll(&p, 1, 0) != 1)
+		return;
+	b.sfd = accept4(b.lfd, NULL, NULL, SOCK_CLOEXEC);
+	in_len = 0;
+	drive();
+}
+
+static void
+drop(bool reset)
+{
+	struct linger l = { 1, 0 };
+
+	if (b.sfd < 0)
+		return;
+	if (reset)
+		setsockopt(b.sfd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(b.sfd);
+	b.sfd = -1;
+	drive();
+}
+
+static void
+step(struct rd *r)
+{
+	static const enum mqtt_type acks[] = { MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL, MQTT_PUBCOMP,
+		MQTT_SUBACK, MQTT_UNSUBACK, MQTT_PINGRESP, MQTT_CONNACK };
+	static const char *const topics[] = { "site/cmd", "site/cmd/a/b", "elsewhere", "",
+		"site/cmd/#" };
+	static uint64_t ref;
+	uint8_t op = u8(r), a = u8(r);
+	struct mqtt_packet p = { 0 };
+
+	switch (op % 10) {
+	case 0: /* CONNACK */
+		p.type = MQTT_CONNACK;
+		p.connack.reason = (a & 0x80) ? u8(r) : 0;
+		p.connack.session_present = a & 1;
+		if ((a & 2) && conf.version == MQTT_V5)
+			mqtt_props_set_u32(&p.connack.props, MQTT_PROP_RECEIVE_MAXIMUM, u16(r));
+		send_pkt(&p);
+		break;
+	case 1: /* an acknowledgement, for an id in flight or any */
+		p.type = acks[a % 8];
+		if (p.type == MQTT_CONNACK || p.type == MQTT_PINGRESP) {
+			send_pkt(&p);
+			break;
+		}
+		if (p.type == MQTT_SUBACK) {
+			static uint8_t rc[2];
+
+			rc[0] = u8(r) % 3;
+			rc[1] = (a & 0x40) ? 0x80 : 1;
+			p.suback.packet_id = (a & 0x20) ? u16(r) : ids[u8(r) % IDS];
+			p.suback.reasons = rc;
+			p.suback.n_reasons = 1 + (a >> 7);
+			send_pkt(&p);
+			break;
+		}
+		if (p.type == MQTT_UNSUBACK) {
+			static uint8_t rc[1];
+
+			p.suback.packet_id = (a & 0x20) ? u16(r) : ids[u8(r) % IDS];
+			p.suback.reasons = rc;
+			p.suback.n_reasons = 1;
+			send_pkt(&p);
+			break;
+		}
+		p.ack.packet_id = (a & 0x20) ? u16(r) : ids[u8(r) % IDS];
+		p.ack.reason = (a & 0x40) ? u8(r) : 0;
+		send_pkt(&p);
+		break;
+	case 2: { /* a downlink PUBLISH */
+		static const uint8_t pl[300];
+
+		p.type = MQTT_PUBLISH;
+		p.publish.topic = (struct mqtt_str){ topics[a % 5],
+			(uint16_t)strlen(topics[a % 5]) };
+		p.publish.qos = (a >> 3) % 3;
+		p.publish.dup = a & 0x20;
+		p.publish.retain = a & 0x40;
+		p.publish.packet_id = p.publish.qos ? (uint16_t)(u8(r) % 8 + 1) : 0;
+		p.publish.payload = pl;
+		p.publish.payload_len = u8(r) + (a & 0x80 ? 44 : 0);
+		send_pkt(&p);
+		break;
+	}
+	case 3: { /* raw bytes */
+		uint8_t raw[64];
+		unsigned n = a % 64;
+
+		for (unsigned i = 0; i < n; i++)
+			raw[i] = u8(r);
+		send_raw(raw, n);
+		break;
+	}
+	case 4: /* the gateway publishes */
+		(void)mqttc_publish(b.c, (a & 0x10) ? "up/t/" : "up/t", "v", 1, a % 3, a & 0x20, ++ref);
+		drive();
+		break;
+	case 5: /* time */
+		fb_tick(&b, (uint64_t)a * 100);
+		drive();
+		break;
+	case 6: /* the connection ends, closed or reset */
+		drop(a & 1);
+		break;
+	case 7:
+		accept_next();
+		break;
+	case 8: /* the store: commits end or fail; downlink messages owned now, later, or not */
+		b.fail_sync = a & 1;
+		b.hold_sync = a & 2;
+		b.message_rc = (a & 0x0c) == 0x04 ? -EIO : (a & 0x0c) == 0x08 ? MQTTC_OWN_LATER : 0;
+		b.released_rc = (a & 0x30) == 0x10 ? -EIO : 0;
+		b.fail_persist = (a & 0xc0) == 0xc0;
+		if (!b.hold_sync)
+			fb_sync_done(&b);
+		drive();
+		break;
+	default: /* a downlink message owned later (or refused) */
+		for (int i = 0; i < b.nev; i++)
+			if (b.ev[i].kind == 'm' && b.ev[i].ref != 0) {
+				mqttc_owned(b.c, b.ev[i].ref, (uint8_t)b.ev[i].st, b.ev[i].packet_id,
+				    (a & 1) ? -EIO : 0);
+				b.ev[i].ref = 0;
+				break;
+			}
+		drive();
+		break;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct rd r = { data, size };
+	uint8_t v;
+
+	if (size < 1)
+		return 0;
+	log_set_level(LOG_LVL_ERR);
+	v = u8(&r);
+	fb_init(&b, &conf);
+	conf.version = (v & 1) ? MQTT_V5 : MQTT_V311;
+	conf.window = (uint16_t)(v >> 1 & 7) + 1;
+	fb_start_client(&b, &conf);
+	nids = 0;
+	in_len = 0;
+	accept_next();
+	for (int steps = 0; r.n > 0 && steps < 256; steps++)
+		step(&r);
+	if (getenv("FUZZ_MQTTC_TRACE") != NULL) /* triage: where the script left the client */
+		fprintf(stderr, "fuzz_mqttc: state %d, %zu queued, %zu in flight, %d events\n",
+		    (int)mqttc_state(b.c), mqttc_queued(b.c), mqttc_inflight(b.c), b.nev);
+	drop(false);
+	fb_fini(&b);
+	return 0;
+}
