@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mqtt_topic.h"
 #include "xlcore_int.h"
 
 #define P_MAGIC         "EGWBSTA1"
@@ -123,6 +124,7 @@ struct broker_persist {
 	bool failed;      /* a write failed: logged once until one works again */
 	bool resnap;      /* a write failed: the next tick writes everything as a snapshot */
 	uint32_t xout_lost; /* outbox entries read with no other instance to post them to */
+	uint32_t bad;       /* records read that hold what no broker writes (bad_record) */
 	char dir[P_PATH_MAX], jpath[P_PATH_MAX], spath[P_PATH_MAX], tpath[P_PATH_MAX];
 	char npath
 	    [P_PATH_MAX]; /* the new journal while its compaction runs: broker-n.journal.next */
@@ -518,6 +520,22 @@ get_str(struct preader *r)
 	return (struct mqtt_str){ s != NULL ? s : "", s != NULL ? n : 0 };
 }
 
+/*
+ * A record whose CRC checks out but that holds what no broker writes (a QoS, a delivery state,
+ * a topic or a filter out of range: damage that kept the CRC, or a file made by hand) is
+ * skipped whole and counted (PERSIST_BAD), never taken into the state. Found by
+ * tests/fuzz/broker/fuzz_broker_persist: a delivery owed a PUBREL (its message already let
+ * go) taken back to waiting for a PUBACK was resent without a message when its client
+ * returned, and the broker crashed on it, at every restart.
+ */
+static void
+bad_record(struct broker *b, struct preader *r)
+{
+	r->bad = true;
+	b->persist->bad++;
+	broker_count(b, BROKER_C_PERSIST_BAD);
+}
+
 /* A message as put_msg wrote it; NULL when malformed or out of memory. */
 static struct broker_msg *
 get_msg(struct broker *b, struct preader *r)
@@ -551,6 +569,10 @@ get_msg(struct broker *b, struct preader *r)
 		ids[i] = get_u32(r);
 	if (r->bad)
 		return NULL;
+	if (qos > 2 || mqtt_topic_name_valid(topic.s, topic.len) != 0) {
+		bad_record(b, r);
+		return NULL;
+	}
 	if (pfi != 0xff)
 		mqtt_props_set_u32(&props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, pfi);
 	if (ct.len > 0)
@@ -1582,8 +1604,29 @@ replay_sess(struct broker *b, struct preader *r)
 		sub_id = get_u32(r);
 		sub.no_local = fl & 1;
 		sub.retain_as_published = (fl >> 1) & 1;
+		if (!r->bad &&
+		    (sub.qos > 2 || mqtt_topic_filter_valid(sub.filter.s, sub.filter.len) != 0))
+			bad_record(b, r); /* the subscriptions before it stay: each is whole */
 		if (!r->bad)
 			broker_session_sub_merge(s, &sub, sub_id);
+	}
+}
+
+/* A delivery as the broker keeps one: QoS 1 or 2, queued (no packet id) or sent with one,
+ * waiting for the acknowledgement of its QoS. */
+static bool
+delivery_ok(uint8_t qos, uint8_t state, uint16_t pid)
+{
+	switch (state) {
+	case SLOT_FREE:
+		return qos == 1 || qos == 2;
+	case SLOT_WAIT_PUBACK:
+		return qos == 1 && pid != 0;
+	case SLOT_WAIT_PUBREC:
+	case SLOT_WAIT_PUBCOMP:
+		return qos == 2 && pid != 0;
+	default:
+		return false;
 	}
 }
 
@@ -1597,6 +1640,8 @@ replay_msg(struct broker *b, struct preader *r)
 	struct broker_msg *m;
 
 	sub_id = get_u32(r);
+	if (!r->bad && !delivery_ok(qos, state, pid))
+		bad_record(b, r);
 	if (r->bad || s == NULL || (m = get_msg(b, r)) == NULL)
 		return;
 	if (did > s->next_did)
@@ -1613,11 +1658,14 @@ replay_msg_state(struct broker *b, struct preader *r, bool del)
 	uint16_t pid = del ? 0 : get_u16(r);
 	uint8_t state = del ? SLOT_FREE : get_u8(r);
 
+	if (!r->bad && !del && (state > SLOT_WAIT_PUBCOMP || (state != SLOT_FREE && pid == 0)))
+		bad_record(b, r);
 	if (r->bad || s == NULL)
 		return;
 	if (did > s->next_did)
 		s->next_did = did;
-	broker_persist_replay_state(s, did, pid, state);
+	if (!broker_persist_replay_state(s, did, pid, state))
+		bad_record(b, r); /* a step no delivery takes (back to a message let go) */
 }
 
 static void
@@ -1911,6 +1959,10 @@ recover(struct broker *b)
 			 "%u, %u from a compaction not finished), %u sessions, %u retained",
 		    p->inst, p->dir, ns + nj + nn, ns, nj, nn, b->n_sessions,
 		    broker_retain_count(b));
+	if (p->bad > 0)
+		log_err("broker %u: %s: %u records hold what no broker writes (damage that kept "
+			"their checksums): skipped, the rest of the state kept",
+		    p->inst, p->dir, p->bad);
 out:
 	p->replaying = false;
 	if (rc == -EPROTONOSUPPORT)

@@ -725,7 +725,7 @@ broker_persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint
 	s->b->n_queued++;
 }
 
-void
+bool
 broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
 {
 	struct out_slot *slot = slot_find_did(s, did);
@@ -736,9 +736,19 @@ broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid
 			broker_session_slot_free(s, slot);
 		else if ((q = queue_find(s, did)) != NULL)
 			queue_unlink(s, q);
-		return;
+		return true;
 	}
+	/* the step must be one a delivery takes: the acknowledgement its QoS waits for, and never
+	 * back to sending a message already let go (owed a PUBREL only) */
+	if (slot != NULL &&
+	    (slot->msg == NULL || (slot->qos == 1) != (state == SLOT_WAIT_PUBACK)) &&
+	    state != SLOT_WAIT_PUBCOMP)
+		return false;
+	if (slot != NULL && state == SLOT_WAIT_PUBCOMP && slot->qos != 2)
+		return false;
 	if (slot == NULL && (q = queue_find(s, did)) != NULL) {
+		if ((q->qos == 1) != (state == SLOT_WAIT_PUBACK))
+			return false;
 		/* sent from the queue: into the window with its packet id */
 		broker_persist_replay_entry(
 		    s, q->msg, did, pid, state, q->qos, q->retain, q->sub_id);
@@ -750,14 +760,15 @@ broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid
 		struct out_slot o = { .pid = pid, .state = state, .qos = 2, .did = did };
 
 		broker_session_slot_restore(s, &o);
-		return;
+		return true;
 	}
 	if (slot == NULL)
-		return;
+		return true; /* a delivery the journal no longer holds (settled before) */
 	slot->pid = pid;
 	slot->state = state;
 	if (state == SLOT_WAIT_PUBCOMP) {
 		broker_msg_unref(slot->msg);
 		slot->msg = NULL;
 	}
+	return true;
 }
