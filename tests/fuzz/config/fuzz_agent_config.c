@@ -1,0 +1,69 @@
+/*
+ * fuzz_agent_config.c: libFuzzer harness of the gateway config's reading by the agent
+ * (agent/agent_config.c over lib/conf and libyaml): any bytes as the config file, read in both
+ * modes (strict, as --check does; not strict, as the running agent does). A config is
+ * operator input: a bad one must be refused with "file:line:col: reason" and nothing else.
+ *
+ * Checks: nothing crashes or leaks (ASan, LSan); a refusal (-EINVAL) says where, in that form,
+ * under the name it was given; any other answer is 0.
+ * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_config.h"
+#include "log.h"
+
+/* A broken promise: say which, then stop (libFuzzer keeps the input). */
+static void __attribute__((noreturn))
+broken(const char *why, const char *err)
+{
+	fprintf(stderr, "fuzz_agent_config: %s: \"%s\"\n", why, err);
+	abort();
+}
+
+/* "fuzz.yaml:LINE:COL: reason" */
+static bool
+says_where(const char *err)
+{
+	const char *p = err;
+	unsigned long line, col;
+	char *end;
+
+	if (strncmp(p, "fuzz.yaml:", 10) != 0)
+		return false;
+	line = strtoul(p + 10, &end, 10);
+	if (end == p + 10 || *end != ':')
+		return false;
+	p = end + 1;
+	col = strtoul(p, &end, 10);
+	(void)line;
+	(void)col;
+	return end != p && end[0] == ':' && end[1] == ' ' && end[2] != '\0';
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	for (int strict = 0; strict < 2; strict++) {
+		struct agent_config cfg;
+		char err[512] = "";
+		int rc;
+
+		log_set_level(LOG_LVL_ERR);
+		rc = agent_config_parse_string_mode(
+		    "fuzz.yaml", (const char *)data, size, strict, &cfg, err, sizeof(err));
+		if (rc == 0)
+			agent_config_free(&cfg);
+		else if (rc != -EINVAL)
+			broken("an answer other than 0 or -EINVAL", err);
+		else if (!says_where(err))
+			broken("a refusal that does not say where", err);
+	}
+	return 0;
+}
