@@ -18,14 +18,15 @@
 #include "log.h"
 
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
-static void __attribute__((noreturn))
-broken(const char *why, const char *err)
+static void __attribute__((noreturn)) broken(const char *why, const char *err)
 {
 	fprintf(stderr, "fuzz_agent_config: %s: \"%s\"\n", why, err);
 	abort();
 }
 
-/* "fuzz.yaml:LINE:COL: reason" */
+#define NAME "fuzz-input" /* the config's name in the errors */
+
+/* NAME, then ":LINE:COL: reason" */
 static bool
 says_where(const char *err)
 {
@@ -33,10 +34,11 @@ says_where(const char *err)
 	unsigned long line, col;
 	char *end;
 
-	if (strncmp(p, "fuzz.yaml:", 10) != 0)
+	if (strncmp(p, NAME ":", strlen(NAME) + 1) != 0)
 		return false;
-	line = strtoul(p + 10, &end, 10);
-	if (end == p + 10 || *end != ':')
+	p += strlen(NAME) + 1;
+	line = strtoul(p, &end, 10);
+	if (end == p || *end != ':')
 		return false;
 	p = end + 1;
 	col = strtoul(p, &end, 10);
@@ -57,7 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		log_set_level(LOG_LVL_ERR);
 		rc = agent_config_parse_string_mode(
-		    "fuzz.yaml", (const char *)data, size, strict, &cfg, err, sizeof(err));
+		    NAME, (const char *)data, size, strict, &cfg, err, sizeof(err));
 		if (rc == 0)
 			agent_config_free(&cfg);
 		else if (rc != -EINVAL)

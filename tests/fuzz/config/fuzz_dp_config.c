@@ -19,8 +19,7 @@
 #include "log.h"
 
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
-static void __attribute__((noreturn))
-broken(const char *why, const char *err)
+static void __attribute__((noreturn)) broken(const char *why, const char *err)
 {
 	fprintf(stderr, "fuzz_dp_config: %s: \"%s\"\n", why, err);
 	abort();
