@@ -38,8 +38,7 @@
 #define BODY_MAX 1024
 
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
-static void __attribute__((noreturn))
-broken(const char *why)
+static void __attribute__((noreturn)) broken(const char *why)
 {
 	fprintf(stderr, "fuzz_broker_persist: %s\n", why);
 	abort();

@@ -33,8 +33,7 @@
 #define IDS 16
 
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
-static void __attribute__((noreturn))
-broken(const char *why)
+static void __attribute__((noreturn)) broken(const char *why)
 {
 	fprintf(stderr, "fuzz_mqttc: %s\n", why);
 	abort();
@@ -231,8 +230,8 @@ step(struct rd *r)
 		static const uint8_t pl[300];
 
 		p.type = MQTT_PUBLISH;
-		p.publish.topic = (struct mqtt_str){ topics[a % 5],
-			(uint16_t)strlen(topics[a % 5]) };
+		p.publish.topic =
+		    (struct mqtt_str){ topics[a % 5], (uint16_t)strlen(topics[a % 5]) };
 		p.publish.qos = (a >> 3) % 3;
 		p.publish.dup = a & 0x20;
 		p.publish.retain = a & 0x40;
@@ -252,7 +251,8 @@ step(struct rd *r)
 		break;
 	}
 	case 4: /* the gateway publishes */
-		(void)mqttc_publish(b.c, (a & 0x10) ? "up/t/" : "up/t", "v", 1, a % 3, a & 0x20, ++ref);
+		(void)mqttc_publish(
+		    b.c, (a & 0x10) ? "up/t/" : "up/t", "v", 1, a % 3, a & 0x20, ++ref);
 		drive();
 		break;
 	case 5: /* time */
@@ -278,8 +278,8 @@ step(struct rd *r)
 	default: /* a downlink message owned later (or refused) */
 		for (int i = 0; i < b.nev; i++)
 			if (b.ev[i].kind == 'm' && b.ev[i].ref != 0) {
-				mqttc_owned(b.c, b.ev[i].ref, (uint8_t)b.ev[i].st, b.ev[i].packet_id,
-				    (a & 1) ? -EIO : 0);
+				mqttc_owned(b.c, b.ev[i].ref, (uint8_t)b.ev[i].st,
+				    b.ev[i].packet_id, (a & 1) ? -EIO : 0);
 				b.ev[i].ref = 0;
 				break;
 			}
