@@ -432,6 +432,8 @@ load_profiles(conf_node a, const char *cfg_path, struct agent_config *cfg)
 		return conf_error(a, "missing 'profiles_dir'");
 	if (conf_get_str(a, "profiles_dir", "", &pd))
 		return -1;
+	if (pd[0] == '\0') /* "profiles_dir:" alone read the config's own folder */
+		return conf_error(conf_get(a, "profiles_dir"), "empty 'profiles_dir'");
 	snprintf(tmp, sizeof(tmp), "%s", cfg_path);
 	if (pd[0] == '/')
 		snprintf(dir, sizeof(dir), "%s", pd);

@@ -4,8 +4,8 @@
  * modes (strict, as --check does; not strict, as the running agent does). A config is
  * operator input: a bad one must be refused with "file:line:col: reason" and nothing else.
  *
- * Checks: nothing crashes or leaks (ASan, LSan); a refusal (-EINVAL) says where, in that form,
- * under the name it was given; any other answer is 0.
+ * Checks: nothing crashes or leaks (ASan, LSan); a refusal (-EINVAL) says where, in that form
+ * (the config's file, or in strict mode a profile file it names); any other answer is 0.
  * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
  */
 #include <errno.h>
@@ -24,26 +24,21 @@ static void __attribute__((noreturn)) broken(const char *why, const char *err)
 	abort();
 }
 
-#define NAME "fuzz-input" /* the config's name in the errors */
-
-/* NAME, then ":LINE:COL: reason" */
+/* "FILE:LINE:COL: reason": the config's own file, or (strict) a profile file it names */
 static bool
 says_where(const char *err)
 {
-	const char *p = err;
-	unsigned long line, col;
+	const char *p = strchr(err, ':');
 	char *end;
 
-	if (strncmp(p, NAME ":", strlen(NAME) + 1) != 0)
+	if (p == NULL || p == err)
 		return false;
-	p += strlen(NAME) + 1;
-	line = strtoul(p, &end, 10);
+	p++;
+	(void)strtoul(p, &end, 10);
 	if (end == p || *end != ':')
 		return false;
 	p = end + 1;
-	col = strtoul(p, &end, 10);
-	(void)line;
-	(void)col;
+	(void)strtoul(p, &end, 10);
 	return end != p && end[0] == ':' && end[1] == ' ' && end[2] != '\0';
 }
 
@@ -52,6 +47,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	/* the config's name, in a folder of its own that stays empty: a relative profiles_dir
+	 * is taken from there, whatever folder the fuzzer runs in */
+	static char name[64];
+
+	if (name[0] == '\0') {
+		char d[] = "/dev/shm/fuzz_agent_config.XXXXXX",
+		     t[] = "/tmp/fuzz_agent_config.XXXXXX";
+		const char *dir = mkdtemp(d);
+
+		if (dir == NULL && (dir = mkdtemp(t)) == NULL)
+			broken("no folder for the config", "");
+		snprintf(name, sizeof(name), "%s/gateway.yaml", dir);
+	}
 	for (int strict = 0; strict < 2; strict++) {
 		struct agent_config cfg;
 		char err[512] = "";
@@ -59,7 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		log_set_level(LOG_LVL_ERR);
 		rc = agent_config_parse_string_mode(
-		    NAME, (const char *)data, size, strict, &cfg, err, sizeof(err));
+		    name, (const char *)data, size, strict, &cfg, err, sizeof(err));
 		if (rc == 0)
 			agent_config_free(&cfg);
 		else if (rc != -EINVAL)

@@ -573,7 +573,7 @@ test_config_errors(void **state)
 }
 
 /* The file around the section: not a mapping, no agent section, an agent that is not a
- * mapping, a profiles_dir that is missing, not a folder, or holds no profile. */
+ * mapping, a profiles_dir that is missing, empty, not a folder, or holds no profile. */
 static void
 test_document_errors(void **state)
 {
@@ -584,6 +584,9 @@ test_document_errors(void **state)
 		{ "dataplane: {}\n", "no 'agent' section" },
 		{ "agent: 7\n", "'agent' must be a mapping" },
 		{ "agent:\n  uplink: jsonl\n  buses: []\n", "missing 'profiles_dir'" },
+		/* found by tests/fuzz/config: an empty one read the config's own folder */
+		{ "agent:\n  profiles_dir:\n  uplink: jsonl\n  buses: []\n",
+		    "gw.yaml:2:16: empty 'profiles_dir'" },
 		{ "agent:\n  profiles_dir: /nonexistent/profiles\n  uplink: jsonl\n  buses: []\n",
 		    "gw.yaml:2:17: profiles_dir /nonexistent/profiles: No such file" },
 		{ "agent:\n  profiles_dir: /\n  uplink: jsonl\n  buses: []\n",
