@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent_config.h"
 #include "log.h"
@@ -24,7 +25,8 @@ static void __attribute__((noreturn)) broken(const char *why, const char *err)
 	abort();
 }
 
-/* "FILE:LINE:COL: reason": the config's own file, or (strict) a profile file it names */
+/* "FILE:LINE:COL: reason": the config's own file, or (strict) a profile file it names; or
+ * "FILE: reason" for a profile file that could not be read at all (no line to name) */
 static bool
 says_where(const char *err)
 {
@@ -33,6 +35,9 @@ says_where(const char *err)
 
 	if (p == NULL || p == err)
 		return false;
+	if (p[1] == ' ' && p[2] != '\0' && p - err > 5 &&
+	    (strncmp(p - 5, ".yaml", 5) == 0 || strncmp(p - 4, ".yml", 4) == 0))
+		return true;
 	p++;
 	(void)strtoul(p, &end, 10);
 	if (end == p || *end != ':')
@@ -47,9 +52,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* the config's name, in a folder of its own that stays empty: a relative profiles_dir
-	 * is taken from there, whatever folder the fuzzer runs in */
-	static char name[64];
+	/* the config's name, two folders deep in a folder of its own that stays empty: a
+	 * relative profiles_dir is taken from there, whatever folder the fuzzer runs in */
+	static char name[96];
 
 	if (name[0] == '\0') {
 		char d[] = "/dev/shm/fuzz_agent_config.XXXXXX",
@@ -58,7 +63,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (dir == NULL && (dir = mkdtemp(t)) == NULL)
 			broken("no folder for the config", "");
-		snprintf(name, sizeof(name), "%s/gateway.yaml", dir);
+		snprintf(name, sizeof(name), "%s/etc", dir);
+		if (mkdir(name, 0700) != 0)
+			broken("no folder for the config", name);
+		snprintf(name, sizeof(name), "%s/etc/gateway.yaml", dir);
 	}
 	for (int strict = 0; strict < 2; strict++) {
 		struct agent_config cfg;
