@@ -19,8 +19,7 @@
 #define MAXN 8192
 
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
-static void __attribute__((noreturn))
-broken(const char *why)
+static void __attribute__((noreturn)) broken(const char *why)
 {
 	fprintf(stderr, "fuzz_dpchan_proto: %s\n", why);
 	abort();
@@ -121,7 +120,8 @@ encode(uint8_t type, const uint8_t *in, size_t in_len, uint8_t *out, size_t cap)
 	case DPCHAN_PUB:
 	case DPCHAN_DOWN:
 		for (unsigned i = 0; i < n[0]; i++) {
-			int w = dpchan_put_rec(out + len, cap - len, type == DPCHAN_DOWN, &recs[0][i]);
+			int w =
+			    dpchan_put_rec(out + len, cap - len, type == DPCHAN_DOWN, &recs[0][i]);
 
 			if (w < 0)
 				return w;
