@@ -29,8 +29,7 @@
 #define NO 48 /* origins the model follows: 3 starts x 2 lcores x 8 refs */
 
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
-static void __attribute__((noreturn))
-broken(const char *why, unsigned i)
+static void __attribute__((noreturn)) broken(const char *why, unsigned i)
 {
 	fprintf(stderr, "fuzz_dpchan_q2: %s (origin %u)\n", why, i);
 	abort();
@@ -66,9 +65,9 @@ crc32c(const uint8_t *p, size_t n)
 static struct dpchan_origin
 origin(unsigned i)
 {
-	return (struct dpchan_origin){ .boot_id = 0xb0070000u + i / 16,
-		.lcore = i / 8 % 2,
-		.ref = 1 + i % 8 };
+	return (struct dpchan_origin){
+		.boot_id = 0xb0070000u + i / 16, .lcore = i / 8 % 2, .ref = 1 + i % 8
+	};
 }
 
 struct model {
