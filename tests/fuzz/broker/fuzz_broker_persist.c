@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fuzz_input.h"
 #include "broker_fixture.h"
 
 #define HDR      32u /* the files' header (persist.c) */
@@ -40,28 +41,7 @@
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
 static void __attribute__((noreturn)) broken(const char *why)
 {
-	fprintf(stderr, "fuzz_broker_persist: %s\n", why);
-	abort();
-}
-
-static uint32_t crc_table[256];
-
-static uint32_t
-crc32c(const uint8_t *p, size_t n)
-{
-	uint32_t c = ~0u;
-
-	if (crc_table[1] == 0)
-		for (uint32_t i = 0; i < 256; i++) {
-			uint32_t v = i;
-
-			for (int k = 0; k < 8; k++)
-				v = v & 1 ? (v >> 1) ^ 0x82F63B78u : v >> 1;
-			crc_table[i] = v;
-		}
-	while (n-- > 0)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return ~c;
+	fuzz_broken("fuzz_broker_persist", why);
 }
 
 struct rec {
@@ -202,20 +182,6 @@ scene(void)
 		broken("the scene left no journal");
 }
 
-struct rd {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t
-u8(struct rd *r)
-{
-	if (r->n == 0)
-		return 0;
-	r->n--;
-	return *r->p++;
-}
-
 static void
 damage(struct rd *r)
 {
@@ -292,7 +258,7 @@ store(const char *dir, const struct pfile *f)
 	if (!f->present)
 		return;
 	memcpy(buf, f->hdr, HDR);
-	crc = crc32c(buf, 28);
+	crc = fuzz_crc32c(buf, 28);
 	memcpy(buf + 28, &crc, 4);
 	for (unsigned i = 0; i < f->n; i++) {
 		uint32_t blen = f->r[i].len;
@@ -301,7 +267,7 @@ store(const char *dir, const struct pfile *f)
 		memcpy(buf + len + 4, &blen, 4);
 		buf[len + 8] = f->r[i].type;
 		memcpy(buf + len + REC_HDR, f->r[i].body, blen);
-		crc = crc32c(buf + len + 4, blen + REC_HDR - 4);
+		crc = fuzz_crc32c(buf + len + 4, blen + REC_HDR - 4);
 		memcpy(buf + len, &crc, 4);
 		len += REC_HDR + blen;
 	}

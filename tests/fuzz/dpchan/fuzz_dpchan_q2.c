@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_input.h"
 #include "dpchan.h"
 #include "dpchan_q2.h"
 #include "log.h"
@@ -33,33 +34,6 @@ static void __attribute__((noreturn)) broken(const char *why, unsigned i)
 {
 	fprintf(stderr, "fuzz_dpchan_q2: %s (origin %u)\n", why, i);
 	abort();
-}
-
-struct rd {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t
-u8(struct rd *r)
-{
-	if (r->n == 0)
-		return 0;
-	r->n--;
-	return *r->p++;
-}
-
-static uint32_t
-crc32c(const uint8_t *p, size_t n)
-{
-	uint32_t c = ~0u;
-
-	while (n-- > 0) {
-		c ^= *p++;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-	}
-	return ~c;
 }
 
 static struct dpchan_origin
@@ -89,7 +63,7 @@ put_rec(uint8_t *p, uint8_t type, const struct dpchan_origin *o, bool bad)
 	memcpy(p + 8, &o->lcore, 4);
 	memcpy(p + 12, &o->boot_id, 8);
 	memcpy(p + 20, &o->ref, 8);
-	crc = crc32c(p + 4, 28) ^ (bad ? 1u : 0u);
+	crc = fuzz_crc32c(p + 4, 28) ^ (bad ? 1u : 0u);
 	memcpy(p, &crc, 4);
 }
 
@@ -109,7 +83,7 @@ build(struct rd *r, const char *path)
 	if (how == 0xff)
 		ver = 2; /* a newer writer: the open must refuse */
 	memcpy(buf + 8, &ver, 4);
-	crc = crc32c(buf, 12) ^ ((how & 6) == 6 ? 1u : 0u);
+	crc = fuzz_crc32c(buf, 12) ^ ((how & 6) == 6 ? 1u : 0u);
 	memcpy(buf + 12, &crc, 4);
 	for (unsigned k = 0; k < n && r->n > 0; k++) {
 		uint8_t t = u8(r), which = u8(r);

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_input.h"
 #include "spool.h"
 #include "spool_internal.h"
 
@@ -34,28 +35,7 @@
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
 static void __attribute__((noreturn)) fail(const char *why)
 {
-	fprintf(stderr, "fuzz_spool_recover: %s\n", why);
-	abort();
-}
-
-struct rd {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t
-u8(struct rd *r)
-{
-	if (r->n == 0)
-		return 0;
-	r->n--;
-	return *r->p++;
-}
-
-static uint16_t
-u16(struct rd *r)
-{
-	return (uint16_t)(u8(r) | u8(r) << 8);
+	fuzz_broken("fuzz_spool_recover", why);
 }
 
 struct mfile {

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "fuzz_input.h"
 #include "fake_broker.h"
 #include "log.h"
 
@@ -35,28 +36,7 @@
 /* A broken promise: say which, then stop (libFuzzer keeps the input). */
 static void __attribute__((noreturn)) broken(const char *why)
 {
-	fprintf(stderr, "fuzz_mqttc: %s\n", why);
-	abort();
-}
-
-struct rd {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t
-u8(struct rd *r)
-{
-	if (r->n == 0)
-		return 0;
-	r->n--;
-	return *r->p++;
-}
-
-static uint16_t
-u16(struct rd *r)
-{
-	return (uint16_t)(u8(r) | u8(r) << 8);
+	fuzz_broken("fuzz_mqttc", why);
 }
 
 static struct fb b;
