@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent_config.h"
 #include "log.h"
@@ -47,6 +48,18 @@ says_where(const char *err)
 	return end != p && end[0] == ':' && end[1] == ' ' && end[2] != '\0';
 }
 
+static char top[64]; /* the folder of its own (removed at exit) */
+
+static void
+remove_top(void)
+{
+	char etc[80];
+
+	snprintf(etc, sizeof(etc), "%s/etc", top);
+	rmdir(etc);
+	rmdir(top);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -63,6 +76,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (dir == NULL && (dir = mkdtemp(t)) == NULL)
 			broken("no folder for the config", "");
+		snprintf(top, sizeof(top), "%s", dir);
+		atexit(remove_top);
 		snprintf(name, sizeof(name), "%s/etc", dir);
 		if (mkdir(name, 0700) != 0)
 			broken("no folder for the config", name);
