@@ -525,7 +525,7 @@ get_str(struct preader *r)
  * a topic or a filter out of range: damage that kept the CRC, or a file made by hand) is
  * skipped whole and counted (PERSIST_BAD), never taken into the state. Found by
  * tests/fuzz/broker/fuzz_broker_persist: a delivery owed a PUBREL (its message already let
- * go) taken back to waiting for a PUBACK was resent without a message when its client
+ * go) taken back to waiting for its PUBREC was resent without a message when its client
  * returned, and the broker crashed on it, at every restart.
  */
 static void
