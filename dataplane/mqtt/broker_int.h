@@ -493,6 +493,9 @@ extern unsigned broker_persist_fail_next;
 /* Recovery (session.c): put back a journaled delivery, or change its state. */
 void broker_persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint32_t did,
     uint16_t pid, uint8_t state, uint8_t qos, bool retain, uint32_t sub_id);
+/* A delivery as the broker keeps one: QoS 1 or 2, queued (SLOT_FREE, no packet id) or sent
+ * with a packet id, waiting for the acknowledgement of its QoS. */
+bool broker_delivery_ok(uint8_t qos, uint8_t state, uint16_t pid);
 /* false: a step no delivery takes (its QoS waits for another acknowledgement, or the message
  * was let go), nothing changed */
 bool

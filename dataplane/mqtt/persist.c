@@ -1612,24 +1612,6 @@ replay_sess(struct broker *b, struct preader *r)
 	}
 }
 
-/* A delivery as the broker keeps one: QoS 1 or 2, queued (no packet id) or sent with one,
- * waiting for the acknowledgement of its QoS. */
-static bool
-delivery_ok(uint8_t qos, uint8_t state, uint16_t pid)
-{
-	switch (state) {
-	case SLOT_FREE:
-		return qos == 1 || qos == 2;
-	case SLOT_WAIT_PUBACK:
-		return qos == 1 && pid != 0;
-	case SLOT_WAIT_PUBREC:
-	case SLOT_WAIT_PUBCOMP:
-		return qos == 2 && pid != 0;
-	default:
-		return false;
-	}
-}
-
 static void
 replay_msg(struct broker *b, struct preader *r)
 {
@@ -1640,7 +1622,7 @@ replay_msg(struct broker *b, struct preader *r)
 	struct broker_msg *m;
 
 	sub_id = get_u32(r);
-	if (!r->bad && !delivery_ok(qos, state, pid))
+	if (!r->bad && !broker_delivery_ok(qos, state, pid))
 		bad_record(b, r);
 	if (r->bad || s == NULL || (m = get_msg(b, r)) == NULL)
 		return;

@@ -726,6 +726,22 @@ broker_persist_replay_entry(struct broker_session *s, struct broker_msg *m, uint
 }
 
 bool
+broker_delivery_ok(uint8_t qos, uint8_t state, uint16_t pid)
+{
+	switch (state) {
+	case SLOT_FREE:
+		return qos == 1 || qos == 2;
+	case SLOT_WAIT_PUBACK:
+		return qos == 1 && pid != 0;
+	case SLOT_WAIT_PUBREC:
+	case SLOT_WAIT_PUBCOMP:
+		return qos == 2 && pid != 0;
+	default:
+		return false;
+	}
+}
+
+bool
 broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid, uint8_t state)
 {
 	struct out_slot *slot = slot_find_did(s, did);
@@ -738,16 +754,14 @@ broker_persist_replay_state(struct broker_session *s, uint32_t did, uint16_t pid
 			queue_unlink(s, q);
 		return true;
 	}
-	/* the step must be one a delivery takes: the acknowledgement its QoS waits for, and never
-	 * back to sending a message already let go (owed a PUBREL only) */
+	/* the step must be one a delivery of its QoS takes, and never back to sending a message
+	 * already let go (owed a PUBREL only) */
 	if (slot != NULL &&
-	    (slot->msg == NULL || (slot->qos == 1) != (state == SLOT_WAIT_PUBACK)) &&
-	    state != SLOT_WAIT_PUBCOMP)
-		return false;
-	if (slot != NULL && state == SLOT_WAIT_PUBCOMP && slot->qos != 2)
+	    (!broker_delivery_ok(slot->qos, state, pid) ||
+		(slot->msg == NULL && state != SLOT_WAIT_PUBCOMP)))
 		return false;
 	if (slot == NULL && (q = queue_find(s, did)) != NULL) {
-		if ((q->qos == 1) != (state == SLOT_WAIT_PUBACK))
+		if (!broker_delivery_ok(q->qos, state, pid))
 			return false;
 		/* sent from the queue: into the window with its packet id */
 		broker_persist_replay_entry(

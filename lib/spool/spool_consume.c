@@ -111,6 +111,7 @@ ent_valid(const struct spool_ack_ent *e)
 	}
 }
 
+/* An entry ent_valid took: its numbers below SPOOL_SEQ_LIMIT, its stream and phase real. */
 static void
 apply_ent(struct spool *sp, const struct spool_ack_ent *e)
 {
@@ -119,8 +120,7 @@ apply_ent(struct spool *sp, const struct spool_ack_ent *e)
 		sp->next_seq = top + 1;
 	switch (e->type) {
 	case SPOOL_ACK_RANGE:
-		if (e->stream < SPOOL_STREAMS)
-			mark_range(sp, e->stream, e->lo, e->hi, SPOOL_IDX_ACKED);
+		mark_range(sp, e->stream, e->lo, e->hi, SPOOL_IDX_ACKED);
 		break;
 	case SPOOL_ACK_VOID:
 		for (unsigned s = 0; s < SPOOL_STREAMS; s++)
@@ -128,7 +128,7 @@ apply_ent(struct spool *sp, const struct spool_ack_ent *e)
 		break;
 	case SPOOL_ACK_Q2: {
 		struct spool_idx *x = spool_find(sp, e->lo, NULL);
-		if (x && e->hi <= SPOOL_Q2_RELEASED) {
+		if (x) {
 			x->q2_state = (uint8_t)e->hi;
 			x->q2_pid = e->pid;
 		}
