@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "log.h"
 #include "mqtt_topic.h"
 #include "xlcore_int.h"
@@ -303,57 +304,6 @@ syncer_err(struct broker_persist *p)
 	y->err = 0;
 	pthread_mutex_unlock(&y->mu);
 	return rc;
-}
-
-/* ---- CRC-32C (Castagnoli), bitwise table built once ---- */
-static uint32_t crc_table[256];
-
-static void
-crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-#if defined(__x86_64__)
-/* The SSE 4.2 crc32 instruction computes this same CRC-32C, 8 bytes a step: the table loop was
- * a fifth of the cycles of a QoS 1 delivery to a persistent session (perf, bench_broker_persist). */
-__attribute__((target("sse4.2"))) static uint32_t
-crc32c_hw(const uint8_t *b, size_t n, uint32_t crc)
-{
-	uint64_t c = crc;
-
-	for (; n >= 8; n -= 8, b += 8) {
-		uint64_t v;
-
-		memcpy(&v, b, 8);
-		c = __builtin_ia32_crc32di(c, v);
-	}
-	crc = (uint32_t)c;
-	while (n-- > 0)
-		crc = __builtin_ia32_crc32qi(crc, *b++);
-	return crc;
-}
-#endif
-
-static uint32_t
-crc32c(const void *p, size_t n, uint32_t crc)
-{
-	const uint8_t *b = p;
-
-	crc = ~crc;
-#if defined(__x86_64__)
-	if (__builtin_cpu_supports("sse4.2"))
-		return ~crc32c_hw(b, n, crc);
-#endif
-	while (n-- > 0)
-		crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
-	return ~crc;
 }
 
 /* ---- record writer: into a growable buffer ---- */
@@ -2003,7 +1953,6 @@ broker_persist_open(
 		return rc;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return -ENOMEM;
-	crc_init();
 	p->fd = -1;
 	p->inst = instance;
 	p->sync_ms = sync_ms != 0 ? sync_ms : P_SYNC_MS_DEF;

@@ -31,11 +31,12 @@ enum dpchan_q2_state {
 	DPCHAN_Q2_HELD,    /* its record is durable (sent up or not) */
 };
 
-/* The file's writes, behind a table so that tests inject faults (a failed or short write, a
- * failing fdatasync or rename). Each returns what the POSIX call returns, -1 with errno set on
- * failure. */
+/* The file's reads at open and its writes, behind a table so that tests inject faults (a failed
+ * read, a failed or short write, a failing fdatasync or rename). Each returns what the POSIX
+ * call returns, -1 with errno set on failure. */
 struct dpchan_q2_io {
 	int (*open)(void *ctx, const char *path, int flags, mode_t mode);
+	ssize_t (*read)(void *ctx, int fd, void *buf, size_t len);
 	ssize_t (*write)(void *ctx, int fd, const void *buf, size_t len);
 	int (*fdatasync)(void *ctx, int fd);
 	int (*rename)(void *ctx, const char *from, const char *to);

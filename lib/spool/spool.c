@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "log.h"
 #include "spool_internal.h"
 
@@ -342,7 +343,7 @@ spool_append(struct spool *sp, const struct spool_rec_in *in, uint64_t *seq_out)
 		.flags = in->flags,
 	};
 	uint32_t body_crc =
-	    spool_crc32c(in->payload, in->payload_len, spool_crc32c(in->topic, in->topic_len, 0));
+	    crc32c(in->payload, in->payload_len, crc32c(in->topic, in->topic_len, 0));
 	int rc = 0;
 	pthread_mutex_lock(&sp->lock);
 	struct spool_buf *b = &sp->st[s].buf;

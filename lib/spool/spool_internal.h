@@ -73,7 +73,6 @@ _Static_assert(sizeof(struct spool_ack_ent) == 24, "ack entry is 24 bytes");
 #define SPOOL_FAIL_RING 64
 #define SPOOL_NAME_MAX  64
 
-uint32_t spool_crc32c(const void *buf, size_t len, uint32_t crc);
 uint32_t spool_file_hdr_crc(const struct spool_file_hdr *h);
 uint32_t spool_rec_crc(const struct spool_rec_hdr *h, const void *body);
 uint32_t spool_rec_crc_finish(const struct spool_rec_hdr *h, uint32_t body_crc);

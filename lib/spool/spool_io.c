@@ -1,16 +1,15 @@
 /*
  * spool_io.c: the spool's file operations on POSIX (the table tests replace to inject faults)
- * and its checksums: CRC-32C from ISA-L (crc32_iscsi, which picks the SSE4.2/PCLMUL code at run
- * time). crc32_iscsi neither inverts its input nor its output: ~crc32_iscsi(buf, len, ~0) is the
- * standard CRC-32C (0xe3069283 for "123456789").
+ * and its checksums: the standard CRC-32C (lib/util's crc32c, ISA-L's) of headers, records and
+ * ack-log entries.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <isa-l/crc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "spool_internal.h"
 
 static int
@@ -96,33 +95,26 @@ const struct spool_io_ops spool_io_posix = {
 };
 
 uint32_t
-spool_crc32c(const void *buf, size_t len, uint32_t crc)
-{
-	/* crc is a standard CRC-32C to continue from (0 to start) */
-	return ~crc32_iscsi((unsigned char *)(uintptr_t)buf, (int)len, ~crc);
-}
-
-uint32_t
 spool_file_hdr_crc(const struct spool_file_hdr *h)
 {
-	return spool_crc32c(h, offsetof(struct spool_file_hdr, crc), 0);
+	return crc32c(h, offsetof(struct spool_file_hdr, crc), 0);
 }
 
 uint32_t
 spool_rec_crc(const struct spool_rec_hdr *h, const void *body)
 {
-	uint32_t crc = spool_crc32c(body, (size_t)h->topic_len + h->payload_len, 0);
+	uint32_t crc = crc32c(body, (size_t)h->topic_len + h->payload_len, 0);
 	return spool_rec_crc_finish(h, crc);
 }
 
 uint32_t
 spool_rec_crc_finish(const struct spool_rec_hdr *h, uint32_t body_crc)
 {
-	return spool_crc32c((const uint8_t *)h + 8, sizeof(*h) - 8, body_crc);
+	return crc32c((const uint8_t *)h + 8, sizeof(*h) - 8, body_crc);
 }
 
 uint32_t
 spool_ack_crc(const struct spool_ack_ent *e)
 {
-	return spool_crc32c((const uint8_t *)e + 4, sizeof(*e) - 4, 0);
+	return crc32c((const uint8_t *)e + 4, sizeof(*e) - 4, 0);
 }

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "broker_fixture.h"
+#include "crc32c.h"
 #include "broker_int.h" /* broker_persist_fail_next */
 
 struct dirs {
@@ -364,21 +365,6 @@ test_qos2_across_kill(void **state)
 	fx_free(x);
 }
 
-/* A session that ends (clean start, expiry 0 at DISCONNECT) is not back after a restart. */
-/* CRC-32C, as the state files carry it */
-static uint32_t
-crc32c_sw(const uint8_t *p, size_t n)
-{
-	uint32_t c = ~0u;
-
-	while (n-- > 0) {
-		c ^= *p++;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-	}
-	return ~c;
-}
-
 /*
  * A journal record whose CRC checks out but that takes a delivery back (found by
  * tests/fuzz/broker/fuzz_broker_persist): after the record that let a QoS 2 delivery's message
@@ -432,7 +418,7 @@ test_record_taking_delivery_back(void **state)
 	}
 	assert_true(rlen > 0);
 	rec[(rlen - 1) % sizeof(rec)] = 2; /* waiting for PUBREC again, its checksum made right */
-	crc = crc32c_sw(rec + 4, rlen - 4);
+	crc = crc32c(rec + 4, rlen - 4, 0);
 	memcpy(rec, &crc, 4);
 	assert_int_equal(write(fd, rec, rlen), (ssize_t)rlen);
 	close(fd);
@@ -447,6 +433,7 @@ test_record_taking_delivery_back(void **state)
 	fx_free(x);
 }
 
+/* A session that ends (clean start, expiry 0 at DISCONNECT) is not back after a restart. */
 static void
 test_session_end_journaled(void **state)
 {

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "broker_fixture.h"
+#include "crc32c.h"
 #include "broker_int.h" /* broker_persist_fail_next */
 
 static char dir[64];
@@ -114,20 +115,6 @@ undir_at(const char *name)
 }
 
 /* ---- the file format, written by hand (persist.c's header comment, docs/broker.md) ---- */
-static uint32_t
-crc32c(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint32_t crc = ~0u;
-
-	while (n-- > 0) {
-		crc ^= *b++;
-		for (int k = 0; k < 8; k++)
-			crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
-	}
-	return ~crc;
-}
-
 struct w {
 	uint8_t b[8192];
 	size_t n;
@@ -177,7 +164,7 @@ file_hdr(struct w *w, uint32_t version, uint32_t kind, uint64_t gen)
 	memcpy(h + 8, &version, 4);
 	memcpy(h + 12, &kind, 4);
 	memcpy(h + 16, &gen, 8);
-	crc = crc32c(h, 28);
+	crc = crc32c(h, 28, 0);
 	memcpy(h + 28, &crc, 4);
 	put(w, h, 32);
 }
@@ -212,7 +199,7 @@ rec_end(struct w *w, size_t at)
 	uint32_t len = (uint32_t)(w->n - at - 12), crc;
 
 	memcpy(w->b + at + 4, &len, 4);
-	crc = crc32c(w->b + at + 4, w->n - at - 4);
+	crc = crc32c(w->b + at + 4, w->n - at - 4, 0);
 	memcpy(w->b + at, &crc, 4);
 }
 

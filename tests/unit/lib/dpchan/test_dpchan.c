@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "crc32c.h"
 #include "dpchan_client.h"
 #include "dpchan_q2.h"
 #include "dpchan_server.h"
@@ -255,16 +256,11 @@ test_q2_origins(void **state)
 	assert_non_null(f = fopen(path, "r+"));
 	{
 		uint8_t h[16];
-		uint32_t v = 2, crc = ~0u;
+		uint32_t v = 2, crc;
 
 		assert_int_equal(fread(h, 1, 16, f), 16);
 		memcpy(h + 8, &v, 4);
-		for (int i = 0; i < 12; i++) { /* CRC-32C of the first 12 bytes */
-			crc ^= h[i];
-			for (int k = 0; k < 8; k++)
-				crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
-		}
-		crc = ~crc;
+		crc = crc32c(h, 12, 0); /* of the first 12 bytes */
 		memcpy(h + 12, &crc, 4);
 		rewind(f);
 		assert_int_equal(fwrite(h, 1, 16, f), 16);

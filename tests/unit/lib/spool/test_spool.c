@@ -255,15 +255,6 @@ seg_records(const uint8_t *b, size_t len)
 /* ---- tests ---- */
 
 static void
-test_crc32c_known_answer(void **state)
-{
-	(void)state;
-	assert_int_equal(spool_crc32c("123456789", 9, 0), 0xe3069283u);
-	/* continued in two pieces: the same */
-	assert_int_equal(spool_crc32c("56789", 5, spool_crc32c("1234", 4, 0)), 0xe3069283u);
-}
-
-static void
 test_append_read_ack_release(void **state)
 {
 	(void)state;
@@ -1356,7 +1347,6 @@ main(void)
 {
 	log_init("test_spool", LOG_LVL_ERR);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_crc32c_known_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_read_ack_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_commits_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_during_commit_not_idle, setup, teardown),
