@@ -32,6 +32,7 @@
 
 #include "fuzz_input.h"
 #include "crc32c.h"
+#include "dirs.h"
 #include "broker_fixture.h"
 
 #define HDR      32u /* the files' header (persist.c) */
@@ -63,20 +64,6 @@ struct pfile {
 
 static struct pfile genuine[2] = { { .name = "broker-0.snap" }, { .name = "broker-0.journal" } };
 static struct pfile files[2];
-
-static void
-rm_dir(const char *d)
-{
-	static const char *const names[] = { "broker-0.journal", "broker-0.snap", "broker-0.tmp",
-		"broker-0.journal.next" };
-	char p[128];
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", d, names[i]);
-		unlink(p);
-	}
-	rmdir(d);
-}
 
 /* A file of dir as the scene left it (the page cache: a SIGKILL's view). */
 static void
@@ -123,25 +110,6 @@ expiry(uint32_t s)
 	return p;
 }
 
-static void
-connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s)
-{
-	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
-
-	fx_open(x, i, MQTT_V5);
-	p.connect.version = MQTT_V5;
-	p.connect.keepalive_s = 60;
-	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
-	p.connect.has_will = true;
-	p.connect.will.topic = MQTT_STR("will/t");
-	p.connect.will.payload = MQTT_STR("gone");
-	p.connect.will.qos = 1;
-	mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
-	p.connect.props = expiry(600);
-	if (fx_send(x, i, &p) != 0 || !fx_next(x, i, &r) || r.connack.reason != 0)
-		broken("the scene's will connection was refused");
-}
-
 /* The scene, once: what a broker with persistent sessions holds at a SIGKILL. */
 static void
 scene(void)
@@ -172,13 +140,14 @@ scene(void)
 	while (fx_next(x, 0, &p)) /* a acknowledges some: the rest stays in flight */
 		if (p.type == MQTT_PUBLISH && p.publish.qos == 2 && p.publish.packet_id % 2 == 0)
 			fx_ack(x, 0, MQTT_PUBREC, p.publish.packet_id);
-	connect_with_will(x, 3, "w", 30);
+	if (fx_connect_will(x, 3, "w", false, 30, 600) != 0)
+		broken("the scene's will connection was refused");
 	fx_close(x, 3); /* its will waits 30 s */
 	fx_tick(x, 1);
 	load(dir, &genuine[0]);
 	load(dir, &genuine[1]);
 	fx_free(x);
-	rm_dir(dir);
+	dirs_remove_flat(dir);
 	if (!genuine[1].present || genuine[1].n == 0)
 		broken("the scene left no journal");
 }
@@ -358,6 +327,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		resume(x);
 		fx_free(x);
 	}
-	rm_dir(d);
+	dirs_remove_flat(d);
 	return 0;
 }

@@ -226,6 +226,31 @@ fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean, uin
 	return fx_connack(x, i);
 }
 
+int
+fx_connect_will(
+    struct fx *x, int i, const char *id, bool clean, uint32_t will_delay_s, uint32_t expiry_s)
+{
+	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
+
+	fx_open(x, i, MQTT_V5);
+	p.connect.version = MQTT_V5;
+	p.connect.clean_start = clean;
+	p.connect.keepalive_s = 60;
+	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
+	p.connect.has_will = true;
+	p.connect.will.topic = MQTT_STR("will/t");
+	p.connect.will.payload = MQTT_STR("gone");
+	p.connect.will.qos = 1;
+	if (will_delay_s > 0)
+		mqtt_props_set_u32(
+		    &p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, will_delay_s);
+	if (expiry_s > 0)
+		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry_s);
+	if (fx_send(x, i, &p) != 0 || !fx_next(x, i, &r) || r.type != MQTT_CONNACK)
+		return -1;
+	return r.connack.reason;
+}
+
 void
 fx_subscribe(struct fx *x, int i, const char *filter, uint8_t opts)
 {

@@ -252,27 +252,11 @@ test_takeover(void **state)
 	fx_free(x);
 }
 
+/* A 5.0 client with a will; a session kept expiry_s after it goes (0: clean, not kept). */
 static void
 connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s, uint32_t expiry_s)
 {
-	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
-
-	fx_open(x, i, MQTT_V5);
-	p.connect.version = MQTT_V5;
-	p.connect.clean_start = expiry_s == 0; /* a kept session is resumed, not replaced */
-	p.connect.keepalive_s = 60;
-	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
-	p.connect.has_will = true;
-	p.connect.will.topic = MQTT_STR("will/t");
-	p.connect.will.payload = MQTT_STR("gone");
-	p.connect.will.qos = 1;
-	if (delay_s > 0)
-		mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
-	if (expiry_s > 0)
-		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry_s);
-	assert_int_equal(fx_send(x, i, &p), 0);
-	assert_true(fx_next(x, i, &r));
-	assert_int_equal(r.connack.reason, 0);
+	assert_int_equal(fx_connect_will(x, i, id, expiry_s == 0, delay_s, expiry_s), 0);
 }
 
 static void

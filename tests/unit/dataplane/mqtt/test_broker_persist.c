@@ -22,25 +22,12 @@
 
 #include "broker_fixture.h"
 #include "crc32c.h"
+#include "dirs.h"
 #include "broker_int.h" /* broker_persist_fail_next */
 
 struct dirs {
 	char a[64], b[64];
 };
-
-static void
-rm_dir(const char *d)
-{
-	static const char *const names[] = { "broker-0.journal", "broker-0.snap", "broker-0.tmp",
-		"broker-1.journal", "broker-1.snap", "broker-1.tmp" };
-	char p[128];
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(p, sizeof(p), "%s/%s", d, names[i]);
-		unlink(p);
-	}
-	rmdir(d);
-}
 
 static int
 setup(void **state)
@@ -67,8 +54,8 @@ teardown(void **state)
 	/* a test that failed left them set: the next tests' syncers would hang */
 	atomic_store(&sync_gate_shut, false);
 	broker_persist_fdatasync = fdatasync;
-	rm_dir(d->a);
-	rm_dir(d->b);
+	dirs_remove_flat(d->a);
+	dirs_remove_flat(d->b);
 	free(d);
 	return 0;
 }
@@ -571,22 +558,7 @@ test_write_failure_resnap(void **state)
 static void
 connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s, bool clean)
 {
-	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
-
-	fx_open(x, i, MQTT_V5);
-	p.connect.version = MQTT_V5;
-	p.connect.clean_start = clean;
-	p.connect.keepalive_s = 60;
-	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
-	p.connect.has_will = true;
-	p.connect.will.topic = MQTT_STR("will/t");
-	p.connect.will.payload = MQTT_STR("gone");
-	p.connect.will.qos = 1;
-	mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
-	mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
-	assert_int_equal(fx_send(x, i, &p), 0);
-	assert_true(fx_next(x, i, &r));
-	assert_int_equal(r.connack.reason, 0);
+	assert_int_equal(fx_connect_will(x, i, id, clean, delay_s, 600), 0);
 }
 
 /* A delayed will pending at the SIGKILL is published after the restart once its delay has
@@ -1264,7 +1236,7 @@ test_qos2_pubrec_after_origin_on_disk(void **state)
 	pubrel_synced(x, 0, 4);
 	assert_int_equal(f2.n_rel, 1);
 	assert_true(same_origin(&f2.rel[0], 0xa1, 1));
-	rm_dir(d->a);
+	dirs_remove_flat(d->a);
 	assert_int_equal(mkdir(d->a, 0700), 0);
 	{ /* the second start's directory, cut to what was synced, into a */
 		struct dirs back = { 0 };
@@ -1480,7 +1452,7 @@ test_down_ref(void **state)
 	fx_free(x);
 
 	/* the write of ref 8 torn in the ref's record: its message is kept, the ref is not */
-	rm_dir(d->b);
+	dirs_remove_flat(d->b);
 	assert_int_equal(mkdir(d->b, 0700), 0);
 	x = fx_on(d->a);
 	assert_int_equal(broker_down_publish(x->b, 8, "cmd/c", 5, "w", 1, 2, false, x->now), 1);
