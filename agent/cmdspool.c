@@ -291,6 +291,8 @@ cmdspool_q2_release(struct cmdspool *c, uint16_t packet_id, uint64_t *need)
 
 	if (need != NULL)
 		*need = 0;
+	if (packet_id == 0) /* the session is gone: so are the ids of what waits for the disk */
+		ownq_forget_ids(&c->own);
 	if ((rc = downlink_ids_pubrel(c->q2, c->sp, packet_id, need)) != 0) {
 		store_count(c->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,

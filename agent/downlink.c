@@ -599,6 +599,8 @@ downlink_q2_release(struct downlink *d, uint16_t packet_id, uint64_t *need)
 		*need = 0;
 	if (d == NULL || d->q2 == NULL)
 		return 0;
+	if (packet_id == 0) /* the session is gone: so are the ids of what waits for the disk */
+		ownq_forget_ids(&d->own);
 	if ((rc = downlink_ids_pubrel(d->q2, d->sp, packet_id, need)) != 0) {
 		store_count(d->st, STORE_C_down_q2_fail, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,

@@ -164,6 +164,8 @@ downlink_ids_before_commit(void *arg)
 int
 downlink_ids_own(struct downlink_ids *q, uint16_t id)
 {
+	if ((q->v[id] & ~Q2_SEQ) != Q2_PENDING)
+		return 0; /* owned already, or freed meanwhile (its session lost): not taken again */
 	return q2_write(q, id, Q2_OWNED | (q->v[id] & Q2_SEQ));
 }
 

@@ -43,7 +43,8 @@ int downlink_ids_pending(struct downlink_ids *q, uint16_t packet_id, uint64_t se
 /* spool_config.before_commit for the spool the ids go with; arg: the address of the owner's
  * pointer to the table (NULL there: nothing to sync). On the committing thread. */
 int downlink_ids_before_commit(void *arg);
-/* Its record is durable: owned (written, made durable by the next downlink_ids_sync). */
+/* Its record is durable: owned (written, made durable by the next downlink_ids_sync). Only a
+ * PENDING id: one freed since (the cloud lost the session) stays free. */
 int downlink_ids_own(struct downlink_ids *q, uint16_t packet_id);
 /* fdatasync when something was written since the last one (either thread). */
 int downlink_ids_sync(struct downlink_ids *q);

@@ -88,6 +88,13 @@ ownq_find_id(struct ownq *q, uint16_t packet_id)
 	return NULL;
 }
 
+void
+ownq_forget_ids(struct ownq *q)
+{
+	for (uint32_t i = 0; i < q->n; i++)
+		q->it[(q->head + i) % OWNQ_MAX].packet_id = 0;
+}
+
 int
 ownq_next(struct ownq *q, struct spool *sp, struct ownq_item *out)
 {

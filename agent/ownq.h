@@ -51,6 +51,10 @@ void ownq_committed(struct ownq *q);
 bool ownq_push(struct ownq *q, const struct ownq_item *it);
 /* The waiting QoS 2 message with packet_id, or NULL. */
 struct ownq_item *ownq_find_id(struct ownq *q, uint16_t packet_id);
+/* The cloud lost the session: the waiting QoS 2 messages' ids were its own, and a new session
+ * numbers its messages again. Each is kept as a message with no id: not the one a resend
+ * finds, and not the one owned or freed when its commit ends. */
+void ownq_forget_ids(struct ownq *q);
 /* The oldest, once its commit ended: popped into *out, 1 durable or a negative errno (its
  * commit failed); 0 when none waits or the oldest is not settled yet. */
 int ownq_next(struct ownq *q, struct spool *sp, struct ownq_item *out);

@@ -427,6 +427,57 @@ test_acknowledged_after_the_commit(void **state)
 	assert_string_equal(e->bus.got[1], "{\"id\":\"b\"}");
 }
 
+/* The cloud loses the session (every QoS 2 id released) while a QoS 2 command waits for its
+ * commit; the new session's first QoS 2 command takes the same id. It is a new command, not a
+ * resend: spooled and run, its id the one held. The old command runs too, its id not held
+ * (test_session_lost_while_waiting in test_downlink.c is the downlink's). */
+static void
+test_session_lost_while_waiting(void **state)
+{
+	struct env *e = *state;
+	uint16_t ids[8];
+
+	memset(&e->bus, 0, sizeof(e->bus));
+	memset(&said, 0, sizeof(said));
+	assert_int_equal(cmdspool_open(&e->c, e->loop, &e->base, e->st, bus_exec, &e->bus), 0);
+	cmdspool_set_owned(e->c, on_owned, e);
+	assert_int_equal(accept_tok(e, "{\"id\":\"old\"}", 2, 4, 31), CMDSPOOL_OWN_LATER);
+	assert_int_equal(cmdspool_q2_release(e->c, 0, NULL), 0); /* session present 0 */
+	assert_int_equal(accept_tok(e, "{\"id\":\"new\"}", 2, 4, 32), CMDSPOOL_OWN_LATER);
+	wait_said(e, 2);
+	assert_int_equal(said.token[0], 31);
+	assert_int_equal(said.id[0], 0);
+	assert_int_equal(said.rc[0], 0);
+	assert_int_equal(said.token[1], 32);
+	assert_int_equal(said.id[1], 4);
+	assert_int_equal(said.rc[1], 0);
+	cmdspool_run(e->c);
+	assert_int_equal(e->bus.n, 2);
+	assert_string_equal(e->bus.got[0], "{\"id\":\"old\"}");
+	assert_string_equal(e->bus.got[1], "{\"id\":\"new\"}");
+	assert_int_equal(held_ids(e, ids), 1);
+	assert_int_equal(ids[1], 4);
+
+	/* the table alone: an id freed while its record waits is not owned by the record's commit
+	 * (a caller that still had its id would hold it for the new session's message) */
+	{
+		struct downlink_ids *q2;
+		char dir[128];
+
+		snprintf(dir, sizeof(dir), "%s/ids", e->dir);
+		assert_int_equal(mkdir(dir, 0700), 0);
+		assert_int_equal(downlink_ids_open(&q2, dir, NULL, NULL, NULL), 0);
+		assert_int_equal(downlink_ids_pending(q2, 9, 1), 0);
+		assert_int_equal(downlink_ids_release(q2, 0), 0);
+		assert_int_equal(downlink_ids_own(q2, 9), 0);
+		assert_false(downlink_ids_held(q2, 9));
+		assert_int_equal(downlink_ids_pending(q2, 9, 2), 0);
+		assert_int_equal(downlink_ids_own(q2, 9), 0);
+		assert_true(downlink_ids_held(q2, 9));
+		downlink_ids_close(q2);
+	}
+}
+
 int
 main(void)
 {
@@ -439,6 +490,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_not_durable_not_acknowledged, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_acknowledged_after_the_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_lost_while_waiting, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -873,6 +873,60 @@ test_owned_after_the_commit(void **state)
 	e->sc->spool.io = NULL;
 }
 
+/*
+ * The cloud loses the session (CONNACK session present 0: every QoS 2 id released) while a QoS 2
+ * message of the old session waits for its commit. The new session starts its ids again, and
+ * its first QoS 2 message takes the same id: it is a new message, not a resend of the waiting
+ * one. It is spooled and delivered, and its id is the one kept until its PUBREL. The old
+ * message is owned and delivered too, but its id is not kept (the session it belonged to is
+ * gone). Before, the new message took the old one's place: it was acknowledged
+ * and never delivered, and the old id was kept on disk as owned.
+ */
+static void
+test_session_lost_while_waiting(void **state)
+{
+	struct env *e = *state;
+	struct downlink *d;
+	uint16_t ids[9];
+
+	memset(&owned, 0, sizeof(owned));
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	downlink_set_owned(d, on_owned, e);
+	lc_connect(e);
+	assert_int_equal(
+	    deliver_tok(d, "site/lab/cmd/plant/b", "old", 2, 5, 12), DOWNLINK_OWN_LATER);
+	assert_int_equal(downlink_q2_release(d, 0, NULL), 0); /* session present 0 */
+	assert_int_equal(
+	    deliver_tok(d, "site/lab/cmd/plant/b", "new", 2, 5, 20), DOWNLINK_OWN_LATER);
+	wait_owned(d, 2);
+	assert_int_equal(owned.token[0], 12);
+	assert_int_equal(owned.rc[0], 0);
+	assert_int_equal(owned.id[0], 0); /* its id is the lost session's: not kept */
+	assert_int_equal(owned.token[1], 20);
+	assert_int_equal(owned.rc[1], 0);
+	assert_int_equal(owned.id[1], 5);
+	assert_int_equal(count(e, STORE_C_down_spooled), 2);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 5);
+	pump(e, d, 2);
+	assert_int_equal(e->lc.n, 2);
+	assert_string_equal(e->lc.got[0], "cmd/plant/b:old:1");
+	assert_string_equal(e->lc.got[1], "cmd/plant/b:new:1");
+
+	/* the new message's PUBREL frees its id: none kept, also after a restart */
+	assert_int_equal(downlink_q2_release(d, 5, NULL), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 0);
+	downlink_close(d);
+	assert_int_equal(
+	    downlink_open(&d, e->loop, store_rules(e->st), e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 0);
+	downlink_close(d);
+}
+
 /* ---- a hand-made lcore: reads DOWN records, answers what the test says ---- */
 static int
 raw_lcore(struct env *e)
@@ -1031,6 +1085,7 @@ main(void)
 		    test_ref_base_behind_the_dataplane, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_write_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owned_after_the_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_lost_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answered_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_spooled_record, setup, teardown),
 	};
