@@ -127,6 +127,7 @@ struct mqttc {
 	uint64_t cnt[UPLINK_C_COUNT];
 	uint8_t ids_out[65536 / 8]; /* packet ids in use (PUBLISH, SUBSCRIBE) */
 	uint8_t ids_in[65536 / 8];  /* QoS 2 downlink ids delivered, PUBREL not yet received */
+	uint8_t ids_rel[65536 / 8]; /* their PUBREL came, its answer is mqttc_released()'s */
 	uint8_t scratch[4096];
 };
 
@@ -1322,6 +1323,7 @@ mc_on_pubrel(struct mqttc *c, uint16_t id)
 {
 	int rc = c->h.released != NULL ? c->h.released(c->h.arg, id) : 0;
 
+	bit_set(c->ids_rel, id, rc == MQTTC_OWN_LATER && id != 0);
 	if (rc == MQTTC_OWN_LATER && id != 0)
 		return; /* mqttc_released() answers */
 	if (rc != 0) {
@@ -1335,6 +1337,11 @@ mc_on_pubrel(struct mqttc *c, uint16_t id)
 void
 mqttc_released(struct mqttc *c, uint16_t packet_id, int rc)
 {
+	/* answered since (a PUBREL again after a reconnect), or its session is gone: the id may be
+	 * a new session's message now, owed no PUBCOMP and not to be forgotten */
+	if (!bit_get(c->ids_rel, packet_id))
+		return;
+	bit_set(c->ids_rel, packet_id, false);
 	if (rc != 0) {
 		c->cnt[UPLINK_C_downlink_release_fail]++;
 		return;
@@ -1351,6 +1358,7 @@ static void
 mc_forget_in(struct mqttc *c)
 {
 	memset(c->ids_in, 0, sizeof(c->ids_in));
+	memset(c->ids_rel, 0, sizeof(c->ids_rel));
 	if (c->h.released != NULL && c->h.released(c->h.arg, 0) != 0)
 		c->cnt[UPLINK_C_downlink_release_fail]++;
 }

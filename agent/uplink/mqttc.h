@@ -106,7 +106,8 @@ void mqttc_restore_in(struct mqttc *c, uint16_t packet_id);
 void mqttc_owned(struct mqttc *c, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
 /* The PUBREL the released() hook answered MQTTC_OWN_LATER for: the id is forgotten on disk
  * (rc 0: PUBCOMP, if connected; else the broker's next PUBREL gets it) or could not be (rc < 0:
- * counted downlink_release_fail, no PUBCOMP). */
+ * counted downlink_release_fail, no PUBCOMP). Nothing when that PUBREL was answered since (it
+ * came again) or the broker lost the session meanwhile: the id may be a new message's. */
 void mqttc_released(struct mqttc *c, uint16_t packet_id, int rc);
 /* Acknowledgements to the broker waiting for an earlier message's mqttc_owned (a gauge). */
 size_t mqttc_acks_waiting(const struct mqttc *c);

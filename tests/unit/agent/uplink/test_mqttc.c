@@ -583,6 +583,47 @@ test_downlink_released_later(void **state)
 	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 1);
 }
 
+/* A PUBREL whose free waits for the disk, then the broker loses the session (session present
+ * 0: every id released) and its new session's first QoS 2 message takes the same id. The old
+ * PUBREL's late mqttc_released() owes the new session nothing: no PUBCOMP for an id the broker
+ * did not release, and the new message's id stays taken (its resend is a duplicate). Before,
+ * the late answer sent that PUBCOMP and forgot the new message's id: its resend was delivered
+ * a second time. */
+static void
+test_downlink_released_after_session_lost(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false);
+	assert_true(fb_recv(&B, &p)); /* PUBREC */
+	B.released_rc = MQTTC_OWN_LATER;
+	fb_ack(&B, MQTT_PUBREL, 5, 0);
+	assert_true(fb_quiet(&B));
+	B.released_rc = 0;
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_connect(&B, false); /* the session is gone */
+	assert_true(fb_quiet(&B));
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false); /* a new message */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	mqttc_released(B.c, 5, 0); /* the old PUBREL's free reached the disk */
+	assert_true(fb_quiet(&B));
+	fb_publish(&B, "site/cmd", "{}", 2, 5, true); /* the new message's resend */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 1);
+	fb_ack(&B, MQTT_PUBREL, 5, 0); /* its own PUBREL: PUBCOMP at once */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBCOMP);
+	assert_int_equal(p.packet_id, 5);
+}
+
 /* Filters added with mqttc_subscribe_add() go in the same SUBSCRIBE, at their QoS. */
 static void
 test_downlink_filters_subscribed(void **state)
@@ -1164,6 +1205,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_owned_later_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_released_later, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_downlink_released_after_session_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),
