@@ -119,6 +119,7 @@ struct mqttc {
 	struct mc_ack_in acks[MC_ACKQ]; /* this connection's, oldest at ack_head */
 	uint32_t ack_head, ack_n;
 	uint64_t next_token; /* message()'s tokens: never reused, so an old one finds nothing */
+	uint64_t lost_upto;  /* tokens up to this one came in a session the broker lost since */
 	struct mqtt_subscription subs[MC_SUBS_MAX + 1]; /* [0] the command topic, if any */
 	size_t n_subs;
 	uint8_t *obuf, *ibuf;
@@ -1303,8 +1304,9 @@ mqttc_owned(struct mqttc *c, uint64_t token, uint8_t qos, uint16_t packet_id, in
 		mc_flush(c);
 		return;
 	}
-	/* its connection is gone: the broker sends it again; owned, a QoS 2 resend is a dup */
-	if (rc == 0 && qos == 2 && packet_id != 0)
+	/* its connection is gone: the broker sends it again; owned, a QoS 2 resend is a dup. Not
+	 * when its session is gone too: the id may be a new message's by then */
+	if (rc == 0 && qos == 2 && packet_id != 0 && token > c->lost_upto)
 		bit_set(c->ids_in, packet_id, true);
 	else if (rc != 0)
 		c->cnt[UPLINK_C_downlink_not_owned]++;
@@ -1359,6 +1361,7 @@ mc_forget_in(struct mqttc *c)
 {
 	memset(c->ids_in, 0, sizeof(c->ids_in));
 	memset(c->ids_rel, 0, sizeof(c->ids_rel));
+	c->lost_upto = c->next_token;
 	if (c->h.released != NULL && c->h.released(c->h.arg, 0) != 0)
 		c->cnt[UPLINK_C_downlink_release_fail]++;
 }

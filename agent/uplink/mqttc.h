@@ -102,7 +102,8 @@ void mqttc_restore_in(struct mqttc *c, uint16_t packet_id);
  * acknowledged once those before it are) or will not be (rc < 0: no answer, counted
  * downlink_not_owned). The connection it came on may be gone: then nothing is sent (the broker
  * sends it again), and a QoS 2 packet_id owned is remembered, so that the resend is answered
- * PUBREC and not delivered twice. */
+ * PUBREC and not delivered twice; unless the broker lost the session since (the id may be a new
+ * message's by then). */
 void mqttc_owned(struct mqttc *c, uint64_t token, uint8_t qos, uint16_t packet_id, int rc);
 /* The PUBREL the released() hook answered MQTTC_OWN_LATER for: the id is forgotten on disk
  * (rc 0: PUBCOMP, if connected; else the broker's next PUBREL gets it) or could not be (rc < 0:

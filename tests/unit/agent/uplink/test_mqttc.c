@@ -624,6 +624,43 @@ test_downlink_released_after_session_lost(void **state)
 	assert_int_equal(p.packet_id, 5);
 }
 
+/* A QoS 2 message owned after its connection ended and after the broker lost the session: its
+ * id belongs to no session now, and the new session may have used and completed it. The late
+ * mqttc_owned() does not take the id again: the new session's next message under it is
+ * delivered, not answered as a duplicate. */
+static void
+test_downlink_owned_after_session_lost(void **state)
+{
+	struct fb_pkt p;
+	uint64_t t5;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false);
+	t5 = B.ev[B.nev - 1].ref;
+	B.message_rc = 0;
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_connect(&B, false); /* the session is gone */
+	assert_true(fb_quiet(&B));
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false); /* the new session's: delivered, done */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	fb_ack(&B, MQTT_PUBREL, 5, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBCOMP);
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	mqttc_owned(B.c, t5, 2, 5, 0); /* the old message reached the disk */
+	assert_true(fb_quiet(&B));
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false); /* the next new one */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 3);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 0);
+}
+
 /* Filters added with mqttc_subscribe_add() go in the same SUBSCRIBE, at their QoS. */
 static void
 test_downlink_filters_subscribed(void **state)
@@ -1207,6 +1244,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_downlink_released_later, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_released_after_session_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_downlink_owned_after_session_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),
