@@ -28,7 +28,9 @@ u8(struct rd *r)
 static inline uint16_t
 u16(struct rd *r)
 {
-	return (uint16_t)(u8(r) | u8(r) << 8);
+	uint16_t lo = u8(r); /* first: the order of two calls in one expression is not C's */
+
+	return (uint16_t)(lo | u8(r) << 8);
 }
 
 /* what: the harness's name; why: the promise broken */

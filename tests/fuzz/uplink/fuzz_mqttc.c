@@ -11,7 +11,14 @@
  *
  * Checks: nothing crashes or leaks (ASan, LSan); every packet the client sends decodes (server
  * role); a PUBLISH it sends at QoS 1 or 2 carries a packet id, and it never has more in flight
- * than its window.
+ * than its window. And QoS 2 downlink exactly once, against a model of the broker's session
+ * (an epoch per session the client saw lost): a PUBCOMP answers a PUBREL the client took in
+ * this session, and a QoS 2 PUBLISH is taken for a duplicate (PUBREC, not delivered) only when
+ * the client delivered or owned that id in this session and has not completed it since. The
+ * message and released hooks answer as the agent's downlink does (owned now, later or not; a
+ * resend while the first waits takes its place; a lost session takes the waiting ones' ids),
+ * and the late answers (mqttc_owned, mqttc_released) come in any order, also after the session
+ * was lost, sometimes with the old id.
  * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
  */
 #include <errno.h>
@@ -45,6 +52,67 @@ static uint8_t in[1 << 16];
 static size_t in_len;
 static uint16_t ids[IDS]; /* packet ids the client used lately (PUBLISH, PUBREL, SUBSCRIBE) */
 static unsigned nids;
+
+/* The QoS 2 downlink model, per packet id, stamped with the session (epoch + 1, 0: none). */
+static struct {
+	int held[65536]; /* the client may take a PUBLISH of it for a duplicate */
+	int owed[65536]; /* the client took a PUBREL of it (a PUBCOMP may answer) */
+	bool raw;        /* raw bytes went on this connection: what they held is not the model's */
+} M;
+
+#define EPOCH (b.sessions_lost + 1)
+
+/* Messages the hook answered MQTTC_OWN_LATER, waiting for mqttc_owned (the downlink's ownq),
+ * and PUBRELs it answered so, waiting for mqttc_released (the agent's q2rel). */
+#define PEND 64
+static struct {
+	uint64_t token;
+	uint16_t id, old_id; /* id: 0 once the session was lost (ownq_forget_ids); old_id kept */
+	uint8_t qos;
+	int epoch;
+} po[PEND];
+static unsigned npo;
+static uint16_t pr[PEND];
+static unsigned npr;
+
+static int
+on_message(struct fb *fb, uint8_t qos, uint16_t id, uint64_t token)
+{
+	int rc = fb->message_rc;
+
+	if (qos == 2 && id != 0) {
+		for (unsigned i = 0; i < npo; i++)
+			if (po[i].id == id) { /* a resend while the first waits: takes its place */
+				po[i].token = token;
+				M.held[id] = EPOCH;
+				return MQTTC_OWN_LATER;
+			}
+		if (rc >= 0)
+			M.held[id] = EPOCH;
+	}
+	if (rc == MQTTC_OWN_LATER && qos > 0 && npo < PEND)
+		po[npo++] =
+		    (typeof(po[0])){ token, qos == 2 ? id : 0, qos == 2 ? id : 0, qos, EPOCH };
+	else if (rc == MQTTC_OWN_LATER)
+		rc = -ENOBUFS; /* the harness keeps no more: not owned */
+	return rc;
+}
+
+static int
+on_released(struct fb *fb, uint16_t id)
+{
+	if (id == 0) { /* the session is gone: so are the waiting messages' ids */
+		for (unsigned i = 0; i < npo; i++)
+			po[i].id = 0;
+		return 0;
+	}
+	M.owed[id] = EPOCH;
+	if (fb->released_rc == MQTTC_OWN_LATER && npr < PEND)
+		pr[npr++] = id;
+	else if (fb->released_rc == MQTTC_OWN_LATER)
+		return -EIO;
+	return fb->released_rc;
+}
 
 static void
 note_id(uint16_t id)
@@ -81,6 +149,11 @@ take(void)
 			note_id(k.publish.packet_id);
 		} else if (k.type == MQTT_PUBREL) {
 			note_id(k.ack.packet_id);
+		} else if (k.type == MQTT_PUBCOMP) {
+			if (M.owed[k.ack.packet_id] != EPOCH)
+				broken("a PUBCOMP for a PUBREL the client did not take in this "
+				       "session");
+			M.held[k.ack.packet_id] = 0;
 		} else if (k.type == MQTT_SUBSCRIBE) {
 			note_id(k.subscribe.packet_id);
 		} else if (k.type == MQTT_UNSUBSCRIBE) {
@@ -139,6 +212,7 @@ accept_next(void)
 		return;
 	b.sfd = accept4(b.lfd, NULL, NULL, SOCK_CLOEXEC);
 	in_len = 0;
+	M.raw = false;
 	drive();
 }
 
@@ -208,6 +282,9 @@ step(struct rd *r)
 		break;
 	case 2: { /* a downlink PUBLISH */
 		static const uint8_t pl[300];
+		uint64_t dups = mqttc_counters(b.c)[UPLINK_C_downlink_dup];
+		int epoch = EPOCH;
+		bool may_dup;
 
 		p.type = MQTT_PUBLISH;
 		p.publish.topic =
@@ -218,7 +295,12 @@ step(struct rd *r)
 		p.publish.packet_id = p.publish.qos ? (uint16_t)(u8(r) % 8 + 1) : 0;
 		p.publish.payload = pl;
 		p.publish.payload_len = u8(r) + (a & 0x80 ? 44 : 0);
+		may_dup = p.publish.qos == 2 && M.held[p.publish.packet_id] == EPOCH;
 		send_pkt(&p);
+		if (p.publish.qos == 2 && !may_dup && !M.raw && EPOCH == epoch &&
+		    mqttc_counters(b.c)[UPLINK_C_downlink_dup] > dups)
+			broken(
+			    "a new QoS 2 message taken for a duplicate: PUBREC, never delivered");
 		break;
 	}
 	case 3: { /* raw bytes */
@@ -227,6 +309,7 @@ step(struct rd *r)
 
 		for (unsigned i = 0; i < n; i++)
 			raw[i] = u8(r);
+		M.raw |= n > 0;
 		send_raw(raw, n);
 		break;
 	}
@@ -249,20 +332,34 @@ step(struct rd *r)
 		b.fail_sync = a & 1;
 		b.hold_sync = a & 2;
 		b.message_rc = (a & 0x0c) == 0x04 ? -EIO : (a & 0x0c) == 0x08 ? MQTTC_OWN_LATER : 0;
-		b.released_rc = (a & 0x30) == 0x10 ? -EIO : 0;
+		b.released_rc = (a & 0x30) == 0x10 ? -EIO
+		    : (a & 0x30) == 0x20           ? MQTTC_OWN_LATER
+						   : 0;
 		b.fail_persist = (a & 0xc0) == 0xc0;
 		if (!b.hold_sync)
 			fb_sync_done(&b);
 		drive();
 		break;
-	default: /* a downlink message owned later (or refused) */
-		for (int i = 0; i < b.nev; i++)
-			if (b.ev[i].kind == 'm' && b.ev[i].ref != 0) {
-				mqttc_owned(b.c, b.ev[i].ref, (uint8_t)b.ev[i].st,
-				    b.ev[i].packet_id, (a & 1) ? -EIO : 0);
-				b.ev[i].ref = 0;
-				break;
-			}
+	default: /* a late answer, in any order: a message owned (or not), a PUBREL's free */
+		if ((a & 2) && npr > 0) {
+			unsigned i = (a >> 3) % npr;
+			uint16_t id = pr[i];
+
+			pr[i] = pr[--npr];
+			mqttc_released(b.c, id, (a & 1) ? -EIO : 0);
+		} else if (npo > 0) {
+			unsigned i = (a >> 3) % npo;
+			typeof(po[0]) w = po[i];
+			/* the id as the downlink passes it (0 after the session was lost), or the
+			 * old one: the client must not take it for a session that is gone */
+			uint16_t id = (a & 4) ? w.old_id : w.id;
+
+			memmove(po + i, po + i + 1, (npo - i - 1) * sizeof(po[0]));
+			npo--;
+			if (!(a & 1) && w.qos == 2 && id != 0 && w.epoch == EPOCH)
+				M.held[id] = EPOCH;
+			mqttc_owned(b.c, w.token, w.qos, id, (a & 1) ? -EIO : 0);
+		}
 		drive();
 		break;
 	}
@@ -281,6 +378,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	log_set_level(LOG_LVL_ERR);
 	v = u8(&r);
 	fb_init(&b, &conf);
+	b.on_message = on_message;
+	b.on_released = on_released;
+	memset(&M, 0, sizeof(M));
+	npo = npr = 0;
 	conf.version = (v & 1) ? MQTT_V5 : MQTT_V311;
 	conf.window = (uint16_t)(v >> 1 & 7) + 1;
 	fb_start_client(&b, &conf);

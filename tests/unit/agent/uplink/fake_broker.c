@@ -60,6 +60,8 @@ h_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint
 	e->packet_id = packet_id;
 	e->ref = token; /* for mqttc_owned() when message_rc is MQTTC_OWN_LATER */
 	snprintf(e->topic, sizeof(e->topic), "%s", topic);
+	if (((struct fb *)arg)->on_message != NULL)
+		return ((struct fb *)arg)->on_message(arg, qos, packet_id, token);
 	return ((struct fb *)arg)->message_rc;
 }
 
@@ -70,6 +72,10 @@ h_released(void *arg, uint16_t packet_id)
 
 	if (packet_id != 0) /* 0: a new session, nothing kept (not an event the tests count) */
 		h_event(b, 'r', 0)->packet_id = packet_id;
+	else
+		b->sessions_lost++;
+	if (b->on_released != NULL)
+		return b->on_released(b, packet_id);
 	return b->released_rc;
 }
 

@@ -47,11 +47,16 @@ struct fb {
 	struct fb_event ev[256];
 	int nev;
 	bool fail_persist;
-	bool fail_sync;          /* the commit persist_sync() starts fails */
-	bool hold_sync;          /* that commit does not end until fb_sync_done() (a slow disk) */
-	bool sync_pending;       /* persist_sync() started a commit that has not ended */
-	int message_rc;          /* what the message hook returns (0: the gateway owns it) */
-	int released_rc;         /* what the released hook returns (0: forgotten) */
+	bool fail_sync;    /* the commit persist_sync() starts fails */
+	bool hold_sync;    /* that commit does not end until fb_sync_done() (a slow disk) */
+	bool sync_pending; /* persist_sync() started a commit that has not ended */
+	int message_rc;    /* what the message hook returns (0: the gateway owns it) */
+	int released_rc;   /* what the released hook returns (0: forgotten) */
+	int sessions_lost; /* released hook calls with id 0 (the broker lost the session) */
+	/* optional, in place of message_rc and released_rc (the fuzz harness's model of the
+	 * downlink's answers): called after the event is recorded, sessions_lost already counted */
+	int (*on_message)(struct fb *b, uint8_t qos, uint16_t packet_id, uint64_t token);
+	int (*on_released)(struct fb *b, uint16_t packet_id);
 	uplink_lookup_fn lookup; /* the client's name lookup (NULL: getaddrinfo) */
 };
 
