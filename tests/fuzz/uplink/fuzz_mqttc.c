@@ -18,7 +18,9 @@
  * message and released hooks answer as the agent's downlink does (owned now, later or not; a
  * resend while the first waits takes its place; a lost session takes the waiting ones' ids),
  * and the late answers (mqttc_owned, mqttc_released) come in any order, also after the session
- * was lost, sometimes with the old id.
+ * was lost, sometimes with the old id. Uplink: each message the gateway publishes carries its
+ * number; a QoS 2 message whose PUBREC the client took (it answered PUBREL) is never sent again
+ * as a PUBLISH: resumed, it gets PUBREL; after a lost session it counts as delivered.
  * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
  */
 #include <errno.h>
@@ -61,6 +63,29 @@ static struct {
 } M;
 
 #define EPOCH (b.sessions_lost + 1)
+
+/* Uplink QoS 2, by the gateway's message number (its payload, "r<n>"): which message each
+ * packet id carries in this session, and the messages the broker took (PUBREL answered). */
+#define REFS 512
+static struct {
+	uint16_t ref_of[65536]; /* 0: none (refs start at 1) */
+	bool taken[REFS];
+	int epoch; /* of ref_of */
+} U;
+
+static uint64_t last_ref; /* the gateway's last message number (this input's) */
+
+static unsigned
+pub_ref(const struct mqtt_publish *p)
+{
+	unsigned ref = 0;
+
+	if (p->payload == NULL || p->payload_len < 2 || p->payload_len > 6 || p->payload[0] != 'r')
+		return 0;
+	for (uint32_t i = 1; i < p->payload_len; i++)
+		ref = ref * 10 + (unsigned)(p->payload[i] - '0');
+	return ref < REFS ? ref : 0;
+}
 
 /* Messages the hook answered MQTTC_OWN_LATER, waiting for mqttc_owned (the downlink's ownq),
  * and PUBRELs it answered so, waiting for mqttc_released (the agent's q2rel). */
@@ -132,6 +157,10 @@ take(void)
 	while (in_len < sizeof(in) &&
 	    (n = recv(b.sfd, in + in_len, sizeof(in) - in_len, MSG_DONTWAIT)) > 0)
 		in_len += (size_t)n;
+	if (U.epoch != EPOCH) { /* a lost session: the client numbers its messages again */
+		memset(U.ref_of, 0, sizeof(U.ref_of));
+		U.epoch = EPOCH;
+	}
 	for (;;) {
 		struct mqtt_decoder d;
 		struct mqtt_packet k;
@@ -147,8 +176,18 @@ take(void)
 			if (k.publish.packet_id == 0)
 				broken("a QoS 1/2 PUBLISH without a packet id");
 			note_id(k.publish.packet_id);
+			if (k.publish.qos == 2) {
+				unsigned ref = pub_ref(&k.publish);
+
+				if (ref != 0 && U.taken[ref])
+					broken("a QoS 2 message the broker took (PUBREL answered) "
+					       "sent again");
+				U.ref_of[k.publish.packet_id] = (uint16_t)ref;
+			}
 		} else if (k.type == MQTT_PUBREL) {
 			note_id(k.ack.packet_id);
+			if (k.ack.reason == 0) /* not 0x92: the id was in flight */
+				U.taken[U.ref_of[k.ack.packet_id]] = true;
 		} else if (k.type == MQTT_PUBCOMP) {
 			if (M.owed[k.ack.packet_id] != EPOCH)
 				broken("a PUBCOMP for a PUBREL the client did not take in this "
@@ -237,7 +276,6 @@ step(struct rd *r)
 		MQTT_SUBACK, MQTT_UNSUBACK, MQTT_PINGRESP, MQTT_CONNACK };
 	static const char *const topics[] = { "site/cmd", "site/cmd/a/b", "elsewhere", "",
 		"site/cmd/#" };
-	static uint64_t ref;
 	uint8_t op = u8(r), a = u8(r);
 	struct mqtt_packet p = { 0 };
 
@@ -313,11 +351,17 @@ step(struct rd *r)
 		send_raw(raw, n);
 		break;
 	}
-	case 4: /* the gateway publishes */
+	case 4: { /* the gateway publishes, its number in the payload */
+		char pl[16];
+
+		last_ref++;
+		snprintf(
+		    pl, sizeof(pl), "r%llu", (unsigned long long)(last_ref < REFS ? last_ref : 0));
 		(void)mqttc_publish(
-		    b.c, (a & 0x10) ? "up/t/" : "up/t", "v", 1, a % 3, a & 0x20, ++ref);
+		    b.c, (a & 0x10) ? "up/t/" : "up/t", pl, strlen(pl), a % 3, a & 0x20, last_ref);
 		drive();
 		break;
+	}
 	case 5: /* time */
 		fb_tick(&b, (uint64_t)a * 100);
 		drive();
@@ -381,7 +425,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b.on_message = on_message;
 	b.on_released = on_released;
 	memset(&M, 0, sizeof(M));
+	memset(&U, 0, sizeof(U));
 	npo = npr = 0;
+	last_ref = 0;
 	conf.version = (v & 1) ? MQTT_V5 : MQTT_V311;
 	conf.window = (uint16_t)(v >> 1 & 7) + 1;
 	fb_start_client(&b, &conf);
