@@ -1539,6 +1539,10 @@ replay_sess(struct broker *b, struct preader *r)
 	if ((s = broker_session_find(b, id.s, id.len)) == NULL &&
 	    (s = broker_session_create(b, id.s, id.len)) == NULL)
 		return;
+	/* what a CONNECT gets now: session_expiry_max may have been lowered since (and a
+	 * forged expiry would hold the session for good) */
+	if (expiry > b->cfg.session_expiry_max_s)
+		expiry = b->cfg.session_expiry_max_s;
 	s->expiry_s = expiry;
 	s->expire_at_ms = b->now_ms + (uint64_t)expiry * 1000u;
 	s->persisted = true;

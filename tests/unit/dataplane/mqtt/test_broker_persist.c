@@ -420,6 +420,36 @@ test_record_taking_delivery_back(void **state)
 	fx_free(x);
 }
 
+/* A session kept for 600 s comes back under a configuration that keeps sessions 5 s at most
+ * (session_expiry_max lowered across the restart): it is kept 5 s, as a CONNECT asking for
+ * 600 s would be now. Before, the journal's 600 s held it (and a journal's forged expiry any
+ * time). */
+static void
+test_session_expiry_capped_at_replay(void **state)
+{
+	struct dirs *d = *state;
+	struct broker_config cfg;
+	struct mqtt_props props = { 0 };
+	struct fx *x = fx_on(d->a);
+
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 600);
+	assert_false(fx_connect(x, 0, MQTT_V5, "dev", false, 60, &props));
+	fx_subscribe(x, 0, "plant/#", 1);
+	fx_close(x, 0);
+	fx_free(x);
+
+	broker_config_defaults(&cfg);
+	cfg.session_expiry_max_s = 5;
+	x = fx_new(&cfg);
+	assert_int_equal(broker_persist_open(x->b, d->a, 0, 0, x->now), 0);
+	fx_tick(x, 4000);
+	assert_int_equal(fx_count(x, BROKER_C_SESSION_EXPIRED), 0);
+	fx_tick(x, 2000);
+	assert_int_equal(fx_count(x, BROKER_C_SESSION_EXPIRED), 1);
+	assert_false(fx_connect(x, 0, MQTT_V5, "dev", false, 60, &props)); /* present 0 */
+	fx_free(x);
+}
+
 /* A session that ends (clean start, expiry 0 at DISCONNECT) is not back after a restart. */
 static void
 test_session_end_journaled(void **state)
@@ -1480,6 +1510,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_restored_queue_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_across_kill, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_end_journaled, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_session_expiry_capped_at_replay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
