@@ -227,26 +227,42 @@ fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean, uin
 }
 
 int
-fx_connect_will(
-    struct fx *x, int i, const char *id, bool clean, uint32_t will_delay_s, uint32_t expiry_s)
+fx_connect_will_send(struct fx *x, int i, const struct fx_will *w)
 {
-	struct mqtt_packet p = { .type = MQTT_CONNECT }, r;
+	struct mqtt_packet p = { .type = MQTT_CONNECT };
+	const char *topic = w->topic != NULL ? w->topic : "will/t";
 
 	fx_open(x, i, MQTT_V5);
 	p.connect.version = MQTT_V5;
-	p.connect.clean_start = clean;
-	p.connect.keepalive_s = 60;
-	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
+	p.connect.clean_start = w->clean;
+	p.connect.keepalive_s = w->keepalive_s;
+	p.connect.client_id = (struct mqtt_str){ w->id, (uint16_t)strlen(w->id) };
 	p.connect.has_will = true;
-	p.connect.will.topic = MQTT_STR("will/t");
+	p.connect.will.topic = (struct mqtt_str){ topic, (uint16_t)strlen(topic) };
 	p.connect.will.payload = MQTT_STR("gone");
 	p.connect.will.qos = 1;
-	if (will_delay_s > 0)
+	if (w->delay_s > 0)
+		mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, w->delay_s);
+	if (w->msg_expiry_s > 0)
 		mqtt_props_set_u32(
-		    &p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, will_delay_s);
-	if (expiry_s > 0)
-		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry_s);
-	if (fx_send(x, i, &p) != 0 || !fx_next(x, i, &r) || r.type != MQTT_CONNACK)
+		    &p.connect.will.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, w->msg_expiry_s);
+	if (w->expiry_s > 0)
+		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, w->expiry_s);
+	return fx_send(x, i, &p);
+}
+
+int
+fx_connect_will(
+    struct fx *x, int i, const char *id, bool clean, uint32_t will_delay_s, uint32_t expiry_s)
+{
+	struct fx_will w = { .id = id,
+		.clean = clean,
+		.delay_s = will_delay_s,
+		.expiry_s = expiry_s,
+		.keepalive_s = 60 };
+	struct mqtt_packet r;
+
+	if (fx_connect_will_send(x, i, &w) != 0 || !fx_next(x, i, &r) || r.type != MQTT_CONNACK)
 		return -1;
 	return r.connack.reason;
 }

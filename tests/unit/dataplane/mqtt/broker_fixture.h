@@ -65,9 +65,19 @@ bool fx_connack(struct fx *x, int i);
 /* Open and CONNECT; returns the CONNACK's session present flag (asserts reason 0). */
 bool fx_connect(struct fx *x, int i, uint8_t version, const char *id, bool clean,
     uint16_t keepalive_s, const struct mqtt_props *props);
-/* Open and CONNECT (5.0, keepalive 60) with a will: QoS 1 "gone" on will/t, its delay and the
- * session's expiry as given (0: the property left out). The CONNACK's reason, -1 when none
- * came: no assertion, so that a fuzz harness calls it too. */
+/* A 5.0 CONNECT with a will: QoS 1 "gone" on topic (NULL: will/t), keepalive as given (0:
+ * none); the will's delay and message expiry and the session's expiry as given (0: the property
+ * left out). */
+struct fx_will {
+	const char *id, *topic;
+	bool clean;
+	uint32_t delay_s, expiry_s, msg_expiry_s;
+	uint16_t keepalive_s;
+};
+/* Open and send it; fx_send's result (the answer is not read). */
+int fx_connect_will_send(struct fx *x, int i, const struct fx_will *w);
+/* Open, send it (keepalive 60) and read the CONNACK: its reason, -1 when none came. No
+ * assertion, so that a fuzz harness calls it too. */
 int fx_connect_will(
     struct fx *x, int i, const char *id, bool clean, uint32_t will_delay_s, uint32_t expiry_s);
 void fx_subscribe(struct fx *x, int i, const char *filter, uint8_t opts);

@@ -449,22 +449,13 @@ static void
 connect_will(struct fx *x, int i, const char *id, bool clean, uint32_t delay_s, uint32_t expiry_s,
     const char *will_topic)
 {
-	struct mqtt_packet p = { .type = MQTT_CONNECT };
-
-	fx_open(x, i, MQTT_V5);
-	p.connect.version = MQTT_V5;
-	p.connect.clean_start = clean;
-	p.connect.keepalive_s = 60;
-	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
-	p.connect.has_will = true;
-	p.connect.will.topic = (struct mqtt_str){ will_topic, (uint16_t)strlen(will_topic) };
-	p.connect.will.payload = MQTT_STR("gone");
-	p.connect.will.qos = 1;
-	if (delay_s != 0)
-		mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
-	if (expiry_s != 0)
-		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry_s);
-	fx_send(x, i, &p);
+	fx_connect_will_send(x, i,
+	    &(struct fx_will){ .id = id,
+		.topic = will_topic,
+		.clean = clean,
+		.delay_s = delay_s,
+		.expiry_s = expiry_s,
+		.keepalive_s = 60 });
 }
 
 /* A takeover (same client id, a live connection) ends the old connection as an abrupt end

@@ -44,25 +44,14 @@ static void
 connect_will(struct fx *x, int i, const char *id, bool clean, uint32_t delay_s, uint32_t expiry_s,
     uint32_t msg_expiry_s, uint16_t keepalive_s)
 {
-	struct mqtt_packet p = { .type = MQTT_CONNECT };
-
-	fx_open(x, i, MQTT_V5);
-	p.connect.version = MQTT_V5;
-	p.connect.clean_start = clean;
-	p.connect.keepalive_s = keepalive_s;
-	p.connect.client_id = (struct mqtt_str){ id, (uint16_t)strlen(id) };
-	p.connect.has_will = true;
-	p.connect.will.topic = MQTT_STR("will/t");
-	p.connect.will.payload = MQTT_STR("gone");
-	p.connect.will.qos = 1;
-	if (delay_s > 0)
-		mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, delay_s);
-	if (msg_expiry_s > 0)
-		mqtt_props_set_u32(
-		    &p.connect.will.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, msg_expiry_s);
-	if (expiry_s > 0)
-		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry_s);
-	assert_int_equal(fx_send(x, i, &p), 0);
+	assert_int_equal(fx_connect_will_send(x, i,
+			     &(struct fx_will){ .id = id,
+				 .clean = clean,
+				 .delay_s = delay_s,
+				 .expiry_s = expiry_s,
+				 .msg_expiry_s = msg_expiry_s,
+				 .keepalive_s = keepalive_s }),
+	    0);
 	fx_connack(x, i);
 }
 
