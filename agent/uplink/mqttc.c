@@ -1244,6 +1244,20 @@ mc_ack_push(struct mqttc *c, uint8_t qos, uint16_t id, enum mc_ack_st st, uint64
 	return 0;
 }
 
+/* A QoS 2 message with this id waits for its answer (PUBREC) on this connection (owned, or to be
+ * said later; not one refused: a resend of that is offered again). */
+static bool
+mc_ack_waits(const struct mqttc *c, uint16_t id)
+{
+	for (uint32_t i = 0; i < c->ack_n; i++) {
+		const struct mc_ack_in *a = &c->acks[(c->ack_head + i) % MC_ACKQ];
+
+		if (a->qos == 2 && a->id == id && a->st != MC_ACK_NONE)
+			return true;
+	}
+	return false;
+}
+
 /*
  * A message from the broker. QoS 1/2: acknowledged (PUBACK, PUBREC) only once the hook says the
  * gateway owns it, now or later (MQTTC_OWN_LATER, mqttc_owned), and after every earlier one;
@@ -1266,6 +1280,12 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		    "mqtt: %u downlink acknowledgements wait for the disk: a new message is not "
 		    "taken (the broker sends it again)",
 		    MC_ACKQ);
+		return;
+	}
+	if (p->qos == 2 && mc_ack_waits(c, p->packet_id)) {
+		/* sent again on this connection before our PUBREC (a broker's retry): the first's
+		 * answer is this one's, when it comes */
+		c->cnt[UPLINK_C_downlink_dup]++;
 		return;
 	}
 	if (p->qos == 2 && bit_get(c->ids_in, p->packet_id)) {

@@ -661,6 +661,42 @@ test_downlink_owned_after_session_lost(void **state)
 	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 0);
 }
 
+/* A broker that sends a QoS 2 message again on the same connection while its PUBREC waits for
+ * the disk (brokers with a retry interval do): a duplicate, not delivered again, and the one
+ * answer (PUBREC) goes when the first is owned; the acknowledgements after it are not held
+ * back. Before, the resend was delivered as a second message, whose answer the downlink gave
+ * in the first's place (its token): the first's never came, and every later acknowledgement
+ * on the connection waited behind it. */
+static void
+test_downlink_resent_on_same_connection(void **state)
+{
+	struct fb_pkt p;
+	uint64_t t5;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "{}", 2, 5, false);
+	t5 = B.ev[B.nev - 1].ref;
+	fb_publish(&B, "site/cmd", "{}", 2, 5, true); /* the broker's retry */
+	assert_true(fb_quiet(&B));
+	assert_int_equal(fb_count(&B, 'm'), 1);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 1);
+	B.message_rc = 0;
+	fb_publish(&B, "site/cmd", "{}", 1, 6, false); /* owned at once: waits behind 5 */
+	assert_true(fb_quiet(&B));
+	mqttc_owned(B.c, t5, 2, 5, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(p.packet_id, 5);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 6);
+	assert_true(fb_quiet(&B));
+	assert_int_equal(mqttc_acks_waiting(B.c), 0);
+}
+
 /* Filters added with mqttc_subscribe_add() go in the same SUBSCRIBE, at their QoS. */
 static void
 test_downlink_filters_subscribed(void **state)
@@ -1246,6 +1282,8 @@ main(void)
 		    test_downlink_released_after_session_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_owned_after_session_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_downlink_resent_on_same_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),

@@ -242,12 +242,14 @@ fx_connect_will_send(struct fx *x, int i, const struct fx_will *w)
 	p.connect.will.payload = MQTT_STR("gone");
 	p.connect.will.qos = 1;
 	if (w->delay_s > 0)
-		mqtt_props_set_u32(&p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, w->delay_s);
+		mqtt_props_set_u32(
+		    &p.connect.will.props, MQTT_PROP_WILL_DELAY_INTERVAL, w->delay_s);
 	if (w->msg_expiry_s > 0)
 		mqtt_props_set_u32(
 		    &p.connect.will.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, w->msg_expiry_s);
 	if (w->expiry_s > 0)
-		mqtt_props_set_u32(&p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, w->expiry_s);
+		mqtt_props_set_u32(
+		    &p.connect.props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, w->expiry_s);
 	return fx_send(x, i, &p);
 }
 
