@@ -18,7 +18,9 @@
  * message and released hooks answer as the agent's downlink does (owned now, later or not; a
  * resend while the first waits takes its place; a lost session takes the waiting ones' ids),
  * and the late answers (mqttc_owned, mqttc_released) come in any order, also after the session
- * was lost, sometimes with the old id. Uplink: each message the gateway publishes carries its
+ * was lost, sometimes with the old id; once every message owned later was answered, no
+ * acknowledgement waits (an answer given in another's place would hold every later one back).
+ * Uplink: each message the gateway publishes carries its
  * number; a QoS 2 message whose PUBREC the client took (it answered PUBREL) is never sent again
  * as a PUBLISH: resumed, it gets PUBREL; after a lost session it counts as delivered.
  * Built as a libFuzzer binary with -Dfuzz=true and clang; always as a replay test.
@@ -214,6 +216,9 @@ drive(void)
 	}
 	if (mqttc_inflight(b.c) > conf.window)
 		broken("more in flight than the window");
+	/* every message owned later was answered: nothing may still wait for an answer */
+	if (npo == 0 && mqttc_acks_waiting(b.c) > 0)
+		broken("acknowledgements wait for an answer that will never come");
 }
 
 static void
