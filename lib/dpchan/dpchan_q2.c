@@ -715,6 +715,7 @@ load_recs(struct dpchan_q2 *q, int fd, uint64_t *good)
 	uint8_t *buf = malloc(Q2_READ_BUF);
 	size_t have = 0, at;
 	ssize_t n;
+	int err = 0;
 
 	if (buf == NULL)
 		return -ENOMEM;
@@ -722,21 +723,22 @@ load_recs(struct dpchan_q2 *q, int fd, uint64_t *good)
 		n = q->io->read(q->io_ctx, fd, buf + have, Q2_READ_BUF - have);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0)
+			err = -errno; /* taken before free() could change it */
 		if (n <= 0)
 			break;
 		have += (size_t)n;
 		for (at = 0; have - at >= Q2_REC; at += Q2_REC) {
-			if (!load_rec(q, buf + at)) {
-				free(buf);
-				return 0; /* torn or corrupt from here */
-			}
+			if (!load_rec(q, buf + at))
+				goto out; /* torn or corrupt from here */
 			(*good)++;
 		}
 		memmove(buf, buf + at, have - at); /* a record's start, its rest in the next read */
 		have -= at;
 	}
+out:
 	free(buf);
-	return n < 0 ? -errno : 0;
+	return err;
 }
 
 static int
