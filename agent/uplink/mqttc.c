@@ -126,9 +126,10 @@ struct mqttc {
 	size_t olen, ocap, ooff, ilen, icap;
 	uint64_t discard; /* bytes of an oversized PUBLISH still to drop */
 	uint64_t cnt[UPLINK_C_COUNT];
-	uint8_t ids_out[65536 / 8]; /* packet ids in use (PUBLISH, SUBSCRIBE) */
-	uint8_t ids_in[65536 / 8];  /* QoS 2 downlink ids delivered, PUBREL not yet received */
-	uint8_t ids_rel[65536 / 8]; /* their PUBREL came, its answer is mqttc_released()'s */
+	uint8_t ids_out[65536 / 8];  /* packet ids in use (PUBLISH, SUBSCRIBE) */
+	uint8_t ids_in[65536 / 8];   /* QoS 2 downlink ids delivered, PUBREL not yet received */
+	uint8_t ids_rel[65536 / 8];  /* their PUBREL came, its answer is mqttc_released()'s */
+	uint8_t q1_acked[65536 / 8]; /* QoS 1 downlink ids PUBACKed on this connection */
 	uint8_t scratch[4096];
 };
 
@@ -632,6 +633,7 @@ mc_close(struct mqttc *c)
 	c->discard = 0;
 	c->ping_out = false;
 	c->ack_head = c->ack_n = 0; /* unanswered: the broker sends them again */
+	memset(c->q1_acked, 0, sizeof(c->q1_acked));
 	c->cnt[UPLINK_C_downlink_acks_waiting] = 0;
 	/* what the next connection sends first (a resumed PUBREL, a DUP) may announce steps not
 	 * durable yet: all of it waits for them */
@@ -1221,6 +1223,7 @@ mc_acks_drain(struct mqttc *c)
 		if (a->st == MC_ACK_NONE) {
 			c->cnt[UPLINK_C_downlink_not_owned]++;
 		} else if (a->qos == 1) {
+			bit_set(c->q1_acked, a->id, true);
 			mc_send_ack(c, MQTT_PUBACK, a->id, 0);
 		} else {
 			bit_set(c->ids_in, a->id, true);
@@ -1244,15 +1247,15 @@ mc_ack_push(struct mqttc *c, uint8_t qos, uint16_t id, enum mc_ack_st st, uint64
 	return 0;
 }
 
-/* A QoS 2 message with this id waits for its answer (PUBREC) on this connection (owned, or to be
- * said later; not one refused: a resend of that is offered again). */
+/* A message of this QoS and id waits for its answer (PUBACK, PUBREC) on this connection (owned,
+ * or to be said later; not one refused: a resend of that is offered again). */
 static bool
-mc_ack_waits(const struct mqttc *c, uint16_t id)
+mc_ack_waits(const struct mqttc *c, uint8_t qos, uint16_t id)
 {
 	for (uint32_t i = 0; i < c->ack_n; i++) {
 		const struct mc_ack_in *a = &c->acks[(c->ack_head + i) % MC_ACKQ];
 
-		if (a->qos == 2 && a->id == id && a->st != MC_ACK_NONE)
+		if (a->qos == qos && a->id == id && a->st != MC_ACK_NONE)
 			return true;
 	}
 	return false;
@@ -1263,8 +1266,10 @@ mc_ack_waits(const struct mqttc *c, uint16_t id)
  * gateway owns it, now or later (MQTTC_OWN_LATER, mqttc_owned), and after every earlier one;
  * when it does not (< 0) nothing is answered and the broker sends it again after the next
  * reconnect (the session keeps it). A QoS 2 duplicate whose PUBREC went out is answered again
- * and not delivered twice. With MC_ACKQ answers waiting (a 3.1.1 broker, which has no receive
- * maximum), a new one is not delivered: the broker sends it again.
+ * and not delivered twice. A resend on the same connection (a broker's retry interval) is not
+ * delivered again and gets one answer: the first's, or none when that went out already (QoS 1,
+ * DUP). With MC_ACKQ answers waiting (a 3.1.1 broker, which has no receive maximum), a new one
+ * is not delivered: the broker sends it again.
  */
 static void
 mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
@@ -1282,9 +1287,23 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		    MC_ACKQ);
 		return;
 	}
-	if (p->qos == 2 && mc_ack_waits(c, p->packet_id)) {
-		/* sent again on this connection before our PUBREC (a broker's retry): the first's
-		 * answer is this one's, when it comes */
+	if ((p->qos == 2 || p->dup) && mc_ack_waits(c, p->qos, p->packet_id)) {
+		/* sent again on this connection before our answer (a broker's retry; QoS 1 says so
+		 * with DUP, QoS 2's id is taken until PUBREL): the first's answer is this one's,
+		 * when it comes. A second PUBACK would reach a broker that took the first's as
+		 * freeing the id, and may have sent a new message under it: that one would be
+		 * acknowledged before the gateway owns it */
+		c->cnt[UPLINK_C_downlink_dup]++;
+		return;
+	}
+	if (p->qos == 1 && !p->dup) {
+		bit_set(c->q1_acked, p->packet_id, false); /* a new message under the id */
+	} else if (p->qos == 1 && bit_get(c->q1_acked, p->packet_id)) {
+		/* a retry that crossed our PUBACK on this connection: the broker has it already,
+		 * and a second would answer whatever it sends under the id next. (MQTT-4.3.2-2
+		 * says to take it as new; a broker sends a new message with DUP 0, so only a retry
+		 * is passed over, and a broker that lost our PUBACK sends it again after the next
+		 * reconnect, when it is delivered and answered) */
 		c->cnt[UPLINK_C_downlink_dup]++;
 		return;
 	}

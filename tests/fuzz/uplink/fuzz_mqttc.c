@@ -20,6 +20,9 @@
  * and the late answers (mqttc_owned, mqttc_released) come in any order, also after the session
  * was lost, sometimes with the old id; once every message owned later was answered, no
  * acknowledgement waits (an answer given in another's place would hold every later one back).
+ * QoS 1 downlink against the broker's view (Q1): each PUBACK answers the message the broker
+ * holds under its id, one the gateway owned, and only once (a second would answer the broker's
+ * next message under the id before the gateway owns it).
  * Uplink: each message the gateway publishes carries its
  * number; a QoS 2 message whose PUBREC the client took (it answered PUBREL) is never sent again
  * as a PUBLISH: resumed, it gets PUBREL; after a lost session it counts as delivered.
@@ -77,6 +80,34 @@ static struct {
 
 static uint64_t last_ref; /* the gateway's last message number (this input's) */
 
+/* Downlink QoS 1, as the broker sees it: the message it holds under each id (a number, carried
+ * in the payload as "q<n>", 0: none), whether the gateway owned it (any delivery of it) and
+ * whether its PUBACK came. A PUBLISH without DUP is a new message, one with DUP a resend of the
+ * one held; a script that sends otherwise (a new message under an id in use, a resend of
+ * none, anything before the CONNACK) is not a broker the model knows: that id goes unchecked
+ * in that session, that connection's ids all. */
+#define Q1MAX 4096
+static struct {
+	uint32_t cur[65536];
+	int epoch[65536]; /* the session cur is of */
+	int bad[65536];   /* the session in which the script broke a broker's rules for the id */
+	bool bad_conn;    /* this connection's PUBLISHes came before it was up */
+	bool owned[Q1MAX], acked[Q1MAX];
+	uint32_t n;
+} Q1;
+
+static uint32_t
+q1_of(const uint8_t *pl, size_t len)
+{
+	uint32_t n = 0;
+
+	if (pl == NULL || len < 6 || pl[0] != 'q')
+		return 0;
+	for (size_t i = 1; i < 6; i++)
+		n = n * 10 + (uint32_t)(pl[i] - '0');
+	return n < Q1MAX ? n : 0;
+}
+
 static unsigned
 pub_ref(const struct mqtt_publish *p)
 {
@@ -97,15 +128,17 @@ static struct {
 	uint16_t id, old_id; /* id: 0 once the session was lost (ownq_forget_ids); old_id kept */
 	uint8_t qos;
 	int epoch;
+	uint32_t q1; /* QoS 1: the broker's message (Q1), 0 unknown */
 } po[PEND];
 static unsigned npo;
 static uint16_t pr[PEND];
 static unsigned npr;
 
 static int
-on_message(struct fb *fb, uint8_t qos, uint16_t id, uint64_t token)
+on_message(struct fb *fb, uint8_t qos, uint16_t id, uint64_t token, const uint8_t *pl, size_t len)
 {
 	int rc = fb->message_rc;
+	uint32_t q1 = qos == 1 ? q1_of(pl, len) : 0;
 
 	if (qos == 2 && id != 0) {
 		for (unsigned i = 0; i < npo; i++)
@@ -119,9 +152,11 @@ on_message(struct fb *fb, uint8_t qos, uint16_t id, uint64_t token)
 	}
 	if (rc == MQTTC_OWN_LATER && qos > 0 && npo < PEND)
 		po[npo++] =
-		    (typeof(po[0])){ token, qos == 2 ? id : 0, qos == 2 ? id : 0, qos, EPOCH };
+		    (typeof(po[0])){ token, qos == 2 ? id : 0, qos == 2 ? id : 0, qos, EPOCH, q1 };
 	else if (rc == MQTTC_OWN_LATER)
 		rc = -ENOBUFS; /* the harness keeps no more: not owned */
+	if (rc == 0)
+		Q1.owned[q1] = true;
 	return rc;
 }
 
@@ -190,6 +225,22 @@ take(void)
 			note_id(k.ack.packet_id);
 			if (k.ack.reason == 0) /* not 0x92: the id was in flight */
 				U.taken[U.ref_of[k.ack.packet_id]] = true;
+		} else if (k.type == MQTT_PUBACK) {
+			uint16_t id = k.ack.packet_id;
+			uint32_t q1 = Q1.epoch[id] == EPOCH ? Q1.cur[id] : 0;
+
+			if (!M.raw && !Q1.bad_conn && Q1.bad[id] != EPOCH && Q1.n + 1 < Q1MAX) {
+				if (q1 == 0)
+					broken(
+					    "a PUBACK for an id the broker holds no message under");
+				if (!Q1.owned[q1])
+					broken("a PUBACK before the gateway owned the message");
+				if (Q1.acked[q1])
+					broken(
+					    "a second PUBACK for one message: the broker takes it "
+					    "for the next message under the id");
+			}
+			Q1.acked[q1] = true;
 		} else if (k.type == MQTT_PUBCOMP) {
 			if (M.owed[k.ack.packet_id] != EPOCH)
 				broken("a PUBCOMP for a PUBREL the client did not take in this "
@@ -257,6 +308,7 @@ accept_next(void)
 	b.sfd = accept4(b.lfd, NULL, NULL, SOCK_CLOEXEC);
 	in_len = 0;
 	M.raw = false;
+	Q1.bad_conn = false;
 	drive();
 }
 
@@ -272,6 +324,28 @@ drop(bool reset)
 	close(b.sfd);
 	b.sfd = -1;
 	drive();
+}
+
+/* A QoS 1 PUBLISH the script sends: the broker's message it is (Q1), named in its payload. */
+static void
+q1_publish(struct mqtt_publish *p, uint8_t *pl)
+{
+	uint16_t id = p->packet_id;
+	bool held = Q1.epoch[id] == EPOCH && Q1.cur[id] != 0 && !Q1.acked[Q1.cur[id]];
+	uint32_t q1;
+
+	if (mqttc_state(b.c) != MQTTC_UP)
+		Q1.bad_conn = true;
+	if (p->dup != held)
+		Q1.bad[id] = EPOCH;
+	if (!p->dup) {
+		Q1.cur[id] = Q1.n + 1 < Q1MAX ? ++Q1.n : 0;
+		Q1.epoch[id] = EPOCH;
+	}
+	q1 = Q1.epoch[id] == EPOCH ? Q1.cur[id] : 0;
+	if (p->payload_len < 6)
+		p->payload_len = 6;
+	snprintf((char *)pl, 7, "q%05u", (unsigned)q1);
 }
 
 static void
@@ -324,7 +398,7 @@ step(struct rd *r)
 		send_pkt(&p);
 		break;
 	case 2: { /* a downlink PUBLISH */
-		static const uint8_t pl[300];
+		static uint8_t pl[300];
 		uint64_t dups = mqttc_counters(b.c)[UPLINK_C_downlink_dup];
 		int epoch = EPOCH;
 		bool may_dup;
@@ -339,6 +413,8 @@ step(struct rd *r)
 		p.publish.payload = pl;
 		p.publish.payload_len = u8(r) + (a & 0x80 ? 44 : 0);
 		may_dup = p.publish.qos == 2 && M.held[p.publish.packet_id] == EPOCH;
+		if (p.publish.qos == 1)
+			q1_publish(&p.publish, pl);
 		send_pkt(&p);
 		if (p.publish.qos == 2 && !may_dup && !M.raw && EPOCH == epoch &&
 		    mqttc_counters(b.c)[UPLINK_C_downlink_dup] > dups)
@@ -407,6 +483,8 @@ step(struct rd *r)
 			npo--;
 			if (!(a & 1) && w.qos == 2 && id != 0 && w.epoch == EPOCH)
 				M.held[id] = EPOCH;
+			if (!(a & 1))
+				Q1.owned[w.q1] = true;
 			mqttc_owned(b.c, w.token, w.qos, id, (a & 1) ? -EIO : 0);
 		}
 		drive();
@@ -431,6 +509,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b.on_released = on_released;
 	memset(&M, 0, sizeof(M));
 	memset(&U, 0, sizeof(U));
+	memset(&Q1, 0, sizeof(Q1));
 	npo = npr = 0;
 	last_ref = 0;
 	conf.version = (v & 1) ? MQTT_V5 : MQTT_V311;
@@ -441,9 +520,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	accept_next();
 	for (int steps = 0; r.n > 0 && steps < 256; steps++)
 		step(&r);
-	if (getenv("FUZZ_MQTTC_TRACE") != NULL) /* triage: where the script left the client */
-		fprintf(stderr, "fuzz_mqttc: state %d, %zu queued, %zu in flight, %d events\n",
+	if (getenv("FUZZ_MQTTC_TRACE") != NULL) { /* triage: where the script left the client */
+		fprintf(stderr, "fuzz_mqttc: state %d, %zu queued, %zu in flight, %d events:",
 		    (int)mqttc_state(b.c), mqttc_queued(b.c), mqttc_inflight(b.c), b.nev);
+		for (int i = 0; i < b.nev; i++)
+			fprintf(stderr, " %c", b.ev[i].kind);
+		fprintf(stderr, "\n");
+	}
 	drop(false);
 	fb_fini(&b);
 	return 0;

@@ -54,14 +54,13 @@ h_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint
 {
 	struct fb_event *e = h_event(arg, 'm', len);
 
-	(void)payload;
 	(void)retain;
 	e->st = qos;
 	e->packet_id = packet_id;
 	e->ref = token; /* for mqttc_owned() when message_rc is MQTTC_OWN_LATER */
 	snprintf(e->topic, sizeof(e->topic), "%s", topic);
 	if (((struct fb *)arg)->on_message != NULL)
-		return ((struct fb *)arg)->on_message(arg, qos, packet_id, token);
+		return ((struct fb *)arg)->on_message(arg, qos, packet_id, token, payload, len);
 	return ((struct fb *)arg)->message_rc;
 }
 

@@ -55,7 +55,8 @@ struct fb {
 	int sessions_lost; /* released hook calls with id 0 (the broker lost the session) */
 	/* optional, in place of message_rc and released_rc (the fuzz harness's model of the
 	 * downlink's answers): called after the event is recorded, sessions_lost already counted */
-	int (*on_message)(struct fb *b, uint8_t qos, uint16_t packet_id, uint64_t token);
+	int (*on_message)(struct fb *b, uint8_t qos, uint16_t packet_id, uint64_t token,
+	    const uint8_t *payload, size_t len);
 	int (*on_released)(struct fb *b, uint16_t packet_id);
 	uplink_lookup_fn lookup; /* the client's name lookup (NULL: getaddrinfo) */
 };

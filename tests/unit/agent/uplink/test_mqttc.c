@@ -697,6 +697,81 @@ test_downlink_resent_on_same_connection(void **state)
 	assert_int_equal(mqttc_acks_waiting(B.c), 0);
 }
 
+/* QoS 1 sent again on the same connection (a broker with a retry interval): one delivery and
+ * one PUBACK. The broker takes the first PUBACK as freeing the id and may send a new message
+ * under it at once; a second PUBACK (the retry's) would answer that one before the gateway owns
+ * it, and a crash then loses it. Before, the retry was delivered again and answered again, both
+ * while the first's answer waited and after it had gone out. */
+static void
+test_downlink_qos1_resent_on_same_connection(void **state)
+{
+	struct fb_pkt p;
+	uint64_t t7;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "a", 1, 7, false);
+	t7 = B.ev[B.nev - 1].ref;
+	fb_publish(&B, "site/cmd", "a", 1, 7, true); /* the retry, before our PUBACK */
+	assert_true(fb_quiet(&B));
+	assert_int_equal(fb_count(&B, 'm'), 1);
+	mqttc_owned(B.c, t7, 1, 0, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 7);
+	assert_true(fb_quiet(&B));
+	assert_int_equal(mqttc_acks_waiting(B.c), 0);
+
+	B.message_rc = 0;
+	fb_publish(&B, "site/cmd", "b", 1, 8, false); /* owned at once */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 8);
+	fb_publish(&B, "site/cmd", "b", 1, 8, true); /* the retry crossed our PUBACK */
+	assert_true(fb_quiet(&B));
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 2);
+
+	/* the id is free again: a new message under it is delivered and answered */
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "c", 1, 8, false);
+	assert_int_equal(fb_count(&B, 'm'), 3);
+	assert_true(fb_quiet(&B)); /* not before it is owned */
+	mqttc_owned(B.c, B.ev[B.nev - 1].ref, 1, 0, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 8);
+
+	/* after a reconnect a DUP is the session's resend: delivered and answered */
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_connect(&B, true);
+	B.message_rc = 0;
+	fb_publish(&B, "site/cmd", "c", 1, 8, true);
+	assert_int_equal(fb_count(&B, 'm'), 4);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 8);
+
+	/* without DUP it is a new message, even under an id whose answer waits (a broker that
+	 * reuses ids early): delivered, not taken for a resend and lost */
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "d", 1, 9, false);
+	t7 = B.ev[B.nev - 1].ref;
+	fb_publish(&B, "site/cmd", "e", 1, 9, false);
+	assert_int_equal(fb_count(&B, 'm'), 6);
+	mqttc_owned(B.c, t7, 1, 0, 0);
+	mqttc_owned(B.c, B.ev[B.nev - 1].ref, 1, 0, 0);
+	for (int i = 0; i < 2; i++) {
+		assert_true(fb_recv(&B, &p));
+		assert_int_equal(p.type, MQTT_PUBACK);
+		assert_int_equal(p.packet_id, 9);
+	}
+	assert_true(fb_quiet(&B));
+}
+
 /* Filters added with mqttc_subscribe_add() go in the same SUBSCRIBE, at their QoS. */
 static void
 test_downlink_filters_subscribed(void **state)
@@ -1284,6 +1359,8 @@ main(void)
 		    test_downlink_owned_after_session_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_resent_on_same_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_downlink_qos1_resent_on_same_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),
