@@ -398,6 +398,8 @@ enum uplink_verdict broker_uplink_publish(
     struct broker_conn *c, const struct broker_msg *m, uint16_t pid, uint8_t reason);
 /* A QoS 2 resend whose first copy still awaits durability (its PUBREC goes then, on c). */
 bool broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
+/* A QoS 1 PUBLISH of c with this id waits for durability (its PUBACK not sent yet). */
+bool broker_uplink_qos1_pending(struct broker_conn *c, uint16_t pid);
 /* A QoS 2 resend (DUP) of an id awaiting PUBREL whose message went up under an origin the agent
  * has not confirmed (a restart came between): m goes up again under that origin, its PUBREC
  * waits for durability (UPLINK_DEFERRED); UPLINK_ACK_NOW when nothing is to go up again. */

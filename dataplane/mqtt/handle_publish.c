@@ -313,6 +313,15 @@ broker_handle_publish(
 			broker_conn_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
 		return;
 	}
+	if (p->qos == 1 && p->dup && c->n_uplink > 0 &&
+	    broker_uplink_qos1_pending(c, p->packet_id)) {
+		/* the client's retry on this connection while the first's PUBACK waits for the
+		 * disk: already routed and on its way up, and that PUBACK answers both. A second
+		 * would reach a client that took the first as freeing the id and sent its next
+		 * message under it: that one would be acknowledged before it is durable */
+		broker_count(c->b, BROKER_C_QOS1_DUP);
+		return;
+	}
 	if (p->qos == 2 && !qos2_admit(c, s))
 		return;
 	if (topic_is_sys(topic)) { /* the broker's own: 3.1.1 cannot be told, acked as usual */

@@ -407,6 +407,26 @@ broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid)
 	return false;
 }
 
+bool
+broker_uplink_qos1_pending(struct broker_conn *c, uint16_t pid)
+{
+	struct broker_uplink *u = c->b->up;
+	uint32_t left = c->n_uplink;
+
+	if (u == NULL)
+		return false;
+	for (uint64_t r = u->next_ref; left > 0 && r-- > u->head_ref;) {
+		const struct uplink_ent *e = ent(u, r);
+
+		if (e->c != c)
+			continue;
+		left--;
+		if (e->qos == 1 && e->pid == pid)
+			return true;
+	}
+	return false;
+}
+
 static void
 ent_free(struct broker_uplink *u, struct uplink_ent *e)
 {

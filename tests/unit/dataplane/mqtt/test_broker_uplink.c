@@ -82,6 +82,59 @@ test_pubrec_after_durable(void **state)
 	fx_free(x);
 }
 
+/* A QoS 1 retry on the same connection (DUP, a client with a retry interval) while the first's
+ * PUBACK waits for durability: neither routed nor sent up again, and one PUBACK answers both.
+ * Before, it was delivered and submitted again and answered again: the client, freeing the id
+ * at the first PUBACK and sending its next message under it, took the second PUBACK for that
+ * one's before it was durable. Without DUP it is a new message (a client reusing ids early),
+ * and after the PUBACK a retry that crossed it is one too (MQTT-4.3.2-2). */
+static void
+test_qos1_retry_while_pending(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 64);
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "local", true, 60, NULL);
+	fx_subscribe(x, 1, "plant/#", 1);
+	fx_publish(x, 0, "plant/t1", "a", 1, 7, false);
+	fx_expect_publish(x, 1, "plant/t1", "a", 1);
+	p.publish = (struct mqtt_publish){ .topic = { "plant/t1", 8 },
+		.qos = 1,
+		.packet_id = 7,
+		.dup = true,
+		.payload = (const uint8_t *)"a",
+		.payload_len = 1 };
+	assert_int_equal(fx_send(x, 0, &p), 0);
+	fx_expect_none(x, 1); /* not delivered again */
+	fx_expect_none(x, 0);
+	assert_int_equal(u.n, 1); /* nor sent up again */
+	assert_int_equal(fx_count(x, BROKER_C_QOS1_DUP), 1);
+	fx_durable(x, 1, 1, 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_expect_none(x, 0); /* one PUBACK */
+
+	assert_int_equal(fx_send(x, 0, &p), 0); /* crossed the PUBACK: new (MQTT-4.3.2-2) */
+	fx_expect_publish(x, 1, "plant/t1", "a", 1);
+	assert_int_equal(u.n, 2);
+	fx_durable(x, 2, 2, 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+
+	fx_publish(x, 0, "plant/t1", "b", 1, 8, false);
+	fx_publish(x, 0, "plant/t1", "c", 1, 8, false); /* no DUP: a new message */
+	fx_expect_publish(x, 1, "plant/t1", "b", 1);
+	fx_expect_publish(x, 1, "plant/t1", "c", 1);
+	assert_int_equal(u.n, 4);
+	fx_durable(x, 3, 4, 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_count(x, BROKER_C_QOS1_DUP), 1);
+	fx_free(x);
+}
+
 /* The channel down or full: the publisher is held, its PUBLISH left unconsumed (nothing acked,
  * nothing lost); ready lets it go on. The ring's own bound holds the same way. */
 static void
@@ -269,6 +322,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_puback_after_durable),
 		cmocka_unit_test(test_pubrec_after_durable),
+		cmocka_unit_test(test_qos1_retry_while_pending),
 		cmocka_unit_test(test_hold_while_full),
 		cmocka_unit_test(test_best_effort),
 		cmocka_unit_test(test_durable_failed),
