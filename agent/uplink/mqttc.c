@@ -36,12 +36,14 @@
 #include "tls.h"
 #include "log.h"
 
-#define MC_OBUF_HIGH   (256 * 1024) /* stop encoding more while this much waits for the socket */
-#define MC_IBUF_MAX    (256 * 1024) /* largest packet we accept from the broker */
-#define MC_RECV_MAX    64           /* QoS 1/2 downlink messages the broker may have in flight */
-#define MC_STABLE_MS   60000        /* a connection up this long resets the backoff */
-#define MC_BACKOFF_MIN 100          /* ms: full jitter may draw 0; never spin */
-#define MC_SUBS_MAX    32           /* filters besides the command topic (mqttc_subscribe_add) */
+#define MC_OBUF_HIGH     (256 * 1024) /* stop encoding more while this much waits for the socket */
+#define MC_IBUF_MAX      (256 * 1024) /* largest packet we accept from the broker */
+#define MC_RECV_MAX      64           /* QoS 1/2 downlink messages the broker may have in flight */
+#define MC_STABLE_MS     60000        /* a connection up this long resets the backoff */
+#define MC_BACKOFF_MIN   100          /* ms: full jitter may draw 0; never spin */
+#define MC_SUBS_MAX      32           /* filters besides the command topic (mqttc_subscribe_add) */
+#define MC_REDELIVER_MIN 10000        /* ms: a refused downlink message asked for again after */
+#define MC_REDELIVER_MAX 300000       /* ms: the longest wait while refusals go on */
 #define MC_ACKQ \
 	256 /* downlink acknowledgements held in order (> MC_RECV_MAX; 3.1.1: more refused) */
 
@@ -118,8 +120,10 @@ struct mqttc {
 	struct mc_list pending, inflight;
 	struct mc_ack_in acks[MC_ACKQ]; /* this connection's, oldest at ack_head */
 	uint32_t ack_head, ack_n;
-	uint64_t next_token; /* message()'s tokens: never reused, so an old one finds nothing */
-	uint64_t lost_upto;  /* tokens up to this one came in a session the broker lost since */
+	uint64_t next_token;   /* message()'s tokens: never reused, so an old one finds nothing */
+	uint64_t lost_upto;    /* tokens up to this one came in a session the broker lost since */
+	uint64_t redeliver_at; /* reconnect then: downlink messages refused on this connection */
+	uint32_t redeliver_ms; /* the wait for the next refusal (doubles while refusals go on) */
 	struct mqtt_subscription subs[MC_SUBS_MAX + 1]; /* [0] the command topic, if any */
 	size_t n_subs;
 	uint8_t *obuf, *ibuf;
@@ -633,6 +637,7 @@ mc_close(struct mqttc *c)
 	c->discard = 0;
 	c->ping_out = false;
 	c->ack_head = c->ack_n = 0; /* unanswered: the broker sends them again */
+	c->redeliver_at = 0;        /* on the next connection, as it does */
 	memset(c->q1_acked, 0, sizeof(c->q1_acked));
 	c->cnt[UPLINK_C_downlink_acks_waiting] = 0;
 	/* what the next connection sends first (a resumed PUBREL, a DUP) may announce steps not
@@ -1211,6 +1216,37 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 	mc_pump(c);
 }
 
+/*
+ * A downlink message the gateway could not take gets no answer, and a broker sends a message
+ * again only on a new connection (MQTT 5 forbids otherwise; 3.1.1 brokers mostly do the same):
+ * on a steady link it would wait in the broker's inflight window for good, and with a window's
+ * worth refused no downlink message would come at all. So the connection is made again a
+ * while later (MC_REDELIVER_MIN, doubling up to MC_REDELIVER_MAX while refusals go on), and
+ * the session's resend offers them again.
+ */
+static void
+mc_refused(struct mqttc *c)
+{
+	c->cnt[UPLINK_C_downlink_not_owned]++;
+	if (c->redeliver_at == 0)
+		c->redeliver_at = mc_now(c) + c->redeliver_ms;
+}
+
+static void
+mc_redeliver_check(struct mqttc *c, uint64_t now)
+{
+	char why[128];
+
+	if (c->redeliver_at == 0 || now < c->redeliver_at)
+		return;
+	snprintf(why, sizeof(why),
+	    "reconnecting so that the broker sends the downlink messages not taken again (%u s)",
+	    c->redeliver_ms / 1000);
+	c->redeliver_ms =
+	    c->redeliver_ms * 2 < MC_REDELIVER_MAX ? c->redeliver_ms * 2 : MC_REDELIVER_MAX;
+	mc_drop(c, UPLINK_C_downlink_redeliver, why);
+}
+
 /* The acknowledgements whose turn came: those owned answered, those refused passed over. */
 static void
 mc_acks_drain(struct mqttc *c)
@@ -1221,11 +1257,13 @@ mc_acks_drain(struct mqttc *c)
 		if (a->st == MC_ACK_WAIT)
 			return;
 		if (a->st == MC_ACK_NONE) {
-			c->cnt[UPLINK_C_downlink_not_owned]++;
+			mc_refused(c);
 		} else if (a->qos == 1) {
+			c->redeliver_ms = MC_REDELIVER_MIN; /* taking messages again */
 			bit_set(c->q1_acked, a->id, true);
 			mc_send_ack(c, MQTT_PUBACK, a->id, 0);
 		} else {
+			c->redeliver_ms = MC_REDELIVER_MIN;
 			bit_set(c->ids_in, a->id, true);
 			mc_send_ack(c, MQTT_PUBREC, a->id, 0);
 		}
@@ -1280,7 +1318,7 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 	int rc;
 
 	if (p->qos > 0 && c->ack_n == MC_ACKQ) {
-		c->cnt[UPLINK_C_downlink_not_owned]++;
+		mc_refused(c);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,
 		    "mqtt: %u downlink acknowledgements wait for the disk: a new message is not "
 		    "taken (the broker sends it again)",
@@ -1293,7 +1331,7 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		 * when it comes. A second PUBACK would reach a broker that took the first's as
 		 * freeing the id, and may have sent a new message under it: that one would be
 		 * acknowledged before the gateway owns it */
-		c->cnt[UPLINK_C_downlink_dup]++;
+		c->cnt[p->qos == 1 ? UPLINK_C_downlink_dup_qos1 : UPLINK_C_downlink_dup]++;
 		return;
 	}
 	if (p->qos == 1 && !p->dup) {
@@ -1304,7 +1342,7 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 		 * says to take it as new; a broker sends a new message with DUP 0, so only a retry
 		 * is passed over, and a broker that lost our PUBACK sends it again after the next
 		 * reconnect, when it is delivered and answered) */
-		c->cnt[UPLINK_C_downlink_dup]++;
+		c->cnt[UPLINK_C_downlink_dup_qos1]++;
 		return;
 	}
 	if (p->qos == 2 && bit_get(c->ids_in, p->packet_id)) {
@@ -1503,7 +1541,7 @@ mc_skip_oversized(struct mqttc *c, size_t off)
 	if (qos &&
 	    mc_ack_push(c, qos, (uint16_t)(p[need - 2] << 8 | p[need - 1]), MC_ACK_SEND,
 		++c->next_token) != 0)
-		c->cnt[UPLINK_C_downlink_not_owned]++;
+		mc_refused(c);
 	c->cnt[UPLINK_C_downlink_oversized]++;
 	LOG_RATELIMITED(LOG_LVL_WARN, 10,
 	    "mqtt: dropped a %u-byte PUBLISH from the broker (limit %u)", total, MC_IBUF_MAX);
@@ -1668,6 +1706,8 @@ mqttc_tick(struct mqttc *c)
 		break;
 	case MQTTC_UP:
 		mc_keepalive(c, now);
+		if (c->state == MQTTC_UP)
+			mc_redeliver_check(c, now);
 		break;
 	}
 }
@@ -1762,6 +1802,7 @@ mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 	c->h = *hooks;
 	c->fd = c->rfd = c->watched_fd = -1;
 	c->last_why_c = -1;
+	c->redeliver_ms = MC_REDELIVER_MIN;
 	list_init(&c->pending);
 	list_init(&c->inflight);
 	c->rng = clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;

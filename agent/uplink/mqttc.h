@@ -53,7 +53,8 @@ struct mqttc_hooks {
 	/* A message from the broker on a subscribed topic (delivered once for QoS 2; packet_id:
 	 * its QoS 2 packet id, for the owner to keep with it, else 0). Returns 0 when the gateway
 	 * owns it (then it is acknowledged: PUBACK, PUBREC), < 0 when not: no answer, the broker
-	 * sends it again after the next reconnect (counted downlink_not_owned), or MQTTC_OWN_LATER
+	 * sends it again after the next reconnect, which the client makes 10 s later (counted
+	 * downlink_not_owned, downlink_redeliver), or MQTTC_OWN_LATER
 	 * (QoS 1/2 only) when that is known later: the owner calls mqttc_owned() with token once
 	 * it is (on disk), never from inside this call. Acknowledgements leave in the order the
 	 * messages came (MQTT 4.6): one that waits holds back those after it. */

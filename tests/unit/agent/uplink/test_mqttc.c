@@ -489,6 +489,55 @@ test_downlink_acked_once_owned(void **state)
 	assert_int_equal(fb_count(&B, 'm'), 4);
 }
 
+/* A message the gateway could not take waits unanswered in the broker's inflight window, and
+ * the broker sends it again only on a new connection: on a steady link it never came back (and
+ * a window's worth of them stopped the downlink). The client reconnects 10 s after a refusal,
+ * 20 s after the next while refusals go on, and the session's resend is taken then. */
+static void
+test_downlink_refused_asked_again(void **state)
+{
+	struct fb_pkt p;
+
+	(void)state;
+	C.keepalive_s = 0;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	B.message_rc = -ENOBUFS;
+	fb_publish(&B, "site/cmd", "{}", 1, 7, false);
+	fb_publish(&B, "site/cmd", "{}", 1, 8, false);
+	assert_true(fb_quiet(&B));
+	fb_tick(&B, 9999);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	fb_tick(&B, 1);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_downlink_redeliver], 1);
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_connect(&B, true);
+	fb_publish(&B, "site/cmd", "{}", 1, 7, true); /* the session's resend: still refused */
+	fb_tick(&B, 10000);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP); /* 20 s this time */
+	B.message_rc = 0;
+	fb_publish(&B, "site/cmd", "{}", 1, 8, true); /* taken: the wait is 10 s again */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 8);
+	fb_tick(&B, 10000);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE); /* 7 is still refused */
+	assert_int_equal(cnt()[UPLINK_C_downlink_redeliver], 2);
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_connect(&B, true);
+	fb_publish(&B, "site/cmd", "{}", 1, 7, true);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBACK);
+	assert_int_equal(p.packet_id, 7);
+	fb_tick(&B, 600000); /* nothing refused on this connection: it stays */
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	assert_int_equal(cnt()[UPLINK_C_downlink_redeliver], 2);
+	assert_int_equal(cnt()[UPLINK_C_downlink_not_owned], 3);
+}
+
 /* A message owned later (the hook says MQTTC_OWN_LATER, then mqttc_owned) is acknowledged then,
  * and one owned at once after it waits for it (MQTT 4.6: acknowledgements in the order the
  * messages came); one refused later gets no answer (counted); one owned after its connection
@@ -732,7 +781,7 @@ test_downlink_qos1_resent_on_same_connection(void **state)
 	fb_publish(&B, "site/cmd", "b", 1, 8, true); /* the retry crossed our PUBACK */
 	assert_true(fb_quiet(&B));
 	assert_int_equal(fb_count(&B, 'm'), 2);
-	assert_int_equal(cnt()[UPLINK_C_downlink_dup], 2);
+	assert_int_equal(cnt()[UPLINK_C_downlink_dup_qos1], 2);
 
 	/* the id is free again: a new message under it is delivered and answered */
 	B.message_rc = MQTTC_OWN_LATER;
@@ -1362,6 +1411,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_qos1_resent_on_same_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_downlink_refused_asked_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_filters_subscribed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_removed_while_up, setup, teardown),
 		cmocka_unit_test_setup_teardown(
