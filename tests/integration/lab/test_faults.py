@@ -28,6 +28,11 @@ release_lost    (c) aimed at a lost release: the dataplane SIGKILLs itself when 
                 dataplane lists the origins it still holds (HELD); the agent forgets the lost
                 ones (Q2_SWEPT) and, once every exchange is complete, holds no origin; no QoS 2
                 message arrives twice.
+downlink_full   (d) for the downlink: the spool's volume (as spool_full) is filled while the cloud
+                sends commands (QoS 1) to a sensor: the agent cannot keep them and does not
+                acknowledge them; with room again every one reaches the sensor, the link never
+                cut: the agent reconnects so that the cloud broker sends them again
+                (downlink_redeliver).
 corrupt_segment (e) with the uplink cut and messages waiting in the spool, the agent is stopped
                 (SIGSTOP), bytes of one record in a segment file are overwritten, and the agent
                 is SIGKILLed (lab kill agent: restarted). Recovery skips the bad record and says
@@ -38,6 +43,7 @@ went up under before the record leaves for the agent, and the agent holds that o
 sensor's PUBREL (docs/architecture.md, "QoS 2 across a restart of the dataplane"). (c) and
 qos2_window allow no QoS 2 duplicate."""
 import ctypes
+import errno
 import json
 import os
 import re
@@ -555,20 +561,109 @@ def spool_full(lab):
     labtest.setns_path(labtest.HOME_NETNS)
 
 
+def fill(path):
+    """Write zeros into path until the disk says it is full."""
+    zeros = b"\0" * 65536
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(zeros)
+        except OSError as e:
+            check(e.errno == errno.ENOSPC, "filling the disk ended with ENOSPC, not %s" % e)
+
+
+def cloud_link(lab):
+    """The agent's cloud link counters (uplink_stats.def; {} until the stats file is written)."""
+    return ((stats(lab) or {}).get("uplink") or {}).get("link") or {}
+
+
+def downlink_full(lab):
+    """(d) the downlink with the spool's disk full: the agent cannot keep the cloud's commands, so
+    it does not acknowledge them; the cloud broker resends only on a new connection, and the link
+    stays up (keepalive answered). Once the disk has room again every command reaches the sensor
+    without any cut of the link: the agent reconnects for them (downlink_redeliver)."""
+    lab.enter_sensors()
+    got, lock, subscribed = set(), threading.Lock(), threading.Event()
+
+    def on_message(c, u, msg):
+        with lock:
+            got.add(msg.payload.decode(errors="replace"))
+    sensor = mqtt.Client(client_id="flt-dl-sensor", clean_session=True)
+    sensor.on_message = on_message
+    sensor.on_subscribe = lambda c, u, mid, q: subscribed.set()
+    sensor.connect(labtest.GW, 1883, keepalive=30)
+    sensor.subscribe("cmd/plant/#", qos=1)
+    sensor.loop_start()
+    check(subscribed.wait(10), "the sensor subscribed to cmd/plant/# on the dataplane's broker")
+    labtest.setns_path("/run/netns/%scloud" % lab.prefix)
+    cloud = mqtt.Client(client_id="flt-dl-cloud", clean_session=True)
+    cloud.connect(CLOUD, 1883, keepalive=30)
+    cloud.loop_start()
+
+    def through(payload):
+        with lock:
+            return payload in got
+
+    def probe():
+        cloud.publish("site/lab/cmd/plant/probe", "probe", qos=0)
+        return through("probe")
+    labtest.wait_for(probe, 30, interval_s=0.5)
+    check(through("probe"), "a QoS 0 probe from the cloud reached the sensor")
+
+    filler = os.path.join(SPOOL_TMPFS, "filler")
+    fill(filler)
+    ids = ["dl-%d" % i for i in range(5)]
+    for i in ids:
+        cloud.publish("site/lab/cmd/plant/valve", i, qos=1).wait_for_publish()
+    labtest.wait_for(lambda: cloud_link(lab).get("downlink_not_owned", 0) > 0, 20)
+    up = cloud_link(lab)
+    check(up.get("downlink_not_owned", 0) > 0,
+          "the agent did not acknowledge commands it could not keep (downlink_not_owned %s)" %
+          up.get("downlink_not_owned"))
+    t_refused = time.time()
+    check(not [i for i in ids if through(i)], "no command reached the sensor with the disk full")
+    connects = up.get("connects", 0)
+    os.unlink(filler)
+    labtest.wait_for(lambda: all(through(i) for i in ids), 60)
+    missing = [i for i in ids if not through(i)]
+    t_all = time.time()
+    # the stats file is written every second: its counters may not show the reconnect yet
+    labtest.wait_for(lambda: cloud_link(lab).get("downlink_redeliver", 0) > 0, 5)
+    up = cloud_link(lab)
+    log("disk room again: %s of %d commands at the sensor %.1f s after the first refusal; agent "
+        "uplink: downlink_not_owned %s, downlink_redeliver %s, connects %s -> %s, "
+        "keepalive_timeouts %s" %
+        (len(ids) - len(missing), len(ids), t_all - t_refused,
+         up.get("downlink_not_owned"), up.get("downlink_redeliver"), connects,
+         up.get("connects"), up.get("keepalive_timeouts")))
+    check(not missing, "every command reached the sensor once the disk had room (missing %s)" %
+          missing)
+    check(up.get("downlink_redeliver", 0) >= 1 and up.get("keepalive_timeouts", 0) == 0,
+          "the agent reconnected for them (downlink_redeliver %s), not a lost link" %
+          up.get("downlink_redeliver"))
+    cloud.loop_stop()
+    cloud.disconnect()
+    sensor.loop_stop()
+    sensor.disconnect()
+    labtest.setns_path(labtest.HOME_NETNS)
+
+
 SCENARIOS = {"dataplane_kill": dataplane_kill, "spool_full": spool_full,
              "corrupt_segment": corrupt_segment, "qos2_window": qos2_window,
-             "release_lost": release_lost}
+             "release_lost": release_lost, "downlink_full": downlink_full}
+SPOOL_TMPFS = None
 
 
 def test():
+    global SPOOL_TMPFS
     scenario = sys.argv[1] if len(sys.argv) > 1 else ""
     if scenario not in SCENARIOS:
         raise labtest.CheckFailed("usage: test_faults.py %s" % "|".join(SCENARIOS))
     labtest.need_agent()
     tmpfs, spool = None, None
-    if scenario == "spool_full":
+    if scenario in ("spool_full", "downlink_full"):
         # not "egw-": the lab renames those to its prefix
-        tmpfs = "/tmp/edgegw-flt-spool-%d" % os.getpid()
+        tmpfs = SPOOL_TMPFS = "/tmp/edgegw-flt-spool-%d" % os.getpid()
         private_tmpfs(tmpfs)
         spool = "spool: {dir: %s, max_bytes: 64m, segment_bytes: 256k, disk_full_retry: 200ms}" % tmpfs
     if scenario == "qos2_window":
