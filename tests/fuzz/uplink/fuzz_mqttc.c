@@ -63,6 +63,9 @@ static unsigned nids;
 /* The QoS 2 downlink model, per packet id, stamped with the session (epoch + 1, 0: none). */
 static struct {
 	int held[65536]; /* the client may take a PUBLISH of it for a duplicate */
+	int rec[65536];  /* the client sent PUBREC for it and no PUBCOMP since */
+	int bad[65536];  /* the script sent PUBREL for it before any PUBREC (no broker does):
+			  * the client may hold the id as it will, unchecked in that session */
 	int owed[65536]; /* the client took a PUBREL of it (a PUBCOMP may answer) */
 	bool raw;        /* raw bytes went on this connection: what they held is not the model's */
 } M;
@@ -221,6 +224,8 @@ take(void)
 					       "sent again");
 				U.ref_of[k.publish.packet_id] = (uint16_t)ref;
 			}
+		} else if (k.type == MQTT_PUBREC) {
+			M.rec[k.ack.packet_id] = EPOCH;
 		} else if (k.type == MQTT_PUBREL) {
 			note_id(k.ack.packet_id);
 			if (k.ack.reason == 0) /* not 0x92: the id was in flight */
@@ -246,6 +251,7 @@ take(void)
 				broken("a PUBCOMP for a PUBREL the client did not take in this "
 				       "session");
 			M.held[k.ack.packet_id] = 0;
+			M.rec[k.ack.packet_id] = 0;
 		} else if (k.type == MQTT_SUBSCRIBE) {
 			note_id(k.subscribe.packet_id);
 		} else if (k.type == MQTT_UNSUBSCRIBE) {
@@ -395,6 +401,8 @@ step(struct rd *r)
 		}
 		p.ack.packet_id = (a & 0x20) ? u16(r) : ids[u8(r) % IDS];
 		p.ack.reason = (a & 0x40) ? u8(r) : 0;
+		if (p.type == MQTT_PUBREL && M.rec[p.ack.packet_id] != EPOCH)
+			M.bad[p.ack.packet_id] = EPOCH;
 		send_pkt(&p);
 		break;
 	case 2: { /* a downlink PUBLISH */
@@ -417,6 +425,7 @@ step(struct rd *r)
 			q1_publish(&p.publish, pl);
 		send_pkt(&p);
 		if (p.publish.qos == 2 && !may_dup && !M.raw && EPOCH == epoch &&
+		    M.bad[p.publish.packet_id] != EPOCH &&
 		    mqttc_counters(b.c)[UPLINK_C_downlink_dup] > dups)
 			broken(
 			    "a new QoS 2 message taken for a duplicate: PUBREC, never delivered");
