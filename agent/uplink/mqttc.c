@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -42,8 +44,9 @@
 #define MC_STABLE_MS     60000        /* a connection up this long resets the backoff */
 #define MC_BACKOFF_MIN   100          /* ms: full jitter may draw 0; never spin */
 #define MC_SUBS_MAX      32           /* filters besides the command topic (mqttc_subscribe_add) */
-#define MC_REDELIVER_MIN 10000        /* ms: a refused downlink message asked for again after */
-#define MC_REDELIVER_MAX 300000       /* ms: the longest wait while refusals go on */
+#define MC_ACK_TIMEOUT   60000  /* ms: a message the broker took, unanswered, reconnects after */
+#define MC_REDELIVER_MIN 10000  /* ms: a refused downlink message asked for again after */
+#define MC_REDELIVER_MAX 300000 /* ms: the longest wait while refusals go on */
 #define MC_ACKQ \
 	256 /* downlink acknowledgements held in order (> MC_RECV_MAX; 3.1.1: more refused) */
 
@@ -55,6 +58,7 @@ struct mc_msg {
 	uint16_t packet_id;
 	uint16_t topic_len;
 	uint32_t len;
+	uint64_t sent_ms; /* its PUBLISH or PUBREL last sent (0: not on this connection yet) */
 	char *topic;
 	uint8_t payload[];
 };
@@ -124,6 +128,7 @@ struct mqttc {
 	uint64_t lost_upto;    /* tokens up to this one came in a session the broker lost since */
 	uint64_t redeliver_at; /* reconnect then: downlink messages refused on this connection */
 	uint32_t redeliver_ms; /* the wait for the next refusal (doubles while refusals go on) */
+	uint64_t ack_check_ms; /* the last look for a message the broker leaves unanswered */
 	struct mqtt_subscription subs[MC_SUBS_MAX + 1]; /* [0] the command topic, if any */
 	size_t n_subs;
 	uint8_t *obuf, *ibuf;
@@ -586,6 +591,7 @@ mc_pump(struct mqttc *c)
 			continue;
 		}
 		m->state = MQTTC_MSG_SENT;
+		m->sent_ms = mc_now(c);
 		list_push(&c->inflight, m);
 	}
 	mc_flush(c);
@@ -1061,6 +1067,7 @@ mc_resend(struct mqttc *c)
 	struct mc_msg *m;
 
 	TAILQ_FOREACH (m, &c->inflight.q, link) {
+		m->sent_ms = mc_now(c);
 		if (m->state == MQTTC_MSG_RELEASED) {
 			mc_send_ack(c, MQTT_PUBREL, m->packet_id, 0);
 			c->cnt[UPLINK_C_pubrel_resent]++;
@@ -1193,6 +1200,7 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 			mc_persist(c, m, MQTTC_MSG_RELEASED);
 			m->state = MQTTC_MSG_RELEASED;
 		}
+		m->sent_ms = mc_now(c); /* its PUBCOMP is what is awaited now */
 		return mc_send_ack(c, MQTT_PUBREL, m->packet_id, 0);
 	}
 	if (m == NULL || (type == MQTT_PUBACK) != (m->qos == 1) ||
@@ -1681,6 +1689,38 @@ mc_keepalive(struct mqttc *c, uint64_t now)
 	}
 }
 
+/*
+ * The broker took every byte we sent (none left in our buffer, none its TCP has not
+ * acknowledged) and a message sent MC_ACK_TIMEOUT ago still has no answer: a broker that stalls
+ * while it answers PINGREQ, or drops a PUBLISH (some do when their table of QoS 2 messages
+ * awaiting PUBREL is full), holds that message and its window slot for good, and keepalive never
+ * notices. The session resends it on a new connection. While bytes are still on their way (a
+ * slow or cut link) nothing is decided here: keepalive watches that.
+ */
+static void
+mc_ack_timeout_check(struct mqttc *c, uint64_t now)
+{
+	struct mc_msg *m;
+	char why[160];
+	int outq = 0;
+
+	if (c->inflight.n == 0 || c->olen != 0 || now - c->ack_check_ms < 1000)
+		return;
+	c->ack_check_ms = now;
+	TAILQ_FOREACH (m, &c->inflight.q, link)
+		if (m->sent_ms != 0 && now - m->sent_ms >= MC_ACK_TIMEOUT)
+			break;
+	if (m == NULL || ioctl(c->fd, SIOCOUTQ, &outq) != 0 || outq > 0)
+		return;
+	snprintf(why, sizeof(why),
+	    "no %s for message %u (QoS %u) in %llu s though the broker took every byte",
+	    m->state == MQTTC_MSG_RELEASED ? "PUBCOMP"
+		: m->qos == 1              ? "PUBACK"
+					   : "PUBREC",
+	    m->packet_id, m->qos, (unsigned long long)(now - m->sent_ms) / 1000);
+	mc_drop(c, UPLINK_C_ack_timeouts, why);
+}
+
 void
 mqttc_tick(struct mqttc *c)
 {
@@ -1708,6 +1748,8 @@ mqttc_tick(struct mqttc *c)
 		mc_keepalive(c, now);
 		if (c->state == MQTTC_UP)
 			mc_redeliver_check(c, now);
+		if (c->state == MQTTC_UP)
+			mc_ack_timeout_check(c, now);
 		break;
 	}
 }

@@ -352,6 +352,49 @@ test_keepalive_off(void **state)
 	assert_int_equal(cnt()[UPLINK_C_pings], 0);
 }
 
+/* A broker that took a message (every byte: its TCP acknowledged them) and answers nothing for
+ * it, a stall keepalive cannot see: 60 s later the client reconnects and the session resends it
+ * (DUP, same id); before, it held its window slot until something else ended the connection.
+ * Not while bytes are still on their way: a message larger than the socket buffers that the
+ * broker does not read stays unanswered as long as it takes (a slow link). */
+static void
+test_unanswered_message_reconnects(void **state)
+{
+	static char big[12 << 20]; /* more than loopback TCP buffers hold (4 + 6 MiB by default) */
+	struct fb_pkt p, q;
+
+	(void)state;
+	C.keepalive_s = 0;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	publish("site/a", 1, 1);
+	p = expect(MQTT_PUBLISH);
+	fb_drive(&B, 100); /* the broker's delayed ACK (TCP): real time, not the test's clock */
+	fb_tick(&B, 59000);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
+	fb_tick(&B, 1000);
+	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
+	assert_int_equal(cnt()[UPLINK_C_ack_timeouts], 1);
+	fb_close(&B);
+	fb_tick(&B, C.reconnect_max_ms);
+	fb_accept(&B);
+	expect(MQTT_CONNECT);
+	fb_connack(&B, 0, true, 0);
+	q = expect(MQTT_PUBLISH);
+	assert_true(q.dup);
+	assert_int_equal(q.packet_id, p.packet_id);
+	fb_ack(&B, MQTT_PUBACK, q.packet_id, 0);
+	assert_int_equal(mqttc_inflight(B.c), 0);
+
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(mqttc_publish(B.c, "site/big", big, sizeof(big), 1, false, 2), 0);
+	fb_drive(&B, 10);
+	fb_tick(&B, 61000);
+	fb_tick(&B, 61000);
+	assert_int_equal(mqttc_state(B.c), MQTTC_UP); /* bytes unread by the broker: waits */
+	assert_int_equal(cnt()[UPLINK_C_ack_timeouts], 1);
+}
+
 /* The broker reset the connection and the client sends before it has read: the send fails,
  * the message stays in flight and goes again (DUP, same id) to the resumed session. */
 static void
@@ -696,6 +739,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_failure_logged_once_per_cause, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_packet_before_connack, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_unanswered_message_reconnects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_connack_drops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connack_limits, setup, teardown),
