@@ -45,6 +45,8 @@
 #define MC_BACKOFF_MIN   100          /* ms: full jitter may draw 0; never spin */
 #define MC_SUBS_MAX      32           /* filters besides the command topic (mqttc_subscribe_add) */
 #define MC_ACK_TIMEOUT   60000  /* ms: a message the broker took, unanswered, reconnects after */
+#define MC_DEFER_MIN     1000   /* ms: a message refused for now goes again after (doubling) */
+#define MC_DEFER_MAX     300000 /* ms: at most */
 #define MC_REDELIVER_MIN 10000  /* ms: a refused downlink message asked for again after */
 #define MC_REDELIVER_MAX 300000 /* ms: the longest wait while refusals go on */
 #define MC_ACKQ \
@@ -58,7 +60,9 @@ struct mc_msg {
 	uint16_t packet_id;
 	uint16_t topic_len;
 	uint32_t len;
-	uint64_t sent_ms; /* its PUBLISH or PUBREL last sent (0: not on this connection yet) */
+	uint64_t sent_ms;  /* its PUBLISH or PUBREL last sent (0: not on this connection yet) */
+	uint64_t retry_at; /* refused for now (mc_defer): sent again from then on */
+	uint8_t deferred;  /* times refused for now so far */
 	char *topic;
 	uint8_t payload[];
 };
@@ -122,6 +126,7 @@ struct mqttc {
 	char last_why[300];
 	int last_why_c; /* counter of the last failure logged, -1 none */
 	struct mc_list pending, inflight;
+	struct mc_list later;           /* refused for now, by retry_at (mc_defer) */
 	struct mc_ack_in acks[MC_ACKQ]; /* this connection's, oldest at ack_head */
 	uint32_t ack_head, ack_n;
 	uint64_t next_token;   /* message()'s tokens: never reused, so an old one finds nothing */
@@ -1189,6 +1194,66 @@ mc_find(struct mqttc *c, uint16_t id)
 	return NULL;
 }
 
+/*
+ * A 5.0 PUBACK/PUBREC with a failure reason that may pass: 0x97 (quota exceeded: a rate or a
+ * plan's limit) and the unspecific 0x80 and 0x83 (a broker or plugin in trouble). The broker
+ * freed the id and has not delivered the message; dropping it would break what the gateway
+ * promised the sensor, so it goes again later as a new message (a new id), MC_DEFER_MIN after
+ * the first refusal, doubling up to MC_DEFER_MAX, until the broker takes it or refuses it for
+ * good; the spool's own bounds (bytes, age) still apply to it, counted there. The other
+ * reasons (not authorized, topic or payload invalid, ...) will not change: released.
+ */
+static bool
+mc_defer(struct mqttc *c, struct mc_msg *m, enum mqtt_type type, uint8_t reason)
+{
+	uint64_t d = MC_DEFER_MIN;
+	struct mc_msg *at;
+
+	if (reason != MQTT_RC_UNSPECIFIED_ERROR && reason != MQTT_RC_IMPLEMENTATION_SPECIFIC &&
+	    reason != MQTT_RC_QUOTA_EXCEEDED)
+		return false;
+	for (unsigned i = 0; i < m->deferred && d < MC_DEFER_MAX; i++)
+		d *= 2;
+	d = d < MC_DEFER_MAX ? d : MC_DEFER_MAX;
+	m->deferred += m->deferred < 255;
+	c->cnt[UPLINK_C_pub_deferred]++;
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "mqtt: the broker refused a message to %s for now: %s; sent again in %llu s", m->topic,
+	    mqtt_reason_name(reason, type), (unsigned long long)d / 1000);
+	list_unlink(&c->inflight, m);
+	bit_set(c->ids_out, m->packet_id, false);
+	m->packet_id = 0;
+	m->dup = false;
+	m->state = MQTTC_MSG_QUEUED;
+	m->sent_ms = 0;
+	m->retry_at = mc_now(c) + d;
+	TAILQ_FOREACH (at, &c->later.q, link) /* by retry_at */
+		if (at->retry_at > m->retry_at)
+			break;
+	if (at != NULL)
+		TAILQ_INSERT_BEFORE(at, m, link);
+	else
+		TAILQ_INSERT_TAIL(&c->later.q, m, link);
+	c->later.n++;
+	return true;
+}
+
+/* The messages refused for now whose time came go back ahead of the queue (they are older). */
+static void
+mc_later_due(struct mqttc *c, uint64_t now)
+{
+	struct mc_list due;
+	struct mc_msg *m;
+
+	list_init(&due);
+	while ((m = TAILQ_FIRST(&c->later.q)) != NULL && m->retry_at <= now)
+		list_push(&due, list_pop(&c->later));
+	if (due.n == 0)
+		return;
+	list_prepend(&c->pending, &due);
+	mc_pump(c);
+}
+
 static void
 mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 {
@@ -1213,6 +1278,8 @@ mc_on_ack(struct mqttc *c, enum mqtt_type type, const struct mqtt_ack *a)
 			    c, MQTT_PUBREL, a->packet_id, c->cf.version == MQTT_V5 ? 0x92 : 0);
 		return;
 	}
+	if (refused && mc_defer(c, m, type, a->reason))
+		return mc_pump(c);
 	if (refused) {
 		c->cnt[UPLINK_C_pub_refused]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 60, "mqtt: the broker refused a message to %s: %s",
@@ -1750,6 +1817,8 @@ mqttc_tick(struct mqttc *c)
 			mc_redeliver_check(c, now);
 		if (c->state == MQTTC_UP)
 			mc_ack_timeout_check(c, now);
+		if (c->state == MQTTC_UP)
+			mc_later_due(c, now);
 		break;
 	}
 }
@@ -1793,7 +1862,7 @@ mqttc_publish(struct mqttc *c, const char *topic, const void *payload, size_t le
 	struct mc_msg *m;
 
 	c->cnt[UPLINK_C_submitted]++;
-	if (c->pending.n + c->inflight.n >= c->cf.max_queue && !drop_oldest_qos0(c)) {
+	if (c->pending.n + c->inflight.n + c->later.n >= c->cf.max_queue && !drop_oldest_qos0(c)) {
 		c->cnt[UPLINK_C_dropped_full]++;
 		LOG_RATELIMITED(LOG_LVL_WARN, 10, "mqtt: queue full (%u), message to %s dropped",
 		    c->cf.max_queue, topic);
@@ -1847,6 +1916,7 @@ mqttc_create(struct mqttc **out, const struct uplink_mqtt_conf *conf,
 	c->redeliver_ms = MC_REDELIVER_MIN;
 	list_init(&c->pending);
 	list_init(&c->inflight);
+	list_init(&c->later);
 	c->rng = clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ull;
 	snprintf(c->port, sizeof(c->port), "%u", conf->port);
 	if (c->cf.window == 0)
@@ -1880,9 +1950,11 @@ mqttc_destroy(struct mqttc *c)
 			log_debug("mqtt: DISCONNECT not sent");
 	}
 	mc_close(c);
-	if (c->pending.n + c->inflight.n)
-		log_warnx("mqtt: %zu messages not delivered at exit", c->pending.n + c->inflight.n);
+	if (c->pending.n + c->inflight.n + c->later.n)
+		log_warnx("mqtt: %zu messages not delivered at exit",
+		    c->pending.n + c->inflight.n + c->later.n);
 	list_free(&c->pending);
+	list_free(&c->later);
 	list_free(&c->inflight);
 	uplink_tls_ctx_destroy(c->tlsx);
 	for (size_t i = 0; i < c->n_subs; i++)
@@ -1925,7 +1997,7 @@ mqttc_state(const struct mqttc *c)
 size_t
 mqttc_queued(const struct mqttc *c)
 {
-	return c->pending.n;
+	return c->pending.n + c->later.n;
 }
 
 size_t

@@ -494,13 +494,61 @@ test_pubrec_with_failure_reason(void **state)
 	fb_connect(&B, false);
 	publish("site/q2", 2, 4);
 	p = expect(MQTT_PUBLISH);
-	fb_ack(&B, MQTT_PUBREC, p.packet_id, 0x97); /* quota exceeded */
+	fb_ack(&B, MQTT_PUBREC, p.packet_id, 0x87); /* not authorized: for good */
 	assert_true(fb_quiet(&B));                  /* no PUBREL for a refused message */
 	assert_int_equal(cnt()[UPLINK_C_pub_refused], 1);
 	assert_int_equal(mqttc_inflight(B.c), 0);
 	assert_int_equal(B.ev[B.nev - 2].st, MQTTC_MSG_DONE);
 	assert_int_equal(B.ev[B.nev - 1].kind, 'a');
-	assert_int_equal(B.ev[B.nev - 1].st, 0x97);
+	assert_int_equal(B.ev[B.nev - 1].st, 0x87);
+}
+
+/* A refusal that may pass (quota exceeded, the unspecific 0x80 and 0x83): the message is not
+ * released (the gateway promised it) but sent again later as a new message: 1 s after the
+ * first refusal, 2 s after the second, until the broker takes it. Before, it was released
+ * (acked with the reason) and dropped. Other messages go meanwhile. */
+static void
+test_refused_for_now_sent_again(void **state)
+{
+	struct fb_pkt p, q;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	publish("site/q2", 2, 4);
+	p = expect(MQTT_PUBLISH);
+	fb_ack(&B, MQTT_PUBREC, p.packet_id, 0x97); /* quota exceeded */
+	assert_true(fb_quiet(&B));
+	assert_int_equal(cnt()[UPLINK_C_pub_deferred], 1);
+	assert_int_equal(cnt()[UPLINK_C_pub_refused], 0);
+	assert_int_equal(fb_count(&B, 'a'), 0); /* not released */
+	assert_int_equal(mqttc_inflight(B.c), 0);
+	assert_int_equal(mqttc_queued(B.c), 1);
+	publish("site/q1", 1, 5); /* goes meanwhile */
+	q = expect(MQTT_PUBLISH);
+	assert_string_equal(q.topic, "site/q1");
+	fb_ack(&B, MQTT_PUBACK, q.packet_id, 0);
+	fb_tick(&B, 999);
+	assert_true(fb_quiet(&B));
+	fb_tick(&B, 1);
+	q = expect(MQTT_PUBLISH); /* again, as a new message */
+	assert_string_equal(q.topic, "site/q2");
+	assert_false(q.dup);
+	fb_ack(&B, MQTT_PUBREC, q.packet_id, 0x80); /* unspecified: again, 2 s later */
+	fb_tick(&B, 1999);
+	assert_true(fb_quiet(&B));
+	fb_tick(&B, 1);
+	q = expect(MQTT_PUBLISH);
+	assert_string_equal(q.topic, "site/q2");
+	fb_ack(&B, MQTT_PUBREC, q.packet_id, 0);
+	q = expect(MQTT_PUBREL);
+	fb_ack(&B, MQTT_PUBCOMP, q.packet_id, 0);
+	assert_int_equal(cnt()[UPLINK_C_pub_deferred], 2);
+	assert_int_equal(cnt()[UPLINK_C_pub_refused], 0);
+	assert_int_equal(B.ev[B.nev - 1].kind, 'a');
+	assert_int_equal(B.ev[B.nev - 1].ref, 4);
+	assert_int_equal(B.ev[B.nev - 1].st, 0);
+	assert_int_equal(mqttc_queued(B.c) + mqttc_inflight(B.c), 0);
 }
 
 /* Acks that do not match what is in flight are counted and change nothing; a stray PUBREC
@@ -741,6 +789,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_packet_before_connack, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_unanswered_message_reconnects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_for_now_sent_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_connack_drops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connack_limits, setup, teardown),
