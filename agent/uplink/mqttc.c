@@ -517,7 +517,7 @@ mc_persist(struct mqttc *c, const struct mc_msg *m, enum mqttc_msg_state st)
 static void
 mc_done(struct mqttc *c, struct mc_msg *m, uint8_t reason)
 {
-	if (m->qos > 0)
+	if (m->packet_id != 0) /* also one sent at QoS 0 now that held an id (mc_defer) */
 		bit_set(c->ids_out, m->packet_id, false);
 	mc_persist(c, m, MQTTC_MSG_DONE);
 	if (c->h.acked != NULL)
@@ -1198,7 +1198,7 @@ mc_find(struct mqttc *c, uint16_t id)
  * A 5.0 PUBACK/PUBREC with a failure reason that may pass: 0x97 (quota exceeded: a rate or a
  * plan's limit) and the unspecific 0x80 and 0x83 (a broker or plugin in trouble). The broker
  * freed the id and has not delivered the message; dropping it would break what the gateway
- * promised the sensor, so it goes again later as a new message (a new id), MC_DEFER_MIN after
+ * promised the sensor, so it goes again later as a new message (its id kept), MC_DEFER_MIN after
  * the first refusal, doubling up to MC_DEFER_MAX, until the broker takes it or refuses it for
  * good; the spool's own bounds (bytes, age) still apply to it, counted there. The other
  * reasons (not authorized, topic or payload invalid, ...) will not change: released.
@@ -1221,8 +1221,9 @@ mc_defer(struct mqttc *c, struct mc_msg *m, enum mqtt_type type, uint8_t reason)
 	    "mqtt: the broker refused a message to %s for now: %s; sent again in %llu s", m->topic,
 	    mqtt_reason_name(reason, type), (unsigned long long)d / 1000);
 	list_unlink(&c->inflight, m);
-	bit_set(c->ids_out, m->packet_id, false);
-	m->packet_id = 0;
+	/* its id stays its own: the broker freed it, and it is what a QoS 2 message's mark in the
+	 * spool names until it goes again (given to another meanwhile, a restart would resume both
+	 * under it, and the broker would take this one for the other's duplicate) */
 	m->dup = false;
 	m->state = MQTTC_MSG_QUEUED;
 	m->sent_ms = 0;

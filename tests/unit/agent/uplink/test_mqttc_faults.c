@@ -531,9 +531,10 @@ test_refused_for_now_sent_again(void **state)
 	fb_tick(&B, 999);
 	assert_true(fb_quiet(&B));
 	fb_tick(&B, 1);
-	q = expect(MQTT_PUBLISH); /* again, as a new message */
+	q = expect(MQTT_PUBLISH); /* again, as a new message under its id (kept for it) */
 	assert_string_equal(q.topic, "site/q2");
 	assert_false(q.dup);
+	assert_int_equal(q.packet_id, p.packet_id);
 	fb_ack(&B, MQTT_PUBREC, q.packet_id, 0x80); /* unspecified: again, 2 s later */
 	fb_tick(&B, 1999);
 	assert_true(fb_quiet(&B));
