@@ -48,6 +48,7 @@ struct downlink {
 	void *owned_arg;
 	struct ownq own; /* QoS 1/2 messages spooled, acknowledged once their record is durable */
 	char dir[600];
+	char local[65536]; /* a message's local topic (downlink_deliver) */
 };
 
 static void
@@ -381,13 +382,13 @@ downlink_deliver(struct downlink *d, const char *topic, const uint8_t *payload, 
 	struct dpchan_rec r = {
 		.retain = retain, .payload = payload, .payload_len = (uint32_t)len
 	};
-	char local[256];
+	char *local = d->local;
 	int n, rc;
 
 	if (rule == NULL)
 		return -ENOENT;
 	store_count(d->st, STORE_C_down_received, 1);
-	n = rules_down_render(d->rules, rule, topic, strlen(topic), local, sizeof(local));
+	n = rules_down_render(d->rules, rule, topic, strlen(topic), local, sizeof(d->local));
 	if (n < 0) {
 		store_count(d->st, STORE_C_down_bad_topic, 1);
 		LOG_RATELIMITED(LOG_LVL_WARN, 60,

@@ -145,6 +145,7 @@ struct mqttc {
 	uint8_t ids_rel[65536 / 8];  /* their PUBREL came, its answer is mqttc_released()'s */
 	uint8_t q1_acked[65536 / 8]; /* QoS 1 downlink ids PUBACKed on this connection */
 	uint8_t scratch[4096];
+	char topic[65536]; /* a downlink message's topic name, NUL-terminated for the hook */
 };
 
 static void mc_drop(struct mqttc *c, enum uplink_counter why_c, const char *why);
@@ -1390,7 +1391,6 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 {
 	enum mc_ack_st st = MC_ACK_SEND;
 	uint64_t token = ++c->next_token;
-	char topic[256];
 	int rc;
 
 	if (p->qos > 0 && c->ack_n == MC_ACKQ) {
@@ -1423,17 +1423,14 @@ mc_on_publish(struct mqttc *c, const struct mqtt_publish *p)
 	}
 	if (p->qos == 2 && bit_get(c->ids_in, p->packet_id)) {
 		c->cnt[UPLINK_C_downlink_dup]++;
-	} else if (p->topic.len >= sizeof(topic)) {
-		c->cnt[UPLINK_C_downlink_oversized]++;
-		LOG_RATELIMITED(
-		    LOG_LVL_WARN, 60, "mqtt: downlink topic too long (%u bytes)", p->topic.len);
 	} else {
-		memcpy(topic, p->topic.s, p->topic.len);
-		topic[p->topic.len] = '\0';
+		/* any topic name MQTT allows (65,535 bytes): the dataplane's broker takes them */
+		memcpy(c->topic, p->topic.s, p->topic.len);
+		c->topic[p->topic.len] = '\0';
 		c->cnt[UPLINK_C_downlink]++;
 		rc = c->h.message != NULL
-		    ? c->h.message(c->h.arg, topic, p->payload, p->payload_len, p->qos, p->retain,
-			  p->qos == 2 ? p->packet_id : 0, token)
+		    ? c->h.message(c->h.arg, c->topic, p->payload, p->payload_len, p->qos,
+			  p->retain, p->qos == 2 ? p->packet_id : 0, token)
 		    : 0;
 		if (rc < 0)
 			st = MC_ACK_NONE;

@@ -30,8 +30,9 @@
 
 struct lcore {
 	struct dpchan_client *c;
-	char got[16][64]; /* topic:payload:qos of each DOWN, in order */
-	int n, answer;    /* what the broker says: 1 delivered, 0 no subscriber, < 0 refused */
+	char got[16][64];       /* topic:payload:qos of each DOWN, in order */
+	uint32_t topic_len[16]; /* and its whole topic's length */
+	int n, answer; /* what the broker says: 1 delivered, 0 no subscriber, < 0 refused */
 	uint64_t now;
 };
 
@@ -40,6 +41,8 @@ lc_down(void *arg, const struct dpchan_rec *r)
 {
 	struct lcore *l = arg;
 
+	if (l->n < 16)
+		l->topic_len[l->n] = r->topic_len;
 	if (l->n < 16)
 		snprintf(l->got[l->n++], sizeof(l->got[0]), "%.*s:%.*s:%u", r->topic_len, r->topic,
 		    (int)r->payload_len, r->payload, r->qos);
@@ -177,6 +180,7 @@ setup(void **state)
 	snprintf(e->text, sizeof(e->text),
 	    "uplink:\n  site: lab\n  rules: []\n  downlink:\n"
 	    "    - {match: \"site/{site}/cmd/plant/#\", strip: \"site/{site}/\", max_qos: 1}\n"
+	    "    - {match: \"site/{site}/all/#\", strip: \"site/{site}/all/\"}\n"
 	    "  spool: {dir: %s/spool}\n",
 	    e->dir);
 	assert_int_equal(
@@ -218,7 +222,7 @@ test_mapped_to_the_dataplane(void **state)
 	const struct rules *r = store_rules(e->st);
 	struct downlink *d;
 	static uint8_t big[DPCHAN_FRAME_MAX];
-	char longt[400];
+	char longt[4000];
 
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
 	lc_connect(e);
@@ -250,17 +254,24 @@ test_mapped_to_the_dataplane(void **state)
 	pump(e, d, 6);
 	assert_int_equal(count(e, STORE_C_down_refused), 1);
 	assert_int_equal(count(e, STORE_C_down_taken), 3);
+	/* a long topic is a topic (the local one was cut at 255 bytes: owned and dropped) */
+	memset(longt, 'a', sizeof(longt));
+	memcpy(longt, "site/lab/cmd/plant/", 19);
+	longt[sizeof(longt) - 1] = '\0';
+	e->lc.answer = 1;
+	assert_int_equal(deliver(d, longt, "z", 1), 0);
+	pump(e, d, 7);
+	assert_int_equal(e->lc.topic_len[6], sizeof(longt) - 1 - strlen("site/lab/"));
+	assert_memory_equal(e->lc.got[6], "cmd/plant/aaa", 13);
+	assert_int_equal(count(e, STORE_C_down_taken), 4);
 	/* no rule: not the downlink's; too large, or no valid local topic: owned and dropped */
 	assert_int_equal(deliver(d, "site/other/cmd/plant/x", "z", 1), -ENOENT);
 	assert_int_equal(
 	    downlink_deliver(d, "site/lab/cmd/plant/big", big, sizeof(big), 1, false, 0, 0), 0);
 	assert_int_equal(count(e, STORE_C_down_too_large), 1);
-	memset(longt, 'a', sizeof(longt));
-	memcpy(longt, "site/lab/cmd/plant/", 19);
-	longt[sizeof(longt) - 1] = '\0';
-	assert_int_equal(deliver(d, longt, "z", 1), 0);
+	assert_int_equal(deliver(d, "site/lab/all/", "z", 1), 0); /* nothing left: no topic */
 	assert_int_equal(count(e, STORE_C_down_bad_topic), 1);
-	assert_int_equal(count(e, STORE_C_down_received), 8);
+	assert_int_equal(count(e, STORE_C_down_received), 9);
 	downlink_close(d);
 }
 

@@ -59,6 +59,7 @@ h_message(void *arg, const char *topic, const uint8_t *payload, size_t len, uint
 	e->packet_id = packet_id;
 	e->ref = token; /* for mqttc_owned() when message_rc is MQTTC_OWN_LATER */
 	snprintf(e->topic, sizeof(e->topic), "%s", topic);
+	e->topic_len = strlen(topic);
 	if (((struct fb *)arg)->on_message != NULL)
 		return ((struct fb *)arg)->on_message(arg, qos, packet_id, token, payload, len);
 	return ((struct fb *)arg)->message_rc;
@@ -370,11 +371,15 @@ fb_publish(struct fb *b, const char *topic, const char *payload, uint8_t qos, ui
 		.packet_id = id,
 		.payload = (const uint8_t *)payload,
 		.payload_len = (uint32_t)strlen(payload) };
-	uint8_t buf[512];
-	int n = mqtt_encode_publish(buf, sizeof(buf), b->version, &p);
+	size_t cap = 64 + p.topic.len + p.payload_len;
+	uint8_t *buf = malloc(cap);
+	int n;
 
+	assert_non_null(buf);
+	n = mqtt_encode_publish(buf, cap, b->version, &p);
 	assert_true(n > 0);
 	fb_send(b, buf, (size_t)n, false);
+	free(buf);
 }
 
 void

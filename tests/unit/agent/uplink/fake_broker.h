@@ -30,8 +30,9 @@ struct fb_event {
 	int kind; /* 'p' persist, 's' persist_sync, 'a' acked, 'm' message, 'r' released */
 	uint64_t ref;
 	uint16_t packet_id;
-	int st; /* persist: enum mqttc_msg_state; acked: reason; message: QoS */
-	char topic[128];
+	int st;           /* persist: enum mqttc_msg_state; acked: reason; message: QoS */
+	char topic[128];  /* its start */
+	size_t topic_len; /* message: the whole topic's */
 };
 
 struct fb {
