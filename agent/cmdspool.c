@@ -102,6 +102,7 @@ cmdspool_open(struct cmdspool **out, struct agent_loop *loop, const struct spool
 		cmdspool_close(c);
 		return rc;
 	}
+	store_count(c->st, STORE_C_down_q2_corrupt, downlink_ids_corrupt(c->q2));
 	*out = c;
 	return 0;
 }

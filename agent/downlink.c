@@ -166,6 +166,7 @@ open_spool(struct downlink *d, const struct spool_config *base)
 		log_err("downlink: spool %s: %s", d->dir, strerror(-rc));
 		return rc;
 	}
+	store_count(d->st, STORE_C_down_q2_corrupt, downlink_ids_corrupt(d->q2));
 	d->backlog = true; /* what it held at open goes first */
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * downlink_q2.c: the downlink's QoS 2 packet ids on disk (downlink_q2.h). The whole table is in
- * memory (512 KiB); each change is one 8-byte pwrite of its entry, then an fdatasync where the
- * order needs one.
+ * memory (512 KiB); each change is one 16-byte pwrite of its entry (value and checksum), then an
+ * fdatasync where the order needs one.
  */
 #include "downlink_q2.h"
 
@@ -13,32 +13,90 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "log.h"
 
 #define Q2_IDS     65536u
 #define Q2_PENDING (1ull << 62)
 #define Q2_OWNED   (2ull << 62)
 #define Q2_SEQ     (Q2_PENDING - 1)
+#define Q2_ENT     16u /* bytes of an entry: u64 value, u32 CRC-32C of (id, value), u32 0 */
+#define Q2_MAGIC   "edgegwQ2"
+#define Q2_VERSION 2u /* 1: 8-byte entries without a checksum or header (read and converted) */
+#define Q2_SIZE    ((size_t)Q2_IDS * Q2_ENT)
 
 struct downlink_ids {
 	const struct spool_io_ops *io;
 	void *io_ctx;
 	int fd;
+	unsigned corrupt; /* entries whose checksum failed at open: freed */
 	/* writes so far, and those an fdatasync covered: the loop writes, the spool's flusher may
 	 * sync (downlink_ids_sync from the spool's before_commit) */
 	_Atomic uint64_t gen, synced;
 	uint64_t v[Q2_IDS]; /* the loop's alone */
 };
 
+static void
+put_le(uint8_t *b, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t
+get_le(const uint8_t *b, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = n - 1; i >= 0; i--)
+		v = v << 8 | b[i];
+	return v;
+}
+
+/* Entry id holding v: all zero when free (what a hole in the file reads as), else the value and
+ * the CRC-32C of the id and the value. */
+static void
+ent_encode(uint8_t b[Q2_ENT], uint16_t id, uint64_t v)
+{
+	uint8_t k[10];
+
+	memset(b, 0, Q2_ENT);
+	if (v == 0)
+		return;
+	put_le(k, id, 2);
+	put_le(k + 2, v, 8);
+	put_le(b, v, 8);
+	put_le(b + 8, crc32c(k, sizeof(k), 0), 4);
+}
+
+/* The value of entry id; false when it is not one ent_encode made (a flipped bit, garbage). */
+static bool
+ent_decode(const uint8_t b[Q2_ENT], uint16_t id, uint64_t *v)
+{
+	uint8_t want[Q2_ENT];
+
+	*v = get_le(b, 8);
+	ent_encode(want, id, *v);
+	return memcmp(b, want, Q2_ENT) == 0 &&
+	    ((*v & ~Q2_SEQ) == Q2_PENDING || *v == 0 || (*v & ~Q2_SEQ) == Q2_OWNED);
+}
+
+static void
+hdr_encode(uint8_t b[Q2_ENT])
+{
+	memcpy(b, Q2_MAGIC, 8);
+	put_le(b + 8, Q2_VERSION, 4);
+	put_le(b + 12, crc32c(b, 12, 0), 4);
+}
+
 static int
 q2_write(struct downlink_ids *q, uint16_t id, uint64_t v)
 {
-	uint8_t b[8];
+	uint8_t b[Q2_ENT];
 
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
+	ent_encode(b, id, v);
 	errno = 0;
-	if (q->io->pwrite(q->io_ctx, q->fd, b, sizeof(b), (off_t)id * 8) != (ssize_t)sizeof(b))
+	if (q->io->pwrite(q->io_ctx, q->fd, b, sizeof(b), (off_t)id * Q2_ENT) != (ssize_t)sizeof(b))
 		return errno != 0 ? -errno : -EIO;
 	q->v[id] = v;
 	atomic_fetch_add(&q->gen, 1);
@@ -60,23 +118,98 @@ downlink_ids_sync(struct downlink_ids *q)
 	return 0;
 }
 
+/*
+ * The file as version 1 left it (an 8-byte value per id at id * 8, no header: its first 8 bytes,
+ * id 0's, are zero) into v, rewritten as this version beside it and renamed over it; fd then
+ * names the new file. What the old file says is taken as it is (it has no checksum).
+ */
+static int
+q2_convert(struct downlink_ids *q, const char *path, const uint8_t *old, size_t n, const char *dir)
+{
+	static uint8_t buf[Q2_SIZE];
+	char tmp[720];
+	int fd, rc = 0;
+
+	memset(buf, 0, sizeof(buf));
+	hdr_encode(buf);
+	for (uint32_t id = 1; id < Q2_IDS && (size_t)id * 8 + 8 <= n; id++) {
+		q->v[id] = get_le(old + id * 8, 8);
+		ent_encode(buf + (size_t)id * Q2_ENT, (uint16_t)id, q->v[id]);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	if ((fd = q->io->open(q->io_ctx, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -errno;
+	errno = 0;
+	if (q->io->pwrite(q->io_ctx, fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) ||
+	    q->io->fdatasync(q->io_ctx, fd) != 0 || q->io->rename(q->io_ctx, tmp, path) != 0 ||
+	    q->io->fsync_dir(q->io_ctx, dir) != 0) {
+		rc = errno != 0 ? -errno : -EIO;
+		q->io->close(q->io_ctx, fd);
+		q->io->unlink(q->io_ctx, tmp);
+		return rc;
+	}
+	q->io->close(q->io_ctx, q->fd);
+	q->fd = fd;
+	log_info("downlink: %s: converted from version 1 (no checksums)", path);
+	return 0;
+}
+
 /* Load the table; settle what a crash left PENDING. */
 static int
-q2_load(struct downlink_ids *q, struct spool *sp)
+q2_load(struct downlink_ids *q, struct spool *sp, const char *path, const char *dir)
 {
-	static uint8_t buf[Q2_IDS * 8];
+	static uint8_t buf[Q2_SIZE + 1];
+	uint8_t hdr[Q2_ENT];
 	ssize_t n = q->io->pread(q->io_ctx, q->fd, buf, sizeof(buf), 0);
-	unsigned owned = 0, dropped = 0;
+	unsigned owned = 0, dropped = 0, bad = 0;
+	uint32_t version;
 	int rc;
 
 	if (n < 0)
 		return -errno;
 	memset(buf + n, 0, sizeof(buf) - (size_t)n); /* a new or short file: free entries */
+	hdr_encode(hdr);
+	version = (uint32_t)get_le(buf + 8, 4);
+	if (n == 0) { /* new: the header on disk before any entry */
+		errno = 0;
+		if (q->io->pwrite(q->io_ctx, q->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+			return errno != 0 ? -errno : -EIO;
+		atomic_fetch_add(&q->gen, 1);
+	} else if (memcmp(buf, Q2_MAGIC, 8) == 0 && version > Q2_VERSION &&
+	    get_le(buf + 12, 4) == crc32c(buf, 12, 0)) {
+		log_warnx("downlink: %s: written by a newer version (%u; this one reads up to %u)",
+		    path, version, Q2_VERSION);
+		return -EPROTO;
+	} else if (memcmp(buf, Q2_MAGIC, 8) != 0) {
+		if (get_le(buf, 8) != 0 || (size_t)n > (size_t)Q2_IDS * 8) {
+			log_warnx("downlink: %s: not a q2-ids file (%zd bytes)", path, n);
+			return -EPROTO;
+		}
+		if ((rc = q2_convert(q, path, buf, (size_t)n, dir)) != 0)
+			return rc;
+		memset(buf, 0, sizeof(buf));
+		for (uint32_t id = 1; id < Q2_IDS; id++)
+			ent_encode(buf + (size_t)id * Q2_ENT, (uint16_t)id, q->v[id]);
+	} else if (memcmp(buf, hdr, sizeof(hdr)) != 0) { /* the magic right, the rest not */
+		log_warnx("downlink: %s: header checksum wrong: rewritten (entries have their own)",
+		    path);
+		q->corrupt++;
+		errno = 0;
+		if (q->io->pwrite(q->io_ctx, q->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+			return errno != 0 ? -errno : -EIO;
+		atomic_fetch_add(&q->gen, 1);
+	}
 	for (uint32_t id = 1; id < Q2_IDS; id++) {
-		uint64_t v = 0;
+		uint64_t v;
 
-		for (int i = 7; i >= 0; i--)
-			v = v << 8 | buf[id * 8 + (uint32_t)i];
+		if (!ent_decode(buf + (size_t)id * Q2_ENT, (uint16_t)id, &v)) {
+			/* a bit flipped or garbage: which state it held is unknown. Free is the
+			 * side that cannot lose a message: a resend of it is delivered again */
+			bad++;
+			if ((rc = q2_write(q, (uint16_t)id, 0)) != 0)
+				return rc;
+			continue;
+		}
 		q->v[id] = v;
 		if ((v & ~Q2_SEQ) == Q2_PENDING) {
 			rc = sp != NULL && spool_rec_kept(sp, v & Q2_SEQ)
@@ -88,6 +221,11 @@ q2_load(struct downlink_ids *q, struct spool *sp)
 		}
 		owned += q->v[id] != 0;
 	}
+	q->corrupt += bad;
+	if (bad > 0)
+		log_warnx("downlink: %s: %u entries failed their checksum: their ids are taken as "
+			  "free (a cloud resend of such a message is delivered again)",
+		    path, bad);
 	if (owned > 0 || dropped > 0)
 		log_info("downlink: %u QoS 2 messages from the cloud await their PUBREL (%u ids "
 			 "freed: their messages never reached the spool)",
@@ -113,13 +251,19 @@ downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp,
 		free(q);
 		return rc;
 	}
-	if ((rc = q2_load(q, sp)) != 0) {
+	if ((rc = q2_load(q, sp, path, dir)) != 0) {
 		log_err("downlink: %s: %s", path, strerror(-rc));
 		downlink_ids_close(q);
 		return rc;
 	}
 	*out = q;
 	return 0;
+}
+
+unsigned
+downlink_ids_corrupt(const struct downlink_ids *q)
+{
+	return q->corrupt;
 }
 
 void

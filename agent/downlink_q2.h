@@ -3,9 +3,15 @@
  * the gateway owns and whose PUBREL has not come yet, kept on disk so that a resend (DUP) after
  * the agent restarted is answered PUBREC again and not delivered to the sensors twice.
  *
- * One file, `<downlink spool>/q2-ids`: 65536 entries of 8 bytes (sparse), entry n for packet id n.
- * 0: free; PENDING | seq: the message went into the downlink spool as record seq, not known
- * durable yet; OWNED | seq: it is (PUBREC may go). An entry is one aligned 8-byte pwrite.
+ * One file, `<downlink spool>/q2-ids`: a 16-byte header (magic, version 2, CRC-32C), then an
+ * entry of 16 bytes per packet id n at n * 16 (sparse): a u64 value and the CRC-32C of the id
+ * and the value, or all zero. 0: free; PENDING | seq: the message went into the downlink spool
+ * as record seq, not known durable yet; OWNED | seq: it is (PUBREC may go). An entry is one
+ * aligned 16-byte pwrite. An entry whose checksum fails at open (a flipped bit, garbage) is
+ * freed and counted (downlink_ids_corrupt): the side that cannot lose a message, a resend of it
+ * being delivered again; an entry read as OWNED that was not would answer the cloud's next
+ * message under that id PUBREC without delivering it. Version 1's file (8-byte entries, no
+ * header or checksum) is converted at open; a newer version's is refused (-EPROTO).
  * Order (downlink.c, cmdspool.c): downlink_ids_pending (seq: spool_next_seq, written, not synced)
  * -> spool_append (that seq) -> the spool's commit, whose before_commit hook
  * (downlink_ids_before_commit) makes the table durable before the record is written -> the
@@ -32,6 +38,8 @@ struct downlink_ids;
 int downlink_ids_open(struct downlink_ids **out, const char *dir, struct spool *sp,
     const struct spool_io_ops *io, void *io_ctx);
 void downlink_ids_close(struct downlink_ids *q);
+/* Entries (and the header) found corrupt at open, freed. */
+unsigned downlink_ids_corrupt(const struct downlink_ids *q);
 /* Owned and not released (what the MQTT client answers PUBREC to without delivering). */
 bool downlink_ids_held(const struct downlink_ids *q, uint16_t packet_id);
 /* Call fn for every owned id (put back into the MQTT client at start). */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "crc32c.h"
 #include "downlink.h"
 #include "dpchan_client.h"
 #include "loop.h"
@@ -459,6 +460,36 @@ kept_ids(struct downlink *d, uint16_t ids[9])
 	downlink_q2_each(d, collect, ids);
 }
 
+/* Entry id of dir's q2-ids file as downlink_q2.c writes it (v 0: all zero). */
+static void
+q2_entry(uint8_t b[16], uint16_t id, uint64_t v)
+{
+	uint8_t k[10];
+
+	memset(b, 0, 16);
+	for (int i = 0; i < 2; i++)
+		k[i] = (uint8_t)(id >> (8 * i));
+	for (int i = 0; i < 8; i++)
+		b[i] = k[2 + i] = (uint8_t)(v >> (8 * i));
+	if (v != 0)
+		for (int i = 0; i < 4; i++)
+			b[8 + i] = (uint8_t)(crc32c(k, sizeof(k), 0) >> (8 * i));
+}
+
+/* n bytes at off of the downlink's q2-ids file (created when absent). */
+static void
+q2_poke(struct env *e, long off, const void *b, size_t n)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/spool/downlink/q2-ids", e->dir);
+	assert_non_null(f = fopen(path, "r+b") ?: fopen(path, "w+b"));
+	assert_int_equal(fseek(f, off, SEEK_SET), 0);
+	assert_int_equal(fwrite(b, 1, n, f), n);
+	fclose(f);
+}
+
 /* QoS 2 from the cloud: the packet id is kept on disk with the message until its PUBREL, across
  * agent restarts; one a crash left before its message reached the spool is freed at open. */
 static void
@@ -468,10 +499,7 @@ test_q2_ids_kept_across_restarts(void **state)
 	const struct rules *r = store_rules(e->st);
 	struct downlink *d;
 	uint16_t ids[9];
-	uint8_t pending[8];
-	uint64_t v = (1ull << 62) | 999; /* PENDING, a record the spool never got */
-	char path[128];
-	FILE *f;
+	uint8_t pending[16];
 
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
 	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/a", "1", 2, 7), 0);
@@ -481,18 +509,14 @@ test_q2_ids_kept_across_restarts(void **state)
 	assert_int_equal(ids[1], 7);
 	assert_int_equal(ids[2], 9);
 	downlink_close(d);
-	for (int i = 0; i < 8; i++)
-		pending[i] = (uint8_t)(v >> (8 * i));
-	snprintf(path, sizeof(path), "%s/spool/downlink/q2-ids", e->dir);
-	assert_non_null(f = fopen(path, "r+b"));
-	assert_int_equal(fseek(f, 11 * 8, SEEK_SET), 0);
-	assert_int_equal(fwrite(pending, 1, 8, f), 8);
-	fclose(f);
+	q2_entry(pending, 11, (1ull << 62) | 999); /* PENDING, a record the spool never got */
+	q2_poke(e, 11 * 16, pending, sizeof(pending));
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
 	kept_ids(d, ids);
 	assert_int_equal(ids[0], 2); /* 7 and 9 kept, 11 freed */
 	assert_int_equal(ids[1], 7);
 	assert_int_equal(ids[2], 9);
+	assert_int_equal(count(e, STORE_C_down_q2_corrupt), 0);
 	assert_int_equal(downlink_q2_release(d, 7, NULL), 0); /* PUBREL */
 	downlink_close(d);
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
@@ -503,6 +527,91 @@ test_q2_ids_kept_across_restarts(void **state)
 	kept_ids(d, ids);
 	assert_int_equal(ids[0], 0);
 	downlink_close(d);
+}
+
+/* An entry whose checksum fails (a bit flipped on disk) is freed and counted, not read as what
+ * its bits say: OWNED by mistake, the cloud's next message under that id would be answered
+ * PUBREC and never delivered. The header too: rewritten, its entries read on their own. */
+static void
+test_q2_ids_checked(void **state)
+{
+	struct env *e = *state;
+	const struct rules *r = store_rules(e->st);
+	struct downlink *d;
+	uint16_t ids[9];
+	uint8_t ent[16], flip = 0x10;
+
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/a", "1", 2, 7), 0);
+	assert_int_equal(deliver_id(d, "site/lab/cmd/plant/b", "2", 2, 9), 0);
+	downlink_close(d);
+	q2_poke(e, 9 * 16 + 2, &flip, 1);    /* 9's value: a bit of its sequence */
+	q2_entry(ent, 12, (2ull << 62) | 1); /* OWNED, 12's, written in 13's place */
+	q2_poke(e, 13 * 16, ent, sizeof(ent));
+	q2_poke(e, 15 * 16 + 12, "x", 1); /* a free entry with garbage after */
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1); /* 7 */
+	assert_int_equal(ids[1], 7);
+	assert_int_equal(count(e, STORE_C_down_q2_corrupt), 3);
+	downlink_close(d);
+	q2_poke(e, 8,
+	    "\x02\0\0\0"
+	    "abcd",
+	    8); /* version 2, the header's CRC wrong */
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(count(e, STORE_C_down_q2_corrupt), 4);
+	downlink_close(d);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	assert_int_equal(count(e, STORE_C_down_q2_corrupt), 4); /* all rewritten: none since */
+	downlink_close(d);
+}
+
+/* The first version's file (8-byte entries, no header, no checksum) is converted at open, what it
+ * held kept; a newer version's file is refused (the downlink does not open: nothing is owned,
+ * the cloud sends its messages again), and so is a file that is not one. */
+static void
+test_q2_ids_versions(void **state)
+{
+	struct env *e = *state;
+	const struct rules *r = store_rules(e->st);
+	struct downlink *d;
+	uint16_t ids[9];
+	uint8_t v1[8], hdr[16];
+	char path[128];
+
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	downlink_close(d); /* the spool directory made */
+	snprintf(path, sizeof(path), "%s/spool/downlink/q2-ids", e->dir);
+	assert_int_equal(truncate(path, 0), 0);
+	for (int i = 0; i < 8; i++)
+		v1[i] = (uint8_t)(((2ull << 62) | 5) >> (8 * i)); /* OWNED, record 5 */
+	q2_poke(e, 300 * 8, v1, 8);
+	q2_poke(e, 65535 * 8, v1, 8);
+	for (int i = 0; i < 8; i++)
+		v1[i] = (uint8_t)(((1ull << 62) | 999) >> (8 * i)); /* PENDING, no such record */
+	q2_poke(e, 4 * 8, v1, 8);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 2);
+	assert_int_equal(ids[1], 300);
+	assert_int_equal(ids[2], 65535);
+	downlink_close(d);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids); /* converted: the same read again, as version 2 */
+	assert_int_equal(ids[0], 2);
+	assert_int_equal(ids[2], 65535);
+	assert_int_equal(count(e, STORE_C_down_q2_corrupt), 0);
+	downlink_close(d);
+	memcpy(hdr, "edgegwQ2\x03\0\0\0", 12); /* version 3 */
+	for (int i = 0; i < 4; i++)
+		hdr[12 + i] = (uint8_t)(crc32c(hdr, 12, 0) >> (8 * i));
+	q2_poke(e, 0, hdr, sizeof(hdr));
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), -EPROTO);
+	q2_poke(e, 0, "not ours", 8);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), -EPROTO);
 }
 
 /* Without a spool and without a channel: a QoS 1/2 message is not owned (the uplink does not
@@ -1090,6 +1199,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_not_twice_when_the_agent_dies_before_the_answer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_kept_across_restarts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_q2_ids_checked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_q2_ids_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_lcore_at_a_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_removed_by_hand, setup, teardown),
 		cmocka_unit_test_setup_teardown(
