@@ -177,9 +177,11 @@ q2_load(struct downlink_ids *q, struct spool *sp, const char *path, const char *
 		atomic_fetch_add(&q->gen, 1);
 	} else if (memcmp(buf, Q2_MAGIC, 8) == 0 && version > Q2_VERSION &&
 	    get_le(buf + 12, 4) == crc32c(buf, 12, 0)) {
-		log_warnx("downlink: %s: written by a newer version (%u; this one reads up to %u)",
+		log_warnx(
+		    "downlink: %s: written by a newer version (format %u, this one reads %u): "
+		    "left as it is",
 		    path, version, Q2_VERSION);
-		return -EPROTO;
+		return -EPROTONOSUPPORT; /* as the spool's (spool_recover.c) */
 	} else if (memcmp(buf, Q2_MAGIC, 8) != 0) {
 		if (get_le(buf, 8) != 0 || (size_t)n > (size_t)Q2_IDS * 8) {
 			log_warnx("downlink: %s: not a q2-ids file (%zd bytes)", path, n);

@@ -11,7 +11,8 @@
  * freed and counted (downlink_ids_corrupt): the side that cannot lose a message, a resend of it
  * being delivered again; an entry read as OWNED that was not would answer the cloud's next
  * message under that id PUBREC without delivering it. Version 1's file (8-byte entries, no
- * header or checksum) is converted at open; a newer version's is refused (-EPROTO).
+ * header or checksum) is converted at open; a newer version's is refused (-EPROTONOSUPPORT,
+ * as the spool's), a file that is not one too (-EPROTO): the agent does not start.
  * Order (downlink.c, cmdspool.c): downlink_ids_pending (seq: spool_next_seq, written, not synced)
  * -> spool_append (that seq) -> the spool's commit, whose before_commit hook
  * (downlink_ids_before_commit) makes the table durable before the record is written -> the
