@@ -304,6 +304,7 @@ struct broker_conn {
 					     * alias_out_max outbound (broker_alias_table()) */
 	struct mqtt_decoder dec;
 	uint64_t opened_ms, last_rx_ms;
+	uint64_t owed_since_ms; /* an owed ack (n_owed) last went out, or began to wait (0: none) */
 	uint32_t client_max_packet;
 	uint16_t keepalive_s;
 	uint16_t client_recv_max;
@@ -400,6 +401,8 @@ enum uplink_verdict broker_uplink_publish(
 bool broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid);
 /* A QoS 1 PUBLISH of c with this id waits for durability (its PUBACK not sent yet). */
 bool broker_uplink_qos1_pending(struct broker_conn *c, uint16_t pid);
+/* c's owed acks have had no room for stall_timeout: it stopped reading (uplink.c). */
+bool broker_uplink_owed_stalled(struct broker_conn *c, uint64_t now_ms);
 /* A QoS 2 resend (DUP) of an id awaiting PUBREL whose message went up under an origin the agent
  * has not confirmed (a restart came between): m goes up again under that origin, its PUBREC
  * waits for durability (UPLINK_DEFERRED); UPLINK_ACK_NOW when nothing is to go up again. */

@@ -153,6 +153,8 @@ conn_timers(struct broker *b)
 		if (c->state == CONN_ACTIVE && c->s != NULL && c->s->over_since_ms != 0 &&
 		    b->now_ms - c->s->over_since_ms >= b->cfg.stall_timeout_ms)
 			broker_conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_STALL_KILL);
+		else if (c->state == CONN_ACTIVE && broker_uplink_owed_stalled(c, b->now_ms))
+			broker_conn_kill(c, MQTT_RC_QUOTA_EXCEEDED, BROKER_C_ACK_STALL_KILL);
 		else if (c->state == CONN_ACTIVE && c->s != NULL)
 			broker_session_drain(c->s); /* message expiry, room that came back */
 	}

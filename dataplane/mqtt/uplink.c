@@ -473,6 +473,8 @@ ack_or_owe(struct broker *b, struct broker_uplink *u, struct uplink_ent *e)
 	}
 	if (e->state != UE_OWED)
 		c->n_owed++;
+	if (c->owed_since_ms == 0)
+		c->owed_since_ms = b->now_ms; /* broker_uplink_owed_stalled */
 	e->state = UE_OWED;
 }
 
@@ -588,9 +590,30 @@ broker_uplink_flush_owed(struct broker_conn *c)
 		broker_conn_send_ack(c, e->ack, e->pid, e->reason);
 		broker_count(c->b, BROKER_C_UPLINK_ACKED);
 		c->n_owed--;
+		c->owed_since_ms = c->b->now_ms; /* progress: the clock starts again */
 		ent_free(u, e);
 	}
+	if (c->n_owed == 0)
+		c->owed_since_ms = 0;
+	else if (c->owed_since_ms == 0) /* owed since their journal sync: from now */
+		c->owed_since_ms = c->b->now_ms;
 	pop_front(c->b, u);
+}
+
+/*
+ * c is owed acks that have found no room in its send buffer for stall_timeout: a client that
+ * stopped reading. Its entries cannot leave the ring, whose head they hold, and behind them
+ * the ring fills with every other publisher's: at max_pending each durable publisher on the
+ * lcore is held, for as long as c lives (with keepalive 0, and its TCP answering zero-window
+ * probes, for good). The caller closes it; its messages are durable already and its resends
+ * are answered as any (conn_gone frees the entries).
+ */
+bool
+broker_uplink_owed_stalled(struct broker_conn *c, uint64_t now_ms)
+{
+	return c->n_owed > 0 && c->owed_since_ms != 0 &&
+	    now_ms - c->owed_since_ms >= c->b->cfg.stall_timeout_ms &&
+	    broker_conn_send_space(c) < UPLINK_ACK_ROOM;
 }
 
 bool

@@ -316,6 +316,60 @@ test_owed_acks(void **state)
 	fx_free(x);
 }
 
+/* A publisher that stops reading: the acks it is owed find no room and their entries hold the
+ * ring's head, so the ring filled behind them with another publisher's and held that one too
+ * (at max_pending, 16 here), for as long as the first lived (keepalive 0: for good). After
+ * stall_timeout without progress it is closed (ACK_STALL_KILL); the other goes on. A reader
+ * that takes an ack now and then restarts the clock. */
+static void
+test_owed_acks_stall(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 16);
+	uint64_t ref = 1;
+	struct mqtt_packet p;
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "stuck", true, 0, NULL);
+	fx_connect(x, 1, MQTT_V311, "other", true, 60, NULL);
+	fx_publish(x, 0, "plant/a", "1", 1, 1, false);
+	fx_publish(x, 0, "plant/a", "2", 1, 2, false);
+	x->f[0].space = 4;
+	fx_durable(x, ref, ref + 1, 0);
+	ref += 2;
+	assert_false(fx_next(x, 0, &p)); /* both owed */
+	for (uint16_t pid = 1; pid <= 14; pid++, ref++) {
+		fx_publish(x, 1, "plant/b", "1", 1, pid, false);
+		fx_durable(x, ref, ref, 0);
+		fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	}
+	fx_publish(x, 1, "plant/b", "1", 1, 15, false);
+	assert_true(broker_conn_held(x->f[1].c)); /* the ring is full behind "stuck" */
+	fx_tick(x, 20000);
+	assert_false(x->f[0].closed);
+	x->f[0].space = 8; /* it read a little: room for one ack, progress */
+	broker_conn_writable(x->f[0].c, x->now);
+	assert_true(fx_next(x, 0, &p));
+	assert_int_equal(p.ack.packet_id, 1);
+	assert_false(fx_next(x, 0, &p));           /* the second has no room */
+	assert_false(broker_conn_held(x->f[1].c)); /* one entry freed: the other's 15th goes in */
+	assert_int_equal(fx_refeed(x, 1), 0);
+	fx_publish(x, 1, "plant/b", "1", 1, 16, false);
+	assert_true(broker_conn_held(x->f[1].c)); /* and its 16th waits again */
+	fx_tick(x, 20000);
+	assert_int_equal(fx_count(x, BROKER_C_ACK_STALL_KILL), 0);
+	fx_tick(x, 11000); /* 31 s since it took the last */
+	assert_int_equal(fx_count(x, BROKER_C_ACK_STALL_KILL), 1);
+	assert_true(x->f[0].closed);
+	assert_false(broker_conn_held(x->f[1].c));
+	assert_int_equal(fx_refeed(x, 1), 0);
+	fx_durable(x, ref, ref + 1, 0);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	fx_expect_type(x, 1, MQTT_PUBACK, 0);
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	fx_free(x);
+}
+
 int
 main(void)
 {
@@ -328,6 +382,7 @@ main(void)
 		cmocka_unit_test(test_durable_failed),
 		cmocka_unit_test(test_closed_while_pending),
 		cmocka_unit_test(test_owed_acks),
+		cmocka_unit_test(test_owed_acks_stall),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
