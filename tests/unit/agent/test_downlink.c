@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -741,6 +742,97 @@ qf_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
 	return spool_io_posix.pwrite(ctx, fd, buf, len, off);
 }
 
+/* Converting the first version's file fails at each of its steps (the new file's write, its
+ * fdatasync, the rename, the directory's fsync): the open fails (the agent does not start), the
+ * old file stays as it was and nothing is left beside it; the next open converts it. */
+static int fail_step; /* 1 pwrite of q2-ids.new, 2 its fdatasync, 3 rename, 4 fsync_dir */
+
+static ssize_t
+cv_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
+{
+	if (fail_step == 1 && len > 16) { /* the whole new file in one write */
+		errno = ENOSPC;
+		return -1;
+	}
+	return spool_io_posix.pwrite(ctx, fd, buf, len, off);
+}
+
+static int
+cv_fdatasync(void *ctx, int fd)
+{
+	struct stat st;
+
+	if (fail_step == 2 && fstat(fd, &st) == 0 && st.st_size > 65536 * 8) {
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.fdatasync(ctx, fd);
+}
+
+static int
+cv_rename(void *ctx, const char *from, const char *to)
+{
+	if (fail_step == 3) {
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.rename(ctx, from, to);
+}
+
+static int
+cv_fsync_dir(void *ctx, const char *dir)
+{
+	if (fail_step == 4) {
+		errno = EIO;
+		return -1;
+	}
+	return spool_io_posix.fsync_dir(ctx, dir);
+}
+
+static void
+test_q2_ids_convert_fails(void **state)
+{
+	struct env *e = *state;
+	const struct rules *r = store_rules(e->st);
+	struct spool_config sc = e->sc->spool;
+	struct spool_io_ops ops = spool_io_posix;
+	struct downlink *d;
+	uint16_t ids[9];
+	uint8_t v1[8], head[8];
+	char path[128], tmp[140];
+	FILE *f;
+
+	ops.pwrite = cv_pwrite;
+	ops.fdatasync = cv_fdatasync;
+	ops.rename = cv_rename;
+	ops.fsync_dir = cv_fsync_dir;
+	sc.io = &ops;
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	downlink_close(d);
+	snprintf(path, sizeof(path), "%s/spool/downlink/q2-ids", e->dir);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	assert_int_equal(truncate(path, 0), 0);
+	for (int i = 0; i < 8; i++)
+		v1[i] = (uint8_t)(((2ull << 62) | 5) >> (8 * i)); /* OWNED */
+	q2_poke(e, 300 * 8, v1, 8);
+	for (fail_step = 1; fail_step <= 4; fail_step++) {
+		assert_true(downlink_open(&d, e->loop, r, e->srv, &sc, e->st) < 0);
+		assert_non_null(f = fopen(path, "rb"));
+		assert_int_equal(fread(head, 1, 8, f), 8);
+		fclose(f);
+		if (fail_step < 4) { /* before the rename: the old file as it was, no new one */
+			assert_memory_equal(head, (uint8_t[8]){ 0 }, 8);
+			assert_int_equal(access(tmp, F_OK), -1);
+		}
+	}
+	fail_step = 0;
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &sc, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(ids[1], 300);
+	downlink_close(d);
+}
+
 /* QoS 2 from the cloud while the q2-ids file cannot be written (counted down_q2_fail each
  * time): a message whose packet id could not be kept is owned all the same (it is on disk in
  * the spool: acknowledged, delivered once; not acknowledging it would have the cloud's resend
@@ -1203,6 +1295,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_q2_ids_kept_across_restarts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_ids_versions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_q2_ids_convert_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_lcore_at_a_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spool_removed_by_hand, setup, teardown),
 		cmocka_unit_test_setup_teardown(
