@@ -170,7 +170,8 @@ q2_load(struct downlink_ids *q, struct spool *sp, const char *path, const char *
 	memset(buf + n, 0, sizeof(buf) - (size_t)n); /* a new or short file: free entries */
 	hdr_encode(hdr);
 	version = (uint32_t)get_le(buf + 8, 4);
-	if (n == 0) { /* new: the header on disk before any entry */
+	if (n == 0 || (n < (ssize_t)Q2_ENT && memcmp(buf, hdr, (size_t)n) == 0)) {
+		/* new, or its header's first write cut short: the header on disk before any entry */
 		errno = 0;
 		if (q->io->pwrite(q->io_ctx, q->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
 			return errno != 0 ? -errno : -EIO;

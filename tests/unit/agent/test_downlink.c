@@ -615,6 +615,15 @@ test_q2_ids_versions(void **state)
 	    downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), -EPROTONOSUPPORT);
 	q2_poke(e, 0, "not ours", 8);
 	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), -EPROTO);
+	/* a new file whose header's write was cut short: made again (it holds no entry yet) */
+	assert_int_equal(truncate(path, 0), 0);
+	q2_poke(e, 0, "edgegw", 6);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	kept_ids(d, ids);
+	assert_int_equal(ids[0], 0);
+	downlink_close(d);
+	assert_int_equal(downlink_open(&d, e->loop, r, e->srv, &e->sc->spool, e->st), 0);
+	downlink_close(d);
 }
 
 /* Without a spool and without a channel: a QoS 1/2 message is not owned (the uplink does not
