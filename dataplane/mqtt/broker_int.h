@@ -209,6 +209,7 @@ struct broker_session {
 	uint32_t next_seq;
 	uint32_t qlen;
 	uint32_t expiry_s;
+	uint32_t n_up;          /* uplink ring entries holding it (QoS 2 PUBLISHes, uplink.c) */
 	uint64_t over_since_ms; /* queue_full hold: over max_queue since (or since the last
 				 * progress), publishers held on it; 0: not over */
 	uint32_t next_did;      /* the last journal entry id given to a message of it (persist.c) */

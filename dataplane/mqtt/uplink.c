@@ -275,6 +275,8 @@ wait_for(struct broker_conn *c, struct broker_uplink *u, uint64_t ref, uint8_t q
 		.reason = reason,
 		.state = UE_WAIT };
 	u->n_qos2 += qos == 2 && c->s != NULL;
+	if (qos == 2 && c->s != NULL)
+		c->s->n_up++;
 	u->n_jwait += jseq != 0; /* its sync starts now, beside the agent's commit (sync_poll) */
 	u->next_ref++;
 	c->n_uplink++;
@@ -388,12 +390,19 @@ broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid)
 {
 	struct broker_uplink *u = c->b->up;
 
-	if (u == NULL || u->n_qos2 == 0 || c->s == NULL)
+	uint32_t left;
+
+	/* a client's resend (DUP) costs a look at its own session's entries only: none, most often,
+	 * and at most those, newest first, not the whole ring's (every other publisher's) */
+	if (u == NULL || c->s == NULL || (left = c->s->n_up) == 0)
 		return false;
-	for (uint64_t r = u->head_ref; r < u->next_ref; r++) {
+	for (uint64_t r = u->next_ref; left > 0 && r-- > u->head_ref;) {
 		struct uplink_ent *e = ent(u, r);
 
-		if (e->state == UE_WAIT && e->s == c->s && e->pid == pid) {
+		if (e->s != c->s)
+			continue;
+		left--;
+		if (e->state == UE_WAIT && e->pid == pid) {
 			if (e->c != c) { /* resent on a new connection: acknowledged there */
 				if (e->c != NULL)
 					e->c->n_uplink--;
@@ -433,6 +442,8 @@ ent_free(struct broker_uplink *u, struct uplink_ent *e)
 	if (e->c != NULL)
 		e->c->n_uplink--;
 	u->n_qos2 -= e->s != NULL;
+	if (e->s != NULL)
+		e->s->n_up--;
 	u->n_sync -= e->state == UE_SYNC;
 	*e = (struct uplink_ent){ 0 };
 }
@@ -690,11 +701,12 @@ broker_uplink_session_gone(struct broker_session *s)
 {
 	struct broker_uplink *u = s->b->up;
 
-	for (uint64_t r = u->head_ref; r < u->next_ref && u->n_qos2 > 0; r++) {
+	for (uint64_t r = u->head_ref; r < u->next_ref && s->n_up > 0; r++) {
 		struct uplink_ent *e = ent(u, r);
 
 		if (e->s == s) {
 			e->s = NULL;
+			s->n_up--;
 			u->n_qos2--;
 		}
 	}

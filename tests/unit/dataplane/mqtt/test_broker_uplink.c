@@ -370,6 +370,53 @@ test_owed_acks_stall(void **state)
 	fx_free(x);
 }
 
+/* A QoS 2 resend (DUP) while other sessions' entries fill the ring: found among them while it
+ * waits (not sent up again, its PUBREC when durable), answered at once after; the look covers
+ * the sender's own entries (a count per session), not every entry of the ring per resend. */
+static void
+test_qos2_resend_among_others(void **state)
+{
+	struct fake_up u = { 0 };
+	struct fx *x = fx_up(&u, 64);
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+	uint8_t buf[64];
+	int len;
+
+	(void)state;
+	fx_connect(x, 0, MQTT_V311, "a", false, 60, NULL);
+	fx_connect(x, 1, MQTT_V311, "b", true, 60, NULL);
+	fx_publish(x, 1, "plant/b", "0", 2, 1, false); /* ref 1 */
+	fx_publish(x, 0, "plant/a", "a", 2, 3, false); /* ref 2 */
+	for (uint16_t pid = 2; pid <= 21; pid++)       /* refs 3..22 */
+		fx_publish(x, 1, "plant/b", "1", 2, pid, false);
+	p.publish = (struct mqtt_publish){ .topic = { "plant/a", 7 },
+		.qos = 2,
+		.packet_id = 3,
+		.dup = true,
+		.payload = (const uint8_t *)"a",
+		.payload_len = 1 };
+	len = mqtt_encode(buf, sizeof(buf), MQTT_V311, &p);
+	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0);
+	assert_int_equal(u.n, 22); /* not sent up again */
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_WAIT), 1);
+	fx_expect_none(x, 0);
+	fx_durable(x, 2, 2, 0);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_expect_none(x, 0);
+	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0); /* after its PUBREC: at once */
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_WAIT), 1);
+	assert_int_equal(u.n, 22);
+	fx_close(x, 1); /* b's clean session goes, its entries let go of it */
+	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_durable(x, 1, 22, 0);
+	fx_ack(x, 0, MQTT_PUBREL, 3);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	assert_int_equal(broker_uplink_pending(x->b), 0);
+	fx_free(x);
+}
+
 int
 main(void)
 {
@@ -383,6 +430,7 @@ main(void)
 		cmocka_unit_test(test_closed_while_pending),
 		cmocka_unit_test(test_owed_acks),
 		cmocka_unit_test(test_owed_acks_stall),
+		cmocka_unit_test(test_qos2_resend_among_others),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
