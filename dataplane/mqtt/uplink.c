@@ -701,7 +701,7 @@ broker_uplink_session_gone(struct broker_session *s)
 {
 	struct broker_uplink *u = s->b->up;
 
-	for (uint64_t r = u->head_ref; r < u->next_ref && s->n_up > 0; r++) {
+	for (uint64_t r = u->head_ref; r < u->next_ref && u->n_qos2 > 0; r++) {
 		struct uplink_ent *e = ent(u, r);
 
 		if (e->s == s) {
