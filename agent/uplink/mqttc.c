@@ -79,6 +79,7 @@ enum mc_ack_st {
 	MC_ACK_WAIT = 0, /* message() said MQTTC_OWN_LATER: mqttc_owned() decides */
 	MC_ACK_SEND,     /* owned: PUBACK or PUBREC when its turn comes */
 	MC_ACK_NONE,     /* not owned: no answer */
+	MC_ACK_OVER,     /* a QoS 2 duplicate's PUBREC, its exchange over since: no answer */
 };
 
 struct mc_ack_in {
@@ -1335,6 +1336,8 @@ mc_acks_drain(struct mqttc *c)
 			return;
 		if (a->st == MC_ACK_NONE) {
 			mc_refused(c);
+		} else if (a->st == MC_ACK_OVER) {
+			/* answered already: the broker sent PUBREL, we PUBCOMP */
 		} else if (a->qos == 1) {
 			c->redeliver_ms = MC_REDELIVER_MIN; /* taking messages again */
 			bit_set(c->q1_acked, a->id, true);
@@ -1370,7 +1373,7 @@ mc_ack_waits(const struct mqttc *c, uint8_t qos, uint16_t id)
 	for (uint32_t i = 0; i < c->ack_n; i++) {
 		const struct mc_ack_in *a = &c->acks[(c->ack_head + i) % MC_ACKQ];
 
-		if (a->qos == qos && a->id == id && a->st != MC_ACK_NONE)
+		if (a->qos == qos && a->id == id && a->st != MC_ACK_NONE && a->st != MC_ACK_OVER)
 			return true;
 	}
 	return false;
@@ -1474,6 +1477,17 @@ static void
 mc_on_pubrel(struct mqttc *c, uint16_t id)
 {
 	int rc = c->h.released != NULL ? c->h.released(c->h.arg, id) : 0;
+
+	/* a PUBREC still queued for the id answers a duplicate (a retry that crossed ours: the
+	 * broker had ours, or it would not send PUBREL). Sent after our PUBCOMP it would mark the
+	 * id delivered again, and the broker's next message under it, the id free for it, would be
+	 * taken for a duplicate and never delivered */
+	for (uint32_t i = 0; i < c->ack_n; i++) {
+		struct mc_ack_in *a = &c->acks[(c->ack_head + i) % MC_ACKQ];
+
+		if (a->qos == 2 && a->id == id && a->st == MC_ACK_SEND)
+			a->st = MC_ACK_OVER;
+	}
 
 	bit_set(c->ids_rel, id, rc == MQTTC_OWN_LATER && id != 0);
 	if (rc == MQTTC_OWN_LATER && id != 0)

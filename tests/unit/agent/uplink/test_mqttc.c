@@ -746,6 +746,47 @@ test_downlink_resent_on_same_connection(void **state)
 	assert_int_equal(mqttc_acks_waiting(B.c), 0);
 }
 
+/* A QoS 2 retry (DUP) that crossed our PUBREC, its answer queued behind a message still waiting
+ * for the disk, then the broker's PUBREL and our PUBCOMP: the exchange is over. The retry's late
+ * PUBREC marked the id as delivered again, so the broker's next message under it (its id free
+ * since the PUBCOMP) was answered as a duplicate and never delivered; now a PUBREL drops the
+ * answers still queued for its id (the broker had ours, or it would not have sent it).
+ * fuzz_mqttc found it ("a new QoS 2 message taken for a duplicate"). */
+static void
+test_downlink_retry_answer_after_pubcomp(void **state)
+{
+	struct fb_pkt p;
+	uint64_t t9;
+
+	(void)state;
+	fb_start_client(&B, &C);
+	fb_connect(&B, false);
+	fb_publish(&B, "site/cmd", "b", 2, 5, false);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(p.packet_id, 5);
+	B.message_rc = MQTTC_OWN_LATER;
+	fb_publish(&B, "site/cmd", "c", 2, 9, false); /* waits for the disk */
+	t9 = B.ev[B.nev - 1].ref;
+	fb_publish(&B, "site/cmd", "b", 2, 5, true); /* the retry, sent before our PUBREC came */
+	assert_int_equal(fb_count(&B, 'm'), 2);
+	fb_ack(&B, MQTT_PUBREL, 5, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBCOMP);
+	assert_int_equal(p.packet_id, 5);
+	mqttc_owned(B.c, t9, 2, 9, 0);
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(p.packet_id, 9);
+	assert_true(fb_quiet(&B)); /* no PUBREC 5 after the PUBCOMP */
+	B.message_rc = 0;
+	fb_publish(&B, "site/cmd", "d", 2, 5, false); /* a new message under the free id */
+	assert_true(fb_recv(&B, &p));
+	assert_int_equal(p.type, MQTT_PUBREC);
+	assert_int_equal(fb_count(&B, 'm'), 3); /* delivered */
+	assert_int_equal(mqttc_acks_waiting(B.c), 0);
+}
+
 /* QoS 1 sent again on the same connection (a broker with a retry interval): one delivery and
  * one PUBACK. The broker takes the first PUBACK as freeing the id and may send a new message
  * under it at once; a second PUBACK (the retry's) would answer that one before the gateway owns
@@ -1408,6 +1449,8 @@ main(void)
 		    test_downlink_owned_after_session_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_resent_on_same_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_downlink_retry_answer_after_pubcomp, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_downlink_qos1_resent_on_same_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_downlink_acked_once_owned, setup, teardown),
