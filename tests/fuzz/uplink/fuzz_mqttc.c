@@ -225,7 +225,12 @@ take(void)
 				U.ref_of[k.publish.packet_id] = (uint16_t)ref;
 			}
 		} else if (k.type == MQTT_PUBREC) {
+			/* the client marks the id taken as it queues this (ids_in), after any
+			 * PUBCOMP for it seen before: a message under the id taken since, whose
+			 * delivery (the hook) came before this harness read that PUBCOMP, which
+			 * clears held below, is held again here */
 			M.rec[k.ack.packet_id] = EPOCH;
+			M.held[k.ack.packet_id] = EPOCH;
 		} else if (k.type == MQTT_PUBREL) {
 			note_id(k.ack.packet_id);
 			if (k.ack.reason == 0) /* not 0x92: the id was in flight */
