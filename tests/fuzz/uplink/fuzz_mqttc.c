@@ -37,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -306,6 +308,7 @@ static void
 accept_next(void)
 {
 	struct pollfd p = { .fd = b.lfd, .events = POLLIN };
+	int one = 1;
 
 	if (b.sfd >= 0)
 		return;
@@ -317,6 +320,12 @@ accept_next(void)
 	if (poll(&p, 1, 0) != 1)
 		return;
 	b.sfd = accept4(b.lfd, NULL, NULL, SOCK_CLOEXEC);
+	/* each packet reaches the client as it is sent, so that what the client does in the drive
+	 * after it is that packet's: with Nagle, one sent behind a small one not yet acknowledged
+	 * waited for the client's delayed ACK and arrived steps later, its effects (a duplicate
+	 * counted) taken for a later packet's */
+	if (b.sfd >= 0)
+		setsockopt(b.sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	in_len = 0;
 	M.raw = false;
 	Q1.bad_conn = false;
