@@ -89,6 +89,17 @@ hdr_encode(uint8_t b[Q2_ENT])
 	put_le(b + 12, crc32c(b, 12, 0), 4);
 }
 
+/* The header at the file's start (a new file, or one whose header was spoilt). */
+static int
+hdr_write(struct downlink_ids *q, const uint8_t hdr[Q2_ENT])
+{
+	errno = 0;
+	if (q->io->pwrite(q->io_ctx, q->fd, hdr, Q2_ENT, 0) != (ssize_t)Q2_ENT)
+		return errno != 0 ? -errno : -EIO;
+	atomic_fetch_add(&q->gen, 1);
+	return 0;
+}
+
 static int
 q2_write(struct downlink_ids *q, uint16_t id, uint64_t v)
 {
@@ -120,11 +131,13 @@ downlink_ids_sync(struct downlink_ids *q)
 
 /*
  * The file as version 1 left it (an 8-byte value per id at id * 8, no header: its first 8 bytes,
- * id 0's, are zero) into v, rewritten as this version beside it and renamed over it; fd then
- * names the new file. What the old file says is taken as it is (it has no checksum).
+ * id 0's, are zero), rewritten as this version beside it and renamed over it; fd then names the
+ * new file, and *image its contents (read as any file of this version). What the old file says
+ * is taken as it is (it has no checksum).
  */
 static int
-q2_convert(struct downlink_ids *q, const char *path, const uint8_t *old, size_t n, const char *dir)
+q2_convert(struct downlink_ids *q, const char *path, const uint8_t *old, size_t n, const char *dir,
+    const uint8_t **image)
 {
 	static uint8_t buf[Q2_SIZE];
 	char tmp[720];
@@ -132,10 +145,8 @@ q2_convert(struct downlink_ids *q, const char *path, const uint8_t *old, size_t 
 
 	memset(buf, 0, sizeof(buf));
 	hdr_encode(buf);
-	for (uint32_t id = 1; id < Q2_IDS && (size_t)id * 8 + 8 <= n; id++) {
-		q->v[id] = get_le(old + id * 8, 8);
-		ent_encode(buf + (size_t)id * Q2_ENT, (uint16_t)id, q->v[id]);
-	}
+	for (uint32_t id = 1; id < Q2_IDS && (size_t)id * 8 + 8 <= n; id++)
+		ent_encode(buf + (size_t)id * Q2_ENT, (uint16_t)id, get_le(old + id * 8, 8));
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	if ((fd = q->io->open(q->io_ctx, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
 		return -errno;
@@ -150,6 +161,7 @@ q2_convert(struct downlink_ids *q, const char *path, const uint8_t *old, size_t 
 	}
 	q->io->close(q->io_ctx, q->fd);
 	q->fd = fd;
+	*image = buf;
 	log_info("downlink: %s: converted from version 1 (no checksums)", path);
 	return 0;
 }
@@ -159,6 +171,7 @@ static int
 q2_load(struct downlink_ids *q, struct spool *sp, const char *path, const char *dir)
 {
 	static uint8_t buf[Q2_SIZE + 1];
+	const uint8_t *ents = buf; /* the entries: the file's, or its conversion's */
 	uint8_t hdr[Q2_ENT];
 	ssize_t n = q->io->pread(q->io_ctx, q->fd, buf, sizeof(buf), 0);
 	unsigned owned = 0, dropped = 0, bad = 0;
@@ -172,10 +185,8 @@ q2_load(struct downlink_ids *q, struct spool *sp, const char *path, const char *
 	version = (uint32_t)get_le(buf + 8, 4);
 	if (n == 0 || (n < (ssize_t)Q2_ENT && memcmp(buf, hdr, (size_t)n) == 0)) {
 		/* new, or its header's first write cut short: the header on disk before any entry */
-		errno = 0;
-		if (q->io->pwrite(q->io_ctx, q->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
-			return errno != 0 ? -errno : -EIO;
-		atomic_fetch_add(&q->gen, 1);
+		if ((rc = hdr_write(q, hdr)) != 0)
+			return rc;
 	} else if (memcmp(buf, Q2_MAGIC, 8) == 0 && version > Q2_VERSION &&
 	    get_le(buf + 12, 4) == crc32c(buf, 12, 0)) {
 		log_warnx(
@@ -188,24 +199,19 @@ q2_load(struct downlink_ids *q, struct spool *sp, const char *path, const char *
 			log_warnx("downlink: %s: not a q2-ids file (%zd bytes)", path, n);
 			return -EPROTO;
 		}
-		if ((rc = q2_convert(q, path, buf, (size_t)n, dir)) != 0)
+		if ((rc = q2_convert(q, path, buf, (size_t)n, dir, &ents)) != 0)
 			return rc;
-		memset(buf, 0, sizeof(buf));
-		for (uint32_t id = 1; id < Q2_IDS; id++)
-			ent_encode(buf + (size_t)id * Q2_ENT, (uint16_t)id, q->v[id]);
 	} else if (memcmp(buf, hdr, sizeof(hdr)) != 0) { /* the magic right, the rest not */
 		log_warnx("downlink: %s: header checksum wrong: rewritten (entries have their own)",
 		    path);
 		q->corrupt++;
-		errno = 0;
-		if (q->io->pwrite(q->io_ctx, q->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
-			return errno != 0 ? -errno : -EIO;
-		atomic_fetch_add(&q->gen, 1);
+		if ((rc = hdr_write(q, hdr)) != 0)
+			return rc;
 	}
 	for (uint32_t id = 1; id < Q2_IDS; id++) {
 		uint64_t v;
 
-		if (!ent_decode(buf + (size_t)id * Q2_ENT, (uint16_t)id, &v)) {
+		if (!ent_decode(ents + (size_t)id * Q2_ENT, (uint16_t)id, &v)) {
 			/* a bit flipped or garbage: which state it held is unknown. Free is the
 			 * side that cannot lose a message: a resend of it is delivered again */
 			bad++;

@@ -389,7 +389,6 @@ bool
 broker_uplink_qos2_pending(struct broker_conn *c, uint16_t pid)
 {
 	struct broker_uplink *u = c->b->up;
-
 	uint32_t left;
 
 	/* a client's resend (DUP) costs a look at its own session's entries only: none, most often,
