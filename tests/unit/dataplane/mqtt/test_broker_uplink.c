@@ -18,6 +18,21 @@
 #include "broker_fixture.h"
 #include "fake_broker_uplink.h"
 
+/* Client i sends a PUBLISH again (DUP set): fx_send's result. */
+static int
+publish_dup(struct fx *x, int i, const char *topic, const char *payload, uint8_t qos, uint16_t pid)
+{
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+	p.publish = (struct mqtt_publish){ .topic = { topic, (uint16_t)strlen(topic) },
+		.qos = qos,
+		.packet_id = pid,
+		.dup = true,
+		.payload = (const uint8_t *)payload,
+		.payload_len = (uint32_t)strlen(payload) };
+	return fx_send(x, i, &p);
+}
+
 /* QoS 1: delivered to the subscriber at once, PUBACK only once durable. */
 static void
 test_puback_after_durable(void **state)
@@ -55,22 +70,12 @@ test_pubrec_after_durable(void **state)
 {
 	struct fake_up u = { 0 };
 	struct fx *x = fx_up(&u, 64);
-	struct mqtt_packet p = { .type = MQTT_PUBLISH };
-	uint8_t buf[64];
-	int len;
 
 	(void)state;
 	fx_connect(x, 0, MQTT_V5, "sensor", true, 60, NULL);
 	fx_publish(x, 0, "plant/q2", "a", 2, 3, false);
 	fx_expect_none(x, 0);
-	p.publish = (struct mqtt_publish){ .topic = { "plant/q2", 8 },
-		.qos = 2,
-		.packet_id = 3,
-		.dup = true,
-		.payload = (const uint8_t *)"a",
-		.payload_len = 1 };
-	len = mqtt_encode(buf, sizeof(buf), MQTT_V5, &p);
-	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0);
+	assert_int_equal(publish_dup(x, 0, "plant/q2", "a", 2, 3), 0);
 	fx_expect_none(x, 0);
 	assert_int_equal(u.n, 1);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_WAIT), 1);
@@ -93,7 +98,6 @@ test_qos1_retry_while_pending(void **state)
 {
 	struct fake_up u = { 0 };
 	struct fx *x = fx_up(&u, 64);
-	struct mqtt_packet p = { .type = MQTT_PUBLISH };
 
 	(void)state;
 	fx_connect(x, 0, MQTT_V311, "sensor", true, 60, NULL);
@@ -101,13 +105,7 @@ test_qos1_retry_while_pending(void **state)
 	fx_subscribe(x, 1, "plant/#", 1);
 	fx_publish(x, 0, "plant/t1", "a", 1, 7, false);
 	fx_expect_publish(x, 1, "plant/t1", "a", 1);
-	p.publish = (struct mqtt_publish){ .topic = { "plant/t1", 8 },
-		.qos = 1,
-		.packet_id = 7,
-		.dup = true,
-		.payload = (const uint8_t *)"a",
-		.payload_len = 1 };
-	assert_int_equal(fx_send(x, 0, &p), 0);
+	assert_int_equal(publish_dup(x, 0, "plant/t1", "a", 1, 7), 0);
 	fx_expect_none(x, 1); /* not delivered again */
 	fx_expect_none(x, 0);
 	assert_int_equal(u.n, 1); /* nor sent up again */
@@ -116,7 +114,8 @@ test_qos1_retry_while_pending(void **state)
 	fx_expect_type(x, 0, MQTT_PUBACK, 0);
 	fx_expect_none(x, 0); /* one PUBACK */
 
-	assert_int_equal(fx_send(x, 0, &p), 0); /* crossed the PUBACK: new (MQTT-4.3.2-2) */
+	/* a retry that crossed the PUBACK: new (MQTT-4.3.2-2) */
+	assert_int_equal(publish_dup(x, 0, "plant/t1", "a", 1, 7), 0);
 	fx_expect_publish(x, 1, "plant/t1", "a", 1);
 	assert_int_equal(u.n, 2);
 	fx_durable(x, 2, 2, 0);
@@ -378,9 +377,6 @@ test_qos2_resend_among_others(void **state)
 {
 	struct fake_up u = { 0 };
 	struct fx *x = fx_up(&u, 64);
-	struct mqtt_packet p = { .type = MQTT_PUBLISH };
-	uint8_t buf[64];
-	int len;
 
 	(void)state;
 	fx_connect(x, 0, MQTT_V311, "a", false, 60, NULL);
@@ -389,26 +385,20 @@ test_qos2_resend_among_others(void **state)
 	fx_publish(x, 0, "plant/a", "a", 2, 3, false); /* ref 2 */
 	for (uint16_t pid = 2; pid <= 21; pid++)       /* refs 3..22 */
 		fx_publish(x, 1, "plant/b", "1", 2, pid, false);
-	p.publish = (struct mqtt_publish){ .topic = { "plant/a", 7 },
-		.qos = 2,
-		.packet_id = 3,
-		.dup = true,
-		.payload = (const uint8_t *)"a",
-		.payload_len = 1 };
-	len = mqtt_encode(buf, sizeof(buf), MQTT_V311, &p);
-	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0);
+	assert_int_equal(publish_dup(x, 0, "plant/a", "a", 2, 3), 0);
 	assert_int_equal(u.n, 22); /* not sent up again */
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_WAIT), 1);
 	fx_expect_none(x, 0);
 	fx_durable(x, 2, 2, 0);
 	fx_expect_type(x, 0, MQTT_PUBREC, 0);
 	fx_expect_none(x, 0);
-	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0); /* after its PUBREC: at once */
+	assert_int_equal(
+	    publish_dup(x, 0, "plant/a", "a", 2, 3), 0); /* after its PUBREC: at once */
 	fx_expect_type(x, 0, MQTT_PUBREC, 0);
 	assert_int_equal(fx_count(x, BROKER_C_UPLINK_QOS2_WAIT), 1);
 	assert_int_equal(u.n, 22);
 	fx_close(x, 1); /* b's clean session goes, its entries let go of it */
-	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0);
+	assert_int_equal(publish_dup(x, 0, "plant/a", "a", 2, 3), 0);
 	fx_expect_type(x, 0, MQTT_PUBREC, 0);
 	fx_durable(x, 1, 22, 0);
 	fx_ack(x, 0, MQTT_PUBREL, 3);
