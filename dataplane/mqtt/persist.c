@@ -762,8 +762,22 @@ put_rxq2_up(struct pbuf *w, const struct broker_session *s, const struct broker_
 	rec_end(w, at);
 }
 
+/* A delivery's journal name: the one it has (the journal's records and a compaction's `.next`
+ * after the snapshot name it so: renaming here, a kill before the snapshot's rename replayed the
+ * old journal under the old names and then `.next`'s acks under the new, matching nothing), or
+ * a new one for an entry not journaled yet (did 0). */
+static uint32_t
+entry_did(struct broker_session *s, uint32_t did)
+{
+	if (did != 0)
+		return did;
+	if ((did = ++s->next_did) == 0)
+		did = ++s->next_did;
+	return did;
+}
+
 /* All of a session: what a snapshot holds, and what a session that comes from another
- * instance (or becomes persistent) writes at once. Every entry gets a new did. */
+ * instance (or becomes persistent) writes at once, each entry under its journal name. */
 static void
 put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 {
@@ -803,7 +817,7 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 	for (uint16_t i = 0; i < n; i++) {
 		struct out_slot *o = slots[i];
 
-		o->did = ++s->next_did;
+		o->did = entry_did(s, o->did);
 		if (o->msg != NULL) {
 			put_msg_rec(
 			    w, s, o->did, o->pid, o->state, o->msg, o->qos, o->retain, o->sub_id);
@@ -821,7 +835,7 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 		free(slots);
 	STAILQ_FOREACH (q, &s->queue, next)
 		if (q->qos > 0) {
-			q->did = ++s->next_did;
+			q->did = entry_did(s, q->did);
 			put_msg_rec(
 			    w, s, q->did, 0, SLOT_FREE, q->msg, q->qos, q->retain, q->sub_id);
 		}
@@ -1017,8 +1031,7 @@ broker_persist_msg_add(struct broker_session *s, const struct broker_msg *m, uin
 
 	if (!sess_journaling(s) || qos == 0)
 		return 0;
-	if ((did = ++s->next_did) == 0)
-		did = ++s->next_did;
+	did = entry_did(s, 0);
 	w = pb_of(p);
 	at = w.len;
 	put_msg_rec(&w, s, did, pid, state, m, qos, retain, sub_id);

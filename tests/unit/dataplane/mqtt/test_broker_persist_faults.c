@@ -1354,6 +1354,68 @@ test_compaction_off_the_lcore(void **state)
 	rm_copy(b);
 }
 
+/*
+ * A compaction keeps the journal's names for the deliveries it writes into its snapshot: the
+ * lcore goes on journaling under them into `.next` while the syncer works, and a kill before the
+ * snapshot's rename replays the old journal, then `.next`. A subscriber that took and settled
+ * its queued messages meanwhile (QoS 1 PUBACK, QoS 2 through PUBCOMP) gets none of them again
+ * after the restart. The compaction gave each delivery a new number, the old journal knew the
+ * old ones, and every ack in `.next` matched nothing: both came back, the QoS 2 one as a new
+ * message (DUP 0, its packet id free at the client): delivered twice.
+ */
+static void
+test_compaction_keeps_delivery_ids(void **state)
+{
+	struct fx *x = fx_on();
+	struct mqtt_packet r;
+	uint16_t pid[2];
+	char a[120];
+
+	(void)state;
+	fx_connect(x, 1, MQTT_V311, "sub", false, 60, NULL);
+	fx_subscribe(x, 1, "plant/#", 2);
+	fx_close(x, 1);
+	fx_connect(x, 0, MQTT_V311, "pub", true, 60, NULL);
+	fx_publish(x, 0, "plant/t", "m1", 1, 1, false);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_publish(x, 0, "plant/t", "m2", 2, 2, false);
+	fx_expect_type(x, 0, MQTT_PUBREC, 0);
+	fx_ack(x, 0, MQTT_PUBREL, 2);
+	fx_expect_type(x, 0, MQTT_PUBCOMP, 0);
+	for (uint16_t i = 0; i < 22; i++) /* 4.4 MB of journal: the next tick compacts */
+		publish_big(x, 0, "big", 200 * 1024, (uint16_t)(i + 10));
+	step_reset(0, 0);
+	broker_persist_fdatasync = step_sync;
+	broker_tick(x->b, x->now); /* returns: the syncer holds the old journal's sync */
+	step_wait_entered(1);
+	assert_true(exists(dir, "broker-0.journal.next"));
+	assert_true(fx_connect(x, 1, MQTT_V311, "sub", false, 60, NULL));
+	for (int i = 0; i < 2; i++) {
+		assert_true(fx_next(x, 1, &r));
+		assert_int_equal(r.type, MQTT_PUBLISH);
+		assert_int_equal(r.publish.qos, i + 1);
+		pid[i] = r.publish.packet_id;
+	}
+	fx_ack(x, 1, MQTT_PUBACK, pid[0]);
+	fx_ack(x, 1, MQTT_PUBREC, pid[1]);
+	fx_expect_type(x, 1, MQTT_PUBREL, 0);
+	fx_ack(x, 1, MQTT_PUBCOMP, pid[1]);
+	fx_expect_none(x, 1);
+	crash_copy('K', a, sizeof(a)); /* SIGKILL: the snapshot not renamed yet */
+	step_allow(100);
+	broker_persist_settle(x->b);
+	fx_free(x);
+	broker_persist_fdatasync = fdatasync;
+
+	x = fx_new(NULL);
+	assert_int_equal(broker_persist_open(x->b, a, 0, 0, x->now), 0);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_BAD), 0);
+	assert_true(fx_connect(x, 1, MQTT_V311, "sub", false, 60, NULL)); /* session present */
+	fx_expect_none(x, 1); /* nothing delivered again */
+	fx_free(x);
+	rm_copy(a);
+}
+
 /* The syncer's compaction fails (the snapshot's fdatasync: EIO): counted and logged at the
  * tick that takes its result, the files stay readable (the old journal, then `.next`), and the
  * next tick writes the state whole on the lcore, `.next` removed. */
@@ -1459,6 +1521,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_size_compaction_fails_halfway, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_off_the_lcore, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_compaction_keeps_delivery_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_compaction_off_the_lcore_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_next_after_torn_journal, setup, teardown),
