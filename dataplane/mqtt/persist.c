@@ -50,7 +50,11 @@
 #define P_KIND_SNAPSHOT 2u
 #define P_FILE_HDR      32u
 #define P_REC_HDR       12u
-#define P_REC_MAX       (64u << 20)
+/* The longest record a broker writes: a message of the largest packet MQTT allows (every byte
+ * of it topic, payload and properties) with a client id and fixed fields; a longer length is
+ * damage. Below what any record can be, a message the broker took under a large
+ * max_packet_size ended the replay as torn, and the open's compaction dropped all after it. */
+#define P_REC_MAX       (MQTT_MAX_PACKET_SIZE + (1u << 20))
 #define P_COMPACT_MIN   (4u << 20) /* journal bytes before a compaction is considered */
 #define P_SYNC_MS_DEF   1000u
 #define P_PATH_MAX      300u
@@ -431,6 +435,7 @@ struct preader {
 	const uint8_t *p;
 	size_t n;
 	bool bad;
+	bool counted; /* bad, and counted so (bad_record) */
 };
 
 static const void *
@@ -482,23 +487,29 @@ static void
 bad_record(struct broker *b, struct preader *r)
 {
 	r->bad = true;
+	if (r->counted)
+		return;
+	r->counted = true;
 	b->persist->bad++;
 	broker_count(b, BROKER_C_PERSIST_BAD);
 }
 
-/* A message as put_msg wrote it; NULL when malformed or out of memory. */
+/* A message as put_msg wrote it; NULL when malformed (counted: bad_record) or out of memory
+ * (counted: NOMEM). Its user properties and subscription identifiers are as many as the
+ * message had (a PUBLISH may carry thousands of user properties): on the stack up to 64, on the
+ * heap beyond. */
 static struct broker_msg *
 get_msg(struct broker *b, struct preader *r)
 {
 	struct mqtt_props props = { 0 };
-	struct mqtt_user_prop user[64];
-	uint32_t ids[64];
+	struct mqtt_user_prop user_s[64], *user = user_s;
+	uint32_t ids_s[64], *ids = ids_s;
 	uint8_t qos = get_u8(r), retain = get_u8(r), pfi;
 	uint64_t expiry_left = get_u64(r);
 	struct mqtt_str topic, ct, rt, corr;
 	struct mqtt_iov pl;
 	uint16_t n_user, n_ids;
-	struct broker_msg *m, *c;
+	struct broker_msg *m = NULL, *c;
 
 	pfi = get_u8(r);
 	topic = get_str(r);
@@ -507,21 +518,21 @@ get_msg(struct broker *b, struct preader *r)
 	ct = get_str(r);
 	rt = get_str(r);
 	corr = get_str(r);
-	if ((n_user = get_u16(r)) > 64)
-		r->bad = true;
+	n_user = get_u16(r);
+	if (!r->bad && n_user > 64 && (user = malloc(n_user * sizeof(*user))) == NULL)
+		goto nomem;
 	for (uint16_t i = 0; i < n_user && !r->bad; i++) {
 		user[i].key = get_str(r);
 		user[i].val = get_str(r);
 	}
-	if ((n_ids = get_u16(r)) > 64)
-		r->bad = true;
+	n_ids = get_u16(r);
+	if (!r->bad && n_ids > 64 && (ids = malloc(n_ids * sizeof(*ids))) == NULL)
+		goto nomem;
 	for (uint16_t i = 0; i < n_ids && !r->bad; i++)
 		ids[i] = get_u32(r);
-	if (r->bad)
-		return NULL;
-	if (qos > 2 || mqtt_topic_name_valid(topic.s, topic.len) != 0) {
+	if (r->bad || qos > 2 || mqtt_topic_name_valid(topic.s, topic.len) != 0) {
 		bad_record(b, r);
-		return NULL;
+		goto out;
 	}
 	if (pfi != 0xff)
 		mqtt_props_set_u32(&props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, pfi);
@@ -534,15 +545,24 @@ get_msg(struct broker *b, struct preader *r)
 	props.user = user;
 	props.n_user = n_user;
 	if ((m = broker_msg_new(b, topic, &pl, 1, &props, b->now_ms)) == NULL)
-		return NULL;
+		goto out;
 	m->qos = qos;
 	m->retain = retain != 0;
 	m->expiry_ms = expiry_left != 0 ? b->now_ms + expiry_left : 0;
-	if (n_ids == 0)
-		return m;
-	c = broker_msg_with_sub_ids(b, m, ids, n_ids);
-	broker_msg_unref(m);
-	return c;
+	if (n_ids > 0) {
+		c = broker_msg_with_sub_ids(b, m, ids, n_ids);
+		broker_msg_unref(m);
+		m = c;
+	}
+	goto out;
+nomem:
+	broker_count(b, BROKER_C_NOMEM);
+out:
+	if (user != user_s)
+		free(user);
+	if (ids != ids_s)
+		free(ids);
+	return m;
 }
 
 /* ---- files ---- */
@@ -1822,7 +1842,11 @@ replay_file(struct broker *b, const uint8_t *buf, size_t len, const char *path, 
 		if (rlen > P_REC_MAX || len - at - P_REC_HDR < rlen ||
 		    crc != crc32c(buf + at + 4, (size_t)rlen + P_REC_HDR - 4, 0))
 			break;
-		replay_one(b, buf[at + 8], &(struct preader){ buf + at + P_REC_HDR, rlen, false });
+		struct preader pr = { buf + at + P_REC_HDR, rlen, false, false };
+
+		replay_one(b, buf[at + 8], &pr);
+		if (pr.bad) /* shorter than its fields say: damage that kept its checksum */
+			bad_record(b, &pr);
 		at += P_REC_HDR + rlen;
 		(*n)++;
 	}

@@ -566,7 +566,7 @@ test_record_too_long(void **state)
 	struct w *w = calloc(1, sizeof(*w));
 	struct fx *x;
 	size_t at;
-	uint32_t big = (64u << 20) + 1;
+	uint32_t big = MQTT_MAX_PACKET_SIZE + (1u << 20) + 1; /* over P_REC_MAX */
 	char got[32];
 
 	(void)state;
@@ -1416,6 +1416,64 @@ test_compaction_keeps_delivery_ids(void **state)
 	rm_copy(a);
 }
 
+/* A message as large as max_packet_size lets in (here 80 MiB; MQTT allows 256 MiB) is one
+ * record longer than 64 MiB: after a restart it is back in its subscriber's queue, and so is
+ * what came after it. The reader took any record over 64 MiB for a torn tail: the replay
+ * stopped there, and the open's compaction made the loss of it and of all after it final. */
+static void
+test_record_of_a_large_message(void **state)
+{
+	static const size_t big = 65u << 20;
+	struct broker_config cfg;
+	struct broker_gauges g;
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+	uint8_t *pl = malloc(big), *buf = malloc(big + 64);
+	struct fx *x;
+	char a[120], got[32];
+	int len;
+
+	(void)state;
+	assert_non_null(pl);
+	assert_non_null(buf);
+	broker_config_defaults(&cfg);
+	cfg.sys_interval_ms = 0;
+	cfg.max_packet_size = 80u << 20;
+	x = fx_new(&cfg);
+	assert_int_equal(broker_persist_open(x->b, dir, 0, 0, x->now), 0);
+	fx_connect(x, 1, MQTT_V311, "sub", false, 60, NULL);
+	fx_subscribe(x, 1, "q/#", 1);
+	fx_close(x, 1);
+	fx_connect(x, 0, MQTT_V311, "pub", true, 60, NULL);
+	memset(pl, 'x', big);
+	p.publish.topic = (struct mqtt_str){ "q/big", 5 };
+	p.publish.payload = pl;
+	p.publish.payload_len = (uint32_t)big;
+	p.publish.qos = 1;
+	p.publish.packet_id = 1;
+	len = mqtt_encode(buf, big + 64, MQTT_V311, &p);
+	assert_true(len > 0);
+	assert_int_equal(fx_feed(x, 0, buf, (size_t)len), 0);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_publish(x, 0, "q/c", "after", 1, 2, false);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	fx_publish(x, 0, "a1", "after", 1, 3, true);
+	fx_expect_type(x, 0, MQTT_PUBACK, 0);
+	crash_copy('L', a, sizeof(a));
+	fx_free(x);
+	free(buf);
+	free(pl);
+
+	x = fx_new(&cfg);
+	assert_int_equal(broker_persist_open(x->b, a, 0, 0, x->now), 0);
+	assert_int_equal(fx_count(x, BROKER_C_PERSIST_TORN), 0);
+	broker_gauges_get(x->b, &g);
+	assert_int_equal(g.queued, 2);
+	retained(x, 2, "a1", got, sizeof(got), NULL);
+	assert_string_equal(got, "after");
+	fx_free(x);
+	rm_copy(a);
+}
+
 /* The syncer's compaction fails (the snapshot's fdatasync: EIO): counted and logged at the
  * tick that takes its result, the files stay readable (the old journal, then `.next`), and the
  * next tick writes the state whole on the lcore, `.next` removed. */
@@ -1507,6 +1565,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_records_for_nobody_and_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_too_long, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_of_a_large_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_record_kind, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replayed_will_due, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_records, setup, teardown),
