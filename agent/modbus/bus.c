@@ -1078,7 +1078,9 @@ run_write(struct mb_bus *b, struct write_job *j)
 	write_io(j, &op, regs, bits);
 	if (j->op.how == MB_WR_RMW)
 		x = rmw_read(b, d, j, &regs[0], &exc);
-	retries = d->conf->retries;
+	/* a device whose last poll failed gets one try, as its polls do (mb_sched_dead): each
+	 * retry of a write to a silent device is another timeout with the bus held */
+	retries = mb_sched_dead(&b->sched, j->dev) ? 0 : d->conf->retries;
 	if (x == XFER_OK)
 		x = transact(b, d, &op, &retries, &exc);
 	if (x != XFER_OK) {
@@ -1142,19 +1144,35 @@ bus_main(void *arg)
 {
 	struct mb_bus *b = arg;
 
+	bool wrote = false;
+
 	pthread_mutex_lock(&b->lock);
 	while (!b->stop) {
-		struct write_job *j = take_job(b);
+		struct write_job *j;
 		uint64_t now, wait = 0;
 		int di;
 
-		if (j != NULL) {
+		/* Writes go ahead of polls, but a poll that is due goes between two writes: a
+		 * stream of commands to a device that does not answer (each write a timeout)
+		 * stopped the polling of every device on the bus for as long as it lasted. */
+		if (wrote && !STAILQ_EMPTY(&b->jobs) &&
+		    !(b->fault && clock_mono_ms() < b->reopen_at_ms) &&
+		    (di = mb_sched_next(&b->sched, now = clock_mono_ms(), &wait)) >= 0) {
+			wrote = false;
+			pthread_mutex_unlock(&b->lock);
+			poll_one(b, (size_t)di, now);
+			pthread_mutex_lock(&b->lock);
+			continue;
+		}
+		if ((j = take_job(b)) != NULL) {
+			wrote = true;
 			pthread_mutex_unlock(&b->lock);
 			run_write(b, j);
 			free(j);
 			pthread_mutex_lock(&b->lock);
 			continue;
 		}
+		wrote = false;
 		now = clock_mono_ms();
 		if (b->fault && now < b->reopen_at_ms) {
 			wait_until(b, b->reopen_at_ms - now);

@@ -1127,6 +1127,40 @@ test_write_failures(void **state)
 	assert_int_equal(st(0, AGENT_DC_writes_failed), 6);
 }
 
+/* Commands to a device that does not answer leave the polling of the others going: a poll
+ * that is due goes between two writes, and a write to a device already failing gets one try
+ * (as its polls). Writes always went first, each with every retry: twelve commands held the
+ * bus 3.6 s (3 x 100 ms each) and the other device was not polled once meanwhile. */
+static void
+test_writes_to_a_dead_device_leave_polls(void **state)
+{
+	char id[16];
+	uint64_t polls, timeouts;
+
+	(void)state;
+	device("dead", UNIT_A, writable_profile(""), ONCE_MS, 2);
+	device("alive", UNIT_B, profile(two_regs), 50, 2);
+	fake_set_dead(UNIT_A, true);
+	fake_set_delay_us(UNIT_A, 100000); /* a silence costs the 100 ms timeout */
+	start();
+	wait_stat(0, AGENT_DC_poll_failures, 1); /* failing: its writes get one try */
+	wait_stat(1, AGENT_DC_polls, 2);
+	polls = st(1, AGENT_DC_polls);
+	timeouts = st(0, AGENT_DC_timeouts);
+	for (int i = 0; i < 12; i++) {
+		snprintf(id, sizeof(id), "w%d", i);
+		submit(0, "sp", i, id);
+	}
+	for (int i = 0; i < 12; i++) {
+		snprintf(id, sizeof(id), "w%d", i);
+		assert_error(id, "write failed: no answer");
+	}
+	/* each write took 100 ms, the other device's interval is 50 ms: a poll after each */
+	assert_true(st(1, AGENT_DC_polls) - polls >= 6);
+	assert_int_equal(st(1, AGENT_DC_poll_failures), 0);
+	assert_true(st(0, AGENT_DC_timeouts) - timeouts <= 12 + 2); /* its own probes aside */
+}
+
 /* Writes wait in a bounded queue; those still waiting when the bus goes are answered. */
 static void
 test_write_queue_is_bounded(void **state)
@@ -1191,6 +1225,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_bus_fault_and_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writes_every_function, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_writes_to_a_dead_device_leave_polls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_queue_is_bounded, setup, teardown),
 	};
 
