@@ -21,6 +21,7 @@
 
 #define CMD_WAIT_DURABLE_MS 2000 /* longest the loop waits for a command's fdatasync */
 #define CMD_BUF_MIN         4096
+#define CMD_CANCEL_MAX      64 /* one per wait that timed out (2 s each) while the disk stalls */
 
 struct cmdspool {
 	struct spool *sp;
@@ -36,6 +37,10 @@ struct cmdspool {
 			     * what a previous agent left */
 	uint8_t *buf;       /* a record's payload while it is handed over */
 	size_t buf_len;
+	/* records dropped while on their way to the disk (drop: spool_ack has nothing to
+	 * release yet), ascending: passed over unrun and released when they come up */
+	uint64_t cancel[CMD_CANCEL_MAX];
+	unsigned n_cancel;
 	char dir[600];
 };
 
@@ -107,8 +112,50 @@ cmdspool_open(struct cmdspool **out, struct agent_loop *loop, const struct spool
 	return 0;
 }
 
+/* Record seq, on its way to the disk, is not to run once there (cancel_take). With the list
+ * full (the disk stalled for minutes) the loop waits for the record's fate instead. */
+static void
+cancel_add(struct cmdspool *c, uint64_t seq)
+{
+	int st;
+
+	if (c->n_cancel < CMD_CANCEL_MAX) {
+		c->cancel[c->n_cancel++] = seq;
+		return;
+	}
+	LOG_RATELIMITED(LOG_LVL_WARN, 60,
+	    "commands: %u commands not acknowledged still wait for the disk in %s: waiting for "
+	    "command %llu's write to end before going on",
+	    CMD_CANCEL_MAX, c->dir, (unsigned long long)seq);
+	while ((st = spool_wait_durable(c->sp, seq, CMD_WAIT_DURABLE_MS)) == 0)
+		;
+	if (st == 1 && spool_ack(c->sp, seq) == 0)
+		spool_commit_request(c->sp);
+}
+
+/* Whether record seq (read in ascending order) was cancelled; those below it never became
+ * durable (their commit failed) and are forgotten. */
+static bool
+cancel_take(struct cmdspool *c, uint64_t seq)
+{
+	unsigned i = 0;
+	bool hit;
+
+	while (i < c->n_cancel && c->cancel[i] < seq)
+		i++;
+	hit = i < c->n_cancel && c->cancel[i] == seq;
+	if (hit)
+		i++;
+	memmove(c->cancel, c->cancel + i, (c->n_cancel - i) * sizeof(*c->cancel));
+	c->n_cancel -= i;
+	return hit;
+}
+
 /* A command appended (seq) that cannot be kept: its id freed, then the record released, so
- * that neither runs nor dedupes the cloud's resend. */
+ * that neither runs nor dedupes the cloud's resend. A record still on its way to the disk (the
+ * wait for it timed out) has nothing to release yet: it is cancelled, and released unrun when
+ * it comes up. It ran, though the cloud never had its PUBACK/PUBREC and resent it: a QoS 2
+ * command, its id freed, ran twice. */
 static void
 drop(struct cmdspool *c, uint64_t seq, uint16_t packet_id, bool q2_pending)
 {
@@ -116,8 +163,12 @@ drop(struct cmdspool *c, uint64_t seq, uint16_t packet_id, bool q2_pending)
 
 	if (q2_pending && (rc = downlink_ids_release(c->q2, packet_id)) != 0)
 		store_count(c->st, STORE_C_down_q2_fail, 1);
-	if (rc == 0 && spool_ack(c->sp, seq) == 0)
+	if (rc != 0)
+		return;
+	if (spool_ack(c->sp, seq) == 0)
 		spool_commit_request(c->sp);
+	else if (spool_seq_status(c->sp, seq) == 0) /* not settled: it may yet be durable */
+		cancel_add(c, seq);
 }
 
 static int
@@ -259,6 +310,11 @@ cmdspool_run(struct cmdspool *c)
 
 	settle(c); /* a command is answered before it runs */
 	while ((rc = next_rec(c, &rec)) == 1) {
+		if (c->n_cancel > 0 && cancel_take(c, rec.seq)) {
+			store_count(c->st, STORE_C_cmd_released, 1);
+			released |= spool_ack(c->sp, rec.seq) == 0;
+			continue;
+		}
 		if (c->live_from == 0 || rec.seq < c->live_from) {
 			store_count(c->st, STORE_C_cmd_replayed, 1);
 			log_info("commands: running command %llu again: the agent stopped before "

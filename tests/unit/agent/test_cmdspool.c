@@ -10,10 +10,12 @@
  * callback that records what it was handed and queues it (0) or refuses it (1).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,12 +58,17 @@ no_cmd(void *arg, const char *topic, const uint8_t *payload, size_t len, uint8_t
 	return 0;
 }
 
-/* The spool's I/O with a switch that makes fdatasync fail (EIO). */
+/* The spool's I/O with a switch that makes fdatasync fail (EIO), and one that holds the
+ * flusher's (a commit that stalls; the loop's own syncs, of the QoS 2 ids, go on). */
 static bool sync_fails;
+static atomic_bool sync_stalls;
+static pthread_t loop_thread;
 
 static int
 io_fdatasync(void *ctx, int fd)
 {
+	while (atomic_load(&sync_stalls) && !pthread_equal(pthread_self(), loop_thread))
+		usleep(1000);
 	if (sync_fails) {
 		errno = EIO;
 		return -1;
@@ -348,6 +355,39 @@ test_not_durable_not_acknowledged(void **state)
 	assert_int_equal(held_ids(e, ids), 1);
 }
 
+/*
+ * The wait for a command's record times out (the disk stalls past 2 s): not acknowledged, its
+ * QoS 2 id freed, and when the record reaches the disk after all it is released unrun, so the
+ * cloud's resend is the one copy that runs. The record ran once durable, and the resend,
+ * accepted under the freed id, ran again: a QoS 2 command run twice.
+ */
+static void
+test_timed_out_wait_not_run(void **state)
+{
+	struct env *e = *state;
+	uint16_t ids[8];
+	int i;
+
+	start(e);
+	loop_thread = pthread_self();
+	atomic_store(&sync_stalls, true);
+	assert_int_equal(accept_cmd(e, "{\"id\":\"s1\"}", 2, 9), -ETIMEDOUT);
+	assert_int_equal(count(e, STORE_C_cmd_not_owned), 1);
+	assert_int_equal(held_ids(e, ids), 0);
+	atomic_store(&sync_stalls, false);
+	for (i = 0; i < 5000 && count(e, STORE_C_cmd_released) == 0; i++) {
+		usleep(1000); /* the commit ends: the record durable, then passed over */
+		cmdspool_run(e->c);
+	}
+	assert_int_equal(count(e, STORE_C_cmd_released), 1);
+	assert_int_equal(e->bus.n, 0);
+	assert_int_equal(accept_cmd(e, "{\"id\":\"s1\"}", 2, 9), 0); /* the resend */
+	cmdspool_run(e->c);
+	assert_int_equal(e->bus.n, 1);
+	assert_string_equal(e->bus.got[0], "{\"id\":\"s1\"}");
+	assert_int_equal(held_ids(e, ids), 1);
+}
+
 /* ---- acknowledged off the loop (cmdspool_set_owned) ---- */
 static struct {
 	uint64_t token[8];
@@ -488,6 +528,7 @@ main(void)
 		    test_q2_resend_after_a_crash_runs_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_q2_crash_points, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_durable_not_acknowledged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timed_out_wait_not_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_acknowledged_after_the_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_lost_while_waiting, setup, teardown),
