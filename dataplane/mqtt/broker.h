@@ -305,6 +305,9 @@ extern broker_spawn_fn broker_persist_spawn;
 /* The fdatasync the syncer thread calls: its periodic syncs, and a compaction's syncs of the
  * journals and the snapshot (tests: a slow or failing one). */
 extern int (*broker_persist_fdatasync)(int fd);
+/* The wall clock (CLOCK_REALTIME, ms) the state's deadlines are written in (tests: time spent
+ * down). */
+extern uint64_t (*broker_persist_wall_ms)(void);
 /* Wait for a compaction the syncer is writing, and take its result as the next tick would
  * (tests: a tick's compaction done before the tick returns). */
 void broker_persist_settle(struct broker *b);

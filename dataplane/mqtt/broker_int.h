@@ -466,6 +466,8 @@ void broker_persist_retain(struct broker *b, const struct broker_msg *m, bool se
  * comes with messages from another instance, is written whole: broker_persist_session_image). */
 void broker_persist_session(struct broker_session *s);
 void broker_persist_session_image(struct broker_session *s);
+/* The session went offline: when it ends (its expiry), as a wall-clock deadline. */
+void broker_persist_session_off(struct broker_session *s);
 void broker_persist_session_gone(struct broker_session *s);
 /* pid awaits PUBREL (add) or was released; the journal write that will hold it, 0: none. */
 uint64_t broker_persist_rx_qos2(struct broker_session *s, uint16_t pid, bool add);

@@ -79,7 +79,52 @@ enum p_type {
 		       * origin (an older version skips it: the id is then journaled once durable) */
 	P_DOWN_REF,   /* ref: the highest DOWN ref taken (broker_down_publish; an older version
 		       * skips it: the agent's resend is then delivered again) */
+	P_SESS_OFF,   /* id, expiry_s, deadline: the session went offline and ends then (an
+		       * older version skips it: the expiry counts again from its start) */
 };
+
+/*
+ * Times that run while the broker is down are written as wall-clock deadlines (CLOCK_REALTIME
+ * ms, P_WALL set): a message's expiry, a delayed will's time, an offline session's end. The
+ * broker's own clock is monotonic and starts again with the process: what was written as the
+ * time left at the write came back whole at every restart, so a message that had expired
+ * before a kill was delivered after it, a will waited its whole delay again, and a session
+ * restarted more often than its expiry never ended. A value without P_WALL (written by an
+ * older version) is the time left, as it was.
+ */
+#define P_WALL (1ull << 63)
+
+static uint64_t
+wall_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t (*broker_persist_wall_ms)(void) = wall_now_ms;
+
+/* A deadline of the broker's clock (past: now) as written. */
+static uint64_t
+wall_of(uint64_t deadline_ms, uint64_t now_ms)
+{
+	return P_WALL |
+	    (broker_persist_wall_ms() + (deadline_ms > now_ms ? deadline_ms - now_ms : 0));
+}
+
+/* The time left of a value as written: a wall-clock deadline (0 when past), or what an older
+ * version wrote, the time left at its write. */
+static uint64_t
+left_of(uint64_t v)
+{
+	uint64_t wall;
+
+	if (!(v & P_WALL))
+		return v;
+	wall = broker_persist_wall_ms();
+	return (v & ~P_WALL) > wall ? (v & ~P_WALL) - wall : 0;
+}
 
 /* A compaction's file work, off the lcore (compact_start): the snapshot the lcore serialized,
  * synced and renamed over the old one; the journal of the new generation, which the lcore
@@ -412,7 +457,7 @@ put_msg(struct pbuf *w, const struct broker_msg *m, uint64_t now_ms)
 
 	put_u8(w, m->qos);
 	put_u8(w, m->retain);
-	put_u64(w, m->expiry_ms == 0 ? 0 : m->expiry_ms > now_ms ? m->expiry_ms - now_ms : 1);
+	put_u64(w, m->expiry_ms == 0 ? 0 : wall_of(m->expiry_ms, now_ms));
 	put_u8(w, m->has_pfi ? m->pfi : 0xff);
 	put_str(w, m->topic.s, m->topic.len);
 	put_u32(w, m->payload_len);
@@ -548,7 +593,10 @@ get_msg(struct broker *b, struct preader *r)
 		goto out;
 	m->qos = qos;
 	m->retain = retain != 0;
-	m->expiry_ms = expiry_left != 0 ? b->now_ms + expiry_left : 0;
+	if (expiry_left != 0) { /* none left: expired now */
+		m->expiry_ms = b->now_ms + left_of(expiry_left);
+		m->expiry_ms += m->expiry_ms == 0;
+	}
 	if (n_ids > 0) {
 		c = broker_msg_with_sub_ids(b, m, ids, n_ids);
 		broker_msg_unref(m);
@@ -741,6 +789,18 @@ put_id_rec(struct pbuf *w, enum p_type t, const struct broker_session *s)
 	rec_end(w, at);
 }
 
+/* An offline session's end, as a wall-clock deadline. */
+static void
+put_sess_off(struct pbuf *w, const struct broker_session *s)
+{
+	size_t at = rec_begin(w, P_SESS_OFF);
+
+	put_str(w, s->client_id, s->id_len);
+	put_u32(w, s->expiry_s);
+	put_u64(w, wall_of(s->expire_at_ms, s->b->now_ms));
+	rec_end(w, at);
+}
+
 static void
 put_msg_rec(struct pbuf *w, const struct broker_session *s, uint32_t did, uint16_t pid,
     uint8_t state, const struct broker_msg *m, uint8_t qos, bool retain, uint32_t sub_id)
@@ -809,6 +869,8 @@ put_session_image(struct pbuf *w, struct broker_session *s, bool del_first)
 	if (del_first)
 		put_id_rec(w, P_SESS_DEL, s);
 	put_sess(w, s);
+	if (s->conn == NULL && s->expire_at_ms != 0)
+		put_sess_off(w, s);
 	if (s->cold != NULL && s->cold->will != NULL && s->cold->will_at_ms != 0)
 		put_will(w, s);
 	for (uint16_t i = 0; i < s->n_rx_qos2; i++) {
@@ -886,6 +948,22 @@ broker_persist_session(struct broker_session *s)
 }
 
 void
+broker_persist_session_off(struct broker_session *s)
+{
+	struct broker *b = s->b;
+	struct broker_persist *p = b->persist;
+	struct pbuf w;
+	size_t at;
+
+	if (!journaling(b) || !s->persisted || s->expire_at_ms == 0)
+		return;
+	w = pb_of(p);
+	at = w.len;
+	put_sess_off(&w, s);
+	pb_keep(b, p, &w, at);
+}
+
+void
 broker_persist_session_image(struct broker_session *s)
 {
 	struct broker_persist *p = s->b->persist;
@@ -925,7 +1003,7 @@ put_will(struct pbuf *w, struct broker_session *s)
 	size_t at = rec_begin(w, P_WILL);
 
 	put_str(w, s->client_id, s->id_len);
-	put_u64(w, k->will_at_ms > now ? k->will_at_ms - now : 0);
+	put_u64(w, wall_of(k->will_at_ms, now));
 	put_u32(w, k->will_delay_s);
 	put_u32(w, k->will_expiry_s);
 	put_u8(w, k->will_expires);
@@ -1637,6 +1715,25 @@ replay_msg_state(struct broker *b, struct preader *r, bool del)
 		bad_record(b, r); /* a step no delivery takes (back to a message let go) */
 }
 
+/* An offline session: it ends when it would have without the restart (the time down counts). */
+static void
+replay_sess_off(struct broker *b, struct preader *r)
+{
+	struct broker_session *s = rec_session(b, r);
+	uint32_t expiry = get_u32(r);
+	uint64_t left = left_of(get_u64(r));
+
+	if (r->bad || s == NULL)
+		return;
+	if (expiry > b->cfg.session_expiry_max_s) /* as replay_sess */
+		expiry = b->cfg.session_expiry_max_s;
+	if (left > (uint64_t)expiry * 1000u)
+		left = (uint64_t)expiry * 1000u;
+	s->expiry_s = expiry;
+	s->expire_at_ms = b->now_ms + left;
+	s->expire_at_ms += s->expire_at_ms == 0;
+}
+
 static void
 replay_will(struct broker *b, struct preader *r)
 {
@@ -1656,6 +1753,7 @@ replay_will(struct broker *b, struct preader *r)
 	}
 	m->expiry_ms = 0; /* counts from its publication (broker_will_publish) */
 	k->will = m;
+	left = left_of(left);
 	k->will_at_ms = b->now_ms + (left != 0 ? left : 1);
 	k->will_delay_s = delay;
 	k->will_expiry_s = expiry;
@@ -1754,6 +1852,9 @@ replay_one(struct broker *b, uint8_t type, struct preader *r)
 			    s); /* sent when the session ended: its effects are journaled */
 			broker_session_destroy(s);
 		}
+		break;
+	case P_SESS_OFF:
+		replay_sess_off(b, r);
 		break;
 	case P_WILL:
 		replay_will(b, r);

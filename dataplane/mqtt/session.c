@@ -640,6 +640,7 @@ broker_session_offline(struct broker_session *s, bool send_will, uint64_t now_ms
 		return;
 	}
 	s->expire_at_ms = now_ms + (uint64_t)s->expiry_s * 1000u;
+	broker_persist_session_off(s);
 }
 
 /* Once a second or so: an idle session gives back its window and its QoS 2 id table (they

@@ -638,8 +638,8 @@ connect_with_will(struct fx *x, int i, const char *id, uint32_t delay_s, bool cl
 }
 
 /* A delayed will pending at the SIGKILL is published after the restart once its delay has
- * passed (counted from the restart), not before; one cancelled by the client's return (or
- * already published) is not published again. */
+ * passed (its wall-clock time: here no time passes on it), not before; one cancelled by the
+ * client's return (or already published) is not published again. */
 static void
 test_delayed_will(void **state)
 {
@@ -667,6 +667,69 @@ test_delayed_will(void **state)
 	fx_expect_none(x, 3);
 	assert_int_equal(fx_count(x, BROKER_C_WILL_PUBLISHED), 1);
 	fx_free(x);
+}
+
+static uint64_t fake_wall;
+
+static uint64_t
+fake_wall_ms(void)
+{
+	return fake_wall;
+}
+
+/*
+ * The time the broker is down counts (MQTT 5.0 3.3.2.3.3, 3.1.2.11.2, 3.1.3.2.2): after 20 s
+ * down, a retained message that had 5 s left is gone, a will that had 30 s goes 10 s after
+ * the restart, and a session that had 60 s ends 40 s after it. Each was written as the time
+ * left at its write and came back whole: the message was delivered, the will waited 30 s and
+ * the session 60 s again.
+ */
+static void
+test_time_down_counts(void **state)
+{
+	struct dirs *d = *state;
+	uint64_t (*wall)(void) = broker_persist_wall_ms;
+	struct mqtt_props props = { 0 };
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+	struct fx *x;
+
+	fake_wall = 1800000000000ull;
+	broker_persist_wall_ms = fake_wall_ms;
+	x = fx_on(d->a);
+	mqtt_props_set_u32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 60);
+	fx_connect(x, 0, MQTT_V5, "sub", false, 60, &props);
+	fx_close(x, 0); /* offline: it ends in 60 s */
+	connect_with_will(x, 1, "dev-1", 30, true);
+	fx_close(x, 1); /* its will goes in 30 s */
+	fx_connect(x, 2, MQTT_V5, "pub", true, 60, NULL);
+	mqtt_props_set_u32(&p.publish.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 5);
+	p.publish.topic = (struct mqtt_str){ "plant/r", 7 };
+	p.publish.payload = (const uint8_t *)"5s";
+	p.publish.payload_len = 2;
+	p.publish.qos = 1;
+	p.publish.packet_id = 1;
+	p.publish.retain = true;
+	assert_int_equal(fx_send(x, 2, &p), 0);
+	fx_expect_type(x, 2, MQTT_PUBACK, 0x10); /* no matching subscribers (5.0) */
+	crash_copy(d, -1);
+	fx_free(x);
+	fake_wall += 20000; /* down 20 s */
+
+	x = fx_on(d->b);
+	fx_connect(x, 3, MQTT_V311, "watch", true, 60, NULL);
+	fx_subscribe(x, 3, "plant/#", 1);
+	fx_expect_none(x, 3); /* expired while down */
+	fx_subscribe(x, 3, "will/#", 1);
+	fx_tick(x, 9000);
+	fx_expect_none(x, 3);
+	fx_tick(x, 2000);
+	fx_expect_publish(x, 3, "will/t", "gone", 1);
+	fx_tick(x, 28000);
+	assert_int_equal(fx_count(x, BROKER_C_SESSION_EXPIRED), 0);
+	fx_tick(x, 2000);
+	assert_int_equal(fx_count(x, BROKER_C_SESSION_EXPIRED), 1);
+	fx_free(x);
+	broker_persist_wall_ms = wall;
 }
 
 static struct fx_xq q;
@@ -1562,6 +1625,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_failure_resnap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_will, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_time_down_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_durable_rule, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qos2_origin_across_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(
