@@ -183,11 +183,15 @@ raw_to_bytes(const struct mb_point *p, double raw, uint8_t *b, char *err, size_t
 	double lo, hi;
 	uint64_t u;
 
+	if (!isfinite(raw)) { /* (value - offset) / scale overflowed */
+		snprintf(err, errlen, "raw value out of range (scale %g)", p->scale);
+		return -ERANGE;
+	}
 	if (p->type == MB_T_F32) {
 		float f = (float)raw;
 		uint32_t w;
 
-		if (isinf(f) && !isinf(raw)) {
+		if (isinf(f)) {
 			snprintf(err, errlen, "value does not fit a 32-bit float");
 			return -ERANGE;
 		}

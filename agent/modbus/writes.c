@@ -65,6 +65,21 @@ mb_write_parse(const char *payload, size_t len, struct mb_write_req *req, char *
 		}
 		memcpy(req->str, json_string_value(v), json_string_length(v) + 1);
 		req->is_str = true;
+	} else if (json_is_integer(v)) {
+		/* a double holds every integer up to 2^53 and only some beyond: one it would round
+		 * is refused, not written as another value and read back "ok" */
+		json_int_t iv = json_integer_value(v);
+		double d = (double)iv;
+
+		if (d >= 9223372036854775808.0 || (json_int_t)d != iv) {
+			snprintf(err, errlen,
+			    "\"value\" %lld cannot be written exactly (integers beyond 2^53 must "
+			    "be "
+			    "representable as a double)",
+			    (long long)iv);
+			goto out;
+		}
+		req->value = d;
 	} else if (json_is_number(v))
 		req->value = json_number_value(v);
 	else if (json_is_boolean(v))

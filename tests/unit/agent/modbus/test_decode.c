@@ -214,6 +214,12 @@ test_encode_round_trip_and_range(void **state)
 	assert_int_equal(mb_encode_regs(&p, 101, regs, err, sizeof(err)), -ERANGE);
 	assert_non_null(strstr(err, "outside"));
 	assert_int_equal(mb_encode_regs(&p, NAN, regs, err, sizeof(err)), -EINVAL);
+	/* the scale takes a finite value out of range: refused, not written as +Inf */
+	p = pt(MB_T_F64, false, false);
+	p.scale = 0.1;
+	assert_int_equal(mb_encode_regs(&p, 1e308, regs, err, sizeof(err)), -ERANGE);
+	p = pt(MB_T_F32, false, false);
+	assert_int_equal(mb_encode_regs(&p, 1e39, regs, err, sizeof(err)), -ERANGE);
 }
 
 static void

@@ -47,6 +47,22 @@ test_parse_good_and_bad(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (parse(bad[i], &r, err, sizeof(err)) != -EINVAL)
 			fail_msg("accepted bad command %zu: %s", i, bad[i]);
+	/* integers a double holds exactly are taken, beyond 2^53 too; one it would round is not
+	 * (it was written rounded, and its read-back said "ok") */
+	assert_int_equal(parse("{\"device\":\"d\",\"point\":\"p\",\"value\":9007199254740992}", &r,
+			     err, sizeof(err)),
+	    0);
+	assert_true(r.value == 9007199254740992.0);
+	assert_int_equal(parse("{\"device\":\"d\",\"point\":\"p\",\"value\":1000000000000000000}",
+			     &r, err, sizeof(err)),
+	    0);
+	assert_int_equal(parse("{\"device\":\"d\",\"point\":\"p\",\"value\":9007199254740993}", &r,
+			     err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "exactly"));
+	assert_int_equal(parse("{\"device\":\"d\",\"point\":\"p\",\"value\":9223372036854775807}",
+			     &r, err, sizeof(err)),
+	    -EINVAL);
 }
 
 /* Refusals that name the field, and the values each JSON type gives. */
