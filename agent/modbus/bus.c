@@ -66,6 +66,8 @@ struct bus_dev {
 	uint16_t refused_len[2];  /* shortest read refused with exception 3: registers, bits */
 	uint16_t probe_ok_len[2]; /* longest read over the learnt limit that worked (a probe) */
 	unsigned wrong_unit_poll, other_bad_poll; /* bad answers of this poll, by kind */
+	int exc_said; /* the exception (other than 1 to 3, which teach) its reads were said to
+		       * get; 0 once a read works again (exc_told) */
 };
 
 struct write_job {
@@ -280,6 +282,24 @@ count_exception(struct bus_dev *d, int code)
 	}
 	agent_stat_add(&d->stats, AGENT_DC_exceptions, 1);
 	agent_stat_add(&d->stats, c, 1);
+}
+
+/* A read answered with an exception that teaches nothing (4 device failure, 5 acknowledge,
+ * 6 busy, 8, 10, 11: the points go stale): said once per device until a read works again
+ * (exc 0), counted each time (count_exception). */
+static void
+exc_told(struct mb_bus *b, struct bus_dev *d, const struct mb_block *blk, int exc)
+{
+	if (exc == d->exc_said)
+		return;
+	if (exc == 0)
+		log_warnx("bus %s: device %s: reads answer again", b->c->name, d->conf->name);
+	else
+		log_warnx("bus %s: device %s: %s %u+%u answered with exception %d (%s): its points "
+			  "are stale until a read works (said once)",
+		    b->c->name, d->conf->name, mb_func_names[blk->func], blk->start, blk->count,
+		    exc, modbus_strerror(MODBUS_ENOBASE + exc));
+	d->exc_said = exc;
 }
 
 /*
@@ -838,6 +858,8 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 		switch (transact(b, d, &op, &retries, &exc)) {
 		case XFER_OK:
 			heard = true;
+			if (d->exc_said != 0)
+				exc_told(b, d, blk, 0);
 			block_decode(b, d, blk, clock_wall_ms());
 			mb_learning_read_ok(&d->lg, blk);
 			hole_filled(b, d, blk);
@@ -854,6 +876,8 @@ poll_device(struct mb_bus *b, struct bus_dev *d, bool probe)
 				bi--; /* read the first of the new blocks now */
 				break;
 			}
+			if (exc > MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE)
+				exc_told(b, d, blk, exc);
 			block_fail(d, blk,
 			    exc == MODBUS_EXCEPTION_ILLEGAL_FUNCTION ? MB_Q_UNSUPPORTED
 								     : MB_Q_STALE);
