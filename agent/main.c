@@ -30,7 +30,7 @@
 static void
 respond_reject(struct agent *a, const struct mb_write_req *req, const char *why)
 {
-	char msg[1024];
+	char msg[MB_WRITE_RESPONSE_MAX];
 	int n;
 
 	a->cmd_rejected++;

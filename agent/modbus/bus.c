@@ -1008,7 +1008,7 @@ poll_one(struct mb_bus *b, size_t di, uint64_t now_ms)
 static void
 respond(struct mb_bus *b, const struct write_job *j, bool ok, const char *reason, const char *val)
 {
-	char msg[1024];
+	char msg[MB_WRITE_RESPONSE_MAX];
 	int n = mb_write_response(msg, sizeof(msg), &j->req, ok, reason, val);
 	bool send = n > 0 && b->resp_topic[0];
 

@@ -53,6 +53,12 @@ int mb_write_prepare(
 /* The same for a parsed command: numbers and strings. */
 int mb_write_prepare_req(const struct mb_point *p, const struct mb_write_req *req,
     struct mb_write_op *op, char *err, size_t errlen);
+/* Room for any response: id, device, point and a reason of up to 255 bytes, each character
+ * possibly escaped to six ("\u0001"), a value of up to 159 bytes, the keys and punctuation. A
+ * 1 KiB buffer did not hold a command's control characters escaped: no response at all. */
+#define MB_WRITE_RESPONSE_MAX \
+	(6 * (sizeof(((struct mb_write_req *)0)->id) + 2 * MB_NAME_MAX + 256) + 160 + 128)
+
 /* Response: {"id","device","point","status":"ok"|"error","reason"?,"value"?}; value_json may
  * be NULL. Returns length or -ENOSPC. */
 int mb_write_response(char *buf, size_t len, const struct mb_write_req *req, bool ok,

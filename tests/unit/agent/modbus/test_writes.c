@@ -221,6 +221,29 @@ test_response_escapes(void **state)
 	assert_non_null(strstr(buf, "\"status\":\"ok\",\"value\":21.5}"));
 }
 
+/* The largest response: every field as long as it may be, every character a control
+ * character (escaped to six), a 255-byte reason and a 159-byte value, fits
+ * MB_WRITE_RESPONSE_MAX (the 1 KiB buffer before left such a command without a response). */
+static void
+test_response_largest(void **state)
+{
+	struct mb_write_req r = { 0 };
+	static char buf[MB_WRITE_RESPONSE_MAX];
+	char reason[256], value[160];
+
+	(void)state;
+	memset(r.id, 1, sizeof(r.id) - 1);
+	memset(r.device, 1, sizeof(r.device) - 1);
+	memset(r.point, 1, sizeof(r.point) - 1);
+	memset(reason, 1, sizeof(reason) - 1);
+	reason[sizeof(reason) - 1] = '\0';
+	memset(value, '9', sizeof(value) - 1);
+	value[sizeof(value) - 1] = '\0';
+	assert_true(mb_write_response(buf, 1024, &r, false, reason, value) < 0);
+	assert_true(mb_write_response(buf, sizeof(buf), &r, false, reason, value) > 0);
+	assert_non_null(strstr(buf, "\\u0001\",\"value\":999"));
+}
+
 /* Mutated commands (flipped, dropped, inserted bytes) never crash and are accepted or refused
  * with a reason; under ASan this is a small fuzzer for the JSON reader. */
 static void
@@ -272,6 +295,7 @@ main(void)
 		cmocka_unit_test(test_prepare),
 		cmocka_unit_test(test_prepare_write_set),
 		cmocka_unit_test(test_response_escapes),
+		cmocka_unit_test(test_response_largest),
 		cmocka_unit_test(test_mutated_commands),
 	};
 
