@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "fake_modbus.h"
 #include "log.h"
+#include "log_capture.h"
 
 #define WAIT_MS  20000 /* only turns a hang into a failure */
 #define ONCE_MS  3600000
@@ -396,51 +397,6 @@ test_exceptions_by_code(void **state)
 	assert_non_null(find_msg("/p0 ", "\"quality\":\"unsupported\""));
 }
 
-/* ---- the log, captured: stderr goes to a file while a test looks at it ---- */
-
-static int saved_stderr = -1;
-static char log_path[64];
-
-static void
-log_capture(void)
-{
-	int fd;
-
-	snprintf(log_path, sizeof(log_path), "/tmp/test_bus.XXXXXX");
-	fd = mkstemp(log_path);
-	assert_true(fd >= 0);
-	fflush(stderr);
-	saved_stderr = dup(2);
-	dup2(fd, 2);
-	close(fd);
-	log_set_level(LOG_LVL_WARN);
-}
-
-/* The capture ends: stderr is stderr again, the file stays for log_count. */
-static void
-log_end(void)
-{
-	log_set_level(LOG_LVL_ERR);
-	fflush(stderr);
-	dup2(saved_stderr, 2);
-	close(saved_stderr);
-}
-
-/* Lines of the captured log containing s and t. */
-static int
-log_count(const char *s, const char *t)
-{
-	char line[1024];
-	int n = 0;
-	FILE *f = fopen(log_path, "r");
-
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f) != NULL)
-		n += strstr(line, s) != NULL && strstr(line, t) != NULL;
-	fclose(f);
-	return n;
-}
-
 /* A device that answers every read with exception 4 (device failure): counted each time,
  * said once, and said again when its reads work (before, exceptions other than 1 to 3 were
  * counted and never logged at any level). */
@@ -450,16 +406,16 @@ test_exception_said_once(void **state)
 	(void)state;
 	device("dev", UNIT_A, profile(two_regs), 10, 1);
 	fake_set_exception_all(MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE);
-	log_capture();
+	log_set_level(LOG_LVL_WARN);
+	log_capture_begin();
 	start();
 	wait_stat(0, AGENT_DC_exc_device_failure, 10);
 	fake_set_exception_all(0);
 	wait_stat(0, AGENT_DC_responses, 2);
 	mb_bus_stop(R.b);
-	log_end();
-	assert_int_equal(log_count("answered with exception 4", "device dev"), 1);
-	assert_int_equal(log_count("reads answer again", "device dev"), 1);
-	unlink(log_path);
+	log_set_level(LOG_LVL_ERR);
+	assert_int_equal(log_capture_count("answered with exception 4", "device dev"), 1);
+	assert_int_equal(log_capture_count("reads answer again", "device dev"), 1);
 }
 
 /* A fresh state directory (dir is a mkdtemp template) for the bus under test. */

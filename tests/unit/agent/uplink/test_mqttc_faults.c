@@ -20,48 +20,8 @@
 #include <cmocka.h>
 
 #include "fake_broker.h"
+#include "log_capture.h"
 #include "log.h"
-
-/* ---- the log, captured: stderr goes to a file while a test looks at it ---- */
-
-static int saved_stderr = -1;
-static char log_path[64];
-
-static void
-log_capture(void)
-{
-	int fd;
-
-	snprintf(log_path, sizeof(log_path), "/tmp/test_mqttc_faults.XXXXXX");
-	fd = mkstemp(log_path);
-	assert_true(fd >= 0);
-	fflush(stderr);
-	saved_stderr = dup(2);
-	dup2(fd, 2);
-	close(fd);
-}
-
-/* Lines of the captured log containing s; ends the capture. */
-static int
-log_count(const char *s)
-{
-	char line[1024];
-	int n = 0;
-	FILE *f;
-
-	fflush(stderr);
-	dup2(saved_stderr, 2);
-	close(saved_stderr);
-	f = fopen(log_path, "r");
-	assert_non_null(f);
-	while (fgets(line, sizeof(line), f) != NULL) {
-		fputs(line, stderr);
-		n += strstr(line, s) != NULL;
-	}
-	fclose(f);
-	unlink(log_path);
-	return n;
-}
 
 /* ---- connecting ---- */
 
@@ -111,7 +71,7 @@ test_failure_logged_once_per_cause(void **state)
 
 	(void)state;
 	log_set_level(LOG_LVL_DEBUG);
-	log_capture();
+	log_capture_begin();
 	fb_start_client(&B, &C);
 	for (int i = 0; i < 3; i++) {
 		if (i == 0) {
@@ -127,7 +87,7 @@ test_failure_logged_once_per_cause(void **state)
 	assert_int_equal(cnt()[UPLINK_C_connack_refused], 3);
 	assert_int_equal(cnt()[UPLINK_C_connect_timeouts], 1);
 	log_set_level(lvl);
-	assert_int_equal(log_count("[warn] mqtt: cannot connect"), 2);
+	assert_int_equal(log_capture_count("[warn] mqtt: cannot connect", NULL), 2);
 }
 
 static void
@@ -306,7 +266,7 @@ test_server_disconnect(void **state)
 	int n;
 
 	(void)state;
-	log_capture();
+	log_capture_begin();
 	fb_start_client(&B, &C);
 	fb_connect(&B, false);
 	n = mqtt_encode_disconnect(buf, sizeof(buf), MQTT_V5, &d);
@@ -314,8 +274,9 @@ test_server_disconnect(void **state)
 	assert_int_equal(mqttc_state(B.c), MQTTC_IDLE);
 	assert_int_equal(cnt()[UPLINK_C_server_disconnects], 1);
 	assert_int_equal(cnt()[UPLINK_C_disconnects], 1);
-	assert_int_equal(
-	    log_count("lost: DISCONNECT from the broker: Server shutting down (0x8b)"), 1);
+	assert_int_equal(log_capture_count(
+			     "lost: DISCONNECT from the broker: Server shutting down (0x8b)", NULL),
+	    1);
 }
 
 /* A PINGRESP is what keeps a quiet connection up; the next PINGREQ goes a keepalive later. */
@@ -474,11 +435,11 @@ test_destroy_says_disconnect(void **state)
 	publish("site/a", 1, 1);
 	publish("site/b", 1, 2); /* waits behind the window */
 	expect(MQTT_PUBLISH);
-	log_capture();
+	log_capture_begin();
 	mqttc_destroy(B.c);
 	B.c = NULL;
 	B.watched_fd = -1; /* closed with the client */
-	assert_int_equal(log_count("2 messages not delivered at exit"), 1);
+	assert_int_equal(log_capture_count("2 messages not delivered at exit", NULL), 1);
 	expect(MQTT_DISCONNECT);
 }
 
@@ -735,7 +696,7 @@ test_suback_refused(void **state)
 	int n;
 
 	(void)state;
-	log_capture();
+	log_capture_begin();
 	fb_start_client(&B, &C);
 	fb_accept(&B);
 	expect(MQTT_CONNECT);
@@ -751,7 +712,7 @@ test_suback_refused(void **state)
 	fb_send(&B, buf, (size_t)n, false); /* a repeat: the id is no longer ours */
 	assert_int_equal(cnt()[UPLINK_C_suback_refused], 1);
 	assert_int_equal(mqttc_state(B.c), MQTTC_UP);
-	assert_int_equal(log_count("refused the subscription to site/cmd (0x87)"), 1);
+	assert_int_equal(log_capture_count("refused the subscription to site/cmd (0x87)", NULL), 1);
 }
 
 /* ---- the API's refusals ---- */
