@@ -382,6 +382,7 @@ struct take_ctx {
 	uint32_t i;
 	struct dpchan_range now[64]; /* answers that go at once (failed, or already durable) */
 	uint32_t n_now;
+	bool send_failed; /* some did not fit the socket: the connection is closed (take_frame) */
 };
 
 static void
@@ -390,8 +391,12 @@ flush_now(struct take_ctx *t)
 	uint8_t buf[DPCHAN_HDR_LEN + 64 * DPCHAN_RANGE_LEN];
 	int len = dpchan_encode_durable(buf, sizeof(buf), t->now, t->n_now);
 
-	if (t->n_now > 0 && len > 0 && send_frame(t->s, t->c, buf, (size_t)len))
-		t->s->cnt[DPCHAN_C_DURABLE_TX] += t->n_now;
+	if (t->n_now > 0 && len > 0) {
+		if (send_frame(t->s, t->c, buf, (size_t)len))
+			t->s->cnt[DPCHAN_C_DURABLE_TX] += t->n_now;
+		else
+			t->send_failed = true;
+	}
 	t->n_now = 0;
 }
 
@@ -539,7 +544,10 @@ take_one(void *arg, const struct dpchan_rec *r)
 }
 
 /* Take what remains of the connection's current PUB frame (checked whole first): 0 all
- * taken, 1 paused (the sink is full: not read until it has room), < 0 malformed. */
+ * taken, 1 paused (the sink is full: not read until it has room), 2 closed (answers that go
+ * at once did not fit its socket: as send_ranges, the lcore sends those records again on its
+ * next connection and is answered then; an open connection whose answers were dropped held
+ * the records, and every one after them, for good), < 0 malformed. */
 static int
 take_frame(struct dpchan_server *s, struct sconn *c)
 {
@@ -549,6 +557,10 @@ take_frame(struct dpchan_server *s, struct sconn *c)
 	flush_now(&t);
 	if (rc < 0)
 		return rc;
+	if (t.send_failed) {
+		conn_close(s, c, "its socket buffer is full");
+		return 2;
+	}
 	if (rc == 1) {
 		if (!c->paused)
 			watch(s, c, false);
@@ -732,7 +744,9 @@ frame_in(struct dpchan_server *s, struct sconn *c, size_t n)
 	} else if (rc == 0) {
 		c->rx_len = n;
 		c->rx_done = 0;
-		if ((rc = take_frame(s, c)) >= 0)
+		if ((rc = take_frame(s, c)) == 2)
+			return false; /* closed */
+		if (rc >= 0)
 			return true;
 	}
 	s->cnt[DPCHAN_C_BAD_FRAME]++;

@@ -838,6 +838,46 @@ test_server_answers_to_a_full_socket(void **state)
 	env_free(e);
 }
 
+/*
+ * The same for an answer that goes at once (a sink that answers now, a duplicate, a record the
+ * spool held already): the socket full of DOWN frames, the connection is closed, and the
+ * record sent again on the next one is answered. The answer was dropped on the open connection
+ * (SEND_FAIL only): the lcore waited for it for good, and every record after it with it.
+ */
+static void
+test_server_answer_now_to_a_full_socket(void **state)
+{
+	static uint8_t pl[4000];
+	struct dpchan_rec d = {
+		.topic = "cmd/x", .topic_len = 5, .payload = pl, .payload_len = sizeof(pl)
+	};
+	struct env *e = env_new(NULL);
+	int fd = peer_hello(e, 8, 2), downs = 0;
+	struct answers a;
+
+	(void)state;
+	e->sink.mode = 1;
+	dpchan_server_run(e->s);
+	while (dpchan_server_down(e->s, &d) == 0) /* the lcore does not read meanwhile */
+		downs++;
+	assert_true(downs > 0);
+	peer_pub(fd, 1, 1);
+	dpchan_server_run(e->s);
+	assert_int_equal(e->sink.n, 1);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_SEND_FAIL), 1);
+	assert_int_equal(dpchan_server_connected(e->s), 0);
+	close(fd);
+
+	fd = peer_hello(e, 8, 2);
+	peer_pub(fd, 1, 1);
+	dpchan_server_run(e->s);
+	a = peer_answers(fd);
+	assert_int_equal(a.ok, 1);
+	assert_int_equal(e->sink.n, 1); /* answered, not taken twice */
+	close(fd);
+	env_free(e);
+}
+
 /* Two connections ready in one run: the second lcore's HELLO replaces the first's connection
  * (the same lcore), whose PUB is ready after it in the same batch: that event is skipped, the
  * connection freed by then is not read. (ASan sees the use after free otherwise.) */
@@ -2090,6 +2130,7 @@ main(void)
 		cmocka_unit_test(test_server_malformed_frames),
 		cmocka_unit_test(test_server_old_start_lists_ignored),
 		cmocka_unit_test(test_server_answers_to_a_full_socket),
+		cmocka_unit_test(test_server_answer_now_to_a_full_socket),
 		cmocka_unit_test(test_server_closed_in_the_same_run),
 		cmocka_unit_test(test_out_of_descriptors),
 		cmocka_unit_test(test_client_backoff),
