@@ -24,6 +24,8 @@ struct cmdspool;
 struct agent {
 	const char *cfg_path;
 	bool strict; /* --strict: a bad or missing profile stops the agent (and a reload) */
+	bool failed; /* stopped by a failure (a reload whose buses did not start): exit 1, so that
+		      * the supervisor (Restart=on-failure) starts it again */
 	struct agent_config cfg;
 	struct agent_loop *loop;
 	struct agent_msgq q;

@@ -14,6 +14,7 @@
 #include "agent_config.h"
 #include "conf.h"
 #include "mqtt_conf.h"
+#include "report.h"
 #include "store.h"
 
 static const char *const bus_kinds[] = { "rtu", "tcp", NULL };
@@ -226,6 +227,30 @@ warn_slow_devices(struct agent_config *cfg, conf_node devs, const struct agent_b
 	}
 }
 
+/* Every point's topic expands within MB_TOPIC_OUT_MAX with this device's real names (the
+ * profile checked its templates with short stand-ins): a topic too long for the bus made it
+ * fail to start, and a reload, the old buses already stopped, left the agent without them. */
+static int
+check_topics(conf_node dn, const struct agent_config *cfg, const struct agent_bus_conf *b,
+    const struct agent_device_conf *d)
+{
+	char out[MB_TOPIC_OUT_MAX];
+
+	for (size_t i = 0; d->profile != NULL && i < d->profile->npoints; i++) {
+		const struct mb_point *p = &d->profile->points[i];
+		struct mb_topic_vars v = { cfg->topic_prefix, b->name, d->name, p->name,
+			d->profile->name, d->unit_id };
+
+		if (mb_topic_expand(p->topic, &v, out, sizeof(out)) < 0)
+			return conf_error(dn,
+			    "device '%s': the topic of point '%s' ('%s', profile '%s') is longer "
+			    "than "
+			    "%zu bytes with this bus, device and topic_prefix",
+			    d->name, p->name, p->topic, d->profile->name, sizeof(out) - 1);
+	}
+	return 0;
+}
+
 static int
 parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 {
@@ -261,7 +286,11 @@ parse_bus(conf_node bn, struct agent_config *cfg, struct agent_bus_conf *b)
 	if (b->devs == NULL)
 		return conf_error(bn, "out of memory");
 	for (size_t i = 0; i < b->ndevs; i++) {
-		bad |= parse_device(conf_seq_at(devs, i), cfg, &b->devs[i]);
+		int dbad = parse_device(conf_seq_at(devs, i), cfg, &b->devs[i]);
+
+		if (!dbad)
+			dbad = check_topics(conf_seq_at(devs, i), cfg, b, &b->devs[i]);
+		bad |= dbad;
 		/* On a serial line 0 is broadcast (nobody answers) and 248..255 are reserved. */
 		if (!bad_kind && b->kind == AGENT_BUS_RTU &&
 		    conf_present(conf_get(conf_seq_at(devs, i), "unit_id")) &&

@@ -585,7 +585,9 @@ agent_reload(struct agent *a)
 	a->next_stats_ms = 0;
 	pthread_mutex_unlock(&a->stats_lock);
 	if (rc != 0) {
-		log_err("reload: cannot start the buses; stopping");
+		log_err("reload: cannot start the buses; stopping (exit 1: restarted by the "
+			"supervisor)");
+		a->failed = true;
 		agent_loop_stop(a->loop);
 		return;
 	}
@@ -966,5 +968,5 @@ main(int argc, char **argv)
 	}
 	agent_stop(&a);
 	log_info("stopped");
-	return rc == 0 ? 0 : 1;
+	return rc == 0 && !a.failed ? 0 : 1;
 }

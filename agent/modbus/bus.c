@@ -37,7 +37,7 @@ struct bus_dev {
 	const struct mb_profile *prof;
 	struct mb_plan plan;
 	struct mb_point_state *st;
-	char (*topics)[MB_TOPIC_MAX + 128];
+	char (*topics)[MB_TOPIC_OUT_MAX];
 	bool *fresh; /* point read (or failed with an exception) this poll */
 	struct agent_dev_stats stats;
 	uint64_t backoff_ms; /* mirrors the scheduler for the stats reader (atomic) */

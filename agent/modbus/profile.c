@@ -206,7 +206,7 @@ static int
 check_topic(conf_node at, const char *tmpl)
 {
 	struct mb_topic_vars v = { "prefix", "bus", "device", "point", "profile", 255 };
-	char out[MB_TOPIC_MAX + 128];
+	char out[MB_TOPIC_OUT_MAX];
 
 	if (mb_topic_expand(tmpl, &v, out, sizeof(out)) < 0 || strpbrk(tmpl, "+#") != NULL)
 		return conf_error(at,

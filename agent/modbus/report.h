@@ -48,6 +48,9 @@ int mb_report_format(const struct mb_point *p, const struct mb_point_state *st, 
 
 
 /* Topic template variables; unknown {names} are an error (-EINVAL), as is overflow (-ENOSPC). */
+/* A point's topic, expanded: what the bus publishes under (and the config checks fit). */
+#define MB_TOPIC_OUT_MAX (MB_TOPIC_MAX + 128)
+
 struct mb_topic_vars {
 	const char *prefix, *bus, *device, *point, *profile;
 	unsigned unit_id;

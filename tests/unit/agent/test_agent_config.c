@@ -205,6 +205,53 @@ test_bad_profile_disables_its_devices(void **state)
 	remove_profiles(dir);
 }
 
+/* A topic template that fits with the profile check's short stand-ins but not with the
+ * config's real names: refused at load with the device's line (a reload then changes nothing).
+ * It was taken, and the bus failed to start: at a reload, with the old buses already stopped,
+ * the agent stopped with exit 0. */
+static void
+test_topic_too_long_with_real_names(void **state)
+{
+	char dir[64], text[2048], err[2048], n47[48], prefix[128];
+	struct agent_config c;
+
+	(void)state;
+	memset(n47, 'n', 47);
+	n47[47] = '\0';
+	memset(prefix, 'p', 127);
+	prefix[127] = '\0';
+	strcpy(dir, "/tmp/test_agent_config.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(text, sizeof(text),
+	    "name: %s\npoints:\n  - {name: %s, function: holding, address: 0, topic: "
+	    "'{prefix}/{bus}/{device}/{profile}/{point}/{unit_id}'}\n",
+	    n47, n47);
+	write_file(dir, "good.yaml", text);
+	for (int i = 0; i < 2; i++) {
+		snprintf(text, sizeof(text),
+		    "agent:\n  profiles_dir: %s\n  uplink: jsonl\n  topic_prefix: %s\n  buses:\n"
+		    "    - name: %s\n      type: tcp\n      host: 127.0.0.1\n      devices:\n"
+		    "        - {name: %s, unit_id: 247, profile: %s}\n",
+		    dir, i == 0 ? "edgegw" : prefix, n47, n47, n47);
+		err[0] = '\0';
+		if (i == 0) { /* 202 bytes: taken */
+			assert_int_equal(agent_config_parse_string(
+					     "gw.yaml", text, strlen(text), &c, err, sizeof(err)),
+			    0);
+			agent_config_free(&c);
+			continue;
+		}
+		assert_int_not_equal(
+		    agent_config_parse_string("gw.yaml", text, strlen(text), &c, err, sizeof(err)),
+		    0);
+		assert_non_null(strstr(err, "gw.yaml:10:11: device 'nnn"));
+		assert_non_null(strstr(err, "is longer than 319 bytes"));
+	}
+	snprintf(text, sizeof(text), "%s/good.yaml", dir);
+	unlink(text);
+	rmdir(dir);
+}
+
 static void
 test_bad_profile_strict(void **state)
 {
@@ -619,6 +666,7 @@ main(void)
 		cmocka_unit_test(test_listen_parse),
 		cmocka_unit_test(test_bad_profile_disables_its_devices),
 		cmocka_unit_test(test_bad_profile_strict),
+		cmocka_unit_test(test_topic_too_long_with_real_names),
 		cmocka_unit_test(test_missing_profile_strict),
 		cmocka_unit_test(test_every_error_reported),
 		cmocka_unit_test(test_slow_device_warns),
