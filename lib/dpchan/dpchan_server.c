@@ -809,7 +809,12 @@ dpchan_server_run(struct dpchan_server *s)
 			}
 			for (unsigned j = 0; j < MAX_CONNS && !live; j++) /* not closed meanwhile */
 				live = s->conns[j] == c;
-			if (live)
+			if (live && c->paused && (ev[i].events & (EPOLLHUP | EPOLLERR)))
+				/* its lcore went while it was paused (not read: epoll reports the
+				 * hangup whatever it watches): it was counted connected, chosen for
+				 * the downlink, and woke the loop for good */
+				conn_close(s, c, NULL);
+			else if (live)
 				conn_input(s, c);
 		}
 		if (n < 32)

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -874,6 +875,40 @@ test_server_answer_now_to_a_full_socket(void **state)
 	a = peer_answers(fd);
 	assert_int_equal(a.ok, 1);
 	assert_int_equal(e->sink.n, 1); /* answered, not taken twice */
+	close(fd);
+	env_free(e);
+}
+
+/* An lcore that goes while its connection is paused (the sink full) is seen gone: not counted
+ * connected, not chosen for the downlink, and the loop not woken for it again. The hangup
+ * was reported on every wait and never read (a paused connection is not read): the agent's
+ * loop spun, and DOWN records went to it (EPIPE) though another lcore was live. */
+static void
+test_server_paused_peer_gone(void **state)
+{
+	static const uint8_t pl[8] = "x";
+	struct dpchan_rec d = {
+		.topic = "cmd/x", .topic_len = 5, .payload = pl, .payload_len = sizeof(pl)
+	};
+	struct env *e = env_new(NULL);
+	int fd = peer_hello(e, 8, 2);
+	struct epoll_event ev;
+
+	(void)state;
+	e->sink.mode = -ENOBUFS;
+	peer_pub(fd, 1, 1);
+	dpchan_server_run(e->s);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_SINK_FULL), 1);
+	assert_int_equal(dpchan_server_connected(e->s), 1);
+	close(fd);
+	dpchan_server_run(e->s);
+	assert_int_equal(dpchan_server_connected(e->s), 0);
+	assert_int_equal(dpchan_server_counter(e->s, DPCHAN_C_DISCONNECTS), 1);
+	assert_int_equal(
+	    epoll_wait(dpchan_server_fd(e->s), &ev, 1, 0), 0); /* nothing to wake for */
+	fd = peer_hello(e, 8, 3);                              /* another lcore */
+	dpchan_server_run(e->s);
+	assert_int_equal(dpchan_server_down(e->s, &d), 0);
 	close(fd);
 	env_free(e);
 }
@@ -2131,6 +2166,7 @@ main(void)
 		cmocka_unit_test(test_server_old_start_lists_ignored),
 		cmocka_unit_test(test_server_answers_to_a_full_socket),
 		cmocka_unit_test(test_server_answer_now_to_a_full_socket),
+		cmocka_unit_test(test_server_paused_peer_gone),
 		cmocka_unit_test(test_server_closed_in_the_same_run),
 		cmocka_unit_test(test_out_of_descriptors),
 		cmocka_unit_test(test_client_backoff),
