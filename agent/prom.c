@@ -61,14 +61,17 @@ prom_sample_u64(FILE *f, const char *name, const char *const *labels, unsigned l
 	fprintf(f, " %llu\n", v);
 }
 
-/* Finds the unit token tok ("_us") as a whole word in s; returns its offset or -1. */
+/* Finds the unit token tok ("_us") as a whole word in s; returns its offset or -1. "us" after
+ * "for" is the word, not microseconds: the dataplane's NOT_FOR_US counters were exported as
+ * edgegw_dataplane_*_not_for_seconds_total, their counts scaled by 1e-6. */
 static long
 find_token(const char *s, const char *tok)
 {
 	size_t n = strlen(tok);
 
 	for (const char *p = strstr(s, tok); p != NULL; p = strstr(p + 1, tok))
-		if (p[n] == '\0' || p[n] == '_')
+		if ((p[n] == '\0' || p[n] == '_') &&
+		    !(strcmp(tok, "_us") == 0 && p - s >= 4 && memcmp(p - 4, "_for", 4) == 0))
 			return p - s;
 	return -1;
 }
