@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "prom.h"
 #include "tel_client.h"
@@ -31,14 +32,17 @@ metrics_dp_read(struct metrics_dp *s, const char *sock_path, int timeout_ms)
 	if (tel_open(&c, sock_path, timeout_ms, err, sizeof(err)) != 0)
 		return;
 	s->up = true;
-	for (size_t i = 0; i < sizeof(slot) / sizeof(slot[0]); i++)
+	for (size_t i = 0; i < sizeof(slot) / sizeof(slot[0]) && c.fd >= 0; i++)
 		*slot[i] = tel_query(&c, dp_commands[i], err, sizeof(err));
-	tel_close(&c);
-	/* a socket that greets but answers nothing is a dataplane that is not serving */
-	if (s->counters == NULL && s->status == NULL) {
+	/* a socket that greets but answers nothing, or stops answering in time (tel_query
+	 * closed it), is a dataplane that is not serving: up 0, not some families missing */
+	if (c.fd < 0 || (s->counters == NULL && s->status == NULL)) {
+		LOG_RATELIMITED(LOG_LVL_WARN, 60, "metrics: dataplane telemetry %s: %s", sock_path,
+		    c.fd < 0 ? err : "no counters, no status");
 		metrics_dp_free(s);
 		s->up = false;
 	}
+	tel_close(&c);
 }
 
 void

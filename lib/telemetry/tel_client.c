@@ -99,13 +99,20 @@ tel_query(struct tel_conn *c, const char *cmd, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not connected", cmd);
 		return NULL;
 	}
+	/* A query that failed on the way (no answer in time, closed, bad JSON) leaves the
+	 * connection out of step: a late answer would be read as the next query's. Closed, the
+	 * next queries fail at once ("not connected") instead of each waiting its timeout and
+	 * reading the answer before its own. */
 	if (send(c->fd, cmd, strlen(cmd), MSG_NOSIGNAL) < 0) {
 		snprintf(err, errlen, "%s: %s", cmd, strerror(errno));
+		tel_close(c);
 		return NULL;
 	}
 	reply = recv_json(c, c->max_output_len + 1, err, errlen);
-	if (reply == NULL)
+	if (reply == NULL) {
+		tel_close(c);
 		return NULL;
+	}
 	memcpy(key, cmd, klen);
 	key[klen] = '\0';
 	v = json_object_get(reply, key);

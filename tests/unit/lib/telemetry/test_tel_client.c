@@ -3,7 +3,8 @@
  * SOCK_SEQPACKET socket in a temporary folder, run by a thread from a script): the greeting and
  * its max_output_len, a query's value under its command's key, and each way it goes wrong: no
  * socket, a path too long, a server that closes, sends bad JSON, stays silent (the timeout
- * given at open), answers null or under another key, or has gone before the query.
+ * given at open; the connection then closed, out of step), answers null or under another key,
+ * or has gone before the query.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -208,6 +209,11 @@ test_silent_server_times_out(void **state)
 	assert_int_equal(tel_open(&c, path, 100, err, sizeof(err)), 0);
 	assert_null(tel_query(&c, "/ethdev/list", err, sizeof(err)));
 	assert_string_equal(err, "no answer in time");
+	/* out of step now (a late answer would be read as the next query's): closed, and the
+	 * next query fails at once */
+	assert_int_equal(c.fd, -1);
+	assert_null(tel_query(&c, "/ethdev/stats,0", err, sizeof(err)));
+	assert_string_equal(err, "/ethdev/stats,0: not connected");
 	tel_close(&c);
 	serve_end();
 }
