@@ -46,6 +46,8 @@ struct dpchan_client {
 	uint64_t next_try_ms;
 	uint64_t next_rx_ms; /* nothing awaits an answer: the next read */
 	uint32_t backoff_ms;
+	uint64_t connected_ms; /* when the connection began */
+	uint32_t quick_ends;   /* connections in a row that ended at once (disconnect) */
 	uint8_t *arena;
 	uint32_t cap;
 	uint32_t head, tail; /* oldest entry; where the next one goes (equal only when empty) */
@@ -248,13 +250,24 @@ pop_front(struct dpchan_client *c)
 	}
 }
 
+/* A connection shorter than this ended "at once": the agent refuses this lcore (its version,
+ * max_streams) or something it sends; the next try backs off as for a failed connect. */
+#define DPCHAN_STABLE_MS 5000u
+
 static void
 disconnect(struct dpchan_client *c, uint64_t now_ms, const char *why)
 {
+	bool quick = now_ms - c->connected_ms < DPCHAN_STABLE_MS;
+
 	if (c->fd < 0)
 		return;
-	log_warnx("dpchan: lcore %u: connection to %s ended (%s); %u records wait to be sent again",
-	    c->cfg.lcore, c->cfg.path, why, c->n_recs);
+	/* a series of connections that end at once is said once (then counted: DISCONNECTS),
+	 * not three lines a cycle on both ends */
+	if (!quick || c->quick_ends == 0)
+		log_warnx("dpchan: lcore %u: connection to %s ended (%s); %u records wait to be "
+			  "sent again%s",
+		    c->cfg.lcore, c->cfg.path, why, c->n_recs,
+		    quick ? " (it ended at once: retrying with backoff, said once)" : "");
 	close(c->fd);
 	c->fd = -1;
 	c->connected = false;
@@ -262,6 +275,15 @@ disconnect(struct dpchan_client *c, uint64_t now_ms, const char *why)
 	c->cnt[DPCHAN_C_DISCONNECTS]++;
 	c->send_off = c->head;
 	c->n_unsent = c->n_recs;
+	if (quick) { /* reconnecting at the shortest delay each time was a storm */
+		c->quick_ends++;
+		c->next_try_ms = now_ms + c->backoff_ms;
+		c->backoff_ms = c->backoff_ms * 2 > c->cfg.reconnect_max_ms
+		    ? c->cfg.reconnect_max_ms
+		    : c->backoff_ms * 2;
+		return;
+	}
+	c->quick_ends = 0;
 	c->next_try_ms = now_ms + c->cfg.reconnect_min_ms;
 	c->backoff_ms = c->cfg.reconnect_min_ms;
 }
@@ -296,11 +318,15 @@ try_connect(struct dpchan_client *c, uint64_t now_ms)
 	c->connected = true;
 	c->held_off = 0;
 	c->held_due = c->held_lcores > 0; /* a new agent may hold origins no lcore holds */
-	c->backoff_ms = c->cfg.reconnect_min_ms;
+	c->connected_ms = now_ms;
+	if (c->quick_ends == 0) /* the backoff of connections that end at once stays */
+		c->backoff_ms = c->cfg.reconnect_min_ms;
 	c->cnt[DPCHAN_C_CONNECTS]++;
 	c->cnt[DPCHAN_C_FRAMES_TX]++;
-	log_info("dpchan: lcore %u: connected to the agent at %s (%u records to send again)",
-	    c->cfg.lcore, c->cfg.path, c->n_recs);
+	if (c->quick_ends == 0)
+		log_info(
+		    "dpchan: lcore %u: connected to the agent at %s (%u records to send again)",
+		    c->cfg.lcore, c->cfg.path, c->n_recs);
 	c->want_ready = true; /* whatever was refused meanwhile may go now (pop_front) */
 }
 

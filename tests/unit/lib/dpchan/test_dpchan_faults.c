@@ -1063,7 +1063,8 @@ agent_accept(int lfd)
 /* What an agent must not send, each alone: a frame that is not one (too short), a PUB (the
  * agent's type), a DOWN while the lcore has no downlink handler (refused, counted, the
  * connection stays); the agent closing. Each bad frame ends the connection (counted), and the
- * client connects again after its backoff and sends its records again. */
+ * client connects again after its backoff (doubling, as each connection ended at once) and
+ * sends its records again. */
 static void
 test_client_bad_agent(void **state)
 {
@@ -1137,7 +1138,7 @@ test_client_bad_agent(void **state)
 		assert_int_equal(dpchan_client_counter(c, DPCHAN_C_DISCONNECTS), (uint64_t)k + 1);
 		dpchan_client_poll(c, now += 10); /* within the backoff: not yet */
 		assert_false(dpchan_client_connected(c));
-		dpchan_client_poll(c, now += 100);
+		dpchan_client_poll(c, now += 100u << k); /* each ended at once: it doubles */
 		assert_true(dpchan_client_connected(c));
 		fd = agent_accept(lfd);
 		dpchan_client_poll(c, now += 1); /* the record not answered goes again */
@@ -1151,6 +1152,42 @@ test_client_bad_agent(void **state)
 	close(lfd);
 	unlink(path);
 	rmdir(dir);
+}
+
+/* An agent that takes the connection and closes it at once (max_streams reached here; a
+ * version it refuses) is tried again with backoff, as a failed connect: the client reset its
+ * backoff at every connect and came back every 100 ms, three log lines a cycle on both ends
+ * (84 connections in 10 s in the review's probe). */
+static void
+test_client_backs_off_connections_ended_at_once(void **state)
+{
+	struct dpchan_server_config sc = { .max_streams = 1, .max_inflight = 16 };
+	struct env *e = env_new(&sc);
+	struct dpchan_client_config c0 = { .path = e->path, .boot_id = 7, .lcore = 0 }, c1 = c0;
+	struct dp d = { 0 };
+	struct dpchan_client *a, *b;
+	uint64_t now = 1000;
+
+	(void)state;
+	c1.lcore = 1;
+	a = dpchan_client_new(&c0, &dp_ops, &d);
+	b = dpchan_client_new(&c1, &dp_ops, &d);
+	assert_non_null(a);
+	assert_non_null(b);
+	for (int i = 0; i < 1000; i++) { /* 10 s of 10 ms polls */
+		now += 10;
+		dpchan_client_poll(a, now);
+		dpchan_client_poll(b, now);
+		dpchan_server_run(e->s);
+	}
+	assert_true(dpchan_client_connected(a));
+	assert_int_equal(dpchan_client_counter(a, DPCHAN_C_CONNECTS), 1);
+	/* 100, 200, 400, 800 ms, then every second (reconnect_max) */
+	assert_true(dpchan_client_counter(b, DPCHAN_C_CONNECTS) <= 16);
+	assert_true(dpchan_client_counter(b, DPCHAN_C_CONNECTS) >= 8);
+	dpchan_client_free(a);
+	dpchan_client_free(b);
+	env_free(e);
 }
 
 static int
@@ -2173,6 +2210,7 @@ main(void)
 		cmocka_unit_test(test_channel_conf),
 		cmocka_unit_test(test_client_new_refusals),
 		cmocka_unit_test(test_client_bad_agent),
+		cmocka_unit_test(test_client_backs_off_connections_ended_at_once),
 		cmocka_unit_test(test_client_arena_wraps),
 		cmocka_unit_test(test_client_down_ack_to_a_closed_agent),
 		cmocka_unit_test(test_q2_file_faults),
