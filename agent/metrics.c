@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +30,22 @@ struct agent_metrics {
 	struct MHD_Daemon *d;
 	char tel_path[256];
 };
+
+/* libmicrohttpd's own errors (a client that resets, the connection limit reached): counted and
+ * logged through ours, rate-limited; its default wrote one raw stderr line per connection. */
+static uint64_t http_errors;
+
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[256];
+
+	(void)cls;
+	__atomic_fetch_add(&http_errors, 1, __ATOMIC_RELAXED);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\r\n")] = '\0';
+	LOG_RATELIMITED(LOG_LVL_WARN, 60, "metrics: http: %s", line);
+}
 
 static void
 agent_family(FILE *f, const char *name, const char *type, const char *help, double v)
@@ -281,6 +299,11 @@ agent_metrics_render(const struct agent *a, FILE *f)
 	    "cloud commands refused before reaching a bus");
 	prom_sample_u64(f, "edgegw_agent_commands_rejected_total", NULL,
 	    (unsigned long long)a->cmd_rejected_snap);
+	prom_family(f, "edgegw_agent_metrics_http_errors_total", "counter",
+	    "errors of the metrics endpoint's HTTP server (clients that reset or time out, the "
+	    "connection limit reached)");
+	prom_sample_u64(f, "edgegw_agent_metrics_http_errors_total", NULL,
+	    (unsigned long long)__atomic_load_n(&http_errors, __ATOMIC_RELAXED));
 	render_uplink(a, f);
 	render_buses(a, f);
 	render_devices(a, f);
@@ -367,9 +390,13 @@ agent_metrics_start(struct agent *a, struct agent_metrics **out)
 	snprintf(m->tel_path, sizeof(m->tel_path), "%s", a->cfg.dataplane_telemetry);
 	m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
 		(ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-	    0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT,
-	    10u, MHD_OPTION_END);
+	    0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first */
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)METRICS_MAX_CONNS,
+	    /* one host holds at most half the slots: a slow client (slowloris) does not lock
+	     * the others out */
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNS / 2,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
 	if (m->d == NULL) {
 		log_err("metrics: cannot listen on %s (address in use or not on this host?)",
 		    a->cfg.metrics_listen);

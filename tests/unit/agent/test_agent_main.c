@@ -94,6 +94,18 @@ http(const char *method, const char *url)
 	return body;
 }
 
+/* edgegw_agent_metrics_http_errors_total as /metrics says it; 0 when it does not answer. */
+static unsigned long long
+http_errors(void)
+{
+	static const char key[] = "\nedgegw_agent_metrics_http_errors_total ";
+	char *b = http("GET", "/metrics"), *at = b != NULL ? strstr(b, key) : NULL;
+	unsigned long long n = at != NULL ? strtoull(at + sizeof(key) - 1, NULL, 10) : 0;
+
+	free(b);
+	return n;
+}
+
 static void
 send_cmd(const char *line)
 {
@@ -401,6 +413,23 @@ test_agent_run(void **state)
 	assert_true(body_has("GET", "/stats", "\"commands_rejected\":5,"));
 	assert_true(body_has("GET", "/nothing", "404"));
 	assert_true(body_has("POST", "/metrics", "405"));
+	{ /* one host holds at most half the slots; the HTTP server's errors counted, logged once */
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+			.sin_port = htons((uint16_t)port),
+			.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int s[5];
+		char x[8];
+
+		for (int i = 0; i < 5; i++) {
+			s[i] = socket(AF_INET, SOCK_STREAM, 0);
+			assert_int_equal(connect(s[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+		}
+		assert_true(WAIT_FOR(recv(s[4], x, sizeof(x), MSG_DONTWAIT) == 0)); /* refused */
+		for (int i = 0; i < 5; i++)
+			close(s[i]);
+		/* (refused too until the server has seen those four go) */
+		assert_true(WAIT_FOR(http_errors() >= 1));
+	}
 
 	/* SIGUSR1: one line per bus and per device in the log */
 	kill(getpid(), SIGUSR1);
