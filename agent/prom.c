@@ -62,8 +62,8 @@ prom_sample_u64(FILE *f, const char *name, const char *const *labels, unsigned l
 }
 
 /* Finds the unit token tok ("_us") as a whole word in s; returns its offset or -1. "us" after
- * "for" is the word, not microseconds: the dataplane's NOT_FOR_US counters were exported as
- * edgegw_dataplane_*_not_for_seconds_total, their counts scaled by 1e-6. */
+ * "for" is the word, not microseconds (prom_name): the dataplane's NOT_FOR_US counters were
+ * exported as edgegw_dataplane_*_not_for_seconds_total, their counts scaled by 1e-6. */
 static long
 find_token(const char *s, const char *tok)
 {
@@ -106,5 +106,8 @@ prom_name(char *out, size_t outlen, const char *prefix, const char *name, const 
 	n = strlen(low);
 	if (at >= 0 && n > 4 && strcmp(low + n - 4, "_sum") == 0)
 		low[n - 4] = '\0';
+	/* the word "us" (NOT_FOR_US): said "this_host", as promtool rejects "_us" in a name */
+	if (at < 0 && n >= 7 && strcmp(low + n - 7, "_for_us") == 0 && n + 8 <= sizeof(low))
+		strcpy(low + n - 2, "this_host");
 	snprintf(out, outlen, "%s%s%s%s", prefix, low, at >= 0 ? "_seconds" : "", suffix);
 }

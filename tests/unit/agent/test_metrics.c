@@ -38,9 +38,9 @@ test_names(void **state)
 	assert_string_equal(n, "x_tcp_msl_used");
 	prom_name(n, sizeof(n), "x_", "a-b.c", "", &scale);
 	assert_string_equal(n, "x_a_b_c");
-	/* "us" the word: a count, not microseconds */
+	/* "us" the word: a count, not microseconds; named without "_us" (promtool's lint) */
 	prom_name(n, sizeof(n), "edgegw_dataplane_", "eth_NOT_FOR_US", "_total", &scale);
-	assert_string_equal(n, "edgegw_dataplane_eth_not_for_us_total");
+	assert_string_equal(n, "edgegw_dataplane_eth_not_for_this_host_total");
 	assert_true(scale == 1.0);
 }
 
