@@ -1167,28 +1167,19 @@ static void *
 bus_main(void *arg)
 {
 	struct mb_bus *b = arg;
-
 	bool wrote = false;
 
 	pthread_mutex_lock(&b->lock);
 	while (!b->stop) {
 		struct write_job *j;
-		uint64_t now, wait = 0;
-		int di;
+		uint64_t now = clock_mono_ms(), wait = 0;
+		bool down = b->fault && now < b->reopen_at_ms;
+		int di = down ? -1 : mb_sched_next(&b->sched, now, &wait);
 
 		/* Writes go ahead of polls, but a poll that is due goes between two writes: a
 		 * stream of commands to a device that does not answer (each write a timeout)
 		 * stopped the polling of every device on the bus for as long as it lasted. */
-		if (wrote && !STAILQ_EMPTY(&b->jobs) &&
-		    !(b->fault && clock_mono_ms() < b->reopen_at_ms) &&
-		    (di = mb_sched_next(&b->sched, now = clock_mono_ms(), &wait)) >= 0) {
-			wrote = false;
-			pthread_mutex_unlock(&b->lock);
-			poll_one(b, (size_t)di, now);
-			pthread_mutex_lock(&b->lock);
-			continue;
-		}
-		if ((j = take_job(b)) != NULL) {
+		if (!(wrote && di >= 0) && (j = take_job(b)) != NULL) {
 			wrote = true;
 			pthread_mutex_unlock(&b->lock);
 			run_write(b, j);
@@ -1197,12 +1188,10 @@ bus_main(void *arg)
 			continue;
 		}
 		wrote = false;
-		now = clock_mono_ms();
-		if (b->fault && now < b->reopen_at_ms) {
+		if (down) {
 			wait_until(b, b->reopen_at_ms - now);
 			continue;
 		}
-		di = mb_sched_next(&b->sched, now, &wait);
 		if (di < 0) {
 			wait_until(b, wait);
 			continue;
