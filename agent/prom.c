@@ -61,17 +61,14 @@ prom_sample_u64(FILE *f, const char *name, const char *const *labels, unsigned l
 	fprintf(f, " %llu\n", v);
 }
 
-/* Finds the unit token tok ("_us") as a whole word in s; returns its offset or -1. "us" after
- * "for" is the word, not microseconds (prom_name): the dataplane's NOT_FOR_US counters were
- * exported as edgegw_dataplane_*_not_for_seconds_total, their counts scaled by 1e-6. */
+/* Finds the unit token tok ("_us") as a whole word in s; returns its offset or -1. */
 static long
 find_token(const char *s, const char *tok)
 {
 	size_t n = strlen(tok);
 
 	for (const char *p = strstr(s, tok); p != NULL; p = strstr(p + 1, tok))
-		if ((p[n] == '\0' || p[n] == '_') &&
-		    !(strcmp(tok, "_us") == 0 && p - s >= 4 && memcmp(p - 4, "_for", 4) == 0))
+		if (p[n] == '\0' || p[n] == '_')
 			return p - s;
 	return -1;
 }
@@ -95,6 +92,16 @@ prom_name(char *out, size_t outlen, const char *prefix, const char *name, const 
 		low[i] = (char)((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '_');
 	}
 	low[i] = '\0';
+	/* "us" after "for" (NOT_FOR_US) is the word, not microseconds: said "this_host", before
+	 * the units are looked for (it was exported as *_not_for_seconds_total, its count
+	 * scaled by 1e-6; and promtool rejects "_us" in a name) */
+	if ((at = find_token(low, "_for_us")) >= 0 && strlen(low) + 8 <= sizeof(low)) {
+		char *w = low + at + 5;
+
+		memmove(w + 9, w + 2, strlen(w + 2) + 1);
+		memcpy(w, "this_host", 9);
+	}
+	at = -1;
 	*scale = 1.0;
 	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]) && at < 0; u++)
 		if ((at = find_token(low, units[u].tok)) >= 0) {
@@ -106,8 +113,5 @@ prom_name(char *out, size_t outlen, const char *prefix, const char *name, const 
 	n = strlen(low);
 	if (at >= 0 && n > 4 && strcmp(low + n - 4, "_sum") == 0)
 		low[n - 4] = '\0';
-	/* the word "us" (NOT_FOR_US): said "this_host", as promtool rejects "_us" in a name */
-	if (at < 0 && n >= 7 && strcmp(low + n - 7, "_for_us") == 0 && n + 8 <= sizeof(low))
-		strcpy(low + n - 2, "this_host");
 	snprintf(out, outlen, "%s%s%s%s", prefix, low, at >= 0 ? "_seconds" : "", suffix);
 }
