@@ -160,6 +160,25 @@ test_retained_survives(void **state)
 	fx_free(x);
 }
 
+/* A retained QoS 1 PUBLISH with 5.0 properties from connection i, nobody subscribed yet
+ * (PUBACK 0x10: no matching subscribers). */
+static void
+publish_retained_v5(
+    struct fx *x, int i, const char *topic, const char *payload, const struct mqtt_props *props)
+{
+	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+
+	p.publish.props = *props;
+	p.publish.topic = (struct mqtt_str){ topic, (uint16_t)strlen(topic) };
+	p.publish.payload = (const uint8_t *)payload;
+	p.publish.payload_len = (uint32_t)strlen(payload);
+	p.publish.qos = 1;
+	p.publish.packet_id = 1;
+	p.publish.retain = true;
+	assert_int_equal(fx_send(x, i, &p), 0);
+	fx_expect_type(x, i, MQTT_PUBACK, 0x10);
+}
+
 /* A PUBLISH may carry any number of user properties (5.0 3.3.2.3.7): a retained one with 200
  * comes back whole after a restart, in their order. The reader took at most 64 and let a record
  * with more go, uncounted: the acknowledged message was gone. */
@@ -170,7 +189,8 @@ test_many_user_properties_survive(void **state)
 	static char vals[200][8];
 	struct dirs *d = *state;
 	struct fx *x = fx_on(d->a);
-	struct mqtt_packet p = { .type = MQTT_PUBLISH }, r;
+	struct mqtt_props props = { 0 };
+	struct mqtt_packet r;
 
 	for (int i = 0; i < 200; i++) {
 		int n = snprintf(vals[i], sizeof(vals[i]), "%d", i);
@@ -178,17 +198,10 @@ test_many_user_properties_survive(void **state)
 		up[i] = (struct mqtt_user_prop){ { "k", 1 }, { vals[i], (uint16_t)n } };
 	}
 	fx_connect(x, 0, MQTT_V5, "pub", true, 60, NULL);
-	p.publish.props.user = up;
-	p.publish.props.n_user = 200;
-	p.publish.props.present |= 1ull << MQTT_PROP_USER_PROPERTY;
-	p.publish.topic = (struct mqtt_str){ "plant/r", 7 };
-	p.publish.payload = (const uint8_t *)"setpoint";
-	p.publish.payload_len = 8;
-	p.publish.qos = 1;
-	p.publish.packet_id = 1;
-	p.publish.retain = true;
-	assert_int_equal(fx_send(x, 0, &p), 0);
-	fx_expect_type(x, 0, MQTT_PUBACK, 0x10); /* no matching subscribers (5.0) */
+	props.user = up;
+	props.n_user = 200;
+	props.present |= 1ull << MQTT_PROP_USER_PROPERTY;
+	publish_retained_v5(x, 0, "plant/r", "setpoint", &props);
 	crash_copy(d, -1);
 	fx_free(x);
 
@@ -689,8 +702,7 @@ test_time_down_counts(void **state)
 {
 	struct dirs *d = *state;
 	uint64_t (*wall)(void) = broker_persist_wall_ms;
-	struct mqtt_props props = { 0 };
-	struct mqtt_packet p = { .type = MQTT_PUBLISH };
+	struct mqtt_props props = { 0 }, mp = { 0 };
 	struct fx *x;
 
 	fake_wall = 1800000000000ull;
@@ -702,15 +714,8 @@ test_time_down_counts(void **state)
 	connect_with_will(x, 1, "dev-1", 30, true);
 	fx_close(x, 1); /* its will goes in 30 s */
 	fx_connect(x, 2, MQTT_V5, "pub", true, 60, NULL);
-	mqtt_props_set_u32(&p.publish.props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 5);
-	p.publish.topic = (struct mqtt_str){ "plant/r", 7 };
-	p.publish.payload = (const uint8_t *)"5s";
-	p.publish.payload_len = 2;
-	p.publish.qos = 1;
-	p.publish.packet_id = 1;
-	p.publish.retain = true;
-	assert_int_equal(fx_send(x, 2, &p), 0);
-	fx_expect_type(x, 2, MQTT_PUBACK, 0x10); /* no matching subscribers (5.0) */
+	mqtt_props_set_u32(&mp, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 5);
+	publish_retained_v5(x, 2, "plant/r", "5s", &mp);
 	crash_copy(d, -1);
 	fx_free(x);
 	fake_wall += 20000; /* down 20 s */
