@@ -254,6 +254,14 @@ pop_front(struct dpchan_client *c)
  * max_streams) or something it sends; the next try backs off as for a failed connect. */
 #define DPCHAN_STABLE_MS 5000u
 
+/* The next try waits twice as long, up to reconnect_max_ms. */
+static void
+backoff_double(struct dpchan_client *c)
+{
+	c->backoff_ms = c->backoff_ms * 2 > c->cfg.reconnect_max_ms ? c->cfg.reconnect_max_ms
+								    : c->backoff_ms * 2;
+}
+
 static void
 disconnect(struct dpchan_client *c, uint64_t now_ms, const char *why)
 {
@@ -278,9 +286,7 @@ disconnect(struct dpchan_client *c, uint64_t now_ms, const char *why)
 	if (quick) { /* reconnecting at the shortest delay each time was a storm */
 		c->quick_ends++;
 		c->next_try_ms = now_ms + c->backoff_ms;
-		c->backoff_ms = c->backoff_ms * 2 > c->cfg.reconnect_max_ms
-		    ? c->cfg.reconnect_max_ms
-		    : c->backoff_ms * 2;
+		backoff_double(c);
 		return;
 	}
 	c->quick_ends = 0;
@@ -309,9 +315,7 @@ try_connect(struct dpchan_client *c, uint64_t now_ms)
 		if (fd >= 0)
 			close(fd);
 		c->next_try_ms = now_ms + c->backoff_ms;
-		c->backoff_ms = c->backoff_ms * 2 > c->cfg.reconnect_max_ms
-		    ? c->cfg.reconnect_max_ms
-		    : c->backoff_ms * 2;
+		backoff_double(c);
 		return;
 	}
 	c->fd = fd;
